@@ -1,0 +1,302 @@
+//! Messages of the internal RPC: JSON over HTTP for control, raw byte streams
+//! for shard data. See docs/decisions.md for why HTTP rather than gRPC.
+
+use crate::manifest::{AccessKey, BucketInfo, ObjectVersion};
+use crate::topology::{NodeInfo, NodeView};
+use crate::NodeId;
+use serde::{Deserialize, Serialize};
+
+/// Error body every internal endpoint returns with a non-2xx status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RpcErrorBody {
+    /// Machine-readable code the caller branches on.
+    pub code: RpcErrorCode,
+    /// What happened, for humans.
+    pub message: String,
+    /// For `NotLeader`: where the leader is, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_addr: Option<String>,
+}
+
+/// Codes of [`RpcErrorBody`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RpcErrorCode {
+    /// This metad is not the raft leader; retry at `leader_addr`.
+    NotLeader,
+    /// The service cannot answer now (no quorum, shutting down); retry later.
+    Unavailable,
+    /// The request was malformed.
+    BadRequest,
+    /// The caller is not authenticated or not allowed.
+    Unauthorized,
+    /// The named thing does not exist.
+    NotFound,
+    /// A stored block failed its checksum: the data must not be used.
+    Corrupt,
+    /// The node has no room.
+    DiskFull,
+    /// Anything else.
+    Internal,
+}
+
+/// Every metadata write: metad applies these deterministically, in log order.
+/// Time is stamped by the proposer, never read inside apply.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// Create a bucket.
+    CreateBucket {
+        /// The bucket.
+        bucket: BucketInfo,
+    },
+    /// Delete an empty bucket.
+    DeleteBucket {
+        /// Bucket name.
+        name: String,
+    },
+    /// Make `version` the current version of `bucket/key`.
+    PutObject {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// The new version.
+        version: ObjectVersion,
+    },
+    /// Remove the current version of `bucket/key`.
+    DeleteObject {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+    },
+    /// Add a data node, or update its zone, address or capacity.
+    RegisterNode {
+        /// The node.
+        node: NodeInfo,
+    },
+    /// Add an access key.
+    CreateKey {
+        /// The key.
+        key: AccessKey,
+    },
+    /// Remove an access key by name.
+    DeleteKey {
+        /// Key name.
+        name: String,
+    },
+}
+
+/// Outcome of applying a [`Command`]. Refusals are deterministic results, not
+/// failures: every replica refuses the same command the same way.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum CommandResult {
+    /// Applied.
+    Done,
+    /// Applied; carries the version it replaced or removed, if any.
+    Replaced {
+        /// The previous current version.
+        previous: Option<ObjectVersion>,
+    },
+    /// Not applied, for the reason given.
+    Refused {
+        /// Why.
+        refusal: Refusal,
+    },
+}
+
+/// Why a command was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Refusal {
+    /// The bucket exists; `owner` is its owner's access key.
+    BucketExists {
+        /// Owner of the existing bucket.
+        owner: String,
+    },
+    /// No such bucket.
+    NoSuchBucket,
+    /// The bucket still has objects.
+    BucketNotEmpty,
+    /// A key with this name or access key exists.
+    KeyExists,
+    /// No key of that name.
+    NoSuchKeyName,
+    /// The root key cannot be deleted.
+    KeyIsRoot,
+}
+
+/// Every metadata read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "q", rename_all = "snake_case")]
+pub enum Query {
+    /// One bucket.
+    Bucket {
+        /// Bucket name.
+        name: String,
+    },
+    /// All buckets.
+    Buckets,
+    /// The current version of an object.
+    Object {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+    },
+    /// A page of a bucket listing.
+    List(ListRequest),
+    /// Look up a key by access key id.
+    AccessKey {
+        /// Access key id.
+        access_key: String,
+    },
+    /// All keys (secrets omitted by the API layer that exposes them).
+    Keys,
+    /// Registered nodes with liveness.
+    Nodes,
+    /// The raft view of this metad.
+    Status,
+}
+
+/// Where a listing resumes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum ListMarker {
+    /// Resume after this key.
+    Key(String),
+    /// Resume after every key under this common prefix.
+    Prefix(String),
+}
+
+/// A listing request, ListObjectsV2-shaped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListRequest {
+    /// Bucket name.
+    pub bucket: String,
+    /// Only keys starting with this.
+    pub prefix: String,
+    /// Group keys sharing a prefix up to this string into common prefixes.
+    pub delimiter: Option<String>,
+    /// Start strictly after this point.
+    pub after: Option<ListMarker>,
+    /// Most entries (keys plus common prefixes) to return.
+    pub max_keys: u32,
+}
+
+/// One key in a listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListEntry {
+    /// Object key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag value.
+    pub etag: String,
+    /// Commit time, ms since the epoch.
+    pub last_modified_ms: u64,
+    /// Storage class.
+    pub storage_class: String,
+}
+
+/// A page of a listing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListPage {
+    /// Keys in order.
+    pub entries: Vec<ListEntry>,
+    /// Common prefixes in order.
+    pub common_prefixes: Vec<String>,
+    /// Set when more results exist: resume after this.
+    pub next: Option<ListMarker>,
+}
+
+/// Raft state of one metad, for `weft cluster status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftStatus {
+    /// This metad's raft node id.
+    pub node_id: u64,
+    /// Leader, Follower, Candidate or Learner.
+    pub role: String,
+    /// Current term.
+    pub term: u64,
+    /// Current leader, if known.
+    pub leader: Option<u64>,
+    /// Last log index.
+    pub last_log_index: Option<u64>,
+    /// Last applied index.
+    pub applied_index: Option<u64>,
+    /// Index covered by the last snapshot.
+    pub snapshot_index: Option<u64>,
+    /// Voter ids.
+    pub voters: Vec<u64>,
+}
+
+/// Answer to a [`Query`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "a", rename_all = "snake_case")]
+pub enum QueryResult {
+    /// For `Bucket`.
+    Bucket {
+        /// The bucket if it exists.
+        bucket: Option<BucketInfo>,
+    },
+    /// For `Buckets`.
+    Buckets {
+        /// All buckets by name.
+        buckets: Vec<BucketInfo>,
+    },
+    /// For `Object`.
+    Object {
+        /// Whether the bucket exists.
+        bucket_exists: bool,
+        /// The current version, if any.
+        version: Option<ObjectVersion>,
+    },
+    /// For `List`; `None` when the bucket does not exist.
+    List {
+        /// The page.
+        page: Option<ListPage>,
+    },
+    /// For `AccessKey`.
+    AccessKey {
+        /// The key if it exists.
+        key: Option<AccessKey>,
+    },
+    /// For `Keys`.
+    Keys {
+        /// All keys.
+        keys: Vec<AccessKey>,
+    },
+    /// For `Nodes`.
+    Nodes {
+        /// Nodes by id.
+        nodes: Vec<NodeView>,
+    },
+    /// For `Status`.
+    Status {
+        /// Raft status.
+        status: RaftStatus,
+    },
+}
+
+/// A datad's periodic liveness report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Who.
+    pub node: NodeId,
+    /// Bytes used by shard files.
+    pub used_bytes: u64,
+}
+
+/// Reply to a shard PUT once the file is durable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardPutReply {
+    /// Data bytes stored.
+    pub bytes: u64,
+    /// crc32c of the data as stored.
+    pub crc32c: u32,
+}
+
+/// Header carrying the expected data length of a shard PUT.
+pub const SHARD_LEN_HEADER: &str = "x-weft-shard-len";
