@@ -1,1 +1,44 @@
+//! metad: the one source of truth for Weft's metadata.
+//!
+//! Buckets, object versions with their manifests, data nodes and access keys
+//! live in a state machine replicated by openraft. Every write is a
+//! [`weft_common::rpc::Command`] appended to a durable raft log and applied in
+//! log order by [`state_machine`]; reads go through a read-index check on the
+//! leader ([`openraft::Raft::ensure_linearizable`]) so a read after an
+//! acknowledged write always sees it.
+//!
+//! Module map: [`raft_log`] (durable log, redb), [`state_machine`] (apply,
+//! queries, snapshots, redb), [`network`] (raft RPC client over HTTP),
+//! [`server`] (HTTP endpoints), [`liveness`] (heartbeats → node states),
+//! [`client`] (what gateways, datad and the CLI use to talk to metad).
 
+pub mod client;
+pub mod liveness;
+pub mod network;
+pub mod node;
+pub mod raft_log;
+pub mod server;
+pub mod state_machine;
+
+use std::io::Cursor;
+use weft_common::rpc::{Command, CommandResult};
+
+openraft::declare_raft_types!(
+    /// Raft types of the metadata group.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResult,
+);
+
+/// The raft handle type.
+pub type Raft = openraft::Raft<TypeConfig>;
+/// Raft node id (distinct from data-node ids).
+pub type RaftNodeId = u64;
+
+pub use client::{MetadClient, MetadClientError};
+pub use node::{start, MetadConfig, MetadError, MetadHandle};
+
+/// Allow [`Cursor`] in the macro expansion without an unused-import lint when
+/// the defaults change.
+#[allow(dead_code)]
+type SnapshotData = Cursor<Vec<u8>>;

@@ -1,0 +1,205 @@
+//! Starting and stopping one metad voter.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::liveness::Liveness;
+use crate::network::Network;
+use crate::raft_log::LogStore;
+use crate::server::{router, AppState, Metrics};
+use crate::state_machine::StateMachine;
+use crate::Raft;
+
+/// Configuration of one metad voter.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetadConfig {
+    /// Raft node id, unique in the group and never reused.
+    pub id: u64,
+    /// Where to listen for raft and API traffic.
+    pub listen: SocketAddr,
+    /// Address peers and clients should use, if not `listen`.
+    pub advertise: Option<String>,
+    /// Directory for the raft log, state machine and snapshots.
+    pub data_dir: PathBuf,
+    /// Initialize a new single-voter group here if none exists yet.
+    pub bootstrap: bool,
+    /// A node with no heartbeat for this long is down.
+    pub node_grace_ms: u64,
+    /// Raft heartbeat interval.
+    pub raft_heartbeat_ms: u64,
+    /// Lower bound of the election timeout.
+    pub election_timeout_min_ms: u64,
+    /// Upper bound of the election timeout.
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many log entries.
+    pub snapshot_logs: u64,
+}
+
+impl Default for MetadConfig {
+    fn default() -> Self {
+        MetadConfig {
+            id: 1,
+            listen: "127.0.0.1:7000".parse().expect("valid literal"),
+            advertise: None,
+            data_dir: PathBuf::from("weft-data/metad"),
+            bootstrap: true,
+            node_grace_ms: 5_000,
+            raft_heartbeat_ms: 100,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
+            snapshot_logs: 10_000,
+        }
+    }
+}
+
+/// Why metad could not start.
+#[derive(Debug, Error)]
+pub enum MetadError {
+    /// The data directory could not be prepared.
+    #[error("prepare data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The raft log or state machine could not be opened.
+    #[error("open metadata store in {path}: {source} (is another metad using this directory?)")]
+    Store {
+        /// The directory.
+        path: PathBuf,
+        /// Cause.
+        source: redb::Error,
+    },
+    /// Invalid raft settings.
+    #[error("invalid raft configuration: {0}")]
+    Config(String),
+    /// Raft failed to start or initialize.
+    #[error("raft: {0}")]
+    Raft(String),
+    /// The listen address could not be bound.
+    #[error("listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// A running metad.
+pub struct MetadHandle {
+    addr: SocketAddr,
+    raft: Raft,
+    server: JoinHandle<()>,
+}
+
+impl MetadHandle {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The raft handle (for status and tests).
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// Waits until some voter is leader, up to `timeout`.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<u64, MetadError> {
+        self.raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "a leader is elected")
+            .await
+            .map(|m| m.current_leader.expect("checked by the wait condition"))
+            .map_err(|e| MetadError::Raft(format!("no leader within {timeout:?}: {e}")))
+    }
+
+    /// Waits for the server to stop (after the cancel token fired) and shuts
+    /// raft down, releasing the store files.
+    pub async fn stopped(self) {
+        let _ = self.server.await;
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown failed");
+        }
+    }
+}
+
+/// Starts a metad voter; it serves until `cancel` fires.
+pub async fn start(cfg: MetadConfig, cancel: CancellationToken) -> Result<MetadHandle, MetadError> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| MetadError::DataDir {
+        path: cfg.data_dir.clone(),
+        source,
+    })?;
+    let store_err = |source: redb::Error| MetadError::Store {
+        path: cfg.data_dir.clone(),
+        source,
+    };
+    let log = LogStore::open(&cfg.data_dir.join("raft-log.redb")).map_err(store_err)?;
+    let sm = StateMachine::open(&cfg.data_dir).map_err(store_err)?;
+
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| MetadError::Bind { addr: cfg.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| MetadError::Bind { addr: cfg.listen, source })?;
+    let advertise = cfg.advertise.clone().unwrap_or_else(|| addr.to_string());
+
+    let raft_config = openraft::Config {
+        cluster_name: "weft-metad".into(),
+        heartbeat_interval: cfg.raft_heartbeat_ms,
+        election_timeout_min: cfg.election_timeout_min_ms,
+        election_timeout_max: cfg.election_timeout_max_ms,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_logs),
+        max_in_snapshot_log_to_keep: 1_000,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| MetadError::Config(e.to_string()))?;
+
+    let http = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| MetadError::Raft(format!("http client: {e}")))?;
+    let raft = Raft::new(cfg.id, Arc::new(raft_config), Network::new(http), log, sm.clone())
+        .await
+        .map_err(|e| MetadError::Raft(e.to_string()))?;
+
+    if cfg.bootstrap && !raft.is_initialized().await.map_err(|e| MetadError::Raft(e.to_string()))? {
+        let mut members = BTreeMap::new();
+        members.insert(cfg.id, openraft::BasicNode { addr: advertise.clone() });
+        raft.initialize(members).await.map_err(|e| MetadError::Raft(e.to_string()))?;
+        tracing::info!(id = cfg.id, %advertise, "initialized a new metadata group");
+    }
+
+    let state = Arc::new(AppState {
+        id: cfg.id,
+        raft: raft.clone(),
+        sm,
+        liveness: Liveness::new(Duration::from_millis(cfg.node_grace_ms)),
+        metrics: Metrics::default(),
+    });
+    let app = router(state);
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let server = tokio::spawn(async move {
+        let shutdown = cancel.clone();
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+        {
+            tracing::error!(error = %e, "metad server failed");
+        }
+    });
+    tracing::info!(id = cfg.id, %addr, "metad listening");
+    Ok(MetadHandle { addr, raft, server })
+}

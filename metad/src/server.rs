@@ -1,0 +1,249 @@
+//! metad's HTTP endpoints: raft RPC (`/raft/*`), the metadata API
+//! (`/v1/command`, `/v1/query`, `/v1/heartbeat`, `/v1/init`), `/health` and
+//! `/metrics`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::BasicNode;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+use weft_common::rpc::{Command, CommandResult, Heartbeat, Query, QueryResult, RaftStatus, RpcErrorBody, RpcErrorCode};
+
+use crate::liveness::Liveness;
+use crate::state_machine::StateMachine;
+use crate::{Raft, RaftNodeId, TypeConfig};
+
+/// Counters and histograms this metad exports.
+pub struct Metrics {
+    registry: Registry,
+    commands: Counter,
+    command_seconds: Histogram,
+    queries: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("weft_metad");
+        let commands = Counter::default();
+        let command_seconds = Histogram::new(exponential_buckets(0.0002, 2.0, 16));
+        let queries = Counter::default();
+        registry.register("commands", "Metadata commands committed", commands.clone());
+        registry.register("command_seconds", "Time to commit a command", command_seconds.clone());
+        registry.register("queries", "Metadata queries answered", queries.clone());
+        Metrics {
+            registry,
+            commands,
+            command_seconds,
+            queries,
+        }
+    }
+}
+
+/// What every handler shares.
+pub struct AppState {
+    /// This voter's raft id.
+    pub id: RaftNodeId,
+    /// The raft handle.
+    pub raft: Raft,
+    /// Read side of the state machine.
+    pub sm: StateMachine,
+    /// Heartbeat tracker.
+    pub liveness: Liveness,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+/// An error response with an [`RpcErrorBody`].
+pub struct ApiError(StatusCode, RpcErrorBody);
+
+impl ApiError {
+    fn new(status: StatusCode, code: RpcErrorCode, message: impl Into<String>) -> Self {
+        ApiError(
+            status,
+            RpcErrorBody {
+                code,
+                message: message.into(),
+                leader_addr: None,
+            },
+        )
+    }
+
+    fn not_leader(leader: Option<BasicNode>) -> Self {
+        let mut e = Self::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            RpcErrorCode::NotLeader,
+            "this metad is not the raft leader; retry at the leader",
+        );
+        e.1.leader_addr = leader.map(|n| n.addr);
+        e
+    }
+
+    fn internal(e: impl std::fmt::Display) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, RpcErrorCode::Internal, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+/// The router.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/raft/append", post(raft_append))
+        .route("/raft/vote", post(raft_vote))
+        .route("/raft/snapshot", post(raft_snapshot))
+        .route("/v1/command", post(command))
+        .route("/v1/query", post(query))
+        .route("/v1/heartbeat", post(heartbeat))
+        .route("/v1/init", post(init))
+        .route("/health", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn raft_append(State(s): State<Arc<AppState>>, Json(req): Json<AppendEntriesRequest<TypeConfig>>) -> Response {
+    Json(s.raft.append_entries(req).await).into_response()
+}
+
+async fn raft_vote(State(s): State<Arc<AppState>>, Json(req): Json<VoteRequest<RaftNodeId>>) -> Response {
+    Json(s.raft.vote(req).await).into_response()
+}
+
+async fn raft_snapshot(State(s): State<Arc<AppState>>, Json(req): Json<InstallSnapshotRequest<TypeConfig>>) -> Response {
+    Json(s.raft.install_snapshot(req).await).into_response()
+}
+
+async fn command(State(s): State<Arc<AppState>>, Json(cmd): Json<Command>) -> Result<Json<CommandResult>, ApiError> {
+    let t0 = Instant::now();
+    match s.raft.client_write(cmd).await {
+        Ok(resp) => {
+            s.metrics.commands.inc();
+            s.metrics.command_seconds.observe(t0.elapsed().as_secs_f64());
+            Ok(Json(resp.data))
+        }
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(ApiError::not_leader(f.leader_node)),
+        Err(e) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            RpcErrorCode::Unavailable,
+            format!("commit failed: {e}"),
+        )),
+    }
+}
+
+async fn ensure_leader_read(s: &AppState) -> Result<(), ApiError> {
+    match s.raft.ensure_linearizable().await {
+        Ok(_) => Ok(()),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(ApiError::not_leader(f.leader_node)),
+        Err(e) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            RpcErrorCode::Unavailable,
+            format!("cannot confirm leadership for a consistent read: {e}"),
+        )),
+    }
+}
+
+async fn query(State(s): State<Arc<AppState>>, Json(q): Json<Query>) -> Result<Json<QueryResult>, ApiError> {
+    s.metrics.queries.inc();
+    if q != Query::Status {
+        ensure_leader_read(&s).await?;
+    }
+    let sm = s.sm.clone();
+    let result = match q {
+        Query::Status => QueryResult::Status { status: status(&s) },
+        Query::Nodes => {
+            let nodes = tokio::task::spawn_blocking(move || sm.nodes()).await.map_err(ApiError::internal)?;
+            QueryResult::Nodes {
+                nodes: s.liveness.view(nodes.map_err(ApiError::internal)?),
+            }
+        }
+        q => tokio::task::spawn_blocking(move || -> Result<QueryResult, redb::Error> {
+            Ok(match q {
+                Query::Bucket { name } => QueryResult::Bucket { bucket: sm.bucket(&name)? },
+                Query::Buckets => QueryResult::Buckets { buckets: sm.buckets()? },
+                Query::Object { bucket, key } => QueryResult::Object {
+                    bucket_exists: sm.bucket(&bucket)?.is_some(),
+                    version: sm.object(&bucket, &key)?,
+                },
+                Query::List(req) => QueryResult::List { page: sm.list(&req)? },
+                Query::AccessKey { access_key } => QueryResult::AccessKey {
+                    key: sm.access_key(&access_key)?,
+                },
+                Query::Keys => QueryResult::Keys { keys: sm.keys()? },
+                Query::Nodes | Query::Status => unreachable!("handled above"),
+            })
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?,
+    };
+    Ok(Json(result))
+}
+
+fn status(s: &AppState) -> RaftStatus {
+    let m = s.raft.metrics().borrow().clone();
+    RaftStatus {
+        node_id: s.id,
+        role: format!("{:?}", m.state),
+        term: m.current_term,
+        leader: m.current_leader,
+        last_log_index: m.last_log_index,
+        applied_index: m.last_applied.map(|l| l.index),
+        snapshot_index: m.snapshot.map(|l| l.index),
+        voters: m.membership_config.membership().voter_ids().collect(),
+    }
+}
+
+async fn heartbeat(State(s): State<Arc<AppState>>, Json(hb): Json<Heartbeat>) -> Result<StatusCode, ApiError> {
+    // Liveness lives on the leader, which answers node queries.
+    let m = s.raft.metrics().borrow().clone();
+    if m.current_leader != Some(s.id) {
+        let leader = m
+            .current_leader
+            .and_then(|l| m.membership_config.membership().get_node(&l).cloned());
+        return Err(ApiError::not_leader(leader));
+    }
+    s.liveness.record(&hb);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body of `/v1/init`: the first voters of a new group.
+#[derive(serde::Deserialize)]
+pub struct InitRequest {
+    /// Raft id → address.
+    pub members: BTreeMap<RaftNodeId, String>,
+}
+
+async fn init(State(s): State<Arc<AppState>>, Json(req): Json<InitRequest>) -> Result<StatusCode, ApiError> {
+    let members: BTreeMap<RaftNodeId, BasicNode> = req
+        .members
+        .into_iter()
+        .map(|(id, addr)| (id, BasicNode { addr }))
+        .collect();
+    s.raft.initialize(members).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            RpcErrorCode::BadRequest,
+            format!("cannot initialize: {e}"),
+        )
+    })?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn metrics(State(s): State<Arc<AppState>>) -> Result<String, ApiError> {
+    let mut out = String::new();
+    encode(&mut out, &s.metrics.registry).map_err(ApiError::internal)?;
+    Ok(out)
+}

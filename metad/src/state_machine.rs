@@ -1,0 +1,548 @@
+//! The replicated state machine: buckets, object versions, nodes and keys in
+//! redb, mutated only by [`apply`](StateMachine::apply) in log order.
+//!
+//! Keys of the object table are `bucket \0 key` so a bucket listing is a range
+//! scan in key order, and a delimiter listing seeks past each common prefix
+//! (`prefix ++ 0xFF` sorts after every UTF-8 continuation of it) instead of
+//! reading the keys under it.
+//!
+//! `last_applied` and the membership are written in the same transaction as
+//! the data they describe, so a crash never leaves them out of step.
+//! Snapshots are a versioned JSON document of every table, written durably
+//! beside the database.
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership,
+};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use std::io::Cursor;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use weft_common::manifest::{AccessKey, BucketInfo, ObjectVersion};
+use weft_common::rpc::{Command, CommandResult, ListEntry, ListMarker, ListPage, ListRequest, Refusal};
+use weft_common::topology::NodeInfo;
+
+use crate::{RaftNodeId, TypeConfig};
+
+const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
+const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
+const NODES: TableDefinition<u64, &[u8]> = TableDefinition::new("nodes");
+const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
+const KEY_APPLIED: &str = "last_applied";
+const KEY_MEMBERSHIP: &str = "membership";
+
+/// Version of the snapshot document; bump and migrate when its shape changes.
+pub const SNAPSHOT_FORMAT: u32 = 1;
+
+type SE = StorageError<RaftNodeId>;
+type Membership = StoredMembership<RaftNodeId, openraft::BasicNode>;
+
+fn sm_read_err(e: impl std::error::Error + 'static) -> SE {
+    StorageIOError::read_state_machine(&e).into()
+}
+fn sm_write_err(e: impl std::error::Error + 'static) -> SE {
+    StorageIOError::write_state_machine(&e).into()
+}
+
+/// The key of an object in the object table.
+fn object_key(bucket: &str, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(bucket.len() + 1 + key.len());
+    k.extend_from_slice(bucket.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// The first table key after every key that starts with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.push(0xFF);
+    k
+}
+
+/// Every table, as one document: the snapshot payload.
+#[derive(Serialize, Deserialize, Default)]
+struct SnapshotDoc {
+    format: u32,
+    buckets: Vec<BucketInfo>,
+    objects: Vec<(String, String, ObjectVersion)>,
+    nodes: Vec<NodeInfo>,
+    keys: Vec<AccessKey>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta<RaftNodeId, openraft::BasicNode>,
+    data: Vec<u8>,
+}
+
+/// The state machine; clones share the database.
+#[derive(Clone)]
+pub struct StateMachine {
+    db: Arc<Database>,
+    snapshot_path: PathBuf,
+}
+
+impl StateMachine {
+    /// Opens or creates the state machine under `dir`.
+    pub fn open(dir: &Path) -> Result<Self, redb::Error> {
+        let db = Database::create(dir.join("state.redb"))?;
+        let tx = db.begin_write()?;
+        {
+            tx.open_table(BUCKETS)?;
+            tx.open_table(OBJECTS)?;
+            tx.open_table(NODES)?;
+            tx.open_table(KEYS)?;
+            tx.open_table(META)?;
+        }
+        tx.commit()?;
+        Ok(StateMachine {
+            db: Arc::new(db),
+            snapshot_path: dir.join("snapshot.json"),
+        })
+    }
+
+    fn meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SE> {
+        let tx = self.db.begin_read().map_err(sm_read_err)?;
+        let t = tx.open_table(META).map_err(sm_read_err)?;
+        match t.get(key).map_err(sm_read_err)? {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(v.value()).map(Some).map_err(sm_read_err),
+        }
+    }
+
+    // ---- queries (callers ensure linearizability first) ----
+
+    /// One bucket.
+    pub fn bucket(&self, name: &str) -> Result<Option<BucketInfo>, redb::Error> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(BUCKETS)?;
+        Ok(t.get(name)?.map(|v| decode(v.value())))
+    }
+
+    /// All buckets in name order.
+    pub fn buckets(&self) -> Result<Vec<BucketInfo>, redb::Error> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(BUCKETS)?;
+        let mut out = vec![];
+        for item in t.iter()? {
+            out.push(decode(item?.1.value()));
+        }
+        Ok(out)
+    }
+
+    /// The current version of an object.
+    pub fn object(&self, bucket: &str, key: &str) -> Result<Option<ObjectVersion>, redb::Error> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(OBJECTS)?;
+        Ok(t.get(object_key(bucket, key).as_slice())?.map(|v| decode(v.value())))
+    }
+
+    /// An access key by id.
+    pub fn access_key(&self, access_key: &str) -> Result<Option<AccessKey>, redb::Error> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(KEYS)?;
+        Ok(t.get(access_key)?.map(|v| decode(v.value())))
+    }
+
+    /// All access keys.
+    pub fn keys(&self) -> Result<Vec<AccessKey>, redb::Error> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(KEYS)?;
+        let mut out = vec![];
+        for item in t.iter()? {
+            out.push(decode(item?.1.value()));
+        }
+        Ok(out)
+    }
+
+    /// All registered data nodes.
+    pub fn nodes(&self) -> Result<Vec<NodeInfo>, redb::Error> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(NODES)?;
+        let mut out = vec![];
+        for item in t.iter()? {
+            out.push(decode(item?.1.value()));
+        }
+        Ok(out)
+    }
+
+    /// A page of a listing; `None` if the bucket does not exist.
+    pub fn list(&self, req: &ListRequest) -> Result<Option<ListPage>, redb::Error> {
+        let tx = self.db.begin_read()?;
+        if tx.open_table(BUCKETS)?.get(req.bucket.as_str())?.is_none() {
+            return Ok(None);
+        }
+        let t = tx.open_table(OBJECTS)?;
+        let base = object_key(&req.bucket, "");
+        let lower_prefix = object_key(&req.bucket, &req.prefix);
+        let upper = prefix_end(&lower_prefix);
+        let mut start: Bound<Vec<u8>> = match &req.after {
+            None => Bound::Included(lower_prefix.clone()),
+            Some(ListMarker::Key(k)) => Bound::Excluded(object_key(&req.bucket, k)),
+            Some(ListMarker::Prefix(p)) => Bound::Included(prefix_end(&object_key(&req.bucket, p))),
+        };
+        // Never start before the prefix.
+        let below_prefix = match &start {
+            Bound::Included(s) | Bound::Excluded(s) => s < &lower_prefix,
+            Bound::Unbounded => true,
+        };
+        if below_prefix {
+            start = Bound::Included(lower_prefix.clone());
+        }
+        let delimiter = req.delimiter.as_deref().filter(|d| !d.is_empty());
+        let mut page = ListPage::default();
+        let mut count: u32 = 0;
+        let mut last: Option<ListMarker> = None;
+        'scan: loop {
+            let range = t.range::<&[u8]>((
+                match &start {
+                    Bound::Included(s) => Bound::Included(s.as_slice()),
+                    Bound::Excluded(s) => Bound::Excluded(s.as_slice()),
+                    Bound::Unbounded => Bound::Unbounded,
+                },
+                Bound::Excluded(upper.as_slice()),
+            ))?;
+            for item in range {
+                let (k, v) = item?;
+                let full = k.value();
+                let key = String::from_utf8_lossy(&full[base.len()..]).into_owned();
+                let rest = &key[req.prefix.len()..];
+                if let Some(d) = delimiter {
+                    if let Some(pos) = rest.find(d) {
+                        let cp = format!("{}{}", req.prefix, &rest[..pos + d.len()]);
+                        if count == req.max_keys {
+                            page.next = last;
+                            break 'scan;
+                        }
+                        count += 1;
+                        page.common_prefixes.push(cp.clone());
+                        last = Some(ListMarker::Prefix(cp.clone()));
+                        // Seek past everything under this common prefix.
+                        start = Bound::Included(prefix_end(&object_key(&req.bucket, &cp)));
+                        continue 'scan;
+                    }
+                }
+                if count == req.max_keys {
+                    page.next = last;
+                    break 'scan;
+                }
+                count += 1;
+                let ver: ObjectVersion = decode(v.value());
+                page.entries.push(ListEntry {
+                    key: key.clone(),
+                    size: ver.size,
+                    etag: ver.etag,
+                    last_modified_ms: ver.last_modified_ms,
+                    storage_class: ver.storage_class,
+                });
+                last = Some(ListMarker::Key(key));
+            }
+            break;
+        }
+        Ok(Some(page))
+    }
+
+    // ---- apply ----
+
+    fn apply_command(tx: &redb::WriteTransaction, cmd: &Command) -> Result<CommandResult, redb::Error> {
+        let refused = |refusal| Ok(CommandResult::Refused { refusal });
+        match cmd {
+            Command::CreateBucket { bucket } => {
+                let mut t = tx.open_table(BUCKETS)?;
+                if let Some(existing) = t.get(bucket.name.as_str())? {
+                    let existing: BucketInfo = decode(existing.value());
+                    return refused(Refusal::BucketExists { owner: existing.owner });
+                }
+                t.insert(bucket.name.as_str(), encode(bucket).as_slice())?;
+                Ok(CommandResult::Done)
+            }
+            Command::DeleteBucket { name } => {
+                let mut t = tx.open_table(BUCKETS)?;
+                if t.get(name.as_str())?.is_none() {
+                    return refused(Refusal::NoSuchBucket);
+                }
+                let objects = tx.open_table(OBJECTS)?;
+                let base = object_key(name, "");
+                let end = prefix_end(&base);
+                if objects.range::<&[u8]>(base.as_slice()..end.as_slice())?.next().is_some() {
+                    return refused(Refusal::BucketNotEmpty);
+                }
+                t.remove(name.as_str())?;
+                Ok(CommandResult::Done)
+            }
+            Command::PutObject { bucket, key, version } => {
+                if tx.open_table(BUCKETS)?.get(bucket.as_str())?.is_none() {
+                    return refused(Refusal::NoSuchBucket);
+                }
+                let mut t = tx.open_table(OBJECTS)?;
+                let k = object_key(bucket, key);
+                let previous = t.insert(k.as_slice(), encode(version).as_slice())?.map(|v| decode(v.value()));
+                Ok(CommandResult::Replaced { previous })
+            }
+            Command::DeleteObject { bucket, key } => {
+                if tx.open_table(BUCKETS)?.get(bucket.as_str())?.is_none() {
+                    return refused(Refusal::NoSuchBucket);
+                }
+                let mut t = tx.open_table(OBJECTS)?;
+                let previous = t.remove(object_key(bucket, key).as_slice())?.map(|v| decode(v.value()));
+                Ok(CommandResult::Replaced { previous })
+            }
+            Command::RegisterNode { node } => {
+                let mut t = tx.open_table(NODES)?;
+                t.insert(node.id.0, encode(node).as_slice())?;
+                Ok(CommandResult::Done)
+            }
+            Command::CreateKey { key } => {
+                let mut t = tx.open_table(KEYS)?;
+                let mut taken = t.get(key.access_key.as_str())?.is_some();
+                for item in t.iter()? {
+                    let existing: AccessKey = decode(item?.1.value());
+                    taken |= existing.name == key.name;
+                }
+                if taken {
+                    return refused(Refusal::KeyExists);
+                }
+                t.insert(key.access_key.as_str(), encode(key).as_slice())?;
+                Ok(CommandResult::Done)
+            }
+            Command::DeleteKey { name } => {
+                let mut t = tx.open_table(KEYS)?;
+                let mut found: Option<AccessKey> = None;
+                for item in t.iter()? {
+                    let existing: AccessKey = decode(item?.1.value());
+                    if &existing.name == name {
+                        found = Some(existing);
+                    }
+                }
+                match found {
+                    None => refused(Refusal::NoSuchKeyName),
+                    Some(k) if k.root => refused(Refusal::KeyIsRoot),
+                    Some(k) => {
+                        t.remove(k.access_key.as_str())?;
+                        Ok(CommandResult::Done)
+                    }
+                }
+            }
+        }
+    }
+
+    fn dump(&self) -> Result<SnapshotDoc, redb::Error> {
+        let tx = self.db.begin_read()?;
+        let mut doc = SnapshotDoc {
+            format: SNAPSHOT_FORMAT,
+            ..Default::default()
+        };
+        for item in tx.open_table(BUCKETS)?.iter()? {
+            doc.buckets.push(decode(item?.1.value()));
+        }
+        for item in tx.open_table(OBJECTS)?.iter()? {
+            let (k, v) = item?;
+            let full = k.value();
+            let sep = full.iter().position(|b| *b == 0).expect("object keys contain a separator");
+            doc.objects.push((
+                String::from_utf8_lossy(&full[..sep]).into_owned(),
+                String::from_utf8_lossy(&full[sep + 1..]).into_owned(),
+                decode(v.value()),
+            ));
+        }
+        for item in tx.open_table(NODES)?.iter()? {
+            doc.nodes.push(decode(item?.1.value()));
+        }
+        for item in tx.open_table(KEYS)?.iter()? {
+            doc.keys.push(decode(item?.1.value()));
+        }
+        Ok(doc)
+    }
+
+    fn load(&self, doc: &SnapshotDoc, meta: &SnapshotMeta<RaftNodeId, openraft::BasicNode>) -> Result<(), redb::Error> {
+        let tx = self.db.begin_write()?;
+        {
+            for def in [BUCKETS, KEYS, META] {
+                let mut t = tx.open_table(def)?;
+                t.retain(|_, _| false)?;
+            }
+            tx.open_table(OBJECTS)?.retain(|_, _| false)?;
+            tx.open_table(NODES)?.retain(|_, _| false)?;
+            let mut b = tx.open_table(BUCKETS)?;
+            for x in &doc.buckets {
+                b.insert(x.name.as_str(), encode(x).as_slice())?;
+            }
+            let mut o = tx.open_table(OBJECTS)?;
+            for (bucket, key, v) in &doc.objects {
+                o.insert(object_key(bucket, key).as_slice(), encode(v).as_slice())?;
+            }
+            let mut n = tx.open_table(NODES)?;
+            for x in &doc.nodes {
+                n.insert(x.id.0, encode(x).as_slice())?;
+            }
+            let mut k = tx.open_table(KEYS)?;
+            for x in &doc.keys {
+                k.insert(x.access_key.as_str(), encode(x).as_slice())?;
+            }
+            let mut m = tx.open_table(META)?;
+            m.insert(KEY_APPLIED, encode(&meta.last_log_id).as_slice())?;
+            m.insert(KEY_MEMBERSHIP, encode(&meta.last_membership).as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn write_snapshot_file(&self, snap: &StoredSnapshot) -> std::io::Result<()> {
+        let tmp = self.snapshot_path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec(snap)?;
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &self.snapshot_path)?;
+        if let Some(dir) = self.snapshot_path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    fn read_snapshot_file(&self) -> std::io::Result<Option<StoredSnapshot>> {
+        match std::fs::read(&self.snapshot_path) {
+            Ok(b) => Ok(Some(serde_json::from_slice(&b)?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("metadata types always serialize")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> T {
+    // Only this process writes these tables, with `encode`; a failure means
+    // the database file is damaged, which must stop the node, not be served.
+    serde_json::from_slice(b).expect("state machine table holds a value this version wrote")
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SE> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            // Read data and applied state from one consistent view.
+            let applied: Option<LogId<RaftNodeId>> = this.meta::<Option<LogId<RaftNodeId>>>(KEY_APPLIED)?.flatten();
+            let membership: Membership = this.meta(KEY_MEMBERSHIP)?.unwrap_or_default();
+            let doc = this.dump().map_err(sm_read_err)?;
+            let data = serde_json::to_vec(&doc).map_err(sm_read_err)?;
+            let snapshot_id = match applied {
+                Some(l) => format!("{}-{}-{}", l.leader_id, l.index, data.len()),
+                None => format!("empty-{}", data.len()),
+            };
+            let meta = SnapshotMeta {
+                last_log_id: applied,
+                last_membership: membership,
+                snapshot_id,
+            };
+            let stored = StoredSnapshot { meta: meta.clone(), data };
+            this.write_snapshot_file(&stored).map_err(|e| SE::from(StorageIOError::write_snapshot(Some(meta.signature()), &e)))?;
+            Ok(Snapshot {
+                meta,
+                snapshot: Box::new(Cursor::new(stored.data)),
+            })
+        })
+        .await
+        .map_err(sm_read_err)?
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId<RaftNodeId>>, Membership), SE> {
+        let applied = self.meta::<Option<LogId<RaftNodeId>>>(KEY_APPLIED)?.flatten();
+        let membership = self.meta(KEY_MEMBERSHIP)?.unwrap_or_default();
+        Ok((applied, membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, SE>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || -> Result<Vec<CommandResult>, redb::Error> {
+            let tx = db.begin_write()?;
+            let mut results = Vec::with_capacity(entries.len());
+            let mut last: Option<LogId<RaftNodeId>> = None;
+            let mut membership: Option<Membership> = None;
+            for e in &entries {
+                last = Some(e.log_id);
+                match &e.payload {
+                    EntryPayload::Blank => results.push(CommandResult::Done),
+                    EntryPayload::Normal(cmd) => results.push(StateMachine::apply_command(&tx, cmd)?),
+                    EntryPayload::Membership(m) => {
+                        membership = Some(StoredMembership::new(Some(e.log_id), m.clone()));
+                        results.push(CommandResult::Done);
+                    }
+                }
+            }
+            {
+                let mut m = tx.open_table(META)?;
+                if let Some(l) = last {
+                    m.insert(KEY_APPLIED, encode(&Some(l)).as_slice())?;
+                }
+                if let Some(mem) = membership {
+                    m.insert(KEY_MEMBERSHIP, encode(&mem).as_slice())?;
+                }
+            }
+            tx.commit()?;
+            Ok(results)
+        })
+        .await
+        .map_err(sm_write_err)?
+        .map_err(sm_write_err)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, SE> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<RaftNodeId, openraft::BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), SE> {
+        let data = snapshot.into_inner();
+        let doc: SnapshotDoc = serde_json::from_slice(&data)
+            .map_err(|e| SE::from(StorageIOError::read_snapshot(Some(meta.signature()), &e)))?;
+        if doc.format != SNAPSHOT_FORMAT {
+            let e = std::io::Error::other(format!("snapshot format {} is not {SNAPSHOT_FORMAT}", doc.format));
+            return Err(StorageIOError::read_snapshot(Some(meta.signature()), &e).into());
+        }
+        let this = self.clone();
+        let meta = meta.clone();
+        tokio::task::spawn_blocking(move || {
+            this.load(&doc, &meta).map_err(sm_write_err)?;
+            this.write_snapshot_file(&StoredSnapshot { meta: meta.clone(), data })
+                .map_err(|e| SE::from(StorageIOError::write_snapshot(Some(meta.signature()), &e)))
+        })
+        .await
+        .map_err(sm_write_err)?
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, SE> {
+        let stored = self.read_snapshot_file().map_err(sm_read_err)?;
+        Ok(stored.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
+    }
+}
