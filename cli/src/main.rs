@@ -1,1 +1,373 @@
-fn main() {}
+//! `weft`: admin CLI, daemons and the all-in-one dev cluster.
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+use weft_cli::admin_client::AdminClient;
+use weft_cli::config;
+use weft_cli::dev_cluster::{root_credentials, DevCluster, DevClusterConfig};
+use weft_gateway::admin::{BucketView, ClusterStatus, KeyView};
+
+#[derive(Parser)]
+#[command(name = "weft", version, about = "Weft: an erasure-coded, zone-aware object store with an S3 API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a whole cluster in this process (metad, 6 data nodes in 3 zones, gateway).
+    Dev(DevArgs),
+    /// Manage S3 access keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCmd,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Inspect buckets.
+    Bucket {
+        #[command(subcommand)]
+        command: BucketCmd,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Inspect the cluster.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCmd,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Run a metad voter.
+    Metad(DaemonArgs),
+    /// Run a data node.
+    Datad(DaemonArgs),
+    /// Run an S3 gateway.
+    Gateway(DaemonArgs),
+}
+
+#[derive(Args)]
+struct DevArgs {
+    /// Data directory.
+    #[arg(long, default_value = "weft-data", env = "WEFT_DATA")]
+    data: PathBuf,
+    /// S3 listen address.
+    #[arg(long, default_value = "127.0.0.1:9000", env = "WEFT_LISTEN")]
+    listen: SocketAddr,
+    /// Admin API listen address.
+    #[arg(long, default_value = "127.0.0.1:9001", env = "WEFT_ADMIN_LISTEN")]
+    admin_listen: SocketAddr,
+    /// metad listen address.
+    #[arg(long, default_value = "127.0.0.1:9010")]
+    metad_listen: SocketAddr,
+    /// S3 region.
+    #[arg(long, default_value = "us-east-1", env = "WEFT_REGION")]
+    region: String,
+}
+
+#[derive(Args, Clone)]
+struct AdminArgs {
+    /// Admin API endpoint.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:9001", env = "WEFT_ADMIN")]
+    admin: String,
+    /// Root access key (default: WEFT_ROOT_ACCESS_KEY, else --data's credentials.json).
+    #[arg(long, global = true, env = "WEFT_ROOT_ACCESS_KEY", hide_env_values = true)]
+    access_key: Option<String>,
+    /// Root secret key.
+    #[arg(long, global = true, env = "WEFT_ROOT_SECRET_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+    /// Data directory of a `weft dev` cluster, to read its credentials.
+    #[arg(long, global = true, default_value = "weft-data", env = "WEFT_DATA")]
+    data: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Create a key; prints its secret once.
+    Create { name: String },
+    /// List keys.
+    List,
+    /// Delete a key.
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+enum BucketCmd {
+    /// List every bucket with its owner.
+    List,
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Nodes, zones, capacity and the metad raft role.
+    Status,
+}
+
+#[derive(Args)]
+struct DaemonArgs {
+    /// TOML configuration file (fields as in docs/operations.md).
+    #[arg(long, env = "WEFT_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn admin_client(a: &AdminArgs) -> Result<AdminClient> {
+    let (ak, sk) = match (&a.access_key, &a.secret_key) {
+        (Some(ak), Some(sk)) => (ak.clone(), sk.clone()),
+        _ => {
+            let path = a.data.join("credentials.json");
+            let bytes = std::fs::read(&path).with_context(|| {
+                format!(
+                    "no root credentials: set WEFT_ROOT_ACCESS_KEY and WEFT_ROOT_SECRET_KEY, or point --data at a weft dev data directory (tried {})",
+                    path.display()
+                )
+            })?;
+            let c: weft_cli::dev_cluster::Credentials = serde_json::from_slice(&bytes).with_context(|| format!("parse {}", path.display()))?;
+            (c.access_key, c.secret_key)
+        }
+    };
+    Ok(AdminClient::new(&a.admin, &ak, &sk))
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn ms_to_rfc3339(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+async fn run_key(cmd: KeyCmd, a: AdminArgs) -> Result<()> {
+    let c = admin_client(&a)?;
+    match cmd {
+        KeyCmd::Create { name } => {
+            let k: KeyView = c
+                .call(reqwest::Method::POST, "/v1/keys", Some(serde_json::json!({ "name": name })))
+                .await
+                .with_context(|| format!("create key {name}"))?;
+            if a.json {
+                return print_json(&k);
+            }
+            println!("Key name:   {}", k.name);
+            println!("Access key: {}", k.access_key);
+            println!("Secret key: {}", k.secret_key.unwrap_or_default());
+            println!("(the secret is shown only once)");
+        }
+        KeyCmd::List => {
+            let keys: Vec<KeyView> = c.call(reqwest::Method::GET, "/v1/keys", None).await.context("list keys")?;
+            if a.json {
+                return print_json(&keys);
+            }
+            println!("{:<24} {:<24} {:<5} CREATED", "NAME", "ACCESS KEY", "ROOT");
+            for k in keys {
+                println!("{:<24} {:<24} {:<5} {}", k.name, k.access_key, k.root, ms_to_rfc3339(k.created_ms));
+            }
+        }
+        KeyCmd::Delete { name } => {
+            let _: serde_json::Value = c
+                .call(reqwest::Method::DELETE, &format!("/v1/keys/{name}"), None)
+                .await
+                .with_context(|| format!("delete key {name}"))?;
+            if a.json {
+                return print_json(&serde_json::json!({ "deleted": name }));
+            }
+            println!("deleted key {name}");
+        }
+    }
+    Ok(())
+}
+
+async fn run_bucket(cmd: BucketCmd, a: AdminArgs) -> Result<()> {
+    let c = admin_client(&a)?;
+    match cmd {
+        BucketCmd::List => {
+            let buckets: Vec<BucketView> = c.call(reqwest::Method::GET, "/v1/buckets", None).await.context("list buckets")?;
+            if a.json {
+                return print_json(&buckets);
+            }
+            println!("{:<40} {:<24} CREATED", "BUCKET", "OWNER");
+            for b in buckets {
+                println!("{:<40} {:<24} {}", b.name, b.owner, ms_to_rfc3339(b.created_ms));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
+async fn run_cluster(cmd: ClusterCmd, a: AdminArgs) -> Result<()> {
+    let c = admin_client(&a)?;
+    match cmd {
+        ClusterCmd::Status => {
+            let s: ClusterStatus = c
+                .call(reqwest::Method::GET, "/v1/cluster/status", None)
+                .await
+                .context("get cluster status")?;
+            if a.json {
+                return print_json(&s);
+            }
+            let m = &s.metad;
+            println!(
+                "metad: voter {} is {} (term {}, leader {:?}, voters {:?}, last log {:?}, applied {:?}, snapshot {:?})",
+                m.node_id, m.role, m.term, m.leader, m.voters, m.last_log_index, m.applied_index, m.snapshot_index
+            );
+            let mut zones: std::collections::BTreeMap<&str, (usize, usize, u64, u64)> = Default::default();
+            for n in &s.nodes {
+                let z = zones.entry(n.info.zone.as_str()).or_default();
+                z.0 += 1;
+                if n.state == weft_common::topology::NodeState::Up {
+                    z.1 += 1;
+                }
+                z.2 += n.info.capacity_bytes;
+                z.3 += n.used_bytes;
+            }
+            println!("\n{:<12} {:>5} {:>5} {:>12} {:>12}", "ZONE", "NODES", "UP", "CAPACITY", "USED");
+            for (z, (n, up, cap, used)) in &zones {
+                println!("{:<12} {:>5} {:>5} {:>12} {:>12}", z, n, up, human_bytes(*cap), human_bytes(*used));
+            }
+            println!("\n{:<6} {:<12} {:<22} {:<6} {:>12} {:>12} {:>10}", "NODE", "ZONE", "ADDRESS", "STATE", "CAPACITY", "USED", "HEARTBEAT");
+            for n in &s.nodes {
+                println!(
+                    "{:<6} {:<12} {:<22} {:<6} {:>12} {:>12} {:>10}",
+                    n.info.id.to_string(),
+                    n.info.zone,
+                    n.info.addr,
+                    format!("{:?}", n.state).to_lowercase(),
+                    human_bytes(n.info.capacity_bytes),
+                    human_bytes(n.used_bytes),
+                    n.last_heartbeat_ms_ago.map(|ms| format!("{ms}ms ago")).unwrap_or_else(|| "never".into())
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+async fn run_dev(a: DevArgs) -> Result<()> {
+    let mut cfg = DevClusterConfig::new(&a.data);
+    cfg.s3_listen = a.listen;
+    cfg.admin_listen = a.admin_listen;
+    cfg.metad_listen = a.metad_listen;
+    cfg.region = a.region;
+    cfg.credentials = Some(root_credentials(&a.data)?);
+    let cluster = DevCluster::start(cfg).await?;
+    let c = cluster.credentials();
+    println!("Weft dev cluster is up: metad + {} data nodes in 3 zones + S3 gateway", cluster.config().datad_count);
+    println!();
+    println!("  S3 endpoint:   {}", cluster.s3_endpoint());
+    println!("  Admin API:     {}", cluster.admin_endpoint());
+    println!("  Region:        {}", cluster.region());
+    println!("  Access key:    {}", c.access_key);
+    println!("  Secret key:    {}", c.secret_key);
+    println!("  Data:          {}", a.data.display());
+    println!();
+    println!("Try it with aws-cli:");
+    println!("  export AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_DEFAULT_REGION={}", c.access_key, c.secret_key, cluster.region());
+    println!("  aws --endpoint-url {} s3 mb s3://demo", cluster.s3_endpoint());
+    println!("  aws --endpoint-url {} s3 cp ./README.md s3://demo/", cluster.s3_endpoint());
+    println!();
+    println!("Press Ctrl-C to stop.");
+    shutdown_signal().await;
+    println!("stopping…");
+    cluster.shutdown().await;
+    Ok(())
+}
+
+async fn run_daemon(kind: &str, a: DaemonArgs) -> Result<()> {
+    let cancel = CancellationToken::new();
+    let path = a.config.as_deref();
+    match kind {
+        "metad" => {
+            let cfg: weft_metad::MetadConfig = config::load(path)?;
+            let h = weft_metad::start(cfg, cancel.clone()).await?;
+            shutdown_signal().await;
+            cancel.cancel();
+            h.stopped().await;
+        }
+        "datad" => {
+            let cfg: weft_datad::node::DatadConfig = config::load(path)?;
+            let h = weft_datad::node::start(cfg, cancel.clone()).await?;
+            shutdown_signal().await;
+            cancel.cancel();
+            h.stopped().await;
+        }
+        _ => {
+            let mut cfg: weft_gateway::GatewayConfig = config::load(path)?;
+            if let Ok(ak) = std::env::var("WEFT_ROOT_ACCESS_KEY") {
+                cfg.root_access_key = Some(ak);
+            }
+            if let Ok(sk) = std::env::var("WEFT_ROOT_SECRET_KEY") {
+                cfg.root_secret_key = Some(sk);
+            }
+            let h = weft_gateway::start(cfg, cancel.clone()).await?;
+            shutdown_signal().await;
+            cancel.cancel();
+            h.stopped().await;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let default_filter = match &cli.command {
+        Cmd::Dev(_) | Cmd::Metad(_) | Cmd::Datad(_) | Cmd::Gateway(_) => "info,s3s=warn,openraft=warn",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Cmd::Dev(a) => run_dev(a).await,
+        Cmd::Key { command, admin } => run_key(command, admin).await,
+        Cmd::Bucket { command, admin } => run_bucket(command, admin).await,
+        Cmd::Cluster { command, admin } => run_cluster(command, admin).await,
+        Cmd::Metad(a) => run_daemon("metad", a).await,
+        Cmd::Datad(a) => run_daemon("datad", a).await,
+        Cmd::Gateway(a) => run_daemon("gateway", a).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -28,10 +28,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-/// A failed step of the recipe; `step` says which, `path` what it touched.
+/// A failed file-system step: `step` says what was being done, `path` to what.
+/// Used by every blocking file operation in datad.
 #[derive(Debug, Error)]
 #[error("{step} {}", path.display())]
-pub struct DurableError {
+pub struct FsError {
     /// What was being done, e.g. "fsync directory".
     pub step: &'static str,
     /// The file or directory it was done to.
@@ -41,9 +42,10 @@ pub struct DurableError {
     pub source: io::Error,
 }
 
-impl DurableError {
-    fn new(step: &'static str, path: &Path, source: io::Error) -> Self {
-        DurableError {
+impl FsError {
+    /// Wraps `source`, saying what was being done to `path`.
+    pub fn new(step: &'static str, path: &Path, source: io::Error) -> Self {
+        FsError {
             step,
             path: path.to_path_buf(),
             source,
@@ -73,7 +75,7 @@ pub struct DurableFile {
 
 impl DurableFile {
     /// Step 1: creates a new, uniquely named, empty file in `tmp_dir`.
-    pub fn create(tmp_dir: &Path) -> Result<DurableFile, DurableError> {
+    pub fn create(tmp_dir: &Path) -> Result<DurableFile, FsError> {
         loop {
             let name = format!("{:032x}.tmp", rand::random::<u128>());
             let temp_path = tmp_dir.join(name);
@@ -92,14 +94,16 @@ impl DurableFile {
                 // 128 random bits: a collision is practically impossible, but
                 // retrying is cheaper than reasoning about it.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(DurableError::new("create temp file", &temp_path, e)),
+                Err(e) => return Err(FsError::new("create temp file", &temp_path, e)),
             }
         }
     }
 
     /// The open temp file, to write the contents to.
     pub fn file_mut(&mut self) -> &mut File {
-        self.file.as_mut().expect("file is present until commit or drop")
+        self.file
+            .as_mut()
+            .expect("file is present until commit or drop")
     }
 
     /// The temp file's path (for logs and tests).
@@ -107,32 +111,29 @@ impl DurableFile {
         &self.temp_path
     }
 
-    /// Steps 2–4: fsync the file, rename it to `target`, fsync `target`'s
-    /// directory. `before_rename` runs just before the rename with the target
-    /// path (the store uses it to account for the file being replaced); an
-    /// error from it aborts the commit and removes the temp file.
-    pub fn commit_with(
-        mut self,
-        target: &Path,
-        before_rename: impl FnOnce(&Path) -> Result<(), DurableError>,
-    ) -> Result<(), DurableError> {
-        let file = self.file.take().expect("file is present until commit");
-        if let Err(e) = file.sync_all() {
-            return Err(DurableError::new("fsync temp file", &self.temp_path, e));
-        }
-        drop(file);
-        before_rename(target)?;
+    /// Step 2 alone: fsyncs the temp file. Optional: [`commit`](Self::commit)
+    /// does it anyway, but calling it first moves the slow part of the commit
+    /// out of any lock the caller holds around `commit` (the second fsync
+    /// then has nothing to write).
+    pub fn sync(&mut self) -> Result<(), FsError> {
+        let temp_path = self.temp_path.clone();
+        self.file_mut()
+            .sync_all()
+            .map_err(|e| FsError::new("fsync temp file", &temp_path, e))
+    }
+
+    /// Steps 2–4: fsyncs the file, renames it to `target` (replacing any file
+    /// there), fsyncs `target`'s directory. Once this returns the new file is
+    /// durable under `target`.
+    pub fn commit(mut self, target: &Path) -> Result<(), FsError> {
+        self.sync()?;
+        self.file.take();
         if let Err(e) = fs::rename(&self.temp_path, target) {
-            return Err(DurableError::new("rename temp file into", target, e));
+            return Err(FsError::new("rename temp file into", target, e));
         }
         // The temp name is gone; nothing left for Drop to clean up.
         self.temp_path = PathBuf::new();
         fsync_parent(target)
-    }
-
-    /// Steps 2–4 without a hook.
-    pub fn commit(self, target: &Path) -> Result<(), DurableError> {
-        self.commit_with(target, |_| Ok(()))
     }
 }
 
@@ -146,25 +147,25 @@ impl Drop for DurableFile {
 }
 
 /// Writes `contents` to `target` crash-safely (all four steps).
-pub fn write_file(tmp_dir: &Path, target: &Path, contents: &[u8]) -> Result<(), DurableError> {
+pub fn write_file(tmp_dir: &Path, target: &Path, contents: &[u8]) -> Result<(), FsError> {
     use std::io::Write;
     let mut file = DurableFile::create(tmp_dir)?;
     let temp_path = file.temp_path().to_path_buf();
     file.file_mut()
         .write_all(contents)
-        .map_err(|e| DurableError::new("write temp file", &temp_path, e))?;
+        .map_err(|e| FsError::new("write temp file", &temp_path, e))?;
     file.commit(target)
 }
 
 /// Fsyncs a directory, making the entries created, renamed or removed in it
 /// durable.
-pub fn fsync_dir(dir: &Path) -> Result<(), DurableError> {
+pub fn fsync_dir(dir: &Path) -> Result<(), FsError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| DurableError::new("fsync directory", dir, e))
+        .map_err(|e| FsError::new("fsync directory", dir, e))
 }
 
-fn fsync_parent(path: &Path) -> Result<(), DurableError> {
+fn fsync_parent(path: &Path) -> Result<(), FsError> {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => fsync_dir(parent),
         _ => fsync_dir(Path::new(".")),
@@ -173,7 +174,7 @@ fn fsync_parent(path: &Path) -> Result<(), DurableError> {
 
 /// Creates `dir` (and missing ancestors) durably: each directory created is
 /// made durable by fsyncing its parent.
-pub fn create_dir_all(dir: &Path) -> Result<(), DurableError> {
+pub fn create_dir_all(dir: &Path) -> Result<(), FsError> {
     if dir.is_dir() {
         return Ok(());
     }
@@ -186,16 +187,16 @@ pub fn create_dir_all(dir: &Path) -> Result<(), DurableError> {
         Ok(()) => fsync_parent(dir),
         // Another thread won the race; its fsync covers the entry.
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(DurableError::new("create directory", dir, e)),
+        Err(e) => Err(FsError::new("create directory", dir, e)),
     }
 }
 
 /// Removes `path` and fsyncs its directory. Returns whether it existed.
-pub fn remove_file(path: &Path) -> Result<bool, DurableError> {
+pub fn remove_file(path: &Path) -> Result<bool, FsError> {
     match fs::remove_file(path) {
         Ok(()) => fsync_parent(path).map(|()| true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(DurableError::new("remove file", path, e)),
+        Err(e) => Err(FsError::new("remove file", path, e)),
     }
 }
 
@@ -230,23 +231,6 @@ mod tests {
         }
         assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
         assert_eq!(fs::read(&target).unwrap(), b"old");
-    }
-
-    #[test]
-    fn failed_hook_aborts_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let tmp = dir.path().join("tmp");
-        fs::create_dir(&tmp).unwrap();
-        let target = dir.path().join("x");
-        let f = DurableFile::create(&tmp).unwrap();
-        let err = f
-            .commit_with(&target, |p| {
-                Err(DurableError::new("check", p, io::Error::other("no")))
-            })
-            .unwrap_err();
-        assert_eq!(err.step, "check");
-        assert!(!target.exists());
-        assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
     }
 
     #[test]

@@ -1,1 +1,29 @@
+//! weft-datad: the data node. It keeps shard files on local disk and serves
+//! them over the internal HTTP RPC.
+//!
+//! - [`durable`]: the one crash-safe file creation recipe (temp, fsync,
+//!   rename, fsync directory).
+//! - [`shard_file`]: the shard file format v1: header, checksummed blocks.
+//! - [`shard_store`]: shard files on disk, streamed in and out with bounded
+//!   memory; every read verified.
+//! - [`server`]: the HTTP endpoints over the store (`/v1/shards/...`,
+//!   `/health`, `/metrics`).
+//! - [`client`]: [`DatadClient`], what the gateway uses to talk to datads.
+//! - [`node`]: the daemon: config, start, registration and heartbeats to
+//!   metad, shutdown by cancellation.
+//!
+//! datad does not depend on metad's crate: it speaks to metad in plain JSON
+//! over HTTP with the messages of `weft_common::rpc`.
 
+pub mod client;
+pub mod durable;
+pub mod error;
+pub mod node;
+pub mod server;
+pub mod shard_file;
+pub mod shard_store;
+
+pub use client::{DatadClient, DatadClientError};
+pub use error::ShardError;
+pub use node::{start, DatadConfig, DatadError, DatadHandle};
+pub use shard_store::{ShardRange, ShardStore};

@@ -143,8 +143,22 @@ pub async fn start(cfg: MetadConfig, cancel: CancellationToken) -> Result<MetadH
         path: cfg.data_dir.clone(),
         source,
     };
-    let log = LogStore::open(&cfg.data_dir.join("raft-log.redb")).map_err(store_err)?;
-    let sm = StateMachine::open(&cfg.data_dir).map_err(store_err)?;
+    // A previous metad in this process (a restart in tests or `weft dev`)
+    // releases its database locks when its last tasks finish: wait briefly.
+    let (log, sm) = {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let opened = LogStore::open(&cfg.data_dir.join("raft-log.redb"))
+                .and_then(|log| StateMachine::open(&cfg.data_dir).map(|sm| (log, sm)));
+            match opened {
+                Ok(x) => break x,
+                Err(redb::Error::DatabaseAlreadyOpen) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(store_err(e)),
+            }
+        }
+    };
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

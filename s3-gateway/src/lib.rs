@@ -1,1 +1,274 @@
+//! The S3 gateway: SigV4 and the S3 API via s3s, the erasure-coded write and
+//! read paths, and the admin API the `weft` CLI talks to.
+//!
+//! The gateway keeps no durable state. It caches the cluster map and access
+//! keys from metad, places and encodes data itself ([`write_path`]), reads
+//! the cheapest shards ([`read_path`]), and commits each version to metad
+//! before acknowledging it.
 
+pub mod admin;
+pub mod auth;
+pub mod cluster_map;
+pub mod error;
+pub mod read_path;
+pub mod s3;
+pub mod write_path;
+
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use thiserror::Error;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use weft_common::manifest::{AccessKey, Segment};
+use weft_common::profile::{Layout, Profiles};
+use weft_common::rpc::{Command, CommandResult, Refusal};
+use weft_common::stripe::StripeCodec;
+use weft_common::ShardIndex;
+use weft_datad::client::DatadClient;
+use weft_metad::MetadClient;
+
+use crate::auth::KeyStore;
+use crate::cluster_map::ClusterMap;
+use crate::error::GatewayError;
+
+/// Gateway configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// S3 endpoint.
+    pub listen: SocketAddr,
+    /// Admin API endpoint (the CLI's).
+    pub admin_listen: SocketAddr,
+    /// metad addresses.
+    pub metad: Vec<String>,
+    /// S3 region name reported and accepted in signatures.
+    pub region: String,
+    /// Root key, created in metad at start if missing.
+    pub root_access_key: Option<String>,
+    /// Root secret.
+    pub root_secret_key: Option<String>,
+    /// Optional bearer token accepted by the admin API.
+    pub admin_token: Option<String>,
+    /// Storage classes and size rules.
+    pub profiles: Profiles,
+    /// Delay before deleting the shards of a replaced or deleted version, so
+    /// reads that started before the change can finish.
+    pub delete_delay_ms: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: "127.0.0.1:9000".parse().expect("valid literal"),
+            admin_listen: "127.0.0.1:9001".parse().expect("valid literal"),
+            metad: vec!["127.0.0.1:7000".into()],
+            region: "us-east-1".into(),
+            root_access_key: None,
+            root_secret_key: None,
+            admin_token: None,
+            profiles: Profiles::default(),
+            delete_delay_ms: 10_000,
+        }
+    }
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// A listen address could not be bound.
+    #[error("listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The root key could not be installed.
+    #[error("install root key in metad: {0}")]
+    RootKey(String),
+}
+
+/// Shared state of the data path; cheap to clone.
+#[derive(Clone)]
+pub struct Gateway {
+    metad: MetadClient,
+    datad: DatadClient,
+    cluster: ClusterMap,
+    keys: KeyStore,
+    profiles: Arc<Profiles>,
+    codecs: Arc<Mutex<HashMap<(usize, usize), Arc<StripeCodec>>>>,
+    delete_delay: Duration,
+}
+
+impl Gateway {
+    fn codec(&self, k: usize, m: usize) -> Result<Arc<StripeCodec>, GatewayError> {
+        let mut codecs = self.codecs.lock().expect("codec cache lock");
+        if let Some(c) = codecs.get(&(k, m)) {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(StripeCodec::new(k, m).map_err(|e| GatewayError::Internal(e.to_string()))?);
+        codecs.insert((k, m), c.clone());
+        Ok(c)
+    }
+
+    /// Deletes the shards of `segments` after `delay`, best effort: what is
+    /// missed here is left for garbage collection.
+    pub fn delete_segments_later(&self, segments: Vec<Segment>, delay: Duration) {
+        if segments.is_empty() {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            for seg in segments {
+                for (i, node) in seg.shards.iter().enumerate() {
+                    let Some(node) = node else { continue };
+                    let Some((addr, _)) = this.cluster.locate(*node) else { continue };
+                    if let Err(e) = this.datad.delete_shard(&addr, seg.id, ShardIndex(i as u8)).await {
+                        tracing::debug!(segment = %seg.id, shard = i, error = %e, "shard delete failed; left for GC");
+                    }
+                }
+            }
+        });
+    }
+
+    /// The layout a new object of `size` bytes gets in the default class.
+    pub fn default_layout(&self, size: u64) -> Option<Layout> {
+        self.profiles.class(None).map(|c| self.profiles.layout_for(c, size))
+    }
+}
+
+/// A running gateway.
+pub struct GatewayHandle {
+    gw: Gateway,
+    s3_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl GatewayHandle {
+    /// The bound S3 address.
+    pub fn s3_addr(&self) -> SocketAddr {
+        self.s3_addr
+    }
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+    /// Data nodes this gateway currently believes up (from its cluster map).
+    pub fn nodes_up(&self) -> usize {
+        self.gw.cluster.candidates().len()
+    }
+    /// Waits for the servers to stop after cancel.
+    pub async fn stopped(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+async fn ensure_root_key(metad: &MetadClient, access_key: &str, secret_key: &str) -> Result<(), StartError> {
+    let now_ms = s3::now_ms();
+    let cmd = Command::CreateKey {
+        key: AccessKey {
+            access_key: access_key.to_string(),
+            secret_key: secret_key.to_string(),
+            name: "root".into(),
+            root: true,
+            created_ms: now_ms,
+        },
+    };
+    match metad.command(&cmd).await {
+        Ok(CommandResult::Done) => Ok(()),
+        Ok(CommandResult::Refused {
+            refusal: Refusal::KeyExists,
+        }) => {
+            // Fine if it is this very key; otherwise the operator changed the
+            // root credentials and must rotate them explicitly.
+            match metad
+                .query(&weft_common::rpc::Query::AccessKey {
+                    access_key: access_key.to_string(),
+                })
+                .await
+            {
+                Ok(weft_common::rpc::QueryResult::AccessKey { key: Some(k) }) if k.root && k.secret_key == secret_key => Ok(()),
+                Ok(_) => Err(StartError::RootKey(
+                    "a different root key is already installed; use the original root credentials".into(),
+                )),
+                Err(e) => Err(StartError::RootKey(e.to_string())),
+            }
+        }
+        Ok(other) => Err(StartError::RootKey(format!("unexpected result {other:?}"))),
+        Err(e) => Err(StartError::RootKey(e.to_string())),
+    }
+}
+
+/// Starts the gateway: S3 on `cfg.listen`, admin API on `cfg.admin_listen`.
+pub async fn start(cfg: GatewayConfig, cancel: CancellationToken) -> Result<GatewayHandle, StartError> {
+    let metad = MetadClient::new(cfg.metad.clone());
+    if let (Some(ak), Some(sk)) = (&cfg.root_access_key, &cfg.root_secret_key) {
+        ensure_root_key(&metad, ak, sk).await?;
+    }
+    let cluster = ClusterMap::default();
+    if let Err(e) = cluster.refresh(&metad).await {
+        tracing::warn!(error = %e, "initial cluster map fetch failed; will retry");
+    }
+    cluster.spawn_refresher(metad.clone(), Duration::from_millis(500), cancel.clone());
+    let keys = KeyStore::new(metad.clone(), Duration::from_secs(2));
+    let gw = Gateway {
+        metad: metad.clone(),
+        datad: DatadClient::new(),
+        cluster,
+        keys: keys.clone(),
+        profiles: Arc::new(cfg.profiles.clone()),
+        codecs: Arc::default(),
+        delete_delay: Duration::from_millis(cfg.delete_delay_ms),
+    };
+
+    let s3_listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| StartError::Bind { addr: cfg.listen, source })?;
+    let s3_addr = s3_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr: cfg.listen, source })?;
+    let admin_listener = tokio::net::TcpListener::bind(cfg.admin_listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: cfg.admin_listen,
+            source,
+        })?;
+    let admin_addr = admin_listener.local_addr().map_err(|source| StartError::Bind {
+        addr: cfg.admin_listen,
+        source,
+    })?;
+
+    let service = s3::build_service(gw.clone(), keys, &cfg);
+    let s3_task = tokio::spawn(s3::serve(s3_listener, service, cancel.clone()));
+    let admin_app = admin::router(admin::AdminState {
+        gw: gw.clone(),
+        admin_token: cfg.admin_token.clone(),
+    });
+    let admin_cancel = cancel.clone();
+    let admin_task = tokio::spawn(async move {
+        use axum::serve::ListenerExt;
+        let listener = admin_listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        if let Err(e) = axum::serve(listener, admin_app)
+            .with_graceful_shutdown(async move { admin_cancel.cancelled().await })
+            .await
+        {
+            tracing::error!(error = %e, "admin server failed");
+        }
+    });
+    tracing::info!(%s3_addr, %admin_addr, "gateway listening");
+    Ok(GatewayHandle {
+        gw,
+        s3_addr,
+        admin_addr,
+        tasks: vec![s3_task, admin_task],
+    })
+}

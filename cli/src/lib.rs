@@ -1,0 +1,9 @@
+//! The `weft` command: the admin CLI, the per-process daemons, and `weft dev`.
+//!
+//! The library part holds what tests share with the binary: [`dev_cluster`]
+//! (the in-process cluster behind `weft dev` and the integration tests) and
+//! [`admin_client`] (the signed client of the gateway's admin API).
+
+pub mod admin_client;
+pub mod config;
+pub mod dev_cluster;

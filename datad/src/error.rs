@@ -1,0 +1,100 @@
+//! [`ShardError`]: the error of the shard file format and the shard store.
+
+use crate::durable::FsError;
+use weft_common::{SegmentId, ShardIndex};
+
+/// Boxed error of a request body stream.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a shard operation failed. Variants are the cases a caller acts on;
+/// the server maps each to one HTTP status (see `server.rs`).
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    /// No shard file for this segment and index.
+    #[error("segment {segment} shard {index}: not found")]
+    NotFound {
+        /// Segment asked for.
+        segment: SegmentId,
+        /// Shard asked for.
+        index: ShardIndex,
+    },
+    /// A data block failed its crc32c (or is missing from a truncated file).
+    /// The block's bytes were not returned.
+    #[error("segment {segment} shard {index}: crc32c mismatch in block {block}")]
+    Corrupt {
+        /// Segment.
+        segment: SegmentId,
+        /// Shard.
+        index: ShardIndex,
+        /// Block number within the shard file.
+        block: u32,
+    },
+    /// The shard file's header is damaged or names another shard: nothing in
+    /// the file can be trusted.
+    #[error("segment {segment} shard {index}: bad header: {reason}")]
+    CorruptHeader {
+        /// Segment asked for.
+        segment: SegmentId,
+        /// Shard asked for.
+        index: ShardIndex,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A PUT body was longer or shorter than its declared length.
+    #[error("shard body length mismatch: {declared} bytes declared, {received} received")]
+    LengthMismatch {
+        /// Declared by the `x-weft-shard-len` header.
+        declared: u64,
+        /// Received (for a too-long body: received when the excess was seen).
+        received: u64,
+    },
+    /// A shard longer than [`crate::shard_file::DATA_LEN_MAX`].
+    #[error("shard length {len} exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// Declared length.
+        len: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A read range that does not lie within the shard's data.
+    #[error("range {offset}+{len} is outside the shard's {data_len} bytes")]
+    OutOfRange {
+        /// Requested offset.
+        offset: u64,
+        /// Requested length.
+        len: u64,
+        /// The shard's data length.
+        data_len: u64,
+    },
+    /// The PUT body stream failed (client went away).
+    #[error("read shard body")]
+    Body(#[source] BoxError),
+    /// The disk or a quota is full.
+    #[error("disk full")]
+    DiskFull(#[source] FsError),
+    /// Any other file-system failure.
+    #[error("shard store i/o")]
+    Io(#[source] FsError),
+    /// A blocking task of the store panicked or was cancelled.
+    #[error("shard store task failed: {0}")]
+    Task(String),
+}
+
+impl ShardError {
+    /// Classifies a file-system error: disk full or other.
+    pub fn from_fs(error: FsError) -> Self {
+        if error.is_disk_full() {
+            ShardError::DiskFull(error)
+        } else {
+            ShardError::Io(error)
+        }
+    }
+
+    /// Whether the stored data failed verification (block or header).
+    pub fn is_corrupt(&self) -> bool {
+        matches!(
+            self,
+            ShardError::Corrupt { .. } | ShardError::CorruptHeader { .. }
+        )
+    }
+}

@@ -1,0 +1,534 @@
+//! The datad daemon: configuration, [`start`], registration with metad and
+//! heartbeats, shutdown by cancellation.
+//!
+//! [`start`] opens the store, binds and serves, then returns; a background
+//! task registers the node with metad (retrying with backoff until a metad
+//! answers, following `NotLeader` hints) and then heartbeats every
+//! `heartbeat_interval_ms`. Neither registration nor heartbeat failures are
+//! fatal: a datad keeps serving shards while metad is away. Cancelling the
+//! token stops the server (gracefully) and the background task;
+//! [`DatadHandle::stopped`] waits for both.
+
+use crate::durable::{self, FsError};
+use crate::error::ShardError;
+use crate::server;
+use crate::shard_store::ShardStore;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use weft_common::rpc::{Command, Heartbeat, RpcErrorBody, RpcErrorCode};
+use weft_common::topology::NodeInfo;
+use weft_common::NodeId;
+
+/// Timeout of one control call to metad (register, heartbeat).
+pub const METAD_CALL_TIMEOUT_MS: u64 = 2_000;
+/// First delay between registration attempts; doubles up to the max.
+pub const REGISTER_BACKOFF_MS_MIN: u64 = 100;
+/// Longest delay between registration attempts.
+pub const REGISTER_BACKOFF_MS_MAX: u64 = 5_000;
+/// `NotLeader` redirects followed within one call.
+pub const METAD_REDIRECTS_MAX: usize = 3;
+/// Repeated metad failures are logged at WARN at most this often (else DEBUG).
+pub const METAD_WARN_INTERVAL_MS: u64 = 30_000;
+/// File in the data directory recording the node id it belongs to.
+pub const NODE_ID_FILE: &str = "node_id";
+
+/// Configuration of one datad, loadable from TOML. Missing fields take the
+/// defaults of [`DatadConfig::default`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatadConfig {
+    /// This node's id, never reused. 0 means: use the id recorded in the data
+    /// directory, or mint a random one on first start. A nonzero id must match
+    /// the recorded one (a data directory belongs to one node).
+    pub node_id: u64,
+    /// Failure domain.
+    pub zone: String,
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// `host:port` other processes use to reach this node; default: the bound
+    /// address (set it when listening on 0.0.0.0).
+    pub advertise: Option<String>,
+    /// Data directory (shard files, temp files, node id).
+    pub data_dir: PathBuf,
+    /// Bytes this node may fill; PUTs beyond it are refused with 507.
+    pub capacity_bytes: u64,
+    /// metad HTTP addresses (`host:port`), tried in turn.
+    pub metad: Vec<String>,
+    /// Interval between heartbeats to metad.
+    pub heartbeat_interval_ms: u64,
+}
+
+impl Default for DatadConfig {
+    fn default() -> Self {
+        DatadConfig {
+            node_id: 0,
+            zone: "default".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7100)),
+            advertise: None,
+            data_dir: PathBuf::from("data/datad"),
+            capacity_bytes: 100 * 1024 * 1024 * 1024,
+            metad: vec!["127.0.0.1:7000".into()],
+            heartbeat_interval_ms: 1_000,
+        }
+    }
+}
+
+/// Why a datad could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DatadError {
+    /// A configuration value is unusable.
+    #[error("invalid config: {0}")]
+    Config(String),
+    /// The data directory belongs to another node.
+    #[error("data directory {} belongs to node {recorded}, not {configured}", path.display())]
+    NodeIdMismatch {
+        /// The node id file.
+        path: PathBuf,
+        /// Id in the file.
+        recorded: u64,
+        /// Id in the config.
+        configured: u64,
+    },
+    /// Reading or recording the node id failed.
+    #[error("record node id")]
+    NodeId(#[source] FsError),
+    /// The shard store did not open.
+    #[error("open shard store")]
+    Store(#[source] ShardError),
+    /// The listen address could not be bound.
+    #[error("bind {addr}")]
+    Bind {
+        /// Address asked for.
+        addr: SocketAddr,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running datad.
+pub struct DatadHandle {
+    addr: SocketAddr,
+    node_id: NodeId,
+    store: Arc<ShardStore>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl DatadHandle {
+    /// The bound address (the real port when `listen` had port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// The shard store it serves.
+    pub fn store(&self) -> Arc<ShardStore> {
+        self.store.clone()
+    }
+
+    /// Waits until the server and background tasks have exited (after the
+    /// cancel token given to [`start`] fired).
+    pub async fn stopped(self) {
+        for task in self.tasks {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "datad task panicked");
+            }
+        }
+    }
+}
+
+/// Starts a datad: opens the store, binds `cfg.listen`, serves, and registers
+/// and heartbeats with metad in the background. Returns once serving.
+pub async fn start(cfg: DatadConfig, cancel: CancellationToken) -> Result<DatadHandle, DatadError> {
+    if cfg.heartbeat_interval_ms == 0 {
+        return Err(DatadError::Config(
+            "heartbeat_interval_ms must be positive".into(),
+        ));
+    }
+    if cfg.zone.is_empty() {
+        return Err(DatadError::Config("zone must not be empty".into()));
+    }
+    let store = Arc::new(
+        ShardStore::open(&cfg.data_dir)
+            .await
+            .map_err(DatadError::Store)?,
+    );
+    let node_id = {
+        let data_dir = cfg.data_dir.clone();
+        let configured = cfg.node_id;
+        tokio::task::spawn_blocking(move || resolve_node_id(&data_dir, configured))
+            .await
+            .map_err(|e| DatadError::Config(format!("node id task failed: {e}")))??
+    };
+    let span = tracing::info_span!("datad", node = %node_id, zone = %cfg.zone);
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| DatadError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| DatadError::Bind {
+        addr: cfg.listen,
+        source,
+    })?;
+    let advertise = match &cfg.advertise {
+        Some(advertise) => advertise.clone(),
+        None => {
+            if addr.ip().is_unspecified() {
+                span.in_scope(|| {
+                    tracing::warn!(%addr, "listening on an unspecified address without `advertise`; other nodes cannot reach this one")
+                });
+            }
+            addr.to_string()
+        }
+    };
+    let router = server::router(store.clone(), cfg.capacity_bytes);
+    let serve_cancel = cancel.clone();
+    let server_task = tokio::spawn(
+        async move {
+            if let Err(e) = server::serve(listener, router, serve_cancel).await {
+                tracing::error!(error = %e, "datad server failed");
+            }
+        }
+        .instrument(span.clone()),
+    );
+    span.in_scope(
+        || tracing::info!(%addr, %advertise, data_dir = %cfg.data_dir.display(), "datad serving"),
+    );
+    let node = NodeInfo {
+        id: node_id,
+        zone: cfg.zone.clone(),
+        addr: advertise,
+        capacity_bytes: cfg.capacity_bytes,
+    };
+    let metad_task = tokio::spawn(
+        metad_loop(
+            node,
+            cfg.metad.clone(),
+            Duration::from_millis(cfg.heartbeat_interval_ms),
+            store.clone(),
+            cancel,
+        )
+        .instrument(span),
+    );
+    Ok(DatadHandle {
+        addr,
+        node_id,
+        store,
+        tasks: vec![server_task, metad_task],
+    })
+}
+
+/// Reads the id recorded in the data directory, or records the configured
+/// one (or a fresh random one when 0) durably.
+fn resolve_node_id(data_dir: &Path, configured: u64) -> Result<NodeId, DatadError> {
+    let path = data_dir.join(NODE_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let recorded: u64 = text.trim().parse().map_err(|_| {
+                DatadError::Config(format!("{} does not hold a node id", path.display()))
+            })?;
+            if configured != 0 && configured != recorded {
+                return Err(DatadError::NodeIdMismatch {
+                    path,
+                    recorded,
+                    configured,
+                });
+            }
+            Ok(NodeId(recorded))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = if configured != 0 {
+                configured
+            } else {
+                rand::random::<u64>().max(1)
+            };
+            durable::write_file(&data_dir.join("tmp"), &path, format!("{id}\n").as_bytes())
+                .map_err(DatadError::NodeId)?;
+            Ok(NodeId(id))
+        }
+        Err(e) => Err(DatadError::NodeId(FsError::new(
+            "read node id file",
+            &path,
+            e,
+        ))),
+    }
+}
+
+/// Why one call to metad failed.
+#[derive(Debug, thiserror::Error)]
+enum MetadCallError {
+    #[error("metad {addr} unreachable")]
+    Unreachable {
+        addr: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("metad {addr}: status {status}: {message}")]
+    Failed {
+        addr: String,
+        status: u16,
+        code: Option<RpcErrorCode>,
+        message: String,
+        /// For `NotLeader`: where the leader is.
+        leader_addr: Option<String>,
+    },
+}
+
+/// The metad addresses and which one to try next.
+struct MetadLink {
+    http: reqwest::Client,
+    addrs: Vec<String>,
+    next: usize,
+    /// Where the last `NotLeader` pointed, or the last metad that answered.
+    target: Option<String>,
+}
+
+impl MetadLink {
+    /// POSTs `body` as JSON to `path`, trying each metad in turn and following
+    /// `NotLeader` hints. Returns the last error when none accepts it.
+    async fn post<T: Serialize>(&mut self, path: &str, body: &T) -> Result<(), MetadCallError> {
+        let attempts = self.addrs.len() + METAD_REDIRECTS_MAX;
+        let mut last_error = None;
+        for _ in 0..attempts {
+            let addr = match self.target.clone() {
+                Some(addr) => addr,
+                None => {
+                    let addr = self.addrs[self.next % self.addrs.len()].clone();
+                    self.next = self.next.wrapping_add(1);
+                    addr
+                }
+            };
+            match self.post_once(&addr, path, body).await {
+                Ok(()) => {
+                    self.target = Some(addr);
+                    return Ok(());
+                }
+                Err(MetadCallError::Failed {
+                    code: Some(RpcErrorCode::NotLeader),
+                    leader_addr: Some(leader),
+                    ..
+                }) => {
+                    tracing::debug!(%addr, %leader, "metad is not the leader; following hint");
+                    self.target = Some(leader);
+                }
+                Err(e) => {
+                    self.target = None;
+                    let stop = matches!(
+                        e,
+                        MetadCallError::Failed {
+                            code: Some(RpcErrorCode::NotFound),
+                            ..
+                        }
+                    );
+                    last_error = Some(e);
+                    if stop {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| MetadCallError::Failed {
+            addr: String::new(),
+            status: 0,
+            code: None,
+            message: "no metad accepted the call".into(),
+            leader_addr: None,
+        }))
+    }
+
+    async fn post_once<T: Serialize>(
+        &self,
+        addr: &str,
+        path: &str,
+        body: &T,
+    ) -> Result<(), MetadCallError> {
+        let response = self
+            .http
+            .post(format!("http://{addr}{path}"))
+            .json(body)
+            .send()
+            .await
+            .map_err(|source| MetadCallError::Unreachable {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = response.text().await.unwrap_or_default();
+        let (code, message, leader_addr) = match serde_json::from_str::<RpcErrorBody>(&text) {
+            Ok(body) => (Some(body.code), body.message, body.leader_addr),
+            Err(_) => (None, text.chars().take(200).collect(), None),
+        };
+        Err(MetadCallError::Failed {
+            addr: addr.to_string(),
+            status: status.as_u16(),
+            code,
+            message,
+            leader_addr,
+        })
+    }
+}
+
+/// Logs repeated failures at WARN at most every [`METAD_WARN_INTERVAL_MS`].
+#[derive(Default)]
+struct WarnLimiter {
+    last_warn: Option<Instant>,
+    suppressed: u64,
+}
+
+impl WarnLimiter {
+    fn failed(&mut self, what: &str, error: &MetadCallError) {
+        let message = chain(error);
+        let due = self
+            .last_warn
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(METAD_WARN_INTERVAL_MS));
+        if due {
+            tracing::warn!(error = %message, suppressed = self.suppressed, "{what} failed; will retry");
+            self.last_warn = Some(Instant::now());
+            self.suppressed = 0;
+        } else {
+            tracing::debug!(error = %message, "{what} failed; will retry");
+            self.suppressed += 1;
+        }
+    }
+
+    fn succeeded(&mut self) {
+        self.last_warn = None;
+        self.suppressed = 0;
+    }
+}
+
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
+}
+
+/// Registers, then heartbeats; registers again if metad forgets the node.
+/// Runs until `cancel` fires.
+async fn metad_loop(
+    node: NodeInfo,
+    addrs: Vec<String>,
+    heartbeat_interval: Duration,
+    store: Arc<ShardStore>,
+    cancel: CancellationToken,
+) {
+    if addrs.is_empty() {
+        tracing::warn!("no metad addresses configured; not registering");
+        cancel.cancelled().await;
+        return;
+    }
+    let http = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .timeout(Duration::from_millis(METAD_CALL_TIMEOUT_MS))
+        .build()
+        .expect("reqwest client with static settings builds");
+    let mut link = MetadLink {
+        http,
+        addrs,
+        next: 0,
+        target: None,
+    };
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = register_and_heartbeat(&mut link, &node, heartbeat_interval, &store) => {}
+    }
+    tracing::debug!("metad task stopped");
+}
+
+async fn register_and_heartbeat(
+    link: &mut MetadLink,
+    node: &NodeInfo,
+    heartbeat_interval: Duration,
+    store: &ShardStore,
+) {
+    let mut limiter = WarnLimiter::default();
+    let register = Command::RegisterNode { node: node.clone() };
+    loop {
+        let mut backoff_ms = REGISTER_BACKOFF_MS_MIN;
+        loop {
+            match link.post("/v1/command", &register).await {
+                Ok(()) => break,
+                Err(e) => {
+                    limiter.failed("register with metad", &e);
+                    let jitter = rand::random::<u64>() % (backoff_ms / 2 + 1);
+                    tokio::time::sleep(Duration::from_millis(backoff_ms + jitter)).await;
+                    backoff_ms = (backoff_ms * 2).min(REGISTER_BACKOFF_MS_MAX);
+                }
+            }
+        }
+        limiter.succeeded();
+        tracing::info!(metad = ?link.target, addr = %node.addr, "registered with metad");
+
+        let mut ticker = tokio::time::interval(heartbeat_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let heartbeat = Heartbeat {
+                node: node.id,
+                used_bytes: store.used_bytes(),
+            };
+            match link.post("/v1/heartbeat", &heartbeat).await {
+                Ok(()) => limiter.succeeded(),
+                Err(MetadCallError::Failed {
+                    code: Some(RpcErrorCode::NotFound),
+                    ..
+                }) => {
+                    tracing::info!("metad does not know this node; registering again");
+                    break;
+                }
+                Err(e) => limiter.failed("heartbeat to metad", &e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults_fill_missing_fields() {
+        let cfg: DatadConfig = serde_json::from_str(r#"{"node_id": 3, "zone": "west"}"#).unwrap();
+        assert_eq!(cfg.node_id, 3);
+        assert_eq!(cfg.zone, "west");
+        assert_eq!(cfg.heartbeat_interval_ms, 1_000);
+        assert!(serde_json::from_str::<DatadConfig>(r#"{"nodeid": 3}"#).is_err());
+    }
+
+    #[test]
+    fn node_id_is_recorded_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tmp")).unwrap();
+        assert_eq!(resolve_node_id(dir.path(), 7).unwrap(), NodeId(7));
+        assert_eq!(resolve_node_id(dir.path(), 0).unwrap(), NodeId(7));
+        assert!(matches!(
+            resolve_node_id(dir.path(), 8),
+            Err(DatadError::NodeIdMismatch { recorded: 7, .. })
+        ));
+        let other = tempfile::tempdir().unwrap();
+        std::fs::create_dir(other.path().join("tmp")).unwrap();
+        let minted = resolve_node_id(other.path(), 0).unwrap();
+        assert_ne!(minted.0, 0);
+        assert_eq!(resolve_node_id(other.path(), 0).unwrap(), minted);
+    }
+}

@@ -1,0 +1,389 @@
+//! The HTTP endpoints of a datad, over a [`ShardStore`].
+//!
+//! | Method and path | Success |
+//! |---|---|
+//! | `PUT /v1/shards/{segment}/{index}` (header `x-weft-shard-len`, body = the shard's bytes) | 200, JSON [`ShardPutReply`] once durable |
+//! | `GET /v1/shards/{segment}/{index}?offset=N&len=N` (`len` absent: to the end) | 200, `application/octet-stream`, exactly `len` bytes |
+//! | `DELETE /v1/shards/{segment}/{index}` | 204, also when absent |
+//! | `GET /health` | 200 `ok` |
+//! | `GET /metrics` | Prometheus / OpenMetrics text |
+//!
+//! Errors are JSON [`RpcErrorBody`], status by code:
+//!
+//! | Code | Status | When |
+//! |---|---|---|
+//! | `BadRequest` | 400 | bad ids, missing or bad length header, body length mismatch, body failed |
+//! | `BadRequest` | 413 | shard above `DATA_LEN_MAX` |
+//! | `BadRequest` | 416 | range outside the shard |
+//! | `NotFound` | 404 | no such shard |
+//! | `Corrupt` | 409 | the header or first block of the range failed verification |
+//! | `DiskFull` | 507 | the PUT would exceed capacity, or the disk is full |
+//! | `Internal` | 500 | other I/O failure |
+//!
+//! A refused PUT reads and drops the rest of its body (up to
+//! [`PUT_DRAIN_BYTES_MAX`]) before replying, so the client sees the error
+//! rather than a broken pipe.
+//!
+//! A GET checks the header and the first block it touches before sending the
+//! status, so those failures get a proper error. A block that fails later
+//! aborts the response body (the connection is closed before `len` bytes), so
+//! the client's body read fails: a partial body is never mistaken for data.
+
+use crate::error::ShardError;
+use crate::shard_file::ShardHeader;
+use crate::shard_store::ShardStore;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use futures::StreamExt;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use weft_common::rpc::{RpcErrorBody, RpcErrorCode, ShardPutReply, SHARD_LEN_HEADER};
+use weft_common::{SegmentId, ShardIndex};
+
+/// Counters exported at `/metrics`.
+struct Metrics {
+    registry: Registry,
+    put_bytes: Counter,
+    get_bytes: Counter,
+    corrupt_blocks: Counter,
+    used_bytes: Gauge,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let put_bytes = Counter::default();
+        let get_bytes = Counter::default();
+        let corrupt_blocks = Counter::default();
+        let used_bytes = Gauge::default();
+        registry.register(
+            "shard_put_bytes",
+            "Data bytes of shards stored",
+            put_bytes.clone(),
+        );
+        registry.register(
+            "shard_get_bytes",
+            "Data bytes of shards served",
+            get_bytes.clone(),
+        );
+        registry.register(
+            "shard_corrupt_blocks",
+            "Shard blocks or headers that failed verification on read",
+            corrupt_blocks.clone(),
+        );
+        registry.register("used_bytes", "Bytes of all shard files", used_bytes.clone());
+        Metrics {
+            registry,
+            put_bytes,
+            get_bytes,
+            corrupt_blocks,
+            used_bytes,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    store: Arc<ShardStore>,
+    metrics: Arc<Metrics>,
+    capacity_bytes: u64,
+}
+
+/// The router of a datad. PUTs that would take the store's usage above
+/// `capacity_bytes` are refused with 507.
+pub fn router(store: Arc<ShardStore>, capacity_bytes: u64) -> Router {
+    let state = AppState {
+        store,
+        metrics: Arc::new(Metrics::new()),
+        capacity_bytes,
+    };
+    Router::new()
+        .route(
+            "/v1/shards/{segment}/{index}",
+            put(put_shard).get(get_shard).delete(delete_shard),
+        )
+        .route("/health", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` (TCP_NODELAY on every connection) until
+/// `cancel` fires, then shuts down gracefully.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(cancel.cancelled_owned())
+        .await
+}
+
+/// An error reply: status plus [`RpcErrorBody`].
+struct ApiError {
+    status: StatusCode,
+    code: RpcErrorCode,
+    message: String,
+}
+
+impl ApiError {
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: RpcErrorCode::BadRequest,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = RpcErrorBody {
+            code: self.code,
+            message: self.message,
+            leader_addr: None,
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// `error: cause: cause`, for messages.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
+}
+
+impl From<ShardError> for ApiError {
+    fn from(error: ShardError) -> ApiError {
+        use RpcErrorCode as C;
+        let (status, code) = match &error {
+            ShardError::NotFound { .. } => (StatusCode::NOT_FOUND, C::NotFound),
+            ShardError::Corrupt { .. } | ShardError::CorruptHeader { .. } => {
+                (StatusCode::CONFLICT, C::Corrupt)
+            }
+            ShardError::LengthMismatch { .. } | ShardError::Body(_) => {
+                (StatusCode::BAD_REQUEST, C::BadRequest)
+            }
+            ShardError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, C::BadRequest),
+            ShardError::OutOfRange { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, C::BadRequest),
+            ShardError::DiskFull(_) => (StatusCode::INSUFFICIENT_STORAGE, C::DiskFull),
+            ShardError::Io(_) | ShardError::Task(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, C::Internal)
+            }
+        };
+        let message = chain(&error);
+        match code {
+            // Handled here: a human should look.
+            C::Internal => tracing::error!(error = %message, "shard request failed"),
+            C::DiskFull => tracing::warn!(error = %message, "shard request failed"),
+            _ => tracing::debug!(error = %message, "shard request failed"),
+        }
+        ApiError {
+            status,
+            code,
+            message,
+        }
+    }
+}
+
+fn parse_ids(segment: &str, index: &str) -> Result<(SegmentId, ShardIndex), ApiError> {
+    if segment.len() != 32 || !segment.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request(format!(
+            "segment id {segment:?} is not 32 hex digits"
+        )));
+    }
+    let segment = segment
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("bad segment id {segment:?}")))?;
+    let index = index
+        .parse()
+        .map(ShardIndex)
+        .map_err(|_| ApiError::bad_request(format!("bad shard index {index:?}")))?;
+    Ok((segment, index))
+}
+
+async fn put_shard(
+    State(state): State<AppState>,
+    Path((segment, index)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<ShardPutReply>, ApiError> {
+    let (segment, index) = parse_ids(&segment, &index)?;
+    let len = headers
+        .get(SHARD_LEN_HEADER)
+        .ok_or_else(|| ApiError::bad_request(format!("missing header {SHARD_LEN_HEADER}")))?;
+    let len: u64 = len
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| ApiError::bad_request(format!("bad header {SHARD_LEN_HEADER}")))?;
+    let span = tracing::info_span!("shard_put", %segment, %index, len);
+    let mut body = body.into_data_stream();
+    let result = async {
+        let file_len = ShardHeader::new(segment, index, len).file_len();
+        let used = state.store.used_bytes();
+        if used.saturating_add(file_len) > state.capacity_bytes {
+            tracing::warn!(
+                used,
+                capacity = state.capacity_bytes,
+                "refused shard: node full"
+            );
+            return Err(ApiError {
+                status: StatusCode::INSUFFICIENT_STORAGE,
+                code: RpcErrorCode::DiskFull,
+                message: format!(
+                    "node full: {used} of {} bytes used, shard needs {file_len}",
+                    state.capacity_bytes
+                ),
+            });
+        }
+        let reply = state.store.put(segment, index, len, &mut body).await?;
+        state.metrics.put_bytes.inc_by(reply.bytes);
+        Ok(Json(reply))
+    }
+    .instrument(span)
+    .await;
+    if result.is_err() {
+        drain(body, PUT_DRAIN_BYTES_MAX).await;
+    }
+    result
+}
+
+/// Most bytes of a refused PUT's body read and dropped before replying.
+///
+/// A client still sending its body when the connection closes sees a broken
+/// pipe, not our reply; reading the rest lets it see the error (disk full,
+/// length mismatch) and tell a refusal from an unreachable node. Beyond this
+/// many bytes the connection is simply closed.
+pub const PUT_DRAIN_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+async fn drain(mut body: axum::body::BodyDataStream, max_bytes: u64) {
+    let mut drained = 0u64;
+    while let Some(Ok(chunk)) = body.next().await {
+        drained += chunk.len() as u64;
+        if drained > max_bytes {
+            break;
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RangeParams {
+    #[serde(default)]
+    offset: u64,
+    len: Option<u64>,
+}
+
+async fn get_shard(
+    State(state): State<AppState>,
+    Path((segment, index)): Path<(String, String)>,
+    params: Result<Query<RangeParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let (segment, index) = parse_ids(&segment, &index)?;
+    let Query(params) =
+        params.map_err(|e| ApiError::bad_request(format!("bad range: {}", e.body_text())))?;
+    let span = tracing::info_span!("shard_get", %segment, %index, offset = params.offset, len = params.len);
+    let metrics = state.metrics.clone();
+    let range = match state
+        .store
+        .get(segment, index, params.offset, params.len)
+        .instrument(span.clone())
+        .await
+    {
+        Ok(range) => range,
+        Err(e) => {
+            if e.is_corrupt() {
+                metrics.corrupt_blocks.inc();
+            }
+            return Err(span.in_scope(|| ApiError::from(e)));
+        }
+    };
+    let body = range.body.inspect(move |item| match item {
+        Ok(chunk) => {
+            metrics.get_bytes.inc_by(chunk.len() as u64);
+        }
+        Err(e) => {
+            if e.is_corrupt() {
+                metrics.corrupt_blocks.inc();
+            }
+            // The status is sent; all that is left is to cut the body short.
+            span.in_scope(|| tracing::debug!(error = %chain(e), "aborting shard body"));
+        }
+    });
+    // Before passing an error on (which makes hyper close the connection),
+    // give hyper one turn to flush the status and the data so far: the client
+    // then sees a body that breaks off rather than a connection closed before
+    // any response, and can tell "bad shard" from "node unreachable".
+    let body = futures::stream::unfold(body, |mut body| async move {
+        let item = body.next().await?;
+        if item.is_err() {
+            tokio::task::yield_now().await;
+        }
+        Some((item, body))
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, range.len.to_string()),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+async fn delete_shard(
+    State(state): State<AppState>,
+    Path((segment, index)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (segment, index) = parse_ids(&segment, &index)?;
+    let span = tracing::info_span!("shard_delete", %segment, %index);
+    async move {
+        let existed = state.store.delete(segment, index).await?;
+        tracing::debug!(existed, "deleted shard");
+        Ok(StatusCode::NO_CONTENT)
+    }
+    .instrument(span)
+    .await
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let used = i64::try_from(state.store.used_bytes()).unwrap_or(i64::MAX);
+    state.metrics.used_bytes.set(used);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &state.metrics.registry).map_err(|e| {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: RpcErrorCode::Internal,
+            message: format!("encode metrics: {e}"),
+        }
+    })?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}

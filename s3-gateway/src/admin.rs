@@ -1,0 +1,249 @@
+//! The admin API (HTTP + JSON) that the `weft` CLI drives: keys, buckets and
+//! cluster status. Every request is signed with a root key
+//! ([`weft_common::admin_auth`]) or carries the configured bearer token.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use weft_common::admin_auth;
+use weft_common::manifest::AccessKey;
+use weft_common::rpc::{Command, CommandResult, Query, QueryResult, RaftStatus, Refusal};
+use weft_common::topology::NodeView;
+
+use crate::s3::now_ms;
+use crate::Gateway;
+
+/// State of the admin router.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The gateway (for metad access).
+    pub gw: Gateway,
+    /// Accepted bearer token, if configured.
+    pub admin_token: Option<String>,
+}
+
+/// An admin API error: status plus `{"error": "..."}`.
+pub struct AdminError(StatusCode, String);
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<weft_metad::MetadClientError> for AdminError {
+    fn from(e: weft_metad::MetadClientError) -> Self {
+        AdminError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    }
+}
+
+/// A key as the admin API shows it; the secret only on creation.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct KeyView {
+    /// Key name.
+    pub name: String,
+    /// Access key id.
+    pub access_key: String,
+    /// Secret, only in the answer to create.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_key: Option<String>,
+    /// Root key?
+    pub root: bool,
+    /// Creation time, ms since epoch.
+    pub created_ms: u64,
+}
+
+/// A bucket as the admin API shows it.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct BucketView {
+    /// Bucket name.
+    pub name: String,
+    /// Owner's key name (or access key if the key was deleted).
+    pub owner: String,
+    /// Creation time, ms since epoch.
+    pub created_ms: u64,
+}
+
+/// `weft cluster status`.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct ClusterStatus {
+    /// metad raft view (from the voter that answered).
+    pub metad: RaftStatus,
+    /// Data nodes.
+    pub nodes: Vec<NodeView>,
+}
+
+/// Body of key creation.
+#[derive(Deserialize, Serialize)]
+pub struct CreateKeyRequest {
+    /// Unique key name.
+    pub name: String,
+}
+
+/// The router.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/v1/keys", get(list_keys).post(create_key))
+        .route("/v1/keys/{name}", delete(delete_key))
+        .route("/v1/buckets", get(list_buckets))
+        .route("/v1/cluster/status", get(cluster_status))
+        .route("/health", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+async fn check(s: &AdminState, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<(), AdminError> {
+    let unauthorized = |m: &str| AdminError(StatusCode::UNAUTHORIZED, m.to_string());
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .ok_or_else(|| unauthorized("missing Authorization: sign with the root key or send the admin token"))?;
+    if let (Some(token), Some(given)) = (&s.admin_token, header.strip_prefix("Bearer ")) {
+        if admin_auth::signatures_equal(token, given.trim()) {
+            return Ok(());
+        }
+        return Err(unauthorized("wrong admin token"));
+    }
+    let parsed = admin_auth::parse(header).ok_or_else(|| unauthorized("malformed Authorization header"))?;
+    let now = now_ms() / 1000;
+    if parsed.unix_secs.abs_diff(now) > admin_auth::SKEW_SECS_MAX {
+        return Err(unauthorized("request time too far from server time; check the clock"));
+    }
+    let key = s
+        .gw
+        .keys
+        .get(&parsed.access_key)
+        .await
+        .map_err(|e| AdminError(StatusCode::SERVICE_UNAVAILABLE, format!("look up key: {e:?}")))?;
+    let Some(key) = key.filter(|k| k.root) else {
+        return Err(AdminError(StatusCode::FORBIDDEN, "only root keys may use the admin API".into()));
+    };
+    let path_q = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let expected = admin_auth::signature(&key.secret_key, method.as_str(), path_q, parsed.unix_secs, body);
+    if !admin_auth::signatures_equal(&expected, &parsed.signature) {
+        return Err(unauthorized("signature does not match: wrong secret key?"));
+    }
+    Ok(())
+}
+
+async fn keys(s: &AdminState) -> Result<Vec<AccessKey>, AdminError> {
+    match s.gw.metad.query(&Query::Keys).await? {
+        QueryResult::Keys { keys } => Ok(keys),
+        other => Err(AdminError(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected {other:?}"))),
+    }
+}
+
+async fn list_keys(State(s): State<AdminState>, method: Method, uri: Uri, headers: HeaderMap) -> Result<Json<Vec<KeyView>>, AdminError> {
+    check(&s, &method, &uri, &headers, b"").await?;
+    let out = keys(&s)
+        .await?
+        .into_iter()
+        .map(|k| KeyView {
+            name: k.name,
+            access_key: k.access_key,
+            secret_key: None,
+            root: k.root,
+            created_ms: k.created_ms,
+        })
+        .collect();
+    Ok(Json(out))
+}
+
+fn random_token(len: usize, alphabet: &[u8]) -> String {
+    (0..len)
+        .map(|_| alphabet[rand::random::<usize>() % alphabet.len()] as char)
+        .collect()
+}
+
+/// A new random access key id (20 chars) and secret (40 chars).
+pub fn generate_key_pair() -> (String, String) {
+    let ak = format!("WK{}", random_token(18, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"));
+    let sk = random_token(40, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789");
+    (ak, sk)
+}
+
+async fn create_key(State(s): State<AdminState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, Json<KeyView>), AdminError> {
+    check(&s, &method, &uri, &headers, &body).await?;
+    let req: CreateKeyRequest =
+        serde_json::from_slice(&body).map_err(|e| AdminError(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))?;
+    if req.name.is_empty() || req.name.len() > 128 {
+        return Err(AdminError(StatusCode::BAD_REQUEST, "key names are 1-128 characters".into()));
+    }
+    let (access_key, secret_key) = generate_key_pair();
+    let key = AccessKey {
+        access_key: access_key.clone(),
+        secret_key: secret_key.clone(),
+        name: req.name.clone(),
+        root: false,
+        created_ms: now_ms(),
+    };
+    match s.gw.metad.command(&Command::CreateKey { key: key.clone() }).await? {
+        CommandResult::Done => Ok((
+            StatusCode::CREATED,
+            Json(KeyView {
+                name: key.name,
+                access_key,
+                secret_key: Some(secret_key),
+                root: false,
+                created_ms: key.created_ms,
+            }),
+        )),
+        CommandResult::Refused {
+            refusal: Refusal::KeyExists,
+        } => Err(AdminError(StatusCode::CONFLICT, format!("a key named {} already exists", req.name))),
+        other => Err(AdminError(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected {other:?}"))),
+    }
+}
+
+async fn delete_key(State(s): State<AdminState>, Path(name): Path<String>, method: Method, uri: Uri, headers: HeaderMap) -> Result<StatusCode, AdminError> {
+    check(&s, &method, &uri, &headers, b"").await?;
+    match s.gw.metad.command(&Command::DeleteKey { name: name.clone() }).await? {
+        CommandResult::Done => Ok(StatusCode::NO_CONTENT),
+        CommandResult::Refused {
+            refusal: Refusal::NoSuchKeyName,
+        } => Err(AdminError(StatusCode::NOT_FOUND, format!("no key named {name}"))),
+        CommandResult::Refused {
+            refusal: Refusal::KeyIsRoot,
+        } => Err(AdminError(StatusCode::CONFLICT, "the root key cannot be deleted".into())),
+        other => Err(AdminError(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected {other:?}"))),
+    }
+}
+
+async fn list_buckets(State(s): State<AdminState>, method: Method, uri: Uri, headers: HeaderMap) -> Result<Json<Vec<BucketView>>, AdminError> {
+    check(&s, &method, &uri, &headers, b"").await?;
+    let keys = keys(&s).await?;
+    let buckets = match s.gw.metad.query(&Query::Buckets).await? {
+        QueryResult::Buckets { buckets } => buckets,
+        other => return Err(AdminError(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected {other:?}"))),
+    };
+    Ok(Json(
+        buckets
+            .into_iter()
+            .map(|b| BucketView {
+                owner: keys
+                    .iter()
+                    .find(|k| k.access_key == b.owner)
+                    .map(|k| k.name.clone())
+                    .unwrap_or(b.owner),
+                name: b.name,
+                created_ms: b.created_ms,
+            })
+            .collect(),
+    ))
+}
+
+async fn cluster_status(State(s): State<AdminState>, method: Method, uri: Uri, headers: HeaderMap) -> Result<Json<ClusterStatus>, AdminError> {
+    check(&s, &method, &uri, &headers, b"").await?;
+    let metad = match s.gw.metad.query(&Query::Status).await? {
+        QueryResult::Status { status } => status,
+        other => return Err(AdminError(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected {other:?}"))),
+    };
+    let nodes = match s.gw.metad.query(&Query::Nodes).await? {
+        QueryResult::Nodes { nodes } => nodes,
+        other => return Err(AdminError(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected {other:?}"))),
+    };
+    Ok(Json(ClusterStatus { metad, nodes }))
+}

@@ -1,0 +1,76 @@
+//! SigV4 secrets from metad (cached briefly) and bucket ownership checks.
+
+use moka::future::Cache;
+use s3s::auth::{Credentials, S3Auth, SecretKey};
+use s3s::{s3_error, S3Result};
+use std::time::Duration;
+use weft_common::manifest::{AccessKey, BucketInfo};
+use weft_common::rpc::{Query, QueryResult};
+use weft_metad::MetadClient;
+
+/// Looks up access keys in metad. Entries live for a few seconds so a
+/// deleted key stops working quickly without a metad read per request.
+#[derive(Clone)]
+pub struct KeyStore {
+    metad: MetadClient,
+    cache: Cache<String, Option<AccessKey>>,
+}
+
+impl KeyStore {
+    /// A key store over `metad`, caching answers for `ttl`.
+    pub fn new(metad: MetadClient, ttl: Duration) -> Self {
+        KeyStore {
+            metad,
+            cache: Cache::builder().max_capacity(10_000).time_to_live(ttl).build(),
+        }
+    }
+
+    /// The key with this id, if it exists.
+    pub async fn get(&self, access_key: &str) -> S3Result<Option<AccessKey>> {
+        if let Some(k) = self.cache.get(access_key).await {
+            return Ok(k);
+        }
+        let q = Query::AccessKey {
+            access_key: access_key.to_string(),
+        };
+        let key = match self.metad.query(&q).await {
+            Ok(QueryResult::AccessKey { key }) => key,
+            Ok(other) => return Err(s3_error!(InternalError, "unexpected metad answer: {other:?}")),
+            Err(e) => return Err(s3_error!(ServiceUnavailable, "look up access key: {e}")),
+        };
+        self.cache.insert(access_key.to_string(), key.clone()).await;
+        Ok(key)
+    }
+
+    /// Whether `creds` may act on `bucket`: its owner or a root key.
+    pub async fn authorize(&self, creds: Option<&Credentials>, bucket: &BucketInfo) -> S3Result<()> {
+        let Some(creds) = creds else {
+            return Err(s3_error!(AccessDenied, "anonymous access is not allowed"));
+        };
+        if creds.access_key == bucket.owner {
+            return Ok(());
+        }
+        match self.get(&creds.access_key).await? {
+            Some(k) if k.root => Ok(()),
+            _ => Err(s3_error!(AccessDenied, "access to bucket {} denied", bucket.name)),
+        }
+    }
+
+    /// Whether `creds` belongs to a root key.
+    pub async fn is_root(&self, creds: Option<&Credentials>) -> S3Result<bool> {
+        match creds {
+            None => Ok(false),
+            Some(c) => Ok(self.get(&c.access_key).await?.map(|k| k.root).unwrap_or(false)),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Auth for KeyStore {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        match self.get(access_key).await? {
+            Some(k) => Ok(SecretKey::from(k.secret_key)),
+            None => Err(s3_error!(InvalidAccessKeyId, "the access key {access_key} does not exist")),
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! The read path: fetch only the stripes and shards a range needs, data
+//! shards first; on a missing node, a failed read or a crc32c mismatch,
+//! fetch the whole stripe from the surviving shards and decode with parity.
+
+use bytes::{Bytes, BytesMut};
+use futures::future::join_all;
+use std::ops::Range;
+use tokio::sync::mpsc;
+use weft_common::manifest::{ObjectVersion, Segment};
+use weft_common::profile::Layout;
+use weft_common::stripe::Geometry;
+use weft_common::{NodeId, ShardIndex};
+
+use crate::error::GatewayError;
+use crate::Gateway;
+
+/// Bytes of the object a piece covers and the piece itself.
+pub type Piece = Result<Bytes, GatewayError>;
+
+impl Gateway {
+    /// Streams `range` of `version` into a bounded channel. The first piece
+    /// is fetched before this returns, so a wholly unreadable object fails
+    /// with a clean error instead of a truncated body.
+    pub async fn read_object(
+        &self,
+        version: &ObjectVersion,
+        range: Range<u64>,
+    ) -> Result<mpsc::Receiver<Piece>, GatewayError> {
+        let mut plan: Vec<(Segment, Range<u64>)> = Vec::new();
+        for seg in &version.segments {
+            let seg_range = seg.offset..seg.offset + seg.len;
+            let start = range.start.max(seg_range.start);
+            let end = range.end.min(seg_range.end);
+            if start < end {
+                plan.push((seg.clone(), (start - seg.offset)..(end - seg.offset)));
+            }
+        }
+        let (tx, rx) = mpsc::channel::<Piece>(2);
+        let mut steps: Vec<(Segment, Range<u64>)> = Vec::new();
+        for (seg, r) in plan {
+            match seg.layout {
+                Layout::Replicated { .. } => steps.push((seg, r)),
+                Layout::Erasure { k, m, unit_bytes } => {
+                    let g = Geometry::new(usize::from(k), usize::from(m), u64::from(unit_bytes), seg.len);
+                    for stripe in g.stripes_for(r.clone()) {
+                        let s = r.start.max(stripe.data.start);
+                        let e = r.end.min(stripe.data.end);
+                        steps.push((seg.clone(), s..e));
+                    }
+                }
+            }
+        }
+        let mut steps = steps.into_iter();
+        if let Some((seg, r)) = steps.next() {
+            let first = self.read_piece(&seg, r).await?;
+            let _ = tx.send(Ok(first)).await;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            for (seg, r) in steps {
+                let piece = this.read_piece(&seg, r).await;
+                let failed = piece.is_err();
+                if tx.send(piece).await.is_err() || failed {
+                    return; // client went away, or the stream ends with the error
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    /// Reads `r` (segment-relative, within one stripe for EC segments).
+    async fn read_piece(&self, seg: &Segment, r: Range<u64>) -> Result<Bytes, GatewayError> {
+        match seg.layout {
+            Layout::Replicated { .. } => self.read_replica(seg, r).await,
+            Layout::Erasure { k, m, unit_bytes } => {
+                let g = Geometry::new(usize::from(k), usize::from(m), u64::from(unit_bytes), seg.len);
+                self.read_stripe_range(seg, &g, r).await
+            }
+        }
+    }
+
+    async fn fetch(&self, seg: &Segment, index: usize, shard_range: Range<u64>) -> Result<Bytes, String> {
+        let Some(Some(node)) = seg.shards.get(index).copied() else {
+            return Err(format!("shard {index} was never written"));
+        };
+        let Some((addr, up)) = self.cluster.locate(node) else {
+            return Err(format!("shard {index}: node {node} unknown"));
+        };
+        if !up {
+            return Err(format!("shard {index}: node {node} is down"));
+        }
+        self.datad
+            .get_shard(
+                &addr,
+                seg.id,
+                ShardIndex(index as u8),
+                shard_range.start,
+                shard_range.end - shard_range.start,
+            )
+            .await
+            .map_err(|e| {
+                tracing::warn!(segment = %seg.id, shard = index, %node, error = %e, "shard read failed; using other shards");
+                format!("shard {index} on {node}: {e}")
+            })
+    }
+
+    async fn read_replica(&self, seg: &Segment, r: Range<u64>) -> Result<Bytes, GatewayError> {
+        let mut errors = Vec::new();
+        // Replicas on nodes believed up first.
+        let mut order: Vec<usize> = (0..seg.shards.len()).collect();
+        order.sort_by_key(|i| {
+            let up = seg.shards[*i]
+                .and_then(|n: NodeId| self.cluster.locate(n))
+                .map(|(_, up)| up)
+                .unwrap_or(false);
+            !up
+        });
+        for i in order {
+            match self.fetch(seg, i, r.clone()).await {
+                Ok(b) => return Ok(b),
+                Err(e) => errors.push(e),
+            }
+        }
+        Err(GatewayError::Unreadable {
+            segment: seg.id,
+            detail: format!("no replica readable: {}", errors.join("; ")),
+        })
+    }
+
+    async fn read_stripe_range(&self, seg: &Segment, g: &Geometry, r: Range<u64>) -> Result<Bytes, GatewayError> {
+        let stripe = g.stripe(r.start / g.stripe_bytes());
+        let unit = stripe.shard.end - stripe.shard.start;
+        // Fast path: the data shards covering the range, in parallel.
+        let first = ((r.start - stripe.data.start) / unit) as usize;
+        let last = ((r.end - 1 - stripe.data.start) / unit) as usize;
+        let fetches = (first..=last).map(|j| {
+            let unit_start = stripe.data.start + j as u64 * unit;
+            let s = r.start.max(unit_start) - unit_start;
+            let e = r.end.min(unit_start + unit) - unit_start;
+            self.fetch(seg, j, stripe.shard.start + s..stripe.shard.start + e)
+        });
+        let results = join_all(fetches).await;
+        if results.iter().all(|x| x.is_ok()) {
+            let mut out = BytesMut::with_capacity((r.end - r.start) as usize);
+            for b in results.into_iter().flatten() {
+                out.extend_from_slice(&b);
+            }
+            return Ok(out.freeze());
+        }
+        // Degraded path: whole units from every other shard, then decode.
+        let failed: Vec<usize> = results
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| x.is_err())
+            .map(|(i, _)| first + i)
+            .collect();
+        tracing::warn!(segment = %seg.id, stripe = stripe.index, ?failed, "degraded read: decoding from parity");
+        let width = g.k + g.m;
+        let all = join_all((0..width).map(|i| {
+            let failed = failed.contains(&i);
+            let shard_range = stripe.shard.clone();
+            async move {
+                if failed {
+                    Err("failed on the fast path".to_string())
+                } else {
+                    self.fetch(seg, i, shard_range).await
+                }
+            }
+        }))
+        .await;
+        let mut errors = Vec::new();
+        let shards: Vec<Option<Bytes>> = all
+            .into_iter()
+            .map(|x| match x {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            })
+            .collect();
+        let codec = self.codec(g.k, g.m)?;
+        let data_len = (stripe.data.end - stripe.data.start) as usize;
+        let data = tokio::task::spawn_blocking(move || codec.decode(shards, data_len))
+            .await
+            .map_err(|e| GatewayError::Internal(format!("decode: {e}")))?
+            .map_err(|e| GatewayError::Unreadable {
+                segment: seg.id,
+                detail: format!("stripe {}: {e}: {}", stripe.index, errors.join("; ")),
+            })?;
+        let s = (r.start - stripe.data.start) as usize;
+        let e = (r.end - stripe.data.start) as usize;
+        Ok(data.slice(s..e))
+    }
+}

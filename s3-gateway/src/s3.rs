@@ -1,0 +1,569 @@
+//! The S3 API: s3s parses and authenticates, this module implements the
+//! operations on top of [`Gateway`] and metad.
+
+use bytes::Bytes;
+use futures::StreamExt;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use s3s::auth::Credentials;
+use s3s::dto::*;
+use s3s::service::{S3Service, S3ServiceBuilder};
+use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use weft_common::manifest::{BucketInfo, ContentHeaders, ObjectVersion};
+use weft_common::rpc::{Command, CommandResult, ListMarker, ListRequest, Query, QueryResult, Refusal};
+use weft_common::VersionId;
+
+use crate::auth::KeyStore;
+use crate::error::{to_s3, GatewayError};
+use crate::{Gateway, GatewayConfig};
+
+/// Largest single PUT, as in S3.
+pub const PUT_BYTES_MAX: i64 = 5 << 30;
+/// Longest key in bytes, as in S3.
+pub const KEY_BYTES_MAX: usize = 1024;
+/// Most user metadata (names plus values) in bytes, as in S3.
+pub const USER_METADATA_BYTES_MAX: usize = 2048;
+/// Most keys in one listing page.
+pub const LIST_KEYS_MAX: i32 = 1000;
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn timestamp(ms: u64) -> Timestamp {
+    Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+/// The S3 trait implementation.
+#[derive(Clone)]
+pub struct WeftS3 {
+    gw: Gateway,
+}
+
+/// Builds the s3s service with SigV4 against metad's keys.
+pub fn build_service(gw: Gateway, keys: KeyStore, _cfg: &GatewayConfig) -> S3Service {
+    let mut b = S3ServiceBuilder::new(WeftS3 { gw });
+    b.set_auth(keys);
+    b.build()
+}
+
+/// Serves S3 on `listener` until `cancel` fires.
+pub async fn serve(listener: tokio::net::TcpListener, service: S3Service, cancel: CancellationToken) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                r = conn => if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                },
+                _ = cancel.cancelled() => {}
+            }
+        });
+    }
+}
+
+fn metad_err(e: weft_metad::MetadClientError) -> s3s::S3Error {
+    to_s3(GatewayError::Metad(e))
+}
+
+fn unexpected(what: &str, got: impl std::fmt::Debug) -> s3s::S3Error {
+    s3_error!(InternalError, "unexpected metad answer to {what}: {got:?}")
+}
+
+fn encode_token(m: &ListMarker) -> String {
+    let raw = match m {
+        ListMarker::Key(k) => format!("k{k}"),
+        ListMarker::Prefix(p) => format!("p{p}"),
+    };
+    hex::encode(raw)
+}
+
+fn decode_token(t: &str) -> Option<ListMarker> {
+    let raw = String::from_utf8(hex::decode(t).ok()?).ok()?;
+    let (kind, rest) = raw.split_at(raw.char_indices().nth(1).map(|(i, _)| i).unwrap_or(raw.len()));
+    match kind {
+        "k" => Some(ListMarker::Key(rest.to_string())),
+        "p" => Some(ListMarker::Prefix(rest.to_string())),
+        _ => None,
+    }
+}
+
+impl WeftS3 {
+    async fn bucket(&self, creds: Option<&Credentials>, name: &str) -> S3Result<BucketInfo> {
+        let q = Query::Bucket { name: name.to_string() };
+        match self.gw.metad.query(&q).await.map_err(metad_err)? {
+            QueryResult::Bucket { bucket: Some(b) } => {
+                self.gw.keys.authorize(creds, &b).await?;
+                Ok(b)
+            }
+            QueryResult::Bucket { bucket: None } => Err(s3_error!(NoSuchBucket, "bucket {name} does not exist")),
+            other => Err(unexpected("bucket lookup", other)),
+        }
+    }
+
+    async fn current(&self, bucket: &str, key: &str) -> S3Result<ObjectVersion> {
+        let q = Query::Object {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        };
+        match self.gw.metad.query(&q).await.map_err(metad_err)? {
+            QueryResult::Object {
+                version: Some(v), ..
+            } => Ok(v),
+            QueryResult::Object {
+                bucket_exists: false, ..
+            } => Err(s3_error!(NoSuchBucket, "bucket {bucket} does not exist")),
+            QueryResult::Object { .. } => Err(s3_error!(NoSuchKey, "key {key} does not exist")),
+            other => Err(unexpected("object lookup", other)),
+        }
+    }
+}
+
+fn validate_bucket_name(name: &str) -> S3Result<()> {
+    let ok_len = (3..=63).contains(&name.len());
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    let ok_ends = name
+        .bytes()
+        .next()
+        .zip(name.bytes().last())
+        .map(|(f, l)| f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric())
+        .unwrap_or(false);
+    let ok_dots = !name.contains("..") && name.parse::<std::net::Ipv4Addr>().is_err();
+    if ok_len && ok_chars && ok_ends && ok_dots {
+        Ok(())
+    } else {
+        Err(s3_error!(InvalidBucketName, "the bucket name {name:?} is not valid: use 3-63 lowercase letters, digits, '-' and '.'"))
+    }
+}
+
+#[async_trait::async_trait]
+impl S3 for WeftS3 {
+    #[tracing::instrument(level = "info", skip_all, fields(bucket = %req.input.bucket))]
+    async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+        let name = req.input.bucket.clone();
+        validate_bucket_name(&name)?;
+        let Some(creds) = req.credentials.as_ref() else {
+            return Err(s3_error!(AccessDenied, "anonymous requests may not create buckets"));
+        };
+        let cmd = Command::CreateBucket {
+            bucket: BucketInfo {
+                name: name.clone(),
+                owner: creds.access_key.clone(),
+                created_ms: now_ms(),
+            },
+        };
+        match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
+            CommandResult::Done => Ok(S3Response::new(CreateBucketOutput {
+                location: Some(format!("/{name}")),
+            })),
+            CommandResult::Refused {
+                refusal: Refusal::BucketExists { owner },
+            } if owner == creds.access_key => Err(s3_error!(
+                BucketAlreadyOwnedByYou,
+                "you already own the bucket {name}"
+            )),
+            CommandResult::Refused {
+                refusal: Refusal::BucketExists { .. },
+            } => Err(s3_error!(BucketAlreadyExists, "the bucket {name} exists and belongs to someone else")),
+            other => Err(unexpected("create bucket", other)),
+        }
+    }
+
+    #[tracing::instrument(level = "info", skip_all, fields(bucket = %req.input.bucket))]
+    async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+        let name = req.input.bucket.clone();
+        self.bucket(req.credentials.as_ref(), &name).await?;
+        match self
+            .gw
+            .metad
+            .command(&Command::DeleteBucket { name: name.clone() })
+            .await
+            .map_err(metad_err)?
+        {
+            CommandResult::Done => Ok(S3Response::new(DeleteBucketOutput {})),
+            CommandResult::Refused {
+                refusal: Refusal::BucketNotEmpty,
+            } => Err(s3_error!(BucketNotEmpty, "the bucket {name} is not empty; delete its objects first")),
+            CommandResult::Refused {
+                refusal: Refusal::NoSuchBucket,
+            } => Err(s3_error!(NoSuchBucket, "bucket {name} does not exist")),
+            other => Err(unexpected("delete bucket", other)),
+        }
+    }
+
+    async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.bucket(req.credentials.as_ref(), &req.input.bucket).await?;
+        Ok(S3Response::new(HeadBucketOutput::default()))
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        self.bucket(req.credentials.as_ref(), &req.input.bucket).await?;
+        Ok(S3Response::new(GetBucketLocationOutput::default()))
+    }
+
+    async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+        let root = self.gw.keys.is_root(req.credentials.as_ref()).await?;
+        let me = req.credentials.as_ref().map(|c| c.access_key.clone());
+        let buckets = match self.gw.metad.query(&Query::Buckets).await.map_err(metad_err)? {
+            QueryResult::Buckets { buckets } => buckets,
+            other => return Err(unexpected("list buckets", other)),
+        };
+        let list = buckets
+            .into_iter()
+            .filter(|b| root || Some(&b.owner) == me.as_ref())
+            .map(|b| Bucket {
+                name: Some(b.name),
+                creation_date: Some(timestamp(b.created_ms)),
+                bucket_region: None,
+            })
+            .collect();
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(list),
+            owner: me.map(|id| Owner {
+                display_name: Some(id.clone()),
+                id: Some(id),
+            }),
+            ..Default::default()
+        }))
+    }
+
+    #[tracing::instrument(level = "info", skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+        let input = req.input;
+        if input.key.len() > KEY_BYTES_MAX {
+            return Err(s3_error!(KeyTooLongError, "keys are at most {KEY_BYTES_MAX} bytes"));
+        }
+        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        // s3s leaves content_length unset for an empty body; a body without
+        // a length is only acceptable when the request declared none at all.
+        let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
+        let size = match (input.content_length, &input.body) {
+            (Some(n), _) if n < 0 => return Err(s3_error!(InvalidArgument, "negative Content-Length")),
+            (Some(n), _) => n,
+            (None, Some(_)) if chunked => {
+                return Err(s3_error!(MissingContentLength, "PUT needs a Content-Length (or x-amz-decoded-content-length)"))
+            }
+            (None, _) => 0,
+        };
+        if size > PUT_BYTES_MAX {
+            return Err(s3_error!(EntityTooLarge, "a single PUT is at most 5 GiB; use multipart upload"));
+        }
+        let user_metadata: BTreeMap<String, String> = input
+            .metadata
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        let meta_bytes: usize = user_metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if meta_bytes > USER_METADATA_BYTES_MAX {
+            return Err(s3_error!(MetadataTooLarge, "user metadata is {meta_bytes} bytes; the limit is {USER_METADATA_BYTES_MAX}"));
+        }
+        let class_name = input.storage_class.as_ref().map(|c| c.as_str().to_string());
+        let Some(class) = self.gw.profiles.class(class_name.as_deref()).cloned() else {
+            return Err(s3_error!(InvalidStorageClass, "storage class {class_name:?} is not offered by this cluster"));
+        };
+        let size = size as u64;
+        let written = match input.body {
+            Some(body) => self.gw.write_object(&class, size, body).await,
+            None => self.gw.write_object(&class, size, futures::stream::empty::<Result<Bytes, std::io::Error>>()).await,
+        }
+        .map_err(to_s3)?;
+        if let Some(md5_b64) = &input.content_md5 {
+            let got = hex::decode(&written.etag).unwrap_or_default();
+            let claimed = base64_decode(md5_b64).ok_or_else(|| s3_error!(InvalidDigest, "Content-MD5 is not valid base64"))?;
+            if claimed != got {
+                self.gw.delete_segments_later(written.segments, Duration::ZERO);
+                return Err(s3_error!(BadDigest, "the Content-MD5 you specified did not match what we received"));
+            }
+        }
+        let version = ObjectVersion {
+            version_id: VersionId::from_random(rand::random()),
+            size,
+            etag: written.etag.clone(),
+            crc32c: written.crc32c,
+            last_modified_ms: now_ms(),
+            storage_class: class.name.clone(),
+            user_metadata,
+            content: ContentHeaders {
+                content_type: input.content_type.map(|c| c.to_string()),
+                content_encoding: input.content_encoding,
+                content_disposition: input.content_disposition,
+                content_language: input.content_language,
+                cache_control: input.cache_control,
+            },
+            segments: written.segments,
+        };
+        let segments = version.segments.clone();
+        let cmd = Command::PutObject {
+            bucket: input.bucket.clone(),
+            key: input.key.clone(),
+            version,
+        };
+        let result = self.gw.metad.command(&cmd).await;
+        match result {
+            Ok(CommandResult::Replaced { previous }) => {
+                if let Some(prev) = previous {
+                    self.gw.delete_segments_later(prev.segments, self.gw.delete_delay);
+                }
+                Ok(S3Response::new(PutObjectOutput {
+                    e_tag: Some(ETag::Strong(written.etag)),
+                    ..Default::default()
+                }))
+            }
+            Ok(CommandResult::Refused {
+                refusal: Refusal::NoSuchBucket,
+            }) => {
+                self.gw.delete_segments_later(segments, Duration::ZERO);
+                Err(s3_error!(NoSuchBucket, "bucket {} was deleted during the upload", input.bucket))
+            }
+            Ok(other) => Err(unexpected("put object", other)),
+            // The commit may or may not have happened: keep the shards (GC
+            // will reclaim them if it did not) and report the failure.
+            Err(e) => Err(metad_err(e)),
+        }
+    }
+
+    #[tracing::instrument(level = "info", skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+        let input = req.input;
+        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        let v = self.current(&input.bucket, &input.key).await?;
+        let (range, content_range) = match &input.range {
+            None => (0..v.size, None),
+            Some(r) => {
+                let rg = r
+                    .check(v.size)
+                    .map_err(|_| s3_error!(InvalidRange, "the requested range is not satisfiable for {} bytes", v.size))?;
+                let cr = format!("bytes {}-{}/{}", rg.start, rg.end.saturating_sub(1), v.size);
+                (rg, Some(cr))
+            }
+        };
+        let full = range.start == 0 && range.end == v.size;
+        let len = range.end - range.start;
+        let rx = self.gw.read_object(&v, range).await.map_err(to_s3)?;
+        let expected_crc = v.crc32c;
+        // On a full read, check the whole-object crc32c end to end: a
+        // mismatch aborts the body rather than completing it with bad bytes.
+        let stream = ReceiverStream::new(rx)
+            .scan((0u32, 0u64), move |(crc, seen), piece| {
+                let out = match piece {
+                    Ok(b) => {
+                        *crc = weft_common::checksum::crc32c_append(*crc, &b);
+                        *seen += b.len() as u64;
+                        if full && *seen == len && *crc != expected_crc {
+                            Err(GatewayError::Internal("object crc32c mismatch after decode".into()))
+                        } else {
+                            Ok(b)
+                        }
+                    }
+                    Err(e) => Err(e),
+                };
+                futures::future::ready(Some(out))
+            });
+        let out = GetObjectOutput {
+            body: Some(StreamingBlob::wrap(stream)),
+            content_length: Some(len as i64),
+            content_range,
+            accept_ranges: Some("bytes".into()),
+            ..object_headers(&v)
+        };
+        Ok(S3Response::new(out))
+    }
+
+    async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+        let input = req.input;
+        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        let v = self.current(&input.bucket, &input.key).await?;
+        let g = object_headers(&v);
+        Ok(S3Response::new(HeadObjectOutput {
+            content_length: Some(v.size as i64),
+            accept_ranges: Some("bytes".into()),
+            e_tag: g.e_tag,
+            last_modified: g.last_modified,
+            content_type: g.content_type,
+            content_encoding: g.content_encoding,
+            content_disposition: g.content_disposition,
+            content_language: g.content_language,
+            cache_control: g.cache_control,
+            metadata: g.metadata,
+            storage_class: g.storage_class,
+            ..Default::default()
+        }))
+    }
+
+    #[tracing::instrument(level = "info", skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let input = req.input;
+        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        let cmd = Command::DeleteObject {
+            bucket: input.bucket.clone(),
+            key: input.key.clone(),
+        };
+        match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
+            CommandResult::Replaced { previous } => {
+                if let Some(prev) = previous {
+                    self.gw.delete_segments_later(prev.segments, self.gw.delete_delay);
+                }
+                Ok(S3Response::new(DeleteObjectOutput::default()))
+            }
+            CommandResult::Refused {
+                refusal: Refusal::NoSuchBucket,
+            } => Err(s3_error!(NoSuchBucket, "bucket {} does not exist", input.bucket)),
+            other => Err(unexpected("delete object", other)),
+        }
+    }
+
+    async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+        let input = req.input;
+        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        let max_keys = input.max_keys.unwrap_or(LIST_KEYS_MAX);
+        if max_keys < 0 {
+            return Err(s3_error!(InvalidArgument, "max-keys must not be negative"));
+        }
+        let max_keys = max_keys.min(LIST_KEYS_MAX);
+        let after = match (&input.continuation_token, &input.start_after) {
+            (Some(t), _) => Some(decode_token(t).ok_or_else(|| s3_error!(InvalidArgument, "the continuation token is not valid"))?),
+            (None, Some(s)) if !s.is_empty() => Some(ListMarker::Key(s.clone())),
+            _ => None,
+        };
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let q = Query::List(ListRequest {
+            bucket: input.bucket.clone(),
+            prefix: prefix.clone(),
+            delimiter: input.delimiter.clone(),
+            after,
+            max_keys: max_keys as u32,
+        });
+        let page = match self.gw.metad.query(&q).await.map_err(metad_err)? {
+            QueryResult::List { page: Some(p) } => p,
+            QueryResult::List { page: None } => return Err(s3_error!(NoSuchBucket, "bucket {} does not exist", input.bucket)),
+            other => return Err(unexpected("list", other)),
+        };
+        let key_count = (page.entries.len() + page.common_prefixes.len()) as i32;
+        let contents: Vec<Object> = page
+            .entries
+            .into_iter()
+            .map(|e| Object {
+                key: Some(e.key),
+                size: Some(e.size as i64),
+                e_tag: Some(ETag::Strong(e.etag)),
+                last_modified: Some(timestamp(e.last_modified_ms)),
+                storage_class: Some(ObjectStorageClass::from(e.storage_class)),
+                ..Default::default()
+            })
+            .collect();
+        let prefixes: Vec<CommonPrefix> = page
+            .common_prefixes
+            .into_iter()
+            .map(|p| CommonPrefix { prefix: Some(p) })
+            .collect();
+        Ok(S3Response::new(ListObjectsV2Output {
+            name: Some(input.bucket),
+            prefix: Some(prefix),
+            delimiter: input.delimiter,
+            max_keys: Some(max_keys),
+            key_count: Some(key_count),
+            is_truncated: Some(page.next.is_some()),
+            next_continuation_token: page.next.as_ref().map(encode_token),
+            continuation_token: input.continuation_token,
+            start_after: input.start_after,
+            encoding_type: input.encoding_type,
+            contents: Some(contents),
+            common_prefixes: Some(prefixes),
+            ..Default::default()
+        }))
+    }
+}
+
+fn object_headers(v: &ObjectVersion) -> GetObjectOutput {
+    GetObjectOutput {
+        e_tag: Some(ETag::Strong(v.etag.clone())),
+        last_modified: Some(timestamp(v.last_modified_ms)),
+        content_type: v.content.content_type.as_ref().and_then(|c| c.parse().ok()),
+        content_encoding: v.content.content_encoding.clone(),
+        content_disposition: v.content.content_disposition.clone(),
+        content_language: v.content.content_language.clone(),
+        cache_control: v.content.cache_control.clone(),
+        metadata: if v.user_metadata.is_empty() {
+            None
+        } else {
+            Some(v.user_metadata.clone().into_iter().collect())
+        },
+        storage_class: Some(StorageClass::from(v.storage_class.clone())),
+        ..Default::default()
+    }
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let s = s.trim_end_matches('=');
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in s.bytes() {
+        let v = ALPHABET.iter().position(|a| *a == c)? as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip() {
+        for m in [ListMarker::Key("a/ü b+c".into()), ListMarker::Prefix("x/".into()), ListMarker::Key(String::new())] {
+            assert_eq!(decode_token(&encode_token(&m)), Some(m));
+        }
+        assert_eq!(decode_token("zz"), None);
+    }
+
+    #[test]
+    fn bucket_names() {
+        for ok in ["abc", "my-bucket.1", "a".repeat(63).as_str()] {
+            assert!(validate_bucket_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["ab", "Upper", "-lead", "trail-", "a..b", "192.168.1.1", "under_score", &"a".repeat(64)] {
+            assert!(validate_bucket_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn base64() {
+        assert_eq!(base64_decode("1B2M2Y8AsgTpgAmY7PhCfg==").unwrap(), hex::decode("d41d8cd98f00b204e9800998ecf8427e").unwrap());
+        assert!(base64_decode("!!").is_none());
+    }
+}

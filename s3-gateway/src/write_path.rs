@@ -1,0 +1,276 @@
+//! The write path: cut a body into segments and stripes, hash it, encode it
+//! and stream the shards to their nodes in parallel, with bounded memory.
+//!
+//! Memory per PUT is about one stripe being filled, one being encoded and two
+//! shard chunks queued per node (≈ 4 + 6 + 12 MiB for 4+2 with 1 MiB units),
+//! whatever the object size. MD5 (the ETag, the most expensive step) runs on
+//! its own blocking thread in parallel with encoding and sending.
+
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use weft_common::checksum::{crc32c_append, EtagHasher};
+use weft_common::manifest::Segment;
+use weft_common::placement::place;
+use weft_common::profile::{Layout, StorageClassProfile};
+use weft_common::stripe::Geometry;
+use weft_common::{SegmentId, ShardIndex};
+
+use crate::error::GatewayError;
+use crate::Gateway;
+
+/// How long a shard writer may refuse a chunk before it is given up on.
+const SHARD_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a successful write produced, ready to commit.
+pub struct Written {
+    /// Segments in object order.
+    pub segments: Vec<Segment>,
+    /// MD5 hex of the body.
+    pub etag: String,
+    /// crc32c of the body.
+    pub crc32c: u32,
+}
+
+/// Reads exact-size pieces from a byte stream, hashing as it goes.
+struct BodyReader<S> {
+    body: S,
+    buf: BytesMut,
+    crc: u32,
+    md5_tx: Option<mpsc::Sender<Bytes>>,
+    read: u64,
+}
+
+impl<S, E> BodyReader<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    /// Exactly `n` bytes, or an error if the body ends first.
+    async fn take(&mut self, n: usize) -> Result<Bytes, GatewayError> {
+        while self.buf.len() < n {
+            match self.body.next().await {
+                Some(Ok(chunk)) => self.absorb(chunk).await?,
+                Some(Err(e)) => return Err(GatewayError::Body(format!("read body after {} bytes: {e}", self.read))),
+                None => {
+                    return Err(GatewayError::Body(format!(
+                        "body ended after {} bytes, before the declared Content-Length",
+                        self.read
+                    )))
+                }
+            }
+        }
+        Ok(self.buf.split_to(n).freeze())
+    }
+
+    async fn absorb(&mut self, chunk: Bytes) -> Result<(), GatewayError> {
+        self.read += chunk.len() as u64;
+        self.crc = crc32c_append(self.crc, &chunk);
+        if let Some(tx) = &self.md5_tx {
+            tx.send(chunk.clone())
+                .await
+                .map_err(|_| GatewayError::Internal("md5 worker stopped".into()))?;
+        }
+        self.buf.extend_from_slice(&chunk);
+        Ok(())
+    }
+
+    /// Succeeds only if the body has no bytes left.
+    async fn finish(&mut self) -> Result<(), GatewayError> {
+        while let Some(chunk) = self.body.next().await {
+            let chunk = chunk.map_err(|e| GatewayError::Body(format!("read body: {e}")))?;
+            if !chunk.is_empty() {
+                return Err(GatewayError::Body("body is longer than the declared Content-Length".into()));
+            }
+        }
+        if !self.buf.is_empty() {
+            return Err(GatewayError::Body("body is longer than the declared Content-Length".into()));
+        }
+        Ok(())
+    }
+}
+
+/// One shard's writer: a queue to a streaming PUT on its node.
+struct ShardWriter {
+    index: usize,
+    node: weft_common::NodeId,
+    tx: Option<mpsc::Sender<Result<Bytes, std::io::Error>>>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl Gateway {
+    /// Writes `size` bytes from `body` as the segments of a new version.
+    /// Nothing is committed here: on error the caller commits nothing and
+    /// the shards already written are removed (best effort; GC covers the rest).
+    pub async fn write_object<S, E>(
+        &self,
+        class: &StorageClassProfile,
+        size: u64,
+        body: S,
+    ) -> Result<Written, GatewayError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let (md5_tx, mut md5_rx) = mpsc::channel::<Bytes>(8);
+        let md5_task = tokio::task::spawn_blocking(move || {
+            let mut h = EtagHasher::default();
+            while let Some(chunk) = md5_rx.blocking_recv() {
+                h.update(&chunk);
+            }
+            h.finish_hex()
+        });
+        let mut reader = BodyReader {
+            body,
+            buf: BytesMut::new(),
+            crc: 0,
+            md5_tx: Some(md5_tx),
+            read: 0,
+        };
+        let layout = self.profiles.layout_for(class, size);
+        let mut segments = Vec::new();
+        let mut offset = 0u64;
+        let result: Result<(), GatewayError> = async {
+            while offset < size {
+                let len = (size - offset).min(self.profiles.segment_bytes_max);
+                let seg = self.write_segment(&mut reader, class, layout, offset, len).await?;
+                segments.push(seg);
+                offset += len;
+            }
+            reader.finish().await
+        }
+        .await;
+        reader.md5_tx = None;
+        let etag = md5_task.await.map_err(|e| GatewayError::Internal(format!("md5 worker: {e}")))?;
+        if let Err(e) = result {
+            self.delete_segments_later(segments, Duration::ZERO);
+            return Err(e);
+        }
+        Ok(Written {
+            segments,
+            etag,
+            crc32c: reader.crc,
+        })
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(offset, len, segment))]
+    async fn write_segment<S, E>(
+        &self,
+        reader: &mut BodyReader<S>,
+        class: &StorageClassProfile,
+        layout: Layout,
+        offset: u64,
+        len: u64,
+    ) -> Result<Segment, GatewayError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let id = SegmentId::from_random(rand::random());
+        let width = layout.width();
+        let quorum = layout.write_quorum();
+        let spread = class.spread_zones || matches!(layout, Layout::Replicated { .. });
+        let nodes = place(id, width, quorum, spread, &self.cluster.candidates())?;
+        let (geometry, shard_len) = match layout {
+            Layout::Replicated { .. } => (None, len),
+            Layout::Erasure { k, m, unit_bytes } => {
+                let g = Geometry::new(usize::from(k), usize::from(m), u64::from(unit_bytes), len);
+                (Some(g), g.shard_len())
+            }
+        };
+        tracing::Span::current().record("segment", tracing::field::display(id));
+
+        let mut writers: Vec<ShardWriter> = Vec::with_capacity(width);
+        for (index, node) in nodes.iter().copied().enumerate() {
+            let Some((addr, _)) = self.cluster.locate(node) else { continue };
+            let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+            let client = self.datad.clone();
+            let task = tokio::spawn(async move {
+                client
+                    .put_shard(&addr, id, ShardIndex(index as u8), shard_len, ReceiverStream::new(rx))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            });
+            writers.push(ShardWriter {
+                index,
+                node,
+                tx: Some(tx),
+                task,
+            });
+        }
+
+        match geometry {
+            None => {
+                let data = reader.take(len as usize).await?;
+                for w in &mut writers {
+                    send_chunk(w, data.clone()).await;
+                }
+            }
+            Some(g) => {
+                let codec = self.codec(g.k, g.m)?;
+                for s in 0..g.stripe_count() {
+                    let span = g.stripe(s);
+                    let data = reader.take((span.data.end - span.data.start) as usize).await?;
+                    let codec = codec.clone();
+                    let shards = tokio::task::spawn_blocking(move || codec.encode(&data))
+                        .await
+                        .map_err(|e| GatewayError::Internal(format!("encode: {e}")))?;
+                    for w in &mut writers {
+                        send_chunk(w, shards[w.index].clone()).await;
+                    }
+                }
+            }
+        }
+
+        let mut shards = vec![None; width];
+        let mut failures = Vec::new();
+        for mut w in writers {
+            w.tx = None;
+            match w.task.await {
+                Ok(Ok(())) => shards[w.index] = Some(w.node),
+                Ok(Err(e)) => failures.push(format!("shard {} on {}: {e}", w.index, w.node)),
+                Err(e) => failures.push(format!("shard {} on {}: {e}", w.index, w.node)),
+            }
+        }
+        let segment = Segment {
+            id,
+            offset,
+            len,
+            layout,
+            shards,
+            shard_len,
+        };
+        let written = segment.shards_present();
+        if written < quorum {
+            self.delete_segments_later(vec![segment], Duration::ZERO);
+            return Err(GatewayError::WriteQuorum {
+                segment: id,
+                written,
+                needed: quorum,
+                detail: failures.join("; "),
+            });
+        }
+        if !failures.is_empty() {
+            tracing::warn!(segment = %id, failures = %failures.join("; "), "segment written below full redundancy");
+        }
+        Ok(segment)
+    }
+}
+
+/// Queues a chunk for one shard; a writer that died or stalls is dropped and
+/// its shard counted as missing.
+async fn send_chunk(w: &mut ShardWriter, chunk: Bytes) {
+    let Some(tx) = &w.tx else { return };
+    match tokio::time::timeout(SHARD_SEND_TIMEOUT, tx.send(Ok(chunk))).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => w.tx = None,
+        Err(_) => {
+            tracing::warn!(shard = w.index, node = %w.node, "shard writer stalled; giving up on it");
+            w.tx = None;
+            w.task.abort();
+        }
+    }
+}
