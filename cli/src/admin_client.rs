@@ -28,7 +28,12 @@ impl AdminClient {
     }
 
     /// Sends a request and decodes the JSON answer (or `null` for 204).
-    pub async fn call<T: DeserializeOwned>(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> Result<T> {
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<T> {
         let body_bytes = match &body {
             Some(b) => serde_json::to_vec(b)?,
             None => Vec::new(),
@@ -37,16 +42,30 @@ impl AdminClient {
             .duration_since(std::time::UNIX_EPOCH)
             .context("system clock before 1970")?
             .as_secs();
-        let auth = admin_auth::authorization(&self.access_key, &self.secret_key, method.as_str(), path, now, &body_bytes);
+        let auth = admin_auth::authorization(
+            &self.access_key,
+            &self.secret_key,
+            method.as_str(),
+            path,
+            now,
+            &body_bytes,
+        );
         let url = format!("{}{}", self.endpoint, path);
-        let mut req = self.http.request(method.clone(), &url).header("authorization", auth);
+        let mut req = self
+            .http
+            .request(method.clone(), &url)
+            .header("authorization", auth);
         if body.is_some() {
-            req = req.header("content-type", "application/json").body(body_bytes);
+            req = req
+                .header("content-type", "application/json")
+                .body(body_bytes);
         }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("reach the admin API at {}; is the gateway running?", self.endpoint))?;
+        let resp = req.send().await.with_context(|| {
+            format!(
+                "reach the admin API at {}; is the gateway running?",
+                self.endpoint
+            )
+        })?;
         let status = resp.status();
         let text = resp.text().await.context("read admin API response")?;
         if !status.is_success() {
@@ -56,7 +75,11 @@ impl AdminClient {
                 .unwrap_or(text);
             bail!("{method} {path}: HTTP {status}: {msg}");
         }
-        let text = if text.is_empty() { "null".to_string() } else { text };
+        let text = if text.is_empty() {
+            "null".to_string()
+        } else {
+            text
+        };
         serde_json::from_str(&text).with_context(|| format!("decode answer to {method} {path}"))
     }
 }

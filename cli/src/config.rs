@@ -10,7 +10,8 @@ pub fn load<T: DeserializeOwned + Default>(path: Option<&Path>) -> Result<T> {
     match path {
         None => Ok(T::default()),
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("read config file {}", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("read config file {}", p.display()))?;
             toml::from_str(&text).with_context(|| format!("parse config file {}", p.display()))
         }
     }

@@ -82,7 +82,10 @@ impl DevClusterConfig {
 /// set, else the ones kept in `data_dir/credentials.json`, else new ones
 /// (then saved there, readable by the owner only).
 pub fn root_credentials(data_dir: &Path) -> Result<Credentials> {
-    if let (Ok(a), Ok(s)) = (std::env::var("WEFT_ROOT_ACCESS_KEY"), std::env::var("WEFT_ROOT_SECRET_KEY")) {
+    if let (Ok(a), Ok(s)) = (
+        std::env::var("WEFT_ROOT_ACCESS_KEY"),
+        std::env::var("WEFT_ROOT_SECRET_KEY"),
+    ) {
         if !a.is_empty() && !s.is_empty() {
             return Ok(Credentials {
                 access_key: a,
@@ -92,12 +95,17 @@ pub fn root_credentials(data_dir: &Path) -> Result<Credentials> {
     }
     let path = data_dir.join("credentials.json");
     match std::fs::read(&path) {
-        Ok(b) => return serde_json::from_slice(&b).with_context(|| format!("parse {}", path.display())),
+        Ok(b) => {
+            return serde_json::from_slice(&b).with_context(|| format!("parse {}", path.display()))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
     }
     let (access_key, secret_key) = weft_gateway::admin::generate_key_pair();
-    let creds = Credentials { access_key, secret_key };
+    let creds = Credentials {
+        access_key,
+        secret_key,
+    };
     std::fs::create_dir_all(data_dir).with_context(|| format!("create {}", data_dir.display()))?;
     let tmp = path.with_extension("json.tmp");
     {
@@ -108,7 +116,9 @@ pub fn root_credentials(data_dir: &Path) -> Result<Credentials> {
         opts.write(true).create(true).truncate(true);
         #[cfg(unix)]
         opts.mode(0o600);
-        let mut f = opts.open(&tmp).with_context(|| format!("create {}", tmp.display()))?;
+        let mut f = opts
+            .open(&tmp)
+            .with_context(|| format!("create {}", tmp.display()))?;
         f.write_all(&serde_json::to_vec_pretty(&creds)?)?;
         f.sync_all()?;
     }
@@ -143,7 +153,11 @@ impl DevCluster {
         Self::launch(cfg, credentials, addrs).await
     }
 
-    async fn launch(cfg: DevClusterConfig, credentials: Credentials, datad_addrs: Vec<Option<SocketAddr>>) -> Result<Self> {
+    async fn launch(
+        cfg: DevClusterConfig,
+        credentials: Credentials,
+        datad_addrs: Vec<Option<SocketAddr>>,
+    ) -> Result<Self> {
         let mut c = DevCluster {
             datad: (0..cfg.datad_count).map(|_| None).collect(),
             datad_addrs,
@@ -157,7 +171,8 @@ impl DevCluster {
             c.start_datad(i).await?;
         }
         c.start_gateway().await?;
-        c.wait_nodes_up(c.cfg.datad_count, Duration::from_secs(30)).await?;
+        c.wait_nodes_up(c.cfg.datad_count, Duration::from_secs(30))
+            .await?;
         Ok(c)
     }
 
@@ -170,8 +185,12 @@ impl DevCluster {
             bootstrap: true,
             ..Default::default()
         };
-        let h = weft_metad::start(cfg, cancel.clone()).await.context("start metad")?;
-        h.wait_for_leader(Duration::from_secs(10)).await.context("metad leader election")?;
+        let h = weft_metad::start(cfg, cancel.clone())
+            .await
+            .context("start metad")?;
+        h.wait_for_leader(Duration::from_secs(10))
+            .await
+            .context("metad leader election")?;
         // Later restarts must find metad where the data nodes expect it.
         self.cfg.metad_listen = h.addr();
         self.metad = Some((h, cancel));
@@ -234,7 +253,9 @@ impl DevCluster {
             delete_delay_ms: self.cfg.delete_delay_ms,
             ..Default::default()
         };
-        let h = weft_gateway::start(cfg, cancel.clone()).await.context("start gateway")?;
+        let h = weft_gateway::start(cfg, cancel.clone())
+            .await
+            .context("start gateway")?;
         self.cfg.s3_listen = h.s3_addr();
         self.cfg.admin_listen = h.admin_addr();
         self.gateway = Some((h, cancel));
@@ -247,10 +268,16 @@ impl DevCluster {
         let start = Instant::now();
         loop {
             let metad_up = match metad.query(&Query::Nodes).await {
-                Ok(QueryResult::Nodes { nodes }) => nodes.iter().filter(|n| n.state == NodeState::Up).count(),
+                Ok(QueryResult::Nodes { nodes }) => {
+                    nodes.iter().filter(|n| n.state == NodeState::Up).count()
+                }
                 _ => 0,
             };
-            let gw_up = self.gateway.as_ref().map(|(g, _)| g.nodes_up()).unwrap_or(0);
+            let gw_up = self
+                .gateway
+                .as_ref()
+                .map(|(g, _)| g.nodes_up())
+                .unwrap_or(0);
             if metad_up == n && gw_up == n {
                 return Ok(());
             }

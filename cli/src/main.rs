@@ -11,7 +11,11 @@ use weft_cli::dev_cluster::{root_credentials, DevCluster, DevClusterConfig};
 use weft_gateway::admin::{BucketView, ClusterStatus, KeyView};
 
 #[derive(Parser)]
-#[command(name = "weft", version, about = "Weft: an erasure-coded, zone-aware object store with an S3 API")]
+#[command(
+    name = "weft",
+    version,
+    about = "Weft: an erasure-coded, zone-aware object store with an S3 API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -72,13 +76,28 @@ struct DevArgs {
 #[derive(Args, Clone)]
 struct AdminArgs {
     /// Admin API endpoint.
-    #[arg(long, global = true, default_value = "http://127.0.0.1:9001", env = "WEFT_ADMIN")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "http://127.0.0.1:9001",
+        env = "WEFT_ADMIN"
+    )]
     admin: String,
     /// Root access key (default: WEFT_ROOT_ACCESS_KEY, else --data's credentials.json).
-    #[arg(long, global = true, env = "WEFT_ROOT_ACCESS_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "WEFT_ROOT_ACCESS_KEY",
+        hide_env_values = true
+    )]
     access_key: Option<String>,
     /// Root secret key.
-    #[arg(long, global = true, env = "WEFT_ROOT_SECRET_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "WEFT_ROOT_SECRET_KEY",
+        hide_env_values = true
+    )]
     secret_key: Option<String>,
     /// Data directory of a `weft dev` cluster, to read its credentials.
     #[arg(long, global = true, default_value = "weft-data", env = "WEFT_DATA")]
@@ -128,7 +147,8 @@ fn admin_client(a: &AdminArgs) -> Result<AdminClient> {
                     path.display()
                 )
             })?;
-            let c: weft_cli::dev_cluster::Credentials = serde_json::from_slice(&bytes).with_context(|| format!("parse {}", path.display()))?;
+            let c: weft_cli::dev_cluster::Credentials = serde_json::from_slice(&bytes)
+                .with_context(|| format!("parse {}", path.display()))?;
             (c.access_key, c.secret_key)
         }
     };
@@ -143,7 +163,10 @@ fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
 fn ms_to_rfc3339(ms: u64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| ms.to_string())
 }
 
@@ -152,7 +175,11 @@ async fn run_key(cmd: KeyCmd, a: AdminArgs) -> Result<()> {
     match cmd {
         KeyCmd::Create { name } => {
             let k: KeyView = c
-                .call(reqwest::Method::POST, "/v1/keys", Some(serde_json::json!({ "name": name })))
+                .call(
+                    reqwest::Method::POST,
+                    "/v1/keys",
+                    Some(serde_json::json!({ "name": name })),
+                )
                 .await
                 .with_context(|| format!("create key {name}"))?;
             if a.json {
@@ -164,13 +191,22 @@ async fn run_key(cmd: KeyCmd, a: AdminArgs) -> Result<()> {
             println!("(the secret is shown only once)");
         }
         KeyCmd::List => {
-            let keys: Vec<KeyView> = c.call(reqwest::Method::GET, "/v1/keys", None).await.context("list keys")?;
+            let keys: Vec<KeyView> = c
+                .call(reqwest::Method::GET, "/v1/keys", None)
+                .await
+                .context("list keys")?;
             if a.json {
                 return print_json(&keys);
             }
             println!("{:<24} {:<24} {:<5} CREATED", "NAME", "ACCESS KEY", "ROOT");
             for k in keys {
-                println!("{:<24} {:<24} {:<5} {}", k.name, k.access_key, k.root, ms_to_rfc3339(k.created_ms));
+                println!(
+                    "{:<24} {:<24} {:<5} {}",
+                    k.name,
+                    k.access_key,
+                    k.root,
+                    ms_to_rfc3339(k.created_ms)
+                );
             }
         }
         KeyCmd::Delete { name } => {
@@ -191,13 +227,21 @@ async fn run_bucket(cmd: BucketCmd, a: AdminArgs) -> Result<()> {
     let c = admin_client(&a)?;
     match cmd {
         BucketCmd::List => {
-            let buckets: Vec<BucketView> = c.call(reqwest::Method::GET, "/v1/buckets", None).await.context("list buckets")?;
+            let buckets: Vec<BucketView> = c
+                .call(reqwest::Method::GET, "/v1/buckets", None)
+                .await
+                .context("list buckets")?;
             if a.json {
                 return print_json(&buckets);
             }
             println!("{:<40} {:<24} CREATED", "BUCKET", "OWNER");
             for b in buckets {
-                println!("{:<40} {:<24} {}", b.name, b.owner, ms_to_rfc3339(b.created_ms));
+                println!(
+                    "{:<40} {:<24} {}",
+                    b.name,
+                    b.owner,
+                    ms_to_rfc3339(b.created_ms)
+                );
             }
         }
     }
@@ -231,7 +275,8 @@ async fn run_cluster(cmd: ClusterCmd, a: AdminArgs) -> Result<()> {
                 "metad: voter {} is {} (term {}, leader {:?}, voters {:?}, last log {:?}, applied {:?}, snapshot {:?})",
                 m.node_id, m.role, m.term, m.leader, m.voters, m.last_log_index, m.applied_index, m.snapshot_index
             );
-            let mut zones: std::collections::BTreeMap<&str, (usize, usize, u64, u64)> = Default::default();
+            let mut zones: std::collections::BTreeMap<&str, (usize, usize, u64, u64)> =
+                Default::default();
             for n in &s.nodes {
                 let z = zones.entry(n.info.zone.as_str()).or_default();
                 z.0 += 1;
@@ -241,11 +286,24 @@ async fn run_cluster(cmd: ClusterCmd, a: AdminArgs) -> Result<()> {
                 z.2 += n.info.capacity_bytes;
                 z.3 += n.used_bytes;
             }
-            println!("\n{:<12} {:>5} {:>5} {:>12} {:>12}", "ZONE", "NODES", "UP", "CAPACITY", "USED");
+            println!(
+                "\n{:<12} {:>5} {:>5} {:>12} {:>12}",
+                "ZONE", "NODES", "UP", "CAPACITY", "USED"
+            );
             for (z, (n, up, cap, used)) in &zones {
-                println!("{:<12} {:>5} {:>5} {:>12} {:>12}", z, n, up, human_bytes(*cap), human_bytes(*used));
+                println!(
+                    "{:<12} {:>5} {:>5} {:>12} {:>12}",
+                    z,
+                    n,
+                    up,
+                    human_bytes(*cap),
+                    human_bytes(*used)
+                );
             }
-            println!("\n{:<6} {:<12} {:<22} {:<6} {:>12} {:>12} {:>10}", "NODE", "ZONE", "ADDRESS", "STATE", "CAPACITY", "USED", "HEARTBEAT");
+            println!(
+                "\n{:<6} {:<12} {:<22} {:<6} {:>12} {:>12} {:>10}",
+                "NODE", "ZONE", "ADDRESS", "STATE", "CAPACITY", "USED", "HEARTBEAT"
+            );
             for n in &s.nodes {
                 println!(
                     "{:<6} {:<12} {:<22} {:<6} {:>12} {:>12} {:>10}",
@@ -255,7 +313,9 @@ async fn run_cluster(cmd: ClusterCmd, a: AdminArgs) -> Result<()> {
                     format!("{:?}", n.state).to_lowercase(),
                     human_bytes(n.info.capacity_bytes),
                     human_bytes(n.used_bytes),
-                    n.last_heartbeat_ms_ago.map(|ms| format!("{ms}ms ago")).unwrap_or_else(|| "never".into())
+                    n.last_heartbeat_ms_ago
+                        .map(|ms| format!("{ms}ms ago"))
+                        .unwrap_or_else(|| "never".into())
                 );
             }
         }
@@ -267,7 +327,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]
@@ -285,7 +346,10 @@ async fn run_dev(a: DevArgs) -> Result<()> {
     cfg.credentials = Some(root_credentials(&a.data)?);
     let cluster = DevCluster::start(cfg).await?;
     let c = cluster.credentials();
-    println!("Weft dev cluster is up: metad + {} data nodes in 3 zones + S3 gateway", cluster.config().datad_count);
+    println!(
+        "Weft dev cluster is up: metad + {} data nodes in 3 zones + S3 gateway",
+        cluster.config().datad_count
+    );
     println!();
     println!("  S3 endpoint:   {}", cluster.s3_endpoint());
     println!("  Admin API:     {}", cluster.admin_endpoint());
@@ -295,9 +359,20 @@ async fn run_dev(a: DevArgs) -> Result<()> {
     println!("  Data:          {}", a.data.display());
     println!();
     println!("Try it with aws-cli:");
-    println!("  export AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_DEFAULT_REGION={}", c.access_key, c.secret_key, cluster.region());
-    println!("  aws --endpoint-url {} s3 mb s3://demo", cluster.s3_endpoint());
-    println!("  aws --endpoint-url {} s3 cp ./README.md s3://demo/", cluster.s3_endpoint());
+    println!(
+        "  export AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_DEFAULT_REGION={}",
+        c.access_key,
+        c.secret_key,
+        cluster.region()
+    );
+    println!(
+        "  aws --endpoint-url {} s3 mb s3://demo",
+        cluster.s3_endpoint()
+    );
+    println!(
+        "  aws --endpoint-url {} s3 cp ./README.md s3://demo/",
+        cluster.s3_endpoint()
+    );
     println!();
     println!("Press Ctrl-C to stop.");
     shutdown_signal().await;
@@ -345,12 +420,15 @@ async fn run_daemon(kind: &str, a: DaemonArgs) -> Result<()> {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let default_filter = match &cli.command {
-        Cmd::Dev(_) | Cmd::Metad(_) | Cmd::Datad(_) | Cmd::Gateway(_) => "info,s3s=warn,openraft=warn",
+        Cmd::Dev(_) | Cmd::Metad(_) | Cmd::Datad(_) | Cmd::Gateway(_) => {
+            "info,s3s=warn,openraft=warn"
+        }
         _ => "warn",
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
+            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();

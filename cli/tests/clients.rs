@@ -23,7 +23,12 @@ fn aws(tc: &TestCluster, args: &[&str]) -> std::process::Output {
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .env_remove("AWS_PROFILE")
         .output()
-        .unwrap_or_else(|e| panic!("run {} (install aws-cli or set WEFT_TEST_AWS): {e}", aws_bin()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "run {} (install aws-cli or set WEFT_TEST_AWS): {e}",
+                aws_bin()
+            )
+        });
     out
 }
 
@@ -54,12 +59,45 @@ async fn aws_cli_round_trip_100_mib() {
     let (up2, down2) = (up.clone(), down.clone());
     let listing = tokio::task::spawn_blocking(move || {
         must(aws(&t, &["s3", "mb", "s3://awsbucket"]), "aws s3 mb");
-        must(aws(&t, &["s3", "cp", up2.to_str().unwrap(), "s3://awsbucket/data/up.bin"]), "aws s3 cp up");
-        must(aws(&t, &["s3", "cp", "s3://awsbucket/data/up.bin", down2.to_str().unwrap()]), "aws s3 cp down");
-        let ls = must(aws(&t, &["s3", "ls", "--recursive", "s3://awsbucket"]), "aws s3 ls");
+        must(
+            aws(
+                &t,
+                &[
+                    "s3",
+                    "cp",
+                    "--no-progress",
+                    up2.to_str().unwrap(),
+                    "s3://awsbucket/data/up.bin",
+                ],
+            ),
+            "aws s3 cp up",
+        );
+        must(
+            aws(
+                &t,
+                &[
+                    "s3",
+                    "cp",
+                    "--no-progress",
+                    "s3://awsbucket/data/up.bin",
+                    down2.to_str().unwrap(),
+                ],
+            ),
+            "aws s3 cp down",
+        );
+        let ls = must(
+            aws(&t, &["s3", "ls", "--recursive", "s3://awsbucket"]),
+            "aws s3 ls",
+        );
         let lsb = must(aws(&t, &["s3", "ls"]), "aws s3 ls buckets");
-        must(aws(&t, &["s3", "rm", "s3://awsbucket/data/up.bin"]), "aws s3 rm");
-        let ls_after = must(aws(&t, &["s3", "ls", "--recursive", "s3://awsbucket"]), "aws s3 ls after rm");
+        must(
+            aws(&t, &["s3", "rm", "s3://awsbucket/data/up.bin"]),
+            "aws s3 rm",
+        );
+        let ls_after = must(
+            aws(&t, &["s3", "ls", "--recursive", "s3://awsbucket"]),
+            "aws s3 ls after rm",
+        );
         must(aws(&t, &["s3", "rb", "s3://awsbucket"]), "aws s3 rb");
         let rb_again = aws(&t, &["s3", "rb", "s3://awsbucket"]);
         (ls, lsb, ls_after, rb_again)
@@ -67,7 +105,10 @@ async fn aws_cli_round_trip_100_mib() {
     .await
     .unwrap();
     let (ls, lsb, ls_after, rb_again) = listing;
-    assert!(ls.contains("data/up.bin") && ls.contains(&(100u64 << 20).to_string()), "ls: {ls}");
+    assert!(
+        ls.contains("data/up.bin") && ls.contains(&(100u64 << 20).to_string()),
+        "ls: {ls}"
+    );
     assert!(lsb.contains("awsbucket"), "bucket list: {lsb}");
     assert!(!ls_after.contains("up.bin"), "ls after rm: {ls_after}");
     assert!(!rb_again.status.success());
@@ -76,7 +117,11 @@ async fn aws_cli_round_trip_100_mib() {
     let b = std::fs::read(&down).unwrap();
     assert_eq!(a.len(), b.len());
     assert!(a == b, "downloaded bytes differ");
-    std::sync::Arc::try_unwrap(tc).ok().expect("sole owner").shutdown().await;
+    std::sync::Arc::try_unwrap(tc)
+        .ok()
+        .expect("sole owner")
+        .shutdown()
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,33 +139,62 @@ async fn weft_admin_cli() {
             .env("WEFT_ROOT_SECRET_KEY", &creds.secret_key)
             .output()
             .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let run2 = run.clone();
-    let (created, listed, dup, deleted, listed_after, status, buckets, bad) = tokio::task::spawn_blocking(move || {
-        let created = run2(&["key", "create", "ci"]);
-        let listed = run2(&["key", "list"]);
-        let dup = run2(&["key", "create", "ci"]);
-        let deleted = run2(&["key", "delete", "ci"]);
-        let listed_after = run2(&["key", "list"]);
-        let status = run2(&["cluster", "status"]);
-        let buckets = run2(&["bucket", "list"]);
-        let bad = {
-            let out = Command::new(weft)
-                .args(["key", "list", "--admin", "http://127.0.0.1:1", "--access-key", "x", "--secret-key", "y"])
-                .output()
-                .unwrap();
-            (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
-        };
-        (created, listed, dup, deleted, listed_after, status, buckets, bad)
-    })
-    .await
-    .unwrap();
+    let (created, listed, dup, deleted, listed_after, status, buckets, bad) =
+        tokio::task::spawn_blocking(move || {
+            let created = run2(&["key", "create", "ci"]);
+            let listed = run2(&["key", "list"]);
+            let dup = run2(&["key", "create", "ci"]);
+            let deleted = run2(&["key", "delete", "ci"]);
+            let listed_after = run2(&["key", "list"]);
+            let status = run2(&["cluster", "status"]);
+            let buckets = run2(&["bucket", "list"]);
+            let bad = {
+                let out = Command::new(weft)
+                    .args([
+                        "key",
+                        "list",
+                        "--admin",
+                        "http://127.0.0.1:1",
+                        "--access-key",
+                        "x",
+                        "--secret-key",
+                        "y",
+                    ])
+                    .output()
+                    .unwrap();
+                (
+                    out.status.success(),
+                    String::from_utf8_lossy(&out.stderr).into_owned(),
+                )
+            };
+            (
+                created,
+                listed,
+                dup,
+                deleted,
+                listed_after,
+                status,
+                buckets,
+                bad,
+            )
+        })
+        .await
+        .unwrap();
     assert!(created.0, "{created:?}");
     let key: serde_json::Value = serde_json::from_str(&created.1).unwrap();
     assert_eq!(key["name"], "ci");
     assert_eq!(key["secret_key"].as_str().map(|s| s.len()), Some(40));
-    assert!(listed.0 && listed.1.contains("\"ci\"") && !listed.1.contains("secret_key"), "{listed:?}");
+    assert!(
+        listed.0 && listed.1.contains("\"ci\"") && !listed.1.contains("secret_key"),
+        "{listed:?}"
+    );
     assert!(!dup.0 && dup.2.contains("already exists"), "{dup:?}");
     assert!(deleted.0, "{deleted:?}");
     assert!(!listed_after.1.contains("\"ci\""));
@@ -128,16 +202,33 @@ async fn weft_admin_cli() {
     let st: serde_json::Value = serde_json::from_str(&status.1).unwrap();
     assert_eq!(st["metad"]["role"], "Leader");
     assert_eq!(st["nodes"].as_array().unwrap().len(), 6);
-    assert!(st["nodes"].as_array().unwrap().iter().all(|n| n["state"] == "up"));
-    let zones: std::collections::BTreeSet<String> =
-        st["nodes"].as_array().unwrap().iter().map(|n| n["info"]["zone"].as_str().unwrap().to_string()).collect();
+    assert!(st["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|n| n["state"] == "up"));
+    let zones: std::collections::BTreeSet<String> = st["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["info"]["zone"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(zones.len(), 3);
     assert!(buckets.0, "{buckets:?}");
     assert!(!bad.0 && bad.1.contains("admin API"), "{bad:?}");
 
     // A wrong secret is refused.
     let out = Command::new(weft)
-        .args(["key", "list", "--admin", &c.admin_endpoint(), "--access-key", &c.credentials().access_key, "--secret-key", "nope"])
+        .args([
+            "key",
+            "list",
+            "--admin",
+            &c.admin_endpoint(),
+            "--access-key",
+            &c.credentials().access_key,
+            "--secret-key",
+            "nope",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

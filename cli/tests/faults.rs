@@ -9,7 +9,18 @@ use support::*;
 async fn put_set(s3: &S3Client) -> Vec<(String, Vec<u8>)> {
     assert_eq!(s3.mb("set").await.status, 200);
     let mut objs = vec![];
-    for (i, len) in [0usize, 1, 4096, 64 * 1024, 64 * 1024 + 1, 1 << 20, (9 << 20) + 7].into_iter().enumerate() {
+    for (i, len) in [
+        0usize,
+        1,
+        4096,
+        64 * 1024,
+        64 * 1024 + 1,
+        1 << 20,
+        (9 << 20) + 7,
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let key = format!("obj-{i}");
         let body = data(100 + i as u64, len);
         s3.must_put("set", &key, body.clone()).await;
@@ -44,18 +55,32 @@ async fn two_nodes_down_still_reads_three_down_fails_cleanly() {
         if r.status == 200 {
             assert!(r.body == *v, "{k}: a 200 with wrong bytes");
         } else {
-            assert!(r.status == 503 || r.status == 500, "{k}: status {}", r.status);
-            assert!(r.error_code().is_some(), "{k}: error without an XML body: {}", r.text());
+            assert!(
+                r.status == 503 || r.status == 500,
+                "{k}: status {}",
+                r.status
+            );
+            assert!(
+                r.error_code().is_some(),
+                "{k}: error without an XML body: {}",
+                r.text()
+            );
             clean_failures += 1;
         }
     }
-    assert!(clean_failures > 0, "with 3 of 6 nodes down some object must be unreadable");
+    assert!(
+        clean_failures > 0,
+        "with 3 of 6 nodes down some object must be unreadable"
+    );
 
     // Bring them back: everything reads again.
     for i in [0, 1, 3] {
         tc.c_mut().start_datad(i).await.unwrap();
     }
-    tc.c().wait_nodes_up(6, Duration::from_secs(30)).await.unwrap();
+    tc.c()
+        .wait_nodes_up(6, Duration::from_secs(30))
+        .await
+        .unwrap();
     for (k, v) in &objs {
         s3.must_get_equal("set", k, v).await;
     }
@@ -68,7 +93,10 @@ async fn writes_with_a_node_down_stay_readable() {
     let s3 = tc.root_client();
     assert_eq!(s3.mb("bkt").await.status, 200);
     tc.c_mut().stop_datad(2).await.unwrap();
-    tc.c().wait_nodes_up(5, Duration::from_secs(30)).await.unwrap();
+    tc.c()
+        .wait_nodes_up(5, Duration::from_secs(30))
+        .await
+        .unwrap();
     let body = data(7, 6 << 20);
     s3.must_put("bkt", "k", body.clone()).await;
     s3.must_get_equal("bkt", "k", &body).await;
@@ -77,7 +105,9 @@ async fn writes_with_a_node_down_stay_readable() {
 
 fn shard_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = vec![];
-    let Ok(rd) = std::fs::read_dir(dir) else { return out };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {

@@ -9,7 +9,10 @@ async fn put_get_head_list_delete() {
     let tc = TestCluster::start().await;
     let s3 = tc.root_client();
     assert_eq!(s3.mb("photos").await.status, 200);
-    assert_eq!(s3.request("HEAD", "/photos", &[], &[], vec![]).await.status, 200);
+    assert_eq!(
+        s3.request("HEAD", "/photos", &[], &[], vec![]).await.status,
+        200
+    );
 
     // A small object (replicated), an EC object of several stripes and segments, an empty one.
     let small = data(1, 1000);
@@ -24,7 +27,10 @@ async fn put_get_head_list_delete() {
     // ETag is the MD5 of the body.
     let h = s3.head("photos", "dir/big.bin").await;
     assert_eq!(h.status, 200);
-    assert_eq!(h.header("content-length").as_deref(), Some(big.len().to_string().as_str()));
+    assert_eq!(
+        h.header("content-length").as_deref(),
+        Some(big.len().to_string().as_str())
+    );
     let md5 = weft_common::checksum::md5_hex(&big);
     assert_eq!(h.header("etag"), Some(format!("\"{md5}\"")));
 
@@ -39,7 +45,9 @@ async fn put_get_head_list_delete() {
         assert_eq!(r.status, 206, "{range}: {}", r.text());
         assert!(r.body == expected, "{range}: wrong bytes");
     }
-    let r = s3.get_range("photos", "dir/big.bin", "bytes=99999999-").await;
+    let r = s3
+        .get_range("photos", "dir/big.bin", "bytes=99999999-")
+        .await;
     assert_eq!(r.status, 416);
     assert_eq!(r.error_code().as_deref(), Some("InvalidRange"));
 
@@ -53,7 +61,13 @@ async fn put_get_head_list_delete() {
     assert_eq!(l.status, 200, "{}", l.text());
     let body = l.text();
     assert_eq!(xml_values(&body, "Key"), vec!["empty", "small.bin"]);
-    assert_eq!(xml_values(&body, "Prefix").iter().filter(|p| *p == "dir/").count(), 1);
+    assert_eq!(
+        xml_values(&body, "Prefix")
+            .iter()
+            .filter(|p| *p == "dir/")
+            .count(),
+        1
+    );
     let l = s3.list("photos", &[("prefix", "dir/")]).await;
     assert_eq!(xml_values(&l.text(), "Key"), vec!["dir/big.bin"]);
 
@@ -116,7 +130,10 @@ async fn listing_pages_with_continuation_and_start_after() {
             q.push(("continuation-token", t.as_str()));
         }
         let body = s3.list("many", &q).await.text();
-        let prefixes: Vec<String> = xml_values(&body, "Prefix").into_iter().filter(|p| !p.is_empty()).collect();
+        let prefixes: Vec<String> = xml_values(&body, "Prefix")
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect();
         entries.extend(prefixes);
         entries.extend(xml_values(&body, "Key"));
         match xml_values(&body, "NextContinuationToken").pop() {
@@ -139,26 +156,55 @@ async fn bad_input_gets_s3_errors() {
     let s3 = tc.root_client();
 
     let r = s3.get("nosuchbucket", "k").await;
-    assert_eq!((r.status, r.error_code().as_deref()), (404, Some("NoSuchBucket")), "{}", r.text());
+    assert_eq!(
+        (r.status, r.error_code().as_deref()),
+        (404, Some("NoSuchBucket")),
+        "{}",
+        r.text()
+    );
     let r = s3.list("nosuchbucket", &[]).await;
-    assert_eq!((r.status, r.error_code().as_deref()), (404, Some("NoSuchBucket")));
+    assert_eq!(
+        (r.status, r.error_code().as_deref()),
+        (404, Some("NoSuchBucket"))
+    );
 
     assert_eq!(s3.mb("real").await.status, 200);
     let r = s3.get("real", "missing").await;
-    assert_eq!((r.status, r.error_code().as_deref()), (404, Some("NoSuchKey")));
+    assert_eq!(
+        (r.status, r.error_code().as_deref()),
+        (404, Some("NoSuchKey"))
+    );
 
     let r = s3.with_secret("wrong-secret").get("real", "missing").await;
-    assert_eq!((r.status, r.error_code().as_deref()), (403, Some("SignatureDoesNotMatch")), "{}", r.text());
+    assert_eq!(
+        (r.status, r.error_code().as_deref()),
+        (403, Some("SignatureDoesNotMatch")),
+        "{}",
+        r.text()
+    );
 
     let r = s3.mb("Bad_Name").await;
-    assert_eq!((r.status, r.error_code().as_deref()), (400, Some("InvalidBucketName")), "{}", r.text());
+    assert_eq!(
+        (r.status, r.error_code().as_deref()),
+        (400, Some("InvalidBucketName")),
+        "{}",
+        r.text()
+    );
 
     let r = s3.mb("real").await;
-    assert_eq!(r.error_code().as_deref(), Some("BucketAlreadyOwnedByYou"), "{}", r.text());
+    assert_eq!(
+        r.error_code().as_deref(),
+        Some("BucketAlreadyOwnedByYou"),
+        "{}",
+        r.text()
+    );
 
     s3.must_put("real", "k", b"x".to_vec()).await;
     let r = s3.rb("real").await;
-    assert_eq!((r.status, r.error_code().as_deref()), (409, Some("BucketNotEmpty")));
+    assert_eq!(
+        (r.status, r.error_code().as_deref()),
+        (409, Some("BucketNotEmpty"))
+    );
     assert_eq!(s3.delete("real", "k").await.status, 204);
     assert_eq!(s3.rb("real").await.status, 204);
     let r = s3.request("HEAD", "/real", &[], &[], vec![]).await;
@@ -167,7 +213,12 @@ async fn bad_input_gets_s3_errors() {
     let long_key = "k".repeat(1025);
     assert_eq!(s3.mb("keys").await.status, 200);
     let r = s3.put("keys", &long_key, b"x".to_vec()).await;
-    assert_eq!(r.error_code().as_deref(), Some("KeyTooLongError"), "{}", r.text());
+    assert_eq!(
+        r.error_code().as_deref(),
+        Some("KeyTooLongError"),
+        "{}",
+        r.text()
+    );
     tc.shutdown().await;
 }
 
@@ -175,33 +226,72 @@ async fn bad_input_gets_s3_errors() {
 async fn keys_own_their_buckets() {
     let tc = TestCluster::start().await;
     let c = tc.c();
-    let admin = weft_cli::admin_client::AdminClient::new(&c.admin_endpoint(), &c.credentials().access_key, &c.credentials().secret_key);
+    let admin = weft_cli::admin_client::AdminClient::new(
+        &c.admin_endpoint(),
+        &c.credentials().access_key,
+        &c.credentials().secret_key,
+    );
     let alice: weft_gateway::admin::KeyView = admin
-        .call(reqwest::Method::POST, "/v1/keys", Some(serde_json::json!({"name": "alice"})))
+        .call(
+            reqwest::Method::POST,
+            "/v1/keys",
+            Some(serde_json::json!({"name": "alice"})),
+        )
         .await
         .unwrap();
     let bob: weft_gateway::admin::KeyView = admin
-        .call(reqwest::Method::POST, "/v1/keys", Some(serde_json::json!({"name": "bob"})))
+        .call(
+            reqwest::Method::POST,
+            "/v1/keys",
+            Some(serde_json::json!({"name": "bob"})),
+        )
         .await
         .unwrap();
-    let a = S3Client::new(&c.s3_endpoint(), &alice.access_key, alice.secret_key.as_deref().unwrap(), c.region());
-    let b = S3Client::new(&c.s3_endpoint(), &bob.access_key, bob.secret_key.as_deref().unwrap(), c.region());
+    let a = S3Client::new(
+        &c.s3_endpoint(),
+        &alice.access_key,
+        alice.secret_key.as_deref().unwrap(),
+        c.region(),
+    );
+    let b = S3Client::new(
+        &c.s3_endpoint(),
+        &bob.access_key,
+        bob.secret_key.as_deref().unwrap(),
+        c.region(),
+    );
     assert_eq!(a.mb("alices").await.status, 200);
     a.must_put("alices", "secret.txt", b"mine".to_vec()).await;
 
     let r = b.get("alices", "secret.txt").await;
-    assert_eq!((r.status, r.error_code().as_deref()), (403, Some("AccessDenied")));
+    assert_eq!(
+        (r.status, r.error_code().as_deref()),
+        (403, Some("AccessDenied"))
+    );
     let r = b.put("alices", "x", b"y".to_vec()).await;
     assert_eq!(r.error_code().as_deref(), Some("AccessDenied"));
     let r = b.mb("alices").await;
     assert_eq!(r.error_code().as_deref(), Some("BucketAlreadyExists"));
     // Bob's bucket list does not show Alice's bucket; root sees it.
-    assert!(!b.request("GET", "/", &[], &[], vec![]).await.text().contains("alices"));
-    assert!(tc.root_client().request("GET", "/", &[], &[], vec![]).await.text().contains("alices"));
-    tc.root_client().must_get_equal("alices", "secret.txt", b"mine").await;
+    assert!(!b
+        .request("GET", "/", &[], &[], vec![])
+        .await
+        .text()
+        .contains("alices"));
+    assert!(tc
+        .root_client()
+        .request("GET", "/", &[], &[], vec![])
+        .await
+        .text()
+        .contains("alices"));
+    tc.root_client()
+        .must_get_equal("alices", "secret.txt", b"mine")
+        .await;
 
     // A deleted key stops working (after the gateway's short key cache).
-    let _: serde_json::Value = admin.call(reqwest::Method::DELETE, "/v1/keys/alice", None).await.unwrap();
+    let _: serde_json::Value = admin
+        .call(reqwest::Method::DELETE, "/v1/keys/alice", None)
+        .await
+        .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let r = a.get("alices", "secret.txt").await;
@@ -209,7 +299,10 @@ async fn keys_own_their_buckets() {
             assert_eq!(r.error_code().as_deref(), Some("InvalidAccessKeyId"));
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "deleted key still works");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "deleted key still works"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     tc.shutdown().await;

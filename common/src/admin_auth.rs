@@ -16,16 +16,30 @@ pub const SCHEME: &str = "WEFT-HMAC-SHA256";
 pub const SKEW_SECS_MAX: u64 = 300;
 
 /// Computes the signature for a request.
-pub fn signature(secret: &str, method: &str, path_and_query: &str, unix_secs: u64, body: &[u8]) -> String {
+pub fn signature(
+    secret: &str,
+    method: &str,
+    path_and_query: &str,
+    unix_secs: u64,
+    body: &[u8],
+) -> String {
     let body_hash = hex::encode(Sha256::digest(body));
     let to_sign = format!("{method}\n{path_and_query}\n{unix_secs}\n{body_hash}");
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("hmac accepts any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("hmac accepts any key length");
     mac.update(to_sign.as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
 
 /// Builds the Authorization header value.
-pub fn authorization(access_key: &str, secret: &str, method: &str, path_and_query: &str, unix_secs: u64, body: &[u8]) -> String {
+pub fn authorization(
+    access_key: &str,
+    secret: &str,
+    method: &str,
+    path_and_query: &str,
+    unix_secs: u64,
+    body: &[u8],
+) -> String {
     let sig = signature(secret, method, path_and_query, unix_secs, body);
     format!("{SCHEME} Credential={access_key}, Timestamp={unix_secs}, Signature={sig}")
 }
@@ -63,7 +77,11 @@ pub fn parse(header: &str) -> Option<ParsedAuth> {
 
 /// Constant-time comparison of two signatures.
 pub fn signatures_equal(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 #[cfg(test)]
@@ -76,9 +94,18 @@ mod tests {
         let p = parse(&h).unwrap();
         assert_eq!(p.access_key, "AK");
         assert_eq!(p.unix_secs, 1000);
-        assert!(signatures_equal(&p.signature, &signature("secret", "GET", "/v1/keys", 1000, b"")));
-        assert!(!signatures_equal(&p.signature, &signature("secret", "POST", "/v1/keys", 1000, b"")));
-        assert!(!signatures_equal(&p.signature, &signature("other", "GET", "/v1/keys", 1000, b"")));
+        assert!(signatures_equal(
+            &p.signature,
+            &signature("secret", "GET", "/v1/keys", 1000, b"")
+        ));
+        assert!(!signatures_equal(
+            &p.signature,
+            &signature("secret", "POST", "/v1/keys", 1000, b"")
+        ));
+        assert!(!signatures_equal(
+            &p.signature,
+            &signature("other", "GET", "/v1/keys", 1000, b"")
+        ));
         assert!(parse("Bearer x").is_none());
     }
 }

@@ -97,3 +97,67 @@ pub struct AccessKey {
     /// Creation time, ms since the Unix epoch.
     pub created_ms: u64,
 }
+
+/// One uploaded part of a multipart upload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadPart {
+    /// Part number, 1..=10000.
+    pub part_number: u32,
+    /// MD5 hex of the part body.
+    pub etag: String,
+    /// Part size in bytes.
+    pub size: u64,
+    /// crc32c of the part body.
+    pub crc32c: u32,
+    /// Upload time, ms since the epoch.
+    pub last_modified_ms: u64,
+    /// Segments holding the part (offsets relative to the part).
+    pub segments: Vec<Segment>,
+}
+
+impl Upload {
+    /// The part with this number.
+    pub fn part(&self, n: u32) -> Option<&UploadPart> {
+        self.parts
+            .binary_search_by_key(&n, |p| p.part_number)
+            .ok()
+            .map(|i| &self.parts[i])
+    }
+
+    /// Adds or replaces a part, keeping the order; returns the replaced one.
+    pub fn put_part(&mut self, part: UploadPart) -> Option<UploadPart> {
+        match self
+            .parts
+            .binary_search_by_key(&part.part_number, |p| p.part_number)
+        {
+            Ok(i) => Some(std::mem::replace(&mut self.parts[i], part)),
+            Err(i) => {
+                self.parts.insert(i, part);
+                None
+            }
+        }
+    }
+}
+
+/// A multipart upload in progress. Completing it turns its parts' segments
+/// into the new version's manifest without copying data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upload {
+    /// Upload id (random hex).
+    pub upload_id: String,
+    /// Bucket name.
+    pub bucket: String,
+    /// Object key.
+    pub key: String,
+    /// Start time, ms since the epoch.
+    pub initiated_ms: u64,
+    /// Storage class name.
+    pub storage_class: String,
+    /// User metadata for the final object.
+    pub user_metadata: BTreeMap<String, String>,
+    /// Content headers for the final object.
+    pub content: ContentHeaders,
+    /// Parts in part-number order (a list, not a map: JSON map keys are
+    /// strings, and internally tagged enums cannot read them back as numbers).
+    pub parts: Vec<UploadPart>,
+}

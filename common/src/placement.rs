@@ -171,7 +171,11 @@ mod tests {
         let err = place(SegmentId(1), 6, 5, true, &c).unwrap_err();
         assert_eq!(
             err,
-            PlacementError::NotEnoughNodes { available: 3, needed: 6, quorum: 5 }
+            PlacementError::NotEnoughNodes {
+                available: 3,
+                needed: 6,
+                quorum: 5
+            }
         );
     }
 
@@ -180,7 +184,15 @@ mod tests {
         let c = cluster(&[3, 3, 3]);
         let mut hits = std::collections::HashMap::<NodeId, usize>::new();
         for seg in 0..3000u128 {
-            for n in place(SegmentId(seg.wrapping_mul(0x9e37_79b9_7f4a_7c15)), 6, 5, true, &c).unwrap() {
+            for n in place(
+                SegmentId(seg.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                6,
+                5,
+                true,
+                &c,
+            )
+            .unwrap()
+            {
                 *hits.entry(n).or_default() += 1;
             }
         }

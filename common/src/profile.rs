@@ -46,7 +46,9 @@ impl Layout {
     pub fn write_quorum(&self) -> usize {
         match *self {
             Layout::Replicated { copies } => usize::from(copies).min(2),
-            Layout::Erasure { k, m, .. } => (usize::from(k) + 1).min(usize::from(k) + usize::from(m)),
+            Layout::Erasure { k, m, .. } => {
+                (usize::from(k) + 1).min(usize::from(k) + usize::from(m))
+            }
         }
     }
 }

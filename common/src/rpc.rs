@@ -1,7 +1,7 @@
 //! Messages of the internal RPC: JSON over HTTP for control, raw byte streams
 //! for shard data. See docs/decisions.md for why HTTP rather than gRPC.
 
-use crate::manifest::{AccessKey, BucketInfo, ObjectVersion};
+use crate::manifest::{AccessKey, BucketInfo, ObjectVersion, Upload, UploadPart};
 use crate::topology::{NodeInfo, NodeView};
 use crate::NodeId;
 use serde::{Deserialize, Serialize};
@@ -41,6 +41,9 @@ pub enum RpcErrorCode {
 
 /// Every metadata write: metad applies these deterministically, in log order.
 /// Time is stamped by the proposer, never read inside apply.
+// Commands are built once and serialized once; boxing the large variants
+// would only add indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Command {
@@ -70,6 +73,34 @@ pub enum Command {
         /// Object key.
         key: String,
     },
+    /// Start a multipart upload.
+    CreateUpload {
+        /// The upload (with no parts).
+        upload: Upload,
+    },
+    /// Add or replace one part of an upload.
+    PutPart {
+        /// Upload id.
+        upload_id: String,
+        /// The part (with its number).
+        part: UploadPart,
+    },
+    /// Finish an upload: if every listed part still has the listed ETag,
+    /// make `version` current and drop the upload. The result lists the
+    /// segments no longer referenced (unlisted parts, the replaced version).
+    CompleteUpload {
+        /// Upload id.
+        upload_id: String,
+        /// Parts used, in order, with the ETags the client named.
+        parts: Vec<(u32, String)>,
+        /// The new version, built from those parts.
+        version: ObjectVersion,
+    },
+    /// Drop an upload and report its parts' segments for deletion.
+    AbortUpload {
+        /// Upload id.
+        upload_id: String,
+    },
     /// Add a data node, or update its zone, address or capacity.
     RegisterNode {
         /// The node.
@@ -89,6 +120,7 @@ pub enum Command {
 
 /// Outcome of applying a [`Command`]. Refusals are deterministic results, not
 /// failures: every replica refuses the same command the same way.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum CommandResult {
@@ -98,6 +130,11 @@ pub enum CommandResult {
     Replaced {
         /// The previous current version.
         previous: Option<ObjectVersion>,
+    },
+    /// Applied; these segments are no longer referenced and may be deleted.
+    Released {
+        /// Unreferenced segments.
+        segments: Vec<crate::manifest::Segment>,
     },
     /// Not applied, for the reason given.
     Refused {
@@ -125,6 +162,13 @@ pub enum Refusal {
     NoSuchKeyName,
     /// The root key cannot be deleted.
     KeyIsRoot,
+    /// No upload with that id.
+    NoSuchUpload,
+    /// A listed part is missing or its ETag differs.
+    InvalidPart {
+        /// The part number.
+        part_number: u32,
+    },
 }
 
 /// Every metadata read.
@@ -147,6 +191,11 @@ pub enum Query {
     },
     /// A page of a bucket listing.
     List(ListRequest),
+    /// One multipart upload.
+    Upload {
+        /// Upload id.
+        upload_id: String,
+    },
     /// Look up a key by access key id.
     AccessKey {
         /// Access key id.
@@ -257,6 +306,11 @@ pub enum QueryResult {
     List {
         /// The page.
         page: Option<ListPage>,
+    },
+    /// For `Upload`.
+    Upload {
+        /// The upload if it exists.
+        upload: Option<Upload>,
     },
     /// For `AccessKey`.
     AccessKey {

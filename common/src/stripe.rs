@@ -72,7 +72,11 @@ impl Geometry {
     pub fn stripe(&self, index: u64) -> StripeSpan {
         let sb = self.stripe_bytes();
         let start = index * sb;
-        assert!(start < self.len, "stripe {index} beyond segment of {} bytes", self.len);
+        assert!(
+            start < self.len,
+            "stripe {index} beyond segment of {} bytes",
+            self.len
+        );
         let end = (start + sb).min(self.len);
         let unit = (end - start).div_ceil(self.k as u64);
         let shard_start = index * self.unit;
@@ -149,8 +153,11 @@ impl StripeCodec {
             let mut off = 0;
             while off < unit {
                 let end = (off + SLICE).min(unit);
-                let mut cols: Vec<&mut [u8]> = slices.iter_mut().map(|s| &mut s[off..end]).collect();
-                self.rs.encode(&mut cols).expect("shard sizes are equal by construction");
+                let mut cols: Vec<&mut [u8]> =
+                    slices.iter_mut().map(|s| &mut s[off..end]).collect();
+                self.rs
+                    .encode(&mut cols)
+                    .expect("shard sizes are equal by construction");
                 off = end;
             }
         }
@@ -162,7 +169,11 @@ impl StripeCodec {
 
     /// Rebuilds the data of one stripe (`data_len` bytes) from any `k` of its
     /// shards. `shards[i]` is shard `i` or `None` if lost.
-    pub fn decode(&self, shards: Vec<Option<Bytes>>, data_len: usize) -> Result<Bytes, StripeError> {
+    pub fn decode(
+        &self,
+        shards: Vec<Option<Bytes>>,
+        data_len: usize,
+    ) -> Result<Bytes, StripeError> {
         if shards.len() != self.k + self.m {
             return Err(StripeError::Malformed("wrong shard count"));
         }
@@ -176,13 +187,21 @@ impl StripeCodec {
         }
         let data_complete = shards[..self.k].iter().all(|s| s.is_some());
         let data: Vec<Bytes> = if data_complete {
-            shards.into_iter().take(self.k).map(|s| s.expect("checked")).collect()
+            shards
+                .into_iter()
+                .take(self.k)
+                .map(|s| s.expect("checked"))
+                .collect()
         } else {
-            let mut work: Vec<Option<Vec<u8>>> = shards.into_iter().map(|s| s.map(|b| b.to_vec())).collect();
+            let mut work: Vec<Option<Vec<u8>>> =
+                shards.into_iter().map(|s| s.map(|b| b.to_vec())).collect();
             self.rs
                 .reconstruct_data(&mut work)
                 .map_err(|_| StripeError::Malformed("reconstruction failed"))?;
-            work.into_iter().take(self.k).map(|s| Bytes::from(s.expect("reconstructed"))).collect()
+            work.into_iter()
+                .take(self.k)
+                .map(|s| Bytes::from(s.expect("reconstructed")))
+                .collect()
         };
         let mut out = BytesMut::with_capacity(unit * self.k);
         for d in &data {
@@ -250,7 +269,10 @@ mod tests {
         assert_eq!(g.stripe_count(), 3);
         assert_eq!(g.stripe(2).shard, (2 << 20)..(2 << 20) + (512 << 10));
         assert_eq!(g.shard_len(), (2 << 20) + (512 << 10));
-        let spans: Vec<u64> = g.stripes_for((5 << 20)..(5 << 20) + 1).map(|s| s.index).collect();
+        let spans: Vec<u64> = g
+            .stripes_for((5 << 20)..(5 << 20) + 1)
+            .map(|s| s.index)
+            .collect();
         assert_eq!(spans, vec![1]);
     }
 }

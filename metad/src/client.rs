@@ -10,7 +10,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use thiserror::Error;
-use weft_common::rpc::{Command, CommandResult, Heartbeat, Query, QueryResult, RpcErrorBody, RpcErrorCode};
+use weft_common::rpc::{
+    Command, CommandResult, Heartbeat, Query, QueryResult, RpcErrorBody, RpcErrorCode,
+};
 
 /// Why a metad call failed after retries.
 #[derive(Debug, Error)]
@@ -47,7 +49,10 @@ pub struct MetadClient {
 
 enum Attempt<T> {
     Done(T),
-    Retry { reason: String, redirect: Option<String> },
+    Retry {
+        reason: String,
+        redirect: Option<String>,
+    },
     Fail(MetadClientError),
 }
 
@@ -114,7 +119,9 @@ impl MetadClient {
                 Some(a) => a,
                 None => {
                     if self.addrs.is_empty() {
-                        return Err(MetadClientError::Protocol("no metad addresses configured".into()));
+                        return Err(MetadClientError::Protocol(
+                            "no metad addresses configured".into(),
+                        ));
                     }
                     rr += 1;
                     self.addrs[rr % self.addrs.len()].clone()
@@ -129,7 +136,10 @@ impl MetadClient {
                 Attempt::Fail(e) => return Err(e),
                 Attempt::Retry { reason, redirect } => {
                     if start.elapsed() >= self.deadline {
-                        return Err(MetadClientError::Unavailable { attempts, last: reason });
+                        return Err(MetadClientError::Unavailable {
+                            attempts,
+                            last: reason,
+                        });
                     }
                     if let Some(r) = redirect {
                         *self.leader.lock().expect("leader lock") = Some(r.clone());

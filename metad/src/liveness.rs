@@ -46,10 +46,16 @@ impl Liveness {
                 let (state, used_bytes, ago) = match seen.get(&info.id) {
                     Some((at, used)) => {
                         let ago = now.duration_since(*at);
-                        let state = if ago <= self.grace { NodeState::Up } else { NodeState::Down };
+                        let state = if ago <= self.grace {
+                            NodeState::Up
+                        } else {
+                            NodeState::Down
+                        };
                         (state, *used, Some(ago.as_millis() as u64))
                     }
-                    None if now.duration_since(self.started) <= self.grace => (NodeState::Up, 0, None),
+                    None if now.duration_since(self.started) <= self.grace => {
+                        (NodeState::Up, 0, None)
+                    }
                     None => (NodeState::Down, 0, None),
                 };
                 NodeView {

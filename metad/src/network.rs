@@ -1,10 +1,12 @@
 //! Raft RPC between metad voters: JSON over HTTP POST, one endpoint per RPC.
 
-use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
-    VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::BasicNode;
 use serde::de::DeserializeOwned;
@@ -71,7 +73,10 @@ impl Peer {
                     RPCError::Network(NetworkError::new(&e))
                 }
             })?;
-        let result: Result<Resp, E> = resp.json().await.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let result: Result<Resp, E> = resp
+            .json()
+            .await
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -81,7 +86,10 @@ impl RaftNetwork<TypeConfig> for Peer {
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<RaftNodeId>, RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId>>> {
+    ) -> Result<
+        AppendEntriesResponse<RaftNodeId>,
+        RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId>>,
+    > {
         self.call("append", &rpc, &option).await
     }
 
@@ -100,7 +108,8 @@ impl RaftNetwork<TypeConfig> for Peer {
         &mut self,
         rpc: VoteRequest<RaftNodeId>,
         option: RPCOption,
-    ) -> Result<VoteResponse<RaftNodeId>, RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId>>> {
+    ) -> Result<VoteResponse<RaftNodeId>, RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId>>>
+    {
         self.call("vote", &rpc, &option).await
     }
 }

@@ -162,8 +162,14 @@ pub async fn start(cfg: MetadConfig, cancel: CancellationToken) -> Result<MetadH
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
-        .map_err(|source| MetadError::Bind { addr: cfg.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| MetadError::Bind { addr: cfg.listen, source })?;
+        .map_err(|source| MetadError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| MetadError::Bind {
+        addr: cfg.listen,
+        source,
+    })?;
     let advertise = cfg.advertise.clone().unwrap_or_else(|| addr.to_string());
 
     let raft_config = openraft::Config {
@@ -182,14 +188,32 @@ pub async fn start(cfg: MetadConfig, cancel: CancellationToken) -> Result<MetadH
         .tcp_nodelay(true)
         .build()
         .map_err(|e| MetadError::Raft(format!("http client: {e}")))?;
-    let raft = Raft::new(cfg.id, Arc::new(raft_config), Network::new(http), log, sm.clone())
-        .await
-        .map_err(|e| MetadError::Raft(e.to_string()))?;
+    let raft = Raft::new(
+        cfg.id,
+        Arc::new(raft_config),
+        Network::new(http),
+        log,
+        sm.clone(),
+    )
+    .await
+    .map_err(|e| MetadError::Raft(e.to_string()))?;
 
-    if cfg.bootstrap && !raft.is_initialized().await.map_err(|e| MetadError::Raft(e.to_string()))? {
+    if cfg.bootstrap
+        && !raft
+            .is_initialized()
+            .await
+            .map_err(|e| MetadError::Raft(e.to_string()))?
+    {
         let mut members = BTreeMap::new();
-        members.insert(cfg.id, openraft::BasicNode { addr: advertise.clone() });
-        raft.initialize(members).await.map_err(|e| MetadError::Raft(e.to_string()))?;
+        members.insert(
+            cfg.id,
+            openraft::BasicNode {
+                addr: advertise.clone(),
+            },
+        );
+        raft.initialize(members)
+            .await
+            .map_err(|e| MetadError::Raft(e.to_string()))?;
         tracing::info!(id = cfg.id, %advertise, "initialized a new metadata group");
     }
 

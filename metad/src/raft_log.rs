@@ -56,7 +56,9 @@ impl LogStore {
         let t = tx.open_table(META).map_err(read_err)?;
         match t.get(key).map_err(read_err)? {
             None => Ok(None),
-            Some(v) => serde_json::from_slice(v.value()).map(Some).map_err(read_err),
+            Some(v) => serde_json::from_slice(v.value())
+                .map(Some)
+                .map_err(read_err),
         }
     }
 
@@ -139,7 +141,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<RaftNodeId>>, SE> {
-        Ok(self.get_meta::<Option<LogId<RaftNodeId>>>(KEY_COMMITTED)?.flatten())
+        Ok(self
+            .get_meta::<Option<LogId<RaftNodeId>>>(KEY_COMMITTED)?
+            .flatten())
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), SE>
@@ -183,7 +187,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let tx = self.db.begin_write().map_err(write_err)?;
         {
             let mut t = tx.open_table(LOG).map_err(write_err)?;
-            t.retain_in(log_id.index.., |_, _| false).map_err(write_err)?;
+            t.retain_in(log_id.index.., |_, _| false)
+                .map_err(write_err)?;
         }
         tx.commit().map_err(write_err)
     }
@@ -195,7 +200,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             let mut m = tx.open_table(META).map_err(write_err)?;
             m.insert(KEY_PURGED, bytes.as_slice()).map_err(write_err)?;
             let mut t = tx.open_table(LOG).map_err(write_err)?;
-            t.retain_in(..=log_id.index, |_, _| false).map_err(write_err)?;
+            t.retain_in(..=log_id.index, |_, _| false)
+                .map_err(write_err)?;
         }
         tx.commit().map_err(write_err)
     }

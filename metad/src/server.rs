@@ -17,7 +17,9 @@ use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
-use weft_common::rpc::{Command, CommandResult, Heartbeat, Query, QueryResult, RaftStatus, RpcErrorBody, RpcErrorCode};
+use weft_common::rpc::{
+    Command, CommandResult, Heartbeat, Query, QueryResult, RaftStatus, RpcErrorBody, RpcErrorCode,
+};
 
 use crate::liveness::Liveness;
 use crate::state_machine::StateMachine;
@@ -38,7 +40,11 @@ impl Default for Metrics {
         let command_seconds = Histogram::new(exponential_buckets(0.0002, 2.0, 16));
         let queries = Counter::default();
         registry.register("commands", "Metadata commands committed", commands.clone());
-        registry.register("command_seconds", "Time to commit a command", command_seconds.clone());
+        registry.register(
+            "command_seconds",
+            "Time to commit a command",
+            command_seconds.clone(),
+        );
         registry.register("queries", "Metadata queries answered", queries.clone());
         Metrics {
             registry,
@@ -89,7 +95,11 @@ impl ApiError {
     }
 
     fn internal(e: impl std::fmt::Display) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, RpcErrorCode::Internal, e.to_string())
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            RpcErrorCode::Internal,
+            e.to_string(),
+        )
     }
 }
 
@@ -114,27 +124,43 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn raft_append(State(s): State<Arc<AppState>>, Json(req): Json<AppendEntriesRequest<TypeConfig>>) -> Response {
+async fn raft_append(
+    State(s): State<Arc<AppState>>,
+    Json(req): Json<AppendEntriesRequest<TypeConfig>>,
+) -> Response {
     Json(s.raft.append_entries(req).await).into_response()
 }
 
-async fn raft_vote(State(s): State<Arc<AppState>>, Json(req): Json<VoteRequest<RaftNodeId>>) -> Response {
+async fn raft_vote(
+    State(s): State<Arc<AppState>>,
+    Json(req): Json<VoteRequest<RaftNodeId>>,
+) -> Response {
     Json(s.raft.vote(req).await).into_response()
 }
 
-async fn raft_snapshot(State(s): State<Arc<AppState>>, Json(req): Json<InstallSnapshotRequest<TypeConfig>>) -> Response {
+async fn raft_snapshot(
+    State(s): State<Arc<AppState>>,
+    Json(req): Json<InstallSnapshotRequest<TypeConfig>>,
+) -> Response {
     Json(s.raft.install_snapshot(req).await).into_response()
 }
 
-async fn command(State(s): State<Arc<AppState>>, Json(cmd): Json<Command>) -> Result<Json<CommandResult>, ApiError> {
+async fn command(
+    State(s): State<Arc<AppState>>,
+    Json(cmd): Json<Command>,
+) -> Result<Json<CommandResult>, ApiError> {
     let t0 = Instant::now();
     match s.raft.client_write(cmd).await {
         Ok(resp) => {
             s.metrics.commands.inc();
-            s.metrics.command_seconds.observe(t0.elapsed().as_secs_f64());
+            s.metrics
+                .command_seconds
+                .observe(t0.elapsed().as_secs_f64());
             Ok(Json(resp.data))
         }
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(ApiError::not_leader(f.leader_node)),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+            Err(ApiError::not_leader(f.leader_node))
+        }
         Err(e) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             RpcErrorCode::Unavailable,
@@ -146,7 +172,9 @@ async fn command(State(s): State<Arc<AppState>>, Json(cmd): Json<Command>) -> Re
 async fn ensure_leader_read(s: &AppState) -> Result<(), ApiError> {
     match s.raft.ensure_linearizable().await {
         Ok(_) => Ok(()),
-        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => Err(ApiError::not_leader(f.leader_node)),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+            Err(ApiError::not_leader(f.leader_node))
+        }
         Err(e) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             RpcErrorCode::Unavailable,
@@ -155,7 +183,10 @@ async fn ensure_leader_read(s: &AppState) -> Result<(), ApiError> {
     }
 }
 
-async fn query(State(s): State<Arc<AppState>>, Json(q): Json<Query>) -> Result<Json<QueryResult>, ApiError> {
+async fn query(
+    State(s): State<Arc<AppState>>,
+    Json(q): Json<Query>,
+) -> Result<Json<QueryResult>, ApiError> {
     s.metrics.queries.inc();
     if q != Query::Status {
         ensure_leader_read(&s).await?;
@@ -164,24 +195,35 @@ async fn query(State(s): State<Arc<AppState>>, Json(q): Json<Query>) -> Result<J
     let result = match q {
         Query::Status => QueryResult::Status { status: status(&s) },
         Query::Nodes => {
-            let nodes = tokio::task::spawn_blocking(move || sm.nodes()).await.map_err(ApiError::internal)?;
+            let nodes = tokio::task::spawn_blocking(move || sm.nodes())
+                .await
+                .map_err(ApiError::internal)?;
             QueryResult::Nodes {
                 nodes: s.liveness.view(nodes.map_err(ApiError::internal)?),
             }
         }
         q => tokio::task::spawn_blocking(move || -> Result<QueryResult, redb::Error> {
             Ok(match q {
-                Query::Bucket { name } => QueryResult::Bucket { bucket: sm.bucket(&name)? },
-                Query::Buckets => QueryResult::Buckets { buckets: sm.buckets()? },
+                Query::Bucket { name } => QueryResult::Bucket {
+                    bucket: sm.bucket(&name)?,
+                },
+                Query::Buckets => QueryResult::Buckets {
+                    buckets: sm.buckets()?,
+                },
                 Query::Object { bucket, key } => QueryResult::Object {
                     bucket_exists: sm.bucket(&bucket)?.is_some(),
                     version: sm.object(&bucket, &key)?,
                 },
-                Query::List(req) => QueryResult::List { page: sm.list(&req)? },
+                Query::List(req) => QueryResult::List {
+                    page: sm.list(&req)?,
+                },
                 Query::AccessKey { access_key } => QueryResult::AccessKey {
                     key: sm.access_key(&access_key)?,
                 },
                 Query::Keys => QueryResult::Keys { keys: sm.keys()? },
+                Query::Upload { upload_id } => QueryResult::Upload {
+                    upload: sm.upload(&upload_id)?,
+                },
                 Query::Nodes | Query::Status => unreachable!("handled above"),
             })
         })
@@ -206,7 +248,10 @@ fn status(s: &AppState) -> RaftStatus {
     }
 }
 
-async fn heartbeat(State(s): State<Arc<AppState>>, Json(hb): Json<Heartbeat>) -> Result<StatusCode, ApiError> {
+async fn heartbeat(
+    State(s): State<Arc<AppState>>,
+    Json(hb): Json<Heartbeat>,
+) -> Result<StatusCode, ApiError> {
     // Liveness lives on the leader, which answers node queries.
     let m = s.raft.metrics().borrow().clone();
     if m.current_leader != Some(s.id) {
@@ -226,7 +271,10 @@ pub struct InitRequest {
     pub members: BTreeMap<RaftNodeId, String>,
 }
 
-async fn init(State(s): State<Arc<AppState>>, Json(req): Json<InitRequest>) -> Result<StatusCode, ApiError> {
+async fn init(
+    State(s): State<Arc<AppState>>,
+    Json(req): Json<InitRequest>,
+) -> Result<StatusCode, ApiError> {
     let members: BTreeMap<RaftNodeId, BasicNode> = req
         .members
         .into_iter()

@@ -13,8 +13,8 @@
 
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
-    Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError,
-    StoredMembership,
+    Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
+    StorageIOError, StoredMembership,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -22,8 +22,10 @@ use std::io::Cursor;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use weft_common::manifest::{AccessKey, BucketInfo, ObjectVersion};
-use weft_common::rpc::{Command, CommandResult, ListEntry, ListMarker, ListPage, ListRequest, Refusal};
+use weft_common::manifest::{AccessKey, BucketInfo, ObjectVersion, Upload};
+use weft_common::rpc::{
+    Command, CommandResult, ListEntry, ListMarker, ListPage, ListRequest, Refusal,
+};
 use weft_common::topology::NodeInfo;
 
 use crate::{RaftNodeId, TypeConfig};
@@ -32,6 +34,7 @@ const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
 const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
 const NODES: TableDefinition<u64, &[u8]> = TableDefinition::new("nodes");
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
+const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
 const KEY_APPLIED: &str = "last_applied";
 const KEY_MEMBERSHIP: &str = "membership";
@@ -73,6 +76,8 @@ struct SnapshotDoc {
     objects: Vec<(String, String, ObjectVersion)>,
     nodes: Vec<NodeInfo>,
     keys: Vec<AccessKey>,
+    #[serde(default)]
+    uploads: Vec<Upload>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -98,6 +103,7 @@ impl StateMachine {
             tx.open_table(OBJECTS)?;
             tx.open_table(NODES)?;
             tx.open_table(KEYS)?;
+            tx.open_table(UPLOADS)?;
             tx.open_table(META)?;
         }
         tx.commit()?;
@@ -112,7 +118,9 @@ impl StateMachine {
         let t = tx.open_table(META).map_err(sm_read_err)?;
         match t.get(key).map_err(sm_read_err)? {
             None => Ok(None),
-            Some(v) => serde_json::from_slice(v.value()).map(Some).map_err(sm_read_err),
+            Some(v) => serde_json::from_slice(v.value())
+                .map(Some)
+                .map_err(sm_read_err),
         }
     }
 
@@ -140,7 +148,15 @@ impl StateMachine {
     pub fn object(&self, bucket: &str, key: &str) -> Result<Option<ObjectVersion>, redb::Error> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(OBJECTS)?;
-        Ok(t.get(object_key(bucket, key).as_slice())?.map(|v| decode(v.value())))
+        Ok(t.get(object_key(bucket, key).as_slice())?
+            .map(|v| decode(v.value())))
+    }
+
+    /// A multipart upload by id.
+    pub fn upload(&self, upload_id: &str) -> Result<Option<Upload>, redb::Error> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(UPLOADS)?;
+        Ok(t.get(upload_id)?.map(|v| decode(v.value())))
     }
 
     /// An access key by id.
@@ -250,14 +266,19 @@ impl StateMachine {
 
     // ---- apply ----
 
-    fn apply_command(tx: &redb::WriteTransaction, cmd: &Command) -> Result<CommandResult, redb::Error> {
+    fn apply_command(
+        tx: &redb::WriteTransaction,
+        cmd: &Command,
+    ) -> Result<CommandResult, redb::Error> {
         let refused = |refusal| Ok(CommandResult::Refused { refusal });
         match cmd {
             Command::CreateBucket { bucket } => {
                 let mut t = tx.open_table(BUCKETS)?;
                 if let Some(existing) = t.get(bucket.name.as_str())? {
                     let existing: BucketInfo = decode(existing.value());
-                    return refused(Refusal::BucketExists { owner: existing.owner });
+                    return refused(Refusal::BucketExists {
+                        owner: existing.owner,
+                    });
                 }
                 t.insert(bucket.name.as_str(), encode(bucket).as_slice())?;
                 Ok(CommandResult::Done)
@@ -270,19 +291,29 @@ impl StateMachine {
                 let objects = tx.open_table(OBJECTS)?;
                 let base = object_key(name, "");
                 let end = prefix_end(&base);
-                if objects.range::<&[u8]>(base.as_slice()..end.as_slice())?.next().is_some() {
+                if objects
+                    .range::<&[u8]>(base.as_slice()..end.as_slice())?
+                    .next()
+                    .is_some()
+                {
                     return refused(Refusal::BucketNotEmpty);
                 }
                 t.remove(name.as_str())?;
                 Ok(CommandResult::Done)
             }
-            Command::PutObject { bucket, key, version } => {
+            Command::PutObject {
+                bucket,
+                key,
+                version,
+            } => {
                 if tx.open_table(BUCKETS)?.get(bucket.as_str())?.is_none() {
                     return refused(Refusal::NoSuchBucket);
                 }
                 let mut t = tx.open_table(OBJECTS)?;
                 let k = object_key(bucket, key);
-                let previous = t.insert(k.as_slice(), encode(version).as_slice())?.map(|v| decode(v.value()));
+                let previous = t
+                    .insert(k.as_slice(), encode(version).as_slice())?
+                    .map(|v| decode(v.value()));
                 Ok(CommandResult::Replaced { previous })
             }
             Command::DeleteObject { bucket, key } => {
@@ -290,8 +321,84 @@ impl StateMachine {
                     return refused(Refusal::NoSuchBucket);
                 }
                 let mut t = tx.open_table(OBJECTS)?;
-                let previous = t.remove(object_key(bucket, key).as_slice())?.map(|v| decode(v.value()));
+                let previous = t
+                    .remove(object_key(bucket, key).as_slice())?
+                    .map(|v| decode(v.value()));
                 Ok(CommandResult::Replaced { previous })
+            }
+            Command::CreateUpload { upload } => {
+                if tx
+                    .open_table(BUCKETS)?
+                    .get(upload.bucket.as_str())?
+                    .is_none()
+                {
+                    return refused(Refusal::NoSuchBucket);
+                }
+                tx.open_table(UPLOADS)?
+                    .insert(upload.upload_id.as_str(), encode(upload).as_slice())?;
+                Ok(CommandResult::Done)
+            }
+            Command::PutPart { upload_id, part } => {
+                let mut t = tx.open_table(UPLOADS)?;
+                let Some(mut upload): Option<Upload> =
+                    t.get(upload_id.as_str())?.map(|v| decode(v.value()))
+                else {
+                    return refused(Refusal::NoSuchUpload);
+                };
+                let old = upload.put_part(part.clone());
+                t.insert(upload_id.as_str(), encode(&upload).as_slice())?;
+                Ok(CommandResult::Released {
+                    segments: old.map(|p| p.segments).unwrap_or_default(),
+                })
+            }
+            Command::CompleteUpload {
+                upload_id,
+                parts,
+                version,
+            } => {
+                let mut t = tx.open_table(UPLOADS)?;
+                let Some(mut upload): Option<Upload> =
+                    t.get(upload_id.as_str())?.map(|v| decode(v.value()))
+                else {
+                    return refused(Refusal::NoSuchUpload);
+                };
+                for (n, etag) in parts {
+                    if upload.part(*n).map(|p| &p.etag) != Some(etag) {
+                        return refused(Refusal::InvalidPart { part_number: *n });
+                    }
+                }
+                if tx
+                    .open_table(BUCKETS)?
+                    .get(upload.bucket.as_str())?
+                    .is_none()
+                {
+                    return refused(Refusal::NoSuchBucket);
+                }
+                t.remove(upload_id.as_str())?;
+                upload
+                    .parts
+                    .retain(|p| !parts.iter().any(|(n, _)| *n == p.part_number));
+                let mut released: Vec<_> =
+                    upload.parts.into_iter().flat_map(|p| p.segments).collect();
+                let mut objects = tx.open_table(OBJECTS)?;
+                let k = object_key(&upload.bucket, &upload.key);
+                if let Some(prev) = objects.insert(k.as_slice(), encode(version).as_slice())? {
+                    let prev: ObjectVersion = decode(prev.value());
+                    released.extend(prev.segments);
+                }
+                Ok(CommandResult::Released { segments: released })
+            }
+            Command::AbortUpload { upload_id } => {
+                let mut t = tx.open_table(UPLOADS)?;
+                let removed = t
+                    .remove(upload_id.as_str())?
+                    .map(|v| decode::<Upload>(v.value()));
+                match removed {
+                    None => refused(Refusal::NoSuchUpload),
+                    Some(u) => Ok(CommandResult::Released {
+                        segments: u.parts.into_iter().flat_map(|p| p.segments).collect(),
+                    }),
+                }
             }
             Command::RegisterNode { node } => {
                 let mut t = tx.open_table(NODES)?;
@@ -344,7 +451,10 @@ impl StateMachine {
         for item in tx.open_table(OBJECTS)?.iter()? {
             let (k, v) = item?;
             let full = k.value();
-            let sep = full.iter().position(|b| *b == 0).expect("object keys contain a separator");
+            let sep = full
+                .iter()
+                .position(|b| *b == 0)
+                .expect("object keys contain a separator");
             doc.objects.push((
                 String::from_utf8_lossy(&full[..sep]).into_owned(),
                 String::from_utf8_lossy(&full[sep + 1..]).into_owned(),
@@ -357,13 +467,20 @@ impl StateMachine {
         for item in tx.open_table(KEYS)?.iter()? {
             doc.keys.push(decode(item?.1.value()));
         }
+        for item in tx.open_table(UPLOADS)?.iter()? {
+            doc.uploads.push(decode(item?.1.value()));
+        }
         Ok(doc)
     }
 
-    fn load(&self, doc: &SnapshotDoc, meta: &SnapshotMeta<RaftNodeId, openraft::BasicNode>) -> Result<(), redb::Error> {
+    fn load(
+        &self,
+        doc: &SnapshotDoc,
+        meta: &SnapshotMeta<RaftNodeId, openraft::BasicNode>,
+    ) -> Result<(), redb::Error> {
         let tx = self.db.begin_write()?;
         {
-            for def in [BUCKETS, KEYS, META] {
+            for def in [BUCKETS, KEYS, UPLOADS, META] {
                 let mut t = tx.open_table(def)?;
                 t.retain(|_, _| false)?;
             }
@@ -384,6 +501,10 @@ impl StateMachine {
             let mut k = tx.open_table(KEYS)?;
             for x in &doc.keys {
                 k.insert(x.access_key.as_str(), encode(x).as_slice())?;
+            }
+            let mut u = tx.open_table(UPLOADS)?;
+            for x in &doc.uploads {
+                u.insert(x.upload_id.as_str(), encode(x).as_slice())?;
             }
             let mut m = tx.open_table(META)?;
             m.insert(KEY_APPLIED, encode(&meta.last_log_id).as_slice())?;
@@ -433,7 +554,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             // Read data and applied state from one consistent view.
-            let applied: Option<LogId<RaftNodeId>> = this.meta::<Option<LogId<RaftNodeId>>>(KEY_APPLIED)?.flatten();
+            let applied: Option<LogId<RaftNodeId>> = this
+                .meta::<Option<LogId<RaftNodeId>>>(KEY_APPLIED)?
+                .flatten();
             let membership: Membership = this.meta(KEY_MEMBERSHIP)?.unwrap_or_default();
             let doc = this.dump().map_err(sm_read_err)?;
             let data = serde_json::to_vec(&doc).map_err(sm_read_err)?;
@@ -446,8 +569,13 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 last_membership: membership,
                 snapshot_id,
             };
-            let stored = StoredSnapshot { meta: meta.clone(), data };
-            this.write_snapshot_file(&stored).map_err(|e| SE::from(StorageIOError::write_snapshot(Some(meta.signature()), &e)))?;
+            let stored = StoredSnapshot {
+                meta: meta.clone(),
+                data,
+            };
+            this.write_snapshot_file(&stored).map_err(|e| {
+                SE::from(StorageIOError::write_snapshot(Some(meta.signature()), &e))
+            })?;
             Ok(Snapshot {
                 meta,
                 snapshot: Box::new(Cursor::new(stored.data)),
@@ -462,7 +590,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = Self;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId<RaftNodeId>>, Membership), SE> {
-        let applied = self.meta::<Option<LogId<RaftNodeId>>>(KEY_APPLIED)?.flatten();
+        let applied = self
+            .meta::<Option<LogId<RaftNodeId>>>(KEY_APPLIED)?
+            .flatten();
         let membership = self.meta(KEY_MEMBERSHIP)?.unwrap_or_default();
         Ok((applied, membership))
     }
@@ -483,7 +613,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 last = Some(e.log_id);
                 match &e.payload {
                     EntryPayload::Blank => results.push(CommandResult::Done),
-                    EntryPayload::Normal(cmd) => results.push(StateMachine::apply_command(&tx, cmd)?),
+                    EntryPayload::Normal(cmd) => {
+                        results.push(StateMachine::apply_command(&tx, cmd)?)
+                    }
                     EntryPayload::Membership(m) => {
                         membership = Some(StoredMembership::new(Some(e.log_id), m.clone()));
                         results.push(CommandResult::Done);
@@ -524,15 +656,21 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let doc: SnapshotDoc = serde_json::from_slice(&data)
             .map_err(|e| SE::from(StorageIOError::read_snapshot(Some(meta.signature()), &e)))?;
         if doc.format != SNAPSHOT_FORMAT {
-            let e = std::io::Error::other(format!("snapshot format {} is not {SNAPSHOT_FORMAT}", doc.format));
+            let e = std::io::Error::other(format!(
+                "snapshot format {} is not {SNAPSHOT_FORMAT}",
+                doc.format
+            ));
             return Err(StorageIOError::read_snapshot(Some(meta.signature()), &e).into());
         }
         let this = self.clone();
         let meta = meta.clone();
         tokio::task::spawn_blocking(move || {
             this.load(&doc, &meta).map_err(sm_write_err)?;
-            this.write_snapshot_file(&StoredSnapshot { meta: meta.clone(), data })
-                .map_err(|e| SE::from(StorageIOError::write_snapshot(Some(meta.signature()), &e)))
+            this.write_snapshot_file(&StoredSnapshot {
+                meta: meta.clone(),
+                data,
+            })
+            .map_err(|e| SE::from(StorageIOError::write_snapshot(Some(meta.signature()), &e)))
         })
         .await
         .map_err(sm_write_err)?

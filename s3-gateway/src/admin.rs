@@ -95,34 +95,54 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-async fn check(s: &AdminState, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<(), AdminError> {
+async fn check(
+    s: &AdminState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), AdminError> {
     let unauthorized = |m: &str| AdminError(StatusCode::UNAUTHORIZED, m.to_string());
     let header = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
-        .ok_or_else(|| unauthorized("missing Authorization: sign with the root key or send the admin token"))?;
+        .ok_or_else(|| {
+            unauthorized("missing Authorization: sign with the root key or send the admin token")
+        })?;
     if let (Some(token), Some(given)) = (&s.admin_token, header.strip_prefix("Bearer ")) {
         if admin_auth::signatures_equal(token, given.trim()) {
             return Ok(());
         }
         return Err(unauthorized("wrong admin token"));
     }
-    let parsed = admin_auth::parse(header).ok_or_else(|| unauthorized("malformed Authorization header"))?;
+    let parsed =
+        admin_auth::parse(header).ok_or_else(|| unauthorized("malformed Authorization header"))?;
     let now = now_ms() / 1000;
     if parsed.unix_secs.abs_diff(now) > admin_auth::SKEW_SECS_MAX {
-        return Err(unauthorized("request time too far from server time; check the clock"));
+        return Err(unauthorized(
+            "request time too far from server time; check the clock",
+        ));
     }
-    let key = s
-        .gw
-        .keys
-        .get(&parsed.access_key)
-        .await
-        .map_err(|e| AdminError(StatusCode::SERVICE_UNAVAILABLE, format!("look up key: {e:?}")))?;
+    let key = s.gw.keys.get(&parsed.access_key).await.map_err(|e| {
+        AdminError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("look up key: {e:?}"),
+        )
+    })?;
     let Some(key) = key.filter(|k| k.root) else {
-        return Err(AdminError(StatusCode::FORBIDDEN, "only root keys may use the admin API".into()));
+        return Err(AdminError(
+            StatusCode::FORBIDDEN,
+            "only root keys may use the admin API".into(),
+        ));
     };
     let path_q = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let expected = admin_auth::signature(&key.secret_key, method.as_str(), path_q, parsed.unix_secs, body);
+    let expected = admin_auth::signature(
+        &key.secret_key,
+        method.as_str(),
+        path_q,
+        parsed.unix_secs,
+        body,
+    );
     if !admin_auth::signatures_equal(&expected, &parsed.signature) {
         return Err(unauthorized("signature does not match: wrong secret key?"));
     }
@@ -132,11 +152,19 @@ async fn check(s: &AdminState, method: &Method, uri: &Uri, headers: &HeaderMap, 
 async fn keys(s: &AdminState) -> Result<Vec<AccessKey>, AdminError> {
     match s.gw.metad.query(&Query::Keys).await? {
         QueryResult::Keys { keys } => Ok(keys),
-        other => Err(AdminError(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected {other:?}"))),
+        other => Err(AdminError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unexpected {other:?}"),
+        )),
     }
 }
 
-async fn list_keys(State(s): State<AdminState>, method: Method, uri: Uri, headers: HeaderMap) -> Result<Json<Vec<KeyView>>, AdminError> {
+async fn list_keys(
+    State(s): State<AdminState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<Vec<KeyView>>, AdminError> {
     check(&s, &method, &uri, &headers, b"").await?;
     let out = keys(&s)
         .await?
@@ -160,17 +188,32 @@ fn random_token(len: usize, alphabet: &[u8]) -> String {
 
 /// A new random access key id (20 chars) and secret (40 chars).
 pub fn generate_key_pair() -> (String, String) {
-    let ak = format!("WK{}", random_token(18, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"));
-    let sk = random_token(40, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789");
+    let ak = format!(
+        "WK{}",
+        random_token(18, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+    );
+    let sk = random_token(
+        40,
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+    );
     (ak, sk)
 }
 
-async fn create_key(State(s): State<AdminState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Result<(StatusCode, Json<KeyView>), AdminError> {
+async fn create_key(
+    State(s): State<AdminState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<KeyView>), AdminError> {
     check(&s, &method, &uri, &headers, &body).await?;
-    let req: CreateKeyRequest =
-        serde_json::from_slice(&body).map_err(|e| AdminError(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))?;
+    let req: CreateKeyRequest = serde_json::from_slice(&body)
+        .map_err(|e| AdminError(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))?;
     if req.name.is_empty() || req.name.len() > 128 {
-        return Err(AdminError(StatusCode::BAD_REQUEST, "key names are 1-128 characters".into()));
+        return Err(AdminError(
+            StatusCode::BAD_REQUEST,
+            "key names are 1-128 characters".into(),
+        ));
     }
     let (access_key, secret_key) = generate_key_pair();
     let key = AccessKey {
@@ -180,7 +223,12 @@ async fn create_key(State(s): State<AdminState>, method: Method, uri: Uri, heade
         root: false,
         created_ms: now_ms(),
     };
-    match s.gw.metad.command(&Command::CreateKey { key: key.clone() }).await? {
+    match s
+        .gw
+        .metad
+        .command(&Command::CreateKey { key: key.clone() })
+        .await?
+    {
         CommandResult::Done => Ok((
             StatusCode::CREATED,
             Json(KeyView {
@@ -193,31 +241,67 @@ async fn create_key(State(s): State<AdminState>, method: Method, uri: Uri, heade
         )),
         CommandResult::Refused {
             refusal: Refusal::KeyExists,
-        } => Err(AdminError(StatusCode::CONFLICT, format!("a key named {} already exists", req.name))),
-        other => Err(AdminError(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected {other:?}"))),
+        } => Err(AdminError(
+            StatusCode::CONFLICT,
+            format!("a key named {} already exists", req.name),
+        )),
+        other => Err(AdminError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unexpected {other:?}"),
+        )),
     }
 }
 
-async fn delete_key(State(s): State<AdminState>, Path(name): Path<String>, method: Method, uri: Uri, headers: HeaderMap) -> Result<StatusCode, AdminError> {
+async fn delete_key(
+    State(s): State<AdminState>,
+    Path(name): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<StatusCode, AdminError> {
     check(&s, &method, &uri, &headers, b"").await?;
-    match s.gw.metad.command(&Command::DeleteKey { name: name.clone() }).await? {
+    match s
+        .gw
+        .metad
+        .command(&Command::DeleteKey { name: name.clone() })
+        .await?
+    {
         CommandResult::Done => Ok(StatusCode::NO_CONTENT),
         CommandResult::Refused {
             refusal: Refusal::NoSuchKeyName,
-        } => Err(AdminError(StatusCode::NOT_FOUND, format!("no key named {name}"))),
+        } => Err(AdminError(
+            StatusCode::NOT_FOUND,
+            format!("no key named {name}"),
+        )),
         CommandResult::Refused {
             refusal: Refusal::KeyIsRoot,
-        } => Err(AdminError(StatusCode::CONFLICT, "the root key cannot be deleted".into())),
-        other => Err(AdminError(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected {other:?}"))),
+        } => Err(AdminError(
+            StatusCode::CONFLICT,
+            "the root key cannot be deleted".into(),
+        )),
+        other => Err(AdminError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unexpected {other:?}"),
+        )),
     }
 }
 
-async fn list_buckets(State(s): State<AdminState>, method: Method, uri: Uri, headers: HeaderMap) -> Result<Json<Vec<BucketView>>, AdminError> {
+async fn list_buckets(
+    State(s): State<AdminState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<Vec<BucketView>>, AdminError> {
     check(&s, &method, &uri, &headers, b"").await?;
     let keys = keys(&s).await?;
     let buckets = match s.gw.metad.query(&Query::Buckets).await? {
         QueryResult::Buckets { buckets } => buckets,
-        other => return Err(AdminError(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected {other:?}"))),
+        other => {
+            return Err(AdminError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("unexpected {other:?}"),
+            ))
+        }
     };
     Ok(Json(
         buckets
@@ -235,15 +319,30 @@ async fn list_buckets(State(s): State<AdminState>, method: Method, uri: Uri, hea
     ))
 }
 
-async fn cluster_status(State(s): State<AdminState>, method: Method, uri: Uri, headers: HeaderMap) -> Result<Json<ClusterStatus>, AdminError> {
+async fn cluster_status(
+    State(s): State<AdminState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<ClusterStatus>, AdminError> {
     check(&s, &method, &uri, &headers, b"").await?;
     let metad = match s.gw.metad.query(&Query::Status).await? {
         QueryResult::Status { status } => status,
-        other => return Err(AdminError(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected {other:?}"))),
+        other => {
+            return Err(AdminError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("unexpected {other:?}"),
+            ))
+        }
     };
     let nodes = match s.gw.metad.query(&Query::Nodes).await? {
         QueryResult::Nodes { nodes } => nodes,
-        other => return Err(AdminError(StatusCode::INTERNAL_SERVER_ERROR, format!("unexpected {other:?}"))),
+        other => {
+            return Err(AdminError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("unexpected {other:?}"),
+            ))
+        }
     };
     Ok(Json(ClusterStatus { metad, nodes }))
 }

@@ -21,7 +21,10 @@ impl KeyStore {
     pub fn new(metad: MetadClient, ttl: Duration) -> Self {
         KeyStore {
             metad,
-            cache: Cache::builder().max_capacity(10_000).time_to_live(ttl).build(),
+            cache: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(ttl)
+                .build(),
         }
     }
 
@@ -35,7 +38,12 @@ impl KeyStore {
         };
         let key = match self.metad.query(&q).await {
             Ok(QueryResult::AccessKey { key }) => key,
-            Ok(other) => return Err(s3_error!(InternalError, "unexpected metad answer: {other:?}")),
+            Ok(other) => {
+                return Err(s3_error!(
+                    InternalError,
+                    "unexpected metad answer: {other:?}"
+                ))
+            }
             Err(e) => return Err(s3_error!(ServiceUnavailable, "look up access key: {e}")),
         };
         self.cache.insert(access_key.to_string(), key.clone()).await;
@@ -43,7 +51,11 @@ impl KeyStore {
     }
 
     /// Whether `creds` may act on `bucket`: its owner or a root key.
-    pub async fn authorize(&self, creds: Option<&Credentials>, bucket: &BucketInfo) -> S3Result<()> {
+    pub async fn authorize(
+        &self,
+        creds: Option<&Credentials>,
+        bucket: &BucketInfo,
+    ) -> S3Result<()> {
         let Some(creds) = creds else {
             return Err(s3_error!(AccessDenied, "anonymous access is not allowed"));
         };
@@ -52,7 +64,11 @@ impl KeyStore {
         }
         match self.get(&creds.access_key).await? {
             Some(k) if k.root => Ok(()),
-            _ => Err(s3_error!(AccessDenied, "access to bucket {} denied", bucket.name)),
+            _ => Err(s3_error!(
+                AccessDenied,
+                "access to bucket {} denied",
+                bucket.name
+            )),
         }
     }
 
@@ -60,7 +76,11 @@ impl KeyStore {
     pub async fn is_root(&self, creds: Option<&Credentials>) -> S3Result<bool> {
         match creds {
             None => Ok(false),
-            Some(c) => Ok(self.get(&c.access_key).await?.map(|k| k.root).unwrap_or(false)),
+            Some(c) => Ok(self
+                .get(&c.access_key)
+                .await?
+                .map(|k| k.root)
+                .unwrap_or(false)),
         }
     }
 }
@@ -70,7 +90,10 @@ impl S3Auth for KeyStore {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
         match self.get(access_key).await? {
             Some(k) => Ok(SecretKey::from(k.secret_key)),
-            None => Err(s3_error!(InvalidAccessKeyId, "the access key {access_key} does not exist")),
+            None => Err(s3_error!(
+                InvalidAccessKeyId,
+                "the access key {access_key} does not exist"
+            )),
         }
     }
 }

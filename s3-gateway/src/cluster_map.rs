@@ -27,7 +27,9 @@ impl ClusterMap {
                 *self.nodes.write().expect("cluster map lock") = Arc::new(map);
                 Ok(())
             }
-            other => Err(weft_metad::MetadClientError::Protocol(format!("expected nodes, got {other:?}"))),
+            other => Err(weft_metad::MetadClientError::Protocol(format!(
+                "expected nodes, got {other:?}"
+            ))),
         }
     }
 

@@ -45,11 +45,13 @@ pub enum GatewayError {
 /// path answers the same way; see the tests below for each mapping.
 pub fn to_s3(e: GatewayError) -> S3Error {
     let code = match &e {
-        GatewayError::Metad(weft_metad::MetadClientError::Unavailable { .. }) => S3ErrorCode::ServiceUnavailable,
-        GatewayError::Metad(_) => S3ErrorCode::InternalError,
-        GatewayError::Placement(_) | GatewayError::WriteQuorum { .. } | GatewayError::Unreadable { .. } => {
+        GatewayError::Metad(weft_metad::MetadClientError::Unavailable { .. }) => {
             S3ErrorCode::ServiceUnavailable
         }
+        GatewayError::Metad(_) => S3ErrorCode::InternalError,
+        GatewayError::Placement(_)
+        | GatewayError::WriteQuorum { .. }
+        | GatewayError::Unreadable { .. } => S3ErrorCode::ServiceUnavailable,
         GatewayError::Body(_) => S3ErrorCode::IncompleteBody,
         GatewayError::Internal(_) => S3ErrorCode::InternalError,
     };
@@ -76,10 +78,12 @@ mod tests {
             S3ErrorCode::IncompleteBody
         );
         assert_eq!(
-            *to_s3(GatewayError::Metad(weft_metad::MetadClientError::Unavailable {
-                attempts: 1,
-                last: "x".into()
-            }))
+            *to_s3(GatewayError::Metad(
+                weft_metad::MetadClientError::Unavailable {
+                    attempts: 1,
+                    last: "x".into()
+                }
+            ))
             .code(),
             S3ErrorCode::ServiceUnavailable
         );

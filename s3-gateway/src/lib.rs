@@ -109,7 +109,8 @@ impl Gateway {
         if let Some(c) = codecs.get(&(k, m)) {
             return Ok(c.clone());
         }
-        let c = Arc::new(StripeCodec::new(k, m).map_err(|e| GatewayError::Internal(e.to_string()))?);
+        let c =
+            Arc::new(StripeCodec::new(k, m).map_err(|e| GatewayError::Internal(e.to_string()))?);
         codecs.insert((k, m), c.clone());
         Ok(c)
     }
@@ -126,8 +127,14 @@ impl Gateway {
             for seg in segments {
                 for (i, node) in seg.shards.iter().enumerate() {
                     let Some(node) = node else { continue };
-                    let Some((addr, _)) = this.cluster.locate(*node) else { continue };
-                    if let Err(e) = this.datad.delete_shard(&addr, seg.id, ShardIndex(i as u8)).await {
+                    let Some((addr, _)) = this.cluster.locate(*node) else {
+                        continue;
+                    };
+                    if let Err(e) = this
+                        .datad
+                        .delete_shard(&addr, seg.id, ShardIndex(i as u8))
+                        .await
+                    {
                         tracing::debug!(segment = %seg.id, shard = i, error = %e, "shard delete failed; left for GC");
                     }
                 }
@@ -137,7 +144,9 @@ impl Gateway {
 
     /// The layout a new object of `size` bytes gets in the default class.
     pub fn default_layout(&self, size: u64) -> Option<Layout> {
-        self.profiles.class(None).map(|c| self.profiles.layout_for(c, size))
+        self.profiles
+            .class(None)
+            .map(|c| self.profiles.layout_for(c, size))
     }
 }
 
@@ -170,7 +179,11 @@ impl GatewayHandle {
     }
 }
 
-async fn ensure_root_key(metad: &MetadClient, access_key: &str, secret_key: &str) -> Result<(), StartError> {
+async fn ensure_root_key(
+    metad: &MetadClient,
+    access_key: &str,
+    secret_key: &str,
+) -> Result<(), StartError> {
     let now_ms = s3::now_ms();
     let cmd = Command::CreateKey {
         key: AccessKey {
@@ -194,9 +207,14 @@ async fn ensure_root_key(metad: &MetadClient, access_key: &str, secret_key: &str
                 })
                 .await
             {
-                Ok(weft_common::rpc::QueryResult::AccessKey { key: Some(k) }) if k.root && k.secret_key == secret_key => Ok(()),
+                Ok(weft_common::rpc::QueryResult::AccessKey { key: Some(k) })
+                    if k.root && k.secret_key == secret_key =>
+                {
+                    Ok(())
+                }
                 Ok(_) => Err(StartError::RootKey(
-                    "a different root key is already installed; use the original root credentials".into(),
+                    "a different root key is already installed; use the original root credentials"
+                        .into(),
                 )),
                 Err(e) => Err(StartError::RootKey(e.to_string())),
             }
@@ -207,7 +225,10 @@ async fn ensure_root_key(metad: &MetadClient, access_key: &str, secret_key: &str
 }
 
 /// Starts the gateway: S3 on `cfg.listen`, admin API on `cfg.admin_listen`.
-pub async fn start(cfg: GatewayConfig, cancel: CancellationToken) -> Result<GatewayHandle, StartError> {
+pub async fn start(
+    cfg: GatewayConfig,
+    cancel: CancellationToken,
+) -> Result<GatewayHandle, StartError> {
     let metad = MetadClient::new(cfg.metad.clone());
     if let (Some(ak), Some(sk)) = (&cfg.root_access_key, &cfg.root_secret_key) {
         ensure_root_key(&metad, ak, sk).await?;
@@ -230,20 +251,28 @@ pub async fn start(cfg: GatewayConfig, cancel: CancellationToken) -> Result<Gate
 
     let s3_listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
-        .map_err(|source| StartError::Bind { addr: cfg.listen, source })?;
+        .map_err(|source| StartError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
     let s3_addr = s3_listener
         .local_addr()
-        .map_err(|source| StartError::Bind { addr: cfg.listen, source })?;
+        .map_err(|source| StartError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
     let admin_listener = tokio::net::TcpListener::bind(cfg.admin_listen)
         .await
         .map_err(|source| StartError::Bind {
             addr: cfg.admin_listen,
             source,
         })?;
-    let admin_addr = admin_listener.local_addr().map_err(|source| StartError::Bind {
-        addr: cfg.admin_listen,
-        source,
-    })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: cfg.admin_listen,
+            source,
+        })?;
 
     let service = s3::build_service(gw.clone(), keys, &cfg);
     let s3_task = tokio::spawn(s3::serve(s3_listener, service, cancel.clone()));

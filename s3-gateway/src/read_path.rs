@@ -41,7 +41,12 @@ impl Gateway {
             match seg.layout {
                 Layout::Replicated { .. } => steps.push((seg, r)),
                 Layout::Erasure { k, m, unit_bytes } => {
-                    let g = Geometry::new(usize::from(k), usize::from(m), u64::from(unit_bytes), seg.len);
+                    let g = Geometry::new(
+                        usize::from(k),
+                        usize::from(m),
+                        u64::from(unit_bytes),
+                        seg.len,
+                    );
                     for stripe in g.stripes_for(r.clone()) {
                         let s = r.start.max(stripe.data.start);
                         let e = r.end.min(stripe.data.end);
@@ -73,13 +78,23 @@ impl Gateway {
         match seg.layout {
             Layout::Replicated { .. } => self.read_replica(seg, r).await,
             Layout::Erasure { k, m, unit_bytes } => {
-                let g = Geometry::new(usize::from(k), usize::from(m), u64::from(unit_bytes), seg.len);
+                let g = Geometry::new(
+                    usize::from(k),
+                    usize::from(m),
+                    u64::from(unit_bytes),
+                    seg.len,
+                );
                 self.read_stripe_range(seg, &g, r).await
             }
         }
     }
 
-    async fn fetch(&self, seg: &Segment, index: usize, shard_range: Range<u64>) -> Result<Bytes, String> {
+    async fn fetch(
+        &self,
+        seg: &Segment,
+        index: usize,
+        shard_range: Range<u64>,
+    ) -> Result<Bytes, String> {
         let Some(Some(node)) = seg.shards.get(index).copied() else {
             return Err(format!("shard {index} was never written"));
         };
@@ -127,7 +142,12 @@ impl Gateway {
         })
     }
 
-    async fn read_stripe_range(&self, seg: &Segment, g: &Geometry, r: Range<u64>) -> Result<Bytes, GatewayError> {
+    async fn read_stripe_range(
+        &self,
+        seg: &Segment,
+        g: &Geometry,
+        r: Range<u64>,
+    ) -> Result<Bytes, GatewayError> {
         let stripe = g.stripe(r.start / g.stripe_bytes());
         let unit = stripe.shard.end - stripe.shard.start;
         // Fast path: the data shards covering the range, in parallel.

@@ -12,8 +12,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use weft_common::manifest::{BucketInfo, ContentHeaders, ObjectVersion};
-use weft_common::rpc::{Command, CommandResult, ListMarker, ListRequest, Query, QueryResult, Refusal};
+use weft_common::manifest::{
+    BucketInfo, ContentHeaders, ObjectVersion, Segment, Upload, UploadPart,
+};
+use weft_common::rpc::{
+    Command, CommandResult, ListMarker, ListRequest, Query, QueryResult, Refusal,
+};
 use weft_common::VersionId;
 
 use crate::auth::KeyStore;
@@ -26,6 +30,10 @@ pub const PUT_BYTES_MAX: i64 = 5 << 30;
 pub const KEY_BYTES_MAX: usize = 1024;
 /// Most user metadata (names plus values) in bytes, as in S3.
 pub const USER_METADATA_BYTES_MAX: usize = 2048;
+/// Smallest part except the last, as in S3.
+pub const PART_BYTES_MIN: u64 = 5 << 20;
+/// Most parts in one upload, as in S3.
+pub const PARTS_MAX: i32 = 10_000;
 /// Most keys in one listing page.
 pub const LIST_KEYS_MAX: i32 = 1000;
 
@@ -55,7 +63,11 @@ pub fn build_service(gw: Gateway, keys: KeyStore, _cfg: &GatewayConfig) -> S3Ser
 }
 
 /// Serves S3 on `listener` until `cancel` fires.
-pub async fn serve(listener: tokio::net::TcpListener, service: S3Service, cancel: CancellationToken) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    service: S3Service,
+    cancel: CancellationToken,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -102,7 +114,12 @@ fn encode_token(m: &ListMarker) -> String {
 
 fn decode_token(t: &str) -> Option<ListMarker> {
     let raw = String::from_utf8(hex::decode(t).ok()?).ok()?;
-    let (kind, rest) = raw.split_at(raw.char_indices().nth(1).map(|(i, _)| i).unwrap_or(raw.len()));
+    let (kind, rest) = raw.split_at(
+        raw.char_indices()
+            .nth(1)
+            .map(|(i, _)| i)
+            .unwrap_or(raw.len()),
+    );
     match kind {
         "k" => Some(ListMarker::Key(rest.to_string())),
         "p" => Some(ListMarker::Prefix(rest.to_string())),
@@ -111,14 +128,37 @@ fn decode_token(t: &str) -> Option<ListMarker> {
 }
 
 impl WeftS3 {
+    async fn upload(&self, upload_id: &str, bucket: &str, key: &str) -> S3Result<Upload> {
+        let q = Query::Upload {
+            upload_id: upload_id.to_string(),
+        };
+        match self.gw.metad.query(&q).await.map_err(metad_err)? {
+            QueryResult::Upload { upload: Some(u) } if u.bucket == bucket && u.key == key => Ok(u),
+            QueryResult::Upload { .. } => Err(s3_error!(
+                NoSuchUpload,
+                "upload {upload_id} does not exist; it may have been completed or aborted"
+            )),
+            other => Err(unexpected("upload lookup", other)),
+        }
+    }
+
+    fn release(&self, segments: Vec<Segment>) {
+        self.gw
+            .delete_segments_later(segments, self.gw.delete_delay);
+    }
+
     async fn bucket(&self, creds: Option<&Credentials>, name: &str) -> S3Result<BucketInfo> {
-        let q = Query::Bucket { name: name.to_string() };
+        let q = Query::Bucket {
+            name: name.to_string(),
+        };
         match self.gw.metad.query(&q).await.map_err(metad_err)? {
             QueryResult::Bucket { bucket: Some(b) } => {
                 self.gw.keys.authorize(creds, &b).await?;
                 Ok(b)
             }
-            QueryResult::Bucket { bucket: None } => Err(s3_error!(NoSuchBucket, "bucket {name} does not exist")),
+            QueryResult::Bucket { bucket: None } => {
+                Err(s3_error!(NoSuchBucket, "bucket {name} does not exist"))
+            }
             other => Err(unexpected("bucket lookup", other)),
         }
     }
@@ -133,7 +173,8 @@ impl WeftS3 {
                 version: Some(v), ..
             } => Ok(v),
             QueryResult::Object {
-                bucket_exists: false, ..
+                bucket_exists: false,
+                ..
             } => Err(s3_error!(NoSuchBucket, "bucket {bucket} does not exist")),
             QueryResult::Object { .. } => Err(s3_error!(NoSuchKey, "key {key} does not exist")),
             other => Err(unexpected("object lookup", other)),
@@ -163,11 +204,17 @@ fn validate_bucket_name(name: &str) -> S3Result<()> {
 #[async_trait::async_trait]
 impl S3 for WeftS3 {
     #[tracing::instrument(level = "info", skip_all, fields(bucket = %req.input.bucket))]
-    async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
         let name = req.input.bucket.clone();
         validate_bucket_name(&name)?;
         let Some(creds) = req.credentials.as_ref() else {
-            return Err(s3_error!(AccessDenied, "anonymous requests may not create buckets"));
+            return Err(s3_error!(
+                AccessDenied,
+                "anonymous requests may not create buckets"
+            ));
         };
         let cmd = Command::CreateBucket {
             bucket: BucketInfo {
@@ -188,13 +235,19 @@ impl S3 for WeftS3 {
             )),
             CommandResult::Refused {
                 refusal: Refusal::BucketExists { .. },
-            } => Err(s3_error!(BucketAlreadyExists, "the bucket {name} exists and belongs to someone else")),
+            } => Err(s3_error!(
+                BucketAlreadyExists,
+                "the bucket {name} exists and belongs to someone else"
+            )),
             other => Err(unexpected("create bucket", other)),
         }
     }
 
     #[tracing::instrument(level = "info", skip_all, fields(bucket = %req.input.bucket))]
-    async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
         let name = req.input.bucket.clone();
         self.bucket(req.credentials.as_ref(), &name).await?;
         match self
@@ -207,7 +260,10 @@ impl S3 for WeftS3 {
             CommandResult::Done => Ok(S3Response::new(DeleteBucketOutput {})),
             CommandResult::Refused {
                 refusal: Refusal::BucketNotEmpty,
-            } => Err(s3_error!(BucketNotEmpty, "the bucket {name} is not empty; delete its objects first")),
+            } => Err(s3_error!(
+                BucketNotEmpty,
+                "the bucket {name} is not empty; delete its objects first"
+            )),
             CommandResult::Refused {
                 refusal: Refusal::NoSuchBucket,
             } => Err(s3_error!(NoSuchBucket, "bucket {name} does not exist")),
@@ -215,8 +271,12 @@ impl S3 for WeftS3 {
         }
     }
 
-    async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
-        self.bucket(req.credentials.as_ref(), &req.input.bucket).await?;
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.bucket(req.credentials.as_ref(), &req.input.bucket)
+            .await?;
         Ok(S3Response::new(HeadBucketOutput::default()))
     }
 
@@ -224,14 +284,24 @@ impl S3 for WeftS3 {
         &self,
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
-        self.bucket(req.credentials.as_ref(), &req.input.bucket).await?;
+        self.bucket(req.credentials.as_ref(), &req.input.bucket)
+            .await?;
         Ok(S3Response::new(GetBucketLocationOutput::default()))
     }
 
-    async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+    async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
         let root = self.gw.keys.is_root(req.credentials.as_ref()).await?;
         let me = req.credentials.as_ref().map(|c| c.access_key.clone());
-        let buckets = match self.gw.metad.query(&Query::Buckets).await.map_err(metad_err)? {
+        let buckets = match self
+            .gw
+            .metad
+            .query(&Query::Buckets)
+            .await
+            .map_err(metad_err)?
+        {
             QueryResult::Buckets { buckets } => buckets,
             other => return Err(unexpected("list buckets", other)),
         };
@@ -255,52 +325,73 @@ impl S3 for WeftS3 {
     }
 
     #[tracing::instrument(level = "info", skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
-    async fn put_object(&self, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
         let input = req.input;
         if input.key.len() > KEY_BYTES_MAX {
-            return Err(s3_error!(KeyTooLongError, "keys are at most {KEY_BYTES_MAX} bytes"));
+            return Err(s3_error!(
+                KeyTooLongError,
+                "keys are at most {KEY_BYTES_MAX} bytes"
+            ));
         }
         self.bucket(req.credentials.as_ref(), &input.bucket).await?;
         // s3s leaves content_length unset for an empty body; a body without
         // a length is only acceptable when the request declared none at all.
         let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
         let size = match (input.content_length, &input.body) {
-            (Some(n), _) if n < 0 => return Err(s3_error!(InvalidArgument, "negative Content-Length")),
+            (Some(n), _) if n < 0 => {
+                return Err(s3_error!(InvalidArgument, "negative Content-Length"))
+            }
             (Some(n), _) => n,
             (None, Some(_)) if chunked => {
-                return Err(s3_error!(MissingContentLength, "PUT needs a Content-Length (or x-amz-decoded-content-length)"))
+                return Err(s3_error!(
+                    MissingContentLength,
+                    "PUT needs a Content-Length (or x-amz-decoded-content-length)"
+                ))
             }
             (None, _) => 0,
         };
         if size > PUT_BYTES_MAX {
-            return Err(s3_error!(EntityTooLarge, "a single PUT is at most 5 GiB; use multipart upload"));
+            return Err(s3_error!(
+                EntityTooLarge,
+                "a single PUT is at most 5 GiB; use multipart upload"
+            ));
         }
-        let user_metadata: BTreeMap<String, String> = input
-            .metadata
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v))
-            .collect();
-        let meta_bytes: usize = user_metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
-        if meta_bytes > USER_METADATA_BYTES_MAX {
-            return Err(s3_error!(MetadataTooLarge, "user metadata is {meta_bytes} bytes; the limit is {USER_METADATA_BYTES_MAX}"));
-        }
+        let user_metadata = user_metadata(input.metadata)?;
         let class_name = input.storage_class.as_ref().map(|c| c.as_str().to_string());
         let Some(class) = self.gw.profiles.class(class_name.as_deref()).cloned() else {
-            return Err(s3_error!(InvalidStorageClass, "storage class {class_name:?} is not offered by this cluster"));
+            return Err(s3_error!(
+                InvalidStorageClass,
+                "storage class {class_name:?} is not offered by this cluster"
+            ));
         };
         let size = size as u64;
         let written = match input.body {
             Some(body) => self.gw.write_object(&class, size, body).await,
-            None => self.gw.write_object(&class, size, futures::stream::empty::<Result<Bytes, std::io::Error>>()).await,
+            None => {
+                self.gw
+                    .write_object(
+                        &class,
+                        size,
+                        futures::stream::empty::<Result<Bytes, std::io::Error>>(),
+                    )
+                    .await
+            }
         }
         .map_err(to_s3)?;
         if let Some(md5_b64) = &input.content_md5 {
             let got = hex::decode(&written.etag).unwrap_or_default();
-            let claimed = base64_decode(md5_b64).ok_or_else(|| s3_error!(InvalidDigest, "Content-MD5 is not valid base64"))?;
+            let claimed = base64_decode(md5_b64)
+                .ok_or_else(|| s3_error!(InvalidDigest, "Content-MD5 is not valid base64"))?;
             if claimed != got {
-                self.gw.delete_segments_later(written.segments, Duration::ZERO);
-                return Err(s3_error!(BadDigest, "the Content-MD5 you specified did not match what we received"));
+                self.gw
+                    .delete_segments_later(written.segments, Duration::ZERO);
+                return Err(s3_error!(
+                    BadDigest,
+                    "the Content-MD5 you specified did not match what we received"
+                ));
             }
         }
         let version = ObjectVersion {
@@ -330,7 +421,8 @@ impl S3 for WeftS3 {
         match result {
             Ok(CommandResult::Replaced { previous }) => {
                 if let Some(prev) = previous {
-                    self.gw.delete_segments_later(prev.segments, self.gw.delete_delay);
+                    self.gw
+                        .delete_segments_later(prev.segments, self.gw.delete_delay);
                 }
                 Ok(S3Response::new(PutObjectOutput {
                     e_tag: Some(ETag::Strong(written.etag)),
@@ -341,7 +433,11 @@ impl S3 for WeftS3 {
                 refusal: Refusal::NoSuchBucket,
             }) => {
                 self.gw.delete_segments_later(segments, Duration::ZERO);
-                Err(s3_error!(NoSuchBucket, "bucket {} was deleted during the upload", input.bucket))
+                Err(s3_error!(
+                    NoSuchBucket,
+                    "bucket {} was deleted during the upload",
+                    input.bucket
+                ))
             }
             Ok(other) => Err(unexpected("put object", other)),
             // The commit may or may not have happened: keep the shards (GC
@@ -351,16 +447,23 @@ impl S3 for WeftS3 {
     }
 
     #[tracing::instrument(level = "info", skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
-    async fn get_object(&self, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+    async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
         self.bucket(req.credentials.as_ref(), &input.bucket).await?;
         let v = self.current(&input.bucket, &input.key).await?;
         let (range, content_range) = match &input.range {
             None => (0..v.size, None),
             Some(r) => {
-                let rg = r
-                    .check(v.size)
-                    .map_err(|_| s3_error!(InvalidRange, "the requested range is not satisfiable for {} bytes", v.size))?;
+                let rg = r.check(v.size).map_err(|_| {
+                    s3_error!(
+                        InvalidRange,
+                        "the requested range is not satisfiable for {} bytes",
+                        v.size
+                    )
+                })?;
                 let cr = format!("bytes {}-{}/{}", rg.start, rg.end.saturating_sub(1), v.size);
                 (rg, Some(cr))
             }
@@ -371,22 +474,23 @@ impl S3 for WeftS3 {
         let expected_crc = v.crc32c;
         // On a full read, check the whole-object crc32c end to end: a
         // mismatch aborts the body rather than completing it with bad bytes.
-        let stream = ReceiverStream::new(rx)
-            .scan((0u32, 0u64), move |(crc, seen), piece| {
-                let out = match piece {
-                    Ok(b) => {
-                        *crc = weft_common::checksum::crc32c_append(*crc, &b);
-                        *seen += b.len() as u64;
-                        if full && *seen == len && *crc != expected_crc {
-                            Err(GatewayError::Internal("object crc32c mismatch after decode".into()))
-                        } else {
-                            Ok(b)
-                        }
+        let stream = ReceiverStream::new(rx).scan((0u32, 0u64), move |(crc, seen), piece| {
+            let out = match piece {
+                Ok(b) => {
+                    *crc = weft_common::checksum::crc32c_append(*crc, &b);
+                    *seen += b.len() as u64;
+                    if full && *seen == len && *crc != expected_crc {
+                        Err(GatewayError::Internal(
+                            "object crc32c mismatch after decode".into(),
+                        ))
+                    } else {
+                        Ok(b)
                     }
-                    Err(e) => Err(e),
-                };
-                futures::future::ready(Some(out))
-            });
+                }
+                Err(e) => Err(e),
+            };
+            futures::future::ready(Some(out))
+        });
         let out = GetObjectOutput {
             body: Some(StreamingBlob::wrap(stream)),
             content_length: Some(len as i64),
@@ -397,7 +501,10 @@ impl S3 for WeftS3 {
         Ok(S3Response::new(out))
     }
 
-    async fn head_object(&self, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+    async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
         self.bucket(req.credentials.as_ref(), &input.bucket).await?;
         let v = self.current(&input.bucket, &input.key).await?;
@@ -419,7 +526,10 @@ impl S3 for WeftS3 {
     }
 
     #[tracing::instrument(level = "info", skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
-    async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let input = req.input;
         self.bucket(req.credentials.as_ref(), &input.bucket).await?;
         let cmd = Command::DeleteObject {
@@ -429,18 +539,332 @@ impl S3 for WeftS3 {
         match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
             CommandResult::Replaced { previous } => {
                 if let Some(prev) = previous {
-                    self.gw.delete_segments_later(prev.segments, self.gw.delete_delay);
+                    self.gw
+                        .delete_segments_later(prev.segments, self.gw.delete_delay);
                 }
                 Ok(S3Response::new(DeleteObjectOutput::default()))
             }
             CommandResult::Refused {
                 refusal: Refusal::NoSuchBucket,
-            } => Err(s3_error!(NoSuchBucket, "bucket {} does not exist", input.bucket)),
+            } => Err(s3_error!(
+                NoSuchBucket,
+                "bucket {} does not exist",
+                input.bucket
+            )),
             other => Err(unexpected("delete object", other)),
         }
     }
 
-    async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+    #[tracing::instrument(level = "info", skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let input = req.input;
+        if input.key.len() > KEY_BYTES_MAX {
+            return Err(s3_error!(
+                KeyTooLongError,
+                "keys are at most {KEY_BYTES_MAX} bytes"
+            ));
+        }
+        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        let user_metadata = user_metadata(input.metadata)?;
+        let class_name = input.storage_class.as_ref().map(|c| c.as_str().to_string());
+        let Some(class) = self.gw.profiles.class(class_name.as_deref()).cloned() else {
+            return Err(s3_error!(
+                InvalidStorageClass,
+                "storage class {class_name:?} is not offered by this cluster"
+            ));
+        };
+        let upload_id = hex::encode(rand::random::<[u8; 16]>());
+        let upload = Upload {
+            upload_id: upload_id.clone(),
+            bucket: input.bucket.clone(),
+            key: input.key.clone(),
+            initiated_ms: now_ms(),
+            storage_class: class.name,
+            user_metadata,
+            content: ContentHeaders {
+                content_type: input.content_type.map(|c| c.to_string()),
+                content_encoding: input.content_encoding,
+                content_disposition: input.content_disposition,
+                content_language: input.content_language,
+                cache_control: input.cache_control,
+            },
+            parts: Vec::new(),
+        };
+        match self
+            .gw
+            .metad
+            .command(&Command::CreateUpload { upload })
+            .await
+            .map_err(metad_err)?
+        {
+            CommandResult::Done => Ok(S3Response::new(CreateMultipartUploadOutput {
+                bucket: Some(input.bucket),
+                key: Some(input.key),
+                upload_id: Some(upload_id),
+                ..Default::default()
+            })),
+            CommandResult::Refused {
+                refusal: Refusal::NoSuchBucket,
+            } => Err(s3_error!(
+                NoSuchBucket,
+                "bucket {} does not exist",
+                input.bucket
+            )),
+            other => Err(unexpected("create upload", other)),
+        }
+    }
+
+    #[tracing::instrument(level = "info", skip_all, fields(bucket = %req.input.bucket, key = %req.input.key, part = req.input.part_number))]
+    async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let input = req.input;
+        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        if !(1..=PARTS_MAX).contains(&input.part_number) {
+            return Err(s3_error!(
+                InvalidArgument,
+                "part numbers are 1 to {PARTS_MAX}"
+            ));
+        }
+        let upload = self
+            .upload(&input.upload_id, &input.bucket, &input.key)
+            .await?;
+        let size = match (input.content_length, &input.body) {
+            (Some(n), _) if n < 0 => {
+                return Err(s3_error!(InvalidArgument, "negative Content-Length"))
+            }
+            (Some(n), _) => n,
+            (None, _) => 0,
+        };
+        if size > PUT_BYTES_MAX {
+            return Err(s3_error!(EntityTooLarge, "a part is at most 5 GiB"));
+        }
+        let Some(class) = self.gw.profiles.class(Some(&upload.storage_class)).cloned() else {
+            return Err(s3_error!(
+                InvalidStorageClass,
+                "storage class {} is no longer offered",
+                upload.storage_class
+            ));
+        };
+        let size = size as u64;
+        let written = match input.body {
+            Some(body) => self.gw.write_object(&class, size, body).await,
+            None => {
+                self.gw
+                    .write_object(
+                        &class,
+                        size,
+                        futures::stream::empty::<Result<Bytes, std::io::Error>>(),
+                    )
+                    .await
+            }
+        }
+        .map_err(to_s3)?;
+        if let Some(md5_b64) = &input.content_md5 {
+            let claimed = base64_decode(md5_b64)
+                .ok_or_else(|| s3_error!(InvalidDigest, "Content-MD5 is not valid base64"))?;
+            if claimed != hex::decode(&written.etag).unwrap_or_default() {
+                self.gw
+                    .delete_segments_later(written.segments, Duration::ZERO);
+                return Err(s3_error!(
+                    BadDigest,
+                    "the Content-MD5 you specified did not match what we received"
+                ));
+            }
+        }
+        let etag = written.etag.clone();
+        let segments = written.segments.clone();
+        let cmd = Command::PutPart {
+            upload_id: input.upload_id.clone(),
+            part: UploadPart {
+                part_number: input.part_number as u32,
+                etag: written.etag,
+                size,
+                crc32c: written.crc32c,
+                last_modified_ms: now_ms(),
+                segments: written.segments,
+            },
+        };
+        match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
+            CommandResult::Released { segments } => {
+                self.release(segments);
+                Ok(S3Response::new(UploadPartOutput {
+                    e_tag: Some(ETag::Strong(etag)),
+                    ..Default::default()
+                }))
+            }
+            CommandResult::Refused {
+                refusal: Refusal::NoSuchUpload,
+            } => {
+                self.gw.delete_segments_later(segments, Duration::ZERO);
+                Err(s3_error!(
+                    NoSuchUpload,
+                    "upload {} was completed or aborted meanwhile",
+                    input.upload_id
+                ))
+            }
+            other => Err(unexpected("put part", other)),
+        }
+    }
+
+    #[tracing::instrument(level = "info", skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let input = req.input;
+        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        let upload = self
+            .upload(&input.upload_id, &input.bucket, &input.key)
+            .await?;
+        let listed = input
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| {
+                s3_error!(
+                    MalformedXML,
+                    "CompleteMultipartUpload needs at least one part"
+                )
+            })?;
+        let mut parts: Vec<(u32, String)> = Vec::with_capacity(listed.len());
+        for p in &listed {
+            let n = p
+                .part_number
+                .ok_or_else(|| s3_error!(MalformedXML, "a part has no PartNumber"))?;
+            let etag = p
+                .e_tag
+                .as_ref()
+                .map(|e| e.value().trim_matches('"').to_string())
+                .ok_or_else(|| s3_error!(MalformedXML, "part {n} has no ETag"))?;
+            if let Some((last, _)) = parts.last() {
+                if n as u32 <= *last {
+                    return Err(s3_error!(
+                        InvalidPartOrder,
+                        "parts must be listed in ascending order"
+                    ));
+                }
+            }
+            parts.push((n as u32, etag));
+        }
+        let mut segments = Vec::new();
+        let mut md5s = Vec::with_capacity(parts.len() * 16);
+        let mut size = 0u64;
+        let mut crc = 0u32;
+        for (i, (n, etag)) in parts.iter().enumerate() {
+            let Some(part) = upload.part(*n).filter(|p| &p.etag == etag) else {
+                return Err(s3_error!(
+                    InvalidPart,
+                    "part {n} was not uploaded or its ETag does not match"
+                ));
+            };
+            if i + 1 < parts.len() && part.size < PART_BYTES_MIN {
+                return Err(s3_error!(
+                    EntityTooSmall,
+                    "part {n} is {} bytes; all parts but the last must be at least 5 MiB",
+                    part.size
+                ));
+            }
+            md5s.extend(hex::decode(&part.etag).unwrap_or_default());
+            for seg in &part.segments {
+                let mut seg = seg.clone();
+                seg.offset += size;
+                segments.push(seg);
+            }
+            crc = if size == 0 {
+                part.crc32c
+            } else {
+                crc32c::crc32c_combine(crc, part.crc32c, part.size as usize)
+            };
+            size += part.size;
+        }
+        let etag = format!("{}-{}", weft_common::checksum::md5_hex(&md5s), parts.len());
+        let version = ObjectVersion {
+            version_id: VersionId::from_random(rand::random()),
+            size,
+            etag: etag.clone(),
+            crc32c: crc,
+            last_modified_ms: now_ms(),
+            storage_class: upload.storage_class.clone(),
+            user_metadata: upload.user_metadata.clone(),
+            content: upload.content.clone(),
+            segments,
+        };
+        let cmd = Command::CompleteUpload {
+            upload_id: input.upload_id.clone(),
+            parts,
+            version,
+        };
+        match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
+            CommandResult::Released { segments } => {
+                self.release(segments);
+                Ok(S3Response::new(CompleteMultipartUploadOutput {
+                    bucket: Some(input.bucket.clone()),
+                    key: Some(input.key.clone()),
+                    e_tag: Some(ETag::Strong(etag)),
+                    location: Some(format!("/{}/{}", input.bucket, input.key)),
+                    ..Default::default()
+                }))
+            }
+            CommandResult::Refused {
+                refusal: Refusal::NoSuchUpload,
+            } => Err(s3_error!(
+                NoSuchUpload,
+                "upload {} was completed or aborted meanwhile",
+                input.upload_id
+            )),
+            CommandResult::Refused {
+                refusal: Refusal::InvalidPart { part_number },
+            } => Err(s3_error!(
+                InvalidPart,
+                "part {part_number} changed while completing; retry"
+            )),
+            CommandResult::Refused {
+                refusal: Refusal::NoSuchBucket,
+            } => Err(s3_error!(
+                NoSuchBucket,
+                "bucket {} does not exist",
+                input.bucket
+            )),
+            other => Err(unexpected("complete upload", other)),
+        }
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let input = req.input;
+        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        self.upload(&input.upload_id, &input.bucket, &input.key)
+            .await?;
+        let cmd = Command::AbortUpload {
+            upload_id: input.upload_id.clone(),
+        };
+        match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
+            CommandResult::Released { segments } => {
+                self.gw.delete_segments_later(segments, Duration::ZERO);
+                Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+            }
+            CommandResult::Refused {
+                refusal: Refusal::NoSuchUpload,
+            } => Err(s3_error!(
+                NoSuchUpload,
+                "upload {} does not exist",
+                input.upload_id
+            )),
+            other => Err(unexpected("abort upload", other)),
+        }
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let input = req.input;
         self.bucket(req.credentials.as_ref(), &input.bucket).await?;
         let max_keys = input.max_keys.unwrap_or(LIST_KEYS_MAX);
@@ -449,7 +873,9 @@ impl S3 for WeftS3 {
         }
         let max_keys = max_keys.min(LIST_KEYS_MAX);
         let after = match (&input.continuation_token, &input.start_after) {
-            (Some(t), _) => Some(decode_token(t).ok_or_else(|| s3_error!(InvalidArgument, "the continuation token is not valid"))?),
+            (Some(t), _) => Some(decode_token(t).ok_or_else(|| {
+                s3_error!(InvalidArgument, "the continuation token is not valid")
+            })?),
             (None, Some(s)) if !s.is_empty() => Some(ListMarker::Key(s.clone())),
             _ => None,
         };
@@ -463,7 +889,13 @@ impl S3 for WeftS3 {
         });
         let page = match self.gw.metad.query(&q).await.map_err(metad_err)? {
             QueryResult::List { page: Some(p) } => p,
-            QueryResult::List { page: None } => return Err(s3_error!(NoSuchBucket, "bucket {} does not exist", input.bucket)),
+            QueryResult::List { page: None } => {
+                return Err(s3_error!(
+                    NoSuchBucket,
+                    "bucket {} does not exist",
+                    input.bucket
+                ))
+            }
             other => return Err(unexpected("list", other)),
         };
         let key_count = (page.entries.len() + page.common_prefixes.len()) as i32;
@@ -500,6 +932,23 @@ impl S3 for WeftS3 {
             ..Default::default()
         }))
     }
+}
+
+/// User metadata with lowercase names, within S3's size limit.
+fn user_metadata(m: Option<Metadata>) -> S3Result<BTreeMap<String, String>> {
+    let user_metadata: BTreeMap<String, String> = m
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    let meta_bytes: usize = user_metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if meta_bytes > USER_METADATA_BYTES_MAX {
+        return Err(s3_error!(
+            MetadataTooLarge,
+            "user metadata is {meta_bytes} bytes; the limit is {USER_METADATA_BYTES_MAX}"
+        ));
+    }
+    Ok(user_metadata)
 }
 
 fn object_headers(v: &ObjectVersion) -> GetObjectOutput {
@@ -545,7 +994,11 @@ mod tests {
 
     #[test]
     fn tokens_round_trip() {
-        for m in [ListMarker::Key("a/ü b+c".into()), ListMarker::Prefix("x/".into()), ListMarker::Key(String::new())] {
+        for m in [
+            ListMarker::Key("a/ü b+c".into()),
+            ListMarker::Prefix("x/".into()),
+            ListMarker::Key(String::new()),
+        ] {
             assert_eq!(decode_token(&encode_token(&m)), Some(m));
         }
         assert_eq!(decode_token("zz"), None);
@@ -556,14 +1009,26 @@ mod tests {
         for ok in ["abc", "my-bucket.1", "a".repeat(63).as_str()] {
             assert!(validate_bucket_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["ab", "Upper", "-lead", "trail-", "a..b", "192.168.1.1", "under_score", &"a".repeat(64)] {
+        for bad in [
+            "ab",
+            "Upper",
+            "-lead",
+            "trail-",
+            "a..b",
+            "192.168.1.1",
+            "under_score",
+            &"a".repeat(64),
+        ] {
             assert!(validate_bucket_name(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn base64() {
-        assert_eq!(base64_decode("1B2M2Y8AsgTpgAmY7PhCfg==").unwrap(), hex::decode("d41d8cd98f00b204e9800998ecf8427e").unwrap());
+        assert_eq!(
+            base64_decode("1B2M2Y8AsgTpgAmY7PhCfg==").unwrap(),
+            hex::decode("d41d8cd98f00b204e9800998ecf8427e").unwrap()
+        );
         assert!(base64_decode("!!").is_none());
     }
 }

@@ -53,7 +53,12 @@ where
         while self.buf.len() < n {
             match self.body.next().await {
                 Some(Ok(chunk)) => self.absorb(chunk).await?,
-                Some(Err(e)) => return Err(GatewayError::Body(format!("read body after {} bytes: {e}", self.read))),
+                Some(Err(e)) => {
+                    return Err(GatewayError::Body(format!(
+                        "read body after {} bytes: {e}",
+                        self.read
+                    )))
+                }
                 None => {
                     return Err(GatewayError::Body(format!(
                         "body ended after {} bytes, before the declared Content-Length",
@@ -82,11 +87,15 @@ where
         while let Some(chunk) = self.body.next().await {
             let chunk = chunk.map_err(|e| GatewayError::Body(format!("read body: {e}")))?;
             if !chunk.is_empty() {
-                return Err(GatewayError::Body("body is longer than the declared Content-Length".into()));
+                return Err(GatewayError::Body(
+                    "body is longer than the declared Content-Length".into(),
+                ));
             }
         }
         if !self.buf.is_empty() {
-            return Err(GatewayError::Body("body is longer than the declared Content-Length".into()));
+            return Err(GatewayError::Body(
+                "body is longer than the declared Content-Length".into(),
+            ));
         }
         Ok(())
     }
@@ -135,7 +144,9 @@ impl Gateway {
         let result: Result<(), GatewayError> = async {
             while offset < size {
                 let len = (size - offset).min(self.profiles.segment_bytes_max);
-                let seg = self.write_segment(&mut reader, class, layout, offset, len).await?;
+                let seg = self
+                    .write_segment(&mut reader, class, layout, offset, len)
+                    .await?;
                 segments.push(seg);
                 offset += len;
             }
@@ -143,7 +154,9 @@ impl Gateway {
         }
         .await;
         reader.md5_tx = None;
-        let etag = md5_task.await.map_err(|e| GatewayError::Internal(format!("md5 worker: {e}")))?;
+        let etag = md5_task
+            .await
+            .map_err(|e| GatewayError::Internal(format!("md5 worker: {e}")))?;
         if let Err(e) = result {
             self.delete_segments_later(segments, Duration::ZERO);
             return Err(e);
@@ -184,12 +197,20 @@ impl Gateway {
 
         let mut writers: Vec<ShardWriter> = Vec::with_capacity(width);
         for (index, node) in nodes.iter().copied().enumerate() {
-            let Some((addr, _)) = self.cluster.locate(node) else { continue };
+            let Some((addr, _)) = self.cluster.locate(node) else {
+                continue;
+            };
             let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(2);
             let client = self.datad.clone();
             let task = tokio::spawn(async move {
                 client
-                    .put_shard(&addr, id, ShardIndex(index as u8), shard_len, ReceiverStream::new(rx))
+                    .put_shard(
+                        &addr,
+                        id,
+                        ShardIndex(index as u8),
+                        shard_len,
+                        ReceiverStream::new(rx),
+                    )
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string())
@@ -213,7 +234,9 @@ impl Gateway {
                 let codec = self.codec(g.k, g.m)?;
                 for s in 0..g.stripe_count() {
                     let span = g.stripe(s);
-                    let data = reader.take((span.data.end - span.data.start) as usize).await?;
+                    let data = reader
+                        .take((span.data.end - span.data.start) as usize)
+                        .await?;
                     let codec = codec.clone();
                     let shards = tokio::task::spawn_blocking(move || codec.encode(&data))
                         .await

@@ -16,11 +16,16 @@ pub struct TestCluster {
 impl TestCluster {
     pub async fn start() -> TestCluster {
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG").unwrap_or_else(|_| "warn".into()))
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
+                    .unwrap_or_else(|_| "warn".into()),
+            )
             .with_test_writer()
             .try_init();
         let dir = tempfile::tempdir().expect("tempdir");
-        let cluster = DevCluster::start(DevClusterConfig::ephemeral(dir.path())).await.expect("start cluster");
+        let cluster = DevCluster::start(DevClusterConfig::ephemeral(dir.path()))
+            .await
+            .expect("start cluster");
         TestCluster {
             cluster: Some(cluster),
             dir,
@@ -37,7 +42,12 @@ impl TestCluster {
 
     pub fn root_client(&self) -> S3Client {
         let c = self.c();
-        S3Client::new(&c.s3_endpoint(), &c.credentials().access_key, &c.credentials().secret_key, c.region())
+        S3Client::new(
+            &c.s3_endpoint(),
+            &c.credentials().access_key,
+            &c.credentials().secret_key,
+            c.region(),
+        )
     }
 
     pub async fn restart(&mut self) {
@@ -74,7 +84,10 @@ impl Resp {
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
     }
 }
 
@@ -99,7 +112,9 @@ pub fn uri_encode(s: &str, path: bool) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             b'/' if path => out.push('/'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -150,9 +165,16 @@ impl S3Client {
         let host = self.endpoint.trim_start_matches("http://").to_string();
         let payload_hash = hex::encode(Sha256::digest(&body));
         let canonical_uri = uri_encode(path, true);
-        let mut q: Vec<(String, String)> = query.iter().map(|(k, v)| (uri_encode(k, false), uri_encode(v, false))).collect();
+        let mut q: Vec<(String, String)> = query
+            .iter()
+            .map(|(k, v)| (uri_encode(k, false), uri_encode(v, false)))
+            .collect();
         q.sort();
-        let canonical_query = q.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+        let canonical_query = q
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&");
         let mut headers: Vec<(String, String)> = vec![
             ("host".into(), host.clone()),
             ("x-amz-content-sha256".into(), payload_hash.clone()),
@@ -163,7 +185,11 @@ impl S3Client {
         }
         headers.sort();
         let canonical_headers: String = headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
-        let signed_headers = headers.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(";");
+        let signed_headers = headers
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>()
+            .join(";");
         let canonical_request =
             format!("{method}\n{canonical_uri}\n{canonical_query}\n{canonical_headers}\n{signed_headers}\n{payload_hash}");
         let scope = format!("{date}/{}/s3/aws4_request", self.region);
@@ -198,34 +224,52 @@ impl S3Client {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
-        Resp { status, headers, body }
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn mb(&self, bucket: &str) -> Resp {
-        self.request("PUT", &format!("/{bucket}"), &[], &[], vec![]).await
+        self.request("PUT", &format!("/{bucket}"), &[], &[], vec![])
+            .await
     }
     pub async fn rb(&self, bucket: &str) -> Resp {
-        self.request("DELETE", &format!("/{bucket}"), &[], &[], vec![]).await
+        self.request("DELETE", &format!("/{bucket}"), &[], &[], vec![])
+            .await
     }
     pub async fn put(&self, bucket: &str, key: &str, data: Vec<u8>) -> Resp {
-        self.request("PUT", &format!("/{bucket}/{key}"), &[], &[], data).await
+        self.request("PUT", &format!("/{bucket}/{key}"), &[], &[], data)
+            .await
     }
     pub async fn get(&self, bucket: &str, key: &str) -> Resp {
-        self.request("GET", &format!("/{bucket}/{key}"), &[], &[], vec![]).await
+        self.request("GET", &format!("/{bucket}/{key}"), &[], &[], vec![])
+            .await
     }
     pub async fn get_range(&self, bucket: &str, key: &str, range: &str) -> Resp {
-        self.request("GET", &format!("/{bucket}/{key}"), &[], &[("range", range)], vec![]).await
+        self.request(
+            "GET",
+            &format!("/{bucket}/{key}"),
+            &[],
+            &[("range", range)],
+            vec![],
+        )
+        .await
     }
     pub async fn head(&self, bucket: &str, key: &str) -> Resp {
-        self.request("HEAD", &format!("/{bucket}/{key}"), &[], &[], vec![]).await
+        self.request("HEAD", &format!("/{bucket}/{key}"), &[], &[], vec![])
+            .await
     }
     pub async fn delete(&self, bucket: &str, key: &str) -> Resp {
-        self.request("DELETE", &format!("/{bucket}/{key}"), &[], &[], vec![]).await
+        self.request("DELETE", &format!("/{bucket}/{key}"), &[], &[], vec![])
+            .await
     }
     pub async fn list(&self, bucket: &str, query: &[(&str, &str)]) -> Resp {
         let mut q = vec![("list-type", "2")];
         q.extend_from_slice(query);
-        self.request("GET", &format!("/{bucket}"), &q, &[], vec![]).await
+        self.request("GET", &format!("/{bucket}"), &q, &[], vec![])
+            .await
     }
 
     /// PUT that must succeed.
