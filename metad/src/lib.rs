@@ -12,6 +12,9 @@
 //! [`server`] (HTTP endpoints), [`liveness`] (heartbeats → node states),
 //! [`client`] (what gateways, datad and the CLI use to talk to metad).
 
+// openraft's StorageError is large and its traits require returning it.
+#![allow(clippy::result_large_err)]
+
 pub mod client;
 pub mod liveness;
 pub mod network;

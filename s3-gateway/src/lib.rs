@@ -91,6 +91,9 @@ pub enum StartError {
     RootKey(String),
 }
 
+/// One codec per (k, m), shared: each caches its decode matrices.
+type CodecCache = HashMap<(usize, usize), Arc<StripeCodec>>;
+
 /// Shared state of the data path; cheap to clone.
 #[derive(Clone)]
 pub struct Gateway {
@@ -99,7 +102,7 @@ pub struct Gateway {
     cluster: ClusterMap,
     keys: KeyStore,
     profiles: Arc<Profiles>,
-    codecs: Arc<Mutex<HashMap<(usize, usize), Arc<StripeCodec>>>>,
+    codecs: Arc<Mutex<CodecCache>>,
     delete_delay: Duration,
 }
 
