@@ -129,11 +129,33 @@ enum ClusterCmd {
     Status,
 }
 
+/// Flags override the TOML file, which overrides the defaults.
 #[derive(Args)]
 struct DaemonArgs {
     /// TOML configuration file (fields as in docs/operations.md).
     #[arg(long, env = "WEFT_CONFIG")]
     config: Option<PathBuf>,
+    /// Listen address.
+    #[arg(long, env = "WEFT_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Data directory (metad, datad).
+    #[arg(long, env = "WEFT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// metad addresses, comma-separated (datad, gateway).
+    #[arg(long, env = "WEFT_METAD", value_delimiter = ',')]
+    metad: Option<Vec<String>>,
+    /// Raft id (metad) or node id (datad).
+    #[arg(long, env = "WEFT_ID")]
+    id: Option<u64>,
+    /// Zone (datad).
+    #[arg(long, env = "WEFT_ZONE")]
+    zone: Option<String>,
+    /// Address to advertise to peers, if not the listen address (metad, datad).
+    #[arg(long, env = "WEFT_ADVERTISE")]
+    advertise: Option<String>,
+    /// Admin API listen address (gateway).
+    #[arg(long, env = "WEFT_ADMIN_LISTEN")]
+    admin_listen: Option<SocketAddr>,
 }
 
 fn admin_client(a: &AdminArgs) -> Result<AdminClient> {
@@ -386,21 +408,62 @@ async fn run_daemon(kind: &str, a: DaemonArgs) -> Result<()> {
     let path = a.config.as_deref();
     match kind {
         "metad" => {
-            let cfg: weft_metad::MetadConfig = config::load(path)?;
+            let mut cfg: weft_metad::MetadConfig = config::load(path)?;
+            if let Some(v) = a.listen {
+                cfg.listen = v;
+            }
+            if let Some(v) = a.data_dir {
+                cfg.data_dir = v;
+            }
+            if let Some(v) = a.id {
+                cfg.id = v;
+            }
+            if a.advertise.is_some() {
+                cfg.advertise = a.advertise;
+            }
             let h = weft_metad::start(cfg, cancel.clone()).await?;
+            println!("metad listening on {}", h.addr());
             shutdown_signal().await;
             cancel.cancel();
             h.stopped().await;
         }
         "datad" => {
-            let cfg: weft_datad::node::DatadConfig = config::load(path)?;
+            let mut cfg: weft_datad::node::DatadConfig = config::load(path)?;
+            if let Some(v) = a.listen {
+                cfg.listen = v;
+            }
+            if let Some(v) = a.data_dir {
+                cfg.data_dir = v;
+            }
+            if let Some(v) = a.metad {
+                cfg.metad = v;
+            }
+            if let Some(v) = a.id {
+                cfg.node_id = v;
+            }
+            if let Some(v) = a.zone {
+                cfg.zone = v;
+            }
+            if a.advertise.is_some() {
+                cfg.advertise = a.advertise;
+            }
             let h = weft_datad::node::start(cfg, cancel.clone()).await?;
+            println!("datad {} listening on {}", h.node_id(), h.addr());
             shutdown_signal().await;
             cancel.cancel();
             h.stopped().await;
         }
         _ => {
             let mut cfg: weft_gateway::GatewayConfig = config::load(path)?;
+            if let Some(v) = a.listen {
+                cfg.listen = v;
+            }
+            if let Some(v) = a.admin_listen {
+                cfg.admin_listen = v;
+            }
+            if let Some(v) = a.metad {
+                cfg.metad = v;
+            }
             if let Ok(ak) = std::env::var("WEFT_ROOT_ACCESS_KEY") {
                 cfg.root_access_key = Some(ak);
             }
@@ -408,6 +471,11 @@ async fn run_daemon(kind: &str, a: DaemonArgs) -> Result<()> {
                 cfg.root_secret_key = Some(sk);
             }
             let h = weft_gateway::start(cfg, cancel.clone()).await?;
+            println!(
+                "gateway: S3 on {}, admin API on {}",
+                h.s3_addr(),
+                h.admin_addr()
+            );
             shutdown_signal().await;
             cancel.cancel();
             h.stopped().await;

@@ -24,9 +24,10 @@ async fn put_get_head_list_delete() {
     s3.must_get_equal("photos", "dir/big.bin", &big).await;
     s3.must_get_equal("photos", "empty", &[]).await;
 
-    // ETag is the MD5 of the body.
+    // ETag is the MD5 of the body; every response carries a request id.
     let h = s3.head("photos", "dir/big.bin").await;
     assert_eq!(h.status, 200);
+    assert_eq!(h.header("x-amz-request-id").map(|id| id.len()), Some(16));
     assert_eq!(
         h.header("content-length").as_deref(),
         Some(big.len().to_string().as_str())
@@ -70,6 +71,22 @@ async fn put_get_head_list_delete() {
     );
     let l = s3.list("photos", &[("prefix", "dir/")]).await;
     assert_eq!(xml_values(&l.text(), "Key"), vec!["dir/big.bin"]);
+
+    // The gateway counts what it served.
+    let metrics = reqwest::get(format!("{}/metrics", tc.c().admin_endpoint()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("weft_gateway_requests_total{method=\"PUT\",status=\"200\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("weft_gateway_written_bytes_total"),
+        "{metrics}"
+    );
 
     // Delete, then the key is gone.
     assert_eq!(s3.delete("photos", "small.bin").await.status, 204);

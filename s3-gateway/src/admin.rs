@@ -92,6 +92,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/buckets", get(list_buckets))
         .route("/v1/cluster/status", get(cluster_status))
         .route("/health", get(|| async { "ok" }))
+        .route(
+            "/metrics",
+            get(|State(s): State<AdminState>| async move { s.gw.metrics.render() }),
+        )
         .with_state(state)
 }
 

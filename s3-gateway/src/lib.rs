@@ -10,6 +10,7 @@ pub mod admin;
 pub mod auth;
 pub mod cluster_map;
 pub mod error;
+pub mod metrics;
 pub mod read_path;
 pub mod s3;
 pub mod write_path;
@@ -104,6 +105,7 @@ pub struct Gateway {
     profiles: Arc<Profiles>,
     codecs: Arc<Mutex<CodecCache>>,
     delete_delay: Duration,
+    metrics: metrics::GatewayMetrics,
 }
 
 impl Gateway {
@@ -250,6 +252,7 @@ pub async fn start(
         profiles: Arc::new(cfg.profiles.clone()),
         codecs: Arc::default(),
         delete_delay: Duration::from_millis(cfg.delete_delay_ms),
+        metrics: metrics::GatewayMetrics::default(),
     };
 
     let s3_listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -278,7 +281,12 @@ pub async fn start(
         })?;
 
     let service = s3::build_service(gw.clone(), keys, &cfg);
-    let s3_task = tokio::spawn(s3::serve(s3_listener, service, cancel.clone()));
+    let s3_task = tokio::spawn(s3::serve(
+        s3_listener,
+        service,
+        gw.metrics.clone(),
+        cancel.clone(),
+    ));
     let admin_app = admin::router(admin::AdminState {
         gw: gw.clone(),
         admin_token: cfg.admin_token.clone(),

@@ -175,6 +175,7 @@ impl Gateway {
             .map(|(i, _)| first + i)
             .collect();
         tracing::warn!(segment = %seg.id, stripe = stripe.index, ?failed, "degraded read: decoding from parity");
+        self.metrics.degraded_reads.inc();
         let width = g.k + g.m;
         let all = join_all((0..width).map(|i| {
             let failed = failed.contains(&i);

@@ -22,7 +22,9 @@ use weft_common::VersionId;
 
 use crate::auth::KeyStore;
 use crate::error::{to_s3, GatewayError};
+use crate::metrics::{GatewayMetrics, RequestLabels};
 use crate::{Gateway, GatewayConfig};
+use tracing::Instrument;
 
 /// Largest single PUT, as in S3.
 pub const PUT_BYTES_MAX: i64 = 5 << 30;
@@ -62,10 +64,18 @@ pub fn build_service(gw: Gateway, keys: KeyStore, _cfg: &GatewayConfig) -> S3Ser
     b.build()
 }
 
-/// Serves S3 on `listener` until `cancel` fires.
+/// A request id: 16 hex characters, unique enough to find one request in logs.
+fn request_id() -> String {
+    format!("{:016X}", rand::random::<u64>())
+}
+
+/// Serves S3 on `listener` until `cancel` fires. Each request gets an id,
+/// returned as `x-amz-request-id` and attached to every log line of the
+/// request through a tracing span.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: S3Service,
+    metrics: GatewayMetrics,
     cancel: CancellationToken,
 ) {
     loop {
@@ -82,10 +92,38 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
+        let metrics = metrics.clone();
         let cancel = cancel.clone();
         tokio::spawn(async move {
+            let svc = hyper::service::service_fn(
+                move |req: http::Request<hyper::body::Incoming>| {
+                    let service = service.clone();
+                    let metrics = metrics.clone();
+                    async move {
+                        let id = request_id();
+                        let method = req.method().to_string();
+                        let span = tracing::info_span!("s3", request_id = %id, %method, path = %req.uri().path());
+                        let t0 = std::time::Instant::now();
+                        let mut resp = hyper::service::Service::call(&service, req)
+                            .instrument(span)
+                            .await?;
+                        metrics.request_seconds.observe(t0.elapsed().as_secs_f64());
+                        metrics
+                            .requests
+                            .get_or_create(&RequestLabels {
+                                method,
+                                status: resp.status().as_u16(),
+                            })
+                            .inc();
+                        if let Ok(v) = http::HeaderValue::from_str(&id) {
+                            resp.headers_mut().insert("x-amz-request-id", v);
+                        }
+                        Ok::<_, s3s::HttpError>(resp)
+                    }
+                },
+            );
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
             tokio::select! {
                 r = conn => if let Err(e) = r {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");

@@ -1,0 +1,78 @@
+//! Gateway metrics, served in Prometheus text format on the admin port.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+/// Labels of a request counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// HTTP method.
+    pub method: String,
+    /// HTTP status code.
+    pub status: u16,
+}
+
+/// Everything the gateway counts.
+#[derive(Clone)]
+pub struct GatewayMetrics {
+    registry: Arc<Registry>,
+    /// S3 requests by method and status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Time to response headers.
+    pub request_seconds: Histogram,
+    /// Object bytes accepted by PUT and UploadPart.
+    pub bytes_written: Counter,
+    /// Stripes decoded from parity on reads.
+    pub degraded_reads: Counter,
+}
+
+impl Default for GatewayMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("weft_gateway");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let request_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let bytes_written = Counter::default();
+        let degraded_reads = Counter::default();
+        registry.register(
+            "requests",
+            "S3 requests by method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "request_seconds",
+            "Time from request to response headers",
+            request_seconds.clone(),
+        );
+        registry.register(
+            "written_bytes",
+            "Object bytes stored by PUT and UploadPart",
+            bytes_written.clone(),
+        );
+        registry.register(
+            "degraded_reads",
+            "Stripes read by decoding parity",
+            degraded_reads.clone(),
+        );
+        GatewayMetrics {
+            registry: Arc::new(registry),
+            requests,
+            request_seconds,
+            bytes_written,
+            degraded_reads,
+        }
+    }
+}
+
+impl GatewayMetrics {
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
