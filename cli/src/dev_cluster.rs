@@ -34,8 +34,13 @@ pub struct DevClusterConfig {
     pub admin_listen: SocketAddr,
     /// metad endpoint.
     pub metad_listen: SocketAddr,
+    /// Number of metad voters (1 for `weft dev`; 3 or 5 to test HA).
+    pub metad_voters: usize,
     /// Number of data nodes.
     pub datad_count: usize,
+    /// Number of gateways (the first listens on `s3_listen`/`admin_listen`,
+    /// others on random ports).
+    pub gateways: usize,
     /// Zone names; nodes are dealt round-robin.
     pub zones: Vec<String>,
     /// S3 region.
@@ -56,7 +61,9 @@ impl DevClusterConfig {
             s3_listen: "127.0.0.1:9000".parse().expect("literal"),
             admin_listen: "127.0.0.1:9001".parse().expect("literal"),
             metad_listen: "127.0.0.1:9010".parse().expect("literal"),
+            metad_voters: 1,
             datad_count: 6,
+            gateways: 1,
             zones: vec!["zone-a".into(), "zone-b".into(), "zone-c".into()],
             region: "us-east-1".into(),
             credentials: None,
@@ -135,11 +142,20 @@ struct RunningDatad {
 pub struct DevCluster {
     cfg: DevClusterConfig,
     credentials: Credentials,
-    metad: Option<(MetadHandle, CancellationToken)>,
+    metad: Vec<Option<(MetadHandle, CancellationToken)>>,
+    /// Where each voter listened: raft membership records these addresses.
+    metad_addrs: Vec<Option<SocketAddr>>,
     datad: Vec<Option<RunningDatad>>,
     /// Where each data node listened, so a restarted node keeps its address.
     datad_addrs: Vec<Option<SocketAddr>>,
-    gateway: Option<(GatewayHandle, CancellationToken)>,
+    gateways: Vec<Option<(GatewayHandle, CancellationToken)>>,
+}
+
+/// Addresses a restarted cluster reuses.
+#[derive(Clone)]
+struct Addrs {
+    metad: Vec<Option<SocketAddr>>,
+    datad: Vec<Option<SocketAddr>>,
 }
 
 impl DevCluster {
@@ -149,56 +165,148 @@ impl DevCluster {
             Some(c) => c.clone(),
             None => root_credentials(&cfg.data_dir)?,
         };
-        let addrs = vec![None; cfg.datad_count];
+        let mut metad = vec![None; cfg.metad_voters.max(1)];
+        metad[0] = Some(cfg.metad_listen);
+        let addrs = Addrs {
+            metad,
+            datad: vec![None; cfg.datad_count],
+        };
         Self::launch(cfg, credentials, addrs).await
     }
 
-    async fn launch(
-        cfg: DevClusterConfig,
-        credentials: Credentials,
-        datad_addrs: Vec<Option<SocketAddr>>,
-    ) -> Result<Self> {
+    async fn launch(cfg: DevClusterConfig, credentials: Credentials, addrs: Addrs) -> Result<Self> {
+        let voters = cfg.metad_voters.max(1);
         let mut c = DevCluster {
+            metad: (0..voters).map(|_| None).collect(),
+            metad_addrs: addrs.metad,
             datad: (0..cfg.datad_count).map(|_| None).collect(),
-            datad_addrs,
+            datad_addrs: addrs.datad,
+            gateways: (0..cfg.gateways.max(1)).map(|_| None).collect(),
             cfg,
             credentials,
-            metad: None,
-            gateway: None,
         };
-        c.start_metad().await?;
+        for i in 0..voters {
+            c.start_metad(i).await?;
+        }
+        if voters > 1 {
+            c.init_metad_group().await?;
+        }
+        c.wait_metad_leader(Duration::from_secs(20)).await?;
         for i in 0..c.cfg.datad_count {
             c.start_datad(i).await?;
         }
-        c.start_gateway().await?;
+        for i in 0..c.gateways.len() {
+            c.start_gateway(i).await?;
+        }
         c.wait_nodes_up(c.cfg.datad_count, Duration::from_secs(30))
             .await?;
         Ok(c)
     }
 
-    async fn start_metad(&mut self) -> Result<()> {
+    /// Starts (or restarts) metad voter `i` (0-based; raft id `i + 1`).
+    pub async fn start_metad(&mut self, i: usize) -> Result<()> {
+        if self.metad[i].is_some() {
+            bail!("metad {} is already running", i + 1);
+        }
         let cancel = CancellationToken::new();
         let cfg = MetadConfig {
-            id: 1,
-            listen: self.cfg.metad_listen,
-            data_dir: self.cfg.data_dir.join("metad"),
-            bootstrap: true,
+            id: (i + 1) as u64,
+            listen: self.metad_addrs[i].unwrap_or_else(|| "127.0.0.1:0".parse().expect("literal")),
+            data_dir: self.cfg.data_dir.join(if self.metad.len() == 1 {
+                "metad".to_string()
+            } else {
+                format!("metad-{}", i + 1)
+            }),
+            // A single voter bootstraps itself; a group is initialised once all are up.
+            bootstrap: self.metad.len() == 1,
             ..Default::default()
         };
         let h = weft_metad::start(cfg, cancel.clone())
             .await
-            .context("start metad")?;
-        h.wait_for_leader(Duration::from_secs(10))
-            .await
-            .context("metad leader election")?;
-        // Later restarts must find metad where the data nodes expect it.
-        self.cfg.metad_listen = h.addr();
-        self.metad = Some((h, cancel));
+            .with_context(|| format!("start metad {}", i + 1))?;
+        self.metad_addrs[i] = Some(h.addr());
+        self.metad[i] = Some((h, cancel));
         Ok(())
     }
 
-    fn metad_addr(&self) -> String {
-        self.cfg.metad_listen.to_string()
+    /// Stops metad voter `i`: its server closes and raft shuts down, as a
+    /// crash looks to its peers (the log is durable at every commit).
+    pub async fn stop_metad(&mut self, i: usize) -> Result<()> {
+        let Some((h, c)) = self.metad[i].take() else {
+            bail!("metad {} is not running", i + 1);
+        };
+        c.cancel();
+        h.stopped().await;
+        Ok(())
+    }
+
+    async fn init_metad_group(&self) -> Result<()> {
+        let members: std::collections::BTreeMap<u64, String> = self
+            .metad_addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| ((i + 1) as u64, a.expect("started above").to_string()))
+            .collect();
+        let url = format!(
+            "http://{}/v1/init",
+            self.metad_addrs[0].expect("started above")
+        );
+        let resp = reqwest::Client::new()
+            .post(&url)
+            .json(&serde_json::json!({ "members": members }))
+            .send()
+            .await
+            .context("initialise the metad group")?;
+        // 409 means it was initialised before (a restart): fine.
+        if !resp.status().is_success() && resp.status() != reqwest::StatusCode::CONFLICT {
+            bail!(
+                "initialise the metad group: HTTP {}: {}",
+                resp.status(),
+                resp.text().await.unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits until some running voter reports a leader.
+    pub async fn wait_metad_leader(&self, timeout: Duration) -> Result<u64> {
+        let start = Instant::now();
+        loop {
+            for (h, _) in self.metad.iter().flatten() {
+                if let Some(l) = h.raft().metrics().borrow().current_leader {
+                    if self.metad[(l - 1) as usize].is_some() {
+                        return Ok(l);
+                    }
+                }
+            }
+            if start.elapsed() > timeout {
+                bail!("no metad leader within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Index of the running voter that believes it is leader, if any.
+    pub fn metad_leader(&self) -> Option<usize> {
+        self.metad.iter().enumerate().find_map(|(i, m)| {
+            let (h, _) = m.as_ref()?;
+            let m = h.raft().metrics().borrow().clone();
+            (m.current_leader == Some((i + 1) as u64)).then_some(i)
+        })
+    }
+
+    /// Raft handle of voter `i`, if running.
+    pub fn metad_raft(&self, i: usize) -> Option<&weft_metad::Raft> {
+        self.metad[i].as_ref().map(|(h, _)| h.raft())
+    }
+
+    /// Addresses of every metad voter.
+    pub fn metad_addrs(&self) -> Vec<String> {
+        self.metad_addrs
+            .iter()
+            .flatten()
+            .map(|a| a.to_string())
+            .collect()
     }
 
     /// Directory of data node `i`.
@@ -219,7 +327,7 @@ impl DevCluster {
             advertise: None,
             data_dir: self.datad_dir(i),
             capacity_bytes: self.cfg.datad_capacity_bytes,
-            metad: vec![self.metad_addr()],
+            metad: self.metad_addrs(),
             heartbeat_interval_ms: 500,
         };
         let handle = weft_datad::node::start(cfg, cancel.clone())
@@ -241,12 +349,13 @@ impl DevCluster {
         Ok(())
     }
 
-    async fn start_gateway(&mut self) -> Result<()> {
+    async fn start_gateway(&mut self, i: usize) -> Result<()> {
         let cancel = CancellationToken::new();
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("literal");
         let cfg = GatewayConfig {
-            listen: self.cfg.s3_listen,
-            admin_listen: self.cfg.admin_listen,
-            metad: vec![self.metad_addr()],
+            listen: if i == 0 { self.cfg.s3_listen } else { any },
+            admin_listen: if i == 0 { self.cfg.admin_listen } else { any },
+            metad: self.metad_addrs(),
             region: self.cfg.region.clone(),
             root_access_key: Some(self.credentials.access_key.clone()),
             root_secret_key: Some(self.credentials.secret_key.clone()),
@@ -256,15 +365,24 @@ impl DevCluster {
         let h = weft_gateway::start(cfg, cancel.clone())
             .await
             .context("start gateway")?;
-        self.cfg.s3_listen = h.s3_addr();
-        self.cfg.admin_listen = h.admin_addr();
-        self.gateway = Some((h, cancel));
+        if i == 0 {
+            self.cfg.s3_listen = h.s3_addr();
+            self.cfg.admin_listen = h.admin_addr();
+        }
+        self.gateways[i] = Some((h, cancel));
         Ok(())
+    }
+
+    /// `http://host:port` of gateway `i`'s S3 endpoint.
+    pub fn s3_endpoint_of(&self, i: usize) -> Option<String> {
+        self.gateways[i]
+            .as_ref()
+            .map(|(g, _)| format!("http://{}", g.s3_addr()))
     }
 
     /// Waits until metad and the gateway both see `n` data nodes up.
     pub async fn wait_nodes_up(&self, n: usize, timeout: Duration) -> Result<()> {
-        let metad = MetadClient::new(vec![self.metad_addr()]);
+        let metad = MetadClient::new(self.metad_addrs());
         let start = Instant::now();
         loop {
             let metad_up = match metad.query(&Query::Nodes).await {
@@ -274,9 +392,11 @@ impl DevCluster {
                 _ => 0,
             };
             let gw_up = self
-                .gateway
-                .as_ref()
+                .gateways
+                .iter()
+                .flatten()
                 .map(|(g, _)| g.nodes_up())
+                .min()
                 .unwrap_or(0);
             if metad_up == n && gw_up == n {
                 return Ok(());
@@ -316,18 +436,21 @@ impl DevCluster {
     /// Stops everything: gateway first (no new requests), then data nodes,
     /// then metad.
     pub async fn shutdown(mut self) {
-        if let Some((g, c)) = self.gateway.take() {
-            c.cancel();
-            g.stopped().await;
+        for g in self.gateways.iter_mut() {
+            if let Some((g, c)) = g.take() {
+                c.cancel();
+                g.stopped().await;
+            }
         }
         for i in 0..self.datad.len() {
             if self.datad[i].is_some() {
                 let _ = self.stop_datad(i).await;
             }
         }
-        if let Some((m, c)) = self.metad.take() {
-            c.cancel();
-            m.stopped().await;
+        for i in 0..self.metad.len() {
+            if self.metad[i].is_some() {
+                let _ = self.stop_metad(i).await;
+            }
         }
     }
 
@@ -336,7 +459,10 @@ impl DevCluster {
     pub async fn restart(self) -> Result<Self> {
         let cfg = self.cfg.clone();
         let credentials = self.credentials.clone();
-        let addrs = self.datad_addrs.clone();
+        let addrs = Addrs {
+            metad: self.metad_addrs.clone(),
+            datad: self.datad_addrs.clone(),
+        };
         self.shutdown().await;
         Self::launch(cfg, credentials, addrs).await
     }

@@ -91,6 +91,10 @@ pub enum Command {
     CompleteUpload {
         /// Upload id.
         upload_id: String,
+        /// Bucket of the upload (to recognise a retry after success).
+        bucket: String,
+        /// Key of the upload.
+        key: String,
         /// Parts used, in order, with the ETags the client named.
         parts: Vec<(u32, String)>,
         /// The new version, built from those parts.
@@ -205,8 +209,11 @@ pub enum Query {
     Keys,
     /// Registered nodes with liveness.
     Nodes,
-    /// The raft view of this metad.
+    /// The raft view of this metad (answered locally, by any voter).
     Status,
+    /// A digest of this voter's state machine and the index it covers
+    /// (answered locally), to compare replicas.
+    Digest,
 }
 
 /// Where a listing resumes.
@@ -260,6 +267,19 @@ pub struct ListPage {
     pub next: Option<ListMarker>,
 }
 
+/// One member of the metad group as the leader sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Raft id.
+    pub id: u64,
+    /// Address.
+    pub addr: String,
+    /// Voter (or learner).
+    pub voter: bool,
+    /// Highest log index known replicated to it (leader only).
+    pub matched_index: Option<u64>,
+}
+
 /// Raft state of one metad, for `weft cluster status`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RaftStatus {
@@ -279,6 +299,9 @@ pub struct RaftStatus {
     pub snapshot_index: Option<u64>,
     /// Voter ids.
     pub voters: Vec<u64>,
+    /// Every member with its address and, on the leader, replication progress.
+    #[serde(default)]
+    pub members: Vec<MemberStatus>,
 }
 
 /// Answer to a [`Query`].
@@ -327,11 +350,34 @@ pub enum QueryResult {
         /// Nodes by id.
         nodes: Vec<NodeView>,
     },
+    /// For `Digest`.
+    Digest {
+        /// Last applied log index.
+        applied_index: Option<u64>,
+        /// Hex digest of every table.
+        digest: String,
+    },
     /// For `Status`.
     Status {
         /// Raft status.
         status: RaftStatus,
     },
+}
+
+/// Body of `POST /v1/members/add`: a new voter (caught up as a learner first).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddMember {
+    /// Raft id, never reused.
+    pub id: u64,
+    /// Its address.
+    pub addr: String,
+}
+
+/// Body of `POST /v1/members/remove`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveMember {
+    /// Raft id.
+    pub id: u64,
 }
 
 /// A datad's periodic liveness report.

@@ -95,12 +95,40 @@ impl MetadClient {
         Ok(())
     }
 
-    async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+    /// POSTs `body` to `path` on the leader (following redirects) and decodes
+    /// the answer: for endpoints without a typed helper (membership changes).
+    pub async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         body: &Req,
     ) -> Result<Resp, MetadClientError> {
         self.call_raw(path, body, false).await
+    }
+
+    /// Asks every configured metad for a locally answered query (`Status`,
+    /// `Digest`) once, without redirects: one result per address.
+    pub async fn query_each(
+        &self,
+        q: &Query,
+    ) -> Vec<(String, Result<QueryResult, MetadClientError>)> {
+        let mut out = Vec::with_capacity(self.addrs.len());
+        for addr in self.addrs.iter() {
+            let r = match self.attempt(addr, "/v1/query", q, false).await {
+                Attempt::Done(v) => Ok(v),
+                Attempt::Fail(e) => Err(e),
+                Attempt::Retry { reason, .. } => Err(MetadClientError::Unavailable {
+                    attempts: 1,
+                    last: reason,
+                }),
+            };
+            out.push((addr.clone(), r));
+        }
+        out
+    }
+
+    /// The configured metad addresses.
+    pub fn addrs(&self) -> &[String] {
+        &self.addrs
     }
 
     async fn call_raw<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(

@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use openraft::BasicNode;
+use openraft::ChangeMembers;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -18,7 +19,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 use weft_common::rpc::{
-    Command, CommandResult, Heartbeat, Query, QueryResult, RaftStatus, RpcErrorBody, RpcErrorCode,
+    AddMember, Command, CommandResult, Heartbeat, MemberStatus, Query, QueryResult, RaftStatus,
+    RemoveMember, RpcErrorBody, RpcErrorCode,
 };
 
 use crate::liveness::Liveness;
@@ -119,6 +121,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/query", post(query))
         .route("/v1/heartbeat", post(heartbeat))
         .route("/v1/init", post(init))
+        .route("/v1/members/add", post(add_member))
+        .route("/v1/members/remove", post(remove_member))
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -188,12 +192,22 @@ async fn query(
     Json(q): Json<Query>,
 ) -> Result<Json<QueryResult>, ApiError> {
     s.metrics.queries.inc();
-    if q != Query::Status {
+    if q != Query::Status && q != Query::Digest {
         ensure_leader_read(&s).await?;
     }
     let sm = s.sm.clone();
     let result = match q {
         Query::Status => QueryResult::Status { status: status(&s) },
+        Query::Digest => {
+            let (applied_index, digest) = tokio::task::spawn_blocking(move || sm.digest())
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(ApiError::internal)?;
+            QueryResult::Digest {
+                applied_index,
+                digest,
+            }
+        }
         Query::Nodes => {
             let nodes = tokio::task::spawn_blocking(move || sm.nodes())
                 .await
@@ -224,7 +238,7 @@ async fn query(
                 Query::Upload { upload_id } => QueryResult::Upload {
                     upload: sm.upload(&upload_id)?,
                 },
-                Query::Nodes | Query::Status => unreachable!("handled above"),
+                Query::Nodes | Query::Status | Query::Digest => unreachable!("handled above"),
             })
         })
         .await
@@ -236,7 +250,24 @@ async fn query(
 
 fn status(s: &AppState) -> RaftStatus {
     let m = s.raft.metrics().borrow().clone();
+    let membership = m.membership_config.membership();
+    let voters: std::collections::BTreeSet<u64> = membership.voter_ids().collect();
+    let members = membership
+        .nodes()
+        .map(|(id, node)| MemberStatus {
+            id: *id,
+            addr: node.addr.clone(),
+            voter: voters.contains(id),
+            matched_index: m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(id).cloned().flatten())
+                .map(|l| l.index)
+                .or(if *id == s.id { m.last_log_index } else { None }),
+        })
+        .collect();
     RaftStatus {
+        members,
         node_id: s.id,
         role: format!("{:?}", m.state),
         term: m.current_term,
@@ -288,6 +319,63 @@ async fn init(
         )
     })?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn membership_error(e: RaftError<RaftNodeId, ClientWriteError<RaftNodeId, BasicNode>>) -> ApiError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            ApiError::not_leader(f.leader_node)
+        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => ApiError::new(
+            StatusCode::CONFLICT,
+            RpcErrorCode::BadRequest,
+            format!("membership change refused: {e}"),
+        ),
+        e => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            RpcErrorCode::Unavailable,
+            format!("membership change failed: {e}"),
+        ),
+    }
+}
+
+/// Adds a voter: first as a learner, waiting until it has caught up (by log
+/// or snapshot), then promoted through a joint configuration.
+async fn add_member(
+    State(s): State<Arc<AppState>>,
+    Json(req): Json<AddMember>,
+) -> Result<Json<RaftStatus>, ApiError> {
+    tracing::info!(id = req.id, addr = %req.addr, "adding metad voter");
+    s.raft
+        .add_learner(
+            req.id,
+            BasicNode {
+                addr: req.addr.clone(),
+            },
+            true,
+        )
+        .await
+        .map_err(membership_error)?;
+    let ids: std::collections::BTreeSet<u64> = [req.id].into();
+    s.raft
+        .change_membership(ChangeMembers::AddVoterIds(ids), false)
+        .await
+        .map_err(membership_error)?;
+    Ok(Json(status(&s)))
+}
+
+/// Removes a voter (it stops receiving the log once the change commits).
+async fn remove_member(
+    State(s): State<Arc<AppState>>,
+    Json(req): Json<RemoveMember>,
+) -> Result<Json<RaftStatus>, ApiError> {
+    tracing::info!(id = req.id, "removing metad voter");
+    let ids: std::collections::BTreeSet<u64> = [req.id].into();
+    s.raft
+        .change_membership(ChangeMembers::RemoveVoters(ids), false)
+        .await
+        .map_err(membership_error)?;
+    Ok(Json(status(&s)))
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> Result<String, ApiError> {

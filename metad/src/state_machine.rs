@@ -264,6 +264,34 @@ impl StateMachine {
         Ok(Some(page))
     }
 
+    /// A digest of every table and the last applied index, read from one
+    /// consistent view: equal digests at equal indexes mean equal replicas.
+    pub fn digest(&self) -> Result<(Option<u64>, String), redb::Error> {
+        let tx = self.db.begin_read()?;
+        let applied: Option<LogId<RaftNodeId>> = match tx.open_table(META)?.get(KEY_APPLIED)? {
+            Some(v) => decode::<Option<LogId<RaftNodeId>>>(v.value()),
+            None => None,
+        };
+        let mut crc = 0u32;
+        let mut count = 0u64;
+        macro_rules! fold {
+            ($def:expr) => {
+                for item in tx.open_table($def)?.iter()? {
+                    let (k, v) = item?;
+                    crc = crc32c::crc32c_append(crc, format!("{:?}", k.value()).as_bytes());
+                    crc = crc32c::crc32c_append(crc, v.value());
+                    count += 1;
+                }
+            };
+        }
+        fold!(BUCKETS);
+        fold!(OBJECTS);
+        fold!(NODES);
+        fold!(KEYS);
+        fold!(UPLOADS);
+        Ok((applied.map(|l| l.index), format!("{count}-{crc:08x}")))
+    }
+
     // ---- apply ----
 
     fn apply_command(
@@ -311,10 +339,16 @@ impl StateMachine {
                 }
                 let mut t = tx.open_table(OBJECTS)?;
                 let k = object_key(bucket, key);
-                let previous = t
-                    .insert(k.as_slice(), encode(version).as_slice())?
-                    .map(|v| decode(v.value()));
-                Ok(CommandResult::Replaced { previous })
+                let current: Option<ObjectVersion> =
+                    t.get(k.as_slice())?.map(|v| decode(v.value()));
+                // A retried command (the client did not see the first answer)
+                // must not report its own version as replaced: the caller
+                // would delete the shards it just wrote.
+                if current.as_ref().map(|c| c.version_id) == Some(version.version_id) {
+                    return Ok(CommandResult::Replaced { previous: None });
+                }
+                t.insert(k.as_slice(), encode(version).as_slice())?;
+                Ok(CommandResult::Replaced { previous: current })
             }
             Command::DeleteObject { bucket, key } => {
                 if tx.open_table(BUCKETS)?.get(bucket.as_str())?.is_none() {
@@ -353,6 +387,8 @@ impl StateMachine {
             }
             Command::CompleteUpload {
                 upload_id,
+                bucket,
+                key,
                 parts,
                 version,
             } => {
@@ -360,6 +396,15 @@ impl StateMachine {
                 let Some(mut upload): Option<Upload> =
                     t.get(upload_id.as_str())?.map(|v| decode(v.value()))
                 else {
+                    // A retry of a completion that already applied: its
+                    // version is current, so succeed and free nothing.
+                    let objects = tx.open_table(OBJECTS)?;
+                    let current: Option<ObjectVersion> = objects
+                        .get(object_key(bucket, key).as_slice())?
+                        .map(|v| decode(v.value()));
+                    if current.map(|c| c.version_id) == Some(version.version_id) {
+                        return Ok(CommandResult::Released { segments: vec![] });
+                    }
                     return refused(Refusal::NoSuchUpload);
                 };
                 for (n, etag) in parts {

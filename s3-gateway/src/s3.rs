@@ -834,6 +834,8 @@ impl S3 for WeftS3 {
         };
         let cmd = Command::CompleteUpload {
             upload_id: input.upload_id.clone(),
+            bucket: input.bucket.clone(),
+            key: input.key.clone(),
             parts,
             version,
         };
