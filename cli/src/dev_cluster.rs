@@ -295,6 +295,28 @@ impl DevCluster {
         })
     }
 
+    /// Starts one more metad (raft id = slot + 1), empty and uninitialised,
+    /// ready to be added with `POST /v1/members/add`. Returns its slot.
+    pub async fn spawn_extra_metad(&mut self) -> Result<usize> {
+        let i = self.metad.len();
+        self.metad.push(None);
+        self.metad_addrs.push(None);
+        let cancel = CancellationToken::new();
+        let cfg = MetadConfig {
+            id: (i + 1) as u64,
+            listen: "127.0.0.1:0".parse().expect("literal"),
+            data_dir: self.cfg.data_dir.join(format!("metad-{}", i + 1)),
+            bootstrap: false,
+            ..Default::default()
+        };
+        let h = weft_metad::start(cfg, cancel.clone())
+            .await
+            .with_context(|| format!("start metad {}", i + 1))?;
+        self.metad_addrs[i] = Some(h.addr());
+        self.metad[i] = Some((h, cancel));
+        Ok(i)
+    }
+
     /// Raft handle of voter `i`, if running.
     pub fn metad_raft(&self, i: usize) -> Option<&weft_metad::Raft> {
         self.metad[i].as_ref().map(|(h, _)| h.raft())

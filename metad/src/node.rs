@@ -223,6 +223,7 @@ pub async fn start(cfg: MetadConfig, cancel: CancellationToken) -> Result<MetadH
         sm,
         liveness: Liveness::new(Duration::from_millis(cfg.node_grace_ms)),
         metrics: Metrics::default(),
+        stepping_down: Default::default(),
     });
     let app = router(state);
     use axum::serve::ListenerExt;

@@ -69,6 +69,9 @@ pub struct AppState {
     pub liveness: Liveness,
     /// Metrics.
     pub metrics: Metrics,
+    /// Set while this leader steps down: it proposes nothing, so followers'
+    /// election timers run out.
+    pub stepping_down: std::sync::atomic::AtomicBool,
 }
 
 /// An error response with an [`RpcErrorBody`].
@@ -123,6 +126,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/init", post(init))
         .route("/v1/members/add", post(add_member))
         .route("/v1/members/remove", post(remove_member))
+        .route("/v1/leader/step-down", post(leader_step_down))
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -149,10 +153,28 @@ async fn raft_snapshot(
     Json(s.raft.install_snapshot(req).await).into_response()
 }
 
+/// Refuses writes unless this voter is leader in fact, not only by vote: a
+/// leader that removed itself from the membership keeps its vote but must
+/// not propose (openraft 0.9 asserts on it).
+fn ensure_serving_leader(s: &AppState) -> Result<(), ApiError> {
+    let m = s.raft.metrics().borrow().clone();
+    let stepping_down = s.stepping_down.load(std::sync::atomic::Ordering::SeqCst);
+    if !stepping_down && m.state == openraft::ServerState::Leader && m.current_leader == Some(s.id)
+    {
+        return Ok(());
+    }
+    let leader = m
+        .current_leader
+        .filter(|l| *l != s.id)
+        .and_then(|l| m.membership_config.membership().get_node(&l).cloned());
+    Err(ApiError::not_leader(leader))
+}
+
 async fn command(
     State(s): State<Arc<AppState>>,
     Json(cmd): Json<Command>,
 ) -> Result<Json<CommandResult>, ApiError> {
+    ensure_serving_leader(&s)?;
     let t0 = Instant::now();
     match s.raft.client_write(cmd).await {
         Ok(resp) => {
@@ -174,6 +196,9 @@ async fn command(
 }
 
 async fn ensure_leader_read(s: &AppState) -> Result<(), ApiError> {
+    if s.stepping_down.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::not_leader(None));
+    }
     match s.raft.ensure_linearizable().await {
         Ok(_) => Ok(()),
         Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
@@ -345,6 +370,7 @@ async fn add_member(
     State(s): State<Arc<AppState>>,
     Json(req): Json<AddMember>,
 ) -> Result<Json<RaftStatus>, ApiError> {
+    ensure_serving_leader(&s)?;
     tracing::info!(id = req.id, addr = %req.addr, "adding metad voter");
     s.raft
         .add_learner(
@@ -364,11 +390,73 @@ async fn add_member(
     Ok(Json(status(&s)))
 }
 
+/// Makes this leader give up leadership: it stops sending heartbeats and
+/// stops campaigning until another voter has been elected (after one election
+/// timeout), then resumes as a follower. openraft 0.9 has no targeted leader
+/// transfer; this is the step-down half of one.
+async fn step_down(s: &AppState) -> Result<Option<BasicNode>, ApiError> {
+    use std::sync::atomic::Ordering;
+    if s.stepping_down.swap(true, Ordering::SeqCst) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            RpcErrorCode::Unavailable,
+            "already stepping down",
+        ));
+    }
+    let rc = s.raft.runtime_config();
+    rc.heartbeat(false);
+    rc.elect(false);
+    let id = s.id;
+    let waited = s
+        .raft
+        .wait(Some(std::time::Duration::from_secs(10)))
+        .metrics(
+            |m| m.current_leader.is_some() && m.current_leader != Some(id),
+            "another voter is elected",
+        )
+        .await;
+    rc.heartbeat(true);
+    rc.elect(true);
+    s.stepping_down.store(false, Ordering::SeqCst);
+    let m = waited.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            RpcErrorCode::Unavailable,
+            format!("no other voter took over leadership: {e}"),
+        )
+    })?;
+    let leader = m
+        .current_leader
+        .and_then(|l| m.membership_config.membership().get_node(&l).cloned());
+    tracing::info!(new_leader = ?m.current_leader, "stepped down as metad leader");
+    Ok(leader)
+}
+
+async fn leader_step_down(State(s): State<Arc<AppState>>) -> Result<Json<RaftStatus>, ApiError> {
+    ensure_serving_leader(&s)?;
+    step_down(&s).await?;
+    Ok(Json(status(&s)))
+}
+
+/// Removes a voter (it stops receiving the log once the change commits). To
+/// remove the leader itself, it first steps down and redirects the caller to
+/// the new leader, which then removes it: a leader that removes itself trips
+/// openraft 0.9.
+async fn remove_member_self_check(s: &AppState, id: u64) -> Result<(), ApiError> {
+    if id == s.id {
+        let leader = step_down(s).await?;
+        return Err(ApiError::not_leader(leader));
+    }
+    Ok(())
+}
+
 /// Removes a voter (it stops receiving the log once the change commits).
 async fn remove_member(
     State(s): State<Arc<AppState>>,
     Json(req): Json<RemoveMember>,
 ) -> Result<Json<RaftStatus>, ApiError> {
+    ensure_serving_leader(&s)?;
+    remove_member_self_check(&s, req.id).await?;
     tracing::info!(id = req.id, "removing metad voter");
     let ids: std::collections::BTreeSet<u64> = [req.id].into();
     s.raft

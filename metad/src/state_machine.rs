@@ -484,8 +484,21 @@ impl StateMachine {
         }
     }
 
-    fn dump(&self) -> Result<SnapshotDoc, redb::Error> {
+    /// Every table, with the applied log id and membership they reflect,
+    /// read in one transaction so the three always agree.
+    fn dump(&self) -> Result<(SnapshotDoc, Option<LogId<RaftNodeId>>, Membership), redb::Error> {
         let tx = self.db.begin_read()?;
+        let (applied, membership) = {
+            let m = tx.open_table(META)?;
+            let applied: Option<LogId<RaftNodeId>> = m
+                .get(KEY_APPLIED)?
+                .and_then(|v| decode::<Option<LogId<RaftNodeId>>>(v.value()));
+            let membership: Membership = m
+                .get(KEY_MEMBERSHIP)?
+                .map(|v| decode(v.value()))
+                .unwrap_or_default();
+            (applied, membership)
+        };
         let mut doc = SnapshotDoc {
             format: SNAPSHOT_FORMAT,
             ..Default::default()
@@ -515,7 +528,7 @@ impl StateMachine {
         for item in tx.open_table(UPLOADS)?.iter()? {
             doc.uploads.push(decode(item?.1.value()));
         }
-        Ok(doc)
+        Ok((doc, applied, membership))
     }
 
     fn load(
@@ -598,12 +611,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SE> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            // Read data and applied state from one consistent view.
-            let applied: Option<LogId<RaftNodeId>> = this
-                .meta::<Option<LogId<RaftNodeId>>>(KEY_APPLIED)?
-                .flatten();
-            let membership: Membership = this.meta(KEY_MEMBERSHIP)?.unwrap_or_default();
-            let doc = this.dump().map_err(sm_read_err)?;
+            // Read data and applied state from one consistent view: apply
+            // runs concurrently with snapshot building.
+            let (doc, applied, membership) = this.dump().map_err(sm_read_err)?;
             let data = serde_json::to_vec(&doc).map_err(sm_read_err)?;
             let snapshot_id = match applied {
                 Some(l) => format!("{}-{}-{}", l.leader_id, l.index, data.len()),
