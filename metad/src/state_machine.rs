@@ -91,6 +91,9 @@ struct StoredSnapshot {
 pub struct StateMachine {
     db: Arc<Database>,
     snapshot_path: PathBuf,
+    /// Serialises snapshot writes and remembers the newest one written, so a
+    /// build racing an install can never replace a newer snapshot.
+    snapshot_written: Arc<std::sync::Mutex<Option<Option<LogId<RaftNodeId>>>>>,
 }
 
 impl StateMachine {
@@ -110,6 +113,7 @@ impl StateMachine {
         Ok(StateMachine {
             db: Arc::new(db),
             snapshot_path: dir.join("snapshot.json"),
+            snapshot_written: Arc::default(),
         })
     }
 
@@ -573,6 +577,18 @@ impl StateMachine {
     }
 
     fn write_snapshot_file(&self, snap: &StoredSnapshot) -> std::io::Result<()> {
+        let mut written = self
+            .snapshot_written
+            .lock()
+            .expect("snapshot lock poisoned");
+        if written.is_none() {
+            *written = Some(self.read_snapshot_file()?.and_then(|s| s.meta.last_log_id));
+        }
+        if let Some(newest) = *written {
+            if snap.meta.last_log_id < newest {
+                return Ok(()); // a newer snapshot is already on disk
+            }
+        }
         let tmp = self.snapshot_path.with_extension("json.tmp");
         let bytes = serde_json::to_vec(snap)?;
         {
@@ -585,6 +601,7 @@ impl StateMachine {
         if let Some(dir) = self.snapshot_path.parent() {
             std::fs::File::open(dir)?.sync_all()?;
         }
+        *written = Some(snap.meta.last_log_id);
         Ok(())
     }
 
