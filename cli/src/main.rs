@@ -125,8 +125,46 @@ enum BucketCmd {
 
 #[derive(Subcommand)]
 enum ClusterCmd {
-    /// Nodes, zones, capacity and the metad raft role.
+    /// Nodes, zones, capacity and every metad voter's raft state.
     Status,
+    /// Initialise a new metad group: run once, against fresh voters that were
+    /// started without `bootstrap`. Talks to the first member directly.
+    Init {
+        /// Members as ID=HOST:PORT, e.g. --member 1=10.0.0.1:7000 (repeat).
+        #[arg(long = "member", required = true, value_parser = parse_member)]
+        members: Vec<(u64, String)>,
+    },
+    /// Manage the metad voters.
+    Metad {
+        #[command(subcommand)]
+        command: MetadCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum MetadCmd {
+    /// Every voter with role, term, log indexes and replication lag.
+    List,
+    /// Add a voter: it catches up as a learner (log or snapshot), then is promoted.
+    Add {
+        /// Raft id, never reused.
+        id: u64,
+        /// Its HOST:PORT.
+        addr: String,
+    },
+    /// Remove a voter (the leader steps down first if it is the one removed).
+    Remove {
+        /// Raft id.
+        id: u64,
+    },
+    /// Make the current leader step down so another voter takes over.
+    StepDown,
+}
+
+fn parse_member(s: &str) -> Result<(u64, String), String> {
+    let (id, addr) = s.split_once('=').ok_or("expected ID=HOST:PORT")?;
+    let id = id.parse().map_err(|e| format!("bad id {id:?}: {e}"))?;
+    Ok((id, addr.to_string()))
 }
 
 /// Flags override the TOML file, which overrides the defaults.
@@ -281,9 +319,115 @@ fn human_bytes(b: u64) -> String {
     format!("{v:.1} {}", UNITS[u])
 }
 
+fn print_voters(voters: &[weft_gateway::admin::VoterView], leader: &weft_common::rpc::RaftStatus) {
+    println!(
+        "{:<6} {:<22} {:<10} {:>6} {:>10} {:>10} {:>10} {:>8}",
+        "VOTER", "ADDRESS", "ROLE", "TERM", "LAST LOG", "APPLIED", "SNAPSHOT", "LAG"
+    );
+    let leader_last = leader.last_log_index.unwrap_or(0);
+    for v in voters {
+        match &v.status {
+            Some(st) => {
+                let matched = leader
+                    .members
+                    .iter()
+                    .find(|m| m.id == st.node_id)
+                    .and_then(|m| m.matched_index);
+                let lag = matched
+                    .map(|m| leader_last.saturating_sub(m).to_string())
+                    .unwrap_or_else(|| "-".into());
+                let opt = |x: Option<u64>| x.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+                println!(
+                    "{:<6} {:<22} {:<10} {:>6} {:>10} {:>10} {:>10} {:>8}",
+                    st.node_id,
+                    v.addr,
+                    st.role,
+                    st.term,
+                    opt(st.last_log_index),
+                    opt(st.applied_index),
+                    opt(st.snapshot_index),
+                    lag
+                );
+            }
+            None => println!(
+                "{:<6} {:<22} unreachable: {}",
+                "?",
+                v.addr,
+                v.error.as_deref().unwrap_or("")
+            ),
+        }
+    }
+}
+
 async fn run_cluster(cmd: ClusterCmd, a: AdminArgs) -> Result<()> {
+    if let ClusterCmd::Init { members } = &cmd {
+        let (_, first) = members.first().context("at least one --member")?;
+        let map: std::collections::BTreeMap<u64, String> = members.iter().cloned().collect();
+        let resp = reqwest::Client::new()
+            .post(format!("http://{first}/v1/init"))
+            .json(&serde_json::json!({ "members": map }))
+            .send()
+            .await
+            .with_context(|| format!("reach metad at {first}"))?;
+        if !resp.status().is_success() {
+            anyhow::bail!(
+                "initialise the metad group: HTTP {}: {}",
+                resp.status(),
+                resp.text().await.unwrap_or_default()
+            );
+        }
+        if a.json {
+            return print_json(&serde_json::json!({ "initialized": map }));
+        }
+        println!("initialised a metad group of {} voters", map.len());
+        return Ok(());
+    }
     let c = admin_client(&a)?;
     match cmd {
+        ClusterCmd::Init { .. } => unreachable!("handled above"),
+        ClusterCmd::Metad { command } => {
+            let st: weft_common::rpc::RaftStatus = match command {
+                MetadCmd::List => {
+                    let s: ClusterStatus = c
+                        .call(reqwest::Method::GET, "/v1/cluster/status", None)
+                        .await
+                        .context("get metad status")?;
+                    if a.json {
+                        return print_json(&s.voters);
+                    }
+                    print_voters(&s.voters, &s.metad);
+                    return Ok(());
+                }
+                MetadCmd::Add { id, addr } => c
+                    .call(
+                        reqwest::Method::POST,
+                        "/v1/metad/add",
+                        Some(serde_json::json!({ "id": id, "addr": addr })),
+                    )
+                    .await
+                    .with_context(|| format!("add metad voter {id} at {addr}"))?,
+                MetadCmd::Remove { id } => c
+                    .call(
+                        reqwest::Method::POST,
+                        "/v1/metad/remove",
+                        Some(serde_json::json!({ "id": id })),
+                    )
+                    .await
+                    .with_context(|| format!("remove metad voter {id}"))?,
+                MetadCmd::StepDown => c
+                    .call(
+                        reqwest::Method::POST,
+                        "/v1/metad/step-down",
+                        Some(serde_json::json!({})),
+                    )
+                    .await
+                    .context("step down the metad leader")?,
+            };
+            if a.json {
+                return print_json(&st);
+            }
+            println!("voters now: {:?}", st.voters);
+        }
         ClusterCmd::Status => {
             let s: ClusterStatus = c
                 .call(reqwest::Method::GET, "/v1/cluster/status", None)
@@ -292,11 +436,11 @@ async fn run_cluster(cmd: ClusterCmd, a: AdminArgs) -> Result<()> {
             if a.json {
                 return print_json(&s);
             }
-            let m = &s.metad;
             println!(
-                "metad: voter {} is {} (term {}, leader {:?}, voters {:?}, last log {:?}, applied {:?}, snapshot {:?})",
-                m.node_id, m.role, m.term, m.leader, m.voters, m.last_log_index, m.applied_index, m.snapshot_index
+                "metad group: leader {:?}, voters {:?}\n",
+                s.metad.leader, s.metad.voters
             );
+            print_voters(&s.voters, &s.metad);
             let mut zones: std::collections::BTreeMap<&str, (usize, usize, u64, u64)> =
                 Default::default();
             for n in &s.nodes {

@@ -262,3 +262,68 @@ async fn growing_to_five_voters_and_removing_two_under_load() {
     check_model(&s3, &model).await;
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weft_cluster_metad_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ha_cluster(dir.path(), 1).await;
+    let admin = c.admin_endpoint();
+    let creds = c.credentials().clone();
+    let weft = move |args: Vec<String>| {
+        let (admin, creds) = (admin.clone(), creds.clone());
+        tokio::task::spawn_blocking(move || {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+                .args(&args)
+                .args(["--admin", &admin, "--json"])
+                .env("WEFT_ROOT_ACCESS_KEY", &creds.access_key)
+                .env("WEFT_ROOT_SECRET_KEY", &creds.secret_key)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "weft {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        })
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+
+    let list = weft(s(&["cluster", "metad", "list"])).await.unwrap();
+    let roles: Vec<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["status"]["role"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        roles.iter().filter(|r| *r == "Leader").count(),
+        1,
+        "{roles:?}"
+    );
+    assert_eq!(roles.len(), 3);
+
+    let before = c.metad_leader().unwrap();
+    weft(s(&["cluster", "metad", "step-down"])).await.unwrap();
+    let after = c.wait_metad_leader(Duration::from_secs(10)).await.unwrap();
+    assert_ne!(after as usize, before + 1, "leadership did not move");
+
+    let slot = c.spawn_extra_metad().await.unwrap();
+    let addr = c.metad_addrs()[slot].clone();
+    let st = weft(vec![
+        "cluster".into(),
+        "metad".into(),
+        "add".into(),
+        "4".into(),
+        addr,
+    ])
+    .await
+    .unwrap();
+    assert_eq!(st["voters"], serde_json::json!([1, 2, 3, 4]));
+    let st = weft(s(&["cluster", "metad", "remove", "4"])).await.unwrap();
+    assert_eq!(st["voters"], serde_json::json!([1, 2, 3]));
+    let status = weft(s(&["cluster", "status"])).await.unwrap();
+    assert_eq!(status["metad"]["role"], "Leader");
+    assert!(status["voters"].as_array().unwrap().len() >= 3);
+    c.shutdown().await;
+}

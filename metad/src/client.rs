@@ -42,7 +42,9 @@ pub enum MetadClientError {
 #[derive(Clone)]
 pub struct MetadClient {
     http: reqwest::Client,
-    addrs: Arc<Vec<String>>,
+    /// Configured seed addresses plus members learned from the group.
+    addrs: Arc<std::sync::RwLock<Vec<String>>>,
+    seeds: Arc<Vec<String>>,
     leader: Arc<Mutex<Option<String>>>,
     deadline: Duration,
 }
@@ -67,7 +69,8 @@ impl MetadClient {
             .expect("reqwest client with static settings builds");
         MetadClient {
             http,
-            addrs: Arc::new(addrs),
+            addrs: Arc::new(std::sync::RwLock::new(addrs.clone())),
+            seeds: Arc::new(addrs),
             leader: Arc::new(Mutex::new(None)),
             deadline: Duration::from_secs(20),
         }
@@ -111,8 +114,9 @@ impl MetadClient {
         &self,
         q: &Query,
     ) -> Vec<(String, Result<QueryResult, MetadClientError>)> {
-        let mut out = Vec::with_capacity(self.addrs.len());
-        for addr in self.addrs.iter() {
+        let addrs = self.addrs();
+        let mut out = Vec::with_capacity(addrs.len());
+        for addr in addrs.iter() {
             let r = match self.attempt(addr, "/v1/query", q, false).await {
                 Attempt::Done(v) => Ok(v),
                 Attempt::Fail(e) => Err(e),
@@ -127,8 +131,30 @@ impl MetadClient {
     }
 
     /// The configured metad addresses.
-    pub fn addrs(&self) -> &[String] {
-        &self.addrs
+    pub fn addrs(&self) -> Vec<String> {
+        self.addrs.read().expect("addrs lock").clone()
+    }
+
+    /// Learns the group's current members from any voter, so requests reach
+    /// voters added after this client was configured. The configured seeds
+    /// stay in the list as a fallback.
+    pub async fn learn_members(&self) -> Result<(), MetadClientError> {
+        let status = match self.query(&Query::Status).await? {
+            QueryResult::Status { status } => status,
+            other => {
+                return Err(MetadClientError::Protocol(format!(
+                    "expected status, got {other:?}"
+                )))
+            }
+        };
+        let mut addrs: Vec<String> = status.members.into_iter().map(|m| m.addr).collect();
+        for s in self.seeds.iter() {
+            if !addrs.contains(s) {
+                addrs.push(s.clone());
+            }
+        }
+        *self.addrs.write().expect("addrs lock") = addrs;
+        Ok(())
     }
 
     async fn call_raw<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
@@ -146,13 +172,14 @@ impl MetadClient {
             let addr = match next.take() {
                 Some(a) => a,
                 None => {
-                    if self.addrs.is_empty() {
+                    let addrs = self.addrs();
+                    if addrs.is_empty() {
                         return Err(MetadClientError::Protocol(
                             "no metad addresses configured".into(),
                         ));
                     }
                     rr += 1;
-                    self.addrs[rr % self.addrs.len()].clone()
+                    addrs[rr % addrs.len()].clone()
                 }
             };
             attempts += 1;

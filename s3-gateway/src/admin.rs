@@ -11,7 +11,9 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use weft_common::admin_auth;
 use weft_common::manifest::AccessKey;
-use weft_common::rpc::{Command, CommandResult, Query, QueryResult, RaftStatus, Refusal};
+use weft_common::rpc::{
+    AddMember, Command, CommandResult, Query, QueryResult, RaftStatus, Refusal, RemoveMember,
+};
 use weft_common::topology::NodeView;
 
 use crate::s3::now_ms;
@@ -68,11 +70,25 @@ pub struct BucketView {
     pub created_ms: u64,
 }
 
+/// One metad as it describes itself.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct VoterView {
+    /// Address asked.
+    pub addr: String,
+    /// Its raft status, if it answered.
+    pub status: Option<RaftStatus>,
+    /// Why it did not answer.
+    pub error: Option<String>,
+}
+
 /// `weft cluster status`.
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct ClusterStatus {
-    /// metad raft view (from the voter that answered).
+    /// metad raft view of the leader (members with replication progress).
     pub metad: RaftStatus,
+    /// Every known metad's own view (role, term, indexes).
+    #[serde(default)]
+    pub voters: Vec<VoterView>,
     /// Data nodes.
     pub nodes: Vec<NodeView>,
 }
@@ -91,6 +107,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/keys/{name}", delete(delete_key))
         .route("/v1/buckets", get(list_buckets))
         .route("/v1/cluster/status", get(cluster_status))
+        .route("/v1/metad/add", axum::routing::post(metad_add))
+        .route("/v1/metad/remove", axum::routing::post(metad_remove))
+        .route("/v1/metad/step-down", axum::routing::post(metad_step_down))
         .route("/health", get(|| async { "ok" }))
         .route(
             "/metrics",
@@ -323,6 +342,31 @@ async fn list_buckets(
     ))
 }
 
+async fn voter_views(s: &AdminState) -> Vec<VoterView> {
+    s.gw.metad
+        .query_each(&Query::Status)
+        .await
+        .into_iter()
+        .map(|(addr, r)| match r {
+            Ok(QueryResult::Status { status }) => VoterView {
+                addr,
+                status: Some(status),
+                error: None,
+            },
+            Ok(other) => VoterView {
+                addr,
+                status: None,
+                error: Some(format!("unexpected answer {other:?}")),
+            },
+            Err(e) => VoterView {
+                addr,
+                status: None,
+                error: Some(e.to_string()),
+            },
+        })
+        .collect()
+}
+
 async fn cluster_status(
     State(s): State<AdminState>,
     method: Method,
@@ -330,14 +374,24 @@ async fn cluster_status(
     headers: HeaderMap,
 ) -> Result<Json<ClusterStatus>, AdminError> {
     check(&s, &method, &uri, &headers, b"").await?;
-    let metad = match s.gw.metad.query(&Query::Status).await? {
-        QueryResult::Status { status } => status,
-        other => {
-            return Err(AdminError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("unexpected {other:?}"),
-            ))
-        }
+    let voters = voter_views(&s).await;
+    // The leader's view carries replication progress for every member.
+    let leader = voters
+        .iter()
+        .filter_map(|v| v.status.as_ref())
+        .find(|st| st.role == "Leader")
+        .cloned();
+    let metad = match leader {
+        Some(st) => st,
+        None => match s.gw.metad.query(&Query::Status).await? {
+            QueryResult::Status { status } => status,
+            other => {
+                return Err(AdminError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("unexpected {other:?}"),
+                ))
+            }
+        },
     };
     let nodes = match s.gw.metad.query(&Query::Nodes).await? {
         QueryResult::Nodes { nodes } => nodes,
@@ -348,5 +402,63 @@ async fn cluster_status(
             ))
         }
     };
-    Ok(Json(ClusterStatus { metad, nodes }))
+    Ok(Json(ClusterStatus {
+        metad,
+        voters,
+        nodes,
+    }))
+}
+
+async fn metad_member_call<B: Serialize>(
+    s: &AdminState,
+    path: &str,
+    body: &B,
+) -> Result<Json<RaftStatus>, AdminError> {
+    let st: RaftStatus = s.gw.metad.call(path, body).await.map_err(|e| match e {
+        weft_metad::MetadClientError::Rejected { message, .. } => {
+            AdminError(StatusCode::CONFLICT, message)
+        }
+        e => AdminError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    })?;
+    if let Err(e) = s.gw.metad.learn_members().await {
+        tracing::warn!(error = %e, "refresh metad members after a membership change");
+    }
+    Ok(Json(st))
+}
+
+async fn metad_add(
+    State(s): State<AdminState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<RaftStatus>, AdminError> {
+    check(&s, &method, &uri, &headers, &body).await?;
+    let req: AddMember = serde_json::from_slice(&body)
+        .map_err(|e| AdminError(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))?;
+    metad_member_call(&s, "/v1/members/add", &req).await
+}
+
+async fn metad_remove(
+    State(s): State<AdminState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<RaftStatus>, AdminError> {
+    check(&s, &method, &uri, &headers, &body).await?;
+    let req: RemoveMember = serde_json::from_slice(&body)
+        .map_err(|e| AdminError(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))?;
+    metad_member_call(&s, "/v1/members/remove", &req).await
+}
+
+async fn metad_step_down(
+    State(s): State<AdminState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<RaftStatus>, AdminError> {
+    check(&s, &method, &uri, &headers, &body).await?;
+    metad_member_call(&s, "/v1/leader/step-down", &serde_json::json!({})).await
 }

@@ -41,6 +41,9 @@ impl ClusterMap {
                 if let Err(e) = this.refresh(&metad).await {
                     tracing::debug!(error = %e, "cluster map refresh failed; keeping the last one");
                 }
+                if let Err(e) = metad.learn_members().await {
+                    tracing::debug!(error = %e, "metad membership refresh failed");
+                }
                 tokio::select! {
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(period) => {}
