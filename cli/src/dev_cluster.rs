@@ -51,6 +51,9 @@ pub struct DevClusterConfig {
     pub datad_capacity_bytes: u64,
     /// Gateway's delay before deleting replaced shards.
     pub delete_delay_ms: u64,
+    /// metad settings applied to every voter (id, listen, data_dir and
+    /// bootstrap are set per voter).
+    pub metad: MetadConfig,
 }
 
 impl DevClusterConfig {
@@ -69,6 +72,7 @@ impl DevClusterConfig {
             credentials: None,
             datad_capacity_bytes: 100 << 30,
             delete_delay_ms: 10_000,
+            metad: MetadConfig::default(),
         }
     }
 
@@ -219,7 +223,7 @@ impl DevCluster {
             }),
             // A single voter bootstraps itself; a group is initialised once all are up.
             bootstrap: self.metad.len() == 1,
-            ..Default::default()
+            ..self.cfg.metad.clone()
         };
         let h = weft_metad::start(cfg, cancel.clone())
             .await
@@ -307,7 +311,7 @@ impl DevCluster {
             listen: "127.0.0.1:0".parse().expect("literal"),
             data_dir: self.cfg.data_dir.join(format!("metad-{}", i + 1)),
             bootstrap: false,
-            ..Default::default()
+            ..self.cfg.metad.clone()
         };
         let h = weft_metad::start(cfg, cancel.clone())
             .await

@@ -327,3 +327,50 @@ async fn weft_cluster_metad_commands() {
     assert!(status["voters"].as_array().unwrap().len() >= 3);
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_down_for_long_catches_up_by_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = DevClusterConfig::ephemeral(dir.path());
+    cfg.metad_voters = 3;
+    cfg.metad.snapshot_logs = 50;
+    cfg.metad.snapshot_logs_keep = 10;
+    let mut c = DevCluster::start(cfg).await.unwrap();
+    let s3 = client(&c, 0);
+    assert_eq!(s3.mb("ha-test").await.status, 200);
+    let leader = c.metad_leader().unwrap();
+    let lagging = (leader + 1) % 3;
+    c.stop_metad(lagging).await.unwrap();
+    for i in 0..150 {
+        s3.must_put("ha-test", &format!("k{i}"), data(i, 300)).await;
+    }
+    // The leader has snapshotted and purged past what the stopped voter has.
+    let leader_raft = c.metad_raft(c.metad_leader().unwrap()).unwrap().clone();
+    let m = leader_raft
+        .wait(Some(Duration::from_secs(10)))
+        .metrics(
+            |m| m.purged.map(|p| p.index).unwrap_or(0) > 100,
+            "leader purged its log past index 100",
+        )
+        .await
+        .unwrap();
+    let purged = m.purged.unwrap().index;
+    c.start_metad(lagging).await.unwrap();
+    let raft = c.metad_raft(lagging).unwrap().clone();
+    // Entries up to `purged` no longer exist anywhere as log: only a
+    // snapshot can bring the lagging voter past them.
+    let m = raft
+        .wait(Some(Duration::from_secs(20)))
+        .metrics(
+            |m| m.snapshot.map(|s| s.index).unwrap_or(0) >= purged && m.last_applied >= m.snapshot,
+            "lagging voter installed a snapshot covering the purged log",
+        )
+        .await
+        .expect("the lagging voter caught up by snapshot");
+    eprintln!(
+        "leader purged up to {purged}; lagging voter snapshot {:?}, applied {:?}",
+        m.snapshot, m.last_applied
+    );
+    wait_replicas_identical(&c).await;
+    c.shutdown().await;
+}

@@ -41,6 +41,9 @@ pub struct MetadConfig {
     pub election_timeout_max_ms: u64,
     /// Build a snapshot after this many log entries.
     pub snapshot_logs: u64,
+    /// Log entries kept behind the last snapshot, so a briefly lagging voter
+    /// catches up from the log; one further behind gets the snapshot.
+    pub snapshot_logs_keep: u64,
 }
 
 impl Default for MetadConfig {
@@ -56,6 +59,7 @@ impl Default for MetadConfig {
             election_timeout_min_ms: 400,
             election_timeout_max_ms: 800,
             snapshot_logs: 10_000,
+            snapshot_logs_keep: 1_000,
         }
     }
 }
@@ -72,7 +76,7 @@ pub enum MetadError {
         source: std::io::Error,
     },
     /// The raft log or state machine could not be opened.
-    #[error("open metadata store in {path}: {source} (is another metad using this directory?)")]
+    #[error("open metadata store in {path}: {source}{}", store_hint(source))]
     Store {
         /// The directory.
         path: PathBuf,
@@ -93,6 +97,17 @@ pub enum MetadError {
         /// Cause.
         source: std::io::Error,
     },
+}
+
+fn store_hint(e: &redb::Error) -> &'static str {
+    match e {
+        redb::Error::DatabaseAlreadyOpen => " (is another metad using this directory?)",
+        redb::Error::Corrupted(_) => {
+            " (the files are damaged; if this voter is part of a group: remove it, wipe this directory and add it again \
+             with weft cluster metad remove/add)"
+        }
+        _ => "",
+    }
 }
 
 /// A running metad.
@@ -178,7 +193,7 @@ pub async fn start(cfg: MetadConfig, cancel: CancellationToken) -> Result<MetadH
         election_timeout_min: cfg.election_timeout_min_ms,
         election_timeout_max: cfg.election_timeout_max_ms,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_logs),
-        max_in_snapshot_log_to_keep: 1_000,
+        max_in_snapshot_log_to_keep: cfg.snapshot_logs_keep,
         ..Default::default()
     }
     .validate()

@@ -27,6 +27,17 @@ type SE = StorageError<RaftNodeId>;
 fn read_err(e: impl std::error::Error + 'static) -> SE {
     StorageIOError::read_logs(&e).into()
 }
+/// Decodes a stored entry. A failure means the log on disk is damaged: the
+/// voter must not guess, so it stops with instructions.
+fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry<TypeConfig>, SE> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        read_err(std::io::Error::other(format!(
+            "raft log entry {index} in raft-log.redb is corrupt ({e}); this voter cannot start safely: \
+             remove it from the group, wipe its data directory and add it again (weft cluster metad remove/add)"
+        )))
+    })
+}
+
 fn write_err(e: impl std::error::Error + 'static) -> SE {
     StorageIOError::write_logs(&e).into()
 }
@@ -78,8 +89,8 @@ impl LogStore {
         let last = t.last().map_err(read_err)?;
         match last {
             None => Ok(None),
-            Some((_, v)) => {
-                let e: Entry<TypeConfig> = serde_json::from_slice(v.value()).map_err(read_err)?;
+            Some((k, v)) => {
+                let e = decode_entry(k.value(), v.value())?;
                 Ok(Some(e.log_id))
             }
         }
@@ -105,8 +116,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
         };
         let mut out = Vec::new();
         for item in t.range::<u64>((start, end)).map_err(read_err)? {
-            let (_, v) = item.map_err(read_err)?;
-            out.push(serde_json::from_slice(v.value()).map_err(read_err)?);
+            let (k, v) = item.map_err(read_err)?;
+            out.push(decode_entry(k.value(), v.value())?);
         }
         Ok(out)
     }
