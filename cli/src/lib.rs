@@ -5,5 +5,6 @@
 //! [`admin_client`] (the signed client of the gateway's admin API).
 
 pub mod admin_client;
+pub mod bench;
 pub mod config;
 pub mod dev_cluster;

@@ -46,6 +46,11 @@ enum Cmd {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Measure: figures for docs/performance.md (never pass/fail).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCmd,
+    },
     /// Run a metad voter.
     Metad(DaemonArgs),
     /// Run a data node.
@@ -105,6 +110,37 @@ struct AdminArgs {
     /// Print JSON instead of a table.
     #[arg(long, global = true)]
     json: bool,
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Metadata commit rate by concurrency, listing latency, leader failover time.
+    Metad {
+        /// Voters in the group.
+        #[arg(long, default_value_t = 3)]
+        voters: usize,
+        /// Seconds per concurrency level.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Concurrent writers, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        writers: Vec<usize>,
+        /// Leader kills to time.
+        #[arg(long, default_value_t = 3)]
+        failovers: usize,
+    },
+    /// ListObjectsV2 page latency on a large bucket, flat and with a delimiter.
+    List {
+        /// Keys in the bucket.
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: u64,
+        /// Keys under each common prefix.
+        #[arg(long, default_value_t = 1_000)]
+        per_prefix: u64,
+        /// Pages to time.
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -649,6 +685,19 @@ async fn main() -> std::process::ExitCode {
         Cmd::Key { command, admin } => run_key(command, admin).await,
         Cmd::Bucket { command, admin } => run_bucket(command, admin).await,
         Cmd::Cluster { command, admin } => run_cluster(command, admin).await,
+        Cmd::Bench { command } => match command {
+            BenchCmd::Metad {
+                voters,
+                seconds,
+                writers,
+                failovers,
+            } => weft_cli::bench::metad(voters, seconds, &writers, failovers).await,
+            BenchCmd::List {
+                keys,
+                per_prefix,
+                samples,
+            } => weft_cli::bench::list(keys, per_prefix, samples).await,
+        },
         Cmd::Metad(a) => run_daemon("metad", a).await,
         Cmd::Datad(a) => run_daemon("datad", a).await,
         Cmd::Gateway(a) => run_daemon("gateway", a).await,

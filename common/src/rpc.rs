@@ -120,6 +120,12 @@ pub enum Command {
         /// Key name.
         name: String,
     },
+    /// Several commands in one raft entry, applied in order: group commit.
+    /// Each gets its own result, as if proposed alone.
+    Batch {
+        /// The commands.
+        commands: Vec<Command>,
+    },
 }
 
 /// Outcome of applying a [`Command`]. Refusals are deterministic results, not
@@ -139,6 +145,11 @@ pub enum CommandResult {
     Released {
         /// Unreferenced segments.
         segments: Vec<crate::manifest::Segment>,
+    },
+    /// Results of a `Batch`, in order.
+    Batch {
+        /// One result per command.
+        results: Vec<CommandResult>,
     },
     /// Not applied, for the reason given.
     Refused {

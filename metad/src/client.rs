@@ -165,7 +165,7 @@ impl MetadClient {
     ) -> Result<Resp, MetadClientError> {
         let start = Instant::now();
         let mut attempts = 0u32;
-        let mut backoff = Duration::from_millis(20);
+        let mut backoff = Duration::from_millis(10);
         let mut next: Option<String> = self.leader.lock().expect("leader lock").clone();
         let mut rr = 0usize;
         loop {
@@ -203,7 +203,9 @@ impl MetadClient {
                     }
                     *self.leader.lock().expect("leader lock") = None;
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                    // Short cap: an election takes a few hundred ms and
+                    // callers are waiting; loopback retries are cheap.
+                    backoff = (backoff * 2).min(Duration::from_millis(150));
                 }
             }
         }

@@ -16,6 +16,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod client;
+pub mod group_commit;
 pub mod liveness;
 pub mod network;
 pub mod node;

@@ -73,6 +73,12 @@ impl Peer {
                     RPCError::Network(NetworkError::new(&e))
                 }
             })?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let body = resp.text().await.unwrap_or_default();
+            let e = std::io::Error::other(format!("{} answered HTTP {status}: {body}", self.addr));
+            return Err(RPCError::Network(NetworkError::new(&e)));
+        }
         let result: Result<Resp, E> = resp
             .json()
             .await

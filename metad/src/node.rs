@@ -114,6 +114,7 @@ fn store_hint(e: &redb::Error) -> &'static str {
 pub struct MetadHandle {
     addr: SocketAddr,
     raft: Raft,
+    sm: StateMachine,
     server: JoinHandle<()>,
 }
 
@@ -144,6 +145,13 @@ impl MetadHandle {
         let _ = self.server.await;
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown failed");
+        }
+        // Apply commits are not fsynced; make a clean stop leave nothing to replay.
+        let sm = self.sm;
+        match tokio::task::spawn_blocking(move || sm.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "flush state machine at shutdown"),
+            Err(e) => tracing::warn!(error = %e, "flush state machine at shutdown"),
         }
     }
 }
@@ -194,6 +202,9 @@ pub async fn start(cfg: MetadConfig, cancel: CancellationToken) -> Result<MetadH
         election_timeout_max: cfg.election_timeout_max_ms,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_logs),
         max_in_snapshot_log_to_keep: cfg.snapshot_logs_keep,
+        // Entries are group-commit batches of up to 256 commands: keep one
+        // append request to tens of MiB.
+        max_payload_entries: 64,
         ..Default::default()
     }
     .validate()
@@ -235,9 +246,10 @@ pub async fn start(cfg: MetadConfig, cancel: CancellationToken) -> Result<MetadH
     let state = Arc::new(AppState {
         id: cfg.id,
         raft: raft.clone(),
-        sm,
+        sm: sm.clone(),
         liveness: Liveness::new(Duration::from_millis(cfg.node_grace_ms)),
         metrics: Metrics::default(),
+        writes: crate::group_commit::GroupCommit::start(raft.clone()),
         stepping_down: Default::default(),
     });
     let app = router(state);
@@ -255,5 +267,10 @@ pub async fn start(cfg: MetadConfig, cancel: CancellationToken) -> Result<MetadH
         }
     });
     tracing::info!(id = cfg.id, %addr, "metad listening");
-    Ok(MetadHandle { addr, raft, server })
+    Ok(MetadHandle {
+        addr,
+        raft,
+        sm,
+        server,
+    })
 }

@@ -1,18 +1,21 @@
 //! The durable raft log, in its own redb database.
 //!
-//! Entries are keyed by index. `append` writes a whole batch in one redb
-//! transaction and one fsync before reporting it flushed: openraft hands us
-//! batches, so concurrent writers share fsyncs (group commit). The vote and
-//! the purge point live in a small meta table of the same database, so a vote
-//! is durable before it is answered.
+//! Entries are keyed by index. Group commit: `append` only queues entries
+//! (kept readable in memory meanwhile) for one log-writer thread, which
+//! drains everything queued and writes it in one redb transaction and one
+//! fsync, then reports each append flushed. openraft 0.9 appends one client
+//! write at a time, so without this every write paid its own fsync. The vote
+//! and the purge point live in a small meta table of the same database; a
+//! vote is fsynced before it is answered.
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 
 use crate::{RaftNodeId, TypeConfig};
 
@@ -42,14 +45,140 @@ fn write_err(e: impl std::error::Error + 'static) -> SE {
     StorageIOError::write_logs(&e).into()
 }
 
+/// Work for the log-writer thread, in submission order.
+enum Job {
+    Append(Vec<Entry<TypeConfig>>, LogFlushed<TypeConfig>),
+    Truncate(u64, tokio::sync::oneshot::Sender<Result<(), String>>),
+    Purge(
+        LogId<RaftNodeId>,
+        tokio::sync::oneshot::Sender<Result<(), String>>,
+    ),
+}
+
+/// Entries appended but not yet durable, readable meanwhile.
+type Pending = Arc<Mutex<BTreeMap<u64, Entry<TypeConfig>>>>;
+
+/// The writer thread's handle: dropping the last one stops the thread and
+/// waits for it, so the database is closed when the store is gone.
+struct Writer {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// The log store; cheap to clone (the reader is a clone).
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    pending: Pending,
+    writer: Arc<Writer>,
+}
+
+/// Most queued jobs one transaction takes.
+const GROUP_JOBS_MAX: usize = 4096;
+
+fn writer_loop(db: Arc<Database>, pending: Pending, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < GROUP_JOBS_MAX {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut jobs = jobs.into_iter().peekable();
+        while let Some(job) = jobs.next() {
+            match job {
+                Job::Append(entries, cb) => {
+                    // Merge every consecutive append into one transaction.
+                    let mut batch = vec![(entries, cb)];
+                    while matches!(jobs.peek(), Some(Job::Append(..))) {
+                        if let Some(Job::Append(e, c)) = jobs.next() {
+                            batch.push((e, c));
+                        }
+                    }
+                    let written: Result<Vec<LogId<RaftNodeId>>, String> = (|| {
+                        let tx = db.begin_write().map_err(|e| e.to_string())?;
+                        let mut ids = vec![];
+                        {
+                            let mut t = tx.open_table(LOG).map_err(|e| e.to_string())?;
+                            for (entries, _) in &batch {
+                                for e in entries {
+                                    let bytes = serde_json::to_vec(e).map_err(|e| e.to_string())?;
+                                    t.insert(e.log_id.index, bytes.as_slice())
+                                        .map_err(|e| e.to_string())?;
+                                    ids.push(e.log_id);
+                                }
+                            }
+                        }
+                        tx.commit().map_err(|e| e.to_string())?;
+                        Ok(ids)
+                    })();
+                    match written {
+                        Ok(ids) => {
+                            let mut p = pending.lock().expect("pending lock");
+                            for id in ids {
+                                if p.get(&id.index).map(|e| e.log_id) == Some(id) {
+                                    p.remove(&id.index);
+                                }
+                            }
+                            drop(p);
+                            for (_, cb) in batch {
+                                cb.log_io_completed(Ok(()));
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "raft log write failed");
+                            for (_, cb) in batch {
+                                cb.log_io_completed(Err(std::io::Error::other(e.clone())));
+                            }
+                        }
+                    }
+                }
+                Job::Truncate(from, done) => {
+                    let r = (|| {
+                        let tx = db.begin_write().map_err(|e| e.to_string())?;
+                        {
+                            let mut t = tx.open_table(LOG).map_err(|e| e.to_string())?;
+                            t.retain_in(from.., |_, _| false)
+                                .map_err(|e| e.to_string())?;
+                        }
+                        tx.commit().map_err(|e| e.to_string())
+                    })();
+                    let _ = done.send(r);
+                }
+                Job::Purge(upto, done) => {
+                    let r = (|| {
+                        let bytes = serde_json::to_vec(&upto).map_err(|e| e.to_string())?;
+                        let tx = db.begin_write().map_err(|e| e.to_string())?;
+                        {
+                            let mut m = tx.open_table(META).map_err(|e| e.to_string())?;
+                            m.insert(KEY_PURGED, bytes.as_slice())
+                                .map_err(|e| e.to_string())?;
+                            let mut t = tx.open_table(LOG).map_err(|e| e.to_string())?;
+                            t.retain_in(..=upto.index, |_, _| false)
+                                .map_err(|e| e.to_string())?;
+                        }
+                        tx.commit().map_err(|e| e.to_string())
+                    })();
+                    let _ = done.send(r);
+                }
+            }
+        }
+    }
 }
 
 impl LogStore {
-    /// Opens or creates the log at `path`.
+    /// Opens or creates the log at `path` and starts its writer thread (which
+    /// ends when the last clone of the store is dropped).
     pub fn open(path: &Path) -> Result<Self, redb::Error> {
         let db = Database::create(path)?;
         let tx = db.begin_write()?;
@@ -58,7 +187,42 @@ impl LogStore {
             tx.open_table(META)?;
         }
         tx.commit()?;
-        Ok(LogStore { db: Arc::new(db) })
+        let db = Arc::new(db);
+        let pending: Pending = Arc::default();
+        let (jobs, rx) = mpsc::channel();
+        let (wdb, wpending) = (db.clone(), pending.clone());
+        let thread = std::thread::Builder::new()
+            .name("raft-log-writer".into())
+            .spawn(move || writer_loop(wdb, wpending, rx))
+            .map_err(redb::Error::Io)?;
+        Ok(LogStore {
+            db,
+            pending,
+            writer: Arc::new(Writer {
+                jobs: Some(jobs),
+                thread: Some(thread),
+            }),
+        })
+    }
+
+    fn send(&self, job: Job) -> Result<(), SE> {
+        self.writer
+            .jobs
+            .as_ref()
+            .expect("sender lives as long as the writer handle")
+            .send(job)
+            .map_err(|_| write_err(std::io::Error::other("raft log writer stopped")))
+    }
+
+    async fn submit(
+        &self,
+        make: impl FnOnce(tokio::sync::oneshot::Sender<Result<(), String>>) -> Job,
+    ) -> Result<(), SE> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(make(tx))?;
+        rx.await
+            .map_err(|_| write_err(std::io::Error::other("raft log writer stopped")))?
+            .map_err(|e| write_err(std::io::Error::other(e)))
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, SE> {
@@ -73,26 +237,42 @@ impl LogStore {
         }
     }
 
-    fn put_meta<T: serde::Serialize>(&self, key: &str, value: &T) -> Result<(), SE> {
+    /// Writes one meta value off the async runtime. `durable` fsyncs before
+    /// returning (votes); otherwise the write rides on the next fsynced
+    /// commit (hints such as the committed index, which raft can rebuild).
+    async fn put_meta<T: serde::Serialize>(
+        &self,
+        key: &'static str,
+        value: &T,
+        durable: bool,
+    ) -> Result<(), SE> {
         let bytes = serde_json::to_vec(value).map_err(write_err)?;
-        let tx = self.db.begin_write().map_err(write_err)?;
-        {
-            let mut t = tx.open_table(META).map_err(write_err)?;
-            t.insert(key, bytes.as_slice()).map_err(write_err)?;
-        }
-        tx.commit().map_err(write_err)
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), SE> {
+            let mut tx = db.begin_write().map_err(write_err)?;
+            if !durable {
+                tx.set_durability(Durability::None).map_err(write_err)?;
+            }
+            {
+                let mut t = tx.open_table(META).map_err(write_err)?;
+                t.insert(key, bytes.as_slice()).map_err(write_err)?;
+            }
+            tx.commit().map_err(write_err)
+        })
+        .await
+        .map_err(write_err)?
     }
 
     fn last_entry_id(&self) -> Result<Option<LogId<RaftNodeId>>, SE> {
+        if let Some((_, e)) = self.pending.lock().expect("pending lock").last_key_value() {
+            return Ok(Some(e.log_id));
+        }
         let tx = self.db.begin_read().map_err(read_err)?;
         let t = tx.open_table(LOG).map_err(read_err)?;
         let last = t.last().map_err(read_err)?;
         match last {
             None => Ok(None),
-            Some((k, v)) => {
-                let e = decode_entry(k.value(), v.value())?;
-                Ok(Some(e.log_id))
-            }
+            Some((k, v)) => Ok(Some(decode_entry(k.value(), v.value())?.log_id)),
         }
     }
 }
@@ -102,8 +282,6 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, SE> {
-        let tx = self.db.begin_read().map_err(read_err)?;
-        let t = tx.open_table(LOG).map_err(read_err)?;
         let start = match range.start_bound() {
             Bound::Included(&s) => Bound::Included(s),
             Bound::Excluded(&s) => Bound::Excluded(s),
@@ -114,12 +292,28 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(&s) => Bound::Excluded(s),
             Bound::Unbounded => Bound::Unbounded,
         };
-        let mut out = Vec::new();
-        for item in t.range::<u64>((start, end)).map_err(read_err)? {
-            let (k, v) = item.map_err(read_err)?;
-            out.push(decode_entry(k.value(), v.value())?);
+        // Snapshot the queued entries first: an entry leaves `pending` only
+        // after it is in the database, so nothing falls between the two reads.
+        let queued: Vec<Entry<TypeConfig>> = self
+            .pending
+            .lock()
+            .expect("pending lock")
+            .range((start, end))
+            .map(|(_, e)| e.clone())
+            .collect();
+        let mut out: BTreeMap<u64, Entry<TypeConfig>> = BTreeMap::new();
+        {
+            let tx = self.db.begin_read().map_err(read_err)?;
+            let t = tx.open_table(LOG).map_err(read_err)?;
+            for item in t.range::<u64>((start, end)).map_err(read_err)? {
+                let (k, v) = item.map_err(read_err)?;
+                out.insert(k.value(), decode_entry(k.value(), v.value())?);
+            }
         }
-        Ok(out)
+        for e in queued {
+            out.insert(e.log_id.index, e);
+        }
+        Ok(out.into_values().collect())
     }
 }
 
@@ -140,7 +334,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<RaftNodeId>) -> Result<(), SE> {
-        self.put_meta(KEY_VOTE, vote)
+        self.put_meta(KEY_VOTE, vote, true).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<RaftNodeId>>, SE> {
@@ -148,7 +342,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<RaftNodeId>>) -> Result<(), SE> {
-        self.put_meta(KEY_COMMITTED, &committed)
+        self.put_meta(KEY_COMMITTED, &committed, false).await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<RaftNodeId>>, SE> {
@@ -162,58 +356,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let encoded: Vec<(u64, Vec<u8>)> = entries
-            .into_iter()
-            .map(|e| serde_json::to_vec(&e).map(|b| (e.log_id.index, b)))
-            .collect::<Result<_, _>>()
-            .map_err(write_err)?;
-        let db = self.db.clone();
-        // One transaction, one fsync, for the whole batch.
-        let result = tokio::task::spawn_blocking(move || -> Result<(), redb::Error> {
-            let tx = db.begin_write()?;
-            {
-                let mut t = tx.open_table(LOG)?;
-                for (index, bytes) in &encoded {
-                    t.insert(*index, bytes.as_slice())?;
-                }
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
-        .map_err(write_err)?;
-        match result {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(write_err(e))
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        {
+            let mut p = self.pending.lock().expect("pending lock");
+            for e in &entries {
+                p.insert(e.log_id.index, e.clone());
             }
         }
+        self.send(Job::Append(entries, callback))
     }
 
     async fn truncate(&mut self, log_id: LogId<RaftNodeId>) -> Result<(), SE> {
-        let tx = self.db.begin_write().map_err(write_err)?;
-        {
-            let mut t = tx.open_table(LOG).map_err(write_err)?;
-            t.retain_in(log_id.index.., |_, _| false)
-                .map_err(write_err)?;
-        }
-        tx.commit().map_err(write_err)
+        self.pending
+            .lock()
+            .expect("pending lock")
+            .retain(|i, _| *i < log_id.index);
+        self.submit(|done| Job::Truncate(log_id.index, done)).await
     }
 
     async fn purge(&mut self, log_id: LogId<RaftNodeId>) -> Result<(), SE> {
-        let bytes = serde_json::to_vec(&log_id).map_err(write_err)?;
-        let tx = self.db.begin_write().map_err(write_err)?;
-        {
-            let mut m = tx.open_table(META).map_err(write_err)?;
-            m.insert(KEY_PURGED, bytes.as_slice()).map_err(write_err)?;
-            let mut t = tx.open_table(LOG).map_err(write_err)?;
-            t.retain_in(..=log_id.index, |_, _| false)
-                .map_err(write_err)?;
-        }
-        tx.commit().map_err(write_err)
+        self.submit(|done| Job::Purge(log_id, done)).await
     }
 }

@@ -23,6 +23,7 @@ use weft_common::rpc::{
     RemoveMember, RpcErrorBody, RpcErrorCode,
 };
 
+use crate::group_commit::{GroupCommit, WriteError};
 use crate::liveness::Liveness;
 use crate::state_machine::StateMachine;
 use crate::{Raft, RaftNodeId, TypeConfig};
@@ -69,6 +70,8 @@ pub struct AppState {
     pub liveness: Liveness,
     /// Metrics.
     pub metrics: Metrics,
+    /// Batches concurrent commands into raft entries.
+    pub writes: GroupCommit,
     /// Set while this leader steps down: it proposes nothing, so followers'
     /// election timers run out.
     pub stepping_down: std::sync::atomic::AtomicBool,
@@ -116,10 +119,14 @@ impl IntoResponse for ApiError {
 
 /// The router.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    // Raft messages carry batches of entries (and snapshots): allow them far
+    // more than axum's 2 MiB default; API requests stay small.
+    let raft = Router::new()
         .route("/raft/append", post(raft_append))
         .route("/raft/vote", post(raft_vote))
         .route("/raft/snapshot", post(raft_snapshot))
+        .layer(axum::extract::DefaultBodyLimit::max(RAFT_BODY_BYTES_MAX));
+    let api = Router::new()
         .route("/v1/command", post(command))
         .route("/v1/query", post(query))
         .route("/v1/heartbeat", post(heartbeat))
@@ -129,8 +136,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/leader/step-down", post(leader_step_down))
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::max(API_BODY_BYTES_MAX));
+    raft.merge(api).with_state(state)
 }
+
+/// Largest raft RPC body: `max_payload_entries` entries of at most
+/// `BATCH_COMMANDS_MAX` commands each, or one snapshot chunk.
+pub const RAFT_BODY_BYTES_MAX: usize = 512 << 20;
+/// Largest API request body (one command or query).
+pub const API_BODY_BYTES_MAX: usize = 16 << 20;
 
 async fn raft_append(
     State(s): State<Arc<AppState>>,
@@ -176,21 +190,19 @@ async fn command(
 ) -> Result<Json<CommandResult>, ApiError> {
     ensure_serving_leader(&s)?;
     let t0 = Instant::now();
-    match s.raft.client_write(cmd).await {
-        Ok(resp) => {
+    match s.writes.write(cmd).await {
+        Ok(result) => {
             s.metrics.commands.inc();
             s.metrics
                 .command_seconds
                 .observe(t0.elapsed().as_secs_f64());
-            Ok(Json(resp.data))
+            Ok(Json(result))
         }
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-            Err(ApiError::not_leader(f.leader_node))
-        }
-        Err(e) => Err(ApiError::new(
+        Err(WriteError::NotLeader(leader)) => Err(ApiError::not_leader(leader)),
+        Err(WriteError::Unavailable(msg)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             RpcErrorCode::Unavailable,
-            format!("commit failed: {e}"),
+            msg,
         )),
     }
 }

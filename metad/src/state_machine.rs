@@ -16,7 +16,7 @@ use openraft::{
     Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
     StorageIOError, StoredMembership,
 };
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 use std::ops::Bound;
@@ -296,6 +296,13 @@ impl StateMachine {
         Ok((applied.map(|l| l.index), format!("{count}-{crc:08x}")))
     }
 
+    /// Fsyncs every commit made so far (apply commits are not fsynced).
+    pub fn flush(&self) -> Result<(), redb::Error> {
+        let tx = self.db.begin_write()?;
+        tx.commit()?;
+        Ok(())
+    }
+
     // ---- apply ----
 
     fn apply_command(
@@ -448,6 +455,13 @@ impl StateMachine {
                         segments: u.parts.into_iter().flat_map(|p| p.segments).collect(),
                     }),
                 }
+            }
+            Command::Batch { commands } => {
+                let mut results = Vec::with_capacity(commands.len());
+                for c in commands {
+                    results.push(Self::apply_command(tx, c)?);
+                }
+                Ok(CommandResult::Batch { results })
             }
             Command::RegisterNode { node } => {
                 let mut t = tx.open_table(NODES)?;
@@ -628,6 +642,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SE> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
+            // Make every applied entry durable first: once this snapshot
+            // exists the log before it may be purged.
+            this.flush().map_err(sm_write_err)?;
             // Read data and applied state from one consistent view: apply
             // runs concurrently with snapshot building.
             let (doc, applied, membership) = this.dump().map_err(sm_read_err)?;
@@ -677,7 +694,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || -> Result<Vec<CommandResult>, redb::Error> {
-            let tx = db.begin_write()?;
+            // Not fsynced: the raft log already holds these entries durably
+            // and is replayed from the last durable `last_applied` after a
+            // crash. `build_snapshot` makes everything durable before the log
+            // behind a snapshot can be purged.
+            let mut tx = db.begin_write()?;
+            tx.set_durability(Durability::None)?;
             let mut results = Vec::with_capacity(entries.len());
             let mut last: Option<LogId<RaftNodeId>> = None;
             let mut membership: Option<Membership> = None;
