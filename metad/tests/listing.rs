@@ -318,3 +318,94 @@ fn start_after_beyond_the_prefix_is_an_empty_page() {
         None
     );
 }
+
+/// 100,000 keys in a tree of prefixes (plus awkward characters), loaded once.
+fn big_tree() -> &'static (tempfile::TempDir, StateMachine, BTreeSet<String>) {
+    static TREE: std::sync::OnceLock<(tempfile::TempDir, StateMachine, BTreeSet<String>)> =
+        std::sync::OnceLock::new();
+    TREE.get_or_init(|| {
+        let mut keys = BTreeSet::new();
+        for a in 0..10 {
+            for b in 0..100 {
+                for c in 0..99 {
+                    keys.insert(format!("d{a}/e{b}/f{c}"));
+                }
+                keys.insert(format!("d{a}/e{b}/g é+{b}"));
+            }
+        }
+        for i in 0..100 {
+            keys.insert(format!("top {i}+日"));
+        }
+        assert_eq!(keys.len(), 100_100);
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut sm = StateMachine::open(dir.path()).expect("open");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut index = 1;
+        let mut batch = vec![create_bucket("big", "o")];
+        for (n, k) in keys.iter().enumerate() {
+            batch.push(put("big", k, n as u64));
+            if batch.len() == 10_000 {
+                let cmds = std::mem::take(&mut batch);
+                let len = cmds.len() as u64;
+                rt.block_on(sm.apply(entries(index, cmds))).expect("apply");
+                index += len;
+            }
+        }
+        rt.block_on(sm.apply(entries(index, batch))).expect("apply");
+        (dir, sm, keys)
+    })
+}
+
+fn item_str(i: &Item) -> &str {
+    match i {
+        Item::Key(k) | Item::Prefix(k) => k,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    /// The first pages of any listing of a 100,000-key tree match the model,
+    /// and `next` is set exactly when the model has more.
+    #[test]
+    fn listing_a_100k_key_tree_matches_the_model(
+        prefix in prop::sample::select(&["", "d", "d3", "d3/", "d3/e5", "d3/e50/", "d9/e99/f9", "d0/e0/g", "top", "x", "d3/e50/f98"][..]),
+        delimiter in prop::option::of(prop::sample::select(&["/", "e", "+", "/f"][..])),
+        after in prop::option::of(prop::sample::select(&["d2/e77/f5", "d3/e50/", "d5", "top 5", "d9/e99/g é+99", "a"][..])),
+        max_keys in prop::sample::select(&[1u32, 3, 100, 1000][..]),
+    ) {
+        let (_dir, sm, keys) = big_tree();
+        let want = model(keys, prefix, delimiter, after);
+        let mut req = ListRequest {
+            bucket: "big".into(),
+            prefix: prefix.into(),
+            delimiter: delimiter.map(str::to_string),
+            after: after.map(|a| ListMarker::Key(a.to_string())),
+            max_keys,
+        };
+        let mut got: Vec<String> = vec![];
+        for _page in 0..20 {
+            let page = sm.list(&req).expect("list").expect("bucket exists");
+            let mut items: Vec<String> = page.entries.iter().map(|e| e.key.clone()).chain(page.common_prefixes.iter().cloned()).collect();
+            items.sort();
+            prop_assert!(items.len() as u32 <= max_keys);
+            got.extend(items);
+            match page.next {
+                Some(m) => {
+                    prop_assert!(got.len() < want.len(), "next marker but the model has no more");
+                    req.after = Some(m);
+                }
+                None => {
+                    prop_assert_eq!(got.len(), want.len(), "no next marker but the model has more");
+                    break;
+                }
+            }
+        }
+        let want: Vec<&str> = want.iter().take(got.len()).map(item_str).collect();
+        let got: Vec<&str> = got.iter().map(String::as_str).collect();
+        prop_assert_eq!(got, want);
+    }
+}
