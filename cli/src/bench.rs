@@ -26,6 +26,8 @@ fn version(n: u64) -> ObjectVersion {
         storage_class: "STANDARD".into(),
         user_metadata: Default::default(),
         content: ContentHeaders::default(),
+        checksums: Default::default(),
+        checksum_type: None,
         segments: vec![Segment {
             id: SegmentId(u128::from(n) << 16),
             offset: 0,

@@ -46,6 +46,9 @@ pub struct ContentHeaders {
     pub content_language: Option<String>,
     /// `Cache-Control`.
     pub cache_control: Option<String>,
+    /// `Expires`, ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
 }
 
 /// One immutable version of an object.
@@ -67,6 +70,13 @@ pub struct ObjectVersion {
     pub user_metadata: BTreeMap<String, String>,
     /// Content headers.
     pub content: ContentHeaders,
+    /// S3 additional checksums (algorithm name → base64 value) the client
+    /// asked for, verified on upload.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checksums: BTreeMap<String, String>,
+    /// `FULL_OBJECT` or `COMPOSITE` (multipart), when checksums are present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_type: Option<String>,
     /// Segments in object order.
     pub segments: Vec<Segment>,
 }
@@ -111,6 +121,9 @@ pub struct UploadPart {
     pub crc32c: u32,
     /// Upload time, ms since the epoch.
     pub last_modified_ms: u64,
+    /// Verified additional checksums of the part body.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checksums: BTreeMap<String, String>,
     /// Segments holding the part (offsets relative to the part).
     pub segments: Vec<Segment>,
 }
@@ -157,6 +170,12 @@ pub struct Upload {
     pub user_metadata: BTreeMap<String, String>,
     /// Content headers for the final object.
     pub content: ContentHeaders,
+    /// Checksum algorithm the upload was created with, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_algorithm: Option<String>,
+    /// `FULL_OBJECT` or `COMPOSITE`, if an algorithm is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_type: Option<String>,
     /// Parts in part-number order (a list, not a map: JSON map keys are
     /// strings, and internally tagged enums cannot read them back as numbers).
     pub parts: Vec<UploadPart>,

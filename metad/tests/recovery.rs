@@ -463,6 +463,8 @@ fn random_command(rng: &mut StdRng, n: u64) -> Command {
                 storage_class: "STANDARD".into(),
                 user_metadata: BTreeMap::new(),
                 content: Default::default(),
+                checksum_algorithm: None,
+                checksum_type: None,
                 parts: vec![],
             },
         },
@@ -478,6 +480,7 @@ fn random_command(rng: &mut StdRng, n: u64) -> Command {
                         size: n,
                         crc32c: 0,
                         last_modified_ms: n,
+                        checksums: Default::default(),
                         segments: version(n).segments,
                     },
                 }

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod checksums;
 pub mod cluster_map;
 pub mod error;
 pub mod metrics;

@@ -21,6 +21,7 @@ use weft_common::rpc::{
 use weft_common::VersionId;
 
 use crate::auth::KeyStore;
+use crate::checksums;
 use crate::error::{to_s3, GatewayError};
 use crate::metrics::{GatewayMetrics, RequestLabels};
 use crate::{Gateway, GatewayConfig};
@@ -45,6 +46,11 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+fn timestamp_ms(t: Timestamp) -> u64 {
+    let t = time::OffsetDateTime::from(t);
+    (t.unix_timestamp_nanos() / 1_000_000).max(0) as u64
 }
 
 fn timestamp(ms: u64) -> Timestamp {
@@ -178,6 +184,118 @@ impl WeftS3 {
             )),
             other => Err(unexpected("upload lookup", other)),
         }
+    }
+
+    /// Stores a request body as new segments and checks it against
+    /// Content-MD5 and any `x-amz-checksum-*` value (header or trailer). On
+    /// a mismatch the segments are deleted and nothing is committed.
+    async fn store_body(
+        &self,
+        class: &weft_common::profile::StorageClassProfile,
+        size: u64,
+        body: Option<StreamingBlob>,
+        spec: &checksums::Spec,
+        content_md5: Option<&str>,
+        trailers: Option<&s3s::TrailingHeaders>,
+    ) -> S3Result<(crate::write_path::Written, BTreeMap<String, String>)> {
+        let written = match body {
+            Some(body) => self.gw.write_object(class, size, body, spec.hasher()).await,
+            None => {
+                self.gw
+                    .write_object(
+                        class,
+                        size,
+                        futures::stream::empty::<Result<Bytes, std::io::Error>>(),
+                        spec.hasher(),
+                    )
+                    .await
+            }
+        }
+        .map_err(to_s3)?;
+        let checked: S3Result<BTreeMap<String, String>> = (|| {
+            if let Some(md5_b64) = content_md5 {
+                let claimed = base64_decode(md5_b64)
+                    .ok_or_else(|| s3_error!(InvalidDigest, "Content-MD5 is not valid base64"))?;
+                if claimed != hex::decode(&written.etag).unwrap_or_default() {
+                    return Err(s3_error!(
+                        BadDigest,
+                        "the Content-MD5 you specified did not match what we received"
+                    ));
+                }
+            }
+            let trailers = trailers.and_then(|t| t.take());
+            spec.verify(&written.checksum, trailers.as_ref())
+        })();
+        match checked {
+            Ok(stored) => {
+                self.gw.metrics.bytes_written.inc_by(size);
+                Ok((written, stored))
+            }
+            Err(e) => {
+                self.gw
+                    .delete_segments_later(written.segments, Duration::ZERO);
+                Err(e)
+            }
+        }
+    }
+
+    /// The object checksum of a completed upload, from its parts' checksums,
+    /// checked against the value the client sent with the completion.
+    fn multipart_checksum(
+        &self,
+        upload: &Upload,
+        parts: &[(u32, String)],
+        input: &CompleteMultipartUploadInput,
+    ) -> S3Result<(BTreeMap<String, String>, Option<String>)> {
+        let Some(alg) = upload
+            .checksum_algorithm
+            .as_deref()
+            .and_then(checksums::Alg::parse)
+        else {
+            return Ok((BTreeMap::new(), None));
+        };
+        let full = upload.checksum_type.as_deref() == Some(ChecksumType::FULL_OBJECT);
+        let mut values = Vec::with_capacity(parts.len());
+        for (n, _) in parts {
+            let part = upload.part(*n).expect("parts were checked by the caller");
+            let Some(v) = part.checksums.get(alg.name()) else {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "part {n} was uploaded without its {} checksum",
+                    alg.name()
+                ));
+            };
+            values.push((v.clone(), part.size));
+        }
+        let combined = checksums::combine_parts(alg, full, &values)
+            .ok_or_else(|| s3_error!(InvalidRequest, "a part checksum is malformed"))?;
+        let sent = match alg {
+            checksums::Alg::Crc32 => input.checksum_crc32.as_ref(),
+            checksums::Alg::Crc32c => input.checksum_crc32c.as_ref(),
+            checksums::Alg::Crc64Nvme => input.checksum_crc64nvme.as_ref(),
+            checksums::Alg::Sha1 => input.checksum_sha1.as_ref(),
+            checksums::Alg::Sha256 => input.checksum_sha256.as_ref(),
+        };
+        if let Some(sent) = sent {
+            // Clients send the composite value with or without the `-N` suffix.
+            let bare = combined.split('-').next().unwrap_or(&combined);
+            if sent != &combined && sent.as_str() != bare {
+                return Err(s3_error!(
+                    BadDigest,
+                    "the {} checksum you specified ({sent}) did not match the calculated one ({combined})",
+                    alg.name()
+                ));
+            }
+        }
+        let kind = if full {
+            ChecksumType::FULL_OBJECT
+        } else {
+            ChecksumType::COMPOSITE
+        };
+        Ok((
+            BTreeMap::from([(alg.name().to_string(), combined)]),
+            Some(kind.to_string()),
+        ))
     }
 
     fn release(&self, segments: Vec<Segment>) {
@@ -406,32 +524,28 @@ impl S3 for WeftS3 {
             ));
         };
         let size = size as u64;
-        let written = match input.body {
-            Some(body) => self.gw.write_object(&class, size, body).await,
-            None => {
-                self.gw
-                    .write_object(
-                        &class,
-                        size,
-                        futures::stream::empty::<Result<Bytes, std::io::Error>>(),
-                    )
-                    .await
-            }
-        }
-        .map_err(to_s3)?;
-        if let Some(md5_b64) = &input.content_md5 {
-            let got = hex::decode(&written.etag).unwrap_or_default();
-            let claimed = base64_decode(md5_b64)
-                .ok_or_else(|| s3_error!(InvalidDigest, "Content-MD5 is not valid base64"))?;
-            if claimed != got {
-                self.gw
-                    .delete_segments_later(written.segments, Duration::ZERO);
-                return Err(s3_error!(
-                    BadDigest,
-                    "the Content-MD5 you specified did not match what we received"
-                ));
-            }
-        }
+        let spec = checksums::Spec::from_request(
+            &Checksum {
+                checksum_crc32: input.checksum_crc32.clone(),
+                checksum_crc32c: input.checksum_crc32c.clone(),
+                checksum_crc64nvme: input.checksum_crc64nvme.clone(),
+                checksum_sha1: input.checksum_sha1.clone(),
+                checksum_sha256: input.checksum_sha256.clone(),
+                ..Default::default()
+            },
+            &req.headers,
+            input.checksum_algorithm.as_ref().map(|a| a.as_str()),
+        )?;
+        let (written, stored_checksums) = self
+            .store_body(
+                &class,
+                size,
+                input.body,
+                &spec,
+                input.content_md5.as_deref(),
+                req.trailing_headers.as_ref(),
+            )
+            .await?;
         let version = ObjectVersion {
             version_id: VersionId::from_random(rand::random()),
             size,
@@ -446,7 +560,10 @@ impl S3 for WeftS3 {
                 content_disposition: input.content_disposition,
                 content_language: input.content_language,
                 cache_control: input.cache_control,
+                expires_ms: input.expires.map(timestamp_ms),
             },
+            checksum_type: (!stored_checksums.is_empty()).then(|| "FULL_OBJECT".to_string()),
+            checksums: stored_checksums.clone(),
             segments: written.segments,
         };
         let segments = version.segments.clone();
@@ -462,8 +579,16 @@ impl S3 for WeftS3 {
                     self.gw
                         .delete_segments_later(prev.segments, self.gw.delete_delay);
                 }
+                let c = checksums::to_dto(&stored_checksums);
                 Ok(S3Response::new(PutObjectOutput {
                     e_tag: Some(ETag::Strong(written.etag)),
+                    checksum_crc32: c.checksum_crc32,
+                    checksum_crc32c: c.checksum_crc32c,
+                    checksum_crc64nvme: c.checksum_crc64nvme,
+                    checksum_sha1: c.checksum_sha1,
+                    checksum_sha256: c.checksum_sha256,
+                    checksum_type: (!stored_checksums.is_empty())
+                        .then(|| ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
                     ..Default::default()
                 }))
             }
@@ -492,6 +617,13 @@ impl S3 for WeftS3 {
         let input = req.input;
         self.bucket(req.credentials.as_ref(), &input.bucket).await?;
         let v = self.current(&input.bucket, &input.key).await?;
+        check_preconditions(
+            &v,
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        )?;
         let (range, content_range) = match &input.range {
             None => (0..v.size, None),
             Some(r) => {
@@ -529,13 +661,41 @@ impl S3 for WeftS3 {
             };
             futures::future::ready(Some(out))
         });
-        let out = GetObjectOutput {
+        let mut out = GetObjectOutput {
             body: Some(StreamingBlob::wrap(stream)),
             content_length: Some(len as i64),
             content_range,
             accept_ranges: Some("bytes".into()),
             ..object_headers(&v)
         };
+        if full && checksum_mode_enabled(input.checksum_mode.as_ref()) {
+            let c = checksums::to_dto(&v.checksums);
+            out.checksum_crc32 = c.checksum_crc32;
+            out.checksum_crc32c = c.checksum_crc32c;
+            out.checksum_crc64nvme = c.checksum_crc64nvme;
+            out.checksum_sha1 = c.checksum_sha1;
+            out.checksum_sha256 = c.checksum_sha256;
+            out.checksum_type = v.checksum_type.clone().map(ChecksumType::from);
+        }
+        // Response header overrides (presigned URLs use these).
+        if let Some(x) = input.response_content_type {
+            out.content_type = x.parse().ok();
+        }
+        if let Some(x) = input.response_content_disposition {
+            out.content_disposition = Some(x);
+        }
+        if let Some(x) = input.response_content_encoding {
+            out.content_encoding = Some(x);
+        }
+        if let Some(x) = input.response_content_language {
+            out.content_language = Some(x);
+        }
+        if let Some(x) = input.response_cache_control {
+            out.cache_control = Some(x);
+        }
+        if let Some(x) = input.response_expires {
+            out.expires = Some(x);
+        }
         Ok(S3Response::new(out))
     }
 
@@ -546,9 +706,43 @@ impl S3 for WeftS3 {
         let input = req.input;
         self.bucket(req.credentials.as_ref(), &input.bucket).await?;
         let v = self.current(&input.bucket, &input.key).await?;
+        check_preconditions(
+            &v,
+            input.if_match.as_ref(),
+            input.if_none_match.as_ref(),
+            input.if_modified_since.as_ref(),
+            input.if_unmodified_since.as_ref(),
+        )?;
         let g = object_headers(&v);
+        let (content_length, content_range) = match &input.range {
+            None => (v.size, None),
+            Some(r) => {
+                let rg = r.check(v.size).map_err(|_| {
+                    s3_error!(
+                        InvalidRange,
+                        "the requested range is not satisfiable for {} bytes",
+                        v.size
+                    )
+                })?;
+                (
+                    rg.end - rg.start,
+                    Some(format!(
+                        "bytes {}-{}/{}",
+                        rg.start,
+                        rg.end.saturating_sub(1),
+                        v.size
+                    )),
+                )
+            }
+        };
+        let c = if checksum_mode_enabled(input.checksum_mode.as_ref()) && content_range.is_none() {
+            checksums::to_dto(&v.checksums)
+        } else {
+            Checksum::default()
+        };
         Ok(S3Response::new(HeadObjectOutput {
-            content_length: Some(v.size as i64),
+            content_length: Some(content_length as i64),
+            content_range,
             accept_ranges: Some("bytes".into()),
             e_tag: g.e_tag,
             last_modified: g.last_modified,
@@ -557,8 +751,25 @@ impl S3 for WeftS3 {
             content_disposition: g.content_disposition,
             content_language: g.content_language,
             cache_control: g.cache_control,
+            expires: g.expires,
             metadata: g.metadata,
             storage_class: g.storage_class,
+            parts_count: multipart_parts(&v.etag),
+            checksum_type: if c.checksum_crc32.is_some()
+                || c.checksum_crc32c.is_some()
+                || c.checksum_crc64nvme.is_some()
+                || c.checksum_sha1.is_some()
+                || c.checksum_sha256.is_some()
+            {
+                v.checksum_type.clone().map(ChecksumType::from)
+            } else {
+                None
+            },
+            checksum_crc32: c.checksum_crc32,
+            checksum_crc32c: c.checksum_crc32c,
+            checksum_crc64nvme: c.checksum_crc64nvme,
+            checksum_sha1: c.checksum_sha1,
+            checksum_sha256: c.checksum_sha256,
             ..Default::default()
         }))
     }
@@ -614,6 +825,41 @@ impl S3 for WeftS3 {
                 "storage class {class_name:?} is not offered by this cluster"
             ));
         };
+        let checksum_algorithm = match &input.checksum_algorithm {
+            None => None,
+            Some(a) => Some(checksums::Alg::parse(a.as_str()).ok_or_else(|| {
+                s3_error!(
+                    InvalidArgument,
+                    "unknown checksum algorithm {:?}",
+                    a.as_str()
+                )
+            })?),
+        };
+        let checksum_type = match (
+            &checksum_algorithm,
+            input.checksum_type.as_ref().map(|t| t.as_str()),
+        ) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "x-amz-checksum-type needs x-amz-checksum-algorithm"
+                ))
+            }
+            (Some(_), None | Some(ChecksumType::COMPOSITE)) => {
+                Some(ChecksumType::COMPOSITE.to_string())
+            }
+            (Some(a), Some(ChecksumType::FULL_OBJECT)) if checksums::supports_full_object(*a) => {
+                Some(ChecksumType::FULL_OBJECT.to_string())
+            }
+            (Some(a), Some(t)) => {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "checksum type {t} is not supported with {}",
+                    a.name()
+                ))
+            }
+        };
         let upload_id = hex::encode(rand::random::<[u8; 16]>());
         let upload = Upload {
             upload_id: upload_id.clone(),
@@ -628,7 +874,10 @@ impl S3 for WeftS3 {
                 content_disposition: input.content_disposition,
                 content_language: input.content_language,
                 cache_control: input.cache_control,
+                expires_ms: input.expires.map(timestamp_ms),
             },
+            checksum_algorithm: checksum_algorithm.map(|a| a.name().to_string()),
+            checksum_type: checksum_type.clone(),
             parts: Vec::new(),
         };
         match self
@@ -642,6 +891,9 @@ impl S3 for WeftS3 {
                 bucket: Some(input.bucket),
                 key: Some(input.key),
                 upload_id: Some(upload_id),
+                checksum_algorithm: checksum_algorithm
+                    .map(|a| ChecksumAlgorithm::from(a.name().to_string())),
+                checksum_type: checksum_type.map(ChecksumType::from),
                 ..Default::default()
             })),
             CommandResult::Refused {
@@ -689,31 +941,32 @@ impl S3 for WeftS3 {
             ));
         };
         let size = size as u64;
-        let written = match input.body {
-            Some(body) => self.gw.write_object(&class, size, body).await,
-            None => {
-                self.gw
-                    .write_object(
-                        &class,
-                        size,
-                        futures::stream::empty::<Result<Bytes, std::io::Error>>(),
-                    )
-                    .await
-            }
-        }
-        .map_err(to_s3)?;
-        if let Some(md5_b64) = &input.content_md5 {
-            let claimed = base64_decode(md5_b64)
-                .ok_or_else(|| s3_error!(InvalidDigest, "Content-MD5 is not valid base64"))?;
-            if claimed != hex::decode(&written.etag).unwrap_or_default() {
-                self.gw
-                    .delete_segments_later(written.segments, Duration::ZERO);
-                return Err(s3_error!(
-                    BadDigest,
-                    "the Content-MD5 you specified did not match what we received"
-                ));
-            }
-        }
+        let spec = checksums::Spec::from_request(
+            &Checksum {
+                checksum_crc32: input.checksum_crc32.clone(),
+                checksum_crc32c: input.checksum_crc32c.clone(),
+                checksum_crc64nvme: input.checksum_crc64nvme.clone(),
+                checksum_sha1: input.checksum_sha1.clone(),
+                checksum_sha256: input.checksum_sha256.clone(),
+                ..Default::default()
+            },
+            &req.headers,
+            input
+                .checksum_algorithm
+                .as_ref()
+                .map(|a| a.as_str())
+                .or(upload.checksum_algorithm.as_deref()),
+        )?;
+        let (written, stored_checksums) = self
+            .store_body(
+                &class,
+                size,
+                input.body,
+                &spec,
+                input.content_md5.as_deref(),
+                req.trailing_headers.as_ref(),
+            )
+            .await?;
         let etag = written.etag.clone();
         let segments = written.segments.clone();
         let cmd = Command::PutPart {
@@ -724,14 +977,21 @@ impl S3 for WeftS3 {
                 size,
                 crc32c: written.crc32c,
                 last_modified_ms: now_ms(),
+                checksums: stored_checksums.clone(),
                 segments: written.segments,
             },
         };
         match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
             CommandResult::Released { segments } => {
                 self.release(segments);
+                let c = checksums::to_dto(&stored_checksums);
                 Ok(S3Response::new(UploadPartOutput {
                     e_tag: Some(ETag::Strong(etag)),
+                    checksum_crc32: c.checksum_crc32,
+                    checksum_crc32c: c.checksum_crc32c,
+                    checksum_crc64nvme: c.checksum_crc64nvme,
+                    checksum_sha1: c.checksum_sha1,
+                    checksum_sha256: c.checksum_sha256,
                     ..Default::default()
                 }))
             }
@@ -754,13 +1014,14 @@ impl S3 for WeftS3 {
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
-        let input = req.input;
+        let mut input = req.input;
         self.bucket(req.credentials.as_ref(), &input.bucket).await?;
         let upload = self
             .upload(&input.upload_id, &input.bucket, &input.key)
             .await?;
         let listed = input
             .multipart_upload
+            .take()
             .and_then(|m| m.parts)
             .filter(|p| !p.is_empty())
             .ok_or_else(|| {
@@ -821,6 +1082,7 @@ impl S3 for WeftS3 {
             size += part.size;
         }
         let etag = format!("{}-{}", weft_common::checksum::md5_hex(&md5s), parts.len());
+        let (stored_checksums, checksum_type) = self.multipart_checksum(&upload, &parts, &input)?;
         let version = ObjectVersion {
             version_id: VersionId::from_random(rand::random()),
             size,
@@ -830,6 +1092,8 @@ impl S3 for WeftS3 {
             storage_class: upload.storage_class.clone(),
             user_metadata: upload.user_metadata.clone(),
             content: upload.content.clone(),
+            checksums: stored_checksums.clone(),
+            checksum_type: checksum_type.clone(),
             segments,
         };
         let cmd = Command::CompleteUpload {
@@ -842,7 +1106,14 @@ impl S3 for WeftS3 {
         match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
             CommandResult::Released { segments } => {
                 self.release(segments);
+                let c = checksums::to_dto(&stored_checksums);
                 Ok(S3Response::new(CompleteMultipartUploadOutput {
+                    checksum_crc32: c.checksum_crc32,
+                    checksum_crc32c: c.checksum_crc32c,
+                    checksum_crc64nvme: c.checksum_crc64nvme,
+                    checksum_sha1: c.checksum_sha1,
+                    checksum_sha256: c.checksum_sha256,
+                    checksum_type: checksum_type.map(ChecksumType::from),
                     bucket: Some(input.bucket.clone()),
                     key: Some(input.key.clone()),
                     e_tag: Some(ETag::Strong(etag)),
@@ -974,6 +1245,69 @@ impl S3 for WeftS3 {
     }
 }
 
+fn checksum_mode_enabled(m: Option<&ChecksumMode>) -> bool {
+    m.is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED))
+}
+
+/// The part count S3 reports for a multipart object (its ETag ends `-N`).
+fn multipart_parts(etag: &str) -> Option<i32> {
+    etag.rsplit_once('-').and_then(|(_, n)| n.parse().ok())
+}
+
+fn etag_matches(cond: &ETagCondition, etag: &str) -> bool {
+    match cond {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(e) => e.value() == etag,
+    }
+}
+
+/// S3's conditional-request rules for GET and HEAD: If-Match and
+/// If-Unmodified-Since fail with 412; If-None-Match and If-Modified-Since
+/// answer 304. When If-Match holds, If-Unmodified-Since is ignored; when
+/// If-None-Match is present, If-Modified-Since is ignored.
+fn check_preconditions(
+    v: &ObjectVersion,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+    if_modified_since: Option<&Timestamp>,
+    if_unmodified_since: Option<&Timestamp>,
+) -> S3Result<()> {
+    // HTTP dates have second precision.
+    let modified_secs = (v.last_modified_ms / 1000) as i64;
+    let secs = |t: &Timestamp| time::OffsetDateTime::from(t.clone()).unix_timestamp();
+    match if_match {
+        Some(c) if !etag_matches(c, &v.etag) => {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            ))
+        }
+        Some(_) => {}
+        None => {
+            if let Some(t) = if_unmodified_since {
+                if modified_secs > secs(t) {
+                    return Err(s3_error!(
+                        PreconditionFailed,
+                        "At least one of the pre-conditions you specified did not hold"
+                    ));
+                }
+            }
+        }
+    }
+    match if_none_match {
+        Some(c) if etag_matches(c, &v.etag) => return Err(s3_error!(NotModified)),
+        Some(_) => {}
+        None => {
+            if let Some(t) = if_modified_since {
+                if modified_secs <= secs(t) {
+                    return Err(s3_error!(NotModified));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// User metadata with lowercase names, within S3's size limit.
 fn user_metadata(m: Option<Metadata>) -> S3Result<BTreeMap<String, String>> {
     let user_metadata: BTreeMap<String, String> = m
@@ -1000,6 +1334,7 @@ fn object_headers(v: &ObjectVersion) -> GetObjectOutput {
         content_disposition: v.content.content_disposition.clone(),
         content_language: v.content.content_language.clone(),
         cache_control: v.content.cache_control.clone(),
+        expires: v.content.expires_ms.map(timestamp),
         metadata: if v.user_metadata.is_empty() {
             None
         } else {

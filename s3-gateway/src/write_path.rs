@@ -32,6 +32,8 @@ pub struct Written {
     pub etag: String,
     /// crc32c of the body.
     pub crc32c: u32,
+    /// S3 additional checksums computed over the body (those requested).
+    pub checksum: s3s::dto::Checksum,
 }
 
 /// Reads exact-size pieces from a byte stream, hashing as it goes.
@@ -118,18 +120,28 @@ impl Gateway {
         class: &StorageClassProfile,
         size: u64,
         body: S,
+        checksum: Option<s3s::checksum::ChecksumHasher>,
     ) -> Result<Written, GatewayError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        // MD5 and any requested S3 checksum run on their own thread, beside
+        // encoding and sending.
         let (md5_tx, mut md5_rx) = mpsc::channel::<Bytes>(8);
         let md5_task = tokio::task::spawn_blocking(move || {
             let mut h = EtagHasher::default();
+            let mut extra = checksum;
             while let Some(chunk) = md5_rx.blocking_recv() {
                 h.update(&chunk);
+                if let Some(x) = &mut extra {
+                    x.update(&chunk);
+                }
             }
-            h.finish_hex()
+            (
+                h.finish_hex(),
+                extra.map(|x| x.finalize()).unwrap_or_default(),
+            )
         });
         let mut reader = BodyReader {
             body,
@@ -154,7 +166,7 @@ impl Gateway {
         }
         .await;
         reader.md5_tx = None;
-        let etag = md5_task
+        let (etag, checksum) = md5_task
             .await
             .map_err(|e| GatewayError::Internal(format!("md5 worker: {e}")))?;
         if let Err(e) = result {
@@ -165,6 +177,7 @@ impl Gateway {
             segments,
             etag,
             crc32c: reader.crc,
+            checksum,
         })
     }
 

@@ -19,6 +19,8 @@ pub fn version(n: u64) -> ObjectVersion {
         storage_class: "STANDARD".into(),
         user_metadata: [("n".to_string(), n.to_string())].into(),
         content: ContentHeaders::default(),
+        checksums: Default::default(),
+        checksum_type: None,
         segments: vec![Segment {
             id: SegmentId(u128::from(n) << 8),
             offset: 0,
