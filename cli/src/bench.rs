@@ -28,6 +28,7 @@ fn version(n: u64) -> ObjectVersion {
         content: ContentHeaders::default(),
         checksums: Default::default(),
         checksum_type: None,
+        tags: Default::default(),
         segments: vec![Segment {
             id: SegmentId(u128::from(n) << 16),
             offset: 0,
@@ -114,6 +115,7 @@ async fn commit_rate(
                     bucket: "bench".into(),
                     key: format!("w/{n:012}"),
                     version: version(n),
+                    condition: None,
                 };
                 let t0 = Instant::now();
                 if client.command(&cmd).await.is_ok() {
@@ -151,6 +153,7 @@ pub async fn metad(voters: usize, secs: u64, writers: &[usize], failovers: usize
                 name: "bench".into(),
                 owner: "bench".into(),
                 created_ms: 0,
+                tags: Default::default(),
             },
         })
         .await?;
@@ -206,6 +209,7 @@ pub async fn metad(voters: usize, secs: u64, writers: &[usize], failovers: usize
                 bucket: "bench".into(),
                 key: format!("failover/{round}"),
                 version: version(999_000_000 + round as u64),
+                condition: None,
             };
             client
                 .command(&cmd)
@@ -254,6 +258,7 @@ pub async fn list(keys: u64, per_prefix: u64, samples: usize) -> Result<()> {
             name: "big".into(),
             owner: "bench".into(),
             created_ms: 0,
+            tags: Default::default(),
         },
     })])
     .await?;
@@ -264,6 +269,7 @@ pub async fn list(keys: u64, per_prefix: u64, samples: usize) -> Result<()> {
             bucket: "big".into(),
             key,
             version: version(n),
+            condition: None,
         }));
         if batch.len() == 10_000 {
             sm.apply(std::mem::take(&mut batch)).await?;

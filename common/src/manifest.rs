@@ -77,6 +77,9 @@ pub struct ObjectVersion {
     /// `FULL_OBJECT` or `COMPOSITE` (multipart), when checksums are present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum_type: Option<String>,
+    /// Object tags (mutable, unlike everything else in a version).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
     /// Segments in object order.
     pub segments: Vec<Segment>,
 }
@@ -91,6 +94,9 @@ pub struct BucketInfo {
     pub owner: String,
     /// Creation time, ms since the Unix epoch.
     pub created_ms: u64,
+    /// Bucket tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// An S3 access key.

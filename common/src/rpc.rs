@@ -65,6 +65,10 @@ pub enum Command {
         key: String,
         /// The new version.
         version: ObjectVersion,
+        /// Apply only if the current version satisfies this (S3 conditional
+        /// writes), checked atomically with the write.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        condition: Option<WriteCondition>,
     },
     /// Remove the current version of `bucket/key`.
     DeleteObject {
@@ -99,6 +103,25 @@ pub enum Command {
         parts: Vec<(u32, String)>,
         /// The new version, built from those parts.
         version: ObjectVersion,
+        /// As for `PutObject`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        condition: Option<WriteCondition>,
+    },
+    /// Replace the tag set of the current version of an object.
+    SetObjectTags {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// The tags (empty removes them).
+        tags: std::collections::BTreeMap<String, String>,
+    },
+    /// Replace the tag set of a bucket.
+    SetBucketTags {
+        /// Bucket name.
+        bucket: String,
+        /// The tags (empty removes them).
+        tags: std::collections::BTreeMap<String, String>,
     },
     /// Drop an upload and report its parts' segments for deletion.
     AbortUpload {
@@ -126,6 +149,16 @@ pub enum Command {
         /// The commands.
         commands: Vec<Command>,
     },
+}
+
+/// A precondition on the current version of a key (S3 conditional writes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "if", content = "etag", rename_all = "snake_case")]
+pub enum WriteCondition {
+    /// `If-None-Match: *`: only if the key has no current version.
+    NoneMatchAny,
+    /// `If-Match: <etag>`: only if the current version has this ETag.
+    Match(String),
 }
 
 /// Outcome of applying a [`Command`]. Refusals are deterministic results, not
@@ -179,6 +212,10 @@ pub enum Refusal {
     KeyIsRoot,
     /// No upload with that id.
     NoSuchUpload,
+    /// A write condition did not hold.
+    PreconditionFailed,
+    /// The key has no current version.
+    NoSuchKey,
     /// A listed part is missing or its ETag differs.
     InvalidPart {
         /// The part number.
@@ -206,6 +243,13 @@ pub enum Query {
     },
     /// A page of a bucket listing.
     List(ListRequest),
+    /// Multipart uploads in progress in a bucket whose key starts with `prefix`.
+    Uploads {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix.
+        prefix: String,
+    },
     /// One multipart upload.
     Upload {
         /// Upload id.
@@ -340,6 +384,11 @@ pub enum QueryResult {
     List {
         /// The page.
         page: Option<ListPage>,
+    },
+    /// For `Uploads`, ordered by key then initiation time.
+    Uploads {
+        /// The uploads (parts omitted).
+        uploads: Vec<Upload>,
     },
     /// For `Upload`.
     Upload {

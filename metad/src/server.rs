@@ -272,6 +272,9 @@ async fn query(
                     key: sm.access_key(&access_key)?,
                 },
                 Query::Keys => QueryResult::Keys { keys: sm.keys()? },
+                Query::Uploads { bucket, prefix } => QueryResult::Uploads {
+                    uploads: sm.uploads(&bucket, &prefix)?,
+                },
                 Query::Upload { upload_id } => QueryResult::Upload {
                     upload: sm.upload(&upload_id)?,
                 },

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use weft_common::manifest::{AccessKey, BucketInfo, ObjectVersion, Upload};
 use weft_common::rpc::{
-    Command, CommandResult, ListEntry, ListMarker, ListPage, ListRequest, Refusal,
+    Command, CommandResult, ListEntry, ListMarker, ListPage, ListRequest, Refusal, WriteCondition,
 };
 use weft_common::topology::NodeInfo;
 
@@ -154,6 +154,26 @@ impl StateMachine {
         let t = tx.open_table(OBJECTS)?;
         Ok(t.get(object_key(bucket, key).as_slice())?
             .map(|v| decode(v.value())))
+    }
+
+    /// Uploads in a bucket under a prefix, ordered by key then start time,
+    /// without their parts. Scans the uploads table: fine while uploads in
+    /// progress number in the thousands.
+    pub fn uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<Upload>, redb::Error> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(UPLOADS)?;
+        let mut out: Vec<Upload> = vec![];
+        for item in t.iter()? {
+            let mut u: Upload = decode(item?.1.value());
+            if u.bucket == bucket && u.key.starts_with(prefix) {
+                u.parts.clear();
+                out.push(u);
+            }
+        }
+        out.sort_by(|a, b| {
+            (&a.key, a.initiated_ms, &a.upload_id).cmp(&(&b.key, b.initiated_ms, &b.upload_id))
+        });
+        Ok(out)
     }
 
     /// A multipart upload by id.
@@ -344,6 +364,7 @@ impl StateMachine {
                 bucket,
                 key,
                 version,
+                condition,
             } => {
                 if tx.open_table(BUCKETS)?.get(bucket.as_str())?.is_none() {
                     return refused(Refusal::NoSuchBucket);
@@ -358,8 +379,37 @@ impl StateMachine {
                 if current.as_ref().map(|c| c.version_id) == Some(version.version_id) {
                     return Ok(CommandResult::Replaced { previous: None });
                 }
+                if let Some(r) = condition_refusal(condition.as_ref(), current.as_ref()) {
+                    return refused(r);
+                }
                 t.insert(k.as_slice(), encode(version).as_slice())?;
                 Ok(CommandResult::Replaced { previous: current })
+            }
+            Command::SetObjectTags { bucket, key, tags } => {
+                if tx.open_table(BUCKETS)?.get(bucket.as_str())?.is_none() {
+                    return refused(Refusal::NoSuchBucket);
+                }
+                let mut t = tx.open_table(OBJECTS)?;
+                let k = object_key(bucket, key);
+                let current: Option<ObjectVersion> =
+                    t.get(k.as_slice())?.map(|v| decode(v.value()));
+                let Some(mut v) = current else {
+                    return refused(Refusal::NoSuchKey);
+                };
+                v.tags = tags.clone();
+                t.insert(k.as_slice(), encode(&v).as_slice())?;
+                Ok(CommandResult::Done)
+            }
+            Command::SetBucketTags { bucket, tags } => {
+                let mut t = tx.open_table(BUCKETS)?;
+                let current: Option<BucketInfo> =
+                    t.get(bucket.as_str())?.map(|v| decode(v.value()));
+                let Some(mut b) = current else {
+                    return refused(Refusal::NoSuchBucket);
+                };
+                b.tags = tags.clone();
+                t.insert(bucket.as_str(), encode(&b).as_slice())?;
+                Ok(CommandResult::Done)
             }
             Command::DeleteObject { bucket, key } => {
                 if tx.open_table(BUCKETS)?.get(bucket.as_str())?.is_none() {
@@ -402,6 +452,7 @@ impl StateMachine {
                 key,
                 parts,
                 version,
+                condition,
             } => {
                 let mut t = tx.open_table(UPLOADS)?;
                 let Some(mut upload): Option<Upload> =
@@ -429,6 +480,15 @@ impl StateMachine {
                     .is_none()
                 {
                     return refused(Refusal::NoSuchBucket);
+                }
+                {
+                    let objects = tx.open_table(OBJECTS)?;
+                    let current: Option<ObjectVersion> = objects
+                        .get(object_key(&upload.bucket, &upload.key).as_slice())?
+                        .map(|v| decode(v.value()));
+                    if let Some(r) = condition_refusal(condition.as_ref(), current.as_ref()) {
+                        return refused(r);
+                    }
                 }
                 t.remove(upload_id.as_str())?;
                 upload
@@ -625,6 +685,22 @@ impl StateMachine {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Why a conditional write must not apply, if it must not.
+fn condition_refusal(
+    condition: Option<&WriteCondition>,
+    current: Option<&ObjectVersion>,
+) -> Option<Refusal> {
+    match (condition?, current) {
+        (WriteCondition::NoneMatchAny, Some(_)) => Some(Refusal::PreconditionFailed),
+        (WriteCondition::NoneMatchAny, None) => None,
+        (WriteCondition::Match(_), None) => Some(Refusal::NoSuchKey),
+        (WriteCondition::Match(etag), Some(v)) if &v.etag != etag => {
+            Some(Refusal::PreconditionFailed)
+        }
+        (WriteCondition::Match(_), Some(_)) => None,
     }
 }
 

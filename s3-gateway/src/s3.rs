@@ -16,7 +16,7 @@ use weft_common::manifest::{
     BucketInfo, ContentHeaders, ObjectVersion, Segment, Upload, UploadPart,
 };
 use weft_common::rpc::{
-    Command, CommandResult, ListMarker, ListRequest, Query, QueryResult, Refusal,
+    Command, CommandResult, ListMarker, ListRequest, Query, QueryResult, Refusal, WriteCondition,
 };
 use weft_common::VersionId;
 
@@ -298,6 +298,61 @@ impl WeftS3 {
         ))
     }
 
+    async fn set_object_tags(
+        &self,
+        bucket: &str,
+        key: &str,
+        tags: BTreeMap<String, String>,
+    ) -> S3Result<()> {
+        let cmd = Command::SetObjectTags {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            tags,
+        };
+        match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
+            CommandResult::Done => Ok(()),
+            CommandResult::Refused { refusal } => Err(refusal_error(refusal, bucket, key)),
+            other => Err(unexpected("set object tags", other)),
+        }
+    }
+
+    async fn set_bucket_tags(&self, bucket: &str, tags: BTreeMap<String, String>) -> S3Result<()> {
+        let cmd = Command::SetBucketTags {
+            bucket: bucket.to_string(),
+            tags,
+        };
+        match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
+            CommandResult::Done => Ok(()),
+            CommandResult::Refused { refusal } => Err(refusal_error(refusal, bucket, "")),
+            other => Err(unexpected("set bucket tags", other)),
+        }
+    }
+
+    /// One page of a listing from metad.
+    async fn list_page(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<String>,
+        after: Option<ListMarker>,
+        max_keys: u32,
+    ) -> S3Result<weft_common::rpc::ListPage> {
+        let q = Query::List(ListRequest {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+            delimiter,
+            after,
+            max_keys,
+        });
+        match self.gw.metad.query(&q).await.map_err(metad_err)? {
+            QueryResult::List { page: Some(p) } => Ok(p),
+            QueryResult::List { page: None } => {
+                Err(s3_error!(NoSuchBucket, "bucket {bucket} does not exist"))
+            }
+            other => Err(unexpected("list", other)),
+        }
+    }
+
     fn release(&self, segments: Vec<Segment>) {
         self.gw
             .delete_segments_later(segments, self.gw.delete_delay);
@@ -317,6 +372,87 @@ impl WeftS3 {
             }
             other => Err(unexpected("bucket lookup", other)),
         }
+    }
+
+    async fn current_opt(&self, bucket: &str, key: &str) -> S3Result<Option<ObjectVersion>> {
+        match self.current(bucket, key).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if *e.code() == s3s::S3ErrorCode::NoSuchKey => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The source of a copy, authorised for the caller, with the
+    /// `x-amz-copy-source-if-*` conditions checked (any failure is 412).
+    async fn copy_source(
+        &self,
+        creds: Option<&Credentials>,
+        src: &CopySource,
+        conditions: CopyConditions<'_>,
+    ) -> S3Result<ObjectVersion> {
+        let CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } = src
+        else {
+            return Err(s3_error!(
+                NotImplemented,
+                "access-point copy sources are not supported"
+            ));
+        };
+        if version_id.is_some() {
+            return Err(s3_error!(
+                NotImplemented,
+                "copying a specific version is not supported yet"
+            ));
+        }
+        self.bucket(creds, bucket).await?;
+        let v = self.current(bucket, key).await?;
+        check_preconditions(&v, conditions.0, conditions.1, conditions.2, conditions.3).map_err(
+            |e| {
+                if *e.code() == s3s::S3ErrorCode::NotModified {
+                    s3_error!(
+                        PreconditionFailed,
+                        "At least one of the pre-conditions you specified did not hold"
+                    )
+                } else {
+                    e
+                }
+            },
+        )?;
+        Ok(v)
+    }
+
+    /// Streams `range` of `src` into new segments (server-side copy).
+    async fn copy_data(
+        &self,
+        src: &ObjectVersion,
+        range: std::ops::Range<u64>,
+        class: &weft_common::profile::StorageClassProfile,
+        hasher: Option<s3s::checksum::ChecksumHasher>,
+    ) -> S3Result<crate::write_path::Written> {
+        let len = range.end - range.start;
+        if len == 0 {
+            return self
+                .gw
+                .write_object(
+                    class,
+                    0,
+                    futures::stream::empty::<Result<Bytes, std::io::Error>>(),
+                    hasher,
+                )
+                .await
+                .map_err(to_s3);
+        }
+        let rx = self.gw.read_object(src, range).await.map_err(to_s3)?;
+        let written = self
+            .gw
+            .write_object(class, len, ReceiverStream::new(rx), hasher)
+            .await
+            .map_err(to_s3)?;
+        self.gw.metrics.bytes_written.inc_by(len);
+        Ok(written)
     }
 
     async fn current(&self, bucket: &str, key: &str) -> S3Result<ObjectVersion> {
@@ -377,6 +513,7 @@ impl S3 for WeftS3 {
                 name: name.clone(),
                 owner: creds.access_key.clone(),
                 created_ms: now_ms(),
+                tags: Default::default(),
             },
         };
         match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
@@ -493,6 +630,15 @@ impl S3 for WeftS3 {
             ));
         }
         self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+        if condition.is_some() {
+            // Fail fast before storing data; the commit re-checks atomically.
+            let current = self.current_opt(&input.bucket, &input.key).await?;
+            if let Some(r) = condition_refusal(condition.as_ref(), current.as_ref()) {
+                return Err(refusal_error(r, &input.bucket, &input.key));
+            }
+        }
+        let tags = parse_tagging_header(input.tagging.as_deref())?;
         // s3s leaves content_length unset for an empty body; a body without
         // a length is only acceptable when the request declared none at all.
         let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
@@ -564,6 +710,7 @@ impl S3 for WeftS3 {
             },
             checksum_type: (!stored_checksums.is_empty()).then(|| "FULL_OBJECT".to_string()),
             checksums: stored_checksums.clone(),
+            tags,
             segments: written.segments,
         };
         let segments = version.segments.clone();
@@ -571,6 +718,7 @@ impl S3 for WeftS3 {
             bucket: input.bucket.clone(),
             key: input.key.clone(),
             version,
+            condition,
         };
         let result = self.gw.metad.command(&cmd).await;
         match result {
@@ -592,15 +740,9 @@ impl S3 for WeftS3 {
                     ..Default::default()
                 }))
             }
-            Ok(CommandResult::Refused {
-                refusal: Refusal::NoSuchBucket,
-            }) => {
+            Ok(CommandResult::Refused { refusal }) => {
                 self.gw.delete_segments_later(segments, Duration::ZERO);
-                Err(s3_error!(
-                    NoSuchBucket,
-                    "bucket {} was deleted during the upload",
-                    input.bucket
-                ))
+                Err(refusal_error(refusal, &input.bucket, &input.key))
             }
             Ok(other) => Err(unexpected("put object", other)),
             // The commit may or may not have happened: keep the shards (GC
@@ -1094,6 +1236,7 @@ impl S3 for WeftS3 {
             content: upload.content.clone(),
             checksums: stored_checksums.clone(),
             checksum_type: checksum_type.clone(),
+            tags: Default::default(),
             segments,
         };
         let cmd = Command::CompleteUpload {
@@ -1102,6 +1245,7 @@ impl S3 for WeftS3 {
             key: input.key.clone(),
             parts,
             version,
+            condition: write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?,
         };
         match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
             CommandResult::Released { segments } => {
@@ -1172,12 +1316,632 @@ impl S3 for WeftS3 {
         }
     }
 
+    #[tracing::instrument(level = "info", skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let input = req.input;
+        if input.key.len() > KEY_BYTES_MAX {
+            return Err(s3_error!(
+                KeyTooLongError,
+                "keys are at most {KEY_BYTES_MAX} bytes"
+            ));
+        }
+        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        let src = self
+            .copy_source(
+                req.credentials.as_ref(),
+                &input.copy_source,
+                (
+                    input.copy_source_if_match.as_ref(),
+                    input.copy_source_if_none_match.as_ref(),
+                    input.copy_source_if_modified_since.as_ref(),
+                    input.copy_source_if_unmodified_since.as_ref(),
+                ),
+            )
+            .await?;
+        let replace = input
+            .metadata_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str().eq_ignore_ascii_case(MetadataDirective::REPLACE));
+        if let CopySource::Bucket { bucket, key, .. } = &input.copy_source {
+            if **bucket == *input.bucket
+                && **key == *input.key
+                && !replace
+                && input.storage_class.is_none()
+            {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes."
+                ));
+            }
+        }
+        let class_name = input
+            .storage_class
+            .as_ref()
+            .map(|c| c.as_str().to_string())
+            .unwrap_or(src.storage_class.clone());
+        let Some(class) = self.gw.profiles.class(Some(&class_name)).cloned() else {
+            return Err(s3_error!(
+                InvalidStorageClass,
+                "storage class {class_name:?} is not offered by this cluster"
+            ));
+        };
+        let (user_metadata, content) = if replace {
+            (
+                user_metadata(input.metadata)?,
+                ContentHeaders {
+                    content_type: input.content_type.map(|c| c.to_string()),
+                    content_encoding: input.content_encoding,
+                    content_disposition: input.content_disposition,
+                    content_language: input.content_language,
+                    cache_control: input.cache_control,
+                    expires_ms: input.expires.map(timestamp_ms),
+                },
+            )
+        } else {
+            (src.user_metadata.clone(), src.content.clone())
+        };
+        let tags = match input
+            .tagging_directive
+            .as_ref()
+            .map(|d| d.as_str().to_ascii_uppercase())
+        {
+            Some(d) if d == "REPLACE" => parse_tagging_header(input.tagging.as_deref())?,
+            _ => src.tags.clone(),
+        };
+        let written = self.copy_data(&src, 0..src.size, &class, None).await?;
+        let now = now_ms();
+        let version = ObjectVersion {
+            version_id: VersionId::from_random(rand::random()),
+            size: src.size,
+            etag: written.etag.clone(),
+            crc32c: written.crc32c,
+            last_modified_ms: now,
+            storage_class: class.name.clone(),
+            user_metadata,
+            content,
+            // Same bytes, so the source's whole-object checksums still hold;
+            // a composite (multipart) checksum does not describe a single PUT.
+            checksums: if src.checksum_type.as_deref() == Some(ChecksumType::COMPOSITE) {
+                Default::default()
+            } else {
+                src.checksums.clone()
+            },
+            checksum_type: if src.checksum_type.as_deref() == Some(ChecksumType::COMPOSITE) {
+                None
+            } else {
+                src.checksum_type.clone()
+            },
+            tags,
+            segments: written.segments,
+        };
+        let segments = version.segments.clone();
+        let cmd = Command::PutObject {
+            bucket: input.bucket.clone(),
+            key: input.key.clone(),
+            version,
+            condition: None,
+        };
+        match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
+            CommandResult::Replaced { previous } => {
+                if let Some(prev) = previous {
+                    self.release(prev.segments);
+                }
+                Ok(S3Response::new(CopyObjectOutput {
+                    copy_object_result: Some(CopyObjectResult {
+                        e_tag: Some(ETag::Strong(written.etag)),
+                        last_modified: Some(timestamp(now)),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }))
+            }
+            CommandResult::Refused { refusal } => {
+                self.gw.delete_segments_later(segments, Duration::ZERO);
+                Err(refusal_error(refusal, &input.bucket, &input.key))
+            }
+            other => Err(unexpected("copy object", other)),
+        }
+    }
+
+    #[tracing::instrument(level = "info", skip_all, fields(bucket = %req.input.bucket))]
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let input = req.input;
+        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        let objects = input.delete.objects;
+        if objects.len() > 1000 {
+            return Err(s3_error!(
+                MalformedXML,
+                "a DeleteObjects request names at most 1000 keys"
+            ));
+        }
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let bucket = input.bucket.clone();
+        let results: Vec<(String, Result<Option<ObjectVersion>, (String, String)>)> =
+            futures::stream::iter(objects)
+                .map(|o| {
+                    let bucket = bucket.clone();
+                    async move {
+                        if o.version_id.is_some() {
+                            return (
+                                o.key,
+                                Err((
+                                    "NotImplemented".to_string(),
+                                    "deleting a specific version is not supported yet".to_string(),
+                                )),
+                            );
+                        }
+                        let cmd = Command::DeleteObject {
+                            bucket,
+                            key: o.key.clone(),
+                        };
+                        let r = match self.gw.metad.command(&cmd).await {
+                            Ok(CommandResult::Replaced { previous }) => Ok(previous),
+                            Ok(CommandResult::Refused {
+                                refusal: Refusal::NoSuchBucket,
+                            }) => Err((
+                                "NoSuchBucket".to_string(),
+                                "the bucket does not exist".to_string(),
+                            )),
+                            Ok(other) => {
+                                Err(("InternalError".to_string(), format!("unexpected {other:?}")))
+                            }
+                            Err(e) => Err(("ServiceUnavailable".to_string(), e.to_string())),
+                        };
+                        (o.key, r)
+                    }
+                })
+                .buffer_unordered(16)
+                .collect()
+                .await;
+        let mut deleted = vec![];
+        let mut errors = vec![];
+        for (key, r) in results {
+            match r {
+                Ok(previous) => {
+                    if let Some(prev) = previous {
+                        self.release(prev.segments);
+                    }
+                    if !quiet {
+                        deleted.push(DeletedObject {
+                            key: Some(key),
+                            ..Default::default()
+                        });
+                    }
+                }
+                Err((code, message)) => errors.push(s3s::dto::Error {
+                    key: Some(key),
+                    code: Some(code),
+                    message: Some(message),
+                    ..Default::default()
+                }),
+            }
+        }
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: Some(errors),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        let input = req.input;
+        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        let max_keys = input.max_keys.unwrap_or(LIST_KEYS_MAX);
+        if max_keys < 0 {
+            return Err(s3_error!(InvalidArgument, "max-keys must not be negative"));
+        }
+        let max_keys = max_keys.min(LIST_KEYS_MAX);
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+        // A marker that is a common prefix (as NextMarker is when a page ends
+        // on one) resumes after every key under it.
+        let after = input
+            .marker
+            .as_ref()
+            .filter(|m| !m.is_empty())
+            .map(|m| match &delimiter {
+                Some(d)
+                    if m.starts_with(&prefix)
+                        && m[prefix.len()..].ends_with(d.as_str())
+                        && m[prefix.len()..].find(d.as_str()).map(|p| p + d.len())
+                            == Some(m.len() - prefix.len()) =>
+                {
+                    ListMarker::Prefix(m.clone())
+                }
+                _ => ListMarker::Key(m.clone()),
+            });
+        let page = self
+            .list_page(
+                &input.bucket,
+                &prefix,
+                delimiter.clone(),
+                after,
+                max_keys as u32,
+            )
+            .await?;
+        let next_marker = page.next.as_ref().map(|m| match m {
+            ListMarker::Key(k) | ListMarker::Prefix(k) => k.clone(),
+        });
+        let url = is_url_encoding(input.encoding_type.as_ref())?;
+        Ok(S3Response::new(ListObjectsOutput {
+            name: Some(input.bucket),
+            prefix: Some(encode_list_value(&prefix, url)),
+            delimiter: input.delimiter.map(|d| encode_list_value(&d, url)),
+            marker: Some(encode_list_value(&input.marker.unwrap_or_default(), url)),
+            max_keys: Some(max_keys),
+            is_truncated: Some(page.next.is_some()),
+            next_marker: next_marker.map(|m| encode_list_value(&m, url)),
+            encoding_type: input.encoding_type,
+            contents: Some(list_contents(page.entries, url)),
+            common_prefixes: Some(
+                page.common_prefixes
+                    .into_iter()
+                    .map(|p| CommonPrefix {
+                        prefix: Some(encode_list_value(&p, url)),
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let input = req.input;
+        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        let upload = self
+            .upload(&input.upload_id, &input.bucket, &input.key)
+            .await?;
+        let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
+        let marker = input.part_number_marker.unwrap_or(0).max(0) as u32;
+        let after: Vec<&UploadPart> = upload
+            .parts
+            .iter()
+            .filter(|p| p.part_number > marker)
+            .collect();
+        let truncated = after.len() > max;
+        let page: Vec<&UploadPart> = after.into_iter().take(max).collect();
+        let next = if truncated {
+            page.last().map(|p| p.part_number as i32)
+        } else {
+            None
+        };
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(input.bucket),
+            key: Some(input.key),
+            upload_id: Some(input.upload_id),
+            max_parts: Some(max as i32),
+            part_number_marker: input.part_number_marker,
+            next_part_number_marker: next,
+            is_truncated: Some(truncated),
+            storage_class: Some(StorageClass::from(upload.storage_class.clone())),
+            parts: Some(
+                page.into_iter()
+                    .map(|p| {
+                        let c = checksums::to_dto(&p.checksums);
+                        Part {
+                            part_number: Some(p.part_number as i32),
+                            e_tag: Some(ETag::Strong(p.etag.clone())),
+                            size: Some(p.size as i64),
+                            last_modified: Some(timestamp(p.last_modified_ms)),
+                            checksum_crc32: c.checksum_crc32,
+                            checksum_crc32c: c.checksum_crc32c,
+                            checksum_crc64nvme: c.checksum_crc64nvme,
+                            checksum_sha1: c.checksum_sha1,
+                            checksum_sha256: c.checksum_sha256,
+                        }
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let input = req.input;
+        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let uploads = match self
+            .gw
+            .metad
+            .query(&Query::Uploads {
+                bucket: input.bucket.clone(),
+                prefix: prefix.clone(),
+            })
+            .await
+            .map_err(metad_err)?
+        {
+            QueryResult::Uploads { uploads } => uploads,
+            other => return Err(unexpected("list uploads", other)),
+        };
+        let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
+        let key_marker = input.key_marker.clone().unwrap_or_default();
+        let id_marker = input.upload_id_marker.clone();
+        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+        let mut out_uploads = vec![];
+        let mut prefixes: Vec<String> = vec![];
+        let mut truncated = false;
+        let mut last: Option<(String, Option<String>)> = None;
+        for u in uploads {
+            // After (key-marker, upload-id-marker): keys past the marker, or
+            // the marker's key with a later upload.
+            let after = match &id_marker {
+                Some(id) if !key_marker.is_empty() => {
+                    u.key > key_marker || (u.key == key_marker && u.upload_id > *id)
+                }
+                _ => key_marker.is_empty() || u.key > key_marker,
+            };
+            if !after {
+                continue;
+            }
+            let cp = delimiter.as_ref().and_then(|d| {
+                u.key[prefix.len()..].find(d.as_str()).map(|p| {
+                    format!(
+                        "{prefix}{}",
+                        &u.key[prefix.len()..prefix.len() + p + d.len()]
+                    )
+                })
+            });
+            if let Some(cp) = &cp {
+                if prefixes.last() == Some(cp) {
+                    continue;
+                }
+            }
+            if out_uploads.len() + prefixes.len() == max {
+                truncated = true;
+                break;
+            }
+            match cp {
+                Some(cp) => {
+                    last = Some((cp.clone(), None));
+                    prefixes.push(cp);
+                }
+                None => {
+                    last = Some((u.key.clone(), Some(u.upload_id.clone())));
+                    out_uploads.push(MultipartUpload {
+                        key: Some(u.key),
+                        upload_id: Some(u.upload_id),
+                        initiated: Some(timestamp(u.initiated_ms)),
+                        storage_class: Some(StorageClass::from(u.storage_class)),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        let (next_key, next_id) = match (truncated, last) {
+            (true, Some((k, id))) => (Some(k), id),
+            _ => (None, None),
+        };
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(input.bucket),
+            prefix: Some(prefix),
+            delimiter: input.delimiter,
+            key_marker: input.key_marker,
+            upload_id_marker: input.upload_id_marker,
+            max_uploads: Some(max as i32),
+            is_truncated: Some(truncated),
+            next_key_marker: next_key,
+            next_upload_id_marker: next_id,
+            encoding_type: input.encoding_type,
+            uploads: Some(out_uploads),
+            common_prefixes: Some(
+                prefixes
+                    .into_iter()
+                    .map(|p| CommonPrefix { prefix: Some(p) })
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+
+    #[tracing::instrument(level = "info", skip_all, fields(bucket = %req.input.bucket, key = %req.input.key, part = req.input.part_number))]
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let input = req.input;
+        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        if !(1..=PARTS_MAX).contains(&input.part_number) {
+            return Err(s3_error!(
+                InvalidArgument,
+                "part numbers are 1 to {PARTS_MAX}"
+            ));
+        }
+        let upload = self
+            .upload(&input.upload_id, &input.bucket, &input.key)
+            .await?;
+        let src = self
+            .copy_source(
+                req.credentials.as_ref(),
+                &input.copy_source,
+                (
+                    input.copy_source_if_match.as_ref(),
+                    input.copy_source_if_none_match.as_ref(),
+                    input.copy_source_if_modified_since.as_ref(),
+                    input.copy_source_if_unmodified_since.as_ref(),
+                ),
+            )
+            .await?;
+        let range = match &input.copy_source_range {
+            None => 0..src.size,
+            Some(r) => {
+                let parsed = Range::parse(r).map_err(|_| {
+                    s3_error!(
+                        InvalidArgument,
+                        "x-amz-copy-source-range must be bytes=first-last"
+                    )
+                })?;
+                match parsed {
+                    Range::Int {
+                        first,
+                        last: Some(last),
+                    } if first <= last && last < src.size => first..last + 1,
+                    _ => {
+                        return Err(s3_error!(
+                            InvalidRange,
+                            "the copy source range is not satisfiable for {} bytes",
+                            src.size
+                        ))
+                    }
+                }
+            }
+        };
+        let Some(class) = self.gw.profiles.class(Some(&upload.storage_class)).cloned() else {
+            return Err(s3_error!(
+                InvalidStorageClass,
+                "storage class {} is no longer offered",
+                upload.storage_class
+            ));
+        };
+        let spec = checksums::Spec {
+            algs: upload
+                .checksum_algorithm
+                .as_deref()
+                .and_then(checksums::Alg::parse)
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        let size = range.end - range.start;
+        let written = self.copy_data(&src, range, &class, spec.hasher()).await?;
+        let stored = spec.verify(&written.checksum, None)?;
+        let now = now_ms();
+        let etag = written.etag.clone();
+        let segments = written.segments.clone();
+        let cmd = Command::PutPart {
+            upload_id: input.upload_id.clone(),
+            part: UploadPart {
+                part_number: input.part_number as u32,
+                etag: written.etag,
+                size,
+                crc32c: written.crc32c,
+                last_modified_ms: now,
+                checksums: stored,
+                segments: written.segments,
+            },
+        };
+        match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
+            CommandResult::Released { segments } => {
+                self.release(segments);
+                Ok(S3Response::new(UploadPartCopyOutput {
+                    copy_part_result: Some(CopyPartResult {
+                        e_tag: Some(ETag::Strong(etag)),
+                        last_modified: Some(timestamp(now)),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }))
+            }
+            CommandResult::Refused {
+                refusal: Refusal::NoSuchUpload,
+            } => {
+                self.gw.delete_segments_later(segments, Duration::ZERO);
+                Err(s3_error!(
+                    NoSuchUpload,
+                    "upload {} was completed or aborted meanwhile",
+                    input.upload_id
+                ))
+            }
+            other => Err(unexpected("put part", other)),
+        }
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        let input = req.input;
+        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        let v = self.current(&input.bucket, &input.key).await?;
+        Ok(S3Response::new(GetObjectTaggingOutput {
+            tag_set: to_tag_set(&v.tags),
+            version_id: None,
+        }))
+    }
+
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        let input = req.input;
+        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        let tags = from_tag_set(&input.tagging.tag_set, TAGS_OBJECT_MAX)?;
+        self.set_object_tags(&input.bucket, &input.key, tags)
+            .await?;
+        Ok(S3Response::new(PutObjectTaggingOutput::default()))
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        let input = req.input;
+        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        self.set_object_tags(&input.bucket, &input.key, BTreeMap::new())
+            .await?;
+        Ok(S3Response::new(DeleteObjectTaggingOutput::default()))
+    }
+
+    async fn get_bucket_tagging(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+        let b = self
+            .bucket(req.credentials.as_ref(), &req.input.bucket)
+            .await?;
+        if b.tags.is_empty() {
+            return Err(s3_error!(NoSuchTagSet, "The TagSet does not exist"));
+        }
+        Ok(S3Response::new(GetBucketTaggingOutput {
+            tag_set: to_tag_set(&b.tags),
+        }))
+    }
+
+    async fn put_bucket_tagging(
+        &self,
+        req: S3Request<PutBucketTaggingInput>,
+    ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
+        let input = req.input;
+        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        let tags = from_tag_set(&input.tagging.tag_set, TAGS_BUCKET_MAX)?;
+        self.set_bucket_tags(&input.bucket, tags).await?;
+        Ok(S3Response::new(PutBucketTaggingOutput::default()))
+    }
+
+    async fn delete_bucket_tagging(
+        &self,
+        req: S3Request<DeleteBucketTaggingInput>,
+    ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
+        self.bucket(req.credentials.as_ref(), &req.input.bucket)
+            .await?;
+        self.set_bucket_tags(&req.input.bucket, BTreeMap::new())
+            .await?;
+        Ok(S3Response::new(DeleteBucketTaggingOutput::default()))
+    }
+
     async fn list_objects_v2(
         &self,
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let input = req.input;
-        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        let bucket_owner = self
+            .bucket(req.credentials.as_ref(), &input.bucket)
+            .await?
+            .owner;
         let max_keys = input.max_keys.unwrap_or(LIST_KEYS_MAX);
         if max_keys < 0 {
             return Err(s3_error!(InvalidArgument, "max-keys must not be negative"));
@@ -1210,39 +1974,213 @@ impl S3 for WeftS3 {
             other => return Err(unexpected("list", other)),
         };
         let key_count = (page.entries.len() + page.common_prefixes.len()) as i32;
-        let contents: Vec<Object> = page
-            .entries
-            .into_iter()
-            .map(|e| Object {
-                key: Some(e.key),
-                size: Some(e.size as i64),
-                e_tag: Some(ETag::Strong(e.etag)),
-                last_modified: Some(timestamp(e.last_modified_ms)),
-                storage_class: Some(ObjectStorageClass::from(e.storage_class)),
-                ..Default::default()
-            })
-            .collect();
+        let url = is_url_encoding(input.encoding_type.as_ref())?;
+        let owner = input.fetch_owner.unwrap_or(false).then(|| Owner {
+            display_name: Some(bucket_owner.clone()),
+            id: Some(bucket_owner.clone()),
+        });
+        let mut contents = list_contents(page.entries, url);
+        if owner.is_some() {
+            for c in &mut contents {
+                c.owner = owner.clone();
+            }
+        }
         let prefixes: Vec<CommonPrefix> = page
             .common_prefixes
             .into_iter()
-            .map(|p| CommonPrefix { prefix: Some(p) })
+            .map(|p| CommonPrefix {
+                prefix: Some(encode_list_value(&p, url)),
+            })
             .collect();
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(input.bucket),
-            prefix: Some(prefix),
-            delimiter: input.delimiter,
+            prefix: Some(encode_list_value(&prefix, url)),
+            delimiter: input.delimiter.map(|d| encode_list_value(&d, url)),
             max_keys: Some(max_keys),
             key_count: Some(key_count),
             is_truncated: Some(page.next.is_some()),
             next_continuation_token: page.next.as_ref().map(encode_token),
             continuation_token: input.continuation_token,
-            start_after: input.start_after,
+            start_after: input.start_after.map(|s| encode_list_value(&s, url)),
             encoding_type: input.encoding_type,
             contents: Some(contents),
             common_prefixes: Some(prefixes),
             ..Default::default()
         }))
     }
+}
+
+/// The four `x-amz-copy-source-if-*` conditions.
+type CopyConditions<'a> = (
+    Option<&'a ETagCondition>,
+    Option<&'a ETagCondition>,
+    Option<&'a Timestamp>,
+    Option<&'a Timestamp>,
+);
+
+/// Most tags on an object, as in S3.
+const TAGS_OBJECT_MAX: usize = 10;
+/// Most tags on a bucket, as in S3.
+const TAGS_BUCKET_MAX: usize = 50;
+
+fn check_tag(k: &str, v: &str) -> S3Result<()> {
+    if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
+        return Err(s3_error!(
+            InvalidTag,
+            "tag keys are 1-128 characters and values at most 256"
+        ));
+    }
+    Ok(())
+}
+
+fn from_tag_set(set: &[Tag], max: usize) -> S3Result<BTreeMap<String, String>> {
+    if set.len() > max {
+        return Err(s3_error!(InvalidTag, "at most {max} tags are allowed"));
+    }
+    let mut out = BTreeMap::new();
+    for t in set {
+        let k = t.key.clone().unwrap_or_default();
+        let v = t.value.clone().unwrap_or_default();
+        check_tag(&k, &v)?;
+        if out.insert(k, v).is_some() {
+            return Err(s3_error!(
+                InvalidTag,
+                "Cannot provide multiple Tags with the same key"
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn to_tag_set(tags: &BTreeMap<String, String>) -> Vec<Tag> {
+    tags.iter()
+        .map(|(k, v)| Tag {
+            key: Some(k.clone()),
+            value: Some(v.clone()),
+        })
+        .collect()
+}
+
+/// `x-amz-tagging: k1=v1&k2=v2` (URL-encoded).
+fn parse_tagging_header(h: Option<&str>) -> S3Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let Some(h) = h.filter(|h| !h.is_empty()) else {
+        return Ok(out);
+    };
+    for (k, v) in form_urlencoded::parse(h.as_bytes()) {
+        check_tag(&k, &v)?;
+        if out.insert(k.into_owned(), v.into_owned()).is_some() {
+            return Err(s3_error!(
+                InvalidTag,
+                "Cannot provide multiple Tags with the same key"
+            ));
+        }
+    }
+    if out.len() > TAGS_OBJECT_MAX {
+        return Err(s3_error!(
+            InvalidTag,
+            "Object tags cannot be greater than {TAGS_OBJECT_MAX}"
+        ));
+    }
+    Ok(out)
+}
+
+/// `If-None-Match: *` / `If-Match: <etag>` on a write.
+fn write_condition(
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> S3Result<Option<WriteCondition>> {
+    match (if_match, if_none_match) {
+        (Some(_), Some(_)) => Err(s3_error!(
+            NotImplemented,
+            "If-Match and If-None-Match together are not supported"
+        )),
+        (Some(ETagCondition::ETag(e)), None) => {
+            Ok(Some(WriteCondition::Match(e.value().to_string())))
+        }
+        (Some(ETagCondition::Any), None) => {
+            Err(s3_error!(NotImplemented, "If-Match: * is not supported"))
+        }
+        (None, Some(ETagCondition::Any)) => Ok(Some(WriteCondition::NoneMatchAny)),
+        (None, Some(ETagCondition::ETag(_))) => Err(s3_error!(
+            NotImplemented,
+            "If-None-Match on a write supports only *"
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
+/// The same check metad makes, to fail before storing data.
+fn condition_refusal(
+    condition: Option<&WriteCondition>,
+    current: Option<&ObjectVersion>,
+) -> Option<Refusal> {
+    match (condition?, current) {
+        (WriteCondition::NoneMatchAny, Some(_)) => Some(Refusal::PreconditionFailed),
+        (WriteCondition::Match(_), None) => Some(Refusal::NoSuchKey),
+        (WriteCondition::Match(e), Some(v)) if &v.etag != e => Some(Refusal::PreconditionFailed),
+        _ => None,
+    }
+}
+
+/// The S3 error for a refused command.
+fn refusal_error(r: Refusal, bucket: &str, key: &str) -> s3s::S3Error {
+    match r {
+        Refusal::NoSuchBucket => s3_error!(NoSuchBucket, "bucket {bucket} does not exist"),
+        Refusal::NoSuchKey => s3_error!(NoSuchKey, "key {key} does not exist"),
+        Refusal::PreconditionFailed => {
+            s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            )
+        }
+        Refusal::NoSuchUpload => s3_error!(NoSuchUpload, "the upload does not exist"),
+        other => s3_error!(InternalError, "unexpected refusal {other:?}"),
+    }
+}
+
+fn is_url_encoding(e: Option<&EncodingType>) -> S3Result<bool> {
+    match e {
+        None => Ok(false),
+        Some(e) if e.as_str() == EncodingType::URL => Ok(true),
+        Some(e) => Err(s3_error!(
+            InvalidArgument,
+            "Invalid Encoding Method specified in Request: {}",
+            e.as_str()
+        )),
+    }
+}
+
+/// Values in listings with `encoding-type=url` are percent-encoded as S3
+/// does (unreserved characters and '/' kept).
+fn encode_list_value(v: &str, url: bool) -> String {
+    if !url {
+        return v.to_string();
+    }
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn list_contents(entries: Vec<weft_common::rpc::ListEntry>, url: bool) -> Vec<Object> {
+    entries
+        .into_iter()
+        .map(|e| Object {
+            key: Some(encode_list_value(&e.key, url)),
+            size: Some(e.size as i64),
+            e_tag: Some(ETag::Strong(e.etag)),
+            last_modified: Some(timestamp(e.last_modified_ms)),
+            storage_class: Some(ObjectStorageClass::from(e.storage_class)),
+            ..Default::default()
+        })
+        .collect()
 }
 
 fn checksum_mode_enabled(m: Option<&ChecksumMode>) -> bool {

@@ -21,6 +21,7 @@ pub fn version(n: u64) -> ObjectVersion {
         content: ContentHeaders::default(),
         checksums: Default::default(),
         checksum_type: None,
+        tags: Default::default(),
         segments: vec![Segment {
             id: SegmentId(u128::from(n) << 8),
             offset: 0,
@@ -38,6 +39,7 @@ pub fn bucket(name: &str, owner: &str) -> BucketInfo {
         name: name.into(),
         owner: owner.into(),
         created_ms: 1_700_000_000_000,
+        tags: Default::default(),
     }
 }
 
@@ -54,6 +56,7 @@ pub fn put(bucket: &str, key: &str, n: u64) -> Command {
         bucket: bucket.into(),
         key: key.into(),
         version: version(n),
+        condition: None,
     }
 }
 
