@@ -54,6 +54,9 @@ pub struct DevClusterConfig {
     /// metad settings applied to every voter (id, listen, data_dir and
     /// bootstrap are set per voter).
     pub metad: MetadConfig,
+    /// Serve S3 over HTTPS with a self-signed certificate kept in
+    /// `<data>/tls/` (made on first use).
+    pub tls: bool,
 }
 
 impl DevClusterConfig {
@@ -73,6 +76,7 @@ impl DevClusterConfig {
             datad_capacity_bytes: 100 << 30,
             delete_delay_ms: 10_000,
             metad: MetadConfig::default(),
+            tls: false,
         }
     }
 
@@ -87,6 +91,24 @@ impl DevClusterConfig {
             ..Self::new(data_dir)
         }
     }
+}
+
+/// A self-signed certificate for localhost and 127.0.0.1 in `dir`, made
+/// once and reused: `(cert.pem, key.pem)`.
+pub fn self_signed_cert(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    if cert.is_file() && key.is_file() {
+        return Ok((cert, key));
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .context("generate a self-signed certificate")?;
+    std::fs::write(&cert, ck.cert.pem()).with_context(|| format!("write {}", cert.display()))?;
+    std::fs::write(&key, ck.key_pair.serialize_pem())
+        .with_context(|| format!("write {}", key.display()))?;
+    Ok((cert, key))
 }
 
 /// Root credentials: from `WEFT_ROOT_ACCESS_KEY`/`WEFT_ROOT_SECRET_KEY` when
@@ -399,11 +421,17 @@ impl DevCluster {
         Ok(())
     }
 
-    /// `http://host:port` of gateway `i`'s S3 endpoint.
+    /// `http(s)://host:port` of gateway `i`'s S3 endpoint (only the first
+    /// gateway serves TLS when `tls` is on).
     pub fn s3_endpoint_of(&self, i: usize) -> Option<String> {
+        let scheme = if self.cfg.tls && i == 0 {
+            "https"
+        } else {
+            "http"
+        };
         self.gateways[i]
             .as_ref()
-            .map(|(g, _)| format!("http://{}", g.s3_addr()))
+            .map(|(g, _)| format!("{scheme}://{}", g.s3_addr()))
     }
 
     /// Waits until metad and the gateway both see `n` data nodes up.
@@ -436,7 +464,15 @@ impl DevCluster {
 
     /// `http://host:port` of the S3 endpoint.
     pub fn s3_endpoint(&self) -> String {
-        format!("http://{}", self.cfg.s3_listen)
+        let scheme = if self.cfg.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.cfg.s3_listen)
+    }
+
+    /// The certificate clients should trust when `tls` is on.
+    pub fn ca_cert(&self) -> Option<PathBuf> {
+        self.cfg
+            .tls
+            .then(|| self.cfg.data_dir.join("tls").join("cert.pem"))
     }
 
     /// `http://host:port` of the admin API.

@@ -76,6 +76,9 @@ struct DevArgs {
     /// S3 region.
     #[arg(long, default_value = "us-east-1", env = "WEFT_REGION")]
     region: String,
+    /// Serve S3 over HTTPS with a self-signed certificate (kept in DATA/tls).
+    #[arg(long)]
+    tls: bool,
 }
 
 #[derive(Args, Clone)]
@@ -545,6 +548,7 @@ async fn run_dev(a: DevArgs) -> Result<()> {
     cfg.admin_listen = a.admin_listen;
     cfg.metad_listen = a.metad_listen;
     cfg.region = a.region;
+    cfg.tls = a.tls;
     cfg.credentials = Some(root_credentials(&a.data)?);
     let cluster = DevCluster::start(cfg).await?;
     let c = cluster.credentials();
@@ -559,6 +563,13 @@ async fn run_dev(a: DevArgs) -> Result<()> {
     println!("  Access key:    {}", c.access_key);
     println!("  Secret key:    {}", c.secret_key);
     println!("  Data:          {}", a.data.display());
+    if let Some(ca) = cluster.ca_cert() {
+        println!(
+            "  TLS cert:      {} (self-signed: export AWS_CA_BUNDLE={})",
+            ca.display(),
+            ca.display()
+        );
+    }
     println!();
     println!("Try it with aws-cli:");
     println!(

@@ -324,3 +324,34 @@ async fn keys_own_their_buckets() {
     }
     tc.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn virtual_hosted_style_addressing() {
+    let tc = TestCluster::start().await;
+    let s3 = tc.root_client();
+    assert_eq!(s3.mb("vhost-bucket").await.status, 200);
+    let addr: std::net::SocketAddr = tc
+        .c()
+        .s3_endpoint()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let vh = s3.virtual_host("vhost-bucket", addr);
+    let r = vh
+        .request(
+            "PUT",
+            "/dir/obj.txt",
+            &[],
+            &[],
+            b"via virtual host".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    s3.must_get_equal("vhost-bucket", "dir/obj.txt", b"via virtual host")
+        .await;
+    let r = vh
+        .request("GET", "/", &[("list-type", "2")], &[], vec![])
+        .await;
+    assert_eq!(xml_values(&r.text(), "Key"), vec!["dir/obj.txt"]);
+    tc.shutdown().await;
+}

@@ -14,6 +14,7 @@ pub mod error;
 pub mod metrics;
 pub mod read_path;
 pub mod s3;
+pub mod tls;
 pub mod write_path;
 
 use serde::Deserialize;
@@ -59,6 +60,13 @@ pub struct GatewayConfig {
     /// Delay before deleting the shards of a replaced or deleted version, so
     /// reads that started before the change can finish.
     pub delete_delay_ms: u64,
+    /// Base domains for virtual-hosted-style requests (`bucket.DOMAIN`);
+    /// path-style requests always work.
+    pub virtual_host_domains: Vec<String>,
+    /// PEM certificate chain: serve S3 over HTTPS (with `tls_key`).
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl Default for GatewayConfig {
@@ -73,6 +81,9 @@ impl Default for GatewayConfig {
             admin_token: None,
             profiles: Profiles::default(),
             delete_delay_ms: 10_000,
+            tls_cert: None,
+            tls_key: None,
+            virtual_host_domains: vec!["localhost".into()],
         }
     }
 }
@@ -88,6 +99,15 @@ pub enum StartError {
         /// Cause.
         source: std::io::Error,
     },
+    /// The TLS certificate or key is unusable.
+    #[error("configure TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+    /// A virtual-host domain is not a valid domain.
+    #[error("virtual_host_domains: {0}")]
+    Domain(String),
+    /// Only one of tls_cert and tls_key was given.
+    #[error("tls_cert and tls_key must be given together")]
+    TlsHalf,
     /// The root key could not be installed.
     #[error("install root key in metad: {0}")]
     RootKey(String),
@@ -281,11 +301,17 @@ pub async fn start(
             source,
         })?;
 
-    let service = s3::build_service(gw.clone(), keys, &cfg);
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(c), Some(k)) => Some(tls::acceptor(c, k)?),
+        (None, None) => None,
+        _ => return Err(StartError::TlsHalf),
+    };
+    let service = s3::build_service(gw.clone(), keys, &cfg)?;
     let s3_task = tokio::spawn(s3::serve(
         s3_listener,
         service,
         gw.metrics.clone(),
+        tls,
         cancel.clone(),
     ));
     let admin_app = admin::router(admin::AdminState {

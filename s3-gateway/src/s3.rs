@@ -63,11 +63,65 @@ pub struct WeftS3 {
     gw: Gateway,
 }
 
-/// Builds the s3s service with SigV4 against metad's keys.
-pub fn build_service(gw: Gateway, keys: KeyStore, _cfg: &GatewayConfig) -> S3Service {
+/// Builds the s3s service with SigV4 against metad's keys and
+/// virtual-hosted-style addressing for the configured domains.
+pub fn build_service(
+    gw: Gateway,
+    keys: KeyStore,
+    cfg: &GatewayConfig,
+) -> Result<S3Service, crate::StartError> {
     let mut b = S3ServiceBuilder::new(WeftS3 { gw });
     b.set_auth(keys);
-    b.build()
+    if !cfg.virtual_host_domains.is_empty() {
+        for d in &cfg.virtual_host_domains {
+            if d.is_empty() || d.contains(':') || d.starts_with('.') || d.ends_with('.') {
+                return Err(crate::StartError::Domain(format!(
+                    "{d:?} is not a domain (no port, no leading or trailing dot)"
+                )));
+            }
+        }
+        b.set_host(VirtualHosts {
+            domains: cfg
+                .virtual_host_domains
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
+        });
+    }
+    Ok(b.build())
+}
+
+/// Virtual-hosted-style addressing: `bucket.DOMAIN[:port]` names a bucket
+/// for each configured DOMAIN; every other host (an IP, `localhost:9000`, a
+/// load balancer's name) is path-style. Unlike s3s's `MultiDomain`, an
+/// unknown host is never taken for a bucket name.
+struct VirtualHosts {
+    domains: Vec<String>,
+}
+
+impl s3s::host::S3Host for VirtualHosts {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<s3s::host::VirtualHost<'a>> {
+        // Strip a port; bracketed IPv6 literals are never virtual hosts.
+        let name = if host.starts_with('[') {
+            host
+        } else {
+            host.rsplit_once(':')
+                .filter(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                .map(|(h, _)| h)
+                .unwrap_or(host)
+        };
+        for d in &self.domains {
+            if name.len() > d.len() + 1 && name.to_ascii_lowercase().ends_with(d.as_str()) {
+                let cut = name.len() - d.len();
+                if name.as_bytes()[cut - 1] == b'.' {
+                    let bucket = &name[..cut - 1];
+                    return Ok(s3s::host::VirtualHost::new(d.as_str())
+                        .with_bucket(bucket.to_ascii_lowercase()));
+                }
+            }
+        }
+        Ok(s3s::host::VirtualHost::new(host))
+    }
 }
 
 /// A request id: 16 hex characters, unique enough to find one request in logs.
@@ -82,6 +136,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     service: S3Service,
     metrics: GatewayMetrics,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     cancel: CancellationToken,
 ) {
     loop {
@@ -100,6 +155,7 @@ pub async fn serve(
         let service = service.clone();
         let metrics = metrics.clone();
         let cancel = cancel.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(
                 move |req: http::Request<hyper::body::Incoming>| {
@@ -129,12 +185,39 @@ pub async fn serve(
                 },
             );
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            tokio::select! {
-                r = conn => if let Err(e) = r {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                },
-                _ = cancel.cancelled() => {}
+            match tls {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                    tokio::select! {
+                        r = conn => if let Err(e) = r {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        },
+                        _ = cancel.cancelled() => {}
+                    }
+                }
+                Some(acceptor) => {
+                    let stream = tokio::select! {
+                        r = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)) => match r {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        },
+                        _ = cancel.cancelled() => return,
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                    tokio::select! {
+                        r = conn => if let Err(e) = r {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        },
+                        _ = cancel.cancelled() => {}
+                    }
+                }
             }
         });
     }
@@ -2304,6 +2387,30 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn virtual_hosts_only_under_configured_domains() {
+        use s3s::host::S3Host;
+        let vh = VirtualHosts {
+            domains: vec!["localhost".into(), "s3.example.com".into()],
+        };
+        let bucket = |h: &str| {
+            vh.parse_host_header(h)
+                .unwrap()
+                .bucket()
+                .map(str::to_string)
+        };
+        assert_eq!(bucket("photos.localhost:9000"), Some("photos".into()));
+        assert_eq!(
+            bucket("my.dotted.bucket.s3.example.com"),
+            Some("my.dotted.bucket".into())
+        );
+        assert_eq!(bucket("localhost:9000"), None);
+        assert_eq!(bucket("127.0.0.1:9000"), None);
+        assert_eq!(bucket("[::1]:9000"), None);
+        assert_eq!(bucket("gateway.internal:9000"), None);
+        assert_eq!(bucket("xlocalhost"), None);
+    }
 
     #[test]
     fn tokens_round_trip() {

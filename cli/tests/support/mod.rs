@@ -137,6 +137,19 @@ impl S3Client {
         }
     }
 
+    /// A client whose endpoint is a virtual host (`bucket.localhost:port`)
+    /// resolved to `addr` without DNS.
+    pub fn virtual_host(&self, bucket: &str, addr: std::net::SocketAddr) -> Self {
+        let mut c = self.clone();
+        let host = format!("{bucket}.localhost");
+        c.http = reqwest::Client::builder()
+            .resolve(&host, addr)
+            .build()
+            .expect("client");
+        c.endpoint = format!("http://{host}:{}", addr.port());
+        c
+    }
+
     pub fn with_secret(&self, secret: &str) -> Self {
         let mut c = self.clone();
         c.secret_key = secret.to_string();
