@@ -164,6 +164,21 @@ impl S3Client {
         extra_headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Resp {
+        self.request_with_payload_hash(method, path, query, extra_headers, body, None)
+            .await
+    }
+
+    /// Like `request`, with `x-amz-content-sha256` set to `payload_hash`
+    /// (e.g. `UNSIGNED-PAYLOAD`, `STREAMING-UNSIGNED-PAYLOAD-TRAILER`).
+    pub async fn request_with_payload_hash(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        extra_headers: &[(&str, &str)],
+        body: Vec<u8>,
+        payload_hash: Option<&str>,
+    ) -> Resp {
         let now = time::OffsetDateTime::now_utc();
         let amz_date = format!(
             "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
@@ -175,8 +190,14 @@ impl S3Client {
             now.second()
         );
         let date = &amz_date[..8];
-        let host = self.endpoint.trim_start_matches("http://").to_string();
-        let payload_hash = hex::encode(Sha256::digest(&body));
+        let host = self
+            .endpoint
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .to_string();
+        let payload_hash = payload_hash
+            .map(str::to_string)
+            .unwrap_or_else(|| hex::encode(Sha256::digest(&body)));
         let canonical_uri = uri_encode(path, true);
         let mut q: Vec<(String, String)> = query
             .iter()
