@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need
-# (a Python venv with aws-cli, cargo-nextest if missing), then runs format,
-# lint, unit, property and integration tests. Used by CI (.ci/run).
+# (a Python venv with aws-cli v1, boto3 and pytest; Debian's aws-cli v2,
+# rclone and s3cmd; cargo-nextest if missing),
+# then runs format, lint, unit, property and integration tests. Used by CI
+# (.ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,10 +20,22 @@ if [ ! -x "$VENV/bin/aws" ]; then
     python3 -m venv "$VENV"
   fi
   "$VENV/bin/pip" install --quiet --upgrade pip
-  "$VENV/bin/pip" install --quiet awscli boto3
 fi
+"$VENV/bin/pip" install --quiet awscli boto3 pytest
 export WEFT_TEST_AWS="$VENV/bin/aws"
+export WEFT_TEST_PYTHON="$VENV/bin/python"
 "$WEFT_TEST_AWS" --version
+# Debian's aws-cli v2, rclone and s3cmd for the client workflow tests.
+missing=()
+[ -x /usr/bin/aws ] || missing+=(awscli)
+command -v rclone >/dev/null 2>&1 || missing+=(rclone)
+command -v s3cmd >/dev/null 2>&1 || missing+=(s3cmd)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+export WEFT_TEST_AWS2=/usr/bin/aws
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
