@@ -200,6 +200,14 @@ async fn bad_input_gets_s3_errors() {
         r.text()
     );
 
+    let r = s3.with_clock_offset(-3600).get("real", "missing").await;
+    assert_eq!(
+        (r.status, r.error_code().as_deref()),
+        (403, Some("RequestTimeTooSkewed")),
+        "{}",
+        r.text()
+    );
+
     let r = s3.mb("Bad_Name").await;
     assert_eq!(
         (r.status, r.error_code().as_deref()),

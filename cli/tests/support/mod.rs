@@ -99,6 +99,7 @@ pub struct S3Client {
     access_key: String,
     secret_key: String,
     region: String,
+    clock_offset_secs: i64,
 }
 
 fn hmac(key: &[u8], data: &str) -> Vec<u8> {
@@ -134,7 +135,15 @@ impl S3Client {
             access_key: access_key.to_string(),
             secret_key: secret_key.to_string(),
             region: region.to_string(),
+            clock_offset_secs: 0,
         }
+    }
+
+    /// A client whose clock is off by `secs` (to test skew checks).
+    pub fn with_clock_offset(&self, secs: i64) -> Self {
+        let mut c = self.clone();
+        c.clock_offset_secs = secs;
+        c
     }
 
     /// A client whose endpoint is a virtual host (`bucket.localhost:port`)
@@ -179,7 +188,7 @@ impl S3Client {
         body: Vec<u8>,
         payload_hash: Option<&str>,
     ) -> Resp {
-        let now = time::OffsetDateTime::now_utc();
+        let now = time::OffsetDateTime::now_utc() + time::Duration::seconds(self.clock_offset_secs);
         let amz_date = format!(
             "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
             now.year(),
