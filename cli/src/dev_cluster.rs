@@ -410,6 +410,12 @@ impl DevCluster {
             delete_delay_ms: self.cfg.delete_delay_ms,
             ..Default::default()
         };
+        let mut cfg = cfg;
+        if self.cfg.tls && i == 0 {
+            let (cert, key) = self_signed_cert(&self.cfg.data_dir.join("tls"))?;
+            cfg.tls_cert = Some(cert);
+            cfg.tls_key = Some(key);
+        }
         let h = weft_gateway::start(cfg, cancel.clone())
             .await
             .context("start gateway")?;

@@ -164,6 +164,19 @@ pub async fn serve(
                     async move {
                         let id = request_id();
                         let method = req.method().to_string();
+                        // `Expect: 100-continue` with an empty body: hyper sends
+                        // no interim 100 (the body is never polled), and the
+                        // botocore inside aws-cli then misreads the next response
+                        // on that connection and stalls until its read timeout.
+                        // Closing such connections after the answer keeps the
+                        // client's next request on a fresh one.
+                        let close_after =
+                            req.headers().get(http::header::EXPECT).is_some_and(|v| {
+                                v.as_bytes().eq_ignore_ascii_case(b"100-continue")
+                            }) && req
+                                .headers()
+                                .get(http::header::CONTENT_LENGTH)
+                                .is_some_and(|v| v.as_bytes() == b"0");
                         let span = tracing::info_span!("s3", request_id = %id, %method, path = %req.uri().path());
                         let t0 = std::time::Instant::now();
                         let mut resp = hyper::service::Service::call(&service, req)
@@ -179,6 +192,12 @@ pub async fn serve(
                             .inc();
                         if let Ok(v) = http::HeaderValue::from_str(&id) {
                             resp.headers_mut().insert("x-amz-request-id", v);
+                        }
+                        if close_after {
+                            resp.headers_mut().insert(
+                                http::header::CONNECTION,
+                                http::HeaderValue::from_static("close"),
+                            );
                         }
                         Ok::<_, s3s::HttpError>(resp)
                     }
@@ -569,7 +588,14 @@ fn validate_bucket_name(name: &str) -> S3Result<()> {
         .map(|(f, l)| f.is_ascii_alphanumeric() && l.is_ascii_alphanumeric())
         .unwrap_or(false);
     let ok_dots = !name.contains("..") && name.parse::<std::net::Ipv4Addr>().is_err();
-    if ok_len && ok_chars && ok_ends && ok_dots {
+    // Prefixes and suffixes S3 reserves.
+    let ok_reserved = !["xn--", "sthree-", "amzn-s3-demo-"]
+        .iter()
+        .any(|p| name.starts_with(p))
+        && !["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"]
+            .iter()
+            .any(|s| name.ends_with(s));
+    if ok_len && ok_chars && ok_ends && ok_dots && ok_reserved {
         Ok(())
     } else {
         Err(s3_error!(InvalidBucketName, "the bucket name {name:?} is not valid: use 3-63 lowercase letters, digits, '-' and '.'"))
@@ -722,22 +748,7 @@ impl S3 for WeftS3 {
             }
         }
         let tags = parse_tagging_header(input.tagging.as_deref())?;
-        // s3s leaves content_length unset for an empty body; a body without
-        // a length is only acceptable when the request declared none at all.
-        let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
-        let size = match (input.content_length, &input.body) {
-            (Some(n), _) if n < 0 => {
-                return Err(s3_error!(InvalidArgument, "negative Content-Length"))
-            }
-            (Some(n), _) => n,
-            (None, Some(_)) if chunked => {
-                return Err(s3_error!(
-                    MissingContentLength,
-                    "PUT needs a Content-Length (or x-amz-decoded-content-length)"
-                ))
-            }
-            (None, _) => 0,
-        };
+        let size = body_length(input.content_length, &req.headers, input.body.is_some())?;
         if size > PUT_BYTES_MAX {
             return Err(s3_error!(
                 EntityTooLarge,
@@ -785,7 +796,7 @@ impl S3 for WeftS3 {
             user_metadata,
             content: ContentHeaders {
                 content_type: input.content_type.map(|c| c.to_string()),
-                content_encoding: input.content_encoding,
+                content_encoding: strip_aws_chunked(input.content_encoding),
                 content_disposition: input.content_disposition,
                 content_language: input.content_language,
                 cache_control: input.cache_control,
@@ -893,6 +904,9 @@ impl S3 for WeftS3 {
             accept_ranges: Some("bytes".into()),
             ..object_headers(&v)
         };
+        if !v.tags.is_empty() {
+            out.tag_count = Some(v.tags.len() as i32);
+        }
         if full && checksum_mode_enabled(input.checksum_mode.as_ref()) {
             let c = checksums::to_dto(&v.checksums);
             out.checksum_crc32 = c.checksum_crc32;
@@ -1095,7 +1109,7 @@ impl S3 for WeftS3 {
             user_metadata,
             content: ContentHeaders {
                 content_type: input.content_type.map(|c| c.to_string()),
-                content_encoding: input.content_encoding,
+                content_encoding: strip_aws_chunked(input.content_encoding),
                 content_disposition: input.content_disposition,
                 content_language: input.content_language,
                 cache_control: input.cache_control,
@@ -1148,13 +1162,7 @@ impl S3 for WeftS3 {
         let upload = self
             .upload(&input.upload_id, &input.bucket, &input.key)
             .await?;
-        let size = match (input.content_length, &input.body) {
-            (Some(n), _) if n < 0 => {
-                return Err(s3_error!(InvalidArgument, "negative Content-Length"))
-            }
-            (Some(n), _) => n,
-            (None, _) => 0,
-        };
+        let size = body_length(input.content_length, &req.headers, input.body.is_some())?;
         if size > PUT_BYTES_MAX {
             return Err(s3_error!(EntityTooLarge, "a part is at most 5 GiB"));
         }
@@ -1362,6 +1370,9 @@ impl S3 for WeftS3 {
                 "part {part_number} changed while completing; retry"
             )),
             CommandResult::Refused {
+                refusal: r @ (Refusal::PreconditionFailed | Refusal::NoSuchKey),
+            } => Err(refusal_error(r, &input.bucket, &input.key)),
+            CommandResult::Refused {
                 refusal: Refusal::NoSuchBucket,
             } => Err(s3_error!(
                 NoSuchBucket,
@@ -1456,7 +1467,7 @@ impl S3 for WeftS3 {
                 user_metadata(input.metadata)?,
                 ContentHeaders {
                     content_type: input.content_type.map(|c| c.to_string()),
-                    content_encoding: input.content_encoding,
+                    content_encoding: strip_aws_chunked(input.content_encoding),
                     content_disposition: input.content_disposition,
                     content_language: input.content_language,
                     cache_control: input.cache_control,
@@ -2093,6 +2104,56 @@ impl S3 for WeftS3 {
     }
 }
 
+/// Content-Encoding without the `aws-chunked` transfer coding, which
+/// describes the request, not the object (S3 does not store it).
+fn strip_aws_chunked(v: Option<String>) -> Option<String> {
+    let kept: Vec<&str> = v
+        .as_deref()?
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(","))
+}
+
+/// The length of a request body: Content-Length, or for aws-chunked bodies
+/// `x-amz-decoded-content-length` (s3s does not always carry it over). A
+/// body with neither is refused: the segment layout needs the size up front.
+fn body_length(
+    content_length: Option<i64>,
+    headers: &http::HeaderMap,
+    has_body: bool,
+) -> S3Result<i64> {
+    let decoded = headers
+        .get("x-amz-decoded-content-length")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().parse::<i64>())
+        .transpose()
+        .map_err(|_| {
+            s3_error!(
+                InvalidArgument,
+                "x-amz-decoded-content-length is not a number"
+            )
+        })?;
+    let chunked = headers.contains_key(http::header::TRANSFER_ENCODING);
+    let n = match (decoded, content_length) {
+        (Some(d), _) => d,
+        (None, Some(n)) => n,
+        // s3s leaves content_length unset for an empty body.
+        (None, None) if has_body && chunked => {
+            return Err(s3_error!(
+                MissingContentLength,
+                "PUT needs a Content-Length (or x-amz-decoded-content-length)"
+            ))
+        }
+        (None, None) => 0,
+    };
+    if n < 0 {
+        return Err(s3_error!(InvalidArgument, "negative Content-Length"));
+    }
+    Ok(n)
+}
+
 /// The four `x-amz-copy-source-if-*` conditions.
 type CopyConditions<'a> = (
     Option<&'a ETagCondition>,
@@ -2350,7 +2411,14 @@ fn object_headers(v: &ObjectVersion) -> GetObjectOutput {
     GetObjectOutput {
         e_tag: Some(ETag::Strong(v.etag.clone())),
         last_modified: Some(timestamp(v.last_modified_ms)),
-        content_type: v.content.content_type.as_ref().and_then(|c| c.parse().ok()),
+        // S3's default when the writer named none.
+        content_type: v
+            .content
+            .content_type
+            .as_deref()
+            .unwrap_or("binary/octet-stream")
+            .parse()
+            .ok(),
         content_encoding: v.content.content_encoding.clone(),
         content_disposition: v.content.content_disposition.clone(),
         content_language: v.content.content_language.clone(),
@@ -2438,6 +2506,9 @@ mod tests {
             "192.168.1.1",
             "under_score",
             &"a".repeat(64),
+            "xn--bucket",
+            "bucket-s3alias",
+            "bucket--ol-s3",
         ] {
             assert!(validate_bucket_name(bad).is_err(), "{bad}");
         }

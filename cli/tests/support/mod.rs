@@ -15,6 +15,11 @@ pub struct TestCluster {
 
 impl TestCluster {
     pub async fn start() -> TestCluster {
+        Self::start_with(|_| {}).await
+    }
+
+    /// A cluster whose config `tweak` adjusts first (e.g. TLS on).
+    pub async fn start_with(tweak: impl FnOnce(&mut DevClusterConfig)) -> TestCluster {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
@@ -23,9 +28,9 @@ impl TestCluster {
             .with_test_writer()
             .try_init();
         let dir = tempfile::tempdir().expect("tempdir");
-        let cluster = DevCluster::start(DevClusterConfig::ephemeral(dir.path()))
-            .await
-            .expect("start cluster");
+        let mut cfg = DevClusterConfig::ephemeral(dir.path());
+        tweak(&mut cfg);
+        let cluster = DevCluster::start(cfg).await.expect("start cluster");
         TestCluster {
             cluster: Some(cluster),
             dir,
