@@ -280,9 +280,10 @@ async fn malformed_xml_and_oversized_input() {
         let req = format!(
             "PUT /bad-xml/short HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 1000000\r\nx-amz-content-sha256: UNSIGNED-PAYLOAD\r\n\r\n"
         );
-        sock.write_all(req.as_bytes()).unwrap();
-        sock.write_all(&[7u8; 5000]).unwrap();
-        sock.shutdown(std::net::Shutdown::Both).unwrap();
+        // The gateway may answer and close before all of it is written.
+        let _ = sock.write_all(req.as_bytes());
+        let _ = sock.write_all(&[7u8; 5000]);
+        let _ = sock.shutdown(std::net::Shutdown::Both);
     }
     // A header block far over the limit is refused without harm.
     {

@@ -164,19 +164,21 @@ pub async fn serve(
                     async move {
                         let id = request_id();
                         let method = req.method().to_string();
-                        // `Expect: 100-continue` with an empty body: hyper sends
-                        // no interim 100 (the body is never polled), and the
-                        // botocore inside aws-cli then misreads the next response
-                        // on that connection and stalls until its read timeout.
-                        // Closing such connections after the answer keeps the
-                        // client's next request on a fresh one.
-                        let close_after =
-                            req.headers().get(http::header::EXPECT).is_some_and(|v| {
-                                v.as_bytes().eq_ignore_ascii_case(b"100-continue")
-                            }) && req
-                                .headers()
-                                .get(http::header::CONTENT_LENGTH)
-                                .is_some_and(|v| v.as_bytes() == b"0");
+                        // `Expect: 100-continue`: when we answer without reading
+                        // the body (an error, or an empty body), hyper sends no
+                        // interim 100 and keeps the connection; botocore then
+                        // either sends the body anyway (its bytes corrupt the next
+                        // request on the connection) or misreads the next
+                        // response and stalls. Closing such connections after the
+                        // answer keeps the client's next request on a fresh one.
+                        let expect_continue = req
+                            .headers()
+                            .get(http::header::EXPECT)
+                            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+                        let empty_body = req
+                            .headers()
+                            .get(http::header::CONTENT_LENGTH)
+                            .is_some_and(|v| v.as_bytes() == b"0");
                         let span = tracing::info_span!("s3", request_id = %id, %method, path = %req.uri().path());
                         let t0 = std::time::Instant::now();
                         let mut resp = hyper::service::Service::call(&service, req)
@@ -193,6 +195,8 @@ pub async fn serve(
                         if let Ok(v) = http::HeaderValue::from_str(&id) {
                             resp.headers_mut().insert("x-amz-request-id", v);
                         }
+                        let close_after =
+                            expect_continue && (empty_body || !resp.status().is_success());
                         if close_after {
                             resp.headers_mut().insert(
                                 http::header::CONNECTION,
