@@ -29,6 +29,7 @@ fn version(n: u64) -> ObjectVersion {
         checksums: Default::default(),
         checksum_type: None,
         tags: Default::default(),
+        part_sizes: Vec::new(),
         segments: vec![Segment {
             id: SegmentId(u128::from(n) << 16),
             offset: 0,

@@ -77,6 +77,10 @@ pub struct ObjectVersion {
     /// `FULL_OBJECT` or `COMPOSITE` (multipart), when checksums are present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum_type: Option<String>,
+    /// Sizes of the parts of a multipart object, in order (empty for a
+    /// single PUT), for `partNumber` reads.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub part_sizes: Vec<u64>,
     /// Object tags (mutable, unlike everything else in a version).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,

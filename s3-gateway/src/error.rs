@@ -36,6 +36,9 @@ pub enum GatewayError {
     /// The client's body ended early or ran long.
     #[error("request body: {0}")]
     Body(String),
+    /// A chunk of a signed aws-chunked body failed its signature.
+    #[error("request body: a chunk signature does not match: {0}")]
+    BodySignature(String),
     /// A bug or an unexpected condition.
     #[error("internal: {0}")]
     Internal(String),
@@ -53,6 +56,7 @@ pub fn to_s3(e: GatewayError) -> S3Error {
         | GatewayError::WriteQuorum { .. }
         | GatewayError::Unreadable { .. } => S3ErrorCode::ServiceUnavailable,
         GatewayError::Body(_) => S3ErrorCode::IncompleteBody,
+        GatewayError::BodySignature(_) => S3ErrorCode::SignatureDoesNotMatch,
         GatewayError::Internal(_) => S3ErrorCode::InternalError,
     };
     match code {
@@ -86,6 +90,10 @@ mod tests {
             ))
             .code(),
             S3ErrorCode::ServiceUnavailable
+        );
+        assert_eq!(
+            *to_s3(GatewayError::BodySignature("chunk 3".into())).code(),
+            S3ErrorCode::SignatureDoesNotMatch
         );
         assert_eq!(
             *to_s3(GatewayError::Internal("bug".into())).code(),

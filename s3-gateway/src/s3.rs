@@ -809,6 +809,7 @@ impl S3 for WeftS3 {
             checksum_type: (!stored_checksums.is_empty()).then(|| "FULL_OBJECT".to_string()),
             checksums: stored_checksums.clone(),
             tags,
+            part_sizes: Vec::new(),
             segments: written.segments,
         };
         let segments = version.segments.clone();
@@ -864,20 +865,7 @@ impl S3 for WeftS3 {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         )?;
-        let (range, content_range) = match &input.range {
-            None => (0..v.size, None),
-            Some(r) => {
-                let rg = r.check(v.size).map_err(|_| {
-                    s3_error!(
-                        InvalidRange,
-                        "the requested range is not satisfiable for {} bytes",
-                        v.size
-                    )
-                })?;
-                let cr = format!("bytes {}-{}/{}", rg.start, rg.end.saturating_sub(1), v.size);
-                (rg, Some(cr))
-            }
-        };
+        let (range, content_range) = requested_range(&v, input.range.as_ref(), input.part_number)?;
         let full = range.start == 0 && range.end == v.size;
         let len = range.end - range.start;
         let rx = self.gw.read_object(&v, range).await.map_err(to_s3)?;
@@ -910,6 +898,9 @@ impl S3 for WeftS3 {
         };
         if !v.tags.is_empty() {
             out.tag_count = Some(v.tags.len() as i32);
+        }
+        if input.part_number.is_some() {
+            out.parts_count = Some(v.part_sizes.len().max(1) as i32);
         }
         if full && checksum_mode_enabled(input.checksum_mode.as_ref()) {
             let c = checksums::to_dto(&v.checksums);
@@ -957,27 +948,8 @@ impl S3 for WeftS3 {
             input.if_unmodified_since.as_ref(),
         )?;
         let g = object_headers(&v);
-        let (content_length, content_range) = match &input.range {
-            None => (v.size, None),
-            Some(r) => {
-                let rg = r.check(v.size).map_err(|_| {
-                    s3_error!(
-                        InvalidRange,
-                        "the requested range is not satisfiable for {} bytes",
-                        v.size
-                    )
-                })?;
-                (
-                    rg.end - rg.start,
-                    Some(format!(
-                        "bytes {}-{}/{}",
-                        rg.start,
-                        rg.end.saturating_sub(1),
-                        v.size
-                    )),
-                )
-            }
-        };
+        let (rg, content_range) = requested_range(&v, input.range.as_ref(), input.part_number)?;
+        let content_length = rg.end - rg.start;
         let c = if checksum_mode_enabled(input.checksum_mode.as_ref()) && content_range.is_none() {
             checksums::to_dto(&v.checksums)
         } else {
@@ -1291,6 +1263,7 @@ impl S3 for WeftS3 {
         let mut md5s = Vec::with_capacity(parts.len() * 16);
         let mut size = 0u64;
         let mut crc = 0u32;
+        let mut part_sizes = Vec::with_capacity(parts.len());
         for (i, (n, etag)) in parts.iter().enumerate() {
             let Some(part) = upload.part(*n).filter(|p| &p.etag == etag) else {
                 return Err(s3_error!(
@@ -1311,6 +1284,7 @@ impl S3 for WeftS3 {
                 seg.offset += size;
                 segments.push(seg);
             }
+            part_sizes.push(part.size);
             crc = if size == 0 {
                 part.crc32c
             } else {
@@ -1332,6 +1306,7 @@ impl S3 for WeftS3 {
             checksums: stored_checksums.clone(),
             checksum_type: checksum_type.clone(),
             tags: Default::default(),
+            part_sizes,
             segments,
         };
         let cmd = Command::CompleteUpload {
@@ -1513,6 +1488,7 @@ impl S3 for WeftS3 {
                 src.checksum_type.clone()
             },
             tags,
+            part_sizes: Vec::new(),
             segments: written.segments,
         };
         let segments = version.segments.clone();
@@ -2118,6 +2094,55 @@ fn strip_aws_chunked(v: Option<String>) -> Option<String> {
         .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("aws-chunked"))
         .collect();
     (!kept.is_empty()).then(|| kept.join(","))
+}
+
+/// The bytes a GET or HEAD asks for (a Range or a `partNumber`) and the
+/// Content-Range to answer with; the whole object when neither is given.
+fn requested_range(
+    v: &ObjectVersion,
+    range: Option<&Range>,
+    part_number: Option<i32>,
+) -> S3Result<(std::ops::Range<u64>, Option<String>)> {
+    let content_range = |r: &std::ops::Range<u64>| {
+        format!("bytes {}-{}/{}", r.start, r.end.saturating_sub(1), v.size)
+    };
+    match (range, part_number) {
+        (Some(_), Some(_)) => Err(s3_error!(
+            InvalidRequest,
+            "Cannot specify both Range header and partNumber query parameter"
+        )),
+        (Some(r), None) => {
+            let rg = r.check(v.size).map_err(|_| {
+                s3_error!(
+                    InvalidRange,
+                    "the requested range is not satisfiable for {} bytes",
+                    v.size
+                )
+            })?;
+            let cr = content_range(&rg);
+            Ok((rg, Some(cr)))
+        }
+        (None, Some(n)) => {
+            let sizes: Vec<u64> = if v.part_sizes.is_empty() {
+                vec![v.size]
+            } else {
+                v.part_sizes.clone()
+            };
+            if n < 1 || n as usize > sizes.len() {
+                return Err(s3_error!(
+                    InvalidRange,
+                    "part {n} does not exist: the object has {} parts",
+                    sizes.len()
+                ));
+            }
+            let start: u64 = sizes[..n as usize - 1].iter().sum();
+            let rg = start..start + sizes[n as usize - 1];
+            // A single-part object read as part 1 is the whole object: no Content-Range.
+            let cr = (!v.part_sizes.is_empty()).then(|| content_range(&rg));
+            Ok((rg, cr))
+        }
+        (None, None) => Ok((0..v.size, None)),
+    }
 }
 
 /// The length of a request body: Content-Length, or for aws-chunked bodies

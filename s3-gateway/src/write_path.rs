@@ -55,12 +55,7 @@ where
         while self.buf.len() < n {
             match self.body.next().await {
                 Some(Ok(chunk)) => self.absorb(chunk).await?,
-                Some(Err(e)) => {
-                    return Err(GatewayError::Body(format!(
-                        "read body after {} bytes: {e}",
-                        self.read
-                    )))
-                }
+                Some(Err(e)) => return Err(body_error(&e, self.read)),
                 None => {
                     return Err(GatewayError::Body(format!(
                         "body ended after {} bytes, before the declared Content-Length",
@@ -87,7 +82,7 @@ where
     /// Succeeds only if the body has no bytes left.
     async fn finish(&mut self) -> Result<(), GatewayError> {
         while let Some(chunk) = self.body.next().await {
-            let chunk = chunk.map_err(|e| GatewayError::Body(format!("read body: {e}")))?;
+            let chunk = chunk.map_err(|e| body_error(&e, self.read))?;
             if !chunk.is_empty() {
                 return Err(GatewayError::Body(
                     "body is longer than the declared Content-Length".into(),
@@ -100,6 +95,18 @@ where
             ));
         }
         Ok(())
+    }
+}
+
+/// Classifies a body stream failure: a failed chunk signature (s3s's
+/// aws-chunked decoder, whose error type is private, so matched by its
+/// message) is the client's signature problem; anything else is a broken body.
+fn body_error(e: &dyn std::fmt::Display, read: u64) -> GatewayError {
+    let msg = format!("read body after {read} bytes: {e}");
+    if msg.contains("SignatureMismatch") {
+        GatewayError::BodySignature(msg)
+    } else {
+        GatewayError::Body(msg)
     }
 }
 

@@ -1018,3 +1018,29 @@ def test_concurrent_puts_distinct_keys(s3, bucket):
     assert keys == sorted(bodies)
     for k, v in list(bodies.items())[::7]:
         assert get_bytes(s3, bucket, k) == v
+
+
+def test_get_and_head_by_part_number(s3, bucket):
+    parts = [rand(5 * MiB, 21), rand(5 * MiB, 22), rand(777, 23)]
+    uid, done = upload_parts(s3, bucket, "pn", parts)
+    s3.complete_multipart_upload(Bucket=bucket, Key="pn", UploadId=uid, MultipartUpload={"Parts": done})
+    total = sum(len(p) for p in parts)
+    start = 0
+    for n, p in enumerate(parts, 1):
+        r = s3.get_object(Bucket=bucket, Key="pn", PartNumber=n)
+        assert r["Body"].read() == p
+        assert r["PartsCount"] == 3
+        assert r["ContentRange"] == f"bytes {start}-{start + len(p) - 1}/{total}"
+        h = s3.head_object(Bucket=bucket, Key="pn", PartNumber=n)
+        assert h["ContentLength"] == len(p)
+        start += len(p)
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="pn", PartNumber=4)
+    assert error_of(e)[1] == 416
+    # A single-PUT object has exactly one part: the whole object.
+    s3.put_object(Bucket=bucket, Key="single", Body=b"one part")
+    r = s3.get_object(Bucket=bucket, Key="single", PartNumber=1)
+    assert r["Body"].read() == b"one part"
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="single", PartNumber=2)
+    assert error_of(e)[1] == 416

@@ -193,6 +193,49 @@ impl S3Client {
         body: Vec<u8>,
         payload_hash: Option<&str>,
     ) -> Resp {
+        self.request_inner(method, path, query, extra_headers, body, payload_hash, None)
+            .await
+    }
+
+    /// A PUT whose body is sent as signed aws-chunked
+    /// (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`) in chunks of `chunk` bytes,
+    /// each signed over the previous signature; `corrupt` names a chunk whose
+    /// signature is deliberately wrong.
+    pub async fn put_signed_chunked(
+        &self,
+        path: &str,
+        data: Vec<u8>,
+        chunk: usize,
+        corrupt: Option<usize>,
+    ) -> Resp {
+        let len = data.len().to_string();
+        let headers = [
+            ("content-encoding", "aws-chunked"),
+            ("x-amz-decoded-content-length", len.as_str()),
+        ];
+        self.request_inner(
+            "PUT",
+            path,
+            &[],
+            &headers,
+            data,
+            Some("STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
+            Some((chunk, corrupt)),
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn request_inner(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        extra_headers: &[(&str, &str)],
+        body: Vec<u8>,
+        payload_hash: Option<&str>,
+        signed_chunks: Option<(usize, Option<usize>)>,
+    ) -> Resp {
         let now = time::OffsetDateTime::now_utc() + time::Duration::seconds(self.clock_offset_secs);
         let amz_date = format!(
             "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
@@ -258,6 +301,33 @@ impl S3Client {
             format!("{}{}", self.endpoint, canonical_uri)
         } else {
             format!("{}{}?{}", self.endpoint, canonical_uri, canonical_query)
+        };
+        let body = match signed_chunks {
+            None => body,
+            Some((size, corrupt)) => {
+                let empty_hash = hex::encode(Sha256::digest(b""));
+                let mut prev = signature.clone();
+                let mut out = Vec::with_capacity(body.len() + 256);
+                let mut pieces: Vec<&[u8]> = body.chunks(size.max(1)).collect();
+                pieces.push(&[]);
+                for (i, piece) in pieces.iter().enumerate() {
+                    let sts = format!(
+                        "AWS4-HMAC-SHA256-PAYLOAD\n{amz_date}\n{scope}\n{prev}\n{empty_hash}\n{}",
+                        hex::encode(Sha256::digest(piece))
+                    );
+                    let mut sig = hex::encode(hmac(&k_signing, &sts));
+                    if corrupt == Some(i) {
+                        sig = sig.chars().rev().collect();
+                    }
+                    out.extend_from_slice(
+                        format!("{:x};chunk-signature={sig}\r\n", piece.len()).as_bytes(),
+                    );
+                    out.extend_from_slice(piece);
+                    out.extend_from_slice(b"\r\n");
+                    prev = sig;
+                }
+                out
+            }
         };
         let mut req = self
             .http

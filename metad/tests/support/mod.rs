@@ -22,6 +22,7 @@ pub fn version(n: u64) -> ObjectVersion {
         checksums: Default::default(),
         checksum_type: None,
         tags: Default::default(),
+        part_sizes: Vec::new(),
         segments: vec![Segment {
             id: SegmentId(u128::from(n) << 8),
             offset: 0,
