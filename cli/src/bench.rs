@@ -30,6 +30,7 @@ fn version(n: u64) -> ObjectVersion {
         checksum_type: None,
         tags: Default::default(),
         part_sizes: Vec::new(),
+        version_label: None,
         segments: vec![Segment {
             id: SegmentId(u128::from(n) << 16),
             offset: 0,
@@ -155,6 +156,7 @@ pub async fn metad(voters: usize, secs: u64, writers: &[usize], failovers: usize
                 owner: "bench".into(),
                 created_ms: 0,
                 tags: Default::default(),
+                versioning: None,
             },
         })
         .await?;
@@ -260,6 +262,7 @@ pub async fn list(keys: u64, per_prefix: u64, samples: usize) -> Result<()> {
             owner: "bench".into(),
             created_ms: 0,
             tags: Default::default(),
+            versioning: None,
         },
     })])
     .await?;

@@ -77,6 +77,11 @@ pub struct ObjectVersion {
     /// `FULL_OBJECT` or `COMPOSITE` (multipart), when checksums are present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum_type: Option<String>,
+    /// The S3 version id clients see: the hex id in a bucket with versioning
+    /// enabled, `null` when suspended, absent in an unversioned bucket.
+    /// Stamped by metad's apply from the bucket's state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_label: Option<String>,
     /// Sizes of the parts of a multipart object, in order (empty for a
     /// single PUT), for `partNumber` reads.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -101,6 +106,28 @@ pub struct BucketInfo {
     /// Bucket tags.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// `Enabled` or `Suspended` once versioning was ever configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versioning: Option<String>,
+}
+
+/// One entry of an object's version history in a versioned bucket: a
+/// version or a delete marker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionRecord {
+    /// The S3 version id (`null` or hex).
+    pub version_id: String,
+    /// The version; `None` for a delete marker.
+    pub version: Option<ObjectVersion>,
+    /// When it was written, ms since the epoch.
+    pub last_modified_ms: u64,
+}
+
+impl VersionRecord {
+    /// Whether this entry is a delete marker.
+    pub fn is_delete_marker(&self) -> bool {
+        self.version.is_none()
+    }
 }
 
 /// An S3 access key.

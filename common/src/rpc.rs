@@ -1,7 +1,7 @@
 //! Messages of the internal RPC: JSON over HTTP for control, raw byte streams
 //! for shard data. See docs/decisions.md for why HTTP rather than gRPC.
 
-use crate::manifest::{AccessKey, BucketInfo, ObjectVersion, Upload, UploadPart};
+use crate::manifest::{AccessKey, BucketInfo, ObjectVersion, Upload, UploadPart, VersionRecord};
 use crate::topology::{NodeInfo, NodeView};
 use crate::NodeId;
 use serde::{Deserialize, Serialize};
@@ -70,12 +70,32 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         condition: Option<WriteCondition>,
     },
-    /// Remove the current version of `bucket/key`.
+    /// Remove the current version of `bucket/key` (in a versioned bucket:
+    /// add a delete marker).
     DeleteObject {
         /// Bucket name.
         bucket: String,
         /// Object key.
         key: String,
+        /// Id and time for the delete marker, used if the bucket is versioned.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        marker: Option<(crate::VersionId, u64)>,
+    },
+    /// Remove one version (or delete marker) of `bucket/key` for good.
+    DeleteObjectVersion {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// S3 version id (`null` or hex).
+        version_id: String,
+    },
+    /// Set a bucket's versioning state (`Enabled` or `Suspended`).
+    SetBucketVersioning {
+        /// Bucket name.
+        bucket: String,
+        /// New state.
+        status: String,
     },
     /// Start a multipart upload.
     CreateUpload {
@@ -179,6 +199,13 @@ pub enum CommandResult {
         /// Unreferenced segments.
         segments: Vec<crate::manifest::Segment>,
     },
+    /// A delete in a versioned bucket, or of one version.
+    VersionDeleted {
+        /// A version whose data is no longer referenced.
+        released: Option<ObjectVersion>,
+        /// The version id of the delete marker created or removed, if any.
+        delete_marker: Option<String>,
+    },
     /// Results of a `Batch`, in order.
     Batch {
         /// One result per command.
@@ -249,6 +276,29 @@ pub enum Query {
         bucket: String,
         /// Key prefix.
         prefix: String,
+    },
+    /// One version of an object by S3 version id.
+    ObjectVersion {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// S3 version id.
+        version_id: String,
+    },
+    /// Every version and delete marker under a prefix, key order then newest
+    /// first, after (`key_marker`, `version_marker`).
+    Versions {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix.
+        prefix: String,
+        /// Resume after this key (and version).
+        key_marker: Option<String>,
+        /// Resume after this version of `key_marker`.
+        version_marker: Option<String>,
+        /// Most entries.
+        max: u32,
     },
     /// One multipart upload.
     Upload {
@@ -384,6 +434,20 @@ pub enum QueryResult {
     List {
         /// The page.
         page: Option<ListPage>,
+    },
+    /// For `ObjectVersion`.
+    VersionRecord {
+        /// Whether the bucket exists.
+        bucket_exists: bool,
+        /// The record, if it exists.
+        record: Option<VersionRecord>,
+    },
+    /// For `Versions`: `(key, record, is_latest)`.
+    Versions {
+        /// Entries.
+        entries: Vec<(String, VersionRecord, bool)>,
+        /// More exist after the last entry.
+        truncated: bool,
     },
     /// For `Uploads`, ordered by key then initiation time.
     Uploads {

@@ -23,6 +23,7 @@ pub mod node;
 pub mod raft_log;
 pub mod server;
 pub mod state_machine;
+pub(crate) mod versioning;
 
 use std::io::Cursor;
 use weft_common::rpc::{Command, CommandResult};

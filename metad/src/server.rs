@@ -272,6 +272,30 @@ async fn query(
                     key: sm.access_key(&access_key)?,
                 },
                 Query::Keys => QueryResult::Keys { keys: sm.keys()? },
+                Query::ObjectVersion {
+                    bucket,
+                    key,
+                    version_id,
+                } => QueryResult::VersionRecord {
+                    bucket_exists: sm.bucket(&bucket)?.is_some(),
+                    record: sm.object_version(&bucket, &key, &version_id)?,
+                },
+                Query::Versions {
+                    bucket,
+                    prefix,
+                    key_marker,
+                    version_marker,
+                    max,
+                } => {
+                    let (entries, truncated) = sm.versions(
+                        &bucket,
+                        &prefix,
+                        key_marker.as_deref(),
+                        version_marker.as_deref(),
+                        max,
+                    )?;
+                    QueryResult::Versions { entries, truncated }
+                }
                 Query::Uploads { bucket, prefix } => QueryResult::Uploads {
                     uploads: sm.uploads(&bucket, &prefix)?,
                 },

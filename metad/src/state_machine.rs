@@ -22,7 +22,9 @@ use std::io::Cursor;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use weft_common::manifest::{AccessKey, BucketInfo, ObjectVersion, Upload};
+use weft_common::manifest::{AccessKey, BucketInfo, ObjectVersion, Upload, VersionRecord};
+
+use crate::versioning::{self, VERSIONS};
 use weft_common::rpc::{
     Command, CommandResult, ListEntry, ListMarker, ListPage, ListRequest, Refusal, WriteCondition,
 };
@@ -68,6 +70,9 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     k
 }
 
+/// `(key, record, is_latest)` in a versions listing.
+pub type VersionEntry = (String, VersionRecord, bool);
+
 /// Every table, as one document: the snapshot payload.
 #[derive(Serialize, Deserialize, Default)]
 struct SnapshotDoc {
@@ -78,6 +83,11 @@ struct SnapshotDoc {
     keys: Vec<AccessKey>,
     #[serde(default)]
     uploads: Vec<Upload>,
+    /// Version history: (hex table key, record).
+    #[serde(default)]
+    versions: Vec<(String, VersionRecord)>,
+    #[serde(default)]
+    version_seq: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -107,6 +117,7 @@ impl StateMachine {
             tx.open_table(NODES)?;
             tx.open_table(KEYS)?;
             tx.open_table(UPLOADS)?;
+            tx.open_table(VERSIONS)?;
             tx.open_table(META)?;
         }
         tx.commit()?;
@@ -154,6 +165,125 @@ impl StateMachine {
         let t = tx.open_table(OBJECTS)?;
         Ok(t.get(object_key(bucket, key).as_slice())?
             .map(|v| decode(v.value())))
+    }
+
+    /// One entry of an object's history by S3 version id. An object written
+    /// before versioning was enabled answers to `null`.
+    pub fn object_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> Result<Option<VersionRecord>, redb::Error> {
+        let tx = self.db.begin_read()?;
+        let p = versioning::key_prefix(bucket, key);
+        let mut end = p.clone();
+        end.extend_from_slice(&[0xFF; 8]);
+        let mut hist = vec![];
+        for item in tx
+            .open_table(VERSIONS)?
+            .range::<&[u8]>(p.as_slice()..=end.as_slice())?
+        {
+            let (k, v) = item?;
+            if k.value().len() == p.len() + 8 {
+                hist.push(versioning::decode(v.value()));
+            }
+        }
+        if let Some(r) = hist.iter().find(|r| r.version_id == version_id) {
+            return Ok(Some(r.clone()));
+        }
+        let current: Option<ObjectVersion> = tx
+            .open_table(OBJECTS)?
+            .get(object_key(bucket, key).as_slice())?
+            .map(|v| decode(v.value()));
+        Ok(current
+            .filter(|c| {
+                version_id == "null"
+                    && !hist
+                        .iter()
+                        .any(|r| r.version.as_ref().map(|v| v.version_id) == Some(c.version_id))
+            })
+            .map(|c| VersionRecord {
+                version_id: "null".into(),
+                last_modified_ms: c.last_modified_ms,
+                version: Some(c),
+            }))
+    }
+
+    /// Every version and delete marker under `prefix`, key order then newest
+    /// first, after the markers; `(entries, truncated)`. Reads the whole
+    /// prefix: fine for the histories of thousands of keys.
+    pub fn versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        key_marker: Option<&str>,
+        version_marker: Option<&str>,
+        max: u32,
+    ) -> Result<(Vec<VersionEntry>, bool), redb::Error> {
+        let tx = self.db.begin_read()?;
+        let base = object_key(bucket, "");
+        let lo = object_key(bucket, prefix);
+        let hi = prefix_end(&lo);
+        let mut by_key: std::collections::BTreeMap<String, Vec<VersionRecord>> = Default::default();
+        for item in tx
+            .open_table(VERSIONS)?
+            .range::<&[u8]>(lo.as_slice()..hi.as_slice())?
+        {
+            let (k, v) = item?;
+            let full = k.value();
+            let key = String::from_utf8_lossy(&full[base.len()..full.len() - 9]).into_owned();
+            by_key
+                .entry(key)
+                .or_default()
+                .push(versioning::decode(v.value()));
+        }
+        for item in tx
+            .open_table(OBJECTS)?
+            .range::<&[u8]>(lo.as_slice()..hi.as_slice())?
+        {
+            let (k, v) = item?;
+            let key = String::from_utf8_lossy(&k.value()[base.len()..]).into_owned();
+            let cur: ObjectVersion = decode(v.value());
+            let hist = by_key.entry(key).or_default();
+            if !hist
+                .iter()
+                .any(|r| r.version.as_ref().map(|v| v.version_id) == Some(cur.version_id))
+            {
+                hist.insert(
+                    0,
+                    VersionRecord {
+                        version_id: "null".into(),
+                        last_modified_ms: cur.last_modified_ms,
+                        version: Some(cur),
+                    },
+                );
+            }
+        }
+        let mut out = vec![];
+        for (key, hist) in by_key {
+            if let Some(km) = key_marker {
+                if key.as_str() < km {
+                    continue;
+                }
+            }
+            let mut skipping = key_marker == Some(key.as_str());
+            for (i, r) in hist.into_iter().enumerate() {
+                if skipping {
+                    if version_marker == Some(r.version_id.as_str()) {
+                        skipping = false;
+                    } else if version_marker.is_none() {
+                        break;
+                    }
+                    continue;
+                }
+                if out.len() as u32 == max {
+                    return Ok((out, true));
+                }
+                out.push((key.clone(), r, i == 0));
+            }
+        }
+        Ok((out, false))
     }
 
     /// Uploads in a bucket under a prefix, ordered by key then start time,
@@ -313,6 +443,7 @@ impl StateMachine {
         fold!(NODES);
         fold!(KEYS);
         fold!(UPLOADS);
+        fold!(VERSIONS);
         Ok((applied.map(|l| l.index), format!("{count}-{crc:08x}")))
     }
 
@@ -357,6 +488,14 @@ impl StateMachine {
                 {
                     return refused(Refusal::BucketNotEmpty);
                 }
+                let versions = tx.open_table(VERSIONS)?;
+                if versions
+                    .range::<&[u8]>(base.as_slice()..end.as_slice())?
+                    .next()
+                    .is_some()
+                {
+                    return refused(Refusal::BucketNotEmpty);
+                }
                 t.remove(name.as_str())?;
                 Ok(CommandResult::Done)
             }
@@ -366,9 +505,9 @@ impl StateMachine {
                 version,
                 condition,
             } => {
-                if tx.open_table(BUCKETS)?.get(bucket.as_str())?.is_none() {
+                let Some(versioning) = bucket_versioning(tx, bucket)? else {
                     return refused(Refusal::NoSuchBucket);
-                }
+                };
                 let mut t = tx.open_table(OBJECTS)?;
                 let k = object_key(bucket, key);
                 let current: Option<ObjectVersion> =
@@ -382,8 +521,76 @@ impl StateMachine {
                 if let Some(r) = condition_refusal(condition.as_ref(), current.as_ref()) {
                     return refused(r);
                 }
-                t.insert(k.as_slice(), encode(version).as_slice())?;
-                Ok(CommandResult::Replaced { previous: current })
+                match versioning {
+                    None => {
+                        t.insert(k.as_slice(), encode(version).as_slice())?;
+                        Ok(CommandResult::Replaced { previous: current })
+                    }
+                    Some(status) => {
+                        let mut v = version.clone();
+                        let released = versioning::put(
+                            tx,
+                            bucket,
+                            key,
+                            status == "Enabled",
+                            &mut v,
+                            current.as_ref(),
+                        )?;
+                        t.insert(k.as_slice(), encode(&v).as_slice())?;
+                        Ok(CommandResult::Replaced { previous: released })
+                    }
+                }
+            }
+            Command::SetBucketVersioning { bucket, status } => {
+                if status != "Enabled" && status != "Suspended" {
+                    return refused(Refusal::PreconditionFailed);
+                }
+                let mut t = tx.open_table(BUCKETS)?;
+                let current: Option<BucketInfo> =
+                    t.get(bucket.as_str())?.map(|v| decode(v.value()));
+                let Some(mut b) = current else {
+                    return refused(Refusal::NoSuchBucket);
+                };
+                b.versioning = Some(status.clone());
+                t.insert(bucket.as_str(), encode(&b).as_slice())?;
+                Ok(CommandResult::Done)
+            }
+            Command::DeleteObjectVersion {
+                bucket,
+                key,
+                version_id,
+            } => {
+                if bucket_versioning(tx, bucket)?.is_none() {
+                    return refused(Refusal::NoSuchBucket);
+                }
+                let mut t = tx.open_table(OBJECTS)?;
+                let k = object_key(bucket, key);
+                let current: Option<ObjectVersion> =
+                    t.get(k.as_slice())?.map(|v| decode(v.value()));
+                match versioning::delete_version(tx, bucket, key, version_id, current.as_ref())? {
+                    // Deleting a version that does not exist succeeds (S3).
+                    None => Ok(CommandResult::VersionDeleted {
+                        released: None,
+                        delete_marker: None,
+                    }),
+                    Some((removed, new_current)) => {
+                        match new_current {
+                            Some(v) => {
+                                t.insert(k.as_slice(), encode(&v).as_slice())?;
+                            }
+                            None => {
+                                t.remove(k.as_slice())?;
+                            }
+                        }
+                        let marker = removed
+                            .is_delete_marker()
+                            .then(|| removed.version_id.clone());
+                        Ok(CommandResult::VersionDeleted {
+                            released: removed.version,
+                            delete_marker: marker,
+                        })
+                    }
+                }
             }
             Command::SetObjectTags { bucket, key, tags } => {
                 if tx.open_table(BUCKETS)?.get(bucket.as_str())?.is_none() {
@@ -411,15 +618,35 @@ impl StateMachine {
                 t.insert(bucket.as_str(), encode(&b).as_slice())?;
                 Ok(CommandResult::Done)
             }
-            Command::DeleteObject { bucket, key } => {
-                if tx.open_table(BUCKETS)?.get(bucket.as_str())?.is_none() {
+            Command::DeleteObject {
+                bucket,
+                key,
+                marker,
+            } => {
+                let Some(versioning) = bucket_versioning(tx, bucket)? else {
                     return refused(Refusal::NoSuchBucket);
-                }
+                };
                 let mut t = tx.open_table(OBJECTS)?;
-                let previous = t
+                let previous: Option<ObjectVersion> = t
                     .remove(object_key(bucket, key).as_slice())?
                     .map(|v| decode(v.value()));
-                Ok(CommandResult::Replaced { previous })
+                match (versioning, marker) {
+                    (Some(status), Some(marker)) => {
+                        let (released, id) = versioning::delete(
+                            tx,
+                            bucket,
+                            key,
+                            status == "Enabled",
+                            *marker,
+                            previous.as_ref(),
+                        )?;
+                        Ok(CommandResult::VersionDeleted {
+                            released,
+                            delete_marker: Some(id),
+                        })
+                    }
+                    _ => Ok(CommandResult::Replaced { previous }),
+                }
             }
             Command::CreateUpload { upload } => {
                 if tx
@@ -496,11 +723,34 @@ impl StateMachine {
                     .retain(|p| !parts.iter().any(|(n, _)| *n == p.part_number));
                 let mut released: Vec<_> =
                     upload.parts.into_iter().flat_map(|p| p.segments).collect();
+                let versioning = bucket_versioning(tx, &upload.bucket)?.flatten();
                 let mut objects = tx.open_table(OBJECTS)?;
                 let k = object_key(&upload.bucket, &upload.key);
-                if let Some(prev) = objects.insert(k.as_slice(), encode(version).as_slice())? {
-                    let prev: ObjectVersion = decode(prev.value());
-                    released.extend(prev.segments);
+                match versioning {
+                    None => {
+                        if let Some(prev) =
+                            objects.insert(k.as_slice(), encode(version).as_slice())?
+                        {
+                            let prev: ObjectVersion = decode(prev.value());
+                            released.extend(prev.segments);
+                        }
+                    }
+                    Some(status) => {
+                        let current: Option<ObjectVersion> =
+                            objects.get(k.as_slice())?.map(|v| decode(v.value()));
+                        let mut v = version.clone();
+                        if let Some(prev) = versioning::put(
+                            tx,
+                            &upload.bucket,
+                            &upload.key,
+                            status == "Enabled",
+                            &mut v,
+                            current.as_ref(),
+                        )? {
+                            released.extend(prev.segments);
+                        }
+                        objects.insert(k.as_slice(), encode(&v).as_slice())?;
+                    }
                 }
                 Ok(CommandResult::Released { segments: released })
             }
@@ -606,6 +856,12 @@ impl StateMachine {
         for item in tx.open_table(UPLOADS)?.iter()? {
             doc.uploads.push(decode(item?.1.value()));
         }
+        for item in tx.open_table(VERSIONS)?.iter()? {
+            let (k, v) = item?;
+            doc.versions
+                .push((hex_encode(k.value()), versioning::decode(v.value())));
+        }
+        doc.version_seq = versioning::seq(&tx)?;
         Ok((doc, applied, membership))
     }
 
@@ -642,6 +898,14 @@ impl StateMachine {
             for x in &doc.uploads {
                 u.insert(x.upload_id.as_str(), encode(x).as_slice())?;
             }
+            let mut vt = tx.open_table(VERSIONS)?;
+            vt.retain(|_, _| false)?;
+            for (k, r) in &doc.versions {
+                let key = hex_decode(k)
+                    .ok_or_else(|| redb::Error::Corrupted(format!("snapshot version key {k}")))?;
+                vt.insert(key.as_slice(), versioning::encode(r).as_slice())?;
+            }
+            versioning::set_seq(&tx, doc.version_seq)?;
             let mut m = tx.open_table(META)?;
             m.insert(KEY_APPLIED, encode(&meta.last_log_id).as_slice())?;
             m.insert(KEY_MEMBERSHIP, encode(&meta.last_membership).as_slice())?;
@@ -702,6 +966,27 @@ fn condition_refusal(
         }
         (WriteCondition::Match(_), Some(_)) => None,
     }
+}
+
+fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect()
+}
+
+fn bucket_versioning(
+    tx: &redb::WriteTransaction,
+    bucket: &str,
+) -> Result<Option<Option<String>>, redb::Error> {
+    Ok(tx
+        .open_table(BUCKETS)?
+        .get(bucket)?
+        .map(|v| decode::<BucketInfo>(v.value()).versioning))
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {

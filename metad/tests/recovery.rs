@@ -181,6 +181,7 @@ async fn restart_recovers_every_write_from_snapshot_and_log() {
                     let cmd = Command::DeleteObject {
                         bucket: bucket_of(i).into(),
                         key: key_of(i),
+                        marker: None,
                     };
                     (i, command(&c, cmd).await)
                 }
@@ -430,7 +431,11 @@ fn random_command(rng: &mut StdRng, n: u64) -> Command {
         0 => create_bucket(&bucket, ["o1", "o2"][rng.gen_range(0..2)]),
         1 => Command::DeleteBucket { name: bucket },
         2 | 3 => put(&bucket, &key, n),
-        4 => Command::DeleteObject { bucket, key },
+        4 => Command::DeleteObject {
+            bucket,
+            key,
+            marker: None,
+        },
         5 => {
             let i = rng.gen_range(0..3);
             Command::CreateKey {
@@ -639,6 +644,7 @@ async fn refusals_are_results_not_errors() {
                 Command::DeleteObject {
                     bucket: "a".into(),
                     key: "k".into(),
+                    marker: None,
                 },
                 Command::DeleteBucket { name: "a".into() },
                 Command::DeleteBucket { name: "a".into() },

@@ -404,6 +404,50 @@ impl WeftS3 {
         ))
     }
 
+    /// Deletes one key (or one version of it): `(version whose data is
+    /// released, whether a delete marker was created or removed, the version
+    /// id to report)`.
+    async fn delete_one(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> S3Result<(Option<ObjectVersion>, bool, Option<String>)> {
+        let cmd = match version_id {
+            Some(v) => {
+                if v != "null" && v.parse::<VersionId>().is_err() {
+                    return Err(s3_error!(InvalidArgument, "Invalid version id specified"));
+                }
+                Command::DeleteObjectVersion {
+                    bucket: bucket.to_string(),
+                    key: key.to_string(),
+                    version_id: v.to_string(),
+                }
+            }
+            None => Command::DeleteObject {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+                marker: Some((VersionId::from_random(rand::random()), now_ms())),
+            },
+        };
+        match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
+            CommandResult::Replaced { previous } => Ok((previous, false, None)),
+            CommandResult::VersionDeleted {
+                released,
+                delete_marker,
+            } => {
+                let marker = delete_marker.is_some();
+                Ok((
+                    released,
+                    marker,
+                    version_id.map(str::to_string).or(delete_marker),
+                ))
+            }
+            CommandResult::Refused { refusal } => Err(refusal_error(refusal, bucket, key)),
+            other => Err(unexpected("delete object", other)),
+        }
+    }
+
     async fn set_object_tags(
         &self,
         bucket: &str,
@@ -480,6 +524,60 @@ impl WeftS3 {
         }
     }
 
+    /// One version by S3 version id: NoSuchVersion if unknown, 405
+    /// MethodNotAllowed for a delete marker (as S3 answers).
+    async fn version_of(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> S3Result<ObjectVersion> {
+        if version_id != "null" && version_id.parse::<VersionId>().is_err() {
+            return Err(s3_error!(InvalidArgument, "Invalid version id specified"));
+        }
+        let q = Query::ObjectVersion {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            version_id: version_id.to_string(),
+        };
+        match self.gw.metad.query(&q).await.map_err(metad_err)? {
+            QueryResult::VersionRecord {
+                bucket_exists: false,
+                ..
+            } => Err(s3_error!(NoSuchBucket, "bucket {bucket} does not exist")),
+            QueryResult::VersionRecord { record: None, .. } => Err(s3_error!(
+                NoSuchVersion,
+                "version {version_id} of {key} does not exist"
+            )),
+            QueryResult::VersionRecord {
+                record: Some(r), ..
+            } => match r.version {
+                Some(mut v) => {
+                    v.version_label = Some(r.version_id);
+                    Ok(v)
+                }
+                None => Err(s3_error!(
+                    MethodNotAllowed,
+                    "version {version_id} of {key} is a delete marker"
+                )),
+            },
+            other => Err(unexpected("version lookup", other)),
+        }
+    }
+
+    /// The current version, or the one `version_id` names.
+    async fn version_or_current(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> S3Result<ObjectVersion> {
+        match version_id {
+            Some(id) => self.version_of(bucket, key, id).await,
+            None => self.current(bucket, key).await,
+        }
+    }
+
     async fn current_opt(&self, bucket: &str, key: &str) -> S3Result<Option<ObjectVersion>> {
         match self.current(bucket, key).await {
             Ok(v) => Ok(Some(v)),
@@ -507,14 +605,10 @@ impl WeftS3 {
                 "access-point copy sources are not supported"
             ));
         };
-        if version_id.is_some() {
-            return Err(s3_error!(
-                NotImplemented,
-                "copying a specific version is not supported yet"
-            ));
-        }
         self.bucket(creds, bucket).await?;
-        let v = self.current(bucket, key).await?;
+        let v = self
+            .version_or_current(bucket, key, version_id.as_deref())
+            .await?;
         check_preconditions(&v, conditions.0, conditions.1, conditions.2, conditions.3).map_err(
             |e| {
                 if *e.code() == s3s::S3ErrorCode::NotModified {
@@ -627,6 +721,7 @@ impl S3 for WeftS3 {
                 owner: creds.access_key.clone(),
                 created_ms: now_ms(),
                 tags: Default::default(),
+                versioning: None,
             },
         };
         match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
@@ -742,7 +837,7 @@ impl S3 for WeftS3 {
                 "keys are at most {KEY_BYTES_MAX} bytes"
             ));
         }
-        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        let binfo = self.bucket(req.credentials.as_ref(), &input.bucket).await?;
         let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         if condition.is_some() {
             // Fail fast before storing data; the commit re-checks atomically.
@@ -810,9 +905,11 @@ impl S3 for WeftS3 {
             checksums: stored_checksums.clone(),
             tags,
             part_sizes: Vec::new(),
+            version_label: None,
             segments: written.segments,
         };
         let segments = version.segments.clone();
+        let version_label = version_label_for(&binfo, version.version_id);
         let cmd = Command::PutObject {
             bucket: input.bucket.clone(),
             key: input.key.clone(),
@@ -829,6 +926,7 @@ impl S3 for WeftS3 {
                 let c = checksums::to_dto(&stored_checksums);
                 Ok(S3Response::new(PutObjectOutput {
                     e_tag: Some(ETag::Strong(written.etag)),
+                    version_id: version_label,
                     checksum_crc32: c.checksum_crc32,
                     checksum_crc32c: c.checksum_crc32c,
                     checksum_crc64nvme: c.checksum_crc64nvme,
@@ -857,7 +955,9 @@ impl S3 for WeftS3 {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
         self.bucket(req.credentials.as_ref(), &input.bucket).await?;
-        let v = self.current(&input.bucket, &input.key).await?;
+        let v = self
+            .version_or_current(&input.bucket, &input.key, input.version_id.as_deref())
+            .await?;
         check_preconditions(
             &v,
             input.if_match.as_ref(),
@@ -939,7 +1039,9 @@ impl S3 for WeftS3 {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
         self.bucket(req.credentials.as_ref(), &input.bucket).await?;
-        let v = self.current(&input.bucket, &input.key).await?;
+        let v = self
+            .version_or_current(&input.bucket, &input.key, input.version_id.as_deref())
+            .await?;
         check_preconditions(
             &v,
             input.if_match.as_ref(),
@@ -970,6 +1072,7 @@ impl S3 for WeftS3 {
             metadata: g.metadata,
             storage_class: g.storage_class,
             parts_count: multipart_parts(&v.etag),
+            version_id: v.version_label.clone(),
             checksum_type: if c.checksum_crc32.is_some()
                 || c.checksum_crc32c.is_some()
                 || c.checksum_crc64nvme.is_some()
@@ -996,27 +1099,17 @@ impl S3 for WeftS3 {
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
         let input = req.input;
         self.bucket(req.credentials.as_ref(), &input.bucket).await?;
-        let cmd = Command::DeleteObject {
-            bucket: input.bucket.clone(),
-            key: input.key.clone(),
-        };
-        match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
-            CommandResult::Replaced { previous } => {
-                if let Some(prev) = previous {
-                    self.gw
-                        .delete_segments_later(prev.segments, self.gw.delete_delay);
-                }
-                Ok(S3Response::new(DeleteObjectOutput::default()))
-            }
-            CommandResult::Refused {
-                refusal: Refusal::NoSuchBucket,
-            } => Err(s3_error!(
-                NoSuchBucket,
-                "bucket {} does not exist",
-                input.bucket
-            )),
-            other => Err(unexpected("delete object", other)),
+        let (released, marker, version_id) = self
+            .delete_one(&input.bucket, &input.key, input.version_id.as_deref())
+            .await?;
+        if let Some(prev) = released {
+            self.release(prev.segments);
         }
+        Ok(S3Response::new(DeleteObjectOutput {
+            delete_marker: marker.then_some(true),
+            version_id,
+            ..Default::default()
+        }))
     }
 
     #[tracing::instrument(level = "info", skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
@@ -1224,7 +1317,7 @@ impl S3 for WeftS3 {
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let mut input = req.input;
-        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        let binfo = self.bucket(req.credentials.as_ref(), &input.bucket).await?;
         let upload = self
             .upload(&input.upload_id, &input.bucket, &input.key)
             .await?;
@@ -1307,8 +1400,10 @@ impl S3 for WeftS3 {
             checksum_type: checksum_type.clone(),
             tags: Default::default(),
             part_sizes,
+            version_label: None,
             segments,
         };
+        let version_label = version_label_for(&binfo, version.version_id);
         let cmd = Command::CompleteUpload {
             upload_id: input.upload_id.clone(),
             bucket: input.bucket.clone(),
@@ -1328,6 +1423,7 @@ impl S3 for WeftS3 {
                     checksum_sha1: c.checksum_sha1,
                     checksum_sha256: c.checksum_sha256,
                     checksum_type: checksum_type.map(ChecksumType::from),
+                    version_id: version_label,
                     bucket: Some(input.bucket.clone()),
                     key: Some(input.key.clone()),
                     e_tag: Some(ETag::Strong(etag)),
@@ -1401,7 +1497,7 @@ impl S3 for WeftS3 {
                 "keys are at most {KEY_BYTES_MAX} bytes"
             ));
         }
-        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        let binfo = self.bucket(req.credentials.as_ref(), &input.bucket).await?;
         let src = self
             .copy_source(
                 req.credentials.as_ref(),
@@ -1489,9 +1585,11 @@ impl S3 for WeftS3 {
             },
             tags,
             part_sizes: Vec::new(),
+            version_label: None,
             segments: written.segments,
         };
         let segments = version.segments.clone();
+        let version_label = version_label_for(&binfo, version.version_id);
         let cmd = Command::PutObject {
             bucket: input.bucket.clone(),
             key: input.key.clone(),
@@ -1504,6 +1602,7 @@ impl S3 for WeftS3 {
                     self.release(prev.segments);
                 }
                 Ok(S3Response::new(CopyObjectOutput {
+                    version_id: version_label,
                     copy_object_result: Some(CopyObjectResult {
                         e_tag: Some(ETag::Strong(written.etag)),
                         last_modified: Some(timestamp(now)),
@@ -1536,55 +1635,40 @@ impl S3 for WeftS3 {
         }
         let quiet = input.delete.quiet.unwrap_or(false);
         let bucket = input.bucket.clone();
-        let results: Vec<(String, Result<Option<ObjectVersion>, (String, String)>)> =
-            futures::stream::iter(objects)
-                .map(|o| {
-                    let bucket = bucket.clone();
-                    async move {
-                        if o.version_id.is_some() {
-                            return (
-                                o.key,
-                                Err((
-                                    "NotImplemented".to_string(),
-                                    "deleting a specific version is not supported yet".to_string(),
-                                )),
-                            );
-                        }
-                        let cmd = Command::DeleteObject {
-                            bucket,
-                            key: o.key.clone(),
-                        };
-                        let r = match self.gw.metad.command(&cmd).await {
-                            Ok(CommandResult::Replaced { previous }) => Ok(previous),
-                            Ok(CommandResult::Refused {
-                                refusal: Refusal::NoSuchBucket,
-                            }) => Err((
-                                "NoSuchBucket".to_string(),
-                                "the bucket does not exist".to_string(),
-                            )),
-                            Ok(other) => {
-                                Err(("InternalError".to_string(), format!("unexpected {other:?}")))
-                            }
-                            Err(e) => Err(("ServiceUnavailable".to_string(), e.to_string())),
-                        };
-                        (o.key, r)
-                    }
-                })
-                .buffer_unordered(16)
-                .collect()
-                .await;
+        type Outcome = Result<(Option<ObjectVersion>, bool, Option<String>), (String, String)>;
+        let results: Vec<(String, Option<String>, Outcome)> = futures::stream::iter(objects)
+            .map(|o| {
+                let bucket = bucket.clone();
+                async move {
+                    let r = self
+                        .delete_one(&bucket, &o.key, o.version_id.as_deref())
+                        .await
+                        .map_err(|e| {
+                            (
+                                e.code().as_str().to_string(),
+                                e.message().unwrap_or("").to_string(),
+                            )
+                        });
+                    (o.key, o.version_id, r)
+                }
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
         let mut deleted = vec![];
         let mut errors = vec![];
-        for (key, r) in results {
+        for (key, asked_version, r) in results {
             match r {
-                Ok(previous) => {
-                    if let Some(prev) = previous {
+                Ok((released, marker, version_id)) => {
+                    if let Some(prev) = released {
                         self.release(prev.segments);
                     }
                     if !quiet {
                         deleted.push(DeletedObject {
                             key: Some(key),
-                            ..Default::default()
+                            version_id: asked_version,
+                            delete_marker: marker.then_some(true),
+                            delete_marker_version_id: if marker { version_id } else { None },
                         });
                     }
                 }
@@ -1592,7 +1676,7 @@ impl S3 for WeftS3 {
                     key: Some(key),
                     code: Some(code),
                     message: Some(message),
-                    ..Default::default()
+                    version_id: asked_version,
                 }),
             }
         }
@@ -2007,6 +2091,127 @@ impl S3 for WeftS3 {
         Ok(S3Response::new(DeleteBucketTaggingOutput::default()))
     }
 
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        let input = req.input;
+        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        if input.versioning_configuration.mfa_delete.is_some() {
+            return Err(s3_error!(NotImplemented, "MFA delete is not supported"));
+        }
+        let status = match input
+            .versioning_configuration
+            .status
+            .as_ref()
+            .map(|s| s.as_str())
+        {
+            Some(s @ ("Enabled" | "Suspended")) => s.to_string(),
+            _ => {
+                return Err(s3_error!(
+                    MalformedXML,
+                    "versioning Status must be Enabled or Suspended"
+                ))
+            }
+        };
+        let cmd = Command::SetBucketVersioning {
+            bucket: input.bucket.clone(),
+            status,
+        };
+        match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
+            CommandResult::Done => Ok(S3Response::new(PutBucketVersioningOutput::default())),
+            CommandResult::Refused { refusal } => Err(refusal_error(refusal, &input.bucket, "")),
+            other => Err(unexpected("set versioning", other)),
+        }
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        let b = self
+            .bucket(req.credentials.as_ref(), &req.input.bucket)
+            .await?;
+        Ok(S3Response::new(GetBucketVersioningOutput {
+            status: b.versioning.map(BucketVersioningStatus::from),
+            ..Default::default()
+        }))
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        let input = req.input;
+        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        let max = input
+            .max_keys
+            .unwrap_or(LIST_KEYS_MAX)
+            .clamp(0, LIST_KEYS_MAX);
+        let prefix = input.prefix.clone().unwrap_or_default();
+        if input.delimiter.as_deref().is_some_and(|d| !d.is_empty()) {
+            return Err(s3_error!(
+                NotImplemented,
+                "ListObjectVersions with a delimiter is not supported yet"
+            ));
+        }
+        let q = Query::Versions {
+            bucket: input.bucket.clone(),
+            prefix: prefix.clone(),
+            key_marker: input.key_marker.clone().filter(|k| !k.is_empty()),
+            version_marker: input.version_id_marker.clone().filter(|k| !k.is_empty()),
+            max: max as u32,
+        };
+        let (entries, truncated) = match self.gw.metad.query(&q).await.map_err(metad_err)? {
+            QueryResult::Versions { entries, truncated } => (entries, truncated),
+            other => return Err(unexpected("list versions", other)),
+        };
+        let url = is_url_encoding(input.encoding_type.as_ref())?;
+        let (next_key, next_version) = match (truncated, entries.last()) {
+            (true, Some((k, r, _))) => {
+                (Some(encode_list_value(k, url)), Some(r.version_id.clone()))
+            }
+            _ => (None, None),
+        };
+        let mut versions = vec![];
+        let mut markers = vec![];
+        for (key, r, latest) in entries {
+            match r.version {
+                Some(v) => versions.push(s3s::dto::ObjectVersion {
+                    key: Some(encode_list_value(&key, url)),
+                    version_id: Some(r.version_id),
+                    is_latest: Some(latest),
+                    e_tag: Some(ETag::Strong(v.etag)),
+                    size: Some(v.size as i64),
+                    last_modified: Some(timestamp(v.last_modified_ms)),
+                    storage_class: Some(ObjectVersionStorageClass::from(v.storage_class)),
+                    ..Default::default()
+                }),
+                None => markers.push(DeleteMarkerEntry {
+                    key: Some(encode_list_value(&key, url)),
+                    version_id: Some(r.version_id),
+                    is_latest: Some(latest),
+                    last_modified: Some(timestamp(r.last_modified_ms)),
+                    ..Default::default()
+                }),
+            }
+        }
+        Ok(S3Response::new(ListObjectVersionsOutput {
+            name: Some(input.bucket),
+            prefix: Some(encode_list_value(&prefix, url)),
+            key_marker: input.key_marker,
+            version_id_marker: input.version_id_marker,
+            max_keys: Some(max),
+            is_truncated: Some(truncated),
+            next_key_marker: next_key,
+            next_version_id_marker: next_version,
+            encoding_type: input.encoding_type,
+            versions: Some(versions),
+            delete_markers: Some(markers),
+            ..Default::default()
+        }))
+    }
+
     async fn list_objects_v2(
         &self,
         req: S3Request<ListObjectsV2Input>,
@@ -2356,6 +2561,15 @@ fn list_contents(entries: Vec<weft_common::rpc::ListEntry>, url: bool) -> Vec<Ob
         .collect()
 }
 
+/// The version id S3 reports for a new version in this bucket.
+fn version_label_for(b: &BucketInfo, id: VersionId) -> Option<String> {
+    match b.versioning.as_deref() {
+        Some("Enabled") => Some(id.to_string()),
+        Some(_) => Some("null".to_string()),
+        None => None,
+    }
+}
+
 fn checksum_mode_enabled(m: Option<&ChecksumMode>) -> bool {
     m.is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED))
 }
@@ -2453,6 +2667,7 @@ fn object_headers(v: &ObjectVersion) -> GetObjectOutput {
         content_language: v.content.content_language.clone(),
         cache_control: v.content.cache_control.clone(),
         expires: v.content.expires_ms.map(timestamp),
+        version_id: v.version_label.clone(),
         metadata: if v.user_metadata.is_empty() {
             None
         } else {

@@ -98,6 +98,12 @@ def empty_and_delete_bucket(client, name):
                     pass
     except ClientError:
         pass
+    versioned = client.get_bucket_versioning(Bucket=name).get("Status") is not None
+    if versioned:
+        # Every version and delete marker must go before the bucket can.
+        for page in client.get_paginator("list_object_versions").paginate(Bucket=name):
+            for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                client.delete_object(Bucket=name, Key=v["Key"], VersionId=v["VersionId"])
     raw = raw_listing_client()
     for page in raw.get_paginator("list_objects_v2").paginate(Bucket=name):
         for o in page.get("Contents", []):

@@ -23,6 +23,7 @@ pub fn version(n: u64) -> ObjectVersion {
         checksum_type: None,
         tags: Default::default(),
         part_sizes: Vec::new(),
+        version_label: None,
         segments: vec![Segment {
             id: SegmentId(u128::from(n) << 8),
             offset: 0,
@@ -41,6 +42,7 @@ pub fn bucket(name: &str, owner: &str) -> BucketInfo {
         owner: owner.into(),
         created_ms: 1_700_000_000_000,
         tags: Default::default(),
+        versioning: None,
     }
 }
 

@@ -1,0 +1,221 @@
+//! Version history for buckets with versioning (S3 semantics), kept beside
+//! the current-version table the listing reads.
+//!
+//! `objects[bucket \0 key]` stays the current version (absent when the newest
+//! history entry is a delete marker), so ListObjects never reads history.
+//! `versions[bucket \0 key \0 !seq]` holds every version and delete marker of
+//! a key, newest first (`seq` is a counter bumped in apply, so the order is
+//! the log's). An object written before versioning was enabled has no
+//! history entry until it is next touched; it is then adopted as the `null`
+//! version, as S3 does.
+
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use weft_common::manifest::{ObjectVersion, VersionRecord};
+
+pub(crate) const VERSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("versions");
+const SEQ: TableDefinition<&str, u64> = TableDefinition::new("version_seq");
+
+/// `bucket \0 key \0`: every history entry of one key starts with this.
+pub(crate) fn key_prefix(bucket: &str, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(bucket.len() + key.len() + 2);
+    k.extend_from_slice(bucket.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k.push(0);
+    k
+}
+
+fn next_seq(tx: &WriteTransaction) -> Result<u64, redb::Error> {
+    let mut t = tx.open_table(SEQ)?;
+    let n = t.get("seq")?.map(|v| v.value()).unwrap_or(0) + 1;
+    t.insert("seq", n)?;
+    Ok(n)
+}
+
+/// The seq counter (for snapshots).
+pub(crate) fn seq(tx: &redb::ReadTransaction) -> Result<u64, redb::Error> {
+    match tx.open_table(SEQ) {
+        Ok(t) => Ok(t.get("seq")?.map(|v| v.value()).unwrap_or(0)),
+        Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Restores the seq counter (snapshot install).
+pub(crate) fn set_seq(tx: &WriteTransaction, n: u64) -> Result<(), redb::Error> {
+    tx.open_table(SEQ)?.insert("seq", n)?;
+    Ok(())
+}
+
+pub(crate) fn encode(r: &VersionRecord) -> Vec<u8> {
+    serde_json::to_vec(r).expect("version records serialize")
+}
+
+pub(crate) fn decode(b: &[u8]) -> VersionRecord {
+    serde_json::from_slice(b).expect("versions table holds records this version wrote")
+}
+
+/// History of one key, newest first, with table keys.
+pub(crate) fn history(
+    tx: &WriteTransaction,
+    bucket: &str,
+    key: &str,
+) -> Result<Vec<(Vec<u8>, VersionRecord)>, redb::Error> {
+    let t = tx.open_table(VERSIONS)?;
+    let p = key_prefix(bucket, key);
+    // Entries are the prefix plus an 8-byte sequence: the last one possible
+    // is the prefix plus eight 0xFF.
+    let mut end = p.clone();
+    end.extend_from_slice(&[0xFF; 8]);
+    let mut out = vec![];
+    for item in t.range::<&[u8]>(p.as_slice()..=end.as_slice())? {
+        let (k, v) = item?;
+        // Only this key: the next 8 bytes are the seq, nothing more.
+        if k.value().len() == p.len() + 8 {
+            out.push((k.value().to_vec(), decode(v.value())));
+        }
+    }
+    Ok(out)
+}
+
+fn insert(
+    tx: &WriteTransaction,
+    bucket: &str,
+    key: &str,
+    r: &VersionRecord,
+) -> Result<(), redb::Error> {
+    let n = next_seq(tx)?;
+    let mut k = key_prefix(bucket, key);
+    k.extend_from_slice(&(u64::MAX - n).to_be_bytes());
+    tx.open_table(VERSIONS)?
+        .insert(k.as_slice(), encode(r).as_slice())?;
+    Ok(())
+}
+
+/// Records `current` as the `null` version if it predates versioning (has
+/// no history entry of its own).
+fn adopt(
+    tx: &WriteTransaction,
+    bucket: &str,
+    key: &str,
+    current: Option<&ObjectVersion>,
+) -> Result<(), redb::Error> {
+    let Some(cur) = current else { return Ok(()) };
+    let known = history(tx, bucket, key)?
+        .iter()
+        .any(|(_, r)| r.version.as_ref().map(|v| v.version_id) == Some(cur.version_id));
+    if !known {
+        let mut v = cur.clone();
+        v.version_label = Some("null".into());
+        insert(
+            tx,
+            bucket,
+            key,
+            &VersionRecord {
+                version_id: "null".into(),
+                last_modified_ms: v.last_modified_ms,
+                version: Some(v),
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Removes the `null` entry of a key, returning its version (whose data is
+/// then unreferenced).
+fn remove_null(
+    tx: &WriteTransaction,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<ObjectVersion>, redb::Error> {
+    for (k, r) in history(tx, bucket, key)? {
+        if r.version_id == "null" {
+            tx.open_table(VERSIONS)?.remove(k.as_slice())?;
+            return Ok(r.version);
+        }
+    }
+    Ok(None)
+}
+
+/// A new current version in a versioned bucket. `enabled` is the bucket's
+/// state (else suspended). Returns a version whose data is released.
+pub(crate) fn put(
+    tx: &WriteTransaction,
+    bucket: &str,
+    key: &str,
+    enabled: bool,
+    version: &mut ObjectVersion,
+    current: Option<&ObjectVersion>,
+) -> Result<Option<ObjectVersion>, redb::Error> {
+    adopt(tx, bucket, key, current)?;
+    let (id, released) = if enabled {
+        (version.version_id.to_string(), None)
+    } else {
+        ("null".to_string(), remove_null(tx, bucket, key)?)
+    };
+    version.version_label = Some(id.clone());
+    insert(
+        tx,
+        bucket,
+        key,
+        &VersionRecord {
+            version_id: id,
+            last_modified_ms: version.last_modified_ms,
+            version: Some(version.clone()),
+        },
+    )?;
+    Ok(released)
+}
+
+/// A delete without a version id: a delete marker. Returns (released
+/// version, marker id).
+pub(crate) fn delete(
+    tx: &WriteTransaction,
+    bucket: &str,
+    key: &str,
+    enabled: bool,
+    marker: (weft_common::VersionId, u64),
+    current: Option<&ObjectVersion>,
+) -> Result<(Option<ObjectVersion>, String), redb::Error> {
+    adopt(tx, bucket, key, current)?;
+    let (id, released) = if enabled {
+        (marker.0.to_string(), None)
+    } else {
+        ("null".to_string(), remove_null(tx, bucket, key)?)
+    };
+    insert(
+        tx,
+        bucket,
+        key,
+        &VersionRecord {
+            version_id: id.clone(),
+            version: None,
+            last_modified_ms: marker.1,
+        },
+    )?;
+    Ok((released, id))
+}
+
+/// Removes one entry for good. Returns (removed record, the new current
+/// version) or `None` if there is no such entry.
+pub(crate) fn delete_version(
+    tx: &WriteTransaction,
+    bucket: &str,
+    key: &str,
+    version_id: &str,
+    current: Option<&ObjectVersion>,
+) -> Result<Option<(VersionRecord, Option<ObjectVersion>)>, redb::Error> {
+    adopt(tx, bucket, key, current)?;
+    let hist = history(tx, bucket, key)?;
+    let Some(pos) = hist.iter().position(|(_, r)| r.version_id == version_id) else {
+        return Ok(None);
+    };
+    let (k, removed) = hist[pos].clone();
+    tx.open_table(VERSIONS)?.remove(k.as_slice())?;
+    let newest = hist
+        .iter()
+        .enumerate()
+        .find(|(i, _)| *i != pos)
+        .map(|(_, (_, r))| r.clone());
+    Ok(Some((removed, newest.and_then(|r| r.version))))
+}
