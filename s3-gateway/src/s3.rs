@@ -57,6 +57,20 @@ fn timestamp(ms: u64) -> Timestamp {
     Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms))
 }
 
+/// The `x-amz-checksum-*` values a PUT or UploadPart input carries.
+macro_rules! claimed_checksums {
+    ($input:expr) => {
+        Checksum {
+            checksum_crc32: $input.checksum_crc32.clone(),
+            checksum_crc32c: $input.checksum_crc32c.clone(),
+            checksum_crc64nvme: $input.checksum_crc64nvme.clone(),
+            checksum_sha1: $input.checksum_sha1.clone(),
+            checksum_sha256: $input.checksum_sha256.clone(),
+            ..Default::default()
+        }
+    };
+}
+
 /// The S3 trait implementation.
 #[derive(Clone)]
 pub struct WeftS3 {
@@ -503,6 +517,66 @@ impl WeftS3 {
         }
     }
 
+    /// The upload a part is for, after checking the part number.
+    async fn part_target(
+        &self,
+        upload_id: &str,
+        bucket: &str,
+        key: &str,
+        part_number: i32,
+    ) -> S3Result<Upload> {
+        if !(1..=PARTS_MAX).contains(&part_number) {
+            return Err(s3_error!(
+                InvalidArgument,
+                "part numbers are 1 to {PARTS_MAX}"
+            ));
+        }
+        self.upload(upload_id, bucket, key).await
+    }
+
+    /// Commits a written part to its upload: `(etag, time)`. If the upload
+    /// is gone meanwhile, the part's shards are deleted.
+    async fn commit_part(
+        &self,
+        upload_id: &str,
+        part_number: i32,
+        size: u64,
+        written: crate::write_path::Written,
+        checksums: BTreeMap<String, String>,
+    ) -> S3Result<(String, u64)> {
+        let now = now_ms();
+        let etag = written.etag.clone();
+        let segments = written.segments.clone();
+        let cmd = Command::PutPart {
+            upload_id: upload_id.to_string(),
+            part: UploadPart {
+                part_number: part_number as u32,
+                etag: written.etag,
+                size,
+                crc32c: written.crc32c,
+                last_modified_ms: now,
+                checksums,
+                segments: written.segments,
+            },
+        };
+        match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
+            CommandResult::Released { segments } => {
+                self.release(segments);
+                Ok((etag, now))
+            }
+            CommandResult::Refused {
+                refusal: Refusal::NoSuchUpload,
+            } => {
+                self.gw.delete_segments_later(segments, Duration::ZERO);
+                Err(s3_error!(
+                    NoSuchUpload,
+                    "upload {upload_id} was completed or aborted meanwhile"
+                ))
+            }
+            other => Err(unexpected("put part", other)),
+        }
+    }
+
     fn release(&self, segments: Vec<Segment>) {
         self.gw
             .delete_segments_later(segments, self.gw.delete_delay);
@@ -864,14 +938,7 @@ impl S3 for WeftS3 {
         };
         let size = size as u64;
         let spec = checksums::Spec::from_request(
-            &Checksum {
-                checksum_crc32: input.checksum_crc32.clone(),
-                checksum_crc32c: input.checksum_crc32c.clone(),
-                checksum_crc64nvme: input.checksum_crc64nvme.clone(),
-                checksum_sha1: input.checksum_sha1.clone(),
-                checksum_sha256: input.checksum_sha256.clone(),
-                ..Default::default()
-            },
+            &claimed_checksums!(input),
             &req.headers,
             input.checksum_algorithm.as_ref().map(|a| a.as_str()),
         )?;
@@ -1222,14 +1289,13 @@ impl S3 for WeftS3 {
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let input = req.input;
         self.bucket(req.credentials.as_ref(), &input.bucket).await?;
-        if !(1..=PARTS_MAX).contains(&input.part_number) {
-            return Err(s3_error!(
-                InvalidArgument,
-                "part numbers are 1 to {PARTS_MAX}"
-            ));
-        }
         let upload = self
-            .upload(&input.upload_id, &input.bucket, &input.key)
+            .part_target(
+                &input.upload_id,
+                &input.bucket,
+                &input.key,
+                input.part_number,
+            )
             .await?;
         let size = body_length(input.content_length, &req.headers, input.body.is_some())?;
         if size > PUT_BYTES_MAX {
@@ -1244,14 +1310,7 @@ impl S3 for WeftS3 {
         };
         let size = size as u64;
         let spec = checksums::Spec::from_request(
-            &Checksum {
-                checksum_crc32: input.checksum_crc32.clone(),
-                checksum_crc32c: input.checksum_crc32c.clone(),
-                checksum_crc64nvme: input.checksum_crc64nvme.clone(),
-                checksum_sha1: input.checksum_sha1.clone(),
-                checksum_sha256: input.checksum_sha256.clone(),
-                ..Default::default()
-            },
+            &claimed_checksums!(input),
             &req.headers,
             input
                 .checksum_algorithm
@@ -1269,46 +1328,25 @@ impl S3 for WeftS3 {
                 req.trailing_headers.as_ref(),
             )
             .await?;
-        let etag = written.etag.clone();
-        let segments = written.segments.clone();
-        let cmd = Command::PutPart {
-            upload_id: input.upload_id.clone(),
-            part: UploadPart {
-                part_number: input.part_number as u32,
-                etag: written.etag,
+        let (etag, _) = self
+            .commit_part(
+                &input.upload_id,
+                input.part_number,
                 size,
-                crc32c: written.crc32c,
-                last_modified_ms: now_ms(),
-                checksums: stored_checksums.clone(),
-                segments: written.segments,
-            },
-        };
-        match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
-            CommandResult::Released { segments } => {
-                self.release(segments);
-                let c = checksums::to_dto(&stored_checksums);
-                Ok(S3Response::new(UploadPartOutput {
-                    e_tag: Some(ETag::Strong(etag)),
-                    checksum_crc32: c.checksum_crc32,
-                    checksum_crc32c: c.checksum_crc32c,
-                    checksum_crc64nvme: c.checksum_crc64nvme,
-                    checksum_sha1: c.checksum_sha1,
-                    checksum_sha256: c.checksum_sha256,
-                    ..Default::default()
-                }))
-            }
-            CommandResult::Refused {
-                refusal: Refusal::NoSuchUpload,
-            } => {
-                self.gw.delete_segments_later(segments, Duration::ZERO);
-                Err(s3_error!(
-                    NoSuchUpload,
-                    "upload {} was completed or aborted meanwhile",
-                    input.upload_id
-                ))
-            }
-            other => Err(unexpected("put part", other)),
-        }
+                written,
+                stored_checksums.clone(),
+            )
+            .await?;
+        let c = checksums::to_dto(&stored_checksums);
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(ETag::Strong(etag)),
+            checksum_crc32: c.checksum_crc32,
+            checksum_crc32c: c.checksum_crc32c,
+            checksum_crc64nvme: c.checksum_crc64nvme,
+            checksum_sha1: c.checksum_sha1,
+            checksum_sha256: c.checksum_sha256,
+            ..Default::default()
+        }))
     }
 
     #[tracing::instrument(level = "info", skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
@@ -1913,14 +1951,13 @@ impl S3 for WeftS3 {
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let input = req.input;
         self.bucket(req.credentials.as_ref(), &input.bucket).await?;
-        if !(1..=PARTS_MAX).contains(&input.part_number) {
-            return Err(s3_error!(
-                InvalidArgument,
-                "part numbers are 1 to {PARTS_MAX}"
-            ));
-        }
         let upload = self
-            .upload(&input.upload_id, &input.bucket, &input.key)
+            .part_target(
+                &input.upload_id,
+                &input.bucket,
+                &input.key,
+                input.part_number,
+            )
             .await?;
         let src = self
             .copy_source(
@@ -1977,45 +2014,17 @@ impl S3 for WeftS3 {
         let size = range.end - range.start;
         let written = self.copy_data(&src, range, &class, spec.hasher()).await?;
         let stored = spec.verify(&written.checksum, None)?;
-        let now = now_ms();
-        let etag = written.etag.clone();
-        let segments = written.segments.clone();
-        let cmd = Command::PutPart {
-            upload_id: input.upload_id.clone(),
-            part: UploadPart {
-                part_number: input.part_number as u32,
-                etag: written.etag,
-                size,
-                crc32c: written.crc32c,
-                last_modified_ms: now,
-                checksums: stored,
-                segments: written.segments,
-            },
-        };
-        match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
-            CommandResult::Released { segments } => {
-                self.release(segments);
-                Ok(S3Response::new(UploadPartCopyOutput {
-                    copy_part_result: Some(CopyPartResult {
-                        e_tag: Some(ETag::Strong(etag)),
-                        last_modified: Some(timestamp(now)),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }))
-            }
-            CommandResult::Refused {
-                refusal: Refusal::NoSuchUpload,
-            } => {
-                self.gw.delete_segments_later(segments, Duration::ZERO);
-                Err(s3_error!(
-                    NoSuchUpload,
-                    "upload {} was completed or aborted meanwhile",
-                    input.upload_id
-                ))
-            }
-            other => Err(unexpected("put part", other)),
-        }
+        let (etag, now) = self
+            .commit_part(&input.upload_id, input.part_number, size, written, stored)
+            .await?;
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(CopyPartResult {
+                e_tag: Some(ETag::Strong(etag)),
+                last_modified: Some(timestamp(now)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
     }
 
     async fn get_object_tagging(
