@@ -297,7 +297,10 @@ pub enum Query {
         key_marker: Option<String>,
         /// Resume after this version of `key_marker`.
         version_marker: Option<String>,
-        /// Most entries.
+        /// Group keys sharing a prefix up to this string into common prefixes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delimiter: Option<String>,
+        /// Most entries (versions, markers and common prefixes).
         max: u32,
     },
     /// One multipart upload.
@@ -446,8 +449,12 @@ pub enum QueryResult {
     Versions {
         /// Entries.
         entries: Vec<(String, VersionRecord, bool)>,
-        /// More exist after the last entry.
-        truncated: bool,
+        /// Common prefixes (with a delimiter), in order.
+        #[serde(default)]
+        common_prefixes: Vec<String>,
+        /// More exist after the last entry; resume after this key (and
+        /// version, unless the last item was a common prefix).
+        next: Option<(String, Option<String>)>,
     },
     /// For `Uploads`, ordered by key then initiation time.
     Uploads {

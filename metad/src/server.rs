@@ -285,16 +285,22 @@ async fn query(
                     prefix,
                     key_marker,
                     version_marker,
+                    delimiter,
                     max,
                 } => {
-                    let (entries, truncated) = sm.versions(
+                    let page = sm.versions(
                         &bucket,
                         &prefix,
                         key_marker.as_deref(),
                         version_marker.as_deref(),
+                        delimiter.as_deref(),
                         max,
                     )?;
-                    QueryResult::Versions { entries, truncated }
+                    QueryResult::Versions {
+                        entries: page.entries,
+                        common_prefixes: page.common_prefixes,
+                        next: page.next,
+                    }
                 }
                 Query::Uploads { bucket, prefix } => QueryResult::Uploads {
                     uploads: sm.uploads(&bucket, &prefix)?,

@@ -73,6 +73,17 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 /// `(key, record, is_latest)` in a versions listing.
 pub type VersionEntry = (String, VersionRecord, bool);
 
+/// A page of a versions listing.
+#[derive(Default)]
+pub struct VersionPage {
+    /// Versions and delete markers.
+    pub entries: Vec<VersionEntry>,
+    /// Common prefixes.
+    pub common_prefixes: Vec<String>,
+    /// Where the next page starts, if there is one.
+    pub next: Option<(String, Option<String>)>,
+}
+
 /// Every table, as one document: the snapshot payload.
 #[derive(Serialize, Deserialize, Default)]
 struct SnapshotDoc {
@@ -219,8 +230,9 @@ impl StateMachine {
         prefix: &str,
         key_marker: Option<&str>,
         version_marker: Option<&str>,
+        delimiter: Option<&str>,
         max: u32,
-    ) -> Result<(Vec<VersionEntry>, bool), redb::Error> {
+    ) -> Result<VersionPage, redb::Error> {
         let tx = self.db.begin_read()?;
         let base = object_key(bucket, "");
         let lo = object_key(bucket, prefix);
@@ -260,10 +272,33 @@ impl StateMachine {
                 );
             }
         }
-        let mut out = vec![];
+        let mut page = VersionPage::default();
+        let mut count = 0u32;
+        let mut last: Option<(String, Option<String>)> = None;
+        let delimiter = delimiter.filter(|d| !d.is_empty());
         for (key, hist) in by_key {
             if let Some(km) = key_marker {
                 if key.as_str() < km {
+                    continue;
+                }
+            }
+            if let Some(d) = delimiter {
+                if let Some(pos) = key[prefix.len()..].find(d) {
+                    let cp = format!(
+                        "{prefix}{}",
+                        &key[prefix.len()..prefix.len() + pos + d.len()]
+                    );
+                    let seen = page.common_prefixes.last() == Some(&cp)
+                        || key_marker.is_some_and(|km| km.starts_with(&cp));
+                    if !seen {
+                        if count == max {
+                            page.next = last;
+                            return Ok(page);
+                        }
+                        count += 1;
+                        page.common_prefixes.push(cp.clone());
+                        last = Some((cp, None));
+                    }
                     continue;
                 }
             }
@@ -277,13 +312,16 @@ impl StateMachine {
                     }
                     continue;
                 }
-                if out.len() as u32 == max {
-                    return Ok((out, true));
+                if count == max {
+                    page.next = last;
+                    return Ok(page);
                 }
-                out.push((key.clone(), r, i == 0));
+                count += 1;
+                last = Some((key.clone(), Some(r.version_id.clone())));
+                page.entries.push((key.clone(), r, i == 0));
             }
         }
-        Ok((out, false))
+        Ok(page)
     }
 
     /// Uploads in a bucket under a prefix, ordered by key then start time,

@@ -2158,29 +2158,28 @@ impl S3 for WeftS3 {
             .unwrap_or(LIST_KEYS_MAX)
             .clamp(0, LIST_KEYS_MAX);
         let prefix = input.prefix.clone().unwrap_or_default();
-        if input.delimiter.as_deref().is_some_and(|d| !d.is_empty()) {
-            return Err(s3_error!(
-                NotImplemented,
-                "ListObjectVersions with a delimiter is not supported yet"
-            ));
-        }
         let q = Query::Versions {
             bucket: input.bucket.clone(),
             prefix: prefix.clone(),
             key_marker: input.key_marker.clone().filter(|k| !k.is_empty()),
             version_marker: input.version_id_marker.clone().filter(|k| !k.is_empty()),
+            delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
             max: max as u32,
         };
-        let (entries, truncated) = match self.gw.metad.query(&q).await.map_err(metad_err)? {
-            QueryResult::Versions { entries, truncated } => (entries, truncated),
-            other => return Err(unexpected("list versions", other)),
-        };
+        let (entries, common_prefixes, next) =
+            match self.gw.metad.query(&q).await.map_err(metad_err)? {
+                QueryResult::Versions {
+                    entries,
+                    common_prefixes,
+                    next,
+                } => (entries, common_prefixes, next),
+                other => return Err(unexpected("list versions", other)),
+            };
         let url = is_url_encoding(input.encoding_type.as_ref())?;
-        let (next_key, next_version) = match (truncated, entries.last()) {
-            (true, Some((k, r, _))) => {
-                (Some(encode_list_value(k, url)), Some(r.version_id.clone()))
-            }
-            _ => (None, None),
+        let truncated = next.is_some();
+        let (next_key, next_version) = match next {
+            Some((k, v)) => (Some(encode_list_value(&k, url)), v),
+            None => (None, None),
         };
         let mut versions = vec![];
         let mut markers = vec![];
@@ -2214,9 +2213,18 @@ impl S3 for WeftS3 {
             is_truncated: Some(truncated),
             next_key_marker: next_key,
             next_version_id_marker: next_version,
+            delimiter: input.delimiter,
             encoding_type: input.encoding_type,
             versions: Some(versions),
             delete_markers: Some(markers),
+            common_prefixes: Some(
+                common_prefixes
+                    .into_iter()
+                    .map(|p| CommonPrefix {
+                        prefix: Some(encode_list_value(&p, url)),
+                    })
+                    .collect(),
+            ),
             ..Default::default()
         }))
     }

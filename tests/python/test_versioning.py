@@ -109,3 +109,28 @@ def test_list_object_versions_pages(s3, bucket):
     with pytest.raises(ClientError) as e:
         s3.get_object(Bucket=bucket, Key="a", VersionId="0" * 32)
     assert error_of(e) == ("NoSuchVersion", 404)
+
+
+def test_list_object_versions_with_delimiter(s3, bucket):
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    for k in ["top", "d1/a", "d1/b", "d2/a"]:
+        s3.put_object(Bucket=bucket, Key=k, Body=b"1")
+        s3.put_object(Bucket=bucket, Key=k, Body=b"2")
+    r = s3.list_object_versions(Bucket=bucket, Delimiter="/")
+    assert [p["Prefix"] for p in r.get("CommonPrefixes", [])] == ["d1/", "d2/"]
+    assert sorted({v["Key"] for v in r["Versions"]}) == ["top"]
+    assert len(r["Versions"]) == 2
+    # Paged one item at a time: each prefix once, every version of "top".
+    items, kw = [], {}
+    while True:
+        r = s3.list_object_versions(Bucket=bucket, Delimiter="/", MaxKeys=1, **kw)
+        items += [p["Prefix"] for p in r.get("CommonPrefixes", [])]
+        items += [v["Key"] for v in r.get("Versions", [])]
+        if not r["IsTruncated"]:
+            break
+        kw = {"KeyMarker": r["NextKeyMarker"]}
+        if r.get("NextVersionIdMarker"):
+            kw["VersionIdMarker"] = r["NextVersionIdMarker"]
+    assert items == ["d1/", "d2/", "top", "top"]
+    r = s3.list_object_versions(Bucket=bucket, Prefix="d1/", Delimiter="/")
+    assert sorted(v["Key"] for v in r["Versions"]) == ["d1/a", "d1/a", "d1/b", "d1/b"]
