@@ -135,6 +135,59 @@ async fn digests_and_checksums_are_enforced() {
         .await;
     assert_eq!(r.header("x-amz-checksum-crc32"), Some(good.clone()));
 
+    // CRC32C and SHA-256 the same way (values computed independently).
+    let crc32c = b64(&weft_common::checksum::crc32c_append(0, &body).to_be_bytes());
+    let sha256 = {
+        use sha2::Digest;
+        b64(&sha2::Sha256::digest(&body))
+    };
+    for (header, good_value, key) in [
+        ("x-amz-checksum-crc32c", crc32c.as_str(), "crc32c"),
+        ("x-amz-checksum-sha256", sha256.as_str(), "sha256"),
+    ] {
+        let r = s3
+            .request(
+                "PUT",
+                &format!("/bad-input/{key}"),
+                &[],
+                &[(header, "AAAAAA==")],
+                body.clone(),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.error_code().as_deref()),
+            (400, Some("BadDigest")),
+            "{header}: {}",
+            r.text()
+        );
+        must_be_absent(&s3, "bad-input", key).await;
+        let r = s3
+            .request(
+                "PUT",
+                &format!("/bad-input/{key}"),
+                &[],
+                &[(header, good_value)],
+                body.clone(),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{header}: {}", r.text());
+        let r = s3
+            .request(
+                "GET",
+                &format!("/bad-input/{key}"),
+                &[],
+                &[("x-amz-checksum-mode", "ENABLED")],
+                vec![],
+            )
+            .await;
+        assert_eq!(
+            r.header(header).as_deref(),
+            Some(good_value),
+            "{header} returned"
+        );
+        assert!(r.body == body);
+    }
+
     // The same in an aws-chunked body with an unsigned trailer.
     let chunked = |checksum: &str, truncate: bool| {
         let mut b = format!("{:x}\r\n", body.len()).into_bytes();
