@@ -205,7 +205,11 @@ pub(crate) fn delete_version(
     version_id: &str,
     current: Option<&ObjectVersion>,
 ) -> Result<Option<(VersionRecord, Option<ObjectVersion>)>, redb::Error> {
-    adopt(tx, bucket, key, current)?;
+    // Only the `null` version can be the unrecorded current one; adopting it
+    // for any other id would leave a stray record behind.
+    if version_id == "null" {
+        adopt(tx, bucket, key, current)?;
+    }
     let hist = history(tx, bucket, key)?;
     let Some(pos) = hist.iter().position(|(_, r)| r.version_id == version_id) else {
         return Ok(None);

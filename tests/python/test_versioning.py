@@ -134,3 +134,23 @@ def test_list_object_versions_with_delimiter(s3, bucket):
     assert items == ["d1/", "d2/", "top", "top"]
     r = s3.list_object_versions(Bucket=bucket, Prefix="d1/", Delimiter="/")
     assert sorted(v["Key"] for v in r["Versions"]) == ["d1/a", "d1/a", "d1/b", "d1/b"]
+
+
+def test_version_ids_in_an_unversioned_bucket_leave_nothing_behind(s3, make_bucket):
+    b = make_bucket("unv")
+    s3.put_object(Bucket=b, Key="k", Body=b"x")
+    # Deleting an unknown version succeeds and changes nothing.
+    s3.delete_object(Bucket=b, Key="k", VersionId="0" * 32)
+    assert s3.get_object(Bucket=b, Key="k")["Body"].read() == b"x"
+    # The object is the `null` version; deleting it by that id removes it.
+    assert s3.get_object(Bucket=b, Key="k", VersionId="null")["Body"].read() == b"x"
+    s3.delete_object(Bucket=b, Key="k", VersionId="null")
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=b, Key="k")
+    assert error_of(e) == ("NoSuchKey", 404)
+    s3.put_object(Bucket=b, Key="k2", Body=b"y")
+    s3.delete_object(Bucket=b, Key="k2", VersionId="1" * 32)
+    s3.delete_object(Bucket=b, Key="k2")
+    s3.list_object_versions(Bucket=b)
+    assert s3.list_object_versions(Bucket=b).get("Versions", []) == []
+    s3.delete_bucket(Bucket=b)
