@@ -98,3 +98,15 @@ impl ShardError {
         )
     }
 }
+
+/// `error: cause: cause`, for messages that must carry the whole story.
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
+}

@@ -392,7 +392,7 @@ struct WarnLimiter {
 
 impl WarnLimiter {
     fn failed(&mut self, what: &str, error: &MetadCallError) {
-        let message = chain(error);
+        let message = crate::error::chain(error);
         let due = self
             .last_warn
             .is_none_or(|t| t.elapsed() >= Duration::from_millis(METAD_WARN_INTERVAL_MS));
@@ -410,17 +410,6 @@ impl WarnLimiter {
         self.last_warn = None;
         self.suppressed = 0;
     }
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        source = e.source();
-    }
-    out
 }
 
 /// Registers, then heartbeats; registers again if metad forgets the node.

@@ -29,6 +29,7 @@
 //! aborts the response body (the connection is closed before `len` bytes), so
 //! the client's body read fails: a partial body is never mistaken for data.
 
+use crate::error::chain;
 use crate::error::ShardError;
 use crate::shard_file::ShardHeader;
 use crate::shard_store::ShardStore;
@@ -160,18 +161,6 @@ impl IntoResponse for ApiError {
         };
         (self.status, Json(body)).into_response()
     }
-}
-
-/// `error: cause: cause`, for messages.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        source = e.source();
-    }
-    out
 }
 
 impl From<ShardError> for ApiError {

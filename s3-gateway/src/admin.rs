@@ -172,6 +172,12 @@ async fn check(
     Ok(())
 }
 
+/// Decodes a JSON request body; a malformed one is a 400 naming the problem.
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
+    serde_json::from_slice(body)
+        .map_err(|e| AdminError(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))
+}
+
 async fn keys(s: &AdminState) -> Result<Vec<AccessKey>, AdminError> {
     match s.gw.metad.query(&Query::Keys).await? {
         QueryResult::Keys { keys } => Ok(keys),
@@ -230,8 +236,7 @@ async fn create_key(
     body: Bytes,
 ) -> Result<(StatusCode, Json<KeyView>), AdminError> {
     check(&s, &method, &uri, &headers, &body).await?;
-    let req: CreateKeyRequest = serde_json::from_slice(&body)
-        .map_err(|e| AdminError(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))?;
+    let req: CreateKeyRequest = json_body(&body)?;
     if req.name.is_empty() || req.name.len() > 128 {
         return Err(AdminError(
             StatusCode::BAD_REQUEST,
@@ -434,8 +439,7 @@ async fn metad_add(
     body: Bytes,
 ) -> Result<Json<RaftStatus>, AdminError> {
     check(&s, &method, &uri, &headers, &body).await?;
-    let req: AddMember = serde_json::from_slice(&body)
-        .map_err(|e| AdminError(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))?;
+    let req: AddMember = json_body(&body)?;
     metad_member_call(&s, "/v1/members/add", &req).await
 }
 
@@ -447,8 +451,7 @@ async fn metad_remove(
     body: Bytes,
 ) -> Result<Json<RaftStatus>, AdminError> {
     check(&s, &method, &uri, &headers, &body).await?;
-    let req: RemoveMember = serde_json::from_slice(&body)
-        .map_err(|e| AdminError(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))?;
+    let req: RemoveMember = json_body(&body)?;
     metad_member_call(&s, "/v1/members/remove", &req).await
 }
 
