@@ -57,6 +57,10 @@ pub struct DevClusterConfig {
     /// Serve S3 over HTTPS with a self-signed certificate kept in
     /// `<data>/tls/` (made on first use).
     pub tls: bool,
+    /// datad settings applied to every data node (id, zone, listen,
+    /// data_dir, capacity and metad are set per node). Gateways get an
+    /// upload age limit of half its `gc_grace_ms`.
+    pub datad: DatadConfig,
 }
 
 impl DevClusterConfig {
@@ -77,6 +81,10 @@ impl DevClusterConfig {
             delete_delay_ms: 10_000,
             metad: MetadConfig::default(),
             tls: false,
+            datad: DatadConfig {
+                heartbeat_interval_ms: 500,
+                ..DatadConfig::default()
+            },
         }
     }
 
@@ -88,6 +96,10 @@ impl DevClusterConfig {
             admin_listen: any,
             metad_listen: any,
             delete_delay_ms: 1_000,
+            metad: MetadConfig {
+                node_suspect_ms: 1_500,
+                ..MetadConfig::default()
+            },
             ..Self::new(data_dir)
         }
     }
@@ -174,6 +186,8 @@ pub struct DevCluster {
     datad: Vec<Option<RunningDatad>>,
     /// Where each data node listened, so a restarted node keeps its address.
     datad_addrs: Vec<Option<SocketAddr>>,
+    /// Zone of each data node.
+    datad_zones: Vec<String>,
     gateways: Vec<Option<(GatewayHandle, CancellationToken)>>,
 }
 
@@ -207,6 +221,9 @@ impl DevCluster {
             metad_addrs: addrs.metad,
             datad: (0..cfg.datad_count).map(|_| None).collect(),
             datad_addrs: addrs.datad,
+            datad_zones: (0..cfg.datad_count)
+                .map(|i| cfg.zones[i % cfg.zones.len()].clone())
+                .collect(),
             gateways: (0..cfg.gateways.max(1)).map(|_| None).collect(),
             cfg,
             credentials,
@@ -370,13 +387,13 @@ impl DevCluster {
         let cancel = CancellationToken::new();
         let cfg = DatadConfig {
             node_id: (i + 1) as u64,
-            zone: self.cfg.zones[i % self.cfg.zones.len()].clone(),
+            zone: self.datad_zones[i].clone(),
             listen: self.datad_addrs[i].unwrap_or_else(|| "127.0.0.1:0".parse().expect("literal")),
             advertise: None,
             data_dir: self.datad_dir(i),
             capacity_bytes: self.cfg.datad_capacity_bytes,
             metad: self.metad_addrs(),
-            heartbeat_interval_ms: 500,
+            ..self.cfg.datad.clone()
         };
         let handle = weft_datad::node::start(cfg, cancel.clone())
             .await
@@ -384,6 +401,28 @@ impl DevCluster {
         self.datad_addrs[i] = Some(handle.addr());
         self.datad[i] = Some(RunningDatad { handle, cancel });
         Ok(())
+    }
+
+    /// Adds a new data node in `zone` (node id: the next unused) and starts
+    /// it; returns its index. Rebalancing moves shards onto it over time.
+    pub async fn add_datad(&mut self, zone: &str) -> Result<usize> {
+        self.datad.push(None);
+        self.datad_addrs.push(None);
+        self.datad_zones.push(zone.to_string());
+        let i = self.datad.len() - 1;
+        self.start_datad(i).await?;
+        Ok(i)
+    }
+
+    /// Number of data node slots (running or stopped).
+    pub fn datad_count(&self) -> usize {
+        self.datad.len()
+    }
+
+    /// The shard store of a running data node (for tests that inspect or
+    /// damage files).
+    pub fn datad_store(&self, i: usize) -> Option<std::sync::Arc<weft_datad::shard_store::ShardStore>> {
+        self.datad[i].as_ref().map(|d| d.handle.store())
     }
 
     /// Stops data node `i` as a crash would look to its peers: its server
@@ -408,6 +447,7 @@ impl DevCluster {
             root_access_key: Some(self.credentials.access_key.clone()),
             root_secret_key: Some(self.credentials.secret_key.clone()),
             delete_delay_ms: self.cfg.delete_delay_ms,
+            upload_max_age_ms: self.cfg.datad.gc_grace_ms / 2,
             ..Default::default()
         };
         let mut cfg = cfg;

@@ -46,6 +46,13 @@ enum Cmd {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Drain, reactivate or remove data nodes.
+    Node {
+        #[command(subcommand)]
+        command: NodeCmd,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Measure: figures for docs/performance.md (never pass/fail).
     Bench {
         #[command(subcommand)]
@@ -177,6 +184,48 @@ enum ClusterCmd {
     Metad {
         #[command(subcommand)]
         command: MetadCmd,
+    },
+    /// Repair: `weft cluster repair status`, or set the rate and priority
+    /// (`weft cluster repair --rate 200MiB/s --priority high`).
+    #[command(args_conflicts_with_subcommands = true)]
+    Repair {
+        #[command(subcommand)]
+        command: Option<RepairCmd>,
+        /// Cluster-wide rate of repair, drain and rebalance writes, e.g. 200MiB/s.
+        #[arg(long, value_parser = weft_common::repair::parse_rate)]
+        rate: Option<u64>,
+        /// low (1 task per node), normal (2) or high (4, rebalancing waits).
+        #[arg(long)]
+        priority: Option<weft_common::repair::RepairPriority>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RepairCmd {
+    /// Segments at full redundancy, degraded and unreadable per storage
+    /// class, the backlog and an ETA.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum NodeCmd {
+    /// Move every shard off the node (it stays readable meanwhile).
+    Drain {
+        /// Node id.
+        id: u64,
+    },
+    /// Cancel a drain: the node takes new shards again.
+    Activate {
+        /// Node id.
+        id: u64,
+    },
+    /// Take a drained node out of the cluster for good.
+    Remove {
+        /// Node id.
+        id: u64,
+        /// Remove even if it still holds shards (repair rebuilds them).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -347,6 +396,102 @@ async fn run_bucket(cmd: BucketCmd, a: AdminArgs) -> Result<()> {
     Ok(())
 }
 
+fn print_durability(st: &weft_common::repair::DurabilityStatus) {
+    let when = ms_to_rfc3339(st.as_of_ms);
+    println!("state: {}   (as of {when})", st.state.to_uppercase());
+    if st.stale {
+        println!(
+            "STALE: {}",
+            st.stale_reason.as_deref().unwrap_or("metad did not answer")
+        );
+    }
+    println!(
+        "\n{:<12} {:<11} {:>10} {:>10} {:>22} {:>11} {:>12}",
+        "CLASS", "LAYOUT", "SEGMENTS", "FULL", "DEGRADED (-1,-2,..)", "UNREADABLE", "BACKLOG"
+    );
+    for c in &st.classes {
+        let degraded: Vec<String> = c.degraded.iter().map(|d| d.to_string()).collect();
+        println!(
+            "{:<12} {:<11} {:>10} {:>10} {:>22} {:>11} {:>12}",
+            c.class,
+            c.layout,
+            c.segments,
+            c.full,
+            degraded.join(","),
+            c.unreadable,
+            human_bytes(c.backlog_bytes)
+        );
+    }
+    let eta = match st.eta_seconds {
+        Some(0) => "none needed".to_string(),
+        Some(s) => format!("~{s}s"),
+        None => "unknown (no repair is making progress)".to_string(),
+    };
+    println!(
+        "\nbacklog {}, ETA {eta}; {} tasks in flight, {}/s over the last minute; rate limit {}/s, priority {:?}",
+        human_bytes(st.backlog_bytes),
+        st.tasks_in_flight,
+        human_bytes(st.recent_rate_bytes_per_sec),
+        human_bytes(st.config.rate_bytes_per_sec),
+        st.config.priority
+    );
+    if st.draining_shards > 0 {
+        println!("{} shards still on draining nodes", st.draining_shards);
+    }
+    if !st.unreadable_objects.is_empty() {
+        println!("unreadable objects (first {}):", st.unreadable_objects.len());
+        for o in &st.unreadable_objects {
+            println!("  {o}");
+        }
+    }
+    println!(
+        "\n{:<6} {:<12} {:<9} {:>8} {:>12} {:>12}",
+        "NODE", "ZONE", "STATE", "SHARDS", "STORED", "CAPACITY"
+    );
+    for n in &st.nodes {
+        println!(
+            "{:<6} {:<12} {:<9} {:>8} {:>12} {:>12}",
+            n.node.to_string(),
+            n.zone,
+            n.state,
+            n.shards,
+            human_bytes(n.stored_bytes),
+            human_bytes(n.capacity_bytes)
+        );
+    }
+}
+
+async fn run_node(cmd: NodeCmd, a: AdminArgs) -> Result<()> {
+    let c = admin_client(&a)?;
+    let (id, path) = match cmd {
+        NodeCmd::Drain { id } => (id, format!("/v1/nodes/{id}/drain")),
+        NodeCmd::Activate { id } => (id, format!("/v1/nodes/{id}/activate")),
+        NodeCmd::Remove { id, force } => (
+            id,
+            format!("/v1/nodes/{id}/remove{}", if force { "?force=true" } else { "" }),
+        ),
+    };
+    let r: weft_gateway::admin::NodeActionReply = c
+        .call(reqwest::Method::POST, &path, Some(serde_json::json!({})))
+        .await
+        .with_context(|| format!("change node {id}"))?;
+    if a.json {
+        return print_json(&r);
+    }
+    println!(
+        "node {} is now {:?} ({} shards placed on it{})",
+        r.node,
+        r.admin,
+        r.shards,
+        if r.admin == weft_common::topology::NodeAdmin::Draining {
+            "; watch `weft cluster repair status` until it holds none"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
 fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = b as f64;
@@ -467,6 +612,44 @@ async fn run_cluster(cmd: ClusterCmd, a: AdminArgs) -> Result<()> {
             }
             println!("voters now: {:?}", st.voters);
         }
+        ClusterCmd::Repair {
+            command: Some(RepairCmd::Status),
+            ..
+        } => {
+            let st: weft_common::repair::DurabilityStatus = c
+                .call(reqwest::Method::GET, "/v1/repair/status", None)
+                .await
+                .context("get repair status")?;
+            if a.json {
+                return print_json(&st);
+            }
+            print_durability(&st);
+        }
+        ClusterCmd::Repair {
+            command: None,
+            rate,
+            priority,
+        } => {
+            if rate.is_none() && priority.is_none() {
+                anyhow::bail!("nothing to change: give --rate and/or --priority, or use `weft cluster repair status`");
+            }
+            let cfg: weft_common::repair::RepairConfig = c
+                .call(
+                    reqwest::Method::POST,
+                    "/v1/repair/config",
+                    Some(serde_json::json!({ "rate_bytes_per_sec": rate, "priority": priority })),
+                )
+                .await
+                .context("set repair settings")?;
+            if a.json {
+                return print_json(&cfg);
+            }
+            println!(
+                "repair rate {}/s, priority {:?}",
+                human_bytes(cfg.rate_bytes_per_sec),
+                cfg.priority
+            );
+        }
         ClusterCmd::Status => {
             let s: ClusterStatus = c
                 .call(reqwest::Method::GET, "/v1/cluster/status", None)
@@ -485,7 +668,7 @@ async fn run_cluster(cmd: ClusterCmd, a: AdminArgs) -> Result<()> {
             for n in &s.nodes {
                 let z = zones.entry(n.info.zone.as_str()).or_default();
                 z.0 += 1;
-                if n.state == weft_common::topology::NodeState::Up {
+                if n.state_name() == "up" {
                     z.1 += 1;
                 }
                 z.2 += n.info.capacity_bytes;
@@ -506,16 +689,16 @@ async fn run_cluster(cmd: ClusterCmd, a: AdminArgs) -> Result<()> {
                 );
             }
             println!(
-                "\n{:<6} {:<12} {:<22} {:<6} {:>12} {:>12} {:>10}",
+                "\n{:<6} {:<12} {:<22} {:<9} {:>12} {:>12} {:>10}",
                 "NODE", "ZONE", "ADDRESS", "STATE", "CAPACITY", "USED", "HEARTBEAT"
             );
             for n in &s.nodes {
                 println!(
-                    "{:<6} {:<12} {:<22} {:<6} {:>12} {:>12} {:>10}",
+                    "{:<6} {:<12} {:<22} {:<9} {:>12} {:>12} {:>10}",
                     n.info.id.to_string(),
                     n.info.zone,
                     n.info.addr,
-                    format!("{:?}", n.state).to_lowercase(),
+                    n.state_name(),
                     human_bytes(n.info.capacity_bytes),
                     human_bytes(n.used_bytes),
                     n.last_heartbeat_ms_ago
@@ -698,6 +881,7 @@ async fn main() -> std::process::ExitCode {
         Cmd::Key { command, admin } => run_key(command, admin).await,
         Cmd::Bucket { command, admin } => run_bucket(command, admin).await,
         Cmd::Cluster { command, admin } => run_cluster(command, admin).await,
+        Cmd::Node { command, admin } => run_node(command, admin).await,
         Cmd::Bench { command } => match command {
             BenchCmd::Metad {
                 voters,

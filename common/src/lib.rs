@@ -1,18 +1,22 @@
 //! Types every Weft process shares: ids, topology, storage-class profiles,
 //! placement, the stripe codec, checksums and the internal RPC messages.
 //!
-//! This crate does no I/O and holds no policy about disks or sockets: it is the
-//! vocabulary of the system (see docs/glossary.md), so that metad, datad and the
-//! gateway agree on formats by construction. Anything that touches a file, a
-//! socket or a clock belongs to a daemon crate.
+//! This crate holds no policy about disks or sockets: it is the vocabulary of
+//! the system (see docs/glossary.md), so that metad, datad and the gateway
+//! agree on formats by construction. Anything that touches a file or a clock
+//! belongs to a daemon crate. The one piece of I/O here is [`metad_client`],
+//! because the gateway, datad (repair, scrub, GC) and the CLI all call metad
+//! and must follow leader changes the same way.
 #![deny(missing_docs)]
 
 pub mod admin_auth;
 pub mod checksum;
 pub mod ids;
 pub mod manifest;
+pub mod metad_client;
 pub mod placement;
 pub mod profile;
+pub mod repair;
 pub mod rpc;
 pub mod stripe;
 pub mod topology;

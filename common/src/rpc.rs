@@ -163,6 +163,40 @@ pub enum Command {
         /// Key name.
         name: String,
     },
+    /// Point shard `index` of `segment` at `to`, if it still points at `from`
+    /// (compare-and-set, so a stale repair or a race with a delete is refused).
+    MoveShard {
+        /// Segment.
+        segment: crate::SegmentId,
+        /// Shard index.
+        index: u8,
+        /// Expected current holder.
+        from: Option<NodeId>,
+        /// New holder, which has the shard durably written.
+        to: NodeId,
+    },
+    /// Forget that `node` holds shard `index` of `segment` (it was found
+    /// corrupt or missing), so repair rebuilds it elsewhere.
+    DropShard {
+        /// Segment.
+        segment: crate::SegmentId,
+        /// Shard index.
+        index: u8,
+        /// The node the shard was expected on.
+        node: NodeId,
+    },
+    /// Set a node's administrative state (drain, remove, reactivate).
+    SetNodeAdmin {
+        /// Node.
+        node: NodeId,
+        /// New state.
+        admin: crate::topology::NodeAdmin,
+    },
+    /// Change the repair rate and priority.
+    SetRepairConfig {
+        /// New settings.
+        config: crate::repair::RepairConfig,
+    },
     /// Several commands in one raft entry, applied in order: group commit.
     /// Each gets its own result, as if proposed alone.
     Batch {
@@ -248,6 +282,13 @@ pub enum Refusal {
         /// The part number.
         part_number: u32,
     },
+    /// The state the command was based on has changed (a shard moved or its
+    /// segment was deleted meanwhile).
+    Stale,
+    /// No registered node has that id.
+    NoSuchNode,
+    /// The node was removed from the cluster and cannot rejoin under its id.
+    NodeRemoved,
 }
 
 /// Every metadata read.
@@ -317,6 +358,16 @@ pub enum Query {
     Keys,
     /// Registered nodes with liveness.
     Nodes,
+    /// Which of these shards metad expects `node` to hold (for datad's
+    /// garbage collector).
+    ShardsHeld {
+        /// The asking node.
+        node: NodeId,
+        /// `(segment, shard index)` pairs it has on disk.
+        shards: Vec<(crate::SegmentId, u8)>,
+    },
+    /// Redundancy of every segment (answered by the leader from a fresh scan).
+    Durability,
     /// The raft view of this metad (answered locally, by any voter).
     Status,
     /// A digest of this voter's state machine and the index it covers
@@ -480,6 +531,16 @@ pub enum QueryResult {
     Nodes {
         /// Nodes by id.
         nodes: Vec<NodeView>,
+    },
+    /// For `ShardsHeld`: one answer per pair asked about.
+    ShardsHeld {
+        /// `held[i]` answers `shards[i]`.
+        held: Vec<bool>,
+    },
+    /// For `Durability`.
+    Durability {
+        /// The report.
+        status: crate::repair::DurabilityStatus,
     },
     /// For `Digest`.
     Digest {

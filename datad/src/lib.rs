@@ -18,10 +18,15 @@
 pub mod client;
 pub mod durable;
 pub mod error;
+pub mod gc;
 pub mod node;
+pub mod repair;
+pub mod scrub;
 pub mod server;
 pub mod shard_file;
 pub mod shard_store;
+pub mod throttle;
+pub mod work_metrics;
 
 pub use client::{DatadClient, DatadClientError};
 pub use error::ShardError;

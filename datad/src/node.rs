@@ -63,6 +63,18 @@ pub struct DatadConfig {
     pub metad: Vec<String>,
     /// Interval between heartbeats to metad.
     pub heartbeat_interval_ms: u64,
+    /// Interval between polls for repair work.
+    pub repair_poll_ms: u64,
+    /// A scrub pass (every shard file read and verified) starts this often.
+    pub scrub_period_ms: u64,
+    /// Bytes per second the scrubber reads.
+    pub scrub_rate_bytes_per_sec: u64,
+    /// Interval between garbage-collection passes.
+    pub gc_interval_ms: u64,
+    /// Shard files younger than this are never garbage-collected; it must
+    /// exceed the longest upload (gateways refuse to commit uploads older
+    /// than half of it).
+    pub gc_grace_ms: u64,
 }
 
 impl Default for DatadConfig {
@@ -76,6 +88,11 @@ impl Default for DatadConfig {
             capacity_bytes: 100 * 1024 * 1024 * 1024,
             metad: vec!["127.0.0.1:7000".into()],
             heartbeat_interval_ms: 1_000,
+            repair_poll_ms: 2_000,
+            scrub_period_ms: 7 * 24 * 3600 * 1000,
+            scrub_rate_bytes_per_sec: 32 << 20,
+            gc_interval_ms: 10 * 60 * 1000,
+            gc_grace_ms: 3600 * 1000,
         }
     }
 }
@@ -193,7 +210,8 @@ pub async fn start(cfg: DatadConfig, cancel: CancellationToken) -> Result<DatadH
             addr.to_string()
         }
     };
-    let router = server::router(store.clone(), cfg.capacity_bytes);
+    let work_metrics = crate::work_metrics::WorkMetrics::default();
+    let router = server::router_with_metrics(store.clone(), cfg.capacity_bytes, &work_metrics);
     let serve_cancel = cancel.clone();
     let server_task = tokio::spawn(
         async move {
@@ -218,16 +236,76 @@ pub async fn start(cfg: DatadConfig, cancel: CancellationToken) -> Result<DatadH
             cfg.metad.clone(),
             Duration::from_millis(cfg.heartbeat_interval_ms),
             store.clone(),
-            cancel,
+            cancel.clone(),
         )
-        .instrument(span),
+        .instrument(span.clone()),
     );
+    let mut tasks = vec![server_task, metad_task];
+    if !cfg.metad.is_empty() {
+        tasks.extend(spawn_background_work(&cfg, node_id, &store, &work_metrics, &cancel, &span));
+    }
     Ok(DatadHandle {
         addr,
         node_id,
         store,
-        tasks: vec![server_task, metad_task],
+        tasks,
     })
+}
+
+/// Starts repair, scrub and garbage collection.
+fn spawn_background_work(
+    cfg: &DatadConfig,
+    node: NodeId,
+    store: &Arc<ShardStore>,
+    metrics: &crate::work_metrics::WorkMetrics,
+    cancel: &CancellationToken,
+    span: &tracing::Span,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let metad = weft_common::metad_client::MetadClient::new(cfg.metad.clone())
+        .with_deadline(Duration::from_secs(10));
+    let repair = crate::repair::RepairContext {
+        node,
+        store: store.clone(),
+        metad: metad.clone(),
+        datad: crate::client::DatadClient::new(),
+        throttle: Arc::new(crate::throttle::Throttle::new(
+            weft_common::repair::REPAIR_RATE_DEFAULT,
+        )),
+        metrics: metrics.clone(),
+    };
+    let scrub = crate::scrub::ScrubConfig {
+        period: Duration::from_millis(cfg.scrub_period_ms.max(1)),
+        rate_bytes_per_sec: cfg.scrub_rate_bytes_per_sec.max(1),
+    };
+    let gc = crate::gc::GcConfig {
+        interval: Duration::from_millis(cfg.gc_interval_ms.max(1)),
+        grace: Duration::from_millis(cfg.gc_grace_ms),
+    };
+    vec![
+        tokio::spawn(
+            crate::repair::run(
+                repair,
+                Duration::from_millis(cfg.repair_poll_ms.max(10)),
+                cancel.clone(),
+            )
+            .instrument(span.clone()),
+        ),
+        tokio::spawn(
+            crate::scrub::run(
+                node,
+                store.clone(),
+                metad.clone(),
+                metrics.clone(),
+                scrub,
+                cancel.clone(),
+            )
+            .instrument(span.clone()),
+        ),
+        tokio::spawn(
+            crate::gc::run(node, store.clone(), metad, metrics.clone(), gc, cancel.clone())
+                .instrument(span.clone()),
+        ),
+    ]
 }
 
 /// Reads the id recorded in the data directory, or records the configured

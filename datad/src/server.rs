@@ -62,8 +62,9 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn new() -> Metrics {
+    fn new(work: &crate::work_metrics::WorkMetrics) -> Metrics {
         let mut registry = Registry::default();
+        work.register(&mut registry);
         let put_bytes = Counter::default();
         let get_bytes = Counter::default();
         let corrupt_blocks = Counter::default();
@@ -104,9 +105,18 @@ struct AppState {
 /// The router of a datad. PUTs that would take the store's usage above
 /// `capacity_bytes` are refused with 507.
 pub fn router(store: Arc<ShardStore>, capacity_bytes: u64) -> Router {
+    router_with_metrics(store, capacity_bytes, &Default::default())
+}
+
+/// [`router`], also exporting the background jobs' counters.
+pub fn router_with_metrics(
+    store: Arc<ShardStore>,
+    capacity_bytes: u64,
+    work: &crate::work_metrics::WorkMetrics,
+) -> Router {
     let state = AppState {
         store,
-        metrics: Arc::new(Metrics::new()),
+        metrics: Arc::new(Metrics::new(work)),
         capacity_bytes,
     };
     Router::new()

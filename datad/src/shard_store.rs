@@ -216,6 +216,30 @@ impl ShardStore {
         Ok(out.into())
     }
 
+    /// Removes a shard durably unless its file was written at or after
+    /// `since`: for the garbage collector and the scrubber, which decide on
+    /// a file they looked at earlier and must not remove a newer one that a
+    /// repair put in its place.
+    pub async fn delete_unless_newer(
+        &self,
+        segment: SegmentId,
+        index: ShardIndex,
+        since: std::time::SystemTime,
+    ) -> Result<bool, ShardError> {
+        let inner = self.inner.clone();
+        blocking(move || inner.delete_unless_newer(segment, index, Some(since))).await
+    }
+
+    /// Every shard file whose last write is older than `min_age`, by name.
+    /// Files are named for their segment and index, so no file is opened.
+    pub async fn inventory(
+        &self,
+        min_age: std::time::Duration,
+    ) -> Result<Vec<(SegmentId, ShardIndex)>, ShardError> {
+        let inner = self.inner.clone();
+        blocking(move || inner.inventory(min_age)).await
+    }
+
     /// Removes a shard durably. Returns whether it existed.
     pub async fn delete(&self, segment: SegmentId, index: ShardIndex) -> Result<bool, ShardError> {
         let inner = self.inner.clone();
@@ -316,6 +340,36 @@ impl Inner {
             used_bytes: AtomicU64::new(used_bytes),
             name_locks: (0..NAME_LOCKS).map(|_| Mutex::new(())).collect(),
         })
+    }
+
+    fn inventory(&self, min_age: std::time::Duration) -> Result<Vec<(SegmentId, ShardIndex)>, ShardError> {
+        let now = std::time::SystemTime::now();
+        let mut out = vec![];
+        for sub in read_dir(&self.shards_dir)? {
+            if !sub.is_dir() {
+                continue;
+            }
+            for file in read_dir(&sub)? {
+                let Some(name) = file.file_name().and_then(|n| n.to_str()) else {
+                    continue;
+                };
+                let Some((hex, idx)) = name.split_once('.') else {
+                    continue;
+                };
+                let (Ok(segment), Ok(index)) = (hex.parse::<SegmentId>(), idx.parse::<u8>()) else {
+                    continue;
+                };
+                let old_enough = fs::metadata(&file)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_some_and(|age| age >= min_age);
+                if old_enough {
+                    out.push((segment, ShardIndex(index)));
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn path_of(&self, segment: SegmentId, index: ShardIndex) -> PathBuf {
@@ -452,8 +506,30 @@ impl Inner {
     }
 
     fn delete(&self, segment: SegmentId, index: ShardIndex) -> Result<bool, ShardError> {
+        self.delete_unless_newer(segment, index, None)
+    }
+
+    fn delete_unless_newer(
+        &self,
+        segment: SegmentId,
+        index: ShardIndex,
+        since: Option<std::time::SystemTime>,
+    ) -> Result<bool, ShardError> {
         let path = self.path_of(segment, index);
         let _name = self.name_lock(segment, index);
+        if let Some(since) = since {
+            // Checked under the name lock, which a writer holds across its
+            // rename: a shard rewritten meanwhile is never removed.
+            let modified = fs::metadata(&path).and_then(|m| m.modified());
+            match modified {
+                Ok(t) if t >= since => return Ok(false),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => {
+                    return Err(ShardError::from_fs(FsError::new("stat shard file", &path, e)))
+                }
+            }
+        }
         let len = file_len(&path).map_err(ShardError::from_fs)?;
         let existed = durable::remove_file(&path).map_err(ShardError::from_fs)?;
         if existed {

@@ -15,12 +15,13 @@
 // openraft's StorageError is large and its traits require returning it.
 #![allow(clippy::result_large_err)]
 
-pub mod client;
+pub mod durability;
 pub mod group_commit;
 pub mod liveness;
 pub mod network;
 pub mod node;
 pub mod raft_log;
+mod segment_index;
 pub mod server;
 pub mod state_machine;
 pub(crate) mod versioning;
@@ -40,7 +41,7 @@ pub type Raft = openraft::Raft<TypeConfig>;
 /// Raft node id (distinct from data-node ids).
 pub type RaftNodeId = u64;
 
-pub use client::{MetadClient, MetadClientError};
+pub use weft_common::metad_client::{MetadClient, MetadClientError};
 pub use node::{start, MetadConfig, MetadError, MetadHandle};
 
 /// Allow [`Cursor`] in the macro expansion without an unused-import lint when

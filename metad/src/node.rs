@@ -31,8 +31,16 @@ pub struct MetadConfig {
     pub data_dir: PathBuf,
     /// Initialize a new single-voter group here if none exists yet.
     pub bootstrap: bool,
-    /// A node with no heartbeat for this long is down.
+    /// A node with no heartbeat for this long is suspect: it gets no new
+    /// shards and its shards count as at risk.
+    pub node_suspect_ms: u64,
+    /// A node with no heartbeat for this long is down, and repair rebuilds
+    /// its shards elsewhere. Long enough to ride out a reboot.
     pub node_grace_ms: u64,
+    /// Time between durability scans on the leader.
+    pub durability_scan_ms: u64,
+    /// How long a datad may hold a repair task before it is offered again.
+    pub repair_task_lease_ms: u64,
     /// Raft heartbeat interval.
     pub raft_heartbeat_ms: u64,
     /// Lower bound of the election timeout.
@@ -54,7 +62,10 @@ impl Default for MetadConfig {
             advertise: None,
             data_dir: PathBuf::from("weft-data/metad"),
             bootstrap: true,
-            node_grace_ms: 5_000,
+            node_suspect_ms: 3_000,
+            node_grace_ms: 60_000,
+            durability_scan_ms: 5_000,
+            repair_task_lease_ms: 120_000,
             raft_heartbeat_ms: 100,
             election_timeout_min_ms: 400,
             election_timeout_max_ms: 800,
@@ -247,11 +258,20 @@ pub async fn start(cfg: MetadConfig, cancel: CancellationToken) -> Result<MetadH
         id: cfg.id,
         raft: raft.clone(),
         sm: sm.clone(),
-        liveness: Liveness::new(Duration::from_millis(cfg.node_grace_ms)),
+        liveness: Liveness::new(
+            Duration::from_millis(cfg.node_suspect_ms),
+            Duration::from_millis(cfg.node_grace_ms),
+        ),
+        planner: crate::durability::Planner::new(crate::durability::PlannerConfig {
+            scan_interval: Duration::from_millis(cfg.durability_scan_ms.max(10)),
+            task_lease: Duration::from_millis(cfg.repair_task_lease_ms.max(100)),
+            ..Default::default()
+        }),
         metrics: Metrics::default(),
         writes: crate::group_commit::GroupCommit::start(raft.clone()),
         stepping_down: Default::default(),
     });
+    tokio::spawn(crate::server::planner_loop(state.clone(), cancel.clone()));
     let app = router(state);
     use axum::serve::ListenerExt;
     let listener = listener.tap_io(|tcp| {

@@ -13,6 +13,8 @@ use openraft::BasicNode;
 use openraft::ChangeMembers;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
@@ -23,6 +25,7 @@ use weft_common::rpc::{
     RemoveMember, RpcErrorBody, RpcErrorCode,
 };
 
+use crate::durability::Planner;
 use crate::group_commit::{GroupCommit, WriteError};
 use crate::liveness::Liveness;
 use crate::state_machine::StateMachine;
@@ -34,6 +37,13 @@ pub struct Metrics {
     commands: Counter,
     command_seconds: Histogram,
     queries: Counter,
+    /// Segments by class, layout and redundancy state.
+    segments: Family<Vec<(String, String)>, Gauge>,
+    /// Nodes by state.
+    nodes: Family<Vec<(String, String)>, Gauge>,
+    repair_backlog_bytes: Gauge,
+    repair_tasks_in_flight: Gauge,
+    repair_finished: Counter,
 }
 
 impl Default for Metrics {
@@ -49,11 +59,42 @@ impl Default for Metrics {
             command_seconds.clone(),
         );
         registry.register("queries", "Metadata queries answered", queries.clone());
+        let segments = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register(
+            "segments",
+            "Segments by storage class, layout and redundancy (leader only)",
+            segments.clone(),
+        );
+        let nodes = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register("nodes", "Data nodes by state (leader only)", nodes.clone());
+        let repair_backlog_bytes = Gauge::default();
+        registry.register(
+            "repair_backlog_bytes",
+            "Shard bytes repair must write to reach full redundancy",
+            repair_backlog_bytes.clone(),
+        );
+        let repair_tasks_in_flight = Gauge::default();
+        registry.register(
+            "repair_tasks_in_flight",
+            "Repair, drain and rebalance tasks handed out or queued",
+            repair_tasks_in_flight.clone(),
+        );
+        let repair_finished = Counter::default();
+        registry.register(
+            "repair_tasks_finished",
+            "Repair tasks reported finished by data nodes",
+            repair_finished.clone(),
+        );
         Metrics {
             registry,
             commands,
             command_seconds,
             queries,
+            segments,
+            nodes,
+            repair_backlog_bytes,
+            repair_tasks_in_flight,
+            repair_finished,
         }
     }
 }
@@ -68,6 +109,8 @@ pub struct AppState {
     pub sm: StateMachine,
     /// Heartbeat tracker.
     pub liveness: Liveness,
+    /// Repair planning (active while leader).
+    pub planner: Planner,
     /// Metrics.
     pub metrics: Metrics,
     /// Batches concurrent commands into raft entries.
@@ -130,6 +173,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/command", post(command))
         .route("/v1/query", post(query))
         .route("/v1/heartbeat", post(heartbeat))
+        .route("/v1/repair/poll", post(repair_poll))
         .route("/v1/init", post(init))
         .route("/v1/members/add", post(add_member))
         .route("/v1/members/remove", post(remove_member))
@@ -245,13 +289,19 @@ async fn query(
                 digest,
             }
         }
-        Query::Nodes => {
-            let nodes = tokio::task::spawn_blocking(move || sm.nodes())
-                .await
-                .map_err(ApiError::internal)?;
-            QueryResult::Nodes {
-                nodes: s.liveness.view(nodes.map_err(ApiError::internal)?),
-            }
+        Query::Nodes => QueryResult::Nodes {
+            nodes: node_views(&s).await?,
+        },
+        Query::Durability => {
+            let fresh = s
+                .planner
+                .last_status()
+                .filter(|(at, _)| at.elapsed() <= s.planner.config().status_max_age);
+            let status = match fresh {
+                Some((_, status)) => status,
+                None => durability_scan(s.clone()).await?,
+            };
+            QueryResult::Durability { status }
         }
         q => tokio::task::spawn_blocking(move || -> Result<QueryResult, redb::Error> {
             Ok(match q {
@@ -308,7 +358,12 @@ async fn query(
                 Query::Upload { upload_id } => QueryResult::Upload {
                     upload: sm.upload(&upload_id)?,
                 },
-                Query::Nodes | Query::Status | Query::Digest => unreachable!("handled above"),
+                Query::ShardsHeld { node, shards } => QueryResult::ShardsHeld {
+                    held: sm.shards_held(node, &shards)?,
+                },
+                Query::Nodes | Query::Status | Query::Digest | Query::Durability => {
+                    unreachable!("handled above")
+                }
             })
         })
         .await
@@ -346,6 +401,128 @@ fn status(s: &AppState) -> RaftStatus {
         applied_index: m.last_applied.map(|l| l.index),
         snapshot_index: m.snapshot.map(|l| l.index),
         voters: m.membership_config.membership().voter_ids().collect(),
+    }
+}
+
+/// Registered nodes joined with liveness and operator states.
+pub(crate) async fn node_views(
+    s: &AppState,
+) -> Result<Vec<weft_common::topology::NodeView>, ApiError> {
+    let sm = s.sm.clone();
+    let (nodes, admin) = tokio::task::spawn_blocking(move || -> Result<_, redb::Error> {
+        Ok((sm.nodes()?, sm.node_admin()?))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    Ok(s.liveness.view(nodes, &admin))
+}
+
+/// Scans the segment index now (waiting for a scan already running) and
+/// refreshes the status, the task queue and the metrics.
+pub(crate) async fn durability_scan(
+    s: Arc<AppState>,
+) -> Result<weft_common::repair::DurabilityStatus, ApiError> {
+    let _scan = s.planner.lock_scan().await;
+    let views = node_views(&s).await?;
+    let s2 = s.clone();
+    let status = tokio::task::spawn_blocking(move || -> Result<_, redb::Error> {
+        let config = s2.sm.repair_config()?;
+        let mut failed = None;
+        let status = s2.planner.scan(&views, config, |visit| {
+            if let Err(e) = s2.sm.scan_segments(|id, rec| visit(id, rec)) {
+                failed = Some(e);
+            }
+        });
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(status),
+        }
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    s.metrics.segments.clear();
+    for c in &status.classes {
+        let labels = |state: &str| {
+            vec![
+                ("class".to_string(), c.class.clone()),
+                ("layout".to_string(), c.layout.clone()),
+                ("state".to_string(), state.to_string()),
+            ]
+        };
+        s.metrics.segments.get_or_create(&labels("full")).set(c.full as i64);
+        let degraded: u64 = c.degraded.iter().sum();
+        s.metrics
+            .segments
+            .get_or_create(&labels("degraded"))
+            .set(degraded as i64);
+        s.metrics
+            .segments
+            .get_or_create(&labels("unreadable"))
+            .set(c.unreadable as i64);
+    }
+    s.metrics.nodes.clear();
+    for n in &status.nodes {
+        s.metrics
+            .nodes
+            .get_or_create(&vec![("state".to_string(), n.state.clone())])
+            .inc();
+    }
+    s.metrics
+        .repair_backlog_bytes
+        .set(status.backlog_bytes as i64);
+    s.metrics
+        .repair_tasks_in_flight
+        .set(status.tasks_in_flight as i64);
+    Ok(status)
+}
+
+async fn repair_poll(
+    State(s): State<Arc<AppState>>,
+    Json(poll): Json<weft_common::repair::RepairPoll>,
+) -> Result<Json<weft_common::repair::RepairAssignment>, ApiError> {
+    // Tasks are planned by the leader; a follower redirects.
+    ensure_serving_leader(&s)?;
+    let sm = s.sm.clone();
+    let config = tokio::task::spawn_blocking(move || sm.repair_config())
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let writers = node_views(&s)
+        .await?
+        .iter()
+        .filter(|v| v.accepts_writes())
+        .count();
+    s.metrics.repair_finished.inc_by(poll.finished.len() as u64);
+    Ok(Json(s.planner.poll(&poll, config, writers)))
+}
+
+/// Runs the planner while this metad leads: a scan every interval, with
+/// planner and liveness state reset whenever leadership is gained or lost.
+pub(crate) async fn planner_loop(s: Arc<AppState>, cancel: tokio_util::sync::CancellationToken) {
+    let mut leading = false;
+    let mut tick = tokio::time::interval(s.planner.config().scan_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let is_leader = ensure_serving_leader(&s).is_ok();
+        if is_leader != leading {
+            leading = is_leader;
+            s.planner.reset();
+            if leading {
+                s.liveness.reset_epoch();
+                tracing::info!("leading: durability planner active");
+            }
+        }
+        if leading {
+            if let Err(e) = durability_scan(s.clone()).await {
+                tracing::warn!(error = %e.1.message, "durability scan failed");
+            }
+        }
     }
 }
 

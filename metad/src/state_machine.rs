@@ -24,20 +24,28 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use weft_common::manifest::{AccessKey, BucketInfo, ObjectVersion, Upload, VersionRecord};
 
+use crate::segment_index::{self, SEGMENTS};
 use crate::versioning::{self, VERSIONS};
 use weft_common::rpc::{
     Command, CommandResult, ListEntry, ListMarker, ListPage, ListRequest, Refusal, WriteCondition,
 };
-use weft_common::topology::NodeInfo;
+use weft_common::repair::{RepairConfig, SegmentRecord};
+use weft_common::topology::{NodeAdmin, NodeInfo};
+use weft_common::{NodeId, SegmentId};
 
 use crate::{RaftNodeId, TypeConfig};
 
 const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
-const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
+pub(crate) const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
 const NODES: TableDefinition<u64, &[u8]> = TableDefinition::new("nodes");
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
-const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
+pub(crate) const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
+/// Operator-set node states (drain, remove), apart from registrations so a
+/// restarting datad re-registering cannot undo them.
+const NODE_ADMIN: TableDefinition<u64, &[u8]> = TableDefinition::new("node_admin");
+const KEY_REPAIR_CONFIG: &str = "repair_config";
+const KEY_SEGMENT_INDEX: &str = "segment_index_v1";
 const KEY_APPLIED: &str = "last_applied";
 const KEY_MEMBERSHIP: &str = "membership";
 
@@ -99,6 +107,14 @@ struct SnapshotDoc {
     versions: Vec<(String, VersionRecord)>,
     #[serde(default)]
     version_seq: u64,
+    /// Current shard placement; absent in snapshots older than the index,
+    /// which is then rebuilt from the manifests.
+    #[serde(default)]
+    segments: Option<Vec<(SegmentId, SegmentRecord)>>,
+    #[serde(default)]
+    node_admin: Vec<(u64, NodeAdmin)>,
+    #[serde(default)]
+    repair_config: Option<RepairConfig>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -130,6 +146,16 @@ impl StateMachine {
             tx.open_table(UPLOADS)?;
             tx.open_table(VERSIONS)?;
             tx.open_table(META)?;
+            tx.open_table(NODE_ADMIN)?;
+            tx.open_table(SEGMENTS)?;
+            let indexed = tx.open_table(META)?.get(KEY_SEGMENT_INDEX)?.is_some();
+            if !indexed {
+                let n = segment_index::rebuild(&tx)?;
+                if n > 0 {
+                    tracing::info!(segments = n, "built the segment index from the manifests");
+                }
+                tx.open_table(META)?.insert(KEY_SEGMENT_INDEX, b"1".as_slice())?;
+            }
         }
         tx.commit()?;
         Ok(StateMachine {
@@ -174,13 +200,32 @@ impl StateMachine {
     pub fn object(&self, bucket: &str, key: &str) -> Result<Option<ObjectVersion>, redb::Error> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(OBJECTS)?;
-        Ok(t.get(object_key(bucket, key).as_slice())?
-            .map(|v| decode(v.value())))
+        let mut v: Option<ObjectVersion> = t
+            .get(object_key(bucket, key).as_slice())?
+            .map(|v| decode(v.value()));
+        if let Some(v) = &mut v {
+            segment_index::overlay(&tx.open_table(SEGMENTS)?, &mut v.segments)?;
+        }
+        Ok(v)
     }
 
     /// One entry of an object's history by S3 version id. An object written
     /// before versioning was enabled answers to `null`.
     pub fn object_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> Result<Option<VersionRecord>, redb::Error> {
+        let mut r = self.object_version_as_written(bucket, key, version_id)?;
+        if let Some(v) = r.as_mut().and_then(|r| r.version.as_mut()) {
+            let tx = self.db.begin_read()?;
+            segment_index::overlay(&tx.open_table(SEGMENTS)?, &mut v.segments)?;
+        }
+        Ok(r)
+    }
+
+    fn object_version_as_written(
         &self,
         bucket: &str,
         key: &str,
@@ -348,7 +393,73 @@ impl StateMachine {
     pub fn upload(&self, upload_id: &str) -> Result<Option<Upload>, redb::Error> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(UPLOADS)?;
-        Ok(t.get(upload_id)?.map(|v| decode(v.value())))
+        let mut u: Option<Upload> = t.get(upload_id)?.map(|v| decode(v.value()));
+        if let Some(u) = &mut u {
+            let segs = tx.open_table(SEGMENTS)?;
+            for p in &mut u.parts {
+                segment_index::overlay(&segs, &mut p.segments)?;
+            }
+        }
+        Ok(u)
+    }
+
+    /// For each `(segment, index)`, whether `node` is its current holder.
+    pub fn shards_held(
+        &self,
+        node: NodeId,
+        shards: &[(SegmentId, u8)],
+    ) -> Result<Vec<bool>, redb::Error> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(SEGMENTS)?;
+        let mut out = Vec::with_capacity(shards.len());
+        for (seg, idx) in shards {
+            let held = match t.get(segment_index::key(*seg).as_slice())? {
+                Some(v) => {
+                    segment_index::decode(v.value())
+                        .shards
+                        .get(usize::from(*idx))
+                        .copied()
+                        .flatten()
+                        == Some(node)
+                }
+                None => false,
+            };
+            out.push(held);
+        }
+        Ok(out)
+    }
+
+    /// Calls `f` for every indexed segment, from one consistent view.
+    pub fn scan_segments(
+        &self,
+        mut f: impl FnMut(SegmentId, SegmentRecord),
+    ) -> Result<(), redb::Error> {
+        let tx = self.db.begin_read()?;
+        for item in tx.open_table(SEGMENTS)?.iter()? {
+            let (k, v) = item?;
+            f(segment_index::id_of(k.value()), segment_index::decode(v.value()));
+        }
+        Ok(())
+    }
+
+    /// Operator-set node states (nodes not listed are active).
+    pub fn node_admin(&self) -> Result<std::collections::HashMap<NodeId, NodeAdmin>, redb::Error> {
+        let tx = self.db.begin_read()?;
+        let mut out = std::collections::HashMap::new();
+        for item in tx.open_table(NODE_ADMIN)?.iter()? {
+            let (k, v) = item?;
+            out.insert(NodeId(k.value()), decode(v.value()));
+        }
+        Ok(out)
+    }
+
+    /// Current repair settings.
+    pub fn repair_config(&self) -> Result<RepairConfig, redb::Error> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(META)?;
+        Ok(t.get(KEY_REPAIR_CONFIG)?
+            .map(|v| decode(v.value()))
+            .unwrap_or_default())
     }
 
     /// An access key by id.
@@ -482,6 +593,8 @@ impl StateMachine {
         fold!(KEYS);
         fold!(UPLOADS);
         fold!(VERSIONS);
+        fold!(SEGMENTS);
+        fold!(NODE_ADMIN);
         Ok((applied.map(|l| l.index), format!("{count}-{crc:08x}")))
     }
 
@@ -498,6 +611,12 @@ impl StateMachine {
         tx: &redb::WriteTransaction,
         cmd: &Command,
     ) -> Result<CommandResult, redb::Error> {
+        let mut result = Self::apply_one(tx, cmd)?;
+        segment_index::track(tx, cmd, &mut result)?;
+        Ok(result)
+    }
+
+    fn apply_one(tx: &redb::WriteTransaction, cmd: &Command) -> Result<CommandResult, redb::Error> {
         let refused = |refusal| Ok(CommandResult::Refused { refusal });
         match cmd {
             Command::CreateBucket { bucket } => {
@@ -811,7 +930,46 @@ impl StateMachine {
                 }
                 Ok(CommandResult::Batch { results })
             }
+            Command::MoveShard {
+                segment,
+                index,
+                from,
+                to,
+            } => segment_index::move_shard(tx, *segment, *index, *from, *to),
+            Command::DropShard {
+                segment,
+                index,
+                node,
+            } => segment_index::drop_shard(tx, *segment, *index, *node),
+            Command::SetNodeAdmin { node, admin } => {
+                if tx.open_table(NODES)?.get(node.0)?.is_none() {
+                    return refused(Refusal::NoSuchNode);
+                }
+                let mut t = tx.open_table(NODE_ADMIN)?;
+                let current: NodeAdmin = t
+                    .get(node.0)?
+                    .map(|v| decode(v.value()))
+                    .unwrap_or_default();
+                if current == NodeAdmin::Removed && *admin != NodeAdmin::Removed {
+                    return refused(Refusal::NodeRemoved);
+                }
+                t.insert(node.0, encode(admin).as_slice())?;
+                Ok(CommandResult::Done)
+            }
+            Command::SetRepairConfig { config } => {
+                tx.open_table(META)?
+                    .insert(KEY_REPAIR_CONFIG, encode(config).as_slice())?;
+                Ok(CommandResult::Done)
+            }
             Command::RegisterNode { node } => {
+                let removed = tx
+                    .open_table(NODE_ADMIN)?
+                    .get(node.id.0)?
+                    .map(|v| decode::<NodeAdmin>(v.value()))
+                    == Some(NodeAdmin::Removed);
+                if removed {
+                    return refused(Refusal::NodeRemoved);
+                }
                 let mut t = tx.open_table(NODES)?;
                 t.insert(node.id.0, encode(node).as_slice())?;
                 Ok(CommandResult::Done)
@@ -900,6 +1058,20 @@ impl StateMachine {
                 .push((hex_encode(k.value()), versioning::decode(v.value())));
         }
         doc.version_seq = versioning::seq(&tx)?;
+        let mut segments = vec![];
+        for item in tx.open_table(SEGMENTS)?.iter()? {
+            let (k, v) = item?;
+            segments.push((segment_index::id_of(k.value()), segment_index::decode(v.value())));
+        }
+        doc.segments = Some(segments);
+        for item in tx.open_table(NODE_ADMIN)?.iter()? {
+            let (k, v) = item?;
+            doc.node_admin.push((k.value(), decode(v.value())));
+        }
+        doc.repair_config = tx
+            .open_table(META)?
+            .get(KEY_REPAIR_CONFIG)?
+            .map(|v| decode(v.value()));
         Ok((doc, applied, membership))
     }
 
@@ -944,7 +1116,32 @@ impl StateMachine {
                 vt.insert(key.as_slice(), versioning::encode(r).as_slice())?;
             }
             versioning::set_seq(&tx, doc.version_seq)?;
+            drop((b, o, n, k, u, vt));
+            {
+                let mut st = tx.open_table(SEGMENTS)?;
+                st.retain(|_, _| false)?;
+                for (id, r) in doc.segments.iter().flatten() {
+                    st.insert(
+                        segment_index::key(*id).as_slice(),
+                        segment_index::encode(r).as_slice(),
+                    )?;
+                }
+            }
+            if doc.segments.is_none() {
+                segment_index::rebuild(&tx)?;
+            }
+            {
+                let mut na = tx.open_table(NODE_ADMIN)?;
+                na.retain(|_, _| false)?;
+                for (id, a) in &doc.node_admin {
+                    na.insert(*id, encode(a).as_slice())?;
+                }
+            }
             let mut m = tx.open_table(META)?;
+            m.insert(KEY_SEGMENT_INDEX, b"1".as_slice())?;
+            if let Some(c) = &doc.repair_config {
+                m.insert(KEY_REPAIR_CONFIG, encode(c).as_slice())?;
+            }
             m.insert(KEY_APPLIED, encode(&meta.last_log_id).as_slice())?;
             m.insert(KEY_MEMBERSHIP, encode(&meta.last_membership).as_slice())?;
         }

@@ -14,7 +14,10 @@ use weft_common::manifest::AccessKey;
 use weft_common::rpc::{
     AddMember, Command, CommandResult, Query, QueryResult, RaftStatus, Refusal, RemoveMember,
 };
-use weft_common::topology::NodeView;
+use weft_common::repair::{DurabilityStatus, RepairConfig, RepairPriority};
+use weft_common::topology::{NodeAdmin, NodeView};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::s3::now_ms;
 use crate::Gateway;
@@ -26,6 +29,9 @@ pub struct AdminState {
     pub gw: Gateway,
     /// Accepted bearer token, if configured.
     pub admin_token: Option<String>,
+    /// The last durability report metad gave, served (flagged stale) when
+    /// metad cannot answer, e.g. during a partition.
+    pub last_durability: Arc<std::sync::Mutex<Option<DurabilityStatus>>>,
 }
 
 /// An admin API error: status plus `{"error": "..."}`.
@@ -107,6 +113,9 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/keys/{name}", delete(delete_key))
         .route("/v1/buckets", get(list_buckets))
         .route("/v1/cluster/status", get(cluster_status))
+        .route("/v1/repair/status", get(repair_status))
+        .route("/v1/repair/config", axum::routing::post(repair_config))
+        .route("/v1/nodes/{id}/{action}", axum::routing::post(node_action))
         .route("/v1/metad/add", axum::routing::post(metad_add))
         .route("/v1/metad/remove", axum::routing::post(metad_remove))
         .route("/v1/metad/step-down", axum::routing::post(metad_step_down))
@@ -464,4 +473,177 @@ async fn metad_step_down(
 ) -> Result<Json<RaftStatus>, AdminError> {
     check(&s, &method, &uri, &headers, &body).await?;
     metad_member_call(&s, "/v1/leader/step-down", &serde_json::json!({})).await
+}
+
+/// How long the status endpoint waits for metad before answering from its
+/// last report: an operator asking during a partition gets an answer, not a
+/// hang.
+const DURABILITY_QUERY_DEADLINE: Duration = Duration::from_secs(3);
+
+async fn durability(s: &AdminState) -> Result<DurabilityStatus, AdminError> {
+    let metad = s.gw.metad.clone().with_deadline(DURABILITY_QUERY_DEADLINE);
+    match metad.query(&Query::Durability).await? {
+        QueryResult::Durability { status } => Ok(status),
+        other => Err(AdminError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unexpected {other:?}"),
+        )),
+    }
+}
+
+async fn repair_status(
+    State(s): State<AdminState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<DurabilityStatus>, AdminError> {
+    check(&s, &method, &uri, &headers, b"").await?;
+    match durability(&s).await {
+        Ok(status) => {
+            *s.last_durability.lock().expect("status cache lock") = Some(status.clone());
+            Ok(Json(status))
+        }
+        Err(e) => {
+            let cached = s.last_durability.lock().expect("status cache lock").clone();
+            match cached {
+                Some(mut status) => {
+                    // Never claim health from an old report: it says what
+                    // was true then, flagged as such.
+                    status.stale = true;
+                    status.stale_reason = Some(format!(
+                        "metad did not answer ({}); this is the last report, from {} ms since the epoch",
+                        e.1, status.as_of_ms
+                    ));
+                    Ok(Json(status))
+                }
+                None => Err(e),
+            }
+        }
+    }
+}
+
+/// Body of `POST /v1/repair/config`: fields left out keep their value.
+#[derive(Deserialize, Serialize, Default)]
+pub struct RepairConfigRequest {
+    /// Cluster-wide repair rate.
+    pub rate_bytes_per_sec: Option<u64>,
+    /// `low`, `normal` or `high`.
+    pub priority: Option<RepairPriority>,
+}
+
+async fn repair_config(
+    State(s): State<AdminState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<RepairConfig>, AdminError> {
+    check(&s, &method, &uri, &headers, &body).await?;
+    let req: RepairConfigRequest = json_body(&body)?;
+    let mut config = durability(&s).await?.config;
+    if let Some(rate) = req.rate_bytes_per_sec {
+        if rate == 0 {
+            return Err(AdminError(
+                StatusCode::BAD_REQUEST,
+                "the repair rate must be at least 1 byte per second".into(),
+            ));
+        }
+        config.rate_bytes_per_sec = rate;
+    }
+    if let Some(p) = req.priority {
+        config.priority = p;
+    }
+    s.gw
+        .metad
+        .command(&Command::SetRepairConfig { config })
+        .await?;
+    Ok(Json(config))
+}
+
+/// Answer of the node actions.
+#[derive(Deserialize, Serialize, Debug)]
+pub struct NodeActionReply {
+    /// The node.
+    pub node: u64,
+    /// Its operator state now.
+    pub admin: NodeAdmin,
+    /// Shards still placed on it.
+    pub shards: u64,
+}
+
+#[derive(Deserialize, Default)]
+struct NodeActionQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn node_action(
+    State(s): State<AdminState>,
+    Path((id, action)): Path<(u64, String)>,
+    axum::extract::Query(q): axum::extract::Query<NodeActionQuery>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<NodeActionReply>, AdminError> {
+    check(&s, &method, &uri, &headers, &body).await?;
+    let admin = match action.as_str() {
+        "drain" => NodeAdmin::Draining,
+        "activate" => NodeAdmin::Active,
+        "remove" => NodeAdmin::Removed,
+        other => {
+            return Err(AdminError(
+                StatusCode::NOT_FOUND,
+                format!("unknown node action {other:?}; use drain, activate or remove"),
+            ))
+        }
+    };
+    let shards_on = |st: &DurabilityStatus| {
+        st.nodes
+            .iter()
+            .find(|n| n.node.0 == id)
+            .map(|n| n.shards)
+    };
+    let status = durability(&s).await?;
+    let Some(shards) = shards_on(&status) else {
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            format!("no data node {id}; see `weft cluster status`"),
+        ));
+    };
+    if admin == NodeAdmin::Removed && shards > 0 && !q.force {
+        return Err(AdminError(
+            StatusCode::CONFLICT,
+            format!(
+                "node {id} still holds {shards} shards; drain it first (`weft node drain {id}`) and wait until it holds none, or pass --force to remove it now and let repair rebuild its shards"
+            ),
+        ));
+    }
+    let cmd = Command::SetNodeAdmin {
+        node: weft_common::NodeId(id),
+        admin,
+    };
+    match s.gw.metad.command(&cmd).await? {
+        CommandResult::Done => Ok(Json(NodeActionReply {
+            node: id,
+            admin,
+            shards,
+        })),
+        CommandResult::Refused {
+            refusal: Refusal::NodeRemoved,
+        } => Err(AdminError(
+            StatusCode::CONFLICT,
+            format!("node {id} was removed and cannot be brought back; start a new node (with an empty data directory) instead"),
+        )),
+        CommandResult::Refused {
+            refusal: Refusal::NoSuchNode,
+        } => Err(AdminError(
+            StatusCode::NOT_FOUND,
+            format!("no data node {id}"),
+        )),
+        other => Err(AdminError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unexpected {other:?}"),
+        )),
+    }
 }

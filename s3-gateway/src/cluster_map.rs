@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use weft_common::placement::Candidate;
 use weft_common::rpc::{Query, QueryResult};
-use weft_common::topology::{NodeState, NodeView};
+use weft_common::topology::NodeView;
 use weft_common::NodeId;
 use weft_metad::MetadClient;
 
@@ -61,7 +61,7 @@ impl ClusterMap {
     pub fn candidates(&self) -> Vec<Candidate> {
         self.snapshot()
             .values()
-            .filter(|n| n.state == NodeState::Up)
+            .filter(|n| n.accepts_writes())
             .map(|n| Candidate {
                 node: n.info.id,
                 zone: n.info.zone.clone(),
@@ -70,10 +70,11 @@ impl ClusterMap {
             .collect()
     }
 
-    /// Where a node listens and whether it is believed up.
+    /// Where a node listens and whether reading from it is worth trying
+    /// (not down, not removed; suspect and draining nodes still serve).
     pub fn locate(&self, node: NodeId) -> Option<(String, bool)> {
         self.snapshot()
             .get(&node)
-            .map(|n| (n.info.addr.clone(), n.state == NodeState::Up))
+            .map(|n| (n.info.addr.clone(), n.readable()))
     }
 }

@@ -39,6 +39,15 @@ pub enum GatewayError {
     /// A chunk of a signed aws-chunked body failed its signature.
     #[error("request body: a chunk signature does not match: {0}")]
     BodySignature(String),
+    /// The upload took longer than the gateway may take to commit it (the
+    /// data nodes' garbage collector could have reclaimed its first shards).
+    #[error("the upload took {took:?}, longer than the {max:?} a single request may take; use a multipart upload with smaller parts or a faster link")]
+    TooSlow {
+        /// Time taken.
+        took: std::time::Duration,
+        /// The limit.
+        max: std::time::Duration,
+    },
     /// A bug or an unexpected condition.
     #[error("internal: {0}")]
     Internal(String),
@@ -56,6 +65,7 @@ pub fn to_s3(e: GatewayError) -> S3Error {
         | GatewayError::WriteQuorum { .. }
         | GatewayError::Unreadable { .. } => S3ErrorCode::ServiceUnavailable,
         GatewayError::Body(_) => S3ErrorCode::IncompleteBody,
+        GatewayError::TooSlow { .. } => S3ErrorCode::RequestTimeout,
         GatewayError::BodySignature(_) => S3ErrorCode::SignatureDoesNotMatch,
         GatewayError::Internal(_) => S3ErrorCode::InternalError,
     };

@@ -60,6 +60,9 @@ pub struct GatewayConfig {
     /// Delay before deleting the shards of a replaced or deleted version, so
     /// reads that started before the change can finish.
     pub delete_delay_ms: u64,
+    /// Longest time one request may spend writing data before it commits.
+    /// Keep it below half of datad's `gc_grace_ms`.
+    pub upload_max_age_ms: u64,
     /// Base domains for virtual-hosted-style requests (`bucket.DOMAIN`);
     /// path-style requests always work.
     pub virtual_host_domains: Vec<String>,
@@ -81,6 +84,7 @@ impl Default for GatewayConfig {
             admin_token: None,
             profiles: Profiles::default(),
             delete_delay_ms: 10_000,
+            upload_max_age_ms: 30 * 60 * 1000,
             tls_cert: None,
             tls_key: None,
             virtual_host_domains: vec!["localhost".into()],
@@ -126,6 +130,7 @@ pub struct Gateway {
     profiles: Arc<Profiles>,
     codecs: Arc<Mutex<CodecCache>>,
     delete_delay: Duration,
+    upload_max_age: Duration,
     metrics: metrics::GatewayMetrics,
 }
 
@@ -273,6 +278,7 @@ pub async fn start(
         profiles: Arc::new(cfg.profiles.clone()),
         codecs: Arc::default(),
         delete_delay: Duration::from_millis(cfg.delete_delay_ms),
+        upload_max_age: Duration::from_millis(cfg.upload_max_age_ms),
         metrics: metrics::GatewayMetrics::default(),
     };
 
@@ -317,6 +323,7 @@ pub async fn start(
     let admin_app = admin::router(admin::AdminState {
         gw: gw.clone(),
         admin_token: cfg.admin_token.clone(),
+        last_durability: Default::default(),
     });
     let admin_cancel = cancel.clone();
     let admin_task = tokio::spawn(async move {

@@ -29,6 +29,8 @@ pub struct GatewayMetrics {
     pub bytes_written: Counter,
     /// Stripes decoded from parity on reads.
     pub degraded_reads: Counter,
+    /// Shards reads found corrupt or missing and reported for repair.
+    pub bad_shards_reported: Counter,
 }
 
 impl Default for GatewayMetrics {
@@ -38,6 +40,12 @@ impl Default for GatewayMetrics {
         let request_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         let bytes_written = Counter::default();
         let degraded_reads = Counter::default();
+        let bad_shards_reported = Counter::default();
+        registry.register(
+            "bad_shards_reported",
+            "Shards reads found corrupt or missing and reported for repair",
+            bad_shards_reported.clone(),
+        );
         registry.register(
             "requests",
             "S3 requests by method and status",
@@ -64,6 +72,7 @@ impl Default for GatewayMetrics {
             request_seconds,
             bytes_written,
             degraded_reads,
+            bad_shards_reported,
         }
     }
 }

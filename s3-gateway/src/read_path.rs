@@ -12,6 +12,7 @@ use weft_common::stripe::Geometry;
 use weft_common::{NodeId, ShardIndex};
 
 use crate::error::GatewayError;
+use weft_datad::client::DatadClientError;
 use crate::Gateway;
 
 /// Bytes of the object a piece covers and the piece itself.
@@ -115,8 +116,32 @@ impl Gateway {
             .await
             .map_err(|e| {
                 tracing::warn!(segment = %seg.id, shard = index, %node, error = %e, "shard read failed; using other shards");
+                if matches!(
+                    e,
+                    DatadClientError::Corrupt { .. } | DatadClientError::NotFound { .. }
+                ) {
+                    self.report_bad_shard(seg.id, index, node);
+                }
                 format!("shard {index} on {node}: {e}")
             })
+    }
+
+    /// Tells metad that `node` no longer has a good copy of shard `index`,
+    /// so repair rebuilds it; in the background, as the read goes on from
+    /// other shards. metad ignores it if the shard has moved meanwhile.
+    fn report_bad_shard(&self, segment: weft_common::SegmentId, index: usize, node: NodeId) {
+        self.metrics.bad_shards_reported.inc();
+        let metad = self.metad.clone();
+        tokio::spawn(async move {
+            let cmd = weft_common::rpc::Command::DropShard {
+                segment,
+                index: index as u8,
+                node,
+            };
+            if let Err(e) = metad.command(&cmd).await {
+                tracing::warn!(%segment, index, %node, error = %e, "could not report a bad shard; scrub or a later read will");
+            }
+        });
     }
 
     async fn read_replica(&self, seg: &Segment, r: Range<u64>) -> Result<Bytes, GatewayError> {

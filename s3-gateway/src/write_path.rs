@@ -158,6 +158,7 @@ impl Gateway {
             read: 0,
         };
         let layout = self.profiles.layout_for(class, size);
+        let started = std::time::Instant::now();
         let mut segments = Vec::new();
         let mut offset = 0u64;
         let result: Result<(), GatewayError> = async {
@@ -169,7 +170,16 @@ impl Gateway {
                 segments.push(seg);
                 offset += len;
             }
-            reader.finish().await
+            reader.finish().await?;
+            // Shards written long ago may already look like garbage to the
+            // data nodes' collector: never commit such an upload.
+            if started.elapsed() > self.upload_max_age {
+                return Err(GatewayError::TooSlow {
+                    took: started.elapsed(),
+                    max: self.upload_max_age,
+                });
+            }
+            Ok(())
         }
         .await;
         reader.md5_tx = None;

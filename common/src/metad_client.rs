@@ -10,7 +10,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use thiserror::Error;
-use weft_common::rpc::{
+use crate::rpc::{
     Command, CommandResult, Heartbeat, Query, QueryResult, RpcErrorBody, RpcErrorCode,
 };
 

@@ -1,0 +1,98 @@
+//! The garbage collector: removes shard files metad no longer references.
+//!
+//! Shards become garbage when an upload never commits (client gone, gateway
+//! crash), when an object or multipart upload is deleted or aborted and the
+//! gateway's prompt delete did not happen, or when repair, drain or
+//! rebalance moved a shard away. Rather than tracking each case, the
+//! collector reconciles: for every file older than the grace period it asks
+//! metad whether this node should hold it, and removes it if not. The grace
+//! period protects uploads in flight, whose shards are written before their
+//! manifest commits (the gateway refuses to commit an upload older than half
+//! the grace). Removal re-checks the file's age under the name lock, so a
+//! shard rewritten meanwhile by repair survives.
+
+use crate::shard_store::ShardStore;
+use crate::work_metrics::WorkMetrics;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio_util::sync::CancellationToken;
+use weft_common::metad_client::MetadClient;
+use weft_common::rpc::{Query, QueryResult};
+use weft_common::NodeId;
+
+/// Pairs asked about per query.
+const BATCH: usize = 1000;
+
+/// Garbage collection schedule.
+#[derive(Clone, Copy, Debug)]
+pub struct GcConfig {
+    /// Time between passes.
+    pub interval: Duration,
+    /// Files younger than this are never collected.
+    pub grace: Duration,
+}
+
+/// Runs collection passes until cancelled.
+pub async fn run(
+    node: NodeId,
+    store: Arc<ShardStore>,
+    metad: MetadClient,
+    metrics: WorkMetrics,
+    cfg: GcConfig,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(cfg.interval) => {}
+        }
+        match pass(node, &store, &metad, cfg.grace).await {
+            Ok(0) => {}
+            Ok(n) => {
+                metrics.gc_deleted.inc_by(n);
+                tracing::info!(removed = n, "garbage collection removed unreferenced shards");
+            }
+            Err(e) => tracing::debug!(error = %e, "garbage collection pass skipped"),
+        }
+    }
+}
+
+/// One pass; returns the number of files removed.
+pub async fn pass(
+    node: NodeId,
+    store: &ShardStore,
+    metad: &MetadClient,
+    grace: Duration,
+) -> Result<u64, String> {
+    // Only a node metad knows may collect: an empty or foreign metadata
+    // service must not make a node delete everything it holds.
+    match metad.query(&Query::Nodes).await {
+        Ok(QueryResult::Nodes { nodes }) if nodes.iter().any(|n| n.info.id == node) => {}
+        Ok(_) => return Err("this node is not registered with metad".into()),
+        Err(e) => return Err(e.to_string()),
+    }
+    let cutoff = SystemTime::now() - grace;
+    let candidates = store.inventory(grace).await.map_err(|e| e.to_string())?;
+    let mut removed = 0;
+    for chunk in candidates.chunks(BATCH) {
+        let q = Query::ShardsHeld {
+            node,
+            shards: chunk.iter().map(|(s, i)| (*s, i.0)).collect(),
+        };
+        let held = match metad.query(&q).await.map_err(|e| e.to_string())? {
+            QueryResult::ShardsHeld { held } if held.len() == chunk.len() => held,
+            other => return Err(format!("unexpected answer to ShardsHeld: {other:?}")),
+        };
+        for ((segment, index), held) in chunk.iter().zip(held) {
+            if held {
+                continue;
+            }
+            match store.delete_unless_newer(*segment, *index, cutoff).await {
+                Ok(true) => removed += 1,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(%segment, %index, error = %e, "could not remove garbage shard"),
+            }
+        }
+    }
+    Ok(removed)
+}

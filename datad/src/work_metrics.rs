@@ -1,0 +1,65 @@
+//! Counters of datad's background work (repair, scrub, garbage collection),
+//! exported beside the request metrics at `/metrics`.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+
+/// Cheap to clone: clones share the counters.
+#[derive(Clone, Default)]
+pub struct WorkMetrics {
+    /// Shard bytes written by repair, drain and rebalance.
+    pub repair_bytes: Counter,
+    /// Tasks committed.
+    pub repair_tasks_ok: Counter,
+    /// Tasks that failed (they are planned again).
+    pub repair_tasks_failed: Counter,
+    /// Shard bytes read and verified by the scrubber.
+    pub scrub_bytes: Counter,
+    /// Shard files the scrubber found corrupt.
+    pub scrub_corrupt: Counter,
+    /// Completed scrub passes.
+    pub scrub_passes: Counter,
+    /// Shard files the garbage collector removed.
+    pub gc_deleted: Counter,
+}
+
+impl WorkMetrics {
+    /// Adds the counters to `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "repair_bytes",
+            "Shard bytes written by repair, drain and rebalance",
+            self.repair_bytes.clone(),
+        );
+        registry.register(
+            "repair_tasks_ok",
+            "Repair tasks committed",
+            self.repair_tasks_ok.clone(),
+        );
+        registry.register(
+            "repair_tasks_failed",
+            "Repair tasks that failed",
+            self.repair_tasks_failed.clone(),
+        );
+        registry.register(
+            "scrub_bytes",
+            "Shard bytes verified by the scrubber",
+            self.scrub_bytes.clone(),
+        );
+        registry.register(
+            "scrub_corrupt",
+            "Shard files the scrubber found corrupt",
+            self.scrub_corrupt.clone(),
+        );
+        registry.register(
+            "scrub_passes",
+            "Completed scrub passes",
+            self.scrub_passes.clone(),
+        );
+        registry.register(
+            "gc_deleted",
+            "Unreferenced shard files removed",
+            self.gc_deleted.clone(),
+        );
+    }
+}

@@ -1,0 +1,253 @@
+//! The segment index: where every live segment's shards are now.
+//!
+//! `segments[id]` holds a [`SegmentRecord`] for each segment referenced by an
+//! object version or an upload part. It is maintained in apply from what each
+//! command adds and what its result releases, so it can never disagree with
+//! the manifests about which segments exist. Manifests keep the placement they
+//! were written with; repair, drain and rebalance update only this table, and
+//! readers get manifests with it overlaid. The durability planner scans it,
+//! and datad's garbage collector asks it which shard files are still wanted.
+
+use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use weft_common::manifest::{ObjectVersion, Segment, Upload, VersionRecord};
+use weft_common::repair::SegmentRecord;
+use weft_common::rpc::{Command, CommandResult, Refusal};
+use weft_common::{NodeId, SegmentId};
+
+pub(crate) const SEGMENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("segments");
+
+/// Table key of a segment: its id big-endian, so the scan order is stable.
+pub(crate) fn key(id: SegmentId) -> [u8; 16] {
+    id.0.to_be_bytes()
+}
+
+/// The segment id in a table key.
+pub(crate) fn id_of(key: &[u8]) -> SegmentId {
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&key[..16]);
+    SegmentId(u128::from_be_bytes(b))
+}
+
+pub(crate) fn encode(r: &SegmentRecord) -> Vec<u8> {
+    serde_json::to_vec(r).expect("segment records serialize")
+}
+
+pub(crate) fn decode(b: &[u8]) -> SegmentRecord {
+    serde_json::from_slice(b).expect("segments table holds records this version wrote")
+}
+
+fn add(
+    tx: &WriteTransaction,
+    bucket: &str,
+    key_name: &str,
+    class: &str,
+    segments: &[Segment],
+) -> Result<(), redb::Error> {
+    let mut t = tx.open_table(SEGMENTS)?;
+    for s in segments {
+        let k = key(s.id);
+        // Insert only if absent: a retried command or a completed upload
+        // names segments already indexed, whose placement may since have
+        // been repaired.
+        if t.get(k.as_slice())?.is_none() {
+            let rec = SegmentRecord {
+                bucket: bucket.to_string(),
+                key: key_name.to_string(),
+                class: class.to_string(),
+                layout: s.layout,
+                len: s.len,
+                shard_len: s.shard_len,
+                shards: s.shards.clone(),
+            };
+            t.insert(k.as_slice(), encode(&rec).as_slice())?;
+        }
+    }
+    Ok(())
+}
+
+/// Drops released segments from the index, first rewriting their placement
+/// in the result to the current one, so whoever deletes the released shards
+/// deletes them where they are now.
+fn release(tx: &WriteTransaction, segments: &mut [Segment]) -> Result<(), redb::Error> {
+    let mut t = tx.open_table(SEGMENTS)?;
+    for s in segments {
+        if let Some(v) = t.remove(key(s.id).as_slice())? {
+            s.shards = decode(v.value()).shards;
+        }
+    }
+    Ok(())
+}
+
+fn release_version(tx: &WriteTransaction, v: &mut Option<ObjectVersion>) -> Result<(), redb::Error> {
+    match v {
+        Some(v) => release(tx, &mut v.segments),
+        None => Ok(()),
+    }
+}
+
+/// Updates the index after `cmd` applied with `result`.
+pub(crate) fn track(
+    tx: &WriteTransaction,
+    cmd: &Command,
+    result: &mut CommandResult,
+) -> Result<(), redb::Error> {
+    if matches!(result, CommandResult::Refused { .. }) {
+        return Ok(());
+    }
+    match (cmd, result) {
+        (
+            Command::PutObject {
+                bucket,
+                key,
+                version,
+                ..
+            },
+            CommandResult::Replaced { previous },
+        ) => {
+            release_version(tx, previous)?;
+            add(tx, bucket, key, &version.storage_class, &version.segments)?;
+        }
+        (Command::DeleteObject { .. }, CommandResult::Replaced { previous }) => {
+            release_version(tx, previous)?;
+        }
+        (
+            Command::DeleteObject { .. } | Command::DeleteObjectVersion { .. },
+            CommandResult::VersionDeleted { released, .. },
+        ) => {
+            release_version(tx, released)?;
+        }
+        (Command::PutPart { upload_id, part }, CommandResult::Released { segments }) => {
+            release(tx, segments)?;
+            let upload: Option<Upload> = tx
+                .open_table(crate::state_machine::UPLOADS)?
+                .get(upload_id.as_str())?
+                .map(|v| serde_json::from_slice(v.value()).expect("uploads table holds uploads"));
+            if let Some(u) = upload {
+                add(tx, &u.bucket, &u.key, &u.storage_class, &part.segments)?;
+            }
+        }
+        (
+            Command::CompleteUpload {
+                bucket,
+                key,
+                version,
+                ..
+            },
+            CommandResult::Released { segments },
+        ) => {
+            release(tx, segments)?;
+            add(tx, bucket, key, &version.storage_class, &version.segments)?;
+        }
+        (Command::AbortUpload { .. }, CommandResult::Released { segments }) => {
+            release(tx, segments)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `MoveShard`: compare-and-set of one slot.
+pub(crate) fn move_shard(
+    tx: &WriteTransaction,
+    segment: SegmentId,
+    index: u8,
+    from: Option<NodeId>,
+    to: NodeId,
+) -> Result<CommandResult, redb::Error> {
+    let mut t = tx.open_table(SEGMENTS)?;
+    let k = key(segment);
+    let Some(mut rec) = t.get(k.as_slice())?.map(|v| decode(v.value())) else {
+        return Ok(CommandResult::Refused {
+            refusal: Refusal::Stale,
+        });
+    };
+    let slot = usize::from(index);
+    if slot >= rec.shards.len() || rec.shards[slot] != from || rec.shards.contains(&Some(to)) {
+        return Ok(CommandResult::Refused {
+            refusal: Refusal::Stale,
+        });
+    }
+    rec.shards[slot] = Some(to);
+    t.insert(k.as_slice(), encode(&rec).as_slice())?;
+    Ok(CommandResult::Done)
+}
+
+/// `DropShard`: forget a shard found bad, if the slot still names `node`.
+pub(crate) fn drop_shard(
+    tx: &WriteTransaction,
+    segment: SegmentId,
+    index: u8,
+    node: NodeId,
+) -> Result<CommandResult, redb::Error> {
+    let mut t = tx.open_table(SEGMENTS)?;
+    let k = key(segment);
+    let Some(mut rec) = t.get(k.as_slice())?.map(|v| decode(v.value())) else {
+        return Ok(CommandResult::Refused {
+            refusal: Refusal::Stale,
+        });
+    };
+    let slot = usize::from(index);
+    if slot >= rec.shards.len() || rec.shards[slot] != Some(node) {
+        return Ok(CommandResult::Refused {
+            refusal: Refusal::Stale,
+        });
+    }
+    rec.shards[slot] = None;
+    t.insert(k.as_slice(), encode(&rec).as_slice())?;
+    Ok(CommandResult::Done)
+}
+
+/// Overlays current placement on a manifest read from the object tables.
+pub(crate) fn overlay<T: ReadableTable<&'static [u8], &'static [u8]>>(
+    t: &T,
+    segments: &mut [Segment],
+) -> Result<(), redb::Error> {
+    for s in segments {
+        if let Some(v) = t.get(key(s.id).as_slice())? {
+            s.shards = decode(v.value()).shards;
+        }
+    }
+    Ok(())
+}
+
+/// Rebuilds the index from every manifest: for databases and snapshots
+/// written before the index existed.
+pub(crate) fn rebuild(tx: &WriteTransaction) -> Result<u64, redb::Error> {
+    let mut found: Vec<(String, String, String, Vec<Segment>)> = vec![];
+    for item in tx.open_table(crate::state_machine::OBJECTS)?.iter()? {
+        let (k, v) = item?;
+        let full = k.value();
+        let sep = full.iter().position(|b| *b == 0).unwrap_or(full.len());
+        let v: ObjectVersion =
+            serde_json::from_slice(v.value()).expect("objects table holds versions");
+        found.push((
+            String::from_utf8_lossy(&full[..sep]).into_owned(),
+            String::from_utf8_lossy(full.get(sep + 1..).unwrap_or_default()).into_owned(),
+            v.storage_class,
+            v.segments,
+        ));
+    }
+    for item in tx.open_table(crate::versioning::VERSIONS)?.iter()? {
+        let (k, v) = item?;
+        let r: VersionRecord = crate::versioning::decode(v.value());
+        let full = k.value();
+        let mut parts = full.split(|b| *b == 0);
+        let bucket = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+        let key_name = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+        if let Some(v) = r.version {
+            found.push((bucket, key_name, v.storage_class, v.segments));
+        }
+    }
+    for item in tx.open_table(crate::state_machine::UPLOADS)?.iter()? {
+        let u: Upload = serde_json::from_slice(item?.1.value()).expect("uploads table holds uploads");
+        for p in u.parts {
+            found.push((u.bucket.clone(), u.key.clone(), u.storage_class.clone(), p.segments));
+        }
+    }
+    let mut n = 0;
+    for (bucket, key_name, class, segments) in found {
+        n += segments.len() as u64;
+        add(tx, &bucket, &key_name, &class, &segments)?;
+    }
+    Ok(n)
+}
