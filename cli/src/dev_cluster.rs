@@ -414,6 +414,11 @@ impl DevCluster {
         Ok(i)
     }
 
+    /// Where data node `i` listens, if it is running.
+    pub fn datad_addr(&self, i: usize) -> Option<SocketAddr> {
+        self.datad[i].as_ref().map(|d| d.handle.addr())
+    }
+
     /// Number of data node slots (running or stopped).
     pub fn datad_count(&self) -> usize {
         self.datad.len()

@@ -66,6 +66,8 @@ struct PlannerState {
     /// (when, bytes) of recently finished tasks, for the observed rate.
     finished: VecDeque<(Instant, u64)>,
     last_status: Option<(Instant, DurabilityStatus)>,
+    /// Raft index applied when the last scan began.
+    last_scan_applied: Option<u64>,
 }
 
 /// The planner; one per metad, active only while it leads.
@@ -135,9 +137,18 @@ impl Planner {
         *self.state.lock().expect("planner lock") = PlannerState::default();
     }
 
-    /// The last status, if a scan has run.
-    pub fn last_status(&self) -> Option<(Instant, DurabilityStatus)> {
-        self.state.lock().expect("planner lock").last_status.clone()
+    /// The last status, if a scan has run, with the raft index applied
+    /// when it began.
+    pub fn last_status(&self) -> Option<(Instant, DurabilityStatus, Option<u64>)> {
+        let st = self.state.lock().expect("planner lock");
+        st.last_status
+            .clone()
+            .map(|(at, status)| (at, status, st.last_scan_applied))
+    }
+
+    /// Records the raft index applied as a scan begins.
+    pub fn scan_begins_at(&self, applied: Option<u64>) {
+        self.state.lock().expect("planner lock").last_scan_applied = applied;
     }
 
     /// Takes the scan lock (scans must not interleave).

@@ -293,12 +293,23 @@ async fn query(
             nodes: node_views(&s).await?,
         },
         Query::Durability => {
-            let fresh = s
-                .planner
-                .last_status()
-                .filter(|(at, _)| at.elapsed() <= s.planner.config().status_max_age);
+            // A cached report is reused only if nothing it depends on moved:
+            // no command applied since, and every node in the same state.
+            // Otherwise scan now, so "healthy" is never an old answer.
+            let applied = s.raft.metrics().borrow().last_applied.map(|l| l.index);
+            let views = node_views(&s).await?;
+            let fresh = s.planner.last_status().filter(|(at, st, at_index)| {
+                at.elapsed() <= s.planner.config().status_max_age
+                    && *at_index == applied
+                    && st.nodes.len() == views.len()
+                    && views.iter().all(|v| {
+                        st.nodes
+                            .iter()
+                            .any(|n| n.node == v.info.id && n.state == v.state_name())
+                    })
+            });
             let status = match fresh {
-                Some((_, status)) => status,
+                Some((_, status, _)) => status,
                 None => durability_scan(s.clone()).await?,
             };
             QueryResult::Durability { status }
@@ -424,6 +435,8 @@ pub(crate) async fn durability_scan(
     s: Arc<AppState>,
 ) -> Result<weft_common::repair::DurabilityStatus, ApiError> {
     let _scan = s.planner.lock_scan().await;
+    s.planner
+        .scan_begins_at(s.raft.metrics().borrow().last_applied.map(|l| l.index));
     let views = node_views(&s).await?;
     let s2 = s.clone();
     let status = tokio::task::spawn_blocking(move || -> Result<_, redb::Error> {

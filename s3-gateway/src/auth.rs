@@ -14,7 +14,15 @@ use weft_metad::MetadClient;
 pub struct KeyStore {
     metad: MetadClient,
     cache: Cache<String, Option<AccessKey>>,
+    /// Keys last seen, kept for an hour: used only when metad cannot answer,
+    /// so the admin API (repair status above all) keeps working during a
+    /// partition. A key deleted meanwhile stays usable here until metad is
+    /// reachable again.
+    last_known: Cache<String, AccessKey>,
 }
+
+/// How long a lookup waits for metad when a last-known key can answer.
+const STALE_LOOKUP_DEADLINE: Duration = Duration::from_secs(3);
 
 impl KeyStore {
     /// A key store over `metad`, caching answers for `ttl`.
@@ -24,6 +32,10 @@ impl KeyStore {
             cache: Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(ttl)
+                .build(),
+            last_known: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(3600))
                 .build(),
         }
     }
@@ -36,7 +48,12 @@ impl KeyStore {
         let q = Query::AccessKey {
             access_key: access_key.to_string(),
         };
-        let key = match self.metad.query(&q).await {
+        let fallback = self.last_known.get(access_key).await;
+        let metad = match fallback {
+            Some(_) => self.metad.clone().with_deadline(STALE_LOOKUP_DEADLINE),
+            None => self.metad.clone(),
+        };
+        let key = match metad.query(&q).await {
             Ok(QueryResult::AccessKey { key }) => key,
             Ok(other) => {
                 return Err(s3_error!(
@@ -44,9 +61,19 @@ impl KeyStore {
                     "unexpected metad answer: {other:?}"
                 ))
             }
-            Err(e) => return Err(s3_error!(ServiceUnavailable, "look up access key: {e}")),
+            Err(e) => match fallback {
+                Some(k) => {
+                    tracing::warn!(error = %e, "metad unreachable; using the last known access key");
+                    return Ok(Some(k));
+                }
+                None => return Err(s3_error!(ServiceUnavailable, "look up access key: {e}")),
+            },
         };
         self.cache.insert(access_key.to_string(), key.clone()).await;
+        match &key {
+            Some(k) => self.last_known.insert(access_key.to_string(), k.clone()).await,
+            None => self.last_known.invalidate(access_key).await,
+        }
         Ok(key)
     }
 

@@ -193,7 +193,7 @@ impl S3Client {
         body: Vec<u8>,
         payload_hash: Option<&str>,
     ) -> Resp {
-        self.request_inner(method, path, query, extra_headers, body, payload_hash, None)
+        self.request_inner(method, path, query, extra_headers, body, payload_hash, None, None)
             .await
     }
 
@@ -221,6 +221,7 @@ impl S3Client {
             data,
             Some("STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
             Some((chunk, corrupt)),
+            None,
         )
         .await
     }
@@ -235,6 +236,7 @@ impl S3Client {
         body: Vec<u8>,
         payload_hash: Option<&str>,
         signed_chunks: Option<(usize, Option<usize>)>,
+        raw_body: Option<reqwest::Body>,
     ) -> Resp {
         let now = time::OffsetDateTime::now_utc() + time::Duration::seconds(self.clock_offset_secs);
         let amz_date = format!(
@@ -338,7 +340,20 @@ impl S3Client {
         for (k, v) in extra_headers {
             req = req.header(*k, *v);
         }
-        let resp = req.body(body).send().await.expect("send request");
+        let resp = match raw_body {
+            None => req.body(body).send().await.expect("send request"),
+            Some(raw) => match req.body(raw).send().await {
+                Ok(r) => r,
+                // The body stream failed on purpose: report it as status 0.
+                Err(_) => {
+                    return Resp {
+                        status: 0,
+                        headers: Default::default(),
+                        body: vec![],
+                    }
+                }
+            },
+        };
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
@@ -347,6 +362,27 @@ impl S3Client {
             headers,
             body,
         }
+    }
+
+    /// A PUT declaring `declared_len` bytes whose body sends `sent` and then
+    /// fails, so the connection drops midway: a client that disconnects.
+    pub async fn put_aborted(&self, bucket: &str, key: &str, declared_len: usize, sent: Vec<u8>) -> Resp {
+        let len = declared_len.to_string();
+        let stream = futures::stream::iter(vec![
+            Ok(bytes::Bytes::from(sent)),
+            Err(std::io::Error::other("client went away")),
+        ]);
+        self.request_inner(
+            "PUT",
+            &format!("/{bucket}/{key}"),
+            &[],
+            &[("content-length", len.as_str())],
+            vec![],
+            Some("UNSIGNED-PAYLOAD"),
+            None,
+            Some(reqwest::Body::wrap_stream(stream)),
+        )
+        .await
     }
 
     pub async fn mb(&self, bucket: &str) -> Resp {
