@@ -426,7 +426,10 @@ impl DevCluster {
 
     /// The shard store of a running data node (for tests that inspect or
     /// damage files).
-    pub fn datad_store(&self, i: usize) -> Option<std::sync::Arc<weft_datad::shard_store::ShardStore>> {
+    pub fn datad_store(
+        &self,
+        i: usize,
+    ) -> Option<std::sync::Arc<weft_datad::shard_store::ShardStore>> {
         self.datad[i].as_ref().map(|d| d.handle.store())
     }
 

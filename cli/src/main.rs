@@ -439,7 +439,10 @@ fn print_durability(st: &weft_common::repair::DurabilityStatus) {
         println!("{} shards still on draining nodes", st.draining_shards);
     }
     if !st.unreadable_objects.is_empty() {
-        println!("unreadable objects (first {}):", st.unreadable_objects.len());
+        println!(
+            "unreadable objects (first {}):",
+            st.unreadable_objects.len()
+        );
         for o in &st.unreadable_objects {
             println!("  {o}");
         }
@@ -468,7 +471,10 @@ async fn run_node(cmd: NodeCmd, a: AdminArgs) -> Result<()> {
         NodeCmd::Activate { id } => (id, format!("/v1/nodes/{id}/activate")),
         NodeCmd::Remove { id, force } => (
             id,
-            format!("/v1/nodes/{id}/remove{}", if force { "?force=true" } else { "" }),
+            format!(
+                "/v1/nodes/{id}/remove{}",
+                if force { "?force=true" } else { "" }
+            ),
         ),
     };
     let r: weft_gateway::admin::NodeActionReply = c

@@ -15,7 +15,9 @@ use weft_common::rpc::{Query, QueryResult};
 use weft_common::NodeId;
 
 /// Short timers so failures are detected and repaired in seconds.
-async fn nine_nodes(tweak: impl FnOnce(&mut weft_cli::dev_cluster::DevClusterConfig)) -> TestCluster {
+async fn nine_nodes(
+    tweak: impl FnOnce(&mut weft_cli::dev_cluster::DevClusterConfig),
+) -> TestCluster {
     TestCluster::start_with(|c| {
         c.datad_count = 9;
         c.metad.node_suspect_ms = 600;
@@ -107,7 +109,12 @@ async fn verify_all(s3: &S3Client, bucket: &str, objs: &[(String, u64, usize)]) 
 
 /// Every object's manifest (with current placement) from metad: asserts
 /// each segment has all its shards on distinct nodes, none in `gone`.
-async fn assert_full_placement(tc: &TestCluster, bucket: &str, objs: &[(String, u64, usize)], gone: &[u64]) {
+async fn assert_full_placement(
+    tc: &TestCluster,
+    bucket: &str,
+    objs: &[(String, u64, usize)],
+    gone: &[u64],
+) {
     let metad = MetadClient::new(tc.c().metad_addrs());
     for (k, _, _) in objs {
         let q = Query::Object {
@@ -121,12 +128,23 @@ async fn assert_full_placement(tc: &TestCluster, bucket: &str, objs: &[(String, 
             panic!("{k} has no current version");
         };
         for seg in &v.segments {
-            let nodes: Vec<NodeId> = seg.shards.iter().map(|s| s.expect("every shard placed")).collect();
+            let nodes: Vec<NodeId> = seg
+                .shards
+                .iter()
+                .map(|s| s.expect("every shard placed"))
+                .collect();
             assert_eq!(nodes.len(), seg.layout.width(), "{k}");
             let distinct: HashSet<_> = nodes.iter().collect();
-            assert_eq!(distinct.len(), nodes.len(), "{k}: two shards on one node: {nodes:?}");
+            assert_eq!(
+                distinct.len(),
+                nodes.len(),
+                "{k}: two shards on one node: {nodes:?}"
+            );
             for g in gone {
-                assert!(!nodes.contains(&NodeId(*g)), "{k} still has a shard on node {g}");
+                assert!(
+                    !nodes.contains(&NodeId(*g)),
+                    "{k} still has a shard on node {g}"
+                );
             }
         }
     }
@@ -145,15 +163,31 @@ async fn a_dead_node_is_repaired_and_the_status_tells_the_truth() {
     let objs = objects(2_000, 40);
     put_all(&s3, "dur", &objs).await;
     let before = wait_status(&a, Duration::from_secs(10), "healthy after writes", full).await;
-    let total: u64 = before.last().unwrap().classes.iter().map(|c| c.segments).sum();
+    let total: u64 = before
+        .last()
+        .unwrap()
+        .classes
+        .iter()
+        .map(|c| c.segments)
+        .sum();
     assert_eq!(total, objs.len() as u64, "one segment per object");
-    let on_node_1 = before.last().unwrap().nodes.iter().find(|n| n.node == NodeId(1)).unwrap().shards;
+    let on_node_1 = before
+        .last()
+        .unwrap()
+        .nodes
+        .iter()
+        .find(|n| n.node == NodeId(1))
+        .unwrap()
+        .shards;
     assert!(on_node_1 > 100, "node 1 holds shards: {on_node_1}");
 
     tc.c_mut().stop_datad(0).await.unwrap();
     // Degraded first (suspect, then down and repairing), never healthy
     // while node 1's shards are not yet rebuilt.
-    let seen = wait_status(&a, Duration::from_secs(10), "degraded", |st| st.state == "degraded").await;
+    let seen = wait_status(&a, Duration::from_secs(10), "degraded", |st| {
+        st.state == "degraded"
+    })
+    .await;
     assert!(seen.iter().all(|st| st.state != "unreadable"));
     let degraded = seen.last().unwrap();
     assert!(!degraded.healthy);
@@ -193,16 +227,28 @@ async fn losing_m_nodes_twice_loses_nothing() {
     // zone-b, 3,6,9 in zone-c. Kill two at once, in different zones.
     tc.c_mut().stop_datad(0).await.unwrap();
     tc.c_mut().stop_datad(1).await.unwrap();
-    wait_status(&a, Duration::from_secs(120), "repaired after two losses", full).await;
+    let down = |st: &DurabilityStatus, n: usize| {
+        st.nodes.iter().filter(|x| x.state == "down").count() == n
+    };
+    wait_status(
+        &a,
+        Duration::from_secs(120),
+        "repaired after two losses",
+        |st| down(st, 2) && full(st),
+    )
+    .await;
     assert_full_placement(&tc, "twice", &objs, &[1, 2]).await;
     verify_all(&s3, "twice", &objs).await;
     // Two more: five nodes are left, too few for 4+2 on distinct nodes, so
     // full redundancy is impossible, but nothing may be lost.
     tc.c_mut().stop_datad(3).await.unwrap();
     tc.c_mut().stop_datad(4).await.unwrap();
-    let seen = wait_status(&a, Duration::from_secs(60), "losses noticed and repaired as far as possible", |st| {
-        st.nodes.iter().filter(|n| n.state == "down").count() == 4 && st.tasks_in_flight == 0
-    })
+    let seen = wait_status(
+        &a,
+        Duration::from_secs(60),
+        "losses noticed and repaired as far as possible",
+        |st| st.nodes.iter().filter(|n| n.state == "down").count() == 4 && st.tasks_in_flight == 0,
+    )
     .await;
     let last = seen.last().unwrap();
     assert_ne!(last.state, "unreadable", "{last:#?}");
@@ -214,7 +260,11 @@ async fn losing_m_nodes_twice_loses_nothing() {
 /// Flips one byte in a data block of the shard file.
 fn flip(path: &std::path::Path, at: u64) {
     use std::io::{Read, Seek, SeekFrom, Write};
-    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
     let mut b = [0u8; 1];
     f.seek(SeekFrom::Start(at)).unwrap();
     f.read_exact(&mut b).unwrap();
@@ -227,8 +277,15 @@ fn flip(path: &std::path::Path, at: u64) {
 async fn metric_sum(tc: &TestCluster, name: &str) -> u64 {
     let mut sum = 0;
     for i in 0..tc.c().datad_count() {
-        let Some(addr) = tc.c().datad_addr(i) else { continue };
-        let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+        let Some(addr) = tc.c().datad_addr(i) else {
+            continue;
+        };
+        let text = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         for line in text.lines() {
             if let Some(v) = line.strip_prefix(&format!("{name}_total ")) {
                 sum += v.trim().parse::<u64>().unwrap();
@@ -283,7 +340,12 @@ async fn scrub_finds_every_flipped_bit_and_repair_fixes_it() {
     // only detector), and repair brings the cluster back to full.
     let start = Instant::now();
     while metric_sum(&tc, "scrub_corrupt").await < flipped.len() as u64 {
-        assert!(start.elapsed() < Duration::from_secs(60), "scrub found {} of {}", metric_sum(&tc, "scrub_corrupt").await, flipped.len());
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "scrub found {} of {}",
+            metric_sum(&tc, "scrub_corrupt").await,
+            flipped.len()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(metric_sum(&tc, "scrub_corrupt").await, flipped.len() as u64);
@@ -295,7 +357,12 @@ async fn scrub_finds_every_flipped_bit_and_repair_fixes_it() {
             store
                 .get_bytes(*seg, *idx, 0, None)
                 .await
-                .unwrap_or_else(|e| panic!("damaged shard {seg}.{idx} on node {} still bad: {e}", node + 1));
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "damaged shard {seg}.{idx} on node {} still bad: {e}",
+                        node + 1
+                    )
+                });
         }
     }
     assert_full_placement(&tc, "rot", &objs, &[]).await;
@@ -315,7 +382,11 @@ async fn a_node_drained_under_load_ends_empty_and_can_be_removed() {
 
     // Removing a node that still holds shards is refused.
     let refused: anyhow::Result<serde_json::Value> = a
-        .call(reqwest::Method::POST, "/v1/nodes/5/remove", Some(serde_json::json!({})))
+        .call(
+            reqwest::Method::POST,
+            "/v1/nodes/5/remove",
+            Some(serde_json::json!({})),
+        )
         .await;
     let msg = format!("{:#}", refused.unwrap_err());
     assert!(msg.contains("drain it first"), "{msg}");
@@ -344,30 +415,60 @@ async fn a_node_drained_under_load_ends_empty_and_can_be_removed() {
             (n, failures)
         })
     };
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let _: serde_json::Value = a
-        .call(reqwest::Method::POST, "/v1/nodes/5/drain", Some(serde_json::json!({})))
+        .call(
+            reqwest::Method::POST,
+            "/v1/nodes/5/drain",
+            Some(serde_json::json!({})),
+        )
         .await
         .unwrap();
     wait_status(&a, Duration::from_secs(120), "node 5 drained", |st| {
-        st.nodes.iter().any(|n| n.node == NodeId(5) && n.shards == 0 && n.state == "draining")
+        st.nodes
+            .iter()
+            .any(|n| n.node == NodeId(5) && n.shards == 0 && n.state == "draining")
     })
     .await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let (ops, failures) = load.await.unwrap();
-    assert!(ops > 10, "the load ran: {ops} rounds");
-    assert!(failures.is_empty(), "requests failed during the drain: {failures:?}");
+    assert!(ops > 3, "the load ran: {ops} rounds");
+    assert!(
+        failures.is_empty(),
+        "requests failed during the drain: {failures:?}"
+    );
     // Its files are gone too (old copies are deleted once moved).
-    let left = tc.c().datad_store(4).unwrap().inventory(Duration::ZERO).await.unwrap();
-    assert!(left.is_empty(), "node 5 still has {} shard files", left.len());
+    let left = tc
+        .c()
+        .datad_store(4)
+        .unwrap()
+        .inventory(Duration::ZERO)
+        .await
+        .unwrap();
+    assert!(
+        left.is_empty(),
+        "node 5 still has {} shard files",
+        left.len()
+    );
 
     let r: serde_json::Value = a
-        .call(reqwest::Method::POST, "/v1/nodes/5/remove", Some(serde_json::json!({})))
+        .call(
+            reqwest::Method::POST,
+            "/v1/nodes/5/remove",
+            Some(serde_json::json!({})),
+        )
         .await
         .unwrap();
     assert_eq!(r["admin"], "removed");
     let st = wait_status(&a, Duration::from_secs(10), "healthy without node 5", full).await;
     assert_eq!(
-        st.last().unwrap().nodes.iter().find(|n| n.node == NodeId(5)).unwrap().state,
+        st.last()
+            .unwrap()
+            .nodes
+            .iter()
+            .find(|n| n.node == NodeId(5))
+            .unwrap()
+            .state,
         "removed"
     );
     verify_all(&s3, "drain", &objs).await;
@@ -384,7 +485,9 @@ async fn new_nodes_fill_until_usage_is_even() {
     let a = admin(&tc);
     assert_eq!(s3.mb("fill").await.status, 200);
     // About 55% full: 48 objects of 1 MiB at 1.5x, over 144 MiB.
-    let objs: Vec<(String, u64, usize)> = (0..48).map(|i| (format!("f/{i:02}"), 7_000 + i, 1 << 20)).collect();
+    let objs: Vec<(String, u64, usize)> = (0..48)
+        .map(|i| (format!("f/{i:02}"), 7_000 + i, 1 << 20))
+        .collect();
     put_all(&s3, "fill", &objs).await;
     wait_status(&a, Duration::from_secs(10), "healthy", full).await;
     for zone in ["zone-a", "zone-b", "zone-c"] {
@@ -401,9 +504,12 @@ async fn new_nodes_fill_until_usage_is_even() {
         let min = utils.iter().cloned().fold(f64::MAX, f64::min);
         (max - min) / mean
     };
-    let seen = wait_status(&a, Duration::from_secs(120), "usage within 10% across 12 nodes", |st| {
-        st.nodes.len() == 12 && st.tasks_in_flight == 0 && spread(st) <= 0.10
-    })
+    let seen = wait_status(
+        &a,
+        Duration::from_secs(120),
+        "usage within 10% across 12 nodes",
+        |st| st.nodes.len() == 12 && st.tasks_in_flight == 0 && spread(st) <= 0.10,
+    )
     .await;
     let last = seen.last().unwrap();
     assert!(last.healthy, "{last:#?}");
@@ -426,7 +532,7 @@ async fn garbage_is_collected_after_the_grace_period() {
     })
     .await;
     let s3 = tc.root_client();
-    assert_eq!(s3.mb("gc").await.status, 200);
+    assert_eq!(s3.mb("gcb").await.status, 200);
     let used = |tc: &TestCluster| -> u64 {
         (0..tc.c().datad_count())
             .filter_map(|i| tc.c().datad_store(i))
@@ -435,36 +541,62 @@ async fn garbage_is_collected_after_the_grace_period() {
     };
     assert_eq!(used(&tc), 0);
 
-    // Kept objects, the baseline.
+    // Kept objects, the baseline (once nothing is moving).
     let kept = objects(20, 3);
-    put_all(&s3, "gc", &kept).await;
+    put_all(&s3, "gcb", &kept).await;
+    let a = admin(&tc);
+    wait_status(&a, Duration::from_secs(10), "settled", |st| {
+        full(st) && st.tasks_in_flight == 0
+    })
+    .await;
     let baseline = used(&tc);
     assert!(baseline > 0);
 
     // Deleted objects.
-    let doomed = vec![("del/a".to_string(), 1u64, 900_000usize), ("del/b".to_string(), 2, 20_000)];
-    put_all(&s3, "gc", &doomed).await;
+    let doomed = vec![
+        ("del/a".to_string(), 1u64, 900_000usize),
+        ("del/b".to_string(), 2, 20_000),
+    ];
+    put_all(&s3, "gcb", &doomed).await;
     for (k, _, _) in &doomed {
-        assert_eq!(s3.delete("gc", k).await.status, 204);
+        assert_eq!(s3.delete("gcb", k).await.status, 204);
     }
     // An aborted multipart upload with two parts.
-    let r = s3.request("POST", "/gc/mp", &[("uploads", "")], &[], vec![]).await;
+    let r = s3
+        .request("POST", "/gcb/mp", &[("uploads", "")], &[], vec![])
+        .await;
     let upload_id = support::xml_values(&r.text(), "UploadId").remove(0);
     for part in ["1", "2"] {
         let r = s3
-            .request("PUT", "/gc/mp", &[("partNumber", part), ("uploadId", &upload_id)], &[], data(9, 700_000))
+            .request(
+                "PUT",
+                "/gcb/mp",
+                &[("partNumber", part), ("uploadId", &upload_id)],
+                &[],
+                data(9, 700_000),
+            )
             .await;
         assert_eq!(r.status, 200, "{}", r.text());
     }
     assert_eq!(
-        s3.request("DELETE", "/gc/mp", &[("uploadId", &upload_id)], &[], vec![]).await.status,
+        s3.request(
+            "DELETE",
+            "/gcb/mp",
+            &[("uploadId", &upload_id)],
+            &[],
+            vec![]
+        )
+        .await
+        .status,
         204
     );
     // A PUT whose client disconnects midway (the gateway may already have
     // written the first shards).
-    let r = s3.put_aborted("gc", "cut", 3 << 20, data(3, 1_500_000)).await;
+    let r = s3
+        .put_aborted("gcb", "cut", 3 << 20, data(3, 1_500_000))
+        .await;
     assert_ne!(r.status, 200);
-    assert_eq!(s3.head("gc", "cut").await.status, 404);
+    assert_eq!(s3.head("gcb", "cut").await.status, 404);
     // Shards of an upload that never committed: what a gateway that
     // crashed mid-PUT leaves behind.
     let orphan = weft_common::SegmentId(0xdead_beef);
@@ -475,7 +607,9 @@ async fn garbage_is_collected_after_the_grace_period() {
             orphan,
             weft_common::ShardIndex(0),
             100_000,
-            futures::stream::iter(vec![Ok::<_, std::io::Error>(bytes::Bytes::from(vec![1u8; 100_000]))]),
+            futures::stream::iter(vec![Ok::<_, std::io::Error>(bytes::Bytes::from(
+                vec![1u8; 100_000],
+            ))]),
         )
         .await
         .unwrap();
@@ -490,7 +624,10 @@ async fn garbage_is_collected_after_the_grace_period() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // What was kept is intact.
-    verify_all(&s3, "gc", &kept).await;
+    // What was kept is intact, at full redundancy.
+    let st = status(&a).await;
+    assert!(full(&st), "{st:#?}");
+    assert_full_placement(&tc, "gcb", &kept, &[]).await;
+    verify_all(&s3, "gcb", &kept).await;
     tc.shutdown().await;
 }

@@ -7,12 +7,12 @@
 //! (the request never reached a metad, or was refused as not-leader /
 //! unavailable before proposal) or are idempotent by construction.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use thiserror::Error;
 use crate::rpc::{
     Command, CommandResult, Heartbeat, Query, QueryResult, RpcErrorBody, RpcErrorCode,
 };
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use thiserror::Error;
 
 /// Why a metad call failed after retries.
 #[derive(Debug, Error)]

@@ -293,10 +293,14 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
         "mib" => 1024.0 * 1024.0,
         "g" | "gb" => 1e9,
         "gib" => 1024.0 * 1024.0 * 1024.0,
-        other => return Err(format!("unknown unit {other:?} in {s:?}; use B, KiB, MiB or GiB")),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {s:?}; use B, KiB, MiB or GiB"
+            ))
+        }
     };
     let v = n * mult;
-    if !(v >= 1.0) {
+    if v.is_nan() || v < 1.0 {
         return Err(format!("rate {s:?} must be at least 1 byte per second"));
     }
     Ok(v as u64)

@@ -229,7 +229,9 @@ impl StripeCodec {
         }
         let unit = shards.iter().flatten().map(|s| s.len()).next().unwrap_or(0);
         if shards.iter().flatten().any(|s| s.len() != unit) {
-            return Err(StripeError::Malformed("shards of one stripe differ in length"));
+            return Err(StripeError::Malformed(
+                "shards of one stripe differ in length",
+            ));
         }
         if let Some(s) = &shards[want] {
             return Ok(s.clone());
@@ -291,7 +293,10 @@ mod tests {
                 .enumerate()
                 .map(|(i, s)| (i != want && i != other).then(|| s.clone()))
                 .collect();
-            assert_eq!(codec.reconstruct_shard(partial, want).unwrap(), shards[want]);
+            assert_eq!(
+                codec.reconstruct_shard(partial, want).unwrap(),
+                shards[want]
+            );
         }
     }
 

@@ -50,7 +50,10 @@ pub async fn run(
             Ok(0) => {}
             Ok(n) => {
                 metrics.gc_deleted.inc_by(n);
-                tracing::info!(removed = n, "garbage collection removed unreferenced shards");
+                tracing::info!(
+                    removed = n,
+                    "garbage collection removed unreferenced shards"
+                );
             }
             Err(e) => tracing::debug!(error = %e, "garbage collection pass skipped"),
         }
@@ -90,7 +93,9 @@ pub async fn pass(
             match store.delete_unless_newer(*segment, *index, cutoff).await {
                 Ok(true) => removed += 1,
                 Ok(false) => {}
-                Err(e) => tracing::warn!(%segment, %index, error = %e, "could not remove garbage shard"),
+                Err(e) => {
+                    tracing::warn!(%segment, %index, error = %e, "could not remove garbage shard")
+                }
             }
         }
     }

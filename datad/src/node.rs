@@ -242,7 +242,14 @@ pub async fn start(cfg: DatadConfig, cancel: CancellationToken) -> Result<DatadH
     );
     let mut tasks = vec![server_task, metad_task];
     if !cfg.metad.is_empty() {
-        tasks.extend(spawn_background_work(&cfg, node_id, &store, &work_metrics, &cancel, &span));
+        tasks.extend(spawn_background_work(
+            &cfg,
+            node_id,
+            &store,
+            &work_metrics,
+            &cancel,
+            &span,
+        ));
     }
     Ok(DatadHandle {
         addr,
@@ -302,8 +309,15 @@ fn spawn_background_work(
             .instrument(span.clone()),
         ),
         tokio::spawn(
-            crate::gc::run(node, store.clone(), metad, metrics.clone(), gc, cancel.clone())
-                .instrument(span.clone()),
+            crate::gc::run(
+                node,
+                store.clone(),
+                metad,
+                metrics.clone(),
+                gc,
+                cancel.clone(),
+            )
+            .instrument(span.clone()),
         ),
     ]
 }

@@ -124,9 +124,7 @@ pub async fn execute(ctx: &RepairContext, task: &RepairTask) -> Result<u64, Stri
         .sources
         .iter()
         .filter(|s| s.node != ctx.node)
-        .filter(|s| {
-            matches!(task.layout, Layout::Replicated { .. }) || s.index == task.index
-        })
+        .filter(|s| matches!(task.layout, Layout::Replicated { .. }) || s.index == task.index)
         .collect();
     let mut last_error = String::from("no source holds this shard");
     let mut written = None;
@@ -179,7 +177,11 @@ pub async fn execute(ctx: &RepairContext, task: &RepairTask) -> Result<u64, Stri
 }
 
 /// Streams the shard from `src` into the local store.
-async fn copy_from(ctx: &RepairContext, task: &RepairTask, src: &ShardSource) -> Result<u64, String> {
+async fn copy_from(
+    ctx: &RepairContext,
+    task: &RepairTask,
+    src: &ShardSource,
+) -> Result<u64, String> {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(2);
     let put = ctx.store.put(
         task.segment,
@@ -243,7 +245,10 @@ async fn rebuild(
         .collect();
     pool.dedup_by_key(|s| s.index);
     if pool.len() < k {
-        return Err(format!("only {} other shards readable; need {k}", pool.len()));
+        return Err(format!(
+            "only {} other shards readable; need {k}",
+            pool.len()
+        ));
     }
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(2);
     let put = ctx.store.put(
@@ -260,8 +265,13 @@ async fn rebuild(
             ctx.throttle.acquire(n).await;
             let mut got: Vec<Option<Bytes>> = vec![None; k + m];
             let fetches = active.iter().map(|s| {
-                ctx.datad
-                    .get_shard(&s.addr, task.segment, ShardIndex(s.index), span.shard.start, n)
+                ctx.datad.get_shard(
+                    &s.addr,
+                    task.segment,
+                    ShardIndex(s.index),
+                    span.shard.start,
+                    n,
+                )
             });
             let results = futures::future::join_all(fetches).await;
             let mut failed = vec![];
@@ -277,7 +287,13 @@ async fn rebuild(
                 while let Some(spare) = pool.pop() {
                     if let Ok(b) = ctx
                         .datad
-                        .get_shard(&spare.addr, task.segment, ShardIndex(spare.index), span.shard.start, n)
+                        .get_shard(
+                            &spare.addr,
+                            task.segment,
+                            ShardIndex(spare.index),
+                            span.shard.start,
+                            n,
+                        )
                         .await
                     {
                         got[usize::from(spare.index)] = Some(b);

@@ -342,7 +342,10 @@ impl Inner {
         })
     }
 
-    fn inventory(&self, min_age: std::time::Duration) -> Result<Vec<(SegmentId, ShardIndex)>, ShardError> {
+    fn inventory(
+        &self,
+        min_age: std::time::Duration,
+    ) -> Result<Vec<(SegmentId, ShardIndex)>, ShardError> {
         let now = std::time::SystemTime::now();
         let mut out = vec![];
         for sub in read_dir(&self.shards_dir)? {
@@ -526,7 +529,11 @@ impl Inner {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
                 Err(e) => {
-                    return Err(ShardError::from_fs(FsError::new("stat shard file", &path, e)))
+                    return Err(ShardError::from_fs(FsError::new(
+                        "stat shard file",
+                        &path,
+                        e,
+                    )))
                 }
             }
         }

@@ -36,8 +36,12 @@ pub struct PlannerConfig {
     pub scan_interval: Duration,
     /// How long a datad may hold a task before it is offered again.
     pub task_lease: Duration,
-    /// Rebalance while `(max - min) / mean` of node utilisation exceeds this.
+    /// Rebalance while `(max - min) / mean` of node utilisation exceeds this
+    /// and `max - min` exceeds `rebalance_min_gap`.
     pub rebalance_spread: f64,
+    /// Smallest utilisation gap (fraction of capacity) worth moving data
+    /// for: nearly empty clusters are not shuffled around.
+    pub rebalance_min_gap: f64,
     /// A status older than this is refreshed before it is answered.
     pub status_max_age: Duration,
 }
@@ -48,6 +52,7 @@ impl Default for PlannerConfig {
             scan_interval: Duration::from_secs(5),
             task_lease: Duration::from_secs(120),
             rebalance_spread: 0.05,
+            rebalance_min_gap: 0.02,
             status_max_age: Duration::from_secs(1),
         }
     }
@@ -105,7 +110,9 @@ fn now_ms() -> u64 {
 }
 
 fn classify(holder: Option<NodeId>, views: &HashMap<NodeId, &NodeView>) -> Slot {
-    let Some(n) = holder else { return Slot::Missing };
+    let Some(n) = holder else {
+        return Slot::Missing;
+    };
     let Some(v) = views.get(&n) else {
         return Slot::Missing;
     };
@@ -287,7 +294,9 @@ impl Planner {
         let queue_cap = per_node * 2;
         let mut planned_repairs = 0usize;
         for w in &work {
-            let target = choose_target(&w.record, w.slot, w.segment, &writable, &by_id, &zones, &load, &free, queue_cap);
+            let target = choose_target(
+                &w.record, w.slot, w.segment, &writable, &by_id, &zones, &load, &free, queue_cap,
+            );
             let Some(target) = target else { continue };
             let task = make_task(w.segment, &w.record, w.slot, w.reason, &by_id);
             *load.entry(target).or_default() += 1;
@@ -313,15 +322,7 @@ impl Planner {
             .any(|a| a.task.reason != TaskReason::Rebalance);
         if work.is_empty() && planned_repairs == 0 && !urgent_running {
             self.plan_rebalance(
-                &mut st,
-                &writable,
-                &by_id,
-                &zones,
-                &usage,
-                &on_node,
-                &records,
-                per_node,
-                now,
+                &mut st, &writable, &by_id, &zones, &usage, &on_node, &records, per_node, now,
             );
         }
 
@@ -431,7 +432,11 @@ impl Planner {
             }
         }
         let util = |n: NodeId, stored: &HashMap<NodeId, u64>| -> f64 {
-            let cap = by_id.get(&n).map(|v| v.info.capacity_bytes).unwrap_or(1).max(1);
+            let cap = by_id
+                .get(&n)
+                .map(|v| v.info.capacity_bytes)
+                .unwrap_or(1)
+                .max(1);
             stored.get(&n).copied().unwrap_or(0) as f64 / cap as f64
         };
         let mut incoming: HashMap<NodeId, usize> = HashMap::new();
@@ -441,49 +446,54 @@ impl Planner {
         let mut moved: HashSet<SegmentId> = st.tasks.keys().copied().collect();
         // A bounded number of moves per scan keeps rebalancing gradual.
         for _ in 0..(per_node * writable.len()) {
-            let ids: Vec<NodeId> = stored.keys().copied().collect();
+            let mut ids: Vec<NodeId> = stored.keys().copied().collect();
             let mean = ids.iter().map(|n| util(*n, &stored)).sum::<f64>() / ids.len() as f64;
             if mean <= 0.0 {
                 return;
             }
-            let donor = *ids
-                .iter()
-                .max_by(|a, b| util(**a, &stored).total_cmp(&util(**b, &stored)))
-                .expect("two or more nodes");
-            let Some(recipient) = ids
-                .iter()
-                .filter(|n| incoming.get(n).copied().unwrap_or(0) < per_node)
-                .min_by(|a, b| util(**a, &stored).total_cmp(&util(**b, &stored)))
-                .copied()
-            else {
-                return;
-            };
-            let spread = (util(donor, &stored) - util(recipient, &stored)) / mean;
-            if spread <= self.cfg.rebalance_spread || donor == recipient {
-                return;
-            }
-            let gap_bytes = ((util(donor, &stored) - util(recipient, &stored))
-                * by_id[&recipient].info.capacity_bytes as f64
-                / 2.0) as u64;
-            let recipient_zone = by_id[&recipient].info.zone.as_str();
-            let candidate = on_node.get(&donor).and_then(|list| {
-                list.iter().find(|(seg, slot)| {
-                    if moved.contains(seg) {
-                        return false;
-                    }
-                    let Some(rec) = records.get(seg) else {
-                        return false;
-                    };
-                    if rec.shard_len == 0 || rec.shard_len > gap_bytes.max(1) {
-                        return false;
-                    }
-                    if rec.shards.contains(&Some(recipient)) {
-                        return false;
-                    }
-                    zone_ok(rec, *slot, recipient_zone, by_id, zones.len())
-                })
+            ids.sort_by(|a, b| {
+                util(*a, &stored)
+                    .total_cmp(&util(*b, &stored))
+                    .then(a.cmp(b))
             });
-            let Some((seg, slot)) = candidate.copied() else {
+            // Emptiest recipient first, fullest donor first; a pair whose
+            // zones rule out every shard is skipped, not the whole plan.
+            let mut planned = None;
+            'pairs: for &recipient in &ids {
+                if incoming.get(&recipient).copied().unwrap_or(0) >= per_node {
+                    continue;
+                }
+                for &donor in ids.iter().rev() {
+                    let gap = util(donor, &stored) - util(recipient, &stored);
+                    if donor == recipient
+                        || gap / mean <= self.cfg.rebalance_spread
+                        || gap < self.cfg.rebalance_min_gap
+                    {
+                        break;
+                    }
+                    let gap_bytes =
+                        (gap * by_id[&recipient].info.capacity_bytes as f64 / 2.0) as u64;
+                    let recipient_zone = by_id[&recipient].info.zone.as_str();
+                    let candidate = on_node.get(&donor).and_then(|list| {
+                        list.iter().find(|(seg, slot)| {
+                            let Some(rec) = records.get(seg) else {
+                                return false;
+                            };
+                            !moved.contains(seg)
+                                && rec.shard_len > 0
+                                && rec.shard_len <= gap_bytes.max(1)
+                                && rec.shards.get(*slot) == Some(&Some(donor))
+                                && !rec.shards.contains(&Some(recipient))
+                                && zone_ok(rec, *slot, recipient_zone, by_id, zones.len())
+                        })
+                    });
+                    if let Some(&(seg, slot)) = candidate {
+                        planned = Some((donor, recipient, seg, slot));
+                        break 'pairs;
+                    }
+                }
+            }
+            let Some((donor, recipient, seg, slot)) = planned else {
                 return;
             };
             let rec = &records[&seg];
@@ -507,7 +517,12 @@ impl Planner {
     }
 
     /// A datad's poll: records what it finished and hands it queued tasks.
-    pub fn poll(&self, poll: &RepairPoll, config: RepairConfig, writers: usize) -> RepairAssignment {
+    pub fn poll(
+        &self,
+        poll: &RepairPoll,
+        config: RepairConfig,
+        writers: usize,
+    ) -> RepairAssignment {
         let now = Instant::now();
         let mut st = self.state.lock().expect("planner lock");
         for f in &poll.finished {
@@ -557,7 +572,11 @@ fn zone_ok(
         .shards
         .iter()
         .enumerate()
-        .filter(|(i, h)| *i != slot && h.and_then(|n| by_id.get(&n)).is_some_and(|v| v.info.zone == zone))
+        .filter(|(i, h)| {
+            *i != slot
+                && h.and_then(|n| by_id.get(&n))
+                    .is_some_and(|v| v.info.zone == zone)
+        })
         .count();
     in_zone < cap
 }
@@ -671,7 +690,14 @@ mod tests {
 
     fn nine() -> Vec<NodeView> {
         (1..=9)
-            .map(|i| view(i, &format!("z{}", (i - 1) / 3), NodeState::Up, NodeAdmin::Active))
+            .map(|i| {
+                view(
+                    i,
+                    &format!("z{}", (i - 1) / 3),
+                    NodeState::Up,
+                    NodeAdmin::Active,
+                )
+            })
             .collect()
     }
 
@@ -782,7 +808,12 @@ mod tests {
         views.push(view(10, "z0", NodeState::Up, NodeAdmin::Active));
         let p = Planner::new(PlannerConfig::default());
         let recs: Vec<(u128, SegmentRecord)> = (0..60u128)
-            .map(|i| (i + 1, ec(vec![Some(1), Some(2), Some(4), Some(5), Some(7), Some(8)])))
+            .map(|i| {
+                (
+                    i + 1,
+                    ec(vec![Some(1), Some(2), Some(4), Some(5), Some(7), Some(8)]),
+                )
+            })
             .collect();
         let s = run(&p, &views, &recs);
         assert_eq!(s.state, "healthy");

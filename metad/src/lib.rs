@@ -41,8 +41,8 @@ pub type Raft = openraft::Raft<TypeConfig>;
 /// Raft node id (distinct from data-node ids).
 pub type RaftNodeId = u64;
 
-pub use weft_common::metad_client::{MetadClient, MetadClientError};
 pub use node::{start, MetadConfig, MetadError, MetadHandle};
+pub use weft_common::metad_client::{MetadClient, MetadClientError};
 
 /// Allow [`Cursor`] in the macro expansion without an unused-import lint when
 /// the defaults change.

@@ -68,11 +68,7 @@ impl Liveness {
     }
 
     /// Joins registrations and operator states with liveness.
-    pub fn view(
-        &self,
-        nodes: Vec<NodeInfo>,
-        admin: &HashMap<NodeId, NodeAdmin>,
-    ) -> Vec<NodeView> {
+    pub fn view(&self, nodes: Vec<NodeInfo>, admin: &HashMap<NodeId, NodeAdmin>) -> Vec<NodeView> {
         let now = Instant::now();
         let epoch = *self.epoch.lock().expect("liveness lock poisoned");
         let seen = self.seen.lock().expect("liveness lock poisoned");

@@ -78,7 +78,10 @@ fn release(tx: &WriteTransaction, segments: &mut [Segment]) -> Result<(), redb::
     Ok(())
 }
 
-fn release_version(tx: &WriteTransaction, v: &mut Option<ObjectVersion>) -> Result<(), redb::Error> {
+fn release_version(
+    tx: &WriteTransaction,
+    v: &mut Option<ObjectVersion>,
+) -> Result<(), redb::Error> {
     match v {
         Some(v) => release(tx, &mut v.segments),
         None => Ok(()),
@@ -239,9 +242,15 @@ pub(crate) fn rebuild(tx: &WriteTransaction) -> Result<u64, redb::Error> {
         }
     }
     for item in tx.open_table(crate::state_machine::UPLOADS)?.iter()? {
-        let u: Upload = serde_json::from_slice(item?.1.value()).expect("uploads table holds uploads");
+        let u: Upload =
+            serde_json::from_slice(item?.1.value()).expect("uploads table holds uploads");
         for p in u.parts {
-            found.push((u.bucket.clone(), u.key.clone(), u.storage_class.clone(), p.segments));
+            found.push((
+                u.bucket.clone(),
+                u.key.clone(),
+                u.storage_class.clone(),
+                p.segments,
+            ));
         }
     }
     let mut n = 0;

@@ -443,7 +443,7 @@ pub(crate) async fn durability_scan(
         let config = s2.sm.repair_config()?;
         let mut failed = None;
         let status = s2.planner.scan(&views, config, |visit| {
-            if let Err(e) = s2.sm.scan_segments(|id, rec| visit(id, rec)) {
+            if let Err(e) = s2.sm.scan_segments(visit) {
                 failed = Some(e);
             }
         });
@@ -464,7 +464,10 @@ pub(crate) async fn durability_scan(
                 ("state".to_string(), state.to_string()),
             ]
         };
-        s.metrics.segments.get_or_create(&labels("full")).set(c.full as i64);
+        s.metrics
+            .segments
+            .get_or_create(&labels("full"))
+            .set(c.full as i64);
         let degraded: u64 = c.degraded.iter().sum();
         s.metrics
             .segments

@@ -26,10 +26,10 @@ use weft_common::manifest::{AccessKey, BucketInfo, ObjectVersion, Upload, Versio
 
 use crate::segment_index::{self, SEGMENTS};
 use crate::versioning::{self, VERSIONS};
+use weft_common::repair::{RepairConfig, SegmentRecord};
 use weft_common::rpc::{
     Command, CommandResult, ListEntry, ListMarker, ListPage, ListRequest, Refusal, WriteCondition,
 };
-use weft_common::repair::{RepairConfig, SegmentRecord};
 use weft_common::topology::{NodeAdmin, NodeInfo};
 use weft_common::{NodeId, SegmentId};
 
@@ -154,7 +154,8 @@ impl StateMachine {
                 if n > 0 {
                     tracing::info!(segments = n, "built the segment index from the manifests");
                 }
-                tx.open_table(META)?.insert(KEY_SEGMENT_INDEX, b"1".as_slice())?;
+                tx.open_table(META)?
+                    .insert(KEY_SEGMENT_INDEX, b"1".as_slice())?;
             }
         }
         tx.commit()?;
@@ -437,7 +438,10 @@ impl StateMachine {
         let tx = self.db.begin_read()?;
         for item in tx.open_table(SEGMENTS)?.iter()? {
             let (k, v) = item?;
-            f(segment_index::id_of(k.value()), segment_index::decode(v.value()));
+            f(
+                segment_index::id_of(k.value()),
+                segment_index::decode(v.value()),
+            );
         }
         Ok(())
     }
@@ -1061,7 +1065,10 @@ impl StateMachine {
         let mut segments = vec![];
         for item in tx.open_table(SEGMENTS)?.iter()? {
             let (k, v) = item?;
-            segments.push((segment_index::id_of(k.value()), segment_index::decode(v.value())));
+            segments.push((
+                segment_index::id_of(k.value()),
+                segment_index::decode(v.value()),
+            ));
         }
         doc.segments = Some(segments);
         for item in tx.open_table(NODE_ADMIN)?.iter()? {

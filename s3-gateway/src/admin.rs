@@ -9,15 +9,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
 use weft_common::admin_auth;
 use weft_common::manifest::AccessKey;
+use weft_common::repair::{DurabilityStatus, RepairConfig, RepairPriority};
 use weft_common::rpc::{
     AddMember, Command, CommandResult, Query, QueryResult, RaftStatus, Refusal, RemoveMember,
 };
-use weft_common::repair::{DurabilityStatus, RepairConfig, RepairPriority};
 use weft_common::topology::{NodeAdmin, NodeView};
-use std::sync::Arc;
-use std::time::Duration;
 
 use crate::s3::now_ms;
 use crate::Gateway;
@@ -553,8 +553,7 @@ async fn repair_config(
     if let Some(p) = req.priority {
         config.priority = p;
     }
-    s.gw
-        .metad
+    s.gw.metad
         .command(&Command::SetRepairConfig { config })
         .await?;
     Ok(Json(config))
@@ -598,12 +597,8 @@ async fn node_action(
             ))
         }
     };
-    let shards_on = |st: &DurabilityStatus| {
-        st.nodes
-            .iter()
-            .find(|n| n.node.0 == id)
-            .map(|n| n.shards)
-    };
+    let shards_on =
+        |st: &DurabilityStatus| st.nodes.iter().find(|n| n.node.0 == id).map(|n| n.shards);
     let status = durability(&s).await?;
     let Some(shards) = shards_on(&status) else {
         return Err(AdminError(

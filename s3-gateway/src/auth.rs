@@ -71,7 +71,11 @@ impl KeyStore {
         };
         self.cache.insert(access_key.to_string(), key.clone()).await;
         match &key {
-            Some(k) => self.last_known.insert(access_key.to_string(), k.clone()).await,
+            Some(k) => {
+                self.last_known
+                    .insert(access_key.to_string(), k.clone())
+                    .await
+            }
             None => self.last_known.invalidate(access_key).await,
         }
         Ok(key)

@@ -12,8 +12,8 @@ use weft_common::stripe::Geometry;
 use weft_common::{NodeId, ShardIndex};
 
 use crate::error::GatewayError;
-use weft_datad::client::DatadClientError;
 use crate::Gateway;
+use weft_datad::client::DatadClientError;
 
 /// Bytes of the object a piece covers and the piece itself.
 pub type Piece = Result<Bytes, GatewayError>;

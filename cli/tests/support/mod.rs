@@ -193,8 +193,17 @@ impl S3Client {
         body: Vec<u8>,
         payload_hash: Option<&str>,
     ) -> Resp {
-        self.request_inner(method, path, query, extra_headers, body, payload_hash, None, None)
-            .await
+        self.request_inner(
+            method,
+            path,
+            query,
+            extra_headers,
+            body,
+            payload_hash,
+            None,
+            None,
+        )
+        .await
     }
 
     /// A PUT whose body is sent as signed aws-chunked
@@ -366,7 +375,13 @@ impl S3Client {
 
     /// A PUT declaring `declared_len` bytes whose body sends `sent` and then
     /// fails, so the connection drops midway: a client that disconnects.
-    pub async fn put_aborted(&self, bucket: &str, key: &str, declared_len: usize, sent: Vec<u8>) -> Resp {
+    pub async fn put_aborted(
+        &self,
+        bucket: &str,
+        key: &str,
+        declared_len: usize,
+        sent: Vec<u8>,
+    ) -> Resp {
         let len = declared_len.to_string();
         let stream = futures::stream::iter(vec![
             Ok(bytes::Bytes::from(sent)),
