@@ -6,5 +6,6 @@
 
 pub mod admin_client;
 pub mod bench;
+pub mod bench_repair;
 pub mod config;
 pub mod dev_cluster;

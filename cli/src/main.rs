@@ -139,6 +139,18 @@ enum BenchCmd {
         #[arg(long, default_value_t = 3)]
         failovers: usize,
     },
+    /// Repair throughput after a node loss and GET latency while repair runs.
+    Repair {
+        /// Objects to write.
+        #[arg(long, default_value_t = 48)]
+        objects: u64,
+        /// Size of each, MiB.
+        #[arg(long, default_value_t = 16)]
+        size_mib: u64,
+        /// Concurrent GET clients.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+    },
     /// ListObjectsV2 page latency on a large bucket, flat and with a delimiter.
     List {
         /// Keys in the bucket.
@@ -900,6 +912,11 @@ async fn main() -> std::process::ExitCode {
                 per_prefix,
                 samples,
             } => weft_cli::bench::list(keys, per_prefix, samples).await,
+            BenchCmd::Repair {
+                objects,
+                size_mib,
+                clients,
+            } => weft_cli::bench_repair::repair(objects, size_mib, clients).await,
         },
         Cmd::Metad(a) => run_daemon("metad", a).await,
         Cmd::Datad(a) => run_daemon("datad", a).await,
