@@ -46,7 +46,11 @@ pub async fn run(
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(cfg.interval) => {}
         }
-        match pass(node, &store, &metad, cfg.grace).await {
+        let result = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = pass(node, &store, &metad, cfg.grace) => r,
+        };
+        match result {
             Ok(0) => {}
             Ok(n) => {
                 metrics.gc_deleted.inc_by(n);

@@ -59,7 +59,13 @@ pub async fn run(ctx: RepairContext, poll_interval: Duration, cancel: Cancellati
             free_slots: free as u32,
             finished: std::mem::take(&mut finished),
         };
-        let reply: Result<RepairAssignment, _> = ctx.metad.call("/v1/repair/poll", &poll).await;
+        let reply: Result<RepairAssignment, _> = tokio::select! {
+            _ = cancel.cancelled() => {
+                running.abort_all();
+                return;
+            }
+            r = ctx.metad.call("/v1/repair/poll", &poll) => r,
+        };
         match reply {
             Ok(a) => {
                 ctx.throttle.set_rate(a.rate_bytes_per_sec);

@@ -546,14 +546,10 @@ async fn heartbeat(
     State(s): State<Arc<AppState>>,
     Json(hb): Json<Heartbeat>,
 ) -> Result<StatusCode, ApiError> {
-    // Liveness lives on the leader, which answers node queries.
-    let m = s.raft.metrics().borrow().clone();
-    if m.current_leader != Some(s.id) {
-        let leader = m
-            .current_leader
-            .and_then(|l| m.membership_config.membership().get_node(&l).cloned());
-        return Err(ApiError::not_leader(leader));
-    }
+    // Liveness lives on the leader, which answers node queries and plans
+    // repair: a voter that removed itself or is stepping down must send
+    // heartbeats on, or the real leader would think the nodes silent.
+    ensure_serving_leader(&s)?;
     s.liveness.record(&hb);
     Ok(StatusCode::NO_CONTENT)
 }
