@@ -17,6 +17,10 @@ use weft_common::rpc::Heartbeat;
 use weft_common::topology::{NodeAdmin, NodeInfo, NodeState, NodeView};
 use weft_common::NodeId;
 
+/// Extra time a node never heard from since the epoch stays up: datads find
+/// a new leader by following redirects, which takes a few heartbeats.
+const UNSEEN_ALLOWANCE: Duration = Duration::from_secs(2);
+
 /// Heartbeat tracker.
 pub struct Liveness {
     epoch: Mutex<Instant>,
@@ -80,7 +84,15 @@ impl Liveness {
                         let ago = now.duration_since(*at);
                         (self.state_after(ago), *used, Some(ago.as_millis() as u64))
                     }
-                    None => (self.state_after(now.duration_since(epoch)), 0, None),
+                    // Not heard from since the epoch: heartbeats may still be
+                    // finding their way to this (new) leader, so allow longer.
+                    None => (
+                        self.state_after(
+                            now.duration_since(epoch).saturating_sub(UNSEEN_ALLOWANCE),
+                        ),
+                        0,
+                        None,
+                    ),
                 };
                 NodeView {
                     admin: admin.get(&info.id).copied().unwrap_or_default(),

@@ -272,6 +272,10 @@ pub async fn start(cfg: MetadConfig, cancel: CancellationToken) -> Result<MetadH
         stepping_down: Default::default(),
     });
     tokio::spawn(crate::server::planner_loop(state.clone(), cancel.clone()));
+    tokio::spawn(crate::server::leadership_watch(
+        state.clone(),
+        cancel.clone(),
+    ));
     let app = router(state);
     use axum::serve::ListenerExt;
     let listener = listener.tap_io(|tcp| {

@@ -514,10 +514,37 @@ async fn repair_poll(
     Ok(Json(s.planner.poll(&poll, config, writers)))
 }
 
-/// Runs the planner while this metad leads: a scan every interval, with
-/// planner and liveness state reset whenever leadership is gained or lost.
-pub(crate) async fn planner_loop(s: Arc<AppState>, cancel: tokio_util::sync::CancellationToken) {
+/// Resets liveness and planning the moment leadership changes hands: a new
+/// leader has heard no heartbeats (they went to the old one), so it must
+/// count silence from now, not from when it started.
+pub(crate) async fn leadership_watch(
+    s: Arc<AppState>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let mut rx = s.raft.metrics();
     let mut leading = false;
+    loop {
+        let now_leading = {
+            let m = rx.borrow_and_update();
+            m.state == openraft::ServerState::Leader && m.current_leader == Some(s.id)
+        };
+        if now_leading != leading {
+            leading = now_leading;
+            s.planner.reset();
+            if leading {
+                s.liveness.reset_epoch();
+                tracing::info!("leading: liveness reset, durability planner active");
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = rx.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+/// Runs the planner while this metad leads: a scan every interval.
+pub(crate) async fn planner_loop(s: Arc<AppState>, cancel: tokio_util::sync::CancellationToken) {
     let mut tick = tokio::time::interval(s.planner.config().scan_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -525,16 +552,7 @@ pub(crate) async fn planner_loop(s: Arc<AppState>, cancel: tokio_util::sync::Can
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let is_leader = ensure_serving_leader(&s).is_ok();
-        if is_leader != leading {
-            leading = is_leader;
-            s.planner.reset();
-            if leading {
-                s.liveness.reset_epoch();
-                tracing::info!("leading: durability planner active");
-            }
-        }
-        if leading {
+        if ensure_serving_leader(&s).is_ok() {
             if let Err(e) = durability_scan(s.clone()).await {
                 tracing::warn!(error = %e.1.message, "durability scan failed");
             }
