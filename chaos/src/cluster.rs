@@ -302,6 +302,9 @@ impl Cluster {
             format!("WEFT_LOG={}", self.cfg.log_filter),
             "-e".into(),
             format!("WEFT_ZONE={}", ZONES[n.zone]),
+            // Plain logs: they are saved to files and grepped for ERROR.
+            "-e".into(),
+            "NO_COLOR=1".into(),
         ];
         if let Some(d) = &n.data_dir {
             args.push("-v".into());

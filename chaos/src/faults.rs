@@ -286,8 +286,19 @@ pub fn shard_files(data_dir: &Path) -> Vec<PathBuf> {
 /// Flips one byte in each of `count` random shard files (one in eight in
 /// the 64-byte header, the rest in block data or block checksums): the
 /// kind of damage a read must detect by crc32c and serve from parity.
+///
+/// Files are drawn from the oldest tenth (at least `2 × count`): hot objects
+/// are replaced within seconds and their shards deleted after the gateway's
+/// delete delay, so rot there would never be read; the oldest files hold
+/// the workload's write-once (cold) objects, which are read until the end.
 pub fn corrupt_shard_files(data_dir: &Path, count: usize, seed: u64) -> Result<Vec<String>> {
-    let files = shard_files(data_dir);
+    let mut aged: Vec<(std::time::SystemTime, PathBuf)> = shard_files(data_dir)
+        .into_iter()
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .collect();
+    aged.sort();
+    let pool = (aged.len() / 10).max(2 * count).min(aged.len());
+    let files: Vec<PathBuf> = aged.into_iter().take(pool).map(|(_, p)| p).collect();
     let mut rng = StdRng::seed_from_u64(seed);
     let mut touched = Vec::new();
     for _ in 0..count.min(files.len()) {

@@ -90,6 +90,9 @@ struct RunArgs {
     /// Keys each client owns.
     #[arg(long, default_value_t = 24)]
     keys_per_worker: u32,
+    /// Write-once (cold) keys each client writes at the start and then reads.
+    #[arg(long, default_value_t = 8)]
+    cold_keys_per_worker: u32,
     /// Largest object, MiB.
     #[arg(long, default_value_t = 64)]
     object_mib_max: u64,
@@ -205,6 +208,7 @@ async fn run(a: RunArgs) -> Result<bool> {
         image: a.image.tag.clone(),
         workers: a.workers,
         keys_per_worker: a.keys_per_worker,
+        cold_keys_per_worker: a.cold_keys_per_worker,
         object_bytes_max: a.object_mib_max << 20,
         node_grace_ms: a.node_grace_ms,
         inject_bug: a.inject_bug,
@@ -238,6 +242,7 @@ async fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result: Result<bool> = match Cli::parse().command {
         Cmd::BuildImage(a) => build_image(&a).await.map(|_| true),

@@ -146,7 +146,8 @@ impl ScenarioReport {
             .unavailability
             .iter()
             .map(|w| w.end_s - w.start_s)
-            .sum();
+            // `sum` of no f64s is -0.0, which prints as "-0".
+            .fold(0.0, |a, b| a + b);
     }
 
     /// An empty report for `name`.

@@ -54,6 +54,8 @@ pub struct RunConfig {
     pub workers: u32,
     /// Keys per client.
     pub keys_per_worker: u32,
+    /// Write-once keys per client.
+    pub cold_keys_per_worker: u32,
     /// Largest object.
     pub object_bytes_max: u64,
     /// metad node grace.
@@ -194,6 +196,7 @@ async fn drive(
         seed: cfg.seed ^ crate::content::mix64(scenario::combo_name(combo).len() as u64),
         workers: cfg.workers,
         keys_per_worker: cfg.keys_per_worker,
+        cold_keys_per_worker: cfg.cold_keys_per_worker,
         object_bytes_max: cfg.object_bytes_max,
         ops_max: 1_000_000,
     };

@@ -36,8 +36,12 @@ pub struct WorkloadConfig {
     pub seed: u64,
     /// Concurrent clients.
     pub workers: u32,
-    /// Keys each worker owns.
+    /// Keys each worker owns and keeps rewriting and deleting.
     pub keys_per_worker: u32,
+    /// Keys each worker writes once at the start and then only reads: cold
+    /// data, whose shard files live long enough for bitrot, kills and
+    /// restarts to hit them (hot keys are replaced every few seconds).
+    pub cold_keys_per_worker: u32,
     /// Largest object, bytes (multipart above `PART_BYTES`).
     pub object_bytes_max: u64,
     /// Operations per worker, at most.
@@ -81,10 +85,19 @@ pub fn key_name(w: u32, i: u32) -> String {
     format!("w{w}/k{i:03}")
 }
 
+/// The cold key `i` of worker `w`.
+pub fn cold_key_name(w: u32, i: u32) -> String {
+    format!("w{w}/c{i:03}")
+}
+
 /// Every key the workload may touch.
 pub fn all_keys(cfg: &WorkloadConfig) -> Vec<String> {
     (0..cfg.workers)
-        .flat_map(|w| (0..cfg.keys_per_worker).map(move |i| key_name(w, i)))
+        .flat_map(|w| {
+            (0..cfg.cold_keys_per_worker)
+                .map(move |i| cold_key_name(w, i))
+                .chain((0..cfg.keys_per_worker).map(move |i| key_name(w, i)))
+        })
         .collect()
 }
 
@@ -141,14 +154,29 @@ pub async fn run(cfg: WorkloadConfig, shared: Arc<Shared>, deadline: Instant) {
 async fn worker(cfg: WorkloadConfig, shared: Arc<Shared>, w: u32, deadline: Instant) {
     let mut rng = StdRng::seed_from_u64(content::mix64(cfg.seed ^ (u64::from(w) << 32)));
     let mut n = 0;
+    for i in 0..cfg.cold_keys_per_worker {
+        if Instant::now() >= deadline {
+            return;
+        }
+        let gw = rng.gen_range(0..shared.gateway_count());
+        put(&cfg, &shared, &mut rng, w, gw, &cold_key_name(w, i), false).await;
+        n += 1;
+    }
     while Instant::now() < deadline && n < cfg.ops_max {
         n += 1;
         let gw = rng.gen_range(0..shared.gateway_count());
         let own_key = key_name(w, rng.gen_range(0..cfg.keys_per_worker));
-        let any_key = key_name(
-            rng.gen_range(0..cfg.workers),
-            rng.gen_range(0..cfg.keys_per_worker),
-        );
+        let any_key = if cfg.cold_keys_per_worker > 0 && rng.gen_ratio(1, 3) {
+            cold_key_name(
+                rng.gen_range(0..cfg.workers),
+                rng.gen_range(0..cfg.cold_keys_per_worker),
+            )
+        } else {
+            key_name(
+                rng.gen_range(0..cfg.workers),
+                rng.gen_range(0..cfg.keys_per_worker),
+            )
+        };
         let op = match rng.gen_range(0..100) {
             0..=29 => put(&cfg, &shared, &mut rng, w, gw, &own_key, false).await,
             30..=33 => put(&cfg, &shared, &mut rng, w, gw, &own_key, true).await,
