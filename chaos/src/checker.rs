@@ -427,8 +427,15 @@ fn check_read(v: &mut Verdict, key: &str, kw: &KeyWrites, r: &Op, is_final: bool
         op: r.clone(),
         related,
         explanation: format!(
-            "returned {what}, but {} acknowledged write(s) that completed before the read began replaced it",
-            newer.len()
+            "returned {what}, but acknowledged write(s) {} completed before the read began and replaced it",
+            newer
+                .iter()
+                .map(|o| match o.kind {
+                    OpKind::Delete => format!("op#{} (DELETE)", o.id),
+                    _ => format!("op#{} (PUT version {})", o.id, o.version.unwrap_or(0)),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     });
 }
