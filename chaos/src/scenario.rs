@@ -396,14 +396,20 @@ pub fn schedule(run: &[Scenario], seed: u64, duration: Duration, grace_ms: u64) 
                     action: Action::FreeDisk { id },
                 });
             }
-            Scenario::RestartAll => cycles(
-                &mut rng,
-                &w,
-                (1_000, 1_000),
-                (20_000, 40_000),
-                |_| (Action::RestartAll, Action::StartMetad),
-                &mut steps,
-            ),
+            Scenario::RestartAll => {
+                // Kill and start are one action; no heal step needed.
+                let mut t = w.begin_ms;
+                loop {
+                    steps.push(Step {
+                        at_ms: t,
+                        action: Action::RestartAll,
+                    });
+                    t += rng.gen_range(20_000..=40_000);
+                    if t > w.end_ms {
+                        break;
+                    }
+                }
+            }
         }
     }
     steps.sort_by_key(|s| s.at_ms);
