@@ -344,10 +344,38 @@ impl Cluster {
         Ok(())
     }
 
+    /// Runs `weft cluster init` once, in a named throw-away container on the
+    /// backbone, after every voter answers `/health`. Waiting first (instead
+    /// of retrying the container) matters: docker 20.10 occasionally leaves
+    /// a stale endpoint behind a `--rm` container, and a network with one
+    /// cannot be removed; one named container can at least be force-detached.
     async fn init_metad_group(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for n in self.of(Role::Metad) {
+            loop {
+                let ok = match self.zone_ip(n).await? {
+                    Some(ip) => self
+                        .http
+                        .get(format!("http://{ip}:{METAD_PORT}/health"))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success()),
+                    None => false,
+                };
+                if ok {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("metad {} did not answer /health within 60 s", n.name);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
         let mut args: Vec<String> = vec![
             "run".into(),
             "--rm".into(),
+            "--name".into(),
+            self.init_container(),
             "--label".into(),
             format!("{RUN_LABEL}={}", self.cfg.run_id),
             "--network".into(),
@@ -361,17 +389,12 @@ impl Cluster {
             args.push(format!("{}={}:{METAD_PORT}", n.id, n.name));
         }
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            match docker(&refs).await {
-                Ok(_) => return Ok(()),
-                Err(e) if Instant::now() < deadline => {
-                    tracing::debug!(error = %e, "metad not ready for init yet");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(e) => return Err(e).context("weft cluster init"),
-            }
-        }
+        docker(&refs).await.context("weft cluster init")?;
+        Ok(())
+    }
+
+    fn init_container(&self) -> String {
+        format!("{}-init", self.cfg.prefix)
     }
 
     /// The container's IP on its zone network (None if not running).
@@ -386,18 +409,41 @@ impl Cluster {
 
     /// Re-reads gateway IPs (after a gateway restarted) and rebuilds clients.
     pub async fn refresh_endpoints(&self) -> Result<()> {
+        let old_s3 = self.gateways.read().expect("gateways lock").clone();
+        let old_admin = self.admin.read().expect("admin lock").clone();
         let mut clients = Vec::new();
         let mut admin = Vec::new();
-        for n in self.of(Role::Gateway) {
-            let ip = self.zone_ip(n).await?.unwrap_or_else(|| "0.0.0.0".into());
-            clients.push(S3Client::new(
-                &format!("http://{ip}:{S3_PORT}"),
-                &self.access_key,
-                &self.secret_key,
-                REGION,
-                Duration::from_secs(60),
-            ));
-            admin.push(format!("http://{ip}:{ADMIN_PORT}"));
+        for (i, n) in self.of(Role::Gateway).enumerate() {
+            match self.zone_ip(n).await? {
+                Some(ip) => {
+                    // Same IP: keep the client and its warm connections.
+                    let endpoint = format!("http://{ip}:{S3_PORT}");
+                    match old_s3.get(i).filter(|c| c.endpoint() == endpoint) {
+                        Some(c) => clients.push(c.clone()),
+                        None => clients.push(S3Client::new(
+                            &endpoint,
+                            &self.access_key,
+                            &self.secret_key,
+                            REGION,
+                            Duration::from_secs(60),
+                        )),
+                    }
+                    admin.push(format!("http://{ip}:{ADMIN_PORT}"));
+                }
+                // Not running: keep the last address (requests fail to
+                // connect, as a client's would) rather than invent one.
+                None => match (old_s3.get(i), old_admin.get(i)) {
+                    (Some(c), Some(a)) => {
+                        clients.push(c.clone());
+                        admin.push(a.clone());
+                    }
+                    _ => bail!(
+                        "gateway {} has no address on {}",
+                        n.name,
+                        self.zone_nets[n.zone]
+                    ),
+                },
+            }
         }
         *self.gateways.write().expect("gateways lock") = clients;
         *self.admin.write().expect("admin lock") = admin;
@@ -567,8 +613,24 @@ impl Cluster {
         if let Err(e) = docker(&args).await {
             tracing::warn!(error = %e, "remove containers");
         }
+        let init = self.init_container();
         for net in std::iter::once(&self.backbone).chain(&self.zone_nets) {
-            let _ = docker(&["network", "rm", net]).await;
+            // Endpoint release can lag container removal; retry, then
+            // force-detach the one short-lived container before giving up.
+            let mut removed = false;
+            for attempt in 0..5 {
+                if docker(&["network", "rm", net]).await.is_ok() {
+                    removed = true;
+                    break;
+                }
+                if attempt == 2 {
+                    let _ = docker(&["network", "disconnect", "--force", net, &init]).await;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            if !removed {
+                tracing::warn!(network = %net, "network left behind (docker reports active endpoints); `weft-chaos cleanup` retries");
+            }
         }
         unmount_under(&self.cfg.work_dir);
     }

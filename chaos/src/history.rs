@@ -54,6 +54,8 @@ pub enum Outcome {
     /// have taken effect, now or later.
     Error {
         /// Stable category for counting (`timeout`, `connect`, `http-503`, …).
+        /// Serialized as `error`: the op's own `kind` shares the JSON object.
+        #[serde(rename = "error")]
         kind: String,
         /// Human detail (S3 error code and message, transport error).
         detail: String,
@@ -245,4 +247,31 @@ pub fn load(path: &std::path::Path) -> anyhow::Result<Vec<Op>> {
                 .with_context(|| format!("parse {} line {}", path.display(), i + 1))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ops_round_trip_through_jsonl() {
+        let mut op = Op::new(OpKind::Put, "w0/k001");
+        op.version = Some(7);
+        op.outcome = Outcome::Error {
+            kind: "http-503 ServiceUnavailable".into(),
+            detail: "only 4 of 5 shards durable".into(),
+        };
+        let line = serde_json::to_string(&op).unwrap();
+        assert_eq!(
+            line.matches("\"kind\"").count(),
+            1,
+            "no duplicate keys: {line}"
+        );
+        let back: Op = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, op);
+        let mut ok = Op::new(OpKind::List, "");
+        ok.listed = Some(vec!["a".into()]);
+        let back: Op = serde_json::from_str(&serde_json::to_string(&ok).unwrap()).unwrap();
+        assert_eq!(back, ok);
+    }
 }

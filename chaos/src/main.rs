@@ -164,6 +164,22 @@ fn teardown(run_id: &str, work_dir: &std::path::Path) {
     let _ = std::fs::remove_dir_all(work_dir);
 }
 
+/// Resolves on Ctrl-C or SIGTERM (a CI job's timeout), naming which.
+async fn interrupted() -> &'static str {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C tears down early");
+            let _ = tokio::signal::ctrl_c().await;
+            return "interrupted";
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "interrupted",
+        _ = term.recv() => "terminated",
+    }
+}
+
 async fn build_image(a: &ImageArgs) -> Result<()> {
     let binary = a
         .binary
@@ -223,8 +239,8 @@ async fn run(a: RunArgs) -> Result<bool> {
     };
     let report = tokio::select! {
         r = runner::run(&cfg) => r?,
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("weft-chaos: interrupted; tearing down run {run_id}");
+        signal = interrupted() => {
+            eprintln!("weft-chaos: {signal}; tearing down run {run_id}");
             teardown(&run_id, &work_dir);
             std::process::exit(130);
         }
