@@ -608,6 +608,22 @@ impl Cluster {
         for n in &names {
             let _ = docker(&["unpause", n]).await;
         }
+        // Kill, detach, then remove: see `docker::remove_run` on the stale
+        // endpoints docker 20.10 leaves when running containers are removed.
+        let mut kill = vec!["kill", "--signal", "KILL"];
+        kill.extend(names.iter().copied());
+        let _ = docker(&kill).await;
+        for n in &self.nodes {
+            let _ = docker(&["network", "disconnect", "--force", &self.backbone, &n.name]).await;
+            let _ = docker(&[
+                "network",
+                "disconnect",
+                "--force",
+                &self.zone_nets[n.zone],
+                &n.name,
+            ])
+            .await;
+        }
         let mut args = vec!["rm", "-f", "-v"];
         args.extend(names);
         if let Err(e) = docker(&args).await {

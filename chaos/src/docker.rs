@@ -82,6 +82,25 @@ pub fn remove_run(run_id: Option<&str>) -> Vec<String> {
         None => format!("label={RUN_LABEL}"),
     };
     let mut problems = Vec::new();
+    // Detach every container from the run's networks before removing it:
+    // docker 20.10 sometimes leaves a stale endpoint on a network that a
+    // running container was `network connect`ed to when it is `rm -f`ed,
+    // and such a network can never be removed.
+    if let Ok(nets) = docker_blocking(&["network", "ls", "-q", "--filter", &filter]) {
+        for net in nets.split_whitespace() {
+            let members = docker_blocking(&[
+                "network",
+                "inspect",
+                "-f",
+                "{{range .Containers}}{{.Name}} {{end}}",
+                net,
+            ])
+            .unwrap_or_default();
+            for c in members.split_whitespace() {
+                let _ = docker_blocking(&["network", "disconnect", "--force", net, c]);
+            }
+        }
+    }
     match docker_blocking(&["ps", "-aq", "--filter", &filter]) {
         Ok(ids) => {
             let ids: Vec<&str> = ids.split_whitespace().collect();

@@ -164,19 +164,28 @@ fn teardown(run_id: &str, work_dir: &std::path::Path) {
     let _ = std::fs::remove_dir_all(work_dir);
 }
 
-/// Resolves on Ctrl-C or SIGTERM (a CI job's timeout), naming which.
-async fn interrupted() -> &'static str {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C tears down early");
-            let _ = tokio::signal::ctrl_c().await;
-            return "interrupted";
+/// SIGINT and SIGTERM streams, registered before the run starts so that a
+/// signal arriving at any moment is seen (and tears the run down).
+struct Interrupts {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    fn register() -> Result<Interrupts> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Interrupts {
+            int: signal(SignalKind::interrupt()).context("watch SIGINT")?,
+            term: signal(SignalKind::terminate()).context("watch SIGTERM")?,
+        })
+    }
+
+    /// Resolves on the first SIGINT or SIGTERM, naming which.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "interrupted",
+            _ = self.term.recv() => "terminated",
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "interrupted",
-        _ = term.recv() => "terminated",
     }
 }
 
@@ -233,13 +242,14 @@ async fn run(a: RunArgs) -> Result<bool> {
         log_filter: a.daemon_log.clone(),
     };
     tracing::info!(%run_id, scenarios = cfg.runs.len(), per_scenario_s = cfg.per_scenario().as_secs(), "run begins");
+    let mut interrupts = Interrupts::register()?;
     let _guard = TeardownGuard {
         run_id: run_id.clone(),
         work_dir: work_dir.clone(),
     };
     let report = tokio::select! {
         r = runner::run(&cfg) => r?,
-        signal = interrupted() => {
+        signal = interrupts.next() => {
             eprintln!("weft-chaos: {signal}; tearing down run {run_id}");
             teardown(&run_id, &work_dir);
             std::process::exit(130);
