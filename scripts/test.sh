@@ -48,3 +48,21 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "tests"
 cargo nextest run --workspace --no-fail-fast --final-status-level=fail
+
+# ---- chaos smoke (docs/chaos.md) --------------------------------------------
+# Three fault scenarios (kill-datad, kill-metad-leader, bitrot) against a
+# 14-container cluster built from the dev-profile binaries above, then the
+# injected-bug test, which must see a run fail. About 4 minutes. Needs a
+# docker daemon (nothing is pulled); WEFT_CHAOS_SKIP=1 skips it on purpose.
+step "chaos smoke"
+if [ "${WEFT_CHAOS_SKIP:-0}" = 1 ]; then
+  echo "chaos smoke SKIPPED (WEFT_CHAOS_SKIP=1)"
+else
+  cargo build --quiet -p weft-cli -p weft-chaos --bin weft --bin weft-chaos
+  CHAOS="$CARGO_TARGET_DIR/debug/weft-chaos"
+  "$CHAOS" build-image --profile dev
+  "$CHAOS" run --scenario smoke --duration 90s --seed "${WEFT_CHAOS_SEED:-1}" \
+    --object-mib-max 16 --report "$CARGO_TARGET_DIR/chaos-smoke"
+  WEFT_CHAOS_DOCKER=1 cargo nextest run -p weft-chaos --test injected_bug \
+    --final-status-level=fail
+fi

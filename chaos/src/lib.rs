@@ -1,0 +1,23 @@
+//! `weft-chaos`: runs a real Weft cluster in docker, drives an S3 workload
+//! against it while injecting faults, and checks the recorded history.
+//!
+//! Layers, from pure to effectful:
+//! - [`content`], [`history`], [`checker`], [`scenario`], [`report`]: pure
+//!   logic with unit tests (content generation, the history format, the
+//!   verdict, seeded fault schedules, report rendering);
+//! - [`s3_client`]: a SigV4 client of our own (no SDK, cheap to build);
+//! - [`docker`], [`image`], [`cluster`], [`faults`]: docker through its CLI;
+//! - [`workload`], [`runner`]: the run itself.
+
+pub mod checker;
+pub mod cluster;
+pub mod content;
+pub mod docker;
+pub mod faults;
+pub mod history;
+pub mod image;
+pub mod report;
+pub mod runner;
+pub mod s3_client;
+pub mod scenario;
+pub mod workload;

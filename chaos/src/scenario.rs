@@ -1,0 +1,489 @@
+//! Named fault scenarios and their seeded schedules. Pure: no I/O.
+//!
+//! A schedule is a list of timed [`Action`]s with concrete targets (node
+//! ids, zone, number of files), a function of `(scenarios, seed, duration,
+//! grace)` only, so the same seed always yields the same fault schedule
+//! (`weft-chaos schedule` prints it). Targets that only exist at run time
+//! (which metad is the leader) are named by role and resolved when the
+//! action runs; the fault log records what they resolved to.
+//!
+//! Every scenario stays inside what the design claims to survive (as in
+//! TigerBeetle's fault atlas): at most m = 2 data nodes lost at once, a
+//! minority of metad voters, one zone, one node's disk corrupted or full.
+//! Combining scenarios (`kill-m-datad+bitrot`) can exceed that; the
+//! combination is then the operator's claim to test, not the suite's.
+
+use crate::content::mix64;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use std::time::Duration;
+
+/// A named scenario. The names are stable: scripts and reports use them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// kill -9 one data node, restart it later; repeated.
+    KillDatad,
+    /// kill -9 m = 2 data nodes at once, restart them later; repeated.
+    KillMDatad,
+    /// kill -9 the metad leader, restart it later; repeated.
+    KillMetadLeader,
+    /// kill -9 a metad follower, restart it later; repeated.
+    KillMetadFollower,
+    /// docker pause a data node past the failure detector's grace, resume it.
+    PauseDatad,
+    /// Cut one zone off the backbone, then heal; repeated.
+    PartitionZone,
+    /// Restart every process in turn (SIGTERM), waiting for health between.
+    RollingRestart,
+    /// Corrupt random shard files on one data node's volume; repeated.
+    Bitrot,
+    /// Fill one data node's disk, later free it.
+    DiskFull,
+    /// kill -9 every process at once, then start them all.
+    RestartAll,
+}
+
+impl Scenario {
+    /// Every scenario, in the order `all` runs them.
+    pub const ALL: [Scenario; 10] = [
+        Scenario::KillDatad,
+        Scenario::KillMDatad,
+        Scenario::KillMetadLeader,
+        Scenario::KillMetadFollower,
+        Scenario::PauseDatad,
+        Scenario::PartitionZone,
+        Scenario::RollingRestart,
+        Scenario::Bitrot,
+        Scenario::DiskFull,
+        Scenario::RestartAll,
+    ];
+
+    /// The CI smoke set: one data-node, one metadata and one disk fault.
+    pub const SMOKE: [Scenario; 3] = [
+        Scenario::KillDatad,
+        Scenario::KillMetadLeader,
+        Scenario::Bitrot,
+    ];
+
+    /// The stable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::KillDatad => "kill-datad",
+            Scenario::KillMDatad => "kill-m-datad",
+            Scenario::KillMetadLeader => "kill-metad-leader",
+            Scenario::KillMetadFollower => "kill-metad-follower",
+            Scenario::PauseDatad => "pause-datad",
+            Scenario::PartitionZone => "partition-zone",
+            Scenario::RollingRestart => "rolling-restart",
+            Scenario::Bitrot => "bitrot",
+            Scenario::DiskFull => "disk-full",
+            Scenario::RestartAll => "restart-all",
+        }
+    }
+
+    /// Parses a stable name.
+    pub fn parse(s: &str) -> Option<Scenario> {
+        Scenario::ALL.into_iter().find(|x| x.name() == s)
+    }
+}
+
+/// Parses `--scenario`: comma-separated runs, each a name or `a+b` (faults
+/// of several scenarios injected together into one cluster); `all` and
+/// `smoke` expand to their sets.
+pub fn parse_selection(s: &str) -> Result<Vec<Vec<Scenario>>, String> {
+    let mut runs = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part {
+            "all" => runs.extend(Scenario::ALL.iter().map(|x| vec![*x])),
+            "smoke" => runs.extend(Scenario::SMOKE.iter().map(|x| vec![*x])),
+            combo => {
+                let mut run = Vec::new();
+                for name in combo.split('+') {
+                    let sc = Scenario::parse(name).ok_or_else(|| {
+                        format!(
+                            "unknown scenario {name:?}; known: all, smoke, {}",
+                            Scenario::ALL.map(Scenario::name).join(", ")
+                        )
+                    })?;
+                    if !run.contains(&sc) {
+                        run.push(sc);
+                    }
+                }
+                runs.push(run);
+            }
+        }
+    }
+    if runs.is_empty() {
+        return Err("no scenario given".into());
+    }
+    Ok(runs)
+}
+
+/// The display name of a run of combined scenarios.
+pub fn combo_name(run: &[Scenario]) -> String {
+    run.iter().map(|s| s.name()).collect::<Vec<_>>().join("+")
+}
+
+/// One fault action with concrete targets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// SIGKILL these data nodes (one `docker kill`).
+    KillDatad {
+        /// Node ids.
+        ids: Vec<u64>,
+    },
+    /// Start these data nodes again.
+    StartDatad {
+        /// Node ids.
+        ids: Vec<u64>,
+    },
+    /// SIGKILL whichever voter leads.
+    KillMetadLeader,
+    /// SIGKILL a follower: `pick` modulo the followers, by id.
+    KillMetadFollower {
+        /// Index among followers.
+        pick: u64,
+    },
+    /// Start every metad that is not running.
+    StartMetad,
+    /// Freeze a data node (cgroup freezer).
+    PauseDatad {
+        /// Node id.
+        id: u64,
+    },
+    /// Thaw it.
+    UnpauseDatad {
+        /// Node id.
+        id: u64,
+    },
+    /// Disconnect a zone's containers from the backbone.
+    PartitionZone {
+        /// Zone index.
+        zone: usize,
+    },
+    /// Reconnect them.
+    HealZone {
+        /// Zone index.
+        zone: usize,
+    },
+    /// Restart every process in turn.
+    RollingRestart,
+    /// Flip bytes in `files` random shard files of a data node.
+    Bitrot {
+        /// Node id.
+        id: u64,
+        /// Files to corrupt.
+        files: u32,
+        /// Seed for file and offset choice.
+        seed: u64,
+    },
+    /// Fill the node's (size-limited) volume.
+    FillDisk {
+        /// Node id.
+        id: u64,
+    },
+    /// Remove the filler.
+    FreeDisk {
+        /// Node id.
+        id: u64,
+    },
+    /// SIGKILL every process, then start them all.
+    RestartAll,
+}
+
+/// An action at a time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// Milliseconds after the workload starts.
+    pub at_ms: u64,
+    /// What to do.
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// Timing knobs that scale with the scenario's duration.
+struct Window {
+    begin_ms: u64,
+    end_ms: u64,
+}
+
+fn cycles(
+    rng: &mut StdRng,
+    w: &Window,
+    hold_ms: (u64, u64),
+    gap_ms: (u64, u64),
+    mut make: impl FnMut(&mut StdRng) -> (Action, Action),
+    steps: &mut Vec<Step>,
+) {
+    let mut t = w.begin_ms;
+    let mut n = 0;
+    loop {
+        let hold = rng.gen_range(hold_ms.0..=hold_ms.1);
+        let (inject, heal) = make(rng);
+        if t + hold > w.end_ms {
+            if n == 0 {
+                // Too short for a full hold: one shortened cycle, so every
+                // scenario injects its fault at least once.
+                let hold = w.end_ms.saturating_sub(t).max(1000);
+                steps.push(Step {
+                    at_ms: t,
+                    action: inject,
+                });
+                steps.push(Step {
+                    at_ms: t + hold,
+                    action: heal,
+                });
+            }
+            return;
+        }
+        steps.push(Step {
+            at_ms: t,
+            action: inject,
+        });
+        steps.push(Step {
+            at_ms: t + hold,
+            action: heal,
+        });
+        t += hold + rng.gen_range(gap_ms.0..=gap_ms.1);
+        n += 1;
+    }
+}
+
+fn scenario_seed(seed: u64, s: Scenario) -> u64 {
+    s.name()
+        .bytes()
+        .fold(mix64(seed), |h, b| mix64(h ^ u64::from(b)))
+}
+
+/// The data node a disk-full scenario fills (known before the cluster
+/// starts, because its volume must be size-limited from the start).
+pub fn disk_full_target(run: &[Scenario], seed: u64) -> Option<u64> {
+    run.contains(&Scenario::DiskFull)
+        .then(|| scenario_seed(seed, Scenario::DiskFull) % crate::cluster::DATAD_COUNT as u64 + 1)
+}
+
+/// The fault schedule of one run (possibly several scenarios combined).
+/// Faults begin after a warm-up (15% of the duration, at least 5 s) and are
+/// healed before a cool-down of the same length, so the workload sees the
+/// cluster before, during and after.
+pub fn schedule(run: &[Scenario], seed: u64, duration: Duration, grace_ms: u64) -> Vec<Step> {
+    let total_ms = duration.as_millis() as u64;
+    let margin = (total_ms * 15 / 100).max(5_000);
+    let w = Window {
+        begin_ms: margin.min(total_ms / 2),
+        end_ms: total_ms
+            .saturating_sub(margin)
+            .max(margin.min(total_ms / 2) + 1000),
+    };
+    let datad = crate::cluster::DATAD_COUNT as u64;
+    let zones = crate::cluster::ZONES.len();
+    let mut steps = Vec::new();
+    for &s in run {
+        let mut rng = StdRng::seed_from_u64(scenario_seed(seed, s));
+        // Past the grace, so metad marks the node down and placement and
+        // repair react; not so long that a short run is all outage.
+        let down_hold = (grace_ms + 2_000, grace_ms + 8_000);
+        match s {
+            Scenario::KillDatad => cycles(
+                &mut rng,
+                &w,
+                down_hold,
+                (3_000, 8_000),
+                |r| {
+                    let id = r.gen_range(1..=datad);
+                    (
+                        Action::KillDatad { ids: vec![id] },
+                        Action::StartDatad { ids: vec![id] },
+                    )
+                },
+                &mut steps,
+            ),
+            Scenario::KillMDatad => cycles(
+                &mut rng,
+                &w,
+                down_hold,
+                (5_000, 10_000),
+                |r| {
+                    let a = r.gen_range(1..=datad);
+                    let b = (a + r.gen_range(1..datad) - 1) % datad + 1;
+                    let mut ids = vec![a, b];
+                    ids.sort();
+                    (
+                        Action::KillDatad { ids: ids.clone() },
+                        Action::StartDatad { ids },
+                    )
+                },
+                &mut steps,
+            ),
+            Scenario::KillMetadLeader => cycles(
+                &mut rng,
+                &w,
+                (3_000, 10_000),
+                (5_000, 10_000),
+                |_| (Action::KillMetadLeader, Action::StartMetad),
+                &mut steps,
+            ),
+            Scenario::KillMetadFollower => cycles(
+                &mut rng,
+                &w,
+                (3_000, 10_000),
+                (5_000, 10_000),
+                |r| {
+                    (
+                        Action::KillMetadFollower {
+                            pick: r.gen_range(0..2),
+                        },
+                        Action::StartMetad,
+                    )
+                },
+                &mut steps,
+            ),
+            Scenario::PauseDatad => cycles(
+                &mut rng,
+                &w,
+                (grace_ms + 2_000, grace_ms + 5_000),
+                (3_000, 8_000),
+                |r| {
+                    let id = r.gen_range(1..=datad);
+                    (Action::PauseDatad { id }, Action::UnpauseDatad { id })
+                },
+                &mut steps,
+            ),
+            Scenario::PartitionZone => cycles(
+                &mut rng,
+                &w,
+                (8_000, 20_000),
+                (5_000, 10_000),
+                |r| {
+                    let zone = r.gen_range(0..zones);
+                    (Action::PartitionZone { zone }, Action::HealZone { zone })
+                },
+                &mut steps,
+            ),
+            Scenario::RollingRestart => steps.push(Step {
+                at_ms: w.begin_ms,
+                action: Action::RollingRestart,
+            }),
+            Scenario::Bitrot => {
+                let id = rng.gen_range(1..=datad);
+                let mut t = w.begin_ms;
+                loop {
+                    steps.push(Step {
+                        at_ms: t,
+                        action: Action::Bitrot {
+                            id,
+                            files: rng.gen_range(3..=12),
+                            seed: rng.gen(),
+                        },
+                    });
+                    t += rng.gen_range(8_000..=20_000);
+                    if t > w.end_ms {
+                        break;
+                    }
+                }
+            }
+            Scenario::DiskFull => {
+                let id = disk_full_target(run, seed).expect("disk-full is in the run");
+                steps.push(Step {
+                    at_ms: w.begin_ms,
+                    action: Action::FillDisk { id },
+                });
+                steps.push(Step {
+                    at_ms: w.end_ms,
+                    action: Action::FreeDisk { id },
+                });
+            }
+            Scenario::RestartAll => {
+                // Kill and start are one action; no heal step needed.
+                let mut t = w.begin_ms;
+                loop {
+                    steps.push(Step {
+                        at_ms: t,
+                        action: Action::RestartAll,
+                    });
+                    t += rng.gen_range(20_000..=40_000);
+                    if t > w.end_ms {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    steps.sort_by_key(|s| s.at_ms);
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_selections_expand() {
+        for s in Scenario::ALL {
+            assert_eq!(Scenario::parse(s.name()), Some(s));
+        }
+        assert_eq!(parse_selection("all").unwrap().len(), 10);
+        assert_eq!(parse_selection("smoke").unwrap().len(), 3);
+        assert_eq!(
+            parse_selection("kill-datad+bitrot,restart-all").unwrap(),
+            vec![
+                vec![Scenario::KillDatad, Scenario::Bitrot],
+                vec![Scenario::RestartAll]
+            ]
+        );
+        assert!(parse_selection("kill-everything").is_err());
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_schedule() {
+        for s in Scenario::ALL {
+            let a = schedule(&[s], 7, Duration::from_secs(180), 3000);
+            let b = schedule(&[s], 7, Duration::from_secs(180), 3000);
+            assert_eq!(a, b, "{}", s.name());
+            assert!(!a.is_empty(), "{} injects something", s.name());
+            assert!(a.iter().all(|st| st.at_ms <= 180_000));
+        }
+        assert_ne!(
+            schedule(&[Scenario::KillDatad], 7, Duration::from_secs(180), 3000),
+            schedule(&[Scenario::KillDatad], 8, Duration::from_secs(180), 3000)
+        );
+    }
+
+    #[test]
+    fn faults_stay_survivable() {
+        for seed in 0..200 {
+            for st in schedule(
+                &[Scenario::KillMDatad],
+                seed,
+                Duration::from_secs(300),
+                3000,
+            ) {
+                if let Action::KillDatad { ids } = st.action {
+                    assert_eq!(ids.len(), 2);
+                    assert_ne!(ids[0], ids[1], "two distinct nodes");
+                    assert!(ids.iter().all(|&i| (1..=9).contains(&i)));
+                }
+            }
+            let bitrot_nodes: std::collections::BTreeSet<u64> =
+                schedule(&[Scenario::Bitrot], seed, Duration::from_secs(300), 3000)
+                    .into_iter()
+                    .filter_map(|st| match st.action {
+                        Action::Bitrot { id, .. } => Some(id),
+                        _ => None,
+                    })
+                    .collect();
+            assert_eq!(bitrot_nodes.len(), 1, "bitrot corrupts one node only");
+        }
+    }
+
+    #[test]
+    fn short_runs_still_inject_and_heal() {
+        let s = schedule(&[Scenario::PartitionZone], 1, Duration::from_secs(20), 3000);
+        assert_eq!(s.len(), 2);
+        assert!(matches!(s[0].action, Action::PartitionZone { .. }));
+        assert!(matches!(s[1].action, Action::HealZone { .. }));
+    }
+}

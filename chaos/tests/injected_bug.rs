@@ -1,0 +1,76 @@
+//! End to end: a deliberately injected bug must make a chaos run fail, with
+//! the lost writes named in the report. Needs docker and the image
+//! (`weft-chaos build-image`), so it runs only when `WEFT_CHAOS_DOCKER=1`
+//! (scripts/test.sh sets it in the chaos smoke block); otherwise it passes
+//! vacuously and says so.
+//!
+//! - `hidden-delete` works against today's daemons: the harness removes a
+//!   few acknowledged objects behind the history's back, which is what an
+//!   acknowledged-but-never-committed PUT looks like from outside.
+//! - `ack-before-commit` needs the gateway hook `WEFT_FAULT_ACK_BEFORE_COMMIT`
+//!   (docs/chaos.md); set `WEFT_CHAOS_ACK_HOOK=1` once the gateway has it.
+
+use std::process::Command;
+
+fn docker_enabled() -> bool {
+    std::env::var("WEFT_CHAOS_DOCKER").as_deref() == Ok("1")
+}
+
+fn run_with_bug(bug: &str) -> (i32, serde_json::Value) {
+    let report = std::env::temp_dir().join(format!("weft-chaos-bug-{bug}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&report);
+    let status = Command::new(env!("CARGO_BIN_EXE_weft-chaos"))
+        .args([
+            "run",
+            "--scenario",
+            "kill-datad",
+            "--duration",
+            "20s",
+            "--seed",
+            "3",
+        ])
+        .args(["--object-mib-max", "8", "--inject-bug", bug, "--report"])
+        .arg(&report)
+        .status()
+        .expect("run weft-chaos");
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(report.join("report.json")).expect("report.json written"),
+    )
+    .expect("report.json parses");
+    let _ = std::fs::remove_dir_all(&report);
+    (status.code().unwrap_or(-1), json)
+}
+
+#[test]
+fn hidden_delete_of_acknowledged_writes_fails_the_run() {
+    if !docker_enabled() {
+        eprintln!("skipped: set WEFT_CHAOS_DOCKER=1 (needs docker and the weft-chaos image)");
+        return;
+    }
+    let (code, report) = run_with_bug("hidden-delete");
+    assert_eq!(code, 1, "the run must fail: {report:#}");
+    assert_eq!(report["passed"], false);
+    let sc = &report["scenarios"][0];
+    assert_eq!(sc["passed"], false);
+    assert!(
+        sc["lost_writes"].as_u64().unwrap() >= 1,
+        "lost writes counted: {sc:#}"
+    );
+    let finding = &sc["findings"][0];
+    assert_eq!(finding["kind"], "lost-write");
+    assert!(
+        finding["related"][0]["id"].is_u64(),
+        "the lost PUT is named: {finding:#}"
+    );
+}
+
+#[test]
+fn ack_before_commit_fails_the_run() {
+    if !docker_enabled() || std::env::var("WEFT_CHAOS_ACK_HOOK").as_deref() != Ok("1") {
+        eprintln!("skipped: needs WEFT_CHAOS_DOCKER=1 and a gateway with WEFT_FAULT_ACK_BEFORE_COMMIT (WEFT_CHAOS_ACK_HOOK=1)");
+        return;
+    }
+    let (code, report) = run_with_bug("ack-before-commit");
+    assert_eq!(code, 1, "the run must fail: {report:#}");
+    assert!(report["scenarios"][0]["lost_writes"].as_u64().unwrap() >= 1);
+}
