@@ -1,14 +1,14 @@
 //! End to end: a deliberately injected bug must make a chaos run fail, with
 //! the lost writes named in the report. Needs docker and the image
-//! (`weft-chaos build-image`), so it runs only when `WEFT_CHAOS_DOCKER=1`
-//! (scripts/test.sh sets it in the chaos smoke block); otherwise it passes
-//! vacuously and says so.
+//! (`weft-chaos build-image`), so these tests are `#[ignore]`d in the main
+//! run (shown as skipped, never as passed) and scripts/test.sh's chaos block
+//! runs them with `--run-ignored only` and `WEFT_CHAOS_DOCKER=1`.
 //!
 //! - `hidden-delete` works against today's daemons: the harness removes a
 //!   few acknowledged objects behind the history's back, which is what an
 //!   acknowledged-but-never-committed PUT looks like from outside.
-//! - `ack-before-commit` needs the gateway hook `WEFT_FAULT_ACK_BEFORE_COMMIT`
-//!   (docs/chaos.md); set `WEFT_CHAOS_ACK_HOOK=1` once the gateway has it.
+//! - `ack-before-commit` sets `WEFT_FAULT_ACK_BEFORE_COMMIT=1` on the
+//!   gateways, which then acknowledge PUTs without committing them.
 
 use std::process::Command;
 
@@ -42,11 +42,12 @@ fn run_with_bug(bug: &str) -> (i32, serde_json::Value) {
 }
 
 #[test]
+#[ignore = "needs docker and the weft-chaos image: scripts/test.sh's chaos block runs it"]
 fn hidden_delete_of_acknowledged_writes_fails_the_run() {
-    if !docker_enabled() {
-        eprintln!("skipped: set WEFT_CHAOS_DOCKER=1 (needs docker and the weft-chaos image)");
-        return;
-    }
+    assert!(
+        docker_enabled(),
+        "set WEFT_CHAOS_DOCKER=1 (needs docker and the weft-chaos image)"
+    );
     let (code, report) = run_with_bug("hidden-delete");
     assert_eq!(code, 1, "the run must fail: {report:#}");
     assert_eq!(report["passed"], false);
@@ -65,11 +66,12 @@ fn hidden_delete_of_acknowledged_writes_fails_the_run() {
 }
 
 #[test]
+#[ignore = "needs docker and the weft-chaos image: scripts/test.sh's chaos block runs it"]
 fn ack_before_commit_fails_the_run() {
-    if !docker_enabled() || std::env::var("WEFT_CHAOS_ACK_HOOK").as_deref() != Ok("1") {
-        eprintln!("skipped: needs WEFT_CHAOS_DOCKER=1 and a gateway with WEFT_FAULT_ACK_BEFORE_COMMIT (WEFT_CHAOS_ACK_HOOK=1)");
-        return;
-    }
+    assert!(
+        docker_enabled(),
+        "set WEFT_CHAOS_DOCKER=1 (needs docker and the weft-chaos image)"
+    );
     let (code, report) = run_with_bug("ack-before-commit");
     assert_eq!(code, 1, "the run must fail: {report:#}");
     assert!(report["scenarios"][0]["lost_writes"].as_u64().unwrap() >= 1);

@@ -235,18 +235,26 @@ async fn weft_admin_cli() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
 
     // Repair settings and status, and node drain / activate / remove.
-    let (set, repair, drain, removed, activate, bad_rate) = tokio::task::spawn_blocking(move || {
-        (
-            run(&["cluster", "repair", "--rate", "100MiB/s", "--priority", "low"]),
-            run(&["cluster", "repair", "status"]),
-            run(&["node", "drain", "2"]),
-            run(&["node", "remove", "3"]),
-            run(&["node", "activate", "2"]),
-            run(&["cluster", "repair", "--rate", "fast"]),
-        )
-    })
-    .await
-    .unwrap();
+    let (set, repair, drain, removed, activate, bad_rate) =
+        tokio::task::spawn_blocking(move || {
+            (
+                run(&[
+                    "cluster",
+                    "repair",
+                    "--rate",
+                    "100MiB/s",
+                    "--priority",
+                    "low",
+                ]),
+                run(&["cluster", "repair", "status"]),
+                run(&["node", "drain", "2"]),
+                run(&["node", "remove", "3"]),
+                run(&["node", "activate", "2"]),
+                run(&["cluster", "repair", "--rate", "fast"]),
+            )
+        })
+        .await
+        .unwrap();
     assert!(set.0, "{set:?}");
     let cfg: serde_json::Value = serde_json::from_str(&set.1).unwrap();
     assert_eq!(cfg["rate_bytes_per_sec"], 100u64 << 20);
@@ -263,6 +271,9 @@ async fn weft_admin_cli() {
     assert!(removed.0, "{removed:?}");
     assert!(removed.1.contains("\"removed\""), "{removed:?}");
     assert!(activate.0, "{activate:?}");
-    assert!(!bad_rate.0 && bad_rate.2.contains("not a rate"), "{bad_rate:?}");
+    assert!(
+        !bad_rate.0 && bad_rate.2.contains("not a rate"),
+        "{bad_rate:?}"
+    );
     tc.shutdown().await;
 }

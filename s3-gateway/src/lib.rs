@@ -131,6 +131,9 @@ pub struct Gateway {
     codecs: Arc<Mutex<CodecCache>>,
     delete_delay: Duration,
     upload_max_age: Duration,
+    /// A deliberate bug for the chaos suite's self-test: acknowledge PUTs and
+    /// completions without committing them. Never set outside that test.
+    fault_ack_before_commit: bool,
     metrics: metrics::GatewayMetrics,
 }
 
@@ -279,6 +282,7 @@ pub async fn start(
         codecs: Arc::default(),
         delete_delay: Duration::from_millis(cfg.delete_delay_ms),
         upload_max_age: Duration::from_millis(cfg.upload_max_age_ms),
+        fault_ack_before_commit: fault_ack_before_commit(),
         metrics: metrics::GatewayMetrics::default(),
     };
 
@@ -345,4 +349,14 @@ pub async fn start(
         admin_addr,
         tasks: vec![s3_task, admin_task],
     })
+}
+
+/// Reads `WEFT_FAULT_ACK_BEFORE_COMMIT=1`: the injected bug the chaos suite
+/// must catch (docs/chaos.md). Loud, because it loses data by design.
+fn fault_ack_before_commit() -> bool {
+    let on = std::env::var("WEFT_FAULT_ACK_BEFORE_COMMIT").as_deref() == Ok("1");
+    if on {
+        tracing::warn!("WEFT_FAULT_ACK_BEFORE_COMMIT=1: this gateway acknowledges PUTs without committing them (a deliberate bug for the chaos self-test); it loses data");
+    }
+    on
 }

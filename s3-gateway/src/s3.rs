@@ -983,7 +983,11 @@ impl S3 for WeftS3 {
             version,
             condition,
         };
-        let result = self.gw.metad.command(&cmd).await;
+        let result = if self.gw.fault_ack_before_commit {
+            Ok(CommandResult::Replaced { previous: None })
+        } else {
+            self.gw.metad.command(&cmd).await
+        };
         match result {
             Ok(CommandResult::Replaced { previous }) => {
                 if let Some(prev) = previous {
@@ -1450,7 +1454,12 @@ impl S3 for WeftS3 {
             version,
             condition: write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?,
         };
-        match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
+        let result = if self.gw.fault_ack_before_commit {
+            CommandResult::Released { segments: vec![] }
+        } else {
+            self.gw.metad.command(&cmd).await.map_err(metad_err)?
+        };
+        match result {
             CommandResult::Released { segments } => {
                 self.release(segments);
                 let c = checksums::to_dto(&stored_checksums);
