@@ -631,3 +631,75 @@ async fn garbage_is_collected_after_the_grace_period() {
     verify_all(&s3, "gcb", &kept).await;
     tc.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_that_meets_a_bad_shard_queues_it_for_repair() {
+    // Scrub is off: only the read can notice.
+    let tc = nine_nodes(|_| {}).await;
+    let s3 = tc.root_client();
+    let a = admin(&tc);
+    assert_eq!(s3.mb("readrot").await.status, 200);
+    let body = data(42, 2_000_000);
+    s3.must_put("readrot", "obj", body.clone()).await;
+    wait_status(&a, Duration::from_secs(10), "healthy", full).await;
+    let metad = MetadClient::new(tc.c().metad_addrs());
+    let Ok(QueryResult::Object {
+        version: Some(v), ..
+    }) = metad
+        .query(&Query::Object {
+            bucket: "readrot".into(),
+            key: "obj".into(),
+        })
+        .await
+    else {
+        panic!("no version");
+    };
+    // Damage data shard 0, which every full read needs.
+    let seg = &v.segments[0];
+    let holder = seg.shards[0].unwrap();
+    let store = tc.c().datad_store(holder.0 as usize - 1).unwrap();
+    let path = store.path_of(seg.id, weft_common::ShardIndex(0));
+    flip(&path, 64 + 10);
+    // The read is still correct (parity), and reports the shard.
+    s3.must_get_equal("readrot", "obj", &body).await;
+    let seen = wait_status(
+        &a,
+        Duration::from_secs(30),
+        "the bad shard repaired",
+        |st| full(st) && st.tasks_in_flight == 0,
+    )
+    .await;
+    assert!(!seen.is_empty());
+    let Ok(QueryResult::Object {
+        version: Some(after),
+        ..
+    }) = metad
+        .query(&Query::Object {
+            bucket: "readrot".into(),
+            key: "obj".into(),
+        })
+        .await
+    else {
+        panic!("no version");
+    };
+    let now = after.segments[0].shards[0].unwrap();
+    // Either moved to another node, or rebuilt in place with good bytes.
+    if now == holder {
+        store
+            .get_bytes(seg.id, weft_common::ShardIndex(0), 0, None)
+            .await
+            .expect("rebuilt shard verifies");
+    }
+    let gw_metrics = reqwest::get(format!("{}/metrics", tc.c().admin_endpoint()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        gw_metrics.contains("weft_gateway_bad_shards_reported_total 1"),
+        "{gw_metrics}"
+    );
+    s3.must_get_equal("readrot", "obj", &body).await;
+    tc.shutdown().await;
+}
