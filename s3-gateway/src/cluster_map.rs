@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use weft_common::placement::Candidate;
 use weft_common::rpc::{Query, QueryResult};
@@ -12,10 +12,17 @@ use weft_common::topology::NodeView;
 use weft_common::NodeId;
 use weft_metad::MetadClient;
 
+/// How long a node this gateway could not reach is left out of placement,
+/// so writes stop choosing a dead node before metad's failure detector
+/// notices it (seconds).
+pub const UNREACHABLE_AVOID: Duration = Duration::from_secs(5);
+
 /// Cached node table.
 #[derive(Clone, Default)]
 pub struct ClusterMap {
     nodes: Arc<RwLock<Arc<HashMap<NodeId, NodeView>>>>,
+    /// Nodes this gateway failed to connect to, and when.
+    unreachable: Arc<std::sync::Mutex<HashMap<NodeId, Instant>>>,
 }
 
 impl ClusterMap {
@@ -57,11 +64,25 @@ impl ClusterMap {
         self.nodes.read().expect("cluster map lock").clone()
     }
 
+    /// Records that a connection to `node` failed: placement avoids it for
+    /// [`UNREACHABLE_AVOID`].
+    pub fn mark_unreachable(&self, node: NodeId) {
+        self.unreachable
+            .lock()
+            .expect("unreachable lock")
+            .insert(node, Instant::now());
+    }
+
     /// Nodes that may take new shards.
     pub fn candidates(&self) -> Vec<Candidate> {
+        let avoid: Vec<NodeId> = {
+            let mut u = self.unreachable.lock().expect("unreachable lock");
+            u.retain(|_, at| at.elapsed() < UNREACHABLE_AVOID);
+            u.keys().copied().collect()
+        };
         self.snapshot()
             .values()
-            .filter(|n| n.accepts_writes())
+            .filter(|n| n.accepts_writes() && !avoid.contains(&n.info.id))
             .map(|n| Candidate {
                 node: n.info.id,
                 zone: n.info.zone.clone(),

@@ -115,7 +115,7 @@ struct ShardWriter {
     index: usize,
     node: weft_common::NodeId,
     tx: Option<mpsc::Sender<Result<Bytes, std::io::Error>>>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
+    task: tokio::task::JoinHandle<Result<(), weft_datad::client::DatadClientError>>,
 }
 
 impl Gateway {
@@ -243,7 +243,6 @@ impl Gateway {
                     )
                     .await
                     .map(|_| ())
-                    .map_err(|e| e.to_string())
             });
             writers.push(ShardWriter {
                 index,
@@ -284,7 +283,12 @@ impl Gateway {
             w.tx = None;
             match w.task.await {
                 Ok(Ok(())) => shards[w.index] = Some(w.node),
-                Ok(Err(e)) => failures.push(format!("shard {} on {}: {e}", w.index, w.node)),
+                Ok(Err(e)) => {
+                    if matches!(e, weft_datad::client::DatadClientError::Unreachable { .. }) {
+                        self.cluster.mark_unreachable(w.node);
+                    }
+                    failures.push(format!("shard {} on {}: {e}", w.index, w.node))
+                }
                 Err(e) => failures.push(format!("shard {} on {}: {e}", w.index, w.node)),
             }
         }
