@@ -7,7 +7,6 @@
 //! checker must reason about.
 
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
@@ -110,28 +109,7 @@ pub struct S3Client {
     region: String,
 }
 
-type HmacSha256 = Hmac<Sha256>;
-
-fn hmac(key: &[u8], data: &str) -> Vec<u8> {
-    let mut m = HmacSha256::new_from_slice(key).expect("hmac accepts any key length");
-    m.update(data.as_bytes());
-    m.finalize().into_bytes().to_vec()
-}
-
-/// URI-encodes per SigV4: unreserved characters kept, '/' kept in paths.
-pub fn uri_encode(s: &str, path: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b'/' if path => out.push('/'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
+pub use weft_common::sigv4::uri_encode;
 
 /// Every `<tag>value</tag>` in an XML body, in order.
 pub fn xml_values(body: &str, tag: &str) -> Vec<String> {
@@ -200,75 +178,29 @@ impl S3Client {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> Result<Response, ClientError> {
-        let now = time::OffsetDateTime::now_utc();
-        let amz_date = format!(
-            "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-            now.year(),
-            u8::from(now.month()),
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second()
-        );
-        let date = &amz_date[..8];
         let payload_hash = hex::encode(Sha256::digest(&body));
-        let canonical_uri = uri_encode(path, true);
-        let mut q: Vec<(String, String)> = query
-            .iter()
-            .map(|(k, v)| (uri_encode(k, false), uri_encode(v, false)))
-            .collect();
-        q.sort();
-        let canonical_query = q
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("&");
-        let mut signed: Vec<(String, String)> = vec![
-            ("host".into(), self.host.clone()),
-            ("x-amz-content-sha256".into(), payload_hash.clone()),
-            ("x-amz-date".into(), amz_date.clone()),
-        ];
-        for (k, v) in headers {
-            signed.push((k.to_ascii_lowercase(), v.trim().to_string()));
-        }
-        signed.sort();
-        let canonical_headers: String = signed.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
-        let signed_names = signed
-            .iter()
-            .map(|(k, _)| k.as_str())
-            .collect::<Vec<_>>()
-            .join(";");
-        let canonical_request = format!(
-            "{method}\n{canonical_uri}\n{canonical_query}\n{canonical_headers}\n{signed_names}\n{payload_hash}"
-        );
-        let scope = format!("{date}/{}/s3/aws4_request", self.region);
-        let string_to_sign = format!(
-            "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-            hex::encode(Sha256::digest(canonical_request.as_bytes()))
-        );
-        let k_date = hmac(format!("AWS4{}", self.secret_key).as_bytes(), date);
-        let k_region = hmac(&k_date, &self.region);
-        let k_service = hmac(&k_region, "s3");
-        let k_signing = hmac(&k_service, "aws4_request");
-        let signature = hex::encode(hmac(&k_signing, &string_to_sign));
-        let auth = format!(
-            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_names}, Signature={signature}",
-            self.access_key
-        );
-        let url = if canonical_query.is_empty() {
-            format!("{}{}", self.endpoint, canonical_uri)
-        } else {
-            format!("{}{}?{}", self.endpoint, canonical_uri, canonical_query)
-        };
+        let signed = weft_common::sigv4::sign(&weft_common::sigv4::Request {
+            method,
+            host: &self.host,
+            path,
+            query,
+            headers,
+            payload_hash: &payload_hash,
+            access_key: &self.access_key,
+            secret_key: &self.secret_key,
+            region: &self.region,
+            unix_secs: time::OffsetDateTime::now_utc().unix_timestamp(),
+        });
+        let url = format!("{}{}", self.endpoint, signed.path_and_query);
         let method: reqwest::Method = method
             .parse()
             .map_err(|_| ClientError::Transport(format!("bad method {method}")))?;
         let mut req = self
             .http
             .request(method, &url)
-            .header("authorization", auth)
+            .header("authorization", signed.authorization)
             .header("x-amz-content-sha256", payload_hash)
-            .header("x-amz-date", amz_date);
+            .header("x-amz-date", signed.amz_date);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }

@@ -5,8 +5,6 @@
 use crate::admin_client::AdminClient;
 use crate::dev_cluster::{DevCluster, DevClusterConfig};
 use anyhow::{bail, Context, Result};
-use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
 use weft_common::repair::DurabilityStatus;
 
@@ -19,12 +17,6 @@ struct Signer {
     region: String,
 }
 
-fn hmac(key: &[u8], data: &str) -> Vec<u8> {
-    let mut m = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
-    m.update(data.as_bytes());
-    m.finalize().into_bytes().to_vec()
-}
-
 impl Signer {
     fn request(
         &self,
@@ -32,57 +24,28 @@ impl Signer {
         path: &str,
         range: Option<String>,
     ) -> reqwest::RequestBuilder {
-        let now = time::OffsetDateTime::now_utc();
-        let amz_date = format!(
-            "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-            now.year(),
-            u8::from(now.month()),
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second()
-        );
-        let date = &amz_date[..8];
-        let host = self.endpoint.trim_start_matches("http://").to_string();
-        let mut headers = vec![
-            ("host".to_string(), host),
-            (
-                "x-amz-content-sha256".to_string(),
-                "UNSIGNED-PAYLOAD".to_string(),
-            ),
-            ("x-amz-date".to_string(), amz_date.clone()),
-        ];
-        if let Some(r) = &range {
-            headers.push(("range".to_string(), r.clone()));
-        }
-        headers.sort();
-        let canonical_headers: String = headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
-        let signed: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
-        let signed = signed.join(";");
-        let canonical =
-            format!("{method}\n{path}\n\n{canonical_headers}\n{signed}\nUNSIGNED-PAYLOAD");
-        let scope = format!("{date}/{}/s3/aws4_request", self.region);
-        let sts = format!(
-            "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-            hex::encode(Sha256::digest(canonical.as_bytes()))
-        );
-        let k = hmac(format!("AWS4{}", self.secret_key).as_bytes(), date);
-        let k = hmac(&k, &self.region);
-        let k = hmac(&k, "s3");
-        let k = hmac(&k, "aws4_request");
-        let sig = hex::encode(hmac(&k, &sts));
+        let range_header = range.as_deref().map(|r| [("range", r)]);
+        let signed = weft_common::sigv4::sign(&weft_common::sigv4::Request {
+            method: method.as_str(),
+            host: self.endpoint.trim_start_matches("http://"),
+            path,
+            query: &[],
+            headers: range_header.as_ref().map_or(&[], |h| h.as_slice()),
+            payload_hash: "UNSIGNED-PAYLOAD",
+            access_key: &self.access_key,
+            secret_key: &self.secret_key,
+            region: &self.region,
+            unix_secs: time::OffsetDateTime::now_utc().unix_timestamp(),
+        });
         let mut req = self
             .http
-            .request(method, format!("{}{path}", self.endpoint))
+            .request(
+                method,
+                format!("{}{}", self.endpoint, signed.path_and_query),
+            )
             .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
-            .header("x-amz-date", amz_date)
-            .header(
-                "authorization",
-                format!(
-                    "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={sig}",
-                    self.access_key
-                ),
-            );
+            .header("x-amz-date", signed.amz_date)
+            .header("authorization", signed.authorization);
         if let Some(r) = range {
             req = req.header("range", r);
         }

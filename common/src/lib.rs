@@ -18,6 +18,7 @@ pub mod placement;
 pub mod profile;
 pub mod repair;
 pub mod rpc;
+pub mod sigv4;
 pub mod stripe;
 pub mod topology;
 

@@ -149,7 +149,8 @@ pub(crate) fn track(
     Ok(())
 }
 
-/// `MoveShard`: compare-and-set of one slot.
+/// `MoveShard`: compare-and-set of one slot. Refused if the slot changed
+/// or `to` already holds another shard of the segment.
 pub(crate) fn move_shard(
     tx: &WriteTransaction,
     segment: SegmentId,
@@ -157,22 +158,9 @@ pub(crate) fn move_shard(
     from: Option<NodeId>,
     to: NodeId,
 ) -> Result<CommandResult, redb::Error> {
-    let mut t = tx.open_table(SEGMENTS)?;
-    let k = key(segment);
-    let Some(mut rec) = t.get(k.as_slice())?.map(|v| decode(v.value())) else {
-        return Ok(CommandResult::Refused {
-            refusal: Refusal::Stale,
-        });
-    };
-    let slot = usize::from(index);
-    if slot >= rec.shards.len() || rec.shards[slot] != from || rec.shards.contains(&Some(to)) {
-        return Ok(CommandResult::Refused {
-            refusal: Refusal::Stale,
-        });
-    }
-    rec.shards[slot] = Some(to);
-    t.insert(k.as_slice(), encode(&rec).as_slice())?;
-    Ok(CommandResult::Done)
+    set_slot(tx, segment, index, Some(to), |rec, slot| {
+        rec.shards[slot] == from && !rec.shards.contains(&Some(to))
+    })
 }
 
 /// `DropShard`: forget a shard found bad, if the slot still names `node`.
@@ -182,22 +170,34 @@ pub(crate) fn drop_shard(
     index: u8,
     node: NodeId,
 ) -> Result<CommandResult, redb::Error> {
+    set_slot(tx, segment, index, None, |rec, slot| {
+        rec.shards[slot] == Some(node)
+    })
+}
+
+/// Sets one slot of an indexed segment to `value` if `expected` holds;
+/// otherwise (or for an unknown segment or slot) refuses as stale.
+fn set_slot(
+    tx: &WriteTransaction,
+    segment: SegmentId,
+    index: u8,
+    value: Option<NodeId>,
+    expected: impl FnOnce(&SegmentRecord, usize) -> bool,
+) -> Result<CommandResult, redb::Error> {
     let mut t = tx.open_table(SEGMENTS)?;
     let k = key(segment);
-    let Some(mut rec) = t.get(k.as_slice())?.map(|v| decode(v.value())) else {
-        return Ok(CommandResult::Refused {
-            refusal: Refusal::Stale,
-        });
-    };
+    let rec = t.get(k.as_slice())?.map(|v| decode(v.value()));
     let slot = usize::from(index);
-    if slot >= rec.shards.len() || rec.shards[slot] != Some(node) {
-        return Ok(CommandResult::Refused {
+    match rec {
+        Some(mut rec) if slot < rec.shards.len() && expected(&rec, slot) => {
+            rec.shards[slot] = value;
+            t.insert(k.as_slice(), encode(&rec).as_slice())?;
+            Ok(CommandResult::Done)
+        }
+        _ => Ok(CommandResult::Refused {
             refusal: Refusal::Stale,
-        });
+        }),
     }
-    rec.shards[slot] = None;
-    t.insert(k.as_slice(), encode(&rec).as_slice())?;
-    Ok(CommandResult::Done)
 }
 
 /// Overlays current placement on a manifest read from the object tables.

@@ -2,7 +2,6 @@
 //! so integration tests drive the gateway exactly as an SDK would.
 #![allow(dead_code)]
 
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 use weft_cli::dev_cluster::{DevCluster, DevClusterConfig};
@@ -107,26 +106,7 @@ pub struct S3Client {
     clock_offset_secs: i64,
 }
 
-fn hmac(key: &[u8], data: &str) -> Vec<u8> {
-    let mut m = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
-    m.update(data.as_bytes());
-    m.finalize().into_bytes().to_vec()
-}
-
-/// URI-encodes per SigV4 (unreserved characters kept; '/' kept when `path`).
-pub fn uri_encode(s: &str, path: bool) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            b'/' if path => out.push('/'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
+use weft_common::sigv4::hmac;
 
 impl S3Client {
     pub fn new(endpoint: &str, access_key: &str, secret_key: &str, region: &str) -> Self {
@@ -247,17 +227,6 @@ impl S3Client {
         signed_chunks: Option<(usize, Option<usize>)>,
         raw_body: Option<reqwest::Body>,
     ) -> Resp {
-        let now = time::OffsetDateTime::now_utc() + time::Duration::seconds(self.clock_offset_secs);
-        let amz_date = format!(
-            "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-            now.year(),
-            u8::from(now.month()),
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second()
-        );
-        let date = &amz_date[..8];
         let host = self
             .endpoint
             .trim_start_matches("http://")
@@ -266,53 +235,26 @@ impl S3Client {
         let payload_hash = payload_hash
             .map(str::to_string)
             .unwrap_or_else(|| hex::encode(Sha256::digest(&body)));
-        let canonical_uri = uri_encode(path, true);
-        let mut q: Vec<(String, String)> = query
-            .iter()
-            .map(|(k, v)| (uri_encode(k, false), uri_encode(v, false)))
-            .collect();
-        q.sort();
-        let canonical_query = q
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("&");
-        let mut headers: Vec<(String, String)> = vec![
-            ("host".into(), host.clone()),
-            ("x-amz-content-sha256".into(), payload_hash.clone()),
-            ("x-amz-date".into(), amz_date.clone()),
-        ];
-        for (k, v) in extra_headers {
-            headers.push((k.to_ascii_lowercase(), v.trim().to_string()));
-        }
-        headers.sort();
-        let canonical_headers: String = headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
-        let signed_headers = headers
-            .iter()
-            .map(|(k, _)| k.as_str())
-            .collect::<Vec<_>>()
-            .join(";");
-        let canonical_request =
-            format!("{method}\n{canonical_uri}\n{canonical_query}\n{canonical_headers}\n{signed_headers}\n{payload_hash}");
-        let scope = format!("{date}/{}/s3/aws4_request", self.region);
-        let string_to_sign = format!(
-            "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-            hex::encode(Sha256::digest(canonical_request.as_bytes()))
+        let signed = weft_common::sigv4::sign(&weft_common::sigv4::Request {
+            method,
+            host: &host,
+            path,
+            query,
+            headers: extra_headers,
+            payload_hash: &payload_hash,
+            access_key: &self.access_key,
+            secret_key: &self.secret_key,
+            region: &self.region,
+            unix_secs: time::OffsetDateTime::now_utc().unix_timestamp() + self.clock_offset_secs,
+        });
+        let (amz_date, scope, signature, k_signing) = (
+            signed.amz_date,
+            signed.scope,
+            signed.signature,
+            signed.signing_key,
         );
-        let k_date = hmac(format!("AWS4{}", self.secret_key).as_bytes(), date);
-        let k_region = hmac(&k_date, &self.region);
-        let k_service = hmac(&k_region, "s3");
-        let k_signing = hmac(&k_service, "aws4_request");
-        let signature = hex::encode(hmac(&k_signing, &string_to_sign));
-        let auth = format!(
-            "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_headers}, Signature={signature}",
-            self.access_key
-        );
-        let url = if canonical_query.is_empty() {
-            format!("{}{}", self.endpoint, canonical_uri)
-        } else {
-            format!("{}{}?{}", self.endpoint, canonical_uri, canonical_query)
-        };
+        let auth = signed.authorization;
+        let url = format!("{}{}", self.endpoint, signed.path_and_query);
         let body = match signed_chunks {
             None => body,
             Some((size, corrupt)) => {
