@@ -80,6 +80,11 @@ hex_id!(
     /// Names one immutable object version.
     VersionId
 );
+hex_id!(
+    /// Names one client request to metad: every retry of it carries the same
+    /// id, so metad applies it once (see `rpc::Command::Request`).
+    RequestId
+);
 
 #[cfg(test)]
 mod tests {

@@ -22,4 +22,4 @@ pub mod sigv4;
 pub mod stripe;
 pub mod topology;
 
-pub use ids::{NodeId, SegmentId, ShardIndex, VersionId};
+pub use ids::{NodeId, RequestId, SegmentId, ShardIndex, VersionId};

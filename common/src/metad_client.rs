@@ -1,17 +1,41 @@
 //! The client every other process uses to reach metad.
 //!
 //! It knows every metad address, remembers the leader, follows `NotLeader`
-//! redirects and retries connection failures and `Unavailable` answers with
-//! backoff until a deadline, so a leader change costs callers a short delay,
-//! not an error. Commands are retried only when they cannot have been applied
-//! (the request never reached a metad, or was refused as not-leader /
-//! unavailable before proposal) or are idempotent by construction.
+//! redirects and retries with backoff until a deadline, so a leader change
+//! costs callers a short delay, not an error.
+//!
+//! # Retry contract
+//!
+//! Every failed attempt is one of two kinds:
+//!
+//! - **Not applied**, safe to retry anything: the connection was refused
+//!   (nothing was sent), or metad answered `NotLeader` / `Unavailable`, which
+//!   it only does before proposing the command to raft.
+//! - **Outcome unknown**: the request may have been proposed and may commit.
+//!   A transport error after the request was sent, a timeout, an unreadable
+//!   answer, or metad's `OutcomeUnknown` (raft failed or leadership was lost
+//!   after the proposal: openraft reports a lost leadership for entries it
+//!   had already appended, and a new leader may still commit them).
+//!
+//! An unknown outcome is retried only for idempotent calls: queries,
+//! heartbeats and [`MetadClient::command`], which wraps every command in a
+//! [`Command::Request`] whose id all attempts share, so metad applies it once
+//! and answers a repeat without releasing anything. Other calls
+//! ([`MetadClient::call`], used for membership changes) stop at the first
+//! unknown outcome. If the deadline passes after any attempt whose outcome
+//! is unknown, the error is [`MetadClientError::OutcomeUnknown`], never
+//! `Unavailable`: the caller must then keep whatever the command would have
+//! referenced (shards stay for garbage collection to judge) and must not
+//! release anything on the strength of it.
 
 use crate::rpc::{
     Command, CommandResult, Heartbeat, Query, QueryResult, RpcErrorBody, RpcErrorCode,
+    REQUEST_RETENTION_MS,
 };
+use crate::RequestId;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
 use thiserror::Error;
 
 /// Why a metad call failed after retries.
@@ -33,6 +57,16 @@ pub enum MetadClientError {
         /// Message from metad.
         message: String,
     },
+    /// The command may or may not have been applied, and the deadline
+    /// passed before a retry could tell. Nothing may be released on the
+    /// strength of it; the caller reports a retryable failure.
+    #[error("the metadata service did not confirm the change after {attempts} attempts ({last}); it may or may not have been applied: retry the request")]
+    OutcomeUnknown {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: String,
+    },
     /// metad answered with something this client does not understand.
     #[error("unexpected answer from metad: {0}")]
     Protocol(String),
@@ -51,11 +85,25 @@ pub struct MetadClient {
 
 enum Attempt<T> {
     Done(T),
+    /// Not applied: safe to retry anything.
     Retry {
         reason: String,
         redirect: Option<String>,
     },
+    /// Possibly applied: retried only when the call is idempotent.
+    Unknown {
+        reason: String,
+        redirect: Option<String>,
+    },
     Fail(MetadClientError),
+}
+
+/// Whether a call may be sent again after an attempt whose outcome is
+/// unknown.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Idempotent {
+    Yes,
+    No,
 }
 
 impl MetadClient {
@@ -76,36 +124,55 @@ impl MetadClient {
         }
     }
 
-    /// Changes how long a call keeps retrying before giving up.
+    /// Changes how long a call keeps retrying before giving up, capped at a
+    /// quarter of how long metad remembers a request, so every retry of a
+    /// command is still recognised.
     pub fn with_deadline(mut self, deadline: Duration) -> Self {
-        self.deadline = deadline;
+        self.deadline = deadline.min(Duration::from_millis(REQUEST_RETENTION_MS / 4));
         self
     }
 
     /// Proposes a command and returns its result once committed and applied.
+    /// Every attempt carries the same request id, so a command whose first
+    /// answer was lost is applied once (see the module's retry contract).
     pub async fn command(&self, cmd: &Command) -> Result<CommandResult, MetadClientError> {
-        self.call("/v1/command", cmd).await
+        let request = match cmd {
+            Command::Request { .. } => cmd.clone(),
+            _ => Command::Request {
+                id: RequestId::from_random(rand::random()),
+                at_ms: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0),
+                command: Box::new(cmd.clone()),
+            },
+        };
+        self.call_raw("/v1/command", &request, false, Idempotent::Yes)
+            .await
     }
 
     /// Runs a linearizable query on the leader.
     pub async fn query(&self, q: &Query) -> Result<QueryResult, MetadClientError> {
-        self.call("/v1/query", q).await
+        self.call_raw("/v1/query", q, false, Idempotent::Yes).await
     }
 
     /// Reports liveness (the leader keeps it).
     pub async fn heartbeat(&self, hb: &Heartbeat) -> Result<(), MetadClientError> {
-        let _: serde_json::Value = self.call_raw("/v1/heartbeat", hb, true).await?;
+        let _: serde_json::Value = self
+            .call_raw("/v1/heartbeat", hb, true, Idempotent::Yes)
+            .await?;
         Ok(())
     }
 
     /// POSTs `body` to `path` on the leader (following redirects) and decodes
     /// the answer: for endpoints without a typed helper (membership changes).
+    /// Not retried after an unknown outcome: these calls are not idempotent.
     pub async fn call<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         body: &Req,
     ) -> Result<Resp, MetadClientError> {
-        self.call_raw(path, body, false).await
+        self.call_raw(path, body, false, Idempotent::No).await
     }
 
     /// Asks every configured metad for a locally answered query (`Status`,
@@ -120,10 +187,12 @@ impl MetadClient {
             let r = match self.attempt(addr, "/v1/query", q, false).await {
                 Attempt::Done(v) => Ok(v),
                 Attempt::Fail(e) => Err(e),
-                Attempt::Retry { reason, .. } => Err(MetadClientError::Unavailable {
-                    attempts: 1,
-                    last: reason,
-                }),
+                Attempt::Retry { reason, .. } | Attempt::Unknown { reason, .. } => {
+                    Err(MetadClientError::Unavailable {
+                        attempts: 1,
+                        last: reason,
+                    })
+                }
             };
             out.push((addr.clone(), r));
         }
@@ -162,9 +231,12 @@ impl MetadClient {
         path: &str,
         body: &Req,
         empty_ok: bool,
+        idempotent: Idempotent,
     ) -> Result<Resp, MetadClientError> {
         let start = Instant::now();
         let mut attempts = 0u32;
+        // Once any attempt may have been applied, giving up must say so.
+        let mut maybe_applied = false;
         let mut backoff = Duration::from_millis(10);
         let mut next: Option<String> = self.leader.lock().expect("leader lock").clone();
         let mut rr = 0usize;
@@ -183,17 +255,37 @@ impl MetadClient {
                 }
             };
             attempts += 1;
-            match self.attempt(&addr, path, body, empty_ok).await {
+            let (reason, redirect) = match self.attempt(&addr, path, body, empty_ok).await {
                 Attempt::Done(v) => {
                     *self.leader.lock().expect("leader lock") = Some(addr);
                     return Ok(v);
                 }
                 Attempt::Fail(e) => return Err(e),
-                Attempt::Retry { reason, redirect } => {
+                Attempt::Unknown { reason, .. } if idempotent == Idempotent::No => {
+                    return Err(MetadClientError::OutcomeUnknown {
+                        attempts,
+                        last: reason,
+                    });
+                }
+                Attempt::Unknown { reason, redirect } => {
+                    maybe_applied = true;
+                    (reason, redirect)
+                }
+                Attempt::Retry { reason, redirect } => (reason, redirect),
+            };
+            {
+                {
                     if start.elapsed() >= self.deadline {
-                        return Err(MetadClientError::Unavailable {
-                            attempts,
-                            last: reason,
+                        return Err(if maybe_applied {
+                            MetadClientError::OutcomeUnknown {
+                                attempts,
+                                last: reason,
+                            }
+                        } else {
+                            MetadClientError::Unavailable {
+                                attempts,
+                                last: reason,
+                            }
                         });
                     }
                     if let Some(r) = redirect {
@@ -221,8 +313,15 @@ impl MetadClient {
         let url = format!("http://{addr}{path}");
         let resp = match self.http.post(&url).json(body).send().await {
             Ok(r) => r,
-            Err(e) => {
+            // Refused before a byte was sent: certainly not applied.
+            Err(e) if e.is_connect() => {
                 return Attempt::Retry {
+                    reason: format!("{addr}: {e}"),
+                    redirect: None,
+                }
+            }
+            Err(e) => {
+                return Attempt::Unknown {
                     reason: format!("{addr}: {e}"),
                     redirect: None,
                 }
@@ -232,7 +331,7 @@ impl MetadClient {
         let bytes = match resp.bytes().await {
             Ok(b) => b,
             Err(e) => {
-                return Attempt::Retry {
+                return Attempt::Unknown {
                     reason: format!("{addr}: read response: {e}"),
                     redirect: None,
                 }
@@ -260,12 +359,17 @@ impl MetadClient {
                     reason: format!("{addr}: {}", err.message),
                     redirect: None,
                 },
+                RpcErrorCode::OutcomeUnknown => Attempt::Unknown {
+                    reason: format!("{addr}: {}", err.message),
+                    redirect: err.leader_addr.filter(|l| l != addr),
+                },
                 code => Attempt::Fail(MetadClientError::Rejected {
                     code,
                     message: err.message,
                 }),
             },
-            Err(_) => Attempt::Retry {
+            // Not metad's own answer (a proxy, a crashed handler): unknown.
+            Err(_) => Attempt::Unknown {
                 reason: format!("{addr}: HTTP {status}"),
                 redirect: None,
             },

@@ -35,6 +35,10 @@ pub enum RpcErrorCode {
     Corrupt,
     /// The node has no room.
     DiskFull,
+    /// The command was proposed but its fate is unknown (raft failed or
+    /// leadership was lost after the proposal; it may still commit). Retry
+    /// only an idempotent request (see the metad client's retry contract).
+    OutcomeUnknown,
     /// Anything else.
     Internal,
 }
@@ -203,6 +207,66 @@ pub enum Command {
         /// The commands.
         commands: Vec<Command>,
     },
+    /// A client's command with the identity all its retries share. metad
+    /// applies it once: a retry that finds the id already applied gets the
+    /// first answer back with nothing released (the first caller may never
+    /// have seen that answer; garbage collection reclaims what it would have
+    /// freed). The metad client wraps every command it sends.
+    Request {
+        /// Chosen once by the client, before the first attempt.
+        id: crate::RequestId,
+        /// The client's wall clock at the first attempt, ms since the epoch:
+        /// metad forgets a request once the newest applied request is
+        /// [`REQUEST_RETENTION_MS`] younger.
+        at_ms: u64,
+        /// The command.
+        command: Box<Command>,
+    },
+}
+
+/// How long metad remembers an applied request, in proposer time. A client
+/// must stop retrying one request well before this (the metad client's
+/// deadline is capped at a quarter of it).
+pub const REQUEST_RETENTION_MS: u64 = 10 * 60 * 1000;
+
+impl CommandResult {
+    /// The answer a repeated request gets: the same outcome, but releasing
+    /// nothing, because whatever the first application freed may have been
+    /// reused or deleted since, and a stale release list must never reach a
+    /// caller that would delete shards by it.
+    pub fn without_releases(&self) -> CommandResult {
+        match self {
+            CommandResult::Replaced { .. } => CommandResult::Replaced { previous: None },
+            CommandResult::Released { .. } => CommandResult::Released { segments: vec![] },
+            CommandResult::VersionDeleted { delete_marker, .. } => CommandResult::VersionDeleted {
+                released: None,
+                delete_marker: delete_marker.clone(),
+            },
+            CommandResult::Batch { results } => CommandResult::Batch {
+                results: results
+                    .iter()
+                    .map(CommandResult::without_releases)
+                    .collect(),
+            },
+            other => other.clone(),
+        }
+    }
+
+    /// Segment ids this result releases (for checks and tests).
+    pub fn released_segments(&self) -> Vec<crate::SegmentId> {
+        match self {
+            CommandResult::Replaced { previous: Some(v) }
+            | CommandResult::VersionDeleted {
+                released: Some(v), ..
+            } => v.segments.iter().map(|s| s.id).collect(),
+            CommandResult::Released { segments } => segments.iter().map(|s| s.id).collect(),
+            CommandResult::Batch { results } => results
+                .iter()
+                .flat_map(CommandResult::released_segments)
+                .collect(),
+            _ => vec![],
+        }
+    }
 }
 
 /// A precondition on the current version of a key (S3 conditional writes).

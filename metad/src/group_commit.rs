@@ -27,10 +27,18 @@ const QUEUE_MAX: usize = 8192;
 /// Why a command was not committed.
 #[derive(Clone, Debug)]
 pub enum WriteError {
-    /// Not the leader; the leader if known.
-    NotLeader(Option<BasicNode>),
-    /// Raft could not commit (no quorum, shutting down).
+    /// Not proposed: metad is shutting down.
     Unavailable(String),
+    /// Proposed (or handed to raft), but raft answered with an error: the
+    /// entry may still commit under this or a later leader. openraft reports
+    /// a lost leadership as `ForwardToLeader` even for entries it had
+    /// already appended, so that too is an unknown outcome here.
+    Unknown {
+        /// What raft said.
+        message: String,
+        /// The leader, if raft named one.
+        leader: Option<BasicNode>,
+    },
 }
 
 type Reply = oneshot::Sender<Result<CommandResult, WriteError>>;
@@ -56,8 +64,10 @@ impl GroupCommit {
             .send((cmd, reply))
             .await
             .map_err(|_| WriteError::Unavailable("metad is shutting down".into()))?;
-        rx.await
-            .map_err(|_| WriteError::Unavailable("metad is shutting down".into()))?
+        rx.await.map_err(|_| WriteError::Unknown {
+            message: "metad stopped while the command was queued or in flight".into(),
+            leader: None,
+        })?
     }
 }
 
@@ -102,9 +112,15 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<(Command, Reply)>) {
                 Err(e) => {
                     let err = match e {
                         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-                            WriteError::NotLeader(f.leader_node)
+                            WriteError::Unknown {
+                                message: "leadership changed while the command was proposed".into(),
+                                leader: f.leader_node,
+                            }
                         }
-                        e => WriteError::Unavailable(format!("commit failed: {e}")),
+                        e => WriteError::Unknown {
+                            message: format!("commit failed after proposal: {e}"),
+                            leader: None,
+                        },
                     };
                     for reply in replies {
                         let _ = reply.send(Err(err.clone()));

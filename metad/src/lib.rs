@@ -15,15 +15,22 @@
 // openraft's StorageError is large and its traits require returning it.
 #![allow(clippy::result_large_err)]
 
+mod apply;
+#[cfg(test)]
+mod apply_tests;
 pub mod durability;
+pub mod envelope;
+pub mod error;
 pub mod group_commit;
 pub mod liveness;
 pub mod network;
 pub mod node;
 pub mod raft_log;
+mod requests;
 mod segment_index;
 pub mod server;
 pub mod state_machine;
+mod tables;
 pub(crate) mod versioning;
 
 use std::io::Cursor;

@@ -92,7 +92,7 @@ pub enum MetadError {
         /// The directory.
         path: PathBuf,
         /// Cause.
-        source: redb::Error,
+        source: crate::error::MetaError,
     },
     /// Invalid raft settings.
     #[error("invalid raft configuration: {0}")]
@@ -110,10 +110,14 @@ pub enum MetadError {
     },
 }
 
-fn store_hint(e: &redb::Error) -> &'static str {
+fn store_hint(e: &crate::error::MetaError) -> &'static str {
+    use crate::error::MetaError;
     match e {
-        redb::Error::DatabaseAlreadyOpen => " (is another metad using this directory?)",
-        redb::Error::Corrupted(_) => {
+        MetaError::Store(redb::Error::DatabaseAlreadyOpen) => {
+            " (is another metad using this directory?)"
+        }
+        MetaError::Corrupt(_) => "",
+        MetaError::Store(redb::Error::Corrupted(_)) => {
             " (the files are damaged; if this voter is part of a group: remove it, wipe this directory and add it again \
              with weft cluster metad remove/add)"
         }
@@ -173,7 +177,7 @@ pub async fn start(cfg: MetadConfig, cancel: CancellationToken) -> Result<MetadH
         path: cfg.data_dir.clone(),
         source,
     })?;
-    let store_err = |source: redb::Error| MetadError::Store {
+    let store_err = |source: crate::error::MetaError| MetadError::Store {
         path: cfg.data_dir.clone(),
         source,
     };
@@ -183,10 +187,13 @@ pub async fn start(cfg: MetadConfig, cancel: CancellationToken) -> Result<MetadH
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             let opened = LogStore::open(&cfg.data_dir.join("raft-log.redb"))
+                .map_err(crate::error::MetaError::from)
                 .and_then(|log| StateMachine::open(&cfg.data_dir).map(|sm| (log, sm)));
             match opened {
                 Ok(x) => break x,
-                Err(redb::Error::DatabaseAlreadyOpen) if std::time::Instant::now() < deadline => {
+                Err(crate::error::MetaError::Store(redb::Error::DatabaseAlreadyOpen))
+                    if std::time::Instant::now() < deadline =>
+                {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Err(e) => return Err(store_err(e)),

@@ -14,6 +14,11 @@ use weft_common::repair::SegmentRecord;
 use weft_common::rpc::{Command, CommandResult, Refusal};
 use weft_common::{NodeId, SegmentId};
 
+use crate::envelope::{item, SealedRead};
+use crate::error::MetaError;
+use crate::tables::{T_OBJECTS, T_UPLOADS};
+use std::collections::HashSet;
+
 pub(crate) const SEGMENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("segments");
 
 /// Table key of a segment: its id big-endian, so the scan order is stable.
@@ -28,12 +33,11 @@ pub(crate) fn id_of(key: &[u8]) -> SegmentId {
     SegmentId(u128::from_be_bytes(b))
 }
 
-pub(crate) fn encode(r: &SegmentRecord) -> Vec<u8> {
-    serde_json::to_vec(r).expect("segment records serialize")
-}
+/// Table name in envelope errors.
+pub(crate) const T_SEGMENTS: &str = "segments";
 
-pub(crate) fn decode(b: &[u8]) -> SegmentRecord {
-    serde_json::from_slice(b).expect("segments table holds records this version wrote")
+pub(crate) fn encode(id: SegmentId, r: &SegmentRecord) -> Vec<u8> {
+    crate::envelope::encode(&key(id), r)
 }
 
 fn add(
@@ -42,7 +46,7 @@ fn add(
     key_name: &str,
     class: &str,
     segments: &[Segment],
-) -> Result<(), redb::Error> {
+) -> Result<(), MetaError> {
     let mut t = tx.open_table(SEGMENTS)?;
     for s in segments {
         let k = key(s.id);
@@ -59,7 +63,7 @@ fn add(
                 shard_len: s.shard_len,
                 shards: s.shards.clone(),
             };
-            t.insert(k.as_slice(), encode(&rec).as_slice())?;
+            t.insert(k.as_slice(), encode(s.id, &rec).as_slice())?;
         }
     }
     Ok(())
@@ -67,12 +71,20 @@ fn add(
 
 /// Drops released segments from the index, first rewriting their placement
 /// in the result to the current one, so whoever deletes the released shards
-/// deletes them where they are now.
-fn release(tx: &WriteTransaction, segments: &mut [Segment]) -> Result<(), redb::Error> {
+/// deletes them where they are now. A segment the same command adds is
+/// never released: it is still referenced, whatever the result says.
+fn release(
+    tx: &WriteTransaction,
+    segments: &mut Vec<Segment>,
+    keep: &HashSet<SegmentId>,
+) -> Result<(), MetaError> {
+    segments.retain(|s| !keep.contains(&s.id));
     let mut t = tx.open_table(SEGMENTS)?;
-    for s in segments {
-        if let Some(v) = t.remove(key(s.id).as_slice())? {
-            s.shards = decode(v.value()).shards;
+    for s in segments.iter_mut() {
+        let k = key(s.id);
+        if let Some(v) = t.remove(k.as_slice())? {
+            let rec: SegmentRecord = crate::envelope::decode(T_SEGMENTS, &k, v.value())?;
+            s.shards = rec.shards;
         }
     }
     Ok(())
@@ -81,11 +93,21 @@ fn release(tx: &WriteTransaction, segments: &mut [Segment]) -> Result<(), redb::
 fn release_version(
     tx: &WriteTransaction,
     v: &mut Option<ObjectVersion>,
-) -> Result<(), redb::Error> {
-    match v {
-        Some(v) => release(tx, &mut v.segments),
-        None => Ok(()),
+    keep: &HashSet<SegmentId>,
+) -> Result<(), MetaError> {
+    if let Some(ver) = v {
+        let before = ver.segments.len();
+        release(tx, &mut ver.segments, keep)?;
+        if before > 0 && ver.segments.is_empty() {
+            // Everything it held is still referenced: nothing is released.
+            *v = None;
+        }
     }
+    Ok(())
+}
+
+fn ids(segments: &[Segment]) -> HashSet<SegmentId> {
+    segments.iter().map(|s| s.id).collect()
 }
 
 /// Updates the index after `cmd` applied with `result`.
@@ -93,7 +115,7 @@ pub(crate) fn track(
     tx: &WriteTransaction,
     cmd: &Command,
     result: &mut CommandResult,
-) -> Result<(), redb::Error> {
+) -> Result<(), MetaError> {
     if matches!(result, CommandResult::Refused { .. }) {
         return Ok(());
     }
@@ -107,24 +129,23 @@ pub(crate) fn track(
             },
             CommandResult::Replaced { previous },
         ) => {
-            release_version(tx, previous)?;
+            release_version(tx, previous, &ids(&version.segments))?;
             add(tx, bucket, key, &version.storage_class, &version.segments)?;
         }
         (Command::DeleteObject { .. }, CommandResult::Replaced { previous }) => {
-            release_version(tx, previous)?;
+            release_version(tx, previous, &HashSet::new())?;
         }
         (
             Command::DeleteObject { .. } | Command::DeleteObjectVersion { .. },
             CommandResult::VersionDeleted { released, .. },
         ) => {
-            release_version(tx, released)?;
+            release_version(tx, released, &HashSet::new())?;
         }
         (Command::PutPart { upload_id, part }, CommandResult::Released { segments }) => {
-            release(tx, segments)?;
+            release(tx, segments, &ids(&part.segments))?;
             let upload: Option<Upload> = tx
-                .open_table(crate::state_machine::UPLOADS)?
-                .get(upload_id.as_str())?
-                .map(|v| serde_json::from_slice(v.value()).expect("uploads table holds uploads"));
+                .open_table(crate::tables::UPLOADS)?
+                .get_sealed(T_UPLOADS, upload_id.as_str())?;
             if let Some(u) = upload {
                 add(tx, &u.bucket, &u.key, &u.storage_class, &part.segments)?;
             }
@@ -138,11 +159,19 @@ pub(crate) fn track(
             },
             CommandResult::Released { segments },
         ) => {
-            release(tx, segments)?;
-            add(tx, bucket, key, &version.storage_class, &version.segments)?;
+            // Apply built the version from the parts it holds: index those.
+            let current: Option<ObjectVersion> = tx
+                .open_table(crate::tables::OBJECTS)?
+                .get_sealed(T_OBJECTS, crate::tables::object_key(bucket, key).as_slice())?;
+            let added = match current {
+                Some(c) if c.version_id == version.version_id => c.segments,
+                _ => vec![],
+            };
+            release(tx, segments, &ids(&added))?;
+            add(tx, bucket, key, &version.storage_class, &added)?;
         }
         (Command::AbortUpload { .. }, CommandResult::Released { segments }) => {
-            release(tx, segments)?;
+            release(tx, segments, &HashSet::new())?;
         }
         _ => {}
     }
@@ -157,7 +186,7 @@ pub(crate) fn move_shard(
     index: u8,
     from: Option<NodeId>,
     to: NodeId,
-) -> Result<CommandResult, redb::Error> {
+) -> Result<CommandResult, MetaError> {
     set_slot(tx, segment, index, Some(to), |rec, slot| {
         rec.shards[slot] == from && !rec.shards.contains(&Some(to))
     })
@@ -169,7 +198,7 @@ pub(crate) fn drop_shard(
     segment: SegmentId,
     index: u8,
     node: NodeId,
-) -> Result<CommandResult, redb::Error> {
+) -> Result<CommandResult, MetaError> {
     set_slot(tx, segment, index, None, |rec, slot| {
         rec.shards[slot] == Some(node)
     })
@@ -183,15 +212,19 @@ fn set_slot(
     index: u8,
     value: Option<NodeId>,
     expected: impl FnOnce(&SegmentRecord, usize) -> bool,
-) -> Result<CommandResult, redb::Error> {
+) -> Result<CommandResult, MetaError> {
     let mut t = tx.open_table(SEGMENTS)?;
     let k = key(segment);
-    let rec = t.get(k.as_slice())?.map(|v| decode(v.value()));
+    let rec: Option<SegmentRecord> = t.get_sealed(T_SEGMENTS, k.as_slice())?;
     let slot = usize::from(index);
     match rec {
+        // Applied again: the slot already holds what this command sets.
+        Some(rec) if slot < rec.shards.len() && rec.shards[slot] == value && value.is_some() => {
+            Ok(CommandResult::Done)
+        }
         Some(mut rec) if slot < rec.shards.len() && expected(&rec, slot) => {
             rec.shards[slot] = value;
-            t.insert(k.as_slice(), encode(&rec).as_slice())?;
+            t.insert(k.as_slice(), encode(segment, &rec).as_slice())?;
             Ok(CommandResult::Done)
         }
         _ => Ok(CommandResult::Refused {
@@ -204,10 +237,10 @@ fn set_slot(
 pub(crate) fn overlay<T: ReadableTable<&'static [u8], &'static [u8]>>(
     t: &T,
     segments: &mut [Segment],
-) -> Result<(), redb::Error> {
+) -> Result<(), MetaError> {
     for s in segments {
-        if let Some(v) = t.get(key(s.id).as_slice())? {
-            s.shards = decode(v.value()).shards;
+        if let Some(rec) = t.get_sealed::<SegmentRecord>(T_SEGMENTS, key(s.id).as_slice())? {
+            s.shards = rec.shards;
         }
     }
     Ok(())
@@ -215,14 +248,13 @@ pub(crate) fn overlay<T: ReadableTable<&'static [u8], &'static [u8]>>(
 
 /// Rebuilds the index from every manifest: for databases and snapshots
 /// written before the index existed.
-pub(crate) fn rebuild(tx: &WriteTransaction) -> Result<u64, redb::Error> {
+pub(crate) fn rebuild(tx: &WriteTransaction) -> Result<u64, MetaError> {
     let mut found: Vec<(String, String, String, Vec<Segment>)> = vec![];
-    for item in tx.open_table(crate::state_machine::OBJECTS)?.iter()? {
-        let (k, v) = item?;
+    for it in tx.open_table(crate::tables::OBJECTS)?.iter()? {
+        let (k, v) = it?;
+        let v: ObjectVersion = item(T_OBJECTS, &k, &v)?;
         let full = k.value();
         let sep = full.iter().position(|b| *b == 0).unwrap_or(full.len());
-        let v: ObjectVersion =
-            serde_json::from_slice(v.value()).expect("objects table holds versions");
         found.push((
             String::from_utf8_lossy(&full[..sep]).into_owned(),
             String::from_utf8_lossy(full.get(sep + 1..).unwrap_or_default()).into_owned(),
@@ -230,9 +262,9 @@ pub(crate) fn rebuild(tx: &WriteTransaction) -> Result<u64, redb::Error> {
             v.segments,
         ));
     }
-    for item in tx.open_table(crate::versioning::VERSIONS)?.iter()? {
-        let (k, v) = item?;
-        let r: VersionRecord = crate::versioning::decode(v.value());
+    for it in tx.open_table(crate::versioning::VERSIONS)?.iter()? {
+        let (k, v) = it?;
+        let r: VersionRecord = item(crate::versioning::T_VERSIONS, &k, &v)?;
         let full = k.value();
         let mut parts = full.split(|b| *b == 0);
         let bucket = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
@@ -241,9 +273,9 @@ pub(crate) fn rebuild(tx: &WriteTransaction) -> Result<u64, redb::Error> {
             found.push((bucket, key_name, v.storage_class, v.segments));
         }
     }
-    for item in tx.open_table(crate::state_machine::UPLOADS)?.iter()? {
-        let u: Upload =
-            serde_json::from_slice(item?.1.value()).expect("uploads table holds uploads");
+    for it in tx.open_table(crate::tables::UPLOADS)?.iter()? {
+        let (k, v) = it?;
+        let u: Upload = item(T_UPLOADS, &k, &v)?;
         for p in u.parts {
             found.push((
                 u.bucket.clone(),

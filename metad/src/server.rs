@@ -242,12 +242,20 @@ async fn command(
                 .observe(t0.elapsed().as_secs_f64());
             Ok(Json(result))
         }
-        Err(WriteError::NotLeader(leader)) => Err(ApiError::not_leader(leader)),
         Err(WriteError::Unavailable(msg)) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             RpcErrorCode::Unavailable,
             msg,
         )),
+        Err(WriteError::Unknown { message, leader }) => {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                RpcErrorCode::OutcomeUnknown,
+                message,
+            );
+            e.1.leader_addr = leader.map(|n| n.addr);
+            Err(e)
+        }
     }
 }
 
@@ -314,72 +322,74 @@ async fn query(
             };
             QueryResult::Durability { status }
         }
-        q => tokio::task::spawn_blocking(move || -> Result<QueryResult, redb::Error> {
-            Ok(match q {
-                Query::Bucket { name } => QueryResult::Bucket {
-                    bucket: sm.bucket(&name)?,
-                },
-                Query::Buckets => QueryResult::Buckets {
-                    buckets: sm.buckets()?,
-                },
-                Query::Object { bucket, key } => QueryResult::Object {
-                    bucket_exists: sm.bucket(&bucket)?.is_some(),
-                    version: sm.object(&bucket, &key)?,
-                },
-                Query::List(req) => QueryResult::List {
-                    page: sm.list(&req)?,
-                },
-                Query::AccessKey { access_key } => QueryResult::AccessKey {
-                    key: sm.access_key(&access_key)?,
-                },
-                Query::Keys => QueryResult::Keys { keys: sm.keys()? },
-                Query::ObjectVersion {
-                    bucket,
-                    key,
-                    version_id,
-                } => QueryResult::VersionRecord {
-                    bucket_exists: sm.bucket(&bucket)?.is_some(),
-                    record: sm.object_version(&bucket, &key, &version_id)?,
-                },
-                Query::Versions {
-                    bucket,
-                    prefix,
-                    key_marker,
-                    version_marker,
-                    delimiter,
-                    max,
-                } => {
-                    let page = sm.versions(
-                        &bucket,
-                        &prefix,
-                        key_marker.as_deref(),
-                        version_marker.as_deref(),
-                        delimiter.as_deref(),
+        q => {
+            tokio::task::spawn_blocking(move || -> Result<QueryResult, crate::error::MetaError> {
+                Ok(match q {
+                    Query::Bucket { name } => QueryResult::Bucket {
+                        bucket: sm.bucket(&name)?,
+                    },
+                    Query::Buckets => QueryResult::Buckets {
+                        buckets: sm.buckets()?,
+                    },
+                    Query::Object { bucket, key } => QueryResult::Object {
+                        bucket_exists: sm.bucket(&bucket)?.is_some(),
+                        version: sm.object(&bucket, &key)?,
+                    },
+                    Query::List(req) => QueryResult::List {
+                        page: sm.list(&req)?,
+                    },
+                    Query::AccessKey { access_key } => QueryResult::AccessKey {
+                        key: sm.access_key(&access_key)?,
+                    },
+                    Query::Keys => QueryResult::Keys { keys: sm.keys()? },
+                    Query::ObjectVersion {
+                        bucket,
+                        key,
+                        version_id,
+                    } => QueryResult::VersionRecord {
+                        bucket_exists: sm.bucket(&bucket)?.is_some(),
+                        record: sm.object_version(&bucket, &key, &version_id)?,
+                    },
+                    Query::Versions {
+                        bucket,
+                        prefix,
+                        key_marker,
+                        version_marker,
+                        delimiter,
                         max,
-                    )?;
-                    QueryResult::Versions {
-                        entries: page.entries,
-                        common_prefixes: page.common_prefixes,
-                        next: page.next,
+                    } => {
+                        let page = sm.versions(
+                            &bucket,
+                            &prefix,
+                            key_marker.as_deref(),
+                            version_marker.as_deref(),
+                            delimiter.as_deref(),
+                            max,
+                        )?;
+                        QueryResult::Versions {
+                            entries: page.entries,
+                            common_prefixes: page.common_prefixes,
+                            next: page.next,
+                        }
                     }
-                }
-                Query::Uploads { bucket, prefix } => QueryResult::Uploads {
-                    uploads: sm.uploads(&bucket, &prefix)?,
-                },
-                Query::Upload { upload_id } => QueryResult::Upload {
-                    upload: sm.upload(&upload_id)?,
-                },
-                Query::ShardsHeld { node, shards } => QueryResult::ShardsHeld {
-                    held: sm.shards_held(node, &shards)?,
-                },
-                Query::Nodes | Query::Status | Query::Digest | Query::Durability => {
-                    unreachable!("handled above")
-                }
+                    Query::Uploads { bucket, prefix } => QueryResult::Uploads {
+                        uploads: sm.uploads(&bucket, &prefix)?,
+                    },
+                    Query::Upload { upload_id } => QueryResult::Upload {
+                        upload: sm.upload(&upload_id)?,
+                    },
+                    Query::ShardsHeld { node, shards } => QueryResult::ShardsHeld {
+                        held: sm.shards_held(node, &shards)?,
+                    },
+                    Query::Nodes | Query::Status | Query::Digest | Query::Durability => {
+                        unreachable!("handled above")
+                    }
+                })
             })
-        })
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?,
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?
+        }
     };
     Ok(Json(result))
 }
@@ -420,12 +430,13 @@ pub(crate) async fn node_views(
     s: &AppState,
 ) -> Result<Vec<weft_common::topology::NodeView>, ApiError> {
     let sm = s.sm.clone();
-    let (nodes, admin) = tokio::task::spawn_blocking(move || -> Result<_, redb::Error> {
-        Ok((sm.nodes()?, sm.node_admin()?))
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?;
+    let (nodes, admin) =
+        tokio::task::spawn_blocking(move || -> Result<_, crate::error::MetaError> {
+            Ok((sm.nodes()?, sm.node_admin()?))
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
     Ok(s.liveness.view(nodes, &admin))
 }
 
@@ -439,7 +450,7 @@ pub(crate) async fn durability_scan(
         .scan_begins_at(s.raft.metrics().borrow().last_applied.map(|l| l.index));
     let views = node_views(&s).await?;
     let s2 = s.clone();
-    let status = tokio::task::spawn_blocking(move || -> Result<_, redb::Error> {
+    let status = tokio::task::spawn_blocking(move || -> Result<_, crate::error::MetaError> {
         let config = s2.sm.repair_config()?;
         let mut failed = None;
         let status = s2.planner.scan(&views, config, |visit| {

@@ -16,7 +16,7 @@ use openraft::{
     Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageError,
     StorageIOError, StoredMembership,
 };
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 use std::io::Cursor;
 use std::ops::Bound;
@@ -24,30 +24,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use weft_common::manifest::{AccessKey, BucketInfo, ObjectVersion, Upload, VersionRecord};
 
+use crate::envelope::{self, item, sealed, SealedRead};
+use crate::error::MetaError;
 use crate::segment_index::{self, SEGMENTS};
 use crate::versioning::{self, VERSIONS};
 use weft_common::repair::{RepairConfig, SegmentRecord};
-use weft_common::rpc::{
-    Command, CommandResult, ListEntry, ListMarker, ListPage, ListRequest, Refusal, WriteCondition,
-};
+use weft_common::rpc::{CommandResult, ListEntry, ListMarker, ListPage, ListRequest};
 use weft_common::topology::{NodeAdmin, NodeInfo};
 use weft_common::{NodeId, SegmentId};
 
 use crate::{RaftNodeId, TypeConfig};
 
-const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
-pub(crate) const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
-const NODES: TableDefinition<u64, &[u8]> = TableDefinition::new("nodes");
-const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
-pub(crate) const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_meta");
-/// Operator-set node states (drain, remove), apart from registrations so a
-/// restarting datad re-registering cannot undo them.
-const NODE_ADMIN: TableDefinition<u64, &[u8]> = TableDefinition::new("node_admin");
-const KEY_REPAIR_CONFIG: &str = "repair_config";
-const KEY_SEGMENT_INDEX: &str = "segment_index_v1";
-const KEY_APPLIED: &str = "last_applied";
-const KEY_MEMBERSHIP: &str = "membership";
+use crate::tables::*;
 
 /// Version of the snapshot document; bump and migrate when its shape changes.
 pub const SNAPSHOT_FORMAT: u32 = 1;
@@ -60,22 +48,6 @@ fn sm_read_err(e: impl std::error::Error + 'static) -> SE {
 }
 fn sm_write_err(e: impl std::error::Error + 'static) -> SE {
     StorageIOError::write_state_machine(&e).into()
-}
-
-/// The key of an object in the object table.
-fn object_key(bucket: &str, key: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(bucket.len() + 1 + key.len());
-    k.extend_from_slice(bucket.as_bytes());
-    k.push(0);
-    k.extend_from_slice(key.as_bytes());
-    k
-}
-
-/// The first table key after every key that starts with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut k = prefix.to_vec();
-    k.push(0xFF);
-    k
 }
 
 /// `(key, record, is_latest)` in a versions listing.
@@ -115,6 +87,12 @@ struct SnapshotDoc {
     node_admin: Vec<(u64, NodeAdmin)>,
     #[serde(default)]
     repair_config: Option<RepairConfig>,
+    /// Requests applied within the retention, so a retry that reaches a
+    /// voter restored from this snapshot is still recognised.
+    #[serde(default)]
+    requests: Vec<(weft_common::RequestId, crate::requests::Record)>,
+    #[serde(default)]
+    request_clock: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -135,7 +113,7 @@ pub struct StateMachine {
 
 impl StateMachine {
     /// Opens or creates the state machine under `dir`.
-    pub fn open(dir: &Path) -> Result<Self, redb::Error> {
+    pub fn open(dir: &Path) -> Result<Self, MetaError> {
         let db = Database::create(dir.join("state.redb"))?;
         let tx = db.begin_write()?;
         {
@@ -148,14 +126,32 @@ impl StateMachine {
             tx.open_table(META)?;
             tx.open_table(NODE_ADMIN)?;
             tx.open_table(SEGMENTS)?;
+            tx.open_table(REQUESTS)?;
+            tx.open_table(REQUEST_AGES)?;
+            let sealed_already = tx.open_table(META)?.get(envelope::MIGRATED_KEY)?.is_some();
+            if !sealed_already {
+                let n = seal_legacy_values(&tx)?;
+                if n > 0 {
+                    tracing::info!(
+                        values = n,
+                        "sealed metadata written before the checksum envelope"
+                    );
+                }
+                tx.open_table(META)?.insert(
+                    envelope::MIGRATED_KEY,
+                    sealed::<&str, _>(envelope::MIGRATED_KEY, &1u32).as_slice(),
+                )?;
+            }
             let indexed = tx.open_table(META)?.get(KEY_SEGMENT_INDEX)?.is_some();
             if !indexed {
                 let n = segment_index::rebuild(&tx)?;
                 if n > 0 {
                     tracing::info!(segments = n, "built the segment index from the manifests");
                 }
-                tx.open_table(META)?
-                    .insert(KEY_SEGMENT_INDEX, b"1".as_slice())?;
+                tx.open_table(META)?.insert(
+                    KEY_SEGMENT_INDEX,
+                    sealed::<&str, _>(KEY_SEGMENT_INDEX, &1u32).as_slice(),
+                )?;
             }
         }
         tx.commit()?;
@@ -171,7 +167,7 @@ impl StateMachine {
         let t = tx.open_table(META).map_err(sm_read_err)?;
         match t.get(key).map_err(sm_read_err)? {
             None => Ok(None),
-            Some(v) => serde_json::from_slice(v.value())
+            Some(v) => envelope::decode(T_META, key.as_bytes(), v.value())
                 .map(Some)
                 .map_err(sm_read_err),
         }
@@ -180,30 +176,30 @@ impl StateMachine {
     // ---- queries (callers ensure linearizability first) ----
 
     /// One bucket.
-    pub fn bucket(&self, name: &str) -> Result<Option<BucketInfo>, redb::Error> {
+    pub fn bucket(&self, name: &str) -> Result<Option<BucketInfo>, MetaError> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(BUCKETS)?;
-        Ok(t.get(name)?.map(|v| decode(v.value())))
+        t.get_sealed(T_BUCKETS, name)
     }
 
     /// All buckets in name order.
-    pub fn buckets(&self) -> Result<Vec<BucketInfo>, redb::Error> {
+    pub fn buckets(&self) -> Result<Vec<BucketInfo>, MetaError> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(BUCKETS)?;
         let mut out = vec![];
-        for item in t.iter()? {
-            out.push(decode(item?.1.value()));
+        for it in t.iter()? {
+            let (k, v) = it?;
+            out.push(item(T_BUCKETS, &k, &v)?);
         }
         Ok(out)
     }
 
     /// The current version of an object.
-    pub fn object(&self, bucket: &str, key: &str) -> Result<Option<ObjectVersion>, redb::Error> {
+    pub fn object(&self, bucket: &str, key: &str) -> Result<Option<ObjectVersion>, MetaError> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(OBJECTS)?;
-        let mut v: Option<ObjectVersion> = t
-            .get(object_key(bucket, key).as_slice())?
-            .map(|v| decode(v.value()));
+        let mut v: Option<ObjectVersion> =
+            t.get_sealed(T_OBJECTS, object_key(bucket, key).as_slice())?;
         if let Some(v) = &mut v {
             segment_index::overlay(&tx.open_table(SEGMENTS)?, &mut v.segments)?;
         }
@@ -217,7 +213,7 @@ impl StateMachine {
         bucket: &str,
         key: &str,
         version_id: &str,
-    ) -> Result<Option<VersionRecord>, redb::Error> {
+    ) -> Result<Option<VersionRecord>, MetaError> {
         let mut r = self.object_version_as_written(bucket, key, version_id)?;
         if let Some(v) = r.as_mut().and_then(|r| r.version.as_mut()) {
             let tx = self.db.begin_read()?;
@@ -231,19 +227,19 @@ impl StateMachine {
         bucket: &str,
         key: &str,
         version_id: &str,
-    ) -> Result<Option<VersionRecord>, redb::Error> {
+    ) -> Result<Option<VersionRecord>, MetaError> {
         let tx = self.db.begin_read()?;
         let p = versioning::key_prefix(bucket, key);
         let mut end = p.clone();
         end.extend_from_slice(&[0xFF; 8]);
-        let mut hist = vec![];
-        for item in tx
+        let mut hist: Vec<VersionRecord> = vec![];
+        for it in tx
             .open_table(VERSIONS)?
             .range::<&[u8]>(p.as_slice()..=end.as_slice())?
         {
-            let (k, v) = item?;
+            let (k, v) = it?;
             if k.value().len() == p.len() + 8 {
-                hist.push(versioning::decode(v.value()));
+                hist.push(item(versioning::T_VERSIONS, &k, &v)?);
             }
         }
         if let Some(r) = hist.iter().find(|r| r.version_id == version_id) {
@@ -251,8 +247,7 @@ impl StateMachine {
         }
         let current: Option<ObjectVersion> = tx
             .open_table(OBJECTS)?
-            .get(object_key(bucket, key).as_slice())?
-            .map(|v| decode(v.value()));
+            .get_sealed(T_OBJECTS, object_key(bucket, key).as_slice())?;
         Ok(current
             .filter(|c| {
                 version_id == "null"
@@ -278,31 +273,31 @@ impl StateMachine {
         version_marker: Option<&str>,
         delimiter: Option<&str>,
         max: u32,
-    ) -> Result<VersionPage, redb::Error> {
+    ) -> Result<VersionPage, MetaError> {
         let tx = self.db.begin_read()?;
         let base = object_key(bucket, "");
         let lo = object_key(bucket, prefix);
         let hi = prefix_end(&lo);
         let mut by_key: std::collections::BTreeMap<String, Vec<VersionRecord>> = Default::default();
-        for item in tx
+        for it in tx
             .open_table(VERSIONS)?
             .range::<&[u8]>(lo.as_slice()..hi.as_slice())?
         {
-            let (k, v) = item?;
+            let (k, v) = it?;
             let full = k.value();
             let key = String::from_utf8_lossy(&full[base.len()..full.len() - 9]).into_owned();
             by_key
                 .entry(key)
                 .or_default()
-                .push(versioning::decode(v.value()));
+                .push(item(versioning::T_VERSIONS, &k, &v)?);
         }
-        for item in tx
+        for it in tx
             .open_table(OBJECTS)?
             .range::<&[u8]>(lo.as_slice()..hi.as_slice())?
         {
-            let (k, v) = item?;
+            let (k, v) = it?;
             let key = String::from_utf8_lossy(&k.value()[base.len()..]).into_owned();
-            let cur: ObjectVersion = decode(v.value());
+            let cur: ObjectVersion = item(T_OBJECTS, &k, &v)?;
             let hist = by_key.entry(key).or_default();
             if !hist
                 .iter()
@@ -373,12 +368,13 @@ impl StateMachine {
     /// Uploads in a bucket under a prefix, ordered by key then start time,
     /// without their parts. Scans the uploads table: fine while uploads in
     /// progress number in the thousands.
-    pub fn uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<Upload>, redb::Error> {
+    pub fn uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<Upload>, MetaError> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(UPLOADS)?;
         let mut out: Vec<Upload> = vec![];
-        for item in t.iter()? {
-            let mut u: Upload = decode(item?.1.value());
+        for it in t.iter()? {
+            let (k, v) = it?;
+            let mut u: Upload = item(T_UPLOADS, &k, &v)?;
             if u.bucket == bucket && u.key.starts_with(prefix) {
                 u.parts.clear();
                 out.push(u);
@@ -391,10 +387,10 @@ impl StateMachine {
     }
 
     /// A multipart upload by id.
-    pub fn upload(&self, upload_id: &str) -> Result<Option<Upload>, redb::Error> {
+    pub fn upload(&self, upload_id: &str) -> Result<Option<Upload>, MetaError> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(UPLOADS)?;
-        let mut u: Option<Upload> = t.get(upload_id)?.map(|v| decode(v.value()));
+        let mut u: Option<Upload> = t.get_sealed(T_UPLOADS, upload_id)?;
         if let Some(u) = &mut u {
             let segs = tx.open_table(SEGMENTS)?;
             for p in &mut u.parts {
@@ -409,20 +405,17 @@ impl StateMachine {
         &self,
         node: NodeId,
         shards: &[(SegmentId, u8)],
-    ) -> Result<Vec<bool>, redb::Error> {
+    ) -> Result<Vec<bool>, MetaError> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(SEGMENTS)?;
         let mut out = Vec::with_capacity(shards.len());
         for (seg, idx) in shards {
-            let held = match t.get(segment_index::key(*seg).as_slice())? {
-                Some(v) => {
-                    segment_index::decode(v.value())
-                        .shards
-                        .get(usize::from(*idx))
-                        .copied()
-                        .flatten()
-                        == Some(node)
-                }
+            let rec: Option<SegmentRecord> = t.get_sealed(
+                segment_index::T_SEGMENTS,
+                segment_index::key(*seg).as_slice(),
+            )?;
+            let held = match rec {
+                Some(rec) => rec.shards.get(usize::from(*idx)).copied().flatten() == Some(node),
                 None => false,
             };
             out.push(held);
@@ -434,69 +427,69 @@ impl StateMachine {
     pub fn scan_segments(
         &self,
         mut f: impl FnMut(SegmentId, SegmentRecord),
-    ) -> Result<(), redb::Error> {
+    ) -> Result<(), MetaError> {
         let tx = self.db.begin_read()?;
-        for item in tx.open_table(SEGMENTS)?.iter()? {
-            let (k, v) = item?;
+        for it in tx.open_table(SEGMENTS)?.iter()? {
+            let (k, v) = it?;
             f(
                 segment_index::id_of(k.value()),
-                segment_index::decode(v.value()),
+                item(segment_index::T_SEGMENTS, &k, &v)?,
             );
         }
         Ok(())
     }
 
     /// Operator-set node states (nodes not listed are active).
-    pub fn node_admin(&self) -> Result<std::collections::HashMap<NodeId, NodeAdmin>, redb::Error> {
+    pub fn node_admin(&self) -> Result<std::collections::HashMap<NodeId, NodeAdmin>, MetaError> {
         let tx = self.db.begin_read()?;
         let mut out = std::collections::HashMap::new();
-        for item in tx.open_table(NODE_ADMIN)?.iter()? {
-            let (k, v) = item?;
-            out.insert(NodeId(k.value()), decode(v.value()));
+        for it in tx.open_table(NODE_ADMIN)?.iter()? {
+            let (k, v) = it?;
+            out.insert(NodeId(k.value()), item(T_NODE_ADMIN, &k, &v)?);
         }
         Ok(out)
     }
 
     /// Current repair settings.
-    pub fn repair_config(&self) -> Result<RepairConfig, redb::Error> {
+    pub fn repair_config(&self) -> Result<RepairConfig, MetaError> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(META)?;
-        Ok(t.get(KEY_REPAIR_CONFIG)?
-            .map(|v| decode(v.value()))
-            .unwrap_or_default())
+        Ok(t.get_sealed(T_META, KEY_REPAIR_CONFIG)?.unwrap_or_default())
     }
 
     /// An access key by id.
-    pub fn access_key(&self, access_key: &str) -> Result<Option<AccessKey>, redb::Error> {
+    pub fn access_key(&self, access_key: &str) -> Result<Option<AccessKey>, MetaError> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(KEYS)?;
-        Ok(t.get(access_key)?.map(|v| decode(v.value())))
+        t.get_sealed(T_KEYS, access_key)
     }
 
     /// All access keys.
-    pub fn keys(&self) -> Result<Vec<AccessKey>, redb::Error> {
+    pub fn keys(&self) -> Result<Vec<AccessKey>, MetaError> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(KEYS)?;
         let mut out = vec![];
-        for item in t.iter()? {
-            out.push(decode(item?.1.value()));
+        for it in t.iter()? {
+            let (k, v) = it?;
+            out.push(item(T_KEYS, &k, &v)?);
         }
         Ok(out)
     }
 
     /// All registered data nodes.
-    pub fn nodes(&self) -> Result<Vec<NodeInfo>, redb::Error> {
+    pub fn nodes(&self) -> Result<Vec<NodeInfo>, MetaError> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(NODES)?;
         let mut out = vec![];
-        for item in t.iter()? {
-            out.push(decode(item?.1.value()));
+        for it in t.iter()? {
+            let (k, v) = it?;
+            out.push(item(T_NODES, &k, &v)?);
         }
         Ok(out)
     }
 
     /// A page of a listing; `None` if the bucket does not exist.
-    pub fn list(&self, req: &ListRequest) -> Result<Option<ListPage>, redb::Error> {
+    pub fn list(&self, req: &ListRequest) -> Result<Option<ListPage>, MetaError> {
         let tx = self.db.begin_read()?;
         if tx.open_table(BUCKETS)?.get(req.bucket.as_str())?.is_none() {
             return Ok(None);
@@ -531,8 +524,8 @@ impl StateMachine {
                 },
                 Bound::Excluded(upper.as_slice()),
             ))?;
-            for item in range {
-                let (k, v) = item?;
+            for it in range {
+                let (k, v) = it?;
                 let full = k.value();
                 let key = String::from_utf8_lossy(&full[base.len()..]).into_owned();
                 let rest = &key[req.prefix.len()..];
@@ -556,7 +549,7 @@ impl StateMachine {
                     break 'scan;
                 }
                 count += 1;
-                let ver: ObjectVersion = decode(v.value());
+                let ver: ObjectVersion = item(T_OBJECTS, &k, &v)?;
                 page.entries.push(ListEntry {
                     key: key.clone(),
                     size: ver.size,
@@ -573,12 +566,12 @@ impl StateMachine {
 
     /// A digest of every table and the last applied index, read from one
     /// consistent view: equal digests at equal indexes mean equal replicas.
-    pub fn digest(&self) -> Result<(Option<u64>, String), redb::Error> {
+    pub fn digest(&self) -> Result<(Option<u64>, String), MetaError> {
         let tx = self.db.begin_read()?;
-        let applied: Option<LogId<RaftNodeId>> = match tx.open_table(META)?.get(KEY_APPLIED)? {
-            Some(v) => decode::<Option<LogId<RaftNodeId>>>(v.value()),
-            None => None,
-        };
+        let applied: Option<LogId<RaftNodeId>> = tx
+            .open_table(META)?
+            .get_sealed::<Option<LogId<RaftNodeId>>>(T_META, KEY_APPLIED)?
+            .flatten();
         let mut crc = 0u32;
         let mut count = 0u64;
         macro_rules! fold {
@@ -599,443 +592,86 @@ impl StateMachine {
         fold!(VERSIONS);
         fold!(SEGMENTS);
         fold!(NODE_ADMIN);
+        fold!(REQUESTS);
         Ok((applied.map(|l| l.index), format!("{count}-{crc:08x}")))
     }
 
     /// Fsyncs every commit made so far (apply commits are not fsynced).
-    pub fn flush(&self) -> Result<(), redb::Error> {
+    pub fn flush(&self) -> Result<(), MetaError> {
         let tx = self.db.begin_write()?;
         tx.commit()?;
         Ok(())
     }
 
-    // ---- apply ----
-
-    fn apply_command(
-        tx: &redb::WriteTransaction,
-        cmd: &Command,
-    ) -> Result<CommandResult, redb::Error> {
-        let mut result = Self::apply_one(tx, cmd)?;
-        segment_index::track(tx, cmd, &mut result)?;
-        Ok(result)
+    /// Applies one command in its own transaction, outside raft: for tests
+    /// of apply itself.
+    #[cfg(test)]
+    pub(crate) fn apply_for_test(
+        &self,
+        cmd: &weft_common::rpc::Command,
+    ) -> Result<CommandResult, MetaError> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::None)?;
+        let r = crate::apply::apply_command(&tx, cmd)?;
+        tx.commit()?;
+        Ok(r)
     }
 
-    fn apply_one(tx: &redb::WriteTransaction, cmd: &Command) -> Result<CommandResult, redb::Error> {
-        let refused = |refusal| Ok(CommandResult::Refused { refusal });
-        match cmd {
-            Command::CreateBucket { bucket } => {
-                let mut t = tx.open_table(BUCKETS)?;
-                if let Some(existing) = t.get(bucket.name.as_str())? {
-                    let existing: BucketInfo = decode(existing.value());
-                    return refused(Refusal::BucketExists {
-                        owner: existing.owner,
-                    });
-                }
-                t.insert(bucket.name.as_str(), encode(bucket).as_slice())?;
-                Ok(CommandResult::Done)
-            }
-            Command::DeleteBucket { name } => {
-                let mut t = tx.open_table(BUCKETS)?;
-                if t.get(name.as_str())?.is_none() {
-                    return refused(Refusal::NoSuchBucket);
-                }
-                let objects = tx.open_table(OBJECTS)?;
-                let base = object_key(name, "");
-                let end = prefix_end(&base);
-                if objects
-                    .range::<&[u8]>(base.as_slice()..end.as_slice())?
-                    .next()
-                    .is_some()
-                {
-                    return refused(Refusal::BucketNotEmpty);
-                }
-                let versions = tx.open_table(VERSIONS)?;
-                if versions
-                    .range::<&[u8]>(base.as_slice()..end.as_slice())?
-                    .next()
-                    .is_some()
-                {
-                    return refused(Refusal::BucketNotEmpty);
-                }
-                t.remove(name.as_str())?;
-                Ok(CommandResult::Done)
-            }
-            Command::PutObject {
-                bucket,
-                key,
-                version,
-                condition,
-            } => {
-                let Some(versioning) = bucket_versioning(tx, bucket)? else {
-                    return refused(Refusal::NoSuchBucket);
-                };
-                let mut t = tx.open_table(OBJECTS)?;
-                let k = object_key(bucket, key);
-                let current: Option<ObjectVersion> =
-                    t.get(k.as_slice())?.map(|v| decode(v.value()));
-                // A retried command (the client did not see the first answer)
-                // must not report its own version as replaced: the caller
-                // would delete the shards it just wrote.
-                if current.as_ref().map(|c| c.version_id) == Some(version.version_id) {
-                    return Ok(CommandResult::Replaced { previous: None });
-                }
-                if let Some(r) = condition_refusal(condition.as_ref(), current.as_ref()) {
-                    return refused(r);
-                }
-                match versioning {
-                    None => {
-                        t.insert(k.as_slice(), encode(version).as_slice())?;
-                        Ok(CommandResult::Replaced { previous: current })
-                    }
-                    Some(status) => {
-                        let mut v = version.clone();
-                        let released = versioning::put(
-                            tx,
-                            bucket,
-                            key,
-                            status == "Enabled",
-                            &mut v,
-                            current.as_ref(),
-                        )?;
-                        t.insert(k.as_slice(), encode(&v).as_slice())?;
-                        Ok(CommandResult::Replaced { previous: released })
-                    }
-                }
-            }
-            Command::SetBucketVersioning { bucket, status } => {
-                if status != "Enabled" && status != "Suspended" {
-                    return refused(Refusal::PreconditionFailed);
-                }
-                let mut t = tx.open_table(BUCKETS)?;
-                let current: Option<BucketInfo> =
-                    t.get(bucket.as_str())?.map(|v| decode(v.value()));
-                let Some(mut b) = current else {
-                    return refused(Refusal::NoSuchBucket);
-                };
-                b.versioning = Some(status.clone());
-                t.insert(bucket.as_str(), encode(&b).as_slice())?;
-                Ok(CommandResult::Done)
-            }
-            Command::DeleteObjectVersion {
-                bucket,
-                key,
-                version_id,
-            } => {
-                if bucket_versioning(tx, bucket)?.is_none() {
-                    return refused(Refusal::NoSuchBucket);
-                }
-                let mut t = tx.open_table(OBJECTS)?;
-                let k = object_key(bucket, key);
-                let current: Option<ObjectVersion> =
-                    t.get(k.as_slice())?.map(|v| decode(v.value()));
-                match versioning::delete_version(tx, bucket, key, version_id, current.as_ref())? {
-                    // Deleting a version that does not exist succeeds (S3).
-                    None => Ok(CommandResult::VersionDeleted {
-                        released: None,
-                        delete_marker: None,
-                    }),
-                    Some((removed, new_current)) => {
-                        match new_current {
-                            Some(v) => {
-                                t.insert(k.as_slice(), encode(&v).as_slice())?;
-                            }
-                            None => {
-                                t.remove(k.as_slice())?;
-                            }
-                        }
-                        let marker = removed
-                            .is_delete_marker()
-                            .then(|| removed.version_id.clone());
-                        Ok(CommandResult::VersionDeleted {
-                            released: removed.version,
-                            delete_marker: marker,
-                        })
-                    }
-                }
-            }
-            Command::SetObjectTags { bucket, key, tags } => {
-                if tx.open_table(BUCKETS)?.get(bucket.as_str())?.is_none() {
-                    return refused(Refusal::NoSuchBucket);
-                }
-                let mut t = tx.open_table(OBJECTS)?;
-                let k = object_key(bucket, key);
-                let current: Option<ObjectVersion> =
-                    t.get(k.as_slice())?.map(|v| decode(v.value()));
-                let Some(mut v) = current else {
-                    return refused(Refusal::NoSuchKey);
-                };
-                v.tags = tags.clone();
-                t.insert(k.as_slice(), encode(&v).as_slice())?;
-                Ok(CommandResult::Done)
-            }
-            Command::SetBucketTags { bucket, tags } => {
-                let mut t = tx.open_table(BUCKETS)?;
-                let current: Option<BucketInfo> =
-                    t.get(bucket.as_str())?.map(|v| decode(v.value()));
-                let Some(mut b) = current else {
-                    return refused(Refusal::NoSuchBucket);
-                };
-                b.tags = tags.clone();
-                t.insert(bucket.as_str(), encode(&b).as_slice())?;
-                Ok(CommandResult::Done)
-            }
-            Command::DeleteObject {
-                bucket,
-                key,
-                marker,
-            } => {
-                let Some(versioning) = bucket_versioning(tx, bucket)? else {
-                    return refused(Refusal::NoSuchBucket);
-                };
-                let mut t = tx.open_table(OBJECTS)?;
-                let previous: Option<ObjectVersion> = t
-                    .remove(object_key(bucket, key).as_slice())?
-                    .map(|v| decode(v.value()));
-                match (versioning, marker) {
-                    (Some(status), Some(marker)) => {
-                        let (released, id) = versioning::delete(
-                            tx,
-                            bucket,
-                            key,
-                            status == "Enabled",
-                            *marker,
-                            previous.as_ref(),
-                        )?;
-                        Ok(CommandResult::VersionDeleted {
-                            released,
-                            delete_marker: Some(id),
-                        })
-                    }
-                    _ => Ok(CommandResult::Replaced { previous }),
-                }
-            }
-            Command::CreateUpload { upload } => {
-                if tx
-                    .open_table(BUCKETS)?
-                    .get(upload.bucket.as_str())?
-                    .is_none()
-                {
-                    return refused(Refusal::NoSuchBucket);
-                }
-                tx.open_table(UPLOADS)?
-                    .insert(upload.upload_id.as_str(), encode(upload).as_slice())?;
-                Ok(CommandResult::Done)
-            }
-            Command::PutPart { upload_id, part } => {
-                let mut t = tx.open_table(UPLOADS)?;
-                let Some(mut upload): Option<Upload> =
-                    t.get(upload_id.as_str())?.map(|v| decode(v.value()))
-                else {
-                    return refused(Refusal::NoSuchUpload);
-                };
-                let old = upload.put_part(part.clone());
-                t.insert(upload_id.as_str(), encode(&upload).as_slice())?;
-                Ok(CommandResult::Released {
-                    segments: old.map(|p| p.segments).unwrap_or_default(),
-                })
-            }
-            Command::CompleteUpload {
-                upload_id,
-                bucket,
-                key,
-                parts,
-                version,
-                condition,
-            } => {
-                let mut t = tx.open_table(UPLOADS)?;
-                let Some(mut upload): Option<Upload> =
-                    t.get(upload_id.as_str())?.map(|v| decode(v.value()))
-                else {
-                    // A retry of a completion that already applied: its
-                    // version is current, so succeed and free nothing.
-                    let objects = tx.open_table(OBJECTS)?;
-                    let current: Option<ObjectVersion> = objects
-                        .get(object_key(bucket, key).as_slice())?
-                        .map(|v| decode(v.value()));
-                    if current.map(|c| c.version_id) == Some(version.version_id) {
-                        return Ok(CommandResult::Released { segments: vec![] });
-                    }
-                    return refused(Refusal::NoSuchUpload);
-                };
-                for (n, etag) in parts {
-                    if upload.part(*n).map(|p| &p.etag) != Some(etag) {
-                        return refused(Refusal::InvalidPart { part_number: *n });
-                    }
-                }
-                if tx
-                    .open_table(BUCKETS)?
-                    .get(upload.bucket.as_str())?
-                    .is_none()
-                {
-                    return refused(Refusal::NoSuchBucket);
-                }
-                {
-                    let objects = tx.open_table(OBJECTS)?;
-                    let current: Option<ObjectVersion> = objects
-                        .get(object_key(&upload.bucket, &upload.key).as_slice())?
-                        .map(|v| decode(v.value()));
-                    if let Some(r) = condition_refusal(condition.as_ref(), current.as_ref()) {
-                        return refused(r);
-                    }
-                }
-                t.remove(upload_id.as_str())?;
-                upload
-                    .parts
-                    .retain(|p| !parts.iter().any(|(n, _)| *n == p.part_number));
-                let mut released: Vec<_> =
-                    upload.parts.into_iter().flat_map(|p| p.segments).collect();
-                let versioning = bucket_versioning(tx, &upload.bucket)?.flatten();
-                let mut objects = tx.open_table(OBJECTS)?;
-                let k = object_key(&upload.bucket, &upload.key);
-                match versioning {
-                    None => {
-                        if let Some(prev) =
-                            objects.insert(k.as_slice(), encode(version).as_slice())?
-                        {
-                            let prev: ObjectVersion = decode(prev.value());
-                            released.extend(prev.segments);
-                        }
-                    }
-                    Some(status) => {
-                        let current: Option<ObjectVersion> =
-                            objects.get(k.as_slice())?.map(|v| decode(v.value()));
-                        let mut v = version.clone();
-                        if let Some(prev) = versioning::put(
-                            tx,
-                            &upload.bucket,
-                            &upload.key,
-                            status == "Enabled",
-                            &mut v,
-                            current.as_ref(),
-                        )? {
-                            released.extend(prev.segments);
-                        }
-                        objects.insert(k.as_slice(), encode(&v).as_slice())?;
-                    }
-                }
-                Ok(CommandResult::Released { segments: released })
-            }
-            Command::AbortUpload { upload_id } => {
-                let mut t = tx.open_table(UPLOADS)?;
-                let removed = t
-                    .remove(upload_id.as_str())?
-                    .map(|v| decode::<Upload>(v.value()));
-                match removed {
-                    None => refused(Refusal::NoSuchUpload),
-                    Some(u) => Ok(CommandResult::Released {
-                        segments: u.parts.into_iter().flat_map(|p| p.segments).collect(),
-                    }),
-                }
-            }
-            Command::Batch { commands } => {
-                let mut results = Vec::with_capacity(commands.len());
-                for c in commands {
-                    results.push(Self::apply_command(tx, c)?);
-                }
-                Ok(CommandResult::Batch { results })
-            }
-            Command::MoveShard {
-                segment,
-                index,
-                from,
-                to,
-            } => segment_index::move_shard(tx, *segment, *index, *from, *to),
-            Command::DropShard {
-                segment,
-                index,
-                node,
-            } => segment_index::drop_shard(tx, *segment, *index, *node),
-            Command::SetNodeAdmin { node, admin } => {
-                if tx.open_table(NODES)?.get(node.0)?.is_none() {
-                    return refused(Refusal::NoSuchNode);
-                }
-                let mut t = tx.open_table(NODE_ADMIN)?;
-                let current: NodeAdmin = t
-                    .get(node.0)?
-                    .map(|v| decode(v.value()))
-                    .unwrap_or_default();
-                if current == NodeAdmin::Removed && *admin != NodeAdmin::Removed {
-                    return refused(Refusal::NodeRemoved);
-                }
-                t.insert(node.0, encode(admin).as_slice())?;
-                Ok(CommandResult::Done)
-            }
-            Command::SetRepairConfig { config } => {
-                tx.open_table(META)?
-                    .insert(KEY_REPAIR_CONFIG, encode(config).as_slice())?;
-                Ok(CommandResult::Done)
-            }
-            Command::RegisterNode { node } => {
-                let removed = tx
-                    .open_table(NODE_ADMIN)?
-                    .get(node.id.0)?
-                    .map(|v| decode::<NodeAdmin>(v.value()))
-                    == Some(NodeAdmin::Removed);
-                if removed {
-                    return refused(Refusal::NodeRemoved);
-                }
-                let mut t = tx.open_table(NODES)?;
-                t.insert(node.id.0, encode(node).as_slice())?;
-                Ok(CommandResult::Done)
-            }
-            Command::CreateKey { key } => {
-                let mut t = tx.open_table(KEYS)?;
-                let mut taken = t.get(key.access_key.as_str())?.is_some();
-                for item in t.iter()? {
-                    let existing: AccessKey = decode(item?.1.value());
-                    taken |= existing.name == key.name;
-                }
-                if taken {
-                    return refused(Refusal::KeyExists);
-                }
-                t.insert(key.access_key.as_str(), encode(key).as_slice())?;
-                Ok(CommandResult::Done)
-            }
-            Command::DeleteKey { name } => {
-                let mut t = tx.open_table(KEYS)?;
-                let mut found: Option<AccessKey> = None;
-                for item in t.iter()? {
-                    let existing: AccessKey = decode(item?.1.value());
-                    if &existing.name == name {
-                        found = Some(existing);
-                    }
-                }
-                match found {
-                    None => refused(Refusal::NoSuchKeyName),
-                    Some(k) if k.root => refused(Refusal::KeyIsRoot),
-                    Some(k) => {
-                        t.remove(k.access_key.as_str())?;
-                        Ok(CommandResult::Done)
-                    }
-                }
-            }
+    /// `(segments referenced by any version or upload part, segments in the
+    /// index, requests remembered)`: for invariant checks in tests.
+    #[cfg(test)]
+    pub(crate) fn references_for_test(
+        &self,
+    ) -> Result<
+        (
+            std::collections::BTreeSet<SegmentId>,
+            std::collections::BTreeSet<SegmentId>,
+            u64,
+        ),
+        MetaError,
+    > {
+        let (doc, _, _) = self.dump()?;
+        let mut referenced = std::collections::BTreeSet::new();
+        for (_, _, v) in &doc.objects {
+            referenced.extend(v.segments.iter().map(|s| s.id));
         }
+        for (_, r) in &doc.versions {
+            referenced.extend(
+                r.version
+                    .iter()
+                    .flat_map(|v| v.segments.iter().map(|s| s.id)),
+            );
+        }
+        for u in &doc.uploads {
+            referenced.extend(u.parts.iter().flat_map(|p| p.segments.iter().map(|s| s.id)));
+        }
+        let indexed = doc.segments.iter().flatten().map(|(id, _)| *id).collect();
+        let requests = crate::requests::count(&self.db.begin_read()?)?;
+        Ok((referenced, indexed, requests))
     }
 
     /// Every table, with the applied log id and membership they reflect,
     /// read in one transaction so the three always agree.
-    fn dump(&self) -> Result<(SnapshotDoc, Option<LogId<RaftNodeId>>, Membership), redb::Error> {
+    fn dump(&self) -> Result<(SnapshotDoc, Option<LogId<RaftNodeId>>, Membership), MetaError> {
         let tx = self.db.begin_read()?;
         let (applied, membership) = {
             let m = tx.open_table(META)?;
             let applied: Option<LogId<RaftNodeId>> = m
-                .get(KEY_APPLIED)?
-                .and_then(|v| decode::<Option<LogId<RaftNodeId>>>(v.value()));
-            let membership: Membership = m
-                .get(KEY_MEMBERSHIP)?
-                .map(|v| decode(v.value()))
-                .unwrap_or_default();
+                .get_sealed::<Option<LogId<RaftNodeId>>>(T_META, KEY_APPLIED)?
+                .flatten();
+            let membership: Membership = m.get_sealed(T_META, KEY_MEMBERSHIP)?.unwrap_or_default();
             (applied, membership)
         };
         let mut doc = SnapshotDoc {
             format: SNAPSHOT_FORMAT,
             ..Default::default()
         };
-        for item in tx.open_table(BUCKETS)?.iter()? {
-            doc.buckets.push(decode(item?.1.value()));
+        for it in tx.open_table(BUCKETS)?.iter()? {
+            let (k, v) = it?;
+            doc.buckets.push(item(T_BUCKETS, &k, &v)?);
         }
-        for item in tx.open_table(OBJECTS)?.iter()? {
-            let (k, v) = item?;
+        for it in tx.open_table(OBJECTS)?.iter()? {
+            let (k, v) = it?;
             let full = k.value();
             let sep = full
                 .iter()
@@ -1044,41 +680,55 @@ impl StateMachine {
             doc.objects.push((
                 String::from_utf8_lossy(&full[..sep]).into_owned(),
                 String::from_utf8_lossy(&full[sep + 1..]).into_owned(),
-                decode(v.value()),
+                item(T_OBJECTS, &k, &v)?,
             ));
         }
-        for item in tx.open_table(NODES)?.iter()? {
-            doc.nodes.push(decode(item?.1.value()));
+        for it in tx.open_table(NODES)?.iter()? {
+            let (k, v) = it?;
+            doc.nodes.push(item(T_NODES, &k, &v)?);
         }
-        for item in tx.open_table(KEYS)?.iter()? {
-            doc.keys.push(decode(item?.1.value()));
+        for it in tx.open_table(KEYS)?.iter()? {
+            let (k, v) = it?;
+            doc.keys.push(item(T_KEYS, &k, &v)?);
         }
-        for item in tx.open_table(UPLOADS)?.iter()? {
-            doc.uploads.push(decode(item?.1.value()));
+        for it in tx.open_table(UPLOADS)?.iter()? {
+            let (k, v) = it?;
+            doc.uploads.push(item(T_UPLOADS, &k, &v)?);
         }
-        for item in tx.open_table(VERSIONS)?.iter()? {
-            let (k, v) = item?;
+        for it in tx.open_table(VERSIONS)?.iter()? {
+            let (k, v) = it?;
             doc.versions
-                .push((hex_encode(k.value()), versioning::decode(v.value())));
+                .push((hex_encode(k.value()), item(versioning::T_VERSIONS, &k, &v)?));
         }
         doc.version_seq = versioning::seq(&tx)?;
         let mut segments = vec![];
-        for item in tx.open_table(SEGMENTS)?.iter()? {
-            let (k, v) = item?;
+        for it in tx.open_table(SEGMENTS)?.iter()? {
+            let (k, v) = it?;
             segments.push((
                 segment_index::id_of(k.value()),
-                segment_index::decode(v.value()),
+                item(segment_index::T_SEGMENTS, &k, &v)?,
             ));
         }
         doc.segments = Some(segments);
-        for item in tx.open_table(NODE_ADMIN)?.iter()? {
-            let (k, v) = item?;
-            doc.node_admin.push((k.value(), decode(v.value())));
+        for it in tx.open_table(NODE_ADMIN)?.iter()? {
+            let (k, v) = it?;
+            doc.node_admin
+                .push((k.value(), item(T_NODE_ADMIN, &k, &v)?));
         }
-        doc.repair_config = tx
+        doc.repair_config = tx.open_table(META)?.get_sealed(T_META, KEY_REPAIR_CONFIG)?;
+        for it in tx.open_table(REQUESTS)?.iter()? {
+            let (k, v) = it?;
+            let id = weft_common::RequestId(u128::from_be_bytes(
+                k.value()
+                    .try_into()
+                    .map_err(|_| redb::Error::Corrupted("request key is not 16 bytes".into()))?,
+            ));
+            doc.requests.push((id, item(T_REQUESTS, &k, &v)?));
+        }
+        doc.request_clock = tx
             .open_table(META)?
-            .get(KEY_REPAIR_CONFIG)?
-            .map(|v| decode(v.value()));
+            .get_sealed(T_META, KEY_REQUEST_CLOCK)?
+            .unwrap_or(0);
         Ok((doc, applied, membership))
     }
 
@@ -1086,9 +736,11 @@ impl StateMachine {
         &self,
         doc: &SnapshotDoc,
         meta: &SnapshotMeta<RaftNodeId, openraft::BasicNode>,
-    ) -> Result<(), redb::Error> {
+    ) -> Result<(), MetaError> {
         let tx = self.db.begin_write()?;
         {
+            tx.open_table(REQUESTS)?.retain(|_, _| false)?;
+            tx.open_table(REQUEST_AGES)?.retain(|_, _| false)?;
             for def in [BUCKETS, KEYS, UPLOADS, META] {
                 let mut t = tx.open_table(def)?;
                 t.retain(|_, _| false)?;
@@ -1097,30 +749,46 @@ impl StateMachine {
             tx.open_table(NODES)?.retain(|_, _| false)?;
             let mut b = tx.open_table(BUCKETS)?;
             for x in &doc.buckets {
-                b.insert(x.name.as_str(), encode(x).as_slice())?;
+                b.insert(
+                    x.name.as_str(),
+                    sealed::<&str, _>(x.name.as_str(), x).as_slice(),
+                )?;
             }
             let mut o = tx.open_table(OBJECTS)?;
             for (bucket, key, v) in &doc.objects {
-                o.insert(object_key(bucket, key).as_slice(), encode(v).as_slice())?;
+                let ok = object_key(bucket, key);
+                o.insert(
+                    ok.as_slice(),
+                    sealed::<&[u8], _>(ok.as_slice(), v).as_slice(),
+                )?;
             }
             let mut n = tx.open_table(NODES)?;
             for x in &doc.nodes {
-                n.insert(x.id.0, encode(x).as_slice())?;
+                n.insert(x.id.0, sealed::<u64, _>(x.id.0, x).as_slice())?;
             }
             let mut k = tx.open_table(KEYS)?;
             for x in &doc.keys {
-                k.insert(x.access_key.as_str(), encode(x).as_slice())?;
+                k.insert(
+                    x.access_key.as_str(),
+                    sealed::<&str, _>(x.access_key.as_str(), x).as_slice(),
+                )?;
             }
             let mut u = tx.open_table(UPLOADS)?;
             for x in &doc.uploads {
-                u.insert(x.upload_id.as_str(), encode(x).as_slice())?;
+                u.insert(
+                    x.upload_id.as_str(),
+                    sealed::<&str, _>(x.upload_id.as_str(), x).as_slice(),
+                )?;
             }
             let mut vt = tx.open_table(VERSIONS)?;
             vt.retain(|_, _| false)?;
             for (k, r) in &doc.versions {
                 let key = hex_decode(k)
                     .ok_or_else(|| redb::Error::Corrupted(format!("snapshot version key {k}")))?;
-                vt.insert(key.as_slice(), versioning::encode(r).as_slice())?;
+                vt.insert(
+                    key.as_slice(),
+                    sealed::<&[u8], _>(key.as_slice(), r).as_slice(),
+                )?;
             }
             versioning::set_seq(&tx, doc.version_seq)?;
             drop((b, o, n, k, u, vt));
@@ -1130,7 +798,7 @@ impl StateMachine {
                 for (id, r) in doc.segments.iter().flatten() {
                     st.insert(
                         segment_index::key(*id).as_slice(),
-                        segment_index::encode(r).as_slice(),
+                        segment_index::encode(*id, r).as_slice(),
                     )?;
                 }
             }
@@ -1141,16 +809,49 @@ impl StateMachine {
                 let mut na = tx.open_table(NODE_ADMIN)?;
                 na.retain(|_, _| false)?;
                 for (id, a) in &doc.node_admin {
-                    na.insert(*id, encode(a).as_slice())?;
+                    na.insert(*id, sealed::<u64, _>(*id, a).as_slice())?;
+                }
+            }
+            {
+                let mut rq = tx.open_table(REQUESTS)?;
+                let mut ra = tx.open_table(REQUEST_AGES)?;
+                for (id, r) in &doc.requests {
+                    let k = id.0.to_be_bytes();
+                    rq.insert(k.as_slice(), sealed::<&[u8], _>(k.as_slice(), r).as_slice())?;
+                    let mut age = r.at_ms.to_be_bytes().to_vec();
+                    age.extend_from_slice(&k);
+                    ra.insert(
+                        age.as_slice(),
+                        sealed::<&[u8], _>(age.as_slice(), &()).as_slice(),
+                    )?;
                 }
             }
             let mut m = tx.open_table(META)?;
-            m.insert(KEY_SEGMENT_INDEX, b"1".as_slice())?;
+            let mut put =
+                |key: &'static str, bytes: Vec<u8>| m.insert(key, bytes.as_slice()).map(|_| ());
+            put(
+                envelope::MIGRATED_KEY,
+                sealed::<&str, _>(envelope::MIGRATED_KEY, &1u32),
+            )?;
+            put(
+                KEY_SEGMENT_INDEX,
+                sealed::<&str, _>(KEY_SEGMENT_INDEX, &1u32),
+            )?;
             if let Some(c) = &doc.repair_config {
-                m.insert(KEY_REPAIR_CONFIG, encode(c).as_slice())?;
+                put(KEY_REPAIR_CONFIG, sealed::<&str, _>(KEY_REPAIR_CONFIG, c))?;
             }
-            m.insert(KEY_APPLIED, encode(&meta.last_log_id).as_slice())?;
-            m.insert(KEY_MEMBERSHIP, encode(&meta.last_membership).as_slice())?;
+            put(
+                KEY_REQUEST_CLOCK,
+                sealed::<&str, _>(KEY_REQUEST_CLOCK, &doc.request_clock),
+            )?;
+            put(
+                KEY_APPLIED,
+                sealed::<&str, _>(KEY_APPLIED, &meta.last_log_id),
+            )?;
+            put(
+                KEY_MEMBERSHIP,
+                sealed::<&str, _>(KEY_MEMBERSHIP, &meta.last_membership),
+            )?;
         }
         tx.commit()?;
         Ok(())
@@ -1194,22 +895,6 @@ impl StateMachine {
     }
 }
 
-/// Why a conditional write must not apply, if it must not.
-fn condition_refusal(
-    condition: Option<&WriteCondition>,
-    current: Option<&ObjectVersion>,
-) -> Option<Refusal> {
-    match (condition?, current) {
-        (WriteCondition::NoneMatchAny, Some(_)) => Some(Refusal::PreconditionFailed),
-        (WriteCondition::NoneMatchAny, None) => None,
-        (WriteCondition::Match(_), None) => Some(Refusal::NoSuchKey),
-        (WriteCondition::Match(etag), Some(v)) if &v.etag != etag => {
-            Some(Refusal::PreconditionFailed)
-        }
-        (WriteCondition::Match(_), Some(_)) => None,
-    }
-}
-
 fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -1221,24 +906,43 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-fn bucket_versioning(
-    tx: &redb::WriteTransaction,
-    bucket: &str,
-) -> Result<Option<Option<String>>, redb::Error> {
-    Ok(tx
-        .open_table(BUCKETS)?
-        .get(bucket)?
-        .map(|v| decode::<BucketInfo>(v.value()).versioning))
-}
-
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).expect("metadata types always serialize")
-}
-
-fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> T {
-    // Only this process writes these tables, with `encode`; a failure means
-    // the database file is damaged, which must stop the node, not be served.
-    serde_json::from_slice(b).expect("state machine table holds a value this version wrote")
+/// Seals, in place, every value written before the envelope existed.
+fn seal_legacy_values(tx: &redb::WriteTransaction) -> Result<u64, MetaError> {
+    let mut n = 0u64;
+    macro_rules! seal_table {
+        ($def:expr, $name:expr, $key:ty, $owned:ty, $conv:ident) => {{
+            let mut t = tx.open_table($def)?;
+            let mut redo: Vec<($owned, Vec<u8>)> = vec![];
+            for it in t.iter()? {
+                let (k, v) = it?;
+                let key = k.value();
+                let kb = envelope::key_bytes::<$key>(&key);
+                if let Some(sealed) = envelope::seal_legacy($name, &kb, v.value())? {
+                    redo.push((key.to_owned(), sealed));
+                }
+            }
+            for (k, v) in redo {
+                t.insert(k.$conv(), v.as_slice())?;
+                n += 1;
+            }
+        }};
+    }
+    seal_table!(BUCKETS, T_BUCKETS, &str, String, as_str);
+    seal_table!(OBJECTS, T_OBJECTS, &[u8], Vec<u8>, as_slice);
+    seal_table!(NODES, T_NODES, u64, u64, clone);
+    seal_table!(KEYS, T_KEYS, &str, String, as_str);
+    seal_table!(UPLOADS, T_UPLOADS, &str, String, as_str);
+    seal_table!(META, T_META, &str, String, as_str);
+    seal_table!(NODE_ADMIN, T_NODE_ADMIN, u64, u64, clone);
+    seal_table!(VERSIONS, versioning::T_VERSIONS, &[u8], Vec<u8>, as_slice);
+    seal_table!(
+        SEGMENTS,
+        segment_index::T_SEGMENTS,
+        &[u8],
+        Vec<u8>,
+        as_slice
+    );
+    Ok(n)
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
@@ -1296,7 +1000,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || -> Result<Vec<CommandResult>, redb::Error> {
+        tokio::task::spawn_blocking(move || -> Result<Vec<CommandResult>, MetaError> {
             // Not fsynced: the raft log already holds these entries durably
             // and is replayed from the last durable `last_applied` after a
             // crash. `build_snapshot` makes everything durable before the log
@@ -1311,7 +1015,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 match &e.payload {
                     EntryPayload::Blank => results.push(CommandResult::Done),
                     EntryPayload::Normal(cmd) => {
-                        results.push(StateMachine::apply_command(&tx, cmd)?)
+                        results.push(crate::apply::apply_command(&tx, cmd)?)
                     }
                     EntryPayload::Membership(m) => {
                         membership = Some(StoredMembership::new(Some(e.log_id), m.clone()));
@@ -1322,10 +1026,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             {
                 let mut m = tx.open_table(META)?;
                 if let Some(l) = last {
-                    m.insert(KEY_APPLIED, encode(&Some(l)).as_slice())?;
+                    m.insert(
+                        KEY_APPLIED,
+                        sealed::<&str, _>(KEY_APPLIED, &Some(l)).as_slice(),
+                    )?;
                 }
                 if let Some(mem) = membership {
-                    m.insert(KEY_MEMBERSHIP, encode(&mem).as_slice())?;
+                    m.insert(
+                        KEY_MEMBERSHIP,
+                        sealed::<&str, _>(KEY_MEMBERSHIP, &mem).as_slice(),
+                    )?;
                 }
             }
             tx.commit()?;

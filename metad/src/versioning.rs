@@ -12,6 +12,9 @@
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use weft_common::manifest::{ObjectVersion, VersionRecord};
 
+use crate::envelope::{item, sealed};
+use crate::error::MetaError;
+
 pub(crate) const VERSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("versions");
 const SEQ: TableDefinition<&str, u64> = TableDefinition::new("version_seq");
 
@@ -25,7 +28,7 @@ pub(crate) fn key_prefix(bucket: &str, key: &str) -> Vec<u8> {
     k
 }
 
-fn next_seq(tx: &WriteTransaction) -> Result<u64, redb::Error> {
+fn next_seq(tx: &WriteTransaction) -> Result<u64, MetaError> {
     let mut t = tx.open_table(SEQ)?;
     let n = t.get("seq")?.map(|v| v.value()).unwrap_or(0) + 1;
     t.insert("seq", n)?;
@@ -33,7 +36,7 @@ fn next_seq(tx: &WriteTransaction) -> Result<u64, redb::Error> {
 }
 
 /// The seq counter (for snapshots).
-pub(crate) fn seq(tx: &redb::ReadTransaction) -> Result<u64, redb::Error> {
+pub(crate) fn seq(tx: &redb::ReadTransaction) -> Result<u64, MetaError> {
     match tx.open_table(SEQ) {
         Ok(t) => Ok(t.get("seq")?.map(|v| v.value()).unwrap_or(0)),
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
@@ -42,17 +45,26 @@ pub(crate) fn seq(tx: &redb::ReadTransaction) -> Result<u64, redb::Error> {
 }
 
 /// Restores the seq counter (snapshot install).
-pub(crate) fn set_seq(tx: &WriteTransaction, n: u64) -> Result<(), redb::Error> {
+pub(crate) fn set_seq(tx: &WriteTransaction, n: u64) -> Result<(), MetaError> {
     tx.open_table(SEQ)?.insert("seq", n)?;
     Ok(())
 }
 
-pub(crate) fn encode(r: &VersionRecord) -> Vec<u8> {
-    serde_json::to_vec(r).expect("version records serialize")
-}
+/// Table name in envelope errors.
+pub(crate) const T_VERSIONS: &str = "versions";
 
-pub(crate) fn decode(b: &[u8]) -> VersionRecord {
-    serde_json::from_slice(b).expect("versions table holds records this version wrote")
+/// Whether the history of `bucket/key` holds version `id` or a delete
+/// marker with that id: how apply recognises a command applied again.
+pub(crate) fn holds_version(
+    tx: &WriteTransaction,
+    bucket: &str,
+    key: &str,
+    id: weft_common::VersionId,
+) -> Result<bool, MetaError> {
+    let label = id.to_string();
+    Ok(history(tx, bucket, key)?.iter().any(|(_, r)| {
+        r.version_id == label || r.version.as_ref().map(|v| v.version_id) == Some(id)
+    }))
 }
 
 /// History of one key, newest first, with table keys.
@@ -60,7 +72,7 @@ pub(crate) fn history(
     tx: &WriteTransaction,
     bucket: &str,
     key: &str,
-) -> Result<Vec<(Vec<u8>, VersionRecord)>, redb::Error> {
+) -> Result<Vec<(Vec<u8>, VersionRecord)>, MetaError> {
     let t = tx.open_table(VERSIONS)?;
     let p = key_prefix(bucket, key);
     // Entries are the prefix plus an 8-byte sequence: the last one possible
@@ -68,11 +80,11 @@ pub(crate) fn history(
     let mut end = p.clone();
     end.extend_from_slice(&[0xFF; 8]);
     let mut out = vec![];
-    for item in t.range::<&[u8]>(p.as_slice()..=end.as_slice())? {
-        let (k, v) = item?;
+    for it in t.range::<&[u8]>(p.as_slice()..=end.as_slice())? {
+        let (k, v) = it?;
         // Only this key: the next 8 bytes are the seq, nothing more.
         if k.value().len() == p.len() + 8 {
-            out.push((k.value().to_vec(), decode(v.value())));
+            out.push((k.value().to_vec(), item(T_VERSIONS, &k, &v)?));
         }
     }
     Ok(out)
@@ -83,12 +95,12 @@ fn insert(
     bucket: &str,
     key: &str,
     r: &VersionRecord,
-) -> Result<(), redb::Error> {
+) -> Result<(), MetaError> {
     let n = next_seq(tx)?;
     let mut k = key_prefix(bucket, key);
     k.extend_from_slice(&(u64::MAX - n).to_be_bytes());
     tx.open_table(VERSIONS)?
-        .insert(k.as_slice(), encode(r).as_slice())?;
+        .insert(k.as_slice(), sealed::<&[u8], _>(k.as_slice(), r).as_slice())?;
     Ok(())
 }
 
@@ -99,7 +111,7 @@ fn adopt(
     bucket: &str,
     key: &str,
     current: Option<&ObjectVersion>,
-) -> Result<(), redb::Error> {
+) -> Result<(), MetaError> {
     let Some(cur) = current else { return Ok(()) };
     let known = history(tx, bucket, key)?
         .iter()
@@ -127,7 +139,7 @@ fn remove_null(
     tx: &WriteTransaction,
     bucket: &str,
     key: &str,
-) -> Result<Option<ObjectVersion>, redb::Error> {
+) -> Result<Option<ObjectVersion>, MetaError> {
     for (k, r) in history(tx, bucket, key)? {
         if r.version_id == "null" {
             tx.open_table(VERSIONS)?.remove(k.as_slice())?;
@@ -146,7 +158,7 @@ pub(crate) fn put(
     enabled: bool,
     version: &mut ObjectVersion,
     current: Option<&ObjectVersion>,
-) -> Result<Option<ObjectVersion>, redb::Error> {
+) -> Result<Option<ObjectVersion>, MetaError> {
     adopt(tx, bucket, key, current)?;
     let (id, released) = if enabled {
         (version.version_id.to_string(), None)
@@ -176,7 +188,7 @@ pub(crate) fn delete(
     enabled: bool,
     marker: (weft_common::VersionId, u64),
     current: Option<&ObjectVersion>,
-) -> Result<(Option<ObjectVersion>, String), redb::Error> {
+) -> Result<(Option<ObjectVersion>, String), MetaError> {
     adopt(tx, bucket, key, current)?;
     let (id, released) = if enabled {
         (marker.0.to_string(), None)
@@ -204,7 +216,7 @@ pub(crate) fn delete_version(
     key: &str,
     version_id: &str,
     current: Option<&ObjectVersion>,
-) -> Result<Option<(VersionRecord, Option<ObjectVersion>)>, redb::Error> {
+) -> Result<Option<(VersionRecord, Option<ObjectVersion>)>, MetaError> {
     // Only the `null` version can be the unrecorded current one; adopting it
     // for any other id would leave a stray record behind.
     if version_id == "null" {

@@ -101,7 +101,9 @@ async fn open_sm_when_released(dir: &Path) -> StateMachine {
     loop {
         match StateMachine::open(dir) {
             Ok(sm) => return sm,
-            Err(redb::Error::DatabaseAlreadyOpen) if Instant::now() < deadline => {
+            Err(weft_metad::error::MetaError::Store(redb::Error::DatabaseAlreadyOpen))
+                if Instant::now() < deadline =>
+            {
                 tokio::time::sleep(Duration::from_millis(20)).await
             }
             Err(e) => panic!("open state machine in {}: {e}", dir.display()),

@@ -57,9 +57,11 @@ pub enum GatewayError {
 /// path answers the same way; see the tests below for each mapping.
 pub fn to_s3(e: GatewayError) -> S3Error {
     let code = match &e {
-        GatewayError::Metad(weft_metad::MetadClientError::Unavailable { .. }) => {
-            S3ErrorCode::ServiceUnavailable
-        }
+        // Both are worth a client retry; an unknown outcome released nothing.
+        GatewayError::Metad(
+            weft_metad::MetadClientError::Unavailable { .. }
+            | weft_metad::MetadClientError::OutcomeUnknown { .. },
+        ) => S3ErrorCode::ServiceUnavailable,
         GatewayError::Metad(_) => S3ErrorCode::InternalError,
         GatewayError::Placement(_)
         | GatewayError::WriteQuorum { .. }
@@ -96,6 +98,16 @@ mod tests {
                 weft_metad::MetadClientError::Unavailable {
                     attempts: 1,
                     last: "x".into()
+                }
+            ))
+            .code(),
+            S3ErrorCode::ServiceUnavailable
+        );
+        assert_eq!(
+            *to_s3(GatewayError::Metad(
+                weft_metad::MetadClientError::OutcomeUnknown {
+                    attempts: 3,
+                    last: "timeout".into()
                 }
             ))
             .code(),

@@ -1,0 +1,550 @@
+//! Apply: how each command changes the tables, deterministically, in log
+//! order, inside the caller's write transaction.
+//!
+//! The rule every arm keeps (docs/decisions.md, "Every command applies
+//! once"): a command applied a second time — the client retried after an
+//! unknown outcome, so the log holds it twice — changes nothing and releases
+//! nothing. Client commands arrive wrapped in [`Command::Request`], whose id
+//! [`crate::requests`] remembers; on top of that every arm is a no-op on an
+//! immediate re-apply by comparing version and segment ids, so a command
+//! that reaches apply without a request id cannot release its own data
+//! either. A result may list a segment as released only if nothing refers to
+//! it any more: [`crate::segment_index::track`] drops from the released list
+//! anything the same command adds.
+
+use redb::{ReadableTable, WriteTransaction};
+use weft_common::manifest::{AccessKey, BucketInfo, ObjectVersion, Segment, Upload};
+use weft_common::rpc::{Command, CommandResult, Refusal, WriteCondition};
+use weft_common::topology::NodeAdmin;
+
+use crate::envelope::{item, sealed, SealedRead};
+use crate::error::MetaError;
+use crate::segment_index;
+use crate::tables::*;
+use crate::versioning;
+
+type Applied = Result<CommandResult, MetaError>;
+
+fn refused(refusal: Refusal) -> Applied {
+    Ok(CommandResult::Refused { refusal })
+}
+
+/// Applies one command (a batch or request applies its inner commands) and
+/// keeps the segment index in step with what it added and released.
+pub(crate) fn apply_command(tx: &WriteTransaction, cmd: &Command) -> Applied {
+    if let Command::Request { id, at_ms, command } = cmd {
+        return crate::requests::apply_once(tx, *id, *at_ms, |tx| apply_command(tx, command));
+    }
+    let mut result = apply_one(tx, cmd)?;
+    segment_index::track(tx, cmd, &mut result)?;
+    Ok(result)
+}
+
+fn apply_one(tx: &WriteTransaction, cmd: &Command) -> Applied {
+    match cmd {
+        Command::CreateBucket { bucket } => {
+            let mut t = tx.open_table(BUCKETS)?;
+            if let Some(existing) = t.get_sealed::<BucketInfo>(T_BUCKETS, bucket.name.as_str())? {
+                return refused(Refusal::BucketExists {
+                    owner: existing.owner,
+                });
+            }
+            let v = sealed::<&str, _>(bucket.name.as_str(), bucket);
+            t.insert(bucket.name.as_str(), v.as_slice())?;
+            Ok(CommandResult::Done)
+        }
+        Command::DeleteBucket { name } => {
+            let mut t = tx.open_table(BUCKETS)?;
+            if t.get(name.as_str())?.is_none() {
+                return refused(Refusal::NoSuchBucket);
+            }
+            let base = object_key(name, "");
+            let end = prefix_end(&base);
+            let occupied = tx
+                .open_table(OBJECTS)?
+                .range::<&[u8]>(base.as_slice()..end.as_slice())?
+                .next()
+                .is_some()
+                || tx
+                    .open_table(versioning::VERSIONS)?
+                    .range::<&[u8]>(base.as_slice()..end.as_slice())?
+                    .next()
+                    .is_some();
+            if occupied {
+                return refused(Refusal::BucketNotEmpty);
+            }
+            t.remove(name.as_str())?;
+            Ok(CommandResult::Done)
+        }
+        Command::PutObject {
+            bucket,
+            key,
+            version,
+            condition,
+        } => put_object(tx, bucket, key, version, condition.as_ref()),
+        Command::SetBucketVersioning { bucket, status } => {
+            if status != "Enabled" && status != "Suspended" {
+                return refused(Refusal::PreconditionFailed);
+            }
+            update_bucket(tx, bucket, |b| b.versioning = Some(status.clone()))
+        }
+        Command::DeleteObjectVersion {
+            bucket,
+            key,
+            version_id,
+        } => {
+            if bucket_versioning(tx, bucket)?.is_none() {
+                return refused(Refusal::NoSuchBucket);
+            }
+            let mut t = tx.open_table(OBJECTS)?;
+            let k = object_key(bucket, key);
+            let current: Option<ObjectVersion> = t.get_sealed(T_OBJECTS, k.as_slice())?;
+            match versioning::delete_version(tx, bucket, key, version_id, current.as_ref())? {
+                // Deleting a version that does not exist succeeds (S3), and
+                // so does deleting it again.
+                None => Ok(CommandResult::VersionDeleted {
+                    released: None,
+                    delete_marker: None,
+                }),
+                Some((removed, new_current)) => {
+                    match new_current {
+                        Some(v) => {
+                            t.insert(
+                                k.as_slice(),
+                                sealed::<&[u8], _>(k.as_slice(), &v).as_slice(),
+                            )?;
+                        }
+                        None => {
+                            t.remove(k.as_slice())?;
+                        }
+                    }
+                    let marker = removed
+                        .is_delete_marker()
+                        .then(|| removed.version_id.clone());
+                    Ok(CommandResult::VersionDeleted {
+                        released: removed.version,
+                        delete_marker: marker,
+                    })
+                }
+            }
+        }
+        Command::SetObjectTags { bucket, key, tags } => {
+            if tx.open_table(BUCKETS)?.get(bucket.as_str())?.is_none() {
+                return refused(Refusal::NoSuchBucket);
+            }
+            let mut t = tx.open_table(OBJECTS)?;
+            let k = object_key(bucket, key);
+            let Some(mut v) = t.get_sealed::<ObjectVersion>(T_OBJECTS, k.as_slice())? else {
+                return refused(Refusal::NoSuchKey);
+            };
+            v.tags = tags.clone();
+            t.insert(
+                k.as_slice(),
+                sealed::<&[u8], _>(k.as_slice(), &v).as_slice(),
+            )?;
+            Ok(CommandResult::Done)
+        }
+        Command::SetBucketTags { bucket, tags } => {
+            update_bucket(tx, bucket, |b| b.tags = tags.clone())
+        }
+        Command::DeleteObject {
+            bucket,
+            key,
+            marker,
+        } => delete_object(tx, bucket, key, marker.as_ref()),
+        Command::CreateUpload { upload } => {
+            if tx
+                .open_table(BUCKETS)?
+                .get(upload.bucket.as_str())?
+                .is_none()
+            {
+                return refused(Refusal::NoSuchBucket);
+            }
+            let mut t = tx.open_table(UPLOADS)?;
+            // Upload ids are random and never reused: one already present is
+            // this very command applied again.
+            if t.get(upload.upload_id.as_str())?.is_none() {
+                let v = sealed::<&str, _>(upload.upload_id.as_str(), upload);
+                t.insert(upload.upload_id.as_str(), v.as_slice())?;
+            }
+            Ok(CommandResult::Done)
+        }
+        Command::PutPart { upload_id, part } => {
+            let mut t = tx.open_table(UPLOADS)?;
+            let Some(mut upload) = t.get_sealed::<Upload>(T_UPLOADS, upload_id.as_str())? else {
+                return refused(Refusal::NoSuchUpload);
+            };
+            let same = upload.part(part.part_number).is_some_and(|p| {
+                p.segments
+                    .iter()
+                    .map(|s| s.id)
+                    .eq(part.segments.iter().map(|s| s.id))
+            });
+            if same {
+                // Applied again: the part already points at these segments.
+                return Ok(CommandResult::Released { segments: vec![] });
+            }
+            let old = upload.put_part(part.clone());
+            let v = sealed::<&str, _>(upload_id.as_str(), &upload);
+            t.insert(upload_id.as_str(), v.as_slice())?;
+            Ok(CommandResult::Released {
+                segments: old.map(|p| p.segments).unwrap_or_default(),
+            })
+        }
+        Command::CompleteUpload {
+            upload_id,
+            bucket,
+            key,
+            parts,
+            version,
+            condition,
+        } => complete_upload(
+            tx,
+            upload_id,
+            bucket,
+            key,
+            parts,
+            version,
+            condition.as_ref(),
+        ),
+        Command::AbortUpload { upload_id } => {
+            let mut t = tx.open_table(UPLOADS)?;
+            let removed = t.remove(upload_id.as_str())?;
+            let upload: Option<Upload> = match removed {
+                None => None,
+                Some(v) => Some(crate::envelope::decode(
+                    T_UPLOADS,
+                    upload_id.as_bytes(),
+                    v.value(),
+                )?),
+            };
+            match upload {
+                None => refused(Refusal::NoSuchUpload),
+                Some(u) => Ok(CommandResult::Released {
+                    segments: u.parts.into_iter().flat_map(|p| p.segments).collect(),
+                }),
+            }
+        }
+        Command::Batch { commands } => {
+            let mut results = Vec::with_capacity(commands.len());
+            for c in commands {
+                results.push(apply_command(tx, c)?);
+            }
+            Ok(CommandResult::Batch { results })
+        }
+        Command::Request { .. } => unreachable!("apply_command unwraps requests"),
+        Command::MoveShard {
+            segment,
+            index,
+            from,
+            to,
+        } => segment_index::move_shard(tx, *segment, *index, *from, *to),
+        Command::DropShard {
+            segment,
+            index,
+            node,
+        } => segment_index::drop_shard(tx, *segment, *index, *node),
+        Command::SetNodeAdmin { node, admin } => {
+            if tx.open_table(NODES)?.get(node.0)?.is_none() {
+                return refused(Refusal::NoSuchNode);
+            }
+            let mut t = tx.open_table(NODE_ADMIN)?;
+            let current: NodeAdmin = t.get_sealed(T_NODE_ADMIN, node.0)?.unwrap_or_default();
+            if current == NodeAdmin::Removed && *admin != NodeAdmin::Removed {
+                return refused(Refusal::NodeRemoved);
+            }
+            t.insert(node.0, sealed::<u64, _>(node.0, admin).as_slice())?;
+            Ok(CommandResult::Done)
+        }
+        Command::SetRepairConfig { config } => {
+            tx.open_table(META)?.insert(
+                KEY_REPAIR_CONFIG,
+                sealed::<&str, _>(KEY_REPAIR_CONFIG, config).as_slice(),
+            )?;
+            Ok(CommandResult::Done)
+        }
+        Command::RegisterNode { node } => {
+            let admin: Option<NodeAdmin> = tx
+                .open_table(NODE_ADMIN)?
+                .get_sealed(T_NODE_ADMIN, node.id.0)?;
+            if admin == Some(NodeAdmin::Removed) {
+                return refused(Refusal::NodeRemoved);
+            }
+            tx.open_table(NODES)?
+                .insert(node.id.0, sealed::<u64, _>(node.id.0, node).as_slice())?;
+            Ok(CommandResult::Done)
+        }
+        Command::CreateKey { key } => {
+            let mut t = tx.open_table(KEYS)?;
+            let mut same = false;
+            let mut taken = false;
+            for it in t.iter()? {
+                let (k, v) = it?;
+                let existing: AccessKey = item(T_KEYS, &k, &v)?;
+                if existing == *key {
+                    same = true;
+                } else if existing.name == key.name || existing.access_key == key.access_key {
+                    taken = true;
+                }
+            }
+            if same && !taken {
+                return Ok(CommandResult::Done); // applied again
+            }
+            if taken || same {
+                return refused(Refusal::KeyExists);
+            }
+            t.insert(
+                key.access_key.as_str(),
+                sealed::<&str, _>(key.access_key.as_str(), key).as_slice(),
+            )?;
+            Ok(CommandResult::Done)
+        }
+        Command::DeleteKey { name } => {
+            let mut t = tx.open_table(KEYS)?;
+            let mut found: Option<AccessKey> = None;
+            for it in t.iter()? {
+                let (k, v) = it?;
+                let existing: AccessKey = item(T_KEYS, &k, &v)?;
+                if &existing.name == name {
+                    found = Some(existing);
+                }
+            }
+            match found {
+                None => refused(Refusal::NoSuchKeyName),
+                Some(k) if k.root => refused(Refusal::KeyIsRoot),
+                Some(k) => {
+                    t.remove(k.access_key.as_str())?;
+                    Ok(CommandResult::Done)
+                }
+            }
+        }
+    }
+}
+
+fn update_bucket(tx: &WriteTransaction, bucket: &str, f: impl FnOnce(&mut BucketInfo)) -> Applied {
+    let mut t = tx.open_table(BUCKETS)?;
+    let Some(mut b) = t.get_sealed::<BucketInfo>(T_BUCKETS, bucket)? else {
+        return refused(Refusal::NoSuchBucket);
+    };
+    f(&mut b);
+    t.insert(bucket, sealed::<&str, _>(bucket, &b).as_slice())?;
+    Ok(CommandResult::Done)
+}
+
+fn put_object(
+    tx: &WriteTransaction,
+    bucket: &str,
+    key: &str,
+    version: &ObjectVersion,
+    condition: Option<&WriteCondition>,
+) -> Applied {
+    let Some(versioning) = bucket_versioning(tx, bucket)? else {
+        return refused(Refusal::NoSuchBucket);
+    };
+    let mut t = tx.open_table(OBJECTS)?;
+    let k = object_key(bucket, key);
+    let current: Option<ObjectVersion> = t.get_sealed(T_OBJECTS, k.as_slice())?;
+    // Applied again: its own version is current (or, versioned, in the
+    // history), so reporting anything as replaced would free its own data.
+    if current.as_ref().map(|c| c.version_id) == Some(version.version_id)
+        || versioning::holds_version(tx, bucket, key, version.version_id)?
+    {
+        return Ok(CommandResult::Replaced { previous: None });
+    }
+    if let Some(r) = condition_refusal(condition, current.as_ref()) {
+        return refused(r);
+    }
+    match versioning {
+        None => {
+            t.insert(
+                k.as_slice(),
+                sealed::<&[u8], _>(k.as_slice(), version).as_slice(),
+            )?;
+            Ok(CommandResult::Replaced { previous: current })
+        }
+        Some(status) => {
+            let mut v = version.clone();
+            let released = versioning::put(
+                tx,
+                bucket,
+                key,
+                status == "Enabled",
+                &mut v,
+                current.as_ref(),
+            )?;
+            t.insert(
+                k.as_slice(),
+                sealed::<&[u8], _>(k.as_slice(), &v).as_slice(),
+            )?;
+            Ok(CommandResult::Replaced { previous: released })
+        }
+    }
+}
+
+fn delete_object(
+    tx: &WriteTransaction,
+    bucket: &str,
+    key: &str,
+    marker: Option<&(weft_common::VersionId, u64)>,
+) -> Applied {
+    let Some(versioning) = bucket_versioning(tx, bucket)? else {
+        return refused(Refusal::NoSuchBucket);
+    };
+    if let (Some(_), Some((id, _))) = (&versioning, marker) {
+        // Applied again: the marker this command creates is already there.
+        if versioning::holds_version(tx, bucket, key, *id)? {
+            return Ok(CommandResult::VersionDeleted {
+                released: None,
+                delete_marker: Some(id.to_string()),
+            });
+        }
+    }
+    let mut t = tx.open_table(OBJECTS)?;
+    let k = object_key(bucket, key);
+    let previous: Option<ObjectVersion> = match t.remove(k.as_slice())? {
+        None => None,
+        Some(v) => Some(crate::envelope::decode(T_OBJECTS, &k, v.value())?),
+    };
+    match (versioning, marker) {
+        (Some(status), Some(marker)) => {
+            let (released, id) = versioning::delete(
+                tx,
+                bucket,
+                key,
+                status == "Enabled",
+                *marker,
+                previous.as_ref(),
+            )?;
+            Ok(CommandResult::VersionDeleted {
+                released,
+                delete_marker: Some(id),
+            })
+        }
+        _ => Ok(CommandResult::Replaced { previous }),
+    }
+}
+
+/// `CompleteUpload`. The new version's segments and part sizes come from
+/// the parts metad holds now, never from the proposer's copy: a part
+/// re-uploaded with the same ETag after the gateway read the upload has new
+/// segments, and the old ones are already released.
+fn complete_upload(
+    tx: &WriteTransaction,
+    upload_id: &str,
+    bucket: &str,
+    key: &str,
+    parts: &[(u32, String)],
+    version: &ObjectVersion,
+    condition: Option<&WriteCondition>,
+) -> Applied {
+    let mut t = tx.open_table(UPLOADS)?;
+    let Some(mut upload) = t.get_sealed::<Upload>(T_UPLOADS, upload_id)? else {
+        // Applied again: its version is current or in the history, so
+        // succeed and free nothing.
+        let current: Option<ObjectVersion> = tx
+            .open_table(OBJECTS)?
+            .get_sealed(T_OBJECTS, object_key(bucket, key).as_slice())?;
+        if current.map(|c| c.version_id) == Some(version.version_id)
+            || versioning::holds_version(tx, bucket, key, version.version_id)?
+        {
+            return Ok(CommandResult::Released { segments: vec![] });
+        }
+        return refused(Refusal::NoSuchUpload);
+    };
+    let mut segments: Vec<Segment> = Vec::new();
+    let mut part_sizes = Vec::with_capacity(parts.len());
+    let mut size = 0u64;
+    for (n, etag) in parts {
+        let Some(p) = upload.part(*n).filter(|p| &p.etag == etag) else {
+            return refused(Refusal::InvalidPart { part_number: *n });
+        };
+        for s in &p.segments {
+            let mut s = s.clone();
+            s.offset += size;
+            segments.push(s);
+        }
+        part_sizes.push(p.size);
+        size += p.size;
+    }
+    if size != version.size {
+        // Same ETags but other sizes: the proposer read parts that have
+        // since changed in a way an ETag cannot show. Let it retry.
+        return refused(Refusal::InvalidPart {
+            part_number: parts.first().map(|p| p.0).unwrap_or(0),
+        });
+    }
+    if tx
+        .open_table(BUCKETS)?
+        .get(upload.bucket.as_str())?
+        .is_none()
+    {
+        return refused(Refusal::NoSuchBucket);
+    }
+    let k = object_key(&upload.bucket, &upload.key);
+    let current: Option<ObjectVersion> = tx
+        .open_table(OBJECTS)?
+        .get_sealed(T_OBJECTS, k.as_slice())?;
+    if let Some(r) = condition_refusal(condition, current.as_ref()) {
+        return refused(r);
+    }
+    t.remove(upload_id)?;
+    upload
+        .parts
+        .retain(|p| !parts.iter().any(|(n, _)| *n == p.part_number));
+    let mut released: Vec<_> = upload.parts.into_iter().flat_map(|p| p.segments).collect();
+    let mut v = version.clone();
+    v.segments = segments;
+    v.part_sizes = part_sizes;
+    let mut objects = tx.open_table(OBJECTS)?;
+    match bucket_versioning(tx, &upload.bucket)?.flatten() {
+        None => {
+            if let Some(prev) = current {
+                released.extend(prev.segments);
+            }
+        }
+        Some(status) => {
+            if let Some(prev) = versioning::put(
+                tx,
+                &upload.bucket,
+                &upload.key,
+                status == "Enabled",
+                &mut v,
+                current.as_ref(),
+            )? {
+                released.extend(prev.segments);
+            }
+        }
+    }
+    objects.insert(
+        k.as_slice(),
+        sealed::<&[u8], _>(k.as_slice(), &v).as_slice(),
+    )?;
+    Ok(CommandResult::Released { segments: released })
+}
+
+/// Why a conditional write must not apply, if it must not.
+pub(crate) fn condition_refusal(
+    condition: Option<&WriteCondition>,
+    current: Option<&ObjectVersion>,
+) -> Option<Refusal> {
+    match (condition?, current) {
+        (WriteCondition::NoneMatchAny, Some(_)) => Some(Refusal::PreconditionFailed),
+        (WriteCondition::NoneMatchAny, None) => None,
+        (WriteCondition::Match(_), None) => Some(Refusal::NoSuchKey),
+        (WriteCondition::Match(etag), Some(v)) if &v.etag != etag => {
+            Some(Refusal::PreconditionFailed)
+        }
+        (WriteCondition::Match(_), Some(_)) => None,
+    }
+}
+
+/// `None` if the bucket does not exist, else its versioning state.
+fn bucket_versioning(
+    tx: &WriteTransaction,
+    bucket: &str,
+) -> Result<Option<Option<String>>, MetaError> {
+    Ok(tx
+        .open_table(BUCKETS)?
+        .get_sealed::<BucketInfo>(T_BUCKETS, bucket)?
+        .map(|b| b.versioning))
+}

@@ -1,0 +1,504 @@
+//! Property tests of the apply rule: a command applied twice — at once, or
+//! later with other commands in between — changes nothing the second time
+//! and never releases a segment that anything still references.
+//!
+//! Operations are drawn from every command kind over small pools of buckets
+//! (one unversioned, one versioned), keys and uploads, so they collide
+//! often: overwrites, re-uploaded parts with the same ETag, completions
+//! racing part uploads. Every segment and version id is fresh, as in the
+//! real system. After each application the checker asserts:
+//!
+//! - no segment a result releases is referenced afterwards;
+//! - no segment ever released is referenced again (a retry resurrecting a
+//!   version or part whose shards were already freed);
+//! - the segment index holds exactly the referenced segments.
+
+use std::collections::BTreeSet;
+
+use proptest::prelude::*;
+use weft_common::manifest::{AccessKey, BucketInfo, ObjectVersion, Segment, Upload, UploadPart};
+use weft_common::profile::Layout;
+use weft_common::repair::RepairConfig;
+use weft_common::rpc::{Command, CommandResult};
+use weft_common::topology::{NodeAdmin, NodeInfo};
+use weft_common::{NodeId, RequestId, SegmentId, VersionId};
+
+use crate::state_machine::StateMachine;
+
+const BUCKETS: [&str; 2] = ["plain", "versioned"];
+const KEYS: [&str; 2] = ["k1", "k2"];
+/// Upload id → (bucket, key).
+const UPLOADS: [(&str, usize, usize); 3] = [("u1", 0, 0), ("u2", 1, 1), ("u3", 1, 0)];
+const PART_BYTES: u64 = 10;
+
+/// An operation before ids are assigned.
+#[derive(Clone, Debug)]
+enum Op {
+    Put { b: usize, k: usize },
+    Delete { b: usize, k: usize },
+    DeleteVersion { b: usize, k: usize, pick: usize },
+    SetTags { b: usize, k: usize },
+    BucketTags { b: usize },
+    CreateUpload { u: usize },
+    PutPart { u: usize, n: u32 },
+    Complete { u: usize, parts: u32 },
+    Abort { u: usize },
+    Move { pick: usize, to: u64 },
+    Drop { pick: usize },
+    NodeAdmin { n: u64 },
+    RepairConfig,
+    CreateKey { n: usize },
+    DeleteKey { n: usize },
+    CreateBucket,
+    DeleteBucket { b: usize },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let b = 0..BUCKETS.len();
+    let k = 0..KEYS.len();
+    let u = 0..UPLOADS.len();
+    prop_oneof![
+        4 => (b.clone(), k.clone()).prop_map(|(b, k)| Op::Put { b, k }),
+        2 => (b.clone(), k.clone()).prop_map(|(b, k)| Op::Delete { b, k }),
+        2 => (b.clone(), k.clone(), any::<usize>())
+            .prop_map(|(b, k, pick)| Op::DeleteVersion { b, k, pick }),
+        1 => (b.clone(), k.clone()).prop_map(|(b, k)| Op::SetTags { b, k }),
+        1 => b.clone().prop_map(|b| Op::BucketTags { b }),
+        2 => u.clone().prop_map(|u| Op::CreateUpload { u }),
+        4 => (u.clone(), 1u32..=2).prop_map(|(u, n)| Op::PutPart { u, n }),
+        3 => (u.clone(), 1u32..=2).prop_map(|(u, parts)| Op::Complete { u, parts }),
+        1 => u.prop_map(|u| Op::Abort { u }),
+        2 => (any::<usize>(), 1u64..=4).prop_map(|(pick, to)| Op::Move { pick, to }),
+        1 => any::<usize>().prop_map(|pick| Op::Drop { pick }),
+        1 => (1u64..=4).prop_map(|n| Op::NodeAdmin { n }),
+        1 => Just(Op::RepairConfig),
+        1 => (0usize..2).prop_map(|n| Op::CreateKey { n }),
+        1 => (0usize..2).prop_map(|n| Op::DeleteKey { n }),
+        1 => Just(Op::CreateBucket),
+        1 => b.prop_map(|b| Op::DeleteBucket { b }),
+    ]
+}
+
+/// When an operation is applied again.
+#[derive(Clone, Copy, Debug)]
+enum Again {
+    Never,
+    AtOnce,
+    /// After this many later operations.
+    After(usize),
+}
+
+fn again(later: bool) -> impl Strategy<Value = Again> {
+    if later {
+        prop_oneof![
+            2 => Just(Again::Never),
+            1 => Just(Again::AtOnce),
+            2 => (1usize..6).prop_map(Again::After),
+        ]
+        .boxed()
+    } else {
+        prop_oneof![2 => Just(Again::Never), 1 => Just(Again::AtOnce)].boxed()
+    }
+}
+
+/// Turns operations into commands with fresh ids, as gateways would.
+struct Builder {
+    next: u128,
+    segments: Vec<SegmentId>,
+    versions: Vec<String>,
+}
+
+impl Builder {
+    fn fresh(&mut self) -> u128 {
+        self.next += 1;
+        self.next
+    }
+
+    fn segments(&mut self, n: usize) -> Vec<Segment> {
+        (0..n)
+            .map(|i| {
+                let id = SegmentId(self.fresh());
+                self.segments.push(id);
+                Segment {
+                    id,
+                    offset: i as u64 * 5,
+                    len: 5,
+                    layout: Layout::Replicated { copies: 3 },
+                    shards: vec![Some(NodeId(1)), Some(NodeId(2)), Some(NodeId(3))],
+                    shard_len: 5,
+                }
+            })
+            .collect()
+    }
+
+    fn version(&mut self, size: u64, segments: Vec<Segment>) -> ObjectVersion {
+        let id = VersionId(self.fresh());
+        self.versions.push(id.to_string());
+        ObjectVersion {
+            version_id: id,
+            size,
+            etag: format!("etag-{}", id.0),
+            crc32c: 0,
+            last_modified_ms: 1_000,
+            storage_class: "STANDARD".into(),
+            user_metadata: Default::default(),
+            content: Default::default(),
+            checksums: Default::default(),
+            checksum_type: None,
+            version_label: None,
+            part_sizes: vec![],
+            tags: Default::default(),
+            segments,
+        }
+    }
+
+    fn key(n: usize) -> AccessKey {
+        AccessKey {
+            access_key: format!("AK{n}"),
+            secret_key: "secret".into(),
+            name: format!("key{n}"),
+            root: false,
+            created_ms: 1,
+        }
+    }
+
+    fn build(&mut self, op: &Op) -> Command {
+        match *op {
+            Op::Put { b, k } => {
+                let segs = self.segments(2);
+                Command::PutObject {
+                    bucket: BUCKETS[b].into(),
+                    key: KEYS[k].into(),
+                    version: self.version(10, segs),
+                    condition: None,
+                }
+            }
+            Op::Delete { b, k } => Command::DeleteObject {
+                bucket: BUCKETS[b].into(),
+                key: KEYS[k].into(),
+                marker: Some((VersionId(self.fresh()), 2_000)),
+            },
+            Op::DeleteVersion { b, k, pick } => Command::DeleteObjectVersion {
+                bucket: BUCKETS[b].into(),
+                key: KEYS[k].into(),
+                version_id: if self.versions.is_empty() {
+                    "null".into()
+                } else {
+                    self.versions[pick % self.versions.len()].clone()
+                },
+            },
+            Op::SetTags { b, k } => Command::SetObjectTags {
+                bucket: BUCKETS[b].into(),
+                key: KEYS[k].into(),
+                tags: [("t".to_string(), self.fresh().to_string())].into(),
+            },
+            Op::BucketTags { b } => Command::SetBucketTags {
+                bucket: BUCKETS[b].into(),
+                tags: [("t".to_string(), self.fresh().to_string())].into(),
+            },
+            Op::CreateUpload { u } => {
+                let (id, b, k) = UPLOADS[u];
+                Command::CreateUpload {
+                    upload: Upload {
+                        upload_id: id.into(),
+                        bucket: BUCKETS[b].into(),
+                        key: KEYS[k].into(),
+                        initiated_ms: 1,
+                        storage_class: "STANDARD".into(),
+                        user_metadata: Default::default(),
+                        content: Default::default(),
+                        checksum_algorithm: None,
+                        checksum_type: None,
+                        parts: vec![],
+                    },
+                }
+            }
+            // The same ETag for every upload of a part number: a re-upload
+            // of the same bytes, the case that must not confuse completion.
+            Op::PutPart { u, n } => Command::PutPart {
+                upload_id: UPLOADS[u].0.into(),
+                part: UploadPart {
+                    part_number: n,
+                    etag: format!("part-{n}"),
+                    size: PART_BYTES,
+                    crc32c: 0,
+                    last_modified_ms: 1,
+                    checksums: Default::default(),
+                    segments: self.segments(1),
+                },
+            },
+            Op::Complete { u, parts } => {
+                let (id, b, k) = UPLOADS[u];
+                let listed: Vec<(u32, String)> =
+                    (1..=parts).map(|n| (n, format!("part-{n}"))).collect();
+                // The segments a gateway would have read earlier: stale ones
+                // on purpose (apply must use the parts it holds).
+                let stale = self.segments(1);
+                Command::CompleteUpload {
+                    upload_id: id.into(),
+                    bucket: BUCKETS[b].into(),
+                    key: KEYS[k].into(),
+                    parts: listed,
+                    version: self.version(PART_BYTES * u64::from(parts), stale),
+                    condition: None,
+                }
+            }
+            Op::Abort { u } => Command::AbortUpload {
+                upload_id: UPLOADS[u].0.into(),
+            },
+            Op::Move { pick, to } => {
+                let segment = self.pick_segment(pick);
+                Command::MoveShard {
+                    segment,
+                    index: (pick % 3) as u8,
+                    from: Some(NodeId((pick % 3) as u64 + 1)),
+                    to: NodeId(to),
+                }
+            }
+            Op::Drop { pick } => Command::DropShard {
+                segment: self.pick_segment(pick),
+                index: (pick % 3) as u8,
+                node: NodeId((pick % 3) as u64 + 1),
+            },
+            Op::NodeAdmin { n } => Command::SetNodeAdmin {
+                node: NodeId(n),
+                admin: if n % 2 == 0 {
+                    NodeAdmin::Draining
+                } else {
+                    NodeAdmin::Active
+                },
+            },
+            Op::RepairConfig => Command::SetRepairConfig {
+                config: RepairConfig::default(),
+            },
+            Op::CreateKey { n } => Command::CreateKey { key: Self::key(n) },
+            Op::DeleteKey { n } => Command::DeleteKey {
+                name: Self::key(n).name,
+            },
+            Op::CreateBucket => Command::CreateBucket {
+                bucket: BucketInfo {
+                    name: format!("extra-{}", self.fresh() % 3),
+                    owner: "AK0".into(),
+                    created_ms: 1,
+                    tags: Default::default(),
+                    versioning: None,
+                },
+            },
+            Op::DeleteBucket { b } => Command::DeleteBucket {
+                name: BUCKETS[b].into(),
+            },
+        }
+    }
+
+    fn pick_segment(&self, pick: usize) -> SegmentId {
+        if self.segments.is_empty() {
+            SegmentId(u128::MAX)
+        } else {
+            self.segments[pick % self.segments.len()]
+        }
+    }
+}
+
+/// A state machine with the pools' buckets and four nodes.
+fn setup() -> (tempfile::TempDir, StateMachine) {
+    let dir = tempfile::tempdir().unwrap();
+    let sm = StateMachine::open(dir.path()).unwrap();
+    for name in BUCKETS {
+        let bucket = BucketInfo {
+            name: name.into(),
+            owner: "AK0".into(),
+            created_ms: 1,
+            tags: Default::default(),
+            versioning: None,
+        };
+        sm.apply_for_test(&Command::CreateBucket { bucket })
+            .unwrap();
+    }
+    sm.apply_for_test(&Command::SetBucketVersioning {
+        bucket: "versioned".into(),
+        status: "Enabled".into(),
+    })
+    .unwrap();
+    for n in 1..=4 {
+        let node = NodeInfo {
+            id: NodeId(n),
+            zone: "z".into(),
+            addr: format!("127.0.0.1:{n}"),
+            capacity_bytes: 1 << 30,
+        };
+        sm.apply_for_test(&Command::RegisterNode { node }).unwrap();
+    }
+    (dir, sm)
+}
+
+/// Applies `cmd` and checks the invariants; `ever_released` accumulates.
+fn apply_checked(
+    sm: &StateMachine,
+    cmd: &Command,
+    ever_released: &mut BTreeSet<SegmentId>,
+) -> CommandResult {
+    let result = sm.apply_for_test(cmd).unwrap();
+    let (referenced, indexed, _) = sm.references_for_test().unwrap();
+    let released: BTreeSet<SegmentId> = result.released_segments().into_iter().collect();
+    let still = released.intersection(&referenced).collect::<Vec<_>>();
+    assert!(
+        still.is_empty(),
+        "{cmd:?} released {still:?}, still referenced"
+    );
+    ever_released.extend(released);
+    let back = ever_released.intersection(&referenced).collect::<Vec<_>>();
+    assert!(
+        back.is_empty(),
+        "{cmd:?} left released segments {back:?} referenced again"
+    );
+    assert_eq!(
+        indexed, referenced,
+        "segment index out of step after {cmd:?}"
+    );
+    result
+}
+
+/// Runs `ops`, applying each again as its schedule says; `wrap` turns a
+/// command into what is proposed (raw, or a client request).
+fn run(ops: &[(Op, Again)], wrap: impl Fn(Command, u128) -> Command) {
+    let (_dir, sm) = setup();
+    let mut b = Builder {
+        next: 0,
+        segments: vec![],
+        versions: vec![],
+    };
+    let mut ever_released = BTreeSet::new();
+    let mut pending: Vec<(usize, Command)> = vec![];
+    for (i, (op, when)) in ops.iter().enumerate() {
+        let cmd = wrap(b.build(op), i as u128 + 1);
+        let first = apply_checked(&sm, &cmd, &mut ever_released);
+        match when {
+            Again::Never => {}
+            Again::AtOnce => {
+                let second = apply_checked(&sm, &cmd, &mut ever_released);
+                assert_eq!(
+                    second.released_segments(),
+                    vec![],
+                    "{cmd:?} released on its second application (first: {first:?})"
+                );
+            }
+            Again::After(d) => pending.push((i + d, cmd)),
+        }
+        for (_, cmd) in pending.extract_if(.., |(due, _)| *due <= i) {
+            let second = apply_checked(&sm, &cmd, &mut ever_released);
+            assert_eq!(
+                second.released_segments(),
+                vec![],
+                "{cmd:?} released when applied again"
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Client requests (every command the metad client sends): applied again
+    /// at once or after up to five others, they change nothing.
+    #[test]
+    fn requests_applied_twice_release_nothing_referenced(
+        ops in prop::collection::vec((op(), again(true)), 1..50)
+    ) {
+        run(&ops, |command, n| Command::Request {
+            id: RequestId(n),
+            at_ms: 1_000 + n as u64,
+            command: Box::new(command),
+        });
+    }
+
+    /// Bare commands, re-applied at once: each arm is a no-op by itself,
+    /// comparing version and segment ids.
+    #[test]
+    fn bare_commands_applied_twice_at_once_release_nothing_referenced(
+        ops in prop::collection::vec((op(), again(false)), 1..50)
+    ) {
+        run(&ops, |command, _| command);
+    }
+}
+
+/// The reported bug: a `PutPart` applied twice reported its own segments as
+/// replaced, and the gateway deleted the acknowledged part's data.
+#[test]
+fn put_part_applied_twice_does_not_release_its_own_segments() {
+    let (_dir, sm) = setup();
+    let mut b = Builder {
+        next: 0,
+        segments: vec![],
+        versions: vec![],
+    };
+    let mut ever = BTreeSet::new();
+    apply_checked(&sm, &b.build(&Op::CreateUpload { u: 0 }), &mut ever);
+    let part = b.build(&Op::PutPart { u: 0, n: 1 });
+    apply_checked(&sm, &part, &mut ever);
+    let again = apply_checked(&sm, &part, &mut ever);
+    assert_eq!(again, CommandResult::Released { segments: vec![] });
+}
+
+/// A part re-uploaded with the same ETag after the gateway read the upload:
+/// the completed version must point at the new segments, not the released.
+#[test]
+fn complete_upload_uses_the_parts_metad_holds() {
+    let (_dir, sm) = setup();
+    let mut b = Builder {
+        next: 0,
+        segments: vec![],
+        versions: vec![],
+    };
+    let mut ever = BTreeSet::new();
+    apply_checked(&sm, &b.build(&Op::CreateUpload { u: 0 }), &mut ever);
+    let first = b.build(&Op::PutPart { u: 0, n: 1 });
+    apply_checked(&sm, &first, &mut ever);
+    let Command::PutPart { part: old, .. } = &first else {
+        unreachable!()
+    };
+    // The gateway reads the upload here, then the part is uploaded again.
+    let redo = b.build(&Op::PutPart { u: 0, n: 1 });
+    let released = apply_checked(&sm, &redo, &mut ever);
+    assert_eq!(released.released_segments(), vec![old.segments[0].id]);
+    let Command::PutPart { part: new, .. } = &redo else {
+        unreachable!()
+    };
+    let mut complete = b.build(&Op::Complete { u: 0, parts: 1 });
+    if let Command::CompleteUpload { version, .. } = &mut complete {
+        version.segments = old.segments.clone(); // what the gateway had read
+    }
+    apply_checked(&sm, &complete, &mut ever);
+    let current = sm.object("plain", "k1").unwrap().unwrap();
+    assert_eq!(
+        current.segments.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![new.segments[0].id]
+    );
+    assert_eq!(current.part_sizes, vec![PART_BYTES]);
+}
+
+/// Retention: records older than the retention behind the newest request
+/// are pruned, a few per applied request, so the table stays bounded.
+#[test]
+fn request_records_expire_after_the_retention() {
+    let (_dir, sm) = setup();
+    let tags = |n: u128, at_ms: u64| Command::Request {
+        id: RequestId(n),
+        at_ms,
+        command: Box::new(Command::SetBucketTags {
+            bucket: "plain".into(),
+            tags: Default::default(),
+        }),
+    };
+    for n in 0..20 {
+        sm.apply_for_test(&tags(n, 1_000)).unwrap();
+    }
+    assert_eq!(sm.references_for_test().unwrap().2, 20);
+    let later = 1_000 + weft_common::rpc::REQUEST_RETENTION_MS + 1;
+    sm.apply_for_test(&tags(100, later)).unwrap();
+    sm.apply_for_test(&tags(101, later)).unwrap();
+    assert_eq!(
+        sm.references_for_test().unwrap().2,
+        2,
+        "20 expired records pruned, 2 fresh kept"
+    );
+}

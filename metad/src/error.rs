@@ -1,0 +1,33 @@
+//! Errors of metad's stores.
+
+use crate::envelope::CorruptValue;
+use thiserror::Error;
+
+/// A state-machine read or write failed.
+#[derive(Debug, Error)]
+pub enum MetaError {
+    /// The database engine failed (I/O, a damaged file redb itself caught).
+    #[error("metadata store: {0}")]
+    Store(#[from] redb::Error),
+    /// A stored value failed its envelope check: never serve or apply it.
+    #[error(transparent)]
+    Corrupt(#[from] CorruptValue),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for MetaError {
+            fn from(e: $t) -> Self {
+                MetaError::Store(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::TableError,
+    redb::StorageError,
+    redb::TransactionError,
+    redb::CommitError,
+    redb::DatabaseError,
+    redb::SetDurabilityError
+);

@@ -1,0 +1,109 @@
+//! Requests already applied, so a retry is answered and not applied again.
+//!
+//! A client that sent a command and lost the answer (a timeout, a dropped
+//! connection, a leader that stepped down after proposing) cannot know
+//! whether it committed; it sends the same [`Command::Request`] again. The
+//! second copy finds the id here and gets the first outcome back with its
+//! releases stripped ([`CommandResult::without_releases`]), so a retry can
+//! neither apply twice nor free data. Records are kept for
+//! [`REQUEST_RETENTION_MS`] of proposer time and pruned a few at a time as
+//! requests apply, so the table stays bounded by the request rate times the
+//! retention. Everything here is a function of the log: every replica keeps
+//! and prunes the same records.
+//!
+//! [`Command::Request`]: weft_common::rpc::Command::Request
+
+use redb::{ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use weft_common::rpc::{CommandResult, REQUEST_RETENTION_MS};
+use weft_common::RequestId;
+
+use crate::envelope::{sealed, SealedRead};
+use crate::error::MetaError;
+use crate::tables::*;
+
+/// Most expired records dropped per applied request: enough to keep up with
+/// one insert per request, small enough never to stall one apply.
+const PRUNE_PER_APPLY: usize = 16;
+
+/// What a retry is answered.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Record {
+    /// Proposer time of the first attempt.
+    pub at_ms: u64,
+    /// The first outcome, releases stripped.
+    pub result: CommandResult,
+}
+
+fn age_key(at_ms: u64, id: RequestId) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..8].copy_from_slice(&at_ms.to_be_bytes());
+    k[8..].copy_from_slice(&id.0.to_be_bytes());
+    k
+}
+
+/// Applies `apply` unless request `id` already was; then answers as the
+/// first time, releasing nothing.
+pub(crate) fn apply_once(
+    tx: &WriteTransaction,
+    id: RequestId,
+    at_ms: u64,
+    apply: impl FnOnce(&WriteTransaction) -> Result<CommandResult, MetaError>,
+) -> Result<CommandResult, MetaError> {
+    let key = id.0.to_be_bytes();
+    let seen: Option<Record> = tx
+        .open_table(REQUESTS)?
+        .get_sealed(T_REQUESTS, key.as_slice())?;
+    if let Some(r) = seen {
+        return Ok(r.result);
+    }
+    let result = apply(tx)?;
+    let record = Record {
+        at_ms,
+        result: result.without_releases(),
+    };
+    tx.open_table(REQUESTS)?.insert(
+        key.as_slice(),
+        sealed::<&[u8], _>(key.as_slice(), &record).as_slice(),
+    )?;
+    let age = age_key(at_ms, id);
+    tx.open_table(REQUEST_AGES)?.insert(
+        age.as_slice(),
+        sealed::<&[u8], _>(age.as_slice(), &()).as_slice(),
+    )?;
+    prune(tx, at_ms)?;
+    Ok(result)
+}
+
+/// Advances the request clock to `at_ms` and drops a few records older than
+/// the retention behind it.
+fn prune(tx: &WriteTransaction, at_ms: u64) -> Result<(), MetaError> {
+    let mut meta = tx.open_table(META)?;
+    let clock: u64 = meta.get_sealed(T_META, KEY_REQUEST_CLOCK)?.unwrap_or(0);
+    let clock = clock.max(at_ms);
+    meta.insert(
+        KEY_REQUEST_CLOCK,
+        sealed::<&str, _>(KEY_REQUEST_CLOCK, &clock).as_slice(),
+    )?;
+    let horizon = clock.saturating_sub(REQUEST_RETENTION_MS);
+    let mut ages = tx.open_table(REQUEST_AGES)?;
+    let end = horizon.to_be_bytes();
+    let expired: Vec<Vec<u8>> = ages
+        .range::<&[u8]>(..end.as_slice())?
+        .take(PRUNE_PER_APPLY)
+        .map(|it| it.map(|(k, _)| k.value().to_vec()))
+        .collect::<Result<_, _>>()?;
+    let mut requests = tx.open_table(REQUESTS)?;
+    for k in expired {
+        ages.remove(k.as_slice())?;
+        requests.remove(&k[8..])?;
+    }
+    Ok(())
+}
+
+/// Number of remembered requests.
+#[cfg(test)]
+pub(crate) fn count(tx: &redb::ReadTransaction) -> Result<u64, MetaError> {
+    use redb::ReadableTableMetadata;
+    Ok(tx.open_table(REQUESTS)?.len()?)
+}
