@@ -23,6 +23,8 @@ pub mod envelope;
 pub mod error;
 pub mod group_commit;
 pub mod liveness;
+#[cfg(test)]
+mod migration_tests;
 pub mod network;
 pub mod node;
 pub mod raft_log;
