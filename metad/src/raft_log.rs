@@ -24,6 +24,8 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const KEY_VOTE: &str = "vote";
 const KEY_PURGED: &str = "last_purged";
 const KEY_COMMITTED: &str = "committed";
+const T_LOG: &str = "log";
+const T_META: &str = "meta";
 
 type SE = StorageError<RaftNodeId>;
 
@@ -33,12 +35,56 @@ fn read_err(e: impl std::error::Error + 'static) -> SE {
 /// Decodes a stored entry. A failure means the log on disk is damaged: the
 /// voter must not guess, so it stops with instructions.
 fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry<TypeConfig>, SE> {
-    serde_json::from_slice(bytes).map_err(|e| {
+    crate::envelope::decode(T_LOG, &index.to_le_bytes(), bytes).map_err(|e| {
         read_err(std::io::Error::other(format!(
-            "raft log entry {index} in raft-log.redb is corrupt ({e}); this voter cannot start safely: \
-             remove it from the group, wipe its data directory and add it again (weft cluster metad remove/add)"
+            "raft log entry {index} in raft-log.redb is corrupt ({}); this voter cannot start safely: \
+             remove it from the group, wipe its data directory and add it again (weft cluster metad remove/add)",
+            e.reason
         )))
     })
+}
+
+/// Seals, once, every entry and meta value written before the envelope.
+fn seal_legacy(tx: &redb::WriteTransaction) -> Result<u64, redb::Error> {
+    let corrupt = |e: crate::envelope::CorruptValue| redb::Error::Corrupted(e.to_string());
+    let mut n = 0;
+    {
+        let mut t = tx.open_table(LOG)?;
+        let mut redo = vec![];
+        for it in t.iter()? {
+            let (k, v) = it?;
+            let sealed = crate::envelope::seal_legacy(T_LOG, &k.value().to_le_bytes(), v.value())
+                .map_err(corrupt)?;
+            if let Some(s) = sealed {
+                redo.push((k.value(), s));
+            }
+        }
+        for (k, v) in redo {
+            t.insert(k, v.as_slice())?;
+            n += 1;
+        }
+    }
+    {
+        let mut t = tx.open_table(META)?;
+        let mut redo = vec![];
+        for it in t.iter()? {
+            let (k, v) = it?;
+            let sealed = crate::envelope::seal_legacy(T_META, k.value().as_bytes(), v.value())
+                .map_err(corrupt)?;
+            if let Some(s) = sealed {
+                redo.push((k.value().to_string(), s));
+            }
+        }
+        for (k, v) in redo {
+            t.insert(k.as_str(), v.as_slice())?;
+            n += 1;
+        }
+        t.insert(
+            crate::envelope::MIGRATED_KEY,
+            crate::envelope::encode(crate::envelope::MIGRATED_KEY.as_bytes(), &1u32).as_slice(),
+        )?;
+    }
+    Ok(n)
 }
 
 fn write_err(e: impl std::error::Error + 'static) -> SE {
@@ -112,7 +158,8 @@ fn writer_loop(db: Arc<Database>, pending: Pending, rx: mpsc::Receiver<Job>) {
                             let mut t = tx.open_table(LOG).map_err(|e| e.to_string())?;
                             for (entries, _) in &batch {
                                 for e in entries {
-                                    let bytes = serde_json::to_vec(e).map_err(|e| e.to_string())?;
+                                    let bytes =
+                                        crate::envelope::encode(&e.log_id.index.to_le_bytes(), e);
                                     t.insert(e.log_id.index, bytes.as_slice())
                                         .map_err(|e| e.to_string())?;
                                     ids.push(e.log_id);
@@ -157,7 +204,7 @@ fn writer_loop(db: Arc<Database>, pending: Pending, rx: mpsc::Receiver<Job>) {
                 }
                 Job::Purge(upto, done) => {
                     let r = (|| {
-                        let bytes = serde_json::to_vec(&upto).map_err(|e| e.to_string())?;
+                        let bytes = crate::envelope::encode(KEY_PURGED.as_bytes(), &upto);
                         let tx = db.begin_write().map_err(|e| e.to_string())?;
                         {
                             let mut m = tx.open_table(META).map_err(|e| e.to_string())?;
@@ -184,7 +231,19 @@ impl LogStore {
         let tx = db.begin_write()?;
         {
             tx.open_table(LOG)?;
-            tx.open_table(META)?;
+            let sealed = tx
+                .open_table(META)?
+                .get(crate::envelope::MIGRATED_KEY)?
+                .is_some();
+            if !sealed {
+                let n = seal_legacy(&tx)?;
+                if n > 0 {
+                    tracing::info!(
+                        values = n,
+                        "sealed raft log entries written before the checksum envelope"
+                    );
+                }
+            }
         }
         tx.commit()?;
         let db = Arc::new(db);
@@ -231,7 +290,7 @@ impl LogStore {
         let t = tx.open_table(META).map_err(read_err)?;
         match t.get(key).map_err(read_err)? {
             None => Ok(None),
-            Some(v) => serde_json::from_slice(v.value())
+            Some(v) => crate::envelope::decode(T_META, key.as_bytes(), v.value())
                 .map(Some)
                 .map_err(read_err),
         }
@@ -246,7 +305,7 @@ impl LogStore {
         value: &T,
         durable: bool,
     ) -> Result<(), SE> {
-        let bytes = serde_json::to_vec(value).map_err(write_err)?;
+        let bytes = crate::envelope::encode(key.as_bytes(), value);
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || -> Result<(), SE> {
             let mut tx = db.begin_write().map_err(write_err)?;
