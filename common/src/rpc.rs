@@ -125,7 +125,9 @@ pub enum Command {
         key: String,
         /// Parts used, in order, with the ETags the client named.
         parts: Vec<(u32, String)>,
-        /// The new version, built from those parts.
+        /// The new version. Its `segments` and `part_sizes` are ignored:
+        /// apply builds them from the parts metad holds when it commits, and
+        /// refuses the command if their sizes no longer add up to `size`.
         version: ObjectVersion,
         /// As for `PutObject`.
         #[serde(default, skip_serializing_if = "Option::is_none")]

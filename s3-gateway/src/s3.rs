@@ -1394,7 +1394,6 @@ impl S3 for WeftS3 {
             }
             parts.push((n as u32, etag));
         }
-        let mut segments = Vec::new();
         let mut md5s = Vec::with_capacity(parts.len() * 16);
         let mut size = 0u64;
         let mut crc = 0u32;
@@ -1414,11 +1413,6 @@ impl S3 for WeftS3 {
                 ));
             }
             md5s.extend(hex::decode(&part.etag).unwrap_or_default());
-            for seg in &part.segments {
-                let mut seg = seg.clone();
-                seg.offset += size;
-                segments.push(seg);
-            }
             part_sizes.push(part.size);
             crc = if size == 0 {
                 part.crc32c
@@ -1443,7 +1437,10 @@ impl S3 for WeftS3 {
             tags: Default::default(),
             part_sizes,
             version_label: None,
-            segments,
+            // metad builds the manifest from the parts it holds at commit:
+            // a part re-uploaded since this gateway read the upload has new
+            // segments, and the ones read here may already be released.
+            segments: Vec::new(),
         };
         let version_label = version_label_for(&binfo, version.version_id);
         let cmd = Command::CompleteUpload {
