@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use weft_common::durable_file::{self, Access};
 use weft_common::rpc::{Query, QueryResult};
 use weft_common::topology::NodeState;
 use weft_datad::node::{DatadConfig, DatadHandle};
@@ -113,13 +114,20 @@ pub fn self_signed_cert(dir: &Path) -> Result<(PathBuf, PathBuf)> {
     if cert.is_file() && key.is_file() {
         return Ok((cert, key));
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    durable_file::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let ck =
         rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
             .context("generate a self-signed certificate")?;
-    std::fs::write(&cert, ck.cert.pem()).with_context(|| format!("write {}", cert.display()))?;
-    std::fs::write(&key, ck.key_pair.serialize_pem())
-        .with_context(|| format!("write {}", key.display()))?;
+    // Whole files or none (a torn pair would be reused above); the key first,
+    // so a crash between the two leaves no certificate and both are made again.
+    durable_file::write_file(
+        &key,
+        ck.key_pair.serialize_pem().as_bytes(),
+        Access::OwnerOnly,
+    )
+    .with_context(|| format!("write {}", key.display()))?;
+    durable_file::write_file(&cert, ck.cert.pem().as_bytes(), Access::Default)
+        .with_context(|| format!("write {}", cert.display()))?;
     Ok((cert, key))
 }
 
@@ -151,23 +159,14 @@ pub fn root_credentials(data_dir: &Path) -> Result<Credentials> {
         access_key,
         secret_key,
     };
-    std::fs::create_dir_all(data_dir).with_context(|| format!("create {}", data_dir.display()))?;
-    let tmp = path.with_extension("json.tmp");
-    {
-        use std::io::Write;
-        #[cfg(unix)]
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        opts.mode(0o600);
-        let mut f = opts
-            .open(&tmp)
-            .with_context(|| format!("create {}", tmp.display()))?;
-        f.write_all(&serde_json::to_vec_pretty(&creds)?)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, &path).with_context(|| format!("save {}", path.display()))?;
+    durable_file::create_dir_all(data_dir)
+        .with_context(|| format!("create the data directory {}", data_dir.display()))?;
+    durable_file::write_file(
+        &path,
+        &serde_json::to_vec_pretty(&creds)?,
+        Access::OwnerOnly,
+    )
+    .with_context(|| format!("save the root credentials to {}", path.display()))?;
     Ok(creds)
 }
 

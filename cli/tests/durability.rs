@@ -641,55 +641,44 @@ async fn a_read_that_meets_a_bad_shard_queues_it_for_repair() {
     assert_eq!(s3.mb("readrot").await.status, 200);
     let body = data(42, 2_000_000);
     s3.must_put("readrot", "obj", body.clone()).await;
-    wait_status(&a, Duration::from_secs(10), "healthy", full).await;
-    let metad = MetadClient::new(tc.c().metad_addrs());
-    let Ok(QueryResult::Object {
-        version: Some(v), ..
-    }) = metad
-        .query(&Query::Object {
-            bucket: "readrot".into(),
-            key: "obj".into(),
-        })
-        .await
-    else {
-        panic!("no version");
-    };
+    wait_status(&a, Duration::from_secs(10), "healthy", |st| {
+        full(st) && st.tasks_in_flight == 0
+    })
+    .await;
+    let repairs_before = metric_sum(&tc, "repair_tasks_ok").await;
     // Damage data shard 0, which every full read needs.
-    let seg = &v.segments[0];
-    let holder = seg.shards[0].unwrap();
+    let index = weft_common::ShardIndex(0);
+    let (segment, holder) = support::shard_placement(&tc, "readrot", "obj", index).await;
+    let holder = holder.expect("shard 0 is placed after the PUT");
     let store = tc.c().datad_store(holder.0 as usize - 1).unwrap();
-    let path = store.path_of(seg.id, weft_common::ShardIndex(0));
-    flip(&path, 64 + 10);
+    let shard = store.get_bytes(segment, index, 0, None).await.unwrap();
+    flip(&store.path_of(segment, index), 64 + 10);
+    assert!(
+        store.get_bytes(segment, index, 0, None).await.is_err(),
+        "the flipped byte fails its crc32c"
+    );
     // The read is still correct (parity), and reports the shard.
     s3.must_get_equal("readrot", "obj", &body).await;
-    let seen = wait_status(
-        &a,
+    // Repair rebuilds it: moved to another node or rewritten in place,
+    // shard 0 verifies again and holds its original bytes.
+    support::wait_shard_restored(
+        &tc,
+        "readrot",
+        "obj",
+        index,
+        &shard,
         Duration::from_secs(30),
-        "the bad shard repaired",
-        |st| full(st) && st.tasks_in_flight == 0,
     )
     .await;
-    assert!(!seen.is_empty());
-    let Ok(QueryResult::Object {
-        version: Some(after),
-        ..
-    }) = metad
-        .query(&Query::Object {
-            bucket: "readrot".into(),
-            key: "obj".into(),
-        })
-        .await
-    else {
-        panic!("no version");
-    };
-    let now = after.segments[0].shards[0].unwrap();
-    // Either moved to another node, or rebuilt in place with good bytes.
-    if now == holder {
-        store
-            .get_bytes(seg.id, weft_common::ShardIndex(0), 0, None)
-            .await
-            .expect("rebuilt shard verifies");
-    }
+    let repairs_after = metric_sum(&tc, "repair_tasks_ok").await;
+    assert!(
+        repairs_after > repairs_before,
+        "no repair task committed ({repairs_before} before, {repairs_after} after)"
+    );
+    wait_status(&a, Duration::from_secs(30), "full redundancy again", |st| {
+        full(st) && st.tasks_in_flight == 0
+    })
+    .await;
     let gw_metrics = reqwest::get(format!("{}/metrics", tc.c().admin_endpoint()))
         .await
         .unwrap()

@@ -4,13 +4,16 @@
 //! This crate holds no policy about disks or sockets: it is the vocabulary of
 //! the system (see docs/glossary.md), so that metad, datad and the gateway
 //! agree on formats by construction. Anything that touches a file or a clock
-//! belongs to a daemon crate. The one piece of I/O here is [`metad_client`],
-//! because the gateway, datad (repair, scrub, GC) and the CLI all call metad
-//! and must follow leader changes the same way.
+//! belongs to a daemon crate. Two pieces of I/O live here because every
+//! process needs them done the same way: [`metad_client`], since the gateway,
+//! datad (repair, scrub, GC) and the CLI all call metad and must follow leader
+//! changes alike, and [`durable_file`], the one crash-safe file recipe behind
+//! datad's shards, metad's snapshots and the CLI's credentials.
 #![deny(missing_docs)]
 
 pub mod admin_auth;
 pub mod checksum;
+pub mod durable_file;
 pub mod ids;
 pub mod manifest;
 pub mod metad_client;

@@ -1,6 +1,6 @@
 //! [`ShardError`]: the error of the shard file format and the shard store.
 
-use crate::durable::FsError;
+use weft_common::durable_file::FsError;
 use weft_common::{SegmentId, ShardIndex};
 
 /// Boxed error of a request body stream.

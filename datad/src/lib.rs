@@ -1,8 +1,6 @@
 //! weft-datad: the data node. It keeps shard files on local disk and serves
 //! them over the internal HTTP RPC.
 //!
-//! - [`durable`]: the one crash-safe file creation recipe (temp, fsync,
-//!   rename, fsync directory).
 //! - [`shard_file`]: the shard file format v1: header, checksummed blocks.
 //! - [`shard_store`]: shard files on disk, streamed in and out with bounded
 //!   memory; every read verified.
@@ -12,11 +10,13 @@
 //! - [`node`]: the daemon: config, start, registration and heartbeats to
 //!   metad, shutdown by cancellation.
 //!
+//! Files are made durable with [`weft_common::durable_file`], the recipe
+//! every Weft process shares (temp, fsync, rename, fsync directory).
+//!
 //! datad does not depend on metad's crate: it speaks to metad in plain JSON
 //! over HTTP with the messages of `weft_common::rpc`.
 
 pub mod client;
-pub mod durable;
 pub mod error;
 pub mod gc;
 pub mod node;

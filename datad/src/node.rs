@@ -9,7 +9,6 @@
 //! token stops the server (gracefully) and the background task;
 //! [`DatadHandle::stopped`] waits for both.
 
-use crate::durable::{self, FsError};
 use crate::error::ShardError;
 use crate::server;
 use crate::shard_store::ShardStore;
@@ -22,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use weft_common::durable_file::{self, Access, FsError};
 use weft_common::rpc::{Command, Heartbeat, RpcErrorBody, RpcErrorCode};
 use weft_common::topology::NodeInfo;
 use weft_common::NodeId;
@@ -346,7 +346,7 @@ fn resolve_node_id(data_dir: &Path, configured: u64) -> Result<NodeId, DatadErro
             } else {
                 rand::random::<u64>().max(1)
             };
-            durable::write_file(&data_dir.join("tmp"), &path, format!("{id}\n").as_bytes())
+            durable_file::write_file(&path, format!("{id}\n").as_bytes(), Access::Default)
                 .map_err(DatadError::NodeId)?;
             Ok(NodeId(id))
         }

@@ -24,11 +24,11 @@
 //! This module is pure logic over `std::io` traits: blocking, no tokio.
 //! Golden encoding: `datad/tests/golden/shard_header_v1.hex`.
 
-use crate::durable::FsError;
 use crate::error::ShardError;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use weft_common::durable_file::FsError;
 use weft_common::{SegmentId, ShardIndex};
 
 /// Data bytes per block (B) written by this version.

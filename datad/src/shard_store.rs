@@ -7,16 +7,20 @@
 //! <data>/tmp/        files being written; emptied by `open`
 //! ```
 //!
+//! `open` creates all 256 fan-out directories (`shards/00` … `shards/ff`) and
+//! makes them durable, so a shard write only ever renames into a directory
+//! that survives a crash: were the directory created by the write, a shard
+//! could be acknowledged before its directory's entry was on disk.
+//!
 //! Writes stream through a bounded channel into a blocking writer thread, so
 //! memory per PUT is bounded by [`PUT_QUEUE_CHUNKS`] chunks plus one block, and
-//! become visible only once durable (see [`crate::durable`]). A PUT of an
+//! become visible only once durable (see [`weft_common::durable_file`]). A PUT of an
 //! existing shard replaces it atomically: PUTs are idempotent retries. Reads
 //! verify every block they touch and stream block by block; a block that fails
 //! its crc32c ends the stream with [`ShardError::Corrupt`], never with bad data.
 //!
 //! All file work runs in `spawn_blocking`; the async runtime never blocks.
 
-use crate::durable::{self, DurableFile, FsError};
 use crate::error::{BoxError, ShardError};
 use crate::shard_file::{ShardHeader, ShardReader, ShardWriter, DATA_LEN_MAX};
 use bytes::Bytes;
@@ -27,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
+use weft_common::durable_file::{self as durable, Access, DurableFile, FsError};
 use weft_common::rpc::ShardPutReply;
 use weft_common::{SegmentId, ShardIndex};
 
@@ -311,6 +316,8 @@ impl Inner {
         let tmp_dir = data_dir.join("tmp");
         durable::create_dir_all(&shards_dir).map_err(ShardError::from_fs)?;
         durable::create_dir_all(&tmp_dir).map_err(ShardError::from_fs)?;
+        let fan_out_created = durable::create_subdirs(&shards_dir, (0..=u8::MAX).map(fan_out_name))
+            .map_err(ShardError::from_fs)?;
         let mut removed = 0usize;
         for entry in read_dir(&tmp_dir)? {
             durable::remove_file(&entry).map_err(ShardError::from_fs)?;
@@ -332,6 +339,7 @@ impl Inner {
             shard_files = files,
             used_bytes,
             temp_files_removed = removed,
+            fan_out_created,
             "opened shard store"
         );
         Ok(Inner {
@@ -378,7 +386,7 @@ impl Inner {
     fn path_of(&self, segment: SegmentId, index: ShardIndex) -> PathBuf {
         let hex = segment.to_string();
         self.shards_dir
-            .join(&hex[..2])
+            .join(fan_out_name((segment.0 >> 120) as u8))
             .join(format!("{hex}.{}", index.0))
     }
 
@@ -398,7 +406,8 @@ impl Inner {
         mut rx: mpsc::Receiver<PutMsg>,
     ) -> Result<ShardPutReply, ShardError> {
         let header = ShardHeader::new(segment, index, len);
-        let mut file = DurableFile::create(&self.tmp_dir).map_err(ShardError::from_fs)?;
+        let mut file =
+            DurableFile::create(&self.tmp_dir, Access::Default).map_err(ShardError::from_fs)?;
         let temp_path = file.temp_path().to_path_buf();
         let mut writer = ShardWriter::new(file.file_mut(), &temp_path, header)?;
         loop {
@@ -410,10 +419,8 @@ impl Inner {
         }
         let (_, summary) = writer.finish()?;
         file.sync().map_err(ShardError::from_fs)?;
+        // Its fan-out directory exists and is durable since `open`.
         let target = self.path_of(segment, index);
-        if let Some(dir) = target.parent() {
-            durable::create_dir_all(dir).map_err(ShardError::from_fs)?;
-        }
         let new_len = header.file_len();
         {
             let _name = self.name_lock(segment, index);
@@ -544,6 +551,12 @@ impl Inner {
         }
         Ok(existed)
     }
+}
+
+/// The fan-out directory of segments whose id starts with byte `first`: its
+/// two hex digits, as the segment's own name spells them.
+fn fan_out_name(first: u8) -> String {
+    format!("{first:02x}")
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, ShardError> {
@@ -704,5 +717,55 @@ mod tests {
         fs::write(dir.path().join("tmp/leftover.tmp"), b"x").unwrap();
         drop(ShardStore::open(dir.path()).await.unwrap());
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    fn fan_out_dirs(data_dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(data_dir.join("shards"))
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().unwrap().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn open_creates_every_fan_out_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ShardStore::open(dir.path()).await.unwrap();
+        let expected: Vec<String> = (0..=255u32).map(|b| format!("{b:02x}")).collect();
+        assert_eq!(fan_out_dirs(dir.path()), expected);
+        // Every segment's file goes into one of them, whatever its first byte.
+        for first in 0..=255u128 {
+            let seg = SegmentId(first << 120 | 0x0123_4567_89ab);
+            let path = store.path_of(seg, ShardIndex(3));
+            let parent = path.parent().unwrap();
+            assert!(parent.is_dir(), "{} missing", parent.display());
+            assert_eq!(
+                parent.file_name().unwrap().to_str().unwrap(),
+                &seg.to_string()[..2]
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn open_recreates_a_missing_fan_out_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(ShardStore::open(dir.path()).await.unwrap());
+        fs::remove_dir(dir.path().join("shards/7f")).unwrap();
+        assert_eq!(fan_out_dirs(dir.path()).len(), 255);
+        let store = ShardStore::open(dir.path()).await.unwrap();
+        assert_eq!(fan_out_dirs(dir.path()).len(), 256);
+        let seg = SegmentId(0x7f << 120);
+        let d = data(100);
+        store
+            .put(seg, ShardIndex(0), d.len() as u64, chunks(&d, 64))
+            .await
+            .unwrap();
+        assert_eq!(
+            &store.get_bytes(seg, ShardIndex(0), 0, None).await.unwrap()[..],
+            &d[..]
+        );
     }
 }

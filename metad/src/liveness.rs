@@ -44,7 +44,13 @@ impl Liveness {
     /// Forgets every heartbeat and counts silence from now: called when this
     /// metad becomes leader, since heartbeats went to the old leader.
     pub fn reset_epoch(&self) {
-        *self.epoch.lock().expect("liveness lock poisoned") = Instant::now();
+        self.reset_epoch_at(Instant::now());
+    }
+
+    /// [`reset_epoch`](Self::reset_epoch) at a given time: tests drive the
+    /// clock explicitly so no verdict depends on how fast they run.
+    fn reset_epoch_at(&self, at: Instant) {
+        *self.epoch.lock().expect("liveness lock poisoned") = at;
         self.seen.lock().expect("liveness lock poisoned").clear();
     }
 
@@ -55,10 +61,14 @@ impl Liveness {
 
     /// Records a heartbeat.
     pub fn record(&self, hb: &Heartbeat) {
+        self.record_at(hb, Instant::now());
+    }
+
+    fn record_at(&self, hb: &Heartbeat, at: Instant) {
         self.seen
             .lock()
             .expect("liveness lock poisoned")
-            .insert(hb.node, (Instant::now(), hb.used_bytes));
+            .insert(hb.node, (at, hb.used_bytes));
     }
 
     fn state_after(&self, silence: Duration) -> NodeState {
@@ -73,7 +83,15 @@ impl Liveness {
 
     /// Joins registrations and operator states with liveness.
     pub fn view(&self, nodes: Vec<NodeInfo>, admin: &HashMap<NodeId, NodeAdmin>) -> Vec<NodeView> {
-        let now = Instant::now();
+        self.view_at(nodes, admin, Instant::now())
+    }
+
+    fn view_at(
+        &self,
+        nodes: Vec<NodeInfo>,
+        admin: &HashMap<NodeId, NodeAdmin>,
+        now: Instant,
+    ) -> Vec<NodeView> {
         let epoch = *self.epoch.lock().expect("liveness lock poisoned");
         let seen = self.seen.lock().expect("liveness lock poisoned");
         nodes
@@ -119,25 +137,57 @@ mod tests {
         }
     }
 
+    fn hb(id: u64, used_bytes: u64) -> Heartbeat {
+        Heartbeat {
+            node: NodeId(id),
+            used_bytes,
+        }
+    }
+
+    /// Every verdict is taken at an explicit instant, so the test checks the
+    /// boundaries exactly and cannot be swayed by a slow machine.
     #[test]
     fn silence_goes_up_suspect_down() {
-        let l = Liveness::new(Duration::from_millis(40), Duration::from_millis(120));
+        let ms = Duration::from_millis;
+        let l = Liveness::new(ms(40), ms(120));
+        let t0 = Instant::now();
+        l.reset_epoch_at(t0);
         let admin = HashMap::from([(NodeId(2), NodeAdmin::Draining)]);
-        l.record(&Heartbeat {
-            node: NodeId(1),
-            used_bytes: 7,
-        });
-        let v = l.view(vec![info(1), info(2)], &admin);
+        l.record_at(&hb(1, 7), t0);
+        let state = |node: u64, at: Instant| l.view_at(vec![info(node)], &admin, at)[0].state;
+
+        let v = l.view_at(vec![info(1), info(2)], &admin, t0);
         assert_eq!(v[0].state, NodeState::Up);
         assert_eq!(v[0].used_bytes, 7);
-        // Never heard from, but within the first interval after the epoch.
-        assert_eq!(v[1].state, NodeState::Up);
         assert_eq!(v[1].state_name(), "draining");
-        std::thread::sleep(Duration::from_millis(70));
-        assert_eq!(l.view(vec![info(1)], &admin)[0].state, NodeState::Suspect);
-        std::thread::sleep(Duration::from_millis(80));
-        assert_eq!(l.view(vec![info(1)], &admin)[0].state, NodeState::Down);
-        l.reset_epoch();
-        assert_eq!(l.view(vec![info(1)], &admin)[0].state, NodeState::Up);
+        // Heard from: up through the suspect interval, suspect through the
+        // grace, then down.
+        assert_eq!(state(1, t0 + ms(40)), NodeState::Up);
+        assert_eq!(state(1, t0 + ms(41)), NodeState::Suspect);
+        assert_eq!(state(1, t0 + ms(120)), NodeState::Suspect);
+        assert_eq!(state(1, t0 + ms(121)), NodeState::Down);
+        // A fresh heartbeat makes it up again.
+        l.record_at(&hb(1, 8), t0 + ms(200));
+        assert_eq!(state(1, t0 + ms(200)), NodeState::Up);
+        assert_eq!(state(1, t0 + ms(241)), NodeState::Suspect);
+
+        // Never heard from: the same steps, counted from the epoch plus the
+        // allowance for heartbeats to find this leader.
+        assert_eq!(state(2, t0 + UNSEEN_ALLOWANCE + ms(40)), NodeState::Up);
+        assert_eq!(state(2, t0 + UNSEEN_ALLOWANCE + ms(41)), NodeState::Suspect);
+        assert_eq!(state(2, t0 + UNSEEN_ALLOWANCE + ms(121)), NodeState::Down);
+
+        // A new epoch forgets every heartbeat: node 1 is unseen again, so up
+        // until the allowance and suspect interval have passed.
+        let t1 = t0 + ms(10_000);
+        l.reset_epoch_at(t1);
+        assert_eq!(state(1, t1), NodeState::Up);
+        assert_eq!(state(1, t1 + UNSEEN_ALLOWANCE + ms(40)), NodeState::Up);
+        assert_eq!(state(1, t1 + UNSEEN_ALLOWANCE + ms(121)), NodeState::Down);
+        let v = l.view_at(vec![info(1)], &admin, t1);
+        assert_eq!(
+            v[0].last_heartbeat_ms_ago, None,
+            "the heartbeat was forgotten"
+        );
     }
 }

@@ -173,9 +173,11 @@ impl MetadHandle {
 
 /// Starts a metad voter; it serves until `cancel` fires.
 pub async fn start(cfg: MetadConfig, cancel: CancellationToken) -> Result<MetadHandle, MetadError> {
-    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| MetadError::DataDir {
+    // Durably: the log's fsyncs are worth nothing if the directory holding
+    // it can vanish in a crash.
+    weft_common::durable_file::create_dir_all(&cfg.data_dir).map_err(|e| MetadError::DataDir {
         path: cfg.data_dir.clone(),
-        source,
+        source: e.source,
     })?;
     let store_err = |source: crate::error::MetaError| MetadError::Store {
         path: cfg.data_dir.clone(),

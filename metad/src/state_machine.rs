@@ -870,18 +870,10 @@ impl StateMachine {
                 return Ok(()); // a newer snapshot is already on disk
             }
         }
-        let tmp = self.snapshot_path.with_extension("json.tmp");
         let bytes = serde_json::to_vec(snap)?;
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &self.snapshot_path)?;
-        if let Some(dir) = self.snapshot_path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
+        use weft_common::durable_file::{write_file, Access};
+        write_file(&self.snapshot_path, &bytes, Access::Default)
+            .map_err(|e| std::io::Error::new(e.source.kind(), e))?;
         *written = Some(snap.meta.last_log_id);
         Ok(())
     }

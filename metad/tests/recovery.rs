@@ -145,19 +145,29 @@ async fn list_all(
     panic!("listing of {bucket} did not finish in 1000 pages");
 }
 
+/// Objects put after the snapshot, one command (so one raft entry) each:
+/// with the buckets and refusals around them, well under the 50 entries
+/// after which metad would snapshot again.
+const TAIL_PUTS: u64 = 20;
+
+fn tail_key(j: u64) -> String {
+    format!("tail/{j:02}")
+}
+
+/// Writes, snapshots explicitly, writes more, then restarts on a crash image
+/// whose state machine is the one at the snapshot: the restarted metad must
+/// rebuild everything from the snapshot's state and the log after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_recovers_every_write_from_snapshot_and_log() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let (handle, cancel, client) = start_metad(dir.path()).await;
 
-    // --- write
-    let mut written: u64 = 0;
+    // --- before the snapshot
     for (name, owner) in [("alpha", "AKALPHA"), ("beta", "AKBETA"), ("scratch", "AKX")] {
         assert_eq!(
             command(&client, create_bucket(name, owner)).await,
             CommandResult::Done
         );
-        written += 1;
     }
     let puts: Vec<(u64, CommandResult)> = stream::iter(0..PUTS)
         .map(|i| {
@@ -174,7 +184,6 @@ async fn restart_recovers_every_write_from_snapshot_and_log() {
             "first put of object {i}"
         );
     }
-    written += PUTS;
     let deletes: Vec<(u64, CommandResult)> =
         stream::iter((0..PUTS).filter(|i| i % DELETE_EVERY == 0))
             .map(|i| {
@@ -200,7 +209,120 @@ async fn restart_recovers_every_write_from_snapshot_and_log() {
             "delete of object {i}"
         );
     }
-    written += deletes.len() as u64;
+
+    // --- the snapshot, explicitly: the policy's own (one per 50 entries)
+    // need not cover the last writes, since nothing triggers one after them.
+    let applied_at_snapshot = handle
+        .raft()
+        .metrics()
+        .borrow()
+        .last_applied
+        .expect("entries were applied");
+    // openraft drops a trigger that arrives while the policy's own snapshot
+    // is being built, so trigger again until one covers the writes.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        handle
+            .raft()
+            .trigger()
+            .snapshot()
+            .await
+            .expect("trigger a snapshot");
+        let waited = handle
+            .raft()
+            .wait(Some(Duration::from_millis(500)))
+            .metrics(
+                |m| {
+                    m.snapshot
+                        .is_some_and(|s| s.index >= applied_at_snapshot.index)
+                        && m.purged.is_some()
+                },
+                "a snapshot covers every write so far and the log is purged",
+            )
+            .await;
+        match waited {
+            Ok(m) => break m,
+            Err(openraft::metrics::WaitError::Timeout(..)) if Instant::now() < deadline => {}
+            Err(e) => panic!(
+                "no snapshot covering index {}: {e}",
+                applied_at_snapshot.index
+            ),
+        }
+    };
+    let snapshot = metrics.snapshot.expect("checked by the wait");
+    assert_eq!(
+        metrics.last_applied,
+        Some(applied_at_snapshot),
+        "nothing was written meanwhile"
+    );
+    let QueryResult::Status { status } = query(&client, Query::Status).await else {
+        panic!("status answers with a status");
+    };
+    assert_eq!(status.snapshot_index, Some(snapshot.index));
+    cancel.cancel();
+    handle.stopped().await;
+
+    // --- what is on disk: the snapshot, and the log purged behind it
+    assert!(
+        dir.path().join("snapshot.json").is_file(),
+        "snapshot.json was written"
+    );
+    {
+        let mut log = open_log_when_released(&dir.path().join("raft-log.redb")).await;
+        let state = log.get_log_state().await.expect("log state");
+        let purged = state.last_purged_log_id.expect("the log was purged");
+        let last = state.last_log_id.expect("the log is not empty");
+        assert_eq!(last, applied_at_snapshot, "every log entry was applied");
+        let mut reader = log.get_log_reader().await;
+        let kept = reader.try_get_log_entries(..).await.expect("read the log");
+        assert!(
+            (kept.len() as u64) < last.index,
+            "only {} of {} entries should remain after purging",
+            kept.len(),
+            last.index
+        );
+        let indexes: Vec<u64> = kept.iter().map(|e| e.log_id.index).collect();
+        let expected: Vec<u64> = (purged.index + 1..=last.index).collect();
+        assert_eq!(
+            indexes, expected,
+            "the log is contiguous after the purge point"
+        );
+
+        let mut sm = open_sm_when_released(dir.path()).await;
+        let (applied, membership) = sm.applied_state().await.expect("applied state");
+        assert_eq!(applied, Some(applied_at_snapshot));
+        assert_eq!(
+            membership.membership().voter_ids().collect::<Vec<_>>(),
+            vec![1]
+        );
+        let snap = sm
+            .get_current_snapshot()
+            .await
+            .expect("read the snapshot")
+            .expect("a snapshot exists");
+        assert_eq!(snap.meta.last_log_id, Some(snapshot));
+        assert!(
+            snapshot.index > purged.index,
+            "the snapshot covers the purged entries"
+        );
+    }
+    // The state machine as it stood at the snapshot, to stand in later for
+    // one whose applies since were lost in a crash (they are not fsynced).
+    let state_at_snapshot = std::fs::read(dir.path().join("state.redb")).expect("read state.redb");
+
+    // --- after the snapshot: only in the log
+    let (handle, cancel, client) = start_metad(dir.path()).await;
+    assert_eq!(
+        command(&client, create_bucket("gamma", "AKGAMMA")).await,
+        CommandResult::Done
+    );
+    for j in 0..TAIL_PUTS {
+        assert_eq!(
+            command(&client, put("gamma", &tail_key(j), 50_000 + j)).await,
+            CommandResult::Replaced { previous: None },
+            "tail put {j}"
+        );
+    }
     let scratch_gone = Command::DeleteBucket {
         name: "scratch".into(),
     };
@@ -214,84 +336,28 @@ async fn restart_recovers_every_write_from_snapshot_and_log() {
             refusal: Refusal::BucketNotEmpty
         }
     );
-    written += 2;
-
-    // Snapshots are built in the background, one per 50 applied entries:
-    // wait until one is within 50 entries of the writes and the log behind
-    // it has been purged.
-    let metrics = handle
-        .raft()
-        .wait(Some(Duration::from_secs(30)))
-        .metrics(
-            // Commands share raft entries (group commit), so compare with
-            // the log, not with the number of commands.
-            |m| {
-                m.snapshot
-                    .is_some_and(|s| s.index + 50 >= m.last_log_index.unwrap_or(0))
-                    && m.purged.is_some()
-            },
-            "a snapshot covers the writes and the log is purged",
-        )
-        .await
-        .expect("snapshot and purge happen");
-    let applied_before = metrics.last_applied.expect("entries were applied");
-    let QueryResult::Status { status } = query(&client, Query::Status).await else {
-        panic!("status answers with a status");
-    };
-    assert!(status.snapshot_index.is_some(), "status shows the snapshot");
-    assert_eq!(status.applied_index, Some(applied_before.index));
-
+    let metrics = handle.raft().metrics().borrow().clone();
+    let applied_last = metrics.last_applied.expect("entries were applied");
+    assert!(applied_last.index > snapshot.index);
+    assert_eq!(
+        metrics.snapshot,
+        Some(snapshot),
+        "no newer snapshot covers the writes after it"
+    );
     cancel.cancel();
     handle.stopped().await;
 
-    // --- what is on disk
-    assert!(
-        dir.path().join("snapshot.json").is_file(),
-        "snapshot.json was written"
-    );
+    // --- the crash image: state machine at the snapshot, log to the end.
+    // Wait until the stopped metad has let go of state.redb before replacing it.
+    drop(open_sm_when_released(dir.path()).await);
+    std::fs::write(dir.path().join("state.redb"), &state_at_snapshot).expect("write state.redb");
     {
+        let mut sm = open_sm_when_released(dir.path()).await;
+        let (applied, _) = sm.applied_state().await.expect("applied state");
+        assert_eq!(applied, Some(applied_at_snapshot));
         let mut log = open_log_when_released(&dir.path().join("raft-log.redb")).await;
         let state = log.get_log_state().await.expect("log state");
-        let purged = state.last_purged_log_id.expect("the log was purged");
-        let last = state.last_log_id.expect("the log is not empty");
-        assert_eq!(last, applied_before, "every log entry was applied");
-        let mut reader = log.get_log_reader().await;
-        let kept = reader.try_get_log_entries(..).await.expect("read the log");
-        assert!(
-            (kept.len() as u64) < last.index,
-            "only {} of {} entries should remain after purging ({written} commands)",
-            kept.len(),
-            last.index
-        );
-        let indexes: Vec<u64> = kept.iter().map(|e| e.log_id.index).collect();
-        let expected: Vec<u64> = (purged.index + 1..=last.index).collect();
-        assert_eq!(
-            indexes, expected,
-            "the log is contiguous after the purge point"
-        );
-
-        let mut sm = open_sm_when_released(dir.path()).await;
-        let (applied, membership) = sm.applied_state().await.expect("applied state");
-        assert_eq!(applied, Some(applied_before));
-        assert_eq!(
-            membership.membership().voter_ids().collect::<Vec<_>>(),
-            vec![1]
-        );
-        let snap = sm
-            .get_current_snapshot()
-            .await
-            .expect("read the snapshot")
-            .expect("a snapshot exists");
-        let snap_index = snap
-            .meta
-            .last_log_id
-            .expect("snapshot covers entries")
-            .index;
-        assert!(
-            snap_index > purged.index,
-            "the snapshot covers the purged entries"
-        );
-        assert!(snap_index <= applied_before.index);
+        assert_eq!(state.last_log_id, Some(applied_last));
     }
 
     // --- restart and check everything is back
@@ -304,7 +370,8 @@ async fn restart_recovers_every_write_from_snapshot_and_log() {
         names,
         vec![
             ("alpha".to_string(), "AKALPHA".to_string()),
-            ("beta".to_string(), "AKBETA".to_string())
+            ("beta".to_string(), "AKBETA".to_string()),
+            ("gamma".to_string(), "AKGAMMA".to_string()),
         ]
     );
     let objects: Vec<(u64, QueryResult)> = stream::iter(0..PUTS)
@@ -330,6 +397,20 @@ async fn restart_recovers_every_write_from_snapshot_and_log() {
                 version: expected
             },
             "object {i} after restart"
+        );
+    }
+    for j in 0..TAIL_PUTS {
+        let q = Query::Object {
+            bucket: "gamma".into(),
+            key: tail_key(j),
+        };
+        assert_eq!(
+            query(&client, q).await,
+            QueryResult::Object {
+                bucket_exists: true,
+                version: Some(version(50_000 + j))
+            },
+            "tail object {j}, written after the snapshot, after restart"
         );
     }
     for bucket in ["alpha", "beta"] {
@@ -373,12 +454,16 @@ async fn restart_recovers_every_write_from_snapshot_and_log() {
     let QueryResult::Status { status } = query(&client, Query::Status).await else {
         panic!("status answers with a status");
     };
-    assert!(
-        status.snapshot_index.is_some(),
+    assert_eq!(
+        status.snapshot_index,
+        Some(snapshot.index),
         "the snapshot is known after restart"
     );
-    assert!(status.last_log_index >= Some(applied_before.index));
-    assert!(status.applied_index >= Some(applied_before.index));
+    assert!(status.last_log_index >= Some(applied_last.index));
+    assert!(
+        status.applied_index >= Some(applied_last.index),
+        "the log after the snapshot was applied again"
+    );
 
     // --- new writes still work, and see the recovered state
     assert_eq!(

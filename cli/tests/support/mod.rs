@@ -427,3 +427,63 @@ pub fn xml_values(body: &str, tag: &str) -> Vec<String> {
     }
     out
 }
+
+/// Where shard `index` of the first segment of `bucket/key` is placed now,
+/// per metad: `(segment, node)`; no node while the shard is lost or being
+/// rebuilt.
+pub async fn shard_placement(
+    tc: &TestCluster,
+    bucket: &str,
+    key: &str,
+    index: weft_common::ShardIndex,
+) -> (weft_common::SegmentId, Option<weft_common::NodeId>) {
+    use weft_common::rpc::{Query, QueryResult};
+    let metad = weft_common::metad_client::MetadClient::new(tc.c().metad_addrs());
+    let q = Query::Object {
+        bucket: bucket.into(),
+        key: key.into(),
+    };
+    let Ok(QueryResult::Object {
+        version: Some(v), ..
+    }) = metad.query(&q).await
+    else {
+        panic!("{bucket}/{key} has no current version");
+    };
+    let seg = &v.segments[0];
+    (seg.id, seg.shards[usize::from(index.0)])
+}
+
+/// Polls, up to `timeout`, until shard `index` of the first segment of
+/// `bucket/key`, on whichever node metad now places it, passes its crc32c
+/// checks and holds `expected`: proof that a damaged copy was rebuilt.
+/// Returns the node that holds it.
+pub async fn wait_shard_restored(
+    tc: &TestCluster,
+    bucket: &str,
+    key: &str,
+    index: weft_common::ShardIndex,
+    expected: &[u8],
+    timeout: Duration,
+) -> weft_common::NodeId {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let last = match shard_placement(tc, bucket, key, index).await {
+            (_, None) => "not placed".to_string(),
+            (segment, Some(node)) => {
+                let store = tc.c().datad_store(node.0 as usize - 1).unwrap_or_else(|| {
+                    panic!("node {node} holds shard {index} but is not running")
+                });
+                match store.get_bytes(segment, index, 0, None).await {
+                    Ok(bytes) if bytes[..] == *expected => return node,
+                    Ok(bytes) => format!("node {node} holds {} bytes that differ", bytes.len()),
+                    Err(e) => format!("node {node}: {e}"),
+                }
+            }
+        };
+        assert!(
+            std::time::Instant::now() < deadline,
+            "shard {index} of {bucket}/{key} not restored within {timeout:?}; last: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
