@@ -6,11 +6,13 @@
 //! the cheapest shards ([`read_path`]), and commits each version to metad
 //! before acknowledging it.
 
+pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod checksums;
 pub mod cluster_map;
 pub mod error;
+pub mod integrity;
 pub mod metrics;
 pub mod read_path;
 pub mod s3;
