@@ -1,7 +1,8 @@
 //! The s3s access check: the one hook that runs for every request after its
 //! signature is verified and its operation known, and before its body is
-//! read. Checks that need the operation but must come before any data is
-//! read or written run here.
+//! read: the place for checks that need the operation but must come before
+//! any data is read or written. Refusals of inputs Weft does not honour
+//! (refusals.rs) and digest arming (integrity.rs) run here.
 
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::S3Result;
@@ -21,6 +22,7 @@ impl S3Access for Gate {
         }
         let body = cx.extensions_mut().get::<Arc<BodyCheck>>().cloned();
         let op = cx.s3_op().name();
+        crate::refusals::check(op, cx.headers(), cx.uri().query())?;
         integrity::arm(op, cx.headers(), body.as_deref())
     }
 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod integrity;
 pub mod metrics;
 pub mod read_path;
+pub mod refusals;
 pub mod s3;
 pub mod tls;
 pub mod write_path;

@@ -786,6 +786,7 @@ impl S3 for WeftS3 {
     ) -> S3Result<S3Response<CreateBucketOutput>> {
         let name = req.input.bucket.clone();
         validate_bucket_name(&name)?;
+        crate::refusals::check_create_bucket(&req.input)?;
         let Some(creds) = req.credentials.as_ref() else {
             return Err(s3_error!(
                 AccessDenied,
@@ -1676,6 +1677,7 @@ impl S3 for WeftS3 {
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         let input = req.input;
         self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        crate::refusals::check_delete_objects(&input.delete.objects)?;
         let objects = input.delete.objects;
         if objects.len() > 1000 {
             return Err(s3_error!(
@@ -2119,7 +2121,10 @@ impl S3 for WeftS3 {
         let input = req.input;
         self.bucket(req.credentials.as_ref(), &input.bucket).await?;
         if input.versioning_configuration.mfa_delete.is_some() {
-            return Err(s3_error!(NotImplemented, "MFA delete is not supported"));
+            return Err(crate::refusals::refuse_body_element(
+                "PutBucketVersioning",
+                "VersioningConfiguration/MfaDelete",
+            ));
         }
         let status = match input
             .versioning_configuration
