@@ -355,11 +355,19 @@ pub async fn start(
 }
 
 /// Reads `WEFT_FAULT_ACK_BEFORE_COMMIT=1`: the injected bug the chaos suite
-/// must catch (docs/chaos.md). Loud, because it loses data by design.
+/// must catch (docs/chaos.md). Loud, because it loses data by design. Only
+/// in builds with the `failpoints` feature (the chaos image's): a release
+/// binary has neither the switch nor the variable's name in it.
+#[cfg(feature = "failpoints")]
 fn fault_ack_before_commit() -> bool {
     let on = std::env::var("WEFT_FAULT_ACK_BEFORE_COMMIT").as_deref() == Ok("1");
     if on {
         tracing::warn!("WEFT_FAULT_ACK_BEFORE_COMMIT=1: this gateway acknowledges PUTs without committing them (a deliberate bug for the chaos self-test); it loses data");
     }
     on
+}
+
+#[cfg(not(feature = "failpoints"))]
+fn fault_ack_before_commit() -> bool {
+    false
 }
