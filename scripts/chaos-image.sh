@@ -10,8 +10,8 @@ TAG="${2:-weft-chaos/weft:latest}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weft-target}"
 
 case "$PROFILE" in
-  release) cargo build --release -p weft-cli -p weft-chaos --bin weft --bin weft-chaos; dir=release ;;
-  dev) cargo build -p weft-cli -p weft-chaos --bin weft --bin weft-chaos; dir=debug ;;
+  release) cargo build --release -p weft-cli -p weft-chaos --features weft-cli/failpoints --bin weft --bin weft-chaos; dir=release ;;
+  dev) cargo build -p weft-cli -p weft-chaos --features weft-cli/failpoints --bin weft --bin weft-chaos; dir=debug ;;
   *) echo "usage: $0 [release|dev] [TAG]" >&2; exit 2 ;;
 esac
 "$CARGO_TARGET_DIR/$dir/weft-chaos" build-image --profile "$PROFILE" --tag "$TAG"

@@ -66,11 +66,32 @@ pub fn parse_ldd(text: &str) -> Vec<PathBuf> {
     libs
 }
 
+/// The name of the gateway's fault switch: present in a `weft` binary only
+/// when it was built with the `failpoints` feature.
+const FAILPOINTS_MARKER: &[u8] = b"WEFT_FAULT_ACK_BEFORE_COMMIT";
+
+/// Whether `binary` has the fault hooks the `ack-before-commit` injected bug
+/// needs. A binary without them would ignore the switch and the self-test
+/// would pass for the wrong reason, so images are only built from such
+/// binaries.
+pub fn has_failpoints(binary: &Path) -> Result<bool> {
+    let bytes = std::fs::read(binary).with_context(|| format!("read {}", binary.display()))?;
+    Ok(bytes
+        .windows(FAILPOINTS_MARKER.len())
+        .any(|w| w == FAILPOINTS_MARKER))
+}
+
 /// Builds the image `tag` from `binary`; returns the image id.
 pub async fn build(binary: &Path, tag: &str) -> Result<String> {
     if !binary.is_file() {
         bail!(
-            "no weft binary at {} (build it: cargo build --release -p weft-cli --bin weft, or pass --binary)",
+            "no weft binary at {} (build it: cargo build --release -p weft-cli --features failpoints --bin weft, or pass --binary)",
+            binary.display()
+        );
+    }
+    if !has_failpoints(binary)? {
+        bail!(
+            "the weft binary at {} was built without the fault hooks the chaos suite needs; rebuild it with `cargo build -p weft-cli --features failpoints --bin weft` (scripts/chaos-image.sh does)",
             binary.display()
         );
     }
@@ -148,6 +169,19 @@ async fn assemble_and_import(binary: &Path, tag: &str, root: &Path) -> Result<St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failpoints_are_recognised_by_the_switch_name() {
+        let dir = std::env::temp_dir().join(format!("weft-chaos-fp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let with = dir.join("with");
+        let without = dir.join("without");
+        std::fs::write(&with, b"\x7fELF...WEFT_FAULT_ACK_BEFORE_COMMIT...").unwrap();
+        std::fs::write(&without, b"\x7fELF...WEFT_LOG...").unwrap();
+        assert!(has_failpoints(&with).unwrap());
+        assert!(!has_failpoints(&without).unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn parses_ldd_output() {

@@ -30,7 +30,7 @@ pub enum Alg {
     Sha256,
 }
 
-const ALL: [Alg; 5] = [
+pub(crate) const ALL: [Alg; 5] = [
     Alg::Crc32,
     Alg::Crc32c,
     Alg::Crc64Nvme,
@@ -50,7 +50,8 @@ impl Alg {
         }
     }
 
-    fn header(self) -> &'static str {
+    /// The request header that carries a value (`x-amz-checksum-crc32`, ...).
+    pub(crate) fn header(self) -> &'static str {
         match self {
             Alg::Crc32 => "x-amz-checksum-crc32",
             Alg::Crc32c => "x-amz-checksum-crc32c",
@@ -63,6 +64,16 @@ impl Alg {
     /// Parses an algorithm name, case-insensitively.
     pub fn parse(s: &str) -> Option<Alg> {
         ALL.into_iter().find(|a| a.name().eq_ignore_ascii_case(s))
+    }
+
+    /// Bytes in a decoded value: a header of another length is malformed.
+    pub(crate) fn digest_bytes(self) -> usize {
+        match self {
+            Alg::Crc32 | Alg::Crc32c => 4,
+            Alg::Crc64Nvme => 8,
+            Alg::Sha1 => 20,
+            Alg::Sha256 => 32,
+        }
     }
 
     fn from_header(h: &str) -> Option<Alg> {
@@ -95,7 +106,7 @@ pub struct Spec {
     pub trailer: Option<Alg>,
 }
 
-fn get(c: &Checksum, a: Alg) -> Option<&String> {
+pub(crate) fn get(c: &Checksum, a: Alg) -> Option<&String> {
     match a {
         Alg::Crc32 => c.checksum_crc32.as_ref(),
         Alg::Crc32c => c.checksum_crc32c.as_ref(),
@@ -221,7 +232,7 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn unb64(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn unb64(s: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(s).ok()
 }
 

@@ -6,13 +6,16 @@
 //! the cheapest shards ([`read_path`]), and commits each version to metad
 //! before acknowledging it.
 
+pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod checksums;
 pub mod cluster_map;
 pub mod error;
+pub mod integrity;
 pub mod metrics;
 pub mod read_path;
+pub mod refusals;
 pub mod s3;
 pub mod tls;
 pub mod write_path;
@@ -352,11 +355,19 @@ pub async fn start(
 }
 
 /// Reads `WEFT_FAULT_ACK_BEFORE_COMMIT=1`: the injected bug the chaos suite
-/// must catch (docs/chaos.md). Loud, because it loses data by design.
+/// must catch (docs/chaos.md). Loud, because it loses data by design. Only
+/// in builds with the `failpoints` feature (the chaos image's): a release
+/// binary has neither the switch nor the variable's name in it.
+#[cfg(feature = "failpoints")]
 fn fault_ack_before_commit() -> bool {
     let on = std::env::var("WEFT_FAULT_ACK_BEFORE_COMMIT").as_deref() == Ok("1");
     if on {
         tracing::warn!("WEFT_FAULT_ACK_BEFORE_COMMIT=1: this gateway acknowledges PUTs without committing them (a deliberate bug for the chaos self-test); it loses data");
     }
     on
+}
+
+#[cfg(not(feature = "failpoints"))]
+fn fault_ack_before_commit() -> bool {
+    false
 }

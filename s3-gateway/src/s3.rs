@@ -86,6 +86,7 @@ pub fn build_service(
 ) -> Result<S3Service, crate::StartError> {
     let mut b = S3ServiceBuilder::new(WeftS3 { gw });
     b.set_auth(keys);
+    b.set_access(crate::access::Gate);
     if !cfg.virtual_host_domains.is_empty() {
         for d in &cfg.virtual_host_domains {
             if d.is_empty() || d.contains(':') || d.starts_with('.') || d.ends_with('.') {
@@ -195,9 +196,11 @@ pub async fn serve(
                             .is_some_and(|v| v.as_bytes() == b"0");
                         let span = tracing::info_span!("s3", request_id = %id, %method, path = %req.uri().path());
                         let t0 = std::time::Instant::now();
-                        let mut resp = hyper::service::Service::call(&service, req)
-                            .instrument(span)
-                            .await?;
+                        let (req, body_check) = crate::integrity::wrap_request(req);
+                        let mut resp = service.call(req).instrument(span).await?;
+                        if let Some(c) = body_check {
+                            resp = c.answer(resp);
+                        }
                         metrics.request_seconds.observe(t0.elapsed().as_secs_f64());
                         metrics
                             .requests
@@ -783,6 +786,7 @@ impl S3 for WeftS3 {
     ) -> S3Result<S3Response<CreateBucketOutput>> {
         let name = req.input.bucket.clone();
         validate_bucket_name(&name)?;
+        crate::refusals::check_create_bucket(&req.input)?;
         let Some(creds) = req.credentials.as_ref() else {
             return Err(s3_error!(
                 AccessDenied,
@@ -1670,6 +1674,7 @@ impl S3 for WeftS3 {
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         let input = req.input;
         self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        crate::refusals::check_delete_objects(&input.delete.objects)?;
         let objects = input.delete.objects;
         if objects.len() > 1000 {
             return Err(s3_error!(
@@ -2113,7 +2118,10 @@ impl S3 for WeftS3 {
         let input = req.input;
         self.bucket(req.credentials.as_ref(), &input.bucket).await?;
         if input.versioning_configuration.mfa_delete.is_some() {
-            return Err(s3_error!(NotImplemented, "MFA delete is not supported"));
+            return Err(crate::refusals::refuse_body_element(
+                "PutBucketVersioning",
+                "VersioningConfiguration/MfaDelete",
+            ));
         }
         let status = match input
             .versioning_configuration

@@ -1,0 +1,398 @@
+//! Every operation that takes a body digest (Content-MD5, x-amz-checksum-*)
+//! checks it before acting: a wrong digest is BadDigest and changes nothing,
+//! a malformed one is InvalidDigest, a right one works.
+
+mod support;
+use support::*;
+
+fn b64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn md5_b64(body: &[u8]) -> String {
+    b64(&hex::decode(weft_common::checksum::md5_hex(body)).unwrap())
+}
+
+fn sha256_b64(body: &[u8]) -> String {
+    use sha2::Digest;
+    b64(&sha2::Sha256::digest(body))
+}
+
+/// An MD5 of other bytes.
+fn wrong_md5() -> String {
+    b64(&[7u8; 16])
+}
+
+fn assert_code(r: &Resp, status: u16, code: &str) {
+    assert_eq!(
+        (r.status, r.error_code().as_deref()),
+        (status, Some(code)),
+        "{}",
+        r.text()
+    );
+}
+
+fn delete_body(keys: &[&str]) -> Vec<u8> {
+    let mut b = String::from("<Delete>");
+    for k in keys {
+        b.push_str(&format!("<Object><Key>{k}</Key></Object>"));
+    }
+    b.push_str("</Delete>");
+    b.into_bytes()
+}
+
+fn tagging_body(k: &str, v: &str) -> Vec<u8> {
+    format!("<Tagging><TagSet><Tag><Key>{k}</Key><Value>{v}</Value></Tag></TagSet></Tagging>")
+        .into_bytes()
+}
+
+async fn exists(s3: &S3Client, bucket: &str, key: &str) -> bool {
+    let r = s3.head(bucket, key).await;
+    assert!(
+        r.status == 200 || r.status == 404,
+        "HEAD {key}: {}",
+        r.status
+    );
+    r.status == 200
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_objects_checks_its_digest_before_deleting() {
+    let tc = TestCluster::start().await;
+    let s3 = tc.root_client();
+    assert_eq!(s3.mb("dig-del").await.status, 200);
+    s3.must_put("dig-del", "a", b"a".to_vec()).await;
+    s3.must_put("dig-del", "b", b"b".to_vec()).await;
+    let body = delete_body(&["a", "b"]);
+
+    let r = s3
+        .request(
+            "POST",
+            "/dig-del",
+            &[("delete", "")],
+            &[("content-md5", &wrong_md5())],
+            body.clone(),
+        )
+        .await;
+    assert_code(&r, 400, "BadDigest");
+    assert!(exists(&s3, "dig-del", "a").await && exists(&s3, "dig-del", "b").await);
+
+    let r = s3
+        .request(
+            "POST",
+            "/dig-del",
+            &[("delete", "")],
+            &[("x-amz-checksum-sha256", &sha256_b64(b"other"))],
+            body.clone(),
+        )
+        .await;
+    assert_code(&r, 400, "BadDigest");
+    assert!(exists(&s3, "dig-del", "a").await && exists(&s3, "dig-del", "b").await);
+
+    let r = s3
+        .request(
+            "POST",
+            "/dig-del",
+            &[("delete", "")],
+            &[("content-md5", "not-an-md5")],
+            body.clone(),
+        )
+        .await;
+    assert_code(&r, 400, "InvalidDigest");
+    assert!(exists(&s3, "dig-del", "a").await && exists(&s3, "dig-del", "b").await);
+
+    let r = s3
+        .request(
+            "POST",
+            "/dig-del",
+            &[("delete", "")],
+            &[("content-md5", &md5_b64(&body))],
+            body.clone(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!exists(&s3, "dig-del", "a").await && !exists(&s3, "dig-del", "b").await);
+
+    let body = delete_body(&["c"]);
+    s3.must_put("dig-del", "c", b"c".to_vec()).await;
+    let r = s3
+        .request(
+            "POST",
+            "/dig-del",
+            &[("delete", "")],
+            &[("x-amz-checksum-sha256", &sha256_b64(&body))],
+            body,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(!exists(&s3, "dig-del", "c").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tagging_and_versioning_check_their_digest_before_changing_anything() {
+    let tc = TestCluster::start().await;
+    let s3 = tc.root_client();
+    assert_eq!(s3.mb("dig-tag").await.status, 200);
+    s3.must_put("dig-tag", "o", b"o".to_vec()).await;
+
+    // PutObjectTagging.
+    let good = tagging_body("k", "v1");
+    let r = s3
+        .request(
+            "PUT",
+            "/dig-tag/o",
+            &[("tagging", "")],
+            &[("content-md5", &md5_b64(&good))],
+            good.clone(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let changed = tagging_body("k", "v2");
+    let r = s3
+        .request(
+            "PUT",
+            "/dig-tag/o",
+            &[("tagging", "")],
+            &[("content-md5", &md5_b64(&good))],
+            changed,
+        )
+        .await;
+    assert_code(&r, 400, "BadDigest");
+    let r = s3
+        .request("GET", "/dig-tag/o", &[("tagging", "")], &[], vec![])
+        .await;
+    assert_eq!(
+        xml_values(&r.text(), "Value"),
+        vec!["v1"],
+        "object tags unchanged"
+    );
+
+    // PutBucketTagging.
+    let r = s3
+        .request(
+            "PUT",
+            "/dig-tag",
+            &[("tagging", "")],
+            &[("content-md5", &md5_b64(&good))],
+            good.clone(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let changed = tagging_body("k", "v3");
+    let r = s3
+        .request(
+            "PUT",
+            "/dig-tag",
+            &[("tagging", "")],
+            &[("x-amz-checksum-sha256", &sha256_b64(&good))],
+            changed,
+        )
+        .await;
+    assert_code(&r, 400, "BadDigest");
+    let r = s3
+        .request("GET", "/dig-tag", &[("tagging", "")], &[], vec![])
+        .await;
+    assert_eq!(
+        xml_values(&r.text(), "Value"),
+        vec!["v1"],
+        "bucket tags unchanged"
+    );
+
+    // PutBucketVersioning.
+    let enable =
+        b"<VersioningConfiguration><Status>Enabled</Status></VersioningConfiguration>".to_vec();
+    let r = s3
+        .request(
+            "PUT",
+            "/dig-tag",
+            &[("versioning", "")],
+            &[("content-md5", &wrong_md5())],
+            enable.clone(),
+        )
+        .await;
+    assert_code(&r, 400, "BadDigest");
+    let r = s3
+        .request("GET", "/dig-tag", &[("versioning", "")], &[], vec![])
+        .await;
+    assert!(
+        xml_values(&r.text(), "Status").is_empty(),
+        "versioning unchanged: {}",
+        r.text()
+    );
+    let r = s3
+        .request(
+            "PUT",
+            "/dig-tag",
+            &[("versioning", "")],
+            &[("content-md5", &md5_b64(&enable))],
+            enable,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = s3
+        .request("GET", "/dig-tag", &[("versioning", "")], &[], vec![])
+        .await;
+    assert_eq!(xml_values(&r.text(), "Status"), vec!["Enabled"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_operations_check_their_digest_before_acting() {
+    let tc = TestCluster::start().await;
+    let s3 = tc.root_client();
+    assert_eq!(s3.mb("dig-mp").await.status, 200);
+    let r = s3
+        .request("POST", "/dig-mp/mp", &[("uploads", "")], &[], vec![])
+        .await;
+    let upload_id = xml_values(&r.text(), "UploadId").remove(0);
+
+    // UploadPart: wrong digest, no part.
+    let part = data(3, 1000);
+    let r = s3
+        .request(
+            "PUT",
+            "/dig-mp/mp",
+            &[("partNumber", "1"), ("uploadId", &upload_id)],
+            &[("content-md5", &wrong_md5())],
+            part.clone(),
+        )
+        .await;
+    assert_code(&r, 400, "BadDigest");
+    let r = s3
+        .request(
+            "GET",
+            "/dig-mp/mp",
+            &[("uploadId", &upload_id)],
+            &[],
+            vec![],
+        )
+        .await;
+    assert!(
+        xml_values(&r.text(), "PartNumber").is_empty(),
+        "no part listed: {}",
+        r.text()
+    );
+    let r = s3
+        .request(
+            "PUT",
+            "/dig-mp/mp",
+            &[("partNumber", "1"), ("uploadId", &upload_id)],
+            &[("content-md5", &md5_b64(&part))],
+            part.clone(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let etag = r.header("etag").unwrap();
+
+    // CompleteMultipartUpload: the body's digest, checked before completing.
+    let complete = format!(
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>"
+    )
+    .into_bytes();
+    let r = s3
+        .request(
+            "POST",
+            "/dig-mp/mp",
+            &[("uploadId", &upload_id)],
+            &[("content-md5", &wrong_md5())],
+            complete.clone(),
+        )
+        .await;
+    assert_code(&r, 400, "BadDigest");
+    assert!(!exists(&s3, "dig-mp", "mp").await, "not completed");
+    let r = s3
+        .request("GET", "/dig-mp", &[("uploads", "")], &[], vec![])
+        .await;
+    assert_eq!(
+        xml_values(&r.text(), "UploadId"),
+        vec![upload_id.clone()],
+        "upload still open"
+    );
+    let r = s3
+        .request(
+            "POST",
+            "/dig-mp/mp",
+            &[("uploadId", &upload_id)],
+            &[("content-md5", &md5_b64(&complete))],
+            complete,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    s3.must_get_equal("dig-mp", "mp", &part).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_bucket_and_put_object_check_their_digest() {
+    let tc = TestCluster::start().await;
+    let s3 = tc.root_client();
+    let config = b"<CreateBucketConfiguration><LocationConstraint>us-east-1</LocationConstraint></CreateBucketConfiguration>".to_vec();
+    let r = s3
+        .request(
+            "PUT",
+            "/dig-cb",
+            &[],
+            &[("content-md5", &wrong_md5())],
+            config.clone(),
+        )
+        .await;
+    assert_code(&r, 400, "BadDigest");
+    let r = s3.request("HEAD", "/dig-cb", &[], &[], vec![]).await;
+    assert_eq!(r.status, 404, "bucket not created");
+    let r = s3
+        .request(
+            "PUT",
+            "/dig-cb",
+            &[],
+            &[("content-md5", &md5_b64(&config))],
+            config,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let body = data(4, 10_000);
+    let r = s3
+        .request(
+            "PUT",
+            "/dig-cb/o",
+            &[],
+            &[("content-md5", &wrong_md5())],
+            body.clone(),
+        )
+        .await;
+    assert_code(&r, 400, "BadDigest");
+    assert!(!exists(&s3, "dig-cb", "o").await);
+    let r = s3
+        .request(
+            "PUT",
+            "/dig-cb/o",
+            &[],
+            &[("content-md5", "AAAA")],
+            body.clone(),
+        )
+        .await;
+    assert_code(&r, 400, "InvalidDigest");
+    assert!(!exists(&s3, "dig-cb", "o").await);
+    let r = s3
+        .request(
+            "PUT",
+            "/dig-cb/o",
+            &[],
+            &[("content-md5", &md5_b64(&body))],
+            body.clone(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    s3.must_get_equal("dig-cb", "o", &body).await;
+}

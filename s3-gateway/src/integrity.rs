@@ -1,0 +1,472 @@
+//! Request body digests (`Content-MD5`, `x-amz-checksum-*`) for every
+//! operation, checked before the operation acts.
+//!
+//! s3s parses these headers but verifies none of them, and hands XML-body
+//! operations (DeleteObjects, PutObjectTagging, PutBucketVersioning,
+//! CompleteMultipartUpload ...) a parsed body, never the bytes. So the check
+//! sits under s3s, on the raw body, in three steps:
+//!
+//! 1. [`wrap_request`] (in `serve`, before s3s) wraps the body of any request
+//!    that claims a digest in a [`CheckedBody`] sharing a [`BodyCheck`].
+//! 2. [`arm`] (in the access check, after authentication, before any body
+//!    byte is read) validates the claimed values and, knowing the operation,
+//!    tells the body which of them describe it.
+//! 3. The body hashes what s3s reads; at its end a mismatch turns into a
+//!    stream error, so s3s never finishes reading it and the operation never
+//!    runs (XML bodies are read in full first) or never commits (a streaming
+//!    body's error fails the write). [`BodyCheck::answer`] then replaces
+//!    whatever error that produced with `BadDigest`.
+//!
+//! PutObject and UploadPart are the exception: their bodies may be
+//! aws-chunked, which only s3s decodes, and are too large to hash twice, so
+//! the write path checks them on the decoded bytes (`store_body`) before
+//! committing. Any other operation sent aws-chunked with a digest is refused:
+//! its digest could not be checked.
+
+use bytes::Bytes;
+use http::HeaderMap;
+use s3s::{s3_error, S3ErrorCode, S3Result};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use weft_common::checksum::EtagHasher;
+
+use crate::checksums::{self, Alg};
+
+/// Operations whose body digest the write path verifies after decoding.
+const VERIFIED_BY_WRITE_PATH: [&str; 2] = ["PutObject", "UploadPart"];
+
+/// Operations whose `x-amz-checksum-*` headers describe the object being
+/// assembled, not the request body (checked against the parts instead).
+const CHECKSUM_HEADERS_DESCRIBE_OBJECT: [&str; 1] = ["CompleteMultipartUpload"];
+
+/// What the body must hash to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Expected {
+    md5: Option<Vec<u8>>,
+    checksum: Option<(Alg, Vec<u8>)>,
+}
+
+impl Expected {
+    fn is_empty(&self) -> bool {
+        self.md5.is_none() && self.checksum.is_none()
+    }
+}
+
+#[derive(Debug)]
+enum Plan {
+    /// The access check has not run: reading the body is a bug.
+    Unarmed,
+    /// Someone else verifies (the write path), or nothing is claimed.
+    PassThrough,
+    /// Hash and compare at the end.
+    Check(Expected),
+}
+
+/// State shared by a request's body, its access check and `serve`.
+#[derive(Debug)]
+pub struct BodyCheck {
+    plan: Mutex<Plan>,
+    verdict: OnceLock<(S3ErrorCode, String)>,
+}
+
+impl BodyCheck {
+    fn new() -> Self {
+        BodyCheck {
+            plan: Mutex::new(Plan::Unarmed),
+            verdict: OnceLock::new(),
+        }
+    }
+
+    fn fail(&self, code: S3ErrorCode, message: String) -> std::io::Error {
+        let _ = self.verdict.set((code, message.clone()));
+        std::io::Error::other(message)
+    }
+
+    /// The response to send: `resp` unless the body failed its digest, in
+    /// which case the client learns that, not the read error it caused.
+    pub fn answer(&self, resp: s3s::HttpResponse) -> s3s::HttpResponse {
+        let Some((code, message)) = self.verdict.get() else {
+            return resp;
+        };
+        if resp.status().is_success() {
+            // Cannot happen: the body failed before its end was read.
+            tracing::error!(
+                code = code.as_str(),
+                "an operation succeeded although its body failed its digest"
+            );
+        }
+        error_response(code, message)
+    }
+}
+
+/// The S3 XML error document, as s3s writes it.
+fn error_response(code: &S3ErrorCode, message: &str) -> s3s::HttpResponse {
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{}</Code><Message>{}</Message></Error>",
+        escape(code.as_str()),
+        escape(message)
+    );
+    let status = code.status_code().unwrap_or(http::StatusCode::BAD_REQUEST);
+    let mut resp = http::Response::new(s3s::Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    resp
+}
+
+/// Whether s3s will decode the body as aws-chunked (its rule: the payload
+/// hash names a streaming mode).
+fn is_aws_chunked(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-amz-content-sha256")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("STREAMING-"))
+}
+
+fn claims_digest(headers: &HeaderMap) -> bool {
+    headers.contains_key("content-md5")
+        || checksums::ALL
+            .iter()
+            .any(|a| headers.contains_key(a.header()))
+}
+
+/// Prepares a request for s3s: a body that claims a digest (and is not
+/// aws-chunked) is wrapped so it can be checked; the returned handle gives
+/// the final answer.
+pub fn wrap_request(
+    req: http::Request<hyper::body::Incoming>,
+) -> (s3s::HttpRequest, Option<Arc<BodyCheck>>) {
+    if !claims_digest(req.headers()) || is_aws_chunked(req.headers()) {
+        return (req.map(s3s::Body::from), None);
+    }
+    let check = Arc::new(BodyCheck::new());
+    let (mut parts, body) = req.into_parts();
+    parts.extensions.insert(check.clone());
+    let body = CheckedBody {
+        inner: body,
+        check: check.clone(),
+        hashing: None,
+        done: false,
+    };
+    (
+        http::Request::from_parts(parts, s3s::Body::http_body_unsync(body)),
+        Some(check),
+    )
+}
+
+/// The claimed values, validated: a Content-MD5 that is not the base64 of
+/// 16 bytes is `InvalidDigest`; a checksum value that is not base64, or more
+/// than one, is `InvalidRequest` (AWS's answers). A checksum of the wrong
+/// length cannot match, so it is a `BadDigest` at the end, as in the write
+/// path.
+fn parse_claims(headers: &HeaderMap) -> S3Result<Expected> {
+    let mut out = Expected::default();
+    if let Some(v) = headers.get("content-md5") {
+        let md5 = v
+            .to_str()
+            .ok()
+            .and_then(|s| checksums::unb64(s.trim()))
+            .filter(|b| b.len() == 16)
+            .ok_or_else(|| {
+                s3_error!(
+                    InvalidDigest,
+                    "the Content-MD5 you specified is not valid: send the base64 of the body's 16-byte MD5"
+                )
+            })?;
+        out.md5 = Some(md5);
+    }
+    for a in checksums::ALL {
+        let Some(v) = headers.get(a.header()) else {
+            continue;
+        };
+        if out.checksum.is_some() {
+            return Err(s3_error!(
+                InvalidRequest,
+                "expecting a single x-amz-checksum- header; multiple checksum types are not allowed"
+            ));
+        }
+        let bytes = v
+            .to_str()
+            .ok()
+            .and_then(|s| checksums::unb64(s.trim()))
+            .ok_or_else(|| {
+                s3_error!(
+                    InvalidRequest,
+                    "Value for {} header is invalid: send the base64 of the {}-byte {}",
+                    a.header(),
+                    a.digest_bytes(),
+                    a.name()
+                )
+            })?;
+        out.checksum = Some((a, bytes));
+    }
+    Ok(out)
+}
+
+/// Called for every request once s3s knows the operation and the caller is
+/// authenticated, before any of the body is read: validates the claimed
+/// digests and decides who checks them.
+pub fn arm(op: &str, headers: &HeaderMap, body: Option<&BodyCheck>) -> S3Result<()> {
+    let mut claims = parse_claims(headers)?;
+    if VERIFIED_BY_WRITE_PATH.contains(&op) {
+        if let Some(check) = body {
+            *check.plan.lock().expect("body check lock") = Plan::PassThrough;
+        }
+        return Ok(());
+    }
+    if CHECKSUM_HEADERS_DESCRIBE_OBJECT.contains(&op) {
+        claims.checksum = None;
+    }
+    if headers.contains_key("x-amz-trailer") {
+        return Err(s3_error!(
+            NotImplemented,
+            "{op} does not accept a checksum trailer (x-amz-trailer); send the checksum in a header"
+        ));
+    }
+    if is_aws_chunked(headers) {
+        if !claims.is_empty() {
+            return Err(s3_error!(
+                NotImplemented,
+                "{op} with an aws-chunked body cannot have its Content-MD5 or checksum verified; send the body unchunked"
+            ));
+        }
+        return Ok(());
+    }
+    let plan = if claims.is_empty() {
+        Plan::PassThrough
+    } else {
+        Plan::Check(claims)
+    };
+    match body {
+        Some(check) => *check.plan.lock().expect("body check lock") = plan,
+        None if matches!(plan, Plan::Check(_)) => {
+            return Err(s3_error!(
+                InternalError,
+                "the body digest check is not installed for this request"
+            ))
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+struct Hashing {
+    expected: Expected,
+    md5: Option<EtagHasher>,
+    checksum: Option<s3s::checksum::ChecksumHasher>,
+}
+
+impl Hashing {
+    fn new(expected: Expected) -> Self {
+        let checksum = expected.checksum.as_ref().and_then(|(a, _)| {
+            checksums::Spec {
+                algs: vec![*a],
+                ..Default::default()
+            }
+            .hasher()
+        });
+        Hashing {
+            md5: expected.md5.as_ref().map(|_| EtagHasher::default()),
+            checksum,
+            expected,
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        if let Some(h) = &mut self.md5 {
+            h.update(data);
+        }
+        if let Some(h) = &mut self.checksum {
+            h.update(data);
+        }
+    }
+
+    /// The mismatch, if any.
+    fn finish(self) -> Option<String> {
+        if let (Some(want), Some(h)) = (&self.expected.md5, self.md5) {
+            let got = hex::decode(h.finish_hex()).unwrap_or_default();
+            if &got != want {
+                return Some(
+                    "the Content-MD5 you specified did not match what we received".to_string(),
+                );
+            }
+        }
+        if let (Some((alg, want)), Some(h)) = (&self.expected.checksum, self.checksum) {
+            let computed = h.finalize();
+            let got = checksums::get(&computed, *alg).cloned().unwrap_or_default();
+            if checksums::unb64(&got).as_ref() != Some(want) {
+                return Some(format!(
+                    "the {} you specified did not match the calculated checksum ({got})",
+                    alg.header()
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// A request body that hashes itself and fails at its end on a mismatch.
+struct CheckedBody {
+    inner: hyper::body::Incoming,
+    check: Arc<BodyCheck>,
+    hashing: Option<Hashing>,
+    done: bool,
+}
+
+impl http_body::Body for CheckedBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if this.hashing.is_none() {
+            let plan = std::mem::replace(
+                &mut *this.check.plan.lock().expect("body check lock"),
+                Plan::PassThrough,
+            );
+            match plan {
+                Plan::Unarmed => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(this.check.fail(
+                        S3ErrorCode::InternalError,
+                        "the body was read before its digest check was armed".into(),
+                    ))));
+                }
+                Plan::PassThrough => this.hashing = Some(Hashing::new(Expected::default())),
+                Plan::Check(e) => this.hashing = Some(Hashing::new(e)),
+            }
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(h)) = (frame.data_ref(), this.hashing.as_mut()) {
+                    h.update(data);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.done = true;
+                Poll::Ready(Some(Err(std::io::Error::other(e))))
+            }
+            Poll::Ready(None) => {
+                this.done = true;
+                let mismatch = this.hashing.take().and_then(Hashing::finish);
+                match mismatch {
+                    None => Poll::Ready(None),
+                    Some(m) => Poll::Ready(Some(Err(this.check.fail(S3ErrorCode::BadDigest, m)))),
+                }
+            }
+        }
+    }
+
+    // Never reports the end before the digest was compared, so every reader
+    // polls once more and meets the mismatch.
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn malformed_values_are_refused_with_aws_codes() {
+        let bad_md5 = parse_claims(&headers(&[("content-md5", "not base64!")])).unwrap_err();
+        assert_eq!(*bad_md5.code(), S3ErrorCode::InvalidDigest);
+        let short_md5 = parse_claims(&headers(&[("content-md5", "AAAA")])).unwrap_err();
+        assert_eq!(*short_md5.code(), S3ErrorCode::InvalidDigest);
+        let bad_crc = parse_claims(&headers(&[("x-amz-checksum-crc32", "***")])).unwrap_err();
+        assert_eq!(*bad_crc.code(), S3ErrorCode::InvalidRequest);
+        let two = parse_claims(&headers(&[
+            ("x-amz-checksum-crc32", "AAAAAA=="),
+            ("x-amz-checksum-crc32c", "AAAAAA=="),
+        ]))
+        .unwrap_err();
+        assert_eq!(*two.code(), S3ErrorCode::InvalidRequest);
+    }
+
+    #[test]
+    fn hashing_detects_md5_and_checksum_mismatches() {
+        // MD5("hello") = 5d41402abc4b2a76b9719d911017c592.
+        let md5 = hex::decode("5d41402abc4b2a76b9719d911017c592").unwrap();
+        let mut h = Hashing::new(Expected {
+            md5: Some(md5.clone()),
+            checksum: None,
+        });
+        h.update(b"hel");
+        h.update(b"lo");
+        assert_eq!(h.finish(), None);
+        let mut h = Hashing::new(Expected {
+            md5: Some(md5),
+            checksum: None,
+        });
+        h.update(b"hellO");
+        assert!(h.finish().unwrap().contains("Content-MD5"));
+        // CRC32("hello world") = 0x0d4a1185.
+        let mut h = Hashing::new(Expected {
+            md5: None,
+            checksum: Some((Alg::Crc32, vec![0x0d, 0x4a, 0x11, 0x85])),
+        });
+        h.update(b"hello world");
+        assert_eq!(h.finish(), None);
+        let mut h = Hashing::new(Expected {
+            md5: None,
+            checksum: Some((Alg::Crc32, vec![0, 0, 0, 0])),
+        });
+        h.update(b"hello world");
+        assert!(h.finish().unwrap().contains("x-amz-checksum-crc32"));
+    }
+
+    #[test]
+    fn completion_checksum_headers_are_not_body_digests() {
+        let check = BodyCheck::new();
+        arm(
+            "CompleteMultipartUpload",
+            &headers(&[("x-amz-checksum-crc32", "AAAAAA==")]),
+            Some(&check),
+        )
+        .unwrap();
+        assert!(matches!(*check.plan.lock().unwrap(), Plan::PassThrough));
+    }
+
+    #[test]
+    fn chunked_bodies_with_digests_are_refused_outside_the_write_path() {
+        let h = headers(&[
+            ("x-amz-content-sha256", "STREAMING-UNSIGNED-PAYLOAD-TRAILER"),
+            ("content-md5", "XUFAKrxLKna5cZ2REBfFkg=="),
+        ]);
+        let e = arm("DeleteObjects", &h, None).unwrap_err();
+        assert_eq!(*e.code(), S3ErrorCode::NotImplemented);
+        arm("PutObject", &h, None).unwrap();
+    }
+}
