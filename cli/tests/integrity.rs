@@ -396,3 +396,70 @@ async fn create_bucket_and_put_object_check_their_digest() {
     assert_eq!(r.status, 200, "{}", r.text());
     s3.must_get_equal("dig-cb", "o", &body).await;
 }
+
+/// A part listed in CompleteMultipartUpload with a checksum other than the
+/// one stored for it is refused (InvalidPart) and the upload stays open; the
+/// stored value completes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_checks_listed_part_checksums_against_the_parts() {
+    let tc = TestCluster::start().await;
+    let s3 = tc.root_client();
+    assert_eq!(s3.mb("dig-pc").await.status, 200);
+    let r = s3
+        .request(
+            "POST",
+            "/dig-pc/mp",
+            &[("uploads", "")],
+            &[("x-amz-checksum-algorithm", "SHA256")],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let upload_id = xml_values(&r.text(), "UploadId").remove(0);
+    let part = data(5, 2000);
+    let sum = sha256_b64(&part);
+    let r = s3
+        .request(
+            "PUT",
+            "/dig-pc/mp",
+            &[("partNumber", "1"), ("uploadId", &upload_id)],
+            &[("x-amz-checksum-sha256", &sum)],
+            part.clone(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let etag = r.header("etag").unwrap();
+    let body = |checksum: &str| {
+        format!(
+            "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag>\
+             <ChecksumSHA256>{checksum}</ChecksumSHA256></Part></CompleteMultipartUpload>"
+        )
+        .into_bytes()
+    };
+    let wrong = sha256_b64(b"other bytes");
+    let r = s3
+        .request(
+            "POST",
+            "/dig-pc/mp",
+            &[("uploadId", &upload_id)],
+            &[],
+            body(&wrong),
+        )
+        .await;
+    assert_code(&r, 400, "InvalidPart");
+    assert!(
+        !exists(&s3, "dig-pc", "mp").await,
+        "completed despite a wrong part checksum"
+    );
+    let r = s3
+        .request(
+            "POST",
+            "/dig-pc/mp",
+            &[("uploadId", &upload_id)],
+            &[],
+            body(&sum),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(exists(&s3, "dig-pc", "mp").await);
+}

@@ -263,6 +263,32 @@ pub async fn serve(
     }
 }
 
+/// A part listed in CompleteMultipartUpload may carry the checksums the
+/// client computed for it; each must equal what was stored when the part was
+/// uploaded (S3 answers InvalidPart otherwise), never be ignored.
+fn check_listed_part_checksums(upload: &Upload, p: &CompletedPart) -> S3Result<()> {
+    let n = p.part_number.unwrap_or(0);
+    let claimed = [
+        (checksums::Alg::Crc32, p.checksum_crc32.as_ref()),
+        (checksums::Alg::Crc32c, p.checksum_crc32c.as_ref()),
+        (checksums::Alg::Crc64Nvme, p.checksum_crc64nvme.as_ref()),
+        (checksums::Alg::Sha1, p.checksum_sha1.as_ref()),
+        (checksums::Alg::Sha256, p.checksum_sha256.as_ref()),
+    ];
+    let stored = upload.part(n as u32).map(|part| &part.checksums);
+    for (alg, value) in claimed {
+        let Some(value) = value else { continue };
+        if stored.and_then(|c| c.get(alg.name())) != Some(value) {
+            return Err(s3_error!(
+                InvalidPart,
+                "part {n}: the {} checksum in the request ({value}) does not match the part as uploaded",
+                alg.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn metad_err(e: weft_metad::MetadClientError) -> s3s::S3Error {
     to_s3(GatewayError::Metad(e))
 }
@@ -1397,6 +1423,9 @@ impl S3 for WeftS3 {
                 }
             }
             parts.push((n as u32, etag));
+        }
+        for p in &listed {
+            check_listed_part_checksums(&upload, p)?;
         }
         let mut md5s = Vec::with_capacity(parts.len() * 16);
         let mut size = 0u64;
