@@ -782,9 +782,19 @@ async fn snapshot_built_during_apply_matches_its_last_log_id() {
         .expect("apply");
 
     // Entry i (i >= 2) puts one new key, so a state holds i - 1 objects.
+    // Every 50 entries the writer waits for one more finished snapshot, so
+    // snapshots and applies overlap however the two tasks are scheduled.
+    const EVERY: u64 = 50;
+    let (built_tx, mut built_rx) = tokio::sync::watch::channel(0u64);
     let mut writer_sm = sm.clone();
     let writer = tokio::spawn(async move {
         for i in 2..=LAST {
+            if i % EVERY == 0 {
+                built_rx
+                    .wait_for(|n| *n >= i / EVERY)
+                    .await
+                    .expect("snapshot loop alive");
+            }
             writer_sm
                 .apply([entry(i, put("b", &format!("k{i:05}"), i))])
                 .await
@@ -800,9 +810,14 @@ async fn snapshot_built_during_apply_matches_its_last_log_id() {
             .await
             .expect("snapshot");
         snapshots.push((s.meta, s.snapshot.into_inner()));
+        built_tx.send_replace(snapshots.len() as u64);
     }
     writer.await.expect("writer");
-    assert!(snapshots.len() > 1, "snapshots were built while applying");
+    assert!(
+        snapshots.len() as u64 >= LAST / EVERY,
+        "only {} snapshots were built while applying",
+        snapshots.len()
+    );
 
     let mut follower = StateMachine::open(&follower_dir).expect("open");
     for (meta, data) in snapshots {
