@@ -72,6 +72,15 @@ pub enum MetadClientError {
     Protocol(String),
 }
 
+/// A committed command's result.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    /// What apply answered (to this attempt, or remembered from the first).
+    pub result: CommandResult,
+    /// Some earlier attempt's outcome was unknown.
+    pub after_unknown: bool,
+}
+
 /// A handle to the metad group; cheap to clone.
 #[derive(Clone)]
 pub struct MetadClient {
@@ -136,6 +145,14 @@ impl MetadClient {
     /// Every attempt carries the same request id, so a command whose first
     /// answer was lost is applied once (see the module's retry contract).
     pub async fn command(&self, cmd: &Command) -> Result<CommandResult, MetadClientError> {
+        self.command_outcome(cmd).await.map(|c| c.result)
+    }
+
+    /// As [`command`](Self::command), also telling whether an earlier
+    /// attempt's outcome was unknown. A caller that would delete data on a
+    /// refusal must not when it was: a refusal answered to a retry whose
+    /// record had expired could hide a first attempt that did apply.
+    pub async fn command_outcome(&self, cmd: &Command) -> Result<Committed, MetadClientError> {
         let request = match cmd {
             Command::Request { .. } => cmd.clone(),
             _ => Command::Request {
@@ -147,8 +164,20 @@ impl MetadClient {
                 command: Box::new(cmd.clone()),
             },
         };
-        self.call_raw("/v1/command", &request, false, Idempotent::Yes)
-            .await
+        let mut after_unknown = false;
+        let result = self
+            .call_tracked(
+                "/v1/command",
+                &request,
+                false,
+                Idempotent::Yes,
+                &mut after_unknown,
+            )
+            .await?;
+        Ok(Committed {
+            result,
+            after_unknown,
+        })
     }
 
     /// Runs a linearizable query on the leader.
@@ -233,10 +262,23 @@ impl MetadClient {
         empty_ok: bool,
         idempotent: Idempotent,
     ) -> Result<Resp, MetadClientError> {
+        let mut maybe_applied = false;
+        self.call_tracked(path, body, empty_ok, idempotent, &mut maybe_applied)
+            .await
+    }
+
+    /// The retry loop. `maybe_applied` is set once any attempt's outcome was
+    /// unknown: from then on, giving up must say so.
+    async fn call_tracked<Req: serde::Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Req,
+        empty_ok: bool,
+        idempotent: Idempotent,
+        maybe_applied: &mut bool,
+    ) -> Result<Resp, MetadClientError> {
         let start = Instant::now();
         let mut attempts = 0u32;
-        // Once any attempt may have been applied, giving up must say so.
-        let mut maybe_applied = false;
         let mut backoff = Duration::from_millis(10);
         let mut next: Option<String> = self.leader.lock().expect("leader lock").clone();
         let mut rr = 0usize;
@@ -260,6 +302,12 @@ impl MetadClient {
                     *self.leader.lock().expect("leader lock") = Some(addr);
                     return Ok(v);
                 }
+                Attempt::Fail(e) if *maybe_applied => {
+                    return Err(MetadClientError::OutcomeUnknown {
+                        attempts,
+                        last: format!("after an unknown outcome: {e}"),
+                    })
+                }
                 Attempt::Fail(e) => return Err(e),
                 Attempt::Unknown { reason, .. } if idempotent == Idempotent::No => {
                     return Err(MetadClientError::OutcomeUnknown {
@@ -268,7 +316,7 @@ impl MetadClient {
                     });
                 }
                 Attempt::Unknown { reason, redirect } => {
-                    maybe_applied = true;
+                    *maybe_applied = true;
                     (reason, redirect)
                 }
                 Attempt::Retry { reason, redirect } => (reason, redirect),
@@ -276,7 +324,7 @@ impl MetadClient {
             {
                 {
                     if start.elapsed() >= self.deadline {
-                        return Err(if maybe_applied {
+                        return Err(if *maybe_applied {
                             MetadClientError::OutcomeUnknown {
                                 attempts,
                                 last: reason,

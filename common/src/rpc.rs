@@ -217,9 +217,10 @@ pub enum Command {
     Request {
         /// Chosen once by the client, before the first attempt.
         id: crate::RequestId,
-        /// The client's wall clock at the first attempt, ms since the epoch:
-        /// metad forgets a request once the newest applied request is
-        /// [`REQUEST_RETENTION_MS`] younger.
+        /// Leader time when proposed, ms since the epoch: the leader
+        /// overwrites whatever the client sent, and metad forgets a request
+        /// once the newest applied request is [`REQUEST_RETENTION_MS`]
+        /// younger.
         at_ms: u64,
         /// The command.
         command: Box<Command>,

@@ -543,8 +543,15 @@ async fn register_and_heartbeat(
     store: &ShardStore,
 ) {
     let mut limiter = WarnLimiter::default();
-    let register = Command::RegisterNode { node: node.clone() };
     loop {
+        // One request id for every attempt of this registration, so metad
+        // applies it once however often the answer is lost; a later
+        // registration (after metad forgot the node) is a new request.
+        let register = Command::Request {
+            id: weft_common::RequestId::from_random(rand::random()),
+            at_ms: 0, // stamped by the leader
+            command: Box::new(Command::RegisterNode { node: node.clone() }),
+        };
         let mut backoff_ms = REGISTER_BACKOFF_MS_MIN;
         loop {
             match link.post("/v1/command", &register).await {

@@ -6,10 +6,11 @@
 //! second copy finds the id here and gets the first outcome back with its
 //! releases stripped ([`CommandResult::without_releases`]), so a retry can
 //! neither apply twice nor free data. Records are kept for
-//! [`REQUEST_RETENTION_MS`] of proposer time and pruned a few at a time as
-//! requests apply, so the table stays bounded by the request rate times the
-//! retention. Everything here is a function of the log: every replica keeps
-//! and prunes the same records.
+//! [`REQUEST_RETENTION_MS`] of leader time — the leader that proposes a
+//! request stamps `at_ms` itself (`server::command`), so no client clock can
+//! age records — and pruned a few at a time as requests apply, so the table
+//! stays bounded by the request rate times the retention. Everything here is
+//! a function of the log: every replica keeps and prunes the same records.
 //!
 //! [`Command::Request`]: weft_common::rpc::Command::Request
 
@@ -25,6 +26,9 @@ use crate::tables::*;
 /// Most expired records dropped per applied request: enough to keep up with
 /// one insert per request, small enough never to stall one apply.
 const PRUNE_PER_APPLY: usize = 16;
+
+/// A forward step of the request clock worth a warning.
+const CLOCK_JUMP_WARN_MS: u64 = 60_000;
 
 /// What a retry is answered.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -79,8 +83,16 @@ pub(crate) fn apply_once(
 /// the retention behind it.
 fn prune(tx: &WriteTransaction, at_ms: u64) -> Result<(), MetaError> {
     let mut meta = tx.open_table(META)?;
-    let clock: u64 = meta.get_sealed(T_META, KEY_REQUEST_CLOCK)?.unwrap_or(0);
-    let clock = clock.max(at_ms);
+    let before: u64 = meta.get_sealed(T_META, KEY_REQUEST_CLOCK)?.unwrap_or(0);
+    if before > 0 && at_ms > before + CLOCK_JUMP_WARN_MS {
+        // A leader whose clock runs far ahead shortens every record's life.
+        tracing::warn!(
+            jump_ms = at_ms - before,
+            "request clock jumped forward; check the metad voters' clocks (NTP): \
+             records of requests in flight may expire early"
+        );
+    }
+    let clock = before.max(at_ms);
     meta.insert(
         KEY_REQUEST_CLOCK,
         sealed::<&str, _>(KEY_REQUEST_CLOCK, &clock).as_slice(),
@@ -88,11 +100,21 @@ fn prune(tx: &WriteTransaction, at_ms: u64) -> Result<(), MetaError> {
     let horizon = clock.saturating_sub(REQUEST_RETENTION_MS);
     let mut ages = tx.open_table(REQUEST_AGES)?;
     let end = horizon.to_be_bytes();
-    let expired: Vec<Vec<u8>> = ages
-        .range::<&[u8]>(..end.as_slice())?
-        .take(PRUNE_PER_APPLY)
-        .map(|it| it.map(|(k, _)| k.value().to_vec()))
-        .collect::<Result<_, _>>()?;
+    let mut expired: Vec<Vec<u8>> = Vec::with_capacity(PRUNE_PER_APPLY);
+    for it in ages.range::<&[u8]>(..end.as_slice())?.take(PRUNE_PER_APPLY) {
+        let (k, v) = it?;
+        // The key decides which record goes: check it before acting on it.
+        crate::envelope::open(T_REQUEST_AGES, k.value(), v.value())?;
+        if k.value().len() != 24 {
+            return Err(crate::envelope::CorruptValue {
+                table: T_REQUEST_AGES,
+                key: crate::envelope::printable(k.value()),
+                reason: "request age key is not 24 bytes".into(),
+            }
+            .into());
+        }
+        expired.push(k.value().to_vec());
+    }
     let mut requests = tx.open_table(REQUESTS)?;
     for k in expired {
         ages.remove(k.as_slice())?;

@@ -233,6 +233,29 @@ async fn command(
     Json(cmd): Json<Command>,
 ) -> Result<Json<CommandResult>, ApiError> {
     ensure_serving_leader(&s)?;
+    // Only requests: a bare command could not be recognised when retried,
+    // and is not applied once (docs/decisions.md, "Every command applies
+    // once"). The leader stamps the time records expire by, so no client
+    // clock, slow, fast or hostile, can expire another's record early.
+    let cmd = match cmd {
+        Command::Request { id, command, .. } if !matches!(*command, Command::Request { .. } | Command::Batch { .. }) => {
+            Command::Request {
+                id,
+                at_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0),
+                command,
+            }
+        }
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                RpcErrorCode::BadRequest,
+                "commands must be sent as one Request with an id its retries share (use the metad client)",
+            ))
+        }
+    };
     let t0 = Instant::now();
     match s.writes.write(cmd).await {
         Ok(result) => {
@@ -611,8 +634,16 @@ async fn init(
 
 fn membership_error(e: RaftError<RaftNodeId, ClientWriteError<RaftNodeId, BasicNode>>) -> ApiError {
     match e {
+        // openraft answers a lost leadership this way even after the change
+        // was proposed: the outcome is unknown, not "not applied".
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-            ApiError::not_leader(f.leader_node)
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                RpcErrorCode::OutcomeUnknown,
+                "leadership changed during the membership change; check `weft cluster metad list` before retrying",
+            );
+            e.1.leader_addr = f.leader_node.map(|n| n.addr);
+            e
         }
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => ApiError::new(
             StatusCode::CONFLICT,
@@ -621,8 +652,8 @@ fn membership_error(e: RaftError<RaftNodeId, ClientWriteError<RaftNodeId, BasicN
         ),
         e => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            RpcErrorCode::Unavailable,
-            format!("membership change failed: {e}"),
+            RpcErrorCode::OutcomeUnknown,
+            format!("membership change failed after it was proposed ({e}); check `weft cluster metad list` before retrying"),
         ),
     }
 }

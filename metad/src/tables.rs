@@ -34,6 +34,7 @@ pub(crate) const T_UPLOADS: &str = "uploads";
 pub(crate) const T_META: &str = "sm_meta";
 pub(crate) const T_NODE_ADMIN: &str = "node_admin";
 pub(crate) const T_REQUESTS: &str = "requests";
+pub(crate) const T_REQUEST_AGES: &str = "request_ages";
 
 pub(crate) const KEY_REPAIR_CONFIG: &str = "repair_config";
 pub(crate) const KEY_SEGMENT_INDEX: &str = "segment_index_v1";

@@ -588,7 +588,13 @@ impl WeftS3 {
                 segments: written.segments,
             },
         };
-        match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
+        let committed = self
+            .gw
+            .metad
+            .command_outcome(&cmd)
+            .await
+            .map_err(metad_err)?;
+        match committed.result {
             CommandResult::Released { segments } => {
                 self.release(segments);
                 Ok((etag, now))
@@ -596,7 +602,7 @@ impl WeftS3 {
             CommandResult::Refused {
                 refusal: Refusal::NoSuchUpload,
             } => {
-                self.gw.delete_segments_later(segments, Duration::ZERO);
+                self.discard_unreferenced(segments, committed.after_unknown);
                 Err(s3_error!(
                     NoSuchUpload,
                     "upload {upload_id} was completed or aborted meanwhile"
@@ -604,6 +610,21 @@ impl WeftS3 {
             }
             other => Err(unexpected("put part", other)),
         }
+    }
+
+    /// Deletes shards this request wrote for a command metad refused, at
+    /// once, unless an earlier attempt's outcome was unknown: then a refusal
+    /// cannot prove the first attempt did not commit them, and garbage
+    /// collection (which asks metad) decides instead.
+    fn discard_unreferenced(&self, segments: Vec<Segment>, after_unknown: bool) {
+        if after_unknown {
+            tracing::warn!(
+                segments = segments.len(),
+                "command refused after an unknown outcome; leaving its shards to garbage collection"
+            );
+            return;
+        }
+        self.gw.delete_segments_later(segments, Duration::ZERO);
     }
 
     fn release(&self, segments: Vec<Segment>) {
@@ -1013,10 +1034,14 @@ impl S3 for WeftS3 {
             version,
             condition,
         };
+        let mut after_unknown = false;
         let result = if self.gw.fault_ack_before_commit {
             Ok(CommandResult::Replaced { previous: None })
         } else {
-            self.gw.metad.command(&cmd).await
+            self.gw.metad.command_outcome(&cmd).await.map(|c| {
+                after_unknown = c.after_unknown;
+                c.result
+            })
         };
         match result {
             Ok(CommandResult::Replaced { previous }) => {
@@ -1039,7 +1064,7 @@ impl S3 for WeftS3 {
                 }))
             }
             Ok(CommandResult::Refused { refusal }) => {
-                self.gw.delete_segments_later(segments, Duration::ZERO);
+                self.discard_unreferenced(segments, after_unknown);
                 Err(refusal_error(refusal, &input.bucket, &input.key))
             }
             Ok(other) => Err(unexpected("put object", other)),
@@ -1673,7 +1698,13 @@ impl S3 for WeftS3 {
             version,
             condition: None,
         };
-        match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
+        let committed = self
+            .gw
+            .metad
+            .command_outcome(&cmd)
+            .await
+            .map_err(metad_err)?;
+        match committed.result {
             CommandResult::Replaced { previous } => {
                 if let Some(prev) = previous {
                     self.release(prev.segments);
@@ -1689,7 +1720,7 @@ impl S3 for WeftS3 {
                 }))
             }
             CommandResult::Refused { refusal } => {
-                self.gw.delete_segments_later(segments, Duration::ZERO);
+                self.discard_unreferenced(segments, committed.after_unknown);
                 Err(refusal_error(refusal, &input.bucket, &input.key))
             }
             other => Err(unexpected("copy object", other)),
