@@ -121,6 +121,11 @@ pub struct VersionRecord {
     pub version: Option<ObjectVersion>,
     /// When it was written, ms since the epoch.
     pub last_modified_ms: u64,
+    /// For a delete marker, the id of the command that wrote it: in a
+    /// suspended bucket the marker's S3 id is `null`, and this is how a
+    /// repeated delete recognises its own marker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_id: Option<crate::VersionId>,
 }
 
 impl VersionRecord {

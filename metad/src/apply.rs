@@ -451,6 +451,11 @@ fn complete_upload(
         }
         return refused(Refusal::NoSuchUpload);
     };
+    if upload.bucket != bucket || upload.key != key {
+        // The repeat check and the index both go by the command's names:
+        // they must be the upload's.
+        return refused(Refusal::NoSuchUpload);
+    }
     let mut segments: Vec<Segment> = Vec::new();
     let mut part_sizes = Vec::with_capacity(parts.len());
     let mut size = 0u64;

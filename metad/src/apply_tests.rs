@@ -11,7 +11,14 @@
 //! - no segment a result releases is referenced afterwards;
 //! - no segment ever released is referenced again (a retry resurrecting a
 //!   version or part whose shards were already freed);
-//! - the segment index holds exactly the referenced segments.
+//! - the segment index holds exactly the referenced segments;
+//! - a second application leaves every table as it was (digest equal).
+//!
+//! Request runs also advance leader time by 30 s per command, so records
+//! older than the retention are pruned along the way (retries come within
+//! five commands, well inside it), apply some duplicates as a batch holding
+//! the same request twice, and move the state through a snapshot midway, so
+//! request records must survive dump and install.
 
 use std::collections::BTreeSet;
 
@@ -25,7 +32,7 @@ use weft_common::{NodeId, RequestId, SegmentId, VersionId};
 
 use crate::state_machine::StateMachine;
 
-const BUCKETS: [&str; 2] = ["plain", "versioned"];
+const BUCKETS: [&str; 3] = ["plain", "versioned", "suspended"];
 const KEYS: [&str; 2] = ["k1", "k2"];
 /// Upload id → (bucket, key).
 const UPLOADS: [(&str, usize, usize); 3] = [("u1", 0, 0), ("u2", 1, 1), ("u3", 1, 0)];
@@ -34,23 +41,66 @@ const PART_BYTES: u64 = 10;
 /// An operation before ids are assigned.
 #[derive(Clone, Debug)]
 enum Op {
-    Put { b: usize, k: usize },
-    Delete { b: usize, k: usize },
-    DeleteVersion { b: usize, k: usize, pick: usize },
-    SetTags { b: usize, k: usize },
-    BucketTags { b: usize },
-    CreateUpload { u: usize },
-    PutPart { u: usize, n: u32 },
-    Complete { u: usize, parts: u32 },
-    Abort { u: usize },
-    Move { pick: usize, to: u64 },
-    Drop { pick: usize },
-    NodeAdmin { n: u64 },
+    Put {
+        b: usize,
+        k: usize,
+    },
+    Delete {
+        b: usize,
+        k: usize,
+    },
+    DeleteVersion {
+        b: usize,
+        k: usize,
+        pick: usize,
+    },
+    SetTags {
+        b: usize,
+        k: usize,
+    },
+    BucketTags {
+        b: usize,
+    },
+    CreateUpload {
+        u: usize,
+    },
+    PutPart {
+        u: usize,
+        n: u32,
+    },
+    Complete {
+        u: usize,
+        parts: u32,
+    },
+    Abort {
+        u: usize,
+    },
+    Move {
+        pick: usize,
+        to: u64,
+    },
+    Drop {
+        pick: usize,
+    },
+    NodeAdmin {
+        n: u64,
+    },
     RepairConfig,
-    CreateKey { n: usize },
-    DeleteKey { n: usize },
+    CreateKey {
+        n: usize,
+    },
+    DeleteKey {
+        n: usize,
+    },
     CreateBucket,
-    DeleteBucket { b: usize },
+    DeleteBucket {
+        b: usize,
+    },
+    /// Enable or suspend versioning on one of the versioned buckets.
+    Versioning {
+        b: usize,
+        enabled: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -76,6 +126,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0usize..2).prop_map(|n| Op::DeleteKey { n }),
         1 => Just(Op::CreateBucket),
         1 => b.prop_map(|b| Op::DeleteBucket { b }),
+        1 => (1usize..3, any::<bool>()).prop_map(|(b, enabled)| Op::Versioning { b, enabled }),
     ]
 }
 
@@ -86,6 +137,8 @@ enum Again {
     AtOnce,
     /// After this many later operations.
     After(usize),
+    /// Twice in one batch (one raft entry).
+    InBatch,
 }
 
 fn again(later: bool) -> impl Strategy<Value = Again> {
@@ -93,6 +146,7 @@ fn again(later: bool) -> impl Strategy<Value = Again> {
         prop_oneof![
             2 => Just(Again::Never),
             1 => Just(Again::AtOnce),
+            1 => Just(Again::InBatch),
             2 => (1usize..6).prop_map(Again::After),
         ]
         .boxed()
@@ -287,6 +341,10 @@ impl Builder {
             Op::DeleteBucket { b } => Command::DeleteBucket {
                 name: BUCKETS[b].into(),
             },
+            Op::Versioning { b, enabled } => Command::SetBucketVersioning {
+                bucket: BUCKETS[b].into(),
+                status: if enabled { "Enabled" } else { "Suspended" }.into(),
+            },
         }
     }
 
@@ -314,11 +372,17 @@ fn setup() -> (tempfile::TempDir, StateMachine) {
         sm.apply_for_test(&Command::CreateBucket { bucket })
             .unwrap();
     }
-    sm.apply_for_test(&Command::SetBucketVersioning {
-        bucket: "versioned".into(),
-        status: "Enabled".into(),
-    })
-    .unwrap();
+    for (bucket, status) in [
+        ("versioned", "Enabled"),
+        ("suspended", "Enabled"),
+        ("suspended", "Suspended"),
+    ] {
+        sm.apply_for_test(&Command::SetBucketVersioning {
+            bucket: bucket.into(),
+            status: status.into(),
+        })
+        .unwrap();
+    }
     for n in 1..=4 {
         let node = NodeInfo {
             id: NodeId(n),
@@ -358,10 +422,27 @@ fn apply_checked(
     result
 }
 
+/// Applies `cmd` again and checks that it released nothing and left every
+/// table as it was.
+fn apply_again(sm: &StateMachine, cmd: &Command, ever_released: &mut BTreeSet<SegmentId>) {
+    let before = sm.digest().unwrap();
+    let second = apply_checked(sm, cmd, ever_released);
+    assert_eq!(
+        second.released_segments(),
+        vec![],
+        "{cmd:?} released when applied again"
+    );
+    assert_eq!(
+        sm.digest().unwrap(),
+        before,
+        "{cmd:?} changed state when applied again"
+    );
+}
+
 /// Runs `ops`, applying each again as its schedule says; `wrap` turns a
 /// command into what is proposed (raw, or a client request).
 fn run(ops: &[(Op, Again)], wrap: impl Fn(Command, u128) -> Command) {
-    let (_dir, sm) = setup();
+    let (dir, mut sm) = setup();
     let mut b = Builder {
         next: 0,
         segments: vec![],
@@ -369,28 +450,51 @@ fn run(ops: &[(Op, Again)], wrap: impl Fn(Command, u128) -> Command) {
     };
     let mut ever_released = BTreeSet::new();
     let mut pending: Vec<(usize, Command)> = vec![];
+    let mut restored = 0;
     for (i, (op, when)) in ops.iter().enumerate() {
+        if i == ops.len() / 2 && i > 0 {
+            // Midway, continue on a voter restored from a snapshot.
+            let next = dir.path().join(format!("restored-{restored}"));
+            restored += 1;
+            std::fs::create_dir(&next).unwrap();
+            let before = sm.digest().unwrap().1;
+            sm = sm.snapshot_roundtrip_for_test(&next).unwrap();
+            assert_eq!(
+                sm.digest().unwrap().1,
+                before,
+                "a snapshot did not carry every table"
+            );
+        }
         let cmd = wrap(b.build(op), i as u128 + 1);
-        let first = apply_checked(&sm, &cmd, &mut ever_released);
         match when {
-            Again::Never => {}
-            Again::AtOnce => {
-                let second = apply_checked(&sm, &cmd, &mut ever_released);
+            Again::InBatch => {
+                let batch = Command::Batch {
+                    commands: vec![cmd.clone(), cmd.clone()],
+                };
+                let r = apply_checked(&sm, &batch, &mut ever_released);
+                let CommandResult::Batch { results } = r else {
+                    panic!("batch answered {r:?}")
+                };
                 assert_eq!(
-                    second.released_segments(),
+                    results[1].released_segments(),
                     vec![],
-                    "{cmd:?} released on its second application (first: {first:?})"
+                    "{cmd:?} released twice in one batch"
                 );
             }
-            Again::After(d) => pending.push((i + d, cmd)),
+            Again::Never => {
+                apply_checked(&sm, &cmd, &mut ever_released);
+            }
+            Again::AtOnce => {
+                apply_checked(&sm, &cmd, &mut ever_released);
+                apply_again(&sm, &cmd, &mut ever_released);
+            }
+            Again::After(d) => {
+                apply_checked(&sm, &cmd, &mut ever_released);
+                pending.push((i + d, cmd));
+            }
         }
         for (_, cmd) in pending.extract_if(.., |(due, _)| *due <= i) {
-            let second = apply_checked(&sm, &cmd, &mut ever_released);
-            assert_eq!(
-                second.released_segments(),
-                vec![],
-                "{cmd:?} released when applied again"
-            );
+            apply_again(&sm, &cmd, &mut ever_released);
         }
     }
 }
@@ -404,9 +508,11 @@ proptest! {
     fn requests_applied_twice_release_nothing_referenced(
         ops in prop::collection::vec((op(), again(true)), 1..50)
     ) {
+        // 30 s of leader time per command: records are pruned as the run
+        // goes, retries (within five commands) stay inside the retention.
         run(&ops, |command, n| Command::Request {
             id: RequestId(n),
-            at_ms: 1_000 + n as u64,
+            at_ms: 1_000 + n as u64 * 30_000,
             command: Box::new(command),
         });
     }

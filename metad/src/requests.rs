@@ -84,7 +84,7 @@ pub(crate) fn apply_once(
 fn prune(tx: &WriteTransaction, at_ms: u64) -> Result<(), MetaError> {
     let mut meta = tx.open_table(META)?;
     let before: u64 = meta.get_sealed(T_META, KEY_REQUEST_CLOCK)?.unwrap_or(0);
-    if before > 0 && at_ms > before + CLOCK_JUMP_WARN_MS {
+    if before > 0 && at_ms > before.saturating_add(CLOCK_JUMP_WARN_MS) {
         // A leader whose clock runs far ahead shortens every record's life.
         tracing::warn!(
             jump_ms = at_ms - before,

@@ -256,6 +256,7 @@ impl StateMachine {
                         .any(|r| r.version.as_ref().map(|v| v.version_id) == Some(c.version_id))
             })
             .map(|c| VersionRecord {
+                origin_id: None,
                 version_id: "null".into(),
                 last_modified_ms: c.last_modified_ms,
                 version: Some(c),
@@ -306,6 +307,7 @@ impl StateMachine {
                 hist.insert(
                     0,
                     VersionRecord {
+                        origin_id: None,
                         version_id: "null".into(),
                         last_modified_ms: cur.last_modified_ms,
                         version: Some(cur),
@@ -593,6 +595,13 @@ impl StateMachine {
         fold!(SEGMENTS);
         fold!(NODE_ADMIN);
         fold!(REQUESTS);
+        fold!(REQUEST_AGES);
+        for key in [KEY_REQUEST_CLOCK, KEY_REPAIR_CONFIG] {
+            if let Some(v) = tx.open_table(META)?.get(key)? {
+                crc = crc32c::crc32c_append(crc, v.value());
+            }
+        }
+        crc = crc32c::crc32c_append(crc, &versioning::seq(&tx)?.to_le_bytes());
         Ok((applied.map(|l| l.index), format!("{count}-{crc:08x}")))
     }
 
@@ -615,6 +624,28 @@ impl StateMachine {
         let r = crate::apply::apply_command(&tx, cmd)?;
         tx.commit()?;
         Ok(r)
+    }
+
+    /// This state, dumped as a snapshot and installed into a fresh state
+    /// machine under `dir`: for tests that a snapshot carries everything
+    /// apply depends on.
+    #[cfg(test)]
+    pub(crate) fn snapshot_roundtrip_for_test(
+        &self,
+        dir: &Path,
+    ) -> Result<StateMachine, MetaError> {
+        let (doc, applied, membership) = self.dump()?;
+        let doc: SnapshotDoc =
+            serde_json::from_slice(&serde_json::to_vec(&doc).expect("serializes"))
+                .expect("deserializes");
+        let other = StateMachine::open(dir)?;
+        let meta = SnapshotMeta {
+            last_log_id: applied,
+            last_membership: membership,
+            snapshot_id: "test".into(),
+        };
+        other.load(&doc, &meta)?;
+        Ok(other)
     }
 
     /// `(segments referenced by any version or upload part, segments in the
@@ -840,10 +871,12 @@ impl StateMachine {
             if let Some(c) = &doc.repair_config {
                 put(KEY_REPAIR_CONFIG, sealed::<&str, _>(KEY_REPAIR_CONFIG, c))?;
             }
-            put(
-                KEY_REQUEST_CLOCK,
-                sealed::<&str, _>(KEY_REQUEST_CLOCK, &doc.request_clock),
-            )?;
+            if doc.request_clock > 0 {
+                put(
+                    KEY_REQUEST_CLOCK,
+                    sealed::<&str, _>(KEY_REQUEST_CLOCK, &doc.request_clock),
+                )?;
+            }
             put(
                 KEY_APPLIED,
                 sealed::<&str, _>(KEY_APPLIED, &meta.last_log_id),

@@ -12,11 +12,14 @@
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use weft_common::manifest::{ObjectVersion, VersionRecord};
 
-use crate::envelope::{item, sealed};
+use crate::envelope::{item, sealed, SealedRead};
 use crate::error::MetaError;
+use crate::tables::{META, T_META};
 
 pub(crate) const VERSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("versions");
-const SEQ: TableDefinition<&str, u64> = TableDefinition::new("version_seq");
+/// Where databases from before the envelope kept the counter, bare; read
+/// only until the sealed copy exists.
+const LEGACY_SEQ: TableDefinition<&str, u64> = TableDefinition::new("version_seq");
 
 /// `bucket \0 key \0`: every history entry of one key starts with this.
 pub(crate) fn key_prefix(bucket: &str, key: &str) -> Vec<u8> {
@@ -28,16 +31,36 @@ pub(crate) fn key_prefix(bucket: &str, key: &str) -> Vec<u8> {
     k
 }
 
+/// Meta-table key of the history counter, sealed like every value (it
+/// orders history entries: a flipped bit would reorder or overwrite them).
+const KEY_SEQ: &str = "version_seq";
+
+/// The counter in a write transaction: the sealed value, else the one a
+/// database from before the envelope kept in its own bare table.
+fn current_seq(tx: &WriteTransaction) -> Result<u64, MetaError> {
+    let sealed: Option<u64> = tx.open_table(META)?.get_sealed(T_META, KEY_SEQ)?;
+    match sealed {
+        Some(n) => Ok(n),
+        None => match tx.open_table(LEGACY_SEQ) {
+            Ok(t) => Ok(t.get("seq")?.map(|v| v.value()).unwrap_or(0)),
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
 fn next_seq(tx: &WriteTransaction) -> Result<u64, MetaError> {
-    let mut t = tx.open_table(SEQ)?;
-    let n = t.get("seq")?.map(|v| v.value()).unwrap_or(0) + 1;
-    t.insert("seq", n)?;
+    let n = current_seq(tx)? + 1;
+    set_seq(tx, n)?;
     Ok(n)
 }
 
-/// The seq counter (for snapshots).
+/// The seq counter (for snapshots and digests).
 pub(crate) fn seq(tx: &redb::ReadTransaction) -> Result<u64, MetaError> {
-    match tx.open_table(SEQ) {
+    let sealed: Option<u64> = tx.open_table(META)?.get_sealed(T_META, KEY_SEQ)?;
+    if let Some(n) = sealed {
+        return Ok(n);
+    }
+    match tx.open_table(LEGACY_SEQ) {
         Ok(t) => Ok(t.get("seq")?.map(|v| v.value()).unwrap_or(0)),
         Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
         Err(e) => Err(e.into()),
@@ -46,7 +69,8 @@ pub(crate) fn seq(tx: &redb::ReadTransaction) -> Result<u64, MetaError> {
 
 /// Restores the seq counter (snapshot install).
 pub(crate) fn set_seq(tx: &WriteTransaction, n: u64) -> Result<(), MetaError> {
-    tx.open_table(SEQ)?.insert("seq", n)?;
+    tx.open_table(META)?
+        .insert(KEY_SEQ, sealed::<&str, _>(KEY_SEQ, &n).as_slice())?;
     Ok(())
 }
 
@@ -63,7 +87,9 @@ pub(crate) fn holds_version(
 ) -> Result<bool, MetaError> {
     let label = id.to_string();
     Ok(history(tx, bucket, key)?.iter().any(|(_, r)| {
-        r.version_id == label || r.version.as_ref().map(|v| v.version_id) == Some(id)
+        r.version_id == label
+            || r.origin_id == Some(id)
+            || r.version.as_ref().map(|v| v.version_id) == Some(id)
     }))
 }
 
@@ -99,8 +125,18 @@ fn insert(
     let n = next_seq(tx)?;
     let mut k = key_prefix(bucket, key);
     k.extend_from_slice(&(u64::MAX - n).to_be_bytes());
-    tx.open_table(VERSIONS)?
-        .insert(k.as_slice(), sealed::<&[u8], _>(k.as_slice(), r).as_slice())?;
+    let mut t = tx.open_table(VERSIONS)?;
+    if t.get(k.as_slice())?.is_some() {
+        // Sequence numbers only grow: a taken key means the counter is
+        // damaged, and writing would overwrite a version for good.
+        return Err(crate::envelope::CorruptValue {
+            table: T_META,
+            key: KEY_SEQ.to_string(),
+            reason: format!("history counter {n} is already used"),
+        }
+        .into());
+    }
+    t.insert(k.as_slice(), sealed::<&[u8], _>(k.as_slice(), r).as_slice())?;
     Ok(())
 }
 
@@ -124,6 +160,7 @@ fn adopt(
             bucket,
             key,
             &VersionRecord {
+                origin_id: None,
                 version_id: "null".into(),
                 last_modified_ms: v.last_modified_ms,
                 version: Some(v),
@@ -171,6 +208,7 @@ pub(crate) fn put(
         bucket,
         key,
         &VersionRecord {
+            origin_id: None,
             version_id: id,
             last_modified_ms: version.last_modified_ms,
             version: Some(version.clone()),
@@ -203,6 +241,7 @@ pub(crate) fn delete(
             version_id: id.clone(),
             version: None,
             last_modified_ms: marker.1,
+            origin_id: Some(marker.0),
         },
     )?;
     Ok((released, id))
