@@ -11,6 +11,7 @@
 
 pub mod admin_auth;
 pub mod checksum;
+pub mod damage;
 pub mod ids;
 pub mod manifest;
 pub mod metad_client;

@@ -15,6 +15,7 @@
 // openraft's StorageError is large and its traits require returning it.
 #![allow(clippy::result_large_err)]
 
+pub(crate) mod damage;
 pub mod durability;
 pub mod group_commit;
 pub mod liveness;
