@@ -16,6 +16,7 @@ use serde::Serialize;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use weft_common::profile::UNIT_BYTES_DEFAULT;
 
 /// Name of the filler file the disk-full fault writes into a node's volume.
 pub const FILLER: &str = "chaos-filler";
@@ -185,6 +186,18 @@ async fn apply(cluster: &Cluster, action: &Action) -> Result<String> {
                 touched.join(", ")
             ))
         }
+        Action::RotSegment { shards, seed } => {
+            let dirs: Vec<(String, PathBuf)> = cluster
+                .of(Role::Datad)
+                .filter_map(|n| Some((n.name.clone(), n.data_dir.clone()?)))
+                .collect();
+            let touched = rot_segment(&dirs, *shards as usize, UNIT_BYTES_DEFAULT.into(), *seed)?;
+            Ok(format!(
+                "rotted {} shards of one segment, one stripe each: {}",
+                touched.len(),
+                touched.join(", ")
+            ))
+        }
         Action::FillDisk { id } => {
             let node = cluster.node(Role::Datad, *id);
             let dir = node
@@ -331,6 +344,106 @@ pub fn corrupt_shard_files(data_dir: &Path, count: usize, seed: u64) -> Result<V
     Ok(touched)
 }
 
+/// Shard file header fields [`rot_segment`] needs: `(block_bytes,
+/// data_len)`, if the file starts with a version-1 shard header.
+fn shard_geometry(path: &Path) -> Option<(u64, u64)> {
+    let mut h = [0u8; 64];
+    std::fs::File::open(path).ok()?.read_exact(&mut h).ok()?;
+    if &h[0..8] != b"WEFTSHD1" {
+        return None;
+    }
+    let block = u32::from_le_bytes(h[12..16].try_into().ok()?);
+    let data_len = u64::from_le_bytes(h[32..40].try_into().ok()?);
+    (block > 0).then_some((u64::from(block), data_len))
+}
+
+/// Flips one byte in `shards` shard files of one segment, shard `i` (in a
+/// random order) in a data block of stripe `i` (`unit` shard bytes per
+/// stripe): rot across more shards than the parity covers, recoverable
+/// only stripe by stripe. `dirs` are the data nodes' volumes by name.
+///
+/// Chooses among the oldest tenth of the segments whose shard files span
+/// at least `shards` stripes and have at least `shards` files: the cold
+/// objects, which stay and are read until the end of the run.
+pub fn rot_segment(
+    dirs: &[(String, PathBuf)],
+    shards: usize,
+    unit: u64,
+    seed: u64,
+) -> Result<Vec<String>> {
+    use std::collections::BTreeMap;
+    anyhow::ensure!(shards > 0, "rot at least one shard");
+    // segment hex -> (oldest mtime, [(node, path)])
+    type Files = (std::time::SystemTime, Vec<(String, PathBuf)>);
+    let mut by_segment: BTreeMap<String, Files> = BTreeMap::new();
+    for (node, dir) in dirs {
+        for p in shard_files(dir) {
+            let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some((seg, _index)) = name.split_once('.') else {
+                continue;
+            };
+            let Ok(mtime) = std::fs::metadata(&p).and_then(|m| m.modified()) else {
+                continue;
+            };
+            let e = by_segment
+                .entry(seg.to_string())
+                .or_insert((mtime, Vec::new()));
+            e.0 = e.0.min(mtime);
+            e.1.push((node.clone(), p));
+        }
+    }
+    // (oldest mtime, segment, files, block bytes, data bytes per shard)
+    type Candidate = (
+        std::time::SystemTime,
+        String,
+        Vec<(String, PathBuf)>,
+        u64,
+        u64,
+    );
+    let mut candidates: Vec<Candidate> = by_segment
+        .into_iter()
+        .filter(|(_, (_, files))| files.len() >= shards)
+        .filter_map(|(seg, (mtime, files))| {
+            let (block, data_len) = shard_geometry(&files[0].1)?;
+            (data_len > (shards as u64 - 1) * unit).then_some((mtime, seg, files, block, data_len))
+        })
+        .collect();
+    anyhow::ensure!(
+        !candidates.is_empty(),
+        "no segment has {shards} shard files spanning {shards} stripes"
+    );
+    candidates.sort();
+    let pool = (candidates.len() / 10).max(1);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (_, _segment, mut files, block, data_len) = candidates.swap_remove(rng.gen_range(0..pool));
+    let mut touched = Vec::new();
+    for stripe in 0..shards {
+        let (node, path) = files.swap_remove(rng.gen_range(0..files.len()));
+        let start = stripe as u64 * unit;
+        let x = rng.gen_range(start..(start + unit).min(data_len));
+        let off = 64 + (x / block) * (block + 4) + x % block;
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)?;
+        let mut b = [0u8];
+        f.seek(SeekFrom::Start(off))?;
+        f.read_exact(&mut b)?;
+        b[0] ^= rng.gen_range(1..=255u8);
+        f.seek(SeekFrom::Start(off))?;
+        f.write_all(&b)?;
+        f.sync_all()?;
+        touched.push(format!(
+            "{node}:{}@{off} (stripe {stripe}, block {})",
+            path.file_name().unwrap_or_default().to_string_lossy(),
+            x / block
+        ));
+    }
+    Ok(touched)
+}
+
 /// Writes a filler file until the file system refuses (ENOSPC); returns
 /// the bytes written. Bounded by 64 GiB in case the volume is not limited.
 pub fn fill(data_dir: &Path) -> Result<u64> {
@@ -365,5 +478,78 @@ pub fn remove_fillers(cluster: &Cluster) {
         if let Some(d) = &n.data_dir {
             let _ = std::fs::remove_file(d.join(FILLER));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const B: u64 = 64 * 1024;
+    const UNIT: u64 = 1 << 20;
+
+    /// A shard file with a version-1 header (crc not needed here) and
+    /// `data_len` data bytes in blocks of `B` with their crcs.
+    fn shard_file(path: &Path, data_len: u64) {
+        let mut f = vec![0u8; 64];
+        f[0..8].copy_from_slice(b"WEFTSHD1");
+        f[8..10].copy_from_slice(&1u16.to_le_bytes());
+        f[12..16].copy_from_slice(&(B as u32).to_le_bytes());
+        f[32..40].copy_from_slice(&data_len.to_le_bytes());
+        let blocks = data_len.div_ceil(B);
+        f.resize((64 + data_len + 4 * blocks) as usize, 0x11);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, f).unwrap();
+    }
+
+    #[test]
+    fn segment_rot_hits_one_shard_per_stripe() {
+        let root = std::env::temp_dir().join(format!("weft-chaos-rot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let seg = "00112233445566778899aabbccddeeff";
+        let data_len = 3 * UNIT + UNIT / 2;
+        let mut dirs = vec![];
+        for i in 0..6u8 {
+            let dir = root.join(format!("d{i}"));
+            shard_file(&dir.join("shards/00").join(format!("{seg}.{i}")), data_len);
+            // A small segment that cannot take the rot.
+            shard_file(
+                &dir.join("shards/ff").join(format!("ff{}.{i}", &seg[2..])),
+                1000,
+            );
+            dirs.push((format!("datad-{i}"), dir));
+        }
+        let touched = rot_segment(&dirs, 3, UNIT, 42).unwrap();
+        assert_eq!(touched.len(), 3, "{touched:?}");
+        let mut stripes = vec![];
+        let mut nodes = std::collections::BTreeSet::new();
+        for (name, dir) in &dirs {
+            for p in shard_files(dir) {
+                let bytes = std::fs::read(&p).unwrap();
+                let changed: Vec<usize> = bytes
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, b)| *i >= 64 && **b != 0x11)
+                    .map(|(i, _)| i)
+                    .collect();
+                assert!(changed.len() <= 1, "{p:?}: {changed:?}");
+                if let Some(&off) = changed.first() {
+                    assert!(p.to_string_lossy().contains(seg), "only the big segment");
+                    let rel = off as u64 - 64;
+                    let (block, within) = (rel / (B + 4), rel % (B + 4));
+                    assert!(within < B, "a data byte, not a crc");
+                    stripes.push(block * B / UNIT);
+                    nodes.insert(name.clone());
+                }
+            }
+        }
+        stripes.sort();
+        assert_eq!(stripes, vec![0, 1, 2], "one bad shard per stripe");
+        assert_eq!(nodes.len(), 3);
+        assert!(
+            rot_segment(&dirs, 5, UNIT, 1).is_err(),
+            "no segment spans 5 stripes"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

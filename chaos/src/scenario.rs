@@ -9,7 +9,9 @@
 //!
 //! Every scenario stays inside what the design claims to survive (as in
 //! TigerBeetle's fault atlas): at most m = 2 data nodes lost at once, a
-//! minority of metad voters, one zone, one node's disk corrupted or full.
+//! minority of metad voters, one zone, one node's disk corrupted or full,
+//! or rot in m + 1 shards of one segment in different stripes (each stripe
+//! then still has k good shards).
 //! Combining scenarios (`kill-m-datad+bitrot`) can exceed that; the
 //! combination is then the operator's claim to test, not the suite's.
 
@@ -37,7 +39,8 @@ pub enum Scenario {
     PartitionZone,
     /// Restart every process in turn (SIGTERM), waiting for health between.
     RollingRestart,
-    /// Corrupt random shard files on one data node's volume; repeated.
+    /// Corrupt random shard files on one data node's volume; repeated. Once
+    /// per run, also rot m + 1 shards of one segment, each in another stripe.
     Bitrot,
     /// Fill one data node's disk, later free it.
     DiskFull,
@@ -178,6 +181,15 @@ pub enum Action {
         /// Files to corrupt.
         files: u32,
         /// Seed for file and offset choice.
+        seed: u64,
+    },
+    /// Flip a byte in `shards` shard files of one segment (on as many data
+    /// nodes), shard `i` in a block of stripe `i`: more shards than parity
+    /// covers, but never more than one bad shard in any stripe.
+    RotSegment {
+        /// Shard files to damage (m + 1).
+        shards: u32,
+        /// Seed for the segment, shard and offset choice.
         seed: u64,
     },
     /// Fill the node's (size-limited) volume.
@@ -384,6 +396,15 @@ pub fn schedule(run: &[Scenario], seed: u64, duration: Duration, grace_ms: u64) 
                         break;
                     }
                 }
+                // Shard rot across nodes, once: a second round could pick
+                // the same segment and stack two bad shards in one stripe.
+                steps.push(Step {
+                    at_ms: w.begin_ms + (w.end_ms - w.begin_ms) / 3,
+                    action: Action::RotSegment {
+                        shards: 3,
+                        seed: rng.gen(),
+                    },
+                });
             }
             Scenario::DiskFull => {
                 let id = disk_full_target(run, seed).expect("disk-full is in the run");
@@ -476,6 +497,16 @@ mod tests {
                     })
                     .collect();
             assert_eq!(bitrot_nodes.len(), 1, "bitrot corrupts one node only");
+            let segment_rots: Vec<u32> =
+                schedule(&[Scenario::Bitrot], seed, Duration::from_secs(300), 3000)
+                    .into_iter()
+                    .filter_map(|st| match st.action {
+                        Action::RotSegment { shards, .. } => Some(shards),
+                        _ => None,
+                    })
+                    .collect();
+            // m + 1 = 3 shards of one segment (one per stripe), once.
+            assert_eq!(segment_rots, vec![3]);
         }
     }
 

@@ -450,6 +450,12 @@ fn print_durability(st: &weft_common::repair::DurabilityStatus) {
     if st.draining_shards > 0 {
         println!("{} shards still on draining nodes", st.draining_shards);
     }
+    if st.damaged_shards > 0 {
+        println!(
+            "{} shard files have bad blocks awaiting repair in place",
+            st.damaged_shards
+        );
+    }
     if !st.unreadable_objects.is_empty() {
         println!(
             "unreadable objects (first {}):",

@@ -13,6 +13,7 @@
 
 pub mod admin_auth;
 pub mod checksum;
+pub mod damage;
 pub mod durable_file;
 pub mod ids;
 pub mod manifest;

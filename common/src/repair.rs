@@ -7,6 +7,7 @@
 //! metad never calls datad: work flows by polling, so a partitioned node simply
 //! stops receiving tasks.
 
+use crate::damage::{BlockDamage, ShardDamage};
 use crate::profile::Layout;
 use crate::topology::NodeState;
 use crate::{NodeId, SegmentId};
@@ -33,6 +34,10 @@ pub struct SegmentRecord {
     pub shard_len: u64,
     /// Node holding each shard index, `None` where a shard is missing.
     pub shards: Vec<Option<NodeId>>,
+    /// Shard files whose holders reported bad blocks not yet repaired (see
+    /// [`crate::damage`]); absent from the encoding when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub damage: Vec<ShardDamage>,
 }
 
 /// How repair competes with client traffic.
@@ -99,7 +104,7 @@ impl Default for RepairConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskReason {
-    /// The shard is missing, on a down or removed node, or was found corrupt.
+    /// The shard is missing, on a down or removed node, or has bad blocks.
     Repair,
     /// Its node is draining.
     Drain,
@@ -115,6 +120,11 @@ pub enum TaskMethod {
     Copy,
     /// Read `k` other shards and decode this one, stripe by stripe.
     Rebuild,
+    /// The target already holds the shard but some blocks are bad: rewrite
+    /// just those in place, decoding their stripes from the other shards
+    /// (for replicas: copying the blocks from another copy), then commit
+    /// `DamageRepaired`.
+    Blocks,
 }
 
 /// A shard that a task may read.
@@ -129,7 +139,8 @@ pub struct ShardSource {
 }
 
 /// One unit of work for a datad: write shard `index` of `segment` locally,
-/// then commit `MoveShard { from, to: self }`.
+/// then commit `MoveShard { from, to: self }`; or, for [`TaskMethod::Blocks`],
+/// rewrite the bad blocks of the shard it holds and commit `DamageRepaired`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepairTask {
     /// Segment.
@@ -150,6 +161,9 @@ pub struct RepairTask {
     pub reason: TaskReason,
     /// Sources in preference order (for `Rebuild`, at least `k`).
     pub sources: Vec<ShardSource>,
+    /// For `Blocks`: the blocks reported bad.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damage: Option<BlockDamage>,
 }
 
 /// What became of a task.
@@ -191,7 +205,9 @@ pub struct RepairAssignment {
     pub tasks_per_node: u32,
 }
 
-/// Segments of one storage class and layout, by redundancy.
+/// Segments of one storage class and layout, by redundancy. A segment's
+/// redundancy is that of its worst stripe: shards missing plus shards with
+/// bad blocks in that stripe.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClassStatus {
     /// Storage class.
@@ -202,9 +218,11 @@ pub struct ClassStatus {
     pub segments: u64,
     /// Segments with every shard present on a live node.
     pub full: u64,
-    /// `degraded[i]`: segments missing `i + 1` shards but still readable.
+    /// `degraded[i]`: segments whose worst stripe lacks `i + 1` good shards
+    /// but which are still readable.
     pub degraded: Vec<u64>,
-    /// Segments with fewer shards than needed to read them.
+    /// Segments with a stripe that has fewer good shards than needed to
+    /// read it.
     pub unreadable: u64,
     /// Shard bytes that repair must write to bring this class to full.
     pub backlog_bytes: u64,
@@ -260,6 +278,10 @@ pub struct DurabilityStatus {
     pub config: RepairConfig,
     /// Shards still on draining nodes.
     pub draining_shards: u64,
+    /// Shard files with bad blocks awaiting repair (their segments count as
+    /// degraded by their worst stripe).
+    #[serde(default)]
+    pub damaged_shards: u64,
     /// Per node.
     pub nodes: Vec<NodeUsage>,
     /// Up to 20 unreadable objects (`bucket/key`), for the operator.

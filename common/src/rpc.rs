@@ -16,6 +16,10 @@ pub struct RpcErrorBody {
     /// For `NotLeader`: where the leader is, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader_addr: Option<String>,
+    /// For `Corrupt` from a datad: the blocks of the shard file that failed
+    /// verification (every one in the range asked for, when known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub damage: Option<crate::damage::BlockDamage>,
 }
 
 /// Codes of [`RpcErrorBody`].
@@ -181,8 +185,9 @@ pub enum Command {
         /// New holder, which has the shard durably written.
         to: NodeId,
     },
-    /// Forget that `node` holds shard `index` of `segment` (it was found
-    /// corrupt or missing), so repair rebuilds it elsewhere.
+    /// Forget that `node` holds shard `index` of `segment` (its file is
+    /// missing), so repair rebuilds it elsewhere. Bad blocks in a file that
+    /// is there are reported with `ReportDamage` instead.
     DropShard {
         /// Segment.
         segment: crate::SegmentId,
@@ -224,6 +229,34 @@ pub enum Command {
         at_ms: u64,
         /// The command.
         command: Box<Command>,
+    },
+    /// `node` found bad blocks in its file of shard `index` of `segment`:
+    /// add them to the slot's recorded damage, so repair rewrites them. A
+    /// union: the same report applied twice changes nothing. Refused as
+    /// stale if the slot no longer names `node`.
+    ReportDamage {
+        /// Segment.
+        segment: crate::SegmentId,
+        /// Shard index.
+        index: u8,
+        /// The node whose file has the bad blocks.
+        node: NodeId,
+        /// The bad blocks.
+        damage: crate::damage::BlockDamage,
+    },
+    /// `node` rewrote these blocks of its file of shard `index` with verified
+    /// bytes: remove exactly them from the slot's recorded damage (blocks
+    /// reported meanwhile stay). Refused as stale if the slot no longer
+    /// names `node`.
+    DamageRepaired {
+        /// Segment.
+        segment: crate::SegmentId,
+        /// Shard index.
+        index: u8,
+        /// The node that repaired its file.
+        node: NodeId,
+        /// The blocks now good.
+        damage: crate::damage::BlockDamage,
     },
 }
 

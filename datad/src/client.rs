@@ -7,6 +7,7 @@
 use bytes::Bytes;
 use futures::Stream;
 use std::time::Duration;
+use weft_common::damage::BlockDamage;
 use weft_common::rpc::{RpcErrorBody, RpcErrorCode, ShardPutReply, SHARD_LEN_HEADER};
 use weft_common::{SegmentId, ShardIndex};
 
@@ -30,16 +31,19 @@ pub enum DatadClientError {
         #[source]
         source: reqwest::Error,
     },
-    /// The shard (header or the first block of the range) failed its
-    /// checksum on the datad. Use other shards and report this one for repair.
+    /// Blocks of the range (or the file's header) failed their checksum on
+    /// the datad. Use other shards for this range and report the blocks for
+    /// repair; the rest of the shard is still good.
     #[error("{op} on datad {addr}: shard corrupt: {message}")]
     Corrupt {
         /// Which call.
         op: &'static str,
         /// The datad.
         addr: String,
-        /// The datad's description (segment, shard, block).
+        /// The datad's description (segment, shard, blocks).
         message: String,
+        /// The bad blocks, as the datad named them.
+        damage: Option<BlockDamage>,
     },
     /// The datad has no such shard.
     #[error("{op} on datad {addr}: shard not found")]
@@ -260,8 +264,14 @@ async fn check(
         Some(RpcErrorBody {
             code: RpcErrorCode::Corrupt,
             message,
+            damage,
             ..
-        }) => DatadClientError::Corrupt { op, addr, message },
+        }) => DatadClientError::Corrupt {
+            op,
+            addr,
+            message,
+            damage,
+        },
         Some(RpcErrorBody { code, message, .. }) => DatadClientError::Failed {
             op,
             addr,

@@ -1,5 +1,6 @@
 //! [`ShardError`]: the error of the shard file format and the shard store.
 
+use weft_common::damage::BlockDamage;
 use weft_common::durable_file::FsError;
 use weft_common::{SegmentId, ShardIndex};
 
@@ -28,6 +29,20 @@ pub enum ShardError {
         index: ShardIndex,
         /// Block number within the shard file.
         block: u32,
+        /// Data bytes per block of the file.
+        block_bytes: u32,
+    },
+    /// Blocks of a verified read failed their crc32c: every bad block in the
+    /// range asked for, so the caller can report them all at once. None of
+    /// the range's bytes were returned.
+    #[error("segment {segment} shard {index}: crc32c mismatch in {damage}")]
+    Damaged {
+        /// Segment.
+        segment: SegmentId,
+        /// Shard.
+        index: ShardIndex,
+        /// The bad blocks.
+        damage: BlockDamage,
     },
     /// The shard file's header is damaged or names another shard: nothing in
     /// the file can be trusted.
@@ -94,8 +109,25 @@ impl ShardError {
     pub fn is_corrupt(&self) -> bool {
         matches!(
             self,
-            ShardError::Corrupt { .. } | ShardError::CorruptHeader { .. }
+            ShardError::Corrupt { .. }
+                | ShardError::CorruptHeader { .. }
+                | ShardError::Damaged { .. }
         )
+    }
+
+    /// For a verification failure: the blocks it makes bad (every block for
+    /// a bad header, whose file cannot be trusted at all).
+    pub fn damage(&self) -> Option<BlockDamage> {
+        match self {
+            ShardError::Corrupt {
+                block, block_bytes, ..
+            } => Some(BlockDamage::from_blocks(*block_bytes, [*block])),
+            ShardError::CorruptHeader { .. } => {
+                Some(BlockDamage::whole(crate::shard_file::SHARD_BLOCK_BYTES))
+            }
+            ShardError::Damaged { damage, .. } => Some(damage.clone()),
+            _ => None,
+        }
     }
 }
 

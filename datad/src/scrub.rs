@@ -2,22 +2,35 @@
 //! read path (crc32c per block, header checks) at a bounded rate, and turns
 //! rot into repair work.
 //!
-//! A corrupt file is removed first (only if no newer file replaced it), then
-//! metad is told the shard is gone (`DropShard`), so the planner rebuilds it
-//! elsewhere. A report that cannot reach metad is retried on the next pass;
-//! meanwhile reads that miss the file report it too.
+//! Every block of every file is verified, and all the bad blocks a file has
+//! are reported to metad in one `ReportDamage`; the planner then has this
+//! node rewrite just those blocks in place. A file is never removed for rot:
+//! its good blocks are what keeps the other stripes of its segment at full
+//! redundancy. A bad header makes every block of the file bad (nothing in
+//! it can be trusted), and a missing block of a truncated file is bad too.
+//!
+//! A file's damage is reported on every pass until it is repaired (reports
+//! are idempotent, and a lost one is thus retried); a report metad refuses
+//! as stale concerns a file it no longer expects here, which the garbage
+//! collector removes. A report that cannot reach metad is retried at the
+//! start of the next pass.
 
 use crate::error::ShardError;
+use crate::shard_file::SHARD_BLOCK_BYTES;
 use crate::shard_store::ShardStore;
 use crate::throttle::Throttle;
 use crate::work_metrics::WorkMetrics;
-use futures::StreamExt;
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use weft_common::damage::BlockDamage;
 use weft_common::metad_client::MetadClient;
 use weft_common::rpc::Command;
 use weft_common::{NodeId, SegmentId, ShardIndex};
+
+/// Blocks verified per read of a file (the throttle is charged between).
+const CHUNK_BLOCKS: u32 = 16;
 
 /// Scrub schedule.
 #[derive(Clone, Copy, Debug)]
@@ -26,6 +39,16 @@ pub struct ScrubConfig {
     pub period: Duration,
     /// Bytes verified per second.
     pub rate_bytes_per_sec: u64,
+}
+
+/// What the scrubber remembers between passes.
+#[derive(Default)]
+struct State {
+    /// Reports metad did not take; sent again first thing next pass.
+    unreported: Vec<Command>,
+    /// Damage found on the last pass, by file: only damage beyond it is
+    /// counted as new in the metrics.
+    known: HashMap<(SegmentId, ShardIndex), BlockDamage>,
 }
 
 /// Runs scrub passes until cancelled.
@@ -38,12 +61,12 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let throttle = Throttle::new(cfg.rate_bytes_per_sec);
-    let mut unreported: Vec<(SegmentId, ShardIndex)> = vec![];
+    let mut state = State::default();
     loop {
         let started = tokio::time::Instant::now();
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = pass(node, &store, &metad, &metrics, &throttle, &mut unreported) => {}
+            _ = pass(node, &store, &metad, &metrics, &throttle, &mut state) => {}
         }
         metrics.scrub_passes.inc();
         tokio::select! {
@@ -59,10 +82,10 @@ async fn pass(
     metad: &MetadClient,
     metrics: &WorkMetrics,
     throttle: &Throttle,
-    unreported: &mut Vec<(SegmentId, ShardIndex)>,
+    state: &mut State,
 ) {
-    for (segment, index) in std::mem::take(unreported) {
-        report(node, metad, segment, index, unreported).await;
+    for cmd in std::mem::take(&mut state.unreported) {
+        report(metad, cmd, &mut state.unreported).await;
     }
     let shards = match store.inventory(Duration::ZERO).await {
         Ok(s) => s,
@@ -71,56 +94,78 @@ async fn pass(
             return;
         }
     };
+    let mut known = HashMap::new();
     for (segment, index) in shards {
-        let began = SystemTime::now();
-        match verify(store, segment, index, throttle, metrics).await {
-            Ok(()) => {}
-            Err(e) if e.is_corrupt() => {
-                metrics.scrub_corrupt.inc();
-                tracing::warn!(%segment, %index, error = %e, "scrub found a corrupt shard; removing it and asking for repair");
-                match store.delete_unless_newer(segment, index, began).await {
-                    Ok(_) => report(node, metad, segment, index, unreported).await,
-                    Err(e) => tracing::warn!(error = %e, "could not remove the corrupt shard"),
+        match scan(store, segment, index, throttle, metrics).await {
+            Ok(None) => {}
+            Ok(Some(damage)) => {
+                let seen = state
+                    .known
+                    .get(&(segment, index))
+                    .is_some_and(|k| k.contains(&damage));
+                if !seen {
+                    metrics.scrub_corrupt.inc();
+                    tracing::warn!(%segment, %index, %damage, "scrub found bad blocks; reporting them for repair");
                 }
+                let cmd = Command::ReportDamage {
+                    segment,
+                    index: index.0,
+                    node,
+                    damage: damage.clone(),
+                };
+                report(metad, cmd, &mut state.unreported).await;
+                known.insert((segment, index), damage);
             }
             Err(ShardError::NotFound { .. }) => {} // deleted meanwhile
             Err(e) => tracing::warn!(%segment, %index, error = %e, "scrub could not read a shard"),
         }
     }
+    state.known = known;
 }
 
-async fn verify(
+/// Verifies every block of one file, a chunk at a time at the scrub rate;
+/// returns its bad blocks, if any.
+async fn scan(
     store: &ShardStore,
     segment: SegmentId,
     index: ShardIndex,
     throttle: &Throttle,
     metrics: &WorkMetrics,
-) -> Result<(), ShardError> {
-    let mut range = store.get(segment, index, 0, None).await?;
-    while let Some(chunk) = range.body.next().await {
-        let chunk = chunk?;
-        metrics.scrub_bytes.inc_by(chunk.len() as u64);
-        throttle.acquire(chunk.len() as u64).await;
+) -> Result<Option<BlockDamage>, ShardError> {
+    let mut bad = vec![];
+    let mut next = 0u64;
+    loop {
+        let first = u32::try_from(next).expect("block numbers fit u32");
+        let chunk = first..first.saturating_add(CHUNK_BLOCKS);
+        let check = match store.check_blocks(segment, index, chunk).await {
+            Ok(c) => c,
+            Err(e @ ShardError::CorruptHeader { .. }) => {
+                tracing::warn!(%segment, %index, error = %e, "shard file header is bad");
+                return Ok(Some(BlockDamage::whole(SHARD_BLOCK_BYTES)));
+            }
+            Err(e) => return Err(e),
+        };
+        bad.extend_from_slice(&check.bad);
+        let count = check.header.block_count();
+        let end = (next + u64::from(CHUNK_BLOCKS)).min(count);
+        let bytes = (end.saturating_sub(next) * u64::from(check.header.block_bytes))
+            .min(check.header.data_len);
+        metrics.scrub_bytes.inc_by(bytes);
+        throttle.acquire(bytes).await;
+        if end >= count {
+            return Ok(
+                (!bad.is_empty()).then(|| BlockDamage::from_blocks(check.header.block_bytes, bad))
+            );
+        }
+        next = end;
     }
-    Ok(())
 }
 
-async fn report(
-    node: NodeId,
-    metad: &MetadClient,
-    segment: SegmentId,
-    index: ShardIndex,
-    unreported: &mut Vec<(SegmentId, ShardIndex)>,
-) {
-    let cmd = Command::DropShard {
-        segment,
-        index: index.0,
-        node,
-    };
-    // Any answer will do: `Done`, or `Stale` when metad no longer expected
-    // the shard here (then it was garbage anyway).
+async fn report(metad: &MetadClient, cmd: Command, unreported: &mut Vec<Command>) {
+    // Any answer will do: `Done`, or `Stale` when metad no longer expects
+    // the shard here (then it is garbage anyway).
     if let Err(e) = metad.command(&cmd).await {
-        tracing::warn!(%segment, %index, error = %e, "could not report a corrupt shard; will retry");
-        unreported.push((segment, index));
+        tracing::warn!(command = ?cmd, error = %e, "could not report bad shard blocks; will retry");
+        unreported.push(cmd);
     }
 }

@@ -16,7 +16,7 @@
 //! | `BadRequest` | 413 | shard above `DATA_LEN_MAX` |
 //! | `BadRequest` | 416 | range outside the shard |
 //! | `NotFound` | 404 | no such shard |
-//! | `Corrupt` | 409 | the header or first block of the range failed verification |
+//! | `Corrupt` | 409 | the header or a block of the range failed verification; `damage` names the bad blocks |
 //! | `DiskFull` | 507 | the PUT would exceed capacity, or the disk is full |
 //! | `Internal` | 500 | other I/O failure |
 //!
@@ -24,15 +24,20 @@
 //! [`PUT_DRAIN_BYTES_MAX`]) before replying, so the client sees the error
 //! rather than a broken pipe.
 //!
-//! A GET checks the header and the first block it touches before sending the
-//! status, so those failures get a proper error. A block that fails later
-//! aborts the response body (the connection is closed before `len` bytes), so
-//! the client's body read fails: a partial body is never mistaken for data.
+//! A GET of at most [`GET_VERIFIED_MAX`] bytes (every per-stripe read of the
+//! gateway and of repair) is read and verified whole before the status goes
+//! out, so any bad block is a 409 whose `damage` lists every bad block in the
+//! range: the reader reports exactly those, and repair rewrites only them.
+//! A larger GET streams: it checks the header and the first block it touches
+//! before sending the status, so those failures get a proper error; a block
+//! that fails later aborts the response body (the connection is closed
+//! before `len` bytes), so the client's body read fails: a partial body is
+//! never mistaken for data.
 
 use crate::error::chain;
 use crate::error::ShardError;
 use crate::shard_file::ShardHeader;
-use crate::shard_store::ShardStore;
+use crate::shard_store::{ShardStore, GET_VERIFIED_MAX};
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -49,6 +54,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use weft_common::damage::BlockDamage;
 use weft_common::rpc::{RpcErrorBody, RpcErrorCode, ShardPutReply, SHARD_LEN_HEADER};
 use weft_common::{SegmentId, ShardIndex};
 
@@ -150,6 +156,8 @@ struct ApiError {
     status: StatusCode,
     code: RpcErrorCode,
     message: String,
+    /// For `Corrupt`: the bad blocks.
+    damage: Option<BlockDamage>,
 }
 
 impl ApiError {
@@ -158,6 +166,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             code: RpcErrorCode::BadRequest,
             message: message.into(),
+            damage: None,
         }
     }
 }
@@ -168,6 +177,7 @@ impl IntoResponse for ApiError {
             code: self.code,
             message: self.message,
             leader_addr: None,
+            damage: self.damage,
         };
         (self.status, Json(body)).into_response()
     }
@@ -178,9 +188,9 @@ impl From<ShardError> for ApiError {
         use RpcErrorCode as C;
         let (status, code) = match &error {
             ShardError::NotFound { .. } => (StatusCode::NOT_FOUND, C::NotFound),
-            ShardError::Corrupt { .. } | ShardError::CorruptHeader { .. } => {
-                (StatusCode::CONFLICT, C::Corrupt)
-            }
+            ShardError::Corrupt { .. }
+            | ShardError::CorruptHeader { .. }
+            | ShardError::Damaged { .. } => (StatusCode::CONFLICT, C::Corrupt),
             ShardError::LengthMismatch { .. } | ShardError::Body(_) => {
                 (StatusCode::BAD_REQUEST, C::BadRequest)
             }
@@ -202,6 +212,7 @@ impl From<ShardError> for ApiError {
             status,
             code,
             message,
+            damage: error.damage(),
         }
     }
 }
@@ -255,6 +266,7 @@ async fn put_shard(
                     "node full: {used} of {} bytes used, shard needs {file_len}",
                     state.capacity_bytes
                 ),
+                damage: None,
             });
         }
         let reply = state.store.put(segment, index, len, &mut body).await?;
@@ -304,6 +316,34 @@ async fn get_shard(
         params.map_err(|e| ApiError::bad_request(format!("bad range: {}", e.body_text())))?;
     let span = tracing::info_span!("shard_get", %segment, %index, offset = params.offset, len = params.len);
     let metrics = state.metrics.clone();
+    // Small ranges (every per-stripe read) are verified whole before the
+    // status goes out, so a bad block is a 409 naming every bad block in
+    // the range rather than a body that breaks off.
+    if let Some(len) = params.len.filter(|l| *l <= GET_VERIFIED_MAX) {
+        return match state
+            .store
+            .get_verified(segment, index, params.offset, len)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(bytes) => {
+                metrics.get_bytes.inc_by(bytes.len() as u64);
+                Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+            }
+            Err(e) => {
+                match &e {
+                    ShardError::Damaged { damage, .. } => {
+                        metrics.corrupt_blocks.inc_by(damage.block_count(u64::MAX));
+                    }
+                    e if e.is_corrupt() => {
+                        metrics.corrupt_blocks.inc();
+                    }
+                    _ => {}
+                }
+                Err(span.in_scope(|| ApiError::from(e)))
+            }
+        };
+    }
     let range = match state
         .store
         .get(segment, index, params.offset, params.len)
@@ -375,6 +415,7 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: RpcErrorCode::Internal,
             message: format!("encode metrics: {e}"),
+            damage: None,
         }
     })?;
     Ok((

@@ -21,6 +21,11 @@
 //! then the crc of every block it touches; a block that fails is reported as
 //! [`ShardError::Corrupt`] and its bytes are never returned.
 //!
+//! Blocks are independent: one bad block spoils only itself, and repair
+//! rewrites it in place ([`encode_block`] at [`ShardHeader::block_file_offset`]),
+//! leaving the rest of the file alone. A torn rewrite fails its crc and is
+//! found and repaired again.
+//!
 //! This module is pure logic over `std::io` traits: blocking, no tokio.
 //! Golden encoding: `datad/tests/golden/shard_header_v1.hex`.
 
@@ -208,6 +213,15 @@ impl ShardHeader {
     }
 }
 
+/// Block `data` as stored: the bytes, then their crc32c. For rewriting one
+/// block of a file in place (at [`ShardHeader::block_file_offset`]).
+pub fn encode_block(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + BLOCK_CRC_BYTES);
+    out.extend_from_slice(data);
+    out.extend_from_slice(&crc32c::crc32c(data).to_le_bytes());
+    out
+}
+
 fn le4(bytes: &[u8]) -> [u8; 4] {
     let mut out = [0u8; 4];
     out.copy_from_slice(&bytes[..4]);
@@ -390,6 +404,7 @@ impl<R: Read + Seek> ShardReader<R> {
             segment: self.header.segment,
             index: self.header.index,
             block,
+            block_bytes: self.header.block_bytes,
         };
         match read {
             Ok(()) => {}

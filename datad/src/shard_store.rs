@@ -18,11 +18,15 @@
 //! existing shard replaces it atomically: PUTs are idempotent retries. Reads
 //! verify every block they touch and stream block by block; a block that fails
 //! its crc32c ends the stream with [`ShardError::Corrupt`], never with bad data.
+//! [`ShardStore::get_verified`] reads a small range whole and names every bad
+//! block in it; [`ShardStore::check_blocks`] verifies blocks without returning
+//! them (scrub, repair); [`ShardStore::rewrite_blocks`] repairs bad blocks in
+//! place, the only write that is not a whole-file replace.
 //!
 //! All file work runs in `spawn_blocking`; the async runtime never blocks.
 
 use crate::error::{BoxError, ShardError};
-use crate::shard_file::{ShardHeader, ShardReader, ShardWriter, DATA_LEN_MAX};
+use crate::shard_file::{self, ShardHeader, ShardReader, ShardWriter, DATA_LEN_MAX};
 use bytes::Bytes;
 use futures::stream::{BoxStream, Stream, StreamExt};
 use std::fs::{self, File};
@@ -31,6 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
+use weft_common::damage::BlockDamage;
 use weft_common::durable_file::{self as durable, Access, DurableFile, FsError};
 use weft_common::rpc::ShardPutReply;
 use weft_common::{SegmentId, ShardIndex};
@@ -41,6 +46,8 @@ pub const PUT_QUEUE_CHUNKS: usize = 8;
 pub const GET_QUEUE_BLOCKS: usize = 4;
 /// Largest range [`ShardStore::get_bytes`] collects into one buffer.
 pub const GET_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// Largest range [`ShardStore::get_verified`] reads.
+pub const GET_VERIFIED_MAX: u64 = 16 * 1024 * 1024;
 /// Stripes of the lock that serialises replace and delete of one file name.
 const NAME_LOCKS: usize = 64;
 
@@ -57,6 +64,18 @@ struct Inner {
     /// Held across stat + rename (or remove) of a name, so concurrent PUTs and
     /// DELETEs of the same shard keep `used_bytes` exact.
     name_locks: Vec<Mutex<()>>,
+}
+
+/// What [`ShardStore::check_blocks`] found.
+#[derive(Clone, Debug)]
+pub struct BlockCheck {
+    /// The file's (verified) header.
+    pub header: ShardHeader,
+    /// Blocks asked about that failed their crc32c (or lie past the end of a
+    /// truncated file), in order.
+    pub bad: Vec<u32>,
+    /// Whether the file has exactly the length its header implies.
+    pub whole: bool,
 }
 
 /// A verified byte range of a shard, streamed block by block.
@@ -219,6 +238,57 @@ impl ShardStore {
         }
         assert_eq!(out.len() as u64, range.len);
         Ok(out.into())
+    }
+
+    /// Reads `[offset, offset + len)` whole (at most [`GET_VERIFIED_MAX`]
+    /// bytes), verifying every block; if any fail, returns
+    /// [`ShardError::Damaged`] naming all of them and no data.
+    pub async fn get_verified(
+        &self,
+        segment: SegmentId,
+        index: ShardIndex,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, ShardError> {
+        if len > GET_VERIFIED_MAX {
+            return Err(ShardError::OutOfRange {
+                offset,
+                len,
+                data_len: GET_VERIFIED_MAX,
+            });
+        }
+        let inner = self.inner.clone();
+        blocking(move || inner.read_verified(segment, index, offset, len)).await
+    }
+
+    /// Verifies the listed blocks of a shard file (those past its end are
+    /// skipped) and returns which failed. A bad header is
+    /// [`ShardError::CorruptHeader`]; a missing file [`ShardError::NotFound`].
+    pub async fn check_blocks(
+        &self,
+        segment: SegmentId,
+        index: ShardIndex,
+        blocks: impl IntoIterator<Item = u32> + Send + 'static,
+    ) -> Result<BlockCheck, ShardError> {
+        let inner = self.inner.clone();
+        blocking(move || inner.check_blocks(segment, index, blocks)).await
+    }
+
+    /// Rewrites blocks of an existing shard file in place, each with its
+    /// crc32c, then fsyncs the file. The file must be intact apart from bad
+    /// blocks: a valid header naming this shard with `data_len` bytes and
+    /// the length that implies (otherwise [`ShardError::CorruptHeader`], and
+    /// the caller rewrites the whole file instead). Each block's data must
+    /// be the block's full length.
+    pub async fn rewrite_blocks(
+        &self,
+        segment: SegmentId,
+        index: ShardIndex,
+        data_len: u64,
+        blocks: Vec<(u32, Bytes)>,
+    ) -> Result<(), ShardError> {
+        let inner = self.inner.clone();
+        blocking(move || inner.rewrite_blocks(segment, index, data_len, blocks)).await
     }
 
     /// Removes a shard durably unless its file was written at or after
@@ -448,27 +518,12 @@ impl Inner {
         opened: oneshot::Sender<Result<u64, ShardError>>,
         tx: mpsc::Sender<Result<Bytes, ShardError>>,
     ) {
-        let path = self.path_of(segment, index);
         let open = || -> Result<_, ShardError> {
-            let file = match File::open(&path) {
-                Ok(file) => file,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    return Err(ShardError::NotFound { segment, index })
-                }
-                Err(e) => {
-                    return Err(ShardError::from_fs(FsError::new(
-                        "open shard file",
-                        &path,
-                        e,
-                    )))
-                }
-            };
-            let reader = ShardReader::open(file, &path, segment, index)
-                .inspect_err(|e| self.log_corrupt(e, &path))?;
+            let (reader, path) = self.open_reader(segment, index)?;
             let range = reader.header().resolve_range(offset, len)?;
-            Ok((reader, range))
+            Ok((reader, range, path))
         };
-        let (mut reader, range) = match open() {
+        let (mut reader, range, path) = match open() {
             Ok(opened_ok) => opened_ok,
             Err(e) => {
                 let _ = opened.send(Err(e));
@@ -493,12 +548,173 @@ impl Inner {
         }
     }
 
+    fn open_reader(
+        &self,
+        segment: SegmentId,
+        index: ShardIndex,
+    ) -> Result<(ShardReader<File>, PathBuf), ShardError> {
+        let path = self.path_of(segment, index);
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ShardError::NotFound { segment, index })
+            }
+            Err(e) => {
+                return Err(ShardError::from_fs(FsError::new(
+                    "open shard file",
+                    &path,
+                    e,
+                )))
+            }
+        };
+        let reader = ShardReader::open(file, &path, segment, index)
+            .inspect_err(|e| self.log_corrupt(e, &path))?;
+        Ok((reader, path))
+    }
+
+    fn read_verified(
+        &self,
+        segment: SegmentId,
+        index: ShardIndex,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, ShardError> {
+        let (mut reader, path) = self.open_reader(segment, index)?;
+        let header = *reader.header();
+        let range = header.resolve_range(offset, Some(len))?;
+        let mut out = Vec::with_capacity((range.end - range.start) as usize);
+        let mut bad = vec![];
+        for (block, part) in header.blocks_touching(range) {
+            match reader.read_block(block) {
+                Ok(data) if bad.is_empty() => out.extend_from_slice(&data[part]),
+                Ok(_) => {}
+                Err(ShardError::Corrupt { .. }) => bad.push(block),
+                Err(e) => return Err(e),
+            }
+        }
+        if bad.is_empty() {
+            return Ok(out.into());
+        }
+        let error = ShardError::Damaged {
+            segment,
+            index,
+            damage: BlockDamage::from_blocks(header.block_bytes, bad),
+        };
+        self.log_corrupt(&error, &path);
+        Err(error)
+    }
+
+    fn check_blocks(
+        &self,
+        segment: SegmentId,
+        index: ShardIndex,
+        blocks: impl IntoIterator<Item = u32>,
+    ) -> Result<BlockCheck, ShardError> {
+        let (mut reader, path) = self.open_reader(segment, index)?;
+        let header = *reader.header();
+        let count = header.block_count();
+        let mut bad = vec![];
+        for block in blocks {
+            if u64::from(block) >= count {
+                continue;
+            }
+            match reader.read_block(block) {
+                Ok(_) => {}
+                Err(ShardError::Corrupt { .. }) => bad.push(block),
+                Err(e) => return Err(e),
+            }
+        }
+        let whole = file_len(&path).map_err(ShardError::from_fs)? == header.file_len();
+        Ok(BlockCheck { header, bad, whole })
+    }
+
+    fn rewrite_blocks(
+        &self,
+        segment: SegmentId,
+        index: ShardIndex,
+        data_len: u64,
+        blocks: Vec<(u32, Bytes)>,
+    ) -> Result<(), ShardError> {
+        use std::os::unix::fs::FileExt;
+        let path = self.path_of(segment, index);
+        // Held so a concurrent replace or delete of the name cannot slip in
+        // between the checks below and the writes.
+        let _name = self.name_lock(segment, index);
+        let file = match fs::OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ShardError::NotFound { segment, index })
+            }
+            Err(e) => {
+                return Err(ShardError::from_fs(FsError::new(
+                    "open shard file for repair",
+                    &path,
+                    e,
+                )))
+            }
+        };
+        let header = *ShardReader::open(&file, &path, segment, index)?.header();
+        let len = file
+            .metadata()
+            .map_err(|e| ShardError::from_fs(FsError::new("stat shard file", &path, e)))?
+            .len();
+        if header.data_len != data_len || len != header.file_len() {
+            return Err(ShardError::CorruptHeader {
+                segment,
+                index,
+                reason: format!(
+                    "{len} bytes holding {} data bytes; expected {} data bytes in {} bytes",
+                    header.data_len,
+                    data_len,
+                    header.file_len()
+                ),
+            });
+        }
+        for (block, data) in &blocks {
+            if u64::from(*block) >= header.block_count() {
+                return Err(ShardError::OutOfRange {
+                    offset: u64::from(*block) * u64::from(header.block_bytes),
+                    len: data.len() as u64,
+                    data_len,
+                });
+            }
+            let want = header.block_data(*block);
+            if data.len() as u64 != want.end - want.start {
+                return Err(ShardError::LengthMismatch {
+                    declared: want.end - want.start,
+                    received: data.len() as u64,
+                });
+            }
+            file.write_all_at(
+                &shard_file::encode_block(data),
+                header.block_file_offset(*block),
+            )
+            .map_err(|e| ShardError::from_fs(FsError::new("rewrite shard block", &path, e)))?;
+        }
+        file.sync_data()
+            .map_err(|e| ShardError::from_fs(FsError::new("fsync shard file", &path, e)))?;
+        tracing::info!(
+            %segment, %index, blocks = blocks.len(), path = %path.display(),
+            "rewrote bad shard blocks in place"
+        );
+        Ok(())
+    }
+
     fn log_corrupt(&self, error: &ShardError, path: &Path) {
         match error {
+            ShardError::Damaged {
+                segment,
+                index,
+                damage,
+            } => tracing::warn!(
+                %segment, %index, %damage, path = %path.display(),
+                "shard blocks failed crc32c"
+            ),
             ShardError::Corrupt {
                 segment,
                 index,
                 block,
+                ..
             } => tracing::warn!(
                 %segment, %index, block, path = %path.display(),
                 "shard block failed crc32c"
@@ -708,6 +924,120 @@ mod tests {
         // Ranges avoiding the block still work.
         let tail = store.get_bytes(seg, idx, 3 * B, None).await.unwrap();
         assert_eq!(&tail[..], &d[3 * B as usize..]);
+    }
+
+    #[tokio::test]
+    async fn bad_blocks_are_named_checked_and_rewritten_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ShardStore::open(dir.path()).await.unwrap();
+        let (seg, idx) = (SegmentId(11), ShardIndex(3));
+        let d = data(5 * B as usize + 7);
+        let len = d.len() as u64;
+        store.put(seg, idx, len, chunks(&d, 70_001)).await.unwrap();
+        let path = store.path_of(seg, idx);
+        let header = ShardHeader::new(seg, idx, len);
+        let mut file = fs::read(&path).unwrap();
+        file[header.block_file_offset(1) as usize + 3] ^= 1;
+        // The crc of the short last block.
+        file[header.block_file_offset(5) as usize + 7] ^= 1;
+        file[header.block_file_offset(3) as usize] ^= 1;
+        fs::write(&path, &file).unwrap();
+        let used = store.used_bytes();
+
+        // A verified read names every bad block in its range, returns nothing.
+        let err = store.get_verified(seg, idx, 0, len).await.unwrap_err();
+        let want = BlockDamage::from_blocks(SHARD_BLOCK_BYTES, [1, 3, 5]);
+        assert!(
+            matches!(&err, ShardError::Damaged { damage, .. } if *damage == want),
+            "{err:?}"
+        );
+        assert_eq!(err.damage(), Some(want));
+        let err = store
+            .get_verified(seg, idx, B + 1, 2 * B)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.damage(),
+            Some(BlockDamage::from_blocks(SHARD_BLOCK_BYTES, [1, 3]))
+        );
+        assert_eq!(
+            &store.get_verified(seg, idx, 2 * B, B).await.unwrap()[..],
+            &d[2 * B as usize..3 * B as usize]
+        );
+
+        // Checking lists the bad ones among those asked (past the end: none).
+        let check = store.check_blocks(seg, idx, 0..100).await.unwrap();
+        assert_eq!(check.bad, vec![1, 3, 5]);
+        assert!(check.whole);
+        assert_eq!(check.header, header);
+        assert!(store
+            .check_blocks(seg, idx, [0, 2, 4])
+            .await
+            .unwrap()
+            .bad
+            .is_empty());
+
+        // Rewriting in place repairs them; the file is otherwise the same.
+        let block =
+            |b: u64| Bytes::copy_from_slice(&d[(b * B) as usize..((b + 1) * B).min(len) as usize]);
+        assert!(matches!(
+            store
+                .rewrite_blocks(seg, idx, len, vec![(1, block(2))])
+                .await,
+            Ok(())
+        ));
+        assert_eq!(
+            store.check_blocks(seg, idx, [1]).await.unwrap().bad,
+            Vec::<u32>::new()
+        );
+        assert!(matches!(
+            store
+                .rewrite_blocks(seg, idx, len, vec![(5, block(4))])
+                .await,
+            Err(ShardError::LengthMismatch { .. })
+        ));
+        store
+            .rewrite_blocks(
+                seg,
+                idx,
+                len,
+                vec![(1, block(1)), (3, block(3)), (5, block(5))],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            &store.get_bytes(seg, idx, 0, None).await.unwrap()[..],
+            &d[..]
+        );
+        assert_eq!(store.used_bytes(), used);
+        assert_eq!(fs::metadata(&path).unwrap().len(), header.file_len());
+
+        // A file of the wrong length is not patched; a missing one is absent.
+        assert!(matches!(
+            store.rewrite_blocks(seg, idx, len + 1, vec![]).await,
+            Err(ShardError::CorruptHeader { .. })
+        ));
+        let mut file = fs::read(&path).unwrap();
+        file.truncate(file.len() - 10);
+        fs::write(&path, &file).unwrap();
+        let check = store.check_blocks(seg, idx, 0..10).await.unwrap();
+        assert_eq!(check.bad, vec![5], "the cut block is bad");
+        assert!(!check.whole);
+        assert!(matches!(
+            store
+                .rewrite_blocks(seg, idx, len, vec![(5, block(5))])
+                .await,
+            Err(ShardError::CorruptHeader { .. })
+        ));
+        store.delete(seg, idx).await.unwrap();
+        assert!(matches!(
+            store.check_blocks(seg, idx, [0]).await,
+            Err(ShardError::NotFound { .. })
+        ));
+        assert!(matches!(
+            store.rewrite_blocks(seg, idx, len, vec![]).await,
+            Err(ShardError::NotFound { .. })
+        ));
     }
 
     #[tokio::test]

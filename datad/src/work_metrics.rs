@@ -13,9 +13,12 @@ pub struct WorkMetrics {
     pub repair_tasks_ok: Counter,
     /// Tasks that failed (they are planned again).
     pub repair_tasks_failed: Counter,
+    /// Bad blocks rewritten in place by block repairs.
+    pub repair_blocks: Counter,
     /// Shard bytes read and verified by the scrubber.
     pub scrub_bytes: Counter,
-    /// Shard files the scrubber found corrupt.
+    /// Shard files in which the scrubber found bad blocks (a file is counted
+    /// again only if new blocks go bad, not on every pass until repaired).
     pub scrub_corrupt: Counter,
     /// Completed scrub passes.
     pub scrub_passes: Counter,
@@ -42,13 +45,18 @@ impl WorkMetrics {
             self.repair_tasks_failed.clone(),
         );
         registry.register(
+            "repair_blocks",
+            "Bad shard blocks rewritten in place",
+            self.repair_blocks.clone(),
+        );
+        registry.register(
             "scrub_bytes",
             "Shard bytes verified by the scrubber",
             self.scrub_bytes.clone(),
         );
         registry.register(
             "scrub_corrupt",
-            "Shard files the scrubber found corrupt",
+            "Shard files in which the scrubber found bad blocks",
             self.scrub_corrupt.clone(),
         );
         registry.register(

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use std::net::SocketAddr;
 use tokio_util::sync::CancellationToken;
+use weft_common::damage::BlockDamage;
 use weft_common::{SegmentId, ShardIndex};
 use weft_datad::shard_file::{ShardHeader, SHARD_BLOCK_BYTES};
 use weft_datad::{DatadClient, DatadClientError, DatadConfig};
@@ -121,16 +122,27 @@ async fn datad_serves_verified_shards_over_http() {
         .unwrap_err();
     assert!(matches!(err, DatadClientError::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("block 10"), "{err}");
-    // A range reaching the bad block later: the body breaks off.
+    // A range reaching the bad block later: also refused before any byte
+    // is sent (ranges up to 16 MiB are verified whole), naming the block.
     let err = client
         .get_shard(&addr, segment, index, 8 * B, 3 * B)
         .await
         .unwrap_err();
+    let ten = BlockDamage::from_blocks(SHARD_BLOCK_BYTES, [10]);
     assert!(
-        matches!(err, DatadClientError::Interrupted { .. }),
-        "{err}: {:?}",
-        std::error::Error::source(&err)
+        matches!(&err, DatadClientError::Corrupt { damage: Some(d), .. } if *d == ten),
+        "{err}"
     );
+    // Without a length the range streams: the body breaks off at the block.
+    let resp = reqwest::get(format!(
+        "http://{addr}/v1/shards/{segment}/{}?offset={}",
+        index.0,
+        8 * B
+    ))
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.bytes().await.is_err(), "the body must break off");
     // Ranges not touching it are still served.
     let got = client
         .get_shard(&addr, segment, index, 0, 10 * B)
@@ -192,7 +204,7 @@ async fn datad_serves_verified_shards_over_http() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("shard_corrupt_blocks_total 2"),
+        metrics.contains("shard_corrupt_blocks_total 3"),
         "{metrics}"
     );
     assert!(metrics.contains("shard_get_bytes_total"), "{metrics}");

@@ -244,6 +244,9 @@ fn apply_one(tx: &WriteTransaction, cmd: &Command) -> Applied {
             index,
             node,
         } => segment_index::drop_shard(tx, *segment, *index, *node),
+        cmd @ (Command::ReportDamage { .. } | Command::DamageRepaired { .. }) => {
+            crate::damage::apply_command(tx, cmd)
+        }
         Command::SetNodeAdmin { node, admin } => {
             if tx.open_table(NODES)?.get(node.0)?.is_none() {
                 return refused(Refusal::NoSuchNode);

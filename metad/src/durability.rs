@@ -9,17 +9,28 @@
 //!   dead) but not yet repaired, so one late heartbeat moves no data;
 //! - empty, on a down or removed node, or on an unknown node: missing, repaired.
 //!
-//! Work goes out most-endangered first (segments missing the most shards),
-//! then drains, then rebalancing, which runs only when nothing else is
-//! queued. A segment has at most one task in flight; tasks have leases, and a
-//! lost or duplicated task is harmless because the commit is a
-//! compare-and-set (`MoveShard`) and unreferenced shard files are collected by
-//! datad's garbage collector. Planner state is in memory: a new leader starts
-//! empty and rebuilds it from its first scan.
+//! A present shard may also have bad blocks that its holder reported (see
+//! [`crate::damage`]). Redundancy is judged per stripe: a stripe lacks the
+//! missing shards plus the shards with bad blocks in it, a segment is as
+//! degraded as its worst stripe, and unreadable only if some stripe has
+//! fewer good shards than the read quorum. Bad blocks are repaired in place
+//! by their holder (a `Blocks` task), never by giving up the whole shard.
+//!
+//! Work goes out most-endangered first (segments whose worst stripe lacks the
+//! most shards), then drains, then rebalancing, which runs only when nothing
+//! else is queued or running. A segment has at most one shard move in flight,
+//! plus at most one block repair per damaged slot; tasks have leases, and a
+//! lost or duplicated task is harmless because the commits are
+//! compare-and-sets (`MoveShard`) or set differences (`DamageRepaired`) and
+//! unreferenced shard files are collected by datad's garbage collector.
+//! Planner state is in memory: a new leader starts empty and rebuilds it from
+//! its first scan.
 
+use crate::damage::{self, StripeHealth};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use weft_common::damage::BlockDamage;
 use weft_common::placement::{self, Candidate};
 use weft_common::profile::Layout;
 use weft_common::repair::{
@@ -67,7 +78,8 @@ struct Assigned {
 
 #[derive(Default)]
 struct PlannerState {
-    tasks: HashMap<SegmentId, Assigned>,
+    /// By segment and shard index.
+    tasks: HashMap<(SegmentId, u8), Assigned>,
     /// (when, bytes) of recently finished tasks, for the observed rate.
     finished: VecDeque<(Instant, u64)>,
     last_status: Option<(Instant, DurabilityStatus)>,
@@ -89,8 +101,10 @@ struct Work {
     record: SegmentRecord,
     slot: usize,
     reason: TaskReason,
-    /// Missing shards of the segment (higher goes first).
+    /// Shards lacking in the segment's worst stripe (higher goes first).
     urgency: usize,
+    /// For a block repair (by the slot's holder): the bad blocks.
+    blocks: Option<BlockDamage>,
 }
 
 /// A slot's classification.
@@ -175,13 +189,21 @@ impl Planner {
         let now = Instant::now();
         let mut st = self.state.lock().expect("planner lock");
         st.tasks.retain(|_, a| a.deadline > now);
-        let busy: HashSet<SegmentId> = st.tasks.keys().copied().collect();
+        let busy_slots: HashSet<(SegmentId, u8)> = st.tasks.keys().copied().collect();
+        let busy_segments: HashSet<SegmentId> = st.tasks.keys().map(|k| k.0).collect();
+        let busy_moves: HashSet<SegmentId> = st
+            .tasks
+            .iter()
+            .filter(|(_, a)| a.task.method != TaskMethod::Blocks)
+            .map(|(k, _)| k.0)
+            .collect();
         drop(st);
 
         let mut classes: BTreeMap<(String, String), ClassStatus> = BTreeMap::new();
         let mut usage: HashMap<NodeId, (u64, u64)> = HashMap::new();
         let mut work: Vec<Work> = vec![];
         let mut draining_shards = 0u64;
+        let mut damaged_shards = 0u64;
         let mut unreadable_objects: Vec<String> = vec![];
         // Rebalance candidates: a bounded sample of shards per node.
         let mut on_node: HashMap<NodeId, Vec<(SegmentId, usize)>> = HashMap::new();
@@ -200,6 +222,21 @@ impl Planner {
                 .count();
             let readable = slots.iter().filter(|s| **s != Slot::Missing).count();
             let missing = width - present;
+            let health = if rec.damage.is_empty() {
+                StripeHealth {
+                    worst_lacking: missing,
+                    worst_readable: readable,
+                    ..Default::default()
+                }
+            } else {
+                let is_present: Vec<bool> = slots
+                    .iter()
+                    .map(|s| matches!(s, Slot::Present | Slot::Draining))
+                    .collect();
+                let is_readable: Vec<bool> = slots.iter().map(|s| *s != Slot::Missing).collect();
+                damage::stripe_health(&rec, &is_present, &is_readable)
+            };
+            let lacking = health.worst_lacking;
             let c = classes
                 .entry((rec.class.clone(), layout_label(&rec.layout)))
                 .or_insert_with(|| ClassStatus {
@@ -209,21 +246,22 @@ impl Planner {
                     ..Default::default()
                 });
             c.segments += 1;
-            if missing == 0 {
+            if lacking == 0 {
                 c.full += 1;
-            } else if readable < quorum {
+            } else if health.worst_readable < quorum {
                 c.unreadable += 1;
                 if unreadable_objects.len() < 20 {
                     unreadable_objects.push(format!("{}/{}", rec.bucket, rec.key));
                 }
             } else {
-                let i = missing - 1;
+                let i = lacking - 1;
                 if c.degraded.len() <= i {
                     c.degraded.resize(i + 1, 0);
                 }
                 c.degraded[i] += 1;
             }
-            c.backlog_bytes += missing as u64 * rec.shard_len;
+            c.backlog_bytes += missing as u64 * rec.shard_len + health.damaged_bytes;
+            damaged_shards += health.damaged.len() as u64;
             for (i, holder) in rec.shards.iter().enumerate() {
                 if let Some(n) = holder {
                     let u = usage.entry(*n).or_default();
@@ -236,7 +274,21 @@ impl Planner {
                 }
             }
             draining_shards += slots.iter().filter(|s| **s == Slot::Draining).count() as u64;
-            if busy.contains(&id) {
+            // Bad blocks: rewritten in place by their holder, wherever some
+            // stripe of them can be decoded.
+            for (slot, blocks, repairable) in &health.damaged {
+                if *repairable && !busy_slots.contains(&(id, *slot as u8)) {
+                    work.push(Work {
+                        segment: id,
+                        record: rec.clone(),
+                        slot: *slot,
+                        reason: TaskReason::Repair,
+                        urgency: lacking,
+                        blocks: Some(blocks.clone()),
+                    });
+                }
+            }
+            if busy_moves.contains(&id) {
                 return;
             }
             let repairable = slots
@@ -248,7 +300,8 @@ impl Planner {
             let slot_draining = slots.iter().position(|s| *s == Slot::Draining);
             let pick = match (slot_missing, slot_draining) {
                 (Some(i), _) if repairable => Some((i, TaskReason::Repair)),
-                (None, Some(i)) => Some((i, TaskReason::Drain)),
+                // Drain once the shards have no bad blocks left to copy.
+                (None, Some(i)) if health.damaged.is_empty() => Some((i, TaskReason::Drain)),
                 _ => None,
             };
             if let Some((slot, reason)) = pick {
@@ -257,10 +310,14 @@ impl Planner {
                     record: rec.clone(),
                     slot,
                     reason,
-                    urgency: missing,
+                    urgency: lacking,
+                    blocks: None,
                 });
             }
-            records.insert(id, rec);
+            // Rebalancing moves only shards without bad blocks.
+            if health.damaged.is_empty() && !busy_segments.contains(&id) {
+                records.insert(id, rec);
+            }
         };
         segments(&mut visit);
 
@@ -294,6 +351,28 @@ impl Planner {
         let queue_cap = per_node * 2;
         let mut planned_repairs = 0usize;
         for w in &work {
+            if let Some(blocks) = &w.blocks {
+                // The holder rewrites its own file.
+                let Some(holder) = w.record.shards[w.slot] else {
+                    continue;
+                };
+                if load.get(&holder).copied().unwrap_or(0) >= queue_cap {
+                    continue;
+                }
+                *load.entry(holder).or_default() += 1;
+                let task = make_block_task(w.segment, &w.record, w.slot, blocks, &by_id);
+                st.tasks.insert(
+                    (w.segment, w.slot as u8),
+                    Assigned {
+                        target: holder,
+                        task,
+                        handed_out: false,
+                        deadline: now + self.cfg.task_lease,
+                    },
+                );
+                planned_repairs += 1;
+                continue;
+            }
             let target = choose_target(
                 &w.record, w.slot, w.segment, &writable, &by_id, &zones, &load, &free, queue_cap,
             );
@@ -304,7 +383,7 @@ impl Planner {
                 *f = f.saturating_sub(w.record.shard_len);
             }
             st.tasks.insert(
-                w.segment,
+                (w.segment, w.slot as u8),
                 Assigned {
                     target,
                     task,
@@ -395,6 +474,7 @@ impl Planner {
             eta_seconds,
             config,
             draining_shards,
+            damaged_shards,
             nodes,
             unreadable_objects,
         };
@@ -443,7 +523,7 @@ impl Planner {
         for a in st.tasks.values() {
             *incoming.entry(a.target).or_default() += 1;
         }
-        let mut moved: HashSet<SegmentId> = st.tasks.keys().copied().collect();
+        let mut moved: HashSet<SegmentId> = st.tasks.keys().map(|k| k.0).collect();
         // A bounded number of moves per scan keeps rebalancing gradual.
         for _ in 0..(per_node * writable.len()) {
             let mut ids: Vec<NodeId> = stored.keys().copied().collect();
@@ -505,7 +585,7 @@ impl Planner {
             *incoming.entry(recipient).or_default() += 1;
             moved.insert(seg);
             st.tasks.insert(
-                seg,
+                (seg, slot as u8),
                 Assigned {
                     target: recipient,
                     task,
@@ -526,12 +606,10 @@ impl Planner {
         let now = Instant::now();
         let mut st = self.state.lock().expect("planner lock");
         for f in &poll.finished {
-            let ours = st
-                .tasks
-                .get(&f.segment)
-                .is_some_and(|a| a.target == poll.node && a.task.index == f.index);
+            let key = (f.segment, f.index);
+            let ours = st.tasks.get(&key).is_some_and(|a| a.target == poll.node);
             if ours {
-                st.tasks.remove(&f.segment);
+                st.tasks.remove(&key);
             }
             if f.ok {
                 st.finished.push_back((now, f.bytes));
@@ -665,6 +743,56 @@ fn make_task(
         method,
         reason,
         sources: sources.into_iter().map(|(_, s)| s).collect(),
+        damage: None,
+    }
+}
+
+/// A block repair for the holder of `slot`: the other shards (for replicas,
+/// the other copies) as sources, those on up nodes and without recorded
+/// damage first.
+fn make_block_task(
+    segment: SegmentId,
+    rec: &SegmentRecord,
+    slot: usize,
+    blocks: &BlockDamage,
+    by_id: &HashMap<NodeId, &NodeView>,
+) -> RepairTask {
+    let mut sources: Vec<((u8, bool), ShardSource)> = rec
+        .shards
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != slot)
+        .filter_map(|(i, h)| {
+            let v = by_id.get(&(*h)?)?;
+            if !v.readable() {
+                return None;
+            }
+            let damaged = rec
+                .damage
+                .iter()
+                .any(|d| usize::from(d.index) == i && Some(d.node) == *h);
+            Some((
+                (u8::from(v.state != NodeState::Up), damaged),
+                ShardSource {
+                    index: i as u8,
+                    node: v.info.id,
+                    addr: v.info.addr.clone(),
+                },
+            ))
+        })
+        .collect();
+    sources.sort_by_key(|(rank, s)| (*rank, s.index));
+    RepairTask {
+        segment,
+        index: slot as u8,
+        from: rec.shards.get(slot).copied().flatten(),
+        layout: rec.layout,
+        len: rec.len,
+        shard_len: rec.shard_len,
+        method: TaskMethod::Blocks,
+        reason: TaskReason::Repair,
+        sources: sources.into_iter().map(|(_, s)| s).collect(),
+        damage: Some(blocks.clone()),
     }
 }
 
@@ -714,6 +842,7 @@ mod tests {
             len: 4 << 20,
             shard_len: 1 << 20,
             shards: shards.into_iter().map(|s| s.map(NodeId)).collect(),
+            damage: vec![],
         }
     }
 
@@ -753,6 +882,89 @@ mod tests {
         assert_eq!(t.from, Some(NodeId(1)));
         assert_eq!(t.method, TaskMethod::Rebuild);
         assert_eq!(t.sources.len(), 5);
+    }
+
+    fn poll_all(p: &Planner, node: u64) -> Vec<RepairTask> {
+        p.poll(
+            &RepairPoll {
+                node: NodeId(node),
+                free_slots: 8,
+                finished: vec![],
+            },
+            RepairConfig::default(),
+            9,
+        )
+        .tasks
+    }
+
+    /// A 4+2 segment of 16 MiB (4 stripes, 64 blocks per shard) with one bad
+    /// block in each of slots 0, 2 and 5 (on nodes 1, 4 and 8), in the given
+    /// blocks.
+    fn rotten(blocks: [u32; 3]) -> SegmentRecord {
+        use weft_common::damage::ShardDamage;
+        let mut rec = ec(vec![Some(1), Some(2), Some(4), Some(5), Some(7), Some(8)]);
+        rec.len = 16 << 20;
+        rec.shard_len = 4 << 20;
+        rec.damage = [(0u8, 1u64), (2, 4), (5, 8)]
+            .into_iter()
+            .zip(blocks)
+            .map(|((index, node), b)| ShardDamage {
+                index,
+                node: NodeId(node),
+                blocks: BlockDamage::from_blocks(64 << 10, [b]),
+            })
+            .collect();
+        rec
+    }
+
+    #[test]
+    fn rot_in_different_stripes_is_degraded_by_one_and_repaired_in_place() {
+        let views = nine();
+        let p = Planner::new(PlannerConfig::default());
+        // Blocks 3, 21 and 47: stripes 0, 1 and 2.
+        let s = run(&p, &views, &[(1, rotten([3, 21, 47]))]);
+        assert_eq!(s.state, "degraded", "{s:#?}");
+        assert_eq!(s.classes[0].degraded, vec![1, 0]);
+        assert_eq!(s.classes[0].unreadable, 0);
+        assert_eq!(s.damaged_shards, 3);
+        assert_eq!(s.backlog_bytes, 3 * (64 << 10));
+        assert_eq!(
+            s.tasks_in_flight, 3,
+            "one block repair per damaged slot at once"
+        );
+        for (node, slot) in [(1, 0u8), (4, 2), (8, 5)] {
+            let tasks = poll_all(&p, node);
+            assert_eq!(tasks.len(), 1, "node {node}: {tasks:?}");
+            let t = &tasks[0];
+            assert_eq!(t.method, TaskMethod::Blocks);
+            assert_eq!(t.index, slot);
+            assert_eq!(t.from, Some(NodeId(node)), "repaired by its holder");
+            assert!(t
+                .damage
+                .as_ref()
+                .is_some_and(|d| d.block_count(t.shard_len) == 1));
+            assert_eq!(t.sources.len(), 5);
+            assert!(t.sources.iter().all(|x| x.index != slot));
+            // Undamaged shards first.
+            assert!(t.sources[..3].iter().all(|x| ![0, 2, 5].contains(&x.index)));
+        }
+        // Nothing else is planned meanwhile (no rebalancing, no moves).
+        let s = run(&p, &views, &[(1, rotten([3, 21, 47]))]);
+        assert_eq!(s.tasks_in_flight, 3);
+    }
+
+    #[test]
+    fn rot_in_one_stripe_beyond_m_is_unreadable_but_other_stripes_repair() {
+        let views = nine();
+        let p = Planner::new(PlannerConfig::default());
+        let mut rec = rotten([3, 4, 15]);
+        // Slot 5 also has a bad block in stripe 2, which can be rebuilt.
+        rec.damage[2].blocks = BlockDamage::from_blocks(64 << 10, [15, 40]);
+        let s = run(&p, &views, &[(1, rec)]);
+        assert_eq!(s.state, "unreadable");
+        assert_eq!(s.unreadable_objects, vec!["b/k".to_string()]);
+        assert_eq!(s.tasks_in_flight, 1);
+        assert_eq!(poll_all(&p, 8)[0].index, 5);
     }
 
     #[test]

@@ -18,6 +18,7 @@
 mod apply;
 #[cfg(test)]
 mod apply_tests;
+pub(crate) mod damage;
 pub mod durability;
 pub mod envelope;
 pub mod error;

@@ -62,6 +62,7 @@ fn add(
                 len: s.len,
                 shard_len: s.shard_len,
                 shards: s.shards.clone(),
+                damage: vec![],
             };
             t.insert(k.as_slice(), encode(s.id, &rec).as_slice())?;
         }
@@ -224,6 +225,7 @@ fn set_slot(
         }
         Some(mut rec) if slot < rec.shards.len() && expected(&rec, slot) => {
             rec.shards[slot] = value;
+            crate::damage::forget_slot(&mut rec, slot);
             t.insert(k.as_slice(), encode(segment, &rec).as_slice())?;
             Ok(CommandResult::Done)
         }

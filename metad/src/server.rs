@@ -131,6 +131,7 @@ impl ApiError {
                 code,
                 message: message.into(),
                 leader_addr: None,
+                damage: None,
             },
         )
     }

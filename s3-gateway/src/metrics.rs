@@ -29,7 +29,7 @@ pub struct GatewayMetrics {
     pub bytes_written: Counter,
     /// Stripes decoded from parity on reads.
     pub degraded_reads: Counter,
-    /// Shards reads found corrupt or missing and reported for repair.
+    /// Shard reads that met bad blocks or a missing file, reported for repair.
     pub bad_shards_reported: Counter,
 }
 
@@ -43,7 +43,7 @@ impl Default for GatewayMetrics {
         let bad_shards_reported = Counter::default();
         registry.register(
             "bad_shards_reported",
-            "Shards reads found corrupt or missing and reported for repair",
+            "Shard reads that met bad blocks or a missing file, reported for repair",
             bad_shards_reported.clone(),
         );
         registry.register(

@@ -1,6 +1,11 @@
 //! The read path: fetch only the stripes and shards a range needs, data
 //! shards first; on a missing node, a failed read or a crc32c mismatch,
 //! fetch the whole stripe from the surviving shards and decode with parity.
+//!
+//! A shard with bad blocks is bad only where those blocks are: the read
+//! reports the blocks the datad named (`ReportDamage`) and goes on using the
+//! shard for every other stripe. Only a missing file drops the shard
+//! (`DropShard`).
 
 use bytes::{Bytes, BytesMut};
 use futures::future::join_all;
@@ -116,27 +121,50 @@ impl Gateway {
             .await
             .map_err(|e| {
                 tracing::warn!(segment = %seg.id, shard = index, %node, error = %e, "shard read failed; using other shards");
-                if matches!(
-                    e,
-                    DatadClientError::Corrupt { .. } | DatadClientError::NotFound { .. }
-                ) {
-                    self.report_bad_shard(seg.id, index, node);
+                match &e {
+                    DatadClientError::NotFound { .. } => {
+                        self.report_bad_shard(seg.id, index, node, None)
+                    }
+                    DatadClientError::Corrupt {
+                        damage: Some(damage),
+                        ..
+                    } => self.report_bad_shard(seg.id, index, node, Some(damage.clone())),
+                    // A datad that did not name the blocks: its scrubber will.
+                    _ => {}
                 }
                 format!("shard {index} on {node}: {e}")
             })
     }
 
-    /// Tells metad that `node` no longer has a good copy of shard `index`,
-    /// so repair rebuilds it; in the background, as the read goes on from
-    /// other shards. metad ignores it if the shard has moved meanwhile.
-    fn report_bad_shard(&self, segment: weft_common::SegmentId, index: usize, node: NodeId) {
+    /// Tells metad, in the background as the read goes on from other shards,
+    /// that `node`'s file of shard `index` has bad blocks (`damage`), so its
+    /// holder rewrites them; or, without `damage`, that the file is missing,
+    /// so repair rebuilds the shard elsewhere. metad ignores either if the
+    /// shard has moved meanwhile.
+    fn report_bad_shard(
+        &self,
+        segment: weft_common::SegmentId,
+        index: usize,
+        node: NodeId,
+        damage: Option<weft_common::damage::BlockDamage>,
+    ) {
+        use weft_common::rpc::Command;
         self.metrics.bad_shards_reported.inc();
         let metad = self.metad.clone();
         tokio::spawn(async move {
-            let cmd = weft_common::rpc::Command::DropShard {
-                segment,
-                index: index as u8,
-                node,
+            let index = index as u8;
+            let cmd = match damage {
+                Some(damage) => Command::ReportDamage {
+                    segment,
+                    index,
+                    node,
+                    damage,
+                },
+                None => Command::DropShard {
+                    segment,
+                    index,
+                    node,
+                },
             };
             if let Err(e) = metad.command(&cmd).await {
                 tracing::warn!(%segment, index, %node, error = %e, "could not report a bad shard; scrub or a later read will");
