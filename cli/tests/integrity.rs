@@ -463,3 +463,96 @@ async fn complete_checks_listed_part_checksums_against_the_parts() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(exists(&s3, "dig-pc", "mp").await);
 }
+
+/// DeleteObject and CopyObject take no body, so nobody reads one to check a
+/// digest as it streams: a digest they carry is compared with the empty
+/// body's before they act, and a wrong one changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_without_a_body_check_the_empty_body_digest() {
+    let tc = TestCluster::start().await;
+    let s3 = tc.root_client();
+    assert_eq!(s3.mb("dig-nb").await.status, 200);
+    s3.must_put("dig-nb", "src", b"source".to_vec()).await;
+    s3.must_put("dig-nb", "victim", b"victim".to_vec()).await;
+    let empty_md5 = md5_b64(b"");
+    let empty_sha256 = sha256_b64(b"");
+    let wrong_sha256 = sha256_b64(b"other");
+
+    for h in [
+        ("content-md5", wrong_md5()),
+        ("x-amz-checksum-sha256", wrong_sha256.clone()),
+    ] {
+        let r = s3
+            .request("DELETE", "/dig-nb/victim", &[], &[(h.0, &h.1)], vec![])
+            .await;
+        assert_code(&r, 400, "BadDigest");
+        assert!(
+            exists(&s3, "dig-nb", "victim").await,
+            "deleted despite {h:?}"
+        );
+
+        let r = s3
+            .request(
+                "PUT",
+                "/dig-nb/copy",
+                &[],
+                &[("x-amz-copy-source", "/dig-nb/src"), (h.0, &h.1)],
+                vec![],
+            )
+            .await;
+        assert_code(&r, 400, "BadDigest");
+        assert!(!exists(&s3, "dig-nb", "copy").await, "copied despite {h:?}");
+    }
+
+    let r = s3
+        .request(
+            "PUT",
+            "/dig-nb/copy",
+            &[],
+            &[
+                ("x-amz-copy-source", "/dig-nb/src"),
+                ("content-md5", &empty_md5),
+                ("x-amz-checksum-sha256", &empty_sha256),
+            ],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    s3.must_get_equal("dig-nb", "copy", b"source").await;
+
+    // A body where none is taken cannot have its digest checked: refused.
+    let r = s3
+        .request(
+            "DELETE",
+            "/dig-nb/victim",
+            &[],
+            &[("content-md5", &md5_b64(b"body"))],
+            b"body".to_vec(),
+        )
+        .await;
+    assert_code(&r, 400, "InvalidRequest");
+    assert!(exists(&s3, "dig-nb", "victim").await);
+
+    let r = s3
+        .request(
+            "DELETE",
+            "/dig-nb/victim",
+            &[],
+            &[("content-md5", &empty_md5)],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert!(!exists(&s3, "dig-nb", "victim").await);
+    let r = s3
+        .request(
+            "DELETE",
+            "/dig-nb/copy",
+            &[],
+            &[("x-amz-checksum-sha256", &empty_sha256)],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert!(!exists(&s3, "dig-nb", "copy").await);
+}

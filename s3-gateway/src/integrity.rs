@@ -17,6 +17,12 @@
 //!    body's error fails the write). [`BodyCheck::answer`] then replaces
 //!    whatever error that produced with `BadDigest`.
 //!
+//! Step 3 only happens for operations whose body is read to its end (s3s's
+//! full-body operations, and the write path's). Any other operation's body
+//! is never read, so [`arm`] compares its claimed digests with the empty
+//! body's right away (a mismatch is `BadDigest`), and refuses a non-empty
+//! body that carries a digest (`InvalidRequest`): nobody would check it.
+//!
 //! PutObject and UploadPart are the exception: their bodies may be
 //! aws-chunked, which only s3s decodes, and are too large to hash twice, so
 //! the write path checks them on the decoded bytes (`store_body`) before
@@ -25,7 +31,7 @@
 
 use bytes::Bytes;
 use http::HeaderMap;
-use s3s::{s3_error, S3ErrorCode, S3Result};
+use s3s::{s3_error, S3Error, S3ErrorCode, S3Result};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
@@ -35,6 +41,61 @@ use crate::checksums::{self, Alg};
 
 /// Operations whose body digest the write path verifies after decoding.
 const VERIFIED_BY_WRITE_PATH: [&str; 2] = ["PutObject", "UploadPart"];
+
+/// Operations whose body s3s reads in full before calling the operation
+/// (its `needs_full_body` routes in s3s 0.14.1: XML bodies, and the bucket
+/// policy). Only for these and [`VERIFIED_BY_WRITE_PATH`] is the body read
+/// to its end, so only for these can a digest be checked on it; any other
+/// operation's body is never read, so [`arm`] checks its digest against the
+/// empty body or refuses the body.
+const BODY_READ_BY_S3S: [&str; 30] = [
+    "CompleteMultipartUpload",
+    "CreateBucket",
+    "CreateBucketMetadataTableConfiguration",
+    "DeleteObjects",
+    "PutBucketAccelerateConfiguration",
+    "PutBucketAcl",
+    "PutBucketAnalyticsConfiguration",
+    "PutBucketCors",
+    "PutBucketEncryption",
+    "PutBucketIntelligentTieringConfiguration",
+    "PutBucketInventoryConfiguration",
+    "PutBucketLifecycleConfiguration",
+    "PutBucketLogging",
+    "PutBucketMetricsConfiguration",
+    "PutBucketNotificationConfiguration",
+    "PutBucketOwnershipControls",
+    "PutBucketPolicy",
+    "PutBucketReplication",
+    "PutBucketRequestPayment",
+    "PutBucketTagging",
+    "PutBucketVersioning",
+    "PutBucketWebsite",
+    "PutObjectAcl",
+    "PutObjectLegalHold",
+    "PutObjectLockConfiguration",
+    "PutObjectRetention",
+    "PutObjectTagging",
+    "PutPublicAccessBlock",
+    "RestoreObject",
+    "SelectObjectContent",
+];
+
+/// Whether `op`'s body is read to its end (by s3s or the write path), so a
+/// digest of it can be checked as it is read.
+fn body_is_read(op: &str) -> bool {
+    VERIFIED_BY_WRITE_PATH.contains(&op) || BODY_READ_BY_S3S.contains(&op)
+}
+
+/// Whether the request declares an empty body: `Content-Length: 0`, or no
+/// length and no chunked transfer encoding (an HTTP/1.1 request without
+/// either has no body).
+fn declares_empty_body(headers: &HeaderMap) -> bool {
+    match headers.get(http::header::CONTENT_LENGTH) {
+        Some(v) => v.as_bytes() == b"0",
+        None => !headers.contains_key(http::header::TRANSFER_ENCODING),
+    }
+}
 
 /// Operations whose `x-amz-checksum-*` headers describe the object being
 /// assembled, not the request body (checked against the parts instead).
@@ -230,6 +291,27 @@ pub fn arm(op: &str, headers: &HeaderMap, body: Option<&BodyCheck>) -> S3Result<
             NotImplemented,
             "{op} does not accept a checksum trailer (x-amz-trailer); send the checksum in a header"
         ));
+    }
+    if !body_is_read(op) {
+        // Nobody reads this body, so a digest of it would never be compared
+        // if it were left to the body: compare it here, with the empty body,
+        // or refuse a body that no one would check.
+        if claims.is_empty() {
+            return Ok(());
+        }
+        if !declares_empty_body(headers) || is_aws_chunked(headers) {
+            return Err(s3_error!(
+                InvalidRequest,
+                "{op} takes no body: send it without one (and with the digest of the empty body, if any)"
+            ));
+        }
+        if let Some(mismatch) = Hashing::new(claims).finish() {
+            return Err(S3Error::with_message(S3ErrorCode::BadDigest, mismatch));
+        }
+        if let Some(check) = body {
+            *check.plan.lock().expect("body check lock") = Plan::PassThrough;
+        }
+        return Ok(());
     }
     if is_aws_chunked(headers) {
         if !claims.is_empty() {
@@ -457,6 +539,100 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(*check.plan.lock().unwrap(), Plan::PassThrough));
+    }
+
+    const EMPTY_MD5: &str = "1B2M2Y8AsgTpgAmY7PhCfg==";
+    const EMPTY_SHA256: &str = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+
+    #[test]
+    fn only_operations_whose_body_is_read_check_it_as_it_is_read() {
+        for op in [
+            "PutObject",
+            "UploadPart",
+            "CompleteMultipartUpload",
+            "CreateBucket",
+            "DeleteObjects",
+            "PutObjectTagging",
+            "PutBucketTagging",
+            "PutBucketVersioning",
+        ] {
+            assert!(body_is_read(op), "{op}");
+        }
+        for op in [
+            "DeleteObject",
+            "CopyObject",
+            "UploadPartCopy",
+            "CreateMultipartUpload",
+            "AbortMultipartUpload",
+            "DeleteBucket",
+            "DeleteObjectTagging",
+            "DeleteBucketTagging",
+            "GetObject",
+            "HeadObject",
+            "ListObjectsV2",
+            "PostObject",
+        ] {
+            assert!(!body_is_read(op), "{op}");
+        }
+        assert!(BODY_READ_BY_S3S
+            .iter()
+            .all(|op| !VERIFIED_BY_WRITE_PATH.contains(op)));
+    }
+
+    #[test]
+    fn digests_of_unread_bodies_are_compared_with_the_empty_body() {
+        for cl in [Some("0"), None] {
+            let with = |pairs: &[(&'static str, &'static str)]| {
+                let mut v = pairs.to_vec();
+                if let Some(cl) = cl {
+                    v.push(("content-length", cl));
+                }
+                headers(&v)
+            };
+            let e = arm(
+                "DeleteObject",
+                &with(&[("content-md5", "XUFAKrxLKna5cZ2REBfFkg==")]),
+                Some(&BodyCheck::new()),
+            )
+            .unwrap_err();
+            assert_eq!(*e.code(), S3ErrorCode::BadDigest, "{cl:?}");
+            let e = arm(
+                "CopyObject",
+                &with(&[(
+                    "x-amz-checksum-sha256",
+                    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                )]),
+                Some(&BodyCheck::new()),
+            )
+            .unwrap_err();
+            assert_eq!(*e.code(), S3ErrorCode::BadDigest, "{cl:?}");
+            let check = BodyCheck::new();
+            arm(
+                "DeleteObject",
+                &with(&[
+                    ("content-md5", EMPTY_MD5),
+                    ("x-amz-checksum-sha256", EMPTY_SHA256),
+                ]),
+                Some(&check),
+            )
+            .unwrap();
+            assert!(matches!(*check.plan.lock().unwrap(), Plan::PassThrough));
+        }
+    }
+
+    #[test]
+    fn unread_bodies_with_digests_are_refused() {
+        for extra in [("content-length", "5"), ("transfer-encoding", "chunked")] {
+            let e = arm(
+                "DeleteObject",
+                &headers(&[("content-md5", EMPTY_MD5), extra]),
+                Some(&BodyCheck::new()),
+            )
+            .unwrap_err();
+            assert_eq!(*e.code(), S3ErrorCode::InvalidRequest, "{extra:?}");
+        }
+        // Without a digest nothing is claimed, so nothing is refused.
+        arm("DeleteObject", &headers(&[("content-length", "5")]), None).unwrap();
     }
 
     #[test]
