@@ -556,3 +556,108 @@ async fn operations_without_a_body_check_the_empty_body_digest() {
     assert_eq!(r.status, 204, "{}", r.text());
     assert!(!exists(&s3, "dig-nb", "copy").await);
 }
+
+/// CompleteMultipartUpload's object checksum headers are checked against the
+/// upload: a value of another algorithm than the upload's (or for an upload
+/// without one) and an x-amz-checksum-type other than the upload's are
+/// refused, not ignored, and the upload stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_refuses_checksum_headers_it_cannot_check() {
+    let tc = TestCluster::start().await;
+    let s3 = tc.root_client();
+    assert_eq!(s3.mb("dig-ca").await.status, 200);
+    let part = data(6, 1500);
+    let start = |headers: &'static [(&'static str, &'static str)]| {
+        let s3 = &s3;
+        let part = part.clone();
+        async move {
+            let r = s3
+                .request("POST", "/dig-ca/mp", &[("uploads", "")], headers, vec![])
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            let upload_id = xml_values(&r.text(), "UploadId").remove(0);
+            let r = s3
+                .request(
+                    "PUT",
+                    "/dig-ca/mp",
+                    &[("partNumber", "1"), ("uploadId", &upload_id)],
+                    &[],
+                    part,
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            let etag = r.header("etag").unwrap();
+            let body = format!(
+                "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>"
+            )
+            .into_bytes();
+            (upload_id, body)
+        }
+    };
+    let open_uploads = || async {
+        let r = s3
+            .request("GET", "/dig-ca", &[("uploads", "")], &[], vec![])
+            .await;
+        xml_values(&r.text(), "UploadId")
+    };
+
+    // An upload with SHA256 (COMPOSITE): a CRC32 value, or FULL_OBJECT, is refused.
+    let (id, body) = start(&[("x-amz-checksum-algorithm", "SHA256")]).await;
+    for h in [
+        ("x-amz-checksum-crc32", "AAAAAA=="),
+        ("x-amz-checksum-type", "FULL_OBJECT"),
+    ] {
+        let r = s3
+            .request(
+                "POST",
+                "/dig-ca/mp",
+                &[("uploadId", &id)],
+                &[h],
+                body.clone(),
+            )
+            .await;
+        assert_code(&r, 400, "InvalidRequest");
+        assert!(
+            !exists(&s3, "dig-ca", "mp").await,
+            "completed despite {h:?}"
+        );
+        assert_eq!(open_uploads().await, vec![id.clone()]);
+    }
+    let r = s3
+        .request(
+            "POST",
+            "/dig-ca/mp",
+            &[("uploadId", &id)],
+            &[("x-amz-checksum-type", "COMPOSITE")],
+            body,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // An upload without an algorithm: any checksum value or type is refused.
+    let (id, body) = start(&[]).await;
+    for h in [
+        (
+            "x-amz-checksum-sha256",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        ),
+        ("x-amz-checksum-type", "COMPOSITE"),
+    ] {
+        let r = s3
+            .request(
+                "POST",
+                "/dig-ca/mp",
+                &[("uploadId", &id)],
+                &[h],
+                body.clone(),
+            )
+            .await;
+        assert_code(&r, 400, "InvalidRequest");
+        assert_eq!(open_uploads().await, vec![id.clone()], "{h:?}");
+    }
+    let r = s3
+        .request("POST", "/dig-ca/mp", &[("uploadId", &id)], &[], body)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(open_uploads().await.is_empty());
+}
