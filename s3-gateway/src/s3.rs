@@ -1282,6 +1282,7 @@ impl S3 for WeftS3 {
         }
         self.bucket(req.credentials.as_ref(), &input.bucket).await?;
         let user_metadata = user_metadata(input.metadata)?;
+        let tags = parse_tagging_header(input.tagging.as_deref())?;
         let class_name = input.storage_class.as_ref().map(|c| c.as_str().to_string());
         let Some(class) = self.gw.profiles.class(class_name.as_deref()).cloned() else {
             return Err(s3_error!(
@@ -1342,6 +1343,7 @@ impl S3 for WeftS3 {
             },
             checksum_algorithm: checksum_algorithm.map(|a| a.name().to_string()),
             checksum_type: checksum_type.clone(),
+            tags,
             parts: Vec::new(),
         };
         match self
@@ -1522,7 +1524,7 @@ impl S3 for WeftS3 {
             content: upload.content.clone(),
             checksums: stored_checksums.clone(),
             checksum_type: checksum_type.clone(),
-            tags: Default::default(),
+            tags: upload.tags.clone(),
             part_sizes,
             version_label: None,
             // metad builds the manifest from the parts it holds at commit:
