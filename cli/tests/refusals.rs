@@ -496,3 +496,46 @@ async fn tags_sent_when_a_multipart_upload_starts_are_on_the_completed_object() 
         r.text()
     );
 }
+
+/// `<MfaDelete>Disabled</MfaDelete>` asks for what Weft does: accepted.
+/// `Enabled` is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mfa_delete_disabled_is_accepted_and_enabled_refused() {
+    let tc = TestCluster::start().await;
+    let s3 = tc.root_client();
+    assert_eq!(s3.mb("mfa").await.status, 200);
+    let body = |status: &str, mfa: &str| {
+        format!(
+            "<VersioningConfiguration><Status>{status}</Status><MfaDelete>{mfa}</MfaDelete></VersioningConfiguration>"
+        )
+        .into_bytes()
+    };
+    let status = || async {
+        let r = s3
+            .request("GET", "/mfa", &[("versioning", "")], &[], vec![])
+            .await;
+        xml_values(&r.text(), "Status")
+    };
+    let r = s3
+        .request(
+            "PUT",
+            "/mfa",
+            &[("versioning", "")],
+            &[],
+            body("Enabled", "Enabled"),
+        )
+        .await;
+    assert_refused(&r, 501, "NotImplemented", "MfaDelete");
+    assert!(status().await.is_empty(), "versioning unchanged");
+    let r = s3
+        .request(
+            "PUT",
+            "/mfa",
+            &[("versioning", "")],
+            &[],
+            body("Enabled", "Disabled"),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(status().await, vec!["Enabled"]);
+}

@@ -20,8 +20,9 @@
 //! bucket's owner has access), `x-amz-object-ownership: BucketOwnerEnforced`
 //! (there are no ACLs), `x-amz-bucket-object-lock-enabled: false`,
 //! `x-amz-request-payer: requester` (no bucket is requester-pays, so the
-//! acknowledgement changes nothing, as on AWS), and
-//! `x-amz-bypass-governance-retention` (nothing is ever under retention).
+//! acknowledgement changes nothing, as on AWS),
+//! `x-amz-bypass-governance-retention` (nothing is ever under retention),
+//! and `<MfaDelete>Disabled</MfaDelete>` in PutBucketVersioning.
 
 use http::HeaderMap;
 use s3s::{S3Error, S3ErrorCode, S3Result};
@@ -160,7 +161,7 @@ pub const RULES: &[Rule] = &[
     Rule { ops: OBJECT_WRITES, input: Input::Header("x-amz-object-lock-retain-until-date"), allowed: &[], example: "2099-01-01T00:00:00Z", code: S3ErrorCode::InvalidRequest, reason: LOCK_REASON },
     Rule { ops: OBJECT_WRITES, input: Input::Header("x-amz-object-lock-legal-hold"), allowed: &[], example: "ON", code: S3ErrorCode::InvalidRequest, reason: LOCK_REASON },
     Rule { ops: &["DeleteObject", "DeleteObjects", "PutBucketVersioning"], input: Input::Header("x-amz-mfa"), allowed: &[], example: "arn:aws:iam::123456789012:mfa/user 123456", code: S3ErrorCode::NotImplemented, reason: "MFA delete is not supported" },
-    Rule { ops: &["PutBucketVersioning"], input: Input::BodyElement("VersioningConfiguration/MfaDelete"), allowed: &[], example: "Enabled", code: S3ErrorCode::NotImplemented, reason: "MFA delete is not supported" },
+    Rule { ops: &["PutBucketVersioning"], input: Input::BodyElement("VersioningConfiguration/MfaDelete"), allowed: &["Disabled"], example: "Enabled", code: S3ErrorCode::NotImplemented, reason: "MFA delete is not supported (Disabled is accepted: it is Weft's only behaviour)" },
     // --- Ownership expectations ---
     Rule { ops: IMPLEMENTED_OPS, input: Input::Header("x-amz-expected-bucket-owner"), allowed: &[], example: "111122223333", code: S3ErrorCode::NotImplemented, reason: "Weft has no AWS account ids to check the bucket's owner against; leave the expectation out" },
     Rule { ops: COPIES, input: Input::Header("x-amz-source-expected-bucket-owner"), allowed: &[], example: "111122223333", code: S3ErrorCode::NotImplemented, reason: "Weft has no AWS account ids to check the source bucket's owner against; leave the expectation out" },
@@ -228,6 +229,37 @@ pub fn refuse_body_element(op: &str, element: &str) -> S3Error {
     error(rule)
 }
 
+/// Refuses `value` of body element `element` of `op` unless its rule allows
+/// it. Panics as [`refuse_body_element`] does.
+pub fn check_body_element(op: &str, element: &str, value: &str) -> S3Result<()> {
+    let refusal = refuse_body_element(op, element);
+    let rule = RULES
+        .iter()
+        .find(|r| {
+            r.ops.contains(&op)
+                && r.input.name() == element
+                && matches!(r.input, Input::BodyElement(_))
+        })
+        .expect("refuse_body_element found it");
+    if honoured(rule, value) {
+        Ok(())
+    } else {
+        Err(refusal)
+    }
+}
+
+/// PutBucketVersioning: `MfaDelete` other than `Disabled`.
+pub fn check_put_bucket_versioning(config: &s3s::dto::VersioningConfiguration) -> S3Result<()> {
+    match &config.mfa_delete {
+        None => Ok(()),
+        Some(m) => check_body_element(
+            "PutBucketVersioning",
+            "VersioningConfiguration/MfaDelete",
+            m.as_str(),
+        ),
+    }
+}
+
 /// DeleteObjects: per-key conditions are body elements.
 pub fn check_delete_objects(objects: &[s3s::dto::ObjectIdentifier]) -> S3Result<()> {
     for o in objects {
@@ -283,6 +315,20 @@ mod tests {
         check(op, &with_header(name, value), None)
             .err()
             .map(|e| e.code().clone())
+    }
+
+    #[test]
+    fn mfa_delete_disabled_is_honoured_and_enabled_refused() {
+        let config = |m: &str| s3s::dto::VersioningConfiguration {
+            mfa_delete: Some(s3s::dto::MFADelete::from(m.to_string())),
+            status: Some(s3s::dto::BucketVersioningStatus::from(
+                "Enabled".to_string(),
+            )),
+        };
+        assert!(check_put_bucket_versioning(&config("Disabled")).is_ok());
+        let e = check_put_bucket_versioning(&config("Enabled")).unwrap_err();
+        assert_eq!(*e.code(), S3ErrorCode::NotImplemented);
+        assert!(check_put_bucket_versioning(&s3s::dto::VersioningConfiguration::default()).is_ok());
     }
 
     #[test]

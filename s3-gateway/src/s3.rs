@@ -2209,12 +2209,7 @@ impl S3 for WeftS3 {
     ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
         let input = req.input;
         self.bucket(req.credentials.as_ref(), &input.bucket).await?;
-        if input.versioning_configuration.mfa_delete.is_some() {
-            return Err(crate::refusals::refuse_body_element(
-                "PutBucketVersioning",
-                "VersioningConfiguration/MfaDelete",
-            ));
-        }
+        crate::refusals::check_put_bucket_versioning(&input.versioning_configuration)?;
         let status = match input
             .versioning_configuration
             .status
