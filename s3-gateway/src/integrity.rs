@@ -223,14 +223,31 @@ pub fn wrap_request(
     )
 }
 
+/// The one value of a digest header, if any: a header sent twice is
+/// ambiguous (s3s and the write path would read only the first), so it is
+/// refused.
+fn single<'h>(headers: &'h HeaderMap, name: &str) -> S3Result<Option<&'h http::HeaderValue>> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(s3_error!(
+            InvalidRequest,
+            "{name} was sent more than once; send one value"
+        ));
+    }
+    Ok(first)
+}
+
 /// The claimed values, validated: a Content-MD5 that is not the base64 of
-/// 16 bytes is `InvalidDigest`; a checksum value that is not base64, or more
-/// than one, is `InvalidRequest` (AWS's answers). A checksum of the wrong
-/// length cannot match, so it is a `BadDigest` at the end, as in the write
-/// path.
-fn parse_claims(headers: &HeaderMap) -> S3Result<Expected> {
+/// 16 bytes is `InvalidDigest`; a checksum value that is not the base64 of
+/// its algorithm's digest length, more than one checksum, or any digest
+/// header sent twice is `InvalidRequest` (AWS's answers). With
+/// `checksums_are_body_digests` false (CompleteMultipartUpload, whose
+/// `x-amz-checksum-*` headers describe the object and may carry a `-N`
+/// suffix), checksum values are left to the operation and not returned.
+fn parse_claims(headers: &HeaderMap, checksums_are_body_digests: bool) -> S3Result<Expected> {
     let mut out = Expected::default();
-    if let Some(v) = headers.get("content-md5") {
+    if let Some(v) = single(headers, "content-md5")? {
         let md5 = v
             .to_str()
             .ok()
@@ -244,20 +261,26 @@ fn parse_claims(headers: &HeaderMap) -> S3Result<Expected> {
             })?;
         out.md5 = Some(md5);
     }
+    let mut seen = false;
     for a in checksums::ALL {
-        let Some(v) = headers.get(a.header()) else {
+        let Some(v) = single(headers, a.header())? else {
             continue;
         };
-        if out.checksum.is_some() {
+        if seen {
             return Err(s3_error!(
                 InvalidRequest,
                 "expecting a single x-amz-checksum- header; multiple checksum types are not allowed"
             ));
         }
+        seen = true;
+        if !checksums_are_body_digests {
+            continue;
+        }
         let bytes = v
             .to_str()
             .ok()
             .and_then(|s| checksums::unb64(s.trim()))
+            .filter(|b| b.len() == a.digest_bytes())
             .ok_or_else(|| {
                 s3_error!(
                     InvalidRequest,
@@ -276,15 +299,12 @@ fn parse_claims(headers: &HeaderMap) -> S3Result<Expected> {
 /// authenticated, before any of the body is read: validates the claimed
 /// digests and decides who checks them.
 pub fn arm(op: &str, headers: &HeaderMap, body: Option<&BodyCheck>) -> S3Result<()> {
-    let mut claims = parse_claims(headers)?;
+    let claims = parse_claims(headers, !CHECKSUM_HEADERS_DESCRIBE_OBJECT.contains(&op))?;
     if VERIFIED_BY_WRITE_PATH.contains(&op) {
         if let Some(check) = body {
             *check.plan.lock().expect("body check lock") = Plan::PassThrough;
         }
         return Ok(());
-    }
-    if CHECKSUM_HEADERS_DESCRIBE_OBJECT.contains(&op) {
-        claims.checksum = None;
     }
     if headers.contains_key("x-amz-trailer") {
         return Err(s3_error!(
@@ -481,15 +501,62 @@ mod tests {
         h
     }
 
+    fn parse_claims_body(h: &HeaderMap) -> S3Result<Expected> {
+        parse_claims(h, true)
+    }
+
+    #[test]
+    fn repeated_digest_headers_are_refused() {
+        for name in [
+            "content-md5",
+            "x-amz-checksum-crc32",
+            "x-amz-checksum-sha256",
+        ] {
+            let mut h = HeaderMap::new();
+            let value = match name {
+                "content-md5" => EMPTY_MD5,
+                "x-amz-checksum-crc32" => "AAAAAA==",
+                _ => EMPTY_SHA256,
+            };
+            h.append(name, value.parse().unwrap());
+            assert!(parse_claims(&h, true).is_ok(), "{name}");
+            h.append(name, value.parse().unwrap());
+            for body in [true, false] {
+                let e = parse_claims(&h, body).unwrap_err();
+                assert_eq!(*e.code(), S3ErrorCode::InvalidRequest, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn checksums_of_the_wrong_length_are_refused_up_front() {
+        for (name, value) in [
+            ("x-amz-checksum-crc32", "AAAAAAA="),     // 5 bytes
+            ("x-amz-checksum-crc32c", "AAA="),        // 2 bytes
+            ("x-amz-checksum-crc64nvme", "AAAAAA=="), // 4 bytes
+            ("x-amz-checksum-sha1", EMPTY_MD5),       // 16 bytes
+            ("x-amz-checksum-sha256", EMPTY_MD5),     // 16 bytes
+        ] {
+            let e = parse_claims_body(&headers(&[(name, value)])).unwrap_err();
+            assert_eq!(*e.code(), S3ErrorCode::InvalidRequest, "{name}");
+            // Refused before the write path reads any of a PutObject body.
+            let e = arm("PutObject", &headers(&[(name, value)]), None).unwrap_err();
+            assert_eq!(*e.code(), S3ErrorCode::InvalidRequest, "{name}");
+        }
+        // CompleteMultipartUpload's checksum is the object's, `-N` and all.
+        let h = headers(&[("x-amz-checksum-sha256", "abc-2")]);
+        arm("CompleteMultipartUpload", &h, Some(&BodyCheck::new())).unwrap();
+    }
+
     #[test]
     fn malformed_values_are_refused_with_aws_codes() {
-        let bad_md5 = parse_claims(&headers(&[("content-md5", "not base64!")])).unwrap_err();
+        let bad_md5 = parse_claims_body(&headers(&[("content-md5", "not base64!")])).unwrap_err();
         assert_eq!(*bad_md5.code(), S3ErrorCode::InvalidDigest);
-        let short_md5 = parse_claims(&headers(&[("content-md5", "AAAA")])).unwrap_err();
+        let short_md5 = parse_claims_body(&headers(&[("content-md5", "AAAA")])).unwrap_err();
         assert_eq!(*short_md5.code(), S3ErrorCode::InvalidDigest);
-        let bad_crc = parse_claims(&headers(&[("x-amz-checksum-crc32", "***")])).unwrap_err();
+        let bad_crc = parse_claims_body(&headers(&[("x-amz-checksum-crc32", "***")])).unwrap_err();
         assert_eq!(*bad_crc.code(), S3ErrorCode::InvalidRequest);
-        let two = parse_claims(&headers(&[
+        let two = parse_claims_body(&headers(&[
             ("x-amz-checksum-crc32", "AAAAAA=="),
             ("x-amz-checksum-crc32c", "AAAAAA=="),
         ]))
