@@ -463,3 +463,201 @@ async fn complete_checks_listed_part_checksums_against_the_parts() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(exists(&s3, "dig-pc", "mp").await);
 }
+
+/// DeleteObject and CopyObject take no body, so nobody reads one to check a
+/// digest as it streams: a digest they carry is compared with the empty
+/// body's before they act, and a wrong one changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_without_a_body_check_the_empty_body_digest() {
+    let tc = TestCluster::start().await;
+    let s3 = tc.root_client();
+    assert_eq!(s3.mb("dig-nb").await.status, 200);
+    s3.must_put("dig-nb", "src", b"source".to_vec()).await;
+    s3.must_put("dig-nb", "victim", b"victim".to_vec()).await;
+    let empty_md5 = md5_b64(b"");
+    let empty_sha256 = sha256_b64(b"");
+    let wrong_sha256 = sha256_b64(b"other");
+
+    for h in [
+        ("content-md5", wrong_md5()),
+        ("x-amz-checksum-sha256", wrong_sha256.clone()),
+    ] {
+        let r = s3
+            .request("DELETE", "/dig-nb/victim", &[], &[(h.0, &h.1)], vec![])
+            .await;
+        assert_code(&r, 400, "BadDigest");
+        assert!(
+            exists(&s3, "dig-nb", "victim").await,
+            "deleted despite {h:?}"
+        );
+
+        let r = s3
+            .request(
+                "PUT",
+                "/dig-nb/copy",
+                &[],
+                &[("x-amz-copy-source", "/dig-nb/src"), (h.0, &h.1)],
+                vec![],
+            )
+            .await;
+        assert_code(&r, 400, "BadDigest");
+        assert!(!exists(&s3, "dig-nb", "copy").await, "copied despite {h:?}");
+    }
+
+    let r = s3
+        .request(
+            "PUT",
+            "/dig-nb/copy",
+            &[],
+            &[
+                ("x-amz-copy-source", "/dig-nb/src"),
+                ("content-md5", &empty_md5),
+                ("x-amz-checksum-sha256", &empty_sha256),
+            ],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    s3.must_get_equal("dig-nb", "copy", b"source").await;
+
+    // A body where none is taken cannot have its digest checked: refused.
+    let r = s3
+        .request(
+            "DELETE",
+            "/dig-nb/victim",
+            &[],
+            &[("content-md5", &md5_b64(b"body"))],
+            b"body".to_vec(),
+        )
+        .await;
+    assert_code(&r, 400, "InvalidRequest");
+    assert!(exists(&s3, "dig-nb", "victim").await);
+
+    let r = s3
+        .request(
+            "DELETE",
+            "/dig-nb/victim",
+            &[],
+            &[("content-md5", &empty_md5)],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert!(!exists(&s3, "dig-nb", "victim").await);
+    let r = s3
+        .request(
+            "DELETE",
+            "/dig-nb/copy",
+            &[],
+            &[("x-amz-checksum-sha256", &empty_sha256)],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert!(!exists(&s3, "dig-nb", "copy").await);
+}
+
+/// CompleteMultipartUpload's object checksum headers are checked against the
+/// upload: a value of another algorithm than the upload's (or for an upload
+/// without one) and an x-amz-checksum-type other than the upload's are
+/// refused, not ignored, and the upload stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_refuses_checksum_headers_it_cannot_check() {
+    let tc = TestCluster::start().await;
+    let s3 = tc.root_client();
+    assert_eq!(s3.mb("dig-ca").await.status, 200);
+    let part = data(6, 1500);
+    let start = |headers: &'static [(&'static str, &'static str)]| {
+        let s3 = &s3;
+        let part = part.clone();
+        async move {
+            let r = s3
+                .request("POST", "/dig-ca/mp", &[("uploads", "")], headers, vec![])
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            let upload_id = xml_values(&r.text(), "UploadId").remove(0);
+            let r = s3
+                .request(
+                    "PUT",
+                    "/dig-ca/mp",
+                    &[("partNumber", "1"), ("uploadId", &upload_id)],
+                    &[],
+                    part,
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            let etag = r.header("etag").unwrap();
+            let body = format!(
+                "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>"
+            )
+            .into_bytes();
+            (upload_id, body)
+        }
+    };
+    let open_uploads = || async {
+        let r = s3
+            .request("GET", "/dig-ca", &[("uploads", "")], &[], vec![])
+            .await;
+        xml_values(&r.text(), "UploadId")
+    };
+
+    // An upload with SHA256 (COMPOSITE): a CRC32 value, or FULL_OBJECT, is refused.
+    let (id, body) = start(&[("x-amz-checksum-algorithm", "SHA256")]).await;
+    for h in [
+        ("x-amz-checksum-crc32", "AAAAAA=="),
+        ("x-amz-checksum-type", "FULL_OBJECT"),
+    ] {
+        let r = s3
+            .request(
+                "POST",
+                "/dig-ca/mp",
+                &[("uploadId", &id)],
+                &[h],
+                body.clone(),
+            )
+            .await;
+        assert_code(&r, 400, "InvalidRequest");
+        assert!(
+            !exists(&s3, "dig-ca", "mp").await,
+            "completed despite {h:?}"
+        );
+        assert_eq!(open_uploads().await, vec![id.clone()]);
+    }
+    let r = s3
+        .request(
+            "POST",
+            "/dig-ca/mp",
+            &[("uploadId", &id)],
+            &[("x-amz-checksum-type", "COMPOSITE")],
+            body,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // An upload without an algorithm: any checksum value or type is refused.
+    let (id, body) = start(&[]).await;
+    for h in [
+        (
+            "x-amz-checksum-sha256",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        ),
+        ("x-amz-checksum-type", "COMPOSITE"),
+    ] {
+        let r = s3
+            .request(
+                "POST",
+                "/dig-ca/mp",
+                &[("uploadId", &id)],
+                &[h],
+                body.clone(),
+            )
+            .await;
+        assert_code(&r, 400, "InvalidRequest");
+        assert_eq!(open_uploads().await, vec![id.clone()], "{h:?}");
+    }
+    let r = s3
+        .request("POST", "/dig-ca/mp", &[("uploadId", &id)], &[], body)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(open_uploads().await.is_empty());
+}

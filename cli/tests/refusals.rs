@@ -421,3 +421,121 @@ async fn every_refused_input_is_refused_on_every_operation_and_changes_nothing()
     // The fixtures still work without the refused inputs.
     s3.must_get_equal("walk", "o", b"original").await;
 }
+
+/// `x-amz-tagging` on CreateMultipartUpload is kept, not refused: aws-cli v2
+/// sends it when it copies a tagged object of 8 MiB or more, and the tags
+/// must end up on the completed object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_sent_when_a_multipart_upload_starts_are_on_the_completed_object() {
+    let tc = TestCluster::start().await;
+    let s3 = tc.root_client();
+    assert_eq!(s3.mb("mp-tags").await.status, 200);
+    let r = s3
+        .request(
+            "POST",
+            "/mp-tags/o",
+            &[("uploads", "")],
+            &[("x-amz-tagging", "a=1&b=two%20words")],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let upload_id = xml_values(&r.text(), "UploadId").remove(0);
+    let part = data(8, 1000);
+    let r = s3
+        .request(
+            "PUT",
+            "/mp-tags/o",
+            &[("partNumber", "1"), ("uploadId", &upload_id)],
+            &[],
+            part.clone(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let etag = r.header("etag").unwrap();
+    let complete = format!(
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>"
+    );
+    let r = s3
+        .request(
+            "POST",
+            "/mp-tags/o",
+            &[("uploadId", &upload_id)],
+            &[],
+            complete.into_bytes(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    s3.must_get_equal("mp-tags", "o", &part).await;
+    let r = s3
+        .request("GET", "/mp-tags/o", &[("tagging", "")], &[], vec![])
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(xml_values(&r.text(), "Key"), vec!["a", "b"], "{}", r.text());
+    assert_eq!(
+        xml_values(&r.text(), "Value"),
+        vec!["1", "two words"],
+        "{}",
+        r.text()
+    );
+
+    // Malformed tags are refused when the upload starts, as on PutObject.
+    let r = s3
+        .request(
+            "POST",
+            "/mp-tags/p",
+            &[("uploads", "")],
+            &[("x-amz-tagging", "a=1&a=2")],
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        r.error_code().as_deref(),
+        Some("InvalidTag"),
+        "{}",
+        r.text()
+    );
+}
+
+/// `<MfaDelete>Disabled</MfaDelete>` asks for what Weft does: accepted.
+/// `Enabled` is refused and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mfa_delete_disabled_is_accepted_and_enabled_refused() {
+    let tc = TestCluster::start().await;
+    let s3 = tc.root_client();
+    assert_eq!(s3.mb("mfa").await.status, 200);
+    let body = |status: &str, mfa: &str| {
+        format!(
+            "<VersioningConfiguration><Status>{status}</Status><MfaDelete>{mfa}</MfaDelete></VersioningConfiguration>"
+        )
+        .into_bytes()
+    };
+    let status = || async {
+        let r = s3
+            .request("GET", "/mfa", &[("versioning", "")], &[], vec![])
+            .await;
+        xml_values(&r.text(), "Status")
+    };
+    let r = s3
+        .request(
+            "PUT",
+            "/mfa",
+            &[("versioning", "")],
+            &[],
+            body("Enabled", "Enabled"),
+        )
+        .await;
+    assert_refused(&r, 501, "NotImplemented", "MfaDelete");
+    assert!(status().await.is_empty(), "versioning unchanged");
+    let r = s3
+        .request(
+            "PUT",
+            "/mfa",
+            &[("versioning", "")],
+            &[],
+            body("Enabled", "Disabled"),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(status().await, vec!["Enabled"]);
+}

@@ -218,6 +218,9 @@ pub struct Upload {
     /// `FULL_OBJECT` or `COMPOSITE`, if an algorithm is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum_type: Option<String>,
+    /// Tags for the final object (`x-amz-tagging` at creation).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
     /// Parts in part-number order (a list, not a map: JSON map keys are
     /// strings, and internally tagged enums cannot read them back as numbers).
     pub parts: Vec<UploadPart>,

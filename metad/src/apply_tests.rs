@@ -263,6 +263,7 @@ impl Builder {
                         content: Default::default(),
                         checksum_algorithm: None,
                         checksum_type: None,
+                        tags: Default::default(),
                         parts: vec![],
                     },
                 }

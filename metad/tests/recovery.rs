@@ -557,6 +557,7 @@ fn random_command(rng: &mut StdRng, n: u64) -> Command {
                 content: Default::default(),
                 checksum_algorithm: None,
                 checksum_type: None,
+                tags: Default::default(),
                 parts: vec![],
             },
         },

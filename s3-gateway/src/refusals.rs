@@ -20,8 +20,9 @@
 //! bucket's owner has access), `x-amz-object-ownership: BucketOwnerEnforced`
 //! (there are no ACLs), `x-amz-bucket-object-lock-enabled: false`,
 //! `x-amz-request-payer: requester` (no bucket is requester-pays, so the
-//! acknowledgement changes nothing, as on AWS), and
-//! `x-amz-bypass-governance-retention` (nothing is ever under retention).
+//! acknowledgement changes nothing, as on AWS),
+//! `x-amz-bypass-governance-retention` (nothing is ever under retention),
+//! and `<MfaDelete>Disabled</MfaDelete>` in PutBucketVersioning.
 
 use http::HeaderMap;
 use s3s::{S3Error, S3ErrorCode, S3Result};
@@ -160,13 +161,12 @@ pub const RULES: &[Rule] = &[
     Rule { ops: OBJECT_WRITES, input: Input::Header("x-amz-object-lock-retain-until-date"), allowed: &[], example: "2099-01-01T00:00:00Z", code: S3ErrorCode::InvalidRequest, reason: LOCK_REASON },
     Rule { ops: OBJECT_WRITES, input: Input::Header("x-amz-object-lock-legal-hold"), allowed: &[], example: "ON", code: S3ErrorCode::InvalidRequest, reason: LOCK_REASON },
     Rule { ops: &["DeleteObject", "DeleteObjects", "PutBucketVersioning"], input: Input::Header("x-amz-mfa"), allowed: &[], example: "arn:aws:iam::123456789012:mfa/user 123456", code: S3ErrorCode::NotImplemented, reason: "MFA delete is not supported" },
-    Rule { ops: &["PutBucketVersioning"], input: Input::BodyElement("VersioningConfiguration/MfaDelete"), allowed: &[], example: "Enabled", code: S3ErrorCode::NotImplemented, reason: "MFA delete is not supported" },
+    Rule { ops: &["PutBucketVersioning"], input: Input::BodyElement("VersioningConfiguration/MfaDelete"), allowed: &["Disabled"], example: "Enabled", code: S3ErrorCode::NotImplemented, reason: "MFA delete is not supported (Disabled is accepted: it is Weft's only behaviour)" },
     // --- Ownership expectations ---
     Rule { ops: IMPLEMENTED_OPS, input: Input::Header("x-amz-expected-bucket-owner"), allowed: &[], example: "111122223333", code: S3ErrorCode::NotImplemented, reason: "Weft has no AWS account ids to check the bucket's owner against; leave the expectation out" },
     Rule { ops: COPIES, input: Input::Header("x-amz-source-expected-bucket-owner"), allowed: &[], example: "111122223333", code: S3ErrorCode::NotImplemented, reason: "Weft has no AWS account ids to check the source bucket's owner against; leave the expectation out" },
     // --- Other object inputs Weft would drop ---
     Rule { ops: OBJECT_WRITES, input: Input::Header("x-amz-website-redirect-location"), allowed: &[], example: "/other-page.html", code: S3ErrorCode::NotImplemented, reason: "website redirects are not supported" },
-    Rule { ops: &["CreateMultipartUpload"], input: Input::Header("x-amz-tagging"), allowed: &[], example: "a=b", code: S3ErrorCode::NotImplemented, reason: "tags on a multipart upload are not kept; set them with PutObjectTagging after completing it" },
     Rule { ops: &["PutObject"], input: Input::Header("x-amz-write-offset-bytes"), allowed: &[], example: "0", code: S3ErrorCode::NotImplemented, reason: "appending to objects is not supported" },
     Rule { ops: &["DeleteObject"], input: Input::Header("if-match"), allowed: &[], example: "\"d41d8cd98f00b204e9800998ecf8427e\"", code: S3ErrorCode::NotImplemented, reason: "conditional deletes are not supported" },
     Rule { ops: &["DeleteObject"], input: Input::Header("x-amz-if-match-last-modified-time"), allowed: &[], example: "Wed, 01 Jan 2025 00:00:00 GMT", code: S3ErrorCode::NotImplemented, reason: "conditional deletes are not supported" },
@@ -229,6 +229,37 @@ pub fn refuse_body_element(op: &str, element: &str) -> S3Error {
     error(rule)
 }
 
+/// Refuses `value` of body element `element` of `op` unless its rule allows
+/// it. Panics as [`refuse_body_element`] does.
+pub fn check_body_element(op: &str, element: &str, value: &str) -> S3Result<()> {
+    let refusal = refuse_body_element(op, element);
+    let rule = RULES
+        .iter()
+        .find(|r| {
+            r.ops.contains(&op)
+                && r.input.name() == element
+                && matches!(r.input, Input::BodyElement(_))
+        })
+        .expect("refuse_body_element found it");
+    if honoured(rule, value) {
+        Ok(())
+    } else {
+        Err(refusal)
+    }
+}
+
+/// PutBucketVersioning: `MfaDelete` other than `Disabled`.
+pub fn check_put_bucket_versioning(config: &s3s::dto::VersioningConfiguration) -> S3Result<()> {
+    match &config.mfa_delete {
+        None => Ok(()),
+        Some(m) => check_body_element(
+            "PutBucketVersioning",
+            "VersioningConfiguration/MfaDelete",
+            m.as_str(),
+        ),
+    }
+}
+
 /// DeleteObjects: per-key conditions are body elements.
 pub fn check_delete_objects(objects: &[s3s::dto::ObjectIdentifier]) -> S3Result<()> {
     for o in objects {
@@ -284,6 +315,20 @@ mod tests {
         check(op, &with_header(name, value), None)
             .err()
             .map(|e| e.code().clone())
+    }
+
+    #[test]
+    fn mfa_delete_disabled_is_honoured_and_enabled_refused() {
+        let config = |m: &str| s3s::dto::VersioningConfiguration {
+            mfa_delete: Some(s3s::dto::MFADelete::from(m.to_string())),
+            status: Some(s3s::dto::BucketVersioningStatus::from(
+                "Enabled".to_string(),
+            )),
+        };
+        assert!(check_put_bucket_versioning(&config("Disabled")).is_ok());
+        let e = check_put_bucket_versioning(&config("Enabled")).unwrap_err();
+        assert_eq!(*e.code(), S3ErrorCode::NotImplemented);
+        assert!(check_put_bucket_versioning(&s3s::dto::VersioningConfiguration::default()).is_ok());
     }
 
     #[test]

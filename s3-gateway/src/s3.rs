@@ -396,11 +396,41 @@ impl WeftS3 {
         parts: &[(u32, String)],
         input: &CompleteMultipartUploadInput,
     ) -> S3Result<(BTreeMap<String, String>, Option<String>)> {
-        let Some(alg) = upload
+        let upload_alg = upload
             .checksum_algorithm
             .as_deref()
-            .and_then(checksums::Alg::parse)
-        else {
+            .and_then(checksums::Alg::parse);
+        // A value of another algorithm, or a type other than the upload's,
+        // cannot be checked against the parts: refused, not ignored.
+        let dto = Checksum {
+            checksum_crc32: input.checksum_crc32.clone(),
+            checksum_crc32c: input.checksum_crc32c.clone(),
+            checksum_crc64nvme: input.checksum_crc64nvme.clone(),
+            checksum_sha1: input.checksum_sha1.clone(),
+            checksum_sha256: input.checksum_sha256.clone(),
+            ..Default::default()
+        };
+        for a in checksums::ALL {
+            if checksums::get(&dto, a).is_some() && upload_alg != Some(a) {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "the upload was created with checksum algorithm {}, so a {} checksum cannot be checked; send none or the upload's",
+                    upload_alg.map_or("none", |u| u.name()),
+                    a.name()
+                ));
+            }
+        }
+        if let Some(t) = &input.checksum_type {
+            if upload.checksum_type.as_deref() != Some(t.as_str()) {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "x-amz-checksum-type {} differs from the upload's ({})",
+                    t.as_str(),
+                    upload.checksum_type.as_deref().unwrap_or("none")
+                ));
+            }
+        }
+        let Some(alg) = upload_alg else {
             return Ok((BTreeMap::new(), None));
         };
         let full = upload.checksum_type.as_deref() == Some(ChecksumType::FULL_OBJECT);
@@ -1252,6 +1282,7 @@ impl S3 for WeftS3 {
         }
         self.bucket(req.credentials.as_ref(), &input.bucket).await?;
         let user_metadata = user_metadata(input.metadata)?;
+        let tags = parse_tagging_header(input.tagging.as_deref())?;
         let class_name = input.storage_class.as_ref().map(|c| c.as_str().to_string());
         let Some(class) = self.gw.profiles.class(class_name.as_deref()).cloned() else {
             return Err(s3_error!(
@@ -1312,6 +1343,7 @@ impl S3 for WeftS3 {
             },
             checksum_algorithm: checksum_algorithm.map(|a| a.name().to_string()),
             checksum_type: checksum_type.clone(),
+            tags,
             parts: Vec::new(),
         };
         match self
@@ -1492,7 +1524,7 @@ impl S3 for WeftS3 {
             content: upload.content.clone(),
             checksums: stored_checksums.clone(),
             checksum_type: checksum_type.clone(),
-            tags: Default::default(),
+            tags: upload.tags.clone(),
             part_sizes,
             version_label: None,
             // metad builds the manifest from the parts it holds at commit:
@@ -2177,12 +2209,7 @@ impl S3 for WeftS3 {
     ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
         let input = req.input;
         self.bucket(req.credentials.as_ref(), &input.bucket).await?;
-        if input.versioning_configuration.mfa_delete.is_some() {
-            return Err(crate::refusals::refuse_body_element(
-                "PutBucketVersioning",
-                "VersioningConfiguration/MfaDelete",
-            ));
-        }
+        crate::refusals::check_put_bucket_versioning(&input.versioning_configuration)?;
         let status = match input
             .versioning_configuration
             .status
