@@ -58,9 +58,11 @@ step "chaos smoke"
 if [ "${WEFT_CHAOS_SKIP:-0}" = 1 ]; then
   echo "chaos smoke SKIPPED (WEFT_CHAOS_SKIP=1)"
 else
-  # The image needs the fault hooks (failpoints) for the injected-bug test.
-  cargo build --quiet -p weft-cli -p weft-chaos --features weft-cli/failpoints --bin weft --bin weft-chaos
-  CHAOS="$CARGO_TARGET_DIR/debug/weft-chaos"
+  # The image needs the fault hooks (failpoints) for the injected-bug test:
+  # built into their own target directory, so debug/weft stays the normal one.
+  cargo build --quiet --target-dir "$CARGO_TARGET_DIR/chaos" -p weft-cli -p weft-chaos \
+    --features weft-cli/failpoints --bin weft --bin weft-chaos
+  CHAOS="$CARGO_TARGET_DIR/chaos/debug/weft-chaos"
   "$CHAOS" build-image --profile dev
   "$CHAOS" run --scenario smoke --duration 90s --seed "${WEFT_CHAOS_SEED:-1}" \
     --object-mib-max 16 --report "$CARGO_TARGET_DIR/chaos-smoke"

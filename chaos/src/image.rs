@@ -16,13 +16,27 @@ use std::path::{Path, PathBuf};
 /// Default image tag.
 pub const DEFAULT_TAG: &str = "weft-chaos/weft:latest";
 
-/// Where cargo put the `weft` binary of `profile` (`release` or `dev`).
+/// The target directory, under the cargo one, that chaos builds use: the
+/// `weft` with fault hooks lives there, so it never replaces the normal
+/// `release/weft` or `debug/weft`.
+pub const CHAOS_TARGET_SUBDIR: &str = "chaos";
+
+/// Where scripts/chaos-image.sh has cargo put the `weft` binary of `profile`
+/// (`release` or `dev`): `$CARGO_TARGET_DIR/chaos/<release|debug>/weft`
+/// (`target/chaos/...` when `CARGO_TARGET_DIR` is unset).
 pub fn default_binary(profile: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target"));
+    binary_in(&target, profile)
+}
+
+fn binary_in(cargo_target: &Path, profile: &str) -> PathBuf {
     let dir = if profile == "dev" { "debug" } else { profile };
-    target.join(dir).join("weft")
+    cargo_target
+        .join(CHAOS_TARGET_SUBDIR)
+        .join(dir)
+        .join("weft")
 }
 
 /// The libraries `ldd` resolves for `binary`, plus the loader.
@@ -85,13 +99,13 @@ pub fn has_failpoints(binary: &Path) -> Result<bool> {
 pub async fn build(binary: &Path, tag: &str) -> Result<String> {
     if !binary.is_file() {
         bail!(
-            "no weft binary at {} (build it: cargo build --release -p weft-cli --features failpoints --bin weft, or pass --binary)",
+            "no weft binary at {} (build it: scripts/chaos-image.sh, or cargo build --release --target-dir \"$CARGO_TARGET_DIR/chaos\" -p weft-cli --features failpoints --bin weft, or pass --binary)",
             binary.display()
         );
     }
     if !has_failpoints(binary)? {
         bail!(
-            "the weft binary at {} was built without the fault hooks the chaos suite needs; rebuild it with `cargo build -p weft-cli --features failpoints --bin weft` (scripts/chaos-image.sh does)",
+            "the weft binary at {} was built without the fault hooks the chaos suite needs; rebuild it with `cargo build --target-dir \"$CARGO_TARGET_DIR/chaos\" -p weft-cli --features failpoints --bin weft` (scripts/chaos-image.sh does)",
             binary.display()
         );
     }
@@ -169,6 +183,16 @@ async fn assemble_and_import(binary: &Path, tag: &str, root: &Path) -> Result<St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chaos_binaries_live_apart_from_the_normal_ones() {
+        let t = Path::new("/t");
+        assert_eq!(binary_in(t, "release"), Path::new("/t/chaos/release/weft"));
+        assert_eq!(binary_in(t, "dev"), Path::new("/t/chaos/debug/weft"));
+        for (profile, normal) in [("release", "/t/release/weft"), ("dev", "/t/debug/weft")] {
+            assert_ne!(binary_in(t, profile), Path::new(normal));
+        }
+    }
 
     #[test]
     fn failpoints_are_recognised_by_the_switch_name() {

@@ -53,7 +53,8 @@ enum Cmd {
 
 #[derive(clap::Args, Clone)]
 struct ImageArgs {
-    /// Cargo profile whose `weft` binary goes in (`release` or `dev`).
+    /// Cargo profile whose `weft` binary goes in (`release` or `dev`), taken
+    /// from the chaos target directory `$CARGO_TARGET_DIR/chaos`.
     #[arg(long, default_value = "release")]
     profile: String,
     /// Explicit binary path (overrides --profile).

@@ -115,6 +115,12 @@ pub fn self_signed_cert(dir: &Path) -> Result<(PathBuf, PathBuf)> {
         return Ok((cert, key));
     }
     durable_file::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    // Made once, when a dev cluster starts: temp files here are left by a
+    // crashed earlier attempt.
+    for target in [&key, &cert] {
+        durable_file::remove_stale_temps(target)
+            .with_context(|| format!("clean up beside {}", target.display()))?;
+    }
     let ck =
         rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
             .context("generate a self-signed certificate")?;
@@ -161,6 +167,10 @@ pub fn root_credentials(data_dir: &Path) -> Result<Credentials> {
     };
     durable_file::create_dir_all(data_dir)
         .with_context(|| format!("create the data directory {}", data_dir.display()))?;
+    // Saved once, when a dev cluster starts: temp files here are left by a
+    // crashed earlier attempt.
+    durable_file::remove_stale_temps(&path)
+        .with_context(|| format!("clean up beside {}", path.display()))?;
     durable_file::write_file(
         &path,
         &serde_json::to_vec_pretty(&creds)?,

@@ -661,20 +661,30 @@ async fn a_read_that_meets_a_bad_shard_queues_it_for_repair() {
     s3.must_get_equal("readrot", "obj", &body).await;
     // Repair rebuilds it: moved to another node or rewritten in place,
     // shard 0 verifies again and holds its original bytes.
+    let deadline = Instant::now() + Duration::from_secs(30);
     support::wait_shard_restored(
         &tc,
         "readrot",
         "obj",
         index,
         &shard,
-        Duration::from_secs(30),
+        deadline.saturating_duration_since(Instant::now()),
     )
     .await;
-    let repairs_after = metric_sum(&tc, "repair_tasks_ok").await;
-    assert!(
-        repairs_after > repairs_before,
-        "no repair task committed ({repairs_before} before, {repairs_after} after)"
-    );
+    // The repair worker writes the shard and commits the move before it
+    // counts the task: the shard can verify a moment before the counter
+    // moves, so poll it under the same deadline.
+    loop {
+        let repairs_after = metric_sum(&tc, "repair_tasks_ok").await;
+        if repairs_after > repairs_before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no repair task committed ({repairs_before} before, {repairs_after} after)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     wait_status(&a, Duration::from_secs(30), "full redundancy again", |st| {
         full(st) && st.tasks_in_flight == 0
     })

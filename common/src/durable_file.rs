@@ -20,15 +20,19 @@
 //!    acknowledge the write before `commit` returns.
 //!
 //! The same holds for directories: a new directory's entry lives in its
-//! parent, so [`create_dir_all`] fsyncs the parent of every directory it
-//! creates. A file committed into a directory that is not yet durable can be
-//! lost with the directory, whatever was fsynced.
+//! parent, so [`create_dir_all`] and [`create_subdirs`] fsync the parent. They
+//! do so even when the directory already exists: a process that crashed
+//! between `mkdir` and that fsync leaves a directory the next start sees but a
+//! power loss can still take away, with every file committed into it.
 //!
 //! The temp file and the target must be on the same file system (rename does
-//! not cross file systems). A [`DurableFile`] dropped or failed before its
-//! rename removes its temp file (best effort; a crash leaves it, which is why
-//! datad empties its temp directory at startup and [`write_file`] reuses one
-//! temp name per target).
+//! not cross file systems). Every write gets a temp file of its own
+//! (`create_new` with a name unique to the process and the write), so
+//! concurrent writers never share one. A [`DurableFile`] dropped or failed
+//! before its rename removes its temp file (best effort; a crash leaves it,
+//! which is why datad empties its temp directory when it opens its store and
+//! callers of [`write_file`] call [`remove_stale_temps`] when they open
+//! theirs).
 //!
 //! Everything here is blocking `std::fs` code: call it from
 //! `tokio::task::spawn_blocking` or a dedicated thread, never from async code.
@@ -104,13 +108,22 @@ impl DurableFile {
     /// Step 1: creates a new, uniquely named, empty file in `tmp_dir` (which
     /// must be on the target's file system).
     pub fn create(tmp_dir: &Path, access: Access) -> Result<DurableFile, FsError> {
+        Self::create_unique(access, |unique| tmp_dir.join(format!("{unique}.tmp")))
+    }
+
+    /// Creates the file at `path(unique)` with `create_new`, where `unique` is
+    /// `<pid>-<sequence>` in hex, unique among this process's temp files.
+    fn create_unique(
+        access: Access,
+        path: impl Fn(&str) -> PathBuf,
+    ) -> Result<DurableFile, FsError> {
         loop {
-            let name = format!(
-                "{:x}-{:x}.tmp",
+            let unique = format!(
+                "{:x}-{:x}",
                 std::process::id(),
                 TEMP_SEQUENCE.fetch_add(1, Ordering::Relaxed)
             );
-            match Self::create_at(tmp_dir.join(name), access) {
+            match Self::create_at(path(&unique), access) {
                 // Left by an earlier process with the same id: take the next.
                 Err(e) if e.source.kind() == io::ErrorKind::AlreadyExists => continue,
                 other => return other,
@@ -194,10 +207,12 @@ pub fn write_file(target: &Path, contents: &[u8], access: Access) -> Result<(), 
 /// Replaces `target` crash-safely with what `write` writes (all four steps).
 /// If `write` fails, the temp file is removed and `target` is untouched.
 ///
-/// The temp file is `.<name>.tmp` beside `target`: one fixed name, so a crash
-/// mid-write leaves at most one stray file per target, replaced by the next
-/// write. Writers of one target must therefore take turns; a second writer
-/// meanwhile fails with "create temp file" rather than mixing contents.
+/// The temp file is `.<name>.<pid>-<sequence>.tmp` beside `target`, created
+/// with `create_new`: each write has its own, so concurrent writers of one
+/// target never touch each other's temp file, and the target ends up as one
+/// writer's whole contents (the last rename wins). A crash mid-write leaves
+/// the temp file behind; [`remove_stale_temps`] removes such files where the
+/// caller opens its store, when no write of the target can be running.
 pub fn write_file_with(
     target: &Path,
     access: Access,
@@ -210,22 +225,81 @@ pub fn write_file_with(
             io::ErrorKind::InvalidInput.into(),
         ));
     };
-    let mut temp_name = std::ffi::OsString::from(".");
-    temp_name.push(name);
-    temp_name.push(".tmp");
-    let temp_path = target.with_file_name(temp_name);
-    // A stray temp file of a crashed write: its mode may be wrong, so remove
-    // it rather than reuse it.
-    match fs::remove_file(&temp_path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(FsError::new("remove stale temp file", &temp_path, e)),
-    }
-    let mut file = DurableFile::create_at(temp_path, access)?;
+    let mut file = DurableFile::create_unique(access, |unique| {
+        let mut temp_name = std::ffi::OsString::from(".");
+        temp_name.push(name);
+        temp_name.push(format!(".{unique}.tmp"));
+        target.with_file_name(temp_name)
+    })?;
     if let Err(e) = write(file.file_mut()) {
         return Err(FsError::new("write temp file", file.temp_path(), e));
     }
     file.commit(target)
+}
+
+/// Whether `file_name` is a temp file [`write_file_with`] makes for a target
+/// named `target_name`: `.<target_name>.<hex>-<hex>.tmp`, or the older
+/// `.<target_name>.tmp`.
+fn is_temp_of(file_name: &[u8], target_name: &[u8]) -> bool {
+    let Some(rest) = file_name
+        .strip_prefix(b".")
+        .and_then(|r| r.strip_prefix(target_name))
+        .and_then(|r| r.strip_prefix(b"."))
+    else {
+        return false;
+    };
+    if rest == b"tmp" {
+        return true;
+    }
+    let Some(unique) = rest.strip_suffix(b".tmp") else {
+        return false;
+    };
+    let hex = |s: &[u8]| !s.is_empty() && s.iter().all(u8::is_ascii_hexdigit);
+    match unique.iter().position(|&b| b == b'-') {
+        Some(dash) => hex(&unique[..dash]) && hex(&unique[dash + 1..]),
+        None => false,
+    }
+}
+
+/// Removes the temp files that crashed writes of `target` left beside it
+/// (see [`write_file_with`]) and returns how many there were. Call it where
+/// the caller opens the store `target` belongs to, before any write of it:
+/// it would remove the temp file of a write in progress, failing that write.
+pub fn remove_stale_temps(target: &Path) -> Result<usize, FsError> {
+    let Some(name) = target.file_name() else {
+        return Err(FsError::new(
+            "remove stale temp files (the path names no file)",
+            target,
+            io::ErrorKind::InvalidInput.into(),
+        ));
+    };
+    let dir = match target.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(FsError::new("list directory", dir, e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| FsError::new("list directory", dir, e))?;
+        let file_name = entry.file_name();
+        if !is_temp_of(file_name.as_encoded_bytes(), name.as_encoded_bytes()) {
+            continue;
+        }
+        let path = entry.path();
+        match fs::remove_file(&path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(FsError::new("remove stale temp file", &path, e)),
+        }
+    }
+    if removed > 0 {
+        fsync_dir(dir)?;
+    }
+    Ok(removed)
 }
 
 /// Fsyncs a directory, making the entries created, renamed or removed in it
@@ -243,27 +317,84 @@ fn fsync_parent(path: &Path) -> Result<(), FsError> {
     }
 }
 
-/// Creates `dir` and its missing ancestors durably (`mkdir -p`): the parent
-/// of each directory created is fsynced, so the new entry survives a crash.
+/// Creates `dir` and its missing ancestors durably (`mkdir -p`), then fsyncs
+/// `dir` and each of its ancestors, whether or not this call created them:
+/// a directory that already exists may have been made by a process that
+/// crashed before its fsync, and files committed into it are only as durable
+/// as its entry. Meant for opening a store, not for every write. The walk up
+/// stops at a mount point (above it lies another file system) and at the
+/// first ancestor the process may not open: that one was not made by it (it
+/// would have read permission), nor, in practice, anything above.
 pub fn create_dir_all(dir: &Path) -> Result<(), FsError> {
+    if !dir.is_dir() {
+        if let Some(parent) = dir.parent() {
+            if !parent.as_os_str().is_empty() {
+                create_dir_all_unsynced(parent)?;
+            }
+        }
+        match fs::create_dir(dir) {
+            Ok(()) => {}
+            // Another thread made it: its fsyncs may not have run yet, so
+            // ours below still matter.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+            Err(e) => return Err(FsError::new("create directory", dir, e)),
+        }
+    }
+    let real = fs::canonicalize(dir).map_err(|e| FsError::new("resolve directory", dir, e))?;
+    let device = device_of(&real)?;
+    fsync_dir(&real)?;
+    for ancestor in real.ancestors().skip(1) {
+        if device_of(ancestor)? != device {
+            break; // a mount point: what lies above is another file system
+        }
+        match File::open(ancestor) {
+            Ok(d) => d
+                .sync_all()
+                .map_err(|e| FsError::new("fsync directory", ancestor, e))?,
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => break,
+            Err(e) => return Err(FsError::new("fsync directory", ancestor, e)),
+        }
+    }
+    Ok(())
+}
+
+/// The file system `dir` is on (always the same value where that is unknown).
+fn device_of(dir: &Path) -> Result<u64, FsError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(dir)
+            .map(|m| m.dev())
+            .map_err(|e| FsError::new("stat directory", dir, e))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(0)
+    }
+}
+
+/// `mkdir -p` without fsyncs: [`create_dir_all`] fsyncs the whole chain once.
+fn create_dir_all_unsynced(dir: &Path) -> Result<(), FsError> {
     if dir.is_dir() {
         return Ok(());
     }
     if let Some(parent) = dir.parent() {
         if !parent.as_os_str().is_empty() {
-            create_dir_all(parent)?;
+            create_dir_all_unsynced(parent)?;
         }
     }
     match fs::create_dir(dir) {
-        Ok(()) => fsync_parent(dir),
-        // Another thread won the race; its fsync covers the entry.
+        Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
         Err(e) => Err(FsError::new("create directory", dir, e)),
     }
 }
 
 /// Creates the directories `names` inside the existing directory `parent`,
-/// with one fsync of `parent` for all of them. Returns how many were new.
+/// then fsyncs `parent` once, whether or not any was new (one made by a
+/// process that crashed before its fsync looks just like an old one). Meant
+/// for opening a store. Returns how many were new.
 pub fn create_subdirs<S: AsRef<Path>>(
     parent: &Path,
     names: impl IntoIterator<Item = S>,
@@ -277,9 +408,7 @@ pub fn create_subdirs<S: AsRef<Path>>(
             Err(e) => return Err(FsError::new("create directory", &dir, e)),
         }
     }
-    if created > 0 {
-        fsync_dir(parent)?;
-    }
+    fsync_dir(parent)?;
     Ok(created)
 }
 
@@ -347,13 +476,100 @@ mod tests {
     }
 
     #[test]
-    fn stray_temp_of_a_crashed_write_is_replaced() {
+    fn stale_temps_are_left_by_writes_and_removed_at_open() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("creds.json");
-        fs::write(dir.path().join(".creds.json.tmp"), b"torn").unwrap();
+        // Temp files of crashed writes (the current and the older naming),
+        // and files that only look alike.
+        for stale in [".creds.json.tmp", ".creds.json.1f-2a.tmp"] {
+            fs::write(dir.path().join(stale), b"torn").unwrap();
+        }
+        for other in [
+            ".creds.json.bak",
+            ".creds.json.x-1.tmp",
+            ".creds.json.old.1-2.tmp",
+            ".other.1-2.tmp",
+        ] {
+            fs::write(dir.path().join(other), b"keep").unwrap();
+        }
+        // A write never touches another write's temp file, stale or not.
         write_file(&target, b"whole", Access::Default).unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"whole");
-        assert_eq!(names(dir.path()), vec!["creds.json"]);
+        assert_eq!(
+            fs::read(dir.path().join(".creds.json.1f-2a.tmp")).unwrap(),
+            b"torn"
+        );
+        assert_eq!(remove_stale_temps(&target).unwrap(), 2);
+        assert_eq!(
+            names(dir.path()),
+            vec![
+                ".creds.json.bak",
+                ".creds.json.old.1-2.tmp",
+                ".creds.json.x-1.tmp",
+                ".other.1-2.tmp",
+                "creds.json"
+            ]
+        );
+        assert_eq!(remove_stale_temps(&target).unwrap(), 0);
+        assert_eq!(fs::read(&target).unwrap(), b"whole");
+    }
+
+    /// Two threads replace one target over and over with contents of their
+    /// own, each written in many small pieces (so the writes overlap), while a
+    /// third reads it. Every write must succeed, every read and the final file
+    /// must be one writer's whole contents, and no temp file may remain. With
+    /// a temp name shared by the writers, one would unlink the other's temp
+    /// file and rename a partial file over the target (or fail to create its
+    /// temp file).
+    #[test]
+    fn concurrent_writers_never_mix_contents() {
+        const PIECE: usize = 512;
+        const PIECES: usize = 64;
+        const WRITES: usize = 200;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("x");
+        let contents = |b: u8| vec![b; PIECE * PIECES];
+        let whole = |got: &[u8]| got == contents(b'a') || got == contents(b'b');
+        write_file(&target, &contents(b'a'), Access::Default).unwrap();
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for byte in [b'a', b'b'] {
+                let (target, done) = (&target, &done);
+                scope.spawn(move || {
+                    // Counted on panic too, so the reader stops either way.
+                    struct Done<'a>(&'a std::sync::atomic::AtomicUsize);
+                    impl Drop for Done<'_> {
+                        fn drop(&mut self) {
+                            self.0.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    let _done = Done(done);
+                    for _ in 0..WRITES {
+                        write_file_with(target, Access::Default, |f| {
+                            for _ in 0..PIECES {
+                                f.write_all(&[byte; PIECE])?;
+                            }
+                            Ok(())
+                        })
+                        .unwrap_or_else(|e| panic!("writer {}: {e}", byte as char));
+                    }
+                });
+            }
+            let (target, done) = (&target, &done);
+            scope.spawn(move || {
+                while done.load(Ordering::SeqCst) < 2 {
+                    let got = fs::read(target).unwrap();
+                    assert!(whole(&got), "a reader saw a mix of {} bytes", got.len());
+                }
+            });
+        });
+        let got = fs::read(&target).unwrap();
+        assert!(
+            whole(&got),
+            "the final file is a mix of {} bytes",
+            got.len()
+        );
+        assert_eq!(names(dir.path()), vec!["x"], "no temp file is left");
     }
 
     #[cfg(unix)]
@@ -363,7 +579,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("secret");
         // A world-readable stray temp must not lend its mode to the secret.
-        let stray = dir.path().join(".secret.tmp");
+        let stray = dir.path().join(".secret.0-0.tmp");
         fs::write(&stray, b"").unwrap();
         fs::set_permissions(&stray, fs::Permissions::from_mode(0o644)).unwrap();
         write_file(&target, b"s3cr3t", Access::OwnerOnly).unwrap();
@@ -438,6 +654,36 @@ mod tests {
         fs::write(&file, b"").unwrap();
         let err = create_dir_all(&file.join("sub")).unwrap_err();
         assert_eq!(err.step, "create directory");
+    }
+
+    /// Directories that already exist (as after a crash between `mkdir` and
+    /// the parent's fsync) are accepted and fsynced again. The fsyncs
+    /// themselves cannot be observed from a test; this checks that the
+    /// unconditional walk (the directory, its ancestors, the parent of
+    /// `create_subdirs`) succeeds and changes nothing, also for relative
+    /// paths and paths through a symlink.
+    #[test]
+    fn existing_dirs_are_accepted_and_synced_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a/b");
+        fs::create_dir_all(&nested).unwrap();
+        fs::write(nested.join("f"), b"kept").unwrap();
+        create_dir_all(&nested).unwrap();
+        create_dir_all(&dir.path().join("a")).unwrap();
+        assert_eq!(fs::read(nested.join("f")).unwrap(), b"kept");
+        assert_eq!(create_subdirs(&nested, ["f2", "g"]).unwrap(), 2);
+        assert_eq!(create_subdirs(&nested, ["f2", "g"]).unwrap(), 0);
+        assert_eq!(names(&nested), vec!["f", "f2", "g"]);
+        #[cfg(unix)]
+        {
+            let link = dir.path().join("link");
+            std::os::unix::fs::symlink(&nested, &link).unwrap();
+            create_dir_all(&link).unwrap();
+            create_dir_all(&link.join("via-link")).unwrap();
+            assert!(nested.join("via-link").is_dir());
+        }
+        // A relative path: the crate directory is the test's working one.
+        create_dir_all(Path::new("src")).unwrap();
     }
 
     #[test]

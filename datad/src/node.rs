@@ -326,6 +326,9 @@ fn spawn_background_work(
 /// one (or a fresh random one when 0) durably.
 fn resolve_node_id(data_dir: &Path, configured: u64) -> Result<NodeId, DatadError> {
     let path = data_dir.join(NODE_ID_FILE);
+    // Called once at start, after the shard store opened: temp files beside
+    // the id file are left by a crashed write of it.
+    durable_file::remove_stale_temps(&path).map_err(DatadError::NodeId)?;
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let recorded: u64 = text.trim().parse().map_err(|_| {

@@ -155,9 +155,15 @@ impl StateMachine {
             }
         }
         tx.commit()?;
+        // The database lock above makes this process the only writer of the
+        // snapshot: temp files beside it are left by crashed writes.
+        let snapshot_path = dir.join("snapshot.json");
+        weft_common::durable_file::remove_stale_temps(&snapshot_path).map_err(|e| {
+            MetaError::Store(redb::Error::Io(std::io::Error::new(e.source.kind(), e)))
+        })?;
         Ok(StateMachine {
             db: Arc::new(db),
-            snapshot_path: dir.join("snapshot.json"),
+            snapshot_path,
             snapshot_written: Arc::default(),
         })
     }

@@ -769,9 +769,17 @@ async fn refusals_are_results_not_errors() {
 
 /// A snapshot built while entries are being applied must hold exactly the
 /// state at its `last_log_id`: a follower installing it replays from there.
+///
+/// Snapshots are built back to back while a writer applies entries. Every
+/// `EVERY` entries the writer pauses until a snapshot that started after its
+/// last apply has finished, so that one must claim exactly that entry (a stale
+/// or cached `last_log_id` fails the check below); the others land wherever
+/// scheduling puts them. Then every snapshot is installed on a follower and
+/// must hold exactly as many objects as its `last_log_id` implies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_built_during_apply_matches_its_last_log_id() {
     const LAST: u64 = 300;
+    const EVERY: u64 = 50;
     let dir = tempfile::tempdir().expect("temporary directory");
     let leader_dir = dir.path().join("leader");
     let follower_dir = dir.path().join("follower");
@@ -783,16 +791,17 @@ async fn snapshot_built_during_apply_matches_its_last_log_id() {
         .expect("apply");
 
     // Entry i (i >= 2) puts one new key, so a state holds i - 1 objects.
-    // Every 50 entries the writer waits for one more finished snapshot, so
-    // snapshots and applies overlap however the two tasks are scheduled.
-    const EVERY: u64 = 50;
+    // `built` counts finished snapshots. When the writer pauses it reads n:
+    // snapshot n + 1 may have started before its last apply, but snapshot
+    // n + 2 starts after n + 1 finished, so while the writer still waits.
     let (built_tx, mut built_rx) = tokio::sync::watch::channel(0u64);
     let mut writer_sm = sm.clone();
     let writer = tokio::spawn(async move {
         for i in 2..=LAST {
             if i % EVERY == 0 {
+                let n = *built_rx.borrow_and_update();
                 built_rx
-                    .wait_for(|n| *n >= i / EVERY)
+                    .wait_for(|built| *built >= n + 2)
                     .await
                     .expect("snapshot loop alive");
             }
@@ -814,11 +823,18 @@ async fn snapshot_built_during_apply_matches_its_last_log_id() {
         built_tx.send_replace(snapshots.len() as u64);
     }
     writer.await.expect("writer");
-    assert!(
-        snapshots.len() as u64 >= LAST / EVERY,
-        "only {} snapshots were built while applying",
-        snapshots.len()
-    );
+    let claimed: std::collections::BTreeSet<u64> = snapshots
+        .iter()
+        .filter_map(|(meta, _)| meta.last_log_id.map(|id| id.index))
+        .collect();
+    for pause in (EVERY..=LAST).step_by(EVERY as usize) {
+        assert!(
+            claimed.contains(&(pause - 1)),
+            "no snapshot claims entry {} although one was built while the writer \
+             waited after applying it; claimed: {claimed:?}",
+            pause - 1
+        );
+    }
 
     let mut follower = StateMachine::open(&follower_dir).expect("open");
     for (meta, data) in snapshots {
