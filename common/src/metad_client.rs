@@ -424,3 +424,154 @@ impl MetadClient {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The retry contract against a scripted metad on loopback: each POST
+    //! gets the next scripted answer, and every request body is recorded.
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    type Seen = Arc<Mutex<Vec<serde_json::Value>>>;
+
+    async fn scripted(answers: Vec<(u16, String)>) -> (String, Seen) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let seen: Seen = Arc::default();
+        let log = seen.clone();
+        tokio::spawn(async move {
+            let mut answers = answers.into_iter();
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut buf = Vec::new();
+                let body = loop {
+                    let mut chunk = [0u8; 4096];
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break None;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + len {
+                            break Some(buf[end + 4..end + 4 + len].to_vec());
+                        }
+                    }
+                };
+                let Some(body) = body else { continue };
+                log.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap());
+                let (status, text) = answers.next().unwrap_or((500, "{}".into()));
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+                let _ = sock.write_all(reply.as_bytes()).await;
+            }
+        });
+        (addr, seen)
+    }
+
+    fn error(code: &str) -> (u16, String) {
+        (503, format!(r#"{{"code":"{code}","message":"scripted"}}"#))
+    }
+
+    fn put_tags() -> Command {
+        Command::SetBucketTags {
+            bucket: "b".into(),
+            tags: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn command_is_retried_after_an_unknown_outcome_with_the_same_request_id() {
+        let (addr, seen) = scripted(vec![
+            error("OutcomeUnknown"),
+            (200, r#"{"result":"done"}"#.into()),
+        ])
+        .await;
+        let c = MetadClient::new(vec![addr]);
+        let out = c.command_outcome(&put_tags()).await.unwrap();
+        assert_eq!(out.result, CommandResult::Done);
+        assert!(
+            out.after_unknown,
+            "the caller must learn an attempt's outcome was unknown"
+        );
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0]["op"], "request");
+        assert_eq!(
+            seen[0]["id"], seen[1]["id"],
+            "a retry must carry the first attempt's id"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_non_idempotent_call_stops_at_an_unknown_outcome() {
+        let (addr, seen) = scripted(vec![error("OutcomeUnknown"), (200, "{}".into())]).await;
+        let c = MetadClient::new(vec![addr]);
+        let r: Result<serde_json::Value, _> = c
+            .call("/v1/members/add", &serde_json::json!({"id": 9}))
+            .await;
+        assert!(
+            matches!(r, Err(MetadClientError::OutcomeUnknown { .. })),
+            "{r:?}"
+        );
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            1,
+            "sent again after an unknown outcome"
+        );
+    }
+
+    #[tokio::test]
+    async fn giving_up_after_an_unknown_outcome_says_unknown_not_unavailable() {
+        let mut answers = vec![error("OutcomeUnknown")];
+        answers.extend((0..200).map(|_| error("Unavailable")));
+        let (addr, _) = scripted(answers).await;
+        let c = MetadClient::new(vec![addr]).with_deadline(Duration::from_millis(300));
+        let r = c.command(&put_tags()).await;
+        assert!(
+            matches!(r, Err(MetadClientError::OutcomeUnknown { .. })),
+            "{r:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refusal_after_an_unknown_outcome_is_reported_as_unknown() {
+        let (addr, _) = scripted(vec![
+            error("OutcomeUnknown"),
+            (400, r#"{"code":"BadRequest","message":"scripted"}"#.into()),
+        ])
+        .await;
+        let c = MetadClient::new(vec![addr]);
+        let r = c.command(&put_tags()).await;
+        assert!(
+            matches!(r, Err(MetadClientError::OutcomeUnknown { .. })),
+            "{r:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn not_applied_failures_alone_give_up_as_unavailable() {
+        let answers = (0..200).map(|_| error("Unavailable")).collect();
+        let (addr, _) = scripted(answers).await;
+        let c = MetadClient::new(vec![addr]).with_deadline(Duration::from_millis(300));
+        let r = c.command(&put_tags()).await;
+        assert!(
+            matches!(r, Err(MetadClientError::Unavailable { .. })),
+            "{r:?}"
+        );
+    }
+}
