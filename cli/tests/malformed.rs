@@ -22,23 +22,6 @@ fn crc32_b64(data: &[u8]) -> String {
     b64(&(!crc).to_be_bytes())
 }
 
-fn b64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn local_encoders_are_right() {
     assert_eq!(b64(b"hello"), "aGVsbG8=");
@@ -141,16 +124,18 @@ async fn digests_and_checksums_are_enforced() {
         use sha2::Digest;
         b64(&sha2::Sha256::digest(&body))
     };
-    for (header, good_value, key) in [
-        ("x-amz-checksum-crc32c", crc32c.as_str(), "crc32c"),
-        ("x-amz-checksum-sha256", sha256.as_str(), "sha256"),
+    // Wrong values of the right length (a wrong length is InvalidRequest).
+    for (header, good_value, key, len) in [
+        ("x-amz-checksum-crc32c", crc32c.as_str(), "crc32c", 4),
+        ("x-amz-checksum-sha256", sha256.as_str(), "sha256", 32),
     ] {
+        let wrong = b64(&vec![0u8; len]);
         let r = s3
             .request(
                 "PUT",
                 &format!("/bad-input/{key}"),
                 &[],
-                &[(header, "AAAAAA==")],
+                &[(header, wrong.as_str())],
                 body.clone(),
             )
             .await;
