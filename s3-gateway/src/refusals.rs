@@ -167,6 +167,7 @@ pub const RULES: &[Rule] = &[
     Rule { ops: COPIES, input: Input::Header("x-amz-source-expected-bucket-owner"), allowed: &[], example: "111122223333", code: S3ErrorCode::NotImplemented, reason: "Weft has no AWS account ids to check the source bucket's owner against; leave the expectation out" },
     // --- Other object inputs Weft would drop ---
     Rule { ops: OBJECT_WRITES, input: Input::Header("x-amz-website-redirect-location"), allowed: &[], example: "/other-page.html", code: S3ErrorCode::NotImplemented, reason: "website redirects are not supported" },
+    Rule { ops: &["CopyObject"], input: Input::Header("x-amz-checksum-algorithm"), allowed: &[], example: "CRC32", code: S3ErrorCode::NotImplemented, reason: "a copy keeps the source's checksums; a new checksum algorithm cannot be requested on copy" },
     Rule { ops: &["PutObject"], input: Input::Header("x-amz-write-offset-bytes"), allowed: &[], example: "0", code: S3ErrorCode::NotImplemented, reason: "appending to objects is not supported" },
     Rule { ops: &["DeleteObject"], input: Input::Header("if-match"), allowed: &[], example: "\"d41d8cd98f00b204e9800998ecf8427e\"", code: S3ErrorCode::NotImplemented, reason: "conditional deletes are not supported" },
     Rule { ops: &["DeleteObject"], input: Input::Header("x-amz-if-match-last-modified-time"), allowed: &[], example: "Wed, 01 Jan 2025 00:00:00 GMT", code: S3ErrorCode::NotImplemented, reason: "conditional deletes are not supported" },
