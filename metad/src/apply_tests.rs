@@ -156,6 +156,7 @@ fn again(later: bool) -> impl Strategy<Value = Again> {
 }
 
 /// Turns operations into commands with fresh ids, as gateways would.
+#[derive(Default)]
 struct Builder {
     next: u128,
     segments: Vec<SegmentId>,
@@ -444,11 +445,7 @@ fn apply_again(sm: &StateMachine, cmd: &Command, ever_released: &mut BTreeSet<Se
 /// command into what is proposed (raw, or a client request).
 fn run(ops: &[(Op, Again)], wrap: impl Fn(Command, u128) -> Command) {
     let (dir, mut sm) = setup();
-    let mut b = Builder {
-        next: 0,
-        segments: vec![],
-        versions: vec![],
-    };
+    let mut b = Builder::default();
     let mut ever_released = BTreeSet::new();
     let mut pending: Vec<(usize, Command)> = vec![];
     let mut restored = 0;
@@ -533,11 +530,7 @@ proptest! {
 #[test]
 fn put_part_applied_twice_does_not_release_its_own_segments() {
     let (_dir, sm) = setup();
-    let mut b = Builder {
-        next: 0,
-        segments: vec![],
-        versions: vec![],
-    };
+    let mut b = Builder::default();
     let mut ever = BTreeSet::new();
     apply_checked(&sm, &b.build(&Op::CreateUpload { u: 0 }), &mut ever);
     let part = b.build(&Op::PutPart { u: 0, n: 1 });
@@ -551,11 +544,7 @@ fn put_part_applied_twice_does_not_release_its_own_segments() {
 #[test]
 fn complete_upload_uses_the_parts_metad_holds() {
     let (_dir, sm) = setup();
-    let mut b = Builder {
-        next: 0,
-        segments: vec![],
-        versions: vec![],
-    };
+    let mut b = Builder::default();
     let mut ever = BTreeSet::new();
     apply_checked(&sm, &b.build(&Op::CreateUpload { u: 0 }), &mut ever);
     let first = b.build(&Op::PutPart { u: 0, n: 1 });

@@ -179,7 +179,7 @@ impl<K: Key + 'static, Tb: ReadableTable<K, &'static [u8]>> SealedRead<K> for Tb
         let key = key.borrow();
         match self.get(key)? {
             None => Ok(None),
-            Some(v) => Ok(Some(decode(table, &key_bytes::<K>(key), v.value())?)),
+            Some(v) => Ok(Some(decode(table, K::as_bytes(key).as_ref(), v.value())?)),
         }
     }
 }
@@ -190,7 +190,7 @@ pub fn item<K: Key + 'static, T: DeserializeOwned>(
     k: &AccessGuard<'_, K>,
     v: &AccessGuard<'_, &'static [u8]>,
 ) -> Result<T, MetaError> {
-    Ok(decode(table, &key_bytes::<K>(&k.value()), v.value())?)
+    Ok(decode(table, K::as_bytes(&k.value()).as_ref(), v.value())?)
 }
 
 /// Seals `value` for insertion at `key` of a table keyed by `K`.
@@ -198,7 +198,7 @@ pub fn sealed<'a, K: Key + 'static, T: Serialize>(
     key: impl Borrow<K::SelfType<'a>>,
     value: &T,
 ) -> Vec<u8> {
-    encode(&key_bytes::<K>(key.borrow()), value)
+    encode(K::as_bytes(key.borrow()).as_ref(), value)
 }
 
 // Keep `Value` in scope for `K::as_bytes`.

@@ -3,12 +3,10 @@
 //! a late retry is still answered from it.
 
 mod support;
-use std::time::Duration;
 use support::*;
-use tokio_util::sync::CancellationToken;
 use weft_common::rpc::{Command, CommandResult, Query, QueryResult, RpcErrorBody, RpcErrorCode};
 use weft_common::RequestId;
-use weft_metad::{MetadClient, MetadConfig};
+use weft_metad::MetadClient;
 
 async fn post(addr: &str, cmd: &Command) -> (u16, Vec<u8>) {
     let r = reqwest::Client::new()
@@ -23,14 +21,7 @@ async fn post(addr: &str, cmd: &Command) -> (u16, Vec<u8>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bare_commands_are_refused_and_client_clocks_do_not_age_records() {
     let dir = tempfile::tempdir().unwrap();
-    let cancel = CancellationToken::new();
-    let cfg = MetadConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_path_buf(),
-        ..Default::default()
-    };
-    let h = weft_metad::start(cfg, cancel.clone()).await.unwrap();
-    h.wait_for_leader(Duration::from_secs(10)).await.unwrap();
+    let (h, cancel) = start_voter(dir.path(), true).await;
     let addr = h.addr().to_string();
     let c = MetadClient::new(vec![addr.clone()]);
     c.command(&create_bucket("b", "owner")).await.unwrap();

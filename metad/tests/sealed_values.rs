@@ -8,21 +8,13 @@ use std::time::Duration;
 use support::*;
 use tokio_util::sync::CancellationToken;
 use weft_common::rpc::{Command, ListRequest, Query, QueryResult};
-use weft_metad::{MetadClient, MetadClientError, MetadConfig, MetadHandle};
+use weft_metad::{MetadClient, MetadClientError, MetadHandle};
 
 async fn start(
     dir: &std::path::Path,
     bootstrap: bool,
 ) -> (MetadHandle, CancellationToken, MetadClient) {
-    let cancel = CancellationToken::new();
-    let cfg = MetadConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.to_path_buf(),
-        bootstrap,
-        ..Default::default()
-    };
-    let h = weft_metad::start(cfg, cancel.clone()).await.unwrap();
-    h.wait_for_leader(Duration::from_secs(10)).await.unwrap();
+    let (h, cancel) = start_voter(dir, bootstrap).await;
     let c = MetadClient::new(vec![h.addr().to_string()]).with_deadline(Duration::from_secs(3));
     (h, cancel, c)
 }

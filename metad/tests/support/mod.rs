@@ -83,3 +83,23 @@ pub fn entries(first: u64, cmds: impl IntoIterator<Item = Command>) -> Vec<Entry
         .map(|(i, c)| entry(first + i as u64, c))
         .collect()
 }
+
+/// Starts one metad voter on a loopback port over `dir` (bootstrapping a
+/// one-voter group if `bootstrap`) and waits for it to lead.
+pub async fn start_voter(
+    dir: &std::path::Path,
+    bootstrap: bool,
+) -> (weft_metad::MetadHandle, tokio_util::sync::CancellationToken) {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let cfg = weft_metad::MetadConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_path_buf(),
+        bootstrap,
+        ..Default::default()
+    };
+    let h = weft_metad::start(cfg, cancel.clone()).await.unwrap();
+    h.wait_for_leader(std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    (h, cancel)
+}
