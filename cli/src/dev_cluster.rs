@@ -50,8 +50,9 @@ pub struct DevClusterConfig {
     pub credentials: Option<Credentials>,
     /// Capacity each data node reports.
     pub datad_capacity_bytes: u64,
-    /// Gateway's delay before deleting replaced shards.
-    pub delete_delay_ms: u64,
+    /// Settings applied to every gateway (listen addresses, metad, region,
+    /// root key and upload age are set per gateway).
+    pub gateway: GatewayConfig,
     /// metad settings applied to every voter (id, listen, data_dir and
     /// bootstrap are set per voter).
     pub metad: MetadConfig,
@@ -79,7 +80,7 @@ impl DevClusterConfig {
             region: "us-east-1".into(),
             credentials: None,
             datad_capacity_bytes: 100 << 30,
-            delete_delay_ms: 10_000,
+            gateway: GatewayConfig::default(),
             metad: MetadConfig::default(),
             tls: false,
             datad: DatadConfig {
@@ -96,7 +97,6 @@ impl DevClusterConfig {
             s3_listen: any,
             admin_listen: any,
             metad_listen: any,
-            delete_delay_ms: 1_000,
             metad: MetadConfig {
                 node_suspect_ms: 1_500,
                 ..MetadConfig::default()
@@ -195,6 +195,9 @@ pub struct DevCluster {
     datad: Vec<Option<RunningDatad>>,
     /// Where each data node listened, so a restarted node keeps its address.
     datad_addrs: Vec<Option<SocketAddr>>,
+    /// Address data node `i` advertises instead of its own (a test's fault
+    /// proxy in front of it), from its next start.
+    datad_advertise: Vec<Option<String>>,
     /// Zone of each data node.
     datad_zones: Vec<String>,
     gateways: Vec<Option<(GatewayHandle, CancellationToken)>>,
@@ -230,6 +233,7 @@ impl DevCluster {
             metad_addrs: addrs.metad,
             datad: (0..cfg.datad_count).map(|_| None).collect(),
             datad_addrs: addrs.datad,
+            datad_advertise: Vec::new(),
             datad_zones: (0..cfg.datad_count)
                 .map(|i| cfg.zones[i % cfg.zones.len()].clone())
                 .collect(),
@@ -398,7 +402,7 @@ impl DevCluster {
             node_id: (i + 1) as u64,
             zone: self.datad_zones[i].clone(),
             listen: self.datad_addrs[i].unwrap_or_else(|| "127.0.0.1:0".parse().expect("literal")),
-            advertise: None,
+            advertise: self.datad_advertise.get(i).cloned().flatten(),
             data_dir: self.datad_dir(i),
             capacity_bytes: self.cfg.datad_capacity_bytes,
             metad: self.metad_addrs(),
@@ -410,6 +414,16 @@ impl DevCluster {
         self.datad_addrs[i] = Some(handle.addr());
         self.datad[i] = Some(RunningDatad { handle, cancel });
         Ok(())
+    }
+
+    /// Makes data node `i` advertise `addr` (e.g. a fault-injecting proxy in
+    /// front of its real address) from its next start; `None` restores its
+    /// own address.
+    pub fn set_datad_advertise(&mut self, i: usize, addr: Option<String>) {
+        if self.datad_advertise.len() <= i {
+            self.datad_advertise.resize(i + 1, None);
+        }
+        self.datad_advertise[i] = addr;
     }
 
     /// Adds a new data node in `zone` (node id: the next unused) and starts
@@ -463,9 +477,8 @@ impl DevCluster {
             region: self.cfg.region.clone(),
             root_access_key: Some(self.credentials.access_key.clone()),
             root_secret_key: Some(self.credentials.secret_key.clone()),
-            delete_delay_ms: self.cfg.delete_delay_ms,
             upload_max_age_ms: self.cfg.datad.gc_grace_ms / 2,
-            ..Default::default()
+            ..self.cfg.gateway.clone()
         };
         let mut cfg = cfg;
         if self.cfg.tls && i == 0 {

@@ -526,9 +526,9 @@ async fn garbage_is_collected_after_the_grace_period() {
     let tc = nine_nodes(|c| {
         c.datad.gc_interval_ms = 300;
         c.datad.gc_grace_ms = 3_000;
-        // The gateway's own prompt deletes are off: only the collector
+        // The gateway's release queues take nothing: only the collector
         // can give this space back.
-        c.delete_delay_ms = 3_600_000;
+        c.gateway.release_queue_max = 0;
     })
     .await;
     let s3 = tc.root_client();

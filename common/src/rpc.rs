@@ -690,5 +690,40 @@ pub struct ShardPutReply {
     pub crc32c: u32,
 }
 
+/// One shard named in a [`ShardReleaseBatch`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardRef {
+    /// Its segment.
+    pub segment: crate::SegmentId,
+    /// Its index in the segment.
+    pub index: u8,
+}
+
+/// Body of `POST /v1/shards/release`: shards no version refers to any more.
+/// Batched so a burst of DELETEs costs one request per node per batch, not
+/// one connection per shard.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardReleaseBatch {
+    /// At most [`SHARD_RELEASE_BATCH_MAX`] shards.
+    pub shards: Vec<ShardRef>,
+}
+
+/// Largest [`ShardReleaseBatch`] a datad accepts.
+pub const SHARD_RELEASE_BATCH_MAX: usize = 1024;
+
+/// What a datad did with a [`ShardReleaseBatch`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardReleaseReply {
+    /// Deleted now.
+    pub deleted: u32,
+    /// Not there (already deleted, or never written).
+    pub absent: u32,
+    /// Read within the datad's quiet period: deleted once reads stop.
+    pub deferred: u32,
+    /// Not taken (the datad's deferral queue is full): garbage collection
+    /// reclaims them.
+    pub dropped: u32,
+}
+
 /// Header carrying the expected data length of a shard PUT.
 pub const SHARD_LEN_HEADER: &str = "x-weft-shard-len";

@@ -3,16 +3,70 @@
 //! One `reqwest::Client` (connection pool, TCP_NODELAY) shared by clones.
 //! Errors name the datad and the operation; the caller adds which object and
 //! segment it was working on.
+//!
+//! **Bounded connections.** HTTP/1.1 carries one request per connection at a
+//! time, so a pool reuses connections only when callers take turns: with
+//! nothing bounding concurrency, a burst of N calls to one datad opens N
+//! connections (a DELETE burst once reached 1,700 per datad and the open-file
+//! limit). Every call therefore first takes one of
+//! [`DatadClientLimits::per_peer_max`] slots for its datad, waiting at most
+//! [`DatadClientLimits::queue_timeout`] (then [`DatadClientError::Busy`]),
+//! and holds it until the response body is read, so connections to a datad
+//! never exceed the slots and idle ones are reused.
+//!
+//! **Deadlines.** Every call has a connect deadline, an idle-read deadline
+//! (no byte for that long: the datad stalled) and a whole-request deadline;
+//! a PUT's grows with its length at a floor rate.
 
 use bytes::Bytes;
 use futures::Stream;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use weft_common::damage::BlockDamage;
-use weft_common::rpc::{RpcErrorBody, RpcErrorCode, ShardPutReply, SHARD_LEN_HEADER};
+use weft_common::rpc::{
+    RpcErrorBody, RpcErrorCode, ShardPutReply, ShardRef, ShardReleaseBatch, ShardReleaseReply,
+    SHARD_LEN_HEADER,
+};
 use weft_common::{SegmentId, ShardIndex};
 
 /// How long to wait for a TCP connection to a datad.
 pub const CONNECT_TIMEOUT_MS: u64 = 3_000;
+
+/// Connection and deadline limits of a [`DatadClient`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DatadClientLimits {
+    /// TCP connect deadline.
+    pub connect_timeout: Duration,
+    /// A response that sends nothing for this long has stalled.
+    pub idle_read_timeout: Duration,
+    /// Whole-request deadline of reads, deletes and releases; also the base
+    /// of a PUT's deadline.
+    pub request_timeout: Duration,
+    /// A PUT's deadline is `request_timeout` plus its length at this rate.
+    pub put_min_bytes_per_sec: u64,
+    /// Requests in flight to one datad (and so connections to it).
+    pub per_peer_max: usize,
+    /// How long a call waits for a free slot before failing with `Busy`.
+    pub queue_timeout: Duration,
+    /// Idle pooled connections are closed after this long.
+    pub pool_idle_timeout: Duration,
+}
+
+impl Default for DatadClientLimits {
+    fn default() -> Self {
+        DatadClientLimits {
+            connect_timeout: Duration::from_millis(CONNECT_TIMEOUT_MS),
+            idle_read_timeout: Duration::from_secs(15),
+            request_timeout: Duration::from_secs(60),
+            put_min_bytes_per_sec: 1 << 20,
+            per_peer_max: 64,
+            queue_timeout: Duration::from_secs(10),
+            pool_idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
 /// Largest preallocation for a GET body; larger bodies grow as they arrive.
 const GET_PREALLOC_BYTES_MAX: u64 = 8 * 1024 * 1024;
 
@@ -84,6 +138,32 @@ pub enum DatadClientError {
         #[source]
         source: reqwest::Error,
     },
+    /// All of this client's slots for the datad stayed busy for the queue
+    /// timeout: the node is overloaded or slow. Back off, or use another node.
+    #[error("{op} on datad {addr}: {slots} requests already in flight for {waited:?}; the node is overloaded")]
+    Busy {
+        /// Which call.
+        op: &'static str,
+        /// The datad.
+        addr: String,
+        /// The per-node limit.
+        slots: usize,
+        /// How long the call waited.
+        waited: Duration,
+    },
+    /// The datad sent nothing for the idle-read deadline, or the request
+    /// passed its whole-request deadline. Use another node.
+    #[error("{op} on datad {addr}: {what} after {after:?}")]
+    TimedOut {
+        /// Which call.
+        op: &'static str,
+        /// The datad.
+        addr: String,
+        /// Which deadline ("no response", "body stalled", ...).
+        what: &'static str,
+        /// The deadline that passed.
+        after: Duration,
+    },
     /// The body ended cleanly but with the wrong number of bytes.
     #[error("{op} on datad {addr}: short read: {got} of {expected} bytes")]
     ShortRead {
@@ -102,6 +182,8 @@ pub enum DatadClientError {
 #[derive(Clone, Debug)]
 pub struct DatadClient {
     http: reqwest::Client,
+    limits: DatadClientLimits,
+    slots: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
 }
 
 impl Default for DatadClient {
@@ -115,20 +197,85 @@ fn shard_url(addr: &str, segment: SegmentId, index: ShardIndex) -> String {
 }
 
 impl DatadClient {
-    /// A client with TCP_NODELAY and a connect timeout of
-    /// [`CONNECT_TIMEOUT_MS`].
+    /// A client with the default [`DatadClientLimits`].
     pub fn new() -> DatadClient {
-        let http = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
-            .build()
-            .expect("reqwest client with static settings builds");
-        DatadClient { http }
+        DatadClient::with_limits(DatadClientLimits::default())
     }
 
-    /// Uses a caller-built `reqwest::Client` (e.g. with other timeouts).
-    pub fn with_http(http: reqwest::Client) -> DatadClient {
-        DatadClient { http }
+    /// A client with TCP_NODELAY, at most `per_peer_max` pooled connections
+    /// per datad, and `limits`' deadlines.
+    pub fn with_limits(limits: DatadClientLimits) -> DatadClient {
+        let http = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .connect_timeout(limits.connect_timeout)
+            .pool_max_idle_per_host(limits.per_peer_max)
+            .pool_idle_timeout(limits.pool_idle_timeout)
+            .build()
+            .expect("reqwest client with static settings builds");
+        DatadClient {
+            http,
+            limits,
+            slots: Arc::default(),
+        }
+    }
+
+    /// The limits this client applies.
+    pub fn limits(&self) -> DatadClientLimits {
+        self.limits
+    }
+
+    /// Takes one of the datad's request slots, waiting at most the queue
+    /// timeout.
+    async fn slot(&self, op: &'static str, addr: &str) -> Result<OwnedSemaphorePermit, DatadClientError> {
+        let sem = {
+            let mut slots = self.slots.lock().expect("datad slots lock");
+            slots
+                .entry(addr.to_string())
+                .or_insert_with(|| Arc::new(Semaphore::new(self.limits.per_peer_max)))
+                .clone()
+        };
+        match tokio::time::timeout(self.limits.queue_timeout, sem.acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            // The semaphore is never closed; treat it like a full queue.
+            Ok(Err(_)) | Err(_) => Err(DatadClientError::Busy {
+                op,
+                addr: addr.to_string(),
+                slots: self.limits.per_peer_max,
+                waited: self.limits.queue_timeout,
+            }),
+        }
+    }
+
+    /// Sends `request`, waiting at most `wait` for the response head.
+    async fn send(
+        &self,
+        op: &'static str,
+        addr: &str,
+        request: reqwest::RequestBuilder,
+        wait: Duration,
+    ) -> Result<reqwest::Response, DatadClientError> {
+        match tokio::time::timeout(wait, request.send()).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(source)) if source.is_timeout() => Err(DatadClientError::TimedOut {
+                op,
+                addr: addr.to_string(),
+                what: "request deadline passed",
+                after: wait,
+            }),
+            Ok(Err(source)) => Err(unreachable(op, addr, source)),
+            Err(_) => Err(DatadClientError::TimedOut {
+                op,
+                addr: addr.to_string(),
+                what: "no response",
+                after: wait,
+            }),
+        }
+    }
+
+    /// Whole-request deadline of a PUT of `len` bytes.
+    fn put_deadline(&self, len: u64) -> Duration {
+        let rate = self.limits.put_min_bytes_per_sec.max(1);
+        self.limits.request_timeout + Duration::from_secs(len.div_ceil(rate))
     }
 
     /// Stores a shard of `len` bytes from `chunks`, streamed (never buffered
@@ -145,15 +292,16 @@ impl DatadClient {
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
     {
         const OP: &str = "put shard";
-        let response = self
+        let _slot = self.slot(OP, addr).await?;
+        let deadline = self.put_deadline(len);
+        let request = self
             .http
             .put(shard_url(addr, segment, index))
+            .timeout(deadline)
             .header(SHARD_LEN_HEADER, len)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .body(reqwest::Body::wrap_stream(chunks))
-            .send()
-            .await
-            .map_err(|source| unreachable(OP, addr, source))?;
+            .body(reqwest::Body::wrap_stream(chunks));
+        let response = self.send(OP, addr, request, deadline).await?;
         let response = check(OP, addr, response).await?;
         response
             .json()
@@ -172,17 +320,27 @@ impl DatadClient {
         len: u64,
     ) -> Result<Bytes, DatadClientError> {
         const OP: &str = "get shard";
-        let response = self
+        let _slot = self.slot(OP, addr).await?;
+        let request = self
             .http
             .get(shard_url(addr, segment, index))
-            .query(&[("offset", offset), ("len", len)])
-            .send()
-            .await
-            .map_err(|source| unreachable(OP, addr, source))?;
+            .timeout(self.limits.request_timeout)
+            .query(&[("offset", offset), ("len", len)]);
+        let response = self
+            .send(OP, addr, request, self.limits.idle_read_timeout)
+            .await?;
         let mut response = check(OP, addr, response).await?;
         let mut out = Vec::with_capacity(len.min(GET_PREALLOC_BYTES_MAX) as usize);
         loop {
-            match response.chunk().await {
+            let chunk = tokio::time::timeout(self.limits.idle_read_timeout, response.chunk())
+                .await
+                .map_err(|_| DatadClientError::TimedOut {
+                    op: OP,
+                    addr: addr.to_string(),
+                    what: "body stalled",
+                    after: self.limits.idle_read_timeout,
+                })?;
+            match chunk {
                 Ok(Some(chunk)) => {
                     if out.len() as u64 + chunk.len() as u64 > len {
                         return Err(DatadClientError::ShortRead {
@@ -225,13 +383,43 @@ impl DatadClient {
         index: ShardIndex,
     ) -> Result<(), DatadClientError> {
         const OP: &str = "delete shard";
-        let response = self
+        let _slot = self.slot(OP, addr).await?;
+        let request = self
             .http
             .delete(shard_url(addr, segment, index))
-            .send()
+            .timeout(self.limits.request_timeout);
+        let response = self
+            .send(OP, addr, request, self.limits.request_timeout)
+            .await?;
+        let response = check(OP, addr, response).await?;
+        // Read the (empty) body so the connection returns to the pool.
+        let _ = response.bytes().await;
+        Ok(())
+    }
+
+    /// Releases shards no version refers to (`POST /v1/shards/release`): the
+    /// datad deletes them now, or once their readers are done. At most
+    /// [`weft_common::rpc::SHARD_RELEASE_BATCH_MAX`] per call.
+    pub async fn release_shards(
+        &self,
+        addr: &str,
+        shards: Vec<ShardRef>,
+    ) -> Result<ShardReleaseReply, DatadClientError> {
+        const OP: &str = "release shards";
+        let _slot = self.slot(OP, addr).await?;
+        let request = self
+            .http
+            .post(format!("http://{addr}/v1/shards/release"))
+            .timeout(self.limits.request_timeout)
+            .json(&ShardReleaseBatch { shards });
+        let response = self
+            .send(OP, addr, request, self.limits.request_timeout)
+            .await?;
+        let response = check(OP, addr, response).await?;
+        response
+            .json()
             .await
-            .map_err(|source| unreachable(OP, addr, source))?;
-        check(OP, addr, response).await.map(drop)
+            .map_err(|source| unreachable(OP, addr, source))
     }
 }
 

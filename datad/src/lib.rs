@@ -20,6 +20,7 @@ pub mod client;
 pub mod error;
 pub mod gc;
 pub mod node;
+pub mod release;
 pub mod repair;
 pub mod scrub;
 pub mod server;

@@ -75,6 +75,14 @@ pub struct DatadConfig {
     /// exceed the longest upload (gateways refuse to commit uploads older
     /// than half of it).
     pub gc_grace_ms: u64,
+    /// A released shard read within this long is kept until reads stop
+    /// (readers renew the lease with every read; see `release`).
+    pub release_quiet_ms: u64,
+    /// The longest a released shard is kept for its readers.
+    pub release_hold_max_ms: u64,
+    /// Most released shards waiting for their readers; beyond it they are
+    /// left to garbage collection.
+    pub release_deferred_max: usize,
 }
 
 impl Default for DatadConfig {
@@ -93,9 +101,27 @@ impl Default for DatadConfig {
             scrub_rate_bytes_per_sec: 32 << 20,
             gc_interval_ms: 10 * 60 * 1000,
             gc_grace_ms: 3600 * 1000,
+            release_quiet_ms: 30_000,
+            release_hold_max_ms: 15 * 60 * 1000,
+            release_deferred_max: 100_000,
         }
     }
 }
+
+impl DatadConfig {
+    /// The releaser's settings.
+    pub fn release_limits(&self) -> crate::release::ReleaseLimits {
+        crate::release::ReleaseLimits {
+            quiet: Duration::from_millis(self.release_quiet_ms),
+            hold_max: Duration::from_millis(self.release_hold_max_ms),
+            deferred_max: self.release_deferred_max,
+            recent_max: RECENT_READS_MAX,
+        }
+    }
+}
+
+/// Most shards a datad remembers as recently read (about 100 bytes each).
+pub const RECENT_READS_MAX: usize = 1_000_000;
 
 /// Why a datad could not start.
 #[derive(Debug, thiserror::Error)]
@@ -211,7 +237,17 @@ pub async fn start(cfg: DatadConfig, cancel: CancellationToken) -> Result<DatadH
         }
     };
     let work_metrics = crate::work_metrics::WorkMetrics::default();
-    let router = server::router_with_metrics(store.clone(), cfg.capacity_bytes, &work_metrics);
+    let releaser = Arc::new(crate::release::Releaser::new(
+        store.clone(),
+        cfg.release_limits(),
+    ));
+    let release_task = releaser.clone().spawn_worker(cancel.clone());
+    let router = server::router_with_metrics(
+        store.clone(),
+        cfg.capacity_bytes,
+        &work_metrics,
+        releaser,
+    );
     let serve_cancel = cancel.clone();
     let server_task = tokio::spawn(
         async move {
@@ -240,7 +276,7 @@ pub async fn start(cfg: DatadConfig, cancel: CancellationToken) -> Result<DatadH
         )
         .instrument(span.clone()),
     );
-    let mut tasks = vec![server_task, metad_task];
+    let mut tasks = vec![server_task, metad_task, release_task];
     if !cfg.metad.is_empty() {
         tasks.extend(spawn_background_work(
             &cfg,
@@ -460,10 +496,12 @@ impl MetadLink {
                 source,
             })?;
         let status = response.status();
+        // Read the whole body even on success: a response dropped unread
+        // takes its connection with it instead of returning it to the pool.
+        let text = response.text().await.unwrap_or_default();
         if status.is_success() {
             return Ok(());
         }
-        let text = response.text().await.unwrap_or_default();
         let (code, message, leader_addr) = match serde_json::from_str::<RpcErrorBody>(&text) {
             Ok(body) => (Some(body.code), body.message, body.leader_addr),
             Err(_) => (None, text.chars().take(200).collect(), None),

@@ -5,6 +5,7 @@
 //! | `PUT /v1/shards/{segment}/{index}` (header `x-weft-shard-len`, body = the shard's bytes) | 200, JSON [`ShardPutReply`] once durable |
 //! | `GET /v1/shards/{segment}/{index}?offset=N&len=N` (`len` absent: to the end) | 200, `application/octet-stream`, exactly `len` bytes |
 //! | `DELETE /v1/shards/{segment}/{index}` | 204, also when absent |
+//! | `POST /v1/shards/release` (JSON [`ShardReleaseBatch`]) | 200, JSON [`ShardReleaseReply`]: shards deleted now, or once their readers are done ([`crate::release`]) |
 //! | `GET /health` | 200 `ok` |
 //! | `GET /metrics` | Prometheus / OpenMetrics text |
 //!
@@ -35,6 +36,7 @@
 //! never mistaken for data.
 
 use crate::error::chain;
+use crate::release::Releaser;
 use crate::error::ShardError;
 use crate::shard_file::ShardHeader;
 use crate::shard_store::{ShardStore, GET_VERIFIED_MAX};
@@ -43,7 +45,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use futures::StreamExt;
 use prometheus_client::metrics::counter::Counter;
@@ -55,7 +57,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use weft_common::damage::BlockDamage;
-use weft_common::rpc::{RpcErrorBody, RpcErrorCode, ShardPutReply, SHARD_LEN_HEADER};
+use weft_common::rpc::{
+    RpcErrorBody, RpcErrorCode, ShardPutReply, ShardReleaseBatch, ShardReleaseReply,
+    SHARD_LEN_HEADER, SHARD_RELEASE_BATCH_MAX,
+};
 use weft_common::{SegmentId, ShardIndex};
 
 /// Counters exported at `/metrics`.
@@ -106,12 +111,17 @@ struct AppState {
     store: Arc<ShardStore>,
     metrics: Arc<Metrics>,
     capacity_bytes: u64,
+    release: Arc<Releaser>,
 }
 
 /// The router of a datad. PUTs that would take the store's usage above
 /// `capacity_bytes` are refused with 507.
 pub fn router(store: Arc<ShardStore>, capacity_bytes: u64) -> Router {
-    router_with_metrics(store, capacity_bytes, &Default::default())
+    let release = Arc::new(Releaser::new(
+        store.clone(),
+        crate::node::DatadConfig::default().release_limits(),
+    ));
+    router_with_metrics(store, capacity_bytes, &Default::default(), release)
 }
 
 /// [`router`], also exporting the background jobs' counters.
@@ -119,36 +129,57 @@ pub fn router_with_metrics(
     store: Arc<ShardStore>,
     capacity_bytes: u64,
     work: &crate::work_metrics::WorkMetrics,
+    release: Arc<Releaser>,
 ) -> Router {
+    let mut counters = Metrics::new(work);
+    release.register(&mut counters.registry);
     let state = AppState {
         store,
-        metrics: Arc::new(Metrics::new(work)),
+        metrics: Arc::new(counters),
         capacity_bytes,
+        release,
     };
     Router::new()
         .route(
             "/v1/shards/{segment}/{index}",
             put(put_shard).get(get_shard).delete(delete_shard),
         )
+        .route("/v1/shards/release", post(release_shards))
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
 
+/// How long a stopping datad waits for requests in flight.
+pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
+
 /// Serves `router` on `listener` (TCP_NODELAY on every connection) until
-/// `cancel` fires, then shuts down gracefully.
+/// `cancel` fires, then shuts down gracefully: requests in flight get
+/// [`SHUTDOWN_GRACE_MS`], after which the server stops waiting for them (a
+/// peer that went silent mid-request must not keep a node from stopping).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
+    use std::future::IntoFuture;
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(cancel.cancelled_owned())
-        .await
+    let server = axum::serve(listener, router)
+        .with_graceful_shutdown(cancel.clone().cancelled_owned())
+        .into_future();
+    tokio::select! {
+        r = server => r,
+        _ = async {
+            cancel.cancelled().await;
+            tokio::time::sleep(std::time::Duration::from_millis(SHUTDOWN_GRACE_MS)).await;
+        } => {
+            tracing::warn!(grace_ms = SHUTDOWN_GRACE_MS, "requests still in flight after the shutdown grace; stopping without them");
+            Ok(())
+        }
+    }
 }
 
 /// An error reply: status plus [`RpcErrorBody`].
@@ -315,6 +346,7 @@ async fn get_shard(
     let Query(params) =
         params.map_err(|e| ApiError::bad_request(format!("bad range: {}", e.body_text())))?;
     let span = tracing::info_span!("shard_get", %segment, %index, offset = params.offset, len = params.len);
+    state.release.note_read(segment, index);
     let metrics = state.metrics.clone();
     // Small ranges (every per-stripe read) are verified whole before the
     // status goes out, so a bad block is a 409 naming every bad block in
@@ -404,6 +436,23 @@ async fn delete_shard(
     }
     .instrument(span)
     .await
+}
+
+async fn release_shards(
+    State(state): State<AppState>,
+    Json(batch): Json<ShardReleaseBatch>,
+) -> Result<Json<ShardReleaseReply>, ApiError> {
+    if batch.shards.len() > SHARD_RELEASE_BATCH_MAX {
+        return Err(ApiError::bad_request(format!(
+            "{} shards in one release batch; send at most {SHARD_RELEASE_BATCH_MAX}",
+            batch.shards.len()
+        )));
+    }
+    let n = batch.shards.len();
+    let span = tracing::info_span!("shard_release", shards = n);
+    let reply = state.release.release(batch.shards).instrument(span).await?;
+    tracing::debug!(?reply, "released shards");
+    Ok(Json(reply))
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {

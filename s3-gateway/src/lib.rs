@@ -16,6 +16,7 @@ pub mod integrity;
 pub mod metrics;
 pub mod read_path;
 pub mod refusals;
+pub mod release;
 pub mod s3;
 pub mod tls;
 pub mod write_path;
@@ -28,11 +29,10 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use weft_common::manifest::{AccessKey, Segment};
+use weft_common::manifest::AccessKey;
 use weft_common::profile::{Layout, Profiles};
 use weft_common::rpc::{Command, CommandResult, Refusal};
 use weft_common::stripe::StripeCodec;
-use weft_common::ShardIndex;
 use weft_datad::client::DatadClient;
 use weft_metad::MetadClient;
 
@@ -60,9 +60,28 @@ pub struct GatewayConfig {
     pub admin_token: Option<String>,
     /// Storage classes and size rules.
     pub profiles: Profiles,
-    /// Delay before deleting the shards of a replaced or deleted version, so
-    /// reads that started before the change can finish.
-    pub delete_delay_ms: u64,
+    /// Shards queued for release per data node; beyond it they are left to
+    /// garbage collection (0: every release is left to it).
+    pub release_queue_max: usize,
+    /// Shards per release request to a data node.
+    pub release_batch_max: usize,
+    /// The longest a read keeps the shards it reads from being released
+    /// (the deadline of one GET).
+    pub read_lease_max_ms: u64,
+    /// Requests in flight to one data node (and so connections to it).
+    pub datad_connections_max: usize,
+    /// How long a request waits for a free connection slot to a data node
+    /// before that node counts as busy.
+    pub datad_queue_timeout_ms: u64,
+    /// A data node that sends nothing for this long has stalled: the read
+    /// moves to another shard.
+    pub datad_idle_timeout_ms: u64,
+    /// Whole-request deadline of one shard read or release; the base of a
+    /// shard write's deadline, which adds its length at 1 MiB/s.
+    pub datad_request_timeout_ms: u64,
+    /// Once a segment's write quorum is durable, how long the remaining
+    /// shard writes may take before they are abandoned and left to repair.
+    pub put_straggler_grace_ms: u64,
     /// Longest time one request may spend writing data before it commits.
     /// Keep it below half of datad's `gc_grace_ms`.
     pub upload_max_age_ms: u64,
@@ -86,7 +105,14 @@ impl Default for GatewayConfig {
             root_secret_key: None,
             admin_token: None,
             profiles: Profiles::default(),
-            delete_delay_ms: 10_000,
+            release_queue_max: 65_536,
+            release_batch_max: 512,
+            read_lease_max_ms: 15 * 60 * 1000,
+            datad_connections_max: 64,
+            datad_queue_timeout_ms: 10_000,
+            datad_idle_timeout_ms: 15_000,
+            datad_request_timeout_ms: 60_000,
+            put_straggler_grace_ms: 2_000,
             upload_max_age_ms: 30 * 60 * 1000,
             tls_cert: None,
             tls_key: None,
@@ -132,7 +158,8 @@ pub struct Gateway {
     keys: KeyStore,
     profiles: Arc<Profiles>,
     codecs: Arc<Mutex<CodecCache>>,
-    delete_delay: Duration,
+    release: release::Releaser,
+    straggler_grace: Duration,
     upload_max_age: Duration,
     /// A deliberate bug for the chaos suite's self-test: acknowledge PUTs and
     /// completions without committing them. Never set outside that test.
@@ -150,33 +177,6 @@ impl Gateway {
             Arc::new(StripeCodec::new(k, m).map_err(|e| GatewayError::Internal(e.to_string()))?);
         codecs.insert((k, m), c.clone());
         Ok(c)
-    }
-
-    /// Deletes the shards of `segments` after `delay`, best effort: what is
-    /// missed here is left for garbage collection.
-    pub fn delete_segments_later(&self, segments: Vec<Segment>, delay: Duration) {
-        if segments.is_empty() {
-            return;
-        }
-        let this = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            for seg in segments {
-                for (i, node) in seg.shards.iter().enumerate() {
-                    let Some(node) = node else { continue };
-                    let Some((addr, _)) = this.cluster.locate(*node) else {
-                        continue;
-                    };
-                    if let Err(e) = this
-                        .datad
-                        .delete_shard(&addr, seg.id, ShardIndex(i as u8))
-                        .await
-                    {
-                        tracing::debug!(segment = %seg.id, shard = i, error = %e, "shard delete failed; left for GC");
-                    }
-                }
-            }
-        });
     }
 
     /// The layout a new object of `size` bytes gets in the default class.
@@ -276,17 +276,41 @@ pub async fn start(
     }
     cluster.spawn_refresher(metad.clone(), Duration::from_millis(500), cancel.clone());
     let keys = KeyStore::new(metad.clone(), Duration::from_secs(2));
+    let datad = DatadClient::with_limits(weft_datad::client::DatadClientLimits {
+        idle_read_timeout: Duration::from_millis(cfg.datad_idle_timeout_ms),
+        request_timeout: Duration::from_millis(cfg.datad_request_timeout_ms),
+        per_peer_max: cfg.datad_connections_max,
+        queue_timeout: Duration::from_millis(cfg.datad_queue_timeout_ms),
+        ..Default::default()
+    });
+    let gw_metrics = metrics::GatewayMetrics::default();
+    let release = release::Releaser::new(
+        release::ReleaseLimits {
+            queue_max: cfg.release_queue_max,
+            batch_max: cfg
+                .release_batch_max
+                .clamp(1, weft_common::rpc::SHARD_RELEASE_BATCH_MAX),
+            read_lease_max: Duration::from_millis(cfg.read_lease_max_ms),
+            retry_delay: Duration::from_secs(1),
+            attempts_max: 5,
+        },
+        datad.clone(),
+        cluster.clone(),
+        gw_metrics.release.clone(),
+        cancel.clone(),
+    );
     let gw = Gateway {
         metad: metad.clone(),
-        datad: DatadClient::new(),
+        datad,
+        release,
+        straggler_grace: Duration::from_millis(cfg.put_straggler_grace_ms),
         cluster,
         keys: keys.clone(),
         profiles: Arc::new(cfg.profiles.clone()),
         codecs: Arc::default(),
-        delete_delay: Duration::from_millis(cfg.delete_delay_ms),
         upload_max_age: Duration::from_millis(cfg.upload_max_age_ms),
         fault_ack_before_commit: fault_ack_before_commit(),
-        metrics: metrics::GatewayMetrics::default(),
+        metrics: gw_metrics,
     };
 
     let s3_listener = tokio::net::TcpListener::bind(cfg.listen)

@@ -31,6 +31,11 @@ pub struct GatewayMetrics {
     pub degraded_reads: Counter,
     /// Shard reads that met bad blocks or a missing file, reported for repair.
     pub bad_shards_reported: Counter,
+    /// Shard writes abandoned after the quorum was durable and the straggler
+    /// grace passed (left to repair).
+    pub put_stragglers: Counter,
+    /// The shard release queues.
+    pub release: crate::release::ReleaseMetrics,
 }
 
 impl Default for GatewayMetrics {
@@ -66,8 +71,37 @@ impl Default for GatewayMetrics {
             "Stripes read by decoding parity",
             degraded_reads.clone(),
         );
+        let put_stragglers = Counter::default();
+        registry.register(
+            "put_stragglers",
+            "Shard writes abandoned after the write quorum was durable (left to repair)",
+            put_stragglers.clone(),
+        );
+        let release = crate::release::ReleaseMetrics::default();
+        registry.register(
+            "release_queued",
+            "Released shards waiting in the per-node queues",
+            release.queued.clone(),
+        );
+        registry.register(
+            "release_sent",
+            "Released shards handed to data nodes",
+            release.sent.clone(),
+        );
+        registry.register(
+            "release_dropped",
+            "Released shards left to garbage collection (queue full or node unreachable)",
+            release.dropped.clone(),
+        );
+        registry.register(
+            "read_leases",
+            "Reads holding a lease on the shards they read",
+            release.leases.clone(),
+        );
         GatewayMetrics {
             registry: Arc::new(registry),
+            put_stragglers,
+            release,
             requests,
             request_seconds,
             bytes_written,

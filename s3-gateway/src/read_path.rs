@@ -9,6 +9,7 @@
 
 use bytes::{Bytes, BytesMut};
 use futures::future::join_all;
+use futures::stream::{FuturesUnordered, StreamExt};
 use std::ops::Range;
 use tokio::sync::mpsc;
 use weft_common::manifest::{ObjectVersion, Segment};
@@ -17,6 +18,7 @@ use weft_common::stripe::Geometry;
 use weft_common::{NodeId, ShardIndex};
 
 use crate::error::GatewayError;
+use crate::release::ReadLease;
 use crate::Gateway;
 use weft_datad::client::DatadClientError;
 
@@ -27,10 +29,14 @@ impl Gateway {
     /// Streams `range` of `version` into a bounded channel. The first piece
     /// is fetched before this returns, so a wholly unreadable object fails
     /// with a clean error instead of a truncated body.
+    ///
+    /// `lease` (taken before the version was resolved) lives as long as the
+    /// stream, so the version's shards are not released under it.
     pub async fn read_object(
         &self,
         version: &ObjectVersion,
         range: Range<u64>,
+        lease: ReadLease,
     ) -> Result<mpsc::Receiver<Piece>, GatewayError> {
         let mut plan: Vec<(Segment, Range<u64>)> = Vec::new();
         for seg in &version.segments {
@@ -68,6 +74,7 @@ impl Gateway {
         }
         let this = self.clone();
         tokio::spawn(async move {
+            let _lease = lease;
             for (seg, r) in steps {
                 let piece = this.read_piece(&seg, r).await;
                 let failed = piece.is_err();
@@ -220,7 +227,9 @@ impl Gateway {
             }
             return Ok(out.freeze());
         }
-        // Degraded path: whole units from every other shard, then decode.
+        // Degraded path: whole units from the other shards, then decode. The
+        // first k to arrive win; the rest are dropped, so one more stalled
+        // shard costs nothing once k others have answered.
         let failed: Vec<usize> = results
             .iter()
             .enumerate()
@@ -230,29 +239,32 @@ impl Gateway {
         tracing::warn!(segment = %seg.id, stripe = stripe.index, ?failed, "degraded read: decoding from parity");
         self.metrics.degraded_reads.inc();
         let width = g.k + g.m;
-        let all = join_all((0..width).map(|i| {
-            let failed = failed.contains(&i);
-            let shard_range = stripe.shard.clone();
-            async move {
-                if failed {
-                    Err("failed on the fast path".to_string())
-                } else {
-                    self.fetch(seg, i, shard_range).await
-                }
-            }
-        }))
-        .await;
-        let mut errors = Vec::new();
-        let shards: Vec<Option<Bytes>> = all
-            .into_iter()
-            .map(|x| match x {
-                Ok(b) => Some(b),
-                Err(e) => {
-                    errors.push(e);
-                    None
-                }
+        let mut errors: Vec<String> = failed
+            .iter()
+            .map(|i| format!("shard {i}: failed on the fast path"))
+            .collect();
+        let mut pending: FuturesUnordered<_> = (0..width)
+            .filter(|i| !failed.contains(i))
+            .map(|i| {
+                let shard_range = stripe.shard.clone();
+                async move { (i, self.fetch(seg, i, shard_range).await) }
             })
             .collect();
+        let mut shards: Vec<Option<Bytes>> = vec![None; width];
+        let mut got = 0;
+        while let Some((i, result)) = pending.next().await {
+            match result {
+                Ok(b) => {
+                    shards[i] = Some(b);
+                    got += 1;
+                    if got == g.k {
+                        break;
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        drop(pending);
         let codec = self.codec(g.k, g.m)?;
         let data_len = (stripe.data.end - stripe.data.start) as usize;
         let data = tokio::task::spawn_blocking(move || codec.decode(shards, data_len))

@@ -24,6 +24,7 @@ use crate::auth::KeyStore;
 use crate::checksums;
 use crate::error::{to_s3, GatewayError};
 use crate::metrics::{GatewayMetrics, RequestLabels};
+use crate::release::ReadLease;
 use crate::{Gateway, GatewayConfig};
 use tracing::Instrument;
 
@@ -381,8 +382,7 @@ impl WeftS3 {
                 Ok((written, stored))
             }
             Err(e) => {
-                self.gw
-                    .delete_segments_later(written.segments, Duration::ZERO);
+                self.gw.release.unreferenced(written.segments);
                 Err(e)
             }
         }
@@ -654,12 +654,11 @@ impl WeftS3 {
             );
             return;
         }
-        self.gw.delete_segments_later(segments, Duration::ZERO);
+        self.gw.release.unreferenced(segments);
     }
 
     fn release(&self, segments: Vec<Segment>) {
-        self.gw
-            .delete_segments_later(segments, self.gw.delete_delay);
+        self.gw.release.replaced(segments);
     }
 
     async fn bucket(&self, creds: Option<&Credentials>, name: &str) -> S3Result<BucketInfo> {
@@ -741,13 +740,14 @@ impl WeftS3 {
     }
 
     /// The source of a copy, authorised for the caller, with the
-    /// `x-amz-copy-source-if-*` conditions checked (any failure is 412).
+    /// `x-amz-copy-source-if-*` conditions checked (any failure is 412), and
+    /// the read lease that keeps its shards until the copy has read them.
     async fn copy_source(
         &self,
         creds: Option<&Credentials>,
         src: &CopySource,
         conditions: CopyConditions<'_>,
-    ) -> S3Result<ObjectVersion> {
+    ) -> S3Result<(ObjectVersion, ReadLease)> {
         let CopySource::Bucket {
             bucket,
             key,
@@ -760,9 +760,11 @@ impl WeftS3 {
             ));
         };
         self.bucket(creds, bucket).await?;
+        let lease = self.gw.release.leases().begin();
         let v = self
             .version_or_current(bucket, key, version_id.as_deref())
             .await?;
+        lease.resolve(&v.segments);
         check_preconditions(&v, conditions.0, conditions.1, conditions.2, conditions.3).map_err(
             |e| {
                 if *e.code() == s3s::S3ErrorCode::NotModified {
@@ -775,13 +777,13 @@ impl WeftS3 {
                 }
             },
         )?;
-        Ok(v)
+        Ok((v, lease))
     }
 
     /// Streams `range` of `src` into new segments (server-side copy).
     async fn copy_data(
         &self,
-        src: &ObjectVersion,
+        (src, lease): (&ObjectVersion, ReadLease),
         range: std::ops::Range<u64>,
         class: &weft_common::profile::StorageClassProfile,
         hasher: Option<s3s::checksum::ChecksumHasher>,
@@ -799,7 +801,11 @@ impl WeftS3 {
                 .await
                 .map_err(to_s3);
         }
-        let rx = self.gw.read_object(src, range).await.map_err(to_s3)?;
+        let rx = self
+            .gw
+            .read_object(src, range, lease)
+            .await
+            .map_err(to_s3)?;
         let written = self
             .gw
             .write_object(class, len, ReceiverStream::new(rx), hasher)
@@ -1076,8 +1082,7 @@ impl S3 for WeftS3 {
         match result {
             Ok(CommandResult::Replaced { previous }) => {
                 if let Some(prev) = previous {
-                    self.gw
-                        .delete_segments_later(prev.segments, self.gw.delete_delay);
+                    self.gw.release.replaced(prev.segments);
                 }
                 let c = checksums::to_dto(&stored_checksums);
                 Ok(S3Response::new(PutObjectOutput {
@@ -1111,9 +1116,13 @@ impl S3 for WeftS3 {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
         self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        // Before asking metad: a replace committed after this point waits
+        // for this read before releasing the shards it reads.
+        let lease = self.gw.release.leases().begin();
         let v = self
             .version_or_current(&input.bucket, &input.key, input.version_id.as_deref())
             .await?;
+        lease.resolve(&v.segments);
         check_preconditions(
             &v,
             input.if_match.as_ref(),
@@ -1124,7 +1133,11 @@ impl S3 for WeftS3 {
         let (range, content_range) = requested_range(&v, input.range.as_ref(), input.part_number)?;
         let full = range.start == 0 && range.end == v.size;
         let len = range.end - range.start;
-        let rx = self.gw.read_object(&v, range).await.map_err(to_s3)?;
+        let rx = self
+            .gw
+            .read_object(&v, range, lease)
+            .await
+            .map_err(to_s3)?;
         let expected_crc = v.crc32c;
         // On a full read, check the whole-object crc32c end to end: a
         // mismatch aborts the body rather than completing it with bad bytes.
@@ -1605,7 +1618,7 @@ impl S3 for WeftS3 {
         };
         match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
             CommandResult::Released { segments } => {
-                self.gw.delete_segments_later(segments, Duration::ZERO);
+                self.gw.release.replaced(segments);
                 Ok(S3Response::new(AbortMultipartUploadOutput::default()))
             }
             CommandResult::Refused {
@@ -1632,7 +1645,7 @@ impl S3 for WeftS3 {
             ));
         }
         let binfo = self.bucket(req.credentials.as_ref(), &input.bucket).await?;
-        let src = self
+        let (src, lease) = self
             .copy_source(
                 req.credentials.as_ref(),
                 &input.copy_source,
@@ -1694,7 +1707,7 @@ impl S3 for WeftS3 {
             Some(d) if d == "REPLACE" => parse_tagging_header(input.tagging.as_deref())?,
             _ => src.tags.clone(),
         };
-        let written = self.copy_data(&src, 0..src.size, &class, None).await?;
+        let written = self.copy_data((&src, lease), 0..src.size, &class, None).await?;
         let now = now_ms();
         let version = ObjectVersion {
             version_id: VersionId::from_random(rand::random()),
@@ -2062,7 +2075,7 @@ impl S3 for WeftS3 {
                 input.part_number,
             )
             .await?;
-        let src = self
+        let (src, lease) = self
             .copy_source(
                 req.credentials.as_ref(),
                 &input.copy_source,
@@ -2115,7 +2128,7 @@ impl S3 for WeftS3 {
             ..Default::default()
         };
         let size = range.end - range.start;
-        let written = self.copy_data(&src, range, &class, spec.hasher()).await?;
+        let written = self.copy_data((&src, lease), range, &class, spec.hasher()).await?;
         let stored = spec.verify(&written.checksum, None)?;
         let (etag, now) = self
             .commit_part(&input.upload_id, input.part_number, size, written, stored)

@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
 use weft_common::checksum::{crc32c_append, EtagHasher};
 use weft_common::manifest::Segment;
@@ -115,8 +116,15 @@ struct ShardWriter {
     index: usize,
     node: weft_common::NodeId,
     tx: Option<mpsc::Sender<Result<Bytes, std::io::Error>>>,
-    task: tokio::task::JoinHandle<Result<(), weft_datad::client::DatadClientError>>,
+    task: tokio::task::AbortHandle,
 }
+
+/// What one shard's PUT task returns: its index, its node and the outcome.
+type ShardOutcome = (
+    usize,
+    weft_common::NodeId,
+    Result<(), weft_datad::client::DatadClientError>,
+);
 
 impl Gateway {
     /// Writes `size` bytes from `body` as the segments of a new version.
@@ -187,7 +195,7 @@ impl Gateway {
             .await
             .map_err(|e| GatewayError::Internal(format!("md5 worker: {e}")))?;
         if let Err(e) = result {
-            self.delete_segments_later(segments, Duration::ZERO);
+            self.release.unreferenced(segments);
             return Err(e);
         }
         Ok(Written {
@@ -226,14 +234,15 @@ impl Gateway {
         tracing::Span::current().record("segment", tracing::field::display(id));
 
         let mut writers: Vec<ShardWriter> = Vec::with_capacity(width);
+        let mut tasks: JoinSet<ShardOutcome> = JoinSet::new();
         for (index, node) in nodes.iter().copied().enumerate() {
             let Some((addr, _)) = self.cluster.locate(node) else {
                 continue;
             };
             let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(2);
             let client = self.datad.clone();
-            let task = tokio::spawn(async move {
-                client
+            let task = tasks.spawn(async move {
+                let result = client
                     .put_shard(
                         &addr,
                         id,
@@ -242,7 +251,8 @@ impl Gateway {
                         ReceiverStream::new(rx),
                     )
                     .await
-                    .map(|_| ())
+                    .map(|_| ());
+                (index, node, result)
             });
             writers.push(ShardWriter {
                 index,
@@ -277,21 +287,11 @@ impl Gateway {
             }
         }
 
-        let mut shards = vec![None; width];
-        let mut failures = Vec::new();
-        for mut w in writers {
+        // Closing the queues ends each body; now collect the replies.
+        for w in &mut writers {
             w.tx = None;
-            match w.task.await {
-                Ok(Ok(())) => shards[w.index] = Some(w.node),
-                Ok(Err(e)) => {
-                    if matches!(e, weft_datad::client::DatadClientError::Unreachable { .. }) {
-                        self.cluster.mark_unreachable(w.node);
-                    }
-                    failures.push(format!("shard {} on {}: {e}", w.index, w.node))
-                }
-                Err(e) => failures.push(format!("shard {} on {}: {e}", w.index, w.node)),
-            }
         }
+        let (shards, failures) = self.collect_shards(tasks, width, quorum).await;
         let segment = Segment {
             id,
             offset,
@@ -302,7 +302,7 @@ impl Gateway {
         };
         let written = segment.shards_present();
         if written < quorum {
-            self.delete_segments_later(vec![segment], Duration::ZERO);
+            self.release.unreferenced(vec![segment]);
             return Err(GatewayError::WriteQuorum {
                 segment: id,
                 written,
@@ -314,6 +314,63 @@ impl Gateway {
             tracing::warn!(segment = %id, failures = %failures.join("; "), "segment written below full redundancy");
         }
         Ok(segment)
+    }
+}
+
+impl Gateway {
+    /// Waits for the shard writes of a segment: all of them, or, once
+    /// `quorum` are durable, the others for at most the straggler grace.
+    /// A straggler is abandoned and its slot left empty, so the committed
+    /// segment records the missing shard and repair rebuilds it; whatever
+    /// the straggler may still write is unreferenced, for garbage collection
+    /// (not released here: repair might put the same shard on the same node).
+    async fn collect_shards(
+        &self,
+        mut tasks: JoinSet<ShardOutcome>,
+        width: usize,
+        quorum: usize,
+    ) -> (Vec<Option<weft_common::NodeId>>, Vec<String>) {
+        let mut shards = vec![None; width];
+        let mut failures = Vec::new();
+        let mut durable = 0usize;
+        let mut grace_ends: Option<tokio::time::Instant> = None;
+        loop {
+            let next = match grace_ends {
+                None => tasks.join_next().await,
+                Some(at) => match tokio::time::timeout_at(at, tasks.join_next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+            };
+            let Some(joined) = next else { break };
+            match joined {
+                Ok((index, node, Ok(()))) => {
+                    shards[index] = Some(node);
+                    durable += 1;
+                }
+                Ok((index, node, Err(e))) => {
+                    if matches!(e, weft_datad::client::DatadClientError::Unreachable { .. }) {
+                        self.cluster.mark_unreachable(node);
+                    }
+                    failures.push(format!("shard {index} on {node}: {e}"));
+                }
+                // Aborted by a stalled send, or panicked.
+                Err(e) => failures.push(format!("a shard write ended: {e}")),
+            }
+            if durable >= quorum && grace_ends.is_none() && !tasks.is_empty() {
+                grace_ends = Some(tokio::time::Instant::now() + self.straggler_grace);
+            }
+        }
+        if !tasks.is_empty() {
+            let n = tasks.len();
+            tasks.abort_all();
+            self.metrics.put_stragglers.inc_by(n as u64);
+            failures.push(format!(
+                "{n} shard write(s) still running after the {:?} straggler grace; left to repair",
+                self.straggler_grace
+            ));
+        }
+        (shards, failures)
     }
 }
 

@@ -2,6 +2,8 @@
 //! so integration tests drive the gateway exactly as an SDK would.
 #![allow(dead_code)]
 
+pub mod stall_proxy;
+
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 use weft_cli::dev_cluster::{DevCluster, DevClusterConfig};
