@@ -9,3 +9,4 @@ pub mod bench;
 pub mod bench_repair;
 pub mod config;
 pub mod dev_cluster;
+pub mod limits;

@@ -279,17 +279,22 @@ impl Gateway {
 
         let mut shards = vec![None; width];
         let mut failures = Vec::new();
+        let mut shortfall = crate::error::ShortfallTally::default();
         for mut w in writers {
             w.tx = None;
             match w.task.await {
                 Ok(Ok(())) => shards[w.index] = Some(w.node),
                 Ok(Err(e)) => {
+                    shortfall.note(&e);
                     if matches!(e, weft_datad::client::DatadClientError::Unreachable { .. }) {
                         self.cluster.mark_unreachable(w.node);
                     }
                     failures.push(format!("shard {} on {}: {e}", w.index, w.node))
                 }
-                Err(e) => failures.push(format!("shard {} on {}: {e}", w.index, w.node)),
+                Err(e) => {
+                    shortfall.note_other();
+                    failures.push(format!("shard {} on {}: {e}", w.index, w.node))
+                }
             }
         }
         let segment = Segment {
@@ -308,6 +313,7 @@ impl Gateway {
                 written,
                 needed: quorum,
                 detail: failures.join("; "),
+                shortfall: shortfall.verdict(),
             });
         }
         if !failures.is_empty() {
