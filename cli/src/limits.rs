@@ -18,6 +18,8 @@ pub struct OpenFileLimit {
 /// of requests would fail writes (EMFILE) with headroom unused. Raising the
 /// hard limit needs privilege, so that is left to the service manager
 /// (LimitNOFILE); a failure here is logged, never fatal.
+// rlim_t is u64 on Linux but not on every Unix.
+#[allow(clippy::unnecessary_cast)]
 pub fn raise_open_file_limit() -> std::io::Result<OpenFileLimit> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -65,6 +67,7 @@ pub fn raise_open_file_limit_logged() {
     }
 }
 
+#[allow(clippy::unnecessary_cast)]
 fn show(limit: u64) -> String {
     if limit == libc::RLIM_INFINITY as u64 {
         "unlimited".into()

@@ -77,9 +77,10 @@ pub(crate) fn watch_fatal(
 /// Waits until `rx` reports a fatal state. Pending forever if the watcher
 /// ended without one (a requested shutdown).
 pub(crate) async fn wait_fatal(mut rx: watch::Receiver<Option<RaftFatal>>) -> RaftFatal {
-    match rx.wait_for(Option::is_some).await {
-        Ok(f) => f.clone().expect("checked by wait_for"),
-        Err(_) => std::future::pending().await,
+    let found = rx.wait_for(Option::is_some).await.map(|f| f.clone());
+    match found {
+        Ok(Some(f)) => f,
+        _ => std::future::pending().await,
     }
 }
 
