@@ -109,8 +109,17 @@ pub(crate) async fn ready(State(s): State<Arc<AppState>>) -> Response {
         (Some(f), _, _) => Some(format!(
             "{f}; committed data on disk is intact: restart this metad"
         )),
-        // Stopped, and the watch has not caught up (or it is a shutdown).
-        (None, Err(e), _) => Some(format!("the raft core stopped: {e}")),
+        (None, Err(openraft::error::Fatal::Stopped), _) => {
+            Some("the raft core is shutting down".to_string())
+        }
+        // Dead, and the watch has not caught up yet.
+        (None, Err(e), _) => Some(format!(
+            "{}; committed data on disk is intact: restart this metad",
+            RaftFatal {
+                id: s.id,
+                cause: e.to_string()
+            }
+        )),
         (None, Ok(()), None) => Some(
             "no raft leader is known (an election is under way, or too few voters are up for a quorum)"
                 .to_string(),
