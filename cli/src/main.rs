@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use weft_cli::admin_client::AdminClient;
 use weft_cli::config;
 use weft_cli::dev_cluster::{root_credentials, DevCluster, DevClusterConfig};
+use weft_cli::exit::{fatal_hint, RestartNeeded, EXIT_RESTART, STOP_AFTER_FATAL};
 use weft_gateway::admin::{BucketView, ClusterStatus, KeyView};
 
 #[derive(Parser)]
@@ -814,39 +815,6 @@ async fn run_dev(a: DevArgs) -> Result<()> {
             ))
             .into())
         }
-    }
-}
-
-/// A daemon stopped on a condition a restart cures: the process exits with
-/// [`EXIT_RESTART`] so a supervisor restarts it.
-#[derive(Debug)]
-struct RestartNeeded(String);
-
-impl std::fmt::Display for RestartNeeded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for RestartNeeded {}
-
-/// Exit status of a daemon that stopped so it can be restarted: EX_TEMPFAIL
-/// of sysexits.h ("temporary failure; retry"), distinct from 1 (bad
-/// configuration, failed start).
-const EXIT_RESTART: u8 = 75;
-
-/// How long a metad whose raft core died may take to close its server and
-/// files before the process exits anyway.
-const STOP_AFTER_FATAL: std::time::Duration = std::time::Duration::from_secs(20);
-
-/// What to do about a fatal cause the operator can fix.
-fn fatal_hint(cause: &str) -> &'static str {
-    if cause.contains("Too many open files") || cause.contains("os error 24") {
-        " It ran out of file descriptors: raise its open-file limit (LimitNOFILE) or reduce client connections."
-    } else if cause.contains("No space left") || cause.contains("os error 28") {
-        " Its disk is full: free space in the data directory before restarting."
-    } else {
-        ""
     }
 }
 

@@ -91,10 +91,14 @@ impl Proc {
         self.stderr.lock().unwrap().clone()
     }
 
-    /// Open descriptors of the process now.
-    fn fds(&self) -> usize {
+    /// Open descriptors of the process numbered below `limit`. Inherited
+    /// ones (a jobserver pipe of the test runner) may sit above it; they
+    /// take no slot the process could open a file in.
+    fn fds_below(&self, limit: usize) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
             .expect("list /proc/<pid>/fd")
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<usize>().ok())
+            .filter(|fd| *fd < limit)
             .count()
     }
 
@@ -104,18 +108,18 @@ impl Proc {
         let deadline = Instant::now() + DEADLINE;
         let mut held = Vec::new();
         loop {
-            let before = self.fds();
+            let before = self.fds_below(limit);
             if before >= limit {
                 return held;
             }
             held.push(TcpStream::connect(self.addr()).expect("connect"));
             // Accepted: one more descriptor (or the limit, by another path).
-            while self.fds() <= before {
+            while self.fds_below(limit) <= before {
                 assert!(
                     Instant::now() < deadline,
                     "the server did not accept connection {} ({} of {limit} descriptors)",
                     held.len(),
-                    self.fds()
+                    self.fds_below(limit)
                 );
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -252,13 +256,7 @@ fn daemons_raise_the_soft_open_file_limit_to_the_hard_one_and_log_both() {
         "--metad",
         "127.0.0.1:1",
     ];
-    let metad_args = [
-        "metad",
-        "--listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        &metad,
-    ];
+    let metad_args = ["metad", "--listen", "127.0.0.1:0", "--data-dir", &metad];
     for args in [&datad_args[..], &metad_args[..]] {
         let p = Proc::spawn(args, 256, 1024);
         let limits = std::fs::read_to_string(format!("/proc/{}/limits", p.pid())).unwrap();
@@ -296,7 +294,8 @@ fn datad_out_of_descriptors_answers_busy_and_recovers_when_they_are_released() {
         LIMIT as u64,
         LIMIT as u64,
     );
-    assert!(p.fds() < LIMIT - 8, "{} descriptors at start", p.fds());
+    let at_start = p.fds_below(LIMIT);
+    assert!(at_start < LIMIT - 8, "{at_start} descriptors at start");
 
     let mut conn = Conn::open(p.addr());
     let (status, _) = conn.request("GET", "/health", &[], b"").unwrap();
@@ -324,15 +323,26 @@ fn datad_out_of_descriptors_answers_busy_and_recovers_when_they_are_released() {
             break;
         }
         let err: weft_common::rpc::RpcErrorBody = serde_json::from_slice(&body).unwrap();
-        assert_eq!((status, err.code), (503, weft_common::rpc::RpcErrorCode::Busy));
+        assert_eq!(
+            (status, err.code),
+            (503, weft_common::rpc::RpcErrorCode::Busy)
+        );
         assert!(Instant::now() < deadline, "no recovery: {}", err.message);
         std::thread::sleep(Duration::from_millis(20));
     }
     let (status, got) = conn
-        .request("GET", &format!("{path}?offset=0&len={}", shard.len()), &[], b"")
+        .request(
+            "GET",
+            &format!("{path}?offset=0&len={}", shard.len()),
+            &[],
+            b"",
+        )
         .unwrap();
     assert_eq!(status, 200);
-    assert_eq!(got, shard, "the shard stored after recovery reads back whole");
+    assert_eq!(
+        got, shard,
+        "the shard stored after recovery reads back whole"
+    );
 }
 
 /// (a) A metad whose snapshot write fails with EMFILE loses its raft core
@@ -359,7 +369,8 @@ fn metad_whose_raft_core_dies_of_emfile_exits_75_saying_to_restart_it() {
         LIMIT as u64,
         LIMIT as u64,
     );
-    assert!(p.fds() < LIMIT - 8, "{} descriptors at start", p.fds());
+    let at_start = p.fds_below(LIMIT);
+    assert!(at_start < LIMIT - 8, "{at_start} descriptors at start");
 
     let mut conn = Conn::open(p.addr());
     let deadline = Instant::now() + DEADLINE;
@@ -428,4 +439,24 @@ fn metad_whose_raft_core_dies_of_emfile_exits_75_saying_to_restart_it() {
     ] {
         assert!(message.contains(needle), "{needle:?} not in {message:?}");
     }
+}
+
+/// `weft dev` exits when any of its metads goes fatal: the cluster reports
+/// which one (here voter 2 of 3, its raft core stopped unasked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_cluster_reports_which_metad_went_fatal() {
+    use weft_cli::dev_cluster::{DevCluster, DevClusterConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = DevClusterConfig::ephemeral(dir.path());
+    cfg.metad_voters = 3;
+    let cluster = DevCluster::start(cfg).await.expect("start cluster");
+    let fatal = cluster.metad_fatal();
+    cluster.metad_raft(1).unwrap().shutdown().await.unwrap();
+    let fatal = tokio::time::timeout(DEADLINE, fatal)
+        .await
+        .expect("metad_fatal resolves once a voter's raft core has stopped");
+    assert_eq!(fatal.id, 2, "{fatal}");
+    tokio::time::timeout(DEADLINE, cluster.shutdown())
+        .await
+        .expect("the cluster stops with a dead voter");
 }

@@ -220,6 +220,14 @@ async fn raft_snapshot(
 /// not propose (openraft 0.9 asserts on it).
 fn ensure_serving_leader(s: &AppState) -> Result<(), ApiError> {
     let m = s.raft.metrics().borrow().clone();
+    if let Err(e) = &m.running_state {
+        // Not "not leader": no leader will ever be named from here.
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            RpcErrorCode::Unavailable,
+            format!("the raft core of this metad has stopped ({e}); use another voter until it is restarted"),
+        ));
+    }
     let stepping_down = s.stepping_down.load(std::sync::atomic::Ordering::SeqCst);
     if !stepping_down && m.state == openraft::ServerState::Leader && m.current_leader == Some(s.id)
     {

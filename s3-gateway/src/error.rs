@@ -153,7 +153,13 @@ pub fn to_s3(e: GatewayError) -> S3Error {
         _ => "",
     };
     let mut err = S3Error::with_message(code, format!("{e}{advice}"));
-    if matches!(&e, GatewayError::WriteQuorum { shortfall: Shortfall::Full, .. }) {
+    if matches!(
+        &e,
+        GatewayError::WriteQuorum {
+            shortfall: Shortfall::Full,
+            ..
+        }
+    ) {
         // A custom code has no status of its own in s3s.
         err.set_status_code(http::StatusCode::INSUFFICIENT_STORAGE);
     }
@@ -237,7 +243,10 @@ mod tests {
         assert!(busy.message().unwrap().contains("retry with backoff"));
         let full = to_s3(quorum(Shortfall::Full));
         assert_eq!(full.code().as_str(), INSUFFICIENT_STORAGE);
-        assert_eq!(full.status_code(), Some(http::StatusCode::INSUFFICIENT_STORAGE));
+        assert_eq!(
+            full.status_code(),
+            Some(http::StatusCode::INSUFFICIENT_STORAGE)
+        );
         assert!(full.message().unwrap().contains("add capacity"));
         assert_eq!(
             *to_s3(quorum(Shortfall::Other)).code(),
@@ -256,7 +265,10 @@ mod tests {
         };
         assert_eq!(tally(&[Some(C::Busy), Some(C::Busy)]), Shortfall::Busy);
         assert_eq!(tally(&[Some(C::Busy), Some(C::DiskFull)]), Shortfall::Busy);
-        assert_eq!(tally(&[Some(C::DiskFull), Some(C::DiskFull)]), Shortfall::Full);
+        assert_eq!(
+            tally(&[Some(C::DiskFull), Some(C::DiskFull)]),
+            Shortfall::Full
+        );
         // An unreachable node or an internal error makes the cause unclear.
         assert_eq!(tally(&[Some(C::DiskFull), None]), Shortfall::Other);
         assert_eq!(tally(&[Some(C::Busy), Some(C::Internal)]), Shortfall::Other);
