@@ -373,6 +373,26 @@ impl DevCluster {
         Ok(i)
     }
 
+    /// Resolves when any metad running now reaches a fatal state (its raft
+    /// core stopped for good), with which one; pending while all run. `weft
+    /// dev` exits on it rather than serve 503s forever.
+    pub fn metad_fatal(
+        &self,
+    ) -> impl std::future::Future<Output = weft_metad::RaftFatal> + Send + 'static {
+        let watches: Vec<_> = self
+            .metad
+            .iter()
+            .flatten()
+            .map(|(h, _)| Box::pin(h.fatal()))
+            .collect();
+        async move {
+            if watches.is_empty() {
+                return std::future::pending().await;
+            }
+            futures::future::select_all(watches).await.0
+        }
+    }
+
     /// Raft handle of voter `i`, if running.
     pub fn metad_raft(&self, i: usize) -> Option<&weft_metad::Raft> {
         self.metad[i].as_ref().map(|(h, _)| h.raft())

@@ -9,3 +9,5 @@ pub mod bench;
 pub mod bench_repair;
 pub mod config;
 pub mod dev_cluster;
+pub mod exit;
+pub mod limits;

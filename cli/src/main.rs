@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use weft_cli::admin_client::AdminClient;
 use weft_cli::config;
 use weft_cli::dev_cluster::{root_credentials, DevCluster, DevClusterConfig};
+use weft_cli::exit::{fatal_hint, RestartNeeded, EXIT_RESTART, STOP_AFTER_FATAL};
 use weft_gateway::admin::{BucketView, ClusterStatus, KeyView};
 
 #[derive(Parser)]
@@ -757,6 +758,7 @@ async fn run_dev(a: DevArgs) -> Result<()> {
     cfg.region = a.region;
     cfg.tls = a.tls;
     cfg.credentials = Some(root_credentials(&a.data)?);
+    weft_cli::limits::raise_open_file_limit_logged();
     let cluster = DevCluster::start(cfg).await?;
     let c = cluster.credentials();
     println!(
@@ -795,13 +797,29 @@ async fn run_dev(a: DevArgs) -> Result<()> {
     );
     println!();
     println!("Press Ctrl-C to stop.");
-    shutdown_signal().await;
-    println!("stopping…");
-    cluster.shutdown().await;
-    Ok(())
+    tokio::select! {
+        _ = shutdown_signal() => {
+            println!("stopping…");
+            cluster.shutdown().await;
+            Ok(())
+        }
+        fatal = cluster.metad_fatal() => {
+            eprintln!("metad {} of the dev cluster can no longer serve; stopping everything", fatal.id);
+            if tokio::time::timeout(STOP_AFTER_FATAL, cluster.shutdown()).await.is_err() {
+                tracing::warn!("the dev cluster did not stop within {STOP_AFTER_FATAL:?}; exiting anyway");
+            }
+            Err(RestartNeeded(format!(
+                "{fatal}. Committed data in {} is intact; run `weft dev` again to restart from it.{}",
+                a.data.display(),
+                fatal_hint(&fatal.cause)
+            ))
+            .into())
+        }
+    }
 }
 
 async fn run_daemon(kind: &str, a: DaemonArgs) -> Result<()> {
+    weft_cli::limits::raise_open_file_limit_logged();
     let cancel = CancellationToken::new();
     let path = a.config.as_deref();
     match kind {
@@ -819,11 +837,29 @@ async fn run_daemon(kind: &str, a: DaemonArgs) -> Result<()> {
             if a.advertise.is_some() {
                 cfg.advertise = a.advertise;
             }
+            let data_dir = cfg.data_dir.clone();
             let h = weft_metad::start(cfg, cancel.clone()).await?;
             println!("metad listening on {}", h.addr());
-            shutdown_signal().await;
-            cancel.cancel();
-            h.stopped().await;
+            tokio::select! {
+                _ = shutdown_signal() => {
+                    cancel.cancel();
+                    h.stopped().await;
+                }
+                fatal = h.fatal() => {
+                    cancel.cancel();
+                    if tokio::time::timeout(STOP_AFTER_FATAL, h.stopped()).await.is_err() {
+                        tracing::warn!("metad did not stop within {STOP_AFTER_FATAL:?}; exiting anyway");
+                    }
+                    return Err(RestartNeeded(format!(
+                        "{fatal}. Committed metadata in {} is intact (the raft log is fsynced at every commit); \
+                         restart this metad (a supervisor such as systemd with Restart=on-failure does) and it recovers \
+                         from its log and snapshot.{}",
+                        data_dir.display(),
+                        fatal_hint(&fatal.cause)
+                    ))
+                    .into());
+                }
+            }
         }
         "datad" => {
             let mut cfg: weft_datad::node::DatadConfig = config::load(path)?;
@@ -932,7 +968,11 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            if e.downcast_ref::<RestartNeeded>().is_some() {
+                std::process::ExitCode::from(EXIT_RESTART)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }

@@ -72,6 +72,11 @@ impl FsError {
     pub fn is_disk_full(&self) -> bool {
         is_disk_full(&self.source)
     }
+
+    /// Whether the process (or the system) ran out of file descriptors.
+    pub fn is_out_of_descriptors(&self) -> bool {
+        is_out_of_descriptors(&self.source)
+    }
 }
 
 /// Whether an I/O error means the disk (or a quota) is full.
@@ -80,6 +85,14 @@ pub fn is_disk_full(error: &io::Error) -> bool {
         error.kind(),
         io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
     )
+}
+
+/// Whether an I/O error means no file descriptor was free (EMFILE for the
+/// process, ENFILE for the whole system). Like a full disk this passes once
+/// descriptors are released, so callers answer "busy, retry" rather than
+/// treating it as a broken store.
+pub fn is_out_of_descriptors(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
 /// Who may read a new file. Set when the temp file is created, so a secret
@@ -459,6 +472,18 @@ mod tests {
         assert!(err.is_disk_full(), "{err}");
         assert_eq!(fs::read(&target).unwrap(), b"old");
         assert_eq!(names(dir.path()), vec!["x"], "no temp file is left");
+    }
+
+    #[test]
+    fn descriptor_exhaustion_and_full_disk_are_told_apart() {
+        let emfile = io::Error::from_raw_os_error(libc::EMFILE);
+        let enfile = io::Error::from_raw_os_error(libc::ENFILE);
+        let enospc = io::Error::from_raw_os_error(libc::ENOSPC);
+        assert!(is_out_of_descriptors(&emfile) && !is_disk_full(&emfile));
+        assert!(is_out_of_descriptors(&enfile) && !is_disk_full(&enfile));
+        assert!(is_disk_full(&enospc) && !is_out_of_descriptors(&enospc));
+        let e = FsError::new("create temp file", Path::new("/x"), emfile);
+        assert!(e.is_out_of_descriptors());
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub enum RpcErrorCode {
     Corrupt,
     /// The node has no room.
     DiskFull,
+    /// The node is out of a resource that frees itself (file descriptors):
+    /// nothing is wrong with the data; retry shortly, here or elsewhere.
+    Busy,
     /// The command was proposed but its fate is unknown (raft failed or
     /// leadership was lost after the proposal; it may still commit). Retry
     /// only an idempotent request (see the metad client's retry contract).

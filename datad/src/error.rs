@@ -87,6 +87,10 @@ pub enum ShardError {
     /// The disk or a quota is full.
     #[error("disk full")]
     DiskFull(#[source] FsError),
+    /// No file descriptor was free (EMFILE/ENFILE): a passing overload, not
+    /// a broken store; the request may be retried once some are released.
+    #[error("out of file descriptors")]
+    Busy(#[source] FsError),
     /// Any other file-system failure.
     #[error("shard store i/o")]
     Io(#[source] FsError),
@@ -96,10 +100,13 @@ pub enum ShardError {
 }
 
 impl ShardError {
-    /// Classifies a file-system error: disk full or other.
+    /// Classifies a file-system error: disk full, out of descriptors, or
+    /// other.
     pub fn from_fs(error: FsError) -> Self {
         if error.is_disk_full() {
             ShardError::DiskFull(error)
+        } else if error.is_out_of_descriptors() {
+            ShardError::Busy(error)
         } else {
             ShardError::Io(error)
         }

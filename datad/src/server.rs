@@ -19,6 +19,7 @@
 //! | `NotFound` | 404 | no such shard |
 //! | `Corrupt` | 409 | the header or a block of the range failed verification; `damage` names the bad blocks |
 //! | `DiskFull` | 507 | the PUT would exceed capacity, or the disk is full |
+//! | `Busy` | 503 | out of file descriptors (EMFILE/ENFILE); retry shortly |
 //! | `Internal` | 500 | other I/O failure |
 //!
 //! A refused PUT reads and drops the rest of its body (up to
@@ -228,15 +229,21 @@ impl From<ShardError> for ApiError {
             ShardError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, C::BadRequest),
             ShardError::OutOfRange { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, C::BadRequest),
             ShardError::DiskFull(_) => (StatusCode::INSUFFICIENT_STORAGE, C::DiskFull),
+            ShardError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, C::Busy),
             ShardError::Io(_) | ShardError::Task(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, C::Internal)
             }
         };
-        let message = chain(&error);
+        let mut message = chain(&error);
+        if code == C::Busy {
+            message.push_str(
+                "; this datad is out of file descriptors: retry shortly, and raise its open-file limit (LimitNOFILE) if this persists",
+            );
+        }
         match code {
             // Handled here: a human should look.
             C::Internal => tracing::error!(error = %message, "shard request failed"),
-            C::DiskFull => tracing::warn!(error = %message, "shard request failed"),
+            C::DiskFull | C::Busy => tracing::warn!(error = %message, "shard request failed"),
             _ => tracing::debug!(error = %message, "shard request failed"),
         }
         ApiError {

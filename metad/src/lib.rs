@@ -9,7 +9,8 @@
 //!
 //! Module map: [`raft_log`] (durable log, redb), [`state_machine`] (apply,
 //! queries, snapshots, redb), [`network`] (raft RPC client over HTTP),
-//! [`server`] (HTTP endpoints), [`liveness`] (heartbeats → node states),
+//! [`server`] (HTTP endpoints), [`health`] (readiness, fatal raft
+//! errors), [`liveness`] (heartbeats → node states),
 //! [`client`] (what gateways, datad and the CLI use to talk to metad).
 
 // openraft's StorageError is large and its traits require returning it.
@@ -23,6 +24,7 @@ pub mod durability;
 pub mod envelope;
 pub mod error;
 pub mod group_commit;
+pub mod health;
 pub mod liveness;
 #[cfg(test)]
 mod migration_tests;
@@ -51,6 +53,7 @@ pub type Raft = openraft::Raft<TypeConfig>;
 /// Raft node id (distinct from data-node ids).
 pub type RaftNodeId = u64;
 
+pub use health::RaftFatal;
 pub use node::{start, MetadConfig, MetadError, MetadHandle};
 pub use weft_common::metad_client::{MetadClient, MetadClientError};
 

@@ -131,6 +131,7 @@ pub struct MetadHandle {
     raft: Raft,
     sm: StateMachine,
     server: JoinHandle<()>,
+    fatal: tokio::sync::watch::Receiver<Option<crate::RaftFatal>>,
 }
 
 impl MetadHandle {
@@ -142,6 +143,21 @@ impl MetadHandle {
     /// The raft handle (for status and tests).
     pub fn raft(&self) -> &Raft {
         &self.raft
+    }
+
+    /// Resolves once the raft core has stopped for good (a storage error
+    /// such as EMFILE writing a snapshot, or a panic); pending otherwise,
+    /// also after a requested shutdown. From then on this metad answers
+    /// every command with 503 and `/health/ready` with 503: its owner should
+    /// stop it ([`MetadHandle::stopped`]) and start it again, or exit so a
+    /// supervisor does.
+    pub fn fatal(&self) -> impl std::future::Future<Output = crate::RaftFatal> + Send + 'static {
+        crate::health::wait_fatal(self.fatal.clone())
+    }
+
+    /// The fatal state, if the raft core has stopped for good.
+    pub fn fatal_now(&self) -> Option<crate::RaftFatal> {
+        self.fatal.borrow().clone()
     }
 
     /// Waits until some voter is leader, up to `timeout`.
@@ -263,6 +279,7 @@ pub async fn start(cfg: MetadConfig, cancel: CancellationToken) -> Result<MetadH
         tracing::info!(id = cfg.id, %advertise, "initialized a new metadata group");
     }
 
+    let fatal = crate::health::watch_fatal(cfg.id, raft.clone(), cancel.clone());
     let state = Arc::new(AppState {
         id: cfg.id,
         raft: raft.clone(),
@@ -279,6 +296,7 @@ pub async fn start(cfg: MetadConfig, cancel: CancellationToken) -> Result<MetadH
         metrics: Metrics::default(),
         writes: crate::group_commit::GroupCommit::start(raft.clone()),
         stepping_down: Default::default(),
+        fatal: fatal.clone(),
     });
     tokio::spawn(crate::server::planner_loop(state.clone(), cancel.clone()));
     tokio::spawn(crate::server::leadership_watch(
@@ -305,5 +323,6 @@ pub async fn start(cfg: MetadConfig, cancel: CancellationToken) -> Result<MetadH
         raft,
         sm,
         server,
+        fatal,
     })
 }

@@ -1,6 +1,6 @@
 //! metad's HTTP endpoints: raft RPC (`/raft/*`), the metadata API
-//! (`/v1/command`, `/v1/query`, `/v1/heartbeat`, `/v1/init`), `/health` and
-//! `/metrics`.
+//! (`/v1/command`, `/v1/query`, `/v1/heartbeat`, `/v1/init`), `/health`
+//! (liveness), `/health/ready` (see [`crate::health`]) and `/metrics`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -118,6 +118,8 @@ pub struct AppState {
     /// Set while this leader steps down: it proposes nothing, so followers'
     /// election timers run out.
     pub stepping_down: std::sync::atomic::AtomicBool,
+    /// Set once the raft core has stopped for good.
+    pub fatal: tokio::sync::watch::Receiver<Option<crate::RaftFatal>>,
 }
 
 /// An error response with an [`RpcErrorBody`].
@@ -180,6 +182,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/members/remove", post(remove_member))
         .route("/v1/leader/step-down", post(leader_step_down))
         .route("/health", get(|| async { "ok" }))
+        .route("/health/ready", get(crate::health::ready))
         .route("/metrics", get(metrics))
         .layer(axum::extract::DefaultBodyLimit::max(API_BODY_BYTES_MAX));
     raft.merge(api).with_state(state)
@@ -217,6 +220,14 @@ async fn raft_snapshot(
 /// not propose (openraft 0.9 asserts on it).
 fn ensure_serving_leader(s: &AppState) -> Result<(), ApiError> {
     let m = s.raft.metrics().borrow().clone();
+    if let Err(e) = &m.running_state {
+        // Not "not leader": no leader will ever be named from here.
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            RpcErrorCode::Unavailable,
+            format!("the raft core of this metad has stopped ({e}); use another voter until it is restarted"),
+        ));
+    }
     let stepping_down = s.stepping_down.load(std::sync::atomic::Ordering::SeqCst);
     if !stepping_down && m.state == openraft::ServerState::Leader && m.current_leader == Some(s.id)
     {

@@ -24,6 +24,8 @@ pub enum GatewayError {
         needed: usize,
         /// Why the others failed.
         detail: String,
+        /// What the failures had in common, which decides the S3 answer.
+        shortfall: Shortfall,
     },
     /// Fewer than k shards of a stripe could be read.
     #[error("read segment {segment}: {detail}")]
@@ -53,6 +55,63 @@ pub enum GatewayError {
     Internal(String),
 }
 
+/// Why a write lost the shards that cost it its quorum, as far as it changes
+/// what the client should do next.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Shortfall {
+    /// Mixed or other causes (unreachable nodes, failed requests).
+    #[default]
+    Other,
+    /// The data nodes were out of file descriptors (some may also have been
+    /// full): a passing overload, so the client should back off and retry.
+    Busy,
+    /// Every failed data node was out of space: retrying will not help
+    /// until space is freed or added.
+    Full,
+}
+
+/// Counts the causes of a write's failed shards, for [`Shortfall`].
+#[derive(Debug, Default)]
+pub struct ShortfallTally {
+    busy: usize,
+    full: usize,
+    other: usize,
+}
+
+impl ShortfallTally {
+    /// Counts one shard's failure.
+    pub fn note(&mut self, e: &weft_datad::client::DatadClientError) {
+        use weft_common::rpc::RpcErrorCode;
+        match e {
+            weft_datad::client::DatadClientError::Failed {
+                code: Some(RpcErrorCode::Busy),
+                ..
+            }
+            | weft_datad::client::DatadClientError::Busy { .. } => self.busy += 1,
+            weft_datad::client::DatadClientError::Failed {
+                code: Some(RpcErrorCode::DiskFull),
+                ..
+            } => self.full += 1,
+            _ => self.other += 1,
+        }
+    }
+
+    /// Counts a shard lost for a reason with no datad answer (a stalled or
+    /// failed writer task).
+    pub fn note_other(&mut self) {
+        self.other += 1;
+    }
+
+    /// The verdict: a single clear cause, or `Other`.
+    pub fn verdict(&self) -> Shortfall {
+        match (self.busy, self.full, self.other) {
+            (0, 0, _) | (_, _, 1..) => Shortfall::Other,
+            (0, _, 0) => Shortfall::Full,
+            _ => Shortfall::Busy,
+        }
+    }
+}
+
 /// Maps a gateway error to what the S3 client sees. One function, so every
 /// path answers the same way; see the tests below for each mapping.
 pub fn to_s3(e: GatewayError) -> S3Error {
@@ -63,6 +122,14 @@ pub fn to_s3(e: GatewayError) -> S3Error {
             | weft_metad::MetadClientError::OutcomeUnknown { .. },
         ) => S3ErrorCode::ServiceUnavailable,
         GatewayError::Metad(_) => S3ErrorCode::InternalError,
+        GatewayError::WriteQuorum {
+            shortfall: Shortfall::Busy,
+            ..
+        } => S3ErrorCode::SlowDown,
+        GatewayError::WriteQuorum {
+            shortfall: Shortfall::Full,
+            ..
+        } => S3ErrorCode::Custom(INSUFFICIENT_STORAGE.into()),
         GatewayError::Placement(_)
         | GatewayError::WriteQuorum { .. }
         | GatewayError::Unreadable { .. } => S3ErrorCode::ServiceUnavailable,
@@ -75,8 +142,34 @@ pub fn to_s3(e: GatewayError) -> S3Error {
         S3ErrorCode::InternalError => tracing::error!(error = %e, "request failed"),
         _ => tracing::warn!(error = %e, "request failed"),
     }
-    S3Error::with_message(code, e.to_string())
+    let advice = match &e {
+        GatewayError::WriteQuorum {
+            shortfall: Shortfall::Busy,
+            ..
+        } => "; the data nodes are out of file descriptors: slow down and retry with backoff",
+        GatewayError::WriteQuorum {
+            shortfall: Shortfall::Full,
+            ..
+        } => "; the data nodes are out of space: delete objects or add capacity, then retry",
+        _ => "",
+    };
+    let mut err = S3Error::with_message(code, format!("{e}{advice}"));
+    if matches!(
+        &e,
+        GatewayError::WriteQuorum {
+            shortfall: Shortfall::Full,
+            ..
+        }
+    ) {
+        // A custom code has no status of its own in s3s.
+        err.set_status_code(http::StatusCode::INSUFFICIENT_STORAGE);
+    }
+    err
 }
+
+/// The S3 error code of a write the data nodes had no room for: not an AWS
+/// code (AWS never runs out of space), but MinIO's, after WebDAV's 507.
+pub const INSUFFICIENT_STORAGE: &str = "InsufficientStorage";
 
 #[cfg(test)]
 mod tests {
@@ -121,5 +214,65 @@ mod tests {
             *to_s3(GatewayError::Internal("bug".into())).code(),
             S3ErrorCode::InternalError
         );
+    }
+
+    fn failed(code: weft_common::rpc::RpcErrorCode) -> weft_datad::client::DatadClientError {
+        weft_datad::client::DatadClientError::Failed {
+            op: "put shard",
+            addr: "127.0.0.1:1".into(),
+            status: 503,
+            code: Some(code),
+            message: "x".into(),
+        }
+    }
+
+    fn quorum(shortfall: Shortfall) -> GatewayError {
+        GatewayError::WriteQuorum {
+            segment: SegmentId(1),
+            written: 3,
+            needed: 5,
+            detail: "x".into(),
+            shortfall,
+        }
+    }
+
+    #[test]
+    fn a_write_short_of_descriptors_is_slow_down_and_one_short_of_space_is_507() {
+        use weft_common::rpc::RpcErrorCode as C;
+        let busy = to_s3(quorum(Shortfall::Busy));
+        assert_eq!(*busy.code(), S3ErrorCode::SlowDown);
+        assert!(busy.message().unwrap().contains("retry with backoff"));
+        let full = to_s3(quorum(Shortfall::Full));
+        assert_eq!(full.code().as_str(), INSUFFICIENT_STORAGE);
+        assert_eq!(
+            full.status_code(),
+            Some(http::StatusCode::INSUFFICIENT_STORAGE)
+        );
+        assert!(full.message().unwrap().contains("add capacity"));
+        assert_eq!(
+            *to_s3(quorum(Shortfall::Other)).code(),
+            S3ErrorCode::ServiceUnavailable
+        );
+
+        let tally = |codes: &[Option<C>]| {
+            let mut t = ShortfallTally::default();
+            for c in codes {
+                match c {
+                    Some(c) => t.note(&failed(*c)),
+                    None => t.note_other(),
+                }
+            }
+            t.verdict()
+        };
+        assert_eq!(tally(&[Some(C::Busy), Some(C::Busy)]), Shortfall::Busy);
+        assert_eq!(tally(&[Some(C::Busy), Some(C::DiskFull)]), Shortfall::Busy);
+        assert_eq!(
+            tally(&[Some(C::DiskFull), Some(C::DiskFull)]),
+            Shortfall::Full
+        );
+        // An unreachable node or an internal error makes the cause unclear.
+        assert_eq!(tally(&[Some(C::DiskFull), None]), Shortfall::Other);
+        assert_eq!(tally(&[Some(C::Busy), Some(C::Internal)]), Shortfall::Other);
+        assert_eq!(tally(&[]), Shortfall::Other);
     }
 }

@@ -145,6 +145,35 @@ fn request_id() -> String {
     format!("{:016X}", rand::random::<u64>())
 }
 
+/// Pause after an `accept` error; returns true if `cancel` fired meanwhile.
+///
+/// A peer that gave up before being accepted costs nothing. Anything else,
+/// above all EMFILE/ENFILE (out of file descriptors), clears only when
+/// connections or files are closed, so the loop waits a second (as
+/// `axum::serve` does) instead of spinning and flooding the log, and keeps
+/// serving the connections it has.
+async fn accept_backoff(e: &std::io::Error, cancel: &CancellationToken) -> bool {
+    use std::io::ErrorKind as K;
+    if matches!(
+        e.kind(),
+        K::ConnectionAborted | K::ConnectionReset | K::ConnectionRefused
+    ) {
+        return false;
+    }
+    if weft_common::durable_file::is_out_of_descriptors(e) {
+        tracing::error!(error = %e, "cannot accept S3 connections: out of file descriptors; retrying in 1s (raise the open-file limit, LimitNOFILE, if this persists)");
+    } else {
+        tracing::error!(error = %e, "accept failed; retrying in 1s");
+    }
+    tokio::select! {
+        _ = cancel.cancelled() => true,
+        _ = tokio::time::sleep(ACCEPT_BACKOFF) => false,
+    }
+}
+
+/// How long the S3 accept loop waits after a resource error.
+const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
 /// Serves S3 on `listener` until `cancel` fires. Each request gets an id,
 /// returned as `x-amz-request-id` and attached to every log line of the
 /// request through a tracing span.
@@ -161,8 +190,9 @@ pub async fn serve(
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    if accept_backoff(&e, &cancel).await {
+                        return;
+                    }
                     continue;
                 }
             },

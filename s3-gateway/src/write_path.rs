@@ -291,7 +291,7 @@ impl Gateway {
         for w in &mut writers {
             w.tx = None;
         }
-        let (shards, failures) = self.collect_shards(tasks, width, quorum).await;
+        let (shards, failures, shortfall) = self.collect_shards(tasks, width, quorum).await;
         let segment = Segment {
             id,
             offset,
@@ -308,6 +308,7 @@ impl Gateway {
                 written,
                 needed: quorum,
                 detail: failures.join("; "),
+                shortfall: shortfall.verdict(),
             });
         }
         if !failures.is_empty() {
@@ -329,9 +330,14 @@ impl Gateway {
         mut tasks: JoinSet<ShardOutcome>,
         width: usize,
         quorum: usize,
-    ) -> (Vec<Option<weft_common::NodeId>>, Vec<String>) {
+    ) -> (
+        Vec<Option<weft_common::NodeId>>,
+        Vec<String>,
+        crate::error::ShortfallTally,
+    ) {
         let mut shards = vec![None; width];
         let mut failures = Vec::new();
+        let mut shortfall = crate::error::ShortfallTally::default();
         let mut durable = 0usize;
         let mut grace_ends: Option<tokio::time::Instant> = None;
         loop {
@@ -349,13 +355,17 @@ impl Gateway {
                     durable += 1;
                 }
                 Ok((index, node, Err(e))) => {
+                    shortfall.note(&e);
                     if matches!(e, weft_datad::client::DatadClientError::Unreachable { .. }) {
                         self.cluster.mark_unreachable(node);
                     }
                     failures.push(format!("shard {index} on {node}: {e}"));
                 }
                 // Aborted by a stalled send, or panicked.
-                Err(e) => failures.push(format!("a shard write ended: {e}")),
+                Err(e) => {
+                    shortfall.note_other();
+                    failures.push(format!("a shard write ended: {e}"));
+                }
             }
             if durable >= quorum && grace_ends.is_none() && !tasks.is_empty() {
                 grace_ends = Some(tokio::time::Instant::now() + self.straggler_grace);
@@ -363,6 +373,9 @@ impl Gateway {
         }
         if !tasks.is_empty() {
             let n = tasks.len();
+            for _ in 0..n {
+                shortfall.note_other();
+            }
             tasks.abort_all();
             self.metrics.put_stragglers.inc_by(n as u64);
             failures.push(format!(
@@ -370,7 +383,7 @@ impl Gateway {
                 self.straggler_grace
             ));
         }
-        (shards, failures)
+        (shards, failures, shortfall)
     }
 }
 
