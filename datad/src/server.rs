@@ -17,7 +17,7 @@
 //! | `BadRequest` | 416 | range outside the shard |
 //! | `NotFound` | 404 | no such shard |
 //! | `Corrupt` | 409 | the header or a block of the range failed verification; `damage` names the bad blocks |
-//! | `DiskFull` | 507 | the PUT would exceed capacity, or the disk is full |
+//! | `DiskFull` | 507 | the node is full (past `full_ratio`, see [`crate::space`]), the PUT would exceed capacity, or the disk is full |
 //! | `Internal` | 500 | other I/O failure |
 //!
 //! A refused PUT reads and drops the rest of its body (up to
@@ -38,6 +38,7 @@ use crate::error::chain;
 use crate::error::ShardError;
 use crate::shard_file::ShardHeader;
 use crate::shard_store::{ShardStore, GET_VERIFIED_MAX};
+use crate::space::SpaceMonitor;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -68,9 +69,10 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn new(work: &crate::work_metrics::WorkMetrics) -> Metrics {
+    fn new(work: &crate::work_metrics::WorkMetrics, space: &SpaceMonitor) -> Metrics {
         let mut registry = Registry::default();
         work.register(&mut registry);
+        space.register(&mut registry);
         let put_bytes = Counter::default();
         let get_bytes = Counter::default();
         let corrupt_blocks = Counter::default();
@@ -105,25 +107,21 @@ impl Metrics {
 struct AppState {
     store: Arc<ShardStore>,
     metrics: Arc<Metrics>,
-    capacity_bytes: u64,
+    space: Arc<SpaceMonitor>,
 }
 
-/// The router of a datad. PUTs that would take the store's usage above
-/// `capacity_bytes` are refused with 507.
-pub fn router(store: Arc<ShardStore>, capacity_bytes: u64) -> Router {
-    router_with_metrics(store, capacity_bytes, &Default::default())
-}
-
-/// [`router`], also exporting the background jobs' counters.
+/// The router of a datad. `space` admits PUTs: while the node is full, or
+/// when a shard would take it past `capacity_bytes`, they are refused with
+/// 507. Exports the background jobs' counters too.
 pub fn router_with_metrics(
     store: Arc<ShardStore>,
-    capacity_bytes: u64,
+    space: Arc<SpaceMonitor>,
     work: &crate::work_metrics::WorkMetrics,
 ) -> Router {
     let state = AppState {
         store,
-        metrics: Arc::new(Metrics::new(work)),
-        capacity_bytes,
+        metrics: Arc::new(Metrics::new(work, &space)),
+        space,
     };
     Router::new()
         .route(
@@ -252,20 +250,12 @@ async fn put_shard(
     let mut body = body.into_data_stream();
     let result = async {
         let file_len = ShardHeader::new(segment, index, len).file_len();
-        let used = state.store.used_bytes();
-        if used.saturating_add(file_len) > state.capacity_bytes {
-            tracing::warn!(
-                used,
-                capacity = state.capacity_bytes,
-                "refused shard: node full"
-            );
+        if let Err(message) = state.space.admit(file_len) {
+            tracing::warn!(error = %message, "refused shard");
             return Err(ApiError {
                 status: StatusCode::INSUFFICIENT_STORAGE,
                 code: RpcErrorCode::DiskFull,
-                message: format!(
-                    "node full: {used} of {} bytes used, shard needs {file_len}",
-                    state.capacity_bytes
-                ),
+                message,
                 damage: None,
             });
         }
