@@ -10,6 +10,7 @@
 //! Module map: [`raft_log`] (durable log, redb), [`state_machine`] (apply,
 //! queries, snapshots, redb), [`network`] (raft RPC client over HTTP),
 //! [`server`] (HTTP endpoints), [`liveness`] (heartbeats → node states),
+//! [`space`] (the disk reserve and space-low mode),
 //! [`client`] (what gateways, datad and the CLI use to talk to metad).
 
 // openraft's StorageError is large and its traits require returning it.
@@ -32,6 +33,7 @@ pub mod raft_log;
 mod requests;
 mod segment_index;
 pub mod server;
+pub mod space;
 pub mod state_machine;
 mod tables;
 pub(crate) mod versioning;
@@ -51,7 +53,7 @@ pub type Raft = openraft::Raft<TypeConfig>;
 /// Raft node id (distinct from data-node ids).
 pub type RaftNodeId = u64;
 
-pub use node::{start, MetadConfig, MetadError, MetadHandle};
+pub use node::{start, start_with_fs, MetadConfig, MetadError, MetadHandle};
 pub use weft_common::metad_client::{MetadClient, MetadClientError};
 
 /// Allow [`Cursor`] in the macro expansion without an unused-import lint when
