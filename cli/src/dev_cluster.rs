@@ -50,6 +50,9 @@ pub struct DevClusterConfig {
     pub credentials: Option<Credentials>,
     /// Capacity each data node reports.
     pub datad_capacity_bytes: u64,
+    /// Capacity of particular data nodes (by index), instead of
+    /// `datad_capacity_bytes`: tests fill one node without filling all.
+    pub datad_capacity_of: std::collections::BTreeMap<usize, u64>,
     /// Gateway's delay before deleting replaced shards.
     pub delete_delay_ms: u64,
     /// metad settings applied to every voter (id, listen, data_dir and
@@ -79,6 +82,7 @@ impl DevClusterConfig {
             region: "us-east-1".into(),
             credentials: None,
             datad_capacity_bytes: 100 << 30,
+            datad_capacity_of: Default::default(),
             delete_delay_ms: 10_000,
             metad: MetadConfig::default(),
             tls: false,
@@ -400,7 +404,12 @@ impl DevCluster {
             listen: self.datad_addrs[i].unwrap_or_else(|| "127.0.0.1:0".parse().expect("literal")),
             advertise: None,
             data_dir: self.datad_dir(i),
-            capacity_bytes: self.cfg.datad_capacity_bytes,
+            capacity_bytes: self
+                .cfg
+                .datad_capacity_of
+                .get(&i)
+                .copied()
+                .unwrap_or(self.cfg.datad_capacity_bytes),
             metad: self.metad_addrs(),
             ..self.cfg.datad.clone()
         };
@@ -523,6 +532,14 @@ impl DevCluster {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Space state of data node `node` in the first gateway's cluster map.
+    pub fn gateway_node_space(&self, node: u64) -> Option<weft_common::space::SpaceState> {
+        self.gateways
+            .first()
+            .and_then(|g| g.as_ref())
+            .and_then(|(g, _)| g.node_space(weft_common::NodeId(node)))
     }
 
     /// `http://host:port` of the S3 endpoint.
