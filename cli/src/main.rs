@@ -740,7 +740,11 @@ async fn run_cluster(cmd: ClusterCmd, a: AdminArgs) -> Result<()> {
                     n.state_name(),
                     human_bytes(n.info.capacity_bytes),
                     human_bytes(n.used_bytes),
-                    format!("{} {}%", n.space.state.name(), n.space.fullness_ppm / 10_000),
+                    format!(
+                        "{} {}%",
+                        n.space.state.name(),
+                        n.space.fullness_ppm / 10_000
+                    ),
                     n.last_heartbeat_ms_ago
                         .map(|ms| format!("{ms}ms ago"))
                         .unwrap_or_else(|| "never".into())

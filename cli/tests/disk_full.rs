@@ -145,7 +145,10 @@ async fn a_full_node_is_skipped_and_used_again_once_deletes_free_it() {
             .await;
         let on = holders(&metad, "fill", &key).await;
         assert_eq!(on.len(), 3, "{key} on {on:?}");
-        assert!(!on.contains(&NodeId(1)), "{key} was placed on the full node: {on:?}");
+        assert!(
+            !on.contains(&NodeId(1)),
+            "{key} was placed on the full node: {on:?}"
+        );
         keys.push(key);
     }
     assert_eq!(store.used_bytes(), used, "the full node took no shard");
@@ -176,7 +179,10 @@ async fn a_full_node_is_skipped_and_used_again_once_deletes_free_it() {
             break;
         }
     }
-    assert!(landed, "no new object was placed on node 1 after it was freed");
+    assert!(
+        landed,
+        "no new object was placed on node 1 after it was freed"
+    );
     assert!(store.used_bytes() > 0);
     tc.shutdown().await;
 }
@@ -256,7 +262,10 @@ async fn metad_low_on_disk_refuses_new_data_but_deletes_and_admin_work() {
         &c.credentials().access_key,
         &c.credentials().secret_key,
     );
-    assert!(metad_dir.join("space-reserve").exists(), "reserve made at start");
+    assert!(
+        metad_dir.join("space-reserve").exists(),
+        "reserve made at start"
+    );
     assert_eq!(s3.mb("b").await.status, 200);
     s3.must_put("b", "old", data(1, 100_000)).await;
     assert!(!metad_space_low(&admin).await);
@@ -277,10 +286,16 @@ async fn metad_low_on_disk_refuses_new_data_but_deletes_and_admin_work() {
     }
     let t0 = Instant::now();
     while !metad_space_low(&admin).await {
-        assert!(t0.elapsed() < DEADLINE, "metad never entered space-low mode");
+        assert!(
+            t0.elapsed() < DEADLINE,
+            "metad never entered space-low mode"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(!metad_dir.join("space-reserve").exists(), "reserve released");
+    assert!(
+        !metad_dir.join("space-reserve").exists(),
+        "reserve released"
+    );
 
     // New data is refused with 507 InsufficientStorage...
     let r = s3.put("b", "new", data(2, 100_000)).await;

@@ -259,9 +259,15 @@ mod tests {
                 full: vec![NodeId(2), NodeId(3)],
             }
         );
-        assert!(err.to_string().contains("data nodes 2, 3 are full"), "{err}");
+        assert!(
+            err.to_string().contains("data nodes n2, n3 are full"),
+            "{err}"
+        );
         // Enough room without them: the write goes ahead, shorter.
-        assert_eq!(place(SegmentId(3), 3, 1, true, &small).unwrap(), vec![NodeId(1)]);
+        assert_eq!(
+            place(SegmentId(3), 3, 1, true, &small).unwrap(),
+            vec![NodeId(1)]
+        );
     }
 
     #[test]
@@ -270,8 +276,14 @@ mod tests {
         c[0].space = SpaceState::Nearfull;
         let mut hits = std::collections::HashMap::<NodeId, usize>::new();
         for seg in 0..4000u128 {
-            let n = place(SegmentId(seg.wrapping_mul(0x9e37_79b9_7f4a_7c15)), 1, 1, false, &c)
-                .unwrap()[0];
+            let n = place(
+                SegmentId(seg.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                1,
+                1,
+                false,
+                &c,
+            )
+            .unwrap()[0];
             *hits.entry(n).or_default() += 1;
         }
         // Weight 1/4 of each peer's: about 1/13 of single-shard placements
@@ -279,7 +291,10 @@ mod tests {
         let nearfull = hits.get(&NodeId(1)).copied().unwrap_or(0);
         let peer_min = (2..=4).map(|i| hits[&NodeId(i)]).min().unwrap();
         assert!(nearfull > 0, "a nearfull node still takes shards");
-        assert!(nearfull * 2 < peer_min, "nearfull {nearfull} vs peers {hits:?}");
+        assert!(
+            nearfull * 2 < peer_min,
+            "nearfull {nearfull} vs peers {hits:?}"
+        );
     }
 
     #[test]

@@ -22,7 +22,9 @@ pub const NEARFULL_RATIO_DEFAULT: f64 = 0.85;
 pub const FULL_RATIO_DEFAULT: f64 = 0.95;
 
 /// A node's space state, reported in every heartbeat.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SpaceState {
     /// Below `nearfull_ratio`.

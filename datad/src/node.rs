@@ -662,7 +662,10 @@ mod tests {
                 Ok(_) => panic!("ratios {nearfull}/{full} were accepted"),
                 Err(e) => e.to_string(),
             };
-            assert!(err.starts_with("invalid config") && err.contains(setting), "{err}");
+            assert!(
+                err.starts_with("invalid config") && err.contains(setting),
+                "{err}"
+            );
         }
     }
 

@@ -194,7 +194,10 @@ mod tests {
         }
     }
 
-    async fn monitor(capacity: u64, fs_used_pct: u64) -> (tempfile::TempDir, Arc<FakeFs>, SpaceMonitor) {
+    async fn monitor(
+        capacity: u64,
+        fs_used_pct: u64,
+    ) -> (tempfile::TempDir, Arc<FakeFs>, SpaceMonitor) {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(ShardStore::open(dir.path()).await.unwrap());
         let fs = Arc::new(FakeFs(fs_used_pct.into()));
@@ -219,7 +222,10 @@ mod tests {
         let r = m.refresh();
         assert_eq!(r.state, SpaceState::Full);
         let why = m.admit(1).unwrap_err();
-        assert!(why.contains("node full") && why.contains("96.0% used"), "{why}");
+        assert!(
+            why.contains("node full") && why.contains("96.0% used"),
+            "{why}"
+        );
         fs.0.store(88, Ordering::SeqCst);
         assert_eq!(m.refresh().state, SpaceState::Nearfull);
         assert!(m.admit(1).is_ok(), "nearfull still takes shards");

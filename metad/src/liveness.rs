@@ -160,7 +160,11 @@ mod tests {
         assert!(v[0].space.reason.contains("96.0%"));
         l.record_at(&hb(1, 10), t0 + Duration::from_secs(1));
         let v = l.view_at(vec![info(1)], &HashMap::new(), t0 + Duration::from_secs(1));
-        assert_eq!(v[0].space.state, SpaceState::Ok, "freed space clears the state");
+        assert_eq!(
+            v[0].space.state,
+            SpaceState::Ok,
+            "freed space clears the state"
+        );
     }
 
     fn info(id: u64) -> NodeInfo {

@@ -174,7 +174,10 @@ impl SpaceGuard {
             if self.make_reserve(&mut st) {
                 st.low = false;
                 st.reason.clear();
-                tracing::info!(free, "metad disk has room again: space-low mode ends, reserve restored");
+                tracing::info!(
+                    free,
+                    "metad disk has room again: space-low mode ends, reserve restored"
+                );
             }
         } else if !st.low && missing > 0 {
             // At start, or after a failed attempt: there is room for it.
@@ -189,7 +192,10 @@ impl SpaceGuard {
     pub fn write_failed_no_space(&self) {
         let mut st = self.state.lock().expect("space lock poisoned");
         if !st.low {
-            self.enter(&mut st, "a write failed: no space left on the device".into());
+            self.enter(
+                &mut st,
+                "a write failed: no space left on the device".into(),
+            );
             self.export(&st);
         }
     }
@@ -386,7 +392,8 @@ mod tests {
         assert_eq!(g.refusal(&put()), None);
 
         // Fill to 150 KiB free with the reserve in place: below the low mark.
-        disk.other.store(1000 * KIB - 64 * KIB - 150 * KIB, Ordering::SeqCst);
+        disk.other
+            .store(1000 * KIB - 64 * KIB - 150 * KIB, Ordering::SeqCst);
         g.check();
         let st = g.status();
         assert!(st.low, "{st:?}");
@@ -400,12 +407,14 @@ mod tests {
 
         // Some room back, but not past the ok mark: still low (no flapping
         // at the low mark).
-        disk.other.store(1000 * KIB - 64 * KIB - 300 * KIB, Ordering::SeqCst);
+        disk.other
+            .store(1000 * KIB - 64 * KIB - 300 * KIB, Ordering::SeqCst);
         g.check();
         assert!(g.status().low);
 
         // Past the ok mark: the reserve is written again and data accepted.
-        disk.other.store(1000 * KIB - 64 * KIB - 450 * KIB, Ordering::SeqCst);
+        disk.other
+            .store(1000 * KIB - 64 * KIB - 450 * KIB, Ordering::SeqCst);
         g.check();
         let st = g.status();
         assert!(!st.low, "{st:?}");
@@ -425,7 +434,9 @@ mod tests {
         // The disk has room after all: the next check ends the mode.
         g.check();
         assert!(!g.status().low);
-        assert!(mentions_no_space("append: No space left on device (os error 28)"));
+        assert!(mentions_no_space(
+            "append: No space left on device (os error 28)"
+        ));
         assert!(!mentions_no_space("connection refused"));
     }
 
@@ -438,7 +449,10 @@ mod tests {
             check_interval: Duration::from_secs(1),
         };
         let e = cfg.validate().unwrap_err();
-        assert!(e.contains("space_low_free_bytes") && e.contains("space_ok_free_bytes"), "{e}");
+        assert!(
+            e.contains("space_low_free_bytes") && e.contains("space_ok_free_bytes"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -160,8 +160,11 @@ mod tests {
             full: vec![weft_common::NodeId(4)],
         }));
         assert_eq!(full.code().as_str(), INSUFFICIENT_STORAGE);
-        assert_eq!(full.status_code(), Some(http::StatusCode::INSUFFICIENT_STORAGE));
-        assert!(full.message().unwrap().contains("data nodes 4 are full"));
+        assert_eq!(
+            full.status_code(),
+            Some(http::StatusCode::INSUFFICIENT_STORAGE)
+        );
+        assert!(full.message().unwrap().contains("data nodes n4 are full"));
         let low = to_s3(GatewayError::Metad(
             weft_metad::MetadClientError::Rejected {
                 code: weft_common::rpc::RpcErrorCode::DiskFull,
@@ -169,7 +172,10 @@ mod tests {
             },
         ));
         assert_eq!(low.code().as_str(), INSUFFICIENT_STORAGE);
-        assert_eq!(low.status_code(), Some(http::StatusCode::INSUFFICIENT_STORAGE));
+        assert_eq!(
+            low.status_code(),
+            Some(http::StatusCode::INSUFFICIENT_STORAGE)
+        );
         // Too few nodes for another reason stays a retryable 503.
         let down = to_s3(GatewayError::Placement(PlacementError::NotEnoughNodes {
             available: 1,
