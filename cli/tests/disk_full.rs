@@ -151,7 +151,12 @@ async fn a_full_node_is_skipped_and_used_again_once_deletes_free_it() {
         );
         keys.push(key);
     }
-    assert_eq!(store.used_bytes(), used, "the full node took no shard");
+    // (Rebalancing may move shards off it meanwhile, never onto it.)
+    assert!(
+        store.used_bytes() <= used,
+        "the full node took shards: {} bytes, was {used}",
+        store.used_bytes()
+    );
 
     // Deleting the objects frees the node: it reports ok again and gets
     // shards again, without a restart.
@@ -266,8 +271,8 @@ async fn metad_low_on_disk_refuses_new_data_but_deletes_and_admin_work() {
         metad_dir.join("space-reserve").exists(),
         "reserve made at start"
     );
-    assert_eq!(s3.mb("b").await.status, 200);
-    s3.must_put("b", "old", data(1, 100_000)).await;
+    assert_eq!(s3.mb("low-space").await.status, 200);
+    s3.must_put("low-space", "old", data(1, 100_000)).await;
     assert!(!metad_space_low(&admin).await);
 
     // Fill metad's disk to 32 MiB free, below the 48 MiB low mark.
@@ -298,15 +303,15 @@ async fn metad_low_on_disk_refuses_new_data_but_deletes_and_admin_work() {
     );
 
     // New data is refused with 507 InsufficientStorage...
-    let r = s3.put("b", "new", data(2, 100_000)).await;
+    let r = s3.put("low-space", "new", data(2, 100_000)).await;
     assert_eq!(r.status, 507, "{}", r.text());
     assert_eq!(r.error_code().as_deref(), Some("InsufficientStorage"));
     assert!(r.text().contains("low on disk space"), "{}", r.text());
-    let r = s3.mb("another").await;
+    let r = s3.mb("another-bucket").await;
     assert_eq!(r.status, 507, "{}", r.text());
     // ...while deletes and admin commands go through.
-    assert_eq!(s3.delete("b", "old").await.status, 204);
-    assert_eq!(s3.get("b", "old").await.status, 404);
+    assert_eq!(s3.delete("low-space", "old").await.status, 204);
+    assert_eq!(s3.get("low-space", "old").await.status, 404);
     let created: serde_json::Value = admin
         .call(
             reqwest::Method::POST,
@@ -325,7 +330,7 @@ async fn metad_low_on_disk_refuses_new_data_but_deletes_and_admin_work() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(metad_dir.join("space-reserve").exists(), "reserve restored");
-    s3.must_put("b", "new", data(2, 100_000)).await;
-    s3.must_get_equal("b", "new", &data(2, 100_000)).await;
+    s3.must_put("low-space", "new", data(2, 100_000)).await;
+    s3.must_get_equal("low-space", "new", &data(2, 100_000)).await;
     tc.shutdown().await;
 }
