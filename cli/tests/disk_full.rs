@@ -331,6 +331,7 @@ async fn metad_low_on_disk_refuses_new_data_but_deletes_and_admin_work() {
     }
     assert!(metad_dir.join("space-reserve").exists(), "reserve restored");
     s3.must_put("low-space", "new", data(2, 100_000)).await;
-    s3.must_get_equal("low-space", "new", &data(2, 100_000)).await;
+    s3.must_get_equal("low-space", "new", &data(2, 100_000))
+        .await;
     tc.shutdown().await;
 }
