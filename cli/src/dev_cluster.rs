@@ -53,6 +53,9 @@ pub struct DevClusterConfig {
     /// Settings applied to every gateway (listen addresses, metad, region,
     /// root key and upload age are set per gateway).
     pub gateway: GatewayConfig,
+    /// Capacity of particular data nodes (by index), instead of
+    /// `datad_capacity_bytes`: tests fill one node without filling all.
+    pub datad_capacity_of: std::collections::BTreeMap<usize, u64>,
     /// metad settings applied to every voter (id, listen, data_dir and
     /// bootstrap are set per voter).
     pub metad: MetadConfig,
@@ -81,6 +84,7 @@ impl DevClusterConfig {
             credentials: None,
             datad_capacity_bytes: 100 << 30,
             gateway: GatewayConfig::default(),
+            datad_capacity_of: Default::default(),
             metad: MetadConfig::default(),
             tls: false,
             datad: DatadConfig {
@@ -424,7 +428,12 @@ impl DevCluster {
             listen: self.datad_addrs[i].unwrap_or_else(|| "127.0.0.1:0".parse().expect("literal")),
             advertise: self.datad_advertise.get(i).cloned().flatten(),
             data_dir: self.datad_dir(i),
-            capacity_bytes: self.cfg.datad_capacity_bytes,
+            capacity_bytes: self
+                .cfg
+                .datad_capacity_of
+                .get(&i)
+                .copied()
+                .unwrap_or(self.cfg.datad_capacity_bytes),
             metad: self.metad_addrs(),
             ..self.cfg.datad.clone()
         };
@@ -556,6 +565,14 @@ impl DevCluster {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Space state of data node `node` in the first gateway's cluster map.
+    pub fn gateway_node_space(&self, node: u64) -> Option<weft_common::space::SpaceState> {
+        self.gateways
+            .first()
+            .and_then(|g| g.as_ref())
+            .and_then(|(g, _)| g.node_space(weft_common::NodeId(node)))
     }
 
     /// `http://host:port` of the S3 endpoint.

@@ -530,9 +530,10 @@ fn human_bytes(b: u64) -> String {
 
 fn print_voters(voters: &[weft_gateway::admin::VoterView], leader: &weft_common::rpc::RaftStatus) {
     println!(
-        "{:<6} {:<22} {:<10} {:>6} {:>10} {:>10} {:>10} {:>8}",
-        "VOTER", "ADDRESS", "ROLE", "TERM", "LAST LOG", "APPLIED", "SNAPSHOT", "LAG"
+        "{:<6} {:<22} {:<10} {:>6} {:>10} {:>10} {:>10} {:>8}  {:<10}",
+        "VOTER", "ADDRESS", "ROLE", "TERM", "LAST LOG", "APPLIED", "SNAPSHOT", "LAG", "DISK"
     );
+    let mut low = vec![];
     let leader_last = leader.last_log_index.unwrap_or(0);
     for v in voters {
         match &v.status {
@@ -546,8 +547,16 @@ fn print_voters(voters: &[weft_gateway::admin::VoterView], leader: &weft_common:
                     .map(|m| leader_last.saturating_sub(m).to_string())
                     .unwrap_or_else(|| "-".into());
                 let opt = |x: Option<u64>| x.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+                let disk = match &st.space {
+                    Some(sp) if sp.low => {
+                        low.push((st.node_id, sp.reason.clone()));
+                        format!("LOW ({} free)", human_bytes(sp.free_bytes))
+                    }
+                    Some(sp) => format!("ok ({} free)", human_bytes(sp.free_bytes)),
+                    None => "-".into(),
+                };
                 println!(
-                    "{:<6} {:<22} {:<10} {:>6} {:>10} {:>10} {:>10} {:>8}",
+                    "{:<6} {:<22} {:<10} {:>6} {:>10} {:>10} {:>10} {:>8}  {:<10}",
                     st.node_id,
                     v.addr,
                     st.role,
@@ -555,7 +564,8 @@ fn print_voters(voters: &[weft_gateway::admin::VoterView], leader: &weft_common:
                     opt(st.last_log_index),
                     opt(st.applied_index),
                     opt(st.snapshot_index),
-                    lag
+                    lag,
+                    disk
                 );
             }
             None => println!(
@@ -565,6 +575,11 @@ fn print_voters(voters: &[weft_gateway::admin::VoterView], leader: &weft_common:
                 v.error.as_deref().unwrap_or("")
             ),
         }
+    }
+    for (id, reason) in low {
+        println!(
+            "metad {id} is in space-low mode ({reason}): new objects, uploads and buckets are refused; free space on its disk"
+        );
     }
 }
 
@@ -714,21 +729,34 @@ async fn run_cluster(cmd: ClusterCmd, a: AdminArgs) -> Result<()> {
                 );
             }
             println!(
-                "\n{:<6} {:<12} {:<22} {:<9} {:>12} {:>12} {:>10}",
-                "NODE", "ZONE", "ADDRESS", "STATE", "CAPACITY", "USED", "HEARTBEAT"
+                "\n{:<6} {:<12} {:<22} {:<9} {:>12} {:>12} {:<9} {:>10}",
+                "NODE", "ZONE", "ADDRESS", "STATE", "CAPACITY", "USED", "SPACE", "HEARTBEAT"
             );
             for n in &s.nodes {
                 println!(
-                    "{:<6} {:<12} {:<22} {:<9} {:>12} {:>12} {:>10}",
+                    "{:<6} {:<12} {:<22} {:<9} {:>12} {:>12} {:<9} {:>10}",
                     n.info.id.to_string(),
                     n.info.zone,
                     n.info.addr,
                     n.state_name(),
                     human_bytes(n.info.capacity_bytes),
                     human_bytes(n.used_bytes),
+                    format!(
+                        "{} {}%",
+                        n.space.state.name(),
+                        n.space.fullness_ppm / 10_000
+                    ),
                     n.last_heartbeat_ms_ago
                         .map(|ms| format!("{ms}ms ago"))
                         .unwrap_or_else(|| "never".into())
+                );
+            }
+            for n in s.nodes.iter().filter(|n| !n.space.reason.is_empty()) {
+                println!(
+                    "node {} is {}: {}",
+                    n.info.id,
+                    n.space.state.name(),
+                    n.space.reason
                 );
             }
         }

@@ -140,7 +140,8 @@ async fn put_commits_on_quorum_when_a_node_stalls_mid_body() {
     let mut n = 0u64;
     while proxy.accepted() == 0 {
         assert!(Instant::now() < deadline, "gateway never used the proxy");
-        s3.must_put("stall", &format!("warm{n}"), data(n, 1024)).await;
+        s3.must_put("stall", &format!("warm{n}"), data(n, 1024))
+            .await;
         n += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -170,7 +171,10 @@ async fn put_commits_on_quorum_when_a_node_stalls_mid_body() {
     assert!(!s.contains(&Some(NodeId(1))), "{s:?}");
     let got = finishes("GET after the PUT", s3.get("stall", "big")).await;
     assert_eq!(got.status, 200);
-    assert!(got.body == body, "the committed object reads back different");
+    assert!(
+        got.body == body,
+        "the committed object reads back different"
+    );
     // Close the stalled connections before stopping the nodes.
     drop(proxy);
     tc.shutdown().await;

@@ -4,11 +4,13 @@
 //! This crate holds no policy about disks or sockets: it is the vocabulary of
 //! the system (see docs/glossary.md), so that metad, datad and the gateway
 //! agree on formats by construction. Anything that touches a file or a clock
-//! belongs to a daemon crate. Two pieces of I/O live here because every
+//! belongs to a daemon crate. A few pieces of I/O live here because every
 //! process needs them done the same way: [`metad_client`], since the gateway,
 //! datad (repair, scrub, GC) and the CLI all call metad and must follow leader
 //! changes alike, and [`durable_file`], the one crash-safe file recipe behind
-//! datad's shards, metad's snapshots and the CLI's credentials.
+//! datad's shards, metad's snapshots and the CLI's credentials. The
+//! `statvfs` reading in [`space`] is shared the same way by datad's
+//! high-water marks and metad's reserve.
 #![deny(missing_docs)]
 
 pub mod admin_auth;
@@ -23,6 +25,7 @@ pub mod profile;
 pub mod repair;
 pub mod rpc;
 pub mod sigv4;
+pub mod space;
 pub mod stripe;
 pub mod topology;
 

@@ -6,9 +6,20 @@
 //! moves few segments when a node comes or goes, and fills emptier nodes
 //! faster. When the class spreads over zones, no zone gets more than
 //! ⌈width/zones⌉ shards, so losing one zone loses at most that many.
+//!
+//! A node's space state weighs in too (see [`crate::space`]): a `full` node
+//! is skipped, and a `nearfull` one gets a [`NEARFULL_WEIGHT`] share of its
+//! weight, so it fills more slowly while operators react. Full nodes are
+//! passed in rather than filtered out by callers so that a placement that
+//! fails for want of room can say which nodes are full.
 
+use crate::space::SpaceState;
 use crate::{NodeId, SegmentId};
 use thiserror::Error;
+
+/// Share of its weight a `nearfull` node keeps: it still takes shards (the
+/// cluster may need it), but markedly fewer than its free bytes suggest.
+pub const NEARFULL_WEIGHT: f64 = 0.25;
 
 /// A node that may receive a shard.
 #[derive(Clone, Debug)]
@@ -19,6 +30,8 @@ pub struct Candidate {
     pub zone: String,
     /// Free bytes: the weight.
     pub free_bytes: u64,
+    /// Space state from its last heartbeat: full nodes are skipped.
+    pub space: SpaceState,
 }
 
 /// Why no acceptable placement exists.
@@ -34,6 +47,26 @@ pub enum PlacementError {
         /// Minimum acceptable.
         quorum: usize,
     },
+    /// Fewer usable nodes than the write quorum because some are full.
+    #[error("only {available} nodes with room for {needed} shards (write quorum {quorum}): data nodes {} are full; delete data, add capacity or add nodes", list(.full))]
+    NodesFull {
+        /// Nodes that could take a shard.
+        available: usize,
+        /// Shards wanted.
+        needed: usize,
+        /// Minimum acceptable.
+        quorum: usize,
+        /// The full nodes left out.
+        full: Vec<NodeId>,
+    },
+}
+
+fn list(nodes: &[NodeId]) -> String {
+    nodes
+        .iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The largest number of shards one zone may hold for a spread class.
@@ -48,11 +81,14 @@ fn mix64(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-fn score(segment: SegmentId, node: NodeId, free_bytes: u64) -> f64 {
-    let h = mix64(mix64((segment.0 as u64) ^ ((segment.0 >> 64) as u64)) ^ node.0);
+fn score(segment: SegmentId, c: &Candidate) -> f64 {
+    let h = mix64(mix64((segment.0 as u64) ^ ((segment.0 >> 64) as u64)) ^ c.node.0);
     // Uniform in (0, 1]; weighted rendezvous score = -w / ln(u).
     let u = ((h >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
-    let w = (free_bytes.max(1) as f64).ln_1p();
+    let mut w = (c.free_bytes.max(1) as f64).ln_1p();
+    if c.space == SpaceState::Nearfull {
+        w *= NEARFULL_WEIGHT;
+    }
     -w / u.ln().min(-f64::MIN_POSITIVE)
 }
 
@@ -71,7 +107,8 @@ pub fn place(
 ) -> Result<Vec<NodeId>, PlacementError> {
     let mut ranked: Vec<(f64, &Candidate)> = candidates
         .iter()
-        .map(|c| (score(segment, c.node, c.free_bytes), c))
+        .filter(|c| c.space != SpaceState::Full)
+        .map(|c| (score(segment, c), c))
         .collect();
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.node.cmp(&b.1.node)));
     ranked.dedup_by(|a, b| a.1.node == b.1.node);
@@ -98,6 +135,21 @@ pub fn place(
         }
     }
     if chosen.len() < quorum {
+        let mut full: Vec<NodeId> = candidates
+            .iter()
+            .filter(|c| c.space == SpaceState::Full)
+            .map(|c| c.node)
+            .collect();
+        full.sort_unstable();
+        full.dedup();
+        if !full.is_empty() {
+            return Err(PlacementError::NodesFull {
+                available: chosen.len(),
+                needed: width,
+                quorum,
+                full,
+            });
+        }
         return Err(PlacementError::NotEnoughNodes {
             available: chosen.len(),
             needed: width,
@@ -121,6 +173,7 @@ mod tests {
                     node: NodeId(id),
                     zone: format!("z{z}"),
                     free_bytes: 1 << 40,
+                    space: SpaceState::Ok,
                 });
                 id += 1;
             }
@@ -176,6 +229,71 @@ mod tests {
                 needed: 6,
                 quorum: 5
             }
+        );
+    }
+
+    #[test]
+    fn full_nodes_are_skipped_and_named_when_too_few_remain() {
+        let mut c = cluster(&[3, 3, 3]);
+        c[0].space = SpaceState::Full;
+        c[4].space = SpaceState::Full;
+        for seg in 0..500u128 {
+            let chosen = place(SegmentId(seg * 7919), 6, 5, true, &c).unwrap();
+            assert_eq!(chosen.len(), 6);
+            assert!(
+                !chosen.contains(&NodeId(1)) && !chosen.contains(&NodeId(5)),
+                "a full node was chosen: {chosen:?}"
+            );
+        }
+        // Three zones of one node each, two of them full: one node left.
+        let mut small = cluster(&[1, 1, 1]);
+        small[1].space = SpaceState::Full;
+        small[2].space = SpaceState::Full;
+        let err = place(SegmentId(3), 3, 2, true, &small).unwrap_err();
+        assert_eq!(
+            err,
+            PlacementError::NodesFull {
+                available: 1,
+                needed: 3,
+                quorum: 2,
+                full: vec![NodeId(2), NodeId(3)],
+            }
+        );
+        assert!(
+            err.to_string().contains("data nodes n2, n3 are full"),
+            "{err}"
+        );
+        // Enough room without them: the write goes ahead, shorter.
+        assert_eq!(
+            place(SegmentId(3), 3, 1, true, &small).unwrap(),
+            vec![NodeId(1)]
+        );
+    }
+
+    #[test]
+    fn nearfull_nodes_get_fewer_shards() {
+        let mut c = cluster(&[4]);
+        c[0].space = SpaceState::Nearfull;
+        let mut hits = std::collections::HashMap::<NodeId, usize>::new();
+        for seg in 0..4000u128 {
+            let n = place(
+                SegmentId(seg.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                1,
+                1,
+                false,
+                &c,
+            )
+            .unwrap()[0];
+            *hits.entry(n).or_default() += 1;
+        }
+        // Weight 1/4 of each peer's: about 1/13 of single-shard placements
+        // (about 300) against about 1,230 for each peer.
+        let nearfull = hits.get(&NodeId(1)).copied().unwrap_or(0);
+        let peer_min = (2..=4).map(|i| hits[&NodeId(i)]).min().unwrap();
+        assert!(nearfull > 0, "a nearfull node still takes shards");
+        assert!(
+            nearfull * 2 < peer_min,
+            "nearfull {nearfull} vs peers {hits:?}"
         );
     }
 

@@ -564,6 +564,9 @@ pub struct RaftStatus {
     /// Every member with its address and, on the leader, replication progress.
     #[serde(default)]
     pub members: Vec<MemberStatus>,
+    /// This metad's disk: free space and whether it is in space-low mode.
+    #[serde(default)]
+    pub space: Option<crate::space::MetadSpace>,
 }
 
 /// Answer to a [`Query`].
@@ -682,6 +685,10 @@ pub struct Heartbeat {
     pub node: NodeId,
     /// Bytes used by shard files.
     pub used_bytes: u64,
+    /// Space state (nearfull/full) and the numbers behind it; absent from an
+    /// older datad, which then counts as ok.
+    #[serde(default)]
+    pub space: crate::space::SpaceReport,
 }
 
 /// Reply to a shard PUT once the file is durable.

@@ -60,6 +60,9 @@ pub struct NodeView {
     pub used_bytes: u64,
     /// Milliseconds since the last heartbeat, if one was seen.
     pub last_heartbeat_ms_ago: Option<u64>,
+    /// Space state from the last heartbeat (ok if none).
+    #[serde(default)]
+    pub space: crate::space::SpaceReport,
 }
 
 impl NodeView {
@@ -75,7 +78,9 @@ impl NodeView {
         }
     }
 
-    /// Whether new shards may go to this node.
+    /// Whether new shards may go to this node as far as liveness and the
+    /// operator go. A full node passes too: placement skips it, so that it
+    /// can name it when too few nodes remain (see [`crate::placement`]).
     pub fn accepts_writes(&self) -> bool {
         self.admin == NodeAdmin::Active && self.state == NodeState::Up
     }

@@ -226,7 +226,11 @@ impl DatadClient {
 
     /// Takes one of the datad's request slots, waiting at most the queue
     /// timeout.
-    async fn slot(&self, op: &'static str, addr: &str) -> Result<OwnedSemaphorePermit, DatadClientError> {
+    async fn slot(
+        &self,
+        op: &'static str,
+        addr: &str,
+    ) -> Result<OwnedSemaphorePermit, DatadClientError> {
         let sem = {
             let mut slots = self.slots.lock().expect("datad slots lock");
             slots

@@ -6,6 +6,8 @@
 //!   memory; every read verified.
 //! - [`server`]: the HTTP endpoints over the store (`/v1/shards/...`,
 //!   `/health`, `/metrics`).
+//! - [`space`]: how full the node is (nearfull/full high-water marks) and
+//!   whether it takes a new shard.
 //! - [`client`]: [`DatadClient`], what the gateway uses to talk to datads.
 //! - [`node`]: the daemon: config, start, registration and heartbeats to
 //!   metad, shutdown by cancellation.
@@ -26,6 +28,7 @@ pub mod scrub;
 pub mod server;
 pub mod shard_file;
 pub mod shard_store;
+pub mod space;
 pub mod throttle;
 pub mod work_metrics;
 

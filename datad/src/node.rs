@@ -12,6 +12,7 @@
 use crate::error::ShardError;
 use crate::server;
 use crate::shard_store::ShardStore;
+use crate::space::SpaceMonitor;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -41,7 +42,7 @@ pub const NODE_ID_FILE: &str = "node_id";
 
 /// Configuration of one datad, loadable from TOML. Missing fields take the
 /// defaults of [`DatadConfig::default`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatadConfig {
     /// This node's id, never reused. 0 means: use the id recorded in the data
@@ -59,6 +60,13 @@ pub struct DatadConfig {
     pub data_dir: PathBuf,
     /// Bytes this node may fill; PUTs beyond it are refused with 507.
     pub capacity_bytes: u64,
+    /// Past this fullness (the larger of shard bytes over `capacity_bytes`
+    /// and the data filesystem's used fraction) the node is `nearfull`:
+    /// placement gives it fewer new shards. Above 0, below `full_ratio`.
+    pub nearfull_ratio: f64,
+    /// Past this fullness the node is `full`: it refuses new shards (507)
+    /// and placement skips it until deletes free space. At most 1.
+    pub full_ratio: f64,
     /// metad HTTP addresses (`host:port`), tried in turn.
     pub metad: Vec<String>,
     /// Interval between heartbeats to metad.
@@ -94,6 +102,8 @@ impl Default for DatadConfig {
             advertise: None,
             data_dir: PathBuf::from("data/datad"),
             capacity_bytes: 100 * 1024 * 1024 * 1024,
+            nearfull_ratio: weft_common::space::NEARFULL_RATIO_DEFAULT,
+            full_ratio: weft_common::space::FULL_RATIO_DEFAULT,
             metad: vec!["127.0.0.1:7000".into()],
             heartbeat_interval_ms: 1_000,
             repair_poll_ms: 2_000,
@@ -202,6 +212,8 @@ pub async fn start(cfg: DatadConfig, cancel: CancellationToken) -> Result<DatadH
     if cfg.zone.is_empty() {
         return Err(DatadError::Config("zone must not be empty".into()));
     }
+    let thresholds = weft_common::space::SpaceThresholds::new(cfg.nearfull_ratio, cfg.full_ratio)
+        .map_err(DatadError::Config)?;
     let store = Arc::new(
         ShardStore::open(&cfg.data_dir)
             .await
@@ -236,18 +248,26 @@ pub async fn start(cfg: DatadConfig, cancel: CancellationToken) -> Result<DatadH
             addr.to_string()
         }
     };
+    let space = Arc::new(SpaceMonitor::new(
+        store.clone(),
+        cfg.capacity_bytes,
+        thresholds,
+        cfg.data_dir.clone(),
+        Arc::new(weft_common::space::Statvfs),
+    ));
+    {
+        let space = space.clone();
+        tokio::task::spawn_blocking(move || space.refresh())
+            .await
+            .map_err(|e| DatadError::Config(format!("space check task failed: {e}")))?;
+    }
     let work_metrics = crate::work_metrics::WorkMetrics::default();
     let releaser = Arc::new(crate::release::Releaser::new(
         store.clone(),
         cfg.release_limits(),
     ));
     let release_task = releaser.clone().spawn_worker(cancel.clone());
-    let router = server::router_with_metrics(
-        store.clone(),
-        cfg.capacity_bytes,
-        &work_metrics,
-        releaser,
-    );
+    let router = server::router_with_metrics(store.clone(), space.clone(), &work_metrics, releaser);
     let serve_cancel = cancel.clone();
     let server_task = tokio::spawn(
         async move {
@@ -271,12 +291,20 @@ pub async fn start(cfg: DatadConfig, cancel: CancellationToken) -> Result<DatadH
             node,
             cfg.metad.clone(),
             Duration::from_millis(cfg.heartbeat_interval_ms),
-            store.clone(),
+            space.clone(),
             cancel.clone(),
         )
         .instrument(span.clone()),
     );
-    let mut tasks = vec![server_task, metad_task, release_task];
+    let space_task = tokio::spawn(
+        crate::space::run(
+            space,
+            Duration::from_millis(cfg.heartbeat_interval_ms),
+            cancel.clone(),
+        )
+        .instrument(span.clone()),
+    );
+    let mut tasks = vec![server_task, metad_task, space_task, release_task];
     if !cfg.metad.is_empty() {
         tasks.extend(spawn_background_work(
             &cfg,
@@ -551,7 +579,7 @@ async fn metad_loop(
     node: NodeInfo,
     addrs: Vec<String>,
     heartbeat_interval: Duration,
-    store: Arc<ShardStore>,
+    space: Arc<SpaceMonitor>,
     cancel: CancellationToken,
 ) {
     if addrs.is_empty() {
@@ -572,7 +600,7 @@ async fn metad_loop(
     };
     tokio::select! {
         _ = cancel.cancelled() => {}
-        _ = register_and_heartbeat(&mut link, &node, heartbeat_interval, &store) => {}
+        _ = register_and_heartbeat(&mut link, &node, heartbeat_interval, &space) => {}
     }
     tracing::debug!("metad task stopped");
 }
@@ -581,7 +609,7 @@ async fn register_and_heartbeat(
     link: &mut MetadLink,
     node: &NodeInfo,
     heartbeat_interval: Duration,
-    store: &ShardStore,
+    space: &SpaceMonitor,
 ) {
     let mut limiter = WarnLimiter::default();
     loop {
@@ -614,7 +642,8 @@ async fn register_and_heartbeat(
             ticker.tick().await;
             let heartbeat = Heartbeat {
                 node: node.id,
-                used_bytes: store.used_bytes(),
+                used_bytes: space.used_bytes(),
+                space: space.report(),
             };
             match link.post("/v1/heartbeat", &heartbeat).await {
                 Ok(()) => limiter.succeeded(),
@@ -642,6 +671,35 @@ mod tests {
         assert_eq!(cfg.zone, "west");
         assert_eq!(cfg.heartbeat_interval_ms, 1_000);
         assert!(serde_json::from_str::<DatadConfig>(r#"{"nodeid": 3}"#).is_err());
+        assert_eq!(cfg.nearfull_ratio, 0.85);
+        assert_eq!(cfg.full_ratio, 0.95);
+    }
+
+    #[tokio::test]
+    async fn bad_ratios_are_refused_at_start_naming_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        for (nearfull, full, setting) in [
+            (0.0, 0.95, "nearfull_ratio"),
+            (0.85, 1.2, "full_ratio"),
+            (0.96, 0.95, "must be below full_ratio"),
+        ] {
+            let cfg = DatadConfig {
+                data_dir: dir.path().to_path_buf(),
+                listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                metad: vec![],
+                nearfull_ratio: nearfull,
+                full_ratio: full,
+                ..DatadConfig::default()
+            };
+            let err = match start(cfg, CancellationToken::new()).await {
+                Ok(_) => panic!("ratios {nearfull}/{full} were accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                err.starts_with("invalid config") && err.contains(setting),
+                "{err}"
+            );
+        }
     }
 
     #[test]

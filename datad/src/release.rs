@@ -195,7 +195,9 @@ impl Releaser {
                 }
                 Ok(false) => {}
                 // Left for garbage collection, which retries on its own.
-                Err(e) => tracing::warn!(segment = %shard.segment, index = shard.index, error = %crate::error::chain(&e), "deferred shard delete failed; left for GC"),
+                Err(e) => {
+                    tracing::warn!(segment = %shard.segment, index = shard.index, error = %crate::error::chain(&e), "deferred shard delete failed; left for GC")
+                }
             }
         }
         deleted
@@ -269,10 +271,19 @@ mod tests {
                 dropped: 0
             }
         );
-        assert!(store.get_bytes(seg, ShardIndex(1), 0, Some(4)).await.is_ok());
-        assert!(store.get_bytes(seg, ShardIndex(0), 0, Some(4)).await.is_err());
+        assert!(store
+            .get_bytes(seg, ShardIndex(1), 0, Some(4))
+            .await
+            .is_ok());
+        assert!(store
+            .get_bytes(seg, ShardIndex(0), 0, Some(4))
+            .await
+            .is_err());
         assert_eq!(r.sweep().await, 0, "still being read: kept");
-        assert!(store.get_bytes(seg, ShardIndex(1), 0, Some(4)).await.is_ok());
+        assert!(store
+            .get_bytes(seg, ShardIndex(1), 0, Some(4))
+            .await
+            .is_ok());
     }
 
     #[tokio::test]
@@ -291,7 +302,10 @@ mod tests {
         .unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
         r.sweep().await;
-        assert!(store.get_bytes(seg, ShardIndex(0), 0, Some(4)).await.is_err());
+        assert!(store
+            .get_bytes(seg, ShardIndex(0), 0, Some(4))
+            .await
+            .is_err());
     }
 
     #[tokio::test]
@@ -313,7 +327,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((reply.deferred, reply.dropped), (1, 1));
-        assert!(store.get_bytes(seg, ShardIndex(1), 0, Some(4)).await.is_ok());
+        assert!(store
+            .get_bytes(seg, ShardIndex(1), 0, Some(4))
+            .await
+            .is_ok());
     }
 
     #[tokio::test]

@@ -18,7 +18,7 @@
 //! | `BadRequest` | 416 | range outside the shard |
 //! | `NotFound` | 404 | no such shard |
 //! | `Corrupt` | 409 | the header or a block of the range failed verification; `damage` names the bad blocks |
-//! | `DiskFull` | 507 | the PUT would exceed capacity, or the disk is full |
+//! | `DiskFull` | 507 | the node is full (past `full_ratio`, see [`crate::space`]), the PUT would exceed capacity, or the disk is full |
 //! | `Busy` | 503 | out of file descriptors (EMFILE/ENFILE); retry shortly |
 //! | `Internal` | 500 | other I/O failure |
 //!
@@ -37,10 +37,11 @@
 //! never mistaken for data.
 
 use crate::error::chain;
-use crate::release::Releaser;
 use crate::error::ShardError;
+use crate::release::Releaser;
 use crate::shard_file::ShardHeader;
 use crate::shard_store::{ShardStore, GET_VERIFIED_MAX};
+use crate::space::SpaceMonitor;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -74,9 +75,10 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn new(work: &crate::work_metrics::WorkMetrics) -> Metrics {
+    fn new(work: &crate::work_metrics::WorkMetrics, space: &SpaceMonitor) -> Metrics {
         let mut registry = Registry::default();
         work.register(&mut registry);
+        space.register(&mut registry);
         let put_bytes = Counter::default();
         let get_bytes = Counter::default();
         let corrupt_blocks = Counter::default();
@@ -111,33 +113,26 @@ impl Metrics {
 struct AppState {
     store: Arc<ShardStore>,
     metrics: Arc<Metrics>,
-    capacity_bytes: u64,
+    space: Arc<SpaceMonitor>,
     release: Arc<Releaser>,
 }
 
-/// The router of a datad. PUTs that would take the store's usage above
-/// `capacity_bytes` are refused with 507.
-pub fn router(store: Arc<ShardStore>, capacity_bytes: u64) -> Router {
-    let release = Arc::new(Releaser::new(
-        store.clone(),
-        crate::node::DatadConfig::default().release_limits(),
-    ));
-    router_with_metrics(store, capacity_bytes, &Default::default(), release)
-}
-
-/// [`router`], also exporting the background jobs' counters.
+/// The router of a datad. `space` admits PUTs: while the node is full, or
+/// when a shard would take it past `capacity_bytes`, they are refused with
+/// 507. `release` takes released shards. Exports the background jobs'
+/// counters too.
 pub fn router_with_metrics(
     store: Arc<ShardStore>,
-    capacity_bytes: u64,
+    space: Arc<SpaceMonitor>,
     work: &crate::work_metrics::WorkMetrics,
     release: Arc<Releaser>,
 ) -> Router {
-    let mut counters = Metrics::new(work);
+    let mut counters = Metrics::new(work, &space);
     release.register(&mut counters.registry);
     let state = AppState {
         store,
         metrics: Arc::new(counters),
-        capacity_bytes,
+        space,
         release,
     };
     Router::new()
@@ -290,20 +285,12 @@ async fn put_shard(
     let mut body = body.into_data_stream();
     let result = async {
         let file_len = ShardHeader::new(segment, index, len).file_len();
-        let used = state.store.used_bytes();
-        if used.saturating_add(file_len) > state.capacity_bytes {
-            tracing::warn!(
-                used,
-                capacity = state.capacity_bytes,
-                "refused shard: node full"
-            );
+        if let Err(message) = state.space.admit(file_len) {
+            tracing::warn!(error = %message, "refused shard");
             return Err(ApiError {
                 status: StatusCode::INSUFFICIENT_STORAGE,
                 code: RpcErrorCode::DiskFull,
-                message: format!(
-                    "node full: {used} of {} bytes used, shard needs {file_len}",
-                    state.capacity_bytes
-                ),
+                message,
                 damage: None,
             });
         }

@@ -682,6 +682,7 @@ fn choose_target(
                 node: v.info.id,
                 zone: v.info.zone.clone(),
                 free_bytes: free.get(&v.info.id).copied().unwrap_or(0),
+                space: v.space.state,
             })
             .collect()
     };
@@ -813,6 +814,7 @@ mod tests {
             admin,
             used_bytes: 0,
             last_heartbeat_ms_ago: Some(0),
+            space: Default::default(),
         }
     }
 

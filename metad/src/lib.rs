@@ -11,6 +11,7 @@
 //! queries, snapshots, redb), [`network`] (raft RPC client over HTTP),
 //! [`server`] (HTTP endpoints), [`health`] (readiness, fatal raft
 //! errors), [`liveness`] (heartbeats → node states),
+//! [`space`] (the disk reserve and space-low mode),
 //! [`client`] (what gateways, datad and the CLI use to talk to metad).
 
 // openraft's StorageError is large and its traits require returning it.
@@ -34,6 +35,7 @@ pub mod raft_log;
 mod requests;
 mod segment_index;
 pub mod server;
+pub mod space;
 pub mod state_machine;
 mod tables;
 pub(crate) mod versioning;
@@ -54,7 +56,7 @@ pub type Raft = openraft::Raft<TypeConfig>;
 pub type RaftNodeId = u64;
 
 pub use health::RaftFatal;
-pub use node::{start, MetadConfig, MetadError, MetadHandle};
+pub use node::{start, start_with_fs, MetadConfig, MetadError, MetadHandle};
 pub use weft_common::metad_client::{MetadClient, MetadClientError};
 
 /// Allow [`Cursor`] in the macro expansion without an unused-import lint when

@@ -9,11 +9,16 @@
 //! took over ([`Liveness::reset_epoch`]): nodes it has not heard from are up
 //! for one suspect interval, then suspect, and down only after a full grace,
 //! so a leader change never starts a repair storm.
+//!
+//! Each heartbeat's space report (ok, nearfull, full) is kept the same way:
+//! it is soft state, replaced by the next heartbeat, so a node whose deletes
+//! freed space is back in placement one heartbeat later.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use weft_common::rpc::Heartbeat;
+use weft_common::space::SpaceReport;
 use weft_common::topology::{NodeAdmin, NodeInfo, NodeState, NodeView};
 use weft_common::NodeId;
 
@@ -26,7 +31,8 @@ pub struct Liveness {
     epoch: Mutex<Instant>,
     suspect_after: Duration,
     down_after: Duration,
-    seen: Mutex<HashMap<NodeId, (Instant, u64)>>,
+    /// Last heartbeat of each node: when, shard bytes, space state.
+    seen: Mutex<HashMap<NodeId, (Instant, u64, SpaceReport)>>,
 }
 
 impl Liveness {
@@ -68,7 +74,7 @@ impl Liveness {
         self.seen
             .lock()
             .expect("liveness lock poisoned")
-            .insert(hb.node, (at, hb.used_bytes));
+            .insert(hb.node, (at, hb.used_bytes, hb.space.clone()));
     }
 
     fn state_after(&self, silence: Duration) -> NodeState {
@@ -97,10 +103,15 @@ impl Liveness {
         nodes
             .into_iter()
             .map(|info| {
-                let (state, used_bytes, ago) = match seen.get(&info.id) {
-                    Some((at, used)) => {
+                let (state, used_bytes, ago, space) = match seen.get(&info.id) {
+                    Some((at, used, space)) => {
                         let ago = now.duration_since(*at);
-                        (self.state_after(ago), *used, Some(ago.as_millis() as u64))
+                        (
+                            self.state_after(ago),
+                            *used,
+                            Some(ago.as_millis() as u64),
+                            space.clone(),
+                        )
                     }
                     // Not heard from since the epoch: heartbeats may still be
                     // finding their way to this (new) leader, so allow longer.
@@ -110,6 +121,7 @@ impl Liveness {
                         ),
                         0,
                         None,
+                        SpaceReport::default(),
                     ),
                 };
                 NodeView {
@@ -118,6 +130,7 @@ impl Liveness {
                     state,
                     used_bytes,
                     last_heartbeat_ms_ago: ago,
+                    space,
                 }
             })
             .collect()
@@ -127,6 +140,32 @@ impl Liveness {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weft_common::space::SpaceState;
+
+    #[test]
+    fn the_latest_heartbeat_sets_the_space_state() {
+        let l = Liveness::new(Duration::from_secs(5), Duration::from_secs(60));
+        let t0 = Instant::now();
+        l.reset_epoch_at(t0);
+        let mut full = hb(1, 90);
+        full.space = SpaceReport {
+            state: SpaceState::Full,
+            fullness_ppm: 960_000,
+            reason: "shard files use 96.0% of capacity_bytes".into(),
+            ..Default::default()
+        };
+        l.record_at(&full, t0);
+        let v = l.view_at(vec![info(1)], &HashMap::new(), t0);
+        assert_eq!(v[0].space.state, SpaceState::Full);
+        assert!(v[0].space.reason.contains("96.0%"));
+        l.record_at(&hb(1, 10), t0 + Duration::from_secs(1));
+        let v = l.view_at(vec![info(1)], &HashMap::new(), t0 + Duration::from_secs(1));
+        assert_eq!(
+            v[0].space.state,
+            SpaceState::Ok,
+            "freed space clears the state"
+        );
+    }
 
     fn info(id: u64) -> NodeInfo {
         NodeInfo {
@@ -141,6 +180,7 @@ mod tests {
         Heartbeat {
             node: NodeId(id),
             used_bytes,
+            space: SpaceReport::default(),
         }
     }
 

@@ -52,6 +52,17 @@ pub struct MetadConfig {
     /// Log entries kept behind the last snapshot, so a briefly lagging voter
     /// catches up from the log; one further behind gets the snapshot.
     pub snapshot_logs_keep: u64,
+    /// Size of the reserve file kept in `data_dir` and released when the
+    /// disk runs low, so deletes and admin commands still have room (0: none).
+    pub reserved_bytes: u64,
+    /// Below this much free space (counting the reserve as in place) metad
+    /// enters space-low mode: the leader refuses commands that add data.
+    pub space_low_free_bytes: u64,
+    /// At or above this much free space space-low mode ends and the reserve
+    /// is written again. Must exceed `space_low_free_bytes`.
+    pub space_ok_free_bytes: u64,
+    /// Time between checks of free space.
+    pub space_check_ms: u64,
 }
 
 impl Default for MetadConfig {
@@ -71,6 +82,10 @@ impl Default for MetadConfig {
             election_timeout_max_ms: 800,
             snapshot_logs: 10_000,
             snapshot_logs_keep: 1_000,
+            reserved_bytes: 64 << 20,
+            space_low_free_bytes: 256 << 20,
+            space_ok_free_bytes: 512 << 20,
+            space_check_ms: 1_000,
         }
     }
 }
@@ -97,6 +112,9 @@ pub enum MetadError {
     /// Invalid raft settings.
     #[error("invalid raft configuration: {0}")]
     Config(String),
+    /// Invalid disk space settings.
+    #[error("invalid config: {0}")]
+    SpaceConfig(String),
     /// Raft failed to start or initialize.
     #[error("raft: {0}")]
     Raft(String),
@@ -189,6 +207,22 @@ impl MetadHandle {
 
 /// Starts a metad voter; it serves until `cancel` fires.
 pub async fn start(cfg: MetadConfig, cancel: CancellationToken) -> Result<MetadHandle, MetadError> {
+    start_with_fs(cfg, Arc::new(weft_common::space::Statvfs), cancel).await
+}
+
+/// [`start`], reading free space through `fs` (tests fake a filling disk).
+pub async fn start_with_fs(
+    cfg: MetadConfig,
+    fs: Arc<dyn weft_common::space::FsStats>,
+    cancel: CancellationToken,
+) -> Result<MetadHandle, MetadError> {
+    let space_cfg = crate::space::SpaceConfig {
+        reserved_bytes: cfg.reserved_bytes,
+        low_free_bytes: cfg.space_low_free_bytes,
+        ok_free_bytes: cfg.space_ok_free_bytes,
+        check_interval: Duration::from_millis(cfg.space_check_ms),
+    };
+    space_cfg.validate().map_err(MetadError::SpaceConfig)?;
     // Durably: the log's fsyncs are worth nothing if the directory holding
     // it can vanish in a crash.
     weft_common::durable_file::create_dir_all(&cfg.data_dir).map_err(|e| MetadError::DataDir {
@@ -280,6 +314,20 @@ pub async fn start(cfg: MetadConfig, cancel: CancellationToken) -> Result<MetadH
     }
 
     let fatal = crate::health::watch_fatal(cfg.id, raft.clone(), cancel.clone());
+    // Made (or released) before raft writes anything, so a disk that is
+    // already low starts in space-low mode.
+    let space = {
+        let (id, dir) = (cfg.id, cfg.data_dir.clone());
+        tokio::task::spawn_blocking(move || {
+            let guard = crate::space::SpaceGuard::new(id, &dir, space_cfg, fs);
+            guard.check();
+            Arc::new(guard)
+        })
+        .await
+        .map_err(|e| MetadError::Raft(format!("space check task failed: {e}")))?
+    };
+    let mut metrics = Metrics::default();
+    space.register(metrics.registry_mut());
     let state = Arc::new(AppState {
         id: cfg.id,
         raft: raft.clone(),
@@ -293,12 +341,14 @@ pub async fn start(cfg: MetadConfig, cancel: CancellationToken) -> Result<MetadH
             task_lease: Duration::from_millis(cfg.repair_task_lease_ms.max(100)),
             ..Default::default()
         }),
-        metrics: Metrics::default(),
+        metrics,
+        space: space.clone(),
         writes: crate::group_commit::GroupCommit::start(raft.clone()),
         stepping_down: Default::default(),
         fatal: fatal.clone(),
     });
     tokio::spawn(crate::server::planner_loop(state.clone(), cancel.clone()));
+    tokio::spawn(crate::space::run(space, cancel.clone()));
     tokio::spawn(crate::server::leadership_watch(
         state.clone(),
         cancel.clone(),

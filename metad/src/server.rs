@@ -41,6 +41,8 @@ pub struct Metrics {
     segments: Family<Vec<(String, String)>, Gauge>,
     /// Nodes by state.
     nodes: Family<Vec<(String, String)>, Gauge>,
+    /// Data nodes by space state (ok, nearfull, full).
+    node_space: Family<Vec<(String, String)>, Gauge>,
     repair_backlog_bytes: Gauge,
     repair_tasks_in_flight: Gauge,
     repair_finished: Counter,
@@ -67,6 +69,12 @@ impl Default for Metrics {
         );
         let nodes = Family::<Vec<(String, String)>, Gauge>::default();
         registry.register("nodes", "Data nodes by state (leader only)", nodes.clone());
+        let node_space = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register(
+            "node_space",
+            "Data nodes by space state: ok, nearfull, full (leader only)",
+            node_space.clone(),
+        );
         let repair_backlog_bytes = Gauge::default();
         registry.register(
             "repair_backlog_bytes",
@@ -92,10 +100,18 @@ impl Default for Metrics {
             queries,
             segments,
             nodes,
+            node_space,
             repair_backlog_bytes,
             repair_tasks_in_flight,
             repair_finished,
         }
+    }
+}
+
+impl Metrics {
+    /// The registry, for parts that export their own gauges (the space guard).
+    pub(crate) fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
     }
 }
 
@@ -113,6 +129,8 @@ pub struct AppState {
     pub planner: Planner,
     /// Metrics.
     pub metrics: Metrics,
+    /// The disk reserve and space-low mode.
+    pub space: Arc<crate::space::SpaceGuard>,
     /// Batches concurrent commands into raft entries.
     pub writes: GroupCommit,
     /// Set while this leader steps down: it proposes nothing, so followers'
@@ -268,8 +286,25 @@ async fn command(
             ))
         }
     };
+    // In space-low mode only commands that free space or run the cluster
+    // are proposed; decided here, not in apply, which must not depend on
+    // this replica's disk.
+    if let Some(message) = s.space.refusal(&cmd) {
+        tracing::warn!(%message, "refused a command: metad low on disk space");
+        return Err(ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            RpcErrorCode::DiskFull,
+            message,
+        ));
+    }
     let t0 = Instant::now();
-    match s.writes.write(cmd).await {
+    let result = s.writes.write(cmd).await;
+    if let Err(WriteError::Unavailable(msg) | WriteError::Unknown { message: msg, .. }) = &result {
+        if crate::space::mentions_no_space(msg) {
+            s.space.write_failed_no_space();
+        }
+    }
+    match result {
         Ok(result) => {
             s.metrics.commands.inc();
             s.metrics
@@ -457,6 +492,7 @@ fn status(s: &AppState) -> RaftStatus {
         applied_index: m.last_applied.map(|l| l.index),
         snapshot_index: m.snapshot.map(|l| l.index),
         voters: m.membership_config.membership().voter_ids().collect(),
+        space: Some(s.space.status()),
     }
 }
 
@@ -484,6 +520,14 @@ pub(crate) async fn durability_scan(
     s.planner
         .scan_begins_at(s.raft.metrics().borrow().last_applied.map(|l| l.index));
     let views = node_views(&s).await?;
+    s.metrics.node_space.clear();
+    for state in weft_common::space::SpaceState::ALL {
+        let count = views.iter().filter(|v| v.space.state == state).count();
+        s.metrics
+            .node_space
+            .get_or_create(&vec![("state".to_string(), state.name().to_string())])
+            .set(count as i64);
+    }
     let s2 = s.clone();
     let status = tokio::task::spawn_blocking(move || -> Result<_, crate::error::MetaError> {
         let config = s2.sm.repair_config()?;

@@ -73,7 +73,8 @@ impl ClusterMap {
             .insert(node, Instant::now());
     }
 
-    /// Nodes that may take new shards.
+    /// Nodes that may take new shards, with their space state: placement
+    /// skips full ones and names them if too few remain.
     pub fn candidates(&self) -> Vec<Candidate> {
         let avoid: Vec<NodeId> = {
             let mut u = self.unreachable.lock().expect("unreachable lock");
@@ -87,6 +88,7 @@ impl ClusterMap {
                 node: n.info.id,
                 zone: n.info.zone.clone(),
                 free_bytes: n.free_bytes(),
+                space: n.space.state,
             })
             .collect()
     }

@@ -112,9 +112,36 @@ impl ShortfallTally {
     }
 }
 
+/// S3 has no error code for a store out of room; `InsufficientStorage` with
+/// HTTP 507 is what other S3 stores (MinIO, Ceph RGW) answer, and SDKs
+/// treat an unknown 5xx code as a server error, not a client mistake.
+pub const INSUFFICIENT_STORAGE: &str = "InsufficientStorage";
+
+/// Whether the error means the cluster has no room for new data: data
+/// nodes full, or metad in space-low mode.
+fn is_out_of_space(e: &GatewayError) -> bool {
+    matches!(
+        e,
+        GatewayError::Placement(weft_common::placement::PlacementError::NodesFull { .. })
+            | GatewayError::Metad(weft_metad::MetadClientError::Rejected {
+                code: weft_common::rpc::RpcErrorCode::DiskFull,
+                ..
+            })
+    )
+}
+
 /// Maps a gateway error to what the S3 client sees. One function, so every
 /// path answers the same way; see the tests below for each mapping.
 pub fn to_s3(e: GatewayError) -> S3Error {
+    if is_out_of_space(&e) {
+        tracing::warn!(error = %e, "request refused: out of space");
+        let mut err = S3Error::with_message(
+            S3ErrorCode::Custom(INSUFFICIENT_STORAGE.into()),
+            e.to_string(),
+        );
+        err.set_status_code(http::StatusCode::INSUFFICIENT_STORAGE);
+        return err;
+    }
     let code = match &e {
         // Both are worth a client retry; an unknown outcome released nothing.
         GatewayError::Metad(
@@ -166,10 +193,6 @@ pub fn to_s3(e: GatewayError) -> S3Error {
     }
     err
 }
-
-/// The S3 error code of a write the data nodes had no room for: not an AWS
-/// code (AWS never runs out of space), but MinIO's, after WebDAV's 507.
-pub const INSUFFICIENT_STORAGE: &str = "InsufficientStorage";
 
 #[cfg(test)]
 mod tests {
@@ -274,5 +297,40 @@ mod tests {
         assert_eq!(tally(&[Some(C::DiskFull), None]), Shortfall::Other);
         assert_eq!(tally(&[Some(C::Busy), Some(C::Internal)]), Shortfall::Other);
         assert_eq!(tally(&[]), Shortfall::Other);
+    }
+
+    #[test]
+    fn out_of_space_is_507_insufficient_storage() {
+        use weft_common::placement::PlacementError;
+        let full = to_s3(GatewayError::Placement(PlacementError::NodesFull {
+            available: 1,
+            needed: 3,
+            quorum: 2,
+            full: vec![weft_common::NodeId(4)],
+        }));
+        assert_eq!(full.code().as_str(), INSUFFICIENT_STORAGE);
+        assert_eq!(
+            full.status_code(),
+            Some(http::StatusCode::INSUFFICIENT_STORAGE)
+        );
+        assert!(full.message().unwrap().contains("data nodes n4 are full"));
+        let low = to_s3(GatewayError::Metad(
+            weft_metad::MetadClientError::Rejected {
+                code: weft_common::rpc::RpcErrorCode::DiskFull,
+                message: "metad is low on space".into(),
+            },
+        ));
+        assert_eq!(low.code().as_str(), INSUFFICIENT_STORAGE);
+        assert_eq!(
+            low.status_code(),
+            Some(http::StatusCode::INSUFFICIENT_STORAGE)
+        );
+        // Too few nodes for another reason stays a retryable 503.
+        let down = to_s3(GatewayError::Placement(PlacementError::NotEnoughNodes {
+            available: 1,
+            needed: 3,
+            quorum: 2,
+        }));
+        assert_eq!(*down.code(), S3ErrorCode::ServiceUnavailable);
     }
 }

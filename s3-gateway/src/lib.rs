@@ -208,6 +208,11 @@ impl GatewayHandle {
     pub fn nodes_up(&self) -> usize {
         self.gw.cluster.candidates().len()
     }
+    /// Space state of a data node in this gateway's cluster map (what its
+    /// placement goes by), if the map has the node.
+    pub fn node_space(&self, node: weft_common::NodeId) -> Option<weft_common::space::SpaceState> {
+        self.gw.cluster.snapshot().get(&node).map(|n| n.space.state)
+    }
     /// Waits for the servers to stop after cancel.
     pub async fn stopped(self) {
         for t in self.tasks {

@@ -1163,11 +1163,7 @@ impl S3 for WeftS3 {
         let (range, content_range) = requested_range(&v, input.range.as_ref(), input.part_number)?;
         let full = range.start == 0 && range.end == v.size;
         let len = range.end - range.start;
-        let rx = self
-            .gw
-            .read_object(&v, range, lease)
-            .await
-            .map_err(to_s3)?;
+        let rx = self.gw.read_object(&v, range, lease).await.map_err(to_s3)?;
         let expected_crc = v.crc32c;
         // On a full read, check the whole-object crc32c end to end: a
         // mismatch aborts the body rather than completing it with bad bytes.
@@ -1737,7 +1733,9 @@ impl S3 for WeftS3 {
             Some(d) if d == "REPLACE" => parse_tagging_header(input.tagging.as_deref())?,
             _ => src.tags.clone(),
         };
-        let written = self.copy_data((&src, lease), 0..src.size, &class, None).await?;
+        let written = self
+            .copy_data((&src, lease), 0..src.size, &class, None)
+            .await?;
         let now = now_ms();
         let version = ObjectVersion {
             version_id: VersionId::from_random(rand::random()),
@@ -2158,7 +2156,9 @@ impl S3 for WeftS3 {
             ..Default::default()
         };
         let size = range.end - range.start;
-        let written = self.copy_data((&src, lease), range, &class, spec.hasher()).await?;
+        let written = self
+            .copy_data((&src, lease), range, &class, spec.hasher())
+            .await?;
         let stored = spec.verify(&written.checksum, None)?;
         let (etag, now) = self
             .commit_part(&input.upload_id, input.part_number, size, written, stored)
