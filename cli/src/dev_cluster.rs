@@ -59,9 +59,13 @@ pub struct DevClusterConfig {
     /// `<data>/tls/` (made on first use).
     pub tls: bool,
     /// datad settings applied to every data node (id, zone, listen,
-    /// data_dir, capacity and metad are set per node). Gateways get an
-    /// upload age limit of half its `gc_grace_ms`.
+    /// data_dir, capacity and metad are set per node). The upload and GC
+    /// timers are metad's (`metad.upload_max_age_ms`, `metad.gc_grace_ms`).
     pub datad: DatadConfig,
+    /// Admission caps of every gateway's S3 listener.
+    pub gateway_limits: weft_gateway::Limits,
+    /// How long a stopping gateway lets requests in flight finish.
+    pub gateway_shutdown_grace_ms: u64,
 }
 
 impl DevClusterConfig {
@@ -86,6 +90,8 @@ impl DevClusterConfig {
                 heartbeat_interval_ms: 500,
                 ..DatadConfig::default()
             },
+            gateway_limits: weft_gateway::Limits::default(),
+            gateway_shutdown_grace_ms: GatewayConfig::default().shutdown_grace_ms,
         }
     }
 
@@ -464,7 +470,8 @@ impl DevCluster {
             root_access_key: Some(self.credentials.access_key.clone()),
             root_secret_key: Some(self.credentials.secret_key.clone()),
             delete_delay_ms: self.cfg.delete_delay_ms,
-            upload_max_age_ms: self.cfg.datad.gc_grace_ms / 2,
+            limits: self.cfg.gateway_limits,
+            shutdown_grace_ms: self.cfg.gateway_shutdown_grace_ms,
             ..Default::default()
         };
         let mut cfg = cfg;
@@ -558,8 +565,9 @@ impl DevCluster {
         &self.cfg
     }
 
-    /// Stops everything: gateway first (no new requests), then data nodes,
-    /// then metad.
+    /// Stops everything: gateways first (each stops accepting and lets
+    /// requests in flight finish within its shutdown grace), then data
+    /// nodes, then metad.
     pub async fn shutdown(mut self) {
         for g in self.gateways.iter_mut() {
             if let Some((g, c)) = g.take() {

@@ -13,6 +13,7 @@
 
 pub mod admin_auth;
 pub mod checksum;
+pub mod config_check;
 pub mod damage;
 pub mod durable_file;
 pub mod ids;
@@ -25,5 +26,6 @@ pub mod rpc;
 pub mod sigv4;
 pub mod stripe;
 pub mod topology;
+pub mod upload_timers;
 
 pub use ids::{NodeId, RequestId, SegmentId, ShardIndex, VersionId};

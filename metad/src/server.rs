@@ -118,6 +118,8 @@ pub struct AppState {
     /// Set while this leader steps down: it proposes nothing, so followers'
     /// election timers run out.
     pub stepping_down: std::sync::atomic::AtomicBool,
+    /// From this voter's config, served to gateways and data nodes.
+    pub upload_timers: weft_common::upload_timers::UploadTimers,
 }
 
 /// An error response with an [`RpcErrorBody`].
@@ -305,12 +307,15 @@ async fn query(
     Json(q): Json<Query>,
 ) -> Result<Json<QueryResult>, ApiError> {
     s.metrics.queries.inc();
-    if q != Query::Status && q != Query::Digest {
+    if q != Query::Status && q != Query::Digest && q != Query::UploadTimers {
         ensure_leader_read(&s).await?;
     }
     let sm = s.sm.clone();
     let result = match q {
         Query::Status => QueryResult::Status { status: status(&s) },
+        Query::UploadTimers => QueryResult::UploadTimers {
+            timers: s.upload_timers,
+        },
         Query::Digest => {
             let (applied_index, digest) = tokio::task::spawn_blocking(move || sm.digest())
                 .await
@@ -405,7 +410,11 @@ async fn query(
                     Query::ShardsHeld { node, shards } => QueryResult::ShardsHeld {
                         held: sm.shards_held(node, &shards)?,
                     },
-                    Query::Nodes | Query::Status | Query::Digest | Query::Durability => {
+                    Query::Nodes
+                    | Query::Status
+                    | Query::Digest
+                    | Query::Durability
+                    | Query::UploadTimers => {
                         unreachable!("handled above")
                     }
                 })

@@ -35,6 +35,13 @@ pub struct GatewayMetrics {
 
 impl Default for GatewayMetrics {
     fn default() -> Self {
+        Self::new(None)
+    }
+}
+
+impl GatewayMetrics {
+    /// The gateway's metrics, with admission control's gauges when given.
+    pub fn new(admission: Option<&crate::admission::Admission>) -> Self {
         let mut registry = Registry::with_prefix("weft_gateway");
         let requests = Family::<RequestLabels, Counter>::default();
         let request_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
@@ -66,6 +73,9 @@ impl Default for GatewayMetrics {
             "Stripes read by decoding parity",
             degraded_reads.clone(),
         );
+        if let Some(a) = admission {
+            a.register(&mut registry);
+        }
         GatewayMetrics {
             registry: Arc::new(registry),
             requests,
