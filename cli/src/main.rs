@@ -757,12 +757,16 @@ const DAEMON_STOP_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Waits for `stopped` up to `max`; past it, logs and returns so the
 /// process exits anyway (everything durable is already on disk).
-async fn stop_within(what: &str, max: std::time::Duration, stopped: impl std::future::Future<Output = ()>) {
+async fn stop_within(
+    what: &str,
+    max: std::time::Duration,
+    stopped: impl std::future::Future<Output = ()>,
+) {
     match tokio::time::timeout(max, stopped).await {
         Ok(()) => tracing::info!("{what} stopped"),
-        Err(_) => tracing::warn!(
-            "{what} did not stop within {max:?}; exiting with work still running"
-        ),
+        Err(_) => {
+            tracing::warn!("{what} did not stop within {max:?}; exiting with work still running")
+        }
     }
 }
 

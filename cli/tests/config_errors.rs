@@ -91,7 +91,10 @@ fn datad_with_gc_grace_exits_saying_it_moved_to_metad() {
     let toml = "data_dir = \"DIR/datad\"\ngc_grace_ms = 3600000\n";
     let (code, stderr) = run_with_config("datad", toml);
     assert_ne!(code, Some(0), "{stderr}");
-    assert!(stderr.contains("gc_grace_ms: moved to metad's config"), "{stderr}");
+    assert!(
+        stderr.contains("gc_grace_ms: moved to metad's config"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -49,12 +49,17 @@ fn spawn(args: &[&str]) -> (Child, String, std::thread::JoinHandle<String>) {
     BufReader::new(child.stdout.take().expect("piped stdout"))
         .read_line(&mut line)
         .expect("read first line");
-    assert!(!line.is_empty(), "weft {args:?} exited before printing its address");
+    assert!(
+        !line.is_empty(),
+        "weft {args:?} exited before printing its address"
+    );
     (child, line.trim().to_string(), log)
 }
 
 fn addr_after(line: &str, marker: &str) -> String {
-    let at = line.find(marker).unwrap_or_else(|| panic!("{marker:?} in {line:?}"));
+    let at = line
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker:?} in {line:?}"));
     let rest = &line[at + marker.len()..];
     rest.split([' ', ',']).next().expect("address").to_string()
 }
@@ -126,7 +131,11 @@ async fn cluster(grace_ms: u64) -> Cluster {
         if r.status == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "PUT never succeeded: {}", r.text());
+        assert!(
+            Instant::now() < deadline,
+            "PUT never succeeded: {}",
+            r.text()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     c
@@ -216,7 +225,10 @@ async fn wait_in_flight(admin: &str, n: u64) {
         {
             return;
         }
-        assert!(Instant::now() < deadline, "never {n} requests in flight:\n{text}");
+        assert!(
+            Instant::now() < deadline,
+            "never {n} requests in flight:\n{text}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -115,8 +115,14 @@ mod tests {
         let z: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let a: SocketAddr = "127.0.0.1:9000".parse().unwrap();
         let b: SocketAddr = "127.0.0.1:9001".parse().unwrap();
-        assert_eq!(distinct_listeners(&[("listen", z), ("admin_listen", z)]), Ok(()));
-        assert_eq!(distinct_listeners(&[("listen", a), ("admin_listen", b)]), Ok(()));
+        assert_eq!(
+            distinct_listeners(&[("listen", z), ("admin_listen", z)]),
+            Ok(())
+        );
+        assert_eq!(
+            distinct_listeners(&[("listen", a), ("admin_listen", b)]),
+            Ok(())
+        );
     }
 
     #[test]

@@ -163,7 +163,9 @@ impl Layout {
                 if width > SHARDS_MAX {
                     return Err(bad(
                         at,
-                        format!("k+m = {width} exceeds {SHARDS_MAX}; use at most {SHARDS_MAX} shards"),
+                        format!(
+                            "k+m = {width} exceeds {SHARDS_MAX}; use at most {SHARDS_MAX} shards"
+                        ),
                     ));
                 }
                 if unit_bytes == 0 {
@@ -191,7 +193,10 @@ impl Profiles {
         }
         for (i, c) in self.classes.iter().enumerate() {
             if c.name.is_empty() {
-                return Err(bad(format!("classes[{i}].name"), "empty; give the class its S3 name, e.g. STANDARD"));
+                return Err(bad(
+                    format!("classes[{i}].name"),
+                    "empty; give the class its S3 name, e.g. STANDARD",
+                ));
             }
             if self.classes[..i].iter().any(|o| o.name == c.name) {
                 return Err(bad(
@@ -291,12 +296,23 @@ mod tests {
             m: 2,
             unit_bytes: 0,
         });
-        assert!(unit0.validate().unwrap_err().problem.starts_with("unit_bytes = 0"));
+        assert!(unit0
+            .validate()
+            .unwrap_err()
+            .problem
+            .starts_with("unit_bytes = 0"));
         let copies0 = with_layout(Layout::Replicated { copies: 0 });
-        assert!(copies0.validate().unwrap_err().problem.starts_with("copies = 0"));
+        assert!(copies0
+            .validate()
+            .unwrap_err()
+            .problem
+            .starts_with("copies = 0"));
         let mut small0 = Profiles::default();
         small0.small_object_copies = 0;
-        assert_eq!(small0.validate().unwrap_err().setting, "small_object_copies");
+        assert_eq!(
+            small0.validate().unwrap_err().setting,
+            "small_object_copies"
+        );
     }
 
     #[test]

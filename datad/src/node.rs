@@ -671,7 +671,10 @@ mod tests {
         assert_eq!(c.validate().unwrap_err().setting, "heartbeat_interval_ms");
         let file = dir.path().join("file");
         std::fs::write(&file, b"x").unwrap();
-        assert_eq!(cfg(&file.join("d")).validate().unwrap_err().setting, "data_dir");
+        assert_eq!(
+            cfg(&file.join("d")).validate().unwrap_err().setting,
+            "data_dir"
+        );
     }
 
     #[test]

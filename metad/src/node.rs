@@ -436,7 +436,10 @@ mod tests {
             ..cfg(dir.path())
         };
         assert_eq!(c.validate().unwrap_err().setting, "node_grace_ms");
-        let c = MetadConfig { id: 0, ..cfg(dir.path()) };
+        let c = MetadConfig {
+            id: 0,
+            ..cfg(dir.path())
+        };
         assert_eq!(c.validate().unwrap_err().setting, "id");
     }
 

@@ -134,7 +134,11 @@ impl GatewayConfig {
         self.profiles
             .validate()
             .map_err(|e| ConfigError::new(format!("profiles.{}", e.setting), e.problem))?;
-        config_check::positive("limits.max_connections", self.limits.max_connections, "4096")?;
+        config_check::positive(
+            "limits.max_connections",
+            self.limits.max_connections,
+            "4096",
+        )?;
         config_check::positive("limits.max_requests", self.limits.max_requests, "1024")?;
         config_check::positive(
             "limits.max_inflight_bytes",

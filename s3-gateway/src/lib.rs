@@ -33,8 +33,8 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use weft_common::manifest::{AccessKey, Segment};
 use weft_common::config_check::ConfigError;
+use weft_common::manifest::{AccessKey, Segment};
 use weft_common::profile::{Layout, Profiles};
 use weft_common::rpc::{Command, CommandResult, Refusal};
 use weft_common::stripe::StripeCodec;
@@ -233,14 +233,13 @@ pub async fn start(
     if let (Some(ak), Some(sk)) = (&cfg.root_access_key, &cfg.root_secret_key) {
         ensure_root_key(&metad, ak, sk).await?;
     }
-    let upload_max_age = upload_age::UploadAge::new(
-        upload_age::fetch(&metad)
-            .await
-            .map_err(|detail| StartError::UploadAge {
+    let upload_max_age =
+        upload_age::UploadAge::new(upload_age::fetch(&metad).await.map_err(|detail| {
+            StartError::UploadAge {
                 metad: cfg.metad.clone(),
                 detail,
-            })?,
-    );
+            }
+        })?);
     upload_age::spawn_refresher(upload_max_age.clone(), metad.clone(), cancel.clone());
     let cluster = ClusterMap::default();
     if let Err(e) = cluster.refresh(&metad).await {

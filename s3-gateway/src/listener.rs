@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::admission::{slow_down, AdmittedBody, Admission, Reason};
+use crate::admission::{slow_down, Admission, AdmittedBody, Reason};
 use crate::metrics::{GatewayMetrics, RequestLabels};
 
 /// Longest a TLS handshake may take.
@@ -147,10 +147,8 @@ pub async fn serve(
         "S3 listener closed; letting requests in flight finish"
     );
     drain.cancel();
-    let drained = tokio::time::timeout(grace, async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} }).await;
     match drained {
         Ok(()) => tracing::info!("S3 requests drained"),
         Err(_) => {
@@ -373,7 +371,10 @@ mod tests {
 
     #[test]
     fn body_bytes_come_from_content_length_then_decoded_length() {
-        assert_eq!(declared_body_bytes(&headers(&[("content-length", "42")])), 42);
+        assert_eq!(
+            declared_body_bytes(&headers(&[("content-length", "42")])),
+            42
+        );
         assert_eq!(
             declared_body_bytes(&headers(&[
                 ("transfer-encoding", "chunked"),

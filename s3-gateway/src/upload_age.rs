@@ -60,10 +60,16 @@ pub fn spawn_refresher(age: UploadAge, metad: MetadClient, cancel: CancellationT
                 Ok(ms) => {
                     let old = age.0.swap(ms, Ordering::Relaxed);
                     if old != ms {
-                        tracing::info!(old_ms = old, new_ms = ms, "upload_max_age_ms changed on metad");
+                        tracing::info!(
+                            old_ms = old,
+                            new_ms = ms,
+                            "upload_max_age_ms changed on metad"
+                        );
                     }
                 }
-                Err(e) => tracing::debug!(error = %e, "could not refresh upload_max_age_ms; keeping the last value"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not refresh upload_max_age_ms; keeping the last value")
+                }
             }
         }
     });
