@@ -307,8 +307,10 @@ mod tests {
             .unwrap_err()
             .problem
             .starts_with("copies = 0"));
-        let mut small0 = Profiles::default();
-        small0.small_object_copies = 0;
+        let small0 = Profiles {
+            small_object_copies: 0,
+            ..Profiles::default()
+        };
         assert_eq!(
             small0.validate().unwrap_err().setting,
             "small_object_copies"
@@ -320,9 +322,11 @@ mod tests {
         let mut p = Profiles::default();
         p.small_object_bytes_max = p.segment_bytes_max + 1;
         assert_eq!(p.validate().unwrap_err().setting, "small_object_bytes_max");
-        let mut p = Profiles::default();
-        p.segment_bytes_max = 0;
-        p.small_object_bytes_max = 0;
+        let p = Profiles {
+            segment_bytes_max: 0,
+            small_object_bytes_max: 0,
+            ..Profiles::default()
+        };
         assert_eq!(p.validate().unwrap_err().setting, "segment_bytes_max");
         let mut p = Profiles::default();
         p.classes.clear();
