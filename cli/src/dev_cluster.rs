@@ -51,7 +51,7 @@ pub struct DevClusterConfig {
     /// Capacity each data node reports.
     pub datad_capacity_bytes: u64,
     /// Settings applied to every gateway (listen addresses, metad, region,
-    /// root key and upload age are set per gateway).
+    /// and root key are set per gateway).
     pub gateway: GatewayConfig,
     /// Capacity of particular data nodes (by index), instead of
     /// `datad_capacity_bytes`: tests fill one node without filling all.
@@ -63,8 +63,8 @@ pub struct DevClusterConfig {
     /// `<data>/tls/` (made on first use).
     pub tls: bool,
     /// datad settings applied to every data node (id, zone, listen,
-    /// data_dir, capacity and metad are set per node). Gateways get an
-    /// upload age limit of half its `gc_grace_ms`.
+    /// data_dir, capacity and metad are set per node). The upload and GC
+    /// timers are metad's (`metad.upload_max_age_ms`, `metad.gc_grace_ms`).
     pub datad: DatadConfig,
 }
 
@@ -506,7 +506,6 @@ impl DevCluster {
             region: self.cfg.region.clone(),
             root_access_key: Some(self.credentials.access_key.clone()),
             root_secret_key: Some(self.credentials.secret_key.clone()),
-            upload_max_age_ms: self.cfg.datad.gc_grace_ms / 2,
             ..self.cfg.gateway.clone()
         };
         let mut cfg = cfg;
@@ -608,8 +607,9 @@ impl DevCluster {
         &self.cfg
     }
 
-    /// Stops everything: gateway first (no new requests), then data nodes,
-    /// then metad.
+    /// Stops everything: gateways first (each stops accepting and lets
+    /// requests in flight finish within its shutdown grace), then data
+    /// nodes, then metad.
     pub async fn shutdown(mut self) {
         for g in self.gateways.iter_mut() {
             if let Some((g, c)) = g.take() {

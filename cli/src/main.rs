@@ -778,6 +778,27 @@ async fn shutdown_signal() {
     }
 }
 
+/// Longest a metad or datad takes to stop after SIGTERM (and the margin a
+/// gateway gets beyond its grace): their servers finish requests in flight,
+/// which are short internal calls, but a stuck one must not keep the process
+/// from exiting.
+const DAEMON_STOP_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits for `stopped` up to `max`; past it, logs and returns so the
+/// process exits anyway (everything durable is already on disk).
+async fn stop_within(
+    what: &str,
+    max: std::time::Duration,
+    stopped: impl std::future::Future<Output = ()>,
+) {
+    match tokio::time::timeout(max, stopped).await {
+        Ok(()) => tracing::info!("{what} stopped"),
+        Err(_) => {
+            tracing::warn!("{what} did not stop within {max:?}; exiting with work still running")
+        }
+    }
+}
+
 async fn run_dev(a: DevArgs) -> Result<()> {
     let mut cfg = DevClusterConfig::new(&a.data);
     cfg.s3_listen = a.listen;
@@ -870,8 +891,9 @@ async fn run_daemon(kind: &str, a: DaemonArgs) -> Result<()> {
             println!("metad listening on {}", h.addr());
             tokio::select! {
                 _ = shutdown_signal() => {
+                    tracing::info!("stopping: finishing requests in flight");
                     cancel.cancel();
-                    h.stopped().await;
+                    stop_within("metad", DAEMON_STOP_MAX, h.stopped()).await;
                 }
                 fatal = h.fatal() => {
                     cancel.cancel();
@@ -912,8 +934,9 @@ async fn run_daemon(kind: &str, a: DaemonArgs) -> Result<()> {
             let h = weft_datad::node::start(cfg, cancel.clone()).await?;
             println!("datad {} listening on {}", h.node_id(), h.addr());
             shutdown_signal().await;
+            tracing::info!("stopping: finishing requests in flight");
             cancel.cancel();
-            h.stopped().await;
+            stop_within("datad", DAEMON_STOP_MAX, h.stopped()).await;
         }
         _ => {
             let mut cfg: weft_gateway::GatewayConfig = config::load(path)?;
@@ -932,6 +955,7 @@ async fn run_daemon(kind: &str, a: DaemonArgs) -> Result<()> {
             if let Ok(sk) = std::env::var("WEFT_ROOT_SECRET_KEY") {
                 cfg.root_secret_key = Some(sk);
             }
+            let grace = std::time::Duration::from_millis(cfg.shutdown_grace_ms);
             let h = weft_gateway::start(cfg, cancel.clone()).await?;
             println!(
                 "gateway: S3 on {}, admin API on {}",
@@ -939,8 +963,14 @@ async fn run_daemon(kind: &str, a: DaemonArgs) -> Result<()> {
                 h.admin_addr()
             );
             shutdown_signal().await;
+            tracing::info!(
+                grace_ms = grace.as_millis() as u64,
+                "stopping: no new connections; requests in flight may finish within the grace"
+            );
             cancel.cancel();
-            h.stopped().await;
+            // The listener cuts what outlives the grace itself; the margin
+            // only turns a bug there into a logged exit instead of a hang.
+            stop_within("gateway", grace + DAEMON_STOP_MAX, h.stopped()).await;
         }
     }
     Ok(())

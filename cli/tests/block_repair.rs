@@ -35,7 +35,7 @@ async fn nine_nodes(scrub: bool) -> TestCluster {
         c.datad.scrub_period_ms = if scrub { 500 } else { 3_600_000 };
         c.datad.scrub_rate_bytes_per_sec = 256 << 20;
         c.datad.gc_interval_ms = 3_600_000;
-        c.datad.gc_grace_ms = 3_600_000;
+        c.metad.gc_grace_ms = 3_600_000;
     })
     .await
 }

@@ -71,7 +71,7 @@ async fn a_full_node_is_skipped_and_used_again_once_deletes_free_it() {
         c.datad_capacity_of.insert(0, SMALL_CAPACITY);
         c.datad.heartbeat_interval_ms = 200;
         c.datad.gc_interval_ms = 3_600_000;
-        c.datad.gc_grace_ms = 3_600_000;
+        c.metad.gc_grace_ms = 3_600_000;
     })
     .await;
     tc.c()

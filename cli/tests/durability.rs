@@ -29,7 +29,7 @@ async fn nine_nodes(
         // Off unless a test turns them on.
         c.datad.scrub_period_ms = 3_600_000;
         c.datad.gc_interval_ms = 3_600_000;
-        c.datad.gc_grace_ms = 3_600_000;
+        c.metad.gc_grace_ms = 3_600_000;
         tweak(c);
     })
     .await
@@ -525,7 +525,8 @@ async fn new_nodes_fill_until_usage_is_even() {
 async fn garbage_is_collected_after_the_grace_period() {
     let tc = nine_nodes(|c| {
         c.datad.gc_interval_ms = 300;
-        c.datad.gc_grace_ms = 3_000;
+        c.metad.gc_grace_ms = 3_000;
+        c.metad.upload_max_age_ms = 1_500;
         // The gateway's release queues take nothing: only the collector
         // can give this space back.
         c.gateway.release_queue_max = 0;

@@ -15,6 +15,7 @@
 
 pub mod admin_auth;
 pub mod checksum;
+pub mod config_check;
 pub mod damage;
 pub mod durable_file;
 pub mod ids;
@@ -28,5 +29,6 @@ pub mod sigv4;
 pub mod space;
 pub mod stripe;
 pub mod topology;
+pub mod upload_timers;
 
 pub use ids::{NodeId, RequestId, SegmentId, ShardIndex, VersionId};

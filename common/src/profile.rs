@@ -1,6 +1,10 @@
 //! Storage classes and the layouts they name.
 
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Most shards one segment may have: shard indexes are one byte.
+pub const SHARDS_MAX: usize = 256;
 
 /// How one segment's bytes are spread over shards.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +127,110 @@ impl Profiles {
     }
 }
 
+/// A profile setting that cannot work, found when a gateway starts rather
+/// than at the first PUT that needs it. The message names the setting (as
+/// written in the gateway's TOML) and the fix.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("profiles.{setting}: {problem}")]
+pub struct ProfileError {
+    /// Path of the offending setting under `profiles`, e.g. `classes.STANDARD`.
+    pub setting: String,
+    /// What is wrong and what to do.
+    pub problem: String,
+}
+
+fn bad(setting: impl Into<String>, problem: impl Into<String>) -> ProfileError {
+    ProfileError {
+        setting: setting.into(),
+        problem: problem.into(),
+    }
+}
+
+impl Layout {
+    /// Checks the geometry; `at` names the setting in messages.
+    pub fn validate(&self, at: &str) -> Result<(), ProfileError> {
+        match *self {
+            Layout::Replicated { copies } => {
+                if copies == 0 {
+                    return Err(bad(at, "copies = 0; use at least 1 copy"));
+                }
+            }
+            Layout::Erasure { k, m, unit_bytes } => {
+                if k == 0 {
+                    return Err(bad(at, "k = 0; use at least 1 data shard"));
+                }
+                let width = usize::from(k) + usize::from(m);
+                if width > SHARDS_MAX {
+                    return Err(bad(
+                        at,
+                        format!(
+                            "k+m = {width} exceeds {SHARDS_MAX}; use at most {SHARDS_MAX} shards"
+                        ),
+                    ));
+                }
+                if unit_bytes == 0 {
+                    return Err(bad(
+                        at,
+                        format!("unit_bytes = 0; use a positive unit, e.g. {UNIT_BYTES_DEFAULT}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Profiles {
+    /// Checks every class and the size rules, so a bad profile stops the
+    /// gateway at start instead of failing PUTs (or writing segments no
+    /// reader can decode) later.
+    pub fn validate(&self) -> Result<(), ProfileError> {
+        if self.classes.is_empty() {
+            return Err(bad(
+                "classes",
+                "no storage class; define at least one (the first is the default)",
+            ));
+        }
+        for (i, c) in self.classes.iter().enumerate() {
+            if c.name.is_empty() {
+                return Err(bad(
+                    format!("classes[{i}].name"),
+                    "empty; give the class its S3 name, e.g. STANDARD",
+                ));
+            }
+            if self.classes[..i].iter().any(|o| o.name == c.name) {
+                return Err(bad(
+                    format!("classes.{}", c.name),
+                    "defined twice; give each class a distinct name",
+                ));
+            }
+            c.layout.validate(&format!("classes.{}", c.name))?;
+        }
+        if self.small_object_copies == 0 {
+            return Err(bad(
+                "small_object_copies",
+                "0 copies; use at least 1 (3 is usual)",
+            ));
+        }
+        if self.segment_bytes_max == 0 {
+            return Err(bad(
+                "segment_bytes_max",
+                "0; use a positive segment size, e.g. 67108864 (64 MiB)",
+            ));
+        }
+        if self.small_object_bytes_max > self.segment_bytes_max {
+            return Err(bad(
+                "small_object_bytes_max",
+                format!(
+                    "{} exceeds segment_bytes_max ({}); a small object is one replicated segment, so keep it at most segment_bytes_max",
+                    self.small_object_bytes_max, self.segment_bytes_max
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +248,91 @@ mod tests {
         assert_eq!(small, Layout::Replicated { copies: 3 });
         assert_eq!(small.write_quorum(), 2);
         assert!(p.class(Some("GLACIER")).is_none());
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Profiles::default().validate(), Ok(()));
+    }
+
+    fn with_layout(layout: Layout) -> Profiles {
+        let mut p = Profiles::default();
+        p.classes[0].layout = layout;
+        p
+    }
+
+    #[test]
+    fn too_many_shards_are_refused_with_the_limit() {
+        let e = with_layout(Layout::Erasure {
+            k: 200,
+            m: 100,
+            unit_bytes: 1024,
+        })
+        .validate()
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "profiles.classes.STANDARD: k+m = 300 exceeds 256; use at most 256 shards"
+        );
+        // 256 exactly is fine.
+        let ok = with_layout(Layout::Erasure {
+            k: 200,
+            m: 56,
+            unit_bytes: 1024,
+        });
+        assert_eq!(ok.validate(), Ok(()));
+    }
+
+    #[test]
+    fn zero_data_shards_zero_unit_and_zero_copies_are_refused() {
+        let k0 = with_layout(Layout::Erasure {
+            k: 0,
+            m: 2,
+            unit_bytes: 1024,
+        });
+        assert!(k0.validate().unwrap_err().problem.starts_with("k = 0"));
+        let unit0 = with_layout(Layout::Erasure {
+            k: 4,
+            m: 2,
+            unit_bytes: 0,
+        });
+        assert!(unit0
+            .validate()
+            .unwrap_err()
+            .problem
+            .starts_with("unit_bytes = 0"));
+        let copies0 = with_layout(Layout::Replicated { copies: 0 });
+        assert!(copies0
+            .validate()
+            .unwrap_err()
+            .problem
+            .starts_with("copies = 0"));
+        let small0 = Profiles {
+            small_object_copies: 0,
+            ..Profiles::default()
+        };
+        assert_eq!(
+            small0.validate().unwrap_err().setting,
+            "small_object_copies"
+        );
+    }
+
+    #[test]
+    fn inconsistent_thresholds_and_class_lists_are_refused() {
+        let mut p = Profiles::default();
+        p.small_object_bytes_max = p.segment_bytes_max + 1;
+        assert_eq!(p.validate().unwrap_err().setting, "small_object_bytes_max");
+        let p = Profiles {
+            segment_bytes_max: 0,
+            small_object_bytes_max: 0,
+            ..Profiles::default()
+        };
+        assert_eq!(p.validate().unwrap_err().setting, "segment_bytes_max");
+        let mut p = Profiles::default();
+        p.classes.clear();
+        assert_eq!(p.validate().unwrap_err().setting, "classes");
+        let mut p = Profiles::default();
+        p.classes.push(p.classes[0].clone());
+        assert_eq!(p.validate().unwrap_err().setting, "classes.STANDARD");
     }
 }

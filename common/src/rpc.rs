@@ -476,6 +476,10 @@ pub enum Query {
     /// A digest of this voter's state machine and the index it covers
     /// (answered locally), to compare replicas.
     Digest,
+    /// The upload and garbage-collection timers from metad's config
+    /// (answered locally): gateways and data nodes take them from here so
+    /// the two can never disagree (see [`crate::upload_timers`]).
+    UploadTimers,
 }
 
 /// Where a listing resumes.
@@ -659,6 +663,11 @@ pub enum QueryResult {
     Status {
         /// Raft status.
         status: RaftStatus,
+    },
+    /// For `UploadTimers`.
+    UploadTimers {
+        /// The timers.
+        timers: crate::upload_timers::UploadTimers,
     },
 }
 

@@ -8,8 +8,10 @@
 //! metad whether this node should hold it, and removes it if not. The grace
 //! period protects uploads in flight, whose shards are written before their
 //! manifest commits (the gateway refuses to commit an upload older than half
-//! the grace). Removal re-checks the file's age under the name lock, so a
-//! shard rewritten meanwhile by repair survives.
+//! the grace). The grace comes from metad at every pass, the same config the
+//! gateways' upload age comes from, so the two cannot disagree (see
+//! `weft_common::upload_timers`). Removal re-checks the file's age under the
+//! name lock, so a shard rewritten meanwhile by repair survives.
 
 use crate::shard_store::ShardStore;
 use crate::work_metrics::WorkMetrics;
@@ -23,13 +25,27 @@ use weft_common::NodeId;
 /// Pairs asked about per query.
 const BATCH: usize = 1000;
 
-/// Garbage collection schedule.
+/// Garbage collection schedule (the grace comes from metad).
 #[derive(Clone, Copy, Debug)]
 pub struct GcConfig {
     /// Time between passes.
     pub interval: Duration,
-    /// Files younger than this are never collected.
-    pub grace: Duration,
+}
+
+/// metad's timers, validated again here: a pass with a grace shorter than
+/// two upload ages could remove shards of uploads still in flight, so a
+/// metad that answers with one (an old or misbuilt voter) gets no pass.
+async fn grace_from_metad(metad: &MetadClient) -> Result<Duration, String> {
+    match metad.query(&Query::UploadTimers).await {
+        Ok(QueryResult::UploadTimers { timers }) => {
+            timers
+                .validate()
+                .map_err(|e| format!("metad's upload timers are unsafe: {e}"))?;
+            Ok(Duration::from_millis(timers.gc_grace_ms))
+        }
+        Ok(other) => Err(format!("unexpected answer to UploadTimers: {other:?}")),
+        Err(e) => Err(format!("ask metad for gc_grace_ms: {e}")),
+    }
 }
 
 /// Runs collection passes until cancelled.
@@ -48,7 +64,10 @@ pub async fn run(
         }
         let result = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = pass(node, &store, &metad, cfg.grace) => r,
+            r = async {
+                let grace = grace_from_metad(&metad).await?;
+                pass(node, &store, &metad, grace).await
+            } => r,
         };
         match result {
             Ok(0) => {}

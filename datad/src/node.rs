@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use weft_common::config_check::{self, ConfigError};
 use weft_common::durable_file::{self, Access, FsError};
 use weft_common::rpc::{Command, Heartbeat, RpcErrorBody, RpcErrorCode};
 use weft_common::topology::NodeInfo;
@@ -79,10 +80,11 @@ pub struct DatadConfig {
     pub scrub_rate_bytes_per_sec: u64,
     /// Interval between garbage-collection passes.
     pub gc_interval_ms: u64,
-    /// Shard files younger than this are never garbage-collected; it must
-    /// exceed the longest upload (gateways refuse to commit uploads older
-    /// than half of it).
-    pub gc_grace_ms: u64,
+    /// No longer read here: metad owns `gc_grace_ms` (with the gateways'
+    /// `upload_max_age_ms`, so the two are checked together). Present only
+    /// so an old config gets a message saying where it moved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gc_grace_ms: Option<u64>,
     /// A released shard read within this long is kept until reads stop
     /// (readers renew the lease with every read; see `release`).
     pub release_quiet_ms: u64,
@@ -110,7 +112,7 @@ impl Default for DatadConfig {
             scrub_period_ms: 7 * 24 * 3600 * 1000,
             scrub_rate_bytes_per_sec: 32 << 20,
             gc_interval_ms: 10 * 60 * 1000,
-            gc_grace_ms: 3600 * 1000,
+            gc_grace_ms: None,
             release_quiet_ms: 30_000,
             release_hold_max_ms: 15 * 60 * 1000,
             release_deferred_max: 100_000,
@@ -128,6 +130,32 @@ impl DatadConfig {
             recent_max: RECENT_READS_MAX,
         }
     }
+
+    /// Refuses settings that cannot work, naming the setting and the fix.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.gc_grace_ms.is_some() {
+            return Err(ConfigError::new(
+                "gc_grace_ms",
+                "moved to metad's config (beside upload_max_age_ms, which it must cover twice); remove it here and set it on every metad voter",
+            ));
+        }
+        if self.zone.is_empty() {
+            return Err(ConfigError::new(
+                "zone",
+                "empty; name the failure domain this node is in, e.g. \"rack-1\"",
+            ));
+        }
+        config_check::positive("heartbeat_interval_ms", self.heartbeat_interval_ms, "1000")?;
+        config_check::positive("capacity_bytes", self.capacity_bytes, "107374182400")?;
+        config_check::positive("gc_interval_ms", self.gc_interval_ms, "600000")?;
+        config_check::positive(
+            "scrub_rate_bytes_per_sec",
+            self.scrub_rate_bytes_per_sec,
+            "33554432",
+        )?;
+        config_check::positive("release_quiet_ms", self.release_quiet_ms, "30000")?;
+        config_check::writable_dir("data_dir", &self.data_dir)
+    }
 }
 
 /// Most shards a datad remembers as recently read (about 100 bytes each).
@@ -139,6 +167,9 @@ pub enum DatadError {
     /// A configuration value is unusable.
     #[error("invalid config: {0}")]
     Config(String),
+    /// A setting that cannot work, found before anything started.
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] ConfigError),
     /// The data directory belongs to another node.
     #[error("data directory {} belongs to node {recorded}, not {configured}", path.display())]
     NodeIdMismatch {
@@ -204,14 +235,7 @@ impl DatadHandle {
 /// Starts a datad: opens the store, binds `cfg.listen`, serves, and registers
 /// and heartbeats with metad in the background. Returns once serving.
 pub async fn start(cfg: DatadConfig, cancel: CancellationToken) -> Result<DatadHandle, DatadError> {
-    if cfg.heartbeat_interval_ms == 0 {
-        return Err(DatadError::Config(
-            "heartbeat_interval_ms must be positive".into(),
-        ));
-    }
-    if cfg.zone.is_empty() {
-        return Err(DatadError::Config("zone must not be empty".into()));
-    }
+    cfg.validate()?;
     let thresholds = weft_common::space::SpaceThresholds::new(cfg.nearfull_ratio, cfg.full_ratio)
         .map_err(DatadError::Config)?;
     let store = Arc::new(
@@ -350,7 +374,6 @@ fn spawn_background_work(
     };
     let gc = crate::gc::GcConfig {
         interval: Duration::from_millis(cfg.gc_interval_ms.max(1)),
-        grace: Duration::from_millis(cfg.gc_grace_ms),
     };
     vec![
         tokio::spawn(
@@ -700,6 +723,53 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    fn cfg(dir: &Path) -> DatadConfig {
+        DatadConfig {
+            data_dir: dir.to_path_buf(),
+            ..DatadConfig::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(cfg(dir.path()).validate(), Ok(()));
+    }
+
+    #[test]
+    fn gc_grace_here_is_refused_saying_it_moved_to_metad() {
+        let dir = tempfile::tempdir().unwrap();
+        let old: DatadConfig = serde_json::from_str(&format!(
+            r#"{{"gc_grace_ms": 3600000, "data_dir": {:?}}}"#,
+            dir.path()
+        ))
+        .unwrap();
+        let e = old.validate().unwrap_err();
+        assert_eq!(e.setting, "gc_grace_ms");
+        assert!(e.problem.contains("moved to metad"), "{}", e.problem);
+    }
+
+    #[test]
+    fn empty_zone_zero_heartbeat_and_bad_data_dir_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = DatadConfig {
+            zone: String::new(),
+            ..cfg(dir.path())
+        };
+        assert_eq!(c.validate().unwrap_err().setting, "zone");
+        let c = DatadConfig {
+            heartbeat_interval_ms: 0,
+            ..cfg(dir.path())
+        };
+        assert_eq!(c.validate().unwrap_err().setting, "heartbeat_interval_ms");
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        assert_eq!(
+            cfg(&file.join("d")).validate().unwrap_err().setting,
+            "data_dir"
+        );
     }
 
     #[test]

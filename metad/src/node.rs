@@ -16,6 +16,8 @@ use crate::raft_log::LogStore;
 use crate::server::{router, AppState, Metrics};
 use crate::state_machine::StateMachine;
 use crate::Raft;
+use weft_common::config_check::{self, ConfigError};
+use weft_common::upload_timers::UploadTimers;
 
 /// Configuration of one metad voter.
 #[derive(Clone, Debug, Deserialize)]
@@ -63,6 +65,13 @@ pub struct MetadConfig {
     pub space_ok_free_bytes: u64,
     /// Time between checks of free space.
     pub space_check_ms: u64,
+    /// Longest time one gateway request may spend writing data before it
+    /// commits; gateways read it from metad. Set the same on every voter.
+    pub upload_max_age_ms: u64,
+    /// Shard files younger than this are never garbage-collected by data
+    /// nodes, which read it from metad. At least twice `upload_max_age_ms`,
+    /// checked at start. Set the same on every voter.
+    pub gc_grace_ms: u64,
 }
 
 impl Default for MetadConfig {
@@ -86,7 +95,66 @@ impl Default for MetadConfig {
             space_low_free_bytes: 256 << 20,
             space_ok_free_bytes: 512 << 20,
             space_check_ms: 1_000,
+            upload_max_age_ms: UploadTimers::default().upload_max_age_ms,
+            gc_grace_ms: UploadTimers::default().gc_grace_ms,
         }
+    }
+}
+
+impl MetadConfig {
+    /// The timers gateways and data nodes fetch from this voter.
+    pub fn upload_timers(&self) -> UploadTimers {
+        UploadTimers {
+            upload_max_age_ms: self.upload_max_age_ms,
+            gc_grace_ms: self.gc_grace_ms,
+        }
+    }
+
+    /// Refuses settings that cannot work, naming the setting and the fix.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.id == 0 {
+            return Err(ConfigError::new(
+                "id",
+                "0 is not a raft id; give each voter a distinct id from 1",
+            ));
+        }
+        self.upload_timers()
+            .validate()
+            .map_err(|e| ConfigError::new("gc_grace_ms/upload_max_age_ms", e.to_string()))?;
+        config_check::positive("raft_heartbeat_ms", self.raft_heartbeat_ms, "100")?;
+        if self.election_timeout_min_ms <= self.raft_heartbeat_ms {
+            return Err(ConfigError::new(
+                "election_timeout_min_ms",
+                format!(
+                    "{} is not above raft_heartbeat_ms ({}); followers would start elections between heartbeats: use at least 3 heartbeats, e.g. {}",
+                    self.election_timeout_min_ms,
+                    self.raft_heartbeat_ms,
+                    self.raft_heartbeat_ms * 4
+                ),
+            ));
+        }
+        if self.election_timeout_max_ms <= self.election_timeout_min_ms {
+            return Err(ConfigError::new(
+                "election_timeout_max_ms",
+                format!(
+                    "{} is not above election_timeout_min_ms ({}); the range randomises elections, e.g. use {}",
+                    self.election_timeout_max_ms,
+                    self.election_timeout_min_ms,
+                    self.election_timeout_min_ms * 2
+                ),
+            ));
+        }
+        if self.node_grace_ms < self.node_suspect_ms {
+            return Err(ConfigError::new(
+                "node_grace_ms",
+                format!(
+                    "{} is below node_suspect_ms ({}); a node is suspect before it is down, so raise node_grace_ms",
+                    self.node_grace_ms, self.node_suspect_ms
+                ),
+            ));
+        }
+        config_check::positive("snapshot_logs", self.snapshot_logs, "10000")?;
+        config_check::writable_dir("data_dir", &self.data_dir)
     }
 }
 
@@ -115,6 +183,9 @@ pub enum MetadError {
     /// Invalid disk space settings.
     #[error("invalid config: {0}")]
     SpaceConfig(String),
+    /// A setting that cannot work, found before anything started.
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] ConfigError),
     /// Raft failed to start or initialize.
     #[error("raft: {0}")]
     Raft(String),
@@ -216,6 +287,7 @@ pub async fn start_with_fs(
     fs: Arc<dyn weft_common::space::FsStats>,
     cancel: CancellationToken,
 ) -> Result<MetadHandle, MetadError> {
+    cfg.validate()?;
     let space_cfg = crate::space::SpaceConfig {
         reserved_bytes: cfg.reserved_bytes,
         low_free_bytes: cfg.space_low_free_bytes,
@@ -346,6 +418,7 @@ pub async fn start_with_fs(
         writes: crate::group_commit::GroupCommit::start(raft.clone()),
         stepping_down: Default::default(),
         fatal: fatal.clone(),
+        upload_timers: cfg.upload_timers(),
     });
     tokio::spawn(crate::server::planner_loop(state.clone(), cancel.clone()));
     tokio::spawn(crate::space::run(space, cancel.clone()));
@@ -375,4 +448,76 @@ pub async fn start_with_fs(
         server,
         fatal,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(dir: &std::path::Path) -> MetadConfig {
+        MetadConfig {
+            data_dir: dir.to_path_buf(),
+            ..MetadConfig::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(cfg(dir.path()).validate(), Ok(()));
+    }
+
+    #[test]
+    fn grace_below_twice_the_upload_age_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = MetadConfig {
+            upload_max_age_ms: 600_000,
+            gc_grace_ms: 1_000_000,
+            ..cfg(dir.path())
+        };
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.setting, "gc_grace_ms/upload_max_age_ms");
+        assert!(e.problem.contains("at least 1200000"), "{}", e.problem);
+    }
+
+    #[test]
+    fn election_timeouts_must_exceed_the_heartbeat_and_form_a_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = MetadConfig {
+            raft_heartbeat_ms: 500,
+            election_timeout_min_ms: 400,
+            ..cfg(dir.path())
+        };
+        assert_eq!(c.validate().unwrap_err().setting, "election_timeout_min_ms");
+        let c = MetadConfig {
+            election_timeout_max_ms: 400,
+            ..cfg(dir.path())
+        };
+        assert_eq!(c.validate().unwrap_err().setting, "election_timeout_max_ms");
+    }
+
+    #[test]
+    fn suspect_after_down_and_id_zero_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = MetadConfig {
+            node_suspect_ms: 10_000,
+            node_grace_ms: 5_000,
+            ..cfg(dir.path())
+        };
+        assert_eq!(c.validate().unwrap_err().setting, "node_grace_ms");
+        let c = MetadConfig {
+            id: 0,
+            ..cfg(dir.path())
+        };
+        assert_eq!(c.validate().unwrap_err().setting, "id");
+    }
+
+    #[test]
+    fn an_unwritable_data_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        let e = cfg(&file.join("metad")).validate().unwrap_err();
+        assert_eq!(e.setting, "data_dir");
+    }
 }

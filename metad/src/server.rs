@@ -138,6 +138,8 @@ pub struct AppState {
     pub stepping_down: std::sync::atomic::AtomicBool,
     /// Set once the raft core has stopped for good.
     pub fatal: tokio::sync::watch::Receiver<Option<crate::RaftFatal>>,
+    /// From this voter's config, served to gateways and data nodes.
+    pub upload_timers: weft_common::upload_timers::UploadTimers,
 }
 
 /// An error response with an [`RpcErrorBody`].
@@ -351,12 +353,15 @@ async fn query(
     Json(q): Json<Query>,
 ) -> Result<Json<QueryResult>, ApiError> {
     s.metrics.queries.inc();
-    if q != Query::Status && q != Query::Digest {
+    if q != Query::Status && q != Query::Digest && q != Query::UploadTimers {
         ensure_leader_read(&s).await?;
     }
     let sm = s.sm.clone();
     let result = match q {
         Query::Status => QueryResult::Status { status: status(&s) },
+        Query::UploadTimers => QueryResult::UploadTimers {
+            timers: s.upload_timers,
+        },
         Query::Digest => {
             let (applied_index, digest) = tokio::task::spawn_blocking(move || sm.digest())
                 .await
@@ -451,7 +456,11 @@ async fn query(
                     Query::ShardsHeld { node, shards } => QueryResult::ShardsHeld {
                         held: sm.shards_held(node, &shards)?,
                     },
-                    Query::Nodes | Query::Status | Query::Digest | Query::Durability => {
+                    Query::Nodes
+                    | Query::Status
+                    | Query::Digest
+                    | Query::Durability
+                    | Query::UploadTimers => {
                         unreachable!("handled above")
                     }
                 })

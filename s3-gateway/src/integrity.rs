@@ -167,7 +167,7 @@ impl BodyCheck {
 }
 
 /// The S3 XML error document, as s3s writes it.
-fn error_response(code: &S3ErrorCode, message: &str) -> s3s::HttpResponse {
+pub(crate) fn error_response(code: &S3ErrorCode, message: &str) -> s3s::HttpResponse {
     let escape = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")

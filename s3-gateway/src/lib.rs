@@ -8,20 +8,25 @@
 
 pub mod access;
 pub mod admin;
+pub mod admission;
 pub mod auth;
 pub mod checksums;
 pub mod cluster_map;
+pub mod config;
 pub mod error;
 pub mod integrity;
+pub mod listener;
 pub mod metrics;
 pub mod read_path;
 pub mod refusals;
 pub mod release;
 pub mod s3;
 pub mod tls;
+pub mod upload_age;
 pub mod write_path;
 
-use serde::Deserialize;
+pub use config::{GatewayConfig, Limits};
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -29,6 +34,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use weft_common::config_check::ConfigError;
 use weft_common::manifest::AccessKey;
 use weft_common::profile::{Layout, Profiles};
 use weft_common::rpc::{Command, CommandResult, Refusal};
@@ -39,87 +45,6 @@ use weft_metad::MetadClient;
 use crate::auth::KeyStore;
 use crate::cluster_map::ClusterMap;
 use crate::error::GatewayError;
-
-/// Gateway configuration.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GatewayConfig {
-    /// S3 endpoint.
-    pub listen: SocketAddr,
-    /// Admin API endpoint (the CLI's).
-    pub admin_listen: SocketAddr,
-    /// metad addresses.
-    pub metad: Vec<String>,
-    /// S3 region name reported and accepted in signatures.
-    pub region: String,
-    /// Root key, created in metad at start if missing.
-    pub root_access_key: Option<String>,
-    /// Root secret.
-    pub root_secret_key: Option<String>,
-    /// Optional bearer token accepted by the admin API.
-    pub admin_token: Option<String>,
-    /// Storage classes and size rules.
-    pub profiles: Profiles,
-    /// Shards queued for release per data node; beyond it they are left to
-    /// garbage collection (0: every release is left to it).
-    pub release_queue_max: usize,
-    /// Shards per release request to a data node.
-    pub release_batch_max: usize,
-    /// The longest a read keeps the shards it reads from being released
-    /// (the deadline of one GET).
-    pub read_lease_max_ms: u64,
-    /// Requests in flight to one data node (and so connections to it).
-    pub datad_connections_max: usize,
-    /// How long a request waits for a free connection slot to a data node
-    /// before that node counts as busy.
-    pub datad_queue_timeout_ms: u64,
-    /// A data node that sends nothing for this long has stalled: the read
-    /// moves to another shard.
-    pub datad_idle_timeout_ms: u64,
-    /// Whole-request deadline of one shard read or release; the base of a
-    /// shard write's deadline, which adds its length at 1 MiB/s.
-    pub datad_request_timeout_ms: u64,
-    /// Once a segment's write quorum is durable, how long the remaining
-    /// shard writes may take before they are abandoned and left to repair.
-    pub put_straggler_grace_ms: u64,
-    /// Longest time one request may spend writing data before it commits.
-    /// Keep it below half of datad's `gc_grace_ms`.
-    pub upload_max_age_ms: u64,
-    /// Base domains for virtual-hosted-style requests (`bucket.DOMAIN`);
-    /// path-style requests always work.
-    pub virtual_host_domains: Vec<String>,
-    /// PEM certificate chain: serve S3 over HTTPS (with `tls_key`).
-    pub tls_cert: Option<std::path::PathBuf>,
-    /// PEM private key for `tls_cert`.
-    pub tls_key: Option<std::path::PathBuf>,
-}
-
-impl Default for GatewayConfig {
-    fn default() -> Self {
-        GatewayConfig {
-            listen: "127.0.0.1:9000".parse().expect("valid literal"),
-            admin_listen: "127.0.0.1:9001".parse().expect("valid literal"),
-            metad: vec!["127.0.0.1:7000".into()],
-            region: "us-east-1".into(),
-            root_access_key: None,
-            root_secret_key: None,
-            admin_token: None,
-            profiles: Profiles::default(),
-            release_queue_max: 65_536,
-            release_batch_max: 512,
-            read_lease_max_ms: 15 * 60 * 1000,
-            datad_connections_max: 64,
-            datad_queue_timeout_ms: 10_000,
-            datad_idle_timeout_ms: 15_000,
-            datad_request_timeout_ms: 60_000,
-            put_straggler_grace_ms: 2_000,
-            upload_max_age_ms: 30 * 60 * 1000,
-            tls_cert: None,
-            tls_key: None,
-            virtual_host_domains: vec!["localhost".into()],
-        }
-    }
-}
 
 /// Why the gateway could not start.
 #[derive(Debug, Error)]
@@ -144,6 +69,17 @@ pub enum StartError {
     /// The root key could not be installed.
     #[error("install root key in metad: {0}")]
     RootKey(String),
+    /// A setting cannot work.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// metad did not say how long an upload may take.
+    #[error("read upload_max_age_ms from metad ({metad:?}): {detail}; start metad first, or check the `metad` addresses")]
+    UploadAge {
+        /// The addresses tried.
+        metad: Vec<String>,
+        /// Why it failed.
+        detail: String,
+    },
 }
 
 /// One codec per (k, m), shared: each caches its decode matrices.
@@ -160,7 +96,7 @@ pub struct Gateway {
     codecs: Arc<Mutex<CodecCache>>,
     release: release::Releaser,
     straggler_grace: Duration,
-    upload_max_age: Duration,
+    upload_max_age: upload_age::UploadAge,
     /// A deliberate bug for the chaos suite's self-test: acknowledge PUTs and
     /// completions without committing them. Never set outside that test.
     fault_ack_before_commit: bool,
@@ -271,16 +207,26 @@ pub async fn start(
     cfg: GatewayConfig,
     cancel: CancellationToken,
 ) -> Result<GatewayHandle, StartError> {
+    cfg.validate()?;
     let metad = MetadClient::new(cfg.metad.clone());
     if let (Some(ak), Some(sk)) = (&cfg.root_access_key, &cfg.root_secret_key) {
         ensure_root_key(&metad, ak, sk).await?;
     }
+    let upload_max_age =
+        upload_age::UploadAge::new(upload_age::fetch(&metad).await.map_err(|detail| {
+            StartError::UploadAge {
+                metad: cfg.metad.clone(),
+                detail,
+            }
+        })?);
+    upload_age::spawn_refresher(upload_max_age.clone(), metad.clone(), cancel.clone());
     let cluster = ClusterMap::default();
     if let Err(e) = cluster.refresh(&metad).await {
         tracing::warn!(error = %e, "initial cluster map fetch failed; will retry");
     }
     cluster.spawn_refresher(metad.clone(), Duration::from_millis(500), cancel.clone());
     let keys = KeyStore::new(metad.clone(), Duration::from_secs(2));
+    let admission = admission::Admission::new(cfg.limits, cfg.profiles.segment_bytes_max);
     let datad = DatadClient::with_limits(weft_datad::client::DatadClientLimits {
         idle_read_timeout: Duration::from_millis(cfg.datad_idle_timeout_ms),
         request_timeout: Duration::from_millis(cfg.datad_request_timeout_ms),
@@ -288,7 +234,7 @@ pub async fn start(
         queue_timeout: Duration::from_millis(cfg.datad_queue_timeout_ms),
         ..Default::default()
     });
-    let gw_metrics = metrics::GatewayMetrics::default();
+    let gw_metrics = metrics::GatewayMetrics::new(Some(&admission));
     let release = release::Releaser::new(
         release::ReleaseLimits {
             queue_max: cfg.release_queue_max,
@@ -313,7 +259,7 @@ pub async fn start(
         keys: keys.clone(),
         profiles: Arc::new(cfg.profiles.clone()),
         codecs: Arc::default(),
-        upload_max_age: Duration::from_millis(cfg.upload_max_age_ms),
+        upload_max_age,
         fault_ack_before_commit: fault_ack_before_commit(),
         metrics: gw_metrics,
     };
@@ -349,12 +295,15 @@ pub async fn start(
         _ => return Err(StartError::TlsHalf),
     };
     let service = s3::build_service(gw.clone(), keys, &cfg)?;
-    let s3_task = tokio::spawn(s3::serve(
+    let grace = Duration::from_millis(cfg.shutdown_grace_ms);
+    let s3_task = tokio::spawn(listener::serve(
         s3_listener,
         service,
         gw.metrics.clone(),
+        admission,
         tls,
         cancel.clone(),
+        grace,
     ));
     let admin_app = admin::router(admin::AdminState {
         gw: gw.clone(),
@@ -367,11 +316,20 @@ pub async fn start(
         let listener = admin_listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        if let Err(e) = axum::serve(listener, admin_app)
-            .with_graceful_shutdown(async move { admin_cancel.cancelled().await })
-            .await
-        {
-            tracing::error!(error = %e, "admin server failed");
+        let shutdown = admin_cancel.clone();
+        let server = axum::serve(listener, admin_app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await });
+        // axum's graceful shutdown waits for every connection without a
+        // deadline; the admin API gets the same grace as S3.
+        let cut = async {
+            admin_cancel.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            r = server => if let Err(e) = r {
+                tracing::error!(error = %e, "admin server failed");
+            },
+            _ = cut => tracing::warn!("admin API requests still running at the end of the shutdown grace were cut"),
         }
     });
     tracing::info!(%s3_addr, %admin_addr, "gateway listening");

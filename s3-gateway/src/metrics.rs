@@ -40,6 +40,13 @@ pub struct GatewayMetrics {
 
 impl Default for GatewayMetrics {
     fn default() -> Self {
+        Self::new(None)
+    }
+}
+
+impl GatewayMetrics {
+    /// The gateway's metrics, with admission control's gauges when given.
+    pub fn new(admission: Option<&crate::admission::Admission>) -> Self {
         let mut registry = Registry::with_prefix("weft_gateway");
         let requests = Family::<RequestLabels, Counter>::default();
         let request_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
@@ -98,6 +105,9 @@ impl Default for GatewayMetrics {
             "Reads holding a lease on the shards they read",
             release.leases.clone(),
         );
+        if let Some(a) = admission {
+            a.register(&mut registry);
+        }
         GatewayMetrics {
             registry: Arc::new(registry),
             put_stragglers,

@@ -3,7 +3,6 @@
 
 use bytes::Bytes;
 use futures::StreamExt;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use s3s::auth::Credentials;
 use s3s::dto::*;
 use s3s::service::{S3Service, S3ServiceBuilder};
@@ -11,7 +10,6 @@ use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_stream::wrappers::ReceiverStream;
-use tokio_util::sync::CancellationToken;
 use weft_common::manifest::{
     BucketInfo, ContentHeaders, ObjectVersion, Segment, Upload, UploadPart,
 };
@@ -23,10 +21,8 @@ use weft_common::VersionId;
 use crate::auth::KeyStore;
 use crate::checksums;
 use crate::error::{to_s3, GatewayError};
-use crate::metrics::{GatewayMetrics, RequestLabels};
 use crate::release::ReadLease;
 use crate::{Gateway, GatewayConfig};
-use tracing::Instrument;
 
 /// Largest single PUT, as in S3.
 pub const PUT_BYTES_MAX: i64 = 5 << 30;
@@ -137,160 +133,6 @@ impl s3s::host::S3Host for VirtualHosts {
             }
         }
         Ok(s3s::host::VirtualHost::new(host))
-    }
-}
-
-/// A request id: 16 hex characters, unique enough to find one request in logs.
-fn request_id() -> String {
-    format!("{:016X}", rand::random::<u64>())
-}
-
-/// Pause after an `accept` error; returns true if `cancel` fired meanwhile.
-///
-/// A peer that gave up before being accepted costs nothing. Anything else,
-/// above all EMFILE/ENFILE (out of file descriptors), clears only when
-/// connections or files are closed, so the loop waits a second (as
-/// `axum::serve` does) instead of spinning and flooding the log, and keeps
-/// serving the connections it has.
-async fn accept_backoff(e: &std::io::Error, cancel: &CancellationToken) -> bool {
-    use std::io::ErrorKind as K;
-    if matches!(
-        e.kind(),
-        K::ConnectionAborted | K::ConnectionReset | K::ConnectionRefused
-    ) {
-        return false;
-    }
-    if weft_common::durable_file::is_out_of_descriptors(e) {
-        tracing::error!(error = %e, "cannot accept S3 connections: out of file descriptors; retrying in 1s (raise the open-file limit, LimitNOFILE, if this persists)");
-    } else {
-        tracing::error!(error = %e, "accept failed; retrying in 1s");
-    }
-    tokio::select! {
-        _ = cancel.cancelled() => true,
-        _ = tokio::time::sleep(ACCEPT_BACKOFF) => false,
-    }
-}
-
-/// How long the S3 accept loop waits after a resource error.
-const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
-
-/// Serves S3 on `listener` until `cancel` fires. Each request gets an id,
-/// returned as `x-amz-request-id` and attached to every log line of the
-/// request through a tracing span.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    service: S3Service,
-    metrics: GatewayMetrics,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    cancel: CancellationToken,
-) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    if accept_backoff(&e, &cancel).await {
-                        return;
-                    }
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
-        let service = service.clone();
-        let metrics = metrics.clone();
-        let cancel = cancel.clone();
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            let svc = hyper::service::service_fn(
-                move |req: http::Request<hyper::body::Incoming>| {
-                    let service = service.clone();
-                    let metrics = metrics.clone();
-                    async move {
-                        let id = request_id();
-                        let method = req.method().to_string();
-                        // `Expect: 100-continue`: when we answer without reading
-                        // the body (an error, or an empty body), hyper sends no
-                        // interim 100 and keeps the connection; botocore then
-                        // either sends the body anyway (its bytes corrupt the next
-                        // request on the connection) or misreads the next
-                        // response and stalls. Closing such connections after the
-                        // answer keeps the client's next request on a fresh one.
-                        let expect_continue = req
-                            .headers()
-                            .get(http::header::EXPECT)
-                            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-                        let empty_body = req
-                            .headers()
-                            .get(http::header::CONTENT_LENGTH)
-                            .is_some_and(|v| v.as_bytes() == b"0");
-                        let span = tracing::info_span!("s3", request_id = %id, %method, path = %req.uri().path());
-                        let t0 = std::time::Instant::now();
-                        let (req, body_check) = crate::integrity::wrap_request(req);
-                        let mut resp = service.call(req).instrument(span).await?;
-                        if let Some(c) = body_check {
-                            resp = c.answer(resp);
-                        }
-                        metrics.request_seconds.observe(t0.elapsed().as_secs_f64());
-                        metrics
-                            .requests
-                            .get_or_create(&RequestLabels {
-                                method,
-                                status: resp.status().as_u16(),
-                            })
-                            .inc();
-                        if let Ok(v) = http::HeaderValue::from_str(&id) {
-                            resp.headers_mut().insert("x-amz-request-id", v);
-                        }
-                        let close_after =
-                            expect_continue && (empty_body || !resp.status().is_success());
-                        if close_after {
-                            resp.headers_mut().insert(
-                                http::header::CONNECTION,
-                                http::HeaderValue::from_static("close"),
-                            );
-                        }
-                        Ok::<_, s3s::HttpError>(resp)
-                    }
-                },
-            );
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            match tls {
-                None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                    tokio::select! {
-                        r = conn => if let Err(e) = r {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
-                        },
-                        _ = cancel.cancelled() => {}
-                    }
-                }
-                Some(acceptor) => {
-                    let stream = tokio::select! {
-                        r = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)) => match r {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        },
-                        _ = cancel.cancelled() => return,
-                    };
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                    tokio::select! {
-                        r = conn => if let Err(e) = r {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
-                        },
-                        _ = cancel.cancelled() => {}
-                    }
-                }
-            }
-        });
     }
 }
 

@@ -181,10 +181,11 @@ impl Gateway {
             reader.finish().await?;
             // Shards written long ago may already look like garbage to the
             // data nodes' collector: never commit such an upload.
-            if started.elapsed() > self.upload_max_age {
+            let max = self.upload_max_age.get();
+            if started.elapsed() > max {
                 return Err(GatewayError::TooSlow {
                     took: started.elapsed(),
-                    max: self.upload_max_age,
+                    max,
                 });
             }
             Ok(())

@@ -317,6 +317,30 @@ impl S3Client {
         }
     }
 
+    /// A PUT of `declared_len` bytes whose body is `body` (e.g. a stream fed
+    /// slowly by the test); UNSIGNED-PAYLOAD. A transport error (the
+    /// connection closed or reset) comes back as status 0.
+    pub async fn put_body(
+        &self,
+        bucket: &str,
+        key: &str,
+        declared_len: usize,
+        body: reqwest::Body,
+    ) -> Resp {
+        let len = declared_len.to_string();
+        self.request_inner(
+            "PUT",
+            &format!("/{bucket}/{key}"),
+            &[],
+            &[("content-length", len.as_str())],
+            vec![],
+            Some("UNSIGNED-PAYLOAD"),
+            None,
+            Some(body),
+        )
+        .await
+    }
+
     /// A PUT declaring `declared_len` bytes whose body sends `sent` and then
     /// fails, so the connection drops midway: a client that disconnects.
     pub async fn put_aborted(

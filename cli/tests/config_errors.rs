@@ -1,0 +1,110 @@
+//! A daemon given a configuration that cannot work exits non-zero at start
+//! with a message naming the setting and the fix.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs `weft <kind> --config <toml>`; returns (exit code, stderr). Fails
+/// the test if the process is still running after 60 s (it started).
+fn run_with_config(kind: &str, toml: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("{kind}.toml"));
+    std::fs::write(&path, toml.replace("DIR", &dir.path().to_string_lossy())).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args([kind, "--config", &path.to_string_lossy()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .env("WEFT_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .spawn()
+        .expect("spawn weft");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("weft {kind} started with a bad config instead of exiting");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status.code(), stderr)
+}
+
+#[test]
+fn gateway_with_too_many_shards_exits_naming_the_class_and_the_limit() {
+    let toml = r#"
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+metad = ["127.0.0.1:1"]
+
+[profiles]
+small_object_bytes_max = 65536
+small_object_copies = 3
+segment_bytes_max = 67108864
+
+[[profiles.classes]]
+name = "STANDARD"
+spread_zones = true
+layout = { kind = "erasure", k = 200, m = 100, unit_bytes = 1048576 }
+"#;
+    let (code, stderr) = run_with_config("gateway", toml);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("profiles.classes.STANDARD: k+m = 300 exceeds 256; use at most 256 shards"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn gateway_with_upload_max_age_exits_saying_it_moved_to_metad() {
+    let (code, stderr) = run_with_config("gateway", "upload_max_age_ms = 1800000\n");
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("upload_max_age_ms: moved to metad's config"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn gateway_with_s3_and_admin_on_one_port_exits_naming_both() {
+    let toml = "listen = \"127.0.0.1:9500\"\nadmin_listen = \"127.0.0.1:9500\"\n";
+    let (code, stderr) = run_with_config("gateway", toml);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("admin_listen: 127.0.0.1:9500 is also listen"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn datad_with_gc_grace_exits_saying_it_moved_to_metad() {
+    let toml = "data_dir = \"DIR/datad\"\ngc_grace_ms = 3600000\n";
+    let (code, stderr) = run_with_config("datad", toml);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("gc_grace_ms: moved to metad's config"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn metad_with_grace_below_twice_the_upload_age_exits_with_both_fixes() {
+    let toml = "listen = \"127.0.0.1:0\"\ndata_dir = \"DIR/metad\"\nupload_max_age_ms = 600000\ngc_grace_ms = 900000\n";
+    let (code, stderr) = run_with_config("metad", toml);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("raise gc_grace_ms to at least 1200000")
+            && stderr.contains("lower upload_max_age_ms to at most 450000"),
+        "{stderr}"
+    );
+}
