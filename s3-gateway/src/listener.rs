@@ -358,6 +358,35 @@ async fn handle(
     Ok(resp.map(|b| AdmittedBody::new(b, ticket)))
 }
 
+/// Pause after an `accept` error; returns true if `cancel` fired meanwhile.
+///
+/// A peer that gave up before being accepted costs nothing. Anything else,
+/// above all EMFILE/ENFILE (out of file descriptors), clears only when
+/// connections or files are closed, so the loop waits a second (as
+/// `axum::serve` does) instead of spinning and flooding the log, and keeps
+/// serving the connections it has.
+async fn accept_backoff(e: &std::io::Error, cancel: &CancellationToken) -> bool {
+    use std::io::ErrorKind as K;
+    if matches!(
+        e.kind(),
+        K::ConnectionAborted | K::ConnectionReset | K::ConnectionRefused
+    ) {
+        return false;
+    }
+    if weft_common::durable_file::is_out_of_descriptors(e) {
+        tracing::error!(error = %e, "cannot accept S3 connections: out of file descriptors; retrying in 1s (raise the open-file limit, LimitNOFILE, if this persists)");
+    } else {
+        tracing::error!(error = %e, "accept failed; retrying in 1s");
+    }
+    tokio::select! {
+        _ = cancel.cancelled() => true,
+        _ = tokio::time::sleep(ACCEPT_BACKOFF) => false,
+    }
+}
+
+/// How long the S3 accept loop waits after a resource error.
+const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,32 +419,3 @@ mod tests {
         assert_eq!(declared_body_bytes(&headers(&[])), 0);
     }
 }
-
-/// Pause after an `accept` error; returns true if `cancel` fired meanwhile.
-///
-/// A peer that gave up before being accepted costs nothing. Anything else,
-/// above all EMFILE/ENFILE (out of file descriptors), clears only when
-/// connections or files are closed, so the loop waits a second (as
-/// `axum::serve` does) instead of spinning and flooding the log, and keeps
-/// serving the connections it has.
-async fn accept_backoff(e: &std::io::Error, cancel: &CancellationToken) -> bool {
-    use std::io::ErrorKind as K;
-    if matches!(
-        e.kind(),
-        K::ConnectionAborted | K::ConnectionReset | K::ConnectionRefused
-    ) {
-        return false;
-    }
-    if weft_common::durable_file::is_out_of_descriptors(e) {
-        tracing::error!(error = %e, "cannot accept S3 connections: out of file descriptors; retrying in 1s (raise the open-file limit, LimitNOFILE, if this persists)");
-    } else {
-        tracing::error!(error = %e, "accept failed; retrying in 1s");
-    }
-    tokio::select! {
-        _ = cancel.cancelled() => true,
-        _ = tokio::time::sleep(ACCEPT_BACKOFF) => false,
-    }
-}
-
-/// How long the S3 accept loop waits after a resource error.
-const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);

@@ -66,11 +66,13 @@ pub struct ReleaseMetrics {
 
 // ---- read leases -------------------------------------------------------------
 
+/// When a lease began and, once resolved, the segments it reads.
+type LeaseEntry = (Instant, Option<Arc<HashSet<SegmentId>>>);
+
 #[derive(Default)]
 struct LeaseTable {
     next_id: u64,
-    /// Lease id → when it began and, once resolved, the segments it reads.
-    active: BTreeMap<u64, (Instant, Option<Arc<HashSet<SegmentId>>>)>,
+    active: BTreeMap<u64, LeaseEntry>,
 }
 
 /// The reads in progress on this gateway. Cheap to clone.
@@ -163,7 +165,7 @@ impl Pins {
         if self.unresolved_since.is_some_and(|s| s <= released) {
             return false;
         }
-        !self.segments.get(&segment).is_some_and(|s| *s <= released)
+        self.segments.get(&segment).is_none_or(|s| *s > released)
     }
 }
 
