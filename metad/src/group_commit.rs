@@ -57,6 +57,11 @@ impl GroupCommit {
         GroupCommit { tx }
     }
 
+    /// Commands waiting in the queue now (at most its bound).
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Commits `cmd` (in some batch) and returns its own result.
     pub async fn write(&self, cmd: Command) -> Result<CommandResult, WriteError> {
         let (reply, rx) = oneshot::channel();

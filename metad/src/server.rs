@@ -46,6 +46,8 @@ pub struct Metrics {
     repair_backlog_bytes: Gauge,
     repair_tasks_in_flight: Gauge,
     repair_finished: Counter,
+    /// Commands waiting for the group-commit batcher (bounded queue).
+    commands_queued: Gauge,
 }
 
 impl Default for Metrics {
@@ -93,8 +95,15 @@ impl Default for Metrics {
             "Repair tasks reported finished by data nodes",
             repair_finished.clone(),
         );
+        let commands_queued = Gauge::default();
+        registry.register(
+            "commands_queued",
+            "Commands waiting for the group-commit batcher (bounded queue)",
+            commands_queued.clone(),
+        );
         Metrics {
             registry,
+            commands_queued,
             commands,
             command_seconds,
             queries,
@@ -826,6 +835,9 @@ async fn remove_member(
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> Result<String, ApiError> {
+    s.metrics
+        .commands_queued
+        .set(i64::try_from(s.writes.queued()).unwrap_or(i64::MAX));
     let mut out = String::new();
     encode(&mut out, &s.metrics.registry).map_err(ApiError::internal)?;
     Ok(out)

@@ -95,6 +95,8 @@ pub struct Gateway {
     profiles: Arc<Profiles>,
     codecs: Arc<Mutex<CodecCache>>,
     release: release::Releaser,
+    /// Bounds the bad-shard reports in flight (see `read_path`).
+    report_slots: Arc<tokio::sync::Semaphore>,
     straggler_grace: Duration,
     upload_max_age: upload_age::UploadAge,
     /// A deliberate bug for the chaos suite's self-test: acknowledge PUTs and
@@ -254,6 +256,9 @@ pub async fn start(
         metad: metad.clone(),
         datad,
         release,
+        report_slots: Arc::new(tokio::sync::Semaphore::new(
+            read_path::BAD_SHARD_REPORTS_MAX,
+        )),
         straggler_grace: Duration::from_millis(cfg.put_straggler_grace_ms),
         cluster,
         keys: keys.clone(),

@@ -31,6 +31,8 @@ pub struct GatewayMetrics {
     pub degraded_reads: Counter,
     /// Shard reads that met bad blocks or a missing file, reported for repair.
     pub bad_shards_reported: Counter,
+    /// Bad-shard reports not sent because too many were in flight.
+    pub bad_shard_reports_dropped: Counter,
     /// Shard writes abandoned after the quorum was durable and the straggler
     /// grace passed (left to repair).
     pub put_stragglers: Counter,
@@ -78,6 +80,12 @@ impl GatewayMetrics {
             "Stripes read by decoding parity",
             degraded_reads.clone(),
         );
+        let bad_shard_reports_dropped = Counter::default();
+        registry.register(
+            "bad_shard_reports_dropped",
+            "Bad-shard reports not sent because too many were in flight (scrub finds them)",
+            bad_shard_reports_dropped.clone(),
+        );
         let put_stragglers = Counter::default();
         registry.register(
             "put_stragglers",
@@ -110,6 +118,7 @@ impl GatewayMetrics {
         }
         GatewayMetrics {
             registry: Arc::new(registry),
+            bad_shard_reports_dropped,
             put_stragglers,
             release,
             requests,

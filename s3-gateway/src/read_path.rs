@@ -22,6 +22,9 @@ use crate::release::ReadLease;
 use crate::Gateway;
 use weft_datad::client::DatadClientError;
 
+/// Most bad-shard reports to metad in flight at once.
+pub const BAD_SHARD_REPORTS_MAX: usize = 64;
+
 /// Bytes of the object a piece covers and the piece itself.
 pub type Piece = Result<Bytes, GatewayError>;
 
@@ -156,9 +159,18 @@ impl Gateway {
         damage: Option<weft_common::damage::BlockDamage>,
     ) {
         use weft_common::rpc::Command;
+        // Bounded: a burst of bad reads (a dying disk) must not become a
+        // burst of tasks. A report not sent is not lost: the holder's
+        // scrubber, or the next read, finds the same blocks.
+        let Ok(slot) = self.report_slots.clone().try_acquire_owned() else {
+            self.metrics.bad_shard_reports_dropped.inc();
+            tracing::debug!(%segment, index, %node, "too many bad-shard reports in flight; leaving this one to scrub");
+            return;
+        };
         self.metrics.bad_shards_reported.inc();
         let metad = self.metad.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let index = index as u8;
             let cmd = match damage {
                 Some(damage) => Command::ReportDamage {
