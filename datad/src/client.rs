@@ -31,8 +31,7 @@ use weft_common::rpc::{
 };
 use weft_common::{SegmentId, ShardIndex};
 
-/// How long to wait for a TCP connection to a datad.
-pub const CONNECT_TIMEOUT_MS: u64 = 3_000;
+pub use crate::limits::CONNECT_TIMEOUT_MS;
 
 /// Connection and deadline limits of a [`DatadClient`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,8 +66,7 @@ impl Default for DatadClientLimits {
         }
     }
 }
-/// Largest preallocation for a GET body; larger bodies grow as they arrive.
-const GET_PREALLOC_BYTES_MAX: u64 = 8 * 1024 * 1024;
+use crate::limits::GET_PREALLOC_BYTES_MAX;
 
 /// Why a call to a datad failed. `op` says which call ("put shard", ...).
 #[derive(Debug, thiserror::Error)]

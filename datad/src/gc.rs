@@ -22,8 +22,7 @@ use weft_common::metad_client::MetadClient;
 use weft_common::rpc::{Query, QueryResult};
 use weft_common::NodeId;
 
-/// Pairs asked about per query.
-const BATCH: usize = 1000;
+use crate::limits::GC_BATCH as BATCH;
 
 /// Garbage collection schedule (the grace comes from metad).
 #[derive(Clone, Copy, Debug)]

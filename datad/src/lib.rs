@@ -21,6 +21,7 @@
 pub mod client;
 pub mod error;
 pub mod gc;
+pub mod limits;
 pub mod node;
 pub mod release;
 pub mod repair;

@@ -28,16 +28,11 @@ use weft_common::rpc::{Command, Heartbeat, RpcErrorBody, RpcErrorCode};
 use weft_common::topology::NodeInfo;
 use weft_common::NodeId;
 
-/// Timeout of one control call to metad (register, heartbeat).
-pub const METAD_CALL_TIMEOUT_MS: u64 = 2_000;
-/// First delay between registration attempts; doubles up to the max.
-pub const REGISTER_BACKOFF_MS_MIN: u64 = 100;
-/// Longest delay between registration attempts.
-pub const REGISTER_BACKOFF_MS_MAX: u64 = 5_000;
-/// `NotLeader` redirects followed within one call.
-pub const METAD_REDIRECTS_MAX: usize = 3;
-/// Repeated metad failures are logged at WARN at most this often (else DEBUG).
-pub const METAD_WARN_INTERVAL_MS: u64 = 30_000;
+pub use crate::limits::METAD_CALL_TIMEOUT_MS;
+pub use crate::limits::METAD_REDIRECTS_MAX;
+pub use crate::limits::METAD_WARN_INTERVAL_MS;
+pub use crate::limits::REGISTER_BACKOFF_MS_MAX;
+pub use crate::limits::REGISTER_BACKOFF_MS_MIN;
 /// File in the data directory recording the node id it belongs to.
 pub const NODE_ID_FILE: &str = "node_id";
 
@@ -158,8 +153,7 @@ impl DatadConfig {
     }
 }
 
-/// Most shards a datad remembers as recently read (about 100 bytes each).
-pub const RECENT_READS_MAX: usize = 1_000_000;
+pub use crate::limits::RECENT_READS_MAX;
 
 /// Why a datad could not start.
 #[derive(Debug, thiserror::Error)]

@@ -39,8 +39,7 @@ use weft_common::rpc::{Command, CommandResult};
 use weft_common::stripe::{Geometry, StripeCodec};
 use weft_common::{NodeId, SegmentId, ShardIndex};
 
-/// Bytes fetched per request when copying a shard.
-const COPY_CHUNK_BYTES: u64 = 1 << 20;
+use crate::limits::COPY_CHUNK_BYTES;
 
 /// What every task shares.
 #[derive(Clone)]

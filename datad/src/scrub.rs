@@ -29,8 +29,7 @@ use weft_common::metad_client::MetadClient;
 use weft_common::rpc::Command;
 use weft_common::{NodeId, SegmentId, ShardIndex};
 
-/// Blocks verified per read of a file (the throttle is charged between).
-const CHUNK_BLOCKS: u32 = 16;
+use crate::limits::SCRUB_CHUNK_BLOCKS as CHUNK_BLOCKS;
 
 /// Scrub schedule.
 #[derive(Clone, Copy, Debug)]

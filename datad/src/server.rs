@@ -146,8 +146,7 @@ pub fn router_with_metrics(
         .with_state(state)
 }
 
-/// How long a stopping datad waits for requests in flight.
-pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
+pub use crate::limits::SHUTDOWN_GRACE_MS;
 
 /// Serves `router` on `listener` (TCP_NODELAY on every connection) until
 /// `cancel` fires, then shuts down gracefully: requests in flight get
@@ -306,13 +305,7 @@ async fn put_shard(
     result
 }
 
-/// Most bytes of a refused PUT's body read and dropped before replying.
-///
-/// A client still sending its body when the connection closes sees a broken
-/// pipe, not our reply; reading the rest lets it see the error (disk full,
-/// length mismatch) and tell a refusal from an unreachable node. Beyond this
-/// many bytes the connection is simply closed.
-pub const PUT_DRAIN_BYTES_MAX: u64 = 64 * 1024 * 1024;
+pub use crate::limits::PUT_DRAIN_BYTES_MAX;
 
 async fn drain(mut body: axum::body::BodyDataStream, max_bytes: u64) {
     let mut drained = 0u64;

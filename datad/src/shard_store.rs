@@ -40,16 +40,11 @@ use weft_common::durable_file::{self as durable, Access, DurableFile, FsError};
 use weft_common::rpc::ShardPutReply;
 use weft_common::{SegmentId, ShardIndex};
 
-/// Body chunks queued between a PUT's network reader and its disk writer.
-pub const PUT_QUEUE_CHUNKS: usize = 8;
-/// Verified blocks queued between a GET's disk reader and its network writer.
-pub const GET_QUEUE_BLOCKS: usize = 4;
-/// Largest range [`ShardStore::get_bytes`] collects into one buffer.
-pub const GET_BYTES_MAX: u64 = 64 * 1024 * 1024;
-/// Largest range [`ShardStore::get_verified`] reads.
-pub const GET_VERIFIED_MAX: u64 = 16 * 1024 * 1024;
-/// Stripes of the lock that serialises replace and delete of one file name.
-const NAME_LOCKS: usize = 64;
+pub use crate::limits::GET_BYTES_MAX;
+pub use crate::limits::GET_QUEUE_BLOCKS;
+pub use crate::limits::GET_VERIFIED_MAX;
+use crate::limits::NAME_LOCKS;
+pub use crate::limits::PUT_QUEUE_CHUNKS;
 
 /// Shard files on one data directory. Cheap to clone.
 #[derive(Clone)]

@@ -17,12 +17,9 @@ use weft_common::rpc::{Command, CommandResult};
 
 use crate::Raft;
 
-/// Entries proposed but not yet applied.
-const INFLIGHT_ENTRIES_MAX: usize = 2;
-/// Most commands in one entry.
-const BATCH_COMMANDS_MAX: usize = 256;
-/// Commands waiting for a batch.
-const QUEUE_MAX: usize = 8192;
+use crate::limits::BATCH_COMMANDS_MAX;
+use crate::limits::COMMAND_QUEUE_MAX as QUEUE_MAX;
+use crate::limits::INFLIGHT_ENTRIES_MAX;
 
 /// Why a command was not committed.
 #[derive(Clone, Debug)]

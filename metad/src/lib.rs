@@ -26,6 +26,7 @@ pub mod envelope;
 pub mod error;
 pub mod group_commit;
 pub mod health;
+pub mod limits;
 pub mod liveness;
 #[cfg(test)]
 mod migration_tests;

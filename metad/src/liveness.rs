@@ -22,9 +22,7 @@ use weft_common::space::SpaceReport;
 use weft_common::topology::{NodeAdmin, NodeInfo, NodeState, NodeView};
 use weft_common::NodeId;
 
-/// Extra time a node never heard from since the epoch stays up: datads find
-/// a new leader by following redirects, which takes a few heartbeats.
-const UNSEEN_ALLOWANCE: Duration = Duration::from_secs(2);
+use crate::limits::UNSEEN_ALLOWANCE;
 
 /// Heartbeat tracker.
 pub struct Liveness {

@@ -128,8 +128,7 @@ pub struct LogStore {
     writer: Arc<Writer>,
 }
 
-/// Most queued jobs one transaction takes.
-const GROUP_JOBS_MAX: usize = 4096;
+use crate::limits::GROUP_JOBS_MAX;
 
 fn writer_loop(db: Arc<Database>, pending: Pending, rx: mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {

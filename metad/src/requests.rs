@@ -23,13 +23,9 @@ use crate::envelope::{sealed, SealedRead};
 use crate::error::MetaError;
 use crate::tables::*;
 
-/// Most expired records dropped each time the request clock advances:
-/// enough to keep up with far more than 64 requests per millisecond (one
-/// insert each), small enough never to stall one apply.
-const PRUNE_PER_APPLY: usize = 64;
+use crate::limits::PRUNE_PER_APPLY;
 
-/// A forward step of the request clock worth a warning.
-const CLOCK_JUMP_WARN_MS: u64 = 60_000;
+use crate::limits::CLOCK_JUMP_WARN_MS;
 
 /// What a retry is answered.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -217,11 +217,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     raft.merge(api).with_state(state)
 }
 
-/// Largest raft RPC body: `max_payload_entries` entries of at most
-/// `BATCH_COMMANDS_MAX` commands each, or one snapshot chunk.
-pub const RAFT_BODY_BYTES_MAX: usize = 512 << 20;
-/// Largest API request body (one command or query).
-pub const API_BODY_BYTES_MAX: usize = 16 << 20;
+pub use crate::limits::API_BODY_BYTES_MAX;
+pub use crate::limits::RAFT_BODY_BYTES_MAX;
 
 async fn raft_append(
     State(s): State<Arc<AppState>>,

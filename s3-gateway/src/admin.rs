@@ -10,7 +10,6 @@ use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::Duration;
 use weft_common::admin_auth;
 use weft_common::manifest::AccessKey;
 use weft_common::repair::{DurabilityStatus, RepairConfig, RepairPriority};
@@ -475,10 +474,7 @@ async fn metad_step_down(
     metad_member_call(&s, "/v1/leader/step-down", &serde_json::json!({})).await
 }
 
-/// How long the status endpoint waits for metad before answering from its
-/// last report: an operator asking during a partition gets an answer, not a
-/// hang.
-const DURABILITY_QUERY_DEADLINE: Duration = Duration::from_secs(3);
+use crate::limits::DURABILITY_QUERY_DEADLINE;
 
 async fn durability(s: &AdminState) -> Result<DurabilityStatus, AdminError> {
     let metad = s.gw.metad.clone().with_deadline(DURABILITY_QUERY_DEADLINE);

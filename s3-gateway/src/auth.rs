@@ -21,8 +21,7 @@ pub struct KeyStore {
     last_known: Cache<String, AccessKey>,
 }
 
-/// How long a lookup waits for metad when a last-known key can answer.
-const STALE_LOOKUP_DEADLINE: Duration = Duration::from_secs(3);
+use crate::limits::STALE_LOOKUP_DEADLINE;
 
 impl KeyStore {
     /// A key store over `metad`, caching answers for `ttl`.

@@ -12,10 +12,7 @@ use weft_common::topology::NodeView;
 use weft_common::NodeId;
 use weft_metad::MetadClient;
 
-/// How long a node this gateway could not reach is left out of placement,
-/// so writes stop choosing a dead node before metad's failure detector
-/// notices it (seconds).
-pub const UNREACHABLE_AVOID: Duration = Duration::from_secs(5);
+pub use crate::limits::UNREACHABLE_AVOID;
 
 /// Cached node table.
 #[derive(Clone, Default)]

@@ -15,6 +15,7 @@ pub mod cluster_map;
 pub mod config;
 pub mod error;
 pub mod integrity;
+pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod read_path;
@@ -226,8 +227,8 @@ pub async fn start(
     if let Err(e) = cluster.refresh(&metad).await {
         tracing::warn!(error = %e, "initial cluster map fetch failed; will retry");
     }
-    cluster.spawn_refresher(metad.clone(), Duration::from_millis(500), cancel.clone());
-    let keys = KeyStore::new(metad.clone(), Duration::from_secs(2));
+    cluster.spawn_refresher(metad.clone(), limits::CLUSTER_MAP_REFRESH, cancel.clone());
+    let keys = KeyStore::new(metad.clone(), limits::KEY_CACHE_TTL);
     let admission = admission::Admission::new(cfg.limits, cfg.profiles.segment_bytes_max);
     let datad = DatadClient::with_limits(weft_datad::client::DatadClientLimits {
         idle_read_timeout: Duration::from_millis(cfg.datad_idle_timeout_ms),
@@ -244,8 +245,8 @@ pub async fn start(
                 .release_batch_max
                 .clamp(1, weft_common::rpc::SHARD_RELEASE_BATCH_MAX),
             read_lease_max: Duration::from_millis(cfg.read_lease_max_ms),
-            retry_delay: Duration::from_secs(1),
-            attempts_max: 5,
+            retry_delay: limits::RELEASE_RETRY_DELAY,
+            attempts_max: limits::RELEASE_ATTEMPTS_MAX,
         },
         datad.clone(),
         cluster.clone(),

@@ -20,11 +20,8 @@ use tracing::Instrument;
 use crate::admission::{slow_down, Admission, AdmittedBody, Reason};
 use crate::metrics::{GatewayMetrics, RequestLabels};
 
-/// Longest a TLS handshake may take.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest a connection refused at the connection cap is kept to answer
-/// its first request with 503 (slow clients must not hold the slot).
-const REFUSED_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::limits::REFUSED_CONNECTION_TIMEOUT;
+use crate::limits::TLS_HANDSHAKE_TIMEOUT;
 
 /// A request id: 16 hex characters, unique enough to find one request in logs.
 fn request_id() -> String {
@@ -220,10 +217,8 @@ where
     linger(parts.io.into_inner()).await;
 }
 
-/// Bytes a refused connection's body is read and dropped, at most.
-const LINGER_BYTES_MAX: usize = 1 << 20;
-/// Time a refused connection's body is read and dropped, at most.
-const LINGER_TIME_MAX: Duration = Duration::from_secs(1);
+use crate::limits::LINGER_BYTES_MAX;
+use crate::limits::LINGER_TIME_MAX;
 
 /// Closes a connection whose request body was never read without losing
 /// the answer: closing a socket with unread input makes the kernel send a
@@ -384,8 +379,7 @@ async fn accept_backoff(e: &std::io::Error, cancel: &CancellationToken) -> bool 
     }
 }
 
-/// How long the S3 accept loop waits after a resource error.
-const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+use crate::limits::ACCEPT_BACKOFF;
 
 #[cfg(test)]
 mod tests {

@@ -22,8 +22,7 @@ use crate::release::ReadLease;
 use crate::Gateway;
 use weft_datad::client::DatadClientError;
 
-/// Most bad-shard reports to metad in flight at once.
-pub const BAD_SHARD_REPORTS_MAX: usize = 64;
+pub use crate::limits::BAD_SHARD_REPORTS_MAX;
 
 /// Bytes of the object a piece covers and the piece itself.
 pub type Piece = Result<Bytes, GatewayError>;

@@ -335,13 +335,11 @@ impl Releaser {
     }
 
     async fn worker(self, node: NodeId, notify: Arc<Notify>) {
-        // While shards wait for readers, look again this often.
-        const PINNED_RECHECK: Duration = Duration::from_millis(200);
         loop {
             let (batch, waiting) = self.take_batch(node);
             if batch.is_empty() {
                 let wait = if waiting {
-                    PINNED_RECHECK
+                    crate::limits::RELEASE_PINNED_RECHECK
                 } else {
                     // Idle: nothing queued; a new item notifies.
                     Duration::from_secs(60)

@@ -24,18 +24,12 @@ use crate::error::{to_s3, GatewayError};
 use crate::release::ReadLease;
 use crate::{Gateway, GatewayConfig};
 
-/// Largest single PUT, as in S3.
-pub const PUT_BYTES_MAX: i64 = 5 << 30;
-/// Longest key in bytes, as in S3.
-pub const KEY_BYTES_MAX: usize = 1024;
-/// Most user metadata (names plus values) in bytes, as in S3.
-pub const USER_METADATA_BYTES_MAX: usize = 2048;
-/// Smallest part except the last, as in S3.
-pub const PART_BYTES_MIN: u64 = 5 << 20;
-/// Most parts in one upload, as in S3.
-pub const PARTS_MAX: i32 = 10_000;
-/// Most keys in one listing page.
-pub const LIST_KEYS_MAX: i32 = 1000;
+pub use crate::limits::KEY_BYTES_MAX;
+pub use crate::limits::LIST_KEYS_MAX;
+pub use crate::limits::PARTS_MAX;
+pub use crate::limits::PART_BYTES_MIN;
+pub use crate::limits::PUT_BYTES_MAX;
+pub use crate::limits::USER_METADATA_BYTES_MAX;
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
@@ -2399,10 +2393,8 @@ type CopyConditions<'a> = (
     Option<&'a Timestamp>,
 );
 
-/// Most tags on an object, as in S3.
-const TAGS_OBJECT_MAX: usize = 10;
-/// Most tags on a bucket, as in S3.
-const TAGS_BUCKET_MAX: usize = 50;
+use crate::limits::TAGS_BUCKET_MAX;
+use crate::limits::TAGS_OBJECT_MAX;
 
 fn check_tag(k: &str, v: &str) -> S3Result<()> {
     if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {

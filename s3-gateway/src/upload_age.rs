@@ -10,8 +10,7 @@ use tokio_util::sync::CancellationToken;
 use weft_common::rpc::{Query, QueryResult};
 use weft_metad::MetadClient;
 
-/// How often a running gateway re-reads the limit.
-pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+pub use crate::limits::UPLOAD_AGE_REFRESH as REFRESH_INTERVAL;
 
 /// The current limit; cheap to clone.
 #[derive(Clone, Debug)]

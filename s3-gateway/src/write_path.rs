@@ -8,7 +8,6 @@
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
-use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
@@ -22,8 +21,7 @@ use weft_common::{SegmentId, ShardIndex};
 use crate::error::GatewayError;
 use crate::Gateway;
 
-/// How long a shard writer may refuse a chunk before it is given up on.
-const SHARD_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+use crate::limits::SHARD_SEND_TIMEOUT;
 
 /// What a successful write produced, ready to commit.
 pub struct Written {
