@@ -359,7 +359,10 @@ fn metad_whose_raft_core_dies_of_emfile_exits_75_saying_to_restart_it() {
     std::fs::write(
         &config,
         format!(
-            "id = 1\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nsnapshot_logs = 4\n",
+            // Space marks at 0: a small /tmp must not put metad in
+            // space-low mode, which would refuse the commands that drive
+            // it to a snapshot.
+            "id = 1\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nsnapshot_logs = 4\nreserved_bytes = 0\nspace_low_free_bytes = 0\nspace_ok_free_bytes = 1\n",
             dir.path().join("metad").display()
         ),
     )

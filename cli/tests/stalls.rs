@@ -9,7 +9,7 @@ mod support;
 use std::future::Future;
 use std::time::{Duration, Instant};
 use support::stall_proxy::{Mode, StallProxy};
-use support::{data, TestCluster};
+use support::{data, gateway_metric, TestCluster};
 use weft_common::metad_client::MetadClient;
 use weft_common::rpc::{Query, QueryResult};
 use weft_common::NodeId;
@@ -61,19 +61,6 @@ async fn slots(tc: &TestCluster, bucket: &str, key: &str) -> Vec<Option<NodeId>>
         panic!("{bucket}/{key} has no current version");
     };
     v.segments[0].shards.clone()
-}
-
-async fn gateway_metric(tc: &TestCluster, name: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", tc.c().admin_endpoint()))
-        .await
-        .expect("gateway metrics")
-        .text()
-        .await
-        .expect("metrics body");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .map(|v| v.trim().parse().expect("metric value"))
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

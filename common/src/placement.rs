@@ -142,7 +142,10 @@ pub fn place(
             .collect();
         full.sort_unstable();
         full.dedup();
-        if !full.is_empty() {
+        // Full only when the full nodes are what is missing: with their
+        // room the quorum would be there. Otherwise (nodes down, the zone
+        // cap) it is a retryable shortage, not a reason to delete data.
+        if !full.is_empty() && chosen.len() + full.len() >= quorum {
             return Err(PlacementError::NodesFull {
                 available: chosen.len(),
                 needed: width,

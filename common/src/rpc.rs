@@ -725,6 +725,12 @@ pub struct ShardRef {
 pub struct ShardReleaseBatch {
     /// At most [`SHARD_RELEASE_BATCH_MAX`] shards.
     pub shards: Vec<ShardRef>,
+    /// Shards of versions a committed change replaced: a read through
+    /// another gateway may not have reached them yet, so the datad keeps
+    /// them at least its quiet period (and while they are read). False for
+    /// shards of writes never committed, which no reader knows.
+    #[serde(default)]
+    pub hold: bool,
 }
 
 /// Largest [`ShardReleaseBatch`] a datad accepts.

@@ -406,6 +406,7 @@ impl DatadClient {
         &self,
         addr: &str,
         shards: Vec<ShardRef>,
+        hold: bool,
     ) -> Result<ShardReleaseReply, DatadClientError> {
         const OP: &str = "release shards";
         let _slot = self.slot(OP, addr).await?;
@@ -413,7 +414,7 @@ impl DatadClient {
             .http
             .post(format!("http://{addr}/v1/shards/release"))
             .timeout(self.limits.request_timeout)
-            .json(&ShardReleaseBatch { shards });
+            .json(&ShardReleaseBatch { shards, hold });
         let response = self
             .send(OP, addr, request, self.limits.request_timeout)
             .await?;

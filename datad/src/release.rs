@@ -1,7 +1,9 @@
 //! Releasing shards no version refers to any more: `POST /v1/shards/release`.
 //!
 //! Gateways send released shards in batches (one request per node per batch,
-//! never one connection per shard). A shard read within the last
+//! never one connection per shard). Shards of a replaced version (`hold`)
+//! are kept at least `release_quiet_ms` whether read or not: a GET through
+//! another gateway may not have reached them yet. A shard read within the last
 //! `release_quiet_ms` is not deleted at once: a read that began before the
 //! version was replaced may still be fetching its stripes, possibly through
 //! another gateway, which the releasing gateway cannot see. Every read renews
@@ -62,6 +64,9 @@ pub struct Releaser {
 struct Deferred {
     shard: ShardRef,
     since: Instant,
+    /// Kept at least the quiet period, read or not (a replaced version's
+    /// shard that a reader elsewhere may not have reached yet).
+    hold: bool,
 }
 
 impl Releaser {
@@ -120,10 +125,12 @@ impl Releaser {
             .is_some_and(|at| now.duration_since(*at) < self.limits.quiet)
     }
 
-    /// Deletes the quiet shards of a batch and defers the others.
+    /// Deletes the quiet shards of a batch and defers the others; with
+    /// `hold`, defers them all for at least the quiet period.
     pub async fn release(
         &self,
         shards: Vec<ShardRef>,
+        hold: bool,
     ) -> Result<ShardReleaseReply, crate::error::ShardError> {
         let now = Instant::now();
         let mut reply = ShardReleaseReply::default();
@@ -131,10 +138,14 @@ impl Releaser {
         {
             let mut deferred = self.deferred.lock().expect("deferred lock");
             for shard in shards {
-                if !self.read_recently(shard, now) {
+                if !hold && !self.read_recently(shard, now) {
                     now_list.push(shard);
                 } else if deferred.len() < self.limits.deferred_max {
-                    deferred.push_back(Deferred { shard, since: now });
+                    deferred.push_back(Deferred {
+                        shard,
+                        since: now,
+                        hold,
+                    });
                     reply.deferred += 1;
                 } else {
                     reply.dropped += 1;
@@ -167,8 +178,9 @@ impl Releaser {
             let mut deferred = self.deferred.lock().expect("deferred lock");
             let mut due = Vec::new();
             deferred.retain(|d| {
-                let go = now.duration_since(d.since) >= self.limits.hold_max
-                    || !self.read_recently(d.shard, now);
+                let age = now.duration_since(d.since);
+                let go = age >= self.limits.hold_max
+                    || ((!d.hold || age >= self.limits.quiet) && !self.read_recently(d.shard, now));
                 if go {
                     due.push(d.shard);
                 }
@@ -221,6 +233,29 @@ impl Releaser {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn a_held_shard_waits_the_quiet_period_even_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, seg) = store_with(dir.path(), 1).await;
+        let r = Releaser::new(store.clone(), limits(3_600_000, 7_200_000, 10));
+        let one = || {
+            vec![ShardRef {
+                segment: seg,
+                index: 0,
+            }]
+        };
+        let reply = r.release(one(), true).await.unwrap();
+        assert_eq!((reply.deleted, reply.deferred), (0, 1));
+        assert_eq!(r.sweep().await, 0, "within the quiet period: kept");
+        assert!(store
+            .get_bytes(seg, ShardIndex(0), 0, Some(4))
+            .await
+            .is_ok());
+        // The same shard released without hold (never read) goes at once.
+        let reply = r.release(one(), false).await.unwrap();
+        assert_eq!(reply.deleted, 1);
+    }
+
     use super::*;
 
     fn limits(quiet_ms: u64, hold_ms: u64, deferred_max: usize) -> ReleaseLimits {
@@ -259,6 +294,7 @@ mod tests {
                         index,
                     })
                     .collect(),
+                false,
             )
             .await
             .unwrap();
@@ -294,10 +330,13 @@ mod tests {
         r.note_read(seg, ShardIndex(0));
         // Deferred only if the release came within 1 ms of the read; either
         // way the shard must be gone after a sweep that follows the quiet.
-        r.release(vec![ShardRef {
-            segment: seg,
-            index: 0,
-        }])
+        r.release(
+            vec![ShardRef {
+                segment: seg,
+                index: 0,
+            }],
+            false,
+        )
         .await
         .unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -323,6 +362,7 @@ mod tests {
                         index,
                     })
                     .collect(),
+                false,
             )
             .await
             .unwrap();
@@ -340,10 +380,13 @@ mod tests {
         let r = Releaser::new(store.clone(), limits(3_600_000, 1, 10));
         r.note_read(seg, ShardIndex(0));
         let reply = r
-            .release(vec![ShardRef {
-                segment: seg,
-                index: 0,
-            }])
+            .release(
+                vec![ShardRef {
+                    segment: seg,
+                    index: 0,
+                }],
+                false,
+            )
             .await
             .unwrap();
         assert_eq!(reply.deferred, 1);

@@ -437,7 +437,11 @@ async fn release_shards(
     }
     let n = batch.shards.len();
     let span = tracing::info_span!("shard_release", shards = n);
-    let reply = state.release.release(batch.shards).instrument(span).await?;
+    let reply = state
+        .release
+        .release(batch.shards, batch.hold)
+        .instrument(span)
+        .await?;
     tracing::debug!(?reply, "released shards");
     Ok(Json(reply))
 }

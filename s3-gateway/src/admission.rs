@@ -89,10 +89,16 @@ impl Capped {
             });
         match added {
             Ok(prev) => {
+                // inc/dec, never set: a set from a value read before another
+                // thread's update could leave the gauge off for good.
+                self.gauge.inc_by(n as i64);
                 let now = prev + n;
-                let high = self.high.fetch_max(now, Ordering::AcqRel).max(now);
-                self.gauge.set(now as i64);
-                self.high_gauge.set(high as i64);
+                let before = self.high.fetch_max(now, Ordering::AcqRel);
+                if now > before {
+                    // The high-water gauge only ever grows, by the amount
+                    // this update raised the mark.
+                    self.high_gauge.inc_by((now - before) as i64);
+                }
                 true
             }
             Err(_) => false,
@@ -105,7 +111,7 @@ impl Capped {
         }
         let prev = self.now.fetch_sub(n, Ordering::AcqRel);
         debug_assert!(prev >= n, "admission counter went below zero");
-        self.gauge.set(prev.saturating_sub(n) as i64);
+        self.gauge.dec_by(n as i64);
     }
 }
 

@@ -301,8 +301,11 @@ impl Releaser {
         }
     }
 
-    /// Takes up to a batch of shards that may go now, oldest first.
-    fn take_batch(&self, node: NodeId) -> (Vec<ShardRef>, bool) {
+    /// Takes up to a batch of shards that may go now, oldest first, all of
+    /// one kind (replaced or unreferenced: the datad holds the first kind
+    /// for readers elsewhere). Returns the batch, whether it is of
+    /// unreferenced shards, and whether pinned shards are waiting.
+    fn take_batch(&self, node: NodeId) -> (Vec<ShardRef>, bool, bool) {
         let now = Instant::now();
         let pins = self
             .inner
@@ -310,33 +313,40 @@ impl Releaser {
             .pins(now, self.inner.limits.read_lease_max);
         let mut nodes = self.inner.nodes.lock().expect("release queues lock");
         let Some(q) = nodes.get_mut(&node) else {
-            return (Vec::new(), false);
+            return (Vec::new(), false, false);
         };
         let mut batch = Vec::new();
+        let mut kind: Option<bool> = None;
         let mut kept = VecDeque::new();
+        let mut waiting = false;
         while let Some(item) = q.items.pop_front() {
             if batch.len() >= self.inner.limits.batch_max {
                 q.items.push_front(item);
                 break;
             }
-            if item.unreferenced || pins.free(item.shard.segment, item.released) {
+            let free = item.unreferenced || pins.free(item.shard.segment, item.released);
+            if !free {
+                waiting = true;
+                kept.push_back(item);
+            } else if kind.is_none_or(|k| k == item.unreferenced) {
+                kind = Some(item.unreferenced);
                 batch.push(item.shard);
             } else {
+                // The other kind: next batch.
                 kept.push_back(item);
             }
         }
-        let waiting = !kept.is_empty();
         // Pinned items go back in front, in their order.
         while let Some(item) = kept.pop_back() {
             q.items.push_front(item);
         }
         self.inner.metrics.queued.dec_by(batch.len() as i64);
-        (batch, waiting)
+        (batch, kind.unwrap_or(false), waiting)
     }
 
     async fn worker(self, node: NodeId, notify: Arc<Notify>) {
         loop {
-            let (batch, waiting) = self.take_batch(node);
+            let (batch, unreferenced, waiting) = self.take_batch(node);
             if batch.is_empty() {
                 let wait = if waiting {
                     crate::limits::RELEASE_PINNED_RECHECK
@@ -351,17 +361,22 @@ impl Releaser {
                 }
                 continue;
             }
-            self.send(node, batch).await;
+            self.send(node, batch, !unreferenced).await;
         }
     }
 
-    async fn send(&self, node: NodeId, batch: Vec<ShardRef>) {
+    async fn send(&self, node: NodeId, batch: Vec<ShardRef>, hold: bool) {
         let n = batch.len() as u64;
         for attempt in 1..=self.inner.limits.attempts_max {
             let Some((addr, _)) = self.inner.cluster.locate(node) else {
                 break; // removed from the cluster: nothing to delete there
             };
-            match self.inner.datad.release_shards(&addr, batch.clone()).await {
+            match self
+                .inner
+                .datad
+                .release_shards(&addr, batch.clone(), hold)
+                .await
+            {
                 Ok(reply) => {
                     self.inner.metrics.sent.inc_by(n);
                     tracing::debug!(%node, ?reply, "released shards");

@@ -368,6 +368,39 @@ impl S3Client {
         .await
     }
 
+    /// A signed GET whose response body is left unread, for tests that read
+    /// it slowly (a reader that is still reading while something changes).
+    pub async fn get_streaming(&self, bucket: &str, key: &str) -> reqwest::Response {
+        let host = self
+            .endpoint
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .to_string();
+        let path = format!("/{bucket}/{key}");
+        let payload_hash = hex::encode(Sha256::digest(b""));
+        let signed = weft_common::sigv4::sign(&weft_common::sigv4::Request {
+            method: "GET",
+            host: &host,
+            path: &path,
+            query: &[],
+            headers: &[],
+            payload_hash: &payload_hash,
+            access_key: &self.access_key,
+            secret_key: &self.secret_key,
+            region: &self.region,
+            unix_secs: time::OffsetDateTime::now_utc().unix_timestamp() + self.clock_offset_secs,
+        });
+        // Its own client: no whole-request timeout while the test pauses.
+        reqwest::Client::new()
+            .get(format!("{}{}", self.endpoint, signed.path_and_query))
+            .header("authorization", signed.authorization)
+            .header("x-amz-date", signed.amz_date)
+            .header("x-amz-content-sha256", payload_hash)
+            .send()
+            .await
+            .expect("GET sent")
+    }
+
     pub async fn mb(&self, bucket: &str) -> Resp {
         self.request("PUT", &format!("/{bucket}"), &[], &[], vec![])
             .await
@@ -531,4 +564,18 @@ pub fn b64(data: &[u8]) -> String {
         }
     }
     out
+}
+
+/// A counter or gauge from the gateway's `/metrics` (0 when absent).
+pub async fn gateway_metric(tc: &TestCluster, name: &str) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", tc.c().admin_endpoint()))
+        .await
+        .expect("gateway metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .map(|v| v.trim().parse().expect("metric value"))
+        .unwrap_or(0)
 }
