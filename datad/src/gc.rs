@@ -56,6 +56,12 @@ pub async fn run(
     cfg: GcConfig,
     cancel: CancellationToken,
 ) {
+    // The longest grace any metad voter has named since this node started:
+    // voters answer from their own config, so while an operator changes it
+    // (or if voters disagree) a shorter grace from one voter must not
+    // collect an upload that a gateway, told a longer age by another, may
+    // still commit. Only a restart forgets a longer grace.
+    let mut longest = Duration::ZERO;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -65,7 +71,12 @@ pub async fn run(
             _ = cancel.cancelled() => return,
             r = async {
                 let grace = grace_from_metad(&metad).await?;
-                pass(node, &store, &metad, grace).await
+                if grace > longest {
+                    longest = grace;
+                } else if grace < longest {
+                    tracing::debug!(?grace, ?longest, "metad names a shorter gc grace; keeping the longest seen");
+                }
+                pass(node, &store, &metad, longest).await
             } => r,
         };
         match result {

@@ -50,6 +50,9 @@ pub enum GatewayError {
         /// The limit.
         max: std::time::Duration,
     },
+    /// The client sent no body bytes for the idle deadline.
+    #[error("the client sent nothing for {0:?} in the middle of the body; send the whole body without pausing")]
+    ClientIdle(std::time::Duration),
     /// A bug or an unexpected condition.
     #[error("internal: {0}")]
     Internal(String),
@@ -161,7 +164,7 @@ pub fn to_s3(e: GatewayError) -> S3Error {
         | GatewayError::WriteQuorum { .. }
         | GatewayError::Unreadable { .. } => S3ErrorCode::ServiceUnavailable,
         GatewayError::Body(_) => S3ErrorCode::IncompleteBody,
-        GatewayError::TooSlow { .. } => S3ErrorCode::RequestTimeout,
+        GatewayError::TooSlow { .. } | GatewayError::ClientIdle(_) => S3ErrorCode::RequestTimeout,
         GatewayError::BodySignature(_) => S3ErrorCode::SignatureDoesNotMatch,
         GatewayError::Internal(_) => S3ErrorCode::InternalError,
     };

@@ -83,3 +83,12 @@ pub const RELEASE_ATTEMPTS_MAX: u32 = 5;
 /// While released shards wait for readers, their queue is looked at again
 /// this often.
 pub const RELEASE_PINNED_RECHECK: Duration = Duration::from_millis(200);
+
+/// A client that sends no request headers for this long (including an idle
+/// keep-alive connection between requests) is disconnected.
+pub const CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A client that sends no body bytes, or takes no response bytes, for this
+/// long has stalled: its request ends (RequestTimeout, or a cut body) and
+/// frees its admission slot, its shard writers and its read lease.
+pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);

@@ -256,7 +256,13 @@ where
         let shared = shared.clone();
         async move { handle(req, shared).await }
     });
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // Without a timer hyper applies no header deadline: an idle or silent
+    // connection would hold its admission slot forever.
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(crate::limits::CLIENT_HEADER_TIMEOUT);
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     tokio::select! {

@@ -80,8 +80,20 @@ impl Gateway {
             for (seg, r) in steps {
                 let piece = this.read_piece(&seg, r).await;
                 let failed = piece.is_err();
-                if tx.send(piece).await.is_err() || failed {
-                    return; // client went away, or the stream ends with the error
+                // A client that takes nothing for the idle deadline has
+                // stalled: end the stream (the body comes up short, so it
+                // cannot be mistaken for the object) and free the lease.
+                match tokio::time::timeout(crate::limits::CLIENT_IDLE_TIMEOUT, tx.send(piece)).await
+                {
+                    Ok(Ok(())) if !failed => {}
+                    Ok(_) => return, // client went away, or the stream ends with the error
+                    Err(_) => {
+                        tracing::warn!(
+                            idle = ?crate::limits::CLIENT_IDLE_TIMEOUT,
+                            "client stopped reading; ending the response"
+                        );
+                        return;
+                    }
                 }
             }
         });

@@ -56,13 +56,23 @@ pub fn spawn_refresher(age: UploadAge, metad: MetadClient, cancel: CancellationT
                 r = fetch(&metad) => r,
             };
             match fetched {
+                // Only ever shorter while running: a longer age from one
+                // voter could outlive the grace a data node got from
+                // another (data nodes, for their part, keep the longest
+                // grace). A longer age takes effect at the next restart.
                 Ok(ms) => {
-                    let old = age.0.swap(ms, Ordering::Relaxed);
-                    if old != ms {
+                    let old = age.0.fetch_min(ms, Ordering::Relaxed);
+                    if ms < old {
                         tracing::info!(
                             old_ms = old,
                             new_ms = ms,
-                            "upload_max_age_ms changed on metad"
+                            "upload_max_age_ms lowered on metad"
+                        );
+                    } else if ms > old {
+                        tracing::debug!(
+                            current_ms = old,
+                            offered_ms = ms,
+                            "metad names a longer upload age; it applies after a restart"
                         );
                     }
                 }

@@ -52,7 +52,10 @@ where
     /// Exactly `n` bytes, or an error if the body ends first.
     async fn take(&mut self, n: usize) -> Result<Bytes, GatewayError> {
         while self.buf.len() < n {
-            match self.body.next().await {
+            let next = tokio::time::timeout(crate::limits::CLIENT_IDLE_TIMEOUT, self.body.next())
+                .await
+                .map_err(|_| GatewayError::ClientIdle(crate::limits::CLIENT_IDLE_TIMEOUT))?;
+            match next {
                 Some(Ok(chunk)) => self.absorb(chunk).await?,
                 Some(Err(e)) => return Err(body_error(&e, self.read)),
                 None => {
@@ -80,7 +83,11 @@ where
 
     /// Succeeds only if the body has no bytes left.
     async fn finish(&mut self) -> Result<(), GatewayError> {
-        while let Some(chunk) = self.body.next().await {
+        loop {
+            let next = tokio::time::timeout(crate::limits::CLIENT_IDLE_TIMEOUT, self.body.next())
+                .await
+                .map_err(|_| GatewayError::ClientIdle(crate::limits::CLIENT_IDLE_TIMEOUT))?;
+            let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|e| body_error(&e, self.read))?;
             if !chunk.is_empty() {
                 return Err(GatewayError::Body(
