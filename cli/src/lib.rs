@@ -7,7 +7,9 @@
 pub mod admin_client;
 pub mod bench;
 pub mod bench_repair;
+pub mod bench_soak;
 pub mod config;
 pub mod dev_cluster;
 pub mod exit;
 pub mod limits;
+pub mod soak_series;
