@@ -12,4 +12,5 @@ pub mod config;
 pub mod dev_cluster;
 pub mod exit;
 pub mod limits;
+mod soak_load;
 pub mod soak_series;

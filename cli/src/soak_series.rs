@@ -205,7 +205,13 @@ mod tests {
     #[test]
     fn warm_up_ramp_then_plateau_is_steady() {
         // Pools fill during the first minutes, then stay put.
-        let s = series(60, |i| if i < 10 { 100.0 + 40.0 * i as f64 } else { 500.0 });
+        let s = series(60, |i| {
+            if i < 10 {
+                100.0 + 40.0 * i as f64
+            } else {
+                500.0
+            }
+        });
         assert_eq!(growth(&s, 0.2, TOL), Verdict::Steady);
     }
 

@@ -22,7 +22,9 @@ const SLOTS: u64 = 64;
 const MARGIN: u64 = 256;
 
 fn fds() -> u64 {
-    std::fs::read_dir("/proc/self/fd").expect("read /proc/self/fd").count() as u64
+    std::fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .count() as u64
 }
 
 async fn metric(url: &str, name: &str) -> f64 {
@@ -42,7 +44,11 @@ async fn shard_files(tc: &TestCluster) -> usize {
     let mut n = 0;
     for i in 0..tc.c().datad_count() {
         let store = tc.c().datad_store(i).expect("data node running");
-        n += store.inventory(Duration::ZERO).await.expect("inventory").len();
+        n += store
+            .inventory(Duration::ZERO)
+            .await
+            .expect("inventory")
+            .len();
     }
     n
 }
@@ -109,7 +115,11 @@ async fn delete_burst_keeps_fds_bounded_and_frees_every_shard() {
 
     let keys: Arc<Vec<String>> = Arc::new((0..OBJECTS).map(|i| format!("o{i:05}")).collect());
     let bad = fan_out(&ep, keys.clone(), "PUT", 200).await;
-    assert!(bad.is_empty(), "PUTs failed: {:?}", &bad[..bad.len().min(10)]);
+    assert!(
+        bad.is_empty(),
+        "PUTs failed: {:?}",
+        &bad[..bad.len().min(10)]
+    );
     let files_full = shard_files(&tc).await;
     assert!(
         files_full >= files_empty + OBJECTS,
@@ -174,7 +184,11 @@ async fn delete_burst_keeps_fds_bounded_and_frees_every_shard() {
     );
     for i in 0..tc.c().datad_count() {
         let url = format!("http://{}/metrics", tc.c().datad_addr(i).expect("running"));
-        assert_eq!(metric(&url, "release_deferred_depth").await, 0.0, "node {i}");
+        assert_eq!(
+            metric(&url, "release_deferred_depth").await,
+            0.0,
+            "node {i}"
+        );
         assert_eq!(metric(&url, "release_dropped_total").await, 0.0, "node {i}");
     }
     tc.shutdown().await;
