@@ -465,8 +465,12 @@ pub(crate) async fn bursts(
     if a.burst_every_secs == 0 || a.burst_objects == 0 {
         return out;
     }
-    for round in 1.. {
-        let at = start + Duration::from_secs(a.burst_every_secs * round);
+    for round in 1u64.. {
+        // The next slot from now: a burst that overran its period skips the
+        // slots it missed instead of running back to back (or after the
+        // load has stopped).
+        let slot = start.elapsed().as_secs() / a.burst_every_secs + 1;
+        let at = start + Duration::from_secs(a.burst_every_secs * slot);
         if at >= deadline {
             break;
         }
