@@ -4,8 +4,22 @@
 # rclone and s3cmd; cargo-nextest if missing),
 # then runs format, lint, unit, property and integration tests. Used by CI
 # (.ci/run).
+#
+# --long adds the opt-in long tier after all of that (about an hour): a
+# 30-minute `weft bench soak --check` on a release build (fds, connections,
+# RSS and release queues must not keep growing; WEFT_SOAK_MINUTES changes the
+# length) and the full chaos run (`--scenario all --duration 30m`, skipped
+# with the smoke by WEFT_CHAOS_SKIP=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+LONG=0
+for arg in "$@"; do
+  case "$arg" in
+    --long) LONG=1 ;;
+    *) echo "usage: $0 [--long]" >&2; exit 2 ;;
+  esac
+done
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weft-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
@@ -68,4 +82,20 @@ else
     --object-mib-max 16 --report "$CARGO_TARGET_DIR/chaos-smoke"
   WEFT_CHAOS_DOCKER=1 cargo nextest run -p weft-chaos --test injected_bug \
     --run-ignored only --final-status-level=fail
+fi
+
+# ---- long tier (--long only) --------------------------------------------------
+[ "$LONG" = 1 ] || exit 0
+
+step "long: soak ${WEFT_SOAK_MINUTES:-30} min (docs/performance.md, Soak)"
+cargo build --release --quiet -p weft-cli --bin weft
+"$CARGO_TARGET_DIR/release/weft" bench soak --minutes "${WEFT_SOAK_MINUTES:-30}" --check \
+  --out "$CARGO_TARGET_DIR/soak.csv"
+
+step "long: chaos, every scenario, 30 min"
+if [ "${WEFT_CHAOS_SKIP:-0}" = 1 ]; then
+  echo "long chaos run SKIPPED (WEFT_CHAOS_SKIP=1)"
+else
+  "$CHAOS" run --scenario all --duration 30m --seed "${WEFT_CHAOS_SEED:-1}" \
+    --report "$CARGO_TARGET_DIR/chaos-long"
 fi

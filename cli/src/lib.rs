@@ -7,7 +7,10 @@
 pub mod admin_client;
 pub mod bench;
 pub mod bench_repair;
+pub mod bench_soak;
 pub mod config;
 pub mod dev_cluster;
 pub mod exit;
 pub mod limits;
+mod soak_load;
+pub mod soak_series;

@@ -152,6 +152,9 @@ enum BenchCmd {
         #[arg(long, default_value_t = 4)]
         clients: usize,
     },
+    /// Mixed S3 load with delete bursts, sampling open fds, TCP connections,
+    /// RSS and release queues; `--check` fails if any keeps growing.
+    Soak(weft_cli::bench_soak::SoakArgs),
     /// ListObjectsV2 page latency on a large bucket, flat and with a delimiter.
     List {
         /// Keys in the bucket.
@@ -1017,6 +1020,7 @@ async fn main() -> std::process::ExitCode {
                 size_mib,
                 clients,
             } => weft_cli::bench_repair::repair(objects, size_mib, clients).await,
+            BenchCmd::Soak(a) => weft_cli::bench_soak::soak(a).await,
         },
         Cmd::Metad(a) => run_daemon("metad", a).await,
         Cmd::Datad(a) => run_daemon("datad", a).await,

@@ -1,0 +1,195 @@
+//! A burst of DELETEs must not take the process's file descriptors with it
+//! (issue 11). The shortest reproducer was 20,000 small objects deleted from
+//! 32 clients: every DELETE spawned a task that later opened one connection
+//! per shard, and `weft dev` reached its open-file limit. Here the cluster
+//! runs inside the test process, so /proc/self/fd counts the gateway's
+//! connections to the data nodes at both ends.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::{data, S3Client, TestCluster};
+
+const OBJECTS: usize = 3_000;
+const CLIENTS: usize = 32;
+const SIZE: usize = 4 << 10;
+/// Connection slots per data node (the gateway's `datad_connections_max`
+/// default).
+const SLOTS: u64 = 64;
+/// For sockets the S3 clients, metad and background work may add.
+const MARGIN: u64 = 256;
+
+fn fds() -> u64 {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("read /proc/self/fd")
+        .count() as u64
+}
+
+async fn metric(url: &str, name: &str) -> f64 {
+    let page = reqwest::get(url)
+        .await
+        .expect("scrape metrics")
+        .text()
+        .await
+        .expect("metrics body");
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} at {url}"))
+}
+
+/// Shard files on every data node, as their stores list them.
+async fn shard_files(tc: &TestCluster) -> usize {
+    let mut n = 0;
+    for i in 0..tc.c().datad_count() {
+        let store = tc.c().datad_store(i).expect("data node running");
+        n += store
+            .inventory(Duration::ZERO)
+            .await
+            .expect("inventory")
+            .len();
+    }
+    n
+}
+
+/// Where and as whom the clients connect.
+struct Endpoint {
+    url: String,
+    access_key: String,
+    secret_key: String,
+    region: String,
+}
+
+/// Sends `method` for every key from `CLIENTS` clients, each with its own
+/// connection pool as separate programs would have; returns the keys whose
+/// status was not `want`.
+async fn fan_out(
+    ep: &Endpoint,
+    keys: Arc<Vec<String>>,
+    method: &'static str,
+    want: u16,
+) -> Vec<(String, u16)> {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = vec![];
+    for _ in 0..CLIENTS {
+        // A new client per task: clones of one S3Client share a pool.
+        let c = S3Client::new(&ep.url, &ep.access_key, &ep.secret_key, &ep.region);
+        let (keys, next) = (keys.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut bad = vec![];
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(key) = keys.get(i) else { break };
+                let r = match method {
+                    "PUT" => c.put("burst", key, data(i as u64, SIZE)).await,
+                    _ => c.delete("burst", key).await,
+                };
+                if r.status != want {
+                    bad.push((key.clone(), r.status));
+                }
+            }
+            bad
+        }));
+    }
+    let mut bad = vec![];
+    for t in tasks {
+        bad.extend(t.await.expect("client task"));
+    }
+    bad
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn delete_burst_keeps_fds_bounded_and_frees_every_shard() {
+    let tc = TestCluster::start().await;
+    let s3 = tc.root_client();
+    assert_eq!(s3.mb("burst").await.status, 200);
+    let ep = Endpoint {
+        url: tc.c().s3_endpoint(),
+        access_key: tc.c().credentials().access_key.clone(),
+        secret_key: tc.c().credentials().secret_key.clone(),
+        region: tc.c().region().to_string(),
+    };
+    let metrics = format!("{}/metrics", tc.c().admin_endpoint());
+    let files_empty = shard_files(&tc).await;
+
+    let keys: Arc<Vec<String>> = Arc::new((0..OBJECTS).map(|i| format!("o{i:05}")).collect());
+    let bad = fan_out(&ep, keys.clone(), "PUT", 200).await;
+    assert!(
+        bad.is_empty(),
+        "PUTs failed: {:?}",
+        &bad[..bad.len().min(10)]
+    );
+    let files_full = shard_files(&tc).await;
+    assert!(
+        files_full >= files_empty + OBJECTS,
+        "{OBJECTS} objects written but only {} shard files appeared",
+        files_full - files_empty
+    );
+
+    // Sample the fd count from a side task through the burst and until the
+    // released shards are gone, since releases happen after the DELETEs.
+    let baseline = fds();
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(baseline));
+    let sampler = {
+        let (stop, peak) = (stop.clone(), peak.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                peak.fetch_max(fds(), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+
+    let bad = fan_out(&ep, keys.clone(), "DELETE", 204).await;
+    assert!(
+        bad.is_empty(),
+        "{} of {OBJECTS} DELETEs did not answer 204: {:?}",
+        bad.len(),
+        &bad[..bad.len().min(10)]
+    );
+
+    // Generous: only a hang fails here, never a slow machine.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let queued = metric(&metrics, "weft_gateway_release_queued").await;
+        let files = shard_files(&tc).await;
+        if queued == 0.0 && files == files_empty {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "60 s after the burst: {queued} shards still queued for release, {} shard files left of {}",
+            files - files_empty,
+            files_full - files_empty
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    sampler.await.expect("sampler");
+
+    let nodes = tc.c().datad_count() as u64;
+    let bound = baseline + nodes * SLOTS * 2 + MARGIN;
+    let peak = peak.load(Ordering::Relaxed);
+    println!("open fds: {baseline} before the burst, peak {peak}, bound {bound}");
+    assert!(
+        peak <= bound,
+        "open fds reached {peak} during the burst (baseline {baseline}, bound {bound}): connections to the data nodes are not bounded per node"
+    );
+    assert_eq!(
+        metric(&metrics, "weft_gateway_release_dropped_total").await,
+        0.0,
+        "released shards were dropped (left to GC) instead of sent"
+    );
+    for i in 0..tc.c().datad_count() {
+        let url = format!("http://{}/metrics", tc.c().datad_addr(i).expect("running"));
+        assert_eq!(
+            metric(&url, "release_deferred_depth").await,
+            0.0,
+            "node {i}"
+        );
+        assert_eq!(metric(&url, "release_dropped_total").await, 0.0, "node {i}");
+    }
+    tc.shutdown().await;
+}
