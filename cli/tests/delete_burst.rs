@@ -193,3 +193,85 @@ async fn delete_burst_keeps_fds_bounded_and_frees_every_shard() {
     }
     tc.shutdown().await;
 }
+
+/// Established TCP connections whose remote port is `port`: the client ends
+/// of connections to the data node listening there (this test's nodes have
+/// ephemeral ports, so other tests' sockets never match).
+fn connections_to(port: u16) -> u64 {
+    let mut n = 0;
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for row in text.lines().skip(1) {
+            let cols: Vec<&str> = row.split_whitespace().collect();
+            // cols[2] = remote "ADDR:PORT" (hex), cols[3] = state (01 = established)
+            let (Some(rem), Some(state)) = (cols.get(2), cols.get(3)) else {
+                continue;
+            };
+            let rem_port = rem
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if *state == "01" && rem_port == Some(port) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// 32 clients writing at once open at most the gateway's per-node slots of
+/// connections to each data node (a pooled connection may close and reopen
+/// around a slot's release, hence twice the slots), not one per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_puts_open_at_most_the_slot_limit_of_connections_per_data_node() {
+    const FEW_SLOTS: usize = 4;
+    let tc = TestCluster::start_with(|c| c.gateway.datad_connections_max = FEW_SLOTS).await;
+    let c = tc.c();
+    let ports: Vec<u16> = (0..c.datad_count())
+        .filter_map(|i| c.datad_addr(i))
+        .map(|a| a.port())
+        .collect();
+    let s3 = tc.root_client();
+    assert_eq!(s3.mb("burst").await.status, 200);
+    let ep = Endpoint {
+        url: c.s3_endpoint(),
+        access_key: c.credentials().access_key.clone(),
+        secret_key: c.credentials().secret_key.clone(),
+        region: c.region().to_string(),
+    };
+    let done = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (done, peak, ports) = (done.clone(), peak.clone(), ports.clone());
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                for p in &ports {
+                    peak.fetch_max(connections_to(*p), Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let keys: Arc<Vec<String>> = Arc::new((0..600).map(|i| format!("k{i}")).collect());
+    let bad = fan_out(&ep, keys, "PUT", 200).await;
+    done.store(true, Ordering::Relaxed);
+    sampler.await.expect("sampler");
+    assert!(
+        bad.is_empty(),
+        "PUTs failed: {:?}",
+        &bad[..bad.len().min(5)]
+    );
+    let peak = peak.load(Ordering::Relaxed);
+    println!("peak connections to one data node: {peak} (slots {FEW_SLOTS})");
+    assert!(
+        peak > 0,
+        "the sampler never saw a connection to a data node"
+    );
+    assert!(
+        peak <= 2 * FEW_SLOTS as u64,
+        "{peak} connections to one data node with {FEW_SLOTS} slots per node"
+    );
+    tc.shutdown().await;
+}
