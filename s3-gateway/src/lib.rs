@@ -132,6 +132,7 @@ pub struct GatewayHandle {
     s3_addr: SocketAddr,
     admin_addr: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
+    background: CancellationToken,
 }
 
 impl GatewayHandle {
@@ -157,6 +158,9 @@ impl GatewayHandle {
         for t in self.tasks {
             let _ = t.await;
         }
+        // Requests have drained: now the background work may stop (shards
+        // still queued for release are left to garbage collection).
+        self.background.cancel();
     }
 }
 
@@ -222,12 +226,21 @@ pub async fn start(
                 detail,
             }
         })?);
-    upload_age::spawn_refresher(upload_max_age.clone(), metad.clone(), cancel.clone());
+    // Background work (map and timer refresh, release queues) outlives
+    // `cancel`: requests still draining after SIGTERM need a fresh cluster
+    // map, and the shards they release should still be sent. It stops once
+    // the servers have (see `GatewayHandle::stopped`).
+    let background = CancellationToken::new();
+    upload_age::spawn_refresher(upload_max_age.clone(), metad.clone(), background.clone());
     let cluster = ClusterMap::default();
     if let Err(e) = cluster.refresh(&metad).await {
         tracing::warn!(error = %e, "initial cluster map fetch failed; will retry");
     }
-    cluster.spawn_refresher(metad.clone(), limits::CLUSTER_MAP_REFRESH, cancel.clone());
+    cluster.spawn_refresher(
+        metad.clone(),
+        limits::CLUSTER_MAP_REFRESH,
+        background.clone(),
+    );
     let keys = KeyStore::new(metad.clone(), limits::KEY_CACHE_TTL);
     let admission = admission::Admission::new(cfg.limits, cfg.profiles.segment_bytes_max);
     let datad = DatadClient::with_limits(weft_datad::client::DatadClientLimits {
@@ -251,7 +264,7 @@ pub async fn start(
         datad.clone(),
         cluster.clone(),
         gw_metrics.release.clone(),
-        cancel.clone(),
+        background.clone(),
     );
     let gw = Gateway {
         metad: metad.clone(),
@@ -344,6 +357,7 @@ pub async fn start(
         s3_addr,
         admin_addr,
         tasks: vec![s3_task, admin_task],
+        background,
     })
 }
 
