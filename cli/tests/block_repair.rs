@@ -10,10 +10,8 @@ use std::time::{Duration, Instant};
 use support::{data, TestCluster};
 use weft_cli::admin_client::AdminClient;
 use weft_common::manifest::Segment;
-use weft_common::metad_client::MetadClient;
 use weft_common::profile::Layout;
 use weft_common::repair::DurabilityStatus;
-use weft_common::rpc::{Query, QueryResult};
 use weft_common::ShardIndex;
 
 /// Data bytes per shard block, and bytes of each block's crc.
@@ -65,18 +63,7 @@ fn full(st: &DurabilityStatus) -> bool {
 
 /// The object's one segment, with its current placement.
 async fn segment_of(tc: &TestCluster, bucket: &str, key: &str) -> Segment {
-    let metad = MetadClient::new(tc.c().metad_addrs());
-    let Ok(QueryResult::Object {
-        version: Some(v), ..
-    }) = metad
-        .query(&Query::Object {
-            bucket: bucket.into(),
-            key: key.into(),
-        })
-        .await
-    else {
-        panic!("{bucket}/{key} has no current version");
-    };
+    let v = support::current_version(tc, bucket, key).await;
     assert_eq!(v.segments.len(), 1);
     v.segments[0].clone()
 }

@@ -6,8 +6,6 @@ mod support;
 
 use std::time::{Duration, Instant};
 use support::{data, gateway_metric, TestCluster};
-use weft_common::metad_client::MetadClient;
-use weft_common::rpc::{Query, QueryResult};
 use weft_common::{SegmentId, ShardIndex};
 
 /// 64 MiB: sixteen 4 MiB stripes, far more than the gateway buffers ahead
@@ -15,18 +13,7 @@ use weft_common::{SegmentId, ShardIndex};
 const OBJECT: usize = 64 << 20;
 
 async fn segments(tc: &TestCluster, bucket: &str, key: &str) -> Vec<SegmentId> {
-    let metad = MetadClient::new(tc.c().metad_addrs());
-    let Ok(QueryResult::Object {
-        version: Some(v), ..
-    }) = metad
-        .query(&Query::Object {
-            bucket: bucket.into(),
-            key: key.into(),
-        })
-        .await
-    else {
-        panic!("{bucket}/{key} has no current version");
-    };
+    let v = support::current_version(tc, bucket, key).await;
     v.segments.iter().map(|s| s.id).collect()
 }
 

@@ -10,8 +10,6 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 use support::stall_proxy::{Mode, StallProxy};
 use support::{data, gateway_metric, TestCluster};
-use weft_common::metad_client::MetadClient;
-use weft_common::rpc::{Query, QueryResult};
 use weft_common::NodeId;
 
 /// Turns a hang into a failure; generous, since the property is "finishes".
@@ -48,18 +46,7 @@ async fn put_proxy_in_front_of_node_1(tc: &mut TestCluster) -> StallProxy {
 
 /// The node of every shard slot of `bucket/key`'s first segment.
 async fn slots(tc: &TestCluster, bucket: &str, key: &str) -> Vec<Option<NodeId>> {
-    let metad = MetadClient::new(tc.c().metad_addrs());
-    let Ok(QueryResult::Object {
-        version: Some(v), ..
-    }) = metad
-        .query(&Query::Object {
-            bucket: bucket.into(),
-            key: key.into(),
-        })
-        .await
-    else {
-        panic!("{bucket}/{key} has no current version");
-    };
+    let v = support::current_version(tc, bucket, key).await;
     v.segments[0].shards.clone()
 }
 

@@ -496,18 +496,7 @@ pub async fn shard_placement(
     key: &str,
     index: weft_common::ShardIndex,
 ) -> (weft_common::SegmentId, Option<weft_common::NodeId>) {
-    use weft_common::rpc::{Query, QueryResult};
-    let metad = weft_common::metad_client::MetadClient::new(tc.c().metad_addrs());
-    let q = Query::Object {
-        bucket: bucket.into(),
-        key: key.into(),
-    };
-    let Ok(QueryResult::Object {
-        version: Some(v), ..
-    }) = metad.query(&q).await
-    else {
-        panic!("{bucket}/{key} has no current version");
-    };
+    let v = current_version(tc, bucket, key).await;
     let seg = &v.segments[0];
     (seg.id, seg.shards[usize::from(index.0)])
 }
@@ -578,4 +567,25 @@ pub async fn gateway_metric(tc: &TestCluster, name: &str) -> u64 {
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .map(|v| v.trim().parse().expect("metric value"))
         .unwrap_or(0)
+}
+
+/// The current version of `bucket/key`, per metad (panics if there is none).
+pub async fn current_version(
+    tc: &TestCluster,
+    bucket: &str,
+    key: &str,
+) -> weft_common::manifest::ObjectVersion {
+    use weft_common::rpc::{Query, QueryResult};
+    let metad = weft_common::metad_client::MetadClient::new(tc.c().metad_addrs());
+    let q = Query::Object {
+        bucket: bucket.into(),
+        key: key.into(),
+    };
+    let Ok(QueryResult::Object {
+        version: Some(v), ..
+    }) = metad.query(&q).await
+    else {
+        panic!("{bucket}/{key} has no current version");
+    };
+    v
 }
