@@ -66,6 +66,28 @@ pub struct DevClusterConfig {
     /// data_dir, capacity and metad are set per node). The upload and GC
     /// timers are metad's (`metad.upload_max_age_ms`, `metad.gc_grace_ms`).
     pub datad: DatadConfig,
+    /// How metad voters read their disk's free space: `None` is the real
+    /// filesystem; tests give a disk whose size they set.
+    pub metad_fs: Option<MetadFs>,
+}
+
+/// A free-space reader for metad voters (see `DevClusterConfig::metad_fs`).
+#[derive(Clone)]
+pub struct MetadFs(pub std::sync::Arc<dyn weft_common::space::FsStats>);
+
+impl std::fmt::Debug for MetadFs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetadFs(..)")
+    }
+}
+
+impl MetadFs {
+    fn get(cfg: &DevClusterConfig) -> std::sync::Arc<dyn weft_common::space::FsStats> {
+        match &cfg.metad_fs {
+            Some(fs) => fs.0.clone(),
+            None => std::sync::Arc::new(weft_common::space::Statvfs),
+        }
+    }
 }
 
 impl DevClusterConfig {
@@ -91,6 +113,7 @@ impl DevClusterConfig {
                 heartbeat_interval_ms: 500,
                 ..DatadConfig::default()
             },
+            metad_fs: None,
         }
     }
 
@@ -281,7 +304,7 @@ impl DevCluster {
             bootstrap: self.metad.len() == 1,
             ..self.cfg.metad.clone()
         };
-        let h = weft_metad::start(cfg, cancel.clone())
+        let h = weft_metad::start_with_fs(cfg, MetadFs::get(&self.cfg), cancel.clone())
             .await
             .with_context(|| format!("start metad {}", i + 1))?;
         self.metad_addrs[i] = Some(h.addr());
@@ -369,7 +392,7 @@ impl DevCluster {
             bootstrap: false,
             ..self.cfg.metad.clone()
         };
-        let h = weft_metad::start(cfg, cancel.clone())
+        let h = weft_metad::start_with_fs(cfg, MetadFs::get(&self.cfg), cancel.clone())
             .await
             .with_context(|| format!("start metad {}", i + 1))?;
         self.metad_addrs[i] = Some(h.addr());
@@ -544,7 +567,7 @@ impl DevCluster {
         let start = Instant::now();
         loop {
             let metad_up = match metad.query(&Query::Nodes).await {
-                Ok(QueryResult::Nodes { nodes }) => {
+                Ok(QueryResult::Nodes { nodes, .. }) => {
                     nodes.iter().filter(|n| n.state == NodeState::Up).count()
                 }
                 _ => 0,

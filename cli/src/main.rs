@@ -214,6 +214,19 @@ enum ClusterCmd {
         #[arg(long)]
         priority: Option<weft_common::repair::RepairPriority>,
     },
+    /// The cluster's upload timers: show them, or change them
+    /// (`weft cluster timers --upload-max-age-ms 1800000 --gc-grace-ms 3600000`).
+    /// The grace must be at least twice the age; a shorter age reaches the
+    /// gateways and a longer grace the data nodes within a minute, the
+    /// opposite changes when each process restarts.
+    Timers {
+        /// Longest time one upload may write before it commits, in ms.
+        #[arg(long)]
+        upload_max_age_ms: Option<u64>,
+        /// Age under which data nodes never collect a shard file, in ms.
+        #[arg(long)]
+        gc_grace_ms: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -691,6 +704,35 @@ async fn run_cluster(cmd: ClusterCmd, a: AdminArgs) -> Result<()> {
                 "repair rate {}/s, priority {:?}",
                 human_bytes(cfg.rate_bytes_per_sec),
                 cfg.priority
+            );
+        }
+        ClusterCmd::Timers {
+            upload_max_age_ms,
+            gc_grace_ms,
+        } => {
+            let t: weft_common::upload_timers::UploadTimers =
+                if upload_max_age_ms.is_none() && gc_grace_ms.is_none() {
+                    c.call(reqwest::Method::GET, "/v1/upload-timers", None)
+                        .await
+                        .context("get the upload timers")?
+                } else {
+                    c.call(
+                        reqwest::Method::POST,
+                        "/v1/upload-timers",
+                        Some(serde_json::json!({
+                            "upload_max_age_ms": upload_max_age_ms,
+                            "gc_grace_ms": gc_grace_ms,
+                        })),
+                    )
+                    .await
+                    .context("set the upload timers")?
+                };
+            if a.json {
+                return print_json(&t);
+            }
+            println!(
+                "upload_max_age_ms {}\ngc_grace_ms {}",
+                t.upload_max_age_ms, t.gc_grace_ms
             );
         }
         ClusterCmd::Status => {

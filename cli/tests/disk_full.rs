@@ -25,7 +25,7 @@ const OBJECT_BYTES: usize = 8 * 1024;
 
 async fn node_view(metad: &MetadClient, node: u64) -> NodeView {
     match metad.query(&Query::Nodes).await {
-        Ok(QueryResult::Nodes { nodes }) => nodes
+        Ok(QueryResult::Nodes { nodes, .. }) => nodes
             .into_iter()
             .find(|n| n.info.id == NodeId(node))
             .expect("node registered"),
@@ -219,9 +219,45 @@ impl Drop for Tmpfs {
     }
 }
 
-fn free_bytes(path: &std::path::Path) -> u64 {
-    use weft_common::space::FsStats;
-    weft_common::space::Statvfs.usage(path).unwrap().avail_bytes
+/// Where a machine cannot mount a tmpfs (not root): metad's disk is its
+/// directory with a size limit, free space being the limit minus the bytes
+/// of every file in it. The same files fill it as fill the tmpfs.
+struct DirQuota {
+    dir: std::path::PathBuf,
+    size: u64,
+}
+
+impl DirQuota {
+    fn used(dir: &std::path::Path) -> u64 {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .map(|e| match e.metadata() {
+                Ok(m) if m.is_dir() => Self::used(&e.path()),
+                Ok(m) => m.len(),
+                Err(_) => 0,
+            })
+            .sum()
+    }
+}
+
+impl weft_common::space::FsStats for DirQuota {
+    fn usage(&self, _path: &std::path::Path) -> std::io::Result<weft_common::space::FsUsage> {
+        let used = Self::used(&self.dir);
+        Ok(weft_common::space::FsUsage {
+            used_bytes: used,
+            avail_bytes: self.size.saturating_sub(used),
+        })
+    }
+}
+
+/// Bytes of shard files on every data node.
+fn shard_bytes(tc: &TestCluster) -> u64 {
+    (0..tc.c().datad_count())
+        .map(|i| tc.c().datad_store(i).expect("node running").used_bytes())
+        .sum()
 }
 
 async fn metad_space_low(admin: &AdminClient) -> bool {
@@ -238,12 +274,27 @@ async fn metad_low_on_disk_refuses_new_data_but_deletes_and_admin_work() {
     // metad's data directory on a 160 MiB disk of its own.
     let dir = tempfile::tempdir().unwrap();
     let metad_dir = dir.path().join("cluster").join("metad");
-    let Some(_disk) = Tmpfs::mount(&metad_dir, 160 * MIB) else {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root); the space-low logic is covered by weft-metad's space unit tests with a fake disk");
-        return;
+    let disk = Tmpfs::mount(&metad_dir, 160 * MIB);
+    let fs: std::sync::Arc<dyn weft_common::space::FsStats> = match &disk {
+        Some(_) => std::sync::Arc::new(weft_common::space::Statvfs),
+        None => {
+            eprintln!(
+                "no tmpfs here (needs root): metad's disk is its directory limited to 160 MiB"
+            );
+            std::fs::create_dir_all(&metad_dir).unwrap();
+            std::sync::Arc::new(DirQuota {
+                dir: metad_dir.clone(),
+                size: 160 * MIB,
+            })
+        }
+    };
+    let free_bytes = {
+        let fs = fs.clone();
+        move |p: &std::path::Path| fs.usage(p).unwrap().avail_bytes
     };
     let cluster_dir = dir.path().join("cluster");
     let mut cfg = weft_cli::dev_cluster::DevClusterConfig::ephemeral(&cluster_dir);
+    cfg.metad_fs = Some(weft_cli::dev_cluster::MetadFs(fs.clone()));
     cfg.metad.reserved_bytes = 16 * MIB;
     cfg.metad.space_low_free_bytes = 48 * MIB;
     cfg.metad.space_ok_free_bytes = 96 * MIB;
@@ -302,11 +353,22 @@ async fn metad_low_on_disk_refuses_new_data_but_deletes_and_admin_work() {
         "reserve released"
     );
 
-    // New data is refused with 507 InsufficientStorage...
+    // New data is refused with 507 InsufficientStorage, and leaves no
+    // shard behind to wait for garbage collection...
+    let before = shard_bytes(&tc);
     let r = s3.put("low-space", "new", data(2, 100_000)).await;
     assert_eq!(r.status, 507, "{}", r.text());
     assert_eq!(r.error_code().as_deref(), Some("InsufficientStorage"));
     assert!(r.text().contains("low on disk space"), "{}", r.text());
+    let t0 = Instant::now();
+    while shard_bytes(&tc) != before {
+        assert!(
+            t0.elapsed() < DEADLINE,
+            "a refused PUT left {} bytes of shards on the data nodes",
+            shard_bytes(&tc).saturating_sub(before)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let r = s3.mb("another-bucket").await;
     assert_eq!(r.status, 507, "{}", r.text());
     // ...while deletes and admin commands go through.

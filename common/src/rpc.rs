@@ -211,6 +211,18 @@ pub enum Command {
         /// New settings.
         config: crate::repair::RepairConfig,
     },
+    /// Set the cluster's upload timers, which gateways and data nodes read
+    /// from metad (see `upload_timers`). Refused if unsafe. With `seed`,
+    /// applied only while none are set: how a new cluster's first leader
+    /// installs the values from its config, without overriding an operator's
+    /// later change when another voter with a different config leads.
+    SetUploadTimers {
+        /// The pair.
+        timers: crate::upload_timers::UploadTimers,
+        /// Only if none are set yet.
+        #[serde(default)]
+        seed: bool,
+    },
     /// Several commands in one raft entry, applied in order: group commit.
     /// Each gets its own result, as if proposed alone.
     Batch {
@@ -392,6 +404,12 @@ pub enum Refusal {
     NoSuchNode,
     /// The node was removed from the cluster and cannot rejoin under its id.
     NodeRemoved,
+    /// Upload timers that would let garbage collection remove uploads in
+    /// flight; `message` names the fix.
+    UnsafeTimers {
+        /// What is wrong and how to fix it.
+        message: String,
+    },
 }
 
 /// Every metadata read.
@@ -641,6 +659,11 @@ pub enum QueryResult {
     Nodes {
         /// Nodes by id.
         nodes: Vec<NodeView>,
+        /// Set while the answering leader is in space-low mode: why it
+        /// refuses commands that add data. Gateways refuse such writes
+        /// before writing any shard.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metad_space_low: Option<String>,
     },
     /// For `ShardsHeld`: one answer per pair asked about.
     ShardsHeld {

@@ -9,9 +9,11 @@
 //! skew between file mtimes and the gateway's timer, and slow fsyncs).
 //!
 //! The rule spans two kinds of process, so it used to be a comment in two
-//! config files. Now metad owns both values (one config, checked at start)
-//! and gateways and data nodes ask metad for them
-//! ([`crate::rpc::Query::UploadTimers`]), so the pair cannot disagree.
+//! config files. Now both are one piece of replicated metad state
+//! ([`crate::rpc::Command::SetUploadTimers`], seeded from the first
+//! leader's config and checked in apply), and gateways and data nodes ask
+//! metad for it ([`crate::rpc::Query::UploadTimers`]), so the pair cannot
+//! disagree between processes or between voters.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;

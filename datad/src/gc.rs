@@ -103,7 +103,7 @@ pub async fn pass(
     // Only a node metad knows may collect: an empty or foreign metadata
     // service must not make a node delete everything it holds.
     match metad.query(&Query::Nodes).await {
-        Ok(QueryResult::Nodes { nodes }) if nodes.iter().any(|n| n.info.id == node) => {}
+        Ok(QueryResult::Nodes { nodes, .. }) if nodes.iter().any(|n| n.info.id == node) => {}
         Ok(_) => return Err("this node is not registered with metad".into()),
         Err(e) => return Err(e.to_string()),
     }

@@ -266,6 +266,24 @@ fn apply_one(tx: &WriteTransaction, cmd: &Command) -> Applied {
             )?;
             Ok(CommandResult::Done)
         }
+        Command::SetUploadTimers { timers, seed } => {
+            // Checked here as well as by the caller: a value in the state
+            // is served to every gateway and data node as it is.
+            if let Err(e) = timers.validate() {
+                return refused(Refusal::UnsafeTimers {
+                    message: e.to_string(),
+                });
+            }
+            let mut t = tx.open_table(META)?;
+            if *seed && t.get(KEY_UPLOAD_TIMERS)?.is_some() {
+                return Ok(CommandResult::Done);
+            }
+            t.insert(
+                KEY_UPLOAD_TIMERS,
+                sealed::<&str, _>(KEY_UPLOAD_TIMERS, timers).as_slice(),
+            )?;
+            Ok(CommandResult::Done)
+        }
         Command::RegisterNode { node } => {
             let admin: Option<NodeAdmin> = tx
                 .open_table(NODE_ADMIN)?

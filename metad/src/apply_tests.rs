@@ -28,6 +28,7 @@ use weft_common::profile::Layout;
 use weft_common::repair::RepairConfig;
 use weft_common::rpc::{Command, CommandResult};
 use weft_common::topology::{NodeAdmin, NodeInfo};
+use weft_common::upload_timers::UploadTimers;
 use weft_common::{NodeId, RequestId, SegmentId, VersionId};
 
 use crate::state_machine::StateMachine;
@@ -86,6 +87,11 @@ enum Op {
         n: u64,
     },
     RepairConfig,
+    /// Set (or only seed) the upload timers to one of two safe pairs.
+    UploadTimers {
+        long: bool,
+        seed: bool,
+    },
     CreateKey {
         n: usize,
     },
@@ -122,6 +128,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(|pick| Op::Drop { pick }),
         1 => (1u64..=4).prop_map(|n| Op::NodeAdmin { n }),
         1 => Just(Op::RepairConfig),
+        1 => (any::<bool>(), any::<bool>()).prop_map(|(long, seed)| Op::UploadTimers { long, seed }),
         1 => (0usize..2).prop_map(|n| Op::CreateKey { n }),
         1 => (0usize..2).prop_map(|n| Op::DeleteKey { n }),
         1 => Just(Op::CreateBucket),
@@ -326,6 +333,13 @@ impl Builder {
             },
             Op::RepairConfig => Command::SetRepairConfig {
                 config: RepairConfig::default(),
+            },
+            Op::UploadTimers { long, seed } => Command::SetUploadTimers {
+                timers: UploadTimers {
+                    upload_max_age_ms: if long { 60_000 } else { 30_000 },
+                    gc_grace_ms: 120_000,
+                },
+                seed,
             },
             Op::CreateKey { n } => Command::CreateKey { key: Self::key(n) },
             Op::DeleteKey { n } => Command::DeleteKey {
@@ -597,4 +611,43 @@ fn request_records_expire_after_the_retention() {
         2,
         "20 expired records pruned, 2 fresh kept"
     );
+}
+
+/// The first leader seeds the timers from its config; a later leader with a
+/// different config seeds nothing, so an operator's change survives every
+/// election; an unsafe pair is refused whatever the flag; and the pair moves
+/// with a snapshot.
+#[test]
+fn upload_timers_seed_once_refuse_unsafe_and_travel_in_snapshots() {
+    let (_dir, sm) = setup();
+    assert_eq!(sm.upload_timers().unwrap(), None);
+    let pair = |age: u64, grace: u64| UploadTimers {
+        upload_max_age_ms: age,
+        gc_grace_ms: grace,
+    };
+    let set = |t: UploadTimers, seed: bool| Command::SetUploadTimers { timers: t, seed };
+    sm.apply_for_test(&set(pair(1_000, 2_000), true)).unwrap();
+    assert_eq!(sm.upload_timers().unwrap(), Some(pair(1_000, 2_000)));
+    sm.apply_for_test(&set(pair(5_000, 10_000), true)).unwrap();
+    assert_eq!(
+        sm.upload_timers().unwrap(),
+        Some(pair(1_000, 2_000)),
+        "a second seed must not override"
+    );
+    sm.apply_for_test(&set(pair(3_000, 6_000), false)).unwrap();
+    assert_eq!(sm.upload_timers().unwrap(), Some(pair(3_000, 6_000)));
+    for seed in [false, true] {
+        let r = sm.apply_for_test(&set(pair(3_000, 5_999), seed)).unwrap();
+        match r {
+            CommandResult::Refused {
+                refusal: weft_common::rpc::Refusal::UnsafeTimers { message },
+            } => assert!(message.contains("at least 6000"), "{message}"),
+            other => panic!("unsafe pair applied: {other:?}"),
+        }
+    }
+    assert_eq!(sm.upload_timers().unwrap(), Some(pair(3_000, 6_000)));
+    let other = tempfile::tempdir().unwrap();
+    let copy = sm.snapshot_roundtrip_for_test(other.path()).unwrap();
+    assert_eq!(copy.upload_timers().unwrap(), Some(pair(3_000, 6_000)));
+    assert_eq!(copy.digest().unwrap().1, sm.digest().unwrap().1);
 }

@@ -66,11 +66,13 @@ pub struct MetadConfig {
     /// Time between checks of free space.
     pub space_check_ms: u64,
     /// Longest time one gateway request may spend writing data before it
-    /// commits; gateways read it from metad. Set the same on every voter.
+    /// commits; gateways read it from metad. The value a new cluster
+    /// starts with: the first leader seeds the replicated pair from its
+    /// config, and `weft cluster timers` changes it afterwards.
     pub upload_max_age_ms: u64,
     /// Shard files younger than this are never garbage-collected by data
     /// nodes, which read it from metad. At least twice `upload_max_age_ms`,
-    /// checked at start. Set the same on every voter.
+    /// checked at start. Seeds the cluster's pair, as the age does.
     pub gc_grace_ms: u64,
 }
 

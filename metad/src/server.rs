@@ -147,7 +147,8 @@ pub struct AppState {
     pub stepping_down: std::sync::atomic::AtomicBool,
     /// Set once the raft core has stopped for good.
     pub fatal: tokio::sync::watch::Receiver<Option<crate::RaftFatal>>,
-    /// From this voter's config, served to gateways and data nodes.
+    /// From this voter's config: what this voter seeds the cluster's timers
+    /// with when it is the first leader (the replicated value is served).
     pub upload_timers: weft_common::upload_timers::UploadTimers,
 }
 
@@ -365,9 +366,25 @@ async fn query(
     let sm = s.sm.clone();
     let result = match q {
         Query::Status => QueryResult::Status { status: status(&s) },
-        Query::UploadTimers => QueryResult::UploadTimers {
-            timers: s.upload_timers,
-        },
+        // From this replica's state, not a leader read: gateways and data
+        // nodes ask any voter, and tolerate a lagging one (a gateway keeps
+        // the shortest age it has seen, a data node the longest grace).
+        Query::UploadTimers => {
+            let timers = tokio::task::spawn_blocking(move || sm.upload_timers())
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(ApiError::internal)?;
+            match timers {
+                Some(timers) => QueryResult::UploadTimers { timers },
+                None => {
+                    return Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        RpcErrorCode::Unavailable,
+                        "this metad has no upload timers yet: a new cluster's leader sets them from its config just after it is elected; retry in a moment",
+                    ))
+                }
+            }
+        }
         Query::Digest => {
             let (applied_index, digest) = tokio::task::spawn_blocking(move || sm.digest())
                 .await
@@ -380,6 +397,7 @@ async fn query(
         }
         Query::Nodes => QueryResult::Nodes {
             nodes: node_views(&s).await?,
+            metad_space_low: s.space.low_reason(),
         },
         Query::Durability => {
             // A cached report is reused only if nothing it depends on moved:
@@ -639,11 +657,59 @@ pub(crate) async fn leadership_watch(
             if leading {
                 s.liveness.reset_epoch();
                 tracing::info!("leading: liveness reset, durability planner active");
+                tokio::spawn(seed_upload_timers(s.clone(), cancel.clone()));
             }
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
             r = rx.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+/// Installs this voter's configured upload timers as the cluster's if none
+/// are set (a new cluster, or one upgraded from when each voter served its
+/// own), retrying while this voter leads. If the cluster already has
+/// different ones, says so: the replicated pair is what every process uses,
+/// and `weft cluster timers` changes it.
+async fn seed_upload_timers(s: Arc<AppState>, cancel: tokio_util::sync::CancellationToken) {
+    let mine = s.upload_timers;
+    let mut backoff = std::time::Duration::from_millis(200);
+    loop {
+        if ensure_serving_leader(&s).is_err() {
+            return;
+        }
+        let cmd = Command::Request {
+            id: weft_common::RequestId::from_random(rand::random()),
+            at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            command: Box::new(Command::SetUploadTimers {
+                timers: mine,
+                seed: true,
+            }),
+        };
+        match s.writes.write(cmd).await {
+            Ok(_) => break,
+            Err(e) => tracing::debug!(error = ?e, "seeding the upload timers failed; retrying"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+    }
+    let sm = s.sm.clone();
+    if let Ok(Ok(Some(cluster))) = tokio::task::spawn_blocking(move || sm.upload_timers()).await {
+        if cluster != mine {
+            tracing::warn!(
+                cluster_upload_max_age_ms = cluster.upload_max_age_ms,
+                cluster_gc_grace_ms = cluster.gc_grace_ms,
+                config_upload_max_age_ms = mine.upload_max_age_ms,
+                config_gc_grace_ms = mine.gc_grace_ms,
+                "this metad's configured upload timers differ from the cluster's, which stay in effect; change them with `weft cluster timers --upload-max-age-ms N --gc-grace-ms N`"
+            );
         }
     }
 }

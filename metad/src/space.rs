@@ -138,8 +138,16 @@ impl SpaceGuard {
     /// Why `cmd` must not be proposed now, if it must not: it adds data
     /// while this metad is in space-low mode.
     pub fn refusal(&self, cmd: &Command) -> Option<String> {
+        if !adds_data(cmd) {
+            return None;
+        }
+        self.low_reason()
+    }
+
+    /// In space-low mode: the message every refused command gets.
+    pub fn low_reason(&self) -> Option<String> {
         let st = self.state.lock().expect("space lock poisoned");
-        if !st.low || !adds_data(cmd) {
+        if !st.low {
             return None;
         }
         Some(format!(
@@ -290,6 +298,7 @@ pub fn adds_data(cmd: &Command) -> bool {
         | Command::DropShard { .. }
         | Command::SetNodeAdmin { .. }
         | Command::SetRepairConfig { .. }
+        | Command::SetUploadTimers { .. }
         | Command::ReportDamage { .. }
         | Command::DamageRepaired { .. } => false,
     }

@@ -31,6 +31,7 @@ use crate::versioning::{self, VERSIONS};
 use weft_common::repair::{RepairConfig, SegmentRecord};
 use weft_common::rpc::{CommandResult, ListEntry, ListMarker, ListPage, ListRequest};
 use weft_common::topology::{NodeAdmin, NodeInfo};
+use weft_common::upload_timers::UploadTimers;
 use weft_common::{NodeId, SegmentId};
 
 use crate::{RaftNodeId, TypeConfig};
@@ -87,6 +88,10 @@ struct SnapshotDoc {
     node_admin: Vec<(u64, NodeAdmin)>,
     #[serde(default)]
     repair_config: Option<RepairConfig>,
+    /// Absent in snapshots from before the timers were replicated; the
+    /// leader then seeds them from its config.
+    #[serde(default)]
+    upload_timers: Option<UploadTimers>,
     /// Requests applied within the retention, so a retry that reaches a
     /// voter restored from this snapshot is still recognised.
     #[serde(default)]
@@ -465,6 +470,13 @@ impl StateMachine {
         Ok(t.get_sealed(T_META, KEY_REPAIR_CONFIG)?.unwrap_or_default())
     }
 
+    /// The cluster's upload timers, once the first leader has set them.
+    pub fn upload_timers(&self) -> Result<Option<UploadTimers>, MetaError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(META)?;
+        t.get_sealed(T_META, KEY_UPLOAD_TIMERS)
+    }
+
     /// An access key by id.
     pub fn access_key(&self, access_key: &str) -> Result<Option<AccessKey>, MetaError> {
         let tx = self.db.begin_read()?;
@@ -602,7 +614,7 @@ impl StateMachine {
         fold!(NODE_ADMIN);
         fold!(REQUESTS);
         fold!(REQUEST_AGES);
-        for key in [KEY_REQUEST_CLOCK, KEY_REPAIR_CONFIG] {
+        for key in [KEY_REQUEST_CLOCK, KEY_REPAIR_CONFIG, KEY_UPLOAD_TIMERS] {
             if let Some(v) = tx.open_table(META)?.get(key)? {
                 crc = crc32c::crc32c_append(crc, v.value());
             }
@@ -753,6 +765,7 @@ impl StateMachine {
                 .push((k.value(), item(T_NODE_ADMIN, &k, &v)?));
         }
         doc.repair_config = tx.open_table(META)?.get_sealed(T_META, KEY_REPAIR_CONFIG)?;
+        doc.upload_timers = tx.open_table(META)?.get_sealed(T_META, KEY_UPLOAD_TIMERS)?;
         for it in tx.open_table(REQUESTS)?.iter()? {
             let (k, v) = it?;
             let id = weft_common::RequestId(u128::from_be_bytes(
@@ -876,6 +889,9 @@ impl StateMachine {
             )?;
             if let Some(c) = &doc.repair_config {
                 put(KEY_REPAIR_CONFIG, sealed::<&str, _>(KEY_REPAIR_CONFIG, c))?;
+            }
+            if let Some(t) = &doc.upload_timers {
+                put(KEY_UPLOAD_TIMERS, sealed::<&str, _>(KEY_UPLOAD_TIMERS, t))?;
             }
             if doc.request_clock > 0 {
                 put(

@@ -37,6 +37,8 @@ pub(crate) const T_REQUESTS: &str = "requests";
 pub(crate) const T_REQUEST_AGES: &str = "request_ages";
 
 pub(crate) const KEY_REPAIR_CONFIG: &str = "repair_config";
+/// The cluster's upload timers (`Command::SetUploadTimers`).
+pub(crate) const KEY_UPLOAD_TIMERS: &str = "upload_timers";
 pub(crate) const KEY_SEGMENT_INDEX: &str = "segment_index_v1";
 pub(crate) const KEY_APPLIED: &str = "last_applied";
 pub(crate) const KEY_MEMBERSHIP: &str = "membership";

@@ -17,6 +17,7 @@ use weft_common::rpc::{
     AddMember, Command, CommandResult, Query, QueryResult, RaftStatus, Refusal, RemoveMember,
 };
 use weft_common::topology::{NodeAdmin, NodeView};
+use weft_common::upload_timers::UploadTimers;
 
 use crate::s3::now_ms;
 use crate::Gateway;
@@ -114,6 +115,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/cluster/status", get(cluster_status))
         .route("/v1/repair/status", get(repair_status))
         .route("/v1/repair/config", axum::routing::post(repair_config))
+        .route(
+            "/v1/upload-timers",
+            get(get_upload_timers).post(set_upload_timers),
+        )
         .route("/v1/nodes/{id}/{action}", axum::routing::post(node_action))
         .route("/v1/metad/add", axum::routing::post(metad_add))
         .route("/v1/metad/remove", axum::routing::post(metad_remove))
@@ -407,7 +412,7 @@ async fn cluster_status(
         },
     };
     let nodes = match s.gw.metad.query(&Query::Nodes).await? {
-        QueryResult::Nodes { nodes } => nodes,
+        QueryResult::Nodes { nodes, .. } => nodes,
         other => {
             return Err(AdminError(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -553,6 +558,79 @@ async fn repair_config(
         .command(&Command::SetRepairConfig { config })
         .await?;
     Ok(Json(config))
+}
+
+/// Body of `POST /v1/upload-timers`: fields left out keep their value.
+#[derive(Deserialize, Serialize, Default)]
+pub struct UploadTimersRequest {
+    /// Longest time one upload may write before it commits.
+    pub upload_max_age_ms: Option<u64>,
+    /// Age under which data nodes never collect a shard file.
+    pub gc_grace_ms: Option<u64>,
+}
+
+async fn cluster_upload_timers(s: &AdminState) -> Result<UploadTimers, AdminError> {
+    match s.gw.metad.query(&Query::UploadTimers).await? {
+        QueryResult::UploadTimers { timers } => Ok(timers),
+        other => Err(AdminError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unexpected {other:?}"),
+        )),
+    }
+}
+
+async fn get_upload_timers(
+    State(s): State<AdminState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Json<UploadTimers>, AdminError> {
+    check(&s, &method, &uri, &headers, b"").await?;
+    Ok(Json(cluster_upload_timers(&s).await?))
+}
+
+/// Changes the cluster's upload timers. Gateways pick up a shorter age and
+/// data nodes a longer grace within a refresh; the opposite directions take
+/// effect when each process restarts (each keeps the safe extreme it has
+/// seen), so a change never opens a window in which an upload in flight
+/// could be collected.
+async fn set_upload_timers(
+    State(s): State<AdminState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<UploadTimers>, AdminError> {
+    check(&s, &method, &uri, &headers, &body).await?;
+    let req: UploadTimersRequest = json_body(&body)?;
+    let mut timers = cluster_upload_timers(&s).await?;
+    if let Some(age) = req.upload_max_age_ms {
+        timers.upload_max_age_ms = age;
+    }
+    if let Some(grace) = req.gc_grace_ms {
+        timers.gc_grace_ms = grace;
+    }
+    if let Err(e) = timers.validate() {
+        return Err(AdminError(StatusCode::BAD_REQUEST, e.to_string()));
+    }
+    match s
+        .gw
+        .metad
+        .command(&Command::SetUploadTimers {
+            timers,
+            seed: false,
+        })
+        .await?
+    {
+        CommandResult::Done => Ok(Json(timers)),
+        CommandResult::Refused {
+            refusal: Refusal::UnsafeTimers { message },
+        } => Err(AdminError(StatusCode::BAD_REQUEST, message)),
+        other => Err(AdminError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unexpected {other:?}"),
+        )),
+    }
 }
 
 /// Answer of the node actions.

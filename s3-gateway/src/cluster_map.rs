@@ -20,15 +20,21 @@ pub struct ClusterMap {
     nodes: Arc<RwLock<Arc<HashMap<NodeId, NodeView>>>>,
     /// Nodes this gateway failed to connect to, and when.
     unreachable: Arc<std::sync::Mutex<HashMap<NodeId, Instant>>>,
+    /// Why the metad leader refuses new data, while it does.
+    metad_space_low: Arc<RwLock<Option<String>>>,
 }
 
 impl ClusterMap {
     /// Fetches the node table once.
     pub async fn refresh(&self, metad: &MetadClient) -> Result<(), weft_metad::MetadClientError> {
         match metad.query(&Query::Nodes).await? {
-            QueryResult::Nodes { nodes } => {
+            QueryResult::Nodes {
+                nodes,
+                metad_space_low,
+            } => {
                 let map = nodes.into_iter().map(|n| (n.info.id, n)).collect();
                 *self.nodes.write().expect("cluster map lock") = Arc::new(map);
+                *self.metad_space_low.write().expect("cluster map lock") = metad_space_low;
                 Ok(())
             }
             other => Err(weft_metad::MetadClientError::Protocol(format!(
@@ -54,6 +60,16 @@ impl ClusterMap {
                 }
             }
         });
+    }
+
+    /// Why metad refuses new data, if it did at the last refresh: a write
+    /// is then refused before it writes shards that would only wait for
+    /// garbage collection.
+    pub fn metad_space_low(&self) -> Option<String> {
+        self.metad_space_low
+            .read()
+            .expect("cluster map lock")
+            .clone()
     }
 
     /// A snapshot of the table.

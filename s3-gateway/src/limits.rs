@@ -84,6 +84,12 @@ pub const RELEASE_ATTEMPTS_MAX: u32 = 5;
 /// this often.
 pub const RELEASE_PINNED_RECHECK: Duration = Duration::from_millis(200);
 
+/// How long every release worker shares one snapshot of the read leases
+/// (one walk over the reads in flight per this, not per worker and batch).
+/// Shards released after a snapshot wait for the next one, so this adds at
+/// most `RELEASE_PINNED_RECHECK` to a release.
+pub const RELEASE_PINS_REUSE: Duration = Duration::from_millis(100);
+
 /// A client that sends no request headers for this long (including an idle
 /// keep-alive connection between requests) is disconnected.
 pub const CLIENT_HEADER_TIMEOUT: Duration = Duration::from_secs(60);

@@ -110,7 +110,13 @@ impl ReadLeases {
     /// nothing.
     fn pins(&self, now: Instant, max_age: Duration) -> Pins {
         let t = self.table.lock().expect("lease table lock");
-        let mut pins = Pins::default();
+        // Taken under the lock, so every lease begun later started at or
+        // after it.
+        let mut pins = Pins {
+            taken: Instant::now(),
+            segments: HashMap::new(),
+            unresolved_since: None,
+        };
         for (started, segments) in t.active.values() {
             if now.duration_since(*started) >= max_age {
                 continue;
@@ -153,19 +159,55 @@ impl Drop for ReadLease {
     }
 }
 
-#[derive(Default)]
+/// The leases at one instant. Shared by every node's worker for a short
+/// while (see [`PinsCache`]), which is safe because it decides only about
+/// shards released before it was taken: a lease begun later pins nothing
+/// released before it began.
 struct Pins {
+    taken: Instant,
     segments: HashMap<SegmentId, Instant>,
     unresolved_since: Option<Instant>,
 }
 
 impl Pins {
-    /// Whether a shard of `segment` released at `released` may go now.
+    /// Whether a shard of `segment` released at `released` may go now. A
+    /// shard released at or after `taken` waits for a later snapshot.
     fn free(&self, segment: SegmentId, released: Instant) -> bool {
+        if released >= self.taken {
+            return false;
+        }
         if self.unresolved_since.is_some_and(|s| s <= released) {
             return false;
         }
         self.segments.get(&segment).is_none_or(|s| *s > released)
+    }
+}
+
+/// One snapshot of the leases for every node's worker: walking the lease
+/// table costs one pass over every read in flight, so it is done at most
+/// once per `reuse`, not once per worker per batch.
+#[derive(Default)]
+struct PinsCache {
+    current: Mutex<Option<Arc<Pins>>>,
+}
+
+impl PinsCache {
+    fn get(
+        &self,
+        leases: &ReadLeases,
+        now: Instant,
+        max_age: Duration,
+        reuse: Duration,
+    ) -> Arc<Pins> {
+        let mut cur = self.current.lock().expect("pins cache lock");
+        if let Some(p) = cur.as_ref() {
+            if now.saturating_duration_since(p.taken) < reuse {
+                return p.clone();
+            }
+        }
+        let fresh = Arc::new(leases.pins(now, max_age));
+        *cur = Some(fresh.clone());
+        fresh
     }
 }
 
@@ -191,6 +233,7 @@ struct Inner {
     datad: DatadClient,
     cluster: ClusterMap,
     leases: ReadLeases,
+    pins: PinsCache,
     nodes: Mutex<HashMap<NodeId, NodeQueue>>,
     metrics: ReleaseMetrics,
     cancel: CancellationToken,
@@ -222,6 +265,7 @@ impl Releaser {
                 datad,
                 cluster,
                 leases,
+                pins: PinsCache::default(),
                 nodes: Mutex::default(),
                 metrics,
                 cancel,
@@ -307,10 +351,12 @@ impl Releaser {
     /// unreferenced shards, and whether pinned shards are waiting.
     fn take_batch(&self, node: NodeId) -> (Vec<ShardRef>, bool, bool) {
         let now = Instant::now();
-        let pins = self
-            .inner
-            .leases
-            .pins(now, self.inner.limits.read_lease_max);
+        let pins = self.inner.pins.get(
+            &self.inner.leases,
+            now,
+            self.inner.limits.read_lease_max,
+            crate::limits::RELEASE_PINS_REUSE,
+        );
         let mut nodes = self.inner.nodes.lock().expect("release queues lock");
         let Some(q) = nodes.get_mut(&node) else {
             return (Vec::new(), false, false);
@@ -433,9 +479,12 @@ mod tests {
     fn an_unresolved_lease_pins_everything_released_after_it_began() {
         let leases = ReadLeases::default();
         let lease = leases.begin();
+        let released = Instant::now();
         let pins = leases.pins(Instant::now(), Duration::from_secs(600));
-        assert!(!pins.free(seg(9).id, Instant::now()));
+        assert!(!pins.free(seg(9).id, released));
         drop(lease);
+        let pins = leases.pins(Instant::now(), Duration::from_secs(600));
+        assert!(pins.free(seg(9).id, released), "the read finished");
     }
 
     #[test]
@@ -444,8 +493,45 @@ mod tests {
         let lease = leases.begin();
         lease.resolve([&seg(1)]);
         std::thread::sleep(Duration::from_millis(5));
+        let released = Instant::now();
         let pins = leases.pins(Instant::now(), Duration::from_millis(1));
-        assert!(pins.free(seg(1).id, Instant::now()));
+        assert!(pins.free(seg(1).id, released));
         drop(lease);
+    }
+
+    /// A shared snapshot must not free a shard released after it was
+    /// taken: a read that began in between is not in it.
+    #[test]
+    fn a_snapshot_frees_nothing_released_after_it_was_taken() {
+        let leases = ReadLeases::default();
+        let pins = leases.pins(Instant::now(), Duration::from_secs(600));
+        let lease = leases.begin();
+        lease.resolve([&seg(1)]);
+        let released = Instant::now();
+        assert!(!pins.free(seg(1).id, released), "the old snapshot freed it");
+        assert!(
+            !pins.free(seg(2).id, released),
+            "unknown to the old snapshot"
+        );
+        let fresh = leases.pins(Instant::now(), Duration::from_secs(600));
+        assert!(!fresh.free(seg(1).id, released), "the read pins it");
+        assert!(fresh.free(seg(2).id, released));
+        drop(lease);
+    }
+
+    #[test]
+    fn workers_share_one_snapshot_until_it_is_older_than_the_reuse_time() {
+        let leases = ReadLeases::default();
+        let cache = PinsCache::default();
+        let (max, reuse) = (Duration::from_secs(600), Duration::from_secs(3600));
+        let first = cache.get(&leases, Instant::now(), max, reuse);
+        let again = cache.get(&leases, Instant::now(), max, reuse);
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "recomputed within the reuse time"
+        );
+        let later = first.taken + reuse;
+        let next = cache.get(&leases, later, max, reuse);
+        assert!(!Arc::ptr_eq(&first, &next), "kept past the reuse time");
     }
 }

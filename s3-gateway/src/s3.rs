@@ -485,9 +485,7 @@ impl WeftS3 {
             },
         };
         let committed = self
-            .gw
-            .metad
-            .command_outcome(&cmd)
+            .commit_written(&cmd, &segments)
             .await
             .map_err(metad_err)?;
         match committed.result {
@@ -506,6 +504,28 @@ impl WeftS3 {
             }
             other => Err(unexpected("put part", other)),
         }
+    }
+
+    /// Commits `cmd`, which references `written`, shards this request wrote.
+    /// A space-low refusal comes before metad proposes anything, and the
+    /// client reports any failure after an unknown outcome as
+    /// `OutcomeUnknown`, so a `DiskFull` rejection proves the shards
+    /// unreferenced: they go at once instead of waiting for garbage
+    /// collection. Every other failure leaves them to it.
+    async fn commit_written(
+        &self,
+        cmd: &Command,
+        written: &[Segment],
+    ) -> Result<weft_common::metad_client::Committed, weft_metad::MetadClientError> {
+        let r = self.gw.metad.command_outcome(cmd).await;
+        if let Err(weft_metad::MetadClientError::Rejected {
+            code: weft_common::rpc::RpcErrorCode::DiskFull,
+            ..
+        }) = &r
+        {
+            self.gw.release.unreferenced(written.to_vec());
+        }
+        r
     }
 
     /// Deletes shards this request wrote for a command metad refused, at
@@ -940,7 +960,7 @@ impl S3 for WeftS3 {
         let result = if self.gw.fault_ack_before_commit {
             Ok(CommandResult::Replaced { previous: None })
         } else {
-            self.gw.metad.command_outcome(&cmd).await.map(|c| {
+            self.commit_written(&cmd, &segments).await.map(|c| {
                 after_unknown = c.after_unknown;
                 c.result
             })
@@ -970,7 +990,9 @@ impl S3 for WeftS3 {
             }
             Ok(other) => Err(unexpected("put object", other)),
             // The commit may or may not have happened: keep the shards (GC
-            // will reclaim them if it did not) and report the failure.
+            // will reclaim them if it did not) and report the failure. (A
+            // space-low refusal, which proves it did not, has released
+            // them already.)
             Err(e) => Err(metad_err(e)),
         }
     }
@@ -1608,9 +1630,7 @@ impl S3 for WeftS3 {
             condition: None,
         };
         let committed = self
-            .gw
-            .metad
-            .command_outcome(&cmd)
+            .commit_written(&cmd, &segments)
             .await
             .map_err(metad_err)?;
         match committed.result {

@@ -146,6 +146,14 @@ impl Gateway {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        if let Some(message) = self.cluster.metad_space_low() {
+            return Err(GatewayError::Metad(
+                weft_metad::MetadClientError::Rejected {
+                    code: weft_common::rpc::RpcErrorCode::DiskFull,
+                    message,
+                },
+            ));
+        }
         // MD5 and any requested S3 checksum run on their own thread, beside
         // encoding and sending.
         let (md5_tx, mut md5_rx) = mpsc::channel::<Bytes>(8);

@@ -1,0 +1,121 @@
+//! The upload timers are cluster state, not each voter's config: the first
+//! leader seeds them, `weft cluster timers` changes them, every voter
+//! serves the same pair, and a change survives a change of leader even
+//! though every voter's config still names the old pair.
+
+mod support;
+use std::time::{Duration, Instant};
+use weft_cli::dev_cluster::{DevCluster, DevClusterConfig};
+use weft_common::metad_client::MetadClient;
+use weft_common::rpc::{Query, QueryResult};
+use weft_common::upload_timers::UploadTimers;
+
+/// Runs `weft <args> --json` against the cluster; (success, stdout, stderr).
+async fn weft(c: &DevCluster, args: &[&str]) -> (bool, String, String) {
+    let admin = c.admin_endpoint();
+    let creds = c.credentials().clone();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(&args)
+            .args(["--admin", &admin, "--json"])
+            .env("WEFT_ROOT_ACCESS_KEY", &creds.access_key)
+            .env("WEFT_ROOT_SECRET_KEY", &creds.secret_key)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits (up to 20 s) until every running voter answers `want`.
+async fn wait_every_voter_serves(c: &DevCluster, want: UploadTimers) {
+    let client = MetadClient::new(c.metad_addrs());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answers = client.query_each(&Query::UploadTimers).await;
+        let served: Vec<Option<UploadTimers>> = answers
+            .iter()
+            .map(|(_, r)| match r {
+                Ok(QueryResult::UploadTimers { timers }) => Some(*timers),
+                _ => None,
+            })
+            .collect();
+        if served.iter().all(|t| *t == Some(want)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "voters serve {served:?}, expected {want:?} on all"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_are_replicated_changed_by_the_cli_and_kept_across_leaders() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = DevClusterConfig::ephemeral(dir.path());
+    cfg.metad_voters = 3;
+    let configured = UploadTimers {
+        upload_max_age_ms: 900_000,
+        gc_grace_ms: 2_000_000,
+    };
+    cfg.metad.upload_max_age_ms = configured.upload_max_age_ms;
+    cfg.metad.gc_grace_ms = configured.gc_grace_ms;
+    let mut c = DevCluster::start(cfg).await.expect("start 3-voter cluster");
+
+    // Seeded from the config by the first leader.
+    wait_every_voter_serves(&c, configured).await;
+    let (ok, out, err) = weft(&c, &["cluster", "timers"]).await;
+    assert!(ok, "{err}");
+    let shown: UploadTimers = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown, configured);
+
+    // An unsafe pair is refused with the fix, and changes nothing.
+    let (ok, _, err) = weft(&c, &["cluster", "timers", "--gc-grace-ms", "1000000"]).await;
+    assert!(!ok, "an unsafe grace was accepted");
+    assert!(
+        err.contains("raise gc_grace_ms to at least 1800000"),
+        "{err}"
+    );
+    wait_every_voter_serves(&c, configured).await;
+
+    // A safe change reaches every voter.
+    let changed = UploadTimers {
+        upload_max_age_ms: 600_000,
+        gc_grace_ms: 1_200_000,
+    };
+    let (ok, out, err) = weft(
+        &c,
+        &[
+            "cluster",
+            "timers",
+            "--upload-max-age-ms",
+            "600000",
+            "--gc-grace-ms",
+            "1200000",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<UploadTimers>(&out).unwrap(), changed);
+    wait_every_voter_serves(&c, changed).await;
+
+    // A new leader, whose config still names the old pair, keeps the change;
+    // so does a voter restarted from disk.
+    let before = c.metad_leader().unwrap();
+    let (ok, _, err) = weft(&c, &["cluster", "metad", "step-down"]).await;
+    assert!(ok, "{err}");
+    let after = c.wait_metad_leader(Duration::from_secs(10)).await.unwrap();
+    assert_ne!(after as usize, before + 1, "leadership did not move");
+    c.stop_metad(before).await.unwrap();
+    c.start_metad(before).await.unwrap();
+    wait_every_voter_serves(&c, changed).await;
+    c.shutdown().await;
+}
