@@ -36,3 +36,7 @@ pub const BATCH_COMMANDS_MAX: usize = 256;
 
 /// Commands waiting for a batch.
 pub const COMMAND_QUEUE_MAX: usize = 8192;
+
+/// Page cache of a database opened without a configured size (tests, the
+/// bench harness and offline tools): small, since those open many.
+pub const DEFAULT_TOOL_CACHE_BYTES: usize = 64 << 20;

@@ -65,6 +65,12 @@ pub struct MetadConfig {
     pub space_ok_free_bytes: u64,
     /// Time between checks of free space.
     pub space_check_ms: u64,
+    /// Memory the state database may use as its page cache. redb's own
+    /// default is 1 GiB per database; metad opens two.
+    pub state_cache_bytes: u64,
+    /// Memory the raft log database may use as its page cache: it is
+    /// appended and read back mostly near its tail.
+    pub log_cache_bytes: u64,
     /// Longest time one gateway request may spend writing data before it
     /// commits; gateways read it from metad. The value a new cluster
     /// starts with: the first leader seeds the replicated pair from its
@@ -97,6 +103,8 @@ impl Default for MetadConfig {
             space_low_free_bytes: 256 << 20,
             space_ok_free_bytes: 512 << 20,
             space_check_ms: 1_000,
+            state_cache_bytes: 256 << 20,
+            log_cache_bytes: 64 << 20,
             upload_max_age_ms: UploadTimers::default().upload_max_age_ms,
             gc_grace_ms: UploadTimers::default().gc_grace_ms,
         }
@@ -124,6 +132,17 @@ impl MetadConfig {
             .validate()
             .map_err(|e| ConfigError::new("gc_grace_ms/upload_max_age_ms", e.to_string()))?;
         config_check::positive("raft_heartbeat_ms", self.raft_heartbeat_ms, "100")?;
+        for (name, v) in [
+            ("state_cache_bytes", self.state_cache_bytes),
+            ("log_cache_bytes", self.log_cache_bytes),
+        ] {
+            if v < 1 << 20 {
+                return Err(ConfigError::new(
+                    name,
+                    format!("{v} bytes is too small a database cache; use at least 1048576 (1 MiB), e.g. 67108864"),
+                ));
+            }
+        }
         if self.election_timeout_min_ms <= self.raft_heartbeat_ms {
             return Err(ConfigError::new(
                 "election_timeout_min_ms",
@@ -312,9 +331,15 @@ pub async fn start_with_fs(
     let (log, sm) = {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let opened = LogStore::open(&cfg.data_dir.join("raft-log.redb"))
-                .map_err(crate::error::MetaError::from)
-                .and_then(|log| StateMachine::open(&cfg.data_dir).map(|sm| (log, sm)));
+            let opened = LogStore::open_with_cache(
+                &cfg.data_dir.join("raft-log.redb"),
+                cfg.log_cache_bytes as usize,
+            )
+            .map_err(crate::error::MetaError::from)
+            .and_then(|log| {
+                StateMachine::open_with_cache(&cfg.data_dir, cfg.state_cache_bytes as usize)
+                    .map(|sm| (log, sm))
+            });
             match opened {
                 Ok(x) => break x,
                 Err(crate::error::MetaError::Store(redb::Error::DatabaseAlreadyOpen))
@@ -496,6 +521,22 @@ mod tests {
             ..cfg(dir.path())
         };
         assert_eq!(c.validate().unwrap_err().setting, "election_timeout_max_ms");
+    }
+
+    #[test]
+    fn a_database_cache_below_one_mib_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = MetadConfig {
+            state_cache_bytes: 4096,
+            ..cfg(dir.path())
+        };
+        assert_eq!(c.validate().unwrap_err().setting, "state_cache_bytes");
+        let c = MetadConfig {
+            log_cache_bytes: 0,
+            ..cfg(dir.path())
+        };
+        assert_eq!(c.validate().unwrap_err().setting, "log_cache_bytes");
+        assert!(cfg(dir.path()).validate().is_ok());
     }
 
     #[test]

@@ -226,7 +226,14 @@ impl LogStore {
     /// Opens or creates the log at `path` and starts its writer thread (which
     /// ends when the last clone of the store is dropped).
     pub fn open(path: &Path) -> Result<Self, redb::Error> {
-        let db = Database::create(path)?;
+        Self::open_with_cache(path, crate::limits::DEFAULT_TOOL_CACHE_BYTES)
+    }
+
+    /// As [`open`](Self::open), its page cache at most `cache_bytes`.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self, redb::Error> {
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(path)?;
         let tx = db.begin_write()?;
         {
             tx.open_table(LOG)?;

@@ -117,9 +117,18 @@ pub struct StateMachine {
 }
 
 impl StateMachine {
-    /// Opens or creates the state machine under `dir`.
+    /// Opens or creates the state machine under `dir`, with redb's default
+    /// cache (tests and tools).
     pub fn open(dir: &Path) -> Result<Self, MetaError> {
-        let db = Database::create(dir.join("state.redb"))?;
+        Self::open_with_cache(dir, crate::limits::DEFAULT_TOOL_CACHE_BYTES)
+    }
+
+    /// Opens or creates the state machine under `dir`, its page cache at
+    /// most `cache_bytes`.
+    pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<Self, MetaError> {
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(dir.join("state.redb"))?;
         let tx = db.begin_write()?;
         {
             tx.open_table(BUCKETS)?;
