@@ -6,6 +6,7 @@
 
 pub mod admin_client;
 pub mod bench;
+pub mod bench_internal;
 pub mod bench_repair;
 pub mod bench_soak;
 pub mod config;

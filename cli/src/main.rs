@@ -152,6 +152,10 @@ enum BenchCmd {
         #[arg(long, default_value_t = 4)]
         clients: usize,
     },
+    /// Shard PUT and GET between a gateway's datad client and one data node,
+    /// over pooled HTTP/1.1 and over HTTP/2: throughput, latency and
+    /// connections by size and concurrency.
+    InternalHttp(weft_cli::bench_internal::InternalHttpArgs),
     /// Mixed S3 load with delete bursts, sampling open fds, TCP connections,
     /// RSS and release queues; `--check` fails if any keeps growing.
     Soak(weft_cli::bench_soak::SoakArgs),
@@ -1063,6 +1067,7 @@ async fn main() -> std::process::ExitCode {
                 clients,
             } => weft_cli::bench_repair::repair(objects, size_mib, clients).await,
             BenchCmd::Soak(a) => weft_cli::bench_soak::soak(a).await,
+            BenchCmd::InternalHttp(a) => weft_cli::bench_internal::internal_http(a).await,
         },
         Cmd::Metad(a) => run_daemon("metad", a).await,
         Cmd::Datad(a) => run_daemon("datad", a).await,
