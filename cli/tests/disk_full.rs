@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 use support::{data, TestCluster};
 use weft_cli::admin_client::AdminClient;
-use weft_common::metad_client::MetadClient;
+use weft_client::MetadClient;
 use weft_common::rpc::{Query, QueryResult, RpcErrorCode};
 use weft_common::space::SpaceState;
 use weft_common::topology::NodeView;

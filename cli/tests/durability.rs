@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use support::{data, S3Client, TestCluster};
 use weft_cli::admin_client::AdminClient;
-use weft_common::metad_client::MetadClient;
+use weft_client::MetadClient;
 use weft_common::repair::DurabilityStatus;
 use weft_common::rpc::{Query, QueryResult};
 use weft_common::NodeId;

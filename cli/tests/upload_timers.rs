@@ -6,7 +6,7 @@
 mod support;
 use std::time::{Duration, Instant};
 use weft_cli::dev_cluster::{DevCluster, DevClusterConfig};
-use weft_common::metad_client::MetadClient;
+use weft_client::MetadClient;
 use weft_common::rpc::{Query, QueryResult};
 use weft_common::upload_timers::UploadTimers;
 

@@ -4,10 +4,9 @@
 //! This crate holds no policy about disks or sockets: it is the vocabulary of
 //! the system (see docs/glossary.md), so that metad, datad and the gateway
 //! agree on formats by construction. Anything that touches a file or a clock
-//! belongs to a daemon crate. A few pieces of I/O live here because every
-//! process needs them done the same way: [`metad_client`], since the gateway,
-//! datad (repair, scrub, GC) and the CLI all call metad and must follow leader
-//! changes alike, and [`durable_file`], the one crash-safe file recipe behind
+//! belongs to a daemon crate, and every network call to the `weft-client`
+//! crate. A little file I/O lives here because every process needs it done
+//! the same way: [`durable_file`], the one crash-safe file recipe behind
 //! datad's shards, metad's snapshots and the CLI's credentials. The
 //! `statvfs` reading in [`space`] is shared the same way by datad's
 //! high-water marks and metad's reserve.
@@ -20,7 +19,6 @@ pub mod damage;
 pub mod durable_file;
 pub mod ids;
 pub mod manifest;
-pub mod metad_client;
 pub mod placement;
 pub mod profile;
 pub mod repair;

@@ -18,7 +18,7 @@ use crate::work_metrics::WorkMetrics;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
-use weft_common::metad_client::MetadClient;
+use weft_client::MetadClient;
 use weft_common::rpc::{Query, QueryResult};
 use weft_common::NodeId;
 

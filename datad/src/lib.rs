@@ -18,7 +18,8 @@
 //! datad does not depend on metad's crate: it speaks to metad in plain JSON
 //! over HTTP with the messages of `weft_common::rpc`.
 
-pub mod client;
+/// The datad client now lives in `weft-client`; re-exported while callers move.
+pub use weft_client::datad as client;
 pub mod error;
 pub mod gc;
 pub mod limits;
@@ -33,7 +34,7 @@ pub mod space;
 pub mod throttle;
 pub mod work_metrics;
 
-pub use client::{DatadClient, DatadClientError};
 pub use error::ShardError;
 pub use node::{start, DatadConfig, DatadError, DatadHandle};
 pub use shard_store::{ShardRange, ShardStore};
+pub use weft_client::{DatadClient, DatadClientError};

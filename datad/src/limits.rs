@@ -3,12 +3,6 @@
 //! and retries. Settings an operator tunes live in `DatadConfig` (node.rs)
 //! with their defaults; these are the fixed bounds the code is built around.
 
-/// How long to wait for a TCP connection to a datad.
-pub const CONNECT_TIMEOUT_MS: u64 = 3_000;
-
-/// Largest preallocation for a GET body; larger bodies grow as they arrive.
-pub const GET_PREALLOC_BYTES_MAX: u64 = 8 * 1024 * 1024;
-
 /// Timeout of one control call to metad (register, heartbeat).
 pub const METAD_CALL_TIMEOUT_MS: u64 = 2_000;
 

@@ -350,13 +350,13 @@ fn spawn_background_work(
     cancel: &CancellationToken,
     span: &tracing::Span,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let metad = weft_common::metad_client::MetadClient::new(cfg.metad.clone())
-        .with_deadline(Duration::from_secs(10));
+    let metad =
+        weft_client::MetadClient::new(cfg.metad.clone()).with_deadline(Duration::from_secs(10));
     let repair = crate::repair::RepairContext {
         node,
         store: store.clone(),
         metad: metad.clone(),
-        datad: crate::client::DatadClient::new(),
+        datad: weft_client::DatadClient::new(),
         throttle: Arc::new(crate::throttle::Throttle::new(
             weft_common::repair::REPAIR_RATE_DEFAULT,
         )),

@@ -15,7 +15,6 @@
 //! refusal may mean an earlier attempt already committed it. Unreferenced
 //! files are the garbage collector's job, which asks metad first.
 
-use crate::client::{DatadClient, DatadClientError};
 use crate::error::ShardError;
 use crate::shard_store::ShardStore;
 use crate::throttle::Throttle;
@@ -29,8 +28,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use weft_client::MetadClient;
+use weft_client::{DatadClient, DatadClientError};
 use weft_common::damage::BlockDamage;
-use weft_common::metad_client::MetadClient;
 use weft_common::profile::Layout;
 use weft_common::repair::{
     RepairAssignment, RepairPoll, RepairTask, ShardSource, TaskMethod, TaskOutcome, TaskReason,

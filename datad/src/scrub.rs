@@ -24,8 +24,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use weft_client::MetadClient;
 use weft_common::damage::BlockDamage;
-use weft_common::metad_client::MetadClient;
 use weft_common::rpc::Command;
 use weft_common::{NodeId, SegmentId, ShardIndex};
 

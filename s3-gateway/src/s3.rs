@@ -516,7 +516,7 @@ impl WeftS3 {
         &self,
         cmd: &Command,
         written: &[Segment],
-    ) -> Result<weft_common::metad_client::Committed, weft_metad::MetadClientError> {
+    ) -> Result<weft_client::Committed, weft_metad::MetadClientError> {
         let r = self.gw.metad.command_outcome(cmd).await;
         if let Err(weft_metad::MetadClientError::Rejected {
             code: weft_common::rpc::RpcErrorCode::DiskFull,

@@ -576,7 +576,7 @@ pub async fn current_version(
     key: &str,
 ) -> weft_common::manifest::ObjectVersion {
     use weft_common::rpc::{Query, QueryResult};
-    let metad = weft_common::metad_client::MetadClient::new(tc.c().metad_addrs());
+    let metad = weft_client::MetadClient::new(tc.c().metad_addrs());
     let q = Query::Object {
         bucket: bucket.into(),
         key: key.into(),

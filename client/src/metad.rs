@@ -28,13 +28,13 @@
 //! referenced (shards stay for garbage collection to judge) and must not
 //! release anything on the strength of it.
 
-use crate::rpc::{
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use weft_common::rpc::{
     Command, CommandResult, Heartbeat, Query, QueryResult, RpcErrorBody, RpcErrorCode,
     REQUEST_RETENTION_MS,
 };
-use crate::RequestId;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use weft_common::RequestId;
 
 use thiserror::Error;
 
