@@ -1,0 +1,533 @@
+//! Golden encodings of the messages processes exchange and metad keeps in
+//! its raft log: every `Command` variant (raft entries outlive binaries: a
+//! voter replays its log, and a follower receives entries a newer or older
+//! leader wrote), the results, and the internal RPC bodies. A change to an
+//! encoding shows up as a diff of `tests/golden/rpc_v1.jsonl` in review, and
+//! the test also proves the committed lines still decode to the same value,
+//! which is the rolling-upgrade rule's first half (docs/decisions.md,
+//! "Formats and rolling upgrades"): a binary reads everything older binaries
+//! wrote. To regenerate deliberately, after adding a case or a new format
+//! version's lines (never by editing old lines):
+//! `WEFT_BLESS=1 cargo test -p weft-common --test golden_rpc`.
+
+use std::collections::BTreeMap;
+use weft_common::damage::{BlockDamage, BlockRange};
+use weft_common::manifest::{
+    AccessKey, BucketInfo, ContentHeaders, ObjectVersion, Segment, Upload, UploadPart,
+};
+use weft_common::profile::Layout;
+use weft_common::repair::{RepairConfig, RepairPriority};
+use weft_common::rpc::{
+    Command, CommandResult, Heartbeat, Query, Refusal, RpcErrorBody, RpcErrorCode, ShardPutReply,
+    ShardRef, ShardReleaseBatch, ShardReleaseReply, WriteCondition,
+};
+use weft_common::space::{SpaceReport, SpaceState};
+use weft_common::topology::{NodeAdmin, NodeInfo};
+use weft_common::upload_timers::UploadTimers;
+use weft_common::{NodeId, RequestId, SegmentId, VersionId};
+
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/rpc_v1.jsonl");
+
+fn segment() -> Segment {
+    Segment {
+        id: SegmentId(0x0123_4567_89ab_cdef_0011_2233_4455_6677),
+        offset: 0,
+        len: 5 << 20,
+        layout: Layout::Erasure {
+            k: 4,
+            m: 2,
+            unit_bytes: 1 << 20,
+        },
+        shards: vec![
+            Some(NodeId(1)),
+            Some(NodeId(2)),
+            None,
+            Some(NodeId(4)),
+            Some(NodeId(5)),
+            Some(NodeId(6)),
+        ],
+        shard_len: (5 << 20) / 4,
+    }
+}
+
+fn version() -> ObjectVersion {
+    ObjectVersion {
+        version_id: VersionId(0xfeed_beef),
+        size: 5 << 20,
+        etag: "\"9e107d9d372bb6826bd81d3542a419d6\"".into(),
+        crc32c: 0xdead_beef,
+        last_modified_ms: 1_764_460_800_000,
+        storage_class: "STANDARD".into(),
+        user_metadata: BTreeMap::from([("owner".into(), "ada".into())]),
+        content: ContentHeaders {
+            content_type: Some("application/octet-stream".into()),
+            ..ContentHeaders::default()
+        },
+        checksums: BTreeMap::from([("CRC32C".into(), "3q2+7w==".into())]),
+        checksum_type: Some("FULL_OBJECT".into()),
+        version_label: None,
+        part_sizes: vec![],
+        tags: BTreeMap::from([("team".into(), "storage".into())]),
+        segments: vec![segment()],
+    }
+}
+
+fn part(n: u32) -> UploadPart {
+    UploadPart {
+        part_number: n,
+        etag: format!("\"etag-{n}\""),
+        size: 5 << 20,
+        crc32c: n,
+        last_modified_ms: 1_764_460_800_000,
+        checksums: BTreeMap::new(),
+        segments: vec![segment()],
+    }
+}
+
+fn damage() -> BlockDamage {
+    BlockDamage::from_ranges(65_536, [BlockRange::new(3, 5)])
+}
+
+fn request(command: Command) -> Command {
+    Command::Request {
+        id: RequestId(0x42),
+        at_ms: 1_764_460_800_000,
+        command: Box::new(command),
+    }
+}
+
+/// One example of everything with a golden line, in file order.
+fn examples() -> Vec<(&'static str, serde_json::Value)> {
+    let commands: Vec<(&str, Command)> = vec![
+        (
+            "create_bucket",
+            Command::CreateBucket {
+                bucket: BucketInfo {
+                    name: "photos".into(),
+                    owner: "AKIDEXAMPLE".into(),
+                    created_ms: 1_764_460_800_000,
+                    tags: BTreeMap::new(),
+                    versioning: Some("Enabled".into()),
+                },
+            },
+        ),
+        (
+            "delete_bucket",
+            Command::DeleteBucket {
+                name: "photos".into(),
+            },
+        ),
+        (
+            "put_object",
+            Command::PutObject {
+                bucket: "photos".into(),
+                key: "2026/cat.jpg".into(),
+                version: version(),
+                condition: Some(WriteCondition::Match("\"abc\"".into())),
+            },
+        ),
+        (
+            "delete_object",
+            Command::DeleteObject {
+                bucket: "photos".into(),
+                key: "2026/cat.jpg".into(),
+                marker: Some((VersionId(7), 1_764_460_800_000)),
+            },
+        ),
+        (
+            "delete_object_version",
+            Command::DeleteObjectVersion {
+                bucket: "photos".into(),
+                key: "2026/cat.jpg".into(),
+                version_id: "null".into(),
+            },
+        ),
+        (
+            "set_bucket_versioning",
+            Command::SetBucketVersioning {
+                bucket: "photos".into(),
+                status: "Suspended".into(),
+            },
+        ),
+        (
+            "create_upload",
+            Command::CreateUpload {
+                upload: Upload {
+                    upload_id: "u-1".into(),
+                    bucket: "photos".into(),
+                    key: "big.bin".into(),
+                    initiated_ms: 1_764_460_800_000,
+                    storage_class: "STANDARD".into(),
+                    user_metadata: BTreeMap::new(),
+                    content: ContentHeaders::default(),
+                    checksum_algorithm: Some("CRC32C".into()),
+                    checksum_type: Some("COMPOSITE".into()),
+                    tags: BTreeMap::new(),
+                    parts: vec![],
+                },
+            },
+        ),
+        (
+            "put_part",
+            Command::PutPart {
+                upload_id: "u-1".into(),
+                part: part(1),
+            },
+        ),
+        (
+            "complete_upload",
+            Command::CompleteUpload {
+                upload_id: "u-1".into(),
+                bucket: "photos".into(),
+                key: "big.bin".into(),
+                parts: vec![(1, "\"etag-1\"".into()), (2, "\"etag-2\"".into())],
+                version: version(),
+                condition: Some(WriteCondition::NoneMatchAny),
+            },
+        ),
+        (
+            "set_object_tags",
+            Command::SetObjectTags {
+                bucket: "photos".into(),
+                key: "2026/cat.jpg".into(),
+                tags: BTreeMap::from([("k".into(), "v".into())]),
+            },
+        ),
+        (
+            "set_bucket_tags",
+            Command::SetBucketTags {
+                bucket: "photos".into(),
+                tags: BTreeMap::new(),
+            },
+        ),
+        (
+            "abort_upload",
+            Command::AbortUpload {
+                upload_id: "u-1".into(),
+            },
+        ),
+        (
+            "register_node",
+            Command::RegisterNode {
+                node: NodeInfo {
+                    id: NodeId(3),
+                    zone: "zone-b".into(),
+                    addr: "10.0.0.3:7100".into(),
+                    capacity_bytes: 100 << 30,
+                },
+            },
+        ),
+        (
+            "create_key",
+            Command::CreateKey {
+                key: AccessKey {
+                    access_key: "AKIDEXAMPLE".into(),
+                    secret_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+                    name: "ops".into(),
+                    root: false,
+                    created_ms: 1_764_460_800_000,
+                },
+            },
+        ),
+        ("delete_key", Command::DeleteKey { name: "ops".into() }),
+        (
+            "move_shard",
+            Command::MoveShard {
+                segment: segment().id,
+                index: 2,
+                from: None,
+                to: NodeId(3),
+            },
+        ),
+        (
+            "drop_shard",
+            Command::DropShard {
+                segment: segment().id,
+                index: 1,
+                node: NodeId(2),
+            },
+        ),
+        (
+            "set_node_admin",
+            Command::SetNodeAdmin {
+                node: NodeId(4),
+                admin: NodeAdmin::Draining,
+            },
+        ),
+        (
+            "set_repair_config",
+            Command::SetRepairConfig {
+                config: RepairConfig {
+                    rate_bytes_per_sec: 200 << 20,
+                    priority: RepairPriority::High,
+                },
+            },
+        ),
+        (
+            "set_upload_timers",
+            Command::SetUploadTimers {
+                timers: UploadTimers {
+                    upload_max_age_ms: 1_800_000,
+                    gc_grace_ms: 3_600_000,
+                },
+                seed: true,
+            },
+        ),
+        (
+            "batch",
+            Command::Batch {
+                commands: vec![request(Command::DeleteKey { name: "a".into() })],
+            },
+        ),
+        (
+            "request",
+            request(Command::AbortUpload {
+                upload_id: "u-2".into(),
+            }),
+        ),
+        (
+            "report_damage",
+            Command::ReportDamage {
+                segment: segment().id,
+                index: 0,
+                node: NodeId(1),
+                damage: damage(),
+            },
+        ),
+        (
+            "damage_repaired",
+            Command::DamageRepaired {
+                segment: segment().id,
+                index: 0,
+                node: NodeId(1),
+                damage: damage(),
+            },
+        ),
+    ];
+    let results: Vec<(&str, CommandResult)> = vec![
+        ("result_done", CommandResult::Done),
+        (
+            "result_replaced",
+            CommandResult::Replaced {
+                previous: Some(version()),
+            },
+        ),
+        (
+            "result_released",
+            CommandResult::Released {
+                segments: vec![segment()],
+            },
+        ),
+        (
+            "result_version_deleted",
+            CommandResult::VersionDeleted {
+                released: None,
+                delete_marker: Some("00000000000000000000000000000007".into()),
+            },
+        ),
+        (
+            "result_batch",
+            CommandResult::Batch {
+                results: vec![CommandResult::Done],
+            },
+        ),
+        (
+            "result_refused",
+            CommandResult::Refused {
+                refusal: Refusal::InvalidPart { part_number: 2 },
+            },
+        ),
+        (
+            "result_refused_timers",
+            CommandResult::Refused {
+                refusal: Refusal::UnsafeTimers {
+                    message: "gc_grace_ms too short".into(),
+                },
+            },
+        ),
+    ];
+    let mut out: Vec<(&'static str, serde_json::Value)> = Vec::new();
+    for (name, c) in commands {
+        out.push((name, serde_json::to_value(c).expect("encodes")));
+    }
+    for (name, r) in results {
+        out.push((name, serde_json::to_value(r).expect("encodes")));
+    }
+    out.push((
+        "query_object",
+        serde_json::to_value(Query::Object {
+            bucket: "photos".into(),
+            key: "2026/cat.jpg".into(),
+        })
+        .expect("encodes"),
+    ));
+    out.push((
+        "query_shards_held",
+        serde_json::to_value(Query::ShardsHeld {
+            node: NodeId(1),
+            shards: vec![(segment().id, 3)],
+        })
+        .expect("encodes"),
+    ));
+    out.push((
+        "heartbeat",
+        serde_json::to_value(Heartbeat {
+            node: NodeId(2),
+            used_bytes: 1 << 30,
+            space: SpaceReport {
+                state: SpaceState::Nearfull,
+                fullness_ppm: 870_000,
+                fs_used_bytes: 87 << 30,
+                fs_size_bytes: 100 << 30,
+                reason: "87% used, above nearfull_ratio 0.85".into(),
+            },
+        })
+        .expect("encodes"),
+    ));
+    out.push((
+        "shard_put_reply",
+        serde_json::to_value(ShardPutReply {
+            bytes: 1 << 20,
+            crc32c: 7,
+        })
+        .expect("encodes"),
+    ));
+    out.push((
+        "shard_release_batch",
+        serde_json::to_value(ShardReleaseBatch {
+            shards: vec![ShardRef {
+                segment: segment().id,
+                index: 4,
+            }],
+            hold: true,
+        })
+        .expect("encodes"),
+    ));
+    out.push((
+        "shard_release_reply",
+        serde_json::to_value(ShardReleaseReply {
+            deleted: 1,
+            absent: 2,
+            deferred: 3,
+            dropped: 4,
+        })
+        .expect("encodes"),
+    ));
+    out.push((
+        "rpc_error",
+        serde_json::to_value(RpcErrorBody {
+            code: RpcErrorCode::DiskFull,
+            message: "metad 1 is low on disk space".into(),
+            leader_addr: Some("10.0.0.1:7000".into()),
+            damage: None,
+        })
+        .expect("encodes"),
+    ));
+    out
+}
+
+/// Decodes one golden line's value back into the type it was made from and
+/// re-encodes it, so a line that no longer decodes (or decodes to something
+/// else) fails.
+fn roundtrip(name: &str, v: &serde_json::Value) -> serde_json::Value {
+    fn again<T: serde::Serialize + serde::de::DeserializeOwned>(
+        v: &serde_json::Value,
+    ) -> serde_json::Value {
+        let t: T = serde_json::from_value(v.clone()).expect("golden line decodes");
+        serde_json::to_value(t).expect("encodes")
+    }
+    match name {
+        n if n.starts_with("result_") => again::<CommandResult>(v),
+        n if n.starts_with("query_") => again::<Query>(v),
+        "heartbeat" => again::<Heartbeat>(v),
+        "shard_put_reply" => again::<ShardPutReply>(v),
+        "shard_release_batch" => again::<ShardReleaseBatch>(v),
+        "shard_release_reply" => again::<ShardReleaseReply>(v),
+        "rpc_error" => again::<RpcErrorBody>(v),
+        _ => again::<Command>(v),
+    }
+}
+
+#[test]
+fn rpc_and_raft_command_encodings_match_golden_v1() {
+    let examples = examples();
+    let encoded: String = examples
+        .iter()
+        .map(|(name, v)| format!("{}\n", serde_json::json!({ "case": name, "value": v })))
+        .collect();
+    if std::env::var_os("WEFT_BLESS").is_some() {
+        std::fs::write(GOLDEN, &encoded).expect("write golden file");
+    }
+    let golden = std::fs::read_to_string(GOLDEN).expect("golden file exists");
+    let lines: Vec<serde_json::Value> = golden
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("golden line is JSON"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        examples.len(),
+        "a case was added or removed without blessing"
+    );
+    for ((name, value), line) in examples.iter().zip(&lines) {
+        assert_eq!(line["case"], *name, "golden cases out of order");
+        assert_eq!(
+            &line["value"], value,
+            "the encoding of {name} changed: a new format needs a new version, not an edit"
+        );
+        assert_eq!(
+            roundtrip(name, &line["value"]),
+            line["value"],
+            "golden {name} no longer decodes to the same value"
+        );
+    }
+}
+
+#[test]
+fn every_command_variant_has_a_golden_case() {
+    // serde's tag of each command example; a new variant without a case
+    // fails here (the count of variants is in the match below, which the
+    // compiler keeps exhaustive).
+    fn tag(c: &Command) -> &'static str {
+        match c {
+            Command::CreateBucket { .. } => "create_bucket",
+            Command::DeleteBucket { .. } => "delete_bucket",
+            Command::PutObject { .. } => "put_object",
+            Command::DeleteObject { .. } => "delete_object",
+            Command::DeleteObjectVersion { .. } => "delete_object_version",
+            Command::SetBucketVersioning { .. } => "set_bucket_versioning",
+            Command::CreateUpload { .. } => "create_upload",
+            Command::PutPart { .. } => "put_part",
+            Command::CompleteUpload { .. } => "complete_upload",
+            Command::SetObjectTags { .. } => "set_object_tags",
+            Command::SetBucketTags { .. } => "set_bucket_tags",
+            Command::AbortUpload { .. } => "abort_upload",
+            Command::RegisterNode { .. } => "register_node",
+            Command::CreateKey { .. } => "create_key",
+            Command::DeleteKey { .. } => "delete_key",
+            Command::MoveShard { .. } => "move_shard",
+            Command::DropShard { .. } => "drop_shard",
+            Command::SetNodeAdmin { .. } => "set_node_admin",
+            Command::SetRepairConfig { .. } => "set_repair_config",
+            Command::SetUploadTimers { .. } => "set_upload_timers",
+            Command::Batch { .. } => "batch",
+            Command::Request { .. } => "request",
+            Command::ReportDamage { .. } => "report_damage",
+            Command::DamageRepaired { .. } => "damage_repaired",
+        }
+    }
+    // Every line that decodes as a command is named for its variant, and
+    // the command lines cover every variant once.
+    const VARIANTS: usize = 24;
+    let mut seen = std::collections::BTreeSet::new();
+    for (name, value) in examples() {
+        if let Ok(c) = serde_json::from_value::<Command>(value) {
+            assert_eq!(tag(&c), name);
+            assert!(seen.insert(name), "{name} twice");
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        VARIANTS,
+        "every Command variant needs a golden case: {seen:?}"
+    );
+}
