@@ -394,16 +394,22 @@ impl Releaser {
         loop {
             let (batch, unreferenced, waiting) = self.take_batch(node);
             if batch.is_empty() {
-                let wait = if waiting {
-                    crate::limits::RELEASE_PINNED_RECHECK
+                if waiting {
+                    // Pinned shards wait for readers (or for a newer lease
+                    // snapshot): look again after the recheck interval, not
+                    // at every enqueue, which during a burst would rescan
+                    // the queue under its lock for each released object.
+                    tokio::select! {
+                        _ = self.inner.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(crate::limits::RELEASE_PINNED_RECHECK) => {}
+                    }
                 } else {
                     // Idle: nothing queued; a new item notifies.
-                    Duration::from_secs(60)
-                };
-                tokio::select! {
-                    _ = self.inner.cancel.cancelled() => return,
-                    _ = notify.notified() => {}
-                    _ = tokio::time::sleep(wait) => {}
+                    tokio::select! {
+                        _ = self.inner.cancel.cancelled() => return,
+                        _ = notify.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                    }
                 }
                 continue;
             }
@@ -446,6 +452,15 @@ impl Releaser {
 mod tests {
     use super::*;
 
+    /// A snapshot taken strictly after `t`, so a test never depends on two
+    /// readings of the clock differing.
+    fn pins_after(leases: &ReadLeases, t: Instant, max_age: Duration) -> Pins {
+        while Instant::now() <= t {
+            std::hint::spin_loop();
+        }
+        leases.pins(Instant::now(), max_age)
+    }
+
     fn seg(id: u8) -> Segment {
         Segment {
             id: SegmentId::from_random([id; 16]),
@@ -466,12 +481,12 @@ mod tests {
         let (a, b) = (seg(1), seg(2));
         lease.resolve([&a]);
         let after = Instant::now();
-        let pins = leases.pins(Instant::now(), Duration::from_secs(600));
+        let pins = pins_after(&leases, after, Duration::from_secs(600));
         assert!(!pins.free(a.id, after), "released after the read began");
         assert!(pins.free(b.id, after), "not read");
         assert!(pins.free(a.id, before), "released before the read began");
         drop(lease);
-        let pins = leases.pins(Instant::now(), Duration::from_secs(600));
+        let pins = pins_after(&leases, after, Duration::from_secs(600));
         assert!(pins.free(a.id, after), "the read finished");
     }
 
@@ -480,10 +495,10 @@ mod tests {
         let leases = ReadLeases::default();
         let lease = leases.begin();
         let released = Instant::now();
-        let pins = leases.pins(Instant::now(), Duration::from_secs(600));
+        let pins = pins_after(&leases, released, Duration::from_secs(600));
         assert!(!pins.free(seg(9).id, released));
         drop(lease);
-        let pins = leases.pins(Instant::now(), Duration::from_secs(600));
+        let pins = pins_after(&leases, released, Duration::from_secs(600));
         assert!(pins.free(seg(9).id, released), "the read finished");
     }
 
@@ -494,7 +509,7 @@ mod tests {
         lease.resolve([&seg(1)]);
         std::thread::sleep(Duration::from_millis(5));
         let released = Instant::now();
-        let pins = leases.pins(Instant::now(), Duration::from_millis(1));
+        let pins = pins_after(&leases, released, Duration::from_millis(1));
         assert!(pins.free(seg(1).id, released));
         drop(lease);
     }
@@ -513,7 +528,7 @@ mod tests {
             !pins.free(seg(2).id, released),
             "unknown to the old snapshot"
         );
-        let fresh = leases.pins(Instant::now(), Duration::from_secs(600));
+        let fresh = pins_after(&leases, released, Duration::from_secs(600));
         assert!(!fresh.free(seg(1).id, released), "the read pins it");
         assert!(fresh.free(seg(2).id, released));
         drop(lease);
