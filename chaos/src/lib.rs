@@ -5,7 +5,8 @@
 //! - [`content`], [`history`], [`checker`], [`scenario`], [`report`]: pure
 //!   logic with unit tests (content generation, the history format, the
 //!   verdict, seeded fault schedules, report rendering);
-//! - [`s3_client`]: a SigV4 client of our own (no SDK, cheap to build);
+//! - `s3_client`: `weft_client::s3`, the SigV4 client of our own (no SDK,
+//!   cheap to build), shared with the benches and tests;
 //! - [`docker`], [`image`], [`cluster`], [`faults`]: docker through its CLI;
 //! - [`workload`], [`runner`]: the run itself.
 
@@ -18,6 +19,6 @@ pub mod history;
 pub mod image;
 pub mod report;
 pub mod runner;
-pub mod s3_client;
+pub use weft_client::s3 as s3_client;
 pub mod scenario;
 pub mod workload;

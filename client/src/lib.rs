@@ -1,7 +1,7 @@
-//! Clients of Weft's internal services, shared by every process that calls
-//! them: the gateway calls metad and the data nodes, a data node calls
-//! metad (and other data nodes for repair), the CLI and the benches call
-//! both. Kept out of `weft-common`, which holds only types and pure
+//! Clients of Weft's services, shared by every process that calls them: the
+//! gateway calls metad and the data nodes, a data node calls metad (and
+//! other data nodes for repair), the CLI and the benches call both; and a
+//! small SigV4 S3 client ([`s3`]) for the chaos workload, benches and tests. Kept out of `weft-common`, which holds only types and pure
 //! functions, and out of the daemon crates, so no daemon links another.
 
 #![warn(missing_docs)]
@@ -9,6 +9,7 @@
 pub mod datad;
 pub mod limits;
 pub mod metad;
+pub mod s3;
 
 pub use datad::{DatadClient, DatadClientError, DatadClientLimits};
 pub use metad::{Committed, MetadClient, MetadClientError};

@@ -1,6 +1,6 @@
 //! A small S3 client: SigV4 header signing over reqwest, path-style, HTTP.
 //!
-//! Only what the workload needs (objects, ranges, listing, multipart). Every
+//! Only what the chaos workload, the benches and tests need (objects, ranges, listing, multipart). Every
 //! call returns the transport outcome as a value (`Err(ClientError)` for a
 //! request that got no HTTP answer) so the workload can record it; it never
 //! retries, because a retry would hide exactly the indeterminate outcomes the
