@@ -150,10 +150,10 @@ pub enum BenchCmd {
     /// Shard PUT and GET between a gateway's datad client and one data node,
     /// over pooled HTTP/1.1 and over HTTP/2: throughput, latency and
     /// connections by size and concurrency.
-    InternalHttp(weft_cli::bench_internal::InternalHttpArgs),
+    InternalHttp(InternalHttpArgs),
     /// Mixed S3 load with delete bursts, sampling open fds, TCP connections,
     /// RSS and release queues; `--check` fails if any keeps growing.
-    Soak(weft_cli::bench_soak::SoakArgs),
+    Soak(SoakArgs),
     /// ListObjectsV2 page latency on a large bucket, flat and with a delimiter.
     List {
         /// Keys in the bucket.
@@ -166,6 +166,76 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 200)]
         samples: usize,
     },
+}
+
+/// Arguments of `weft bench internal-http`.
+#[derive(Args, Debug)]
+pub struct InternalHttpArgs {
+    /// Seconds per (protocol, size, concurrency) cell.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Concurrent requests, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 16, 64])]
+    pub concurrency: Vec<usize>,
+    /// Shard sizes in bytes, comma-separated (4 KiB and 1 MiB: a small
+    /// object's copy and a 4 MiB stripe's shard).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![4096u64, 1 << 20])]
+    pub sizes: Vec<u64>,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `weft bench soak`.
+#[derive(Args, Clone, Debug)]
+pub struct SoakArgs {
+    /// Minutes of load (fractions allowed).
+    #[arg(long, default_value_t = 5.0)]
+    pub minutes: f64,
+    /// Exit non-zero if open fds, TCP connections, RSS or release queue
+    /// depth keep growing, if the queues do not drain afterwards, if any
+    /// answer was wrong, or if errors exceed --max-error-fraction.
+    #[arg(long)]
+    pub check: bool,
+    /// Concurrent clients of the mixed workload.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Seconds between samples.
+    #[arg(long, default_value_t = 10)]
+    pub interval_secs: u64,
+    /// Seconds between delete bursts (0: none).
+    #[arg(long, default_value_t = 60)]
+    pub burst_every_secs: u64,
+    /// 4 KiB objects written and then deleted in each burst.
+    #[arg(long, default_value_t = 3000)]
+    pub burst_objects: usize,
+    /// Concurrent clients of a burst.
+    #[arg(long, default_value_t = 32)]
+    pub burst_clients: usize,
+    /// Largest tolerated share of requests that fail (errors, not wrong
+    /// answers: one wrong answer always fails --check).
+    #[arg(long, default_value_t = 0.001)]
+    pub max_error_fraction: f64,
+    /// CSV of the samples (default: $TMPDIR/weft-soak-<unix time>.csv).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// S3 endpoint of a running `weft dev` to load, instead of starting a
+    /// cluster inside this process. Needs --pid.
+    #[arg(long, requires = "pid")]
+    pub endpoint: Option<String>,
+    /// Process id of that `weft dev`: the process that is measured.
+    #[arg(long, requires = "endpoint")]
+    pub pid: Option<u32>,
+    /// Its admin endpoint (metrics and the data nodes' addresses).
+    #[arg(long, default_value = "http://127.0.0.1:9001")]
+    pub admin: String,
+    /// Its S3 region.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// Its data directory, for the root credentials (unless
+    /// WEFT_ROOT_ACCESS_KEY and WEFT_ROOT_SECRET_KEY are set).
+    #[arg(long, default_value = "weft-data")]
+    pub data: PathBuf,
 }
 
 #[derive(Subcommand)]
