@@ -3,7 +3,7 @@
 //! copied from another replica) and rewritten in place; see the parent
 //! module's docs for the whole story.
 
-use super::{write_whole, RepairContext};
+use super::{write_whole, RepairContext, RepairError};
 use crate::client::DatadClientError;
 use crate::error::ShardError;
 use bytes::Bytes;
@@ -18,11 +18,11 @@ use weft_common::stripe::{Geometry, StripeCodec};
 use weft_common::{SegmentId, ShardIndex};
 
 /// A block repair: see the module docs. Returns the bytes written.
-pub(super) async fn repair_blocks(ctx: &RepairContext, task: &RepairTask) -> Result<u64, String> {
-    let damage = task
-        .damage
-        .clone()
-        .ok_or("a block repair task without blocks")?;
+pub(super) async fn repair_blocks(
+    ctx: &RepairContext,
+    task: &RepairTask,
+) -> Result<u64, RepairError> {
+    let damage = task.damage.clone().ok_or(RepairError::NoBlocks)?;
     let segment = task.segment;
     let index = ShardIndex(task.index);
     let listed: Vec<u32> = damage.blocks(task.shard_len).collect();
@@ -55,10 +55,10 @@ pub(super) async fn repair_blocks(ctx: &RepairContext, task: &RepairTask) -> Res
             ctx.metad
                 .command(&cmd)
                 .await
-                .map_err(|e| format!("report the missing shard file: {e}"))?;
-            return Err("shard file missing here; released the slot for a rebuild".into());
+                .map_err(RepairError::ReportMissing)?;
+            return Err(RepairError::MissingHere);
         }
-        Err(e) => return Err(format!("verify local blocks: {e}")),
+        Err(e) => return Err(RepairError::VerifyLocal(e)),
     };
     let repaired = damage.subtract(&BlockDamage::from_blocks(
         damage.block_bytes,
@@ -73,16 +73,15 @@ pub(super) async fn repair_blocks(ctx: &RepairContext, task: &RepairTask) -> Res
         };
         match ctx.metad.command(&cmd).await {
             Ok(CommandResult::Done) => {}
-            Ok(other) => return Err(format!("metad did not take the repair: {other:?}")),
-            Err(e) => return Err(format!("commit failed: {e}")),
+            Ok(other) => return Err(RepairError::RepairRefused(Box::new(other))),
+            Err(e) => return Err(RepairError::Commit(e)),
         }
     }
     if !unrepaired.is_empty() {
-        return Err(format!(
-            "{} of the bad blocks could not be rebuilt (too few good shards in their stripes): {}",
-            unrepaired.len(),
-            BlockDamage::from_blocks(damage.block_bytes, unrepaired)
-        ));
+        return Err(RepairError::Unrepaired {
+            count: unrepaired.len(),
+            blocks: BlockDamage::from_blocks(damage.block_bytes, unrepaired),
+        });
     }
     tracing::info!(%segment, %index, %repaired, "bad blocks repaired");
     Ok(written)
@@ -95,7 +94,7 @@ async fn patch(
     task: &RepairTask,
     header: &crate::shard_file::ShardHeader,
     bad: &[u32],
-) -> Result<(u64, Vec<u32>), String> {
+) -> Result<(u64, Vec<u32>), RepairError> {
     let segment = task.segment;
     let width = task.layout.width();
     let mut sources: Vec<ShardSource> = task
@@ -111,14 +110,13 @@ async fn patch(
     match task.layout {
         Layout::Erasure { k, m, unit_bytes } => {
             let (k, m, unit) = (usize::from(k), usize::from(m), u64::from(unit_bytes));
-            let codec = Arc::new(StripeCodec::new(k, m).map_err(|e| e.to_string())?);
+            let codec = Arc::new(StripeCodec::new(k, m)?);
             let geometry = Geometry::new(k, m, unit, task.len);
             if geometry.shard_len() != task.shard_len {
-                return Err(format!(
-                    "geometry gives shard length {} but the segment records {}",
-                    geometry.shard_len(),
-                    task.shard_len
-                ));
+                return Err(RepairError::Geometry {
+                    computed: geometry.shard_len(),
+                    recorded: task.shard_len,
+                });
             }
             // This shard's bytes of every stripe a bad block lies in.
             let stripes: BTreeSet<u64> = bad
@@ -144,9 +142,8 @@ async fn patch(
                 let codec = codec.clone();
                 let want = usize::from(task.index);
                 let shard = tokio::task::spawn_blocking(move || codec.reconstruct_shard(got, want))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| format!("stripe {stripe}: {e}"))?;
+                    .await?
+                    .map_err(|cause| RepairError::StripeDecode { stripe, cause })?;
                 rebuilt.insert(stripe, (span.shard, shard));
             }
             for &b in bad {
@@ -198,15 +195,15 @@ async fn patch(
     ctx.store
         .rewrite_blocks(segment, ShardIndex(task.index), task.shard_len, fixed)
         .await
-        .map_err(|e| format!("rewrite blocks: {e}"))?;
+        .map_err(RepairError::Rewrite)?;
     // Read back through the verified path before telling anyone.
     let check = ctx
         .store
         .check_blocks(segment, ShardIndex(task.index), blocks.clone())
         .await
-        .map_err(|e| format!("verify rewritten blocks: {e}"))?;
+        .map_err(RepairError::VerifyRewritten)?;
     if !check.bad.is_empty() {
-        return Err(format!("rewritten blocks {:?} do not verify", check.bad));
+        return Err(RepairError::RewrittenBad(check.bad));
     }
     ctx.metrics.repair_blocks.inc_by(blocks.len() as u64);
     Ok((bytes, unrepaired))
@@ -218,7 +215,7 @@ async fn read_source(
     segment: SegmentId,
     s: &ShardSource,
     range: Range<u64>,
-) -> Result<Bytes, String> {
+) -> Result<Bytes, RepairError> {
     let index = ShardIndex(s.index);
     match ctx
         .datad
@@ -249,7 +246,11 @@ async fn read_source(
                     tracing::debug!(error = %e, "could not report bad blocks of a source");
                 }
             }
-            Err(format!("shard {} on node {}: {e}", s.index, s.node))
+            Err(RepairError::Source {
+                index: s.index,
+                node: s.node,
+                cause: e,
+            })
         }
     }
 }
@@ -263,7 +264,7 @@ async fn fetch_k(
     range: Range<u64>,
     k: usize,
     width: usize,
-) -> Result<Vec<Option<Bytes>>, String> {
+) -> Result<Vec<Option<Bytes>>, RepairError> {
     let mut got: Vec<Option<Bytes>> = vec![None; width];
     let mut have = 0;
     let mut next = 0;
@@ -288,10 +289,12 @@ async fn fetch_k(
         }
     }
     if have < k {
-        return Err(format!(
-            "only {have} of {k} shards readable in shard bytes {range:?}: {}",
-            errors.join("; ")
-        ));
+        return Err(RepairError::TooFewInRange {
+            have,
+            k,
+            range,
+            errors,
+        });
     }
     Ok(got)
 }

@@ -39,6 +39,9 @@ use weft_common::{NodeId, ShardIndex};
 use crate::limits::COPY_CHUNK_BYTES;
 
 mod blocks;
+mod error;
+
+pub use error::RepairError;
 
 /// What every task shares.
 #[derive(Clone)]
@@ -131,12 +134,12 @@ async fn run_task(ctx: &RepairContext, task: RepairTask) -> TaskOutcome {
         index: task.index,
         ok: result.is_ok(),
         bytes: *result.as_ref().unwrap_or(&0),
-        error: result.err(),
+        error: result.err().map(|e| e.to_string()),
     }
 }
 
 /// Writes the shard and commits it; returns the bytes written.
-pub async fn execute(ctx: &RepairContext, task: &RepairTask) -> Result<u64, String> {
+pub async fn execute(ctx: &RepairContext, task: &RepairTask) -> Result<u64, RepairError> {
     if task.method == TaskMethod::Blocks {
         return blocks::repair_blocks(ctx, task).await;
     }
@@ -149,8 +152,8 @@ pub async fn execute(ctx: &RepairContext, task: &RepairTask) -> Result<u64, Stri
     };
     match ctx.metad.command(&cmd).await {
         Ok(CommandResult::Done) => {}
-        Ok(other) => return Err(format!("metad did not take the new placement: {other:?}")),
-        Err(e) => return Err(format!("commit failed: {e}")),
+        Ok(other) => return Err(RepairError::PlacementRefused(Box::new(other))),
+        Err(e) => return Err(RepairError::Commit(e)),
     }
     // A drained or rebalanced shard's old copy is now unreferenced; remove it
     // at once to give the space back (the garbage collector would, later).
@@ -174,14 +177,14 @@ pub async fn execute(ctx: &RepairContext, task: &RepairTask) -> Result<u64, Stri
 
 /// Writes the whole shard into the local store (replacing any file there):
 /// copied from a holder of the same shard, or rebuilt from `k` others.
-async fn write_whole(ctx: &RepairContext, task: &RepairTask) -> Result<u64, String> {
+async fn write_whole(ctx: &RepairContext, task: &RepairTask) -> Result<u64, RepairError> {
     let same: Vec<&ShardSource> = task
         .sources
         .iter()
         .filter(|s| s.node != ctx.node)
         .filter(|s| matches!(task.layout, Layout::Replicated { .. }) || s.index == task.index)
         .collect();
-    let mut last_error = String::from("no source holds this shard");
+    let mut last_error = RepairError::NoSource;
     let mut written = None;
     if task.method == TaskMethod::Copy || matches!(task.layout, Layout::Replicated { .. }) {
         for src in same {
@@ -207,7 +210,7 @@ async fn copy_from(
     ctx: &RepairContext,
     task: &RepairTask,
     src: &ShardSource,
-) -> Result<u64, String> {
+) -> Result<u64, RepairError> {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(2);
     let put = ctx.store.put(
         task.segment,
@@ -226,14 +229,17 @@ async fn copy_from(
                 .await
             {
                 Ok(c) => c,
-                Err(e) => {
-                    let msg = format!("copy from node {}: {e}", src.node);
-                    let _ = tx.send(Err(std::io::Error::other(msg.clone()))).await;
-                    return Err(msg);
+                Err(cause) => {
+                    let e = RepairError::CopyFrom {
+                        node: src.node,
+                        cause,
+                    };
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                    return Err(e);
                 }
             };
             if tx.send(Ok(chunk)).await.is_err() {
-                return Err("local shard writer stopped".to_string());
+                return Err(RepairError::WriterStopped);
             }
             off += n;
         }
@@ -242,7 +248,7 @@ async fn copy_from(
     };
     let (stored, fed) = tokio::join!(put, feed);
     fed?;
-    stored.map_err(|e| format!("store rebuilt shard: {e}"))?;
+    stored.map_err(RepairError::Store)?;
     Ok(task.shard_len)
 }
 
@@ -253,15 +259,14 @@ async fn rebuild(
     k: usize,
     m: usize,
     unit: u64,
-) -> Result<u64, String> {
-    let codec = Arc::new(StripeCodec::new(k, m).map_err(|e| e.to_string())?);
+) -> Result<u64, RepairError> {
+    let codec = Arc::new(StripeCodec::new(k, m)?);
     let geometry = Geometry::new(k, m, unit, task.len);
     if geometry.shard_len() != task.shard_len {
-        return Err(format!(
-            "geometry gives shard length {} but the segment records {}",
-            geometry.shard_len(),
-            task.shard_len
-        ));
+        return Err(RepairError::Geometry {
+            computed: geometry.shard_len(),
+            recorded: task.shard_len,
+        });
     }
     let mut pool: Vec<ShardSource> = task
         .sources
@@ -271,10 +276,10 @@ async fn rebuild(
         .collect();
     pool.dedup_by_key(|s| s.index);
     if pool.len() < k {
-        return Err(format!(
-            "only {} other shards readable; need {k}",
-            pool.len()
-        ));
+        return Err(RepairError::TooFewSources {
+            readable: pool.len(),
+            k,
+        });
     }
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(2);
     let put = ctx.store.put(
@@ -304,7 +309,7 @@ async fn rebuild(
             for (i, r) in results.into_iter().enumerate() {
                 match r {
                     Ok(b) => got[usize::from(active[i].index)] = Some(b),
-                    Err(e) => failed.push((i, e.to_string())),
+                    Err(e) => failed.push((i, e)),
                 }
             }
             // Swap each failed source for a spare, for this and later stripes.
@@ -329,26 +334,26 @@ async fn rebuild(
                     }
                 }
                 if !replaced {
-                    let msg = format!("stripe {stripe}: too few readable shards ({why})");
-                    let _ = tx.send(Err(std::io::Error::other(msg.clone()))).await;
-                    return Err(msg);
+                    let e = RepairError::StripeUnreadable { stripe, cause: why };
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                    return Err(e);
                 }
             }
             let codec = codec.clone();
             let want = usize::from(task.index);
             let rebuilt = tokio::task::spawn_blocking(move || codec.reconstruct_shard(got, want))
                 .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()));
+                .map_err(RepairError::from)
+                .and_then(|r| r.map_err(RepairError::from));
             let rebuilt = match rebuilt {
                 Ok(b) => b,
                 Err(e) => {
-                    let _ = tx.send(Err(std::io::Error::other(e.clone()))).await;
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
                     return Err(e);
                 }
             };
             if tx.send(Ok(rebuilt)).await.is_err() {
-                return Err("local shard writer stopped".to_string());
+                return Err(RepairError::WriterStopped);
             }
         }
         drop(tx);
@@ -356,6 +361,6 @@ async fn rebuild(
     };
     let (stored, fed) = tokio::join!(put, feed);
     fed?;
-    stored.map_err(|e| format!("store rebuilt shard: {e}"))?;
+    stored.map_err(RepairError::Store)?;
     Ok(task.shard_len)
 }
