@@ -3,209 +3,21 @@
 //! it on random loopback ports and stop or restart its parts.
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use weft_common::durable_file::{self, Access};
 use weft_common::rpc::{Query, QueryResult};
 use weft_common::topology::NodeState;
 use weft_datad::node::{DatadConfig, DatadHandle};
 use weft_gateway::{GatewayConfig, GatewayHandle};
 use weft_metad::{MetadClient, MetadConfig, MetadHandle};
 
-/// Root credentials of a dev cluster.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Credentials {
-    /// Access key id.
-    pub access_key: String,
-    /// Secret key.
-    pub secret_key: String,
-}
+mod config;
+mod credentials;
 
-/// How to lay out a dev cluster.
-#[derive(Clone, Debug)]
-pub struct DevClusterConfig {
-    /// Everything lives under here.
-    pub data_dir: PathBuf,
-    /// S3 endpoint.
-    pub s3_listen: SocketAddr,
-    /// Admin API endpoint.
-    pub admin_listen: SocketAddr,
-    /// metad endpoint.
-    pub metad_listen: SocketAddr,
-    /// Number of metad voters (1 for `weft dev`; 3 or 5 to test HA).
-    pub metad_voters: usize,
-    /// Number of data nodes.
-    pub datad_count: usize,
-    /// Number of gateways (the first listens on `s3_listen`/`admin_listen`,
-    /// others on random ports).
-    pub gateways: usize,
-    /// Zone names; nodes are dealt round-robin.
-    pub zones: Vec<String>,
-    /// S3 region.
-    pub region: String,
-    /// Root credentials; `None` means from the environment or the data dir.
-    pub credentials: Option<Credentials>,
-    /// Capacity each data node reports.
-    pub datad_capacity_bytes: u64,
-    /// Settings applied to every gateway (listen addresses, metad, region,
-    /// and root key are set per gateway).
-    pub gateway: GatewayConfig,
-    /// Capacity of particular data nodes (by index), instead of
-    /// `datad_capacity_bytes`: tests fill one node without filling all.
-    pub datad_capacity_of: std::collections::BTreeMap<usize, u64>,
-    /// metad settings applied to every voter (id, listen, data_dir and
-    /// bootstrap are set per voter).
-    pub metad: MetadConfig,
-    /// Serve S3 over HTTPS with a self-signed certificate kept in
-    /// `<data>/tls/` (made on first use).
-    pub tls: bool,
-    /// datad settings applied to every data node (id, zone, listen,
-    /// data_dir, capacity and metad are set per node). The upload and GC
-    /// timers are metad's (`metad.upload_max_age_ms`, `metad.gc_grace_ms`).
-    pub datad: DatadConfig,
-    /// How metad voters read their disk's free space: `None` is the real
-    /// filesystem; tests give a disk whose size they set.
-    pub metad_fs: Option<MetadFs>,
-}
-
-/// A free-space reader for metad voters (see `DevClusterConfig::metad_fs`).
-#[derive(Clone)]
-pub struct MetadFs(pub std::sync::Arc<dyn weft_common::space::FsStats>);
-
-impl std::fmt::Debug for MetadFs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MetadFs(..)")
-    }
-}
-
-impl MetadFs {
-    fn get(cfg: &DevClusterConfig) -> std::sync::Arc<dyn weft_common::space::FsStats> {
-        match &cfg.metad_fs {
-            Some(fs) => fs.0.clone(),
-            None => std::sync::Arc::new(weft_common::space::Statvfs),
-        }
-    }
-}
-
-impl DevClusterConfig {
-    /// Defaults of `weft dev`: 6 nodes in 3 zones, S3 on 127.0.0.1:9000.
-    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        DevClusterConfig {
-            data_dir: data_dir.into(),
-            s3_listen: "127.0.0.1:9000".parse().expect("literal"),
-            admin_listen: "127.0.0.1:9001".parse().expect("literal"),
-            metad_listen: "127.0.0.1:9010".parse().expect("literal"),
-            metad_voters: 1,
-            datad_count: 6,
-            gateways: 1,
-            zones: vec!["zone-a".into(), "zone-b".into(), "zone-c".into()],
-            region: "us-east-1".into(),
-            credentials: None,
-            datad_capacity_bytes: 100 << 30,
-            gateway: GatewayConfig::default(),
-            datad_capacity_of: Default::default(),
-            metad: MetadConfig::default(),
-            tls: false,
-            datad: DatadConfig {
-                heartbeat_interval_ms: 500,
-                ..DatadConfig::default()
-            },
-            metad_fs: None,
-        }
-    }
-
-    /// Every listener on a random loopback port: for tests.
-    pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {
-        let any: SocketAddr = "127.0.0.1:0".parse().expect("literal");
-        DevClusterConfig {
-            s3_listen: any,
-            admin_listen: any,
-            metad_listen: any,
-            metad: MetadConfig {
-                node_suspect_ms: 1_500,
-                ..MetadConfig::default()
-            },
-            ..Self::new(data_dir)
-        }
-    }
-}
-
-/// A self-signed certificate for localhost and 127.0.0.1 in `dir`, made
-/// once and reused: `(cert.pem, key.pem)`.
-pub fn self_signed_cert(dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    if cert.is_file() && key.is_file() {
-        return Ok((cert, key));
-    }
-    durable_file::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    // Made once, when a dev cluster starts: temp files here are left by a
-    // crashed earlier attempt.
-    for target in [&key, &cert] {
-        durable_file::remove_stale_temps(target)
-            .with_context(|| format!("clean up beside {}", target.display()))?;
-    }
-    let ck =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .context("generate a self-signed certificate")?;
-    // Whole files or none (a torn pair would be reused above); the key first,
-    // so a crash between the two leaves no certificate and both are made again.
-    durable_file::write_file(
-        &key,
-        ck.key_pair.serialize_pem().as_bytes(),
-        Access::OwnerOnly,
-    )
-    .with_context(|| format!("write {}", key.display()))?;
-    durable_file::write_file(&cert, ck.cert.pem().as_bytes(), Access::Default)
-        .with_context(|| format!("write {}", cert.display()))?;
-    Ok((cert, key))
-}
-
-/// Root credentials: from `WEFT_ROOT_ACCESS_KEY`/`WEFT_ROOT_SECRET_KEY` when
-/// set, else the ones kept in `data_dir/credentials.json`, else new ones
-/// (then saved there, readable by the owner only).
-pub fn root_credentials(data_dir: &Path) -> Result<Credentials> {
-    if let (Ok(a), Ok(s)) = (
-        std::env::var("WEFT_ROOT_ACCESS_KEY"),
-        std::env::var("WEFT_ROOT_SECRET_KEY"),
-    ) {
-        if !a.is_empty() && !s.is_empty() {
-            return Ok(Credentials {
-                access_key: a,
-                secret_key: s,
-            });
-        }
-    }
-    let path = data_dir.join("credentials.json");
-    match std::fs::read(&path) {
-        Ok(b) => {
-            return serde_json::from_slice(&b).with_context(|| format!("parse {}", path.display()))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
-    }
-    let (access_key, secret_key) = weft_gateway::admin::generate_key_pair();
-    let creds = Credentials {
-        access_key,
-        secret_key,
-    };
-    durable_file::create_dir_all(data_dir)
-        .with_context(|| format!("create the data directory {}", data_dir.display()))?;
-    // Saved once, when a dev cluster starts: temp files here are left by a
-    // crashed earlier attempt.
-    durable_file::remove_stale_temps(&path)
-        .with_context(|| format!("clean up beside {}", path.display()))?;
-    durable_file::write_file(
-        &path,
-        &serde_json::to_vec_pretty(&creds)?,
-        Access::OwnerOnly,
-    )
-    .with_context(|| format!("save the root credentials to {}", path.display()))?;
-    Ok(creds)
-}
+pub use config::{DevClusterConfig, MetadFs};
+pub use credentials::{root_credentials, self_signed_cert, Credentials};
 
 struct RunningDatad {
     handle: DatadHandle,
