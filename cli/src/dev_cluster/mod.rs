@@ -2,7 +2,6 @@
 //! over zones, one gateway. `weft dev` runs it; the integration tests start
 //! it on random loopback ports and stop or restart its parts.
 
-use anyhow::{bail, Context, Result};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -15,9 +14,11 @@ use weft_metad::{MetadClient, MetadConfig, MetadHandle};
 
 mod config;
 mod credentials;
+mod error;
 
 pub use config::{DevClusterConfig, MetadFs};
 pub use credentials::{root_credentials, self_signed_cert, Credentials};
+pub use error::DevClusterError;
 
 struct RunningDatad {
     handle: DatadHandle,
@@ -51,7 +52,7 @@ struct Addrs {
 
 impl DevCluster {
     /// Starts every part and waits until the gateway sees every data node.
-    pub async fn start(cfg: DevClusterConfig) -> Result<Self> {
+    pub async fn start(cfg: DevClusterConfig) -> Result<Self, DevClusterError> {
         let credentials = match &cfg.credentials {
             Some(c) => c.clone(),
             None => root_credentials(&cfg.data_dir)?,
@@ -65,7 +66,11 @@ impl DevCluster {
         Self::launch(cfg, credentials, addrs).await
     }
 
-    async fn launch(cfg: DevClusterConfig, credentials: Credentials, addrs: Addrs) -> Result<Self> {
+    async fn launch(
+        cfg: DevClusterConfig,
+        credentials: Credentials,
+        addrs: Addrs,
+    ) -> Result<Self, DevClusterError> {
         let voters = cfg.metad_voters.max(1);
         let mut c = DevCluster {
             metad: (0..voters).map(|_| None).collect(),
@@ -99,9 +104,12 @@ impl DevCluster {
     }
 
     /// Starts (or restarts) metad voter `i` (0-based; raft id `i + 1`).
-    pub async fn start_metad(&mut self, i: usize) -> Result<()> {
+    pub async fn start_metad(&mut self, i: usize) -> Result<(), DevClusterError> {
         if self.metad[i].is_some() {
-            bail!("metad {} is already running", i + 1);
+            return Err(DevClusterError::AlreadyRunning {
+                part: "metad",
+                number: i + 1,
+            });
         }
         let cancel = CancellationToken::new();
         let cfg = MetadConfig {
@@ -118,7 +126,10 @@ impl DevCluster {
         };
         let h = weft_metad::start_with_fs(cfg, MetadFs::get(&self.cfg), cancel.clone())
             .await
-            .with_context(|| format!("start metad {}", i + 1))?;
+            .map_err(|source| DevClusterError::StartMetad {
+                number: i + 1,
+                source,
+            })?;
         self.metad_addrs[i] = Some(h.addr());
         self.metad[i] = Some((h, cancel));
         Ok(())
@@ -126,16 +137,19 @@ impl DevCluster {
 
     /// Stops metad voter `i`: its server closes and raft shuts down, as a
     /// crash looks to its peers (the log is durable at every commit).
-    pub async fn stop_metad(&mut self, i: usize) -> Result<()> {
+    pub async fn stop_metad(&mut self, i: usize) -> Result<(), DevClusterError> {
         let Some((h, c)) = self.metad[i].take() else {
-            bail!("metad {} is not running", i + 1);
+            return Err(DevClusterError::NotRunning {
+                part: "metad",
+                number: i + 1,
+            });
         };
         c.cancel();
         h.stopped().await;
         Ok(())
     }
 
-    async fn init_metad_group(&self) -> Result<()> {
+    async fn init_metad_group(&self) -> Result<(), DevClusterError> {
         let members: std::collections::BTreeMap<u64, String> = self
             .metad_addrs
             .iter()
@@ -151,20 +165,19 @@ impl DevCluster {
             .json(&serde_json::json!({ "members": members }))
             .send()
             .await
-            .context("initialise the metad group")?;
+            .map_err(DevClusterError::InitUnreachable)?;
         // 409 means it was initialised before (a restart): fine.
         if !resp.status().is_success() && resp.status() != reqwest::StatusCode::CONFLICT {
-            bail!(
-                "initialise the metad group: HTTP {}: {}",
-                resp.status(),
-                resp.text().await.unwrap_or_default()
-            );
+            return Err(DevClusterError::InitRefused {
+                status: resp.status(),
+                body: resp.text().await.unwrap_or_default(),
+            });
         }
         Ok(())
     }
 
     /// Waits until some running voter reports a leader.
-    pub async fn wait_metad_leader(&self, timeout: Duration) -> Result<u64> {
+    pub async fn wait_metad_leader(&self, timeout: Duration) -> Result<u64, DevClusterError> {
         let start = Instant::now();
         loop {
             for (h, _) in self.metad.iter().flatten() {
@@ -175,7 +188,7 @@ impl DevCluster {
                 }
             }
             if start.elapsed() > timeout {
-                bail!("no metad leader within {timeout:?}");
+                return Err(DevClusterError::NoLeader { timeout });
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -192,7 +205,7 @@ impl DevCluster {
 
     /// Starts one more metad (raft id = slot + 1), empty and uninitialised,
     /// ready to be added with `POST /v1/members/add`. Returns its slot.
-    pub async fn spawn_extra_metad(&mut self) -> Result<usize> {
+    pub async fn spawn_extra_metad(&mut self) -> Result<usize, DevClusterError> {
         let i = self.metad.len();
         self.metad.push(None);
         self.metad_addrs.push(None);
@@ -206,7 +219,10 @@ impl DevCluster {
         };
         let h = weft_metad::start_with_fs(cfg, MetadFs::get(&self.cfg), cancel.clone())
             .await
-            .with_context(|| format!("start metad {}", i + 1))?;
+            .map_err(|source| DevClusterError::StartMetad {
+                number: i + 1,
+                source,
+            })?;
         self.metad_addrs[i] = Some(h.addr());
         self.metad[i] = Some((h, cancel));
         Ok(i)
@@ -252,9 +268,12 @@ impl DevCluster {
     }
 
     /// Starts (or restarts) data node `i` (0-based; node id `i + 1`).
-    pub async fn start_datad(&mut self, i: usize) -> Result<()> {
+    pub async fn start_datad(&mut self, i: usize) -> Result<(), DevClusterError> {
         if self.datad[i].is_some() {
-            bail!("data node {} is already running", i + 1);
+            return Err(DevClusterError::AlreadyRunning {
+                part: "data node",
+                number: i + 1,
+            });
         }
         let cancel = CancellationToken::new();
         let cfg = DatadConfig {
@@ -274,7 +293,10 @@ impl DevCluster {
         };
         let handle = weft_datad::node::start(cfg, cancel.clone())
             .await
-            .with_context(|| format!("start data node {}", i + 1))?;
+            .map_err(|source| DevClusterError::StartDatad {
+                number: i + 1,
+                source,
+            })?;
         self.datad_addrs[i] = Some(handle.addr());
         self.datad[i] = Some(RunningDatad { handle, cancel });
         Ok(())
@@ -292,7 +314,7 @@ impl DevCluster {
 
     /// Adds a new data node in `zone` (node id: the next unused) and starts
     /// it; returns its index. Rebalancing moves shards onto it over time.
-    pub async fn add_datad(&mut self, zone: &str) -> Result<usize> {
+    pub async fn add_datad(&mut self, zone: &str) -> Result<usize, DevClusterError> {
         self.datad.push(None);
         self.datad_addrs.push(None);
         self.datad_zones.push(zone.to_string());
@@ -322,16 +344,19 @@ impl DevCluster {
 
     /// Stops data node `i` as a crash would look to its peers: its server
     /// closes and it stops heartbeating.
-    pub async fn stop_datad(&mut self, i: usize) -> Result<()> {
+    pub async fn stop_datad(&mut self, i: usize) -> Result<(), DevClusterError> {
         let Some(d) = self.datad[i].take() else {
-            bail!("data node {} is not running", i + 1);
+            return Err(DevClusterError::NotRunning {
+                part: "data node",
+                number: i + 1,
+            });
         };
         d.cancel.cancel();
         d.handle.stopped().await;
         Ok(())
     }
 
-    async fn start_gateway(&mut self, i: usize) -> Result<()> {
+    async fn start_gateway(&mut self, i: usize) -> Result<(), DevClusterError> {
         let cancel = CancellationToken::new();
         let any: SocketAddr = "127.0.0.1:0".parse().expect("literal");
         let cfg = GatewayConfig {
@@ -351,7 +376,7 @@ impl DevCluster {
         }
         let h = weft_gateway::start(cfg, cancel.clone())
             .await
-            .context("start gateway")?;
+            .map_err(DevClusterError::StartGateway)?;
         if i == 0 {
             self.cfg.s3_listen = h.s3_addr();
             self.cfg.admin_listen = h.admin_addr();
@@ -374,7 +399,7 @@ impl DevCluster {
     }
 
     /// Waits until metad and the gateway both see `n` data nodes up.
-    pub async fn wait_nodes_up(&self, n: usize, timeout: Duration) -> Result<()> {
+    pub async fn wait_nodes_up(&self, n: usize, timeout: Duration) -> Result<(), DevClusterError> {
         let metad = MetadClient::new(self.metad_addrs());
         let start = Instant::now();
         loop {
@@ -395,7 +420,12 @@ impl DevCluster {
                 return Ok(());
             }
             if start.elapsed() > timeout {
-                bail!("waited {timeout:?} for {n} data nodes up: metad sees {metad_up}, gateway sees {gw_up}");
+                return Err(DevClusterError::NodesNotUp {
+                    timeout,
+                    wanted: n,
+                    metad_up,
+                    gateway_up: gw_up,
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -466,7 +496,7 @@ impl DevCluster {
 
     /// Stops everything and starts it again on the same directories and
     /// ports, as a whole-cluster restart.
-    pub async fn restart(self) -> Result<Self> {
+    pub async fn restart(self) -> Result<Self, DevClusterError> {
         let cfg = self.cfg.clone();
         let credentials = self.credentials.clone();
         let addrs = Addrs {

@@ -66,8 +66,8 @@ fn body(seed: u64, len: usize) -> Vec<u8> {
 }
 
 async fn status(a: &AdminClient) -> Result<DurabilityStatus> {
-    a.call(reqwest::Method::GET, "/v1/repair/status", None)
-        .await
+    Ok(a.call(reqwest::Method::GET, "/v1/repair/status", None)
+        .await?)
 }
 
 fn full(st: &DurabilityStatus) -> bool {
