@@ -1,8 +1,53 @@
 //! Client of the gateway's admin API, signing each request with a root key.
 
-use anyhow::{bail, Context, Result};
 use serde::de::DeserializeOwned;
 use weft_common::admin_auth;
+
+/// Why an admin API call failed. The messages name the call, so a command
+/// can print the chain as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The request body could not be encoded as JSON.
+    #[error(transparent)]
+    Encode(serde_json::Error),
+    /// Requests are signed with the current time, which is unknown.
+    #[error("system clock before 1970")]
+    Clock(#[source] std::time::SystemTimeError),
+    /// No answer from the endpoint.
+    #[error("reach the admin API at {endpoint}; is the gateway running?")]
+    Unreachable {
+        /// The endpoint tried.
+        endpoint: String,
+        /// Cause.
+        source: reqwest::Error,
+    },
+    /// The answer broke off.
+    #[error("read admin API response")]
+    ReadBody(#[source] reqwest::Error),
+    /// The gateway answered with an error status; `message` is its `error`
+    /// field, or the whole body if it has none.
+    #[error("{method} {path}: HTTP {status}: {message}")]
+    Refused {
+        /// The request's method.
+        method: reqwest::Method,
+        /// The request's path.
+        path: String,
+        /// The status.
+        status: reqwest::StatusCode,
+        /// Why, as the gateway put it.
+        message: String,
+    },
+    /// The answer is not the JSON this call expects.
+    #[error("decode answer to {method} {path}")]
+    Decode {
+        /// The request's method.
+        method: reqwest::Method,
+        /// The request's path.
+        path: String,
+        /// Cause.
+        source: serde_json::Error,
+    },
+}
 
 /// Credentials and endpoint of the admin API.
 #[derive(Clone, Debug)]
@@ -33,14 +78,14 @@ impl AdminClient {
         method: reqwest::Method,
         path: &str,
         body: Option<serde_json::Value>,
-    ) -> Result<T> {
+    ) -> Result<T, AdminError> {
         let body_bytes = match &body {
-            Some(b) => serde_json::to_vec(b)?,
+            Some(b) => serde_json::to_vec(b).map_err(AdminError::Encode)?,
             None => Vec::new(),
         };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .context("system clock before 1970")?
+            .map_err(AdminError::Clock)?
             .as_secs();
         let auth = admin_auth::authorization(
             &self.access_key,
@@ -60,26 +105,33 @@ impl AdminClient {
                 .header("content-type", "application/json")
                 .body(body_bytes);
         }
-        let resp = req.send().await.with_context(|| {
-            format!(
-                "reach the admin API at {}; is the gateway running?",
-                self.endpoint
-            )
+        let resp = req.send().await.map_err(|source| AdminError::Unreachable {
+            endpoint: self.endpoint.clone(),
+            source,
         })?;
         let status = resp.status();
-        let text = resp.text().await.context("read admin API response")?;
+        let text = resp.text().await.map_err(AdminError::ReadBody)?;
         if !status.is_success() {
             let msg = serde_json::from_str::<serde_json::Value>(&text)
                 .ok()
                 .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
                 .unwrap_or(text);
-            bail!("{method} {path}: HTTP {status}: {msg}");
+            return Err(AdminError::Refused {
+                method,
+                path: path.to_string(),
+                status,
+                message: msg,
+            });
         }
         let text = if text.is_empty() {
             "null".to_string()
         } else {
             text
         };
-        serde_json::from_str(&text).with_context(|| format!("decode answer to {method} {path}"))
+        serde_json::from_str(&text).map_err(|source| AdminError::Decode {
+            method,
+            path: path.to_string(),
+            source,
+        })
     }
 }

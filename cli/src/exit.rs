@@ -3,16 +3,9 @@
 
 /// A daemon stopped on a condition a restart cures: the process exits with
 /// [`EXIT_RESTART`] so a supervisor restarts it.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
 pub struct RestartNeeded(pub String);
-
-impl std::fmt::Display for RestartNeeded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for RestartNeeded {}
 
 /// Exit status of a daemon that stopped so it can be restarted: EX_TEMPFAIL
 /// of sysexits.h ("temporary failure; retry"), distinct from 1 (bad

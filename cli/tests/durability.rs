@@ -387,7 +387,8 @@ async fn a_node_drained_under_load_ends_empty_and_can_be_removed() {
             "/v1/nodes/5/remove",
             Some(serde_json::json!({})),
         )
-        .await;
+        .await
+        .map_err(anyhow::Error::from);
     let msg = format!("{:#}", refused.unwrap_err());
     assert!(msg.contains("drain it first"), "{msg}");
 

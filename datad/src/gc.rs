@@ -13,13 +13,15 @@
 //! `weft_common::upload_timers`). Removal re-checks the file's age under the
 //! name lock, so a shard rewritten meanwhile by repair survives.
 
+use crate::error::ShardError;
 use crate::shard_store::ShardStore;
 use crate::work_metrics::WorkMetrics;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
-use weft_client::MetadClient;
+use weft_client::{MetadClient, MetadClientError};
 use weft_common::rpc::{Query, QueryResult};
+use weft_common::upload_timers::TimerError;
 use weft_common::NodeId;
 
 use crate::limits::GC_BATCH as BATCH;
@@ -31,19 +33,52 @@ pub struct GcConfig {
     pub interval: Duration,
 }
 
+/// Why a collection pass was skipped. None is a reason to remove anything:
+/// the next pass asks again. It is only logged, so each message carries its
+/// cause's text.
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    /// metad named timers that fail validation, such as a grace shorter
+    /// than two upload ages.
+    #[error("metad's upload timers are unsafe: {0}")]
+    UnsafeTimers(TimerError),
+    /// metad could not be asked for the upload timers.
+    #[error("ask metad for gc_grace_ms: {0}")]
+    Timers(MetadClientError),
+    /// metad answered a query with something else.
+    #[error("unexpected answer to {query}: {answer:?}")]
+    UnexpectedAnswer {
+        /// The query's name.
+        query: &'static str,
+        /// What came back.
+        answer: Box<QueryResult>,
+    },
+    /// metad does not list this node: it may be a fresh or foreign metadata
+    /// service, whose empty answers must not empty the node.
+    #[error("this node is not registered with metad")]
+    NotRegistered,
+    /// A query to metad failed.
+    #[error(transparent)]
+    Metad(#[from] MetadClientError),
+    /// The store could not be listed.
+    #[error(transparent)]
+    Store(#[from] ShardError),
+}
+
 /// metad's timers, validated again here: a pass with a grace shorter than
 /// two upload ages could remove shards of uploads still in flight, so a
 /// metad that answers with one (an old or misbuilt voter) gets no pass.
-async fn grace_from_metad(metad: &MetadClient) -> Result<Duration, String> {
+async fn grace_from_metad(metad: &MetadClient) -> Result<Duration, GcError> {
     match metad.query(&Query::UploadTimers).await {
         Ok(QueryResult::UploadTimers { timers }) => {
-            timers
-                .validate()
-                .map_err(|e| format!("metad's upload timers are unsafe: {e}"))?;
+            timers.validate().map_err(GcError::UnsafeTimers)?;
             Ok(Duration::from_millis(timers.gc_grace_ms))
         }
-        Ok(other) => Err(format!("unexpected answer to UploadTimers: {other:?}")),
-        Err(e) => Err(format!("ask metad for gc_grace_ms: {e}")),
+        Ok(other) => Err(GcError::UnexpectedAnswer {
+            query: "UploadTimers",
+            answer: Box::new(other),
+        }),
+        Err(e) => Err(GcError::Timers(e)),
     }
 }
 
@@ -99,25 +134,30 @@ pub async fn pass(
     store: &ShardStore,
     metad: &MetadClient,
     grace: Duration,
-) -> Result<u64, String> {
+) -> Result<u64, GcError> {
     // Only a node metad knows may collect: an empty or foreign metadata
     // service must not make a node delete everything it holds.
     match metad.query(&Query::Nodes).await {
         Ok(QueryResult::Nodes { nodes, .. }) if nodes.iter().any(|n| n.info.id == node) => {}
-        Ok(_) => return Err("this node is not registered with metad".into()),
-        Err(e) => return Err(e.to_string()),
+        Ok(_) => return Err(GcError::NotRegistered),
+        Err(e) => return Err(e.into()),
     }
     let cutoff = SystemTime::now() - grace;
-    let candidates = store.inventory(grace).await.map_err(|e| e.to_string())?;
+    let candidates = store.inventory(grace).await?;
     let mut removed = 0;
     for chunk in candidates.chunks(BATCH) {
         let q = Query::ShardsHeld {
             node,
             shards: chunk.iter().map(|(s, i)| (*s, i.0)).collect(),
         };
-        let held = match metad.query(&q).await.map_err(|e| e.to_string())? {
+        let held = match metad.query(&q).await? {
             QueryResult::ShardsHeld { held } if held.len() == chunk.len() => held,
-            other => return Err(format!("unexpected answer to ShardsHeld: {other:?}")),
+            other => {
+                return Err(GcError::UnexpectedAnswer {
+                    query: "ShardsHeld",
+                    answer: Box::new(other),
+                })
+            }
         };
         for ((segment, index), held) in chunk.iter().zip(held) {
             if held {

@@ -284,7 +284,8 @@ async fn put_shard(
     let mut body = body.into_data_stream();
     let result = async {
         let file_len = ShardHeader::new(segment, index, len).file_len();
-        if let Err(message) = state.space.admit(file_len) {
+        if let Err(refused) = state.space.admit(file_len) {
+            let message = refused.to_string();
             tracing::warn!(error = %message, "refused shard");
             return Err(ApiError {
                 status: StatusCode::INSUFFICIENT_STORAGE,

@@ -20,6 +20,30 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use weft_common::space::{FsStats, FsUsage, SpaceReport, SpaceState, SpaceThresholds};
 
+/// Why [`SpaceMonitor::admit`] refused a shard. The message goes to the
+/// writer in the 507 reply, so it says what would make room.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmitError {
+    /// The filesystem is past the full mark.
+    #[error(
+        "node full: {reason}; it takes no new shards until deletes free space or capacity is added"
+    )]
+    Full {
+        /// The space report's reason (how full, which mark).
+        reason: String,
+    },
+    /// The shard would take the store past its configured capacity.
+    #[error("node full: {used} of {capacity} bytes (capacity_bytes) used, shard needs {needed}")]
+    OverCapacity {
+        /// Bytes the store holds.
+        used: u64,
+        /// `capacity_bytes`.
+        capacity: u64,
+        /// The new file's length.
+        needed: u64,
+    },
+}
+
 /// Space state and its inputs for one datad. Shared by the server (to admit
 /// PUTs), the heartbeat (to report) and [`run`] (to read the filesystem).
 pub struct SpaceMonitor {
@@ -136,20 +160,20 @@ impl SpaceMonitor {
 
     /// Whether a new shard file of `file_len` bytes may be stored; the error
     /// says why not and what would make room.
-    pub fn admit(&self, file_len: u64) -> Result<(), String> {
+    pub fn admit(&self, file_len: u64) -> Result<(), AdmitError> {
         let report = self.report();
         if report.state == SpaceState::Full {
-            return Err(format!(
-                "node full: {}; it takes no new shards until deletes free space or capacity is added",
-                report.reason
-            ));
+            return Err(AdmitError::Full {
+                reason: report.reason,
+            });
         }
         let used = self.store.used_bytes();
         if used.saturating_add(file_len) > self.capacity_bytes {
-            return Err(format!(
-                "node full: {used} of {} bytes (capacity_bytes) used, shard needs {file_len}",
-                self.capacity_bytes
-            ));
+            return Err(AdmitError::OverCapacity {
+                used,
+                capacity: self.capacity_bytes,
+                needed: file_len,
+            });
         }
         Ok(())
     }
@@ -221,7 +245,7 @@ mod tests {
         assert_eq!(m.report().state, SpaceState::Ok);
         let r = m.refresh();
         assert_eq!(r.state, SpaceState::Full);
-        let why = m.admit(1).unwrap_err();
+        let why = m.admit(1).unwrap_err().to_string();
         assert!(
             why.contains("node full") && why.contains("96.0% used"),
             "{why}"
@@ -238,7 +262,7 @@ mod tests {
         let (_dir, _fs, m) = monitor(1000, 0).await;
         m.refresh();
         assert!(m.admit(1000).is_ok());
-        let why = m.admit(1001).unwrap_err();
+        let why = m.admit(1001).unwrap_err().to_string();
         assert!(why.contains("capacity_bytes"), "{why}");
     }
 }

@@ -2,210 +2,23 @@
 //! over zones, one gateway. `weft dev` runs it; the integration tests start
 //! it on random loopback ports and stop or restart its parts.
 
-use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use weft_common::durable_file::{self, Access};
 use weft_common::rpc::{Query, QueryResult};
 use weft_common::topology::NodeState;
 use weft_datad::node::{DatadConfig, DatadHandle};
 use weft_gateway::{GatewayConfig, GatewayHandle};
 use weft_metad::{MetadClient, MetadConfig, MetadHandle};
 
-/// Root credentials of a dev cluster.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Credentials {
-    /// Access key id.
-    pub access_key: String,
-    /// Secret key.
-    pub secret_key: String,
-}
+mod config;
+mod credentials;
+mod error;
 
-/// How to lay out a dev cluster.
-#[derive(Clone, Debug)]
-pub struct DevClusterConfig {
-    /// Everything lives under here.
-    pub data_dir: PathBuf,
-    /// S3 endpoint.
-    pub s3_listen: SocketAddr,
-    /// Admin API endpoint.
-    pub admin_listen: SocketAddr,
-    /// metad endpoint.
-    pub metad_listen: SocketAddr,
-    /// Number of metad voters (1 for `weft dev`; 3 or 5 to test HA).
-    pub metad_voters: usize,
-    /// Number of data nodes.
-    pub datad_count: usize,
-    /// Number of gateways (the first listens on `s3_listen`/`admin_listen`,
-    /// others on random ports).
-    pub gateways: usize,
-    /// Zone names; nodes are dealt round-robin.
-    pub zones: Vec<String>,
-    /// S3 region.
-    pub region: String,
-    /// Root credentials; `None` means from the environment or the data dir.
-    pub credentials: Option<Credentials>,
-    /// Capacity each data node reports.
-    pub datad_capacity_bytes: u64,
-    /// Settings applied to every gateway (listen addresses, metad, region,
-    /// and root key are set per gateway).
-    pub gateway: GatewayConfig,
-    /// Capacity of particular data nodes (by index), instead of
-    /// `datad_capacity_bytes`: tests fill one node without filling all.
-    pub datad_capacity_of: std::collections::BTreeMap<usize, u64>,
-    /// metad settings applied to every voter (id, listen, data_dir and
-    /// bootstrap are set per voter).
-    pub metad: MetadConfig,
-    /// Serve S3 over HTTPS with a self-signed certificate kept in
-    /// `<data>/tls/` (made on first use).
-    pub tls: bool,
-    /// datad settings applied to every data node (id, zone, listen,
-    /// data_dir, capacity and metad are set per node). The upload and GC
-    /// timers are metad's (`metad.upload_max_age_ms`, `metad.gc_grace_ms`).
-    pub datad: DatadConfig,
-    /// How metad voters read their disk's free space: `None` is the real
-    /// filesystem; tests give a disk whose size they set.
-    pub metad_fs: Option<MetadFs>,
-}
-
-/// A free-space reader for metad voters (see `DevClusterConfig::metad_fs`).
-#[derive(Clone)]
-pub struct MetadFs(pub std::sync::Arc<dyn weft_common::space::FsStats>);
-
-impl std::fmt::Debug for MetadFs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MetadFs(..)")
-    }
-}
-
-impl MetadFs {
-    fn get(cfg: &DevClusterConfig) -> std::sync::Arc<dyn weft_common::space::FsStats> {
-        match &cfg.metad_fs {
-            Some(fs) => fs.0.clone(),
-            None => std::sync::Arc::new(weft_common::space::Statvfs),
-        }
-    }
-}
-
-impl DevClusterConfig {
-    /// Defaults of `weft dev`: 6 nodes in 3 zones, S3 on 127.0.0.1:9000.
-    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        DevClusterConfig {
-            data_dir: data_dir.into(),
-            s3_listen: "127.0.0.1:9000".parse().expect("literal"),
-            admin_listen: "127.0.0.1:9001".parse().expect("literal"),
-            metad_listen: "127.0.0.1:9010".parse().expect("literal"),
-            metad_voters: 1,
-            datad_count: 6,
-            gateways: 1,
-            zones: vec!["zone-a".into(), "zone-b".into(), "zone-c".into()],
-            region: "us-east-1".into(),
-            credentials: None,
-            datad_capacity_bytes: 100 << 30,
-            gateway: GatewayConfig::default(),
-            datad_capacity_of: Default::default(),
-            metad: MetadConfig::default(),
-            tls: false,
-            datad: DatadConfig {
-                heartbeat_interval_ms: 500,
-                ..DatadConfig::default()
-            },
-            metad_fs: None,
-        }
-    }
-
-    /// Every listener on a random loopback port: for tests.
-    pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {
-        let any: SocketAddr = "127.0.0.1:0".parse().expect("literal");
-        DevClusterConfig {
-            s3_listen: any,
-            admin_listen: any,
-            metad_listen: any,
-            metad: MetadConfig {
-                node_suspect_ms: 1_500,
-                ..MetadConfig::default()
-            },
-            ..Self::new(data_dir)
-        }
-    }
-}
-
-/// A self-signed certificate for localhost and 127.0.0.1 in `dir`, made
-/// once and reused: `(cert.pem, key.pem)`.
-pub fn self_signed_cert(dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    if cert.is_file() && key.is_file() {
-        return Ok((cert, key));
-    }
-    durable_file::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    // Made once, when a dev cluster starts: temp files here are left by a
-    // crashed earlier attempt.
-    for target in [&key, &cert] {
-        durable_file::remove_stale_temps(target)
-            .with_context(|| format!("clean up beside {}", target.display()))?;
-    }
-    let ck =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .context("generate a self-signed certificate")?;
-    // Whole files or none (a torn pair would be reused above); the key first,
-    // so a crash between the two leaves no certificate and both are made again.
-    durable_file::write_file(
-        &key,
-        ck.key_pair.serialize_pem().as_bytes(),
-        Access::OwnerOnly,
-    )
-    .with_context(|| format!("write {}", key.display()))?;
-    durable_file::write_file(&cert, ck.cert.pem().as_bytes(), Access::Default)
-        .with_context(|| format!("write {}", cert.display()))?;
-    Ok((cert, key))
-}
-
-/// Root credentials: from `WEFT_ROOT_ACCESS_KEY`/`WEFT_ROOT_SECRET_KEY` when
-/// set, else the ones kept in `data_dir/credentials.json`, else new ones
-/// (then saved there, readable by the owner only).
-pub fn root_credentials(data_dir: &Path) -> Result<Credentials> {
-    if let (Ok(a), Ok(s)) = (
-        std::env::var("WEFT_ROOT_ACCESS_KEY"),
-        std::env::var("WEFT_ROOT_SECRET_KEY"),
-    ) {
-        if !a.is_empty() && !s.is_empty() {
-            return Ok(Credentials {
-                access_key: a,
-                secret_key: s,
-            });
-        }
-    }
-    let path = data_dir.join("credentials.json");
-    match std::fs::read(&path) {
-        Ok(b) => {
-            return serde_json::from_slice(&b).with_context(|| format!("parse {}", path.display()))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
-    }
-    let (access_key, secret_key) = weft_gateway::admin::generate_key_pair();
-    let creds = Credentials {
-        access_key,
-        secret_key,
-    };
-    durable_file::create_dir_all(data_dir)
-        .with_context(|| format!("create the data directory {}", data_dir.display()))?;
-    // Saved once, when a dev cluster starts: temp files here are left by a
-    // crashed earlier attempt.
-    durable_file::remove_stale_temps(&path)
-        .with_context(|| format!("clean up beside {}", path.display()))?;
-    durable_file::write_file(
-        &path,
-        &serde_json::to_vec_pretty(&creds)?,
-        Access::OwnerOnly,
-    )
-    .with_context(|| format!("save the root credentials to {}", path.display()))?;
-    Ok(creds)
-}
+pub use config::{DevClusterConfig, MetadFs};
+pub use credentials::{root_credentials, self_signed_cert, Credentials};
+pub use error::DevClusterError;
 
 struct RunningDatad {
     handle: DatadHandle,
@@ -239,7 +52,7 @@ struct Addrs {
 
 impl DevCluster {
     /// Starts every part and waits until the gateway sees every data node.
-    pub async fn start(cfg: DevClusterConfig) -> Result<Self> {
+    pub async fn start(cfg: DevClusterConfig) -> Result<Self, DevClusterError> {
         let credentials = match &cfg.credentials {
             Some(c) => c.clone(),
             None => root_credentials(&cfg.data_dir)?,
@@ -253,7 +66,11 @@ impl DevCluster {
         Self::launch(cfg, credentials, addrs).await
     }
 
-    async fn launch(cfg: DevClusterConfig, credentials: Credentials, addrs: Addrs) -> Result<Self> {
+    async fn launch(
+        cfg: DevClusterConfig,
+        credentials: Credentials,
+        addrs: Addrs,
+    ) -> Result<Self, DevClusterError> {
         let voters = cfg.metad_voters.max(1);
         let mut c = DevCluster {
             metad: (0..voters).map(|_| None).collect(),
@@ -287,9 +104,12 @@ impl DevCluster {
     }
 
     /// Starts (or restarts) metad voter `i` (0-based; raft id `i + 1`).
-    pub async fn start_metad(&mut self, i: usize) -> Result<()> {
+    pub async fn start_metad(&mut self, i: usize) -> Result<(), DevClusterError> {
         if self.metad[i].is_some() {
-            bail!("metad {} is already running", i + 1);
+            return Err(DevClusterError::AlreadyRunning {
+                part: "metad",
+                number: i + 1,
+            });
         }
         let cancel = CancellationToken::new();
         let cfg = MetadConfig {
@@ -306,7 +126,10 @@ impl DevCluster {
         };
         let h = weft_metad::start_with_fs(cfg, MetadFs::get(&self.cfg), cancel.clone())
             .await
-            .with_context(|| format!("start metad {}", i + 1))?;
+            .map_err(|source| DevClusterError::StartMetad {
+                number: i + 1,
+                source,
+            })?;
         self.metad_addrs[i] = Some(h.addr());
         self.metad[i] = Some((h, cancel));
         Ok(())
@@ -314,16 +137,19 @@ impl DevCluster {
 
     /// Stops metad voter `i`: its server closes and raft shuts down, as a
     /// crash looks to its peers (the log is durable at every commit).
-    pub async fn stop_metad(&mut self, i: usize) -> Result<()> {
+    pub async fn stop_metad(&mut self, i: usize) -> Result<(), DevClusterError> {
         let Some((h, c)) = self.metad[i].take() else {
-            bail!("metad {} is not running", i + 1);
+            return Err(DevClusterError::NotRunning {
+                part: "metad",
+                number: i + 1,
+            });
         };
         c.cancel();
         h.stopped().await;
         Ok(())
     }
 
-    async fn init_metad_group(&self) -> Result<()> {
+    async fn init_metad_group(&self) -> Result<(), DevClusterError> {
         let members: std::collections::BTreeMap<u64, String> = self
             .metad_addrs
             .iter()
@@ -339,20 +165,19 @@ impl DevCluster {
             .json(&serde_json::json!({ "members": members }))
             .send()
             .await
-            .context("initialise the metad group")?;
+            .map_err(DevClusterError::InitUnreachable)?;
         // 409 means it was initialised before (a restart): fine.
         if !resp.status().is_success() && resp.status() != reqwest::StatusCode::CONFLICT {
-            bail!(
-                "initialise the metad group: HTTP {}: {}",
-                resp.status(),
-                resp.text().await.unwrap_or_default()
-            );
+            return Err(DevClusterError::InitRefused {
+                status: resp.status(),
+                body: resp.text().await.unwrap_or_default(),
+            });
         }
         Ok(())
     }
 
     /// Waits until some running voter reports a leader.
-    pub async fn wait_metad_leader(&self, timeout: Duration) -> Result<u64> {
+    pub async fn wait_metad_leader(&self, timeout: Duration) -> Result<u64, DevClusterError> {
         let start = Instant::now();
         loop {
             for (h, _) in self.metad.iter().flatten() {
@@ -363,7 +188,7 @@ impl DevCluster {
                 }
             }
             if start.elapsed() > timeout {
-                bail!("no metad leader within {timeout:?}");
+                return Err(DevClusterError::NoLeader { timeout });
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -380,7 +205,7 @@ impl DevCluster {
 
     /// Starts one more metad (raft id = slot + 1), empty and uninitialised,
     /// ready to be added with `POST /v1/members/add`. Returns its slot.
-    pub async fn spawn_extra_metad(&mut self) -> Result<usize> {
+    pub async fn spawn_extra_metad(&mut self) -> Result<usize, DevClusterError> {
         let i = self.metad.len();
         self.metad.push(None);
         self.metad_addrs.push(None);
@@ -394,7 +219,10 @@ impl DevCluster {
         };
         let h = weft_metad::start_with_fs(cfg, MetadFs::get(&self.cfg), cancel.clone())
             .await
-            .with_context(|| format!("start metad {}", i + 1))?;
+            .map_err(|source| DevClusterError::StartMetad {
+                number: i + 1,
+                source,
+            })?;
         self.metad_addrs[i] = Some(h.addr());
         self.metad[i] = Some((h, cancel));
         Ok(i)
@@ -440,9 +268,12 @@ impl DevCluster {
     }
 
     /// Starts (or restarts) data node `i` (0-based; node id `i + 1`).
-    pub async fn start_datad(&mut self, i: usize) -> Result<()> {
+    pub async fn start_datad(&mut self, i: usize) -> Result<(), DevClusterError> {
         if self.datad[i].is_some() {
-            bail!("data node {} is already running", i + 1);
+            return Err(DevClusterError::AlreadyRunning {
+                part: "data node",
+                number: i + 1,
+            });
         }
         let cancel = CancellationToken::new();
         let cfg = DatadConfig {
@@ -462,7 +293,10 @@ impl DevCluster {
         };
         let handle = weft_datad::node::start(cfg, cancel.clone())
             .await
-            .with_context(|| format!("start data node {}", i + 1))?;
+            .map_err(|source| DevClusterError::StartDatad {
+                number: i + 1,
+                source,
+            })?;
         self.datad_addrs[i] = Some(handle.addr());
         self.datad[i] = Some(RunningDatad { handle, cancel });
         Ok(())
@@ -480,7 +314,7 @@ impl DevCluster {
 
     /// Adds a new data node in `zone` (node id: the next unused) and starts
     /// it; returns its index. Rebalancing moves shards onto it over time.
-    pub async fn add_datad(&mut self, zone: &str) -> Result<usize> {
+    pub async fn add_datad(&mut self, zone: &str) -> Result<usize, DevClusterError> {
         self.datad.push(None);
         self.datad_addrs.push(None);
         self.datad_zones.push(zone.to_string());
@@ -510,16 +344,19 @@ impl DevCluster {
 
     /// Stops data node `i` as a crash would look to its peers: its server
     /// closes and it stops heartbeating.
-    pub async fn stop_datad(&mut self, i: usize) -> Result<()> {
+    pub async fn stop_datad(&mut self, i: usize) -> Result<(), DevClusterError> {
         let Some(d) = self.datad[i].take() else {
-            bail!("data node {} is not running", i + 1);
+            return Err(DevClusterError::NotRunning {
+                part: "data node",
+                number: i + 1,
+            });
         };
         d.cancel.cancel();
         d.handle.stopped().await;
         Ok(())
     }
 
-    async fn start_gateway(&mut self, i: usize) -> Result<()> {
+    async fn start_gateway(&mut self, i: usize) -> Result<(), DevClusterError> {
         let cancel = CancellationToken::new();
         let any: SocketAddr = "127.0.0.1:0".parse().expect("literal");
         let cfg = GatewayConfig {
@@ -539,7 +376,7 @@ impl DevCluster {
         }
         let h = weft_gateway::start(cfg, cancel.clone())
             .await
-            .context("start gateway")?;
+            .map_err(DevClusterError::StartGateway)?;
         if i == 0 {
             self.cfg.s3_listen = h.s3_addr();
             self.cfg.admin_listen = h.admin_addr();
@@ -562,7 +399,7 @@ impl DevCluster {
     }
 
     /// Waits until metad and the gateway both see `n` data nodes up.
-    pub async fn wait_nodes_up(&self, n: usize, timeout: Duration) -> Result<()> {
+    pub async fn wait_nodes_up(&self, n: usize, timeout: Duration) -> Result<(), DevClusterError> {
         let metad = MetadClient::new(self.metad_addrs());
         let start = Instant::now();
         loop {
@@ -583,7 +420,12 @@ impl DevCluster {
                 return Ok(());
             }
             if start.elapsed() > timeout {
-                bail!("waited {timeout:?} for {n} data nodes up: metad sees {metad_up}, gateway sees {gw_up}");
+                return Err(DevClusterError::NodesNotUp {
+                    timeout,
+                    wanted: n,
+                    metad_up,
+                    gateway_up: gw_up,
+                });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -654,7 +496,7 @@ impl DevCluster {
 
     /// Stops everything and starts it again on the same directories and
     /// ports, as a whole-cluster restart.
-    pub async fn restart(self) -> Result<Self> {
+    pub async fn restart(self) -> Result<Self, DevClusterError> {
         let cfg = self.cfg.clone();
         let credentials = self.credentials.clone();
         let addrs = Addrs {

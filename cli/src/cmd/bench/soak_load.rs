@@ -1,12 +1,12 @@
 //! The load of `weft bench soak`: clients that check every answer against
 //! what they wrote, and the periodic delete bursts.
 
-use crate::bench_soak::SoakArgs;
-use crate::dev_cluster::Credentials;
+use crate::args::SoakArgs;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use weft_cli::dev_cluster::Credentials;
 
 const SMALL: usize = 4 << 10;
 const LARGE: usize = 1 << 20;

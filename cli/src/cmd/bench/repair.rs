@@ -2,10 +2,10 @@
 //! the machine, and what repair at the default rate costs client GETs.
 //! Reports figures; asserts nothing.
 
-use crate::admin_client::AdminClient;
-use crate::dev_cluster::{DevCluster, DevClusterConfig};
 use anyhow::{bail, Context, Result};
 use std::time::{Duration, Instant};
+use weft_cli::admin_client::AdminClient;
+use weft_cli::dev_cluster::{DevCluster, DevClusterConfig};
 use weft_common::repair::DurabilityStatus;
 
 /// Just enough SigV4 (header auth, unsigned payload) to drive the gateway.
@@ -66,8 +66,8 @@ fn body(seed: u64, len: usize) -> Vec<u8> {
 }
 
 async fn status(a: &AdminClient) -> Result<DurabilityStatus> {
-    a.call(reqwest::Method::GET, "/v1/repair/status", None)
-        .await
+    Ok(a.call(reqwest::Method::GET, "/v1/repair/status", None)
+        .await?)
 }
 
 fn full(st: &DurabilityStatus) -> bool {

@@ -4,67 +4,15 @@
 //! out of file descriptors). Prints and records the curves; with `--check`
 //! it also judges them, and fails on any wrong answer.
 
-use crate::admin_client::AdminClient;
-use crate::dev_cluster::{Credentials, DevCluster, DevClusterConfig};
-use crate::soak_load::{bursts, client_loop, totals, Burst, Counts, Stats, OPS, S3};
-use crate::soak_series::{self, Tolerance, Verdict};
+use super::soak_load::{bursts, client_loop, totals, Burst, Counts, Stats, OPS, S3};
+use super::soak_series::{self, Tolerance, Verdict};
+use crate::args::SoakArgs;
 use anyhow::{bail, Context, Result};
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Options of `weft bench soak`.
-#[derive(clap::Args, Clone, Debug)]
-pub struct SoakArgs {
-    /// Minutes of load (fractions allowed).
-    #[arg(long, default_value_t = 5.0)]
-    pub minutes: f64,
-    /// Exit non-zero if open fds, TCP connections, RSS or release queue
-    /// depth keep growing, if the queues do not drain afterwards, if any
-    /// answer was wrong, or if errors exceed --max-error-fraction.
-    #[arg(long)]
-    pub check: bool,
-    /// Concurrent clients of the mixed workload.
-    #[arg(long, default_value_t = 64)]
-    pub clients: usize,
-    /// Seconds between samples.
-    #[arg(long, default_value_t = 10)]
-    pub interval_secs: u64,
-    /// Seconds between delete bursts (0: none).
-    #[arg(long, default_value_t = 60)]
-    pub burst_every_secs: u64,
-    /// 4 KiB objects written and then deleted in each burst.
-    #[arg(long, default_value_t = 3000)]
-    pub burst_objects: usize,
-    /// Concurrent clients of a burst.
-    #[arg(long, default_value_t = 32)]
-    pub burst_clients: usize,
-    /// Largest tolerated share of requests that fail (errors, not wrong
-    /// answers: one wrong answer always fails --check).
-    #[arg(long, default_value_t = 0.001)]
-    pub max_error_fraction: f64,
-    /// CSV of the samples (default: $TMPDIR/weft-soak-<unix time>.csv).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// S3 endpoint of a running `weft dev` to load, instead of starting a
-    /// cluster inside this process. Needs --pid.
-    #[arg(long, requires = "pid")]
-    pub endpoint: Option<String>,
-    /// Process id of that `weft dev`: the process that is measured.
-    #[arg(long, requires = "endpoint")]
-    pub pid: Option<u32>,
-    /// Its admin endpoint (metrics and the data nodes' addresses).
-    #[arg(long, default_value = "http://127.0.0.1:9001")]
-    pub admin: String,
-    /// Its S3 region.
-    #[arg(long, default_value = "us-east-1")]
-    pub region: String,
-    /// Its data directory, for the root credentials (unless
-    /// WEFT_ROOT_ACCESS_KEY and WEFT_ROOT_SECRET_KEY are set).
-    #[arg(long, default_value = "weft-data")]
-    pub data: PathBuf,
-}
+use weft_cli::admin_client::AdminClient;
+use weft_cli::dev_cluster::{Credentials, DevCluster, DevClusterConfig};
 
 const WARMUP: f64 = 0.2;
 /// How long the release queues get to empty after the load stops: the data

@@ -1,5 +1,5 @@
-//! `weft bench`: measurements whose figures go in docs/performance.md.
-//! Benchmarks report; they never assert a speed.
+//! `weft bench metad` and `weft bench list`: metad's commit rate and
+//! leader failover on a real voter group, and listing on a large bucket.
 
 use anyhow::{Context, Result};
 use openraft::storage::RaftStateMachine;

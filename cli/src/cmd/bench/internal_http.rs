@@ -6,32 +6,15 @@
 //! deletes it; PUT and GET are timed apart. Connections are the client
 //! ends established to the node's port, sampled every 20 ms.
 
-use crate::dev_cluster::{DevCluster, DevClusterConfig};
+use crate::args::InternalHttpArgs;
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use weft_cli::dev_cluster::{DevCluster, DevClusterConfig};
 use weft_common::{SegmentId, ShardIndex};
 use weft_datad::client::{DatadClient, DatadClientLimits};
-
-/// Arguments of `weft bench internal-http`.
-#[derive(clap::Args, Debug)]
-pub struct InternalHttpArgs {
-    /// Seconds per (protocol, size, concurrency) cell.
-    #[arg(long, default_value_t = 10)]
-    pub seconds: u64,
-    /// Concurrent requests, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 16, 64])]
-    pub concurrency: Vec<usize>,
-    /// Shard sizes in bytes, comma-separated (4 KiB and 1 MiB: a small
-    /// object's copy and a 4 MiB stripe's shard).
-    #[arg(long, value_delimiter = ',', default_values_t = vec![4096u64, 1 << 20])]
-    pub sizes: Vec<u64>,
-    /// Print JSON lines instead of a table.
-    #[arg(long)]
-    pub json: bool,
-}
 
 /// One cell's result.
 #[derive(serde::Serialize, Debug)]

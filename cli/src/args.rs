@@ -1,0 +1,383 @@
+//! The command line: every subcommand, flag and help text of `weft`, as clap
+//! definitions. The code that runs each command lives in `cmd/`; keeping
+//! the two apart lets the help output be reviewed in one place.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "weft",
+    version,
+    about = "Weft: an erasure-coded, zone-aware object store with an S3 API"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Run a whole cluster in this process (metad, 6 data nodes in 3 zones, gateway).
+    Dev(DevArgs),
+    /// Manage S3 access keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCmd,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Inspect buckets.
+    Bucket {
+        #[command(subcommand)]
+        command: BucketCmd,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Inspect the cluster.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCmd,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Drain, reactivate or remove data nodes.
+    Node {
+        #[command(subcommand)]
+        command: NodeCmd,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Measure: figures for docs/performance.md (never pass/fail).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCmd,
+    },
+    /// Run a metad voter.
+    Metad(DaemonArgs),
+    /// Run a data node.
+    Datad(DaemonArgs),
+    /// Run an S3 gateway.
+    Gateway(DaemonArgs),
+}
+
+#[derive(Args)]
+pub struct DevArgs {
+    /// Data directory.
+    #[arg(long, default_value = "weft-data", env = "WEFT_DATA")]
+    pub data: PathBuf,
+    /// S3 listen address.
+    #[arg(long, default_value = "127.0.0.1:9000", env = "WEFT_LISTEN")]
+    pub listen: SocketAddr,
+    /// Admin API listen address.
+    #[arg(long, default_value = "127.0.0.1:9001", env = "WEFT_ADMIN_LISTEN")]
+    pub admin_listen: SocketAddr,
+    /// metad listen address.
+    #[arg(long, default_value = "127.0.0.1:9010")]
+    pub metad_listen: SocketAddr,
+    /// S3 region.
+    #[arg(long, default_value = "us-east-1", env = "WEFT_REGION")]
+    pub region: String,
+    /// Serve S3 over HTTPS with a self-signed certificate (kept in DATA/tls).
+    #[arg(long)]
+    pub tls: bool,
+}
+
+#[derive(Args, Clone)]
+pub struct AdminArgs {
+    /// Admin API endpoint.
+    #[arg(
+        long,
+        global = true,
+        default_value = "http://127.0.0.1:9001",
+        env = "WEFT_ADMIN"
+    )]
+    pub admin: String,
+    /// Root access key (default: WEFT_ROOT_ACCESS_KEY, else --data's credentials.json).
+    #[arg(
+        long,
+        global = true,
+        env = "WEFT_ROOT_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    pub access_key: Option<String>,
+    /// Root secret key.
+    #[arg(
+        long,
+        global = true,
+        env = "WEFT_ROOT_SECRET_KEY",
+        hide_env_values = true
+    )]
+    pub secret_key: Option<String>,
+    /// Data directory of a `weft dev` cluster, to read its credentials.
+    #[arg(long, global = true, default_value = "weft-data", env = "WEFT_DATA")]
+    pub data: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum BenchCmd {
+    /// Metadata commit rate by concurrency, listing latency, leader failover time.
+    Metad {
+        /// Voters in the group.
+        #[arg(long, default_value_t = 3)]
+        voters: usize,
+        /// Seconds per concurrency level.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Concurrent writers, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+        writers: Vec<usize>,
+        /// Leader kills to time.
+        #[arg(long, default_value_t = 3)]
+        failovers: usize,
+    },
+    /// Repair throughput after a node loss and GET latency while repair runs.
+    Repair {
+        /// Objects to write.
+        #[arg(long, default_value_t = 48)]
+        objects: u64,
+        /// Size of each, MiB.
+        #[arg(long, default_value_t = 16)]
+        size_mib: u64,
+        /// Concurrent GET clients.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+    },
+    /// Shard PUT and GET between a gateway's datad client and one data node,
+    /// over pooled HTTP/1.1 and over HTTP/2: throughput, latency and
+    /// connections by size and concurrency.
+    InternalHttp(InternalHttpArgs),
+    /// Mixed S3 load with delete bursts, sampling open fds, TCP connections,
+    /// RSS and release queues; `--check` fails if any keeps growing.
+    Soak(SoakArgs),
+    /// ListObjectsV2 page latency on a large bucket, flat and with a delimiter.
+    List {
+        /// Keys in the bucket.
+        #[arg(long, default_value_t = 1_000_000)]
+        keys: u64,
+        /// Keys under each common prefix.
+        #[arg(long, default_value_t = 1_000)]
+        per_prefix: u64,
+        /// Pages to time.
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+    },
+}
+
+/// Arguments of `weft bench internal-http`.
+#[derive(Args, Debug)]
+pub struct InternalHttpArgs {
+    /// Seconds per (protocol, size, concurrency) cell.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Concurrent requests, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1usize, 16, 64])]
+    pub concurrency: Vec<usize>,
+    /// Shard sizes in bytes, comma-separated (4 KiB and 1 MiB: a small
+    /// object's copy and a 4 MiB stripe's shard).
+    #[arg(long, value_delimiter = ',', default_values_t = vec![4096u64, 1 << 20])]
+    pub sizes: Vec<u64>,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `weft bench soak`.
+#[derive(Args, Clone, Debug)]
+pub struct SoakArgs {
+    /// Minutes of load (fractions allowed).
+    #[arg(long, default_value_t = 5.0)]
+    pub minutes: f64,
+    /// Exit non-zero if open fds, TCP connections, RSS or release queue
+    /// depth keep growing, if the queues do not drain afterwards, if any
+    /// answer was wrong, or if errors exceed --max-error-fraction.
+    #[arg(long)]
+    pub check: bool,
+    /// Concurrent clients of the mixed workload.
+    #[arg(long, default_value_t = 64)]
+    pub clients: usize,
+    /// Seconds between samples.
+    #[arg(long, default_value_t = 10)]
+    pub interval_secs: u64,
+    /// Seconds between delete bursts (0: none).
+    #[arg(long, default_value_t = 60)]
+    pub burst_every_secs: u64,
+    /// 4 KiB objects written and then deleted in each burst.
+    #[arg(long, default_value_t = 3000)]
+    pub burst_objects: usize,
+    /// Concurrent clients of a burst.
+    #[arg(long, default_value_t = 32)]
+    pub burst_clients: usize,
+    /// Largest tolerated share of requests that fail (errors, not wrong
+    /// answers: one wrong answer always fails --check).
+    #[arg(long, default_value_t = 0.001)]
+    pub max_error_fraction: f64,
+    /// CSV of the samples (default: $TMPDIR/weft-soak-<unix time>.csv).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// S3 endpoint of a running `weft dev` to load, instead of starting a
+    /// cluster inside this process. Needs --pid.
+    #[arg(long, requires = "pid")]
+    pub endpoint: Option<String>,
+    /// Process id of that `weft dev`: the process that is measured.
+    #[arg(long, requires = "endpoint")]
+    pub pid: Option<u32>,
+    /// Its admin endpoint (metrics and the data nodes' addresses).
+    #[arg(long, default_value = "http://127.0.0.1:9001")]
+    pub admin: String,
+    /// Its S3 region.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// Its data directory, for the root credentials (unless
+    /// WEFT_ROOT_ACCESS_KEY and WEFT_ROOT_SECRET_KEY are set).
+    #[arg(long, default_value = "weft-data")]
+    pub data: PathBuf,
+}
+
+#[derive(Subcommand)]
+pub enum KeyCmd {
+    /// Create a key; prints its secret once.
+    Create { name: String },
+    /// List keys.
+    List,
+    /// Delete a key.
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum BucketCmd {
+    /// List every bucket with its owner.
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum ClusterCmd {
+    /// Nodes, zones, capacity and every metad voter's raft state.
+    Status,
+    /// Initialise a new metad group: run once, against fresh voters that were
+    /// started without `bootstrap`. Talks to the first member directly.
+    Init {
+        /// Members as ID=HOST:PORT, e.g. --member 1=10.0.0.1:7000 (repeat).
+        #[arg(long = "member", required = true, value_parser = parse_member)]
+        members: Vec<(u64, String)>,
+    },
+    /// Manage the metad voters.
+    Metad {
+        #[command(subcommand)]
+        command: MetadCmd,
+    },
+    /// Repair: `weft cluster repair status`, or set the rate and priority
+    /// (`weft cluster repair --rate 200MiB/s --priority high`).
+    #[command(args_conflicts_with_subcommands = true)]
+    Repair {
+        #[command(subcommand)]
+        command: Option<RepairCmd>,
+        /// Cluster-wide rate of repair, drain and rebalance writes, e.g. 200MiB/s.
+        #[arg(long, value_parser = weft_common::repair::parse_rate)]
+        rate: Option<u64>,
+        /// low (1 task per node), normal (2) or high (4, rebalancing waits).
+        #[arg(long)]
+        priority: Option<weft_common::repair::RepairPriority>,
+    },
+    /// The cluster's upload timers: show them, or change them
+    /// (`weft cluster timers --upload-max-age-ms 1800000 --gc-grace-ms 3600000`).
+    /// The grace must be at least twice the age; a shorter age reaches the
+    /// gateways and a longer grace the data nodes within a minute, the
+    /// opposite changes when each process restarts.
+    Timers {
+        /// Longest time one upload may write before it commits, in ms.
+        #[arg(long)]
+        upload_max_age_ms: Option<u64>,
+        /// Age under which data nodes never collect a shard file, in ms.
+        #[arg(long)]
+        gc_grace_ms: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RepairCmd {
+    /// Segments at full redundancy, degraded and unreadable per storage
+    /// class, the backlog and an ETA.
+    Status,
+}
+
+#[derive(Subcommand)]
+pub enum NodeCmd {
+    /// Move every shard off the node (it stays readable meanwhile).
+    Drain {
+        /// Node id.
+        id: u64,
+    },
+    /// Cancel a drain: the node takes new shards again.
+    Activate {
+        /// Node id.
+        id: u64,
+    },
+    /// Take a drained node out of the cluster for good.
+    Remove {
+        /// Node id.
+        id: u64,
+        /// Remove even if it still holds shards (repair rebuilds them).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum MetadCmd {
+    /// Every voter with role, term, log indexes and replication lag.
+    List,
+    /// Add a voter: it catches up as a learner (log or snapshot), then is promoted.
+    Add {
+        /// Raft id, never reused.
+        id: u64,
+        /// Its HOST:PORT.
+        addr: String,
+    },
+    /// Remove a voter (the leader steps down first if it is the one removed).
+    Remove {
+        /// Raft id.
+        id: u64,
+    },
+    /// Make the current leader step down so another voter takes over.
+    StepDown,
+}
+
+fn parse_member(s: &str) -> Result<(u64, String), String> {
+    let (id, addr) = s.split_once('=').ok_or("expected ID=HOST:PORT")?;
+    let id = id.parse().map_err(|e| format!("bad id {id:?}: {e}"))?;
+    Ok((id, addr.to_string()))
+}
+
+/// Flags override the TOML file, which overrides the defaults.
+#[derive(Args)]
+pub struct DaemonArgs {
+    /// TOML configuration file (fields as in docs/operations.md).
+    #[arg(long, env = "WEFT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Listen address.
+    #[arg(long, env = "WEFT_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory (metad, datad).
+    #[arg(long, env = "WEFT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// metad addresses, comma-separated (datad, gateway).
+    #[arg(long, env = "WEFT_METAD", value_delimiter = ',')]
+    pub metad: Option<Vec<String>>,
+    /// Raft id (metad) or node id (datad).
+    #[arg(long, env = "WEFT_ID")]
+    pub id: Option<u64>,
+    /// Zone (datad).
+    #[arg(long, env = "WEFT_ZONE")]
+    pub zone: Option<String>,
+    /// Address to advertise to peers, if not the listen address (metad, datad).
+    #[arg(long, env = "WEFT_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Admin API listen address (gateway).
+    #[arg(long, env = "WEFT_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+}

@@ -1,0 +1,37 @@
+//! `weft bench`: measurements whose figures go in docs/performance.md.
+//! Benchmarks report; they never assert a speed (`soak --check` judges
+//! growth and wrong answers, not speed).
+
+use crate::args::BenchCmd;
+use anyhow::Result;
+
+mod internal_http;
+mod metad;
+mod repair;
+mod soak;
+mod soak_load;
+mod soak_series;
+
+/// Runs the bench named by `cmd`.
+pub async fn run(cmd: BenchCmd) -> Result<()> {
+    match cmd {
+        BenchCmd::Metad {
+            voters,
+            seconds,
+            writers,
+            failovers,
+        } => metad::metad(voters, seconds, &writers, failovers).await,
+        BenchCmd::List {
+            keys,
+            per_prefix,
+            samples,
+        } => metad::list(keys, per_prefix, samples).await,
+        BenchCmd::Repair {
+            objects,
+            size_mib,
+            clients,
+        } => repair::repair(objects, size_mib, clients).await,
+        BenchCmd::Soak(a) => soak::soak(a).await,
+        BenchCmd::InternalHttp(a) => internal_http::internal_http(a).await,
+    }
+}

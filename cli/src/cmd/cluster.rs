@@ -1,0 +1,355 @@
+//! `weft cluster`: the cluster's status, initialising and changing the metad
+//! group, repair status and settings, and the upload timers.
+
+use super::admin_client;
+use super::output::{human_bytes, ms_to_rfc3339, print_json};
+use crate::args::{AdminArgs, ClusterCmd, MetadCmd, RepairCmd};
+use anyhow::{Context, Result};
+use weft_gateway::admin::ClusterStatus;
+
+/// Runs a `weft cluster` subcommand. `init` talks to a metad directly (no
+/// gateway can run before the group exists); the others go through the
+/// admin API.
+pub async fn run(cmd: ClusterCmd, a: AdminArgs) -> Result<()> {
+    if let ClusterCmd::Init { members } = &cmd {
+        let (_, first) = members.first().context("at least one --member")?;
+        let map: std::collections::BTreeMap<u64, String> = members.iter().cloned().collect();
+        let resp = reqwest::Client::new()
+            .post(format!("http://{first}/v1/init"))
+            .json(&serde_json::json!({ "members": map }))
+            .send()
+            .await
+            .with_context(|| format!("reach metad at {first}"))?;
+        if !resp.status().is_success() {
+            anyhow::bail!(
+                "initialise the metad group: HTTP {}: {}",
+                resp.status(),
+                resp.text().await.unwrap_or_default()
+            );
+        }
+        if a.json {
+            return print_json(&serde_json::json!({ "initialized": map }));
+        }
+        println!("initialised a metad group of {} voters", map.len());
+        return Ok(());
+    }
+    let c = admin_client(&a)?;
+    match cmd {
+        ClusterCmd::Init { .. } => unreachable!("handled above"),
+        ClusterCmd::Metad { command } => {
+            let st: weft_common::rpc::RaftStatus = match command {
+                MetadCmd::List => {
+                    let s: ClusterStatus = c
+                        .call(reqwest::Method::GET, "/v1/cluster/status", None)
+                        .await
+                        .context("get metad status")?;
+                    if a.json {
+                        return print_json(&s.voters);
+                    }
+                    print_voters(&s.voters, &s.metad);
+                    return Ok(());
+                }
+                MetadCmd::Add { id, addr } => c
+                    .call(
+                        reqwest::Method::POST,
+                        "/v1/metad/add",
+                        Some(serde_json::json!({ "id": id, "addr": addr })),
+                    )
+                    .await
+                    .with_context(|| format!("add metad voter {id} at {addr}"))?,
+                MetadCmd::Remove { id } => c
+                    .call(
+                        reqwest::Method::POST,
+                        "/v1/metad/remove",
+                        Some(serde_json::json!({ "id": id })),
+                    )
+                    .await
+                    .with_context(|| format!("remove metad voter {id}"))?,
+                MetadCmd::StepDown => c
+                    .call(
+                        reqwest::Method::POST,
+                        "/v1/metad/step-down",
+                        Some(serde_json::json!({})),
+                    )
+                    .await
+                    .context("step down the metad leader")?,
+            };
+            if a.json {
+                return print_json(&st);
+            }
+            println!("voters now: {:?}", st.voters);
+        }
+        ClusterCmd::Repair {
+            command: Some(RepairCmd::Status),
+            ..
+        } => {
+            let st: weft_common::repair::DurabilityStatus = c
+                .call(reqwest::Method::GET, "/v1/repair/status", None)
+                .await
+                .context("get repair status")?;
+            if a.json {
+                return print_json(&st);
+            }
+            print_durability(&st);
+        }
+        ClusterCmd::Repair {
+            command: None,
+            rate,
+            priority,
+        } => {
+            if rate.is_none() && priority.is_none() {
+                anyhow::bail!("nothing to change: give --rate and/or --priority, or use `weft cluster repair status`");
+            }
+            let cfg: weft_common::repair::RepairConfig = c
+                .call(
+                    reqwest::Method::POST,
+                    "/v1/repair/config",
+                    Some(serde_json::json!({ "rate_bytes_per_sec": rate, "priority": priority })),
+                )
+                .await
+                .context("set repair settings")?;
+            if a.json {
+                return print_json(&cfg);
+            }
+            println!(
+                "repair rate {}/s, priority {:?}",
+                human_bytes(cfg.rate_bytes_per_sec),
+                cfg.priority
+            );
+        }
+        ClusterCmd::Timers {
+            upload_max_age_ms,
+            gc_grace_ms,
+        } => {
+            let t: weft_common::upload_timers::UploadTimers =
+                if upload_max_age_ms.is_none() && gc_grace_ms.is_none() {
+                    c.call(reqwest::Method::GET, "/v1/upload-timers", None)
+                        .await
+                        .context("get the upload timers")?
+                } else {
+                    c.call(
+                        reqwest::Method::POST,
+                        "/v1/upload-timers",
+                        Some(serde_json::json!({
+                            "upload_max_age_ms": upload_max_age_ms,
+                            "gc_grace_ms": gc_grace_ms,
+                        })),
+                    )
+                    .await
+                    .context("set the upload timers")?
+                };
+            if a.json {
+                return print_json(&t);
+            }
+            println!(
+                "upload_max_age_ms {}\ngc_grace_ms {}",
+                t.upload_max_age_ms, t.gc_grace_ms
+            );
+        }
+        ClusterCmd::Status => {
+            let s: ClusterStatus = c
+                .call(reqwest::Method::GET, "/v1/cluster/status", None)
+                .await
+                .context("get cluster status")?;
+            if a.json {
+                return print_json(&s);
+            }
+            println!(
+                "metad group: leader {:?}, voters {:?}\n",
+                s.metad.leader, s.metad.voters
+            );
+            print_voters(&s.voters, &s.metad);
+            let mut zones: std::collections::BTreeMap<&str, (usize, usize, u64, u64)> =
+                Default::default();
+            for n in &s.nodes {
+                let z = zones.entry(n.info.zone.as_str()).or_default();
+                z.0 += 1;
+                if n.state_name() == "up" {
+                    z.1 += 1;
+                }
+                z.2 += n.info.capacity_bytes;
+                z.3 += n.used_bytes;
+            }
+            println!(
+                "\n{:<12} {:>5} {:>5} {:>12} {:>12}",
+                "ZONE", "NODES", "UP", "CAPACITY", "USED"
+            );
+            for (z, (n, up, cap, used)) in &zones {
+                println!(
+                    "{:<12} {:>5} {:>5} {:>12} {:>12}",
+                    z,
+                    n,
+                    up,
+                    human_bytes(*cap),
+                    human_bytes(*used)
+                );
+            }
+            println!(
+                "\n{:<6} {:<12} {:<22} {:<9} {:>12} {:>12} {:<9} {:>10}",
+                "NODE", "ZONE", "ADDRESS", "STATE", "CAPACITY", "USED", "SPACE", "HEARTBEAT"
+            );
+            for n in &s.nodes {
+                println!(
+                    "{:<6} {:<12} {:<22} {:<9} {:>12} {:>12} {:<9} {:>10}",
+                    n.info.id.to_string(),
+                    n.info.zone,
+                    n.info.addr,
+                    n.state_name(),
+                    human_bytes(n.info.capacity_bytes),
+                    human_bytes(n.used_bytes),
+                    format!(
+                        "{} {}%",
+                        n.space.state.name(),
+                        n.space.fullness_ppm / 10_000
+                    ),
+                    n.last_heartbeat_ms_ago
+                        .map(|ms| format!("{ms}ms ago"))
+                        .unwrap_or_else(|| "never".into())
+                );
+            }
+            for n in s.nodes.iter().filter(|n| !n.space.reason.is_empty()) {
+                println!(
+                    "node {} is {}: {}",
+                    n.info.id,
+                    n.space.state.name(),
+                    n.space.reason
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The voter table of `cluster status` and `cluster metad list`. Lag is
+/// counted from the leader's view of each voter's log; a voter in space-low
+/// mode also gets a line saying what it refuses and what to do.
+fn print_voters(voters: &[weft_gateway::admin::VoterView], leader: &weft_common::rpc::RaftStatus) {
+    println!(
+        "{:<6} {:<22} {:<10} {:>6} {:>10} {:>10} {:>10} {:>8}  {:<10}",
+        "VOTER", "ADDRESS", "ROLE", "TERM", "LAST LOG", "APPLIED", "SNAPSHOT", "LAG", "DISK"
+    );
+    let mut low = vec![];
+    let leader_last = leader.last_log_index.unwrap_or(0);
+    for v in voters {
+        match &v.status {
+            Some(st) => {
+                let matched = leader
+                    .members
+                    .iter()
+                    .find(|m| m.id == st.node_id)
+                    .and_then(|m| m.matched_index);
+                let lag = matched
+                    .map(|m| leader_last.saturating_sub(m).to_string())
+                    .unwrap_or_else(|| "-".into());
+                let opt = |x: Option<u64>| x.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+                let disk = match &st.space {
+                    Some(sp) if sp.low => {
+                        low.push((st.node_id, sp.reason.clone()));
+                        format!("LOW ({} free)", human_bytes(sp.free_bytes))
+                    }
+                    Some(sp) => format!("ok ({} free)", human_bytes(sp.free_bytes)),
+                    None => "-".into(),
+                };
+                println!(
+                    "{:<6} {:<22} {:<10} {:>6} {:>10} {:>10} {:>10} {:>8}  {:<10}",
+                    st.node_id,
+                    v.addr,
+                    st.role,
+                    st.term,
+                    opt(st.last_log_index),
+                    opt(st.applied_index),
+                    opt(st.snapshot_index),
+                    lag,
+                    disk
+                );
+            }
+            None => println!(
+                "{:<6} {:<22} unreachable: {}",
+                "?",
+                v.addr,
+                v.error.as_deref().unwrap_or("")
+            ),
+        }
+    }
+    for (id, reason) in low {
+        println!(
+            "metad {id} is in space-low mode ({reason}): new objects, uploads and buckets are refused; free space on its disk"
+        );
+    }
+}
+
+/// The report of `cluster repair status`: redundancy per storage class, the
+/// backlog and its ETA, anything unreadable, and where shards sit per node.
+fn print_durability(st: &weft_common::repair::DurabilityStatus) {
+    let when = ms_to_rfc3339(st.as_of_ms);
+    println!("state: {}   (as of {when})", st.state.to_uppercase());
+    if st.stale {
+        println!(
+            "STALE: {}",
+            st.stale_reason.as_deref().unwrap_or("metad did not answer")
+        );
+    }
+    println!(
+        "\n{:<12} {:<11} {:>10} {:>10} {:>22} {:>11} {:>12}",
+        "CLASS", "LAYOUT", "SEGMENTS", "FULL", "DEGRADED (-1,-2,..)", "UNREADABLE", "BACKLOG"
+    );
+    for c in &st.classes {
+        let degraded: Vec<String> = c.degraded.iter().map(|d| d.to_string()).collect();
+        println!(
+            "{:<12} {:<11} {:>10} {:>10} {:>22} {:>11} {:>12}",
+            c.class,
+            c.layout,
+            c.segments,
+            c.full,
+            degraded.join(","),
+            c.unreadable,
+            human_bytes(c.backlog_bytes)
+        );
+    }
+    let eta = match st.eta_seconds {
+        Some(0) => "none needed".to_string(),
+        Some(s) => format!("~{s}s"),
+        None => "unknown (no repair is making progress)".to_string(),
+    };
+    println!(
+        "\nbacklog {}, ETA {eta}; {} tasks in flight, {}/s over the last minute; rate limit {}/s, priority {:?}",
+        human_bytes(st.backlog_bytes),
+        st.tasks_in_flight,
+        human_bytes(st.recent_rate_bytes_per_sec),
+        human_bytes(st.config.rate_bytes_per_sec),
+        st.config.priority
+    );
+    if st.draining_shards > 0 {
+        println!("{} shards still on draining nodes", st.draining_shards);
+    }
+    if st.damaged_shards > 0 {
+        println!(
+            "{} shard files have bad blocks awaiting repair in place",
+            st.damaged_shards
+        );
+    }
+    if !st.unreadable_objects.is_empty() {
+        println!(
+            "unreadable objects (first {}):",
+            st.unreadable_objects.len()
+        );
+        for o in &st.unreadable_objects {
+            println!("  {o}");
+        }
+    }
+    println!(
+        "\n{:<6} {:<12} {:<9} {:>8} {:>12} {:>12}",
+        "NODE", "ZONE", "STATE", "SHARDS", "STORED", "CAPACITY"
+    );
+    for n in &st.nodes {
+        println!(
+            "{:<6} {:<12} {:<9} {:>8} {:>12} {:>12}",
+            n.node.to_string(),
+            n.zone,
+            n.state,
+            n.shards,
+            human_bytes(n.stored_bytes),
+            human_bytes(n.capacity_bytes)
+        );
+    }
+}

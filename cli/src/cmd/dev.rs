@@ -1,0 +1,80 @@
+//! `weft dev`: a whole cluster in this process, for trying Weft out; prints
+//! how to reach it and runs until Ctrl-C.
+
+use super::daemon::shutdown_signal;
+use super::LOG_TARGET;
+use crate::args::DevArgs;
+use anyhow::Result;
+use weft_cli::dev_cluster::{root_credentials, DevCluster, DevClusterConfig};
+use weft_cli::exit::{fatal_hint, RestartNeeded, STOP_AFTER_FATAL};
+
+/// Runs the dev cluster until a signal, or until its metad can no longer
+/// serve: then it stops with [`RestartNeeded`] rather than answer 503s
+/// forever.
+pub async fn run(a: DevArgs) -> Result<()> {
+    let mut cfg = DevClusterConfig::new(&a.data);
+    cfg.s3_listen = a.listen;
+    cfg.admin_listen = a.admin_listen;
+    cfg.metad_listen = a.metad_listen;
+    cfg.region = a.region;
+    cfg.tls = a.tls;
+    cfg.credentials = Some(root_credentials(&a.data)?);
+    weft_cli::limits::raise_open_file_limit_logged();
+    let cluster = DevCluster::start(cfg).await?;
+    let c = cluster.credentials();
+    println!(
+        "Weft dev cluster is up: metad + {} data nodes in 3 zones + S3 gateway",
+        cluster.config().datad_count
+    );
+    println!();
+    println!("  S3 endpoint:   {}", cluster.s3_endpoint());
+    println!("  Admin API:     {}", cluster.admin_endpoint());
+    println!("  Region:        {}", cluster.region());
+    println!("  Access key:    {}", c.access_key);
+    println!("  Secret key:    {}", c.secret_key);
+    println!("  Data:          {}", a.data.display());
+    if let Some(ca) = cluster.ca_cert() {
+        println!(
+            "  TLS cert:      {} (self-signed: export AWS_CA_BUNDLE={})",
+            ca.display(),
+            ca.display()
+        );
+    }
+    println!();
+    println!("Try it with aws-cli:");
+    println!(
+        "  export AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_DEFAULT_REGION={}",
+        c.access_key,
+        c.secret_key,
+        cluster.region()
+    );
+    println!(
+        "  aws --endpoint-url {} s3 mb s3://demo",
+        cluster.s3_endpoint()
+    );
+    println!(
+        "  aws --endpoint-url {} s3 cp ./README.md s3://demo/",
+        cluster.s3_endpoint()
+    );
+    println!();
+    println!("Press Ctrl-C to stop.");
+    tokio::select! {
+        _ = shutdown_signal() => {
+            println!("stopping…");
+            cluster.shutdown().await;
+            Ok(())
+        }
+        fatal = cluster.metad_fatal() => {
+            eprintln!("metad {} of the dev cluster can no longer serve; stopping everything", fatal.id);
+            if tokio::time::timeout(STOP_AFTER_FATAL, cluster.shutdown()).await.is_err() {
+                tracing::warn!(target: LOG_TARGET, "the dev cluster did not stop within {STOP_AFTER_FATAL:?}; exiting anyway");
+            }
+            Err(RestartNeeded(format!(
+                "{fatal}. Committed data in {} is intact; run `weft dev` again to restart from it.{}",
+                a.data.display(),
+                fatal_hint(&fatal.cause)
+            ))
+            .into())
+        }
+    }
+}
