@@ -4,12 +4,12 @@
 //! module's docs for the whole story.
 
 use super::{write_whole, RepairContext, RepairError};
-use weft_client::DatadClientError;
 use crate::error::ShardError;
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::sync::Arc;
+use weft_client::DatadClientError;
 use weft_common::damage::BlockDamage;
 use weft_common::profile::Layout;
 use weft_common::repair::{RepairTask, ShardSource};

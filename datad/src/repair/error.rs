@@ -1,10 +1,10 @@
 //! [`RepairError`]: why a repair task failed.
 
-use weft_client::DatadClientError;
 use crate::error::ShardError;
 use std::ops::Range;
-use weft_common::damage::BlockDamage;
+use weft_client::DatadClientError;
 use weft_client::MetadClientError;
+use weft_common::damage::BlockDamage;
 use weft_common::rpc::CommandResult;
 use weft_common::stripe::StripeError;
 use weft_common::NodeId;

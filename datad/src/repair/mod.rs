@@ -16,7 +16,6 @@
 //! refusal may mean an earlier attempt already committed it. Unreferenced
 //! files are the garbage collector's job, which asks metad first.
 
-use weft_client::DatadClient;
 use crate::shard_store::ShardStore;
 use crate::throttle::Throttle;
 use crate::work_metrics::WorkMetrics;
@@ -27,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use weft_client::DatadClient;
 use weft_client::MetadClient;
 use weft_common::profile::Layout;
 use weft_common::repair::{
