@@ -54,18 +54,13 @@ impl KeyStore {
         };
         let key = match metad.query(&q).await {
             Ok(QueryResult::AccessKey { key }) => key,
-            Ok(other) => {
-                return Err(s3_error!(
-                    InternalError,
-                    "unexpected metad answer: {other:?}"
-                ))
-            }
+            Ok(other) => return Err(crate::error::unexpected_key_answer(other)),
             Err(e) => match fallback {
                 Some(k) => {
                     tracing::warn!(error = %e, "metad unreachable; using the last known access key");
                     return Ok(Some(k));
                 }
-                None => return Err(s3_error!(ServiceUnavailable, "look up access key: {e}")),
+                None => return Err(crate::error::key_lookup_failed(e)),
             },
         };
         self.cache.insert(access_key.to_string(), key.clone()).await;

@@ -3,10 +3,10 @@
 use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 use weft_common::manifest::BucketInfo;
-use weft_common::rpc::{Command, CommandResult, Query, QueryResult, Refusal};
+use weft_common::rpc::{Command, CommandResult, Query, QueryResult};
 
-use super::{metad_err, refusal_error, unexpected};
 use super::{now_ms, timestamp, WeftS3};
+use crate::error::{metad_err, refusal_to_s3, unexpected, Refused};
 
 impl WeftS3 {
     #[tracing::instrument(level = "info", skip_all, fields(bucket = %req.input.bucket))]
@@ -36,17 +36,12 @@ impl WeftS3 {
             CommandResult::Done => Ok(S3Response::new(CreateBucketOutput {
                 location: Some(format!("/{name}")),
             })),
-            CommandResult::Refused {
-                refusal: Refusal::BucketExists { owner },
-            } if owner == creds.access_key => Err(s3_error!(
-                BucketAlreadyOwnedByYou,
-                "you already own the bucket {name}"
-            )),
-            CommandResult::Refused {
-                refusal: Refusal::BucketExists { .. },
-            } => Err(s3_error!(
-                BucketAlreadyExists,
-                "the bucket {name} exists and belongs to someone else"
+            CommandResult::Refused { refusal } => Err(refusal_to_s3(
+                Refused::CreateBucket {
+                    bucket: &name,
+                    caller: &creds.access_key,
+                },
+                refusal,
             )),
             other => Err(unexpected("create bucket", other)),
         }
@@ -67,15 +62,10 @@ impl WeftS3 {
             .map_err(metad_err)?
         {
             CommandResult::Done => Ok(S3Response::new(DeleteBucketOutput {})),
-            CommandResult::Refused {
-                refusal: Refusal::BucketNotEmpty,
-            } => Err(s3_error!(
-                BucketNotEmpty,
-                "the bucket {name} is not empty; delete its objects first"
+            CommandResult::Refused { refusal } => Err(refusal_to_s3(
+                Refused::DeleteBucket { bucket: &name },
+                refusal,
             )),
-            CommandResult::Refused {
-                refusal: Refusal::NoSuchBucket,
-            } => Err(s3_error!(NoSuchBucket, "bucket {name} does not exist")),
             other => Err(unexpected("delete bucket", other)),
         }
     }
@@ -160,7 +150,13 @@ impl WeftS3 {
         };
         match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
             CommandResult::Done => Ok(S3Response::new(PutBucketVersioningOutput::default())),
-            CommandResult::Refused { refusal } => Err(refusal_error(refusal, &input.bucket, "")),
+            CommandResult::Refused { refusal } => Err(refusal_to_s3(
+                Refused::Object {
+                    bucket: &input.bucket,
+                    key: "",
+                },
+                refusal,
+            )),
             other => Err(unexpected("set versioning", other)),
         }
     }

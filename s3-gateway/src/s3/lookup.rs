@@ -12,7 +12,7 @@ use crate::release::ReadLease;
 
 use super::conditions::{check_copy_preconditions, CopyConditions};
 use super::WeftS3;
-use super::{metad_err, unexpected};
+use crate::error::{metad_err, unexpected};
 
 impl WeftS3 {
     pub(super) async fn bucket(

@@ -19,13 +19,11 @@ mod tagging;
 
 use s3s::dto::*;
 use s3s::service::{S3Service, S3ServiceBuilder};
-use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
+use s3s::{S3Request, S3Response, S3Result, S3};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::auth::KeyStore;
-use crate::error::{to_s3, GatewayError};
 use crate::{Gateway, GatewayConfig};
-use weft_common::rpc::Refusal;
 
 pub use crate::limits::KEY_BYTES_MAX;
 pub use crate::limits::LIST_KEYS_MAX;
@@ -49,30 +47,6 @@ fn timestamp_ms(t: Timestamp) -> u64 {
 
 fn timestamp(ms: u64) -> Timestamp {
     Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms))
-}
-
-pub(super) fn metad_err(e: weft_metad::MetadClientError) -> s3s::S3Error {
-    to_s3(GatewayError::Metad(e))
-}
-
-pub(super) fn unexpected(what: &str, got: impl std::fmt::Debug) -> s3s::S3Error {
-    s3_error!(InternalError, "unexpected metad answer to {what}: {got:?}")
-}
-
-/// The S3 error for a refused command.
-pub(super) fn refusal_error(r: Refusal, bucket: &str, key: &str) -> s3s::S3Error {
-    match r {
-        Refusal::NoSuchBucket => s3_error!(NoSuchBucket, "bucket {bucket} does not exist"),
-        Refusal::NoSuchKey => s3_error!(NoSuchKey, "key {key} does not exist"),
-        Refusal::PreconditionFailed => {
-            s3_error!(
-                PreconditionFailed,
-                "At least one of the pre-conditions you specified did not hold"
-            )
-        }
-        Refusal::NoSuchUpload => s3_error!(NoSuchUpload, "the upload does not exist"),
-        other => s3_error!(InternalError, "unexpected refusal {other:?}"),
-    }
 }
 
 /// The S3 trait implementation.

@@ -16,11 +16,11 @@ use super::request::{
     body_length, claimed_checksums, parse_tagging_header, strip_aws_chunked, user_metadata,
 };
 use super::store::version_label_for;
-use super::{metad_err, refusal_error, unexpected};
 use super::{
     now_ms, timestamp, timestamp_ms, WeftS3, KEY_BYTES_MAX, PARTS_MAX, PART_BYTES_MIN,
     PUT_BYTES_MAX,
 };
+use crate::error::{metad_err, refusal_to_s3, unexpected, Refused};
 
 impl WeftS3 {
     #[tracing::instrument(level = "info", skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
@@ -117,12 +117,11 @@ impl WeftS3 {
                 checksum_type: checksum_type.map(ChecksumType::from),
                 ..Default::default()
             })),
-            CommandResult::Refused {
-                refusal: Refusal::NoSuchBucket,
-            } => Err(s3_error!(
-                NoSuchBucket,
-                "bucket {} does not exist",
-                input.bucket
+            CommandResult::Refused { refusal } => Err(refusal_to_s3(
+                Refused::CreateUpload {
+                    bucket: &input.bucket,
+                },
+                refusal,
             )),
             other => Err(unexpected("create upload", other)),
         }
@@ -405,28 +404,13 @@ impl WeftS3 {
                     ..Default::default()
                 }))
             }
-            CommandResult::Refused {
-                refusal: Refusal::NoSuchUpload,
-            } => Err(s3_error!(
-                NoSuchUpload,
-                "upload {} was completed or aborted meanwhile",
-                input.upload_id
-            )),
-            CommandResult::Refused {
-                refusal: Refusal::InvalidPart { part_number },
-            } => Err(s3_error!(
-                InvalidPart,
-                "part {part_number} changed while completing; retry"
-            )),
-            CommandResult::Refused {
-                refusal: r @ (Refusal::PreconditionFailed | Refusal::NoSuchKey),
-            } => Err(refusal_error(r, &input.bucket, &input.key)),
-            CommandResult::Refused {
-                refusal: Refusal::NoSuchBucket,
-            } => Err(s3_error!(
-                NoSuchBucket,
-                "bucket {} does not exist",
-                input.bucket
+            CommandResult::Refused { refusal } => Err(refusal_to_s3(
+                Refused::CompleteUpload {
+                    bucket: &input.bucket,
+                    key: &input.key,
+                    upload_id: &input.upload_id,
+                },
+                refusal,
             )),
             other => Err(unexpected("complete upload", other)),
         }
@@ -448,12 +432,11 @@ impl WeftS3 {
                 self.gw.release.replaced(segments);
                 Ok(S3Response::new(AbortMultipartUploadOutput::default()))
             }
-            CommandResult::Refused {
-                refusal: Refusal::NoSuchUpload,
-            } => Err(s3_error!(
-                NoSuchUpload,
-                "upload {} does not exist",
-                input.upload_id
+            CommandResult::Refused { refusal } => Err(refusal_to_s3(
+                Refused::AbortUpload {
+                    upload_id: &input.upload_id,
+                },
+                refusal,
             )),
             other => Err(unexpected("abort upload", other)),
         }
@@ -665,13 +648,13 @@ impl WeftS3 {
                 Ok((etag, now))
             }
             CommandResult::Refused {
-                refusal: Refusal::NoSuchUpload,
+                refusal: refusal @ Refusal::NoSuchUpload,
             } => {
                 self.discard_unreferenced(segments, committed.after_unknown);
-                Err(s3_error!(
-                    NoSuchUpload,
-                    "upload {upload_id} was completed or aborted meanwhile"
-                ))
+                Err(refusal_to_s3(Refused::PutPart { upload_id }, refusal))
+            }
+            CommandResult::Refused { refusal } => {
+                Err(refusal_to_s3(Refused::PutPart { upload_id }, refusal))
             }
             other => Err(unexpected("put part", other)),
         }

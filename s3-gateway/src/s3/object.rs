@@ -17,8 +17,8 @@ use super::request::{
     user_metadata,
 };
 use super::store::version_label_for;
-use super::{metad_err, refusal_error, unexpected};
 use super::{now_ms, timestamp, timestamp_ms, WeftS3, KEY_BYTES_MAX, PUT_BYTES_MAX};
+use crate::error::{metad_err, refusal_to_s3, unexpected, Refused};
 
 impl WeftS3 {
     #[tracing::instrument(level = "info", skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]
@@ -39,7 +39,13 @@ impl WeftS3 {
             // Fail fast before storing data; the commit re-checks atomically.
             let current = self.current_opt(&input.bucket, &input.key).await?;
             if let Some(r) = condition_refusal(condition.as_ref(), current.as_ref()) {
-                return Err(refusal_error(r, &input.bucket, &input.key));
+                return Err(refusal_to_s3(
+                    Refused::Object {
+                        bucket: &input.bucket,
+                        key: &input.key,
+                    },
+                    r,
+                ));
             }
         }
         let tags = parse_tagging_header(input.tagging.as_deref())?;
@@ -135,7 +141,13 @@ impl WeftS3 {
             }
             Ok(CommandResult::Refused { refusal }) => {
                 self.discard_unreferenced(segments, after_unknown);
-                Err(refusal_error(refusal, &input.bucket, &input.key))
+                Err(refusal_to_s3(
+                    Refused::Object {
+                        bucket: &input.bucket,
+                        key: &input.key,
+                    },
+                    refusal,
+                ))
             }
             Ok(other) => Err(unexpected("put object", other)),
             // The commit may or may not have happened: keep the shards (GC
@@ -517,7 +529,13 @@ impl WeftS3 {
             }
             CommandResult::Refused { refusal } => {
                 self.discard_unreferenced(segments, committed.after_unknown);
-                Err(refusal_error(refusal, &input.bucket, &input.key))
+                Err(refusal_to_s3(
+                    Refused::Object {
+                        bucket: &input.bucket,
+                        key: &input.key,
+                    },
+                    refusal,
+                ))
             }
             other => Err(unexpected("copy object", other)),
         }
@@ -562,7 +580,9 @@ impl WeftS3 {
                     version_id.map(str::to_string).or(delete_marker),
                 ))
             }
-            CommandResult::Refused { refusal } => Err(refusal_error(refusal, bucket, key)),
+            CommandResult::Refused { refusal } => {
+                Err(refusal_to_s3(Refused::Object { bucket, key }, refusal))
+            }
             other => Err(unexpected("delete object", other)),
         }
     }

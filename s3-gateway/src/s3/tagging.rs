@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use weft_common::rpc::{Command, CommandResult};
 
 use super::WeftS3;
-use super::{metad_err, refusal_error, unexpected};
+use crate::error::{metad_err, refusal_to_s3, unexpected, Refused};
 use crate::limits::{TAGS_BUCKET_MAX, TAGS_OBJECT_MAX};
 
 impl WeftS3 {
@@ -96,7 +96,9 @@ impl WeftS3 {
         };
         match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
             CommandResult::Done => Ok(()),
-            CommandResult::Refused { refusal } => Err(refusal_error(refusal, bucket, key)),
+            CommandResult::Refused { refusal } => {
+                Err(refusal_to_s3(Refused::Object { bucket, key }, refusal))
+            }
             other => Err(unexpected("set object tags", other)),
         }
     }
@@ -112,7 +114,9 @@ impl WeftS3 {
         };
         match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
             CommandResult::Done => Ok(()),
-            CommandResult::Refused { refusal } => Err(refusal_error(refusal, bucket, "")),
+            CommandResult::Refused { refusal } => {
+                Err(refusal_to_s3(Refused::Object { bucket, key: "" }, refusal))
+            }
             other => Err(unexpected("set bucket tags", other)),
         }
     }
