@@ -17,17 +17,67 @@ use weft_common::profile::Layout;
 use weft_common::stripe::Geometry;
 use weft_common::{NodeId, ShardIndex};
 
+use prometheus_client::metrics::counter::Counter;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use weft_datad::client::{DatadClient, DatadClientError};
+use weft_metad::MetadClient;
+
+use crate::cluster_map::ClusterMap;
+use crate::codecs::Codecs;
 use crate::error::GatewayError;
+use crate::metrics::GatewayMetrics;
 use crate::release::ReadLease;
-use crate::Gateway;
-use weft_datad::client::DatadClientError;
 
 pub use crate::limits::BAD_SHARD_REPORTS_MAX;
+
+/// Reads objects back from their shards, decoding around missing or bad
+/// ones and reporting those to metad. Holds only what reading needs; cheap
+/// to clone.
+#[derive(Clone)]
+pub struct ObjectReader {
+    /// Where each shard's node is, and whether it is up.
+    cluster: ClusterMap,
+    /// Fetches the shards.
+    datad: DatadClient,
+    /// Decoders, shared with the write path.
+    codecs: Codecs,
+    /// Takes the bad-shard reports.
+    metad: MetadClient,
+    /// Bounds the bad-shard reports in flight.
+    report_slots: Arc<Semaphore>,
+    /// Stripes decoded from parity on reads.
+    degraded_reads: Counter,
+    /// Bad-shard reports sent.
+    bad_shards_reported: Counter,
+    /// Bad-shard reports dropped because too many were in flight.
+    bad_shard_reports_dropped: Counter,
+}
 
 /// Bytes of the object a piece covers and the piece itself.
 pub type Piece = Result<Bytes, GatewayError>;
 
-impl Gateway {
+impl ObjectReader {
+    /// A reader counting into `metrics`.
+    pub fn new(
+        cluster: ClusterMap,
+        datad: DatadClient,
+        codecs: Codecs,
+        metad: MetadClient,
+        metrics: &GatewayMetrics,
+    ) -> Self {
+        ObjectReader {
+            cluster,
+            datad,
+            codecs,
+            metad,
+            report_slots: Arc::new(Semaphore::new(BAD_SHARD_REPORTS_MAX)),
+            degraded_reads: metrics.degraded_reads.clone(),
+            bad_shards_reported: metrics.bad_shards_reported.clone(),
+            bad_shard_reports_dropped: metrics.bad_shard_reports_dropped.clone(),
+        }
+    }
+
     /// Streams `range` of `version` into a bounded channel. The first piece
     /// is fetched before this returns, so a wholly unreadable object fails
     /// with a clean error instead of a truncated body.
@@ -174,11 +224,11 @@ impl Gateway {
         // burst of tasks. A report not sent is not lost: the holder's
         // scrubber, or the next read, finds the same blocks.
         let Ok(slot) = self.report_slots.clone().try_acquire_owned() else {
-            self.metrics.bad_shard_reports_dropped.inc();
+            self.bad_shard_reports_dropped.inc();
             tracing::debug!(%segment, index, %node, "too many bad-shard reports in flight; leaving this one to scrub");
             return;
         };
-        self.metrics.bad_shards_reported.inc();
+        self.bad_shards_reported.inc();
         let metad = self.metad.clone();
         tokio::spawn(async move {
             let _slot = slot;
@@ -260,7 +310,7 @@ impl Gateway {
             .map(|(i, _)| first + i)
             .collect();
         tracing::warn!(segment = %seg.id, stripe = stripe.index, ?failed, "degraded read: decoding from parity");
-        self.metrics.degraded_reads.inc();
+        self.degraded_reads.inc();
         let width = g.k + g.m;
         let mut errors: Vec<String> = failed
             .iter()
@@ -288,7 +338,7 @@ impl Gateway {
             }
         }
         drop(pending);
-        let codec = self.codec(g.k, g.m)?;
+        let codec = self.codecs.get(g.k, g.m)?;
         let data_len = (stripe.data.end - stripe.data.start) as usize;
         let data = tokio::task::spawn_blocking(move || codec.decode(shards, data_len))
             .await

@@ -32,7 +32,7 @@ impl WeftS3 {
                 versioning: None,
             },
         };
-        match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
+        match self.metad.command(&cmd).await.map_err(metad_err)? {
             CommandResult::Done => Ok(S3Response::new(CreateBucketOutput {
                 location: Some(format!("/{name}")),
             })),
@@ -55,7 +55,6 @@ impl WeftS3 {
         let name = req.input.bucket.clone();
         self.bucket(req.credentials.as_ref(), &name).await?;
         match self
-            .gw
             .metad
             .command(&Command::DeleteBucket { name: name.clone() })
             .await
@@ -92,15 +91,9 @@ impl WeftS3 {
         &self,
         req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
-        let root = self.gw.keys.is_root(req.credentials.as_ref()).await?;
+        let root = self.keys.is_root(req.credentials.as_ref()).await?;
         let me = req.credentials.as_ref().map(|c| c.access_key.clone());
-        let buckets = match self
-            .gw
-            .metad
-            .query(&Query::Buckets)
-            .await
-            .map_err(metad_err)?
-        {
+        let buckets = match self.metad.query(&Query::Buckets).await.map_err(metad_err)? {
             QueryResult::Buckets { buckets } => buckets,
             other => return Err(unexpected("list buckets", other)),
         };
@@ -148,7 +141,7 @@ impl WeftS3 {
             bucket: input.bucket.clone(),
             status,
         };
-        match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
+        match self.metad.command(&cmd).await.map_err(metad_err)? {
             CommandResult::Done => Ok(S3Response::new(PutBucketVersioningOutput::default())),
             CommandResult::Refused { refusal } => Err(refusal_to_s3(
                 Refused::Object {

@@ -103,7 +103,7 @@ impl WeftS3 {
             after,
             max_keys: max_keys as u32,
         });
-        let page = match self.gw.metad.query(&q).await.map_err(metad_err)? {
+        let page = match self.metad.query(&q).await.map_err(metad_err)? {
             QueryResult::List { page: Some(p) } => p,
             QueryResult::List { page: None } => {
                 return Err(s3_error!(
@@ -170,7 +170,7 @@ impl WeftS3 {
             max: max as u32,
         };
         let (entries, common_prefixes, next) =
-            match self.gw.metad.query(&q).await.map_err(metad_err)? {
+            match self.metad.query(&q).await.map_err(metad_err)? {
                 QueryResult::Versions {
                     entries,
                     common_prefixes,
@@ -248,7 +248,7 @@ impl WeftS3 {
             after,
             max_keys,
         });
-        match self.gw.metad.query(&q).await.map_err(metad_err)? {
+        match self.metad.query(&q).await.map_err(metad_err)? {
             QueryResult::List { page: Some(p) } => Ok(p),
             QueryResult::List { page: None } => {
                 Err(s3_error!(NoSuchBucket, "bucket {bucket} does not exist"))

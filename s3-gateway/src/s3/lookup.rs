@@ -23,9 +23,9 @@ impl WeftS3 {
         let q = Query::Bucket {
             name: name.to_string(),
         };
-        match self.gw.metad.query(&q).await.map_err(metad_err)? {
+        match self.metad.query(&q).await.map_err(metad_err)? {
             QueryResult::Bucket { bucket: Some(b) } => {
-                self.gw.keys.authorize(creds, &b).await?;
+                self.keys.authorize(creds, &b).await?;
                 Ok(b)
             }
             QueryResult::Bucket { bucket: None } => {
@@ -40,7 +40,7 @@ impl WeftS3 {
             bucket: bucket.to_string(),
             key: key.to_string(),
         };
-        match self.gw.metad.query(&q).await.map_err(metad_err)? {
+        match self.metad.query(&q).await.map_err(metad_err)? {
             QueryResult::Object {
                 version: Some(v), ..
             } => Ok(v),
@@ -81,7 +81,7 @@ impl WeftS3 {
             key: key.to_string(),
             version_id: version_id.to_string(),
         };
-        match self.gw.metad.query(&q).await.map_err(metad_err)? {
+        match self.metad.query(&q).await.map_err(metad_err)? {
             QueryResult::VersionRecord {
                 bucket_exists: false,
                 ..
@@ -128,7 +128,7 @@ impl WeftS3 {
         let q = Query::Upload {
             upload_id: upload_id.to_string(),
         };
-        match self.gw.metad.query(&q).await.map_err(metad_err)? {
+        match self.metad.query(&q).await.map_err(metad_err)? {
             QueryResult::Upload { upload: Some(u) } if u.bucket == bucket && u.key == key => Ok(u),
             QueryResult::Upload { .. } => Err(s3_error!(
                 NoSuchUpload,
@@ -159,7 +159,7 @@ impl WeftS3 {
             ));
         };
         self.bucket(creds, bucket).await?;
-        let lease = self.gw.release.leases().begin();
+        let lease = self.releaser.leases().begin();
         let v = self
             .version_or_current(bucket, key, version_id.as_deref())
             .await?;

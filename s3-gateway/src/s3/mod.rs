@@ -22,8 +22,16 @@ use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{S3Request, S3Response, S3Result, S3};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use prometheus_client::metrics::counter::Counter;
+use std::sync::Arc;
+use weft_common::profile::Profiles;
+use weft_metad::MetadClient;
+
 use crate::auth::KeyStore;
-use crate::{Gateway, GatewayConfig};
+use crate::read_path::ObjectReader;
+use crate::release::Releaser;
+use crate::write_path::ObjectWriter;
+use crate::GatewayConfig;
 
 pub use crate::limits::KEY_BYTES_MAX;
 pub use crate::limits::LIST_KEYS_MAX;
@@ -49,20 +57,34 @@ fn timestamp(ms: u64) -> Timestamp {
     Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms))
 }
 
-/// The S3 trait implementation.
+/// The S3 operations and what they run on; cheap to clone.
 #[derive(Clone)]
 pub struct WeftS3 {
-    gw: Gateway,
+    /// Stores request bodies and copies.
+    pub(crate) writer: ObjectWriter,
+    /// Reads objects for GET and copies.
+    pub(crate) reader: ObjectReader,
+    /// Where every bucket, version and upload lives.
+    pub(crate) metad: MetadClient,
+    /// Access keys, to authorise callers per bucket.
+    pub(crate) keys: KeyStore,
+    /// The storage classes a request may name.
+    pub(crate) profiles: Arc<Profiles>,
+    /// Releases the shards of replaced, deleted and refused versions, and
+    /// the read leases that hold releases back.
+    pub(crate) releaser: Releaser,
+    /// Object bytes accepted by PUT, UploadPart and copies.
+    pub(crate) bytes_written: Counter,
+    /// A deliberate bug for the chaos suite's self-test: acknowledge PUTs and
+    /// completions without committing them. Never set outside that test.
+    pub(crate) fault_ack_before_commit: bool,
 }
 
 /// Builds the s3s service with SigV4 against metad's keys and
 /// virtual-hosted-style addressing for the configured domains.
-pub fn build_service(
-    gw: Gateway,
-    keys: KeyStore,
-    cfg: &GatewayConfig,
-) -> Result<S3Service, crate::StartError> {
-    let mut b = S3ServiceBuilder::new(WeftS3 { gw });
+pub fn build_service(s3: WeftS3, cfg: &GatewayConfig) -> Result<S3Service, crate::StartError> {
+    let keys = s3.keys.clone();
+    let mut b = S3ServiceBuilder::new(s3);
     b.set_auth(keys);
     b.set_access(crate::access::Gate);
     if !cfg.virtual_host_domains.is_empty() {

@@ -39,7 +39,7 @@ impl WeftS3 {
         let user_metadata = user_metadata(input.metadata)?;
         let tags = parse_tagging_header(input.tagging.as_deref())?;
         let class_name = input.storage_class.as_ref().map(|c| c.as_str().to_string());
-        let Some(class) = self.gw.profiles.class(class_name.as_deref()).cloned() else {
+        let Some(class) = self.profiles.class(class_name.as_deref()).cloned() else {
             return Err(s3_error!(
                 InvalidStorageClass,
                 "storage class {class_name:?} is not offered by this cluster"
@@ -102,7 +102,6 @@ impl WeftS3 {
             parts: Vec::new(),
         };
         match self
-            .gw
             .metad
             .command(&Command::CreateUpload { upload })
             .await
@@ -146,7 +145,7 @@ impl WeftS3 {
         if size > PUT_BYTES_MAX {
             return Err(s3_error!(EntityTooLarge, "a part is at most 5 GiB"));
         }
-        let Some(class) = self.gw.profiles.class(Some(&upload.storage_class)).cloned() else {
+        let Some(class) = self.profiles.class(Some(&upload.storage_class)).cloned() else {
             return Err(s3_error!(
                 InvalidStorageClass,
                 "storage class {} is no longer offered",
@@ -245,7 +244,7 @@ impl WeftS3 {
                 }
             }
         };
-        let Some(class) = self.gw.profiles.class(Some(&upload.storage_class)).cloned() else {
+        let Some(class) = self.profiles.class(Some(&upload.storage_class)).cloned() else {
             return Err(s3_error!(
                 InvalidStorageClass,
                 "storage class {} is no longer offered",
@@ -380,10 +379,10 @@ impl WeftS3 {
             version,
             condition: write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?,
         };
-        let result = if self.gw.fault_ack_before_commit {
+        let result = if self.fault_ack_before_commit {
             CommandResult::Released { segments: vec![] }
         } else {
-            self.gw.metad.command(&cmd).await.map_err(metad_err)?
+            self.metad.command(&cmd).await.map_err(metad_err)?
         };
         match result {
             CommandResult::Released { segments } => {
@@ -427,9 +426,9 @@ impl WeftS3 {
         let cmd = Command::AbortUpload {
             upload_id: input.upload_id.clone(),
         };
-        match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
+        match self.metad.command(&cmd).await.map_err(metad_err)? {
             CommandResult::Released { segments } => {
-                self.gw.release.replaced(segments);
+                self.releaser.replaced(segments);
                 Ok(S3Response::new(AbortMultipartUploadOutput::default()))
             }
             CommandResult::Refused { refusal } => Err(refusal_to_s3(
@@ -504,7 +503,6 @@ impl WeftS3 {
         self.bucket(req.credentials.as_ref(), &input.bucket).await?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let uploads = match self
-            .gw
             .metad
             .query(&Query::Uploads {
                 bucket: input.bucket.clone(),

@@ -58,7 +58,7 @@ impl WeftS3 {
         }
         let user_metadata = user_metadata(input.metadata)?;
         let class_name = input.storage_class.as_ref().map(|c| c.as_str().to_string());
-        let Some(class) = self.gw.profiles.class(class_name.as_deref()).cloned() else {
+        let Some(class) = self.profiles.class(class_name.as_deref()).cloned() else {
             return Err(s3_error!(
                 InvalidStorageClass,
                 "storage class {class_name:?} is not offered by this cluster"
@@ -112,7 +112,7 @@ impl WeftS3 {
             condition,
         };
         let mut after_unknown = false;
-        let result = if self.gw.fault_ack_before_commit {
+        let result = if self.fault_ack_before_commit {
             Ok(CommandResult::Replaced { previous: None })
         } else {
             self.commit_written(&cmd, &segments).await.map(|c| {
@@ -123,7 +123,7 @@ impl WeftS3 {
         match result {
             Ok(CommandResult::Replaced { previous }) => {
                 if let Some(prev) = previous {
-                    self.gw.release.replaced(prev.segments);
+                    self.releaser.replaced(prev.segments);
                 }
                 let c = checksums::to_dto(&stored_checksums);
                 Ok(S3Response::new(PutObjectOutput {
@@ -167,7 +167,7 @@ impl WeftS3 {
         self.bucket(req.credentials.as_ref(), &input.bucket).await?;
         // Before asking metad: a replace committed after this point waits
         // for this read before releasing the shards it reads.
-        let lease = self.gw.release.leases().begin();
+        let lease = self.releaser.leases().begin();
         let v = self
             .version_or_current(&input.bucket, &input.key, input.version_id.as_deref())
             .await?;
@@ -182,7 +182,11 @@ impl WeftS3 {
         let (range, content_range) = requested_range(&v, input.range.as_ref(), input.part_number)?;
         let full = range.start == 0 && range.end == v.size;
         let len = range.end - range.start;
-        let rx = self.gw.read_object(&v, range, lease).await.map_err(to_s3)?;
+        let rx = self
+            .reader
+            .read_object(&v, range, lease)
+            .await
+            .map_err(to_s3)?;
         let expected_crc = v.crc32c;
         // On a full read, check the whole-object crc32c end to end: a
         // mismatch aborts the body rather than completing it with bad bytes.
@@ -441,7 +445,7 @@ impl WeftS3 {
             .as_ref()
             .map(|c| c.as_str().to_string())
             .unwrap_or(src.storage_class.clone());
-        let Some(class) = self.gw.profiles.class(Some(&class_name)).cloned() else {
+        let Some(class) = self.profiles.class(Some(&class_name)).cloned() else {
             return Err(s3_error!(
                 InvalidStorageClass,
                 "storage class {class_name:?} is not offered by this cluster"
@@ -567,7 +571,7 @@ impl WeftS3 {
                 marker: Some((VersionId::from_random(rand::random()), now_ms())),
             },
         };
-        match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
+        match self.metad.command(&cmd).await.map_err(metad_err)? {
             CommandResult::Replaced { previous } => Ok((previous, false, None)),
             CommandResult::VersionDeleted {
                 released,

@@ -31,9 +31,13 @@ impl WeftS3 {
         trailers: Option<&s3s::TrailingHeaders>,
     ) -> S3Result<(crate::write_path::Written, BTreeMap<String, String>)> {
         let written = match body {
-            Some(body) => self.gw.write_object(class, size, body, spec.hasher()).await,
+            Some(body) => {
+                self.writer
+                    .write_object(class, size, body, spec.hasher())
+                    .await
+            }
             None => {
-                self.gw
+                self.writer
                     .write_object(
                         class,
                         size,
@@ -60,11 +64,11 @@ impl WeftS3 {
         })();
         match checked {
             Ok(stored) => {
-                self.gw.metrics.bytes_written.inc_by(size);
+                self.bytes_written.inc_by(size);
                 Ok((written, stored))
             }
             Err(e) => {
-                self.gw.release.unreferenced(written.segments);
+                self.releaser.unreferenced(written.segments);
                 Err(e)
             }
         }
@@ -81,7 +85,7 @@ impl WeftS3 {
         let len = range.end - range.start;
         if len == 0 {
             return self
-                .gw
+                .writer
                 .write_object(
                     class,
                     0,
@@ -92,16 +96,16 @@ impl WeftS3 {
                 .map_err(to_s3);
         }
         let rx = self
-            .gw
+            .reader
             .read_object(src, range, lease)
             .await
             .map_err(to_s3)?;
         let written = self
-            .gw
+            .writer
             .write_object(class, len, ReceiverStream::new(rx), hasher)
             .await
             .map_err(to_s3)?;
-        self.gw.metrics.bytes_written.inc_by(len);
+        self.bytes_written.inc_by(len);
         Ok(written)
     }
 
@@ -116,13 +120,13 @@ impl WeftS3 {
         cmd: &Command,
         written: &[Segment],
     ) -> Result<weft_common::metad_client::Committed, weft_metad::MetadClientError> {
-        let r = self.gw.metad.command_outcome(cmd).await;
+        let r = self.metad.command_outcome(cmd).await;
         if let Err(weft_metad::MetadClientError::Rejected {
             code: weft_common::rpc::RpcErrorCode::DiskFull,
             ..
         }) = &r
         {
-            self.gw.release.unreferenced(written.to_vec());
+            self.releaser.unreferenced(written.to_vec());
         }
         r
     }
@@ -139,11 +143,11 @@ impl WeftS3 {
             );
             return;
         }
-        self.gw.release.unreferenced(segments);
+        self.releaser.unreferenced(segments);
     }
 
     pub(super) fn release(&self, segments: Vec<Segment>) {
-        self.gw.release.replaced(segments);
+        self.releaser.replaced(segments);
     }
 }
 

@@ -94,7 +94,7 @@ impl WeftS3 {
             key: key.to_string(),
             tags,
         };
-        match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
+        match self.metad.command(&cmd).await.map_err(metad_err)? {
             CommandResult::Done => Ok(()),
             CommandResult::Refused { refusal } => {
                 Err(refusal_to_s3(Refused::Object { bucket, key }, refusal))
@@ -112,7 +112,7 @@ impl WeftS3 {
             bucket: bucket.to_string(),
             tags,
         };
-        match self.gw.metad.command(&cmd).await.map_err(metad_err)? {
+        match self.metad.command(&cmd).await.map_err(metad_err)? {
             CommandResult::Done => Ok(()),
             CommandResult::Refused { refusal } => {
                 Err(refusal_to_s3(Refused::Object { bucket, key: "" }, refusal))
