@@ -80,7 +80,7 @@ pub enum StartError {
         /// The addresses tried.
         metad: Vec<String>,
         /// Why it failed.
-        detail: String,
+        detail: upload_age::FetchError,
     },
 }
 

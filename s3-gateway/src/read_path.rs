@@ -19,6 +19,7 @@ use weft_common::{NodeId, ShardIndex};
 
 use prometheus_client::metrics::counter::Counter;
 use std::sync::Arc;
+use thiserror::Error;
 use tokio::sync::Semaphore;
 use weft_datad::client::{DatadClient, DatadClientError};
 use weft_metad::MetadClient;
@@ -52,6 +53,44 @@ pub struct ObjectReader {
     bad_shards_reported: Counter,
     /// Bad-shard reports dropped because too many were in flight.
     bad_shard_reports_dropped: Counter,
+}
+
+/// Why one shard could not be read; the read goes on from the others, and
+/// names this only if they fail too.
+#[derive(Debug, Error)]
+pub enum ShardReadError {
+    /// The segment was committed without this shard.
+    #[error("shard {index} was never written")]
+    NeverWritten {
+        /// The shard.
+        index: usize,
+    },
+    /// The cluster map does not have the shard's node.
+    #[error("shard {index}: node {node} unknown")]
+    UnknownNode {
+        /// The shard.
+        index: usize,
+        /// Its node.
+        node: NodeId,
+    },
+    /// The cluster map has the shard's node down.
+    #[error("shard {index}: node {node} is down")]
+    NodeDown {
+        /// The shard.
+        index: usize,
+        /// Its node.
+        node: NodeId,
+    },
+    /// The node did not return the shard's bytes.
+    #[error("shard {index} on {node}: {source}")]
+    Failed {
+        /// The shard.
+        index: usize,
+        /// Its node.
+        node: NodeId,
+        /// What the node answered.
+        source: DatadClientError,
+    },
 }
 
 /// Bytes of the object a piece covers and the piece itself.
@@ -171,15 +210,15 @@ impl ObjectReader {
         seg: &Segment,
         index: usize,
         shard_range: Range<u64>,
-    ) -> Result<Bytes, String> {
+    ) -> Result<Bytes, ShardReadError> {
         let Some(Some(node)) = seg.shards.get(index).copied() else {
-            return Err(format!("shard {index} was never written"));
+            return Err(ShardReadError::NeverWritten { index });
         };
         let Some((addr, up)) = self.cluster.locate(node) else {
-            return Err(format!("shard {index}: node {node} unknown"));
+            return Err(ShardReadError::UnknownNode { index, node });
         };
         if !up {
-            return Err(format!("shard {index}: node {node} is down"));
+            return Err(ShardReadError::NodeDown { index, node });
         }
         self.datad
             .get_shard(
@@ -203,7 +242,11 @@ impl ObjectReader {
                     // A datad that did not name the blocks: its scrubber will.
                     _ => {}
                 }
-                format!("shard {index} on {node}: {e}")
+                ShardReadError::Failed {
+                    index,
+                    node,
+                    source: e,
+                }
             })
     }
 
@@ -266,7 +309,7 @@ impl ObjectReader {
         for i in order {
             match self.fetch(seg, i, r.clone()).await {
                 Ok(b) => return Ok(b),
-                Err(e) => errors.push(e),
+                Err(e) => errors.push(e.to_string()),
             }
         }
         Err(GatewayError::Unreadable {
@@ -334,7 +377,7 @@ impl ObjectReader {
                         break;
                     }
                 }
-                Err(e) => errors.push(e),
+                Err(e) => errors.push(e.to_string()),
             }
         }
         drop(pending);
@@ -350,5 +393,27 @@ impl ObjectReader {
         let s = (r.start - stripe.data.start) as usize;
         let e = (r.end - stripe.data.start) as usize;
         Ok(data.slice(s..e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_read_errors_name_the_shard_and_its_node() {
+        let node = NodeId(4);
+        assert_eq!(
+            ShardReadError::NeverWritten { index: 2 }.to_string(),
+            "shard 2 was never written"
+        );
+        assert_eq!(
+            ShardReadError::UnknownNode { index: 2, node }.to_string(),
+            "shard 2: node n4 unknown"
+        );
+        assert_eq!(
+            ShardReadError::NodeDown { index: 2, node }.to_string(),
+            "shard 2: node n4 is down"
+        );
     }
 }
