@@ -5,8 +5,9 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 use weft_common::manifest::BucketInfo;
 use weft_common::rpc::{Command, CommandResult, Query, QueryResult};
 
-use super::{now_ms, timestamp, WeftS3};
 use crate::error::{metad_err, refusal_to_s3, unexpected, Refused};
+
+use super::{now_ms, timestamp, WeftS3};
 
 impl WeftS3 {
     #[tracing::instrument(level = "info", skip_all, fields(bucket = %req.input.bucket))]

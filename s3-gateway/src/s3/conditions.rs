@@ -131,3 +131,87 @@ pub(super) fn check_copy_preconditions(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(etag: &str) -> ObjectVersion {
+        ObjectVersion {
+            version_id: weft_common::VersionId::from_random([1; 16]),
+            size: 0,
+            etag: etag.into(),
+            crc32c: 0,
+            last_modified_ms: 1_000_000,
+            storage_class: "STANDARD".into(),
+            user_metadata: Default::default(),
+            content: Default::default(),
+            checksums: Default::default(),
+            checksum_type: None,
+            version_label: None,
+            part_sizes: vec![],
+            tags: Default::default(),
+            segments: vec![],
+        }
+    }
+
+    fn etag(e: &str) -> ETagCondition {
+        ETagCondition::ETag(ETag::Strong(e.into()))
+    }
+
+    #[test]
+    fn write_conditions_are_if_none_match_any_or_if_match_an_etag() {
+        assert_eq!(write_condition(None, None).unwrap(), None);
+        assert_eq!(
+            write_condition(None, Some(&ETagCondition::Any)).unwrap(),
+            Some(WriteCondition::NoneMatchAny)
+        );
+        assert_eq!(
+            write_condition(Some(&etag("abc")), None).unwrap(),
+            Some(WriteCondition::Match("abc".into()))
+        );
+        for (m, n) in [
+            (Some(etag("abc")), Some(ETagCondition::Any)),
+            (Some(ETagCondition::Any), None),
+            (None, Some(etag("abc"))),
+        ] {
+            let e = write_condition(m.as_ref(), n.as_ref()).unwrap_err();
+            assert_eq!(*e.code(), s3s::S3ErrorCode::NotImplemented);
+        }
+    }
+
+    #[test]
+    fn the_write_condition_check_refuses_as_metad_does() {
+        let v = version("abc");
+        let none_match = WriteCondition::NoneMatchAny;
+        let matching = WriteCondition::Match("abc".into());
+        let other = WriteCondition::Match("xyz".into());
+        assert_eq!(condition_refusal(None, Some(&v)), None);
+        assert_eq!(condition_refusal(Some(&none_match), None), None);
+        assert_eq!(
+            condition_refusal(Some(&none_match), Some(&v)),
+            Some(Refusal::PreconditionFailed)
+        );
+        assert_eq!(condition_refusal(Some(&matching), Some(&v)), None);
+        assert_eq!(
+            condition_refusal(Some(&other), Some(&v)),
+            Some(Refusal::PreconditionFailed)
+        );
+        assert_eq!(
+            condition_refusal(Some(&matching), None),
+            Some(Refusal::NoSuchKey)
+        );
+    }
+
+    #[test]
+    fn a_copy_source_condition_that_would_be_304_is_412() {
+        let v = version("abc");
+        let e = check_preconditions(&v, None, Some(&etag("abc")), None, None).unwrap_err();
+        assert_eq!(*e.code(), s3s::S3ErrorCode::NotModified);
+        let e = check_copy_preconditions(&v, (None, Some(&etag("abc")), None, None)).unwrap_err();
+        assert_eq!(*e.code(), s3s::S3ErrorCode::PreconditionFailed);
+        let e = check_copy_preconditions(&v, (Some(&etag("xyz")), None, None, None)).unwrap_err();
+        assert_eq!(*e.code(), s3s::S3ErrorCode::PreconditionFailed);
+        assert!(check_copy_preconditions(&v, (Some(&etag("abc")), None, None, None)).is_ok());
+    }
+}

@@ -5,8 +5,9 @@ use s3s::dto::*;
 use s3s::{s3_error, S3Request, S3Response, S3Result};
 use weft_common::rpc::{ListMarker, ListRequest, Query, QueryResult};
 
-use super::{timestamp, WeftS3, LIST_KEYS_MAX};
 use crate::error::{metad_err, unexpected};
+
+use super::{timestamp, WeftS3, LIST_KEYS_MAX};
 
 impl WeftS3 {
     pub(super) async fn list_objects(

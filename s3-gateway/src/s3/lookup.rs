@@ -8,11 +8,11 @@ use weft_common::manifest::{BucketInfo, ObjectVersion, Upload};
 use weft_common::rpc::{Query, QueryResult};
 use weft_common::VersionId;
 
+use crate::error::{metad_err, unexpected};
 use crate::release::ReadLease;
 
 use super::conditions::{check_copy_preconditions, CopyConditions};
 use super::WeftS3;
-use crate::error::{metad_err, unexpected};
 
 impl WeftS3 {
     pub(super) async fn bucket(

@@ -17,13 +17,12 @@ mod request;
 mod store;
 mod tagging;
 
+use prometheus_client::metrics::counter::Counter;
 use s3s::dto::*;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{S3Request, S3Response, S3Result, S3};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use prometheus_client::metrics::counter::Counter;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use weft_common::profile::Profiles;
 use weft_metad::MetadClient;
 

@@ -9,6 +9,7 @@ use weft_common::rpc::{Command, CommandResult, Query, QueryResult, Refusal};
 use weft_common::VersionId;
 
 use crate::checksums;
+use crate::error::{metad_err, refusal_to_s3, unexpected, Refused};
 
 use super::conditions::write_condition;
 use super::part_checksums::{check_listed_part_checksums, multipart_checksum};
@@ -20,7 +21,6 @@ use super::{
     now_ms, timestamp, timestamp_ms, WeftS3, KEY_BYTES_MAX, PARTS_MAX, PART_BYTES_MIN,
     PUT_BYTES_MAX,
 };
-use crate::error::{metad_err, refusal_to_s3, unexpected, Refused};
 
 impl WeftS3 {
     #[tracing::instrument(level = "info", skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]

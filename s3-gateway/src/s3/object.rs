@@ -9,7 +9,7 @@ use weft_common::rpc::{Command, CommandResult};
 use weft_common::VersionId;
 
 use crate::checksums;
-use crate::error::{to_s3, GatewayError};
+use crate::error::{metad_err, refusal_to_s3, to_s3, unexpected, GatewayError, Refused};
 
 use super::conditions::{check_preconditions, condition_refusal, write_condition};
 use super::request::{
@@ -18,7 +18,6 @@ use super::request::{
 };
 use super::store::version_label_for;
 use super::{now_ms, timestamp, timestamp_ms, WeftS3, KEY_BYTES_MAX, PUT_BYTES_MAX};
-use crate::error::{metad_err, refusal_to_s3, unexpected, Refused};
 
 impl WeftS3 {
     #[tracing::instrument(level = "info", skip_all, fields(bucket = %req.input.bucket, key = %req.input.key))]

@@ -6,8 +6,9 @@ use s3s::{s3_error, S3Result};
 use std::collections::BTreeMap;
 use weft_common::manifest::ObjectVersion;
 
-use super::tagging::check_tag;
 use crate::limits::{TAGS_OBJECT_MAX, USER_METADATA_BYTES_MAX};
+
+use super::tagging::check_tag;
 
 /// The `x-amz-checksum-*` values a PUT or UploadPart input carries.
 macro_rules! claimed_checksums {

@@ -5,9 +5,10 @@ use s3s::{s3_error, S3Request, S3Response, S3Result};
 use std::collections::BTreeMap;
 use weft_common::rpc::{Command, CommandResult};
 
-use super::WeftS3;
 use crate::error::{metad_err, refusal_to_s3, unexpected, Refused};
 use crate::limits::{TAGS_BUCKET_MAX, TAGS_OBJECT_MAX};
+
+use super::WeftS3;
 
 impl WeftS3 {
     pub(super) async fn get_object_tagging(
