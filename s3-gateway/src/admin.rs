@@ -19,14 +19,20 @@ use weft_common::rpc::{
 use weft_common::topology::{NodeAdmin, NodeView};
 use weft_common::upload_timers::UploadTimers;
 
+use crate::auth::KeyStore;
+use crate::metrics::GatewayMetrics;
 use crate::s3::now_ms;
-use crate::Gateway;
+use weft_client::MetadClient;
 
 /// State of the admin router.
 #[derive(Clone)]
 pub struct AdminState {
-    /// The gateway (for metad access).
-    pub gw: Gateway,
+    /// Where keys, buckets and the cluster's state live.
+    pub metad: MetadClient,
+    /// Access keys, to check the admin caller's signature.
+    pub keys: KeyStore,
+    /// What `/metrics` renders.
+    pub metrics: GatewayMetrics,
     /// Accepted bearer token, if configured.
     pub admin_token: Option<String>,
     /// The last durability report metad gave, served (flagged stale) when
@@ -43,8 +49,8 @@ impl IntoResponse for AdminError {
     }
 }
 
-impl From<weft_metad::MetadClientError> for AdminError {
-    fn from(e: weft_metad::MetadClientError) -> Self {
+impl From<weft_client::MetadClientError> for AdminError {
+    fn from(e: weft_client::MetadClientError) -> Self {
         AdminError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
     }
 }
@@ -126,7 +132,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/health", get(|| async { "ok" }))
         .route(
             "/metrics",
-            get(|State(s): State<AdminState>| async move { s.gw.metrics.render() }),
+            get(|State(s): State<AdminState>| async move { s.metrics.render() }),
         )
         .with_state(state)
 }
@@ -159,7 +165,7 @@ async fn check(
             "request time too far from server time; check the clock",
         ));
     }
-    let key = s.gw.keys.get(&parsed.access_key).await.map_err(|e| {
+    let key = s.keys.get(&parsed.access_key).await.map_err(|e| {
         AdminError(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("look up key: {e:?}"),
@@ -192,7 +198,7 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminErro
 }
 
 async fn keys(s: &AdminState) -> Result<Vec<AccessKey>, AdminError> {
-    match s.gw.metad.query(&Query::Keys).await? {
+    match s.metad.query(&Query::Keys).await? {
         QueryResult::Keys { keys } => Ok(keys),
         other => Err(AdminError(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -265,7 +271,6 @@ async fn create_key(
         created_ms: now_ms(),
     };
     match s
-        .gw
         .metad
         .command(&Command::CreateKey { key: key.clone() })
         .await?
@@ -302,7 +307,6 @@ async fn delete_key(
 ) -> Result<StatusCode, AdminError> {
     check(&s, &method, &uri, &headers, b"").await?;
     match s
-        .gw
         .metad
         .command(&Command::DeleteKey { name: name.clone() })
         .await?
@@ -335,7 +339,7 @@ async fn list_buckets(
 ) -> Result<Json<Vec<BucketView>>, AdminError> {
     check(&s, &method, &uri, &headers, b"").await?;
     let keys = keys(&s).await?;
-    let buckets = match s.gw.metad.query(&Query::Buckets).await? {
+    let buckets = match s.metad.query(&Query::Buckets).await? {
         QueryResult::Buckets { buckets } => buckets,
         other => {
             return Err(AdminError(
@@ -361,7 +365,7 @@ async fn list_buckets(
 }
 
 async fn voter_views(s: &AdminState) -> Vec<VoterView> {
-    s.gw.metad
+    s.metad
         .query_each(&Query::Status)
         .await
         .into_iter()
@@ -401,7 +405,7 @@ async fn cluster_status(
         .cloned();
     let metad = match leader {
         Some(st) => st,
-        None => match s.gw.metad.query(&Query::Status).await? {
+        None => match s.metad.query(&Query::Status).await? {
             QueryResult::Status { status } => status,
             other => {
                 return Err(AdminError(
@@ -411,7 +415,7 @@ async fn cluster_status(
             }
         },
     };
-    let nodes = match s.gw.metad.query(&Query::Nodes).await? {
+    let nodes = match s.metad.query(&Query::Nodes).await? {
         QueryResult::Nodes { nodes, .. } => nodes,
         other => {
             return Err(AdminError(
@@ -432,13 +436,13 @@ async fn metad_member_call<B: Serialize>(
     path: &str,
     body: &B,
 ) -> Result<Json<RaftStatus>, AdminError> {
-    let st: RaftStatus = s.gw.metad.call(path, body).await.map_err(|e| match e {
-        weft_metad::MetadClientError::Rejected { message, .. } => {
+    let st: RaftStatus = s.metad.call(path, body).await.map_err(|e| match e {
+        weft_client::MetadClientError::Rejected { message, .. } => {
             AdminError(StatusCode::CONFLICT, message)
         }
         e => AdminError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     })?;
-    if let Err(e) = s.gw.metad.learn_members().await {
+    if let Err(e) = s.metad.learn_members().await {
         tracing::warn!(error = %e, "refresh metad members after a membership change");
     }
     Ok(Json(st))
@@ -482,7 +486,7 @@ async fn metad_step_down(
 use crate::limits::DURABILITY_QUERY_DEADLINE;
 
 async fn durability(s: &AdminState) -> Result<DurabilityStatus, AdminError> {
-    let metad = s.gw.metad.clone().with_deadline(DURABILITY_QUERY_DEADLINE);
+    let metad = s.metad.clone().with_deadline(DURABILITY_QUERY_DEADLINE);
     match metad.query(&Query::Durability).await? {
         QueryResult::Durability { status } => Ok(status),
         other => Err(AdminError(
@@ -554,7 +558,7 @@ async fn repair_config(
     if let Some(p) = req.priority {
         config.priority = p;
     }
-    s.gw.metad
+    s.metad
         .command(&Command::SetRepairConfig { config })
         .await?;
     Ok(Json(config))
@@ -570,7 +574,7 @@ pub struct UploadTimersRequest {
 }
 
 async fn cluster_upload_timers(s: &AdminState) -> Result<UploadTimers, AdminError> {
-    match s.gw.metad.query(&Query::UploadTimers).await? {
+    match s.metad.query(&Query::UploadTimers).await? {
         QueryResult::UploadTimers { timers } => Ok(timers),
         other => Err(AdminError(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -614,7 +618,6 @@ async fn set_upload_timers(
         return Err(AdminError(StatusCode::BAD_REQUEST, e.to_string()));
     }
     match s
-        .gw
         .metad
         .command(&Command::SetUploadTimers {
             timers,
@@ -692,7 +695,7 @@ async fn node_action(
         node: weft_common::NodeId(id),
         admin,
     };
-    match s.gw.metad.command(&cmd).await? {
+    match s.metad.command(&cmd).await? {
         CommandResult::Done => Ok(Json(NodeActionReply {
             node: id,
             admin,

@@ -4,9 +4,9 @@ use moka::future::Cache;
 use s3s::auth::{Credentials, S3Auth, SecretKey};
 use s3s::{s3_error, S3Result};
 use std::time::Duration;
+use weft_client::MetadClient;
 use weft_common::manifest::{AccessKey, BucketInfo};
 use weft_common::rpc::{Query, QueryResult};
-use weft_metad::MetadClient;
 
 /// Looks up access keys in metad. Entries live for a few seconds so a
 /// deleted key stops working quickly without a metad read per request.
@@ -54,18 +54,13 @@ impl KeyStore {
         };
         let key = match metad.query(&q).await {
             Ok(QueryResult::AccessKey { key }) => key,
-            Ok(other) => {
-                return Err(s3_error!(
-                    InternalError,
-                    "unexpected metad answer: {other:?}"
-                ))
-            }
+            Ok(other) => return Err(crate::error::unexpected_key_answer(other)),
             Err(e) => match fallback {
                 Some(k) => {
                     tracing::warn!(error = %e, "metad unreachable; using the last known access key");
                     return Ok(Some(k));
                 }
-                None => return Err(s3_error!(ServiceUnavailable, "look up access key: {e}")),
+                None => return Err(crate::error::key_lookup_failed(e)),
             },
         };
         self.cache.insert(access_key.to_string(), key.clone()).await;

@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use weft_client::MetadClient;
 use weft_common::placement::Candidate;
 use weft_common::rpc::{Query, QueryResult};
 use weft_common::topology::NodeView;
 use weft_common::NodeId;
-use weft_metad::MetadClient;
 
 pub use crate::limits::UNREACHABLE_AVOID;
 
@@ -26,7 +26,7 @@ pub struct ClusterMap {
 
 impl ClusterMap {
     /// Fetches the node table once.
-    pub async fn refresh(&self, metad: &MetadClient) -> Result<(), weft_metad::MetadClientError> {
+    pub async fn refresh(&self, metad: &MetadClient) -> Result<(), weft_client::MetadClientError> {
         match metad.query(&Query::Nodes).await? {
             QueryResult::Nodes {
                 nodes,
@@ -37,7 +37,7 @@ impl ClusterMap {
                 *self.metad_space_low.write().expect("cluster map lock") = metad_space_low;
                 Ok(())
             }
-            other => Err(weft_metad::MetadClientError::Protocol(format!(
+            other => Err(weft_client::MetadClientError::Protocol(format!(
                 "expected nodes, got {other:?}"
             ))),
         }

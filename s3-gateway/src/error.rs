@@ -1,7 +1,10 @@
-//! The gateway's errors and their one mapping to S3 error codes.
+//! The gateway's errors and the one place they, metad's refusals and
+//! metad's client errors become S3 errors, so every operation answers the
+//! same failure the same way (tests in `error/tests.rs`).
 
-use s3s::{S3Error, S3ErrorCode};
+use s3s::{s3_error, S3Error, S3ErrorCode};
 use thiserror::Error;
+use weft_common::rpc::{CommandResult, Refusal};
 use weft_common::SegmentId;
 
 /// Everything that can go wrong on the data path.
@@ -9,7 +12,7 @@ use weft_common::SegmentId;
 pub enum GatewayError {
     /// metad could not be reached or refused.
     #[error("metadata service: {0}")]
-    Metad(#[from] weft_metad::MetadClientError),
+    Metad(#[from] weft_client::MetadClientError),
     /// Not enough healthy nodes to place a segment.
     #[error("place segment: {0}")]
     Placement(#[from] weft_common::placement::PlacementError),
@@ -83,15 +86,15 @@ pub struct ShortfallTally {
 
 impl ShortfallTally {
     /// Counts one shard's failure.
-    pub fn note(&mut self, e: &weft_datad::client::DatadClientError) {
+    pub fn note(&mut self, e: &weft_client::datad::DatadClientError) {
         use weft_common::rpc::RpcErrorCode;
         match e {
-            weft_datad::client::DatadClientError::Failed {
+            weft_client::datad::DatadClientError::Failed {
                 code: Some(RpcErrorCode::Busy),
                 ..
             }
-            | weft_datad::client::DatadClientError::Busy { .. } => self.busy += 1,
-            weft_datad::client::DatadClientError::Failed {
+            | weft_client::datad::DatadClientError::Busy { .. } => self.busy += 1,
+            weft_client::datad::DatadClientError::Failed {
                 code: Some(RpcErrorCode::DiskFull),
                 ..
             } => self.full += 1,
@@ -126,7 +129,7 @@ fn is_out_of_space(e: &GatewayError) -> bool {
     matches!(
         e,
         GatewayError::Placement(weft_common::placement::PlacementError::NodesFull { .. })
-            | GatewayError::Metad(weft_metad::MetadClientError::Rejected {
+            | GatewayError::Metad(weft_client::MetadClientError::Rejected {
                 code: weft_common::rpc::RpcErrorCode::DiskFull,
                 ..
             })
@@ -148,8 +151,8 @@ pub fn to_s3(e: GatewayError) -> S3Error {
     let code = match &e {
         // Both are worth a client retry; an unknown outcome released nothing.
         GatewayError::Metad(
-            weft_metad::MetadClientError::Unavailable { .. }
-            | weft_metad::MetadClientError::OutcomeUnknown { .. },
+            weft_client::MetadClientError::Unavailable { .. }
+            | weft_client::MetadClientError::OutcomeUnknown { .. },
         ) => S3ErrorCode::ServiceUnavailable,
         GatewayError::Metad(_) => S3ErrorCode::InternalError,
         GatewayError::WriteQuorum {
@@ -197,143 +200,159 @@ pub fn to_s3(e: GatewayError) -> S3Error {
     err
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A metad client error as the S3 client sees it: the same answer as any
+/// other failure of the data path.
+pub fn metad_err(e: weft_client::MetadClientError) -> S3Error {
+    to_s3(GatewayError::Metad(e))
+}
 
-    #[test]
-    fn mappings() {
-        let unreadable = to_s3(GatewayError::Unreadable {
-            segment: SegmentId(1),
-            detail: "x".into(),
-        });
-        assert_eq!(*unreadable.code(), S3ErrorCode::ServiceUnavailable);
-        assert_eq!(
-            *to_s3(GatewayError::Body("short".into())).code(),
-            S3ErrorCode::IncompleteBody
-        );
-        assert_eq!(
-            *to_s3(GatewayError::Metad(
-                weft_metad::MetadClientError::Unavailable {
-                    attempts: 1,
-                    last: "x".into()
-                }
-            ))
-            .code(),
-            S3ErrorCode::ServiceUnavailable
-        );
-        assert_eq!(
-            *to_s3(GatewayError::Metad(
-                weft_metad::MetadClientError::OutcomeUnknown {
-                    attempts: 3,
-                    last: "timeout".into()
-                }
-            ))
-            .code(),
-            S3ErrorCode::ServiceUnavailable
-        );
-        assert_eq!(
-            *to_s3(GatewayError::BodySignature("chunk 3".into())).code(),
-            S3ErrorCode::SignatureDoesNotMatch
-        );
-        assert_eq!(
-            *to_s3(GatewayError::Internal("bug".into())).code(),
-            S3ErrorCode::InternalError
-        );
-    }
+/// An answer metad should never give to `what` (a bug on one side or the
+/// other, or mismatched versions).
+pub fn unexpected(what: &str, got: impl std::fmt::Debug) -> S3Error {
+    s3_error!(InternalError, "unexpected metad answer to {what}: {got:?}")
+}
 
-    fn failed(code: weft_common::rpc::RpcErrorCode) -> weft_datad::client::DatadClientError {
-        weft_datad::client::DatadClientError::Failed {
-            op: "put shard",
-            addr: "127.0.0.1:1".into(),
-            status: 503,
-            code: Some(code),
-            message: "x".into(),
+/// An access key lookup metad could not answer, with no last known key to
+/// fall back on: always worth a retry, whatever the failure.
+pub fn key_lookup_failed(e: weft_client::MetadClientError) -> S3Error {
+    s3_error!(ServiceUnavailable, "look up access key: {e}")
+}
+
+/// An answer metad should never give to an access key lookup.
+pub fn unexpected_key_answer(got: impl std::fmt::Debug) -> S3Error {
+    s3_error!(InternalError, "unexpected metad answer: {got:?}")
+}
+
+/// The command metad refused, with the names its S3 error message uses.
+/// Most refusals read the same whatever was refused; the command matters
+/// for the few whose meaning depends on it (an upload gone while a part was
+/// written is not an upload that never existed).
+#[derive(Clone, Copy, Debug)]
+pub enum Refused<'a> {
+    /// A change to an object or to a bucket's settings (PutObject, a copy,
+    /// a delete, tags, versioning); `key` is empty for a bucket's.
+    Object {
+        /// The bucket.
+        bucket: &'a str,
+        /// The key, or "".
+        key: &'a str,
+    },
+    /// CreateBucket by `caller` (an access key).
+    CreateBucket {
+        /// The bucket.
+        bucket: &'a str,
+        /// The caller's access key.
+        caller: &'a str,
+    },
+    /// DeleteBucket.
+    DeleteBucket {
+        /// The bucket.
+        bucket: &'a str,
+    },
+    /// CreateMultipartUpload.
+    CreateUpload {
+        /// The bucket.
+        bucket: &'a str,
+    },
+    /// The commit of an uploaded (or copied) part.
+    PutPart {
+        /// The upload.
+        upload_id: &'a str,
+    },
+    /// CompleteMultipartUpload.
+    CompleteUpload {
+        /// The bucket.
+        bucket: &'a str,
+        /// The key.
+        key: &'a str,
+        /// The upload.
+        upload_id: &'a str,
+    },
+    /// AbortMultipartUpload.
+    AbortUpload {
+        /// The upload.
+        upload_id: &'a str,
+    },
+}
+
+impl Refused<'_> {
+    /// The command as `unexpected` names it.
+    fn what(&self) -> &'static str {
+        match self {
+            Refused::Object { .. } => "object command",
+            Refused::CreateBucket { .. } => "create bucket",
+            Refused::DeleteBucket { .. } => "delete bucket",
+            Refused::CreateUpload { .. } => "create upload",
+            Refused::PutPart { .. } => "put part",
+            Refused::CompleteUpload { .. } => "complete upload",
+            Refused::AbortUpload { .. } => "abort upload",
         }
-    }
-
-    fn quorum(shortfall: Shortfall) -> GatewayError {
-        GatewayError::WriteQuorum {
-            segment: SegmentId(1),
-            written: 3,
-            needed: 5,
-            detail: "x".into(),
-            shortfall,
-        }
-    }
-
-    #[test]
-    fn a_write_short_of_descriptors_is_slow_down_and_one_short_of_space_is_507() {
-        use weft_common::rpc::RpcErrorCode as C;
-        let busy = to_s3(quorum(Shortfall::Busy));
-        assert_eq!(*busy.code(), S3ErrorCode::SlowDown);
-        assert!(busy.message().unwrap().contains("retry with backoff"));
-        let full = to_s3(quorum(Shortfall::Full));
-        assert_eq!(full.code().as_str(), INSUFFICIENT_STORAGE);
-        assert_eq!(
-            full.status_code(),
-            Some(http::StatusCode::INSUFFICIENT_STORAGE)
-        );
-        assert!(full.message().unwrap().contains("add capacity"));
-        assert_eq!(
-            *to_s3(quorum(Shortfall::Other)).code(),
-            S3ErrorCode::ServiceUnavailable
-        );
-
-        let tally = |codes: &[Option<C>]| {
-            let mut t = ShortfallTally::default();
-            for c in codes {
-                match c {
-                    Some(c) => t.note(&failed(*c)),
-                    None => t.note_other(),
-                }
-            }
-            t.verdict()
-        };
-        assert_eq!(tally(&[Some(C::Busy), Some(C::Busy)]), Shortfall::Busy);
-        assert_eq!(tally(&[Some(C::Busy), Some(C::DiskFull)]), Shortfall::Busy);
-        assert_eq!(
-            tally(&[Some(C::DiskFull), Some(C::DiskFull)]),
-            Shortfall::Full
-        );
-        // An unreachable node or an internal error makes the cause unclear.
-        assert_eq!(tally(&[Some(C::DiskFull), None]), Shortfall::Other);
-        assert_eq!(tally(&[Some(C::Busy), Some(C::Internal)]), Shortfall::Other);
-        assert_eq!(tally(&[]), Shortfall::Other);
-    }
-
-    #[test]
-    fn out_of_space_is_507_insufficient_storage() {
-        use weft_common::placement::PlacementError;
-        let full = to_s3(GatewayError::Placement(PlacementError::NodesFull {
-            available: 1,
-            needed: 3,
-            quorum: 2,
-            full: vec![weft_common::NodeId(4)],
-        }));
-        assert_eq!(full.code().as_str(), INSUFFICIENT_STORAGE);
-        assert_eq!(
-            full.status_code(),
-            Some(http::StatusCode::INSUFFICIENT_STORAGE)
-        );
-        assert!(full.message().unwrap().contains("data nodes n4 are full"));
-        let low = to_s3(GatewayError::Metad(
-            weft_metad::MetadClientError::Rejected {
-                code: weft_common::rpc::RpcErrorCode::DiskFull,
-                message: "metad is low on space".into(),
-            },
-        ));
-        assert_eq!(low.code().as_str(), INSUFFICIENT_STORAGE);
-        assert_eq!(
-            low.status_code(),
-            Some(http::StatusCode::INSUFFICIENT_STORAGE)
-        );
-        // Too few nodes for another reason stays a retryable 503.
-        let down = to_s3(GatewayError::Placement(PlacementError::NotEnoughNodes {
-            available: 1,
-            needed: 3,
-            quorum: 2,
-        }));
-        assert_eq!(*down.code(), S3ErrorCode::ServiceUnavailable);
     }
 }
+
+/// The S3 error for a refused command.
+pub fn refusal_to_s3(cmd: Refused<'_>, r: Refusal) -> S3Error {
+    match (cmd, r) {
+        (Refused::Object { bucket, key }, r) => object_refusal(r, bucket, key),
+        (Refused::CreateBucket { bucket, caller }, Refusal::BucketExists { owner })
+            if owner == caller =>
+        {
+            s3_error!(
+                BucketAlreadyOwnedByYou,
+                "you already own the bucket {bucket}"
+            )
+        }
+        (Refused::CreateBucket { bucket, .. }, Refusal::BucketExists { .. }) => s3_error!(
+            BucketAlreadyExists,
+            "the bucket {bucket} exists and belongs to someone else"
+        ),
+        (Refused::DeleteBucket { bucket }, Refusal::BucketNotEmpty) => s3_error!(
+            BucketNotEmpty,
+            "the bucket {bucket} is not empty; delete its objects first"
+        ),
+        (
+            Refused::DeleteBucket { bucket }
+            | Refused::CreateUpload { bucket }
+            | Refused::CompleteUpload { bucket, .. },
+            Refusal::NoSuchBucket,
+        ) => object_refusal(Refusal::NoSuchBucket, bucket, ""),
+        (
+            Refused::PutPart { upload_id } | Refused::CompleteUpload { upload_id, .. },
+            Refusal::NoSuchUpload,
+        ) => s3_error!(
+            NoSuchUpload,
+            "upload {upload_id} was completed or aborted meanwhile"
+        ),
+        (Refused::CompleteUpload { .. }, Refusal::InvalidPart { part_number }) => s3_error!(
+            InvalidPart,
+            "part {part_number} changed while completing; retry"
+        ),
+        (
+            Refused::CompleteUpload { bucket, key, .. },
+            r @ (Refusal::PreconditionFailed | Refusal::NoSuchKey),
+        ) => object_refusal(r, bucket, key),
+        (Refused::AbortUpload { upload_id }, Refusal::NoSuchUpload) => {
+            s3_error!(NoSuchUpload, "upload {upload_id} does not exist")
+        }
+        (cmd, refusal) => unexpected(cmd.what(), CommandResult::Refused { refusal }),
+    }
+}
+
+/// The refusals of object and bucket-setting commands.
+fn object_refusal(r: Refusal, bucket: &str, key: &str) -> S3Error {
+    match r {
+        Refusal::NoSuchBucket => s3_error!(NoSuchBucket, "bucket {bucket} does not exist"),
+        Refusal::NoSuchKey => s3_error!(NoSuchKey, "key {key} does not exist"),
+        Refusal::PreconditionFailed => {
+            s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            )
+        }
+        Refusal::NoSuchUpload => s3_error!(NoSuchUpload, "the upload does not exist"),
+        other => s3_error!(InternalError, "unexpected refusal {other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

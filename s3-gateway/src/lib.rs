@@ -2,9 +2,10 @@
 //! read paths, and the admin API the `weft` CLI talks to.
 //!
 //! The gateway keeps no durable state. It caches the cluster map and access
-//! keys from metad, places and encodes data itself ([`write_path`]), reads
-//! the cheapest shards ([`read_path`]), and commits each version to metad
-//! before acknowledging it.
+//! keys from metad, places and encodes data itself ([`write_path`]'s
+//! `ObjectWriter`), reads the cheapest shards ([`read_path`]'s
+//! `ObjectReader`), and commits each version to metad before acknowledging
+//! it ([`s3`]).
 
 pub mod access;
 pub mod admin;
@@ -12,6 +13,7 @@ pub mod admission;
 pub mod auth;
 pub mod checksums;
 pub mod cluster_map;
+pub mod codecs;
 pub mod config;
 pub mod error;
 pub mod integrity;
@@ -28,24 +30,23 @@ pub mod write_path;
 
 pub use config::{GatewayConfig, Limits};
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use weft_client::datad::DatadClient;
+use weft_client::MetadClient;
 use weft_common::config_check::ConfigError;
 use weft_common::manifest::AccessKey;
-use weft_common::profile::{Layout, Profiles};
 use weft_common::rpc::{Command, CommandResult, Refusal};
-use weft_common::stripe::StripeCodec;
-use weft_datad::client::DatadClient;
-use weft_metad::MetadClient;
 
 use crate::auth::KeyStore;
 use crate::cluster_map::ClusterMap;
-use crate::error::GatewayError;
+use crate::codecs::Codecs;
+use crate::read_path::ObjectReader;
+use crate::write_path::ObjectWriter;
 
 /// Why the gateway could not start.
 #[derive(Debug, Error)]
@@ -79,56 +80,13 @@ pub enum StartError {
         /// The addresses tried.
         metad: Vec<String>,
         /// Why it failed.
-        detail: String,
+        detail: upload_age::FetchError,
     },
-}
-
-/// One codec per (k, m), shared: each caches its decode matrices.
-type CodecCache = HashMap<(usize, usize), Arc<StripeCodec>>;
-
-/// Shared state of the data path; cheap to clone.
-#[derive(Clone)]
-pub struct Gateway {
-    metad: MetadClient,
-    datad: DatadClient,
-    cluster: ClusterMap,
-    keys: KeyStore,
-    profiles: Arc<Profiles>,
-    codecs: Arc<Mutex<CodecCache>>,
-    release: release::Releaser,
-    /// Bounds the bad-shard reports in flight (see `read_path`).
-    report_slots: Arc<tokio::sync::Semaphore>,
-    straggler_grace: Duration,
-    upload_max_age: upload_age::UploadAge,
-    /// A deliberate bug for the chaos suite's self-test: acknowledge PUTs and
-    /// completions without committing them. Never set outside that test.
-    fault_ack_before_commit: bool,
-    metrics: metrics::GatewayMetrics,
-}
-
-impl Gateway {
-    fn codec(&self, k: usize, m: usize) -> Result<Arc<StripeCodec>, GatewayError> {
-        let mut codecs = self.codecs.lock().expect("codec cache lock");
-        if let Some(c) = codecs.get(&(k, m)) {
-            return Ok(c.clone());
-        }
-        let c =
-            Arc::new(StripeCodec::new(k, m).map_err(|e| GatewayError::Internal(e.to_string()))?);
-        codecs.insert((k, m), c.clone());
-        Ok(c)
-    }
-
-    /// The layout a new object of `size` bytes gets in the default class.
-    pub fn default_layout(&self, size: u64) -> Option<Layout> {
-        self.profiles
-            .class(None)
-            .map(|c| self.profiles.layout_for(c, size))
-    }
 }
 
 /// A running gateway.
 pub struct GatewayHandle {
-    gw: Gateway,
+    cluster: ClusterMap,
     s3_addr: SocketAddr,
     admin_addr: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
@@ -146,12 +104,12 @@ impl GatewayHandle {
     }
     /// Data nodes this gateway currently believes up (from its cluster map).
     pub fn nodes_up(&self) -> usize {
-        self.gw.cluster.candidates().len()
+        self.cluster.candidates().len()
     }
     /// Space state of a data node in this gateway's cluster map (what its
     /// placement goes by), if the map has the node.
     pub fn node_space(&self, node: weft_common::NodeId) -> Option<weft_common::space::SpaceState> {
-        self.gw.cluster.snapshot().get(&node).map(|n| n.space.state)
+        self.cluster.snapshot().get(&node).map(|n| n.space.state)
     }
     /// Waits for the servers to stop after cancel.
     pub async fn stopped(self) {
@@ -243,7 +201,7 @@ pub async fn start(
     );
     let keys = KeyStore::new(metad.clone(), limits::KEY_CACHE_TTL);
     let admission = admission::Admission::new(cfg.limits, cfg.profiles.segment_bytes_max);
-    let datad = DatadClient::with_limits(weft_datad::client::DatadClientLimits {
+    let datad = DatadClient::with_limits(weft_client::datad::DatadClientLimits {
         idle_read_timeout: Duration::from_millis(cfg.datad_idle_timeout_ms),
         request_timeout: Duration::from_millis(cfg.datad_request_timeout_ms),
         per_peer_max: cfg.datad_connections_max,
@@ -266,21 +224,28 @@ pub async fn start(
         gw_metrics.release.clone(),
         background.clone(),
     );
-    let gw = Gateway {
-        metad: metad.clone(),
-        datad,
-        release,
-        report_slots: Arc::new(tokio::sync::Semaphore::new(
-            read_path::BAD_SHARD_REPORTS_MAX,
-        )),
+    let profiles = Arc::new(cfg.profiles.clone());
+    let codecs = Codecs::default();
+    let writer = ObjectWriter {
+        profiles: profiles.clone(),
+        cluster: cluster.clone(),
+        datad: datad.clone(),
+        codecs: codecs.clone(),
+        release: release.clone(),
         straggler_grace: Duration::from_millis(cfg.put_straggler_grace_ms),
-        cluster,
-        keys: keys.clone(),
-        profiles: Arc::new(cfg.profiles.clone()),
-        codecs: Arc::default(),
         upload_max_age,
+        put_stragglers: gw_metrics.put_stragglers.clone(),
+    };
+    let reader = ObjectReader::new(cluster.clone(), datad, codecs, metad.clone(), &gw_metrics);
+    let s3 = s3::WeftS3 {
+        writer,
+        reader,
+        metad: metad.clone(),
+        keys: keys.clone(),
+        profiles,
+        releaser: release,
+        bytes_written: gw_metrics.bytes_written.clone(),
         fault_ack_before_commit: fault_ack_before_commit(),
-        metrics: gw_metrics,
     };
 
     let s3_listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -313,19 +278,21 @@ pub async fn start(
         (None, None) => None,
         _ => return Err(StartError::TlsHalf),
     };
-    let service = s3::build_service(gw.clone(), keys, &cfg)?;
+    let service = s3::build_service(s3, &cfg)?;
     let grace = Duration::from_millis(cfg.shutdown_grace_ms);
     let s3_task = tokio::spawn(listener::serve(
         s3_listener,
         service,
-        gw.metrics.clone(),
+        gw_metrics.clone(),
         admission,
         tls,
         cancel.clone(),
         grace,
     ));
     let admin_app = admin::router(admin::AdminState {
-        gw: gw.clone(),
+        metad,
+        keys,
+        metrics: gw_metrics,
         admin_token: cfg.admin_token.clone(),
         last_durability: Default::default(),
     });
@@ -353,7 +320,7 @@ pub async fn start(
     });
     tracing::info!(%s3_addr, %admin_addr, "gateway listening");
     Ok(GatewayHandle {
-        gw,
+        cluster,
         s3_addr,
         admin_addr,
         tasks: vec![s3_task, admin_task],

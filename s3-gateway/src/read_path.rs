@@ -17,17 +17,106 @@ use weft_common::profile::Layout;
 use weft_common::stripe::Geometry;
 use weft_common::{NodeId, ShardIndex};
 
+use prometheus_client::metrics::counter::Counter;
+use std::sync::Arc;
+use thiserror::Error;
+use tokio::sync::Semaphore;
+use weft_client::datad::{DatadClient, DatadClientError};
+use weft_client::MetadClient;
+
+use crate::cluster_map::ClusterMap;
+use crate::codecs::Codecs;
 use crate::error::GatewayError;
+use crate::metrics::GatewayMetrics;
 use crate::release::ReadLease;
-use crate::Gateway;
-use weft_datad::client::DatadClientError;
 
 pub use crate::limits::BAD_SHARD_REPORTS_MAX;
+
+/// Reads objects back from their shards, decoding around missing or bad
+/// ones and reporting those to metad. Holds only what reading needs; cheap
+/// to clone.
+#[derive(Clone)]
+pub struct ObjectReader {
+    /// Where each shard's node is, and whether it is up.
+    cluster: ClusterMap,
+    /// Fetches the shards.
+    datad: DatadClient,
+    /// Decoders, shared with the write path.
+    codecs: Codecs,
+    /// Takes the bad-shard reports.
+    metad: MetadClient,
+    /// Bounds the bad-shard reports in flight.
+    report_slots: Arc<Semaphore>,
+    /// Stripes decoded from parity on reads.
+    degraded_reads: Counter,
+    /// Bad-shard reports sent.
+    bad_shards_reported: Counter,
+    /// Bad-shard reports dropped because too many were in flight.
+    bad_shard_reports_dropped: Counter,
+}
+
+/// Why one shard could not be read; the read goes on from the others, and
+/// names this only if they fail too.
+#[derive(Debug, Error)]
+pub enum ShardReadError {
+    /// The segment was committed without this shard.
+    #[error("shard {index} was never written")]
+    NeverWritten {
+        /// The shard.
+        index: usize,
+    },
+    /// The cluster map does not have the shard's node.
+    #[error("shard {index}: node {node} unknown")]
+    UnknownNode {
+        /// The shard.
+        index: usize,
+        /// Its node.
+        node: NodeId,
+    },
+    /// The cluster map has the shard's node down.
+    #[error("shard {index}: node {node} is down")]
+    NodeDown {
+        /// The shard.
+        index: usize,
+        /// Its node.
+        node: NodeId,
+    },
+    /// The node did not return the shard's bytes.
+    #[error("shard {index} on {node}: {source}")]
+    Failed {
+        /// The shard.
+        index: usize,
+        /// Its node.
+        node: NodeId,
+        /// What the node answered.
+        source: DatadClientError,
+    },
+}
 
 /// Bytes of the object a piece covers and the piece itself.
 pub type Piece = Result<Bytes, GatewayError>;
 
-impl Gateway {
+impl ObjectReader {
+    /// A reader counting into `metrics`.
+    pub fn new(
+        cluster: ClusterMap,
+        datad: DatadClient,
+        codecs: Codecs,
+        metad: MetadClient,
+        metrics: &GatewayMetrics,
+    ) -> Self {
+        ObjectReader {
+            cluster,
+            datad,
+            codecs,
+            metad,
+            report_slots: Arc::new(Semaphore::new(BAD_SHARD_REPORTS_MAX)),
+            degraded_reads: metrics.degraded_reads.clone(),
+            bad_shards_reported: metrics.bad_shards_reported.clone(),
+            bad_shard_reports_dropped: metrics.bad_shard_reports_dropped.clone(),
+        }
+    }
+
     /// Streams `range` of `version` into a bounded channel. The first piece
     /// is fetched before this returns, so a wholly unreadable object fails
     /// with a clean error instead of a truncated body.
@@ -121,15 +210,15 @@ impl Gateway {
         seg: &Segment,
         index: usize,
         shard_range: Range<u64>,
-    ) -> Result<Bytes, String> {
+    ) -> Result<Bytes, ShardReadError> {
         let Some(Some(node)) = seg.shards.get(index).copied() else {
-            return Err(format!("shard {index} was never written"));
+            return Err(ShardReadError::NeverWritten { index });
         };
         let Some((addr, up)) = self.cluster.locate(node) else {
-            return Err(format!("shard {index}: node {node} unknown"));
+            return Err(ShardReadError::UnknownNode { index, node });
         };
         if !up {
-            return Err(format!("shard {index}: node {node} is down"));
+            return Err(ShardReadError::NodeDown { index, node });
         }
         self.datad
             .get_shard(
@@ -153,7 +242,11 @@ impl Gateway {
                     // A datad that did not name the blocks: its scrubber will.
                     _ => {}
                 }
-                format!("shard {index} on {node}: {e}")
+                ShardReadError::Failed {
+                    index,
+                    node,
+                    source: e,
+                }
             })
     }
 
@@ -174,11 +267,11 @@ impl Gateway {
         // burst of tasks. A report not sent is not lost: the holder's
         // scrubber, or the next read, finds the same blocks.
         let Ok(slot) = self.report_slots.clone().try_acquire_owned() else {
-            self.metrics.bad_shard_reports_dropped.inc();
+            self.bad_shard_reports_dropped.inc();
             tracing::debug!(%segment, index, %node, "too many bad-shard reports in flight; leaving this one to scrub");
             return;
         };
-        self.metrics.bad_shards_reported.inc();
+        self.bad_shards_reported.inc();
         let metad = self.metad.clone();
         tokio::spawn(async move {
             let _slot = slot;
@@ -216,7 +309,7 @@ impl Gateway {
         for i in order {
             match self.fetch(seg, i, r.clone()).await {
                 Ok(b) => return Ok(b),
-                Err(e) => errors.push(e),
+                Err(e) => errors.push(e.to_string()),
             }
         }
         Err(GatewayError::Unreadable {
@@ -260,7 +353,7 @@ impl Gateway {
             .map(|(i, _)| first + i)
             .collect();
         tracing::warn!(segment = %seg.id, stripe = stripe.index, ?failed, "degraded read: decoding from parity");
-        self.metrics.degraded_reads.inc();
+        self.degraded_reads.inc();
         let width = g.k + g.m;
         let mut errors: Vec<String> = failed
             .iter()
@@ -284,11 +377,11 @@ impl Gateway {
                         break;
                     }
                 }
-                Err(e) => errors.push(e),
+                Err(e) => errors.push(e.to_string()),
             }
         }
         drop(pending);
-        let codec = self.codec(g.k, g.m)?;
+        let codec = self.codecs.get(g.k, g.m)?;
         let data_len = (stripe.data.end - stripe.data.start) as usize;
         let data = tokio::task::spawn_blocking(move || codec.decode(shards, data_len))
             .await
@@ -300,5 +393,27 @@ impl Gateway {
         let s = (r.start - stripe.data.start) as usize;
         let e = (r.end - stripe.data.start) as usize;
         Ok(data.slice(s..e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_read_errors_name_the_shard_and_its_node() {
+        let node = NodeId(4);
+        assert_eq!(
+            ShardReadError::NeverWritten { index: 2 }.to_string(),
+            "shard 2 was never written"
+        );
+        assert_eq!(
+            ShardReadError::UnknownNode { index: 2, node }.to_string(),
+            "shard 2: node n4 unknown"
+        );
+        assert_eq!(
+            ShardReadError::NodeDown { index: 2, node }.to_string(),
+            "shard 2: node n4 is down"
+        );
     }
 }

@@ -28,10 +28,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use weft_client::datad::DatadClient;
 use weft_common::manifest::Segment;
 use weft_common::rpc::ShardRef;
 use weft_common::{NodeId, SegmentId};
-use weft_datad::client::DatadClient;
 
 use crate::cluster_map::ClusterMap;
 

@@ -6,9 +6,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use thiserror::Error;
 use tokio_util::sync::CancellationToken;
+use weft_client::{MetadClient, MetadClientError};
 use weft_common::rpc::{Query, QueryResult};
-use weft_metad::MetadClient;
+use weft_common::upload_timers::TimerError;
 
 pub use crate::limits::UPLOAD_AGE_REFRESH as REFRESH_INTERVAL;
 
@@ -28,17 +30,28 @@ impl UploadAge {
     }
 }
 
+/// Why the limit could not be read from metad.
+#[derive(Debug, Error)]
+pub enum FetchError {
+    /// metad could not be asked.
+    #[error(transparent)]
+    Metad(#[from] MetadClientError),
+    /// metad's timers would let garbage collection remove uploads in flight.
+    #[error("metad's upload timers are unsafe: {0}")]
+    Unsafe(#[from] TimerError),
+    /// metad answered something else.
+    #[error("unexpected answer to UploadTimers: {0:?}")]
+    Unexpected(Box<QueryResult>),
+}
+
 /// Asks metad for the limit, checking the pair it comes with.
-pub async fn fetch(metad: &MetadClient) -> Result<u64, String> {
-    match metad.query(&Query::UploadTimers).await {
-        Ok(QueryResult::UploadTimers { timers }) => {
-            timers
-                .validate()
-                .map_err(|e| format!("metad's upload timers are unsafe: {e}"))?;
+pub async fn fetch(metad: &MetadClient) -> Result<u64, FetchError> {
+    match metad.query(&Query::UploadTimers).await? {
+        QueryResult::UploadTimers { timers } => {
+            timers.validate()?;
             Ok(timers.upload_max_age_ms)
         }
-        Ok(other) => Err(format!("unexpected answer to UploadTimers: {other:?}")),
-        Err(e) => Err(e.to_string()),
+        other => Err(FetchError::Unexpected(Box::new(other))),
     }
 }
 
@@ -82,4 +95,28 @@ pub fn spawn_refresher(age: UploadAge, metad: MetadClient, cancel: CancellationT
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fetch_errors_read_as_the_start_error_quotes_them() {
+        let unsafe_timers = FetchError::from(TimerError::ZeroUploadAge);
+        assert_eq!(
+            unsafe_timers.to_string(),
+            format!(
+                "metad's upload timers are unsafe: {}",
+                TimerError::ZeroUploadAge
+            )
+        );
+        let other = FetchError::Unexpected(Box::new(QueryResult::Buckets { buckets: vec![] }));
+        assert_eq!(
+            other.to_string(),
+            "unexpected answer to UploadTimers: Buckets { buckets: [] }"
+        );
+        let metad = FetchError::from(MetadClientError::Protocol("x".into()));
+        assert_eq!(metad.to_string(), "unexpected answer from metad: x");
+    }
 }

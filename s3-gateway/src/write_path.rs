@@ -18,10 +18,40 @@ use weft_common::profile::{Layout, StorageClassProfile};
 use weft_common::stripe::Geometry;
 use weft_common::{SegmentId, ShardIndex};
 
-use crate::error::GatewayError;
-use crate::Gateway;
+use prometheus_client::metrics::counter::Counter;
+use std::sync::Arc;
+use std::time::Duration;
+use weft_client::datad::DatadClient;
+use weft_common::profile::Profiles;
 
+use crate::cluster_map::ClusterMap;
+use crate::codecs::Codecs;
+use crate::error::GatewayError;
 use crate::limits::SHARD_SEND_TIMEOUT;
+use crate::release::Releaser;
+use crate::upload_age::UploadAge;
+
+/// Writes new data: places each segment, encodes it and streams its shards
+/// to their nodes. Holds only what writing needs; cheap to clone.
+#[derive(Clone)]
+pub struct ObjectWriter {
+    /// Storage classes: the layout of a new object and its segment size.
+    pub(crate) profiles: Arc<Profiles>,
+    /// Where shards may go, and which nodes failed a write.
+    pub(crate) cluster: ClusterMap,
+    /// Sends the shards.
+    pub(crate) datad: DatadClient,
+    /// Encoders, shared with the read path.
+    pub(crate) codecs: Codecs,
+    /// Deletes the shards of a write that failed.
+    pub(crate) release: Releaser,
+    /// How long the shard writes beyond the quorum may lag the others.
+    pub(crate) straggler_grace: Duration,
+    /// How long a write may take before committing it is unsafe.
+    pub(crate) upload_max_age: UploadAge,
+    /// Counts the shard writes abandoned after the straggler grace.
+    pub(crate) put_stragglers: Counter,
+}
 
 /// What a successful write produced, ready to commit.
 pub struct Written {
@@ -128,10 +158,17 @@ struct ShardWriter {
 type ShardOutcome = (
     usize,
     weft_common::NodeId,
-    Result<(), weft_datad::client::DatadClientError>,
+    Result<(), weft_client::datad::DatadClientError>,
 );
 
-impl Gateway {
+impl ObjectWriter {
+    /// The layout a new object of `size` bytes gets in the default class.
+    pub fn default_layout(&self, size: u64) -> Option<Layout> {
+        self.profiles
+            .class(None)
+            .map(|c| self.profiles.layout_for(c, size))
+    }
+
     /// Writes `size` bytes from `body` as the segments of a new version.
     /// Nothing is committed here: on error the caller commits nothing and
     /// the shards already written are removed (best effort; GC covers the rest).
@@ -148,7 +185,7 @@ impl Gateway {
     {
         if let Some(message) = self.cluster.metad_space_low() {
             return Err(GatewayError::Metad(
-                weft_metad::MetadClientError::Rejected {
+                weft_client::MetadClientError::Rejected {
                     code: weft_common::rpc::RpcErrorCode::DiskFull,
                     message,
                 },
@@ -284,7 +321,7 @@ impl Gateway {
                 }
             }
             Some(g) => {
-                let codec = self.codec(g.k, g.m)?;
+                let codec = self.codecs.get(g.k, g.m)?;
                 for s in 0..g.stripe_count() {
                     let span = g.stripe(s);
                     let data = reader
@@ -332,7 +369,7 @@ impl Gateway {
     }
 }
 
-impl Gateway {
+impl ObjectWriter {
     /// Waits for the shard writes of a segment: all of them, or, once
     /// `quorum` are durable, the others for at most the straggler grace.
     /// A straggler is abandoned and its slot left empty, so the committed
@@ -370,7 +407,7 @@ impl Gateway {
                 }
                 Ok((index, node, Err(e))) => {
                     shortfall.note(&e);
-                    if matches!(e, weft_datad::client::DatadClientError::Unreachable { .. }) {
+                    if matches!(e, weft_client::datad::DatadClientError::Unreachable { .. }) {
                         self.cluster.mark_unreachable(node);
                     }
                     failures.push(format!("shard {index} on {node}: {e}"));
@@ -391,7 +428,7 @@ impl Gateway {
                 shortfall.note_other();
             }
             tasks.abort_all();
-            self.metrics.put_stragglers.inc_by(n as u64);
+            self.put_stragglers.inc_by(n as u64);
             failures.push(format!(
                 "{n} shard write(s) still running after the {:?} straggler grace; left to repair",
                 self.straggler_grace
