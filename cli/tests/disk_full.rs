@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use support::{data, TestCluster};
 use weft_cli::admin_client::AdminClient;
 use weft_client::MetadClient;
+use weft_client::{DatadClient, DatadClientError};
 use weft_common::rpc::{Query, QueryResult, RpcErrorCode};
 use weft_common::space::SpaceState;
 use weft_common::topology::NodeView;
 use weft_common::{NodeId, SegmentId, ShardIndex};
-use weft_datad::{DatadClient, DatadClientError};
 
 /// Turns a hang into a failure; never a measure of speed.
 const DEADLINE: Duration = Duration::from_secs(120);

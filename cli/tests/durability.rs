@@ -603,7 +603,7 @@ async fn garbage_is_collected_after_the_grace_period() {
     // crashed mid-PUT leaves behind.
     let orphan = weft_common::SegmentId(0xdead_beef);
     let addr = tc.c().datad_addr(2).unwrap();
-    weft_datad::client::DatadClient::new()
+    weft_client::DatadClient::new()
         .put_shard(
             &addr.to_string(),
             orphan,

@@ -8,7 +8,6 @@
 //!   `/health`, `/metrics`).
 //! - [`space`]: how full the node is (nearfull/full high-water marks) and
 //!   whether it takes a new shard.
-//! - [`client`]: [`DatadClient`], what the gateway uses to talk to datads.
 //! - [`node`]: the daemon: config, start, registration and heartbeats to
 //!   metad, shutdown by cancellation.
 //!
@@ -18,8 +17,6 @@
 //! datad does not depend on metad's crate: it speaks to metad in plain JSON
 //! over HTTP with the messages of `weft_common::rpc`.
 
-/// The datad client now lives in `weft-client`; re-exported while callers move.
-pub use weft_client::datad as client;
 pub mod error;
 pub mod gc;
 pub mod limits;
@@ -37,4 +34,3 @@ pub mod work_metrics;
 pub use error::ShardError;
 pub use node::{start, DatadConfig, DatadError, DatadHandle};
 pub use shard_store::{ShardRange, ShardStore};
-pub use weft_client::{DatadClient, DatadClientError};

@@ -4,10 +4,11 @@
 use bytes::Bytes;
 use std::net::SocketAddr;
 use tokio_util::sync::CancellationToken;
+use weft_client::{DatadClient, DatadClientError};
 use weft_common::damage::BlockDamage;
 use weft_common::{SegmentId, ShardIndex};
 use weft_datad::shard_file::{ShardHeader, SHARD_BLOCK_BYTES};
-use weft_datad::{DatadClient, DatadClientError, DatadConfig};
+use weft_datad::DatadConfig;
 
 const B: u64 = SHARD_BLOCK_BYTES as u64;
 

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use weft_cli::dev_cluster::{DevCluster, DevClusterConfig};
+use weft_client::{DatadClient, DatadClientLimits};
 use weft_common::{SegmentId, ShardIndex};
-use weft_datad::client::{DatadClient, DatadClientLimits};
 
 /// One cell's result.
 #[derive(serde::Serialize, Debug)]
