@@ -287,9 +287,10 @@ pub async fn start(cfg: DatadConfig, cancel: CancellationToken) -> Result<DatadH
     let release_task = releaser.clone().spawn_worker(cancel.clone());
     let router = server::router_with_metrics(store.clone(), space.clone(), &work_metrics, releaser);
     let serve_cancel = cancel.clone();
+    let accepted = work_metrics.connections_accepted.clone();
     let server_task = tokio::spawn(
         async move {
-            if let Err(e) = server::serve(listener, router, serve_cancel).await {
+            if let Err(e) = server::serve(listener, router, accepted, serve_cancel).await {
                 tracing::error!(error = %e, "datad server failed");
             }
         }

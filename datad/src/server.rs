@@ -155,11 +155,13 @@ pub use crate::limits::SHUTDOWN_GRACE_MS;
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    accepted: Counter,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
     use std::future::IntoFuture;
-    let listener = listener.tap_io(|tcp| {
+    let listener = listener.tap_io(move |tcp| {
+        accepted.inc();
         let _ = tcp.set_nodelay(true);
     });
     let server = axum::serve(listener, router)

@@ -24,11 +24,19 @@ pub struct WorkMetrics {
     pub scrub_passes: Counter,
     /// Shard files the garbage collector removed.
     pub gc_deleted: Counter,
+    /// TCP connections the server accepted: with pooled clients it grows
+    /// with peers and pool churn, not with requests.
+    pub connections_accepted: Counter,
 }
 
 impl WorkMetrics {
     /// Adds the counters to `registry`.
     pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "connections_accepted",
+            "TCP connections accepted by this node's server",
+            self.connections_accepted.clone(),
+        );
         registry.register(
             "repair_bytes",
             "Shard bytes written by repair, drain and rebalance",
