@@ -20,6 +20,7 @@ use weft_common::topology::NodeAdmin;
 use crate::envelope::{item, sealed, SealedRead};
 use crate::error::MetaError;
 use crate::segment_index;
+use crate::shard_moves;
 use crate::tables::*;
 use crate::versioning;
 
@@ -66,7 +67,7 @@ fn apply_one(tx: &WriteTransaction, cmd: &Command) -> Applied {
                 .next()
                 .is_some()
                 || tx
-                    .open_table(versioning::VERSIONS)?
+                    .open_table(VERSIONS)?
                     .range::<&[u8]>(base.as_slice()..end.as_slice())?
                     .next()
                     .is_some();
@@ -238,12 +239,12 @@ fn apply_one(tx: &WriteTransaction, cmd: &Command) -> Applied {
             index,
             from,
             to,
-        } => segment_index::move_shard(tx, *segment, *index, *from, *to),
+        } => shard_moves::move_shard(tx, *segment, *index, *from, *to),
         Command::DropShard {
             segment,
             index,
             node,
-        } => segment_index::drop_shard(tx, *segment, *index, *node),
+        } => shard_moves::drop_shard(tx, *segment, *index, *node),
         cmd @ (Command::ReportDamage { .. } | Command::DamageRepaired { .. }) => {
             crate::damage::apply_command(tx, cmd)
         }

@@ -1,6 +1,8 @@
 //! Errors of metad's stores.
 
 use crate::envelope::CorruptValue;
+use crate::RaftNodeId;
+use openraft::{StorageError, StorageIOError};
 use thiserror::Error;
 
 /// A state-machine read or write failed.
@@ -31,3 +33,14 @@ from_redb!(
     redb::DatabaseError,
     redb::SetDurabilityError
 );
+
+/// openraft's error for a failed state-machine read: what its storage
+/// traits must return, whatever the cause.
+pub(crate) fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError<RaftNodeId> {
+    StorageIOError::read_state_machine(&e).into()
+}
+
+/// openraft's error for a failed state-machine write.
+pub(crate) fn sm_write_err(e: impl std::error::Error + 'static) -> StorageError<RaftNodeId> {
+    StorageIOError::write_state_machine(&e).into()
+}

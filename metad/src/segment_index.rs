@@ -8,36 +8,23 @@
 //! readers get manifests with it overlaid. The durability planner scans it,
 //! and datad's garbage collector asks it which shard files are still wanted.
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 use weft_common::manifest::{ObjectVersion, Segment, Upload, VersionRecord};
 use weft_common::repair::SegmentRecord;
-use weft_common::rpc::{Command, CommandResult, Refusal};
-use weft_common::{NodeId, SegmentId};
+use weft_common::rpc::{Command, CommandResult};
+use weft_common::SegmentId;
 
 use crate::envelope::{item, SealedRead};
 use crate::error::MetaError;
-use crate::tables::{T_OBJECTS, T_UPLOADS};
+use crate::tables::{
+    object_key, segment_key, OBJECTS, SEGMENTS, T_OBJECTS, T_SEGMENTS, T_UPLOADS, T_VERSIONS,
+    UPLOADS, VERSIONS,
+};
 use std::collections::HashSet;
 
-pub(crate) const SEGMENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("segments");
-
-/// Table key of a segment: its id big-endian, so the scan order is stable.
-pub(crate) fn key(id: SegmentId) -> [u8; 16] {
-    id.0.to_be_bytes()
-}
-
-/// The segment id in a table key.
-pub(crate) fn id_of(key: &[u8]) -> SegmentId {
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&key[..16]);
-    SegmentId(u128::from_be_bytes(b))
-}
-
-/// Table name in envelope errors.
-pub(crate) const T_SEGMENTS: &str = "segments";
-
+/// A record sealed under its segment's table key.
 pub(crate) fn encode(id: SegmentId, r: &SegmentRecord) -> Vec<u8> {
-    crate::envelope::encode(&key(id), r)
+    crate::envelope::encode(&segment_key(id), r)
 }
 
 fn add(
@@ -49,7 +36,7 @@ fn add(
 ) -> Result<(), MetaError> {
     let mut t = tx.open_table(SEGMENTS)?;
     for s in segments {
-        let k = key(s.id);
+        let k = segment_key(s.id);
         // Insert only if absent: a retried command or a completed upload
         // names segments already indexed, whose placement may since have
         // been repaired.
@@ -82,7 +69,7 @@ fn release(
     segments.retain(|s| !keep.contains(&s.id));
     let mut t = tx.open_table(SEGMENTS)?;
     for s in segments.iter_mut() {
-        let k = key(s.id);
+        let k = segment_key(s.id);
         if let Some(v) = t.remove(k.as_slice())? {
             let rec: SegmentRecord = crate::envelope::decode(T_SEGMENTS, &k, v.value())?;
             s.shards = rec.shards;
@@ -145,7 +132,7 @@ pub(crate) fn track(
         (Command::PutPart { upload_id, part }, CommandResult::Released { segments }) => {
             release(tx, segments, &ids(&part.segments))?;
             let upload: Option<Upload> = tx
-                .open_table(crate::tables::UPLOADS)?
+                .open_table(UPLOADS)?
                 .get_sealed(T_UPLOADS, upload_id.as_str())?;
             if let Some(u) = upload {
                 add(tx, &u.bucket, &u.key, &u.storage_class, &part.segments)?;
@@ -162,8 +149,8 @@ pub(crate) fn track(
         ) => {
             // Apply built the version from the parts it holds: index those.
             let current: Option<ObjectVersion> = tx
-                .open_table(crate::tables::OBJECTS)?
-                .get_sealed(T_OBJECTS, crate::tables::object_key(bucket, key).as_slice())?;
+                .open_table(OBJECTS)?
+                .get_sealed(T_OBJECTS, object_key(bucket, key).as_slice())?;
             let added = match current {
                 Some(c) if c.version_id == version.version_id => c.segments,
                 _ => vec![],
@@ -179,69 +166,15 @@ pub(crate) fn track(
     Ok(())
 }
 
-/// `MoveShard`: compare-and-set of one slot. Refused if the slot changed
-/// or `to` already holds another shard of the segment.
-pub(crate) fn move_shard(
-    tx: &WriteTransaction,
-    segment: SegmentId,
-    index: u8,
-    from: Option<NodeId>,
-    to: NodeId,
-) -> Result<CommandResult, MetaError> {
-    set_slot(tx, segment, index, Some(to), |rec, slot| {
-        rec.shards[slot] == from && !rec.shards.contains(&Some(to))
-    })
-}
-
-/// `DropShard`: forget a shard found bad, if the slot still names `node`.
-pub(crate) fn drop_shard(
-    tx: &WriteTransaction,
-    segment: SegmentId,
-    index: u8,
-    node: NodeId,
-) -> Result<CommandResult, MetaError> {
-    set_slot(tx, segment, index, None, |rec, slot| {
-        rec.shards[slot] == Some(node)
-    })
-}
-
-/// Sets one slot of an indexed segment to `value` if `expected` holds;
-/// otherwise (or for an unknown segment or slot) refuses as stale.
-fn set_slot(
-    tx: &WriteTransaction,
-    segment: SegmentId,
-    index: u8,
-    value: Option<NodeId>,
-    expected: impl FnOnce(&SegmentRecord, usize) -> bool,
-) -> Result<CommandResult, MetaError> {
-    let mut t = tx.open_table(SEGMENTS)?;
-    let k = key(segment);
-    let rec: Option<SegmentRecord> = t.get_sealed(T_SEGMENTS, k.as_slice())?;
-    let slot = usize::from(index);
-    match rec {
-        // Applied again: the slot already holds what this command sets.
-        Some(rec) if slot < rec.shards.len() && rec.shards[slot] == value && value.is_some() => {
-            Ok(CommandResult::Done)
-        }
-        Some(mut rec) if slot < rec.shards.len() && expected(&rec, slot) => {
-            rec.shards[slot] = value;
-            crate::damage::forget_slot(&mut rec, slot);
-            t.insert(k.as_slice(), encode(segment, &rec).as_slice())?;
-            Ok(CommandResult::Done)
-        }
-        _ => Ok(CommandResult::Refused {
-            refusal: Refusal::Stale,
-        }),
-    }
-}
-
 /// Overlays current placement on a manifest read from the object tables.
 pub(crate) fn overlay<T: ReadableTable<&'static [u8], &'static [u8]>>(
     t: &T,
     segments: &mut [Segment],
 ) -> Result<(), MetaError> {
     for s in segments {
-        if let Some(rec) = t.get_sealed::<SegmentRecord>(T_SEGMENTS, key(s.id).as_slice())? {
+        if let Some(rec) =
+            t.get_sealed::<SegmentRecord>(T_SEGMENTS, segment_key(s.id).as_slice())?
+        {
             s.shards = rec.shards;
         }
     }
@@ -252,7 +185,7 @@ pub(crate) fn overlay<T: ReadableTable<&'static [u8], &'static [u8]>>(
 /// written before the index existed.
 pub(crate) fn rebuild(tx: &WriteTransaction) -> Result<u64, MetaError> {
     let mut found: Vec<(String, String, String, Vec<Segment>)> = vec![];
-    for it in tx.open_table(crate::tables::OBJECTS)?.iter()? {
+    for it in tx.open_table(OBJECTS)?.iter()? {
         let (k, v) = it?;
         let v: ObjectVersion = item(T_OBJECTS, &k, &v)?;
         let full = k.value();
@@ -264,9 +197,9 @@ pub(crate) fn rebuild(tx: &WriteTransaction) -> Result<u64, MetaError> {
             v.segments,
         ));
     }
-    for it in tx.open_table(crate::versioning::VERSIONS)?.iter()? {
+    for it in tx.open_table(VERSIONS)?.iter()? {
         let (k, v) = it?;
-        let r: VersionRecord = item(crate::versioning::T_VERSIONS, &k, &v)?;
+        let r: VersionRecord = item(T_VERSIONS, &k, &v)?;
         let full = k.value();
         let mut parts = full.split(|b| *b == 0);
         let bucket = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
@@ -275,7 +208,7 @@ pub(crate) fn rebuild(tx: &WriteTransaction) -> Result<u64, MetaError> {
             found.push((bucket, key_name, v.storage_class, v.segments));
         }
     }
-    for it in tx.open_table(crate::tables::UPLOADS)?.iter()? {
+    for it in tx.open_table(UPLOADS)?.iter()? {
         let (k, v) = it?;
         let u: Upload = item(T_UPLOADS, &k, &v)?;
         for p in u.parts {
