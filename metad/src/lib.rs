@@ -25,6 +25,7 @@ mod apply;
 mod apply_tests;
 pub(crate) mod damage;
 pub mod durability;
+mod effects;
 pub mod envelope;
 pub mod error;
 pub mod group_commit;

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use weft_common::rpc::{CommandResult, REQUEST_RETENTION_MS};
 use weft_common::RequestId;
 
+use crate::effects::Applied;
 use crate::envelope::{sealed, SealedRead};
 use crate::error::MetaError;
 use crate::tables::*;
@@ -49,19 +50,20 @@ pub(crate) fn apply_once(
     tx: &WriteTransaction,
     id: RequestId,
     at_ms: u64,
-    apply: impl FnOnce(&WriteTransaction) -> Result<CommandResult, MetaError>,
-) -> Result<CommandResult, MetaError> {
+    apply: impl FnOnce(&WriteTransaction) -> Result<Applied, MetaError>,
+) -> Result<Applied, MetaError> {
     let key = id.0.to_be_bytes();
     let seen: Option<Record> = tx
         .open_table(REQUESTS)?
         .get_sealed(T_REQUESTS, key.as_slice())?;
     if let Some(r) = seen {
-        return Ok(r.result);
+        // A retry: answered, with no effects.
+        return Ok(r.result.into());
     }
-    let result = apply(tx)?;
+    let applied = apply(tx)?;
     let record = Record {
         at_ms,
-        result: result.without_releases(),
+        result: applied.result.without_releases(),
     };
     tx.open_table(REQUESTS)?.insert(
         key.as_slice(),
@@ -73,7 +75,7 @@ pub(crate) fn apply_once(
         sealed::<&[u8], _>(age.as_slice(), &()).as_slice(),
     )?;
     prune(tx, at_ms)?;
-    Ok(result)
+    Ok(applied)
 }
 
 /// Advances the request clock to `at_ms` and, when it moved, drops a few

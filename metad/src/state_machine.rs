@@ -133,11 +133,21 @@ impl StateMachine {
         &self,
         cmd: &weft_common::rpc::Command,
     ) -> Result<CommandResult, MetaError> {
+        Ok(self.apply_with_effects_for_test(cmd)?.result)
+    }
+
+    /// [`apply_for_test`](Self::apply_for_test), with the effects apply
+    /// reported: for tests that they match the index change.
+    #[cfg(test)]
+    pub(crate) fn apply_with_effects_for_test(
+        &self,
+        cmd: &weft_common::rpc::Command,
+    ) -> Result<crate::effects::Applied, MetaError> {
         let mut tx = self.db.begin_write()?;
         tx.set_durability(Durability::None)?;
-        let r = apply::apply_command(&tx, cmd)?;
+        let applied = apply::apply_command(&tx, cmd)?;
         tx.commit()?;
-        Ok(r)
+        Ok(applied)
     }
 
     /// This state, dumped as a snapshot and installed into a fresh state
@@ -275,7 +285,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 last = Some(e.log_id);
                 match &e.payload {
                     EntryPayload::Blank => results.push(CommandResult::Done),
-                    EntryPayload::Normal(cmd) => results.push(apply::apply_command(&tx, cmd)?),
+                    EntryPayload::Normal(cmd) => {
+                        results.push(apply::apply_command(&tx, cmd)?.result)
+                    }
                     EntryPayload::Membership(m) => {
                         membership = Some(StoredMembership::new(Some(e.log_id), m.clone()));
                         results.push(CommandResult::Done);
