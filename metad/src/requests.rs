@@ -7,7 +7,7 @@
 //! releases stripped ([`CommandResult::without_releases`]), so a retry can
 //! neither apply twice nor free data. Records are kept for
 //! [`REQUEST_RETENTION_MS`] of leader time — the leader that proposes a
-//! request stamps `at_ms` itself (`server::command`), so no client clock can
+//! request stamps `at_ms` itself (`server::api::command`), so no client clock can
 //! age records — and pruned a few at a time as requests apply, so the table
 //! stays bounded by the request rate times the retention. Everything here is
 //! a function of the log: every replica keeps and prunes the same records.

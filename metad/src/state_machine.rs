@@ -1,10 +1,10 @@
 //! The replicated state machine proper: the redb database that holds
 //! buckets, object versions, nodes and keys, mutated only by
-//! [`apply`](crate::apply) in log order, and the openraft storage traits
+//! `apply` in log order, and the openraft storage traits
 //! over it.
 //!
-//! The tables are in [`crate::tables`], the read side in [`crate::queries`]
-//! and snapshots in [`crate::snapshot`]; this module opens the database
+//! The tables are in `tables`, the read side in [`crate::queries`]
+//! and snapshots in `snapshot`; this module opens the database
 //! (migrating older layouts), applies entries and builds and installs
 //! snapshots for openraft.
 //!
