@@ -16,6 +16,24 @@ pub enum MetaError {
     Corrupt(#[from] CorruptValue),
 }
 
+/// A write of the raft log failed. Each cause reads as redb's own error,
+/// which is what the log and openraft's storage error carry.
+#[derive(Debug, Error)]
+pub enum LogWriteError {
+    /// A write transaction could not begin.
+    #[error(transparent)]
+    Transaction(#[from] redb::TransactionError),
+    /// A table could not be opened.
+    #[error(transparent)]
+    Table(#[from] redb::TableError),
+    /// Reading or writing the file failed.
+    #[error(transparent)]
+    Storage(#[from] redb::StorageError),
+    /// The commit (and its fsync) failed.
+    #[error(transparent)]
+    Commit(#[from] redb::CommitError),
+}
+
 macro_rules! from_redb {
     ($($t:ty),*) => {$(
         impl From<$t> for MetaError {
