@@ -91,14 +91,14 @@ pub(crate) fn apply_command(tx: &WriteTransaction, cmd: &Command) -> Outcome {
             condition.as_ref(),
         )?,
         Command::AbortUpload { upload_id } => abort_upload(tx, upload_id)?,
-        other => Applied::from(apply_unreferencing(tx, other)?),
+        other => Applied::from(apply_keeping_references(tx, other)?),
     };
     segment_index::record(tx, &applied.effects)?;
     Ok(applied)
 }
 
-/// Commands that neither add nor release a segment reference.
-fn apply_unreferencing(tx: &WriteTransaction, cmd: &Command) -> Answer {
+/// Commands that leave every segment reference as it was.
+fn apply_keeping_references(tx: &WriteTransaction, cmd: &Command) -> Answer {
     match cmd {
         Command::CreateBucket { bucket } => {
             let mut t = tx.open_table(BUCKETS)?;

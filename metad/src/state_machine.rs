@@ -3,7 +3,7 @@
 //! `apply` in log order, and the openraft storage traits
 //! over it.
 //!
-//! The tables are in `tables`, the read side in [`crate::queries`]
+//! The tables are in `tables`, the read side in `queries`
 //! and snapshots in `snapshot`; this module opens the database
 //! (migrating older layouts), applies entries and builds and installs
 //! snapshots for openraft.

@@ -27,13 +27,13 @@ pub(crate) const NODE_ADMIN: TableDefinition<u64, &[u8]> = TableDefinition::new(
 pub(crate) const REQUESTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("requests");
 /// The same requests by `(at_ms, id)`, so expired records are pruned in order.
 pub(crate) const REQUEST_AGES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("request_ages");
-/// Version history by `bucket \0 key \0 !seq` ([`crate::versioning`]).
+/// Version history by `bucket \0 key \0 !seq` (see `versioning`).
 pub(crate) const VERSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("versions");
 /// Where databases from before the envelope kept the history counter, bare;
 /// read only until the sealed copy exists.
 pub(crate) const LEGACY_SEQ: TableDefinition<&str, u64> = TableDefinition::new("version_seq");
 /// Current placement of every referenced segment by [`segment_key`]
-/// ([`crate::segment_index`]).
+/// (see `segment_index`).
 pub(crate) const SEGMENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("segments");
 
 pub(crate) const T_BUCKETS: &str = "buckets";
