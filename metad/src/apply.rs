@@ -8,39 +8,97 @@
 //! [`crate::requests`] remembers; on top of that every arm is a no-op on an
 //! immediate re-apply by comparing version and segment ids, so a command
 //! that reaches apply without a request id cannot release its own data
-//! either. A result may list a segment as released only if nothing refers to
-//! it any more: [`crate::segment_index::track`] drops from the released list
-//! anything the same command adds.
+//! either.
+//!
+//! The commands that change which segments are referenced (object writes
+//! and deletes, parts, completions, aborts) report it as [`Effects`] where
+//! they make the change, and the segment index is updated from those. A
+//! segment is released only if nothing refers to it any more: one the same
+//! command adds is never released ([`releasing`]).
 
 use redb::{ReadableTable, WriteTransaction};
-use weft_common::manifest::{AccessKey, BucketInfo, ObjectVersion, Segment, Upload};
+use weft_common::manifest::{AccessKey, BucketInfo, ObjectVersion, Segment, Upload, UploadPart};
 use weft_common::rpc::{Command, CommandResult, Refusal, WriteCondition};
 use weft_common::topology::NodeAdmin;
 
+use crate::effects::{Applied, Effects, Owner};
 use crate::envelope::{item, sealed, SealedRead};
 use crate::error::MetaError;
 use crate::segment_index;
+use crate::shard_moves;
 use crate::tables::*;
 use crate::versioning;
 
-type Applied = Result<CommandResult, MetaError>;
+type Answer = Result<CommandResult, MetaError>;
+type Outcome = Result<Applied, MetaError>;
 
-fn refused(refusal: Refusal) -> Applied {
-    Ok(CommandResult::Refused { refusal })
+fn refused<T: From<CommandResult>>(refusal: Refusal) -> Result<T, MetaError> {
+    Ok(CommandResult::Refused { refusal }.into())
 }
 
 /// Applies one command (a batch or request applies its inner commands) and
-/// keeps the segment index in step with what it added and released.
-pub(crate) fn apply_command(tx: &WriteTransaction, cmd: &Command) -> Applied {
-    if let Command::Request { id, at_ms, command } = cmd {
-        return crate::requests::apply_once(tx, *id, *at_ms, |tx| apply_command(tx, command));
-    }
-    let mut result = apply_one(tx, cmd)?;
-    segment_index::track(tx, cmd, &mut result)?;
-    Ok(result)
+/// keeps the segment index in step with its effects, command by command:
+/// a later command of a batch sees the index as the earlier ones left it.
+pub(crate) fn apply_command(tx: &WriteTransaction, cmd: &Command) -> Outcome {
+    let applied = match cmd {
+        Command::Request { id, at_ms, command } => {
+            return crate::requests::apply_once(tx, *id, *at_ms, |tx| apply_command(tx, command));
+        }
+        Command::Batch { commands } => {
+            let mut results = Vec::with_capacity(commands.len());
+            let mut effects = Effects::default();
+            for c in commands {
+                let applied = apply_command(tx, c)?;
+                results.push(applied.result);
+                effects.extend(applied.effects);
+            }
+            return Ok(Applied {
+                result: CommandResult::Batch { results },
+                effects,
+            });
+        }
+        Command::PutObject {
+            bucket,
+            key,
+            version,
+            condition,
+        } => put_object(tx, bucket, key, version, condition.as_ref())?,
+        Command::DeleteObject {
+            bucket,
+            key,
+            marker,
+        } => delete_object(tx, bucket, key, marker.as_ref())?,
+        Command::DeleteObjectVersion {
+            bucket,
+            key,
+            version_id,
+        } => delete_object_version(tx, bucket, key, version_id)?,
+        Command::PutPart { upload_id, part } => put_part(tx, upload_id, part)?,
+        Command::CompleteUpload {
+            upload_id,
+            bucket,
+            key,
+            parts,
+            version,
+            condition,
+        } => complete_upload(
+            tx,
+            upload_id,
+            bucket,
+            key,
+            parts,
+            version,
+            condition.as_ref(),
+        )?,
+        Command::AbortUpload { upload_id } => abort_upload(tx, upload_id)?,
+        other => Applied::from(apply_keeping_references(tx, other)?),
+    };
+    segment_index::record(tx, &applied.effects)?;
+    Ok(applied)
 }
 
-fn apply_one(tx: &WriteTransaction, cmd: &Command) -> Applied {
+/// Commands that leave every segment reference as it was.
+fn apply_keeping_references(tx: &WriteTransaction, cmd: &Command) -> Answer {
     match cmd {
         Command::CreateBucket { bucket } => {
             let mut t = tx.open_table(BUCKETS)?;
@@ -66,7 +124,7 @@ fn apply_one(tx: &WriteTransaction, cmd: &Command) -> Applied {
                 .next()
                 .is_some()
                 || tx
-                    .open_table(versioning::VERSIONS)?
+                    .open_table(VERSIONS)?
                     .range::<&[u8]>(base.as_slice()..end.as_slice())?
                     .next()
                     .is_some();
@@ -76,57 +134,11 @@ fn apply_one(tx: &WriteTransaction, cmd: &Command) -> Applied {
             t.remove(name.as_str())?;
             Ok(CommandResult::Done)
         }
-        Command::PutObject {
-            bucket,
-            key,
-            version,
-            condition,
-        } => put_object(tx, bucket, key, version, condition.as_ref()),
         Command::SetBucketVersioning { bucket, status } => {
             if status != "Enabled" && status != "Suspended" {
                 return refused(Refusal::PreconditionFailed);
             }
             update_bucket(tx, bucket, |b| b.versioning = Some(status.clone()))
-        }
-        Command::DeleteObjectVersion {
-            bucket,
-            key,
-            version_id,
-        } => {
-            if bucket_versioning(tx, bucket)?.is_none() {
-                return refused(Refusal::NoSuchBucket);
-            }
-            let mut t = tx.open_table(OBJECTS)?;
-            let k = object_key(bucket, key);
-            let current: Option<ObjectVersion> = t.get_sealed(T_OBJECTS, k.as_slice())?;
-            match versioning::delete_version(tx, bucket, key, version_id, current.as_ref())? {
-                // Deleting a version that does not exist succeeds (S3), and
-                // so does deleting it again.
-                None => Ok(CommandResult::VersionDeleted {
-                    released: None,
-                    delete_marker: None,
-                }),
-                Some((removed, new_current)) => {
-                    match new_current {
-                        Some(v) => {
-                            t.insert(
-                                k.as_slice(),
-                                sealed::<&[u8], _>(k.as_slice(), &v).as_slice(),
-                            )?;
-                        }
-                        None => {
-                            t.remove(k.as_slice())?;
-                        }
-                    }
-                    let marker = removed
-                        .is_delete_marker()
-                        .then(|| removed.version_id.clone());
-                    Ok(CommandResult::VersionDeleted {
-                        released: removed.version,
-                        delete_marker: marker,
-                    })
-                }
-            }
         }
         Command::SetObjectTags { bucket, key, tags } => {
             if tx.open_table(BUCKETS)?.get(bucket.as_str())?.is_none() {
@@ -147,11 +159,6 @@ fn apply_one(tx: &WriteTransaction, cmd: &Command) -> Applied {
         Command::SetBucketTags { bucket, tags } => {
             update_bucket(tx, bucket, |b| b.tags = tags.clone())
         }
-        Command::DeleteObject {
-            bucket,
-            key,
-            marker,
-        } => delete_object(tx, bucket, key, marker.as_ref()),
         Command::CreateUpload { upload } => {
             if tx
                 .open_table(BUCKETS)?
@@ -169,81 +176,25 @@ fn apply_one(tx: &WriteTransaction, cmd: &Command) -> Applied {
             }
             Ok(CommandResult::Done)
         }
-        Command::PutPart { upload_id, part } => {
-            let mut t = tx.open_table(UPLOADS)?;
-            let Some(mut upload) = t.get_sealed::<Upload>(T_UPLOADS, upload_id.as_str())? else {
-                return refused(Refusal::NoSuchUpload);
-            };
-            let same = upload.part(part.part_number).is_some_and(|p| {
-                p.segments
-                    .iter()
-                    .map(|s| s.id)
-                    .eq(part.segments.iter().map(|s| s.id))
-            });
-            if same {
-                // Applied again: the part already points at these segments.
-                return Ok(CommandResult::Released { segments: vec![] });
-            }
-            let old = upload.put_part(part.clone());
-            let v = sealed::<&str, _>(upload_id.as_str(), &upload);
-            t.insert(upload_id.as_str(), v.as_slice())?;
-            Ok(CommandResult::Released {
-                segments: old.map(|p| p.segments).unwrap_or_default(),
-            })
-        }
-        Command::CompleteUpload {
-            upload_id,
-            bucket,
-            key,
-            parts,
-            version,
-            condition,
-        } => complete_upload(
-            tx,
-            upload_id,
-            bucket,
-            key,
-            parts,
-            version,
-            condition.as_ref(),
-        ),
-        Command::AbortUpload { upload_id } => {
-            let mut t = tx.open_table(UPLOADS)?;
-            let removed = t.remove(upload_id.as_str())?;
-            let upload: Option<Upload> = match removed {
-                None => None,
-                Some(v) => Some(crate::envelope::decode(
-                    T_UPLOADS,
-                    upload_id.as_bytes(),
-                    v.value(),
-                )?),
-            };
-            match upload {
-                None => refused(Refusal::NoSuchUpload),
-                Some(u) => Ok(CommandResult::Released {
-                    segments: u.parts.into_iter().flat_map(|p| p.segments).collect(),
-                }),
-            }
-        }
-        Command::Batch { commands } => {
-            let mut results = Vec::with_capacity(commands.len());
-            for c in commands {
-                results.push(apply_command(tx, c)?);
-            }
-            Ok(CommandResult::Batch { results })
-        }
-        Command::Request { .. } => unreachable!("apply_command unwraps requests"),
+        Command::Request { .. }
+        | Command::Batch { .. }
+        | Command::PutObject { .. }
+        | Command::DeleteObject { .. }
+        | Command::DeleteObjectVersion { .. }
+        | Command::PutPart { .. }
+        | Command::CompleteUpload { .. }
+        | Command::AbortUpload { .. } => unreachable!("apply_command applies {cmd:?} itself"),
         Command::MoveShard {
             segment,
             index,
             from,
             to,
-        } => segment_index::move_shard(tx, *segment, *index, *from, *to),
+        } => shard_moves::move_shard(tx, *segment, *index, *from, *to),
         Command::DropShard {
             segment,
             index,
             node,
-        } => segment_index::drop_shard(tx, *segment, *index, *node),
+        } => shard_moves::drop_shard(tx, *segment, *index, *node),
         cmd @ (Command::ReportDamage { .. } | Command::DamageRepaired { .. }) => {
             crate::damage::apply_command(tx, cmd)
         }
@@ -342,7 +293,7 @@ fn apply_one(tx: &WriteTransaction, cmd: &Command) -> Applied {
     }
 }
 
-fn update_bucket(tx: &WriteTransaction, bucket: &str, f: impl FnOnce(&mut BucketInfo)) -> Applied {
+fn update_bucket(tx: &WriteTransaction, bucket: &str, f: impl FnOnce(&mut BucketInfo)) -> Answer {
     let mut t = tx.open_table(BUCKETS)?;
     let Some(mut b) = t.get_sealed::<BucketInfo>(T_BUCKETS, bucket)? else {
         return refused(Refusal::NoSuchBucket);
@@ -358,7 +309,7 @@ fn put_object(
     key: &str,
     version: &ObjectVersion,
     condition: Option<&WriteCondition>,
-) -> Applied {
+) -> Outcome {
     let Some(versioning) = bucket_versioning(tx, bucket)? else {
         return refused(Refusal::NoSuchBucket);
     };
@@ -370,18 +321,18 @@ fn put_object(
     if current.as_ref().map(|c| c.version_id) == Some(version.version_id)
         || versioning::holds_version(tx, bucket, key, version.version_id)?
     {
-        return Ok(CommandResult::Replaced { previous: None });
+        return Ok(CommandResult::Replaced { previous: None }.into());
     }
     if let Some(r) = condition_refusal(condition, current.as_ref()) {
         return refused(r);
     }
-    match versioning {
+    let replaced = match versioning {
         None => {
             t.insert(
                 k.as_slice(),
                 sealed::<&[u8], _>(k.as_slice(), version).as_slice(),
             )?;
-            Ok(CommandResult::Replaced { previous: current })
+            current
         }
         Some(status) => {
             let mut v = version.clone();
@@ -397,9 +348,19 @@ fn put_object(
                 k.as_slice(),
                 sealed::<&[u8], _>(k.as_slice(), &v).as_slice(),
             )?;
-            Ok(CommandResult::Replaced { previous: released })
+            released
         }
-    }
+    };
+    let mut effects = Effects::default();
+    let previous = releasing_version(tx, replaced, &version.segments, &mut effects)?;
+    effects.add(
+        &Owner::new(bucket, key, &version.storage_class),
+        &version.segments,
+    );
+    Ok(Applied {
+        result: CommandResult::Replaced { previous },
+        effects,
+    })
 }
 
 fn delete_object(
@@ -407,7 +368,7 @@ fn delete_object(
     bucket: &str,
     key: &str,
     marker: Option<&(weft_common::VersionId, u64)>,
-) -> Applied {
+) -> Outcome {
     let Some(versioning) = bucket_versioning(tx, bucket)? else {
         return refused(Refusal::NoSuchBucket);
     };
@@ -417,7 +378,8 @@ fn delete_object(
             return Ok(CommandResult::VersionDeleted {
                 released: None,
                 delete_marker: Some(id.to_string()),
-            });
+            }
+            .into());
         }
     }
     let mut t = tx.open_table(OBJECTS)?;
@@ -426,7 +388,8 @@ fn delete_object(
         None => None,
         Some(v) => Some(crate::envelope::decode(T_OBJECTS, &k, v.value())?),
     };
-    match (versioning, marker) {
+    let mut effects = Effects::default();
+    let result = match (versioning, marker) {
         (Some(status), Some(marker)) => {
             let (released, id) = versioning::delete(
                 tx,
@@ -436,12 +399,131 @@ fn delete_object(
                 *marker,
                 previous.as_ref(),
             )?;
-            Ok(CommandResult::VersionDeleted {
-                released,
+            CommandResult::VersionDeleted {
+                released: releasing_version(tx, released, &[], &mut effects)?,
                 delete_marker: Some(id),
+            }
+        }
+        _ => CommandResult::Replaced {
+            previous: releasing_version(tx, previous, &[], &mut effects)?,
+        },
+    };
+    Ok(Applied { result, effects })
+}
+
+/// `DeleteObjectVersion`: removes one entry of a key's history for good.
+fn delete_object_version(
+    tx: &WriteTransaction,
+    bucket: &str,
+    key: &str,
+    version_id: &str,
+) -> Outcome {
+    if bucket_versioning(tx, bucket)?.is_none() {
+        return refused(Refusal::NoSuchBucket);
+    }
+    let mut t = tx.open_table(OBJECTS)?;
+    let k = object_key(bucket, key);
+    let current: Option<ObjectVersion> = t.get_sealed(T_OBJECTS, k.as_slice())?;
+    match versioning::delete_version(tx, bucket, key, version_id, current.as_ref())? {
+        // Deleting a version that does not exist succeeds (S3), and
+        // so does deleting it again.
+        None => Ok(CommandResult::VersionDeleted {
+            released: None,
+            delete_marker: None,
+        }
+        .into()),
+        Some((removed, new_current)) => {
+            match new_current {
+                Some(v) => {
+                    t.insert(
+                        k.as_slice(),
+                        sealed::<&[u8], _>(k.as_slice(), &v).as_slice(),
+                    )?;
+                }
+                None => {
+                    t.remove(k.as_slice())?;
+                }
+            }
+            let marker = removed
+                .is_delete_marker()
+                .then(|| removed.version_id.clone());
+            let mut effects = Effects::default();
+            let released = releasing_version(tx, removed.version, &[], &mut effects)?;
+            Ok(Applied {
+                result: CommandResult::VersionDeleted {
+                    released,
+                    delete_marker: marker,
+                },
+                effects,
             })
         }
-        _ => Ok(CommandResult::Replaced { previous }),
+    }
+}
+
+/// `PutPart`: a part uploaded again replaces the earlier one, whose
+/// segments are released.
+fn put_part(tx: &WriteTransaction, upload_id: &str, part: &UploadPart) -> Outcome {
+    let mut t = tx.open_table(UPLOADS)?;
+    let Some(mut upload) = t.get_sealed::<Upload>(T_UPLOADS, upload_id)? else {
+        return refused(Refusal::NoSuchUpload);
+    };
+    let same = upload.part(part.part_number).is_some_and(|p| {
+        p.segments
+            .iter()
+            .map(|s| s.id)
+            .eq(part.segments.iter().map(|s| s.id))
+    });
+    if same {
+        // Applied again: the part already points at these segments.
+        return Ok(CommandResult::Released { segments: vec![] }.into());
+    }
+    let old = upload.put_part(part.clone());
+    let v = sealed::<&str, _>(upload_id, &upload);
+    t.insert(upload_id, v.as_slice())?;
+    let mut effects = Effects::default();
+    let segments = releasing(
+        tx,
+        old.map(|p| p.segments).unwrap_or_default(),
+        &part.segments,
+        &mut effects,
+    )?;
+    effects.add(
+        &Owner::new(&upload.bucket, &upload.key, &upload.storage_class),
+        &part.segments,
+    );
+    Ok(Applied {
+        result: CommandResult::Released { segments },
+        effects,
+    })
+}
+
+/// `AbortUpload`: every part's segments are released.
+fn abort_upload(tx: &WriteTransaction, upload_id: &str) -> Outcome {
+    let mut t = tx.open_table(UPLOADS)?;
+    let removed = t.remove(upload_id)?;
+    let upload: Option<Upload> = match removed {
+        None => None,
+        Some(v) => Some(crate::envelope::decode(
+            T_UPLOADS,
+            upload_id.as_bytes(),
+            v.value(),
+        )?),
+    };
+    match upload {
+        None => refused(Refusal::NoSuchUpload),
+        Some(u) => {
+            let mut effects = Effects::default();
+            let segments = releasing(
+                tx,
+                u.parts.into_iter().flat_map(|p| p.segments).collect(),
+                &[],
+                &mut effects,
+            )?;
+            Ok(Applied {
+                result: CommandResult::Released { segments },
+                effects,
+            })
+        }
     }
 }
 
@@ -457,7 +539,7 @@ fn complete_upload(
     parts: &[(u32, String)],
     version: &ObjectVersion,
     condition: Option<&WriteCondition>,
-) -> Applied {
+) -> Outcome {
     let mut t = tx.open_table(UPLOADS)?;
     let Some(mut upload) = t.get_sealed::<Upload>(T_UPLOADS, upload_id)? else {
         // Applied again: its version is current or in the history, so
@@ -468,7 +550,7 @@ fn complete_upload(
         if current.map(|c| c.version_id) == Some(version.version_id)
             || versioning::holds_version(tx, bucket, key, version.version_id)?
         {
-            return Ok(CommandResult::Released { segments: vec![] });
+            return Ok(CommandResult::Released { segments: vec![] }.into());
         }
         return refused(Refusal::NoSuchUpload);
     };
@@ -545,7 +627,52 @@ fn complete_upload(
         k.as_slice(),
         sealed::<&[u8], _>(k.as_slice(), &v).as_slice(),
     )?;
-    Ok(CommandResult::Released { segments: released })
+    // The version takes over its parts' segments: they stay referenced.
+    let mut effects = Effects::default();
+    let segments = releasing(tx, released, &v.segments, &mut effects)?;
+    effects.add(
+        &Owner::new(bucket, key, &version.storage_class),
+        &v.segments,
+    );
+    Ok(Applied {
+        result: CommandResult::Released { segments },
+        effects,
+    })
+}
+
+/// `segments` as released, recorded in `effects`: less those in `keep`
+/// (what the same command references: never released, whatever it
+/// replaced), with the placement the index holds now, so whoever deletes
+/// their shards deletes them where they are.
+fn releasing(
+    tx: &WriteTransaction,
+    mut segments: Vec<Segment>,
+    keep: &[Segment],
+    effects: &mut Effects,
+) -> Result<Vec<Segment>, MetaError> {
+    segments.retain(|s| !keep.iter().any(|k| k.id == s.id));
+    segment_index::overlay(&tx.open_table(SEGMENTS)?, &mut segments)?;
+    effects.released.extend(segments.iter().cloned());
+    Ok(segments)
+}
+
+/// A whole version as released ([`releasing`]); `None` if the command
+/// still references every segment it had, so nothing of it is released.
+fn releasing_version(
+    tx: &WriteTransaction,
+    version: Option<ObjectVersion>,
+    keep: &[Segment],
+    effects: &mut Effects,
+) -> Result<Option<ObjectVersion>, MetaError> {
+    let Some(mut v) = version else {
+        return Ok(None);
+    };
+    let had = v.segments.len();
+    v.segments = releasing(tx, std::mem::take(&mut v.segments), keep, effects)?;
+    if had > 0 && v.segments.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(v))
 }
 
 /// Why a conditional write must not apply, if it must not.

@@ -12,7 +12,10 @@
 //! - no segment ever released is referenced again (a retry resurrecting a
 //!   version or part whose shards were already freed);
 //! - the segment index holds exactly the referenced segments;
-//! - a second application leaves every table as it was (digest equal).
+//! - the effects apply reports are the result's releases and exactly how
+//!   the index changed (so the index is kept by what apply says it did);
+//! - a second application leaves every table as it was (digest equal) and
+//!   has no effects.
 //!
 //! Request runs also advance leader time by 30 s per command, so records
 //! older than the retention are pruned along the way (retries come within
@@ -31,7 +34,10 @@ use weft_common::topology::{NodeAdmin, NodeInfo};
 use weft_common::upload_timers::UploadTimers;
 use weft_common::{NodeId, RequestId, SegmentId, VersionId};
 
+use crate::effects::Applied;
 use crate::state_machine::StateMachine;
+
+mod cases;
 
 const BUCKETS: [&str; 3] = ["plain", "versioned", "suspended"];
 const KEYS: [&str; 2] = ["k1", "k2"];
@@ -416,8 +422,10 @@ fn apply_checked(
     sm: &StateMachine,
     cmd: &Command,
     ever_released: &mut BTreeSet<SegmentId>,
-) -> CommandResult {
-    let result = sm.apply_for_test(cmd).unwrap();
+) -> Applied {
+    let (_, indexed_before, _) = sm.references_for_test().unwrap();
+    let applied = sm.apply_with_effects_for_test(cmd).unwrap();
+    let result = &applied.result;
     let (referenced, indexed, _) = sm.references_for_test().unwrap();
     let released: BTreeSet<SegmentId> = result.released_segments().into_iter().collect();
     let still = released.intersection(&referenced).collect::<Vec<_>>();
@@ -435,7 +443,51 @@ fn apply_checked(
         indexed, referenced,
         "segment index out of step after {cmd:?}"
     );
-    result
+    check_effects(cmd, &applied, &indexed_before, &indexed);
+    applied
+}
+
+/// Segments a result releases, with the placement it reports for them.
+fn released_in(result: &CommandResult) -> Vec<Segment> {
+    match result {
+        CommandResult::Replaced { previous: Some(v) }
+        | CommandResult::VersionDeleted {
+            released: Some(v), ..
+        } => v.segments.clone(),
+        CommandResult::Released { segments } => segments.clone(),
+        CommandResult::Batch { results } => results.iter().flat_map(released_in).collect(),
+        _ => vec![],
+    }
+}
+
+/// The effects apply reported name exactly what the result releases (with
+/// the same placement), and are exactly how the index changed: it gained
+/// what was added and lost what was released, and nothing else.
+fn check_effects(
+    cmd: &Command,
+    applied: &Applied,
+    before: &BTreeSet<SegmentId>,
+    after: &BTreeSet<SegmentId>,
+) {
+    let Applied { result, effects } = applied;
+    assert_eq!(
+        effects.released,
+        released_in(result),
+        "{cmd:?}: the effects and the result disagree on what is released"
+    );
+    let added: BTreeSet<SegmentId> = effects.added.iter().map(|(_, s)| s.id).collect();
+    let released: BTreeSet<SegmentId> = effects.released.iter().map(|s| s.id).collect();
+    let known: BTreeSet<SegmentId> = before.union(&added).copied().collect();
+    assert!(
+        released.is_subset(&known),
+        "{cmd:?} released {:?}, never indexed",
+        released.difference(&known).collect::<Vec<_>>()
+    );
+    let expected: BTreeSet<SegmentId> = known.difference(&released).copied().collect();
+    assert_eq!(
+        after, &expected,
+        "{cmd:?}: the index changed other than its effects say ({effects:?})"
+    );
 }
 
 /// Applies `cmd` again and checks that it released nothing and left every
@@ -444,9 +496,14 @@ fn apply_again(sm: &StateMachine, cmd: &Command, ever_released: &mut BTreeSet<Se
     let before = sm.digest().unwrap();
     let second = apply_checked(sm, cmd, ever_released);
     assert_eq!(
-        second.released_segments(),
+        second.result.released_segments(),
         vec![],
         "{cmd:?} released when applied again"
+    );
+    assert!(
+        second.effects.is_empty(),
+        "{cmd:?} had effects when applied again: {:?}",
+        second.effects
     );
     assert_eq!(
         sm.digest().unwrap(),
@@ -483,7 +540,7 @@ fn run(ops: &[(Op, Again)], wrap: impl Fn(Command, u128) -> Command) {
                 let batch = Command::Batch {
                     commands: vec![cmd.clone(), cmd.clone()],
                 };
-                let r = apply_checked(&sm, &batch, &mut ever_released);
+                let r = apply_checked(&sm, &batch, &mut ever_released).result;
                 let CommandResult::Batch { results } = r else {
                     panic!("batch answered {r:?}")
                 };
@@ -537,117 +594,4 @@ proptest! {
     ) {
         run(&ops, |command, _| command);
     }
-}
-
-/// The reported bug: a `PutPart` applied twice reported its own segments as
-/// replaced, and the gateway deleted the acknowledged part's data.
-#[test]
-fn put_part_applied_twice_does_not_release_its_own_segments() {
-    let (_dir, sm) = setup();
-    let mut b = Builder::default();
-    let mut ever = BTreeSet::new();
-    apply_checked(&sm, &b.build(&Op::CreateUpload { u: 0 }), &mut ever);
-    let part = b.build(&Op::PutPart { u: 0, n: 1 });
-    apply_checked(&sm, &part, &mut ever);
-    let again = apply_checked(&sm, &part, &mut ever);
-    assert_eq!(again, CommandResult::Released { segments: vec![] });
-}
-
-/// A part re-uploaded with the same ETag after the gateway read the upload:
-/// the completed version must point at the new segments, not the released.
-#[test]
-fn complete_upload_uses_the_parts_metad_holds() {
-    let (_dir, sm) = setup();
-    let mut b = Builder::default();
-    let mut ever = BTreeSet::new();
-    apply_checked(&sm, &b.build(&Op::CreateUpload { u: 0 }), &mut ever);
-    let first = b.build(&Op::PutPart { u: 0, n: 1 });
-    apply_checked(&sm, &first, &mut ever);
-    let Command::PutPart { part: old, .. } = &first else {
-        unreachable!()
-    };
-    // The gateway reads the upload here, then the part is uploaded again.
-    let redo = b.build(&Op::PutPart { u: 0, n: 1 });
-    let released = apply_checked(&sm, &redo, &mut ever);
-    assert_eq!(released.released_segments(), vec![old.segments[0].id]);
-    let Command::PutPart { part: new, .. } = &redo else {
-        unreachable!()
-    };
-    let mut complete = b.build(&Op::Complete { u: 0, parts: 1 });
-    if let Command::CompleteUpload { version, .. } = &mut complete {
-        version.segments = old.segments.clone(); // what the gateway had read
-    }
-    apply_checked(&sm, &complete, &mut ever);
-    let current = sm.object("plain", "k1").unwrap().unwrap();
-    assert_eq!(
-        current.segments.iter().map(|s| s.id).collect::<Vec<_>>(),
-        vec![new.segments[0].id]
-    );
-    assert_eq!(current.part_sizes, vec![PART_BYTES]);
-}
-
-/// Retention: records older than the retention behind the newest request
-/// are pruned, a few per applied request, so the table stays bounded.
-#[test]
-fn request_records_expire_after_the_retention() {
-    let (_dir, sm) = setup();
-    let tags = |n: u128, at_ms: u64| Command::Request {
-        id: RequestId(n),
-        at_ms,
-        command: Box::new(Command::SetBucketTags {
-            bucket: "plain".into(),
-            tags: Default::default(),
-        }),
-    };
-    for n in 0..20 {
-        sm.apply_for_test(&tags(n, 1_000)).unwrap();
-    }
-    assert_eq!(sm.references_for_test().unwrap().2, 20);
-    let later = 1_000 + weft_common::rpc::REQUEST_RETENTION_MS + 1;
-    sm.apply_for_test(&tags(100, later)).unwrap();
-    sm.apply_for_test(&tags(101, later)).unwrap();
-    assert_eq!(
-        sm.references_for_test().unwrap().2,
-        2,
-        "20 expired records pruned, 2 fresh kept"
-    );
-}
-
-/// The first leader seeds the timers from its config; a later leader with a
-/// different config seeds nothing, so an operator's change survives every
-/// election; an unsafe pair is refused whatever the flag; and the pair moves
-/// with a snapshot.
-#[test]
-fn upload_timers_seed_once_refuse_unsafe_and_travel_in_snapshots() {
-    let (_dir, sm) = setup();
-    assert_eq!(sm.upload_timers().unwrap(), None);
-    let pair = |age: u64, grace: u64| UploadTimers {
-        upload_max_age_ms: age,
-        gc_grace_ms: grace,
-    };
-    let set = |t: UploadTimers, seed: bool| Command::SetUploadTimers { timers: t, seed };
-    sm.apply_for_test(&set(pair(1_000, 2_000), true)).unwrap();
-    assert_eq!(sm.upload_timers().unwrap(), Some(pair(1_000, 2_000)));
-    sm.apply_for_test(&set(pair(5_000, 10_000), true)).unwrap();
-    assert_eq!(
-        sm.upload_timers().unwrap(),
-        Some(pair(1_000, 2_000)),
-        "a second seed must not override"
-    );
-    sm.apply_for_test(&set(pair(3_000, 6_000), false)).unwrap();
-    assert_eq!(sm.upload_timers().unwrap(), Some(pair(3_000, 6_000)));
-    for seed in [false, true] {
-        let r = sm.apply_for_test(&set(pair(3_000, 5_999), seed)).unwrap();
-        match r {
-            CommandResult::Refused {
-                refusal: weft_common::rpc::Refusal::UnsafeTimers { message },
-            } => assert!(message.contains("at least 6000"), "{message}"),
-            other => panic!("unsafe pair applied: {other:?}"),
-        }
-    }
-    assert_eq!(sm.upload_timers().unwrap(), Some(pair(3_000, 6_000)));
-    let other = tempfile::tempdir().unwrap();
-    let copy = sm.snapshot_roundtrip_for_test(other.path()).unwrap();
-    assert_eq!(copy.upload_timers().unwrap(), Some(pair(3_000, 6_000)));
-    assert_eq!(copy.digest().unwrap().1, sm.digest().unwrap().1);
 }

@@ -20,7 +20,8 @@
 //! fewer good shards than the read quorum.
 
 use crate::envelope::SealedRead;
-use crate::segment_index::{self, SEGMENTS};
+use crate::segment_index;
+use crate::tables::{segment_key, SEGMENTS, T_SEGMENTS};
 use redb::WriteTransaction;
 use weft_common::damage::{self, BlockDamage, ShardDamage};
 use weft_common::repair::SegmentRecord;
@@ -68,9 +69,8 @@ pub(crate) fn apply(
     blocks: &BlockDamage,
 ) -> Result<CommandResult, crate::error::MetaError> {
     let mut t = tx.open_table(SEGMENTS)?;
-    let k = segment_index::key(segment);
-    let Some(mut rec) = t.get_sealed::<SegmentRecord>(segment_index::T_SEGMENTS, k.as_slice())?
-    else {
+    let k = segment_key(segment);
+    let Some(mut rec) = t.get_sealed::<SegmentRecord>(T_SEGMENTS, k.as_slice())? else {
         return Ok(stale());
     };
     if rec.shards.get(usize::from(index)).copied().flatten() != Some(node) {
@@ -256,10 +256,7 @@ mod tests {
         let tx = db.begin_read().unwrap();
         let t = tx.open_table(SEGMENTS).unwrap();
         let rec: SegmentRecord = t
-            .get_sealed(
-                segment_index::T_SEGMENTS,
-                segment_index::key(SegmentId(1)).as_slice(),
-            )
+            .get_sealed(T_SEGMENTS, segment_key(SegmentId(1)).as_slice())
             .unwrap()
             .unwrap();
         (r, rec)
@@ -273,7 +270,7 @@ mod tests {
         tx.open_table(SEGMENTS)
             .unwrap()
             .insert(
-                segment_index::key(SegmentId(1)).as_slice(),
+                segment_key(SegmentId(1)).as_slice(),
                 segment_index::encode(SegmentId(1), &seg(vec![])).as_slice(),
             )
             .unwrap();

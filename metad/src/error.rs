@@ -1,6 +1,8 @@
 //! Errors of metad's stores.
 
 use crate::envelope::CorruptValue;
+use crate::RaftNodeId;
+use openraft::{StorageError, StorageIOError};
 use thiserror::Error;
 
 /// A state-machine read or write failed.
@@ -12,6 +14,24 @@ pub enum MetaError {
     /// A stored value failed its envelope check: never serve or apply it.
     #[error(transparent)]
     Corrupt(#[from] CorruptValue),
+}
+
+/// A write of the raft log failed. Each cause reads as redb's own error,
+/// which is what the log and openraft's storage error carry.
+#[derive(Debug, Error)]
+pub enum LogWriteError {
+    /// A write transaction could not begin.
+    #[error(transparent)]
+    Transaction(#[from] redb::TransactionError),
+    /// A table could not be opened.
+    #[error(transparent)]
+    Table(#[from] redb::TableError),
+    /// Reading or writing the file failed.
+    #[error(transparent)]
+    Storage(#[from] redb::StorageError),
+    /// The commit (and its fsync) failed.
+    #[error(transparent)]
+    Commit(#[from] redb::CommitError),
 }
 
 macro_rules! from_redb {
@@ -31,3 +51,14 @@ from_redb!(
     redb::DatabaseError,
     redb::SetDurabilityError
 );
+
+/// openraft's error for a failed state-machine read: what its storage
+/// traits must return, whatever the cause.
+pub(crate) fn sm_read_err(e: impl std::error::Error + 'static) -> StorageError<RaftNodeId> {
+    StorageIOError::read_state_machine(&e).into()
+}
+
+/// openraft's error for a failed state-machine write.
+pub(crate) fn sm_write_err(e: impl std::error::Error + 'static) -> StorageError<RaftNodeId> {
+    StorageIOError::write_state_machine(&e).into()
+}

@@ -7,8 +7,11 @@
 //! leader ([`openraft::Raft::ensure_linearizable`]) so a read after an
 //! acknowledged write always sees it.
 //!
-//! Module map: [`raft_log`] (durable log, redb), [`state_machine`] (apply,
-//! queries, snapshots, redb), [`network`] (raft RPC client over HTTP),
+//! Module map: [`raft_log`] (durable log, redb), [`state_machine`] (the
+//! redb state and openraft's storage traits over it), `tables` (every table
+//! and key layout), `apply` (how commands change the tables),
+//! `segment_index` (current shard placement), [`queries`] (the read side),
+//! `snapshot` (snapshot documents), [`network`] (raft RPC client over HTTP),
 //! [`server`] (HTTP endpoints), [`health`] (readiness, fatal raft
 //! errors), [`liveness`] (heartbeats → node states),
 //! [`space`] (the disk reserve and space-low mode),
@@ -22,6 +25,7 @@ mod apply;
 mod apply_tests;
 pub(crate) mod damage;
 pub mod durability;
+mod effects;
 pub mod envelope;
 pub mod error;
 pub mod group_commit;
@@ -32,10 +36,13 @@ pub mod liveness;
 mod migration_tests;
 pub mod network;
 pub mod node;
+pub mod queries;
 pub mod raft_log;
 mod requests;
 mod segment_index;
 pub mod server;
+mod shard_moves;
+pub(crate) mod snapshot;
 pub mod space;
 pub mod state_machine;
 mod tables;

@@ -14,6 +14,7 @@ use crate::liveness::Liveness;
 use crate::network::Network;
 use crate::raft_log::LogStore;
 use crate::server::{router, AppState, Metrics};
+use crate::space::SpaceConfigError;
 use crate::state_machine::StateMachine;
 use crate::Raft;
 use weft_common::config_check::{self, ConfigError};
@@ -200,16 +201,16 @@ pub enum MetadError {
     },
     /// Invalid raft settings.
     #[error("invalid raft configuration: {0}")]
-    Config(String),
+    Config(openraft::ConfigError),
     /// Invalid disk space settings.
     #[error("invalid config: {0}")]
-    SpaceConfig(String),
+    SpaceConfig(SpaceConfigError),
     /// A setting that cannot work, found before anything started.
     #[error("invalid configuration: {0}")]
     Invalid(#[from] ConfigError),
     /// Raft failed to start or initialize.
     #[error("raft: {0}")]
-    Raft(String),
+    Raft(RaftStartError),
     /// The listen address could not be bound.
     #[error("listen on {addr}: {source}")]
     Bind {
@@ -218,6 +219,38 @@ pub enum MetadError {
         /// Cause.
         source: std::io::Error,
     },
+}
+
+/// Why raft did not start, initialize or elect a leader. Each cause is
+/// carried in its message rather than as a `source`, so a printed error
+/// chain names it once.
+#[derive(Debug, Error)]
+pub enum RaftStartError {
+    /// No voter became leader in time.
+    #[error("no leader within {timeout:?}: {cause}")]
+    NoLeader {
+        /// How long was waited.
+        timeout: Duration,
+        /// What the wait ended with.
+        cause: openraft::metrics::WaitError,
+    },
+    /// The HTTP client for raft messages could not be built.
+    #[error("http client: {0}")]
+    HttpClient(reqwest::Error),
+    /// The raft core could not start, or stopped.
+    #[error("{0}")]
+    Fatal(openraft::error::Fatal<crate::RaftNodeId>),
+    /// A new group could not be initialized here.
+    #[error("{0}")]
+    Initialize(
+        openraft::error::RaftError<
+            crate::RaftNodeId,
+            openraft::error::InitializeError<crate::RaftNodeId, openraft::BasicNode>,
+        >,
+    ),
+    /// The first disk space check did not finish.
+    #[error("space check task failed: {0}")]
+    SpaceCheck(tokio::task::JoinError),
 }
 
 fn store_hint(e: &crate::error::MetaError) -> &'static str {
@@ -277,7 +310,7 @@ impl MetadHandle {
             .metrics(|m| m.current_leader.is_some(), "a leader is elected")
             .await
             .map(|m| m.current_leader.expect("checked by the wait condition"))
-            .map_err(|e| MetadError::Raft(format!("no leader within {timeout:?}: {e}")))
+            .map_err(|cause| MetadError::Raft(RaftStartError::NoLeader { timeout, cause }))
     }
 
     /// Waits for the server to stop (after the cancel token fired) and shuts
@@ -377,12 +410,12 @@ pub async fn start_with_fs(
         ..Default::default()
     }
     .validate()
-    .map_err(|e| MetadError::Config(e.to_string()))?;
+    .map_err(MetadError::Config)?;
 
     let http = reqwest::Client::builder()
         .tcp_nodelay(true)
         .build()
-        .map_err(|e| MetadError::Raft(format!("http client: {e}")))?;
+        .map_err(|e| MetadError::Raft(RaftStartError::HttpClient(e)))?;
     let raft = Raft::new(
         cfg.id,
         Arc::new(raft_config),
@@ -391,13 +424,13 @@ pub async fn start_with_fs(
         sm.clone(),
     )
     .await
-    .map_err(|e| MetadError::Raft(e.to_string()))?;
+    .map_err(|e| MetadError::Raft(RaftStartError::Fatal(e)))?;
 
     if cfg.bootstrap
         && !raft
             .is_initialized()
             .await
-            .map_err(|e| MetadError::Raft(e.to_string()))?
+            .map_err(|e| MetadError::Raft(RaftStartError::Fatal(e)))?
     {
         let mut members = BTreeMap::new();
         members.insert(
@@ -408,7 +441,7 @@ pub async fn start_with_fs(
         );
         raft.initialize(members)
             .await
-            .map_err(|e| MetadError::Raft(e.to_string()))?;
+            .map_err(|e| MetadError::Raft(RaftStartError::Initialize(e)))?;
         tracing::info!(id = cfg.id, %advertise, "initialized a new metadata group");
     }
 
@@ -423,7 +456,7 @@ pub async fn start_with_fs(
             Arc::new(guard)
         })
         .await
-        .map_err(|e| MetadError::Raft(format!("space check task failed: {e}")))?
+        .map_err(|e| MetadError::Raft(RaftStartError::SpaceCheck(e)))?
     };
     let mut metrics = Metrics::default();
     space.register(metrics.registry_mut());

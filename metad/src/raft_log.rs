@@ -17,6 +17,7 @@ use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
 
+use crate::error::LogWriteError;
 use crate::{RaftNodeId, TypeConfig};
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
@@ -94,12 +95,12 @@ fn write_err(e: impl std::error::Error + 'static) -> SE {
 /// Work for the log-writer thread, in submission order.
 enum Job {
     Append(Vec<Entry<TypeConfig>>, LogFlushed<TypeConfig>),
-    Truncate(u64, tokio::sync::oneshot::Sender<Result<(), String>>),
-    Purge(
-        LogId<RaftNodeId>,
-        tokio::sync::oneshot::Sender<Result<(), String>>,
-    ),
+    Truncate(u64, Done),
+    Purge(LogId<RaftNodeId>, Done),
 }
+
+/// Where the writer reports a truncate or purge done.
+type Done = tokio::sync::oneshot::Sender<Result<(), LogWriteError>>;
 
 /// Entries appended but not yet durable, readable meanwhile.
 type Pending = Arc<Mutex<BTreeMap<u64, Entry<TypeConfig>>>>;
@@ -150,24 +151,24 @@ fn writer_loop(db: Arc<Database>, pending: Pending, rx: mpsc::Receiver<Job>) {
                             batch.push((e, c));
                         }
                     }
-                    let written: Result<Vec<LogId<RaftNodeId>>, String> = (|| {
-                        let tx = db.begin_write().map_err(|e| e.to_string())?;
+                    let written: Result<Vec<LogId<RaftNodeId>>, LogWriteError> = (|| {
+                        let tx = db.begin_write()?;
                         let mut ids = vec![];
                         {
-                            let mut t = tx.open_table(LOG).map_err(|e| e.to_string())?;
+                            let mut t = tx.open_table(LOG)?;
                             for (entries, _) in &batch {
                                 for e in entries {
                                     let bytes =
                                         crate::envelope::encode(&e.log_id.index.to_le_bytes(), e);
-                                    t.insert(e.log_id.index, bytes.as_slice())
-                                        .map_err(|e| e.to_string())?;
+                                    t.insert(e.log_id.index, bytes.as_slice())?;
                                     ids.push(e.log_id);
                                 }
                             }
                         }
-                        tx.commit().map_err(|e| e.to_string())?;
+                        tx.commit()?;
                         Ok(ids)
-                    })();
+                    })(
+                    );
                     match written {
                         Ok(ids) => {
                             let mut p = pending.lock().expect("pending lock");
@@ -183,6 +184,8 @@ fn writer_loop(db: Arc<Database>, pending: Pending, rx: mpsc::Receiver<Job>) {
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "raft log write failed");
+                            // Every append of the batch failed with it.
+                            let e = Arc::new(e);
                             for (_, cb) in batch {
                                 cb.log_io_completed(Err(std::io::Error::other(e.clone())));
                             }
@@ -191,29 +194,26 @@ fn writer_loop(db: Arc<Database>, pending: Pending, rx: mpsc::Receiver<Job>) {
                 }
                 Job::Truncate(from, done) => {
                     let r = (|| {
-                        let tx = db.begin_write().map_err(|e| e.to_string())?;
+                        let tx = db.begin_write()?;
                         {
-                            let mut t = tx.open_table(LOG).map_err(|e| e.to_string())?;
-                            t.retain_in(from.., |_, _| false)
-                                .map_err(|e| e.to_string())?;
+                            let mut t = tx.open_table(LOG)?;
+                            t.retain_in(from.., |_, _| false)?;
                         }
-                        tx.commit().map_err(|e| e.to_string())
+                        Ok(tx.commit()?)
                     })();
                     let _ = done.send(r);
                 }
                 Job::Purge(upto, done) => {
                     let r = (|| {
                         let bytes = crate::envelope::encode(KEY_PURGED.as_bytes(), &upto);
-                        let tx = db.begin_write().map_err(|e| e.to_string())?;
+                        let tx = db.begin_write()?;
                         {
-                            let mut m = tx.open_table(META).map_err(|e| e.to_string())?;
-                            m.insert(KEY_PURGED, bytes.as_slice())
-                                .map_err(|e| e.to_string())?;
-                            let mut t = tx.open_table(LOG).map_err(|e| e.to_string())?;
-                            t.retain_in(..=upto.index, |_, _| false)
-                                .map_err(|e| e.to_string())?;
+                            let mut m = tx.open_table(META)?;
+                            m.insert(KEY_PURGED, bytes.as_slice())?;
+                            let mut t = tx.open_table(LOG)?;
+                            t.retain_in(..=upto.index, |_, _| false)?;
                         }
-                        tx.commit().map_err(|e| e.to_string())
+                        Ok(tx.commit()?)
                     })();
                     let _ = done.send(r);
                 }
@@ -279,10 +279,7 @@ impl LogStore {
             .map_err(|_| write_err(std::io::Error::other("raft log writer stopped")))
     }
 
-    async fn submit(
-        &self,
-        make: impl FnOnce(tokio::sync::oneshot::Sender<Result<(), String>>) -> Job,
-    ) -> Result<(), SE> {
+    async fn submit(&self, make: impl FnOnce(Done) -> Job) -> Result<(), SE> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.send(make(tx))?;
         rx.await

@@ -7,7 +7,7 @@
 //! releases stripped ([`CommandResult::without_releases`]), so a retry can
 //! neither apply twice nor free data. Records are kept for
 //! [`REQUEST_RETENTION_MS`] of leader time — the leader that proposes a
-//! request stamps `at_ms` itself (`server::command`), so no client clock can
+//! request stamps `at_ms` itself (`server::api::command`), so no client clock can
 //! age records — and pruned a few at a time as requests apply, so the table
 //! stays bounded by the request rate times the retention. Everything here is
 //! a function of the log: every replica keeps and prunes the same records.
@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use weft_common::rpc::{CommandResult, REQUEST_RETENTION_MS};
 use weft_common::RequestId;
 
+use crate::effects::Applied;
 use crate::envelope::{sealed, SealedRead};
 use crate::error::MetaError;
 use crate::tables::*;
@@ -49,19 +50,20 @@ pub(crate) fn apply_once(
     tx: &WriteTransaction,
     id: RequestId,
     at_ms: u64,
-    apply: impl FnOnce(&WriteTransaction) -> Result<CommandResult, MetaError>,
-) -> Result<CommandResult, MetaError> {
+    apply: impl FnOnce(&WriteTransaction) -> Result<Applied, MetaError>,
+) -> Result<Applied, MetaError> {
     let key = id.0.to_be_bytes();
     let seen: Option<Record> = tx
         .open_table(REQUESTS)?
         .get_sealed(T_REQUESTS, key.as_slice())?;
     if let Some(r) = seen {
-        return Ok(r.result);
+        // A retry: answered, with no effects.
+        return Ok(r.result.into());
     }
-    let result = apply(tx)?;
+    let applied = apply(tx)?;
     let record = Record {
         at_ms,
-        result: result.without_releases(),
+        result: applied.result.without_releases(),
     };
     tx.open_table(REQUESTS)?.insert(
         key.as_slice(),
@@ -73,7 +75,7 @@ pub(crate) fn apply_once(
         sealed::<&[u8], _>(age.as_slice(), &()).as_slice(),
     )?;
     prune(tx, at_ms)?;
-    Ok(result)
+    Ok(applied)
 }
 
 /// Advances the request clock to `at_ms` and, when it moved, drops a few

@@ -48,18 +48,35 @@ pub struct SpaceConfig {
 impl SpaceConfig {
     /// Checks that the marks make a band (else the mode would flap); the
     /// error names the settings.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SpaceConfigError> {
         if self.low_free_bytes >= self.ok_free_bytes {
-            return Err(format!(
-                "space_low_free_bytes ({}) must be below space_ok_free_bytes ({})",
-                self.low_free_bytes, self.ok_free_bytes
-            ));
+            return Err(SpaceConfigError::NoBand {
+                low: self.low_free_bytes,
+                ok: self.ok_free_bytes,
+            });
         }
         if self.check_interval.is_zero() {
-            return Err("space_check_ms must be positive".into());
+            return Err(SpaceConfigError::NoInterval);
         }
         Ok(())
     }
+}
+
+/// Settings of the space-low mode that cannot work, by the config keys an
+/// operator sets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpaceConfigError {
+    /// The low mark is not below the ok mark: the mode would flap.
+    #[error("space_low_free_bytes ({low}) must be below space_ok_free_bytes ({ok})")]
+    NoBand {
+        /// `space_low_free_bytes`.
+        low: u64,
+        /// `space_ok_free_bytes`.
+        ok: u64,
+    },
+    /// Free space would never be checked.
+    #[error("space_check_ms must be positive")]
+    NoInterval,
 }
 
 #[derive(Default)]
@@ -458,10 +475,18 @@ mod tests {
             check_interval: Duration::from_secs(1),
         };
         let e = cfg.validate().unwrap_err();
+        assert_eq!(e, SpaceConfigError::NoBand { low: 10, ok: 10 });
+        let e = e.to_string();
         assert!(
             e.contains("space_low_free_bytes") && e.contains("space_ok_free_bytes"),
             "{e}"
         );
+        let never = SpaceConfig {
+            ok_free_bytes: 20,
+            check_interval: Duration::ZERO,
+            ..cfg
+        };
+        assert_eq!(never.validate(), Err(SpaceConfigError::NoInterval));
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Every table of the state machine, with the name its envelope errors use,
-//! and the key layouts shared by apply and the queries.
+//! and the key layouts shared by apply, the queries, snapshots and the
+//! segment index: one place, so no two modules can disagree on a layout.
 //!
 //! Values are sealed metadata ([`crate::envelope`]) in every table; the
-//! version counter is a bare `u64` redb checks itself.
+//! legacy version counter is a bare `u64` redb checks itself.
 
 use redb::TableDefinition;
+use weft_common::SegmentId;
 
 /// Buckets by name.
 pub(crate) const BUCKETS: TableDefinition<&str, &[u8]> = TableDefinition::new("buckets");
@@ -25,6 +27,14 @@ pub(crate) const NODE_ADMIN: TableDefinition<u64, &[u8]> = TableDefinition::new(
 pub(crate) const REQUESTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("requests");
 /// The same requests by `(at_ms, id)`, so expired records are pruned in order.
 pub(crate) const REQUEST_AGES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("request_ages");
+/// Version history by `bucket \0 key \0 !seq` (see `versioning`).
+pub(crate) const VERSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("versions");
+/// Where databases from before the envelope kept the history counter, bare;
+/// read only until the sealed copy exists.
+pub(crate) const LEGACY_SEQ: TableDefinition<&str, u64> = TableDefinition::new("version_seq");
+/// Current placement of every referenced segment by [`segment_key`]
+/// (see `segment_index`).
+pub(crate) const SEGMENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("segments");
 
 pub(crate) const T_BUCKETS: &str = "buckets";
 pub(crate) const T_OBJECTS: &str = "objects";
@@ -35,6 +45,8 @@ pub(crate) const T_META: &str = "sm_meta";
 pub(crate) const T_NODE_ADMIN: &str = "node_admin";
 pub(crate) const T_REQUESTS: &str = "requests";
 pub(crate) const T_REQUEST_AGES: &str = "request_ages";
+pub(crate) const T_VERSIONS: &str = "versions";
+pub(crate) const T_SEGMENTS: &str = "segments";
 
 pub(crate) const KEY_REPAIR_CONFIG: &str = "repair_config";
 /// The cluster's upload timers (`Command::SetUploadTimers`).
@@ -44,6 +56,9 @@ pub(crate) const KEY_APPLIED: &str = "last_applied";
 pub(crate) const KEY_MEMBERSHIP: &str = "membership";
 /// Newest proposer time applied: the clock request records expire by.
 pub(crate) const KEY_REQUEST_CLOCK: &str = "request_clock";
+/// The history counter, sealed like every value (it orders history
+/// entries: a flipped bit would reorder or overwrite them).
+pub(crate) const KEY_VERSION_SEQ: &str = "version_seq";
 
 /// The key of an object in the object table.
 pub(crate) fn object_key(bucket: &str, key: &str) -> Vec<u8> {
@@ -59,4 +74,23 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut k = prefix.to_vec();
     k.push(0xFF);
     k
+}
+
+/// `bucket \0 key \0`: every history entry of one key starts with this.
+pub(crate) fn history_prefix(bucket: &str, key: &str) -> Vec<u8> {
+    let mut k = object_key(bucket, key);
+    k.push(0);
+    k
+}
+
+/// Table key of a segment: its id big-endian, so the scan order is stable.
+pub(crate) fn segment_key(id: SegmentId) -> [u8; 16] {
+    id.0.to_be_bytes()
+}
+
+/// The segment id in a segment table key.
+pub(crate) fn segment_id(key: &[u8]) -> SegmentId {
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&key[..16]);
+    SegmentId(u128::from_be_bytes(b))
 }

@@ -9,36 +9,19 @@
 //! history entry until it is next touched; it is then adopted as the `null`
 //! version, as S3 does.
 
-use redb::{ReadableTable, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 use weft_common::manifest::{ObjectVersion, VersionRecord};
 
 use crate::envelope::{item, sealed, SealedRead};
 use crate::error::MetaError;
-use crate::tables::{META, T_META};
-
-pub(crate) const VERSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("versions");
-/// Where databases from before the envelope kept the counter, bare; read
-/// only until the sealed copy exists.
-const LEGACY_SEQ: TableDefinition<&str, u64> = TableDefinition::new("version_seq");
-
-/// `bucket \0 key \0`: every history entry of one key starts with this.
-pub(crate) fn key_prefix(bucket: &str, key: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(bucket.len() + key.len() + 2);
-    k.extend_from_slice(bucket.as_bytes());
-    k.push(0);
-    k.extend_from_slice(key.as_bytes());
-    k.push(0);
-    k
-}
-
-/// Meta-table key of the history counter, sealed like every value (it
-/// orders history entries: a flipped bit would reorder or overwrite them).
-const KEY_SEQ: &str = "version_seq";
+use crate::tables::{
+    history_prefix, KEY_VERSION_SEQ, LEGACY_SEQ, META, T_META, T_VERSIONS, VERSIONS,
+};
 
 /// The counter in a write transaction: the sealed value, else the one a
 /// database from before the envelope kept in its own bare table.
 fn current_seq(tx: &WriteTransaction) -> Result<u64, MetaError> {
-    let sealed: Option<u64> = tx.open_table(META)?.get_sealed(T_META, KEY_SEQ)?;
+    let sealed: Option<u64> = tx.open_table(META)?.get_sealed(T_META, KEY_VERSION_SEQ)?;
     match sealed {
         Some(n) => Ok(n),
         None => match tx.open_table(LEGACY_SEQ) {
@@ -56,7 +39,7 @@ fn next_seq(tx: &WriteTransaction) -> Result<u64, MetaError> {
 
 /// The seq counter (for snapshots and digests).
 pub(crate) fn seq(tx: &redb::ReadTransaction) -> Result<u64, MetaError> {
-    let sealed: Option<u64> = tx.open_table(META)?.get_sealed(T_META, KEY_SEQ)?;
+    let sealed: Option<u64> = tx.open_table(META)?.get_sealed(T_META, KEY_VERSION_SEQ)?;
     if let Some(n) = sealed {
         return Ok(n);
     }
@@ -69,13 +52,12 @@ pub(crate) fn seq(tx: &redb::ReadTransaction) -> Result<u64, MetaError> {
 
 /// Restores the seq counter (snapshot install).
 pub(crate) fn set_seq(tx: &WriteTransaction, n: u64) -> Result<(), MetaError> {
-    tx.open_table(META)?
-        .insert(KEY_SEQ, sealed::<&str, _>(KEY_SEQ, &n).as_slice())?;
+    tx.open_table(META)?.insert(
+        KEY_VERSION_SEQ,
+        sealed::<&str, _>(KEY_VERSION_SEQ, &n).as_slice(),
+    )?;
     Ok(())
 }
-
-/// Table name in envelope errors.
-pub(crate) const T_VERSIONS: &str = "versions";
 
 /// Whether the history of `bucket/key` holds version `id` or a delete
 /// marker with that id: how apply recognises a command applied again.
@@ -100,7 +82,7 @@ pub(crate) fn history(
     key: &str,
 ) -> Result<Vec<(Vec<u8>, VersionRecord)>, MetaError> {
     let t = tx.open_table(VERSIONS)?;
-    let p = key_prefix(bucket, key);
+    let p = history_prefix(bucket, key);
     // Entries are the prefix plus an 8-byte sequence: the last one possible
     // is the prefix plus eight 0xFF.
     let mut end = p.clone();
@@ -123,7 +105,7 @@ fn insert(
     r: &VersionRecord,
 ) -> Result<(), MetaError> {
     let n = next_seq(tx)?;
-    let mut k = key_prefix(bucket, key);
+    let mut k = history_prefix(bucket, key);
     k.extend_from_slice(&(u64::MAX - n).to_be_bytes());
     let mut t = tx.open_table(VERSIONS)?;
     if t.get(k.as_slice())?.is_some() {
@@ -131,7 +113,7 @@ fn insert(
         // damaged, and writing would overwrite a version for good.
         return Err(crate::envelope::CorruptValue {
             table: T_META,
-            key: KEY_SEQ.to_string(),
+            key: KEY_VERSION_SEQ.to_string(),
             reason: format!("history counter {n} is already used"),
         }
         .into());

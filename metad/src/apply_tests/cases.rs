@@ -1,0 +1,220 @@
+//! Single cases of the apply rule, each a bug once reported or a corner
+//! the property tests reach only by luck, on the same harness.
+
+use super::*;
+use crate::effects::Effects;
+
+/// The reported bug: a `PutPart` applied twice reported its own segments as
+/// replaced, and the gateway deleted the acknowledged part's data.
+#[test]
+fn put_part_applied_twice_does_not_release_its_own_segments() {
+    let (_dir, sm) = setup();
+    let mut b = Builder::default();
+    let mut ever = BTreeSet::new();
+    apply_checked(&sm, &b.build(&Op::CreateUpload { u: 0 }), &mut ever);
+    let part = b.build(&Op::PutPart { u: 0, n: 1 });
+    apply_checked(&sm, &part, &mut ever);
+    let again = apply_checked(&sm, &part, &mut ever);
+    assert_eq!(again.result, CommandResult::Released { segments: vec![] });
+    assert_eq!(again.effects, Effects::default());
+}
+
+/// A part re-uploaded with the same ETag after the gateway read the upload:
+/// the completed version must point at the new segments, not the released.
+#[test]
+fn complete_upload_uses_the_parts_metad_holds() {
+    let (_dir, sm) = setup();
+    let mut b = Builder::default();
+    let mut ever = BTreeSet::new();
+    apply_checked(&sm, &b.build(&Op::CreateUpload { u: 0 }), &mut ever);
+    let first = b.build(&Op::PutPart { u: 0, n: 1 });
+    apply_checked(&sm, &first, &mut ever);
+    let Command::PutPart { part: old, .. } = &first else {
+        unreachable!()
+    };
+    // The gateway reads the upload here, then the part is uploaded again.
+    let redo = b.build(&Op::PutPart { u: 0, n: 1 });
+    let released = apply_checked(&sm, &redo, &mut ever);
+    assert_eq!(
+        released.result.released_segments(),
+        vec![old.segments[0].id]
+    );
+    let Command::PutPart { part: new, .. } = &redo else {
+        unreachable!()
+    };
+    let mut complete = b.build(&Op::Complete { u: 0, parts: 1 });
+    if let Command::CompleteUpload { version, .. } = &mut complete {
+        version.segments = old.segments.clone(); // what the gateway had read
+    }
+    apply_checked(&sm, &complete, &mut ever);
+    let current = sm.object("plain", "k1").unwrap().unwrap();
+    assert_eq!(
+        current.segments.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![new.segments[0].id]
+    );
+    assert_eq!(current.part_sizes, vec![PART_BYTES]);
+}
+
+/// Retention: records older than the retention behind the newest request
+/// are pruned, a few per applied request, so the table stays bounded.
+#[test]
+fn request_records_expire_after_the_retention() {
+    let (_dir, sm) = setup();
+    let tags = |n: u128, at_ms: u64| Command::Request {
+        id: RequestId(n),
+        at_ms,
+        command: Box::new(Command::SetBucketTags {
+            bucket: "plain".into(),
+            tags: Default::default(),
+        }),
+    };
+    for n in 0..20 {
+        sm.apply_for_test(&tags(n, 1_000)).unwrap();
+    }
+    assert_eq!(sm.references_for_test().unwrap().2, 20);
+    let later = 1_000 + weft_common::rpc::REQUEST_RETENTION_MS + 1;
+    sm.apply_for_test(&tags(100, later)).unwrap();
+    sm.apply_for_test(&tags(101, later)).unwrap();
+    assert_eq!(
+        sm.references_for_test().unwrap().2,
+        2,
+        "20 expired records pruned, 2 fresh kept"
+    );
+}
+
+/// The first leader seeds the timers from its config; a later leader with a
+/// different config seeds nothing, so an operator's change survives every
+/// election; an unsafe pair is refused whatever the flag; and the pair moves
+/// with a snapshot.
+#[test]
+fn upload_timers_seed_once_refuse_unsafe_and_travel_in_snapshots() {
+    let (_dir, sm) = setup();
+    assert_eq!(sm.upload_timers().unwrap(), None);
+    let pair = |age: u64, grace: u64| UploadTimers {
+        upload_max_age_ms: age,
+        gc_grace_ms: grace,
+    };
+    let set = |t: UploadTimers, seed: bool| Command::SetUploadTimers { timers: t, seed };
+    sm.apply_for_test(&set(pair(1_000, 2_000), true)).unwrap();
+    assert_eq!(sm.upload_timers().unwrap(), Some(pair(1_000, 2_000)));
+    sm.apply_for_test(&set(pair(5_000, 10_000), true)).unwrap();
+    assert_eq!(
+        sm.upload_timers().unwrap(),
+        Some(pair(1_000, 2_000)),
+        "a second seed must not override"
+    );
+    sm.apply_for_test(&set(pair(3_000, 6_000), false)).unwrap();
+    assert_eq!(sm.upload_timers().unwrap(), Some(pair(3_000, 6_000)));
+    for seed in [false, true] {
+        let r = sm.apply_for_test(&set(pair(3_000, 5_999), seed)).unwrap();
+        match r {
+            CommandResult::Refused {
+                refusal: weft_common::rpc::Refusal::UnsafeTimers { message },
+            } => assert!(message.contains("at least 6000"), "{message}"),
+            other => panic!("unsafe pair applied: {other:?}"),
+        }
+    }
+    assert_eq!(sm.upload_timers().unwrap(), Some(pair(3_000, 6_000)));
+    let other = tempfile::tempdir().unwrap();
+    let copy = sm.snapshot_roundtrip_for_test(other.path()).unwrap();
+    assert_eq!(copy.upload_timers().unwrap(), Some(pair(3_000, 6_000)));
+    assert_eq!(copy.digest().unwrap().1, sm.digest().unwrap().1);
+}
+
+/// A version that keeps some segments of the one it replaces (a copy onto
+/// itself): those stay referenced, so only the others are released, and the
+/// effects say the same.
+#[test]
+fn segments_the_same_command_still_references_are_not_released() {
+    let (_dir, sm) = setup();
+    let mut b = Builder::default();
+    let mut ever = BTreeSet::new();
+    let first = b.build(&Op::Put { b: 0, k: 0 });
+    apply_checked(&sm, &first, &mut ever);
+    let Command::PutObject { version: old, .. } = &first else {
+        unreachable!()
+    };
+    let mut segments = vec![old.segments[0].clone()];
+    segments.extend(b.segments(1));
+    let second = Command::PutObject {
+        bucket: "plain".into(),
+        key: "k1".into(),
+        version: b.version(10, segments.clone()),
+        condition: None,
+    };
+    let applied = apply_checked(&sm, &second, &mut ever);
+    let CommandResult::Replaced {
+        previous: Some(previous),
+    } = &applied.result
+    else {
+        panic!("answered {:?}", applied.result)
+    };
+    assert_eq!(previous.segments, vec![old.segments[1].clone()]);
+    assert_eq!(applied.effects.released, vec![old.segments[1].clone()]);
+    assert_eq!(
+        applied
+            .effects
+            .added
+            .iter()
+            .map(|(_, s)| s.id)
+            .collect::<Vec<_>>(),
+        segments.iter().map(|s| s.id).collect::<Vec<_>>()
+    );
+
+    // Every segment kept: nothing of the previous version is released.
+    let Command::PutObject { version: kept, .. } = &second else {
+        unreachable!()
+    };
+    let third = Command::PutObject {
+        bucket: "plain".into(),
+        key: "k1".into(),
+        version: b.version(10, kept.segments.clone()),
+        condition: None,
+    };
+    let applied = apply_checked(&sm, &third, &mut ever);
+    assert_eq!(applied.result, CommandResult::Replaced { previous: None });
+    assert!(applied.effects.released.is_empty());
+}
+
+/// A released segment is reported where its shards are now (the index's
+/// placement after a move), not where the manifest first put them, in the
+/// result and the effects alike.
+#[test]
+fn released_segments_carry_their_current_placement() {
+    let (_dir, sm) = setup();
+    let mut b = Builder::default();
+    let mut ever = BTreeSet::new();
+    let put = b.build(&Op::Put { b: 0, k: 0 });
+    apply_checked(&sm, &put, &mut ever);
+    let Command::PutObject { version, .. } = &put else {
+        unreachable!()
+    };
+    let moved = version.segments[0].id;
+    let r = apply_checked(
+        &sm,
+        &Command::MoveShard {
+            segment: moved,
+            index: 0,
+            from: Some(NodeId(1)),
+            to: NodeId(4),
+        },
+        &mut ever,
+    );
+    assert_eq!(r.result, CommandResult::Done);
+    assert!(r.effects.is_empty(), "a move changes no reference");
+    let delete = Command::DeleteObject {
+        bucket: "plain".into(),
+        key: "k1".into(),
+        marker: None,
+    };
+    let applied = apply_checked(&sm, &delete, &mut ever);
+    let shards = |segments: &[Segment]| -> Vec<Vec<Option<NodeId>>> {
+        segments.iter().map(|s| s.shards.clone()).collect()
+    };
+    let now = vec![
+        vec![Some(NodeId(4)), Some(NodeId(2)), Some(NodeId(3))],
+        vec![Some(NodeId(1)), Some(NodeId(2)), Some(NodeId(3))],
+    ];
+    assert_eq!(shards(&applied.effects.released), now);
+    assert_eq!(shards(&released_in(&applied.result)), now);
+}

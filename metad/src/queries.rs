@@ -1,0 +1,479 @@
+//! The read side of the state machine: what the API's queries, the
+//! durability planner and datad's garbage collector ask.
+//!
+//! Callers ensure linearizability first (a leader read-index check); each
+//! query reads one consistent redb view. Manifests are answered with the
+//! segment index overlaid, so readers see where shards are now rather than
+//! where they were first written.
+//!
+//! Keys of the object table are `bucket \0 key` so a bucket listing is a range
+//! scan in key order, and a delimiter listing seeks past each common prefix
+//! (`prefix ++ 0xFF` sorts after every UTF-8 continuation of it) instead of
+//! reading the keys under it.
+
+use openraft::LogId;
+use redb::ReadableTable;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use weft_common::manifest::{AccessKey, BucketInfo, ObjectVersion, Upload, VersionRecord};
+use weft_common::repair::{RepairConfig, SegmentRecord};
+use weft_common::rpc::{ListEntry, ListMarker, ListPage, ListRequest};
+use weft_common::topology::{NodeAdmin, NodeInfo};
+use weft_common::upload_timers::UploadTimers;
+use weft_common::{NodeId, SegmentId};
+
+use crate::envelope::{item, SealedRead};
+use crate::error::MetaError;
+use crate::segment_index;
+use crate::state_machine::StateMachine;
+use crate::tables::*;
+use crate::versioning;
+use crate::RaftNodeId;
+
+/// `(key, record, is_latest)` in a versions listing.
+pub type VersionEntry = (String, VersionRecord, bool);
+
+/// A page of a versions listing.
+#[derive(Default)]
+pub struct VersionPage {
+    /// Versions and delete markers.
+    pub entries: Vec<VersionEntry>,
+    /// Common prefixes.
+    pub common_prefixes: Vec<String>,
+    /// Where the next page starts, if there is one.
+    pub next: Option<(String, Option<String>)>,
+}
+
+impl StateMachine {
+    /// One bucket.
+    pub fn bucket(&self, name: &str) -> Result<Option<BucketInfo>, MetaError> {
+        let tx = self.begin_read()?;
+        let t = tx.open_table(BUCKETS)?;
+        t.get_sealed(T_BUCKETS, name)
+    }
+
+    /// All buckets in name order.
+    pub fn buckets(&self) -> Result<Vec<BucketInfo>, MetaError> {
+        let tx = self.begin_read()?;
+        let t = tx.open_table(BUCKETS)?;
+        let mut out = vec![];
+        for it in t.iter()? {
+            let (k, v) = it?;
+            out.push(item(T_BUCKETS, &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// The current version of an object.
+    pub fn object(&self, bucket: &str, key: &str) -> Result<Option<ObjectVersion>, MetaError> {
+        let tx = self.begin_read()?;
+        let t = tx.open_table(OBJECTS)?;
+        let mut v: Option<ObjectVersion> =
+            t.get_sealed(T_OBJECTS, object_key(bucket, key).as_slice())?;
+        if let Some(v) = &mut v {
+            segment_index::overlay(&tx.open_table(SEGMENTS)?, &mut v.segments)?;
+        }
+        Ok(v)
+    }
+
+    /// One entry of an object's history by S3 version id. An object written
+    /// before versioning was enabled answers to `null`.
+    pub fn object_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> Result<Option<VersionRecord>, MetaError> {
+        let mut r = self.object_version_as_written(bucket, key, version_id)?;
+        if let Some(v) = r.as_mut().and_then(|r| r.version.as_mut()) {
+            let tx = self.begin_read()?;
+            segment_index::overlay(&tx.open_table(SEGMENTS)?, &mut v.segments)?;
+        }
+        Ok(r)
+    }
+
+    fn object_version_as_written(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: &str,
+    ) -> Result<Option<VersionRecord>, MetaError> {
+        let tx = self.begin_read()?;
+        let p = history_prefix(bucket, key);
+        let mut end = p.clone();
+        end.extend_from_slice(&[0xFF; 8]);
+        let mut hist: Vec<VersionRecord> = vec![];
+        for it in tx
+            .open_table(VERSIONS)?
+            .range::<&[u8]>(p.as_slice()..=end.as_slice())?
+        {
+            let (k, v) = it?;
+            if k.value().len() == p.len() + 8 {
+                hist.push(item(T_VERSIONS, &k, &v)?);
+            }
+        }
+        if let Some(r) = hist.iter().find(|r| r.version_id == version_id) {
+            return Ok(Some(r.clone()));
+        }
+        let current: Option<ObjectVersion> = tx
+            .open_table(OBJECTS)?
+            .get_sealed(T_OBJECTS, object_key(bucket, key).as_slice())?;
+        Ok(current
+            .filter(|c| {
+                version_id == "null"
+                    && !hist
+                        .iter()
+                        .any(|r| r.version.as_ref().map(|v| v.version_id) == Some(c.version_id))
+            })
+            .map(|c| VersionRecord {
+                origin_id: None,
+                version_id: "null".into(),
+                last_modified_ms: c.last_modified_ms,
+                version: Some(c),
+            }))
+    }
+
+    /// Every version and delete marker under `prefix`, key order then newest
+    /// first, after the markers; `(entries, truncated)`. Reads the whole
+    /// prefix: fine for the histories of thousands of keys.
+    pub fn versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        key_marker: Option<&str>,
+        version_marker: Option<&str>,
+        delimiter: Option<&str>,
+        max: u32,
+    ) -> Result<VersionPage, MetaError> {
+        let tx = self.begin_read()?;
+        let base = object_key(bucket, "");
+        let lo = object_key(bucket, prefix);
+        let hi = prefix_end(&lo);
+        let mut by_key: BTreeMap<String, Vec<VersionRecord>> = Default::default();
+        for it in tx
+            .open_table(VERSIONS)?
+            .range::<&[u8]>(lo.as_slice()..hi.as_slice())?
+        {
+            let (k, v) = it?;
+            let full = k.value();
+            let key = String::from_utf8_lossy(&full[base.len()..full.len() - 9]).into_owned();
+            by_key
+                .entry(key)
+                .or_default()
+                .push(item(T_VERSIONS, &k, &v)?);
+        }
+        for it in tx
+            .open_table(OBJECTS)?
+            .range::<&[u8]>(lo.as_slice()..hi.as_slice())?
+        {
+            let (k, v) = it?;
+            let key = String::from_utf8_lossy(&k.value()[base.len()..]).into_owned();
+            let cur: ObjectVersion = item(T_OBJECTS, &k, &v)?;
+            let hist = by_key.entry(key).or_default();
+            if !hist
+                .iter()
+                .any(|r| r.version.as_ref().map(|v| v.version_id) == Some(cur.version_id))
+            {
+                hist.insert(
+                    0,
+                    VersionRecord {
+                        origin_id: None,
+                        version_id: "null".into(),
+                        last_modified_ms: cur.last_modified_ms,
+                        version: Some(cur),
+                    },
+                );
+            }
+        }
+        let mut page = VersionPage::default();
+        let mut count = 0u32;
+        let mut last: Option<(String, Option<String>)> = None;
+        let delimiter = delimiter.filter(|d| !d.is_empty());
+        for (key, hist) in by_key {
+            if let Some(km) = key_marker {
+                if key.as_str() < km {
+                    continue;
+                }
+            }
+            if let Some(d) = delimiter {
+                if let Some(pos) = key[prefix.len()..].find(d) {
+                    let cp = format!(
+                        "{prefix}{}",
+                        &key[prefix.len()..prefix.len() + pos + d.len()]
+                    );
+                    let seen = page.common_prefixes.last() == Some(&cp)
+                        || key_marker.is_some_and(|km| km.starts_with(&cp));
+                    if !seen {
+                        if count == max {
+                            page.next = last;
+                            return Ok(page);
+                        }
+                        count += 1;
+                        page.common_prefixes.push(cp.clone());
+                        last = Some((cp, None));
+                    }
+                    continue;
+                }
+            }
+            let mut skipping = key_marker == Some(key.as_str());
+            for (i, r) in hist.into_iter().enumerate() {
+                if skipping {
+                    if version_marker == Some(r.version_id.as_str()) {
+                        skipping = false;
+                    } else if version_marker.is_none() {
+                        break;
+                    }
+                    continue;
+                }
+                if count == max {
+                    page.next = last;
+                    return Ok(page);
+                }
+                count += 1;
+                last = Some((key.clone(), Some(r.version_id.clone())));
+                page.entries.push((key.clone(), r, i == 0));
+            }
+        }
+        Ok(page)
+    }
+
+    /// Uploads in a bucket under a prefix, ordered by key then start time,
+    /// without their parts. Scans the uploads table: fine while uploads in
+    /// progress number in the thousands.
+    pub fn uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<Upload>, MetaError> {
+        let tx = self.begin_read()?;
+        let t = tx.open_table(UPLOADS)?;
+        let mut out: Vec<Upload> = vec![];
+        for it in t.iter()? {
+            let (k, v) = it?;
+            let mut u: Upload = item(T_UPLOADS, &k, &v)?;
+            if u.bucket == bucket && u.key.starts_with(prefix) {
+                u.parts.clear();
+                out.push(u);
+            }
+        }
+        out.sort_by(|a, b| {
+            (&a.key, a.initiated_ms, &a.upload_id).cmp(&(&b.key, b.initiated_ms, &b.upload_id))
+        });
+        Ok(out)
+    }
+
+    /// A multipart upload by id.
+    pub fn upload(&self, upload_id: &str) -> Result<Option<Upload>, MetaError> {
+        let tx = self.begin_read()?;
+        let t = tx.open_table(UPLOADS)?;
+        let mut u: Option<Upload> = t.get_sealed(T_UPLOADS, upload_id)?;
+        if let Some(u) = &mut u {
+            let segs = tx.open_table(SEGMENTS)?;
+            for p in &mut u.parts {
+                segment_index::overlay(&segs, &mut p.segments)?;
+            }
+        }
+        Ok(u)
+    }
+
+    /// For each `(segment, index)`, whether `node` is its current holder.
+    pub fn shards_held(
+        &self,
+        node: NodeId,
+        shards: &[(SegmentId, u8)],
+    ) -> Result<Vec<bool>, MetaError> {
+        let tx = self.begin_read()?;
+        let t = tx.open_table(SEGMENTS)?;
+        let mut out = Vec::with_capacity(shards.len());
+        for (seg, idx) in shards {
+            let rec: Option<SegmentRecord> =
+                t.get_sealed(T_SEGMENTS, segment_key(*seg).as_slice())?;
+            let held = match rec {
+                Some(rec) => rec.shards.get(usize::from(*idx)).copied().flatten() == Some(node),
+                None => false,
+            };
+            out.push(held);
+        }
+        Ok(out)
+    }
+
+    /// Calls `f` for every indexed segment, from one consistent view.
+    pub fn scan_segments(
+        &self,
+        mut f: impl FnMut(SegmentId, SegmentRecord),
+    ) -> Result<(), MetaError> {
+        let tx = self.begin_read()?;
+        for it in tx.open_table(SEGMENTS)?.iter()? {
+            let (k, v) = it?;
+            f(segment_id(k.value()), item(T_SEGMENTS, &k, &v)?);
+        }
+        Ok(())
+    }
+
+    /// Operator-set node states (nodes not listed are active).
+    pub fn node_admin(&self) -> Result<HashMap<NodeId, NodeAdmin>, MetaError> {
+        let tx = self.begin_read()?;
+        let mut out = HashMap::new();
+        for it in tx.open_table(NODE_ADMIN)?.iter()? {
+            let (k, v) = it?;
+            out.insert(NodeId(k.value()), item(T_NODE_ADMIN, &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Current repair settings.
+    pub fn repair_config(&self) -> Result<RepairConfig, MetaError> {
+        let tx = self.begin_read()?;
+        let t = tx.open_table(META)?;
+        Ok(t.get_sealed(T_META, KEY_REPAIR_CONFIG)?.unwrap_or_default())
+    }
+
+    /// The cluster's upload timers, once the first leader has set them.
+    pub fn upload_timers(&self) -> Result<Option<UploadTimers>, MetaError> {
+        let tx = self.begin_read()?;
+        let t = tx.open_table(META)?;
+        t.get_sealed(T_META, KEY_UPLOAD_TIMERS)
+    }
+
+    /// An access key by id.
+    pub fn access_key(&self, access_key: &str) -> Result<Option<AccessKey>, MetaError> {
+        let tx = self.begin_read()?;
+        let t = tx.open_table(KEYS)?;
+        t.get_sealed(T_KEYS, access_key)
+    }
+
+    /// All access keys.
+    pub fn keys(&self) -> Result<Vec<AccessKey>, MetaError> {
+        let tx = self.begin_read()?;
+        let t = tx.open_table(KEYS)?;
+        let mut out = vec![];
+        for it in t.iter()? {
+            let (k, v) = it?;
+            out.push(item(T_KEYS, &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// All registered data nodes.
+    pub fn nodes(&self) -> Result<Vec<NodeInfo>, MetaError> {
+        let tx = self.begin_read()?;
+        let t = tx.open_table(NODES)?;
+        let mut out = vec![];
+        for it in t.iter()? {
+            let (k, v) = it?;
+            out.push(item(T_NODES, &k, &v)?);
+        }
+        Ok(out)
+    }
+
+    /// A page of a listing; `None` if the bucket does not exist.
+    pub fn list(&self, req: &ListRequest) -> Result<Option<ListPage>, MetaError> {
+        let tx = self.begin_read()?;
+        if tx.open_table(BUCKETS)?.get(req.bucket.as_str())?.is_none() {
+            return Ok(None);
+        }
+        let t = tx.open_table(OBJECTS)?;
+        let base = object_key(&req.bucket, "");
+        let lower_prefix = object_key(&req.bucket, &req.prefix);
+        let upper = prefix_end(&lower_prefix);
+        let mut start: Bound<Vec<u8>> = match &req.after {
+            None => Bound::Included(lower_prefix.clone()),
+            Some(ListMarker::Key(k)) => Bound::Excluded(object_key(&req.bucket, k)),
+            Some(ListMarker::Prefix(p)) => Bound::Included(prefix_end(&object_key(&req.bucket, p))),
+        };
+        // Never start before the prefix.
+        let below_prefix = match &start {
+            Bound::Included(s) | Bound::Excluded(s) => s < &lower_prefix,
+            Bound::Unbounded => true,
+        };
+        if below_prefix {
+            start = Bound::Included(lower_prefix.clone());
+        }
+        let delimiter = req.delimiter.as_deref().filter(|d| !d.is_empty());
+        let mut page = ListPage::default();
+        let mut count: u32 = 0;
+        let mut last: Option<ListMarker> = None;
+        'scan: loop {
+            let range = t.range::<&[u8]>((
+                match &start {
+                    Bound::Included(s) => Bound::Included(s.as_slice()),
+                    Bound::Excluded(s) => Bound::Excluded(s.as_slice()),
+                    Bound::Unbounded => Bound::Unbounded,
+                },
+                Bound::Excluded(upper.as_slice()),
+            ))?;
+            for it in range {
+                let (k, v) = it?;
+                let full = k.value();
+                let key = String::from_utf8_lossy(&full[base.len()..]).into_owned();
+                let rest = &key[req.prefix.len()..];
+                if let Some(d) = delimiter {
+                    if let Some(pos) = rest.find(d) {
+                        let cp = format!("{}{}", req.prefix, &rest[..pos + d.len()]);
+                        if count == req.max_keys {
+                            page.next = last;
+                            break 'scan;
+                        }
+                        count += 1;
+                        page.common_prefixes.push(cp.clone());
+                        last = Some(ListMarker::Prefix(cp.clone()));
+                        // Seek past everything under this common prefix.
+                        start = Bound::Included(prefix_end(&object_key(&req.bucket, &cp)));
+                        continue 'scan;
+                    }
+                }
+                if count == req.max_keys {
+                    page.next = last;
+                    break 'scan;
+                }
+                count += 1;
+                let ver: ObjectVersion = item(T_OBJECTS, &k, &v)?;
+                page.entries.push(ListEntry {
+                    key: key.clone(),
+                    size: ver.size,
+                    etag: ver.etag,
+                    last_modified_ms: ver.last_modified_ms,
+                    storage_class: ver.storage_class,
+                });
+                last = Some(ListMarker::Key(key));
+            }
+            break;
+        }
+        Ok(Some(page))
+    }
+
+    /// A digest of every table and the last applied index, read from one
+    /// consistent view: equal digests at equal indexes mean equal replicas.
+    pub fn digest(&self) -> Result<(Option<u64>, String), MetaError> {
+        let tx = self.begin_read()?;
+        let applied: Option<LogId<RaftNodeId>> = tx
+            .open_table(META)?
+            .get_sealed::<Option<LogId<RaftNodeId>>>(T_META, KEY_APPLIED)?
+            .flatten();
+        let mut crc = 0u32;
+        let mut count = 0u64;
+        macro_rules! fold {
+            ($def:expr) => {
+                for item in tx.open_table($def)?.iter()? {
+                    let (k, v) = item?;
+                    crc = crc32c::crc32c_append(crc, format!("{:?}", k.value()).as_bytes());
+                    crc = crc32c::crc32c_append(crc, v.value());
+                    count += 1;
+                }
+            };
+        }
+        fold!(BUCKETS);
+        fold!(OBJECTS);
+        fold!(NODES);
+        fold!(KEYS);
+        fold!(UPLOADS);
+        fold!(VERSIONS);
+        fold!(SEGMENTS);
+        fold!(NODE_ADMIN);
+        fold!(REQUESTS);
+        fold!(REQUEST_AGES);
+        for key in [KEY_REQUEST_CLOCK, KEY_REPAIR_CONFIG, KEY_UPLOAD_TIMERS] {
+            if let Some(v) = tx.open_table(META)?.get(key)? {
+                crc = crc32c::crc32c_append(crc, v.value());
+            }
+        }
+        crc = crc32c::crc32c_append(crc, &versioning::seq(&tx)?.to_le_bytes());
+        Ok((applied.map(|l| l.index), format!("{count}-{crc:08x}")))
+    }
+}

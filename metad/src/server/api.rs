@@ -1,0 +1,292 @@
+//! The metadata API: commands (`/v1/command`), queries (`/v1/query`),
+//! heartbeats and repair polls. Commands and most queries are served only
+//! by the leader: a follower answers "not leader" with the leader's address.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use openraft::error::{CheckIsLeaderError, RaftError};
+use std::sync::Arc;
+use std::time::Instant;
+use weft_common::rpc::{Command, CommandResult, Heartbeat, Query, QueryResult, RpcErrorCode};
+
+use super::leader_loops::durability_scan;
+use super::{ensure_serving_leader, status, ApiError, AppState};
+use crate::group_commit::WriteError;
+
+pub(super) async fn command(
+    State(s): State<Arc<AppState>>,
+    Json(cmd): Json<Command>,
+) -> Result<Json<CommandResult>, ApiError> {
+    ensure_serving_leader(&s)?;
+    // Only requests: a bare command could not be recognised when retried,
+    // and is not applied once (docs/decisions.md, "Every command applies
+    // once"). The leader stamps the time records expire by, so no client
+    // clock, slow, fast or hostile, can expire another's record early.
+    let cmd = match cmd {
+        Command::Request { id, command, .. } if !matches!(*command, Command::Request { .. } | Command::Batch { .. }) => {
+            Command::Request {
+                id,
+                at_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0),
+                command,
+            }
+        }
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                RpcErrorCode::BadRequest,
+                "commands must be sent as one Request with an id its retries share (use the metad client)",
+            ))
+        }
+    };
+    // In space-low mode only commands that free space or run the cluster
+    // are proposed; decided here, not in apply, which must not depend on
+    // this replica's disk.
+    if let Some(message) = s.space.refusal(&cmd) {
+        tracing::warn!(%message, "refused a command: metad low on disk space");
+        return Err(ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            RpcErrorCode::DiskFull,
+            message,
+        ));
+    }
+    let t0 = Instant::now();
+    let result = s.writes.write(cmd).await;
+    if let Err(WriteError::Unavailable(msg) | WriteError::Unknown { message: msg, .. }) = &result {
+        if crate::space::mentions_no_space(msg) {
+            s.space.write_failed_no_space();
+        }
+    }
+    match result {
+        Ok(result) => {
+            s.metrics.commands.inc();
+            s.metrics
+                .command_seconds
+                .observe(t0.elapsed().as_secs_f64());
+            Ok(Json(result))
+        }
+        Err(WriteError::Unavailable(msg)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            RpcErrorCode::Unavailable,
+            msg,
+        )),
+        Err(WriteError::Unknown { message, leader }) => {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                RpcErrorCode::OutcomeUnknown,
+                message,
+            );
+            e.1.leader_addr = leader.map(|n| n.addr);
+            Err(e)
+        }
+    }
+}
+
+async fn ensure_leader_read(s: &AppState) -> Result<(), ApiError> {
+    if s.stepping_down.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::not_leader(None));
+    }
+    match s.raft.ensure_linearizable().await {
+        Ok(_) => Ok(()),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+            Err(ApiError::not_leader(f.leader_node))
+        }
+        Err(e) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            RpcErrorCode::Unavailable,
+            format!("cannot confirm leadership for a consistent read: {e}"),
+        )),
+    }
+}
+
+pub(super) async fn query(
+    State(s): State<Arc<AppState>>,
+    Json(q): Json<Query>,
+) -> Result<Json<QueryResult>, ApiError> {
+    s.metrics.queries.inc();
+    if q != Query::Status && q != Query::Digest && q != Query::UploadTimers {
+        ensure_leader_read(&s).await?;
+    }
+    let sm = s.sm.clone();
+    let result = match q {
+        Query::Status => QueryResult::Status { status: status(&s) },
+        // From this replica's state, not a leader read: gateways and data
+        // nodes ask any voter, and tolerate a lagging one (a gateway keeps
+        // the shortest age it has seen, a data node the longest grace).
+        Query::UploadTimers => {
+            let timers = tokio::task::spawn_blocking(move || sm.upload_timers())
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(ApiError::internal)?;
+            match timers {
+                Some(timers) => QueryResult::UploadTimers { timers },
+                None => {
+                    return Err(ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        RpcErrorCode::Unavailable,
+                        "this metad has no upload timers yet: a new cluster's leader sets them from its config just after it is elected; retry in a moment",
+                    ))
+                }
+            }
+        }
+        Query::Digest => {
+            let (applied_index, digest) = tokio::task::spawn_blocking(move || sm.digest())
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(ApiError::internal)?;
+            QueryResult::Digest {
+                applied_index,
+                digest,
+            }
+        }
+        Query::Nodes => QueryResult::Nodes {
+            nodes: node_views(&s).await?,
+            metad_space_low: s.space.low_reason(),
+        },
+        Query::Durability => {
+            // A cached report is reused only if nothing it depends on moved:
+            // no command applied since, and every node in the same state.
+            // Otherwise scan now, so "healthy" is never an old answer.
+            let applied = s.raft.metrics().borrow().last_applied.map(|l| l.index);
+            let views = node_views(&s).await?;
+            let fresh = s.planner.last_status().filter(|(at, st, at_index)| {
+                at.elapsed() <= s.planner.config().status_max_age
+                    && *at_index == applied
+                    && st.nodes.len() == views.len()
+                    && views.iter().all(|v| {
+                        st.nodes
+                            .iter()
+                            .any(|n| n.node == v.info.id && n.state == v.state_name())
+                    })
+            });
+            let status = match fresh {
+                Some((_, status, _)) => status,
+                None => durability_scan(s.clone()).await?,
+            };
+            QueryResult::Durability { status }
+        }
+        q => {
+            tokio::task::spawn_blocking(move || -> Result<QueryResult, crate::error::MetaError> {
+                Ok(match q {
+                    Query::Bucket { name } => QueryResult::Bucket {
+                        bucket: sm.bucket(&name)?,
+                    },
+                    Query::Buckets => QueryResult::Buckets {
+                        buckets: sm.buckets()?,
+                    },
+                    Query::Object { bucket, key } => QueryResult::Object {
+                        bucket_exists: sm.bucket(&bucket)?.is_some(),
+                        version: sm.object(&bucket, &key)?,
+                    },
+                    Query::List(req) => QueryResult::List {
+                        page: sm.list(&req)?,
+                    },
+                    Query::AccessKey { access_key } => QueryResult::AccessKey {
+                        key: sm.access_key(&access_key)?,
+                    },
+                    Query::Keys => QueryResult::Keys { keys: sm.keys()? },
+                    Query::ObjectVersion {
+                        bucket,
+                        key,
+                        version_id,
+                    } => QueryResult::VersionRecord {
+                        bucket_exists: sm.bucket(&bucket)?.is_some(),
+                        record: sm.object_version(&bucket, &key, &version_id)?,
+                    },
+                    Query::Versions {
+                        bucket,
+                        prefix,
+                        key_marker,
+                        version_marker,
+                        delimiter,
+                        max,
+                    } => {
+                        let page = sm.versions(
+                            &bucket,
+                            &prefix,
+                            key_marker.as_deref(),
+                            version_marker.as_deref(),
+                            delimiter.as_deref(),
+                            max,
+                        )?;
+                        QueryResult::Versions {
+                            entries: page.entries,
+                            common_prefixes: page.common_prefixes,
+                            next: page.next,
+                        }
+                    }
+                    Query::Uploads { bucket, prefix } => QueryResult::Uploads {
+                        uploads: sm.uploads(&bucket, &prefix)?,
+                    },
+                    Query::Upload { upload_id } => QueryResult::Upload {
+                        upload: sm.upload(&upload_id)?,
+                    },
+                    Query::ShardsHeld { node, shards } => QueryResult::ShardsHeld {
+                        held: sm.shards_held(node, &shards)?,
+                    },
+                    Query::Nodes
+                    | Query::Status
+                    | Query::Digest
+                    | Query::Durability
+                    | Query::UploadTimers => {
+                        unreachable!("handled above")
+                    }
+                })
+            })
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?
+        }
+    };
+    Ok(Json(result))
+}
+
+/// Registered nodes joined with liveness and operator states.
+pub(super) async fn node_views(
+    s: &AppState,
+) -> Result<Vec<weft_common::topology::NodeView>, ApiError> {
+    let sm = s.sm.clone();
+    let (nodes, admin) =
+        tokio::task::spawn_blocking(move || -> Result<_, crate::error::MetaError> {
+            Ok((sm.nodes()?, sm.node_admin()?))
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    Ok(s.liveness.view(nodes, &admin))
+}
+
+pub(super) async fn repair_poll(
+    State(s): State<Arc<AppState>>,
+    Json(poll): Json<weft_common::repair::RepairPoll>,
+) -> Result<Json<weft_common::repair::RepairAssignment>, ApiError> {
+    // Tasks are planned by the leader; a follower redirects.
+    ensure_serving_leader(&s)?;
+    let sm = s.sm.clone();
+    let config = tokio::task::spawn_blocking(move || sm.repair_config())
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let writers = node_views(&s)
+        .await?
+        .iter()
+        .filter(|v| v.accepts_writes())
+        .count();
+    s.metrics.repair_finished.inc_by(poll.finished.len() as u64);
+    Ok(Json(s.planner.poll(&poll, config, writers)))
+}
+
+pub(super) async fn heartbeat(
+    State(s): State<Arc<AppState>>,
+    Json(hb): Json<Heartbeat>,
+) -> Result<StatusCode, ApiError> {
+    // Liveness lives on the leader, which answers node queries and plans
+    // repair: a voter that removed itself or is stepping down must send
+    // heartbeats on, or the real leader would think the nodes silent.
+    ensure_serving_leader(&s)?;
+    s.liveness.record(&hb);
+    Ok(StatusCode::NO_CONTENT)
+}

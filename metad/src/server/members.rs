@@ -1,0 +1,171 @@
+//! Membership administration: initialising a group, adding and removing
+//! voters, and a leader stepping down. openraft 0.9 trips on a leader that
+//! removes itself, so removing the leader steps it down first.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use weft_common::rpc::{AddMember, RaftStatus, RemoveMember, RpcErrorCode};
+
+use super::{ensure_serving_leader, status, ApiError, AppState};
+use crate::RaftNodeId;
+
+/// Body of `/v1/init`: the first voters of a new group.
+#[derive(serde::Deserialize)]
+pub struct InitRequest {
+    /// Raft id → address.
+    pub members: BTreeMap<RaftNodeId, String>,
+}
+
+pub(super) async fn init(
+    State(s): State<Arc<AppState>>,
+    Json(req): Json<InitRequest>,
+) -> Result<StatusCode, ApiError> {
+    let members: BTreeMap<RaftNodeId, BasicNode> = req
+        .members
+        .into_iter()
+        .map(|(id, addr)| (id, BasicNode { addr }))
+        .collect();
+    s.raft.initialize(members).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            RpcErrorCode::BadRequest,
+            format!("cannot initialize: {e}"),
+        )
+    })?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn membership_error(e: RaftError<RaftNodeId, ClientWriteError<RaftNodeId, BasicNode>>) -> ApiError {
+    match e {
+        // openraft answers a lost leadership this way even after the change
+        // was proposed: the outcome is unknown, not "not applied".
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                RpcErrorCode::OutcomeUnknown,
+                "leadership changed during the membership change; check `weft cluster metad list` before retrying",
+            );
+            e.1.leader_addr = f.leader_node.map(|n| n.addr);
+            e
+        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => ApiError::new(
+            StatusCode::CONFLICT,
+            RpcErrorCode::BadRequest,
+            format!("membership change refused: {e}"),
+        ),
+        e => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            RpcErrorCode::OutcomeUnknown,
+            format!("membership change failed after it was proposed ({e}); check `weft cluster metad list` before retrying"),
+        ),
+    }
+}
+
+/// Adds a voter: first as a learner, waiting until it has caught up (by log
+/// or snapshot), then promoted through a joint configuration.
+pub(super) async fn add_member(
+    State(s): State<Arc<AppState>>,
+    Json(req): Json<AddMember>,
+) -> Result<Json<RaftStatus>, ApiError> {
+    ensure_serving_leader(&s)?;
+    tracing::info!(id = req.id, addr = %req.addr, "adding metad voter");
+    s.raft
+        .add_learner(
+            req.id,
+            BasicNode {
+                addr: req.addr.clone(),
+            },
+            true,
+        )
+        .await
+        .map_err(membership_error)?;
+    let ids: std::collections::BTreeSet<u64> = [req.id].into();
+    s.raft
+        .change_membership(ChangeMembers::AddVoterIds(ids), false)
+        .await
+        .map_err(membership_error)?;
+    Ok(Json(status(&s)))
+}
+
+/// Makes this leader give up leadership: it stops sending heartbeats and
+/// stops campaigning until another voter has been elected (after one election
+/// timeout), then resumes as a follower. openraft 0.9 has no targeted leader
+/// transfer; this is the step-down half of one.
+async fn step_down(s: &AppState) -> Result<Option<BasicNode>, ApiError> {
+    use std::sync::atomic::Ordering;
+    if s.stepping_down.swap(true, Ordering::SeqCst) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            RpcErrorCode::Unavailable,
+            "already stepping down",
+        ));
+    }
+    let rc = s.raft.runtime_config();
+    rc.heartbeat(false);
+    rc.elect(false);
+    let id = s.id;
+    let waited = s
+        .raft
+        .wait(Some(std::time::Duration::from_secs(10)))
+        .metrics(
+            |m| m.current_leader.is_some() && m.current_leader != Some(id),
+            "another voter is elected",
+        )
+        .await;
+    rc.heartbeat(true);
+    rc.elect(true);
+    s.stepping_down.store(false, Ordering::SeqCst);
+    let m = waited.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            RpcErrorCode::Unavailable,
+            format!("no other voter took over leadership: {e}"),
+        )
+    })?;
+    let leader = m
+        .current_leader
+        .and_then(|l| m.membership_config.membership().get_node(&l).cloned());
+    tracing::info!(new_leader = ?m.current_leader, "stepped down as metad leader");
+    Ok(leader)
+}
+
+pub(super) async fn leader_step_down(
+    State(s): State<Arc<AppState>>,
+) -> Result<Json<RaftStatus>, ApiError> {
+    ensure_serving_leader(&s)?;
+    step_down(&s).await?;
+    Ok(Json(status(&s)))
+}
+
+/// Removes a voter (it stops receiving the log once the change commits). To
+/// remove the leader itself, it first steps down and redirects the caller to
+/// the new leader, which then removes it: a leader that removes itself trips
+/// openraft 0.9.
+async fn remove_member_self_check(s: &AppState, id: u64) -> Result<(), ApiError> {
+    if id == s.id {
+        let leader = step_down(s).await?;
+        return Err(ApiError::not_leader(leader));
+    }
+    Ok(())
+}
+
+/// Removes a voter (it stops receiving the log once the change commits).
+pub(super) async fn remove_member(
+    State(s): State<Arc<AppState>>,
+    Json(req): Json<RemoveMember>,
+) -> Result<Json<RaftStatus>, ApiError> {
+    ensure_serving_leader(&s)?;
+    remove_member_self_check(&s, req.id).await?;
+    tracing::info!(id = req.id, "removing metad voter");
+    let ids: std::collections::BTreeSet<u64> = [req.id].into();
+    s.raft
+        .change_membership(ChangeMembers::RemoveVoters(ids), false)
+        .await
+        .map_err(membership_error)?;
+    Ok(Json(status(&s)))
+}

@@ -1,0 +1,114 @@
+//! The counters and gauges metad exports on `/metrics`.
+
+use axum::extract::State;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+use super::{ApiError, AppState};
+
+/// Counters and histograms this metad exports.
+pub struct Metrics {
+    registry: Registry,
+    pub(super) commands: Counter,
+    pub(super) command_seconds: Histogram,
+    pub(super) queries: Counter,
+    /// Segments by class, layout and redundancy state.
+    pub(super) segments: Family<Vec<(String, String)>, Gauge>,
+    /// Nodes by state.
+    pub(super) nodes: Family<Vec<(String, String)>, Gauge>,
+    /// Data nodes by space state (ok, nearfull, full).
+    pub(super) node_space: Family<Vec<(String, String)>, Gauge>,
+    pub(super) repair_backlog_bytes: Gauge,
+    pub(super) repair_tasks_in_flight: Gauge,
+    pub(super) repair_finished: Counter,
+    /// Commands waiting for the group-commit batcher (bounded queue).
+    pub(super) commands_queued: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("weft_metad");
+        let commands = Counter::default();
+        let command_seconds = Histogram::new(exponential_buckets(0.0002, 2.0, 16));
+        let queries = Counter::default();
+        registry.register("commands", "Metadata commands committed", commands.clone());
+        registry.register(
+            "command_seconds",
+            "Time to commit a command",
+            command_seconds.clone(),
+        );
+        registry.register("queries", "Metadata queries answered", queries.clone());
+        let segments = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register(
+            "segments",
+            "Segments by storage class, layout and redundancy (leader only)",
+            segments.clone(),
+        );
+        let nodes = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register("nodes", "Data nodes by state (leader only)", nodes.clone());
+        let node_space = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register(
+            "node_space",
+            "Data nodes by space state: ok, nearfull, full (leader only)",
+            node_space.clone(),
+        );
+        let repair_backlog_bytes = Gauge::default();
+        registry.register(
+            "repair_backlog_bytes",
+            "Shard bytes repair must write to reach full redundancy",
+            repair_backlog_bytes.clone(),
+        );
+        let repair_tasks_in_flight = Gauge::default();
+        registry.register(
+            "repair_tasks_in_flight",
+            "Repair, drain and rebalance tasks handed out or queued",
+            repair_tasks_in_flight.clone(),
+        );
+        let repair_finished = Counter::default();
+        registry.register(
+            "repair_tasks_finished",
+            "Repair tasks reported finished by data nodes",
+            repair_finished.clone(),
+        );
+        let commands_queued = Gauge::default();
+        registry.register(
+            "commands_queued",
+            "Commands waiting for the group-commit batcher (bounded queue)",
+            commands_queued.clone(),
+        );
+        Metrics {
+            registry,
+            commands_queued,
+            commands,
+            command_seconds,
+            queries,
+            segments,
+            nodes,
+            node_space,
+            repair_backlog_bytes,
+            repair_tasks_in_flight,
+            repair_finished,
+        }
+    }
+}
+
+impl Metrics {
+    /// The registry, for parts that export their own gauges (the space guard).
+    pub(crate) fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+}
+
+pub(super) async fn metrics(State(s): State<Arc<AppState>>) -> Result<String, ApiError> {
+    s.metrics
+        .commands_queued
+        .set(i64::try_from(s.writes.queued()).unwrap_or(i64::MAX));
+    let mut out = String::new();
+    encode(&mut out, &s.metrics.registry).map_err(ApiError::internal)?;
+    Ok(out)
+}
