@@ -78,7 +78,7 @@ fn spawn_writers(
 /// Waits until every running voter has applied the same index with the same
 /// state digest.
 async fn wait_replicas_identical(c: &DevCluster) {
-    let metad = weft_metad::MetadClient::new(c.metad_addrs());
+    let metad = weft_client::MetadClient::new(c.metad_addrs());
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let answers = metad.query_each(&Query::Digest).await;
@@ -219,7 +219,7 @@ async fn growing_to_five_voters_and_removing_two_under_load() {
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let metad = weft_metad::MetadClient::new(c.metad_addrs());
+    let metad = weft_client::MetadClient::new(c.metad_addrs());
     for _ in 0..2 {
         let slot = c.spawn_extra_metad().await.unwrap();
         let addr = c.metad_addrs()[slot].clone();

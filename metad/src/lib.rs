@@ -65,7 +65,6 @@ pub type RaftNodeId = u64;
 
 pub use health::RaftFatal;
 pub use node::{start, start_with_fs, MetadConfig, MetadError, MetadHandle};
-pub use weft_client::{MetadClient, MetadClientError};
 
 /// Allow [`Cursor`] in the macro expansion without an unused-import lint when
 /// the defaults change.

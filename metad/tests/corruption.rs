@@ -5,8 +5,9 @@ mod support;
 use std::time::Duration;
 use support::*;
 use tokio_util::sync::CancellationToken;
+use weft_client::MetadClient;
 use weft_common::rpc::{Query, QueryResult};
-use weft_metad::{MetadClient, MetadConfig};
+use weft_metad::MetadConfig;
 
 async fn write_some(dir: &std::path::Path, n: u64) {
     let cancel = CancellationToken::new();

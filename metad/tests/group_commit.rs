@@ -6,8 +6,9 @@ use futures::stream::{self, StreamExt};
 use std::time::Duration;
 use support::*;
 use tokio_util::sync::CancellationToken;
+use weft_client::MetadClient;
 use weft_common::rpc::{CommandResult, Refusal};
-use weft_metad::{MetadClient, MetadConfig};
+use weft_metad::MetadConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_commands_share_entries_and_keep_their_own_results() {

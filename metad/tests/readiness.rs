@@ -48,7 +48,7 @@ async fn a_metad_whose_raft_core_stopped_unasked_is_not_ready_and_reports_fatal(
     assert_eq!(get(&addr, "/health").await, (200, "ok".to_string()));
 
     // Commands fail rather than hang.
-    let c = weft_metad::MetadClient::new(vec![addr]).with_deadline(Duration::from_secs(3));
+    let c = weft_client::MetadClient::new(vec![addr]).with_deadline(Duration::from_secs(3));
     assert!(c.command(&create_bucket("b", "o")).await.is_err());
 }
 

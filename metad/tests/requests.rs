@@ -4,9 +4,9 @@
 
 mod support;
 use support::*;
+use weft_client::MetadClient;
 use weft_common::rpc::{Command, CommandResult, Query, QueryResult, RpcErrorBody, RpcErrorCode};
 use weft_common::RequestId;
-use weft_metad::MetadClient;
 
 async fn post(addr: &str, cmd: &Command) -> (u16, Vec<u8>) {
     let r = reqwest::Client::new()

@@ -13,12 +13,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use support::{create_bucket, put, version};
 use tokio_util::sync::CancellationToken;
+use weft_client::MetadClient;
 use weft_common::rpc::{
     Command, CommandResult, ListMarker, ListRequest, Query, QueryResult, Refusal,
 };
 use weft_metad::raft_log::LogStore;
 use weft_metad::state_machine::StateMachine;
-use weft_metad::{MetadClient, MetadConfig, MetadHandle};
+use weft_metad::{MetadConfig, MetadHandle};
 
 /// Objects written. More than metad's `max_in_snapshot_log_to_keep` (1000)
 /// plus a few snapshot intervals, so the log is actually purged.

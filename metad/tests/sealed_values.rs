@@ -7,8 +7,9 @@ mod support;
 use std::time::Duration;
 use support::*;
 use tokio_util::sync::CancellationToken;
+use weft_client::{MetadClient, MetadClientError};
 use weft_common::rpc::{Command, ListRequest, Query, QueryResult};
-use weft_metad::{MetadClient, MetadClientError, MetadHandle};
+use weft_metad::MetadHandle;
 
 async fn start(
     dir: &std::path::Path,

@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use weft_client::MetadClient;
 use weft_common::rpc::{Query, QueryResult};
 use weft_common::topology::NodeState;
 use weft_datad::node::{DatadConfig, DatadHandle};
 use weft_gateway::{GatewayConfig, GatewayHandle};
-use weft_metad::{MetadClient, MetadConfig, MetadHandle};
+use weft_metad::{MetadConfig, MetadHandle};
 
 mod config;
 mod credentials;

@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
+use weft_client::MetadClient;
 use weft_common::manifest::{BucketInfo, ContentHeaders, ObjectVersion, Segment};
 use weft_common::profile::Layout;
 use weft_common::rpc::{Command, ListMarker, ListRequest, Query};
 use weft_common::{NodeId, SegmentId, VersionId};
 use weft_metad::state_machine::StateMachine;
-use weft_metad::{MetadClient, MetadConfig, MetadHandle, TypeConfig};
+use weft_metad::{MetadConfig, MetadHandle, TypeConfig};
 
 /// A realistic small manifest: one 4+2 segment.
 fn version(n: u64) -> ObjectVersion {
