@@ -65,7 +65,7 @@ pub enum DevClusterError {
         /// Its raft id.
         number: usize,
         /// Cause.
-        source: weft_metad::MetadError,
+        source: Box<weft_metad::MetadError>,
     },
     /// A data node did not start.
     #[error("start data node {number}")]

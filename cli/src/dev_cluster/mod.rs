@@ -129,7 +129,7 @@ impl DevCluster {
             .await
             .map_err(|source| DevClusterError::StartMetad {
                 number: i + 1,
-                source,
+                source: Box::new(source),
             })?;
         self.metad_addrs[i] = Some(h.addr());
         self.metad[i] = Some((h, cancel));
@@ -222,7 +222,7 @@ impl DevCluster {
             .await
             .map_err(|source| DevClusterError::StartMetad {
                 number: i + 1,
-                source,
+                source: Box::new(source),
             })?;
         self.metad_addrs[i] = Some(h.addr());
         self.metad[i] = Some((h, cancel));
