@@ -188,7 +188,7 @@ async fn scrub_repairs_rot_in_three_shards_block_by_block() {
     // Two data shards and a parity shard: the scrubber reads them all.
     let (seg, body) = rot_three_shards(&tc, [0, 3, 5]).await;
     wait_repaired_in_place(&tc, &seg).await;
-    assert_eq!(metric_sum(&tc, "scrub_corrupt").await, 3);
+    assert_eq!(metric_sum(&tc, "weft_datad_scrub_corrupt").await, 3);
     assert_eq!(
         metric_sum(&tc, "repair_blocks").await,
         3,
@@ -213,8 +213,11 @@ async fn a_get_reads_through_rot_in_three_shards_and_has_it_repaired() {
         "only the bad blocks"
     );
     // Reads after the repair need no parity: nothing more is reported.
-    let before = metric_sum(&tc, "shard_corrupt_blocks").await;
+    let before = metric_sum(&tc, "weft_datad_shard_corrupt_blocks").await;
     s3.must_get_equal("rot", "obj", &body).await;
-    assert_eq!(metric_sum(&tc, "shard_corrupt_blocks").await, before);
+    assert_eq!(
+        metric_sum(&tc, "weft_datad_shard_corrupt_blocks").await,
+        before
+    );
     tc.shutdown().await;
 }

@@ -185,11 +185,15 @@ async fn delete_burst_keeps_fds_bounded_and_frees_every_shard() {
     for i in 0..tc.c().datad_count() {
         let url = format!("http://{}/metrics", tc.c().datad_addr(i).expect("running"));
         assert_eq!(
-            metric(&url, "release_deferred_depth").await,
+            metric(&url, "weft_datad_release_deferred_depth").await,
             0.0,
             "node {i}"
         );
-        assert_eq!(metric(&url, "release_dropped_total").await, 0.0, "node {i}");
+        assert_eq!(
+            metric(&url, "weft_datad_release_dropped_total").await,
+            0.0,
+            "node {i}"
+        );
     }
     tc.shutdown().await;
 }
@@ -251,7 +255,7 @@ async fn concurrent_puts_reuse_pooled_connections_to_the_data_nodes() {
     };
     let mut accepted_before = 0.0;
     for u in &urls {
-        accepted_before += metric(u, "connections_accepted_total").await;
+        accepted_before += metric(u, "weft_datad_connections_accepted_total").await;
     }
     let done = Arc::new(AtomicBool::new(false));
     let peak = Arc::new(AtomicU64::new(0));
@@ -277,8 +281,8 @@ async fn concurrent_puts_reuse_pooled_connections_to_the_data_nodes() {
     );
     let (mut accepted, mut shard_bytes) = (-accepted_before, 0.0);
     for u in &urls {
-        accepted += metric(u, "connections_accepted_total").await;
-        shard_bytes += metric(u, "shard_put_bytes_total").await;
+        accepted += metric(u, "weft_datad_connections_accepted_total").await;
+        shard_bytes += metric(u, "weft_datad_shard_put_bytes_total").await;
     }
     // Objects of SIZE bytes are stored as whole copies: one shard PUT per
     // SIZE bytes stored.

@@ -308,7 +308,7 @@ async fn scrub_finds_every_flipped_bit_and_repair_fixes_it() {
     let objs = objects(200, 20);
     put_all(&s3, "rot", &objs).await;
     wait_status(&a, Duration::from_secs(10), "healthy", full).await;
-    let baseline = metric_sum(&tc, "scrub_corrupt").await;
+    let baseline = metric_sum(&tc, "weft_datad_scrub_corrupt").await;
     assert_eq!(baseline, 0);
 
     // Flip a byte in a random block of 12 random shard files, one per segment.
@@ -339,16 +339,19 @@ async fn scrub_finds_every_flipped_bit_and_repair_fixes_it() {
     // The scrubber finds each one (no reads run meanwhile, so it is the
     // only detector), and repair brings the cluster back to full.
     let start = Instant::now();
-    while metric_sum(&tc, "scrub_corrupt").await < flipped.len() as u64 {
+    while metric_sum(&tc, "weft_datad_scrub_corrupt").await < flipped.len() as u64 {
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "scrub found {} of {}",
-            metric_sum(&tc, "scrub_corrupt").await,
+            metric_sum(&tc, "weft_datad_scrub_corrupt").await,
             flipped.len()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(metric_sum(&tc, "scrub_corrupt").await, flipped.len() as u64);
+    assert_eq!(
+        metric_sum(&tc, "weft_datad_scrub_corrupt").await,
+        flipped.len() as u64
+    );
     wait_status(&a, Duration::from_secs(60), "repaired after rot", full).await;
     // Each damaged file is gone or was rewritten whole by repair.
     for (node, seg, idx, path) in &flipped {
@@ -647,7 +650,7 @@ async fn a_read_that_meets_a_bad_shard_queues_it_for_repair() {
         full(st) && st.tasks_in_flight == 0
     })
     .await;
-    let repairs_before = metric_sum(&tc, "repair_tasks_ok").await;
+    let repairs_before = metric_sum(&tc, "weft_datad_repair_tasks_ok").await;
     // Damage data shard 0, which every full read needs.
     let index = weft_common::ShardIndex(0);
     let (segment, holder) = support::shard_placement(&tc, "readrot", "obj", index).await;
@@ -677,7 +680,7 @@ async fn a_read_that_meets_a_bad_shard_queues_it_for_repair() {
     // counts the task: the shard can verify a moment before the counter
     // moves, so poll it under the same deadline.
     loop {
-        let repairs_after = metric_sum(&tc, "repair_tasks_ok").await;
+        let repairs_after = metric_sum(&tc, "weft_datad_repair_tasks_ok").await;
         if repairs_after > repairs_before {
             break;
         }

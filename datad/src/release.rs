@@ -154,17 +154,22 @@ impl Releaser {
             self.metrics.deferred_depth.set(deferred.len() as i64);
         }
         self.metrics.dropped.inc_by(u64::from(reply.dropped));
-        for shard in now_list {
-            if self
+        if !now_list.is_empty() {
+            let removed = self
                 .store
-                .delete(shard.segment, ShardIndex(shard.index))
-                .await?
-            {
-                reply.deleted += 1;
-                self.metrics.deleted.inc();
-            } else {
-                reply.absent += 1;
-            }
+                .remove_released(
+                    now_list
+                        .iter()
+                        .map(|s| (s.segment, ShardIndex(s.index)))
+                        .collect(),
+                )
+                .await;
+            reply.deleted += removed.deleted;
+            reply.absent += removed.absent;
+            // Not removed: garbage collection will, as for a dropped one.
+            reply.dropped += removed.failed;
+            self.metrics.deleted.inc_by(u64::from(removed.deleted));
+            self.metrics.dropped.inc_by(u64::from(removed.failed));
         }
         Ok(reply)
     }
@@ -194,25 +199,21 @@ impl Releaser {
             recent.retain(|_, at| now.duration_since(*at) < self.limits.quiet);
             self.metrics.recent.set(recent.len() as i64);
         }
-        let mut deleted = 0;
-        for shard in due {
-            match self
-                .store
-                .delete(shard.segment, ShardIndex(shard.index))
-                .await
-            {
-                Ok(true) => {
-                    deleted += 1;
-                    self.metrics.deleted.inc();
-                }
-                Ok(false) => {}
-                // Left for garbage collection, which retries on its own.
-                Err(e) => {
-                    tracing::warn!(segment = %shard.segment, index = shard.index, error = %crate::error::chain(&e), "deferred shard delete failed; left for GC")
-                }
-            }
+        if due.is_empty() {
+            return 0;
         }
-        deleted
+        // Failures are logged by the store and left for garbage collection.
+        let removed = self
+            .store
+            .remove_released(
+                due.iter()
+                    .map(|s| (s.segment, ShardIndex(s.index)))
+                    .collect(),
+            )
+            .await;
+        self.metrics.deleted.inc_by(u64::from(removed.deleted));
+        self.metrics.dropped.inc_by(u64::from(removed.failed));
+        removed.deleted as usize
     }
 
     /// Runs [`Releaser::sweep`] every quarter of the quiet period until

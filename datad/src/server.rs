@@ -76,7 +76,7 @@ struct Metrics {
 
 impl Metrics {
     fn new(work: &crate::work_metrics::WorkMetrics, space: &SpaceMonitor) -> Metrics {
-        let mut registry = Registry::default();
+        let mut registry = Registry::with_prefix("weft_datad");
         work.register(&mut registry);
         space.register(&mut registry);
         let put_bytes = Counter::default();

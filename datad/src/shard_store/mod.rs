@@ -51,6 +51,7 @@ mod tests;
 mod write;
 
 pub use read::{BlockCheck, ShardRange};
+pub use write::Removed;
 
 /// Shard files on one data directory. Cheap to clone.
 #[derive(Clone)]

@@ -319,3 +319,52 @@ async fn open_recreates_a_missing_fan_out_directory() {
         &d[..]
     );
 }
+
+/// Released shards go in one batch: present ones are removed and their
+/// bytes leave the accounting, absent ones are counted as absent, and a
+/// shard not in the batch stays.
+#[tokio::test]
+async fn remove_released_removes_the_batch_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ShardStore::open(dir.path()).await.unwrap();
+    let d = data(2 * B as usize);
+    let shards: Vec<(SegmentId, ShardIndex)> = (0..3)
+        .map(|i| (SegmentId(0x100 + i), ShardIndex(0)))
+        .collect();
+    for &(seg, idx) in &shards {
+        store
+            .put(seg, idx, d.len() as u64, chunks(&d, 4096))
+            .await
+            .unwrap();
+    }
+    let kept = shards[2];
+    let before = store.used_bytes();
+    let removed = store
+        .remove_released(vec![
+            shards[0],
+            shards[1],
+            (SegmentId(0xdead), ShardIndex(1)),
+        ])
+        .await;
+    assert_eq!(
+        removed,
+        super::Removed {
+            deleted: 2,
+            absent: 1,
+            failed: 0
+        }
+    );
+    assert_eq!(
+        store.used_bytes(),
+        before / 3,
+        "two of three files' bytes left the accounting"
+    );
+    for &(seg, idx) in &shards[..2] {
+        assert!(
+            store.get_bytes(seg, idx, 0, Some(1)).await.is_err(),
+            "released shard still readable"
+        );
+    }
+    let back = store.get_bytes(kept.0, kept.1, 0, None).await.unwrap();
+    assert_eq!(&back[..], &d[..]);
+}

@@ -110,6 +110,36 @@ impl ShardStore {
         let inner = self.inner.clone();
         blocking(move || inner.delete(segment, index)).await
     }
+
+    /// Removes released shards, all in one blocking task and without
+    /// syncing their directories. Only for shards no committed version
+    /// refers to (the release path): if a crash undoes a removal, the file
+    /// is unreferenced garbage that the collector removes after its grace,
+    /// so the directory fsync each durable delete pays (the cost that let
+    /// release queues outgrow a busy node's deletes, docs/performance.md)
+    /// buys nothing here. A shard that fails to go is counted and left to
+    /// the collector too.
+    pub async fn remove_released(&self, shards: Vec<(SegmentId, ShardIndex)>) -> Removed {
+        let inner = self.inner.clone();
+        match tokio::task::spawn_blocking(move || inner.remove_released(&shards)).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "release removal task failed; left for GC");
+                Removed::default()
+            }
+        }
+    }
+}
+
+/// What [`ShardStore::remove_released`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// Files removed.
+    pub deleted: u32,
+    /// Files that were not there.
+    pub absent: u32,
+    /// Files that could not be removed (left for garbage collection).
+    pub failed: u32,
 }
 
 /// Sends the body's chunks to the writer, checking the declared length.
@@ -259,6 +289,34 @@ impl Inner {
 
     fn delete(&self, segment: SegmentId, index: ShardIndex) -> Result<bool, ShardError> {
         self.delete_unless_newer(segment, index, None)
+    }
+
+    fn remove_released(&self, shards: &[(SegmentId, ShardIndex)]) -> Removed {
+        let mut out = Removed::default();
+        for &(segment, index) in shards {
+            let path = self.path_of(segment, index);
+            let _name = self.name_lock(segment, index);
+            let len = match file_len(&path) {
+                Ok(len) => len,
+                Err(e) => {
+                    tracing::warn!(error = %e, %segment, index = index.0, "released shard not removed; left for GC");
+                    out.failed += 1;
+                    continue;
+                }
+            };
+            match fs::remove_file(&path) {
+                Ok(()) => {
+                    self.used_bytes.fetch_sub(len, Ordering::Relaxed);
+                    out.deleted += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => out.absent += 1,
+                Err(e) => {
+                    tracing::warn!(error = %e, path = %path.display(), "released shard not removed; left for GC");
+                    out.failed += 1;
+                }
+            }
+        }
+        out
     }
 
     fn delete_unless_newer(

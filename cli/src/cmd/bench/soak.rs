@@ -153,9 +153,11 @@ async fn queues(http: &reqwest::Client, t: &Target) -> [Option<f64>; 5] {
         let page = scrape(http, url).await;
         let m = |name| page.as_deref().and_then(|p| soak_series::metric(p, name));
         deferred = deferred
-            .zip(m("release_deferred_depth"))
+            .zip(m("weft_datad_release_deferred_depth"))
             .map(|(a, b)| a + b);
-        dropped = dropped.zip(m("release_dropped_total")).map(|(a, b)| a + b);
+        dropped = dropped
+            .zip(m("weft_datad_release_dropped_total"))
+            .map(|(a, b)| a + b);
     }
     [
         g("weft_gateway_release_queued"),
