@@ -1,7 +1,8 @@
 //! The upload timers are cluster state, not each voter's config: the first
 //! leader seeds them, `weft cluster timers` changes them, every voter
-//! serves the same pair, and a change survives a change of leader even
-//! though every voter's config still names the old pair.
+//! serves the same pair, a lowered upload age stays protected in the grace
+//! served, and a change survives a change of leader even though every
+//! voter's config still names the old pair.
 
 mod support;
 use std::time::{Duration, Instant};
@@ -86,10 +87,12 @@ async fn timers_are_replicated_changed_by_the_cli_and_kept_across_leaders() {
     );
     wait_every_voter_serves(&c, configured).await;
 
-    // A safe change reaches every voter.
+    // A safe change reaches every voter. The age drops from 15 to 10 min,
+    // so until uploads begun under 15 min are over, data nodes are served
+    // a grace of twice that (30 min) rather than the new 20 min.
     let changed = UploadTimers {
         upload_max_age_ms: 600_000,
-        gc_grace_ms: 1_200_000,
+        gc_grace_ms: 1_800_000,
     };
     let (ok, out, err) = weft(
         &c,

@@ -217,11 +217,18 @@ pub enum Command {
     /// installs the values from its config, without overriding an operator's
     /// later change when another voter with a different config leads.
     SetUploadTimers {
-        /// The pair.
-        timers: crate::upload_timers::UploadTimers,
+        /// New upload age; left out, it keeps its value.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        upload_max_age_ms: Option<u64>,
+        /// New grace; left out, it keeps its value.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gc_grace_ms: Option<u64>,
         /// Only if none are set yet.
         #[serde(default)]
         seed: bool,
+        /// Proposer wall time, ms: when the previous age's protection
+        /// starts to run out (`upload_timers::TimersRecord`).
+        at_ms: u64,
     },
     /// Several commands in one raft entry, applied in order: group commit.
     /// Each gets its own result, as if proposed alone.

@@ -23,7 +23,6 @@ use weft_common::rpc::{
 };
 use weft_common::space::{SpaceReport, SpaceState};
 use weft_common::topology::{NodeAdmin, NodeInfo};
-use weft_common::upload_timers::UploadTimers;
 use weft_common::{NodeId, RequestId, SegmentId, VersionId};
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/rpc_v1.jsonl");
@@ -266,11 +265,10 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
         (
             "set_upload_timers",
             Command::SetUploadTimers {
-                timers: UploadTimers {
-                    upload_max_age_ms: 1_800_000,
-                    gc_grace_ms: 3_600_000,
-                },
-                seed: true,
+                upload_max_age_ms: Some(1_800_000),
+                gc_grace_ms: None,
+                seed: false,
+                at_ms: 1_764_460_800_000,
             },
         ),
         (

@@ -20,6 +20,7 @@ use redb::{ReadableTable, WriteTransaction};
 use weft_common::manifest::{AccessKey, BucketInfo, ObjectVersion, Segment, Upload, UploadPart};
 use weft_common::rpc::{Command, CommandResult, Refusal, WriteCondition};
 use weft_common::topology::NodeAdmin;
+use weft_common::upload_timers::TimersRecord;
 
 use crate::effects::{Applied, Effects, Owner};
 use crate::envelope::{item, sealed, SealedRead};
@@ -217,23 +218,42 @@ fn apply_keeping_references(tx: &WriteTransaction, cmd: &Command) -> Answer {
             )?;
             Ok(CommandResult::Done)
         }
-        Command::SetUploadTimers { timers, seed } => {
-            // Checked here as well as by the caller: a value in the state
-            // is served to every gateway and data node as it is.
-            if let Err(e) = timers.validate() {
-                return refused(Refusal::UnsafeTimers {
-                    message: e.to_string(),
-                });
-            }
+        Command::SetUploadTimers {
+            upload_max_age_ms,
+            gc_grace_ms,
+            seed,
+            at_ms,
+        } => {
             let mut t = tx.open_table(META)?;
-            if *seed && t.get(KEY_UPLOAD_TIMERS)?.is_some() {
-                return Ok(CommandResult::Done);
+            let current: Option<TimersRecord> = t.get_sealed(T_META, KEY_UPLOAD_TIMERS)?;
+            if *seed {
+                // A seed names the whole pair; an unsafe one is refused
+                // whether or not a pair is set already.
+                if let Err(e) = TimersRecord::change(None, *upload_max_age_ms, *gc_grace_ms, *at_ms)
+                {
+                    return refused(Refusal::UnsafeTimers {
+                        message: e.to_string(),
+                    });
+                }
+                if current.is_some() {
+                    return Ok(CommandResult::Done);
+                }
             }
-            t.insert(
-                KEY_UPLOAD_TIMERS,
-                sealed::<&str, _>(KEY_UPLOAD_TIMERS, timers).as_slice(),
-            )?;
-            Ok(CommandResult::Done)
+            // Merged and checked here, against the state the command
+            // applies to: a value in the state is served to every gateway
+            // and data node as it is.
+            match TimersRecord::change(current.as_ref(), *upload_max_age_ms, *gc_grace_ms, *at_ms) {
+                Ok(record) => {
+                    t.insert(
+                        KEY_UPLOAD_TIMERS,
+                        sealed::<&str, _>(KEY_UPLOAD_TIMERS, &record).as_slice(),
+                    )?;
+                    Ok(CommandResult::Done)
+                }
+                Err(e) => refused(Refusal::UnsafeTimers {
+                    message: e.to_string(),
+                }),
+            }
         }
         Command::RegisterNode { node } => {
             let admin: Option<NodeAdmin> = tx

@@ -341,11 +341,10 @@ impl Builder {
                 config: RepairConfig::default(),
             },
             Op::UploadTimers { long, seed } => Command::SetUploadTimers {
-                timers: UploadTimers {
-                    upload_max_age_ms: if long { 60_000 } else { 30_000 },
-                    gc_grace_ms: 120_000,
-                },
+                upload_max_age_ms: Some(if long { 60_000 } else { 30_000 }),
+                gc_grace_ms: Some(120_000),
                 seed,
+                at_ms: self.fresh() as u64,
             },
             Op::CreateKey { n } => Command::CreateKey { key: Self::key(n) },
             Op::DeleteKey { n } => Command::DeleteKey {

@@ -19,7 +19,7 @@ use weft_common::manifest::{AccessKey, BucketInfo, ObjectVersion, Upload, Versio
 use weft_common::repair::{RepairConfig, SegmentRecord};
 use weft_common::rpc::{ListEntry, ListMarker, ListPage, ListRequest};
 use weft_common::topology::{NodeAdmin, NodeInfo};
-use weft_common::upload_timers::UploadTimers;
+use weft_common::upload_timers::TimersRecord;
 use weft_common::{NodeId, SegmentId};
 
 use crate::envelope::{item, SealedRead};
@@ -325,7 +325,7 @@ impl StateMachine {
     }
 
     /// The cluster's upload timers, once the first leader has set them.
-    pub fn upload_timers(&self) -> Result<Option<UploadTimers>, MetaError> {
+    pub fn upload_timers(&self) -> Result<Option<TimersRecord>, MetaError> {
         let tx = self.begin_read()?;
         let t = tx.open_table(META)?;
         t.get_sealed(T_META, KEY_UPLOAD_TIMERS)

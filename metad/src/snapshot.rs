@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use weft_common::manifest::{AccessKey, BucketInfo, ObjectVersion, Upload, VersionRecord};
 use weft_common::repair::{RepairConfig, SegmentRecord};
 use weft_common::topology::{NodeAdmin, NodeInfo};
-use weft_common::upload_timers::UploadTimers;
+use weft_common::upload_timers::TimersRecord;
 use weft_common::SegmentId;
 
 use crate::envelope::{self, item, sealed, SealedRead};
@@ -60,7 +60,7 @@ pub(crate) struct SnapshotDoc {
     /// Absent in snapshots from before the timers were replicated; the
     /// leader then seeds them from its config.
     #[serde(default)]
-    pub(crate) upload_timers: Option<UploadTimers>,
+    pub(crate) upload_timers: Option<TimersRecord>,
     /// Requests applied within the retention, so a retry that reaches a
     /// voter restored from this snapshot is still recognised.
     #[serde(default)]

@@ -593,11 +593,13 @@ async fn get_upload_timers(
     Ok(Json(cluster_upload_timers(&s).await?))
 }
 
-/// Changes the cluster's upload timers. Gateways pick up a shorter age and
-/// data nodes a longer grace within a refresh; the opposite directions take
-/// effect when each process restarts (each keeps the safe extreme it has
-/// seen), so a change never opens a window in which an upload in flight
-/// could be collected.
+/// Changes the cluster's upload timers. metad merges the fields given into
+/// the pair it holds and checks the result in apply, so two changes at once
+/// cannot undo each other. Gateways pick up a shorter age within a
+/// refresh; until uploads begun under the old age are over, metad serves
+/// data nodes a grace of at least twice that age
+/// (`weft_common::upload_timers::TimersRecord`). The answer is the pair
+/// metad serves afterwards (its grace may show that protection).
 async fn set_upload_timers(
     State(s): State<AdminState>,
     method: Method,
@@ -607,25 +609,27 @@ async fn set_upload_timers(
 ) -> Result<Json<UploadTimers>, AdminError> {
     check(&s, &method, &uri, &headers, &body).await?;
     let req: UploadTimersRequest = json_body(&body)?;
-    let mut timers = cluster_upload_timers(&s).await?;
-    if let Some(age) = req.upload_max_age_ms {
-        timers.upload_max_age_ms = age;
+    if req.upload_max_age_ms.is_none() && req.gc_grace_ms.is_none() {
+        return Err(AdminError(
+            StatusCode::BAD_REQUEST,
+            "nothing to change: give upload_max_age_ms and/or gc_grace_ms".into(),
+        ));
     }
-    if let Some(grace) = req.gc_grace_ms {
-        timers.gc_grace_ms = grace;
-    }
-    if let Err(e) = timers.validate() {
-        return Err(AdminError(StatusCode::BAD_REQUEST, e.to_string()));
-    }
+    let at_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
     match s
         .metad
         .command(&Command::SetUploadTimers {
-            timers,
+            upload_max_age_ms: req.upload_max_age_ms,
+            gc_grace_ms: req.gc_grace_ms,
             seed: false,
+            at_ms,
         })
         .await?
     {
-        CommandResult::Done => Ok(Json(timers)),
+        CommandResult::Done => Ok(Json(cluster_upload_timers(&s).await?)),
         CommandResult::Refused {
             refusal: Refusal::UnsafeTimers { message },
         } => Err(AdminError(StatusCode::BAD_REQUEST, message)),

@@ -84,29 +84,53 @@ fn request_records_expire_after_the_retention() {
 
 /// The first leader seeds the timers from its config; a later leader with a
 /// different config seeds nothing, so an operator's change survives every
-/// election; an unsafe pair is refused whatever the flag; and the pair moves
-/// with a snapshot.
+/// election; a change merges into the pair held; an unsafe pair is refused
+/// whatever the flag; a lowered age stays protected in what is served; and
+/// the record moves with a snapshot.
 #[test]
-fn upload_timers_seed_once_refuse_unsafe_and_travel_in_snapshots() {
+fn upload_timers_seed_once_merge_refuse_unsafe_and_travel_in_snapshots() {
     let (_dir, sm) = setup();
     assert_eq!(sm.upload_timers().unwrap(), None);
     let pair = |age: u64, grace: u64| UploadTimers {
         upload_max_age_ms: age,
         gc_grace_ms: grace,
     };
-    let set = |t: UploadTimers, seed: bool| Command::SetUploadTimers { timers: t, seed };
-    sm.apply_for_test(&set(pair(1_000, 2_000), true)).unwrap();
-    assert_eq!(sm.upload_timers().unwrap(), Some(pair(1_000, 2_000)));
-    sm.apply_for_test(&set(pair(5_000, 10_000), true)).unwrap();
+    let set = |age: Option<u64>, grace: Option<u64>, seed: bool| Command::SetUploadTimers {
+        upload_max_age_ms: age,
+        gc_grace_ms: grace,
+        seed,
+        at_ms: 1_000,
+    };
+    let held =
+        |sm: &crate::state_machine::StateMachine| sm.upload_timers().unwrap().map(|r| r.timers);
+    sm.apply_for_test(&set(Some(4_000), Some(8_000), true))
+        .unwrap();
+    assert_eq!(held(&sm), Some(pair(4_000, 8_000)));
+    sm.apply_for_test(&set(Some(5_000), Some(10_000), true))
+        .unwrap();
     assert_eq!(
-        sm.upload_timers().unwrap(),
-        Some(pair(1_000, 2_000)),
+        held(&sm),
+        Some(pair(4_000, 8_000)),
         "a second seed must not override"
     );
-    sm.apply_for_test(&set(pair(3_000, 6_000), false)).unwrap();
-    assert_eq!(sm.upload_timers().unwrap(), Some(pair(3_000, 6_000)));
+    sm.apply_for_test(&set(Some(3_000), None, false)).unwrap();
+    assert_eq!(
+        held(&sm),
+        Some(pair(3_000, 8_000)),
+        "the grace kept its value"
+    );
+    sm.apply_for_test(&set(None, Some(6_000), false)).unwrap();
+    assert_eq!(held(&sm), Some(pair(3_000, 6_000)));
+    let record = sm.upload_timers().unwrap().unwrap();
+    assert_eq!(
+        record.served(1_000).gc_grace_ms,
+        8_000,
+        "the age lowered from 4 s stays protected (twice it) for a while"
+    );
     for seed in [false, true] {
-        let r = sm.apply_for_test(&set(pair(3_000, 5_999), seed)).unwrap();
+        let r = sm
+            .apply_for_test(&set(Some(3_000), Some(5_999), seed))
+            .unwrap();
         match r {
             CommandResult::Refused {
                 refusal: weft_common::rpc::Refusal::UnsafeTimers { message },
@@ -114,10 +138,10 @@ fn upload_timers_seed_once_refuse_unsafe_and_travel_in_snapshots() {
             other => panic!("unsafe pair applied: {other:?}"),
         }
     }
-    assert_eq!(sm.upload_timers().unwrap(), Some(pair(3_000, 6_000)));
+    assert_eq!(held(&sm), Some(pair(3_000, 6_000)));
     let other = tempfile::tempdir().unwrap();
     let copy = sm.snapshot_roundtrip_for_test(other.path()).unwrap();
-    assert_eq!(copy.upload_timers().unwrap(), Some(pair(3_000, 6_000)));
+    assert_eq!(copy.upload_timers().unwrap(), sm.upload_timers().unwrap());
     assert_eq!(copy.digest().unwrap().1, sm.digest().unwrap().1);
 }
 

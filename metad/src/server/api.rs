@@ -27,10 +27,7 @@ pub(super) async fn command(
         Command::Request { id, command, .. } if !matches!(*command, Command::Request { .. } | Command::Batch { .. }) => {
             Command::Request {
                 id,
-                at_ms: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis() as u64)
-                    .unwrap_or(0),
+                at_ms: crate::server::now_ms(),
                 command,
             }
         }
@@ -122,7 +119,9 @@ pub(super) async fn query(
                 .map_err(ApiError::internal)?
                 .map_err(ApiError::internal)?;
             match timers {
-                Some(timers) => QueryResult::UploadTimers { timers },
+                Some(record) => QueryResult::UploadTimers {
+                    timers: record.served(crate::server::now_ms()),
+                },
                 None => {
                     return Err(ApiError::new(
                         StatusCode::SERVICE_UNAVAILABLE,

@@ -123,15 +123,19 @@ async fn seed_upload_timers(s: Arc<AppState>, cancel: tokio_util::sync::Cancella
         if ensure_serving_leader(&s).is_err() {
             return;
         }
+        // A pair this replica has applied is committed: nothing to seed.
+        let sm = s.sm.clone();
+        if let Ok(Ok(Some(_))) = tokio::task::spawn_blocking(move || sm.upload_timers()).await {
+            break;
+        }
         let cmd = Command::Request {
             id: weft_common::RequestId::from_random(rand::random()),
-            at_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
+            at_ms: crate::server::now_ms(),
             command: Box::new(Command::SetUploadTimers {
-                timers: mine,
+                upload_max_age_ms: Some(mine.upload_max_age_ms),
+                gc_grace_ms: Some(mine.gc_grace_ms),
                 seed: true,
+                at_ms: crate::server::now_ms(),
             }),
         };
         match s.writes.write(cmd).await {
@@ -145,7 +149,8 @@ async fn seed_upload_timers(s: Arc<AppState>, cancel: tokio_util::sync::Cancella
         backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
     }
     let sm = s.sm.clone();
-    if let Ok(Ok(Some(cluster))) = tokio::task::spawn_blocking(move || sm.upload_timers()).await {
+    if let Ok(Ok(Some(record))) = tokio::task::spawn_blocking(move || sm.upload_timers()).await {
+        let cluster = record.timers;
         if cluster != mine {
             tracing::warn!(
                 cluster_upload_max_age_ms = cluster.upload_max_age_ms,
