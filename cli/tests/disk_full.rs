@@ -253,6 +253,34 @@ impl weft_common::space::FsStats for DirQuota {
     }
 }
 
+/// Data bytes every data node has accepted in shard PUTs (their
+/// `weft_datad_shard_put_bytes` counters).
+async fn shard_put_bytes(tc: &TestCluster) -> u64 {
+    let mut total = 0u64;
+    for i in 0..tc.c().datad_count() {
+        let url = format!(
+            "http://{}/metrics",
+            tc.c().datad_addr(i).expect("node running")
+        );
+        let page = reqwest::get(&url)
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("metrics body");
+        total += page
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("weft_datad_shard_put_bytes_total ")?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .expect("shard put counter");
+    }
+    total
+}
+
 /// Bytes of shard files on every data node.
 fn shard_bytes(tc: &TestCluster) -> u64 {
     (0..tc.c().datad_count())
@@ -353,22 +381,29 @@ async fn metad_low_on_disk_refuses_new_data_but_deletes_and_admin_work() {
         "reserve released"
     );
 
-    // New data is refused with 507 InsufficientStorage, and leaves no
-    // shard behind to wait for garbage collection...
-    let before = shard_bytes(&tc);
+    // Once the gateway's cluster map shows the mode, new data is refused
+    // with 507 InsufficientStorage before any shard is written: no data
+    // node receives a byte.
+    let t0 = Instant::now();
+    while !tc.c().gateway_sees_metad_space_low() {
+        assert!(
+            t0.elapsed() < DEADLINE,
+            "the gateway's cluster map never showed metad's space-low mode"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = shard_put_bytes(&tc).await;
+    let shard_bytes_before = shard_bytes(&tc);
     let r = s3.put("low-space", "new", data(2, 100_000)).await;
     assert_eq!(r.status, 507, "{}", r.text());
     assert_eq!(r.error_code().as_deref(), Some("InsufficientStorage"));
     assert!(r.text().contains("low on disk space"), "{}", r.text());
-    let t0 = Instant::now();
-    while shard_bytes(&tc) != before {
-        assert!(
-            t0.elapsed() < DEADLINE,
-            "a refused PUT left {} bytes of shards on the data nodes",
-            shard_bytes(&tc).saturating_sub(before)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert_eq!(
+        shard_put_bytes(&tc).await,
+        before,
+        "a PUT refused for metad's space wrote shards to the data nodes"
+    );
+    assert_eq!(shard_bytes(&tc), shard_bytes_before, "shard files changed");
     let r = s3.mb("another-bucket").await;
     assert_eq!(r.status, 507, "{}", r.text());
     // ...while deletes and admin commands go through.
@@ -392,6 +427,11 @@ async fn metad_low_on_disk_refuses_new_data_but_deletes_and_admin_work() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(metad_dir.join("space-reserve").exists(), "reserve restored");
+    // The gateway learns it with its next cluster map (every 500 ms).
+    while tc.c().gateway_sees_metad_space_low() {
+        assert!(t0.elapsed() < DEADLINE, "the gateway never saw the mode end");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     s3.must_put("low-space", "new", data(2, 100_000)).await;
     s3.must_get_equal("low-space", "new", &data(2, 100_000))
         .await;

@@ -111,6 +111,11 @@ impl GatewayHandle {
     pub fn node_space(&self, node: weft_common::NodeId) -> Option<weft_common::space::SpaceState> {
         self.cluster.snapshot().get(&node).map(|n| n.space.state)
     }
+    /// Whether this gateway's cluster map says metad refuses new data (its
+    /// writes are then refused before any shard is written).
+    pub fn metad_space_low(&self) -> bool {
+        self.cluster.metad_space_low().is_some()
+    }
     /// Waits for the servers to stop after cancel.
     pub async fn stopped(self) {
         for t in self.tasks {

@@ -440,6 +440,15 @@ impl DevCluster {
             .and_then(|(g, _)| g.node_space(weft_common::NodeId(node)))
     }
 
+    /// Whether the first gateway's cluster map says metad is in space-low
+    /// mode.
+    pub fn gateway_sees_metad_space_low(&self) -> bool {
+        self.gateways
+            .first()
+            .and_then(|g| g.as_ref())
+            .is_some_and(|(g, _)| g.metad_space_low())
+    }
+
     /// `http://host:port` of the S3 endpoint.
     pub fn s3_endpoint(&self) -> String {
         let scheme = if self.cfg.tls { "https" } else { "http" };
