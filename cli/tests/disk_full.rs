@@ -429,7 +429,10 @@ async fn metad_low_on_disk_refuses_new_data_but_deletes_and_admin_work() {
     assert!(metad_dir.join("space-reserve").exists(), "reserve restored");
     // The gateway learns it with its next cluster map (every 500 ms).
     while tc.c().gateway_sees_metad_space_low() {
-        assert!(t0.elapsed() < DEADLINE, "the gateway never saw the mode end");
+        assert!(
+            t0.elapsed() < DEADLINE,
+            "the gateway never saw the mode end"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     s3.must_put("low-space", "new", data(2, 100_000)).await;
