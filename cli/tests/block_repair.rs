@@ -190,7 +190,7 @@ async fn scrub_repairs_rot_in_three_shards_block_by_block() {
     wait_repaired_in_place(&tc, &seg).await;
     assert_eq!(metric_sum(&tc, "weft_datad_scrub_corrupt").await, 3);
     assert_eq!(
-        metric_sum(&tc, "repair_blocks").await,
+        metric_sum(&tc, "weft_datad_repair_blocks").await,
         3,
         "only the bad blocks"
     );
@@ -208,7 +208,7 @@ async fn a_get_reads_through_rot_in_three_shards_and_has_it_repaired() {
     s3.must_get_equal("rot", "obj", &body).await;
     wait_repaired_in_place(&tc, &seg).await;
     assert_eq!(
-        metric_sum(&tc, "repair_blocks").await,
+        metric_sum(&tc, "weft_datad_repair_blocks").await,
         3,
         "only the bad blocks"
     );

@@ -80,6 +80,11 @@ impl TimersRecord {
                 .ok_or(TimerError::Incomplete)?,
         };
         timers.validate()?;
+        if let Some(c) = current.filter(|c| c.timers == timers) {
+            // Nothing changes (a re-applied command, or the pair set
+            // again): the protection already running stays as it is.
+            return Ok(*c);
+        }
         let Some(current) = current else {
             return Ok(TimersRecord {
                 timers,
@@ -220,6 +225,22 @@ mod tests {
         let c = TimersRecord::change(Some(&b), Some(10 * min), Some(20 * min), 2_000).unwrap();
         assert_eq!(c.protect_age_ms, 60 * min);
         assert_eq!(c.served(2_000).gc_grace_ms, 120 * min);
+    }
+
+    /// Applying the same change again (a retried command) changes nothing,
+    /// whatever time it carries.
+    #[test]
+    fn setting_the_pair_it_holds_changes_nothing() {
+        let a = TimersRecord::change(None, Some(60_000), Some(120_000), 0).unwrap();
+        let b = TimersRecord::change(Some(&a), Some(30_000), None, 1_000).unwrap();
+        assert_eq!(
+            TimersRecord::change(Some(&b), Some(30_000), None, 1_000),
+            Ok(b)
+        );
+        assert_eq!(
+            TimersRecord::change(Some(&b), Some(30_000), Some(120_000), 9_000),
+            Ok(b)
+        );
     }
 
     #[test]
