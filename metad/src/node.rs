@@ -184,7 +184,7 @@ impl MetadConfig {
 #[derive(Debug, Error)]
 pub enum MetadError {
     /// The data directory could not be prepared.
-    #[error("prepare data directory {path}: {source}")]
+    #[error("prepare data directory {path}")]
     DataDir {
         /// The directory.
         path: PathBuf,
@@ -212,7 +212,7 @@ pub enum MetadError {
     #[error("raft: {0}")]
     Raft(RaftStartError),
     /// The listen address could not be bound.
-    #[error("listen on {addr}: {source}")]
+    #[error("listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,

@@ -52,7 +52,7 @@ use crate::write_path::ObjectWriter;
 #[derive(Debug, Error)]
 pub enum StartError {
     /// A listen address could not be bound.
-    #[error("listen on {addr}: {source}")]
+    #[error("listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
