@@ -337,6 +337,26 @@ pub enum WriteCondition {
     Match(String),
 }
 
+/// The one statement of S3's conditional-write rule, used by metad when it
+/// applies a write (atomically with it) and by the gateway before it stores
+/// data (so a write bound to fail costs no shards): `If-None-Match: *`
+/// fails if the key has a current version; `If-Match` fails if there is
+/// none (NoSuchKey) or its ETag differs. No condition never refuses.
+pub fn condition_refusal(
+    condition: Option<&WriteCondition>,
+    current: Option<&crate::manifest::ObjectVersion>,
+) -> Option<Refusal> {
+    match (condition?, current) {
+        (WriteCondition::NoneMatchAny, Some(_)) => Some(Refusal::PreconditionFailed),
+        (WriteCondition::NoneMatchAny, None) => None,
+        (WriteCondition::Match(_), None) => Some(Refusal::NoSuchKey),
+        (WriteCondition::Match(etag), Some(v)) if &v.etag != etag => {
+            Some(Refusal::PreconditionFailed)
+        }
+        (WriteCondition::Match(_), Some(_)) => None,
+    }
+}
+
 /// Outcome of applying a [`Command`]. Refusals are deterministic results, not
 /// failures: every replica refuses the same command the same way.
 #[allow(clippy::large_enum_variant)]

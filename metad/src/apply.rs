@@ -18,7 +18,7 @@
 
 use redb::{ReadableTable, WriteTransaction};
 use weft_common::manifest::{AccessKey, BucketInfo, ObjectVersion, Segment, Upload, UploadPart};
-use weft_common::rpc::{Command, CommandResult, Refusal, WriteCondition};
+use weft_common::rpc::{condition_refusal, Command, CommandResult, Refusal, WriteCondition};
 use weft_common::topology::NodeAdmin;
 use weft_common::upload_timers::TimersRecord;
 
@@ -693,22 +693,6 @@ fn releasing_version(
         return Ok(None);
     }
     Ok(Some(v))
-}
-
-/// Why a conditional write must not apply, if it must not.
-pub(crate) fn condition_refusal(
-    condition: Option<&WriteCondition>,
-    current: Option<&ObjectVersion>,
-) -> Option<Refusal> {
-    match (condition?, current) {
-        (WriteCondition::NoneMatchAny, Some(_)) => Some(Refusal::PreconditionFailed),
-        (WriteCondition::NoneMatchAny, None) => None,
-        (WriteCondition::Match(_), None) => Some(Refusal::NoSuchKey),
-        (WriteCondition::Match(etag), Some(v)) if &v.etag != etag => {
-            Some(Refusal::PreconditionFailed)
-        }
-        (WriteCondition::Match(_), Some(_)) => None,
-    }
 }
 
 /// `None` if the bucket does not exist, else its versioning state.

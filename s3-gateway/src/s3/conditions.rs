@@ -4,7 +4,7 @@
 use s3s::dto::*;
 use s3s::{s3_error, S3Result};
 use weft_common::manifest::ObjectVersion;
-use weft_common::rpc::{Refusal, WriteCondition};
+use weft_common::rpc::WriteCondition;
 
 /// The four `x-amz-copy-source-if-*` conditions.
 pub(super) type CopyConditions<'a> = (
@@ -40,17 +40,7 @@ pub(super) fn write_condition(
 }
 
 /// The same check metad makes, to fail before storing data.
-pub(super) fn condition_refusal(
-    condition: Option<&WriteCondition>,
-    current: Option<&ObjectVersion>,
-) -> Option<Refusal> {
-    match (condition?, current) {
-        (WriteCondition::NoneMatchAny, Some(_)) => Some(Refusal::PreconditionFailed),
-        (WriteCondition::Match(_), None) => Some(Refusal::NoSuchKey),
-        (WriteCondition::Match(e), Some(v)) if &v.etag != e => Some(Refusal::PreconditionFailed),
-        _ => None,
-    }
-}
+pub(super) use weft_common::rpc::condition_refusal;
 
 pub(super) fn etag_matches(cond: &ETagCondition, etag: &str) -> bool {
     match cond {
@@ -135,6 +125,7 @@ pub(super) fn check_copy_preconditions(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weft_common::rpc::Refusal;
 
     fn version(etag: &str) -> ObjectVersion {
         ObjectVersion {
