@@ -156,6 +156,7 @@ impl MetadClient {
         let request = match cmd {
             Command::Request { .. } => cmd.clone(),
             _ => Command::Request {
+                format: weft_common::rpc::COMMAND_FORMAT,
                 id: RequestId::from_random(rand::random()),
                 at_ms: SystemTime::now()
                     .duration_since(UNIX_EPOCH)

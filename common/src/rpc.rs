@@ -251,6 +251,15 @@ pub enum Command {
         at_ms: u64,
         /// The command.
         command: Box<Command>,
+        /// Format of this request and its command (docs/decisions.md,
+        /// "Formats and rolling upgrades"). Absent in entries written
+        /// before formats were numbered, which are format 1, and left out
+        /// of format 1's encoding, so it is byte for byte what it was.
+        #[serde(
+            default = "command_format_v1",
+            skip_serializing_if = "is_command_format_v1"
+        )]
+        format: u32,
     },
     /// `node` found bad blocks in its file of shard `index` of `segment`:
     /// add them to the slot's recorded damage, so repair rewrites them. A
@@ -280,6 +289,19 @@ pub enum Command {
         /// The blocks now good.
         damage: crate::damage::BlockDamage,
     },
+}
+
+/// The newest raft command format this binary reads and writes. A voter
+/// that meets a newer one stops its raft core rather than apply what it
+/// cannot fully read.
+pub const COMMAND_FORMAT: u32 = 1;
+
+fn command_format_v1() -> u32 {
+    1
+}
+
+fn is_command_format_v1(format: &u32) -> bool {
+    *format == 1
 }
 
 /// How long metad remembers an applied request, in proposer time. A client

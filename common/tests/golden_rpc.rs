@@ -89,6 +89,7 @@ fn damage() -> BlockDamage {
 
 fn request(command: Command) -> Command {
     Command::Request {
+        format: weft_common::rpc::COMMAND_FORMAT,
         id: RequestId(0x42),
         at_ms: 1_764_460_800_000,
         command: Box::new(command),
@@ -528,4 +529,21 @@ fn every_command_variant_has_a_golden_case() {
         VARIANTS,
         "every Command variant needs a golden case: {seen:?}"
     );
+}
+
+/// Format 1 requests are written without a format field (so their bytes
+/// are what they were before formats were numbered) and read as format 1;
+/// a newer format is kept on decode, so metad can refuse it.
+#[test]
+fn request_format_is_implicit_for_v1_and_kept_when_newer() {
+    let v1 = request(Command::DeleteKey { name: "a".into() });
+    let json = serde_json::to_value(&v1).unwrap();
+    assert!(json.get("format").is_none(), "{json}");
+    assert_eq!(serde_json::from_value::<Command>(json).unwrap(), v1);
+    let mut newer = serde_json::to_value(&v1).unwrap();
+    newer["format"] = serde_json::json!(2);
+    match serde_json::from_value::<Command>(newer).unwrap() {
+        Command::Request { format, .. } => assert_eq!(format, 2),
+        other => panic!("{other:?}"),
+    }
 }

@@ -635,6 +635,7 @@ async fn register_and_heartbeat(
         // applies it once however often the answer is lost; a later
         // registration (after metad forgot the node) is a new request.
         let register = Command::Request {
+            format: weft_common::rpc::COMMAND_FORMAT,
             id: weft_common::RequestId::from_random(rand::random()),
             at_ms: 0, // stamped by the leader
             command: Box::new(Command::RegisterNode { node: node.clone() }),

@@ -18,7 +18,9 @@
 
 use redb::{ReadableTable, WriteTransaction};
 use weft_common::manifest::{AccessKey, BucketInfo, ObjectVersion, Segment, Upload, UploadPart};
-use weft_common::rpc::{condition_refusal, Command, CommandResult, Refusal, WriteCondition};
+use weft_common::rpc::{
+    condition_refusal, Command, CommandResult, Refusal, WriteCondition, COMMAND_FORMAT,
+};
 use weft_common::topology::NodeAdmin;
 use weft_common::upload_timers::TimersRecord;
 
@@ -42,7 +44,21 @@ fn refused<T: From<CommandResult>>(refusal: Refusal) -> Result<T, MetaError> {
 /// a later command of a batch sees the index as the earlier ones left it.
 pub(crate) fn apply_command(tx: &WriteTransaction, cmd: &Command) -> Outcome {
     let applied = match cmd {
-        Command::Request { id, at_ms, command } => {
+        Command::Request {
+            id,
+            at_ms,
+            command,
+            format,
+        } => {
+            // Never apply what this binary cannot fully read (serde would
+            // drop fields it does not know): the error stops the raft core,
+            // and the voter waits, exited, for its upgrade.
+            if *format > COMMAND_FORMAT {
+                return Err(MetaError::NewerFormat {
+                    format: *format,
+                    supported: COMMAND_FORMAT,
+                });
+            }
             return crate::requests::apply_once(tx, *id, *at_ms, |tx| apply_command(tx, command));
         }
         Command::Batch { commands } => {

@@ -579,6 +579,7 @@ proptest! {
         // 30 s of leader time per command: records are pruned as the run
         // goes, retries (within five commands) stay inside the retention.
         run(&ops, |command, n| Command::Request {
+            format: weft_common::rpc::COMMAND_FORMAT,
             id: RequestId(n),
             at_ms: 1_000 + n as u64 * 30_000,
             command: Box::new(command),

@@ -11,6 +11,14 @@ pub enum MetaError {
     /// The database engine failed (I/O, a damaged file redb itself caught).
     #[error("metadata store: {0}")]
     Store(#[from] redb::Error),
+    /// A raft entry in a command format newer than this binary reads.
+    #[error("a raft entry has command format {format}, newer than this metad reads ({supported}): upgrade this voter's binary and restart it (docs/decisions.md, \"Formats and rolling upgrades\")")]
+    NewerFormat {
+        /// The entry's format.
+        format: u32,
+        /// The newest this binary reads.
+        supported: u32,
+    },
     /// A stored value failed its envelope check: never serve or apply it.
     #[error(transparent)]
     Corrupt(#[from] CorruptValue),

@@ -384,6 +384,7 @@ mod tests {
 
     fn put() -> Command {
         Command::Request {
+            format: weft_common::rpc::COMMAND_FORMAT,
             id: weft_common::RequestId::from_random([1; 16]),
             at_ms: 0,
             command: Box::new(Command::CreateBucket {
@@ -397,6 +398,7 @@ mod tests {
 
     fn delete() -> Command {
         Command::Request {
+            format: weft_common::rpc::COMMAND_FORMAT,
             id: weft_common::RequestId::from_random([2; 16]),
             at_ms: 0,
             command: Box::new(Command::DeleteObject {

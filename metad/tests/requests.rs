@@ -32,8 +32,26 @@ async fn bare_commands_are_refused_and_client_clocks_do_not_age_records() {
     let err: RpcErrorBody = serde_json::from_slice(&body).unwrap();
     assert_eq!(err.code, RpcErrorCode::BadRequest);
 
+    // A command in a format newer than this metad reads is refused before
+    // it reaches the log, naming the upgrade order.
+    let newer = Command::Request {
+        format: weft_common::rpc::COMMAND_FORMAT + 1,
+        id: RequestId(9),
+        at_ms: 0,
+        command: Box::new(put("b", "k", 9)),
+    };
+    let (status, body) = post(&addr, &newer).await;
+    assert_eq!(status, 400);
+    let err: RpcErrorBody = serde_json::from_slice(&body).unwrap();
+    assert!(
+        err.message.contains("upgrade every metad voter"),
+        "{}",
+        err.message
+    );
+
     // A client claiming a clock far in the future...
     let hostile = Command::Request {
+        format: weft_common::rpc::COMMAND_FORMAT,
         id: RequestId(1),
         at_ms: u64::MAX,
         command: Box::new(Command::SetBucketTags {
@@ -45,6 +63,7 @@ async fn bare_commands_are_refused_and_client_clocks_do_not_age_records() {
     // ...must not expire this request's record: its late retry, after
     // another writer replaced the version, must not bring it back.
     let first = Command::Request {
+        format: weft_common::rpc::COMMAND_FORMAT,
         id: RequestId(2),
         at_ms: 0,
         command: Box::new(put("b", "k", 1)),

@@ -61,6 +61,7 @@ fn complete_upload_uses_the_parts_metad_holds() {
 fn request_records_expire_after_the_retention() {
     let (_dir, sm) = setup();
     let tags = |n: u128, at_ms: u64| Command::Request {
+        format: weft_common::rpc::COMMAND_FORMAT,
         id: RequestId(n),
         at_ms,
         command: Box::new(Command::SetBucketTags {
@@ -241,4 +242,28 @@ fn released_segments_carry_their_current_placement() {
     ];
     assert_eq!(shards(&applied.effects.released), now);
     assert_eq!(shards(&released_in(&applied.result)), now);
+}
+
+/// An entry in a command format newer than this binary reads is not
+/// applied: apply fails (which stops the raft core) and changes nothing.
+#[test]
+fn a_newer_command_format_is_not_applied() {
+    let (_dir, sm) = setup();
+    let before = sm.digest().unwrap();
+    let newer = Command::Request {
+        format: weft_common::rpc::COMMAND_FORMAT + 1,
+        id: RequestId(7),
+        at_ms: 1,
+        command: Box::new(Command::SetBucketTags {
+            bucket: "plain".into(),
+            tags: [("k".to_string(), "v".to_string())].into(),
+        }),
+    };
+    match sm.apply_for_test(&newer) {
+        Err(crate::error::MetaError::NewerFormat { format, supported }) => {
+            assert_eq!((format, supported), (2, 1));
+        }
+        other => panic!("a newer format was applied: {other:?}"),
+    }
+    assert_eq!(sm.digest().unwrap().1, before.1);
 }

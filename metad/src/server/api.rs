@@ -8,7 +8,9 @@ use axum::Json;
 use openraft::error::{CheckIsLeaderError, RaftError};
 use std::sync::Arc;
 use std::time::Instant;
-use weft_common::rpc::{Command, CommandResult, Heartbeat, Query, QueryResult, RpcErrorCode};
+use weft_common::rpc::{
+    Command, CommandResult, Heartbeat, Query, QueryResult, RpcErrorCode, COMMAND_FORMAT,
+};
 
 use super::leader_loops::durability_scan;
 use super::{ensure_serving_leader, status, ApiError, AppState};
@@ -24,13 +26,28 @@ pub(super) async fn command(
     // once"). The leader stamps the time records expire by, so no client
     // clock, slow, fast or hostile, can expire another's record early.
     let cmd = match cmd {
-        Command::Request { id, command, .. } if !matches!(*command, Command::Request { .. } | Command::Batch { .. }) => {
-            Command::Request {
-                id,
-                at_ms: crate::server::now_ms(),
-                command,
-            }
+        // A format this voter cannot read must not enter the log: every
+        // voter that cannot read it would stop at it.
+        Command::Request { format, .. } if format > COMMAND_FORMAT => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                RpcErrorCode::BadRequest,
+                format!(
+                    "command format {format} is newer than this metad reads ({COMMAND_FORMAT}); upgrade every metad voter before its clients (docs/decisions.md, \"Formats and rolling upgrades\")"
+                ),
+            ))
         }
+        Command::Request {
+            id,
+            command,
+            format,
+            ..
+        } if !matches!(*command, Command::Request { .. } | Command::Batch { .. }) => Command::Request {
+            id,
+            at_ms: crate::server::now_ms(),
+            command,
+            format,
+        },
         _ => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,

@@ -129,6 +129,7 @@ async fn seed_upload_timers(s: Arc<AppState>, cancel: tokio_util::sync::Cancella
             break;
         }
         let cmd = Command::Request {
+            format: weft_common::rpc::COMMAND_FORMAT,
             id: weft_common::RequestId::from_random(rand::random()),
             at_ms: crate::server::now_ms(),
             command: Box::new(Command::SetUploadTimers {
