@@ -211,6 +211,7 @@ impl DatadClient {
     /// per datad, and `limits`' deadlines.
     pub fn with_limits(limits: DatadClientLimits) -> DatadClient {
         let mut http = reqwest::Client::builder()
+            .default_headers(crate::format_headers())
             .tcp_nodelay(true)
             .connect_timeout(limits.connect_timeout)
             .pool_max_idle_per_host(limits.per_peer_max)

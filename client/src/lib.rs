@@ -13,3 +13,14 @@ pub mod s3;
 
 pub use datad::{DatadClient, DatadClientError, DatadClientLimits};
 pub use metad::{Committed, MetadClient, MetadClientError};
+
+/// Headers every internal request carries: the body's format
+/// (`weft_common::rpc::FORMAT_HEADER`), which servers check before reading.
+pub fn format_headers() -> reqwest::header::HeaderMap {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        weft_common::rpc::FORMAT_HEADER,
+        reqwest::header::HeaderValue::from(weft_common::rpc::RPC_FORMAT),
+    );
+    h
+}

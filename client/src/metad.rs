@@ -119,6 +119,7 @@ impl MetadClient {
     /// A client for the metad voters at `addrs` (`host:port`).
     pub fn new(addrs: Vec<String>) -> Self {
         let http = reqwest::Client::builder()
+            .default_headers(crate::format_headers())
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(15))

@@ -547,3 +547,18 @@ fn request_format_is_implicit_for_v1_and_kept_when_newer() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn rpc_format_header_accepts_this_format_and_older_and_refuses_newer() {
+    use weft_common::rpc::{check_rpc_format, FormatError, RPC_FORMAT};
+    assert_eq!(check_rpc_format(None), Ok(()));
+    assert_eq!(check_rpc_format(Some("1")), Ok(()));
+    assert_eq!(
+        check_rpc_format(Some(&(RPC_FORMAT + 1).to_string())),
+        Err(FormatError::Newer(RPC_FORMAT + 1))
+    );
+    assert!(matches!(
+        check_rpc_format(Some("v2")),
+        Err(FormatError::Malformed(_))
+    ));
+}

@@ -143,7 +143,25 @@ pub fn router_with_metrics(
         .route("/v1/shards/release", post(release_shards))
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn(check_format))
         .with_state(state)
+}
+
+/// Refuses a request whose body is in a format this node cannot read
+/// (`weft_common::rpc::FORMAT_HEADER`), before anything reads the body.
+async fn check_format(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let checked = weft_common::rpc::check_rpc_format(
+        req.headers()
+            .get(weft_common::rpc::FORMAT_HEADER)
+            .map(|v| v.to_str().unwrap_or("(not text)")),
+    );
+    if let Err(e) = checked {
+        return ApiError::bad_request(e.to_string()).into_response();
+    }
+    next.run(req).await
 }
 
 pub use crate::limits::SHUTDOWN_GRACE_MS;

@@ -60,6 +60,24 @@ async fn datad_serves_verified_shards_over_http() {
         ShardIndex(4),
     );
 
+    // A request in a newer internal format is refused, naming the upgrade.
+    let newer = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/shards/release"))
+        .header(
+            weft_common::rpc::FORMAT_HEADER,
+            weft_common::rpc::RPC_FORMAT + 1,
+        )
+        .json(&weft_common::rpc::ShardReleaseBatch {
+            shards: vec![],
+            hold: false,
+        })
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(newer.status().as_u16(), 400);
+    let body = newer.text().await.unwrap();
+    assert!(body.contains("newer than this process reads"), "{body}");
+
     // PUT 5 MiB from odd-sized chunks.
     let d = data(5 * 1024 * 1024);
     let len = d.len() as u64;

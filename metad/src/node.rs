@@ -412,8 +412,14 @@ pub async fn start_with_fs(
     .validate()
     .map_err(MetadError::Config)?;
 
+    let mut format = reqwest::header::HeaderMap::new();
+    format.insert(
+        weft_common::rpc::FORMAT_HEADER,
+        reqwest::header::HeaderValue::from(weft_common::rpc::RPC_FORMAT),
+    );
     let http = reqwest::Client::builder()
         .tcp_nodelay(true)
+        .default_headers(format)
         .build()
         .map_err(|e| MetadError::Raft(RaftStartError::HttpClient(e)))?;
     let raft = Raft::new(

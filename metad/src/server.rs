@@ -122,7 +122,28 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health/ready", get(crate::health::ready))
         .route("/metrics", get(metrics::metrics))
         .layer(axum::extract::DefaultBodyLimit::max(API_BODY_BYTES_MAX));
-    raft.merge(api).with_state(state)
+    raft.merge(api)
+        .layer(axum::middleware::from_fn(check_format))
+        .with_state(state)
+}
+
+/// Refuses a request whose body is in a format this metad cannot read
+/// (`weft_common::rpc::FORMAT_HEADER`), before anything reads the body.
+async fn check_format(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let checked = weft_common::rpc::check_rpc_format(
+        req.headers()
+            .get(weft_common::rpc::FORMAT_HEADER)
+            .map(|v| v.to_str().unwrap_or("(not text)")),
+    );
+    if let Err(e) = checked {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            RpcErrorCode::BadRequest,
+            e.to_string(),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 pub use crate::limits::API_BODY_BYTES_MAX;

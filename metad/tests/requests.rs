@@ -49,6 +49,25 @@ async fn bare_commands_are_refused_and_client_clocks_do_not_age_records() {
         err.message
     );
 
+    // So is any internal request whose body format is newer.
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/query"))
+        .header(
+            weft_common::rpc::FORMAT_HEADER,
+            weft_common::rpc::RPC_FORMAT + 1,
+        )
+        .json(&Query::Buckets)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let err: RpcErrorBody = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert!(
+        err.message.contains("newer than this process reads"),
+        "{}",
+        err.message
+    );
+
     // A client claiming a clock far in the future...
     let hostile = Command::Request {
         format: weft_common::rpc::COMMAND_FORMAT,
