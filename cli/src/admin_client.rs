@@ -58,12 +58,32 @@ pub struct AdminClient {
     secret_key: String,
 }
 
+/// How long the CLI waits to connect to the admin API.
+pub const ADMIN_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The longest one admin call may take. Generous (adding a metad voter
+/// waits for it to catch up), but bounded: a gateway that accepts and then
+/// never answers must not hang the CLI.
+pub const ADMIN_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 impl AdminClient {
     /// A client for `endpoint` (`http://host:port`) signing as the given key.
     pub fn new(endpoint: &str, access_key: &str, secret_key: &str) -> Self {
+        Self::with_request_timeout(endpoint, access_key, secret_key, ADMIN_REQUEST_TIMEOUT)
+    }
+
+    /// As [`new`](Self::new), with another bound on each call.
+    pub fn with_request_timeout(
+        endpoint: &str,
+        access_key: &str,
+        secret_key: &str,
+        timeout: std::time::Duration,
+    ) -> Self {
         AdminClient {
             http: reqwest::Client::builder()
                 .tcp_nodelay(true)
+                .connect_timeout(ADMIN_CONNECT_TIMEOUT)
+                .timeout(timeout)
                 .build()
                 .expect("static client settings"),
             endpoint: endpoint.trim_end_matches('/').to_string(),
@@ -133,5 +153,41 @@ impl AdminClient {
             path: path.to_string(),
             source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gateway that accepts and then never answers fails the call at the
+    /// bound instead of hanging the CLI.
+    #[tokio::test]
+    async fn a_silent_admin_endpoint_fails_the_call_at_the_bound() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = tokio::spawn(async move {
+            let mut open = vec![];
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                open.push(s);
+            }
+        });
+        let c = AdminClient::with_request_timeout(
+            &format!("http://{addr}"),
+            "AK",
+            "SK",
+            std::time::Duration::from_millis(300),
+        );
+        let r: Result<serde_json::Value, AdminError> = c
+            .call(reqwest::Method::GET, "/v1/cluster/status", None)
+            .await;
+        let e = r.expect_err("a call to a silent endpoint succeeded");
+        let chain = format!("{:#}", anyhow::Error::new(e));
+        assert!(
+            chain.contains("timed out") || chain.contains("operation timed out"),
+            "{chain}"
+        );
+        held.abort();
     }
 }

@@ -11,3 +11,4 @@ pub mod config;
 pub mod dev_cluster;
 pub mod exit;
 pub mod limits;
+pub mod proc_net;

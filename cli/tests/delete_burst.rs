@@ -198,33 +198,6 @@ async fn delete_burst_keeps_fds_bounded_and_frees_every_shard() {
     tc.shutdown().await;
 }
 
-/// Established TCP connections whose remote port is `port`: the client ends
-/// of connections to the data node listening there (this test's nodes have
-/// ephemeral ports, so other tests' sockets never match).
-fn connections_to(port: u16) -> u64 {
-    let mut n = 0;
-    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for row in text.lines().skip(1) {
-            let cols: Vec<&str> = row.split_whitespace().collect();
-            // cols[2] = remote "ADDR:PORT" (hex), cols[3] = state (01 = established)
-            let (Some(rem), Some(state)) = (cols.get(2), cols.get(3)) else {
-                continue;
-            };
-            let rem_port = rem
-                .rsplit(':')
-                .next()
-                .and_then(|p| u16::from_str_radix(p, 16).ok());
-            if *state == "01" && rem_port == Some(port) {
-                n += 1;
-            }
-        }
-    }
-    n
-}
-
 /// 32 clients writing at once through a gateway with 4 slots per data node
 /// reuse pooled connections: each connection a data node accepts carries
 /// many shard requests, not one (before the slot limit and pooling, every
@@ -264,7 +237,7 @@ async fn concurrent_puts_reuse_pooled_connections_to_the_data_nodes() {
         tokio::spawn(async move {
             while !done.load(Ordering::Relaxed) {
                 for p in &ports {
-                    peak.fetch_max(connections_to(*p), Ordering::Relaxed);
+                    peak.fetch_max(weft_cli::proc_net::established_to(*p), Ordering::Relaxed);
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }

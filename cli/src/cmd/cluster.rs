@@ -14,7 +14,11 @@ pub async fn run(cmd: ClusterCmd, a: AdminArgs) -> Result<()> {
     if let ClusterCmd::Init { members } = &cmd {
         let (_, first) = members.first().context("at least one --member")?;
         let map: std::collections::BTreeMap<u64, String> = members.iter().cloned().collect();
-        let resp = reqwest::Client::new()
+        let resp = reqwest::Client::builder()
+            .connect_timeout(weft_cli::admin_client::ADMIN_CONNECT_TIMEOUT)
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .context("HTTP client")?
             .post(format!("http://{first}/v1/init"))
             .json(&serde_json::json!({ "members": map }))
             .send()

@@ -140,7 +140,7 @@ async fn run_cell(
         let (done, peak) = (done.clone(), peak.clone());
         tokio::spawn(async move {
             while !done.load(Ordering::Relaxed) {
-                peak.fetch_max(client_connections_to(port), Ordering::Relaxed);
+                peak.fetch_max(weft_cli::proc_net::established_to(port), Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })
@@ -247,32 +247,6 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     }
     let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
     sorted[i.min(sorted.len() - 1)]
-}
-
-/// Established connections of this process whose remote port is `port`
-/// (the client ends; the node runs in this process too, and its ends have
-/// `port` as the local port).
-fn client_connections_to(port: u16) -> u64 {
-    let mut n = 0;
-    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for row in text.lines().skip(1) {
-            let cols: Vec<&str> = row.split_whitespace().collect();
-            let (Some(rem), Some(state)) = (cols.get(2), cols.get(3)) else {
-                continue;
-            };
-            let rem_port = rem
-                .rsplit(':')
-                .next()
-                .and_then(|p| u16::from_str_radix(p, 16).ok());
-            if *state == "01" && rem_port == Some(port) {
-                n += 1;
-            }
-        }
-    }
-    n
 }
 
 #[cfg(test)]
