@@ -328,7 +328,9 @@ pub fn check_rpc_format(header: Option<&str>) -> Result<(), FormatError> {
     let n: u32 = v
         .trim()
         .parse()
-        .map_err(|_| FormatError::Malformed(v.to_string()))?;
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| FormatError::Malformed(v.to_string()))?;
     if n > RPC_FORMAT {
         return Err(FormatError::Newer(n));
     }

@@ -561,4 +561,8 @@ fn rpc_format_header_accepts_this_format_and_older_and_refuses_newer() {
         check_rpc_format(Some("v2")),
         Err(FormatError::Malformed(_))
     ));
+    assert!(matches!(
+        check_rpc_format(Some("0")),
+        Err(FormatError::Malformed(_))
+    ));
 }

@@ -564,8 +564,10 @@ async fn repair_config(
     Ok(Json(config))
 }
 
-/// Body of `POST /v1/upload-timers`: fields left out keep their value.
+/// Body of `POST /v1/upload-timers`: fields left out keep their value; an
+/// unknown field (a misspelt timer) is refused, never ignored.
 #[derive(Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
 pub struct UploadTimersRequest {
     /// Longest time one upload may write before it commits.
     pub upload_max_age_ms: Option<u64>,
@@ -721,5 +723,17 @@ async fn node_action(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("unexpected {other:?}"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UploadTimersRequest;
+
+    #[test]
+    fn a_misspelt_timer_is_refused_not_ignored() {
+        let ok: UploadTimersRequest = serde_json::from_str(r#"{"gc_grace_ms": 7200000}"#).unwrap();
+        assert_eq!(ok.gc_grace_ms, Some(7_200_000));
+        assert!(serde_json::from_str::<UploadTimersRequest>(r#"{"gc_grace": 7200000}"#).is_err());
     }
 }
