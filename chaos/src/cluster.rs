@@ -86,6 +86,10 @@ pub struct ClusterConfig {
     pub limited_disk: Option<(u64, u64)>,
     /// Extra environment for gateways (fault hooks such as an injected bug).
     pub gateway_env: Vec<(String, String)>,
+    /// Extra environment for metads (the power-cut disk).
+    pub metad_env: Vec<(String, String)>,
+    /// Extra environment for datads (the power-cut disk, an injected bug).
+    pub datad_env: Vec<(String, String)>,
     /// `WEFT_LOG` for the daemons.
     pub log_filter: String,
 }
@@ -316,6 +320,10 @@ impl Cluster {
                 // that do not know it yet).
                 args.push("-e".into());
                 args.push(format!("WEFT_DOWN_GRACE_MS={}", self.cfg.node_grace_ms));
+                for (k, v) in &self.cfg.metad_env {
+                    args.push("-e".into());
+                    args.push(format!("{k}={v}"));
+                }
             }
             Role::Gateway => {
                 args.push("-e".into());
@@ -327,7 +335,12 @@ impl Cluster {
                     args.push(format!("{k}={v}"));
                 }
             }
-            Role::Datad => {}
+            Role::Datad => {
+                for (k, v) in &self.cfg.datad_env {
+                    args.push("-e".into());
+                    args.push(format!("{k}={v}"));
+                }
+            }
         }
         args.push(self.cfg.image.clone());
         args.push(format!("{:?}", n.role).to_lowercase());

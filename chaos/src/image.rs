@@ -81,18 +81,23 @@ pub fn parse_ldd(text: &str) -> Vec<PathBuf> {
 }
 
 /// The name of the gateway's fault switch: present in a `weft` binary only
-/// when it was built with the `failpoints` feature.
-const FAILPOINTS_MARKER: &[u8] = b"WEFT_FAULT_ACK_BEFORE_COMMIT";
+/// when it was built with the `failpoints` feature: one per switch the
+/// suite uses, so an image from an older build is refused too.
+const FAILPOINTS_MARKERS: [&[u8]; 3] = [
+    b"WEFT_FAULT_ACK_BEFORE_COMMIT",
+    b"WEFT_FAULT_POWER_CUT",
+    b"WEFT_FAULT_SKIP_FSYNC",
+];
 
-/// Whether `binary` has the fault hooks the `ack-before-commit` injected bug
-/// needs. A binary without them would ignore the switch and the self-test
+/// Whether `binary` has the fault hooks the injected bugs and the
+/// power-cut scenario need. A binary without them would ignore the switch and the self-test
 /// would pass for the wrong reason, so images are only built from such
 /// binaries.
 pub fn has_failpoints(binary: &Path) -> Result<bool> {
     let bytes = std::fs::read(binary).with_context(|| format!("read {}", binary.display()))?;
-    Ok(bytes
-        .windows(FAILPOINTS_MARKER.len())
-        .any(|w| w == FAILPOINTS_MARKER))
+    Ok(FAILPOINTS_MARKERS
+        .iter()
+        .all(|m| bytes.windows(m.len()).any(|w| w == *m)))
 }
 
 /// Builds the image `tag` from `binary`; returns the image id.
@@ -200,10 +205,20 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let with = dir.join("with");
         let without = dir.join("without");
-        std::fs::write(&with, b"\x7fELF...WEFT_FAULT_ACK_BEFORE_COMMIT...").unwrap();
+        let older = dir.join("older");
+        std::fs::write(
+            &with,
+            b"\x7fELF...WEFT_FAULT_ACK_BEFORE_COMMIT...WEFT_FAULT_SKIP_FSYNC..WEFT_FAULT_POWER_CUT.",
+        )
+        .unwrap();
         std::fs::write(&without, b"\x7fELF...WEFT_LOG...").unwrap();
+        std::fs::write(&older, b"\x7fELF...WEFT_FAULT_ACK_BEFORE_COMMIT...").unwrap();
         assert!(has_failpoints(&with).unwrap());
         assert!(!has_failpoints(&without).unwrap());
+        assert!(
+            !has_failpoints(&older).unwrap(),
+            "a build without the power-cut switch"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

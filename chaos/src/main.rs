@@ -213,6 +213,13 @@ async fn run(a: RunArgs) -> Result<bool> {
                 a.image.tag
             )
         })?;
+    if a.inject_bug == Some(InjectedBug::SkipFsync)
+        && !runs
+            .iter()
+            .any(|r| r.iter().any(|s| s.needs_power_cut_disk()))
+    {
+        anyhow::bail!("--inject-bug skip-fsync loses data only on a power cut: add the power-cut scenario (--scenario power-cut)");
+    }
     let run_id = format!(
         "{:x}",
         weft_chaos::content::mix64(

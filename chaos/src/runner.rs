@@ -29,6 +29,10 @@ pub enum InjectedBug {
     /// behind the history's back: an acknowledged write that did not last,
     /// as an ack-before-commit bug would leave. Needs no daemon support.
     HiddenDelete,
+    /// Data nodes skip every file fsync (`WEFT_FAULT_SKIP_FSYNC=1`): shards
+    /// are acknowledged before they are durable. Only a power cut shows it,
+    /// so it needs the `power-cut` scenario.
+    SkipFsync,
 }
 
 /// Everything a run needs.
@@ -149,6 +153,14 @@ async fn run_scenario(cfg: &RunConfig, index: usize, combo: &[Scenario]) -> Scen
                 vec![("WEFT_FAULT_ACK_BEFORE_COMMIT".into(), "1".into())]
             }
             _ => vec![],
+        },
+        metad_env: power_cut_env(combo),
+        datad_env: {
+            let mut env = power_cut_env(combo);
+            if cfg.inject_bug == Some(InjectedBug::SkipFsync) {
+                env.push(("WEFT_FAULT_SKIP_FSYNC".into(), "1".into()));
+            }
+            env
         },
         log_filter: cfg.log_filter.clone(),
     };
@@ -286,6 +298,15 @@ async fn wait_redundancy(
         None,
         format!("not full after {} s: {last}", bound.as_secs()),
     )
+}
+
+/// The daemons' power-cut disk, for the scenarios that cut power.
+fn power_cut_env(combo: &[Scenario]) -> Vec<(String, String)> {
+    if combo.iter().any(|s| s.needs_power_cut_disk()) {
+        vec![("WEFT_FAULT_POWER_CUT".into(), "1".into())]
+    } else {
+        vec![]
+    }
 }
 
 /// The `hidden-delete` bug: removes up to three objects whose latest write

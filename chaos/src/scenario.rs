@@ -46,11 +46,15 @@ pub enum Scenario {
     DiskFull,
     /// kill -9 every process at once, then start them all.
     RestartAll,
+    /// `restart-all` on disks that drop what was not fsynced (the daemons'
+    /// power-cut disk, `WEFT_FAULT_POWER_CUT=1`): every kill is a power cut
+    /// of the whole cluster; repeated at random times.
+    PowerCut,
 }
 
 impl Scenario {
     /// Every scenario, in the order `all` runs them.
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::KillDatad,
         Scenario::KillMDatad,
         Scenario::KillMetadLeader,
@@ -61,13 +65,16 @@ impl Scenario {
         Scenario::Bitrot,
         Scenario::DiskFull,
         Scenario::RestartAll,
+        Scenario::PowerCut,
     ];
 
-    /// The CI smoke set: one data-node, one metadata and one disk fault.
-    pub const SMOKE: [Scenario; 3] = [
+    /// The CI smoke set: one data-node, one metadata and one disk fault, and
+    /// power cuts of the whole cluster.
+    pub const SMOKE: [Scenario; 4] = [
         Scenario::KillDatad,
         Scenario::KillMetadLeader,
         Scenario::Bitrot,
+        Scenario::PowerCut,
     ];
 
     /// The stable name.
@@ -83,7 +90,13 @@ impl Scenario {
             Scenario::Bitrot => "bitrot",
             Scenario::DiskFull => "disk-full",
             Scenario::RestartAll => "restart-all",
+            Scenario::PowerCut => "power-cut",
         }
+    }
+
+    /// Whether the daemons' disks must drop unsynced writes at a kill.
+    pub fn needs_power_cut_disk(self) -> bool {
+        self == Scenario::PowerCut
     }
 
     /// Parses a stable name.
@@ -417,15 +430,22 @@ pub fn schedule(run: &[Scenario], seed: u64, duration: Duration, grace_ms: u64) 
                     action: Action::FreeDisk { id },
                 });
             }
-            Scenario::RestartAll => {
-                // Kill and start are one action; no heal step needed.
+            Scenario::RestartAll | Scenario::PowerCut => {
+                // Kill and start are one action; no heal step needed. Power
+                // cuts come more often, and at random points of the load, so
+                // some land right after acknowledgements.
+                let gap = if s == Scenario::PowerCut {
+                    12_000..=25_000
+                } else {
+                    20_000..=40_000
+                };
                 let mut t = w.begin_ms;
                 loop {
                     steps.push(Step {
                         at_ms: t,
                         action: Action::RestartAll,
                     });
-                    t += rng.gen_range(20_000..=40_000);
+                    t += rng.gen_range(gap.clone());
                     if t > w.end_ms {
                         break;
                     }
@@ -446,8 +466,8 @@ mod tests {
         for s in Scenario::ALL {
             assert_eq!(Scenario::parse(s.name()), Some(s));
         }
-        assert_eq!(parse_selection("all").unwrap().len(), 10);
-        assert_eq!(parse_selection("smoke").unwrap().len(), 3);
+        assert_eq!(parse_selection("all").unwrap().len(), 11);
+        assert_eq!(parse_selection("smoke").unwrap().len(), 4);
         assert_eq!(
             parse_selection("kill-datad+bitrot,restart-all").unwrap(),
             vec![

@@ -9,6 +9,9 @@
 //!   acknowledged-but-never-committed PUT looks like from outside.
 //! - `ack-before-commit` sets `WEFT_FAULT_ACK_BEFORE_COMMIT=1` on the
 //!   gateways, which then acknowledge PUTs without committing them.
+//! - `skip-fsync` sets `WEFT_FAULT_SKIP_FSYNC=1` on the data nodes, which
+//!   then acknowledge shards they never fsynced; the `power-cut` scenario's
+//!   cuts must turn that into lost writes.
 
 use std::process::Command;
 
@@ -17,15 +20,19 @@ fn docker_enabled() -> bool {
 }
 
 fn run_with_bug(bug: &str) -> (i32, serde_json::Value) {
+    run_scenario_with_bug("kill-datad", "20s", bug)
+}
+
+fn run_scenario_with_bug(scenario: &str, duration: &str, bug: &str) -> (i32, serde_json::Value) {
     let report = std::env::temp_dir().join(format!("weft-chaos-bug-{bug}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&report);
     let status = Command::new(env!("CARGO_BIN_EXE_weft-chaos"))
         .args([
             "run",
             "--scenario",
-            "kill-datad",
+            scenario,
             "--duration",
-            "20s",
+            duration,
             "--seed",
             "3",
         ])
@@ -75,4 +82,20 @@ fn ack_before_commit_fails_the_run() {
     let (code, report) = run_with_bug("ack-before-commit");
     assert_eq!(code, 1, "the run must fail: {report:#}");
     assert!(report["scenarios"][0]["lost_writes"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+#[ignore = "needs docker and the weft-chaos image: scripts/test.sh's chaos block runs it"]
+fn skipped_fsyncs_lose_writes_at_a_power_cut_and_fail_the_run() {
+    assert!(
+        docker_enabled(),
+        "set WEFT_CHAOS_DOCKER=1 (needs docker and the weft-chaos image)"
+    );
+    let (code, report) = run_scenario_with_bug("power-cut", "40s", "skip-fsync");
+    assert_eq!(code, 1, "the run must fail: {report:#}");
+    let sc = &report["scenarios"][0];
+    assert!(
+        sc["lost_writes"].as_u64().unwrap() + sc["wrong_reads"].as_u64().unwrap_or(0) >= 1,
+        "acknowledged writes were lost at the cut: {sc:#}"
+    );
 }

@@ -10,5 +10,6 @@ pub mod admin_client;
 pub mod config;
 pub mod dev_cluster;
 pub mod exit;
+pub mod faults;
 pub mod limits;
 pub mod proc_net;

@@ -34,15 +34,19 @@
 //! callers of [`write_file`] call [`remove_stale_temps`] when they open
 //! theirs).
 //!
-//! Everything here is blocking `std::fs` code: call it from
+//! Everything here is blocking code: call it from
 //! `tokio::task::spawn_blocking` or a dedicated thread, never from async code.
-//! Weft keeps it in one module so that disk I/O can later move behind a trait
-//! (for fault injection) without hunting for copies of the recipe.
+//! Every step that changes what survives a crash goes through the process's
+//! [`Disk`](crate::disk::Disk) ([`crate::disk::current`]), so a power-cut
+//! disk can test the recipe with real processes.
 
-use std::fs::{self, File, OpenOptions};
+pub use crate::disk::Access;
+use crate::disk::{self, Disk, DiskWriter};
+use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use thiserror::Error;
 
 /// A failed file-system step: `step` says what was being done, `path` to what.
@@ -95,16 +99,6 @@ pub fn is_out_of_descriptors(error: &io::Error) -> bool {
     matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
 }
 
-/// Who may read a new file. Set when the temp file is created, so a secret
-/// is never readable by others, not even before the rename.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    /// The process's umask decides (shard files, snapshots).
-    Default,
-    /// Only the owner may read or write it (mode 0600 on Unix; credentials).
-    OwnerOnly,
-}
-
 /// Distinguishes temp files of one process; the process id separates
 /// processes sharing a temp directory.
 static TEMP_SEQUENCE: AtomicU64 = AtomicU64::new(0);
@@ -112,7 +106,10 @@ static TEMP_SEQUENCE: AtomicU64 = AtomicU64::new(0);
 /// A file being written under a temp name, to be committed to its real name.
 #[derive(Debug)]
 pub struct DurableFile {
+    disk: Arc<dyn Disk>,
     file: Option<File>,
+    /// Where the next [`writer`](Self::writer) write lands.
+    pos: u64,
     /// Empty once renamed: then there is nothing for `Drop` to remove.
     temp_path: PathBuf,
 }
@@ -121,12 +118,22 @@ impl DurableFile {
     /// Step 1: creates a new, uniquely named, empty file in `tmp_dir` (which
     /// must be on the target's file system).
     pub fn create(tmp_dir: &Path, access: Access) -> Result<DurableFile, FsError> {
-        Self::create_unique(access, |unique| tmp_dir.join(format!("{unique}.tmp")))
+        Self::create_on(disk::current().clone(), tmp_dir, access)
+    }
+
+    /// [`create`](Self::create) on a given disk rather than the process's.
+    pub fn create_on(
+        disk: Arc<dyn Disk>,
+        tmp_dir: &Path,
+        access: Access,
+    ) -> Result<DurableFile, FsError> {
+        Self::create_unique(disk, access, |unique| tmp_dir.join(format!("{unique}.tmp")))
     }
 
     /// Creates the file at `path(unique)` with `create_new`, where `unique` is
     /// `<pid>-<sequence>` in hex, unique among this process's temp files.
     fn create_unique(
+        disk: Arc<dyn Disk>,
         access: Access,
         path: impl Fn(&str) -> PathBuf,
     ) -> Result<DurableFile, FsError> {
@@ -136,7 +143,7 @@ impl DurableFile {
                 std::process::id(),
                 TEMP_SEQUENCE.fetch_add(1, Ordering::Relaxed)
             );
-            match Self::create_at(path(&unique), access) {
+            match Self::create_at(disk.clone(), path(&unique), access) {
                 // Left by an earlier process with the same id: take the next.
                 Err(e) if e.source.kind() == io::ErrorKind::AlreadyExists => continue,
                 other => return other,
@@ -144,30 +151,29 @@ impl DurableFile {
         }
     }
 
-    fn create_at(temp_path: PathBuf, access: Access) -> Result<DurableFile, FsError> {
-        let mut options = OpenOptions::new();
-        options.write(true).read(true).create_new(true);
-        #[cfg(unix)]
-        if access == Access::OwnerOnly {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        #[cfg(not(unix))]
-        let _ = access;
-        match options.open(&temp_path) {
+    fn create_at(
+        disk: Arc<dyn Disk>,
+        temp_path: PathBuf,
+        access: Access,
+    ) -> Result<DurableFile, FsError> {
+        match disk.create_new(&temp_path, access) {
             Ok(file) => Ok(DurableFile {
+                disk,
                 file: Some(file),
+                pos: 0,
                 temp_path,
             }),
             Err(e) => Err(FsError::new("create temp file", &temp_path, e)),
         }
     }
 
-    /// The open temp file, to write the contents to.
-    pub fn file_mut(&mut self) -> &mut File {
-        self.file
-            .as_mut()
-            .expect("file is present until commit or drop")
+    /// Appends the contents to the temp file (through the disk).
+    pub fn writer(&mut self) -> DiskWriter<'_> {
+        let file = self
+            .file
+            .as_ref()
+            .expect("file is present until commit or drop");
+        DiskWriter::new(&*self.disk, file, &mut self.pos)
     }
 
     /// The temp file's path (for logs and tests).
@@ -180,10 +186,13 @@ impl DurableFile {
     /// out of any lock the caller holds around `commit` (the second fsync
     /// then has nothing to write).
     pub fn sync(&mut self) -> Result<(), FsError> {
-        let temp_path = self.temp_path.clone();
-        self.file_mut()
-            .sync_all()
-            .map_err(|e| FsError::new("fsync temp file", &temp_path, e))
+        let file = self
+            .file
+            .as_ref()
+            .expect("file is present until commit or drop");
+        self.disk
+            .sync_data(file)
+            .map_err(|e| FsError::new("fsync temp file", &self.temp_path, e))
     }
 
     /// Steps 2–4: fsyncs the file, renames it to `target` (replacing any file
@@ -193,11 +202,11 @@ impl DurableFile {
     pub fn commit(mut self, target: &Path) -> Result<(), FsError> {
         self.sync()?;
         self.file.take();
-        if let Err(e) = fs::rename(&self.temp_path, target) {
+        if let Err(e) = self.disk.rename(&self.temp_path, target) {
             return Err(FsError::new("rename temp file into", target, e));
         }
         self.temp_path = PathBuf::new();
-        fsync_parent(target)
+        fsync_parent_on(&*self.disk, target)
     }
 }
 
@@ -205,7 +214,7 @@ impl Drop for DurableFile {
     fn drop(&mut self) {
         if !self.temp_path.as_os_str().is_empty() {
             self.file.take();
-            let _ = fs::remove_file(&self.temp_path);
+            let _ = self.disk.remove_file(&self.temp_path);
         }
     }
 }
@@ -229,7 +238,7 @@ pub fn write_file(target: &Path, contents: &[u8], access: Access) -> Result<(), 
 pub fn write_file_with(
     target: &Path,
     access: Access,
-    write: impl FnOnce(&mut File) -> io::Result<()>,
+    write: impl FnOnce(&mut DiskWriter<'_>) -> io::Result<()>,
 ) -> Result<(), FsError> {
     let Some(name) = target.file_name() else {
         return Err(FsError::new(
@@ -238,13 +247,13 @@ pub fn write_file_with(
             io::ErrorKind::InvalidInput.into(),
         ));
     };
-    let mut file = DurableFile::create_unique(access, |unique| {
+    let mut file = DurableFile::create_unique(disk::current().clone(), access, |unique| {
         let mut temp_name = std::ffi::OsString::from(".");
         temp_name.push(name);
         temp_name.push(format!(".{unique}.tmp"));
         target.with_file_name(temp_name)
     })?;
-    if let Err(e) = write(file.file_mut()) {
+    if let Err(e) = write(&mut file.writer()) {
         return Err(FsError::new("write temp file", file.temp_path(), e));
     }
     file.commit(target)
@@ -303,7 +312,7 @@ pub fn remove_stale_temps(target: &Path) -> Result<usize, FsError> {
             continue;
         }
         let path = entry.path();
-        match fs::remove_file(&path) {
+        match disk::current().remove_file(&path) {
             Ok(()) => removed += 1,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(FsError::new("remove stale temp file", &path, e)),
@@ -318,15 +327,18 @@ pub fn remove_stale_temps(target: &Path) -> Result<usize, FsError> {
 /// Fsyncs a directory, making the entries created, renamed or removed in it
 /// durable.
 pub fn fsync_dir(dir: &Path) -> Result<(), FsError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
+    fsync_dir_on(&**disk::current(), dir)
+}
+
+fn fsync_dir_on(disk: &dyn Disk, dir: &Path) -> Result<(), FsError> {
+    disk.sync_dir(dir)
         .map_err(|e| FsError::new("fsync directory", dir, e))
 }
 
-fn fsync_parent(path: &Path) -> Result<(), FsError> {
+fn fsync_parent_on(disk: &dyn Disk, path: &Path) -> Result<(), FsError> {
     match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => fsync_dir(parent),
-        _ => fsync_dir(Path::new(".")),
+        Some(parent) if !parent.as_os_str().is_empty() => fsync_dir_on(disk, parent),
+        _ => fsync_dir_on(disk, Path::new(".")),
     }
 }
 
@@ -360,10 +372,8 @@ pub fn create_dir_all(dir: &Path) -> Result<(), FsError> {
         if device_of(ancestor)? != device {
             break; // a mount point: what lies above is another file system
         }
-        match File::open(ancestor) {
-            Ok(d) => d
-                .sync_all()
-                .map_err(|e| FsError::new("fsync directory", ancestor, e))?,
+        match disk::current().sync_dir(ancestor) {
+            Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => break,
             Err(e) => return Err(FsError::new("fsync directory", ancestor, e)),
         }
@@ -427,8 +437,9 @@ pub fn create_subdirs<S: AsRef<Path>>(
 
 /// Removes `path` and fsyncs its directory. Returns whether it existed.
 pub fn remove_file(path: &Path) -> Result<bool, FsError> {
-    match fs::remove_file(path) {
-        Ok(()) => fsync_parent(path).map(|()| true),
+    let disk = disk::current();
+    match disk.remove_file(path) {
+        Ok(()) => fsync_parent_on(&**disk, path).map(|()| true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(FsError::new("remove file", path, e)),
     }
@@ -621,7 +632,7 @@ mod tests {
         write_file(&target, b"old", Access::Default).unwrap();
         {
             let mut f = DurableFile::create(&tmp, Access::Default).unwrap();
-            f.file_mut().write_all(b"partial").unwrap();
+            f.writer().write_all(b"partial").unwrap();
             assert_eq!(names(&tmp).len(), 1);
         }
         assert!(names(&tmp).is_empty());
@@ -635,8 +646,8 @@ mod tests {
         fs::create_dir(&tmp).unwrap();
         let target = dir.path().join("x");
         let mut f = DurableFile::create(&tmp, Access::Default).unwrap();
-        f.file_mut().write_all(b"first ").unwrap();
-        f.file_mut().write_all(b"second").unwrap();
+        f.writer().write_all(b"first ").unwrap();
+        f.writer().write_all(b"second").unwrap();
         f.sync().unwrap();
         f.commit(&target).unwrap();
         assert_eq!(fs::read(&target).unwrap(), b"first second");

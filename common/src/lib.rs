@@ -16,6 +16,7 @@ pub mod admin_auth;
 pub mod checksum;
 pub mod config_check;
 pub mod damage;
+pub mod disk;
 pub mod durable_file;
 pub mod ids;
 pub mod manifest;

@@ -24,6 +24,7 @@ mod apply;
 #[cfg(test)]
 mod apply_tests;
 pub(crate) mod damage;
+pub mod disk_backend;
 pub mod durability;
 mod effects;
 pub mod envelope;

@@ -231,9 +231,9 @@ impl LogStore {
 
     /// As [`open`](Self::open), its page cache at most `cache_bytes`.
     pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self, redb::Error> {
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(path)?;
+        let mut builder = Database::builder();
+        builder.set_cache_size(cache_bytes);
+        let db = crate::disk_backend::create(&builder, path)?;
         let tx = db.begin_write()?;
         {
             tx.open_table(LOG)?;

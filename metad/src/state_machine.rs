@@ -51,9 +51,9 @@ impl StateMachine {
     /// Opens or creates the state machine under `dir`, its page cache at
     /// most `cache_bytes`.
     pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<Self, MetaError> {
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(dir.join("state.redb"))?;
+        let mut builder = Database::builder();
+        builder.set_cache_size(cache_bytes);
+        let db = crate::disk_backend::create(&builder, &dir.join("state.redb"))?;
         let tx = db.begin_write()?;
         {
             tx.open_table(BUCKETS)?;

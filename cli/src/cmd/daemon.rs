@@ -61,6 +61,7 @@ pub async fn metad(a: DaemonArgs) -> Result<()> {
         cfg.advertise = a.advertise;
     }
     let data_dir = cfg.data_dir.clone();
+    weft_cli::faults::install_disk(&data_dir)?;
     let h = weft_metad::start(cfg, cancel.clone()).await?;
     println!("metad listening on {}", h.addr());
     tokio::select! {
@@ -110,6 +111,7 @@ pub async fn datad(a: DaemonArgs) -> Result<()> {
     if a.advertise.is_some() {
         cfg.advertise = a.advertise;
     }
+    weft_cli::faults::install_disk(&cfg.data_dir)?;
     let h = weft_datad::node::start(cfg, cancel.clone()).await?;
     println!("datad {} listening on {}", h.node_id(), h.addr());
     shutdown_signal().await;

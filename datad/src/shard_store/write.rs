@@ -13,6 +13,7 @@ use std::fs;
 use std::io;
 use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
+use weft_common::disk;
 use weft_common::durable_file::{self as durable, Access, DurableFile, FsError};
 use weft_common::rpc::ShardPutReply;
 use weft_common::{SegmentId, ShardIndex};
@@ -188,7 +189,7 @@ impl Inner {
         let mut file =
             DurableFile::create(&self.tmp_dir, Access::Default).map_err(ShardError::from_fs)?;
         let temp_path = file.temp_path().to_path_buf();
-        let mut writer = ShardWriter::new(file.file_mut(), &temp_path, header)?;
+        let mut writer = ShardWriter::new(file.writer(), &temp_path, header)?;
         loop {
             match rx.blocking_recv() {
                 Some(PutMsg::Chunk(chunk)) => writer.write(&chunk)?,
@@ -222,8 +223,8 @@ impl Inner {
         data_len: u64,
         blocks: Vec<(u32, Bytes)>,
     ) -> Result<(), ShardError> {
-        use std::os::unix::fs::FileExt;
         let path = self.path_of(segment, index);
+        let disk = disk::current();
         // Held so a concurrent replace or delete of the name cannot slip in
         // between the checks below and the writes.
         let _name = self.name_lock(segment, index);
@@ -272,13 +273,14 @@ impl Inner {
                     received: data.len() as u64,
                 });
             }
-            file.write_all_at(
-                &shard_file::encode_block(data),
+            disk.write_at(
+                &file,
                 header.block_file_offset(*block),
+                &shard_file::encode_block(data),
             )
             .map_err(|e| ShardError::from_fs(FsError::new("rewrite shard block", &path, e)))?;
         }
-        file.sync_data()
+        disk.sync_data(&file)
             .map_err(|e| ShardError::from_fs(FsError::new("fsync shard file", &path, e)))?;
         tracing::info!(
             %segment, %index, blocks = blocks.len(), path = %path.display(),
@@ -304,7 +306,7 @@ impl Inner {
                     continue;
                 }
             };
-            match fs::remove_file(&path) {
+            match disk::current().remove_file(&path) {
                 Ok(()) => {
                     self.used_bytes.fetch_sub(len, Ordering::Relaxed);
                     out.deleted += 1;
