@@ -1,10 +1,16 @@
-//! A small S3 client: SigV4 header signing over reqwest, path-style, HTTP.
+//! The one S3 client of Weft's tests, chaos suite and benches: SigV4 header
+//! signing over reqwest, path-style, HTTP.
 //!
-//! Only what the chaos workload, the benches and tests need (objects, ranges, listing, multipart). Every
-//! call returns the transport outcome as a value (`Err(ClientError)` for a
-//! request that got no HTTP answer) so the workload can record it; it never
-//! retries, because a retry would hide exactly the indeterminate outcomes the
-//! checker must reason about.
+//! Two layers. [`Signer`] turns a method, path, query, headers and payload
+//! hash into a signed `reqwest::RequestBuilder` (with a clock offset for
+//! skew tests, and the chunk signatures of signed aws-chunked bodies); every
+//! caller that needs an unusual request (a streamed or aborted body, an
+//! unread response, `UNSIGNED-PAYLOAD`) builds on it. [`S3Client`] adds the
+//! operations the chaos workload uses (objects, ranges, listing,
+//! multipart). Every call returns the transport outcome as a value
+//! (`Err(ClientError)` for a request that got no HTTP answer) so the
+//! workload can record it; it never retries, because a retry would hide
+//! exactly the indeterminate outcomes the checker must reason about.
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -98,15 +104,171 @@ impl Response {
     }
 }
 
-/// One gateway endpoint with root credentials.
-#[derive(Clone)]
-pub struct S3Client {
-    http: reqwest::Client,
+/// Signs requests for one endpoint and key.
+#[derive(Clone, Debug)]
+pub struct Signer {
     endpoint: String,
     host: String,
     access_key: String,
     secret_key: String,
     region: String,
+    clock_offset_secs: i64,
+}
+
+/// A signed request, ready to send, with what chunk signing needs.
+#[derive(Debug)]
+pub struct SignedRequest {
+    /// The request with `authorization`, `x-amz-date`,
+    /// `x-amz-content-sha256` and the signed headers set.
+    pub builder: reqwest::RequestBuilder,
+    /// The signature details (seed of chunk signatures).
+    pub signed: weft_common::sigv4::Signed,
+}
+
+impl Signer {
+    /// A signer for `endpoint` (`http://host:port`).
+    pub fn new(endpoint: &str, access_key: &str, secret_key: &str, region: &str) -> Signer {
+        let endpoint = endpoint.trim_end_matches('/').to_string();
+        let host = endpoint
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .to_string();
+        Signer {
+            endpoint,
+            host,
+            access_key: access_key.to_string(),
+            secret_key: secret_key.to_string(),
+            region: region.to_string(),
+            clock_offset_secs: 0,
+        }
+    }
+
+    /// The endpoint URL.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The same signer with its clock off by `secs` (skew tests).
+    pub fn with_clock_offset(&self, secs: i64) -> Signer {
+        Signer {
+            clock_offset_secs: secs,
+            ..self.clone()
+        }
+    }
+
+    /// The same signer with another secret (bad-signature tests).
+    pub fn with_secret(&self, secret: &str) -> Signer {
+        Signer {
+            secret_key: secret.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// The same key for another endpoint (a virtual host, say).
+    pub fn with_endpoint(&self, endpoint: &str) -> Signer {
+        Signer {
+            clock_offset_secs: self.clock_offset_secs,
+            ..Signer::new(endpoint, &self.access_key, &self.secret_key, &self.region)
+        }
+    }
+
+    /// Signs `method path?query` with `headers` (sent too) and
+    /// `payload_hash` (the body's hex SHA-256, or `UNSIGNED-PAYLOAD` and
+    /// the streaming markers), as a request on `http`.
+    pub fn sign(
+        &self,
+        http: &reqwest::Client,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        payload_hash: &str,
+    ) -> Result<SignedRequest, ClientError> {
+        let signed = weft_common::sigv4::sign(&weft_common::sigv4::Request {
+            method,
+            host: &self.host,
+            path,
+            query,
+            headers,
+            payload_hash,
+            access_key: &self.access_key,
+            secret_key: &self.secret_key,
+            region: &self.region,
+            unix_secs: time::OffsetDateTime::now_utc().unix_timestamp() + self.clock_offset_secs,
+        });
+        let url = format!("{}{}", self.endpoint, signed.path_and_query);
+        let method: reqwest::Method = method
+            .parse()
+            .map_err(|_| ClientError::Transport(format!("bad method {method}")))?;
+        let mut builder = http
+            .request(method, &url)
+            .header("authorization", &signed.authorization)
+            .header("x-amz-content-sha256", payload_hash)
+            .header("x-amz-date", &signed.amz_date);
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        Ok(SignedRequest { builder, signed })
+    }
+}
+
+/// The hex SHA-256 of `body`: the payload hash of a signed body.
+pub fn payload_hash(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+/// `data` as a signed aws-chunked body (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`)
+/// in chunks of `chunk` bytes, each chunk signed over the previous
+/// signature starting from the request's; `corrupt` names a chunk whose
+/// signature is deliberately wrong.
+pub fn aws_chunked_body(
+    signed: &weft_common::sigv4::Signed,
+    data: &[u8],
+    chunk: usize,
+    corrupt: Option<usize>,
+) -> Vec<u8> {
+    let empty_hash = payload_hash(b"");
+    let mut prev = signed.signature.clone();
+    let mut out = Vec::with_capacity(data.len() + 256);
+    let mut pieces: Vec<&[u8]> = data.chunks(chunk.max(1)).collect();
+    pieces.push(&[]);
+    for (i, piece) in pieces.iter().enumerate() {
+        let sts = format!(
+            "AWS4-HMAC-SHA256-PAYLOAD\n{}\n{}\n{prev}\n{empty_hash}\n{}",
+            signed.amz_date,
+            signed.scope,
+            payload_hash(piece)
+        );
+        let mut sig = hex::encode(weft_common::sigv4::hmac(&signed.signing_key, &sts));
+        if corrupt == Some(i) {
+            sig = sig.chars().rev().collect();
+        }
+        out.extend_from_slice(format!("{:x};chunk-signature={sig}\r\n", piece.len()).as_bytes());
+        out.extend_from_slice(piece);
+        out.extend_from_slice(b"\r\n");
+        prev = sig;
+    }
+    out
+}
+
+/// Sends `req` and reads the whole response.
+pub async fn send(req: reqwest::RequestBuilder) -> Result<Response, ClientError> {
+    let resp = req.send().await.map_err(ClientError::from_reqwest)?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await.map_err(ClientError::from_reqwest)?;
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// One gateway endpoint with root credentials.
+#[derive(Clone)]
+pub struct S3Client {
+    http: reqwest::Client,
+    signer: Signer,
 }
 
 pub use weft_common::sigv4::uri_encode;
@@ -143,11 +305,6 @@ impl S3Client {
         region: &str,
         timeout: Duration,
     ) -> S3Client {
-        let endpoint = endpoint.trim_end_matches('/').to_string();
-        let host = endpoint
-            .trim_start_matches("http://")
-            .trim_start_matches("https://")
-            .to_string();
         S3Client {
             http: reqwest::Client::builder()
                 .tcp_nodelay(true)
@@ -156,17 +313,18 @@ impl S3Client {
                 .pool_max_idle_per_host(8)
                 .build()
                 .expect("static client settings"),
-            endpoint,
-            host,
-            access_key: access_key.to_string(),
-            secret_key: secret_key.to_string(),
-            region: region.to_string(),
+            signer: Signer::new(endpoint, access_key, secret_key, region),
         }
     }
 
     /// The endpoint URL.
     pub fn endpoint(&self) -> &str {
-        &self.endpoint
+        self.signer.endpoint()
+    }
+
+    /// The signer, for requests the operations below do not cover.
+    pub fn signer(&self) -> &Signer {
+        &self.signer
     }
 
     /// Sends one signed request. `path` is `/bucket` or `/bucket/key`.
@@ -178,45 +336,11 @@ impl S3Client {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> Result<Response, ClientError> {
-        let payload_hash = hex::encode(Sha256::digest(&body));
-        let signed = weft_common::sigv4::sign(&weft_common::sigv4::Request {
-            method,
-            host: &self.host,
-            path,
-            query,
-            headers,
-            payload_hash: &payload_hash,
-            access_key: &self.access_key,
-            secret_key: &self.secret_key,
-            region: &self.region,
-            unix_secs: time::OffsetDateTime::now_utc().unix_timestamp(),
-        });
-        let url = format!("{}{}", self.endpoint, signed.path_and_query);
-        let method: reqwest::Method = method
-            .parse()
-            .map_err(|_| ClientError::Transport(format!("bad method {method}")))?;
-        let mut req = self
-            .http
-            .request(method, &url)
-            .header("authorization", signed.authorization)
-            .header("x-amz-content-sha256", payload_hash)
-            .header("x-amz-date", signed.amz_date);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = req
-            .body(body)
-            .send()
-            .await
-            .map_err(ClientError::from_reqwest)?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(ClientError::from_reqwest)?;
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
+        let hash = payload_hash(&body);
+        let req = self
+            .signer
+            .sign(&self.http, method, path, query, headers, &hash)?;
+        send(req.builder.body(body)).await
     }
 
     /// CreateBucket.

@@ -97,18 +97,17 @@ impl Resp {
     }
 }
 
-/// Minimal S3 client with SigV4 header signing.
+/// The tests' S3 client: `weft_client::s3`'s signer (the one the chaos
+/// suite and the benches use) with asserting helpers on top. A request that
+/// gets no HTTP answer panics, except where a test provokes that on purpose
+/// (status 0).
 #[derive(Clone)]
 pub struct S3Client {
     http: reqwest::Client,
-    endpoint: String,
-    access_key: String,
-    secret_key: String,
-    region: String,
-    clock_offset_secs: i64,
+    signer: Signer,
 }
 
-use weft_common::sigv4::hmac;
+use weft_client::s3::{aws_chunked_body, payload_hash, Signer};
 
 impl S3Client {
     pub fn new(endpoint: &str, access_key: &str, secret_key: &str, region: &str) -> Self {
@@ -118,18 +117,14 @@ impl S3Client {
                 .timeout(Duration::from_secs(120))
                 .build()
                 .expect("client"),
-            endpoint: endpoint.to_string(),
-            access_key: access_key.to_string(),
-            secret_key: secret_key.to_string(),
-            region: region.to_string(),
-            clock_offset_secs: 0,
+            signer: Signer::new(endpoint, access_key, secret_key, region),
         }
     }
 
     /// A client whose clock is off by `secs` (to test skew checks).
     pub fn with_clock_offset(&self, secs: i64) -> Self {
         let mut c = self.clone();
-        c.clock_offset_secs = secs;
+        c.signer = self.signer.with_clock_offset(secs);
         c
     }
 
@@ -142,13 +137,15 @@ impl S3Client {
             .resolve(&host, addr)
             .build()
             .expect("client");
-        c.endpoint = format!("http://{host}:{}", addr.port());
+        c.signer = self
+            .signer
+            .with_endpoint(&format!("http://{host}:{}", addr.port()));
         c
     }
 
     pub fn with_secret(&self, secret: &str) -> Self {
         let mut c = self.clone();
-        c.secret_key = secret.to_string();
+        c.signer = self.signer.with_secret(secret);
         c
     }
 
@@ -229,70 +226,18 @@ impl S3Client {
         signed_chunks: Option<(usize, Option<usize>)>,
         raw_body: Option<reqwest::Body>,
     ) -> Resp {
-        let host = self
-            .endpoint
-            .trim_start_matches("http://")
-            .trim_start_matches("https://")
-            .to_string();
-        let payload_hash = payload_hash
+        let hash = payload_hash
             .map(str::to_string)
-            .unwrap_or_else(|| hex::encode(Sha256::digest(&body)));
-        let signed = weft_common::sigv4::sign(&weft_common::sigv4::Request {
-            method,
-            host: &host,
-            path,
-            query,
-            headers: extra_headers,
-            payload_hash: &payload_hash,
-            access_key: &self.access_key,
-            secret_key: &self.secret_key,
-            region: &self.region,
-            unix_secs: time::OffsetDateTime::now_utc().unix_timestamp() + self.clock_offset_secs,
-        });
-        let (amz_date, scope, signature, k_signing) = (
-            signed.amz_date,
-            signed.scope,
-            signed.signature,
-            signed.signing_key,
-        );
-        let auth = signed.authorization;
-        let url = format!("{}{}", self.endpoint, signed.path_and_query);
+            .unwrap_or_else(|| weft_client::s3::payload_hash(&body));
+        let req = self
+            .signer
+            .sign(&self.http, method, path, query, extra_headers, &hash)
+            .expect("sign request");
         let body = match signed_chunks {
             None => body,
-            Some((size, corrupt)) => {
-                let empty_hash = hex::encode(Sha256::digest(b""));
-                let mut prev = signature.clone();
-                let mut out = Vec::with_capacity(body.len() + 256);
-                let mut pieces: Vec<&[u8]> = body.chunks(size.max(1)).collect();
-                pieces.push(&[]);
-                for (i, piece) in pieces.iter().enumerate() {
-                    let sts = format!(
-                        "AWS4-HMAC-SHA256-PAYLOAD\n{amz_date}\n{scope}\n{prev}\n{empty_hash}\n{}",
-                        hex::encode(Sha256::digest(piece))
-                    );
-                    let mut sig = hex::encode(hmac(&k_signing, &sts));
-                    if corrupt == Some(i) {
-                        sig = sig.chars().rev().collect();
-                    }
-                    out.extend_from_slice(
-                        format!("{:x};chunk-signature={sig}\r\n", piece.len()).as_bytes(),
-                    );
-                    out.extend_from_slice(piece);
-                    out.extend_from_slice(b"\r\n");
-                    prev = sig;
-                }
-                out
-            }
+            Some((size, corrupt)) => aws_chunked_body(&req.signed, &body, size, corrupt),
         };
-        let mut req = self
-            .http
-            .request(method.parse().expect("method"), &url)
-            .header("authorization", auth)
-            .header("x-amz-content-sha256", payload_hash)
-            .header("x-amz-date", amz_date);
-        for (k, v) in extra_headers {
-            req = req.header(*k, *v);
-        }
+        let req = req.builder;
         let resp = match raw_body {
             None => req.body(body).send().await.expect("send request"),
             Some(raw) => match req.body(raw).send().await {
@@ -371,31 +316,19 @@ impl S3Client {
     /// A signed GET whose response body is left unread, for tests that read
     /// it slowly (a reader that is still reading while something changes).
     pub async fn get_streaming(&self, bucket: &str, key: &str) -> reqwest::Response {
-        let host = self
-            .endpoint
-            .trim_start_matches("http://")
-            .trim_start_matches("https://")
-            .to_string();
-        let path = format!("/{bucket}/{key}");
-        let payload_hash = hex::encode(Sha256::digest(b""));
-        let signed = weft_common::sigv4::sign(&weft_common::sigv4::Request {
-            method: "GET",
-            host: &host,
-            path: &path,
-            query: &[],
-            headers: &[],
-            payload_hash: &payload_hash,
-            access_key: &self.access_key,
-            secret_key: &self.secret_key,
-            region: &self.region,
-            unix_secs: time::OffsetDateTime::now_utc().unix_timestamp() + self.clock_offset_secs,
-        });
         // Its own client: no whole-request timeout while the test pauses.
-        reqwest::Client::new()
-            .get(format!("{}{}", self.endpoint, signed.path_and_query))
-            .header("authorization", signed.authorization)
-            .header("x-amz-date", signed.amz_date)
-            .header("x-amz-content-sha256", payload_hash)
+        let http = reqwest::Client::new();
+        self.signer
+            .sign(
+                &http,
+                "GET",
+                &format!("/{bucket}/{key}"),
+                &[],
+                &[],
+                &payload_hash(b""),
+            )
+            .expect("sign request")
+            .builder
             .send()
             .await
             .expect("GET sent")

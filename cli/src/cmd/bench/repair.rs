@@ -8,13 +8,11 @@ use weft_cli::admin_client::AdminClient;
 use weft_cli::dev_cluster::{DevCluster, DevClusterConfig};
 use weft_common::repair::DurabilityStatus;
 
-/// Just enough SigV4 (header auth, unsigned payload) to drive the gateway.
+/// Header-signed requests with an unsigned payload, through the shared S3
+/// signer (`weft_client::s3`).
 struct Signer {
     http: reqwest::Client,
-    endpoint: String,
-    access_key: String,
-    secret_key: String,
-    region: String,
+    signer: weft_client::s3::Signer,
 }
 
 impl Signer {
@@ -25,31 +23,17 @@ impl Signer {
         range: Option<String>,
     ) -> reqwest::RequestBuilder {
         let range_header = range.as_deref().map(|r| [("range", r)]);
-        let signed = weft_common::sigv4::sign(&weft_common::sigv4::Request {
-            method: method.as_str(),
-            host: self.endpoint.trim_start_matches("http://"),
-            path,
-            query: &[],
-            headers: range_header.as_ref().map_or(&[], |h| h.as_slice()),
-            payload_hash: "UNSIGNED-PAYLOAD",
-            access_key: &self.access_key,
-            secret_key: &self.secret_key,
-            region: &self.region,
-            unix_secs: time::OffsetDateTime::now_utc().unix_timestamp(),
-        });
-        let mut req = self
-            .http
-            .request(
-                method,
-                format!("{}{}", self.endpoint, signed.path_and_query),
+        self.signer
+            .sign(
+                &self.http,
+                method.as_str(),
+                path,
+                &[],
+                range_header.as_ref().map_or(&[], |h| h.as_slice()),
+                "UNSIGNED-PAYLOAD",
             )
-            .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
-            .header("x-amz-date", signed.amz_date)
-            .header("authorization", signed.authorization);
-        if let Some(r) = range {
-            req = req.header("range", r);
-        }
-        req
+            .expect("a known method")
+            .builder
     }
 }
 
@@ -175,10 +159,12 @@ pub async fn repair(objects: u64, size_mib: u64, clients: usize) -> Result<()> {
     let creds = c.credentials().clone();
     let signer = std::sync::Arc::new(Signer {
         http: reqwest::Client::new(),
-        endpoint: c.s3_endpoint(),
-        access_key: creds.access_key.clone(),
-        secret_key: creds.secret_key.clone(),
-        region: c.region().to_string(),
+        signer: weft_client::s3::Signer::new(
+            &c.s3_endpoint(),
+            &creds.access_key,
+            &creds.secret_key,
+            c.region(),
+        ),
     });
     let admin = AdminClient::new(&c.admin_endpoint(), &creds.access_key, &creds.secret_key);
     let r = signer

@@ -74,9 +74,12 @@ async fn target(a: &SoakArgs) -> Result<(Target, S3)> {
             cluster: None,
         };
         let s3 = S3 {
-            endpoint: endpoint.trim_end_matches('/').to_string(),
-            creds,
-            region: a.region.clone(),
+            signer: weft_client::s3::Signer::new(
+                endpoint,
+                &creds.access_key,
+                &creds.secret_key,
+                &a.region,
+            ),
             bucket,
         };
         return Ok((t, s3));
@@ -86,10 +89,14 @@ async fn target(a: &SoakArgs) -> Result<(Target, S3)> {
     let c = DevCluster::start(DevClusterConfig::ephemeral(dir.path()))
         .await
         .context("start the in-process dev cluster")?;
+    let creds = c.credentials();
     let s3 = S3 {
-        endpoint: c.s3_endpoint(),
-        creds: c.credentials().clone(),
-        region: c.region().to_string(),
+        signer: weft_client::s3::Signer::new(
+            &c.s3_endpoint(),
+            &creds.access_key,
+            &creds.secret_key,
+            c.region(),
+        ),
         bucket,
     };
     let t = Target {

@@ -17,11 +17,10 @@ const LARGE_PER_CLIENT: usize = 2;
 
 // ---- S3 requests ---------------------------------------------------------------
 
-/// Endpoint and root key; every client signs with it over its own pool.
+/// The shared S3 signer (`weft_client::s3`) with the root key, and the
+/// bucket; every client signs with it over its own pool.
 pub(crate) struct S3 {
-    pub(crate) endpoint: String,
-    pub(crate) creds: Credentials,
-    pub(crate) region: String,
+    pub(crate) signer: weft_client::s3::Signer,
     pub(crate) bucket: String,
 }
 
@@ -46,25 +45,10 @@ impl S3 {
             Some(k) => format!("/{}/{k}", self.bucket),
             None => format!("/{}", self.bucket),
         };
-        let signed = weft_common::sigv4::sign(&weft_common::sigv4::Request {
-            method: method.as_str(),
-            host: self.endpoint.trim_start_matches("http://"),
-            path: &path,
-            query,
-            headers: &[],
-            payload_hash: "UNSIGNED-PAYLOAD",
-            access_key: &self.creds.access_key,
-            secret_key: &self.creds.secret_key,
-            region: &self.region,
-            unix_secs: time::OffsetDateTime::now_utc().unix_timestamp(),
-        });
-        http.request(
-            method,
-            format!("{}{}", self.endpoint, signed.path_and_query),
-        )
-        .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
-        .header("x-amz-date", signed.amz_date)
-        .header("authorization", signed.authorization)
+        self.signer
+            .sign(http, method.as_str(), &path, query, &[], "UNSIGNED-PAYLOAD")
+            .expect("a known method")
+            .builder
     }
 }
 

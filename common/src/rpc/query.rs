@@ -1,0 +1,288 @@
+//! Metadata reads and their answers.
+
+use crate::manifest::{AccessKey, BucketInfo, ObjectVersion, Upload, VersionRecord};
+use crate::topology::NodeView;
+use crate::NodeId;
+use serde::{Deserialize, Serialize};
+
+/// Every metadata read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "q", rename_all = "snake_case")]
+pub enum Query {
+    /// One bucket.
+    Bucket {
+        /// Bucket name.
+        name: String,
+    },
+    /// All buckets.
+    Buckets,
+    /// The current version of an object.
+    Object {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+    },
+    /// A page of a bucket listing.
+    List(ListRequest),
+    /// Multipart uploads in progress in a bucket whose key starts with `prefix`.
+    Uploads {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix.
+        prefix: String,
+    },
+    /// One version of an object by S3 version id.
+    ObjectVersion {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// S3 version id.
+        version_id: String,
+    },
+    /// Every version and delete marker under a prefix, key order then newest
+    /// first, after (`key_marker`, `version_marker`).
+    Versions {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix.
+        prefix: String,
+        /// Resume after this key (and version).
+        key_marker: Option<String>,
+        /// Resume after this version of `key_marker`.
+        version_marker: Option<String>,
+        /// Group keys sharing a prefix up to this string into common prefixes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delimiter: Option<String>,
+        /// Most entries (versions, markers and common prefixes).
+        max: u32,
+    },
+    /// One multipart upload.
+    Upload {
+        /// Upload id.
+        upload_id: String,
+    },
+    /// Look up a key by access key id.
+    AccessKey {
+        /// Access key id.
+        access_key: String,
+    },
+    /// All keys (secrets omitted by the API layer that exposes them).
+    Keys,
+    /// Registered nodes with liveness.
+    Nodes,
+    /// Which of these shards metad expects `node` to hold (for datad's
+    /// garbage collector).
+    ShardsHeld {
+        /// The asking node.
+        node: NodeId,
+        /// `(segment, shard index)` pairs it has on disk.
+        shards: Vec<(crate::SegmentId, u8)>,
+    },
+    /// Redundancy of every segment (answered by the leader from a fresh scan).
+    Durability,
+    /// The raft view of this metad (answered locally, by any voter).
+    Status,
+    /// A digest of this voter's state machine and the index it covers
+    /// (answered locally), to compare replicas.
+    Digest,
+    /// The upload and garbage-collection timers from metad's config
+    /// (answered locally): gateways and data nodes take them from here so
+    /// the two can never disagree (see [`crate::upload_timers`]).
+    UploadTimers,
+}
+
+/// Where a listing resumes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum ListMarker {
+    /// Resume after this key.
+    Key(String),
+    /// Resume after every key under this common prefix.
+    Prefix(String),
+}
+
+/// A listing request, ListObjectsV2-shaped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListRequest {
+    /// Bucket name.
+    pub bucket: String,
+    /// Only keys starting with this.
+    pub prefix: String,
+    /// Group keys sharing a prefix up to this string into common prefixes.
+    pub delimiter: Option<String>,
+    /// Start strictly after this point.
+    pub after: Option<ListMarker>,
+    /// Most entries (keys plus common prefixes) to return.
+    pub max_keys: u32,
+}
+
+/// One key in a listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListEntry {
+    /// Object key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag value.
+    pub etag: String,
+    /// Commit time, ms since the epoch.
+    pub last_modified_ms: u64,
+    /// Storage class.
+    pub storage_class: String,
+}
+
+/// A page of a listing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListPage {
+    /// Keys in order.
+    pub entries: Vec<ListEntry>,
+    /// Common prefixes in order.
+    pub common_prefixes: Vec<String>,
+    /// Set when more results exist: resume after this.
+    pub next: Option<ListMarker>,
+}
+
+/// One member of the metad group as the leader sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Raft id.
+    pub id: u64,
+    /// Address.
+    pub addr: String,
+    /// Voter (or learner).
+    pub voter: bool,
+    /// Highest log index known replicated to it (leader only).
+    pub matched_index: Option<u64>,
+}
+
+/// Raft state of one metad, for `weft cluster status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftStatus {
+    /// This metad's raft node id.
+    pub node_id: u64,
+    /// Leader, Follower, Candidate or Learner.
+    pub role: String,
+    /// Current term.
+    pub term: u64,
+    /// Current leader, if known.
+    pub leader: Option<u64>,
+    /// Last log index.
+    pub last_log_index: Option<u64>,
+    /// Last applied index.
+    pub applied_index: Option<u64>,
+    /// Index covered by the last snapshot.
+    pub snapshot_index: Option<u64>,
+    /// Voter ids.
+    pub voters: Vec<u64>,
+    /// Every member with its address and, on the leader, replication progress.
+    #[serde(default)]
+    pub members: Vec<MemberStatus>,
+    /// This metad's disk: free space and whether it is in space-low mode.
+    #[serde(default)]
+    pub space: Option<crate::space::MetadSpace>,
+}
+
+/// Answer to a [`Query`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "a", rename_all = "snake_case")]
+pub enum QueryResult {
+    /// For `Bucket`.
+    Bucket {
+        /// The bucket if it exists.
+        bucket: Option<BucketInfo>,
+    },
+    /// For `Buckets`.
+    Buckets {
+        /// All buckets by name.
+        buckets: Vec<BucketInfo>,
+    },
+    /// For `Object`.
+    Object {
+        /// Whether the bucket exists.
+        bucket_exists: bool,
+        /// The current version, if any.
+        version: Option<ObjectVersion>,
+    },
+    /// For `List`; `None` when the bucket does not exist.
+    List {
+        /// The page.
+        page: Option<ListPage>,
+    },
+    /// For `ObjectVersion`.
+    VersionRecord {
+        /// Whether the bucket exists.
+        bucket_exists: bool,
+        /// The record, if it exists.
+        record: Option<VersionRecord>,
+    },
+    /// For `Versions`: `(key, record, is_latest)`.
+    Versions {
+        /// Entries.
+        entries: Vec<(String, VersionRecord, bool)>,
+        /// Common prefixes (with a delimiter), in order.
+        #[serde(default)]
+        common_prefixes: Vec<String>,
+        /// More exist after the last entry; resume after this key (and
+        /// version, unless the last item was a common prefix).
+        next: Option<(String, Option<String>)>,
+    },
+    /// For `Uploads`, ordered by key then initiation time.
+    Uploads {
+        /// The uploads (parts omitted).
+        uploads: Vec<Upload>,
+    },
+    /// For `Upload`.
+    Upload {
+        /// The upload if it exists.
+        upload: Option<Upload>,
+    },
+    /// For `AccessKey`.
+    AccessKey {
+        /// The key if it exists.
+        key: Option<AccessKey>,
+    },
+    /// For `Keys`.
+    Keys {
+        /// All keys.
+        keys: Vec<AccessKey>,
+    },
+    /// For `Nodes`.
+    Nodes {
+        /// Nodes by id.
+        nodes: Vec<NodeView>,
+        /// Set while the answering leader is in space-low mode: why it
+        /// refuses commands that add data. Gateways refuse such writes
+        /// before writing any shard.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metad_space_low: Option<String>,
+    },
+    /// For `ShardsHeld`: one answer per pair asked about.
+    ShardsHeld {
+        /// `held[i]` answers `shards[i]`.
+        held: Vec<bool>,
+    },
+    /// For `Durability`.
+    Durability {
+        /// The report.
+        status: crate::repair::DurabilityStatus,
+    },
+    /// For `Digest`.
+    Digest {
+        /// Last applied log index.
+        applied_index: Option<u64>,
+        /// Hex digest of every table.
+        digest: String,
+    },
+    /// For `Status`.
+    Status {
+        /// Raft status.
+        status: RaftStatus,
+    },
+    /// For `UploadTimers`.
+    UploadTimers {
+        /// The timers.
+        timers: crate::upload_timers::UploadTimers,
+    },
+}
