@@ -115,8 +115,8 @@ pub struct Signer {
     clock_offset_secs: i64,
 }
 
-/// A signed request, ready to send, with what chunk signing needs.
-#[derive(Debug)]
+/// A signed request, ready to send, with what chunk signing needs. Not
+/// `Debug`: it holds the derived signing key.
 pub struct SignedRequest {
     /// The request with `authorization`, `x-amz-date`,
     /// `x-amz-content-sha256` and the signed headers set.

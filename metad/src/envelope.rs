@@ -37,7 +37,7 @@ pub struct CorruptValue {
 }
 
 impl CorruptValue {
-    fn new(table: &'static str, key: &[u8], reason: impl Into<String>) -> Self {
+    pub(crate) fn new(table: &'static str, key: &[u8], reason: impl Into<String>) -> Self {
         CorruptValue {
             table,
             key: printable(key),

@@ -301,7 +301,7 @@ impl StateMachine {
         let tx = self.begin_read()?;
         for it in tx.open_table(SEGMENTS)?.iter()? {
             let (k, v) = it?;
-            f(segment_id(k.value()), item(T_SEGMENTS, &k, &v)?);
+            f(segment_id(k.value())?, item(T_SEGMENTS, &k, &v)?);
         }
         Ok(())
     }

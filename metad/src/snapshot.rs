@@ -254,7 +254,7 @@ pub(crate) fn dump(
     let mut segments = vec![];
     for it in tx.open_table(SEGMENTS)?.iter()? {
         let (k, v) = it?;
-        segments.push((segment_id(k.value()), item(T_SEGMENTS, &k, &v)?));
+        segments.push((segment_id(k.value())?, item(T_SEGMENTS, &k, &v)?));
     }
     doc.segments = Some(segments);
     for it in tx.open_table(NODE_ADMIN)?.iter()? {

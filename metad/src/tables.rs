@@ -88,9 +88,15 @@ pub(crate) fn segment_key(id: SegmentId) -> [u8; 16] {
     id.0.to_be_bytes()
 }
 
-/// The segment id in a segment table key.
-pub(crate) fn segment_id(key: &[u8]) -> SegmentId {
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&key[..16]);
-    SegmentId(u128::from_be_bytes(b))
+/// The segment id in a segment table key; a key of another length is a
+/// damaged table (named in the error, as a damaged value is), not a panic.
+pub(crate) fn segment_id(key: &[u8]) -> Result<SegmentId, crate::envelope::CorruptValue> {
+    let b: [u8; 16] = key.try_into().map_err(|_| {
+        crate::envelope::CorruptValue::new(
+            T_SEGMENTS,
+            key,
+            format!("a segment key is 16 bytes, this one {}", key.len()),
+        )
+    })?;
+    Ok(SegmentId(u128::from_be_bytes(b)))
 }

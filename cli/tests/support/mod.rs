@@ -4,7 +4,6 @@
 
 pub mod stall_proxy;
 
-use sha2::{Digest, Sha256};
 use std::time::Duration;
 use weft_cli::dev_cluster::{DevCluster, DevClusterConfig};
 

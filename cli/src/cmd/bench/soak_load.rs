@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use weft_cli::dev_cluster::Credentials;
 
 const SMALL: usize = 4 << 10;
 const LARGE: usize = 1 << 20;
