@@ -65,8 +65,9 @@ cargo nextest run --workspace --no-fail-fast --final-status-level=fail
 
 # ---- chaos smoke (docs/chaos.md) --------------------------------------------
 # Three fault scenarios (kill-datad, kill-metad-leader, bitrot) against a
-# 14-container cluster built from the dev-profile binaries above, then the
-# injected-bug test, which must see a run fail. About 4 minutes. Needs a
+# 14-container cluster built from the dev-profile binaries above, a minute of
+# whole-cluster power cuts, then the injected-bug tests, which must each see
+# a run fail. About 8 minutes. Needs a
 # docker daemon (nothing is pulled); WEFT_CHAOS_SKIP=1 skips it on purpose.
 step "chaos smoke"
 if [ "${WEFT_CHAOS_SKIP:-0}" = 1 ]; then
@@ -80,6 +81,10 @@ else
   "$CHAOS" build-image --profile dev
   "$CHAOS" run --scenario smoke --duration 90s --seed "${WEFT_CHAOS_SEED:-1}" \
     --object-mib-max 16 --report "$CARGO_TARGET_DIR/chaos-smoke"
+  # Whole-cluster power cuts (the daemons' power-cut disk drops what was
+  # not fsynced at each kill): three cuts in 60 s.
+  "$CHAOS" run --scenario power-cut --duration 60s --seed "${WEFT_CHAOS_SEED:-1}" \
+    --object-mib-max 16 --report "$CARGO_TARGET_DIR/chaos-power-cut"
   WEFT_CHAOS_DOCKER=1 cargo nextest run -p weft-chaos --test injected_bug \
     --run-ignored only --final-status-level=fail
 fi

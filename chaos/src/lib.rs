@@ -17,6 +17,7 @@ pub mod docker;
 pub mod faults;
 pub mod history;
 pub mod image;
+pub mod power_cut;
 pub mod report;
 pub mod runner;
 pub use weft_client::s3 as s3_client;

@@ -112,6 +112,9 @@ pub struct ScenarioReport {
     pub log_errors: usize,
     /// The first findings, with the operations involved.
     pub findings: Vec<Finding>,
+    /// In power-cut runs: what the daemons' power-cut disks undid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub power_cut: Option<crate::power_cut::PowerCutStats>,
 }
 
 impl ScenarioReport {
@@ -167,6 +170,7 @@ impl ScenarioReport {
             ops_total: 0,
             acked_writes: 0,
             reads_checked: 0,
+            power_cut: None,
             errors: BTreeMap::new(),
             unavailability: Vec::new(),
             unavailable_s: 0.0,
@@ -268,6 +272,12 @@ pub fn markdown(r: &RunReport) -> String {
             "- checked: {} acknowledged writes, {} reads verified; {} ERROR/panic log lines\n",
             sc.acked_writes, sc.reads_checked, sc.log_errors
         ));
+        if let Some(pc) = &sc.power_cut {
+            s.push_str(&format!(
+                "- power cuts: {} daemon starts on the power-cut disk undid {} unsynced writes and {} unsynced entries\n",
+                pc.starts, pc.writes_undone, pc.entries_undone
+            ));
+        }
         let wins: Vec<String> = sc
             .unavailability
             .iter()

@@ -184,6 +184,9 @@ async fn run_scenario(cfg: &RunConfig, index: usize, combo: &[Scenario]) -> Scen
         Ok(n) => sr.log_errors = n,
         Err(e) => tracing::warn!(error = %e, "save container logs"),
     }
+    if combo.iter().any(|s| s.needs_power_cut_disk()) {
+        check_power_cut(&cluster, &dir.join("logs"), &mut sr);
+    }
     cluster.destroy().await;
     let _ = std::fs::remove_dir_all(&work_dir);
     sr.passed = sr.failures.is_empty()
@@ -298,6 +301,26 @@ async fn wait_redundancy(
         None,
         format!("not full after {} s: {last}", bound.as_secs()),
     )
+}
+
+/// Fails the scenario unless every metad and data node logged starting on
+/// the power-cut disk; records what the disks undid.
+fn check_power_cut(cluster: &Cluster, logs: &std::path::Path, sr: &mut ScenarioReport) {
+    let mut stats = crate::power_cut::PowerCutStats::default();
+    for role in [crate::cluster::Role::Metad, crate::cluster::Role::Datad] {
+        for n in cluster.of(role) {
+            let log =
+                std::fs::read_to_string(logs.join(format!("{}.log", n.name))).unwrap_or_default();
+            if crate::power_cut::tally(&log, &mut stats) == 0 {
+                sr.failures.push(format!(
+                    "{} never started on the power-cut disk (an image built without WEFT_FAULT_POWER_CUT?): its kills were not power cuts",
+                    n.name
+                ));
+            }
+        }
+    }
+    tracing::info!(?stats, "power-cut disks");
+    sr.power_cut = Some(stats);
 }
 
 /// The daemons' power-cut disk, for the scenarios that cut power.

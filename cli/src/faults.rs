@@ -42,8 +42,10 @@ pub fn install_disk(data_dir: &Path) -> anyhow::Result<()> {
     if skip_file_fsync {
         tracing::warn!("WEFT_FAULT_SKIP_FSYNC=1: file fsyncs do nothing (a deliberate bug for the chaos self-test); it loses data on a power cut");
     }
+    let disk = Arc::new(disk);
+    PowerCutDisk::age_in_background(&disk);
     anyhow::ensure!(
-        weft_common::disk::install(Arc::new(disk)),
+        weft_common::disk::install(disk),
         "the power-cut disk must be installed before any file is written"
     );
     Ok(())

@@ -67,6 +67,11 @@ impl Record {
         }
     }
 
+    /// The length of [`encode`](Self::encode)'s output.
+    pub(crate) fn encoded_len(&self) -> u64 {
+        self.encode().len() as u64
+    }
+
     /// The encoded record, length prefix included.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(64);

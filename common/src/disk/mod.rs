@@ -46,7 +46,8 @@ pub enum Access {
 pub trait Disk: Send + Sync + std::fmt::Debug {
     /// Creates `path`, which must not exist, open for reading and writing.
     fn create_new(&self, path: &Path, access: Access) -> io::Result<File>;
-    /// Writes all of `data` at `offset`.
+    /// Writes all of `data` at `offset`. The file must be open for reading
+    /// too (a fault-injecting disk reads what it overwrites).
     fn write_at(&self, file: &File, offset: u64, data: &[u8]) -> io::Result<()>;
     /// Truncates or extends (with zeros) the file to `len` bytes.
     fn set_len(&self, file: &File, len: u64) -> io::Result<()>;

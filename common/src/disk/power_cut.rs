@@ -14,15 +14,27 @@
 //! `dirty_expire_centisecs`) count as written back by the kernel.
 //!
 //! At the next start, [`PowerCutDisk::start`] undoes every record still
-//! pending, newest first, and the directory is what a power cut at the kill
-//! would have left in the worst case. Everything under the root on the
-//! root's file system is covered; the journal and the kept links live in
+//! pending, newest first: the directory is what a power cut at the kill
+//! leaves when the disk kept nothing it was not told to keep. Everything
+//! under the root is covered; the journal and the kept links live in
 //! `<root>/.power-cut/`.
 //!
-//! What it does not model: a new directory counts as durable at once (Weft
-//! makes directories when it opens a store and fsyncs them there); a torn
-//! write inside one `write` call (the checksums in shard files and redb
-//! pages cover that, and the bitrot scenario tests it).
+//! What it does not model:
+//! - Other crash states. A real power cut may keep any subset of the
+//!   unsynced changes (a later page but not an earlier one, one entry of a
+//!   directory but not another); this disk always drops all of them, so
+//!   code that depends on the order of writes between two fsyncs is not
+//!   exercised.
+//! - A new directory counts as durable at once (Weft makes directories
+//!   when it opens a store and fsyncs them there).
+//! - A file created and killed before its record was appended survives
+//!   (empty: nothing was written to it yet).
+//! - A rename is settled by an fsync of the destination's directory alone.
+//! - A torn write inside one `write` call (the checksums in shard files and
+//!   redb pages cover that, and the bitrot scenario tests it).
+//!
+//! A journal that cannot be written (a full disk) would make every later
+//! answer wrong, so it aborts the process: a crash the harness sees.
 
 use super::journal::Record;
 use super::{Access, Disk, RealDisk};
@@ -37,7 +49,7 @@ use std::time::{Duration, Instant};
 /// The kernel's default age at which dirty pages are written back.
 pub const DEFAULT_WRITEBACK: Duration = Duration::from_secs(30);
 
-/// Rewrites the journal with only the pending records past this size.
+/// The default [`Options::compact_bytes`].
 const COMPACT_BYTES: u64 = 32 << 20;
 
 /// How a [`PowerCutDisk`] behaves.
@@ -50,6 +62,9 @@ pub struct Options {
     /// data is durable only after the writeback age. For the self-test that
     /// power-cut runs catch lost fsyncs.
     pub skip_file_fsync: bool,
+    /// The journal is rewritten with only its pending records once it is
+    /// past this size and mostly settled records.
+    pub compact_bytes: u64,
 }
 
 impl Default for Options {
@@ -57,9 +72,14 @@ impl Default for Options {
         Options {
             writeback: Some(DEFAULT_WRITEBACK),
             skip_file_fsync: false,
+            compact_bytes: COMPACT_BYTES,
         }
     }
 }
+
+/// How often a running disk applies the writeback age without waiting for
+/// the next step (an idle process's old changes still become durable).
+const AGE_TICK: Duration = Duration::from_secs(1);
 
 /// What a start undid: the changes a power cut at the kill took away.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -73,10 +93,9 @@ pub struct Recovered {
 /// See the module docs.
 #[derive(Debug)]
 pub struct PowerCutDisk {
+    /// The root, with symlinks resolved (as `/proc/self/fd` names files).
     root: PathBuf,
     dir: PathBuf,
-    /// `root` with symlinks resolved, as `/proc/self/fd` names files.
-    real_root: PathBuf,
     device: u64,
     options: Options,
     state: Mutex<State>,
@@ -86,6 +105,8 @@ pub struct PowerCutDisk {
 struct State {
     journal: File,
     journal_bytes: u64,
+    /// Encoded size of the pending records (what a compaction keeps).
+    pending_bytes: u64,
     next_seq: u64,
     pending: VecDeque<(Instant, Record)>,
 }
@@ -94,22 +115,21 @@ impl PowerCutDisk {
     /// Undoes what the last run left unsynced under `root` (the power cut),
     /// then starts a new journal there.
     pub fn start(root: &Path, options: Options) -> io::Result<(PowerCutDisk, Recovered)> {
-        let root = std::path::absolute(root)?;
+        let root = fs::canonicalize(root)?;
         let dir = root.join(".power-cut");
         fs::create_dir_all(dir.join("aside"))?;
         let recovered = recover(&root, &dir)?;
         let journal = open_journal(&dir, true)?;
         let device = fs::metadata(&root)?.dev();
-        let real_root = fs::canonicalize(&root)?;
         let disk = PowerCutDisk {
             root,
             dir,
-            real_root,
             device,
             options,
             state: Mutex::new(State {
                 journal,
                 journal_bytes: 0,
+                pending_bytes: 0,
                 next_seq: 1,
                 pending: VecDeque::new(),
             }),
@@ -117,13 +137,45 @@ impl PowerCutDisk {
         Ok((disk, recovered))
     }
 
+    /// Applies the writeback age every second from a helper thread, for as
+    /// long as the disk lives: without it, an idle process's old changes
+    /// would stay undoable forever.
+    pub fn age_in_background(disk: &std::sync::Arc<PowerCutDisk>) {
+        if disk.options.writeback.is_none() {
+            return;
+        }
+        let weak = std::sync::Arc::downgrade(disk);
+        std::thread::Builder::new()
+            .name("power-cut-writeback".into())
+            .spawn(move || loop {
+                std::thread::sleep(AGE_TICK);
+                let Some(disk) = weak.upgrade() else { return };
+                let mut st = disk.lock();
+                disk.age(&mut st);
+            })
+            .expect("spawn the writeback thread");
+    }
+
     /// How many changes are not yet durable (for tests and logs).
     pub fn pending(&self) -> usize {
         self.state.lock().expect("power-cut state").pending.len()
     }
 
+    /// The canonical form of `path` when it lies under the root. The last
+    /// component is kept as it is (the file may not exist); its directory
+    /// is resolved, so every spelling of one directory matches.
     fn covers_path(&self, path: &Path) -> Option<PathBuf> {
-        let abs = std::path::absolute(path).ok()?;
+        let abs = match (path.parent(), path.file_name()) {
+            (Some(parent), Some(name)) => {
+                let parent = if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent
+                };
+                fs::canonicalize(parent).ok()?.join(name)
+            }
+            _ => fs::canonicalize(path).ok()?,
+        };
         (abs.starts_with(&self.root) && !abs.starts_with(&self.dir)).then_some(abs)
     }
 
@@ -136,10 +188,7 @@ impl PowerCutDisk {
             return Ok(None);
         }
         let covered = match fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) {
-            Ok(name) => {
-                name.starts_with(&self.real_root)
-                    && !name.starts_with(self.real_root.join(".power-cut"))
-            }
+            Ok(name) => name.starts_with(&self.root) && !name.starts_with(&self.dir),
             Err(_) => true,
         };
         Ok(covered.then_some(meta))
@@ -149,27 +198,49 @@ impl PowerCutDisk {
         self.state.lock().expect("power-cut state")
     }
 
-    /// Appends `make(seq)` to the journal and remembers it as pending.
-    fn log(&self, st: &mut State, make: impl FnOnce(u64) -> Record) -> io::Result<u64> {
+    /// Takes the next sequence number.
+    fn next(st: &mut State) -> u64 {
         let seq = st.next_seq;
         st.next_seq += 1;
-        let record = make(seq);
+        seq
+    }
+
+    /// Appends `record` to the journal and remembers it as pending, or
+    /// applies it if it is a marker. A journal that cannot be appended to
+    /// aborts the process (see the module docs).
+    fn log(&self, st: &mut State, record: Record) {
         let bytes = record.encode();
-        st.journal.write_all(&bytes)?;
+        if let Err(e) = st.journal.write_all(&bytes) {
+            eprintln!(
+                "power-cut disk: cannot append to the journal in {}: {e}; aborting (a torn journal would make every later answer wrong)",
+                self.dir.display()
+            );
+            std::process::abort();
+        }
         st.journal_bytes += bytes.len() as u64;
         if is_change(&record) {
+            st.pending_bytes += bytes.len() as u64;
             st.pending.push_back((Instant::now(), record));
         } else {
-            for aside in settle(&mut st.pending, &record) {
+            let (freed, settled_bytes) = settle(&mut st.pending, &record);
+            for aside in freed {
                 let _ = fs::remove_file(aside);
             }
+            st.pending_bytes -= settled_bytes;
         }
-        Ok(seq)
+    }
+
+    /// Logs a change record made by `make` with the next sequence number.
+    fn log_change(&self, st: &mut State, make: impl FnOnce(u64) -> Record) -> u64 {
+        let seq = Self::next(st);
+        self.log(st, make(seq));
+        seq
     }
 
     /// Marks what the kernel would have written back by now as durable, and
-    /// keeps the journal small.
-    fn age(&self, st: &mut State) -> io::Result<()> {
+    /// keeps the journal small. Runs after a step has happened, so it never
+    /// fails the step: a failed compaction is retried later.
+    fn age(&self, st: &mut State) {
         if let Some(writeback) = self.options.writeback {
             let now = Instant::now();
             let through = st
@@ -179,22 +250,30 @@ impl PowerCutDisk {
                 .last()
                 .map(|(_, r)| r.seq());
             if let Some(through) = through {
-                self.log(st, |seq| Record::FlushedThrough { seq, through })?;
+                let seq = Self::next(st);
+                self.log(st, Record::FlushedThrough { seq, through });
             }
         }
-        if st.journal_bytes > COMPACT_BYTES {
-            let next = self.dir.join("journal.next");
-            let mut out = File::create(&next)?;
-            let mut bytes = 0;
-            for (_, r) in &st.pending {
-                let b = r.encode();
-                out.write_all(&b)?;
-                bytes += b.len() as u64;
+        // Only when most of the journal is settled records: rewriting a
+        // journal of mostly pending ones would repeat at every step.
+        if st.journal_bytes > self.options.compact_bytes.max(2 * st.pending_bytes) {
+            if let Err(e) = self.compact(st) {
+                eprintln!("power-cut disk: journal compaction failed (retried later): {e}");
             }
-            fs::rename(&next, self.dir.join("journal"))?;
-            st.journal = open_journal(&self.dir, false)?;
-            st.journal_bytes = bytes;
         }
+    }
+
+    /// Rewrites the journal with only the pending records; the rename is
+    /// atomic, so a kill leaves the old journal or the new one.
+    fn compact(&self, st: &mut State) -> io::Result<()> {
+        let next = self.dir.join("journal.next");
+        let mut out = File::create(&next)?;
+        for (_, r) in &st.pending {
+            out.write_all(&r.encode())?;
+        }
+        fs::rename(&next, self.dir.join("journal"))?;
+        st.journal = open_journal(&self.dir, false)?;
+        st.journal_bytes = st.pending_bytes;
         Ok(())
     }
 
@@ -211,12 +290,12 @@ impl Disk for PowerCutDisk {
         let mut st = self.lock();
         let file = RealDisk.create_new(path, access)?;
         let ino = file.metadata()?.ino();
-        self.log(&mut st, |seq| Record::Create {
+        self.log_change(&mut st, |seq| Record::Create {
             seq,
             ino,
             path: abs,
-        })?;
-        self.age(&mut st)?;
+        });
+        self.age(&mut st);
         Ok(file)
     }
 
@@ -229,15 +308,16 @@ impl Disk for PowerCutDisk {
         let end = (offset + data.len() as u64).min(old_len);
         let mut old = vec![0; end.saturating_sub(offset) as usize];
         file.read_exact_at(&mut old, offset)?;
-        self.log(&mut st, |seq| Record::Data {
+        self.log_change(&mut st, |seq| Record::Data {
             seq,
             ino: meta.ino(),
             offset,
             old_len,
             old,
-        })?;
+        });
         file.write_all_at(data, offset)?;
-        self.age(&mut st)
+        self.age(&mut st);
+        Ok(())
     }
 
     fn set_len(&self, file: &File, len: u64) -> io::Result<()> {
@@ -249,15 +329,16 @@ impl Disk for PowerCutDisk {
         let offset = len.min(old_len);
         let mut old = vec![0; (old_len - offset) as usize];
         file.read_exact_at(&mut old, offset)?;
-        self.log(&mut st, |seq| Record::Data {
+        self.log_change(&mut st, |seq| Record::Data {
             seq,
             ino: meta.ino(),
             offset,
             old_len,
             old,
-        })?;
+        });
         file.set_len(len)?;
-        self.age(&mut st)
+        self.age(&mut st);
+        Ok(())
     }
 
     fn sync_data(&self, file: &File) -> io::Result<()> {
@@ -267,15 +348,21 @@ impl Disk for PowerCutDisk {
         if self.options.skip_file_fsync {
             return Ok(());
         }
-        // Under the lock: a write recorded after the fsync started must not
-        // be taken for durable.
-        let mut st = self.lock();
+        // The marker's number is taken before the fsync starts: it settles
+        // only the writes recorded before it, never one that raced the
+        // fsync. The fsync itself runs without the lock.
+        let seq = Self::next(&mut self.lock());
         file.sync_data()?;
-        self.log(&mut st, |seq| Record::Synced {
-            seq,
-            ino: meta.ino(),
-        })?;
-        self.age(&mut st)
+        let mut st = self.lock();
+        self.log(
+            &mut st,
+            Record::Synced {
+                seq,
+                ino: meta.ino(),
+            },
+        );
+        self.age(&mut st);
+        Ok(())
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
@@ -287,35 +374,32 @@ impl Disk for PowerCutDisk {
             Ok(m) => m.ino(),
             Err(_) => return fs::rename(from, to),
         };
-        let seq_hint = st.next_seq;
+        let seq = Self::next(&mut st);
         let aside = match fs::symlink_metadata(to) {
             Ok(m) => {
-                let aside = self.aside_path(seq_hint);
+                let aside = self.aside_path(seq);
                 fs::hard_link(to, &aside)?;
                 Some((aside, m.ino()))
             }
             Err(_) => None,
         };
         let kept = aside.as_ref().map(|(p, _)| p.clone());
-        let seq = self.log(&mut st, |seq| Record::Rename {
-            seq,
-            ino,
-            from: from_abs,
-            to: to_abs,
-            aside,
-        })?;
-        debug_assert_eq!(seq, seq_hint);
+        self.log(
+            &mut st,
+            Record::Rename {
+                seq,
+                ino,
+                from: from_abs,
+                to: to_abs,
+                aside,
+            },
+        );
         if let Err(e) = fs::rename(from, to) {
-            self.log(&mut st, |s| Record::Cancel {
-                seq: s,
-                target: seq,
-            })?;
-            if let Some(kept) = kept {
-                let _ = fs::remove_file(kept);
-            }
+            self.log_change_cancel(&mut st, seq, kept);
             return Err(e);
         }
-        self.age(&mut st)
+        self.age(&mut st);
+        Ok(())
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
@@ -327,33 +411,51 @@ impl Disk for PowerCutDisk {
             Ok(m) => m.ino(),
             Err(_) => return fs::remove_file(path),
         };
-        let aside = self.aside_path(st.next_seq);
+        let seq = Self::next(&mut st);
+        let aside = self.aside_path(seq);
         fs::hard_link(path, &aside)?;
-        let seq = self.log(&mut st, |seq| Record::Remove {
-            seq,
-            ino,
-            path: abs,
-            aside: aside.clone(),
-        })?;
+        self.log(
+            &mut st,
+            Record::Remove {
+                seq,
+                ino,
+                path: abs,
+                aside: aside.clone(),
+            },
+        );
         if let Err(e) = fs::remove_file(path) {
-            self.log(&mut st, |s| Record::Cancel {
-                seq: s,
-                target: seq,
-            })?;
-            let _ = fs::remove_file(&aside);
+            self.log_change_cancel(&mut st, seq, Some(aside));
             return Err(e);
         }
-        self.age(&mut st)
+        self.age(&mut st);
+        Ok(())
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        let Some(abs) = self.covers_path(dir) else {
+        let Some(abs) = fs::canonicalize(dir)
+            .ok()
+            .filter(|d| d.starts_with(&self.root) && !d.starts_with(&self.dir))
+        else {
             return RealDisk.sync_dir(dir);
         };
-        let mut st = self.lock();
+        let seq = Self::next(&mut self.lock());
         RealDisk.sync_dir(dir)?;
-        self.log(&mut st, |seq| Record::DirSynced { seq, dir: abs })?;
-        self.age(&mut st)
+        let mut st = self.lock();
+        self.log(&mut st, Record::DirSynced { seq, dir: abs });
+        self.age(&mut st);
+        Ok(())
+    }
+}
+
+impl PowerCutDisk {
+    /// Records that the step logged as `target` failed and changed
+    /// nothing, and drops its kept link.
+    fn log_change_cancel(&self, st: &mut State, target: u64, kept: Option<PathBuf>) {
+        let seq = Self::next(st);
+        self.log(st, Record::Cancel { seq, target });
+        if let Some(kept) = kept {
+            let _ = fs::remove_file(kept);
+        }
     }
 }
 
@@ -373,6 +475,17 @@ fn is_change(r: &Record) -> bool {
     )
 }
 
+/// The inode a change record is about.
+fn record_ino(r: &Record) -> Option<u64> {
+    match r {
+        Record::Data { ino, .. }
+        | Record::Create { ino, .. }
+        | Record::Rename { ino, .. }
+        | Record::Remove { ino, .. } => Some(*ino),
+        _ => None,
+    }
+}
+
 /// The directory whose fsync makes an entry record durable.
 fn entry_dir(r: &Record) -> Option<&Path> {
     match r {
@@ -383,23 +496,29 @@ fn entry_dir(r: &Record) -> Option<&Path> {
 }
 
 /// Applies the marker `m` to the pending changes: drops those it makes
-/// durable. Returns the kept links no longer needed. An inode whose last
-/// kept link goes (a durable remove, or a durable rename over it) takes its
-/// pending data records with it: the file is gone.
-fn settle(pending: &mut VecDeque<(Instant, Record)>, m: &Record) -> Vec<PathBuf> {
+/// durable. Returns the kept links no longer needed and the encoded size of
+/// the records dropped. An inode whose last kept link goes (a durable
+/// remove, or a durable rename over it) takes its pending records with it:
+/// the file is gone.
+fn settle(pending: &mut VecDeque<(Instant, Record)>, m: &Record) -> (Vec<PathBuf>, u64) {
+    let before = |r: &Record| r.seq() < m.seq();
     let durable = |r: &Record| match m {
-        Record::Synced { ino, .. } => matches!(r, Record::Data { ino: i, .. } if i == ino),
-        Record::DirSynced { dir, .. } => entry_dir(r) == Some(dir.as_path()),
+        Record::Synced { ino, .. } => {
+            before(r) && matches!(r, Record::Data { ino: i, .. } if i == ino)
+        }
+        Record::DirSynced { dir, .. } => before(r) && entry_dir(r) == Some(dir.as_path()),
         Record::FlushedThrough { through, .. } => r.seq() <= *through,
         Record::Cancel { target, .. } => r.seq() == *target,
         _ => false,
     };
     let mut freed = Vec::new();
     let mut gone = HashSet::new();
+    let mut bytes = 0;
     pending.retain(|(_, r)| {
         if !durable(r) {
             return true;
         }
+        bytes += r.encoded_len();
         match r {
             Record::Rename {
                 aside: Some((path, ino)),
@@ -423,9 +542,15 @@ fn settle(pending: &mut VecDeque<(Instant, Record)>, m: &Record) -> Vec<PathBuf>
         false
     });
     if !gone.is_empty() {
-        pending.retain(|(_, r)| !matches!(r, Record::Data { ino, .. } if gone.contains(ino)));
+        pending.retain(|(_, r)| {
+            let keep = !record_ino(r).is_some_and(|i| gone.contains(&i));
+            if !keep {
+                bytes += r.encoded_len();
+            }
+            keep
+        });
     }
-    freed
+    (freed, bytes)
 }
 
 /// Undoes the pending records of the journal in `dir`, newest first, then
@@ -443,7 +568,7 @@ fn recover(root: &Path, dir: &Path) -> io::Result<Recovered> {
         if is_change(&r) {
             pending.push_back((epoch, r));
         } else {
-            settle(&mut pending, &r);
+            let _ = settle(&mut pending, &r);
         }
     }
     // Data first (by inode, wherever the file now is), then names.
@@ -480,7 +605,9 @@ fn recover(root: &Path, dir: &Path) -> io::Result<Recovered> {
                 aside,
                 ..
             } => {
-                if ino_at(to) == Some(*ino) {
+                // Back to the old name only if it is free: no power cut puts
+                // an older file over a newer one.
+                if ino_at(to) == Some(*ino) && ino_at(from).is_none() {
                     fs::rename(to, from)?;
                     done.entries += 1;
                 }
@@ -492,11 +619,9 @@ fn recover(root: &Path, dir: &Path) -> io::Result<Recovered> {
             }
             Record::Remove {
                 ino, path, aside, ..
-            } => {
-                if ino_at(aside) == Some(*ino) && ino_at(path).is_none() {
-                    fs::hard_link(aside, path)?;
-                    done.entries += 1;
-                }
+            } if ino_at(aside) == Some(*ino) && ino_at(path).is_none() => {
+                fs::hard_link(aside, path)?;
+                done.entries += 1;
             }
             _ => {}
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 fn never_written_back() -> Options {
     Options {
         writeback: None,
-        skip_file_fsync: false,
+        ..Options::default()
     }
 }
 
@@ -140,22 +140,32 @@ fn in_place_writes_and_truncation_roll_back_to_the_last_fsync() {
     assert_eq!(recovered.writes, 4);
 }
 
+/// A change older than the writeback age is durable at the cut; one
+/// younger is not. (2 s of age and a 2.5 s pause: the young write would have
+/// to stall for 2 s between its record and the aging to be misjudged.)
 #[test]
-fn the_writeback_age_makes_old_changes_durable() {
+fn the_writeback_age_makes_old_changes_durable_and_young_ones_not() {
     let root = tempfile::tempdir().unwrap();
     let (disk, _) = PowerCutDisk::start(
         root.path(),
         Options {
-            writeback: Some(Duration::ZERO),
-            skip_file_fsync: false,
+            writeback: Some(Duration::from_secs(2)),
+            ..Options::default()
         },
     )
     .unwrap();
-    write_file(&disk, root.path(), "a", b"aged", false, false);
-    assert_eq!(disk.pending(), 0);
+    write_file(&disk, root.path(), "old", b"aged", false, false);
+    std::thread::sleep(Duration::from_millis(2_500));
+    write_file(&disk, root.path(), "young", b"fresh", false, false);
+    assert_eq!(
+        disk.pending(),
+        3,
+        "the young file's create, write and rename"
+    );
     drop(disk);
     start(root.path());
-    assert_eq!(fs::read(root.path().join("a")).unwrap(), b"aged");
+    assert_eq!(fs::read(root.path().join("old")).unwrap(), b"aged");
+    assert_eq!(names(root.path()), ["old"]);
 }
 
 #[test]
@@ -166,6 +176,7 @@ fn skipped_file_fsyncs_lose_acknowledged_data() {
         Options {
             writeback: None,
             skip_file_fsync: true,
+            ..Options::default()
         },
     )
     .unwrap();
@@ -197,7 +208,7 @@ fn the_durable_file_recipe_survives_a_cut_and_an_unfinished_one_leaves_nothing()
 }
 
 #[test]
-fn recovery_run_twice_changes_nothing_more() {
+fn replaying_the_journal_of_a_finished_recovery_moves_nothing() {
     let root = tempfile::tempdir().unwrap();
     let (disk, _) = start(root.path());
     write_file(&*disk, root.path(), "a", b"old", true, true);
@@ -205,12 +216,123 @@ fn recovery_run_twice_changes_nothing_more() {
     let journal = fs::read(root.path().join(".power-cut/journal")).unwrap();
     drop(disk);
     start(root.path());
-    // A second start that finds the same journal (as after a kill during
-    // the first recovery) must not move anything again.
+    // The same journal found again (its removal lost): the old file is back
+    // under its name, so the rename's undo must not move it.
     fs::write(root.path().join(".power-cut/journal"), journal).unwrap();
     start(root.path());
     assert_eq!(fs::read(root.path().join("a")).unwrap(), b"old");
     assert_eq!(names(root.path()), ["a"]);
+}
+
+#[test]
+fn a_rename_across_directories_is_settled_by_the_destination_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let (tmp, dst) = (root.path().join("tmp"), root.path().join("shards"));
+    fs::create_dir(&tmp).unwrap();
+    fs::create_dir(&dst).unwrap();
+    let (disk, _) = start(root.path());
+    for (name, sync_dst) in [("kept", true), ("lost", false)] {
+        let f = disk.create_new(&tmp.join(name), Access::Default).unwrap();
+        disk.write_at(&f, 0, name.as_bytes()).unwrap();
+        disk.sync_data(&f).unwrap();
+        disk.rename(&tmp.join(name), &dst.join(name)).unwrap();
+        if sync_dst {
+            disk.sync_dir(&dst).unwrap();
+        } else {
+            disk.sync_dir(&tmp).unwrap();
+        }
+    }
+    drop(disk);
+    start(root.path());
+    assert_eq!(fs::read(dst.join("kept")).unwrap(), b"kept");
+    assert!(!dst.join("lost").exists());
+}
+
+#[test]
+fn a_failed_rename_is_cancelled_and_leaves_nothing_to_undo() {
+    let root = tempfile::tempdir().unwrap();
+    let (disk, _) = start(root.path());
+    write_file(&*disk, root.path(), "a", b"a", true, true);
+    fs::create_dir(root.path().join("full")).unwrap();
+    fs::write(root.path().join("full/x"), b"x").unwrap();
+    // Renaming a file over a non-empty directory fails.
+    disk.rename(&root.path().join("a"), &root.path().join("full"))
+        .unwrap_err();
+    assert_eq!(disk.pending(), 0);
+    assert_eq!(
+        fs::read_dir(root.path().join(".power-cut/aside"))
+            .unwrap()
+            .count(),
+        0
+    );
+    drop(disk);
+    let (_, recovered) = start(root.path());
+    assert_eq!(recovered, Recovered::default());
+    assert_eq!(fs::read(root.path().join("a")).unwrap(), b"a");
+}
+
+#[test]
+fn a_durable_rename_over_a_file_drops_that_file_s_unsynced_writes() {
+    let root = tempfile::tempdir().unwrap();
+    let (disk, _) = start(root.path());
+    write_file(&*disk, root.path(), "a", b"first", true, true);
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(root.path().join("a"))
+        .unwrap();
+    disk.write_at(&f, 0, b"FIRST").unwrap();
+    drop(f);
+    write_file(&*disk, root.path(), "a", b"second", true, true);
+    assert_eq!(
+        disk.pending(),
+        0,
+        "the replaced file's pending write went with it"
+    );
+    drop(disk);
+    let (_, recovered) = start(root.path());
+    assert_eq!(recovered, Recovered::default());
+    assert_eq!(fs::read(root.path().join("a")).unwrap(), b"second");
+}
+
+#[test]
+fn the_journal_is_compacted_and_still_undoes_what_is_pending() {
+    let root = tempfile::tempdir().unwrap();
+    let (disk, _) = PowerCutDisk::start(
+        root.path(),
+        Options {
+            writeback: None,
+            compact_bytes: 4096,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    for i in 0..200 {
+        write_file(&disk, root.path(), &format!("f{i}"), &[7; 100], true, true);
+    }
+    write_file(&disk, root.path(), "unsynced", b"x", false, false);
+    let journal = fs::metadata(root.path().join(".power-cut/journal"))
+        .unwrap()
+        .len();
+    assert!(journal < 8192, "compacted: {journal} bytes");
+    drop(disk);
+    start(root.path());
+    assert_eq!(
+        names(root.path()).len(),
+        200,
+        "the unsynced file is gone, the rest kept"
+    );
+    assert_eq!(fs::read(root.path().join("f199")).unwrap(), [7; 100]);
+}
+
+#[test]
+fn the_journal_directory_itself_is_not_journaled() {
+    let root = tempfile::tempdir().unwrap();
+    let (disk, _) = start(root.path());
+    let inside = root.path().join(".power-cut/other");
+    let f = disk.create_new(&inside, Access::Default).unwrap();
+    disk.write_at(&f, 0, b"x").unwrap();
+    assert_eq!(disk.pending(), 0);
 }
 
 #[test]
