@@ -106,6 +106,9 @@ struct RunArgs {
     /// Longest accepted time to full redundancy after the heal.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     redundancy_bound: Duration,
+    /// Longest wait for every voter and data node to be up after the heal.
+    #[arg(long, default_value = "180s", value_parser = parse_duration)]
+    heal_bound: Duration,
     /// Size of the disk-full node's volume, MiB.
     #[arg(long, default_value_t = 512)]
     disk_full_mib: u64,
@@ -246,6 +249,7 @@ async fn run(a: RunArgs) -> Result<bool> {
         node_grace_ms: a.node_grace_ms,
         inject_bug: a.inject_bug,
         redundancy_bound: a.redundancy_bound,
+        heal_bound: a.heal_bound,
         disk_full_bytes: a.disk_full_mib << 20,
         log_filter: a.daemon_log.clone(),
     };

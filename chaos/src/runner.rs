@@ -68,6 +68,8 @@ pub struct RunConfig {
     pub inject_bug: Option<InjectedBug>,
     /// Longest accepted wait for full redundancy after the heal.
     pub redundancy_bound: Duration,
+    /// Longest wait for every voter and data node to be up after the heal.
+    pub heal_bound: Duration,
     /// Size of the disk-full node's volume.
     pub disk_full_bytes: u64,
     /// `WEFT_LOG` for daemons.
@@ -240,7 +242,7 @@ async fn drive(
     faults::remove_fillers(cluster);
     let healed_at = Instant::now();
     cluster.heal().await.context("heal the cluster")?;
-    match cluster.wait_healthy(Duration::from_secs(180)).await {
+    match cluster.wait_healthy(cfg.heal_bound).await {
         Ok(_) => sr.time_to_healthy_s = Some(healed_at.elapsed().as_secs_f64()),
         Err(e) => sr.failures.push(format!("after the heal: {e:#}")),
     }
