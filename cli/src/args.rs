@@ -54,12 +54,31 @@ pub enum Cmd {
         #[command(subcommand)]
         command: BenchCmd,
     },
+    /// Simulate the metadata group deterministically under faults (exit 0
+    /// when every check held).
+    Sim(SimArgs),
     /// Run a metad voter.
     Metad(DaemonArgs),
     /// Run a data node.
     Datad(DaemonArgs),
     /// Run an S3 gateway.
     Gateway(DaemonArgs),
+}
+
+#[derive(Args)]
+pub struct SimArgs {
+    /// The seed: every choice of the run (workload, faults, elections) follows from it.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Run every seed of a range instead, e.g. `1..20` or `1..=20`.
+    #[arg(long, conflicts_with = "seed")]
+    pub seeds: Option<String>,
+    /// Client operations per run.
+    #[arg(long, default_value_t = weft_sim::SimConfig::DEFAULT_STEPS)]
+    pub steps: u32,
+    /// Run each seed twice and fail unless both runs leave the same trace.
+    #[arg(long)]
+    pub check_determinism: bool,
 }
 
 #[derive(Args)]

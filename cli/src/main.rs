@@ -36,6 +36,7 @@ async fn main() -> std::process::ExitCode {
         Cmd::Cluster { command, admin } => cmd::cluster::run(command, admin).await,
         Cmd::Node { command, admin } => cmd::node::run(command, admin).await,
         Cmd::Bench { command } => cmd::bench::run(command).await,
+        Cmd::Sim(a) => cmd::sim::run(a),
         Cmd::Metad(a) => cmd::daemon::metad(a).await,
         Cmd::Datad(a) => cmd::daemon::datad(a).await,
         Cmd::Gateway(a) => cmd::daemon::gateway(a).await,

@@ -24,6 +24,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::transport::{Http, SharedTransport, TransportError};
 use weft_common::damage::BlockDamage;
 use weft_common::rpc::{
     RpcErrorBody, RpcErrorCode, ShardPutReply, ShardRef, ShardReleaseBatch, ShardReleaseReply,
@@ -88,7 +90,7 @@ pub enum DatadClientError {
         addr: String,
         /// Transport error.
         #[source]
-        source: reqwest::Error,
+        source: TransportError,
     },
     /// Blocks of the range (or the file's header) failed their checksum on
     /// the datad. Use other shards for this range and report the blocks for
@@ -187,6 +189,7 @@ pub enum DatadClientError {
 #[derive(Clone, Debug)]
 pub struct DatadClient {
     http: reqwest::Client,
+    transport: SharedTransport,
     limits: DatadClientLimits,
     slots: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
 }
@@ -211,7 +214,6 @@ impl DatadClient {
     /// per datad, and `limits`' deadlines.
     pub fn with_limits(limits: DatadClientLimits) -> DatadClient {
         let mut http = reqwest::Client::builder()
-            .default_headers(crate::format_headers())
             .tcp_nodelay(true)
             .connect_timeout(limits.connect_timeout)
             .pool_max_idle_per_host(limits.per_peer_max)
@@ -222,8 +224,15 @@ impl DatadClient {
         let http = http
             .build()
             .expect("reqwest client with static settings builds");
+        Self::with_transport(limits, Arc::new(Http::new(http)))
+    }
+
+    /// A client that sends through `transport` (the simulator's network, or
+    /// a decorated one).
+    pub fn with_transport(limits: DatadClientLimits, transport: SharedTransport) -> DatadClient {
         DatadClient {
-            http,
+            http: crate::transport::builder_client(),
+            transport,
             limits,
             slots: Arc::default(),
         }
@@ -268,7 +277,11 @@ impl DatadClient {
         request: reqwest::RequestBuilder,
         wait: Duration,
     ) -> Result<reqwest::Response, DatadClientError> {
-        match tokio::time::timeout(wait, request.send()).await {
+        let request = request
+            .headers(crate::format_headers())
+            .build()
+            .map_err(|source| unreachable(op, addr, source))?;
+        match tokio::time::timeout(wait, self.transport.execute(request)).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(source)) if source.is_timeout() => Err(DatadClientError::TimedOut {
                 op,
@@ -438,11 +451,15 @@ impl DatadClient {
     }
 }
 
-fn unreachable(op: &'static str, addr: &str, source: reqwest::Error) -> DatadClientError {
+fn unreachable(
+    op: &'static str,
+    addr: &str,
+    source: impl Into<TransportError>,
+) -> DatadClientError {
     DatadClientError::Unreachable {
         op,
         addr: addr.to_string(),
-        source,
+        source: source.into(),
     }
 }
 

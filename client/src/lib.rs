@@ -10,9 +10,11 @@ pub mod datad;
 pub mod limits;
 pub mod metad;
 pub mod s3;
+pub mod transport;
 
 pub use datad::{DatadClient, DatadClientError, DatadClientLimits};
 pub use metad::{Committed, MetadClient, MetadClientError};
+pub use transport::{Http, SharedTransport, Transport, TransportError};
 
 /// Headers every internal request carries: the body's format
 /// (`weft_common::rpc::FORMAT_HEADER`), which servers check before reading.

@@ -29,7 +29,8 @@
 //! release anything on the strength of it.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
+use tokio::time::Instant;
 use weft_common::rpc::{
     Command, CommandResult, Heartbeat, Query, QueryResult, RpcErrorBody, RpcErrorCode,
     REQUEST_RETENTION_MS,
@@ -37,6 +38,11 @@ use weft_common::rpc::{
 use weft_common::RequestId;
 
 use thiserror::Error;
+
+use crate::transport::{Http, SharedTransport};
+
+/// How long one attempt waits for metad's answer.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Why a metad call failed after retries.
 #[derive(Debug, Error)]
@@ -85,6 +91,7 @@ pub struct Committed {
 #[derive(Clone)]
 pub struct MetadClient {
     http: reqwest::Client,
+    transport: SharedTransport,
     /// Configured seed addresses plus members learned from the group.
     addrs: Arc<std::sync::RwLock<Vec<String>>>,
     seeds: Arc<Vec<String>>,
@@ -119,14 +126,19 @@ impl MetadClient {
     /// A client for the metad voters at `addrs` (`host:port`).
     pub fn new(addrs: Vec<String>) -> Self {
         let http = reqwest::Client::builder()
-            .default_headers(crate::format_headers())
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(15))
             .build()
             .expect("reqwest client with static settings builds");
+        Self::with_transport(addrs, Arc::new(Http::new(http)))
+    }
+
+    /// A client that sends through `transport` (the simulator's network, or
+    /// a decorated one).
+    pub fn with_transport(addrs: Vec<String>, transport: SharedTransport) -> Self {
         MetadClient {
-            http,
+            http: crate::transport::builder_client(),
+            transport,
             addrs: Arc::new(std::sync::RwLock::new(addrs.clone())),
             seeds: Arc::new(addrs),
             leader: Arc::new(Mutex::new(None)),
@@ -158,8 +170,8 @@ impl MetadClient {
             Command::Request { .. } => cmd.clone(),
             _ => Command::Request {
                 format: weft_common::rpc::COMMAND_FORMAT,
-                id: RequestId::from_random(rand::random()),
-                at_ms: SystemTime::now()
+                id: RequestId::from_random(weft_common::effects::random()),
+                at_ms: weft_common::effects::now()
                     .duration_since(UNIX_EPOCH)
                     .map(|d| d.as_millis() as u64)
                     .unwrap_or(0),
@@ -361,7 +373,18 @@ impl MetadClient {
         empty_ok: bool,
     ) -> Attempt<Resp> {
         let url = format!("http://{addr}{path}");
-        let resp = match self.http.post(&url).json(body).send().await {
+        let request = match self
+            .http
+            .post(&url)
+            .headers(crate::format_headers())
+            .timeout(ATTEMPT_TIMEOUT)
+            .json(body)
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => return Attempt::Fail(MetadClientError::Protocol(format!("{url}: {e}"))),
+        };
+        let resp = match self.transport.execute(request).await {
             Ok(r) => r,
             // Refused before a byte was sent: certainly not applied.
             Err(e) if e.is_connect() => {

@@ -35,7 +35,7 @@
 //! theirs).
 //!
 //! Everything here is blocking code: call it from
-//! `tokio::task::spawn_blocking` or a dedicated thread, never from async code.
+//! `crate::effects::spawn_blocking` or a dedicated thread, never from async code.
 //! Every step that changes what survives a crash goes through the process's
 //! [`Disk`](crate::disk::Disk) ([`crate::disk::current`]), so a power-cut
 //! disk can test the recipe with real processes.

@@ -18,6 +18,7 @@ pub mod config_check;
 pub mod damage;
 pub mod disk;
 pub mod durable_file;
+pub mod effects;
 pub mod ids;
 pub mod manifest;
 pub mod placement;

@@ -17,7 +17,7 @@ use crate::error::ShardError;
 use crate::shard_store::ShardStore;
 use crate::work_metrics::WorkMetrics;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use weft_client::{MetadClient, MetadClientError};
 use weft_common::rpc::{Query, QueryResult};
@@ -142,7 +142,7 @@ pub async fn pass(
         Ok(_) => return Err(GcError::NotRegistered),
         Err(e) => return Err(e.into()),
     }
-    let cutoff = SystemTime::now() - grace;
+    let cutoff = weft_common::effects::now() - grace;
     let candidates = store.inventory(grace).await?;
     let mut removed = 0;
     for chunk in candidates.chunks(BATCH) {

@@ -240,7 +240,7 @@ pub async fn start(cfg: DatadConfig, cancel: CancellationToken) -> Result<DatadH
     let node_id = {
         let data_dir = cfg.data_dir.clone();
         let configured = cfg.node_id;
-        tokio::task::spawn_blocking(move || resolve_node_id(&data_dir, configured))
+        weft_common::effects::spawn_blocking(move || resolve_node_id(&data_dir, configured))
             .await
             .map_err(|e| DatadError::Config(format!("node id task failed: {e}")))??
     };
@@ -275,7 +275,7 @@ pub async fn start(cfg: DatadConfig, cancel: CancellationToken) -> Result<DatadH
     ));
     {
         let space = space.clone();
-        tokio::task::spawn_blocking(move || space.refresh())
+        weft_common::effects::spawn_blocking(move || space.refresh())
             .await
             .map_err(|e| DatadError::Config(format!("space check task failed: {e}")))?;
     }
@@ -429,7 +429,7 @@ fn resolve_node_id(data_dir: &Path, configured: u64) -> Result<NodeId, DatadErro
             let id = if configured != 0 {
                 configured
             } else {
-                rand::random::<u64>().max(1)
+                weft_common::effects::random::<u64>().max(1)
             };
             durable_file::write_file(&path, format!("{id}\n").as_bytes(), Access::Default)
                 .map_err(DatadError::NodeId)?;
@@ -636,7 +636,7 @@ async fn register_and_heartbeat(
         // registration (after metad forgot the node) is a new request.
         let register = Command::Request {
             format: weft_common::rpc::COMMAND_FORMAT,
-            id: weft_common::RequestId::from_random(rand::random()),
+            id: weft_common::RequestId::from_random(weft_common::effects::random()),
             at_ms: 0, // stamped by the leader
             command: Box::new(Command::RegisterNode { node: node.clone() }),
         };
@@ -646,7 +646,7 @@ async fn register_and_heartbeat(
                 Ok(()) => break,
                 Err(e) => {
                     limiter.failed("register with metad", &e);
-                    let jitter = rand::random::<u64>() % (backoff_ms / 2 + 1);
+                    let jitter = weft_common::effects::random::<u64>() % (backoff_ms / 2 + 1);
                     tokio::time::sleep(Duration::from_millis(backoff_ms + jitter)).await;
                     backoff_ms = (backoff_ms * 2).min(REGISTER_BACKOFF_MS_MAX);
                 }

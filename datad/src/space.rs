@@ -194,7 +194,7 @@ pub async fn run(monitor: Arc<SpaceMonitor>, interval: Duration, cancel: Cancell
             _ = tick.tick() => {}
         }
         let m = monitor.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || m.refresh()).await {
+        if let Err(e) = weft_common::effects::spawn_blocking(move || m.refresh()).await {
             tracing::error!(error = %e, "space check task failed");
         }
     }

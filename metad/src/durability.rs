@@ -28,7 +28,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use weft_common::repair::{
     DurabilityStatus, RepairAssignment, RepairConfig, RepairPoll, RepairTask, SegmentRecord,
     TaskReason,

@@ -39,6 +39,7 @@ pub mod network;
 pub mod node;
 pub mod queries;
 pub mod raft_log;
+pub mod raft_runtime;
 mod requests;
 mod segment_index;
 pub mod server;
@@ -57,6 +58,7 @@ openraft::declare_raft_types!(
     pub TypeConfig:
         D = Command,
         R = CommandResult,
+        AsyncRuntime = crate::raft_runtime::WeftRuntime,
 );
 
 /// The raft handle type.

@@ -16,7 +16,8 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use weft_common::rpc::Heartbeat;
 use weft_common::space::SpaceReport;
 use weft_common::topology::{NodeAdmin, NodeInfo, NodeState, NodeView};

@@ -12,24 +12,32 @@ use openraft::BasicNode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use weft_client::transport::SharedTransport;
+
 use crate::{RaftNodeId, TypeConfig};
 
-/// Creates one [`Peer`] per target voter; all share one HTTP client pool.
+/// Creates one [`Peer`] per target voter; all share one transport (one HTTP
+/// connection pool in production, the simulator's network under `weft sim`).
 #[derive(Clone)]
 pub struct Network {
     http: reqwest::Client,
+    transport: SharedTransport,
 }
 
 impl Network {
-    /// A network using `http` for every peer.
-    pub fn new(http: reqwest::Client) -> Self {
-        Network { http }
+    /// A network sending every peer's RPCs through `transport`.
+    pub fn new(transport: SharedTransport) -> Self {
+        Network {
+            http: weft_client::transport::builder_client(),
+            transport,
+        }
     }
 }
 
 /// Connection to one voter.
 pub struct Peer {
     http: reqwest::Client,
+    transport: SharedTransport,
     target: RaftNodeId,
     addr: String,
 }
@@ -40,6 +48,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: RaftNodeId, node: &BasicNode) -> Peer {
         Peer {
             http: self.http.clone(),
+            transport: self.transport.clone(),
             target,
             addr: node.addr.clone(),
         }
@@ -59,20 +68,21 @@ impl Peer {
         E: std::error::Error + DeserializeOwned,
     {
         let url = format!("http://{}/raft/{path}", self.addr);
-        let resp = self
+        let request = self
             .http
             .post(&url)
+            .headers(weft_client::format_headers())
             .timeout(option.hard_ttl())
             .json(req)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_connect() {
-                    RPCError::Unreachable(Unreachable::new(&e))
-                } else {
-                    RPCError::Network(NetworkError::new(&e))
-                }
-            })?;
+            .build()
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let resp = self.transport.execute(request).await.map_err(|e| {
+            if e.is_connect() {
+                RPCError::Unreachable(Unreachable::new(&e))
+            } else {
+                RPCError::Network(NetworkError::new(&e))
+            }
+        })?;
         if !resp.status().is_success() {
             let status = resp.status();
             let body = resp.text().await.unwrap_or_default();

@@ -322,7 +322,7 @@ impl MetadHandle {
         }
         // Apply commits are not fsynced; make a clean stop leave nothing to replay.
         let sm = self.sm;
-        match tokio::task::spawn_blocking(move || sm.flush()).await {
+        match weft_common::effects::spawn_blocking(move || sm.flush()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "flush state machine at shutdown"),
             Err(e) => tracing::warn!(error = %e, "flush state machine at shutdown"),
@@ -341,6 +341,43 @@ pub async fn start_with_fs(
     fs: Arc<dyn weft_common::space::FsStats>,
     cancel: CancellationToken,
 ) -> Result<MetadHandle, MetadError> {
+    start_on(cfg, fs, Endpoint::Tcp, cancel)
+        .await
+        .map(|(handle, _)| handle)
+}
+
+/// Starts a voter without a socket (the simulator): it answers on the
+/// returned router, which the simulated network calls, and sends its raft
+/// RPCs through `transport`. `cfg.listen` is the address peers know it by.
+pub async fn start_in_process(
+    cfg: MetadConfig,
+    transport: weft_client::SharedTransport,
+    cancel: CancellationToken,
+) -> Result<(MetadHandle, axum::Router), MetadError> {
+    start_on(
+        cfg,
+        Arc::new(weft_common::space::Statvfs),
+        Endpoint::InProcess(transport),
+        cancel,
+    )
+    .await
+}
+
+/// Where a voter answers.
+enum Endpoint {
+    /// A TCP listener on `cfg.listen`, and reqwest for raft RPCs.
+    Tcp,
+    /// No socket: the caller serves the router; raft RPCs go through the
+    /// transport.
+    InProcess(weft_client::SharedTransport),
+}
+
+async fn start_on(
+    cfg: MetadConfig,
+    fs: Arc<dyn weft_common::space::FsStats>,
+    endpoint: Endpoint,
+    cancel: CancellationToken,
+) -> Result<(MetadHandle, axum::Router), MetadError> {
     cfg.validate()?;
     let space_cfg = crate::space::SpaceConfig {
         reserved_bytes: cfg.reserved_bytes,
@@ -362,7 +399,7 @@ pub async fn start_with_fs(
     // A previous metad in this process (a restart in tests or `weft dev`)
     // releases its database locks when its last tasks finish: wait briefly.
     let (log, sm) = {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             let opened = LogStore::open_with_cache(
                 &cfg.data_dir.join("raft-log.redb"),
@@ -376,7 +413,7 @@ pub async fn start_with_fs(
             match opened {
                 Ok(x) => break x,
                 Err(crate::error::MetaError::Store(redb::Error::DatabaseAlreadyOpen))
-                    if std::time::Instant::now() < deadline =>
+                    if tokio::time::Instant::now() < deadline =>
                 {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -385,16 +422,27 @@ pub async fn start_with_fs(
         }
     };
 
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|source| MetadError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| MetadError::Bind {
-        addr: cfg.listen,
-        source,
-    })?;
+    let (listener, addr, transport) = match endpoint {
+        Endpoint::Tcp => {
+            let listener = tokio::net::TcpListener::bind(cfg.listen)
+                .await
+                .map_err(|source| MetadError::Bind {
+                    addr: cfg.listen,
+                    source,
+                })?;
+            let addr = listener.local_addr().map_err(|source| MetadError::Bind {
+                addr: cfg.listen,
+                source,
+            })?;
+            let http = reqwest::Client::builder()
+                .tcp_nodelay(true)
+                .build()
+                .map_err(|e| MetadError::Raft(RaftStartError::HttpClient(e)))?;
+            let transport: weft_client::SharedTransport = Arc::new(weft_client::Http::new(http));
+            (Some(listener), addr, transport)
+        }
+        Endpoint::InProcess(transport) => (None, cfg.listen, transport),
+    };
     let advertise = cfg.advertise.clone().unwrap_or_else(|| addr.to_string());
 
     let raft_config = openraft::Config {
@@ -412,20 +460,10 @@ pub async fn start_with_fs(
     .validate()
     .map_err(MetadError::Config)?;
 
-    let mut format = reqwest::header::HeaderMap::new();
-    format.insert(
-        weft_common::rpc::FORMAT_HEADER,
-        reqwest::header::HeaderValue::from(weft_common::rpc::RPC_FORMAT),
-    );
-    let http = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .default_headers(format)
-        .build()
-        .map_err(|e| MetadError::Raft(RaftStartError::HttpClient(e)))?;
     let raft = Raft::new(
         cfg.id,
         Arc::new(raft_config),
-        Network::new(http),
+        Network::new(transport),
         log,
         sm.clone(),
     )
@@ -456,7 +494,7 @@ pub async fn start_with_fs(
     // already low starts in space-low mode.
     let space = {
         let (id, dir) = (cfg.id, cfg.data_dir.clone());
-        tokio::task::spawn_blocking(move || {
+        weft_common::effects::spawn_blocking(move || {
             let guard = crate::space::SpaceGuard::new(id, &dir, space_cfg, fs);
             guard.check();
             Arc::new(guard)
@@ -493,27 +531,36 @@ pub async fn start_with_fs(
         cancel.clone(),
     ));
     let app = router(state);
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = tokio::spawn(async move {
-        let shutdown = cancel.clone();
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-        {
-            tracing::error!(error = %e, "metad server failed");
+    let server = match listener {
+        Some(listener) => {
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            let app = app.clone();
+            tokio::spawn(async move {
+                let shutdown = cancel.clone();
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                    .await
+                {
+                    tracing::error!(error = %e, "metad server failed");
+                }
+            })
         }
-    });
+        None => tokio::spawn(async move { cancel.cancelled().await }),
+    };
     tracing::info!(id = cfg.id, %addr, "metad listening");
-    Ok(MetadHandle {
-        addr,
-        raft,
-        sm,
-        server,
-        fatal,
-    })
+    Ok((
+        MetadHandle {
+            addr,
+            raft,
+            sm,
+            server,
+            fatal,
+        },
+        app,
+    ))
 }
 
 #[cfg(test)]

@@ -140,6 +140,14 @@ fn writer_loop(db: Arc<Database>, pending: Pending, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        run_jobs(&db, &pending, jobs);
+    }
+}
+
+/// Runs a group of jobs in order, merging consecutive appends into one
+/// transaction.
+fn run_jobs(db: &Database, pending: &Pending, jobs: Vec<Job>) {
+    {
         let mut jobs = jobs.into_iter().peekable();
         while let Some(job) = jobs.next() {
             match job {
@@ -254,29 +262,43 @@ impl LogStore {
         tx.commit()?;
         let db = Arc::new(db);
         let pending: Pending = Arc::default();
-        let (jobs, rx) = mpsc::channel();
-        let (wdb, wpending) = (db.clone(), pending.clone());
-        let thread = std::thread::Builder::new()
-            .name("raft-log-writer".into())
-            .spawn(move || writer_loop(wdb, wpending, rx))
-            .map_err(redb::Error::Io)?;
+        // Under simulation the log is written inline, in the caller's
+        // task: a writer thread's completion would arrive at a moment no
+        // seed decides, and the paused clock would run on while it worked.
+        let writer = if weft_common::effects::simulated() {
+            Writer {
+                jobs: None,
+                thread: None,
+            }
+        } else {
+            let (jobs, rx) = mpsc::channel();
+            let (wdb, wpending) = (db.clone(), pending.clone());
+            let thread = std::thread::Builder::new()
+                .name("raft-log-writer".into())
+                .spawn(move || writer_loop(wdb, wpending, rx))
+                .map_err(redb::Error::Io)?;
+            Writer {
+                jobs: Some(jobs),
+                thread: Some(thread),
+            }
+        };
         Ok(LogStore {
             db,
             pending,
-            writer: Arc::new(Writer {
-                jobs: Some(jobs),
-                thread: Some(thread),
-            }),
+            writer: Arc::new(writer),
         })
     }
 
     fn send(&self, job: Job) -> Result<(), SE> {
-        self.writer
-            .jobs
-            .as_ref()
-            .expect("sender lives as long as the writer handle")
-            .send(job)
-            .map_err(|_| write_err(std::io::Error::other("raft log writer stopped")))
+        match self.writer.jobs.as_ref() {
+            Some(jobs) => jobs
+                .send(job)
+                .map_err(|_| write_err(std::io::Error::other("raft log writer stopped"))),
+            None => {
+                run_jobs(&self.db, &self.pending, vec![job]);
+                Ok(())
+            }
+        }
     }
 
     async fn submit(&self, make: impl FnOnce(Done) -> Job) -> Result<(), SE> {
@@ -310,7 +332,7 @@ impl LogStore {
     ) -> Result<(), SE> {
         let bytes = crate::envelope::encode(key.as_bytes(), value);
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), SE> {
+        weft_common::effects::spawn_blocking(move || -> Result<(), SE> {
             let mut tx = db.begin_write().map_err(write_err)?;
             if !durable {
                 tx.set_durability(Durability::None).map_err(write_err)?;

@@ -229,7 +229,7 @@ fn status(s: &AppState) -> RaftStatus {
 
 /// Wall time in ms since the epoch (0 if the clock is before it).
 pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
+    weft_common::effects::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)

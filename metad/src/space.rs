@@ -331,7 +331,7 @@ pub async fn run(guard: Arc<SpaceGuard>, cancel: CancellationToken) {
             _ = tick.tick() => {}
         }
         let g = guard.clone();
-        if let Err(e) = tokio::task::spawn_blocking(move || g.check()).await {
+        if let Err(e) = weft_common::effects::spawn_blocking(move || g.check()).await {
             tracing::error!(error = %e, "metad space check failed");
         }
     }

@@ -242,7 +242,7 @@ fn seal_legacy_values(tx: &redb::WriteTransaction) -> Result<u64, MetaError> {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SE> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || {
+        weft_common::effects::spawn_blocking(move || {
             // Make every applied entry durable first: once this snapshot
             // exists the log before it may be purged.
             this.flush().map_err(sm_write_err)?;
@@ -271,7 +271,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || -> Result<Vec<CommandResult>, MetaError> {
+        weft_common::effects::spawn_blocking(move || -> Result<Vec<CommandResult>, MetaError> {
             // Not fsynced: the raft log already holds these entries durably
             // and is replayed from the last durable `last_applied` after a
             // crash. `build_snapshot` makes everything durable before the log
@@ -334,7 +334,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let doc = snapshot::decode(meta, &data)?;
         let this = self.clone();
         let meta = meta.clone();
-        tokio::task::spawn_blocking(move || {
+        weft_common::effects::spawn_blocking(move || {
             snapshot::install(&this.db, &this.snapshots, &doc, meta, data)
         })
         .await

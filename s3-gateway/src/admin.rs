@@ -230,7 +230,7 @@ async fn list_keys(
 
 fn random_token(len: usize, alphabet: &[u8]) -> String {
     (0..len)
-        .map(|_| alphabet[rand::random::<usize>() % alphabet.len()] as char)
+        .map(|_| alphabet[weft_common::effects::random::<usize>() % alphabet.len()] as char)
         .collect()
 }
 
@@ -617,7 +617,7 @@ async fn set_upload_timers(
             "nothing to change: give upload_max_age_ms and/or gc_grace_ms".into(),
         ));
     }
-    let at_ms = std::time::SystemTime::now()
+    let at_ms = weft_common::effects::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);

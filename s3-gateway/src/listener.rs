@@ -25,7 +25,7 @@ use crate::limits::TLS_HANDSHAKE_TIMEOUT;
 
 /// A request id: 16 hex characters, unique enough to find one request in logs.
 fn request_id() -> String {
-    format!("{:016X}", rand::random::<u64>())
+    format!("{:016X}", weft_common::effects::random::<u64>())
 }
 
 /// Bytes a request body declares: Content-Length, else the decoded length

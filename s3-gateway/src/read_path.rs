@@ -383,7 +383,7 @@ impl ObjectReader {
         drop(pending);
         let codec = self.codecs.get(g.k, g.m)?;
         let data_len = (stripe.data.end - stripe.data.start) as usize;
-        let data = tokio::task::spawn_blocking(move || codec.decode(shards, data_len))
+        let data = weft_common::effects::spawn_blocking(move || codec.decode(shards, data_len))
             .await
             .map_err(|e| GatewayError::Internal(format!("decode: {e}")))?
             .map_err(|e| GatewayError::Unreadable {

@@ -194,7 +194,7 @@ impl ObjectWriter {
         // MD5 and any requested S3 checksum run on their own thread, beside
         // encoding and sending.
         let (md5_tx, mut md5_rx) = mpsc::channel::<Bytes>(8);
-        let md5_task = tokio::task::spawn_blocking(move || {
+        let md5_task = weft_common::effects::spawn_blocking(move || {
             let mut h = EtagHasher::default();
             let mut extra = checksum;
             while let Some(chunk) = md5_rx.blocking_recv() {
@@ -270,7 +270,7 @@ impl ObjectWriter {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let id = SegmentId::from_random(rand::random());
+        let id = SegmentId::from_random(weft_common::effects::random());
         let width = layout.width();
         let quorum = layout.write_quorum();
         let spread = class.spread_zones || matches!(layout, Layout::Replicated { .. });
@@ -328,7 +328,7 @@ impl ObjectWriter {
                         .take((span.data.end - span.data.start) as usize)
                         .await?;
                     let codec = codec.clone();
-                    let shards = tokio::task::spawn_blocking(move || codec.encode(&data))
+                    let shards = weft_common::effects::spawn_blocking(move || codec.encode(&data))
                         .await
                         .map_err(|e| GatewayError::Internal(format!("encode: {e}")))?;
                     for w in &mut writers {

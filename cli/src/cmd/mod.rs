@@ -15,6 +15,7 @@ pub mod dev;
 pub mod key;
 pub mod node;
 mod output;
+pub mod sim;
 
 /// Log target of the messages about a server stopping: the binary's root,
 /// where they were logged before the commands had modules of their own, so

@@ -141,9 +141,11 @@ async fn patch(
                 };
                 let codec = codec.clone();
                 let want = usize::from(task.index);
-                let shard = tokio::task::spawn_blocking(move || codec.reconstruct_shard(got, want))
-                    .await?
-                    .map_err(|cause| RepairError::StripeDecode { stripe, cause })?;
+                let shard = weft_common::effects::spawn_blocking(move || {
+                    codec.reconstruct_shard(got, want)
+                })
+                .await?
+                .map_err(|cause| RepairError::StripeDecode { stripe, cause })?;
                 rebuilt.insert(stripe, (span.shard, shard));
             }
             for &b in bad {

@@ -341,10 +341,11 @@ async fn rebuild(
             }
             let codec = codec.clone();
             let want = usize::from(task.index);
-            let rebuilt = tokio::task::spawn_blocking(move || codec.reconstruct_shard(got, want))
-                .await
-                .map_err(RepairError::from)
-                .and_then(|r| r.map_err(RepairError::from));
+            let rebuilt =
+                weft_common::effects::spawn_blocking(move || codec.reconstruct_shard(got, want))
+                    .await
+                    .map_err(RepairError::from)
+                    .and_then(|r| r.map_err(RepairError::from));
             let rebuilt = match rebuilt {
                 Ok(b) => b,
                 Err(e) => {

@@ -91,7 +91,7 @@ impl Inner {
         &self,
         min_age: std::time::Duration,
     ) -> Result<Vec<(SegmentId, ShardIndex)>, ShardError> {
-        let now = std::time::SystemTime::now();
+        let now = weft_common::effects::now();
         let mut out = vec![];
         for sub in read_dir(&self.shards_dir)? {
             if !sub.is_dir() {

@@ -96,7 +96,10 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ShardError> + Send + 'static,
 ) -> Result<T, ShardError> {
     let span = tracing::Span::current();
-    join(tokio::task::spawn_blocking(move || span.in_scope(f))).await?
+    join(weft_common::effects::spawn_blocking(move || {
+        span.in_scope(f)
+    }))
+    .await?
 }
 
 /// A file's length, 0 if it is absent: what replacing or removing it takes

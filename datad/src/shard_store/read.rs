@@ -53,7 +53,7 @@ impl ShardStore {
         let (tx, mut rx) = mpsc::channel(GET_QUEUE_BLOCKS);
         let inner = self.inner.clone();
         let span = tracing::Span::current();
-        let reader = tokio::task::spawn_blocking(move || {
+        let reader = weft_common::effects::spawn_blocking(move || {
             let _entered = span.enter();
             inner.read_shard(segment, index, offset, len, opened_tx, tx)
         });

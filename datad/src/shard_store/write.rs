@@ -49,7 +49,7 @@ impl ShardStore {
         let (tx, rx) = mpsc::channel(PUT_QUEUE_CHUNKS);
         let inner = self.inner.clone();
         let span = tracing::Span::current();
-        let writer = tokio::task::spawn_blocking(move || {
+        let writer = weft_common::effects::spawn_blocking(move || {
             let _entered = span.enter();
             inner.write_shard(segment, index, len, rx)
         });
@@ -122,7 +122,7 @@ impl ShardStore {
     /// the collector too.
     pub async fn remove_released(&self, shards: Vec<(SegmentId, ShardIndex)>) -> Removed {
         let inner = self.inner.clone();
-        match tokio::task::spawn_blocking(move || inner.remove_released(&shards)).await {
+        match weft_common::effects::spawn_blocking(move || inner.remove_released(&shards)).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "release removal task failed; left for GC");

@@ -2,7 +2,8 @@
 //! metrics): redundancy by class, the repair backlog, the observed repair
 //! rate and an estimate of when the backlog is done.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
+use tokio::time::Instant;
 use weft_common::repair::{ClassStatus, DurabilityStatus, NodeUsage, RepairConfig};
 use weft_common::topology::NodeView;
 
@@ -10,7 +11,7 @@ use super::survey::Survey;
 use super::PlannerState;
 
 fn now_ms() -> u64 {
-    SystemTime::now()
+    weft_common::effects::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)

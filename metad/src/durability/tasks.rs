@@ -3,7 +3,7 @@
 //! from, and rebalancing when nothing more urgent is queued.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Instant;
+use tokio::time::Instant;
 use weft_common::damage::BlockDamage;
 use weft_common::placement::{self, Candidate};
 use weft_common::profile::Layout;

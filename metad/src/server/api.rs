@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use openraft::error::{CheckIsLeaderError, RaftError};
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 use weft_common::rpc::{
     Command, CommandResult, Heartbeat, Query, QueryResult, RpcErrorCode, COMMAND_FORMAT,
 };
@@ -131,7 +131,7 @@ pub(super) async fn query(
         // nodes ask any voter, and tolerate a lagging one (a gateway keeps
         // the shortest age it has seen, a data node the longest grace).
         Query::UploadTimers => {
-            let timers = tokio::task::spawn_blocking(move || sm.upload_timers())
+            let timers = weft_common::effects::spawn_blocking(move || sm.upload_timers())
                 .await
                 .map_err(ApiError::internal)?
                 .map_err(ApiError::internal)?;
@@ -149,7 +149,7 @@ pub(super) async fn query(
             }
         }
         Query::Digest => {
-            let (applied_index, digest) = tokio::task::spawn_blocking(move || sm.digest())
+            let (applied_index, digest) = weft_common::effects::spawn_blocking(move || sm.digest())
                 .await
                 .map_err(ApiError::internal)?
                 .map_err(ApiError::internal)?;
@@ -184,8 +184,8 @@ pub(super) async fn query(
             };
             QueryResult::Durability { status }
         }
-        q => {
-            tokio::task::spawn_blocking(move || -> Result<QueryResult, crate::error::MetaError> {
+        q => weft_common::effects::spawn_blocking(
+            move || -> Result<QueryResult, crate::error::MetaError> {
                 Ok(match q {
                     Query::Bucket { name } => QueryResult::Bucket {
                         bucket: sm.bucket(&name)?,
@@ -251,11 +251,11 @@ pub(super) async fn query(
                         unreachable!("handled above")
                     }
                 })
-            })
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)?
-        }
+            },
+        )
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?,
     };
     Ok(Json(result))
 }
@@ -266,7 +266,7 @@ pub(super) async fn node_views(
 ) -> Result<Vec<weft_common::topology::NodeView>, ApiError> {
     let sm = s.sm.clone();
     let (nodes, admin) =
-        tokio::task::spawn_blocking(move || -> Result<_, crate::error::MetaError> {
+        weft_common::effects::spawn_blocking(move || -> Result<_, crate::error::MetaError> {
             Ok((sm.nodes()?, sm.node_admin()?))
         })
         .await
@@ -282,7 +282,7 @@ pub(super) async fn repair_poll(
     // Tasks are planned by the leader; a follower redirects.
     ensure_serving_leader(&s)?;
     let sm = s.sm.clone();
-    let config = tokio::task::spawn_blocking(move || sm.repair_config())
+    let config = weft_common::effects::spawn_blocking(move || sm.repair_config())
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;

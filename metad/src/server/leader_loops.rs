@@ -26,22 +26,23 @@ pub(super) async fn durability_scan(
             .set(count as i64);
     }
     let s2 = s.clone();
-    let status = tokio::task::spawn_blocking(move || -> Result<_, crate::error::MetaError> {
-        let config = s2.sm.repair_config()?;
-        let mut failed = None;
-        let status = s2.planner.scan(&views, config, |visit| {
-            if let Err(e) = s2.sm.scan_segments(visit) {
-                failed = Some(e);
+    let status =
+        weft_common::effects::spawn_blocking(move || -> Result<_, crate::error::MetaError> {
+            let config = s2.sm.repair_config()?;
+            let mut failed = None;
+            let status = s2.planner.scan(&views, config, |visit| {
+                if let Err(e) = s2.sm.scan_segments(visit) {
+                    failed = Some(e);
+                }
+            });
+            match failed {
+                Some(e) => Err(e),
+                None => Ok(status),
             }
-        });
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(status),
-        }
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)?;
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
     s.metrics.segments.clear();
     for c in &status.classes {
         let labels = |state: &str| {
@@ -125,12 +126,14 @@ async fn seed_upload_timers(s: Arc<AppState>, cancel: tokio_util::sync::Cancella
         }
         // A pair this replica has applied is committed: nothing to seed.
         let sm = s.sm.clone();
-        if let Ok(Ok(Some(_))) = tokio::task::spawn_blocking(move || sm.upload_timers()).await {
+        if let Ok(Ok(Some(_))) =
+            weft_common::effects::spawn_blocking(move || sm.upload_timers()).await
+        {
             break;
         }
         let cmd = Command::Request {
             format: weft_common::rpc::COMMAND_FORMAT,
-            id: weft_common::RequestId::from_random(rand::random()),
+            id: weft_common::RequestId::from_random(weft_common::effects::random()),
             at_ms: crate::server::now_ms(),
             command: Box::new(Command::SetUploadTimers {
                 upload_max_age_ms: Some(mine.upload_max_age_ms),
@@ -150,7 +153,9 @@ async fn seed_upload_timers(s: Arc<AppState>, cancel: tokio_util::sync::Cancella
         backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
     }
     let sm = s.sm.clone();
-    if let Ok(Ok(Some(record))) = tokio::task::spawn_blocking(move || sm.upload_timers()).await {
+    if let Ok(Ok(Some(record))) =
+        weft_common::effects::spawn_blocking(move || sm.upload_timers()).await
+    {
         let cluster = record.timers;
         if cluster != mine {
             tracing::warn!(

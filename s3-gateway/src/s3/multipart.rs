@@ -80,7 +80,7 @@ impl WeftS3 {
                 ))
             }
         };
-        let upload_id = hex::encode(rand::random::<[u8; 16]>());
+        let upload_id = hex::encode(weft_common::effects::random::<[u8; 16]>());
         let upload = Upload {
             upload_id: upload_id.clone(),
             bucket: input.bucket.clone(),
@@ -352,7 +352,7 @@ impl WeftS3 {
         let etag = format!("{}-{}", weft_common::checksum::md5_hex(&md5s), parts.len());
         let (stored_checksums, checksum_type) = multipart_checksum(&upload, &parts, &input)?;
         let version = ObjectVersion {
-            version_id: VersionId::from_random(rand::random()),
+            version_id: VersionId::from_random(weft_common::effects::random()),
             size,
             etag: etag.clone(),
             crc32c: crc,

@@ -80,7 +80,7 @@ impl WeftS3 {
             )
             .await?;
         let version = ObjectVersion {
-            version_id: VersionId::from_random(rand::random()),
+            version_id: VersionId::from_random(weft_common::effects::random()),
             size,
             etag: written.etag.clone(),
             crc32c: written.crc32c,
@@ -478,7 +478,7 @@ impl WeftS3 {
             .await?;
         let now = now_ms();
         let version = ObjectVersion {
-            version_id: VersionId::from_random(rand::random()),
+            version_id: VersionId::from_random(weft_common::effects::random()),
             size: src.size,
             etag: written.etag.clone(),
             crc32c: written.crc32c,
@@ -567,7 +567,10 @@ impl WeftS3 {
             None => Command::DeleteObject {
                 bucket: bucket.to_string(),
                 key: key.to_string(),
-                marker: Some((VersionId::from_random(rand::random()), now_ms())),
+                marker: Some((
+                    VersionId::from_random(weft_common::effects::random()),
+                    now_ms(),
+                )),
             },
         };
         match self.metad.command(&cmd).await.map_err(metad_err)? {

@@ -1,0 +1,102 @@
+//! The internal transport: how every internal request leaves a process.
+//!
+//! Internal RPC is HTTP + JSON (and shard bytes) on the wire. The clients in
+//! this crate and metad's raft network build their requests with reqwest's
+//! builder and hand them to a [`Transport`] instead of sending them
+//! themselves, so one seam decides where a request goes: [`Http`] sends it
+//! over a socket; the simulator hands it to an in-process server's router
+//! under a scheduler that delays, drops, duplicates and partitions; an
+//! emulated WAN is a decorator that adds per-zone latency. Nothing above the
+//! seam can tell which one it talks to, except by what arrives.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+
+/// A response, or why there is none.
+pub type TransportResult = Result<reqwest::Response, TransportError>;
+
+/// The future a [`Transport`] returns; `'static` so callers can race it
+/// against deadlines and drop it.
+pub type TransportFuture = Pin<Box<dyn Future<Output = TransportResult> + Send + 'static>>;
+
+/// Sends one internal request and yields the response head (the body
+/// streams from the response).
+///
+/// Implementations honour the request's own timeout
+/// ([`reqwest::Request::timeout`]) if it has one, and add the format header
+/// callers put on every request ([`crate::format_headers`]) themselves only
+/// if they build requests that lack it.
+pub trait Transport: Send + Sync + std::fmt::Debug + 'static {
+    /// Sends `request`.
+    fn execute(&self, request: reqwest::Request) -> TransportFuture;
+}
+
+/// A shared transport.
+pub type SharedTransport = Arc<dyn Transport>;
+
+/// Why a request got no response.
+#[derive(Debug, Error)]
+pub enum TransportError {
+    /// Nothing was sent: the peer refused the connection, or no such peer
+    /// exists. The request certainly had no effect.
+    #[error("connection refused: {0}")]
+    NotSent(String),
+    /// The request may have reached the peer (and may have taken effect),
+    /// but no response arrived: reset, lost, or broke off.
+    #[error("no response: {0}")]
+    Lost(String),
+    /// The request's deadline passed first; it may have taken effect.
+    #[error("request deadline of {0:?} passed")]
+    TimedOut(Duration),
+    /// reqwest's own error (sockets, or reading a body).
+    #[error(transparent)]
+    Http(#[from] reqwest::Error),
+}
+
+impl TransportError {
+    /// Nothing was sent, so the request certainly had no effect.
+    pub fn is_connect(&self) -> bool {
+        match self {
+            TransportError::NotSent(_) => true,
+            TransportError::Http(e) => e.is_connect(),
+            _ => false,
+        }
+    }
+
+    /// The deadline passed.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            TransportError::TimedOut(_) => true,
+            TransportError::Http(e) => e.is_timeout(),
+            _ => false,
+        }
+    }
+}
+
+/// The real transport: reqwest over TCP.
+#[derive(Clone, Debug)]
+pub struct Http(reqwest::Client);
+
+impl Http {
+    /// Sends through `client` (its pool, timeouts and default headers).
+    pub fn new(client: reqwest::Client) -> Http {
+        Http(client)
+    }
+}
+
+impl Transport for Http {
+    fn execute(&self, request: reqwest::Request) -> TransportFuture {
+        let fut = self.0.execute(request);
+        Box::pin(async move { fut.await.map_err(TransportError::Http) })
+    }
+}
+
+/// A client used only to build requests ([`reqwest::RequestBuilder`] needs
+/// one); it never sends anything, so it opens no sockets.
+pub fn builder_client() -> reqwest::Client {
+    reqwest::Client::new()
+}

@@ -1,0 +1,195 @@
+//! The simulated clients and the model their answers are checked against.
+//!
+//! Each worker owns its keys, so the model of a key is exact: the set of
+//! values it may hold. An acknowledged write makes it the one value; a
+//! write whose outcome the client was told is unknown adds its value to the
+//! set (it may still land); a refused or certainly-unapplied write changes
+//! nothing. A read must answer a value in the set.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::Rng;
+use weft_client::{MetadClient, MetadClientError};
+use weft_common::manifest::{BucketInfo, ContentHeaders, ObjectVersion};
+use weft_common::rpc::{Command, CommandResult, Query, QueryResult};
+use weft_common::VersionId;
+
+use crate::Trace;
+
+/// Concurrent clients.
+pub(crate) const WORKERS: usize = 3;
+/// Keys per worker.
+const KEYS: usize = 4;
+const BUCKET: &str = "sim";
+
+/// What each key may hold (`None`: no object), and what the checks found.
+#[derive(Default)]
+pub(crate) struct Models {
+    keys: BTreeMap<String, BTreeSet<Option<String>>>,
+    pub(crate) failures: Vec<String>,
+    pub(crate) acked: u64,
+    pub(crate) unknown: u64,
+    pub(crate) reads: u64,
+}
+
+impl Models {
+    fn may_hold(&mut self, key: &str) -> &mut BTreeSet<Option<String>> {
+        self.keys
+            .entry(key.to_string())
+            .or_insert_with(|| BTreeSet::from([None]))
+    }
+
+    fn check_read(&mut self, key: &str, got: &Option<String>, when: &str) {
+        self.reads += 1;
+        let may = self.may_hold(key).clone();
+        if !may.contains(got) {
+            self.failures.push(format!(
+                "{when}: {key} read {got:?}, but it may only hold {may:?}"
+            ));
+        }
+    }
+}
+
+pub(crate) async fn create_bucket(client: &MetadClient) -> Result<(), MetadClientError> {
+    client
+        .command(&Command::CreateBucket {
+            bucket: BucketInfo {
+                name: BUCKET.into(),
+                owner: "root".into(),
+                created_ms: weft_common::effects::now_ms(),
+                tags: BTreeMap::new(),
+                versioning: None,
+            },
+        })
+        .await
+        .map(|_| ())
+}
+
+fn version(etag: &str) -> ObjectVersion {
+    ObjectVersion {
+        version_id: VersionId::from_random(weft_common::effects::random()),
+        size: 0,
+        etag: etag.to_string(),
+        crc32c: 0,
+        last_modified_ms: weft_common::effects::now_ms(),
+        storage_class: "STANDARD".into(),
+        user_metadata: BTreeMap::new(),
+        content: ContentHeaders::default(),
+        checksums: BTreeMap::new(),
+        checksum_type: None,
+        version_label: None,
+        part_sizes: Vec::new(),
+        tags: BTreeMap::new(),
+        segments: Vec::new(),
+    }
+}
+
+async fn read(client: &MetadClient, key: &str) -> Result<Option<String>, String> {
+    match client
+        .query(&Query::Object {
+            bucket: BUCKET.into(),
+            key: key.into(),
+        })
+        .await
+    {
+        Ok(QueryResult::Object { version, .. }) => Ok(version.map(|v| v.etag)),
+        Ok(other) => Err(format!("unexpected answer {other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Runs `ops` operations on this worker's keys.
+pub(crate) async fn worker(
+    w: usize,
+    client: MetadClient,
+    mut rng: StdRng,
+    ops: u32,
+    trace: &Rc<RefCell<Trace>>,
+    models: &Rc<RefCell<Models>>,
+) {
+    for n in 0..ops {
+        let key = format!("w{w}/k{}", rng.gen_range(0..KEYS));
+        let roll = rng.gen_range(0..100);
+        if roll < 35 {
+            let got = read(&client, &key).await;
+            trace
+                .borrow_mut()
+                .log(format!("w{w} read {key} -> {got:?}"));
+            if let Ok(got) = got {
+                models
+                    .borrow_mut()
+                    .check_read(&key, &got, &format!("w{w} op {n}"));
+            }
+        } else {
+            let (cmd, value) = if roll < 85 {
+                let etag = format!("w{w}-{n}");
+                let cmd = Command::PutObject {
+                    bucket: BUCKET.into(),
+                    key: key.clone(),
+                    version: version(&etag),
+                    condition: None,
+                };
+                (cmd, Some(etag))
+            } else {
+                let cmd = Command::DeleteObject {
+                    bucket: BUCKET.into(),
+                    key: key.clone(),
+                    marker: None,
+                };
+                (cmd, None)
+            };
+            let result = client.command(&cmd).await;
+            let mut m = models.borrow_mut();
+            let what = match &result {
+                Ok(CommandResult::Refused { refusal, .. }) => {
+                    m.failures
+                        .push(format!("w{w} op {n}: {key} refused: {refusal:?}"));
+                    "refused".to_string()
+                }
+                Ok(_) => {
+                    m.acked += 1;
+                    *m.may_hold(&key) = BTreeSet::from([value.clone()]);
+                    "ok".to_string()
+                }
+                Err(MetadClientError::OutcomeUnknown { .. }) => {
+                    m.unknown += 1;
+                    m.may_hold(&key).insert(value.clone());
+                    "unknown".to_string()
+                }
+                Err(e) => format!("not applied: {e}"),
+            };
+            drop(m);
+            trace
+                .borrow_mut()
+                .log(format!("w{w} write {key} {value:?} -> {what}"));
+        }
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..30))).await;
+    }
+}
+
+/// Reads every key once more after the faults stopped.
+pub(crate) async fn final_reads(
+    client: &MetadClient,
+    models: &Rc<RefCell<Models>>,
+    trace: &Rc<RefCell<Trace>>,
+) -> Vec<String> {
+    let keys: Vec<String> = models.borrow().keys.keys().cloned().collect();
+    let mut failures = Vec::new();
+    for key in keys {
+        match read(client, &key).await {
+            Ok(got) => {
+                trace.borrow_mut().log(format!("final {key} -> {got:?}"));
+                let mut m = models.borrow_mut();
+                let before = m.failures.len();
+                m.check_read(&key, &got, "final read");
+                failures.extend(m.failures.drain(before..));
+            }
+            Err(e) => failures.push(format!("final read of {key} failed with no faults: {e}")),
+        }
+    }
+    failures
+}
