@@ -63,6 +63,14 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "tests"
 cargo nextest run --workspace --no-fail-fast --final-status-level=fail
 
+# ---- the simulator bites (docs/testing.md, Simulation) ------------------------
+# Each fixed bug, re-introduced behind the `failpoints` feature, must make a
+# seed of the CI budget fail. Built into the failpoints target directory the
+# chaos image uses, so the normal build is not rebuilt with hooks in it.
+step "simulator: re-introduced bugs are caught"
+cargo nextest run --target-dir "$CARGO_TARGET_DIR/chaos" -p weft-sim \
+  --features weft-sim/failpoints --test injected_bugs --final-status-level=fail
+
 # ---- chaos smoke (docs/chaos.md) --------------------------------------------
 # Three fault scenarios (kill-datad, kill-metad-leader, bitrot) against a
 # 14-container cluster built from the dev-profile binaries above, a minute of

@@ -79,6 +79,11 @@ pub struct SimArgs {
     /// Run each seed twice and fail unless both runs leave the same trace.
     #[arg(long)]
     pub check_determinism: bool,
+    /// Re-introduce a fixed bug (ack-before-commit, unknown-as-not-applied);
+    /// the run should fail. Only in builds with the `failpoints` feature.
+    #[cfg(feature = "failpoints")]
+    #[arg(long)]
+    pub bug: Option<String>,
 }
 
 #[derive(Args)]

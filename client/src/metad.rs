@@ -330,7 +330,11 @@ impl MetadClient {
                     });
                 }
                 Attempt::Unknown { reason, redirect } => {
-                    *maybe_applied = true;
+                    if !weft_common::failpoints::active(
+                        weft_common::failpoints::Bug::UnknownAsNotApplied,
+                    ) {
+                        *maybe_applied = true;
+                    }
                     (reason, redirect)
                 }
                 Attempt::Retry { reason, redirect } => (reason, redirect),

@@ -19,6 +19,7 @@ pub mod damage;
 pub mod disk;
 pub mod durable_file;
 pub mod effects;
+pub mod failpoints;
 pub mod ids;
 pub mod manifest;
 pub mod placement;

@@ -96,6 +96,14 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<(Command, Reply)>) {
             } else {
                 Command::Batch { commands: cmds }
             };
+            if weft_common::failpoints::active(weft_common::failpoints::Bug::AckBeforeCommit) {
+                for reply in replies {
+                    let _ = reply.send(Ok(CommandResult::Done));
+                }
+                let _ = raft.client_write(entry).await;
+                drop(permit);
+                return;
+            }
             let outcome = raft.client_write(entry).await;
             drop(permit);
             match outcome {

@@ -50,6 +50,8 @@ pub struct SimConfig {
     pub seed: u64,
     /// Client operations across all workers.
     pub steps: u32,
+    /// A fixed bug to re-introduce (builds with the `failpoints` feature).
+    pub bug: Option<weft_common::failpoints::Bug>,
 }
 
 impl SimConfig {
@@ -95,6 +97,29 @@ impl SimOutcome {
 /// Runs one simulation on a fresh current-thread runtime with paused time.
 pub fn run(cfg: &SimConfig) -> SimOutcome {
     weft_common::effects::enter_simulation();
+    for bug in weft_common::failpoints::Bug::ALL {
+        weft_common::failpoints::set(bug, false);
+    }
+    if let Some(bug) = cfg.bug {
+        if !weft_common::failpoints::set(bug, true) {
+            return SimOutcome {
+                seed: cfg.seed,
+                steps: cfg.steps,
+                trace_hash: String::new(),
+                failures: vec![format!(
+                    "cannot re-introduce {}: this build has no failpoints (build with the `failpoints` feature)",
+                    bug.name()
+                )],
+                acked: 0,
+                unknown: 0,
+                reads: 0,
+                crashes: 0,
+                net: NetStats::default(),
+                simulated: Duration::ZERO,
+                tail: Vec::new(),
+            };
+        }
+    }
     clock::install_and_reset();
     weft_common::effects::seed_thread(cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 1);
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -12,6 +12,7 @@ fn run(seed: u64) -> SimOutcome {
         weft_sim::run(&SimConfig {
             seed,
             steps: SimConfig::DEFAULT_STEPS,
+            bug: None,
         })
     })
     .join()

@@ -4,6 +4,7 @@
 //! trace); otherwise the first failure and the one command that replays it.
 
 use anyhow::{bail, Result};
+use weft_common::failpoints::Bug;
 use weft_sim::{SimConfig, SimOutcome};
 
 use crate::args::SimArgs;
@@ -56,13 +57,14 @@ fn summary(o: &SimOutcome) -> String {
 }
 
 /// The shortest step count (halving) at which `seed` still fails.
-fn shrink(seed: u64, steps: u32) -> u32 {
+fn shrink(seed: u64, steps: u32, bug: Option<Bug>) -> u32 {
     let mut best = steps;
     let mut try_steps = steps / 2;
     while try_steps >= 6 {
         if run_one(SimConfig {
             seed,
             steps: try_steps,
+            bug,
         })
         .passed()
         {
@@ -74,7 +76,25 @@ fn shrink(seed: u64, steps: u32) -> u32 {
     best
 }
 
+/// The bug `--bug` names (builds with the `failpoints` feature only).
+#[cfg(feature = "failpoints")]
+fn bug(a: &SimArgs) -> Result<Option<Bug>> {
+    match &a.bug {
+        None => Ok(None),
+        Some(name) => Bug::from_name(name).map(Some).ok_or_else(|| {
+            let names: Vec<&str> = Bug::ALL.iter().map(|b| b.name()).collect();
+            anyhow::anyhow!("--bug {name:?}: no such bug; known: {}", names.join(", "))
+        }),
+    }
+}
+
+#[cfg(not(feature = "failpoints"))]
+fn bug(_: &SimArgs) -> Result<Option<Bug>> {
+    Ok(None)
+}
+
 pub fn run(a: SimArgs) -> Result<()> {
+    let bug = bug(&a)?;
     let seeds = match &a.seeds {
         Some(r) => seed_range(r)?,
         None => a.seed..a.seed + 1,
@@ -83,6 +103,7 @@ pub fn run(a: SimArgs) -> Result<()> {
         let cfg = SimConfig {
             seed,
             steps: a.steps,
+            bug,
         };
         let first = run_one(cfg.clone());
         println!("{}", summary(&first));
@@ -93,9 +114,12 @@ pub fn run(a: SimArgs) -> Result<()> {
             for f in &first.failures {
                 eprintln!("  FAILED: {f}");
             }
-            let steps = shrink(seed, a.steps);
+            let steps = shrink(seed, a.steps, bug);
+            let bug_flag = bug
+                .map(|b| format!(" --bug {}", b.name()))
+                .unwrap_or_default();
             bail!(
-                "seed {seed} failed {} check(s); replay: weft sim --seed {seed} --steps {steps}",
+                "seed {seed} failed {} check(s); replay: weft sim --seed {seed} --steps {steps}{bug_flag}",
                 first.failures.len()
             );
         }

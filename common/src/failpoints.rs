@@ -1,0 +1,70 @@
+//! Bugs that were fixed, re-introduced on demand so the simulator can prove
+//! it would have caught them (`weft sim --bug NAME`, only in builds with
+//! the `failpoints` feature). Without the feature every check is a constant
+//! `false` and no switch exists.
+
+/// A re-introducible bug.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Bug {
+    /// metad answers a write as soon as it is queued for raft, before the
+    /// group commits it (so a leader crash loses an acknowledged write, and
+    /// a read right after it can miss it).
+    AckBeforeCommit,
+    /// The metad client treats a write whose response was lost as not
+    /// applied, so its caller may release what the write still references.
+    UnknownAsNotApplied,
+}
+
+impl Bug {
+    /// Every bug, for `--bug` help and the tests.
+    pub const ALL: [Bug; 2] = [Bug::AckBeforeCommit, Bug::UnknownAsNotApplied];
+
+    /// The name `weft sim --bug` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::AckBeforeCommit => "ack-before-commit",
+            Bug::UnknownAsNotApplied => "unknown-as-not-applied",
+        }
+    }
+
+    /// The bug called `name`.
+    pub fn from_name(name: &str) -> Option<Bug> {
+        Bug::ALL.into_iter().find(|b| b.name() == name)
+    }
+}
+
+#[cfg(feature = "failpoints")]
+static ACTIVE: std::sync::Mutex<Vec<Bug>> = std::sync::Mutex::new(Vec::new());
+
+/// Switches `bug` on (or off) for this process. Returns false, changing
+/// nothing, in a build without the `failpoints` feature.
+pub fn set(bug: Bug, on: bool) -> bool {
+    #[cfg(feature = "failpoints")]
+    {
+        let mut a = ACTIVE.lock().expect("failpoints lock");
+        a.retain(|b| *b != bug);
+        if on {
+            a.push(bug);
+        }
+        true
+    }
+    #[cfg(not(feature = "failpoints"))]
+    {
+        let _ = (bug, on);
+        false
+    }
+}
+
+/// Whether `bug` is switched on.
+#[inline]
+pub fn active(bug: Bug) -> bool {
+    #[cfg(feature = "failpoints")]
+    {
+        ACTIVE.lock().expect("failpoints lock").contains(&bug)
+    }
+    #[cfg(not(feature = "failpoints"))]
+    {
+        let _ = bug;
+        false
+    }
+}

@@ -1,0 +1,51 @@
+//! The simulator bites: each re-introduced bug makes some seed of the CI
+//! budget fail. Needs the `failpoints` feature (scripts/test.sh runs it in
+//! the failpoints build beside the chaos image's).
+#![cfg(feature = "failpoints")]
+
+use weft_common::failpoints::Bug;
+use weft_sim::{SimConfig, SimOutcome};
+
+/// The same budget as the seeds test: a bug must be caught within it.
+const CI_SEEDS: std::ops::RangeInclusive<u64> = 1..=16;
+
+fn run(seed: u64, bug: Bug) -> SimOutcome {
+    std::thread::spawn(move || {
+        weft_sim::run(&SimConfig {
+            seed,
+            steps: SimConfig::DEFAULT_STEPS,
+            bug: Some(bug),
+        })
+    })
+    .join()
+    .expect("simulation thread")
+}
+
+fn first_failing_seed(bug: Bug) -> Option<(u64, Vec<String>)> {
+    CI_SEEDS.into_iter().find_map(|seed| {
+        let o = run(seed, bug);
+        (!o.passed()).then_some((seed, o.failures))
+    })
+}
+
+#[test]
+fn acknowledging_before_commit_is_caught_within_the_ci_seeds() {
+    let (seed, failures) = first_failing_seed(Bug::AckBeforeCommit)
+        .expect("no CI seed caught metad acknowledging writes before commit");
+    // Caught by the model (a read missing an acknowledged write), not by
+    // something unrelated.
+    assert!(
+        failures.iter().any(|f| f.contains("may only hold")),
+        "seed {seed}: {failures:#?}"
+    );
+}
+
+#[test]
+fn treating_a_lost_response_as_not_applied_is_caught_within_the_ci_seeds() {
+    let (seed, failures) = first_failing_seed(Bug::UnknownAsNotApplied)
+        .expect("no CI seed caught the client treating lost responses as not applied");
+    assert!(
+        failures.iter().any(|f| f.contains("may only hold")),
+        "seed {seed}: {failures:#?}"
+    );
+}
