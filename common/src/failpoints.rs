@@ -13,17 +13,26 @@ pub enum Bug {
     /// The metad client treats a write whose response was lost as not
     /// applied, so its caller may release what the write still references.
     UnknownAsNotApplied,
+    /// File fsyncs do nothing, so a power cut takes writes that were
+    /// acknowledged as durable (the simulator's disk honours it; the chaos
+    /// image has its own switch for real processes).
+    SkipFsync,
 }
 
 impl Bug {
     /// Every bug, for `--bug` help and the tests.
-    pub const ALL: [Bug; 2] = [Bug::AckBeforeCommit, Bug::UnknownAsNotApplied];
+    pub const ALL: [Bug; 3] = [
+        Bug::AckBeforeCommit,
+        Bug::UnknownAsNotApplied,
+        Bug::SkipFsync,
+    ];
 
     /// The name `weft sim --bug` takes.
     pub fn name(self) -> &'static str {
         match self {
             Bug::AckBeforeCommit => "ack-before-commit",
             Bug::UnknownAsNotApplied => "unknown-as-not-applied",
+            Bug::SkipFsync => "skip-fsync",
         }
     }
 

@@ -25,12 +25,14 @@
 #![warn(missing_docs)]
 
 mod clock;
+mod disk;
 pub mod net;
 mod workload;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -42,6 +44,17 @@ use weft_common::rpc::{Query, QueryResult};
 use weft_metad::node::{MetadConfig, MetadHandle};
 
 pub use net::{NetFaults, NetStats, SimNet};
+
+/// Power cuts of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PowerCuts {
+    /// Cuts.
+    pub cuts: u32,
+    /// Writes and truncations undone.
+    pub writes_undone: usize,
+    /// Creates, renames and removes undone.
+    pub entries_undone: usize,
+}
 
 /// One simulation run's settings.
 #[derive(Clone, Debug)]
@@ -77,8 +90,11 @@ pub struct SimOutcome {
     pub unknown: u64,
     /// Reads checked against the model.
     pub reads: u64,
-    /// Voter crashes.
+    /// Voter crashes (a power cut counts every voter).
     pub crashes: u32,
+    /// Whole-group power cuts, and the unsynced writes and directory
+    /// entries they undid.
+    pub power_cuts: PowerCuts,
     /// What the network did.
     pub net: NetStats,
     /// Simulated time the run took.
@@ -114,6 +130,7 @@ pub fn run(cfg: &SimConfig) -> SimOutcome {
                 unknown: 0,
                 reads: 0,
                 crashes: 0,
+                power_cuts: PowerCuts::default(),
                 net: NetStats::default(),
                 simulated: Duration::ZERO,
                 tail: Vec::new(),
@@ -163,8 +180,10 @@ fn voter_addr(i: usize) -> String {
 
 struct Cluster {
     dir: tempfile::TempDir,
+    disk: Arc<disk::SwapDisk>,
     net: SimNet,
     voters: Vec<Option<(MetadHandle, CancellationToken)>>,
+    power_cuts: PowerCuts,
 }
 
 impl Cluster {
@@ -201,6 +220,30 @@ impl Cluster {
         }
     }
 
+    /// Every voter loses power at once: all stop, and every change their
+    /// disk had not made durable is undone before they start again.
+    async fn power_cut(&mut self) -> Result<String, String> {
+        for i in 0..VOTERS {
+            self.crash(i).await;
+        }
+        // Let the stopped voters' last tasks end and release their files.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let undone = self
+            .disk
+            .cut()
+            .map_err(|e| format!("power-cut recovery failed: {e}"))?;
+        self.power_cuts.cuts += 1;
+        self.power_cuts.writes_undone += undone.writes;
+        self.power_cuts.entries_undone += undone.entries;
+        for i in 0..VOTERS {
+            self.start(i).await?;
+        }
+        Ok(format!(
+            "{} writes and {} entries undone",
+            undone.writes, undone.entries
+        ))
+    }
+
     fn live(&self) -> Vec<usize> {
         (0..VOTERS).filter(|i| self.voters[*i].is_some()).collect()
     }
@@ -210,10 +253,24 @@ async fn simulate(cfg: SimConfig) -> SimOutcome {
     let trace = Rc::new(RefCell::new(Trace::default()));
     let started = tokio::time::Instant::now();
     let net = SimNet::new(cfg.seed);
+    let Some(disk) = disk::installed() else {
+        let failures = vec![
+            "the simulated disk could not be installed: a file was written through another disk before the simulation started".to_string(),
+        ];
+        return outcome(&cfg, &trace, failures, Default::default(), 0, &net, started);
+    };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let skip_fsync = weft_common::failpoints::active(weft_common::failpoints::Bug::SkipFsync);
+    if let Err(e) = disk.begin(dir.path(), skip_fsync) {
+        let failures = vec![format!("start the simulated disk: {e}")];
+        return outcome(&cfg, &trace, failures, Default::default(), 0, &net, started);
+    }
     let mut cluster = Cluster {
-        dir: tempfile::tempdir().expect("a temporary directory"),
+        dir,
+        disk: disk.clone(),
         net: net.clone(),
         voters: (0..VOTERS).map(|_| None).collect(),
+        power_cuts: PowerCuts::default(),
     };
     let mut failures = Vec::new();
     for i in 0..VOTERS {
@@ -261,6 +318,7 @@ async fn simulate(cfg: SimConfig) -> SimOutcome {
     let workers_left = Rc::new(Cell::new(workload::WORKERS));
     let models = Rc::new(RefCell::new(workload::Models::default()));
     let crashes = Rc::new(Cell::new(0u32));
+    let nemesis_failures = Rc::new(RefCell::new(Vec::new()));
     let per_worker = cfg.steps.div_ceil(workload::WORKERS as u32);
     let workers = (0..workload::WORKERS).map(|w| {
         let client = client(&format!("127.0.2.{}:1", w + 1));
@@ -277,6 +335,7 @@ async fn simulate(cfg: SimConfig) -> SimOutcome {
         trace.clone(),
         workers_left.clone(),
         crashes.clone(),
+        nemesis_failures.clone(),
     );
     futures::join!(futures::future::join_all(workers), nemesis);
 
@@ -296,12 +355,14 @@ async fn simulate(cfg: SimConfig) -> SimOutcome {
     trace
         .borrow_mut()
         .log("faults stopped; all voters up".into());
+    failures.extend(nemesis_failures.borrow().iter().cloned());
     failures.extend(models.borrow().failures.iter().cloned());
     if let Err(e) = converge(&net, &trace).await {
         failures.push(e);
     }
     let checker = client("127.0.2.251:1");
     failures.extend(workload::final_reads(&checker, &models, &trace).await);
+    let power_cuts;
     let (acked, unknown, reads) = {
         let m = models.borrow();
         (m.acked, m.unknown, m.reads)
@@ -311,6 +372,8 @@ async fn simulate(cfg: SimConfig) -> SimOutcome {
         for i in 0..VOTERS {
             c.crash(i).await;
         }
+        c.disk.end();
+        power_cuts = c.power_cuts;
     }
     let mut out = outcome(
         &cfg,
@@ -322,6 +385,7 @@ async fn simulate(cfg: SimConfig) -> SimOutcome {
         started,
     );
     out.simulated = started.elapsed();
+    out.power_cuts = power_cuts;
     out
 }
 
@@ -344,6 +408,7 @@ fn outcome(
         unknown,
         reads,
         crashes,
+        power_cuts: PowerCuts::default(),
         net: net.stats(),
         simulated: started.elapsed(),
         tail: t.lines.iter().rev().take(30).rev().cloned().collect(),
@@ -360,6 +425,7 @@ async fn nemesis(
     trace: Rc<RefCell<Trace>>,
     workers_left: Rc<Cell<usize>>,
     crashes: Rc<Cell<u32>>,
+    failures: Rc<RefCell<Vec<String>>>,
 ) {
     while workers_left.get() > 0 {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(200..1500))).await;
@@ -368,7 +434,7 @@ async fn nemesis(
         }
         let mut c = cluster.lock().await;
         let live = c.live();
-        let line = match rng.gen_range(0..5) {
+        let line = match rng.gen_range(0..6) {
             0 if live.len() == VOTERS => {
                 let i = live[rng.gen_range(0..live.len())];
                 c.crash(i).await;
@@ -394,6 +460,16 @@ async fn nemesis(
             3 => {
                 c.net.heal();
                 "nemesis: heal".to_string()
+            }
+            5 => {
+                crashes.set(crashes.get() + VOTERS as u32);
+                match c.power_cut().await {
+                    Ok(undone) => format!("nemesis: power cut ({undone})"),
+                    Err(e) => {
+                        failures.borrow_mut().push(e.clone());
+                        format!("nemesis: power cut failed: {e}")
+                    }
+                }
             }
             _ => {
                 let jump = rng.gen_range(-30_000i64..=30_000);

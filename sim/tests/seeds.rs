@@ -21,7 +21,7 @@ fn run(seed: u64) -> SimOutcome {
 
 #[test]
 fn ci_seeds_pass_every_check_and_replay_to_the_same_trace() {
-    let mut faults_seen = (0u64, 0u64, 0u32);
+    let mut faults_seen = (0u64, 0u64, 0u32, 0u32);
     for seed in CI_SEEDS {
         let first = run(seed);
         assert!(
@@ -38,6 +38,7 @@ fn ci_seeds_pass_every_check_and_replay_to_the_same_trace() {
         faults_seen.0 += first.net.responses_lost;
         faults_seen.1 += first.unknown;
         faults_seen.2 += first.crashes;
+        faults_seen.3 += first.power_cuts.cuts;
     }
     // The budget must actually exercise the faults it claims to.
     assert!(
@@ -46,6 +47,7 @@ fn ci_seeds_pass_every_check_and_replay_to_the_same_trace() {
     );
     assert!(faults_seen.1 > 0, "no write ended with an unknown outcome");
     assert!(faults_seen.2 > 0, "no voter crashed");
+    assert!(faults_seen.3 > 0, "no power cut");
 }
 
 #[test]

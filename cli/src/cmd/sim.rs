@@ -43,13 +43,15 @@ fn run_one(cfg: SimConfig) -> SimOutcome {
 
 fn summary(o: &SimOutcome) -> String {
     format!(
-        "seed {}: {} steps, {} acked, {} unknown, {} reads, {} crashes, net {:?}, {:.1} s simulated, trace {}",
+        "seed {}: {} steps, {} acked, {} unknown, {} reads, {} crashes, {} power cuts ({} writes undone), net {:?}, {:.1} s simulated, trace {}",
         o.seed,
         o.steps,
         o.acked,
         o.unknown,
         o.reads,
         o.crashes,
+        o.power_cuts.cuts,
+        o.power_cuts.writes_undone,
         o.net,
         o.simulated.as_secs_f64(),
         o.trace_hash
