@@ -79,6 +79,10 @@ pub struct SimArgs {
     /// Run each seed twice and fail unless both runs leave the same trace.
     #[arg(long)]
     pub check_determinism: bool,
+    /// Also simulate six data nodes and an S3 gateway under S3 clients and
+    /// data-node crashes. Experimental: not yet in CI; see docs/testing.md.
+    #[arg(long)]
+    pub data_plane: bool,
     /// Re-introduce a fixed bug (ack-before-commit, unknown-as-not-applied);
     /// the run should fail. Only in builds with the `failpoints` feature.
     #[cfg(feature = "failpoints")]

@@ -147,6 +147,47 @@ where
     }
 }
 
+/// Room in a channel between async code and blocking work: `normal` in
+/// production; under simulation enough for a whole object, because the
+/// blocking side runs on the runtime's thread and can neither wait for the
+/// async side nor be waited for ([`blocking_recv`], [`blocking_send`]).
+pub fn channel_capacity(normal: usize) -> usize {
+    if simulated() {
+        SIM_CHANNEL_CAPACITY
+    } else {
+        normal
+    }
+}
+
+/// A channel's room under simulation (tokio's bounded channels allow up to
+/// `usize::MAX >> 3`; no simulated object comes near it).
+const SIM_CHANNEL_CAPACITY: usize = 1 << 20;
+
+/// Receives from blocking work: waits in production; under simulation the
+/// sender has already sent everything (see [`channel_capacity`]), so an
+/// empty channel is the end.
+pub fn blocking_recv<T>(rx: &mut tokio::sync::mpsc::Receiver<T>) -> Option<T> {
+    if simulated() {
+        rx.try_recv().ok()
+    } else {
+        rx.blocking_recv()
+    }
+}
+
+/// The receiver of a channel is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceiverGone;
+
+/// Sends from blocking work. Under simulation the channel has room for
+/// everything (see [`channel_capacity`]), so it never waits.
+pub fn blocking_send<T>(tx: &tokio::sync::mpsc::Sender<T>, value: T) -> Result<(), ReceiverGone> {
+    if simulated() {
+        tx.try_send(value).map_err(|_| ReceiverGone)
+    } else {
+        tx.blocking_send(value).map_err(|_| ReceiverGone)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -123,7 +123,7 @@ pub fn place(
     };
 
     let mut chosen: Vec<NodeId> = Vec::with_capacity(width);
-    let mut per_zone: std::collections::HashMap<&str, usize> = Default::default();
+    let mut per_zone: std::collections::BTreeMap<&str, usize> = Default::default();
     for (_, c) in &ranked {
         if chosen.len() == width {
             break;
@@ -190,7 +190,7 @@ mod tests {
             let c = cluster(&zones);
             let cap = zone_cap(width, zones.len());
             if let Ok(chosen) = place(SegmentId(seg), width, 1, true, &c) {
-                let mut count: std::collections::HashMap<String, usize> = Default::default();
+                let mut count: std::collections::BTreeMap<String, usize> = Default::default();
                 for n in &chosen {
                     let z = &c.iter().find(|x| x.node == *n).unwrap().zone;
                     *count.entry(z.clone()).or_default() += 1;
@@ -277,7 +277,7 @@ mod tests {
     fn nearfull_nodes_get_fewer_shards() {
         let mut c = cluster(&[4]);
         c[0].space = SpaceState::Nearfull;
-        let mut hits = std::collections::HashMap::<NodeId, usize>::new();
+        let mut hits = std::collections::BTreeMap::<NodeId, usize>::new();
         for seg in 0..4000u128 {
             let n = place(
                 SegmentId(seg.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
@@ -303,7 +303,7 @@ mod tests {
     #[test]
     fn load_is_roughly_even() {
         let c = cluster(&[3, 3, 3]);
-        let mut hits = std::collections::HashMap::<NodeId, usize>::new();
+        let mut hits = std::collections::BTreeMap::<NodeId, usize>::new();
         for seg in 0..3000u128 {
             for n in place(
                 SegmentId(seg.wrapping_mul(0x9e37_79b9_7f4a_7c15)),

@@ -17,9 +17,10 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use weft_common::config_check::{self, ConfigError};
@@ -229,6 +230,27 @@ impl DatadHandle {
 /// Starts a datad: opens the store, binds `cfg.listen`, serves, and registers
 /// and heartbeats with metad in the background. Returns once serving.
 pub async fn start(cfg: DatadConfig, cancel: CancellationToken) -> Result<DatadHandle, DatadError> {
+    start_on(cfg, None, cancel).await.map(|(handle, _)| handle)
+}
+
+/// Starts a datad without a socket (the simulator): it answers on the
+/// returned router, which the simulated network calls, and reaches metad
+/// and other datads through `transport`. `cfg.listen` is the address the
+/// cluster knows it by.
+pub async fn start_in_process(
+    cfg: DatadConfig,
+    transport: weft_client::SharedTransport,
+    cancel: CancellationToken,
+) -> Result<(DatadHandle, axum::Router), DatadError> {
+    start_on(cfg, Some(transport), cancel).await
+}
+
+/// [`start`] on a TCP listener (`transport` `None`), or in process.
+async fn start_on(
+    cfg: DatadConfig,
+    transport: Option<weft_client::SharedTransport>,
+    cancel: CancellationToken,
+) -> Result<(DatadHandle, axum::Router), DatadError> {
     cfg.validate()?;
     let thresholds = weft_common::space::SpaceThresholds::new(cfg.nearfull_ratio, cfg.full_ratio)
         .map_err(DatadError::Config)?;
@@ -245,16 +267,33 @@ pub async fn start(cfg: DatadConfig, cancel: CancellationToken) -> Result<DatadH
             .map_err(|e| DatadError::Config(format!("node id task failed: {e}")))??
     };
     let span = tracing::info_span!("datad", node = %node_id, zone = %cfg.zone);
-    let listener = TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|source| DatadError::Bind {
+    let listener = match &transport {
+        Some(_) => None,
+        None => Some(
+            TcpListener::bind(cfg.listen)
+                .await
+                .map_err(|source| DatadError::Bind {
+                    addr: cfg.listen,
+                    source,
+                })?,
+        ),
+    };
+    let addr = match &listener {
+        Some(l) => l.local_addr().map_err(|source| DatadError::Bind {
             addr: cfg.listen,
             source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| DatadError::Bind {
-        addr: cfg.listen,
-        source,
-    })?;
+        })?,
+        None => cfg.listen,
+    };
+    let transport: weft_client::SharedTransport = match transport {
+        Some(t) => t,
+        None => Arc::new(weft_client::Http::new(
+            reqwest::Client::builder()
+                .tcp_nodelay(true)
+                .build()
+                .expect("reqwest client with static settings builds"),
+        )),
+    };
     let advertise = match &cfg.advertise {
         Some(advertise) => advertise.clone(),
         None => {
@@ -288,10 +327,16 @@ pub async fn start(cfg: DatadConfig, cancel: CancellationToken) -> Result<DatadH
     let router = server::router_with_metrics(store.clone(), space.clone(), &work_metrics, releaser);
     let serve_cancel = cancel.clone();
     let accepted = work_metrics.connections_accepted.clone();
+    let served = router.clone();
     let server_task = tokio::spawn(
         async move {
-            if let Err(e) = server::serve(listener, router, accepted, serve_cancel).await {
-                tracing::error!(error = %e, "datad server failed");
+            match listener {
+                Some(listener) => {
+                    if let Err(e) = server::serve(listener, served, accepted, serve_cancel).await {
+                        tracing::error!(error = %e, "datad server failed");
+                    }
+                }
+                None => serve_cancel.cancelled().await,
             }
         }
         .instrument(span.clone()),
@@ -309,6 +354,7 @@ pub async fn start(cfg: DatadConfig, cancel: CancellationToken) -> Result<DatadH
         metad_loop(
             node,
             cfg.metad.clone(),
+            transport.clone(),
             Duration::from_millis(cfg.heartbeat_interval_ms),
             space.clone(),
             cancel.clone(),
@@ -327,6 +373,7 @@ pub async fn start(cfg: DatadConfig, cancel: CancellationToken) -> Result<DatadH
     if !cfg.metad.is_empty() {
         tasks.extend(spawn_background_work(
             &cfg,
+            &transport,
             node_id,
             &store,
             &work_metrics,
@@ -334,30 +381,37 @@ pub async fn start(cfg: DatadConfig, cancel: CancellationToken) -> Result<DatadH
             &span,
         ));
     }
-    Ok(DatadHandle {
-        addr,
-        node_id,
-        store,
-        tasks,
-    })
+    Ok((
+        DatadHandle {
+            addr,
+            node_id,
+            store,
+            tasks,
+        },
+        router,
+    ))
 }
 
 /// Starts repair, scrub and garbage collection.
 fn spawn_background_work(
     cfg: &DatadConfig,
+    transport: &weft_client::SharedTransport,
     node: NodeId,
     store: &Arc<ShardStore>,
     metrics: &crate::work_metrics::WorkMetrics,
     cancel: &CancellationToken,
     span: &tracing::Span,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let metad =
-        weft_client::MetadClient::new(cfg.metad.clone()).with_deadline(Duration::from_secs(10));
+    let metad = weft_client::MetadClient::with_transport(cfg.metad.clone(), transport.clone())
+        .with_deadline(Duration::from_secs(10));
     let repair = crate::repair::RepairContext {
         node,
         store: store.clone(),
         metad: metad.clone(),
-        datad: weft_client::DatadClient::new(),
+        datad: weft_client::DatadClient::with_transport(
+            weft_client::DatadClientLimits::default(),
+            transport.clone(),
+        ),
         throttle: Arc::new(crate::throttle::Throttle::new(
             weft_common::repair::REPAIR_RATE_DEFAULT,
         )),
@@ -450,7 +504,7 @@ enum MetadCallError {
     Unreachable {
         addr: String,
         #[source]
-        source: reqwest::Error,
+        source: weft_client::TransportError,
     },
     #[error("metad {addr}: status {status}: {message}")]
     Failed {
@@ -466,6 +520,7 @@ enum MetadCallError {
 /// The metad addresses and which one to try next.
 struct MetadLink {
     http: reqwest::Client,
+    transport: weft_client::SharedTransport,
     addrs: Vec<String>,
     next: usize,
     /// Where the last `NotLeader` pointed, or the last metad that answered.
@@ -531,16 +586,19 @@ impl MetadLink {
         path: &str,
         body: &T,
     ) -> Result<(), MetadCallError> {
-        let response = self
+        let unreachable = |source: weft_client::TransportError| MetadCallError::Unreachable {
+            addr: addr.to_string(),
+            source,
+        };
+        let request = self
             .http
             .post(format!("http://{addr}{path}"))
+            .headers(weft_client::format_headers())
+            .timeout(Duration::from_millis(METAD_CALL_TIMEOUT_MS))
             .json(body)
-            .send()
-            .await
-            .map_err(|source| MetadCallError::Unreachable {
-                addr: addr.to_string(),
-                source,
-            })?;
+            .build()
+            .map_err(|e| unreachable(e.into()))?;
+        let response = self.transport.execute(request).await.map_err(unreachable)?;
         let status = response.status();
         // Read the whole body even on success: a response dropped unread
         // takes its connection with it instead of returning it to the pool.
@@ -596,6 +654,7 @@ impl WarnLimiter {
 async fn metad_loop(
     node: NodeInfo,
     addrs: Vec<String>,
+    transport: weft_client::SharedTransport,
     heartbeat_interval: Duration,
     space: Arc<SpaceMonitor>,
     cancel: CancellationToken,
@@ -605,13 +664,9 @@ async fn metad_loop(
         cancel.cancelled().await;
         return;
     }
-    let http = reqwest::Client::builder()
-        .tcp_nodelay(true)
-        .timeout(Duration::from_millis(METAD_CALL_TIMEOUT_MS))
-        .build()
-        .expect("reqwest client with static settings builds");
     let mut link = MetadLink {
-        http,
+        http: weft_client::transport::builder_client(),
+        transport,
         addrs,
         next: 0,
         target: None,

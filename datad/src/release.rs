@@ -21,9 +21,10 @@ use crate::shard_store::ShardStore;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use weft_common::rpc::{ShardRef, ShardReleaseReply};
 use weft_common::{SegmentId, ShardIndex};
@@ -56,7 +57,7 @@ struct ReleaseMetrics {
 pub struct Releaser {
     store: Arc<ShardStore>,
     limits: ReleaseLimits,
-    recent: Mutex<HashMap<(SegmentId, u8), Instant>>,
+    recent: Mutex<BTreeMap<(SegmentId, u8), Instant>>,
     deferred: Mutex<VecDeque<Deferred>>,
     metrics: ReleaseMetrics,
 }

@@ -20,7 +20,7 @@ use crate::shard_file::SHARD_BLOCK_BYTES;
 use crate::shard_store::ShardStore;
 use crate::throttle::Throttle;
 use crate::work_metrics::WorkMetrics;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -47,7 +47,7 @@ struct State {
     unreported: Vec<Command>,
     /// Damage found on the last pass, by file: only damage beyond it is
     /// counted as new in the metrics.
-    known: HashMap<(SegmentId, ShardIndex), BlockDamage>,
+    known: BTreeMap<(SegmentId, ShardIndex), BlockDamage>,
 }
 
 /// Runs scrub passes until cancelled.
@@ -93,7 +93,7 @@ async fn pass(
             return;
         }
     };
-    let mut known = HashMap::new();
+    let mut known = BTreeMap::new();
     for (segment, index) in shards {
         match scan(store, segment, index, throttle, metrics).await {
             Ok(None) => {}

@@ -26,7 +26,7 @@
 //! Planner state is in memory: a new leader starts empty and rebuilds it from
 //! its first scan.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -85,7 +85,7 @@ struct Assigned {
 #[derive(Default)]
 struct PlannerState {
     /// By segment and shard index.
-    tasks: HashMap<(SegmentId, u8), Assigned>,
+    tasks: BTreeMap<(SegmentId, u8), Assigned>,
     /// (when, bytes) of recently finished tasks, for the observed rate.
     finished: VecDeque<(Instant, u64)>,
     last_status: Option<(Instant, DurabilityStatus)>,

@@ -14,7 +14,7 @@
 //! it is soft state, replaced by the next heartbeat, so a node whose deletes
 //! freed space is back in placement one heartbeat later.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -31,7 +31,7 @@ pub struct Liveness {
     suspect_after: Duration,
     down_after: Duration,
     /// Last heartbeat of each node: when, shard bytes, space state.
-    seen: Mutex<HashMap<NodeId, (Instant, u64, SpaceReport)>>,
+    seen: Mutex<BTreeMap<NodeId, (Instant, u64, SpaceReport)>>,
 }
 
 impl Liveness {
@@ -87,14 +87,14 @@ impl Liveness {
     }
 
     /// Joins registrations and operator states with liveness.
-    pub fn view(&self, nodes: Vec<NodeInfo>, admin: &HashMap<NodeId, NodeAdmin>) -> Vec<NodeView> {
+    pub fn view(&self, nodes: Vec<NodeInfo>, admin: &BTreeMap<NodeId, NodeAdmin>) -> Vec<NodeView> {
         self.view_at(nodes, admin, Instant::now())
     }
 
     fn view_at(
         &self,
         nodes: Vec<NodeInfo>,
-        admin: &HashMap<NodeId, NodeAdmin>,
+        admin: &BTreeMap<NodeId, NodeAdmin>,
         now: Instant,
     ) -> Vec<NodeView> {
         let epoch = *self.epoch.lock().expect("liveness lock poisoned");
@@ -154,11 +154,11 @@ mod tests {
             ..Default::default()
         };
         l.record_at(&full, t0);
-        let v = l.view_at(vec![info(1)], &HashMap::new(), t0);
+        let v = l.view_at(vec![info(1)], &BTreeMap::new(), t0);
         assert_eq!(v[0].space.state, SpaceState::Full);
         assert!(v[0].space.reason.contains("96.0%"));
         l.record_at(&hb(1, 10), t0 + Duration::from_secs(1));
-        let v = l.view_at(vec![info(1)], &HashMap::new(), t0 + Duration::from_secs(1));
+        let v = l.view_at(vec![info(1)], &BTreeMap::new(), t0 + Duration::from_secs(1));
         assert_eq!(
             v[0].space.state,
             SpaceState::Ok,
@@ -191,7 +191,7 @@ mod tests {
         let l = Liveness::new(ms(40), ms(120));
         let t0 = Instant::now();
         l.reset_epoch_at(t0);
-        let admin = HashMap::from([(NodeId(2), NodeAdmin::Draining)]);
+        let admin = BTreeMap::from([(NodeId(2), NodeAdmin::Draining)]);
         l.record_at(&hb(1, 7), t0);
         let state = |node: u64, at: Instant| l.view_at(vec![info(node)], &admin, at)[0].state;
 

@@ -13,7 +13,7 @@
 
 use openraft::LogId;
 use redb::ReadableTable;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use weft_common::manifest::{AccessKey, BucketInfo, ObjectVersion, Upload, VersionRecord};
 use weft_common::repair::{RepairConfig, SegmentRecord};
@@ -307,9 +307,9 @@ impl StateMachine {
     }
 
     /// Operator-set node states (nodes not listed are active).
-    pub fn node_admin(&self) -> Result<HashMap<NodeId, NodeAdmin>, MetaError> {
+    pub fn node_admin(&self) -> Result<BTreeMap<NodeId, NodeAdmin>, MetaError> {
         let tx = self.begin_read()?;
-        let mut out = HashMap::new();
+        let mut out = BTreeMap::new();
         for it in tx.open_table(NODE_ADMIN)?.iter()? {
             let (k, v) = it?;
             out.insert(NodeId(k.value()), item(T_NODE_ADMIN, &k, &v)?);

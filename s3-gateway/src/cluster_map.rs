@@ -2,9 +2,10 @@
 //! up. Refreshed from metad in the background; placement and reads use the
 //! cached copy so the data path never waits on metad for it.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use weft_client::MetadClient;
 use weft_common::placement::Candidate;
@@ -17,9 +18,9 @@ pub use crate::limits::UNREACHABLE_AVOID;
 /// Cached node table.
 #[derive(Clone, Default)]
 pub struct ClusterMap {
-    nodes: Arc<RwLock<Arc<HashMap<NodeId, NodeView>>>>,
+    nodes: Arc<RwLock<Arc<BTreeMap<NodeId, NodeView>>>>,
     /// Nodes this gateway failed to connect to, and when.
-    unreachable: Arc<std::sync::Mutex<HashMap<NodeId, Instant>>>,
+    unreachable: Arc<std::sync::Mutex<BTreeMap<NodeId, Instant>>>,
     /// Why the metad leader refuses new data, while it does.
     metad_space_low: Arc<RwLock<Option<String>>>,
 }
@@ -73,7 +74,7 @@ impl ClusterMap {
     }
 
     /// A snapshot of the table.
-    pub fn snapshot(&self) -> Arc<HashMap<NodeId, NodeView>> {
+    pub fn snapshot(&self) -> Arc<BTreeMap<NodeId, NodeView>> {
         self.nodes.read().expect("cluster map lock").clone()
     }
 

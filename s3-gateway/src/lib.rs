@@ -177,8 +177,53 @@ pub async fn start(
     cfg: GatewayConfig,
     cancel: CancellationToken,
 ) -> Result<GatewayHandle, StartError> {
+    match start_on(cfg, None, cancel).await? {
+        Started::Served(handle) => Ok(handle),
+        Started::InProcess(..) => unreachable!("asked to serve"),
+    }
+}
+
+/// A gateway started without sockets (the simulator): the S3 service to call
+/// with requests, and the token that stops its background work.
+pub struct InProcessGateway {
+    /// The S3 service (SigV4, the whole S3 surface), without the listener's
+    /// admission control.
+    pub service: s3s::service::S3Service,
+    /// Cancel to stop the background refreshers and release queues.
+    pub background: CancellationToken,
+}
+
+/// Starts a gateway without a socket: metad and the datads are reached
+/// through `transport`, and requests are made by calling the returned
+/// service.
+pub async fn start_in_process(
+    cfg: GatewayConfig,
+    transport: weft_client::SharedTransport,
+    cancel: CancellationToken,
+) -> Result<InProcessGateway, StartError> {
+    match start_on(cfg, Some(transport), cancel).await? {
+        Started::InProcess(g) => Ok(g),
+        Started::Served(_) => unreachable!("asked not to serve"),
+    }
+}
+
+enum Started {
+    Served(GatewayHandle),
+    InProcess(InProcessGateway),
+}
+
+/// [`start`] (`transport` `None`: sockets and listeners) or
+/// [`start_in_process`].
+async fn start_on(
+    cfg: GatewayConfig,
+    transport: Option<weft_client::SharedTransport>,
+    cancel: CancellationToken,
+) -> Result<Started, StartError> {
     cfg.validate()?;
-    let metad = MetadClient::new(cfg.metad.clone());
+    let metad = match &transport {
+        Some(t) => MetadClient::with_transport(cfg.metad.clone(), t.clone()),
+        None => MetadClient::new(cfg.metad.clone()),
+    };
     if let (Some(ak), Some(sk)) = (&cfg.root_access_key, &cfg.root_secret_key) {
         ensure_root_key(&metad, ak, sk).await?;
     }
@@ -206,13 +251,17 @@ pub async fn start(
     );
     let keys = KeyStore::new(metad.clone(), limits::KEY_CACHE_TTL);
     let admission = admission::Admission::new(cfg.limits, cfg.profiles.segment_bytes_max);
-    let datad = DatadClient::with_limits(weft_client::datad::DatadClientLimits {
+    let datad_limits = weft_client::datad::DatadClientLimits {
         idle_read_timeout: Duration::from_millis(cfg.datad_idle_timeout_ms),
         request_timeout: Duration::from_millis(cfg.datad_request_timeout_ms),
         per_peer_max: cfg.datad_connections_max,
         queue_timeout: Duration::from_millis(cfg.datad_queue_timeout_ms),
         ..Default::default()
-    });
+    };
+    let datad = match &transport {
+        Some(t) => DatadClient::with_transport(datad_limits, t.clone()),
+        None => DatadClient::with_limits(datad_limits),
+    };
     let gw_metrics = metrics::GatewayMetrics::new(Some(&admission));
     let release = release::Releaser::new(
         release::ReleaseLimits {
@@ -252,6 +301,12 @@ pub async fn start(
         bytes_written: gw_metrics.bytes_written.clone(),
         fault_ack_before_commit: fault_ack_before_commit(),
     };
+    if transport.is_some() {
+        return Ok(Started::InProcess(InProcessGateway {
+            service: s3::build_service(s3, &cfg)?,
+            background,
+        }));
+    }
 
     let s3_listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -324,13 +379,13 @@ pub async fn start(
         }
     });
     tracing::info!(%s3_addr, %admin_addr, "gateway listening");
-    Ok(GatewayHandle {
+    Ok(Started::Served(GatewayHandle {
         cluster,
         s3_addr,
         admin_addr,
         tasks: vec![s3_task, admin_task],
         background,
-    })
+    }))
 }
 
 /// Reads `WEFT_FAULT_ACK_BEFORE_COMMIT=1`: the injected bug the chaos suite

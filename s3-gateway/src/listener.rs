@@ -298,7 +298,7 @@ async fn handle(
         .get(http::header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let empty_body = declared == 0;
-    let t0 = std::time::Instant::now();
+    let t0 = tokio::time::Instant::now();
     let (mut resp, ticket) = match shared.admission.request(declared) {
         Err(reason) => {
             // The body is never read: close the connection after the answer

@@ -23,10 +23,11 @@
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use weft_client::datad::DatadClient;
 use weft_common::manifest::Segment;
@@ -67,7 +68,7 @@ pub struct ReleaseMetrics {
 // ---- read leases -------------------------------------------------------------
 
 /// When a lease began and, once resolved, the segments it reads.
-type LeaseEntry = (Instant, Option<Arc<HashSet<SegmentId>>>);
+type LeaseEntry = (Instant, Option<Arc<BTreeSet<SegmentId>>>);
 
 #[derive(Default)]
 struct LeaseTable {
@@ -114,7 +115,7 @@ impl ReadLeases {
         // after it.
         let mut pins = Pins {
             taken: Instant::now(),
-            segments: HashMap::new(),
+            segments: BTreeMap::new(),
             unresolved_since: None,
         };
         for (started, segments) in t.active.values() {
@@ -143,7 +144,7 @@ impl ReadLeases {
 impl ReadLease {
     /// Records the segments this read will fetch.
     pub fn resolve<'a>(&self, segments: impl IntoIterator<Item = &'a Segment>) {
-        let set: HashSet<SegmentId> = segments.into_iter().map(|s| s.id).collect();
+        let set: BTreeSet<SegmentId> = segments.into_iter().map(|s| s.id).collect();
         let mut t = self.table.lock().expect("lease table lock");
         if let Some(entry) = t.active.get_mut(&self.id) {
             entry.1 = Some(Arc::new(set));
@@ -165,7 +166,7 @@ impl Drop for ReadLease {
 /// released before it began.
 struct Pins {
     taken: Instant,
-    segments: HashMap<SegmentId, Instant>,
+    segments: BTreeMap<SegmentId, Instant>,
     unresolved_since: Option<Instant>,
 }
 
@@ -234,7 +235,7 @@ struct Inner {
     cluster: ClusterMap,
     leases: ReadLeases,
     pins: PinsCache,
-    nodes: Mutex<HashMap<NodeId, NodeQueue>>,
+    nodes: Mutex<BTreeMap<NodeId, NodeQueue>>,
     metrics: ReleaseMetrics,
     cancel: CancellationToken,
 }

@@ -25,8 +25,10 @@
 #![warn(missing_docs)]
 
 mod clock;
+mod data;
 mod disk;
 pub mod net;
+mod s3_workload;
 mod workload;
 
 use std::cell::{Cell, RefCell};
@@ -65,6 +67,9 @@ pub struct SimConfig {
     pub steps: u32,
     /// A fixed bug to re-introduce (builds with the `failpoints` feature).
     pub bug: Option<weft_common::failpoints::Bug>,
+    /// Also run six data nodes and a gateway, with S3 clients and data-node
+    /// crashes (experimental: see docs/testing.md, Simulation).
+    pub data_plane: bool,
 }
 
 impl SimConfig {
@@ -183,6 +188,8 @@ struct Cluster {
     disk: Arc<disk::SwapDisk>,
     net: SimNet,
     voters: Vec<Option<(MetadHandle, CancellationToken)>>,
+    data: data::DataPlane,
+    data_plane: bool,
     power_cuts: PowerCuts,
 }
 
@@ -220,11 +227,22 @@ impl Cluster {
         }
     }
 
-    /// Every voter loses power at once: all stop, and every change their
-    /// disk had not made durable is undone before they start again.
+    async fn start_datad(&mut self, i: usize) -> Result<(), String> {
+        let metad = (0..VOTERS).map(voter_addr).collect();
+        self.data
+            .start_datad(i, &self.net, self.dir.path(), metad)
+            .await
+    }
+
+    /// Every voter and data node loses power at once: all stop, and every
+    /// change their disks had not made durable is undone before they start
+    /// again. (The gateway keeps running: it has no disk.)
     async fn power_cut(&mut self) -> Result<String, String> {
         for i in 0..VOTERS {
             self.crash(i).await;
+        }
+        for i in 0..data::DATADS {
+            self.data.crash_datad(i, &self.net).await;
         }
         // Let the stopped voters' last tasks end and release their files.
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -237,6 +255,11 @@ impl Cluster {
         self.power_cuts.entries_undone += undone.entries;
         for i in 0..VOTERS {
             self.start(i).await?;
+        }
+        if self.data_plane {
+            for i in 0..data::DATADS {
+                self.start_datad(i).await?;
+            }
         }
         Ok(format!(
             "{} writes and {} entries undone",
@@ -270,6 +293,8 @@ async fn simulate(cfg: SimConfig) -> SimOutcome {
         disk: disk.clone(),
         net: net.clone(),
         voters: (0..VOTERS).map(|_| None).collect(),
+        data: data::DataPlane::new(),
+        data_plane: cfg.data_plane,
         power_cuts: PowerCuts::default(),
     };
     let mut failures = Vec::new();
@@ -307,6 +332,27 @@ async fn simulate(cfg: SimConfig) -> SimOutcome {
         return outcome(&cfg, &trace, failures, Default::default(), 0, &net, started);
     }
     trace.borrow_mut().log("bucket created".into());
+    let s3 = |name: &str| s3_workload::S3::new(net.endpoint(name));
+    if cfg.data_plane {
+        for i in 0..data::DATADS {
+            if let Err(e) = cluster.start_datad(i).await {
+                failures.push(e);
+            }
+        }
+        let metad_addrs: Vec<String> = (0..VOTERS).map(voter_addr).collect();
+        if let Err(e) = cluster.data.start_gateway(&net, metad_addrs).await {
+            failures.push(e);
+        }
+        if failures.is_empty() {
+            if let Err(e) = create_s3_bucket(&s3("127.0.2.249:1")).await {
+                failures.push(e);
+            }
+        }
+        if !failures.is_empty() {
+            return outcome(&cfg, &trace, failures, Default::default(), 0, &net, started);
+        }
+        trace.borrow_mut().log("data nodes and gateway up".into());
+    }
 
     net.set_faults(NetFaults {
         loss: 0.02,
@@ -319,13 +365,29 @@ async fn simulate(cfg: SimConfig) -> SimOutcome {
     let models = Rc::new(RefCell::new(workload::Models::default()));
     let crashes = Rc::new(Cell::new(0u32));
     let nemesis_failures = Rc::new(RefCell::new(Vec::new()));
-    let per_worker = cfg.steps.div_ceil(workload::WORKERS as u32);
+    let (metad_steps, s3_steps, s3_workers) = if cfg.data_plane {
+        (cfg.steps / 2, cfg.steps / 2, s3_workload::WORKERS)
+    } else {
+        (cfg.steps, 0, 0)
+    };
+    let per_worker = metad_steps.div_ceil(workload::WORKERS as u32);
+    let per_s3_worker = s3_steps.div_ceil(s3_workload::WORKERS as u32);
+    workers_left.set(workload::WORKERS + s3_workers);
     let workers = (0..workload::WORKERS).map(|w| {
         let client = client(&format!("127.0.2.{}:1", w + 1));
         let rng = StdRng::seed_from_u64(cfg.seed ^ ((w as u64 + 1) << 48));
         let (trace, models, left) = (trace.clone(), models.clone(), workers_left.clone());
         async move {
             workload::worker(w, client, rng, per_worker, &trace, &models).await;
+            left.set(left.get() - 1);
+        }
+    });
+    let s3_workers = (0..s3_workers).map(|w| {
+        let client = s3(&format!("127.0.2.{}:1", 100 + w));
+        let rng = StdRng::seed_from_u64(cfg.seed ^ ((w as u64 + 1) << 40));
+        let (trace, models, left) = (trace.clone(), models.clone(), workers_left.clone());
+        async move {
+            s3_workload::worker(w, client, rng, per_s3_worker, &trace, &models).await;
             left.set(left.get() - 1);
         }
     });
@@ -337,7 +399,11 @@ async fn simulate(cfg: SimConfig) -> SimOutcome {
         crashes.clone(),
         nemesis_failures.clone(),
     );
-    futures::join!(futures::future::join_all(workers), nemesis);
+    futures::join!(
+        futures::future::join_all(workers),
+        futures::future::join_all(s3_workers),
+        nemesis
+    );
 
     // Quiet: no more faults; every voter back.
     net.set_faults(NetFaults::NONE);
@@ -362,6 +428,7 @@ async fn simulate(cfg: SimConfig) -> SimOutcome {
     }
     let checker = client("127.0.2.251:1");
     failures.extend(workload::final_reads(&checker, &models, &trace).await);
+    failures.extend(s3_workload::final_reads(&s3("127.0.2.253:1"), &models, &trace).await);
     let power_cuts;
     let (acked, unknown, reads) = {
         let m = models.borrow();
@@ -369,6 +436,8 @@ async fn simulate(cfg: SimConfig) -> SimOutcome {
     };
     {
         let mut c = cluster.lock().await;
+        let net = c.net.clone();
+        c.data.stop(&net).await;
         for i in 0..VOTERS {
             c.crash(i).await;
         }
@@ -434,7 +503,8 @@ async fn nemesis(
         }
         let mut c = cluster.lock().await;
         let live = c.live();
-        let line = match rng.gen_range(0..6) {
+        let actions = if c.data_plane { 8 } else { 6 };
+        let line = match rng.gen_range(0..actions) {
             0 if live.len() == VOTERS => {
                 let i = live[rng.gen_range(0..live.len())];
                 c.crash(i).await;
@@ -468,6 +538,26 @@ async fn nemesis(
                     Err(e) => {
                         failures.borrow_mut().push(e.clone());
                         format!("nemesis: power cut failed: {e}")
+                    }
+                }
+            }
+            6 if c.data.live_datads().len() > data::DATADS - 2 => {
+                let live = c.data.live_datads();
+                let i = live[rng.gen_range(0..live.len())];
+                let net = c.net.clone();
+                c.data.crash_datad(i, &net).await;
+                crashes.set(crashes.get() + 1);
+                format!("nemesis: crash datad {}", i + 1)
+            }
+            7 if c.data.live_datads().len() < data::DATADS => {
+                let i = (0..data::DATADS)
+                    .find(|i| c.data.datads[*i].is_none())
+                    .expect("one is down");
+                match c.start_datad(i).await {
+                    Ok(()) => format!("nemesis: restart datad {}", i + 1),
+                    Err(e) => {
+                        failures.borrow_mut().push(e.clone());
+                        format!("nemesis: datad restart failed: {e}")
                     }
                 }
             }
@@ -512,6 +602,26 @@ async fn converge(net: &SimNet, trace: &Rc<RefCell<Trace>>) -> Result<(), String
             return Err(format!(
                 "voters did not converge within 60 s after the faults stopped: {seen:?}"
             ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Creates the S3 workers' bucket through the gateway, retrying while the
+/// group settles (no faults yet).
+async fn create_s3_bucket(s3: &s3_workload::S3) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let last = match s3
+            .call("PUT", &format!("/{}", s3_workload::BUCKET), b"")
+            .await
+        {
+            Ok(a) if a.status == 200 => return Ok(()),
+            Ok(a) => format!("HTTP {}: {}", a.status, String::from_utf8_lossy(&a.body)),
+            Err(e) => e.to_string(),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("create the S3 bucket before any fault: {last}"));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

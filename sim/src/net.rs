@@ -24,6 +24,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use weft_client::transport::{Transport, TransportError, TransportFuture};
 
@@ -65,8 +66,20 @@ pub struct NetStats {
     pub refused: u64,
 }
 
+/// What answers at an address: an axum router, or the gateway's S3
+/// service, behind one signature.
+pub type Handler = Arc<
+    dyn Fn(
+            http::Request<axum::body::Body>,
+        ) -> futures::future::BoxFuture<'static, http::Response<axum::body::Body>>
+        + Send
+        + Sync,
+>;
+
 struct State {
-    routers: BTreeMap<String, axum::Router>,
+    /// What answers at each address, and the token that fires when that
+    /// process dies (its requests in flight die with it).
+    routers: BTreeMap<String, (Handler, CancellationToken)>,
     /// Unordered pairs of addresses that cannot reach each other.
     cut: BTreeSet<(String, String)>,
     faults: NetFaults,
@@ -131,12 +144,36 @@ impl SimNet {
 
     /// Makes `router` answer at `addr` (a process started).
     pub fn serve(&self, addr: &str, router: axum::Router) {
-        self.lock().routers.insert(addr.to_string(), router);
+        let handler: Handler = Arc::new(move |req| {
+            let router = router.clone();
+            Box::pin(async move {
+                match router.oneshot(req).await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                }
+            })
+        });
+        self.serve_handler(addr, handler);
     }
 
-    /// Nothing answers at `addr` any more (the process died).
+    /// Makes `handler` answer at `addr`.
+    pub fn serve_handler(&self, addr: &str, handler: Handler) {
+        let old = self
+            .lock()
+            .routers
+            .insert(addr.to_string(), (handler, CancellationToken::new()));
+        if let Some((_, died)) = old {
+            died.cancel();
+        }
+    }
+
+    /// Nothing answers at `addr` any more (the process died), and the
+    /// requests it was handling are dropped mid-way.
     pub fn unserve(&self, addr: &str) {
-        self.lock().routers.remove(addr);
+        let old = self.lock().routers.remove(addr);
+        if let Some((_, died)) = old {
+            died.cancel();
+        }
     }
 
     /// Cuts `a` off from `b` (both ways).
@@ -184,7 +221,7 @@ impl SimNet {
     }
 
     /// The router at `to` if `from` can reach it; counts a refusal if not.
-    fn route(&self, from: &str, to: &str) -> Option<axum::Router> {
+    fn route(&self, from: &str, to: &str) -> Option<(Handler, CancellationToken)> {
         let mut s = self.lock();
         let reachable = !s.cut.contains(&pair(from, to));
         match s.routers.get(to).filter(|_| reachable).cloned() {
@@ -234,22 +271,38 @@ impl Transport for Endpoint {
         };
         let timeout = request.timeout().copied().unwrap_or(DEFAULT_TIMEOUT);
         Box::pin(async move {
-            // Internal requests of the metadata group carry whole JSON
-            // bodies; a streamed body (shard bytes) is not simulated yet.
-            let body = match request.body().map(|b| b.as_bytes()) {
-                None => Bytes::new(),
-                Some(Some(b)) => Bytes::copy_from_slice(b),
-                Some(None) => {
-                    return Err(TransportError::NotSent(
-                        "the simulated network carries whole bodies only".into(),
-                    ))
-                }
+            // A whole body (JSON) can be delivered twice; a streamed one
+            // (shard bytes) is delivered once, as it streams.
+            let whole = match request.body().map(|b| b.as_bytes()) {
+                None => Some(Bytes::new()),
+                Some(Some(b)) => Some(Bytes::copy_from_slice(b)),
+                Some(None) => None,
             };
             let http_req: http::Request<reqwest::Body> = request
                 .try_into()
                 .map_err(|e: reqwest::Error| TransportError::NotSent(e.to_string()))?;
-            let (parts, _) = http_req.into_parts();
-            let fate = net.fate();
+            let (mut parts, stream) = http_req.into_parts();
+            // What hyper adds on a real connection: the Host header, and
+            // the length of a whole body.
+            if !parts.headers.contains_key(http::header::HOST) {
+                if let Ok(v) = http::HeaderValue::from_str(&to) {
+                    parts.headers.insert(http::header::HOST, v);
+                }
+            }
+            let mut stream = whole.is_none().then_some(stream);
+            if let Some(b) = &whole {
+                if !b.is_empty() || parts.method != http::Method::GET {
+                    parts
+                        .headers
+                        .entry(http::header::CONTENT_LENGTH)
+                        .or_insert(http::HeaderValue::from(b.len()));
+                }
+            }
+            let body = whole.unwrap_or_default();
+            let mut fate = net.fate();
+            if stream.is_some() {
+                fate.duplicate_after = None;
+            }
             let deliver = async {
                 if net.route(&from, &to).is_none() {
                     return Err(TransportError::NotSent(format!(
@@ -262,9 +315,13 @@ impl Transport for Endpoint {
                     let copy = to_axum(&parts, body.clone());
                     tokio::spawn(async move {
                         tokio::time::sleep(after).await;
-                        if let Some(router) = net.route(&from, &to) {
+                        if let Some((handler, died)) = net.route(&from, &to) {
                             net.count(|s| s.duplicated += 1);
-                            let _ = router.oneshot(copy).await;
+                            let handled = async move { handler(copy).await };
+                            tokio::select! {
+                                _ = died.cancelled() => {}
+                                _ = handled => {}
+                            }
                         }
                     });
                 }
@@ -273,20 +330,33 @@ impl Transport for Endpoint {
                     return std::future::pending().await;
                 }
                 // Looked up again: the process may have died meanwhile.
-                let Some(router) = net.route(&from, &to) else {
+                let Some((handler, died)) = net.route(&from, &to) else {
                     return Err(TransportError::Lost(format!("{to} went away")));
                 };
                 net.count(|s| s.delivered += 1);
-                let response = router
-                    .oneshot(to_axum(&parts, body.clone()))
-                    .await
-                    .map_err(|e| TransportError::Lost(e.to_string()))?;
-                let (head, body) = response.into_parts();
+                let mut req = to_axum(&parts, body.clone());
+                if let Some(stream) = stream.take() {
+                    *req.body_mut() = axum::body::Body::new(stream);
+                }
                 // Whole responses: the head and body arrive together, so a
                 // lost response loses both.
-                let bytes = axum::body::to_bytes(body, usize::MAX)
-                    .await
-                    .map_err(|e| TransportError::Lost(e.to_string()))?;
+                // The handler (which holds the process's state) is dropped
+                // here, not kept alive while the response is delayed or lost:
+                // a dead process's files must close when it dies.
+                let handled = async move {
+                    let (head, body) = handler(req).await.into_parts();
+                    axum::body::to_bytes(body, usize::MAX)
+                        .await
+                        .map(|bytes| (head, bytes))
+                        .map_err(|e| TransportError::Lost(e.to_string()))
+                };
+                let (head, bytes) = tokio::select! {
+                    _ = died.cancelled() => {
+                        return Err(TransportError::Lost(format!("{to} died while handling the request")));
+                    }
+                    r = handled => r?,
+                };
+                drop(died);
                 tokio::time::sleep(fate.response_delay).await;
                 if fate.lose_response {
                     net.count(|s| s.responses_lost += 1);

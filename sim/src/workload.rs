@@ -43,7 +43,29 @@ impl Models {
             .or_insert_with(|| BTreeSet::from([None]))
     }
 
-    fn check_read(&mut self, key: &str, got: &Option<String>, when: &str) {
+    /// The write of `value` to `key` was acknowledged: it is all the key
+    /// may hold now.
+    pub(crate) fn acknowledge(&mut self, key: &str, value: Option<String>) {
+        self.acked += 1;
+        *self.may_hold(key) = BTreeSet::from([value]);
+    }
+
+    /// The write of `value` to `key` may or may not have taken effect.
+    pub(crate) fn maybe(&mut self, key: &str, value: Option<String>) {
+        self.unknown += 1;
+        self.may_hold(key).insert(value);
+    }
+
+    /// The keys whose names start with `prefix`.
+    pub(crate) fn keys_with_prefix(&self, prefix: &str) -> BTreeSet<String> {
+        self.keys
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn check_read(&mut self, key: &str, got: &Option<String>, when: &str) {
         self.reads += 1;
         let may = self.may_hold(key).clone();
         if !may.contains(got) {
@@ -151,13 +173,11 @@ pub(crate) async fn worker(
                     "refused".to_string()
                 }
                 Ok(_) => {
-                    m.acked += 1;
-                    *m.may_hold(&key) = BTreeSet::from([value.clone()]);
+                    m.acknowledge(&key, value.clone());
                     "ok".to_string()
                 }
                 Err(MetadClientError::OutcomeUnknown { .. }) => {
-                    m.unknown += 1;
-                    m.may_hold(&key).insert(value.clone());
+                    m.maybe(&key, value.clone());
                     "unknown".to_string()
                 }
                 Err(e) => format!("not applied: {e}"),
@@ -177,7 +197,7 @@ pub(crate) async fn final_reads(
     models: &Rc<RefCell<Models>>,
     trace: &Rc<RefCell<Trace>>,
 ) -> Vec<String> {
-    let keys: Vec<String> = models.borrow().keys.keys().cloned().collect();
+    let keys = models.borrow().keys_with_prefix("w");
     let mut failures = Vec::new();
     for key in keys {
         match read(client, &key).await {

@@ -15,6 +15,7 @@ fn run(seed: u64, bug: Bug) -> SimOutcome {
             seed,
             steps: SimConfig::DEFAULT_STEPS,
             bug: Some(bug),
+            data_plane: false,
         })
     })
     .join()

@@ -13,6 +13,7 @@ fn run(seed: u64) -> SimOutcome {
             seed,
             steps: SimConfig::DEFAULT_STEPS,
             bug: None,
+            data_plane: false,
         })
     })
     .join()

@@ -59,7 +59,7 @@ fn summary(o: &SimOutcome) -> String {
 }
 
 /// The shortest step count (halving) at which `seed` still fails.
-fn shrink(seed: u64, steps: u32, bug: Option<Bug>) -> u32 {
+fn shrink(seed: u64, steps: u32, bug: Option<Bug>, data_plane: bool) -> u32 {
     let mut best = steps;
     let mut try_steps = steps / 2;
     while try_steps >= 6 {
@@ -67,6 +67,7 @@ fn shrink(seed: u64, steps: u32, bug: Option<Bug>) -> u32 {
             seed,
             steps: try_steps,
             bug,
+            data_plane,
         })
         .passed()
         {
@@ -106,6 +107,7 @@ pub fn run(a: SimArgs) -> Result<()> {
             seed,
             steps: a.steps,
             bug,
+            data_plane: a.data_plane,
         };
         let first = run_one(cfg.clone());
         println!("{}", summary(&first));
@@ -116,10 +118,13 @@ pub fn run(a: SimArgs) -> Result<()> {
             for f in &first.failures {
                 eprintln!("  FAILED: {f}");
             }
-            let steps = shrink(seed, a.steps, bug);
-            let bug_flag = bug
+            let steps = shrink(seed, a.steps, bug, a.data_plane);
+            let mut bug_flag = bug
                 .map(|b| format!(" --bug {}", b.name()))
                 .unwrap_or_default();
+            if a.data_plane {
+                bug_flag.push_str(" --data-plane");
+            }
             bail!(
                 "seed {seed} failed {} check(s); replay: weft sim --seed {seed} --steps {steps}{bug_flag}",
                 first.failures.len()

@@ -50,7 +50,7 @@ impl ShardStore {
         len: Option<u64>,
     ) -> Result<ShardRange, ShardError> {
         let (opened_tx, opened_rx) = oneshot::channel();
-        let (tx, mut rx) = mpsc::channel(GET_QUEUE_BLOCKS);
+        let (tx, mut rx) = mpsc::channel(weft_common::effects::channel_capacity(GET_QUEUE_BLOCKS));
         let inner = self.inner.clone();
         let span = tracing::Span::current();
         let reader = weft_common::effects::spawn_blocking(move || {
@@ -190,7 +190,7 @@ impl Inner {
                 }
             };
             let failed = item.is_err();
-            if tx.blocking_send(item).is_err() || failed {
+            if weft_common::effects::blocking_send(&tx, item).is_err() || failed {
                 return;
             }
         }

@@ -46,14 +46,27 @@ impl ShardStore {
                 max: DATA_LEN_MAX,
             });
         }
-        let (tx, rx) = mpsc::channel(PUT_QUEUE_CHUNKS);
+        let (tx, rx) = mpsc::channel(weft_common::effects::channel_capacity(PUT_QUEUE_CHUNKS));
         let inner = self.inner.clone();
         let span = tracing::Span::current();
-        let writer = weft_common::effects::spawn_blocking(move || {
-            let _entered = span.enter();
-            inner.write_shard(segment, index, len, rx)
-        });
-        let fed = feed(body, len, &tx).await;
+        let start_writer = move || {
+            weft_common::effects::spawn_blocking(move || {
+                let _entered = span.enter();
+                inner.write_shard(segment, index, len, rx)
+            })
+        };
+        // Under simulation the writer runs on the runtime's thread and cannot
+        // wait for chunks: the whole body first, then the writer.
+        let (fed, writer) = if weft_common::effects::simulated() {
+            let fed = feed(body, len, &tx).await;
+            if fed.is_ok() {
+                let _ = tx.send(PutMsg::End).await;
+            }
+            (fed, start_writer())
+        } else {
+            let writer = start_writer();
+            (feed(body, len, &tx).await, writer)
+        };
         match fed {
             Ok(()) => {
                 // The writer may have stopped already (its error wins below).
@@ -191,7 +204,7 @@ impl Inner {
         let temp_path = file.temp_path().to_path_buf();
         let mut writer = ShardWriter::new(file.writer(), &temp_path, header)?;
         loop {
-            match rx.blocking_recv() {
+            match weft_common::effects::blocking_recv(&mut rx) {
                 Some(PutMsg::Chunk(chunk)) => writer.write(&chunk)?,
                 Some(PutMsg::End) => break,
                 None => return Err(ShardError::Body("shard body ended early".into())),

@@ -3,7 +3,7 @@
 //! counted toward its class's redundancy, and the work that would restore
 //! it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use weft_common::damage::BlockDamage;
 use weft_common::repair::{layout_label, ClassStatus, SegmentRecord, TaskMethod, TaskReason};
 use weft_common::topology::{NodeAdmin, NodeState, NodeView};
@@ -21,7 +21,7 @@ pub(super) enum Slot {
     Missing,
 }
 
-pub(super) fn classify(holder: Option<NodeId>, views: &HashMap<NodeId, &NodeView>) -> Slot {
+pub(super) fn classify(holder: Option<NodeId>, views: &BTreeMap<NodeId, &NodeView>) -> Slot {
     let Some(n) = holder else {
         return Slot::Missing;
     };
@@ -55,26 +55,26 @@ const SAMPLE_PER_NODE: usize = 2000;
 /// The scan's tally, built segment by segment as the index is visited.
 pub(super) struct Survey {
     /// Slots and segments with a task queued or running: planned no twice.
-    busy_slots: HashSet<(SegmentId, u8)>,
-    busy_segments: HashSet<SegmentId>,
-    busy_moves: HashSet<SegmentId>,
+    busy_slots: BTreeSet<(SegmentId, u8)>,
+    busy_segments: BTreeSet<SegmentId>,
+    busy_moves: BTreeSet<SegmentId>,
     /// By `(class, layout label)`.
     pub(super) classes: BTreeMap<(String, String), ClassStatus>,
     /// `(shards, bytes)` stored by each node.
-    pub(super) usage: HashMap<NodeId, (u64, u64)>,
+    pub(super) usage: BTreeMap<NodeId, (u64, u64)>,
     pub(super) work: Vec<Work>,
     pub(super) draining_shards: u64,
     pub(super) damaged_shards: u64,
     pub(super) unreadable_objects: Vec<String>,
     /// Rebalance candidates: a bounded sample of shards per node.
-    pub(super) on_node: HashMap<NodeId, Vec<(SegmentId, usize)>>,
+    pub(super) on_node: BTreeMap<NodeId, Vec<(SegmentId, usize)>>,
     /// Segments rebalancing may move (no bad blocks, no task).
-    pub(super) records: HashMap<SegmentId, SegmentRecord>,
+    pub(super) records: BTreeMap<SegmentId, SegmentRecord>,
 }
 
 impl Survey {
     /// An empty tally that plans nothing for what `tasks` already covers.
-    pub(super) fn new(tasks: &HashMap<(SegmentId, u8), Assigned>) -> Self {
+    pub(super) fn new(tasks: &BTreeMap<(SegmentId, u8), Assigned>) -> Self {
         Survey {
             busy_slots: tasks.keys().copied().collect(),
             busy_segments: tasks.keys().map(|k| k.0).collect(),
@@ -84,20 +84,20 @@ impl Survey {
                 .map(|(k, _)| k.0)
                 .collect(),
             classes: BTreeMap::new(),
-            usage: HashMap::new(),
+            usage: BTreeMap::new(),
             work: vec![],
             draining_shards: 0,
             damaged_shards: 0,
             unreadable_objects: vec![],
-            on_node: HashMap::new(),
-            records: HashMap::new(),
+            on_node: BTreeMap::new(),
+            records: BTreeMap::new(),
         }
     }
 
     /// Counts one segment and records the work it needs.
     pub(super) fn visit(
         &mut self,
-        by_id: &HashMap<NodeId, &NodeView>,
+        by_id: &BTreeMap<NodeId, &NodeView>,
         id: SegmentId,
         rec: SegmentRecord,
     ) {

@@ -2,7 +2,7 @@
 //! target node (load, free space, zone spread), listing the shards to read
 //! from, and rebalancing when nothing more urgent is queued.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use tokio::time::Instant;
 use weft_common::damage::BlockDamage;
 use weft_common::placement::{self, Candidate};
@@ -16,11 +16,11 @@ use super::{Assigned, PlannerConfig, PlannerState};
 
 /// The nodes as one scan sees them.
 pub(super) struct Nodes<'a> {
-    pub(super) by_id: HashMap<NodeId, &'a NodeView>,
+    pub(super) by_id: BTreeMap<NodeId, &'a NodeView>,
     /// Nodes that take new shards.
     pub(super) writable: Vec<&'a NodeView>,
     /// Zones of the writable nodes.
-    pub(super) zones: HashSet<&'a str>,
+    pub(super) zones: BTreeSet<&'a str>,
 }
 
 impl<'a> Nodes<'a> {
@@ -45,12 +45,12 @@ pub(super) fn queue_work(
     per_node: usize,
     now: Instant,
 ) -> usize {
-    let mut load: HashMap<NodeId, usize> = HashMap::new();
+    let mut load: BTreeMap<NodeId, usize> = BTreeMap::new();
     for a in st.tasks.values() {
         *load.entry(a.target).or_default() += 1;
     }
     // Free bytes as the planner will see them once queued moves land.
-    let mut free: HashMap<NodeId, u64> = nodes
+    let mut free: BTreeMap<NodeId, u64> = nodes
         .writable
         .iter()
         .map(|v| {
@@ -130,7 +130,7 @@ pub(super) fn plan_rebalance(
     if writable.len() < 2 {
         return;
     }
-    let mut stored: HashMap<NodeId, u64> = writable
+    let mut stored: BTreeMap<NodeId, u64> = writable
         .iter()
         .map(|v| (v.info.id, usage.get(&v.info.id).map(|u| u.1).unwrap_or(0)))
         .collect();
@@ -143,7 +143,7 @@ pub(super) fn plan_rebalance(
             *from = from.saturating_sub(len);
         }
     }
-    let util = |n: NodeId, stored: &HashMap<NodeId, u64>| -> f64 {
+    let util = |n: NodeId, stored: &BTreeMap<NodeId, u64>| -> f64 {
         let cap = by_id
             .get(&n)
             .map(|v| v.info.capacity_bytes)
@@ -151,11 +151,11 @@ pub(super) fn plan_rebalance(
             .max(1);
         stored.get(&n).copied().unwrap_or(0) as f64 / cap as f64
     };
-    let mut incoming: HashMap<NodeId, usize> = HashMap::new();
+    let mut incoming: BTreeMap<NodeId, usize> = BTreeMap::new();
     for a in st.tasks.values() {
         *incoming.entry(a.target).or_default() += 1;
     }
-    let mut moved: HashSet<SegmentId> = st.tasks.keys().map(|k| k.0).collect();
+    let mut moved: BTreeSet<SegmentId> = st.tasks.keys().map(|k| k.0).collect();
     // A bounded number of moves per scan keeps rebalancing gradual.
     for _ in 0..(per_node * writable.len()) {
         let mut ids: Vec<NodeId> = stored.keys().copied().collect();
@@ -232,7 +232,7 @@ fn zone_ok(
     rec: &SegmentRecord,
     slot: usize,
     zone: &str,
-    by_id: &HashMap<NodeId, &NodeView>,
+    by_id: &BTreeMap<NodeId, &NodeView>,
     zones: usize,
 ) -> bool {
     let cap = placement::zone_cap(rec.layout.width(), zones);
@@ -257,8 +257,8 @@ fn choose_target(
     slot: usize,
     segment: SegmentId,
     nodes: &Nodes,
-    load: &HashMap<NodeId, usize>,
-    free: &HashMap<NodeId, u64>,
+    load: &BTreeMap<NodeId, usize>,
+    free: &BTreeMap<NodeId, u64>,
     queue_cap: usize,
 ) -> Option<NodeId> {
     let (writable, by_id, zones) = (&nodes.writable, &nodes.by_id, &nodes.zones);
@@ -295,7 +295,7 @@ fn make_task(
     rec: &SegmentRecord,
     slot: usize,
     reason: TaskReason,
-    by_id: &HashMap<NodeId, &NodeView>,
+    by_id: &BTreeMap<NodeId, &NodeView>,
 ) -> RepairTask {
     let mut sources: Vec<(u8, ShardSource)> = rec
         .shards
@@ -349,7 +349,7 @@ fn make_block_task(
     rec: &SegmentRecord,
     slot: usize,
     blocks: &BlockDamage,
-    by_id: &HashMap<NodeId, &NodeView>,
+    by_id: &BTreeMap<NodeId, &NodeView>,
 ) -> RepairTask {
     let mut sources: Vec<((u8, bool), ShardSource)> = rec
         .shards
