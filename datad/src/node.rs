@@ -285,6 +285,10 @@ async fn start_on(
         })?,
         None => cfg.listen,
     };
+    // In process, every call goes through the given transport; otherwise
+    // the metad link has its own client and the background work builds the
+    // standard clients (with their connect timeouts and pools).
+    let in_process = transport.clone();
     let transport: weft_client::SharedTransport = match transport {
         Some(t) => t,
         None => Arc::new(weft_client::Http::new(
@@ -373,7 +377,7 @@ async fn start_on(
     if !cfg.metad.is_empty() {
         tasks.extend(spawn_background_work(
             &cfg,
-            &transport,
+            in_process.as_ref(),
             node_id,
             &store,
             &work_metrics,
@@ -395,23 +399,30 @@ async fn start_on(
 /// Starts repair, scrub and garbage collection.
 fn spawn_background_work(
     cfg: &DatadConfig,
-    transport: &weft_client::SharedTransport,
+    in_process: Option<&weft_client::SharedTransport>,
     node: NodeId,
     store: &Arc<ShardStore>,
     metrics: &crate::work_metrics::WorkMetrics,
     cancel: &CancellationToken,
     span: &tracing::Span,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let metad = weft_client::MetadClient::with_transport(cfg.metad.clone(), transport.clone())
-        .with_deadline(Duration::from_secs(10));
+    let metad = match in_process {
+        Some(t) => weft_client::MetadClient::with_transport(cfg.metad.clone(), t.clone()),
+        None => weft_client::MetadClient::new(cfg.metad.clone()),
+    }
+    .with_deadline(Duration::from_secs(10));
+    let datad = match in_process {
+        Some(t) => weft_client::DatadClient::with_transport(
+            weft_client::DatadClientLimits::default(),
+            t.clone(),
+        ),
+        None => weft_client::DatadClient::new(),
+    };
     let repair = crate::repair::RepairContext {
         node,
         store: store.clone(),
         metad: metad.clone(),
-        datad: weft_client::DatadClient::with_transport(
-            weft_client::DatadClientLimits::default(),
-            transport.clone(),
-        ),
+        datad,
         throttle: Arc::new(crate::throttle::Throttle::new(
             weft_common::repair::REPAIR_RATE_DEFAULT,
         )),

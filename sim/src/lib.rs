@@ -115,8 +115,15 @@ impl SimOutcome {
     }
 }
 
+/// The clock, the disk and the failpoint switches are the process's: one
+/// run at a time (tests that share a process wait for each other).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs one simulation on a fresh current-thread runtime with paused time.
 pub fn run(cfg: &SimConfig) -> SimOutcome {
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     weft_common::effects::enter_simulation();
     for bug in weft_common::failpoints::Bug::ALL {
         weft_common::failpoints::set(bug, false);

@@ -451,7 +451,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_duplicated_request_is_applied_twice_and_answered_once() {
+    async fn a_duplicated_request_is_applied_twice_and_its_caller_gets_one_answer() {
         let net = SimNet::new(1);
         let hits = Arc::new(AtomicU32::new(0));
         net.serve("127.0.1.9:7000", counting_router(hits.clone()));
