@@ -25,8 +25,10 @@
 #![warn(missing_docs)]
 
 mod clock;
+mod cluster;
 mod data;
 mod disk;
+mod nemesis;
 pub mod net;
 mod s3_workload;
 mod workload;
@@ -34,16 +36,14 @@ mod workload;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
+use cluster::{voter_addr, Cluster, VOTERS};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use sha2::{Digest, Sha256};
-use tokio_util::sync::CancellationToken;
 use weft_client::MetadClient;
 use weft_common::rpc::{Query, QueryResult};
-use weft_metad::node::{MetadConfig, MetadHandle};
 
 pub use net::{NetFaults, NetStats, SimNet};
 
@@ -151,11 +151,13 @@ pub fn run(cfg: &SimConfig) -> SimOutcome {
     }
     clock::install_and_reset();
     weft_common::effects::seed_thread(cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 1);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .expect("a current-thread runtime builds");
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    builder.enable_all().start_paused(true);
+    // tokio's `select!` picks among ready branches from a runtime generator
+    // that only an unstable setting can seed.
+    #[cfg(tokio_unstable)]
+    builder.rng_seed(tokio::runtime::RngSeed::from_bytes(&cfg.seed.to_le_bytes()));
+    let rt = builder.build().expect("a current-thread runtime builds");
     rt.block_on(simulate(cfg.clone()))
 }
 
@@ -181,101 +183,6 @@ impl Trace {
             h.update(b"\n");
         }
         hex::encode(&h.finalize()[..16])
-    }
-}
-
-const VOTERS: usize = 3;
-
-fn voter_addr(i: usize) -> String {
-    format!("127.0.1.{}:7000", i + 1)
-}
-
-struct Cluster {
-    dir: tempfile::TempDir,
-    disk: Arc<disk::SwapDisk>,
-    net: SimNet,
-    voters: Vec<Option<(MetadHandle, CancellationToken)>>,
-    data: data::DataPlane,
-    data_plane: bool,
-    power_cuts: PowerCuts,
-}
-
-impl Cluster {
-    async fn start(&mut self, i: usize) -> Result<(), String> {
-        let addr = voter_addr(i);
-        let cfg = MetadConfig {
-            id: i as u64 + 1,
-            listen: addr.parse().expect("valid voter address"),
-            data_dir: self.dir.path().join(format!("metad-{}", i + 1)),
-            bootstrap: false,
-            // Small, so snapshots are taken and installed during a run.
-            snapshot_logs: 64,
-            snapshot_logs_keep: 16,
-            ..MetadConfig::default()
-        };
-        let cancel = CancellationToken::new();
-        let (handle, router) =
-            weft_metad::node::start_in_process(cfg, self.net.endpoint(&addr), cancel.clone())
-                .await
-                .map_err(|e| format!("voter {} did not start: {e}", i + 1))?;
-        self.net.serve(&addr, router);
-        self.voters[i] = Some((handle, cancel));
-        Ok(())
-    }
-
-    /// Stops voter `i` as a kill would: it answers nothing from now on and
-    /// its raft core stops without a flush of the state machine.
-    async fn crash(&mut self, i: usize) {
-        self.net.unserve(&voter_addr(i));
-        if let Some((handle, cancel)) = self.voters[i].take() {
-            cancel.cancel();
-            let _ = handle.raft().shutdown().await;
-            drop(handle);
-        }
-    }
-
-    async fn start_datad(&mut self, i: usize) -> Result<(), String> {
-        let metad = (0..VOTERS).map(voter_addr).collect();
-        self.data
-            .start_datad(i, &self.net, self.dir.path(), metad)
-            .await
-    }
-
-    /// Every voter and data node loses power at once: all stop, and every
-    /// change their disks had not made durable is undone before they start
-    /// again. (The gateway keeps running: it has no disk.)
-    async fn power_cut(&mut self) -> Result<String, String> {
-        for i in 0..VOTERS {
-            self.crash(i).await;
-        }
-        for i in 0..data::DATADS {
-            self.data.crash_datad(i, &self.net).await;
-        }
-        // Let the stopped voters' last tasks end and release their files.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let undone = self
-            .disk
-            .cut()
-            .map_err(|e| format!("power-cut recovery failed: {e}"))?;
-        self.power_cuts.cuts += 1;
-        self.power_cuts.writes_undone += undone.writes;
-        self.power_cuts.entries_undone += undone.entries;
-        for i in 0..VOTERS {
-            self.start(i).await?;
-        }
-        if self.data_plane {
-            for i in 0..data::DATADS {
-                self.start_datad(i).await?;
-            }
-        }
-        Ok(format!(
-            "{} writes and {} entries undone",
-            undone.writes, undone.entries
-        ))
-    }
-
-    fn live(&self) -> Vec<usize> {
-        (0..VOTERS).filter(|i| self.voters[*i].is_some()).collect()
     }
 }
 
@@ -398,7 +305,7 @@ async fn simulate(cfg: SimConfig) -> SimOutcome {
             left.set(left.get() - 1);
         }
     });
-    let nemesis = nemesis(
+    let nemesis = nemesis::nemesis(
         StdRng::seed_from_u64(cfg.seed ^ 0xDEAD_BEEF),
         cluster.clone(),
         trace.clone(),
@@ -488,94 +395,6 @@ fn outcome(
         net: net.stats(),
         simulated: started.elapsed(),
         tail: t.lines.iter().rev().take(30).rev().cloned().collect(),
-    }
-}
-
-/// Faults while any worker runs: every 0.2–1.5 s of simulated time, one of
-/// crash a voter (never more than one down, so the group keeps a
-/// majority), restart it, cut one voter off from the others, heal, or jump
-/// the wall clock.
-async fn nemesis(
-    mut rng: StdRng,
-    cluster: Rc<tokio::sync::Mutex<Cluster>>,
-    trace: Rc<RefCell<Trace>>,
-    workers_left: Rc<Cell<usize>>,
-    crashes: Rc<Cell<u32>>,
-    failures: Rc<RefCell<Vec<String>>>,
-) {
-    while workers_left.get() > 0 {
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(200..1500))).await;
-        if workers_left.get() == 0 {
-            break;
-        }
-        let mut c = cluster.lock().await;
-        let live = c.live();
-        let actions = if c.data_plane { 8 } else { 6 };
-        let line = match rng.gen_range(0..actions) {
-            0 if live.len() == VOTERS => {
-                let i = live[rng.gen_range(0..live.len())];
-                c.crash(i).await;
-                crashes.set(crashes.get() + 1);
-                format!("nemesis: crash voter {}", i + 1)
-            }
-            1 if live.len() < VOTERS => {
-                let i = (0..VOTERS)
-                    .find(|i| !live.contains(i))
-                    .expect("one is down");
-                match c.start(i).await {
-                    Ok(()) => format!("nemesis: restart voter {}", i + 1),
-                    Err(e) => format!("nemesis: restart failed: {e}"),
-                }
-            }
-            2 => {
-                let i = rng.gen_range(0..VOTERS);
-                for j in (0..VOTERS).filter(|j| *j != i) {
-                    c.net.cut(&voter_addr(i), &voter_addr(j));
-                }
-                format!("nemesis: cut voter {} off", i + 1)
-            }
-            3 => {
-                c.net.heal();
-                "nemesis: heal".to_string()
-            }
-            5 => {
-                crashes.set(crashes.get() + VOTERS as u32);
-                match c.power_cut().await {
-                    Ok(undone) => format!("nemesis: power cut ({undone})"),
-                    Err(e) => {
-                        failures.borrow_mut().push(e.clone());
-                        format!("nemesis: power cut failed: {e}")
-                    }
-                }
-            }
-            6 if c.data.live_datads().len() > data::DATADS - 2 => {
-                let live = c.data.live_datads();
-                let i = live[rng.gen_range(0..live.len())];
-                let net = c.net.clone();
-                c.data.crash_datad(i, &net).await;
-                crashes.set(crashes.get() + 1);
-                format!("nemesis: crash datad {}", i + 1)
-            }
-            7 if c.data.live_datads().len() < data::DATADS => {
-                let i = (0..data::DATADS)
-                    .find(|i| c.data.datads[*i].is_none())
-                    .expect("one is down");
-                match c.start_datad(i).await {
-                    Ok(()) => format!("nemesis: restart datad {}", i + 1),
-                    Err(e) => {
-                        failures.borrow_mut().push(e.clone());
-                        format!("nemesis: datad restart failed: {e}")
-                    }
-                }
-            }
-            _ => {
-                let jump = rng.gen_range(-30_000i64..=30_000);
-                clock::jump(jump);
-                format!("nemesis: wall clock jumps {jump} ms")
-            }
-        };
-        drop(c);
-        trace.borrow_mut().log(line);
     }
 }
 
