@@ -314,7 +314,14 @@ async fn start_on(
         cfg.capacity_bytes,
         thresholds,
         cfg.data_dir.clone(),
-        Arc::new(weft_common::space::Statvfs),
+        // In process (the simulator), the machine's free space must not
+        // steer the run.
+        match &in_process {
+            Some(_) => {
+                Arc::new(weft_common::space::NeverFull) as Arc<dyn weft_common::space::FsStats>
+            }
+            None => Arc::new(weft_common::space::Statvfs),
+        },
     ));
     {
         let space = space.clone();

@@ -354,9 +354,10 @@ pub async fn start_in_process(
     transport: weft_client::SharedTransport,
     cancel: CancellationToken,
 ) -> Result<(MetadHandle, axum::Router), MetadError> {
+    // The machine's free space must not steer a simulated run.
     start_on(
         cfg,
-        Arc::new(weft_common::space::Statvfs),
+        Arc::new(weft_common::space::NeverFull),
         Endpoint::InProcess(transport),
         cancel,
     )
