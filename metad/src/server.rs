@@ -52,6 +52,10 @@ pub struct AppState {
     /// Set while this leader steps down: it proposes nothing, so followers'
     /// election timers run out.
     pub stepping_down: std::sync::atomic::AtomicBool,
+    /// False while a voter that restarted as leader has not committed an
+    /// entry of its own yet (`node::read_barrier`): its commit index may be
+    /// behind what it acknowledged, so it answers no read.
+    pub reads_ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Set once the raft core has stopped for good.
     pub fatal: tokio::sync::watch::Receiver<Option<crate::RaftFatal>>,
     /// From this voter's config: what this voter seeds the cluster's timers

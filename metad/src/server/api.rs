@@ -103,6 +103,13 @@ async fn ensure_leader_read(s: &AppState) -> Result<(), ApiError> {
     if s.stepping_down.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::not_leader(None));
     }
+    if !s.reads_ready.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            RpcErrorCode::Unavailable,
+            "restarted as leader: reads wait until a new entry commits",
+        ));
+    }
     match s.raft.ensure_linearizable().await {
         Ok(_) => Ok(()),
         Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
