@@ -251,37 +251,40 @@ pub enum RaftStartError {
     /// The first disk space check did not finish.
     #[error("space check task failed: {0}")]
     SpaceCheck(tokio::task::JoinError),
+    /// The stored vote or log state could not be read at start.
+    #[error("read the stored vote and log state: {0}")]
+    Restore(String),
 }
 
 /// A voter whose vote was committed restarts as the leader of its old term
-/// (openraft restores it) and would answer linearizable reads at the first
-/// entry of that term or at the commit index it saved, whichever is later.
-/// The saved commit index is a hint written without an fsync, so after a
-/// power loss it can be behind writes this leader acknowledged: a read would
-/// miss them (`weft sim --seed 22 --data-plane` found exactly that after a
-/// whole-cluster power cut). So such a voter answers no read until an entry
-/// it appends now has committed (and with it everything before it), or it
-/// has lost the leadership (a later term's leader has a first entry of its
-/// own to commit).
-async fn read_barrier(raft: Raft, id: u64, term: u64, ready: Arc<std::sync::atomic::AtomicBool>) {
+/// (openraft restores it) and would answer linearizable reads at the later
+/// of that term's first entry and the commit index it saved. The saved
+/// commit index is a hint written without an fsync, so after a power loss it
+/// can be behind writes this leader acknowledged: a read would miss them
+/// (`weft sim --seed 22 --data-plane` found exactly that after a
+/// whole-cluster power cut). Such a voter therefore answers a read only at
+/// a read index past everything in its log at start, or of a later term
+/// ([`crate::server::ReadFloor`]), and appends an empty batch at once so the
+/// commit index gets there without waiting for a client's write.
+async fn read_barrier(raft: Raft, id: u64, floor: crate::server::ReadFloor) {
     tracing::info!(
         id,
-        term,
-        "restarted as leader; reads wait for a new entry to commit"
+        term = floor.term,
+        index = floor.index,
+        "restarted as leader; reads wait until the commit index passes the log"
     );
-    let outcome = raft
-        .client_write(weft_common::rpc::Command::Batch {
-            commands: Vec::new(),
-        })
-        .await;
-    match outcome {
-        Ok(_) => tracing::info!(id, term, "read barrier committed; serving reads"),
-        Err(e) => {
-            tracing::info!(id, term, error = %e, "read barrier not committed here; leadership moved on")
-        }
+    let write = raft.client_write(weft_common::rpc::Command::Batch {
+        commands: Vec::new(),
+    });
+    match tokio::time::timeout(READ_BARRIER_TIMEOUT, write).await {
+        Ok(Ok(_)) => tracing::info!(id, "read barrier committed"),
+        Ok(Err(e)) => tracing::info!(id, error = %e, "read barrier not committed here; leadership moved on"),
+        Err(_) => tracing::warn!(id, "read barrier not committed within {READ_BARRIER_TIMEOUT:?}; reads wait for the next write to commit"),
     }
-    ready.store(true, std::sync::atomic::Ordering::SeqCst);
 }
+
+/// How long the read barrier's write is waited for.
+const READ_BARRIER_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn store_hint(e: &crate::error::MetaError) -> &'static str {
     use crate::error::MetaError;
@@ -493,12 +496,23 @@ async fn start_on(
 
     // Read before raft starts: whether this voter comes back as the leader
     // of its old term (see `read_barrier`).
-    let restored_leader_term = {
+    let read_floor = {
         use openraft::storage::RaftLogStorage;
         let mut reader = log.clone();
-        match reader.read_vote().await {
-            Ok(Some(v)) if v.is_committed() && v.leader_id().voted_for() == Some(cfg.id) => {
-                Some(v.leader_id().term)
+        let restore_err = |e: openraft::StorageError<crate::RaftNodeId>| {
+            MetadError::Raft(RaftStartError::Restore(e.to_string()))
+        };
+        match reader.read_vote().await.map_err(restore_err)? {
+            Some(v) if v.is_committed() && v.leader_id().voted_for() == Some(cfg.id) => {
+                let last = reader
+                    .get_log_state()
+                    .await
+                    .map_err(restore_err)?
+                    .last_log_id;
+                last.map(|l| crate::server::ReadFloor {
+                    term: v.leader_id().term,
+                    index: l.index,
+                })
             }
             _ => None,
         }
@@ -532,16 +546,8 @@ async fn start_on(
         tracing::info!(id = cfg.id, %advertise, "initialized a new metadata group");
     }
 
-    let reads_ready = Arc::new(std::sync::atomic::AtomicBool::new(
-        restored_leader_term.is_none(),
-    ));
-    if let Some(term) = restored_leader_term {
-        tokio::spawn(read_barrier(
-            raft.clone(),
-            cfg.id,
-            term,
-            reads_ready.clone(),
-        ));
+    if let Some(floor) = read_floor {
+        tokio::spawn(read_barrier(raft.clone(), cfg.id, floor));
     }
     let fatal = crate::health::watch_fatal(cfg.id, raft.clone(), cancel.clone());
     // Made (or released) before raft writes anything, so a disk that is
@@ -575,7 +581,7 @@ async fn start_on(
         space: space.clone(),
         writes: crate::group_commit::GroupCommit::start(raft.clone()),
         stepping_down: Default::default(),
-        reads_ready: reads_ready.clone(),
+        read_floor,
         fatal: fatal.clone(),
         upload_timers: cfg.upload_timers(),
     });

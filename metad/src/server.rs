@@ -52,10 +52,10 @@ pub struct AppState {
     /// Set while this leader steps down: it proposes nothing, so followers'
     /// election timers run out.
     pub stepping_down: std::sync::atomic::AtomicBool,
-    /// False while a voter that restarted as leader has not committed an
-    /// entry of its own yet (`node::read_barrier`): its commit index may be
-    /// behind what it acknowledged, so it answers no read.
-    pub reads_ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Set when this voter started with a committed vote for itself: its
+    /// reads must wait for a read index past its log at start (see
+    /// [`ReadFloor`]).
+    pub read_floor: Option<ReadFloor>,
     /// Set once the raft core has stopped for good.
     pub fatal: tokio::sync::watch::Receiver<Option<crate::RaftFatal>>,
     /// From this voter's config: what this voter seeds the cluster's timers
@@ -101,6 +101,29 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.0, Json(self.1)).into_response()
+    }
+}
+
+/// What a voter restored as the leader of its old term must read past: a
+/// read index of a later term, or one at or past the last entry its log
+/// held at start (everything it may have acknowledged). Its saved commit
+/// index is an unsynced hint and may be behind (`node::read_barrier`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadFloor {
+    /// The restored term.
+    pub term: u64,
+    /// The index of the last entry in the log at start.
+    pub index: u64,
+}
+
+impl ReadFloor {
+    /// Whether a read at `read` sees everything this voter may have
+    /// acknowledged before it restarted.
+    pub fn allows(&self, read: Option<&openraft::LogId<crate::RaftNodeId>>) -> bool {
+        match read {
+            Some(r) => r.leader_id.term > self.term || r.index >= self.index,
+            None => false,
+        }
     }
 }
 
@@ -237,4 +260,24 @@ pub(crate) fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod read_floor_tests {
+    use super::ReadFloor;
+    use openraft::{CommittedLeaderId, LogId};
+
+    fn at(term: u64, index: u64) -> LogId<u64> {
+        LogId::new(CommittedLeaderId::new(term, 1), index)
+    }
+
+    #[test]
+    fn a_restored_leader_reads_only_past_its_log_or_in_a_later_term() {
+        let floor = ReadFloor { term: 7, index: 40 };
+        assert!(!floor.allows(Some(&at(7, 39))), "the stale commit hint");
+        assert!(floor.allows(Some(&at(7, 40))));
+        assert!(floor.allows(Some(&at(7, 41))));
+        assert!(floor.allows(Some(&at(8, 12))), "a later term's first entry");
+        assert!(!floor.allows(None));
+    }
 }

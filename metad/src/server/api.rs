@@ -103,15 +103,15 @@ async fn ensure_leader_read(s: &AppState) -> Result<(), ApiError> {
     if s.stepping_down.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::not_leader(None));
     }
-    if !s.reads_ready.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            RpcErrorCode::Unavailable,
-            "restarted as leader: reads wait until a new entry commits",
-        ));
-    }
     match s.raft.ensure_linearizable().await {
-        Ok(_) => Ok(()),
+        Ok(read) => match s.read_floor {
+            Some(floor) if !floor.allows(read.as_ref()) => Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                RpcErrorCode::Unavailable,
+                "restarted as leader: reads wait until the commit index passes the log it restarted with",
+            )),
+            _ => Ok(()),
+        },
         Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
             Err(ApiError::not_leader(f.leader_node))
         }
