@@ -5,7 +5,6 @@
 //! byte, or a 404 when "no object" is among them.
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -164,22 +163,8 @@ pub(crate) async fn final_reads(
     models: &Rc<RefCell<Models>>,
     trace: &Rc<RefCell<Trace>>,
 ) -> Vec<String> {
-    let keys: BTreeSet<String> = models.borrow().keys_with_prefix("s3:");
-    let mut failures = Vec::new();
-    for model_key in keys {
-        let key = model_key.trim_start_matches("s3:");
-        match get(s3, key).await {
-            Ok(got) => {
-                trace
-                    .borrow_mut()
-                    .log(format!("final GET {key} -> {got:?}"));
-                let mut m = models.borrow_mut();
-                let before = m.failures.len();
-                m.check_read(&model_key, &got, "final GET");
-                failures.extend(m.failures.drain(before..));
-            }
-            Err(e) => failures.push(format!("final GET of {key} failed with no faults: {e}")),
-        }
-    }
-    failures
+    crate::workload::check_final(models, trace, "s3:", "s3:", "final GET", |key| async move {
+        get(s3, &key).await
+    })
+    .await
 }

@@ -197,18 +197,43 @@ pub(crate) async fn final_reads(
     models: &Rc<RefCell<Models>>,
     trace: &Rc<RefCell<Trace>>,
 ) -> Vec<String> {
-    let keys = models.borrow().keys_with_prefix("w");
+    check_final(models, trace, "w", "", "final", |key| async move {
+        read(client, &key).await
+    })
+    .await
+}
+
+/// Reads every model key starting with `prefix` once more through `read`
+/// (given the key without `strip`), after the faults stopped, and checks
+/// each answer: the last check of every workload.
+pub(crate) async fn check_final<F, Fut>(
+    models: &Rc<RefCell<Models>>,
+    trace: &Rc<RefCell<Trace>>,
+    prefix: &str,
+    strip: &str,
+    what: &str,
+    read: F,
+) -> Vec<String>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<String>, String>>,
+{
+    let keys = models.borrow().keys_with_prefix(prefix);
     let mut failures = Vec::new();
-    for key in keys {
-        match read(client, &key).await {
+    for model_key in keys {
+        let key = model_key
+            .strip_prefix(strip)
+            .unwrap_or(&model_key)
+            .to_string();
+        match read(key.clone()).await {
             Ok(got) => {
-                trace.borrow_mut().log(format!("final {key} -> {got:?}"));
+                trace.borrow_mut().log(format!("{what} {key} -> {got:?}"));
                 let mut m = models.borrow_mut();
                 let before = m.failures.len();
-                m.check_read(&key, &got, "final read");
+                m.check_read(&model_key, &got, what);
                 failures.extend(m.failures.drain(before..));
             }
-            Err(e) => failures.push(format!("final read of {key} failed with no faults: {e}")),
+            Err(e) => failures.push(format!("{what} of {key} failed with no faults: {e}")),
         }
     }
     failures
