@@ -79,12 +79,17 @@ pub struct SimArgs {
     /// Run each seed twice and fail unless both runs leave the same trace.
     #[arg(long)]
     pub check_determinism: bool,
-    /// Also simulate six data nodes and an S3 gateway under S3 clients and
-    /// data-node crashes. Experimental: not yet in CI; see docs/testing.md.
+    /// Also simulate six data nodes and an S3 gateway under S3 clients,
+    /// data-node crashes and shard rot.
     #[arg(long)]
     pub data_plane: bool,
-    /// Re-introduce a fixed bug (ack-before-commit, unknown-as-not-applied);
-    /// the run should fail. Only in builds with the `failpoints` feature.
+    /// Write each run's whole trace (every operation, answer and fault, in
+    /// order) to this file; with `--seeds`, the last run's.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<std::path::PathBuf>,
+    /// Re-introduce a fixed bug (ack-before-commit, unknown-as-not-applied,
+    /// skip-fsync, self-releasing-put-part, whole-file-scrub-drop); the run
+    /// should fail. Only in builds with the `failpoints` feature.
     #[cfg(feature = "failpoints")]
     #[arg(long)]
     pub bug: Option<String>,

@@ -111,6 +111,54 @@ async fn writes_with_a_node_down_stay_readable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_whose_source_cannot_be_read_is_503_not_a_broken_body() {
+    // Every node up (so the copy's write could succeed), but the source's
+    // second stripe has lost three of six shards to rot: one more than
+    // parity covers. (The second, so the failure comes while the copy
+    // streams, after the first stripe was read and written.)
+    let tc = TestCluster::start_with(|c| {
+        c.datad.scrub_period_ms = 3_600_000;
+    })
+    .await;
+    let s3 = tc.root_client();
+    assert_eq!(s3.mb("rotcopy").await.status, 200);
+    s3.must_put("rotcopy", "src", data(43, 9 << 20)).await;
+    // Stripe 1 starts 1 MiB (one unit, 16 blocks of 64 KiB) into each
+    // shard; each block is followed by its 4-byte crc.
+    let offset = 64 + 16 * (64 * 1024 + 4) + 1000;
+    for i in 0..3u8 {
+        let index = ShardIndex(i);
+        let (segment, holder) = shard_placement(&tc, "rotcopy", "src", index).await;
+        let holder = holder.expect("every shard is placed after the PUT");
+        let store = tc.c().datad_store(holder.0 as usize - 1).unwrap();
+        let path = store.path_of(segment, index);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[offset] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+    }
+    let r = s3
+        .request(
+            "PUT",
+            "/rotcopy/dst",
+            &[],
+            &[("x-amz-copy-source", "/rotcopy/src")],
+            vec![],
+        )
+        .await;
+    // The source is the server's problem (503, retry later), not the
+    // client's body (400 IncompleteBody, which the copy path once answered
+    // because it streams the source into the writer as a request body).
+    assert_eq!(
+        (r.status, r.error_code().as_deref()),
+        (503, Some("ServiceUnavailable")),
+        "copy of an unreadable source: {}",
+        r.text()
+    );
+    assert_eq!(s3.get("rotcopy", "dst").await.status, 404, "nothing was copied");
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_block_is_repaired_from_parity_on_read() {
     // Scrub off, so only the read can find the damage; repair timers short.
     let tc = TestCluster::start_with(|c| {

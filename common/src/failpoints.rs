@@ -17,14 +17,27 @@ pub enum Bug {
     /// acknowledged as durable (the simulator's disk honours it; the chaos
     /// image has its own switch for real processes).
     SkipFsync,
+    /// metad applies a re-sent `PutPart` as if it were new (no request-id
+    /// memory, no no-op for a part that already points at the same
+    /// segments) and reports the part's own segments as replaced, so the
+    /// gateway frees the shards the upload still references: the bug a
+    /// lost response plus a retry used to trigger.
+    SelfReleasingPutPart,
+    /// The scrubber removes a shard file with any bad block instead of
+    /// reporting the blocks for repair, so rot in different stripes of
+    /// more than m shards of one segment loses it although every stripe
+    /// kept k good shards.
+    WholeFileScrubDrop,
 }
 
 impl Bug {
     /// Every bug, for `--bug` help and the tests.
-    pub const ALL: [Bug; 3] = [
+    pub const ALL: [Bug; 5] = [
         Bug::AckBeforeCommit,
         Bug::UnknownAsNotApplied,
         Bug::SkipFsync,
+        Bug::SelfReleasingPutPart,
+        Bug::WholeFileScrubDrop,
     ];
 
     /// The name `weft sim --bug` takes.
@@ -33,6 +46,8 @@ impl Bug {
             Bug::AckBeforeCommit => "ack-before-commit",
             Bug::UnknownAsNotApplied => "unknown-as-not-applied",
             Bug::SkipFsync => "skip-fsync",
+            Bug::SelfReleasingPutPart => "self-releasing-put-part",
+            Bug::WholeFileScrubDrop => "whole-file-scrub-drop",
         }
     }
 

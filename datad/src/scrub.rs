@@ -97,6 +97,14 @@ async fn pass(
     for (segment, index) in shards {
         match scan(store, segment, index, throttle, metrics).await {
             Ok(None) => {}
+            Ok(Some(damage))
+                if weft_common::failpoints::active(
+                    weft_common::failpoints::Bug::WholeFileScrubDrop,
+                ) =>
+            {
+                tracing::warn!(%segment, %index, %damage, "scrub found bad blocks; dropping the whole shard (re-introduced bug)");
+                let _ = store.delete(segment, index).await;
+            }
             Ok(Some(damage)) => {
                 let seen = state
                     .known

@@ -59,6 +59,13 @@ pub(crate) fn apply_command(tx: &WriteTransaction, cmd: &Command) -> Outcome {
                     supported: COMMAND_FORMAT,
                 });
             }
+            if matches!(**command, Command::PutPart { .. })
+                && weft_common::failpoints::active(
+                    weft_common::failpoints::Bug::SelfReleasingPutPart,
+                )
+            {
+                return apply_command(tx, command);
+            }
             return crate::requests::apply_once(tx, *id, *at_ms, |tx| apply_command(tx, command));
         }
         Command::Batch { commands } => {
@@ -509,18 +516,23 @@ fn put_part(tx: &WriteTransaction, upload_id: &str, part: &UploadPart) -> Outcom
             .map(|s| s.id)
             .eq(part.segments.iter().map(|s| s.id))
     });
-    if same {
+    let bug = weft_common::failpoints::active(weft_common::failpoints::Bug::SelfReleasingPutPart);
+    if same && !bug {
         // Applied again: the part already points at these segments.
         return Ok(CommandResult::Released { segments: vec![] }.into());
+    }
+    if same {
+        tracing::warn!(upload_id, part = part.part_number, "PutPart applied again releases its own segments (re-introduced bug)");
     }
     let old = upload.put_part(part.clone());
     let v = sealed::<&str, _>(upload_id, &upload);
     t.insert(upload_id, v.as_slice())?;
     let mut effects = Effects::default();
+    let keep: &[Segment] = if bug { &[] } else { &part.segments };
     let segments = releasing(
         tx,
         old.map(|p| p.segments).unwrap_or_default(),
-        &part.segments,
+        keep,
         &mut effects,
     )?;
     effects.add(

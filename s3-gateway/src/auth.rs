@@ -4,16 +4,24 @@ use moka::future::Cache;
 use s3s::auth::{Credentials, S3Auth, SecretKey};
 use s3s::{s3_error, S3Result};
 use std::time::Duration;
+use tokio::time::Instant;
 use weft_client::MetadClient;
 use weft_common::manifest::{AccessKey, BucketInfo};
 use weft_common::rpc::{Query, QueryResult};
 
 /// Looks up access keys in metad. Entries live for a few seconds so a
 /// deleted key stops working quickly without a metad read per request.
+///
+/// Freshness is judged on tokio's clock (each entry carries when it was
+/// fetched), not by moka's own timer: moka reads the machine's clock, which
+/// under simulation would make a cache hit depend on how fast this machine
+/// ran rather than on the seed. moka's time-to-live stays as the bound on
+/// memory in production.
 #[derive(Clone)]
 pub struct KeyStore {
     metad: MetadClient,
-    cache: Cache<String, Option<AccessKey>>,
+    ttl: Duration,
+    cache: Cache<String, (Instant, Option<AccessKey>)>,
     /// Keys last seen, kept for an hour: used only when metad cannot answer,
     /// so the admin API (repair status above all) keeps working during a
     /// partition. A key deleted meanwhile stays usable here until metad is
@@ -26,23 +34,35 @@ use crate::limits::STALE_LOOKUP_DEADLINE;
 impl KeyStore {
     /// A key store over `metad`, caching answers for `ttl`.
     pub fn new(metad: MetadClient, ttl: Duration) -> Self {
+        // Under simulation moka never expires anything by itself: the stamp
+        // decides, on the simulated clock.
+        let backstop = |d: Duration| {
+            if weft_common::effects::simulated() {
+                Duration::from_secs(100 * 365 * 24 * 3600)
+            } else {
+                d
+            }
+        };
         KeyStore {
             metad,
+            ttl,
             cache: Cache::builder()
                 .max_capacity(10_000)
-                .time_to_live(ttl)
+                .time_to_live(backstop(ttl))
                 .build(),
             last_known: Cache::builder()
                 .max_capacity(10_000)
-                .time_to_live(Duration::from_secs(3600))
+                .time_to_live(backstop(Duration::from_secs(3600)))
                 .build(),
         }
     }
 
     /// The key with this id, if it exists.
     pub async fn get(&self, access_key: &str) -> S3Result<Option<AccessKey>> {
-        if let Some(k) = self.cache.get(access_key).await {
-            return Ok(k);
+        if let Some((fetched, k)) = self.cache.get(access_key).await {
+            if fetched.elapsed() < self.ttl {
+                return Ok(k);
+            }
         }
         let q = Query::AccessKey {
             access_key: access_key.to_string(),
@@ -63,7 +83,9 @@ impl KeyStore {
                 None => return Err(crate::error::key_lookup_failed(e)),
             },
         };
-        self.cache.insert(access_key.to_string(), key.clone()).await;
+        self.cache
+            .insert(access_key.to_string(), (Instant::now(), key.clone()))
+            .await;
         match &key {
             Some(k) => {
                 self.last_known

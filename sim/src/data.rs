@@ -19,6 +19,18 @@ pub(crate) const ACCESS_KEY: &str = "SIMROOTACCESSKEY0001";
 pub(crate) const SECRET_KEY: &str = "sim-root-secret-key-for-seeded-runs-only";
 pub(crate) const REGION: &str = "us-east-1";
 
+/// A scrub pass starts this often on every data node.
+const SCRUB_PERIOD_MS: u64 = 5_000;
+/// The simulated cluster's EC unit: one shard-file block per shard per
+/// stripe, so an object of a few hundred KiB spans several stripes and rot
+/// can hit different stripes of different shards.
+pub(crate) const UNIT_BYTES: u32 = 64 * 1024;
+/// Shard-file layout (datad/src/shard_file.rs): a 64-byte header, then
+/// each block's data and its crc32c.
+const SHARD_HEADER_BYTES: u64 = 64;
+const SHARD_BLOCK_BYTES: u64 = 64 * 1024;
+const SHARD_BLOCK_CRC_BYTES: u64 = 4;
+
 pub(crate) fn datad_addr(i: usize) -> String {
     format!("127.0.3.{}:7100", i + 1)
 }
@@ -26,6 +38,8 @@ pub(crate) fn datad_addr(i: usize) -> String {
 /// The running data nodes and gateway.
 pub(crate) struct DataPlane {
     pub(crate) datads: Vec<Option<(DatadHandle, CancellationToken)>>,
+    /// Segments the nemesis rotted (each once).
+    pub(crate) rotted: std::collections::BTreeSet<String>,
     gateway: Option<CancellationToken>,
 }
 
@@ -33,6 +47,7 @@ impl DataPlane {
     pub(crate) fn new() -> DataPlane {
         DataPlane {
             datads: (0..DATADS).map(|_| None).collect(),
+            rotted: Default::default(),
             gateway: None,
         }
     }
@@ -53,6 +68,8 @@ impl DataPlane {
             capacity_bytes: 1 << 30,
             metad,
             heartbeat_interval_ms: 500,
+            // Often, so rot is found by the scrubber within a run.
+            scrub_period_ms: SCRUB_PERIOD_MS,
             ..DatadConfig::default()
         };
         let cancel = CancellationToken::new();
@@ -89,6 +106,7 @@ impl DataPlane {
             region: REGION.into(),
             root_access_key: Some(ACCESS_KEY.into()),
             root_secret_key: Some(SECRET_KEY.into()),
+            profiles: profiles(),
             ..Default::default()
         };
         let cancel = CancellationToken::new();
@@ -112,6 +130,149 @@ impl DataPlane {
         // The gateway's release queues and refreshers end on their own.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+fn profiles() -> weft_common::profile::Profiles {
+    let mut p = weft_common::profile::Profiles::default();
+    for class in &mut p.classes {
+        if let weft_common::profile::Layout::Erasure { unit_bytes, .. } = &mut class.layout {
+            *unit_bytes = UNIT_BYTES;
+        }
+    }
+    p
+}
+
+/// Rots m+1 = 3 shard files of one segment, each in a different block
+/// (so a different stripe): every stripe keeps k good shards, so nothing
+/// may be lost, yet a scrubber that dropped whole files would drop three.
+/// Picks, in name order, the first segment not rotted before with three
+/// files of at least three blocks on live data nodes (once per segment, so
+/// rot never piles up past what the code tolerates). Returns what it did,
+/// or `None` when no segment qualifies.
+pub(crate) fn rot(
+    dir: &std::path::Path,
+    live: &[usize],
+    rotted: &mut std::collections::BTreeSet<String>,
+) -> Option<String> {
+    use std::collections::BTreeMap;
+    let min_len = SHARD_HEADER_BYTES + 2 * (SHARD_BLOCK_BYTES + SHARD_BLOCK_CRC_BYTES) + 1;
+    // Segment name -> files of it (path), in a deterministic order.
+    let mut by_segment: BTreeMap<String, Vec<std::path::PathBuf>> = BTreeMap::new();
+    for i in live {
+        let shards = dir.join(format!("datad-{}", i + 1)).join("shards");
+        let Ok(fans) = std::fs::read_dir(&shards) else {
+            continue;
+        };
+        for fan in fans.flatten() {
+            let Ok(files) = std::fs::read_dir(fan.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let path = f.path();
+                let long = f.metadata().map(|m| m.len() >= min_len).unwrap_or(false);
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if let (true, Some((segment, _))) = (long, name.split_once('.')) {
+                    by_segment.entry(segment.to_string()).or_default().push(path);
+                }
+            }
+        }
+    }
+    let (segment, mut files) = by_segment
+        .into_iter()
+        .find(|(s, f)| f.len() >= 3 && !rotted.contains(s))?;
+    rotted.insert(segment.clone());
+    files.sort();
+    let mut done = Vec::new();
+    for (block, path) in files.iter().take(3).enumerate() {
+        let offset = SHARD_HEADER_BYTES
+            + block as u64 * (SHARD_BLOCK_BYTES + SHARD_BLOCK_CRC_BYTES)
+            + 100;
+        if flip(path, offset).is_ok() {
+            done.push(format!(
+                "{} block {block}",
+                path.file_name().and_then(|n| n.to_str()).unwrap_or("?")
+            ));
+        }
+    }
+    Some(format!("segment {segment}: {}", done.join(", ")))
+}
+
+/// After the faults stopped: every rotted segment metad still refers to
+/// must keep at least k (= 4) of its shard files on disk. Rot is repaired
+/// block by block; a file is never dropped for it, so a referenced segment
+/// short of files is data lost (or one more fault from it) although every
+/// stripe kept k good shards.
+pub(crate) async fn check_rotted(
+    dir: &std::path::Path,
+    rotted: &std::collections::BTreeSet<String>,
+    metad: &weft_client::MetadClient,
+) -> Vec<String> {
+    use std::collections::BTreeMap;
+    use weft_common::rpc::{Query, QueryResult};
+    use weft_common::SegmentId;
+    // Segment -> (files metad still expects, files on disk).
+    let mut count: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for i in 0..DATADS {
+        let mut shards = Vec::new();
+        for segment in rotted {
+            let Ok(id) = segment.parse::<SegmentId>() else {
+                continue;
+            };
+            let fan = dir
+                .join(format!("datad-{}", i + 1))
+                .join("shards")
+                .join(format!("{:02x}", (id.0 >> 120) as u8));
+            for index in 0..6u8 {
+                if fan.join(format!("{segment}.{index}")).exists() {
+                    shards.push((id, index));
+                }
+            }
+        }
+        if shards.is_empty() {
+            continue;
+        }
+        let q = Query::ShardsHeld {
+            node: weft_common::NodeId(i as u64 + 1),
+            shards: shards.clone(),
+        };
+        match metad.query(&q).await {
+            Ok(QueryResult::ShardsHeld { held }) => {
+                for ((id, _), expected) in shards.iter().zip(held) {
+                    let c = count.entry(id.to_string()).or_default();
+                    c.1 += 1;
+                    if expected {
+                        c.0 += 1;
+                    }
+                }
+            }
+            Ok(other) => failures.push(format!("ShardsHeld answered {other:?}")),
+            Err(e) => failures.push(format!("ShardsHeld for datad {}: {e}", i + 1)),
+        }
+    }
+    for segment in rotted {
+        let (expected, on_disk) = count.get(segment).copied().unwrap_or((0, 0));
+        if expected > 0 && expected < 4 {
+            failures.push(format!(
+                "rotted segment {segment} is still referenced but only {expected} of its shard files ({on_disk} on disk in all) remain where metad expects them: fewer than k = 4"
+            ));
+        }
+    }
+    failures
+}
+
+/// Inverts one byte in place, as rot would: beside the simulated disk, in
+/// a file synced long ago, so no power cut undoes it.
+fn flip(path: &std::path::Path, offset: u64) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+    let mut b = [0u8; 1];
+    f.seek(SeekFrom::Start(offset))?;
+    f.read_exact(&mut b)?;
+    b[0] = !b[0];
+    f.seek(SeekFrom::Start(offset))?;
+    f.write_all(&b)?;
+    f.sync_all()
 }
 
 /// The gateway's S3 service as a network handler (whole bodies: the

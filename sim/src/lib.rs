@@ -100,12 +100,17 @@ pub struct SimOutcome {
     /// Whole-group power cuts, and the unsynced writes and directory
     /// entries they undid.
     pub power_cuts: PowerCuts,
+    /// Segments whose shards were rotted (three each, in different
+    /// stripes).
+    pub rotted: usize,
     /// What the network did.
     pub net: NetStats,
     /// Simulated time the run took.
     pub simulated: Duration,
     /// The last lines of the trace (for a failing run's report).
     pub tail: Vec<String>,
+    /// Every line of the trace (`weft sim --trace FILE` writes it).
+    pub trace: Vec<String>,
 }
 
 impl SimOutcome {
@@ -143,9 +148,11 @@ pub fn run(cfg: &SimConfig) -> SimOutcome {
                 reads: 0,
                 crashes: 0,
                 power_cuts: PowerCuts::default(),
+                rotted: 0,
                 net: NetStats::default(),
                 simulated: Duration::ZERO,
                 tail: Vec::new(),
+                trace: Vec::new(),
             };
         }
     }
@@ -319,9 +326,10 @@ async fn simulate(cfg: SimConfig) -> SimOutcome {
         nemesis
     );
 
-    // Quiet: no more faults; every voter back.
+    // Quiet: no more faults; every voter and data node back.
     net.set_faults(NetFaults::NONE);
     net.heal();
+    let rotted;
     {
         let mut c = cluster.lock().await;
         for i in 0..VOTERS {
@@ -331,10 +339,20 @@ async fn simulate(cfg: SimConfig) -> SimOutcome {
                 }
             }
         }
+        if c.data_plane {
+            for i in 0..data::DATADS {
+                if c.data.datads[i].is_none() {
+                    if let Err(e) = c.start_datad(i).await {
+                        failures.push(e);
+                    }
+                }
+            }
+        }
+        rotted = c.data.rotted.len();
     }
     trace
         .borrow_mut()
-        .log("faults stopped; all voters up".into());
+        .log("faults stopped; all voters and data nodes up".into());
     failures.extend(nemesis_failures.borrow().iter().cloned());
     failures.extend(models.borrow().failures.iter().cloned());
     if let Err(e) = converge(&net, &trace).await {
@@ -343,6 +361,17 @@ async fn simulate(cfg: SimConfig) -> SimOutcome {
     let checker = client("127.0.2.251:1");
     failures.extend(workload::final_reads(&checker, &models, &trace).await);
     failures.extend(s3_workload::final_reads(&s3("127.0.2.253:1"), &models, &trace).await);
+    if cfg.data_plane {
+        let c = cluster.lock().await;
+        let rotted = c.data.rotted.clone();
+        let dir = c.dir.path().to_path_buf();
+        drop(c);
+        let found = data::check_rotted(&dir, &rotted, &client("127.0.2.248:1")).await;
+        trace
+            .borrow_mut()
+            .log(format!("rotted segments checked: {} problems", found.len()));
+        failures.extend(found);
+    }
     let power_cuts;
     let (acked, unknown, reads) = {
         let m = models.borrow();
@@ -369,6 +398,7 @@ async fn simulate(cfg: SimConfig) -> SimOutcome {
     );
     out.simulated = started.elapsed();
     out.power_cuts = power_cuts;
+    out.rotted = rotted;
     out
 }
 
@@ -392,9 +422,11 @@ fn outcome(
         reads,
         crashes,
         power_cuts: PowerCuts::default(),
+        rotted: 0,
         net: net.stats(),
         simulated: started.elapsed(),
         tail: t.lines.iter().rev().take(30).rev().cloned().collect(),
+        trace: t.lines.clone(),
     }
 }
 

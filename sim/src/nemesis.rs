@@ -13,8 +13,10 @@ use crate::{clock, data, Trace};
 
 /// Faults while any worker runs: every 0.2–1.5 s of simulated time, one of
 /// crash a voter (never more than one down, so the group keeps a
-/// majority), restart it, cut one voter off from the others, heal, or jump
-/// the wall clock.
+/// majority), restart it, cut one voter off from the others, heal, a
+/// power cut, or jump the wall clock; with the data plane also crash or
+/// restart a data node (at most two down) or rot three shards of one
+/// segment in different stripes ([`data::rot`]).
 pub(crate) async fn nemesis(
     mut rng: StdRng,
     cluster: Rc<tokio::sync::Mutex<Cluster>>,
@@ -30,7 +32,7 @@ pub(crate) async fn nemesis(
         }
         let mut c = cluster.lock().await;
         let live = c.live();
-        let actions = if c.data_plane { 8 } else { 6 };
+        let actions = if c.data_plane { 9 } else { 6 };
         let line = match rng.gen_range(0..actions) {
             0 if live.len() == VOTERS => {
                 let i = live[rng.gen_range(0..live.len())];
@@ -86,6 +88,15 @@ pub(crate) async fn nemesis(
                         failures.borrow_mut().push(e.clone());
                         format!("nemesis: datad restart failed: {e}")
                     }
+                }
+            }
+            // Rot is rarer than crashes: a third of its draws.
+            8 if rng.gen_range(0..3) == 0 => {
+                let live = c.data.live_datads();
+                let dir = c.dir.path().to_path_buf();
+                match data::rot(&dir, &live, &mut c.data.rotted) {
+                    Some(what) => format!("nemesis: rot {what}"),
+                    None => "nemesis: nothing to rot yet".to_string(),
                 }
             }
             _ => {

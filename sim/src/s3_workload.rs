@@ -1,10 +1,12 @@
-//! The simulated S3 clients: PUT, GET and DELETE through the gateway, over
+//! The simulated S3 clients: PUT, multipart upload (part replaced, retried,
+//! completed or aborted), copy, DELETE and GET through the gateway, over
 //! the simulated network, signed like any client. Each worker owns its
 //! keys; the model of a key is the set of bodies (by MD5) it may hold, as in
 //! [`crate::workload`]. A GET must return exactly one of them, byte for
 //! byte, or a 404 when "no object" is among them.
 
 use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -22,8 +24,12 @@ use crate::Trace;
 pub(crate) const WORKERS: usize = 2;
 const KEYS: usize = 3;
 pub(crate) const BUCKET: &str = "s3sim";
-/// Largest object: a few stripes of the default profile.
+/// Largest ordinary object: a stripe or two of the simulated profile.
 const SIZE_MAX: usize = 300_000;
+/// Some objects span three or more stripes ([`crate::data::UNIT_BYTES`]
+/// per shard per stripe, four data shards), so rot can hit a different
+/// stripe in each of three shards.
+const LARGE: std::ops::RangeInclusive<usize> = 600_000..=800_000;
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An S3 client on the simulated network.
@@ -33,10 +39,17 @@ pub(crate) struct S3 {
     transport: SharedTransport,
 }
 
-/// An answer: status and body.
+/// An answer: status, ETag and body.
 pub(crate) struct Answer {
     pub(crate) status: u16,
+    pub(crate) etag: Option<String>,
     pub(crate) body: bytes::Bytes,
+}
+
+impl Answer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body[..self.body.len().min(300)]).into_owned()
+    }
 }
 
 impl S3 {
@@ -54,10 +67,21 @@ impl S3 {
         path: &str,
         body: &[u8],
     ) -> Result<Answer, TransportError> {
+        self.request(method, path, &[], &[], body).await
+    }
+
+    pub(crate) async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Answer, TransportError> {
         let hash = weft_client::s3::payload_hash(body);
         let signed = self
             .signer
-            .sign(&self.http, method, path, &[], &[], &hash)
+            .sign(&self.http, method, path, query, headers, &hash)
             .map_err(|e| TransportError::NotSent(e.to_string()))?;
         let request = signed
             .builder
@@ -67,13 +91,51 @@ impl S3 {
             .map_err(|e| TransportError::NotSent(e.to_string()))?;
         let response = self.transport.execute(request).await?;
         let status = response.status().as_u16();
+        let etag = response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = response.bytes().await?;
-        Ok(Answer { status, body })
+        Ok(Answer { status, etag, body })
+    }
+}
+
+/// What a write's answer tells the model.
+enum Outcome {
+    /// Applied.
+    Done(Answer),
+    /// Refused: nothing changed.
+    Refused(Answer),
+    /// May or may not have been applied.
+    Unknown(String),
+}
+
+fn outcome(answer: Result<Answer, TransportError>) -> Outcome {
+    match answer {
+        // S3 may answer a failed CompleteMultipartUpload with 200 and an
+        // error document.
+        Ok(a) if (200..300).contains(&a.status) && a.body.starts_with(b"<Error") => {
+            Outcome::Unknown(a.text())
+        }
+        Ok(a) if (200..300).contains(&a.status) => Outcome::Done(a),
+        Ok(a) if (400..500).contains(&a.status) => Outcome::Refused(a),
+        Ok(a) => Outcome::Unknown(format!("{}: {}", a.status, a.text())),
+        Err(e) => Outcome::Unknown(e.to_string()),
     }
 }
 
 fn md5_hex(data: &[u8]) -> String {
     hex::encode(Md5::digest(data))
+}
+
+/// The text of the first `<tag>` element of an XML answer.
+fn xml_field(body: &[u8], tag: &str) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let open = format!("<{tag}>");
+    let start = text.find(&open)? + open.len();
+    let len = text[start..].find(&format!("</{tag}>"))?;
+    Some(text[start..start + len].to_string())
 }
 
 /// GET `key`: `Ok(Some(md5))`, `Ok(None)` for 404, `Err` for no answer or
@@ -82,12 +144,259 @@ pub(crate) async fn get(s3: &S3, key: &str) -> Result<Option<String>, String> {
     match s3.call("GET", &format!("/{BUCKET}/{key}"), b"").await {
         Ok(a) if a.status == 200 => Ok(Some(md5_hex(&a.body))),
         Ok(a) if a.status == 404 => Ok(None),
-        Ok(a) => Err(format!(
-            "HTTP {}: {}",
-            a.status,
-            String::from_utf8_lossy(&a.body[..a.body.len().min(200)])
-        )),
+        Ok(a) => Err(format!("HTTP {}: {}", a.status, a.text())),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// One worker's view: its number, generator, trace and the shared models.
+struct Worker<'a> {
+    w: usize,
+    s3: S3,
+    rng: StdRng,
+    trace: &'a Rc<RefCell<Trace>>,
+    models: &'a Rc<RefCell<Models>>,
+}
+
+impl Worker<'_> {
+    fn log(&self, line: String) {
+        self.trace.borrow_mut().log(line);
+    }
+
+    fn fail(&self, line: String) {
+        self.models.borrow_mut().failures.push(line);
+    }
+
+    fn body(&mut self) -> Vec<u8> {
+        let len = if self.rng.gen_range(0..100) < 15 {
+            self.rng.gen_range(LARGE)
+        } else {
+            self.rng.gen_range(0..=SIZE_MAX)
+        };
+        let mut body = vec![0u8; len];
+        self.rng.fill_bytes(&mut body);
+        body
+    }
+
+    /// PUT (`Some` body) or DELETE of `key`.
+    async fn write(&mut self, n: u32, key: &str, body: Option<Vec<u8>>) {
+        let w = self.w;
+        let method = if body.is_some() { "PUT" } else { "DELETE" };
+        let value = body.as_deref().map(md5_hex);
+        let body = body.unwrap_or_default();
+        let answer = self
+            .s3
+            .call(method, &format!("/{BUCKET}/{key}"), &body)
+            .await;
+        let model_key = format!("s3:{key}");
+        let what = match outcome(answer) {
+            Outcome::Done(a) => {
+                self.models
+                    .borrow_mut()
+                    .acknowledge(&model_key, value.clone());
+                format!("{}", a.status)
+            }
+            // A refusal of a well-formed request is a bug here: the bucket
+            // exists and the key is valid.
+            Outcome::Refused(a) => {
+                self.fail(format!(
+                    "s{w} op {n}: {method} {key} refused with {}: {}",
+                    a.status,
+                    a.text()
+                ));
+                format!("refused {}", a.status)
+            }
+            Outcome::Unknown(e) => {
+                self.models.borrow_mut().maybe(&model_key, value.clone());
+                format!("unknown ({e})")
+            }
+        };
+        self.log(format!(
+            "s{w} {method} {key} {} -> {what}",
+            value.as_deref().unwrap_or("-")
+        ));
+    }
+
+    /// A multipart upload of one part (every part but the last must be
+    /// 5 MiB, and small objects keep runs fast), which is sometimes
+    /// uploaded twice (S3 lets a part be replaced) and whose lost answers
+    /// are retried once with the same bytes, as clients do; then completed,
+    /// or sometimes aborted.
+    async fn multipart(&mut self, n: u32, key: &str) {
+        let w = self.w;
+        let path = format!("/{BUCKET}/{key}");
+        let created = self
+            .s3
+            .request("POST", &path, &[("uploads", "")], &[], b"")
+            .await;
+        let upload_id = match outcome(created) {
+            Outcome::Done(a) => match xml_field(&a.body, "UploadId") {
+                Some(id) => id,
+                None => {
+                    self.fail(format!("s{w} op {n}: CreateMultipartUpload answered no UploadId: {}", a.text()));
+                    return;
+                }
+            },
+            Outcome::Refused(a) => {
+                self.fail(format!(
+                    "s{w} op {n}: CreateMultipartUpload {key} refused with {}: {}",
+                    a.status,
+                    a.text()
+                ));
+                return;
+            }
+            Outcome::Unknown(e) => {
+                self.log(format!("s{w} create upload {key} -> unknown ({e})"));
+                return;
+            }
+        };
+        let id = upload_id.as_str();
+        // The part last acknowledged (ETag, MD5 of its bytes), and whether
+        // a later upload of the part had an unknown outcome (so the part
+        // may hold other bytes and completing may rightly be refused).
+        let mut acked: Option<(String, String)> = None;
+        let mut uncertain = false;
+        for _ in 0..self.rng.gen_range(1..=2) {
+            let body = self.body();
+            let md5 = md5_hex(&body);
+            for attempt in 0..2 {
+                let answer = self
+                    .s3
+                    .request(
+                        "PUT",
+                        &path,
+                        &[("partNumber", "1"), ("uploadId", id)],
+                        &[],
+                        &body,
+                    )
+                    .await;
+                match outcome(answer) {
+                    Outcome::Done(a) => {
+                        let Some(etag) = a.etag else {
+                            self.fail(format!("s{w} op {n}: UploadPart answered no ETag"));
+                            return;
+                        };
+                        self.log(format!("s{w} part {key} {md5} (try {attempt}) -> {etag}"));
+                        acked = Some((etag, md5.clone()));
+                        uncertain = false;
+                        break;
+                    }
+                    Outcome::Refused(a) => {
+                        self.fail(format!(
+                            "s{w} op {n}: UploadPart {key} refused with {}: {}",
+                            a.status,
+                            a.text()
+                        ));
+                        return;
+                    }
+                    Outcome::Unknown(e) => {
+                        self.log(format!("s{w} part {key} {md5} (try {attempt}) -> unknown ({e})"));
+                        uncertain = true;
+                    }
+                }
+            }
+        }
+        let model_key = format!("s3:{key}");
+        let Some((etag, md5)) = acked.filter(|_| self.rng.gen_range(0..100) >= 15) else {
+            let answer = self
+                .s3
+                .request("DELETE", &path, &[("uploadId", id)], &[], b"")
+                .await;
+            let what = match outcome(answer) {
+                Outcome::Done(a) => format!("{}", a.status),
+                Outcome::Refused(a) => {
+                    self.fail(format!(
+                        "s{w} op {n}: AbortMultipartUpload {key} refused with {}: {}",
+                        a.status,
+                        a.text()
+                    ));
+                    format!("refused {}", a.status)
+                }
+                Outcome::Unknown(e) => format!("unknown ({e})"),
+            };
+            self.log(format!("s{w} abort upload {key} -> {what}"));
+            return;
+        };
+        let xml = format!(
+            "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>"
+        );
+        let answer = self
+            .s3
+            .request("POST", &path, &[("uploadId", id)], &[], xml.as_bytes())
+            .await;
+        let what = match outcome(answer) {
+            Outcome::Done(a) => {
+                self.models
+                    .borrow_mut()
+                    .acknowledge(&model_key, Some(md5.clone()));
+                format!("{}", a.status)
+            }
+            Outcome::Refused(a) if uncertain => format!("refused {} after an unknown part", a.status),
+            Outcome::Refused(a) => {
+                self.fail(format!(
+                    "s{w} op {n}: CompleteMultipartUpload {key} refused with {}: {}",
+                    a.status,
+                    a.text()
+                ));
+                format!("refused {}", a.status)
+            }
+            Outcome::Unknown(e) => {
+                self.models.borrow_mut().maybe(&model_key, Some(md5.clone()));
+                format!("unknown ({e})")
+            }
+        };
+        self.log(format!("s{w} complete {key} {md5} -> {what}"));
+    }
+
+    /// CopyObject from another of this worker's keys: the copy may hold
+    /// whatever the source may hold.
+    async fn copy(&mut self, n: u32, key: &str, source: &str) {
+        let w = self.w;
+        let may = self.models.borrow_mut().holds(&format!("s3:{source}"));
+        let present: BTreeSet<Option<String>> =
+            may.iter().filter(|v| v.is_some()).cloned().collect();
+        let answer = self
+            .s3
+            .request(
+                "PUT",
+                &format!("/{BUCKET}/{key}"),
+                &[],
+                &[("x-amz-copy-source", &format!("/{BUCKET}/{source}"))],
+                b"",
+            )
+            .await;
+        let model_key = format!("s3:{key}");
+        let what = match outcome(answer) {
+            Outcome::Done(a) if present.is_empty() => {
+                self.fail(format!(
+                    "s{w} op {n}: copy of {source}, which holds no object, answered {}",
+                    a.status
+                ));
+                format!("{}", a.status)
+            }
+            Outcome::Done(a) => {
+                self.models
+                    .borrow_mut()
+                    .acknowledge_any(&model_key, present);
+                format!("{}", a.status)
+            }
+            Outcome::Refused(a) if a.status == 404 && may.contains(&None) => {
+                "no source (404)".to_string()
+            }
+            Outcome::Refused(a) => {
+                self.fail(format!(
+                    "s{w} op {n}: copy {source} -> {key} refused with {}: {}",
+                    a.status,
+                    a.text()
+                ));
+                format!("refused {}", a.status)
+            }
+            Outcome::Unknown(e) => {
+                self.models.borrow_mut().maybe_any(&model_key, present);
+                format!("unknown ({e})")
+            }
+        };
+        self.log(format!("s{w} copy {source} -> {key} -> {what}"));
     }
 }
 
@@ -95,65 +404,44 @@ pub(crate) async fn get(s3: &S3, key: &str) -> Result<Option<String>, String> {
 pub(crate) async fn worker(
     w: usize,
     s3: S3,
-    mut rng: StdRng,
+    rng: StdRng,
     ops: u32,
     trace: &Rc<RefCell<Trace>>,
     models: &Rc<RefCell<Models>>,
 ) {
+    let mut me = Worker {
+        w,
+        s3,
+        rng,
+        trace,
+        models,
+    };
     for n in 0..ops {
-        let key = format!("s{w}/k{}", rng.gen_range(0..KEYS));
-        let model_key = format!("s3:{key}");
-        let roll = rng.gen_range(0..100);
-        if roll < 40 {
-            let got = get(&s3, &key).await;
-            trace.borrow_mut().log(format!("s{w} GET {key} -> {got:?}"));
-            if let Ok(got) = got {
-                models
-                    .borrow_mut()
-                    .check_read(&model_key, &got, &format!("s{w} op {n}"));
+        let k = me.rng.gen_range(0..KEYS);
+        let key = format!("s{w}/k{k}");
+        match me.rng.gen_range(0..100) {
+            0..=34 => {
+                let got = get(&me.s3, &key).await;
+                me.log(format!("s{w} GET {key} -> {got:?}"));
+                if let Ok(got) = got {
+                    models
+                        .borrow_mut()
+                        .check_read(&format!("s3:{key}"), &got, &format!("s{w} op {n}"));
+                }
             }
-        } else {
-            let (method, body) = if roll < 85 {
-                let mut body = vec![0u8; rng.gen_range(0..=SIZE_MAX)];
-                rng.fill_bytes(&mut body);
-                ("PUT", body)
-            } else {
-                ("DELETE", Vec::new())
-            };
-            let value = (method == "PUT").then(|| md5_hex(&body));
-            let answer = s3.call(method, &format!("/{BUCKET}/{key}"), &body).await;
-            let mut m = models.borrow_mut();
-            let what = match &answer {
-                Ok(a) if (200..300).contains(&a.status) => {
-                    m.acknowledge(&model_key, value.clone());
-                    format!("{}", a.status)
-                }
-                // A refusal of a well-formed request is a bug here: the
-                // bucket exists and the key is valid.
-                Ok(a) if (400..500).contains(&a.status) => {
-                    m.failures.push(format!(
-                        "s{w} op {n}: {method} {key} refused with {}: {}",
-                        a.status,
-                        String::from_utf8_lossy(&a.body[..a.body.len().min(300)])
-                    ));
-                    format!("refused {}", a.status)
-                }
-                Ok(a) => {
-                    m.maybe(&model_key, value.clone());
-                    format!("unknown ({})", a.status)
-                }
-                Err(e) => {
-                    m.maybe(&model_key, value.clone());
-                    format!("unknown ({e})")
-                }
-            };
-            drop(m);
-            trace.borrow_mut().log(format!(
-                "s{w} {method} {key} {} -> {what}",
-                value.as_deref().unwrap_or("-")
-            ));
+            35..=64 => {
+                let body = me.body();
+                me.write(n, &key, Some(body)).await;
+            }
+            65..=76 => me.multipart(n, &key).await,
+            77..=87 => {
+                let source = format!("s{w}/k{}", (k + me.rng.gen_range(1..KEYS)) % KEYS);
+                me.copy(n, &key, &source).await;
+            }
+            _ => me.write(n, &key, None).await,
         }
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..50))).await;
+        let pause = me.rng.gen_range(0..50);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
     }
 }
 

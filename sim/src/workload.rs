@@ -56,6 +56,24 @@ impl Models {
         self.may_hold(key).insert(value);
     }
 
+    /// What `key` may hold now.
+    pub(crate) fn holds(&mut self, key: &str) -> BTreeSet<Option<String>> {
+        self.may_hold(key).clone()
+    }
+
+    /// An acknowledged write whose value is one of `values` (a copy of a
+    /// key that may hold any of them): all the key may hold now.
+    pub(crate) fn acknowledge_any(&mut self, key: &str, values: BTreeSet<Option<String>>) {
+        self.acked += 1;
+        *self.may_hold(key) = values;
+    }
+
+    /// A write of one of `values` whose outcome is unknown.
+    pub(crate) fn maybe_any(&mut self, key: &str, values: BTreeSet<Option<String>>) {
+        self.unknown += 1;
+        self.may_hold(key).extend(values);
+    }
+
     /// The keys whose names start with `prefix`.
     pub(crate) fn keys_with_prefix(&self, prefix: &str) -> BTreeSet<String> {
         self.keys

@@ -3,7 +3,7 @@
 //! passed its checks (and, with `--check-determinism`, replayed to the same
 //! trace); otherwise the first failure and the one command that replays it.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use weft_common::failpoints::Bug;
 use weft_sim::{SimConfig, SimOutcome};
 
@@ -43,7 +43,7 @@ fn run_one(cfg: SimConfig) -> SimOutcome {
 
 fn summary(o: &SimOutcome) -> String {
     format!(
-        "seed {}: {} steps, {} acked, {} unknown, {} reads, {} crashes, {} power cuts ({} writes undone), net {:?}, {:.1} s simulated, trace {}",
+        "seed {}: {} steps, {} acked, {} unknown, {} reads, {} crashes, {} power cuts ({} writes undone), {} segments rotted, net {:?}, {:.1} s simulated, trace {}",
         o.seed,
         o.steps,
         o.acked,
@@ -52,6 +52,7 @@ fn summary(o: &SimOutcome) -> String {
         o.crashes,
         o.power_cuts.cuts,
         o.power_cuts.writes_undone,
+        o.rotted,
         o.net,
         o.simulated.as_secs_f64(),
         o.trace_hash
@@ -102,6 +103,12 @@ pub fn run(a: SimArgs) -> Result<()> {
         Some(r) => seed_range(r)?,
         None => a.seed..a.seed + 1,
     };
+    let mut flags = bug
+        .map(|b| format!(" --bug {}", b.name()))
+        .unwrap_or_default();
+    if a.data_plane {
+        flags.push_str(" --data-plane");
+    }
     for seed in seeds {
         let cfg = SimConfig {
             seed,
@@ -111,6 +118,10 @@ pub fn run(a: SimArgs) -> Result<()> {
         };
         let first = run_one(cfg.clone());
         println!("{}", summary(&first));
+        if let Some(path) = &a.trace {
+            std::fs::write(path, first.trace.join("\n") + "\n")
+                .with_context(|| format!("writing the trace to {}", path.display()))?;
+        }
         if !first.passed() {
             for line in &first.tail {
                 eprintln!("  trace: {line}");
@@ -119,14 +130,8 @@ pub fn run(a: SimArgs) -> Result<()> {
                 eprintln!("  FAILED: {f}");
             }
             let steps = shrink(seed, a.steps, bug, a.data_plane);
-            let mut bug_flag = bug
-                .map(|b| format!(" --bug {}", b.name()))
-                .unwrap_or_default();
-            if a.data_plane {
-                bug_flag.push_str(" --data-plane");
-            }
             bail!(
-                "seed {seed} failed {} check(s); replay: weft sim --seed {seed} --steps {steps}{bug_flag}",
+                "seed {seed} failed {} check(s); replay: weft sim --seed {seed} --steps {steps}{flags}",
                 first.failures.len()
             );
         }
@@ -134,7 +139,7 @@ pub fn run(a: SimArgs) -> Result<()> {
             let second = run_one(cfg);
             if second.trace_hash != first.trace_hash {
                 bail!(
-                    "seed {seed} is not deterministic: trace {} then {}; replay: weft sim --seed {seed} --steps {} --check-determinism",
+                    "seed {seed} is not deterministic: trace {} then {}; replay: weft sim --seed {seed} --steps {}{flags} --check-determinism",
                     first.trace_hash,
                     second.trace_hash,
                     a.steps

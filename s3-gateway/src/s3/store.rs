@@ -100,11 +100,29 @@ impl WeftS3 {
             .read_object(src, range, lease)
             .await
             .map_err(to_s3)?;
-        let written = self
-            .writer
-            .write_object(class, len, ReceiverStream::new(rx), hasher)
-            .await
-            .map_err(to_s3)?;
+        // The writer sees the source as a request body, and would call a
+        // source that cannot be read a broken body (the client's 400
+        // IncompleteBody); the source's own error is the answer instead
+        // (unreadable data is 503, as for a GET).
+        let source_error = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let slot = source_error.clone();
+        let body = futures::StreamExt::map(ReceiverStream::new(rx), move |piece| {
+            piece.map_err(|e| {
+                let text = e.to_string();
+                *slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                crate::error::GatewayError::Internal(text)
+            })
+        });
+        let written = match self.writer.write_object(class, len, body, hasher).await {
+            Ok(w) => w,
+            Err(e) => {
+                let source = source_error
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take();
+                return Err(to_s3(source.unwrap_or(e)));
+            }
+        };
         self.bytes_written.inc_by(len);
         Ok(written)
     }
