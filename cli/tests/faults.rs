@@ -154,7 +154,11 @@ async fn a_copy_whose_source_cannot_be_read_is_503_not_a_broken_body() {
         "copy of an unreadable source: {}",
         r.text()
     );
-    assert_eq!(s3.get("rotcopy", "dst").await.status, 404, "nothing was copied");
+    assert_eq!(
+        s3.get("rotcopy", "dst").await.status,
+        404,
+        "nothing was copied"
+    );
     tc.shutdown().await;
 }
 

@@ -99,10 +99,12 @@ pub async fn run(
     let mut longest = Duration::ZERO;
     loop {
         tokio::select! {
+            biased;
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(cfg.interval) => {}
         }
         let result = tokio::select! {
+            biased;
             _ = cancel.cancelled() => return,
             r = async {
                 let grace = grace_from_metad(&metad).await?;

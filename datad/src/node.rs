@@ -690,6 +690,7 @@ async fn metad_loop(
         target: None,
     };
     tokio::select! {
+        biased;
         _ = cancel.cancelled() => {}
         _ = register_and_heartbeat(&mut link, &node, heartbeat_interval, &space) => {}
     }

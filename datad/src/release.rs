@@ -224,6 +224,7 @@ impl Releaser {
         tokio::spawn(async move {
             loop {
                 tokio::select! {
+                    biased;
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(every) => {}
                 }

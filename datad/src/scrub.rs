@@ -64,11 +64,13 @@ pub async fn run(
     loop {
         let started = tokio::time::Instant::now();
         tokio::select! {
+            biased;
             _ = cancel.cancelled() => return,
             _ = pass(node, &store, &metad, &metrics, &throttle, &mut state) => {}
         }
         metrics.scrub_passes.inc();
         tokio::select! {
+            biased;
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep_until(started + cfg.period) => {}
         }

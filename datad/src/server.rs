@@ -186,6 +186,7 @@ pub async fn serve(
         .with_graceful_shutdown(cancel.clone().cancelled_owned())
         .into_future();
     tokio::select! {
+        biased;
         r = server => r,
         _ = async {
             cancel.cancelled().await;

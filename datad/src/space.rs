@@ -190,6 +190,7 @@ pub async fn run(monitor: Arc<SpaceMonitor>, interval: Duration, cancel: Cancell
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            biased;
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }

@@ -522,7 +522,11 @@ fn put_part(tx: &WriteTransaction, upload_id: &str, part: &UploadPart) -> Outcom
         return Ok(CommandResult::Released { segments: vec![] }.into());
     }
     if same {
-        tracing::warn!(upload_id, part = part.part_number, "PutPart applied again releases its own segments (re-introduced bug)");
+        tracing::warn!(
+            upload_id,
+            part = part.part_number,
+            "PutPart applied again releases its own segments (re-introduced bug)"
+        );
     }
     let old = upload.put_part(part.clone());
     let v = sealed::<&str, _>(upload_id, &upload);

@@ -56,6 +56,7 @@ pub(crate) fn watch_fatal(
                 return;
             }
             tokio::select! {
+                biased;
                 _ = cancel.cancelled() => return,
                 changed = metrics.changed() => if changed.is_err() {
                     // The sender lives in the core task: it ended without

@@ -13,47 +13,92 @@ use weft_common::rpc::{Query, QueryResult};
 /// deleted key stops working quickly without a metad read per request.
 ///
 /// Freshness is judged on tokio's clock (each entry carries when it was
-/// fetched), not by moka's own timer: moka reads the machine's clock, which
-/// under simulation would make a cache hit depend on how fast this machine
-/// ran rather than on the seed. moka's time-to-live stays as the bound on
-/// memory in production.
+/// fetched), not by moka's own timer. Under simulation moka is not used at
+/// all: it reads the machine's clock both to expire entries and to decide
+/// when to run its upkeep inline (which can wait on its own locks), so a
+/// cache hit, and where a request yields, would depend on how fast this
+/// machine ran rather than on the seed (docs/decisions.md).
 #[derive(Clone)]
 pub struct KeyStore {
     metad: MetadClient,
     ttl: Duration,
-    cache: Cache<String, (Instant, Option<AccessKey>)>,
+    cache: KeyCache<(Instant, Option<AccessKey>)>,
     /// Keys last seen, kept for an hour: used only when metad cannot answer,
     /// so the admin API (repair status above all) keeps working during a
     /// partition. A key deleted meanwhile stays usable here until metad is
     /// reachable again.
-    last_known: Cache<String, AccessKey>,
+    last_known: KeyCache<AccessKey>,
 }
 
 use crate::limits::STALE_LOOKUP_DEADLINE;
 
+/// Most keys either cache holds.
+const KEYS_CACHED_MAX: u64 = 10_000;
+
+/// moka in production; a plain map under simulation (see [`KeyStore`]).
+#[derive(Clone)]
+enum KeyCache<V: Clone + Send + Sync + 'static> {
+    Moka(Cache<String, V>),
+    Plain(std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, V>>>),
+}
+
+impl<V: Clone + Send + Sync + 'static> KeyCache<V> {
+    fn new(ttl: Duration) -> Self {
+        if weft_common::effects::simulated() {
+            return KeyCache::Plain(Default::default());
+        }
+        KeyCache::Moka(
+            Cache::builder()
+                .max_capacity(KEYS_CACHED_MAX)
+                .time_to_live(ttl)
+                .build(),
+        )
+    }
+
+    fn plain(
+        m: &std::sync::Mutex<std::collections::BTreeMap<String, V>>,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, V>> {
+        m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn get(&self, key: &str) -> Option<V> {
+        match self {
+            KeyCache::Moka(c) => c.get(key).await,
+            KeyCache::Plain(m) => Self::plain(m).get(key).cloned(),
+        }
+    }
+
+    async fn insert(&self, key: String, value: V) {
+        match self {
+            KeyCache::Moka(c) => c.insert(key, value).await,
+            KeyCache::Plain(m) => {
+                let mut m = Self::plain(m);
+                if m.len() as u64 >= KEYS_CACHED_MAX {
+                    m.clear();
+                }
+                m.insert(key, value);
+            }
+        }
+    }
+
+    async fn invalidate(&self, key: &str) {
+        match self {
+            KeyCache::Moka(c) => c.invalidate(key).await,
+            KeyCache::Plain(m) => {
+                Self::plain(m).remove(key);
+            }
+        }
+    }
+}
+
 impl KeyStore {
     /// A key store over `metad`, caching answers for `ttl`.
     pub fn new(metad: MetadClient, ttl: Duration) -> Self {
-        // Under simulation moka never expires anything by itself: the stamp
-        // decides, on the simulated clock.
-        let backstop = |d: Duration| {
-            if weft_common::effects::simulated() {
-                Duration::from_secs(100 * 365 * 24 * 3600)
-            } else {
-                d
-            }
-        };
         KeyStore {
             metad,
             ttl,
-            cache: Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(backstop(ttl))
-                .build(),
-            last_known: Cache::builder()
-                .max_capacity(10_000)
-                .time_to_live(backstop(Duration::from_secs(3600)))
-                .build(),
+            cache: KeyCache::new(ttl),
+            last_known: KeyCache::new(Duration::from_secs(3600)),
         }
     }
 

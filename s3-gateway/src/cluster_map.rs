@@ -56,6 +56,7 @@ impl ClusterMap {
                     tracing::debug!(error = %e, "metad membership refresh failed");
                 }
                 tokio::select! {
+                    biased;
                     _ = cancel.cancelled() => return,
                     _ = tokio::time::sleep(period) => {}
                 }

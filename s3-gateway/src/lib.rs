@@ -372,6 +372,7 @@ async fn start_on(
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
+            biased;
             r = server => if let Err(e) = r {
                 tracing::error!(error = %e, "admin server failed");
             },

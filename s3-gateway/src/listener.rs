@@ -79,6 +79,7 @@ pub async fn serve(
     let mut conns = JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
+            biased;
             _ = cancel.cancelled() => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
             r = listener.accept() => match r {
@@ -173,6 +174,7 @@ async fn handshake(
     drain: &CancellationToken,
 ) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
     tokio::select! {
+        biased;
         r = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => match r {
             Ok(Ok(s)) => Some(s),
             Ok(Err(e)) => {
@@ -266,6 +268,7 @@ where
     let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     tokio::select! {
+        biased;
         r = conn.as_mut() => if let Err(e) = r {
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         },
@@ -380,6 +383,7 @@ async fn accept_backoff(e: &std::io::Error, cancel: &CancellationToken) -> bool 
         tracing::error!(error = %e, "accept failed; retrying in 1s");
     }
     tokio::select! {
+        biased;
         _ = cancel.cancelled() => true,
         _ = tokio::time::sleep(ACCEPT_BACKOFF) => false,
     }

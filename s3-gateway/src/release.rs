@@ -401,12 +401,14 @@ impl Releaser {
                     // at every enqueue, which during a burst would rescan
                     // the queue under its lock for each released object.
                     tokio::select! {
+                        biased;
                         _ = self.inner.cancel.cancelled() => return,
                         _ = tokio::time::sleep(crate::limits::RELEASE_PINNED_RECHECK) => {}
                     }
                 } else {
                     // Idle: nothing queued; a new item notifies.
                     tokio::select! {
+                        biased;
                         _ = self.inner.cancel.cancelled() => return,
                         _ = notify.notified() => {}
                         _ = tokio::time::sleep(Duration::from_secs(60)) => {}
@@ -438,6 +440,7 @@ impl Releaser {
                 Err(e) => {
                     tracing::debug!(%node, attempt, error = %e, "release batch failed");
                     tokio::select! {
+                        biased;
                         _ = self.inner.cancel.cancelled() => break,
                         _ = tokio::time::sleep(self.inner.limits.retry_delay) => {}
                     }

@@ -61,10 +61,12 @@ pub fn spawn_refresher(age: UploadAge, metad: MetadClient, cancel: CancellationT
     tokio::spawn(async move {
         loop {
             tokio::select! {
+                biased;
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep(REFRESH_INTERVAL) => {}
             }
             let fetched = tokio::select! {
+                biased;
                 _ = cancel.cancelled() => return,
                 r = fetch(&metad) => r,
             };

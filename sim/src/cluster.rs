@@ -11,6 +11,8 @@ use weft_metad::node::{MetadConfig, MetadHandle};
 use crate::{data, disk, PowerCuts, SimNet};
 
 pub(crate) const VOTERS: usize = 3;
+/// The longest an upload may take (its shards are protected that long).
+const UPLOAD_MAX_AGE_MS: u64 = 120_000;
 
 pub(crate) fn voter_addr(i: usize) -> String {
     format!("127.0.1.{}:7000", i + 1)
@@ -37,6 +39,10 @@ impl Cluster {
             // Small, so snapshots are taken and installed during a run.
             snapshot_logs: 64,
             snapshot_logs_keep: 16,
+            // Short, so data nodes collect garbage within a run (which
+            // lasts some 15 simulated minutes) and the checks see it.
+            upload_max_age_ms: UPLOAD_MAX_AGE_MS,
+            gc_grace_ms: 2 * UPLOAD_MAX_AGE_MS,
             ..MetadConfig::default()
         };
         let cancel = CancellationToken::new();

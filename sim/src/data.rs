@@ -21,6 +21,8 @@ pub(crate) const REGION: &str = "us-east-1";
 
 /// A scrub pass starts this often on every data node.
 const SCRUB_PERIOD_MS: u64 = 5_000;
+/// A garbage-collection pass starts this often on every data node.
+const GC_INTERVAL_MS: u64 = 30_000;
 /// The simulated cluster's EC unit: one shard-file block per shard per
 /// stripe, so an object of a few hundred KiB spans several stripes and rot
 /// can hit different stripes of different shards.
@@ -70,6 +72,7 @@ impl DataPlane {
             heartbeat_interval_ms: 500,
             // Often, so rot is found by the scrubber within a run.
             scrub_period_ms: SCRUB_PERIOD_MS,
+            gc_interval_ms: GC_INTERVAL_MS,
             ..DatadConfig::default()
         };
         let cancel = CancellationToken::new();
@@ -172,7 +175,10 @@ pub(crate) fn rot(
                 let long = f.metadata().map(|m| m.len() >= min_len).unwrap_or(false);
                 let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
                 if let (true, Some((segment, _))) = (long, name.split_once('.')) {
-                    by_segment.entry(segment.to_string()).or_default().push(path);
+                    by_segment
+                        .entry(segment.to_string())
+                        .or_default()
+                        .push(path);
                 }
             }
         }
@@ -184,9 +190,8 @@ pub(crate) fn rot(
     files.sort();
     let mut done = Vec::new();
     for (block, path) in files.iter().take(3).enumerate() {
-        let offset = SHARD_HEADER_BYTES
-            + block as u64 * (SHARD_BLOCK_BYTES + SHARD_BLOCK_CRC_BYTES)
-            + 100;
+        let offset =
+            SHARD_HEADER_BYTES + block as u64 * (SHARD_BLOCK_BYTES + SHARD_BLOCK_CRC_BYTES) + 100;
         if flip(path, offset).is_ok() {
             done.push(format!(
                 "{} block {block}",
@@ -265,13 +270,19 @@ pub(crate) async fn check_rotted(
 /// a file synced long ago, so no power cut undoes it.
 fn flip(path: &std::path::Path, offset: u64) -> std::io::Result<()> {
     use std::io::{Read, Seek, SeekFrom, Write};
-    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    // Rot does not touch the file's time (which data nodes judge its age by).
+    let modified = f.metadata()?.modified()?;
     let mut b = [0u8; 1];
     f.seek(SeekFrom::Start(offset))?;
     f.read_exact(&mut b)?;
     b[0] = !b[0];
     f.seek(SeekFrom::Start(offset))?;
     f.write_all(&b)?;
+    f.set_modified(modified)?;
     f.sync_all()
 }
 

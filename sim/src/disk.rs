@@ -6,7 +6,8 @@
 //! `weft sim --seeds` sweep runs many simulations in one process, so the
 //! installed disk is a [`SwapDisk`] whose inner disk each run replaces. The
 //! kernel's writeback age is off: under simulation only an fsync makes
-//! anything durable, the strictest disk a power cut can meet.
+//! anything durable, the strictest disk a power cut can meet. Every change
+//! stamps the file's modification time from the simulated clock.
 
 use std::fs::File;
 use std::io;
@@ -78,17 +79,30 @@ impl SwapDisk {
     }
 }
 
+/// Stamps a file just changed with the simulated wall clock: data nodes
+/// judge a file's age (the scrubber's and garbage collector's grace) by
+/// its modification time against `effects::now()`, and the machine's time
+/// would make every file look as if written in the simulated future (and
+/// make what they do depend on when the run happened).
+fn stamp(file: &File) -> io::Result<()> {
+    file.set_modified(weft_common::effects::now())
+}
+
 impl Disk for SwapDisk {
     fn create_new(&self, path: &Path, access: Access) -> io::Result<File> {
-        self.inner().create_new(path, access)
+        let file = self.inner().create_new(path, access)?;
+        stamp(&file)?;
+        Ok(file)
     }
 
     fn write_at(&self, file: &File, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.inner().write_at(file, offset, data)
+        self.inner().write_at(file, offset, data)?;
+        stamp(file)
     }
 
     fn set_len(&self, file: &File, len: u64) -> io::Result<()> {
-        self.inner().set_len(file, len)
+        self.inner().set_len(file, len)?;
+        stamp(file)
     }
 
     fn sync_data(&self, file: &File) -> io::Result<()> {

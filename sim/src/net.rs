@@ -319,6 +319,7 @@ impl Transport for Endpoint {
                             net.count(|s| s.duplicated += 1);
                             let handled = async move { handler(copy).await };
                             tokio::select! {
+                                biased;
                                 _ = died.cancelled() => {}
                                 _ = handled => {}
                             }
@@ -351,6 +352,7 @@ impl Transport for Endpoint {
                         .map_err(|e| TransportError::Lost(e.to_string()))
                 };
                 let (head, bytes) = tokio::select! {
+                    biased;
                     _ = died.cancelled() => {
                         return Err(TransportError::Lost(format!("{to} died while handling the request")));
                     }

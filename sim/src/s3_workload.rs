@@ -233,7 +233,10 @@ impl Worker<'_> {
             Outcome::Done(a) => match xml_field(&a.body, "UploadId") {
                 Some(id) => id,
                 None => {
-                    self.fail(format!("s{w} op {n}: CreateMultipartUpload answered no UploadId: {}", a.text()));
+                    self.fail(format!(
+                        "s{w} op {n}: CreateMultipartUpload answered no UploadId: {}",
+                        a.text()
+                    ));
                     return;
                 }
             },
@@ -290,7 +293,9 @@ impl Worker<'_> {
                         return;
                     }
                     Outcome::Unknown(e) => {
-                        self.log(format!("s{w} part {key} {md5} (try {attempt}) -> unknown ({e})"));
+                        self.log(format!(
+                            "s{w} part {key} {md5} (try {attempt}) -> unknown ({e})"
+                        ));
                         uncertain = true;
                     }
                 }
@@ -331,7 +336,9 @@ impl Worker<'_> {
                     .acknowledge(&model_key, Some(md5.clone()));
                 format!("{}", a.status)
             }
-            Outcome::Refused(a) if uncertain => format!("refused {} after an unknown part", a.status),
+            Outcome::Refused(a) if uncertain => {
+                format!("refused {} after an unknown part", a.status)
+            }
             Outcome::Refused(a) => {
                 self.fail(format!(
                     "s{w} op {n}: CompleteMultipartUpload {key} refused with {}: {}",
@@ -341,7 +348,9 @@ impl Worker<'_> {
                 format!("refused {}", a.status)
             }
             Outcome::Unknown(e) => {
-                self.models.borrow_mut().maybe(&model_key, Some(md5.clone()));
+                self.models
+                    .borrow_mut()
+                    .maybe(&model_key, Some(md5.clone()));
                 format!("unknown ({e})")
             }
         };
@@ -424,16 +433,20 @@ pub(crate) async fn worker(
                 let got = get(&me.s3, &key).await;
                 me.log(format!("s{w} GET {key} -> {got:?}"));
                 if let Ok(got) = got {
-                    models
-                        .borrow_mut()
-                        .check_read(&format!("s3:{key}"), &got, &format!("s{w} op {n}"));
+                    models.borrow_mut().check_read(
+                        &format!("s3:{key}"),
+                        &got,
+                        &format!("s{w} op {n}"),
+                    );
                 }
             }
             35..=64 => {
                 let body = me.body();
                 me.write(n, &key, Some(body)).await;
             }
-            65..=76 => me.multipart(n, &key).await,
+            // Each upload to a key of its own, never overwritten, so the
+            // final reads check every completed upload's bytes.
+            65..=76 => me.multipart(n, &format!("s{w}/mp{n}")).await,
             77..=87 => {
                 let source = format!("s{w}/k{}", (k + me.rng.gen_range(1..KEYS)) % KEYS);
                 me.copy(n, &key, &source).await;

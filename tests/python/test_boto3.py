@@ -613,6 +613,33 @@ def test_multipart_single_small_part(s3, bucket):
     assert get_bytes(s3, bucket, "one") == b"tiny"
 
 
+def test_multipart_complete_retried_after_success_answers_the_same(s3, bucket):
+    # SDKs retry a Complete whose answer was lost; S3 answers the retry as
+    # the completion. A different part list for the gone upload, or a key
+    # overwritten since, is NoSuchUpload.
+    parts = [rand(5 * MiB, 21), rand(300, 22)]
+    uid, done = upload_parts(s3, bucket, "again", parts)
+    first = s3.complete_multipart_upload(
+        Bucket=bucket, Key="again", UploadId=uid, MultipartUpload={"Parts": done}
+    )
+    second = s3.complete_multipart_upload(
+        Bucket=bucket, Key="again", UploadId=uid, MultipartUpload={"Parts": done}
+    )
+    assert second["ETag"] == first["ETag"] == multipart_etag(parts)
+    assert get_bytes(s3, bucket, "again") == parts[0] + parts[1]
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(
+            Bucket=bucket, Key="again", UploadId=uid, MultipartUpload={"Parts": done[:1]}
+        )
+    assert error_of(e) == ("NoSuchUpload", 404)
+    s3.put_object(Bucket=bucket, Key="again", Body=b"overwritten")
+    with pytest.raises(ClientError) as e:
+        s3.complete_multipart_upload(
+            Bucket=bucket, Key="again", UploadId=uid, MultipartUpload={"Parts": done}
+        )
+    assert error_of(e) == ("NoSuchUpload", 404)
+
+
 def test_multipart_part_reuploaded_and_sparse_numbers(s3, bucket):
     up = s3.create_multipart_upload(Bucket=bucket, Key="sparse")
     uid = up["UploadId"]

@@ -74,6 +74,7 @@ pub async fn run(ctx: RepairContext, poll_interval: Duration, cancel: Cancellati
             finished: std::mem::take(&mut finished),
         };
         let reply: Result<RepairAssignment, _> = tokio::select! {
+            biased;
             _ = cancel.cancelled() => {
                 running.abort_all();
                 return;
@@ -97,6 +98,7 @@ pub async fn run(ctx: RepairContext, poll_interval: Duration, cancel: Cancellati
             }
         }
         tokio::select! {
+            biased;
             _ = cancel.cancelled() => {
                 running.abort_all();
                 return;

@@ -106,6 +106,7 @@ pub(crate) async fn leadership_watch(
             }
         }
         tokio::select! {
+            biased;
             _ = cancel.cancelled() => return,
             r = rx.changed() => if r.is_err() { return },
         }
@@ -147,6 +148,7 @@ async fn seed_upload_timers(s: Arc<AppState>, cancel: tokio_util::sync::Cancella
             Err(e) => tracing::debug!(error = ?e, "seeding the upload timers failed; retrying"),
         }
         tokio::select! {
+            biased;
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(backoff) => {}
         }
@@ -175,6 +177,7 @@ pub(crate) async fn planner_loop(s: Arc<AppState>, cancel: tokio_util::sync::Can
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            biased;
             _ = cancel.cancelled() => return,
             _ = tick.tick() => {}
         }

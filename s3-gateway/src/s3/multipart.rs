@@ -285,9 +285,6 @@ impl WeftS3 {
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let mut input = req.input;
         let binfo = self.bucket(req.credentials.as_ref(), &input.bucket).await?;
-        let upload = self
-            .upload(&input.upload_id, &input.bucket, &input.key)
-            .await?;
         let listed = input
             .multipart_upload
             .take()
@@ -319,6 +316,19 @@ impl WeftS3 {
             }
             parts.push((n as u32, etag));
         }
+        let upload = match self
+            .upload(&input.upload_id, &input.bucket, &input.key)
+            .await
+        {
+            Ok(u) => u,
+            Err(e) if *e.code() == s3s::S3ErrorCode::NoSuchUpload => {
+                return match self.completed_already(&binfo, &input, &parts).await? {
+                    Some(done) => Ok(S3Response::new(done)),
+                    None => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        };
         for p in &listed {
             check_listed_part_checksums(&upload, p)?;
         }
@@ -371,6 +381,7 @@ impl WeftS3 {
             segments: Vec::new(),
         };
         let version_label = version_label_for(&binfo, version.version_id);
+        let cmd_parts = parts.clone();
         let cmd = Command::CompleteUpload {
             upload_id: input.upload_id.clone(),
             bucket: input.bucket.clone(),
@@ -387,22 +398,27 @@ impl WeftS3 {
         match result {
             CommandResult::Released { segments } => {
                 self.release(segments);
-                let c = checksums::to_dto(&stored_checksums);
-                Ok(S3Response::new(CompleteMultipartUploadOutput {
-                    checksum_crc32: c.checksum_crc32,
-                    checksum_crc32c: c.checksum_crc32c,
-                    checksum_crc64nvme: c.checksum_crc64nvme,
-                    checksum_sha1: c.checksum_sha1,
-                    checksum_sha256: c.checksum_sha256,
-                    checksum_type: checksum_type.map(ChecksumType::from),
-                    version_id: version_label,
-                    bucket: Some(input.bucket.clone()),
-                    key: Some(input.key.clone()),
-                    e_tag: Some(ETag::Strong(etag)),
-                    location: Some(format!("/{}/{}", input.bucket, input.key)),
-                    ..Default::default()
-                }))
+                Ok(S3Response::new(completion(
+                    &input,
+                    etag,
+                    version_label,
+                    &stored_checksums,
+                    checksum_type,
+                )))
             }
+            CommandResult::Refused {
+                refusal: refusal @ Refusal::NoSuchUpload,
+            } => match self.completed_already(&binfo, &input, &cmd_parts).await? {
+                Some(done) => Ok(S3Response::new(done)),
+                None => Err(refusal_to_s3(
+                    Refused::CompleteUpload {
+                        bucket: &input.bucket,
+                        key: &input.key,
+                        upload_id: &input.upload_id,
+                    },
+                    refusal,
+                )),
+            },
             CommandResult::Refused { refusal } => Err(refusal_to_s3(
                 Refused::CompleteUpload {
                     bucket: &input.bucket,
@@ -413,6 +429,44 @@ impl WeftS3 {
             )),
             other => Err(unexpected("complete upload", other)),
         }
+    }
+
+    /// A Complete of an upload that no longer exists: if the key's current
+    /// version is the object these parts make (the same multipart ETag, the
+    /// MD5 of the listed parts' MD5s and their count, and as many parts),
+    /// the upload was completed, most likely by an earlier attempt of this
+    /// very request whose answer was lost (SDKs retry a Complete after a
+    /// timeout or a 5xx), and this answers as that attempt would have, as
+    /// S3 does. Only bytes equal to what the parts hold can match, so a
+    /// success here never claims an object the caller did not make.
+    async fn completed_already(
+        &self,
+        binfo: &weft_common::manifest::BucketInfo,
+        input: &CompleteMultipartUploadInput,
+        parts: &[(u32, String)],
+    ) -> S3Result<Option<CompleteMultipartUploadOutput>> {
+        let mut md5s = Vec::with_capacity(parts.len() * 16);
+        for (_, etag) in parts {
+            match hex::decode(etag) {
+                Ok(md5) if md5.len() == 16 => md5s.extend(md5),
+                _ => return Ok(None),
+            }
+        }
+        let etag = format!("{}-{}", weft_common::checksum::md5_hex(&md5s), parts.len());
+        let Some(v) = self.current_opt(&input.bucket, &input.key).await? else {
+            return Ok(None);
+        };
+        if v.etag != etag || v.part_sizes.len() != parts.len() {
+            return Ok(None);
+        }
+        tracing::info!(upload_id = %input.upload_id, bucket = %input.bucket, key = %input.key, "CompleteMultipartUpload of an upload already completed; answering as its completion did");
+        Ok(Some(completion(
+            input,
+            etag,
+            version_label_for(binfo, v.version_id),
+            &v.checksums,
+            v.checksum_type,
+        )))
     }
 
     pub(super) async fn abort_multipart_upload(
@@ -656,5 +710,30 @@ impl WeftS3 {
             }
             other => Err(unexpected("put part", other)),
         }
+    }
+}
+
+/// The answer to a completed multipart upload.
+fn completion(
+    input: &CompleteMultipartUploadInput,
+    etag: String,
+    version_label: Option<String>,
+    stored_checksums: &BTreeMap<String, String>,
+    checksum_type: Option<String>,
+) -> CompleteMultipartUploadOutput {
+    let c = checksums::to_dto(stored_checksums);
+    CompleteMultipartUploadOutput {
+        checksum_crc32: c.checksum_crc32,
+        checksum_crc32c: c.checksum_crc32c,
+        checksum_crc64nvme: c.checksum_crc64nvme,
+        checksum_sha1: c.checksum_sha1,
+        checksum_sha256: c.checksum_sha256,
+        checksum_type: checksum_type.map(ChecksumType::from),
+        version_id: version_label,
+        bucket: Some(input.bucket.clone()),
+        key: Some(input.key.clone()),
+        e_tag: Some(ETag::Strong(etag)),
+        location: Some(format!("/{}/{}", input.bucket, input.key)),
+        ..Default::default()
     }
 }

@@ -109,7 +109,9 @@ impl WeftS3 {
         let body = futures::StreamExt::map(ReceiverStream::new(rx), move |piece| {
             piece.map_err(|e| {
                 let text = e.to_string();
-                *slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                *slot
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
                 crate::error::GatewayError::Internal(text)
             })
         });
