@@ -1,6 +1,6 @@
 //! The simulated S3 clients: PUT, multipart upload (part replaced, retried,
-//! completed or aborted), copy, DELETE and GET through the gateway, over
-//! the simulated network, signed like any client. Each worker owns its
+//! completed or aborted), copy, DELETE, GET and LIST through the gateway,
+//! over the simulated network, signed like any client. Each worker owns its
 //! keys; the model of a key is the set of bodies (by MD5) it may hold, as in
 //! [`crate::workload`]. A GET must return exactly one of them, byte for
 //! byte, or a 404 when "no object" is among them.
@@ -302,13 +302,18 @@ impl Worker<'_> {
             }
         }
         let model_key = format!("s3:{key}");
-        let Some((etag, md5)) = acked.filter(|_| self.rng.gen_range(0..100) >= 15) else {
+        let Some((etag, md5)) = acked.filter(|_| self.rng.gen_range(0..100) >= 5) else {
             let answer = self
                 .s3
                 .request("DELETE", &path, &[("uploadId", id)], &[], b"")
                 .await;
             let what = match outcome(answer) {
                 Outcome::Done(a) => format!("{}", a.status),
+                // The network may deliver a copy of this request first
+                // (docs/testing.md): the upload is then gone before this
+                // copy's lookup, and S3 itself answers 404 to an abort of
+                // an upload it no longer knows. Nothing was made of it.
+                Outcome::Refused(a) if a.status == 404 => "already gone (404)".to_string(),
                 Outcome::Refused(a) => {
                     self.fail(format!(
                         "s{w} op {n}: AbortMultipartUpload {key} refused with {}: {}",
@@ -409,6 +414,71 @@ impl Worker<'_> {
     }
 }
 
+impl Worker<'_> {
+    /// ListObjectsV2 of this worker's prefix: every key the model says
+    /// surely exists is listed, and no key that surely does not (or was
+    /// never written) is.
+    async fn list(&mut self, n: u32) {
+        let w = self.w;
+        let prefix = format!("s{w}/");
+        let answer = self
+            .s3
+            .request(
+                "GET",
+                &format!("/{BUCKET}"),
+                &[("list-type", "2"), ("prefix", &prefix)],
+                &[],
+                b"",
+            )
+            .await;
+        let body = match answer {
+            Ok(a) if a.status == 200 => a.body,
+            Ok(a) => {
+                self.log(format!("s{w} LIST -> {}", a.status));
+                return;
+            }
+            Err(e) => {
+                self.log(format!("s{w} LIST -> {e}"));
+                return;
+            }
+        };
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let listed: BTreeSet<String> = text
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(k, _)| k.to_string()))
+            .collect();
+        let mut m = self.models.borrow_mut();
+        let known = m.keys_with_prefix(&format!("s3:{prefix}"));
+        for model_key in &known {
+            let key = &model_key["s3:".len()..];
+            let may = m.holds(model_key);
+            let surely_exists = !may.contains(&None);
+            let surely_absent = may.iter().all(Option::is_none);
+            let shown = listed.contains(key);
+            if surely_exists && !shown {
+                m.failures.push(format!(
+                    "s{w} op {n}: LIST misses {key}, which surely exists ({may:?})"
+                ));
+            }
+            if surely_absent && shown {
+                m.failures.push(format!(
+                    "s{w} op {n}: LIST shows {key}, which surely does not exist"
+                ));
+            }
+        }
+        for key in &listed {
+            if !known.contains(&format!("s3:{key}")) {
+                m.failures.push(format!(
+                    "s{w} op {n}: LIST shows {key}, which was never written"
+                ));
+            }
+        }
+        drop(m);
+        self.log(format!("s{w} LIST -> {} keys", listed.len()));
+    }
+}
+
 /// Runs `ops` S3 operations on this worker's keys.
 pub(crate) async fn worker(
     w: usize,
@@ -429,7 +499,8 @@ pub(crate) async fn worker(
         let k = me.rng.gen_range(0..KEYS);
         let key = format!("s{w}/k{k}");
         match me.rng.gen_range(0..100) {
-            0..=34 => {
+            0..=4 => me.list(n).await,
+            5..=34 => {
                 let got = get(&me.s3, &key).await;
                 me.log(format!("s{w} GET {key} -> {got:?}"));
                 if let Ok(got) = got {
@@ -446,8 +517,8 @@ pub(crate) async fn worker(
             }
             // Each upload to a key of its own, never overwritten, so the
             // final reads check every completed upload's bytes.
-            65..=76 => me.multipart(n, &format!("s{w}/mp{n}")).await,
-            77..=87 => {
+            65..=79 => me.multipart(n, &format!("s{w}/mp{n}")).await,
+            80..=89 => {
                 let source = format!("s{w}/k{}", (k + me.rng.gen_range(1..KEYS)) % KEYS);
                 me.copy(n, &key, &source).await;
             }

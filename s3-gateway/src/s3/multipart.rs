@@ -485,6 +485,16 @@ impl WeftS3 {
                 self.releaser.replaced(segments);
                 Ok(S3Response::new(AbortMultipartUploadOutput::default()))
             }
+            // The lookup above saw the upload, so it was aborted or completed
+            // meanwhile (most likely by an earlier attempt of this request
+            // whose answer was lost): it is gone, which is what an abort asks,
+            // and S3 answers a repeated abort with success too.
+            CommandResult::Refused {
+                refusal: Refusal::NoSuchUpload,
+            } => {
+                tracing::info!(upload_id = %input.upload_id, "AbortMultipartUpload of an upload that went away after its lookup; answering success");
+                Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+            }
             CommandResult::Refused { refusal } => Err(refusal_to_s3(
                 Refused::AbortUpload {
                     upload_id: &input.upload_id,
@@ -696,6 +706,9 @@ impl WeftS3 {
             .map_err(metad_err)?;
         match committed.result {
             CommandResult::Released { segments } => {
+                if !segments.is_empty() {
+                    tracing::debug!(%upload_id, part_number, released = segments.len(), after_unknown = committed.after_unknown, "part replaced; releasing the old part's segments");
+                }
                 self.release(segments);
                 Ok((etag, now))
             }
