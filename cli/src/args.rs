@@ -76,7 +76,9 @@ pub struct SimArgs {
     /// Client operations per run.
     #[arg(long, default_value_t = weft_sim::SimConfig::DEFAULT_STEPS)]
     pub steps: u32,
-    /// Run each seed twice and fail unless both runs leave the same trace.
+    /// Run each seed twice in this process and fail unless both runs leave
+    /// the same trace. (For the data plane compare two separate runs' trace
+    /// hashes instead: docs/testing.md, Simulation.)
     #[arg(long)]
     pub check_determinism: bool,
     /// Also simulate six data nodes and an S3 gateway under S3 clients,
