@@ -280,8 +280,10 @@ impl Worker<'_> {
                             return;
                         };
                         self.log(format!("s{w} part {key} {md5} (try {attempt}) -> {etag}"));
+                        // An earlier upload of the part whose outcome was
+                        // unknown may still land after this one, so the
+                        // uncertainty stays.
                         acked = Some((etag, md5.clone()));
-                        uncertain = false;
                         break;
                     }
                     Outcome::Refused(a) => {
@@ -309,10 +311,11 @@ impl Worker<'_> {
                 .await;
             let what = match outcome(answer) {
                 Outcome::Done(a) => format!("{}", a.status),
-                // The network may deliver a copy of this request first
-                // (docs/testing.md): the upload is then gone before this
-                // copy's lookup, and S3 itself answers 404 to an abort of
-                // an upload it no longer knows. Nothing was made of it.
+                // The network may deliver a copy of this request that
+                // aborts the upload while this one runs; Weft (as MinIO)
+                // then answers 404 NoSuchUpload, where AWS remembers aborted
+                // uploads for hours and answers 204. Nothing was made of
+                // the upload either way (a Complete is never sent after).
                 Outcome::Refused(a) if a.status == 404 => "already gone (404)".to_string(),
                 Outcome::Refused(a) => {
                     self.fail(format!(
@@ -443,6 +446,12 @@ impl Worker<'_> {
             }
         };
         let text = String::from_utf8_lossy(&body).into_owned();
+        if text.contains("<IsTruncated>true</IsTruncated>") {
+            // One page of a longer listing: what is missing may be on the
+            // next page (only long --steps runs get here).
+            self.log(format!("s{w} LIST -> truncated, not checked"));
+            return;
+        }
         let listed: BTreeSet<String> = text
             .split("<Key>")
             .skip(1)

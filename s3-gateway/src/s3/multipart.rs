@@ -485,16 +485,6 @@ impl WeftS3 {
                 self.releaser.replaced(segments);
                 Ok(S3Response::new(AbortMultipartUploadOutput::default()))
             }
-            // The lookup above saw the upload, so it was aborted or completed
-            // meanwhile (most likely by an earlier attempt of this request
-            // whose answer was lost): it is gone, which is what an abort asks,
-            // and S3 answers a repeated abort with success too.
-            CommandResult::Refused {
-                refusal: Refusal::NoSuchUpload,
-            } => {
-                tracing::info!(upload_id = %input.upload_id, "AbortMultipartUpload of an upload that went away after its lookup; answering success");
-                Ok(S3Response::new(AbortMultipartUploadOutput::default()))
-            }
             CommandResult::Refused { refusal } => Err(refusal_to_s3(
                 Refused::AbortUpload {
                     upload_id: &input.upload_id,
