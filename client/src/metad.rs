@@ -43,6 +43,8 @@ use crate::transport::{Http, SharedTransport};
 
 /// How long one attempt waits for metad's answer.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
+/// The shortest attempt, however little of the deadline is left.
+const ATTEMPT_TIMEOUT_MIN: Duration = Duration::from_millis(500);
 
 /// Why a metad call failed after retries.
 #[derive(Debug, Error)]
@@ -194,9 +196,17 @@ impl MetadClient {
         })
     }
 
-    /// Runs a linearizable query on the leader.
+    /// Runs a linearizable query on the leader. A query changes nothing, so
+    /// giving up on one is "unavailable", never "may have been applied".
     pub async fn query(&self, q: &Query) -> Result<QueryResult, MetadClientError> {
-        self.call_raw("/v1/query", q, false, Idempotent::Yes).await
+        self.call_raw("/v1/query", q, false, Idempotent::Yes)
+            .await
+            .map_err(|e| match e {
+                MetadClientError::OutcomeUnknown { attempts, last } => {
+                    MetadClientError::Unavailable { attempts, last }
+                }
+                e => e,
+            })
     }
 
     /// Reports liveness (the leader keeps it).
@@ -227,7 +237,10 @@ impl MetadClient {
         let addrs = self.addrs();
         let mut out = Vec::with_capacity(addrs.len());
         for addr in addrs.iter() {
-            let r = match self.attempt(addr, "/v1/query", q, false).await {
+            let r = match self
+                .attempt(addr, "/v1/query", q, false, ATTEMPT_TIMEOUT)
+                .await
+            {
                 Attempt::Done(v) => Ok(v),
                 Attempt::Fail(e) => Err(e),
                 Attempt::Retry { reason, .. } | Attempt::Unknown { reason, .. } => {
@@ -311,7 +324,15 @@ impl MetadClient {
                 }
             };
             attempts += 1;
-            let (reason, redirect) = match self.attempt(&addr, path, body, empty_ok).await {
+            // No attempt outlives the caller's deadline by much (a floor,
+            // so the last attempt can still be answered).
+            let timeout = ATTEMPT_TIMEOUT.min(
+                self.deadline
+                    .saturating_sub(start.elapsed())
+                    .max(ATTEMPT_TIMEOUT_MIN),
+            );
+            let (reason, redirect) = match self.attempt(&addr, path, body, empty_ok, timeout).await
+            {
                 Attempt::Done(v) => {
                     *self.leader.lock().expect("leader lock") = Some(addr);
                     return Ok(v);
@@ -375,13 +396,14 @@ impl MetadClient {
         path: &str,
         body: &Req,
         empty_ok: bool,
+        timeout: Duration,
     ) -> Attempt<Resp> {
         let url = format!("http://{addr}{path}");
         let request = match self
             .http
             .post(&url)
             .headers(crate::format_headers())
-            .timeout(ATTEMPT_TIMEOUT)
+            .timeout(timeout)
             .json(body)
             .build()
         {

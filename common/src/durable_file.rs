@@ -103,6 +103,13 @@ pub fn is_out_of_descriptors(error: &io::Error) -> bool {
 /// processes sharing a temp directory.
 static TEMP_SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
+/// Restarts temp-file numbering: a simulated run calls it first, so a seed
+/// run twice in one process names its files alike. (A name already on disk
+/// is skipped, so a restart can never reuse a live file's name.)
+pub fn restart_temp_names() {
+    TEMP_SEQUENCE.store(0, Ordering::Relaxed);
+}
+
 /// A file being written under a temp name, to be committed to its real name.
 #[derive(Debug)]
 pub struct DurableFile {
@@ -138,9 +145,16 @@ impl DurableFile {
         path: impl Fn(&str) -> PathBuf,
     ) -> Result<DurableFile, FsError> {
         loop {
+            // A simulated run names files the same in every process that
+            // replays it (the names show in error messages it records).
+            let pid = if crate::effects::simulated() {
+                0
+            } else {
+                std::process::id()
+            };
             let unique = format!(
                 "{:x}-{:x}",
-                std::process::id(),
+                pid,
                 TEMP_SEQUENCE.fetch_add(1, Ordering::Relaxed)
             );
             match Self::create_at(disk.clone(), path(&unique), access) {

@@ -369,6 +369,14 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
         .expect("encodes"),
     ));
     out.push((
+        "query_segments",
+        serde_json::to_value(Query::Segments {
+            after: Some(segment().id),
+            max: 1000,
+        })
+        .expect("encodes"),
+    ));
+    out.push((
         "heartbeat",
         serde_json::to_value(Heartbeat {
             node: NodeId(2),

@@ -203,6 +203,10 @@ impl Releaser {
         if due.is_empty() {
             return 0;
         }
+        tracing::debug!(
+            shards = due.len(),
+            "deleting released shards whose hold ended"
+        );
         // Failures are logged by the store and left for garbage collection.
         let removed = self
             .store

@@ -293,6 +293,30 @@ impl StateMachine {
         Ok(out)
     }
 
+    /// Up to `max` indexed segments after `after`, in id order.
+    pub fn segments_page(
+        &self,
+        after: Option<SegmentId>,
+        max: u32,
+    ) -> Result<Vec<(SegmentId, SegmentRecord)>, MetaError> {
+        let tx = self.begin_read()?;
+        let t = tx.open_table(SEGMENTS)?;
+        let start = after.map(segment_key);
+        let range = match &start {
+            Some(k) => t.range::<&[u8]>((
+                std::ops::Bound::Excluded(k.as_slice()),
+                std::ops::Bound::Unbounded,
+            ))?,
+            None => t.range::<&[u8]>(..)?,
+        };
+        let mut out = Vec::new();
+        for it in range.take(max as usize) {
+            let (k, v) = it?;
+            out.push((segment_id(k.value())?, item(T_SEGMENTS, &k, &v)?));
+        }
+        Ok(out)
+    }
+
     /// Calls `f` for every indexed segment, from one consistent view.
     pub fn scan_segments(
         &self,

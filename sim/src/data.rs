@@ -23,6 +23,8 @@ pub(crate) const REGION: &str = "us-east-1";
 const SCRUB_PERIOD_MS: u64 = 5_000;
 /// A garbage-collection pass starts this often on every data node.
 const GC_INTERVAL_MS: u64 = 30_000;
+/// A released shard's quiet period on a data node.
+const RELEASE_QUIET_MS: u64 = 2_000;
 /// The simulated cluster's EC unit: one shard-file block per shard per
 /// stripe, so an object of a few hundred KiB spans several stripes and rot
 /// can hit different stripes of different shards.
@@ -73,6 +75,13 @@ impl DataPlane {
             // Often, so rot is found by the scrubber within a run.
             scrub_period_ms: SCRUB_PERIOD_MS,
             gc_interval_ms: GC_INTERVAL_MS,
+            // Released shards go within seconds, not the half minute a
+            // real node holds them for readers elsewhere: with a node
+            // crashing every few seconds, a 30 s hold would almost never
+            // end (the deferral queue is in memory), and the deletions
+            // releases make would never be exercised.
+            release_quiet_ms: RELEASE_QUIET_MS,
+            release_hold_max_ms: 5 * RELEASE_QUIET_MS,
             ..DatadConfig::default()
         };
         let cancel = CancellationToken::new();
@@ -200,70 +209,6 @@ pub(crate) fn rot(
         }
     }
     Some(format!("segment {segment}: {}", done.join(", ")))
-}
-
-/// After the faults stopped: every rotted segment metad still refers to
-/// must keep at least k (= 4) of its shard files on disk. Rot is repaired
-/// block by block; a file is never dropped for it, so a referenced segment
-/// short of files is data lost (or one more fault from it) although every
-/// stripe kept k good shards.
-pub(crate) async fn check_rotted(
-    dir: &std::path::Path,
-    rotted: &std::collections::BTreeSet<String>,
-    metad: &weft_client::MetadClient,
-) -> Vec<String> {
-    use std::collections::BTreeMap;
-    use weft_common::rpc::{Query, QueryResult};
-    use weft_common::SegmentId;
-    // Segment -> (files metad still expects, files on disk).
-    let mut count: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    let mut failures = Vec::new();
-    for i in 0..DATADS {
-        let mut shards = Vec::new();
-        for segment in rotted {
-            let Ok(id) = segment.parse::<SegmentId>() else {
-                continue;
-            };
-            let fan = dir
-                .join(format!("datad-{}", i + 1))
-                .join("shards")
-                .join(format!("{:02x}", (id.0 >> 120) as u8));
-            for index in 0..6u8 {
-                if fan.join(format!("{segment}.{index}")).exists() {
-                    shards.push((id, index));
-                }
-            }
-        }
-        if shards.is_empty() {
-            continue;
-        }
-        let q = Query::ShardsHeld {
-            node: weft_common::NodeId(i as u64 + 1),
-            shards: shards.clone(),
-        };
-        match metad.query(&q).await {
-            Ok(QueryResult::ShardsHeld { held }) => {
-                for ((id, _), expected) in shards.iter().zip(held) {
-                    let c = count.entry(id.to_string()).or_default();
-                    c.1 += 1;
-                    if expected {
-                        c.0 += 1;
-                    }
-                }
-            }
-            Ok(other) => failures.push(format!("ShardsHeld answered {other:?}")),
-            Err(e) => failures.push(format!("ShardsHeld for datad {}: {e}", i + 1)),
-        }
-    }
-    for segment in rotted {
-        let (expected, on_disk) = count.get(segment).copied().unwrap_or((0, 0));
-        if expected > 0 && expected < 4 {
-            failures.push(format!(
-                "rotted segment {segment} is still referenced but only {expected} of its shard files ({on_disk} on disk in all) remain where metad expects them: fewer than k = 4"
-            ));
-        }
-    }
-    failures
 }
 
 /// Inverts one byte in place, as rot would: beside the simulated disk, in

@@ -28,6 +28,8 @@ mod clock;
 mod cluster;
 mod data;
 mod disk;
+mod history;
+mod invariants;
 mod nemesis;
 pub mod net;
 mod s3_workload;
@@ -157,6 +159,7 @@ pub fn run(cfg: &SimConfig) -> SimOutcome {
         }
     }
     clock::install_and_reset();
+    weft_common::durable_file::restart_temp_names();
     weft_common::effects::seed_thread(cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 1);
     let mut builder = tokio::runtime::Builder::new_current_thread();
     builder.enable_all().start_paused(true);
@@ -173,10 +176,28 @@ pub fn run(cfg: &SimConfig) -> SimOutcome {
 pub(crate) struct Trace {
     start: Option<tokio::time::Instant>,
     lines: Vec<String>,
+    /// The run's directory: paths under it (in error messages) differ from
+    /// run to run, and so do the process-unique names of temp files, so
+    /// the trace shows `<path>` instead.
+    run_dir: Option<String>,
 }
 
 impl Trace {
     pub(crate) fn log(&mut self, line: String) {
+        let line = match &self.run_dir {
+            Some(dir) if line.contains(dir.as_str()) => line
+                .split(' ')
+                .map(|word| {
+                    if word.contains(dir.as_str()) {
+                        "<path>"
+                    } else {
+                        word
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => line,
+        };
         let start = *self.start.get_or_insert_with(tokio::time::Instant::now);
         let ms = start.elapsed().as_millis();
         tracing::debug!(target: "weft_sim", "{ms:>8} {line}");
@@ -204,6 +225,7 @@ async fn simulate(cfg: SimConfig) -> SimOutcome {
         return outcome(&cfg, &trace, failures, Default::default(), 0, &net, started);
     };
     let dir = tempfile::tempdir().expect("a temporary directory");
+    trace.borrow_mut().run_dir = Some(dir.path().to_string_lossy().into_owned());
     let skip_fsync = weft_common::failpoints::active(weft_common::failpoints::Bug::SkipFsync);
     if let Err(e) = disk.begin(dir.path(), skip_fsync) {
         let failures = vec![format!("start the simulated disk: {e}")];
@@ -303,12 +325,14 @@ async fn simulate(cfg: SimConfig) -> SimOutcome {
             left.set(left.get() - 1);
         }
     });
+    let history = Rc::new(RefCell::new(history::Recorder::new()));
     let s3_workers = (0..s3_workers).map(|w| {
         let client = s3(&format!("127.0.2.{}:1", 100 + w));
         let rng = StdRng::seed_from_u64(cfg.seed ^ ((w as u64 + 1) << 40));
         let (trace, models, left) = (trace.clone(), models.clone(), workers_left.clone());
+        let history = history.clone();
         async move {
-            s3_workload::worker(w, client, rng, per_s3_worker, &trace, &models).await;
+            s3_workload::worker(w, client, rng, per_s3_worker, &trace, &models, &history).await;
             left.set(left.get() - 1);
         }
     });
@@ -360,17 +384,24 @@ async fn simulate(cfg: SimConfig) -> SimOutcome {
     }
     let checker = client("127.0.2.251:1");
     failures.extend(workload::final_reads(&checker, &models, &trace).await);
-    failures.extend(s3_workload::final_reads(&s3("127.0.2.253:1"), &models, &trace).await);
     if cfg.data_plane {
-        let c = cluster.lock().await;
-        let rotted = c.data.rotted.clone();
-        let dir = c.dir.path().to_path_buf();
-        drop(c);
-        let found = data::check_rotted(&dir, &rotted, &client("127.0.2.248:1")).await;
-        trace
-            .borrow_mut()
-            .log(format!("rotted segments checked: {} problems", found.len()));
-        failures.extend(found);
+        failures.extend(
+            s3_workload::final_reads(&s3("127.0.2.253:1"), &models, &trace, &history).await,
+        );
+    }
+    if cfg.data_plane {
+        let dir = cluster.lock().await.dir.path().to_path_buf();
+        let metad = client("127.0.2.248:1");
+        match invariants::segments_keep_read_quorum(&dir, &metad).await {
+            Ok((judged, found)) => {
+                trace.borrow_mut().log(format!(
+                    "{judged} referenced segments checked on disk: {} problems",
+                    found.len()
+                ));
+                failures.extend(found);
+            }
+            Err(e) => failures.push(format!("with no faults, {e}")),
+        }
     }
     let power_cuts;
     let (acked, unknown, reads) = {

@@ -9,14 +9,19 @@ use rand::rngs::StdRng;
 use rand::Rng;
 
 use crate::cluster::{voter_addr, Cluster, VOTERS};
-use crate::{clock, data, Trace};
+use crate::{clock, data, invariants, Trace};
 
 /// Faults while any worker runs: every 0.2–1.5 s of simulated time, one of
 /// crash a voter (never more than one down, so the group keeps a
 /// majority), restart it, cut one voter off from the others, heal, a
 /// power cut, or jump the wall clock; with the data plane also crash or
-/// restart a data node (at most two down) or rot three shards of one
-/// segment in different stripes ([`data::rot`]).
+/// restart a data node (one down at a time: with two down, EC 4+2's
+/// write quorum of five cannot be placed and every write fails), rot three shards of one
+/// segment in different stripes ([`data::rot`]), or make one data node's
+/// disk fail every change with EIO until the next step; in either mode, a
+/// spell in which a third of responses are lost until the next step. With the data plane,
+/// after every step: [`invariants::segments_keep_read_quorum`] (until the
+/// first violation, which stays in the failures).
 pub(crate) async fn nemesis(
     mut rng: StdRng,
     cluster: Rc<tokio::sync::Mutex<Cluster>>,
@@ -25,14 +30,41 @@ pub(crate) async fn nemesis(
     crashes: Rc<Cell<u32>>,
     failures: Rc<RefCell<Vec<String>>>,
 ) {
+    // Asks the leader for the segment index after each step (a short
+    // deadline: a step that left no leader is checked at the next one).
+    let metad = {
+        let c = cluster.lock().await;
+        weft_client::MetadClient::with_transport(
+            (0..VOTERS).map(voter_addr).collect(),
+            c.net.endpoint("127.0.2.247:1"),
+        )
+        .with_deadline(Duration::from_secs(5))
+    };
+    // A data node whose disk fails every change until the next step.
+    let mut failing_disk: Option<usize> = None;
+    // The usual faults, while a spell of lost responses lasts (until the
+    // next step).
+    let mut lossy: Option<crate::NetFaults> = None;
     while workers_left.get() > 0 {
         tokio::time::sleep(Duration::from_millis(rng.gen_range(200..1500))).await;
         if workers_left.get() == 0 {
             break;
         }
         let mut c = cluster.lock().await;
+        if let Some(usual) = lossy.take() {
+            c.net.set_faults(usual);
+            trace
+                .borrow_mut()
+                .log("nemesis: responses get through as usual again".into());
+        }
+        if let Some(i) = failing_disk.take() {
+            c.disk.heal();
+            trace
+                .borrow_mut()
+                .log(format!("nemesis: datad {}'s disk works again", i + 1));
+        }
         let live = c.live();
-        let actions = if c.data_plane { 9 } else { 6 };
+        let actions = if c.data_plane { 11 } else { 7 };
         let line = match rng.gen_range(0..actions) {
             0 if live.len() == VOTERS => {
                 let i = live[rng.gen_range(0..live.len())];
@@ -73,7 +105,7 @@ pub(crate) async fn nemesis(
                     }
                 }
             }
-            6 if c.data.live_datads().len() > data::DATADS - 2 => {
+            6 if c.data.live_datads().len() == data::DATADS => {
                 let live = c.data.live_datads();
                 let i = live[rng.gen_range(0..live.len())];
                 let net = c.net.clone();
@@ -102,13 +134,60 @@ pub(crate) async fn nemesis(
                     None => "nemesis: nothing to rot yet".to_string(),
                 }
             }
+            // A spell in which a third of all responses are lost after
+            // their requests took effect: every caller retries something
+            // that already happened, the case idempotent apply is for.
+            6 if !c.data_plane => lossy_spell(&c.net, &mut lossy),
+            10 => lossy_spell(&c.net, &mut lossy),
+            9 => {
+                let i = rng.gen_range(0..data::DATADS);
+                c.disk
+                    .fail_under(&c.dir.path().join(format!("datad-{}", i + 1)));
+                failing_disk = Some(i);
+                format!("nemesis: datad {}'s disk fails every change (EIO)", i + 1)
+            }
             _ => {
                 let jump = rng.gen_range(-30_000i64..=30_000);
                 clock::jump(jump);
                 format!("nemesis: wall clock jumps {jump} ms")
             }
         };
+        let check = c.data_plane.then(|| c.dir.path().to_path_buf());
         drop(c);
         trace.borrow_mut().log(line);
+        let clean = failures.borrow().is_empty();
+        if let (Some(dir), true) = (check, clean) {
+            let found = invariants::segments_keep_read_quorum(&dir, &metad).await;
+            match found {
+                Ok((_, found)) if !found.is_empty() => {
+                    trace
+                        .borrow_mut()
+                        .log(format!("invariant broken after the step: {}", found[0]));
+                    failures.borrow_mut().extend(found);
+                }
+                Ok(_) => {}
+                Err(e) => trace
+                    .borrow_mut()
+                    .log(format!("invariant not checked: {e}")),
+            }
+        }
     }
+    if failing_disk.is_some() {
+        cluster.lock().await.disk.heal();
+    }
+    if let Some(usual) = lossy {
+        cluster.lock().await.net.set_faults(usual);
+    }
+}
+
+/// Starts a spell of lost responses (see the nemesis's draw), keeping the
+/// usual faults in `lossy` to restore at the next step.
+fn lossy_spell(net: &crate::SimNet, lossy: &mut Option<crate::NetFaults>) -> String {
+    let usual = net.faults();
+    net.set_faults(crate::NetFaults {
+        response_loss: 0.33,
+        ..usual
+    });
+    *lossy = Some(usual);
+    "nemesis: a third of responses are lost until the next step".to_string()
 }

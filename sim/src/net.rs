@@ -11,7 +11,10 @@
 //! - lose it before delivery (the caller sees no answer until its
 //!   deadline: the request had no effect, but the caller cannot know);
 //! - deliver it and lose the response (the request took effect and the
-//!   caller cannot know: the case that finds retry bugs);
+//!   caller cannot know: the case that finds retry bugs); half of the lost
+//!   responses show as silence until the caller's timeout, half as a reset
+//!   connection at once (as when a server dies after applying), after
+//!   which a caller retries while the first attempt is fresh;
 //! - deliver it twice (the copy arrives later; its answer goes nowhere).
 //!
 //! A process that is down, or cut off by a partition, refuses connections:
@@ -104,6 +107,9 @@ struct Fate {
     delay: Duration,
     lose: bool,
     lose_response: bool,
+    /// A lost response shows as a reset connection at once, not as
+    /// silence until the caller's timeout.
+    reset: bool,
     duplicate_after: Option<Duration>,
     response_delay: Duration,
 }
@@ -191,6 +197,11 @@ impl SimNet {
         self.lock().faults = faults;
     }
 
+    /// The fault probabilities now.
+    pub fn faults(&self) -> NetFaults {
+        self.lock().faults
+    }
+
     /// What the network has done so far.
     pub fn stats(&self) -> NetStats {
         self.lock().stats
@@ -210,11 +221,13 @@ impl SimNet {
         let (d1, d2, d3) = (delay(), delay(), delay());
         let lose = s.rng.gen_bool(f.loss);
         let lose_response = s.rng.gen_bool(f.response_loss);
+        let reset = lose_response && s.rng.gen_bool(0.5);
         let duplicate = s.rng.gen_bool(f.duplicate);
         Fate {
             delay: d1,
             lose,
             lose_response,
+            reset,
             duplicate_after: duplicate.then_some(d1 + d3),
             response_delay: d2,
         }
@@ -362,6 +375,11 @@ impl Transport for Endpoint {
                 tokio::time::sleep(fate.response_delay).await;
                 if fate.lose_response {
                     net.count(|s| s.responses_lost += 1);
+                    if fate.reset {
+                        return Err(TransportError::Lost(format!(
+                            "{to} reset the connection before its answer arrived"
+                        )));
+                    }
                     return std::future::pending().await;
                 }
                 if !net.connected(&to, &from) {

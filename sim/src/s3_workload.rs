@@ -3,7 +3,9 @@
 //! over the simulated network, signed like any client. Each worker owns its
 //! keys; the model of a key is the set of bodies (by MD5) it may hold, as in
 //! [`crate::workload`]. A GET must return exactly one of them, byte for
-//! byte, or a 404 when "no object" is among them.
+//! byte, or a 404 when "no object" is among them. Every operation but
+//! copies is also recorded for the chaos suite's history checker
+//! ([`crate::history`]), which adds real-time order to the judgement.
 
 use std::cell::RefCell;
 use std::collections::BTreeSet;
@@ -16,7 +18,10 @@ use rand::{Rng, RngCore};
 use weft_client::s3::Signer;
 use weft_client::transport::{SharedTransport, TransportError};
 
+use weft_chaos::history::{Op, OpKind, Outcome as Seen};
+
 use crate::data::{ACCESS_KEY, GATEWAY, REGION, SECRET_KEY};
+use crate::history::{self, Recorder};
 use crate::workload::Models;
 use crate::Trace;
 
@@ -111,6 +116,18 @@ enum Outcome {
     Unknown(String),
 }
 
+impl Outcome {
+    /// What the history checker makes of it: a refusal is a failed
+    /// write, indeterminate to it (the set model judges refusals).
+    fn seen(&self) -> Seen {
+        match self {
+            Outcome::Done(_) => Seen::Ok,
+            Outcome::Refused(a) => history::outcome(Some(a.status), &a.text()),
+            Outcome::Unknown(e) => history::outcome(None, e),
+        }
+    }
+}
+
 fn outcome(answer: Result<Answer, TransportError>) -> Outcome {
     match answer {
         // S3 may answer a failed CompleteMultipartUpload with 200 and an
@@ -138,15 +155,42 @@ fn xml_field(body: &[u8], tag: &str) -> Option<String> {
     Some(text[start..start + len].to_string())
 }
 
+/// Whether the history checker sees `key`: every key but the copies'
+/// (see [`crate::history`]).
+fn in_history(key: &str) -> bool {
+    !key.contains("/c")
+}
+
 /// GET `key`: `Ok(Some(md5))`, `Ok(None)` for 404, `Err` for no answer or
-/// a server error (nothing to check).
-pub(crate) async fn get(s3: &S3, key: &str) -> Result<Option<String>, String> {
-    match s3.call("GET", &format!("/{BUCKET}/{key}"), b"").await {
-        Ok(a) if a.status == 200 => Ok(Some(md5_hex(&a.body))),
+/// a server error (nothing to check). Recorded in the history as `kind`.
+pub(crate) async fn get(
+    s3: &S3,
+    key: &str,
+    kind: OpKind,
+    worker: usize,
+    history: &Rc<RefCell<Recorder>>,
+) -> Result<Option<String>, String> {
+    let start = history.borrow().now_us();
+    let answer = s3.call("GET", &format!("/{BUCKET}/{key}"), b"").await;
+    let mut op = history::op(kind, key);
+    let got = match &answer {
+        Ok(a) if a.status == 200 => {
+            op.size = Some(a.body.len() as u64);
+            op.digest = Some(weft_chaos::content::digest(&a.body));
+            Ok(Some(md5_hex(&a.body)))
+        }
         Ok(a) if a.status == 404 => Ok(None),
         Ok(a) => Err(format!("HTTP {}: {}", a.status, a.text())),
         Err(e) => Err(e.to_string()),
+    };
+    op.outcome = match &answer {
+        Ok(a) => history::outcome(Some(a.status), &a.text()),
+        Err(e) => history::outcome(None, &e.to_string()),
+    };
+    if in_history(key) {
+        history.borrow_mut().record(op, worker, start);
     }
+    got
 }
 
 /// One worker's view: its number, generator, trace and the shared models.
@@ -156,6 +200,7 @@ struct Worker<'a> {
     rng: StdRng,
     trace: &'a Rc<RefCell<Trace>>,
     models: &'a Rc<RefCell<Models>>,
+    history: &'a Rc<RefCell<Recorder>>,
 }
 
 impl Worker<'_> {
@@ -167,29 +212,65 @@ impl Worker<'_> {
         self.models.borrow_mut().failures.push(line);
     }
 
-    fn body(&mut self) -> Vec<u8> {
+    /// A body the history can name: the chaos suite's content for a seed.
+    fn body(&mut self) -> (u64, Vec<u8>) {
         let len = if self.rng.gen_range(0..100) < 15 {
             self.rng.gen_range(LARGE)
         } else {
             self.rng.gen_range(0..=SIZE_MAX)
         };
-        let mut body = vec![0u8; len];
-        self.rng.fill_bytes(&mut body);
-        body
+        let seed = self.rng.next_u64();
+        (seed, weft_chaos::content::generate(seed, len as u64))
     }
 
-    /// PUT (`Some` body) or DELETE of `key`.
-    async fn write(&mut self, n: u32, key: &str, body: Option<Vec<u8>>) {
+    /// Records a write to `key` (a PUT when `body` names its seed and
+    /// bytes) that began at `start`.
+    fn record_write(
+        &self,
+        kind: OpKind,
+        key: &str,
+        body: Option<(u64, &[u8])>,
+        seen: Seen,
+        start: i64,
+    ) {
+        let mut h = self.history.borrow_mut();
+        let mut op: Op = history::op(kind, key);
+        if let Some((seed, bytes)) = body {
+            op.version = Some(h.version());
+            op.seed = Some(seed);
+            op.size = Some(bytes.len() as u64);
+            op.digest = Some(weft_chaos::content::digest(bytes));
+        }
+        op.outcome = seen;
+        h.record(op, self.w, start);
+    }
+
+    /// PUT (`Some` seed and body) or DELETE of `key`.
+    async fn write(&mut self, n: u32, key: &str, put: Option<(u64, Vec<u8>)>) {
         let w = self.w;
-        let method = if body.is_some() { "PUT" } else { "DELETE" };
-        let value = body.as_deref().map(md5_hex);
-        let body = body.unwrap_or_default();
+        let method = if put.is_some() { "PUT" } else { "DELETE" };
+        let value = put.as_ref().map(|(_, b)| md5_hex(b));
+        let start = self.history.borrow().now_us();
+        let body = put.as_ref().map(|(_, b)| b.as_slice()).unwrap_or_default();
         let answer = self
             .s3
-            .call(method, &format!("/{BUCKET}/{key}"), &body)
+            .call(method, &format!("/{BUCKET}/{key}"), body)
             .await;
+        let answer = outcome(answer);
+        let kind = if put.is_some() {
+            OpKind::Put
+        } else {
+            OpKind::Delete
+        };
+        self.record_write(
+            kind,
+            key,
+            put.as_ref().map(|(seed, b)| (*seed, b.as_slice())),
+            answer.seen(),
+            start,
+        );
         let model_key = format!("s3:{key}");
-        let what = match outcome(answer) {
+        let what = match answer {
             Outcome::Done(a) => {
                 self.models
                     .borrow_mut()
@@ -257,10 +338,10 @@ impl Worker<'_> {
         // The part last acknowledged (ETag, MD5 of its bytes), and whether
         // a later upload of the part had an unknown outcome (so the part
         // may hold other bytes and completing may rightly be refused).
-        let mut acked: Option<(String, String)> = None;
+        let mut acked: Option<(String, String, u64, Vec<u8>)> = None;
         let mut uncertain = false;
         for _ in 0..self.rng.gen_range(1..=2) {
-            let body = self.body();
+            let (seed, body) = self.body();
             let md5 = md5_hex(&body);
             for attempt in 0..2 {
                 let answer = self
@@ -283,7 +364,7 @@ impl Worker<'_> {
                         // An earlier upload of the part whose outcome was
                         // unknown may still land after this one, so the
                         // uncertainty stays.
-                        acked = Some((etag, md5.clone()));
+                        acked = Some((etag, md5.clone(), seed, body.clone()));
                         break;
                     }
                     Outcome::Refused(a) => {
@@ -304,7 +385,8 @@ impl Worker<'_> {
             }
         }
         let model_key = format!("s3:{key}");
-        let Some((etag, md5)) = acked.filter(|_| self.rng.gen_range(0..100) >= 5) else {
+        let Some((etag, md5, seed, bytes)) = acked.filter(|_| self.rng.gen_range(0..100) >= 5)
+        else {
             let answer = self
                 .s3
                 .request("DELETE", &path, &[("uploadId", id)], &[], b"")
@@ -333,11 +415,20 @@ impl Worker<'_> {
         let xml = format!(
             "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{etag}</ETag></Part></CompleteMultipartUpload>"
         );
+        let start = self.history.borrow().now_us();
         let answer = self
             .s3
             .request("POST", &path, &[("uploadId", id)], &[], xml.as_bytes())
             .await;
-        let what = match outcome(answer) {
+        let answer = outcome(answer);
+        self.record_write(
+            OpKind::MultipartPut,
+            key,
+            Some((seed, &bytes)),
+            answer.seen(),
+            start,
+        );
+        let what = match answer {
             Outcome::Done(a) => {
                 self.models
                     .borrow_mut()
@@ -365,8 +456,9 @@ impl Worker<'_> {
         self.log(format!("s{w} complete {key} {md5} -> {what}"));
     }
 
-    /// CopyObject from another of this worker's keys: the copy may hold
-    /// whatever the source may hold.
+    /// CopyObject from one of this worker's keys to a copy's key (outside
+    /// the history, see [`crate::history`]): the copy may hold whatever
+    /// the source may hold.
     async fn copy(&mut self, n: u32, key: &str, source: &str) {
         let w = self.w;
         let may = self.models.borrow_mut().holds(&format!("s3:{source}"));
@@ -424,20 +516,13 @@ impl Worker<'_> {
     async fn list(&mut self, n: u32) {
         let w = self.w;
         let prefix = format!("s{w}/");
-        let answer = self
-            .s3
-            .request(
-                "GET",
-                &format!("/{BUCKET}"),
-                &[("list-type", "2"), ("prefix", &prefix)],
-                &[],
-                b"",
-            )
-            .await;
-        let body = match answer {
-            Ok(a) if a.status == 200 => a.body,
-            Ok(a) => {
-                self.log(format!("s{w} LIST -> {}", a.status));
+        let start = self.history.borrow().now_us();
+        let listed = match list_keys(&self.s3, &prefix).await {
+            Ok(Some(keys)) => keys,
+            Ok(None) => {
+                // One page of a longer listing: what is missing may be on
+                // the next page (only long --steps runs get here).
+                self.log(format!("s{w} LIST -> truncated, not checked"));
                 return;
             }
             Err(e) => {
@@ -445,18 +530,9 @@ impl Worker<'_> {
                 return;
             }
         };
-        let text = String::from_utf8_lossy(&body).into_owned();
-        if text.contains("<IsTruncated>true</IsTruncated>") {
-            // One page of a longer listing: what is missing may be on the
-            // next page (only long --steps runs get here).
-            self.log(format!("s{w} LIST -> truncated, not checked"));
-            return;
-        }
-        let listed: BTreeSet<String> = text
-            .split("<Key>")
-            .skip(1)
-            .filter_map(|rest| rest.split_once("</Key>").map(|(k, _)| k.to_string()))
-            .collect();
+        let mut op = history::op(OpKind::List, &prefix);
+        op.listed = Some(listed.iter().filter(|k| in_history(k)).cloned().collect());
+        self.history.borrow_mut().record(op, w, start);
         let mut m = self.models.borrow_mut();
         let known = m.keys_with_prefix(&format!("s3:{prefix}"));
         for model_key in &known {
@@ -488,6 +564,35 @@ impl Worker<'_> {
     }
 }
 
+/// The keys of a ListObjectsV2 of `prefix`: `Ok(None)` when the answer is
+/// one page of more.
+async fn list_keys(s3: &S3, prefix: &str) -> Result<Option<BTreeSet<String>>, String> {
+    let answer = s3
+        .request(
+            "GET",
+            &format!("/{BUCKET}"),
+            &[("list-type", "2"), ("prefix", prefix)],
+            &[],
+            b"",
+        )
+        .await;
+    let body = match answer {
+        Ok(a) if a.status == 200 => a.body,
+        Ok(a) => return Err(format!("HTTP {}: {}", a.status, a.text())),
+        Err(e) => return Err(e.to_string()),
+    };
+    let text = String::from_utf8_lossy(&body);
+    if text.contains("<IsTruncated>true</IsTruncated>") {
+        return Ok(None);
+    }
+    Ok(Some(
+        text.split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(k, _)| k.to_string()))
+            .collect(),
+    ))
+}
+
 /// Runs `ops` S3 operations on this worker's keys.
 pub(crate) async fn worker(
     w: usize,
@@ -496,6 +601,7 @@ pub(crate) async fn worker(
     ops: u32,
     trace: &Rc<RefCell<Trace>>,
     models: &Rc<RefCell<Models>>,
+    history: &Rc<RefCell<Recorder>>,
 ) {
     let mut me = Worker {
         w,
@@ -503,6 +609,7 @@ pub(crate) async fn worker(
         rng,
         trace,
         models,
+        history,
     };
     for n in 0..ops {
         let k = me.rng.gen_range(0..KEYS);
@@ -510,7 +617,14 @@ pub(crate) async fn worker(
         match me.rng.gen_range(0..100) {
             0..=4 => me.list(n).await,
             5..=34 => {
-                let got = get(&me.s3, &key).await;
+                // Mostly the keys PUT and DELETE write; a fifth of reads
+                // are of the copies' keys.
+                let key = if me.rng.gen_range(0..5) == 0 {
+                    format!("s{w}/c{k}")
+                } else {
+                    key
+                };
+                let got = get(&me.s3, &key, OpKind::Get, w, history).await;
                 me.log(format!("s{w} GET {key} -> {got:?}"));
                 if let Ok(got) = got {
                     models.borrow_mut().check_read(
@@ -527,10 +641,8 @@ pub(crate) async fn worker(
             // Each upload to a key of its own, never overwritten, so the
             // final reads check every completed upload's bytes.
             65..=79 => me.multipart(n, &format!("s{w}/mp{n}")).await,
-            80..=89 => {
-                let source = format!("s{w}/k{}", (k + me.rng.gen_range(1..KEYS)) % KEYS);
-                me.copy(n, &key, &source).await;
-            }
+            // From one of the keys PUT writes to a key of the copies'.
+            80..=89 => me.copy(n, &format!("s{w}/c{k}"), &key).await,
             _ => me.write(n, &key, None).await,
         }
         let pause = me.rng.gen_range(0..50);
@@ -538,14 +650,51 @@ pub(crate) async fn worker(
     }
 }
 
-/// Reads every S3 key once more after the faults stopped.
+/// Reads every S3 key once more after the faults stopped, for the set
+/// model and the history, and lists the bucket once for the history.
 pub(crate) async fn final_reads(
     s3: &S3,
     models: &Rc<RefCell<Models>>,
     trace: &Rc<RefCell<Trace>>,
+    history: &Rc<RefCell<Recorder>>,
 ) -> Vec<String> {
-    crate::workload::check_final(models, trace, "s3:", "s3:", "final GET", |key| async move {
-        get(s3, &key).await
-    })
-    .await
+    let mut failures =
+        crate::workload::check_final(models, trace, "s3:", "s3:", "final GET", |key| async move {
+            get(s3, &key, OpKind::FinalGet, usize::MAX, history).await
+        })
+        .await;
+    // Keys only ever read (a copy's, say) were never written: the history
+    // has them, the model may not.
+    let model_keys = models.borrow().keys_with_prefix("s3:");
+    let unread: Vec<String> = history
+        .borrow()
+        .keys()
+        .into_iter()
+        .filter(|k| !model_keys.contains(&format!("s3:{k}")))
+        .collect();
+    for key in unread {
+        if let Err(e) = get(s3, &key, OpKind::FinalGet, usize::MAX, history).await {
+            failures.push(format!("final GET of {key} failed with no faults: {e}"));
+        }
+    }
+    let start = history.borrow().now_us();
+    let listed = list_keys(s3, "").await;
+    let mut op = history::op(OpKind::FinalList, "");
+    match listed {
+        Ok(Some(keys)) => {
+            op.listed = Some(keys.into_iter().filter(|k| in_history(k)).collect());
+            history.borrow_mut().record(op, usize::MAX, start);
+        }
+        Ok(None) => trace
+            .borrow_mut()
+            .log("final LIST truncated: not checked".into()),
+        Err(e) => failures.push(format!("final LIST failed with no faults: {e}")),
+    }
+    let (reads, found) = history.borrow().check();
+    trace.borrow_mut().log(format!(
+        "history checker: {reads} reads checked, {} findings",
+        found.len()
+    ));
+    failures.extend(found);
+    failures
 }

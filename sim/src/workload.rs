@@ -14,9 +14,13 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::Rng;
 use weft_client::{MetadClient, MetadClientError};
-use weft_common::manifest::{BucketInfo, ContentHeaders, ObjectVersion};
+use weft_common::manifest::{
+    BucketInfo, ContentHeaders, ObjectVersion, Segment, Upload, UploadPart,
+};
+use weft_common::profile::Layout;
 use weft_common::rpc::{Command, CommandResult, Query, QueryResult};
 use weft_common::VersionId;
+use weft_common::{NodeId, SegmentId};
 
 use crate::Trace;
 
@@ -164,6 +168,8 @@ pub(crate) async fn worker(
                     .borrow_mut()
                     .check_read(&key, &got, &format!("w{w} op {n}"));
             }
+        } else if (85..92).contains(&roll) {
+            multipart_part(w, n, &client, &mut rng, trace, models).await;
         } else {
             let (cmd, value) = if roll < 85 {
                 let etag = format!("w{w}-{n}");
@@ -207,6 +213,97 @@ pub(crate) async fn worker(
         }
         tokio::time::sleep(Duration::from_millis(rng.gen_range(0..30))).await;
     }
+}
+
+/// A fresh segment id on a node that need not exist: metad only records
+/// placements.
+fn fake_segment() -> Segment {
+    Segment {
+        id: SegmentId::from_random(weft_common::effects::random()),
+        offset: 0,
+        len: 1,
+        layout: Layout::Replicated { copies: 1 },
+        shards: vec![Some(NodeId(1))],
+        shard_len: 1,
+    }
+}
+
+/// Creates an upload, puts part 1 once or twice (a replacement) and aborts
+/// it, checking the contract a gateway deletes data on: a `PutPart`'s
+/// answer never releases the segments that same part now refers to. (A
+/// retried `PutPart` re-applied as new once released its own segments,
+/// and the gateway deleted a part it had just stored.)
+async fn multipart_part(
+    w: usize,
+    n: u32,
+    client: &MetadClient,
+    rng: &mut StdRng,
+    trace: &Rc<RefCell<Trace>>,
+    models: &Rc<RefCell<Models>>,
+) {
+    let upload_id = format!("w{w}-upload-{n}");
+    let upload = Upload {
+        upload_id: upload_id.clone(),
+        bucket: BUCKET.into(),
+        key: format!("w{w}/mp{n}"),
+        initiated_ms: weft_common::effects::now_ms(),
+        storage_class: "STANDARD".into(),
+        user_metadata: BTreeMap::new(),
+        content: ContentHeaders::default(),
+        checksum_algorithm: None,
+        checksum_type: None,
+        tags: BTreeMap::new(),
+        parts: Vec::new(),
+    };
+    let created = client.command(&Command::CreateUpload { upload }).await;
+    trace
+        .borrow_mut()
+        .log(format!("w{w} create upload {upload_id} -> {created:?}"));
+    if !matches!(created, Ok(CommandResult::Done)) {
+        return;
+    }
+    for _ in 0..rng.gen_range(1..=2) {
+        let segment = fake_segment();
+        let own = segment.id;
+        let part = UploadPart {
+            part_number: 1,
+            etag: format!("w{w}-{n}-{own}"),
+            size: 1,
+            crc32c: 0,
+            last_modified_ms: weft_common::effects::now_ms(),
+            checksums: BTreeMap::new(),
+            segments: vec![segment],
+        };
+        let put = client
+            .command(&Command::PutPart {
+                upload_id: upload_id.clone(),
+                part,
+            })
+            .await;
+        let what = match &put {
+            Ok(CommandResult::Released { segments }) => {
+                if segments.iter().any(|s| s.id == own) {
+                    models.borrow_mut().failures.push(format!(
+                        "w{w} op {n}: PutPart of upload {upload_id} answered that it released segment {own}, which the part it put refers to: a gateway deletes what it is told is released"
+                    ));
+                }
+                format!("released {}", segments.len())
+            }
+            other => format!("{other:?}"),
+        };
+        trace
+            .borrow_mut()
+            .log(format!("w{w} put part {upload_id} {own} -> {what}"));
+    }
+    let aborted = client
+        .command(&Command::AbortUpload {
+            upload_id: upload_id.clone(),
+        })
+        .await;
+    trace.borrow_mut().log(format!(
+        "w{w} abort upload {upload_id} -> {}",
+        aborted.is_ok()
+    ));
 }
 
 /// Reads every key once more after the faults stopped.

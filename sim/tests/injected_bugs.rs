@@ -76,6 +76,20 @@ fn a_missing_fsync_is_caught_by_the_power_cuts_within_the_ci_seeds() {
 }
 
 #[test]
+fn a_put_part_that_releases_its_own_segments_when_applied_again_is_caught_within_the_ci_seeds() {
+    let (seed, failures) = first_failing_seed(Bug::SelfReleasingPutPart)
+        .expect("no CI seed caught a re-applied PutPart releasing its own segments");
+    // Caught by the release contract the gateway relies on, not by
+    // something unrelated.
+    assert!(
+        failures
+            .iter()
+            .any(|f| f.contains("which the part it put refers to")),
+        "seed {seed}: {failures:#?}"
+    );
+}
+
+#[test]
 fn a_scrubber_that_drops_whole_shard_files_is_caught_within_the_ci_seeds() {
     let (seed, failures) = first_failing_data_plane_seed(Bug::WholeFileScrubDrop)
         .expect("no data-plane seed caught the scrubber dropping rotten shard files whole");

@@ -80,6 +80,17 @@ pub enum Query {
         /// `(segment, shard index)` pairs it has on disk.
         shards: Vec<(crate::SegmentId, u8)>,
     },
+    /// A page of the segment index in id order, after `after`: where every
+    /// referenced segment's shards are. For whole-cluster consistency
+    /// checks (the simulator checks after every fault that each segment
+    /// listed keeps k shard files where metad placed them).
+    Segments {
+        /// Resume strictly after this segment.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<crate::SegmentId>,
+        /// Most segments in the page.
+        max: u32,
+    },
     /// Redundancy of every segment (answered by the leader from a fresh scan).
     Durability,
     /// The raft view of this metad (answered locally, by any voter).
@@ -262,6 +273,12 @@ pub enum QueryResult {
     ShardsHeld {
         /// `held[i]` answers `shards[i]`.
         held: Vec<bool>,
+    },
+    /// For `Segments`: the page, in id order; more may follow when it is
+    /// full.
+    Segments {
+        /// `(segment, record)` pairs.
+        segments: Vec<(crate::SegmentId, crate::repair::SegmentRecord)>,
     },
     /// For `Durability`.
     Durability {

@@ -123,6 +123,10 @@ async fn ensure_leader_read(s: &AppState) -> Result<(), ApiError> {
     }
 }
 
+/// Most segments one `Segments` page carries (a page of records stays
+/// well under the RPC body limit).
+const SEGMENTS_PAGE_MAX: u32 = 1000;
+
 pub(super) async fn query(
     State(s): State<Arc<AppState>>,
     Json(q): Json<Query>,
@@ -249,6 +253,9 @@ pub(super) async fn query(
                     },
                     Query::ShardsHeld { node, shards } => QueryResult::ShardsHeld {
                         held: sm.shards_held(node, &shards)?,
+                    },
+                    Query::Segments { after, max } => QueryResult::Segments {
+                        segments: sm.segments_page(after, max.min(SEGMENTS_PAGE_MAX))?,
                     },
                     Query::Nodes
                     | Query::Status

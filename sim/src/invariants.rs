@@ -1,0 +1,131 @@
+//! Whole-cluster invariants, checked after every nemesis step and once more
+//! when the faults have stopped: what a client cannot see yet but that
+//! means data is lost, or one fault from it.
+//!
+//! **Every referenced segment keeps its read quorum on disk.** Each segment
+//! of the S3 workload's bucket in metad's segment index (so referenced by
+//! an object version or an upload part) must have at least k shard files (one copy, replicated) on
+//! the data nodes metad placed them on. Shard files are found on the run's
+//! disk directly, so a crashed data node's files still count (they come
+//! back with it), and a file that a garbage collector, a release queue or
+//! a scrubber deleted does not. Rot leaves a file in place; it is the
+//! scrubber's to repair, block by block.
+//!
+//! While faults run, writes, releases and repairs race the check, so it
+//! reads the index twice, before and after looking at the disk, and judges
+//! only segments in both reads (a segment committed or released meanwhile
+//! is left for the next step), counting a shard as present when a file
+//! exists on the node either read placed it on (a repair moved it
+//! meanwhile). A released segment leaves the index in the command that
+//! releases it, before any shard of it is deleted, so nothing the check
+//! judges can be legitimately going away.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use weft_client::MetadClient;
+use weft_common::repair::SegmentRecord;
+use weft_common::rpc::{Query, QueryResult};
+use weft_common::SegmentId;
+
+use crate::data::DATADS;
+use crate::s3_workload;
+
+/// Segments per index page asked for.
+const PAGE: u32 = 1000;
+
+/// The whole segment index, page by page, from the leader.
+async fn index(metad: &MetadClient) -> Result<BTreeMap<SegmentId, SegmentRecord>, String> {
+    let mut out = BTreeMap::new();
+    let mut after = None;
+    loop {
+        match metad.query(&Query::Segments { after, max: PAGE }).await {
+            Ok(QueryResult::Segments { segments }) => {
+                let full = segments.len() >= PAGE as usize;
+                after = segments.last().map(|(id, _)| *id);
+                out.extend(segments);
+                if !full {
+                    return Ok(out);
+                }
+            }
+            Ok(other) => return Err(format!("Segments answered {other:?}")),
+            Err(e) => return Err(format!("the segment index could not be read: {e}")),
+        }
+    }
+}
+
+/// Every shard file on the run's disk, as (data node, segment, index),
+/// for the segments in `wanted`.
+fn files_on_disk(
+    dir: &Path,
+    wanted: &BTreeMap<SegmentId, SegmentRecord>,
+) -> BTreeSet<(u64, SegmentId, usize)> {
+    let mut out = BTreeSet::new();
+    for node in 0..DATADS {
+        let shards = dir.join(format!("datad-{}", node + 1)).join("shards");
+        let Ok(fans) = std::fs::read_dir(&shards) else {
+            continue;
+        };
+        for fan in fans.flatten() {
+            let Ok(files) = std::fs::read_dir(fan.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let name = f.file_name();
+                let Some((segment, index)) = name.to_str().and_then(|n| n.split_once('.')) else {
+                    continue;
+                };
+                let (Ok(id), Ok(index)) = (segment.parse::<SegmentId>(), index.parse::<usize>())
+                else {
+                    continue;
+                };
+                if wanted.contains_key(&id) {
+                    out.insert((node as u64 + 1, id, index));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Checks that every segment in the index keeps k shard files where metad
+/// placed them. `Err` when metad did not answer (nothing was judged);
+/// otherwise how many segments were judged and the violations (empty: the
+/// invariant holds).
+pub(crate) async fn segments_keep_read_quorum(
+    dir: &Path,
+    metad: &MetadClient,
+) -> Result<(usize, Vec<String>), String> {
+    let before = index(metad).await?;
+    // Synchronous: no other task of the run moves while the disk is read.
+    let files = files_on_disk(dir, &before);
+    let after = index(metad).await?;
+    let placed = |r: &SegmentRecord, id: SegmentId, i: usize| {
+        r.shards
+            .get(i)
+            .copied()
+            .flatten()
+            .is_some_and(|n| files.contains(&(n.0, id, i)))
+    };
+    let mut judged = 0;
+    let mut failures = Vec::new();
+    for (id, b) in &before {
+        // Only the S3 workload's objects have bytes: the metadata
+        // workload's uploads name segments on no disk.
+        let Some(a) = after.get(id).filter(|a| a.bucket == s3_workload::BUCKET) else {
+            continue;
+        };
+        judged += 1;
+        let need = a.layout.read_quorum();
+        let have = (0..b.layout.width().max(a.layout.width()))
+            .filter(|i| placed(b, *id, *i) || placed(a, *id, *i))
+            .count();
+        if have < need {
+            failures.push(format!(
+                "segment {id} of {}/{} is referenced but only {have} of its shard files remain where metad placed them: fewer than k = {need} (placement {:?})",
+                a.bucket, a.key, a.shards
+            ));
+        }
+    }
+    Ok((judged, failures))
+}
