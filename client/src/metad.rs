@@ -22,9 +22,11 @@
 //! [`Command::Request`] whose id all attempts share, so metad applies it once
 //! and answers a repeat without releasing anything. Other calls
 //! ([`MetadClient::call`], used for membership changes) stop at the first
-//! unknown outcome. If the deadline passes after any attempt whose outcome
-//! is unknown, the error is [`MetadClientError::OutcomeUnknown`], never
-//! `Unavailable`: the caller must then keep whatever the command would have
+//! unknown outcome. If the deadline passes after any attempt of a command
+//! whose outcome is unknown, the error is
+//! [`MetadClientError::OutcomeUnknown`], never `Unavailable` (a query
+//! changes nothing, so giving up on one is `Unavailable`): the caller must
+//! then keep whatever the command would have
 //! referenced (shards stay for garbage collection to judge) and must not
 //! release anything on the strength of it.
 
@@ -43,8 +45,6 @@ use crate::transport::{Http, SharedTransport};
 
 /// How long one attempt waits for metad's answer.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
-/// The shortest attempt, however little of the deadline is left.
-const ATTEMPT_TIMEOUT_MIN: Duration = Duration::from_millis(500);
 
 /// Why a metad call failed after retries.
 #[derive(Debug, Error)]
@@ -99,6 +99,8 @@ pub struct MetadClient {
     seeds: Arc<Vec<String>>,
     leader: Arc<Mutex<Option<String>>>,
     deadline: Duration,
+    /// How long one attempt waits for its answer.
+    attempt_timeout: Duration,
 }
 
 enum Attempt<T> {
@@ -122,6 +124,9 @@ enum Attempt<T> {
 enum Idempotent {
     Yes,
     No,
+    /// A read: retried like `Yes`, and since it changes nothing, an
+    /// unknown attempt never makes giving up "may have been applied".
+    Read,
 }
 
 impl MetadClient {
@@ -145,6 +150,7 @@ impl MetadClient {
             seeds: Arc::new(addrs),
             leader: Arc::new(Mutex::new(None)),
             deadline: Duration::from_secs(20),
+            attempt_timeout: ATTEMPT_TIMEOUT,
         }
     }
 
@@ -153,6 +159,14 @@ impl MetadClient {
     /// command is still recognised.
     pub fn with_deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline.min(Duration::from_millis(REQUEST_RETENTION_MS / 4));
+        self
+    }
+
+    /// Changes how long one attempt waits for its answer (15 s by
+    /// default): for callers that would rather try another voter soon
+    /// than wait out a slow one.
+    pub fn with_attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = timeout;
         self
     }
 
@@ -199,14 +213,7 @@ impl MetadClient {
     /// Runs a linearizable query on the leader. A query changes nothing, so
     /// giving up on one is "unavailable", never "may have been applied".
     pub async fn query(&self, q: &Query) -> Result<QueryResult, MetadClientError> {
-        self.call_raw("/v1/query", q, false, Idempotent::Yes)
-            .await
-            .map_err(|e| match e {
-                MetadClientError::OutcomeUnknown { attempts, last } => {
-                    MetadClientError::Unavailable { attempts, last }
-                }
-                e => e,
-            })
+        self.call_raw("/v1/query", q, false, Idempotent::Read).await
     }
 
     /// Reports liveness (the leader keeps it).
@@ -324,14 +331,9 @@ impl MetadClient {
                 }
             };
             attempts += 1;
-            // No attempt outlives the caller's deadline by much (a floor,
-            // so the last attempt can still be answered).
-            let timeout = ATTEMPT_TIMEOUT.min(
-                self.deadline
-                    .saturating_sub(start.elapsed())
-                    .max(ATTEMPT_TIMEOUT_MIN),
-            );
-            let (reason, redirect) = match self.attempt(&addr, path, body, empty_ok, timeout).await
+            let (reason, redirect) = match self
+                .attempt(&addr, path, body, empty_ok, self.attempt_timeout)
+                .await
             {
                 Attempt::Done(v) => {
                     *self.leader.lock().expect("leader lock") = Some(addr);
@@ -351,9 +353,11 @@ impl MetadClient {
                     });
                 }
                 Attempt::Unknown { reason, redirect } => {
-                    if !weft_common::failpoints::active(
-                        weft_common::failpoints::Bug::UnknownAsNotApplied,
-                    ) {
+                    if idempotent != Idempotent::Read
+                        && !weft_common::failpoints::active(
+                            weft_common::failpoints::Bug::UnknownAsNotApplied,
+                        )
+                    {
                         *maybe_applied = true;
                     }
                     (reason, redirect)

@@ -293,12 +293,13 @@ impl StateMachine {
         Ok(out)
     }
 
-    /// Up to `max` indexed segments after `after`, in id order.
+    /// Up to `max` indexed segments after `after`, in id order, and
+    /// whether more follow.
     pub fn segments_page(
         &self,
         after: Option<SegmentId>,
         max: u32,
-    ) -> Result<Vec<(SegmentId, SegmentRecord)>, MetaError> {
+    ) -> Result<(Vec<(SegmentId, SegmentRecord)>, bool), MetaError> {
         let tx = self.begin_read()?;
         let t = tx.open_table(SEGMENTS)?;
         let start = after.map(segment_key);
@@ -310,11 +311,16 @@ impl StateMachine {
             None => t.range::<&[u8]>(..)?,
         };
         let mut out = Vec::new();
-        for it in range.take(max as usize) {
+        let mut more = false;
+        for it in range {
             let (k, v) = it?;
+            if out.len() == max as usize {
+                more = true;
+                break;
+            }
             out.push((segment_id(k.value())?, item(T_SEGMENTS, &k, &v)?));
         }
-        Ok(out)
+        Ok((out, more))
     }
 
     /// Calls `f` for every indexed segment, from one consistent view.

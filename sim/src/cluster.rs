@@ -87,7 +87,7 @@ impl Cluster {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let undone = self
             .disk
-            .cut()
+            .cut(None)
             .map_err(|e| format!("power-cut recovery failed: {e}"))?;
         self.power_cuts.cuts += 1;
         self.power_cuts.writes_undone += undone.writes;
@@ -100,6 +100,22 @@ impl Cluster {
                 self.start_datad(i).await?;
             }
         }
+        Ok(format!(
+            "{} writes and {} entries undone",
+            undone.writes, undone.entries
+        ))
+    }
+
+    /// Power to one process's disk is cut: what it had not made durable
+    /// is undone (the process must have stopped: crashed just before).
+    pub(crate) fn cut_one(&mut self, name: &str) -> Result<String, String> {
+        let undone = self
+            .disk
+            .cut(Some(&[name.to_string()]))
+            .map_err(|e| format!("power-cut recovery of {name} failed: {e}"))?;
+        self.power_cuts.node_cuts += 1;
+        self.power_cuts.writes_undone += undone.writes;
+        self.power_cuts.entries_undone += undone.entries;
         Ok(format!(
             "{} writes and {} entries undone",
             undone.writes, undone.entries

@@ -1,10 +1,12 @@
-//! The simulated cluster's disk: a [`PowerCutDisk`] over the run's
-//! directory, so a simulated power cut drops every write no fsync made
-//! durable, exactly as with real processes in the chaos suite.
+//! The simulated cluster's disk: a [`PowerCutDisk`] over each process's
+//! directory, so a simulated power cut (of one process, or of all) drops
+//! every write no fsync made durable, exactly as with real processes in
+//! the chaos suite.
 //!
 //! The process has one disk (`weft_common::disk::install`, once), and a
 //! `weft sim --seeds` sweep runs many simulations in one process, so the
-//! installed disk is a [`SwapDisk`] whose inner disk each run replaces. The
+//! installed disk is a [`SwapDisk`] whose inner disks each run replaces,
+//! routing each step to the disk of the directory it touches. The
 //! kernel's writeback age is off: under simulation only an fsync makes
 //! anything durable, the strictest disk a power cut can meet. Every change
 //! stamps the file's modification time from the simulated clock. The
@@ -19,12 +21,24 @@ use std::sync::{Arc, OnceLock, RwLock};
 use weft_common::disk::power_cut::{Options, PowerCutDisk, Recovered};
 use weft_common::disk::{Access, Disk, RealDisk};
 
-/// The installed disk: delegates every step to the current run's disk.
+/// One process's power-cut disk, over its own directory.
+#[derive(Debug)]
+struct Part {
+    name: String,
+    /// The directory as the processes name it, and with symlinks resolved
+    /// (as `/proc/self/fd` names open files).
+    raw: PathBuf,
+    canonical: PathBuf,
+    disk: Arc<dyn Disk>,
+}
+
+/// The installed disk: delegates every step to the power-cut disk of the
+/// process whose directory the file is in.
 #[derive(Debug)]
 pub(crate) struct SwapDisk {
-    inner: RwLock<Arc<dyn Disk>>,
-    /// The run's root and options, for the restart after a cut.
-    run: RwLock<Option<(PathBuf, Options)>>,
+    parts: RwLock<Vec<Part>>,
+    /// The run's options, for the restart after a cut.
+    options: RwLock<Option<Options>>,
     /// Directories whose every write, fsync, create, rename and remove
     /// fails with EIO (a failing device), until healed.
     failing: RwLock<Vec<PathBuf>>,
@@ -37,8 +51,8 @@ static DISK: OnceLock<Option<Arc<SwapDisk>>> = OnceLock::new();
 pub(crate) fn installed() -> Option<Arc<SwapDisk>> {
     DISK.get_or_init(|| {
         let disk = Arc::new(SwapDisk {
-            inner: RwLock::new(Arc::new(RealDisk)),
-            run: RwLock::new(None),
+            parts: RwLock::new(Vec::new()),
+            options: RwLock::new(None),
             failing: RwLock::new(Vec::new()),
         });
         weft_common::disk::install(disk.clone()).then_some(disk)
@@ -47,44 +61,88 @@ pub(crate) fn installed() -> Option<Arc<SwapDisk>> {
 }
 
 impl SwapDisk {
-    fn inner(&self) -> Arc<dyn Disk> {
-        self.inner.read().expect("swap disk lock").clone()
+    /// The disk of the process whose directory holds `path`; the real disk
+    /// for anything outside them.
+    fn for_path(&self, path: &Path) -> Arc<dyn Disk> {
+        self.parts
+            .read()
+            .expect("swap disk lock")
+            .iter()
+            .find(|p| path.starts_with(&p.raw) || path.starts_with(&p.canonical))
+            .map(|p| p.disk.clone())
+            .unwrap_or_else(|| Arc::new(RealDisk))
     }
 
-    /// Starts a run's power-cut disk over `root`.
-    pub(crate) fn begin(&self, root: &Path, skip_file_fsync: bool) -> io::Result<()> {
+    /// The disk of the process whose directory holds the open `file`.
+    fn for_file(&self, file: &File) -> Arc<dyn Disk> {
+        match path_of(file) {
+            Some(path) => self.for_path(&path),
+            None => Arc::new(RealDisk),
+        }
+    }
+
+    /// Starts a run: one power-cut disk for each process directory
+    /// `names` under `root` (each process's power is cut on its own).
+    pub(crate) fn begin(
+        &self,
+        root: &Path,
+        names: &[String],
+        skip_file_fsync: bool,
+    ) -> io::Result<()> {
         let options = Options {
             writeback: None,
             skip_file_fsync,
             real_fsync: false,
             ..Options::default()
         };
-        let (disk, _) = PowerCutDisk::start(root, options.clone())?;
-        *self.inner.write().expect("swap disk lock") = Arc::new(disk);
-        *self.run.write().expect("swap disk lock") = Some((root.to_path_buf(), options));
+        let mut parts = Vec::with_capacity(names.len());
+        for name in names {
+            let raw = root.join(name);
+            std::fs::create_dir_all(&raw)?;
+            let (disk, _) = PowerCutDisk::start(&raw, options.clone())?;
+            parts.push(Part {
+                name: name.clone(),
+                canonical: raw.canonicalize()?,
+                raw,
+                disk: Arc::new(disk),
+            });
+        }
+        *self.parts.write().expect("swap disk lock") = parts;
+        *self.options.write().expect("swap disk lock") = Some(options);
         Ok(())
     }
 
-    /// The power cut: every change not made durable is undone. Every
-    /// process using the disk must have stopped.
-    pub(crate) fn cut(&self) -> io::Result<Recovered> {
-        let run = self.run.read().expect("swap disk lock").clone();
-        let Some((root, options)) = run else {
+    /// A power cut of the processes named (all of them when `names` is
+    /// `None`): every change their disks had not made durable is undone.
+    /// Each must have stopped.
+    pub(crate) fn cut(&self, names: Option<&[String]>) -> io::Result<Recovered> {
+        let Some(options) = self.options.read().expect("swap disk lock").clone() else {
             return Ok(Recovered::default());
         };
-        // The old journal is closed before the new disk reads it.
-        *self.inner.write().expect("swap disk lock") = Arc::new(RealDisk);
-        let (disk, recovered) = PowerCutDisk::start(&root, options)?;
-        *self.inner.write().expect("swap disk lock") = Arc::new(disk);
-        Ok(recovered)
+        let mut total = Recovered::default();
+        let mut parts = self.parts.write().expect("swap disk lock");
+        for part in parts
+            .iter_mut()
+            .filter(|p| names.is_none_or(|n| n.contains(&p.name)))
+        {
+            // The old journal is closed before the new disk reads it.
+            part.disk = Arc::new(RealDisk);
+            let (disk, recovered) = PowerCutDisk::start(&part.raw, options.clone())?;
+            part.disk = Arc::new(disk);
+            total.writes += recovered.writes;
+            total.entries += recovered.entries;
+        }
+        Ok(total)
     }
 
     /// From now on every change under `dir` fails with EIO.
     pub(crate) fn fail_under(&self, dir: &Path) {
-        self.failing
-            .write()
-            .expect("swap disk lock")
-            .push(dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()));
+        let mut failing = self.failing.write().expect("swap disk lock");
+        // As processes name it, and as /proc names open files.
+        failing.push(dir.to_path_buf());
+        if let Ok(canonical) = dir.canonicalize() {
+            failing.push(canonical);
+        }
     }
 
     /// Every directory works again.
@@ -104,25 +162,30 @@ impl SwapDisk {
         Ok(())
     }
 
-    /// EIO if the open `file` is under a failing directory (its path from
-    /// /proc, looked up only while some directory is failing).
+    /// EIO if the open `file` is under a failing directory (its path
+    /// looked up only while some directory is failing).
     fn check_file(&self, file: &File) -> io::Result<()> {
         if self.failing.read().expect("swap disk lock").is_empty() {
             return Ok(());
         }
-        use std::os::fd::AsRawFd;
-        match std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())) {
-            Ok(path) => self.check_path(&path),
-            Err(_) => Ok(()),
+        match path_of(file) {
+            Some(path) => self.check_path(&path),
+            None => Ok(()),
         }
     }
 
     /// Ends the run: back to the real disk.
     pub(crate) fn end(&self) {
         self.heal();
-        *self.inner.write().expect("swap disk lock") = Arc::new(RealDisk);
-        *self.run.write().expect("swap disk lock") = None;
+        self.parts.write().expect("swap disk lock").clear();
+        *self.options.write().expect("swap disk lock") = None;
     }
+}
+
+/// The path of an open file, from /proc.
+fn path_of(file: &File) -> Option<PathBuf> {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).ok()
 }
 
 /// Stamps a file just changed with the simulated wall clock: data nodes
@@ -137,41 +200,41 @@ fn stamp(file: &File) -> io::Result<()> {
 impl Disk for SwapDisk {
     fn create_new(&self, path: &Path, access: Access) -> io::Result<File> {
         self.check_path(path)?;
-        let file = self.inner().create_new(path, access)?;
+        let file = self.for_path(path).create_new(path, access)?;
         stamp(&file)?;
         Ok(file)
     }
 
     fn write_at(&self, file: &File, offset: u64, data: &[u8]) -> io::Result<()> {
         self.check_file(file)?;
-        self.inner().write_at(file, offset, data)?;
+        self.for_file(file).write_at(file, offset, data)?;
         stamp(file)
     }
 
     fn set_len(&self, file: &File, len: u64) -> io::Result<()> {
         self.check_file(file)?;
-        self.inner().set_len(file, len)?;
+        self.for_file(file).set_len(file, len)?;
         stamp(file)
     }
 
     fn sync_data(&self, file: &File) -> io::Result<()> {
         self.check_file(file)?;
-        self.inner().sync_data(file)
+        self.for_file(file).sync_data(file)
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         self.check_path(from)?;
         self.check_path(to)?;
-        self.inner().rename(from, to)
+        self.for_path(from).rename(from, to)
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         self.check_path(path)?;
-        self.inner().remove_file(path)
+        self.for_path(path).remove_file(path)
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.check_path(dir)?;
-        self.inner().sync_dir(dir)
+        self.for_path(dir).sync_dir(dir)
     }
 }

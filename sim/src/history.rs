@@ -61,6 +61,14 @@ impl Recorder {
             .collect()
     }
 
+    /// Final reads that found an object.
+    pub(crate) fn final_objects(&self) -> usize {
+        self.ops
+            .iter()
+            .filter(|o| o.kind == OpKind::FinalGet && o.is_ok())
+            .count()
+    }
+
     /// The checker's findings, one line each (empty: the history holds).
     pub(crate) fn check(&self) -> (usize, Vec<String>) {
         let verdict = weft_chaos::checker::check(&self.ops);
@@ -78,7 +86,7 @@ pub(crate) fn op(kind: OpKind, key: &str) -> Op {
     Op::new(kind, key)
 }
 
-/// The checker's outcome for an answer's status (`None`: no answer).
+/// The checker's outcome for a read's answer status (`None`: no answer).
 pub(crate) fn outcome(status: Option<u16>, detail: &str) -> Outcome {
     match status {
         Some(200..=299) => Outcome::Ok,

@@ -1,26 +1,33 @@
-//! `weft sim`: a seeded, deterministic simulation of Weft's metadata group.
+//! `weft sim`: a seeded, deterministic simulation of a Weft cluster.
 //!
-//! Three metad voters run in this process on one current-thread tokio
-//! runtime with paused time, with no sockets: their routers answer through
-//! [`net::SimNet`], which delays, loses, duplicates and partitions requests,
-//! and their raft RPCs go the same way. Workers write, overwrite, delete and
-//! read objects through the real [`weft_client::MetadClient`] (its retry
-//! contract is part of what is tested); a nemesis crashes and restarts
-//! voters, partitions them and jumps the wall clock. Every choice comes from
-//! the seed (the workload's and the nemesis's generators, the network's,
-//! and the thread generator metad and openraft draw ids and election
-//! timeouts from), so a seed replays the same run: the trace hash says so.
+//! Three metad voters (and, with `--data-plane`, six data nodes and an S3
+//! gateway) run in this process on one current-thread tokio runtime with
+//! paused time, with no sockets: their routers answer through
+//! [`net::SimNet`], which delays, loses, duplicates and partitions
+//! requests and loses or resets responses, and their raft RPCs go the same
+//! way; their files go through a power-cut disk. Workers write, overwrite,
+//! delete, read and put upload parts through the real
+//! [`weft_client::MetadClient`] (its retry contract is part of what is
+//! tested), and S3 clients sign requests to the gateway; a nemesis crashes
+//! and restarts processes, cuts power to all of them, partitions voters,
+//! loses responses in spells, fails a data node's disk, rots shards and
+//! jumps the wall clock. Every choice comes from the seed (the workloads'
+//! and the nemesis's generators, the network's, and the thread generator
+//! metad and openraft draw ids and election timeouts from), so a seed
+//! replays the same run: the trace hash says so.
 //!
 //! Checks, each a failure of the run:
 //! - every read answers a value the key may hold: the last acknowledged
 //!   write, or one whose outcome the client was told is unknown;
+//! - no `PutPart` answer releases the segments of the part it put;
+//! - with the data plane, the chaos suite's history checker passes
+//!   ([`history`]), and after every nemesis step every referenced segment
+//!   keeps k shard files where metad placed them ([`invariants`]);
 //! - after the faults stop, every voter's state machine converges to the
 //!   same digest at the same applied index;
 //! - the final value of every key is one it may hold.
 //!
-//! Not simulated yet: data nodes and the gateway (shard bytes need a
-//! streamed body through the network and per-node simulated disks), power
-//! cuts of the metad databases (the disk seam is process-wide today).
+//! docs/testing.md (Simulation) says what is not simulated yet.
 
 #![warn(missing_docs)]
 
@@ -52,8 +59,10 @@ pub use net::{NetFaults, NetStats, SimNet};
 /// Power cuts of a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PowerCuts {
-    /// Cuts.
+    /// Whole-cluster cuts.
     pub cuts: u32,
+    /// Cuts of one process (a voter or a data node).
+    pub node_cuts: u32,
     /// Writes and truncations undone.
     pub writes_undone: usize,
     /// Creates, renames and removes undone.
@@ -137,25 +146,13 @@ pub fn run(cfg: &SimConfig) -> SimOutcome {
     }
     if let Some(bug) = cfg.bug {
         if !weft_common::failpoints::set(bug, true) {
-            return SimOutcome {
-                seed: cfg.seed,
-                steps: cfg.steps,
-                trace_hash: String::new(),
-                failures: vec![format!(
+            return failed(
+                cfg,
+                format!(
                     "cannot re-introduce {}: this build has no failpoints (build with the `failpoints` feature)",
                     bug.name()
-                )],
-                acked: 0,
-                unknown: 0,
-                reads: 0,
-                crashes: 0,
-                power_cuts: PowerCuts::default(),
-                rotted: 0,
-                net: NetStats::default(),
-                simulated: Duration::ZERO,
-                tail: Vec::new(),
-                trace: Vec::new(),
-            };
+                ),
+            );
         }
     }
     clock::install_and_reset();
@@ -168,7 +165,46 @@ pub fn run(cfg: &SimConfig) -> SimOutcome {
     #[cfg(tokio_unstable)]
     builder.rng_seed(tokio::runtime::RngSeed::from_bytes(&cfg.seed.to_le_bytes()));
     let rt = builder.build().expect("a current-thread runtime builds");
-    rt.block_on(simulate(cfg.clone()))
+    // A panic anywhere in the simulated cluster (its blocking work runs
+    // inline, on this thread) is a finding like any other, not the end of
+    // a sweep.
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(simulate(cfg.clone()))
+    }));
+    match run {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic without a message".into());
+            if let Some(disk) = disk::installed() {
+                disk.end();
+            }
+            failed(cfg, format!("the simulated cluster panicked: {what}"))
+        }
+    }
+}
+
+/// The outcome of a run that could not run or did not finish.
+fn failed(cfg: &SimConfig, failure: String) -> SimOutcome {
+    SimOutcome {
+        seed: cfg.seed,
+        steps: cfg.steps,
+        trace_hash: String::new(),
+        failures: vec![failure],
+        acked: 0,
+        unknown: 0,
+        reads: 0,
+        crashes: 0,
+        power_cuts: PowerCuts::default(),
+        rotted: 0,
+        net: NetStats::default(),
+        simulated: Duration::ZERO,
+        tail: Vec::new(),
+        trace: Vec::new(),
+    }
 }
 
 /// The recorded events of a run, hashed for the determinism check.
@@ -176,27 +212,27 @@ pub fn run(cfg: &SimConfig) -> SimOutcome {
 pub(crate) struct Trace {
     start: Option<tokio::time::Instant>,
     lines: Vec<String>,
-    /// The run's directory: paths under it (in error messages) differ from
-    /// run to run, and so do the process-unique names of temp files, so
-    /// the trace shows `<path>` instead.
-    run_dir: Option<String>,
+    /// The run's directory, as named and with symlinks resolved: paths
+    /// under it (in error messages) differ from run to run, so the trace
+    /// shows `<path>` instead.
+    run_dir: Vec<String>,
 }
 
 impl Trace {
     pub(crate) fn log(&mut self, line: String) {
-        let line = match &self.run_dir {
-            Some(dir) if line.contains(dir.as_str()) => line
-                .split(' ')
-                .map(|word| {
-                    if word.contains(dir.as_str()) {
-                        "<path>"
-                    } else {
-                        word
-                    }
-                })
+        // A word naming a path under the run's directory, or the start of
+        // one cut short (answers are quoted up to a length), or any
+        // temporary directory's path.
+        let unstable = |word: &str| {
+            word.contains("/.tmp") || self.run_dir.iter().any(|d| word.contains(d.as_str()))
+        };
+        let line = if line.split(' ').any(unstable) {
+            line.split(' ')
+                .map(|word| if unstable(word) { "<path>" } else { word })
                 .collect::<Vec<_>>()
-                .join(" "),
-            _ => line,
+                .join(" ")
+        } else {
+            line
         };
         let start = *self.start.get_or_insert_with(tokio::time::Instant::now);
         let ms = start.elapsed().as_millis();
@@ -225,9 +261,19 @@ async fn simulate(cfg: SimConfig) -> SimOutcome {
         return outcome(&cfg, &trace, failures, Default::default(), 0, &net, started);
     };
     let dir = tempfile::tempdir().expect("a temporary directory");
-    trace.borrow_mut().run_dir = Some(dir.path().to_string_lossy().into_owned());
+    {
+        let mut t = trace.borrow_mut();
+        t.run_dir.push(dir.path().to_string_lossy().into_owned());
+        if let Ok(canonical) = dir.path().canonicalize() {
+            t.run_dir.push(canonical.to_string_lossy().into_owned());
+        }
+    }
     let skip_fsync = weft_common::failpoints::active(weft_common::failpoints::Bug::SkipFsync);
-    if let Err(e) = disk.begin(dir.path(), skip_fsync) {
+    let mut processes: Vec<String> = (0..VOTERS).map(|i| format!("metad-{}", i + 1)).collect();
+    if cfg.data_plane {
+        processes.extend((0..data::DATADS).map(|i| format!("datad-{}", i + 1)));
+    }
+    if let Err(e) = disk.begin(dir.path(), &processes, skip_fsync) {
         let failures = vec![format!("start the simulated disk: {e}")];
         return outcome(&cfg, &trace, failures, Default::default(), 0, &net, started);
     }
@@ -399,6 +445,12 @@ async fn simulate(cfg: SimConfig) -> SimOutcome {
                     found.len()
                 ));
                 failures.extend(found);
+                let objects = history.borrow().final_objects();
+                if judged == 0 && objects > 0 {
+                    failures.push(format!(
+                        "the final reads found {objects} objects, yet no segment of the S3 bucket was in metad's segment index to check"
+                    ));
+                }
             }
             Err(e) => failures.push(format!("with no faults, {e}")),
         }

@@ -11,17 +11,18 @@ use rand::Rng;
 use crate::cluster::{voter_addr, Cluster, VOTERS};
 use crate::{clock, data, invariants, Trace};
 
-/// Faults while any worker runs: every 0.2–1.5 s of simulated time, one of
-/// crash a voter (never more than one down, so the group keeps a
-/// majority), restart it, cut one voter off from the others, heal, a
-/// power cut, or jump the wall clock; with the data plane also crash or
-/// restart a data node (one down at a time: with two down, EC 4+2's
-/// write quorum of five cannot be placed and every write fails), rot three shards of one
-/// segment in different stripes ([`data::rot`]), or make one data node's
-/// disk fail every change with EIO until the next step; in either mode, a
-/// spell in which a third of responses are lost until the next step. With the data plane,
-/// after every step: [`invariants::segments_keep_read_quorum`] (until the
-/// first violation, which stays in the failures).
+/// Faults while any worker runs: every 0.2–1.5 s of simulated time, one
+/// of: crash a voter (never more than one down, so the group keeps a
+/// majority; half the crashes cut its disk's power too), restart it, cut
+/// one voter off from the others, heal, a whole-cluster power cut, a spell
+/// in which a third of responses are lost until the next step, or a jump
+/// of the wall clock. With the data plane also: crash a data node (one
+/// down at a time: with two down, EC 4+2's write quorum of five cannot be
+/// placed and every write fails; half with a power cut) or restart it, rot
+/// three shards of one segment in different stripes ([`data::rot`]), or
+/// make one data node's disk fail every change with EIO until the next
+/// step; and after every step, [`invariants::segments_keep_read_quorum`]
+/// (until the first violation, which stays in the failures).
 pub(crate) async fn nemesis(
     mut rng: StdRng,
     cluster: Rc<tokio::sync::Mutex<Cluster>>,
@@ -39,6 +40,7 @@ pub(crate) async fn nemesis(
             c.net.endpoint("127.0.2.247:1"),
         )
         .with_deadline(Duration::from_secs(5))
+        .with_attempt_timeout(Duration::from_secs(2))
     };
     // A data node whose disk fails every change until the next step.
     let mut failing_disk: Option<usize> = None;
@@ -70,7 +72,12 @@ pub(crate) async fn nemesis(
                 let i = live[rng.gen_range(0..live.len())];
                 c.crash(i).await;
                 crashes.set(crashes.get() + 1);
-                format!("nemesis: crash voter {}", i + 1)
+                // Half the crashes lose power too.
+                if rng.gen_bool(0.5) {
+                    power_cut_one(&mut c, &format!("metad-{}", i + 1), &failures)
+                } else {
+                    format!("nemesis: crash voter {}", i + 1)
+                }
             }
             1 if live.len() < VOTERS => {
                 let i = (0..VOTERS)
@@ -111,7 +118,11 @@ pub(crate) async fn nemesis(
                 let net = c.net.clone();
                 c.data.crash_datad(i, &net).await;
                 crashes.set(crashes.get() + 1);
-                format!("nemesis: crash datad {}", i + 1)
+                if rng.gen_bool(0.5) {
+                    power_cut_one(&mut c, &format!("datad-{}", i + 1), &failures)
+                } else {
+                    format!("nemesis: crash datad {}", i + 1)
+                }
             }
             7 if c.data.live_datads().len() < data::DATADS => {
                 let i = (0..data::DATADS)
@@ -139,7 +150,9 @@ pub(crate) async fn nemesis(
             // that already happened, the case idempotent apply is for.
             6 if !c.data_plane => lossy_spell(&c.net, &mut lossy),
             10 => lossy_spell(&c.net, &mut lossy),
-            9 => {
+            // Only while every data node is up: with one down and one
+            // failing, a write could not be placed anywhere.
+            9 if c.data.live_datads().len() == data::DATADS => {
                 let i = rng.gen_range(0..data::DATADS);
                 c.disk
                     .fail_under(&c.dir.path().join(format!("datad-{}", i + 1)));
@@ -177,6 +190,17 @@ pub(crate) async fn nemesis(
     }
     if let Some(usual) = lossy {
         cluster.lock().await.net.set_faults(usual);
+    }
+}
+
+/// Cuts the power of the process `name`, which just crashed.
+fn power_cut_one(c: &mut Cluster, name: &str, failures: &Rc<RefCell<Vec<String>>>) -> String {
+    match c.cut_one(name) {
+        Ok(undone) => format!("nemesis: {name} loses power ({undone})"),
+        Err(e) => {
+            failures.borrow_mut().push(e.clone());
+            format!("nemesis: power cut of {name} failed: {e}")
+        }
     }
 }
 

@@ -117,12 +117,15 @@ enum Outcome {
 }
 
 impl Outcome {
-    /// What the history checker makes of it: a refusal is a failed
-    /// write, indeterminate to it (the set model judges refusals).
+    /// What the history checker makes of it: a refusal (404 included) is a
+    /// failed write, indeterminate to it (the set model judges refusals).
     fn seen(&self) -> Seen {
         match self {
             Outcome::Done(_) => Seen::Ok,
-            Outcome::Refused(a) => history::outcome(Some(a.status), &a.text()),
+            Outcome::Refused(a) => Seen::Error {
+                kind: format!("refused-{}", a.status),
+                detail: a.text(),
+            },
             Outcome::Unknown(e) => history::outcome(None, e),
         }
     }

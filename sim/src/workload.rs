@@ -215,15 +215,15 @@ pub(crate) async fn worker(
     }
 }
 
-/// A fresh segment id on a node that need not exist: metad only records
-/// placements.
+/// A fresh segment id on a node that does not exist (metad only records
+/// placements; no data node is asked to repair it).
 fn fake_segment() -> Segment {
     Segment {
         id: SegmentId::from_random(weft_common::effects::random()),
         offset: 0,
         len: 1,
         layout: Layout::Replicated { copies: 1 },
-        shards: vec![Some(NodeId(1))],
+        shards: vec![Some(NodeId(999))],
         shard_len: 1,
     }
 }

@@ -43,7 +43,7 @@ fn run_one(cfg: SimConfig) -> SimOutcome {
 
 fn summary(o: &SimOutcome) -> String {
     format!(
-        "seed {}: {} steps, {} acked, {} unknown, {} reads, {} crashes, {} power cuts ({} writes undone), {} segments rotted, net {:?}, {:.1} s simulated, trace {}",
+        "seed {}: {} steps, {} acked, {} unknown, {} reads, {} crashes, {} power cuts and {} of one process ({} writes undone), {} segments rotted, net {:?}, {:.1} s simulated, trace {}",
         o.seed,
         o.steps,
         o.acked,
@@ -51,6 +51,7 @@ fn summary(o: &SimOutcome) -> String {
         o.reads,
         o.crashes,
         o.power_cuts.cuts,
+        o.power_cuts.node_cuts,
         o.power_cuts.writes_undone,
         o.rotted,
         o.net,

@@ -274,11 +274,12 @@ pub enum QueryResult {
         /// `held[i]` answers `shards[i]`.
         held: Vec<bool>,
     },
-    /// For `Segments`: the page, in id order; more may follow when it is
-    /// full.
+    /// For `Segments`: the page, in id order.
     Segments {
         /// `(segment, record)` pairs.
         segments: Vec<(crate::SegmentId, crate::repair::SegmentRecord)>,
+        /// More follow the last one (ask again with it as `after`).
+        more: bool,
     },
     /// For `Durability`.
     Durability {

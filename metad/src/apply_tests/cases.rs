@@ -267,3 +267,34 @@ fn a_newer_command_format_is_not_applied() {
     }
     assert_eq!(sm.digest().unwrap().1, before.1);
 }
+
+/// The `Segments` query pages through the index in id order, says when
+/// more follow, and resumes strictly after the last id it gave.
+#[test]
+fn segment_index_pages_cover_every_segment_once() {
+    let (_dir, sm) = setup();
+    let mut b = Builder::default();
+    let mut ever = BTreeSet::new();
+    apply_checked(&sm, &b.build(&Op::CreateUpload { u: 0 }), &mut ever);
+    for n in 1..=5 {
+        apply_checked(&sm, &b.build(&Op::PutPart { u: 0, n }), &mut ever);
+    }
+    let mut all = Vec::new();
+    sm.scan_segments(|id, _| all.push(id)).unwrap();
+    assert_eq!(all.len(), 5, "one segment per part");
+    let mut paged = Vec::new();
+    let mut after = None;
+    let mut pages = 0;
+    loop {
+        let (page, more) = sm.segments_page(after, 2).unwrap();
+        pages += 1;
+        assert!(page.len() <= 2);
+        after = page.last().map(|(id, _)| *id);
+        paged.extend(page.into_iter().map(|(id, _)| id));
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(pages, 3, "2 + 2 + 1");
+    assert_eq!(paged, all, "every segment once, in id order");
+}

@@ -254,9 +254,11 @@ pub(super) async fn query(
                     Query::ShardsHeld { node, shards } => QueryResult::ShardsHeld {
                         held: sm.shards_held(node, &shards)?,
                     },
-                    Query::Segments { after, max } => QueryResult::Segments {
-                        segments: sm.segments_page(after, max.min(SEGMENTS_PAGE_MAX))?,
-                    },
+                    Query::Segments { after, max } => {
+                        let (segments, more) =
+                            sm.segments_page(after, max.clamp(1, SEGMENTS_PAGE_MAX))?;
+                        QueryResult::Segments { segments, more }
+                    }
                     Query::Nodes
                     | Query::Status
                     | Query::Digest
