@@ -25,6 +25,10 @@
 //!
 //! It checks that the files exist, not that their bytes are whole: rot is
 //! the scrubber's, and a torn write the power-cut disk undoes as a whole.
+//!
+//! **Replicas agree.** Voters that have applied the same raft index hold
+//! the same state-machine digest (each voter answers its index and digest
+//! from one read), so their logs agree on everything applied.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -133,4 +137,33 @@ pub(crate) async fn segments_keep_read_quorum(
         }
     }
     Ok((judged, failures))
+}
+
+/// Asks every voter in `voters` for its applied index and state digest
+/// (answered locally); two voters at the same index must hold the same
+/// digest. Voters that do not answer are skipped. Returns the violations.
+pub(crate) async fn replicas_agree(voters: &[MetadClient]) -> Vec<String> {
+    let mut seen: BTreeMap<u64, (usize, String)> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for (i, voter) in voters.iter().enumerate() {
+        let Ok(QueryResult::Digest {
+            applied_index: Some(index),
+            digest,
+        }) = voter.query(&Query::Digest).await
+        else {
+            continue;
+        };
+        match seen.get(&index) {
+            Some((j, other)) if *other != digest => failures.push(format!(
+                "voters {} and {} have both applied index {index} but hold different states ({other} and {digest})",
+                j + 1,
+                i + 1
+            )),
+            Some(_) => {}
+            None => {
+                seen.insert(index, (i, digest));
+            }
+        }
+    }
+    failures
 }

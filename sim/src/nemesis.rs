@@ -16,13 +16,16 @@ use crate::{clock, data, invariants, Trace};
 /// majority; half the crashes cut its disk's power too), restart it, cut
 /// one voter off from the others, heal, a whole-cluster power cut, a spell
 /// in which a third of responses are lost until the next step, or a jump
-/// of the wall clock. With the data plane also: crash a data node (one
+/// of the wall clock, or a voter's disk failing every change with EIO until
+/// the next step (then the voter is restarted, as a supervisor would). With
+/// the data plane also: crash a data node (one
 /// down at a time: with two down, EC 4+2's write quorum of five cannot be
 /// placed and every write fails; half with a power cut) or restart it, rot
 /// three shards of one segment in different stripes ([`data::rot`]), or
 /// make one data node's disk fail every change with EIO until the next
-/// step; and after every step, [`invariants::segments_keep_read_quorum`]
-/// (until the first violation, which stays in the failures).
+/// step. After every step, [`invariants::replicas_agree`] and, with the
+/// data plane, [`invariants::segments_keep_read_quorum`] (until the first
+/// violation, which stays in the failures).
 pub(crate) async fn nemesis(
     mut rng: StdRng,
     cluster: Rc<tokio::sync::Mutex<Cluster>>,
@@ -42,8 +45,24 @@ pub(crate) async fn nemesis(
         .with_deadline(Duration::from_secs(5))
         .with_attempt_timeout(Duration::from_secs(2))
     };
-    // A data node whose disk fails every change until the next step.
+    // One client per voter, for what each answers locally.
+    let each: Vec<weft_client::MetadClient> = {
+        let c = cluster.lock().await;
+        (0..VOTERS)
+            .map(|i| {
+                weft_client::MetadClient::with_transport(
+                    vec![voter_addr(i)],
+                    c.net.endpoint("127.0.2.246:1"),
+                )
+                .with_deadline(Duration::from_secs(1))
+                .with_attempt_timeout(Duration::from_secs(1))
+            })
+            .collect()
+    };
+    // A data node, or a voter, whose disk fails every change until the
+    // next step.
     let mut failing_disk: Option<usize> = None;
+    let mut failing_voter: Option<usize> = None;
     // The usual faults, while a spell of lost responses lasts (until the
     // next step).
     let mut lossy: Option<crate::NetFaults> = None;
@@ -65,8 +84,28 @@ pub(crate) async fn nemesis(
                 .borrow_mut()
                 .log(format!("nemesis: datad {}'s disk works again", i + 1));
         }
+        if let Some(i) = failing_voter.take() {
+            // The voter stopped on its I/O errors; a supervisor restarts
+            // it once the device works again.
+            c.disk.heal();
+            c.crash(i).await;
+            let line = match c.start(i).await {
+                Ok(()) => format!(
+                    "nemesis: voter {}'s disk works again; voter restarted",
+                    i + 1
+                ),
+                Err(e) => {
+                    failures.borrow_mut().push(format!(
+                        "voter {} did not restart after its disk failed with EIO: {e}",
+                        i + 1
+                    ));
+                    format!("nemesis: voter {} restart after EIO failed: {e}", i + 1)
+                }
+            };
+            trace.borrow_mut().log(line);
+        }
         let live = c.live();
-        let actions = if c.data_plane { 11 } else { 7 };
+        let actions = if c.data_plane { 12 } else { 8 };
         let line = match rng.gen_range(0..actions) {
             0 if live.len() == VOTERS => {
                 let i = live[rng.gen_range(0..live.len())];
@@ -112,7 +151,7 @@ pub(crate) async fn nemesis(
                     }
                 }
             }
-            6 if c.data.live_datads().len() == data::DATADS => {
+            6 if c.data_plane && c.data.live_datads().len() == data::DATADS => {
                 let live = c.data.live_datads();
                 let i = live[rng.gen_range(0..live.len())];
                 let net = c.net.clone();
@@ -124,7 +163,7 @@ pub(crate) async fn nemesis(
                     format!("nemesis: crash datad {}", i + 1)
                 }
             }
-            7 if c.data.live_datads().len() < data::DATADS => {
+            7 if c.data_plane && c.data.live_datads().len() < data::DATADS => {
                 let i = (0..data::DATADS)
                     .find(|i| c.data.datads[*i].is_none())
                     .expect("one is down");
@@ -137,7 +176,7 @@ pub(crate) async fn nemesis(
                 }
             }
             // Rot is rarer than crashes: a third of its draws.
-            8 if rng.gen_range(0..3) == 0 => {
+            8 if c.data_plane && rng.gen_range(0..3) == 0 => {
                 let live = c.data.live_datads();
                 let dir = c.dir.path().to_path_buf();
                 match data::rot(&dir, &live, &mut c.data.rotted) {
@@ -152,13 +191,19 @@ pub(crate) async fn nemesis(
             10 => lossy_spell(&c.net, &mut lossy),
             // Only while every data node is up: with one down and one
             // failing, a write could not be placed anywhere.
-            9 if c.data.live_datads().len() == data::DATADS => {
+            9 if c.data_plane && c.data.live_datads().len() == data::DATADS => {
                 let i = rng.gen_range(0..data::DATADS);
                 c.disk
                     .fail_under(&c.dir.path().join(format!("datad-{}", i + 1)));
                 failing_disk = Some(i);
                 format!("nemesis: datad {}'s disk fails every change (EIO)", i + 1)
             }
+            // A voter's disk fails (only while all are up, so a majority
+            // keeps working).
+            7 if !c.data_plane && live.len() == VOTERS => {
+                voter_disk_fails(&mut c, &mut rng, &mut failing_voter)
+            }
+            11 if live.len() == VOTERS => voter_disk_fails(&mut c, &mut rng, &mut failing_voter),
             _ => {
                 let jump = rng.gen_range(-30_000i64..=30_000);
                 clock::jump(jump);
@@ -168,6 +213,16 @@ pub(crate) async fn nemesis(
         let check = c.data_plane.then(|| c.dir.path().to_path_buf());
         drop(c);
         trace.borrow_mut().log(line);
+        let clean = failures.borrow().is_empty();
+        if clean {
+            let split = invariants::replicas_agree(&each).await;
+            if !split.is_empty() {
+                trace
+                    .borrow_mut()
+                    .log(format!("invariant broken after the step: {}", split[0]));
+                failures.borrow_mut().extend(split);
+            }
+        }
         let clean = failures.borrow().is_empty();
         if let (Some(dir), true) = (check, clean) {
             let found = invariants::segments_keep_read_quorum(&dir, &metad).await;
@@ -188,9 +243,24 @@ pub(crate) async fn nemesis(
     if failing_disk.is_some() {
         cluster.lock().await.disk.heal();
     }
+    if let Some(i) = failing_voter {
+        let mut c = cluster.lock().await;
+        c.disk.heal();
+        c.crash(i).await;
+    }
     if let Some(usual) = lossy {
         cluster.lock().await.net.set_faults(usual);
     }
+}
+
+/// Makes a random voter's disk fail every change with EIO until the next
+/// step.
+fn voter_disk_fails(c: &mut Cluster, rng: &mut StdRng, failing: &mut Option<usize>) -> String {
+    let i = rng.gen_range(0..VOTERS);
+    c.disk
+        .fail_under(&c.dir.path().join(format!("metad-{}", i + 1)));
+    *failing = Some(i);
+    format!("nemesis: voter {}'s disk fails every change (EIO)", i + 1)
 }
 
 /// Cuts the power of the process `name`, which just crashed.
