@@ -20,6 +20,7 @@
 pub mod error;
 pub mod gc;
 pub mod limits;
+mod metad_link;
 pub mod node;
 pub mod release;
 pub mod repair;
