@@ -49,6 +49,11 @@ pub enum Cmd {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Make the cluster CA and issue role certificates for internal mTLS.
+    Cert {
+        #[command(subcommand)]
+        command: CertCmd,
+    },
     /// Measure: figures for docs/performance.md (never pass/fail).
     Bench {
         #[command(subcommand)]
@@ -63,6 +68,62 @@ pub enum Cmd {
     Datad(DaemonArgs),
     /// Run an S3 gateway.
     Gateway(DaemonArgs),
+}
+
+#[derive(Subcommand)]
+pub enum CertCmd {
+    /// Create the cluster CA: DIR/ca.pem (trusted by every process),
+    /// DIR/ca.key (keep it offline after issuing), DIR/ca.json.
+    Init {
+        #[command(flatten)]
+        pki: PkiDir,
+        /// The cluster's name, written into every certificate it issues.
+        #[arg(long, default_value = "weft")]
+        cluster: String,
+    },
+    /// Issue a certificate naming one role to a process or an operator:
+    /// OUT/NAME.pem and OUT/NAME.key.
+    Issue {
+        #[command(flatten)]
+        pki: PkiDir,
+        /// metad, datad, gateway or admin: what the holder may do.
+        #[arg(long)]
+        role: String,
+        /// The holder's name (file names and the certificate's CN).
+        #[arg(long)]
+        name: String,
+        /// A DNS name or IP address the holder serves on (repeatable);
+        /// none for a client-only certificate.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// Days the certificate is valid.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+        /// Where to write it (default: the CA's directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Replace a certificate of the same name (a re-issue for rotation).
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Where the cluster CA lives.
+#[derive(Args)]
+pub struct PkiDir {
+    /// The CA's directory (default: DATA/pki).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Data directory of a `weft dev` cluster.
+    #[arg(long, default_value = "weft-data", env = "WEFT_DATA")]
+    pub data: PathBuf,
+}
+
+impl PkiDir {
+    /// The directory the CA is in.
+    pub fn path(&self) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| self.data.join("pki"))
+    }
 }
 
 #[derive(Args)]

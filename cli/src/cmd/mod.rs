@@ -9,6 +9,7 @@ use weft_cli::admin_client::AdminClient;
 
 pub mod bench;
 pub mod bucket;
+pub mod cert;
 pub mod cluster;
 pub mod daemon;
 pub mod dev;
