@@ -9,6 +9,7 @@
 pub mod datad;
 pub mod limits;
 pub mod metad;
+pub mod mtls;
 pub mod pki;
 pub mod s3;
 pub mod transport;
