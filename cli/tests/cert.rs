@@ -113,3 +113,67 @@ fn issuing_without_a_ca_says_how_to_make_one() {
     assert!(!o.status.success());
     assert!(text(&o).contains("weft cert init"), "{}", text(&o));
 }
+
+#[test]
+fn the_ca_is_never_replaced_by_init_or_by_a_certificate_named_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_str().unwrap();
+    assert!(weft(&["cert", "init", "--dir", d]).status.success());
+    let ca_pem = std::fs::read(tmp.path().join("ca.pem")).unwrap();
+    // The key taken offline: a second init must still refuse.
+    std::fs::rename(tmp.path().join("ca.key"), tmp.path().join("offline.key")).unwrap();
+    let o = weft(&["cert", "init", "--dir", d]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("ca.pem"), "{}", text(&o));
+    assert_eq!(std::fs::read(tmp.path().join("ca.pem")).unwrap(), ca_pem);
+    std::fs::rename(tmp.path().join("offline.key"), tmp.path().join("ca.key")).unwrap();
+
+    let o = weft(&[
+        "cert", "issue", "--dir", d, "--role", "gateway", "--name", "ca", "--force",
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--name ca"), "{}", text(&o));
+    assert_eq!(std::fs::read(tmp.path().join("ca.pem")).unwrap(), ca_pem);
+
+    let o = weft(&[
+        "cert",
+        "issue",
+        "--dir",
+        d,
+        "--role",
+        "gateway",
+        "--name",
+        "gw",
+        "--host",
+        "*.internal",
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("wildcard"), "{}", text(&o));
+    assert!(!tmp.path().join("gw.pem").exists());
+}
+
+#[test]
+fn a_ca_certificate_from_another_ca_than_the_key_is_caught_before_anything_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for dir in [&a, &b] {
+        assert!(weft(&["cert", "init", "--dir", dir.to_str().unwrap()])
+            .status
+            .success());
+    }
+    // a's key with b's certificate: what a mixed-up roll leaves.
+    std::fs::copy(b.join("ca.pem"), a.join("ca.pem")).unwrap();
+    let o = weft(&[
+        "cert",
+        "issue",
+        "--dir",
+        a.to_str().unwrap(),
+        "--role",
+        "metad",
+        "--name",
+        "m1",
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("are not one CA"), "{}", text(&o));
+    assert!(!a.join("m1.pem").exists() && !a.join("m1.key").exists());
+}

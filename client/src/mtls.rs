@@ -5,7 +5,8 @@
 //! Both sides take a list of trusted CA certificates, so during a CA roll
 //! old and new are trusted at once. What each endpoint lets a role do is
 //! the endpoint's to decide ([`crate::pki::Role`]); this module only
-//! establishes who is calling.
+//! establishes who is calling. (A client does not yet check the role of
+//! the server it reaches, only that the CA vouches for the host name.)
 
 use crate::pki::{self, PkiError, Role};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -62,13 +63,69 @@ fn tls_error(e: impl std::fmt::Display) -> PkiError {
     PkiError::Untrusted(e.to_string())
 }
 
+/// webpki's client verifier, which also refuses a certificate that names
+/// no role or several: such a caller fails the handshake, whatever the
+/// endpoint would later have checked.
+#[derive(Debug)]
+struct OneRole(Arc<dyn rustls::server::danger::ClientCertVerifier>);
+
+impl rustls::server::danger::ClientCertVerifier for OneRole {
+    fn offer_client_auth(&self) -> bool {
+        self.0.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.0.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let verified = self.0.verify_client_cert(end_entity, intermediates, now)?;
+        pki::role_of(end_entity)
+            .map_err(|e| rustls::Error::General(format!("client certificate refused: {e}")))?;
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
 /// The server side: every caller must present a certificate that chains
-/// to a trusted CA; the handshake fails otherwise.
+/// to a trusted CA and names exactly one role; the handshake fails
+/// otherwise.
 pub fn server_config(id: &Identity) -> Result<rustls::ServerConfig, PkiError> {
-    let verifier =
+    let verifier = Arc::new(OneRole(
         rustls::server::WebPkiClientVerifier::builder_with_provider(id.roots()?, provider())
             .build()
-            .map_err(tls_error)?;
+            .map_err(tls_error)?,
+    ));
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(tls_error)?
@@ -216,6 +273,32 @@ mod tests {
         }
         let served = serve.await.unwrap();
         assert!(served.is_err(), "the server accepted an anonymous caller");
+    }
+
+    #[tokio::test]
+    async fn a_caller_whose_certificate_names_no_role_is_refused_in_the_handshake() {
+        let ca = new_ca("c").unwrap();
+        // Signed by the cluster CA, but naming no role (made by hand:
+        // `issue` always names one).
+        let ca_key = rcgen::KeyPair::from_pem(&ca.key_pem).unwrap();
+        let issuer = pki::issuer_for_tests("c", &ca_key);
+        let mut params = rcgen::CertificateParams::new(vec!["host.example".to_string()]).unwrap();
+        params.use_authority_key_identifier_extension = true;
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = params.signed_by(&key, &issuer, &ca_key).unwrap();
+        let roleless = Issued {
+            cert_pem: leaf.pem(),
+            key_pem: key.serialize_pem(),
+        };
+        let (role, answered) = handshake(
+            identity(&server_of(&ca), &[&ca]),
+            identity(&roleless, &[&ca]),
+        )
+        .await;
+        let err = role.unwrap_err();
+        assert!(!answered);
+        assert!(!err.is_empty());
     }
 
     #[tokio::test]

@@ -8,7 +8,10 @@
 //! can check a DNS name with no certificate parser of our own: the only
 //! bytes Weft reads from a peer's certificate are those webpki parses.
 //! A certificate names exactly one role; one with none or several is
-//! refused, so a certificate never carries more authority than it says.
+//! refused by [`role_of`] (and so in the handshake, `crate::mtls`). A
+//! certificate may serve only the hosts it names (no wildcards), and one
+//! with no host, as every `admin` certificate, may only authenticate a
+//! client.
 //!
 //! Keys are ECDSA P-256. The CA's key signs; its certificate is what every
 //! endpoint trusts (more than one during a rotation).
@@ -95,7 +98,24 @@ pub enum PkiError {
     /// The certificate names no role, or more than one.
     #[error("certificate names {0}: a cluster certificate names exactly one role")]
     Roles(String),
+    /// A `--host` that would give the certificate more than its holder's
+    /// own names.
+    #[error("host {host:?} refused: {why}")]
+    BadHost {
+        /// The host.
+        host: String,
+        /// Why.
+        why: &'static str,
+    },
+    /// A validity the CA cannot vouch for.
+    #[error("a certificate is valid for 1 to {MAX_DAYS} days, not {0}")]
+    BadDays(i64),
 }
+
+/// The longest a certificate may be valid: no longer than the CA itself.
+pub const MAX_DAYS: i64 = CA_DAYS - 1;
+/// How long a cluster CA is valid.
+const CA_DAYS: i64 = 3650;
 
 /// A certificate and its private key, PEM-encoded.
 #[derive(Clone)]
@@ -127,8 +147,18 @@ fn ca_params(cluster: &str) -> Result<CertificateParams, PkiError> {
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::hours(1);
-    params.not_after = now + time::Duration::days(3650);
+    params.not_after = now + time::Duration::days(CA_DAYS);
     Ok(params)
+}
+
+/// The CA certificate of `cluster` rebuilt from its key, as `issue` does:
+/// for tests that sign certificates `issue` would refuse to make.
+#[cfg(test)]
+pub(crate) fn issuer_for_tests(cluster: &str, key: &KeyPair) -> rcgen::Certificate {
+    ca_params(cluster)
+        .expect("CA parameters")
+        .self_signed(key)
+        .expect("CA self-signs")
 }
 
 /// A new cluster CA named for `cluster`.
@@ -144,7 +174,9 @@ pub fn new_ca(cluster: &str) -> Result<Issued, PkiError> {
 /// Issues a certificate for `role` to `name`, signed by the CA of
 /// `cluster` whose key is `ca_key_pem`, valid for `days`. `hosts` (DNS
 /// names or IP addresses) are where a server holding it is reached; a
-/// client-only certificate (an operator's) needs none.
+/// certificate with none (an operator's, or any `admin`) may only
+/// authenticate a client. No wildcard and no role marker is accepted as a
+/// host.
 pub fn issue(
     cluster: &str,
     ca_key_pem: &str,
@@ -153,6 +185,29 @@ pub fn issue(
     hosts: &[String],
     days: i64,
 ) -> Result<Issued, PkiError> {
+    if !(1..=MAX_DAYS).contains(&days) {
+        return Err(PkiError::BadDays(days));
+    }
+    for host in hosts {
+        if host.contains('*') {
+            return Err(PkiError::BadHost {
+                host: host.clone(),
+                why: "a wildcard would let the holder stand in for every host it matches",
+            });
+        }
+        if host.ends_with(".role.weft.invalid") {
+            return Err(PkiError::BadHost {
+                host: host.clone(),
+                why: "role names are given with --role, one per certificate",
+            });
+        }
+    }
+    if role == Role::Admin && !hosts.is_empty() {
+        return Err(PkiError::BadHost {
+            host: hosts[0].clone(),
+            why: "an admin certificate only authenticates a client; it serves nothing",
+        });
+    }
     let ca_key = KeyPair::from_pem(ca_key_pem).map_err(|e| PkiError::BadPem {
         what: "the CA key".into(),
         why: e.to_string(),
@@ -171,15 +226,18 @@ pub fn issue(
         });
     }
     params.subject_alt_names = sans;
+    params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    if !hosts.is_empty() {
+        params
+            .extended_key_usages
+            .push(ExtendedKeyUsagePurpose::ServerAuth);
+    }
     params.use_authority_key_identifier_extension = true;
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::hours(1);
-    params.not_after = now + time::Duration::days(days.max(1));
+    params.not_after = now + time::Duration::days(days);
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &ca, &ca_key)?;
     Ok(Issued {
@@ -268,12 +326,18 @@ mod tests {
     fn each_role_issued_by_the_ca_is_verified_and_read_back() {
         let ca = new_ca("test-cluster").unwrap();
         for role in Role::ALL {
+            // An admin certificate serves nothing, so it names no host.
+            let hosts: Vec<String> = if role == Role::Admin {
+                vec![]
+            } else {
+                vec!["127.0.0.1".into(), "localhost".into()]
+            };
             let leaf = issue(
                 "test-cluster",
                 &ca.key_pem,
                 role,
                 &format!("{role}-1"),
-                &["127.0.0.1".into(), "localhost".into()],
+                &hosts,
                 30,
             )
             .unwrap();
@@ -315,6 +379,7 @@ mod tests {
         for sans in [
             vec!["host.example".to_string()],
             vec![Role::Gateway.marker(), Role::Admin.marker()],
+            vec!["*.role.weft.invalid".to_string()],
         ] {
             let mut params = CertificateParams::new(sans).unwrap();
             params.use_authority_key_identifier_extension = true;
@@ -323,6 +388,62 @@ mod tests {
             let err = role_of(leaf.der()).unwrap_err();
             assert!(matches!(err, PkiError::Roles(_)), "{err}");
         }
+    }
+
+    #[test]
+    fn wildcards_role_markers_admin_hosts_and_long_validity_are_refused() {
+        let ca = new_ca("c").unwrap();
+        let try_issue = |role: Role, host: &str, days: i64| {
+            let hosts: Vec<String> = [host]
+                .into_iter()
+                .filter(|h| !h.is_empty())
+                .map(String::from)
+                .collect();
+            issue("c", &ca.key_pem, role, "x", &hosts, days)
+        };
+        for (role, host) in [
+            (Role::Gateway, "*.internal"),
+            (Role::Datad, "admin.role.weft.invalid"),
+            (Role::Admin, "127.0.0.1"),
+        ] {
+            let err = try_issue(role, host, 30).unwrap_err();
+            assert!(
+                matches!(err, PkiError::BadHost { .. }),
+                "{role} {host}: {err}"
+            );
+        }
+        for days in [0, MAX_DAYS + 1, i64::MAX] {
+            let err = try_issue(Role::Metad, "", days).unwrap_err();
+            assert!(matches!(err, PkiError::BadDays(_)), "{days}: {err}");
+        }
+        assert!(try_issue(Role::Metad, "", MAX_DAYS).is_ok());
+    }
+
+    #[test]
+    fn only_a_certificate_with_hosts_may_serve() {
+        let ca = new_ca("c").unwrap();
+        let anchors = [webpki::anchor_from_trusted_cert(&der(&ca.cert_pem))
+            .unwrap()
+            .to_owned()];
+        let serves = |hosts: &[String]| {
+            let leaf = der(&issue("c", &ca.key_pem, Role::Datad, "d", hosts, 30)
+                .unwrap()
+                .cert_pem);
+            webpki::EndEntityCert::try_from(&leaf)
+                .unwrap()
+                .verify_for_usage(
+                    webpki::ALL_VERIFICATION_ALGS,
+                    &anchors,
+                    &[],
+                    UnixTime::now(),
+                    webpki::KeyUsage::server_auth(),
+                    None,
+                    None,
+                )
+                .is_ok()
+        };
+        assert!(serves(&["127.0.0.1".to_string()]));
+        assert!(!serves(&[]), "a client-only certificate served");
     }
 
     #[test]

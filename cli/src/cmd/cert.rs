@@ -35,10 +35,14 @@ pub fn run(command: CertCmd) -> Result<()> {
     }
 }
 
+/// The CA's files: `init` writes them, and replaces none of them (the key
+/// may be offline while the certificate is still the cluster's trust).
+const CA_FILES: [&str; 3] = ["ca.pem", "ca.key", "ca.json"];
+
 fn init(dir: &Path, cluster: &str) -> Result<()> {
-    if dir.join("ca.key").exists() {
+    if let Some(found) = CA_FILES.iter().find(|f| dir.join(f).exists()) {
         bail!(
-            "a cluster CA already exists in {}: issue certificates with `weft cert issue`, or choose another --dir",
+            "a cluster CA already exists in {} ({found}): issue certificates with `weft cert issue`, or choose another --dir",
             dir.display()
         );
     }
@@ -75,8 +79,8 @@ fn issue(
     if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
         bail!("--name {name:?} must be a plain file name (no slashes, not starting with a dot)");
     }
-    if days < 1 {
-        bail!("--days must be at least 1");
+    if name == "ca" {
+        bail!("--name ca would overwrite the CA's own files: choose another name");
     }
     let key_path = dir.join("ca.key");
     let ca_key = std::fs::read_to_string(&key_path).with_context(|| {
@@ -99,6 +103,21 @@ fn issue(
         );
     }
     let issued = pki::issue(&info.cluster, &ca_key, role, name, hosts, days)?;
+    // What every endpoint will check: the new certificate chains to the
+    // CA certificate the cluster trusts (a ca.key, ca.pem and ca.json of
+    // different CAs would otherwise issue certificates nobody accepts).
+    let ca_pem_path = dir.join("ca.pem");
+    let ca_pem = std::fs::read_to_string(&ca_pem_path)
+        .with_context(|| format!("read {}", ca_pem_path.display()))?;
+    let trusted = pki::certs_from_pem(&ca_pem, "ca.pem")?;
+    let leaf = pki::certs_from_pem(&issued.cert_pem, "the new certificate")?;
+    pki::verify_client(&leaf[0], &trusted).with_context(|| {
+        format!(
+            "the new certificate does not chain to {}: ca.pem, ca.key and ca.json in {} are not one CA",
+            ca_pem_path.display(),
+            dir.display()
+        )
+    })?;
     durable_file::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
     durable_file::write_file(&leaf_key_path, issued.key_pem.as_bytes(), Access::OwnerOnly)?;
     durable_file::write_file(&cert_path, issued.cert_pem.as_bytes(), Access::Default)?;
