@@ -171,24 +171,15 @@ pub(crate) fn rot(
     // Segment name -> files of it (path), in a deterministic order.
     let mut by_segment: BTreeMap<String, Vec<std::path::PathBuf>> = BTreeMap::new();
     for i in live {
-        let shards = dir.join(format!("datad-{}", i + 1)).join("shards");
-        let Ok(fans) = std::fs::read_dir(&shards) else {
-            continue;
-        };
-        for fan in fans.flatten() {
-            let Ok(files) = std::fs::read_dir(fan.path()) else {
-                continue;
-            };
-            for f in files.flatten() {
-                let path = f.path();
-                let long = f.metadata().map(|m| m.len() >= min_len).unwrap_or(false);
-                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                if let (true, Some((segment, _))) = (long, name.split_once('.')) {
-                    by_segment
-                        .entry(segment.to_string())
-                        .or_default()
-                        .push(path);
-                }
+        for f in shard_files(dir, *i) {
+            let path = f.path();
+            let long = f.metadata().map(|m| m.len() >= min_len).unwrap_or(false);
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if let (true, Some((segment, _))) = (long, name.split_once('.')) {
+                by_segment
+                    .entry(segment.to_string())
+                    .or_default()
+                    .push(path);
             }
         }
     }
@@ -209,6 +200,19 @@ pub(crate) fn rot(
         }
     }
     Some(format!("segment {segment}: {}", done.join(", ")))
+}
+
+/// Every file in data node `node`'s (0-based) shard fan-out directories,
+/// read straight from the run's disk (whether the node runs or not).
+pub(crate) fn shard_files(dir: &std::path::Path, node: usize) -> Vec<std::fs::DirEntry> {
+    let shards = dir.join(format!("datad-{}", node + 1)).join("shards");
+    let Ok(fans) = std::fs::read_dir(&shards) else {
+        return Vec::new();
+    };
+    fans.flatten()
+        .filter_map(|fan| std::fs::read_dir(fan.path()).ok())
+        .flat_map(|files| files.flatten())
+        .collect()
 }
 
 /// Inverts one byte in place, as rot would: beside the simulated disk, in

@@ -71,26 +71,16 @@ fn files_on_disk(
 ) -> BTreeSet<(u64, SegmentId, usize)> {
     let mut out = BTreeSet::new();
     for node in 0..DATADS {
-        let shards = dir.join(format!("datad-{}", node + 1)).join("shards");
-        let Ok(fans) = std::fs::read_dir(&shards) else {
-            continue;
-        };
-        for fan in fans.flatten() {
-            let Ok(files) = std::fs::read_dir(fan.path()) else {
+        for f in crate::data::shard_files(dir, node) {
+            let name = f.file_name();
+            let Some((segment, index)) = name.to_str().and_then(|n| n.split_once('.')) else {
                 continue;
             };
-            for f in files.flatten() {
-                let name = f.file_name();
-                let Some((segment, index)) = name.to_str().and_then(|n| n.split_once('.')) else {
-                    continue;
-                };
-                let (Ok(id), Ok(index)) = (segment.parse::<SegmentId>(), index.parse::<usize>())
-                else {
-                    continue;
-                };
-                if wanted.contains_key(&id) {
-                    out.insert((node as u64 + 1, id, index));
-                }
+            let (Ok(id), Ok(index)) = (segment.parse::<SegmentId>(), index.parse::<usize>()) else {
+                continue;
+            };
+            if wanted.contains_key(&id) {
+                out.insert((node as u64 + 1, id, index));
             }
         }
     }
