@@ -93,6 +93,10 @@ else
   # not fsynced at each kill): three cuts in 60 s.
   "$CHAOS" run --scenario power-cut --duration 60s --seed "${WEFT_CHAOS_SEED:-1}" \
     --object-mib-max 16 --report "$CARGO_TARGET_DIR/chaos-power-cut"
+  # A CA roll in the middle of a workload (every hop is mutual TLS): not
+  # one client request may fail.
+  "$CHAOS" run --scenario cert-roll --duration 40s --seed "${WEFT_CHAOS_SEED:-1}" \
+    --object-mib-max 16 --report "$CARGO_TARGET_DIR/chaos-cert-roll"
   WEFT_CHAOS_DOCKER=1 cargo nextest run -p weft-chaos --test injected_bug \
     --run-ignored only --final-status-level=fail
 fi

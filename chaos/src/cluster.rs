@@ -113,6 +113,10 @@ pub struct Cluster {
     pub gateways: Arc<RwLock<Vec<S3Client>>>,
     admin: RwLock<Vec<String>>,
     http: reqwest::Client,
+    /// The cluster's certificates (every internal hop is mutual TLS).
+    pub pki: tokio::sync::Mutex<crate::pki::ChaosPki>,
+    /// The harness's identity on the internal hops.
+    internal: Arc<weft_client::internal_tls::InternalTls>,
 }
 
 impl Cluster {
@@ -196,7 +200,27 @@ impl Cluster {
             "chaos-secret-{:032x}",
             crate::content::mix64(seed) as u128 * 0x1_0000_0001
         );
+        let mut pki = crate::pki::ChaosPki::create(
+            &cfg.work_dir.join("pki"),
+            nodes
+                .iter()
+                .map(|n| {
+                    let role = match n.role {
+                        Role::Metad => weft_client::pki::Role::Metad,
+                        Role::Datad => weft_client::pki::Role::Datad,
+                        Role::Gateway => weft_client::pki::Role::Gateway,
+                    };
+                    (n.name.clone(), role)
+                })
+                .collect(),
+        )
+        .context("make the cluster's certificates")?;
+        let internal = pki
+            .admin()
+            .context("load the harness's admin certificate")?;
         let cluster = Cluster {
+            pki: tokio::sync::Mutex::new(pki),
+            internal,
             cfg,
             nodes,
             backbone,
@@ -260,7 +284,8 @@ impl Cluster {
             .map(|a| format!("\"{a}\""))
             .collect::<Vec<_>>()
             .join(", ");
-        match n.role {
+        let tls = crate::pki::ChaosPki::config_line(&n.name);
+        let role = match n.role {
             Role::Metad => format!(
                 "id = {}\nlisten = \"0.0.0.0:{METAD_PORT}\"\nadvertise = \"{}:{METAD_PORT}\"\ndata_dir = \"/data\"\nbootstrap = false\nnode_grace_ms = {}\n",
                 n.id, n.name, self.cfg.node_grace_ms
@@ -272,7 +297,13 @@ impl Cluster {
             Role::Gateway => format!(
                 "listen = \"0.0.0.0:{S3_PORT}\"\nadmin_listen = \"0.0.0.0:{ADMIN_PORT}\"\nmetad = [{metad}]\nregion = \"{REGION}\"\n"
             ),
-        }
+        };
+        let master_key = if n.role == Role::Metad {
+            crate::pki::ChaosPki::master_key_line()
+        } else {
+            String::new()
+        };
+        format!("{role}{tls}{master_key}")
     }
 
     async fn create_and_start(&self, n: &Node) -> Result<()> {
@@ -300,6 +331,16 @@ impl Cluster {
             "10".into(),
             "-v".into(),
             format!("{}:/etc/weft/weft.toml:ro", cfg_path.display()),
+            // The directory, not the files: a rename during a roll must
+            // show through.
+            "-v".into(),
+            format!(
+                "{}:{}:ro",
+                self.cfg.work_dir.join("pki").display(),
+                crate::pki::CONTAINER_DIR
+            ),
+            "-e".into(),
+            format!("WEFT_TLS_RELOAD_MS={}", crate::pki::RELOAD_MS),
             "-e".into(),
             "WEFT_CONFIG=/etc/weft/weft.toml".into(),
             "-e".into(),
@@ -368,8 +409,8 @@ impl Cluster {
             loop {
                 let ok = match self.zone_ip(n).await? {
                     Some(ip) => self
-                        .http
-                        .get(format!("http://{ip}:{METAD_PORT}/health"))
+                        .internal_http(&n.name, &ip, METAD_PORT)?
+                        .get(format!("https://{}:{METAD_PORT}/health", n.name))
                         .send()
                         .await
                         .is_ok_and(|r| r.status().is_success()),
@@ -393,10 +434,17 @@ impl Cluster {
             format!("{RUN_LABEL}={}", self.cfg.run_id),
             "--network".into(),
             self.backbone.clone(),
+            "-v".into(),
+            format!(
+                "{}:{}:ro",
+                self.cfg.work_dir.join("pki").display(),
+                crate::pki::CONTAINER_DIR
+            ),
             self.cfg.image.clone(),
             "cluster".into(),
             "init".into(),
         ];
+        args.extend(crate::pki::ChaosPki::init_flags());
         for n in self.of(Role::Metad) {
             args.push("--member".into());
             args.push(format!("{}={}:{METAD_PORT}", n.id, n.name));
@@ -404,6 +452,22 @@ impl Cluster {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         docker(&refs).await.context("weft cluster init")?;
         Ok(())
+    }
+
+    /// A client for container `name`'s internal endpoint, reached at `ip`
+    /// (the harness cannot resolve container names) while checking the
+    /// certificate against the name.
+    fn internal_http(&self, name: &str, ip: &str, port: u16) -> Result<reqwest::Client> {
+        let addr: std::net::SocketAddr = format!("{ip}:{port}")
+            .parse()
+            .with_context(|| format!("container address {ip}:{port}"))?;
+        reqwest::Client::builder()
+            .use_preconfigured_tls(self.internal.client_config())
+            .resolve(name, addr)
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(3))
+            .build()
+            .context("internal HTTP client")
     }
 
     fn init_container(&self) -> String {

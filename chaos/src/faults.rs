@@ -172,6 +172,20 @@ async fn apply(cluster: &Cluster, action: &Action) -> Result<String> {
             Ok(format!("{} reconnected", ZONES[*zone]))
         }
         Action::RollingRestart => rolling_restart(cluster).await,
+        Action::RollCa => {
+            // Three reload intervals per step: every daemon has re-read
+            // its files (and its peers' pooled connections have moved on)
+            // before the next step needs it.
+            let settle = Duration::from_millis(3 * crate::pki::RELOAD_MS + 500);
+            let mut steps = Vec::new();
+            cluster
+                .pki
+                .lock()
+                .await
+                .roll(settle, |s| steps.push(s.to_string()))
+                .await?;
+            Ok(format!("rolled the cluster CA: {}", steps.join("; ")))
+        }
         Action::Bitrot { id, files, seed } => {
             let node = cluster.node(Role::Datad, *id);
             let dir = node

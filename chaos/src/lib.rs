@@ -17,6 +17,7 @@ pub mod docker;
 pub mod faults;
 pub mod history;
 pub mod image;
+pub mod pki;
 pub mod power_cut;
 pub mod report;
 pub mod runner;

@@ -264,6 +264,14 @@ async fn drive(
         tracing::error!("{}", f.describe());
     }
     sr.counts(&history, &verdict);
+    // A certificate roll is planned maintenance, not a fault: clients must
+    // not see it at all.
+    if combo == [Scenario::CertRoll] && !sr.errors.is_empty() {
+        sr.failures.push(format!(
+            "client requests failed during the certificate roll: {:?}",
+            sr.errors
+        ));
+    }
     if verdict.final_keys == 0 || verdict.acked_writes == 0 {
         sr.failures.push(format!(
             "nothing to check: {} acknowledged writes, {} keys read back",

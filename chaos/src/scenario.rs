@@ -50,11 +50,14 @@ pub enum Scenario {
     /// power-cut disk, `WEFT_FAULT_POWER_CUT=1`): every kill is a power cut
     /// of the whole cluster; repeated at random times.
     PowerCut,
+    /// Roll the cluster CA mid-run (trust both, re-issue every certificate,
+    /// trust only the new): not one client request may fail.
+    CertRoll,
 }
 
 impl Scenario {
     /// Every scenario, in the order `all` runs them.
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::KillDatad,
         Scenario::KillMDatad,
         Scenario::KillMetadLeader,
@@ -66,6 +69,7 @@ impl Scenario {
         Scenario::DiskFull,
         Scenario::RestartAll,
         Scenario::PowerCut,
+        Scenario::CertRoll,
     ];
 
     /// The CI smoke set: one data-node, one metadata and one disk fault.
@@ -90,6 +94,7 @@ impl Scenario {
             Scenario::DiskFull => "disk-full",
             Scenario::RestartAll => "restart-all",
             Scenario::PowerCut => "power-cut",
+            Scenario::CertRoll => "cert-roll",
         }
     }
 
@@ -216,6 +221,8 @@ pub enum Action {
     },
     /// SIGKILL every process, then start them all.
     RestartAll,
+    /// Roll the cluster CA (three steps, each waited out for reloads).
+    RollCa,
 }
 
 /// An action at a time.
@@ -391,6 +398,10 @@ pub fn schedule(run: &[Scenario], seed: u64, duration: Duration, grace_ms: u64) 
                 at_ms: w.begin_ms,
                 action: Action::RollingRestart,
             }),
+            Scenario::CertRoll => steps.push(Step {
+                at_ms: w.begin_ms,
+                action: Action::RollCa,
+            }),
             Scenario::Bitrot => {
                 let id = rng.gen_range(1..=datad);
                 let mut t = w.begin_ms;
@@ -465,7 +476,7 @@ mod tests {
         for s in Scenario::ALL {
             assert_eq!(Scenario::parse(s.name()), Some(s));
         }
-        assert_eq!(parse_selection("all").unwrap().len(), 11);
+        assert_eq!(parse_selection("all").unwrap().len(), Scenario::ALL.len());
         assert_eq!(parse_selection("smoke").unwrap().len(), 3);
         assert_eq!(
             parse_selection("kill-datad+bitrot,restart-all").unwrap(),

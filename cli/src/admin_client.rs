@@ -56,6 +56,7 @@ pub struct AdminClient {
     endpoint: String,
     access_key: String,
     secret_key: String,
+    timeout: std::time::Duration,
 }
 
 /// How long the CLI waits to connect to the admin API.
@@ -89,7 +90,28 @@ impl AdminClient {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             access_key: access_key.to_string(),
             secret_key: secret_key.to_string(),
+            timeout,
         }
+    }
+
+    /// Over HTTPS with the cluster CA: trusts `tls`'s CAs and presents its
+    /// certificate (an admin certificate authenticates every call by
+    /// itself; calls are signed as well, for a gateway that does not serve
+    /// TLS).
+    pub fn with_tls(
+        mut self,
+        tls: Option<&std::sync::Arc<weft_client::internal_tls::InternalTls>>,
+    ) -> Self {
+        if let Some(tls) = tls {
+            self.http = reqwest::Client::builder()
+                .tcp_nodelay(true)
+                .connect_timeout(ADMIN_CONNECT_TIMEOUT)
+                .timeout(self.timeout)
+                .use_preconfigured_tls(tls.client_config())
+                .build()
+                .expect("static client settings");
+        }
+        self
     }
 
     /// Sends a request and decodes the JSON answer (or `null` for 204).

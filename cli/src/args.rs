@@ -106,6 +106,13 @@ pub enum CertCmd {
         #[arg(long)]
         force: bool,
     },
+    /// Make a cluster master key (32 random bytes as hex, mode 0600):
+    /// metad seals access-key secrets under it. Every voter needs it.
+    MasterKey {
+        /// The file to write; never replaced.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Where the cluster CA lives.
@@ -178,18 +185,87 @@ pub struct DevArgs {
     /// Serve S3 over HTTPS with a self-signed certificate (kept in DATA/tls).
     #[arg(long)]
     pub tls: bool,
+    /// Plain HTTP between the cluster's parts, serving any caller (logs a
+    /// warning). Without it every internal hop is mutual TLS, with a CA and
+    /// certificates made in DATA/pki on first start.
+    #[arg(long)]
+    pub insecure_internal: bool,
+}
+
+/// How the CLI reaches an internal endpoint (metad) itself: with an admin
+/// certificate (default: DATA/pki/admin.pem, admin.key and ca.pem, which
+/// `weft dev` makes), or plain HTTP with --insecure-internal.
+#[derive(Args, Clone)]
+pub struct InternalClientTls {
+    /// An admin certificate (`weft cert issue --role admin`).
+    #[arg(long, requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    /// Its key.
+    #[arg(long, requires_all = ["tls_cert", "tls_ca"])]
+    pub tls_key: Option<PathBuf>,
+    /// The cluster CA certificates to trust.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    pub tls_ca: Option<PathBuf>,
+    /// Plain HTTP to a cluster run with --insecure-internal.
+    #[arg(long, conflicts_with = "tls_cert")]
+    pub insecure_internal: bool,
+}
+
+impl InternalClientTls {
+    /// The identity to present: the flags', else the dev cluster's in
+    /// `data/pki`, else `None` with --insecure-internal; an error naming
+    /// both ways otherwise.
+    pub fn files(
+        &self,
+        data: &std::path::Path,
+    ) -> anyhow::Result<Option<weft_client::internal_tls::TlsFiles>> {
+        if self.insecure_internal {
+            return Ok(None);
+        }
+        if let (Some(cert), Some(key), Some(ca)) = (&self.tls_cert, &self.tls_key, &self.tls_ca) {
+            return Ok(Some(weft_client::internal_tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            }));
+        }
+        let dir = data.join("pki");
+        let files = weft_client::internal_tls::TlsFiles {
+            cert: dir.join("admin.pem"),
+            key: dir.join("admin.key"),
+            ca: dir.join("ca.pem"),
+        };
+        if files.cert.is_file() && files.key.is_file() && files.ca.is_file() {
+            return Ok(Some(files));
+        }
+        anyhow::bail!(
+            "no admin certificate for the internal hops: pass --tls-cert/--tls-key/--tls-ca (`weft cert issue --role admin`), point --data at a weft dev data directory (tried {}), or --insecure-internal for a cluster run without TLS",
+            dir.display()
+        )
+    }
 }
 
 #[derive(Args, Clone)]
 pub struct AdminArgs {
-    /// Admin API endpoint.
+    /// Admin API endpoint: https with the cluster CA (`weft dev`), or http
+    /// for a cluster run with --insecure-internal.
     #[arg(
         long,
         global = true,
-        default_value = "http://127.0.0.1:9001",
+        default_value = "https://127.0.0.1:9001",
         env = "WEFT_ADMIN"
     )]
     pub admin: String,
+    /// An admin certificate for an https endpoint (default: --data's
+    /// pki/admin.pem); with --admin-key and --admin-ca.
+    #[arg(long, global = true, env = "WEFT_ADMIN_CERT", requires_all = ["admin_key", "admin_ca"])]
+    pub admin_cert: Option<PathBuf>,
+    /// Its key.
+    #[arg(long, global = true, env = "WEFT_ADMIN_KEY", requires_all = ["admin_cert", "admin_ca"])]
+    pub admin_key: Option<PathBuf>,
+    /// The cluster CA certificates to trust.
+    #[arg(long, global = true, env = "WEFT_ADMIN_CA", requires_all = ["admin_cert", "admin_key"])]
+    pub admin_ca: Option<PathBuf>,
     /// Root access key (default: WEFT_ROOT_ACCESS_KEY, else --data's credentials.json).
     #[arg(
         long,
@@ -360,6 +436,8 @@ pub enum ClusterCmd {
         /// Members as ID=HOST:PORT, e.g. --member 1=10.0.0.1:7000 (repeat).
         #[arg(long = "member", required = true, value_parser = parse_member)]
         members: Vec<(u64, String)>,
+        #[command(flatten)]
+        tls: InternalClientTls,
     },
     /// Manage the metad voters.
     Metad {
@@ -476,4 +554,59 @@ pub struct DaemonArgs {
     /// Admin API listen address (gateway).
     #[arg(long, env = "WEFT_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
+    /// This process's certificate for the internal hops (`weft cert
+    /// issue`); with --tls-key and --tls-ca, or `tls` in the config file.
+    #[arg(long, env = "WEFT_TLS_CERT", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key.
+    #[arg(long, env = "WEFT_TLS_KEY", requires_all = ["tls_cert", "tls_ca"])]
+    pub tls_key: Option<PathBuf>,
+    /// The cluster CA certificates to trust (old and new during a roll).
+    #[arg(long, env = "WEFT_TLS_CA", requires_all = ["tls_cert", "tls_key"])]
+    pub tls_ca: Option<PathBuf>,
+    /// Plain HTTP on the internal hops: anyone who reaches the ports is
+    /// served. Only for a bench on one host.
+    #[arg(long, env = "WEFT_INSECURE_INTERNAL")]
+    pub insecure_internal: bool,
+}
+
+impl DaemonArgs {
+    /// The internal-hop security the flags and the config file choose
+    /// together: refuses neither (secure by default, nothing configured)
+    /// and both (a contradiction), naming the fix.
+    pub fn internal_tls(
+        &self,
+        daemon: &str,
+        config_tls: Option<weft_client::internal_tls::TlsFiles>,
+        config_insecure: bool,
+    ) -> anyhow::Result<Option<weft_client::internal_tls::TlsFiles>> {
+        let flags = match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
+            (Some(cert), Some(key), Some(ca)) => Some(weft_client::internal_tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            }),
+            _ => None,
+        };
+        let tls = flags.or(config_tls);
+        let insecure = self.insecure_internal || config_insecure;
+        match (tls, insecure) {
+            (Some(_), true) => anyhow::bail!(
+                "{daemon}: both internal TLS and insecure_internal are set; choose one (remove --insecure-internal / insecure_internal, or the tls files)"
+            ),
+            (None, false) => anyhow::bail!(
+                "{daemon}: no internal TLS configured. Give this process a certificate \
+                 (`weft cert issue --role {daemon} --name NAME`, then --tls-cert/--tls-key/--tls-ca \
+                 or `tls = {{ cert = ..., key = ..., ca = ... }}` in its config), or run with \
+                 --insecure-internal to serve and call plain HTTP on purpose (docs/security.md)"
+            ),
+            (None, true) => {
+                tracing::warn!(
+                    "{daemon}: --insecure-internal: internal traffic is plain HTTP and every caller is served; use it only on a bench"
+                );
+                Ok(None)
+            }
+            (tls, false) => Ok(tls),
+        }
+    }
 }

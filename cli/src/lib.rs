@@ -12,4 +12,5 @@ pub mod dev_cluster;
 pub mod exit;
 pub mod faults;
 pub mod limits;
+pub mod pki_files;
 pub mod proc_net;

@@ -19,8 +19,9 @@ fn metric(text: &str, name: &str) -> f64 {
         .sum()
 }
 
-async fn metrics(admin: &str) -> String {
-    reqwest::get(format!("{admin}/metrics"))
+async fn metrics(http: &reqwest::Client, admin: &str) -> String {
+    http.get(format!("{admin}/metrics"))
+        .send()
         .await
         .expect("reach the admin API")
         .text()
@@ -39,6 +40,7 @@ async fn overload_gets_slowdown_and_admitted_requests_succeed_within_the_caps() 
     };
     let tc = TestCluster::start_with(|c| c.gateway.limits = limits).await;
     let admin = tc.c().admin_endpoint();
+    let http = tc.c().internal_http();
     {
         let root = tc.root_client();
         assert_eq!(root.mb("load").await.status, 200);
@@ -106,7 +108,7 @@ async fn overload_gets_slowdown_and_admitted_requests_succeed_within_the_caps() 
     // Every client (and its pooled connection) is gone: the gauges drain.
     let start = Instant::now();
     let text = loop {
-        let text = metrics(&admin).await;
+        let text = metrics(&http, &admin).await;
         let idle = metric(&text, "weft_gateway_connections") == 0.0
             && metric(&text, "weft_gateway_requests_in_flight") == 0.0
             && metric(&text, "weft_gateway_inflight_bytes") == 0.0;

@@ -40,11 +40,7 @@ async fn nine_nodes(scrub: bool) -> TestCluster {
 
 fn admin(tc: &TestCluster) -> AdminClient {
     let c = tc.c();
-    AdminClient::new(
-        &c.admin_endpoint(),
-        &c.credentials().access_key,
-        &c.credentials().secret_key,
-    )
+    c.admin_client()
 }
 
 async fn status(a: &AdminClient) -> DurabilityStatus {
@@ -167,7 +163,11 @@ async fn metric_sum(tc: &TestCluster, name: &str) -> u64 {
         let Some(addr) = tc.c().datad_addr(i) else {
             continue;
         };
-        let text = reqwest::get(format!("http://{addr}/metrics"))
+        let text = tc
+            .c()
+            .internal_http()
+            .get(tc.c().internal_url(addr, "/metrics"))
+            .send()
             .await
             .unwrap()
             .text()

@@ -131,10 +131,13 @@ async fn weft_admin_cli() {
     let weft = env!("CARGO_BIN_EXE_weft");
     let admin = c.admin_endpoint();
     let creds = c.credentials().clone();
+    // The CLI finds the cluster CA and its admin certificate there.
+    let data = c.config().data_dir.clone();
     let run = move |args: &[&str]| {
         let out = Command::new(weft)
             .args(args)
             .args(["--admin", &admin, "--json"])
+            .env("WEFT_DATA", &data)
             .env("WEFT_ROOT_ACCESS_KEY", &creds.access_key)
             .env("WEFT_ROOT_SECRET_KEY", &creds.secret_key)
             .output()
@@ -228,6 +231,14 @@ async fn weft_admin_cli() {
             &c.credentials().access_key,
             "--secret-key",
             "nope",
+            // Only the CA from there: with the admin certificate the
+            // wrong secret would not matter.
+            "--admin-ca",
+            &c.pki().unwrap().ca.display().to_string(),
+            "--admin-cert",
+            &c.pki().unwrap().gateway.cert.display().to_string(),
+            "--admin-key",
+            &c.pki().unwrap().gateway.key.display().to_string(),
         ])
         .output()
         .unwrap();

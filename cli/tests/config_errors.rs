@@ -7,6 +7,10 @@ use std::time::{Duration, Instant};
 /// Runs `weft <kind> --config <toml>`; returns (exit code, stderr). Fails
 /// the test if the process is still running after 60 s (it started).
 fn run_with_config(kind: &str, toml: &str) -> (Option<i32>, String) {
+    run_daemon(kind, toml, &[("WEFT_INSECURE_INTERNAL", "true")])
+}
+
+fn run_daemon(kind: &str, toml: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(format!("{kind}.toml"));
     std::fs::write(&path, toml.replace("DIR", &dir.path().to_string_lossy())).unwrap();
@@ -16,6 +20,7 @@ fn run_with_config(kind: &str, toml: &str) -> (Option<i32>, String) {
         .stderr(Stdio::piped())
         .env("WEFT_LOG", "warn")
         .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
         .spawn()
         .expect("spawn weft");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -107,4 +112,38 @@ fn metad_with_grace_below_twice_the_upload_age_exits_with_both_fixes() {
             && stderr.contains("lower upload_max_age_ms to at most 450000"),
         "{stderr}"
     );
+}
+
+/// Secure by default: a daemon given neither certificates nor
+/// --insecure-internal does not start, and says how to do either.
+#[test]
+fn a_daemon_without_internal_tls_or_insecure_internal_exits_naming_both() {
+    for kind in ["metad", "datad", "gateway"] {
+        let (code, stderr) = run_daemon(kind, "listen = \"127.0.0.1:0\"\n", &[]);
+        assert_ne!(code, Some(0), "{kind}: {stderr}");
+        assert!(
+            stderr.contains("no internal TLS configured")
+                && stderr.contains(&format!("weft cert issue --role {kind}"))
+                && stderr.contains("--insecure-internal"),
+            "{kind}: {stderr}"
+        );
+    }
+}
+
+/// Certificates and --insecure-internal together are a contradiction.
+#[test]
+fn a_daemon_with_both_internal_tls_and_insecure_internal_exits() {
+    let toml = "listen = \"127.0.0.1:0\"\ninsecure_internal = true\ntls = { cert = \"c.pem\", key = \"c.key\", ca = \"ca.pem\" }\n";
+    let (code, stderr) = run_daemon("metad", toml, &[]);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("choose one"), "{stderr}");
+}
+
+/// A certificate file that is missing stops the daemon with the path.
+#[test]
+fn a_daemon_whose_certificate_is_missing_exits_naming_the_file() {
+    let toml = "listen = \"127.0.0.1:0\"\ndata_dir = \"DIR/metad\"\ntls = { cert = \"DIR/none.pem\", key = \"DIR/none.key\", ca = \"DIR/ca.pem\" }\n";
+    let (code, stderr) = run_daemon("metad", toml, &[]);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("none.pem"), "{stderr}");
 }

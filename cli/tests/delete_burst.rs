@@ -27,8 +27,12 @@ fn fds() -> u64 {
         .count() as u64
 }
 
-async fn metric(url: &str, name: &str) -> f64 {
-    let page = reqwest::get(url)
+/// Scrapes with a client that reaches both the gateway's plain admin port
+/// and the data nodes' mutual-TLS ports (`DevCluster::internal_http`).
+async fn metric(scraper: &reqwest::Client, url: &str, name: &str) -> f64 {
+    let page = scraper
+        .get(url)
+        .send()
         .await
         .expect("scrape metrics")
         .text()
@@ -102,6 +106,7 @@ async fn fan_out(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn delete_burst_keeps_fds_bounded_and_frees_every_shard() {
     let tc = TestCluster::start().await;
+    let scraper = tc.c().internal_http();
     let s3 = tc.root_client();
     assert_eq!(s3.mb("burst").await.status, 200);
     let ep = Endpoint {
@@ -153,7 +158,7 @@ async fn delete_burst_keeps_fds_bounded_and_frees_every_shard() {
     // Generous: only a hang fails here, never a slow machine.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let queued = metric(&metrics, "weft_gateway_release_queued").await;
+        let queued = metric(&scraper, &metrics, "weft_gateway_release_queued").await;
         let files = shard_files(&tc).await;
         if queued == 0.0 && files == files_empty {
             break;
@@ -178,19 +183,21 @@ async fn delete_burst_keeps_fds_bounded_and_frees_every_shard() {
         "open fds reached {peak} during the burst (baseline {baseline}, bound {bound}): connections to the data nodes are not bounded per node"
     );
     assert_eq!(
-        metric(&metrics, "weft_gateway_release_dropped_total").await,
+        metric(&scraper, &metrics, "weft_gateway_release_dropped_total").await,
         0.0,
         "released shards were dropped (left to GC) instead of sent"
     );
     for i in 0..tc.c().datad_count() {
-        let url = format!("http://{}/metrics", tc.c().datad_addr(i).expect("running"));
+        let url = tc
+            .c()
+            .internal_url(tc.c().datad_addr(i).expect("running"), "/metrics");
         assert_eq!(
-            metric(&url, "weft_datad_release_deferred_depth").await,
+            metric(&scraper, &url, "weft_datad_release_deferred_depth").await,
             0.0,
             "node {i}"
         );
         assert_eq!(
-            metric(&url, "weft_datad_release_dropped_total").await,
+            metric(&scraper, &url, "weft_datad_release_dropped_total").await,
             0.0,
             "node {i}"
         );
@@ -210,13 +217,14 @@ async fn delete_burst_keeps_fds_bounded_and_frees_every_shard() {
 async fn concurrent_puts_reuse_pooled_connections_to_the_data_nodes() {
     const FEW_SLOTS: usize = 4;
     let tc = TestCluster::start_with(|c| c.gateway.datad_connections_max = FEW_SLOTS).await;
+    let scraper = tc.c().internal_http();
     let c = tc.c();
     let ports: Vec<u16> = (0..c.datad_count())
         .filter_map(|i| c.datad_addr(i))
         .map(|a| a.port())
         .collect();
     let urls: Vec<String> = (0..c.datad_count())
-        .map(|i| format!("http://{}/metrics", c.datad_addr(i).expect("running")))
+        .map(|i| c.internal_url(c.datad_addr(i).expect("running"), "/metrics"))
         .collect();
     let s3 = tc.root_client();
     assert_eq!(s3.mb("burst").await.status, 200);
@@ -228,7 +236,7 @@ async fn concurrent_puts_reuse_pooled_connections_to_the_data_nodes() {
     };
     let mut accepted_before = 0.0;
     for u in &urls {
-        accepted_before += metric(u, "weft_datad_connections_accepted_total").await;
+        accepted_before += metric(&scraper, u, "weft_datad_connections_accepted_total").await;
     }
     let done = Arc::new(AtomicBool::new(false));
     let peak = Arc::new(AtomicU64::new(0));
@@ -254,8 +262,8 @@ async fn concurrent_puts_reuse_pooled_connections_to_the_data_nodes() {
     );
     let (mut accepted, mut shard_bytes) = (-accepted_before, 0.0);
     for u in &urls {
-        accepted += metric(u, "weft_datad_connections_accepted_total").await;
-        shard_bytes += metric(u, "weft_datad_shard_put_bytes_total").await;
+        accepted += metric(&scraper, u, "weft_datad_connections_accepted_total").await;
+        shard_bytes += metric(&scraper, u, "weft_datad_shard_put_bytes_total").await;
     }
     // Objects of SIZE bytes are stored as whole copies: one shard PUT per
     // SIZE bytes stored.

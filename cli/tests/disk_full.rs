@@ -9,8 +9,8 @@ mod support;
 use std::time::{Duration, Instant};
 use support::{data, TestCluster};
 use weft_cli::admin_client::AdminClient;
+use weft_client::DatadClientError;
 use weft_client::MetadClient;
-use weft_client::{DatadClient, DatadClientError};
 use weft_common::rpc::{Query, QueryResult, RpcErrorCode};
 use weft_common::space::SpaceState;
 use weft_common::topology::NodeView;
@@ -79,7 +79,7 @@ async fn a_full_node_is_skipped_and_used_again_once_deletes_free_it() {
         .await
         .unwrap();
     let s3 = tc.root_client();
-    let metad = MetadClient::new(tc.c().metad_addrs());
+    let metad = tc.c().metad_client();
     let store = tc.c().datad_store(0).expect("node 1 running");
     assert_eq!(s3.mb("fill").await.status, 200);
 
@@ -113,7 +113,10 @@ async fn a_full_node_is_skipped_and_used_again_once_deletes_free_it() {
     // The node itself refuses a new shard, saying why.
     let addr = tc.c().datad_addr(0).unwrap().to_string();
     let shard = data(1, 1024);
-    let err = DatadClient::new()
+    let err = tc
+        .c()
+        .datad_client()
+        .unwrap()
         .put_shard(
             &addr,
             SegmentId(0xf011),
@@ -258,11 +261,14 @@ impl weft_common::space::FsStats for DirQuota {
 async fn shard_put_bytes(tc: &TestCluster) -> u64 {
     let mut total = 0u64;
     for i in 0..tc.c().datad_count() {
-        let url = format!(
-            "http://{}/metrics",
-            tc.c().datad_addr(i).expect("node running")
-        );
-        let page = reqwest::get(&url)
+        let url = tc
+            .c()
+            .internal_url(tc.c().datad_addr(i).expect("node running"), "/metrics");
+        let page = tc
+            .c()
+            .internal_http()
+            .get(&url)
+            .send()
             .await
             .expect("scrape")
             .text()
@@ -341,11 +347,7 @@ async fn metad_low_on_disk_refuses_new_data_but_deletes_and_admin_work() {
         .unwrap();
     let s3 = tc.root_client();
     let c = tc.c();
-    let admin = AdminClient::new(
-        &c.admin_endpoint(),
-        &c.credentials().access_key,
-        &c.credentials().secret_key,
-    );
+    let admin = c.admin_client();
     assert!(
         metad_dir.join("space-reserve").exists(),
         "reserve made at start"

@@ -9,7 +9,6 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use support::{data, S3Client, TestCluster};
 use weft_cli::admin_client::AdminClient;
-use weft_client::MetadClient;
 use weft_common::repair::DurabilityStatus;
 use weft_common::rpc::{Query, QueryResult};
 use weft_common::NodeId;
@@ -37,11 +36,7 @@ async fn nine_nodes(
 
 fn admin(tc: &TestCluster) -> AdminClient {
     let c = tc.c();
-    AdminClient::new(
-        &c.admin_endpoint(),
-        &c.credentials().access_key,
-        &c.credentials().secret_key,
-    )
+    c.admin_client()
 }
 
 async fn status(a: &AdminClient) -> DurabilityStatus {
@@ -115,7 +110,7 @@ async fn assert_full_placement(
     objs: &[(String, u64, usize)],
     gone: &[u64],
 ) {
-    let metad = MetadClient::new(tc.c().metad_addrs());
+    let metad = tc.c().metad_client();
     for (k, _, _) in objs {
         let q = Query::Object {
             bucket: bucket.into(),
@@ -280,7 +275,11 @@ async fn metric_sum(tc: &TestCluster, name: &str) -> u64 {
         let Some(addr) = tc.c().datad_addr(i) else {
             continue;
         };
-        let text = reqwest::get(format!("http://{addr}/metrics"))
+        let text = tc
+            .c()
+            .internal_http()
+            .get(tc.c().internal_url(addr, "/metrics"))
+            .send()
             .await
             .unwrap()
             .text()
@@ -606,7 +605,9 @@ async fn garbage_is_collected_after_the_grace_period() {
     // crashed mid-PUT leaves behind.
     let orphan = weft_common::SegmentId(0xdead_beef);
     let addr = tc.c().datad_addr(2).unwrap();
-    weft_client::DatadClient::new()
+    tc.c()
+        .datad_client()
+        .unwrap()
         .put_shard(
             &addr.to_string(),
             orphan,
@@ -694,7 +695,11 @@ async fn a_read_that_meets_a_bad_shard_queues_it_for_repair() {
         full(st) && st.tasks_in_flight == 0
     })
     .await;
-    let gw_metrics = reqwest::get(format!("{}/metrics", tc.c().admin_endpoint()))
+    let gw_metrics = tc
+        .c()
+        .internal_http()
+        .get(format!("{}/metrics", tc.c().admin_endpoint()))
+        .send()
         .await
         .unwrap()
         .text()

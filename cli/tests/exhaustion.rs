@@ -34,7 +34,10 @@ impl Proc {
         cmd.args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .env("WEFT_LOG", "info,openraft=error");
+            .env("WEFT_LOG", "info,openraft=error")
+            // Raw HTTP connections count descriptors here; TLS is tested
+            // elsewhere (processes.rs, internal_tls.rs).
+            .env("WEFT_INSECURE_INTERNAL", "true");
         // SAFETY: only setrlimit runs between fork and exec; it allocates
         // nothing and takes no locks.
         unsafe {

@@ -78,7 +78,7 @@ fn spawn_writers(
 /// Waits until every running voter has applied the same index with the same
 /// state digest.
 async fn wait_replicas_identical(c: &DevCluster) {
-    let metad = weft_client::MetadClient::new(c.metad_addrs());
+    let metad = c.metad_client();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let answers = metad.query_each(&Query::Digest).await;
@@ -219,7 +219,7 @@ async fn growing_to_five_voters_and_removing_two_under_load() {
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let metad = weft_client::MetadClient::new(c.metad_addrs());
+    let metad = c.metad_client();
     for _ in 0..2 {
         let slot = c.spawn_extra_metad().await.unwrap();
         let addr = c.metad_addrs()[slot].clone();
@@ -269,12 +269,14 @@ async fn weft_cluster_metad_commands() {
     let mut c = ha_cluster(dir.path(), 1).await;
     let admin = c.admin_endpoint();
     let creds = c.credentials().clone();
+    let data = c.config().data_dir.clone();
     let weft = move |args: Vec<String>| {
-        let (admin, creds) = (admin.clone(), creds.clone());
+        let (admin, creds, data) = (admin.clone(), creds.clone(), data.clone());
         tokio::task::spawn_blocking(move || {
             let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
                 .args(&args)
                 .args(["--admin", &admin, "--json"])
+                .env("WEFT_DATA", &data)
                 .env("WEFT_ROOT_ACCESS_KEY", &creds.access_key)
                 .env("WEFT_ROOT_SECRET_KEY", &creds.secret_key)
                 .output()

@@ -1,6 +1,7 @@
 //! A cluster of separate `weft` processes on loopback, configured by TOML
-//! file, flags and environment, as docs/operations.md describes. Data nodes
-//! are killed with SIGKILL, as a crash would.
+//! file, flags and environment, as docs/operations.md describes, with
+//! mutual TLS on every internal hop from certificates `weft cert` made.
+//! Data nodes are killed with SIGKILL, as a crash would.
 
 mod support;
 use std::io::{BufRead, BufReader};
@@ -17,6 +18,10 @@ impl Drop for Procs {
             let _ = c.wait();
         }
     }
+}
+
+fn pairs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
 /// Starts `weft <args>` and returns it with its first stdout line.
@@ -49,11 +54,50 @@ fn addr_after<'a>(line: &'a str, marker: &str) -> &'a str {
     rest.split([' ', ',']).next().expect("address")
 }
 
+/// Runs `weft <args>` to completion; panics with its stderr on failure.
+fn weft_ok(args: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(args)
+        .output()
+        .expect("run weft");
+    assert!(
+        out.status.success(),
+        "weft {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn separate_processes_on_loopback() {
     let dir = tempfile::tempdir().unwrap();
     let d = |p: &str| dir.path().join(p).to_string_lossy().into_owned();
     let mut procs = Procs(vec![]);
+    let pki = d("pki");
+    weft_ok(&["cert", "init", "--dir", &pki]);
+    for role in ["metad", "datad", "gateway"] {
+        weft_ok(&[
+            "cert",
+            "issue",
+            "--dir",
+            &pki,
+            "--role",
+            role,
+            "--name",
+            role,
+            "--host",
+            "127.0.0.1",
+        ]);
+    }
+    let tls_env = |role: &str| {
+        [
+            ("WEFT_TLS_CERT", format!("{pki}/{role}.pem")),
+            ("WEFT_TLS_KEY", format!("{pki}/{role}.key")),
+            ("WEFT_TLS_CA", format!("{pki}/ca.pem")),
+        ]
+    };
+    let env_refs = |e: &[(&'static str, String); 3]| -> Vec<(&'static str, String)> { e.to_vec() };
+    let metad_env = env_refs(&tls_env("metad"));
+    let datad_env = env_refs(&tls_env("datad"));
 
     let (metad, line) = spawn(
         &[
@@ -65,14 +109,15 @@ async fn separate_processes_on_loopback() {
             "--id",
             "1",
         ],
-        &[],
+        &pairs(&metad_env),
     );
     procs.0.push(metad);
     let metad_addr = addr_after(&line, "listening on ").to_string();
 
-    // Node 1 from a TOML file, the others from flags.
+    // Node 1 from a TOML file (its certificate too), the others from
+    // flags and the environment.
     let toml = format!(
-        "node_id = 1\nzone = \"zone-a\"\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nmetad = [\"{}\"]\nheartbeat_interval_ms = 300\n",
+        "node_id = 1\nzone = \"zone-a\"\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nmetad = [\"{}\"]\nheartbeat_interval_ms = 300\ntls = {{ cert = \"{pki}/datad.pem\", key = \"{pki}/datad.key\", ca = \"{pki}/ca.pem\" }}\n",
         d("datad-1"),
         metad_addr
     );
@@ -95,7 +140,7 @@ async fn separate_processes_on_loopback() {
                 "--metad",
                 &metad_addr,
             ],
-            &[],
+            &pairs(&datad_env),
         );
         procs.0.push(p);
     }
@@ -113,7 +158,11 @@ async fn separate_processes_on_loopback() {
             "--metad",
             &metad_addr,
         ],
-        &[("WEFT_ROOT_ACCESS_KEY", ak), ("WEFT_ROOT_SECRET_KEY", sk)],
+        &[
+            &[("WEFT_ROOT_ACCESS_KEY", ak), ("WEFT_ROOT_SECRET_KEY", sk)][..],
+            &pairs(&env_refs(&tls_env("gateway"))),
+        ]
+        .concat(),
     );
     procs.0.push(gw);
     let s3_endpoint = format!("http://{}", addr_after(&line, "S3 on "));

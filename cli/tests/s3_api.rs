@@ -73,7 +73,11 @@ async fn put_get_head_list_delete() {
     assert_eq!(xml_values(&l.text(), "Key"), vec!["dir/big.bin"]);
 
     // The gateway counts what it served.
-    let metrics = reqwest::get(format!("{}/metrics", tc.c().admin_endpoint()))
+    let metrics = tc
+        .c()
+        .internal_http()
+        .get(format!("{}/metrics", tc.c().admin_endpoint()))
+        .send()
         .await
         .unwrap()
         .text()
@@ -251,11 +255,7 @@ async fn bad_input_gets_s3_errors() {
 async fn keys_own_their_buckets() {
     let tc = TestCluster::start().await;
     let c = tc.c();
-    let admin = weft_cli::admin_client::AdminClient::new(
-        &c.admin_endpoint(),
-        &c.credentials().access_key,
-        &c.credentials().secret_key,
-    );
+    let admin = c.admin_client();
     let alice: weft_gateway::admin::KeyView = admin
         .call(
             reqwest::Method::POST,

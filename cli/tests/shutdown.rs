@@ -35,6 +35,9 @@ fn spawn(args: &[&str]) -> (Child, String, std::thread::JoinHandle<String>) {
         .stderr(Stdio::piped())
         .env("WEFT_LOG", "info,s3s=off,openraft=warn")
         .env("NO_COLOR", "1")
+        // What shutdown does is the same over TLS; processes.rs runs a
+        // cluster of processes with it.
+        .env("WEFT_INSECURE_INTERNAL", "true")
         .env("WEFT_ROOT_ACCESS_KEY", AK)
         .env("WEFT_ROOT_SECRET_KEY", SK)
         .spawn()
@@ -210,10 +213,12 @@ impl SlowPut {
 }
 
 /// Waits until the gateway reports `n` requests in flight.
-async fn wait_in_flight(admin: &str, n: u64) {
+async fn wait_in_flight(http: &reqwest::Client, admin: &str, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let text = reqwest::get(format!("{admin}/metrics"))
+        let text = http
+            .get(format!("{admin}/metrics"))
+            .send()
             .await
             .expect("admin API")
             .text()
@@ -255,7 +260,7 @@ async fn sigterm_refuses_new_connections_finishes_the_put_in_flight_and_exits_0(
     let c = cluster(60_000).await;
     let mut put = slow_put(c.client(), "slow", 3);
     put.send(1).await;
-    wait_in_flight(&c.admin, 1).await;
+    wait_in_flight(&reqwest::Client::new(), &c.admin, 1).await;
     c.sigterm_gateway();
     wait_refused(c.s3_addr).await;
     put.send(2).await;
@@ -276,7 +281,7 @@ async fn a_request_outliving_the_grace_is_cut_and_the_exit_is_still_clean() {
     let c = cluster(500).await;
     let mut put = slow_put(c.client(), "stuck", 3);
     put.send(1).await;
-    wait_in_flight(&c.admin, 1).await;
+    wait_in_flight(&reqwest::Client::new(), &c.admin, 1).await;
     c.sigterm_gateway();
     // The rest of the body never comes.
     let (status, log) = c.wait_gateway();
@@ -298,9 +303,10 @@ async fn dev_cluster_shutdown_drains_its_gateway_before_the_data_nodes() {
     let client = tc.root_client();
     assert_eq!(client.mb("drain").await.status, 200);
     let admin = tc.c().admin_endpoint();
+    let http = tc.c().internal_http();
     let mut put = slow_put(client, "dev", 3);
     put.send(1).await;
-    wait_in_flight(&admin, 1).await;
+    wait_in_flight(&http, &admin, 1).await;
     let TestCluster { cluster, dir } = tc;
     let stopping = tokio::spawn(cluster.expect("running").shutdown());
     // The data nodes stay up while the gateway drains: the PUT commits.

@@ -7,7 +7,6 @@
 mod support;
 use std::time::{Duration, Instant};
 use weft_cli::dev_cluster::{DevCluster, DevClusterConfig};
-use weft_client::MetadClient;
 use weft_common::rpc::{Query, QueryResult};
 use weft_common::upload_timers::UploadTimers;
 
@@ -15,11 +14,13 @@ use weft_common::upload_timers::UploadTimers;
 async fn weft(c: &DevCluster, args: &[&str]) -> (bool, String, String) {
     let admin = c.admin_endpoint();
     let creds = c.credentials().clone();
+    let data = c.config().data_dir.clone();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
             .args(&args)
             .args(["--admin", &admin, "--json"])
+            .env("WEFT_DATA", &data)
             .env("WEFT_ROOT_ACCESS_KEY", &creds.access_key)
             .env("WEFT_ROOT_SECRET_KEY", &creds.secret_key)
             .output()
@@ -36,7 +37,7 @@ async fn weft(c: &DevCluster, args: &[&str]) -> (bool, String, String) {
 
 /// Waits (up to 20 s) until every running voter answers `want`.
 async fn wait_every_voter_serves(c: &DevCluster, want: UploadTimers) {
-    let client = MetadClient::new(c.metad_addrs());
+    let client = c.metad_client();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let answers = client.query_each(&Query::UploadTimers).await;

@@ -213,6 +213,15 @@ impl DatadClient {
     /// A client with TCP_NODELAY, at most `per_peer_max` pooled connections
     /// per datad, and `limits`' deadlines.
     pub fn with_limits(limits: DatadClientLimits) -> DatadClient {
+        Self::with_limits_tls(limits, None)
+    }
+
+    /// [`with_limits`](Self::with_limits), over mutual TLS with `tls`'s
+    /// identity (plain HTTP when `None`).
+    pub fn with_limits_tls(
+        limits: DatadClientLimits,
+        tls: Option<&Arc<crate::internal_tls::InternalTls>>,
+    ) -> DatadClient {
         let mut http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(limits.connect_timeout)
@@ -221,10 +230,7 @@ impl DatadClient {
         if limits.http2 {
             http = http.http2_prior_knowledge();
         }
-        let http = http
-            .build()
-            .expect("reqwest client with static settings builds");
-        Self::with_transport(limits, Arc::new(Http::new(http)))
+        Self::with_transport(limits, Arc::new(Http::with_tls(http, tls)))
     }
 
     /// A client that sends through `transport` (the simulator's network, or

@@ -7,9 +7,12 @@
 #![warn(missing_docs)]
 
 pub mod datad;
+pub mod internal_tls;
 pub mod limits;
+pub mod listener;
 pub mod metad;
 pub mod mtls;
+pub mod peer;
 pub mod pki;
 pub mod s3;
 pub mod transport;

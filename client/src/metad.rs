@@ -131,13 +131,21 @@ enum Idempotent {
 
 impl MetadClient {
     /// A client for the metad voters at `addrs` (`host:port`).
+    /// Plain HTTP: for a cluster run with `--insecure-internal`.
     pub fn new(addrs: Vec<String>) -> Self {
-        let http = reqwest::Client::builder()
+        Self::with_tls(addrs, None)
+    }
+
+    /// A client for the voters at `addrs` over mutual TLS with `tls`'s
+    /// identity (plain HTTP when `None`).
+    pub fn with_tls(
+        addrs: Vec<String>,
+        tls: Option<&Arc<crate::internal_tls::InternalTls>>,
+    ) -> Self {
+        let builder = reqwest::Client::builder()
             .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(2))
-            .build()
-            .expect("reqwest client with static settings builds");
-        Self::with_transport(addrs, Arc::new(Http::new(http)))
+            .connect_timeout(Duration::from_secs(2));
+        Self::with_transport(addrs, Arc::new(Http::with_tls(builder, tls)))
     }
 
     /// A client that sends through `transport` (the simulator's network, or
@@ -419,13 +427,13 @@ impl MetadClient {
             // Refused before a byte was sent: certainly not applied.
             Err(e) if e.is_connect() => {
                 return Attempt::Retry {
-                    reason: format!("{addr}: {e}"),
+                    reason: format!("{addr}: {}", crate::transport::describe(&e)),
                     redirect: None,
                 }
             }
             Err(e) => {
                 return Attempt::Unknown {
-                    reason: format!("{addr}: {e}"),
+                    reason: format!("{addr}: {}", crate::transport::describe(&e)),
                     redirect: None,
                 }
             }

@@ -77,20 +77,71 @@ impl TransportError {
     }
 }
 
-/// The real transport: reqwest over TCP.
+/// `e` and its causes, `: `-separated: reqwest's own message ("error
+/// sending request") says nothing of a refused handshake or a reset.
+pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+/// The real transport: reqwest over TCP, plain or with mutual TLS.
 #[derive(Clone, Debug)]
-pub struct Http(reqwest::Client);
+pub struct Http {
+    client: reqwest::Client,
+    /// Requests go out as `https://` (callers build `http://` URLs; the
+    /// transport alone decides how a request leaves the process).
+    https: bool,
+}
 
 impl Http {
-    /// Sends through `client` (its pool, timeouts and default headers).
+    /// Sends plain HTTP through `client` (its pool, timeouts and default
+    /// headers).
     pub fn new(client: reqwest::Client) -> Http {
-        Http(client)
+        Http {
+            client,
+            https: false,
+        }
+    }
+
+    /// Sends through a client built from `builder` (its pool and timeouts)
+    /// over mutual TLS with `tls`'s identity when given, else plain HTTP.
+    pub fn with_tls(
+        builder: reqwest::ClientBuilder,
+        tls: Option<&Arc<crate::internal_tls::InternalTls>>,
+    ) -> Http {
+        match tls {
+            None => Http::new(
+                builder
+                    .build()
+                    .expect("reqwest client with static settings builds"),
+            ),
+            Some(tls) => Http {
+                client: builder
+                    .use_preconfigured_tls(tls.client_config())
+                    .build()
+                    .expect("reqwest client with a rustls config builds"),
+                https: true,
+            },
+        }
     }
 }
 
 impl Transport for Http {
-    fn execute(&self, request: reqwest::Request) -> TransportFuture {
-        let fut = self.0.execute(request);
+    fn execute(&self, mut request: reqwest::Request) -> TransportFuture {
+        if self.https && request.url().scheme() == "http" {
+            // Infallible for http → https (both are special schemes).
+            let _ = request.url_mut().set_scheme("https");
+        }
+        let fut = self.client.execute(request);
         Box::pin(async move { fut.await.map_err(TransportError::Http) })
     }
 }

@@ -135,8 +135,9 @@ impl VersionRecord {
     }
 }
 
-/// An S3 access key.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// An S3 access key. Its `Debug` leaves the secret out, so no log line
+/// that prints a command or a query answer can carry one.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessKey {
     /// Public id (`AKIA…`-like).
     pub access_key: String,
@@ -148,6 +149,18 @@ pub struct AccessKey {
     pub root: bool,
     /// Creation time, ms since the Unix epoch.
     pub created_ms: u64,
+}
+
+impl std::fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessKey")
+            .field("access_key", &self.access_key)
+            .field("secret_key", &"<redacted>")
+            .field("name", &self.name)
+            .field("root", &self.root)
+            .field("created_ms", &self.created_ms)
+            .finish()
+    }
 }
 
 /// One uploaded part of a multipart upload.

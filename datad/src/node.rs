@@ -86,6 +86,14 @@ pub struct DatadConfig {
     /// Most released shards waiting for their readers; beyond it they are
     /// left to garbage collection.
     pub release_deferred_max: usize,
+    /// Mutual TLS on the shard API and on this node's calls to metad and
+    /// other data nodes (`tls = { cert, key, ca }`, from `weft cert issue
+    /// --role datad`). Without it the node serves plain HTTP to anyone who
+    /// reaches its port, which `weft datad` allows only with
+    /// `insecure_internal`.
+    pub tls: Option<weft_client::internal_tls::TlsFiles>,
+    /// Plain HTTP on purpose (a test bench on one host).
+    pub insecure_internal: bool,
 }
 
 impl Default for DatadConfig {
@@ -109,6 +117,8 @@ impl Default for DatadConfig {
             release_quiet_ms: 30_000,
             release_hold_max_ms: 15 * 60 * 1000,
             release_deferred_max: 100_000,
+            tls: None,
+            insecure_internal: false,
         }
     }
 }
@@ -159,6 +169,9 @@ pub enum DatadError {
     /// A configuration value is unusable.
     #[error("invalid config: {0}")]
     Config(String),
+    /// The internal TLS files are unusable.
+    #[error("internal TLS: {0}")]
+    Tls(weft_client::pki::PkiError),
     /// A setting that cannot work, found before anything started.
     #[error("invalid configuration: {0}")]
     Invalid(#[from] ConfigError),
@@ -286,13 +299,17 @@ async fn start_on(
     // the metad link has its own client and the background work builds the
     // standard clients (with their connect timeouts and pools).
     let in_process = transport.clone();
+    let tls = match &in_process {
+        Some(_) => None,
+        None => {
+            weft_client::internal_tls::from_config(cfg.tls.as_ref()).map_err(DatadError::Tls)?
+        }
+    };
     let transport: weft_client::SharedTransport = match transport {
         Some(t) => t,
-        None => Arc::new(weft_client::Http::new(
-            reqwest::Client::builder()
-                .tcp_nodelay(true)
-                .build()
-                .expect("reqwest client with static settings builds"),
+        None => Arc::new(weft_client::Http::with_tls(
+            reqwest::Client::builder().tcp_nodelay(true),
+            tls.as_ref(),
         )),
     };
     let advertise = match &cfg.advertise {
@@ -336,11 +353,14 @@ async fn start_on(
     let serve_cancel = cancel.clone();
     let accepted = work_metrics.connections_accepted.clone();
     let served = router.clone();
+    let served_tls = tls.clone();
     let server_task = tokio::spawn(
         async move {
             match listener {
                 Some(listener) => {
-                    if let Err(e) = server::serve(listener, served, accepted, serve_cancel).await {
+                    if let Err(e) =
+                        server::serve(listener, served_tls, served, accepted, serve_cancel).await
+                    {
                         tracing::error!(error = %e, "datad server failed");
                     }
                 }
@@ -379,9 +399,13 @@ async fn start_on(
     );
     let mut tasks = vec![server_task, metad_task, space_task, release_task];
     if !cfg.metad.is_empty() {
+        let links = match &in_process {
+            Some(t) => Links::InProcess(t),
+            None => Links::Network(tls.as_ref()),
+        };
         tasks.extend(spawn_background_work(
             &cfg,
-            in_process.as_ref(),
+            links,
             node_id,
             &store,
             &work_metrics,
@@ -401,27 +425,40 @@ async fn start_on(
 }
 
 /// Starts repair, scrub and garbage collection.
+/// How the background work reaches metad and other data nodes.
+enum Links<'a> {
+    /// Through the simulator's transport.
+    InProcess(&'a weft_client::SharedTransport),
+    /// Over sockets, with mutual TLS when an identity is given.
+    Network(Option<&'a Arc<weft_client::internal_tls::InternalTls>>),
+}
+
 fn spawn_background_work(
     cfg: &DatadConfig,
-    in_process: Option<&weft_client::SharedTransport>,
+    links: Links<'_>,
     node: NodeId,
     store: &Arc<ShardStore>,
     metrics: &crate::work_metrics::WorkMetrics,
     cancel: &CancellationToken,
     span: &tracing::Span,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let metad = match in_process {
-        Some(t) => weft_client::MetadClient::with_transport(cfg.metad.clone(), t.clone()),
-        None => weft_client::MetadClient::new(cfg.metad.clone()),
-    }
-    .with_deadline(Duration::from_secs(10));
-    let datad = match in_process {
-        Some(t) => weft_client::DatadClient::with_transport(
-            weft_client::DatadClientLimits::default(),
-            t.clone(),
+    let (metad, datad) = match links {
+        Links::InProcess(t) => (
+            weft_client::MetadClient::with_transport(cfg.metad.clone(), t.clone()),
+            weft_client::DatadClient::with_transport(
+                weft_client::DatadClientLimits::default(),
+                t.clone(),
+            ),
         ),
-        None => weft_client::DatadClient::new(),
+        Links::Network(tls) => (
+            weft_client::MetadClient::with_tls(cfg.metad.clone(), tls),
+            weft_client::DatadClient::with_limits_tls(
+                weft_client::DatadClientLimits::default(),
+                tls,
+            ),
+        ),
     };
+    let metad = metad.with_deadline(Duration::from_secs(10));
     let repair = crate::repair::RepairContext {
         node,
         store: store.clone(),

@@ -144,7 +144,24 @@ pub fn router_with_metrics(
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn(check_format))
+        // Outermost: a caller is identified before anything else runs.
+        .layer(axum::middleware::from_fn(|req, next| {
+            weft_client::peer::guard(path_roles, req, next)
+        }))
         .with_state(state)
+}
+
+/// Who may call what on a data node (docs/security.md, "Roles"): shard
+/// reads, writes, deletes and releases come from gateways and from other
+/// data nodes (repair reads and writes shards); health and metrics are
+/// open.
+fn path_roles(path: &str) -> Option<&'static [weft_client::pki::Role]> {
+    use weft_client::pki::Role;
+    if weft_client::peer::is_open_path(path) {
+        None
+    } else {
+        Some(&[Role::Gateway, Role::Datad])
+    }
 }
 
 /// Refuses a request whose body is in a format this node cannot read
@@ -172,19 +189,22 @@ pub use crate::limits::SHUTDOWN_GRACE_MS;
 /// peer that went silent mid-request must not keep a node from stopping).
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<std::sync::Arc<weft_client::internal_tls::InternalTls>>,
     router: Router,
     accepted: Counter,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
     use std::future::IntoFuture;
-    let listener = listener.tap_io(move |tcp| {
+    let listener = weft_client::listener::InternalListener::new(listener, tls)?.tap_io(move |_| {
         accepted.inc();
-        let _ = tcp.set_nodelay(true);
     });
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(cancel.clone().cancelled_owned())
-        .into_future();
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<weft_client::peer::Peer>(),
+    )
+    .with_graceful_shutdown(cancel.clone().cancelled_owned())
+    .into_future();
     tokio::select! {
         biased;
         r = server => r,

@@ -14,7 +14,8 @@
 //! `snapshot` (snapshot documents), [`network`] (raft RPC client over HTTP),
 //! [`server`] (HTTP endpoints), [`health`] (readiness, fatal raft
 //! errors), [`liveness`] (heartbeats → node states),
-//! [`space`] (the disk reserve and space-low mode),
+//! [`space`] (the disk reserve and space-low mode), [`seal`] (access-key
+//! secrets sealed under the master key),
 //! [`client`] (what gateways, datad and the CLI use to talk to metad).
 
 // openraft's StorageError is large and its traits require returning it.
@@ -41,6 +42,7 @@ pub mod queries;
 pub mod raft_log;
 pub mod raft_runtime;
 mod requests;
+pub mod seal;
 mod segment_index;
 pub mod server;
 mod shard_moves;

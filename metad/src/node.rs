@@ -81,6 +81,22 @@ pub struct MetadConfig {
     /// nodes, which read it from metad. At least twice `upload_max_age_ms`,
     /// checked at start. Seeds the cluster's pair, as the age does.
     pub gc_grace_ms: u64,
+    /// Mutual TLS on raft and the API (`tls = { cert, key, ca }`, from
+    /// `weft cert issue --role metad`). Without it the voter serves plain
+    /// HTTP to anyone who reaches its port, which `weft metad` allows only
+    /// with `insecure_internal`.
+    pub tls: Option<weft_client::internal_tls::TlsFiles>,
+    /// Plain HTTP on purpose (a test bench on one host).
+    pub insecure_internal: bool,
+    /// The cluster master key access-key secrets are sealed under (64 hex
+    /// digits; `weft cert master-key` makes one). Every voter needs the
+    /// same key.
+    pub master_key_file: Option<PathBuf>,
+    /// Earlier master keys, still opened during a rotation.
+    pub previous_master_key_files: Vec<PathBuf>,
+    /// The master key itself (from `WEFT_MASTER_KEY`), before the file.
+    #[serde(skip)]
+    pub master_key: Option<String>,
 }
 
 impl Default for MetadConfig {
@@ -108,6 +124,11 @@ impl Default for MetadConfig {
             log_cache_bytes: 64 << 20,
             upload_max_age_ms: UploadTimers::default().upload_max_age_ms,
             gc_grace_ms: UploadTimers::default().gc_grace_ms,
+            tls: None,
+            insecure_internal: false,
+            master_key_file: None,
+            previous_master_key_files: Vec::new(),
+            master_key: None,
         }
     }
 }
@@ -211,6 +232,12 @@ pub enum MetadError {
     /// Raft failed to start or initialize.
     #[error("raft: {0}")]
     Raft(RaftStartError),
+    /// The internal TLS files are unusable.
+    #[error("internal TLS: {0}")]
+    Tls(weft_client::pki::PkiError),
+    /// The master key is unusable.
+    #[error("{0}")]
+    MasterKey(crate::seal::SealError),
     /// The listen address could not be bound.
     #[error("listen on {addr}")]
     Bind {
@@ -234,9 +261,6 @@ pub enum RaftStartError {
         /// What the wait ended with.
         cause: openraft::metrics::WaitError,
     },
-    /// The HTTP client for raft messages could not be built.
-    #[error("http client: {0}")]
-    HttpClient(reqwest::Error),
     /// The raft core could not start, or stopped.
     #[error("{0}")]
     Fatal(openraft::error::Fatal<crate::RaftNodeId>),
@@ -468,11 +492,19 @@ async fn start_on(
                 addr: cfg.listen,
                 source,
             })?;
-            let http = reqwest::Client::builder()
-                .tcp_nodelay(true)
-                .build()
-                .map_err(|e| MetadError::Raft(RaftStartError::HttpClient(e)))?;
-            let transport: weft_client::SharedTransport = Arc::new(weft_client::Http::new(http));
+            let tls = weft_client::internal_tls::from_config(cfg.tls.as_ref())
+                .map_err(MetadError::Tls)?;
+            let transport: weft_client::SharedTransport = Arc::new(weft_client::Http::with_tls(
+                reqwest::Client::builder().tcp_nodelay(true),
+                tls.as_ref(),
+            ));
+            let listener =
+                weft_client::listener::InternalListener::new(listener, tls).map_err(|source| {
+                    MetadError::Bind {
+                        addr: cfg.listen,
+                        source,
+                    }
+                })?;
             (Some(listener), addr, transport)
         }
         Endpoint::InProcess(transport) => (None, cfg.listen, transport),
@@ -564,6 +596,18 @@ async fn start_on(
     };
     let mut metrics = Metrics::default();
     space.register(metrics.registry_mut());
+    let sealer = crate::seal::Sealer::load(
+        cfg.master_key.as_deref(),
+        cfg.master_key_file.as_deref(),
+        &cfg.previous_master_key_files,
+    )
+    .map_err(MetadError::MasterKey)?
+    .map(Arc::new);
+    if let Some(s) = &sealer {
+        tracing::info!(master_key = %s.current_id(), "access-key secrets are sealed under the master key");
+    } else {
+        tracing::warn!("no master key: access-key secrets are kept in clear (configure master_key_file; docs/security.md)");
+    }
     let state = Arc::new(AppState {
         id: cfg.id,
         raft: raft.clone(),
@@ -584,6 +628,7 @@ async fn start_on(
         read_floor,
         fatal: fatal.clone(),
         upload_timers: cfg.upload_timers(),
+        sealer,
     });
     tokio::spawn(crate::server::planner_loop(state.clone(), cancel.clone()));
     tokio::spawn(crate::space::run(space, cancel.clone()));
@@ -594,11 +639,9 @@ async fn start_on(
     let app = router(state);
     let server = match listener {
         Some(listener) => {
-            use axum::serve::ListenerExt;
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            let app = app.clone();
+            let app = app
+                .clone()
+                .into_make_service_with_connect_info::<weft_client::peer::Peer>();
             tokio::spawn(async move {
                 let shutdown = cancel.clone();
                 if let Err(e) = axum::serve(listener, app)

@@ -22,6 +22,7 @@ use crate::liveness::Liveness;
 use crate::state_machine::StateMachine;
 use crate::{Raft, RaftNodeId, TypeConfig};
 
+mod access;
 mod api;
 mod leader_loops;
 mod members;
@@ -61,6 +62,9 @@ pub struct AppState {
     /// From this voter's config: what this voter seeds the cluster's timers
     /// with when it is the first leader (the replicated value is served).
     pub upload_timers: weft_common::upload_timers::UploadTimers,
+    /// Seals access-key secrets at rest; `None` keeps them as given (a
+    /// bench run without a master key).
+    pub sealer: Option<Arc<crate::seal::Sealer>>,
 }
 
 /// An error response with an [`RpcErrorBody`].
@@ -87,6 +91,10 @@ impl ApiError {
         );
         e.1.leader_addr = leader.map(|n| n.addr);
         e
+    }
+
+    fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, RpcErrorCode::Unauthorized, message)
     }
 
     fn internal(e: impl std::fmt::Display) -> Self {
@@ -151,6 +159,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(API_BODY_BYTES_MAX));
     raft.merge(api)
         .layer(axum::middleware::from_fn(check_format))
+        // Outermost: a caller is identified before anything else runs.
+        .layer(axum::middleware::from_fn(|req, next| {
+            weft_client::peer::guard(access::path_roles, req, next)
+        }))
         .with_state(state)
 }
 

@@ -4,7 +4,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
@@ -19,6 +19,7 @@ use weft_common::rpc::{
 use weft_common::topology::{NodeAdmin, NodeView};
 use weft_common::upload_timers::UploadTimers;
 
+use crate::admin_cert::AdminRequest;
 use crate::auth::KeyStore;
 use crate::metrics::GatewayMetrics;
 use crate::s3::now_ms;
@@ -137,19 +138,17 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-async fn check(
-    s: &AdminState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(), AdminError> {
+async fn check(s: &AdminState, req: &AdminRequest, body: &[u8]) -> Result<(), AdminError> {
+    if req.admin_cert {
+        return Ok(());
+    }
+    let (method, uri, headers) = (&req.method, &req.uri, &req.headers);
     let unauthorized = |m: &str| AdminError(StatusCode::UNAUTHORIZED, m.to_string());
     let header = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .ok_or_else(|| {
-            unauthorized("missing Authorization: sign with the root key or send the admin token")
+            unauthorized("missing Authorization: sign with the root key, send the admin token, or present an admin certificate")
         })?;
     if let (Some(token), Some(given)) = (&s.admin_token, header.strip_prefix("Bearer ")) {
         if admin_auth::signatures_equal(token, given.trim()) {
@@ -209,11 +208,9 @@ async fn keys(s: &AdminState) -> Result<Vec<AccessKey>, AdminError> {
 
 async fn list_keys(
     State(s): State<AdminState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    req: AdminRequest,
 ) -> Result<Json<Vec<KeyView>>, AdminError> {
-    check(&s, &method, &uri, &headers, b"").await?;
+    check(&s, &req, b"").await?;
     let out = keys(&s)
         .await?
         .into_iter()
@@ -249,12 +246,10 @@ pub fn generate_key_pair() -> (String, String) {
 
 async fn create_key(
     State(s): State<AdminState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    req: AdminRequest,
     body: Bytes,
 ) -> Result<(StatusCode, Json<KeyView>), AdminError> {
-    check(&s, &method, &uri, &headers, &body).await?;
+    check(&s, &req, &body).await?;
     let req: CreateKeyRequest = json_body(&body)?;
     if req.name.is_empty() || req.name.len() > 128 {
         return Err(AdminError(
@@ -301,11 +296,9 @@ async fn create_key(
 async fn delete_key(
     State(s): State<AdminState>,
     Path(name): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    req: AdminRequest,
 ) -> Result<StatusCode, AdminError> {
-    check(&s, &method, &uri, &headers, b"").await?;
+    check(&s, &req, b"").await?;
     match s
         .metad
         .command(&Command::DeleteKey { name: name.clone() })
@@ -333,11 +326,9 @@ async fn delete_key(
 
 async fn list_buckets(
     State(s): State<AdminState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    req: AdminRequest,
 ) -> Result<Json<Vec<BucketView>>, AdminError> {
-    check(&s, &method, &uri, &headers, b"").await?;
+    check(&s, &req, b"").await?;
     let keys = keys(&s).await?;
     let buckets = match s.metad.query(&Query::Buckets).await? {
         QueryResult::Buckets { buckets } => buckets,
@@ -391,11 +382,9 @@ async fn voter_views(s: &AdminState) -> Vec<VoterView> {
 
 async fn cluster_status(
     State(s): State<AdminState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    req: AdminRequest,
 ) -> Result<Json<ClusterStatus>, AdminError> {
-    check(&s, &method, &uri, &headers, b"").await?;
+    check(&s, &req, b"").await?;
     let voters = voter_views(&s).await;
     // The leader's view carries replication progress for every member.
     let leader = voters
@@ -450,36 +439,30 @@ async fn metad_member_call<B: Serialize>(
 
 async fn metad_add(
     State(s): State<AdminState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    req: AdminRequest,
     body: Bytes,
 ) -> Result<Json<RaftStatus>, AdminError> {
-    check(&s, &method, &uri, &headers, &body).await?;
+    check(&s, &req, &body).await?;
     let req: AddMember = json_body(&body)?;
     metad_member_call(&s, "/v1/members/add", &req).await
 }
 
 async fn metad_remove(
     State(s): State<AdminState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    req: AdminRequest,
     body: Bytes,
 ) -> Result<Json<RaftStatus>, AdminError> {
-    check(&s, &method, &uri, &headers, &body).await?;
+    check(&s, &req, &body).await?;
     let req: RemoveMember = json_body(&body)?;
     metad_member_call(&s, "/v1/members/remove", &req).await
 }
 
 async fn metad_step_down(
     State(s): State<AdminState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    req: AdminRequest,
     body: Bytes,
 ) -> Result<Json<RaftStatus>, AdminError> {
-    check(&s, &method, &uri, &headers, &body).await?;
+    check(&s, &req, &body).await?;
     metad_member_call(&s, "/v1/leader/step-down", &serde_json::json!({})).await
 }
 
@@ -498,11 +481,9 @@ async fn durability(s: &AdminState) -> Result<DurabilityStatus, AdminError> {
 
 async fn repair_status(
     State(s): State<AdminState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    req: AdminRequest,
 ) -> Result<Json<DurabilityStatus>, AdminError> {
-    check(&s, &method, &uri, &headers, b"").await?;
+    check(&s, &req, b"").await?;
     match durability(&s).await {
         Ok(status) => {
             *s.last_durability.lock().expect("status cache lock") = Some(status.clone());
@@ -538,12 +519,10 @@ pub struct RepairConfigRequest {
 
 async fn repair_config(
     State(s): State<AdminState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    req: AdminRequest,
     body: Bytes,
 ) -> Result<Json<RepairConfig>, AdminError> {
-    check(&s, &method, &uri, &headers, &body).await?;
+    check(&s, &req, &body).await?;
     let req: RepairConfigRequest = json_body(&body)?;
     let mut config = durability(&s).await?.config;
     if let Some(rate) = req.rate_bytes_per_sec {
@@ -587,11 +566,9 @@ async fn cluster_upload_timers(s: &AdminState) -> Result<UploadTimers, AdminErro
 
 async fn get_upload_timers(
     State(s): State<AdminState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    req: AdminRequest,
 ) -> Result<Json<UploadTimers>, AdminError> {
-    check(&s, &method, &uri, &headers, b"").await?;
+    check(&s, &req, b"").await?;
     Ok(Json(cluster_upload_timers(&s).await?))
 }
 
@@ -604,12 +581,10 @@ async fn get_upload_timers(
 /// metad serves afterwards (its grace may show that protection).
 async fn set_upload_timers(
     State(s): State<AdminState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    req: AdminRequest,
     body: Bytes,
 ) -> Result<Json<UploadTimers>, AdminError> {
-    check(&s, &method, &uri, &headers, &body).await?;
+    check(&s, &req, &body).await?;
     let req: UploadTimersRequest = json_body(&body)?;
     if req.upload_max_age_ms.is_none() && req.gc_grace_ms.is_none() {
         return Err(AdminError(
@@ -663,12 +638,10 @@ async fn node_action(
     State(s): State<AdminState>,
     Path((id, action)): Path<(u64, String)>,
     axum::extract::Query(q): axum::extract::Query<NodeActionQuery>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    req: AdminRequest,
     body: Bytes,
 ) -> Result<Json<NodeActionReply>, AdminError> {
-    check(&s, &method, &uri, &headers, &body).await?;
+    check(&s, &req, &body).await?;
     let admin = match action.as_str() {
         "drain" => NodeAdmin::Draining,
         "activate" => NodeAdmin::Active,

@@ -64,6 +64,14 @@ pub struct GatewayConfig {
     /// On SIGTERM, how long requests in flight may take to finish before
     /// they are cut.
     pub shutdown_grace_ms: u64,
+    /// Mutual TLS on this gateway's calls to metad and the data nodes
+    /// (`tls = { cert, key, ca }`, from `weft cert issue --role gateway`).
+    /// Without it they go as plain HTTP, which `weft gateway` allows only
+    /// with `insecure_internal`. (`tls_cert`/`tls_key` are the S3
+    /// endpoint's own, for clients.)
+    pub tls: Option<weft_client::internal_tls::TlsFiles>,
+    /// Plain HTTP to metad and the data nodes on purpose.
+    pub insecure_internal: bool,
 }
 
 /// Caps on what the S3 listener takes on at once; beyond them a request is
@@ -116,6 +124,8 @@ impl Default for GatewayConfig {
             virtual_host_domains: vec!["localhost".into()],
             limits: Limits::default(),
             shutdown_grace_ms: 30_000,
+            tls: None,
+            insecure_internal: false,
         }
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod admin;
+mod admin_cert;
 pub mod admission;
 pub mod auth;
 pub mod checksums;
@@ -51,6 +52,9 @@ use crate::write_path::ObjectWriter;
 /// Why the gateway could not start.
 #[derive(Debug, Error)]
 pub enum StartError {
+    /// The internal TLS files are unusable.
+    #[error("internal TLS: {0}")]
+    InternalTls(weft_client::pki::PkiError),
     /// A listen address could not be bound.
     #[error("listen on {addr}")]
     Bind {
@@ -220,9 +224,14 @@ async fn start_on(
     cancel: CancellationToken,
 ) -> Result<Started, StartError> {
     cfg.validate()?;
+    let tls = match &transport {
+        Some(_) => None,
+        None => weft_client::internal_tls::from_config(cfg.tls.as_ref())
+            .map_err(StartError::InternalTls)?,
+    };
     let metad = match &transport {
         Some(t) => MetadClient::with_transport(cfg.metad.clone(), t.clone()),
-        None => MetadClient::new(cfg.metad.clone()),
+        None => MetadClient::with_tls(cfg.metad.clone(), tls.as_ref()),
     };
     if let (Some(ak), Some(sk)) = (&cfg.root_access_key, &cfg.root_secret_key) {
         ensure_root_key(&metad, ak, sk).await?;
@@ -260,7 +269,7 @@ async fn start_on(
     };
     let datad = match &transport {
         Some(t) => DatadClient::with_transport(datad_limits, t.clone()),
-        None => DatadClient::with_limits(datad_limits),
+        None => DatadClient::with_limits_tls(datad_limits, tls.as_ref()),
     };
     let gw_metrics = metrics::GatewayMetrics::new(Some(&admission));
     let release = release::Releaser::new(
@@ -333,7 +342,7 @@ async fn start_on(
             source,
         })?;
 
-    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+    let s3_tls = match (&cfg.tls_cert, &cfg.tls_key) {
         (Some(c), Some(k)) => Some(tls::acceptor(c, k)?),
         (None, None) => None,
         _ => return Err(StartError::TlsHalf),
@@ -345,7 +354,7 @@ async fn start_on(
         service,
         gw_metrics.clone(),
         admission,
-        tls,
+        s3_tls,
         cancel.clone(),
         grace,
     ));
@@ -357,14 +366,21 @@ async fn start_on(
         last_durability: Default::default(),
     });
     let admin_cancel = cancel.clone();
+    // HTTPS with this gateway's cluster certificate when the internal hops
+    // are mutual TLS: an admin certificate then authenticates a call by
+    // itself; callers without one sign as before.
+    let admin_listener = weft_client::listener::InternalListener::new(admin_listener, tls)
+        .map_err(|source| StartError::Bind {
+            addr: cfg.admin_listen,
+            source,
+        })?;
     let admin_task = tokio::spawn(async move {
-        use axum::serve::ListenerExt;
-        let listener = admin_listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
         let shutdown = admin_cancel.clone();
-        let server = axum::serve(listener, admin_app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await });
+        let server = axum::serve(
+            admin_listener,
+            admin_app.into_make_service_with_connect_info::<weft_client::peer::Peer>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await });
         // axum's graceful shutdown waits for every connection without a
         // deadline; the admin API gets the same grace as S3.
         let cut = async {

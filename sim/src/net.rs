@@ -150,8 +150,13 @@ impl SimNet {
 
     /// Makes `router` answer at `addr` (a process started).
     pub fn serve(&self, addr: &str, router: axum::Router) {
-        let handler: Handler = Arc::new(move |req| {
+        let handler: Handler = Arc::new(move |mut req: axum::extract::Request| {
             let router = router.clone();
+            // In process nothing authenticates the caller; the servers'
+            // role checks let such calls through (they see plain HTTP).
+            req.extensions_mut().insert(axum::extract::ConnectInfo(
+                weft_client::peer::Peer::in_process(),
+            ));
             Box::pin(async move {
                 match router.oneshot(req).await {
                     Ok(r) => r,

@@ -11,15 +11,25 @@ use weft_gateway::admin::ClusterStatus;
 /// gateway can run before the group exists); the others go through the
 /// admin API.
 pub async fn run(cmd: ClusterCmd, a: AdminArgs) -> Result<()> {
-    if let ClusterCmd::Init { members } = &cmd {
+    if let ClusterCmd::Init { members, tls } = &cmd {
         let (_, first) = members.first().context("at least one --member")?;
         let map: std::collections::BTreeMap<u64, String> = members.iter().cloned().collect();
-        let resp = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .connect_timeout(weft_cli::admin_client::ADMIN_CONNECT_TIMEOUT)
-            .timeout(std::time::Duration::from_secs(60))
+            .timeout(std::time::Duration::from_secs(60));
+        let (builder, scheme) = match tls.files(&a.data)? {
+            Some(files) => {
+                let id = weft_client::internal_tls::InternalTls::load(files.clone()).with_context(
+                    || format!("load the admin certificate {}", files.cert.display()),
+                )?;
+                (builder.use_preconfigured_tls(id.client_config()), "https")
+            }
+            None => (builder, "http"),
+        };
+        let resp = builder
             .build()
             .context("HTTP client")?
-            .post(format!("http://{first}/v1/init"))
+            .post(format!("{scheme}://{first}/v1/init"))
             .json(&serde_json::json!({ "members": map }))
             .send()
             .await

@@ -51,14 +51,32 @@ pub async fn metad(a: DaemonArgs) -> Result<()> {
     if let Some(v) = a.listen {
         cfg.listen = v;
     }
-    if let Some(v) = a.data_dir {
+    if let Some(v) = a.data_dir.clone() {
         cfg.data_dir = v;
     }
     if let Some(v) = a.id {
         cfg.id = v;
     }
     if a.advertise.is_some() {
-        cfg.advertise = a.advertise;
+        cfg.advertise = a.advertise.clone();
+    }
+    let insecure = a.insecure_internal || cfg.insecure_internal;
+    cfg.tls = a.internal_tls("metad", cfg.tls.take(), cfg.insecure_internal)?;
+    if let Ok(key) = std::env::var("WEFT_MASTER_KEY") {
+        cfg.master_key = Some(key);
+    }
+    if cfg.master_key.is_none() && cfg.master_key_file.is_none() {
+        if !insecure {
+            anyhow::bail!(
+                "metad: no master key to seal access-key secrets with. Make one with \
+                 `weft cert master-key --out FILE` and set master_key_file = FILE (the same key on \
+                 every voter) or WEFT_MASTER_KEY; --insecure-internal keeps secrets in clear on a bench \
+                 (docs/security.md, \"Master key\")"
+            );
+        }
+        tracing::warn!(
+            "metad: no master key: access-key secrets are kept in clear (--insecure-internal)"
+        );
     }
     let data_dir = cfg.data_dir.clone();
     weft_cli::faults::install_disk(&data_dir)?;
@@ -96,21 +114,22 @@ pub async fn datad(a: DaemonArgs) -> Result<()> {
     if let Some(v) = a.listen {
         cfg.listen = v;
     }
-    if let Some(v) = a.data_dir {
+    if let Some(v) = a.data_dir.clone() {
         cfg.data_dir = v;
     }
-    if let Some(v) = a.metad {
+    if let Some(v) = a.metad.clone() {
         cfg.metad = v;
     }
     if let Some(v) = a.id {
         cfg.node_id = v;
     }
-    if let Some(v) = a.zone {
+    if let Some(v) = a.zone.clone() {
         cfg.zone = v;
     }
     if a.advertise.is_some() {
-        cfg.advertise = a.advertise;
+        cfg.advertise = a.advertise.clone();
     }
+    cfg.tls = a.internal_tls("datad", cfg.tls.take(), cfg.insecure_internal)?;
     weft_cli::faults::install_disk(&cfg.data_dir)?;
     let h = weft_datad::node::start(cfg, cancel.clone()).await?;
     println!("datad {} listening on {}", h.node_id(), h.addr());
@@ -134,9 +153,10 @@ pub async fn gateway(a: DaemonArgs) -> Result<()> {
     if let Some(v) = a.admin_listen {
         cfg.admin_listen = v;
     }
-    if let Some(v) = a.metad {
+    if let Some(v) = a.metad.clone() {
         cfg.metad = v;
     }
+    cfg.tls = a.internal_tls("gateway", cfg.tls.take(), cfg.insecure_internal)?;
     if let Ok(ak) = std::env::var("WEFT_ROOT_ACCESS_KEY") {
         cfg.root_access_key = Some(ak);
     }

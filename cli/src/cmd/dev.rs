@@ -18,6 +18,7 @@ pub async fn run(a: DevArgs) -> Result<()> {
     cfg.metad_listen = a.metad_listen;
     cfg.region = a.region;
     cfg.tls = a.tls;
+    cfg.insecure_internal = a.insecure_internal;
     cfg.credentials = Some(root_credentials(&a.data)?);
     weft_cli::limits::raise_open_file_limit_logged();
     let cluster = DevCluster::start(cfg).await?;
@@ -33,6 +34,14 @@ pub async fn run(a: DevArgs) -> Result<()> {
     println!("  Access key:    {}", c.access_key);
     println!("  Secret key:    {}", c.secret_key);
     println!("  Data:          {}", a.data.display());
+    match cluster.pki() {
+        Some(pki) => println!(
+            "  Internal hops: mutual TLS; cluster CA {}, admin certificate {}",
+            pki.ca.display(),
+            pki.admin.cert.display()
+        ),
+        None => println!("  Internal hops: PLAIN HTTP (--insecure-internal): any caller is served"),
+    }
     if let Some(ca) = cluster.ca_cert() {
         println!(
             "  TLS cert:      {} (self-signed: export AWS_CA_BUNDLE={})",

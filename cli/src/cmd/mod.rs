@@ -43,5 +43,35 @@ fn admin_client(a: &AdminArgs) -> Result<AdminClient> {
             (c.access_key, c.secret_key)
         }
     };
-    Ok(AdminClient::new(&a.admin, &ak, &sk))
+    let tls = if a.admin.starts_with("https://") {
+        let files = match (&a.admin_cert, &a.admin_key, &a.admin_ca) {
+            (Some(cert), Some(key), Some(ca)) => weft_client::internal_tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+            },
+            _ => {
+                let dir = a.data.join("pki");
+                weft_client::internal_tls::TlsFiles {
+                    cert: dir.join("admin.pem"),
+                    key: dir.join("admin.key"),
+                    ca: dir.join("ca.pem"),
+                }
+            }
+        };
+        Some(
+            weft_client::internal_tls::InternalTls::load(files.clone()).with_context(|| {
+                format!(
+                    "load the admin certificate {} for {}: pass --admin-cert/--admin-key/--admin-ca \
+                     (`weft cert issue --role admin`), point --data at a weft dev data directory, or use \
+                     an http:// --admin for a cluster run with --insecure-internal",
+                    files.cert.display(),
+                    a.admin
+                )
+            })?,
+        )
+    } else {
+        None
+    };
+    Ok(AdminClient::new(&a.admin, &ak, &sk).with_tls(tls.as_ref()))
 }

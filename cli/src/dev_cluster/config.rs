@@ -53,6 +53,10 @@ pub struct DevClusterConfig {
     /// How metad voters read their disk's free space: `None` is the real
     /// filesystem; tests give a disk whose size they set.
     pub metad_fs: Option<MetadFs>,
+    /// Plain HTTP between the parts (`weft dev --insecure-internal`).
+    /// Otherwise every internal hop is mutual TLS with certificates from a
+    /// CA made in `<data>/pki` on first start.
+    pub insecure_internal: bool,
 }
 
 /// A free-space reader for metad voters (see `DevClusterConfig::metad_fs`).
@@ -98,6 +102,7 @@ impl DevClusterConfig {
                 ..DatadConfig::default()
             },
             metad_fs: None,
+            insecure_internal: false,
         }
     }
 

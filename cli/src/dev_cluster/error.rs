@@ -11,6 +11,14 @@ use weft_common::durable_file::FsError;
 /// device`).
 #[derive(Debug, thiserror::Error)]
 pub enum DevClusterError {
+    /// The cluster CA or its certificates for the internal hops.
+    #[error("prepare the internal certificates in {}: {reason:#}", dir.display())]
+    InternalPki {
+        /// `DATA/pki`.
+        dir: PathBuf,
+        /// Cause (a chain).
+        reason: anyhow::Error,
+    },
     /// A file or directory under the data directory.
     #[error("{action} {}", path.display())]
     Files {

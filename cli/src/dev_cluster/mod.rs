@@ -42,6 +42,10 @@ pub struct DevCluster {
     /// Zone of each data node.
     datad_zones: Vec<String>,
     gateways: Vec<Option<(GatewayHandle, CancellationToken)>>,
+    /// The internal certificates (`None` with `insecure_internal`).
+    pki: Option<crate::pki_files::DevPki>,
+    /// The admin identity the cluster's own calls use (init, waits).
+    admin_tls: Option<std::sync::Arc<weft_client::internal_tls::InternalTls>>,
 }
 
 /// Addresses a restarted cluster reuses.
@@ -73,7 +77,23 @@ impl DevCluster {
         addrs: Addrs,
     ) -> Result<Self, DevClusterError> {
         let voters = cfg.metad_voters.max(1);
+        let (pki, admin_tls) = if cfg.insecure_internal {
+            tracing::warn!("insecure internal traffic: the dev cluster's parts talk plain HTTP and serve any caller");
+            (None, None)
+        } else {
+            let dir = cfg.data_dir.join("pki");
+            let fail = |reason: anyhow::Error| DevClusterError::InternalPki {
+                dir: dir.clone(),
+                reason,
+            };
+            let pki = crate::pki_files::DevPki::prepare(&dir).map_err(fail)?;
+            let admin = weft_client::internal_tls::InternalTls::load(pki.admin.clone())
+                .map_err(|e| fail(e.into()))?;
+            (Some(pki), Some(admin))
+        };
         let mut c = DevCluster {
+            pki,
+            admin_tls,
             metad: (0..voters).map(|_| None).collect(),
             metad_addrs: addrs.metad,
             datad: (0..cfg.datad_count).map(|_| None).collect(),
@@ -123,6 +143,9 @@ impl DevCluster {
             }),
             // A single voter bootstraps itself; a group is initialised once all are up.
             bootstrap: self.metad.len() == 1,
+            tls: self.pki.as_ref().map(|p| p.metad.clone()),
+            insecure_internal: self.pki.is_none(),
+            master_key_file: self.pki.as_ref().map(|p| p.master_key.clone()),
             ..self.cfg.metad.clone()
         };
         let h = weft_metad::start_with_fs(cfg, MetadFs::get(&self.cfg), cancel.clone())
@@ -157,11 +180,9 @@ impl DevCluster {
             .enumerate()
             .map(|(i, a)| ((i + 1) as u64, a.expect("started above").to_string()))
             .collect();
-        let url = format!(
-            "http://{}/v1/init",
-            self.metad_addrs[0].expect("started above")
-        );
-        let resp = reqwest::Client::new()
+        let url = self.internal_url(self.metad_addrs[0].expect("started above"), "/v1/init");
+        let resp = self
+            .internal_http()
             .post(&url)
             .json(&serde_json::json!({ "members": members }))
             .send()
@@ -216,6 +237,9 @@ impl DevCluster {
             listen: "127.0.0.1:0".parse().expect("literal"),
             data_dir: self.cfg.data_dir.join(format!("metad-{}", i + 1)),
             bootstrap: false,
+            tls: self.pki.as_ref().map(|p| p.metad.clone()),
+            insecure_internal: self.pki.is_none(),
+            master_key_file: self.pki.as_ref().map(|p| p.master_key.clone()),
             ..self.cfg.metad.clone()
         };
         let h = weft_metad::start_with_fs(cfg, MetadFs::get(&self.cfg), cancel.clone())
@@ -290,6 +314,8 @@ impl DevCluster {
                 .copied()
                 .unwrap_or(self.cfg.datad_capacity_bytes),
             metad: self.metad_addrs(),
+            tls: self.pki.as_ref().map(|p| p.datad.clone()),
+            insecure_internal: self.pki.is_none(),
             ..self.cfg.datad.clone()
         };
         let handle = weft_datad::node::start(cfg, cancel.clone())
@@ -367,6 +393,8 @@ impl DevCluster {
             region: self.cfg.region.clone(),
             root_access_key: Some(self.credentials.access_key.clone()),
             root_secret_key: Some(self.credentials.secret_key.clone()),
+            tls: self.pki.as_ref().map(|p| p.gateway.clone()),
+            insecure_internal: self.pki.is_none(),
             ..self.cfg.gateway.clone()
         };
         let mut cfg = cfg;
@@ -401,7 +429,7 @@ impl DevCluster {
 
     /// Waits until metad and the gateway both see `n` data nodes up.
     pub async fn wait_nodes_up(&self, n: usize, timeout: Duration) -> Result<(), DevClusterError> {
-        let metad = MetadClient::new(self.metad_addrs());
+        let metad = self.metad_client();
         let start = Instant::now();
         loop {
             let metad_up = match metad.query(&Query::Nodes).await {
@@ -462,9 +490,83 @@ impl DevCluster {
             .then(|| self.cfg.data_dir.join("tls").join("cert.pem"))
     }
 
-    /// `http://host:port` of the admin API.
+    /// The internal certificates, unless the cluster runs with
+    /// `insecure_internal`.
+    pub fn pki(&self) -> Option<&crate::pki_files::DevPki> {
+        self.pki.as_ref()
+    }
+
+    /// A client for the internal endpoints (metad's, the data nodes'):
+    /// mutual TLS with the admin certificate, or plain HTTP with
+    /// `insecure_internal`. Use it with [`internal_url`](Self::internal_url).
+    pub fn internal_http(&self) -> reqwest::Client {
+        let builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30));
+        match &self.admin_tls {
+            Some(tls) => builder.use_preconfigured_tls(tls.client_config()),
+            None => builder,
+        }
+        .build()
+        .expect("static client settings")
+    }
+
+    /// A metad client with the admin certificate (plain HTTP with
+    /// `insecure_internal`).
+    pub fn metad_client(&self) -> MetadClient {
+        MetadClient::with_tls(self.metad_addrs(), self.admin_tls.as_ref())
+    }
+
+    /// A data-node client with the gateways' certificate (the role that
+    /// reads and writes shards), or plain HTTP with `insecure_internal`.
+    pub fn datad_client(&self) -> Result<weft_client::DatadClient, DevClusterError> {
+        let tls = match &self.pki {
+            Some(pki) => Some(
+                weft_client::internal_tls::InternalTls::load(pki.gateway.clone()).map_err(|e| {
+                    DevClusterError::InternalPki {
+                        dir: self.cfg.data_dir.join("pki"),
+                        reason: e.into(),
+                    }
+                })?,
+            ),
+            None => None,
+        };
+        Ok(weft_client::DatadClient::with_limits_tls(
+            weft_client::DatadClientLimits::default(),
+            tls.as_ref(),
+        ))
+    }
+
+    /// `https://addr/path` (`http://` with `insecure_internal`).
+    pub fn internal_url(&self, addr: impl std::fmt::Display, path: &str) -> String {
+        let scheme = if self.admin_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{addr}{path}")
+    }
+
+    /// An admin API client with the root key and, over mutual TLS, the
+    /// admin certificate.
+    pub fn admin_client(&self) -> crate::admin_client::AdminClient {
+        crate::admin_client::AdminClient::new(
+            &self.admin_endpoint(),
+            &self.credentials.access_key,
+            &self.credentials.secret_key,
+        )
+        .with_tls(self.admin_tls.as_ref())
+    }
+
+    /// `https://host:port` of the admin API (`http://` with
+    /// `insecure_internal`).
     pub fn admin_endpoint(&self) -> String {
-        format!("http://{}", self.cfg.admin_listen)
+        let scheme = if self.admin_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.cfg.admin_listen)
     }
 
     /// Root credentials.

@@ -489,7 +489,11 @@ pub fn b64(data: &[u8]) -> String {
 
 /// A counter or gauge from the gateway's `/metrics` (0 when absent).
 pub async fn gateway_metric(tc: &TestCluster, name: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", tc.c().admin_endpoint()))
+    let text = tc
+        .c()
+        .internal_http()
+        .get(format!("{}/metrics", tc.c().admin_endpoint()))
+        .send()
         .await
         .expect("gateway metrics")
         .text()
@@ -508,7 +512,7 @@ pub async fn current_version(
     key: &str,
 ) -> weft_common::manifest::ObjectVersion {
     use weft_common::rpc::{Query, QueryResult};
-    let metad = weft_client::MetadClient::new(tc.c().metad_addrs());
+    let metad = tc.c().metad_client();
     let q = Query::Object {
         bucket: bucket.into(),
         key: key.into(),

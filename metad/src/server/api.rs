@@ -2,12 +2,13 @@
 //! heartbeats and repair polls. Commands and most queries are served only
 //! by the leader: a follower answers "not leader" with the leader's address.
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use openraft::error::{CheckIsLeaderError, RaftError};
 use std::sync::Arc;
 use tokio::time::Instant;
+use weft_client::peer::{Identified, Peer};
 use weft_common::rpc::{
     Command, CommandResult, Heartbeat, Query, QueryResult, RpcErrorCode, COMMAND_FORMAT,
 };
@@ -18,8 +19,12 @@ use crate::group_commit::WriteError;
 
 pub(super) async fn command(
     State(s): State<Arc<AppState>>,
+    caller: Option<Extension<ConnectInfo<Peer>>>,
     Json(cmd): Json<Command>,
 ) -> Result<Json<CommandResult>, ApiError> {
+    if let Some(role) = role_of(&caller) {
+        super::access::command_allowed(&cmd, role).map_err(ApiError::forbidden)?;
+    }
     ensure_serving_leader(&s)?;
     // Only requests: a bare command could not be recognised when retried,
     // and is not applied once (docs/decisions.md, "Every command applies
@@ -56,6 +61,7 @@ pub(super) async fn command(
             ))
         }
     };
+    let cmd = seal_secrets(&s, cmd)?;
     // In space-low mode only commands that free space or run the cluster
     // are proposed; decided here, not in apply, which must not depend on
     // this replica's disk.
@@ -99,6 +105,98 @@ pub(super) async fn command(
     }
 }
 
+/// Seals a new key's secret before the command enters the log, so no log
+/// entry, state record, snapshot or backup holds it in clear
+/// ([`crate::seal`]). Without a master key (a bench run with
+/// `--insecure-internal`) secrets are kept as given.
+fn seal_secrets(s: &AppState, cmd: Command) -> Result<Command, ApiError> {
+    let Command::Request {
+        id,
+        at_ms,
+        command,
+        format,
+    } = cmd
+    else {
+        return Ok(cmd);
+    };
+    let command = match *command {
+        Command::CreateKey { mut key } => {
+            if crate::seal::is_sealed(&key.secret_key) {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    RpcErrorCode::BadRequest,
+                    "a key's secret may not be given sealed: metad seals it",
+                ));
+            }
+            if let Some(sealer) = &s.sealer {
+                key.secret_key = sealer.seal(&key.access_key, &key.secret_key);
+            }
+            Command::CreateKey { key }
+        }
+        other => other,
+    };
+    Ok(Command::Request {
+        id,
+        at_ms,
+        command: Box::new(command),
+        format,
+    })
+}
+
+/// What of a key's secret a caller sees: a gateway (which checks
+/// signatures with it) the secret, unsealed; anyone else nothing (the
+/// field is empty). Unidentified callers (plain HTTP, in process) are
+/// treated as the gateway they stand in for.
+fn reveal(
+    s: &AppState,
+    caller: &Option<Extension<ConnectInfo<Peer>>>,
+    result: QueryResult,
+) -> Result<QueryResult, ApiError> {
+    let may_see = matches!(
+        role_of(caller),
+        None | Some(weft_client::pki::Role::Gateway)
+    );
+    let open = |k: &mut weft_common::manifest::AccessKey| -> Result<(), ApiError> {
+        if !may_see {
+            k.secret_key.clear();
+        } else if crate::seal::is_sealed(&k.secret_key) {
+            let sealer = s.sealer.as_ref().ok_or_else(|| {
+                ApiError::internal(format!(
+                    "the secret of {} is sealed and this metad has no master key: configure master_key_file (docs/security.md, \"Master key\")",
+                    k.access_key
+                ))
+            })?;
+            k.secret_key = sealer
+                .unseal(&k.access_key, &k.secret_key)
+                .map_err(|e| ApiError::internal(format!("key {}: {e}", k.access_key)))?;
+        }
+        Ok(())
+    };
+    Ok(match result {
+        QueryResult::AccessKey { key: Some(mut k) } => {
+            open(&mut k)?;
+            QueryResult::AccessKey { key: Some(k) }
+        }
+        QueryResult::Keys { mut keys } => {
+            // A listing never carries secrets, not even to a gateway.
+            for k in &mut keys {
+                k.secret_key.clear();
+            }
+            QueryResult::Keys { keys }
+        }
+        other => other,
+    })
+}
+
+/// The role a caller's certificate names; `None` when nothing identifies
+/// callers (plain HTTP, in process), where the path guard let it through.
+fn role_of(caller: &Option<Extension<ConnectInfo<Peer>>>) -> Option<weft_client::pki::Role> {
+    match caller.as_ref().map(|c| c.0 .0.identified) {
+        Some(Identified::Role(role)) => Some(role),
+        _ => None,
+    }
+}
+
 async fn ensure_leader_read(s: &AppState) -> Result<(), ApiError> {
     if s.stepping_down.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(ApiError::not_leader(None));
@@ -129,8 +227,23 @@ const SEGMENTS_PAGE_MAX: u32 = 1000;
 
 pub(super) async fn query(
     State(s): State<Arc<AppState>>,
+    caller: Option<Extension<ConnectInfo<Peer>>>,
     Json(q): Json<Query>,
 ) -> Result<Json<QueryResult>, ApiError> {
+    if let Some(role) = role_of(&caller) {
+        let allowed = super::access::query_roles(&q);
+        if !allowed.contains(&role) {
+            return Err(ApiError::forbidden(format!(
+                "this query is not allowed for role {}; it needs one of the roles {}",
+                role.name(),
+                allowed
+                    .iter()
+                    .map(|r| r.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
     s.metrics.queries.inc();
     if q != Query::Status && q != Query::Digest && q != Query::UploadTimers {
         ensure_leader_read(&s).await?;
@@ -273,7 +386,7 @@ pub(super) async fn query(
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?,
     };
-    Ok(Json(result))
+    Ok(Json(reveal(&s, &caller, result)?))
 }
 
 /// Registered nodes joined with liveness and operator states.

@@ -55,7 +55,11 @@ pub async fn internal_http(a: InternalHttpArgs) -> Result<()> {
         bail!("--seconds, --concurrency and --sizes must be positive");
     }
     let dir = tempfile::tempdir().context("temporary directory")?;
-    let cluster = DevCluster::start(DevClusterConfig::ephemeral(dir.path()))
+    // Plain HTTP: this bench compares HTTP/1.1 and HTTP/2 framing of the
+    // shard protocol itself, with its own raw clients.
+    let mut cfg = DevClusterConfig::ephemeral(dir.path());
+    cfg.insecure_internal = true;
+    let cluster = DevCluster::start(cfg)
         .await
         .context("start a dev cluster")?;
     let addr = cluster

@@ -166,7 +166,7 @@ pub async fn repair(objects: u64, size_mib: u64, clients: usize) -> Result<()> {
             c.region(),
         ),
     });
-    let admin = AdminClient::new(&c.admin_endpoint(), &creds.access_key, &creds.secret_key);
+    let admin = c.admin_client();
     let r = signer
         .request(reqwest::Method::PUT, "/bench", None)
         .send()

@@ -27,6 +27,8 @@ struct Target {
     gateway_metrics: String,
     datad_metrics: Vec<String>,
     what: String,
+    /// Scrapes the metrics pages (over the cluster CA when they are TLS).
+    scraper: reqwest::Client,
     /// The cluster when it runs in this process (dropped last).
     cluster: Option<(DevCluster, tempfile::TempDir)>,
 }
@@ -54,7 +56,30 @@ async fn target(a: &SoakArgs) -> Result<(Target, S3)> {
     if let (Some(endpoint), Some(pid)) = (&a.endpoint, a.pid) {
         soak_series::fd_count(pid)?;
         let creds = attached_credentials(&a.data)?;
-        let admin = AdminClient::new(&a.admin, &creds.access_key, &creds.secret_key);
+        // An attached `weft dev` runs mutual TLS unless it was started with
+        // --insecure-internal (then --admin is http://).
+        let tls = if a.admin.starts_with("https://") {
+            Some(
+                weft_client::internal_tls::InternalTls::load(weft_client::internal_tls::TlsFiles {
+                    cert: a.data.join("pki/admin.pem"),
+                    key: a.data.join("pki/admin.key"),
+                    ca: a.data.join("pki/ca.pem"),
+                })
+                .context("load the dev cluster's admin certificate from --data")?,
+            )
+        } else {
+            None
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let scraper = match &tls {
+            Some(t) => reqwest::Client::builder().use_preconfigured_tls(t.client_config()),
+            None => reqwest::Client::builder(),
+        }
+        .timeout(Duration::from_secs(10))
+        .build()
+        .context("metrics client")?;
+        let admin =
+            AdminClient::new(&a.admin, &creds.access_key, &creds.secret_key).with_tls(tls.as_ref());
         let status: serde_json::Value = admin
             .call(reqwest::Method::GET, "/v1/cluster/status", None)
             .await
@@ -64,9 +89,10 @@ async fn target(a: &SoakArgs) -> Result<(Target, S3)> {
             .into_iter()
             .flatten()
             .filter_map(|n| n["info"]["addr"].as_str())
-            .map(|addr| format!("http://{addr}/metrics"))
+            .map(|addr| format!("{scheme}://{addr}/metrics"))
             .collect();
         let t = Target {
+            scraper,
             pid,
             gateway_metrics: format!("{}/metrics", a.admin.trim_end_matches('/')),
             datad_metrics,
@@ -104,8 +130,9 @@ async fn target(a: &SoakArgs) -> Result<(Target, S3)> {
         gateway_metrics: format!("{}/metrics", c.admin_endpoint()),
         datad_metrics: (0..c.datad_count())
             .filter_map(|i| c.datad_addr(i))
-            .map(|addr| format!("http://{addr}/metrics"))
+            .map(|addr| c.internal_url(addr, "/metrics"))
             .collect(),
+        scraper: c.internal_http(),
         what: format!(
             "this process ({}): metad, {} data nodes, the gateway and the load clients, data in {}",
             std::process::id(),
@@ -152,7 +179,8 @@ async fn scrape(http: &reqwest::Client, url: &str) -> Option<String> {
 
 /// The gateway's queued/dropped/leases and the data nodes' deferred/dropped
 /// (summed; `None` if any node did not answer).
-async fn queues(http: &reqwest::Client, t: &Target) -> [Option<f64>; 5] {
+async fn queues(t: &Target) -> [Option<f64>; 5] {
+    let http = &t.scraper;
     let gw = scrape(http, &t.gateway_metrics).await;
     let g = |name| gw.as_deref().and_then(|p| soak_series::metric(p, name));
     let (mut deferred, mut dropped) = (Some(0.0), Some(0.0));
@@ -175,8 +203,8 @@ async fn queues(http: &reqwest::Client, t: &Target) -> [Option<f64>; 5] {
     ]
 }
 
-async fn sample(http: &reqwest::Client, t: &Target, start: Instant, stats: &Stats) -> Sample {
-    let [queued, deferred, gw_dropped, datad_dropped, leases] = queues(http, t).await;
+async fn sample(t: &Target, start: Instant, stats: &Stats) -> Sample {
+    let [queued, deferred, gw_dropped, datad_dropped, leases] = queues(t).await;
     Sample {
         t: start.elapsed().as_secs_f64(),
         fds: soak_series::fd_count(t.pid).ok(),
@@ -299,16 +327,13 @@ pub async fn soak(a: SoakArgs) -> Result<()> {
         a.clone(),
     ));
 
-    let probe = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()?;
     let mut samples: Vec<Sample> = vec![];
     let mut prev = [[0; 3]; 7];
     let mut tick = tokio::time::interval(Duration::from_secs(a.interval_secs));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let s = sample(&probe, &target, start, &stats).await;
+        let s = sample(&target, start, &stats).await;
         println!("{}", table_row(&s, &prev, a.interval_secs as f64));
         writeln!(csv, "{}", csv_row(&s, &prev))?;
         csv.flush()?;
@@ -326,7 +351,7 @@ pub async fn soak(a: SoakArgs) -> Result<()> {
     // After the load: do the queues empty, and what is left open?
     let drain_start = Instant::now();
     let drained = loop {
-        let [queued, deferred, ..] = queues(&probe, &target).await;
+        let [queued, deferred, ..] = queues(&target).await;
         if queued == Some(0.0) && deferred == Some(0.0) {
             break Some(drain_start.elapsed());
         }
@@ -335,8 +360,7 @@ pub async fn soak(a: SoakArgs) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
-    let after = sample(&probe, &target, start, &stats).await;
-    drop(probe);
+    let after = sample(&target, start, &stats).await;
 
     let verdict = report(&a, &samples, &after, &stats, &bursts, drained);
     println!("samples: {}", out.display());

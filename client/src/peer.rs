@@ -1,0 +1,201 @@
+//! Who is calling an internal endpoint, and whether that role may.
+//!
+//! The internal listener ([`crate::listener`]) attaches a [`Peer`] to every
+//! request (axum's `ConnectInfo`); each endpoint names the roles it serves
+//! and asks [`require`]. Health and metrics are the only paths that ask
+//! nothing.
+
+use crate::pki::Role;
+use std::net::SocketAddr;
+
+/// How the caller on a connection was identified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Identified {
+    /// Mutual TLS: its certificate names this role.
+    Role(Role),
+    /// TLS without a client certificate (a probe, a scraper).
+    Anonymous,
+    /// Plain HTTP: the process runs with `--insecure-internal` and checks
+    /// nobody.
+    Insecure,
+    /// A call inside one process (the simulator), where there is no
+    /// connection to authenticate.
+    InProcess,
+}
+
+/// The caller of an internal endpoint.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    /// Its socket address (unspecified in process).
+    pub addr: SocketAddr,
+    /// What it proved.
+    pub identified: Identified,
+}
+
+impl Peer {
+    /// The caller of an in-process call.
+    pub fn in_process() -> Peer {
+        Peer {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            identified: Identified::InProcess,
+        }
+    }
+}
+
+/// Why a caller was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    /// No certificate.
+    #[error("{what} needs a client certificate from the cluster CA naming one of the roles {allowed}; the caller presented none")]
+    Anonymous {
+        /// The operation.
+        what: String,
+        /// Roles that may.
+        allowed: String,
+    },
+    /// A certificate for another role.
+    #[error("{what} is not allowed for role {role}; it needs one of the roles {allowed}")]
+    WrongRole {
+        /// The operation.
+        what: String,
+        /// The caller's role.
+        role: &'static str,
+        /// Roles that may.
+        allowed: String,
+    },
+    /// The request did not come through an internal listener (a server
+    /// wired without one): nobody vouches for the caller.
+    #[error(
+        "{what}: the caller is unknown (the request did not arrive through an internal listener)"
+    )]
+    Unknown {
+        /// The operation.
+        what: String,
+    },
+}
+
+fn names(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether `peer` may do `what`, which `allowed` roles may do. Plain HTTP
+/// (`--insecure-internal`) and in-process calls are let through: nothing
+/// identifies their callers.
+pub fn require(peer: Option<&Peer>, allowed: &[Role], what: &str) -> Result<(), Denied> {
+    match peer.map(|p| p.identified) {
+        Some(Identified::Role(role)) if allowed.contains(&role) => Ok(()),
+        Some(Identified::Role(role)) => Err(Denied::WrongRole {
+            what: what.to_string(),
+            role: role.name(),
+            allowed: names(allowed),
+        }),
+        Some(Identified::Anonymous) => Err(Denied::Anonymous {
+            what: what.to_string(),
+            allowed: names(allowed),
+        }),
+        Some(Identified::Insecure | Identified::InProcess) => Ok(()),
+        None => Err(Denied::Unknown {
+            what: what.to_string(),
+        }),
+    }
+}
+
+impl Denied {
+    /// 401 for a caller that proved nothing, 403 for one whose role may not.
+    pub fn status(&self) -> u16 {
+        match self {
+            Denied::WrongRole { .. } => 403,
+            Denied::Anonymous { .. } | Denied::Unknown { .. } => 401,
+        }
+    }
+}
+
+/// The request's caller, as the internal listener (or the simulator)
+/// attached it; `None` when nothing did.
+pub fn of(req: &axum::extract::Request) -> Option<Peer> {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<Peer>>()
+        .map(|c| c.0)
+}
+
+/// Refusal as an internal RPC error body.
+pub fn refusal(denied: &Denied) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let status = axum::http::StatusCode::from_u16(denied.status())
+        .unwrap_or(axum::http::StatusCode::FORBIDDEN);
+    let body = weft_common::rpc::RpcErrorBody {
+        code: weft_common::rpc::RpcErrorCode::Unauthorized,
+        message: denied.to_string(),
+        leader_addr: None,
+        damage: None,
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+/// Middleware: refuses a request whose caller's role `rule` does not list
+/// for its path (`None`: the path is open, as `/health` and `/metrics`
+/// are), before anything reads the body.
+pub async fn guard(
+    rule: fn(&str) -> Option<&'static [Role]>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if let Some(allowed) = rule(req.uri().path()) {
+        let what = format!("{} {}", req.method(), req.uri().path());
+        if let Err(denied) = require(of(&req).as_ref(), allowed, &what) {
+            tracing::info!(%denied, "internal request refused");
+            return refusal(&denied);
+        }
+    }
+    next.run(req).await
+}
+
+/// Every role: what a path that judges the caller further inside asks
+/// for first (an anonymous caller gets no further).
+pub const ANY_ROLE: &[Role] = &[Role::Metad, Role::Datad, Role::Gateway, Role::Admin];
+
+/// Health and metrics: open to probes and scrapers that present no
+/// certificate.
+pub fn is_open_path(path: &str) -> bool {
+    path == "/metrics" || path == "/health" || path.starts_with("/health/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(identified: Identified) -> Peer {
+        Peer {
+            addr: SocketAddr::from(([127, 0, 0, 1], 1)),
+            identified,
+        }
+    }
+
+    #[test]
+    fn only_the_named_roles_pass_when_callers_are_identified() {
+        let allowed = [Role::Gateway, Role::Datad];
+        assert!(require(Some(&peer(Identified::Role(Role::Gateway))), &allowed, "x").is_ok());
+        let e = require(
+            Some(&peer(Identified::Role(Role::Admin))),
+            &allowed,
+            "read x",
+        )
+        .unwrap_err();
+        assert_eq!(e.status(), 403);
+        assert!(e.to_string().contains("role admin"), "{e}");
+        assert!(e.to_string().contains("gateway, datad"), "{e}");
+        let e = require(Some(&peer(Identified::Anonymous)), &allowed, "x").unwrap_err();
+        assert_eq!(e.status(), 401);
+        assert_eq!(require(None, &allowed, "x").unwrap_err().status(), 401);
+    }
+
+    #[test]
+    fn insecure_and_in_process_callers_are_not_checked() {
+        assert!(require(Some(&peer(Identified::Insecure)), &[Role::Metad], "x").is_ok());
+        assert!(require(Some(&Peer::in_process()), &[Role::Metad], "x").is_ok());
+    }
+}

@@ -1,0 +1,227 @@
+//! The internal listener and transport over real sockets: a server on
+//! [`InternalListener`] learns each caller's role from its certificate;
+//! certificates and trusted CAs are re-read without a restart, so a CA
+//! roll goes through with both CAs trusted at once.
+
+use axum::extract::ConnectInfo;
+use axum::routing::get;
+use std::path::Path;
+use std::sync::Arc;
+use weft_client::internal_tls::{InternalTls, TlsFiles};
+use weft_client::listener::InternalListener;
+use weft_client::peer::{Identified, Peer};
+use weft_client::pki::{issue, new_ca, Issued, Role};
+use weft_client::transport::{Http, Transport};
+
+fn write(dir: &Path, name: &str, leaf: &Issued, trusted: &[&Issued]) -> TlsFiles {
+    let files = TlsFiles {
+        cert: dir.join(format!("{name}.pem")),
+        key: dir.join(format!("{name}.key")),
+        ca: dir.join(format!("{name}-ca.pem")),
+    };
+    std::fs::write(&files.cert, &leaf.cert_pem).unwrap();
+    std::fs::write(&files.key, &leaf.key_pem).unwrap();
+    let bundle: String = trusted.iter().map(|c| c.cert_pem.clone()).collect();
+    std::fs::write(&files.ca, bundle).unwrap();
+    files
+}
+
+/// Serves `/who` (the caller as the listener identified it) and `/metrics`.
+async fn serve(tls: Arc<InternalTls>) -> std::net::SocketAddr {
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let listener = InternalListener::new(tcp, Some(tls)).unwrap();
+    let app = axum::Router::new()
+        .route(
+            "/who",
+            get(|ConnectInfo(p): ConnectInfo<Peer>| async move { format!("{:?}", p.identified) }),
+        )
+        .route("/metrics", get(|| async { "up 1\n" }));
+    tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
+            .await
+            .unwrap();
+    });
+    addr
+}
+
+/// `GET http://addr/who` through the transport (which sends it as https).
+async fn who(http: &Http, addr: std::net::SocketAddr) -> Result<String, String> {
+    let req = reqwest::Client::new()
+        .get(format!("http://{addr}/who"))
+        .build()
+        .unwrap();
+    match http.execute(req).await {
+        Ok(r) => Ok(r.text().await.unwrap()),
+        Err(e) => Err(format!("{e:?}")),
+    }
+}
+
+fn client(tls: &Arc<InternalTls>) -> Http {
+    Http::with_tls(reqwest::Client::builder(), Some(tls))
+}
+
+#[tokio::test]
+async fn the_server_learns_the_callers_role_and_an_anonymous_caller_only_reaches_open_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = new_ca("c").unwrap();
+    let server_leaf = issue(
+        "c",
+        &ca.key_pem,
+        Role::Metad,
+        "m",
+        &["127.0.0.1".into()],
+        30,
+    )
+    .unwrap();
+    let gw_leaf = issue("c", &ca.key_pem, Role::Gateway, "g", &[], 30).unwrap();
+    let server = InternalTls::load(write(dir.path(), "server", &server_leaf, &[&ca])).unwrap();
+    let gw = InternalTls::load(write(dir.path(), "gw", &gw_leaf, &[&ca])).unwrap();
+    assert_eq!(server.role(), Role::Metad);
+    let addr = serve(server).await;
+    assert_eq!(
+        who(&client(&gw), addr).await.unwrap(),
+        format!("{:?}", Identified::Role(Role::Gateway))
+    );
+    // No certificate: the handshake completes (probes and scrapers) and
+    // the server knows the caller as anonymous.
+    let mut store = tokio_rustls::rustls::RootCertStore::empty();
+    for c in weft_client::pki::certs_from_pem(&ca.cert_pem, "ca").unwrap() {
+        store.add(c).unwrap();
+    }
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(store)
+    .with_no_client_auth();
+    let anonymous = reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .build()
+        .unwrap();
+    let text = anonymous
+        .get(format!("https://{addr}/who"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text, format!("{:?}", Identified::Anonymous));
+}
+
+#[tokio::test]
+async fn a_ca_roll_with_reloads_keeps_every_caller_served_and_then_drops_the_old_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = new_ca("c").unwrap();
+    let new = new_ca("c").unwrap();
+    let host = ["127.0.0.1".to_string()];
+    let server_files = write(
+        dir.path(),
+        "server",
+        &issue("c", &old.key_pem, Role::Datad, "d", &host, 30).unwrap(),
+        &[&old],
+    );
+    let caller_files = write(
+        dir.path(),
+        "caller",
+        &issue("c", &old.key_pem, Role::Gateway, "g", &[], 30).unwrap(),
+        &[&old],
+    );
+    let server = InternalTls::load(server_files.clone()).unwrap();
+    let caller = InternalTls::load(caller_files.clone()).unwrap();
+    let addr = serve(server.clone()).await;
+    let http = client(&caller);
+    assert!(who(&http, addr).await.is_ok());
+    assert!(
+        !server.reload().unwrap(),
+        "nothing changed, nothing reloaded"
+    );
+
+    // Step 1: both trust old and new.
+    for files in [&server_files, &caller_files] {
+        let bundle = format!("{}{}", old.cert_pem, new.cert_pem);
+        std::fs::write(&files.ca, bundle).unwrap();
+    }
+    assert!(server.reload().unwrap());
+    assert!(caller.reload().unwrap());
+    // Step 2: the server gets a certificate from the new CA; the caller,
+    // still on the old one, is served by it.
+    let leaf = issue("c", &new.key_pem, Role::Datad, "d", &host, 30).unwrap();
+    std::fs::write(&server_files.key, &leaf.key_pem).unwrap();
+    std::fs::write(&server_files.cert, &leaf.cert_pem).unwrap();
+    assert!(server.reload().unwrap());
+    assert!(who(&client(&caller), addr).await.is_ok());
+    // Step 3: the caller moves to the new CA too.
+    let leaf = issue("c", &new.key_pem, Role::Gateway, "g", &[], 30).unwrap();
+    std::fs::write(&caller_files.key, &leaf.key_pem).unwrap();
+    std::fs::write(&caller_files.cert, &leaf.cert_pem).unwrap();
+    assert!(caller.reload().unwrap());
+    assert!(who(&client(&caller), addr).await.is_ok());
+    // The client built before the roll follows it (it reads the identity
+    // at each handshake).
+    assert!(who(&http, addr).await.is_ok());
+
+    // Step 4: the old CA is dropped; a caller still holding an old
+    // certificate is refused from then on.
+    std::fs::write(&server_files.ca, &new.cert_pem).unwrap();
+    assert!(server.reload().unwrap());
+    let straggler = write(
+        dir.path(),
+        "straggler",
+        &issue("c", &old.key_pem, Role::Gateway, "s", &[], 30).unwrap(),
+        &[&old, &new],
+    );
+    let straggler = InternalTls::load(straggler).unwrap();
+    assert!(who(&client(&straggler), addr).await.is_err());
+    assert!(who(&client(&caller), addr).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_broken_reload_keeps_the_previous_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = new_ca("c").unwrap();
+    let leaf = issue(
+        "c",
+        &ca.key_pem,
+        Role::Metad,
+        "m",
+        &["127.0.0.1".into()],
+        30,
+    )
+    .unwrap();
+    let files = write(dir.path(), "m", &leaf, &[&ca]);
+    let tls = InternalTls::load(files.clone()).unwrap();
+    // Half-written: a key that belongs to another certificate.
+    let other = issue(
+        "c",
+        &ca.key_pem,
+        Role::Metad,
+        "m",
+        &["127.0.0.1".into()],
+        30,
+    )
+    .unwrap();
+    std::fs::write(&files.key, &other.key_pem).unwrap();
+    let e = tls.reload().unwrap_err();
+    assert!(e.to_string().contains("does not belong"), "{e}");
+    assert_eq!(tls.role(), Role::Metad);
+    let caller_leaf = issue("c", &ca.key_pem, Role::Admin, "a", &[], 30).unwrap();
+    let caller = InternalTls::load(write(dir.path(), "a", &caller_leaf, &[&ca])).unwrap();
+    let addr = serve(tls).await;
+    assert_eq!(
+        who(&client(&caller), addr).await.unwrap(),
+        format!("{:?}", Identified::Role(Role::Admin))
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_from_another_ca_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = new_ca("c").unwrap();
+    let other = new_ca("c").unwrap();
+    let leaf = issue("c", &other.key_pem, Role::Datad, "d", &[], 30).unwrap();
+    let e = InternalTls::load(write(dir.path(), "d", &leaf, &[&ca])).unwrap_err();
+    assert!(!e.to_string().is_empty());
+}

@@ -1,0 +1,153 @@
+//! Which role may call what on metad (docs/security.md, "Roles").
+//!
+//! Paths are judged before the body is read ([`path_roles`]); commands and
+//! queries are judged again by what they are ([`command_roles`],
+//! [`query_roles`]), so a gateway cannot commit a repair's result and a
+//! data node cannot read access keys.
+
+use weft_client::peer::ANY_ROLE;
+use weft_client::pki::Role;
+use weft_common::rpc::{Command, Query};
+
+const METAD: &[Role] = &[Role::Metad];
+const DATAD: &[Role] = &[Role::Datad];
+const GATEWAY: &[Role] = &[Role::Gateway];
+/// Administration: the admin CLI, and gateways, whose admin API acts for an
+/// authenticated administrator.
+const ADMIN: &[Role] = &[Role::Admin, Role::Gateway];
+const ADMIN_OR_DATAD: &[Role] = &[Role::Admin, Role::Gateway, Role::Datad];
+const DATAD_OR_ADMIN: &[Role] = &[Role::Datad, Role::Admin];
+
+/// The roles a path serves; `None` for health and metrics, which are open.
+pub(crate) fn path_roles(path: &str) -> Option<&'static [Role]> {
+    if weft_client::peer::is_open_path(path) {
+        return None;
+    }
+    Some(match path {
+        p if p.starts_with("/raft/") => METAD,
+        "/v1/heartbeat" | "/v1/repair/poll" => DATAD,
+        "/v1/init" | "/v1/members/add" | "/v1/members/remove" | "/v1/leader/step-down" => ADMIN,
+        // Judged by kind in the handler.
+        "/v1/command" | "/v1/query" => ANY_ROLE,
+        _ => ANY_ROLE,
+    })
+}
+
+/// The roles that may propose `cmd`.
+pub(crate) fn command_roles(cmd: &Command) -> &'static [Role] {
+    match cmd {
+        Command::CreateBucket { .. }
+        | Command::DeleteBucket { .. }
+        | Command::PutObject { .. }
+        | Command::DeleteObject { .. }
+        | Command::DeleteObjectVersion { .. }
+        | Command::SetBucketVersioning { .. }
+        | Command::CreateUpload { .. }
+        | Command::PutPart { .. }
+        | Command::CompleteUpload { .. }
+        | Command::SetObjectTags { .. }
+        | Command::SetBucketTags { .. }
+        | Command::AbortUpload { .. } => GATEWAY,
+        Command::CreateKey { .. }
+        | Command::DeleteKey { .. }
+        | Command::SetNodeAdmin { .. }
+        | Command::SetRepairConfig { .. }
+        | Command::SetUploadTimers { .. } => ADMIN,
+        // A repair's or a scrub's results: only data nodes do that work.
+        Command::RegisterNode { .. }
+        | Command::MoveShard { .. }
+        | Command::DamageRepaired { .. } => DATAD,
+        // Dropping a shard record: a data node that lost it, or an
+        // administrator removing a node.
+        Command::DropShard { .. } => ADMIN_OR_DATAD,
+        // Damage is reported by whoever read it: a scrub or a GET.
+        Command::ReportDamage { .. } => &[Role::Datad, Role::Gateway],
+        // Wrappers: judged by what they hold ([`command_allowed`]).
+        Command::Batch { .. } | Command::Request { .. } => ANY_ROLE,
+    }
+}
+
+/// Whether `role` may propose `cmd`, wrappers included.
+pub(crate) fn command_allowed(cmd: &Command, role: Role) -> Result<(), String> {
+    match cmd {
+        Command::Request { command, .. } => command_allowed(command, role),
+        Command::Batch { commands, .. } => {
+            commands.iter().try_for_each(|c| command_allowed(c, role))
+        }
+        other => {
+            let allowed = command_roles(other);
+            if allowed.contains(&role) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "command {} is not allowed for role {}; it needs one of the roles {}",
+                    command_name(other),
+                    role.name(),
+                    allowed
+                        .iter()
+                        .map(|r| r.name())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            }
+        }
+    }
+}
+
+fn command_name(cmd: &Command) -> String {
+    // The variant's name, as `Debug` begins it.
+    format!("{cmd:?}")
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect()
+}
+
+/// The roles that may ask `q`.
+pub(crate) fn query_roles(q: &Query) -> &'static [Role] {
+    match q {
+        // Key records hold the secret a gateway checks signatures with.
+        Query::AccessKey { .. } | Query::Keys => ADMIN,
+        // Object metadata: the S3 surface and administration.
+        Query::Bucket { .. }
+        | Query::Buckets
+        | Query::Object { .. }
+        | Query::List(_)
+        | Query::Uploads { .. }
+        | Query::ObjectVersion { .. }
+        | Query::Versions { .. }
+        | Query::Upload { .. } => ADMIN,
+        // What a data node may delete: its garbage collector asks.
+        Query::ShardsHeld { .. } => DATAD_OR_ADMIN,
+        Query::Segments { .. } => DATAD_OR_ADMIN,
+        // Cluster shape and timers: every member needs them.
+        Query::Nodes | Query::Durability | Query::Status | Query::Digest | Query::UploadTimers => {
+            ANY_ROLE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gateway_cannot_commit_a_repair_and_a_data_node_cannot_read_keys() {
+        let moved = Command::MoveShard {
+            segment: weft_common::SegmentId(7),
+            index: 2,
+            from: None,
+            to: weft_common::NodeId(3),
+        };
+        assert!(command_allowed(&moved, Role::Gateway).is_err());
+        assert!(command_allowed(&moved, Role::Datad).is_ok());
+        let wrapped = Command::Batch {
+            commands: vec![Command::DeleteKey { name: "k".into() }, moved],
+        };
+        let e = command_allowed(&wrapped, Role::Gateway).unwrap_err();
+        assert!(e.contains("MoveShard"), "{e}");
+        assert!(!query_roles(&Query::Keys).contains(&Role::Datad));
+        assert!(path_roles("/raft/append") == Some(METAD));
+        assert!(path_roles("/metrics").is_none());
+        assert!(path_roles("/health/ready").is_none());
+    }
+}
