@@ -111,8 +111,9 @@ pub struct Cluster {
     pub secret_key: String,
     /// One client per gateway, refreshed when gateways move.
     pub gateways: Arc<RwLock<Vec<S3Client>>>,
-    admin: RwLock<Vec<String>>,
-    http: reqwest::Client,
+    /// Each gateway's admin endpoint (HTTPS, by container name) and a
+    /// client that reaches it at its current address.
+    admin: RwLock<Vec<(String, reqwest::Client)>>,
     /// The cluster's certificates (every internal hop is mutual TLS).
     pub pki: tokio::sync::Mutex<crate::pki::ChaosPki>,
     /// The harness's identity on the internal hops.
@@ -229,11 +230,6 @@ impl Cluster {
             secret_key,
             gateways: Arc::new(RwLock::new(Vec::new())),
             admin: RwLock::new(Vec::new()),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .connect_timeout(Duration::from_secs(3))
-                .build()
-                .expect("static client settings"),
         };
         let config_dir = cluster.cfg.work_dir.join("config");
         std::fs::create_dir_all(&config_dir)?;
@@ -505,7 +501,10 @@ impl Cluster {
                             Duration::from_secs(60),
                         )),
                     }
-                    admin.push(format!("http://{ip}:{ADMIN_PORT}"));
+                    admin.push((
+                        format!("https://{}:{ADMIN_PORT}", n.name),
+                        self.internal_http(&n.name, &ip, ADMIN_PORT)?,
+                    ));
                 }
                 // Not running: keep the last address (requests fail to
                 // connect, as a client's would) rather than invent one.
@@ -538,7 +537,7 @@ impl Cluster {
         let endpoints = self.admin.read().expect("admin lock").clone();
         let mut last_err = None;
         let mut not_found = 0;
-        for ep in &endpoints {
+        for (ep, http) in &endpoints {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)?
                 .as_secs();
@@ -550,8 +549,7 @@ impl Cluster {
                 now,
                 b"",
             );
-            match self
-                .http
+            match http
                 .get(format!("{ep}{path}"))
                 .header("authorization", auth)
                 .send()

@@ -107,7 +107,7 @@ impl AdminClient {
                 .tcp_nodelay(true)
                 .connect_timeout(ADMIN_CONNECT_TIMEOUT)
                 .timeout(self.timeout)
-                .use_preconfigured_tls(tls.client_config())
+                .use_preconfigured_tls(tls.client_config_for(weft_client::pki::Role::Gateway))
                 .build()
                 .expect("static client settings");
         }

@@ -142,8 +142,21 @@ fn a_daemon_with_both_internal_tls_and_insecure_internal_exits() {
 /// A certificate file that is missing stops the daemon with the path.
 #[test]
 fn a_daemon_whose_certificate_is_missing_exits_naming_the_file() {
-    let toml = "listen = \"127.0.0.1:0\"\ndata_dir = \"DIR/metad\"\ntls = { cert = \"DIR/none.pem\", key = \"DIR/none.key\", ca = \"DIR/ca.pem\" }\n";
-    let (code, stderr) = run_daemon("metad", toml, &[]);
+    let toml = "listen = \"127.0.0.1:0\"\ndata_dir = \"DIR/datad\"\ntls = { cert = \"DIR/none.pem\", key = \"DIR/none.key\", ca = \"DIR/ca.pem\" }\n";
+    let (code, stderr) = run_daemon("datad", toml, &[]);
     assert_ne!(code, Some(0), "{stderr}");
     assert!(stderr.contains("none.pem"), "{stderr}");
+}
+
+/// A metad with certificates but no master key does not start: secrets
+/// would be kept in clear.
+#[test]
+fn a_metad_without_a_master_key_exits_saying_how_to_make_one() {
+    let toml = "listen = \"127.0.0.1:0\"\ndata_dir = \"DIR/metad\"\ntls = { cert = \"DIR/c.pem\", key = \"DIR/c.key\", ca = \"DIR/ca.pem\" }\n";
+    let (code, stderr) = run_daemon("metad", toml, &[]);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("no master key") && stderr.contains("weft cert master-key"),
+        "{stderr}"
+    );
 }

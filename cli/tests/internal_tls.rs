@@ -1,5 +1,6 @@
 //! Mutual TLS on a dev cluster's internal endpoints, one family at a time
-//! (metad's raft, API, membership and heartbeats; a data node's shards):
+//! (metad's raft, commands and queries by kind, membership, heartbeats
+//! and repair polls; a data node's shards and releases):
 //! a caller without a certificate, with one from another CA, or with the
 //! wrong role is refused; the right role is served. Health and metrics
 //! answer without a certificate.
@@ -110,6 +111,30 @@ fn callers(tc: &TestCluster) -> Callers {
     }
 }
 
+/// A command as the metad client sends it: one request with an id.
+fn request(command: weft_common::rpc::Command) -> serde_json::Value {
+    serde_json::to_value(weft_common::rpc::Command::Request {
+        id: weft_common::RequestId::from_random(rand_id().to_le_bytes()),
+        at_ms: 0,
+        command: Box::new(command),
+        format: weft_common::rpc::COMMAND_FORMAT,
+    })
+    .unwrap()
+}
+
+fn rand_id() -> u128 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        ^ 0x5eed
+}
+
+fn query(q: weft_common::rpc::Query) -> Option<serde_json::Value> {
+    Some(serde_json::to_value(q).unwrap())
+}
+
 /// One request: method, URL, JSON body.
 struct Call {
     family: &'static str,
@@ -138,37 +163,90 @@ async fn each_internal_endpoint_family_serves_only_its_roles() {
     let metad = c.metad_addrs()[0].clone();
     let datad = c.datad_addr(0).expect("running");
     let url = |addr: &str, path: &str| c.internal_url(addr, path);
+    use weft_common::rpc::{Command, Query};
+    let segment = weft_common::SegmentId(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
     let calls = [
         Call {
-            family: "metad raft",
+            family: "metad raft append",
+            url: url(&metad, "/raft/append"),
+            body: Some(serde_json::json!({})),
+            allowed: &[Role::Metad],
+        },
+        Call {
+            family: "metad raft vote",
             url: url(&metad, "/raft/vote"),
             body: Some(serde_json::json!({})),
             allowed: &[Role::Metad],
         },
         Call {
-            family: "metad access keys",
+            family: "metad raft snapshot",
+            url: url(&metad, "/raft/snapshot"),
+            body: Some(serde_json::json!({})),
+            allowed: &[Role::Metad],
+        },
+        Call {
+            family: "metad key listing",
             url: url(&metad, "/v1/query"),
-            body: Some(serde_json::to_value(weft_common::rpc::Query::Keys).unwrap()),
+            body: query(Query::Keys),
             allowed: &[Role::Gateway, Role::Admin],
+        },
+        Call {
+            family: "metad key lookup",
+            url: url(&metad, "/v1/query"),
+            body: query(Query::AccessKey {
+                access_key: c.credentials().access_key.clone(),
+            }),
+            allowed: &[Role::Gateway, Role::Admin],
+        },
+        Call {
+            family: "metad object metadata",
+            url: url(&metad, "/v1/query"),
+            body: query(Query::Object {
+                bucket: "b".into(),
+                key: "k".into(),
+            }),
+            allowed: &[Role::Gateway, Role::Admin],
+        },
+        Call {
+            family: "metad shards a node holds",
+            url: url(&metad, "/v1/query"),
+            body: query(Query::ShardsHeld {
+                node: weft_common::NodeId(1),
+                shards: vec![(segment, 0)],
+            }),
+            allowed: &[Role::Datad, Role::Admin],
         },
         Call {
             family: "metad cluster shape",
             url: url(&metad, "/v1/query"),
-            body: Some(serde_json::to_value(weft_common::rpc::Query::Nodes).unwrap()),
+            body: query(Query::Nodes),
             allowed: &[Role::Metad, Role::Datad, Role::Gateway, Role::Admin],
+        },
+        Call {
+            family: "metad object writes",
+            url: url(&metad, "/v1/command"),
+            body: Some(request(Command::DeleteBucket {
+                name: "no-such-bucket".into(),
+            })),
+            allowed: &[Role::Gateway],
+        },
+        Call {
+            family: "metad key administration",
+            url: url(&metad, "/v1/command"),
+            body: Some(request(Command::DeleteKey {
+                name: "no-such-key".into(),
+            })),
+            allowed: &[Role::Gateway, Role::Admin],
         },
         Call {
             family: "metad repair results",
             url: url(&metad, "/v1/command"),
-            body: Some(
-                serde_json::to_value(weft_common::rpc::Command::MoveShard {
-                    segment: weft_common::SegmentId(0x0123_4567_89ab_cdef_0011_2233_4455_6677),
-                    index: 0,
-                    from: None,
-                    to: weft_common::NodeId(1),
-                })
-                .unwrap(),
-            ),
+            body: Some(request(Command::MoveShard {
+                segment,
+                index: 0,
+                from: None,
+                to: weft_common::NodeId(99),
+            })),
             allowed: &[Role::Datad],
         },
         Call {
@@ -178,8 +256,20 @@ async fn each_internal_endpoint_family_serves_only_its_roles() {
             allowed: &[Role::Admin, Role::Gateway],
         },
         Call {
+            family: "metad init",
+            url: url(&metad, "/v1/init"),
+            body: Some(serde_json::json!({})),
+            allowed: &[Role::Admin, Role::Gateway],
+        },
+        Call {
             family: "metad heartbeats",
             url: url(&metad, "/v1/heartbeat"),
+            body: Some(serde_json::json!({})),
+            allowed: &[Role::Datad],
+        },
+        Call {
+            family: "metad repair polls",
+            url: url(&metad, "/v1/repair/poll"),
             body: Some(serde_json::json!({})),
             allowed: &[Role::Datad],
         },
@@ -281,21 +371,47 @@ async fn the_admin_api_takes_an_admin_certificate_instead_of_a_signature() {
     assert!(admin.starts_with("https://"), "{admin}");
     let status = |client: &reqwest::Client, path: &str| {
         let req = client.get(format!("{admin}{path}"));
-        async move { req.send().await.map(|r| r.status().as_u16()).map_err(|e| format!("{e:?}")) }
+        async move {
+            req.send()
+                .await
+                .map(|r| r.status().as_u16())
+                .map_err(|e| format!("{e:?}"))
+        }
     };
     for (role, client) in &callers.by_role {
         let want = if *role == Role::Admin { 200 } else { 401 };
-        assert_eq!(status(client, "/v1/cluster/status").await, Ok(want), "role {role}");
+        assert_eq!(
+            status(client, "/v1/cluster/status").await,
+            Ok(want),
+            "role {role}"
+        );
     }
     assert_eq!(status(&callers.anonymous, "/v1/keys").await, Ok(401));
     assert_eq!(status(&callers.anonymous, "/metrics").await, Ok(200));
-    assert!(status(&callers.foreign, "/v1/cluster/status").await.is_err());
-    // Signed calls still work over TLS (the CLI's default).
-    let st: serde_json::Value = c
-        .admin_client()
+    assert!(status(&callers.foreign, "/v1/cluster/status")
+        .await
+        .is_err());
+    // Over TLS without an admin certificate (a gateway's here), the root
+    // key's signature authenticates; a wrong secret is refused.
+    let pki = c.pki().unwrap();
+    let not_admin = InternalTls::load(pki.gateway.clone()).unwrap();
+    let signed = weft_cli::admin_client::AdminClient::new(
+        &admin,
+        &c.credentials().access_key,
+        &c.credentials().secret_key,
+    )
+    .with_tls(Some(&not_admin));
+    let st: serde_json::Value = signed
         .call(reqwest::Method::GET, "/v1/cluster/status", None)
         .await
         .unwrap();
     assert!(st.get("nodes").is_some(), "{st}");
+    let wrong =
+        weft_cli::admin_client::AdminClient::new(&admin, &c.credentials().access_key, "nope")
+            .with_tls(Some(&not_admin));
+    assert!(wrong
+        .call::<serde_json::Value>(reqwest::Method::GET, "/v1/cluster/status", None)
+        .await
+        .is_err());
     tc.shutdown().await;
 }

@@ -96,7 +96,10 @@ async fn separate_processes_on_loopback() {
         ]
     };
     let env_refs = |e: &[(&'static str, String); 3]| -> Vec<(&'static str, String)> { e.to_vec() };
-    let metad_env = env_refs(&tls_env("metad"));
+    weft_ok(&["cert", "master-key", "--out", &format!("{pki}/master.key")]);
+    let master_key = std::fs::read_to_string(format!("{pki}/master.key")).unwrap();
+    let mut metad_env = env_refs(&tls_env("metad"));
+    metad_env.push(("WEFT_MASTER_KEY", master_key.trim().to_string()));
     let datad_env = env_refs(&tls_env("datad"));
 
     let (metad, line) = spawn(
@@ -166,27 +169,41 @@ async fn separate_processes_on_loopback() {
     );
     procs.0.push(gw);
     let s3_endpoint = format!("http://{}", addr_after(&line, "S3 on "));
-    let admin_endpoint = format!("http://{}", addr_after(&line, "admin API on "));
+    let admin_endpoint = format!("https://{}", addr_after(&line, "admin API on "));
 
-    // Wait until metad sees six nodes up.
-    let admin = weft_cli::admin_client::AdminClient::new(&admin_endpoint, ak, sk);
+    // Wait until metad sees six nodes up. Over HTTPS with the cluster CA,
+    // presenting a certificate that is not an admin's: the root key's
+    // signature is what authenticates these calls.
+    let not_admin =
+        weft_client::internal_tls::InternalTls::load(weft_client::internal_tls::TlsFiles {
+            cert: format!("{pki}/datad.pem").into(),
+            key: format!("{pki}/datad.key").into(),
+            ca: format!("{pki}/ca.pem").into(),
+        })
+        .unwrap();
+    let admin = weft_cli::admin_client::AdminClient::new(&admin_endpoint, ak, sk)
+        .with_tls(Some(&not_admin));
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let st: Result<weft_gateway::admin::ClusterStatus, _> = admin
             .call(reqwest::Method::GET, "/v1/cluster/status", None)
             .await;
-        if let Ok(st) = st {
-            if st
+        let up = match &st {
+            Ok(st) => st
                 .nodes
                 .iter()
                 .filter(|n| n.state == weft_common::topology::NodeState::Up)
-                .count()
-                == 6
-            {
-                break;
-            }
+                .count(),
+            Err(_) => 0,
+        };
+        if up == 6 {
+            break;
         }
-        assert!(Instant::now() < deadline, "six data nodes never came up");
+        assert!(
+            Instant::now() < deadline,
+            "six data nodes never came up: last answer {:?}",
+            st.map(|s| s.nodes.len())
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 

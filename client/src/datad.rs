@@ -230,7 +230,10 @@ impl DatadClient {
         if limits.http2 {
             http = http.http2_prior_knowledge();
         }
-        Self::with_transport(limits, Arc::new(Http::with_tls(http, tls)))
+        Self::with_transport(
+            limits,
+            Arc::new(Http::with_tls_to(http, tls, crate::pki::Role::Datad)),
+        )
     }
 
     /// A client that sends through `transport` (the simulator's network, or

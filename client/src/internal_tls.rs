@@ -173,6 +173,28 @@ impl InternalTls {
         self.current().role
     }
 
+    /// Refuses a certificate that cannot serve TLS (issued without
+    /// `--host`): a process that also serves with it (a gateway's admin
+    /// API) says so at start instead of failing every handshake.
+    pub fn check_serves(&self) -> Result<(), PkiError> {
+        let current = self.current();
+        let leaf = pki::certs_from_pem(
+            text(&current.bytes[0], "the certificate")?,
+            "the certificate",
+        )?;
+        let trusted = pki::certs_from_pem(
+            text(&current.bytes[2], "the trusted CA certificates")?,
+            "the trusted CA certificates",
+        )?;
+        pki::verify_server(&leaf[0], &trusted).map_err(|e| {
+            PkiError::Untrusted(format!(
+                "{} cannot serve TLS ({e}); issue it with --host NAME, the name clients dial",
+                self.files.cert.display()
+            ))
+        })?;
+        Ok(())
+    }
+
     /// The files it reads.
     pub fn files(&self) -> &TlsFiles {
         &self.files
@@ -227,15 +249,30 @@ impl InternalTls {
 
     /// A client side that presents the current certificate and trusts the
     /// current CAs at each handshake, so a reload reaches clients already
-    /// built.
+    /// built. The server may hold a certificate of any role; a client of
+    /// one kind of server should use [`client_config_for`](Self::client_config_for).
     pub fn client_config(self: &Arc<Self>) -> rustls::ClientConfig {
+        self.client_config_expecting(None)
+    }
+
+    /// [`client_config`](Self::client_config) that also refuses a server
+    /// whose certificate names another role than `server`: a data node's
+    /// certificate cannot answer as metad at the same address.
+    pub fn client_config_for(self: &Arc<Self>, server: Role) -> rustls::ClientConfig {
+        self.client_config_expecting(Some(server))
+    }
+
+    fn client_config_expecting(self: &Arc<Self>, server: Option<Role>) -> rustls::ClientConfig {
         let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions")
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(LiveTrust(self.clone())))
+        .with_custom_certificate_verifier(Arc::new(LiveTrust {
+            tls: self.clone(),
+            server,
+        }))
         .with_client_cert_resolver(Arc::new(LiveCert(self.clone())));
         // HTTP/1.1, as over plain HTTP: each request in flight has its own
         // connection, so one stalled transfer never holds up the others
@@ -265,9 +302,13 @@ impl rustls::client::ResolvesClientCert for LiveCert {
 
 /// The current trusted CAs, for the client side: webpki's server verifier,
 /// which also wants the server's certificate to name a role (every cluster
-/// certificate does; one that names none is not the cluster's).
+/// certificate does; one that names none is not the cluster's), and the
+/// expected one when the client knows what it dials.
 #[derive(Debug)]
-struct LiveTrust(Arc<InternalTls>);
+struct LiveTrust {
+    tls: Arc<InternalTls>,
+    server: Option<Role>,
+}
 
 impl ServerCertVerifier for LiveTrust {
     fn verify_server_cert(
@@ -278,15 +319,22 @@ impl ServerCertVerifier for LiveTrust {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let verified = self.0.current().verifier.verify_server_cert(
+        let verified = self.tls.current().verifier.verify_server_cert(
             end_entity,
             intermediates,
             server_name,
             ocsp_response,
             now,
         )?;
-        pki::role_of(end_entity)
+        let role = pki::role_of(end_entity)
             .map_err(|e| rustls::Error::General(format!("server certificate refused: {e}")))?;
+        if let Some(expected) = self.server {
+            if role != expected {
+                return Err(rustls::Error::General(format!(
+                    "server certificate names role {role}, but a {expected} was dialled"
+                )));
+            }
+        }
         Ok(verified)
     }
 
@@ -296,7 +344,7 @@ impl ServerCertVerifier for LiveTrust {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0
+        self.tls
             .current()
             .verifier
             .verify_tls12_signature(message, cert, dss)
@@ -308,13 +356,13 @@ impl ServerCertVerifier for LiveTrust {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0
+        self.tls
             .current()
             .verifier
             .verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.current().verifier.supported_verify_schemes()
+        self.tls.current().verifier.supported_verify_schemes()
     }
 }

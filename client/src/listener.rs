@@ -5,7 +5,11 @@
 //!
 //! Handshakes run in their own tasks so one slow or silent caller cannot
 //! hold up the others; a caller that has not finished its handshake within
-//! [`HANDSHAKE_TIMEOUT`] is dropped.
+//! [`HANDSHAKE_TIMEOUT`] is dropped. When [`HANDSHAKES_MAX`] handshakes are
+//! already under way, a new connection is closed at once rather than
+//! queued: the accept loop never waits, so silent connections (which need
+//! no certificate to open) cannot stop the accepting of others, and
+//! connections already established (raft's, pooled clients') keep working.
 
 use crate::internal_tls::InternalTls;
 use crate::peer::{Identified, Peer};
@@ -19,12 +23,12 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 
-/// How long a caller has to finish its TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a caller has to finish its TLS handshake (a few round trips;
+/// loopback and LAN peers take milliseconds).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Handshakes in progress at once; more callers wait in the kernel's
-/// backlog.
-const HANDSHAKES_MAX: usize = 256;
+/// Handshakes in progress at once; beyond it new connections are closed.
+pub const HANDSHAKES_MAX: usize = 256;
 
 /// A connection: plain TCP (`--insecure-internal`) or TLS.
 pub enum InternalIo {
@@ -128,6 +132,8 @@ async fn accept_loop(
     tx: mpsc::Sender<(InternalIo, Peer)>,
 ) {
     let handshakes = Arc::new(Semaphore::new(HANDSHAKES_MAX));
+    let mut refused = 0u64;
+    let mut last_warned: Option<tokio::time::Instant> = None;
     loop {
         let (stream, addr) = match tcp.accept().await {
             Ok(x) => x,
@@ -150,8 +156,20 @@ async fn accept_loop(
             }
             continue;
         };
-        let Ok(permit) = handshakes.clone().acquire_owned().await else {
-            return;
+        let permit = match handshakes.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                refused += 1;
+                // At most one line a second, however hard the flood.
+                if last_warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    tracing::warn!(%addr, refused, max = HANDSHAKES_MAX, "too many TLS handshakes under way; new connections closed");
+                    last_warned = Some(tokio::time::Instant::now());
+                    refused = 0;
+                }
+                drop(stream);
+                continue;
+            }
+            Err(tokio::sync::TryAcquireError::Closed) => return,
         };
         if tx.is_closed() {
             return;

@@ -145,7 +145,10 @@ impl MetadClient {
         let builder = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(2));
-        Self::with_transport(addrs, Arc::new(Http::with_tls(builder, tls)))
+        Self::with_transport(
+            addrs,
+            Arc::new(Http::with_tls_to(builder, tls, crate::pki::Role::Metad)),
+        )
     }
 
     /// A client that sends through `transport` (the simulator's network, or

@@ -284,6 +284,15 @@ pub fn role_of(cert: &CertificateDer<'_>) -> Result<Role, PkiError> {
     }
 }
 
+/// Checks that `cert` chains to one of `trusted` and may serve TLS (it was
+/// issued with hosts); then returns its role.
+pub fn verify_server(
+    cert: &CertificateDer<'_>,
+    trusted: &[CertificateDer<'_>],
+) -> Result<Role, PkiError> {
+    verify_for(cert, trusted, webpki::KeyUsage::server_auth())
+}
+
 /// Checks that `cert` chains to one of `trusted` (CA certificates), is in
 /// its validity period now, and may authenticate a TLS client; then
 /// returns its role. What an endpoint's handshake does, for tools and
@@ -291,6 +300,14 @@ pub fn role_of(cert: &CertificateDer<'_>) -> Result<Role, PkiError> {
 pub fn verify_client(
     cert: &CertificateDer<'_>,
     trusted: &[CertificateDer<'_>],
+) -> Result<Role, PkiError> {
+    verify_for(cert, trusted, webpki::KeyUsage::client_auth())
+}
+
+fn verify_for(
+    cert: &CertificateDer<'_>,
+    trusted: &[CertificateDer<'_>],
+    usage: webpki::KeyUsage,
 ) -> Result<Role, PkiError> {
     let anchors: Vec<_> = trusted
         .iter()
@@ -306,7 +323,7 @@ pub fn verify_client(
         &anchors,
         &[],
         UnixTime::now(),
-        webpki::KeyUsage::client_auth(),
+        usage,
         None,
         None,
     )

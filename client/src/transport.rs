@@ -62,7 +62,7 @@ impl TransportError {
     pub fn is_connect(&self) -> bool {
         match self {
             TransportError::NotSent(_) => true,
-            TransportError::Http(e) => e.is_connect(),
+            TransportError::Http(e) => e.is_connect() || refused_in_handshake(e),
             _ => false,
         }
     }
@@ -75,6 +75,51 @@ impl TransportError {
             _ => false,
         }
     }
+}
+
+/// Whether the server refused our certificate in the TLS handshake. With
+/// TLS 1.3 the client finishes its side first and writes its request; the
+/// server's alert arrives on the first read, so reqwest reports it as a
+/// failed request, not a failed connect. The server never processed that
+/// request: it is as certainly not applied as a refused connection.
+pub fn refused_in_handshake(e: &(dyn std::error::Error + 'static)) -> bool {
+    use tokio_rustls::rustls::{AlertDescription as A, Error as TlsError};
+    let refusal = |r: &TlsError| {
+        matches!(
+            r,
+            TlsError::AlertReceived(
+                A::BadCertificate
+                    | A::UnsupportedCertificate
+                    | A::CertificateRevoked
+                    | A::CertificateExpired
+                    | A::CertificateUnknown
+                    | A::UnknownCA
+                    | A::AccessDenied
+                    | A::CertificateRequired
+                    | A::HandshakeFailure
+                    // A signature that does not verify: what a certificate
+                    // from a rolled-out CA of the same name gets.
+                    | A::DecryptError
+            )
+        )
+    };
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if err.downcast_ref::<TlsError>().is_some_and(refusal) {
+            return true;
+        }
+        // io::Error hides the error it wraps from `source()`.
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            if inner.downcast_ref::<TlsError>().is_some_and(refusal) {
+                return true;
+            }
+        }
+        cause = err.source();
+    }
+    false
 }
 
 /// `e` and its causes, `: `-separated: reqwest's own message ("error
@@ -118,6 +163,24 @@ impl Http {
         builder: reqwest::ClientBuilder,
         tls: Option<&Arc<crate::internal_tls::InternalTls>>,
     ) -> Http {
+        Http::with_tls_expecting(builder, tls, None)
+    }
+
+    /// [`with_tls`](Self::with_tls) to servers of one role only (every
+    /// client of metad, or of the data nodes).
+    pub fn with_tls_to(
+        builder: reqwest::ClientBuilder,
+        tls: Option<&Arc<crate::internal_tls::InternalTls>>,
+        server: crate::pki::Role,
+    ) -> Http {
+        Http::with_tls_expecting(builder, tls, Some(server))
+    }
+
+    fn with_tls_expecting(
+        builder: reqwest::ClientBuilder,
+        tls: Option<&Arc<crate::internal_tls::InternalTls>>,
+        server: Option<crate::pki::Role>,
+    ) -> Http {
         match tls {
             None => Http::new(
                 builder
@@ -126,7 +189,10 @@ impl Http {
             ),
             Some(tls) => Http {
                 client: builder
-                    .use_preconfigured_tls(tls.client_config())
+                    .use_preconfigured_tls(match server {
+                        Some(role) => tls.client_config_for(role),
+                        None => tls.client_config(),
+                    })
                     .build()
                     .expect("reqwest client with a rustls config builds"),
                 https: true,

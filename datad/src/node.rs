@@ -302,14 +302,26 @@ async fn start_on(
     let tls = match &in_process {
         Some(_) => None,
         None => {
+            match (cfg.tls.is_some(), cfg.insecure_internal) {
+                (false, false) => return Err(DatadError::Config(
+                    "no certificate for the internal hops: set tls = { cert, key, ca } (weft cert issue --role datad), or insecure_internal = true to serve plain HTTP on purpose".into(),
+                )),
+                (true, true) => return Err(DatadError::Config(
+                    "insecure_internal is set together with tls; choose one".into(),
+                )),
+                _ => {}
+            }
             weft_client::internal_tls::from_config(cfg.tls.as_ref()).map_err(DatadError::Tls)?
         }
     };
     let transport: weft_client::SharedTransport = match transport {
         Some(t) => t,
-        None => Arc::new(weft_client::Http::with_tls(
+        // Only metad is reached through it (other data nodes through the
+        // repair worker's own client).
+        None => Arc::new(weft_client::Http::with_tls_to(
             reqwest::Client::builder().tcp_nodelay(true),
             tls.as_ref(),
+            weft_client::pki::Role::Metad,
         )),
     };
     let advertise = match &cfg.advertise {

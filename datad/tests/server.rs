@@ -50,6 +50,7 @@ async fn datad_serves_verified_shards_over_http() {
         data_dir: dir.path().to_path_buf(),
         metad: vec![unused_addr()],
         heartbeat_interval_ms: 100,
+        insecure_internal: true,
         ..DatadConfig::default()
     };
     let handle = weft_datad::start(cfg, cancel.clone()).await.unwrap();
@@ -277,6 +278,7 @@ async fn full_node_refuses_puts_with_disk_full() {
         data_dir: dir.path().to_path_buf(),
         capacity_bytes: 1024 * 1024,
         metad: vec![],
+        insecure_internal: true,
         ..DatadConfig::default()
     };
     let handle = weft_datad::start(cfg, cancel.clone()).await.unwrap();

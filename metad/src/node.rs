@@ -387,6 +387,22 @@ impl MetadHandle {
     }
 }
 
+/// Secure by default: serving plain HTTP needs `insecure_internal`, and
+/// certificates with it are a contradiction.
+fn require_tls_or_insecure(tls: bool, insecure: bool) -> Result<(), ConfigError> {
+    match (tls, insecure) {
+        (false, false) => Err(ConfigError::new(
+            "tls",
+            "no certificate for the internal hops: set tls = { cert, key, ca } (weft cert issue --role metad), or insecure_internal = true to serve plain HTTP on purpose",
+        )),
+        (true, true) => Err(ConfigError::new(
+            "insecure_internal",
+            "set together with tls; choose one",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Starts a metad voter; it serves until `cancel` fires.
 pub async fn start(cfg: MetadConfig, cancel: CancellationToken) -> Result<MetadHandle, MetadError> {
     start_with_fs(cfg, Arc::new(weft_common::space::Statvfs), cancel).await
@@ -494,9 +510,11 @@ async fn start_on(
             })?;
             let tls = weft_client::internal_tls::from_config(cfg.tls.as_ref())
                 .map_err(MetadError::Tls)?;
-            let transport: weft_client::SharedTransport = Arc::new(weft_client::Http::with_tls(
+            require_tls_or_insecure(tls.is_some(), cfg.insecure_internal)?;
+            let transport: weft_client::SharedTransport = Arc::new(weft_client::Http::with_tls_to(
                 reqwest::Client::builder().tcp_nodelay(true),
                 tls.as_ref(),
+                weft_client::pki::Role::Metad,
             ));
             let listener =
                 weft_client::listener::InternalListener::new(listener, tls).map_err(|source| {

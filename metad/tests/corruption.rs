@@ -12,6 +12,7 @@ use weft_metad::MetadConfig;
 async fn write_some(dir: &std::path::Path, n: u64) {
     let cancel = CancellationToken::new();
     let cfg = MetadConfig {
+        insecure_internal: true,
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
         ..Default::default()
@@ -31,6 +32,7 @@ async fn write_some(dir: &std::path::Path, n: u64) {
 async fn restart_and_check(dir: &std::path::Path, n: u64) -> Result<u64, String> {
     let cancel = CancellationToken::new();
     let cfg = MetadConfig {
+        insecure_internal: true,
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
         bootstrap: false,

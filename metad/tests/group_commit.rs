@@ -15,6 +15,7 @@ async fn concurrent_commands_share_entries_and_keep_their_own_results() {
     let dir = tempfile::tempdir().unwrap();
     let cancel = CancellationToken::new();
     let cfg = MetadConfig {
+        insecure_internal: true,
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().to_path_buf(),
         ..Default::default()

@@ -48,6 +48,7 @@ fn key_of(i: u64) -> String {
 async fn start_metad(dir: &Path) -> (MetadHandle, CancellationToken, MetadClient) {
     let cancel = CancellationToken::new();
     let cfg = MetadConfig {
+        insecure_internal: true,
         listen: "127.0.0.1:0".parse().expect("literal address"),
         data_dir: dir.to_path_buf(),
         snapshot_logs: 50,

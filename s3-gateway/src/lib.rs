@@ -226,8 +226,20 @@ async fn start_on(
     cfg.validate()?;
     let tls = match &transport {
         Some(_) => None,
-        None => weft_client::internal_tls::from_config(cfg.tls.as_ref())
-            .map_err(StartError::InternalTls)?,
+        None => {
+            if cfg.tls.is_none() && !cfg.insecure_internal {
+                return Err(StartError::InternalTls(weft_client::pki::PkiError::Untrusted(
+                    "no certificate for the internal hops: set tls = { cert, key, ca } (weft cert issue --role gateway --host NAME), or insecure_internal = true to call plain HTTP on purpose".into(),
+                )));
+            }
+            let tls = weft_client::internal_tls::from_config(cfg.tls.as_ref())
+                .map_err(StartError::InternalTls)?;
+            if let Some(t) = &tls {
+                // It also serves the admin API: it must be able to.
+                t.check_serves().map_err(StartError::InternalTls)?;
+            }
+            tls
+        }
     };
     let metad = match &transport {
         Some(t) => MetadClient::with_transport(cfg.metad.clone(), t.clone()),

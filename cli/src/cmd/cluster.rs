@@ -22,7 +22,11 @@ pub async fn run(cmd: ClusterCmd, a: AdminArgs) -> Result<()> {
                 let id = weft_client::internal_tls::InternalTls::load(files.clone()).with_context(
                     || format!("load the admin certificate {}", files.cert.display()),
                 )?;
-                (builder.use_preconfigured_tls(id.client_config()), "https")
+                (
+                    builder
+                        .use_preconfigured_tls(id.client_config_for(weft_client::pki::Role::Metad)),
+                    "https",
+                )
             }
             None => (builder, "http"),
         };

@@ -92,6 +92,7 @@ pub async fn start_voter(
 ) -> (weft_metad::MetadHandle, tokio_util::sync::CancellationToken) {
     let cancel = tokio_util::sync::CancellationToken::new();
     let cfg = weft_metad::MetadConfig {
+        insecure_internal: true,
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
         bootstrap,

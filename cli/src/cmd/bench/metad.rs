@@ -65,6 +65,7 @@ async fn start_group(dir: &std::path::Path, n: usize) -> Result<Group> {
     for i in 0..n {
         let cancel = CancellationToken::new();
         let cfg = MetadConfig {
+            insecure_internal: true,
             id: (i + 1) as u64,
             listen: "127.0.0.1:0".parse().expect("literal"),
             data_dir: dir.join(format!("metad-{}", i + 1)),
@@ -223,6 +224,7 @@ pub async fn metad(voters: usize, secs: u64, writers: &[usize], failovers: usize
             // Restart it so the next round has three voters again.
             let cancel = CancellationToken::new();
             let cfg = MetadConfig {
+                insecure_internal: true,
                 id: leader,
                 listen: g.addrs[idx].parse()?,
                 data_dir: dir.path().join(format!("metad-{leader}")),
