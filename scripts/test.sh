@@ -5,11 +5,11 @@
 # then runs format, lint, unit, property and integration tests. Used by CI
 # (.ci/run).
 #
-# --long adds the opt-in long tier after all of that (about an hour): a
+# --long adds the opt-in long tier after all of that (about 1.5 hours): a
 # 30-minute `weft bench soak --check` on a release build (fds, connections,
 # RSS and release queues must not keep growing; WEFT_SOAK_MINUTES changes the
 # length) and the full chaos run (`--scenario all --duration 30m`, skipped
-# with the smoke by WEFT_CHAOS_SKIP=1).
+# with the smoke by WEFT_CHAOS_SKIP=1), and 5 minutes of fuzzing per target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -71,6 +71,13 @@ step "simulator: re-introduced bugs are caught"
 cargo nextest run --target-dir "$CARGO_TARGET_DIR/chaos" -p weft-sim \
   --features weft-sim/failpoints --test injected_bugs --final-status-level=fail
 
+# ---- fuzzing (docs/testing.md, Fuzzing) ---------------------------------------
+# Every parser of outside or on-disk bytes, 8 s each with libFuzzer (cargo-fuzz,
+# --sanitizer none on stable). The corpus and every crash reproducer are
+# also replayed by the tests above (fuzzing/tests/replay.rs).
+step "fuzzing: every target, 8 s each"
+./scripts/fuzz.sh 8
+
 # ---- chaos smoke (docs/chaos.md) --------------------------------------------
 # Three fault scenarios (kill-datad, kill-metad-leader, bitrot) against a
 # 14-container cluster built from the dev-profile binaries above, a minute of
@@ -108,6 +115,9 @@ step "long: soak ${WEFT_SOAK_MINUTES:-30} min (docs/performance.md, Soak)"
 cargo build --release --quiet -p weft-cli --bin weft
 "$CARGO_TARGET_DIR/release/weft" bench soak --minutes "${WEFT_SOAK_MINUTES:-30}" --check \
   --out "$CARGO_TARGET_DIR/soak.csv"
+
+step "long: fuzzing, every target for 5 min"
+./scripts/fuzz.sh 300
 
 step "long: chaos, every scenario, 30 min"
 if [ "${WEFT_CHAOS_SKIP:-0}" = 1 ]; then
