@@ -262,6 +262,17 @@ impl InternalTls {
         self.client_config_expecting(Some(server))
     }
 
+    /// [`client_config_for`](Self::client_config_for) speaking HTTP/2: for
+    /// raft between voters, whose small RPCs run under a deadline of one
+    /// heartbeat. A request past it is reset as a stream and the connection
+    /// stays up; with HTTP/1.1 the connection would close, and the next RPC
+    /// would pay a new handshake, under the same deadline.
+    pub fn client_config_multiplexed_for(self: &Arc<Self>, server: Role) -> rustls::ClientConfig {
+        let mut config = self.client_config_expecting(Some(server));
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        config
+    }
+
     fn client_config_expecting(self: &Arc<Self>, server: Option<Role>) -> rustls::ClientConfig {
         let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),

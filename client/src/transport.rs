@@ -176,6 +176,28 @@ impl Http {
         Http::with_tls_expecting(builder, tls, Some(server))
     }
 
+    /// Mutual TLS to servers of one role over HTTP/2 (raft between voters;
+    /// see [`InternalTls::client_config_multiplexed_for`]); plain HTTP/1.1
+    /// when `tls` is `None`.
+    ///
+    /// [`InternalTls::client_config_multiplexed_for`]: crate::internal_tls::InternalTls::client_config_multiplexed_for
+    pub fn multiplexed_to(
+        builder: reqwest::ClientBuilder,
+        tls: Option<&Arc<crate::internal_tls::InternalTls>>,
+        server: crate::pki::Role,
+    ) -> Http {
+        match tls {
+            None => Http::with_tls_expecting(builder, None, Some(server)),
+            Some(tls) => Http {
+                client: builder
+                    .use_preconfigured_tls(tls.client_config_multiplexed_for(server))
+                    .build()
+                    .expect("reqwest client with a rustls config builds"),
+                https: true,
+            },
+        }
+    }
+
     fn with_tls_expecting(
         builder: reqwest::ClientBuilder,
         tls: Option<&Arc<crate::internal_tls::InternalTls>>,

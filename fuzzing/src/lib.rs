@@ -9,10 +9,13 @@
 
 use weft_common::rpc::{Command, Query};
 
+/// A target: checks one input, and says whether it decoded.
+pub type Target = fn(&[u8]) -> bool;
+
 /// Every target, by the name its corpus directory has.
 /// Each returns whether the input decoded (so the property was checked),
 /// which the replay test uses to see that every corpus reaches it.
-pub const TARGETS: &[(&str, fn(&[u8]) -> bool)] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("shard_header", shard_header),
     ("envelope", envelope),
     ("rpc_command", rpc_command),

@@ -511,11 +511,12 @@ async fn start_on(
             let tls = weft_client::internal_tls::from_config(cfg.tls.as_ref())
                 .map_err(MetadError::Tls)?;
             require_tls_or_insecure(tls.is_some(), cfg.insecure_internal)?;
-            let transport: weft_client::SharedTransport = Arc::new(weft_client::Http::with_tls_to(
-                reqwest::Client::builder().tcp_nodelay(true),
-                tls.as_ref(),
-                weft_client::pki::Role::Metad,
-            ));
+            let transport: weft_client::SharedTransport =
+                Arc::new(weft_client::Http::multiplexed_to(
+                    reqwest::Client::builder().tcp_nodelay(true),
+                    tls.as_ref(),
+                    weft_client::pki::Role::Metad,
+                ));
             let listener =
                 weft_client::listener::InternalListener::new(listener, tls).map_err(|source| {
                     MetadError::Bind {
