@@ -576,6 +576,38 @@ mod tests {
         assert_eq!(cfg.full_ratio, 0.95);
     }
 
+    /// Secure by default: no certificate and no `insecure_internal` is no
+    /// start; both at once is a contradiction.
+    #[tokio::test]
+    async fn a_node_without_a_certificate_starts_only_when_told_to_be_insecure() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = |insecure: bool, tls: bool| DatadConfig {
+            data_dir: dir.path().to_path_buf(),
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            metad: vec![],
+            insecure_internal: insecure,
+            tls: tls.then(|| weft_client::internal_tls::TlsFiles {
+                cert: "c.pem".into(),
+                key: "c.key".into(),
+                ca: "ca.pem".into(),
+            }),
+            ..DatadConfig::default()
+        };
+        for (insecure, tls, want) in [(false, false, "no certificate"), (true, true, "choose one")]
+        {
+            match start(cfg(insecure, tls), CancellationToken::new()).await {
+                Ok(_) => panic!("started with insecure={insecure} tls={tls}"),
+                Err(e) => assert!(e.to_string().contains(want), "{e}"),
+            }
+        }
+        let cancel = CancellationToken::new();
+        let h = start(cfg(true, false), cancel.clone())
+            .await
+            .expect("insecure on purpose");
+        cancel.cancel();
+        h.stopped().await;
+    }
+
     #[tokio::test]
     async fn bad_ratios_are_refused_at_start_naming_the_setting() {
         let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,8 @@
 //! Replays every kept fuzz input: the corpus each target grew
 //! (`corpus/<target>/`) and every crash reproducer (`artifacts/<target>/`).
-//! A reproducer that still fails fails this test; a corpus that never
-//! reaches a target's property (nothing in it decodes) fails it too.
+//! A reproducer that still fails fails this test; so does a corpus that
+//! never reaches a target's property (nothing in it decodes), or a seed
+//! named `ok-*` that no longer decodes.
 
 use std::path::PathBuf;
 
@@ -30,6 +31,19 @@ fn inputs(dir: &str, target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 fn every_kept_input_keeps_its_targets_property() {
     for (target, check) in weft_fuzzing::TARGETS {
         let corpus = inputs("corpus", target);
+        for (path, bytes) in &corpus {
+            let named_ok = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("ok-"));
+            if named_ok {
+                assert!(
+                    check(bytes),
+                    "{target}: {} no longer decodes",
+                    path.display()
+                );
+            }
+        }
         let reached = corpus.iter().filter(|(_, bytes)| check(bytes)).count();
         assert!(
             reached > 0,

@@ -511,9 +511,18 @@ async fn start_on(
             let tls = weft_client::internal_tls::from_config(cfg.tls.as_ref())
                 .map_err(MetadError::Tls)?;
             require_tls_or_insecure(tls.is_some(), cfg.insecure_internal)?;
+            // HTTP/2 pings find a silent peer (a partition, a frozen host)
+            // within about a second, as a failed connect did over HTTP/1.1:
+            // the dead connection is dropped and the next RPC dials again.
             let transport: weft_client::SharedTransport =
                 Arc::new(weft_client::Http::multiplexed_to(
-                    reqwest::Client::builder().tcp_nodelay(true),
+                    reqwest::Client::builder()
+                        .tcp_nodelay(true)
+                        .connect_timeout(Duration::from_secs(1))
+                        .http2_keep_alive_interval(Duration::from_millis(300))
+                        .http2_keep_alive_timeout(Duration::from_millis(700))
+                        .http2_keep_alive_while_idle(true)
+                        .http2_adaptive_window(true),
                     tls.as_ref(),
                     weft_client::pki::Role::Metad,
                 ));
@@ -695,6 +704,19 @@ mod tests {
             data_dir: dir.to_path_buf(),
             ..MetadConfig::default()
         }
+    }
+
+    #[test]
+    fn plain_http_needs_insecure_internal_and_certificates_exclude_it() {
+        let e = require_tls_or_insecure(false, false).unwrap_err();
+        assert_eq!(e.setting, "tls");
+        assert!(e.to_string().contains("insecure_internal = true"), "{e}");
+        assert_eq!(
+            require_tls_or_insecure(true, true).unwrap_err().setting,
+            "insecure_internal"
+        );
+        assert!(require_tls_or_insecure(true, false).is_ok());
+        assert!(require_tls_or_insecure(false, true).is_ok());
     }
 
     #[test]

@@ -62,6 +62,8 @@ pub async fn metad(a: DaemonArgs) -> Result<()> {
     }
     let insecure = a.insecure_internal || cfg.insecure_internal;
     cfg.tls = a.internal_tls("metad", cfg.tls.take(), cfg.insecure_internal)?;
+    // No certificate means the operator chose plain HTTP (checked above).
+    cfg.insecure_internal = cfg.tls.is_none();
     if let Ok(key) = std::env::var("WEFT_MASTER_KEY") {
         cfg.master_key = Some(key);
     }
@@ -130,6 +132,8 @@ pub async fn datad(a: DaemonArgs) -> Result<()> {
         cfg.advertise = a.advertise.clone();
     }
     cfg.tls = a.internal_tls("datad", cfg.tls.take(), cfg.insecure_internal)?;
+    // No certificate means the operator chose plain HTTP (checked above).
+    cfg.insecure_internal = cfg.tls.is_none();
     weft_cli::faults::install_disk(&cfg.data_dir)?;
     let h = weft_datad::node::start(cfg, cancel.clone()).await?;
     println!("datad {} listening on {}", h.node_id(), h.addr());
@@ -157,6 +161,8 @@ pub async fn gateway(a: DaemonArgs) -> Result<()> {
         cfg.metad = v;
     }
     cfg.tls = a.internal_tls("gateway", cfg.tls.take(), cfg.insecure_internal)?;
+    // No certificate means the operator chose plain HTTP (checked above).
+    cfg.insecure_internal = cfg.tls.is_none();
     if let Ok(ak) = std::env::var("WEFT_ROOT_ACCESS_KEY") {
         cfg.root_access_key = Some(ak);
     }
