@@ -88,9 +88,11 @@ struct PlannerState {
     tasks: BTreeMap<(SegmentId, u8), Assigned>,
     /// (when, bytes) of recently finished tasks, for the observed rate.
     finished: VecDeque<(Instant, u64)>,
-    last_status: Option<(Instant, DurabilityStatus)>,
-    /// Raft index applied when the last scan began.
-    last_scan_applied: Option<u64>,
+    /// The last finished scan's status, with the raft index applied when
+    /// that scan began: a status is only as new as its own scan.
+    last_status: Option<(Instant, DurabilityStatus, Option<u64>)>,
+    /// Raft index applied when the scan under way began.
+    scanning_from: Option<u64>,
 }
 
 /// The planner; one per metad, active only while it leads.
@@ -121,18 +123,17 @@ impl Planner {
         *self.state.lock().expect("planner lock") = PlannerState::default();
     }
 
-    /// The last status, if a scan has run, with the raft index applied
-    /// when it began.
+    /// The last status, if a scan has finished, with the raft index
+    /// applied when that scan began (not the one under way: pairing a
+    /// finished scan's status with a newer scan's index made an old status
+    /// look current).
     pub fn last_status(&self) -> Option<(Instant, DurabilityStatus, Option<u64>)> {
-        let st = self.state.lock().expect("planner lock");
-        st.last_status
-            .clone()
-            .map(|(at, status)| (at, status, st.last_scan_applied))
+        self.state.lock().expect("planner lock").last_status.clone()
     }
 
     /// Records the raft index applied as a scan begins.
     pub fn scan_begins_at(&self, applied: Option<u64>) {
-        self.state.lock().expect("planner lock").last_scan_applied = applied;
+        self.state.lock().expect("planner lock").scanning_from = applied;
     }
 
     /// Takes the scan lock (scans must not interleave).
@@ -168,7 +169,7 @@ impl Planner {
             tasks::plan_rebalance(&mut st, &self.cfg, &nodes, &survey, per_node, now);
         }
         let status = report::status(&mut st, now, config, views, survey);
-        st.last_status = Some((now, status.clone()));
+        st.last_status = Some((now, status.clone(), st.scanning_from));
         status
     }
 

@@ -248,3 +248,28 @@ fn full_cluster_with_empty_nodes_rebalances() {
     assert!(!a.tasks.is_empty());
     assert!(a.tasks.iter().all(|t| t.reason == TaskReason::Rebalance));
 }
+
+/// A status carries the applied index of the scan that made it, never that
+/// of a scan still under way: the status query reuses a cached status
+/// only when no command applied since, and pairing an older scan's
+/// status with a newer scan's index once answered 2018 segments for 2040
+/// acknowledged objects.
+#[test]
+fn a_status_keeps_the_index_its_own_scan_began_at() {
+    let p = Planner::new(PlannerConfig::default());
+    let full = || ec((1..=6).map(Some).collect());
+    p.scan_begins_at(Some(5));
+    run(&p, &nine(), &[(1, full())]);
+    let (_, status, at) = p.last_status().expect("a scan finished");
+    assert_eq!(at, Some(5));
+    assert_eq!(status.classes.iter().map(|c| c.segments).sum::<u64>(), 1);
+    // A new scan begins after more writes but has not finished: the cached
+    // status is still the one from index 5.
+    p.scan_begins_at(Some(9));
+    let (_, _, at) = p.last_status().expect("the earlier scan's status");
+    assert_eq!(at, Some(5));
+    run(&p, &nine(), &[(1, full()), (2, full())]);
+    let (_, status, at) = p.last_status().expect("a scan finished");
+    assert_eq!(at, Some(9));
+    assert_eq!(status.classes.iter().map(|c| c.segments).sum::<u64>(), 2);
+}
