@@ -74,7 +74,8 @@ pub enum Denied {
     },
 }
 
-fn names(roles: &[Role]) -> String {
+/// `metad, datad`: roles for a message.
+pub fn role_names(roles: &[Role]) -> String {
     roles
         .iter()
         .map(|r| r.name())
@@ -91,11 +92,11 @@ pub fn require(peer: Option<&Peer>, allowed: &[Role], what: &str) -> Result<(), 
         Some(Identified::Role(role)) => Err(Denied::WrongRole {
             what: what.to_string(),
             role: role.name(),
-            allowed: names(allowed),
+            allowed: role_names(allowed),
         }),
         Some(Identified::Anonymous) => Err(Denied::Anonymous {
             what: what.to_string(),
-            allowed: names(allowed),
+            allowed: role_names(allowed),
         }),
         Some(Identified::Insecure | Identified::InProcess) => Ok(()),
         None => Err(Denied::Unknown {

@@ -83,11 +83,7 @@ pub(crate) fn command_allowed(cmd: &Command, role: Role) -> Result<(), String> {
                     "command {} is not allowed for role {}; it needs one of the roles {}",
                     command_name(other),
                     role.name(),
-                    allowed
-                        .iter()
-                        .map(|r| r.name())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    weft_client::peer::role_names(allowed)
                 ))
             }
         }
@@ -100,6 +96,20 @@ fn command_name(cmd: &Command) -> String {
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric())
         .collect()
+}
+
+/// Whether `role` may ask `q`.
+pub(crate) fn query_allowed(q: &Query, role: Role) -> Result<(), String> {
+    let allowed = query_roles(q);
+    if allowed.contains(&role) {
+        Ok(())
+    } else {
+        Err(format!(
+            "this query is not allowed for role {}; it needs one of the roles {}",
+            role.name(),
+            weft_client::peer::role_names(allowed)
+        ))
+    }
 }
 
 /// The roles that may ask `q`.

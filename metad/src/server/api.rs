@@ -231,18 +231,7 @@ pub(super) async fn query(
     Json(q): Json<Query>,
 ) -> Result<Json<QueryResult>, ApiError> {
     if let Some(role) = role_of(&caller) {
-        let allowed = super::access::query_roles(&q);
-        if !allowed.contains(&role) {
-            return Err(ApiError::forbidden(format!(
-                "this query is not allowed for role {}; it needs one of the roles {}",
-                role.name(),
-                allowed
-                    .iter()
-                    .map(|r| r.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
+        super::access::query_allowed(&q, role).map_err(ApiError::forbidden)?;
     }
     s.metrics.queries.inc();
     if q != Query::Status && q != Query::Digest && q != Query::UploadTimers {
