@@ -49,6 +49,13 @@ pub enum Cmd {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Read, export and verify the tamper-evident audit chain.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCmd,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Make the cluster CA and issue role certificates for internal mTLS.
     Cert {
         #[command(subcommand)]
@@ -408,6 +415,52 @@ pub struct SoakArgs {
     /// WEFT_ROOT_ACCESS_KEY and WEFT_ROOT_SECRET_KEY are set).
     #[arg(long, default_value = "weft-data")]
     pub data: PathBuf,
+}
+
+#[derive(Subcommand)]
+pub enum AuditCmd {
+    /// Print the newest entries (with --json, one JSON object per line).
+    Tail {
+        /// How many of the newest entries.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: u64,
+        /// Keep printing new entries as they are committed.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Write the chain (entries, signed checkpoints, prune anchor) to FILE.
+    Export {
+        /// Where to write it (JSON).
+        file: PathBuf,
+    },
+    /// Prove the chain intact: the live chain, or an export FILE. Names the
+    /// first altered, inserted, reordered or missing entry and any forged
+    /// checkpoint; exits 1 if it finds one.
+    Verify {
+        /// An export to check instead of the live chain.
+        file: Option<PathBuf>,
+        /// Public keys (hex) to trust for checkpoints, instead of the ones
+        /// the cluster names (`weft audit info`): give them to check an
+        /// export away from the cluster, or to not take its word.
+        #[arg(long = "public-key")]
+        public_keys: Vec<String>,
+    },
+    /// The chain's head, newest checkpoint, settings and public keys.
+    Info,
+    /// Record object writes and deletes too (`on`), or only administration,
+    /// failures and denials (`off`, the default).
+    DataPlane {
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+    /// Drop the entries through N, which a signed checkpoint must cover
+    /// (export them first); the checkpoints are kept.
+    Prune {
+        /// Last entry to drop.
+        #[arg(long)]
+        through: u64,
+    },
 }
 
 #[derive(Subcommand)]

@@ -104,7 +104,7 @@ async fn fan_out(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn delete_burst_keeps_fds_bounded_and_frees_every_shard() {
+async fn delete_burst_keeps_fds_bounded_and_frees_every_committed_shard() {
     let tc = TestCluster::start().await;
     let scraper = tc.c().internal_http();
     let s3 = tc.root_client();
@@ -155,17 +155,24 @@ async fn delete_burst_keeps_fds_bounded_and_frees_every_shard() {
         &bad[..bad.len().min(10)]
     );
 
-    // Generous: only a hang fails here, never a slow machine.
+    // Generous: only a hang fails here, never a slow machine. A shard
+    // write the gateway abandoned after the write quorum was durable (a
+    // straggler) may still land later; it belongs to no committed segment,
+    // so no release names it and the garbage collector removes it after its
+    // grace (`garbage_is_collected_after_the_grace_period` in
+    // tests/durability.rs). Those, and only those, may remain: the gateway
+    // counts every one it abandons.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let queued = metric(&scraper, &metrics, "weft_gateway_release_queued").await;
+        let stragglers = metric(&scraper, &metrics, "weft_gateway_put_stragglers_total").await;
         let files = shard_files(&tc).await;
-        if queued == 0.0 && files == files_empty {
+        if queued == 0.0 && files <= files_empty + stragglers as usize {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "60 s after the burst: {queued} shards still queued for release, {} shard files left of {}",
+            "60 s after the burst: {queued} shards still queued for release, {} shard files left of {} ({stragglers} abandoned straggler writes may remain)",
             files - files_empty,
             files_full - files_empty
         );

@@ -395,6 +395,7 @@ fn metad_whose_raft_core_dies_of_emfile_exits_75_saying_to_restart_it() {
     for n in 0..200u64 {
         let cmd = weft_common::rpc::Command::Request {
             format: weft_common::rpc::COMMAND_FORMAT,
+            actor: None,
             id: weft_common::RequestId(u128::from(n) + 1),
             at_ms: 0,
             command: Box::new(weft_common::rpc::Command::CreateBucket {

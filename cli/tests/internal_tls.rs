@@ -118,6 +118,7 @@ fn request(command: weft_common::rpc::Command) -> serde_json::Value {
         at_ms: 0,
         command: Box::new(command),
         format: weft_common::rpc::COMMAND_FORMAT,
+        actor: None,
     })
     .unwrap()
 }

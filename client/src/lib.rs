@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod audit_report;
 pub mod datad;
 pub mod internal_tls;
 pub mod limits;

@@ -203,6 +203,12 @@ impl MetadClient {
                     .map(|d| d.as_millis() as u64)
                     .unwrap_or(0),
                 command: Box::new(cmd.clone()),
+                // Named from the request this command serves, if any; metad
+                // adds who proposed it from the caller's certificate.
+                actor: crate::audit_report::principal().map(|p| weft_common::audit::Actor {
+                    principal: Some(p),
+                    via: String::new(),
+                }),
             },
         };
         let mut after_unknown = false;

@@ -139,20 +139,68 @@ pub fn refusal(denied: &Denied) -> axum::response::Response {
 
 /// Middleware: refuses a request whose caller's role `rule` does not list
 /// for its path (`None`: the path is open, as `/health` and `/metrics`
-/// are), before anything reads the body.
+/// are), before anything reads the body, and reports the refusal to the
+/// audit chain through `audit`.
 pub async fn guard(
     rule: fn(&str) -> Option<&'static [Role]>,
+    audit: crate::audit_report::Reporter,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     if let Some(allowed) = rule(req.uri().path()) {
         let what = format!("{} {}", req.method(), req.uri().path());
-        if let Err(denied) = require(of(&req).as_ref(), allowed, &what) {
+        let peer = of(&req);
+        if let Err(denied) = require(peer.as_ref(), allowed, &what) {
             tracing::info!(%denied, "internal request refused");
+            report(
+                &audit,
+                peer.as_ref(),
+                &denied,
+                req.method().as_str(),
+                req.uri().path(),
+            );
             return refusal(&denied);
         }
     }
     next.run(req).await
+}
+
+/// Who a caller is, for an audit record, by host: its role and IP address
+/// (the port changes with every connection, so a flood from one host stays
+/// one counted event).
+pub fn describe_host(peer: Option<&Peer>) -> String {
+    match peer {
+        Some(p) => match p.identified {
+            Identified::Role(role) => format!("{} at {}", role.name(), p.addr.ip()),
+            Identified::Anonymous => format!("no certificate at {}", p.addr.ip()),
+            Identified::Insecure => format!("plain at {}", p.addr.ip()),
+            Identified::InProcess => "in process".to_string(),
+        },
+        None => "unknown caller".to_string(),
+    }
+}
+
+/// Reports a refusal to the audit chain: a caller that proved nothing is an
+/// authentication failure, one whose role may not is a denial.
+pub fn report(
+    audit: &crate::audit_report::Reporter,
+    peer: Option<&Peer>,
+    denied: &Denied,
+    method: &str,
+    path: &str,
+) {
+    use weft_common::audit::EventKind;
+    let kind = match denied {
+        Denied::WrongRole { .. } => EventKind::Denial,
+        Denied::Anonymous { .. } | Denied::Unknown { .. } => EventKind::AuthFailure,
+    };
+    let actor = describe_host(peer);
+    let outcome = match denied {
+        Denied::WrongRole { allowed, .. } => format!("denied: needs role {allowed}"),
+        Denied::Anonymous { .. } => "denied: no client certificate".to_string(),
+        Denied::Unknown { .. } => "denied: unidentified".to_string(),
+    };
+    audit.report(kind, &actor, method, path, &outcome);
 }
 
 /// Every role: what a path that judges the caller further inside asks

@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod admin_auth;
+pub mod audit;
 pub mod checksum;
 pub mod config_check;
 pub mod damage;

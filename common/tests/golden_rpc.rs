@@ -18,8 +18,8 @@ use weft_common::manifest::{
 use weft_common::profile::Layout;
 use weft_common::repair::{RepairConfig, RepairPriority};
 use weft_common::rpc::{
-    Command, CommandResult, Heartbeat, Query, Refusal, RpcErrorBody, RpcErrorCode, ShardPutReply,
-    ShardRef, ShardReleaseBatch, ShardReleaseReply, WriteCondition,
+    Command, CommandResult, Heartbeat, Query, QueryResult, Refusal, RpcErrorBody, RpcErrorCode,
+    ShardPutReply, ShardRef, ShardReleaseBatch, ShardReleaseReply, WriteCondition,
 };
 use weft_common::space::{SpaceReport, SpaceState};
 use weft_common::topology::{NodeAdmin, NodeInfo};
@@ -89,7 +89,8 @@ fn damage() -> BlockDamage {
 
 fn request(command: Command) -> Command {
     Command::Request {
-        format: weft_common::rpc::COMMAND_FORMAT,
+        format: 1,
+        actor: None,
         id: RequestId(0x42),
         at_ms: 1_764_460_800_000,
         command: Box::new(command),
@@ -430,6 +431,73 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
         })
         .expect("encodes"),
     ));
+    // ---- format 2: the audit chain (appended; lines above are format 1) ----
+    let event = weft_common::audit::AuditEvent {
+        at_ms: 1_764_460_800_000,
+        kind: weft_common::audit::EventKind::Denial,
+        actor: "datad at 10.0.0.7".into(),
+        action: "POST /v1/query".into(),
+        target: "keys".into(),
+        outcome: "denied: needs role admin, gateway".into(),
+        count: 3,
+    };
+    out.push((
+        "request",
+        serde_json::to_value(Command::Request {
+            format: 2,
+            id: RequestId(0x43),
+            at_ms: 1_764_460_800_000,
+            command: Box::new(Command::DeleteKey { name: "a".into() }),
+            actor: Some(weft_common::audit::Actor {
+                principal: Some("admin-cert ops".into()),
+                via: "gateway at 10.0.0.2".into(),
+            }),
+        })
+        .expect("encodes"),
+    ));
+    out.push((
+        "audit",
+        serde_json::to_value(Command::Audit {
+            events: vec![event.clone()],
+        })
+        .expect("encodes"),
+    ));
+    out.push((
+        "audit_checkpoint",
+        serde_json::to_value(Command::AuditCheckpoint {
+            checkpoint: weft_common::audit::AuditCheckpoint {
+                seq: 9,
+                hash: "ab".repeat(32),
+                at_ms: 1_764_460_800_000,
+                public_key: "cd".repeat(32),
+                signature: "ef".repeat(64),
+            },
+        })
+        .expect("encodes"),
+    ));
+    out.push((
+        "set_audit_config",
+        serde_json::to_value(Command::SetAuditConfig { data_plane: true }).expect("encodes"),
+    ));
+    out.push((
+        "audit_prune",
+        serde_json::to_value(Command::AuditPrune { through: 9 }).expect("encodes"),
+    ));
+    out.push((
+        "query_audit",
+        serde_json::to_value(Query::Audit { after: 9, max: 100 }).expect("encodes"),
+    ));
+    out.push((
+        "query_audit_info",
+        serde_json::to_value(Query::AuditInfo).expect("encodes"),
+    ));
+    out.push((
+        "result_audit",
+        serde_json::to_value(QueryResult::Audit {
+            entries: vec![weft_common::audit::AuditEntry::chain(1, &[0; 32], event)],
+        })
+        .expect("encodes"),
+    ));
     out
 }
 
@@ -444,6 +512,7 @@ fn roundtrip(name: &str, v: &serde_json::Value) -> serde_json::Value {
         serde_json::to_value(t).expect("encodes")
     }
     match name {
+        "result_audit" => again::<QueryResult>(v),
         n if n.starts_with("result_") => again::<CommandResult>(v),
         n if n.starts_with("query_") => again::<Query>(v),
         "heartbeat" => again::<Heartbeat>(v),
@@ -520,16 +589,21 @@ fn every_command_variant_has_a_golden_case() {
             Command::Request { .. } => "request",
             Command::ReportDamage { .. } => "report_damage",
             Command::DamageRepaired { .. } => "damage_repaired",
+            Command::Audit { .. } => "audit",
+            Command::AuditCheckpoint { .. } => "audit_checkpoint",
+            Command::SetAuditConfig { .. } => "set_audit_config",
+            Command::AuditPrune { .. } => "audit_prune",
         }
     }
     // Every line that decodes as a command is named for its variant, and
     // the command lines cover every variant once.
-    const VARIANTS: usize = 24;
+    const VARIANTS: usize = 28;
     let mut seen = std::collections::BTreeSet::new();
     for (name, value) in examples() {
         if let Ok(c) = serde_json::from_value::<Command>(value) {
             assert_eq!(tag(&c), name);
-            assert!(seen.insert(name), "{name} twice");
+            // A request appears once per format.
+            assert!(seen.insert(name) || name == "request", "{name} twice");
         }
     }
     assert_eq!(

@@ -211,6 +211,7 @@ async fn register_and_heartbeat(
         // registration (after metad forgot the node) is a new request.
         let register = Command::Request {
             format: weft_common::rpc::COMMAND_FORMAT,
+            actor: None,
             id: weft_common::RequestId::from_random(weft_common::effects::random()),
             at_ms: 0, // stamped by the leader
             command: Box::new(Command::RegisterNode { node: node.clone() }),

@@ -361,7 +361,15 @@ async fn start_on(
         cfg.release_limits(),
     ));
     let release_task = releaser.clone().spawn_worker(cancel.clone());
-    let router = server::router_with_metrics(store.clone(), space.clone(), &work_metrics, releaser);
+    // Refused callers, reported to metad's audit chain in batches.
+    let audit = weft_client::audit_report::Reporter::new();
+    let router = server::router_with_metrics(
+        store.clone(),
+        space.clone(),
+        &work_metrics,
+        releaser,
+        audit.clone(),
+    );
     let serve_cancel = cancel.clone();
     let accepted = work_metrics.connections_accepted.clone();
     let served = router.clone();
@@ -419,6 +427,7 @@ async fn start_on(
             &cfg,
             links,
             node_id,
+            audit,
             &store,
             &work_metrics,
             &cancel,
@@ -449,6 +458,7 @@ fn spawn_background_work(
     cfg: &DatadConfig,
     links: Links<'_>,
     node: NodeId,
+    audit: weft_client::audit_report::Reporter,
     store: &Arc<ShardStore>,
     metrics: &crate::work_metrics::WorkMetrics,
     cancel: &CancellationToken,
@@ -471,6 +481,22 @@ fn spawn_background_work(
         ),
     };
     let metad = metad.with_deadline(Duration::from_secs(10));
+    let reports = {
+        let metad = metad.clone();
+        audit.run(
+            move |events| {
+                let metad = metad.clone();
+                async move {
+                    metad
+                        .command(&weft_common::rpc::Command::Audit { events })
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+            },
+            cancel.clone(),
+        )
+    };
     let repair = crate::repair::RepairContext {
         node,
         store: store.clone(),
@@ -489,6 +515,7 @@ fn spawn_background_work(
         interval: Duration::from_millis(cfg.gc_interval_ms.max(1)),
     };
     vec![
+        tokio::spawn(reports.instrument(span.clone())),
         tokio::spawn(
             crate::repair::run(
                 repair,

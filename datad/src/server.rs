@@ -126,6 +126,7 @@ pub fn router_with_metrics(
     space: Arc<SpaceMonitor>,
     work: &crate::work_metrics::WorkMetrics,
     release: Arc<Releaser>,
+    audit: weft_client::audit_report::Reporter,
 ) -> Router {
     let mut counters = Metrics::new(work, &space);
     release.register(&mut counters.registry);
@@ -145,8 +146,8 @@ pub fn router_with_metrics(
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn(check_format))
         // Outermost: a caller is identified before anything else runs.
-        .layer(axum::middleware::from_fn(|req, next| {
-            weft_client::peer::guard(path_roles, req, next)
+        .layer(axum::middleware::from_fn(move |req, next| {
+            weft_client::peer::guard(path_roles, audit.clone(), req, next)
         }))
         .with_state(state)
 }

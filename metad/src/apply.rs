@@ -49,6 +49,7 @@ pub(crate) fn apply_command(tx: &WriteTransaction, cmd: &Command) -> Outcome {
             at_ms,
             command,
             format,
+            actor,
         } => {
             // Never apply what this binary cannot fully read (serde would
             // drop fields it does not know): the error stops the raft core,
@@ -66,7 +67,23 @@ pub(crate) fn apply_command(tx: &WriteTransaction, cmd: &Command) -> Outcome {
             {
                 return apply_command(tx, command);
             }
-            return crate::requests::apply_once(tx, *id, *at_ms, |tx| apply_command(tx, command));
+            return crate::requests::apply_once(tx, *id, *at_ms, |tx| {
+                let applied = match &**command {
+                    c @ (Command::Audit { .. }
+                    | Command::AuditCheckpoint { .. }
+                    | Command::SetAuditConfig { .. }
+                    | Command::AuditPrune { .. }) => {
+                        Applied::from(crate::audit::apply(tx, c, actor.as_ref())?)
+                    }
+                    c => apply_command(tx, c)?,
+                };
+                // Format 1 entries predate the chain: replaying them
+                // records nothing, on every voter alike.
+                if *format >= 2 {
+                    crate::audit::record(tx, actor.as_ref(), *at_ms, command, &applied.result)?;
+                }
+                Ok(applied)
+            });
         }
         Command::Batch { commands } => {
             let mut results = Vec::with_capacity(commands.len());
@@ -115,6 +132,10 @@ pub(crate) fn apply_command(tx: &WriteTransaction, cmd: &Command) -> Outcome {
             condition.as_ref(),
         )?,
         Command::AbortUpload { upload_id } => abort_upload(tx, upload_id)?,
+        c @ (Command::Audit { .. }
+        | Command::AuditCheckpoint { .. }
+        | Command::SetAuditConfig { .. }
+        | Command::AuditPrune { .. }) => Applied::from(crate::audit::apply(tx, c, None)?),
         other => Applied::from(apply_keeping_references(tx, other)?),
     };
     segment_index::record(tx, &applied.effects)?;
@@ -207,7 +228,11 @@ fn apply_keeping_references(tx: &WriteTransaction, cmd: &Command) -> Answer {
         | Command::DeleteObjectVersion { .. }
         | Command::PutPart { .. }
         | Command::CompleteUpload { .. }
-        | Command::AbortUpload { .. } => unreachable!("apply_command applies {cmd:?} itself"),
+        | Command::AbortUpload { .. }
+        | Command::Audit { .. }
+        | Command::AuditCheckpoint { .. }
+        | Command::SetAuditConfig { .. }
+        | Command::AuditPrune { .. } => unreachable!("apply_command applies {cmd:?} itself"),
         Command::MoveShard {
             segment,
             index,

@@ -580,6 +580,7 @@ proptest! {
         // goes, retries (within five commands) stay inside the retention.
         run(&ops, |command, n| Command::Request {
             format: weft_common::rpc::COMMAND_FORMAT,
+            actor: None,
             id: RequestId(n),
             at_ms: 1_000 + n as u64 * 30_000,
             command: Box::new(command),

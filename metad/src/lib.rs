@@ -24,6 +24,7 @@
 mod apply;
 #[cfg(test)]
 mod apply_tests;
+mod audit;
 pub(crate) mod damage;
 pub mod disk_backend;
 pub mod durability;

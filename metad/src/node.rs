@@ -42,6 +42,9 @@ pub struct MetadConfig {
     pub node_grace_ms: u64,
     /// Time between durability scans on the leader.
     pub durability_scan_ms: u64,
+    /// How often the leader signs a checkpoint of the audit chain (when
+    /// the chain grew since the last one).
+    pub audit_checkpoint_ms: u64,
     /// How long a datad may hold a repair task before it is offered again.
     pub repair_task_lease_ms: u64,
     /// Raft heartbeat interval.
@@ -110,6 +113,7 @@ impl Default for MetadConfig {
             node_suspect_ms: 3_000,
             node_grace_ms: 60_000,
             durability_scan_ms: 5_000,
+            audit_checkpoint_ms: 60_000,
             repair_task_lease_ms: 120_000,
             raft_heartbeat_ms: 100,
             election_timeout_min_ms: 400,
@@ -580,7 +584,7 @@ async fn start_on(
     let raft = Raft::new(
         cfg.id,
         Arc::new(raft_config),
-        Network::new(transport),
+        Network::new(transport.clone()),
         log,
         sm.clone(),
     )
@@ -657,8 +661,16 @@ async fn start_on(
         fatal: fatal.clone(),
         upload_timers: cfg.upload_timers(),
         sealer,
+        audit: weft_client::audit_report::Reporter::new(),
+        peers: transport.clone(),
+        audit_checkpoint_every: Duration::from_millis(cfg.audit_checkpoint_ms.max(10)),
     });
     tokio::spawn(crate::server::planner_loop(state.clone(), cancel.clone()));
+    tokio::spawn(crate::server::audit_checkpoints(
+        state.clone(),
+        cancel.clone(),
+    ));
+    tokio::spawn(crate::server::audit_reports(state.clone(), cancel.clone()));
     tokio::spawn(crate::space::run(space, cancel.clone()));
     tokio::spawn(crate::server::leadership_watch(
         state.clone(),

@@ -354,6 +354,29 @@ impl StateMachine {
         Ok(t.get_sealed(T_META, KEY_REPAIR_CONFIG)?.unwrap_or_default())
     }
 
+    /// Audit entries after `after`, at most `max`.
+    pub fn audit_entries(
+        &self,
+        after: u64,
+        max: u32,
+    ) -> Result<Vec<weft_common::audit::AuditEntry>, MetaError> {
+        crate::audit::entries(&self.begin_read()?, after, max)
+    }
+
+    /// Audit checkpoints covering entries after `after`, at most `max`.
+    pub fn audit_checkpoints(
+        &self,
+        after: u64,
+        max: u32,
+    ) -> Result<Vec<weft_common::audit::AuditCheckpoint>, MetaError> {
+        crate::audit::checkpoints(&self.begin_read()?, after, max)
+    }
+
+    /// The audit chain's state (its public keys are the caller's to add).
+    pub fn audit_info(&self) -> Result<weft_common::audit::AuditInfo, MetaError> {
+        crate::audit::info(&self.begin_read()?)
+    }
+
     /// The cluster's upload timers, once the first leader has set them.
     pub fn upload_timers(&self) -> Result<Option<TimersRecord>, MetaError> {
         let tx = self.begin_read()?;
@@ -498,7 +521,16 @@ impl StateMachine {
         fold!(NODE_ADMIN);
         fold!(REQUESTS);
         fold!(REQUEST_AGES);
-        for key in [KEY_REQUEST_CLOCK, KEY_REPAIR_CONFIG, KEY_UPLOAD_TIMERS] {
+        fold!(AUDIT);
+        fold!(AUDIT_CHECKPOINTS);
+        for key in [
+            KEY_REQUEST_CLOCK,
+            KEY_REPAIR_CONFIG,
+            KEY_UPLOAD_TIMERS,
+            KEY_AUDIT_HEAD,
+            KEY_AUDIT_ANCHOR,
+            KEY_AUDIT_CONFIG,
+        ] {
             if let Some(v) = tx.open_table(META)?.get(key)? {
                 crc = crc32c::crc32c_append(crc, v.value());
             }

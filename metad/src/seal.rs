@@ -44,6 +44,8 @@ pub enum SealError {
 struct MasterKey {
     id: String,
     key: LessSafeKey,
+    /// The audit checkpoint key derived from it.
+    signer: weft_common::audit::CheckpointSigner,
 }
 
 impl MasterKey {
@@ -62,6 +64,7 @@ impl MasterKey {
         Ok(MasterKey {
             id,
             key: LessSafeKey::new(key),
+            signer: weft_common::audit::CheckpointSigner::from_master_key(&bytes),
         })
     }
 }
@@ -120,6 +123,21 @@ impl Sealer {
     /// The current master key's id.
     pub fn current_id(&self) -> &str {
         &self.current.id
+    }
+
+    /// Signs audit checkpoints with the key derived from the current master
+    /// key.
+    pub fn checkpoint_signer(&self) -> &weft_common::audit::CheckpointSigner {
+        &self.current.signer
+    }
+
+    /// The checkpoint public keys of every master key held, current first:
+    /// a checkpoint signed before a rotation still verifies.
+    pub fn audit_public_keys(&self) -> Vec<String> {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .map(|k| k.signer.public_key_hex())
+            .collect()
     }
 
     /// Seals `secret` for the key record `access_key`.

@@ -24,10 +24,12 @@ use crate::{Raft, RaftNodeId, TypeConfig};
 
 mod access;
 mod api;
+mod audit;
 mod leader_loops;
 mod members;
 mod metrics;
 
+pub(crate) use audit::{audit_checkpoints, audit_reports};
 pub(crate) use leader_loops::{leadership_watch, planner_loop};
 pub use members::InitRequest;
 pub use metrics::Metrics;
@@ -65,6 +67,13 @@ pub struct AppState {
     /// Seals access-key secrets at rest; `None` keeps them as given (a
     /// bench run without a master key).
     pub sealer: Option<Arc<crate::seal::Sealer>>,
+    /// Refused callers, for the audit chain.
+    pub audit: weft_client::audit_report::Reporter,
+    /// Reaches the other voters: a follower forwards its audit reports to
+    /// the leader through it.
+    pub peers: weft_client::SharedTransport,
+    /// How often the leader signs a checkpoint of the audit chain.
+    pub audit_checkpoint_every: std::time::Duration,
 }
 
 /// An error response with an [`RpcErrorBody`].
@@ -137,6 +146,7 @@ impl ReadFloor {
 
 /// The router.
 pub fn router(state: Arc<AppState>) -> Router {
+    let audit = state.audit.clone();
     // Raft messages carry batches of entries (and snapshots): allow them far
     // more than axum's 2 MiB default; API requests stay small.
     let raft = Router::new()
@@ -160,8 +170,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     raft.merge(api)
         .layer(axum::middleware::from_fn(check_format))
         // Outermost: a caller is identified before anything else runs.
-        .layer(axum::middleware::from_fn(|req, next| {
-            weft_client::peer::guard(access::path_roles, req, next)
+        .layer(axum::middleware::from_fn(move |req, next| {
+            weft_client::peer::guard(access::path_roles, audit.clone(), req, next)
         }))
         .with_state(state)
 }

@@ -67,6 +67,9 @@ pub(crate) struct SnapshotDoc {
     pub(crate) requests: Vec<(weft_common::RequestId, crate::requests::Record)>,
     #[serde(default)]
     pub(crate) request_clock: u64,
+    /// The audit chain; absent in snapshots from before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) audit: Option<crate::audit::ChainDoc>,
 }
 
 /// The snapshot file: openraft's meta beside the document's bytes, so the
@@ -277,6 +280,7 @@ pub(crate) fn dump(
         .open_table(META)?
         .get_sealed(T_META, KEY_REQUEST_CLOCK)?
         .unwrap_or(0);
+    doc.audit = Some(crate::audit::dump(&tx)?);
     Ok((doc, applied, membership))
 }
 
@@ -372,6 +376,7 @@ pub(crate) fn load(db: &Database, doc: &SnapshotDoc, meta: &Meta) -> Result<(), 
                 )?;
             }
         }
+        crate::audit::load(&tx, doc.audit.as_ref())?;
         let mut m = tx.open_table(META)?;
         let mut put =
             |key: &'static str, bytes: Vec<u8>| m.insert(key, bytes.as_slice()).map(|_| ());

@@ -318,6 +318,13 @@ pub fn adds_data(cmd: &Command) -> bool {
         | Command::SetUploadTimers { .. }
         | Command::ReportDamage { .. }
         | Command::DamageRepaired { .. } => false,
+        // The audit record keeps going in space-low mode: refusals are
+        // rate-limited at their reporters, checkpoints are one per
+        // interval, and a prune frees space.
+        Command::Audit { .. }
+        | Command::AuditCheckpoint { .. }
+        | Command::SetAuditConfig { .. }
+        | Command::AuditPrune { .. } => false,
     }
 }
 
@@ -386,6 +393,7 @@ mod tests {
     fn put() -> Command {
         Command::Request {
             format: weft_common::rpc::COMMAND_FORMAT,
+            actor: None,
             id: weft_common::RequestId::from_random([1; 16]),
             at_ms: 0,
             command: Box::new(Command::CreateBucket {
@@ -400,6 +408,7 @@ mod tests {
     fn delete() -> Command {
         Command::Request {
             format: weft_common::rpc::COMMAND_FORMAT,
+            actor: None,
             id: weft_common::RequestId::from_random([2; 16]),
             at_ms: 0,
             command: Box::new(Command::DeleteObject {

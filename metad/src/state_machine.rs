@@ -67,6 +67,8 @@ impl StateMachine {
             tx.open_table(SEGMENTS)?;
             tx.open_table(REQUESTS)?;
             tx.open_table(REQUEST_AGES)?;
+            tx.open_table(AUDIT)?;
+            tx.open_table(AUDIT_CHECKPOINTS)?;
             let sealed_already = tx.open_table(META)?.get(envelope::MIGRATED_KEY)?.is_some();
             if !sealed_already {
                 let n = seal_legacy_values(&tx)?;

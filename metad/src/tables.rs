@@ -36,6 +36,12 @@ pub(crate) const LEGACY_SEQ: TableDefinition<&str, u64> = TableDefinition::new("
 /// (see `segment_index`).
 pub(crate) const SEGMENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("segments");
 
+/// The audit chain by sequence number (see `audit`).
+pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// Signed audit checkpoints by the sequence number they cover.
+pub(crate) const AUDIT_CHECKPOINTS: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("audit_checkpoints");
+
 pub(crate) const T_BUCKETS: &str = "buckets";
 pub(crate) const T_OBJECTS: &str = "objects";
 pub(crate) const T_NODES: &str = "nodes";
@@ -47,6 +53,8 @@ pub(crate) const T_REQUESTS: &str = "requests";
 pub(crate) const T_REQUEST_AGES: &str = "request_ages";
 pub(crate) const T_VERSIONS: &str = "versions";
 pub(crate) const T_SEGMENTS: &str = "segments";
+pub(crate) const T_AUDIT: &str = "audit";
+pub(crate) const T_AUDIT_CHECKPOINTS: &str = "audit_checkpoints";
 
 pub(crate) const KEY_REPAIR_CONFIG: &str = "repair_config";
 /// The cluster's upload timers (`Command::SetUploadTimers`).
@@ -59,6 +67,12 @@ pub(crate) const KEY_REQUEST_CLOCK: &str = "request_clock";
 /// The history counter, sealed like every value (it orders history
 /// entries: a flipped bit would reorder or overwrite them).
 pub(crate) const KEY_VERSION_SEQ: &str = "version_seq";
+/// The audit chain's newest entry: sequence number and hash.
+pub(crate) const KEY_AUDIT_HEAD: &str = "audit_head";
+/// The last pruned audit entry: sequence number and hash.
+pub(crate) const KEY_AUDIT_ANCHOR: &str = "audit_anchor";
+/// Audit settings (`Command::SetAuditConfig`).
+pub(crate) const KEY_AUDIT_CONFIG: &str = "audit_config";
 
 /// The key of an object in the object table.
 pub(crate) fn object_key(bucket: &str, key: &str) -> Vec<u8> {

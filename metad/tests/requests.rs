@@ -36,6 +36,7 @@ async fn bare_commands_are_refused_and_client_clocks_do_not_age_records() {
     // it reaches the log, naming the upgrade order.
     let newer = Command::Request {
         format: weft_common::rpc::COMMAND_FORMAT + 1,
+        actor: None,
         id: RequestId(9),
         at_ms: 0,
         command: Box::new(put("b", "k", 9)),
@@ -71,6 +72,7 @@ async fn bare_commands_are_refused_and_client_clocks_do_not_age_records() {
     // A client claiming a clock far in the future...
     let hostile = Command::Request {
         format: weft_common::rpc::COMMAND_FORMAT,
+        actor: None,
         id: RequestId(1),
         at_ms: u64::MAX,
         command: Box::new(Command::SetBucketTags {
@@ -83,6 +85,7 @@ async fn bare_commands_are_refused_and_client_clocks_do_not_age_records() {
     // another writer replaced the version, must not bring it back.
     let first = Command::Request {
         format: weft_common::rpc::COMMAND_FORMAT,
+        actor: None,
         id: RequestId(2),
         at_ms: 0,
         command: Box::new(put("b", "k", 1)),

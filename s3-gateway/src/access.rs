@@ -17,9 +17,12 @@ pub struct Gate;
 impl S3Access for Gate {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         // s3s's default check, kept: unsigned requests are refused.
-        if cx.credentials().is_none() {
+        let Some(creds) = cx.credentials() else {
             return Err(s3s::s3_error!(AccessDenied, "Signature is required"));
-        }
+        };
+        // Verified by s3s before this hook runs: from here on the request
+        // acts for this key (the audit chain names it).
+        weft_client::audit_report::set_principal(format!("key {}", creds.access_key));
         let body = cx.extensions_mut().get::<Arc<BodyCheck>>().cloned();
         let op = cx.s3_op().name();
         crate::refusals::check(op, cx.headers(), cx.uri().query())?;

@@ -39,10 +39,12 @@ pub struct AdminState {
     /// The last durability report metad gave, served (flagged stale) when
     /// metad cannot answer, e.g. during a partition.
     pub last_durability: Arc<std::sync::Mutex<Option<DurabilityStatus>>>,
+    /// Refused callers, for the audit chain.
+    pub audit: weft_client::audit_report::Reporter,
 }
 
 /// An admin API error: status plus `{"error": "..."}`.
-pub struct AdminError(StatusCode, String);
+pub struct AdminError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
@@ -130,17 +132,81 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/metad/add", axum::routing::post(metad_add))
         .route("/v1/metad/remove", axum::routing::post(metad_remove))
         .route("/v1/metad/step-down", axum::routing::post(metad_step_down))
+        .merge(crate::admin_audit::routes())
         .route("/health", get(|| async { "ok" }))
         .route(
             "/metrics",
             get(|State(s): State<AdminState>| async move { s.metrics.render() }),
         )
+        // Each call gets its own principal slot, which `check` fills.
+        .layer(axum::middleware::from_fn(
+            |req: axum::extract::Request, next: axum::middleware::Next| {
+                weft_client::audit_report::acting_for(
+                    weft_client::audit_report::PrincipalSlot::new(),
+                    next.run(req),
+                )
+            },
+        ))
         .with_state(state)
 }
 
-async fn check(s: &AdminState, req: &AdminRequest, body: &[u8]) -> Result<(), AdminError> {
+/// Authenticates an admin call: on success the request acts for who
+/// proved it (every command it causes names them in the audit chain); a
+/// failure is reported to the chain.
+pub(crate) async fn check(
+    s: &AdminState,
+    req: &AdminRequest,
+    body: &[u8],
+) -> Result<(), AdminError> {
+    let host = req
+        .peer
+        .map(|p| p.addr.ip().to_string())
+        .unwrap_or_else(|| "an unknown address".into());
+    match authenticate(s, req, body).await {
+        Ok(principal) => {
+            weft_client::audit_report::set_principal(format!("{principal} at {host}"));
+            Ok(())
+        }
+        Err(e) => {
+            // A 403 comes after the signature held: the key is proved.
+            let denied = e.0 == StatusCode::FORBIDDEN;
+            let claimed = req
+                .headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|h| h.to_str().ok())
+                .and_then(admin_auth::parse)
+                .map(|p| {
+                    let word = if denied { "key" } else { "claimed key" };
+                    format!("{word} {} at {host}", p.access_key)
+                })
+                .unwrap_or_else(|| format!("caller at {host}"));
+            let kind = if denied {
+                weft_common::audit::EventKind::Denial
+            } else {
+                weft_common::audit::EventKind::AuthFailure
+            };
+            if matches!(e.0, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+                s.audit.report(
+                    kind,
+                    &claimed,
+                    &format!("admin {}", req.method),
+                    req.uri.path(),
+                    &format!("denied: {}", e.1),
+                );
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Who an admin call proves it comes from.
+async fn authenticate(
+    s: &AdminState,
+    req: &AdminRequest,
+    body: &[u8],
+) -> Result<String, AdminError> {
     if req.admin_cert {
-        return Ok(());
+        return Ok("admin certificate".into());
     }
     let (method, uri, headers) = (&req.method, &req.uri, &req.headers);
     let unauthorized = |m: &str| AdminError(StatusCode::UNAUTHORIZED, m.to_string());
@@ -152,7 +218,7 @@ async fn check(s: &AdminState, req: &AdminRequest, body: &[u8]) -> Result<(), Ad
         })?;
     if let (Some(token), Some(given)) = (&s.admin_token, header.strip_prefix("Bearer ")) {
         if admin_auth::signatures_equal(token, given.trim()) {
-            return Ok(());
+            return Ok("admin token".into());
         }
         return Err(unauthorized("wrong admin token"));
     }
@@ -170,12 +236,11 @@ async fn check(s: &AdminState, req: &AdminRequest, body: &[u8]) -> Result<(), Ad
             format!("look up key: {e:?}"),
         )
     })?;
-    let Some(key) = key.filter(|k| k.root) else {
-        return Err(AdminError(
-            StatusCode::FORBIDDEN,
-            "only root keys may use the admin API".into(),
-        ));
+    let Some(key) = key else {
+        return Err(unauthorized("no such access key"));
     };
+    // The signature first: a caller who has not proved the key is an
+    // authentication failure, whatever the key may do.
     let path_q = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let expected = admin_auth::signature(
         &key.secret_key,
@@ -187,11 +252,17 @@ async fn check(s: &AdminState, req: &AdminRequest, body: &[u8]) -> Result<(), Ad
     if !admin_auth::signatures_equal(&expected, &parsed.signature) {
         return Err(unauthorized("signature does not match: wrong secret key?"));
     }
-    Ok(())
+    if !key.root {
+        return Err(AdminError(
+            StatusCode::FORBIDDEN,
+            "only root keys may use the admin API".into(),
+        ));
+    }
+    Ok(format!("root key {} ({})", key.name, key.access_key))
 }
 
 /// Decodes a JSON request body; a malformed one is a 400 naming the problem.
-fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
     serde_json::from_slice(body)
         .map_err(|e| AdminError(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))
 }

@@ -20,21 +20,22 @@ pub struct AdminRequest {
     pub headers: HeaderMap,
     /// The caller presented an admin certificate.
     pub admin_cert: bool,
+    /// The caller, as the listener identified it.
+    pub peer: Option<Peer>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for AdminRequest {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let role = parts
-            .extensions
-            .get::<ConnectInfo<Peer>>()
-            .map(|c| c.0.identified);
+        let peer = parts.extensions.get::<ConnectInfo<Peer>>().map(|c| c.0);
+        let role = peer.map(|p| p.identified);
         Ok(AdminRequest {
             method: parts.method.clone(),
             uri: parts.uri.clone(),
             headers: parts.headers.clone(),
             admin_cert: role == Some(Identified::Role(Role::Admin)),
+            peer,
         })
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod admin_audit;
 mod admin_cert;
 pub mod admission;
 pub mod auth;
@@ -361,6 +362,7 @@ async fn start_on(
     };
     let service = s3::build_service(s3, &cfg)?;
     let grace = Duration::from_millis(cfg.shutdown_grace_ms);
+    let audit = weft_client::audit_report::Reporter::new();
     let s3_task = tokio::spawn(listener::serve(
         s3_listener,
         service,
@@ -369,13 +371,32 @@ async fn start_on(
         s3_tls,
         cancel.clone(),
         grace,
+        audit.clone(),
     ));
+    // Refusals on both ports go to metad's audit chain in batches.
+    tokio::spawn({
+        let metad = metad.clone();
+        audit.clone().run(
+            move |events| {
+                let metad = metad.clone();
+                async move {
+                    metad
+                        .command(&weft_common::rpc::Command::Audit { events })
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+            },
+            background.clone(),
+        )
+    });
     let admin_app = admin::router(admin::AdminState {
         metad,
         keys,
         metrics: gw_metrics,
         admin_token: cfg.admin_token.clone(),
         last_durability: Default::default(),
+        audit,
     });
     let admin_cancel = cancel.clone();
     // HTTPS with this gateway's cluster certificate when the internal hops

@@ -56,6 +56,7 @@ struct Shared {
     service: S3Service,
     metrics: GatewayMetrics,
     admission: Admission,
+    audit: weft_client::audit_report::Reporter,
 }
 
 /// Serves S3 on `listener` until `cancel` fires, then drains for up to
@@ -69,11 +70,13 @@ pub async fn serve(
     tls: Option<tokio_rustls::TlsAcceptor>,
     cancel: CancellationToken,
     grace: Duration,
+    audit: weft_client::audit_report::Reporter,
 ) {
     let shared = Shared {
         service,
         metrics,
         admission: admission.clone(),
+        audit,
     };
     let drain = CancellationToken::new();
     let mut conns = JoinSet::new();
@@ -256,7 +259,7 @@ where
 {
     let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let shared = shared.clone();
-        async move { handle(req, shared).await }
+        async move { handle(req, shared, peer).await }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     // Without a timer hyper applies no header deadline: an idle or silent
@@ -281,11 +284,75 @@ where
     }
 }
 
+/// The access key a request claims to be signed with (header or presigned
+/// query), before anything verified it.
+fn claimed_access_key(headers: &http::HeaderMap, query: Option<&str>) -> Option<String> {
+    let from_header = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split("Credential=").nth(1))
+        .map(|c| c.split('/').next().unwrap_or("").to_string());
+    let from_query = || {
+        query?
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("X-Amz-Credential="))
+            .map(|c| {
+                let c = c.replace("%2F", "/").replace("%2f", "/");
+                c.split('/').next().unwrap_or("").to_string()
+            })
+    };
+    from_header
+        .or_else(from_query)
+        .filter(|k| !k.is_empty() && k.len() <= 128)
+}
+
+/// Reports a 403 to the audit chain: a request whose key was verified was
+/// denied; one whose key never was failed authentication.
+fn report_refusal(
+    audit: &weft_client::audit_report::Reporter,
+    resp: &http::Response<s3s::Body>,
+    principal: &weft_client::audit_report::PrincipalSlot,
+    claimed: Option<String>,
+    peer: SocketAddr,
+    method: &http::Method,
+    path: &str,
+) {
+    use weft_common::audit::EventKind;
+    let code = resp
+        .body()
+        .bytes()
+        .and_then(|b| {
+            let text = std::str::from_utf8(&b).ok()?.to_string();
+            let start = text.find("<Code>")? + "<Code>".len();
+            let end = text[start..].find("</Code>")? + start;
+            Some(text[start..end].to_string())
+        })
+        .unwrap_or_else(|| "AccessDenied".into());
+    let (kind, actor) = match principal.get() {
+        Some(p) => (EventKind::Denial, format!("{p} at {}", peer.ip())),
+        None => (
+            EventKind::AuthFailure,
+            match claimed {
+                Some(k) => format!("claimed key {k} at {}", peer.ip()),
+                None => format!("unsigned caller at {}", peer.ip()),
+            },
+        ),
+    };
+    audit.report(
+        kind,
+        &actor,
+        &format!("s3 {method}"),
+        path,
+        &format!("denied: {code}"),
+    );
+}
+
 /// One request: admission, then s3s, then the response body is charged
 /// and carries the request's ticket until it is sent.
 async fn handle(
     req: http::Request<hyper::body::Incoming>,
     shared: Shared,
+    peer: SocketAddr,
 ) -> Result<http::Response<AdmittedBody>, s3s::HttpError> {
     let id = request_id();
     let method = req.method().clone();
@@ -318,7 +385,26 @@ async fn handle(
         Ok(mut ticket) => {
             let span = tracing::info_span!("s3", request_id = %id, method = %method, path = %req.uri().path());
             let (req, body_check) = crate::integrity::wrap_request(req);
-            let mut resp = shared.service.call(req).instrument(span).await?;
+            let claimed = claimed_access_key(req.headers(), req.uri().query());
+            let path = req.uri().path().to_string();
+            // The S3 access check names the verified key in this slot, so
+            // every command the request causes records who asked.
+            let principal = weft_client::audit_report::PrincipalSlot::new();
+            let mut resp =
+                weft_client::audit_report::acting_for(principal.clone(), shared.service.call(req))
+                    .instrument(span)
+                    .await?;
+            if resp.status() == http::StatusCode::FORBIDDEN {
+                report_refusal(
+                    &shared.audit,
+                    &resp,
+                    &principal,
+                    claimed,
+                    peer,
+                    &method,
+                    &path,
+                );
+            }
             if let Some(c) = body_check {
                 resp = c.answer(resp);
             }

@@ -7,6 +7,7 @@ use crate::args::AdminArgs;
 use anyhow::{Context, Result};
 use weft_cli::admin_client::AdminClient;
 
+pub mod audit;
 pub mod bench;
 pub mod bucket;
 pub mod cert;

@@ -216,6 +216,41 @@ pub enum Command {
             skip_serializing_if = "is_command_format_v1"
         )]
         format: u32,
+        /// Who asked: the principal the proposer vouches for, and the
+        /// proposer, which metad's command endpoint stamps from the
+        /// caller's certificate (whatever the client sent is replaced).
+        /// Format 2; the audit chain records it (`crate::audit`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        actor: Option<crate::audit::Actor>,
+    },
+    /// Events a process reports for the audit chain (authentication
+    /// failures and denials it saw, batched and rate-limited by the
+    /// reporter). Format 2. Each is appended as sent, with the reporting
+    /// process (the wrapping request's stamped proposer) named in its actor.
+    Audit {
+        /// The events, oldest first.
+        events: Vec<crate::audit::AuditEvent>,
+    },
+    /// A checkpoint the leader signed over the chain's entry `seq`; applied
+    /// only if that entry still holds the signed hash. Format 2.
+    AuditCheckpoint {
+        /// The signed checkpoint.
+        checkpoint: crate::audit::AuditCheckpoint,
+    },
+    /// Turn recording of object writes and deletes in the audit chain on
+    /// or off (administrative changes, failures and denials are always
+    /// recorded). Format 2.
+    SetAuditConfig {
+        /// Record data-plane writes and deletes.
+        data_plane: bool,
+    },
+    /// Drop audit entries up to and including `through`, which a
+    /// checkpoint must cover (that checkpoint, and every other, is kept).
+    /// Refused as stale if none does. At most [`AUDIT_PRUNE_MAX`] entries
+    /// go per command; the caller repeats it. Format 2.
+    AuditPrune {
+        /// The last entry to drop.
+        through: u64,
     },
     /// `node` found bad blocks in its file of shard `index` of `segment`:
     /// add them to the slot's recorded damage, so repair rewrites them. A
@@ -251,6 +286,10 @@ pub enum Command {
 /// must stop retrying one request well before this (the metad client's
 /// deadline is capped at a quarter of it).
 pub const REQUEST_RETENTION_MS: u64 = 10 * 60 * 1000;
+
+/// Most audit entries one [`Command::AuditPrune`] removes, so one raft
+/// entry's apply stays short however long the chain.
+pub const AUDIT_PRUNE_MAX: u64 = 10_000;
 
 impl CommandResult {
     /// The answer a repeated request gets: the same outcome, but releasing

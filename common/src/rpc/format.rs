@@ -4,7 +4,11 @@
 /// The newest raft command format this binary reads and writes. A voter
 /// that meets a newer one stops its raft core rather than apply what it
 /// cannot fully read.
-pub const COMMAND_FORMAT: u32 = 1;
+///
+/// Format 2 added the audit chain: a request's `actor` and the `audit`,
+/// `audit_checkpoint`, `set_audit_config` and `audit_prune` commands. A
+/// format 1 request applies as before and records nothing in the chain.
+pub const COMMAND_FORMAT: u32 = 2;
 
 pub(crate) fn command_format_v1() -> u32 {
     1

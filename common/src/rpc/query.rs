@@ -102,6 +102,25 @@ pub enum Query {
     /// (answered locally): gateways and data nodes take them from here so
     /// the two can never disagree (see [`crate::upload_timers`]).
     UploadTimers,
+    /// Audit chain entries with sequence numbers after `after`, oldest
+    /// first, at most `max`.
+    Audit {
+        /// Last entry the caller has.
+        after: u64,
+        /// Most entries in the page.
+        max: u32,
+    },
+    /// Audit checkpoints covering entries after `after`, oldest first, at
+    /// most `max`.
+    AuditCheckpoints {
+        /// Last covered entry the caller has.
+        after: u64,
+        /// Most checkpoints in the page.
+        max: u32,
+    },
+    /// The audit chain's head, its prune anchor, its settings, and the
+    /// public keys checkpoints are signed with.
+    AuditInfo,
 }
 
 /// Where a listing resumes.
@@ -302,5 +321,20 @@ pub enum QueryResult {
     UploadTimers {
         /// The timers.
         timers: crate::upload_timers::UploadTimers,
+    },
+    /// For `Audit`.
+    Audit {
+        /// The entries.
+        entries: Vec<crate::audit::AuditEntry>,
+    },
+    /// For `AuditCheckpoints`.
+    AuditCheckpoints {
+        /// The checkpoints.
+        checkpoints: Vec<crate::audit::AuditCheckpoint>,
+    },
+    /// For `AuditInfo`.
+    AuditInfo {
+        /// The chain's state.
+        info: crate::audit::AuditInfo,
     },
 }

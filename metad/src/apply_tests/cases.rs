@@ -62,6 +62,7 @@ fn request_records_expire_after_the_retention() {
     let (_dir, sm) = setup();
     let tags = |n: u128, at_ms: u64| Command::Request {
         format: weft_common::rpc::COMMAND_FORMAT,
+        actor: None,
         id: RequestId(n),
         at_ms,
         command: Box::new(Command::SetBucketTags {
@@ -252,6 +253,7 @@ fn a_newer_command_format_is_not_applied() {
     let before = sm.digest().unwrap();
     let newer = Command::Request {
         format: weft_common::rpc::COMMAND_FORMAT + 1,
+        actor: None,
         id: RequestId(7),
         at_ms: 1,
         command: Box::new(Command::SetBucketTags {

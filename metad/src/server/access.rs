@@ -52,7 +52,13 @@ pub(crate) fn command_roles(cmd: &Command) -> &'static [Role] {
         | Command::DeleteKey { .. }
         | Command::SetNodeAdmin { .. }
         | Command::SetRepairConfig { .. }
-        | Command::SetUploadTimers { .. } => ADMIN,
+        | Command::SetUploadTimers { .. }
+        | Command::SetAuditConfig { .. }
+        | Command::AuditPrune { .. } => ADMIN,
+        // Every process reports the failures and denials it saw.
+        Command::Audit { .. } => ANY_ROLE,
+        // Signed by the leader itself, never sent by anyone.
+        Command::AuditCheckpoint { .. } => &[],
         // A repair's or a scrub's results: only data nodes do that work.
         Command::RegisterNode { .. }
         | Command::MoveShard { .. }
@@ -88,6 +94,32 @@ pub(crate) fn command_allowed(cmd: &Command, role: Role) -> Result<(), String> {
             }
         }
     }
+}
+
+/// Whether `cmd` is, or wraps, an audit checkpoint.
+pub(crate) fn holds_checkpoint(cmd: &Command) -> bool {
+    match cmd {
+        Command::AuditCheckpoint { .. } => true,
+        Command::Request { command, .. } => holds_checkpoint(command),
+        Command::Batch { commands } => commands.iter().any(holds_checkpoint),
+        _ => false,
+    }
+}
+
+/// A command's name, for an audit record of its refusal.
+pub(crate) fn command_label(cmd: &Command) -> String {
+    match cmd {
+        Command::Request { command, .. } => command_label(command),
+        other => command_name(other),
+    }
+}
+
+/// A query's name, for an audit record of its refusal.
+pub(crate) fn query_label(q: &Query) -> String {
+    serde_json::to_value(q)
+        .ok()
+        .and_then(|v| v.get("q").and_then(|n| n.as_str()).map(String::from))
+        .unwrap_or_else(|| "query".to_string())
 }
 
 fn command_name(cmd: &Command) -> String {
@@ -133,6 +165,8 @@ pub(crate) fn query_roles(q: &Query) -> &'static [Role] {
         Query::Nodes | Query::Durability | Query::Status | Query::Digest | Query::UploadTimers => {
             ANY_ROLE
         }
+        // The record of who did what: administration only.
+        Query::Audit { .. } | Query::AuditCheckpoints { .. } | Query::AuditInfo => ADMIN,
     }
 }
 

@@ -17,13 +17,32 @@ use super::leader_loops::durability_scan;
 use super::{ensure_serving_leader, status, ApiError, AppState};
 use crate::group_commit::WriteError;
 
+/// Most audit entries or checkpoints one query answers.
+const AUDIT_PAGE_MAX: u32 = 1_000;
+
 pub(super) async fn command(
     State(s): State<Arc<AppState>>,
     caller: Option<Extension<ConnectInfo<Peer>>>,
     Json(cmd): Json<Command>,
 ) -> Result<Json<CommandResult>, ApiError> {
     if let Some(role) = role_of(&caller) {
-        super::access::command_allowed(&cmd, role).map_err(ApiError::forbidden)?;
+        if let Err(why) = super::access::command_allowed(&cmd, role) {
+            s.audit.report(
+                weft_common::audit::EventKind::Denial,
+                &weft_client::peer::describe_host(caller.as_ref().map(|c| &c.0 .0)),
+                "POST /v1/command",
+                &super::access::command_label(&cmd),
+                &format!("denied: {why}"),
+            );
+            return Err(ApiError::forbidden(why));
+        }
+    }
+    if super::access::holds_checkpoint(&cmd) {
+        // Only this voter's own loop proposes checkpoints, signed with the
+        // master key; whoever sends one is forging it.
+        return Err(ApiError::forbidden(
+            "audit checkpoints are signed by the metad leader itself; no caller may propose one",
+        ));
     }
     ensure_serving_leader(&s)?;
     // Only requests: a bare command could not be recognised when retried,
@@ -46,12 +65,19 @@ pub(super) async fn command(
             id,
             command,
             format,
+            actor,
             ..
         } if !matches!(*command, Command::Request { .. } | Command::Batch { .. }) => Command::Request {
             id,
             at_ms: crate::server::now_ms(),
             command,
             format,
+            // The principal is the caller's word; the proposer is what its
+            // certificate proved.
+            actor: Some(weft_common::audit::Actor {
+                principal: actor.and_then(|a| a.principal),
+                via: weft_client::peer::describe_host(caller.as_ref().map(|c| &c.0 .0)),
+            }),
         },
         _ => {
             return Err(ApiError::new(
@@ -115,6 +141,7 @@ fn seal_secrets(s: &AppState, cmd: Command) -> Result<Command, ApiError> {
         at_ms,
         command,
         format,
+        actor,
     } = cmd
     else {
         return Ok(cmd);
@@ -140,6 +167,7 @@ fn seal_secrets(s: &AppState, cmd: Command) -> Result<Command, ApiError> {
         at_ms,
         command: Box::new(command),
         format,
+        actor,
     })
 }
 
@@ -231,13 +259,27 @@ pub(super) async fn query(
     Json(q): Json<Query>,
 ) -> Result<Json<QueryResult>, ApiError> {
     if let Some(role) = role_of(&caller) {
-        super::access::query_allowed(&q, role).map_err(ApiError::forbidden)?;
+        if let Err(why) = super::access::query_allowed(&q, role) {
+            s.audit.report(
+                weft_common::audit::EventKind::Denial,
+                &weft_client::peer::describe_host(caller.as_ref().map(|c| &c.0 .0)),
+                "POST /v1/query",
+                &super::access::query_label(&q),
+                &format!("denied: {why}"),
+            );
+            return Err(ApiError::forbidden(why));
+        }
     }
     s.metrics.queries.inc();
     if q != Query::Status && q != Query::Digest && q != Query::UploadTimers {
         ensure_leader_read(&s).await?;
     }
     let sm = s.sm.clone();
+    let public_keys = s
+        .sealer
+        .as_ref()
+        .map(|k| k.audit_public_keys())
+        .unwrap_or_default();
     let result = match q {
         Query::Status => QueryResult::Status { status: status(&s) },
         // From this replica's state, not a leader read: gateways and data
@@ -361,6 +403,18 @@ pub(super) async fn query(
                             sm.segments_page(after, max.clamp(1, SEGMENTS_PAGE_MAX))?;
                         QueryResult::Segments { segments, more }
                     }
+                    Query::Audit { after, max } => QueryResult::Audit {
+                        entries: sm.audit_entries(after, max.clamp(1, AUDIT_PAGE_MAX))?,
+                    },
+                    Query::AuditCheckpoints { after, max } => QueryResult::AuditCheckpoints {
+                        checkpoints: sm.audit_checkpoints(after, max.clamp(1, AUDIT_PAGE_MAX))?,
+                    },
+                    Query::AuditInfo => QueryResult::AuditInfo {
+                        info: weft_common::audit::AuditInfo {
+                            public_keys: public_keys,
+                            ..sm.audit_info()?
+                        },
+                    },
                     Query::Nodes
                     | Query::Status
                     | Query::Digest

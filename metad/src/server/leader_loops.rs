@@ -132,17 +132,15 @@ async fn seed_upload_timers(s: Arc<AppState>, cancel: tokio_util::sync::Cancella
         {
             break;
         }
-        let cmd = Command::Request {
-            format: weft_common::rpc::COMMAND_FORMAT,
-            id: weft_common::RequestId::from_random(weft_common::effects::random()),
-            at_ms: crate::server::now_ms(),
-            command: Box::new(Command::SetUploadTimers {
+        let cmd = super::audit::own_request(
+            &s,
+            Command::SetUploadTimers {
                 upload_max_age_ms: Some(mine.upload_max_age_ms),
                 gc_grace_ms: Some(mine.gc_grace_ms),
                 seed: true,
                 at_ms: crate::server::now_ms(),
-            }),
-        };
+            },
+        );
         match s.writes.write(cmd).await {
             Ok(_) => break,
             Err(e) => tracing::debug!(error = ?e, "seeding the upload timers failed; retrying"),

@@ -1,0 +1,355 @@
+//! The audit chain end to end (issue 13): administrative actions, S3 and
+//! internal authentication failures and denials, and (when switched on)
+//! object writes land in metad's chain with who did them; the leader signs
+//! checkpoints; `weft audit verify` passes on the live chain and on an
+//! export, and fails, naming the entry, on an export with one entry edited,
+//! deleted or moved, or with a forged checkpoint.
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::TestCluster;
+use weft_client::internal_tls::InternalTls;
+use weft_common::audit::{AuditEntry, AuditExport, AuditInfo, EventKind};
+use weft_gateway::admin_audit::EntriesReply;
+
+/// Runs the `weft` binary against the cluster's admin API.
+async fn weft(tc: &TestCluster, args: &[&str]) -> (bool, String, String) {
+    let c = tc.c();
+    let admin = c.admin_endpoint();
+    let creds = c.credentials().clone();
+    let data = c.config().data_dir.clone();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(&args)
+            .args(["--admin", &admin])
+            .env("WEFT_DATA", &data)
+            .env("WEFT_ROOT_ACCESS_KEY", &creds.access_key)
+            .env("WEFT_ROOT_SECRET_KEY", &creds.secret_key)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+async fn entries(tc: &TestCluster) -> Vec<AuditEntry> {
+    let r: EntriesReply = tc
+        .c()
+        .admin_client()
+        .call(reqwest::Method::GET, "/v1/audit?after=0&limit=1000", None)
+        .await
+        .expect("read the audit chain");
+    r.entries
+}
+
+/// Waits (up to 30 s: reports are flushed every 2 s) until an entry
+/// matching `want` is in the chain.
+async fn wait_for(tc: &TestCluster, what: &str, want: impl Fn(&AuditEntry) -> bool) -> AuditEntry {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = entries(tc).await;
+        if let Some(e) = all.iter().find(|e| want(e)) {
+            return e.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no audit entry for {what} after 30 s; the chain holds:\n{}",
+            all.iter()
+                .map(|e| format!("{:?}", e.event))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_and_refusals_are_chained_and_verify_detects_tampering() {
+    let tc = TestCluster::start_with(|c| c.metad.audit_checkpoint_ms = 300).await;
+    let c = tc.c();
+    let admin = c.admin_client();
+    let s3 = tc.root_client();
+
+    // Administration, through the admin API and S3.
+    let key: serde_json::Value = admin
+        .call(
+            reqwest::Method::POST,
+            "/v1/keys",
+            Some(serde_json::json!({ "name": "reader" })),
+        )
+        .await
+        .unwrap();
+    let reader_ak = key["access_key"].as_str().unwrap().to_string();
+    let reader_sk = key["secret_key"].as_str().unwrap().to_string();
+    assert_eq!(s3.mb("ledger").await.status, 200);
+
+    // Refusals: a bad S3 signature, a key reading another's bucket, a data
+    // node's certificate asking metad for keys, a wrong admin signature.
+    assert_eq!(
+        s3.with_secret("wrong-secret")
+            .list("ledger", &[])
+            .await
+            .status,
+        403
+    );
+    let reader = support::S3Client::new(&c.s3_endpoint(), &reader_ak, &reader_sk, c.region());
+    assert_eq!(reader.list("ledger", &[]).await.status, 403);
+    let datad_tls = InternalTls::load(c.pki().unwrap().datad.clone()).unwrap();
+    let as_datad = reqwest::Client::builder()
+        .use_preconfigured_tls(datad_tls.client_config())
+        .build()
+        .unwrap();
+    let metad_addr = c.metad_addrs()[0].clone();
+    let refused = as_datad
+        .post(c.internal_url(&metad_addr, "/v1/query"))
+        .json(&serde_json::json!({ "q": "keys" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let wrong_admin =
+        weft_cli::admin_client::AdminClient::new(&c.admin_endpoint(), &reader_ak, "nope")
+            .with_tls(Some(&datad_tls));
+    assert!(wrong_admin
+        .call::<serde_json::Value>(reqwest::Method::GET, "/v1/keys", None)
+        .await
+        .is_err());
+    let not_root =
+        weft_cli::admin_client::AdminClient::new(&c.admin_endpoint(), &reader_ak, &reader_sk)
+            .with_tls(Some(&datad_tls));
+    assert!(not_root
+        .call::<serde_json::Value>(reqwest::Method::GET, "/v1/buckets", None)
+        .await
+        .is_err());
+
+    // Each is in the chain, with who did it.
+    let root_ak = c.credentials().access_key.clone();
+    let created = wait_for(&tc, "key creation", |e| {
+        e.event.action == "create_key" && e.event.target.starts_with("key reader ")
+    })
+    .await;
+    assert_eq!(created.event.kind, EventKind::Admin);
+    // The dev cluster's admin client presents the admin certificate.
+    assert!(
+        created
+            .event
+            .actor
+            .starts_with("admin certificate at 127.0.0.1 via gateway"),
+        "{:?}",
+        created.event
+    );
+    assert!(
+        created.event.target.contains(&reader_ak),
+        "{:?}",
+        created.event
+    );
+    let bucket = wait_for(&tc, "bucket creation", |e| {
+        e.event.action == "create_bucket"
+    })
+    .await;
+    assert!(
+        bucket.event.actor.contains(&format!("key {root_ak}")),
+        "{:?}",
+        bucket.event
+    );
+    assert!(
+        bucket.event.actor.contains("via gateway"),
+        "{:?}",
+        bucket.event
+    );
+    wait_for(&tc, "a bad S3 signature", |e| {
+        e.event.kind == EventKind::AuthFailure
+            && e.event.actor.contains(&format!("claimed key {root_ak}"))
+            && e.event.outcome.contains("SignatureDoesNotMatch")
+    })
+    .await;
+    wait_for(&tc, "a key reading another's bucket", |e| {
+        e.event.kind == EventKind::Denial
+            && e.event.actor.contains(&format!("key {reader_ak}"))
+            && e.event.target.contains("ledger")
+    })
+    .await;
+    let internal = wait_for(&tc, "a data node asking for keys", |e| {
+        e.event.kind == EventKind::Denial
+            && e.event.actor.starts_with("datad at 127.0.0.1")
+            && e.event.target == "keys"
+    })
+    .await;
+    assert!(
+        internal.event.actor.contains("reported by metad"),
+        "{:?}",
+        internal.event
+    );
+    wait_for(&tc, "a wrong admin signature", |e| {
+        e.event.kind == EventKind::AuthFailure
+            && e.event.action == "admin GET"
+            && e.event.target == "/v1/keys"
+    })
+    .await;
+    wait_for(&tc, "a key that is not root on the admin API", |e| {
+        e.event.kind == EventKind::Denial
+            && e.event.actor.starts_with(&format!("key {reader_ak} at "))
+            && e.event.target == "/v1/buckets"
+            && e.event.outcome.contains("only root keys")
+    })
+    .await;
+
+    // Data-plane records only once switched on, naming the writer's key.
+    assert_eq!(s3.put("ledger", "before", b"x".to_vec()).await.status, 200);
+    let (ok, out, err) = weft(&tc, &["audit", "data-plane", "on"]).await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(s3.put("ledger", "after", b"y".to_vec()).await.status, 200);
+    let put = wait_for(&tc, "an object write", |e| e.event.kind == EventKind::Data).await;
+    assert!(
+        put.event.target.starts_with("ledger/after "),
+        "{:?}",
+        put.event
+    );
+    assert!(
+        put.event.actor.contains(&format!("key {root_ak}")),
+        "{:?}",
+        put.event
+    );
+    assert!(
+        !entries(&tc)
+            .await
+            .iter()
+            .any(|e| e.event.target.starts_with("ledger/before ")),
+        "a write made before data-plane auditing was on is in the chain"
+    );
+
+    // The leader signs the head; verify passes on the live chain.
+    let head = entries(&tc).await.last().unwrap().seq;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let info = loop {
+        let info: AuditInfo = admin
+            .call(reqwest::Method::GET, "/v1/audit/info", None)
+            .await
+            .unwrap();
+        if info.checkpointed_through >= head {
+            break info;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint covers entry {head}: {info:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(info.public_keys.len(), 1);
+    let (ok, out, err) = weft(&tc, &["audit", "verify"]).await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("audit chain intact"), "{out}");
+
+    // An export verifies offline with the key given; the secret is not in it.
+    let file = tc.dir.path().join("audit.json");
+    let (ok, out, err) = weft(&tc, &["audit", "export", file.to_str().unwrap()]).await;
+    assert!(ok, "{out}{err}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        !text.contains(&reader_sk),
+        "a key's secret is in the audit export"
+    );
+    let export: AuditExport = serde_json::from_str(&text).unwrap();
+    let key_arg = info.public_keys[0].clone();
+    let tcr = &tc;
+    let check = |x: &AuditExport, name: &str| {
+        let path = tcr.dir.path().join(name);
+        std::fs::write(&path, serde_json::to_vec(x).unwrap()).unwrap();
+        let key_arg = key_arg.clone();
+        let path = path.to_str().unwrap().to_string();
+        async move { weft(tcr, &["audit", "verify", &path, "--public-key", &key_arg]).await }
+    };
+    let (ok, out, err) = check(&export, "intact.json").await;
+    assert!(ok && out.contains("audit chain intact"), "{out}{err}");
+
+    // Tampering is caught, and the entry named.
+    let n = 3;
+    let mut edited = export.clone();
+    edited.entries[n].event.outcome = "ok".into();
+    edited.entries[n].event.actor = "nobody".into();
+    let (ok, _, err) = check(&edited, "edited.json").await;
+    assert!(!ok, "an edited entry verified");
+    assert!(
+        err.contains(&format!("entry {} (position {})", n + 1, n + 1)) && err.contains("altered"),
+        "{err}"
+    );
+
+    let mut deleted = export.clone();
+    deleted.entries.remove(n);
+    let (ok, _, err) = check(&deleted, "deleted.json").await;
+    assert!(!ok, "a chain with an entry deleted verified");
+    assert!(
+        err.contains(&format!("entry {} is missing", n + 1)),
+        "{err}"
+    );
+
+    let mut moved = export.clone();
+    moved.entries.swap(n, n + 1);
+    let (ok, _, err) = check(&moved, "moved.json").await;
+    assert!(!ok, "a reordered chain verified");
+    assert!(
+        err.contains("out of order") && err.contains(&format!("entry {}", n + 2)),
+        "{err}"
+    );
+
+    let mut forged = export.clone();
+    let last = forged.checkpoints.len() - 1;
+    forged.checkpoints[last].at_ms += 1;
+    let (ok, _, err) = check(&forged, "forged.json").await;
+    assert!(!ok, "a forged checkpoint verified");
+    assert!(err.contains("forged"), "{err}");
+    drop(check);
+    tc.shutdown().await;
+}
+
+/// A flood of refused requests from one caller becomes a few counted
+/// entries, not one entry per request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refusals_is_counted_not_chained_one_by_one() {
+    let tc = TestCluster::start().await;
+    let c = tc.c();
+    let bad = tc.root_client().with_secret("wrong-secret");
+    let before = entries(&tc).await.len();
+    const FLOOD: u64 = 300;
+    for i in 0..FLOOD {
+        let r = bad
+            .list("nothing-here", &[("prefix", &format!("p{}", i % 3))])
+            .await;
+        assert_eq!(r.status, 403);
+    }
+    let root_ak = c.credentials().access_key.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = entries(&tc).await;
+        let counted: u64 = all
+            .iter()
+            .filter(|e| {
+                e.event.kind == EventKind::AuthFailure
+                    && e.event.actor.contains(&format!("claimed key {root_ak}"))
+            })
+            .map(|e| e.event.count)
+            .sum();
+        if counted >= FLOOD {
+            assert_eq!(counted, FLOOD, "more refusals counted than were made");
+            let added = all.len() - before;
+            assert!(
+                added <= 20,
+                "{FLOOD} refusals from one caller added {added} entries to the chain"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {counted} of {FLOOD} refusals are in the chain after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tc.shutdown().await;
+}

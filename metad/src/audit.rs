@@ -1,0 +1,469 @@
+//! The audit chain in the state machine (docs/audit.md): entries appended
+//! by apply, in log order, so every voter holds the same chain with the
+//! same hashes; checkpoints the leader signed; pruning behind a checkpoint.
+//!
+//! What is recorded: every administrative command a request carries (with
+//! the actor metad stamped on the request), its outcome included, since a
+//! refused attempt is as telling as a successful one; object writes and
+//! deletes when data-plane auditing is on, in the write's own raft entry;
+//! and the batches of authentication failures and denials processes report
+//! (`Command::Audit`). Only format-2 requests are recorded, so replaying a
+//! log written before the chain existed records nothing on any voter.
+//!
+//! Cost: one entry insert and one head update per recorded command; reads
+//! page by sequence number. Nothing here scans the chain.
+
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+use weft_common::audit::{
+    parse_hash, Actor, AuditCheckpoint, AuditEntry, AuditEvent, AuditInfo, EventKind, GENESIS,
+};
+use weft_common::rpc::{Command, CommandResult, Refusal, AUDIT_PRUNE_MAX};
+
+use crate::envelope::{item, sealed, SealedRead};
+use crate::error::MetaError;
+use crate::tables::*;
+
+/// The newest entry: its sequence number and hash.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Head {
+    seq: u64,
+    hash: [u8; 32],
+}
+
+/// Settings of the chain (`Command::SetAuditConfig`).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Config {
+    data_plane: bool,
+}
+
+fn head(tx: &WriteTransaction) -> Result<Head, MetaError> {
+    Ok(tx
+        .open_table(META)?
+        .get_sealed(T_META, KEY_AUDIT_HEAD)?
+        .unwrap_or(Head {
+            seq: 0,
+            hash: GENESIS,
+        }))
+}
+
+/// Appends one event to the chain.
+fn append(tx: &WriteTransaction, event: AuditEvent) -> Result<(), MetaError> {
+    let h = head(tx)?;
+    let seq = h.seq + 1;
+    let entry = AuditEntry::chain(seq, &h.hash, event);
+    let hash = parse_hash(&entry.hash).expect("a hash this module made");
+    tx.open_table(AUDIT)?
+        .insert(seq, sealed::<u64, _>(seq, &entry).as_slice())?;
+    tx.open_table(META)?.insert(
+        KEY_AUDIT_HEAD,
+        sealed::<&str, _>(KEY_AUDIT_HEAD, &Head { seq, hash }).as_slice(),
+    )?;
+    Ok(())
+}
+
+fn config(tx: &WriteTransaction) -> Result<Config, MetaError> {
+    Ok(tx
+        .open_table(META)?
+        .get_sealed(T_META, KEY_AUDIT_CONFIG)?
+        .unwrap_or_default())
+}
+
+/// What a command is, for the chain: its kind, its name and what it acts
+/// on; `None` for the commands not recorded (shard moves, damage reports
+/// and part uploads are the system's own bookkeeping, checkpoints live in
+/// their own table, and reports are recorded as the events they carry).
+fn describe(cmd: &Command) -> Option<(EventKind, &'static str, String)> {
+    use Command as C;
+    let admin = EventKind::Admin;
+    let data = EventKind::Data;
+    Some(match cmd {
+        C::CreateBucket { bucket } => (admin, "create_bucket", format!("bucket {}", bucket.name)),
+        C::DeleteBucket { name } => (admin, "delete_bucket", format!("bucket {name}")),
+        C::SetBucketVersioning { bucket, status } => (
+            admin,
+            "set_bucket_versioning",
+            format!("bucket {bucket} to {status}"),
+        ),
+        C::SetBucketTags { bucket, tags } => (
+            admin,
+            "set_bucket_tags",
+            format!("bucket {bucket} ({} tags)", tags.len()),
+        ),
+        C::RegisterNode { node } => (
+            admin,
+            "register_node",
+            format!("node {} in zone {} at {}", node.id, node.zone, node.addr),
+        ),
+        // The access key id and name; never the secret.
+        C::CreateKey { key } => (
+            admin,
+            "create_key",
+            format!("key {} ({})", key.name, key.access_key),
+        ),
+        C::DeleteKey { name } => (admin, "delete_key", format!("key {name}")),
+        C::SetNodeAdmin { node, admin: state } => {
+            (admin, "set_node_admin", format!("node {node} to {state:?}"))
+        }
+        C::SetRepairConfig { config } => (admin, "set_repair_config", format!("{config:?}")),
+        C::SetUploadTimers {
+            upload_max_age_ms,
+            gc_grace_ms,
+            seed,
+            ..
+        } => (
+            admin,
+            if *seed {
+                "seed_upload_timers"
+            } else {
+                "set_upload_timers"
+            },
+            format!("upload_max_age_ms {upload_max_age_ms:?}, gc_grace_ms {gc_grace_ms:?}"),
+        ),
+        C::SetAuditConfig { data_plane } => (
+            admin,
+            "set_audit_config",
+            format!("data_plane {data_plane}"),
+        ),
+        C::AuditPrune { through } => (admin, "audit_prune", format!("entries through {through}")),
+        C::PutObject {
+            bucket,
+            key,
+            version,
+            ..
+        } => (
+            data,
+            "put_object",
+            format!(
+                "{bucket}/{key} version {} ({} bytes)",
+                version.version_id, version.size
+            ),
+        ),
+        C::CompleteUpload {
+            bucket,
+            key,
+            version,
+            ..
+        } => (
+            data,
+            "complete_upload",
+            format!(
+                "{bucket}/{key} version {} ({} bytes)",
+                version.version_id, version.size
+            ),
+        ),
+        C::DeleteObject { bucket, key, .. } => (data, "delete_object", format!("{bucket}/{key}")),
+        C::DeleteObjectVersion {
+            bucket,
+            key,
+            version_id,
+        } => (
+            data,
+            "delete_object_version",
+            format!("{bucket}/{key} version {version_id}"),
+        ),
+        C::SetObjectTags { bucket, key, tags } => (
+            data,
+            "set_object_tags",
+            format!("{bucket}/{key} ({} tags)", tags.len()),
+        ),
+        C::CreateUpload { upload } => (
+            data,
+            "create_upload",
+            format!(
+                "{}/{} upload {}",
+                upload.bucket, upload.key, upload.upload_id
+            ),
+        ),
+        C::AbortUpload { upload_id } => (data, "abort_upload", format!("upload {upload_id}")),
+        C::PutPart { .. }
+        | C::MoveShard { .. }
+        | C::DropShard { .. }
+        | C::ReportDamage { .. }
+        | C::DamageRepaired { .. }
+        | C::Audit { .. }
+        | C::AuditCheckpoint { .. }
+        | C::Batch { .. }
+        | C::Request { .. } => return None,
+    })
+}
+
+/// `ok`, or the refusal in words.
+fn outcome(result: &CommandResult) -> String {
+    match result {
+        CommandResult::Refused { refusal } => {
+            let reason = serde_json::to_value(refusal)
+                .ok()
+                .and_then(|v| v.get("reason").and_then(|r| r.as_str()).map(String::from))
+                .unwrap_or_else(|| format!("{refusal:?}"));
+            format!("refused: {reason}")
+        }
+        _ => "ok".to_string(),
+    }
+}
+
+/// Records a request's command after it applied (called once per request:
+/// a retry answered from the request table records nothing).
+pub(crate) fn record(
+    tx: &WriteTransaction,
+    actor: Option<&Actor>,
+    at_ms: u64,
+    cmd: &Command,
+    result: &CommandResult,
+) -> Result<(), MetaError> {
+    if let Command::Batch { commands } = cmd {
+        let results = match result {
+            CommandResult::Batch { results } => results.as_slice(),
+            _ => &[],
+        };
+        for (c, r) in commands.iter().zip(results) {
+            record(tx, actor, at_ms, c, r)?;
+        }
+        return Ok(());
+    }
+    let Some((kind, action, target)) = describe(cmd) else {
+        return Ok(());
+    };
+    if kind == EventKind::Data && !config(tx)?.data_plane {
+        return Ok(());
+    }
+    append(
+        tx,
+        AuditEvent {
+            at_ms,
+            kind,
+            actor: actor.map_or_else(|| "unknown".to_string(), Actor::to_string),
+            action: action.to_string(),
+            target,
+            outcome: outcome(result),
+            count: 1,
+        },
+    )
+}
+
+/// Applies the chain's own commands. `actor` is the wrapping request's
+/// (`None` for a bare command, as tests send).
+pub(crate) fn apply(
+    tx: &WriteTransaction,
+    cmd: &Command,
+    actor: Option<&Actor>,
+) -> Result<CommandResult, MetaError> {
+    match cmd {
+        Command::Audit { events } => {
+            let reporter = actor.map(|a| a.via.as_str()).filter(|v| !v.is_empty());
+            for e in events {
+                let mut e = e.clone();
+                // The reporter is part of the record: a process can report
+                // what it saw, never pass it off as another's.
+                if let Some(r) = reporter {
+                    e.actor = format!("{} (reported by {r})", e.actor);
+                }
+                append(tx, e)?;
+            }
+            Ok(CommandResult::Done)
+        }
+        Command::AuditCheckpoint { checkpoint } => apply_checkpoint(tx, checkpoint),
+        Command::SetAuditConfig { data_plane } => {
+            tx.open_table(META)?.insert(
+                KEY_AUDIT_CONFIG,
+                sealed::<&str, _>(
+                    KEY_AUDIT_CONFIG,
+                    &Config {
+                        data_plane: *data_plane,
+                    },
+                )
+                .as_slice(),
+            )?;
+            Ok(CommandResult::Done)
+        }
+        Command::AuditPrune { through } => prune(tx, *through),
+        other => unreachable!("audit::apply called with {other:?}"),
+    }
+}
+
+/// A checkpoint is kept only if the entry it signs still holds the signed
+/// hash (a leader that signed a head it then lost to a new term's log
+/// cannot vouch for another chain). One already kept for that entry, or
+/// for a later one, makes it a no-op.
+fn apply_checkpoint(
+    tx: &WriteTransaction,
+    cp: &AuditCheckpoint,
+) -> Result<CommandResult, MetaError> {
+    let entry: Option<AuditEntry> = tx.open_table(AUDIT)?.get_sealed(T_AUDIT, cp.seq)?;
+    match entry {
+        Some(e) if e.hash == cp.hash => {}
+        _ => {
+            return Ok(CommandResult::Refused {
+                refusal: Refusal::Stale,
+            })
+        }
+    }
+    let mut t = tx.open_table(AUDIT_CHECKPOINTS)?;
+    let newest = t.last()?.map(|(k, _)| k.value());
+    if newest.is_some_and(|n| n >= cp.seq) {
+        return Ok(CommandResult::Done);
+    }
+    t.insert(cp.seq, sealed::<u64, _>(cp.seq, cp).as_slice())?;
+    Ok(CommandResult::Done)
+}
+
+/// Drops entries through `through` (at most [`AUDIT_PRUNE_MAX`] per
+/// command), keeping every checkpoint and, as the anchor, the last dropped
+/// entry's hash. Refused as stale unless a checkpoint covers `through` or
+/// a later entry: what is dropped must stay provable.
+fn prune(tx: &WriteTransaction, through: u64) -> Result<CommandResult, MetaError> {
+    let covered = tx
+        .open_table(AUDIT_CHECKPOINTS)?
+        .last()?
+        .map(|(k, _)| k.value())
+        .unwrap_or(0);
+    if through > covered || through == 0 {
+        return Ok(CommandResult::Refused {
+            refusal: Refusal::Stale,
+        });
+    }
+    let mut t = tx.open_table(AUDIT)?;
+    let doomed: Vec<(u64, AuditEntry)> = t
+        .range(..=through)?
+        .take(AUDIT_PRUNE_MAX as usize)
+        .map(|it| {
+            let (k, v) = it?;
+            Ok((k.value(), item(T_AUDIT, &k, &v)?))
+        })
+        .collect::<Result<_, MetaError>>()?;
+    let Some((last, last_entry)) = doomed.last().cloned() else {
+        return Ok(CommandResult::Done);
+    };
+    for (seq, _) in &doomed {
+        t.remove(*seq)?;
+    }
+    tx.open_table(META)?.insert(
+        KEY_AUDIT_ANCHOR,
+        sealed::<&str, _>(KEY_AUDIT_ANCHOR, &(last, last_entry.hash)).as_slice(),
+    )?;
+    Ok(CommandResult::Done)
+}
+
+/// Entries after `after`, at most `max`.
+pub(crate) fn entries(
+    rtx: &ReadTransaction,
+    after: u64,
+    max: u32,
+) -> Result<Vec<AuditEntry>, MetaError> {
+    let t = match rtx.open_table(AUDIT) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![]),
+        Err(e) => return Err(e.into()),
+    };
+    t.range(after.saturating_add(1)..)?
+        .take(max as usize)
+        .map(|it| {
+            let (k, v) = it?;
+            item(T_AUDIT, &k, &v)
+        })
+        .collect()
+}
+
+/// Checkpoints covering entries after `after`, at most `max`.
+pub(crate) fn checkpoints(
+    rtx: &ReadTransaction,
+    after: u64,
+    max: u32,
+) -> Result<Vec<AuditCheckpoint>, MetaError> {
+    let t = match rtx.open_table(AUDIT_CHECKPOINTS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![]),
+        Err(e) => return Err(e.into()),
+    };
+    t.range(after.saturating_add(1)..)?
+        .take(max as usize)
+        .map(|it| {
+            let (k, v) = it?;
+            item(T_AUDIT_CHECKPOINTS, &k, &v)
+        })
+        .collect()
+}
+
+/// The chain's state, without the public keys (those come from the
+/// voter's master keys, not from the state).
+pub(crate) fn info(rtx: &ReadTransaction) -> Result<AuditInfo, MetaError> {
+    let meta = rtx.open_table(META)?;
+    let head: Head = meta.get_sealed(T_META, KEY_AUDIT_HEAD)?.unwrap_or(Head {
+        seq: 0,
+        hash: GENESIS,
+    });
+    let anchor: Option<(u64, String)> = meta.get_sealed(T_META, KEY_AUDIT_ANCHOR)?;
+    let config: Config = meta
+        .get_sealed(T_META, KEY_AUDIT_CONFIG)?
+        .unwrap_or_default();
+    let checkpointed_through = match rtx.open_table(AUDIT_CHECKPOINTS) {
+        Ok(t) => t.last()?.map(|(k, _)| k.value()).unwrap_or(0),
+        Err(redb::TableError::TableDoesNotExist(_)) => 0,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(AuditInfo {
+        head: head.seq,
+        head_hash: hex::encode(head.hash),
+        anchor,
+        checkpointed_through,
+        data_plane: config.data_plane,
+        public_keys: vec![],
+    })
+}
+
+/// The chain in a snapshot.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ChainDoc {
+    entries: Vec<AuditEntry>,
+    checkpoints: Vec<AuditCheckpoint>,
+    head: Option<Head>,
+    anchor: Option<(u64, String)>,
+    config: Option<Config>,
+}
+
+/// The whole chain, for a snapshot.
+pub(crate) fn dump(rtx: &ReadTransaction) -> Result<ChainDoc, MetaError> {
+    let meta = rtx.open_table(META)?;
+    Ok(ChainDoc {
+        entries: entries(rtx, 0, u32::MAX)?,
+        checkpoints: checkpoints(rtx, 0, u32::MAX)?,
+        head: meta.get_sealed(T_META, KEY_AUDIT_HEAD)?,
+        anchor: meta.get_sealed(T_META, KEY_AUDIT_ANCHOR)?,
+        config: meta.get_sealed(T_META, KEY_AUDIT_CONFIG)?,
+    })
+}
+
+/// Replaces the chain with a snapshot's (an empty one when the snapshot
+/// predates the chain). The caller has cleared `META`.
+pub(crate) fn load(tx: &WriteTransaction, doc: Option<&ChainDoc>) -> Result<(), MetaError> {
+    let mut t = tx.open_table(AUDIT)?;
+    t.retain(|_, _| false)?;
+    let mut c = tx.open_table(AUDIT_CHECKPOINTS)?;
+    c.retain(|_, _| false)?;
+    let Some(doc) = doc else { return Ok(()) };
+    for e in &doc.entries {
+        t.insert(e.seq, sealed::<u64, _>(e.seq, e).as_slice())?;
+    }
+    for cp in &doc.checkpoints {
+        c.insert(cp.seq, sealed::<u64, _>(cp.seq, cp).as_slice())?;
+    }
+    let mut m = tx.open_table(META)?;
+    if let Some(h) = &doc.head {
+        m.insert(
+            KEY_AUDIT_HEAD,
+            sealed::<&str, _>(KEY_AUDIT_HEAD, h).as_slice(),
+        )?;
+    }
+    if let Some(a) = &doc.anchor {
+        m.insert(
+            KEY_AUDIT_ANCHOR,
+            sealed::<&str, _>(KEY_AUDIT_ANCHOR, a).as_slice(),
+        )?;
+    }
+    if let Some(cfg) = &doc.config {
+        m.insert(
+            KEY_AUDIT_CONFIG,
+            sealed::<&str, _>(KEY_AUDIT_CONFIG, cfg).as_slice(),
+        )?;
+    }
+    Ok(())
+}

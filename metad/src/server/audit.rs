@@ -1,0 +1,117 @@
+//! The audit chain's loops on a voter (docs/audit.md): the leader signs a
+//! checkpoint of the chain's head now and then, and every voter sends the
+//! refusals it saw to the chain, through the leader.
+
+use std::sync::Arc;
+use weft_common::audit::{parse_hash, Actor};
+use weft_common::rpc::Command;
+
+use super::{ensure_serving_leader, AppState};
+
+/// A request wrapping `command`, proposed by this voter itself.
+pub(super) fn own_request(s: &AppState, command: Command) -> Command {
+    Command::Request {
+        format: weft_common::rpc::COMMAND_FORMAT,
+        id: weft_common::RequestId::from_random(weft_common::effects::random()),
+        at_ms: crate::server::now_ms(),
+        command: Box::new(command),
+        actor: Some(Actor {
+            principal: None,
+            via: format!("metad {}", s.id),
+        }),
+    }
+}
+
+/// While this voter leads and holds a master key: every interval, if the
+/// chain grew since the newest checkpoint, signs its head and commits the
+/// checkpoint. A checkpoint that loses a race with new entries is still
+/// valid (it covers the entry it names); one whose entry no longer holds
+/// the signed hash is refused by apply.
+pub(crate) async fn audit_checkpoints(
+    s: Arc<AppState>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let Some(sealer) = s.sealer.clone() else {
+        tracing::warn!("no master key: the audit chain is linked but no checkpoint is signed");
+        return;
+    };
+    let mut tick = tokio::time::interval(s.audit_checkpoint_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if ensure_serving_leader(&s).is_err() {
+            continue;
+        }
+        let sm = s.sm.clone();
+        let info = match weft_common::effects::spawn_blocking(move || sm.audit_info()).await {
+            Ok(Ok(info)) => info,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "audit checkpoint: reading the chain failed");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "audit checkpoint: the read task failed");
+                continue;
+            }
+        };
+        if info.head <= info.checkpointed_through {
+            continue;
+        }
+        let Some(hash) = parse_hash(&info.head_hash) else {
+            continue;
+        };
+        let checkpoint = sealer
+            .checkpoint_signer()
+            .sign(info.head, &hash, crate::server::now_ms());
+        let cmd = own_request(&s, Command::AuditCheckpoint { checkpoint });
+        if let Err(e) = s.writes.write(cmd).await {
+            tracing::debug!(error = ?e, "audit checkpoint not committed; the next interval tries again");
+        }
+    }
+}
+
+/// Sends this voter's refusals to the chain: proposed directly while it
+/// leads, forwarded to the leader otherwise.
+pub(crate) async fn audit_reports(s: Arc<AppState>, cancel: tokio_util::sync::CancellationToken) {
+    let reporter = s.audit.clone();
+    reporter
+        .run(
+            move |events| {
+                let s = s.clone();
+                async move { send(&s, Command::Audit { events }).await }
+            },
+            cancel,
+        )
+        .await
+}
+
+async fn send(s: &Arc<AppState>, command: Command) -> Result<(), String> {
+    if ensure_serving_leader(s).is_ok() {
+        return s
+            .writes
+            .write(own_request(s, command))
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{e:?}"));
+    }
+    let leader = {
+        let m = s.raft.metrics().borrow().clone();
+        m.current_leader
+            .filter(|l| *l != s.id)
+            .and_then(|l| m.membership_config.membership().get_node(&l).cloned())
+    };
+    let Some(leader) = leader else {
+        return Err("no leader known".into());
+    };
+    // The leader stamps this voter's certificate as the proposer.
+    weft_client::MetadClient::with_transport(vec![leader.addr], s.peers.clone())
+        .with_deadline(std::time::Duration::from_secs(10))
+        .command(&command)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}

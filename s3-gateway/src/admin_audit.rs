@@ -1,0 +1,204 @@
+//! The audit chain on the admin API (docs/audit.md): reading it page by
+//! page for `weft audit tail/export/verify`, its settings, and pruning.
+//! Every call is authenticated like the rest of the admin API.
+
+use axum::body::Bytes;
+use axum::extract::{Query as UrlQuery, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use weft_common::audit::{AuditCheckpoint, AuditEntry, AuditInfo};
+use weft_common::rpc::{Command, CommandResult, Query, QueryResult, Refusal, AUDIT_PRUNE_MAX};
+
+use crate::admin::{check, json_body, AdminError, AdminState};
+use crate::admin_cert::AdminRequest;
+
+/// Routes under `/v1/audit`.
+pub(crate) fn routes() -> Router<AdminState> {
+    Router::new()
+        .route("/v1/audit", get(entries))
+        .route("/v1/audit/checkpoints", get(checkpoints))
+        .route("/v1/audit/info", get(info))
+        .route("/v1/audit/config", post(config))
+        .route("/v1/audit/prune", post(prune))
+}
+
+/// `?after=N&limit=M` of the paged reads.
+#[derive(Deserialize, Serialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    /// Last sequence number the caller has (0: from the start).
+    #[serde(default)]
+    pub after: u64,
+    /// Most items (metad caps it at 1,000).
+    #[serde(default = "default_limit")]
+    pub limit: u32,
+}
+
+fn default_limit() -> u32 {
+    1_000
+}
+
+/// Answer of `GET /v1/audit`.
+#[derive(Deserialize, Serialize, Debug)]
+pub struct EntriesReply {
+    /// Entries after `after`, oldest first.
+    pub entries: Vec<AuditEntry>,
+}
+
+/// Answer of `GET /v1/audit/checkpoints`.
+#[derive(Deserialize, Serialize, Debug)]
+pub struct CheckpointsReply {
+    /// Checkpoints covering entries after `after`, oldest first.
+    pub checkpoints: Vec<AuditCheckpoint>,
+}
+
+/// Body of `POST /v1/audit/config`.
+#[derive(Deserialize, Serialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigRequest {
+    /// Record object writes and deletes.
+    pub data_plane: bool,
+}
+
+/// Body of `POST /v1/audit/prune`.
+#[derive(Deserialize, Serialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct PruneRequest {
+    /// Drop entries up to and including this one.
+    pub through: u64,
+}
+
+fn unexpected(what: &str, other: impl std::fmt::Debug) -> AdminError {
+    AdminError(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("metad answered {what} with {other:?}"),
+    )
+}
+
+fn bad_query(e: impl std::fmt::Display) -> AdminError {
+    AdminError(
+        StatusCode::BAD_REQUEST,
+        format!("bad query string: {e} (use ?after=N&limit=M)"),
+    )
+}
+
+async fn entries(
+    State(s): State<AdminState>,
+    req: AdminRequest,
+    page: Result<UrlQuery<Page>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<EntriesReply>, AdminError> {
+    check(&s, &req, b"").await?;
+    let UrlQuery(page) = page.map_err(bad_query)?;
+    match s
+        .metad
+        .query(&Query::Audit {
+            after: page.after,
+            max: page.limit,
+        })
+        .await?
+    {
+        QueryResult::Audit { entries } => Ok(Json(EntriesReply { entries })),
+        other => Err(unexpected("an audit read", other)),
+    }
+}
+
+async fn checkpoints(
+    State(s): State<AdminState>,
+    req: AdminRequest,
+    page: Result<UrlQuery<Page>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<CheckpointsReply>, AdminError> {
+    check(&s, &req, b"").await?;
+    let UrlQuery(page) = page.map_err(bad_query)?;
+    match s
+        .metad
+        .query(&Query::AuditCheckpoints {
+            after: page.after,
+            max: page.limit,
+        })
+        .await?
+    {
+        QueryResult::AuditCheckpoints { checkpoints } => Ok(Json(CheckpointsReply { checkpoints })),
+        other => Err(unexpected("a checkpoint read", other)),
+    }
+}
+
+async fn audit_info(s: &AdminState) -> Result<AuditInfo, AdminError> {
+    match s.metad.query(&Query::AuditInfo).await? {
+        QueryResult::AuditInfo { info } => Ok(info),
+        other => Err(unexpected("an audit info read", other)),
+    }
+}
+
+async fn info(
+    State(s): State<AdminState>,
+    req: AdminRequest,
+) -> Result<Json<AuditInfo>, AdminError> {
+    check(&s, &req, b"").await?;
+    Ok(Json(audit_info(&s).await?))
+}
+
+async fn config(
+    State(s): State<AdminState>,
+    req: AdminRequest,
+    body: Bytes,
+) -> Result<Json<AuditInfo>, AdminError> {
+    check(&s, &req, &body).await?;
+    let c: ConfigRequest = json_body(&body)?;
+    match s
+        .metad
+        .command(&Command::SetAuditConfig {
+            data_plane: c.data_plane,
+        })
+        .await?
+    {
+        CommandResult::Done => Ok(Json(audit_info(&s).await?)),
+        other => Err(unexpected("an audit setting", other)),
+    }
+}
+
+/// Prunes in steps of at most `AUDIT_PRUNE_MAX` entries until `through`
+/// is gone.
+async fn prune(
+    State(s): State<AdminState>,
+    req: AdminRequest,
+    body: Bytes,
+) -> Result<Json<AuditInfo>, AdminError> {
+    check(&s, &req, &body).await?;
+    let p: PruneRequest = json_body(&body)?;
+    let before = audit_info(&s).await?;
+    if p.through > before.checkpointed_through {
+        return Err(AdminError(
+            StatusCode::CONFLICT,
+            format!(
+                "entries through {} are not all covered by a signed checkpoint (the newest covers entry {}): export them, wait for the next checkpoint, then prune",
+                p.through, before.checkpointed_through
+            ),
+        ));
+    }
+    let from = before.anchor.as_ref().map_or(0, |a| a.0);
+    let mut upto = from;
+    while upto < p.through {
+        upto = (upto + AUDIT_PRUNE_MAX).min(p.through);
+        match s
+            .metad
+            .command(&Command::AuditPrune { through: upto })
+            .await?
+        {
+            CommandResult::Done => {}
+            CommandResult::Refused {
+                refusal: Refusal::Stale,
+            } => {
+                return Err(AdminError(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "metad refused to prune through {upto}: no signed checkpoint covers it"
+                    ),
+                ))
+            }
+            other => return Err(unexpected("a prune", other)),
+        }
+    }
+    Ok(Json(audit_info(&s).await?))
+}
