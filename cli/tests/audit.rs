@@ -305,7 +305,6 @@ async fn actions_and_refusals_are_chained_and_verify_detects_tampering() {
     let (ok, _, err) = check(&forged, "forged.json").await;
     assert!(!ok, "a forged checkpoint verified");
     assert!(err.contains("forged"), "{err}");
-    drop(check);
     tc.shutdown().await;
 }
 

@@ -423,11 +423,15 @@ async fn start_on(
             Some(t) => Links::InProcess(t),
             None => Links::Network(tls.as_ref()),
         };
+        let (metad, datad) = links.clients(&cfg.metad);
+        let metad = metad.with_deadline(Duration::from_secs(10));
+        tasks.push(tokio::spawn(
+            report_refusals(audit, metad.clone(), cancel.clone()).instrument(span.clone()),
+        ));
         tasks.extend(spawn_background_work(
             &cfg,
-            links,
+            (metad, datad),
             node_id,
-            audit,
             &store,
             &work_metrics,
             &cancel,
@@ -454,36 +458,36 @@ enum Links<'a> {
     Network(Option<&'a Arc<weft_client::internal_tls::InternalTls>>),
 }
 
-fn spawn_background_work(
-    cfg: &DatadConfig,
-    links: Links<'_>,
-    node: NodeId,
+impl Links<'_> {
+    /// The clients of metad (at `metad`) and of other data nodes.
+    fn clients(&self, metad: &[String]) -> (weft_client::MetadClient, weft_client::DatadClient) {
+        match self {
+            Links::InProcess(t) => (
+                weft_client::MetadClient::with_transport(metad.to_vec(), (*t).clone()),
+                weft_client::DatadClient::with_transport(
+                    weft_client::DatadClientLimits::default(),
+                    (*t).clone(),
+                ),
+            ),
+            Links::Network(tls) => (
+                weft_client::MetadClient::with_tls(metad.to_vec(), *tls),
+                weft_client::DatadClient::with_limits_tls(
+                    weft_client::DatadClientLimits::default(),
+                    *tls,
+                ),
+            ),
+        }
+    }
+}
+
+/// Sends the refusals this node's server saw to metad's audit chain.
+async fn report_refusals(
     audit: weft_client::audit_report::Reporter,
-    store: &Arc<ShardStore>,
-    metrics: &crate::work_metrics::WorkMetrics,
-    cancel: &CancellationToken,
-    span: &tracing::Span,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let (metad, datad) = match links {
-        Links::InProcess(t) => (
-            weft_client::MetadClient::with_transport(cfg.metad.clone(), t.clone()),
-            weft_client::DatadClient::with_transport(
-                weft_client::DatadClientLimits::default(),
-                t.clone(),
-            ),
-        ),
-        Links::Network(tls) => (
-            weft_client::MetadClient::with_tls(cfg.metad.clone(), tls),
-            weft_client::DatadClient::with_limits_tls(
-                weft_client::DatadClientLimits::default(),
-                tls,
-            ),
-        ),
-    };
-    let metad = metad.with_deadline(Duration::from_secs(10));
-    let reports = {
-        let metad = metad.clone();
-        audit.run(
+    metad: weft_client::MetadClient,
+    cancel: CancellationToken,
+) {
+    audit
+        .run(
             move |events| {
                 let metad = metad.clone();
                 async move {
@@ -494,9 +498,20 @@ fn spawn_background_work(
                         .map_err(|e| e.to_string())
                 }
             },
-            cancel.clone(),
+            cancel,
         )
-    };
+        .await
+}
+
+fn spawn_background_work(
+    cfg: &DatadConfig,
+    (metad, datad): (weft_client::MetadClient, weft_client::DatadClient),
+    node: NodeId,
+    store: &Arc<ShardStore>,
+    metrics: &crate::work_metrics::WorkMetrics,
+    cancel: &CancellationToken,
+    span: &tracing::Span,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let repair = crate::repair::RepairContext {
         node,
         store: store.clone(),
@@ -515,7 +530,6 @@ fn spawn_background_work(
         interval: Duration::from_millis(cfg.gc_interval_ms.max(1)),
     };
     vec![
-        tokio::spawn(reports.instrument(span.clone())),
         tokio::spawn(
             crate::repair::run(
                 repair,

@@ -366,12 +366,14 @@ async fn start_on(
     let s3_task = tokio::spawn(listener::serve(
         s3_listener,
         service,
-        gw_metrics.clone(),
+        listener::Observers {
+            metrics: gw_metrics.clone(),
+            audit: audit.clone(),
+        },
         admission,
         s3_tls,
         cancel.clone(),
         grace,
-        audit.clone(),
     ));
     // Refusals on both ports go to metad's audit chain in batches.
     tokio::spawn({

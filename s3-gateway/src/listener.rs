@@ -59,24 +59,32 @@ struct Shared {
     audit: weft_client::audit_report::Reporter,
 }
 
+/// What the S3 listener reports to: request metrics, and refusals for the
+/// audit chain.
+pub struct Observers {
+    /// Request counts and latencies.
+    pub metrics: GatewayMetrics,
+    /// Refused requests, for the audit chain.
+    pub audit: weft_client::audit_report::Reporter,
+}
+
 /// Serves S3 on `listener` until `cancel` fires, then drains for up to
 /// `grace`. Each request gets an id, returned as `x-amz-request-id` and
 /// attached to every log line of the request through a tracing span.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     service: S3Service,
-    metrics: GatewayMetrics,
+    observers: Observers,
     admission: Admission,
     tls: Option<tokio_rustls::TlsAcceptor>,
     cancel: CancellationToken,
     grace: Duration,
-    audit: weft_client::audit_report::Reporter,
 ) {
     let shared = Shared {
         service,
-        metrics,
+        metrics: observers.metrics,
         admission: admission.clone(),
-        audit,
+        audit: observers.audit,
     };
     let drain = CancellationToken::new();
     let mut conns = JoinSet::new();

@@ -411,7 +411,7 @@ pub(super) async fn query(
                     },
                     Query::AuditInfo => QueryResult::AuditInfo {
                         info: weft_common::audit::AuditInfo {
-                            public_keys: public_keys,
+                            public_keys,
                             ..sm.audit_info()?
                         },
                     },
