@@ -112,6 +112,15 @@ pub enum CertCmd {
         /// Replace a certificate of the same name (a re-issue for rotation).
         #[arg(long)]
         force: bool,
+        /// Record the issue in the cluster's audit chain through the admin
+        /// API at --admin (credentials as for the admin commands, from
+        /// --data or WEFT_ROOT_*). The CA signs offline, so the cluster
+        /// learns of an issue only this way.
+        #[arg(long)]
+        record: bool,
+        /// Admin API endpoint for --record.
+        #[arg(long, default_value = "https://127.0.0.1:9001", env = "WEFT_ADMIN")]
+        admin: String,
     },
     /// Make a cluster master key (32 random bytes as hex, mode 0600):
     /// metad seals access-key secrets under it. Every voter needs it.

@@ -36,7 +36,7 @@ async fn main() -> std::process::ExitCode {
         Cmd::Bucket { command, admin } => cmd::bucket::run(command, admin).await,
         Cmd::Cluster { command, admin } => cmd::cluster::run(command, admin).await,
         Cmd::Node { command, admin } => cmd::node::run(command, admin).await,
-        Cmd::Cert { command } => cmd::cert::run(command),
+        Cmd::Cert { command } => cmd::cert::run(command).await,
         Cmd::Bench { command } => cmd::bench::run(command).await,
         Cmd::Sim(a) => cmd::sim::run(a),
         Cmd::Metad(a) => cmd::daemon::metad(a).await,

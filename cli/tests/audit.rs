@@ -201,6 +201,58 @@ async fn actions_and_refusals_are_chained_and_verify_detects_tampering() {
     })
     .await;
 
+    // A membership change (removing a voter the group does not have, which
+    // openraft takes as done) names who asked, though it is not a command.
+    let _: serde_json::Value = admin
+        .call(
+            reqwest::Method::POST,
+            "/v1/metad/remove",
+            Some(serde_json::json!({ "id": 99 })),
+        )
+        .await
+        .unwrap();
+    let removal = wait_for(&tc, "a membership change", |e| {
+        e.event.action == "remove_metad_voter" && e.event.target == "metad 99"
+    })
+    .await;
+    assert_eq!(removal.event.kind, EventKind::Admin);
+    assert!(
+        removal
+            .event
+            .actor
+            .starts_with("admin certificate at 127.0.0.1"),
+        "{:?}",
+        removal.event
+    );
+    assert_eq!(removal.event.outcome, "ok", "{:?}", removal.event);
+
+    // A certificate issued offline, recorded on request.
+    let (ok, out, err) = weft(
+        &tc,
+        &[
+            "cert", "issue", "--role", "admin", "--name", "auditor", "--record",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    let issued = wait_for(&tc, "a certificate issue", |e| {
+        e.event.action == "issue_certificate" && e.event.target.contains("\"auditor\"")
+    })
+    .await;
+    assert!(
+        issued.event.target.starts_with("admin certificate"),
+        "{:?}",
+        issued.event
+    );
+    assert!(
+        issued
+            .event
+            .actor
+            .starts_with("admin certificate at 127.0.0.1"),
+        "{:?}",
+        issued.event
+    );
+
     // Data-plane records only once switched on, naming the writer's key.
     assert_eq!(s3.put("ledger", "before", b"x".to_vec()).await.status, 200);
     let (ok, out, err) = weft(&tc, &["audit", "data-plane", "on"]).await;

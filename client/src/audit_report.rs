@@ -208,6 +208,11 @@ tokio::task_local! {
     static PRINCIPAL: PrincipalSlot;
 }
 
+/// The header a metad request names its principal in, for the calls that
+/// are not commands (membership changes). metad records it as the caller's
+/// word, beside what the caller's certificate proved.
+pub const PRINCIPAL_HEADER: &str = "x-weft-principal";
+
 /// Runs `f` with `slot` as its request's principal slot.
 pub async fn acting_for<F: std::future::Future>(slot: PrincipalSlot, f: F) -> F::Output {
     PRINCIPAL.scope(slot, f).await

@@ -420,10 +420,16 @@ impl MetadClient {
         timeout: Duration,
     ) -> Attempt<Resp> {
         let url = format!("http://{addr}{path}");
+        let mut headers = crate::format_headers();
+        if let Some(v) = crate::audit_report::principal()
+            .and_then(|p| reqwest::header::HeaderValue::from_str(&p).ok())
+        {
+            headers.insert(crate::audit_report::PRINCIPAL_HEADER, v);
+        }
         let request = match self
             .http
             .post(&url)
-            .headers(crate::format_headers())
+            .headers(headers)
             .timeout(timeout)
             .json(body)
             .build()

@@ -22,6 +22,7 @@ pub(crate) fn routes() -> Router<AdminState> {
         .route("/v1/audit/info", get(info))
         .route("/v1/audit/config", post(config))
         .route("/v1/audit/prune", post(prune))
+        .route("/v1/audit/certificate", post(certificate))
 }
 
 /// `?after=N&limit=M` of the paged reads.
@@ -68,6 +69,56 @@ pub struct ConfigRequest {
 pub struct PruneRequest {
     /// Drop entries up to and including this one.
     pub through: u64,
+}
+
+/// Body of `POST /v1/audit/certificate`: a certificate the CA holder
+/// issued offline (`weft cert issue --record`).
+#[derive(Deserialize, Serialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateRecord {
+    /// Its role.
+    pub role: String,
+    /// Its holder's name.
+    pub name: String,
+    /// Names it serves on.
+    pub hosts: Vec<String>,
+    /// Days valid.
+    pub days: i64,
+    /// SHA-256 of its PEM file, to tell it from a later re-issue.
+    pub pem_sha256: String,
+}
+
+/// Records a certificate issue in the chain, as the authenticated admin.
+async fn certificate(
+    State(s): State<AdminState>,
+    req: AdminRequest,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, AdminError> {
+    check(&s, &req, &body).await?;
+    let c: CertificateRecord = json_body(&body)?;
+    let bounded = |v: &str| v.chars().take(256).collect::<String>();
+    let event = weft_common::audit::AuditEvent {
+        at_ms: crate::s3::now_ms(),
+        kind: weft_common::audit::EventKind::Admin,
+        actor: weft_client::audit_report::principal().unwrap_or_else(|| "unknown".into()),
+        action: "issue_certificate".into(),
+        target: bounded(&format!(
+            "{} certificate {:?} for hosts {:?}, {} days, pem sha256 {}",
+            c.role, c.name, c.hosts, c.days, c.pem_sha256
+        )),
+        outcome: "ok".into(),
+        count: 1,
+    };
+    match s
+        .metad
+        .command(&Command::Audit {
+            events: vec![event],
+        })
+        .await?
+    {
+        CommandResult::Done => Ok(Json(serde_json::json!({ "recorded": true }))),
+        other => Err(unexpected("a certificate record", other)),
+    }
 }
 
 fn unexpected(what: &str, other: impl std::fmt::Debug) -> AdminError {

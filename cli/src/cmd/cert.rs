@@ -2,11 +2,12 @@
 //! (`weft_cli::pki_files`).
 
 use crate::args::CertCmd;
-use anyhow::Result;
+use anyhow::{Context, Result};
+use sha2::Digest;
 use weft_cli::pki_files::{self, IssueRequest};
 use weft_client::pki::Role;
 
-pub fn run(command: CertCmd) -> Result<()> {
+pub async fn run(command: CertCmd) -> Result<()> {
     match command {
         CertCmd::MasterKey { out } => {
             pki_files::write_master_key(&out)?;
@@ -33,6 +34,8 @@ pub fn run(command: CertCmd) -> Result<()> {
             days,
             out,
             force,
+            record,
+            admin,
         } => {
             let dir = pki.path();
             let out = out.unwrap_or_else(|| dir.clone());
@@ -53,6 +56,35 @@ pub fn run(command: CertCmd) -> Result<()> {
                 cert.display(),
                 key.display()
             );
+            if record {
+                let pem = std::fs::read(&cert)?;
+                let args = crate::args::AdminArgs {
+                    admin,
+                    admin_cert: None,
+                    admin_key: None,
+                    admin_ca: None,
+                    access_key: std::env::var("WEFT_ROOT_ACCESS_KEY").ok(),
+                    secret_key: std::env::var("WEFT_ROOT_SECRET_KEY").ok(),
+                    data: pki.data.clone(),
+                    json: false,
+                };
+                let c = super::admin_client(&args)?;
+                let _: serde_json::Value = c
+                    .call(
+                        reqwest::Method::POST,
+                        "/v1/audit/certificate",
+                        Some(serde_json::json!({
+                            "role": role.name(),
+                            "name": name,
+                            "hosts": hosts,
+                            "days": days,
+                            "pem_sha256": hex::encode(sha2::Sha256::digest(&pem)),
+                        })),
+                    )
+                    .await
+                    .context("the certificate was issued, but recording it in the audit chain failed; run the same command with --force --record to re-issue and record it")?;
+                println!("recorded in the audit chain");
+            }
             Ok(())
         }
     }

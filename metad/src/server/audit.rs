@@ -89,6 +89,47 @@ pub(crate) async fn audit_reports(s: Arc<AppState>, cancel: tokio_util::sync::Ca
         .await
 }
 
+/// Records an administrative action that is not itself a command (a
+/// membership change) as soon as it is decided, through the leader (this
+/// voter may just have stepped down). If no leader takes it now, it joins
+/// this voter's reports, which are retried.
+pub(super) async fn record_admin(
+    s: &Arc<AppState>,
+    actor: &str,
+    action: &str,
+    target: &str,
+    outcome: &str,
+) {
+    let event = weft_common::audit::AuditEvent {
+        at_ms: crate::server::now_ms(),
+        kind: weft_common::audit::EventKind::Admin,
+        actor: actor.to_string(),
+        action: action.to_string(),
+        target: target.to_string(),
+        outcome: outcome.to_string(),
+        count: 1,
+    };
+    let sent = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        send(
+            s,
+            Command::Audit {
+                events: vec![event],
+            },
+        ),
+    )
+    .await;
+    if !matches!(sent, Ok(Ok(()))) {
+        s.audit.report(
+            weft_common::audit::EventKind::Admin,
+            actor,
+            action,
+            target,
+            outcome,
+        );
+    }
+}
+
 async fn send(s: &Arc<AppState>, command: Command) -> Result<(), String> {
     if ensure_serving_leader(s).is_ok() {
         return s

@@ -13,6 +13,7 @@ use weft_common::rpc::{AddMember, RaftStatus, RemoveMember, RpcErrorCode};
 
 use super::{ensure_serving_leader, status, ApiError, AppState};
 use crate::RaftNodeId;
+use weft_client::peer::Peer;
 
 /// Body of `/v1/init`: the first voters of a new group.
 #[derive(serde::Deserialize)]
@@ -66,13 +67,68 @@ fn membership_error(e: RaftError<RaftNodeId, ClientWriteError<RaftNodeId, BasicN
     }
 }
 
+/// Who asked for a membership change, for the audit chain: the principal
+/// the caller names, and what its certificate proved.
+pub(super) struct Asker {
+    caller: Option<Peer>,
+    principal: Option<String>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Asker {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Asker {
+            caller: parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<Peer>>()
+                .map(|c| c.0),
+            principal: parts
+                .headers
+                .get(weft_client::audit_report::PRINCIPAL_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.chars().take(256).collect()),
+        })
+    }
+}
+
+/// Records a membership change and its outcome in the audit chain.
+async fn record<T>(
+    s: &Arc<AppState>,
+    asker: Asker,
+    action: &str,
+    target: String,
+    result: &Result<T, ApiError>,
+) {
+    let actor = weft_common::audit::Actor {
+        principal: asker.principal,
+        via: weft_client::peer::describe_host(asker.caller.as_ref()),
+    };
+    let outcome = match result {
+        Ok(_) => "ok".to_string(),
+        Err(e) => format!("refused: {}", e.1.message),
+    };
+    super::audit::record_admin(s, &actor.to_string(), action, &target, &outcome).await;
+}
+
 /// Adds a voter: first as a learner, waiting until it has caught up (by log
 /// or snapshot), then promoted through a joint configuration.
 pub(super) async fn add_member(
     State(s): State<Arc<AppState>>,
+    asker: Asker,
     Json(req): Json<AddMember>,
 ) -> Result<Json<RaftStatus>, ApiError> {
-    ensure_serving_leader(&s)?;
+    let target = format!("metad {} at {}", req.id, req.addr);
+    let result = add(&s, req).await;
+    record(&s, asker, "add_metad_voter", target, &result).await;
+    result
+}
+
+async fn add(s: &Arc<AppState>, req: AddMember) -> Result<Json<RaftStatus>, ApiError> {
+    ensure_serving_leader(s)?;
     tracing::info!(id = req.id, addr = %req.addr, "adding metad voter");
     s.raft
         .add_learner(
@@ -89,7 +145,7 @@ pub(super) async fn add_member(
         .change_membership(ChangeMembers::AddVoterIds(ids), false)
         .await
         .map_err(membership_error)?;
-    Ok(Json(status(&s)))
+    Ok(Json(status(s)))
 }
 
 /// Makes this leader give up leadership: it stops sending heartbeats and
@@ -136,10 +192,21 @@ async fn step_down(s: &AppState) -> Result<Option<BasicNode>, ApiError> {
 
 pub(super) async fn leader_step_down(
     State(s): State<Arc<AppState>>,
+    asker: Asker,
 ) -> Result<Json<RaftStatus>, ApiError> {
-    ensure_serving_leader(&s)?;
-    step_down(&s).await?;
-    Ok(Json(status(&s)))
+    let result = match ensure_serving_leader(&s) {
+        Ok(()) => step_down(&s).await.map(|_| Json(status(&s))),
+        Err(e) => Err(e),
+    };
+    record(
+        &s,
+        asker,
+        "metad_step_down",
+        format!("metad {}", s.id),
+        &result,
+    )
+    .await;
+    result
 }
 
 /// Removes a voter (it stops receiving the log once the change commits). To
@@ -157,15 +224,25 @@ async fn remove_member_self_check(s: &AppState, id: u64) -> Result<(), ApiError>
 /// Removes a voter (it stops receiving the log once the change commits).
 pub(super) async fn remove_member(
     State(s): State<Arc<AppState>>,
+    asker: Asker,
     Json(req): Json<RemoveMember>,
 ) -> Result<Json<RaftStatus>, ApiError> {
-    ensure_serving_leader(&s)?;
-    remove_member_self_check(&s, req.id).await?;
+    let target = format!("metad {}", req.id);
+    let result = remove(&s, req).await;
+    // A leader removing itself steps down and redirects the caller, who
+    // asks the new leader: that attempt is the one recorded as done.
+    record(&s, asker, "remove_metad_voter", target, &result).await;
+    result
+}
+
+async fn remove(s: &Arc<AppState>, req: RemoveMember) -> Result<Json<RaftStatus>, ApiError> {
+    ensure_serving_leader(s)?;
+    remove_member_self_check(s, req.id).await?;
     tracing::info!(id = req.id, "removing metad voter");
     let ids: std::collections::BTreeSet<u64> = [req.id].into();
     s.raft
         .change_membership(ChangeMembers::RemoveVoters(ids), false)
         .await
         .map_err(membership_error)?;
-    Ok(Json(status(&s)))
+    Ok(Json(status(s)))
 }
