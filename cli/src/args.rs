@@ -456,6 +456,8 @@ pub enum AuditCmd {
     },
     /// The chain's head, newest checkpoint, settings and public keys.
     Info,
+    /// The signed checkpoints: the entries `weft audit prune` may prune to.
+    Checkpoints,
     /// Record object writes and deletes too (`on`), or only administration,
     /// failures and denials (`off`, the default).
     DataPlane {

@@ -129,6 +129,15 @@ async fn actions_and_refusals_are_chained_and_verify_detects_tampering() {
         .await
         .is_err());
 
+    // Plain HTTP at metad's TLS port, as a port scan sends: refused in
+    // the handshake, before any request exists.
+    assert!(reqwest::Client::new()
+        .get(format!("http://{metad_addr}/v1/query"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .is_err());
+
     // Each is in the chain, with who did it.
     let root_ak = c.credentials().access_key.clone();
     let created = wait_for(&tc, "key creation", |e| {
@@ -198,6 +207,14 @@ async fn actions_and_refusals_are_chained_and_verify_detects_tampering() {
             && e.event.actor.starts_with(&format!("key {reader_ak} at "))
             && e.event.target == "/v1/buckets"
             && e.event.outcome.contains("only root keys")
+    })
+    .await;
+
+    wait_for(&tc, "a refused TLS handshake", |e| {
+        e.event.kind == EventKind::AuthFailure
+            && e.event.action == "TLS handshake"
+            && e.event.target == format!("internal port {metad_addr}")
+            && e.event.actor.starts_with("TLS caller at 127.0.0.1")
     })
     .await;
 
@@ -357,42 +374,84 @@ async fn actions_and_refusals_are_chained_and_verify_detects_tampering() {
     let (ok, _, err) = check(&forged, "forged.json").await;
     assert!(!ok, "a forged checkpoint verified");
     assert!(err.contains("forged"), "{err}");
+
+    // Pruning to a signed checkpoint keeps the rest provable; pruning to
+    // an entry no checkpoint signs is refused.
+    let signed = info.checkpointed_through;
+    let cps: weft_gateway::admin_audit::CheckpointsReply = tcr
+        .c()
+        .admin_client()
+        .call(reqwest::Method::GET, "/v1/audit/checkpoints", None)
+        .await
+        .unwrap();
+    let unsigned = (1..signed)
+        .find(|seq| !cps.checkpoints.iter().any(|c| c.seq == *seq))
+        .expect("the entries made at start come faster than one checkpoint each");
+    let (ok, _, err) = weft(tcr, &["audit", "prune", "--through", &unsigned.to_string()]).await;
+    assert!(
+        !ok && err.contains("no signed checkpoint is at entry"),
+        "{err}"
+    );
+    let (ok, out, err) = weft(tcr, &["audit", "prune", "--through", &signed.to_string()]).await;
+    assert!(ok, "{out}{err}");
+    let left = entries(tcr).await;
+    assert_eq!(left.first().map(|e| e.seq), Some(signed + 1));
+    let (ok, out, err) = weft(tcr, &["audit", "verify"]).await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains(&format!("entries 1..{signed} were pruned")),
+        "{out}"
+    );
     tc.shutdown().await;
 }
 
-/// A flood of refused requests from one caller becomes a few counted
-/// entries, not one entry per request.
+/// A flood of refused requests becomes counted entries, not one entry per
+/// request: identical refusals share an entry, and past 64 distinct ones
+/// per 2 s window the rest are only counted. The chain grows by at most
+/// one window's entries per 2 s, whatever the flood.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_refusals_is_counted_not_chained_one_by_one() {
     let tc = TestCluster::start().await;
     let c = tc.c();
     let bad = tc.root_client().with_secret("wrong-secret");
     let before = entries(&tc).await.len();
-    const FLOOD: u64 = 300;
-    for i in 0..FLOOD {
-        let r = bad
-            .list("nothing-here", &[("prefix", &format!("p{}", i % 3))])
-            .await;
-        assert_eq!(r.status, 403);
+    let t0 = Instant::now();
+    // 150 distinct paths, each refused twice: more distinct refusals than a
+    // window keeps, if they come within one (how they fall into windows
+    // depends on the machine's speed; the reporter's unit tests (client/src/audit_report.rs)
+    // pin the window's own limits).
+    const DISTINCT: u64 = 150;
+    const FLOOD: u64 = 2 * DISTINCT;
+    for round in 0..2 {
+        for i in 0..DISTINCT {
+            let r = bad
+                .list(&format!("nothing-{i}"), &[("round", &round.to_string())])
+                .await;
+            assert_eq!(r.status, 403);
+        }
     }
     let root_ak = c.credentials().access_key.clone();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let all = entries(&tc).await;
-        let counted: u64 = all
+        let added = &all[before..];
+        let counted: u64 = added
             .iter()
             .filter(|e| {
-                e.event.kind == EventKind::AuthFailure
-                    && e.event.actor.contains(&format!("claimed key {root_ak}"))
+                (e.event.kind == EventKind::AuthFailure
+                    && e.event.actor.contains(&format!("claimed key {root_ak}")))
+                    || e.event.kind == EventKind::Dropped
             })
             .map(|e| e.event.count)
             .sum();
         if counted >= FLOOD {
             assert_eq!(counted, FLOOD, "more refusals counted than were made");
-            let added = all.len() - before;
+            let windows = t0.elapsed().as_secs() / 2 + 2;
+            let bound = windows as usize * 65 + 10;
             assert!(
-                added <= 20,
-                "{FLOOD} refusals from one caller added {added} entries to the chain"
+                added.len() <= bound,
+                "{FLOOD} refusals added {} entries to the chain in {windows} windows (bound {bound})",
+                added.len()
             );
             break;
         }

@@ -19,6 +19,9 @@ use weft_common::audit::{AuditEvent, EventKind};
 pub const DISTINCT_MAX: usize = 64;
 /// How often a window is flushed.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(2);
+/// Characters kept of each field of a reported event (metad refuses
+/// fields longer than 512 bytes; 128 characters of UTF-8 stay below).
+const FIELD_MAX: usize = 128;
 /// Windows kept while metad cannot be reached, before the oldest is
 /// dropped (counted): a lost metad must not grow a process's memory.
 const PENDING_MAX: usize = 8;
@@ -36,11 +39,10 @@ struct Window {
 #[derive(Default)]
 struct Inner {
     window: Window,
-    /// Batches taken but not yet committed (metad unreachable).
-    pending: std::collections::VecDeque<Vec<AuditEvent>>,
+    /// Windows closed but not yet committed (metad unreachable).
+    pending: std::collections::VecDeque<Batch>,
+    /// Batches dropped since the last window closed.
     lost_batches: u64,
-    /// Of those, how many the batch being sent reports.
-    lost_in_flight: u64,
 }
 
 /// A process's audit reporter; clones share it.
@@ -64,12 +66,21 @@ impl Reporter {
     /// Records one refusal.
     pub fn report(&self, kind: EventKind, actor: &str, action: &str, target: &str, outcome: &str) {
         let at_ms = weft_common::effects::now_ms();
+        // Paths, keys and reasons come from callers: bounded, so a report
+        // stays small and metad accepts it (it refuses longer fields).
+        let bounded = |t: &str| t.chars().take(FIELD_MAX).collect::<String>();
+        let (actor, action, target, outcome) = (
+            bounded(actor),
+            bounded(action),
+            bounded(target),
+            bounded(outcome),
+        );
         let key: Key = (
             kind,
-            actor.to_string(),
-            action.to_string(),
-            target.to_string(),
-            outcome.to_string(),
+            actor.clone(),
+            action.clone(),
+            target.clone(),
+            outcome.clone(),
         );
         let mut inner = self.inner.lock().expect("audit reporter lock");
         let w = &mut inner.window;
@@ -90,50 +101,45 @@ impl Reporter {
             AuditEvent {
                 at_ms,
                 kind,
-                actor: actor.to_string(),
-                action: action.to_string(),
-                target: target.to_string(),
-                outcome: outcome.to_string(),
+                actor,
+                action,
+                target,
+                outcome,
                 count: 1,
             },
         );
     }
 
-    /// The oldest batch waiting to be sent (the current window is closed
-    /// into one first), or `None` when there is nothing to send. Call
-    /// [`sent`](Self::sent) once it is committed.
-    pub fn next_batch(&self) -> Option<Vec<AuditEvent>> {
+    /// Closes the current window into a batch waiting to be sent (with an
+    /// id of its own, which every attempt to send it reuses, so metad
+    /// applies it once however often the answer is lost).
+    pub fn close_window(&self) {
         let mut inner = self.inner.lock().expect("audit reporter lock");
         let w = std::mem::take(&mut inner.window);
-        if !w.order.is_empty() || w.dropped > 0 {
-            let mut events = w.events;
-            let mut batch: Vec<AuditEvent> =
-                w.order.iter().filter_map(|k| events.remove(k)).collect();
-            if w.dropped > 0 {
-                batch.push(AuditEvent {
-                    at_ms: w.dropped_since_ms,
-                    kind: EventKind::Dropped,
-                    actor: "rate limit".into(),
-                    action: "report".into(),
-                    target: format!("{DISTINCT_MAX} distinct events per window"),
-                    outcome: "dropped: more distinct refusals than a window keeps".into(),
-                    count: w.dropped,
-                });
-            }
-            if inner.pending.len() >= PENDING_MAX {
-                inner.pending.pop_front();
-                inner.lost_batches += 1;
-            }
-            inner.pending.push_back(batch);
+        if w.order.is_empty() && w.dropped == 0 && inner.lost_batches == 0 {
+            return;
         }
-        if inner.pending.is_empty() && inner.lost_batches == 0 {
-            return None;
+        let mut events_by_key = w.events;
+        let mut events: Vec<AuditEvent> = w
+            .order
+            .iter()
+            .filter_map(|k| events_by_key.remove(k))
+            .collect();
+        if w.dropped > 0 {
+            events.push(AuditEvent {
+                at_ms: w.dropped_since_ms,
+                kind: EventKind::Dropped,
+                actor: "rate limit".into(),
+                action: "report".into(),
+                target: format!("{DISTINCT_MAX} distinct events per window"),
+                outcome: "dropped: more distinct refusals than a window keeps".into(),
+                count: w.dropped,
+            });
         }
-        let mut batch = inner.pending.front().cloned().unwrap_or_default();
-        inner.lost_in_flight = inner.lost_batches;
-        if inner.lost_batches > 0 {
+        let carries_lost = std::mem::take(&mut inner.lost_batches);
+        if carries_lost > 0 {
             // Said in the chain itself, once metad answers again.
-            batch.insert(
+            events.insert(
                 0,
                 AuditEvent {
                     at_ms: weft_common::effects::now_ms(),
@@ -142,26 +148,56 @@ impl Reporter {
                     action: "report".into(),
                     target: "batches waiting for metad".into(),
                     outcome: "dropped: metad was unreachable for too long".into(),
-                    count: inner.lost_batches,
+                    count: carries_lost,
                 },
             );
         }
-        Some(batch)
+        if inner.pending.len() >= PENDING_MAX {
+            if let Some(lost) = inner.pending.pop_front() {
+                inner.lost_batches += 1 + lost.carries_lost;
+            }
+        }
+        inner.pending.push_back(Batch {
+            id: weft_common::RequestId::from_random(weft_common::effects::random()),
+            events,
+            carries_lost,
+        });
     }
 
-    /// The batch [`next_batch`](Self::next_batch) returned was committed.
-    pub fn sent(&self) {
+    /// The oldest batch waiting, as the request that sends it.
+    pub fn next_request(&self) -> Option<(weft_common::RequestId, weft_common::rpc::Command)> {
+        let inner = self.inner.lock().expect("audit reporter lock");
+        let b = inner.pending.front()?;
+        Some((
+            b.id,
+            weft_common::rpc::Command::Request {
+                format: weft_common::rpc::COMMAND_FORMAT,
+                id: b.id,
+                at_ms: weft_common::effects::now_ms(),
+                command: Box::new(weft_common::rpc::Command::Audit {
+                    events: b.events.clone(),
+                }),
+                // metad stamps the reporter from its certificate.
+                actor: None,
+            },
+        ))
+    }
+
+    /// The batch with this id was committed.
+    pub fn sent(&self, id: weft_common::RequestId) {
         let mut inner = self.inner.lock().expect("audit reporter lock");
-        inner.pending.pop_front();
-        inner.lost_batches -= std::mem::take(&mut inner.lost_in_flight);
+        if inner.pending.front().is_some_and(|b| b.id == id) {
+            inner.pending.pop_front();
+        }
     }
 
-    /// Sends batches with `send` every [`FLUSH_EVERY`] until `cancel`. A
-    /// batch whose send fails stays first in line (a retry may append it
-    /// twice: the chain then holds it twice, which overstates, never hides).
+    /// Every [`FLUSH_EVERY`] until `cancel`: closes the window and sends the
+    /// batches waiting, oldest first, with `send` (which proposes the
+    /// request it is given). A batch whose send fails stays first in line,
+    /// under the same request id.
     pub async fn run<F, Fut>(self, send: F, cancel: tokio_util::sync::CancellationToken)
     where
-        F: Fn(Vec<AuditEvent>) -> Fut,
+        F: Fn(weft_common::rpc::Command) -> Fut,
         Fut: std::future::Future<Output = Result<(), String>>,
     {
         let mut tick = tokio::time::interval(FLUSH_EVERY);
@@ -172,9 +208,12 @@ impl Reporter {
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            while let Some(batch) = self.next_batch() {
-                match send(batch).await {
-                    Ok(()) => self.sent(),
+            // One window per tick, whatever arrives meanwhile: the rate
+            // the chain grows at is bounded by the tick, not by the flood.
+            self.close_window();
+            while let Some((id, request)) = self.next_request() {
+                match send(request).await {
+                    Ok(()) => self.sent(id),
                     Err(e) => {
                         tracing::debug!(error = %e, "audit report not sent; kept for the next flush");
                         break;
@@ -183,6 +222,14 @@ impl Reporter {
             }
         }
     }
+}
+
+/// A closed window waiting to be sent.
+struct Batch {
+    id: weft_common::RequestId,
+    events: Vec<AuditEvent>,
+    /// Batches dropped before this one that it reports.
+    carries_lost: u64,
 }
 
 /// Who the current request acts for, once authenticated: a cell the
@@ -232,6 +279,17 @@ pub fn principal() -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weft_common::rpc::Command;
+
+    fn events_of(r: &Reporter) -> Vec<AuditEvent> {
+        match r.next_request().map(|(_, c)| c) {
+            Some(Command::Request { command, .. }) => match *command {
+                Command::Audit { events } => events,
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
 
     #[test]
     fn identical_refusals_are_counted_not_repeated() {
@@ -245,7 +303,8 @@ mod tests {
                 "denied",
             );
         }
-        let batch = r.next_batch().unwrap();
+        r.close_window();
+        let batch = events_of(&r);
         assert_eq!(batch.len(), 1);
         assert_eq!(batch[0].count, 1000);
     }
@@ -262,7 +321,8 @@ mod tests {
                 "bad",
             );
         }
-        let batch = r.next_batch().unwrap();
+        r.close_window();
+        let batch = events_of(&r);
         assert_eq!(batch.len(), DISTINCT_MAX + 1);
         let dropped = batch.last().unwrap();
         assert_eq!(dropped.kind, EventKind::Dropped);
@@ -272,23 +332,60 @@ mod tests {
     }
 
     #[test]
-    fn an_unsent_batch_is_offered_again_and_pending_batches_are_bounded() {
+    fn long_fields_are_cut() {
+        let r = Reporter::new();
+        r.report(
+            EventKind::Denial,
+            &"a".repeat(10_000),
+            "b",
+            &"c".repeat(10_000),
+            "d",
+        );
+        r.close_window();
+        let e = &events_of(&r)[0];
+        assert_eq!(e.actor.chars().count(), FIELD_MAX);
+        assert_eq!(e.target.chars().count(), FIELD_MAX);
+    }
+
+    #[test]
+    fn an_unsent_batch_is_offered_again_under_its_id_and_lost_batches_are_counted() {
         let r = Reporter::new();
         r.report(EventKind::Denial, "a", "b", "c", "d");
-        let first = r.next_batch().unwrap();
-        // Not sent: offered again, and a new window queues behind it.
+        r.close_window();
+        let (first, _) = r.next_request().unwrap();
+        // Not sent: offered again with the same id, and a new window
+        // queues behind it.
         r.report(EventKind::Denial, "e", "f", "g", "h");
-        assert_eq!(r.next_batch().unwrap(), first);
-        r.sent();
-        assert_eq!(r.next_batch().unwrap()[0].actor, "e");
-        r.sent();
-        assert!(r.next_batch().is_none());
+        r.close_window();
+        assert_eq!(r.next_request().unwrap().0, first);
+        r.sent(first);
+        assert_eq!(events_of(&r)[0].actor, "e");
+        let (second, _) = r.next_request().unwrap();
+        r.sent(second);
+        assert!(r.next_request().is_none());
+        // More windows than are kept: the oldest go, and the next window
+        // says how many.
         for i in 0..(PENDING_MAX + 3) {
             r.report(EventKind::Denial, &format!("w{i}"), "b", "c", "d");
-            r.next_batch();
+            r.close_window();
         }
-        let head = r.next_batch().unwrap();
-        assert_eq!(head[0].kind, EventKind::Dropped);
-        assert_eq!(head[0].count, 3);
+        let mut lost = 0;
+        while let Some((id, _)) = r.next_request() {
+            lost += events_of(&r)
+                .iter()
+                .filter(|e| e.kind == EventKind::Dropped)
+                .map(|e| e.count)
+                .sum::<u64>();
+            r.sent(id);
+        }
+        r.close_window();
+        if let Some((_, _)) = r.next_request() {
+            lost += events_of(&r)
+                .iter()
+                .filter(|e| e.kind == EventKind::Dropped)
+                .map(|e| e.count)
+                .sum::<u64>();
+        }
+        assert_eq!(lost, 3);
     }
 }

@@ -115,9 +115,19 @@ impl InternalListener {
     /// Serves on `tcp`: mutual TLS with `tls`, or plain HTTP when `None`
     /// (the caller has chosen `--insecure-internal`).
     pub fn new(tcp: TcpListener, tls: Option<Arc<InternalTls>>) -> io::Result<InternalListener> {
+        Self::reporting(tcp, tls, None)
+    }
+
+    /// As [`new`](Self::new), reporting refused handshakes (no trusted
+    /// certificate, not TLS at all, too slow) to the audit chain.
+    pub fn reporting(
+        tcp: TcpListener,
+        tls: Option<Arc<InternalTls>>,
+        audit: Option<crate::audit_report::Reporter>,
+    ) -> io::Result<InternalListener> {
         let local = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
-        let accept_task = tokio::spawn(accept_loop(tcp, tls, tx));
+        let accept_task = tokio::spawn(accept_loop(tcp, tls, tx, audit));
         Ok(InternalListener {
             ready,
             local,
@@ -130,8 +140,10 @@ async fn accept_loop(
     tcp: TcpListener,
     tls: Option<Arc<InternalTls>>,
     tx: mpsc::Sender<(InternalIo, Peer)>,
+    audit: Option<crate::audit_report::Reporter>,
 ) {
     let handshakes = Arc::new(Semaphore::new(HANDSHAKES_MAX));
+    let local = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let mut refused = 0u64;
     let mut last_warned: Option<tokio::time::Instant> = None;
     loop {
@@ -176,16 +188,30 @@ async fn accept_loop(
         }
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config());
         let tx = tx.clone();
+        let (audit, local) = (audit.clone(), local.clone());
         tokio::spawn(async move {
             let _permit = permit;
+            let refused = |why: String| {
+                if let Some(a) = &audit {
+                    a.report(
+                        weft_common::audit::EventKind::AuthFailure,
+                        &format!("TLS caller at {}", addr.ip()),
+                        "TLS handshake",
+                        &format!("internal port {local}"),
+                        &format!("denied: {why}"),
+                    );
+                }
+            };
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::info!(%addr, error = %e, "internal TLS handshake refused");
+                    refused(e.to_string());
                     return;
                 }
                 Err(_) => {
                     tracing::info!(%addr, "internal TLS handshake did not finish in time");
+                    refused(format!("handshake not finished in {HANDSHAKE_TIMEOUT:?}"));
                     return;
                 }
             };

@@ -257,6 +257,10 @@ pub struct AuditInfo {
 /// What a successful verification established.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verified {
+    /// First entry checked (1, or the one after the prune anchor).
+    pub first: u64,
+    /// Last entry checked (`first - 1` when there are none).
+    pub last: u64,
     /// Entries checked.
     pub entries: u64,
     /// Newest entry vouched for by a valid checkpoint (0 if none).
@@ -331,6 +335,12 @@ pub enum ChainError {
         /// Entry the checkpoint covers.
         seq: u64,
     },
+    /// The export starts after a prune anchor no checkpoint signs.
+    #[error("the chain starts after entry {seq}, but no signed checkpoint vouches for entry {seq}: entries before it may have been cut off")]
+    UnsignedAnchor {
+        /// The anchor's entry.
+        seq: u64,
+    },
     /// Something other than the chain's bytes is wrong (bad hex, an export
     /// starting after entry 1 without an anchor).
     #[error("{0}")]
@@ -345,7 +355,9 @@ pub fn verify(export: &AuditExport, trusted: &[String]) -> Result<Verified, Chai
     let (mut expected, mut prev) = match &export.anchor {
         None => (1, GENESIS),
         Some((seq, hash)) => (
-            seq + 1,
+            seq.checked_add(1).ok_or_else(|| {
+                ChainError::Malformed(format!("anchor entry {seq} is past the end"))
+            })?,
             parse_hash(hash)
                 .ok_or_else(|| ChainError::Malformed(format!("anchor hash {hash:?} is not hex")))?,
         ),
@@ -425,8 +437,19 @@ pub fn verify(export: &AuditExport, trusted: &[String]) -> Result<Verified, Chai
             None => {}
         }
     }
+    // A chain pruned to an anchor is provable only from a signed
+    // checkpoint of exactly that entry (metad prunes only to one):
+    // otherwise entries could have been cut from the front.
+    if let Some((seq, _)) = &export.anchor {
+        let signed = export.checkpoints.iter().any(|c| c.seq == *seq);
+        if !signed {
+            return Err(ChainError::UnsignedAnchor { seq: *seq });
+        }
+    }
     let entries = last + 1 - first;
     Ok(Verified {
+        first,
+        last,
         entries,
         checkpointed_through,
         unsigned_tail: last.saturating_sub(checkpointed_through.max(first - 1)),
@@ -510,6 +533,8 @@ mod tests {
         assert_eq!(
             v,
             Verified {
+                first: 1,
+                last: 10,
                 entries: 10,
                 checkpointed_through: 8,
                 unsigned_tail: 2
@@ -668,7 +693,16 @@ mod tests {
         };
         let v = verify(&pruned, &keys).unwrap();
         assert_eq!(v.entries, 6);
+        assert_eq!((v.first, v.last), (5, 10));
         assert_eq!(v.checkpointed_through, 4);
+        // An anchor no checkpoint signs: the front may have been cut.
+        let mut cut_front = pruned.clone();
+        cut_front.anchor = Some((6, x.entries[5].hash.clone()));
+        cut_front.entries.drain(..2);
+        assert_eq!(
+            verify(&cut_front, &keys),
+            Err(ChainError::UnsignedAnchor { seq: 6 })
+        );
         let mut cut = pruned.clone();
         cut.entries.remove(0);
         assert!(matches!(

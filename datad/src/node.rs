@@ -374,12 +374,20 @@ async fn start_on(
     let accepted = work_metrics.connections_accepted.clone();
     let served = router.clone();
     let served_tls = tls.clone();
+    let served_audit = audit.clone();
     let server_task = tokio::spawn(
         async move {
             match listener {
                 Some(listener) => {
-                    if let Err(e) =
-                        server::serve(listener, served_tls, served, accepted, serve_cancel).await
+                    if let Err(e) = server::serve(
+                        listener,
+                        served_tls,
+                        served,
+                        accepted,
+                        serve_cancel,
+                        served_audit,
+                    )
+                    .await
                     {
                         tracing::error!(error = %e, "datad server failed");
                     }
@@ -488,11 +496,11 @@ async fn report_refusals(
 ) {
     audit
         .run(
-            move |events| {
+            move |request| {
                 let metad = metad.clone();
                 async move {
                     metad
-                        .command(&weft_common::rpc::Command::Audit { events })
+                        .command(&request)
                         .await
                         .map(|_| ())
                         .map_err(|e| e.to_string())

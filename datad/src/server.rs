@@ -194,12 +194,14 @@ pub async fn serve(
     router: Router,
     accepted: Counter,
     cancel: CancellationToken,
+    audit: weft_client::audit_report::Reporter,
 ) -> std::io::Result<()> {
     use axum::serve::ListenerExt;
     use std::future::IntoFuture;
-    let listener = weft_client::listener::InternalListener::new(listener, tls)?.tap_io(move |_| {
-        accepted.inc();
-    });
+    let listener = weft_client::listener::InternalListener::reporting(listener, tls, Some(audit))?
+        .tap_io(move |_| {
+            accepted.inc();
+        });
     let server = axum::serve(
         listener,
         router.into_make_service_with_connect_info::<weft_client::peer::Peer>(),

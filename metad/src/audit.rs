@@ -10,8 +10,15 @@
 //! (`Command::Audit`). Only format-2 requests are recorded, so replaying a
 //! log written before the chain existed records nothing on any voter.
 //!
+//! Every voter renders the record of a command itself, at apply, so the
+//! text is part of command format 2: `describe` and `outcome` use only
+//! encodings the golden files pin (serde names, numbers), never `Debug`,
+//! and changing what they write needs a new command format, as any change
+//! of what apply does (docs/decisions.md, "Formats and rolling upgrades").
+//!
 //! Cost: one entry insert and one head update per recorded command; reads
-//! page by sequence number. Nothing here scans the chain.
+//! page by sequence number. A snapshot holds the whole chain (and the
+//! digest reads it): `weft audit prune` is what bounds it.
 
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use weft_common::audit::{
@@ -101,10 +108,12 @@ fn describe(cmd: &Command) -> Option<(EventKind, &'static str, String)> {
             format!("key {} ({})", key.name, key.access_key),
         ),
         C::DeleteKey { name } => (admin, "delete_key", format!("key {name}")),
-        C::SetNodeAdmin { node, admin: state } => {
-            (admin, "set_node_admin", format!("node {node} to {state:?}"))
-        }
-        C::SetRepairConfig { config } => (admin, "set_repair_config", format!("{config:?}")),
+        C::SetNodeAdmin { node, admin: state } => (
+            admin,
+            "set_node_admin",
+            format!("node {node} to {}", json(state)),
+        ),
+        C::SetRepairConfig { config } => (admin, "set_repair_config", json(config)),
         C::SetUploadTimers {
             upload_max_age_ms,
             gc_grace_ms,
@@ -117,7 +126,11 @@ fn describe(cmd: &Command) -> Option<(EventKind, &'static str, String)> {
             } else {
                 "set_upload_timers"
             },
-            format!("upload_max_age_ms {upload_max_age_ms:?}, gc_grace_ms {gc_grace_ms:?}"),
+            format!(
+                "upload_max_age_ms {}, gc_grace_ms {}",
+                json(upload_max_age_ms),
+                json(gc_grace_ms)
+            ),
         ),
         C::SetAuditConfig { data_plane } => (
             admin,
@@ -187,6 +200,12 @@ fn describe(cmd: &Command) -> Option<(EventKind, &'static str, String)> {
     })
 }
 
+/// A value as its serde JSON: the encoding the golden files pin, never
+/// `Debug`, which may change with any release.
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
 /// `ok`, or the refusal in words.
 fn outcome(result: &CommandResult) -> String {
     match result {
@@ -194,7 +213,7 @@ fn outcome(result: &CommandResult) -> String {
             let reason = serde_json::to_value(refusal)
                 .ok()
                 .and_then(|v| v.get("reason").and_then(|r| r.as_str()).map(String::from))
-                .unwrap_or_else(|| format!("{refusal:?}"));
+                .unwrap_or_else(|| json(refusal));
             format!("refused: {reason}")
         }
         _ => "ok".to_string(),
@@ -306,40 +325,37 @@ fn apply_checkpoint(
     Ok(CommandResult::Done)
 }
 
-/// Drops entries through `through` (at most [`AUDIT_PRUNE_MAX`] per
-/// command), keeping every checkpoint and, as the anchor, the last dropped
-/// entry's hash. Refused as stale unless a checkpoint covers `through` or
-/// a later entry: what is dropped must stay provable.
+/// Drops entries through `through`, which must be an entry a checkpoint
+/// signs (refused as stale otherwise): that checkpoint, kept like every
+/// other, is what proves the anchor `(through, its hash)` the remaining
+/// chain starts from. At most [`AUDIT_PRUNE_MAX`] entries go per command;
+/// the caller repeats it until none at or before `through` are left.
 fn prune(tx: &WriteTransaction, through: u64) -> Result<CommandResult, MetaError> {
-    let covered = tx
+    let cp: Option<AuditCheckpoint> = tx
         .open_table(AUDIT_CHECKPOINTS)?
-        .last()?
-        .map(|(k, _)| k.value())
-        .unwrap_or(0);
-    if through > covered || through == 0 {
+        .get_sealed(T_AUDIT_CHECKPOINTS, through)?;
+    let Some(cp) = cp else {
         return Ok(CommandResult::Refused {
             refusal: Refusal::Stale,
         });
+    };
+    let mut meta = tx.open_table(META)?;
+    let anchor: Option<(u64, String)> = meta.get_sealed(T_META, KEY_AUDIT_ANCHOR)?;
+    if anchor.as_ref().is_none_or(|(seq, _)| *seq < through) {
+        meta.insert(
+            KEY_AUDIT_ANCHOR,
+            sealed::<&str, _>(KEY_AUDIT_ANCHOR, &(through, cp.hash)).as_slice(),
+        )?;
     }
     let mut t = tx.open_table(AUDIT)?;
-    let doomed: Vec<(u64, AuditEntry)> = t
+    let doomed: Vec<u64> = t
         .range(..=through)?
         .take(AUDIT_PRUNE_MAX as usize)
-        .map(|it| {
-            let (k, v) = it?;
-            Ok((k.value(), item(T_AUDIT, &k, &v)?))
-        })
-        .collect::<Result<_, MetaError>>()?;
-    let Some((last, last_entry)) = doomed.last().cloned() else {
-        return Ok(CommandResult::Done);
-    };
-    for (seq, _) in &doomed {
-        t.remove(*seq)?;
+        .map(|it| it.map(|(k, _)| k.value()))
+        .collect::<Result<_, _>>()?;
+    for seq in doomed {
+        t.remove(seq)?;
     }
-    tx.open_table(META)?.insert(
-        KEY_AUDIT_ANCHOR,
-        sealed::<&str, _>(KEY_AUDIT_ANCHOR, &(last, last_entry.hash)).as_slice(),
-    )?;
     Ok(CommandResult::Done)
 }
 

@@ -25,6 +25,8 @@ mod apply;
 #[cfg(test)]
 mod apply_tests;
 mod audit;
+#[cfg(test)]
+mod audit_tests;
 pub(crate) mod damage;
 pub mod disk_backend;
 pub mod durability;

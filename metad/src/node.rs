@@ -500,6 +500,9 @@ async fn start_on(
         }
     };
 
+    // Refused callers, for the audit chain: the listener's refused
+    // handshakes and the API's refused requests alike.
+    let audit = weft_client::audit_report::Reporter::new();
     let (listener, addr, transport) = match endpoint {
         Endpoint::Tcp => {
             let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -530,13 +533,15 @@ async fn start_on(
                     tls.as_ref(),
                     weft_client::pki::Role::Metad,
                 ));
-            let listener =
-                weft_client::listener::InternalListener::new(listener, tls).map_err(|source| {
-                    MetadError::Bind {
-                        addr: cfg.listen,
-                        source,
-                    }
-                })?;
+            let listener = weft_client::listener::InternalListener::reporting(
+                listener,
+                tls,
+                Some(audit.clone()),
+            )
+            .map_err(|source| MetadError::Bind {
+                addr: cfg.listen,
+                source,
+            })?;
             (Some(listener), addr, transport)
         }
         Endpoint::InProcess(transport) => (None, cfg.listen, transport),
@@ -661,7 +666,7 @@ async fn start_on(
         fatal: fatal.clone(),
         upload_timers: cfg.upload_timers(),
         sealer,
-        audit: weft_client::audit_report::Reporter::new(),
+        audit,
         peers: transport.clone(),
         audit_checkpoint_every: Duration::from_millis(cfg.audit_checkpoint_ms.max(10)),
     });

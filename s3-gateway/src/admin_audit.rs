@@ -209,8 +209,9 @@ async fn config(
     }
 }
 
-/// Prunes in steps of at most `AUDIT_PRUNE_MAX` entries until `through`
-/// is gone.
+/// Prunes through `through`, which a signed checkpoint must cover exactly
+/// (its checkpoint proves where the remaining chain starts), in steps of
+/// at most `AUDIT_PRUNE_MAX` entries.
 async fn prune(
     State(s): State<AdminState>,
     req: AdminRequest,
@@ -219,22 +220,16 @@ async fn prune(
     check(&s, &req, &body).await?;
     let p: PruneRequest = json_body(&body)?;
     let before = audit_info(&s).await?;
-    if p.through > before.checkpointed_through {
-        return Err(AdminError(
-            StatusCode::CONFLICT,
-            format!(
-                "entries through {} are not all covered by a signed checkpoint (the newest covers entry {}): export them, wait for the next checkpoint, then prune",
-                p.through, before.checkpointed_through
-            ),
-        ));
-    }
-    let from = before.anchor.as_ref().map_or(0, |a| a.0);
-    let mut upto = from;
-    while upto < p.through {
-        upto = (upto + AUDIT_PRUNE_MAX).min(p.through);
+    // At most one step per AUDIT_PRUNE_MAX entries, and one more.
+    let steps = p
+        .through
+        .saturating_sub(before.anchor.as_ref().map_or(0, |a| a.0))
+        / AUDIT_PRUNE_MAX
+        + 2;
+    for _ in 0..steps {
         match s
             .metad
-            .command(&Command::AuditPrune { through: upto })
+            .command(&Command::AuditPrune { through: p.through })
             .await?
         {
             CommandResult::Done => {}
@@ -244,12 +239,26 @@ async fn prune(
                 return Err(AdminError(
                     StatusCode::CONFLICT,
                     format!(
-                        "metad refused to prune through {upto}: no signed checkpoint covers it"
+                        "no signed checkpoint is at entry {}: prune through an entry a checkpoint signs (`weft audit checkpoints` lists them; the newest signs entry {}), after exporting",
+                        p.through, before.checkpointed_through
                     ),
                 ))
             }
             other => return Err(unexpected("a prune", other)),
         }
+        let first = match s.metad.query(&Query::Audit { after: 0, max: 1 }).await? {
+            QueryResult::Audit { entries } => entries.first().map(|e| e.seq),
+            other => return Err(unexpected("an audit read", other)),
+        };
+        if first.is_none_or(|seq| seq > p.through) {
+            return Ok(Json(audit_info(&s).await?));
+        }
     }
-    Ok(Json(audit_info(&s).await?))
+    Err(AdminError(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "entries through {} are still there after {steps} prune steps; run it again",
+            p.through
+        ),
+    ))
 }

@@ -379,11 +379,11 @@ async fn start_on(
     tokio::spawn({
         let metad = metad.clone();
         audit.clone().run(
-            move |events| {
+            move |request| {
                 let metad = metad.clone();
                 async move {
                     metad
-                        .command(&weft_common::rpc::Command::Audit { events })
+                        .command(&request)
                         .await
                         .map(|_| ())
                         .map_err(|e| e.to_string())
@@ -392,6 +392,7 @@ async fn start_on(
             background.clone(),
         )
     });
+    let audit_for_listener = audit.clone();
     let admin_app = admin::router(admin::AdminState {
         metad,
         keys,
@@ -404,11 +405,15 @@ async fn start_on(
     // HTTPS with this gateway's cluster certificate when the internal hops
     // are mutual TLS: an admin certificate then authenticates a call by
     // itself; callers without one sign as before.
-    let admin_listener = weft_client::listener::InternalListener::new(admin_listener, tls)
-        .map_err(|source| StartError::Bind {
-            addr: cfg.admin_listen,
-            source,
-        })?;
+    let admin_listener = weft_client::listener::InternalListener::reporting(
+        admin_listener,
+        tls,
+        Some(audit_for_listener),
+    )
+    .map_err(|source| StartError::Bind {
+        addr: cfg.admin_listen,
+        source,
+    })?;
     let admin_task = tokio::spawn(async move {
         let shutdown = admin_cancel.clone();
         let server = axum::serve(

@@ -36,6 +36,23 @@ pub async fn run(cmd: AuditCmd, a: AdminArgs) -> Result<()> {
                     );
                     Ok(())
                 }
+                AuditCmd::Checkpoints => {
+                    let all = checkpoints(&c).await?;
+                    if a.json {
+                        return super::output::print_json(&all);
+                    }
+                    println!("{:>8} {:<25} {:<18} HASH", "ENTRY", "SIGNED", "KEY");
+                    for cp in all {
+                        println!(
+                            "{:>8} {:<25} {:<18} {}",
+                            cp.seq,
+                            ms_to_rfc3339(cp.at_ms),
+                            &cp.public_key[..cp.public_key.len().min(16)],
+                            cp.hash
+                        );
+                    }
+                    Ok(())
+                }
                 AuditCmd::Info => {
                     let i = info(&c).await?;
                     if a.json {
@@ -128,15 +145,11 @@ async fn entries_after(c: &AdminClient, after: u64) -> Result<Vec<AuditEntry>> {
     Ok(r.entries)
 }
 
-/// The whole chain. Checkpoints are read before entries: entries only
-/// grow, so every checkpoint read covers an entry the export then holds.
-async fn export(c: &AdminClient) -> Result<AuditExport> {
-    let i = info(c).await?;
-    let mut checkpoints = vec![];
+/// Every checkpoint, oldest first.
+async fn checkpoints(c: &AdminClient) -> Result<Vec<weft_common::audit::AuditCheckpoint>> {
+    let mut all: Vec<weft_common::audit::AuditCheckpoint> = vec![];
     loop {
-        let after = checkpoints
-            .last()
-            .map_or(0, |cp: &weft_common::audit::AuditCheckpoint| cp.seq);
+        let after = all.last().map_or(0, |cp| cp.seq);
         let r: CheckpointsReply = c
             .call(
                 reqwest::Method::GET,
@@ -146,10 +159,17 @@ async fn export(c: &AdminClient) -> Result<AuditExport> {
             .await
             .context("read audit checkpoints")?;
         if r.checkpoints.is_empty() {
-            break;
+            return Ok(all);
         }
-        checkpoints.extend(r.checkpoints);
+        all.extend(r.checkpoints);
     }
+}
+
+/// The whole chain. Checkpoints are read before entries: entries only
+/// grow, so every checkpoint read covers an entry the export then holds.
+async fn export(c: &AdminClient) -> Result<AuditExport> {
+    let i = info(c).await?;
+    let checkpoints = checkpoints(c).await?;
     let mut entries: Vec<AuditEntry> = vec![];
     let mut after = i.anchor.as_ref().map_or(0, |a| a.0);
     loop {
@@ -214,63 +234,79 @@ async fn verify_cmd(
     given: Vec<String>,
     a: &AdminArgs,
 ) -> Result<()> {
-    let (export, cluster_keys) = match &file {
+    // The cluster's view, when it answers: its keys (unless given) and
+    // where its chain starts and is signed to, to compare an export with.
+    let cluster = match admin_client(a) {
+        Ok(c) => info(&c).await.ok().map(|i| (c, i)),
+        Err(_) => None,
+    };
+    let export = match &file {
         Some(path) => {
             let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
-            let x: AuditExport = serde_json::from_slice(&bytes).with_context(|| {
+            serde_json::from_slice::<AuditExport>(&bytes).with_context(|| {
                 format!(
                     "{} is not an audit export (or holds a field no entry has: an addition the hashes do not cover)",
                     path.display()
                 )
-            })?;
-            let keys = if given.is_empty() {
-                let c = admin_client(a)?;
-                info(&c)
-                    .await
-                    .context("no --public-key given, and the cluster's keys could not be read; give the keys `weft audit info` printed")?
-                    .public_keys
-            } else {
-                vec![]
-            };
-            (x, keys)
+            })?
         }
-        None => {
-            let c = admin_client(a)?;
-            let i = info(&c).await?;
-            (export(&c).await?, i.public_keys)
-        }
+        None => match &cluster {
+            Some((c, _)) => export(c).await?,
+            None => bail!("the admin API did not answer; give an export FILE to verify offline"),
+        },
     };
-    let trusted = if given.is_empty() {
-        cluster_keys
-    } else {
+    let trusted = if !given.is_empty() {
         given
+    } else if let Some((_, i)) = &cluster {
+        i.public_keys.clone()
+    } else {
+        bail!("no --public-key given and the cluster's keys could not be read: give the keys `weft audit info` printed");
     };
     let source = file
         .as_ref()
         .map_or("the live chain".to_string(), |p| p.display().to_string());
-    match verify(&export, &trusted) {
-        Ok(v) => {
-            println!("audit chain intact: {} entries in {source}", v.entries);
-            if trusted.is_empty() {
-                println!(
-                    "  no public key to check checkpoints against (the cluster has no master key): links and hashes only"
-                );
-            } else if v.checkpointed_through > 0 {
-                println!(
-                    "  signed through entry {} by a trusted key",
-                    v.checkpointed_through
-                );
-            } else {
-                println!("  no signed checkpoint covers these entries yet");
-            }
-            if v.unsigned_tail > 0 {
-                println!(
-                    "  {} newer entries are linked but not yet signed (the leader signs one checkpoint per interval)",
-                    v.unsigned_tail
-                );
-            }
-            Ok(())
-        }
-        Err(e) => bail!("audit chain NOT intact in {source}: {e}"),
+    let v = verify(&export, &trusted)
+        .map_err(|e| anyhow::anyhow!("audit chain NOT intact in {source}: {e}"))?;
+    println!(
+        "audit chain intact: entries {}..{} ({}) in {source}",
+        v.first, v.last, v.entries
+    );
+    if trusted.is_empty() {
+        println!(
+            "  no public key to check checkpoints against (the cluster has no master key): links and hashes only"
+        );
+    } else if v.checkpointed_through > 0 {
+        println!(
+            "  signed through entry {} by a trusted key",
+            v.checkpointed_through
+        );
+    } else {
+        println!("  no signed checkpoint covers these entries yet");
     }
+    if v.unsigned_tail > 0 {
+        println!(
+            "  {} newer entries are linked but not yet signed (the leader signs one checkpoint per interval)",
+            v.unsigned_tail
+        );
+    }
+    if let (Some(_), Some((_, i))) = (&file, &cluster) {
+        let cluster_first = i.anchor.as_ref().map_or(1, |a| a.0 + 1);
+        println!(
+            "  the cluster's chain now: entries {cluster_first}..{}, signed through entry {}",
+            i.head, i.checkpointed_through
+        );
+        if v.first > cluster_first {
+            println!(
+                "  NOTE: this export starts at entry {} though the cluster still holds entries from {cluster_first}",
+                v.first
+            );
+        }
+    }
+    if v.first > 1 {
+        println!(
+            "  entries 1..{} were pruned; a signed checkpoint vouches for where this chain starts",
+            v.first - 1
+        );
+    }
+    Ok(())
 }

@@ -5,7 +5,7 @@
 //! [`query_roles`]), so a gateway cannot commit a repair's result and a
 //! data node cannot read access keys.
 
-use weft_client::peer::ANY_ROLE;
+use weft_client::peer::{Identified, Peer, ANY_ROLE};
 use weft_client::pki::Role;
 use weft_common::rpc::{Command, Query};
 
@@ -112,6 +112,70 @@ pub(crate) fn command_label(cmd: &Command) -> String {
         Command::Request { command, .. } => command_label(command),
         other => command_name(other),
     }
+}
+
+/// The principal a caller names for its command, if the caller may vouch
+/// for one: only a gateway acts for users (S3 keys, the admin API's
+/// callers); every other role proposes for itself. Bounded, so a record
+/// stays small.
+pub(crate) fn vouched_principal(named: Option<String>, caller: Option<&Peer>) -> Option<String> {
+    let vouches = match caller.map(|p| p.identified) {
+        Some(Identified::Role(role)) => role == Role::Gateway,
+        // Plain HTTP and in-process callers are not checked at all.
+        Some(Identified::Insecure | Identified::InProcess) => true,
+        _ => false,
+    };
+    named
+        .filter(|_| vouches)
+        .map(|p| p.chars().take(AUDIT_TEXT_MAX).collect())
+}
+
+/// Longest text of a reported audit event's fields.
+pub(crate) const AUDIT_TEXT_MAX: usize = 512;
+/// Most events in one report.
+pub(crate) const AUDIT_REPORT_EVENTS_MAX: usize = 256;
+
+/// Checks what a process reports for the audit chain: refusals it saw,
+/// bounded in number and size. Only a gateway (for the admin API's callers,
+/// e.g. a certificate issue) and metad may report administrative events;
+/// nobody reports data-plane events, which ride in the writes themselves.
+pub(crate) fn check_reports(cmd: &Command, caller: Option<&Peer>) -> Result<(), String> {
+    use weft_common::audit::EventKind;
+    let Command::Audit { events } = cmd else {
+        return Ok(());
+    };
+    if events.len() > AUDIT_REPORT_EVENTS_MAX {
+        return Err(format!(
+            "an audit report holds at most {AUDIT_REPORT_EVENTS_MAX} events, this one {}",
+            events.len()
+        ));
+    }
+    let may_report_admin = match caller.map(|p| p.identified) {
+        Some(Identified::Role(role)) => matches!(role, Role::Gateway | Role::Metad),
+        Some(Identified::Insecure | Identified::InProcess) => true,
+        _ => false,
+    };
+    for e in events {
+        let long = [&e.actor, &e.action, &e.target, &e.outcome]
+            .iter()
+            .any(|t| t.len() > AUDIT_TEXT_MAX);
+        if long {
+            return Err(format!(
+                "an audit event's fields are at most {AUDIT_TEXT_MAX} bytes each"
+            ));
+        }
+        match e.kind {
+            EventKind::AuthFailure | EventKind::Denial | EventKind::Dropped => {}
+            EventKind::Admin if may_report_admin => {}
+            kind => {
+                return Err(format!(
+                    "this caller may not report {} events to the audit chain",
+                    kind.name()
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A query's name, for an audit record of its refusal.

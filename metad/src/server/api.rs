@@ -64,21 +64,29 @@ pub(super) async fn command(
         Command::Request {
             id,
             command,
-            format,
             actor,
             ..
-        } if !matches!(*command, Command::Request { .. } | Command::Batch { .. }) => Command::Request {
-            id,
-            at_ms: crate::server::now_ms(),
-            command,
-            format,
-            // The principal is the caller's word; the proposer is what its
-            // certificate proved.
-            actor: Some(weft_common::audit::Actor {
-                principal: actor.and_then(|a| a.principal),
-                via: weft_client::peer::describe_host(caller.as_ref().map(|c| &c.0 .0)),
-            }),
-        },
+        } if !matches!(*command, Command::Request { .. } | Command::Batch { .. }) => {
+            let caller = caller.as_ref().map(|c| c.0 .0);
+            super::access::check_reports(&command, caller.as_ref())
+                .map_err(ApiError::forbidden)?;
+            Command::Request {
+                id,
+                at_ms: crate::server::now_ms(),
+                command,
+                // Whatever the client named: this leader writes the entry,
+                // with the actor below, in the format it writes (a request
+                // written as format 1 would be applied unrecorded).
+                format: COMMAND_FORMAT,
+                actor: Some(weft_common::audit::Actor {
+                    principal: super::access::vouched_principal(
+                        actor.and_then(|a| a.principal),
+                        caller.as_ref(),
+                    ),
+                    via: weft_client::peer::describe_host(caller.as_ref()),
+                }),
+            }
+        }
         _ => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,

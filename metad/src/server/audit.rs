@@ -80,9 +80,9 @@ pub(crate) async fn audit_reports(s: Arc<AppState>, cancel: tokio_util::sync::Ca
     let reporter = s.audit.clone();
     reporter
         .run(
-            move |events| {
+            move |request| {
                 let s = s.clone();
-                async move { send(&s, Command::Audit { events }).await }
+                async move { send(&s, request).await }
             },
             cancel,
         )
@@ -130,11 +130,26 @@ pub(super) async fn record_admin(
     }
 }
 
+/// Proposes `command` (a request, or a bare command this wraps in one)
+/// while this voter leads, or forwards it to the leader.
 async fn send(s: &Arc<AppState>, command: Command) -> Result<(), String> {
     if ensure_serving_leader(s).is_ok() {
+        let request = match command {
+            Command::Request { id, command, .. } => Command::Request {
+                format: weft_common::rpc::COMMAND_FORMAT,
+                id,
+                at_ms: crate::server::now_ms(),
+                command,
+                actor: Some(Actor {
+                    principal: None,
+                    via: format!("metad {}", s.id),
+                }),
+            },
+            bare => own_request(s, bare),
+        };
         return s
             .writes
-            .write(own_request(s, command))
+            .write(request)
             .await
             .map(|_| ())
             .map_err(|e| format!("{e:?}"));
