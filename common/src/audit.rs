@@ -28,17 +28,19 @@ const CHECKPOINT_DOMAIN: &[u8] = b"weft-audit-checkpoint-v1\0";
 const SIGNING_KEY_LABEL: &[u8] = b"weft audit checkpoint signing key v1";
 
 /// Who asked for a command: the principal a gateway vouches for (an access
-/// key, an admin certificate's name) and the certified process that
+/// key, the admin API's authenticated caller) and the process that
 /// proposed it, which metad stamps from the caller's certificate (so a
-/// process cannot claim another's name).
+/// process cannot claim another's role).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     /// The user behind the request, as the proposing process names it
     /// (`key AKIA…`, `admin-cert ops`); absent for a process's own work.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
-    /// The proposer, stamped by metad: `gateway gw-1`, `datad 7`, or
-    /// `plain` on a cluster running `--insecure-internal`.
+    /// The proposer, stamped by metad from what the caller's connection
+    /// proved: its certificate's role and its address (`gateway at
+    /// 10.0.0.2`), `plain at …` on a cluster running
+    /// `--insecure-internal`, or `metad 1` for a voter's own proposals.
     #[serde(default)]
     pub via: String,
 }
@@ -328,7 +330,7 @@ pub enum ChainError {
     },
     /// A checkpoint names an entry past the end of the chain: entries
     /// after it were deleted (truncation).
-    #[error("the chain ends at entry {last} but a checkpoint vouches for entry {seq}: entries {from} to {seq} were removed", from = last + 1)]
+    #[error("the chain ends at entry {last} but a checkpoint vouches for entry {seq}: entries {from} to {seq} were removed", from = last.saturating_add(1))]
     Truncated {
         /// Last entry present.
         last: u64,
@@ -412,7 +414,9 @@ pub fn verify(export: &AuditExport, trusted: &[String]) -> Result<Verified, Chai
         }
         hashes.insert(e.seq, own);
         prev = own;
-        expected += 1;
+        expected = expected.checked_add(1).ok_or_else(|| {
+            ChainError::Malformed(format!("entry {} is the last a chain can hold", e.seq))
+        })?;
     }
     let last = expected - 1;
     let mut checkpointed_through = 0;

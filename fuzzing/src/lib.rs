@@ -9,6 +9,9 @@
 
 use weft_common::rpc::{Command, Query};
 
+mod s3_request;
+pub use s3_request::s3_request;
+
 /// A target: checks one input, and says whether it decoded.
 pub type Target = fn(&[u8]) -> bool;
 
@@ -23,6 +26,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("admin_auth", admin_auth),
     ("certificate_role", certificate_role),
     ("part_checksums", part_checksums),
+    ("audit_export", audit_export),
+    ("s3_request", s3_request),
 ];
 
 /// A shard file's 64-byte header (read from disk at every open): a header
@@ -151,4 +156,20 @@ pub fn part_checksums(data: &[u8]) -> bool {
         }
     }
     combined
+}
+
+/// An audit export, as `weft audit verify FILE` reads it (from anyone):
+/// verification answers without panicking, and a chain it accepts is the
+/// contiguous run of entries it says it checked.
+pub fn audit_export(data: &[u8]) -> bool {
+    let Ok(x) = serde_json::from_slice::<weft_common::audit::AuditExport>(data) else {
+        return false;
+    };
+    if let Ok(v) = weft_common::audit::verify(&x, &[]) {
+        assert_eq!(v.entries as usize, x.entries.len());
+        for (i, e) in x.entries.iter().enumerate() {
+            assert_eq!(e.seq, v.first + i as u64, "an accepted chain with a gap");
+        }
+    }
+    true
 }
