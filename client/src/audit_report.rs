@@ -4,10 +4,12 @@
 //! A refusal is cheap to cause, so a flood must not grow the chain or
 //! slow raft by the flood's own rate: every refusal a process sees lands
 //! in a window where identical ones (same kind, caller, action, target and
-//! reason) only raise a count, at most [`DISTINCT_MAX`] distinct ones are
-//! kept, and anything past that is counted in one `dropped` event. The
-//! window is flushed as one raft command every [`FLUSH_EVERY`]: at most
-//! `DISTINCT_MAX + 1` entries per process per flush, whatever the flood.
+//! reason) only raise a count, at most [`DISTINCT_MAX`] distinct ones of
+//! each kind are kept, and anything past that is counted in one `dropped`
+//! event. The window is closed every [`FLUSH_EVERY`] and sent as one raft
+//! command: at most `2 * DISTINCT_MAX + 2` entries per process per window,
+//! whatever the flood (windows kept while metad was unreachable are sent
+//! when it answers again, at most [`PENDING_MAX`] of them).
 //! Reporting never waits: the lock is held for a map update only.
 
 use std::collections::HashMap;
@@ -24,7 +26,7 @@ pub const FLUSH_EVERY: Duration = Duration::from_secs(2);
 const FIELD_MAX: usize = 128;
 /// Windows kept while metad cannot be reached, before the oldest is
 /// dropped (counted): a lost metad must not grow a process's memory.
-const PENDING_MAX: usize = 8;
+pub const PENDING_MAX: usize = 8;
 
 type Key = (EventKind, String, String, String, String);
 
@@ -88,7 +90,10 @@ impl Reporter {
             e.count += 1;
             return;
         }
-        if w.events.len() >= DISTINCT_MAX {
+        // Each kind has its own budget: a flood of failed authentications
+        // (whose claimed keys and paths an attacker picks) cannot push a
+        // proven caller's denial out of the window.
+        if w.events.keys().filter(|k| k.0 == kind).count() >= DISTINCT_MAX {
             if w.dropped == 0 {
                 w.dropped_since_ms = at_ms;
             }
@@ -329,6 +334,30 @@ mod tests {
         assert_eq!(dropped.count, 10_000 - DISTINCT_MAX as u64);
         let counted: u64 = batch.iter().map(|e| e.count).sum();
         assert_eq!(counted, 10_000);
+    }
+
+    #[test]
+    fn a_flood_of_failed_authentications_leaves_room_for_denials() {
+        let r = Reporter::new();
+        for i in 0..1_000 {
+            r.report(
+                EventKind::AuthFailure,
+                &format!("claimed key K{i}"),
+                "GET",
+                "/b",
+                "bad",
+            );
+        }
+        r.report(EventKind::Denial, "key AK1", "GET", "/secret", "denied");
+        r.close_window();
+        let batch = events_of(&r);
+        assert!(
+            batch
+                .iter()
+                .any(|e| e.kind == EventKind::Denial && e.actor == "key AK1"),
+            "the denial was pushed out by the flood"
+        );
+        assert_eq!(batch.len(), DISTINCT_MAX + 2);
     }
 
     #[test]

@@ -10,6 +10,12 @@
 //! signed inputs get past the signature check to the body parsers, the
 //! aws-chunked decoder included.
 //!
+//! Signed inputs are signed at the current time (s3s refuses a signature
+//! more than 15 minutes off its clock), so the signature bytes differ
+//! from run to run; what reaches the parsers does not, and a reproducer
+//! replays as long as its failure does not depend on the signature's
+//! value.
+//!
 //! Input: a mode byte (0 as is, 1 signed with `UNSIGNED-PAYLOAD`, 2 signed
 //! as an aws-chunked stream, 3 signed with the body's SHA-256), then
 //! `METHOD /path?query`, header lines `name: value`, an empty line, and

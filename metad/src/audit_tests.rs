@@ -237,3 +237,44 @@ fn checkpoints_and_prunes_hold_only_for_the_chain_as_it_is() {
     let v = verify(&export(&restored), &[signer.public_key_hex()]).unwrap();
     assert_eq!(v.last, info.head + 1);
 }
+
+/// Two voters applying the same log hold the same chain, byte for byte
+/// (the same hashes, so one leader's checkpoint holds on every voter).
+#[test]
+fn two_voters_applying_one_log_hold_the_same_chain() {
+    let log = vec![
+        request(1, 2, bucket("a")),
+        request(2, 2, Command::SetAuditConfig { data_plane: true }),
+        Command::Batch {
+            commands: vec![
+                request(3, 2, bucket("b")),
+                request(4, 2, Command::DeleteBucket { name: "zz".into() }),
+            ],
+        },
+        request(
+            5,
+            2,
+            Command::SetRepairConfig {
+                config: Default::default(),
+            },
+        ),
+        request(
+            6,
+            2,
+            Command::SetNodeAdmin {
+                node: weft_common::NodeId(9),
+                admin: weft_common::topology::NodeAdmin::Draining,
+            },
+        ),
+        request(1, 2, bucket("a")),
+    ];
+    let (_d1, one) = setup();
+    let (_d2, two) = setup();
+    for cmd in &log {
+        one.apply_for_test(cmd).unwrap();
+        two.apply_for_test(cmd).unwrap();
+    }
+    assert_eq!(export(&one), export(&two));
+    assert_eq!(one.digest().unwrap(), two.digest().unwrap());
+    assert_eq!(one.audit_entries(0, 100).unwrap().len(), 6);
+}

@@ -318,11 +318,12 @@ pub fn adds_data(cmd: &Command) -> bool {
         | Command::SetUploadTimers { .. }
         | Command::ReportDamage { .. }
         | Command::DamageRepaired { .. } => false,
-        // The audit record keeps going in space-low mode: refusals are
-        // rate-limited at their reporters, checkpoints are one per
-        // interval, and a prune frees space.
-        Command::Audit { .. }
-        | Command::AuditCheckpoint { .. }
+        // Reports of refusals are refused while metad's disk is low (an
+        // attacker could otherwise fill it; reporters keep 8 windows and
+        // then count what they drop). Administrative commands are still
+        // recorded inline; checkpoints, settings and prunes go through.
+        Command::Audit { .. } => true,
+        Command::AuditCheckpoint { .. }
         | Command::SetAuditConfig { .. }
         | Command::AuditPrune { .. } => false,
     }

@@ -336,21 +336,32 @@ fn report_refusal(
             Some(text[start..end].to_string())
         })
         .unwrap_or_else(|| "AccessDenied".into());
-    let (kind, actor) = match principal.get() {
-        Some(p) => (EventKind::Denial, format!("{p} at {}", peer.ip())),
+    let (kind, actor, target) = match principal.get() {
+        Some(p) => (
+            EventKind::Denial,
+            format!("{p} at {}", peer.ip()),
+            path.to_string(),
+        ),
+        // The caller proved nothing, so its claims and paths are its own
+        // choice: only the bucket is kept, so varying keys do not make
+        // every refusal distinct.
         None => (
             EventKind::AuthFailure,
             match claimed {
                 Some(k) => format!("claimed key {k} at {}", peer.ip()),
                 None => format!("unsigned caller at {}", peer.ip()),
             },
+            format!(
+                "/{}",
+                path.trim_start_matches('/').split('/').next().unwrap_or("")
+            ),
         ),
     };
     audit.report(
         kind,
         &actor,
         &format!("s3 {method}"),
-        path,
+        &target,
         &format!("denied: {code}"),
     );
 }

@@ -47,7 +47,7 @@ pub async fn run(cmd: AuditCmd, a: AdminArgs) -> Result<()> {
                             "{:>8} {:<25} {:<18} {}",
                             cp.seq,
                             ms_to_rfc3339(cp.at_ms),
-                            &cp.public_key[..cp.public_key.len().min(16)],
+                            cp.public_key.chars().take(16).collect::<String>(),
                             cp.hash
                         );
                     }
@@ -303,10 +303,18 @@ async fn verify_cmd(
         }
     }
     if v.first > 1 {
-        println!(
-            "  entries 1..{} were pruned; a signed checkpoint vouches for where this chain starts",
-            v.first - 1
-        );
+        let anchor = v.first - 1;
+        if file.is_some() {
+            println!(
+                "  this file starts after entry {anchor}, whose hash a signed checkpoint vouches for; \
+                 whether entries 1..{anchor} were pruned or left out of the file, only the cluster \
+                 or an earlier export can tell"
+            );
+        } else {
+            println!(
+                "  entries 1..{anchor} were pruned; a signed checkpoint vouches for where the chain starts"
+            );
+        }
     }
     Ok(())
 }

@@ -68,8 +68,16 @@ pub(super) async fn command(
             ..
         } if !matches!(*command, Command::Request { .. } | Command::Batch { .. }) => {
             let caller = caller.as_ref().map(|c| c.0 .0);
-            super::access::check_reports(&command, caller.as_ref())
-                .map_err(ApiError::forbidden)?;
+            if let Err(why) = super::access::check_reports(&command, caller.as_ref()) {
+                s.audit.report(
+                    weft_common::audit::EventKind::Denial,
+                    &weft_client::peer::describe_host(caller.as_ref()),
+                    "POST /v1/command",
+                    "audit report",
+                    &format!("denied: {why}"),
+                );
+                return Err(ApiError::forbidden(why));
+            }
             Command::Request {
                 id,
                 at_ms: crate::server::now_ms(),

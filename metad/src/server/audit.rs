@@ -90,10 +90,12 @@ pub(crate) async fn audit_reports(s: Arc<AppState>, cancel: tokio_util::sync::Ca
 }
 
 /// Records an administrative action that is not itself a command (a
-/// membership change) as soon as it is decided, through the leader (this
-/// voter may just have stepped down). If no leader takes it now, it joins
-/// this voter's reports, which are retried.
-pub(super) async fn record_admin(
+/// membership change) once it is decided, through the leader (this voter
+/// may just have stepped down), in the background: the caller's answer
+/// does not wait for it. Every attempt sends the same request, so metad
+/// records it once however often an answer is lost; after a minute of
+/// failures it is given up, loudly.
+pub(super) fn record_admin(
     s: &Arc<AppState>,
     actor: &str,
     action: &str,
@@ -109,25 +111,36 @@ pub(super) async fn record_admin(
         outcome: outcome.to_string(),
         count: 1,
     };
-    let sent = tokio::time::timeout(
-        std::time::Duration::from_secs(15),
-        send(
-            s,
-            Command::Audit {
-                events: vec![event],
-            },
-        ),
-    )
-    .await;
-    if !matches!(sent, Ok(Ok(()))) {
-        s.audit.report(
-            weft_common::audit::EventKind::Admin,
-            actor,
-            action,
-            target,
-            outcome,
-        );
-    }
+    let request = Command::Request {
+        format: weft_common::rpc::COMMAND_FORMAT,
+        id: weft_common::RequestId::from_random(weft_common::effects::random()),
+        at_ms: crate::server::now_ms(),
+        command: Box::new(Command::Audit {
+            events: vec![event.clone()],
+        }),
+        actor: None,
+    };
+    let s = s.clone();
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut backoff = std::time::Duration::from_millis(200);
+        loop {
+            let attempt = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                send(&s, request.clone()),
+            )
+            .await;
+            if matches!(attempt, Ok(Ok(()))) {
+                return;
+            }
+            if tokio::time::Instant::now() + backoff >= deadline {
+                tracing::error!(action = %event.action, target = %event.target, actor = %event.actor, outcome = %event.outcome, "an administrative action could not be recorded in the audit chain within a minute");
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+        }
+    });
 }
 
 /// Proposes `command` (a request, or a bare command this wraps in one)

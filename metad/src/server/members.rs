@@ -96,7 +96,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Asker {
 }
 
 /// Records a membership change and its outcome in the audit chain.
-async fn record<T>(
+fn record<T>(
     s: &Arc<AppState>,
     asker: Asker,
     action: &str,
@@ -104,14 +104,15 @@ async fn record<T>(
     result: &Result<T, ApiError>,
 ) {
     let actor = weft_common::audit::Actor {
-        principal: asker.principal,
+        // Only a gateway vouches for a user (as for commands).
+        principal: super::access::vouched_principal(asker.principal, asker.caller.as_ref()),
         via: weft_client::peer::describe_host(asker.caller.as_ref()),
     };
     let outcome = match result {
         Ok(_) => "ok".to_string(),
         Err(e) => format!("refused: {}", e.1.message),
     };
-    super::audit::record_admin(s, &actor.to_string(), action, &target, &outcome).await;
+    super::audit::record_admin(s, &actor.to_string(), action, &target, &outcome);
 }
 
 /// Adds a voter: first as a learner, waiting until it has caught up (by log
@@ -123,7 +124,7 @@ pub(super) async fn add_member(
 ) -> Result<Json<RaftStatus>, ApiError> {
     let target = format!("metad {} at {}", req.id, req.addr);
     let result = add(&s, req).await;
-    record(&s, asker, "add_metad_voter", target, &result).await;
+    record(&s, asker, "add_metad_voter", target, &result);
     result
 }
 
@@ -204,8 +205,7 @@ pub(super) async fn leader_step_down(
         "metad_step_down",
         format!("metad {}", s.id),
         &result,
-    )
-    .await;
+    );
     result
 }
 
@@ -231,7 +231,7 @@ pub(super) async fn remove_member(
     let result = remove(&s, req).await;
     // A leader removing itself steps down and redirects the caller, who
     // asks the new leader: that attempt is the one recorded as done.
-    record(&s, asker, "remove_metad_voter", target, &result).await;
+    record(&s, asker, "remove_metad_voter", target, &result);
     result
 }
 
