@@ -612,6 +612,10 @@ pub struct DaemonArgs {
     /// Zone (datad).
     #[arg(long, env = "WEFT_ZONE")]
     pub zone: Option<String>,
+    /// A label of this node's zone, `name=value` (datad; repeatable), e.g.
+    /// `--label tier=cold --label region=west`.
+    #[arg(long = "label", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
     /// Address to advertise to peers, if not the listen address (metad, datad).
     #[arg(long, env = "WEFT_ADVERTISE")]
     pub advertise: Option<String>,
@@ -673,4 +677,12 @@ impl DaemonArgs {
             (tls, false) => Ok(tls),
         }
     }
+}
+
+/// `name=value` of `--label`.
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected name=value, e.g. tier=cold"))?;
+    Ok((k.trim().to_string(), v.trim().to_string()))
 }

@@ -14,6 +14,60 @@ pub struct NodeInfo {
     pub addr: String,
     /// Bytes the node may fill.
     pub capacity_bytes: u64,
+    /// What the node's zone is (`tier = "cold"`, `region = "west"`): what
+    /// storage classes select zones by. Absent in registrations from
+    /// before labels, which carry none.
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub labels: Labels,
+}
+
+/// A node's labels, by name.
+pub type Labels = std::collections::BTreeMap<String, String>;
+
+/// Most labels one node carries.
+pub const LABELS_MAX: usize = 16;
+
+/// Checks labels as every process reads them: at most [`LABELS_MAX`];
+/// names of 1 to 63 characters and values of up to 63, each of lowercase
+/// letters, digits, `-`, `_` and `.`, starting with a letter or digit (as
+/// Kubernetes label values, so a zone's labels can be mirrored there).
+pub fn check_labels(labels: &Labels) -> Result<(), String> {
+    if labels.len() > LABELS_MAX {
+        return Err(format!(
+            "{} labels; a node carries at most {LABELS_MAX}",
+            labels.len()
+        ));
+    }
+    let well_formed = |t: &str, may_be_empty: bool| {
+        (t.is_empty() && may_be_empty)
+            || (t.len() <= 63
+                && t.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && t.chars().all(|c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')
+                }))
+    };
+    for (k, v) in labels {
+        if !well_formed(k, false) {
+            return Err(format!(
+                "label name {k:?}: use 1 to 63 lowercase letters, digits, '-', '_' or '.', starting with a letter or digit"
+            ));
+        }
+        if !well_formed(v, true) {
+            return Err(format!(
+                "label {k} = {v:?}: use up to 63 lowercase letters, digits, '-', '_' or '.', starting with a letter or digit"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `tier=cold,region=west`: labels as `weft cluster status` prints them.
+pub fn labels_text(labels: &Labels) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Liveness as judged by metad from heartbeats.
@@ -101,5 +155,50 @@ impl NodeView {
     /// Free bytes, never negative.
     pub fn free_bytes(&self) -> u64 {
         self.info.capacity_bytes.saturating_sub(self.used_bytes)
+    }
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn well_formed_labels_pass_and_malformed_ones_are_named() {
+        assert!(check_labels(&labels(&[
+            ("tier", "cold"),
+            ("region", "west-1"),
+            ("x", "")
+        ]))
+        .is_ok());
+        for (k, v) in [
+            ("Tier", "cold"),
+            ("tier", "Cold"),
+            ("", "x"),
+            ("-a", "b"),
+            ("a b", "c"),
+        ] {
+            let e = check_labels(&labels(&[(k, v)])).unwrap_err();
+            assert!(
+                e.contains(&format!("{k:?}")) || e.contains(&format!("{v:?}")),
+                "{e}"
+            );
+        }
+        let long = "a".repeat(64);
+        assert!(check_labels(&labels(&[(long.as_str(), "x")])).is_err());
+        let many: Labels = (0..=LABELS_MAX)
+            .map(|i| (format!("k{i}"), "v".into()))
+            .collect();
+        assert!(check_labels(&many).unwrap_err().contains("at most"));
+        assert_eq!(
+            labels_text(&labels(&[("tier", "cold"), ("region", "west")])),
+            "region=west,tier=cold"
+        );
     }
 }

@@ -211,6 +211,7 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
             "register_node",
             Command::RegisterNode {
                 node: NodeInfo {
+                    labels: Default::default(),
                     id: NodeId(3),
                     zone: "zone-b".into(),
                     addr: "10.0.0.3:7100".into(),
@@ -492,6 +493,23 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
         serde_json::to_value(Query::AuditInfo).expect("encodes"),
     ));
     out.push((
+        "register_node",
+        serde_json::to_value(Command::RegisterNode {
+            node: NodeInfo {
+                id: NodeId(12),
+                zone: "west-1".into(),
+                addr: "10.0.0.12:7100".into(),
+                capacity_bytes: 1 << 40,
+                labels: [
+                    ("tier".to_string(), "cold".to_string()),
+                    ("region".to_string(), "west".to_string()),
+                ]
+                .into(),
+            },
+        })
+        .expect("encodes"),
+    ));
+    out.push((
         "result_audit",
         serde_json::to_value(QueryResult::Audit {
             entries: vec![weft_common::audit::AuditEntry::chain(1, &[0; 32], event)],
@@ -602,8 +620,11 @@ fn every_command_variant_has_a_golden_case() {
     for (name, value) in examples() {
         if let Ok(c) = serde_json::from_value::<Command>(value) {
             assert_eq!(tag(&c), name);
-            // A request appears once per format.
-            assert!(seen.insert(name) || name == "request", "{name} twice");
+            // A request, and a registration (labels), appear once per format.
+            assert!(
+                seen.insert(name) || name == "request" || name == "register_node",
+                "{name} twice"
+            );
         }
     }
     assert_eq!(

@@ -45,6 +45,10 @@ pub struct DatadConfig {
     pub node_id: u64,
     /// Failure domain.
     pub zone: String,
+    /// What this node's zone is, e.g. `labels = { tier = "cold", region =
+    /// "west" }`: what storage classes select zones by. Nodes of one zone
+    /// should carry the same labels.
+    pub labels: weft_common::topology::Labels,
     /// Address to listen on; port 0 picks a free port.
     pub listen: SocketAddr,
     /// `host:port` other processes use to reach this node; default: the bound
@@ -101,6 +105,7 @@ impl Default for DatadConfig {
         DatadConfig {
             node_id: 0,
             zone: "default".into(),
+            labels: Default::default(),
             listen: SocketAddr::from(([127, 0, 0, 1], 7100)),
             advertise: None,
             data_dir: PathBuf::from("data/datad"),
@@ -148,6 +153,8 @@ impl DatadConfig {
                 "empty; name the failure domain this node is in, e.g. \"rack-1\"",
             ));
         }
+        weft_common::topology::check_labels(&self.labels)
+            .map_err(|why| ConfigError::new("labels", why))?;
         config_check::positive("heartbeat_interval_ms", self.heartbeat_interval_ms, "1000")?;
         config_check::positive("capacity_bytes", self.capacity_bytes, "107374182400")?;
         config_check::positive("gc_interval_ms", self.gc_interval_ms, "600000")?;
@@ -403,6 +410,7 @@ async fn start_on(
     let node = NodeInfo {
         id: node_id,
         zone: cfg.zone.clone(),
+        labels: cfg.labels.clone(),
         addr: advertise,
         capacity_bytes: cfg.capacity_bytes,
     };
@@ -729,6 +737,24 @@ mod tests {
             cfg(&file.join("d")).validate().unwrap_err().setting,
             "data_dir"
         );
+    }
+
+    #[test]
+    fn malformed_labels_are_refused_naming_the_label() {
+        let dir = tempfile::tempdir().unwrap();
+        let c: DatadConfig = serde_json::from_str(&format!(
+            r#"{{"data_dir": {:?}, "zone": "west-1", "labels": {{"tier": "cold", "Region": "west"}}}}"#,
+            dir.path()
+        ))
+        .unwrap();
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.setting, "labels");
+        assert!(e.problem.contains("\"Region\""), "{}", e.problem);
+        let ok = DatadConfig {
+            labels: [("tier".to_string(), "cold".to_string())].into(),
+            ..cfg(dir.path())
+        };
+        ok.validate().unwrap();
     }
 
     #[test]

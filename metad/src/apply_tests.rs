@@ -406,6 +406,7 @@ fn setup() -> (tempfile::TempDir, StateMachine) {
     }
     for n in 1..=4 {
         let node = NodeInfo {
+            labels: Default::default(),
             id: NodeId(n),
             zone: "z".into(),
             addr: format!("127.0.0.1:{n}"),

@@ -99,7 +99,17 @@ fn describe(cmd: &Command) -> Option<(EventKind, &'static str, String)> {
         C::RegisterNode { node } => (
             admin,
             "register_node",
-            format!("node {} in zone {} at {}", node.id, node.zone, node.addr),
+            if node.labels.is_empty() {
+                format!("node {} in zone {} at {}", node.id, node.zone, node.addr)
+            } else {
+                format!(
+                    "node {} in zone {} ({}) at {}",
+                    node.id,
+                    node.zone,
+                    weft_common::topology::labels_text(&node.labels),
+                    node.addr
+                )
+            },
         ),
         // The access key id and name; never the secret.
         C::CreateKey { key } => (

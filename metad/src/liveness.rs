@@ -168,6 +168,7 @@ mod tests {
 
     fn info(id: u64) -> NodeInfo {
         NodeInfo {
+            labels: Default::default(),
             id: NodeId(id),
             zone: "z".into(),
             addr: "127.0.0.1:1".into(),

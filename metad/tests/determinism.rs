@@ -55,6 +55,7 @@ fn random_command(rng: &mut StdRng, n: u64) -> Command {
         },
         7 => Command::RegisterNode {
             node: NodeInfo {
+                labels: Default::default(),
                 id: NodeId(rng.gen_range(1..4)),
                 zone: format!("z{}", n % 3),
                 addr: format!("127.0.0.1:{}", 9000 + n),

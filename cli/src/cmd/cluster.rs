@@ -177,29 +177,47 @@ pub async fn run(cmd: ClusterCmd, a: AdminArgs) -> Result<()> {
                 s.metad.leader, s.metad.voters
             );
             print_voters(&s.voters, &s.metad);
-            let mut zones: std::collections::BTreeMap<&str, (usize, usize, u64, u64)> =
-                Default::default();
+            #[derive(Default)]
+            struct Zone {
+                nodes: usize,
+                up: usize,
+                capacity: u64,
+                used: u64,
+                labels: std::collections::BTreeSet<String>,
+            }
+            let mut zones: std::collections::BTreeMap<&str, Zone> = Default::default();
             for n in &s.nodes {
                 let z = zones.entry(n.info.zone.as_str()).or_default();
-                z.0 += 1;
+                z.nodes += 1;
                 if n.state_name() == "up" {
-                    z.1 += 1;
+                    z.up += 1;
                 }
-                z.2 += n.info.capacity_bytes;
-                z.3 += n.used_bytes;
+                z.capacity += n.info.capacity_bytes;
+                z.used += n.used_bytes;
+                z.labels
+                    .insert(weft_common::topology::labels_text(&n.info.labels));
             }
             println!(
-                "\n{:<12} {:>5} {:>5} {:>12} {:>12}",
+                "\n{:<12} {:>5} {:>5} {:>12} {:>12}  LABELS",
                 "ZONE", "NODES", "UP", "CAPACITY", "USED"
             );
-            for (z, (n, up, cap, used)) in &zones {
+            for (name, z) in &zones {
+                // Nodes of one zone should agree; if they do not, each
+                // variant is shown.
+                let labels = z
+                    .labels
+                    .iter()
+                    .map(|l| if l.is_empty() { "-" } else { l.as_str() })
+                    .collect::<Vec<_>>()
+                    .join(" | ");
                 println!(
-                    "{:<12} {:>5} {:>5} {:>12} {:>12}",
-                    z,
-                    n,
-                    up,
-                    human_bytes(*cap),
-                    human_bytes(*used)
+                    "{:<12} {:>5} {:>5} {:>12} {:>12}  {}",
+                    name,
+                    z.nodes,
+                    z.up,
+                    human_bytes(z.capacity),
+                    human_bytes(z.used),
+                    labels
                 );
             }
             println!(

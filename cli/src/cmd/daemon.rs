@@ -128,6 +128,10 @@ pub async fn datad(a: DaemonArgs) -> Result<()> {
     if let Some(v) = a.zone.clone() {
         cfg.zone = v;
     }
+    // Flags add to (and override) the config file's labels.
+    for (k, v) in &a.labels {
+        cfg.labels.insert(k.clone(), v.clone());
+    }
     if a.advertise.is_some() {
         cfg.advertise = a.advertise.clone();
     }

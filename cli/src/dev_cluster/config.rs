@@ -53,6 +53,9 @@ pub struct DevClusterConfig {
     /// How metad voters read their disk's free space: `None` is the real
     /// filesystem; tests give a disk whose size they set.
     pub metad_fs: Option<MetadFs>,
+    /// Labels of the data nodes of each zone, by zone name (added to
+    /// `datad.labels`).
+    pub zone_labels: std::collections::BTreeMap<String, weft_common::topology::Labels>,
     /// Plain HTTP between the parts (`weft dev --insecure-internal`).
     /// Otherwise every internal hop is mutual TLS with certificates from a
     /// CA made in `<data>/pki` on first start.
@@ -102,6 +105,7 @@ impl DevClusterConfig {
                 ..DatadConfig::default()
             },
             metad_fs: None,
+            zone_labels: Default::default(),
             insecure_internal: false,
         }
     }

@@ -316,6 +316,14 @@ impl DevCluster {
             metad: self.metad_addrs(),
             tls: self.pki.as_ref().map(|p| p.datad.clone()),
             insecure_internal: self.pki.is_none(),
+            // The zone's labels over those every node gets.
+            labels: {
+                let mut l = self.cfg.datad.labels.clone();
+                if let Some(zone) = self.cfg.zone_labels.get(&self.datad_zones[i]) {
+                    l.extend(zone.clone());
+                }
+                l
+            },
             ..self.cfg.datad.clone()
         };
         let handle = weft_datad::node::start(cfg, cancel.clone())

@@ -9,6 +9,7 @@ use weft_common::topology::{NodeAdmin, NodeInfo, NodeState};
 fn view(id: u64, zone: &str, state: NodeState, admin: NodeAdmin) -> NodeView {
     NodeView {
         info: NodeInfo {
+            labels: Default::default(),
             id: NodeId(id),
             zone: zone.into(),
             addr: format!("127.0.0.1:{id}"),

@@ -178,6 +178,16 @@ pub(crate) fn check_reports(cmd: &Command, caller: Option<&Peer>) -> Result<(), 
     Ok(())
 }
 
+/// Refuses a registration whose labels no data node would have started
+/// with (a peer's bytes are checked as a config file is).
+pub(crate) fn check_registration(cmd: &Command) -> Result<(), String> {
+    match cmd {
+        Command::RegisterNode { node } => weft_common::topology::check_labels(&node.labels)
+            .map_err(|why| format!("node {}: {why}", node.id)),
+        _ => Ok(()),
+    }
+}
+
 /// A query's name, for an audit record of its refusal.
 pub(crate) fn query_label(q: &Query) -> String {
     serde_json::to_value(q)

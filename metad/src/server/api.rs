@@ -68,6 +68,13 @@ pub(super) async fn command(
             ..
         } if !matches!(*command, Command::Request { .. } | Command::Batch { .. }) => {
             let caller = caller.as_ref().map(|c| c.0 .0);
+            if let Err(why) = super::access::check_registration(&command) {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    RpcErrorCode::BadRequest,
+                    why,
+                ));
+            }
             if let Err(why) = super::access::check_reports(&command, caller.as_ref()) {
                 s.audit.report(
                     weft_common::audit::EventKind::Denial,
