@@ -314,6 +314,7 @@ async fn start_on(
     };
     let reader = ObjectReader::new(cluster.clone(), datad, codecs, metad.clone(), &gw_metrics);
     let s3 = s3::WeftS3 {
+        region: cfg.region.clone(),
         writer,
         reader,
         metad: metad.clone(),

@@ -71,6 +71,46 @@ def test_bucket_lifecycle(s3):
     assert error_of(e) == ("404", 404)
 
 
+def test_list_buckets_pages_by_prefix_and_region(s3):
+    stem = unique_bucket_name("lb")
+    names = [f"{stem}-{i}" for i in range(5)]
+    for n in names:
+        create_bucket(s3, n)
+    try:
+        seen, token = [], None
+        while True:
+            kw = {"Prefix": stem, "MaxBuckets": 2}
+            if token:
+                kw["ContinuationToken"] = token
+            r = s3.list_buckets(**kw)
+            assert len(r["Buckets"]) <= 2
+            assert r.get("Prefix") == stem
+            assert all(b["BucketRegion"] == REGION for b in r["Buckets"])
+            seen += [b["Name"] for b in r["Buckets"]]
+            token = r.get("ContinuationToken")
+            if not token:
+                break
+        assert seen == sorted(names)
+        other = "eu-west-1" if REGION != "eu-west-1" else "us-west-2"
+        assert s3.list_buckets(Prefix=stem, BucketRegion=other, MaxBuckets=10)["Buckets"] == []
+        with pytest.raises(ClientError) as e:
+            s3.list_buckets(MaxBuckets=10_001)
+        assert error_of(e) == ("InvalidArgument", 400)
+    finally:
+        for n in names:
+            s3.delete_bucket(Bucket=n)
+
+
+def test_a_location_constraint_outside_the_region_is_refused(s3):
+    name = unique_bucket_name("loc")
+    other = "eu-west-1" if REGION != "eu-west-1" else "us-west-2"
+    with pytest.raises(ClientError) as e:
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": other})
+    assert error_of(e) == ("IllegalLocationConstraintException", 400)
+    names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert name not in names
+
+
 def test_no_such_bucket(s3):
     name = unique_bucket_name("missing")
     for call in (

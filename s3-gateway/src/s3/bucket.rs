@@ -9,6 +9,9 @@ use crate::error::{metad_err, refusal_to_s3, unexpected, Refused};
 
 use super::{now_ms, timestamp, WeftS3};
 
+/// Most buckets one ListBuckets page may ask for (S3's bound).
+const LIST_BUCKETS_MAX: i32 = 10_000;
+
 impl WeftS3 {
     #[tracing::instrument(level = "info", skip_all, fields(bucket = %req.input.bucket))]
     pub(super) async fn create_bucket(
@@ -18,6 +21,20 @@ impl WeftS3 {
         let name = req.input.bucket.clone();
         validate_bucket_name(&name)?;
         crate::refusals::check_create_bucket(&req.input)?;
+        let constraint = req
+            .input
+            .create_bucket_configuration
+            .as_ref()
+            .and_then(|c| c.location_constraint.as_ref())
+            .map(|c| c.as_str().to_string());
+        if let Some(c) = constraint.filter(|c| !c.is_empty() && *c != self.region) {
+            return Err(s3_error!(
+                IllegalLocationConstraintException,
+                "this endpoint serves region {}; the bucket cannot be created in {c} here (leave out the LocationConstraint, or name {})",
+                self.region,
+                self.region
+            ));
+        }
         let Some(creds) = req.credentials.as_ref() else {
             return Err(s3_error!(
                 AccessDenied,
@@ -85,7 +102,12 @@ impl WeftS3 {
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
         self.bucket(req.credentials.as_ref(), &req.input.bucket)
             .await?;
-        Ok(S3Response::new(GetBucketLocationOutput::default()))
+        // S3 names us-east-1 by leaving the constraint out.
+        let location_constraint = (self.region != "us-east-1")
+            .then(|| BucketLocationConstraint::from(self.region.clone()));
+        Ok(S3Response::new(GetBucketLocationOutput {
+            location_constraint,
+        }))
     }
 
     pub(super) async fn list_buckets(
@@ -94,17 +116,62 @@ impl WeftS3 {
     ) -> S3Result<S3Response<ListBucketsOutput>> {
         let root = self.keys.is_root(req.credentials.as_ref()).await?;
         let me = req.credentials.as_ref().map(|c| c.access_key.clone());
+        let input = req.input;
+        let max = match input.max_buckets {
+            None => usize::MAX,
+            Some(n) if (1..=LIST_BUCKETS_MAX).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "max-buckets must be between 1 and {LIST_BUCKETS_MAX}, not {n}"
+                ))
+            }
+        };
+        // The token is the last name of the previous page, hex-encoded.
+        let after = match input.continuation_token.as_deref() {
+            None | Some("") => None,
+            Some(t) => Some(
+                hex::decode(t)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| {
+                        s3_error!(
+                            InvalidArgument,
+                            "the continuation-token is not one this endpoint gave"
+                        )
+                    })?,
+            ),
+        };
+        let prefix = input.prefix.unwrap_or_default();
+        let other_region = input
+            .bucket_region
+            .as_ref()
+            .is_some_and(|r| *r != self.region);
         let buckets = match self.metad.query(&Query::Buckets).await.map_err(metad_err)? {
             QueryResult::Buckets { buckets } => buckets,
             other => return Err(unexpected("list buckets", other)),
         };
-        let list = buckets
+        let mut mine: Vec<_> = buckets
             .into_iter()
             .filter(|b| root || Some(&b.owner) == me.as_ref())
+            .filter(|b| b.name.starts_with(&prefix))
+            .filter(|b| after.as_ref().is_none_or(|a| b.name > *a))
+            .filter(|_| !other_region)
+            .collect();
+        mine.sort_by(|a, b| a.name.cmp(&b.name));
+        let more = mine.len() > max;
+        mine.truncate(max);
+        let continuation_token = if more {
+            mine.last().map(|b| hex::encode(b.name.as_bytes()))
+        } else {
+            None
+        };
+        let list = mine
+            .into_iter()
             .map(|b| Bucket {
                 name: Some(b.name),
                 creation_date: Some(timestamp(b.created_ms)),
-                bucket_region: None,
+                bucket_region: Some(self.region.clone()),
             })
             .collect();
         Ok(S3Response::new(ListBucketsOutput {
@@ -113,7 +180,8 @@ impl WeftS3 {
                 display_name: Some(id.clone()),
                 id: Some(id),
             }),
-            ..Default::default()
+            continuation_token,
+            prefix: (!prefix.is_empty()).then_some(prefix),
         }))
     }
 

@@ -69,6 +69,8 @@ pub struct WeftS3 {
     pub(crate) keys: KeyStore,
     /// The storage classes a request may name.
     pub(crate) profiles: Arc<Profiles>,
+    /// The one S3 region this cluster serves.
+    pub(crate) region: String,
     /// Releases the shards of replaced, deleted and refused versions, and
     /// the read leases that hold releases back.
     pub(crate) releaser: Releaser,
