@@ -372,6 +372,11 @@ pub struct InternalHttpArgs {
     /// Print JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Mutual TLS between client and node, as a real cluster runs (the
+    /// client presents the dev gateway's certificate): run once with and
+    /// once without to measure what TLS costs.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// Options of `weft bench soak`.

@@ -46,6 +46,10 @@ use crate::transport::{Http, SharedTransport};
 /// How long one attempt waits for metad's answer.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// The shortest an attempt is given near the deadline, so the last one is
+/// a real try rather than an instant timeout.
+const ATTEMPT_TIMEOUT_FLOOR: Duration = Duration::from_millis(100);
+
 /// Why a metad call failed after retries.
 #[derive(Debug, Error)]
 pub enum MetadClientError {
@@ -348,9 +352,14 @@ impl MetadClient {
                 }
             };
             attempts += 1;
-            let (reason, redirect) = match self
-                .attempt(&addr, path, body, empty_ok, self.attempt_timeout)
-                .await
+            // No attempt outlives the caller's deadline by more than a
+            // moment: a command's caller decides what an unknown outcome
+            // means, and must hear of it when it said it would.
+            let remaining = self.deadline.saturating_sub(start.elapsed());
+            let timeout = self
+                .attempt_timeout
+                .min(remaining.max(ATTEMPT_TIMEOUT_FLOOR));
+            let (reason, redirect) = match self.attempt(&addr, path, body, empty_ok, timeout).await
             {
                 Attempt::Done(v) => {
                     *self.leader.lock().expect("leader lock") = Some(addr);
@@ -402,7 +411,8 @@ impl MetadClient {
                         continue;
                     }
                     *self.leader.lock().expect("leader lock") = None;
-                    tokio::time::sleep(backoff).await;
+                    tokio::time::sleep(backoff.min(self.deadline.saturating_sub(start.elapsed())))
+                        .await;
                     // Short cap: an election takes a few hundred ms and
                     // callers are waiting; loopback retries are cheap.
                     backoff = (backoff * 2).min(Duration::from_millis(150));
@@ -639,6 +649,33 @@ mod tests {
             matches!(r, Err(MetadClientError::OutcomeUnknown { .. })),
             "{r:?}"
         );
+    }
+
+    /// A metad that takes the request and never answers: the caller hears
+    /// "outcome unknown" at its own deadline, not after the 15 s an attempt
+    /// may otherwise take.
+    #[tokio::test]
+    async fn a_silent_metad_fails_the_command_at_the_callers_deadline() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let held = tokio::spawn(async move {
+            let mut open = vec![];
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                open.push(s);
+            }
+        });
+        let c = MetadClient::new(vec![addr]).with_deadline(Duration::from_millis(500));
+        let t0 = std::time::Instant::now();
+        let r = c.command(&put_tags()).await;
+        let took = t0.elapsed();
+        assert!(
+            matches!(r, Err(MetadClientError::OutcomeUnknown { .. })),
+            "{r:?}"
+        );
+        // Far below one attempt's own 15 s bound, however busy the machine.
+        assert!(took < ATTEMPT_TIMEOUT / 2, "gave up after {took:?}");
+        held.abort();
     }
 
     #[tokio::test]

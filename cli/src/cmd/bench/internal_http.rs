@@ -55,20 +55,27 @@ pub async fn internal_http(a: InternalHttpArgs) -> Result<()> {
         bail!("--seconds, --concurrency and --sizes must be positive");
     }
     let dir = tempfile::tempdir().context("temporary directory")?;
-    // Plain HTTP: this bench compares HTTP/1.1 and HTTP/2 framing of the
-    // shard protocol itself, with its own raw clients.
+    // Plain HTTP by default: the shard protocol's framing alone; --tls adds
+    // mutual TLS as every real cluster runs it.
     let mut cfg = DevClusterConfig::ephemeral(dir.path());
-    cfg.insecure_internal = true;
+    cfg.insecure_internal = !a.tls;
     let cluster = DevCluster::start(cfg)
         .await
         .context("start a dev cluster")?;
+    let tls = match cluster.pki() {
+        Some(pki) if a.tls => Some(
+            weft_client::internal_tls::InternalTls::load(pki.gateway.clone())
+                .context("load the dev gateway's certificate")?,
+        ),
+        _ => None,
+    };
     let addr = cluster
         .datad_addr(0)
         .context("data node 1 is not running")?;
     let mut cells = Vec::new();
     if !a.json {
         println!(
-            "{:<6} {:>8} {:>5} | {:>8} {:>8} {:>7} {:>7} | {:>8} {:>8} {:>7} {:>7} | {:>5}",
+            "{:<9} {:>8} {:>5} | {:>8} {:>8} {:>7} {:>7} | {:>8} {:>8} {:>7} {:>7} | {:>5}",
             "proto",
             "size",
             "conc",
@@ -89,7 +96,7 @@ pub async fn internal_http(a: InternalHttpArgs) -> Result<()> {
                 let cell = run_cell(
                     &addr.to_string(),
                     addr.port(),
-                    http2,
+                    (http2, tls.as_ref()),
                     size,
                     conc,
                     Duration::from_secs(a.seconds),
@@ -99,7 +106,7 @@ pub async fn internal_http(a: InternalHttpArgs) -> Result<()> {
                     println!("{}", serde_json::to_string(&cell)?);
                 } else {
                     println!(
-                        "{:<6} {:>8} {:>5} | {:>8.0} {:>8.1} {:>7.2} {:>7.2} | {:>8.0} {:>8.1} {:>7.2} {:>7.2} | {:>5}",
+                        "{:<9} {:>8} {:>5} | {:>8.0} {:>8.1} {:>7.2} {:>7.2} | {:>8.0} {:>8.1} {:>7.2} {:>7.2} | {:>5}",
                         cell.protocol, cell.size, cell.concurrency, cell.put_per_sec,
                         cell.put_mib_per_sec, cell.put_p50_ms, cell.put_p99_ms, cell.get_per_sec,
                         cell.get_mib_per_sec, cell.get_p50_ms, cell.get_p99_ms,
@@ -121,15 +128,18 @@ pub async fn internal_http(a: InternalHttpArgs) -> Result<()> {
 async fn run_cell(
     addr: &str,
     port: u16,
-    http2: bool,
+    (http2, tls): (bool, Option<&Arc<weft_client::internal_tls::InternalTls>>),
     size: u64,
     conc: usize,
     length: Duration,
 ) -> Cell {
-    let client = DatadClient::with_limits(DatadClientLimits {
-        http2,
-        ..DatadClientLimits::default()
-    });
+    let client = DatadClient::with_limits_tls(
+        DatadClientLimits {
+            http2,
+            ..DatadClientLimits::default()
+        },
+        tls,
+    );
     let payload = Bytes::from(
         (0..size)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
@@ -179,7 +189,12 @@ async fn run_cell(
     gets.sort_by(f64::total_cmp);
     let mib = size as f64 / (1 << 20) as f64;
     Cell {
-        protocol: if http2 { "http2" } else { "http1" },
+        protocol: match (http2, tls.is_some()) {
+            (false, false) => "http1",
+            (true, false) => "http2",
+            (false, true) => "http1+tls",
+            (true, true) => "http2+tls",
+        },
         size,
         concurrency: conc,
         rounds: gets.len() as u64,
