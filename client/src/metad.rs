@@ -46,9 +46,14 @@ use crate::transport::{Http, SharedTransport};
 /// How long one attempt waits for metad's answer.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The shortest an attempt is given near the deadline, so the last one is
-/// a real try rather than an instant timeout.
-const ATTEMPT_TIMEOUT_FLOOR: Duration = Duration::from_millis(100);
+/// How long a connection to a voter may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The shortest an attempt is given near the deadline: longer than the
+/// connect timeout, so a voter that never answers the connection is told
+/// apart (a connect error: nothing was sent, try the next) from one that
+/// took the request and went silent (the outcome is unknown).
+const ATTEMPT_TIMEOUT_FLOOR: Duration = Duration::from_secs(3);
 
 /// Why a metad call failed after retries.
 #[derive(Debug, Error)]
@@ -148,7 +153,7 @@ impl MetadClient {
     ) -> Self {
         let builder = reqwest::Client::builder()
             .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(2));
+            .connect_timeout(CONNECT_TIMEOUT);
         Self::with_transport(
             addrs,
             Arc::new(Http::with_tls_to(builder, tls, crate::pki::Role::Metad)),
@@ -337,7 +342,24 @@ impl MetadClient {
         let mut backoff = Duration::from_millis(10);
         let mut next: Option<String> = self.leader.lock().expect("leader lock").clone();
         let mut rr = 0usize;
+        let mut last_reason = String::new();
         loop {
+            // No new attempt once the deadline has passed (the backoff
+            // below sleeps up to it): the caller hears what the attempts so
+            // far amount to.
+            if attempts > 0 && start.elapsed() >= self.deadline {
+                return Err(if *maybe_applied {
+                    MetadClientError::OutcomeUnknown {
+                        attempts,
+                        last: last_reason,
+                    }
+                } else {
+                    MetadClientError::Unavailable {
+                        attempts,
+                        last: last_reason,
+                    }
+                });
+            }
             let addr = match next.take() {
                 Some(a) => a,
                 None => {
@@ -390,6 +412,7 @@ impl MetadClient {
                 }
                 Attempt::Retry { reason, redirect } => (reason, redirect),
             };
+            last_reason.clone_from(&reason);
             {
                 {
                     if start.elapsed() >= self.deadline {
@@ -673,7 +696,8 @@ mod tests {
             matches!(r, Err(MetadClientError::OutcomeUnknown { .. })),
             "{r:?}"
         );
-        // Far below one attempt's own 15 s bound, however busy the machine.
+        // At the deadline raised to the attempt floor (3 s): far below one
+        // attempt's own 15 s bound, however busy the machine.
         assert!(took < ATTEMPT_TIMEOUT / 2, "gave up after {took:?}");
         held.abort();
     }

@@ -29,8 +29,9 @@ pub const LABELS_MAX: usize = 16;
 
 /// Checks labels as every process reads them: at most [`LABELS_MAX`];
 /// names of 1 to 63 characters and values of up to 63, each of lowercase
-/// letters, digits, `-`, `_` and `.`, starting with a letter or digit (as
-/// Kubernetes label values, so a zone's labels can be mirrored there).
+/// letters, digits, `-`, `_` and `.`, starting and ending with a letter or
+/// digit (a subset of Kubernetes label values, so a zone's labels can be
+/// mirrored there).
 pub fn check_labels(labels: &Labels) -> Result<(), String> {
     if labels.len() > LABELS_MAX {
         return Err(format!(
@@ -38,23 +39,23 @@ pub fn check_labels(labels: &Labels) -> Result<(), String> {
             labels.len()
         ));
     }
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
     let well_formed = |t: &str, may_be_empty: bool| {
         (t.is_empty() && may_be_empty)
             || (t.len() <= 63
-                && t.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-                && t.chars().all(|c| {
-                    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')
-                }))
+                && t.starts_with(alnum)
+                && t.ends_with(alnum)
+                && t.chars().all(|c| alnum(c) || matches!(c, '-' | '_' | '.')))
     };
     for (k, v) in labels {
         if !well_formed(k, false) {
             return Err(format!(
-                "label name {k:?}: use 1 to 63 lowercase letters, digits, '-', '_' or '.', starting with a letter or digit"
+                "label name {k:?}: use 1 to 63 lowercase letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
             ));
         }
         if !well_formed(v, true) {
             return Err(format!(
-                "label {k} = {v:?}: use up to 63 lowercase letters, digits, '-', '_' or '.', starting with a letter or digit"
+                "label {k} = {v:?}: use up to 63 lowercase letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
             ));
         }
     }

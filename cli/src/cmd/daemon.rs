@@ -45,6 +45,9 @@ async fn stop_within(what: &str, max: Duration, stopped: impl std::future::Futur
 /// `weft metad`: runs a voter until a signal, or until its raft core dies,
 /// which ends the process with [`RestartNeeded`] so a supervisor restarts it.
 pub async fn metad(a: DaemonArgs) -> Result<()> {
+    if !a.labels.is_empty() {
+        anyhow::bail!("--label describes a data node's zone; metad takes none");
+    }
     weft_cli::limits::raise_open_file_limit_logged();
     let cancel = CancellationToken::new();
     let mut cfg: weft_metad::MetadConfig = config::load(a.config.as_deref())?;
@@ -152,6 +155,9 @@ pub async fn datad(a: DaemonArgs) -> Result<()> {
 /// in flight its shutdown grace. The root key comes from the config file or
 /// `WEFT_ROOT_ACCESS_KEY`/`WEFT_ROOT_SECRET_KEY`; there is no flag for it.
 pub async fn gateway(a: DaemonArgs) -> Result<()> {
+    if !a.labels.is_empty() {
+        anyhow::bail!("--label describes a data node's zone; gateway takes none");
+    }
     weft_cli::limits::raise_open_file_limit_logged();
     let cancel = CancellationToken::new();
     let mut cfg: weft_gateway::GatewayConfig = config::load(a.config.as_deref())?;

@@ -27,7 +27,9 @@ impl WeftS3 {
             .as_ref()
             .and_then(|c| c.location_constraint.as_ref())
             .map(|c| c.as_str().to_string());
-        if let Some(c) = constraint.filter(|c| !c.is_empty() && *c != self.region) {
+        // `EU` is S3's old name for eu-west-1, which clients still send.
+        let names_region = |c: &str| c == self.region || (c == "EU" && self.region == "eu-west-1");
+        if let Some(c) = constraint.filter(|c| !c.is_empty() && !names_region(c)) {
             return Err(s3_error!(
                 IllegalLocationConstraintException,
                 "this endpoint serves region {}; the bucket cannot be created in {c} here (leave out the LocationConstraint, or name {})",
@@ -117,7 +119,13 @@ impl WeftS3 {
         let root = self.keys.is_root(req.credentials.as_ref()).await?;
         let me = req.credentials.as_ref().map(|c| c.access_key.clone());
         let input = req.input;
+        // S3 pages by 10,000 once any paging parameter is given; without
+        // one it answers every bucket.
+        let paging = input.prefix.is_some()
+            || input.continuation_token.is_some()
+            || input.bucket_region.is_some();
         let max = match input.max_buckets {
+            None if paging => LIST_BUCKETS_MAX as usize,
             None => usize::MAX,
             Some(n) if (1..=LIST_BUCKETS_MAX).contains(&n) => n as usize,
             Some(n) => {
