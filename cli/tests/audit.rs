@@ -39,6 +39,63 @@ async fn weft(tc: &TestCluster, args: &[&str]) -> (bool, String, String) {
     .unwrap()
 }
 
+/// `weft audit tail --follow --json` running beside the test, its lines
+/// read by a thread; killed when dropped.
+struct Follower {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Follower {
+    /// Whether a line matching `want` arrives within 30 s.
+    fn wait_for(&mut self, want: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if want(&line) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn follow_tail(tc: &TestCluster) -> Follower {
+    use std::io::BufRead;
+    let c = tc.c();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["audit", "tail", "-n", "1", "--follow", "--json"])
+        .args(["--admin", &c.admin_endpoint()])
+        .env("WEFT_DATA", &c.config().data_dir)
+        .env("WEFT_ROOT_ACCESS_KEY", &c.credentials().access_key)
+        .env("WEFT_ROOT_SECRET_KEY", &c.credentials().secret_key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn weft audit tail --follow");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    Follower { child, lines }
+}
+
 async fn entries(tc: &TestCluster) -> Vec<AuditEntry> {
     let r: EntriesReply = tc
         .c()
@@ -315,6 +372,49 @@ async fn actions_and_refusals_are_chained_and_verify_detects_tampering() {
     let (ok, out, err) = weft(&tc, &["audit", "verify"]).await;
     assert!(ok, "{out}{err}");
     assert!(out.contains("audit chain intact"), "{out}");
+
+    // tail: the newest entries, as JSON lines that are the chain's own.
+    let (ok, out, err) = weft(&tc, &["audit", "tail", "-n", "3", "--json"]).await;
+    assert!(ok, "{out}{err}");
+    let tailed: Vec<AuditEntry> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a tail line is an entry"))
+        .collect();
+    assert_eq!(tailed.len(), 3, "{out}");
+    let all = entries(&tc).await;
+    for t in &tailed {
+        assert_eq!(Some(t), all.iter().find(|e| e.seq == t.seq));
+    }
+    assert!(
+        tailed.last().is_some_and(|e| e.seq >= head),
+        "tail did not end at the newest entry ({head}): {tailed:?}"
+    );
+    assert!(tailed.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+    // tail --follow prints an entry committed after it started (it prints
+    // the newest entry first: once that is seen, it is following).
+    let mut follower = follow_tail(&tc);
+    assert!(
+        follower.wait_for(|line| serde_json::from_str::<AuditEntry>(line).is_ok()),
+        "tail --follow printed no entry within 30 s"
+    );
+    let _: serde_json::Value = admin
+        .call(
+            reqwest::Method::POST,
+            "/v1/keys",
+            Some(serde_json::json!({ "name": "followed" })),
+        )
+        .await
+        .unwrap();
+    let seen = follower.wait_for(|line| {
+        serde_json::from_str::<AuditEntry>(line).is_ok_and(|e| {
+            e.event.action == "create_key" && e.event.target.starts_with("key followed ")
+        })
+    });
+    assert!(
+        seen,
+        "tail --follow did not print the new key's entry within 30 s"
+    );
+    drop(follower);
 
     // An export verifies offline with the key given; the secret is not in it.
     let file = tc.dir.path().join("audit.json");
