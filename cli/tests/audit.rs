@@ -15,28 +15,7 @@ use weft_gateway::admin_audit::EntriesReply;
 
 /// Runs the `weft` binary against the cluster's admin API.
 async fn weft(tc: &TestCluster, args: &[&str]) -> (bool, String, String) {
-    let c = tc.c();
-    let admin = c.admin_endpoint();
-    let creds = c.credentials().clone();
-    let data = c.config().data_dir.clone();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
-            .args(&args)
-            .args(["--admin", &admin])
-            .env("WEFT_DATA", &data)
-            .env("WEFT_ROOT_ACCESS_KEY", &creds.access_key)
-            .env("WEFT_ROOT_SECRET_KEY", &creds.secret_key)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
+    support::weft_cli(tc.c(), args).await
 }
 
 /// `weft audit tail --follow --json` running beside the test, its lines

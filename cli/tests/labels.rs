@@ -50,27 +50,8 @@ async fn nodes_carry_their_zones_labels_which_metad_keeps_and_status_shows() {
     }
 
     // The CLI shows them per zone.
-    let c = tc.c();
-    let admin = c.admin_endpoint();
-    let data = c.config().data_dir.clone();
-    let creds = c.credentials().clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
-            .args(["cluster", "status", "--admin", &admin])
-            .env("WEFT_DATA", &data)
-            .env("WEFT_ROOT_ACCESS_KEY", &creds.access_key)
-            .env("WEFT_ROOT_SECRET_KEY", &creds.secret_key)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, text, err) = support::weft_cli(tc.c(), &["cluster", "status"]).await;
+    assert!(ok, "{text}{err}");
     let zone_c = text
         .lines()
         .find(|l| l.starts_with("zone-c "))

@@ -12,27 +12,9 @@ use weft_common::upload_timers::UploadTimers;
 
 /// Runs `weft <args> --json` against the cluster; (success, stdout, stderr).
 async fn weft(c: &DevCluster, args: &[&str]) -> (bool, String, String) {
-    let admin = c.admin_endpoint();
-    let creds = c.credentials().clone();
-    let data = c.config().data_dir.clone();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
-            .args(&args)
-            .args(["--admin", &admin, "--json"])
-            .env("WEFT_DATA", &data)
-            .env("WEFT_ROOT_ACCESS_KEY", &creds.access_key)
-            .env("WEFT_ROOT_SECRET_KEY", &creds.secret_key)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
+    let mut args = args.to_vec();
+    args.push("--json");
+    support::weft_cli(c, &args).await
 }
 
 /// Waits (up to 20 s) until every running voter answers `want`.

@@ -229,6 +229,31 @@ impl Reporter {
     }
 }
 
+impl Reporter {
+    /// [`run`](Self::run) with `metad` proposing each batch: how gateways
+    /// and data nodes report.
+    pub async fn run_to_metad(
+        self,
+        metad: crate::MetadClient,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        self.run(
+            move |request| {
+                let metad = metad.clone();
+                async move {
+                    metad
+                        .command(&request)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                }
+            },
+            cancel,
+        )
+        .await
+    }
+}
+
 /// A closed window waiting to be sent.
 struct Batch {
     id: weft_common::RequestId,

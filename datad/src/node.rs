@@ -442,7 +442,9 @@ async fn start_on(
         let (metad, datad) = links.clients(&cfg.metad);
         let metad = metad.with_deadline(Duration::from_secs(10));
         tasks.push(tokio::spawn(
-            report_refusals(audit, metad.clone(), cancel.clone()).instrument(span.clone()),
+            audit
+                .run_to_metad(metad.clone(), cancel.clone())
+                .instrument(span.clone()),
         ));
         tasks.extend(spawn_background_work(
             &cfg,
@@ -494,29 +496,6 @@ impl Links<'_> {
             ),
         }
     }
-}
-
-/// Sends the refusals this node's server saw to metad's audit chain.
-async fn report_refusals(
-    audit: weft_client::audit_report::Reporter,
-    metad: weft_client::MetadClient,
-    cancel: CancellationToken,
-) {
-    audit
-        .run(
-            move |request| {
-                let metad = metad.clone();
-                async move {
-                    metad
-                        .command(&request)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                }
-            },
-            cancel,
-        )
-        .await
 }
 
 fn spawn_background_work(

@@ -375,18 +375,7 @@ pub(crate) fn entries(
     after: u64,
     max: u32,
 ) -> Result<Vec<AuditEntry>, MetaError> {
-    let t = match rtx.open_table(AUDIT) {
-        Ok(t) => t,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![]),
-        Err(e) => return Err(e.into()),
-    };
-    t.range(after.saturating_add(1)..)?
-        .take(max as usize)
-        .map(|it| {
-            let (k, v) = it?;
-            item(T_AUDIT, &k, &v)
-        })
-        .collect()
+    page(rtx, AUDIT, T_AUDIT, after, max)
 }
 
 /// Checkpoints covering entries after `after`, at most `max`.
@@ -395,7 +384,19 @@ pub(crate) fn checkpoints(
     after: u64,
     max: u32,
 ) -> Result<Vec<AuditCheckpoint>, MetaError> {
-    let t = match rtx.open_table(AUDIT_CHECKPOINTS) {
+    page(rtx, AUDIT_CHECKPOINTS, T_AUDIT_CHECKPOINTS, after, max)
+}
+
+/// Up to `max` values of a table keyed by sequence number, after `after`
+/// (none when the table does not exist yet).
+fn page<T: serde::de::DeserializeOwned>(
+    rtx: &ReadTransaction,
+    def: redb::TableDefinition<u64, &[u8]>,
+    name: &'static str,
+    after: u64,
+    max: u32,
+) -> Result<Vec<T>, MetaError> {
+    let t = match rtx.open_table(def) {
         Ok(t) => t,
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(vec![]),
         Err(e) => return Err(e.into()),
@@ -404,7 +405,7 @@ pub(crate) fn checkpoints(
         .take(max as usize)
         .map(|it| {
             let (k, v) = it?;
-            item(T_AUDIT_CHECKPOINTS, &k, &v)
+            item(name, &k, &v)
         })
         .collect()
 }

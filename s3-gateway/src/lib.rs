@@ -377,22 +377,11 @@ async fn start_on(
         grace,
     ));
     // Refusals on both ports go to metad's audit chain in batches.
-    tokio::spawn({
-        let metad = metad.clone();
-        audit.clone().run(
-            move |request| {
-                let metad = metad.clone();
-                async move {
-                    metad
-                        .command(&request)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                }
-            },
-            background.clone(),
-        )
-    });
+    tokio::spawn(
+        audit
+            .clone()
+            .run_to_metad(metad.clone(), background.clone()),
+    );
     let audit_for_listener = audit.clone();
     let admin_app = admin::router(admin::AdminState {
         metad,

@@ -67,6 +67,33 @@ impl TestCluster {
     }
 }
 
+/// Runs the `weft` binary with `args` and `--admin` pointed at the
+/// cluster, its credentials and data directory in the environment, as an
+/// operator's shell has them; (success, stdout, stderr).
+pub async fn weft_cli(c: &DevCluster, args: &[&str]) -> (bool, String, String) {
+    let admin = c.admin_endpoint();
+    let creds = c.credentials().clone();
+    let data = c.config().data_dir.clone();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(&args)
+            .args(["--admin", &admin])
+            .env("WEFT_DATA", &data)
+            .env("WEFT_ROOT_ACCESS_KEY", &creds.access_key)
+            .env("WEFT_ROOT_SECRET_KEY", &creds.secret_key)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
 /// A response with its body read.
 #[derive(Debug)]
 pub struct Resp {
