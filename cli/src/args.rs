@@ -19,7 +19,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Cmd {
-    /// Run a whole cluster in this process (metad, 6 data nodes in 3 zones, gateway).
+    /// Run a whole cluster in this process (metad, 6 data nodes in 3 zones,
+    /// a cold zone of 6 more, gateway).
     Dev(DevArgs),
     /// Manage S3 access keys.
     Key {
@@ -32,6 +33,13 @@ pub enum Cmd {
     Bucket {
         #[command(subcommand)]
         command: BucketCmd,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// List, define, change and delete storage classes.
+    Class {
+        #[command(subcommand)]
+        command: ClassCmd,
         #[command(flatten)]
         admin: AdminArgs,
     },
@@ -206,6 +214,10 @@ pub struct DevArgs {
     /// certificates made in DATA/pki on first start.
     #[arg(long)]
     pub insecure_internal: bool,
+    /// Data nodes in the cold zone `west` (labelled tier=cold), where
+    /// GLACIER_IR and one-zone classes live; 0 runs without tiers.
+    #[arg(long, default_value_t = 6)]
+    pub cold_nodes: usize,
 }
 
 /// How the CLI reaches an internal endpoint (metad) itself: with an admin
@@ -486,6 +498,42 @@ pub enum KeyCmd {
     /// List keys.
     List,
     /// Delete a key.
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum ClassCmd {
+    /// Every class: layout, zones, spread, what it holds, and whether this
+    /// cluster can place it.
+    List,
+    /// Define a class, or change one (settings left out keep their value).
+    /// New writes use the change; data already written stays where it is.
+    Set {
+        /// S3 name: STANDARD, STANDARD_IA, ONEZONE_IA, GLACIER_IR, ...
+        name: String,
+        /// `ec:K+M` (optionally `@UNIT_BYTES`) or `replicas:N`.
+        #[arg(long)]
+        layout: Option<String>,
+        /// Nodes the class may use, by label (`tier=cold,region!=east`;
+        /// `zone=NAME` names a zone; `*` every node). Repeat it for
+        /// fallbacks: the first that can hold the layout is used.
+        #[arg(long = "select")]
+        select: Vec<String>,
+        /// `zones` (at most ⌈width/zones⌉ shards per zone), `nodes` (no zone
+        /// cap) or `one_zone` (every shard in one zone).
+        #[arg(long)]
+        spread: Option<String>,
+        /// Objects at or below this size are stored as replicas.
+        #[arg(long)]
+        small_bytes: Option<u64>,
+        /// Copies of a small object.
+        #[arg(long)]
+        small_copies: Option<u8>,
+        /// Move existing data to the new definition (not built yet; refused).
+        #[arg(long)]
+        migrate: bool,
+    },
+    /// Delete a class that holds nothing (STANDARD cannot be deleted).
     Delete { name: String },
 }
 

@@ -46,26 +46,44 @@ fn run_daemon(kind: &str, toml: &str, env: &[(&str, &str)]) -> (Option<i32>, Str
 }
 
 #[test]
-fn gateway_with_too_many_shards_exits_naming_the_class_and_the_limit() {
+fn gateway_with_storage_classes_exits_saying_they_moved_to_metad() {
     let toml = r#"
 listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 metad = ["127.0.0.1:1"]
 
 [profiles]
-small_object_bytes_max = 65536
-small_object_copies = 3
 segment_bytes_max = 67108864
 
 [[profiles.classes]]
 name = "STANDARD"
 spread_zones = true
-layout = { kind = "erasure", k = 200, m = 100, unit_bytes = 1048576 }
+layout = { kind = "erasure", k = 4, m = 2, unit_bytes = 1048576 }
 "#;
     let (code, stderr) = run_with_config("gateway", toml);
     assert_ne!(code, Some(0), "{stderr}");
     assert!(
-        stderr.contains("profiles.classes.STANDARD: k+m = 300 exceeds 256; use at most 256 shards"),
+        stderr.contains("profiles.classes: moved to metad") && stderr.contains("weft class set"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn metad_with_an_invalid_storage_class_exits_naming_it() {
+    let toml = r#"
+data_dir = "DIR/metad"
+
+[[storage_classes]]
+name = "STANDARD"
+layout = { kind = "erasure", k = 200, m = 100, unit_bytes = 1048576 }
+spread = "zones"
+small_object_bytes = 65536
+small_object_copies = 3
+"#;
+    let (code, stderr) = run_with_config("metad", toml);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("storage_classes: storage class STANDARD: k+m = 300 exceeds 256"),
         "{stderr}"
     );
 }

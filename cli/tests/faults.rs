@@ -52,7 +52,7 @@ async fn two_nodes_down_still_reads_three_down_fails_cleanly() {
     // 503 ServiceUnavailable (the data may come back with the nodes; a 500
     // would claim a bug). A replicated object reads if a copy survived.
     tc.c_mut().stop_datad(1).await.unwrap();
-    let small_max = weft_common::profile::Profiles::default().small_object_bytes_max;
+    let small_max = weft_common::storage_class::SMALL_OBJECT_BYTES_DEFAULT;
     let mut unreadable = vec![];
     for (k, v) in &objs {
         let erasure_coded = v.len() as u64 > small_max;

@@ -244,6 +244,9 @@ async fn wait_refused(addr: std::net::SocketAddr) {
     loop {
         match tokio::net::TcpStream::connect(addr).await {
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return,
+            // A connection the kernel half-opened as the listener closed is
+            // reset: the listener is closing, not yet closed. Try again.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
             Err(e) => panic!("connect failed other than refused: {e}"),
             Ok(_) => {}
         }

@@ -29,6 +29,7 @@ pub mod repair;
 pub mod rpc;
 pub mod sigv4;
 pub mod space;
+pub mod storage_class;
 pub mod stripe;
 pub mod topology;
 pub mod upload_timers;

@@ -24,6 +24,11 @@ pub struct Segment {
     pub shards: Vec<Option<NodeId>>,
     /// Length of each shard file.
     pub shard_len: u64,
+    /// Which nodes may hold its shards, fixed by its class when written;
+    /// absent for segments from before classes were data (any node,
+    /// spread over zones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<crate::storage_class::PlacementRule>,
 }
 
 impl Segment {

@@ -1,4 +1,4 @@
-//! Storage classes and the layouts they name.
+//! Layouts (how a segment is cut into shards) and the gateway's size rules.
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -57,30 +57,23 @@ impl Layout {
     }
 }
 
-/// A storage class profile: the layout for large objects and whether shards
-/// must be spread across zones.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StorageClassProfile {
-    /// S3 name, e.g. `STANDARD`.
-    pub name: String,
-    /// Layout of segments larger than the small-object threshold.
-    pub layout: Layout,
-    /// At most ⌈width/zones⌉ shards in any zone, so one zone's loss costs at
-    /// most `m` shards.
-    pub spread_zones: bool,
-}
-
-/// The storage classes a cluster offers plus the size rules that pick layouts.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The gateway's size rules. Storage classes (layouts, zones, the
+/// small-object threshold) are cluster state in metad since classes became
+/// data ([`crate::storage_class`]); the old per-gateway settings are still
+/// read, only to refuse them with a message that says where they went.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Profiles {
-    /// Known classes; the first is the default.
-    pub classes: Vec<StorageClassProfile>,
-    /// Objects at or below this size are stored as replicas, not EC.
-    pub small_object_bytes_max: u64,
-    /// Copies for small objects.
-    pub small_object_copies: u8,
     /// Largest segment; bigger objects are cut into several segments.
     pub segment_bytes_max: u64,
+    /// Refused: classes live in metad.
+    #[serde(default, skip_serializing)]
+    pub classes: Option<serde::de::IgnoredAny>,
+    /// Refused: a class setting now.
+    #[serde(default, skip_serializing)]
+    pub small_object_bytes_max: Option<serde::de::IgnoredAny>,
+    /// Refused: a class setting now.
+    #[serde(default, skip_serializing)]
+    pub small_object_copies: Option<serde::de::IgnoredAny>,
 }
 
 /// Default unit: 1 MiB per shard per stripe.
@@ -89,40 +82,10 @@ pub const UNIT_BYTES_DEFAULT: u32 = 1 << 20;
 impl Default for Profiles {
     fn default() -> Self {
         Profiles {
-            classes: vec![StorageClassProfile {
-                name: "STANDARD".into(),
-                layout: Layout::Erasure {
-                    k: 4,
-                    m: 2,
-                    unit_bytes: UNIT_BYTES_DEFAULT,
-                },
-                spread_zones: true,
-            }],
-            small_object_bytes_max: 64 * 1024,
-            small_object_copies: 3,
             segment_bytes_max: 64 << 20,
-        }
-    }
-}
-
-impl Profiles {
-    /// Finds a class by S3 name; `None` means the default class.
-    pub fn class(&self, name: Option<&str>) -> Option<&StorageClassProfile> {
-        match name {
-            None => self.classes.first(),
-            Some(n) => self.classes.iter().find(|c| c.name == n),
-        }
-    }
-
-    /// The layout a segment of `segment_bytes` bytes of an object of
-    /// `object_bytes` bytes gets in `class`.
-    pub fn layout_for(&self, class: &StorageClassProfile, object_bytes: u64) -> Layout {
-        if object_bytes <= self.small_object_bytes_max {
-            Layout::Replicated {
-                copies: self.small_object_copies,
-            }
-        } else {
-            class.layout
+            classes: None,
+            small_object_bytes_max: None,
+            small_object_copies: None,
         }
     }
 }
@@ -181,50 +144,29 @@ impl Layout {
 }
 
 impl Profiles {
-    /// Checks every class and the size rules, so a bad profile stops the
-    /// gateway at start instead of failing PUTs (or writing segments no
-    /// reader can decode) later.
+    /// Checks the size rules, and refuses the class settings that moved to
+    /// metad (a gateway that silently ignored them would write objects in
+    /// a layout its operator did not choose).
     pub fn validate(&self) -> Result<(), ProfileError> {
-        if self.classes.is_empty() {
-            return Err(bad(
-                "classes",
-                "no storage class; define at least one (the first is the default)",
-            ));
-        }
-        for (i, c) in self.classes.iter().enumerate() {
-            if c.name.is_empty() {
+        for (set, name) in [
+            (self.classes.is_some(), "classes"),
+            (
+                self.small_object_bytes_max.is_some(),
+                "small_object_bytes_max",
+            ),
+            (self.small_object_copies.is_some(), "small_object_copies"),
+        ] {
+            if set {
                 return Err(bad(
-                    format!("classes[{i}].name"),
-                    "empty; give the class its S3 name, e.g. STANDARD",
+                    name,
+                    "moved to metad: storage classes are cluster state now; remove it here and see `weft class list` / `weft class set`",
                 ));
             }
-            if self.classes[..i].iter().any(|o| o.name == c.name) {
-                return Err(bad(
-                    format!("classes.{}", c.name),
-                    "defined twice; give each class a distinct name",
-                ));
-            }
-            c.layout.validate(&format!("classes.{}", c.name))?;
-        }
-        if self.small_object_copies == 0 {
-            return Err(bad(
-                "small_object_copies",
-                "0 copies; use at least 1 (3 is usual)",
-            ));
         }
         if self.segment_bytes_max == 0 {
             return Err(bad(
                 "segment_bytes_max",
                 "0; use a positive segment size, e.g. 67108864 (64 MiB)",
-            ));
-        }
-        if self.small_object_bytes_max > self.segment_bytes_max {
-            return Err(bad(
-                "small_object_bytes_max",
-                format!(
-                    "{} exceeds segment_bytes_max ({}); a small object is one replicated segment, so keep it at most segment_bytes_max",
-                    self.small_object_bytes_max, self.segment_bytes_max
-                ),
             ));
         }
         Ok(())
@@ -236,18 +178,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quorums_of_defaults() {
-        let p = Profiles::default();
-        let std = p.class(None).unwrap();
-        assert_eq!(std.name, "STANDARD");
-        let l = p.layout_for(std, 1 << 20);
+    fn quorums_of_the_default_layouts() {
+        let l = Layout::Erasure {
+            k: 4,
+            m: 2,
+            unit_bytes: UNIT_BYTES_DEFAULT,
+        };
         assert_eq!(l.width(), 6);
         assert_eq!(l.read_quorum(), 4);
         assert_eq!(l.write_quorum(), 5);
-        let small = p.layout_for(std, 64 * 1024);
-        assert_eq!(small, Layout::Replicated { copies: 3 });
+        let small = Layout::Replicated { copies: 3 };
         assert_eq!(small.write_quorum(), 2);
-        assert!(p.class(Some("GLACIER")).is_none());
     }
 
     #[test]
@@ -255,84 +196,66 @@ mod tests {
         assert_eq!(Profiles::default().validate(), Ok(()));
     }
 
-    fn with_layout(layout: Layout) -> Profiles {
-        let mut p = Profiles::default();
-        p.classes[0].layout = layout;
-        p
-    }
-
     #[test]
     fn too_many_shards_are_refused_with_the_limit() {
-        let e = with_layout(Layout::Erasure {
+        let e = Layout::Erasure {
             k: 200,
             m: 100,
             unit_bytes: 1024,
-        })
-        .validate()
+        }
+        .validate("classes.STANDARD")
         .unwrap_err();
         assert_eq!(
             e.to_string(),
             "profiles.classes.STANDARD: k+m = 300 exceeds 256; use at most 256 shards"
         );
-        // 256 exactly is fine.
-        let ok = with_layout(Layout::Erasure {
+        let ok = Layout::Erasure {
             k: 200,
             m: 56,
             unit_bytes: 1024,
-        });
-        assert_eq!(ok.validate(), Ok(()));
+        };
+        assert_eq!(ok.validate("x"), Ok(()));
     }
 
     #[test]
     fn zero_data_shards_zero_unit_and_zero_copies_are_refused() {
-        let k0 = with_layout(Layout::Erasure {
+        let k0 = Layout::Erasure {
             k: 0,
             m: 2,
             unit_bytes: 1024,
-        });
-        assert!(k0.validate().unwrap_err().problem.starts_with("k = 0"));
-        let unit0 = with_layout(Layout::Erasure {
+        };
+        assert!(k0.validate("x").unwrap_err().problem.starts_with("k = 0"));
+        let unit0 = Layout::Erasure {
             k: 4,
             m: 2,
             unit_bytes: 0,
-        });
+        };
         assert!(unit0
-            .validate()
+            .validate("x")
             .unwrap_err()
             .problem
             .starts_with("unit_bytes = 0"));
-        let copies0 = with_layout(Layout::Replicated { copies: 0 });
+        let copies0 = Layout::Replicated { copies: 0 };
         assert!(copies0
-            .validate()
+            .validate("x")
             .unwrap_err()
             .problem
             .starts_with("copies = 0"));
-        let small0 = Profiles {
-            small_object_copies: 0,
-            ..Profiles::default()
-        };
-        assert_eq!(
-            small0.validate().unwrap_err().setting,
-            "small_object_copies"
-        );
     }
 
     #[test]
-    fn inconsistent_thresholds_and_class_lists_are_refused() {
-        let mut p = Profiles::default();
-        p.small_object_bytes_max = p.segment_bytes_max + 1;
-        assert_eq!(p.validate().unwrap_err().setting, "small_object_bytes_max");
+    fn class_settings_here_are_refused_saying_they_moved_to_metad() {
+        let p: Profiles = serde_json::from_str(
+            r#"{"segment_bytes_max": 1024, "classes": [{"name": "STANDARD"}]}"#,
+        )
+        .unwrap();
+        let e = p.validate().unwrap_err();
+        assert_eq!(e.setting, "classes");
+        assert!(e.problem.starts_with("moved to metad"), "{}", e.problem);
         let p = Profiles {
             segment_bytes_max: 0,
-            small_object_bytes_max: 0,
             ..Profiles::default()
         };
         assert_eq!(p.validate().unwrap_err().setting, "segment_bytes_max");
-        let mut p = Profiles::default();
-        p.classes.clear();
-        assert_eq!(p.validate().unwrap_err().setting, "classes");
-        let mut p = Profiles::default();
-        p.classes.push(p.classes[0].clone());
-        assert_eq!(p.validate().unwrap_err().setting, "classes.STANDARD");
     }
 }

@@ -34,6 +34,10 @@ pub struct SegmentRecord {
     pub shard_len: u64,
     /// Node holding each shard index, `None` where a shard is missing.
     pub shards: Vec<Option<NodeId>>,
+    /// Nodes its shards may go to (see [`crate::storage_class`]); absent:
+    /// any node, spread over zones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<crate::storage_class::PlacementRule>,
     /// Shard files whose holders reported bad blocks not yet repaired (see
     /// [`crate::damage`]); absent from the encoding when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -46,6 +46,7 @@ fn segment() -> Segment {
             Some(NodeId(6)),
         ],
         shard_len: (5 << 20) / 4,
+        placement: None,
     }
 }
 
@@ -516,6 +517,66 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
         })
         .expect("encodes"),
     ));
+    // ---- format 3: storage classes as data (appended) ----
+    let glacier = weft_common::storage_class::default_classes()
+        .into_iter()
+        .find(|c| c.name == "GLACIER_IR")
+        .expect("a default class");
+    out.push((
+        "seed_storage_classes",
+        serde_json::to_value(Command::SeedStorageClasses {
+            classes: vec![glacier.clone()],
+        })
+        .expect("encodes"),
+    ));
+    out.push((
+        "put_storage_class",
+        serde_json::to_value(Command::PutStorageClass { class: glacier }).expect("encodes"),
+    ));
+    out.push((
+        "delete_storage_class",
+        serde_json::to_value(Command::DeleteStorageClass {
+            name: "ONEZONE_IA".into(),
+        })
+        .expect("encodes"),
+    ));
+    let mut placed = segment();
+    placed.placement = Some(weft_common::storage_class::PlacementRule {
+        select: weft_common::storage_class::Selector::parse("tier=cold,zone=west")
+            .expect("a selector"),
+        spread_zones: false,
+    });
+    out.push((
+        "request",
+        serde_json::to_value(Command::Request {
+            format: 3,
+            id: RequestId(0x44),
+            at_ms: 1_764_460_800_000,
+            command: Box::new(Command::PutPart {
+                upload_id: "u-3".into(),
+                part: weft_common::manifest::UploadPart {
+                    part_number: 1,
+                    size: placed.len,
+                    etag: "e".into(),
+                    crc32c: 7,
+                    last_modified_ms: 1_764_460_800_000,
+                    checksums: BTreeMap::new(),
+                    segments: vec![placed],
+                },
+            }),
+            actor: None,
+        })
+        .expect("encodes"),
+    ));
+    out.push((
+        "result_refused_class",
+        serde_json::to_value(CommandResult::Refused {
+            refusal: Refusal::ClassRefused {
+                message: "storage class GLACIER_IR holds 3 segments".into(),
+            },
+        })
+        .expect("encodes"),
+    ));
     out
 }
 
@@ -611,11 +672,14 @@ fn every_command_variant_has_a_golden_case() {
             Command::AuditCheckpoint { .. } => "audit_checkpoint",
             Command::SetAuditConfig { .. } => "set_audit_config",
             Command::AuditPrune { .. } => "audit_prune",
+            Command::SeedStorageClasses { .. } => "seed_storage_classes",
+            Command::PutStorageClass { .. } => "put_storage_class",
+            Command::DeleteStorageClass { .. } => "delete_storage_class",
         }
     }
     // Every line that decodes as a command is named for its variant, and
     // the command lines cover every variant once.
-    const VARIANTS: usize = 28;
+    const VARIANTS: usize = 31;
     let mut seen = std::collections::BTreeSet::new();
     for (name, value) in examples() {
         if let Ok(c) = serde_json::from_value::<Command>(value) {

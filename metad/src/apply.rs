@@ -259,6 +259,9 @@ fn apply_keeping_references(tx: &WriteTransaction, cmd: &Command) -> Answer {
             t.insert(node.0, sealed::<u64, _>(node.0, admin).as_slice())?;
             Ok(CommandResult::Done)
         }
+        Command::SeedStorageClasses { classes } => crate::classes::seed(tx, classes),
+        Command::PutStorageClass { class } => crate::classes::put(tx, class),
+        Command::DeleteStorageClass { name } => crate::classes::delete(tx, name),
         Command::SetRepairConfig { config } => {
             tx.open_table(META)?.insert(
                 KEY_REPAIR_CONFIG,

@@ -194,6 +194,7 @@ impl Builder {
                     layout: Layout::Replicated { copies: 3 },
                     shards: vec![Some(NodeId(1)), Some(NodeId(2)), Some(NodeId(3))],
                     shard_len: 5,
+                    placement: None,
                 }
             })
             .collect()

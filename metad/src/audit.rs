@@ -142,6 +142,17 @@ fn describe(cmd: &Command) -> Option<(EventKind, &'static str, String)> {
                 json(gc_grace_ms)
             ),
         ),
+        C::SeedStorageClasses { classes } => (
+            admin,
+            "seed_storage_classes",
+            classes
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        C::PutStorageClass { class } => (admin, "put_storage_class", json(class)),
+        C::DeleteStorageClass { name } => (admin, "delete_storage_class", format!("class {name}")),
         C::SetAuditConfig { data_plane } => (
             admin,
             "set_audit_config",

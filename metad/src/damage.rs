@@ -226,6 +226,7 @@ mod tests {
             },
             len: 16 << 20,
             shard_len: 4 << 20,
+            placement: None,
             shards: (1..=6).map(|n| Some(NodeId(n))).collect(),
             damage: damage
                 .into_iter()

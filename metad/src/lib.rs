@@ -27,6 +27,7 @@ mod apply_tests;
 mod audit;
 #[cfg(test)]
 mod audit_tests;
+mod classes;
 pub(crate) mod damage;
 pub mod disk_backend;
 pub mod durability;

@@ -84,6 +84,10 @@ pub struct MetadConfig {
     /// nodes, which read it from metad. At least twice `upload_max_age_ms`,
     /// checked at start. Seeds the cluster's pair, as the age does.
     pub gc_grace_ms: u64,
+    /// The storage classes a new cluster starts with (seeded by its first
+    /// leader, as the timers are; `weft class set` changes them after).
+    /// Default: `weft_common::storage_class::default_classes()`.
+    pub storage_classes: Vec<weft_common::storage_class::StorageClass>,
     /// Mutual TLS on raft and the API (`tls = { cert, key, ca }`, from
     /// `weft cert issue --role metad`). Without it the voter serves plain
     /// HTTP to anyone who reaches its port, which `weft metad` allows only
@@ -128,6 +132,7 @@ impl Default for MetadConfig {
             log_cache_bytes: 64 << 20,
             upload_max_age_ms: UploadTimers::default().upload_max_age_ms,
             gc_grace_ms: UploadTimers::default().gc_grace_ms,
+            storage_classes: weft_common::storage_class::default_classes(),
             tls: None,
             insecure_internal: false,
             master_key_file: None,
@@ -157,6 +162,8 @@ impl MetadConfig {
         self.upload_timers()
             .validate()
             .map_err(|e| ConfigError::new("gc_grace_ms/upload_max_age_ms", e.to_string()))?;
+        weft_common::storage_class::validate_all(&self.storage_classes)
+            .map_err(|e| ConfigError::new("storage_classes", e.to_string()))?;
         config_check::positive("raft_heartbeat_ms", self.raft_heartbeat_ms, "100")?;
         for (name, v) in [
             ("state_cache_bytes", self.state_cache_bytes),
@@ -665,6 +672,7 @@ async fn start_on(
         read_floor,
         fatal: fatal.clone(),
         upload_timers: cfg.upload_timers(),
+        storage_classes: cfg.storage_classes.clone(),
         sealer,
         audit,
         peers: transport.clone(),

@@ -384,6 +384,26 @@ impl StateMachine {
         t.get_sealed(T_META, KEY_UPLOAD_TIMERS)
     }
 
+    /// The storage classes, once the first leader has seeded them.
+    pub fn storage_classes(
+        &self,
+    ) -> Result<Option<Vec<weft_common::storage_class::StorageClass>>, MetaError> {
+        crate::classes::read(&self.begin_read()?.open_table(META)?)
+    }
+
+    /// What each storage class holds, by class and bucket.
+    pub fn class_usage(&self) -> Result<Vec<weft_common::rpc::ClassUsageRow>, MetaError> {
+        let tx = self.begin_read()?;
+        Ok(crate::classes::usage(&tx.open_table(CLASS_USAGE)?)?
+            .into_iter()
+            .map(|(class, bucket, usage)| weft_common::rpc::ClassUsageRow {
+                class,
+                bucket,
+                usage,
+            })
+            .collect())
+    }
+
     /// An access key by id.
     pub fn access_key(&self, access_key: &str) -> Result<Option<AccessKey>, MetaError> {
         let tx = self.begin_read()?;
@@ -523,6 +543,7 @@ impl StateMachine {
         fold!(REQUEST_AGES);
         fold!(AUDIT);
         fold!(AUDIT_CHECKPOINTS);
+        fold!(CLASS_USAGE);
         for key in [
             KEY_REQUEST_CLOCK,
             KEY_REPAIR_CONFIG,
@@ -530,6 +551,7 @@ impl StateMachine {
             KEY_AUDIT_HEAD,
             KEY_AUDIT_ANCHOR,
             KEY_AUDIT_CONFIG,
+            KEY_STORAGE_CLASSES,
         ] {
             if let Some(v) = tx.open_table(META)?.get(key)? {
                 crc = crc32c::crc32c_append(crc, v.value());

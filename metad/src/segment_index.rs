@@ -30,23 +30,35 @@ pub(crate) fn encode(id: SegmentId, r: &SegmentRecord) -> Vec<u8> {
 /// released and records what it added.
 pub(crate) fn record(tx: &WriteTransaction, effects: &Effects) -> Result<(), MetaError> {
     let mut t = tx.open_table(SEGMENTS)?;
+    let mut counted: Vec<(SegmentRecord, i8)> = vec![];
     for s in &effects.released {
-        t.remove(segment_key(s.id).as_slice())?;
+        if let Some(old) = t.remove(segment_key(s.id).as_slice())? {
+            let rec: SegmentRecord =
+                crate::envelope::decode(T_SEGMENTS, &segment_key(s.id), old.value())?;
+            counted.push((rec, -1));
+        }
     }
     for (owner, s) in &effects.added {
-        add(&mut t, owner, s)?;
+        if let Some(rec) = add(&mut t, owner, s)? {
+            counted.push((rec, 1));
+        }
+    }
+    drop(t);
+    for (rec, sign) in counted {
+        crate::classes::count(tx, &rec, sign)?;
     }
     Ok(())
 }
 
 /// Indexes `s` with the placement it was written with, unless it is
 /// indexed already: a completed upload names its parts' segments again,
-/// and their placement may since have been repaired.
+/// and their placement may since have been repaired. Returns the record
+/// when it is new.
 fn add(
     t: &mut redb::Table<&'static [u8], &'static [u8]>,
     owner: &Owner,
     s: &Segment,
-) -> Result<(), MetaError> {
+) -> Result<Option<SegmentRecord>, MetaError> {
     let k = segment_key(s.id);
     if t.get(k.as_slice())?.is_none() {
         let rec = SegmentRecord {
@@ -57,11 +69,13 @@ fn add(
             len: s.len,
             shard_len: s.shard_len,
             shards: s.shards.clone(),
+            placement: s.placement.clone(),
             damage: vec![],
         };
         t.insert(k.as_slice(), encode(s.id, &rec).as_slice())?;
+        return Ok(Some(rec));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Overlays current placement on a manifest read from the object tables.
@@ -127,5 +141,7 @@ pub(crate) fn rebuild(tx: &WriteTransaction) -> Result<u64, MetaError> {
             add(&mut t, &owner, s)?;
         }
     }
+    drop(t);
+    crate::classes::recount(tx)?;
     Ok(n)
 }

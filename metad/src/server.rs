@@ -64,6 +64,9 @@ pub struct AppState {
     /// From this voter's config: what this voter seeds the cluster's timers
     /// with when it is the first leader (the replicated value is served).
     pub upload_timers: weft_common::upload_timers::UploadTimers,
+    /// From this voter's config: the storage classes it seeds a new
+    /// cluster with.
+    pub storage_classes: Vec<weft_common::storage_class::StorageClass>,
     /// Seals access-key secrets at rest; `None` keeps them as given (a
     /// bench run without a master key).
     pub sealer: Option<Arc<crate::seal::Sealer>>,

@@ -61,6 +61,10 @@ pub(crate) struct SnapshotDoc {
     /// leader then seeds them from its config.
     #[serde(default)]
     pub(crate) upload_timers: Option<TimersRecord>,
+    /// Absent in snapshots from before classes were data; the leader then
+    /// seeds them from its config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) storage_classes: Option<Vec<weft_common::storage_class::StorageClass>>,
     /// Requests applied within the retention, so a retry that reaches a
     /// voter restored from this snapshot is still recognised.
     #[serde(default)]
@@ -267,6 +271,7 @@ pub(crate) fn dump(
     }
     doc.repair_config = tx.open_table(META)?.get_sealed(T_META, KEY_REPAIR_CONFIG)?;
     doc.upload_timers = tx.open_table(META)?.get_sealed(T_META, KEY_UPLOAD_TIMERS)?;
+    doc.storage_classes = crate::classes::read(&tx.open_table(META)?)?;
     for it in tx.open_table(REQUESTS)?.iter()? {
         let (k, v) = it?;
         let id = weft_common::RequestId(u128::from_be_bytes(
@@ -354,6 +359,8 @@ pub(crate) fn load(db: &Database, doc: &SnapshotDoc, meta: &Meta) -> Result<(), 
         }
         if doc.segments.is_none() {
             segment_index::rebuild(&tx)?;
+        } else {
+            crate::classes::recount(&tx)?;
         }
         {
             let mut na = tx.open_table(NODE_ADMIN)?;
@@ -393,6 +400,12 @@ pub(crate) fn load(db: &Database, doc: &SnapshotDoc, meta: &Meta) -> Result<(), 
         }
         if let Some(t) = &doc.upload_timers {
             put(KEY_UPLOAD_TIMERS, sealed::<&str, _>(KEY_UPLOAD_TIMERS, t))?;
+        }
+        if let Some(c) = &doc.storage_classes {
+            put(
+                KEY_STORAGE_CLASSES,
+                sealed::<&str, _>(KEY_STORAGE_CLASSES, c),
+            )?;
         }
         if doc.request_clock > 0 {
             put(

@@ -316,6 +316,9 @@ pub fn adds_data(cmd: &Command) -> bool {
         | Command::SetNodeAdmin { .. }
         | Command::SetRepairConfig { .. }
         | Command::SetUploadTimers { .. }
+        | Command::SeedStorageClasses { .. }
+        | Command::PutStorageClass { .. }
+        | Command::DeleteStorageClass { .. }
         | Command::ReportDamage { .. }
         | Command::DamageRepaired { .. } => false,
         // Reports of refusals are refused while metad's disk is low (an

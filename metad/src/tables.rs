@@ -36,6 +36,10 @@ pub(crate) const LEGACY_SEQ: TableDefinition<&str, u64> = TableDefinition::new("
 /// (see `segment_index`).
 pub(crate) const SEGMENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("segments");
 
+/// Segments and bytes per storage class by `class \0 bucket`, derived from
+/// the segment index (see `classes`).
+pub(crate) const CLASS_USAGE: TableDefinition<&str, &[u8]> = TableDefinition::new("class_usage");
+
 /// The audit chain by sequence number (see `audit`).
 pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 /// Signed audit checkpoints by the sequence number they cover.
@@ -54,11 +58,14 @@ pub(crate) const T_REQUEST_AGES: &str = "request_ages";
 pub(crate) const T_VERSIONS: &str = "versions";
 pub(crate) const T_SEGMENTS: &str = "segments";
 pub(crate) const T_AUDIT: &str = "audit";
+pub(crate) const T_CLASS_USAGE: &str = "class_usage";
 pub(crate) const T_AUDIT_CHECKPOINTS: &str = "audit_checkpoints";
 
 pub(crate) const KEY_REPAIR_CONFIG: &str = "repair_config";
 /// The cluster's upload timers (`Command::SetUploadTimers`).
 pub(crate) const KEY_UPLOAD_TIMERS: &str = "upload_timers";
+/// The storage classes (`Command::SeedStorageClasses` and its kin).
+pub(crate) const KEY_STORAGE_CLASSES: &str = "storage_classes";
 pub(crate) const KEY_SEGMENT_INDEX: &str = "segment_index_v1";
 pub(crate) const KEY_APPLIED: &str = "last_applied";
 pub(crate) const KEY_MEMBERSHIP: &str = "membership";

@@ -133,6 +133,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/metad/remove", axum::routing::post(metad_remove))
         .route("/v1/metad/step-down", axum::routing::post(metad_step_down))
         .merge(crate::admin_audit::routes())
+        .merge(crate::admin_classes::routes())
         .route("/health", get(|| async { "ok" }))
         .route(
             "/metrics",

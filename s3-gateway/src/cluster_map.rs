@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use weft_client::MetadClient;
 use weft_common::placement::Candidate;
 use weft_common::rpc::{Query, QueryResult};
+use weft_common::storage_class::{KnownNode, PlacementRule, StorageClass, DEFAULT_CLASS};
 use weft_common::topology::NodeView;
 use weft_common::NodeId;
 
@@ -23,6 +24,21 @@ pub struct ClusterMap {
     unreachable: Arc<std::sync::Mutex<BTreeMap<NodeId, Instant>>>,
     /// Why the metad leader refuses new data, while it does.
     metad_space_low: Arc<RwLock<Option<String>>>,
+    /// The storage classes, as metad had them at the last refresh.
+    classes: Arc<RwLock<Arc<Vec<StorageClass>>>>,
+}
+
+/// Why a request's storage class cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ClassLookup {
+    /// The cluster defines no class of that name.
+    #[error(
+        "storage class {0} is not defined on this cluster (`weft class list` shows those that are)"
+    )]
+    Unknown(String),
+    /// The gateway has not yet read the classes from metad.
+    #[error("this gateway has not yet read the storage classes from metad; retry in a moment")]
+    NotYetKnown,
 }
 
 impl ClusterMap {
@@ -32,10 +48,16 @@ impl ClusterMap {
             QueryResult::Nodes {
                 nodes,
                 metad_space_low,
+                classes,
             } => {
                 let map = nodes.into_iter().map(|n| (n.info.id, n)).collect();
                 *self.nodes.write().expect("cluster map lock") = Arc::new(map);
                 *self.metad_space_low.write().expect("cluster map lock") = metad_space_low;
+                // A metad that has not seeded yet answers none: keep what
+                // we had rather than forget every class.
+                if !classes.is_empty() {
+                    *self.classes.write().expect("cluster map lock") = Arc::new(classes);
+                }
                 Ok(())
             }
             other => Err(weft_client::MetadClientError::Protocol(format!(
@@ -86,6 +108,58 @@ impl ClusterMap {
             .lock()
             .expect("unreachable lock")
             .insert(node, Instant::now());
+    }
+
+    /// The class a request names, or the default class.
+    pub fn class(&self, name: Option<&str>) -> Result<StorageClass, ClassLookup> {
+        let classes = self.classes.read().expect("cluster map lock").clone();
+        if classes.is_empty() {
+            return Err(ClassLookup::NotYetKnown);
+        }
+        let name = name.unwrap_or(DEFAULT_CLASS);
+        classes
+            .iter()
+            .find(|c| c.name == name)
+            .cloned()
+            .ok_or_else(|| ClassLookup::Unknown(name.to_string()))
+    }
+
+    /// Sets the classes directly: for tests of the write path without metad.
+    pub fn set_classes(&self, classes: Vec<StorageClass>) {
+        *self.classes.write().expect("cluster map lock") = Arc::new(classes);
+    }
+
+    /// The rule a new segment of `class` is written under, from every node
+    /// metad knows and has not removed (whatever its liveness: a node down
+    /// for a minute must not move a class's zones).
+    pub fn resolve(
+        &self,
+        class: &StorageClass,
+        segment: weft_common::SegmentId,
+        layout: weft_common::profile::Layout,
+    ) -> Result<PlacementRule, weft_common::storage_class::ClassError> {
+        let snap = self.snapshot();
+        let known: Vec<KnownNode<'_>> = snap
+            .values()
+            .filter(|n| n.admin != weft_common::topology::NodeAdmin::Removed)
+            .map(|n| KnownNode {
+                zone: &n.info.zone,
+                labels: &n.info.labels,
+            })
+            .collect();
+        class.resolve(segment, layout, &known)
+    }
+
+    /// The nodes `rule` admits that may take new shards now.
+    pub fn candidates_for(&self, rule: &PlacementRule) -> Vec<Candidate> {
+        let snap = self.snapshot();
+        self.candidates()
+            .into_iter()
+            .filter(|c| {
+                snap.get(&c.node)
+                    .is_some_and(|n| rule.admits(&n.info.zone, &n.info.labels))
+            })
+            .collect()
     }
 
     /// Nodes that may take new shards, with their space state: placement

@@ -211,7 +211,6 @@ impl GatewayConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weft_common::profile::Layout;
 
     fn parse(toml_text: &str) -> GatewayConfig {
         // The config file format is TOML; JSON has the same serde shape and
@@ -239,17 +238,11 @@ mod tests {
     }
 
     #[test]
-    fn bad_profile_geometry_names_the_class_and_the_fix() {
-        let mut c = GatewayConfig::default();
-        c.profiles.classes[0].layout = Layout::Erasure {
-            k: 200,
-            m: 100,
-            unit_bytes: 1 << 20,
-        };
-        assert_eq!(
-            c.validate().unwrap_err().to_string(),
-            "profiles.classes.STANDARD: k+m = 300 exceeds 256; use at most 256 shards"
-        );
+    fn storage_classes_here_are_refused_saying_they_moved_to_metad() {
+        let c = parse(r#"{"profiles": {"segment_bytes_max": 67108864, "classes": []}}"#);
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.setting, "profiles.classes");
+        assert!(e.problem.starts_with("moved to metad"), "{}", e.problem);
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub enum GatewayError {
     /// Not enough healthy nodes to place a segment.
     #[error("place segment: {0}")]
     Placement(#[from] weft_common::placement::PlacementError),
+    /// The storage class cannot be placed on the nodes the cluster has.
+    #[error("{0}")]
+    Class(#[from] weft_common::storage_class::ClassError),
     /// Fewer shards than the write quorum became durable.
     #[error("write segment {segment}: only {written} of {needed} shards durable: {detail}")]
     WriteQuorum {
@@ -164,6 +167,7 @@ pub fn to_s3(e: GatewayError) -> S3Error {
             ..
         } => S3ErrorCode::Custom(INSUFFICIENT_STORAGE.into()),
         GatewayError::Placement(_)
+        | GatewayError::Class(_)
         | GatewayError::WriteQuorum { .. }
         | GatewayError::Unreadable { .. } => S3ErrorCode::ServiceUnavailable,
         GatewayError::Body(_) => S3ErrorCode::IncompleteBody,

@@ -11,6 +11,7 @@ pub mod access;
 pub mod admin;
 pub mod admin_audit;
 mod admin_cert;
+pub mod admin_classes;
 pub mod admission;
 pub mod auth;
 pub mod checksums;
@@ -319,7 +320,6 @@ async fn start_on(
         reader,
         metad: metad.clone(),
         keys: keys.clone(),
-        profiles,
         releaser: release,
         bytes_written: gw_metrics.bytes_written.clone(),
         fault_ack_before_commit: fault_ack_before_commit(),

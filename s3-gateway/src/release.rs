@@ -473,6 +473,7 @@ mod tests {
             layout: weft_common::profile::Layout::Replicated { copies: 1 },
             shards: vec![Some(NodeId(1))],
             shard_len: 1,
+            placement: None,
         }
     }
 

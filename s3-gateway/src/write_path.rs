@@ -14,7 +14,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use weft_common::checksum::{crc32c_append, EtagHasher};
 use weft_common::manifest::Segment;
 use weft_common::placement::place;
-use weft_common::profile::{Layout, StorageClassProfile};
+use weft_common::profile::Layout;
+use weft_common::storage_class::StorageClass;
 use weft_common::stripe::Geometry;
 use weft_common::{SegmentId, ShardIndex};
 
@@ -162,19 +163,12 @@ type ShardOutcome = (
 );
 
 impl ObjectWriter {
-    /// The layout a new object of `size` bytes gets in the default class.
-    pub fn default_layout(&self, size: u64) -> Option<Layout> {
-        self.profiles
-            .class(None)
-            .map(|c| self.profiles.layout_for(c, size))
-    }
-
     /// Writes `size` bytes from `body` as the segments of a new version.
     /// Nothing is committed here: on error the caller commits nothing and
     /// the shards already written are removed (best effort; GC covers the rest).
     pub async fn write_object<S, E>(
         &self,
-        class: &StorageClassProfile,
+        class: &StorageClass,
         size: u64,
         body: S,
         checksum: Option<s3s::checksum::ChecksumHasher>,
@@ -222,7 +216,7 @@ impl ObjectWriter {
             md5_tx: Some(md5_tx),
             read: 0,
         };
-        let layout = self.profiles.layout_for(class, size);
+        let layout = class.layout_for(size);
         let started = tokio::time::Instant::now();
         let mut segments = Vec::new();
         let mut offset = 0u64;
@@ -272,7 +266,7 @@ impl ObjectWriter {
     async fn write_segment<S, E>(
         &self,
         reader: &mut BodyReader<S>,
-        class: &StorageClassProfile,
+        class: &StorageClass,
         layout: Layout,
         offset: u64,
         len: u64,
@@ -284,8 +278,14 @@ impl ObjectWriter {
         let id = SegmentId::from_random(weft_common::effects::random());
         let width = layout.width();
         let quorum = layout.write_quorum();
-        let spread = class.spread_zones || matches!(layout, Layout::Replicated { .. });
-        let nodes = place(id, width, quorum, spread, &self.cluster.candidates())?;
+        let rule = self.cluster.resolve(class, id, layout)?;
+        let nodes = place(
+            id,
+            width,
+            quorum,
+            rule.spread_zones,
+            &self.cluster.candidates_for(&rule),
+        )?;
         let (geometry, shard_len) = match layout {
             Layout::Replicated { .. } => (None, len),
             Layout::Erasure { k, m, unit_bytes } => {
@@ -361,6 +361,7 @@ impl ObjectWriter {
             layout,
             shards,
             shard_len,
+            placement: Some(rule),
         };
         let written = segment.shards_present();
         if written < quorum {

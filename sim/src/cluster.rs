@@ -43,6 +43,7 @@ impl Cluster {
             // lasts some 15 simulated minutes) and the checks see it.
             upload_max_age_ms: UPLOAD_MAX_AGE_MS,
             gc_grace_ms: 2 * UPLOAD_MAX_AGE_MS,
+            storage_classes: crate::data::storage_classes(),
             ..MetadConfig::default()
         };
         let cancel = CancellationToken::new();

@@ -118,7 +118,6 @@ impl DataPlane {
             region: REGION.into(),
             root_access_key: Some(ACCESS_KEY.into()),
             root_secret_key: Some(SECRET_KEY.into()),
-            profiles: profiles(),
             ..Default::default()
         };
         let cancel = CancellationToken::new();
@@ -144,14 +143,16 @@ impl DataPlane {
     }
 }
 
-fn profiles() -> weft_common::profile::Profiles {
-    let mut p = weft_common::profile::Profiles::default();
-    for class in &mut p.classes {
+/// The default classes with the simulation's small unit, so a run's
+/// objects span several stripes. Seeded by the metad voters.
+pub(crate) fn storage_classes() -> Vec<weft_common::storage_class::StorageClass> {
+    let mut classes = weft_common::storage_class::default_classes();
+    for class in &mut classes {
         if let weft_common::profile::Layout::Erasure { unit_bytes, .. } = &mut class.layout {
             *unit_bytes = UNIT_BYTES;
         }
     }
-    p
+    classes
 }
 
 /// Rots m+1 = 3 shard files of one segment, each in a different block

@@ -225,6 +225,7 @@ fn fake_segment() -> Segment {
         layout: Layout::Replicated { copies: 1 },
         shards: vec![Some(NodeId(999))],
         shard_len: 1,
+        placement: None,
     }
 }
 

@@ -19,14 +19,27 @@ pub async fn run(a: DevArgs) -> Result<()> {
     cfg.region = a.region;
     cfg.tls = a.tls;
     cfg.insecure_internal = a.insecure_internal;
+    cfg.cold_nodes = a.cold_nodes;
     cfg.credentials = Some(root_credentials(&a.data)?);
     weft_cli::limits::raise_open_file_limit_logged();
     let cluster = DevCluster::start(cfg).await?;
     let c = cluster.credentials();
-    println!(
-        "Weft dev cluster is up: metad + {} data nodes in 3 zones + S3 gateway",
-        cluster.config().datad_count
-    );
+    let cfg = cluster.config();
+    if cfg.cold_nodes > 0 {
+        println!(
+            "Weft dev cluster is up: metad + {} data nodes in {} zones + {} in the cold zone {} (tier=cold) + S3 gateway",
+            cfg.datad_count,
+            cfg.zones.len(),
+            cfg.cold_nodes,
+            cfg.cold_zone
+        );
+    } else {
+        println!(
+            "Weft dev cluster is up: metad + {} data nodes in {} zones + S3 gateway",
+            cfg.datad_count,
+            cfg.zones.len()
+        );
+    }
     println!();
     println!("  S3 endpoint:   {}", cluster.s3_endpoint());
     println!("  Admin API:     {}", cluster.admin_endpoint());

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod bench;
 pub mod bucket;
 pub mod cert;
+pub mod class;
 pub mod cluster;
 pub mod daemon;
 pub mod dev;

@@ -26,8 +26,14 @@ pub struct DevClusterConfig {
     /// Number of gateways (the first listens on `s3_listen`/`admin_listen`,
     /// others on random ports).
     pub gateways: usize,
-    /// Zone names; nodes are dealt round-robin.
+    /// Zone names; the `datad_count` nodes are dealt round-robin.
     pub zones: Vec<String>,
+    /// Data nodes of a cold zone started after those (labelled
+    /// `tier=cold`, `region=west`): where `GLACIER_IR` lives. `weft dev`
+    /// starts 6; tests that do not need tiers start none.
+    pub cold_nodes: usize,
+    /// The cold zone's name.
+    pub cold_zone: String,
     /// S3 region.
     pub region: String,
     /// Root credentials; `None` means from the environment or the data dir.
@@ -93,6 +99,8 @@ impl DevClusterConfig {
             datad_count: 6,
             gateways: 1,
             zones: vec!["zone-a".into(), "zone-b".into(), "zone-c".into()],
+            cold_nodes: 0,
+            cold_zone: "west".into(),
             region: "us-east-1".into(),
             credentials: None,
             datad_capacity_bytes: 100 << 30,

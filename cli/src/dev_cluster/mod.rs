@@ -57,7 +57,17 @@ struct Addrs {
 
 impl DevCluster {
     /// Starts every part and waits until the gateway sees every data node.
-    pub async fn start(cfg: DevClusterConfig) -> Result<Self, DevClusterError> {
+    pub async fn start(mut cfg: DevClusterConfig) -> Result<Self, DevClusterError> {
+        if cfg.cold_nodes > 0 {
+            cfg.zone_labels
+                .entry(cfg.cold_zone.clone())
+                .or_insert_with(|| {
+                    [("tier", "cold"), ("region", "west")]
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                });
+        }
         let credentials = match &cfg.credentials {
             Some(c) => c.clone(),
             None => root_credentials(&cfg.data_dir)?,
@@ -66,7 +76,7 @@ impl DevCluster {
         metad[0] = Some(cfg.metad_listen);
         let addrs = Addrs {
             metad,
-            datad: vec![None; cfg.datad_count],
+            datad: vec![None; cfg.datad_count + cfg.cold_nodes],
         };
         Self::launch(cfg, credentials, addrs).await
     }
@@ -96,11 +106,14 @@ impl DevCluster {
             admin_tls,
             metad: (0..voters).map(|_| None).collect(),
             metad_addrs: addrs.metad,
-            datad: (0..cfg.datad_count).map(|_| None).collect(),
+            datad: (0..cfg.datad_count + cfg.cold_nodes)
+                .map(|_| None)
+                .collect(),
             datad_addrs: addrs.datad,
             datad_advertise: Vec::new(),
             datad_zones: (0..cfg.datad_count)
                 .map(|i| cfg.zones[i % cfg.zones.len()].clone())
+                .chain((0..cfg.cold_nodes).map(|_| cfg.cold_zone.clone()))
                 .collect(),
             gateways: (0..cfg.gateways.max(1)).map(|_| None).collect(),
             cfg,
@@ -113,13 +126,13 @@ impl DevCluster {
             c.init_metad_group().await?;
         }
         c.wait_metad_leader(Duration::from_secs(20)).await?;
-        for i in 0..c.cfg.datad_count {
+        for i in 0..c.datad.len() {
             c.start_datad(i).await?;
         }
         for i in 0..c.gateways.len() {
             c.start_gateway(i).await?;
         }
-        c.wait_nodes_up(c.cfg.datad_count, Duration::from_secs(30))
+        c.wait_nodes_up(c.datad.len(), Duration::from_secs(30))
             .await?;
         Ok(c)
     }

@@ -186,6 +186,24 @@ pub enum Command {
         /// starts to run out (`upload_timers::TimersRecord`).
         at_ms: u64,
     },
+    /// Install the storage classes only while none are set: how a new
+    /// cluster's first leader seeds them from its config.
+    SeedStorageClasses {
+        /// The classes.
+        classes: Vec<crate::storage_class::StorageClass>,
+    },
+    /// Add or replace one storage class. New writes use it; segments
+    /// already written keep the placement rule they were written under.
+    PutStorageClass {
+        /// The class.
+        class: crate::storage_class::StorageClass,
+    },
+    /// Delete a storage class: refused for `STANDARD` and for a class that
+    /// still holds segments.
+    DeleteStorageClass {
+        /// Its name.
+        name: String,
+    },
     /// Several commands in one raft entry, applied in order: group commit.
     /// Each gets its own result, as if proposed alone.
     Batch {
@@ -438,6 +456,12 @@ pub enum Refusal {
     /// Upload timers that would let garbage collection remove uploads in
     /// flight; `message` names the fix.
     UnsafeTimers {
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// A storage class change that cannot be made; `message` says why and
+    /// what to do.
+    ClassRefused {
         /// What is wrong and how to fix it.
         message: String,
     },

@@ -8,7 +8,12 @@
 /// Format 2 added the audit chain: a request's `actor` and the `audit`,
 /// `audit_checkpoint`, `set_audit_config` and `audit_prune` commands. A
 /// format 1 request applies as before and records nothing in the chain.
-pub const COMMAND_FORMAT: u32 = 2;
+///
+/// Format 3 added storage classes as data: the `seed_storage_classes`,
+/// `put_storage_class` and `delete_storage_class` commands, and the
+/// placement rule a segment carries (a format 2 voter would drop that field
+/// and let repair move the segment out of its class's zones).
+pub const COMMAND_FORMAT: u32 = 3;
 
 pub(crate) fn command_format_v1() -> u32 {
     1

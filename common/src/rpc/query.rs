@@ -102,6 +102,8 @@ pub enum Query {
     /// (answered locally): gateways and data nodes take them from here so
     /// the two can never disagree (see [`crate::upload_timers`]).
     UploadTimers,
+    /// The storage classes and what each holds (a leader read).
+    StorageClasses,
     /// Audit chain entries with sequence numbers after `after`, oldest
     /// first, at most `max`.
     Audit {
@@ -287,6 +289,10 @@ pub enum QueryResult {
         /// before writing any shard.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         metad_space_low: Option<String>,
+        /// The storage classes, so a gateway learns a class change with
+        /// the map; empty until the first leader has seeded them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        classes: Vec<crate::storage_class::StorageClass>,
     },
     /// For `ShardsHeld`: one answer per pair asked about.
     ShardsHeld {
@@ -317,6 +323,13 @@ pub enum QueryResult {
         /// Raft status.
         status: RaftStatus,
     },
+    /// For `StorageClasses`.
+    StorageClasses {
+        /// The classes, `STANDARD` among them.
+        classes: Vec<crate::storage_class::StorageClass>,
+        /// Segments and bytes per class and bucket.
+        usage: Vec<ClassUsageRow>,
+    },
     /// For `UploadTimers`.
     UploadTimers {
         /// The timers.
@@ -337,4 +350,15 @@ pub enum QueryResult {
         /// The chain's state.
         info: crate::audit::AuditInfo,
     },
+}
+
+/// What one storage class holds in one bucket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassUsageRow {
+    /// The class.
+    pub class: String,
+    /// The bucket.
+    pub bucket: String,
+    /// Its counts.
+    pub usage: crate::storage_class::ClassUsage,
 }

@@ -125,7 +125,7 @@ pub(super) fn plan_rebalance(
     per_node: usize,
     now: Instant,
 ) {
-    let (writable, by_id, zones) = (&nodes.writable, &nodes.by_id, &nodes.zones);
+    let (writable, by_id) = (&nodes.writable, &nodes.by_id);
     let (usage, on_node, records) = (&survey.usage, &survey.on_node, &survey.records);
     if writable.len() < 2 {
         return;
@@ -184,7 +184,7 @@ pub(super) fn plan_rebalance(
                     break;
                 }
                 let gap_bytes = (gap * by_id[&recipient].info.capacity_bytes as f64 / 2.0) as u64;
-                let recipient_zone = by_id[&recipient].info.zone.as_str();
+                let recipient_view = by_id[&recipient];
                 let candidate = on_node.get(&donor).and_then(|list| {
                     list.iter().find(|(seg, slot)| {
                         let Some(rec) = records.get(seg) else {
@@ -195,7 +195,8 @@ pub(super) fn plan_rebalance(
                             && rec.shard_len <= gap_bytes.max(1)
                             && rec.shards.get(*slot) == Some(&Some(donor))
                             && !rec.shards.contains(&Some(recipient))
-                            && zone_ok(rec, *slot, recipient_zone, by_id, zones.len())
+                            && admitted(rec, recipient_view)
+                            && zone_ok(rec, *slot, recipient_view, nodes)
                     })
                 });
                 if let Some(&(seg, slot)) = candidate {
@@ -227,14 +228,32 @@ pub(super) fn plan_rebalance(
     }
 }
 
-/// Whether moving `slot` of `rec` into `zone` keeps the zone spread.
-fn zone_ok(
-    rec: &SegmentRecord,
-    slot: usize,
-    zone: &str,
-    by_id: &BTreeMap<NodeId, &NodeView>,
-    zones: usize,
-) -> bool {
+/// Whether `node` may hold a shard of `rec` at all: its class's rule (fixed
+/// when the segment was written) admits it. Segments from before classes
+/// were data may go anywhere.
+fn admitted(rec: &SegmentRecord, node: &NodeView) -> bool {
+    rec.placement
+        .as_ref()
+        .is_none_or(|r| r.admits(&node.info.zone, &node.info.labels))
+}
+
+/// Whether moving `slot` of `rec` onto `node` keeps the zone spread: at
+/// most ⌈width/zones⌉ shards in its zone, counting the zones the
+/// segment's rule admits (a segment of a one-zone or node-spread class has
+/// no zone cap).
+fn zone_ok(rec: &SegmentRecord, slot: usize, node: &NodeView, nodes: &Nodes) -> bool {
+    let zones = match &rec.placement {
+        Some(rule) if !rule.spread_zones => return true,
+        Some(_) => nodes
+            .writable
+            .iter()
+            .filter(|v| admitted(rec, v))
+            .map(|v| v.info.zone.as_str())
+            .collect::<BTreeSet<_>>()
+            .len(),
+        None => nodes.zones.len(),
+    };
+    let zone = node.info.zone.as_str();
     let cap = placement::zone_cap(rec.layout.width(), zones);
     let in_zone = rec
         .shards
@@ -242,7 +261,7 @@ fn zone_ok(
         .enumerate()
         .filter(|(i, h)| {
             *i != slot
-                && h.and_then(|n| by_id.get(&n))
+                && h.and_then(|n| nodes.by_id.get(&n))
                     .is_some_and(|v| v.info.zone == zone)
         })
         .count();
@@ -261,14 +280,15 @@ fn choose_target(
     free: &BTreeMap<NodeId, u64>,
     queue_cap: usize,
 ) -> Option<NodeId> {
-    let (writable, by_id, zones) = (&nodes.writable, &nodes.by_id, &nodes.zones);
     let eligible = |spread: bool| -> Vec<Candidate> {
-        writable
+        nodes
+            .writable
             .iter()
+            .filter(|v| admitted(rec, v))
             .filter(|v| !rec.shards.contains(&Some(v.info.id)))
             .filter(|v| load.get(&v.info.id).copied().unwrap_or(0) < queue_cap)
             .filter(|v| free.get(&v.info.id).copied().unwrap_or(0) >= rec.shard_len)
-            .filter(|v| !spread || zone_ok(rec, slot, &v.info.zone, by_id, zones.len()))
+            .filter(|v| !spread || zone_ok(rec, slot, v, nodes))
             .map(|v| Candidate {
                 node: v.info.id,
                 zone: v.info.zone.clone(),

@@ -48,6 +48,7 @@ fn ec(shards: Vec<Option<u64>>) -> SegmentRecord {
         },
         len: 4 << 20,
         shard_len: 1 << 20,
+        placement: None,
         shards: shards.into_iter().map(|s| s.map(NodeId)).collect(),
         damage: vec![],
     }

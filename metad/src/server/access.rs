@@ -54,11 +54,13 @@ pub(crate) fn command_roles(cmd: &Command) -> &'static [Role] {
         | Command::SetRepairConfig { .. }
         | Command::SetUploadTimers { .. }
         | Command::SetAuditConfig { .. }
+        | Command::PutStorageClass { .. }
+        | Command::DeleteStorageClass { .. }
         | Command::AuditPrune { .. } => ADMIN,
         // Every process reports the failures and denials it saw.
         Command::Audit { .. } => ANY_ROLE,
-        // Signed by the leader itself, never sent by anyone.
-        Command::AuditCheckpoint { .. } => &[],
+        // Signed, or seeded, by the leader itself, never sent by anyone.
+        Command::AuditCheckpoint { .. } | Command::SeedStorageClasses { .. } => &[],
         // A repair's or a scrub's results: only data nodes do that work.
         Command::RegisterNode { .. }
         | Command::MoveShard { .. }
@@ -96,12 +98,13 @@ pub(crate) fn command_allowed(cmd: &Command, role: Role) -> Result<(), String> {
     }
 }
 
-/// Whether `cmd` is, or wraps, an audit checkpoint.
-pub(crate) fn holds_checkpoint(cmd: &Command) -> bool {
+/// Whether `cmd` is, or wraps, a command only the leader itself proposes:
+/// an audit checkpoint or the storage classes' seed.
+pub(crate) fn leader_only(cmd: &Command) -> bool {
     match cmd {
-        Command::AuditCheckpoint { .. } => true,
-        Command::Request { command, .. } => holds_checkpoint(command),
-        Command::Batch { commands } => commands.iter().any(holds_checkpoint),
+        Command::AuditCheckpoint { .. } | Command::SeedStorageClasses { .. } => true,
+        Command::Request { command, .. } => leader_only(command),
+        Command::Batch { commands } => commands.iter().any(leader_only),
         _ => false,
     }
 }
@@ -231,7 +234,8 @@ pub(crate) fn query_roles(q: &Query) -> &'static [Role] {
         | Query::Uploads { .. }
         | Query::ObjectVersion { .. }
         | Query::Versions { .. }
-        | Query::Upload { .. } => ADMIN,
+        | Query::Upload { .. }
+        | Query::StorageClasses => ADMIN,
         // What a data node may delete: its garbage collector asks.
         Query::ShardsHeld { .. } => DATAD_OR_ADMIN,
         Query::Segments { .. } => DATAD_OR_ADMIN,

@@ -37,11 +37,11 @@ pub(super) async fn command(
             return Err(ApiError::forbidden(why));
         }
     }
-    if super::access::holds_checkpoint(&cmd) {
-        // Only this voter's own loop proposes checkpoints, signed with the
-        // master key; whoever sends one is forging it.
+    if super::access::leader_only(&cmd) {
+        // Only this voter's own loops propose checkpoints (signed with the
+        // master key) and the classes' seed; whoever sends one is forging it.
         return Err(ApiError::forbidden(
-            "audit checkpoints are signed by the metad leader itself; no caller may propose one",
+            "audit checkpoints and the storage classes' seed come from the metad leader itself; no caller may propose one (change classes with PutStorageClass)",
         ));
     }
     ensure_serving_leader(&s)?;
@@ -336,10 +336,19 @@ pub(super) async fn query(
                 digest,
             }
         }
-        Query::Nodes => QueryResult::Nodes {
-            nodes: node_views(&s).await?,
-            metad_space_low: s.space.low_reason(),
-        },
+        Query::Nodes => {
+            let sm = sm.clone();
+            let classes = weft_common::effects::spawn_blocking(move || sm.storage_classes())
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(ApiError::internal)?
+                .unwrap_or_default();
+            QueryResult::Nodes {
+                nodes: node_views(&s).await?,
+                metad_space_low: s.space.low_reason(),
+                classes,
+            }
+        }
         Query::Durability => {
             // A cached report is reused only if nothing it depends on moved:
             // no command applied since, and every node in the same state.
@@ -431,6 +440,10 @@ pub(super) async fn query(
                     },
                     Query::AuditCheckpoints { after, max } => QueryResult::AuditCheckpoints {
                         checkpoints: sm.audit_checkpoints(after, max.clamp(1, AUDIT_PAGE_MAX))?,
+                    },
+                    Query::StorageClasses => QueryResult::StorageClasses {
+                        classes: sm.storage_classes()?.unwrap_or_default(),
+                        usage: sm.class_usage()?,
                     },
                     Query::AuditInfo => QueryResult::AuditInfo {
                         info: weft_common::audit::AuditInfo {

@@ -113,12 +113,53 @@ pub(crate) async fn leadership_watch(
     }
 }
 
+/// Installs this voter's configured storage classes if the cluster has
+/// none, retrying while this voter leads; false once it stops leading.
+async fn seed_storage_classes(
+    s: &Arc<AppState>,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> bool {
+    let mut backoff = std::time::Duration::from_millis(200);
+    loop {
+        if ensure_serving_leader(s).is_err() {
+            return false;
+        }
+        let sm = s.sm.clone();
+        if let Ok(Ok(Some(_))) =
+            weft_common::effects::spawn_blocking(move || sm.storage_classes()).await
+        {
+            return true;
+        }
+        let cmd = super::audit::own_request(
+            s,
+            Command::SeedStorageClasses {
+                classes: s.storage_classes.clone(),
+            },
+        );
+        match s.writes.write(cmd).await {
+            Ok(_) => return true,
+            Err(e) => tracing::debug!(error = ?e, "seeding the storage classes failed; retrying"),
+        }
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return false,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+    }
+}
+
 /// Installs this voter's configured upload timers as the cluster's if none
 /// are set (a new cluster, or one upgraded from when each voter served its
 /// own), retrying while this voter leads. If the cluster already has
 /// different ones, says so: the replicated pair is what every process uses,
 /// and `weft cluster timers` changes it.
 async fn seed_upload_timers(s: Arc<AppState>, cancel: tokio_util::sync::CancellationToken) {
+    // Classes first: a gateway that can read the timers (from any voter)
+    // then finds the classes committed before them.
+    if !seed_storage_classes(&s, &cancel).await {
+        return;
+    }
     let mine = s.upload_timers;
     let mut backoff = std::time::Duration::from_millis(200);
     loop {

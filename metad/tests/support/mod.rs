@@ -31,6 +31,7 @@ pub fn version(n: u64) -> ObjectVersion {
             layout: Layout::Replicated { copies: 1 },
             shards: vec![Some(NodeId(1))],
             shard_len: n,
+            placement: None,
         }],
     }
 }

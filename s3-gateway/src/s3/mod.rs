@@ -21,10 +21,8 @@ use prometheus_client::metrics::counter::Counter;
 use s3s::dto::*;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{S3Request, S3Response, S3Result, S3};
-use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 use weft_client::MetadClient;
-use weft_common::profile::Profiles;
 
 use crate::auth::KeyStore;
 use crate::read_path::ObjectReader;
@@ -67,8 +65,6 @@ pub struct WeftS3 {
     pub(crate) metad: MetadClient,
     /// Access keys, to authorise callers per bucket.
     pub(crate) keys: KeyStore,
-    /// The storage classes a request may name.
-    pub(crate) profiles: Arc<Profiles>,
     /// The one S3 region this cluster serves.
     pub(crate) region: String,
     /// Releases the shards of replaced, deleted and refused versions, and
@@ -343,6 +339,21 @@ impl S3 for WeftS3 {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         self.list_objects_v2(req).await
+    }
+}
+
+impl WeftS3 {
+    /// The storage class a request names (the default when it names
+    /// none), as metad defines it now.
+    pub(crate) fn storage_class(
+        &self,
+        name: Option<&str>,
+    ) -> S3Result<weft_common::storage_class::StorageClass> {
+        use crate::cluster_map::ClassLookup;
+        self.writer.cluster.class(name).map_err(|e| match e {
+            ClassLookup::Unknown(_) => s3s::s3_error!(InvalidStorageClass, "{e}"),
+            ClassLookup::NotYetKnown => s3s::s3_error!(ServiceUnavailable, "{e}"),
+        })
     }
 }
 

@@ -39,12 +39,7 @@ impl WeftS3 {
         let user_metadata = user_metadata(input.metadata)?;
         let tags = parse_tagging_header(input.tagging.as_deref())?;
         let class_name = input.storage_class.as_ref().map(|c| c.as_str().to_string());
-        let Some(class) = self.profiles.class(class_name.as_deref()).cloned() else {
-            return Err(s3_error!(
-                InvalidStorageClass,
-                "storage class {class_name:?} is not offered by this cluster"
-            ));
-        };
+        let class = self.storage_class(class_name.as_deref())?;
         let checksum_algorithm = match &input.checksum_algorithm {
             None => None,
             Some(a) => Some(checksums::Alg::parse(a.as_str()).ok_or_else(|| {
@@ -145,13 +140,7 @@ impl WeftS3 {
         if size > PUT_BYTES_MAX {
             return Err(s3_error!(EntityTooLarge, "a part is at most 5 GiB"));
         }
-        let Some(class) = self.profiles.class(Some(&upload.storage_class)).cloned() else {
-            return Err(s3_error!(
-                InvalidStorageClass,
-                "storage class {} is no longer offered",
-                upload.storage_class
-            ));
-        };
+        let class = self.storage_class(Some(&upload.storage_class))?;
         let size = size as u64;
         let spec = checksums::Spec::from_request(
             &claimed_checksums!(input),
@@ -244,13 +233,7 @@ impl WeftS3 {
                 }
             }
         };
-        let Some(class) = self.profiles.class(Some(&upload.storage_class)).cloned() else {
-            return Err(s3_error!(
-                InvalidStorageClass,
-                "storage class {} is no longer offered",
-                upload.storage_class
-            ));
-        };
+        let class = self.storage_class(Some(&upload.storage_class))?;
         let spec = checksums::Spec {
             algs: upload
                 .checksum_algorithm

@@ -57,12 +57,7 @@ impl WeftS3 {
         }
         let user_metadata = user_metadata(input.metadata)?;
         let class_name = input.storage_class.as_ref().map(|c| c.as_str().to_string());
-        let Some(class) = self.profiles.class(class_name.as_deref()).cloned() else {
-            return Err(s3_error!(
-                InvalidStorageClass,
-                "storage class {class_name:?} is not offered by this cluster"
-            ));
-        };
+        let class = self.storage_class(class_name.as_deref())?;
         let size = size as u64;
         let spec = checksums::Spec::from_request(
             &claimed_checksums!(input),
@@ -444,12 +439,7 @@ impl WeftS3 {
             .as_ref()
             .map(|c| c.as_str().to_string())
             .unwrap_or(src.storage_class.clone());
-        let Some(class) = self.profiles.class(Some(&class_name)).cloned() else {
-            return Err(s3_error!(
-                InvalidStorageClass,
-                "storage class {class_name:?} is not offered by this cluster"
-            ));
-        };
+        let class = self.storage_class(Some(&class_name))?;
         let (user_metadata, content) = if replace {
             (
                 user_metadata(input.metadata)?,
@@ -626,7 +616,9 @@ pub(super) fn object_headers(v: &ObjectVersion) -> GetObjectOutput {
         } else {
             Some(v.user_metadata.clone().into_iter().collect())
         },
-        storage_class: Some(StorageClass::from(v.storage_class.clone())),
+        // S3 sends the header for every class but STANDARD.
+        storage_class: (v.storage_class != weft_common::storage_class::DEFAULT_CLASS)
+            .then(|| StorageClass::from(v.storage_class.clone())),
         ..Default::default()
     }
 }

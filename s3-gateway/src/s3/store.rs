@@ -23,7 +23,7 @@ impl WeftS3 {
     /// a mismatch the segments are deleted and nothing is committed.
     pub(super) async fn store_body(
         &self,
-        class: &weft_common::profile::StorageClassProfile,
+        class: &weft_common::storage_class::StorageClass,
         size: u64,
         body: Option<StreamingBlob>,
         spec: &checksums::Spec,
@@ -79,7 +79,7 @@ impl WeftS3 {
         &self,
         (src, lease): (&ObjectVersion, ReadLease),
         range: std::ops::Range<u64>,
-        class: &weft_common::profile::StorageClassProfile,
+        class: &weft_common::storage_class::StorageClass,
         hasher: Option<s3s::checksum::ChecksumHasher>,
     ) -> S3Result<crate::write_path::Written> {
         let len = range.end - range.start;

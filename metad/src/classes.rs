@@ -1,0 +1,177 @@
+//! Storage classes as replicated state, and what each class holds.
+//!
+//! The class list is one sealed value in the meta table (a few dozen
+//! classes at most, read whole by every gateway with the cluster map).
+//! What each class holds is counted per `(class, bucket)` in the
+//! class-usage table, kept in step with the segment index in the same
+//! transaction (see [`count`]), so deleting a class in use is refused by
+//! one range read instead of a scan of every segment, and the counts are
+//! what `weft class list` reports. The usage is derived: snapshots do not
+//! carry it, an install recounts it from the segment index.
+
+use redb::{ReadableTable, WriteTransaction};
+use weft_common::repair::SegmentRecord;
+use weft_common::rpc::{CommandResult, Refusal};
+use weft_common::storage_class::{self, ClassUsage, StorageClass, DEFAULT_CLASS};
+
+use crate::envelope::{item, sealed, SealedRead};
+use crate::error::MetaError;
+use crate::tables::{
+    CLASS_USAGE, KEY_STORAGE_CLASSES, META, SEGMENTS, T_CLASS_USAGE, T_META, T_SEGMENTS,
+};
+
+/// The class list, if seeded.
+pub(crate) fn read<T: ReadableTable<&'static str, &'static [u8]>>(
+    meta: &T,
+) -> Result<Option<Vec<StorageClass>>, MetaError> {
+    meta.get_sealed(T_META, KEY_STORAGE_CLASSES)
+}
+
+fn write(tx: &WriteTransaction, classes: &[StorageClass]) -> Result<(), MetaError> {
+    tx.open_table(META)?.insert(
+        KEY_STORAGE_CLASSES,
+        sealed::<&str, _>(KEY_STORAGE_CLASSES, &classes.to_vec()).as_slice(),
+    )?;
+    Ok(())
+}
+
+fn usage_key(class: &str, bucket: &str) -> String {
+    format!("{class}\0{bucket}")
+}
+
+/// Adds (`sign` = 1) or removes (-1) one segment to its class's count.
+pub(crate) fn count(tx: &WriteTransaction, rec: &SegmentRecord, sign: i8) -> Result<(), MetaError> {
+    let mut t = tx.open_table(CLASS_USAGE)?;
+    let k = usage_key(&rec.class, &rec.bucket);
+    let mut u: ClassUsage = t.get_sealed(T_CLASS_USAGE, k.as_str())?.unwrap_or_default();
+    let stored = rec.shard_len.saturating_mul(rec.layout.width() as u64);
+    if sign > 0 {
+        u.segments += 1;
+        u.bytes += rec.len;
+        u.stored_bytes += stored;
+    } else {
+        u.segments = u.segments.saturating_sub(1);
+        u.bytes = u.bytes.saturating_sub(rec.len);
+        u.stored_bytes = u.stored_bytes.saturating_sub(stored);
+    }
+    if u.segments == 0 {
+        t.remove(k.as_str())?;
+    } else {
+        t.insert(k.as_str(), sealed::<&str, _>(k.as_str(), &u).as_slice())?;
+    }
+    Ok(())
+}
+
+/// Recounts every class's usage from the segment index.
+pub(crate) fn recount(tx: &WriteTransaction) -> Result<(), MetaError> {
+    tx.open_table(CLASS_USAGE)?.retain(|_, _| false)?;
+    let mut recs = vec![];
+    for it in tx.open_table(SEGMENTS)?.iter()? {
+        let (k, v) = it?;
+        let rec: SegmentRecord = item(T_SEGMENTS, &k, &v)?;
+        recs.push(rec);
+        // Flush in batches so a huge index is not held twice.
+        if recs.len() == 4096 {
+            for r in recs.drain(..) {
+                count(tx, &r, 1)?;
+            }
+        }
+    }
+    for r in recs {
+        count(tx, &r, 1)?;
+    }
+    Ok(())
+}
+
+/// Usage by class, then by bucket.
+pub(crate) fn usage<T: ReadableTable<&'static str, &'static [u8]>>(
+    t: &T,
+) -> Result<Vec<(String, String, ClassUsage)>, MetaError> {
+    let mut out = vec![];
+    for it in t.iter()? {
+        let (k, v) = it?;
+        let u: ClassUsage = item(T_CLASS_USAGE, &k, &v)?;
+        let (class, bucket) = k.value().split_once('\0').unwrap_or((k.value(), ""));
+        out.push((class.to_string(), bucket.to_string(), u));
+    }
+    Ok(out)
+}
+
+fn refusal(message: String) -> Result<CommandResult, MetaError> {
+    Ok(CommandResult::Refused {
+        refusal: Refusal::ClassRefused { message },
+    })
+}
+
+/// `SeedStorageClasses`: installs the list only while none is set.
+pub(crate) fn seed(
+    tx: &WriteTransaction,
+    classes: &[StorageClass],
+) -> Result<CommandResult, MetaError> {
+    if let Err(e) = storage_class::validate_all(classes) {
+        return refusal(e.to_string());
+    }
+    if read(&tx.open_table(META)?)?.is_none() {
+        write(tx, classes)?;
+    }
+    Ok(CommandResult::Done)
+}
+
+/// `PutStorageClass`: adds or replaces one class. Whether the cluster can
+/// place it is checked before proposing (it depends on nodes, which come
+/// and go); here only the definition, against the list it joins.
+pub(crate) fn put(tx: &WriteTransaction, class: &StorageClass) -> Result<CommandResult, MetaError> {
+    let Some(mut classes) = read(&tx.open_table(META)?)? else {
+        return refusal("this cluster has no storage classes yet: its first leader seeds them just after it is elected; retry in a moment".into());
+    };
+    match classes.iter_mut().find(|c| c.name == class.name) {
+        Some(c) => *c = class.clone(),
+        None => classes.push(class.clone()),
+    }
+    if let Err(e) = storage_class::validate_all(&classes) {
+        return refusal(e.to_string());
+    }
+    write(tx, &classes)?;
+    Ok(CommandResult::Done)
+}
+
+/// `DeleteStorageClass`: refused for the default class and for a class
+/// that still holds segments, naming the buckets that hold them.
+pub(crate) fn delete(tx: &WriteTransaction, name: &str) -> Result<CommandResult, MetaError> {
+    let Some(mut classes) = read(&tx.open_table(META)?)? else {
+        return refusal(format!("no storage class {name}"));
+    };
+    if !classes.iter().any(|c| c.name == name) {
+        // Deleted already (a retry) or never there: nothing to do either way.
+        return Ok(CommandResult::Done);
+    }
+    if name == DEFAULT_CLASS {
+        return refusal(format!(
+            "{DEFAULT_CLASS} is the class of every request that names none; it can be changed, not deleted"
+        ));
+    }
+    let t = tx.open_table(CLASS_USAGE)?;
+    let lo = usage_key(name, "");
+    let hi = format!("{name}\u{1}");
+    let mut users = vec![];
+    let mut segments = 0u64;
+    for it in t.range(lo.as_str()..hi.as_str())? {
+        let (k, v) = it?;
+        let u: ClassUsage = item(T_CLASS_USAGE, &k, &v)?;
+        segments += u.segments;
+        if users.len() < 5 {
+            let bucket = k.value().split_once('\0').map(|(_, b)| b).unwrap_or("");
+            users.push(format!("{bucket} ({} segments)", u.segments));
+        }
+    }
+    drop(t);
+    if segments > 0 {
+        return refusal(format!(
+            "storage class {name} holds {segments} segments of objects or uploads, in buckets {}; move them to another class (CopyObject with x-amz-storage-class) or delete them first",
+            users.join(", ")
+        ));
+    }
+    classes.retain(|c| c.name != name);
+    write(tx, &classes)?;
+    Ok(CommandResult::Done)
+}
