@@ -131,6 +131,7 @@ async fn each_class_places_shards_only_in_its_zones_and_the_cli_guards_the_defin
         ("standard", None, data(1, BIG)),
         ("ia", Some("STANDARD_IA"), data(2, BIG)),
         ("onezone", Some("ONEZONE_IA"), data(3, BIG)),
+        ("onezone-small", Some("ONEZONE_IA"), data(7, 1000)),
         ("glacier", Some("GLACIER_IR"), data(4, BIG)),
         ("glacier-small", Some("GLACIER_IR"), data(5, 1000)),
     ];
@@ -150,6 +151,12 @@ async fn each_class_places_shards_only_in_its_zones_and_the_cli_guards_the_defin
     let placed = zones(&onezone);
     assert_eq!(placed.len(), 5, "ONEZONE_IA is 4+1");
     // No hot zone has 5 nodes: the one zone is west.
+    assert!(placed.iter().all(|(z, _)| *z == "west"), "{placed:?}");
+    // Its small objects too: a hot zone of 2 holds their write quorum but
+    // never all three copies.
+    let small = support::current_version(&tc, "tiers", "onezone-small").await;
+    let placed = zones(&small);
+    assert_eq!(placed.len(), 3, "{placed:?}");
     assert!(placed.iter().all(|(z, _)| *z == "west"), "{placed:?}");
     for key in ["glacier", "glacier-small"] {
         let v = support::current_version(&tc, "tiers", key).await;

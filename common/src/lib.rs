@@ -22,6 +22,7 @@ pub mod durable_file;
 pub mod effects;
 pub mod failpoints;
 pub mod ids;
+pub mod lifecycle;
 pub mod manifest;
 pub mod placement;
 pub mod profile;

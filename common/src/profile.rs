@@ -159,7 +159,7 @@ impl Profiles {
             if set {
                 return Err(bad(
                     name,
-                    "moved to metad: storage classes are cluster state now; remove it here and see `weft class list` / `weft class set`",
+                    "moved to metad: storage classes are cluster state now and are not read from here (a gateway's old classes are not imported: set them in metad's `storage_classes` or with `weft class set`); remove it here",
                 ));
             }
         }
@@ -179,15 +179,16 @@ mod tests {
 
     #[test]
     fn quorums_of_the_default_layouts() {
-        let l = Layout::Erasure {
-            k: 4,
-            m: 2,
-            unit_bytes: UNIT_BYTES_DEFAULT,
-        };
+        let standard = crate::storage_class::default_classes()
+            .into_iter()
+            .find(|c| c.name == crate::storage_class::DEFAULT_CLASS)
+            .unwrap();
+        let l = standard.layout;
         assert_eq!(l.width(), 6);
         assert_eq!(l.read_quorum(), 4);
         assert_eq!(l.write_quorum(), 5);
-        let small = Layout::Replicated { copies: 3 };
+        let small = standard.layout_for(standard.small_object_bytes);
+        assert_eq!(small, Layout::Replicated { copies: 3 });
         assert_eq!(small.write_quorum(), 2);
     }
 
@@ -205,10 +206,7 @@ mod tests {
         }
         .validate("classes.STANDARD")
         .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "profiles.classes.STANDARD: k+m = 300 exceeds 256; use at most 256 shards"
-        );
+        assert_eq!(e.problem, "k+m = 300 exceeds 256; use at most 256 shards");
         let ok = Layout::Erasure {
             k: 200,
             m: 56,

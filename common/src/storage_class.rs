@@ -468,9 +468,10 @@ impl StorageClass {
         Ok(())
     }
 
-    /// The rule segment `segment` (of `layout`) is written under. It needs
-    /// only the write quorum's worth of nodes, as placement does (the
-    /// write is then short of full width and repair completes it). A
+    /// The rule segment `segment` (of `layout`) is written under: the first
+    /// selector whose nodes hold the whole layout, else the first that
+    /// holds the write quorum, as placement accepts (the write is then
+    /// short of full width until nodes come back). A
     /// one-zone class picks the zone by hash among the selected zones big
     /// enough for the whole layout (else for the quorum), so segments
     /// spread over them evenly.
@@ -480,7 +481,13 @@ impl StorageClass {
         layout: Layout,
         nodes: &[KnownNode<'_>],
     ) -> Result<PlacementRule, ClassError> {
-        let (select, zones) = self.pick(layout, layout.write_quorum(), nodes)?;
+        // Every selector at full width first: a fallback that can hold
+        // the whole layout beats an earlier choice that holds only the
+        // quorum, whose segments repair could never complete.
+        let (select, zones) = match self.pick(layout, layout.width(), nodes) {
+            Ok(found) => found,
+            Err(_) => self.pick(layout, layout.write_quorum(), nodes)?,
+        };
         let replicated = matches!(layout, Layout::Replicated { .. });
         match self.spread {
             // Copies of a small object spread over zones whatever the
@@ -683,6 +690,13 @@ mod tests {
             .unwrap();
         assert!(one.admits("west", &labels(&[("tier", "cold")])));
         assert!(!one.admits("zone-a", &labels(&[])));
+        // Its small objects (3 copies) too: a 2-node hot zone holds their
+        // write quorum but never all three copies.
+        let small = class("ONEZONE_IA")
+            .resolve(SegmentId(1), Layout::Replicated { copies: 3 }, &nodes)
+            .unwrap();
+        assert!(small.admits("west", &labels(&[("tier", "cold")])));
+        assert!(!small.admits("zone-a", &labels(&[])));
     }
 
     #[test]
@@ -752,7 +766,11 @@ mod tests {
         assert!(c.validate().is_err());
         let mut c = class("STANDARD");
         c.layout = ec(6, 0);
-        assert!(c.validate().is_err());
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("m = 0 loses data"));
         let mut without_standard = default_classes();
         without_standard.retain(|c| c.name != "STANDARD");
         assert!(validate_all(&without_standard).is_err());

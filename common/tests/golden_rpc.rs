@@ -569,6 +569,26 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
         .expect("encodes"),
     ));
     out.push((
+        "query_storage_classes",
+        serde_json::to_value(Query::StorageClasses).expect("encodes"),
+    ));
+    out.push((
+        "result_storage_classes",
+        serde_json::to_value(QueryResult::StorageClasses {
+            classes: weft_common::storage_class::default_classes(),
+            usage: vec![weft_common::rpc::ClassUsageRow {
+                class: "GLACIER_IR".into(),
+                bucket: "photos".into(),
+                usage: weft_common::storage_class::ClassUsage {
+                    segments: 2,
+                    bytes: 10 << 20,
+                    stored_bytes: 15 << 20,
+                },
+            }],
+        })
+        .expect("encodes"),
+    ));
+    out.push((
         "result_refused_class",
         serde_json::to_value(CommandResult::Refused {
             refusal: Refusal::ClassRefused {
@@ -591,7 +611,7 @@ fn roundtrip(name: &str, v: &serde_json::Value) -> serde_json::Value {
         serde_json::to_value(t).expect("encodes")
     }
     match name {
-        "result_audit" => again::<QueryResult>(v),
+        "result_audit" | "result_storage_classes" => again::<QueryResult>(v),
         n if n.starts_with("result_") => again::<CommandResult>(v),
         n if n.starts_with("query_") => again::<Query>(v),
         "heartbeat" => again::<Heartbeat>(v),

@@ -212,6 +212,9 @@ fn apply_keeping_references(tx: &WriteTransaction, cmd: &Command) -> Answer {
             {
                 return refused(Refusal::NoSuchBucket);
             }
+            if let Some(r) = crate::classes::undefined(tx, &upload.storage_class)? {
+                return refused(r);
+            }
             let mut t = tx.open_table(UPLOADS)?;
             // Upload ids are random and never reused: one already present is
             // this very command applied again.
@@ -394,6 +397,9 @@ fn put_object(
     {
         return Ok(CommandResult::Replaced { previous: None }.into());
     }
+    if let Some(r) = crate::classes::undefined(tx, &version.storage_class)? {
+        return refused(r);
+    }
     if let Some(r) = condition_refusal(condition, current.as_ref()) {
         return refused(r);
     }
@@ -556,6 +562,9 @@ fn put_part(tx: &WriteTransaction, upload_id: &str, part: &UploadPart) -> Outcom
             "PutPart applied again releases its own segments (re-introduced bug)"
         );
     }
+    if let Some(r) = crate::classes::undefined(tx, &upload.storage_class)? {
+        return refused(r);
+    }
     let old = upload.put_part(part.clone());
     let v = sealed::<&str, _>(upload_id, &upload);
     t.insert(upload_id, v.as_slice())?;
@@ -638,6 +647,9 @@ fn complete_upload(
         // The repeat check and the index both go by the command's names:
         // they must be the upload's.
         return refused(Refusal::NoSuchUpload);
+    }
+    if let Some(r) = crate::classes::undefined(tx, &version.storage_class)? {
+        return refused(r);
     }
     let mut segments: Vec<Segment> = Vec::new();
     let mut part_sizes = Vec::with_capacity(parts.len());

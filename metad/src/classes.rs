@@ -97,6 +97,24 @@ pub(crate) fn usage<T: ReadableTable<&'static str, &'static [u8]>>(
     Ok(out)
 }
 
+/// Why a write naming `class` must be refused: the cluster has classes
+/// and this is not one of them (deleted after the gateway read its map).
+/// Before the first leader seeds classes every name passes, as before
+/// classes were data.
+pub(crate) fn undefined(tx: &WriteTransaction, class: &str) -> Result<Option<Refusal>, MetaError> {
+    let Some(classes) = read(&tx.open_table(META)?)? else {
+        return Ok(None);
+    };
+    if classes.iter().any(|c| c.name == class) {
+        return Ok(None);
+    }
+    Ok(Some(Refusal::ClassRefused {
+        message: format!(
+            "storage class {class} is not defined on this cluster (deleted since the write began?); `weft class list` shows those that are"
+        ),
+    }))
+}
+
 fn refusal(message: String) -> Result<CommandResult, MetaError> {
     Ok(CommandResult::Refused {
         refusal: Refusal::ClassRefused { message },

@@ -395,6 +395,8 @@ pub(crate) fn load(db: &Database, doc: &SnapshotDoc, meta: &Meta) -> Result<(), 
             KEY_SEGMENT_INDEX,
             sealed::<&str, _>(KEY_SEGMENT_INDEX, &1u32),
         )?;
+        // Recounted below from the installed index.
+        put(KEY_CLASS_USAGE, sealed::<&str, _>(KEY_CLASS_USAGE, &1u32))?;
         if let Some(c) = &doc.repair_config {
             put(KEY_REPAIR_CONFIG, sealed::<&str, _>(KEY_REPAIR_CONFIG, c))?;
         }

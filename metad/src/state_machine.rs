@@ -94,6 +94,16 @@ impl StateMachine {
                     sealed::<&str, _>(KEY_SEGMENT_INDEX, &1u32).as_slice(),
                 )?;
             }
+            // Databases from before class usage was counted: count what
+            // the index holds now, on every voter alike (the index is the
+            // same on all), before any command adds or releases a segment.
+            if tx.open_table(META)?.get(KEY_CLASS_USAGE)?.is_none() {
+                crate::classes::recount(&tx)?;
+                tx.open_table(META)?.insert(
+                    KEY_CLASS_USAGE,
+                    sealed::<&str, _>(KEY_CLASS_USAGE, &1u32).as_slice(),
+                )?;
+            }
         }
         tx.commit()?;
         // After the database: its lock makes this process the snapshot's

@@ -297,6 +297,9 @@ impl Refused<'_> {
 /// The S3 error for a refused command.
 pub fn refusal_to_s3(cmd: Refused<'_>, r: Refusal) -> S3Error {
     match (cmd, r) {
+        // A class deleted after this gateway read its map: the client's
+        // choice is no longer offered.
+        (_, Refusal::ClassRefused { message }) => s3_error!(InvalidStorageClass, "{message}"),
         (Refused::Object { bucket, key }, r) => object_refusal(r, bucket, key),
         (Refused::CreateBucket { bucket, caller }, Refusal::BucketExists { owner })
             if owner == caller =>

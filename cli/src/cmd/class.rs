@@ -88,8 +88,11 @@ pub async fn run(cmd: ClassCmd, a: AdminArgs) -> Result<()> {
                     .iter()
                     .map(|s| Selector::parse(s).map_err(|e| anyhow!(e)))
                     .collect::<Result<_>>()?;
-                // `*` alone means every node: no selector at all.
-                class.select.retain(|s| !s.0.is_empty());
+                // `*` alone means every node: no selector at all. As a
+                // fallback after others it stays.
+                if class.select.len() == 1 && class.select[0].0.is_empty() {
+                    class.select.clear();
+                }
             }
             if let Some(s) = spread {
                 class.spread = Spread::parse(&s).map_err(|e| anyhow!(e))?;

@@ -434,12 +434,16 @@ impl WeftS3 {
                 ));
             }
         }
-        let class_name = input
-            .storage_class
-            .as_ref()
-            .map(|c| c.as_str().to_string())
-            .unwrap_or(src.storage_class.clone());
-        let class = self.storage_class(Some(&class_name))?;
+        let class = match &input.storage_class {
+            Some(c) => self.storage_class(Some(c.as_str()))?,
+            None => self.storage_class(Some(&src.storage_class)).map_err(|_| {
+                s3_error!(
+                    InvalidStorageClass,
+                    "the source object's storage class {} is no longer defined on this cluster; name one with x-amz-storage-class",
+                    src.storage_class
+                )
+            })?,
+        };
         let (user_metadata, content) = if replace {
             (
                 user_metadata(input.metadata)?,
