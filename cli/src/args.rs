@@ -218,6 +218,36 @@ pub struct DevArgs {
     /// GLACIER_IR and one-zone classes live; 0 runs without tiers.
     #[arg(long, default_value_t = 6)]
     pub cold_nodes: usize,
+    /// Length of a lifecycle day (`1s`, `10m`, `1d`): lifecycle rules count
+    /// days of this length, so a 30-day rule can be watched in seconds.
+    #[arg(long, value_parser = parse_day, default_value = "1d")]
+    pub lifecycle_day: u64,
+}
+
+/// `N` seconds, or `Ns`, `Nm`, `Nh`, `Nd`; at least one second.
+fn parse_day(text: &str) -> Result<u64, String> {
+    let (n, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{text:?}: write a whole number with s, m, h or d, e.g. 1s"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?}; use s, m, h or d"
+            ))
+        }
+    };
+    if secs == 0 {
+        return Err("a lifecycle day lasts at least 1s".into());
+    }
+    Ok(secs)
 }
 
 /// How the CLI reaches an internal endpoint (metad) itself: with an admin

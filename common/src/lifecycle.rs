@@ -217,19 +217,45 @@ impl LifecycleConfig {
     }
 }
 
-/// What a rule does to an object version now.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Due {
-    /// Expire the current version (a delete marker in a versioned bucket).
+/// One lifecycle action, as the scan proposes it and apply re-checks it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// Expire the current version `version_id` (in a versioned or
+    /// suspended bucket by writing a delete marker with `marker_id`).
     ExpireCurrent {
-        /// The rule.
-        rule: String,
+        /// The version judged.
+        version_id: crate::VersionId,
+        /// Id of the delete marker it leaves in a versioned bucket.
+        marker_id: crate::VersionId,
     },
-    /// Remove the delete marker that is all that is left of the key.
-    RemoveMarker {
-        /// The rule.
-        rule: String,
+    /// Remove a noncurrent version or delete marker, identified by its S3
+    /// id and write time (a `null` id is reused by later writes).
+    RemoveNoncurrent {
+        /// S3 version id.
+        label: String,
+        /// When the entry was written, ms.
+        modified_ms: u64,
     },
+    /// Remove the delete marker that is all that is left of its key.
+    RemoveLoneMarker {
+        /// S3 version id.
+        label: String,
+        /// When the marker was written, ms.
+        modified_ms: u64,
+    },
+    /// Abort an incomplete multipart upload.
+    AbortUpload {
+        /// The upload.
+        upload_id: String,
+    },
+}
+
+/// A rule that expires a current version now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Due {
+    /// The rule's ID.
+    pub rule: String,
 }
 
 /// The current version of a key as the engine sees it.
@@ -266,26 +292,32 @@ impl LifecycleConfig {
     /// Whether the current version `v` is due for expiration at `now_ms`.
     pub fn current_due(&self, v: &Current<'_>, now_ms: u64, day_ms: u64) -> Option<Due> {
         let (at, rule) = self.expiry(v, day_ms)?;
-        (at <= now_ms).then(|| Due::ExpireCurrent {
+        (at <= now_ms).then(|| Due {
             rule: rule.to_string(),
         })
     }
 
-    /// Whether a delete marker that is the only version left of `key`
-    /// should be removed now.
-    pub fn lone_marker_due(&self, key: &str) -> Option<Due> {
-        self.rules
-            .iter()
-            .find(|r| {
-                r.enabled
-                    && r.expiration == Some(Expiration::ExpiredObjectDeleteMarker)
-                    && key.starts_with(&r.filter.prefix)
-            })
-            .map(|r| Due::RemoveMarker { rule: r.id.clone() })
+    /// Whether a delete marker written at `marker_ms` that is the only
+    /// entry left of `key` should be removed now: under a rule with
+    /// `ExpiredObjectDeleteMarker`, or (as S3 does) under a `Days` rule once
+    /// the marker is that old.
+    pub fn lone_marker_due(&self, key: &str, marker_ms: u64, now_ms: u64, day_ms: u64) -> bool {
+        let none = BTreeMap::new();
+        self.rules.iter().any(|r| {
+            r.enabled
+                && r.filter.matches(key, 0, &none)
+                && match r.expiration {
+                    Some(Expiration::ExpiredObjectDeleteMarker) => true,
+                    Some(Expiration::Days(d)) => due_after(marker_ms, d, day_ms) <= now_ms,
+                    _ => false,
+                }
+        })
     }
 
     /// Which of a key's noncurrent versions expire now. `noncurrent` is
-    /// newest first: (size, tags, when it became noncurrent, ms).
+    /// newest first: (size, tags, when it became noncurrent, ms). A rule
+    /// keeps the `NewerNoncurrentVersions` newest of the versions it
+    /// selects. Linear in versions times rules.
     pub fn noncurrent_due(
         &self,
         key: &str,
@@ -293,29 +325,24 @@ impl LifecycleConfig {
         now_ms: u64,
         day_ms: u64,
     ) -> Vec<usize> {
-        let mut out = vec![];
-        for (i, (size, tags, since)) in noncurrent.iter().enumerate() {
-            let due = self.rules.iter().any(|r| {
-                let Some(n) = r.noncurrent_expiration else {
-                    return false;
-                };
-                if !r.enabled || !r.filter.matches(key, *size, tags) {
-                    return false;
+        let mut due = std::collections::BTreeSet::new();
+        for r in self.rules.iter().filter(|r| r.enabled) {
+            let Some(n) = r.noncurrent_expiration else {
+                continue;
+            };
+            let keep = n.newer_noncurrent_versions.unwrap_or(0) as usize;
+            let mut newer = 0usize;
+            for (i, (size, tags, since)) in noncurrent.iter().enumerate() {
+                if !r.filter.matches(key, *size, tags) {
+                    continue;
                 }
-                // The `newer` newest noncurrent versions (those this rule
-                // selects) are kept whatever their age.
-                let keep = n.newer_noncurrent_versions.unwrap_or(0) as usize;
-                let newer = noncurrent[..i]
-                    .iter()
-                    .filter(|(s, t, _)| r.filter.matches(key, *s, t))
-                    .count();
-                newer >= keep && due_after(*since, n.days, day_ms) <= now_ms
-            });
-            if due {
-                out.push(i);
+                if newer >= keep && due_after(*since, n.days, day_ms) <= now_ms {
+                    due.insert(i);
+                }
+                newer += 1;
             }
         }
-        out
+        due.into_iter().collect()
     }
 
     /// Whether an upload of `key` initiated at `initiated_ms` is due for
@@ -403,7 +430,7 @@ mod tests {
         assert_eq!(c.current_due(&v, 2_999, 1_000), None);
         assert_eq!(
             c.current_due(&v, 3_000, 1_000),
-            Some(Due::ExpireCurrent { rule: "r1".into() })
+            Some(Due { rule: "r1".into() })
         );
         assert_eq!(c.expiry(&v, 1_000), Some((3_000, "r1")));
     }
@@ -473,5 +500,39 @@ mod tests {
         assert_eq!(c.abort_due("tmp/x", 500, 2_999, 1_000), None);
         assert_eq!(c.abort_due("tmp/x", 500, 3_000, 1_000), Some("mpu"));
         assert_eq!(c.abort_due("keep/x", 500, 9_000, 1_000), None);
+    }
+}
+
+#[cfg(test)]
+mod marker_tests {
+    use super::*;
+
+    #[test]
+    fn lone_markers_go_under_expired_marker_rules_at_once_and_under_days_rules_when_old() {
+        let rule = |expiration| Rule {
+            id: "r".into(),
+            enabled: true,
+            filter: Filter {
+                prefix: "m/".into(),
+                ..Filter::default()
+            },
+            expiration: Some(expiration),
+            noncurrent_expiration: None,
+            abort_incomplete_days: None,
+        };
+        let flag = LifecycleConfig {
+            rules: vec![rule(Expiration::ExpiredObjectDeleteMarker)],
+        };
+        assert!(flag.lone_marker_due("m/x", 1_500, 1_500, 1_000));
+        assert!(!flag.lone_marker_due("other/x", 1_500, 9_000, 1_000));
+        let days = LifecycleConfig {
+            rules: vec![rule(Expiration::Days(2))],
+        };
+        assert!(!days.lone_marker_due("m/x", 1_500, 3_999, 1_000));
+        assert!(days.lone_marker_due("m/x", 1_500, 4_000, 1_000));
+        let date = LifecycleConfig {
+            rules: vec![rule(Expiration::Date(0))],
+        };
+        assert!(!date.lone_marker_due("m/x", 1_500, 9_000, 1_000));
     }
 }

@@ -114,6 +114,9 @@ pub struct BucketInfo {
     /// `Enabled` or `Suspended` once versioning was ever configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub versioning: Option<String>,
+    /// Lifecycle rules (`PutBucketLifecycleConfiguration`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<crate::lifecycle::LifecycleConfig>,
 }
 
 /// One entry of an object's version history in a versioned bucket: a

@@ -110,6 +110,7 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
                     created_ms: 1_764_460_800_000,
                     tags: BTreeMap::new(),
                     versioning: Some("Enabled".into()),
+                    lifecycle: None,
                 },
             },
         ),
@@ -569,6 +570,48 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
         .expect("encodes"),
     ));
     out.push((
+        "set_bucket_lifecycle",
+        serde_json::to_value(Command::SetBucketLifecycle {
+            bucket: "photos".into(),
+            config: Some(weft_common::lifecycle::LifecycleConfig {
+                rules: vec![weft_common::lifecycle::Rule {
+                    id: "tmp".into(),
+                    enabled: true,
+                    filter: weft_common::lifecycle::Filter {
+                        prefix: "tmp/".into(),
+                        tags: [("class".to_string(), "scratch".to_string())].into(),
+                        size_greater_than: Some(1),
+                        size_less_than: None,
+                    },
+                    expiration: Some(weft_common::lifecycle::Expiration::Days(7)),
+                    noncurrent_expiration: Some(weft_common::lifecycle::NoncurrentExpiration {
+                        days: 3,
+                        newer_noncurrent_versions: Some(2),
+                    }),
+                    abort_incomplete_days: Some(1),
+                }],
+            }),
+        })
+        .expect("encodes"),
+    ));
+    out.push((
+        "lifecycle",
+        serde_json::to_value(Command::Lifecycle {
+            bucket: "photos".into(),
+            key: "tmp/a".into(),
+            step: weft_common::lifecycle::Step::ExpireCurrent {
+                version_id: VersionId(0x45),
+                marker_id: VersionId(0x46),
+            },
+            at_ms: 1_764_460_800_000,
+        })
+        .expect("encodes"),
+    ));
+    out.push((
+        "seed_lifecycle_day",
+        serde_json::to_value(Command::SeedLifecycleDay { day_ms: 86_400_000 }).expect("encodes"),
+    ));
+    out.push((
         "query_storage_classes",
         serde_json::to_value(Query::StorageClasses).expect("encodes"),
     ));
@@ -695,11 +738,14 @@ fn every_command_variant_has_a_golden_case() {
             Command::SeedStorageClasses { .. } => "seed_storage_classes",
             Command::PutStorageClass { .. } => "put_storage_class",
             Command::DeleteStorageClass { .. } => "delete_storage_class",
+            Command::SetBucketLifecycle { .. } => "set_bucket_lifecycle",
+            Command::Lifecycle { .. } => "lifecycle",
+            Command::SeedLifecycleDay { .. } => "seed_lifecycle_day",
         }
     }
     // Every line that decodes as a command is named for its variant, and
     // the command lines cover every variant once.
-    const VARIANTS: usize = 31;
+    const VARIANTS: usize = 34;
     let mut seen = std::collections::BTreeSet::new();
     for (name, value) in examples() {
         if let Ok(c) = serde_json::from_value::<Command>(value) {

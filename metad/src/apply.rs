@@ -114,6 +114,12 @@ pub(crate) fn apply_command(tx: &WriteTransaction, cmd: &Command) -> Outcome {
             key,
             version_id,
         } => delete_object_version(tx, bucket, key, version_id)?,
+        Command::Lifecycle {
+            bucket,
+            key,
+            step,
+            at_ms,
+        } => lifecycle_step(tx, bucket, key, step, *at_ms)?,
         Command::PutPart { upload_id, part } => put_part(tx, upload_id, part)?,
         Command::CompleteUpload {
             upload_id,
@@ -204,6 +210,19 @@ fn apply_keeping_references(tx: &WriteTransaction, cmd: &Command) -> Answer {
         Command::SetBucketTags { bucket, tags } => {
             update_bucket(tx, bucket, |b| b.tags = tags.clone())
         }
+        Command::SetBucketLifecycle { bucket, config } => {
+            update_bucket(tx, bucket, |b| b.lifecycle = config.clone())
+        }
+        Command::SeedLifecycleDay { day_ms } => {
+            let mut t = tx.open_table(META)?;
+            if *day_ms > 0 && crate::lifecycle::day_ms(&t)?.is_none() {
+                t.insert(
+                    KEY_LIFECYCLE_DAY,
+                    sealed::<&str, _>(KEY_LIFECYCLE_DAY, day_ms).as_slice(),
+                )?;
+            }
+            Ok(CommandResult::Done)
+        }
         Command::CreateUpload { upload } => {
             if tx
                 .open_table(BUCKETS)?
@@ -227,6 +246,7 @@ fn apply_keeping_references(tx: &WriteTransaction, cmd: &Command) -> Answer {
         Command::Request { .. }
         | Command::Batch { .. }
         | Command::PutObject { .. }
+        | Command::Lifecycle { .. }
         | Command::DeleteObject { .. }
         | Command::DeleteObjectVersion { .. }
         | Command::PutPart { .. }
@@ -438,6 +458,36 @@ fn put_object(
         result: CommandResult::Replaced { previous },
         effects,
     })
+}
+
+/// A lifecycle action, if it is still due as the state is now.
+fn lifecycle_step(
+    tx: &WriteTransaction,
+    bucket: &str,
+    key: &str,
+    step: &weft_common::lifecycle::Step,
+    at_ms: u64,
+) -> Outcome {
+    use weft_common::lifecycle::Step;
+    let Some(info) = tx
+        .open_table(BUCKETS)?
+        .get_sealed::<BucketInfo>(T_BUCKETS, bucket)?
+    else {
+        return refused(Refusal::NoSuchBucket);
+    };
+    if !crate::lifecycle::still_due(tx, &info, key, step, at_ms)? {
+        return refused(Refusal::Stale);
+    }
+    match step {
+        Step::ExpireCurrent { marker_id, .. } => {
+            // The marker is used in a versioned or suspended bucket only.
+            delete_object(tx, bucket, key, Some(&(*marker_id, at_ms)))
+        }
+        Step::RemoveNoncurrent { label, .. } | Step::RemoveLoneMarker { label, .. } => {
+            delete_object_version(tx, bucket, key, label)
+        }
+        Step::AbortUpload { upload_id } => abort_upload(tx, upload_id),
+    }
 }
 
 fn delete_object(

@@ -358,6 +358,7 @@ impl Builder {
                     created_ms: 1,
                     tags: Default::default(),
                     versioning: None,
+                    lifecycle: None,
                 },
             },
             Op::DeleteBucket { b } => Command::DeleteBucket {
@@ -390,6 +391,7 @@ fn setup() -> (tempfile::TempDir, StateMachine) {
             created_ms: 1,
             tags: Default::default(),
             versioning: None,
+            lifecycle: None,
         };
         sm.apply_for_test(&Command::CreateBucket { bucket })
             .unwrap();

@@ -142,6 +142,14 @@ fn describe(cmd: &Command) -> Option<(EventKind, &'static str, String)> {
                 json(gc_grace_ms)
             ),
         ),
+        C::SetBucketLifecycle { bucket, config } => (
+            admin,
+            "set_bucket_lifecycle",
+            match config {
+                Some(c) => format!("bucket {bucket} ({} rules)", c.rules.len()),
+                None => format!("bucket {bucket} (removed)"),
+            },
+        ),
         C::SeedStorageClasses { classes } => (
             admin,
             "seed_storage_classes",
@@ -186,6 +194,15 @@ fn describe(cmd: &Command) -> Option<(EventKind, &'static str, String)> {
             ),
         ),
         C::DeleteObject { bucket, key, .. } => (data, "delete_object", format!("{bucket}/{key}")),
+        // Deletions the cluster makes on its own are always recorded.
+        C::Lifecycle {
+            bucket, key, step, ..
+        } => (
+            admin,
+            "lifecycle",
+            format!("{bucket}/{key}: {}", json(step)),
+        ),
+        C::SeedLifecycleDay { day_ms } => (admin, "seed_lifecycle_day", format!("{day_ms} ms")),
         C::DeleteObjectVersion {
             bucket,
             key,

@@ -38,6 +38,7 @@ fn bucket(name: &str) -> Command {
             created_ms: 1,
             tags: Default::default(),
             versioning: None,
+            lifecycle: None,
         },
     }
 }

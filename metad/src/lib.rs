@@ -36,6 +36,7 @@ pub mod envelope;
 pub mod error;
 pub mod group_commit;
 pub mod health;
+pub mod lifecycle;
 pub mod limits;
 pub mod liveness;
 #[cfg(test)]

@@ -88,6 +88,7 @@ fn legacy_dir() -> tempfile::TempDir {
             created_ms: 1,
             tags: Default::default(),
             versioning: None,
+            lifecycle: None,
         };
         sm.apply_for_test(&Command::CreateBucket { bucket })
             .unwrap();

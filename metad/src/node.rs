@@ -88,6 +88,10 @@ pub struct MetadConfig {
     /// leader, as the timers are; `weft class set` changes them after).
     /// Default: `weft_common::storage_class::default_classes()`.
     pub storage_classes: Vec<weft_common::storage_class::StorageClass>,
+    /// Length of a lifecycle day in seconds (86,400): lifecycle rules count
+    /// days of this length, so a "30-day" rule runs in seconds in tests
+    /// and in `weft dev --lifecycle-day`. Every voter should have the same.
+    pub lifecycle_day_secs: u64,
     /// Mutual TLS on raft and the API (`tls = { cert, key, ca }`, from
     /// `weft cert issue --role metad`). Without it the voter serves plain
     /// HTTP to anyone who reaches its port, which `weft metad` allows only
@@ -133,6 +137,7 @@ impl Default for MetadConfig {
             upload_max_age_ms: UploadTimers::default().upload_max_age_ms,
             gc_grace_ms: UploadTimers::default().gc_grace_ms,
             storage_classes: weft_common::storage_class::default_classes(),
+            lifecycle_day_secs: 86_400,
             tls: None,
             insecure_internal: false,
             master_key_file: None,
@@ -164,6 +169,7 @@ impl MetadConfig {
             .map_err(|e| ConfigError::new("gc_grace_ms/upload_max_age_ms", e.to_string()))?;
         weft_common::storage_class::validate_all(&self.storage_classes)
             .map_err(|e| ConfigError::new("storage_classes", e.to_string()))?;
+        config_check::positive("lifecycle_day_secs", self.lifecycle_day_secs, "86400")?;
         config_check::positive("raft_heartbeat_ms", self.raft_heartbeat_ms, "100")?;
         for (name, v) in [
             ("state_cache_bytes", self.state_cache_bytes),
@@ -673,6 +679,7 @@ async fn start_on(
         fatal: fatal.clone(),
         upload_timers: cfg.upload_timers(),
         storage_classes: cfg.storage_classes.clone(),
+        lifecycle_day_ms: cfg.lifecycle_day_secs.saturating_mul(1000),
         sealer,
         audit,
         peers: transport.clone(),
@@ -683,6 +690,7 @@ async fn start_on(
         state.clone(),
         cancel.clone(),
     ));
+    tokio::spawn(crate::server::lifecycle_loop(state.clone(), cancel.clone()));
     tokio::spawn(crate::server::audit_reports(state.clone(), cancel.clone()));
     tokio::spawn(crate::space::run(space, cancel.clone()));
     tokio::spawn(crate::server::leadership_watch(

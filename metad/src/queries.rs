@@ -391,6 +391,11 @@ impl StateMachine {
         crate::classes::read(&self.begin_read()?.open_table(META)?)
     }
 
+    /// The cluster's lifecycle day in ms, once its first leader set it.
+    pub fn lifecycle_day_ms(&self) -> Result<Option<u64>, MetaError> {
+        crate::lifecycle::day_ms(&self.begin_read()?.open_table(META)?)
+    }
+
     /// What each storage class holds, by class and bucket.
     pub fn class_usage(&self) -> Result<Vec<weft_common::rpc::ClassUsageRow>, MetaError> {
         let tx = self.begin_read()?;
@@ -552,6 +557,7 @@ impl StateMachine {
             KEY_AUDIT_ANCHOR,
             KEY_AUDIT_CONFIG,
             KEY_STORAGE_CLASSES,
+            KEY_LIFECYCLE_DAY,
         ] {
             if let Some(v) = tx.open_table(META)?.get(key)? {
                 crc = crc32c::crc32c_append(crc, v.value());

@@ -26,11 +26,13 @@ mod access;
 mod api;
 mod audit;
 mod leader_loops;
+mod lifecycle_scan;
 mod members;
 mod metrics;
 
 pub(crate) use audit::{audit_checkpoints, audit_reports};
 pub(crate) use leader_loops::{leadership_watch, planner_loop};
+pub(crate) use lifecycle_scan::lifecycle_loop;
 pub use members::InitRequest;
 pub use metrics::Metrics;
 
@@ -67,6 +69,8 @@ pub struct AppState {
     /// From this voter's config: the storage classes it seeds a new
     /// cluster with.
     pub storage_classes: Vec<weft_common::storage_class::StorageClass>,
+    /// Length of a lifecycle day in ms (`lifecycle_day_secs`).
+    pub lifecycle_day_ms: u64,
     /// Seals access-key secrets at rest; `None` keeps them as given (a
     /// bench run without a master key).
     pub sealer: Option<Arc<crate::seal::Sealer>>,

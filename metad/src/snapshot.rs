@@ -65,6 +65,9 @@ pub(crate) struct SnapshotDoc {
     /// seeds them from its config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) storage_classes: Option<Vec<weft_common::storage_class::StorageClass>>,
+    /// The cluster's lifecycle day, once seeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) lifecycle_day_ms: Option<u64>,
     /// Requests applied within the retention, so a retry that reaches a
     /// voter restored from this snapshot is still recognised.
     #[serde(default)]
@@ -272,6 +275,7 @@ pub(crate) fn dump(
     doc.repair_config = tx.open_table(META)?.get_sealed(T_META, KEY_REPAIR_CONFIG)?;
     doc.upload_timers = tx.open_table(META)?.get_sealed(T_META, KEY_UPLOAD_TIMERS)?;
     doc.storage_classes = crate::classes::read(&tx.open_table(META)?)?;
+    doc.lifecycle_day_ms = crate::lifecycle::day_ms(&tx.open_table(META)?)?;
     for it in tx.open_table(REQUESTS)?.iter()? {
         let (k, v) = it?;
         let id = weft_common::RequestId(u128::from_be_bytes(

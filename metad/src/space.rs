@@ -300,7 +300,8 @@ pub fn adds_data(cmd: &Command) -> bool {
         | Command::PutPart { .. }
         | Command::CompleteUpload { .. }
         | Command::SetObjectTags { .. }
-        | Command::SetBucketTags { .. } => true,
+        | Command::SetBucketTags { .. }
+        | Command::SetBucketLifecycle { .. } => true,
         Command::Request { command, .. } => adds_data(command),
         Command::Batch { commands } => commands.iter().any(adds_data),
         Command::DeleteBucket { .. }
@@ -317,6 +318,8 @@ pub fn adds_data(cmd: &Command) -> bool {
         | Command::SetRepairConfig { .. }
         | Command::SetUploadTimers { .. }
         | Command::SeedStorageClasses { .. }
+        | Command::SeedLifecycleDay { .. }
+        | Command::Lifecycle { .. }
         | Command::PutStorageClass { .. }
         | Command::DeleteStorageClass { .. }
         | Command::ReportDamage { .. }

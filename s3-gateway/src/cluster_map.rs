@@ -26,6 +26,8 @@ pub struct ClusterMap {
     metad_space_low: Arc<RwLock<Option<String>>>,
     /// The storage classes, as metad had them at the last refresh.
     classes: Arc<RwLock<Arc<Vec<StorageClass>>>>,
+    /// metad's lifecycle day in ms (0 until known: a real day).
+    lifecycle_day_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Why a request's storage class cannot be used.
@@ -49,7 +51,10 @@ impl ClusterMap {
                 nodes,
                 metad_space_low,
                 classes,
+                lifecycle_day_ms,
             } => {
+                self.lifecycle_day_ms
+                    .store(lifecycle_day_ms, std::sync::atomic::Ordering::Relaxed);
                 let map = nodes.into_iter().map(|n| (n.info.id, n)).collect();
                 *self.nodes.write().expect("cluster map lock") = Arc::new(map);
                 *self.metad_space_low.write().expect("cluster map lock") = metad_space_low;
@@ -122,6 +127,17 @@ impl ClusterMap {
             .find(|c| c.name == name)
             .cloned()
             .ok_or_else(|| ClassLookup::Unknown(name.to_string()))
+    }
+
+    /// The length of a lifecycle day, ms.
+    pub fn lifecycle_day_ms(&self) -> u64 {
+        match self
+            .lifecycle_day_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            0 => 86_400_000,
+            d => d,
+        }
     }
 
     /// Sets the classes directly: for tests of the write path without metad.

@@ -97,10 +97,12 @@ pub const IMPLEMENTED_OPS: &[&str] = &[
     "CreateBucket",
     "CreateMultipartUpload",
     "DeleteBucket",
+    "DeleteBucketLifecycle",
     "DeleteBucketTagging",
     "DeleteObject",
     "DeleteObjectTagging",
     "DeleteObjects",
+    "GetBucketLifecycleConfiguration",
     "GetBucketLocation",
     "GetBucketTagging",
     "GetBucketVersioning",
@@ -114,6 +116,7 @@ pub const IMPLEMENTED_OPS: &[&str] = &[
     "ListObjects",
     "ListObjectsV2",
     "ListParts",
+    "PutBucketLifecycleConfiguration",
     "PutBucketTagging",
     "PutBucketVersioning",
     "PutObject",
@@ -165,6 +168,8 @@ pub const RULES: &[Rule] = &[
     // --- Ownership expectations ---
     Rule { ops: IMPLEMENTED_OPS, input: Input::Header("x-amz-expected-bucket-owner"), allowed: &[], example: "111122223333", code: S3ErrorCode::NotImplemented, reason: "Weft has no AWS account ids to check the bucket's owner against; leave the expectation out" },
     Rule { ops: COPIES, input: Input::Header("x-amz-source-expected-bucket-owner"), allowed: &[], example: "111122223333", code: S3ErrorCode::NotImplemented, reason: "Weft has no AWS account ids to check the source bucket's owner against; leave the expectation out" },
+    // --- Lifecycle ---
+    Rule { ops: &["PutBucketLifecycleConfiguration"], input: Input::Header("x-amz-transition-default-minimum-object-size"), allowed: &["all_storage_classes_128K"], example: "varies_by_storage_class", code: S3ErrorCode::NotImplemented, reason: "transitions are not supported yet, and with them only the default minimum (all_storage_classes_128K)" },
     // --- Other object inputs Weft would drop ---
     Rule { ops: OBJECT_WRITES, input: Input::Header("x-amz-website-redirect-location"), allowed: &[], example: "/other-page.html", code: S3ErrorCode::NotImplemented, reason: "website redirects are not supported" },
     Rule { ops: &["CopyObject"], input: Input::Header("x-amz-checksum-algorithm"), allowed: &[], example: "CRC32", code: S3ErrorCode::NotImplemented, reason: "a copy keeps the source's checksums; a new checksum algorithm cannot be requested on copy" },

@@ -107,6 +107,7 @@ pub(crate) async fn create_bucket(client: &MetadClient) -> Result<(), MetadClien
                 created_ms: weft_common::effects::now_ms(),
                 tags: BTreeMap::new(),
                 versioning: None,
+                lifecycle: None,
             },
         })
         .await

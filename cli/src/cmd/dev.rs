@@ -20,6 +20,7 @@ pub async fn run(a: DevArgs) -> Result<()> {
     cfg.tls = a.tls;
     cfg.insecure_internal = a.insecure_internal;
     cfg.cold_nodes = a.cold_nodes;
+    cfg.metad.lifecycle_day_secs = a.lifecycle_day;
     cfg.credentials = Some(root_credentials(&a.data)?);
     weft_cli::limits::raise_open_file_limit_logged();
     let cluster = DevCluster::start(cfg).await?;
@@ -38,6 +39,12 @@ pub async fn run(a: DevArgs) -> Result<()> {
             "Weft dev cluster is up: metad + {} data nodes in {} zones + S3 gateway",
             cfg.datad_count,
             cfg.zones.len()
+        );
+    }
+    if cfg.metad.lifecycle_day_secs != 86_400 {
+        println!(
+            "Lifecycle days last {} s: rules fire on that schedule.",
+            cfg.metad.lifecycle_day_secs
         );
     }
     println!();

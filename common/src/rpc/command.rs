@@ -186,6 +186,35 @@ pub enum Command {
         /// starts to run out (`upload_timers::TimersRecord`).
         at_ms: u64,
     },
+    /// Set or remove a bucket's lifecycle rules.
+    SetBucketLifecycle {
+        /// Bucket name.
+        bucket: String,
+        /// The rules; `None` removes them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        config: Option<crate::lifecycle::LifecycleConfig>,
+    },
+    /// One lifecycle action on `bucket/key`, proposed by the metad leader's
+    /// scan. Apply plans the key again against the bucket's rules as they
+    /// are now, at `at_ms`, and acts only if the same step is still due: a
+    /// write, a tag change or a rule change since the scan wins.
+    Lifecycle {
+        /// Bucket name.
+        bucket: String,
+        /// Object key (the upload's key for an abort).
+        key: String,
+        /// What to do.
+        step: crate::lifecycle::Step,
+        /// Leader time of the scan, ms: the time the rules are judged at.
+        at_ms: u64,
+    },
+    /// The length of a lifecycle day, set once by a new cluster's first
+    /// leader from its config: every voter then judges rules by the same
+    /// day, whatever its own config says.
+    SeedLifecycleDay {
+        /// Milliseconds.
+        day_ms: u64,
+    },
     /// Install the storage classes only while none are set: how a new
     /// cluster's first leader seeds them from its config.
     SeedStorageClasses {
@@ -414,6 +443,13 @@ pub enum CommandResult {
         /// Why.
         refusal: Refusal,
     },
+}
+
+impl CommandResult {
+    /// Whether the command was refused.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, CommandResult::Refused { .. })
+    }
 }
 
 /// Why a command was refused.

@@ -9,10 +9,12 @@
 /// `audit_checkpoint`, `set_audit_config` and `audit_prune` commands. A
 /// format 1 request applies as before and records nothing in the chain.
 ///
-/// Format 3 added storage classes as data: the `seed_storage_classes`,
+/// Format 3 added storage classes as data (the `seed_storage_classes`,
 /// `put_storage_class` and `delete_storage_class` commands, and the
-/// placement rule a segment carries (a format 2 voter would drop that field
-/// and let repair move the segment out of its class's zones).
+/// placement rule a segment carries: a format 2 voter would drop that field
+/// and let repair move the segment out of its class's zones) and lifecycle
+/// rules (`set_bucket_lifecycle`, `lifecycle`, `seed_lifecycle_day`, and a
+/// bucket's rules, which a format 2 voter would drop).
 pub const COMMAND_FORMAT: u32 = 3;
 
 pub(crate) fn command_format_v1() -> u32 {

@@ -293,6 +293,10 @@ pub enum QueryResult {
         /// the map; empty until the first leader has seeded them.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         classes: Vec<crate::storage_class::StorageClass>,
+        /// Length of a lifecycle day in ms (0: a real day), for the
+        /// `x-amz-expiration` gateways answer.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        lifecycle_day_ms: u64,
     },
     /// For `ShardsHeld`: one answer per pair asked about.
     ShardsHeld {
@@ -361,4 +365,8 @@ pub struct ClassUsageRow {
     pub bucket: String,
     /// Its counts.
     pub usage: crate::storage_class::ClassUsage,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }

@@ -47,6 +47,7 @@ pub(crate) fn command_roles(cmd: &Command) -> &'static [Role] {
         | Command::CompleteUpload { .. }
         | Command::SetObjectTags { .. }
         | Command::SetBucketTags { .. }
+        | Command::SetBucketLifecycle { .. }
         | Command::AbortUpload { .. } => GATEWAY,
         Command::CreateKey { .. }
         | Command::DeleteKey { .. }
@@ -60,7 +61,10 @@ pub(crate) fn command_roles(cmd: &Command) -> &'static [Role] {
         // Every process reports the failures and denials it saw.
         Command::Audit { .. } => ANY_ROLE,
         // Signed, or seeded, by the leader itself, never sent by anyone.
-        Command::AuditCheckpoint { .. } | Command::SeedStorageClasses { .. } => &[],
+        Command::AuditCheckpoint { .. }
+        | Command::SeedStorageClasses { .. }
+        | Command::SeedLifecycleDay { .. }
+        | Command::Lifecycle { .. } => &[],
         // A repair's or a scrub's results: only data nodes do that work.
         Command::RegisterNode { .. }
         | Command::MoveShard { .. }
@@ -102,7 +106,10 @@ pub(crate) fn command_allowed(cmd: &Command, role: Role) -> Result<(), String> {
 /// an audit checkpoint or the storage classes' seed.
 pub(crate) fn leader_only(cmd: &Command) -> bool {
     match cmd {
-        Command::AuditCheckpoint { .. } | Command::SeedStorageClasses { .. } => true,
+        Command::AuditCheckpoint { .. }
+        | Command::SeedStorageClasses { .. }
+        | Command::SeedLifecycleDay { .. }
+        | Command::Lifecycle { .. } => true,
         Command::Request { command, .. } => leader_only(command),
         Command::Batch { commands } => commands.iter().any(leader_only),
         _ => false,

@@ -338,15 +338,18 @@ pub(super) async fn query(
         }
         Query::Nodes => {
             let sm = sm.clone();
-            let classes = weft_common::effects::spawn_blocking(move || sm.storage_classes())
-                .await
-                .map_err(ApiError::internal)?
-                .map_err(ApiError::internal)?
-                .unwrap_or_default();
+            let (classes, day) = weft_common::effects::spawn_blocking(move || {
+                Ok::<_, crate::error::MetaError>((sm.storage_classes()?, sm.lifecycle_day_ms()?))
+            })
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+            let classes = classes.unwrap_or_default();
             QueryResult::Nodes {
                 nodes: node_views(&s).await?,
                 metad_space_low: s.space.low_reason(),
                 classes,
+                lifecycle_day_ms: day.unwrap_or(0),
             }
         }
         Query::Durability => {

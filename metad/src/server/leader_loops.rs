@@ -125,15 +125,26 @@ async fn seed_storage_classes(
             return false;
         }
         let sm = s.sm.clone();
-        if let Ok(Ok(Some(_))) =
-            weft_common::effects::spawn_blocking(move || sm.storage_classes()).await
+        if let Ok(Ok((Some(_), Some(_)))) = weft_common::effects::spawn_blocking(move || {
+            Ok::<_, crate::error::MetaError>((sm.storage_classes()?, sm.lifecycle_day_ms()?))
+        })
+        .await
         {
             return true;
         }
+        // The lifecycle day with the classes: both are what a new cluster
+        // takes from its first leader's config.
         let cmd = super::audit::own_request(
             s,
-            Command::SeedStorageClasses {
-                classes: s.storage_classes.clone(),
+            Command::Batch {
+                commands: vec![
+                    Command::SeedLifecycleDay {
+                        day_ms: s.lifecycle_day_ms,
+                    },
+                    Command::SeedStorageClasses {
+                        classes: s.storage_classes.clone(),
+                    },
+                ],
             },
         );
         match s.writes.write(cmd).await {

@@ -28,6 +28,11 @@ pub struct Metrics {
     pub(super) repair_finished: Counter,
     /// Commands waiting for the group-commit batcher (bounded queue).
     pub(super) commands_queued: Gauge,
+    /// Lifecycle actions committed, skipped (the object changed since the
+    /// scan) and failed.
+    pub(super) lifecycle_done: Counter,
+    pub(super) lifecycle_skipped: Counter,
+    pub(super) lifecycle_failed: Counter,
 }
 
 impl Default for Metrics {
@@ -81,8 +86,29 @@ impl Default for Metrics {
             "Commands waiting for the group-commit batcher (bounded queue)",
             commands_queued.clone(),
         );
+        let lifecycle_done = Counter::default();
+        registry.register(
+            "lifecycle_actions",
+            "Lifecycle expirations, version removals and upload aborts committed (leader only)",
+            lifecycle_done.clone(),
+        );
+        let lifecycle_skipped = Counter::default();
+        registry.register(
+            "lifecycle_skipped",
+            "Lifecycle actions not applied because the object changed since the scan",
+            lifecycle_skipped.clone(),
+        );
+        let lifecycle_failed = Counter::default();
+        registry.register(
+            "lifecycle_failed",
+            "Lifecycle actions refused or not proposed",
+            lifecycle_failed.clone(),
+        );
         Metrics {
             registry,
+            lifecycle_done,
+            lifecycle_skipped,
+            lifecycle_failed,
             commands_queued,
             commands,
             command_seconds,

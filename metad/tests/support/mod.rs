@@ -44,6 +44,7 @@ pub fn bucket(name: &str, owner: &str) -> BucketInfo {
         created_ms: 1_700_000_000_000,
         tags: Default::default(),
         versioning: None,
+        lifecycle: None,
     }
 }
 

@@ -50,6 +50,7 @@ impl WeftS3 {
                 created_ms: now_ms(),
                 tags: Default::default(),
                 versioning: None,
+                lifecycle: None,
             },
         };
         match self.metad.command(&cmd).await.map_err(metad_err)? {

@@ -8,6 +8,7 @@
 
 mod bucket;
 mod conditions;
+mod lifecycle;
 mod listing;
 mod lookup;
 mod multipart;
@@ -311,6 +312,27 @@ impl S3 for WeftS3 {
         req: S3Request<DeleteBucketTaggingInput>,
     ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
         self.delete_bucket_tagging(req).await
+    }
+
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketLifecycleConfigurationOutput>> {
+        self.put_bucket_lifecycle_configuration(req).await
+    }
+
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
+        self.get_bucket_lifecycle_configuration(req).await
+    }
+
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
+        self.delete_bucket_lifecycle(req).await
     }
 
     async fn put_bucket_versioning(

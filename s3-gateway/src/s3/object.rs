@@ -99,6 +99,7 @@ impl WeftS3 {
         };
         let segments = version.segments.clone();
         let version_label = version_label_for(&binfo, version.version_id);
+        let expiration = self.expiration(&binfo, &input.key, &version);
         let cmd = Command::PutObject {
             bucket: input.bucket.clone(),
             key: input.key.clone(),
@@ -123,6 +124,7 @@ impl WeftS3 {
                 Ok(S3Response::new(PutObjectOutput {
                     e_tag: Some(ETag::Strong(written.etag)),
                     version_id: version_label,
+                    expiration,
                     checksum_crc32: c.checksum_crc32,
                     checksum_crc32c: c.checksum_crc32c,
                     checksum_crc64nvme: c.checksum_crc64nvme,
@@ -158,7 +160,7 @@ impl WeftS3 {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
-        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        let binfo = self.bucket(req.credentials.as_ref(), &input.bucket).await?;
         // Before asking metad: a replace committed after this point waits
         // for this read before releasing the shards it reads.
         let lease = self.releaser.leases().begin();
@@ -223,6 +225,9 @@ impl WeftS3 {
             out.checksum_sha256 = c.checksum_sha256;
             out.checksum_type = v.checksum_type.clone().map(ChecksumType::from);
         }
+        if input.version_id.is_none() {
+            out.expiration = self.expiration(&binfo, &input.key, &v);
+        }
         // Response header overrides (presigned URLs use these).
         if let Some(x) = input.response_content_type {
             out.content_type = x.parse().ok();
@@ -250,7 +255,7 @@ impl WeftS3 {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
-        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        let binfo = self.bucket(req.credentials.as_ref(), &input.bucket).await?;
         let v = self
             .version_or_current(&input.bucket, &input.key, input.version_id.as_deref())
             .await?;
@@ -269,7 +274,13 @@ impl WeftS3 {
         } else {
             Checksum::default()
         };
+        let expiration = input
+            .version_id
+            .is_none()
+            .then(|| self.expiration(&binfo, &input.key, &v))
+            .flatten();
         Ok(S3Response::new(HeadObjectOutput {
+            expiration,
             content_length: Some(content_length as i64),
             content_range,
             accept_ranges: Some("bytes".into()),

@@ -160,6 +160,7 @@ pub async fn metad(voters: usize, secs: u64, writers: &[usize], failovers: usize
                 created_ms: 0,
                 tags: Default::default(),
                 versioning: None,
+                lifecycle: None,
             },
         })
         .await?;
@@ -267,6 +268,7 @@ pub async fn list(keys: u64, per_prefix: u64, samples: usize) -> Result<()> {
             created_ms: 0,
             tags: Default::default(),
             versioning: None,
+            lifecycle: None,
         },
     })])
     .await?;

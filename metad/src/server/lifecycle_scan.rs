@@ -1,0 +1,223 @@
+//! The leader's lifecycle loop (see `crate::lifecycle`). A pass walks every
+//! bucket with rules and the uploads a bounded page per tick; ticks come
+//! every second (or every quarter day, if shorter, at least 100 ms) while
+//! a pass has pages left, and a new pass starts a quarter day after the
+//! previous one began. So a rule fires within a quarter day (plus the pass)
+//! of becoming due: within a second or so when a day is one second.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use weft_common::lifecycle::LifecycleConfig;
+use weft_common::rpc::{CommandResult, Refusal};
+
+use super::{ensure_serving_leader, AppState};
+use crate::lifecycle::{
+    plan_keys, plan_uploads, COMMANDS_PER_TICK, KEYS_PER_TICK, UPLOADS_PER_TICK,
+};
+
+/// Time between the starts of two passes for a day of `day_ms`.
+pub(crate) fn pass_interval(day_ms: u64) -> Duration {
+    Duration::from_millis((day_ms / 4).clamp(100, 6 * 3600 * 1000))
+}
+
+/// Time between the ticks of one pass.
+fn page_interval(day_ms: u64) -> Duration {
+    pass_interval(day_ms).min(Duration::from_secs(1))
+}
+
+/// Where the leader's pass stands.
+#[derive(Default)]
+struct Pass {
+    /// Last key fully handled, per bucket still being walked.
+    keys: BTreeMap<String, String>,
+    /// Buckets whose walk this pass has finished.
+    done: std::collections::BTreeSet<String>,
+    /// Last upload id handled; `uploads_done` once the walk ended.
+    upload: Option<String>,
+    uploads_done: bool,
+    started: Option<Instant>,
+}
+
+pub(crate) async fn lifecycle_loop(s: Arc<AppState>, cancel: tokio_util::sync::CancellationToken) {
+    let mut pass = Pass::default();
+    let mut warned = false;
+    loop {
+        let day_ms = {
+            let sm = s.sm.clone();
+            match weft_common::effects::spawn_blocking(move || sm.lifecycle_day_ms()).await {
+                Ok(Ok(Some(d))) => d,
+                // Not seeded yet: a config day until the seed commits.
+                _ => s.lifecycle_day_ms,
+            }
+        };
+        if day_ms != s.lifecycle_day_ms && !warned {
+            warned = true;
+            tracing::warn!(
+                cluster_day_ms = day_ms,
+                config_day_ms = s.lifecycle_day_ms,
+                "this metad's lifecycle_day_secs differs from the cluster's, which stays in effect"
+            );
+        }
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(page_interval(day_ms)) => {}
+        }
+        if ensure_serving_leader(&s).is_err() {
+            // A later leadership starts its pass afresh.
+            pass = Pass::default();
+            continue;
+        }
+        let finished = pass.started.is_some() && pass_finished(&s, &pass).await;
+        if finished || pass.started.is_none() {
+            if pass
+                .started
+                .is_some_and(|t| t.elapsed() < pass_interval(day_ms))
+            {
+                continue;
+            }
+            pass = Pass {
+                started: Some(Instant::now()),
+                ..Pass::default()
+            };
+        }
+        if let Err(e) = one_tick(&s, &mut pass, day_ms).await {
+            tracing::warn!(error = %e, "lifecycle scan tick failed; retrying next tick");
+        }
+    }
+}
+
+/// Whether every bucket with rules and the uploads have been walked.
+async fn pass_finished(s: &Arc<AppState>, pass: &Pass) -> bool {
+    let sm = s.sm.clone();
+    let Ok(Ok(buckets)) = weft_common::effects::spawn_blocking(move || sm.buckets()).await else {
+        return false;
+    };
+    pass.uploads_done
+        && buckets
+            .iter()
+            .filter(|b| b.lifecycle.is_some())
+            .all(|b| pass.done.contains(&b.name))
+}
+
+/// Proposes `cmd`; false (and counted) if the proposal failed.
+async fn propose(s: &Arc<AppState>, cmd: weft_common::rpc::Command) -> Result<(), String> {
+    let what = super::access::command_label(&cmd);
+    match s.writes.write(super::audit::own_request(s, cmd)).await {
+        Ok(CommandResult::Refused {
+            refusal: Refusal::Stale,
+        }) => {
+            s.metrics.lifecycle_skipped.inc();
+        }
+        Ok(CommandResult::Refused { refusal }) => {
+            s.metrics.lifecycle_failed.inc();
+            tracing::debug!(what, ?refusal, "lifecycle action refused");
+        }
+        Ok(_) => {
+            s.metrics.lifecycle_done.inc();
+        }
+        Err(e) => {
+            s.metrics.lifecycle_failed.inc();
+            return Err(format!("proposing {what}: {e:?}"));
+        }
+    };
+    Ok(())
+}
+
+async fn one_tick(s: &Arc<AppState>, pass: &mut Pass, day_ms: u64) -> Result<(), String> {
+    let sm = s.sm.clone();
+    let buckets = weft_common::effects::spawn_blocking(move || sm.buckets())
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let ruled: Vec<_> = buckets
+        .into_iter()
+        .filter(|b| b.lifecycle.is_some() && !pass.done.contains(&b.name))
+        .collect();
+    let per_bucket = (KEYS_PER_TICK / ruled.len().max(1)).max(1);
+    let now = crate::server::now_ms();
+    let mut budget = COMMANDS_PER_TICK;
+    for b in &ruled {
+        let Some(rules) = b.lifecycle.clone() else {
+            continue;
+        };
+        let (sm, bucket, after) = (s.sm.clone(), b.clone(), pass.keys.get(&b.name).cloned());
+        // Reading and planning run off the runtime: a key's history may be long.
+        let (planned, more) = weft_common::effects::spawn_blocking(move || {
+            let (keys, more) = sm.lifecycle_page(&bucket.name, after.as_deref(), per_bucket)?;
+            let planned = plan_keys(&bucket, &rules, &keys, now, day_ms, || {
+                weft_common::VersionId::from_random(weft_common::effects::random())
+            });
+            Ok::<_, crate::error::MetaError>((planned, more))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        let mut walked_all = true;
+        for (key, cmds) in planned {
+            // The cursor moves past a key only once all its actions were
+            // proposed: none is lost to the budget or a failed proposal.
+            if cmds.len() > budget {
+                walked_all = false;
+                break;
+            }
+            budget -= cmds.len();
+            for cmd in cmds {
+                propose(s, cmd).await?;
+            }
+            pass.keys.insert(b.name.clone(), key);
+        }
+        if walked_all && !more {
+            pass.done.insert(b.name.clone());
+            pass.keys.remove(&b.name);
+        }
+        if budget == 0 {
+            return Ok(());
+        }
+    }
+    if !pass.uploads_done {
+        let rules: BTreeMap<String, LifecycleConfig> = ruled
+            .iter()
+            .filter_map(|b| Some((b.name.clone(), b.lifecycle.clone()?)))
+            .collect();
+        let sm = s.sm.clone();
+        let after = pass.upload.clone();
+        let uploads = weft_common::effects::spawn_blocking(move || {
+            sm.uploads_page(after.as_deref(), UPLOADS_PER_TICK)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        for u in &uploads {
+            if budget == 0 {
+                return Ok(());
+            }
+            for cmd in plan_uploads(&rules, std::slice::from_ref(u), now, day_ms) {
+                budget -= 1;
+                propose(s, cmd).await?;
+            }
+            pass.upload = Some(u.upload_id.clone());
+        }
+        if uploads.len() < UPLOADS_PER_TICK {
+            pass.uploads_done = true;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_start_every_quarter_day_and_pages_come_at_least_every_second() {
+        assert_eq!(pass_interval(1_000), Duration::from_millis(250));
+        assert_eq!(pass_interval(100), Duration::from_millis(100));
+        assert_eq!(pass_interval(86_400_000), Duration::from_secs(6 * 3600));
+        assert_eq!(page_interval(86_400_000), Duration::from_secs(1));
+        assert_eq!(page_interval(1_000), Duration::from_millis(250));
+    }
+}
