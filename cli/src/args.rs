@@ -43,6 +43,14 @@ pub enum Cmd {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Lifecycle rules at work: what they would do now, run a pass now,
+    /// and where they stand.
+    Lifecycle {
+        #[command(subcommand)]
+        command: LifecycleCmd,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Inspect the cluster.
     Cluster {
         #[command(subcommand)]
@@ -565,6 +573,31 @@ pub enum ClassCmd {
     },
     /// Delete a class that holds nothing (STANDARD cannot be deleted).
     Delete { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum LifecycleCmd {
+    /// What BUCKET's rules would do now, without doing it.
+    Preview {
+        bucket: String,
+        /// Most keys to judge.
+        #[arg(long, default_value_t = 100_000)]
+        max_keys: u32,
+    },
+    /// Start a lifecycle pass now (as `radosgw-admin lc process`) and wait
+    /// until BUCKET has nothing due (exit 0), or the timeout.
+    Run {
+        bucket: String,
+        /// Seconds to wait for the due actions to be applied.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Each bucket with rules: its rules, actions due now, bytes per class;
+    /// the leader's passes.
+    Status {
+        /// Only this bucket.
+        bucket: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]

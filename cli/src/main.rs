@@ -35,6 +35,7 @@ async fn main() -> std::process::ExitCode {
         Cmd::Audit { command, admin } => cmd::audit::run(command, admin).await,
         Cmd::Bucket { command, admin } => cmd::bucket::run(command, admin).await,
         Cmd::Class { command, admin } => cmd::class::run(command, admin).await,
+        Cmd::Lifecycle { command, admin } => cmd::lifecycle::run(command, admin).await,
         Cmd::Cluster { command, admin } => cmd::cluster::run(command, admin).await,
         Cmd::Node { command, admin } => cmd::node::run(command, admin).await,
         Cmd::Cert { command } => cmd::cert::run(command).await,

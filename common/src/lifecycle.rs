@@ -251,6 +251,19 @@ pub enum Step {
     },
 }
 
+/// Where the metad leader's lifecycle passes stand.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Passes {
+    /// Passes finished since this leader was elected.
+    pub finished: u64,
+    /// When the current or last pass started, ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
+    /// When the last pass finished, ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_ms: Option<u64>,
+}
+
 /// A rule that expires a current version now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Due {

@@ -268,6 +268,67 @@ pub fn plan_uploads(
         .collect()
 }
 
+/// A preview: the actions (key, step), the keys judged, whether that was
+/// every key, and the day length used.
+pub type PreviewOf = (Vec<(String, Step)>, u64, bool, u64);
+
+/// Most keys one preview judges.
+pub const PREVIEW_KEYS_MAX: u32 = 100_000;
+
+/// What `bucket`'s rules would do at `now_ms` to its first `max_keys` keys
+/// (at most [`PREVIEW_KEYS_MAX`]) and its uploads: the actions, the keys
+/// judged, whether that was every key, and the day length used (0 and no
+/// actions before the cluster's day is set).
+pub fn preview(
+    sm: &StateMachine,
+    bucket: &str,
+    max_keys: u32,
+    now_ms: u64,
+) -> Result<PreviewOf, MetaError> {
+    let Some(day) = sm.lifecycle_day_ms()? else {
+        return Ok((vec![], 0, true, 0));
+    };
+    let Some(info) = sm.bucket(bucket)? else {
+        return Ok((vec![], 0, true, day));
+    };
+    let Some(rules) = info.lifecycle.clone() else {
+        return Ok((vec![], 0, true, day));
+    };
+    let budget = max_keys.clamp(1, PREVIEW_KEYS_MAX) as usize;
+    let mut actions = vec![];
+    let mut judged = 0usize;
+    let mut after: Option<String> = None;
+    let mut complete = false;
+    while judged < budget {
+        let (keys, more) = sm.lifecycle_page(
+            bucket,
+            after.as_deref(),
+            (budget - judged).min(KEYS_PER_TICK),
+        )?;
+        judged += keys.len();
+        for k in &keys {
+            for step in plan_key(&rules, k, now_ms, day, weft_common::VersionId(0)) {
+                actions.push((k.key.clone(), step));
+            }
+        }
+        after = keys.last().map(|k| k.key.clone());
+        if !more || after.is_none() {
+            complete = true;
+            break;
+        }
+    }
+    let mut one = BTreeMap::new();
+    one.insert(bucket.to_string(), rules);
+    for u in sm.uploads(bucket, "")? {
+        for c in plan_uploads(&one, std::slice::from_ref(&u), now_ms, day) {
+            if let Command::Lifecycle { key, step, .. } = c {
+                actions.push((key, step));
+            }
+        }
+    }
+    Ok((actions, judged as u64, complete, day))
+}
+
 /// The length of a lifecycle day the cluster judges rules by, once its
 /// first leader has set it.
 pub(crate) fn day_ms<T: redb::ReadableTable<&'static str, &'static [u8]>>(

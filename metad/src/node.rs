@@ -680,6 +680,8 @@ async fn start_on(
         upload_timers: cfg.upload_timers(),
         storage_classes: cfg.storage_classes.clone(),
         lifecycle_day_ms: cfg.lifecycle_day_secs.saturating_mul(1000),
+        lifecycle_passes: Default::default(),
+        lifecycle_kick: Default::default(),
         sealer,
         audit,
         peers: transport.clone(),

@@ -71,6 +71,10 @@ pub struct AppState {
     pub storage_classes: Vec<weft_common::storage_class::StorageClass>,
     /// Length of a lifecycle day in ms (`lifecycle_day_secs`).
     pub lifecycle_day_ms: u64,
+    /// Where this voter's lifecycle passes stand (while it leads).
+    pub lifecycle_passes: std::sync::Mutex<weft_common::lifecycle::Passes>,
+    /// Wakes the lifecycle loop to start a pass now (`weft lifecycle run`).
+    pub lifecycle_kick: tokio::sync::Notify,
     /// Seals access-key secrets at rest; `None` keeps them as given (a
     /// bench run without a master key).
     pub sealer: Option<Arc<crate::seal::Sealer>>,
@@ -170,6 +174,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/members/add", post(members::add_member))
         .route("/v1/members/remove", post(members::remove_member))
         .route("/v1/leader/step-down", post(members::leader_step_down))
+        .route("/v1/lifecycle/run", post(lifecycle_scan::run_now))
         .route("/health", get(|| async { "ok" }))
         .route("/health/ready", get(crate::health::ready))
         .route("/metrics", get(metrics::metrics))

@@ -134,6 +134,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/metad/step-down", axum::routing::post(metad_step_down))
         .merge(crate::admin_audit::routes())
         .merge(crate::admin_classes::routes())
+        .merge(crate::admin_lifecycle::routes())
         .route("/health", get(|| async { "ok" }))
         .route(
             "/metrics",

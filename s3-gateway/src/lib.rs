@@ -12,6 +12,7 @@ pub mod admin;
 pub mod admin_audit;
 mod admin_cert;
 pub mod admin_classes;
+pub mod admin_lifecycle;
 pub mod admission;
 pub mod auth;
 pub mod checksums;

@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod daemon;
 pub mod dev;
 pub mod key;
+pub mod lifecycle;
 pub mod node;
 mod output;
 pub mod sim;

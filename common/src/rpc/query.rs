@@ -104,6 +104,15 @@ pub enum Query {
     UploadTimers,
     /// The storage classes and what each holds (a leader read).
     StorageClasses,
+    /// What `bucket`'s lifecycle rules would do now, without doing it, over
+    /// at most `max_keys` keys (a leader read), and where the leader's
+    /// lifecycle passes stand.
+    LifecyclePreview {
+        /// The bucket.
+        bucket: String,
+        /// Most keys to judge.
+        max_keys: u32,
+    },
     /// Audit chain entries with sequence numbers after `after`, oldest
     /// first, at most `max`.
     Audit {
@@ -333,6 +342,20 @@ pub enum QueryResult {
         classes: Vec<crate::storage_class::StorageClass>,
         /// Segments and bytes per class and bucket.
         usage: Vec<ClassUsageRow>,
+    },
+    /// For `LifecyclePreview`.
+    LifecyclePreview {
+        /// Actions due now, in key order: (key, step).
+        actions: Vec<(String, crate::lifecycle::Step)>,
+        /// Keys judged.
+        keys: u64,
+        /// Whether every key of the bucket was judged.
+        complete: bool,
+        /// The cluster's lifecycle day, ms (0: not set yet).
+        day_ms: u64,
+        /// The leader's passes: how many finished since it was elected,
+        /// and when the last one started and finished (ms since the epoch).
+        passes: crate::lifecycle::Passes,
     },
     /// For `UploadTimers`.
     UploadTimers {

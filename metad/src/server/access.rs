@@ -26,7 +26,11 @@ pub(crate) fn path_roles(path: &str) -> Option<&'static [Role]> {
     Some(match path {
         p if p.starts_with("/raft/") => METAD,
         "/v1/heartbeat" | "/v1/repair/poll" => DATAD,
-        "/v1/init" | "/v1/members/add" | "/v1/members/remove" | "/v1/leader/step-down" => ADMIN,
+        "/v1/init"
+        | "/v1/members/add"
+        | "/v1/members/remove"
+        | "/v1/leader/step-down"
+        | "/v1/lifecycle/run" => ADMIN,
         // Judged by kind in the handler.
         "/v1/command" | "/v1/query" => ANY_ROLE,
         _ => ANY_ROLE,
@@ -242,7 +246,8 @@ pub(crate) fn query_roles(q: &Query) -> &'static [Role] {
         | Query::ObjectVersion { .. }
         | Query::Versions { .. }
         | Query::Upload { .. }
-        | Query::StorageClasses => ADMIN,
+        | Query::StorageClasses
+        | Query::LifecyclePreview { .. } => ADMIN,
         // What a data node may delete: its garbage collector asks.
         Query::ShardsHeld { .. } => DATAD_OR_ADMIN,
         Query::Segments { .. } => DATAD_OR_ADMIN,

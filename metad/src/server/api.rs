@@ -303,6 +303,8 @@ pub(super) async fn query(
         .as_ref()
         .map(|k| k.audit_public_keys())
         .unwrap_or_default();
+    let passes = *s.lifecycle_passes.lock().expect("passes lock");
+    let now = crate::server::now_ms();
     let result = match q {
         Query::Status => QueryResult::Status { status: status(&s) },
         // From this replica's state, not a leader read: gateways and data
@@ -444,6 +446,17 @@ pub(super) async fn query(
                     Query::AuditCheckpoints { after, max } => QueryResult::AuditCheckpoints {
                         checkpoints: sm.audit_checkpoints(after, max.clamp(1, AUDIT_PAGE_MAX))?,
                     },
+                    Query::LifecyclePreview { bucket, max_keys } => {
+                        let (actions, keys, complete, day_ms) =
+                            crate::lifecycle::preview(&sm, &bucket, max_keys, now)?;
+                        QueryResult::LifecyclePreview {
+                            actions,
+                            keys,
+                            complete,
+                            day_ms,
+                            passes,
+                        }
+                    }
                     Query::StorageClasses => QueryResult::StorageClasses {
                         classes: sm.storage_classes()?.unwrap_or_default(),
                         usage: sm.class_usage()?,

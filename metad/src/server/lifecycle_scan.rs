@@ -39,6 +39,18 @@ struct Pass {
     upload: Option<String>,
     uploads_done: bool,
     started: Option<Instant>,
+    /// Whether its end was counted in the shared progress.
+    counted: bool,
+}
+
+/// `POST /v1/lifecycle/run`: start a pass now on the leader (as
+/// `radosgw-admin lc process`); the caller watches the preview empty.
+pub(crate) async fn run_now(
+    axum::extract::State(s): axum::extract::State<Arc<AppState>>,
+) -> Result<axum::Json<weft_common::lifecycle::Passes>, super::ApiError> {
+    ensure_serving_leader(&s)?;
+    s.lifecycle_kick.notify_one();
+    Ok(axum::Json(*s.lifecycle_passes.lock().expect("passes lock")))
 }
 
 pub(crate) async fn lifecycle_loop(s: Arc<AppState>, cancel: tokio_util::sync::CancellationToken) {
@@ -61,21 +73,30 @@ pub(crate) async fn lifecycle_loop(s: Arc<AppState>, cancel: tokio_util::sync::C
                 "this metad's lifecycle_day_secs differs from the cluster's, which stays in effect"
             );
         }
-        tokio::select! {
+        let kicked = tokio::select! {
             biased;
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(page_interval(day_ms)) => {}
-        }
+            _ = s.lifecycle_kick.notified() => true,
+            _ = tokio::time::sleep(page_interval(day_ms)) => false,
+        };
         if ensure_serving_leader(&s).is_err() {
             // A later leadership starts its pass afresh.
             pass = Pass::default();
+            *s.lifecycle_passes.lock().expect("passes lock") = Default::default();
             continue;
         }
         let finished = pass.started.is_some() && pass_finished(&s, &pass).await;
-        if finished || pass.started.is_none() {
-            if pass
-                .started
-                .is_some_and(|t| t.elapsed() < pass_interval(day_ms))
+        if finished && !pass.counted {
+            pass.counted = true;
+            let mut p = s.lifecycle_passes.lock().expect("passes lock");
+            p.finished += 1;
+            p.finished_ms = Some(crate::server::now_ms());
+        }
+        if kicked || finished || pass.started.is_none() {
+            if !kicked
+                && pass
+                    .started
+                    .is_some_and(|t| t.elapsed() < pass_interval(day_ms))
             {
                 continue;
             }
@@ -83,6 +104,8 @@ pub(crate) async fn lifecycle_loop(s: Arc<AppState>, cancel: tokio_util::sync::C
                 started: Some(Instant::now()),
                 ..Pass::default()
             };
+            s.lifecycle_passes.lock().expect("passes lock").started_ms =
+                Some(crate::server::now_ms());
         }
         if let Err(e) = one_tick(&s, &mut pass, day_ms).await {
             tracing::warn!(error = %e, "lifecycle scan tick failed; retrying next tick");

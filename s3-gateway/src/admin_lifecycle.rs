@@ -1,0 +1,194 @@
+//! Lifecycle on the admin API (docs/lifecycle.md): what the rules would do
+//! now (`weft lifecycle preview`), a pass started now (`weft lifecycle
+//! run`), and each bucket's rules, pending actions and bytes per class
+//! (`weft lifecycle status`).
+
+use axum::extract::{Path, Query as UrlQuery, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use weft_common::lifecycle::{LifecycleConfig, Passes, Step};
+use weft_common::rpc::{ClassUsageRow, Query, QueryResult};
+
+use crate::admin::{check, AdminError, AdminState};
+use crate::admin_cert::AdminRequest;
+
+/// Keys a status judges per bucket.
+const STATUS_KEYS: u32 = 10_000;
+
+/// Routes under `/v1/lifecycle`.
+pub(crate) fn routes() -> Router<AdminState> {
+    Router::new()
+        .route("/v1/lifecycle/status", get(status))
+        .route("/v1/lifecycle/run", post(run))
+        .route("/v1/lifecycle/{bucket}/preview", get(preview))
+}
+
+/// `?max_keys=N` of the preview.
+#[derive(Deserialize, Serialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewQuery {
+    /// Most keys to judge (default 100,000).
+    #[serde(default)]
+    pub max_keys: Option<u32>,
+}
+
+/// Answer of the preview.
+#[derive(Deserialize, Serialize, Debug)]
+pub struct Preview {
+    /// The bucket.
+    pub bucket: String,
+    /// Actions due now: (key, step).
+    pub actions: Vec<(String, Step)>,
+    /// Keys judged.
+    pub keys: u64,
+    /// Whether every key was judged.
+    pub complete: bool,
+    /// Length of a lifecycle day, ms.
+    pub day_ms: u64,
+    /// The leader's passes.
+    pub passes: Passes,
+}
+
+/// One bucket in the status.
+#[derive(Deserialize, Serialize, Debug)]
+pub struct BucketStatus {
+    /// The bucket.
+    pub bucket: String,
+    /// Its rules.
+    pub rules: LifecycleConfig,
+    /// Actions due now among its first keys.
+    pub pending: u64,
+    /// Whether `pending` covers every key.
+    pub complete: bool,
+    /// What each storage class holds in it.
+    pub usage: Vec<ClassUsageRow>,
+}
+
+/// Answer of the status.
+#[derive(Deserialize, Serialize, Debug)]
+pub struct Status {
+    /// Buckets with rules.
+    pub buckets: Vec<BucketStatus>,
+    /// Length of a lifecycle day, ms.
+    pub day_ms: u64,
+    /// The leader's passes.
+    pub passes: Passes,
+}
+
+fn unexpected(other: QueryResult) -> AdminError {
+    AdminError(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("unexpected {other:?}"),
+    )
+}
+
+async fn preview_of(s: &AdminState, bucket: &str, max_keys: u32) -> Result<Preview, AdminError> {
+    match s
+        .metad
+        .query(&Query::LifecyclePreview {
+            bucket: bucket.to_string(),
+            max_keys,
+        })
+        .await?
+    {
+        QueryResult::LifecyclePreview {
+            actions,
+            keys,
+            complete,
+            day_ms,
+            passes,
+        } => Ok(Preview {
+            bucket: bucket.to_string(),
+            actions,
+            keys,
+            complete,
+            day_ms,
+            passes,
+        }),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn preview(
+    State(s): State<AdminState>,
+    Path(bucket): Path<String>,
+    UrlQuery(q): UrlQuery<PreviewQuery>,
+    req: AdminRequest,
+) -> Result<Json<Preview>, AdminError> {
+    check(&s, &req, b"").await?;
+    let buckets = match s
+        .metad
+        .query(&Query::Bucket {
+            name: bucket.clone(),
+        })
+        .await?
+    {
+        QueryResult::Bucket { bucket } => bucket,
+        other => return Err(unexpected(other)),
+    };
+    if buckets.is_none() {
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            format!("no bucket {bucket}"),
+        ));
+    }
+    Ok(Json(
+        preview_of(&s, &bucket, q.max_keys.unwrap_or(100_000)).await?,
+    ))
+}
+
+async fn run(State(s): State<AdminState>, req: AdminRequest) -> Result<Json<Passes>, AdminError> {
+    check(&s, &req, b"").await?;
+    let passes: Passes = s
+        .metad
+        .call("/v1/lifecycle/run", &serde_json::json!({}))
+        .await?;
+    Ok(Json(passes))
+}
+
+async fn status(
+    State(s): State<AdminState>,
+    req: AdminRequest,
+) -> Result<Json<Status>, AdminError> {
+    check(&s, &req, b"").await?;
+    let buckets = match s.metad.query(&Query::Buckets).await? {
+        QueryResult::Buckets { buckets } => buckets,
+        other => return Err(unexpected(other)),
+    };
+    let usage = match s.metad.query(&Query::StorageClasses).await? {
+        QueryResult::StorageClasses { usage, .. } => usage,
+        other => return Err(unexpected(other)),
+    };
+    let mut out = vec![];
+    let (mut day_ms, mut passes) = (0, Passes::default());
+    for b in buckets {
+        let Some(rules) = b.lifecycle else {
+            continue;
+        };
+        let p = preview_of(&s, &b.name, STATUS_KEYS).await?;
+        (day_ms, passes) = (p.day_ms, p.passes);
+        out.push(BucketStatus {
+            usage: usage
+                .iter()
+                .filter(|u| u.bucket == b.name)
+                .cloned()
+                .collect(),
+            bucket: b.name,
+            rules,
+            pending: p.actions.len() as u64,
+            complete: p.complete,
+        });
+    }
+    if out.is_empty() {
+        // The day and the passes still come from the leader.
+        let p = preview_of(&s, "", 1).await?;
+        (day_ms, passes) = (p.day_ms, p.passes);
+    }
+    Ok(Json(Status {
+        buckets: out,
+        day_ms,
+        passes,
+    }))
+}
