@@ -610,6 +610,9 @@ pub enum BucketCmd {
 pub enum ClusterCmd {
     /// Nodes, zones, capacity and every metad voter's raft state.
     Status,
+    /// Bytes per storage class and zone; with `zone_prices` in the
+    /// gateway's config, the monthly cost and what the classes saved.
+    Usage,
     /// Initialise a new metad group: run once, against fresh voters that were
     /// started without `bootstrap`. Talks to the first member directly.
     Init {

@@ -33,6 +33,14 @@ async fn tiered(fast_repair: bool) -> TestCluster {
         }
         c.datad.gc_interval_ms = 3_600_000;
         c.metad.gc_grace_ms = 3_600_000;
+        for (zone, price) in [
+            ("zone-a", 0.02),
+            ("zone-b", 0.02),
+            ("zone-c", 0.02),
+            ("west", 0.004),
+        ] {
+            c.gateway.zone_prices.insert(zone.into(), price);
+        }
     })
     .await
 }
@@ -309,6 +317,27 @@ async fn each_class_places_shards_only_in_its_zones_and_the_cli_guards_the_defin
     assert!(ok, "{out}");
     let (ok, out) = weft(&tc, &["class", "list"]).await;
     assert!(ok && !out.contains("REDUCED_REDUNDANCY"), "{out}");
+
+    // Usage: each class's bytes in its zones, priced by zone.
+    let (ok, out) = weft(&tc, &["cluster", "usage", "--json"]).await;
+    assert!(ok, "{out}");
+    let u: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let mut cost = 0.0;
+    for z in u["zones"].as_array().unwrap() {
+        let (class, zone) = (z["class"].as_str().unwrap(), z["zone"].as_str().unwrap());
+        match class {
+            "GLACIER_IR" | "ONEZONE_IA" => assert_eq!(zone, "west", "{z}"),
+            _ => assert_ne!(zone, "west", "{z}"),
+        }
+        let price = if zone == "west" { 0.004 } else { 0.02 };
+        let stored = z["stored_bytes"].as_u64().unwrap() as f64;
+        cost += stored / (1u64 << 30) as f64 * price;
+    }
+    let reported = u["monthly_cost"].as_f64().unwrap();
+    assert!((reported - cost).abs() < 1e-9, "{reported} vs {cost}");
+    // Cold classes cost less than the same bytes as STANDARD would.
+    assert!(u["monthly_saving"].as_f64().unwrap() > 0.0, "{u}");
+    assert_eq!(u["unpriced_zones"].as_array().unwrap().len(), 0);
     tc.shutdown().await;
 }
 

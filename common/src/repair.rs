@@ -230,6 +230,10 @@ pub struct ClassStatus {
     pub unreadable: u64,
     /// Shard bytes that repair must write to bring this class to full.
     pub backlog_bytes: u64,
+    /// Shard bytes of this class held in each zone (by the nodes metad
+    /// places them on).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub zone_bytes: std::collections::BTreeMap<String, u64>,
 }
 
 /// What one node holds according to metad.

@@ -317,14 +317,21 @@ pub fn preview(
             break;
         }
     }
+    // The uploads, a page at a time (the table holds every bucket's).
     let mut one = BTreeMap::new();
     one.insert(bucket.to_string(), rules);
-    for u in sm.uploads(bucket, "")? {
-        for c in plan_uploads(&one, std::slice::from_ref(&u), now_ms, day) {
+    let mut after: Option<String> = None;
+    loop {
+        let page = sm.uploads_page(after.as_deref(), UPLOADS_PER_TICK)?;
+        for c in plan_uploads(&one, &page, now_ms, day) {
             if let Command::Lifecycle { key, step, .. } = c {
                 actions.push((key, step));
             }
         }
+        if page.len() < UPLOADS_PER_TICK {
+            break;
+        }
+        after = page.last().map(|u| u.upload_id.clone());
     }
     Ok((actions, judged as u64, complete, day))
 }

@@ -413,6 +413,9 @@ pub(crate) fn load(db: &Database, doc: &SnapshotDoc, meta: &Meta) -> Result<(), 
                 sealed::<&str, _>(KEY_STORAGE_CLASSES, c),
             )?;
         }
+        if let Some(d) = &doc.lifecycle_day_ms {
+            put(KEY_LIFECYCLE_DAY, sealed::<&str, _>(KEY_LIFECYCLE_DAY, d))?;
+        }
         if doc.request_clock > 0 {
             put(
                 KEY_REQUEST_CLOCK,

@@ -41,6 +41,8 @@ pub struct AdminState {
     pub last_durability: Arc<std::sync::Mutex<Option<DurabilityStatus>>>,
     /// Refused callers, for the audit chain.
     pub audit: weft_client::audit_report::Reporter,
+    /// Price per GiB-month by zone (`zone_prices`).
+    pub zone_prices: std::collections::BTreeMap<String, f64>,
 }
 
 /// An admin API error: status plus `{"error": "..."}`.
@@ -135,6 +137,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(crate::admin_audit::routes())
         .merge(crate::admin_classes::routes())
         .merge(crate::admin_lifecycle::routes())
+        .route("/v1/cluster/usage", get(crate::admin_usage::usage))
         .route("/health", get(|| async { "ok" }))
         .route(
             "/metrics",

@@ -48,6 +48,10 @@ pub struct GatewayConfig {
     /// Once a segment's write quorum is durable, how long the remaining
     /// shard writes may take before they are abandoned and left to repair.
     pub put_straggler_grace_ms: u64,
+    /// Price of a GiB-month of stored bytes in each zone (any currency),
+    /// for `weft cluster usage`'s cost and savings; zones left out have no
+    /// price.
+    pub zone_prices: std::collections::BTreeMap<String, f64>,
     /// No longer read here: metad owns it, beside datad's `gc_grace_ms`,
     /// so the two are checked together. Present only so an old config gets
     /// a message saying where it moved.
@@ -118,6 +122,7 @@ impl Default for GatewayConfig {
             datad_idle_timeout_ms: 15_000,
             datad_request_timeout_ms: 60_000,
             put_straggler_grace_ms: 2_000,
+            zone_prices: Default::default(),
             upload_max_age_ms: None,
             tls_cert: None,
             tls_key: None,
@@ -188,6 +193,16 @@ impl GatewayConfig {
             return Err(ConfigError::new(
                 "tls_cert/tls_key",
                 "only one is set; give both to serve HTTPS, or neither",
+            ));
+        }
+        if let Some((zone, price)) = self
+            .zone_prices
+            .iter()
+            .find(|(_, p)| !p.is_finite() || **p < 0.0)
+        {
+            return Err(ConfigError::new(
+                format!("zone_prices.{zone}"),
+                format!("{price} is not a price; give a number of 0 or more per GiB-month"),
             ));
         }
         self.profiles

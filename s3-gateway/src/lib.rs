@@ -13,6 +13,7 @@ pub mod admin_audit;
 mod admin_cert;
 pub mod admin_classes;
 pub mod admin_lifecycle;
+pub mod admin_usage;
 pub mod admission;
 pub mod auth;
 pub mod checksums;
@@ -391,6 +392,7 @@ async fn start_on(
         admin_token: cfg.admin_token.clone(),
         last_durability: Default::default(),
         audit,
+        zone_prices: cfg.zone_prices.clone(),
     });
     let admin_cancel = cancel.clone();
     // HTTPS with this gateway's cluster certificate when the internal hops

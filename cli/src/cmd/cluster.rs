@@ -164,6 +164,51 @@ pub async fn run(cmd: ClusterCmd, a: AdminArgs) -> Result<()> {
                 t.upload_max_age_ms, t.gc_grace_ms
             );
         }
+        ClusterCmd::Usage => {
+            let u: weft_gateway::admin_usage::Usage = c
+                .call(reqwest::Method::GET, "/v1/cluster/usage", None)
+                .await
+                .context("get cluster usage")?;
+            if a.json {
+                return print_json(&u);
+            }
+            println!("{:<20} {:>12} {:>12}", "CLASS", "DATA", "STORED");
+            for cl in &u.classes {
+                println!(
+                    "{:<20} {:>12} {:>12}",
+                    cl.class,
+                    human_bytes(cl.bytes),
+                    human_bytes(cl.stored_bytes)
+                );
+            }
+            println!(
+                "\n{:<20} {:<16} {:>12} {:>12}",
+                "CLASS", "ZONE", "STORED", "PER MONTH"
+            );
+            for z in &u.zones {
+                println!(
+                    "{:<20} {:<16} {:>12} {:>12}",
+                    z.class,
+                    z.zone,
+                    human_bytes(z.stored_bytes),
+                    z.monthly_cost
+                        .map_or("-".to_string(), |c| format!("{c:.2}"))
+                );
+            }
+            match (u.monthly_cost, u.monthly_saving) {
+                (Some(cost), Some(saving)) => println!(
+                    "\nmonthly cost {cost:.2}; as STANDARD it would be {:.2} (saved {saving:.2})",
+                    cost + saving
+                ),
+                _ => println!("\nno zone_prices in the gateway's config: bytes only"),
+            }
+            if !u.unpriced_zones.is_empty() {
+                println!(
+                    "zones without a price (not in the cost): {}",
+                    u.unpriced_zones.join(", ")
+                );
+            }
+        }
         ClusterCmd::Status => {
             let s: ClusterStatus = c
                 .call(reqwest::Method::GET, "/v1/cluster/status", None)

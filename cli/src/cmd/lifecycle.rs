@@ -77,6 +77,12 @@ pub async fn run(cmd: LifecycleCmd, a: AdminArgs) -> Result<()> {
             let deadline = Instant::now() + Duration::from_secs(timeout);
             loop {
                 let p = preview(bucket.clone(), 100_000).await?;
+                if p.actions.is_empty() && !p.complete {
+                    bail!(
+                        "{bucket}: nothing due among its first {} keys, but it has more; the pass goes on (see `weft lifecycle status`)",
+                        p.keys
+                    );
+                }
                 if p.actions.is_empty() {
                     if a.json {
                         return print_json(&serde_json::json!({

@@ -137,6 +137,11 @@ impl Survey {
                 ..Default::default()
             });
         c.segments += 1;
+        for node in rec.shards.iter().flatten() {
+            if let Some(v) = by_id.get(node) {
+                *c.zone_bytes.entry(v.info.zone.clone()).or_default() += rec.shard_len;
+            }
+        }
         if lacking == 0 {
             c.full += 1;
         } else if health.worst_readable < quorum {

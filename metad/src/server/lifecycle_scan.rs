@@ -41,6 +41,9 @@ struct Pass {
     started: Option<Instant>,
     /// Whether its end was counted in the shared progress.
     counted: bool,
+    /// Ticks so far: where each tick starts among the buckets, so one
+    /// bucket's backlog cannot starve the rest.
+    ticks: usize,
 }
 
 /// `POST /v1/lifecycle/run`: start a pass now on the leader (as
@@ -85,27 +88,27 @@ pub(crate) async fn lifecycle_loop(s: Arc<AppState>, cancel: tokio_util::sync::C
             *s.lifecycle_passes.lock().expect("passes lock") = Default::default();
             continue;
         }
-        let finished = pass.started.is_some() && pass_finished(&s, &pass).await;
-        if finished && !pass.counted {
-            pass.counted = true;
-            let mut p = s.lifecycle_passes.lock().expect("passes lock");
-            p.finished += 1;
-            p.finished_ms = Some(crate::server::now_ms());
-        }
-        if kicked || finished || pass.started.is_none() {
-            if !kicked
-                && pass
-                    .started
-                    .is_some_and(|t| t.elapsed() < pass_interval(day_ms))
-            {
-                continue;
-            }
+        let due = pass
+            .started
+            .is_none_or(|t| t.elapsed() >= pass_interval(day_ms));
+        if kicked || (pass.counted && due) || pass.started.is_none() {
             pass = Pass {
                 started: Some(Instant::now()),
+                ticks: 0,
                 ..Pass::default()
             };
             s.lifecycle_passes.lock().expect("passes lock").started_ms =
                 Some(crate::server::now_ms());
+        } else if pass.counted {
+            // Done; the next pass starts a quarter day after this one
+            // began (rules added meanwhile wait for it, or for a kick).
+            continue;
+        } else if pass_finished(&s, &pass).await {
+            pass.counted = true;
+            let mut p = s.lifecycle_passes.lock().expect("passes lock");
+            p.finished += 1;
+            p.finished_ms = Some(crate::server::now_ms());
+            continue;
         }
         if let Err(e) = one_tick(&s, &mut pass, day_ms).await {
             tracing::warn!(error = %e, "lifecycle scan tick failed; retrying next tick");
@@ -156,10 +159,23 @@ async fn one_tick(s: &Arc<AppState>, pass: &mut Pass, day_ms: u64) -> Result<(),
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    let ruled: Vec<_> = buckets
+    // Every bucket's rules judge its uploads, walked or not.
+    let rules: BTreeMap<String, LifecycleConfig> = buckets
+        .iter()
+        .filter_map(|b| Some((b.name.clone(), b.lifecycle.clone()?)))
+        .collect();
+    let mut ruled: Vec<_> = buckets
         .into_iter()
         .filter(|b| b.lifecycle.is_some() && !pass.done.contains(&b.name))
         .collect();
+    // A window of at most KEYS_PER_TICK buckets, starting further on each
+    // tick.
+    if !ruled.is_empty() {
+        let start = pass.ticks % ruled.len();
+        ruled.rotate_left(start);
+        ruled.truncate(KEYS_PER_TICK);
+    }
+    pass.ticks += 1;
     let per_bucket = (KEYS_PER_TICK / ruled.len().max(1)).max(1);
     let now = crate::server::now_ms();
     let mut budget = COMMANDS_PER_TICK;
@@ -179,13 +195,19 @@ async fn one_tick(s: &Arc<AppState>, pass: &mut Pass, day_ms: u64) -> Result<(),
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-        let mut walked_all = true;
         for (key, cmds) in planned {
             // The cursor moves past a key only once all its actions were
             // proposed: none is lost to the budget or a failed proposal.
             if cmds.len() > budget {
-                walked_all = false;
-                break;
+                if budget == COMMANDS_PER_TICK {
+                    // One key with more due than a tick's budget: propose a
+                    // budget's worth and judge the key again next tick
+                    // (the applied ones are then no longer due).
+                    for cmd in cmds.into_iter().take(budget) {
+                        propose(s, cmd).await?;
+                    }
+                }
+                return Ok(());
             }
             budget -= cmds.len();
             for cmd in cmds {
@@ -193,7 +215,7 @@ async fn one_tick(s: &Arc<AppState>, pass: &mut Pass, day_ms: u64) -> Result<(),
             }
             pass.keys.insert(b.name.clone(), key);
         }
-        if walked_all && !more {
+        if !more {
             pass.done.insert(b.name.clone());
             pass.keys.remove(&b.name);
         }
@@ -202,10 +224,6 @@ async fn one_tick(s: &Arc<AppState>, pass: &mut Pass, day_ms: u64) -> Result<(),
         }
     }
     if !pass.uploads_done {
-        let rules: BTreeMap<String, LifecycleConfig> = ruled
-            .iter()
-            .filter_map(|b| Some((b.name.clone(), b.lifecycle.clone()?)))
-            .collect();
         let sm = s.sm.clone();
         let after = pass.upload.clone();
         let uploads = weft_common::effects::spawn_blocking(move || {
@@ -215,11 +233,12 @@ async fn one_tick(s: &Arc<AppState>, pass: &mut Pass, day_ms: u64) -> Result<(),
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
         for u in &uploads {
-            if budget == 0 {
+            let cmds = plan_uploads(&rules, std::slice::from_ref(u), now, day_ms);
+            if cmds.len() > budget {
                 return Ok(());
             }
-            for cmd in plan_uploads(&rules, std::slice::from_ref(u), now, day_ms) {
-                budget -= 1;
+            budget -= cmds.len();
+            for cmd in cmds {
                 propose(s, cmd).await?;
             }
             pass.upload = Some(u.upload_id.clone());
