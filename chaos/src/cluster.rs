@@ -601,14 +601,44 @@ impl Cluster {
         None
     }
 
-    /// Waits until [`Self::unhealthy_reason`] is `None`.
+    /// The first gateway whose S3 port refuses a TCP connection, if any.
+    async fn gateway_not_serving(&self) -> Option<String> {
+        let endpoints: Vec<String> = self
+            .gateways
+            .read()
+            .expect("gateways lock")
+            .iter()
+            .map(|c| c.endpoint().to_string())
+            .collect();
+        for e in endpoints {
+            let addr = e.trim_start_matches("http://").to_string();
+            let connect = tokio::net::TcpStream::connect(addr.as_str());
+            match tokio::time::timeout(Duration::from_secs(2), connect).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => {
+                    return Some(format!("gateway {addr} refuses S3 connections: {err}"))
+                }
+                Err(_) => return Some(format!("gateway {addr} does not answer a connect")),
+            }
+        }
+        None
+    }
+
+    /// Waits until [`Self::unhealthy_reason`] is `None` and every gateway
+    /// takes S3 connections.
     pub async fn wait_healthy(&self, timeout: Duration) -> Result<Duration> {
         let began = Instant::now();
         let mut last = String::from("no answer yet");
         while began.elapsed() < timeout {
             match self.status().await {
                 Ok(st) => match Self::unhealthy_reason(&st) {
-                    None => return Ok(began.elapsed()),
+                    // The status came from one gateway; every one must
+                    // also take S3 connections (one still starting refuses
+                    // the workload's first requests).
+                    None => match self.gateway_not_serving().await {
+                        None => return Ok(began.elapsed()),
+                        Some(r) => last = r,
+                    },
                     Some(r) => last = r,
                 },
                 Err(e) => last = format!("{e:#}"),
