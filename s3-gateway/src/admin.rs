@@ -48,6 +48,16 @@ pub struct AdminState {
 /// An admin API error: status plus `{"error": "..."}`.
 pub struct AdminError(pub(crate) StatusCode, pub(crate) String);
 
+impl AdminError {
+    /// metad answered with something the call never asks for: a bug.
+    pub(crate) fn unexpected(answer: impl std::fmt::Debug) -> Self {
+        AdminError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unexpected {answer:?}"),
+        )
+    }
+}
+
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
         (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
@@ -275,10 +285,7 @@ pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T
 async fn keys(s: &AdminState) -> Result<Vec<AccessKey>, AdminError> {
     match s.metad.query(&Query::Keys).await? {
         QueryResult::Keys { keys } => Ok(keys),
-        other => Err(AdminError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected {other:?}"),
-        )),
+        other => Err(AdminError::unexpected(other)),
     }
 }
 
@@ -362,10 +369,7 @@ async fn create_key(
             StatusCode::CONFLICT,
             format!("a key named {} already exists", req.name),
         )),
-        other => Err(AdminError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected {other:?}"),
-        )),
+        other => Err(AdminError::unexpected(other)),
     }
 }
 
@@ -393,10 +397,7 @@ async fn delete_key(
             StatusCode::CONFLICT,
             "the root key cannot be deleted".into(),
         )),
-        other => Err(AdminError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected {other:?}"),
-        )),
+        other => Err(AdminError::unexpected(other)),
     }
 }
 
@@ -408,12 +409,7 @@ async fn list_buckets(
     let keys = keys(&s).await?;
     let buckets = match s.metad.query(&Query::Buckets).await? {
         QueryResult::Buckets { buckets } => buckets,
-        other => {
-            return Err(AdminError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("unexpected {other:?}"),
-            ))
-        }
+        other => return Err(AdminError::unexpected(other)),
     };
     Ok(Json(
         buckets
@@ -472,22 +468,12 @@ async fn cluster_status(
         Some(st) => st,
         None => match s.metad.query(&Query::Status).await? {
             QueryResult::Status { status } => status,
-            other => {
-                return Err(AdminError(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("unexpected {other:?}"),
-                ))
-            }
+            other => return Err(AdminError::unexpected(other)),
         },
     };
     let nodes = match s.metad.query(&Query::Nodes).await? {
         QueryResult::Nodes { nodes, .. } => nodes,
-        other => {
-            return Err(AdminError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("unexpected {other:?}"),
-            ))
-        }
+        other => return Err(AdminError::unexpected(other)),
     };
     Ok(Json(ClusterStatus {
         metad,
@@ -548,10 +534,7 @@ async fn durability(s: &AdminState) -> Result<DurabilityStatus, AdminError> {
     let metad = s.metad.clone().with_deadline(DURABILITY_QUERY_DEADLINE);
     match metad.query(&Query::Durability).await? {
         QueryResult::Durability { status } => Ok(status),
-        other => Err(AdminError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected {other:?}"),
-        )),
+        other => Err(AdminError::unexpected(other)),
     }
 }
 
@@ -633,10 +616,7 @@ pub struct UploadTimersRequest {
 async fn cluster_upload_timers(s: &AdminState) -> Result<UploadTimers, AdminError> {
     match s.metad.query(&Query::UploadTimers).await? {
         QueryResult::UploadTimers { timers } => Ok(timers),
-        other => Err(AdminError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected {other:?}"),
-        )),
+        other => Err(AdminError::unexpected(other)),
     }
 }
 
@@ -686,10 +666,7 @@ async fn set_upload_timers(
         CommandResult::Refused {
             refusal: Refusal::UnsafeTimers { message },
         } => Err(AdminError(StatusCode::BAD_REQUEST, message)),
-        other => Err(AdminError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected {other:?}"),
-        )),
+        other => Err(AdminError::unexpected(other)),
     }
 }
 
@@ -768,10 +745,7 @@ async fn node_action(
             StatusCode::NOT_FOUND,
             format!("no data node {id}"),
         )),
-        other => Err(AdminError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected {other:?}"),
-        )),
+        other => Err(AdminError::unexpected(other)),
     }
 }
 

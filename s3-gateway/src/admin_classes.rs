@@ -62,10 +62,7 @@ pub struct PutClassRequest {
 async fn nodes(s: &AdminState) -> Result<Vec<NodeView>, AdminError> {
     match s.metad.query(&Query::Nodes).await? {
         QueryResult::Nodes { nodes, .. } => Ok(nodes),
-        other => Err(AdminError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected {other:?}"),
-        )),
+        other => Err(AdminError::unexpected(other)),
     }
 }
 
@@ -87,12 +84,7 @@ async fn list(
     check(&s, &req, b"").await?;
     let (classes, usage) = match s.metad.query(&Query::StorageClasses).await? {
         QueryResult::StorageClasses { classes, usage } => (classes, usage),
-        other => {
-            return Err(AdminError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("unexpected {other:?}"),
-            ))
-        }
+        other => return Err(AdminError::unexpected(other)),
     };
     let nodes = nodes(&s).await?;
     let known = known(&nodes);
@@ -158,10 +150,7 @@ async fn put(
         CommandResult::Refused {
             refusal: Refusal::ClassRefused { message },
         } => Err(refused(message)),
-        other => Err(AdminError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected {other:?}"),
-        )),
+        other => Err(AdminError::unexpected(other)),
     }
 }
 
@@ -180,9 +169,6 @@ async fn delete(
         CommandResult::Refused {
             refusal: Refusal::ClassRefused { message },
         } => Err(AdminError(StatusCode::CONFLICT, message)),
-        other => Err(AdminError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected {other:?}"),
-        )),
+        other => Err(AdminError::unexpected(other)),
     }
 }

@@ -77,13 +77,6 @@ pub struct Status {
     pub passes: Passes,
 }
 
-fn unexpected(other: QueryResult) -> AdminError {
-    AdminError(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        format!("unexpected {other:?}"),
-    )
-}
-
 async fn preview_of(s: &AdminState, bucket: &str, max_keys: u32) -> Result<Preview, AdminError> {
     match s
         .metad
@@ -107,7 +100,7 @@ async fn preview_of(s: &AdminState, bucket: &str, max_keys: u32) -> Result<Previ
             day_ms,
             passes,
         }),
-        other => Err(unexpected(other)),
+        other => Err(AdminError::unexpected(other)),
     }
 }
 
@@ -126,7 +119,7 @@ async fn preview(
         .await?
     {
         QueryResult::Bucket { bucket } => bucket,
-        other => return Err(unexpected(other)),
+        other => return Err(AdminError::unexpected(other)),
     };
     if buckets.is_none() {
         return Err(AdminError(
@@ -155,11 +148,11 @@ async fn status(
     check(&s, &req, b"").await?;
     let buckets = match s.metad.query(&Query::Buckets).await? {
         QueryResult::Buckets { buckets } => buckets,
-        other => return Err(unexpected(other)),
+        other => return Err(AdminError::unexpected(other)),
     };
     let usage = match s.metad.query(&Query::StorageClasses).await? {
         QueryResult::StorageClasses { usage, .. } => usage,
-        other => return Err(unexpected(other)),
+        other => return Err(AdminError::unexpected(other)),
     };
     let mut out = vec![];
     let (mut day_ms, mut passes) = (0, Passes::default());

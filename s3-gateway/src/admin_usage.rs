@@ -9,7 +9,6 @@
 //! average price of the zones STANDARD's bytes sit in.
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -136,21 +135,11 @@ pub(crate) async fn usage(
     check(&s, &req, b"").await?;
     let status = match s.metad.query(&Query::Durability).await? {
         QueryResult::Durability { status } => status,
-        other => {
-            return Err(AdminError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("unexpected {other:?}"),
-            ))
-        }
+        other => return Err(AdminError::unexpected(other)),
     };
     let class_usage = match s.metad.query(&Query::StorageClasses).await? {
         QueryResult::StorageClasses { usage, .. } => usage,
-        other => {
-            return Err(AdminError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("unexpected {other:?}"),
-            ))
-        }
+        other => return Err(AdminError::unexpected(other)),
     };
     let mut by_zone: BTreeMap<(String, String), u64> = BTreeMap::new();
     for c in &status.classes {
