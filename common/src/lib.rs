@@ -33,6 +33,7 @@ pub mod space;
 pub mod storage_class;
 pub mod stripe;
 pub mod topology;
+pub mod transition;
 pub mod upload_timers;
 
 pub use ids::{NodeId, RequestId, SegmentId, ShardIndex, VersionId};

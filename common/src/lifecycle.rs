@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use thiserror::Error;
 
+mod transitions;
+pub use transitions::{class_rank, NoncurrentOf, TRANSITION_MIN_BYTES};
+
 /// Most rules one configuration holds (S3's limit).
 pub const RULES_MAX: usize = 1000;
 
@@ -66,8 +69,39 @@ pub struct NoncurrentExpiration {
     pub newer_noncurrent_versions: Option<u32>,
 }
 
-/// One rule.
+/// When a current version moves to another storage class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransitionAt {
+    /// This many days after the version was written.
+    Days(u32),
+    /// At this time (ms since the epoch, a midnight UTC).
+    Date(u64),
+}
+
+/// A `Transition` action: current versions move to `class`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    /// When.
+    pub at: TransitionAt,
+    /// The storage class they move to.
+    pub class: String,
+}
+
+/// A `NoncurrentVersionTransition` action.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoncurrentTransition {
+    /// Days after the version became noncurrent.
+    pub days: u32,
+    /// Leave this many newest noncurrent versions where they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newer_noncurrent_versions: Option<u32>,
+    /// The storage class they move to.
+    pub class: String,
+}
+
+/// One rule.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
     /// The rule's ID (S3 makes one up when none is given; so does Weft).
     pub id: String,
@@ -85,6 +119,12 @@ pub struct Rule {
     /// Days after initiation an incomplete multipart upload is aborted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort_incomplete_days: Option<u32>,
+    /// Moves of current versions to other classes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transitions: Vec<Transition>,
+    /// Moves of noncurrent versions to other classes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub noncurrent_transitions: Vec<NoncurrentTransition>,
 }
 
 /// A bucket's lifecycle configuration.
@@ -153,6 +193,8 @@ impl LifecycleConfig {
             if r.expiration.is_none()
                 && r.noncurrent_expiration.is_none()
                 && r.abort_incomplete_days.is_none()
+                && r.transitions.is_empty()
+                && r.noncurrent_transitions.is_empty()
             {
                 return Err(Malformed(format!(
                     "{name}: a rule needs at least one action"
@@ -205,6 +247,7 @@ impl LifecycleConfig {
                     )));
                 }
             }
+            transitions::validate(r, &name, day_ms)?;
             if let (Some(g), Some(l)) = (r.filter.size_greater_than, r.filter.size_less_than) {
                 if g >= l {
                     return Err(Arg(format!(
@@ -249,6 +292,34 @@ pub enum Step {
         /// The upload.
         upload_id: String,
     },
+    /// Move the current version `version_id` to `class` (a transition
+    /// task: its bytes are re-encoded by a data node, then committed).
+    TransitionCurrent {
+        /// The version judged.
+        version_id: crate::VersionId,
+        /// Where it goes.
+        class: String,
+    },
+    /// Move a noncurrent version to `class`.
+    TransitionNoncurrent {
+        /// S3 version id.
+        label: String,
+        /// When the entry was written, ms.
+        modified_ms: u64,
+        /// Where it goes.
+        class: String,
+    },
+}
+
+impl Step {
+    /// Whether this step moves bytes (a transition task) rather than
+    /// being one raft command.
+    pub fn is_transition(&self) -> bool {
+        matches!(
+            self,
+            Step::TransitionCurrent { .. } | Step::TransitionNoncurrent { .. }
+        )
+    }
 }
 
 /// Where the metad leader's lifecycle passes stand.
@@ -392,6 +463,7 @@ mod tests {
             expiration: None,
             noncurrent_expiration: None,
             abort_incomplete_days: None,
+            ..Rule::default()
         }
     }
 
@@ -532,6 +604,7 @@ mod marker_tests {
             expiration: Some(expiration),
             noncurrent_expiration: None,
             abort_incomplete_days: None,
+            ..Rule::default()
         };
         let flag = LifecycleConfig {
             rules: vec![rule(Expiration::ExpiredObjectDeleteMarker)],

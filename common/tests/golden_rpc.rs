@@ -589,6 +589,7 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
                         newer_noncurrent_versions: Some(2),
                     }),
                     abort_incomplete_days: Some(1),
+                    ..Default::default()
                 }],
             }),
         })
@@ -640,6 +641,102 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
         })
         .expect("encodes"),
     ));
+    let mut moved = segment();
+    moved.id = SegmentId(0x77);
+    moved.placement = Some(weft_common::storage_class::PlacementRule {
+        select: weft_common::storage_class::Selector::parse("tier=cold").expect("a selector"),
+        spread_zones: false,
+    });
+    let step = weft_common::lifecycle::Step::TransitionCurrent {
+        version_id: VersionId(0x45),
+        class: "GLACIER_IR".into(),
+    };
+    out.push((
+        "transition_version",
+        serde_json::to_value(Command::TransitionVersion {
+            bucket: "photos".into(),
+            key: "raw/a".into(),
+            version_id: VersionId(0x45),
+            from_class: "STANDARD".into(),
+            to_class: "GLACIER_IR".into(),
+            segments: vec![(segment().id, moved.clone())],
+            step: Some(step.clone()),
+            at_ms: 1_764_460_800_000,
+        })
+        .expect("encodes"),
+    ));
+    out.push((
+        "lifecycle_transition_rules",
+        serde_json::to_value(weft_common::lifecycle::LifecycleConfig {
+            rules: vec![weft_common::lifecycle::Rule {
+                id: "cold".into(),
+                enabled: true,
+                transitions: vec![
+                    weft_common::lifecycle::Transition {
+                        at: weft_common::lifecycle::TransitionAt::Days(30),
+                        class: "STANDARD_IA".into(),
+                    },
+                    weft_common::lifecycle::Transition {
+                        at: weft_common::lifecycle::TransitionAt::Days(90),
+                        class: "GLACIER_IR".into(),
+                    },
+                ],
+                noncurrent_transitions: vec![weft_common::lifecycle::NoncurrentTransition {
+                    days: 30,
+                    newer_noncurrent_versions: Some(1),
+                    class: "GLACIER_IR".into(),
+                }],
+                ..Default::default()
+            }],
+        })
+        .expect("encodes"),
+    ));
+    out.push((
+        "transition_poll",
+        serde_json::to_value(weft_common::transition::TransitionPoll {
+            node: NodeId(3),
+            free_slots: 1,
+            finished: vec![weft_common::transition::TransitionOutcome {
+                id: 9,
+                ok: false,
+                superseded: true,
+                bytes: 0,
+                error: Some("commit refused: Stale".into()),
+            }],
+        })
+        .expect("encodes"),
+    ));
+    out.push((
+        "transition_assignment",
+        serde_json::to_value(weft_common::transition::TransitionAssignment {
+            tasks: vec![weft_common::transition::TransitionTask {
+                id: 10,
+                bucket: "photos".into(),
+                key: "raw/a".into(),
+                version_id: VersionId(0x45),
+                from_class: "STANDARD".into(),
+                to_class: "GLACIER_IR".into(),
+                size: 5 << 20,
+                crc32c: 7,
+                step: Some(step),
+                at_ms: 1_764_460_800_000,
+                segments: vec![weft_common::transition::SegmentMove {
+                    old: segment().id,
+                    old_layout: segment().layout,
+                    old_shard_len: segment().shard_len,
+                    sources: vec![weft_common::repair::ShardSource {
+                        index: 0,
+                        node: NodeId(1),
+                        addr: "127.0.0.1:7001".into(),
+                    }],
+                    targets: vec![Some("127.0.0.1:7101".into()), None],
+                    new: moved,
+                }],
+            }],
+            rate_bytes_per_sec: 16 << 20,
+        })
+        .expect("encodes"),
+    ));
     out
 }
 
@@ -662,6 +759,9 @@ fn roundtrip(name: &str, v: &serde_json::Value) -> serde_json::Value {
         "shard_release_batch" => again::<ShardReleaseBatch>(v),
         "shard_release_reply" => again::<ShardReleaseReply>(v),
         "rpc_error" => again::<RpcErrorBody>(v),
+        "lifecycle_transition_rules" => again::<weft_common::lifecycle::LifecycleConfig>(v),
+        "transition_poll" => again::<weft_common::transition::TransitionPoll>(v),
+        "transition_assignment" => again::<weft_common::transition::TransitionAssignment>(v),
         _ => again::<Command>(v),
     }
 }
@@ -741,11 +841,12 @@ fn every_command_variant_has_a_golden_case() {
             Command::SetBucketLifecycle { .. } => "set_bucket_lifecycle",
             Command::Lifecycle { .. } => "lifecycle",
             Command::SeedLifecycleDay { .. } => "seed_lifecycle_day",
+            Command::TransitionVersion { .. } => "transition_version",
         }
     }
     // Every line that decodes as a command is named for its variant, and
     // the command lines cover every variant once.
-    const VARIANTS: usize = 34;
+    const VARIANTS: usize = 35;
     let mut seen = std::collections::BTreeSet::new();
     for (name, value) in examples() {
         if let Ok(c) = serde_json::from_value::<Command>(value) {

@@ -11,7 +11,9 @@
 //! the grace). The grace comes from metad at every pass, the same config the
 //! gateways' upload age comes from, so the two cannot disagree (see
 //! `weft_common::upload_timers`). Removal re-checks the file's age under the
-//! name lock, so a shard rewritten meanwhile by repair survives.
+//! name lock, so a shard rewritten meanwhile by repair survives. A shard
+//! the releaser is holding for its readers (or that was read within its
+//! quiet period) is left to the releaser.
 
 use crate::error::ShardError;
 use crate::shard_store::ShardStore;
@@ -89,6 +91,7 @@ pub async fn run(
     metad: MetadClient,
     metrics: WorkMetrics,
     cfg: GcConfig,
+    releaser: Arc<crate::release::Releaser>,
     cancel: CancellationToken,
 ) {
     // The longest grace any metad voter has named since this node started:
@@ -113,7 +116,7 @@ pub async fn run(
                 } else if grace < longest {
                     tracing::debug!(?grace, ?longest, "metad names a shorter gc grace; keeping the longest seen");
                 }
-                pass(node, &store, &metad, longest).await
+                pass(node, &store, &metad, longest, Some(&releaser)).await
             } => r,
         };
         match result {
@@ -136,6 +139,7 @@ pub async fn pass(
     store: &ShardStore,
     metad: &MetadClient,
     grace: Duration,
+    releaser: Option<&crate::release::Releaser>,
 ) -> Result<u64, GcError> {
     // Only a node metad knows may collect: an empty or foreign metadata
     // service must not make a node delete everything it holds.
@@ -162,7 +166,9 @@ pub async fn pass(
             }
         };
         for ((segment, index), held) in chunk.iter().zip(held) {
-            if held {
+            // A released shard waiting for its readers goes when the
+            // releaser says so, not before.
+            if held || releaser.is_some_and(|r| r.holds(*segment, *index)) {
                 continue;
             }
             match store.delete_unless_newer(*segment, *index, cutoff).await {

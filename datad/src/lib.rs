@@ -30,6 +30,7 @@ pub mod shard_file;
 pub mod shard_store;
 pub mod space;
 pub mod throttle;
+pub mod transition;
 pub mod work_metrics;
 
 pub use error::ShardError;

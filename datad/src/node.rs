@@ -374,7 +374,7 @@ async fn start_on(
         store.clone(),
         space.clone(),
         &work_metrics,
-        releaser,
+        releaser.clone(),
         audit.clone(),
     );
     let serve_cancel = cancel.clone();
@@ -450,7 +450,7 @@ async fn start_on(
             &cfg,
             (metad, datad),
             node_id,
-            &store,
+            (&store, &releaser),
             &work_metrics,
             &cancel,
             &span,
@@ -502,11 +502,20 @@ fn spawn_background_work(
     cfg: &DatadConfig,
     (metad, datad): (weft_client::MetadClient, weft_client::DatadClient),
     node: NodeId,
-    store: &Arc<ShardStore>,
+    (store, releaser): (&Arc<ShardStore>, &Arc<crate::release::Releaser>),
     metrics: &crate::work_metrics::WorkMetrics,
     cancel: &CancellationToken,
     span: &tracing::Span,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    let transition = crate::transition::TransitionContext {
+        node,
+        metad: metad.clone(),
+        datad: datad.clone(),
+        throttle: Arc::new(crate::throttle::Throttle::new(
+            weft_common::repair::REPAIR_RATE_DEFAULT / 2,
+        )),
+        metrics: metrics.clone(),
+    };
     let repair = crate::repair::RepairContext {
         node,
         store: store.clone(),
@@ -525,6 +534,14 @@ fn spawn_background_work(
         interval: Duration::from_millis(cfg.gc_interval_ms.max(1)),
     };
     vec![
+        tokio::spawn(
+            crate::transition::run(
+                transition,
+                Duration::from_millis(cfg.repair_poll_ms.max(10)),
+                cancel.clone(),
+            )
+            .instrument(span.clone()),
+        ),
         tokio::spawn(
             crate::repair::run(
                 repair,
@@ -551,6 +568,7 @@ fn spawn_background_work(
                 metad,
                 metrics.clone(),
                 gc,
+                releaser.clone(),
                 cancel.clone(),
             )
             .instrument(span.clone()),

@@ -119,6 +119,23 @@ impl Releaser {
         }
     }
 
+    /// Whether a shard is waiting here for its readers, or was read
+    /// within the quiet period: the garbage collector leaves it alone, so
+    /// a released shard goes only when its hold says so.
+    pub fn holds(&self, segment: SegmentId, index: ShardIndex) -> bool {
+        let shard = ShardRef {
+            segment,
+            index: index.0,
+        };
+        self.read_recently(shard, Instant::now())
+            || self
+                .deferred
+                .lock()
+                .expect("deferred lock")
+                .iter()
+                .any(|d| d.shard == shard)
+    }
+
     fn read_recently(&self, shard: ShardRef, now: Instant) -> bool {
         let recent = self.recent.lock().expect("recent reads lock");
         recent

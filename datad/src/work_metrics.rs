@@ -24,6 +24,12 @@ pub struct WorkMetrics {
     pub scrub_passes: Counter,
     /// Shard files the garbage collector removed.
     pub gc_deleted: Counter,
+    /// Shard bytes written by committed transitions.
+    pub transition_bytes: Counter,
+    /// Transitions committed.
+    pub transitions_ok: Counter,
+    /// Transitions that failed (a later lifecycle pass offers them again).
+    pub transitions_failed: Counter,
     /// TCP connections the server accepted: with pooled clients it grows
     /// with peers and pool churn, not with requests.
     pub connections_accepted: Counter,
@@ -56,6 +62,21 @@ impl WorkMetrics {
             "repair_blocks",
             "Bad shard blocks rewritten in place",
             self.repair_blocks.clone(),
+        );
+        registry.register(
+            "transition_bytes",
+            "Shard bytes written by committed storage-class transitions",
+            self.transition_bytes.clone(),
+        );
+        registry.register(
+            "transitions_ok",
+            "Storage-class transitions committed",
+            self.transitions_ok.clone(),
+        );
+        registry.register(
+            "transitions_failed",
+            "Storage-class transitions that failed",
+            self.transitions_failed.clone(),
         );
         registry.register(
             "scrub_bytes",

@@ -120,6 +120,26 @@ pub(crate) fn apply_command(tx: &WriteTransaction, cmd: &Command) -> Outcome {
             step,
             at_ms,
         } => lifecycle_step(tx, bucket, key, step, *at_ms)?,
+        Command::TransitionVersion {
+            bucket,
+            key,
+            version_id,
+            from_class,
+            to_class,
+            segments,
+            step,
+            at_ms,
+        } => crate::transition::apply(
+            tx,
+            bucket,
+            key,
+            *version_id,
+            from_class,
+            to_class,
+            segments,
+            step.as_ref(),
+            *at_ms,
+        )?,
         Command::PutPart { upload_id, part } => put_part(tx, upload_id, part)?,
         Command::CompleteUpload {
             upload_id,
@@ -247,6 +267,7 @@ fn apply_keeping_references(tx: &WriteTransaction, cmd: &Command) -> Answer {
         | Command::Batch { .. }
         | Command::PutObject { .. }
         | Command::Lifecycle { .. }
+        | Command::TransitionVersion { .. }
         | Command::DeleteObject { .. }
         | Command::DeleteObjectVersion { .. }
         | Command::PutPart { .. }
@@ -487,6 +508,10 @@ fn lifecycle_step(
             delete_object_version(tx, bucket, key, label)
         }
         Step::AbortUpload { upload_id } => abort_upload(tx, upload_id),
+        // Moves are committed by `TransitionVersion` once the bytes moved.
+        Step::TransitionCurrent { .. } | Step::TransitionNoncurrent { .. } => {
+            refused(Refusal::Stale)
+        }
     }
 }
 
@@ -786,7 +811,7 @@ fn complete_upload(
 /// (what the same command references: never released, whatever it
 /// replaced), with the placement the index holds now, so whoever deletes
 /// their shards deletes them where they are.
-fn releasing(
+pub(crate) fn releasing(
     tx: &WriteTransaction,
     mut segments: Vec<Segment>,
     keep: &[Segment],

@@ -113,6 +113,12 @@ enum Op {
         b: usize,
         enabled: bool,
     },
+    /// Move one of the versions put so far to GLACIER_IR: new segments, or
+    /// (`relabel`) the same ones under a new rule.
+    Transition {
+        pick: usize,
+        relabel: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -140,6 +146,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::CreateBucket),
         1 => b.prop_map(|b| Op::DeleteBucket { b }),
         1 => (1usize..3, any::<bool>()).prop_map(|(b, enabled)| Op::Versioning { b, enabled }),
+        2 => (any::<usize>(), any::<bool>()).prop_map(|(pick, relabel)| Op::Transition { pick, relabel }),
     ]
 }
 
@@ -174,6 +181,8 @@ struct Builder {
     next: u128,
     segments: Vec<SegmentId>,
     versions: Vec<String>,
+    /// Versions put: (bucket, key, version, its segments).
+    put: Vec<(usize, usize, VersionId, Vec<Segment>)>,
 }
 
 impl Builder {
@@ -235,11 +244,47 @@ impl Builder {
         match *op {
             Op::Put { b, k } => {
                 let segs = self.segments(2);
+                let version = self.version(10, segs.clone());
+                self.put.push((b, k, version.version_id, segs));
                 Command::PutObject {
                     bucket: BUCKETS[b].into(),
                     key: KEYS[k].into(),
-                    version: self.version(10, segs),
+                    version,
                     condition: None,
+                }
+            }
+            Op::Transition { pick, relabel } => {
+                let Some((b, k, v, segs)) =
+                    (!self.put.is_empty()).then(|| self.put[pick % self.put.len()].clone())
+                else {
+                    return Command::SetBucketTags {
+                        bucket: BUCKETS[0].into(),
+                        tags: Default::default(),
+                    };
+                };
+                let rule = weft_common::storage_class::PlacementRule::default();
+                let pairs = segs
+                    .iter()
+                    .map(|s| {
+                        let mut new = s.clone();
+                        new.placement = Some(rule.clone());
+                        if !relabel {
+                            new.id = SegmentId(self.fresh());
+                            self.segments.push(new.id);
+                            new.shards = vec![Some(NodeId(4)), Some(NodeId(3)), Some(NodeId(2))];
+                        }
+                        (s.id, new)
+                    })
+                    .collect();
+                Command::TransitionVersion {
+                    bucket: BUCKETS[b].into(),
+                    key: KEYS[k].into(),
+                    version_id: v,
+                    from_class: "STANDARD".into(),
+                    to_class: "GLACIER_IR".into(),
+                    segments: pairs,
+                    step: None,
+                    at_ms: 5_000,
                 }
             }
             Op::Delete { b, k } => Command::DeleteObject {

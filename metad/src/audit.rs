@@ -202,6 +202,18 @@ fn describe(cmd: &Command) -> Option<(EventKind, &'static str, String)> {
             "lifecycle",
             format!("{bucket}/{key}: {}", json(step)),
         ),
+        C::TransitionVersion {
+            bucket,
+            key,
+            version_id,
+            from_class,
+            to_class,
+            ..
+        } => (
+            admin,
+            "transition",
+            format!("{bucket}/{key} version {version_id}: {from_class} to {to_class}"),
+        ),
         C::SeedLifecycleDay { day_ms } => (admin, "seed_lifecycle_day", format!("{day_ms} ms")),
         C::DeleteObjectVersion {
             bucket,

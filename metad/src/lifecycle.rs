@@ -16,7 +16,7 @@
 //! garbage collector.
 
 use std::collections::BTreeMap;
-use weft_common::lifecycle::{Current, LifecycleConfig, Step};
+use weft_common::lifecycle::{Current, LifecycleConfig, NoncurrentOf, Step};
 use weft_common::manifest::{BucketInfo, ObjectVersion, Upload, VersionRecord};
 use weft_common::rpc::Command;
 
@@ -178,6 +178,14 @@ pub fn plan_key(
                 version_id: v.version_id,
                 marker_id,
             });
+        } else if let Some(class) = movable(v)
+            .then(|| rules.transition_due(&cur, &v.storage_class, now_ms, day_ms))
+            .flatten()
+        {
+            out.push(Step::TransitionCurrent {
+                version_id: v.version_id,
+                class: class.to_string(),
+            });
         }
     }
     // The history's first entry is the current version or the current
@@ -208,13 +216,47 @@ pub fn plan_key(
             (size, tags, newer.last_modified_ms)
         })
         .collect();
-    for i in rules.noncurrent_due(&k.key, &noncurrent, now_ms, day_ms) {
+    let removed = rules.noncurrent_due(&k.key, &noncurrent, now_ms, day_ms);
+    for &i in &removed {
         out.push(Step::RemoveNoncurrent {
             label: older[i].version_id.clone(),
             modified_ms: older[i].last_modified_ms,
         });
     }
+    // Versions (not markers) that stay and can move.
+    let classed: Vec<NoncurrentOf<'_>> = noncurrent
+        .iter()
+        .zip(older)
+        .map(|(&(size, tags, since), r)| {
+            let class = r
+                .version
+                .as_ref()
+                .filter(|v| movable(v))
+                .map_or("", |v| v.storage_class.as_str());
+            (size, tags, since, class)
+        })
+        .collect();
+    for (i, class) in rules.noncurrent_transitions_due(&k.key, &classed, now_ms, day_ms) {
+        if removed.contains(&i) || classed[i].3.is_empty() {
+            continue;
+        }
+        out.push(Step::TransitionNoncurrent {
+            label: older[i].version_id.clone(),
+            modified_ms: older[i].last_modified_ms,
+            class,
+        });
+    }
     out
+}
+
+/// Whether a transition can re-encode `v`: every segment erasure coded.
+/// Replicated small objects stay where they are, as S3 leaves objects
+/// below the transition minimum.
+fn movable(v: &ObjectVersion) -> bool {
+    !v.segments.is_empty()
+        && v.segments
+            .iter()
+            .all(|s| matches!(s.layout, weft_common::profile::Layout::Erasure { .. }))
 }
 
 /// The commands due now for `keys` of `bucket`, key by key.
@@ -564,6 +606,7 @@ mod tests {
                     newer_noncurrent_versions: None,
                 }),
                 abort_incomplete_days: None,
+                ..Rule::default()
             }],
         }
     }

@@ -682,6 +682,7 @@ async fn start_on(
         lifecycle_day_ms: cfg.lifecycle_day_secs.saturating_mul(1000),
         lifecycle_passes: Default::default(),
         lifecycle_kick: Default::default(),
+        transitions: Default::default(),
         sealer,
         audit,
         peers: transport.clone(),

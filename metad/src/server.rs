@@ -29,12 +29,14 @@ mod leader_loops;
 mod lifecycle_scan;
 mod members;
 mod metrics;
+mod transitions;
 
 pub(crate) use audit::{audit_checkpoints, audit_reports};
 pub(crate) use leader_loops::{leadership_watch, planner_loop};
 pub(crate) use lifecycle_scan::lifecycle_loop;
 pub use members::InitRequest;
 pub use metrics::Metrics;
+pub use transitions::Transitions;
 
 /// What every handler shares.
 pub struct AppState {
@@ -75,6 +77,9 @@ pub struct AppState {
     pub lifecycle_passes: std::sync::Mutex<weft_common::lifecycle::Passes>,
     /// Wakes the lifecycle loop to start a pass now (`weft lifecycle run`).
     pub lifecycle_kick: tokio::sync::Notify,
+    /// Moves between storage classes waiting for, or given to, data nodes
+    /// (while this voter leads).
+    pub transitions: Transitions,
     /// Seals access-key secrets at rest; `None` keeps them as given (a
     /// bench run without a master key).
     pub sealer: Option<Arc<crate::seal::Sealer>>,
@@ -170,6 +175,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/query", post(api::query))
         .route("/v1/heartbeat", post(api::heartbeat))
         .route("/v1/repair/poll", post(api::repair_poll))
+        .route("/v1/transition/poll", post(transitions::transition_poll))
         .route("/v1/init", post(members::init))
         .route("/v1/members/add", post(members::add_member))
         .route("/v1/members/remove", post(members::remove_member))

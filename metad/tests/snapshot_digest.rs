@@ -33,6 +33,7 @@ async fn an_installed_snapshot_has_the_digest_of_the_applied_log() {
                     expiration: Some(weft_common::lifecycle::Expiration::Days(3)),
                     noncurrent_expiration: None,
                     abort_incomplete_days: Some(1),
+                    ..Default::default()
                 }],
             }),
         },

@@ -10,6 +10,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use weft_common::lifecycle::{LifecycleConfig, Passes, Step};
 use weft_common::rpc::{ClassUsageRow, Query, QueryResult};
+use weft_common::transition::TransitionStats;
 
 use crate::admin::{check, AdminError, AdminState};
 use crate::admin_cert::AdminRequest;
@@ -49,6 +50,12 @@ pub struct Preview {
     pub day_ms: u64,
     /// The leader's passes.
     pub passes: Passes,
+    /// The leader's transitions (every bucket's).
+    #[serde(default)]
+    pub transitions: TransitionStats,
+    /// The last transition failure it saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transition_error: Option<String>,
 }
 
 /// One bucket in the status.
@@ -75,6 +82,12 @@ pub struct Status {
     pub day_ms: u64,
     /// The leader's passes.
     pub passes: Passes,
+    /// The leader's transitions (every bucket's).
+    #[serde(default)]
+    pub transitions: TransitionStats,
+    /// The last transition failure it saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transition_error: Option<String>,
 }
 
 async fn preview_of(s: &AdminState, bucket: &str, max_keys: u32) -> Result<Preview, AdminError> {
@@ -92,6 +105,8 @@ async fn preview_of(s: &AdminState, bucket: &str, max_keys: u32) -> Result<Previ
             complete,
             day_ms,
             passes,
+            transitions,
+            transition_error,
         } => Ok(Preview {
             bucket: bucket.to_string(),
             actions,
@@ -99,6 +114,8 @@ async fn preview_of(s: &AdminState, bucket: &str, max_keys: u32) -> Result<Previ
             complete,
             day_ms,
             passes,
+            transitions,
+            transition_error,
         }),
         other => Err(AdminError::unexpected(other)),
     }
@@ -156,12 +173,14 @@ async fn status(
     };
     let mut out = vec![];
     let (mut day_ms, mut passes) = (0, Passes::default());
+    let (mut transitions, mut transition_error) = (TransitionStats::default(), None);
     for b in buckets {
         let Some(rules) = b.lifecycle else {
             continue;
         };
         let p = preview_of(&s, &b.name, STATUS_KEYS).await?;
         (day_ms, passes) = (p.day_ms, p.passes);
+        (transitions, transition_error) = (p.transitions, p.transition_error);
         out.push(BucketStatus {
             usage: usage
                 .iter()
@@ -178,10 +197,13 @@ async fn status(
         // The day and the passes still come from the leader.
         let p = preview_of(&s, "", 1).await?;
         (day_ms, passes) = (p.day_ms, p.passes);
+        (transitions, transition_error) = (p.transitions, p.transition_error);
     }
     Ok(Json(Status {
         buckets: out,
         day_ms,
         passes,
+        transitions,
+        transition_error,
     }))
 }

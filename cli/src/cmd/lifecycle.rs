@@ -14,6 +14,12 @@ fn describe(step: &Step) -> String {
         Step::RemoveNoncurrent { label, .. } => format!("remove noncurrent version {label}"),
         Step::RemoveLoneMarker { label, .. } => format!("remove lone delete marker {label}"),
         Step::AbortUpload { upload_id } => format!("abort upload {upload_id}"),
+        Step::TransitionCurrent { version_id, class } => {
+            format!("move current version {version_id} to {class}")
+        }
+        Step::TransitionNoncurrent { label, class, .. } => {
+            format!("move noncurrent version {label} to {class}")
+        }
     }
 }
 
@@ -121,6 +127,20 @@ pub async fn run(cmd: LifecycleCmd, a: AdminArgs) -> Result<()> {
                 st.day_ms / 1000,
                 passes_text(&st.passes)
             );
+            let t = &st.transitions;
+            println!(
+                "transitions: {} queued, {} running, {} done ({} moved), {} relabeled in place, {} superseded, {} failed",
+                t.queued,
+                t.running,
+                t.done,
+                human_bytes(t.bytes),
+                t.relabeled,
+                t.superseded,
+                t.failed
+            );
+            if let Some(e) = &st.transition_error {
+                println!("last transition failure: {e}");
+            }
             for b in &st.buckets {
                 let enabled = b.rules.rules.iter().filter(|r| r.enabled).count();
                 println!(

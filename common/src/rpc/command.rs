@@ -208,6 +208,35 @@ pub enum Command {
         /// Leader time of the scan, ms: the time the rules are judged at.
         at_ms: u64,
     },
+    /// A transition's commit, from the data node that wrote the new
+    /// shards: replace version `version_id` of `bucket/key`'s segments,
+    /// if they are still exactly `segments`' old ids and it is still in
+    /// `from_class`, with the new ones, and make its class `to_class`
+    /// (compare-and-set: an overwrite, delete or other move since the task
+    /// was planned wins, and the new shards become garbage). A pair whose
+    /// new segment keeps the old id is a relabel: the shards stay and take
+    /// the new segment's placement rule. With `step`, the lifecycle step
+    /// that planned it must still be due at `at_ms`. Everything else about
+    /// the version (ETag, version id, metadata, tags, checksums) stays.
+    TransitionVersion {
+        /// Bucket name.
+        bucket: String,
+        /// Object key.
+        key: String,
+        /// The version (internal id).
+        version_id: crate::VersionId,
+        /// The class it must still be in.
+        from_class: String,
+        /// The class it moves to.
+        to_class: String,
+        /// (old segment id, new segment), in object order.
+        segments: Vec<(crate::SegmentId, crate::manifest::Segment)>,
+        /// The lifecycle step that planned it, re-checked at `at_ms`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<crate::lifecycle::Step>,
+        /// Leader time the task was planned at, ms.
+        at_ms: u64,
+    },
     /// The length of a lifecycle day, set once by a new cluster's first
     /// leader from its config: every voter then judges rules by the same
     /// day, whatever its own config says.

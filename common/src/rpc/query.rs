@@ -356,6 +356,12 @@ pub enum QueryResult {
         /// The leader's passes: how many finished since it was elected,
         /// and when the last one started and finished (ms since the epoch).
         passes: crate::lifecycle::Passes,
+        /// The leader's transitions, every bucket's, since it was elected.
+        #[serde(default)]
+        transitions: crate::transition::TransitionStats,
+        /// The last transition failure the leader saw.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        transition_error: Option<String>,
     },
     /// For `UploadTimers`.
     UploadTimers {

@@ -306,3 +306,103 @@ fn segment_index_pages_cover_every_segment_once() {
     assert_eq!(pages, 3, "2 + 2 + 1");
     assert_eq!(paged, all, "every segment once, in id order");
 }
+
+/// A transition's commit replaces exactly the segments it names and the
+/// class, keeps everything else of the version, moves the class usage, and
+/// loses to anything that changed the version first; applied again it is
+/// refused and releases nothing.
+#[test]
+fn transitions_replace_segments_by_compare_and_set_and_keep_the_version() {
+    let (_dir, sm) = setup();
+    let mut b = Builder::default();
+    let mut ever = BTreeSet::new();
+    apply_checked(&sm, &b.build(&Op::Put { b: 1, k: 0 }), &mut ever);
+    let before = sm.object("versioned", "k1").unwrap().unwrap();
+    let moved = b.build(&Op::Transition {
+        pick: 0,
+        relabel: false,
+    });
+    let r = apply_checked(&sm, &moved, &mut ever);
+    assert_eq!(
+        r.result.released_segments(),
+        before.segments.iter().map(|s| s.id).collect::<Vec<_>>()
+    );
+    let after = sm.object("versioned", "k1").unwrap().unwrap();
+    assert_eq!(after.storage_class, "GLACIER_IR");
+    assert_eq!(
+        (
+            after.version_id,
+            &after.etag,
+            after.size,
+            after.last_modified_ms
+        ),
+        (
+            before.version_id,
+            &before.etag,
+            before.size,
+            before.last_modified_ms
+        )
+    );
+    let Command::TransitionVersion { segments, .. } = &moved else {
+        unreachable!()
+    };
+    assert_eq!(
+        after.segments.iter().map(|s| s.id).collect::<Vec<_>>(),
+        segments.iter().map(|(_, n)| n.id).collect::<Vec<_>>()
+    );
+    // The history entry moved with it (GET ?versionId reads that one).
+    let label = after.version_label.clone().expect("versioned");
+    let entry = sm
+        .object_version("versioned", "k1", &label)
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.version.unwrap().storage_class, "GLACIER_IR");
+    let usage = sm.class_usage().unwrap();
+    assert!(usage.iter().all(|u| u.class == "GLACIER_IR"), "{usage:?}");
+    // Applied again: refused, nothing released.
+    let again = apply_checked(&sm, &moved, &mut ever);
+    assert_eq!(
+        again.result,
+        CommandResult::Refused {
+            refusal: weft_common::rpc::Refusal::Stale
+        }
+    );
+
+    // An overwrite before the commit wins: the move of the old version of
+    // an unversioned key is refused and the new version stays as written.
+    apply_checked(&sm, &b.build(&Op::Put { b: 0, k: 1 }), &mut ever);
+    let late = b.build(&Op::Transition {
+        pick: 1,
+        relabel: false,
+    });
+    apply_checked(&sm, &b.build(&Op::Put { b: 0, k: 1 }), &mut ever);
+    let r = apply_checked(&sm, &late, &mut ever);
+    assert!(matches!(r.result, CommandResult::Refused { .. }), "{r:?}");
+    assert_eq!(
+        sm.object("plain", "k2").unwrap().unwrap().storage_class,
+        "STANDARD"
+    );
+
+    // A relabel keeps the segments and moves their class.
+    let relabel = b.build(&Op::Transition {
+        pick: 2,
+        relabel: true,
+    });
+    let r = apply_checked(&sm, &relabel, &mut ever);
+    assert_eq!(r.result, CommandResult::Released { segments: vec![] });
+    let v = sm.object("plain", "k2").unwrap().unwrap();
+    assert_eq!(v.storage_class, "GLACIER_IR");
+    let usage = sm.class_usage().unwrap();
+    assert!(
+        usage
+            .iter()
+            .any(|u| u.class == "GLACIER_IR" && u.bucket == "plain" && u.usage.segments == 2),
+        "{usage:?}"
+    );
+    assert!(
+        !usage
+            .iter()
+            .any(|u| u.class == "STANDARD" && u.bucket == "plain" && u.usage.segments > 0),
+        "{usage:?}"
+    );
+}

@@ -25,7 +25,7 @@ pub(crate) fn path_roles(path: &str) -> Option<&'static [Role]> {
     }
     Some(match path {
         p if p.starts_with("/raft/") => METAD,
-        "/v1/heartbeat" | "/v1/repair/poll" => DATAD,
+        "/v1/heartbeat" | "/v1/repair/poll" | "/v1/transition/poll" => DATAD,
         "/v1/init"
         | "/v1/members/add"
         | "/v1/members/remove"
@@ -72,6 +72,7 @@ pub(crate) fn command_roles(cmd: &Command) -> &'static [Role] {
         // A repair's or a scrub's results: only data nodes do that work.
         Command::RegisterNode { .. }
         | Command::MoveShard { .. }
+        | Command::TransitionVersion { .. }
         | Command::DamageRepaired { .. } => DATAD,
         // Dropping a shard record: a data node that lost it, or an
         // administrator removing a node.

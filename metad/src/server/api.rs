@@ -304,6 +304,7 @@ pub(super) async fn query(
         .map(|k| k.audit_public_keys())
         .unwrap_or_default();
     let passes = *s.lifecycle_passes.lock().expect("passes lock");
+    let (transitions, transition_error) = s.transitions.stats();
     let now = crate::server::now_ms();
     let result = match q {
         Query::Status => QueryResult::Status { status: status(&s) },
@@ -455,6 +456,8 @@ pub(super) async fn query(
                             complete,
                             day_ms,
                             passes,
+                            transitions,
+                            transition_error,
                         }
                     }
                     Query::StorageClasses => QueryResult::StorageClasses {

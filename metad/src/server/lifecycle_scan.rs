@@ -86,6 +86,7 @@ pub(crate) async fn lifecycle_loop(s: Arc<AppState>, cancel: tokio_util::sync::C
             // A later leadership starts its pass afresh.
             pass = Pass::default();
             *s.lifecycle_passes.lock().expect("passes lock") = Default::default();
+            s.transitions.reset();
             continue;
         }
         let due = pass
@@ -131,6 +132,19 @@ async fn pass_finished(s: &Arc<AppState>, pass: &Pass) -> bool {
 
 /// Proposes `cmd`; false (and counted) if the proposal failed.
 async fn propose(s: &Arc<AppState>, cmd: weft_common::rpc::Command) -> Result<(), String> {
+    // A move is a task for a data node, not a command.
+    if let weft_common::rpc::Command::Lifecycle {
+        bucket,
+        key,
+        step,
+        at_ms,
+    } = &cmd
+    {
+        if step.is_transition() {
+            s.transitions.offer(bucket, key, step.clone(), *at_ms);
+            return Ok(());
+        }
+    }
     let what = super::access::command_label(&cmd);
     match s.writes.write(super::audit::own_request(s, cmd)).await {
         Ok(CommandResult::Refused {

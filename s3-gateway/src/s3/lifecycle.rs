@@ -1,15 +1,15 @@
 //! Put/Get/DeleteBucketLifecycleConfiguration: S3's rule XML (parsed by
 //! s3s) to and from Weft's rule model (`weft_common::lifecycle`), checked
 //! as S3 checks it. metad's leader applies the rules (docs/lifecycle.md).
-//! Transitions between storage classes are refused with NotImplemented
-//! until the transition engine exists: accepting them would be a promise
-//! nothing keeps.
+//! Transitions name classes the cluster defines (`weft class list`);
+//! data nodes move the bytes (metad's `transition` module).
 
 use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use std::collections::BTreeMap;
 use weft_common::lifecycle::{
-    Expiration, Filter, LifecycleConfig, NoncurrentExpiration, Rule, RuleError,
+    Expiration, Filter, LifecycleConfig, NoncurrentExpiration, NoncurrentTransition, Rule,
+    RuleError, Transition, TransitionAt,
 };
 use weft_common::rpc::{Command, CommandResult};
 
@@ -110,16 +110,6 @@ fn filter(r: &LifecycleRule) -> S3Result<Filter> {
 /// One S3 rule as Weft's model, or why it is refused.
 fn rule(i: usize, r: &LifecycleRule) -> S3Result<Rule> {
     let id = r.id.clone().unwrap_or_else(|| format!("rule-{}", i + 1));
-    if r.transitions.as_ref().is_some_and(|t| !t.is_empty())
-        || r.noncurrent_version_transitions
-            .as_ref()
-            .is_some_and(|t| !t.is_empty())
-    {
-        return Err(s3_error!(
-            NotImplemented,
-            "rule {id}: Transition and NoncurrentVersionTransition are not supported yet (expirations are); move objects with CopyObject and x-amz-storage-class"
-        ));
-    }
     let enabled = match r.status.as_str() {
         "Enabled" => true,
         "Disabled" => false,
@@ -187,6 +177,46 @@ fn rule(i: usize, r: &LifecycleRule) -> S3Result<Rule> {
             )
         })
         .transpose()?;
+    let transitions = r
+        .transitions
+        .iter()
+        .flatten()
+        .map(|t| {
+            let class = target(t.storage_class.as_ref(), "Transition", &id)?;
+            let at = match (t.days, &t.date) {
+                (Some(d), None) => TransitionAt::Days(non_negative(d, "Transition Days", &id)?),
+                (None, Some(d)) => TransitionAt::Date(timestamp_ms(d.clone())),
+                _ => {
+                    return Err(s3_error!(
+                        MalformedXML,
+                        "rule {id}: a Transition takes exactly one of Days and Date"
+                    ))
+                }
+            };
+            Ok(Transition { at, class })
+        })
+        .collect::<S3Result<Vec<_>>>()?;
+    let noncurrent_transitions = r
+        .noncurrent_version_transitions
+        .iter()
+        .flatten()
+        .map(|t| {
+            let class = target(t.storage_class.as_ref(), "NoncurrentVersionTransition", &id)?;
+            let days = t.noncurrent_days.ok_or_else(|| {
+                s3_error!(
+                    MalformedXML,
+                    "rule {id}: NoncurrentVersionTransition needs NoncurrentDays"
+                )
+            })?;
+            Ok(NoncurrentTransition {
+                days: non_negative(days, "NoncurrentDays", &id)?,
+                newer_noncurrent_versions: t
+                    .newer_noncurrent_versions
+                    .map(|v| u32::try_from(v).unwrap_or(0)),
+                class,
+            })
+        })
+        .collect::<S3Result<Vec<_>>>()?;
     Ok(Rule {
         filter: filter(r)?,
         id,
@@ -194,7 +224,22 @@ fn rule(i: usize, r: &LifecycleRule) -> S3Result<Rule> {
         expiration,
         noncurrent_expiration,
         abort_incomplete_days,
+        transitions,
+        noncurrent_transitions,
     })
+}
+
+/// A transition's day count: zero is allowed (move at the next midnight).
+fn non_negative(v: i32, what: &str, rule: &str) -> S3Result<u32> {
+    u32::try_from(v)
+        .map_err(|_| s3_error!(InvalidArgument, "rule {rule}: {what} must not be negative"))
+}
+
+fn target(class: Option<&TransitionStorageClass>, what: &str, rule: &str) -> S3Result<String> {
+    class
+        .map(|c| c.as_str().to_string())
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| s3_error!(MalformedXML, "rule {rule}: a {what} needs a StorageClass"))
 }
 
 /// Weft's model back as S3's rule.
@@ -261,9 +306,33 @@ fn to_s3(r: &Rule) -> LifecycleRule {
                 days_after_initiation: Some(d as i32),
             }
         }),
-        noncurrent_version_transitions: None,
+        noncurrent_version_transitions: (!r.noncurrent_transitions.is_empty()).then(|| {
+            r.noncurrent_transitions
+                .iter()
+                .map(|t| NoncurrentVersionTransition {
+                    noncurrent_days: Some(t.days as i32),
+                    newer_noncurrent_versions: t.newer_noncurrent_versions.map(|v| v as i32),
+                    storage_class: Some(TransitionStorageClass::from(t.class.clone())),
+                })
+                .collect()
+        }),
         prefix: None,
-        transitions: None,
+        transitions: (!r.transitions.is_empty()).then(|| {
+            r.transitions
+                .iter()
+                .map(|t| s3s::dto::Transition {
+                    days: match t.at {
+                        TransitionAt::Days(d) => Some(d as i32),
+                        TransitionAt::Date(_) => None,
+                    },
+                    date: match t.at {
+                        TransitionAt::Date(ms) => Some(timestamp(ms)),
+                        TransitionAt::Days(_) => None,
+                    },
+                    storage_class: Some(TransitionStorageClass::from(t.class.clone())),
+                })
+                .collect()
+        }),
     }
 }
 
@@ -291,6 +360,7 @@ impl WeftS3 {
             RuleError::Malformed(m) => s3_error!(MalformedXML, "{m}"),
             RuleError::InvalidArgument(m) => s3_error!(InvalidArgument, "{m}"),
         })?;
+        self.check_targets(&config)?;
         self.set_lifecycle(&input.bucket, Some(config)).await?;
         Ok(S3Response::new(
             PutBucketLifecycleConfigurationOutput::default(),
@@ -337,6 +407,45 @@ impl WeftS3 {
             v.last_modified_ms,
             self.writer.cluster.lifecycle_day_ms(),
         )
+    }
+
+    /// Every class a transition names must be one the cluster defines.
+    fn check_targets(&self, config: &LifecycleConfig) -> S3Result<()> {
+        for r in &config.rules {
+            let targets = r
+                .transitions
+                .iter()
+                .map(|t| &t.class)
+                .chain(r.noncurrent_transitions.iter().map(|t| &t.class));
+            for class in targets {
+                match self.writer.cluster.class(Some(class)) {
+                    Ok(_) => {}
+                    Err(crate::cluster_map::ClassLookup::Unknown(_))
+                        if class == "INTELLIGENT_TIERING" =>
+                    {
+                        return Err(s3_error!(
+                            NotImplemented,
+                            "rule {}: INTELLIGENT_TIERING is not available in this cluster yet; transition to STANDARD_IA, ONEZONE_IA or GLACIER_IR",
+                            r.id
+                        ))
+                    }
+                    Err(crate::cluster_map::ClassLookup::Unknown(_)) => {
+                        return Err(s3_error!(
+                            InvalidArgument,
+                            "rule {}: storage class {class} is not defined in this cluster (weft class list shows those that are)",
+                            r.id
+                        ))
+                    }
+                    Err(crate::cluster_map::ClassLookup::NotYetKnown) => {
+                        return Err(s3_error!(
+                            ServiceUnavailable,
+                            "this gateway does not know the storage classes yet; retry in a moment"
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn set_lifecycle(&self, bucket: &str, config: Option<LifecycleConfig>) -> S3Result<()> {

@@ -1,0 +1,262 @@
+//! The leader's transition queue (see `crate::transition`): the lifecycle
+//! scan offers the moves it finds due, data nodes take them as tasks when
+//! they poll (`POST /v1/transition/poll`), and their outcomes come back
+//! with the next poll.
+//!
+//! The queue is the leader's memory, bounded at [`QUEUE_MAX`]: a new
+//! leader starts empty and its first lifecycle pass finds the same moves
+//! due again (nothing committed is lost, and a commit re-checks
+//! everything). A task handed out and not reported within its lease is
+//! forgotten; if its worker still commits, the compare-and-set decides,
+//! and a later pass re-offers it otherwise. Planning happens when a task is
+//! handed out, so it sees the nodes and the placement as they are then.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::Json;
+use tokio::time::Instant;
+use weft_common::lifecycle::Step;
+use weft_common::rpc::{CommandResult, Refusal};
+use weft_common::transition::{
+    TransitionAssignment, TransitionOutcome, TransitionPoll, TransitionStats,
+};
+use weft_common::NodeId;
+
+use super::{ensure_serving_leader, ApiError, AppState};
+use crate::transition::Planned;
+
+/// Most moves waiting for a data node.
+pub const QUEUE_MAX: usize = 10_000;
+/// Most tasks one poll hands out.
+const TASKS_PER_POLL: u32 = 4;
+/// The shortest lease of a task.
+const LEASE_MIN: Duration = Duration::from_secs(120);
+
+/// One move the scan found due.
+#[derive(Clone, Debug)]
+struct Queued {
+    bucket: String,
+    key: String,
+    step: Step,
+    at_ms: u64,
+}
+
+impl Queued {
+    /// Names the version moved, so it is queued once.
+    fn ident(&self) -> (String, String, String) {
+        let v = match &self.step {
+            Step::TransitionCurrent { version_id, .. } => version_id.to_string(),
+            Step::TransitionNoncurrent { label, .. } => label.clone(),
+            other => format!("{other:?}"),
+        };
+        (self.bucket.clone(), self.key.clone(), v)
+    }
+}
+
+struct Running {
+    queued: Queued,
+    node: NodeId,
+    deadline: Instant,
+}
+
+#[derive(Default)]
+struct Inner {
+    queue: VecDeque<Queued>,
+    known: BTreeSet<(String, String, String)>,
+    running: BTreeMap<u64, Running>,
+    next_id: u64,
+    stats: TransitionStats,
+    last_error: Option<String>,
+}
+
+/// The queue and its counters.
+#[derive(Default)]
+pub struct Transitions {
+    inner: Mutex<Inner>,
+}
+
+impl Transitions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("transitions lock")
+    }
+
+    /// Queues a move; false when it is queued or running already, or the
+    /// queue is full (a later pass offers it again).
+    pub fn offer(&self, bucket: &str, key: &str, step: Step, at_ms: u64) -> bool {
+        let q = Queued {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            step,
+            at_ms,
+        };
+        let mut g = self.lock();
+        if g.queue.len() >= QUEUE_MAX || !g.known.insert(q.ident()) {
+            return false;
+        }
+        g.queue.push_back(q);
+        true
+    }
+
+    /// Forgets everything: this voter stopped leading.
+    pub fn reset(&self) {
+        *self.lock() = Inner::default();
+    }
+
+    /// The counters, with the queue's and the running tasks' sizes.
+    pub fn stats(&self) -> (TransitionStats, Option<String>) {
+        let g = self.lock();
+        let mut s = g.stats;
+        s.queued = g.queue.len() as u64;
+        s.running = g.running.len() as u64;
+        (s, g.last_error.clone())
+    }
+
+    fn finish(&self, node: NodeId, outcomes: &[TransitionOutcome]) {
+        let mut g = self.lock();
+        for o in outcomes {
+            // Only the node that holds the task reports it.
+            if g.running.get(&o.id).is_none_or(|r| r.node != node) {
+                continue;
+            }
+            let r = g.running.remove(&o.id).expect("checked");
+            g.known.remove(&r.queued.ident());
+            if o.ok {
+                g.stats.done += 1;
+                g.stats.bytes += o.bytes;
+            } else if o.superseded {
+                g.stats.superseded += 1;
+            } else {
+                g.stats.failed += 1;
+                g.last_error = o.error.clone();
+            }
+        }
+        let now = Instant::now();
+        let expired: Vec<u64> = g
+            .running
+            .iter()
+            .filter(|(_, r)| r.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            let r = g.running.remove(&id).expect("listed");
+            g.known.remove(&r.queued.ident());
+            g.stats.failed += 1;
+            g.last_error = Some(format!(
+                "a transition of {}/{} given to node {} was not reported within its lease",
+                r.queued.bucket, r.queued.key, r.node
+            ));
+        }
+    }
+
+    fn take(&self, n: u32) -> Vec<(u64, Queued)> {
+        let mut g = self.lock();
+        let mut out = vec![];
+        while out.len() < n as usize {
+            let Some(q) = g.queue.pop_front() else { break };
+            g.next_id += 1;
+            out.push((g.next_id, q));
+        }
+        out
+    }
+
+    fn start(&self, id: u64, queued: Queued, node: NodeId, lease: Duration) {
+        self.lock().running.insert(
+            id,
+            Running {
+                queued,
+                node,
+                deadline: Instant::now() + lease,
+            },
+        );
+    }
+
+    fn settle(&self, queued: &Queued, f: impl FnOnce(&mut TransitionStats), error: Option<String>) {
+        let mut g = self.lock();
+        g.known.remove(&queued.ident());
+        f(&mut g.stats);
+        if error.is_some() {
+            g.last_error = error;
+        }
+    }
+}
+
+/// `POST /v1/transition/poll`: a data node reports finished tasks and
+/// takes new ones.
+pub(crate) async fn transition_poll(
+    State(s): State<Arc<AppState>>,
+    Json(poll): Json<TransitionPoll>,
+) -> Result<Json<TransitionAssignment>, ApiError> {
+    ensure_serving_leader(&s)?;
+    s.transitions.finish(poll.node, &poll.finished);
+    let sm = s.sm.clone();
+    let config = weft_common::effects::spawn_blocking(move || sm.repair_config())
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let views = super::api::node_views(&s).await?;
+    let writers = views.iter().filter(|v| v.accepts_writes()).count().max(1) as u64;
+    // Transitions get half the repair rate, shared by the data nodes.
+    let rate = (config.rate_bytes_per_sec / 2 / writers).max(1 << 20);
+    let mut tasks = vec![];
+    let views = Arc::new(views);
+    for (id, q) in s.transitions.take(poll.free_slots.min(TASKS_PER_POLL)) {
+        let (sm, v, q2) = (s.sm.clone(), views.clone(), q.clone());
+        let planned = weft_common::effects::spawn_blocking(move || {
+            crate::transition::plan(
+                &sm,
+                &v,
+                &q2.bucket,
+                &q2.key,
+                &q2.step,
+                q2.at_ms,
+                id,
+                weft_common::effects::random,
+            )
+        })
+        .await
+        .map_err(ApiError::internal)?;
+        match planned {
+            Ok(Planned::Task(task)) => {
+                // Twice the time the bytes take at this node's rate.
+                let shard_bytes = task.size.saturating_mul(2);
+                let lease = LEASE_MIN + Duration::from_secs(shard_bytes / rate * 2);
+                s.transitions.start(id, q, poll.node, lease);
+                tasks.push(*task);
+            }
+            Ok(Planned::Relabel(cmd)) => {
+                let result = s.writes.write(super::audit::own_request(&s, *cmd)).await;
+                match result {
+                    Ok(CommandResult::Released { .. }) => {
+                        s.transitions.settle(&q, |st| st.relabeled += 1, None)
+                    }
+                    Ok(CommandResult::Refused {
+                        refusal: Refusal::Stale,
+                    }) => s.transitions.settle(&q, |st| st.superseded += 1, None),
+                    other => s.transitions.settle(
+                        &q,
+                        |st| st.failed += 1,
+                        Some(format!("relabel of {}/{}: {other:?}", q.bucket, q.key)),
+                    ),
+                }
+            }
+            Ok(Planned::Gone) => s.transitions.settle(&q, |st| st.superseded += 1, None),
+            Ok(Planned::Unplaceable(why)) => s.transitions.settle(
+                &q,
+                |st| st.failed += 1,
+                Some(format!("{}/{}: {why}", q.bucket, q.key)),
+            ),
+            Err(e) => s.transitions.settle(
+                &q,
+                |st| st.failed += 1,
+                Some(format!("planning {}/{}: {e}", q.bucket, q.key)),
+            ),
+        }
+    }
+    Ok(Json(TransitionAssignment {
+        tasks,
+        rate_bytes_per_sec: rate,
+    }))
+}

@@ -1,0 +1,416 @@
+//! Transitions between storage classes: planning a move into a task for a
+//! data node, and applying its commit.
+//!
+//! A transition never rewrites a version in place. The leader plans a
+//! task: for each segment, new shards in the target class's layout on
+//! nodes its placement rule admits (or, when the shards already sit where
+//! the target class wants them in the same layout, a relabel that moves
+//! no bytes). A data node reads `k` shards of each old segment, re-encodes
+//! and writes the new shards durably, then commits
+//! `Command::TransitionVersion`: a compare-and-set that replaces the
+//! version's segments only if they are still exactly the old ones, so an
+//! overwrite, delete or other move since wins and the new shards become
+//! garbage. The old segments leave the index in the same apply, and their
+//! shards are released by the worker with a hold (datad's `release`), so
+//! reads that resolved the old manifest finish first. A crash anywhere
+//! leaves the old placement (not committed) or the new one (committed),
+//! never a mix: the commit is one raft entry.
+
+use redb::WriteTransaction;
+use weft_common::lifecycle::Step;
+use weft_common::manifest::{BucketInfo, ObjectVersion, Segment};
+use weft_common::placement::{self, Candidate};
+use weft_common::profile::Layout;
+use weft_common::repair::{SegmentRecord, ShardSource};
+use weft_common::rpc::{Command, CommandResult, Refusal};
+use weft_common::storage_class::KnownNode;
+use weft_common::topology::{NodeAdmin, NodeView};
+use weft_common::transition::{SegmentMove, TransitionTask};
+use weft_common::{SegmentId, VersionId};
+
+use crate::effects::{Applied, Effects, Owner};
+use crate::envelope::{sealed, SealedRead};
+use crate::error::MetaError;
+use crate::state_machine::StateMachine;
+use crate::tables::*;
+
+/// What the leader made of one queued transition.
+#[derive(Debug)]
+pub enum Planned {
+    /// The version is gone or no longer where the step found it.
+    Gone,
+    /// Every segment already sits where the target class wants it: commit
+    /// this (no bytes move).
+    Relabel(Box<Command>),
+    /// Bytes to move: a task for a data node.
+    Task(Box<TransitionTask>),
+    /// The target class cannot be placed now (why).
+    Unplaceable(String),
+}
+
+/// The version a transition step names, with current placement overlaid.
+fn version_of(
+    sm: &StateMachine,
+    bucket: &str,
+    key: &str,
+    step: &Step,
+) -> Result<Option<ObjectVersion>, MetaError> {
+    Ok(match step {
+        Step::TransitionCurrent { version_id, .. } => sm
+            .object(bucket, key)?
+            .filter(|v| v.version_id == *version_id),
+        Step::TransitionNoncurrent { label, .. } => sm
+            .object_version(bucket, key, label)?
+            .and_then(|r| r.version),
+        _ => None,
+    })
+}
+
+/// Plans the move `step` of `bucket/key` asks for, as the state and the
+/// nodes are now. `task_id` names the task; `random` makes segment ids.
+#[allow(clippy::too_many_arguments)]
+pub fn plan(
+    sm: &StateMachine,
+    views: &[NodeView],
+    bucket: &str,
+    key: &str,
+    step: &Step,
+    at_ms: u64,
+    task_id: u64,
+    mut random: impl FnMut() -> u128,
+) -> Result<Planned, MetaError> {
+    let to_class = match step {
+        Step::TransitionCurrent { class, .. } | Step::TransitionNoncurrent { class, .. } => class,
+        _ => return Ok(Planned::Gone),
+    };
+    let Some(v) = version_of(sm, bucket, key, step)? else {
+        return Ok(Planned::Gone);
+    };
+    let Some(class) = sm
+        .storage_classes()?
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| &c.name == to_class)
+    else {
+        return Ok(Planned::Unplaceable(format!(
+            "storage class {to_class} is not defined"
+        )));
+    };
+    let by_id: std::collections::BTreeMap<_, _> = views.iter().map(|n| (n.info.id, n)).collect();
+    let known: Vec<KnownNode<'_>> = views
+        .iter()
+        .filter(|n| n.admin != NodeAdmin::Removed)
+        .map(|n| KnownNode {
+            zone: &n.info.zone,
+            labels: &n.info.labels,
+        })
+        .collect();
+    let records = sm.segment_records(v.segments.iter().map(|s| s.id))?;
+    let mut moves = vec![];
+    let mut relabel_only = true;
+    for (s, rec) in v.segments.iter().zip(records) {
+        let Some(rec) = rec else {
+            return Ok(Planned::Gone);
+        };
+        let layout = class.layout_for(v.size);
+        let new_id = SegmentId(random());
+        let rule = match class.resolve(new_id, layout, &known) {
+            Ok(r) => r,
+            Err(e) => return Ok(Planned::Unplaceable(e.to_string())),
+        };
+        let candidates: Vec<Candidate> = views
+            .iter()
+            .filter(|n| n.accepts_writes() && rule.admits(&n.info.zone, &n.info.labels))
+            .map(|n| Candidate {
+                node: n.info.id,
+                zone: n.info.zone.clone(),
+                free_bytes: n.free_bytes(),
+                space: n.space.state,
+            })
+            .collect();
+        let sources: Vec<ShardSource> = rec
+            .shards
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| {
+                let view = by_id.get(&(*n)?)?;
+                view.readable().then(|| ShardSource {
+                    index: i as u8,
+                    node: view.info.id,
+                    addr: view.info.addr.clone(),
+                })
+            })
+            .collect();
+        if layout == s.layout && stays(&rec, &rule, &by_id, layout.width()) {
+            let mut same = s.clone();
+            same.placement = Some(rule);
+            moves.push(SegmentMove {
+                old: s.id,
+                old_layout: s.layout,
+                old_shard_len: rec.shard_len,
+                sources,
+                new: same,
+                targets: vec![],
+            });
+            continue;
+        }
+        relabel_only = false;
+        let (width, quorum) = (layout.width(), layout.write_quorum());
+        let chosen = match placement::place(new_id, width, quorum, rule.spread_zones, &candidates) {
+            Ok(c) => c,
+            Err(e) => return Ok(Planned::Unplaceable(e.to_string())),
+        };
+        let mut shards: Vec<Option<weft_common::NodeId>> =
+            chosen.iter().copied().map(Some).collect();
+        shards.resize(width, None);
+        let targets = shards
+            .iter()
+            .map(|n| n.and_then(|n| by_id.get(&n)).map(|v| v.info.addr.clone()))
+            .collect();
+        moves.push(SegmentMove {
+            old: s.id,
+            old_layout: s.layout,
+            old_shard_len: rec.shard_len,
+            sources,
+            new: Segment {
+                id: new_id,
+                offset: s.offset,
+                len: s.len,
+                layout,
+                shards,
+                shard_len: shard_len(layout, s.len),
+                placement: Some(rule),
+            },
+            targets,
+        });
+    }
+    let step = Some(step.clone());
+    if relabel_only {
+        return Ok(Planned::Relabel(Box::new(Command::TransitionVersion {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            version_id: v.version_id,
+            from_class: v.storage_class.clone(),
+            to_class: to_class.clone(),
+            segments: moves.into_iter().map(|m| (m.old, m.new)).collect(),
+            step,
+            at_ms,
+        })));
+    }
+    Ok(Planned::Task(Box::new(TransitionTask {
+        id: task_id,
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        version_id: v.version_id,
+        from_class: v.storage_class.clone(),
+        to_class: to_class.clone(),
+        size: v.size,
+        crc32c: v.crc32c,
+        step,
+        at_ms,
+        segments: moves,
+    })))
+}
+
+/// Whether a segment's shards may stay where they are under `rule`: every
+/// one present, on a node the rule admits, within the zone cap.
+fn stays(
+    rec: &SegmentRecord,
+    rule: &weft_common::storage_class::PlacementRule,
+    by_id: &std::collections::BTreeMap<weft_common::NodeId, &NodeView>,
+    width: usize,
+) -> bool {
+    let mut per_zone: std::collections::BTreeMap<&str, usize> = Default::default();
+    for n in &rec.shards {
+        let Some(view) = n.and_then(|n| by_id.get(&n)) else {
+            return false;
+        };
+        if !rule.admits(&view.info.zone, &view.info.labels) {
+            return false;
+        }
+        *per_zone.entry(view.info.zone.as_str()).or_default() += 1;
+    }
+    if !rule.spread_zones {
+        return true;
+    }
+    let zones = by_id
+        .values()
+        .filter(|v| v.admin != NodeAdmin::Removed && rule.admits(&v.info.zone, &v.info.labels))
+        .map(|v| v.info.zone.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let cap = placement::zone_cap(width, zones);
+    per_zone.values().all(|&n| n <= cap)
+}
+
+fn shard_len(layout: Layout, len: u64) -> u64 {
+    match layout {
+        Layout::Replicated { .. } => len,
+        Layout::Erasure { k, m, unit_bytes } => {
+            weft_common::stripe::Geometry::new(k.into(), m.into(), unit_bytes.into(), len)
+                .shard_len()
+        }
+    }
+}
+
+impl StateMachine {
+    /// The index records of `ids`, in order (`None` where unindexed).
+    pub fn segment_records(
+        &self,
+        ids: impl Iterator<Item = SegmentId>,
+    ) -> Result<Vec<Option<SegmentRecord>>, MetaError> {
+        let tx = self.begin_read()?;
+        let t = tx.open_table(SEGMENTS)?;
+        ids.map(|id| t.get_sealed(T_SEGMENTS, segment_key(id).as_slice()))
+            .collect()
+    }
+}
+
+/// `TransitionVersion` (see [`Command::TransitionVersion`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn apply(
+    tx: &WriteTransaction,
+    bucket: &str,
+    key: &str,
+    version_id: VersionId,
+    from_class: &str,
+    to_class: &str,
+    segments: &[(SegmentId, Segment)],
+    step: Option<&Step>,
+    at_ms: u64,
+) -> Result<Applied, MetaError> {
+    let stale = || {
+        Ok(Applied::from(CommandResult::Refused {
+            refusal: Refusal::Stale,
+        }))
+    };
+    let Some(info) = tx
+        .open_table(BUCKETS)?
+        .get_sealed::<BucketInfo>(T_BUCKETS, bucket)?
+    else {
+        return Ok(Applied::from(CommandResult::Refused {
+            refusal: Refusal::NoSuchBucket,
+        }));
+    };
+    if let Some(step) = step {
+        if !crate::lifecycle::still_due(tx, &info, key, step, at_ms)? {
+            return stale();
+        }
+    }
+    if let Some(r) = crate::classes::undefined(tx, to_class)? {
+        return Ok(Applied::from(CommandResult::Refused { refusal: r }));
+    }
+    let k = object_key(bucket, key);
+    let current: Option<ObjectVersion> = tx
+        .open_table(OBJECTS)?
+        .get_sealed(T_OBJECTS, k.as_slice())?;
+    let history = crate::versioning::history(tx, bucket, key)?;
+    let in_history = history
+        .iter()
+        .find(|(_, r)| r.version.as_ref().map(|v| v.version_id) == Some(version_id));
+    let is_current = current.as_ref().map(|v| v.version_id) == Some(version_id);
+    let Some(v) = (if is_current {
+        current.clone()
+    } else {
+        in_history.and_then(|(_, r)| r.version.clone())
+    }) else {
+        return stale();
+    };
+    // The compare-and-set: the same class, the same segments in the same
+    // order, each new one covering exactly its old one's bytes; a relabel
+    // keeps its layout. Applied again, the segments or the class differ.
+    let same = v.storage_class == from_class
+        && v.segments.len() == segments.len()
+        && v.segments.iter().zip(segments).all(|(s, (old, new))| {
+            s.id == *old
+                && new.offset == s.offset
+                && new.len == s.len
+                && (new.id != s.id || new.layout == s.layout)
+        });
+    if !same || from_class == to_class {
+        return stale();
+    }
+    let mut moved = v.clone();
+    moved.storage_class = to_class.to_string();
+    moved.segments = v
+        .segments
+        .iter()
+        .zip(segments)
+        .map(|(s, (_, new))| {
+            if new.id == s.id {
+                Segment {
+                    placement: new.placement.clone(),
+                    ..s.clone()
+                }
+            } else {
+                new.clone()
+            }
+        })
+        .collect();
+    if is_current {
+        tx.open_table(OBJECTS)?.insert(
+            k.as_slice(),
+            sealed::<&[u8], _>(k.as_slice(), &moved).as_slice(),
+        )?;
+    }
+    if let Some((hk, r)) = in_history {
+        let mut r = r.clone();
+        r.version = Some(moved.clone());
+        tx.open_table(VERSIONS)?.insert(
+            hk.as_slice(),
+            sealed::<&[u8], _>(hk.as_slice(), &r).as_slice(),
+        )?;
+    }
+    relabel(tx, &moved, segments)?;
+    let mut effects = Effects::default();
+    let fresh: Vec<Segment> = segments
+        .iter()
+        .filter(|(old, new)| new.id != *old)
+        .map(|(_, new)| new.clone())
+        .collect();
+    let replaced: Vec<Segment> = v
+        .segments
+        .iter()
+        .zip(segments)
+        .filter(|(s, (_, new))| new.id != s.id)
+        .map(|(s, _)| s.clone())
+        .collect();
+    let released = crate::apply::releasing(tx, replaced, &moved.segments, &mut effects)?;
+    effects.add(&Owner::new(bucket, key, to_class), &fresh);
+    Ok(Applied {
+        result: CommandResult::Released { segments: released },
+        effects,
+    })
+}
+
+/// The index records of the segments that stay put take the new class and
+/// rule (the class usage moves with them).
+fn relabel(
+    tx: &WriteTransaction,
+    moved: &ObjectVersion,
+    segments: &[(SegmentId, Segment)],
+) -> Result<(), MetaError> {
+    let mut changed = vec![];
+    {
+        let mut t = tx.open_table(SEGMENTS)?;
+        for (old, new) in segments.iter().filter(|(old, new)| new.id == *old) {
+            let k = segment_key(*old);
+            let Some(mut rec) = t.get_sealed::<SegmentRecord>(T_SEGMENTS, k.as_slice())? else {
+                continue;
+            };
+            let before = rec.clone();
+            rec.class = moved.storage_class.clone();
+            rec.placement = new.placement.clone();
+            t.insert(
+                k.as_slice(),
+                crate::segment_index::encode(*old, &rec).as_slice(),
+            )?;
+            changed.push((before, rec));
+        }
+    }
+    for (before, after) in changed {
+        crate::classes::count(tx, &before, -1)?;
+        crate::classes::count(tx, &after, 1)?;
+    }
+    Ok(())
+}
