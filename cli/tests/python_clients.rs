@@ -24,10 +24,16 @@ async fn python_boto3_and_awscli() {
 }
 
 /// Lifecycle rules through boto3 and aws-cli, and their effects on a
-/// schedule of one-second days.
+/// schedule of one-second days (with `weft dev`'s cold zone, for
+/// transitions to GLACIER_IR).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_lifecycle_rules_with_one_second_days() {
-    let tc = TestCluster::start_with(|cfg| cfg.metad.lifecycle_day_secs = 1).await;
+    let tc = TestCluster::start_with(|cfg| {
+        cfg.metad.lifecycle_day_secs = 1;
+        cfg.cold_nodes = 6;
+        cfg.datad.repair_poll_ms = 200;
+    })
+    .await;
     run_on(tc, &[LIFECYCLE]).await;
 }
 

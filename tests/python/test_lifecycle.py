@@ -76,6 +76,20 @@ def test_aws_cli_puts_gets_and_deletes_a_configuration_from_a_json_file(aws, buc
                 "Filter": {"Prefix": "old/"},
                 "Expiration": {"ExpiredObjectDeleteMarker": True},
             },
+            {
+                "ID": "archive",
+                "Status": "Enabled",
+                "Filter": {"Prefix": "archive/"},
+                "Transitions": [
+                    {"Days": 30, "StorageClass": "STANDARD_IA"},
+                    {"Days": 90, "StorageClass": "GLACIER_IR"},
+                ],
+                "NoncurrentVersionTransitions": [
+                    {"NoncurrentDays": 30, "NewerNoncurrentVersions": 1,
+                     "StorageClass": "ONEZONE_IA"},
+                ],
+                "Expiration": {"Days": 365},
+            },
         ]
     }
     f = tmp_path / "lifecycle.json"
@@ -84,7 +98,10 @@ def test_aws_cli_puts_gets_and_deletes_a_configuration_from_a_json_file(aws, buc
         "--lifecycle-configuration", f"file://{f}")
     got = json.loads(aws("s3api", "get-bucket-lifecycle-configuration", "--bucket", bucket).stdout)
     by_id = {r["ID"]: r for r in got["Rules"]}
-    assert set(by_id) == {"logs", "big-scratch", "uploads", "markers"}
+    assert set(by_id) == {"logs", "big-scratch", "uploads", "markers", "archive"}
+    assert by_id["archive"]["Transitions"] == config["Rules"][4]["Transitions"]
+    assert by_id["archive"]["NoncurrentVersionTransitions"] == \
+        config["Rules"][4]["NoncurrentVersionTransitions"]
     assert by_id["logs"]["Expiration"] == {"Days": 30}
     assert by_id["logs"]["Filter"] == {"Prefix": "logs/"}
     assert by_id["logs"]["NoncurrentVersionExpiration"] == {
@@ -114,9 +131,21 @@ def test_aws_cli_puts_gets_and_deletes_a_configuration_from_a_json_file(aws, buc
         ({"NoncurrentVersionExpiration": {"NoncurrentDays": 1, "NewerNoncurrentVersions": 101}},
          "InvalidArgument"),
         ({}, "MalformedXML"),
-        ({"Transitions": [{"Days": 30, "StorageClass": "STANDARD_IA"}]}, "NotImplemented"),
-        ({"NoncurrentVersionTransitions": [{"NoncurrentDays": 30, "StorageClass": "GLACIER_IR"}]},
-         "NotImplemented"),
+        # AWS's minimum of 30 days before an infrequent-access class.
+        ({"Transitions": [{"Days": 29, "StorageClass": "STANDARD_IA"}]}, "InvalidArgument"),
+        ({"NoncurrentVersionTransitions": [{"NoncurrentDays": 5, "StorageClass": "ONEZONE_IA"}]},
+         "InvalidArgument"),
+        ({"Transitions": [{"Days": 30, "StorageClass": "STANDARD_IA"},
+                          {"Date": "2030-01-01T00:00:00Z", "StorageClass": "GLACIER_IR"}]},
+         "InvalidArgument"),
+        ({"Transitions": [{"Days": 40, "StorageClass": "GLACIER_IR"},
+                          {"Days": 50, "StorageClass": "GLACIER_IR"}]}, "InvalidArgument"),
+        ({"Transitions": [{"Days": 30, "StorageClass": "GLACIER_IR"},
+                          {"Days": 60, "StorageClass": "STANDARD_IA"}]}, "InvalidArgument"),
+        ({"Transitions": [{"Days": 40, "StorageClass": "GLACIER_IR"}],
+          "Expiration": {"Days": 40}}, "InvalidArgument"),
+        ({"Transitions": [{"Days": 40, "StorageClass": "NO_SUCH_CLASS"}]}, "InvalidArgument"),
+        ({"Transitions": [{"Days": 40, "StorageClass": "INTELLIGENT_TIERING"}]}, "NotImplemented"),
     ],
 )
 def test_invalid_configurations_are_refused_with_s3_codes(s3, bucket, rule, code):
@@ -230,3 +259,29 @@ def test_incomplete_multipart_uploads_are_aborted_after_their_days(s3, bucket):
     time.sleep(1)
     assert "keep/x" in open_keys()
     s3.abort_multipart_upload(Bucket=bucket, Key="keep/x", UploadId=kept)
+
+
+def test_a_transition_rule_moves_an_object_to_glacier_ir_with_its_bytes(s3, bucket):
+    body = bytes(range(256)) * 800  # 200 KiB: above the 128 KiB minimum, erasure coded
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": [{
+        "ID": "cold", "Status": "Enabled", "Filter": {"Prefix": "cold/"},
+        "Transitions": [{"Days": 0, "StorageClass": "GLACIER_IR"}],
+    }]})
+    s3.put_object(Bucket=bucket, Key="cold/a", Body=body, Metadata={"k": "v"})
+    s3.put_object(Bucket=bucket, Key="cold/tiny", Body=b"x" * 1000)
+    s3.put_object(Bucket=bucket, Key="warm/a", Body=body)
+    etag = s3.head_object(Bucket=bucket, Key="cold/a")["ETag"]
+
+    def moved():
+        return s3.head_object(Bucket=bucket, Key="cold/a").get("StorageClass") == "GLACIER_IR"
+
+    wait_for("cold/a moving to GLACIER_IR", moved,
+             lambda: s3.head_object(Bucket=bucket, Key="cold/a"))
+    got = s3.get_object(Bucket=bucket, Key="cold/a")
+    assert got["Body"].read() == body
+    assert got["ETag"] == etag and got["Metadata"] == {"k": "v"}
+    assert got["StorageClass"] == "GLACIER_IR"
+    listed = {o["Key"]: o["StorageClass"]
+              for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    # Below the minimum, and outside the prefix: where they were.
+    assert listed == {"cold/a": "GLACIER_IR", "cold/tiny": "STANDARD", "warm/a": "STANDARD"}
