@@ -303,39 +303,10 @@ async fn wait_running(tc: &TestCluster) {
 
 /// Every shard file on every node belongs to a segment the index names.
 async fn no_stray_files(tc: &TestCluster) -> Result<(), String> {
-    use weft_common::rpc::{Query, QueryResult};
-    let mut indexed = BTreeSet::new();
-    let mut after = None;
-    loop {
-        let QueryResult::Segments { segments, more } = tc
-            .c()
-            .metad_client()
-            .query(&Query::Segments { after, max: 1000 })
-            .await
-            .expect("segments")
-        else {
-            panic!("not segments")
-        };
-        after = segments.last().map(|(id, _)| *id);
-        indexed.extend(segments.into_iter().map(|(id, _)| id));
-        if !more {
-            break;
-        }
+    match index_and_strays(tc.c()).await.1.first() {
+        None => Ok(()),
+        Some((node, seg, idx)) => Err(format!("node {node} holds shard {idx} of unindexed {seg}")),
     }
-    for i in 0..tc.c().datad_count() {
-        let Some(store) = tc.c().datad_store(i) else {
-            continue;
-        };
-        for (seg, idx) in store.inventory(Duration::ZERO).await.expect("inventory") {
-            if !indexed.contains(&seg) {
-                return Err(format!(
-                    "node {} holds shard {idx} of unindexed {seg}",
-                    i + 1
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 const HOT: &str = r#"<LifecycleConfiguration><Rule><ID>cold</ID><Status>Enabled</Status>
@@ -466,4 +437,189 @@ async fn reads_across_transitions_are_exact_and_overwrites_and_deletes_win() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     tc.shutdown().await;
+}
+
+const ALL_COLD: &str = r#"<LifecycleConfiguration><Rule><ID>cold</ID><Status>Enabled</Status>
+  <Filter><Prefix>m/</Prefix></Filter>
+  <Transition><Days>0</Days><StorageClass>GLACIER_IR</StorageClass></Transition>
+</Rule></LifecycleConfiguration>"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_metad_leader_and_a_data_node_mid_transition_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = weft_cli::dev_cluster::DevClusterConfig::ephemeral(dir.path());
+    cfg.metad_voters = 3;
+    cfg.cold_nodes = COLD_NODES;
+    cfg.metad.lifecycle_day_secs = 1;
+    cfg.datad.repair_poll_ms = 100;
+    cfg.datad.heartbeat_interval_ms = 200;
+    cfg.datad.release_quiet_ms = 500;
+    cfg.datad.release_hold_max_ms = 2_000;
+    // Garbage collection runs every second and takes unreferenced files
+    // ten seconds old: whatever an interrupted move leaves is collected
+    // within the test.
+    cfg.metad.upload_max_age_ms = 5_000;
+    cfg.metad.gc_grace_ms = 10_000;
+    cfg.datad.gc_interval_ms = 1_000;
+    let mut c = weft_cli::dev_cluster::DevCluster::start(cfg)
+        .await
+        .expect("start a 3-voter tiered cluster");
+    let creds = c.credentials().clone();
+    let s3 = support::S3Client::new(
+        &c.s3_endpoint(),
+        &creds.access_key,
+        &creds.secret_key,
+        c.region(),
+    );
+    assert_eq!(s3.mb("fault").await.status, 200);
+    let objects: Vec<(String, Vec<u8>)> = (0..10)
+        .map(|i| {
+            (
+                format!("m/{i}"),
+                data(100 + i, (2 << 20) + i as usize * 300_000),
+            )
+        })
+        .collect();
+    for (k, body) in &objects {
+        s3.must_put("fault", k, body.clone()).await;
+    }
+    let r = s3
+        .request(
+            "PUT",
+            "/fault",
+            &[("lifecycle", "")],
+            &[],
+            ALL_COLD.as_bytes().to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Mid-move: the leader and a cold node (a target of the new shards).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metad = c.metad_client();
+    loop {
+        use weft_common::rpc::{Query, QueryResult};
+        let q = Query::LifecyclePreview {
+            bucket: "fault".into(),
+            max_keys: 1,
+        };
+        if let Ok(QueryResult::LifecyclePreview { transitions, .. }) = metad.query(&q).await {
+            if transitions.running > 0 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "no transition started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let leader = c.metad_leader().expect("a leader");
+    c.stop_metad(leader).await.unwrap();
+    let cold = HOT_NODES + 2;
+    c.stop_datad(cold).await.unwrap();
+    c.wait_metad_leader(Duration::from_secs(15)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    c.start_metad(leader).await.unwrap();
+    c.start_datad(cold).await.unwrap();
+
+    // Every object ends in GLACIER_IR, exactly once, with its bytes.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for (k, body) in &objects {
+        loop {
+            let v = object(&c, "fault", k).await;
+            if v.storage_class == "GLACIER_IR" {
+                for n in v.segments.iter().flat_map(|s| s.shards.iter()).flatten() {
+                    assert!(is_west(*n), "{k}: a GLACIER_IR shard on hot node {n}");
+                }
+                break;
+            }
+            assert!(Instant::now() < deadline, "{k} still {}", v.storage_class);
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        s3.must_get_equal("fault", k, body).await;
+    }
+    // The index knows each segment once, under GLACIER_IR, and after
+    // garbage collection no node holds a file outside it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (indexed, stray) = index_and_strays(&c).await;
+        let hot: Vec<_> = indexed
+            .iter()
+            .filter(|(_, r)| r.bucket == "fault" && r.class != "GLACIER_IR")
+            .collect();
+        assert!(hot.is_empty(), "segments left outside GLACIER_IR: {hot:?}");
+        assert_eq!(
+            indexed.iter().filter(|(_, r)| r.bucket == "fault").count(),
+            objects.len()
+        );
+        if stray.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "files outside the index: {stray:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    c.shutdown().await;
+}
+
+async fn object(c: &weft_cli::dev_cluster::DevCluster, bucket: &str, key: &str) -> ObjectVersion {
+    use weft_common::rpc::{Query, QueryResult};
+    let q = Query::Object {
+        bucket: bucket.into(),
+        key: key.into(),
+    };
+    let mut tries = 0;
+    loop {
+        match c.metad_client().query(&q).await {
+            Ok(QueryResult::Object {
+                version: Some(v), ..
+            }) => return v,
+            // A leader change in progress: the client retries, and so do we.
+            Err(e) if tries < 20 => {
+                tries += 1;
+                eprintln!("{bucket}/{key}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            other => panic!("{bucket}/{key}: {other:?}"),
+        }
+    }
+}
+
+/// The segment index, and the shard files no index entry names.
+async fn index_and_strays(
+    c: &weft_cli::dev_cluster::DevCluster,
+) -> (
+    Vec<(SegmentId, weft_common::repair::SegmentRecord)>,
+    Vec<(usize, SegmentId, ShardIndex)>,
+) {
+    use weft_common::rpc::{Query, QueryResult};
+    let mut all = vec![];
+    let mut after = None;
+    loop {
+        let QueryResult::Segments { segments, more } = c
+            .metad_client()
+            .query(&Query::Segments { after, max: 1000 })
+            .await
+            .expect("segments")
+        else {
+            panic!("not segments")
+        };
+        after = segments.last().map(|(id, _)| *id);
+        all.extend(segments);
+        if !more {
+            break;
+        }
+    }
+    let known: BTreeSet<SegmentId> = all.iter().map(|(id, _)| *id).collect();
+    let mut stray = vec![];
+    for i in 0..c.datad_count() {
+        let Some(store) = c.datad_store(i) else {
+            continue;
+        };
+        for (seg, idx) in store.inventory(Duration::ZERO).await.expect("inventory") {
+            if !known.contains(&seg) {
+                stray.push((i + 1, seg, idx));
+            }
+        }
+    }
+    (all, stray)
 }

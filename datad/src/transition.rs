@@ -75,9 +75,23 @@ pub enum TransitionError {
         /// Recorded.
         want: u32,
     },
+    /// The shards took longer than the upload age to write: garbage
+    /// collection may already have taken some, so nothing is committed.
+    #[error(
+        "writing took {took:?}, longer than upload_max_age_ms ({max_age:?}); nothing committed"
+    )]
+    TooSlow {
+        /// How long.
+        took: Duration,
+        /// The limit.
+        max_age: Duration,
+    },
     /// The task does not describe a move this worker can make.
     #[error("malformed task: {0}")]
     Malformed(String),
+    /// metad could not be asked for the upload age.
+    #[error("ask metad for upload_max_age_ms: {0}")]
+    Timers(weft_client::MetadClientError),
     /// The commit's outcome is unknown.
     #[error("commit: {0}")]
     Commit(weft_client::MetadClientError),
@@ -184,6 +198,24 @@ pub async fn execute(
     ctx: &TransitionContext,
     task: &TransitionTask,
 ) -> Result<u64, TransitionError> {
+    // Shards written for a commit that comes later than the upload age
+    // could already be collected as garbage: the same limit as a PUT's.
+    let started = tokio::time::Instant::now();
+    let max_age = match ctx
+        .metad
+        .query(&weft_common::rpc::Query::UploadTimers)
+        .await
+    {
+        Ok(weft_common::rpc::QueryResult::UploadTimers { timers }) => {
+            Duration::from_millis(timers.upload_max_age_ms)
+        }
+        Ok(other) => {
+            return Err(TransitionError::Malformed(format!(
+                "metad answered the upload timers with {other:?}"
+            )))
+        }
+        Err(e) => return Err(TransitionError::Timers(e)),
+    };
     let mut written: Vec<(String, weft_common::SegmentId, u8)> = vec![];
     let mut pairs = vec![];
     let mut bytes = 0u64;
@@ -205,6 +237,13 @@ pub async fn execute(
                 return Err(e);
             }
         }
+    }
+    if started.elapsed() > max_age {
+        delete(ctx, &written).await;
+        return Err(TransitionError::TooSlow {
+            took: started.elapsed(),
+            max_age,
+        });
     }
     if every && crc != task.crc32c {
         delete(ctx, &written).await;
