@@ -197,9 +197,11 @@ pub(crate) async fn transition_poll(
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
     let views = super::api::node_views(&s).await?;
-    let writers = views.iter().filter(|v| v.accepts_writes()).count().max(1) as u64;
-    // Transitions get half the repair rate, shared by the data nodes.
-    let rate = (config.rate_bytes_per_sec / 2 / writers).max(1 << 20);
+    // Transitions get half the repair rate, shared by the data nodes
+    // running one (each node runs one at a time; a node learns its share
+    // again at every poll).
+    let busy = (s.transitions.stats().0.running + 1).min(views.len().max(1) as u64);
+    let rate = (config.rate_bytes_per_sec / 2 / busy).max(1 << 20);
     let mut tasks = vec![];
     let views = Arc::new(views);
     for (id, q) in s.transitions.take(poll.free_slots.min(TASKS_PER_POLL)) {
