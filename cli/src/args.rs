@@ -385,6 +385,19 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 4)]
         clients: usize,
     },
+    /// Lifecycle transitions to the cold zone: throughput, CPU per GiB
+    /// moved, and GET latency while they run at the default rate.
+    Lifecycle {
+        /// Objects per set (two sets are written).
+        #[arg(long, default_value_t = 24)]
+        objects: u64,
+        /// Size of each, MiB.
+        #[arg(long, default_value_t = 16)]
+        size_mib: u64,
+        /// Concurrent GET clients.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+    },
     /// Shard PUT and GET between a gateway's datad client and one data node,
     /// over pooled HTTP/1.1 and over HTTP/2: throughput, latency and
     /// connections by size and concurrency.

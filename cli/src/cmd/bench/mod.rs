@@ -6,6 +6,7 @@ use crate::args::BenchCmd;
 use anyhow::Result;
 
 mod internal_http;
+mod lifecycle;
 mod metad;
 mod repair;
 mod soak;
@@ -31,6 +32,11 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             size_mib,
             clients,
         } => repair::repair(objects, size_mib, clients).await,
+        BenchCmd::Lifecycle {
+            objects,
+            size_mib,
+            clients,
+        } => lifecycle::lifecycle(objects, size_mib, clients).await,
         BenchCmd::Soak(a) => soak::soak(a).await,
         BenchCmd::InternalHttp(a) => internal_http::internal_http(a).await,
     }

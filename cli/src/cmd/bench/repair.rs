@@ -10,13 +10,13 @@ use weft_common::repair::DurabilityStatus;
 
 /// Header-signed requests with an unsigned payload, through the shared S3
 /// signer (`weft_client::s3`).
-struct Signer {
-    http: reqwest::Client,
-    signer: weft_client::s3::Signer,
+pub(super) struct Signer {
+    pub(super) http: reqwest::Client,
+    pub(super) signer: weft_client::s3::Signer,
 }
 
 impl Signer {
-    fn request(
+    pub(super) fn request(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -37,7 +37,7 @@ impl Signer {
     }
 }
 
-fn body(seed: u64, len: usize) -> Vec<u8> {
+pub(super) fn body(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     (0..len)
         .map(|_| {
@@ -58,7 +58,7 @@ fn full(st: &DurabilityStatus) -> bool {
     st.healthy && st.backlog_bytes == 0 && st.tasks_in_flight == 0
 }
 
-fn cpu_seconds() -> f64 {
+pub(super) fn cpu_seconds() -> f64 {
     // utime + stime of this process, in clock ticks (100 Hz on Linux).
     std::fs::read_to_string("/proc/self/stat")
         .ok()
@@ -74,7 +74,7 @@ fn cpu_seconds() -> f64 {
 
 /// Ranged 1 MiB GETs from `clients` loops for `secs` (or until `until`
 /// says stop); returns sorted latencies.
-async fn get_load(
+pub(super) async fn get_load(
     s: &std::sync::Arc<Signer>,
     objects: u64,
     size: u64,
@@ -137,7 +137,7 @@ async fn get_load(
     Ok(all)
 }
 
-fn pct(sorted: &[Duration], p: f64) -> f64 {
+pub(super) fn pct(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
