@@ -3,7 +3,8 @@
 //!
 //! - On schedule: STANDARD → STANDARD_IA at 30 days (a relabel here: with
 //!   no warm zone STANDARD_IA lives where STANDARD does, so no byte moves)
-//!   → GLACIER_IR at 32 days (re-encoded onto west). Afterwards every shard
+//!   → GLACIER_IR at 60 days (AWS keeps an object 30 days in an IA class;
+//!   re-encoded onto west). Afterwards every shard
 //!   is on a west node, the old shard files are gone, and the bytes, ETag,
 //!   metadata, tags and version id are what they were; small objects and
 //!   objects outside the rule's prefix stay.
@@ -13,7 +14,7 @@
 //!   moves under its own rule. At the end no shard file is left that the
 //!   segment index does not name.
 //!
-//! Share of the normal run: about 90 s of the two tests together.
+//! Share of the normal run: about 100 s of the three tests together.
 
 mod support;
 
@@ -175,7 +176,7 @@ async fn multipart(tc: &TestCluster, bucket: &str, key: &str, parts: &[Vec<u8>])
 const SCHEDULE: &str = r#"<LifecycleConfiguration><Rule><ID>tier</ID><Status>Enabled</Status>
   <Filter><Prefix>data/</Prefix></Filter>
   <Transition><Days>30</Days><StorageClass>STANDARD_IA</StorageClass></Transition>
-  <Transition><Days>32</Days><StorageClass>GLACIER_IR</StorageClass></Transition>
+  <Transition><Days>60</Days><StorageClass>GLACIER_IR</StorageClass></Transition>
 </Rule></LifecycleConfiguration>"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,7 +203,9 @@ async fn objects_move_to_ia_then_glacier_ir_on_schedule_keeping_bytes_and_identi
     let (p1, p2) = (data(2, 5 << 20), data(3, 1 << 20));
     multipart(&tc, "sched", "data/mp", &[p1.clone(), p2.clone()]).await;
     let mp: Vec<u8> = [p1, p2].concat();
-    s3.must_put("sched", "data/small", data(4, 1000)).await;
+    // Erasure coded (above the 64 KiB replica threshold) but below the
+    // 128 KiB transition minimum.
+    s3.must_put("sched", "data/small", data(4, 100 << 10)).await;
     s3.must_put("sched", "keep/big", data(5, 1 << 20)).await;
     let before_big = support::current_version(&tc, "sched", "data/big").await;
     let before_mp = support::current_version(&tc, "sched", "data/mp").await;
@@ -229,9 +232,9 @@ async fn objects_move_to_ia_then_glacier_ir_on_schedule_keeping_bytes_and_identi
         Some("STANDARD_IA")
     );
 
-    // Day 32: GLACIER_IR, re-encoded onto the cold zone.
+    // Day 60: GLACIER_IR, re-encoded onto the cold zone.
     for (key, before) in [("data/big", &before_big), ("data/mp", &before_mp)] {
-        let after = wait_class(&tc, "sched", key, "GLACIER_IR", Duration::from_secs(30)).await;
+        let after = wait_class(&tc, "sched", key, "GLACIER_IR", Duration::from_secs(60)).await;
         assert_eq!(after.version_id, before.version_id);
         assert_eq!(after.etag, before.etag);
         assert_eq!(after.crc32c, before.crc32c);
@@ -312,7 +315,7 @@ async fn no_stray_files(tc: &TestCluster) -> Result<(), String> {
 const HOT: &str = r#"<LifecycleConfiguration><Rule><ID>cold</ID><Status>Enabled</Status>
   <Filter><Prefix>hot/</Prefix></Filter>
   <Transition><Days>0</Days><StorageClass>GLACIER_IR</StorageClass></Transition>
-  <NoncurrentVersionTransition><NoncurrentDays>1</NoncurrentDays><StorageClass>GLACIER_IR</StorageClass></NoncurrentVersionTransition>
+  <NoncurrentVersionTransition><NoncurrentDays>5</NoncurrentDays><StorageClass>GLACIER_IR</StorageClass></NoncurrentVersionTransition>
 </Rule></LifecycleConfiguration>"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,8 +323,8 @@ async fn reads_across_transitions_are_exact_and_overwrites_and_deletes_win() {
     let tc = cluster().await;
     let s3 = tc.root_client();
     // Transitions write at half the repair rate, at least 1 MiB/s per
-    // node: a 4 MiB object (6 MiB of shards) takes seconds to move, long
-    // enough to act while it moves.
+    // shard stream (6 MiB/s for 4+2): a 16 MiB object (24 MiB of shards)
+    // takes about four seconds to move, long enough to act while it moves.
     let (ok, out, err) =
         support::weft_cli(tc.c(), &["cluster", "repair", "--rate", "2MiB/s"]).await;
     assert!(ok, "{out}{err}");
@@ -336,7 +339,7 @@ async fn reads_across_transitions_are_exact_and_overwrites_and_deletes_win() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let body = data(10, 4 << 20);
+    let body = data(10, 16 << 20);
 
     // An overwrite while the first version moves: the new version is
     // current and STANDARD; the old one is noncurrent and moves later
@@ -345,8 +348,35 @@ async fn reads_across_transitions_are_exact_and_overwrites_and_deletes_win() {
     let first = support::current_version(&tc, "hot", "hot/over").await;
     put_rules(&tc, "hot", HOT).await;
     wait_running(&tc).await;
-    let newer = data(11, 4 << 20);
+    let newer = data(11, 16 << 20);
     s3.must_put("hot", "hot/over", newer.clone()).await;
+    // The running move was of the version now noncurrent: its commit is
+    // refused, nothing moved, and that version stays STANDARD until its
+    // noncurrent rule (5 days) is due.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = status(&tc).await;
+        let t = &st["transitions"];
+        if t["superseded"].as_u64().unwrap() >= 1 {
+            assert_eq!(t["done"], 0, "{st}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the move was not superseded: {st}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = s3
+        .request(
+            "HEAD",
+            "/hot/hot/over",
+            &[("versionId", first.version_label.as_deref().unwrap())],
+            &[],
+            vec![],
+        )
+        .await;
+    assert_eq!(r.header("x-amz-storage-class"), None, "still STANDARD");
     // Reads in a loop until both versions have moved.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reader = {
@@ -369,7 +399,7 @@ async fn reads_across_transitions_are_exact_and_overwrites_and_deletes_win() {
                 assert_eq!(r.status, 200, "{}", r.text());
                 assert!(r.body == old, "the old version read wrong bytes");
                 reads += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(250)).await;
             }
             reads
         })
@@ -412,7 +442,7 @@ async fn reads_across_transitions_are_exact_and_overwrites_and_deletes_win() {
 
     // A delete while a transition runs: the key is gone, the move's
     // shards too.
-    s3.must_put("hot", "hot/gone", data(12, 4 << 20)).await;
+    s3.must_put("hot", "hot/gone", data(12, 16 << 20)).await;
     wait_running(&tc).await;
     assert_eq!(s3.delete("hot", "hot/gone").await.status, 204);
     assert_eq!(s3.get("hot", "hot/gone").await.status, 404);

@@ -442,13 +442,30 @@ impl DatadClient {
         shards: Vec<ShardRef>,
         hold: bool,
     ) -> Result<ShardReleaseReply, DatadClientError> {
+        self.release_batch(
+            addr,
+            &ShardReleaseBatch {
+                shards,
+                hold,
+                hold_full: false,
+            },
+        )
+        .await
+    }
+
+    /// Sends one release batch as it is (see [`ShardReleaseBatch`]).
+    pub async fn release_batch(
+        &self,
+        addr: &str,
+        batch: &ShardReleaseBatch,
+    ) -> Result<ShardReleaseReply, DatadClientError> {
         const OP: &str = "release shards";
         let _slot = self.slot(OP, addr).await?;
         let request = self
             .http
             .post(format!("http://{addr}/v1/shards/release"))
             .timeout(self.limits.request_timeout)
-            .json(&ShardReleaseBatch { shards, hold });
+            .json(batch);
         let response = self
             .send(OP, addr, request, self.limits.request_timeout)
             .await?;

@@ -411,6 +411,7 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
                 index: 4,
             }],
             hold: true,
+            hold_full: false,
         })
         .expect("encodes"),
     ));

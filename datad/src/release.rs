@@ -68,6 +68,8 @@ struct Deferred {
     /// Kept at least the quiet period, read or not (a replaced version's
     /// shard that a reader elsewhere may not have reached yet).
     hold: bool,
+    /// Kept the longest hold, read or not (a transition's old shards).
+    full: bool,
 }
 
 impl Releaser {
@@ -150,6 +152,18 @@ impl Releaser {
         shards: Vec<ShardRef>,
         hold: bool,
     ) -> Result<ShardReleaseReply, crate::error::ShardError> {
+        self.release_held(shards, hold, false).await
+    }
+
+    /// As [`Releaser::release`]; with `full`, keeps them the longest hold
+    /// whether read or not.
+    pub async fn release_held(
+        &self,
+        shards: Vec<ShardRef>,
+        hold: bool,
+        full: bool,
+    ) -> Result<ShardReleaseReply, crate::error::ShardError> {
+        let hold = hold || full;
         let now = Instant::now();
         let mut reply = ShardReleaseReply::default();
         let mut now_list = Vec::with_capacity(shards.len());
@@ -163,6 +177,7 @@ impl Releaser {
                         shard,
                         since: now,
                         hold,
+                        full,
                     });
                     reply.deferred += 1;
                 } else {
@@ -203,7 +218,9 @@ impl Releaser {
             deferred.retain(|d| {
                 let age = now.duration_since(d.since);
                 let go = age >= self.limits.hold_max
-                    || ((!d.hold || age >= self.limits.quiet) && !self.read_recently(d.shard, now));
+                    || (!d.full
+                        && (!d.hold || age >= self.limits.quiet)
+                        && !self.read_recently(d.shard, now));
                 if go {
                     due.push(d.shard);
                 }
@@ -301,6 +318,35 @@ mod tests {
             store.put(seg, ShardIndex(i), 4, body).await.unwrap();
         }
         (store, seg)
+    }
+
+    /// A transition's old shards: kept past the quiet period until the
+    /// longest hold, read or not, and the garbage collector is told so.
+    #[tokio::test]
+    async fn a_fully_held_shard_outlives_the_quiet_period_until_the_longest_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, seg) = store_with(dir.path(), 1).await;
+        let r = Releaser::new(store.clone(), limits(1, 400, 10));
+        let one = vec![ShardRef {
+            segment: seg,
+            index: 0,
+        }];
+        let reply = r.release_held(one, true, true).await.unwrap();
+        assert_eq!((reply.deleted, reply.deferred), (0, 1));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            r.sweep().await,
+            0,
+            "past the quiet period, within the hold: kept"
+        );
+        assert!(r.holds(seg, ShardIndex(0)), "the collector must leave it");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(r.sweep().await, 1, "the hold is over");
+        assert!(!r.holds(seg, ShardIndex(0)));
+        assert!(store
+            .get_bytes(seg, ShardIndex(0), 0, Some(4))
+            .await
+            .is_err());
     }
 
     #[tokio::test]

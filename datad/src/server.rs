@@ -484,7 +484,7 @@ async fn release_shards(
     let span = tracing::info_span!("shard_release", shards = n);
     let reply = state
         .release
-        .release(batch.shards, batch.hold)
+        .release_held(batch.shards, batch.hold, batch.hold_full)
         .instrument(span)
         .await?;
     tracing::debug!(?reply, "released shards");

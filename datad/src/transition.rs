@@ -98,6 +98,9 @@ pub enum TransitionError {
     /// The commit was refused.
     #[error("commit refused: {0:?}")]
     Refused(Box<CommandResult>),
+    /// The commit was refused after an attempt whose outcome is unknown.
+    #[error("commit refused after an attempt with an unknown outcome (shards kept for garbage collection): {0:?}")]
+    RefusedAfterUnknown(Box<CommandResult>),
 }
 
 /// What every task shares.
@@ -262,15 +265,21 @@ pub async fn execute(
         step: task.step.clone(),
         at_ms: task.at_ms,
     };
-    match ctx.metad.command(&cmd).await {
-        Ok(CommandResult::Released { segments }) => {
-            release_old(ctx, task, &segments).await;
-            Ok(bytes)
-        }
-        Ok(other) => {
-            delete(ctx, &written).await;
-            Err(TransitionError::Refused(Box::new(other)))
-        }
+    match ctx.metad.command_outcome(&cmd).await {
+        Ok(c) => match c.result {
+            CommandResult::Released { segments } => {
+                release_old(ctx, task, &segments).await;
+                Ok(bytes)
+            }
+            // A refusal answered to a retry whose first attempt's outcome
+            // was unknown may hide a commit that did apply: the shards stay
+            // (garbage collection removes them if they are unreferenced).
+            other if c.after_unknown => Err(TransitionError::RefusedAfterUnknown(Box::new(other))),
+            other => {
+                delete(ctx, &written).await;
+                Err(TransitionError::Refused(Box::new(other)))
+            }
+        },
         // Perhaps committed: the shards stay (garbage collection removes
         // them if it was not).
         Err(e) => Err(TransitionError::Commit(e)),
@@ -300,7 +309,14 @@ async fn release_old(ctx: &TransitionContext, task: &TransitionTask, released: &
     for (node, shards) in by_node {
         let Some(a) = addr(node) else { continue };
         for batch in shards.chunks(weft_common::rpc::SHARD_RELEASE_BATCH_MAX) {
-            if let Err(e) = ctx.datad.release_shards(&a, batch.to_vec(), true).await {
+            let held = weft_common::rpc::ShardReleaseBatch {
+                shards: batch.to_vec(),
+                hold: true,
+                // No gateway's read lease covers a read that resolved the
+                // old manifest: keep them the longest hold.
+                hold_full: true,
+            };
+            if let Err(e) = ctx.datad.release_batch(&a, &held).await {
                 tracing::debug!(error = %e, %node, "old shards not released; garbage collection will");
             }
         }
@@ -321,11 +337,15 @@ async fn delete(ctx: &TransitionContext, written: &[(String, weft_common::Segmen
 }
 
 /// Reads the old stripes in turn, from `k` sources with spares.
+/// Bytes of a replicated segment read per step.
+const REPLICA_CHUNK: u64 = 1 << 20;
+
 struct OldReader<'a> {
     ctx: &'a TransitionContext,
     m: &'a SegmentMove,
-    codec: Arc<StripeCodec>,
-    geometry: Geometry,
+    /// Erasure coded: the codec and geometry; replicas: none (every copy
+    /// holds the bytes, read in [`REPLICA_CHUNK`] steps).
+    ec: Option<(Arc<StripeCodec>, Geometry)>,
     width: usize,
     active: Vec<ShardSource>,
     spares: Vec<ShardSource>,
@@ -333,27 +353,36 @@ struct OldReader<'a> {
 
 impl<'a> OldReader<'a> {
     fn new(ctx: &'a TransitionContext, m: &'a SegmentMove) -> Result<Self, TransitionError> {
-        let Layout::Erasure {
-            k,
-            m: parity,
-            unit_bytes,
-        } = m.old_layout
-        else {
-            return Err(TransitionError::Malformed(format!(
-                "segment {} is not erasure coded",
-                m.old
-            )));
+        let (ec, k, width) = match m.old_layout {
+            Layout::Erasure {
+                k,
+                m: parity,
+                unit_bytes,
+            } => {
+                let (k, parity) = (usize::from(k), usize::from(parity));
+                let geometry = Geometry::new(k, parity, unit_bytes.into(), m.new.len);
+                if geometry.shard_len() != m.old_shard_len {
+                    return Err(TransitionError::Malformed(format!(
+                        "segment {}: shard length {} recorded, {} computed",
+                        m.old,
+                        m.old_shard_len,
+                        geometry.shard_len()
+                    )));
+                }
+                let codec = StripeCodec::new(k, parity)
+                    .map_err(|e| TransitionError::Malformed(e.to_string()))?;
+                (Some((Arc::new(codec), geometry)), k, k + parity)
+            }
+            Layout::Replicated { copies } => {
+                if m.old_shard_len != m.new.len {
+                    return Err(TransitionError::Malformed(format!(
+                        "segment {}: a copy of {} bytes for {} bytes of data",
+                        m.old, m.old_shard_len, m.new.len
+                    )));
+                }
+                (None, 1, usize::from(copies))
+            }
         };
-        let (k, parity) = (usize::from(k), usize::from(parity));
-        let geometry = Geometry::new(k, parity, unit_bytes.into(), m.new.len);
-        if geometry.shard_len() != m.old_shard_len {
-            return Err(TransitionError::Malformed(format!(
-                "segment {}: shard length {} recorded, {} computed",
-                m.old,
-                m.old_shard_len,
-                geometry.shard_len()
-            )));
-        }
         let mut pool = m.sources.clone();
         pool.sort_by_key(|s| s.index);
         pool.dedup_by_key(|s| s.index);
@@ -369,21 +398,30 @@ impl<'a> OldReader<'a> {
         Ok(OldReader {
             ctx,
             m,
-            codec: Arc::new(
-                StripeCodec::new(k, parity)
-                    .map_err(|e| TransitionError::Malformed(e.to_string()))?,
-            ),
-            geometry,
-            width: k + parity,
+            ec,
+            width,
             active,
             spares: pool,
         })
     }
 
+    /// The next step's bytes (`stripe` counts from 0).
     async fn stripe(&mut self, stripe: u64) -> Result<Bytes, TransitionError> {
-        let span = self.geometry.stripe(stripe);
-        let n = span.shard.end - span.shard.start;
-        let data_len = (span.data.end - span.data.start) as usize;
+        let (start, n, data_len) = match &self.ec {
+            Some((_, geometry)) => {
+                let span = geometry.stripe(stripe);
+                (
+                    span.shard.start,
+                    span.shard.end - span.shard.start,
+                    (span.data.end - span.data.start) as usize,
+                )
+            }
+            None => {
+                let start = stripe * REPLICA_CHUNK;
+                let n = REPLICA_CHUNK.min(self.m.new.len.saturating_sub(start));
+                (start, n, n as usize)
+            }
+        };
         let unreadable = |cause: String| TransitionError::Unreadable {
             segment: self.m.old,
             stripe,
@@ -391,13 +429,9 @@ impl<'a> OldReader<'a> {
         };
         let mut got: Vec<Option<Bytes>> = vec![None; self.width];
         let fetches = self.active.iter().map(|s| {
-            self.ctx.datad.get_shard(
-                &s.addr,
-                self.m.old,
-                ShardIndex(s.index),
-                span.shard.start,
-                n,
-            )
+            self.ctx
+                .datad
+                .get_shard(&s.addr, self.m.old, ShardIndex(s.index), start, n)
         });
         let results = futures::future::join_all(fetches).await;
         let mut failed = vec![];
@@ -413,13 +447,7 @@ impl<'a> OldReader<'a> {
                 if let Ok(b) = self
                     .ctx
                     .datad
-                    .get_shard(
-                        &spare.addr,
-                        self.m.old,
-                        ShardIndex(spare.index),
-                        span.shard.start,
-                        n,
-                    )
+                    .get_shard(&spare.addr, self.m.old, ShardIndex(spare.index), start, n)
                     .await
                 {
                     got[usize::from(spare.index)] = Some(b);
@@ -432,7 +460,15 @@ impl<'a> OldReader<'a> {
                 return Err(unreadable(why));
             }
         }
-        let codec = self.codec.clone();
+        let Some((codec, _)) = &self.ec else {
+            // A copy holds the bytes as they are.
+            return got
+                .into_iter()
+                .flatten()
+                .next()
+                .ok_or_else(|| unreadable("no copy read".into()));
+        };
+        let codec = codec.clone();
         weft_common::effects::spawn_blocking(move || codec.decode(got, data_len))
             .await
             .map_err(|e| unreadable(e.to_string()))?
@@ -514,6 +550,12 @@ async fn move_segment(
             let pieces = weft_common::effects::spawn_blocking(move || c.encode(&data))
                 .await
                 .map_err(|e| TransitionError::Malformed(e.to_string()))?;
+            // At least 1 MiB/s per shard stream, so no shard PUT outlasts
+            // its deadline (60 s plus its length at 1 MiB/s).
+            let floor = (pieces.len() as u64) << 20;
+            if ctx.throttle.rate() < floor {
+                ctx.throttle.set_rate(floor);
+            }
             ctx.throttle
                 .acquire(pieces.iter().map(|p| p.len() as u64).sum())
                 .await;

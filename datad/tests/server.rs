@@ -71,6 +71,7 @@ async fn datad_serves_verified_shards_over_http() {
         .json(&weft_common::rpc::ShardReleaseBatch {
             shards: vec![],
             hold: false,
+            hold_full: false,
         })
         .send()
         .await

@@ -249,14 +249,14 @@ pub fn plan_key(
     out
 }
 
-/// Whether a transition can re-encode `v`: every segment erasure coded.
-/// Replicated small objects stay where they are, as S3 leaves objects
-/// below the transition minimum.
+/// Whether a transition re-encodes `v`: some segment is erasure coded.
+/// Small objects kept as replicas stay where they are, as S3 leaves
+/// objects below the transition minimum; a multipart object whose small
+/// last part is replicated moves whole.
 fn movable(v: &ObjectVersion) -> bool {
-    !v.segments.is_empty()
-        && v.segments
-            .iter()
-            .all(|s| matches!(s.layout, weft_common::profile::Layout::Erasure { .. }))
+    v.segments
+        .iter()
+        .any(|s| matches!(s.layout, weft_common::profile::Layout::Erasure { .. }))
 }
 
 /// The commands due now for `keys` of `bucket`, key by key.

@@ -16,7 +16,7 @@
 //! leaves the old placement (not committed) or the new one (committed),
 //! never a mix: the commit is one raft entry.
 
-use redb::WriteTransaction;
+use redb::{ReadableTable, WriteTransaction};
 use weft_common::lifecycle::Step;
 use weft_common::manifest::{BucketInfo, ObjectVersion, Segment};
 use weft_common::placement::{self, Candidate};
@@ -113,6 +113,12 @@ pub fn plan(
             return Ok(Planned::Gone);
         };
         let layout = class.layout_for(v.size);
+        if !matches!(layout, Layout::Erasure { .. }) {
+            return Ok(Planned::Unplaceable(format!(
+                "storage class {to_class} keeps objects of {} bytes as replicas; transitions write erasure-coded segments only",
+                v.size
+            )));
+        }
         let new_id = SegmentId(random());
         let rule = match class.resolve(new_id, layout, &known) {
             Ok(r) => r,
@@ -330,23 +336,41 @@ pub(crate) fn apply(
     if !same || from_class == to_class {
         return stale();
     }
-    let mut moved = v.clone();
-    moved.storage_class = to_class.to_string();
-    moved.segments = v
-        .segments
-        .iter()
-        .zip(segments)
-        .map(|(s, (_, new))| {
-            if new.id == s.id {
-                Segment {
-                    placement: new.placement.clone(),
-                    ..s.clone()
-                }
-            } else {
-                new.clone()
+    // New segments must be new: an id the index already holds (or one
+    // named twice) would let two references share one record, and
+    // releasing one would free the other's shards.
+    {
+        let index = tx.open_table(SEGMENTS)?;
+        let mut seen = std::collections::BTreeSet::new();
+        for (_, new) in segments.iter().filter(|(old, new)| new.id != *old) {
+            if !seen.insert(new.id) || index.get(segment_key(new.id).as_slice())?.is_some() {
+                return stale();
             }
-        })
-        .collect();
+        }
+    }
+    // Only the class and the segments change; each copy (current, and
+    // the history entry of a versioned key) keeps the rest as it is.
+    let move_copy = |c: &ObjectVersion| {
+        let mut m = c.clone();
+        m.storage_class = to_class.to_string();
+        m.segments = c
+            .segments
+            .iter()
+            .zip(segments)
+            .map(|(s, (_, new))| {
+                if new.id == s.id {
+                    Segment {
+                        placement: new.placement.clone(),
+                        ..s.clone()
+                    }
+                } else {
+                    new.clone()
+                }
+            })
+            .collect();
+        m
+    };
+    let moved = move_copy(&v);
     if is_current {
         tx.open_table(OBJECTS)?.insert(
             k.as_slice(),
@@ -355,7 +379,7 @@ pub(crate) fn apply(
     }
     if let Some((hk, r)) = in_history {
         let mut r = r.clone();
-        r.version = Some(moved.clone());
+        r.version = r.version.as_ref().map(move_copy);
         tx.open_table(VERSIONS)?.insert(
             hk.as_slice(),
             sealed::<&[u8], _>(hk.as_slice(), &r).as_slice(),

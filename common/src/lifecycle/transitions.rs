@@ -97,6 +97,31 @@ pub(super) fn validate(r: &Rule, name: &str, day_ms: u64) -> Result<(), RuleErro
             "{name}: found mixed 'Date' and 'Days' based Transition actions"
         )));
     }
+    match r.expiration {
+        Some(super::Expiration::Date(_)) if days => {
+            return Err(Arg(format!(
+                "{name}: found mixed 'Date' and 'Days' based Expiration and Transition actions"
+            )))
+        }
+        Some(super::Expiration::Days(_)) if dates => {
+            return Err(Arg(format!(
+                "{name}: found mixed 'Date' and 'Days' based Expiration and Transition actions"
+            )))
+        }
+        Some(super::Expiration::Date(e)) => {
+            if let Some(t) = r
+                .transitions
+                .iter()
+                .find(|t| matches!(t.at, TransitionAt::Date(d) if d >= e))
+            {
+                return Err(Arg(format!(
+                    "{name}: the Expiration Date must be later than the Transition Date to {}",
+                    t.class
+                )));
+            }
+        }
+        _ => {}
+    }
     // A colder class comes later: the stages must be in waterfall order.
     let mut stages: Vec<(u64, u8, &str)> = r
         .transitions
@@ -114,6 +139,13 @@ pub(super) fn validate(r: &Rule, name: &str, day_ms: u64) -> Result<(), RuleErro
         if w[0].0 == w[1].0 || w[0].1 >= w[1].1 {
             return Err(Arg(format!(
                 "{name}: the Transition to {} must come later than the one to {}, and be to a colder class",
+                w[1].2, w[0].2
+            )));
+        }
+        // AWS keeps an object in an infrequent-access class 30 days.
+        if days && infrequent(w[0].2) && w[1].0 < w[0].0 + u64::from(IA_MIN_DAYS) {
+            return Err(Arg(format!(
+                "{name}: 'Days' in the Transition action for StorageClass '{}' must be 30 days more than 'Days' in the Transition action for StorageClass '{}'",
                 w[1].2, w[0].2
             )));
         }
@@ -145,6 +177,23 @@ pub(super) fn validate(r: &Rule, name: &str, day_ms: u64) -> Result<(), RuleErro
                     super::NEWER_NONCURRENT_MAX
                 )));
             }
+        }
+        if let Some(o) = r.noncurrent_transitions.iter().find(|o| {
+            o.class != t.class && (o.days < t.days) != (class_rank(&o.class) < class_rank(&t.class))
+        }) {
+            return Err(Arg(format!(
+                "{name}: the NoncurrentVersionTransition to the colder of {} and {} must come later",
+                o.class, t.class
+            )));
+        }
+        if r.noncurrent_transitions
+            .iter()
+            .any(|o| o.class != t.class && o.days == t.days)
+        {
+            return Err(Arg(format!(
+                "{name}: two NoncurrentVersionTransition actions have NoncurrentDays {}",
+                t.days
+            )));
         }
         if let Some(e) = r.noncurrent_expiration {
             if e.days <= t.days {
@@ -293,15 +342,36 @@ mod tests {
             class: "STANDARD_IA".into(),
         }];
         bad(r, "NoncurrentDays");
-        // Accepted: GLACIER_IR needs no minimum, IA at 30, in order.
-        check(rule(vec![to("STANDARD_IA", 30), to("GLACIER_IR", 31)])).unwrap();
+        bad(
+            rule(vec![to("STANDARD_IA", 30), to("GLACIER_IR", 59)]),
+            "30 days more",
+        );
+        let mut r = rule(vec![to("GLACIER_IR", 10)]);
+        r.expiration = Some(Expiration::Date(DAY * 100));
+        bad(r, "mixed");
+        let mut r = rule(vec![]);
+        r.noncurrent_transitions = vec![
+            NoncurrentTransition {
+                days: 60,
+                newer_noncurrent_versions: None,
+                class: "STANDARD_IA".into(),
+            },
+            NoncurrentTransition {
+                days: 40,
+                newer_noncurrent_versions: None,
+                class: "GLACIER_IR".into(),
+            },
+        ];
+        bad(r, "must come later");
+        // Accepted: GLACIER_IR needs no minimum, IA at 30, 30 days in IA.
+        check(rule(vec![to("STANDARD_IA", 30), to("GLACIER_IR", 60)])).unwrap();
         check(rule(vec![to("GLACIER_IR", 0)])).unwrap();
     }
 
     #[test]
     fn the_coldest_due_stage_wins_and_classes_never_move_up() {
         let c = LifecycleConfig {
-            rules: vec![rule(vec![to("STANDARD_IA", 30), to("GLACIER_IR", 32)])],
+            rules: vec![rule(vec![to("STANDARD_IA", 30), to("GLACIER_IR", 60)])],
         };
         let tags = BTreeMap::new();
         let v = Current {
@@ -313,7 +383,8 @@ mod tests {
         let at = |now| c.transition_due(&v, "STANDARD", now, 1_000);
         assert_eq!(at(30_999), None);
         assert_eq!(at(31_000), Some("STANDARD_IA"));
-        assert_eq!(at(33_000), Some("GLACIER_IR"));
+        assert_eq!(at(60_999), Some("STANDARD_IA"));
+        assert_eq!(at(61_000), Some("GLACIER_IR"));
         assert_eq!(c.transition_due(&v, "STANDARD_IA", 31_000, 1_000), None);
         assert_eq!(c.transition_due(&v, "GLACIER_IR", 99_000, 1_000), None);
         // Small objects stay put unless the filter says otherwise.

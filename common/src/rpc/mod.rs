@@ -125,6 +125,11 @@ pub struct ShardReleaseBatch {
     /// shards of writes never committed, which no reader knows.
     #[serde(default)]
     pub hold: bool,
+    /// Keep them the data node's longest hold (`release_hold_max_ms`)
+    /// whether read or not: shards a transition replaced, whose readers
+    /// no gateway's read lease covers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hold_full: bool,
 }
 
 /// Largest [`ShardReleaseBatch`] a datad accepts.

@@ -406,3 +406,33 @@ fn transitions_replace_segments_by_compare_and_set_and_keep_the_version() {
         "{usage:?}"
     );
 }
+
+/// A commit naming a new segment the index already holds is refused: two
+/// references to one record would let releasing one free the other.
+#[test]
+fn a_transition_reusing_an_indexed_segment_id_is_refused() {
+    let (_dir, sm) = setup();
+    let mut b = Builder::default();
+    let mut ever = BTreeSet::new();
+    apply_checked(&sm, &b.build(&Op::Put { b: 0, k: 0 }), &mut ever);
+    apply_checked(&sm, &b.build(&Op::Put { b: 0, k: 1 }), &mut ever);
+    let other = sm.object("plain", "k2").unwrap().unwrap();
+    let mut cmd = b.build(&Op::Transition {
+        pick: 0,
+        relabel: false,
+    });
+    if let Command::TransitionVersion { segments, .. } = &mut cmd {
+        segments[0].1.id = other.segments[0].id;
+    }
+    let r = apply_checked(&sm, &cmd, &mut ever);
+    assert_eq!(
+        r.result,
+        CommandResult::Refused {
+            refusal: weft_common::rpc::Refusal::Stale
+        }
+    );
+    assert_eq!(
+        sm.object("plain", "k1").unwrap().unwrap().storage_class,
+        "STANDARD"
+    );
+}

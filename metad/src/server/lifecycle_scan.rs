@@ -210,6 +210,15 @@ async fn one_tick(s: &Arc<AppState>, pass: &mut Pass, day_ms: u64) -> Result<(),
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
         for (key, cmds) in planned {
+            // Moves are offered to the transition queue (deduplicated, no
+            // raft entry) and stay due until a data node commits them, so
+            // they neither spend the budget nor hold the cursor.
+            let (moves, cmds): (Vec<_>, Vec<_>) = cmds.into_iter().partition(|c| {
+                matches!(c, weft_common::rpc::Command::Lifecycle { step, .. } if step.is_transition())
+            });
+            for m in moves {
+                propose(s, m).await?;
+            }
             // The cursor moves past a key only once all its actions were
             // proposed: none is lost to the budget or a failed proposal.
             if cmds.len() > budget {

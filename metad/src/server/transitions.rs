@@ -100,9 +100,14 @@ impl Transitions {
         true
     }
 
-    /// Forgets everything: this voter stopped leading.
+    /// Forgets everything: this voter stopped leading. Task ids go on from
+    /// a random point, so a late outcome of a task from an earlier term
+    /// cannot settle a new task that happens to share its number.
     pub fn reset(&self) {
-        *self.lock() = Inner::default();
+        *self.lock() = Inner {
+            next_id: weft_common::effects::random::<u64>() >> 16,
+            ..Inner::default()
+        };
     }
 
     /// The counters, with the queue's and the running tasks' sizes.
@@ -204,7 +209,12 @@ pub(crate) async fn transition_poll(
     let rate = (config.rate_bytes_per_sec / 2 / busy).max(1 << 20);
     let mut tasks = vec![];
     let views = Arc::new(views);
-    for (id, q) in s.transitions.take(poll.free_slots.min(TASKS_PER_POLL)) {
+    // One at a time: a move taken from the queue is always settled or
+    // started, whatever fails after it was taken.
+    for _ in 0..poll.free_slots.min(TASKS_PER_POLL) {
+        let Some((id, q)) = s.transitions.take(1).pop() else {
+            break;
+        };
         let (sm, v, q2) = (s.sm.clone(), views.clone(), q.clone());
         let planned = weft_common::effects::spawn_blocking(move || {
             crate::transition::plan(
@@ -219,7 +229,8 @@ pub(crate) async fn transition_poll(
             )
         })
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
         match planned {
             Ok(Planned::Task(task)) => {
                 // Twice the time the bytes take at this node's rate.
@@ -229,20 +240,25 @@ pub(crate) async fn transition_poll(
                 tasks.push(*task);
             }
             Ok(Planned::Relabel(cmd)) => {
-                let result = s.writes.write(super::audit::own_request(&s, *cmd)).await;
-                match result {
-                    Ok(CommandResult::Released { .. }) => {
-                        s.transitions.settle(&q, |st| st.relabeled += 1, None)
+                // Committed on its own task: a poll that times out must not
+                // leave the move neither settled nor queued.
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let result = s.writes.write(super::audit::own_request(&s, *cmd)).await;
+                    match result {
+                        Ok(CommandResult::Released { .. }) => {
+                            s.transitions.settle(&q, |st| st.relabeled += 1, None)
+                        }
+                        Ok(CommandResult::Refused {
+                            refusal: Refusal::Stale,
+                        }) => s.transitions.settle(&q, |st| st.superseded += 1, None),
+                        other => s.transitions.settle(
+                            &q,
+                            |st| st.failed += 1,
+                            Some(format!("relabel of {}/{}: {other:?}", q.bucket, q.key)),
+                        ),
                     }
-                    Ok(CommandResult::Refused {
-                        refusal: Refusal::Stale,
-                    }) => s.transitions.settle(&q, |st| st.superseded += 1, None),
-                    other => s.transitions.settle(
-                        &q,
-                        |st| st.failed += 1,
-                        Some(format!("relabel of {}/{}: {other:?}", q.bucket, q.key)),
-                    ),
-                }
+                });
             }
             Ok(Planned::Gone) => s.transitions.settle(&q, |st| st.superseded += 1, None),
             Ok(Planned::Unplaceable(why)) => s.transitions.settle(
