@@ -101,3 +101,55 @@ async fn preview_shows_due_actions_run_applies_them_and_status_counts_them() {
     assert!(!ok && format!("{out}{err}").contains("bucket plain has no lifecycle rules"));
     tc.shutdown().await;
 }
+
+/// The pass's position is replicated: a new leader resumes the pass the
+/// old one saved (same start time) rather than starting one of its own,
+/// which it would on real days only a quarter day later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_resumes_the_lifecycle_pass_its_predecessor_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = weft_cli::dev_cluster::DevClusterConfig::ephemeral(dir.path());
+    cfg.metad_voters = 3;
+    let mut c = weft_cli::dev_cluster::DevCluster::start(cfg)
+        .await
+        .expect("start a 3-voter cluster");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let started = loop {
+        let st = status_of(&c).await;
+        if st["passes"]["finished"].as_u64().unwrap_or(0) >= 1 {
+            break st["passes"]["started_ms"].as_u64().expect("a pass started");
+        }
+        assert!(Instant::now() < deadline, "no pass finished: {st}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Let the cursor of the finished pass reach every voter.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let leader = c.metad_leader().expect("a leader");
+    c.stop_metad(leader).await.unwrap();
+    c.wait_metad_leader(Duration::from_secs(15)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = status_of(&c).await;
+        if st["passes"]["finished"].as_u64().unwrap_or(0) >= 1 {
+            assert_eq!(
+                st["passes"]["started_ms"].as_u64(),
+                Some(started),
+                "the new leader started a pass of its own: {st}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new leader counts no pass: {st}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    c.start_metad(leader).await.unwrap();
+    c.shutdown().await;
+}
+
+async fn status_of(c: &weft_cli::dev_cluster::DevCluster) -> serde_json::Value {
+    let (ok, out, err) = support::weft_cli(c, &["lifecycle", "status", "--json"]).await;
+    assert!(ok, "{out}{err}");
+    serde_json::from_str(&out).expect("status JSON")
+}

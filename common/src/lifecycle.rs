@@ -322,6 +322,27 @@ impl Step {
     }
 }
 
+/// Where the leader's current lifecycle pass stands, replicated
+/// (`Command::SetLifecycleCursor`) so a new leader resumes the pass where
+/// the old one left it instead of reading every key again.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// When the pass began, ms since the epoch.
+    pub pass_started_ms: u64,
+    /// Last key fully handled, per bucket still being walked.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub keys: BTreeMap<String, String>,
+    /// Buckets whose walk this pass has finished.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub done: std::collections::BTreeSet<String>,
+    /// Last upload id handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<String>,
+    /// Whether the uploads' walk ended.
+    #[serde(default)]
+    pub uploads_done: bool,
+}
+
 /// Where the metad leader's lifecycle passes stand.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Passes {

@@ -667,6 +667,19 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
         .expect("encodes"),
     ));
     out.push((
+        "set_lifecycle_cursor",
+        serde_json::to_value(Command::SetLifecycleCursor {
+            cursor: weft_common::lifecycle::Cursor {
+                pass_started_ms: 1_764_460_800_000,
+                keys: [("photos".to_string(), "raw/a".to_string())].into(),
+                done: ["logs".to_string()].into(),
+                upload: None,
+                uploads_done: false,
+            },
+        })
+        .expect("encodes"),
+    ));
+    out.push((
         "lifecycle_transition_rules",
         serde_json::to_value(weft_common::lifecycle::LifecycleConfig {
             rules: vec![weft_common::lifecycle::Rule {
@@ -843,11 +856,12 @@ fn every_command_variant_has_a_golden_case() {
             Command::Lifecycle { .. } => "lifecycle",
             Command::SeedLifecycleDay { .. } => "seed_lifecycle_day",
             Command::TransitionVersion { .. } => "transition_version",
+            Command::SetLifecycleCursor { .. } => "set_lifecycle_cursor",
         }
     }
     // Every line that decodes as a command is named for its variant, and
     // the command lines cover every variant once.
-    const VARIANTS: usize = 35;
+    const VARIANTS: usize = 36;
     let mut seen = std::collections::BTreeSet::new();
     for (name, value) in examples() {
         if let Ok(c) = serde_json::from_value::<Command>(value) {

@@ -233,6 +233,13 @@ fn apply_keeping_references(tx: &WriteTransaction, cmd: &Command) -> Answer {
         Command::SetBucketLifecycle { bucket, config } => {
             update_bucket(tx, bucket, |b| b.lifecycle = config.clone())
         }
+        Command::SetLifecycleCursor { cursor } => {
+            tx.open_table(META)?.insert(
+                KEY_LIFECYCLE_CURSOR,
+                sealed::<&str, _>(KEY_LIFECYCLE_CURSOR, cursor).as_slice(),
+            )?;
+            Ok(CommandResult::Done)
+        }
         Command::SeedLifecycleDay { day_ms } => {
             let mut t = tx.open_table(META)?;
             if *day_ms > 0 && crate::lifecycle::day_ms(&t)?.is_none() {

@@ -245,6 +245,7 @@ fn describe(cmd: &Command) -> Option<(EventKind, &'static str, String)> {
         | C::DamageRepaired { .. }
         | C::Audit { .. }
         | C::AuditCheckpoint { .. }
+        | C::SetLifecycleCursor { .. }
         | C::Batch { .. }
         | C::Request { .. } => return None,
     })

@@ -4,9 +4,11 @@
 //! Work per tick is bounded ([`KEYS_PER_TICK`] keys read, each with its
 //! history; [`COMMANDS_PER_TICK`] commands proposed), so no tick reads a
 //! whole table; a pass over every bucket with rules costs O(keys +
-//! versions) reads spread over ticks, plus one raft entry per action. The
-//! cursor lives in the leader's memory: a new leader starts its pass from
-//! the first key (harmless: every command re-checks what it acts on).
+//! versions) reads spread over ticks, plus one raft entry per action and
+//! one per tick that moved the cursor: the cursor is replicated
+//! (`SetLifecycleCursor`), so a new leader resumes the pass where the old
+//! one left it (a step the old leader proposed after its last save is
+//! judged again; harmless, as every command re-checks what it acts on).
 //!
 //! Each action is a `Lifecycle` command naming one [`Step`]; apply plans
 //! the key again with the rules, the state and the cluster's day as they

@@ -391,6 +391,13 @@ impl StateMachine {
         crate::classes::read(&self.begin_read()?.open_table(META)?)
     }
 
+    /// Where the leader's lifecycle pass stood when last saved.
+    pub fn lifecycle_cursor(&self) -> Result<Option<weft_common::lifecycle::Cursor>, MetaError> {
+        self.begin_read()?
+            .open_table(META)?
+            .get_sealed(T_META, KEY_LIFECYCLE_CURSOR)
+    }
+
     /// The cluster's lifecycle day in ms, once its first leader set it.
     pub fn lifecycle_day_ms(&self) -> Result<Option<u64>, MetaError> {
         crate::lifecycle::day_ms(&self.begin_read()?.open_table(META)?)
@@ -558,6 +565,7 @@ impl StateMachine {
             KEY_AUDIT_CONFIG,
             KEY_STORAGE_CLASSES,
             KEY_LIFECYCLE_DAY,
+            KEY_LIFECYCLE_CURSOR,
         ] {
             if let Some(v) = tx.open_table(META)?.get(key)? {
                 crc = crc32c::crc32c_append(crc, v.value());

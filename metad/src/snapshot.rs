@@ -68,6 +68,9 @@ pub(crate) struct SnapshotDoc {
     /// The cluster's lifecycle day, once seeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) lifecycle_day_ms: Option<u64>,
+    /// Where the leader's lifecycle pass stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) lifecycle_cursor: Option<weft_common::lifecycle::Cursor>,
     /// Requests applied within the retention, so a retry that reaches a
     /// voter restored from this snapshot is still recognised.
     #[serde(default)]
@@ -276,6 +279,9 @@ pub(crate) fn dump(
     doc.upload_timers = tx.open_table(META)?.get_sealed(T_META, KEY_UPLOAD_TIMERS)?;
     doc.storage_classes = crate::classes::read(&tx.open_table(META)?)?;
     doc.lifecycle_day_ms = crate::lifecycle::day_ms(&tx.open_table(META)?)?;
+    doc.lifecycle_cursor = tx
+        .open_table(META)?
+        .get_sealed(T_META, KEY_LIFECYCLE_CURSOR)?;
     for it in tx.open_table(REQUESTS)?.iter()? {
         let (k, v) = it?;
         let id = weft_common::RequestId(u128::from_be_bytes(
@@ -415,6 +421,12 @@ pub(crate) fn load(db: &Database, doc: &SnapshotDoc, meta: &Meta) -> Result<(), 
         }
         if let Some(d) = &doc.lifecycle_day_ms {
             put(KEY_LIFECYCLE_DAY, sealed::<&str, _>(KEY_LIFECYCLE_DAY, d))?;
+        }
+        if let Some(c) = &doc.lifecycle_cursor {
+            put(
+                KEY_LIFECYCLE_CURSOR,
+                sealed::<&str, _>(KEY_LIFECYCLE_CURSOR, c),
+            )?;
         }
         if doc.request_clock > 0 {
             put(

@@ -319,6 +319,7 @@ pub fn adds_data(cmd: &Command) -> bool {
         | Command::SetUploadTimers { .. }
         | Command::SeedStorageClasses { .. }
         | Command::SeedLifecycleDay { .. }
+        | Command::SetLifecycleCursor { .. }
         | Command::Lifecycle { .. }
         | Command::TransitionVersion { .. }
         | Command::PutStorageClass { .. }

@@ -237,6 +237,12 @@ pub enum Command {
         /// Leader time the task was planned at, ms.
         at_ms: u64,
     },
+    /// Where the leader's lifecycle pass stands, saved after each tick
+    /// that moved it, so a new leader resumes the pass.
+    SetLifecycleCursor {
+        /// The cursor.
+        cursor: crate::lifecycle::Cursor,
+    },
     /// The length of a lifecycle day, set once by a new cluster's first
     /// leader from its config: every voter then judges rules by the same
     /// day, whatever its own config says.

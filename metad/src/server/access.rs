@@ -68,6 +68,7 @@ pub(crate) fn command_roles(cmd: &Command) -> &'static [Role] {
         Command::AuditCheckpoint { .. }
         | Command::SeedStorageClasses { .. }
         | Command::SeedLifecycleDay { .. }
+        | Command::SetLifecycleCursor { .. }
         | Command::Lifecycle { .. } => &[],
         // A repair's or a scrub's results: only data nodes do that work.
         Command::RegisterNode { .. }
@@ -114,6 +115,7 @@ pub(crate) fn leader_only(cmd: &Command) -> bool {
         Command::AuditCheckpoint { .. }
         | Command::SeedStorageClasses { .. }
         | Command::SeedLifecycleDay { .. }
+        | Command::SetLifecycleCursor { .. }
         | Command::Lifecycle { .. } => true,
         Command::Request { command, .. } => leader_only(command),
         Command::Batch { commands } => commands.iter().any(leader_only),

@@ -1,5 +1,7 @@
 //! The leader's lifecycle loop (see `crate::lifecycle`). A pass walks every
-//! bucket with rules and the uploads a bounded page per tick; ticks come
+//! bucket with rules and the uploads a bounded page per tick (the position
+//! is replicated after each tick that moved it, so a new leader resumes
+//! the pass); ticks come
 //! every second (or every quarter day, if shorter, at least 100 ms) while
 //! a pass has pages left, and a new pass starts a quarter day after the
 //! previous one began. So a rule fires within a quarter day (plus the pass)
@@ -46,6 +48,46 @@ struct Pass {
     ticks: usize,
 }
 
+impl Pass {
+    /// The replicated form of this pass.
+    fn cursor(&self) -> weft_common::lifecycle::Cursor {
+        let age = self.started.map_or(0, |t| t.elapsed().as_millis() as u64);
+        weft_common::lifecycle::Cursor {
+            pass_started_ms: crate::server::now_ms().saturating_sub(age),
+            keys: self.keys.clone(),
+            done: self.done.clone(),
+            upload: self.upload.clone(),
+            uploads_done: self.uploads_done,
+        }
+    }
+
+    /// A pass resumed from a saved cursor.
+    fn resumed(c: weft_common::lifecycle::Cursor) -> Pass {
+        let age = crate::server::now_ms().saturating_sub(c.pass_started_ms);
+        Pass {
+            keys: c.keys,
+            done: c.done,
+            upload: c.upload,
+            uploads_done: c.uploads_done,
+            started: Some(
+                Instant::now()
+                    .checked_sub(Duration::from_millis(age))
+                    .unwrap_or_else(Instant::now),
+            ),
+            counted: false,
+            ticks: 0,
+        }
+    }
+
+    /// Whether the position (not the tick count) differs.
+    fn moved_from(&self, c: &weft_common::lifecycle::Cursor) -> bool {
+        self.keys != c.keys
+            || self.done != c.done
+            || self.upload != c.upload
+            || self.uploads_done != c.uploads_done
+    }
+}
+
 /// `POST /v1/lifecycle/run`: start a pass now on the leader (as
 /// `radosgw-admin lc process`); the caller watches the preview empty.
 pub(crate) async fn run_now(
@@ -59,6 +101,8 @@ pub(crate) async fn run_now(
 pub(crate) async fn lifecycle_loop(s: Arc<AppState>, cancel: tokio_util::sync::CancellationToken) {
     let mut pass = Pass::default();
     let mut warned = false;
+    // The cursor last saved (or read at the start of this leadership).
+    let mut saved: Option<weft_common::lifecycle::Cursor> = None;
     loop {
         let day_ms = {
             let sm = s.sm.clone();
@@ -85,9 +129,22 @@ pub(crate) async fn lifecycle_loop(s: Arc<AppState>, cancel: tokio_util::sync::C
         if ensure_serving_leader(&s).is_err() {
             // A later leadership starts its pass afresh.
             pass = Pass::default();
+            saved = None;
             *s.lifecycle_passes.lock().expect("passes lock") = Default::default();
             s.transitions.reset();
             continue;
+        }
+        if pass.started.is_none() && !kicked {
+            // A new leadership: resume the pass the last leader saved.
+            let sm = s.sm.clone();
+            if let Ok(Ok(Some(c))) =
+                weft_common::effects::spawn_blocking(move || sm.lifecycle_cursor()).await
+            {
+                s.lifecycle_passes.lock().expect("passes lock").started_ms =
+                    Some(c.pass_started_ms);
+                pass = Pass::resumed(c.clone());
+                saved = Some(c);
+            }
         }
         let due = pass
             .started
@@ -113,6 +170,19 @@ pub(crate) async fn lifecycle_loop(s: Arc<AppState>, cancel: tokio_util::sync::C
         }
         if let Err(e) = one_tick(&s, &mut pass, day_ms).await {
             tracing::warn!(error = %e, "lifecycle scan tick failed; retrying next tick");
+        }
+        // Save the position when it moved: one raft entry per tick at most.
+        if saved.as_ref().is_none_or(|c| pass.moved_from(c)) {
+            let cursor = pass.cursor();
+            let cmd = weft_common::rpc::Command::SetLifecycleCursor {
+                cursor: cursor.clone(),
+            };
+            match s.writes.write(super::audit::own_request(&s, cmd)).await {
+                Ok(_) => saved = Some(cursor),
+                Err(e) => {
+                    tracing::debug!(error = ?e, "lifecycle cursor not saved; next tick tries again")
+                }
+            }
         }
     }
 }
