@@ -113,13 +113,42 @@ async fn a_new_leader_resumes_the_lifecycle_pass_its_predecessor_saved() {
     let mut c = weft_cli::dev_cluster::DevCluster::start(cfg)
         .await
         .expect("start a 3-voter cluster");
+    // A bucket with rules, walked by a pass started now.
+    let creds = c.credentials().clone();
+    let s3 = support::S3Client::new(
+        &c.s3_endpoint(),
+        &creds.access_key,
+        &creds.secret_key,
+        c.region(),
+    );
+    assert_eq!(s3.mb("lcy").await.status, 200);
+    let r = s3
+        .request(
+            "PUT",
+            "/lcy",
+            &[("lifecycle", "")],
+            &[],
+            RULES.as_bytes().to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    s3.must_put("lcy", "new/a", vec![1; 10]).await;
+    let before_run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let (ok, out, err) =
+        support::weft_cli(&c, &["lifecycle", "run", "lcy", "--timeout", "60"]).await;
+    assert!(ok, "{out}{err}");
     let deadline = Instant::now() + Duration::from_secs(60);
     let started = loop {
         let st = status_of(&c).await;
-        if st["passes"]["finished"].as_u64().unwrap_or(0) >= 1 {
-            break st["passes"]["started_ms"].as_u64().expect("a pass started");
+        let started = st["passes"]["started_ms"].as_u64().unwrap_or(0);
+        let finished = st["passes"]["finished_ms"].as_u64().unwrap_or(0);
+        if started >= before_run && finished >= started {
+            break started;
         }
-        assert!(Instant::now() < deadline, "no pass finished: {st}");
+        assert!(Instant::now() < deadline, "the pass did not finish: {st}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     // Let the cursor of the finished pass reach every voter.

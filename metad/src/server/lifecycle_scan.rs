@@ -79,12 +79,11 @@ impl Pass {
         }
     }
 
-    /// Whether the position (not the tick count) differs.
+    /// Whether the walk over buckets' keys moved: what is worth a raft
+    /// entry to resume (the uploads' walk is saved along, but a cluster
+    /// without lifecycle rules writes no cursor at all).
     fn moved_from(&self, c: &weft_common::lifecycle::Cursor) -> bool {
-        self.keys != c.keys
-            || self.done != c.done
-            || self.upload != c.upload
-            || self.uploads_done != c.uploads_done
+        self.keys != c.keys || self.done != c.done
     }
 }
 
@@ -172,7 +171,8 @@ pub(crate) async fn lifecycle_loop(s: Arc<AppState>, cancel: tokio_util::sync::C
             tracing::warn!(error = %e, "lifecycle scan tick failed; retrying next tick");
         }
         // Save the position when it moved: one raft entry per tick at most.
-        if saved.as_ref().is_none_or(|c| pass.moved_from(c)) {
+        let walked = !pass.keys.is_empty() || !pass.done.is_empty();
+        if saved.as_ref().map_or(walked, |c| pass.moved_from(c)) {
             let cursor = pass.cursor();
             let cmd = weft_common::rpc::Command::SetLifecycleCursor {
                 cursor: cursor.clone(),
