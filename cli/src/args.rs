@@ -580,7 +580,8 @@ pub enum ClassCmd {
         /// Copies of a small object.
         #[arg(long)]
         small_copies: Option<u8>,
-        /// Move existing data to the new definition (not built yet; refused).
+        /// Also move the data already in the class to the new definition
+        /// (re-encoded or re-placed by data nodes, as lifecycle transitions).
         #[arg(long)]
         migrate: bool,
     },

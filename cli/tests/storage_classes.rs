@@ -253,19 +253,6 @@ async fn each_class_places_shards_only_in_its_zones_and_the_cli_guards_the_defin
     assert!(!ok && out.contains("can be changed, not deleted"), "{out}");
     let (ok, out) = weft(&tc, &["class", "set", "GOLD", "--layout", "ec:4+2"]).await;
     assert!(!ok && out.contains("not an S3 storage class name"), "{out}");
-    let (ok, out) = weft(
-        &tc,
-        &[
-            "class",
-            "set",
-            "GLACIER_IR",
-            "--migrate",
-            "--layout",
-            "ec:4+2",
-        ],
-    )
-    .await;
-    assert!(!ok && out.contains("--migrate is not built yet"), "{out}");
 
     // A new class, written to, emptied and deleted.
     let (ok, out) = weft(
@@ -374,5 +361,83 @@ async fn repair_rebuilds_a_lost_cold_shard_inside_the_cold_zone() {
         zones(&now)
     );
     s3.must_get_equal("tiers", "cold", &body).await;
+    tc.shutdown().await;
+}
+
+/// `weft class set --migrate`: the data already in a changed class moves to
+/// the new definition (re-encoded onto the nodes it now selects), keeping
+/// its bytes, ETag and class; small objects kept as replicas stay; the
+/// class reports the migration until it is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_moves_the_data_already_in_a_changed_class_to_its_new_nodes() {
+    let tc = tiered(true).await;
+    let s3 = tc.root_client();
+    assert_eq!(s3.mb("tiers").await.status, 200);
+    wait_gateway_sees_cold_zone(&tc).await;
+    // STANDARD_IA lives on the hot zones here (there is no warm zone).
+    let body = data(21, BIG);
+    put_class(&tc, "ia", Some("STANDARD_IA"), body.clone()).await;
+    put_class(&tc, "ia-small", Some("STANDARD_IA"), data(22, 1000)).await;
+    let before = support::current_version(&tc, "tiers", "ia").await;
+    assert!(zones(&before).iter().all(|(z, _)| *z != "west"));
+    let small_before = support::current_version(&tc, "tiers", "ia-small").await;
+
+    let (ok, out) = weft(
+        &tc,
+        &[
+            "class",
+            "set",
+            "STANDARD_IA",
+            "--select",
+            "tier=cold",
+            "--spread",
+            "nodes",
+            "--migrate",
+        ],
+    )
+    .await;
+    assert!(ok && out.contains("being moved"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let after = loop {
+        let v = support::current_version(&tc, "tiers", "ia").await;
+        if v.segments[0].id != before.segments[0].id {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "STANDARD_IA data never moved");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(after.storage_class, "STANDARD_IA");
+    assert_eq!(after.etag, before.etag);
+    assert_eq!(after.version_id, before.version_id);
+    assert!(
+        zones(&after).iter().all(|(z, _)| *z == "west"),
+        "{:?}",
+        zones(&after)
+    );
+    s3.must_get_equal("tiers", "ia", &body).await;
+    let small = support::current_version(&tc, "tiers", "ia-small").await;
+    assert_eq!(
+        small.segments[0].id, small_before.segments[0].id,
+        "replicas stay"
+    );
+    // The walk that finds nothing left ends the migration.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ok, out) = weft(&tc, &["class", "list", "--json"]).await;
+        assert!(ok, "{out}");
+        let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let ia = list["classes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["class"]["name"] == "STANDARD_IA")
+            .cloned()
+            .unwrap();
+        if ia["migrating"] == false {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the migration never ended: {ia}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     tc.shutdown().await;
 }

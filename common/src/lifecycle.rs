@@ -300,6 +300,14 @@ pub enum Step {
         /// Where it goes.
         class: String,
     },
+    /// Re-place version `version_id` (current or not) under its class's
+    /// current definition (`weft class set --migrate`).
+    Migrate {
+        /// The version.
+        version_id: crate::VersionId,
+        /// Its class.
+        class: String,
+    },
     /// Move a noncurrent version to `class`.
     TransitionNoncurrent {
         /// S3 version id.
@@ -317,7 +325,9 @@ impl Step {
     pub fn is_transition(&self) -> bool {
         matches!(
             self,
-            Step::TransitionCurrent { .. } | Step::TransitionNoncurrent { .. }
+            Step::TransitionCurrent { .. }
+                | Step::TransitionNoncurrent { .. }
+                | Step::Migrate { .. }
         )
     }
 }

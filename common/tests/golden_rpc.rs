@@ -533,7 +533,11 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
     ));
     out.push((
         "put_storage_class",
-        serde_json::to_value(Command::PutStorageClass { class: glacier }).expect("encodes"),
+        serde_json::to_value(Command::PutStorageClass {
+            class: glacier,
+            migrate: false,
+        })
+        .expect("encodes"),
     ));
     out.push((
         "delete_storage_class",
@@ -630,6 +634,7 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
                     stored_bytes: 15 << 20,
                 },
             }],
+            migrating: vec![],
         })
         .expect("encodes"),
     ));
@@ -676,6 +681,16 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
                 upload: None,
                 uploads_done: false,
             },
+        })
+        .expect("encodes"),
+    ));
+    out.push((
+        "finish_class_migration",
+        serde_json::to_value(Command::FinishClassMigration {
+            class: weft_common::storage_class::default_classes()
+                .into_iter()
+                .find(|c| c.name == "GLACIER_IR")
+                .expect("a default class"),
         })
         .expect("encodes"),
     ));
@@ -857,11 +872,12 @@ fn every_command_variant_has_a_golden_case() {
             Command::SeedLifecycleDay { .. } => "seed_lifecycle_day",
             Command::TransitionVersion { .. } => "transition_version",
             Command::SetLifecycleCursor { .. } => "set_lifecycle_cursor",
+            Command::FinishClassMigration { .. } => "finish_class_migration",
         }
     }
     // Every line that decodes as a command is named for its variant, and
     // the command lines cover every variant once.
-    const VARIANTS: usize = 36;
+    const VARIANTS: usize = 37;
     let mut seen = std::collections::BTreeSet::new();
     for (name, value) in examples() {
         if let Ok(c) = serde_json::from_value::<Command>(value) {

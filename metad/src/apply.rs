@@ -311,7 +311,8 @@ fn apply_keeping_references(tx: &WriteTransaction, cmd: &Command) -> Answer {
             Ok(CommandResult::Done)
         }
         Command::SeedStorageClasses { classes } => crate::classes::seed(tx, classes),
-        Command::PutStorageClass { class } => crate::classes::put(tx, class),
+        Command::PutStorageClass { class, migrate } => crate::classes::put(tx, class, *migrate),
+        Command::FinishClassMigration { class } => crate::classes::finish(tx, class),
         Command::DeleteStorageClass { name } => crate::classes::delete(tx, name),
         Command::SetRepairConfig { config } => {
             tx.open_table(META)?.insert(
@@ -516,9 +517,9 @@ fn lifecycle_step(
         }
         Step::AbortUpload { upload_id } => abort_upload(tx, upload_id),
         // Moves are committed by `TransitionVersion` once the bytes moved.
-        Step::TransitionCurrent { .. } | Step::TransitionNoncurrent { .. } => {
-            refused(Refusal::Stale)
-        }
+        Step::TransitionCurrent { .. }
+        | Step::TransitionNoncurrent { .. }
+        | Step::Migrate { .. } => refused(Refusal::Stale),
     }
 }
 

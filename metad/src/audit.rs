@@ -159,7 +159,20 @@ fn describe(cmd: &Command) -> Option<(EventKind, &'static str, String)> {
                 .collect::<Vec<_>>()
                 .join(", "),
         ),
-        C::PutStorageClass { class } => (admin, "put_storage_class", json(class)),
+        C::PutStorageClass { class, migrate } => (
+            admin,
+            "put_storage_class",
+            if *migrate {
+                format!("{} (migrating data)", json(class))
+            } else {
+                json(class)
+            },
+        ),
+        C::FinishClassMigration { class } => (
+            admin,
+            "finish_class_migration",
+            format!("{} now holds only data that fits it", class.name),
+        ),
         C::DeleteStorageClass { name } => (admin, "delete_storage_class", format!("class {name}")),
         C::SetAuditConfig { data_plane } => (
             admin,

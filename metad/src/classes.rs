@@ -17,8 +17,49 @@ use weft_common::storage_class::{self, ClassUsage, StorageClass, DEFAULT_CLASS};
 use crate::envelope::{item, sealed, SealedRead};
 use crate::error::MetaError;
 use crate::tables::{
-    CLASS_USAGE, KEY_STORAGE_CLASSES, META, SEGMENTS, T_CLASS_USAGE, T_META, T_SEGMENTS,
+    CLASS_USAGE, KEY_CLASS_MIGRATIONS, KEY_STORAGE_CLASSES, META, SEGMENTS, T_CLASS_USAGE, T_META,
+    T_SEGMENTS,
 };
+
+/// Classes whose data is being moved to their current definition
+/// (`weft class set --migrate`), each with the definition it moves to.
+pub(crate) type Migrations = std::collections::BTreeMap<String, StorageClass>;
+
+/// The migrations in progress.
+pub(crate) fn migrations<T: ReadableTable<&'static str, &'static [u8]>>(
+    meta: &T,
+) -> Result<Migrations, MetaError> {
+    Ok(meta
+        .get_sealed(T_META, KEY_CLASS_MIGRATIONS)?
+        .unwrap_or_default())
+}
+
+fn write_migrations(tx: &WriteTransaction, m: &Migrations) -> Result<(), MetaError> {
+    let mut t = tx.open_table(META)?;
+    if m.is_empty() {
+        t.remove(KEY_CLASS_MIGRATIONS)?;
+    } else {
+        t.insert(
+            KEY_CLASS_MIGRATIONS,
+            sealed::<&str, _>(KEY_CLASS_MIGRATIONS, m).as_slice(),
+        )?;
+    }
+    Ok(())
+}
+
+/// `FinishClassMigration`: ends the migration to `class`, unless the class
+/// was changed (and is migrating to a newer definition) meanwhile.
+pub(crate) fn finish(
+    tx: &WriteTransaction,
+    class: &StorageClass,
+) -> Result<CommandResult, MetaError> {
+    let mut m = migrations(&tx.open_table(META)?)?;
+    if m.get(&class.name) == Some(class) {
+        m.remove(&class.name);
+        write_migrations(tx, &m)?;
+    }
+    Ok(CommandResult::Done)
+}
 
 /// The class list, if seeded.
 pub(crate) fn read<T: ReadableTable<&'static str, &'static [u8]>>(
@@ -138,7 +179,11 @@ pub(crate) fn seed(
 /// `PutStorageClass`: adds or replaces one class. Whether the cluster can
 /// place it is checked before proposing (it depends on nodes, which come
 /// and go); here only the definition, against the list it joins.
-pub(crate) fn put(tx: &WriteTransaction, class: &StorageClass) -> Result<CommandResult, MetaError> {
+pub(crate) fn put(
+    tx: &WriteTransaction,
+    class: &StorageClass,
+    migrate: bool,
+) -> Result<CommandResult, MetaError> {
     let Some(mut classes) = read(&tx.open_table(META)?)? else {
         return refusal("this cluster has no storage classes yet: its first leader seeds them just after it is elected; retry in a moment".into());
     };
@@ -150,6 +195,12 @@ pub(crate) fn put(tx: &WriteTransaction, class: &StorageClass) -> Result<Command
         return refusal(e.to_string());
     }
     write(tx, &classes)?;
+    // A migration under way goes on towards the newest definition.
+    let mut m = migrations(&tx.open_table(META)?)?;
+    if migrate || m.contains_key(&class.name) {
+        m.insert(class.name.clone(), class.clone());
+        write_migrations(tx, &m)?;
+    }
     Ok(CommandResult::Done)
 }
 
@@ -191,5 +242,9 @@ pub(crate) fn delete(tx: &WriteTransaction, name: &str) -> Result<CommandResult,
     }
     classes.retain(|c| c.name != name);
     write(tx, &classes)?;
+    let mut m = migrations(&tx.open_table(META)?)?;
+    if m.remove(name).is_some() {
+        write_migrations(tx, &m)?;
+    }
     Ok(CommandResult::Done)
 }

@@ -694,6 +694,7 @@ async fn start_on(
         cancel.clone(),
     ));
     tokio::spawn(crate::server::lifecycle_loop(state.clone(), cancel.clone()));
+    tokio::spawn(crate::server::migration_loop(state.clone(), cancel.clone()));
     tokio::spawn(crate::server::audit_reports(state.clone(), cancel.clone()));
     tokio::spawn(crate::space::run(space, cancel.clone()));
     tokio::spawn(crate::server::leadership_watch(

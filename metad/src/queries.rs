@@ -391,6 +391,16 @@ impl StateMachine {
         crate::classes::read(&self.begin_read()?.open_table(META)?)
     }
 
+    /// Classes being migrated, each with the definition it moves to.
+    pub fn class_migrations(
+        &self,
+    ) -> Result<
+        std::collections::BTreeMap<String, weft_common::storage_class::StorageClass>,
+        MetaError,
+    > {
+        crate::classes::migrations(&self.begin_read()?.open_table(META)?)
+    }
+
     /// Where the leader's lifecycle pass stood when last saved.
     pub fn lifecycle_cursor(&self) -> Result<Option<weft_common::lifecycle::Cursor>, MetaError> {
         self.begin_read()?
@@ -566,6 +576,7 @@ impl StateMachine {
             KEY_STORAGE_CLASSES,
             KEY_LIFECYCLE_DAY,
             KEY_LIFECYCLE_CURSOR,
+            KEY_CLASS_MIGRATIONS,
         ] {
             if let Some(v) = tx.open_table(META)?.get(key)? {
                 crc = crc32c::crc32c_append(crc, v.value());

@@ -29,6 +29,7 @@ mod leader_loops;
 mod lifecycle_scan;
 mod members;
 mod metrics;
+mod migrations;
 mod transitions;
 
 pub(crate) use audit::{audit_checkpoints, audit_reports};
@@ -36,6 +37,7 @@ pub(crate) use leader_loops::{leadership_watch, planner_loop};
 pub(crate) use lifecycle_scan::lifecycle_loop;
 pub use members::InitRequest;
 pub use metrics::Metrics;
+pub(crate) use migrations::migration_loop;
 pub use transitions::Transitions;
 
 /// What every handler shares.

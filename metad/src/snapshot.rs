@@ -71,6 +71,9 @@ pub(crate) struct SnapshotDoc {
     /// Where the leader's lifecycle pass stands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) lifecycle_cursor: Option<weft_common::lifecycle::Cursor>,
+    /// Class migrations in progress.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub(crate) class_migrations: crate::classes::Migrations,
     /// Requests applied within the retention, so a retry that reaches a
     /// voter restored from this snapshot is still recognised.
     #[serde(default)]
@@ -282,6 +285,7 @@ pub(crate) fn dump(
     doc.lifecycle_cursor = tx
         .open_table(META)?
         .get_sealed(T_META, KEY_LIFECYCLE_CURSOR)?;
+    doc.class_migrations = crate::classes::migrations(&tx.open_table(META)?)?;
     for it in tx.open_table(REQUESTS)?.iter()? {
         let (k, v) = it?;
         let id = weft_common::RequestId(u128::from_be_bytes(
@@ -421,6 +425,12 @@ pub(crate) fn load(db: &Database, doc: &SnapshotDoc, meta: &Meta) -> Result<(), 
         }
         if let Some(d) = &doc.lifecycle_day_ms {
             put(KEY_LIFECYCLE_DAY, sealed::<&str, _>(KEY_LIFECYCLE_DAY, d))?;
+        }
+        if !doc.class_migrations.is_empty() {
+            put(
+                KEY_CLASS_MIGRATIONS,
+                sealed::<&str, _>(KEY_CLASS_MIGRATIONS, &doc.class_migrations),
+            )?;
         }
         if let Some(c) = &doc.lifecycle_cursor {
             put(

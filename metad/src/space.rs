@@ -320,6 +320,7 @@ pub fn adds_data(cmd: &Command) -> bool {
         | Command::SeedStorageClasses { .. }
         | Command::SeedLifecycleDay { .. }
         | Command::SetLifecycleCursor { .. }
+        | Command::FinishClassMigration { .. }
         | Command::Lifecycle { .. }
         | Command::TransitionVersion { .. }
         | Command::PutStorageClass { .. }

@@ -68,6 +68,8 @@ pub(crate) const KEY_UPLOAD_TIMERS: &str = "upload_timers";
 pub(crate) const KEY_STORAGE_CLASSES: &str = "storage_classes";
 /// The cluster's lifecycle day in ms (`Command::SeedLifecycleDay`).
 pub(crate) const KEY_LIFECYCLE_DAY: &str = "lifecycle_day_ms";
+/// Classes being migrated to their current definition, with it.
+pub(crate) const KEY_CLASS_MIGRATIONS: &str = "class_migrations";
 /// Where the leader's lifecycle pass stands (`Command::SetLifecycleCursor`).
 pub(crate) const KEY_LIFECYCLE_CURSOR: &str = "lifecycle_cursor";
 /// Set once the class-usage table counts every indexed segment.

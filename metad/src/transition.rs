@@ -62,6 +62,7 @@ fn version_of(
         Step::TransitionNoncurrent { label, .. } => sm
             .object_version(bucket, key, label)?
             .and_then(|r| r.version),
+        Step::Migrate { version_id, .. } => sm.version_by_id(bucket, key, *version_id)?,
         _ => None,
     })
 }
@@ -80,7 +81,9 @@ pub fn plan(
     mut random: impl FnMut() -> u128,
 ) -> Result<Planned, MetaError> {
     let to_class = match step {
-        Step::TransitionCurrent { class, .. } | Step::TransitionNoncurrent { class, .. } => class,
+        Step::TransitionCurrent { class, .. }
+        | Step::TransitionNoncurrent { class, .. }
+        | Step::Migrate { class, .. } => class,
         _ => return Ok(Planned::Gone),
     };
     let Some(v) = version_of(sm, bucket, key, step)? else {
@@ -260,6 +263,74 @@ fn shard_len(layout: Layout, len: u64) -> u64 {
 }
 
 impl StateMachine {
+    /// Version `id` of `bucket/key`, current or in its history, with
+    /// current placement overlaid.
+    pub fn version_by_id(
+        &self,
+        bucket: &str,
+        key: &str,
+        id: VersionId,
+    ) -> Result<Option<ObjectVersion>, MetaError> {
+        if let Some(v) = self.object(bucket, key)?.filter(|v| v.version_id == id) {
+            return Ok(Some(v));
+        }
+        let tx = self.begin_read()?;
+        let p = history_prefix(bucket, key);
+        let mut end = p.clone();
+        end.extend_from_slice(&[0xFF; 8]);
+        for it in tx
+            .open_table(VERSIONS)?
+            .range::<&[u8]>(p.as_slice()..=end.as_slice())?
+        {
+            let (k, v) = it?;
+            if k.value().len() != p.len() + 8 {
+                continue;
+            }
+            let r: weft_common::manifest::VersionRecord =
+                crate::envelope::item(T_VERSIONS, &k, &v)?;
+            if let Some(mut found) = r.version.filter(|v| v.version_id == id) {
+                crate::segment_index::overlay(&tx.open_table(SEGMENTS)?, &mut found.segments)?;
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The version of `bucket/key` (current or in its history) whose
+    /// manifest names segment `seg`.
+    pub fn version_holding(
+        &self,
+        bucket: &str,
+        key: &str,
+        seg: SegmentId,
+    ) -> Result<Option<VersionId>, MetaError> {
+        let tx = self.begin_read()?;
+        let current: Option<ObjectVersion> = tx
+            .open_table(OBJECTS)?
+            .get_sealed(T_OBJECTS, object_key(bucket, key).as_slice())?;
+        if let Some(v) = current.filter(|v| v.segments.iter().any(|s| s.id == seg)) {
+            return Ok(Some(v.version_id));
+        }
+        let p = history_prefix(bucket, key);
+        let mut end = p.clone();
+        end.extend_from_slice(&[0xFF; 8]);
+        for it in tx
+            .open_table(VERSIONS)?
+            .range::<&[u8]>(p.as_slice()..=end.as_slice())?
+        {
+            let (k, v) = it?;
+            if k.value().len() != p.len() + 8 {
+                continue;
+            }
+            let r: weft_common::manifest::VersionRecord =
+                crate::envelope::item(T_VERSIONS, &k, &v)?;
+            if let Some(v) = r.version.filter(|v| v.segments.iter().any(|s| s.id == seg)) {
+                return Ok(Some(v.version_id));
+            }
+        }
+        Ok(None)
+    }
+
     /// The index records of `ids`, in order (`None` where unindexed).
     pub fn segment_records(
         &self,
@@ -298,7 +369,17 @@ pub(crate) fn apply(
             refusal: Refusal::NoSuchBucket,
         }));
     };
-    if let Some(step) = step {
+    let migrating = matches!(step, Some(Step::Migrate { .. }));
+    // A migration re-places a class's data under its own (newer)
+    // definition, while that migration lasts; a lifecycle move must still
+    // be due.
+    if migrating
+        && (from_class != to_class
+            || !crate::classes::migrations(&tx.open_table(META)?)?.contains_key(to_class))
+    {
+        return stale();
+    }
+    if let Some(step) = step.filter(|_| !migrating) {
         if !crate::lifecycle::still_due(tx, &info, key, step, at_ms)? {
             return stale();
         }
@@ -333,7 +414,7 @@ pub(crate) fn apply(
                 && new.len == s.len
                 && (new.id != s.id || new.layout == s.layout)
         });
-    if !same || from_class == to_class {
+    if !same || (from_class == to_class && !migrating) {
         return stale();
     }
     // New segments must be new: an id the index already holds (or one

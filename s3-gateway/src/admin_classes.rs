@@ -37,6 +37,10 @@ pub struct ClassView {
     pub bytes: u64,
     /// Bytes of shard files it holds.
     pub stored_bytes: u64,
+    /// Whether data written under an earlier definition is being moved to
+    /// this one (`weft class set --migrate`).
+    #[serde(default)]
+    pub migrating: bool,
 }
 
 /// Answer of `GET /v1/classes`.
@@ -82,8 +86,12 @@ async fn list(
     req: AdminRequest,
 ) -> Result<Json<ClassesReply>, AdminError> {
     check(&s, &req, b"").await?;
-    let (classes, usage) = match s.metad.query(&Query::StorageClasses).await? {
-        QueryResult::StorageClasses { classes, usage } => (classes, usage),
+    let (classes, usage, migrating) = match s.metad.query(&Query::StorageClasses).await? {
+        QueryResult::StorageClasses {
+            classes,
+            usage,
+            migrating,
+        } => (classes, usage, migrating),
         other => return Err(AdminError::unexpected(other)),
     };
     let nodes = nodes(&s).await?;
@@ -100,6 +108,7 @@ async fn list(
             }
             ClassView {
                 unplaceable: class.check_placeable(&known).err().map(|e| e.to_string()),
+                migrating: migrating.contains(&class.name),
                 class,
                 segments,
                 bytes,
@@ -128,12 +137,6 @@ async fn put(
             r.class.name
         )));
     }
-    if r.migrate {
-        return Err(AdminError(
-            StatusCode::NOT_IMPLEMENTED,
-            "--migrate is not built yet: it needs the transition engine (issue #14). A changed class applies to new writes; move existing objects with an in-place CopyObject".into(),
-        ));
-    }
     r.class.validate().map_err(|e| refused(e.to_string()))?;
     let nodes = nodes(&s).await?;
     r.class
@@ -143,6 +146,7 @@ async fn put(
         .metad
         .command(&Command::PutStorageClass {
             class: r.class.clone(),
+            migrate: r.migrate,
         })
         .await?
     {

@@ -47,7 +47,12 @@ pub async fn run(cmd: ClassCmd, a: AdminArgs) -> Result<()> {
                     human_bytes(v.stored_bytes),
                     v.unplaceable
                         .as_deref()
-                        .map_or("yes".to_string(), |w| format!("no: {w}")),
+                        .map_or("yes".to_string(), |w| format!("no: {w}"))
+                        + if v.migrating {
+                            " (migrating its data to this definition)"
+                        } else {
+                            ""
+                        },
                 );
             }
         }
@@ -116,10 +121,15 @@ pub async fn run(cmd: ClassCmd, a: AdminArgs) -> Result<()> {
                 return print_json(&set);
             }
             println!(
-                "storage class {} is {} spread over {}; new writes use it",
+                "storage class {} is {} spread over {}; {}",
                 set.name,
                 set.layout_text(),
-                set.spread.as_str()
+                set.spread.as_str(),
+                if migrate {
+                    "new writes use it, and the data already in the class is being moved to it (weft class list shows when that is done)"
+                } else {
+                    "new writes use it (--migrate moves the data already in it too)"
+                }
             );
         }
         ClassCmd::Delete { name } => {

@@ -20,6 +20,9 @@ fn describe(step: &Step) -> String {
         Step::TransitionNoncurrent { label, class, .. } => {
             format!("move noncurrent version {label} to {class}")
         }
+        Step::Migrate { version_id, class } => {
+            format!("re-place version {version_id} under {class}'s definition")
+        }
     }
 }
 

@@ -237,6 +237,13 @@ pub enum Command {
         /// Leader time the task was planned at, ms.
         at_ms: u64,
     },
+    /// A class migration (`weft class set --migrate`) is over: every
+    /// segment of the class fits `class`, its definition. Ends the
+    /// migration only if that is still the definition being migrated to.
+    FinishClassMigration {
+        /// The definition the walk found every segment fitting.
+        class: crate::storage_class::StorageClass,
+    },
     /// Where the leader's lifecycle pass stands, saved after each tick
     /// that moved it, so a new leader resumes the pass.
     SetLifecycleCursor {
@@ -261,6 +268,11 @@ pub enum Command {
     PutStorageClass {
         /// The class.
         class: crate::storage_class::StorageClass,
+        /// Also move the data already in the class to this definition
+        /// (the metad leader walks the segment index and re-places what
+        /// does not fit, as transitions do).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        migrate: bool,
     },
     /// Delete a storage class: refused for `STANDARD` and for a class that
     /// still holds segments.

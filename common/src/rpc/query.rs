@@ -342,6 +342,9 @@ pub enum QueryResult {
         classes: Vec<crate::storage_class::StorageClass>,
         /// Segments and bytes per class and bucket.
         usage: Vec<ClassUsageRow>,
+        /// Classes whose data is being moved to their current definition.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        migrating: Vec<String>,
     },
     /// For `LifecyclePreview`.
     LifecyclePreview {

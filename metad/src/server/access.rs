@@ -69,6 +69,7 @@ pub(crate) fn command_roles(cmd: &Command) -> &'static [Role] {
         | Command::SeedStorageClasses { .. }
         | Command::SeedLifecycleDay { .. }
         | Command::SetLifecycleCursor { .. }
+        | Command::FinishClassMigration { .. }
         | Command::Lifecycle { .. } => &[],
         // A repair's or a scrub's results: only data nodes do that work.
         Command::RegisterNode { .. }
@@ -116,6 +117,7 @@ pub(crate) fn leader_only(cmd: &Command) -> bool {
         | Command::SeedStorageClasses { .. }
         | Command::SeedLifecycleDay { .. }
         | Command::SetLifecycleCursor { .. }
+        | Command::FinishClassMigration { .. }
         | Command::Lifecycle { .. } => true,
         Command::Request { command, .. } => leader_only(command),
         Command::Batch { commands } => commands.iter().any(leader_only),

@@ -463,6 +463,7 @@ pub(super) async fn query(
                     Query::StorageClasses => QueryResult::StorageClasses {
                         classes: sm.storage_classes()?.unwrap_or_default(),
                         usage: sm.class_usage()?,
+                        migrating: sm.class_migrations()?.into_keys().collect(),
                     },
                     Query::AuditInfo => QueryResult::AuditInfo {
                         info: weft_common::audit::AuditInfo {

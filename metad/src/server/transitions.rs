@@ -50,6 +50,7 @@ impl Queued {
         let v = match &self.step {
             Step::TransitionCurrent { version_id, .. } => version_id.to_string(),
             Step::TransitionNoncurrent { label, .. } => label.clone(),
+            Step::Migrate { version_id, .. } => version_id.to_string(),
             other => format!("{other:?}"),
         };
         (self.bucket.clone(), self.key.clone(), v)
@@ -98,6 +99,18 @@ impl Transitions {
         }
         g.queue.push_back(q);
         true
+    }
+
+    /// Whether a move to (or within) `class` is queued or running.
+    pub fn has_class(&self, class: &str) -> bool {
+        let of = |q: &Queued| match &q.step {
+            Step::TransitionCurrent { class: c, .. }
+            | Step::TransitionNoncurrent { class: c, .. }
+            | Step::Migrate { class: c, .. } => c == class,
+            _ => false,
+        };
+        let g = self.lock();
+        g.queue.iter().any(of) || g.running.values().any(|r| of(&r.queued))
     }
 
     /// Forgets everything: this voter stopped leading. Task ids go on from
@@ -205,13 +218,20 @@ pub(crate) async fn transition_poll(
     // Transitions get half the repair rate, shared by the data nodes
     // running one (each node runs one at a time; a node learns its share
     // again at every poll).
-    let busy = (s.transitions.stats().0.running + 1).min(views.len().max(1) as u64);
-    let rate = (config.rate_bytes_per_sec / 2 / busy).max(1 << 20);
+    // At most as many moves at once as leave each 6 MiB/s (1 MiB/s per
+    // shard stream of a 4+2 segment: what a shard PUT's deadline needs).
+    let budget = config.rate_bytes_per_sec / 2;
+    let cap = (budget / (6 << 20)).max(1);
+    let running = s.transitions.stats().0.running;
+    let busy = (running + 1).min(cap);
+    let rate = (budget / busy).max(1 << 20);
+    let slots =
+        u64::from(poll.free_slots.min(TASKS_PER_POLL)).min(cap.saturating_sub(running)) as u32;
     let mut tasks = vec![];
     let views = Arc::new(views);
     // One at a time: a move taken from the queue is always settled or
     // started, whatever fails after it was taken.
-    for _ in 0..poll.free_slots.min(TASKS_PER_POLL) {
+    for _ in 0..slots {
         let Some((id, q)) = s.transitions.take(1).pop() else {
             break;
         };
