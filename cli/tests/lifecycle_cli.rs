@@ -102,11 +102,11 @@ async fn preview_shows_due_actions_run_applies_them_and_status_counts_them() {
     tc.shutdown().await;
 }
 
-/// The pass's position is replicated: a new leader resumes the pass the
-/// old one saved (same start time) rather than starting one of its own,
-/// which it would on real days only a quarter day later.
+/// The pass's position is replicated: a new leader takes up the pass its
+/// predecessor saved (same start time) rather than starting one of its own
+/// (here the saved pass had finished, so it has nothing left to walk).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_leader_resumes_the_lifecycle_pass_its_predecessor_saved() {
+async fn a_new_leader_takes_up_the_lifecycle_pass_its_predecessor_saved() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = weft_cli::dev_cluster::DevClusterConfig::ephemeral(dir.path());
     cfg.metad_voters = 3;

@@ -370,7 +370,18 @@ async fn repair_rebuilds_a_lost_cold_shard_inside_the_cold_zone() {
 /// class reports the migration until it is over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_moves_the_data_already_in_a_changed_class_to_its_new_nodes() {
-    let tc = tiered(true).await;
+    let tc = TestCluster::start_with(|c| {
+        c.cold_nodes = COLD_NODES;
+        c.datad.repair_poll_ms = 100;
+        // A migration ends no sooner than an upload age after it began.
+        c.metad.upload_max_age_ms = 1_000;
+        c.metad.gc_grace_ms = 3_600_000;
+        c.datad.gc_interval_ms = 3_600_000;
+        // Replaced shards go two seconds after the move.
+        c.datad.release_quiet_ms = 500;
+        c.datad.release_hold_max_ms = 2_000;
+    })
+    .await;
     let s3 = tc.root_client();
     assert_eq!(s3.mb("tiers").await.status, 200);
     wait_gateway_sees_cold_zone(&tc).await;
@@ -397,6 +408,19 @@ async fn migrate_moves_the_data_already_in_a_changed_class_to_its_new_nodes() {
     )
     .await;
     assert!(ok && out.contains("being moved"), "{out}");
+    let migrating = |out: &str| {
+        let list: serde_json::Value = serde_json::from_str(out).unwrap();
+        list["classes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["class"]["name"] == "STANDARD_IA")
+            .cloned()
+            .unwrap()
+    };
+    let (ok, out) = weft(&tc, &["class", "list", "--json"]).await;
+    assert!(ok, "{out}");
+    assert_eq!(migrating(&out)["migrating"], true, "{out}");
     let deadline = Instant::now() + Duration::from_secs(60);
     let after = loop {
         let v = support::current_version(&tc, "tiers", "ia").await;
@@ -415,6 +439,25 @@ async fn migrate_moves_the_data_already_in_a_changed_class_to_its_new_nodes() {
         zones(&after)
     );
     s3.must_get_equal("tiers", "ia", &body).await;
+    // The replaced shards go once their hold is over.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (i, n) in before.segments[0].shards.iter().enumerate() {
+        let n = n.expect("written");
+        let store = tc.c().datad_store(n.0 as usize - 1).expect("running");
+        while store
+            .get_bytes(
+                before.segments[0].id,
+                weft_common::ShardIndex(i as u8),
+                0,
+                None,
+            )
+            .await
+            .is_ok()
+        {
+            assert!(Instant::now() < deadline, "old shard {i} still on node {n}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     let small = support::current_version(&tc, "tiers", "ia-small").await;
     assert_eq!(
         small.segments[0].id, small_before.segments[0].id,
@@ -425,14 +468,7 @@ async fn migrate_moves_the_data_already_in_a_changed_class_to_its_new_nodes() {
     loop {
         let (ok, out) = weft(&tc, &["class", "list", "--json"]).await;
         assert!(ok, "{out}");
-        let list: serde_json::Value = serde_json::from_str(&out).unwrap();
-        let ia = list["classes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["class"]["name"] == "STANDARD_IA")
-            .cloned()
-            .unwrap();
+        let ia = migrating(&out);
         if ia["migrating"] == false {
             break;
         }

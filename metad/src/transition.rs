@@ -89,6 +89,11 @@ pub fn plan(
     let Some(v) = version_of(sm, bucket, key, step)? else {
         return Ok(Planned::Gone);
     };
+    // A migration moves a version within its class; one that left it is
+    // not the migration's any more.
+    if matches!(step, Step::Migrate { .. }) && &v.storage_class != to_class {
+        return Ok(Planned::Gone);
+    }
     let Some(class) = sm
         .storage_classes()?
         .unwrap_or_default()
@@ -150,9 +155,14 @@ pub fn plan(
                 })
             })
             .collect();
-        if layout == s.layout && stays(&rec, &rule, &by_id, layout.width()) {
+        // Staying put keeps the segment's id, so its rule is the one the
+        // class resolves for that id (a one-zone class hashes it).
+        let kept = class.resolve(s.id, layout, &known).ok();
+        if let Some(kept) =
+            kept.filter(|k| layout == s.layout && stays(&rec, k, &by_id, layout.width()))
+        {
             let mut same = s.clone();
-            same.placement = Some(rule);
+            same.placement = Some(kept);
             moves.push(SegmentMove {
                 old: s.id,
                 old_layout: s.layout,
@@ -250,6 +260,62 @@ fn stays(
         .len();
     let cap = placement::zone_cap(width, zones);
     per_zone.values().all(|&n| n <= cap)
+}
+
+/// Whether a segment (`id`, `layout`, `len` bytes, written under
+/// `placement`) fits `class` as it resolves against `known` now: kept as
+/// replicas or small enough to be (transitions never re-encode those), or
+/// in the class's layout under the rule the class gives that id.
+pub(crate) fn segment_fits(
+    id: SegmentId,
+    layout: Layout,
+    len: u64,
+    placement: Option<&weft_common::storage_class::PlacementRule>,
+    class: &weft_common::storage_class::StorageClass,
+    known: &[KnownNode<'_>],
+) -> bool {
+    if matches!(layout, Layout::Replicated { .. }) || len <= class.small_object_bytes {
+        return true;
+    }
+    layout == class.layout
+        && class
+            .resolve(id, class.layout, known)
+            .is_ok_and(|rule| placement == Some(&rule))
+}
+
+/// Every segment of a move into a class being migrated fits the
+/// definition it migrates to, judged against the registered nodes (not
+/// removed) in this transaction: a move planned under an older definition
+/// is refused, so the migration's walk cannot be outrun by it.
+fn fits_migration(
+    tx: &WriteTransaction,
+    to_class: &str,
+    segments: &[(SegmentId, Segment)],
+) -> Result<bool, MetaError> {
+    let Some(def) = crate::classes::migrations(&tx.open_table(META)?)?.remove(to_class) else {
+        return Ok(true);
+    };
+    let admin = tx.open_table(NODE_ADMIN)?;
+    let mut nodes: Vec<weft_common::topology::NodeInfo> = vec![];
+    for it in tx.open_table(NODES)?.iter()? {
+        let (k, v) = it?;
+        let removed = admin
+            .get_sealed::<NodeAdmin>(T_NODE_ADMIN, k.value())?
+            .is_some_and(|a| a == NodeAdmin::Removed);
+        if !removed {
+            nodes.push(crate::envelope::item(T_NODES, &k, &v)?);
+        }
+    }
+    let known: Vec<KnownNode<'_>> = nodes
+        .iter()
+        .map(|n| KnownNode {
+            zone: &n.zone,
+            labels: &n.labels,
+        })
+        .collect();
+    Ok(segments
+        .iter()
+        .all(|(_, s)| segment_fits(s.id, s.layout, s.len, s.placement.as_ref(), &def, &known)))
 }
 
 fn shard_len(layout: Layout, len: u64) -> u64 {
@@ -417,6 +483,9 @@ pub(crate) fn apply(
     if !same || (from_class == to_class && !migrating) {
         return stale();
     }
+    if !fits_migration(tx, to_class, segments)? {
+        return stale();
+    }
     // New segments must be new: an id the index already holds (or one
     // named twice) would let two references share one record, and
     // releasing one would free the other's shards.
@@ -459,6 +528,12 @@ pub(crate) fn apply(
         )?;
     }
     if let Some((hk, r)) = in_history {
+        // Both copies name the same segments, or the history is not what
+        // the compare-and-set checked.
+        let ids = |v: &ObjectVersion| v.segments.iter().map(|s| s.id).collect::<Vec<_>>();
+        if r.version.as_ref().map(ids) != Some(ids(&v)) {
+            return stale();
+        }
         let mut r = r.clone();
         r.version = r.version.as_ref().map(move_copy);
         tx.open_table(VERSIONS)?.insert(

@@ -21,6 +21,22 @@ async fn an_installed_snapshot_has_the_digest_of_the_applied_log() {
         Command::SeedStorageClasses {
             classes: weft_common::storage_class::default_classes(),
         },
+        // A class migration in progress and a saved lifecycle cursor are
+        // replicated state too.
+        Command::PutStorageClass {
+            class: weft_common::storage_class::default_classes()
+                .into_iter()
+                .find(|c| c.name == "STANDARD_IA")
+                .unwrap(),
+            migrate: true,
+        },
+        Command::SetLifecycleCursor {
+            cursor: weft_common::lifecycle::Cursor {
+                pass_started_ms: 5,
+                keys: [("c".to_string(), "k3".to_string())].into(),
+                ..Default::default()
+            },
+        },
         create_bucket("b", "o"),
         create_bucket("c", "o"),
         Command::SetBucketLifecycle {

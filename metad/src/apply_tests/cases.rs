@@ -436,3 +436,81 @@ fn a_transition_reusing_an_indexed_segment_id_is_refused() {
         "STANDARD"
     );
 }
+
+/// A move within a class (`from == to`) commits only as a `Migrate` step
+/// while that class's migration lasts, and only under the definition it
+/// migrates to.
+#[test]
+fn a_migrate_commit_needs_its_migration() {
+    use weft_common::lifecycle::Step;
+    use weft_common::storage_class::default_classes;
+    let (_dir, sm) = setup();
+    let mut b = Builder::default();
+    let mut ever = BTreeSet::new();
+    sm.apply_for_test(&Command::SeedStorageClasses {
+        classes: default_classes(),
+    })
+    .unwrap();
+    apply_checked(&sm, &b.build(&Op::Put { b: 0, k: 0 }), &mut ever);
+    let v = sm.object("plain", "k1").unwrap().unwrap();
+    // Replicated test segments fit any definition; a relabel of them is
+    // what a migration commits for small objects.
+    let relabel =
+        |placement: weft_common::storage_class::PlacementRule| Command::TransitionVersion {
+            bucket: "plain".into(),
+            key: "k1".into(),
+            version_id: v.version_id,
+            from_class: "STANDARD".into(),
+            to_class: "STANDARD".into(),
+            segments: v
+                .segments
+                .iter()
+                .map(|s| {
+                    let mut n = s.clone();
+                    n.placement = Some(placement.clone());
+                    (s.id, n)
+                })
+                .collect(),
+            step: Some(Step::Migrate {
+                version_id: v.version_id,
+                class: "STANDARD".into(),
+            }),
+            at_ms: 1,
+        };
+    let rule = weft_common::storage_class::PlacementRule::default();
+    let stale = CommandResult::Refused {
+        refusal: weft_common::rpc::Refusal::Stale,
+    };
+    // No migration: refused.
+    assert_eq!(
+        apply_checked(&sm, &relabel(rule.clone()), &mut ever).result,
+        stale
+    );
+    let standard = default_classes()
+        .into_iter()
+        .find(|c| c.name == "STANDARD")
+        .unwrap();
+    sm.apply_for_test(&Command::PutStorageClass {
+        class: standard.clone(),
+        migrate: true,
+    })
+    .unwrap();
+    assert_eq!(sm.class_migrations().unwrap().len(), 1);
+    let cmd = relabel(rule.clone());
+    assert_eq!(
+        apply_checked(&sm, &cmd, &mut ever).result,
+        CommandResult::Released { segments: vec![] }
+    );
+    apply_again(&sm, &cmd, &mut ever);
+    // A finish naming another definition leaves the migration; the right
+    // one ends it, and a migrate commit is refused again.
+    let mut other = standard.clone();
+    other.small_object_copies = 2;
+    sm.apply_for_test(&Command::FinishClassMigration { class: other })
+        .unwrap();
+    assert_eq!(sm.class_migrations().unwrap().len(), 1);
+    sm.apply_for_test(&Command::FinishClassMigration { class: standard })
+        .unwrap();
+    assert!(sm.class_migrations().unwrap().is_empty());
+    assert_eq!(apply_checked(&sm, &relabel(rule), &mut ever).result, stale);
+}

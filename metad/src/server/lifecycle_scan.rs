@@ -41,6 +41,8 @@ struct Pass {
     upload: Option<String>,
     uploads_done: bool,
     started: Option<Instant>,
+    /// When it started, ms since the epoch (saved with the cursor as is).
+    started_ms: u64,
     /// Whether its end was counted in the shared progress.
     counted: bool,
     /// Ticks so far: where each tick starts among the buckets, so one
@@ -51,9 +53,8 @@ struct Pass {
 impl Pass {
     /// The replicated form of this pass.
     fn cursor(&self) -> weft_common::lifecycle::Cursor {
-        let age = self.started.map_or(0, |t| t.elapsed().as_millis() as u64);
         weft_common::lifecycle::Cursor {
-            pass_started_ms: crate::server::now_ms().saturating_sub(age),
+            pass_started_ms: self.started_ms,
             keys: self.keys.clone(),
             done: self.done.clone(),
             upload: self.upload.clone(),
@@ -74,6 +75,7 @@ impl Pass {
                     .checked_sub(Duration::from_millis(age))
                     .unwrap_or_else(Instant::now),
             ),
+            started_ms: c.pass_started_ms,
             counted: false,
             ticks: 0,
         }
@@ -83,7 +85,7 @@ impl Pass {
     /// entry to resume (the uploads' walk is saved along, but a cluster
     /// without lifecycle rules writes no cursor at all).
     fn moved_from(&self, c: &weft_common::lifecycle::Cursor) -> bool {
-        self.keys != c.keys || self.done != c.done
+        self.keys != c.keys || self.done != c.done || self.started_ms != c.pass_started_ms
     }
 }
 
@@ -149,13 +151,14 @@ pub(crate) async fn lifecycle_loop(s: Arc<AppState>, cancel: tokio_util::sync::C
             .started
             .is_none_or(|t| t.elapsed() >= pass_interval(day_ms));
         if kicked || (pass.counted && due) || pass.started.is_none() {
+            let now_ms = crate::server::now_ms();
             pass = Pass {
                 started: Some(Instant::now()),
+                started_ms: now_ms,
                 ticks: 0,
                 ..Pass::default()
             };
-            s.lifecycle_passes.lock().expect("passes lock").started_ms =
-                Some(crate::server::now_ms());
+            s.lifecycle_passes.lock().expect("passes lock").started_ms = Some(now_ms);
         } else if pass.counted {
             // Done; the next pass starts a quarter day after this one
             // began (rules added meanwhile wait for it, or for a kick).

@@ -8,17 +8,27 @@
 //! its moves queued or running, ends the migration
 //! (`FinishClassMigration`).
 //!
-//! A segment fits when it is kept as replicas (small objects stay, as for
-//! transitions), or its layout is the class's and its placement rule is
-//! the one the class resolves to for it now. The walk's cursor is the
-//! leader's memory: a new leader walks again from the first segment.
+//! A segment fits when it is kept as replicas or small enough to be (small
+//! objects stay, as for transitions), or its layout is the class's and its
+//! placement rule is the one the class resolves to for it now. The walk's
+//! cursor is the leader's memory: a new leader walks again from the first
+//! segment.
+//!
+//! A walk ends a migration only if the class's definition was the same
+//! over the whole walk, the walk began an upload age after this leader
+//! first saw that definition (so a PUT resolved under the old one has
+//! committed or failed before the walk can pass its segments), it found
+//! nothing unfit, and no move of the class is queued or running (relabels
+//! included). A move into the class planned under an older definition is
+//! refused at commit. A gateway whose class map is older than an upload
+//! age is the one gap left (docs/storage-classes.md).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 use weft_common::lifecycle::Step;
-use weft_common::profile::Layout;
 use weft_common::repair::SegmentRecord;
 use weft_common::rpc::Command;
 use weft_common::storage_class::{KnownNode, StorageClass};
@@ -26,6 +36,7 @@ use weft_common::topology::NodeAdmin;
 use weft_common::SegmentId;
 
 use super::{ensure_serving_leader, AppState};
+use crate::classes::Migrations;
 
 /// Segments read per tick.
 const SEGMENTS_PER_TICK: u32 = 1_000;
@@ -37,19 +48,40 @@ pub(crate) fn fits(
     class: &StorageClass,
     known: &[KnownNode<'_>],
 ) -> bool {
-    if matches!(rec.layout, Layout::Replicated { .. }) {
-        return true;
-    }
-    rec.layout == class.layout
-        && class
-            .resolve(id, class.layout, known)
-            .is_ok_and(|rule| rec.placement.as_ref() == Some(&rule))
+    crate::transition::segment_fits(
+        id,
+        rec.layout,
+        rec.len,
+        rec.placement.as_ref(),
+        class,
+        known,
+    )
 }
 
+/// The walk in progress.
+#[derive(Default)]
+struct Walk {
+    /// Resume after this segment; `None`: the next tick starts a walk.
+    after: Option<SegmentId>,
+    /// The definitions being migrated to when this walk began: only a
+    /// class whose definition stayed the same over the whole walk can be
+    /// found finished by it.
+    defs: Migrations,
+    /// Classes with a segment found not fitting in this walk.
+    unfit: BTreeSet<String>,
+    /// When this walk began.
+    began: Option<Instant>,
+}
+
+/// When this leader first saw each migration (with its definition): a walk
+/// counts for it only if it began an upload age plus a task lease later,
+/// so writes resolved under the old definition have committed (or failed)
+/// before the walk can pass them.
+type FirstSeen = BTreeMap<String, (StorageClass, Instant)>;
+
 pub(crate) async fn migration_loop(s: Arc<AppState>, cancel: tokio_util::sync::CancellationToken) {
-    let mut after: Option<SegmentId> = None;
-    // Classes with a segment found not fitting in the current walk.
-    let mut unfit: BTreeSet<String> = BTreeSet::new();
+    let mut walk = Walk::default();
+    let mut seen = FirstSeen::new();
     loop {
         tokio::select! {
             biased;
@@ -57,36 +89,41 @@ pub(crate) async fn migration_loop(s: Arc<AppState>, cancel: tokio_util::sync::C
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
         if ensure_serving_leader(&s).is_err() {
-            after = None;
-            unfit.clear();
+            walk = Walk::default();
+            seen.clear();
             continue;
         }
-        match tick(&s, &mut after, &mut unfit).await {
-            Ok(()) => {}
-            Err(e) => tracing::warn!(error = %e, "class migration tick failed; retrying"),
+        if let Err(e) = tick(&s, &mut walk, &mut seen).await {
+            tracing::warn!(error = %e, "class migration tick failed; retrying");
         }
     }
 }
 
-async fn tick(
-    s: &Arc<AppState>,
-    after: &mut Option<SegmentId>,
-    unfit: &mut BTreeSet<String>,
-) -> Result<(), String> {
+async fn tick(s: &Arc<AppState>, walk: &mut Walk, seen: &mut FirstSeen) -> Result<(), String> {
     let sm = s.sm.clone();
-    let migrations = weft_common::effects::spawn_blocking(move || sm.class_migrations())
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    let (migrations, timers) = weft_common::effects::spawn_blocking(move || {
+        Ok::<_, crate::error::MetaError>((sm.class_migrations()?, sm.upload_timers()?))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    seen.retain(|name, (def, _)| migrations.get(name) == Some(def));
+    for (name, def) in &migrations {
+        seen.entry(name.clone())
+            .or_insert_with(|| (def.clone(), Instant::now()));
+    }
     if migrations.is_empty() {
-        *after = None;
-        unfit.clear();
+        *walk = Walk::default();
         return Ok(());
+    }
+    if walk.after.is_none() && walk.began.is_none() {
+        walk.defs = migrations.clone();
+        walk.began = Some(Instant::now());
     }
     let views = super::api::node_views(s)
         .await
         .map_err(|_| "node views".to_string())?;
-    let (sm, from) = (s.sm.clone(), *after);
+    let (sm, from) = (s.sm.clone(), walk.after);
     let (page, more) =
         weft_common::effects::spawn_blocking(move || sm.segments_page(from, SEGMENTS_PER_TICK))
             .await
@@ -105,33 +142,41 @@ async fn tick(
         let Some(class) = migrations.get(&rec.class) else {
             continue;
         };
-        if fits(*id, rec, class, &known) {
-            continue;
+        if !fits(*id, rec, class, &known) {
+            offers.push((*id, rec.bucket.clone(), rec.key.clone(), rec.class.clone()));
         }
-        unfit.insert(rec.class.clone());
-        offers.push((*id, rec.bucket.clone(), rec.key.clone(), rec.class.clone()));
     }
-    *after = page.last().map(|(id, _)| *id);
+    walk.after = page.last().map(|(id, _)| *id);
     let now = crate::server::now_ms();
     for (id, bucket, key, class) in offers {
-        // The version holding it: current, or in the key's history (a
-        // part of an upload in progress has none yet; its completion is
-        // found by a later walk).
+        // The version holding it: current, or in the key's history. A part
+        // of an upload in progress has none yet; its completed object is
+        // judged by a later walk.
         let (sm, b, k) = (s.sm.clone(), bucket.clone(), key.clone());
         let holder = weft_common::effects::spawn_blocking(move || sm.version_holding(&b, &k, id))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
         if let Some(version_id) = holder {
+            walk.unfit.insert(class.clone());
             s.transitions
                 .offer(&bucket, &key, Step::Migrate { version_id, class }, now);
         }
     }
     if !more {
-        // A whole walk: a class with nothing unfit and no move pending is
-        // migrated.
+        // Moves planned under an older definition are refused at commit
+        // (`transition::fits_migration`); writes need the upload age.
+        let settle = Duration::from_millis(
+            timers.map_or(0, |t| t.timers.upload_max_age_ms.max(t.protect_age_ms)),
+        );
+        let began = walk.began.unwrap_or_else(Instant::now);
         for (name, def) in &migrations {
-            if unfit.contains(name) || s.transitions.has_class(name) {
+            let whole_walk = walk.defs.get(name) == Some(def);
+            let settled = seen
+                .get(name)
+                .is_some_and(|(d, at)| d == def && began >= *at + settle);
+            if !whole_walk || !settled || walk.unfit.contains(name) || s.transitions.has_class(name)
+            {
                 continue;
             }
             let cmd = Command::FinishClassMigration { class: def.clone() };
@@ -141,8 +186,7 @@ async fn tick(
                 tracing::info!(class = %name, "class migration finished");
             }
         }
-        *after = None;
-        unfit.clear();
+        *walk = Walk::default();
     }
     Ok(())
 }

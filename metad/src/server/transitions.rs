@@ -4,9 +4,11 @@
 //! with the next poll.
 //!
 //! The queue is the leader's memory, bounded at [`QUEUE_MAX`]: a new
-//! leader starts empty and its first lifecycle pass finds the same moves
-//! due again (nothing committed is lost, and a commit re-checks
-//! everything). A task handed out and not reported within its lease is
+//! leader starts empty, and its lifecycle passes find the same moves due
+//! again (nothing committed is lost, and a commit re-checks everything).
+//! As a new leader resumes its predecessor's pass (the cursor is
+//! replicated), moves offered before the cursor wait for the next pass, a
+//! quarter day at most; class migrations' walks start over at once. A task handed out and not reported within its lease is
 //! forgotten; if its worker still commits, the compare-and-set decides,
 //! and a later pass re-offers it otherwise. Planning happens when a task is
 //! handed out, so it sees the nodes and the placement as they are then.
@@ -74,9 +76,18 @@ struct Inner {
 }
 
 /// The queue and its counters.
-#[derive(Default)]
 pub struct Transitions {
     inner: Mutex<Inner>,
+}
+
+impl Default for Transitions {
+    fn default() -> Self {
+        let t = Transitions {
+            inner: Mutex::default(),
+        };
+        t.reset();
+        t
+    }
 }
 
 impl Transitions {
@@ -191,6 +202,18 @@ impl Transitions {
         );
     }
 
+    /// Settles a running task by id (a relabel committed by the leader).
+    fn settle_running(&self, id: u64, f: impl FnOnce(&mut TransitionStats), error: Option<String>) {
+        let mut g = self.lock();
+        if let Some(r) = g.running.remove(&id) {
+            g.known.remove(&r.queued.ident());
+        }
+        f(&mut g.stats);
+        if error.is_some() {
+            g.last_error = error;
+        }
+    }
+
     fn settle(&self, queued: &Queued, f: impl FnOnce(&mut TransitionStats), error: Option<String>) {
         let mut g = self.lock();
         g.known.remove(&queued.ident());
@@ -260,22 +283,26 @@ pub(crate) async fn transition_poll(
                 tasks.push(*task);
             }
             Ok(Planned::Relabel(cmd)) => {
-                // Committed on its own task: a poll that times out must not
-                // leave the move neither settled nor queued.
+                // Committed on its own task (a poll that times out must not
+                // leave the move neither settled nor queued), and running
+                // until it settles, so a class migration waits for it.
+                let what = format!("relabel of {}/{}", q.bucket, q.key);
+                s.transitions.start(id, q, poll.node, LEASE_MIN);
                 let s = s.clone();
                 tokio::spawn(async move {
                     let result = s.writes.write(super::audit::own_request(&s, *cmd)).await;
+                    let t = &s.transitions;
                     match result {
                         Ok(CommandResult::Released { .. }) => {
-                            s.transitions.settle(&q, |st| st.relabeled += 1, None)
+                            t.settle_running(id, |st| st.relabeled += 1, None)
                         }
                         Ok(CommandResult::Refused {
                             refusal: Refusal::Stale,
-                        }) => s.transitions.settle(&q, |st| st.superseded += 1, None),
-                        other => s.transitions.settle(
-                            &q,
+                        }) => t.settle_running(id, |st| st.superseded += 1, None),
+                        other => t.settle_running(
+                            id,
                             |st| st.failed += 1,
-                            Some(format!("relabel of {}/{}: {other:?}", q.bucket, q.key)),
+                            Some(format!("{what}: {other:?}")),
                         ),
                     }
                 });
