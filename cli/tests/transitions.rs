@@ -323,8 +323,8 @@ async fn reads_across_transitions_are_exact_and_overwrites_and_deletes_win() {
     let tc = cluster().await;
     let s3 = tc.root_client();
     // Transitions write at half the repair rate, at least 1 MiB/s per
-    // shard stream (6 MiB/s for 4+2): a 16 MiB object (24 MiB of shards)
-    // takes about four seconds to move, long enough to act while it moves.
+    // shard stream (6 MiB/s for 4+2): a 24 MiB object (36 MiB of shards)
+    // takes about six seconds to move, long enough to act while it moves.
     let (ok, out, err) =
         support::weft_cli(tc.c(), &["cluster", "repair", "--rate", "2MiB/s"]).await;
     assert!(ok, "{out}{err}");
@@ -339,7 +339,7 @@ async fn reads_across_transitions_are_exact_and_overwrites_and_deletes_win() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let body = data(10, 16 << 20);
+    let body = data(10, 24 << 20);
 
     // An overwrite while the first version moves: the new version is
     // current and STANDARD; the old one is noncurrent and moves later
@@ -348,7 +348,7 @@ async fn reads_across_transitions_are_exact_and_overwrites_and_deletes_win() {
     let first = support::current_version(&tc, "hot", "hot/over").await;
     put_rules(&tc, "hot", HOT).await;
     wait_running(&tc).await;
-    let newer = data(11, 16 << 20);
+    let newer = data(11, 24 << 20);
     s3.must_put("hot", "hot/over", newer.clone()).await;
     // The running move was of the version now noncurrent: its commit is
     // refused, nothing moved, and that version stays STANDARD until its
@@ -442,7 +442,7 @@ async fn reads_across_transitions_are_exact_and_overwrites_and_deletes_win() {
 
     // A delete while a transition runs: the key is gone, the move's
     // shards too.
-    s3.must_put("hot", "hot/gone", data(12, 16 << 20)).await;
+    s3.must_put("hot", "hot/gone", data(12, 24 << 20)).await;
     wait_running(&tc).await;
     assert_eq!(s3.delete("hot", "hot/gone").await.status, 204);
     assert_eq!(s3.get("hot", "hot/gone").await.status, 404);

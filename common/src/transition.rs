@@ -117,4 +117,7 @@ pub struct TransitionStats {
     pub failed: u64,
     /// Shard bytes written by committed tasks.
     pub bytes: u64,
+    /// Since when these count (the leader's election), ms since the epoch.
+    #[serde(default)]
+    pub since_ms: u64,
 }

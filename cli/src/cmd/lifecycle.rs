@@ -141,6 +141,17 @@ pub async fn run(cmd: LifecycleCmd, a: AdminArgs) -> Result<()> {
                 t.superseded,
                 t.failed
             );
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let secs = now_ms.saturating_sub(t.since_ms) as f64 / 1000.0;
+            if t.bytes > 0 && secs > 0.0 {
+                println!(
+                    "  {} moved since this leader was elected, {:.1} MiB/s on average",
+                    human_bytes(t.bytes),
+                    t.bytes as f64 / 1048576.0 / secs
+                );
+            }
             if let Some(e) = &st.transition_error {
                 println!("last transition failure: {e}");
             }

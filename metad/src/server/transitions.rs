@@ -130,6 +130,10 @@ impl Transitions {
     pub fn reset(&self) {
         *self.lock() = Inner {
             next_id: weft_common::effects::random::<u64>() >> 16,
+            stats: TransitionStats {
+                since_ms: crate::server::now_ms(),
+                ..TransitionStats::default()
+            },
             ..Inner::default()
         };
     }
