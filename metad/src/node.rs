@@ -92,6 +92,11 @@ pub struct MetadConfig {
     /// days of this length, so a "30-day" rule runs in seconds in tests
     /// and in `weft dev --lifecycle-day`. Every voter should have the same.
     pub lifecycle_day_secs: u64,
+    /// Largest distance, in seconds, between a time a gateway stamps into
+    /// a command (last-modified, an upload's start, a delete marker's
+    /// time) and the leader's clock (900, S3's limit): lifecycle rules
+    /// judge those times, so a command from a clock further off is refused.
+    pub clock_skew_max_secs: u64,
     /// Mutual TLS on raft and the API (`tls = { cert, key, ca }`, from
     /// `weft cert issue --role metad`). Without it the voter serves plain
     /// HTTP to anyone who reaches its port, which `weft metad` allows only
@@ -138,6 +143,7 @@ impl Default for MetadConfig {
             gc_grace_ms: UploadTimers::default().gc_grace_ms,
             storage_classes: weft_common::storage_class::default_classes(),
             lifecycle_day_secs: 86_400,
+            clock_skew_max_secs: 900,
             tls: None,
             insecure_internal: false,
             master_key_file: None,
@@ -170,6 +176,7 @@ impl MetadConfig {
         weft_common::storage_class::validate_all(&self.storage_classes)
             .map_err(|e| ConfigError::new("storage_classes", e.to_string()))?;
         config_check::positive("lifecycle_day_secs", self.lifecycle_day_secs, "86400")?;
+        config_check::positive("clock_skew_max_secs", self.clock_skew_max_secs, "900")?;
         config_check::positive("raft_heartbeat_ms", self.raft_heartbeat_ms, "100")?;
         for (name, v) in [
             ("state_cache_bytes", self.state_cache_bytes),
@@ -680,6 +687,7 @@ async fn start_on(
         upload_timers: cfg.upload_timers(),
         storage_classes: cfg.storage_classes.clone(),
         lifecycle_day_ms: cfg.lifecycle_day_secs.saturating_mul(1000),
+        clock_skew_max_ms: cfg.clock_skew_max_secs.saturating_mul(1000),
         lifecycle_passes: Default::default(),
         lifecycle_kick: Default::default(),
         transitions: Default::default(),

@@ -25,6 +25,7 @@ use crate::{Raft, RaftNodeId, TypeConfig};
 mod access;
 mod api;
 mod audit;
+mod clock;
 mod leader_loops;
 mod lifecycle_scan;
 mod members;
@@ -75,6 +76,9 @@ pub struct AppState {
     pub storage_classes: Vec<weft_common::storage_class::StorageClass>,
     /// Length of a lifecycle day in ms (`lifecycle_day_secs`).
     pub lifecycle_day_ms: u64,
+    /// Largest accepted clock distance of a stamped time, ms
+    /// (`clock_skew_max_secs`).
+    pub clock_skew_max_ms: u64,
     /// Where this voter's lifecycle passes stand (while it leads).
     pub lifecycle_passes: std::sync::Mutex<weft_common::lifecycle::Passes>,
     /// Wakes the lifecycle loop to start a pass now (`weft lifecycle run`).

@@ -15,6 +15,8 @@ async fn write_some(dir: &std::path::Path, n: u64) {
         insecure_internal: true,
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
+        // The writes here carry fixed times (1 s after the epoch, ...).
+        clock_skew_max_secs: u64::MAX / 1000,
         ..Default::default()
     };
     let h = weft_metad::start(cfg, cancel.clone()).await.unwrap();
@@ -36,6 +38,8 @@ async fn restart_and_check(dir: &std::path::Path, n: u64) -> Result<u64, String>
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
         bootstrap: false,
+        // The writes here carry fixed times (1 s after the epoch, ...).
+        clock_skew_max_secs: u64::MAX / 1000,
         ..Default::default()
     };
     let h = match weft_metad::start(cfg, cancel.clone()).await {

@@ -75,6 +75,16 @@ pub(super) async fn command(
                     why,
                 ));
             }
+            if let Err(why) =
+                super::clock::check(&command, crate::server::now_ms(), s.clock_skew_max_ms)
+            {
+                tracing::warn!(%why, "refused a command stamped by a skewed clock");
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    RpcErrorCode::BadRequest,
+                    why,
+                ));
+            }
             if let Err(why) = super::access::check_reports(&command, caller.as_ref()) {
                 s.audit.report(
                     weft_common::audit::EventKind::Denial,

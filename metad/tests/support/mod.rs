@@ -98,6 +98,8 @@ pub async fn start_voter(
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
         bootstrap,
+        // These tests write fixed times (1 s after the epoch and so on).
+        clock_skew_max_secs: u64::MAX / 1000,
         ..Default::default()
     };
     let h = weft_metad::start(cfg, cancel.clone()).await.unwrap();
