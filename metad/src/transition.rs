@@ -105,14 +105,7 @@ pub fn plan(
         )));
     };
     let by_id: std::collections::BTreeMap<_, _> = views.iter().map(|n| (n.info.id, n)).collect();
-    let known: Vec<KnownNode<'_>> = views
-        .iter()
-        .filter(|n| n.admin != NodeAdmin::Removed)
-        .map(|n| KnownNode {
-            zone: &n.info.zone,
-            labels: &n.info.labels,
-        })
-        .collect();
+    let known = known_nodes(views);
     let records = sm.segment_records(v.segments.iter().map(|s| s.id))?;
     let mut moves = vec![];
     let mut relabel_only = true;
@@ -262,6 +255,18 @@ fn stays(
     per_zone.values().all(|&n| n <= cap)
 }
 
+/// The nodes class resolution sees: every registered one not removed.
+pub(crate) fn known_nodes(views: &[NodeView]) -> Vec<KnownNode<'_>> {
+    views
+        .iter()
+        .filter(|n| n.admin != NodeAdmin::Removed)
+        .map(|n| KnownNode {
+            zone: &n.info.zone,
+            labels: &n.info.labels,
+        })
+        .collect()
+}
+
 /// Whether a segment (`id`, `layout`, `len` bytes, written under
 /// `placement`) fits `class` as it resolves against `known` now: kept as
 /// replicas or small enough to be (transitions never re-encode those), or
@@ -329,18 +334,21 @@ fn shard_len(layout: Layout, len: u64) -> u64 {
 }
 
 impl StateMachine {
-    /// Version `id` of `bucket/key`, current or in its history, with
-    /// current placement overlaid.
-    pub fn version_by_id(
+    /// The first version of `bucket/key`, the current one then its
+    /// history newest first, that `want` accepts, as written.
+    fn find_version(
         &self,
         bucket: &str,
         key: &str,
-        id: VersionId,
+        want: impl Fn(&ObjectVersion) -> bool,
     ) -> Result<Option<ObjectVersion>, MetaError> {
-        if let Some(v) = self.object(bucket, key)?.filter(|v| v.version_id == id) {
+        let tx = self.begin_read()?;
+        let current: Option<ObjectVersion> = tx
+            .open_table(OBJECTS)?
+            .get_sealed(T_OBJECTS, object_key(bucket, key).as_slice())?;
+        if let Some(v) = current.filter(&want) {
             return Ok(Some(v));
         }
-        let tx = self.begin_read()?;
         let p = history_prefix(bucket, key);
         let mut end = p.clone();
         end.extend_from_slice(&[0xFF; 8]);
@@ -349,17 +357,33 @@ impl StateMachine {
             .range::<&[u8]>(p.as_slice()..=end.as_slice())?
         {
             let (k, v) = it?;
+            // Only this key: the prefix then an 8-byte sequence.
             if k.value().len() != p.len() + 8 {
                 continue;
             }
             let r: weft_common::manifest::VersionRecord =
                 crate::envelope::item(T_VERSIONS, &k, &v)?;
-            if let Some(mut found) = r.version.filter(|v| v.version_id == id) {
-                crate::segment_index::overlay(&tx.open_table(SEGMENTS)?, &mut found.segments)?;
+            if let Some(found) = r.version.filter(&want) {
                 return Ok(Some(found));
             }
         }
         Ok(None)
+    }
+
+    /// Version `id` of `bucket/key`, current or in its history, with
+    /// current placement overlaid.
+    pub fn version_by_id(
+        &self,
+        bucket: &str,
+        key: &str,
+        id: VersionId,
+    ) -> Result<Option<ObjectVersion>, MetaError> {
+        let Some(mut v) = self.find_version(bucket, key, |v| v.version_id == id)? else {
+            return Ok(None);
+        };
+        let tx = self.begin_read()?;
+        crate::segment_index::overlay(&tx.open_table(SEGMENTS)?, &mut v.segments)?;
+        Ok(Some(v))
     }
 
     /// The version of `bucket/key` (current or in its history) whose
@@ -370,31 +394,9 @@ impl StateMachine {
         key: &str,
         seg: SegmentId,
     ) -> Result<Option<VersionId>, MetaError> {
-        let tx = self.begin_read()?;
-        let current: Option<ObjectVersion> = tx
-            .open_table(OBJECTS)?
-            .get_sealed(T_OBJECTS, object_key(bucket, key).as_slice())?;
-        if let Some(v) = current.filter(|v| v.segments.iter().any(|s| s.id == seg)) {
-            return Ok(Some(v.version_id));
-        }
-        let p = history_prefix(bucket, key);
-        let mut end = p.clone();
-        end.extend_from_slice(&[0xFF; 8]);
-        for it in tx
-            .open_table(VERSIONS)?
-            .range::<&[u8]>(p.as_slice()..=end.as_slice())?
-        {
-            let (k, v) = it?;
-            if k.value().len() != p.len() + 8 {
-                continue;
-            }
-            let r: weft_common::manifest::VersionRecord =
-                crate::envelope::item(T_VERSIONS, &k, &v)?;
-            if let Some(v) = r.version.filter(|v| v.segments.iter().any(|s| s.id == seg)) {
-                return Ok(Some(v.version_id));
-            }
-        }
-        Ok(None)
+        Ok(self
+            .find_version(bucket, key, |v| v.segments.iter().any(|s| s.id == seg))?
+            .map(|v| v.version_id))
     }
 
     /// The index records of `ids`, in order (`None` where unindexed).

@@ -32,7 +32,6 @@ use weft_common::lifecycle::Step;
 use weft_common::repair::SegmentRecord;
 use weft_common::rpc::Command;
 use weft_common::storage_class::{KnownNode, StorageClass};
-use weft_common::topology::NodeAdmin;
 use weft_common::SegmentId;
 
 use super::{ensure_serving_leader, AppState};
@@ -129,14 +128,7 @@ async fn tick(s: &Arc<AppState>, walk: &mut Walk, seen: &mut FirstSeen) -> Resul
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-    let known: Vec<KnownNode<'_>> = views
-        .iter()
-        .filter(|n| n.admin != NodeAdmin::Removed)
-        .map(|n| KnownNode {
-            zone: &n.info.zone,
-            labels: &n.info.labels,
-        })
-        .collect();
+    let known = crate::transition::known_nodes(&views);
     let mut offers = vec![];
     for (id, rec) in &page {
         let Some(class) = migrations.get(&rec.class) else {
