@@ -606,6 +606,23 @@ pub enum LifecycleCmd {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
+    /// Weft's rule beside the S3 XML: current versions of BUCKET not read
+    /// for N days move to CLASS (one way; replaces BUCKET's unread rules).
+    Set {
+        bucket: String,
+        /// Days without a read (a GET of the version).
+        #[arg(long, required_unless_present = "clear_unread", requires = "to")]
+        unread_days: Option<u32>,
+        /// The class they move to (further down S3's waterfall).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only keys under this prefix.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Remove BUCKET's unread rules instead.
+        #[arg(long, conflicts_with_all = ["unread_days", "to", "prefix"])]
+        clear_unread: bool,
+    },
     /// Each bucket with rules: its rules, actions due now, bytes per class;
     /// the leader's passes.
     Status {

@@ -422,6 +422,7 @@ fn metad_whose_raft_core_dies_of_emfile_exits_75_saying_to_restart_it() {
                     tags: Default::default(),
                     versioning: None,
                     lifecycle: None,
+                    tiering: None,
                 },
             }),
         };

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use thiserror::Error;
 
+pub mod tiering;
 mod transitions;
 pub use transitions::{class_rank, NoncurrentOf, TRANSITION_MIN_BYTES};
 
@@ -308,6 +309,16 @@ pub enum Step {
         /// Its class.
         class: String,
     },
+    /// Move an `INTELLIGENT_TIERING` version (current or not) from access
+    /// tier `from` to `to` (`None`: the frequent tier); it keeps its class.
+    Tier {
+        /// The version.
+        version_id: crate::VersionId,
+        /// Its tier now.
+        from: Option<tiering::AccessTier>,
+        /// Its tier after.
+        to: Option<tiering::AccessTier>,
+    },
     /// Move a noncurrent version to `class`.
     TransitionNoncurrent {
         /// S3 version id.
@@ -328,6 +339,7 @@ impl Step {
             Step::TransitionCurrent { .. }
                 | Step::TransitionNoncurrent { .. }
                 | Step::Migrate { .. }
+                | Step::Tier { .. }
         )
     }
 }

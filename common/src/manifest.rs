@@ -96,6 +96,22 @@ pub struct ObjectVersion {
     pub tags: BTreeMap<String, String>,
     /// Segments in object order.
     pub segments: Vec<Segment>,
+    /// The access tier an `INTELLIGENT_TIERING` version sits in, below
+    /// the frequent one (see [`crate::lifecycle::tiering`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<crate::lifecycle::tiering::AccessTier>,
+    /// The last read a gateway reported, ms (coarse: gateways send a read
+    /// of the same version at most once per fraction of a day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_access_ms: Option<u64>,
+}
+
+impl ObjectVersion {
+    /// When it was last written or read, ms: what idle time counts from.
+    pub fn touched_ms(&self) -> u64 {
+        self.last_access_ms
+            .map_or(self.last_modified_ms, |a| a.max(self.last_modified_ms))
+    }
 }
 
 /// A bucket.
@@ -117,6 +133,10 @@ pub struct BucketInfo {
     /// Lifecycle rules (`PutBucketLifecycleConfiguration`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle: Option<crate::lifecycle::LifecycleConfig>,
+    /// Tiering by access: Intelligent-Tiering configurations and unread
+    /// rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tiering: Option<crate::lifecycle::tiering::Tiering>,
 }
 
 /// One entry of an object's version history in a versioned bucket: a

@@ -273,7 +273,9 @@ fn sel(text: &str) -> Selector {
 /// `STANDARD` is EC 4+2 across the hot zones (zones not labelled
 /// `tier=cold`), as before classes were data. `STANDARD_IA` has the same
 /// zone-safe durability on `tier=warm` zones when they can hold it, else
-/// on the hot ones. `ONEZONE_IA` is EC 4+1 (1.25×) inside one zone, hot
+/// on the hot ones. `INTELLIGENT_TIERING` is placed as `STANDARD` in
+/// its frequent tier (its other tiers by `STANDARD_IA` and `GLACIER_IR`).
+/// `ONEZONE_IA` is EC 4+1 (1.25×) inside one zone, hot
 /// if one is big enough, else any: it survives a node, not a zone.
 /// `GLACIER_IR` is EC 4+2 over the nodes of the `tier=cold` zones; a
 /// bigger cold zone should widen it (`weft class set GLACIER_IR --layout
@@ -289,6 +291,14 @@ pub fn default_classes() -> Vec<StorageClass> {
     };
     vec![
         small("STANDARD", ec(4, 2), vec![sel("tier!=cold")], Spread::Zones),
+        // The frequent tier of Intelligent-Tiering; its lower tiers are
+        // placed by STANDARD_IA and GLACIER_IR.
+        small(
+            "INTELLIGENT_TIERING",
+            ec(4, 2),
+            vec![sel("tier!=cold")],
+            Spread::Zones,
+        ),
         small(
             "STANDARD_IA",
             ec(4, 2),
@@ -340,12 +350,6 @@ impl StorageClass {
                     "not an S3 storage class name; clients can only name {}",
                     S3_CLASS_NAMES.join(", ")
                 ),
-            ));
-        }
-        if name == "INTELLIGENT_TIERING" {
-            return Err(invalid(
-                name,
-                "access-frequency tiering is not built yet: a class of this name would never move data, so it cannot be defined",
             ));
         }
         self.layout
@@ -761,9 +765,6 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not an S3 storage class name"));
-        let mut c = class("STANDARD");
-        c.name = "INTELLIGENT_TIERING".into();
-        assert!(c.validate().is_err());
         let mut c = class("STANDARD");
         c.layout = ec(6, 0);
         assert!(c

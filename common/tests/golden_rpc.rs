@@ -69,6 +69,8 @@ fn version() -> ObjectVersion {
         part_sizes: vec![],
         tags: BTreeMap::from([("team".into(), "storage".into())]),
         segments: vec![segment()],
+        tier: None,
+        last_access_ms: None,
     }
 }
 
@@ -111,6 +113,7 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
                     tags: BTreeMap::new(),
                     versioning: Some("Enabled".into()),
                     lifecycle: None,
+                    tiering: None,
                 },
             },
         ),
@@ -575,6 +578,38 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
         .expect("encodes"),
     ));
     out.push((
+        "set_bucket_tiering",
+        serde_json::to_value(Command::SetBucketTiering {
+            bucket: "photos".into(),
+            change: weft_common::lifecycle::tiering::TieringChange::Config {
+                id: "archive".into(),
+                config: Some(weft_common::lifecycle::tiering::TieringConfig {
+                    id: "archive".into(),
+                    enabled: true,
+                    filter: weft_common::lifecycle::Filter {
+                        prefix: "raw/".into(),
+                        ..Default::default()
+                    },
+                    archive_days: Some(90),
+                    deep_archive_days: Some(180),
+                }),
+            },
+        })
+        .unwrap(),
+    ));
+    out.push((
+        "record_access",
+        serde_json::to_value(Command::RecordAccess {
+            reads: vec![weft_common::lifecycle::tiering::Read {
+                bucket: "photos".into(),
+                key: "cat.jpg".into(),
+                version_id: VersionId(0xfeed_beef),
+                at_ms: 1_764_460_800_000,
+            }],
+        })
+        .unwrap(),
+    ));
+    out.push((
         "set_bucket_lifecycle",
         serde_json::to_value(Command::SetBucketLifecycle {
             bucket: "photos".into(),
@@ -873,11 +908,13 @@ fn every_command_variant_has_a_golden_case() {
             Command::TransitionVersion { .. } => "transition_version",
             Command::SetLifecycleCursor { .. } => "set_lifecycle_cursor",
             Command::FinishClassMigration { .. } => "finish_class_migration",
+            Command::SetBucketTiering { .. } => "set_bucket_tiering",
+            Command::RecordAccess { .. } => "record_access",
         }
     }
     // Every line that decodes as a command is named for its variant, and
     // the command lines cover every variant once.
-    const VARIANTS: usize = 37;
+    const VARIANTS: usize = 39;
     let mut seen = std::collections::BTreeSet::new();
     for (name, value) in examples() {
         if let Ok(c) = serde_json::from_value::<Command>(value) {

@@ -233,6 +233,8 @@ fn apply_keeping_references(tx: &WriteTransaction, cmd: &Command) -> Answer {
         Command::SetBucketLifecycle { bucket, config } => {
             update_bucket(tx, bucket, |b| b.lifecycle = config.clone())
         }
+        Command::SetBucketTiering { bucket, change } => crate::tiering::set(tx, bucket, change),
+        Command::RecordAccess { reads } => crate::tiering::record(tx, reads),
         Command::SetLifecycleCursor { cursor } => {
             tx.open_table(META)?.insert(
                 KEY_LIFECYCLE_CURSOR,
@@ -519,7 +521,8 @@ fn lifecycle_step(
         // Moves are committed by `TransitionVersion` once the bytes moved.
         Step::TransitionCurrent { .. }
         | Step::TransitionNoncurrent { .. }
-        | Step::Migrate { .. } => refused(Refusal::Stale),
+        | Step::Migrate { .. }
+        | Step::Tier { .. } => refused(Refusal::Stale),
     }
 }
 

@@ -227,6 +227,8 @@ impl Builder {
             part_sizes: vec![],
             tags: Default::default(),
             segments,
+            tier: None,
+            last_access_ms: None,
         }
     }
 
@@ -404,6 +406,7 @@ impl Builder {
                     tags: Default::default(),
                     versioning: None,
                     lifecycle: None,
+                    tiering: None,
                 },
             },
             Op::DeleteBucket { b } => Command::DeleteBucket {
@@ -437,6 +440,7 @@ fn setup() -> (tempfile::TempDir, StateMachine) {
             tags: Default::default(),
             versioning: None,
             lifecycle: None,
+            tiering: None,
         };
         sm.apply_for_test(&Command::CreateBucket { bucket })
             .unwrap();

@@ -150,6 +150,19 @@ fn describe(cmd: &Command) -> Option<(EventKind, &'static str, String)> {
                 None => format!("bucket {bucket} (removed)"),
             },
         ),
+        C::SetBucketTiering { bucket, change } => (
+            admin,
+            "set_bucket_tiering",
+            match change {
+                weft_common::lifecycle::tiering::TieringChange::Config { id, config } => format!(
+                    "bucket {bucket} intelligent-tiering configuration {id} ({})",
+                    if config.is_some() { "set" } else { "removed" }
+                ),
+                weft_common::lifecycle::tiering::TieringChange::Unread { rules } => {
+                    format!("bucket {bucket} ({} unread rules)", rules.len())
+                }
+            },
+        ),
         C::SeedStorageClasses { classes } => (
             admin,
             "seed_storage_classes",
@@ -259,6 +272,7 @@ fn describe(cmd: &Command) -> Option<(EventKind, &'static str, String)> {
         | C::Audit { .. }
         | C::AuditCheckpoint { .. }
         | C::SetLifecycleCursor { .. }
+        | C::RecordAccess { .. }
         | C::Batch { .. }
         | C::Request { .. } => return None,
     })

@@ -39,6 +39,7 @@ fn bucket(name: &str) -> Command {
             tags: Default::default(),
             versioning: None,
             lifecycle: None,
+            tiering: None,
         },
     }
 }

@@ -17,8 +17,8 @@ use weft_common::storage_class::{self, ClassUsage, StorageClass, DEFAULT_CLASS};
 use crate::envelope::{item, sealed, SealedRead};
 use crate::error::MetaError;
 use crate::tables::{
-    CLASS_USAGE, KEY_CLASS_MIGRATIONS, KEY_STORAGE_CLASSES, META, SEGMENTS, T_CLASS_USAGE, T_META,
-    T_SEGMENTS,
+    BUCKETS, CLASS_USAGE, KEY_CLASS_MIGRATIONS, KEY_STORAGE_CLASSES, META, SEGMENTS, T_BUCKETS,
+    T_CLASS_USAGE, T_META, T_SEGMENTS,
 };
 
 /// Classes whose data is being moved to their current definition
@@ -122,6 +122,34 @@ pub(crate) fn recount(tx: &WriteTransaction) -> Result<(), MetaError> {
         count(tx, &r, 1)?;
     }
     Ok(())
+}
+
+impl crate::state_machine::StateMachine {
+    /// Whether `bucket` holds segments of `class`.
+    pub fn holds_class(&self, bucket: &str, class: &str) -> Result<bool, MetaError> {
+        let tx = self.begin_read()?;
+        let k = usage_key(class, bucket);
+        Ok(tx.open_table(CLASS_USAGE)?.get(k.as_str())?.is_some())
+    }
+
+    /// The buckets holding segments of `class`.
+    pub fn buckets_holding(
+        &self,
+        class: &str,
+    ) -> Result<std::collections::BTreeSet<String>, MetaError> {
+        let tx = self.begin_read()?;
+        let t = tx.open_table(CLASS_USAGE)?;
+        let lo = usage_key(class, "");
+        let hi = format!("{class}\u{1}");
+        let mut out = std::collections::BTreeSet::new();
+        for it in t.range(lo.as_str()..hi.as_str())? {
+            let (k, _) = it?;
+            if let Some((_, b)) = k.value().split_once('\0') {
+                out.insert(b.to_string());
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Usage by class, then by bucket.
@@ -238,6 +266,22 @@ pub(crate) fn delete(tx: &WriteTransaction, name: &str) -> Result<CommandResult,
         return refusal(format!(
             "storage class {name} holds {segments} segments of objects or uploads, in buckets {}; move them to another class (CopyObject with x-amz-storage-class) or delete them first",
             users.join(", ")
+        ));
+    }
+    // Unread rules that would move data into it.
+    let mut rulers = vec![];
+    for it in tx.open_table(BUCKETS)?.iter()? {
+        let (k, v) = it?;
+        let b: weft_common::manifest::BucketInfo = item(T_BUCKETS, &k, &v)?;
+        let t = b.tiering.unwrap_or_default();
+        if t.unread.iter().any(|r| r.class == name) {
+            rulers.push(b.name);
+        }
+    }
+    if !rulers.is_empty() {
+        return refusal(format!(
+            "storage class {name} is named by the tiering of buckets {}; remove those rules first (`weft lifecycle set BUCKET --clear-unread`)",
+            rulers.join(", ")
         ));
     }
     classes.retain(|c| c.name != name);

@@ -55,6 +55,7 @@ pub(crate) mod snapshot;
 pub mod space;
 pub mod state_machine;
 mod tables;
+mod tiering;
 pub mod transition;
 pub(crate) mod versioning;
 

@@ -18,6 +18,7 @@
 //! garbage collector.
 
 use std::collections::BTreeMap;
+use weft_common::lifecycle::tiering::{tier_due, unread_due, Accessed, Tiering, IT_CLASS};
 use weft_common::lifecycle::{Current, LifecycleConfig, NoncurrentOf, Step};
 use weft_common::manifest::{BucketInfo, ObjectVersion, Upload, VersionRecord};
 use weft_common::rpc::Command;
@@ -162,6 +163,7 @@ fn as_slice(b: &std::ops::Bound<Vec<u8>>) -> std::ops::Bound<&[u8]> {
 /// suspended bucket; apply ignores it in an unversioned one).
 pub fn plan_key(
     rules: &LifecycleConfig,
+    tiering: Option<&Tiering>,
     k: &KeyState,
     now_ms: u64,
     day_ms: u64,
@@ -182,6 +184,24 @@ pub fn plan_key(
             });
         } else if let Some(class) = movable(v)
             .then(|| rules.transition_due(&cur, &v.storage_class, now_ms, day_ms))
+            .flatten()
+        {
+            out.push(Step::TransitionCurrent {
+                version_id: v.version_id,
+                class: class.to_string(),
+            });
+        } else if let Some(step) = tier_step(tiering, &k.key, v, now_ms, day_ms) {
+            out.push(step);
+        } else if let Some(class) = movable(v)
+            .then(|| {
+                unread_due(
+                    tiering,
+                    &accessed(&k.key, v),
+                    &v.storage_class,
+                    now_ms,
+                    day_ms,
+                )
+            })
             .flatten()
         {
             out.push(Step::TransitionCurrent {
@@ -238,17 +258,60 @@ pub fn plan_key(
             (size, tags, since, class)
         })
         .collect();
+    let mut moving = vec![];
     for (i, class) in rules.noncurrent_transitions_due(&k.key, &classed, now_ms, day_ms) {
         if removed.contains(&i) || classed[i].3.is_empty() {
             continue;
         }
+        moving.push(i);
         out.push(Step::TransitionNoncurrent {
             label: older[i].version_id.clone(),
             modified_ms: older[i].last_modified_ms,
             class,
         });
     }
+    // Noncurrent Intelligent-Tiering versions tier by access too.
+    for (i, r) in older.iter().enumerate() {
+        if removed.contains(&i) || moving.contains(&i) {
+            continue;
+        }
+        if let Some(step) = r
+            .version
+            .as_ref()
+            .and_then(|v| tier_step(tiering, &k.key, v, now_ms, day_ms))
+        {
+            out.push(step);
+        }
+    }
     out
+}
+
+fn accessed<'a>(key: &'a str, v: &'a ObjectVersion) -> Accessed<'a> {
+    Accessed {
+        key,
+        size: v.size,
+        tags: &v.tags,
+        touched_ms: v.touched_ms(),
+    }
+}
+
+/// The access-tier move an `INTELLIGENT_TIERING` version is due, if any.
+fn tier_step(
+    tiering: Option<&Tiering>,
+    key: &str,
+    v: &ObjectVersion,
+    now_ms: u64,
+    day_ms: u64,
+) -> Option<Step> {
+    if v.storage_class != IT_CLASS || !movable(v) {
+        return None;
+    }
+    let to = tier_due(tiering, &accessed(key, v), now_ms, day_ms);
+    (to != v.tier).then_some(Step::Tier {
+        version_id: v.version_id,
+        from: v.tier,
+        to,
+    })
 }
 
 /// Whether a transition re-encodes `v`: some segment is erasure coded.
@@ -264,23 +327,30 @@ fn movable(v: &ObjectVersion) -> bool {
 /// The commands due now for `keys` of `bucket`, key by key.
 pub fn plan_keys(
     bucket: &BucketInfo,
-    rules: &LifecycleConfig,
     keys: &[KeyState],
     now_ms: u64,
     day_ms: u64,
     mut marker_id: impl FnMut() -> weft_common::VersionId,
 ) -> Vec<(String, Vec<Command>)> {
+    let rules = bucket.lifecycle.clone().unwrap_or_default();
     keys.iter()
         .map(|k| {
-            let cmds = plan_key(rules, k, now_ms, day_ms, marker_id())
-                .into_iter()
-                .map(|step| Command::Lifecycle {
-                    bucket: bucket.name.clone(),
-                    key: k.key.clone(),
-                    step,
-                    at_ms: now_ms,
-                })
-                .collect();
+            let cmds = plan_key(
+                &rules,
+                bucket.tiering.as_ref(),
+                k,
+                now_ms,
+                day_ms,
+                marker_id(),
+            )
+            .into_iter()
+            .map(|step| Command::Lifecycle {
+                bucket: bucket.name.clone(),
+                key: k.key.clone(),
+                step,
+                at_ms: now_ms,
+            })
+            .collect();
             (k.key.clone(), cmds)
         })
         .collect()
@@ -335,9 +405,10 @@ pub fn preview(
     let Some(info) = sm.bucket(bucket)? else {
         return Ok((vec![], 0, true, day));
     };
-    let Some(rules) = info.lifecycle.clone() else {
+    if info.lifecycle.is_none() && info.tiering.is_none() && !sm.holds_class(bucket, IT_CLASS)? {
         return Ok((vec![], 0, true, day));
-    };
+    }
+    let rules = info.lifecycle.clone().unwrap_or_default();
     let budget = max_keys.clamp(1, PREVIEW_KEYS_MAX) as usize;
     let mut actions = vec![];
     let mut judged = 0usize;
@@ -351,7 +422,14 @@ pub fn preview(
         )?;
         judged += keys.len();
         for k in &keys {
-            for step in plan_key(&rules, k, now_ms, day, weft_common::VersionId(0)) {
+            for step in plan_key(
+                &rules,
+                info.tiering.as_ref(),
+                k,
+                now_ms,
+                day,
+                weft_common::VersionId(0),
+            ) {
                 actions.push((k.key.clone(), step));
             }
         }
@@ -397,9 +475,7 @@ pub(crate) fn still_due(
     step: &Step,
     at_ms: u64,
 ) -> Result<bool, MetaError> {
-    let Some(rules) = &bucket.lifecycle else {
-        return Ok(false);
-    };
+    let rules = &bucket.lifecycle.clone().unwrap_or_default();
     let Some(day) = day_ms(&tx.open_table(META)?)? else {
         return Ok(false);
     };
@@ -429,7 +505,7 @@ pub(crate) fn still_due(
         Step::ExpireCurrent { marker_id, .. } => *marker_id,
         _ => weft_common::VersionId(0),
     };
-    Ok(plan_key(rules, &k, at_ms, day, marker).contains(step))
+    Ok(plan_key(rules, bucket.tiering.as_ref(), &k, at_ms, day, marker).contains(step))
 }
 
 #[cfg(test)]
@@ -454,6 +530,8 @@ mod tests {
             part_sizes: vec![],
             tags: Default::default(),
             segments: vec![],
+            tier: None,
+            last_access_ms: None,
         }
     }
 
@@ -467,6 +545,7 @@ mod tests {
             tags: Default::default(),
             versioning: None,
             lifecycle: None,
+            tiering: None,
         };
         sm.apply_for_test(&Command::CreateBucket {
             bucket: bucket.clone(),
@@ -542,7 +621,7 @@ mod tests {
         let bucket = sm.bucket("b").unwrap().unwrap();
         let plan = |now| -> Vec<Command> {
             let (keys, _) = sm.lifecycle_page("b", None, 10).unwrap();
-            plan_keys(&bucket, &rules, &keys, now, 1_000, || VersionId(77))
+            plan_keys(&bucket, &keys, now, 1_000, || VersionId(77))
                 .into_iter()
                 .flat_map(|(_, c)| c)
                 .collect()

@@ -28,6 +28,8 @@ fn version() -> ObjectVersion {
         part_sizes: vec![],
         tags: Default::default(),
         segments: vec![],
+        tier: None,
+        last_access_ms: None,
     }
 }
 
@@ -89,6 +91,7 @@ fn legacy_dir() -> tempfile::TempDir {
             tags: Default::default(),
             versioning: None,
             lifecycle: None,
+            tiering: None,
         };
         sm.apply_for_test(&Command::CreateBucket { bucket })
             .unwrap();

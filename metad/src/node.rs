@@ -92,6 +92,10 @@ pub struct MetadConfig {
     /// days of this length, so a "30-day" rule runs in seconds in tests
     /// and in `weft dev --lifecycle-day`. Every voter should have the same.
     pub lifecycle_day_secs: u64,
+    /// A lifecycle day shorter than a second, in ms, overriding
+    /// `lifecycle_day_secs` when not 0: for tests that walk an object
+    /// through Intelligent-Tiering's 30 and 90 days in seconds.
+    pub lifecycle_day_ms: u64,
     /// Largest distance, in seconds, between a time a gateway stamps into
     /// a command (last-modified, an upload's start, a delete marker's
     /// time) and the leader's clock (900, S3's limit): lifecycle rules
@@ -143,6 +147,7 @@ impl Default for MetadConfig {
             gc_grace_ms: UploadTimers::default().gc_grace_ms,
             storage_classes: weft_common::storage_class::default_classes(),
             lifecycle_day_secs: 86_400,
+            lifecycle_day_ms: 0,
             clock_skew_max_secs: 900,
             tls: None,
             insecure_internal: false,
@@ -154,6 +159,15 @@ impl Default for MetadConfig {
 }
 
 impl MetadConfig {
+    /// The lifecycle day this voter seeds a new cluster with, ms.
+    pub fn lifecycle_day(&self) -> u64 {
+        if self.lifecycle_day_ms != 0 {
+            self.lifecycle_day_ms
+        } else {
+            self.lifecycle_day_secs.saturating_mul(1000)
+        }
+    }
+
     /// The timers gateways and data nodes fetch from this voter.
     pub fn upload_timers(&self) -> UploadTimers {
         UploadTimers {
@@ -176,6 +190,12 @@ impl MetadConfig {
         weft_common::storage_class::validate_all(&self.storage_classes)
             .map_err(|e| ConfigError::new("storage_classes", e.to_string()))?;
         config_check::positive("lifecycle_day_secs", self.lifecycle_day_secs, "86400")?;
+        if self.lifecycle_day_ms != 0 && self.lifecycle_day_ms < 100 {
+            return Err(ConfigError::new(
+                "lifecycle_day_ms",
+                "a day shorter than 100 ms is shorter than the scan's shortest interval; use 100 or more, or 0 for lifecycle_day_secs",
+            ));
+        }
         config_check::positive("clock_skew_max_secs", self.clock_skew_max_secs, "900")?;
         config_check::positive("raft_heartbeat_ms", self.raft_heartbeat_ms, "100")?;
         for (name, v) in [
@@ -686,7 +706,7 @@ async fn start_on(
         fatal: fatal.clone(),
         upload_timers: cfg.upload_timers(),
         storage_classes: cfg.storage_classes.clone(),
-        lifecycle_day_ms: cfg.lifecycle_day_secs.saturating_mul(1000),
+        lifecycle_day_ms: cfg.lifecycle_day(),
         clock_skew_max_ms: cfg.clock_skew_max_secs.saturating_mul(1000),
         lifecycle_passes: Default::default(),
         lifecycle_kick: Default::default(),

@@ -301,7 +301,8 @@ pub fn adds_data(cmd: &Command) -> bool {
         | Command::CompleteUpload { .. }
         | Command::SetObjectTags { .. }
         | Command::SetBucketTags { .. }
-        | Command::SetBucketLifecycle { .. } => true,
+        | Command::SetBucketLifecycle { .. }
+        | Command::SetBucketTiering { .. } => true,
         Command::Request { command, .. } => adds_data(command),
         Command::Batch { commands } => commands.iter().any(adds_data),
         Command::DeleteBucket { .. }
@@ -322,6 +323,7 @@ pub fn adds_data(cmd: &Command) -> bool {
         | Command::SetLifecycleCursor { .. }
         | Command::FinishClassMigration { .. }
         | Command::Lifecycle { .. }
+        | Command::RecordAccess { .. }
         | Command::TransitionVersion { .. }
         | Command::PutStorageClass { .. }
         | Command::DeleteStorageClass { .. }

@@ -17,7 +17,7 @@
 //! never a mix: the commit is one raft entry.
 
 use redb::{ReadableTable, WriteTransaction};
-use weft_common::lifecycle::Step;
+use weft_common::lifecycle::{tiering, Step};
 use weft_common::manifest::{BucketInfo, ObjectVersion, Segment};
 use weft_common::placement::{self, Candidate};
 use weft_common::profile::Layout;
@@ -62,7 +62,9 @@ fn version_of(
         Step::TransitionNoncurrent { label, .. } => sm
             .object_version(bucket, key, label)?
             .and_then(|r| r.version),
-        Step::Migrate { version_id, .. } => sm.version_by_id(bucket, key, *version_id)?,
+        Step::Migrate { version_id, .. } | Step::Tier { version_id, .. } => {
+            sm.version_by_id(bucket, key, *version_id)?
+        }
         _ => None,
     })
 }
@@ -80,28 +82,34 @@ pub fn plan(
     task_id: u64,
     mut random: impl FnMut() -> u128,
 ) -> Result<Planned, MetaError> {
-    let to_class = match step {
+    let classes = sm.storage_classes()?.unwrap_or_default();
+    let defined = |name: &str| classes.iter().any(|c| c.name == name);
+    // The class the version reports after, and the one whose definition
+    // places it (an access tier's, for a tier move).
+    let (to_class, placed_by) = match step {
         Step::TransitionCurrent { class, .. }
         | Step::TransitionNoncurrent { class, .. }
-        | Step::Migrate { class, .. } => class,
+        | Step::Migrate { class, .. } => (class.as_str(), class.as_str()),
+        Step::Tier { to, .. } => (tiering::IT_CLASS, tiering::tier_class(*to, defined)),
         _ => return Ok(Planned::Gone),
     };
     let Some(v) = version_of(sm, bucket, key, step)? else {
         return Ok(Planned::Gone);
     };
-    // A migration moves a version within its class; one that left it is
-    // not the migration's any more.
-    if matches!(step, Step::Migrate { .. }) && &v.storage_class != to_class {
+    // A migration moves a version within its class (its frequent tier,
+    // for Intelligent-Tiering); one that left it is not the migration's
+    // any more. A tier move needs the tier the step found.
+    let gone = match step {
+        Step::Migrate { .. } => v.storage_class != to_class || v.tier.is_some(),
+        Step::Tier { from, .. } => v.storage_class != tiering::IT_CLASS || v.tier != *from,
+        _ => false,
+    };
+    if gone {
         return Ok(Planned::Gone);
     }
-    let Some(class) = sm
-        .storage_classes()?
-        .unwrap_or_default()
-        .into_iter()
-        .find(|c| &c.name == to_class)
-    else {
+    let Some(class) = classes.iter().find(|c| c.name == placed_by).cloned() else {
         return Ok(Planned::Unplaceable(format!(
-            "storage class {to_class} is not defined"
+            "storage class {placed_by} is not defined"
         )));
     };
     let by_id: std::collections::BTreeMap<_, _> = views.iter().map(|n| (n.info.id, n)).collect();
@@ -203,7 +211,7 @@ pub fn plan(
             key: key.to_string(),
             version_id: v.version_id,
             from_class: v.storage_class.clone(),
-            to_class: to_class.clone(),
+            to_class: to_class.to_string(),
             segments: moves.into_iter().map(|m| (m.old, m.new)).collect(),
             step,
             at_ms,
@@ -215,7 +223,7 @@ pub fn plan(
         key: key.to_string(),
         version_id: v.version_id,
         from_class: v.storage_class.clone(),
-        to_class: to_class.clone(),
+        to_class: to_class.to_string(),
         size: v.size,
         crc32c: v.crc32c,
         step,
@@ -387,16 +395,16 @@ impl StateMachine {
     }
 
     /// The version of `bucket/key` (current or in its history) whose
-    /// manifest names segment `seg`.
+    /// manifest names segment `seg`, with its access tier.
     pub fn version_holding(
         &self,
         bucket: &str,
         key: &str,
         seg: SegmentId,
-    ) -> Result<Option<VersionId>, MetaError> {
+    ) -> Result<Option<(VersionId, Option<tiering::AccessTier>)>, MetaError> {
         Ok(self
             .find_version(bucket, key, |v| v.segments.iter().any(|s| s.id == seg))?
-            .map(|v| v.version_id))
+            .map(|v| (v.version_id, v.tier)))
     }
 
     /// The index records of `ids`, in order (`None` where unindexed).
@@ -438,6 +446,18 @@ pub(crate) fn apply(
         }));
     };
     let migrating = matches!(step, Some(Step::Migrate { .. }));
+    // A tier move keeps the class and changes the tier, from the one it
+    // must still be in.
+    let (from_tier, to_tier) = match step {
+        Some(Step::Tier { from, to, .. }) => (*from, *to),
+        _ => (None, None),
+    };
+    let tiering = matches!(step, Some(Step::Tier { .. }));
+    if tiering
+        && (from_class != tiering::IT_CLASS || to_class != from_class || from_tier == to_tier)
+    {
+        return stale();
+    }
     // A migration re-places a class's data under its own (newer)
     // definition, while that migration lasts; a lifecycle move must still
     // be due.
@@ -475,6 +495,11 @@ pub(crate) fn apply(
     // order, each new one covering exactly its old one's bytes; a relabel
     // keeps its layout. Applied again, the segments or the class differ.
     let same = v.storage_class == from_class
+        && (if tiering {
+            v.tier == from_tier
+        } else {
+            !migrating || v.tier.is_none()
+        })
         && v.segments.len() == segments.len()
         && v.segments.iter().zip(segments).all(|(s, (old, new))| {
             s.id == *old
@@ -482,10 +507,16 @@ pub(crate) fn apply(
                 && new.len == s.len
                 && (new.id != s.id || new.layout == s.layout)
         });
-    if !same || (from_class == to_class && !migrating) {
+    if !same || (from_class == to_class && !migrating && !tiering) {
         return stale();
     }
-    if !fits_migration(tx, to_class, segments)? {
+    let placed_by = if to_class == tiering::IT_CLASS {
+        let classes = crate::classes::read(&tx.open_table(META)?)?.unwrap_or_default();
+        tiering::tier_class(to_tier, |n| classes.iter().any(|c| c.name == n))
+    } else {
+        to_class
+    };
+    if !fits_migration(tx, placed_by, segments)? {
         return stale();
     }
     // New segments must be new: an id the index already holds (or one
@@ -505,6 +536,12 @@ pub(crate) fn apply(
     let move_copy = |c: &ObjectVersion| {
         let mut m = c.clone();
         m.storage_class = to_class.to_string();
+        // Leaving Intelligent-Tiering leaves its tiers.
+        m.tier = if to_class == tiering::IT_CLASS {
+            to_tier
+        } else {
+            None
+        };
         m.segments = c
             .segments
             .iter()

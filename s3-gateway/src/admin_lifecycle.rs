@@ -5,11 +5,12 @@
 
 use axum::extract::{Path, Query as UrlQuery, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use weft_common::lifecycle::tiering::{Tiering, TieringChange, UnreadRule, IT_CLASS};
 use weft_common::lifecycle::{LifecycleConfig, Passes, Step};
-use weft_common::rpc::{ClassUsageRow, Query, QueryResult};
+use weft_common::rpc::{ClassUsageRow, Command, CommandResult, Query, QueryResult, Refusal};
 use weft_common::transition::TransitionStats;
 
 use crate::admin::{check, AdminError, AdminState};
@@ -24,6 +25,51 @@ pub(crate) fn routes() -> Router<AdminState> {
         .route("/v1/lifecycle/status", get(status))
         .route("/v1/lifecycle/run", post(run))
         .route("/v1/lifecycle/{bucket}/preview", get(preview))
+        .route("/v1/lifecycle/{bucket}/unread", put(set_unread))
+}
+
+/// Body of `PUT /v1/lifecycle/{bucket}/unread` (`weft lifecycle set`).
+#[derive(Deserialize, Serialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UnreadRequest {
+    /// The bucket's unread rules, replacing any it had (empty removes them).
+    pub rules: Vec<UnreadRule>,
+}
+
+/// Replaces a bucket's unread rules (Weft's extension beside the S3 rules:
+/// current versions not read for N days move to a class).
+async fn set_unread(
+    State(s): State<AdminState>,
+    Path(bucket): Path<String>,
+    req: AdminRequest,
+    body: axum::body::Bytes,
+) -> Result<Json<UnreadRequest>, AdminError> {
+    check(&s, &req, &body).await?;
+    let r: UnreadRequest = serde_json::from_slice(&body)
+        .map_err(|e| AdminError(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))?;
+    for rule in &r.rules {
+        rule.validate()
+            .map_err(|e| AdminError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    }
+    let cmd = Command::SetBucketTiering {
+        bucket: bucket.clone(),
+        change: TieringChange::Unread {
+            rules: r.rules.clone(),
+        },
+    };
+    match s.metad.command(&cmd).await? {
+        CommandResult::Done => Ok(Json(r)),
+        CommandResult::Refused {
+            refusal: Refusal::ClassRefused { message },
+        } => Err(AdminError(StatusCode::BAD_REQUEST, message)),
+        CommandResult::Refused {
+            refusal: Refusal::NoSuchBucket,
+        } => Err(AdminError(
+            StatusCode::NOT_FOUND,
+            format!("no bucket {bucket}"),
+        )),
+        other => Err(AdminError::unexpected(other)),
+    }
 }
 
 /// `?max_keys=N` of the preview.
@@ -65,6 +111,10 @@ pub struct BucketStatus {
     pub bucket: String,
     /// Its rules.
     pub rules: LifecycleConfig,
+    /// Its tiering by access (Intelligent-Tiering configurations, unread
+    /// rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tiering: Option<Tiering>,
     /// Actions due now among its first keys.
     pub pending: u64,
     /// Whether `pending` covers every key.
@@ -76,7 +126,7 @@ pub struct BucketStatus {
 /// Answer of the status.
 #[derive(Deserialize, Serialize, Debug)]
 pub struct Status {
-    /// Buckets with rules.
+    /// Buckets with rules, tiering, or Intelligent-Tiering data.
     pub buckets: Vec<BucketStatus>,
     /// Length of a lifecycle day, ms.
     pub day_ms: u64,
@@ -175,9 +225,13 @@ async fn status(
     let (mut day_ms, mut passes) = (0, Passes::default());
     let (mut transitions, mut transition_error) = (TransitionStats::default(), None);
     for b in buckets {
-        let Some(rules) = b.lifecycle else {
+        let tiered = usage
+            .iter()
+            .any(|u| u.bucket == b.name && u.class == IT_CLASS);
+        if b.lifecycle.is_none() && b.tiering.is_none() && !tiered {
             continue;
-        };
+        }
+        let rules = b.lifecycle.clone().unwrap_or_default();
         let p = preview_of(&s, &b.name, STATUS_KEYS).await?;
         (day_ms, passes) = (p.day_ms, p.passes);
         (transitions, transition_error) = (p.transitions, p.transition_error);
@@ -189,6 +243,7 @@ async fn status(
                 .collect(),
             bucket: b.name,
             rules,
+            tiering: b.tiering,
             pending: p.actions.len() as u64,
             complete: p.complete,
         });

@@ -26,6 +26,7 @@ pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod read_path;
+pub mod read_tracking;
 pub mod refusals;
 pub mod release;
 pub mod s3;
@@ -316,7 +317,10 @@ async fn start_on(
         put_stragglers: gw_metrics.put_stragglers.clone(),
     };
     let reader = ObjectReader::new(cluster.clone(), datad, codecs, metad.clone(), &gw_metrics);
+    let reads = read_tracking::ReadTracker::new(cluster.clone(), gw_metrics.reads.clone());
+    reads.spawn_flusher(metad.clone(), background.clone());
     let s3 = s3::WeftS3 {
+        reads,
         region: cfg.region.clone(),
         writer,
         reader,

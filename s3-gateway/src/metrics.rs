@@ -38,6 +38,8 @@ pub struct GatewayMetrics {
     pub put_stragglers: Counter,
     /// The shard release queues.
     pub release: crate::release::ReleaseMetrics,
+    /// Reads noted for tiering by access.
+    pub reads: crate::read_tracking::ReadTrackingMetrics,
 }
 
 impl Default for GatewayMetrics {
@@ -113,10 +115,32 @@ impl GatewayMetrics {
             "Reads holding a lease on the shards they read",
             release.leases.clone(),
         );
+        let reads = crate::read_tracking::ReadTrackingMetrics::default();
+        registry.register(
+            "tiering_reads_noted",
+            "Reads queued for metad's access times (at most one per version per resolution)",
+            reads.noted.clone(),
+        );
+        registry.register(
+            "tiering_reads_sent",
+            "Reads metad recorded",
+            reads.sent.clone(),
+        );
+        registry.register(
+            "tiering_reads_dropped",
+            "Reads not recorded: the pending map was full",
+            reads.dropped.clone(),
+        );
+        registry.register(
+            "tiering_read_batches_failed",
+            "Batches of reads metad did not take (kept to retry)",
+            reads.failed_batches.clone(),
+        );
         if let Some(a) = admission {
             a.register(&mut registry);
         }
         GatewayMetrics {
+            reads,
             registry: Arc::new(registry),
             bad_shard_reports_dropped,
             put_stragglers,

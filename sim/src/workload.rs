@@ -108,6 +108,7 @@ pub(crate) async fn create_bucket(client: &MetadClient) -> Result<(), MetadClien
                 tags: BTreeMap::new(),
                 versioning: None,
                 lifecycle: None,
+                tiering: None,
             },
         })
         .await
@@ -130,6 +131,8 @@ fn version(etag: &str) -> ObjectVersion {
         part_sizes: Vec::new(),
         tags: BTreeMap::new(),
         segments: Vec::new(),
+        tier: None,
+        last_access_ms: None,
     }
 }
 

@@ -5,8 +5,9 @@ use super::output::{human_bytes, ms_to_rfc3339, print_json};
 use crate::args::{AdminArgs, LifecycleCmd};
 use anyhow::{bail, Context, Result};
 use std::time::{Duration, Instant};
+use weft_common::lifecycle::tiering::{AccessTier, UnreadRule};
 use weft_common::lifecycle::{Passes, Step};
-use weft_gateway::admin_lifecycle::{Preview, Status};
+use weft_gateway::admin_lifecycle::{Preview, Status, UnreadRequest};
 
 fn describe(step: &Step) -> String {
     match step {
@@ -22,6 +23,19 @@ fn describe(step: &Step) -> String {
         }
         Step::Migrate { version_id, class } => {
             format!("re-place version {version_id} under {class}'s definition")
+        }
+        Step::Tier {
+            version_id,
+            from,
+            to,
+            ..
+        } => {
+            let name = |t: &Option<AccessTier>| t.map_or("FREQUENT_ACCESS", AccessTier::s3_name);
+            format!(
+                "move INTELLIGENT_TIERING version {version_id} from {} to {}",
+                name(from),
+                name(to)
+            )
         }
     }
 }
@@ -111,6 +125,47 @@ pub async fn run(cmd: LifecycleCmd, a: AdminArgs) -> Result<()> {
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
         }
+        LifecycleCmd::Set {
+            bucket,
+            unread_days,
+            to,
+            prefix,
+            clear_unread,
+        } => {
+            let rules = match (clear_unread, unread_days, to) {
+                (true, ..) => vec![],
+                (false, Some(days), Some(class)) => vec![UnreadRule {
+                    prefix,
+                    days,
+                    class,
+                }],
+                _ => bail!("give --unread-days N --to CLASS, or --clear-unread"),
+            };
+            let set: UnreadRequest = c
+                .call(
+                    reqwest::Method::PUT,
+                    &format!("/v1/lifecycle/{bucket}/unread"),
+                    Some(serde_json::to_value(UnreadRequest { rules })?),
+                )
+                .await
+                .with_context(|| format!("set the unread rules of {bucket}"))?;
+            if a.json {
+                return print_json(&set);
+            }
+            match set.rules.first() {
+                None => println!("{bucket}: unread rules removed"),
+                Some(r) => println!(
+                    "{bucket}: current versions{} not read for {} days move to {}",
+                    if r.prefix.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" under {}", r.prefix)
+                    },
+                    r.days,
+                    r.class
+                ),
+            }
+        }
         LifecycleCmd::Status { bucket } => {
             let mut st: Status = c
                 .call(reqwest::Method::GET, "/v1/lifecycle/status", None)
@@ -119,7 +174,7 @@ pub async fn run(cmd: LifecycleCmd, a: AdminArgs) -> Result<()> {
             if let Some(b) = &bucket {
                 st.buckets.retain(|x| &x.bucket == b);
                 if st.buckets.is_empty() {
-                    bail!("bucket {b} has no lifecycle rules (or does not exist)");
+                    bail!("bucket {b} has no lifecycle rules, tiering or Intelligent-Tiering data (or does not exist)");
                 }
             }
             if a.json {
@@ -169,6 +224,27 @@ pub async fn run(cmd: LifecycleCmd, a: AdminArgs) -> Result<()> {
                         " among its first 10,000 keys"
                     }
                 );
+                for r in b.tiering.iter().flat_map(|t| &t.unread) {
+                    println!(
+                        "  unread rule: {}not read for {} days → {}",
+                        if r.prefix.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{} ", r.prefix)
+                        },
+                        r.days,
+                        r.class
+                    );
+                }
+                for c in b.tiering.iter().flat_map(|t| t.configs.values()) {
+                    println!(
+                        "  intelligent-tiering {} ({}): archive after {} days, deep archive after {} days",
+                        c.id,
+                        if c.enabled { "enabled" } else { "disabled" },
+                        c.archive_days.map_or("-".into(), |d| d.to_string()),
+                        c.deep_archive_days.map_or("-".into(), |d| d.to_string())
+                    );
+                }
                 for u in &b.usage {
                     println!(
                         "  {:<20} {:>9} segments {:>10} data {:>10} stored",

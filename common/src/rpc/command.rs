@@ -194,6 +194,21 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         config: Option<crate::lifecycle::LifecycleConfig>,
     },
+    /// Set or remove one of a bucket's Intelligent-Tiering configurations
+    /// (`config` `None` removes `id`), or replace its unread rules.
+    SetBucketTiering {
+        /// Bucket name.
+        bucket: String,
+        /// What changes.
+        change: crate::lifecycle::tiering::TieringChange,
+    },
+    /// Reads gateways noted, batched (never one entry per GET): each
+    /// version's last access becomes the later of what it was and the
+    /// read's time, so applying it again changes nothing.
+    RecordAccess {
+        /// The reads.
+        reads: Vec<crate::lifecycle::tiering::Read>,
+    },
     /// One lifecycle action on `bucket/key`, proposed by the metad leader's
     /// scan. Apply plans the key again against the bucket's rules as they
     /// are now, at `at_ms`, and acts only if the same step is still due: a

@@ -52,6 +52,8 @@ pub(crate) fn command_roles(cmd: &Command) -> &'static [Role] {
         | Command::SetObjectTags { .. }
         | Command::SetBucketTags { .. }
         | Command::SetBucketLifecycle { .. }
+        | Command::SetBucketTiering { .. }
+        | Command::RecordAccess { .. }
         | Command::AbortUpload { .. } => GATEWAY,
         Command::CreateKey { .. }
         | Command::DeleteKey { .. }

@@ -16,6 +16,8 @@ fn stamps(cmd: &Command) -> Vec<u64> {
         }
         Command::PutPart { part, .. } => vec![part.last_modified_ms],
         Command::CreateUpload { upload } => vec![upload.initiated_ms],
+        // A read stamped in the future would keep its object hot.
+        Command::RecordAccess { reads } => reads.iter().map(|r| r.at_ms).collect(),
         Command::DeleteObject {
             marker: Some((_, at)),
             ..

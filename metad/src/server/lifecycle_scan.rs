@@ -192,15 +192,27 @@ pub(crate) async fn lifecycle_loop(s: Arc<AppState>, cancel: tokio_util::sync::C
 
 /// Whether every bucket with rules and the uploads have been walked.
 async fn pass_finished(s: &Arc<AppState>, pass: &Pass) -> bool {
-    let sm = s.sm.clone();
-    let Ok(Ok(buckets)) = weft_common::effects::spawn_blocking(move || sm.buckets()).await else {
+    let Ok(buckets) = judged_buckets(s).await else {
         return false;
     };
-    pass.uploads_done
-        && buckets
-            .iter()
-            .filter(|b| b.lifecycle.is_some())
-            .all(|b| pass.done.contains(&b.name))
+    pass.uploads_done && buckets.iter().all(|b| pass.done.contains(&b.name))
+}
+
+/// The buckets a pass walks: those with lifecycle rules or tiering of
+/// their own, and those holding `INTELLIGENT_TIERING` data.
+async fn judged_buckets(
+    s: &Arc<AppState>,
+) -> Result<Vec<weft_common::manifest::BucketInfo>, String> {
+    let sm = s.sm.clone();
+    weft_common::effects::spawn_blocking(move || {
+        let it = sm.buckets_holding(weft_common::lifecycle::tiering::IT_CLASS)?;
+        let mut all = sm.buckets()?;
+        all.retain(|b| crate::tiering::judged(b, &it));
+        Ok::<_, crate::error::MetaError>(all)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())
 }
 
 /// Proposes `cmd`; false (and counted) if the proposal failed.
@@ -241,11 +253,7 @@ async fn propose(s: &Arc<AppState>, cmd: weft_common::rpc::Command) -> Result<()
 }
 
 async fn one_tick(s: &Arc<AppState>, pass: &mut Pass, day_ms: u64) -> Result<(), String> {
-    let sm = s.sm.clone();
-    let buckets = weft_common::effects::spawn_blocking(move || sm.buckets())
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+    let buckets = judged_buckets(s).await?;
     // Every bucket's rules judge its uploads, walked or not.
     let rules: BTreeMap<String, LifecycleConfig> = buckets
         .iter()
@@ -253,7 +261,7 @@ async fn one_tick(s: &Arc<AppState>, pass: &mut Pass, day_ms: u64) -> Result<(),
         .collect();
     let mut ruled: Vec<_> = buckets
         .into_iter()
-        .filter(|b| b.lifecycle.is_some() && !pass.done.contains(&b.name))
+        .filter(|b| !pass.done.contains(&b.name))
         .collect();
     // A window of at most KEYS_PER_TICK buckets, starting further on each
     // tick.
@@ -267,14 +275,11 @@ async fn one_tick(s: &Arc<AppState>, pass: &mut Pass, day_ms: u64) -> Result<(),
     let now = crate::server::now_ms();
     let mut budget = COMMANDS_PER_TICK;
     for b in &ruled {
-        let Some(rules) = b.lifecycle.clone() else {
-            continue;
-        };
         let (sm, bucket, after) = (s.sm.clone(), b.clone(), pass.keys.get(&b.name).cloned());
         // Reading and planning run off the runtime: a key's history may be long.
         let (planned, more) = weft_common::effects::spawn_blocking(move || {
             let (keys, more) = sm.lifecycle_page(&bucket.name, after.as_deref(), per_bucket)?;
-            let planned = plan_keys(&bucket, &rules, &keys, now, day_ms, || {
+            let planned = plan_keys(&bucket, &keys, now, day_ms, || {
                 weft_common::VersionId::from_random(weft_common::effects::random())
             });
             Ok::<_, crate::error::MetaError>((planned, more))

@@ -149,7 +149,9 @@ async fn tick(s: &Arc<AppState>, walk: &mut Walk, seen: &mut FirstSeen) -> Resul
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;
-        if let Some(version_id) = holder {
+        // An Intelligent-Tiering version in a lower tier is placed by its
+        // tier's class, not this one: its next tier move re-places it.
+        if let Some((version_id, None)) = holder {
             walk.unfit.insert(class.clone());
             s.transitions
                 .offer(&bucket, &key, Step::Migrate { version_id, class }, now);

@@ -33,6 +33,8 @@ pub fn version(n: u64) -> ObjectVersion {
             shard_len: n,
             placement: None,
         }],
+        tier: None,
+        last_access_ms: None,
     }
 }
 
@@ -45,6 +47,7 @@ pub fn bucket(name: &str, owner: &str) -> BucketInfo {
         tags: Default::default(),
         versioning: None,
         lifecycle: None,
+        tiering: None,
     }
 }
 

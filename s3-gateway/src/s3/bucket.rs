@@ -51,6 +51,7 @@ impl WeftS3 {
                 tags: Default::default(),
                 versioning: None,
                 lifecycle: None,
+                tiering: None,
             },
         };
         match self.metad.command(&cmd).await.map_err(metad_err)? {

@@ -143,6 +143,8 @@ mod tests {
             part_sizes: vec![],
             tags: Default::default(),
             segments: vec![],
+            tier: None,
+            last_access_ms: None,
         }
     }
 

@@ -420,15 +420,6 @@ impl WeftS3 {
             for class in targets {
                 match self.writer.cluster.class(Some(class)) {
                     Ok(_) => {}
-                    Err(crate::cluster_map::ClassLookup::Unknown(_))
-                        if class == "INTELLIGENT_TIERING" =>
-                    {
-                        return Err(s3_error!(
-                            NotImplemented,
-                            "rule {}: INTELLIGENT_TIERING is not available in this cluster yet; transition to STANDARD_IA, ONEZONE_IA or GLACIER_IR",
-                            r.id
-                        ))
-                    }
                     Err(crate::cluster_map::ClassLookup::Unknown(_)) => {
                         return Err(s3_error!(
                             InvalidArgument,

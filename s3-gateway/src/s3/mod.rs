@@ -17,6 +17,7 @@ mod part_checksums;
 mod request;
 mod store;
 mod tagging;
+mod tiering;
 
 use prometheus_client::metrics::counter::Counter;
 use s3s::dto::*;
@@ -73,6 +74,8 @@ pub struct WeftS3 {
     pub(crate) releaser: Releaser,
     /// Object bytes accepted by PUT, UploadPart and copies.
     pub(crate) bytes_written: Counter,
+    /// Reads noted for tiering by access.
+    pub(crate) reads: crate::read_tracking::ReadTracker,
     /// A deliberate bug for the chaos suite's self-test: acknowledge PUTs and
     /// completions without committing them. Never set outside that test.
     pub(crate) fault_ack_before_commit: bool,
@@ -333,6 +336,36 @@ impl S3 for WeftS3 {
         req: S3Request<DeleteBucketLifecycleInput>,
     ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
         self.delete_bucket_lifecycle(req).await
+    }
+
+    async fn put_bucket_intelligent_tiering_configuration(
+        &self,
+        req: S3Request<PutBucketIntelligentTieringConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketIntelligentTieringConfigurationOutput>> {
+        self.put_bucket_intelligent_tiering_configuration(req).await
+    }
+
+    async fn get_bucket_intelligent_tiering_configuration(
+        &self,
+        req: S3Request<GetBucketIntelligentTieringConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketIntelligentTieringConfigurationOutput>> {
+        self.get_bucket_intelligent_tiering_configuration(req).await
+    }
+
+    async fn list_bucket_intelligent_tiering_configurations(
+        &self,
+        req: S3Request<ListBucketIntelligentTieringConfigurationsInput>,
+    ) -> S3Result<S3Response<ListBucketIntelligentTieringConfigurationsOutput>> {
+        self.list_bucket_intelligent_tiering_configurations(req)
+            .await
+    }
+
+    async fn delete_bucket_intelligent_tiering_configuration(
+        &self,
+        req: S3Request<DeleteBucketIntelligentTieringConfigurationInput>,
+    ) -> S3Result<S3Response<DeleteBucketIntelligentTieringConfigurationOutput>> {
+        self.delete_bucket_intelligent_tiering_configuration(req)
+            .await
     }
 
     async fn put_bucket_versioning(

@@ -362,6 +362,8 @@ impl WeftS3 {
             // a part re-uploaded since this gateway read the upload has new
             // segments, and the ones read here may already be released.
             segments: Vec::new(),
+            tier: None,
+            last_access_ms: None,
         };
         let version_label = version_label_for(&binfo, version.version_id);
         let cmd_parts = parts.clone();

@@ -96,6 +96,8 @@ impl WeftS3 {
             part_sizes: Vec::new(),
             version_label: None,
             segments: written.segments,
+            tier: None,
+            last_access_ms: None,
         };
         let segments = version.segments.clone();
         let version_label = version_label_for(&binfo, version.version_id);
@@ -176,6 +178,7 @@ impl WeftS3 {
             input.if_unmodified_since.as_ref(),
         )?;
         let (range, content_range) = requested_range(&v, input.range.as_ref(), input.part_number)?;
+        self.note_read(&binfo, &input.key, &v);
         let full = range.start == 0 && range.end == v.size;
         let len = range.end - range.start;
         let rx = self
@@ -507,6 +510,8 @@ impl WeftS3 {
             part_sizes: Vec::new(),
             version_label: None,
             segments: written.segments,
+            tier: None,
+            last_access_ms: None,
         };
         let segments = version.segments.clone();
         let version_label = version_label_for(&binfo, version.version_id);

@@ -45,6 +45,8 @@ fn version(n: u64) -> ObjectVersion {
             shard_len: 256 << 10,
             placement: None,
         }],
+        tier: None,
+        last_access_ms: None,
     }
 }
 
@@ -161,6 +163,7 @@ pub async fn metad(voters: usize, secs: u64, writers: &[usize], failovers: usize
                 tags: Default::default(),
                 versioning: None,
                 lifecycle: None,
+                tiering: None,
             },
         })
         .await?;
@@ -269,6 +272,7 @@ pub async fn list(keys: u64, per_prefix: u64, samples: usize) -> Result<()> {
             tags: Default::default(),
             versioning: None,
             lifecycle: None,
+            tiering: None,
         },
     })])
     .await?;
