@@ -169,7 +169,8 @@ mod tests {
             lifecycle: None,
             tiering: None,
         };
-        sm.apply_for_test(&Command::CreateBucket { bucket }).unwrap();
+        sm.apply_for_test(&Command::CreateBucket { bucket })
+            .unwrap();
         sm.apply_for_test(&Command::SeedLifecycleDay { day_ms: DAY })
             .unwrap();
         sm.apply_for_test(&Command::PutObject {
@@ -188,7 +189,14 @@ mod tests {
             current: sm.object("b", "k").unwrap(),
             history: vec![],
         };
-        plan_key(&LifecycleConfig::default(), None, &k, now_ms, DAY, VersionId(0))
+        plan_key(
+            &LifecycleConfig::default(),
+            None,
+            &k,
+            now_ms,
+            DAY,
+            VersionId(0),
+        )
     }
 
     fn tier_move(from: Option<AccessTier>, to: Option<AccessTier>, at_ms: u64) -> Command {
@@ -241,16 +249,19 @@ mod tests {
         assert_eq!(steps(&sm, 30 * DAY + 1), vec![due]);
         // Not yet due at the time it names: refused.
         assert_eq!(
-            sm.apply_for_test(&tier_move(None, infrequent, 29 * DAY)).unwrap(),
+            sm.apply_for_test(&tier_move(None, infrequent, 29 * DAY))
+                .unwrap(),
             STALE
         );
         // From a tier the version is not in: refused.
         assert_eq!(
-            sm.apply_for_test(&tier_move(infrequent, None, 31 * DAY)).unwrap(),
+            sm.apply_for_test(&tier_move(infrequent, None, 31 * DAY))
+                .unwrap(),
             STALE
         );
         assert!(matches!(
-            sm.apply_for_test(&tier_move(None, infrequent, 31 * DAY)).unwrap(),
+            sm.apply_for_test(&tier_move(None, infrequent, 31 * DAY))
+                .unwrap(),
             CommandResult::Released { .. }
         ));
         let v = sm.object("b", "k").unwrap().unwrap();
@@ -258,7 +269,8 @@ mod tests {
         assert_eq!(v.etag, "e");
         // Applied again: the tier differs now.
         assert_eq!(
-            sm.apply_for_test(&tier_move(None, infrequent, 31 * DAY)).unwrap(),
+            sm.apply_for_test(&tier_move(None, infrequent, 31 * DAY))
+                .unwrap(),
             STALE
         );
         // A read at day 32: the last access rises, never falls, and the
@@ -277,7 +289,8 @@ mod tests {
             }]
         );
         assert!(matches!(
-            sm.apply_for_test(&tier_move(infrequent, None, 33 * DAY)).unwrap(),
+            sm.apply_for_test(&tier_move(infrequent, None, 33 * DAY))
+                .unwrap(),
             CommandResult::Released { .. }
         ));
         assert_eq!(sm.object("b", "k").unwrap().unwrap().tier, None);

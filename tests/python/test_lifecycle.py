@@ -145,7 +145,6 @@ def test_aws_cli_puts_gets_and_deletes_a_configuration_from_a_json_file(aws, buc
         ({"Transitions": [{"Days": 40, "StorageClass": "GLACIER_IR"}],
           "Expiration": {"Days": 40}}, "InvalidArgument"),
         ({"Transitions": [{"Days": 40, "StorageClass": "NO_SUCH_CLASS"}]}, "InvalidArgument"),
-        ({"Transitions": [{"Days": 40, "StorageClass": "INTELLIGENT_TIERING"}]}, "NotImplemented"),
     ],
 )
 def test_invalid_configurations_are_refused_with_s3_codes(s3, bucket, rule, code):
@@ -286,3 +285,78 @@ def test_a_transition_rule_moves_an_object_to_glacier_ir_with_its_bytes(s3, buck
               for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
     # Below the minimum, and outside the prefix: where they were.
     assert listed == {"cold/a": "GLACIER_IR", "cold/tiny": "STANDARD", "warm/a": "STANDARD"}
+
+
+# ---- Intelligent-Tiering ------------------------------------------------------
+
+
+def it_config(cid, tierings, status="Enabled", flt=None):
+    c = {"Id": cid, "Status": status, "Tierings": tierings}
+    if flt is not None:
+        c["Filter"] = flt
+    return c
+
+
+def test_intelligent_tiering_configurations_put_get_list_and_delete(s3, bucket):
+    a = it_config("archive", [{"Days": 90, "AccessTier": "ARCHIVE_ACCESS"}],
+                  flt={"Prefix": "raw/"})
+    b = it_config("deep", [{"Days": 120, "AccessTier": "ARCHIVE_ACCESS"},
+                           {"Days": 200, "AccessTier": "DEEP_ARCHIVE_ACCESS"}],
+                  status="Disabled",
+                  flt={"And": {"Prefix": "logs/", "Tags": [{"Key": "team", "Value": "ml"}]}})
+    for c in (a, b):
+        s3.put_bucket_intelligent_tiering_configuration(
+            Bucket=bucket, Id=c["Id"], IntelligentTieringConfiguration=c)
+    got = s3.get_bucket_intelligent_tiering_configuration(Bucket=bucket, Id="deep")
+    assert got["IntelligentTieringConfiguration"] == b
+    listed = s3.list_bucket_intelligent_tiering_configurations(Bucket=bucket)
+    assert listed["IntelligentTieringConfigurationList"] == [a, b]
+    assert listed["IsTruncated"] is False
+    s3.delete_bucket_intelligent_tiering_configuration(Bucket=bucket, Id="archive")
+    with pytest.raises(ClientError) as e:
+        s3.get_bucket_intelligent_tiering_configuration(Bucket=bucket, Id="archive")
+    assert error_of(e) == ("NoSuchConfiguration", 404)
+    with pytest.raises(ClientError) as e:
+        s3.delete_bucket_intelligent_tiering_configuration(Bucket=bucket, Id="archive")
+    assert error_of(e) == ("NoSuchConfiguration", 404)
+    listed = s3.list_bucket_intelligent_tiering_configurations(Bucket=bucket)
+    assert [c["Id"] for c in listed["IntelligentTieringConfigurationList"]] == ["deep"]
+
+
+@pytest.mark.parametrize(
+    "tierings,code",
+    [
+        ([{"Days": 89, "AccessTier": "ARCHIVE_ACCESS"}], "InvalidArgument"),
+        ([{"Days": 731, "AccessTier": "ARCHIVE_ACCESS"}], "InvalidArgument"),
+        ([{"Days": 179, "AccessTier": "DEEP_ARCHIVE_ACCESS"}], "InvalidArgument"),
+        ([{"Days": 200, "AccessTier": "ARCHIVE_ACCESS"},
+          {"Days": 200, "AccessTier": "DEEP_ARCHIVE_ACCESS"}], "InvalidArgument"),
+        ([{"Days": 90, "AccessTier": "ARCHIVE_ACCESS"},
+          {"Days": 95, "AccessTier": "ARCHIVE_ACCESS"}], "InvalidArgument"),
+        ([], "MalformedXML"),
+    ],
+)
+def test_invalid_intelligent_tiering_configurations_are_refused(s3, bucket, tierings, code):
+    c = it_config("c", tierings)
+    with pytest.raises(ClientError) as e:
+        s3.put_bucket_intelligent_tiering_configuration(
+            Bucket=bucket, Id="c", IntelligentTieringConfiguration=c)
+    assert error_of(e)[0] == code, e.value.response
+    listed = s3.list_bucket_intelligent_tiering_configurations(Bucket=bucket)
+    assert listed.get("IntelligentTieringConfigurationList", []) == []
+
+
+def test_intelligent_tiering_objects_report_their_class(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x" * 1000, StorageClass="INTELLIGENT_TIERING")
+    assert s3.head_object(Bucket=bucket, Key="k")["StorageClass"] == "INTELLIGENT_TIERING"
+    listed = s3.list_objects_v2(Bucket=bucket)["Contents"]
+    assert [o["StorageClass"] for o in listed] == ["INTELLIGENT_TIERING"]
+    # A lifecycle rule may move objects into it.
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket,
+        LifecycleConfiguration={"Rules": [
+            {"ID": "it", "Status": "Enabled", "Filter": {"Prefix": "auto/"},
+             "Transitions": [{"Days": 40, "StorageClass": "INTELLIGENT_TIERING"}]}]},
+    )
+    assert rules_of(s3, bucket)[0]["Transitions"] == [
+        {"Days": 40, "StorageClass": "INTELLIGENT_TIERING"}]
