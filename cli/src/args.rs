@@ -385,6 +385,25 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 4)]
         clients: usize,
     },
+    /// What noting reads for Intelligent-Tiering costs GETs: a STANDARD
+    /// and an INTELLIGENT_TIERING bucket read in alternating rounds.
+    Tiering {
+        /// Objects per bucket.
+        #[arg(long, default_value_t = 200)]
+        objects: u64,
+        /// Size of each, KiB (small: the tracker's share is largest).
+        #[arg(long, default_value_t = 4)]
+        size_kib: usize,
+        /// Concurrent GET clients.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Rounds per bucket.
+        #[arg(long, default_value_t = 6)]
+        rounds: usize,
+        /// Seconds per round.
+        #[arg(long, default_value_t = 5)]
+        secs: u64,
+    },
     /// Lifecycle transitions to the cold zone: throughput, CPU per GiB
     /// moved, and GET latency while they run at the default rate.
     Lifecycle {

@@ -205,6 +205,19 @@ async fn unread_objects_demote_to_cold_read_ones_stay_and_a_read_promotes() {
         (archived.version_id, &archived.etag, archived.size),
         (before.version_id, &before.etag, before.size)
     );
+    // The status shows Intelligent-Tiering bytes in west.
+    let (ok, out, err) = support::weft_cli(tc.c(), &["lifecycle", "status", "--json"]).await;
+    assert!(ok, "{out}{err}");
+    let st: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
+    assert!(
+        st["zones"].as_array().expect("zones").iter().any(|z| {
+            z["class"] == "INTELLIGENT_TIERING"
+                && z["zone"] == "west"
+                && z["bytes"].as_u64() > Some(0)
+        }),
+        "no INTELLIGENT_TIERING bytes in west: {}",
+        st["zones"]
+    );
     let head = s3.head("tiered", "cold").await;
     assert_eq!(
         head.header("x-amz-storage-class").as_deref(),

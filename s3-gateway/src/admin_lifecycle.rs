@@ -138,6 +138,21 @@ pub struct Status {
     /// The last transition failure it saw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transition_error: Option<String>,
+    /// Shard bytes by class and zone over every bucket (metad's last
+    /// durability survey): where tiering has put the data.
+    #[serde(default)]
+    pub zones: Vec<ZoneBytes>,
+}
+
+/// Shard bytes of one class in one zone.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct ZoneBytes {
+    /// The class.
+    pub class: String,
+    /// The zone.
+    pub zone: String,
+    /// Shard bytes stored there.
+    pub bytes: u64,
 }
 
 async fn preview_of(s: &AdminState, bucket: &str, max_keys: u32) -> Result<Preview, AdminError> {
@@ -254,7 +269,21 @@ async fn status(
         (day_ms, passes) = (p.day_ms, p.passes);
         (transitions, transition_error) = (p.transitions, p.transition_error);
     }
+    let survey = match s.metad.query(&Query::Durability).await? {
+        QueryResult::Durability { status } => status,
+        other => return Err(AdminError::unexpected(other)),
+    };
+    let mut zones: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    for c in &survey.classes {
+        for (zone, b) in &c.zone_bytes {
+            *zones.entry((c.class.clone(), zone.clone())).or_default() += b;
+        }
+    }
     Ok(Json(Status {
+        zones: zones
+            .into_iter()
+            .map(|((class, zone), bytes)| ZoneBytes { class, zone, bytes })
+            .collect(),
         buckets: out,
         day_ms,
         passes,

@@ -12,7 +12,7 @@
 //! (an object then looks idle a little early, never lost data).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -97,9 +97,7 @@ impl ReadTracker {
     pub fn note(&self, bucket: &str, key: &str, version: VersionId) {
         let i = &self.inner;
         let now = now_ms();
-        let mut h = i.hasher.build_hasher();
-        (bucket, key, version.0).hash(&mut h);
-        let id = h.finish();
+        let id = i.hasher.hash_one((bucket, key, version.0));
         let res = resolution(i.cluster.lifecycle_day_ms()).as_millis() as u64;
         if i.recent
             .get(&id)

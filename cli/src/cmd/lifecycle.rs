@@ -210,6 +210,17 @@ pub async fn run(cmd: LifecycleCmd, a: AdminArgs) -> Result<()> {
             if let Some(e) = &st.transition_error {
                 println!("last transition failure: {e}");
             }
+            if !st.zones.is_empty() {
+                println!("shard bytes by class and zone (every bucket, last durability survey):");
+                for z in &st.zones {
+                    println!(
+                        "  {:<20} {:<12} {:>10}",
+                        z.class,
+                        z.zone,
+                        human_bytes(z.bytes)
+                    );
+                }
+            }
             for b in &st.buckets {
                 let enabled = b.rules.rules.iter().filter(|r| r.enabled).count();
                 println!(

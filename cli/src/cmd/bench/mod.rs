@@ -12,6 +12,7 @@ mod repair;
 mod soak;
 mod soak_load;
 mod soak_series;
+mod tiering;
 
 /// Runs the bench named by `cmd`.
 pub async fn run(cmd: BenchCmd) -> Result<()> {
@@ -37,6 +38,13 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             size_mib,
             clients,
         } => lifecycle::lifecycle(objects, size_mib, clients).await,
+        BenchCmd::Tiering {
+            objects,
+            size_kib,
+            clients,
+            rounds,
+            secs,
+        } => tiering::tiering(objects, size_kib, clients, rounds, secs).await,
         BenchCmd::Soak(a) => soak::soak(a).await,
         BenchCmd::InternalHttp(a) => internal_http::internal_http(a).await,
     }
