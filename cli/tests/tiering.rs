@@ -1,13 +1,16 @@
 //! Tiering by access (issue 14) on `weft dev`'s topology — 6 hot nodes in 3
-//! zones and a cold zone `west` of 6 — with 200 ms days, so Intelligent-
-//! Tiering's 30 and 90 days take 6 and 18 seconds.
+//! zones and a cold zone `west` of 6 — with 300 ms days, so Intelligent-
+//! Tiering's 30 and 90 days take 9 and 27 seconds (the margin a read
+//! object has before it would look idle: 9 s, against reads every 250 ms;
+//! 12 s for the 40-day unread rule).
 //!
 //! - INTELLIGENT_TIERING: an object read every quarter second stays in the
 //!   frequent tier on hot nodes; an unread one goes to the infrequent tier
 //!   and then to archive instant access, its shards re-encoded onto west,
 //!   while S3 still reports INTELLIGENT_TIERING and the bytes, ETag and
 //!   version are unchanged; reading it again brings it back to the
-//!   frequent tier on hot nodes. An object below 128 KiB is not monitored.
+//!   frequent tier on hot nodes. An object below 128 KiB (but above the
+//!   64 KiB replica threshold, so erasure coded) is not monitored.
 //! - The unread rule (`weft lifecycle set --unread-days N --to CLASS`) on a
 //!   STANDARD bucket: the unread object moves to GLACIER_IR on west, the
 //!   read one stays; a rule naming an undefined class is refused.
@@ -99,7 +102,7 @@ async fn wait_for(
 async fn unread_objects_demote_to_cold_read_ones_stay_and_a_read_promotes() {
     let tc = TestCluster::start_with(|c| {
         c.cold_nodes = 6;
-        c.metad.lifecycle_day_ms = 200;
+        c.metad.lifecycle_day_ms = 300;
         c.datad.repair_poll_ms = 100;
         c.datad.heartbeat_interval_ms = 200;
         c.datad.release_quiet_ms = 500;
@@ -109,7 +112,7 @@ async fn unread_objects_demote_to_cold_read_ones_stay_and_a_read_promotes() {
     let s3 = tc.root_client();
     assert_eq!(s3.mb("tiered").await.status, 200);
     assert_eq!(s3.mb("plain").await.status, 200);
-    let (hot, cold, small) = (data(1, 1 << 20), data(2, 3 << 20), data(3, 10 << 10));
+    let (hot, cold, small) = (data(1, 1 << 20), data(2, 3 << 20), data(3, 100 << 10));
     put_it(&s3, "tiered", "hot", hot.clone()).await;
     put_it(&s3, "tiered", "cold", cold.clone()).await;
     put_it(&s3, "tiered", "small", small.clone()).await;
@@ -126,7 +129,7 @@ async fn unread_objects_demote_to_cold_read_ones_stay_and_a_read_promotes() {
             "set",
             "plain",
             "--unread-days",
-            "20",
+            "40",
             "--to",
             "GLACIER",
         ],
@@ -141,7 +144,7 @@ async fn unread_objects_demote_to_cold_read_ones_stay_and_a_read_promotes() {
             "set",
             "plain",
             "--unread-days",
-            "20",
+            "40",
             "--to",
             "GLACIER_IR",
         ],
@@ -303,6 +306,6 @@ async fn unread_objects_demote_to_cold_read_ones_stay_and_a_read_promotes() {
     // The status shows the rule.
     let (ok, out, err) = support::weft_cli(tc.c(), &["lifecycle", "status", "plain"]).await;
     assert!(ok, "{out}{err}");
-    assert!(out.contains("not read for 20 days → GLACIER_IR"), "{out}");
+    assert!(out.contains("not read for 40 days → GLACIER_IR"), "{out}");
     tc.shutdown().await;
 }

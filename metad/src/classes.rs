@@ -268,6 +268,24 @@ pub(crate) fn delete(tx: &WriteTransaction, name: &str) -> Result<CommandResult,
             users.join(", ")
         ));
     }
+    // Intelligent-Tiering places its lower tiers with STANDARD_IA's and
+    // GLACIER_IR's definitions (GLACIER and DEEP_ARCHIVE fall back to
+    // GLACIER_IR): those stay while it holds data.
+    if matches!(name, "STANDARD_IA" | "GLACIER_IR") {
+        let it = weft_common::lifecycle::tiering::IT_CLASS;
+        let lo = usage_key(it, "");
+        let hi = format!("{it}\u{1}");
+        if tx
+            .open_table(CLASS_USAGE)?
+            .range(lo.as_str()..hi.as_str())?
+            .next()
+            .is_some()
+        {
+            return refusal(format!(
+                "{it} places objects unread for a while with {name}'s definition, and this cluster holds {it} data; redefine {name} instead of deleting it"
+            ));
+        }
+    }
     // Unread rules that would move data into it.
     let mut rulers = vec![];
     for it in tx.open_table(BUCKETS)?.iter()? {

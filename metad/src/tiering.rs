@@ -8,7 +8,7 @@
 //! as any transition, with the tier in the check.
 
 use redb::WriteTransaction;
-use weft_common::lifecycle::tiering::{Read, TieringChange, READS_PER_COMMAND};
+use weft_common::lifecycle::tiering::{Read, TieringChange, CONFIGS_MAX};
 use weft_common::manifest::{BucketInfo, ObjectVersion};
 use weft_common::rpc::{CommandResult, Refusal};
 
@@ -60,7 +60,22 @@ pub(crate) fn set(
             refusal: Refusal::NoSuchBucket,
         });
     };
-    let next = b.tiering.take().unwrap_or_default().with(change);
+    let before = b.tiering.take().unwrap_or_default();
+    if let TieringChange::Config {
+        id,
+        config: Some(c),
+    } = change
+    {
+        if &c.id != id {
+            return refuse(format!("configuration {} is named {id}", c.id));
+        }
+        if !before.configs.contains_key(id) && before.configs.len() >= CONFIGS_MAX {
+            return refuse(format!(
+                "a bucket has at most {CONFIGS_MAX} Intelligent-Tiering configurations"
+            ));
+        }
+    }
+    let next = before.with(change);
     b.tiering = (!next.is_empty()).then_some(next);
     t.insert(bucket, sealed::<&str, _>(bucket, &b).as_slice())?;
     Ok(CommandResult::Done)
@@ -69,7 +84,7 @@ pub(crate) fn set(
 /// `RecordAccess`: each read raises its version's last access (current or
 /// in the history) to its time; a version gone since is skipped.
 pub(crate) fn record(tx: &WriteTransaction, reads: &[Read]) -> Result<CommandResult, MetaError> {
-    for r in reads.iter().take(READS_PER_COMMAND) {
+    for r in reads {
         let raise = |v: &mut ObjectVersion| {
             if v.version_id != r.version_id || v.last_access_ms.is_some_and(|a| a >= r.at_ms) {
                 return false;
@@ -302,6 +317,70 @@ mod tests {
                 from: None,
                 to: Some(AccessTier::ArchiveInstantAccess),
             }]
+        );
+    }
+
+    /// A lifecycle move into Intelligent-Tiering starts the idle clock at
+    /// the move (as S3 starts such objects in the frequent tier), so an
+    /// old object does not drop to a lower tier on the next pass.
+    #[test]
+    fn a_move_into_intelligent_tiering_restarts_the_idle_clock() {
+        let (_d, sm) = setup();
+        let mut v = version();
+        v.version_id = VersionId(10);
+        v.storage_class = "STANDARD".into();
+        v.segments[0].id = SegmentId(78);
+        sm.apply_for_test(&Command::PutObject {
+            bucket: "b".into(),
+            key: "s".into(),
+            version: v.clone(),
+            condition: None,
+        })
+        .unwrap();
+        let at = 200 * DAY;
+        let r = sm
+            .apply_for_test(&Command::TransitionVersion {
+                bucket: "b".into(),
+                key: "s".into(),
+                version_id: v.version_id,
+                from_class: "STANDARD".into(),
+                to_class: IT_CLASS.into(),
+                segments: vec![(v.segments[0].id, v.segments[0].clone())],
+                step: None,
+                at_ms: at,
+            })
+            .unwrap();
+        assert!(matches!(r, CommandResult::Released { .. }), "{r:?}");
+        let moved = sm.object("b", "s").unwrap().unwrap();
+        assert_eq!((moved.storage_class.as_str(), moved.tier), (IT_CLASS, None));
+        assert_eq!(moved.last_access_ms, Some(at));
+    }
+
+    /// While the cluster holds Intelligent-Tiering data, the classes that
+    /// place its lower tiers cannot be deleted.
+    #[test]
+    fn classes_placing_tiers_are_kept_while_tiered_data_exists() {
+        let (_d, sm) = setup();
+        sm.apply_for_test(&Command::SeedStorageClasses {
+            classes: weft_common::storage_class::default_classes(),
+        })
+        .unwrap();
+        for name in ["STANDARD_IA", "GLACIER_IR"] {
+            let r = sm
+                .apply_for_test(&Command::DeleteStorageClass { name: name.into() })
+                .unwrap();
+            assert!(
+                matches!(&r, CommandResult::Refused { refusal: Refusal::ClassRefused { message } } if message.contains("INTELLIGENT_TIERING")),
+                "{name}: {r:?}"
+            );
+        }
+        // ONEZONE_IA places no tier.
+        assert_eq!(
+            sm.apply_for_test(&Command::DeleteStorageClass {
+                name: "ONEZONE_IA".into()
+            })
+            .unwrap(),
+            CommandResult::Done
         );
     }
 

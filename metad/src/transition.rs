@@ -536,12 +536,17 @@ pub(crate) fn apply(
     let move_copy = |c: &ObjectVersion| {
         let mut m = c.clone();
         m.storage_class = to_class.to_string();
-        // Leaving Intelligent-Tiering leaves its tiers.
+        // Leaving Intelligent-Tiering leaves its tiers; entering it starts
+        // in the frequent tier with a fresh idle clock, as in S3 (reads were
+        // not noted before, unless its bucket had unread rules).
         m.tier = if to_class == tiering::IT_CLASS {
             to_tier
         } else {
             None
         };
+        if to_class == tiering::IT_CLASS && from_class != tiering::IT_CLASS {
+            m.last_access_ms = Some(c.last_access_ms.unwrap_or(0).max(at_ms));
+        }
         m.segments = c
             .segments
             .iter()

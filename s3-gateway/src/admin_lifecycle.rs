@@ -47,9 +47,15 @@ async fn set_unread(
     check(&s, &req, &body).await?;
     let r: UnreadRequest = serde_json::from_slice(&body)
         .map_err(|e| AdminError(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))?;
-    for rule in &r.rules {
+    let mut r = r;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    for rule in &mut r.rules {
         rule.validate()
             .map_err(|e| AdminError(StatusCode::BAD_REQUEST, e.to_string()))?;
+        // Reads of this bucket are noted from now on.
+        rule.since_ms = now;
     }
     let cmd = Command::SetBucketTiering {
         bucket: bucket.clone(),

@@ -27,6 +27,8 @@ use weft_client::metad::MetadClient;
 
 /// Reads waiting to be sent, at most.
 pub const PENDING_MAX: usize = 100_000;
+/// How long a read metad did not take is retried.
+pub const RETRY_MAX_AGE: Duration = Duration::from_secs(600);
 /// Versions remembered as sent recently, at most.
 const SENT_MAX: u64 = 1_000_000;
 
@@ -105,13 +107,16 @@ impl ReadTracker {
         {
             return;
         }
-        i.recent.insert(id, now);
-        let mut p = i.pending.lock().expect("pending reads lock");
-        if p.len() >= PENDING_MAX {
-            i.metrics.dropped.inc();
-            return;
+        {
+            let mut p = i.pending.lock().expect("pending reads lock");
+            if p.len() >= PENDING_MAX {
+                // Not remembered as noted: a later read tries again.
+                i.metrics.dropped.inc();
+                return;
+            }
+            p.insert((bucket.to_string(), key.to_string(), version), now);
         }
-        p.insert((bucket.to_string(), key.to_string(), version), now);
+        i.recent.insert(id, now);
         i.metrics.noted.inc();
     }
 
@@ -144,19 +149,27 @@ impl ReadTracker {
                 }
                 Err(e) => {
                     self.inner.metrics.failed_batches.inc();
-                    tracing::debug!(error = %e, reads = chunk.len(), "reads not recorded; kept to retry");
-                    let mut p = self.inner.pending.lock().expect("pending reads lock");
-                    for r in chunk {
-                        if p.len() >= PENDING_MAX {
-                            self.inner.metrics.dropped.inc();
-                            continue;
-                        }
-                        p.entry((r.bucket.clone(), r.key.clone(), r.version_id))
-                            .and_modify(|t| *t = (*t).max(r.at_ms))
-                            .or_insert(r.at_ms);
-                    }
+                    tracing::warn!(error = %e, reads = chunk.len(), "reads not recorded; kept to retry for a while");
+                    self.requeue(chunk, now_ms());
                 }
             }
+        }
+    }
+
+    /// Puts reads metad did not take back into pending, space permitting,
+    /// except those older than [`RETRY_MAX_AGE`]: a batch that keeps failing
+    /// is dropped (and counted) rather than retried for ever.
+    fn requeue(&self, reads: &[Read], now_ms: u64) {
+        let mut p = self.inner.pending.lock().expect("pending reads lock");
+        for r in reads {
+            let stale = now_ms.saturating_sub(r.at_ms) > RETRY_MAX_AGE.as_millis() as u64;
+            if stale || p.len() >= PENDING_MAX {
+                self.inner.metrics.dropped.inc();
+                continue;
+            }
+            p.entry((r.bucket.clone(), r.key.clone(), r.version_id))
+                .and_modify(|t| *t = (*t).max(r.at_ms))
+                .or_insert(r.at_ms);
         }
     }
 
@@ -193,6 +206,29 @@ mod tests {
         t.note("b", "k", VersionId(8));
         assert_eq!(t.pending(), 3);
         assert_eq!(t.inner.metrics.noted.get(), 3);
+    }
+
+    #[test]
+    fn reads_metad_refused_are_retried_until_they_are_too_old() {
+        let t = ReadTracker::new(ClusterMap::default(), ReadTrackingMetrics::default());
+        let now = 10_000_000;
+        let read = |key: &str, at_ms| Read {
+            bucket: "b".into(),
+            key: key.into(),
+            version_id: VersionId(1),
+            at_ms,
+        };
+        t.requeue(
+            &[
+                read("fresh", now - 1_000),
+                read("old", now - RETRY_MAX_AGE.as_millis() as u64 - 1),
+            ],
+            now,
+        );
+        assert_eq!(t.pending(), 1);
+        assert_eq!(t.inner.metrics.dropped.get(), 1);
+        let p = t.inner.pending.lock().unwrap();
+        assert!(p.contains_key(&("b".to_string(), "fresh".to_string(), VersionId(1))));
     }
 
     #[test]

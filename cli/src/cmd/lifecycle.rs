@@ -138,6 +138,7 @@ pub async fn run(cmd: LifecycleCmd, a: AdminArgs) -> Result<()> {
                     prefix,
                     days,
                     class,
+                    since_ms: 0,
                 }],
                 _ => bail!("give --unread-days N --to CLASS, or --clear-unread"),
             };

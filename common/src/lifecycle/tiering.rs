@@ -162,6 +162,10 @@ pub struct UnreadRule {
     pub days: u32,
     /// Where they go.
     pub class: String,
+    /// When the rule was set, ms (gateway-stamped): reads were not noted
+    /// before, so idle time counts from here at the earliest.
+    #[serde(default)]
+    pub since_ms: u64,
 }
 
 impl UnreadRule {
@@ -175,6 +179,12 @@ impl UnreadRule {
         if self.class == IT_CLASS {
             return Err(RuleError::InvalidArgument(format!(
                 "{IT_CLASS} tiers objects by access itself; an unread rule moves to a fixed class"
+            )));
+        }
+        if class_rank(&self.class) == 0 {
+            return Err(RuleError::InvalidArgument(format!(
+                "{} is the top of S3's waterfall: an unread rule only moves objects down it (to STANDARD_IA, ONEZONE_IA, GLACIER_IR, ...)",
+                self.class
             )));
         }
         Ok(())
@@ -321,11 +331,13 @@ pub fn unread_due<'t>(
     if class == IT_CLASS || v.size < TRANSITION_MIN_BYTES {
         return None;
     }
-    let idle = v.idle_days(now_ms, day_ms);
     tiering?
         .unread
         .iter()
-        .filter(|r| v.key.starts_with(&r.prefix) && idle >= u64::from(r.days))
+        .filter(|r| {
+            let idle = now_ms.saturating_sub(v.touched_ms.max(r.since_ms)) / day_ms.max(1);
+            v.key.starts_with(&r.prefix) && idle >= u64::from(r.days)
+        })
         .filter(|r| class_rank(&r.class) > class_rank(class))
         .max_by_key(|r| class_rank(&r.class))
         .map(|r| r.class.as_str())
@@ -433,11 +445,13 @@ mod tests {
                     prefix: String::new(),
                     days: 10,
                     class: "STANDARD_IA".into(),
+                    since_ms: 0,
                 },
                 UnreadRule {
                     prefix: String::new(),
                     days: 20,
                     class: "GLACIER_IR".into(),
+                    since_ms: 0,
                 },
             ],
         };
@@ -459,5 +473,24 @@ mod tests {
         );
         assert_eq!(unread_due(Some(&t), &v, "GLACIER_IR", 25 * DAY, DAY), None);
         assert_eq!(unread_due(Some(&t), &v, IT_CLASS, 25 * DAY, DAY), None);
+        // Idle time counts from when a rule was set at the earliest: reads
+        // were not noted before it.
+        let mut late = t.clone();
+        late.unread[1].since_ms = 20 * DAY;
+        assert_eq!(
+            unread_due(Some(&late), &v, "STANDARD", 25 * DAY, DAY),
+            Some("STANDARD_IA")
+        );
+        assert_eq!(
+            unread_due(Some(&late), &v, "STANDARD", 40 * DAY, DAY),
+            Some("GLACIER_IR")
+        );
+        let top = UnreadRule {
+            prefix: String::new(),
+            days: 5,
+            class: "STANDARD".into(),
+            since_ms: 0,
+        };
+        assert!(top.validate().is_err());
     }
 }

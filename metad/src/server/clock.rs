@@ -16,8 +16,10 @@ fn stamps(cmd: &Command) -> Vec<u64> {
         }
         Command::PutPart { part, .. } => vec![part.last_modified_ms],
         Command::CreateUpload { upload } => vec![upload.initiated_ms],
-        // A read stamped in the future would keep its object hot.
-        Command::RecordAccess { reads } => reads.iter().map(|r| r.at_ms).collect(),
+        Command::SetBucketTiering {
+            change: weft_common::lifecycle::tiering::TieringChange::Unread { rules },
+            ..
+        } => rules.iter().map(|r| r.since_ms).collect(),
         Command::DeleteObject {
             marker: Some((_, at)),
             ..
@@ -30,7 +32,22 @@ fn stamps(cmd: &Command) -> Vec<u64> {
 /// Refuses `cmd` if a stamp is more than `max_ms` from `now_ms`, saying by
 /// how much and what to do.
 pub(crate) fn check(cmd: &Command, now_ms: u64, max_ms: u64) -> Result<(), String> {
-    for at in stamps(cmd) {
+    // A read stamped ahead would keep its object hot; one stamped behind
+    // (a batch a gateway kept through an outage) only raises a last access
+    // to a time already past, so it is not refused.
+    let ahead = |c: &Command| match c {
+        Command::RecordAccess { reads } => reads
+            .iter()
+            .map(|r| r.at_ms)
+            .filter(|&at| at > now_ms)
+            .collect::<Vec<_>>(),
+        _ => vec![],
+    };
+    let reads: Vec<u64> = match cmd {
+        Command::Batch { commands } => commands.iter().flat_map(ahead).collect(),
+        other => ahead(other),
+    };
+    for at in stamps(cmd).into_iter().chain(reads) {
         let off = at.abs_diff(now_ms);
         if off > max_ms {
             let side = if at > now_ms { "ahead of" } else { "behind" };
@@ -77,6 +94,18 @@ mod tests {
             commands: vec![delete_at(now), delete_at(0)],
         };
         assert!(check(&batch, now, SKEW_MAX_MS).is_err());
+        // Reads: one from long ago passes (it cannot make anything look
+        // hotter than it was), one ahead does not.
+        let read = |at| Command::RecordAccess {
+            reads: vec![weft_common::lifecycle::tiering::Read {
+                bucket: "b".into(),
+                key: "k".into(),
+                version_id: VersionId(1),
+                at_ms: at,
+            }],
+        };
+        assert!(check(&read(0), now, SKEW_MAX_MS).is_ok());
+        assert!(check(&read(now + 2 * SKEW_MAX_MS), now, SKEW_MAX_MS).is_err());
         assert!(check(
             &Command::SetBucketTags {
                 bucket: "b".into(),

@@ -118,6 +118,11 @@ impl Transitions {
             Step::TransitionCurrent { class: c, .. }
             | Step::TransitionNoncurrent { class: c, .. }
             | Step::Migrate { class: c, .. } => c == class,
+            // A tier move is placed by its tier's class (or IT's own).
+            Step::Tier { to, .. } => match to {
+                None => class == weft_common::lifecycle::tiering::IT_CLASS,
+                Some(t) => t.placement_classes().contains(&class),
+            },
             _ => false,
         };
         let g = self.lock();

@@ -158,13 +158,15 @@ impl WeftS3 {
                 "access-point copy sources are not supported"
             ));
         };
-        self.bucket(creds, bucket).await?;
+        let binfo = self.bucket(creds, bucket).await?;
         let lease = self.releaser.leases().begin();
         let v = self
             .version_or_current(bucket, key, version_id.as_deref())
             .await?;
         lease.resolve(&v.segments);
         check_copy_preconditions(&v, conditions)?;
+        // A copy reads its source: S3 counts it as an access.
+        self.note_read(&binfo, key, &v);
         Ok((v, lease))
     }
 }

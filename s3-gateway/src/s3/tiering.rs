@@ -287,7 +287,7 @@ impl WeftS3 {
 
     /// Notes a read of `v` when tiering by access judges it: an
     /// `INTELLIGENT_TIERING` version, or any in a bucket with unread rules.
-    pub(super) fn note_read(
+    pub(crate) fn note_read(
         &self,
         bucket: &weft_common::manifest::BucketInfo,
         key: &str,
