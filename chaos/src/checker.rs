@@ -279,6 +279,13 @@ fn ops_of<'a>(ws: &[&Write<'a>]) -> Vec<Op> {
 
 /// Checks a whole history.
 pub fn check(history: &[Op]) -> Verdict {
+    check_with(history, |_| false)
+}
+
+/// [`check`], where a key `may_vanish` accepts is under a lifecycle
+/// expiration rule: reading or listing it as absent is allowed at any
+/// time (the rule may have removed it), and nothing else is relaxed.
+pub fn check_with(history: &[Op], may_vanish: impl Fn(&str) -> bool) -> Verdict {
     let mut by_key: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
     for op in history {
         if !matches!(op.kind, OpKind::List | OpKind::FinalList) {
@@ -304,6 +311,11 @@ pub fn check(history: &[Op]) -> Verdict {
             if is_final {
                 v.final_keys += 1;
             }
+            if may_vanish(key) && matches!(r.outcome, Outcome::NotFound) {
+                // Expired by the rule: allowed, and still a read checked.
+                v.reads_checked += 1;
+                continue;
+            }
             check_read(&mut v, key, kw, r, is_final);
         }
     }
@@ -312,7 +324,7 @@ pub fn check(history: &[Op]) -> Verdict {
         .iter()
         .filter(|o| matches!(o.kind, OpKind::List | OpKind::FinalList))
     {
-        check_list(&mut v, &keys, r);
+        check_list(&mut v, &keys, r, &may_vanish);
     }
     v
 }
@@ -440,7 +452,12 @@ fn check_read(v: &mut Verdict, key: &str, kw: &KeyWrites, r: &Op, is_final: bool
     });
 }
 
-fn check_list(v: &mut Verdict, keys: &BTreeMap<&str, KeyWrites>, r: &Op) {
+fn check_list(
+    v: &mut Verdict,
+    keys: &BTreeMap<&str, KeyWrites>,
+    r: &Op,
+    may_vanish: &dyn Fn(&str) -> bool,
+) {
     let Some(listed) = &r.listed else { return };
     if !r.is_ok() {
         return;
@@ -455,6 +472,9 @@ fn check_list(v: &mut Verdict, keys: &BTreeMap<&str, KeyWrites>, r: &Op) {
     considered.extend(listed_set.iter().copied());
     for k in considered {
         let present = listed_set.contains(k);
+        if !present && k.starts_with(prefix) && may_vanish(k) {
+            continue;
+        }
         let problem = if !k.starts_with(prefix) {
             Some(format!(
                 "listed under prefix {prefix:?}, which it does not start with"
@@ -732,5 +752,26 @@ mod tests {
         h.list(OpKind::List, "", &["w0/a", "zz"], (44, 45)); // zz never written
         let v = check(&h.ops);
         assert_eq!(v.list_mismatches, 3, "{:#?}", v.findings);
+    }
+
+    #[test]
+    fn only_keys_under_an_expiration_rule_may_vanish() {
+        let mut h = H::new();
+        h.put("exp/a", 1, (0, 10), true);
+        h.put("keep/b", 2, (0, 10), true);
+        h.get(OpKind::FinalGet, "exp/a", None, (100, 110));
+        h.get(OpKind::FinalGet, "keep/b", None, (100, 110));
+        h.list(OpKind::FinalList, "", &["keep/b"], (120, 130));
+        let v = check_with(&h.ops, |k| k.starts_with("exp/"));
+        assert_eq!(v.lost_writes, 1, "{:?}", v.findings);
+        assert_eq!(v.findings[0].key, "keep/b");
+        assert_eq!(v.list_mismatches, 0, "{:?}", v.findings);
+        // A wrong version of an expiring key is still caught.
+        let mut h = H::new();
+        h.put("exp/a", 1, (0, 10), true);
+        h.put("exp/a", 2, (20, 30), true);
+        h.get(OpKind::FinalGet, "exp/a", Some(1), (100, 110));
+        let v = check_with(&h.ops, |k| k.starts_with("exp/"));
+        assert_eq!(v.lost_writes + v.wrong_reads, 1, "{:?}", v.findings);
     }
 }

@@ -27,8 +27,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-/// Zones, by index.
+/// Hot zones, by index.
 pub const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
+/// The cold zone (`tier=cold`), index 3, present when `cold_nodes > 0`.
+pub const COLD_ZONE: &str = "west";
+
+/// The name of zone `i` (the hot ones, then the cold one).
+pub fn zone_name(i: usize) -> &'static str {
+    ZONES.get(i).copied().unwrap_or(COLD_ZONE)
+}
 /// metad voters.
 pub const METAD_COUNT: usize = 3;
 /// Data nodes (three per zone).
@@ -92,6 +99,11 @@ pub struct ClusterConfig {
     pub datad_env: Vec<(String, String)>,
     /// `WEFT_LOG` for the daemons.
     pub log_filter: String,
+    /// Data nodes in the cold zone `west` (ids after the hot ones), for
+    /// GLACIER_IR and lifecycle transitions; 0 for none.
+    pub cold_nodes: usize,
+    /// metad's lifecycle day in seconds (`None`: a real day).
+    pub lifecycle_day_secs: Option<u64>,
 }
 
 /// A running cluster. Dropping it does not tear it down: the run's guard
@@ -144,6 +156,17 @@ impl Cluster {
                 zone: (i as usize - 1) % 3,
             });
         }
+        for i in 1..=cfg.cold_nodes as u64 {
+            let id = DATAD_COUNT as u64 + i;
+            let name = format!("{}-datad-{id}", cfg.prefix);
+            nodes.push(Node {
+                data_dir: dir(&name),
+                name,
+                role: Role::Datad,
+                id,
+                zone: ZONES.len(),
+            });
+        }
         for i in 1..=GATEWAY_COUNT as u64 {
             let name = format!("{}-gateway-{i}", cfg.prefix);
             nodes.push(Node {
@@ -182,9 +205,9 @@ impl Cluster {
         let nodes = Self::plan(&cfg);
         let label = format!("{RUN_LABEL}={}", cfg.run_id);
         let backbone = format!("{}-backbone", cfg.prefix);
-        let zone_nets: Vec<String> = ZONES
-            .iter()
-            .map(|z| format!("{}-{z}", cfg.prefix))
+        let zone_count = ZONES.len() + usize::from(cfg.cold_nodes > 0);
+        let zone_nets: Vec<String> = (0..zone_count)
+            .map(|z| format!("{}-{}", cfg.prefix, zone_name(z)))
             .collect();
         for net in std::iter::once(&backbone).chain(&zone_nets) {
             docker(&["network", "create", "--label", &label, net])
@@ -283,12 +306,25 @@ impl Cluster {
         let tls = crate::pki::ChaosPki::config_line(&n.name);
         let role = match n.role {
             Role::Metad => format!(
-                "id = {}\nlisten = \"0.0.0.0:{METAD_PORT}\"\nadvertise = \"{}:{METAD_PORT}\"\ndata_dir = \"/data\"\nbootstrap = false\nnode_grace_ms = {}\n",
-                n.id, n.name, self.cfg.node_grace_ms
+                "id = {}\nlisten = \"0.0.0.0:{METAD_PORT}\"\nadvertise = \"{}:{METAD_PORT}\"\ndata_dir = \"/data\"\nbootstrap = false\nnode_grace_ms = {}\n{}",
+                n.id,
+                n.name,
+                self.cfg.node_grace_ms,
+                self.cfg
+                    .lifecycle_day_secs
+                    .map(|d| format!("lifecycle_day_secs = {d}\n"))
+                    .unwrap_or_default()
             ),
             Role::Datad => format!(
-                "node_id = {}\nzone = \"{}\"\nlisten = \"0.0.0.0:{DATAD_PORT}\"\nadvertise = \"{}:{DATAD_PORT}\"\ndata_dir = \"/data\"\nmetad = [{metad}]\nheartbeat_interval_ms = 500\n",
-                n.id, ZONES[n.zone], n.name
+                "node_id = {}\nzone = \"{}\"\nlisten = \"0.0.0.0:{DATAD_PORT}\"\nadvertise = \"{}:{DATAD_PORT}\"\ndata_dir = \"/data\"\nmetad = [{metad}]\nheartbeat_interval_ms = 500\n{}",
+                n.id,
+                zone_name(n.zone),
+                n.name,
+                if n.zone >= ZONES.len() {
+                    "labels = { tier = \"cold\" }\n"
+                } else {
+                    ""
+                }
             ),
             Role::Gateway => format!(
                 "listen = \"0.0.0.0:{S3_PORT}\"\nadmin_listen = \"0.0.0.0:{ADMIN_PORT}\"\nmetad = [{metad}]\nregion = \"{REGION}\"\n"
@@ -342,7 +378,7 @@ impl Cluster {
             "-e".into(),
             format!("WEFT_LOG={}", self.cfg.log_filter),
             "-e".into(),
-            format!("WEFT_ZONE={}", ZONES[n.zone]),
+            format!("WEFT_ZONE={}", zone_name(n.zone)),
             // Plain logs: they are saved to files and grepped for ERROR.
             "-e".into(),
             "NO_COLOR=1".into(),
@@ -595,8 +631,9 @@ impl Cluster {
         }
         let nodes = status["nodes"].as_array().map(Vec::as_slice).unwrap_or(&[]);
         let up = nodes.iter().filter(|n| n["state"] == "up").count();
-        if up < DATAD_COUNT {
-            return Some(format!("{up}/{DATAD_COUNT} data nodes up"));
+        let want = DATAD_COUNT.max(nodes.len());
+        if up < want {
+            return Some(format!("{up}/{want} data nodes up"));
         }
         None
     }

@@ -53,11 +53,23 @@ pub enum Scenario {
     /// Roll the cluster CA mid-run (trust both, re-issue every certificate,
     /// trust only the new): not one client request may fail.
     CertRoll,
+    /// Lifecycle rules at work under the workload on a cluster with a cold
+    /// zone and one-second days: one worker's keys expire a day after
+    /// each write, every other object of 128 KiB or more moves to
+    /// GLACIER_IR on `west`, while data nodes (hot and cold) and the metad
+    /// leader are killed. The checker lets the expiring keys vanish and
+    /// nothing else.
+    Lifecycle,
 }
+
+/// Data nodes in the cold zone of a run that needs one.
+pub const LIFECYCLE_COLD_NODES: usize = 6;
+/// Keys of a lifecycle run under its expiration rule (worker 0's).
+pub const EXPIRING_PREFIX: &str = "w0/";
 
 impl Scenario {
     /// Every scenario, in the order `all` runs them.
-    pub const ALL: [Scenario; 12] = [
+    pub const ALL: [Scenario; 13] = [
         Scenario::KillDatad,
         Scenario::KillMDatad,
         Scenario::KillMetadLeader,
@@ -70,6 +82,7 @@ impl Scenario {
         Scenario::RestartAll,
         Scenario::PowerCut,
         Scenario::CertRoll,
+        Scenario::Lifecycle,
     ];
 
     /// The CI smoke set: one data-node, one metadata and one disk fault.
@@ -95,12 +108,18 @@ impl Scenario {
             Scenario::RestartAll => "restart-all",
             Scenario::PowerCut => "power-cut",
             Scenario::CertRoll => "cert-roll",
+            Scenario::Lifecycle => "lifecycle",
         }
     }
 
     /// Whether the daemons' disks must drop unsynced writes at a kill.
     pub fn needs_power_cut_disk(self) -> bool {
         self == Scenario::PowerCut
+    }
+
+    /// Whether the run needs the cold zone and one-second lifecycle days.
+    pub fn needs_lifecycle(self) -> bool {
+        self == Scenario::Lifecycle
     }
 
     /// Parses a stable name.
@@ -402,6 +421,34 @@ pub fn schedule(run: &[Scenario], seed: u64, duration: Duration, grace_ms: u64) 
                 at_ms: w.begin_ms,
                 action: Action::RollCa,
             }),
+            Scenario::Lifecycle => {
+                // Any data node, the cold ones included, and the metad
+                // leader, each on its own rhythm (they may overlap: one
+                // node and one voter down is within the design).
+                let all = datad + LIFECYCLE_COLD_NODES as u64;
+                cycles(
+                    &mut rng,
+                    &w,
+                    down_hold,
+                    (5_000, 12_000),
+                    |r| {
+                        let id = r.gen_range(1..=all);
+                        (
+                            Action::KillDatad { ids: vec![id] },
+                            Action::StartDatad { ids: vec![id] },
+                        )
+                    },
+                    &mut steps,
+                );
+                cycles(
+                    &mut rng,
+                    &w,
+                    (3_000, 8_000),
+                    (8_000, 15_000),
+                    |_| (Action::KillMetadLeader, Action::StartMetad),
+                    &mut steps,
+                );
+            }
             Scenario::Bitrot => {
                 let id = rng.gen_range(1..=datad);
                 let mut t = w.begin_ms;
