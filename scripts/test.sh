@@ -79,8 +79,9 @@ step "fuzzing: every target, 8 s each"
 ./scripts/fuzz.sh 8
 
 # ---- chaos smoke (docs/chaos.md) --------------------------------------------
-# Three fault scenarios (kill-datad, kill-metad-leader, bitrot) against a
-# 14-container cluster built from the dev-profile binaries above, a minute of
+# Four fault scenarios (kill-datad, kill-metad-leader, bitrot, and lifecycle
+# rules under faults on a cluster with a cold zone) against a 14-container
+# cluster (20 for lifecycle) built from the dev-profile binaries above, a minute of
 # whole-cluster power cuts, then the injected-bug tests, which must each see
 # a run fail. About 8 minutes. Needs a
 # docker daemon (nothing is pulled); WEFT_CHAOS_SKIP=1 skips it on purpose.
@@ -94,7 +95,7 @@ else
     --features weft-cli/failpoints --bin weft --bin weft-chaos
   CHAOS="$CARGO_TARGET_DIR/chaos/debug/weft-chaos"
   "$CHAOS" build-image --profile dev
-  "$CHAOS" run --scenario smoke --duration 90s --seed "${WEFT_CHAOS_SEED:-1}" \
+  "$CHAOS" run --scenario smoke --duration 100s --seed "${WEFT_CHAOS_SEED:-1}" \
     --object-mib-max 16 --report "$CARGO_TARGET_DIR/chaos-smoke"
   # Whole-cluster power cuts (the daemons' power-cut disk drops what was
   # not fsynced at each kill): three cuts in 60 s.

@@ -286,10 +286,59 @@ async fn drive(
             sr.errors
         ));
     }
+    if lifecycle {
+        if let Err(e) = lifecycle_acted(cluster, &history).await {
+            sr.failures.push(e);
+        }
+    }
     if verdict.final_keys == 0 || verdict.acked_writes == 0 {
         sr.failures.push(format!(
             "nothing to check: {} acknowledged writes, {} keys read back",
             verdict.acked_writes, verdict.final_keys
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the lifecycle scenario's rules did their work: some expiring
+/// key whose last acknowledged write was a PUT read back absent, and the
+/// cluster holds GLACIER_IR bytes in the cold zone.
+async fn lifecycle_acted(cluster: &Cluster, history: &[crate::history::Op]) -> Result<(), String> {
+    use crate::history::{OpKind, Outcome};
+    let mut last_write: std::collections::BTreeMap<&str, &crate::history::Op> = Default::default();
+    for op in history.iter().filter(|o| o.kind.is_write() && o.is_ok()) {
+        last_write.insert(op.key.as_str(), op);
+    }
+    let expired = history
+        .iter()
+        .filter(|o| {
+            o.kind == OpKind::FinalGet
+                && o.key.starts_with(scenario::EXPIRING_PREFIX)
+                && matches!(o.outcome, Outcome::NotFound)
+        })
+        .filter(|o| {
+            last_write
+                .get(o.key.as_str())
+                .is_some_and(|w| w.kind != OpKind::Delete)
+        })
+        .count();
+    let usage = cluster
+        .admin_get("/v1/cluster/usage")
+        .await
+        .map_err(|e| format!("cluster usage: {e:#}"))?
+        .unwrap_or_default();
+    let cold: u64 = usage["zones"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|z| z["class"] == "GLACIER_IR" && z["zone"] == crate::cluster::COLD_ZONE)
+        .filter_map(|z| z["stored_bytes"].as_u64())
+        .sum();
+    tracing::info!(expired, cold_bytes = cold, "lifecycle work seen");
+    if expired == 0 || cold == 0 {
+        return Err(format!(
+            "the lifecycle rules did not act: {expired} expired keys read back absent, {cold} GLACIER_IR bytes in {}",
+            crate::cluster::COLD_ZONE
         ));
     }
     Ok(())

@@ -85,12 +85,14 @@ impl Scenario {
         Scenario::Lifecycle,
     ];
 
-    /// The CI smoke set: one data-node, one metadata and one disk fault.
-    /// (CI runs `power-cut` on its own, long enough for several cuts.)
-    pub const SMOKE: [Scenario; 3] = [
+    /// The CI smoke set: one data-node, one metadata and one disk fault,
+    /// and lifecycle rules under faults. (CI runs `power-cut` on its own,
+    /// long enough for several cuts.)
+    pub const SMOKE: [Scenario; 4] = [
         Scenario::KillDatad,
         Scenario::KillMetadLeader,
         Scenario::Bitrot,
+        Scenario::Lifecycle,
     ];
 
     /// The stable name.
@@ -524,7 +526,7 @@ mod tests {
             assert_eq!(Scenario::parse(s.name()), Some(s));
         }
         assert_eq!(parse_selection("all").unwrap().len(), Scenario::ALL.len());
-        assert_eq!(parse_selection("smoke").unwrap().len(), 3);
+        assert_eq!(parse_selection("smoke").unwrap().len(), 4);
         assert_eq!(
             parse_selection("kill-datad+bitrot,restart-all").unwrap(),
             vec![

@@ -128,7 +128,13 @@ async fn each_class_places_shards_only_in_its_zones_and_the_cli_guards_the_defin
         .collect();
     assert_eq!(
         names,
-        ["STANDARD", "STANDARD_IA", "ONEZONE_IA", "GLACIER_IR"]
+        [
+            "STANDARD",
+            "INTELLIGENT_TIERING",
+            "STANDARD_IA",
+            "ONEZONE_IA",
+            "GLACIER_IR"
+        ]
     );
     for c in listed["classes"].as_array().unwrap() {
         assert!(c.get("unplaceable").is_none(), "{c}");
