@@ -225,6 +225,16 @@ impl<'a> KeyWrites<'a> {
             .any(|w| pred(w.value) && self.allowed(w, r))
     }
 
+    /// Whether a version `r` may observe was written a day (`day_us`) before
+    /// `r` ended: an expiration rule of one day may have removed it.
+    fn may_have_expired(&self, r: &Op, day_us: i64) -> bool {
+        self.writes.iter().any(|w| {
+            matches!(w.value, Value::Present(_))
+                && self.allowed(w, r)
+                && w.start_us.saturating_add(day_us) <= r.end_us
+        })
+    }
+
     /// The latest-completing acknowledged write before `r` began: what a
     /// sequential observer would expect.
     fn latest_acked_before(&self, r: &Op) -> Option<&Write<'a>> {
@@ -279,13 +289,15 @@ fn ops_of<'a>(ws: &[&Write<'a>]) -> Vec<Op> {
 
 /// Checks a whole history.
 pub fn check(history: &[Op]) -> Verdict {
-    check_with(history, |_| false)
+    check_with(history, |_| false, 0)
 }
 
 /// [`check`], where a key `may_vanish` accepts is under a lifecycle
-/// expiration rule: reading or listing it as absent is allowed at any
-/// time (the rule may have removed it), and nothing else is relaxed.
-pub fn check_with(history: &[Op], may_vanish: impl Fn(&str) -> bool) -> Verdict {
+/// expiration rule of one day of `day_us`: reading or listing it as absent
+/// is allowed once a version the read may observe is a day old (the rule
+/// may have removed it since); a younger one must be there, and nothing
+/// else is relaxed.
+pub fn check_with(history: &[Op], may_vanish: impl Fn(&str) -> bool, day_us: i64) -> Verdict {
     let mut by_key: BTreeMap<&str, Vec<&Op>> = BTreeMap::new();
     for op in history {
         if !matches!(op.kind, OpKind::List | OpKind::FinalList) {
@@ -311,7 +323,10 @@ pub fn check_with(history: &[Op], may_vanish: impl Fn(&str) -> bool) -> Verdict 
             if is_final {
                 v.final_keys += 1;
             }
-            if may_vanish(key) && matches!(r.outcome, Outcome::NotFound) {
+            if may_vanish(key)
+                && matches!(r.outcome, Outcome::NotFound)
+                && kw.may_have_expired(r, day_us)
+            {
                 // Expired by the rule: allowed, and still a read checked.
                 v.reads_checked += 1;
                 continue;
@@ -324,7 +339,7 @@ pub fn check_with(history: &[Op], may_vanish: impl Fn(&str) -> bool) -> Verdict 
         .iter()
         .filter(|o| matches!(o.kind, OpKind::List | OpKind::FinalList))
     {
-        check_list(&mut v, &keys, r, &may_vanish);
+        check_list(&mut v, &keys, r, &may_vanish, day_us);
     }
     v
 }
@@ -457,6 +472,7 @@ fn check_list(
     keys: &BTreeMap<&str, KeyWrites>,
     r: &Op,
     may_vanish: &dyn Fn(&str) -> bool,
+    day_us: i64,
 ) {
     let Some(listed) = &r.listed else { return };
     if !r.is_ok() {
@@ -472,7 +488,11 @@ fn check_list(
     considered.extend(listed_set.iter().copied());
     for k in considered {
         let present = listed_set.contains(k);
-        if !present && k.starts_with(prefix) && may_vanish(k) {
+        if !present
+            && k.starts_with(prefix)
+            && may_vanish(k)
+            && keys.get(k).is_some_and(|kw| kw.may_have_expired(r, day_us))
+        {
             continue;
         }
         let problem = if !k.starts_with(prefix) {
@@ -762,16 +782,20 @@ mod tests {
         h.get(OpKind::FinalGet, "exp/a", None, (100, 110));
         h.get(OpKind::FinalGet, "keep/b", None, (100, 110));
         h.list(OpKind::FinalList, "", &["keep/b"], (120, 130));
-        let v = check_with(&h.ops, |k| k.starts_with("exp/"));
+        let v = check_with(&h.ops, |k| k.starts_with("exp/"), 50_000);
         assert_eq!(v.lost_writes, 1, "{:?}", v.findings);
         assert_eq!(v.findings[0].key, "keep/b");
         assert_eq!(v.list_mismatches, 0, "{:?}", v.findings);
+        // Before a day has passed, an expiring key must still be there.
+        let v = check_with(&h.ops, |k| k.starts_with("exp/"), 500_000);
+        assert_eq!(v.lost_writes, 2, "{:?}", v.findings);
+        assert_eq!(v.list_mismatches, 1, "{:?}", v.findings);
         // A wrong version of an expiring key is still caught.
         let mut h = H::new();
         h.put("exp/a", 1, (0, 10), true);
         h.put("exp/a", 2, (20, 30), true);
         h.get(OpKind::FinalGet, "exp/a", Some(1), (100, 110));
-        let v = check_with(&h.ops, |k| k.starts_with("exp/"));
+        let v = check_with(&h.ops, |k| k.starts_with("exp/"), 50_000);
         assert_eq!(v.lost_writes + v.wrong_reads, 1, "{:?}", v.findings);
     }
 }

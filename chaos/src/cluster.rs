@@ -617,7 +617,7 @@ impl Cluster {
 
     /// What is not healthy yet, or `None` when every voter answers, there is
     /// a leader and every data node is up.
-    pub fn unhealthy_reason(status: &Value) -> Option<String> {
+    pub fn unhealthy_reason(status: &Value, datad_want: usize) -> Option<String> {
         if status["metad"]["leader"].as_u64().is_none() {
             return Some("no metad leader".into());
         }
@@ -631,9 +631,8 @@ impl Cluster {
         }
         let nodes = status["nodes"].as_array().map(Vec::as_slice).unwrap_or(&[]);
         let up = nodes.iter().filter(|n| n["state"] == "up").count();
-        let want = DATAD_COUNT.max(nodes.len());
-        if up < want {
-            return Some(format!("{up}/{want} data nodes up"));
+        if up < datad_want {
+            return Some(format!("{up}/{datad_want} data nodes up"));
         }
         None
     }
@@ -668,7 +667,7 @@ impl Cluster {
         let mut last = String::from("no answer yet");
         while began.elapsed() < timeout {
             match self.status().await {
-                Ok(st) => match Self::unhealthy_reason(&st) {
+                Ok(st) => match Self::unhealthy_reason(&st, DATAD_COUNT + self.cfg.cold_nodes) {
                     // The status came from one gateway; every one must
                     // also take S3 connections (one still starting refuses
                     // the workload's first requests).
@@ -820,12 +819,20 @@ mod tests {
             "voters": [{"status": {}}, {"status": {}}, {"status": {}}],
             "nodes": (0..9).map(|_| serde_json::json!({"state": "up"})).collect::<Vec<_>>(),
         });
-        assert_eq!(Cluster::unhealthy_reason(&st), None);
+        assert_eq!(Cluster::unhealthy_reason(&st, DATAD_COUNT), None);
         st["nodes"][3]["state"] = "suspect".into();
-        assert_eq!(Cluster::unhealthy_reason(&st).unwrap(), "8/9 data nodes up");
+        assert_eq!(
+            Cluster::unhealthy_reason(&st, DATAD_COUNT).unwrap(),
+            "8/9 data nodes up"
+        );
         st["voters"][0]["status"] = Value::Null;
-        assert!(Cluster::unhealthy_reason(&st).unwrap().contains("voters"));
+        assert!(Cluster::unhealthy_reason(&st, DATAD_COUNT)
+            .unwrap()
+            .contains("voters"));
         st["metad"]["leader"] = Value::Null;
-        assert_eq!(Cluster::unhealthy_reason(&st).unwrap(), "no metad leader");
+        assert_eq!(
+            Cluster::unhealthy_reason(&st, DATAD_COUNT).unwrap(),
+            "no metad leader"
+        );
     }
 }

@@ -236,6 +236,11 @@ async fn drive(
     }
     let lifecycle = combo.iter().any(|s| s.needs_lifecycle());
     if lifecycle {
+        // Worker 0's keys may vanish: the others must exist to check.
+        anyhow::ensure!(
+            wl.workers >= 2,
+            "the lifecycle scenario needs at least 2 workers (worker 0's keys expire)"
+        );
         put_lifecycle_rules(cluster, &wl.bucket).await?;
     }
     let recorder = Arc::new(Recorder::new(Some(&dir.join("history.jsonl")))?);
@@ -271,9 +276,11 @@ async fn drive(
     recorder.flush()?;
     let history = recorder.snapshot();
     // Under the lifecycle scenario's expiration rule a key may vanish.
-    let verdict = checker::check_with(&history, |k| {
-        lifecycle && k.starts_with(scenario::EXPIRING_PREFIX)
-    });
+    let verdict = checker::check_with(
+        &history,
+        |k| lifecycle && k.starts_with(scenario::EXPIRING_PREFIX),
+        LIFECYCLE_DAY_US,
+    );
     for f in verdict.findings.iter().take(20) {
         tracing::error!("{}", f.describe());
     }
@@ -300,28 +307,43 @@ async fn drive(
     Ok(())
 }
 
-/// Whether the lifecycle scenario's rules did their work: some expiring
-/// key whose last acknowledged write was a PUT read back absent, and the
+/// The lifecycle scenario's day, µs (`lifecycle_day_secs = 1`).
+const LIFECYCLE_DAY_US: i64 = 1_000_000;
+
+/// Whether the lifecycle scenario's rules did their work, judged on the
+/// expiring worker's cold keys (written once at the start, never deleted,
+/// so nothing but the rule removes them): every one whose PUT was
+/// acknowledged well before the read-back reads back absent, and the
 /// cluster holds GLACIER_IR bytes in the cold zone.
 async fn lifecycle_acted(cluster: &Cluster, history: &[crate::history::Op]) -> Result<(), String> {
     use crate::history::{OpKind, Outcome};
-    let mut last_write: std::collections::BTreeMap<&str, &crate::history::Op> = Default::default();
+    let cold_prefix = format!("{}c", scenario::EXPIRING_PREFIX);
+    let mut acked_put: std::collections::BTreeMap<&str, i64> = Default::default();
     for op in history.iter().filter(|o| o.kind.is_write() && o.is_ok()) {
-        last_write.insert(op.key.as_str(), op);
+        if op.key.starts_with(&cold_prefix) {
+            acked_put.insert(op.key.as_str(), op.end_us);
+        }
     }
-    let expired = history
-        .iter()
-        .filter(|o| {
-            o.kind == OpKind::FinalGet
-                && o.key.starts_with(scenario::EXPIRING_PREFIX)
-                && matches!(o.outcome, Outcome::NotFound)
-        })
-        .filter(|o| {
-            last_write
-                .get(o.key.as_str())
-                .is_some_and(|w| w.kind != OpKind::Delete)
-        })
-        .count();
+    let (mut expired, mut kept) = (0, vec![]);
+    for o in history.iter().filter(|o| o.kind == OpKind::FinalGet) {
+        // Written 20 days (s) before the read-back: past its day and
+        // several passes even across a leader's election.
+        let Some(&put_end) = acked_put.get(o.key.as_str()) else {
+            continue;
+        };
+        if put_end + 20 * LIFECYCLE_DAY_US > o.start_us {
+            continue;
+        }
+        match o.outcome {
+            Outcome::NotFound => expired += 1,
+            _ => kept.push(o.key.clone()),
+        }
+    }
+    if !kept.is_empty() {
+        return Err(format!(
+            "keys under the expiration rule still there 20 days after their write: {kept:?}"
+        ));
+    }
     let usage = cluster
         .admin_get("/v1/cluster/usage")
         .await

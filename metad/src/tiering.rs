@@ -75,7 +75,28 @@ pub(crate) fn set(
             ));
         }
     }
-    let next = before.with(change);
+    // An unchanged rule keeps the time it was first set: reads have been
+    // noted since then, so re-setting it must not restart idle time.
+    let change = match change {
+        TieringChange::Unread { rules } => TieringChange::Unread {
+            rules: rules
+                .iter()
+                .map(|r| {
+                    let mut r = r.clone();
+                    if let Some(old) = before
+                        .unread
+                        .iter()
+                        .find(|o| o.prefix == r.prefix && o.class == r.class)
+                    {
+                        r.since_ms = old.since_ms;
+                    }
+                    r
+                })
+                .collect(),
+        },
+        other => other.clone(),
+    };
+    let next = before.with(&change);
     b.tiering = (!next.is_empty()).then_some(next);
     t.insert(bucket, sealed::<&str, _>(bucket, &b).as_slice())?;
     Ok(CommandResult::Done)
@@ -382,6 +403,33 @@ mod tests {
             .unwrap(),
             CommandResult::Done
         );
+    }
+
+    /// Re-setting an unchanged unread rule keeps the time it was first set
+    /// (idle time does not restart); a changed one takes the new time.
+    #[test]
+    fn an_unchanged_unread_rule_keeps_its_start() {
+        let (_d, sm) = setup();
+        let set = |class: &str, since_ms| {
+            sm.apply_for_test(&Command::SetBucketTiering {
+                bucket: "b".into(),
+                change: weft_common::lifecycle::tiering::TieringChange::Unread {
+                    rules: vec![weft_common::lifecycle::tiering::UnreadRule {
+                        prefix: "logs/".into(),
+                        days: 7,
+                        class: class.into(),
+                        since_ms,
+                    }],
+                },
+            })
+            .unwrap()
+        };
+        let since = || sm.bucket("b").unwrap().unwrap().tiering.unwrap().unread[0].since_ms;
+        assert_eq!(set("GLACIER_IR", 5), CommandResult::Done);
+        assert_eq!(set("GLACIER_IR", 9), CommandResult::Done);
+        assert_eq!(since(), 5);
+        assert_eq!(set("STANDARD_IA", 11), CommandResult::Done);
+        assert_eq!(since(), 11);
     }
 
     /// A read of a version that is gone, or of another version id, changes

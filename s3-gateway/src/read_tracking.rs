@@ -162,7 +162,10 @@ impl ReadTracker {
     fn requeue(&self, reads: &[Read], now_ms: u64) {
         let mut p = self.inner.pending.lock().expect("pending reads lock");
         for r in reads {
-            let stale = now_ms.saturating_sub(r.at_ms) > RETRY_MAX_AGE.as_millis() as u64;
+            // Too old to matter, or stamped ahead of this clock (it was
+            // stepped back): a batch holding it may be refused again.
+            let stale = now_ms.saturating_sub(r.at_ms) > RETRY_MAX_AGE.as_millis() as u64
+                || r.at_ms > now_ms.saturating_add(60_000);
             if stale || p.len() >= PENDING_MAX {
                 self.inner.metrics.dropped.inc();
                 continue;
@@ -222,11 +225,12 @@ mod tests {
             &[
                 read("fresh", now - 1_000),
                 read("old", now - RETRY_MAX_AGE.as_millis() as u64 - 1),
+                read("ahead", now + 3_600_000),
             ],
             now,
         );
         assert_eq!(t.pending(), 1);
-        assert_eq!(t.inner.metrics.dropped.get(), 1);
+        assert_eq!(t.inner.metrics.dropped.get(), 2);
         let p = t.inner.pending.lock().unwrap();
         assert!(p.contains_key(&("b".to_string(), "fresh".to_string(), VersionId(1))));
     }

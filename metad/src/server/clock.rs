@@ -32,6 +32,15 @@ fn stamps(cmd: &Command) -> Vec<u64> {
 /// Refuses `cmd` if a stamp is more than `max_ms` from `now_ms`, saying by
 /// how much and what to do.
 pub(crate) fn check(cmd: &Command, now_ms: u64, max_ms: u64) -> Result<(), String> {
+    if let Command::RecordAccess { reads } = cmd {
+        let max = weft_common::lifecycle::tiering::READS_PER_COMMAND;
+        if reads.len() > max {
+            return Err(format!(
+                "{} reads in one RecordAccess; send at most {max} per command",
+                reads.len()
+            ));
+        }
+    }
     // A read stamped ahead would keep its object hot; one stamped behind
     // (a batch a gateway kept through an outage) only raises a last access
     // to a time already past, so it is not refused.
@@ -105,6 +114,16 @@ mod tests {
             }],
         };
         assert!(check(&read(0), now, SKEW_MAX_MS).is_ok());
+        assert!(check(&read(now + SKEW_MAX_MS / 2), now, SKEW_MAX_MS).is_ok());
+        let Command::RecordAccess { reads } = read(now) else {
+            unreachable!()
+        };
+        let many = Command::RecordAccess {
+            reads: vec![reads[0].clone(); weft_common::lifecycle::tiering::READS_PER_COMMAND + 1],
+        };
+        assert!(check(&many, now, SKEW_MAX_MS)
+            .unwrap_err()
+            .contains("at most"));
         assert!(check(&read(now + 2 * SKEW_MAX_MS), now, SKEW_MAX_MS).is_err());
         assert!(check(
             &Command::SetBucketTags {
