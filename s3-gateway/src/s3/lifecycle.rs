@@ -39,7 +39,8 @@ fn days(v: i32, what: &str, rule: &str) -> S3Result<u32> {
     })
 }
 
-fn tag(t: &Tag) -> S3Result<(String, String)> {
+/// A filter's tag as (key, value); both are required.
+pub(super) fn tag(t: &Tag) -> S3Result<(String, String)> {
     match (&t.key, &t.value) {
         (Some(k), Some(v)) => Ok((k.clone(), v.clone())),
         _ => Err(s3_error!(MalformedXML, "a Tag needs a Key and a Value")),
@@ -104,6 +105,14 @@ fn filter(r: &LifecycleRule) -> S3Result<Filter> {
             }
             Ok(out)
         }
+    }
+}
+
+/// A configuration check's refusal as S3's error.
+pub(super) fn rule_error(e: RuleError) -> S3Error {
+    match e {
+        RuleError::Malformed(m) => s3_error!(MalformedXML, "{m}"),
+        RuleError::InvalidArgument(m) => s3_error!(InvalidArgument, "{m}"),
     }
 }
 
@@ -356,10 +365,7 @@ impl WeftS3 {
             .map(|(i, r)| rule(i, r))
             .collect::<S3Result<Vec<_>>>()?;
         let config = LifecycleConfig { rules };
-        config.validate(REAL_DAY_MS).map_err(|e| match e {
-            RuleError::Malformed(m) => s3_error!(MalformedXML, "{m}"),
-            RuleError::InvalidArgument(m) => s3_error!(InvalidArgument, "{m}"),
-        })?;
+        config.validate(REAL_DAY_MS).map_err(rule_error)?;
         self.check_targets(&config)?;
         self.set_lifecycle(&input.bucket, Some(config)).await?;
         Ok(S3Response::new(

@@ -7,9 +7,10 @@
 use s3s::dto::*;
 use s3s::{s3_error, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use weft_common::lifecycle::tiering::{TieringChange, TieringConfig};
-use weft_common::lifecycle::{Filter, RuleError};
+use weft_common::lifecycle::Filter;
 use weft_common::rpc::{Command, CommandResult, Refusal};
 
+use super::lifecycle::{rule_error, tag};
 use super::WeftS3;
 use crate::error::{metad_err, refusal_to_s3, unexpected, Refused};
 
@@ -20,13 +21,6 @@ fn no_config(id: &str) -> S3Error {
     );
     e.set_status_code(http::StatusCode::NOT_FOUND);
     e
-}
-
-fn tag(t: &Tag) -> S3Result<(String, String)> {
-    match (&t.key, &t.value) {
-        (Some(k), Some(v)) => Ok((k.clone(), v.clone())),
-        _ => Err(s3_error!(MalformedXML, "a Tag needs a Key and a Value")),
-    }
 }
 
 fn filter(f: Option<&IntelligentTieringFilter>) -> S3Result<Filter> {
@@ -107,10 +101,7 @@ fn config(id: &str, c: &IntelligentTieringConfiguration) -> S3Result<TieringConf
             ));
         }
     }
-    out.validate().map_err(|e| match e {
-        RuleError::Malformed(m) => s3_error!(MalformedXML, "{m}"),
-        RuleError::InvalidArgument(m) => s3_error!(InvalidArgument, "{m}"),
-    })?;
+    out.validate().map_err(rule_error)?;
     Ok(out)
 }
 

@@ -84,16 +84,7 @@ pub async fn lifecycle(objects: u64, size_mib: u64, clients: usize) -> Result<()
     cfg.metad.lifecycle_day_secs = 1;
     cfg.datad.repair_poll_ms = 100;
     let c = DevCluster::start(cfg).await.context("start cluster")?;
-    let creds = c.credentials().clone();
-    let signer = Arc::new(Signer {
-        http: reqwest::Client::new(),
-        signer: weft_client::s3::Signer::new(
-            &c.s3_endpoint(),
-            &creds.access_key,
-            &creds.secret_key,
-            c.region(),
-        ),
-    });
+    let signer = Arc::new(Signer::for_cluster(&c));
     let admin = c.admin_client();
     put(&signer, "/bench", vec![], &[]).await?;
     let size = size_mib << 20;

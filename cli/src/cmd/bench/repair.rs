@@ -16,6 +16,20 @@ pub(super) struct Signer {
 }
 
 impl Signer {
+    /// A signer for `c`'s first gateway with its root credentials.
+    pub(super) fn for_cluster(c: &weft_cli::dev_cluster::DevCluster) -> Signer {
+        let creds = c.credentials();
+        Signer {
+            http: reqwest::Client::new(),
+            signer: weft_client::s3::Signer::new(
+                &c.s3_endpoint(),
+                &creds.access_key,
+                &creds.secret_key,
+                c.region(),
+            ),
+        }
+    }
+
     pub(super) fn request(
         &self,
         method: reqwest::Method,
@@ -156,16 +170,7 @@ pub async fn repair(objects: u64, size_mib: u64, clients: usize) -> Result<()> {
     cfg.metad.durability_scan_ms = 200;
     cfg.datad.repair_poll_ms = 100;
     let mut c = DevCluster::start(cfg).await.context("start cluster")?;
-    let creds = c.credentials().clone();
-    let signer = std::sync::Arc::new(Signer {
-        http: reqwest::Client::new(),
-        signer: weft_client::s3::Signer::new(
-            &c.s3_endpoint(),
-            &creds.access_key,
-            &creds.secret_key,
-            c.region(),
-        ),
-    });
+    let signer = std::sync::Arc::new(Signer::for_cluster(&c));
     let admin = c.admin_client();
     let r = signer
         .request(reqwest::Method::PUT, "/bench", None)

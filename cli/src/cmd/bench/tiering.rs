@@ -108,16 +108,7 @@ pub async fn tiering(
     let dir = tempfile::tempdir()?;
     let cfg = DevClusterConfig::ephemeral(dir.path());
     let c = DevCluster::start(cfg).await.context("start cluster")?;
-    let creds = c.credentials().clone();
-    let signer = Arc::new(Signer {
-        http: reqwest::Client::new(),
-        signer: weft_client::s3::Signer::new(
-            &c.s3_endpoint(),
-            &creds.access_key,
-            &creds.secret_key,
-            c.region(),
-        ),
-    });
+    let signer = Arc::new(Signer::for_cluster(&c));
     put(&signer, "/plain", vec![], None).await?;
     put(&signer, "/tiered", vec![], None).await?;
     println!(
