@@ -230,6 +230,60 @@ pub struct DevArgs {
     /// days of this length, so a 30-day rule can be watched in seconds.
     #[arg(long, value_parser = parse_day, default_value = "1d")]
     pub lifecycle_day: u64,
+    /// One S3 gateway in each zone (their ports are printed at start), so
+    /// reads from each zone can be compared.
+    #[arg(long)]
+    pub gateway_per_zone: bool,
+    /// Emulated round trip between zones (`20ms`, `0.1s`) on the gateways'
+    /// hops to data nodes; inside a zone nothing is added.
+    #[arg(long, value_parser = parse_latency)]
+    pub zone_latency: Option<u64>,
+    /// Emulated bandwidth between each pair of zones (`200MiB/s`).
+    #[arg(long, value_parser = parse_bandwidth)]
+    pub zone_bandwidth: Option<u64>,
+}
+
+/// `20ms`, `0.5s`: milliseconds.
+fn parse_latency(text: &str) -> Result<u64, String> {
+    let bad = || format!("{text:?}: write a latency like 20ms or 0.5s");
+    let (n, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1000.0)
+    } else {
+        return Err(bad());
+    };
+    let v: f64 = n.parse().map_err(|_| bad())?;
+    if !v.is_finite() || v < 0.0 || v * scale > 60_000.0 {
+        return Err(format!("{text:?}: give 0 to 60s"));
+    }
+    Ok((v * scale).round() as u64)
+}
+
+/// `200MiB/s`, `1GiB/s`, `500KB/s`: bytes per second.
+fn parse_bandwidth(text: &str) -> Result<u64, String> {
+    let bad = || format!("{text:?}: write a bandwidth like 200MiB/s, 1GiB/s or 50MB/s");
+    let n = text.strip_suffix("/s").ok_or_else(bad)?;
+    let split = n
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(bad)?;
+    let (num, unit) = n.split_at(split);
+    let scale: f64 = match unit {
+        "B" => 1.0,
+        "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(bad()),
+    };
+    let v: f64 = num.parse().map_err(|_| bad())?;
+    let bytes = (v * scale).round();
+    if !bytes.is_finite() || bytes < 1.0 {
+        return Err(format!("{text:?}: give at least 1B/s"));
+    }
+    Ok(bytes as u64)
 }
 
 /// `N` seconds, or `Ns`, `Nm`, `Nh`, `Nd`; at least one second.
@@ -778,7 +832,8 @@ pub struct DaemonArgs {
     /// Raft id (metad) or node id (datad).
     #[arg(long, env = "WEFT_ID")]
     pub id: Option<u64>,
-    /// Zone (datad).
+    /// Zone (datad: where its shards are; gateway: where it serves, so
+    /// reads prefer shards in it).
     #[arg(long, env = "WEFT_ZONE")]
     pub zone: Option<String>,
     /// A label of this node's zone, `name=value` (datad; repeatable), e.g.

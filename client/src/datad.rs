@@ -190,6 +190,9 @@ pub enum DatadClientError {
 pub struct DatadClient {
     http: reqwest::Client,
     transport: SharedTransport,
+    /// The caller's zone, sent on shard reads so data nodes can count the
+    /// bytes they serve to each zone.
+    origin_zone: Option<String>,
     limits: DatadClientLimits,
     slots: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
 }
@@ -222,6 +225,15 @@ impl DatadClient {
         limits: DatadClientLimits,
         tls: Option<&Arc<crate::internal_tls::InternalTls>>,
     ) -> DatadClient {
+        Self::with_transport(limits, Self::http_transport(limits, tls))
+    }
+
+    /// The socket transport [`with_limits_tls`](Self::with_limits_tls)
+    /// sends through, for callers that decorate it (the emulated WAN).
+    pub fn http_transport(
+        limits: DatadClientLimits,
+        tls: Option<&Arc<crate::internal_tls::InternalTls>>,
+    ) -> SharedTransport {
         let mut http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .connect_timeout(limits.connect_timeout)
@@ -230,10 +242,7 @@ impl DatadClient {
         if limits.http2 {
             http = http.http2_prior_knowledge();
         }
-        Self::with_transport(
-            limits,
-            Arc::new(Http::with_tls_to(http, tls, crate::pki::Role::Datad)),
-        )
+        Arc::new(Http::with_tls_to(http, tls, crate::pki::Role::Datad))
     }
 
     /// A client that sends through `transport` (the simulator's network, or
@@ -242,9 +251,16 @@ impl DatadClient {
         DatadClient {
             http: crate::transport::builder_client(),
             transport,
+            origin_zone: None,
             limits,
             slots: Arc::default(),
         }
+    }
+
+    /// The same client, naming `zone` as the caller's on shard reads.
+    pub fn from_zone(mut self, zone: Option<String>) -> DatadClient {
+        self.origin_zone = zone;
+        self
     }
 
     /// The limits this client applies.
@@ -357,11 +373,14 @@ impl DatadClient {
     ) -> Result<Bytes, DatadClientError> {
         const OP: &str = "get shard";
         let _slot = self.slot(OP, addr).await?;
-        let request = self
+        let mut request = self
             .http
             .get(shard_url(addr, segment, index))
             .timeout(self.limits.request_timeout)
             .query(&[("offset", offset), ("len", len)]);
+        if let Some(zone) = &self.origin_zone {
+            request = request.header(weft_common::locality::ZONE_HEADER, zone);
+        }
         let response = self
             .send(OP, addr, request, self.limits.idle_read_timeout)
             .await?;

@@ -17,6 +17,7 @@ pub mod peer;
 pub mod pki;
 pub mod s3;
 pub mod transport;
+pub mod wan;
 
 pub use datad::{DatadClient, DatadClientError, DatadClientLimits};
 pub use metad::{Committed, MetadClient, MetadClientError};

@@ -23,6 +23,7 @@ pub mod effects;
 pub mod failpoints;
 pub mod ids;
 pub mod lifecycle;
+pub mod locality;
 pub mod manifest;
 pub mod placement;
 pub mod profile;

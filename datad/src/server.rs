@@ -51,6 +51,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use futures::StreamExt;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
@@ -70,6 +71,11 @@ struct Metrics {
     registry: Registry,
     put_bytes: Counter,
     get_bytes: Counter,
+    /// Shard bytes served, by the zone the caller named.
+    served_bytes: Family<ZoneLabel, Counter>,
+    /// Zones `served_bytes` names so far (at most
+    /// [`weft_common::locality::METRIC_ZONES_MAX`]).
+    served_zones: std::sync::Mutex<std::collections::BTreeSet<String>>,
     corrupt_blocks: Counter,
     used_bytes: Gauge,
 }
@@ -99,13 +105,49 @@ impl Metrics {
             corrupt_blocks.clone(),
         );
         registry.register("used_bytes", "Bytes of all shard files", used_bytes.clone());
+        let served_bytes = Family::<ZoneLabel, Counter>::default();
+        registry.register(
+            "shard_served_bytes",
+            "Shard bytes served, by the zone the reader named (unknown: none named)",
+            served_bytes.clone(),
+        );
         Metrics {
             registry,
             put_bytes,
             get_bytes,
+            served_bytes,
+            served_zones: Default::default(),
             corrupt_blocks,
             used_bytes,
         }
+    }
+}
+
+/// Labels of bytes served to one zone.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+struct ZoneLabel {
+    zone: String,
+}
+
+impl Metrics {
+    /// The counter of bytes served to the zone a request names.
+    fn served_to(&self, headers: &HeaderMap) -> Counter {
+        use weft_common::locality::{metric_zone, METRIC_ZONES_MAX};
+        let raw = headers
+            .get(weft_common::locality::ZONE_HEADER)
+            .and_then(|v| v.to_str().ok());
+        let mut zone = metric_zone(raw).to_string();
+        {
+            let mut seen = self.served_zones.lock().expect("zones lock");
+            if !seen.contains(&zone) {
+                if seen.len() < METRIC_ZONES_MAX {
+                    seen.insert(zone.clone());
+                } else {
+                    zone = "other".into();
+                }
+            }
+        }
+        self.served_bytes.get_or_create(&ZoneLabel { zone }).clone()
     }
 }
 
@@ -372,8 +414,10 @@ struct RangeParams {
 async fn get_shard(
     State(state): State<AppState>,
     Path((segment, index)): Path<(String, String)>,
+    headers: HeaderMap,
     params: Result<Query<RangeParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let served = state.metrics.served_to(&headers);
     let (segment, index) = parse_ids(&segment, &index)?;
     let Query(params) =
         params.map_err(|e| ApiError::bad_request(format!("bad range: {}", e.body_text())))?;
@@ -392,6 +436,7 @@ async fn get_shard(
         {
             Ok(bytes) => {
                 metrics.get_bytes.inc_by(bytes.len() as u64);
+                served.inc_by(bytes.len() as u64);
                 Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
             }
             Err(e) => {
@@ -425,6 +470,7 @@ async fn get_shard(
     let body = range.body.inspect(move |item| match item {
         Ok(chunk) => {
             metrics.get_bytes.inc_by(chunk.len() as u64);
+            served.inc_by(chunk.len() as u64);
         }
         Err(e) => {
             if e.is_corrupt() {

@@ -28,6 +28,27 @@ pub struct ClusterMap {
     classes: Arc<RwLock<Arc<Vec<StorageClass>>>>,
     /// metad's lifecycle day in ms (0 until known: a real day).
     lifecycle_day_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Each node's zone by its `host:port`, for the emulated WAN, which
+    /// sees only addresses.
+    zones_by_addr: Arc<RwLock<Arc<std::collections::HashMap<String, String>>>>,
+}
+
+impl std::fmt::Debug for ClusterMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterMap")
+            .field("nodes", &self.snapshot().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl weft_client::wan::ZoneOf for ClusterMap {
+    fn zone_of(&self, authority: &str) -> Option<String> {
+        self.zones_by_addr
+            .read()
+            .expect("cluster map lock")
+            .get(authority)
+            .cloned()
+    }
 }
 
 /// Why a request's storage class cannot be used.
@@ -55,8 +76,7 @@ impl ClusterMap {
             } => {
                 self.lifecycle_day_ms
                     .store(lifecycle_day_ms, std::sync::atomic::Ordering::Relaxed);
-                let map = nodes.into_iter().map(|n| (n.info.id, n)).collect();
-                *self.nodes.write().expect("cluster map lock") = Arc::new(map);
+                self.install(nodes);
                 *self.metad_space_low.write().expect("cluster map lock") = metad_space_low;
                 // A metad that has not seeded yet answers none: keep what
                 // we had rather than forget every class.
@@ -69,6 +89,17 @@ impl ClusterMap {
                 "expected nodes, got {other:?}"
             ))),
         }
+    }
+
+    /// Replaces the node table (a refresh, or a test's own table).
+    pub fn install(&self, nodes: Vec<NodeView>) {
+        let by_addr = nodes
+            .iter()
+            .map(|n| (n.info.addr.clone(), n.info.zone.clone()))
+            .collect();
+        let map = nodes.into_iter().map(|n| (n.info.id, n)).collect();
+        *self.nodes.write().expect("cluster map lock") = Arc::new(map);
+        *self.zones_by_addr.write().expect("cluster map lock") = Arc::new(by_addr);
     }
 
     /// Refreshes every `period` until cancelled.

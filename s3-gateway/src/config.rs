@@ -76,6 +76,23 @@ pub struct GatewayConfig {
     pub tls: Option<weft_client::internal_tls::TlsFiles>,
     /// Plain HTTP to metad and the data nodes on purpose.
     pub insecure_internal: bool,
+    /// The zone this gateway runs in: reads prefer shards in it, and bytes
+    /// fetched from other zones are counted as crossing. `None`: no zone,
+    /// so no shard is preferred for where it is.
+    pub zone: Option<String>,
+    /// An emulated WAN between zones on this gateway's internal calls
+    /// (`weft dev --zone-latency`); off by default. Needs `zone`.
+    pub wan: weft_client::wan::WanSettings,
+    /// Send one more shard request when a stripe's fetch outlives the
+    /// recent p95 of shard fetches (the first k answers win).
+    pub read_hedging: bool,
+    /// A hedge is never sent sooner than this, ms: on an idle loopback
+    /// cluster the p95 is a few hundred microseconds, and hedging against
+    /// scheduler noise would double the reads.
+    pub hedge_min_ms: u64,
+    /// Bytes of recently read stripes kept in memory (0: no cache).
+    /// Segments never change once written, so an entry is never stale.
+    pub stripe_cache_bytes: u64,
 }
 
 /// Caps on what the S3 listener takes on at once; beyond them a request is
@@ -131,6 +148,11 @@ impl Default for GatewayConfig {
             shutdown_grace_ms: 30_000,
             tls: None,
             insecure_internal: false,
+            zone: None,
+            wan: Default::default(),
+            read_hedging: true,
+            hedge_min_ms: 10,
+            stripe_cache_bytes: 128 << 20,
         }
     }
 }
@@ -214,6 +236,18 @@ impl GatewayConfig {
             "4096",
         )?;
         config_check::positive("limits.max_requests", self.limits.max_requests, "1024")?;
+        if self.zone.as_deref().is_some_and(str::is_empty) {
+            return Err(ConfigError::new(
+                "zone",
+                "empty; name the zone this gateway runs in, as its data nodes name theirs, or leave it out",
+            ));
+        }
+        if self.wan.is_active() && self.zone.is_none() {
+            return Err(ConfigError::new(
+                "wan",
+                "an emulated WAN costs hops between zones, and this gateway has no zone; set zone too",
+            ));
+        }
         config_check::positive(
             "limits.max_inflight_bytes",
             self.limits.max_inflight_bytes,
@@ -273,6 +307,20 @@ mod tests {
             c.validate().unwrap_err().setting,
             "root_access_key/root_secret_key"
         );
+    }
+
+    #[test]
+    fn empty_zone_and_a_wan_without_a_zone_are_refused() {
+        let mut c = GatewayConfig {
+            zone: Some(String::new()),
+            ..Default::default()
+        };
+        assert_eq!(c.validate().unwrap_err().setting, "zone");
+        c.zone = None;
+        c.wan.latency_ms = 20;
+        assert_eq!(c.validate().unwrap_err().setting, "wan");
+        c.zone = Some("a".into());
+        c.validate().unwrap();
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod read_tracking;
 pub mod refusals;
 pub mod release;
 pub mod s3;
+pub mod shard_costs;
 pub mod tls;
 pub mod upload_age;
 pub mod write_path;
@@ -100,9 +101,14 @@ pub struct GatewayHandle {
     admin_addr: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
     background: CancellationToken,
+    wan: weft_client::wan::WanHandle,
 }
 
 impl GatewayHandle {
+    /// The emulated WAN's run-time controls (a slow node for tests).
+    pub fn wan(&self) -> &weft_client::wan::WanHandle {
+        &self.wan
+    }
     /// The bound S3 address.
     pub fn s3_addr(&self) -> SocketAddr {
         self.s3_addr
@@ -284,10 +290,25 @@ async fn start_on(
         queue_timeout: Duration::from_millis(cfg.datad_queue_timeout_ms),
         ..Default::default()
     };
-    let datad = match &transport {
-        Some(t) => DatadClient::with_transport(datad_limits, t.clone()),
-        None => DatadClient::with_limits_tls(datad_limits, tls.as_ref()),
+    let wan = weft_client::wan::WanHandle::default();
+    let datad_transport = match &transport {
+        Some(t) => t.clone(),
+        None => DatadClient::http_transport(datad_limits, tls.as_ref()),
     };
+    // Shard traffic crosses the emulated WAN when one is set (every hop
+    // to a data node; metad voters have no zone, so they cost nothing).
+    let datad_transport = match &cfg.zone {
+        Some(zone) => weft_client::wan::Wan::wrap(
+            datad_transport,
+            zone,
+            Arc::new(cluster.clone()),
+            cfg.wan,
+            wan.clone(),
+        ),
+        None => datad_transport,
+    };
+    let datad =
+        DatadClient::with_transport(datad_limits, datad_transport).from_zone(cfg.zone.clone());
     let gw_metrics = metrics::GatewayMetrics::new(Some(&admission));
     let release = release::Releaser::new(
         release::ReleaseLimits {
@@ -316,7 +337,14 @@ async fn start_on(
         upload_max_age,
         put_stragglers: gw_metrics.put_stragglers.clone(),
     };
-    let reader = ObjectReader::new(cluster.clone(), datad, codecs, metad.clone(), &gw_metrics);
+    let reader = ObjectReader::new(
+        cluster.clone(),
+        datad,
+        codecs,
+        metad.clone(),
+        &gw_metrics,
+        read_path::Locality::from_config(&cfg, &gw_metrics),
+    );
     let reads = read_tracking::ReadTracker::new(cluster.clone(), gw_metrics.reads.clone());
     reads.spawn_flusher(metad.clone(), background.clone());
     let s3 = s3::WeftS3 {
@@ -439,6 +467,7 @@ async fn start_on(
         admin_addr,
         tasks: vec![s3_task, admin_task],
         background,
+        wan,
     }))
 }
 

@@ -40,6 +40,8 @@ pub struct GatewayMetrics {
     pub release: crate::release::ReleaseMetrics,
     /// Reads noted for tiering by access.
     pub reads: crate::read_tracking::ReadTrackingMetrics,
+    /// Where read bytes came from, hedges and the stripe cache.
+    pub locality: crate::shard_costs::LocalityMetrics,
 }
 
 impl Default for GatewayMetrics {
@@ -136,10 +138,13 @@ impl GatewayMetrics {
             "Batches of reads metad did not take (kept to retry)",
             reads.failed_batches.clone(),
         );
+        let locality = crate::shard_costs::LocalityMetrics::default();
+        locality.register(&mut registry);
         if let Some(a) = admission {
             a.register(&mut registry);
         }
         GatewayMetrics {
+            locality,
             reads,
             registry: Arc::new(registry),
             bad_shard_reports_dropped,

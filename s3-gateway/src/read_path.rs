@@ -29,6 +29,10 @@ use crate::codecs::Codecs;
 use crate::error::GatewayError;
 use crate::metrics::GatewayMetrics;
 use crate::release::ReadLease;
+use crate::shard_costs::{LocalityMetrics, ShardCosts, ZoneLabels};
+use std::net::SocketAddr;
+use std::time::Duration;
+use weft_common::locality::{plan_stripe, ranked, Proximity, ShardCost, StripePlan, StripeWant};
 
 pub use crate::limits::BAD_SHARD_REPORTS_MAX;
 
@@ -53,6 +57,67 @@ pub struct ObjectReader {
     bad_shards_reported: Counter,
     /// Bad-shard reports dropped because too many were in flight.
     bad_shard_reports_dropped: Counter,
+    /// Where this gateway is, and what it measured and cached.
+    locality: Arc<Locality>,
+}
+
+/// Which stripes are decoded and cached here, keyed by segment and the
+/// stripe's data range: a segment's bytes never change once written, so
+/// an entry is never stale, whatever layout a later move gives them.
+pub type StripeCache = moka::future::Cache<(weft_common::SegmentId, u64, u64), Bytes>;
+
+/// What the read path knows about where it runs.
+pub struct Locality {
+    /// This gateway's zone (`None`: no shard is nearer than another).
+    pub zone: Option<String>,
+    /// This gateway's own address, when it is one a data node can share
+    /// (not loopback or unspecified): that node is read first.
+    pub host: Option<std::net::IpAddr>,
+    /// Fetch costs measured from this gateway's own fetches.
+    pub costs: ShardCosts,
+    /// Whether slow stripe fetches are hedged.
+    pub hedging: bool,
+    /// The earliest a hedge goes out.
+    pub hedge_min: Duration,
+    /// Recently read stripes (`None`: off, or under simulation).
+    pub cache: Option<StripeCache>,
+    /// Where read bytes came from, hedges and cache hits.
+    pub metrics: LocalityMetrics,
+}
+
+impl Locality {
+    /// No zone, no cache, no hedging: every shard is as near as another.
+    pub fn nowhere(metrics: &GatewayMetrics) -> Locality {
+        Locality {
+            zone: None,
+            host: None,
+            costs: ShardCosts::default(),
+            hedging: false,
+            hedge_min: Duration::ZERO,
+            cache: None,
+            metrics: metrics.locality.clone(),
+        }
+    }
+
+    /// From the gateway's settings.
+    pub fn from_config(cfg: &crate::config::GatewayConfig, metrics: &GatewayMetrics) -> Locality {
+        let ip = cfg.listen.ip();
+        let cache = (cfg.stripe_cache_bytes > 0 && !weft_common::effects::simulated()).then(|| {
+            StripeCache::builder()
+                .max_capacity(cfg.stripe_cache_bytes)
+                .weigher(|_, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
+                .build()
+        });
+        Locality {
+            zone: cfg.zone.clone(),
+            host: (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip),
+            costs: ShardCosts::default(),
+            hedging: cfg.read_hedging,
+            hedge_min: Duration::from_millis(cfg.hedge_min_ms),
+            cache,
+            metrics: metrics.locality.clone(),
+        }
+    }
 }
 
 /// Why one shard could not be read; the read goes on from the others, and
@@ -104,8 +169,10 @@ impl ObjectReader {
         codecs: Codecs,
         metad: MetadClient,
         metrics: &GatewayMetrics,
+        locality: Locality,
     ) -> Self {
         ObjectReader {
+            locality: Arc::new(locality),
             cluster,
             datad,
             codecs,
@@ -220,6 +287,7 @@ impl ObjectReader {
         if !up {
             return Err(ShardReadError::NodeDown { index, node });
         }
+        let started = tokio::time::Instant::now();
         self.datad
             .get_shard(
                 &addr,
@@ -229,6 +297,7 @@ impl ObjectReader {
                 shard_range.end - shard_range.start,
             )
             .await
+            .inspect(|b| self.count_fetch(node, b.len() as u64, started.elapsed()))
             .map_err(|e| {
                 tracing::warn!(segment = %seg.id, shard = index, %node, error = %e, "shard read failed; using other shards");
                 match &e {
@@ -248,6 +317,26 @@ impl ObjectReader {
                     source: e,
                 }
             })
+    }
+
+    /// Counts a fetch's bytes by where they came from, and its time into
+    /// the node's measured cost.
+    fn count_fetch(&self, node: NodeId, bytes: u64, elapsed: Duration) {
+        let l = &self.locality;
+        l.costs.record(node, elapsed);
+        let zone = self
+            .cluster
+            .snapshot()
+            .get(&node)
+            .map(|v| v.info.zone.clone())
+            .unwrap_or_default();
+        if l.zone.as_ref().is_some_and(|z| *z != zone) {
+            l.metrics.cross_zone_bytes.inc_by(bytes);
+        }
+        l.metrics
+            .fetched_bytes
+            .get_or_create(&ZoneLabels { zone })
+            .inc_by(bytes);
     }
 
     /// Tells metad, in the background as the read goes on from other shards,
@@ -297,15 +386,11 @@ impl ObjectReader {
 
     async fn read_replica(&self, seg: &Segment, r: Range<u64>) -> Result<Bytes, GatewayError> {
         let mut errors = Vec::new();
-        // Replicas on nodes believed up first.
-        let mut order: Vec<usize> = (0..seg.shards.len()).collect();
-        order.sort_by_key(|i| {
-            let up = seg.shards[*i]
-                .and_then(|n: NodeId| self.cluster.locate(n))
-                .map(|(_, up)| up)
-                .unwrap_or(false);
-            !up
-        });
+        // The nearest replica on a node believed up first; the others after
+        // (a node believed down may have come back).
+        let costs = self.costs_of(seg);
+        let mut order = ranked(&costs, seg.shards.len());
+        order.extend((0..seg.shards.len()).filter(|i| costs[*i].is_none()));
         for i in order {
             match self.fetch(seg, i, r.clone()).await {
                 Ok(b) => return Ok(b),
@@ -318,6 +403,31 @@ impl ObjectReader {
         })
     }
 
+    /// What reading each of `seg`'s shards costs from here: `None` for a
+    /// shard that cannot be read (never written, node unknown or down).
+    fn costs_of(&self, seg: &Segment) -> Vec<Option<ShardCost>> {
+        let snap = self.cluster.snapshot();
+        seg.shards
+            .iter()
+            .map(|n| {
+                let node = (*n)?;
+                let view = snap.get(&node).filter(|v| v.readable())?;
+                let proximity = match &self.locality.zone {
+                    None => Proximity::SameZone,
+                    Some(z) if *z != view.info.zone => Proximity::OtherZone,
+                    Some(_) => match (self.locality.host, view.info.addr.parse::<SocketAddr>()) {
+                        (Some(host), Ok(addr)) if addr.ip() == host => Proximity::SameHost,
+                        _ => Proximity::SameZone,
+                    },
+                };
+                Some(ShardCost {
+                    proximity,
+                    measured_us: self.locality.costs.measured_us(node),
+                })
+            })
+            .collect()
+    }
+
     async fn read_stripe_range(
         &self,
         seg: &Segment,
@@ -325,74 +435,171 @@ impl ObjectReader {
         r: Range<u64>,
     ) -> Result<Bytes, GatewayError> {
         let stripe = g.stripe(r.start / g.stripe_bytes());
+        let in_stripe = |b: &Bytes| {
+            b.slice((r.start - stripe.data.start) as usize..(r.end - stripe.data.start) as usize)
+        };
+        let cache_key = (seg.id, stripe.data.start, stripe.data.end);
+        if let Some(cache) = &self.locality.cache {
+            if let Some(data) = cache.get(&cache_key).await {
+                self.locality.metrics.cache_hits.inc();
+                return Ok(in_stripe(&data));
+            }
+            self.locality.metrics.cache_misses.inc();
+        }
         let unit = stripe.shard.end - stripe.shard.start;
-        // Fast path: the data shards covering the range, in parallel.
         let first = ((r.start - stripe.data.start) / unit) as usize;
         let last = ((r.end - 1 - stripe.data.start) / unit) as usize;
-        let fetches = (first..=last).map(|j| {
-            let unit_start = stripe.data.start + j as u64 * unit;
-            let s = r.start.max(unit_start) - unit_start;
-            let e = r.end.min(unit_start + unit) - unit_start;
-            self.fetch(seg, j, stripe.shard.start + s..stripe.shard.start + e)
-        });
-        let results = join_all(fetches).await;
-        if results.iter().all(|x| x.is_ok()) {
-            let mut out = BytesMut::with_capacity((r.end - r.start) as usize);
-            for b in results.into_iter().flatten() {
-                out.extend_from_slice(&b);
+        let want = StripeWant {
+            units: (first..=last)
+                .map(|j| {
+                    let unit_start = stripe.data.start + j as u64 * unit;
+                    let s = r.start.max(unit_start) - unit_start;
+                    let e = r.end.min(unit_start + unit) - unit_start;
+                    (j, s..e)
+                })
+                .collect(),
+            unit,
+        };
+        let costs = self.costs_of(seg);
+        let (columns, order, failed, mut errors) = match plan_stripe(&want, g.k, &costs) {
+            StripePlan::Direct => {
+                let fetches = want.units.iter().map(|(j, c)| {
+                    self.fetch(
+                        seg,
+                        *j,
+                        stripe.shard.start + c.start..stripe.shard.start + c.end,
+                    )
+                });
+                let results = join_all(fetches).await;
+                if results.iter().all(|x| x.is_ok()) {
+                    let mut out = BytesMut::with_capacity((r.end - r.start) as usize);
+                    for b in results.into_iter().flatten() {
+                        out.extend_from_slice(&b);
+                    }
+                    return Ok(out.freeze());
+                }
+                let failed: Vec<usize> = results
+                    .iter()
+                    .zip(&want.units)
+                    .filter(|(x, _)| x.is_err())
+                    .map(|(_, (j, _))| *j)
+                    .collect();
+                let errors = failed
+                    .iter()
+                    .map(|i| format!("shard {i}: failed on the direct read"))
+                    .collect();
+                (want.decode_columns(), ranked(&costs, g.k), failed, errors)
             }
-            return Ok(out.freeze());
+            StripePlan::Decode { columns, order } => (columns, order, Vec::new(), Vec::new()),
+        };
+        if !failed.is_empty() {
+            tracing::warn!(segment = %seg.id, stripe = stripe.index, ?failed, "degraded read: decoding from the cheapest other shards");
         }
-        // Degraded path: whole units from the other shards, then decode. The
-        // first k to arrive win; the rest are dropped, so one more stalled
-        // shard costs nothing once k others have answered.
-        let failed: Vec<usize> = results
-            .iter()
-            .enumerate()
-            .filter(|(_, x)| x.is_err())
-            .map(|(i, _)| first + i)
-            .collect();
-        tracing::warn!(segment = %seg.id, stripe = stripe.index, ?failed, "degraded read: decoding from parity");
-        self.degraded_reads.inc();
-        let width = g.k + g.m;
-        let mut errors: Vec<String> = failed
-            .iter()
-            .map(|i| format!("shard {i}: failed on the fast path"))
-            .collect();
-        let mut pending: FuturesUnordered<_> = (0..width)
-            .filter(|i| !failed.contains(i))
-            .map(|i| {
-                let shard_range = stripe.shard.clone();
-                async move { (i, self.fetch(seg, i, shard_range).await) }
-            })
-            .collect();
-        let mut shards: Vec<Option<Bytes>> = vec![None; width];
+        let shard_columns = stripe.shard.start + columns.start..stripe.shard.start + columns.end;
+        let shards = self
+            .fetch_any_k(seg, g, shard_columns, order, &failed, &mut errors)
+            .await;
+        let width = columns.end - columns.start;
+        let data = if want.units.iter().all(|(j, _)| shards[*j].is_some()) {
+            // Every wanted data unit arrived itself: nothing to decode.
+            None
+        } else {
+            self.degraded_reads.inc();
+            let codec = self.codecs.get(g.k, g.m)?;
+            let data_len = g.k * width as usize;
+            let shards = shards.clone();
+            Some(
+                weft_common::effects::spawn_blocking(move || codec.decode(shards, data_len))
+                    .await
+                    .map_err(|e| GatewayError::Internal(format!("decode: {e}")))?
+                    .map_err(|e| GatewayError::Unreadable {
+                        segment: seg.id,
+                        detail: format!("stripe {}: {e}: {}", stripe.index, errors.join("; ")),
+                    })?,
+            )
+        };
+        let mut out = BytesMut::with_capacity((r.end - r.start) as usize);
+        for (j, c) in &want.units {
+            let (s, e) = (
+                (c.start - columns.start) as usize,
+                (c.end - columns.start) as usize,
+            );
+            match &data {
+                Some(d) => {
+                    let at = j * width as usize;
+                    out.extend_from_slice(&d[at + s..at + e]);
+                }
+                None => out.extend_from_slice(&shards[*j].as_ref().expect("checked")[s..e]),
+            }
+        }
+        let out = out.freeze();
+        if let (Some(cache), true) = (&self.locality.cache, r == stripe.data) {
+            cache.insert(cache_key, out.clone()).await;
+        }
+        Ok(out)
+    }
+
+    /// Fetches `columns` of k shards of `seg`'s stripe, trying `order`
+    /// (cheapest first, skipping `failed`): the first k at once, the next
+    /// as each fails; and one more, once, when the k outlive the recent p95
+    /// of fetches (a hedge). The first k to answer win; the others are
+    /// dropped, so a stalled shard costs nothing once k have answered.
+    async fn fetch_any_k(
+        &self,
+        seg: &Segment,
+        g: &Geometry,
+        columns: Range<u64>,
+        order: Vec<usize>,
+        failed: &[usize],
+        errors: &mut Vec<String>,
+    ) -> Vec<Option<Bytes>> {
+        let mut order = order.into_iter().filter(|i| !failed.contains(i));
+        let launch = |i: usize| {
+            let columns = columns.clone();
+            async move { (i, self.fetch(seg, i, columns).await) }
+        };
+        let mut pending: FuturesUnordered<_> = order.by_ref().take(g.k).map(launch).collect();
+        let mut shards: Vec<Option<Bytes>> = vec![None; g.k + g.m];
         let mut got = 0;
-        while let Some((i, result)) = pending.next().await {
-            match result {
-                Ok(b) => {
-                    shards[i] = Some(b);
-                    got += 1;
-                    if got == g.k {
-                        break;
+        let mut hedged = None;
+        let hedge = tokio::time::sleep(match self.locality.hedging {
+            true => self.locality.costs.hedge_delay(self.locality.hedge_min),
+            // Never: a year is past every read's deadline.
+            false => Duration::from_secs(365 * 86_400),
+        });
+        tokio::pin!(hedge);
+        let mut armed = self.locality.hedging;
+        while got < g.k {
+            tokio::select! {
+                next = pending.next() => match next {
+                    None => break,
+                    Some((i, Ok(b))) => {
+                        shards[i] = Some(b);
+                        got += 1;
+                    }
+                    Some((i, Err(e))) => {
+                        errors.push(e.to_string());
+                        let _ = i;
+                        if let Some(next) = order.next() {
+                            pending.push(launch(next));
+                        }
+                    }
+                },
+                _ = &mut hedge, if armed => {
+                    armed = false;
+                    if let Some(next) = order.next() {
+                        self.locality.metrics.hedges.inc();
+                        tracing::debug!(segment = %seg.id, shard = next, "stripe fetch slow; hedging");
+                        hedged = Some(next);
+                        pending.push(launch(next));
                     }
                 }
-                Err(e) => errors.push(e.to_string()),
             }
         }
-        drop(pending);
-        let codec = self.codecs.get(g.k, g.m)?;
-        let data_len = (stripe.data.end - stripe.data.start) as usize;
-        let data = weft_common::effects::spawn_blocking(move || codec.decode(shards, data_len))
-            .await
-            .map_err(|e| GatewayError::Internal(format!("decode: {e}")))?
-            .map_err(|e| GatewayError::Unreadable {
-                segment: seg.id,
-                detail: format!("stripe {}: {e}: {}", stripe.index, errors.join("; ")),
-            })?;
-        let s = (r.start - stripe.data.start) as usize;
-        let e = (r.end - stripe.data.start) as usize;
-        Ok(data.slice(s..e))
+        if got == g.k && hedged.is_some_and(|h| shards[h].is_some()) {
+            self.locality.metrics.hedge_wins.inc();
+        }
+        shards
     }
 }
 

@@ -170,6 +170,9 @@ pub async fn gateway(a: DaemonArgs) -> Result<()> {
     if let Some(v) = a.metad.clone() {
         cfg.metad = v;
     }
+    if let Some(v) = a.zone.clone() {
+        cfg.zone = Some(v);
+    }
     cfg.tls = a.internal_tls("gateway", cfg.tls.take(), cfg.insecure_internal)?;
     // No certificate means the operator chose plain HTTP (checked above).
     cfg.insecure_internal = cfg.tls.is_none();

@@ -21,6 +21,11 @@ pub async fn run(a: DevArgs) -> Result<()> {
     cfg.insecure_internal = a.insecure_internal;
     cfg.cold_nodes = a.cold_nodes;
     cfg.metad.lifecycle_day_secs = a.lifecycle_day;
+    cfg.gateway_per_zone = a.gateway_per_zone;
+    cfg.wan = weft_client::wan::WanSettings {
+        latency_ms: a.zone_latency.unwrap_or(0),
+        bandwidth_bytes_per_s: a.zone_bandwidth.unwrap_or(0),
+    };
     cfg.credentials = Some(root_credentials(&a.data)?);
     weft_cli::limits::raise_open_file_limit_logged();
     let cluster = DevCluster::start(cfg).await?;
@@ -50,6 +55,26 @@ pub async fn run(a: DevArgs) -> Result<()> {
     println!();
     println!("  S3 endpoint:   {}", cluster.s3_endpoint());
     println!("  Admin API:     {}", cluster.admin_endpoint());
+    if cfg.gateway_per_zone || cfg.wan.is_active() {
+        for i in 0..cluster.gateway_count() {
+            println!(
+                "  Gateway {i}:     zone {}, S3 {}, admin {}",
+                cluster.gateway_zone(i).unwrap_or_else(|| "(none)".into()),
+                cluster.s3_endpoint_of(i).unwrap_or_default(),
+                cluster.admin_endpoint_of(i).unwrap_or_default()
+            );
+        }
+    }
+    if cfg.wan.is_active() {
+        println!(
+            "  Emulated WAN:  {} ms between zones, {} between each pair of zones",
+            cfg.wan.latency_ms,
+            match cfg.wan.bandwidth_bytes_per_s {
+                0 => "unlimited bandwidth".to_string(),
+                b => format!("{:.0} MiB/s", b as f64 / (1u64 << 20) as f64),
+            }
+        );
+    }
     println!("  Region:        {}", cluster.region());
     println!("  Access key:    {}", c.access_key);
     println!("  Secret key:    {}", c.secret_key);

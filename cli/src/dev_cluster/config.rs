@@ -66,6 +66,12 @@ pub struct DevClusterConfig {
     /// Otherwise every internal hop is mutual TLS with certificates from a
     /// CA made in `<data>/pki` on first start.
     pub insecure_internal: bool,
+    /// One gateway in each of `zones` (gateway `i` in zone `i`) instead of
+    /// `gateways` zone-less ones (`weft dev --gateway-per-zone`).
+    pub gateway_per_zone: bool,
+    /// The emulated WAN between zones on the gateways' hops to data nodes
+    /// (`weft dev --zone-latency/--zone-bandwidth`).
+    pub wan: weft_client::wan::WanSettings,
 }
 
 /// A free-space reader for metad voters (see `DevClusterConfig::metad_fs`).
@@ -115,6 +121,8 @@ impl DevClusterConfig {
             metad_fs: None,
             zone_labels: Default::default(),
             insecure_internal: false,
+            gateway_per_zone: false,
+            wan: Default::default(),
         }
     }
 

@@ -115,7 +115,14 @@ impl DevCluster {
                 .map(|i| cfg.zones[i % cfg.zones.len()].clone())
                 .chain((0..cfg.cold_nodes).map(|_| cfg.cold_zone.clone()))
                 .collect(),
-            gateways: (0..cfg.gateways.max(1)).map(|_| None).collect(),
+            gateways: (0..if cfg.gateway_per_zone {
+                cfg.zones.len()
+            } else {
+                cfg.gateways
+            }
+            .max(1))
+                .map(|_| None)
+                .collect(),
             cfg,
             credentials,
         };
@@ -416,6 +423,14 @@ impl DevCluster {
             root_secret_key: Some(self.credentials.secret_key.clone()),
             tls: self.pki.as_ref().map(|p| p.gateway.clone()),
             insecure_internal: self.pki.is_none(),
+            zone: self
+                .gateway_zone(i)
+                .or_else(|| self.cfg.gateway.zone.clone()),
+            wan: if self.cfg.wan.is_active() {
+                self.cfg.wan
+            } else {
+                self.cfg.gateway.wan
+            },
             ..self.cfg.gateway.clone()
         };
         let mut cfg = cfg;
@@ -433,6 +448,41 @@ impl DevCluster {
         }
         self.gateways[i] = Some((h, cancel));
         Ok(())
+    }
+
+    /// The zone gateway `i` runs in: zone `i` with one gateway per zone;
+    /// otherwise the first zone when a WAN is emulated (a WAN needs a
+    /// zone to cost hops from), else none.
+    pub fn gateway_zone(&self, i: usize) -> Option<String> {
+        if self.cfg.gateway_per_zone {
+            self.cfg.zones.get(i).cloned()
+        } else if self.cfg.wan.is_active() {
+            self.cfg.zones.first().cloned()
+        } else {
+            None
+        }
+    }
+
+    /// Gateway `i`'s emulated-WAN controls.
+    pub fn gateway_wan(&self, i: usize) -> Option<&weft_client::wan::WanHandle> {
+        self.gateways.get(i)?.as_ref().map(|(g, _)| g.wan())
+    }
+
+    /// How many gateways run.
+    pub fn gateway_count(&self) -> usize {
+        self.gateways.len()
+    }
+
+    /// `http://host:port` of gateway `i`'s admin API.
+    pub fn admin_endpoint_of(&self, i: usize) -> Option<String> {
+        let scheme = if self.admin_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        self.gateways[i]
+            .as_ref()
+            .map(|(g, _)| format!("{scheme}://{}", g.admin_addr()))
     }
 
     /// `http(s)://host:port` of gateway `i`'s S3 endpoint (only the first
