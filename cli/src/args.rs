@@ -51,6 +51,25 @@ pub enum Cmd {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Where a dataset's bytes are and what reading it from each zone
+    /// costs: for schedulers placing jobs near their data.
+    Locate {
+        /// `s3://BUCKET[/PREFIX]`.
+        target: String,
+        /// Only this zone's read cost.
+        #[arg(long)]
+        zone: Option<String>,
+        /// `table` (default), or `k8s-affinity`: a Kubernetes nodeAffinity
+        /// preferring the zones that read the set with the fewest
+        /// cross-zone bytes (`--json` prints the whole answer).
+        #[arg(long, default_value = "table")]
+        format: String,
+        /// List every object, not only the totals (table format).
+        #[arg(long)]
+        objects: bool,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Inspect the cluster.
     Cluster {
         #[command(subcommand)]

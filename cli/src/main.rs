@@ -36,6 +36,13 @@ async fn main() -> std::process::ExitCode {
         Cmd::Bucket { command, admin } => cmd::bucket::run(command, admin).await,
         Cmd::Class { command, admin } => cmd::class::run(command, admin).await,
         Cmd::Lifecycle { command, admin } => cmd::lifecycle::run(command, admin).await,
+        Cmd::Locate {
+            target,
+            zone,
+            format,
+            objects,
+            admin,
+        } => cmd::locate::run(&target, zone, &format, objects, admin).await,
         Cmd::Cluster { command, admin } => cmd::cluster::run(command, admin).await,
         Cmd::Node { command, admin } => cmd::node::run(command, admin).await,
         Cmd::Cert { command } => cmd::cert::run(command).await,

@@ -269,3 +269,159 @@ async fn reads_take_the_cheapest_shards_hedge_slow_ones_and_replace_dead_ones() 
     );
     tc.shutdown().await;
 }
+
+/// `weft locate` and its admin endpoint, checked against metad's own
+/// placement of a few hundred objects: bytes per zone, shards per node,
+/// each zone's read cost (computed here from the shards, independently of
+/// the gateway's code), and the k8s-affinity output parsed as YAML. A
+/// scheduler's key — the bucket's owner, not root — is enough; another
+/// key is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locate_reports_the_real_placement_and_zone_read_costs() {
+    use weft_cli::admin_client::AdminClient;
+    use weft_gateway::admin_locate::Located;
+    let tc = TestCluster::start_with(|c| c.insecure_internal = true).await;
+    tc.c()
+        .wait_nodes_up(6, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let root = tc.c().admin_client();
+    let key = |name: &'static str| {
+        let root = root.clone();
+        async move {
+            let k: serde_json::Value = root
+                .call(
+                    reqwest::Method::POST,
+                    "/v1/keys",
+                    Some(serde_json::json!({ "name": name })),
+                )
+                .await
+                .expect("create key");
+            (
+                k["access_key"].as_str().expect("access key").to_string(),
+                k["secret_key"].as_str().expect("secret key").to_string(),
+            )
+        }
+    };
+    let (sched_ak, sched_sk) = key("scheduler").await;
+    let (other_ak, other_sk) = key("other").await;
+    let c = tc.c();
+    let s3 = S3Client::new(&c.s3_endpoint(), &sched_ak, &sched_sk, c.region());
+    assert_eq!(s3.mb("dataset").await.status, 200);
+    const N: u64 = 200;
+    for i in 0..N {
+        // 100 KiB: erasure coded (above the small-object threshold).
+        s3.must_put("dataset", &format!("train/{i:04}"), data(i, 100 << 10))
+            .await;
+    }
+    s3.must_put("dataset", "other/x", data(7, 100 << 10)).await;
+
+    // Expected, from metad's manifests.
+    let mut zone_bytes: BTreeMap<String, u64> = BTreeMap::new();
+    let mut node_shards: BTreeMap<String, u64> = BTreeMap::new();
+    let mut cross: BTreeMap<&str, u64> = BTreeMap::new();
+    for i in 0..N {
+        let v = current_version(&tc, "dataset", &format!("train/{i:04}")).await;
+        for seg in &v.segments {
+            let weft_common::profile::Layout::Erasure { k, .. } = seg.layout else {
+                panic!("100 KiB objects are erasure coded");
+            };
+            for n in seg.shards.iter().flatten() {
+                *zone_bytes.entry(zone_of(n.0).to_string()).or_default() += seg.shard_len;
+                *node_shards.entry(n.to_string()).or_default() += 1;
+            }
+            for z in ZONES {
+                let here = seg
+                    .shards
+                    .iter()
+                    .flatten()
+                    .filter(|n| zone_of(n.0) == z)
+                    .count() as u64;
+                *cross.entry(z).or_default() += u64::from(k).saturating_sub(here) * seg.shard_len;
+            }
+        }
+    }
+
+    let sched = AdminClient::new(&c.admin_endpoint(), &sched_ak, &sched_sk);
+    let l: Located = sched
+        .call(
+            reqwest::Method::GET,
+            "/v1/locate?bucket=dataset&prefix=train/",
+            None,
+        )
+        .await
+        .expect("the bucket owner may locate its data");
+    assert_eq!(l.objects.len(), N as usize, "only the prefix");
+    assert!(!l.truncated);
+    assert_eq!(l.total_bytes, N * (100 << 10));
+    assert_eq!(l.zone_bytes, zone_bytes);
+    assert_eq!(l.node_shards, node_shards);
+    assert_eq!(l.reads.len(), 3);
+    for r in &l.reads {
+        assert_eq!(
+            r.cross_zone_bytes,
+            cross[r.zone.as_str()],
+            "zone {}",
+            r.zone
+        );
+    }
+    let best = cross.values().min().unwrap();
+    assert_eq!(cross[l.best_zone.as_deref().unwrap()], *best);
+
+    let other = AdminClient::new(&c.admin_endpoint(), &other_ak, &other_sk);
+    let refused = other
+        .call::<Located>(
+            reqwest::Method::GET,
+            "/v1/locate?bucket=dataset&prefix=",
+            None,
+        )
+        .await
+        .expect_err("another key may not locate this bucket");
+    assert!(refused.to_string().contains("403"), "{refused}");
+    let unknown = sched
+        .call::<Located>(
+            reqwest::Method::GET,
+            "/v1/locate?bucket=dataset&zone=mars",
+            None,
+        )
+        .await
+        .expect_err("an unknown zone is refused");
+    assert!(unknown.to_string().contains("no zone"), "{unknown}");
+
+    // The CLI: JSON equals the endpoint's answer; k8s-affinity is YAML
+    // whose first preference is the best zone.
+    let (ok, out, err) = support::weft_cli(c, &["locate", "s3://dataset/train/", "--json"]).await;
+    assert!(ok, "{err}");
+    let cli: Located = serde_json::from_str(&out).expect("locate --json");
+    assert_eq!(cli.zone_bytes, l.zone_bytes);
+    assert_eq!(cli.best_zone, l.best_zone);
+    let (ok, yaml, err) = support::weft_cli(
+        c,
+        &["locate", "s3://dataset/train/", "--format", "k8s-affinity"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let python = std::env::var("WEFT_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let parsed = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import sys, yaml, json; print(json.dumps(yaml.safe_load(sys.stdin.read())))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut p| {
+            use std::io::Write;
+            p.stdin.take().unwrap().write_all(yaml.as_bytes())?;
+            p.wait_with_output()
+        })
+        .expect("run python with PyYAML (installed with aws-cli)");
+    assert!(parsed.status.success(), "not YAML:\n{yaml}");
+    let v: serde_json::Value = serde_json::from_slice(&parsed.stdout).unwrap();
+    let prefs = &v["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"];
+    assert_eq!(prefs[0]["weight"], 100);
+    let first = &prefs[0]["preference"]["matchExpressions"][0];
+    assert_eq!(first["key"], "topology.kubernetes.io/zone");
+    assert_eq!(first["values"][0], l.best_zone.clone().unwrap());
+    tc.shutdown().await;
+}

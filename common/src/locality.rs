@@ -57,15 +57,27 @@ pub struct ShardCost {
     pub measured_us: u64,
 }
 
-/// Shards that can be read, cheapest first: nearer before farther, then
-/// faster, then data shards before parity (a read of the data shards
-/// alone needs no decode), then by index. `costs[i]` is `None` when shard
-/// `i` cannot be read (never written, node down or unknown).
+/// Measured costs this close (µs) count as equal: within a band, data
+/// shards go before parity, so measurement noise between nodes of one
+/// zone never turns a plain read into a decode.
+pub const COST_BAND_US: u64 = 10_000;
+
+/// Shards that can be read, cheapest first: nearer before farther, then by
+/// measured cost in [`COST_BAND_US`] bands, then data shards before parity
+/// (a read of the data shards alone needs no decode), then faster, then by
+/// index. `costs[i]` is `None` when shard `i` cannot be read (never
+/// written, node down or unknown).
 pub fn ranked(costs: &[Option<ShardCost>], k: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..costs.len()).filter(|i| costs[*i].is_some()).collect();
     order.sort_by_key(|i| {
         let c = costs[*i].expect("filtered");
-        (c.proximity, c.measured_us, *i >= k, *i)
+        (
+            c.proximity,
+            c.measured_us / COST_BAND_US,
+            *i >= k,
+            c.measured_us,
+            *i,
+        )
     });
     order
 }
@@ -134,6 +146,35 @@ pub fn plan_stripe(want: &StripeWant, k: usize, costs: &[Option<ShardCost>]) -> 
         }
     }
     StripePlan::Decode { columns, order }
+}
+
+/// What reading `seg` whole costs a reader in `zone`, in bytes: `(from
+/// the zone, from other zones)`. An erasure-coded stripe needs k units:
+/// as many as the zone holds distinct shards of come from it, the rest
+/// cross. A replicated segment crosses only when no copy is in the zone.
+/// `zone_of` places a node (`None`: unknown, counted as elsewhere).
+pub fn read_cost<'a>(
+    seg: &crate::manifest::Segment,
+    zone_of: impl Fn(crate::NodeId) -> Option<&'a str>,
+    zone: &str,
+) -> (u64, u64) {
+    let local = seg
+        .shards
+        .iter()
+        .flatten()
+        .filter(|n| zone_of(**n) == Some(zone))
+        .count() as u64;
+    match seg.layout {
+        crate::profile::Layout::Replicated { .. } => match local {
+            0 => (0, seg.len),
+            _ => (seg.len, 0),
+        },
+        crate::profile::Layout::Erasure { k, .. } => {
+            let k = u64::from(k);
+            let here = local.min(k);
+            (here * seg.shard_len, (k - here) * seg.shard_len)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -238,6 +279,27 @@ mod tests {
             measured_us: 100,
         });
         assert_eq!(ranked(&costs, 4), vec![3, 0, 2, 1, 4, 5]);
+    }
+
+    #[test]
+    fn parity_that_is_only_slightly_faster_does_not_displace_data() {
+        let cost = |us| {
+            Some(ShardCost {
+                proximity: Far,
+                measured_us: us,
+            })
+        };
+        // Parity 4 measured a little faster than data 0: same band, data
+        // first. Parity 5 is a band faster than data 1: it goes first.
+        let costs = [
+            cost(25_000),
+            cost(45_000),
+            at(Near),
+            at(Near),
+            cost(21_000),
+            cost(31_000),
+        ];
+        assert_eq!(ranked(&costs, 4), vec![2, 3, 0, 4, 5, 1]);
     }
 
     #[test]

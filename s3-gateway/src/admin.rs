@@ -147,6 +147,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(crate::admin_audit::routes())
         .merge(crate::admin_classes::routes())
         .merge(crate::admin_lifecycle::routes())
+        .merge(crate::admin_locate::routes())
         .route("/v1/cluster/usage", get(crate::admin_usage::usage))
         .route("/health", get(|| async { "ok" }))
         .route(
@@ -173,11 +174,22 @@ pub(crate) async fn check(
     req: &AdminRequest,
     body: &[u8],
 ) -> Result<(), AdminError> {
+    check_for(s, req, body, None).await
+}
+
+/// [`check`], also admitting the key `owner` (a bucket's owner, for the
+/// calls S3 would let it make on its own bucket, like `weft locate`).
+pub(crate) async fn check_for(
+    s: &AdminState,
+    req: &AdminRequest,
+    body: &[u8],
+    owner: Option<&str>,
+) -> Result<(), AdminError> {
     let host = req
         .peer
         .map(|p| p.addr.ip().to_string())
         .unwrap_or_else(|| "an unknown address".into());
-    match authenticate(s, req, body).await {
+    match authenticate(s, req, body, owner).await {
         Ok(principal) => {
             weft_client::audit_report::set_principal(format!("{principal} at {host}"));
             Ok(())
@@ -219,6 +231,7 @@ async fn authenticate(
     s: &AdminState,
     req: &AdminRequest,
     body: &[u8],
+    owner: Option<&str>,
 ) -> Result<String, AdminError> {
     if req.admin_cert {
         return Ok("admin certificate".into());
@@ -268,9 +281,18 @@ async fn authenticate(
         return Err(unauthorized("signature does not match: wrong secret key?"));
     }
     if !key.root {
+        if owner == Some(key.access_key.as_str()) {
+            return Ok(format!(
+                "bucket owner key {} ({})",
+                key.name, key.access_key
+            ));
+        }
         return Err(AdminError(
             StatusCode::FORBIDDEN,
-            "only root keys may use the admin API".into(),
+            match owner {
+                Some(_) => "only root keys and the bucket's owner may make this call".into(),
+                None => "only root keys may use the admin API".into(),
+            },
         ));
     }
     Ok(format!("root key {} ({})", key.name, key.access_key))

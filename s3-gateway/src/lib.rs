@@ -13,6 +13,7 @@ pub mod admin_audit;
 mod admin_cert;
 pub mod admin_classes;
 pub mod admin_lifecycle;
+pub mod admin_locate;
 pub mod admin_usage;
 pub mod admission;
 pub mod auth;

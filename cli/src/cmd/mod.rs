@@ -17,6 +17,7 @@ pub mod daemon;
 pub mod dev;
 pub mod key;
 pub mod lifecycle;
+pub mod locate;
 pub mod node;
 mod output;
 pub mod sim;

@@ -1,0 +1,294 @@
+//! `GET /v1/locate`: where a dataset's bytes are, and what reading it from
+//! each zone would cost — what a scheduler asks before placing a job
+//! (`weft locate`, docs/locality.md).
+//!
+//! The answer is computed from the manifests metad holds, not from a
+//! cache: bytes per zone are shard bytes on that zone's nodes, and a
+//! zone's read cost is what the read path would pull from other zones for
+//! each stripe (k units, as many from the zone as it holds distinct shards
+//! of). Authorised like ListObjects: a root key, an admin certificate, or
+//! the bucket owner's key, so a scheduler needs no admin rights.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Query as UrlQuery, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use weft_common::rpc::{Query, QueryResult};
+use weft_common::topology::NodeView;
+use weft_common::NodeId;
+
+use crate::admin::{check_for, AdminError, AdminState};
+use crate::admin_cert::AdminRequest;
+
+/// Most objects one answer covers; a larger prefix is answered for its
+/// first this many keys and marked truncated.
+pub const LOCATE_OBJECTS_MAX: usize = 100_000;
+/// Versions asked of metad per page.
+const PAGE: u32 = 1_000;
+/// The node label naming the Kubernetes zone (`topology.kubernetes.io/zone`)
+/// a Weft zone corresponds to; without it the Weft zone's name is used.
+pub const K8S_ZONE_LABEL: &str = "k8s-zone";
+
+/// Query of `GET /v1/locate`.
+#[derive(Deserialize, Serialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LocateQuery {
+    /// Bucket.
+    pub bucket: String,
+    /// Key prefix (empty: the whole bucket).
+    #[serde(default)]
+    pub prefix: String,
+    /// Only this zone's read cost (default: every zone's).
+    #[serde(default)]
+    pub zone: Option<String>,
+}
+
+/// One object's placement.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct ObjectPlacement {
+    /// Key.
+    pub key: String,
+    /// Object bytes.
+    pub size: u64,
+    /// Shard bytes per zone.
+    pub zone_bytes: BTreeMap<String, u64>,
+    /// Shards per node (`n3`).
+    pub node_shards: BTreeMap<String, u64>,
+}
+
+/// What reading the whole set from one zone costs.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq, Eq)]
+pub struct ZoneRead {
+    /// The zone a job would run in.
+    pub zone: String,
+    /// The Kubernetes zone it corresponds to.
+    pub k8s_zone: String,
+    /// Bytes the read takes from the zone's own nodes.
+    pub local_bytes: u64,
+    /// Bytes the read pulls from other zones.
+    pub cross_zone_bytes: u64,
+}
+
+/// Answer of `GET /v1/locate`.
+#[derive(Deserialize, Serialize, Debug, Clone)]
+pub struct Located {
+    /// Bucket.
+    pub bucket: String,
+    /// Prefix.
+    pub prefix: String,
+    /// Objects covered (current versions; delete markers skipped).
+    pub objects: Vec<ObjectPlacement>,
+    /// More objects match than [`LOCATE_OBJECTS_MAX`].
+    pub truncated: bool,
+    /// Object bytes in all.
+    pub total_bytes: u64,
+    /// Shard bytes per zone in all.
+    pub zone_bytes: BTreeMap<String, u64>,
+    /// Shards per node in all.
+    pub node_shards: BTreeMap<String, u64>,
+    /// Read cost per zone, cheapest first.
+    pub reads: Vec<ZoneRead>,
+    /// The zone that reads the set with the fewest cross-zone bytes.
+    pub best_zone: Option<String>,
+}
+
+pub(crate) fn routes() -> Router<AdminState> {
+    Router::new().route("/v1/locate", get(locate))
+}
+
+fn bad(msg: impl Into<String>) -> AdminError {
+    AdminError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+async fn locate(
+    State(s): State<AdminState>,
+    req: AdminRequest,
+    UrlQuery(q): UrlQuery<LocateQuery>,
+) -> Result<Json<Located>, AdminError> {
+    let bucket = match s
+        .metad
+        .query(&Query::Bucket {
+            name: q.bucket.clone(),
+        })
+        .await?
+    {
+        QueryResult::Bucket { bucket } => bucket,
+        other => return Err(AdminError::unexpected(other)),
+    };
+    let owner = bucket.as_ref().map(|b| b.owner.clone());
+    // Authenticate before saying whether the bucket exists.
+    check_for(&s, &req, b"", owner.as_deref()).await?;
+    if bucket.is_none() {
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            format!("no bucket {:?}", q.bucket),
+        ));
+    }
+    let nodes = match s.metad.query(&Query::Nodes).await? {
+        QueryResult::Nodes { nodes, .. } => nodes,
+        other => return Err(AdminError::unexpected(other)),
+    };
+    let zones = zones(&nodes);
+    if let Some(z) = &q.zone {
+        if !zones.contains_key(z) {
+            return Err(bad(format!(
+                "no zone {z:?}: the cluster's zones are {}",
+                zones.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
+    let zone_of: BTreeMap<NodeId, String> = nodes
+        .iter()
+        .map(|n| (n.info.id, n.info.zone.clone()))
+        .collect();
+    let mut out = Located {
+        bucket: q.bucket.clone(),
+        prefix: q.prefix.clone(),
+        objects: Vec::new(),
+        truncated: false,
+        total_bytes: 0,
+        zone_bytes: BTreeMap::new(),
+        node_shards: BTreeMap::new(),
+        reads: Vec::new(),
+        best_zone: None,
+    };
+    let wanted: Vec<&String> = match &q.zone {
+        Some(z) => vec![z],
+        None => zones.keys().collect(),
+    };
+    let mut reads: BTreeMap<&String, (u64, u64)> = wanted.iter().map(|z| (*z, (0, 0))).collect();
+    let mut after: Option<(String, Option<String>)> = None;
+    'pages: loop {
+        let page = s
+            .metad
+            .query(&Query::Versions {
+                bucket: q.bucket.clone(),
+                prefix: q.prefix.clone(),
+                key_marker: after.as_ref().map(|a| a.0.clone()),
+                version_marker: after.as_ref().and_then(|a| a.1.clone()),
+                delimiter: None,
+                max: PAGE,
+            })
+            .await?;
+        let QueryResult::Versions { entries, next, .. } = page else {
+            return Err(AdminError::unexpected(page));
+        };
+        for (key, record, latest) in entries {
+            let Some(version) = record.version.filter(|_| latest) else {
+                continue;
+            };
+            if out.objects.len() == LOCATE_OBJECTS_MAX {
+                out.truncated = true;
+                break 'pages;
+            }
+            let mut o = ObjectPlacement {
+                key,
+                size: version.size,
+                zone_bytes: BTreeMap::new(),
+                node_shards: BTreeMap::new(),
+            };
+            for seg in &version.segments {
+                for node in seg.shards.iter().flatten() {
+                    let zone = zone_of
+                        .get(node)
+                        .cloned()
+                        .unwrap_or_else(|| "unknown".into());
+                    *o.zone_bytes.entry(zone).or_default() += seg.shard_len;
+                    *o.node_shards.entry(node.to_string()).or_default() += 1;
+                }
+                for (zone, acc) in reads.iter_mut() {
+                    let (local, cross) = weft_common::locality::read_cost(
+                        seg,
+                        |n| zone_of.get(&n).map(String::as_str),
+                        zone,
+                    );
+                    acc.0 += local;
+                    acc.1 += cross;
+                }
+            }
+            out.total_bytes += o.size;
+            for (z, b) in &o.zone_bytes {
+                *out.zone_bytes.entry(z.clone()).or_default() += b;
+            }
+            for (n, c) in &o.node_shards {
+                *out.node_shards.entry(n.clone()).or_default() += c;
+            }
+            out.objects.push(o);
+        }
+        match next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    out.reads = reads
+        .into_iter()
+        .map(|(zone, (local, cross))| ZoneRead {
+            zone: zone.clone(),
+            k8s_zone: zones.get(zone).cloned().unwrap_or_else(|| zone.clone()),
+            local_bytes: local,
+            cross_zone_bytes: cross,
+        })
+        .collect();
+    // Fewest bytes across zones, then most from the zone, then by name.
+    out.reads.sort_by(|a, b| {
+        (
+            a.cross_zone_bytes,
+            std::cmp::Reverse(a.local_bytes),
+            &a.zone,
+        )
+            .cmp(&(
+                b.cross_zone_bytes,
+                std::cmp::Reverse(b.local_bytes),
+                &b.zone,
+            ))
+    });
+    out.best_zone = out.reads.first().map(|r| r.zone.clone());
+    Ok(Json(out))
+}
+
+/// Every zone with a node not removed, and the Kubernetes zone it
+/// corresponds to (its nodes' [`K8S_ZONE_LABEL`], else its own name).
+fn zones(nodes: &[NodeView]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for n in nodes
+        .iter()
+        .filter(|n| n.admin != weft_common::topology::NodeAdmin::Removed)
+    {
+        let k8s = n
+            .info
+            .labels
+            .get(K8S_ZONE_LABEL)
+            .cloned()
+            .unwrap_or_else(|| n.info.zone.clone());
+        out.entry(n.info.zone.clone()).or_insert(k8s);
+    }
+    out
+}
+
+/// A Kubernetes `affinity` stanza preferring the zones that read the set
+/// with the fewest cross-zone bytes: weight 100 for the best, and for each
+/// other zone in proportion to the share of the set it reads locally
+/// (zones that read nothing locally are left out).
+pub fn k8s_affinity(located: &Located) -> String {
+    let mut out = String::from(
+        "affinity:\n  nodeAffinity:\n    preferredDuringSchedulingIgnoredDuringExecution:\n",
+    );
+    for (i, r) in located.reads.iter().enumerate() {
+        let total = r.local_bytes + r.cross_zone_bytes;
+        let weight = if i == 0 {
+            100
+        } else if total == 0 || r.local_bytes == 0 {
+            continue;
+        } else {
+            ((r.local_bytes * 99) / total).max(1)
+        };
+        out.push_str(&format!(
+            "    - weight: {weight}\n      preference:\n        matchExpressions:\n        - key: topology.kubernetes.io/zone\n          operator: In\n          values:\n          - \"{}\"\n",
+            r.k8s_zone
+        ));
+    }
+    out
+}
