@@ -9,9 +9,10 @@
 //!
 //! - a request to another zone waits the configured round trip before it is
 //!   sent;
-//! - bytes crossing between two zones (request and response bodies) share a
-//!   token bucket per (this zone, that zone) pair, so a transfer takes at
-//!   least `bytes / bandwidth`;
+//! - bytes crossing between two zones (response bodies, and request bodies
+//!   of known length; a streamed request body, a shard PUT, is not yet
+//!   throttled) share a token bucket per (this zone, that zone) pair, so a
+//!   transfer takes at least `bytes / bandwidth`;
 //! - any one peer can be given an extra delay at run time
 //!   ([`WanHandle::slow_down`]): a slow node, for hedging tests.
 //!

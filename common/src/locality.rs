@@ -59,25 +59,26 @@ pub struct ShardCost {
 
 /// Measured costs this close (µs) count as equal: within a band, data
 /// shards go before parity, so measurement noise between nodes of one
-/// zone never turns a plain read into a decode.
+/// remote zone never turns a plain read into a decode.
 pub const COST_BAND_US: u64 = 10_000;
 
-/// Shards that can be read, cheapest first: nearer before farther, then by
-/// measured cost in [`COST_BAND_US`] bands, then data shards before parity
-/// (a read of the data shards alone needs no decode), then faster, then by
-/// index. `costs[i]` is `None` when shard `i` cannot be read (never
-/// written, node down or unknown).
+/// Shards that can be read, cheapest first: nearer before farther; across
+/// zones, by measured cost in [`COST_BAND_US`] bands; then data shards
+/// before parity (a read of the data shards alone needs no decode); then,
+/// across zones, faster first; then by index. Inside the reader's zone
+/// measured cost is ignored: those differences are noise next to a WAN,
+/// and a read that is the same every time is easier to reason about.
+/// `costs[i]` is `None` when shard `i` cannot be read (never written, node
+/// down or unknown).
 pub fn ranked(costs: &[Option<ShardCost>], k: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..costs.len()).filter(|i| costs[*i].is_some()).collect();
     order.sort_by_key(|i| {
         let c = costs[*i].expect("filtered");
-        (
-            c.proximity,
-            c.measured_us / COST_BAND_US,
-            *i >= k,
-            c.measured_us,
-            *i,
-        )
+        let measured = match c.proximity {
+            Proximity::OtherZone => c.measured_us,
+            _ => 0,
+        };
+        (c.proximity, measured / COST_BAND_US, *i >= k, measured, *i)
     });
     order
 }
@@ -268,17 +269,17 @@ mod tests {
     }
 
     #[test]
-    fn same_host_then_measured_speed_order_shards_within_a_zone() {
+    fn same_host_then_data_first_within_a_zone_whatever_was_measured() {
         let mut costs = [at(Near), at(Near), at(Near), at(Host), at(Far), at(Far)];
         costs[1] = Some(ShardCost {
             proximity: Near,
-            measured_us: 900,
+            measured_us: 90_000,
         });
-        costs[2] = Some(ShardCost {
-            proximity: Near,
-            measured_us: 100,
+        costs[5] = Some(ShardCost {
+            proximity: Far,
+            measured_us: 1,
         });
-        assert_eq!(ranked(&costs, 4), vec![3, 0, 2, 1, 4, 5]);
+        assert_eq!(ranked(&costs, 4), vec![3, 0, 1, 2, 4, 5]);
     }
 
     #[test]

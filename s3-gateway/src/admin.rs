@@ -290,7 +290,7 @@ async fn authenticate(
         return Err(AdminError(
             StatusCode::FORBIDDEN,
             match owner {
-                Some(_) => "only root keys and the bucket's owner may make this call".into(),
+                Some(_) => "only root keys and a bucket's owner may make this call".into(),
                 None => "only root keys may use the admin API".into(),
             },
         ));

@@ -28,6 +28,9 @@ use crate::admin_cert::AdminRequest;
 pub const LOCATE_OBJECTS_MAX: usize = 100_000;
 /// Versions asked of metad per page.
 const PAGE: u32 = 1_000;
+/// Most versions and delete markers one answer walks: noncurrent versions
+/// are skipped, but still read, so they are bounded too.
+pub const LOCATE_SCANNED_MAX: usize = 2 * LOCATE_OBJECTS_MAX;
 /// The node label naming the Kubernetes zone (`topology.kubernetes.io/zone`)
 /// a Weft zone corresponds to; without it the Weft zone's name is used.
 pub const K8S_ZONE_LABEL: &str = "k8s-zone";
@@ -81,7 +84,8 @@ pub struct Located {
     pub prefix: String,
     /// Objects covered (current versions; delete markers skipped).
     pub objects: Vec<ObjectPlacement>,
-    /// More objects match than [`LOCATE_OBJECTS_MAX`].
+    /// More objects match than [`LOCATE_OBJECTS_MAX`], or the prefix holds
+    /// more than [`LOCATE_SCANNED_MAX`] versions and markers.
     pub truncated: bool,
     /// Object bytes in all.
     pub total_bytes: u64,
@@ -118,9 +122,11 @@ async fn locate(
         QueryResult::Bucket { bucket } => bucket,
         other => return Err(AdminError::unexpected(other)),
     };
-    let owner = bucket.as_ref().map(|b| b.owner.clone());
-    // Authenticate before saying whether the bucket exists.
-    check_for(&s, &req, b"", owner.as_deref()).await?;
+    // Authenticate before saying whether the bucket exists: a missing
+    // bucket has an owner no key matches, so a non-root key gets the same
+    // refusal for "missing" as for "not yours".
+    let owner = bucket.as_ref().map_or(String::new(), |b| b.owner.clone());
+    check_for(&s, &req, b"", Some(&owner)).await?;
     if bucket.is_none() {
         return Err(AdminError(
             StatusCode::NOT_FOUND,
@@ -161,6 +167,7 @@ async fn locate(
     };
     let mut reads: BTreeMap<&String, (u64, u64)> = wanted.iter().map(|z| (*z, (0, 0))).collect();
     let mut after: Option<(String, Option<String>)> = None;
+    let mut scanned = 0usize;
     'pages: loop {
         let page = s
             .metad
@@ -177,6 +184,11 @@ async fn locate(
             return Err(AdminError::unexpected(page));
         };
         for (key, record, latest) in entries {
+            scanned += 1;
+            if scanned > LOCATE_SCANNED_MAX {
+                out.truncated = true;
+                break 'pages;
+            }
             let Some(version) = record.version.filter(|_| latest) else {
                 continue;
             };
@@ -286,8 +298,9 @@ pub fn k8s_affinity(located: &Located) -> String {
             ((r.local_bytes * 99) / total).max(1)
         };
         out.push_str(&format!(
-            "    - weight: {weight}\n      preference:\n        matchExpressions:\n        - key: topology.kubernetes.io/zone\n          operator: In\n          values:\n          - \"{}\"\n",
-            r.k8s_zone
+            "    - weight: {weight}\n      preference:\n        matchExpressions:\n        - key: topology.kubernetes.io/zone\n          operator: In\n          values:\n          - {}\n",
+            // A JSON string is a YAML string, escapes and all.
+            serde_json::to_string(&r.k8s_zone).expect("a string serializes")
         ));
     }
     out

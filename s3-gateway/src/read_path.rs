@@ -407,7 +407,8 @@ impl ObjectReader {
     /// shard that cannot be read (never written, node unknown or down).
     fn costs_of(&self, seg: &Segment) -> Vec<Option<ShardCost>> {
         let snap = self.cluster.snapshot();
-        seg.shards
+        let mut costs: Vec<Option<ShardCost>> = seg
+            .shards
             .iter()
             .map(|n| {
                 let node = (*n)?;
@@ -425,7 +426,33 @@ impl ObjectReader {
                     measured_us: self.locality.costs.measured_us(node),
                 })
             })
-            .collect()
+            .collect();
+        // A node never measured (parity shards are not fetched on healthy
+        // reads) is taken to cost what its measured neighbours do, not
+        // nothing: "unknown" must not outrank data shards and turn plain
+        // reads into decodes.
+        for p in [
+            Proximity::SameHost,
+            Proximity::SameZone,
+            Proximity::OtherZone,
+        ] {
+            let measured: Vec<u64> = costs
+                .iter()
+                .flatten()
+                .filter(|c| c.proximity == p && c.measured_us > 0)
+                .map(|c| c.measured_us)
+                .collect();
+            if measured.is_empty() {
+                continue;
+            }
+            let mean = measured.iter().sum::<u64>() / measured.len() as u64;
+            for c in costs.iter_mut().flatten() {
+                if c.proximity == p && c.measured_us == 0 {
+                    c.measured_us = mean;
+                }
+            }
+        }
+        costs
     }
 
     async fn read_stripe_range(

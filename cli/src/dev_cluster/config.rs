@@ -137,6 +137,16 @@ impl DevClusterConfig {
                 node_suspect_ms: 1_500,
                 ..MetadConfig::default()
             },
+            // Tests read shards on purpose: a second GET after damage must
+            // reach the damaged shards, not a cached stripe; and a read
+            // must see every shard it asked for, not hedge past a slow one
+            // whose damage it was to report. The locality tests turn both
+            // on.
+            gateway: GatewayConfig {
+                stripe_cache_bytes: 0,
+                read_hedging: false,
+                ..GatewayConfig::default()
+            },
             ..Self::new(data_dir)
         }
     }
