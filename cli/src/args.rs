@@ -727,6 +727,39 @@ pub enum LifecycleCmd {
 pub enum BucketCmd {
     /// List every bucket with its owner.
     List,
+    /// Where a bucket's bytes may be (data residency): `show`, `set` or
+    /// `clear`. Setting it moves the bucket's data that sits elsewhere,
+    /// throttled like a transition (`weft class list` shows the migration).
+    Placement {
+        #[command(subcommand)]
+        command: PlacementCmd,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PlacementCmd {
+    /// The bucket's residency.
+    Show {
+        /// Bucket.
+        bucket: String,
+    },
+    /// Keep the bucket's bytes in these zones and/or on nodes with these
+    /// labels.
+    Set {
+        /// Bucket.
+        bucket: String,
+        /// Zones, comma-separated (`zone-a,zone-b`).
+        #[arg(long, value_delimiter = ',')]
+        zones: Vec<String>,
+        /// A label the nodes must carry, `name=value` (repeatable).
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+    },
+    /// Let the bucket's bytes be anywhere its classes place them.
+    Clear {
+        /// Bucket.
+        bucket: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -736,6 +769,10 @@ pub enum ClusterCmd {
     /// Bytes per storage class and zone; with `zone_prices` in the
     /// gateway's config, the monthly cost and what the classes saved.
     Usage,
+    /// The measured network between zones: round trip, throughput and age
+    /// of the measurement for each zone pair (from gateways' probes and
+    /// reads).
+    Netmap,
     /// Initialise a new metad group: run once, against fresh voters that were
     /// started without `bootstrap`. Talks to the first member directly.
     Init {

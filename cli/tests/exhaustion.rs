@@ -423,6 +423,7 @@ fn metad_whose_raft_core_dies_of_emfile_exits_75_saying_to_restart_it() {
                     versioning: None,
                     lifecycle: None,
                     tiering: None,
+                    residency: None,
                 },
             }),
         };

@@ -16,6 +16,9 @@
 //!   right.
 //! - A stopped data node costs only its replacement: the read fetches k
 //!   units per stripe in all, not every survivor.
+//! - `weft cluster netmap` shows zone-a's measured paths, at least 20 ms
+//!   to the other zones, and `weft locate --zone` estimates seconds from
+//!   them.
 //!
 //! Share of the normal run: about 15 s (three clusters).
 
@@ -44,6 +47,7 @@ async fn start(hedging: bool) -> TestCluster {
         // Off in other tests' clusters (DevClusterConfig::ephemeral).
         c.gateway.stripe_cache_bytes = 64 << 20;
         c.gateway.read_hedging = hedging;
+        c.gateway.netmap_period_ms = 300;
         c.wan = weft_client::wan::WanSettings {
             latency_ms: 20,
             bandwidth_bytes_per_s: 0,
@@ -246,6 +250,43 @@ async fn reads_take_the_cheapest_shards_and_replace_dead_ones() {
         (OBJECT / 4) as u64,
         "the surviving zone-a shard is used"
     );
+
+    // The network map: zone-a's gateway probed every zone through the
+    // emulated WAN (so at least 20 ms to the others) and measured
+    // throughput from the reads above; `weft locate` turns it into an
+    // estimate for zone-a.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let map = loop {
+        let (ok, out, err) = support::weft_cli(tc.c(), &["cluster", "netmap", "--json"]).await;
+        assert!(ok, "{err}");
+        let map: weft_common::netmap::NetMap = serde_json::from_str(&out).expect("netmap json");
+        let measured = ZONES.iter().all(|z| {
+            map.path("zone-a", z)
+                .is_some_and(|p| *z == "zone-a" || p.bytes_per_s > 0)
+        });
+        if measured {
+            break map;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "zone-a's paths not all measured in 30 s: {map:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for z in ["zone-b", "zone-c"] {
+        let p = map.path("zone-a", z).unwrap();
+        assert!(p.rtt_us >= 20_000, "zone-a → {z} under the 20 ms WAN: {p:?}");
+    }
+    let (ok, out, err) = support::weft_cli(
+        tc.c(),
+        &["locate", "s3://data/layout-", "--zone", "zone-a", "--json"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let l: weft_gateway::admin_locate::Located = serde_json::from_str(&out).unwrap();
+    assert_eq!(l.reads.len(), 1);
+    let est = l.reads[0].estimated_secs.expect("an estimate from measured paths");
+    assert!(est > 0.0, "zone-a reads part of the set across zones: {est}");
     tc.shutdown().await;
 }
 

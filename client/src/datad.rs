@@ -361,6 +361,20 @@ impl DatadClient {
             .map_err(|source| unreachable(OP, addr, source))
     }
 
+    /// Asks a data node's `/health` and returns how long the answer took: a
+    /// round-trip probe for the network cost map.
+    pub async fn probe(&self, addr: &str) -> Result<Duration, DatadClientError> {
+        const OP: &str = "probe";
+        let started = tokio::time::Instant::now();
+        let request = self
+            .http
+            .get(format!("http://{addr}/health"))
+            .timeout(self.limits.request_timeout);
+        let response = self.send(OP, addr, request, self.limits.idle_read_timeout).await?;
+        check(OP, addr, response).await?;
+        Ok(started.elapsed())
+    }
+
     /// Reads `len` bytes of a shard from `offset` into one buffer (meant for
     /// per-stripe reads of a few MiB). Fails unless exactly `len` arrive.
     pub async fn get_shard(

@@ -250,6 +250,18 @@ impl MetadClient {
         Ok(())
     }
 
+    /// Reports network measurements (the leader keeps the last of each
+    /// reporter in memory).
+    pub async fn report_netmap(
+        &self,
+        report: &weft_common::netmap::NetReport,
+    ) -> Result<(), MetadClientError> {
+        let _: serde_json::Value = self
+            .call_raw("/v1/netmap", report, true, Idempotent::Yes)
+            .await?;
+        Ok(())
+    }
+
     /// POSTs `body` to `path` on the leader (following redirects) and decodes
     /// the answer: for endpoints without a typed helper (membership changes).
     /// Not retried after an unknown outcome: these calls are not idempotent.

@@ -178,6 +178,48 @@ pub fn read_cost<'a>(
     }
 }
 
+/// Where a reader in `zone` would take `seg`'s bytes from: bytes per
+/// source zone. The zone's own shards first (up to k), then the other
+/// zones in `order_of_zones` (cheapest first; zones not named come last,
+/// by name), each giving as many units as it holds shards. Sums to what
+/// [`read_cost`] counts.
+pub fn read_sources<'a>(
+    seg: &crate::manifest::Segment,
+    zone_of: impl Fn(crate::NodeId) -> Option<&'a str>,
+    zone: &str,
+    order_of_zones: &[String],
+) -> std::collections::BTreeMap<String, u64> {
+    use std::collections::BTreeMap;
+    let mut held: BTreeMap<String, u64> = BTreeMap::new();
+    for n in seg.shards.iter().flatten() {
+        *held
+            .entry(zone_of(*n).unwrap_or("unknown").to_string())
+            .or_default() += 1;
+    }
+    let mut out = BTreeMap::new();
+    let (need, unit) = match seg.layout {
+        crate::profile::Layout::Replicated { .. } => (1, seg.len),
+        crate::profile::Layout::Erasure { k, .. } => (u64::from(k), seg.shard_len),
+    };
+    let mut left = need;
+    let mut zones: Vec<String> = vec![zone.to_string()];
+    zones.extend(order_of_zones.iter().filter(|z| *z != zone).cloned());
+    let mut rest: Vec<&String> = held.keys().filter(|z| !zones.contains(z)).collect();
+    rest.sort();
+    zones.extend(rest.into_iter().cloned());
+    for z in zones {
+        if left == 0 {
+            break;
+        }
+        let take = held.get(&z).copied().unwrap_or(0).min(left);
+        if take > 0 {
+            out.insert(z, take * unit);
+            left -= take;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

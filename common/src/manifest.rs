@@ -137,6 +137,10 @@ pub struct BucketInfo {
     /// rules.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tiering: Option<crate::lifecycle::tiering::Tiering>,
+    /// Where the bucket's bytes may be (data residency); none: anywhere
+    /// its classes place them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residency: Option<crate::residency::Residency>,
 }
 
 /// One entry of an object's version history in a versioned bucket: a

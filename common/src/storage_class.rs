@@ -56,6 +56,13 @@ pub enum Requirement {
         /// Excluded value.
         value: String,
     },
+    /// The label has one of these values (a bucket's residency zones).
+    In {
+        /// Label name.
+        key: String,
+        /// Allowed values.
+        values: Vec<String>,
+    },
 }
 
 impl Requirement {
@@ -70,6 +77,9 @@ impl Requirement {
         match self {
             Requirement::Is { key, value } => get(key) == Some(value.as_str()),
             Requirement::IsNot { key, value } => get(key) != Some(value.as_str()),
+            Requirement::In { key, values } => {
+                get(key).is_some_and(|v| values.iter().any(|x| x == v))
+            }
         }
     }
 }
@@ -79,6 +89,7 @@ impl std::fmt::Display for Requirement {
         match self {
             Requirement::Is { key, value } => write!(f, "{key}={value}"),
             Requirement::IsNot { key, value } => write!(f, "{key}!={value}"),
+            Requirement::In { key, values } => write!(f, "{key} in ({})", values.join("|")),
         }
     }
 }
@@ -130,6 +141,25 @@ impl Selector {
             ));
         }
         Ok(Selector(out))
+    }
+}
+
+impl StorageClass {
+    /// This class with every one of its selectors (or, with none, the
+    /// whole cluster) narrowed by `terms`: a bucket's residency, so
+    /// whatever places the class's shards for that bucket stays inside it.
+    pub fn within(&self, terms: &[Requirement]) -> StorageClass {
+        if terms.is_empty() {
+            return self.clone();
+        }
+        let mut out = self.clone();
+        if out.select.is_empty() {
+            out.select.push(Selector::default());
+        }
+        for s in &mut out.select {
+            s.0.extend(terms.iter().cloned());
+        }
+        out
     }
 }
 

@@ -114,6 +114,7 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
                     versioning: Some("Enabled".into()),
                     lifecycle: None,
                     tiering: None,
+                    residency: None,
                 },
             },
         ),
@@ -578,6 +579,17 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
         .expect("encodes"),
     ));
     out.push((
+        "set_bucket_residency",
+        serde_json::to_value(Command::SetBucketResidency {
+            bucket: "photos".into(),
+            residency: Some(weft_common::residency::Residency::zones([
+                "zone-a".to_string(),
+                "zone-b".to_string(),
+            ])),
+        })
+        .unwrap(),
+    ));
+    out.push((
         "set_bucket_tiering",
         serde_json::to_value(Command::SetBucketTiering {
             bucket: "photos".into(),
@@ -910,11 +922,12 @@ fn every_command_variant_has_a_golden_case() {
             Command::FinishClassMigration { .. } => "finish_class_migration",
             Command::SetBucketTiering { .. } => "set_bucket_tiering",
             Command::RecordAccess { .. } => "record_access",
+            Command::SetBucketResidency { .. } => "set_bucket_residency",
         }
     }
     // Every line that decodes as a command is named for its variant, and
     // the command lines cover every variant once.
-    const VARIANTS: usize = 39;
+    const VARIANTS: usize = 40;
     let mut seen = std::collections::BTreeSet::new();
     for (name, value) in examples() {
         if let Ok(c) = serde_json::from_value::<Command>(value) {

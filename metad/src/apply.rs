@@ -234,6 +234,9 @@ fn apply_keeping_references(tx: &WriteTransaction, cmd: &Command) -> Answer {
             update_bucket(tx, bucket, |b| b.lifecycle = config.clone())
         }
         Command::SetBucketTiering { bucket, change } => crate::tiering::set(tx, bucket, change),
+        Command::SetBucketResidency { bucket, residency } => {
+            crate::residency::set(tx, bucket, residency.as_ref())
+        }
         Command::RecordAccess { reads } => crate::tiering::record(tx, reads),
         Command::SetLifecycleCursor { cursor } => {
             tx.open_table(META)?.insert(

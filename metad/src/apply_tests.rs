@@ -407,6 +407,7 @@ impl Builder {
                     versioning: None,
                     lifecycle: None,
                     tiering: None,
+                    residency: None,
                 },
             },
             Op::DeleteBucket { b } => Command::DeleteBucket {
@@ -441,6 +442,7 @@ fn setup() -> (tempfile::TempDir, StateMachine) {
             versioning: None,
             lifecycle: None,
             tiering: None,
+            residency: None,
         };
         sm.apply_for_test(&Command::CreateBucket { bucket })
             .unwrap();

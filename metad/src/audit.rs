@@ -163,6 +163,14 @@ fn describe(cmd: &Command) -> Option<(EventKind, &'static str, String)> {
                 }
             },
         ),
+        C::SetBucketResidency { bucket, residency } => (
+            admin,
+            "set_bucket_residency",
+            match residency {
+                Some(r) => format!("bucket {bucket} kept in {}", r.describe()),
+                None => format!("bucket {bucket} (residency removed)"),
+            },
+        ),
         C::SeedStorageClasses { classes } => (
             admin,
             "seed_storage_classes",

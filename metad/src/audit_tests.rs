@@ -40,6 +40,7 @@ fn bucket(name: &str) -> Command {
             versioning: None,
             lifecycle: None,
             tiering: None,
+            residency: None,
         },
     }
 }

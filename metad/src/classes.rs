@@ -34,7 +34,7 @@ pub(crate) fn migrations<T: ReadableTable<&'static str, &'static [u8]>>(
         .unwrap_or_default())
 }
 
-fn write_migrations(tx: &WriteTransaction, m: &Migrations) -> Result<(), MetaError> {
+pub(crate) fn write_migrations(tx: &WriteTransaction, m: &Migrations) -> Result<(), MetaError> {
     let mut t = tx.open_table(META)?;
     if m.is_empty() {
         t.remove(KEY_CLASS_MIGRATIONS)?;

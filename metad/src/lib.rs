@@ -39,6 +39,8 @@ pub mod health;
 pub mod lifecycle;
 pub mod limits;
 pub mod liveness;
+pub mod netmap;
+pub mod residency;
 #[cfg(test)]
 mod migration_tests;
 pub mod network;

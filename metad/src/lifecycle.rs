@@ -546,6 +546,7 @@ mod tests {
             versioning: None,
             lifecycle: None,
             tiering: None,
+            residency: None,
         };
         sm.apply_for_test(&Command::CreateBucket {
             bucket: bucket.clone(),

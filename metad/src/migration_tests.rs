@@ -92,6 +92,7 @@ fn legacy_dir() -> tempfile::TempDir {
             versioning: None,
             lifecycle: None,
             tiering: None,
+            residency: None,
         };
         sm.apply_for_test(&Command::CreateBucket { bucket })
             .unwrap();

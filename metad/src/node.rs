@@ -689,6 +689,7 @@ async fn start_on(
         id: cfg.id,
         raft: raft.clone(),
         sm: sm.clone(),
+        netmap: Default::default(),
         liveness: Liveness::new(
             Duration::from_millis(cfg.node_suspect_ms),
             Duration::from_millis(cfg.node_grace_ms),

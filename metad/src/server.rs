@@ -51,6 +51,8 @@ pub struct AppState {
     pub sm: StateMachine,
     /// Heartbeat tracker.
     pub liveness: Liveness,
+    /// Reporters' network measurements (leader memory).
+    pub netmap: crate::netmap::NetMapStore,
     /// Repair planning (active while leader).
     pub planner: Planner,
     /// Metrics.
@@ -180,6 +182,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/command", post(api::command))
         .route("/v1/query", post(api::query))
         .route("/v1/heartbeat", post(api::heartbeat))
+        .route("/v1/netmap", post(api::netmap_report))
         .route("/v1/repair/poll", post(api::repair_poll))
         .route("/v1/transition/poll", post(transitions::transition_poll))
         .route("/v1/init", post(members::init))

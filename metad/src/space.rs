@@ -303,6 +303,8 @@ pub fn adds_data(cmd: &Command) -> bool {
         | Command::SetBucketTags { .. }
         | Command::SetBucketLifecycle { .. }
         | Command::SetBucketTiering { .. } => true,
+        // Moves bytes, adds none.
+        Command::SetBucketResidency { .. } => false,
         Command::Request { command, .. } => adds_data(command),
         Command::Batch { commands } => commands.iter().any(adds_data),
         Command::DeleteBucket { .. }

@@ -204,6 +204,7 @@ mod tests {
             versioning: None,
             lifecycle: None,
             tiering: None,
+            residency: None,
         };
         sm.apply_for_test(&Command::CreateBucket { bucket })
             .unwrap();

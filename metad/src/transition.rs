@@ -112,6 +112,9 @@ pub fn plan(
             "storage class {placed_by} is not defined"
         )));
     };
+    // Inside the bucket's residency, whatever the class allows.
+    let residency = sm.bucket(bucket)?.and_then(|b| b.residency);
+    let class = weft_common::residency::narrow(&class, residency.as_ref());
     let by_id: std::collections::BTreeMap<_, _> = views.iter().map(|n| (n.info.id, n)).collect();
     let known = known_nodes(views);
     let records = sm.segment_records(v.segments.iter().map(|s| s.id))?;
@@ -285,11 +288,16 @@ pub(crate) fn segment_fits(
     len: u64,
     placement: Option<&weft_common::storage_class::PlacementRule>,
     class: &weft_common::storage_class::StorageClass,
+    residency: Option<&weft_common::residency::Residency>,
     known: &[KnownNode<'_>],
 ) -> bool {
+    // Small objects stay where they are: transitions write erasure-coded
+    // segments only (so replicas written before a bucket's residency are
+    // not moved by it; docs/locality.md, "Residency").
     if matches!(layout, Layout::Replicated { .. }) || len <= class.small_object_bytes {
         return true;
     }
+    let class = weft_common::residency::narrow(class, residency);
     layout == class.layout
         && class
             .resolve(id, class.layout, known)
@@ -303,6 +311,7 @@ pub(crate) fn segment_fits(
 fn fits_migration(
     tx: &WriteTransaction,
     to_class: &str,
+    residency: Option<&weft_common::residency::Residency>,
     segments: &[(SegmentId, Segment)],
 ) -> Result<bool, MetaError> {
     let Some(def) = crate::classes::migrations(&tx.open_table(META)?)?.remove(to_class) else {
@@ -328,7 +337,39 @@ fn fits_migration(
         .collect();
     Ok(segments
         .iter()
-        .all(|(_, s)| segment_fits(s.id, s.layout, s.len, s.placement.as_ref(), &def, &known)))
+        .all(|(_, s)| {
+            segment_fits(
+                s.id,
+                s.layout,
+                s.len,
+                s.placement.as_ref(),
+                &def,
+                residency,
+                &known,
+            )
+        }))
+}
+
+/// Whether every shard of `segments`' new segments is on a registered node
+/// `residency` admits.
+fn within_residency(
+    tx: &WriteTransaction,
+    residency: &weft_common::residency::Residency,
+    segments: &[(SegmentId, Segment)],
+) -> Result<bool, MetaError> {
+    let nodes = tx.open_table(NODES)?;
+    for (_, s) in segments {
+        for n in s.shards.iter().flatten() {
+            let Some(info) = nodes.get_sealed::<weft_common::topology::NodeInfo>(T_NODES, n.0)?
+            else {
+                return Ok(false);
+            };
+            if !residency.admits(&info.zone, &info.labels) {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }
 
 fn shard_len(layout: Layout, len: u64) -> u64 {
@@ -516,8 +557,15 @@ pub(crate) fn apply(
     } else {
         to_class
     };
-    if !fits_migration(tx, placed_by, segments)? {
+    if !fits_migration(tx, placed_by, info.residency.as_ref(), segments)? {
         return stale();
+    }
+    // Apply does not trust the planner with residency: no new shard of a
+    // resident bucket outside its zones.
+    if let Some(r) = &info.residency {
+        if !within_residency(tx, r, segments)? {
+            return stale();
+        }
     }
     // New segments must be new: an id the index already holds (or one
     // named twice) would let two references share one record, and

@@ -1,6 +1,7 @@
 //! `GET /v1/locate`: where a dataset's bytes are, and what reading it from
 //! each zone would cost — what a scheduler asks before placing a job
-//! (`weft locate`, docs/locality.md).
+//! (`weft locate`, docs/locality.md) — and `GET /v1/cluster/netmap`, the
+//! measured network costs those estimates use.
 //!
 //! The answer is computed from the manifests metad holds, not from a
 //! cache: bytes per zone are shard bytes on that zone's nodes, and a
@@ -73,6 +74,11 @@ pub struct ZoneRead {
     pub local_bytes: u64,
     /// Bytes the read pulls from other zones.
     pub cross_zone_bytes: u64,
+    /// Seconds the cross-zone part would take by the measured network
+    /// map (sources read in parallel; the slowest decides); `None` while a
+    /// path it needs has no measured throughput.
+    #[serde(default)]
+    pub estimated_secs: Option<f64>,
 }
 
 /// Answer of `GET /v1/locate`.
@@ -100,7 +106,22 @@ pub struct Located {
 }
 
 pub(crate) fn routes() -> Router<AdminState> {
-    Router::new().route("/v1/locate", get(locate))
+    Router::new()
+        .route("/v1/locate", get(locate))
+        .route("/v1/cluster/netmap", get(netmap))
+}
+
+/// `GET /v1/cluster/netmap` (`weft cluster netmap`): the zone × zone
+/// matrix the metad leader folded from reporters' measurements.
+async fn netmap(
+    State(s): State<AdminState>,
+    req: AdminRequest,
+) -> Result<Json<weft_common::netmap::NetMap>, AdminError> {
+    crate::admin::check(&s, &req, b"").await?;
+    match s.metad.query(&Query::Nodes).await? {
+        QueryResult::Nodes { netmap, .. } => Ok(Json(netmap)),
+        other => Err(AdminError::unexpected(other)),
+    }
 }
 
 fn bad(msg: impl Into<String>) -> AdminError {
@@ -133,8 +154,8 @@ async fn locate(
             format!("no bucket {:?}", q.bucket),
         ));
     }
-    let nodes = match s.metad.query(&Query::Nodes).await? {
-        QueryResult::Nodes { nodes, .. } => nodes,
+    let (nodes, netmap) = match s.metad.query(&Query::Nodes).await? {
+        QueryResult::Nodes { nodes, netmap, .. } => (nodes, netmap),
         other => return Err(AdminError::unexpected(other)),
     };
     let zones = zones(&nodes);
@@ -166,6 +187,18 @@ async fn locate(
         None => zones.keys().collect(),
     };
     let mut reads: BTreeMap<&String, (u64, u64)> = wanted.iter().map(|z| (*z, (0, 0))).collect();
+    // Bytes each reading zone would pull from each other zone, and the
+    // other zones in the order a reader there ranks them (measured round
+    // trip, then name).
+    let mut sources: BTreeMap<&String, BTreeMap<String, u64>> = BTreeMap::new();
+    let zone_order: BTreeMap<&String, Vec<String>> = wanted
+        .iter()
+        .map(|z| {
+            let mut others: Vec<String> = zones.keys().filter(|o| o != z).cloned().collect();
+            others.sort_by_key(|o| (netmap.path(z, o).map_or(u64::MAX, |p| p.rtt_us), o.clone()));
+            (*z, others)
+        })
+        .collect();
     let mut after: Option<(String, Option<String>)> = None;
     let mut scanned = 0usize;
     'pages: loop {
@@ -219,6 +252,16 @@ async fn locate(
                     );
                     acc.0 += local;
                     acc.1 += cross;
+                    let from = weft_common::locality::read_sources(
+                        seg,
+                        |n| zone_of.get(&n).map(String::as_str),
+                        zone,
+                        &zone_order[zone],
+                    );
+                    let into = sources.entry(zone).or_default();
+                    for (z, b) in from.into_iter().filter(|(z, _)| z != *zone) {
+                        *into.entry(z).or_default() += b;
+                    }
                 }
             }
             out.total_bytes += o.size;
@@ -237,11 +280,19 @@ async fn locate(
     }
     out.reads = reads
         .into_iter()
-        .map(|(zone, (local, cross))| ZoneRead {
-            zone: zone.clone(),
-            k8s_zone: zones.get(zone).cloned().unwrap_or_else(|| zone.clone()),
-            local_bytes: local,
-            cross_zone_bytes: cross,
+        .map(|(zone, (local, cross))| {
+            let from = sources.remove(zone).unwrap_or_default();
+            let estimated_secs = from
+                .iter()
+                .map(|(src, bytes)| netmap.transfer_secs(src, zone, *bytes))
+                .try_fold(0.0f64, |worst, t| t.map(|t| worst.max(t)));
+            ZoneRead {
+                zone: zone.clone(),
+                k8s_zone: zones.get(zone).cloned().unwrap_or_else(|| zone.clone()),
+                local_bytes: local,
+                cross_zone_bytes: cross,
+                estimated_secs,
+            }
         })
         .collect();
     // Fewest bytes across zones, then most from the zone, then by name.

@@ -31,6 +31,8 @@ pub struct ClusterMap {
     /// Each node's zone by its `host:port`, for the emulated WAN, which
     /// sees only addresses.
     zones_by_addr: Arc<RwLock<Arc<std::collections::HashMap<String, String>>>>,
+    /// The measured network cost map, as metad had it at the last refresh.
+    netmap: Arc<RwLock<Arc<weft_common::netmap::NetMap>>>,
 }
 
 impl std::fmt::Debug for ClusterMap {
@@ -73,7 +75,9 @@ impl ClusterMap {
                 metad_space_low,
                 classes,
                 lifecycle_day_ms,
+                netmap,
             } => {
+                *self.netmap.write().expect("cluster map lock") = Arc::new(netmap);
                 self.lifecycle_day_ms
                     .store(lifecycle_day_ms, std::sync::atomic::Ordering::Relaxed);
                 self.install(nodes);
@@ -89,6 +93,11 @@ impl ClusterMap {
                 "expected nodes, got {other:?}"
             ))),
         }
+    }
+
+    /// The network cost map at the last refresh.
+    pub fn netmap(&self) -> Arc<weft_common::netmap::NetMap> {
+        self.netmap.read().expect("cluster map lock").clone()
     }
 
     /// Replaces the node table (a refresh, or a test's own table).

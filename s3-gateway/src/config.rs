@@ -93,6 +93,9 @@ pub struct GatewayConfig {
     /// Bytes of recently read stripes kept in memory (0: no cache).
     /// Segments never change once written, so an entry is never stale.
     pub stripe_cache_bytes: u64,
+    /// How often, ms, this gateway probes the data nodes and reports its
+    /// network figures to metad (with a `zone` only).
+    pub netmap_period_ms: u64,
 }
 
 /// Caps on what the S3 listener takes on at once; beyond them a request is
@@ -153,6 +156,7 @@ impl Default for GatewayConfig {
             read_hedging: true,
             hedge_min_ms: 10,
             stripe_cache_bytes: 128 << 20,
+            netmap_period_ms: 5_000,
         }
     }
 }
@@ -236,6 +240,7 @@ impl GatewayConfig {
             "4096",
         )?;
         config_check::positive("limits.max_requests", self.limits.max_requests, "1024")?;
+        config_check::positive("netmap_period_ms", self.netmap_period_ms, "5000")?;
         if self.zone.as_deref().is_some_and(str::is_empty) {
             return Err(ConfigError::new(
                 "zone",

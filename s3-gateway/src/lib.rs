@@ -14,6 +14,7 @@ mod admin_cert;
 pub mod admin_classes;
 pub mod admin_lifecycle;
 pub mod admin_locate;
+pub mod admin_residency;
 pub mod admin_usage;
 pub mod admission;
 pub mod auth;
@@ -26,6 +27,7 @@ pub mod integrity;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
+pub mod netmap_report;
 pub mod read_path;
 pub mod read_tracking;
 pub mod refusals;
@@ -338,13 +340,16 @@ async fn start_on(
         upload_max_age,
         put_stragglers: gw_metrics.put_stragglers.clone(),
     };
+    let locality = read_path::Locality::from_config(&cfg, &gw_metrics);
+    let shard_costs = locality.costs.clone();
+    let netmap_datad = datad.clone();
     let reader = ObjectReader::new(
         cluster.clone(),
         datad,
         codecs,
         metad.clone(),
         &gw_metrics,
-        read_path::Locality::from_config(&cfg, &gw_metrics),
+        locality,
     );
     let reads = read_tracking::ReadTracker::new(cluster.clone(), gw_metrics.reads.clone());
     reads.spawn_flusher(metad.clone(), background.clone());
@@ -418,6 +423,7 @@ async fn start_on(
             .run_to_metad(metad.clone(), background.clone()),
     );
     let audit_for_listener = audit.clone();
+    let metad_for_netmap = metad.clone();
     let admin_app = admin::router(admin::AdminState {
         metad,
         keys,
@@ -461,6 +467,18 @@ async fn start_on(
             _ = cut => tracing::warn!("admin API requests still running at the end of the shutdown grace were cut"),
         }
     });
+    if let Some(zone) = &cfg.zone {
+        netmap_report::spawn(
+            Duration::from_millis(cfg.netmap_period_ms),
+            zone.clone(),
+            s3_addr.to_string(),
+            cluster.clone(),
+            netmap_datad,
+            metad_for_netmap,
+            shard_costs,
+            background.clone(),
+        );
+    }
     tracing::info!(%s3_addr, %admin_addr, "gateway listening");
     Ok(Started::Served(GatewayHandle {
         cluster,

@@ -109,6 +109,7 @@ pub(crate) async fn create_bucket(client: &MetadClient) -> Result<(), MetadClien
                 versioning: None,
                 lifecycle: None,
                 tiering: None,
+                residency: None,
             },
         })
         .await

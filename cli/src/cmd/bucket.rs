@@ -2,7 +2,8 @@
 
 use super::admin_client;
 use super::output::{ms_to_rfc3339, print_json};
-use crate::args::{AdminArgs, BucketCmd};
+use crate::args::{AdminArgs, BucketCmd, PlacementCmd};
+use weft_common::residency::Residency;
 use anyhow::{Context, Result};
 use weft_gateway::admin::BucketView;
 
@@ -26,6 +27,32 @@ pub async fn run(cmd: BucketCmd, a: AdminArgs) -> Result<()> {
                     b.owner,
                     ms_to_rfc3339(b.created_ms)
                 );
+            }
+        }
+        BucketCmd::Placement { command } => {
+            let (method, bucket, body) = match command {
+                PlacementCmd::Show { bucket } => (reqwest::Method::GET, bucket, None),
+                PlacementCmd::Clear { bucket } => (reqwest::Method::DELETE, bucket, None),
+                PlacementCmd::Set {
+                    bucket,
+                    zones,
+                    labels,
+                } => {
+                    let r = Residency::zones(zones).with_labels(labels.into_iter().collect());
+                    (reqwest::Method::PUT, bucket, Some(serde_json::to_value(&r)?))
+                }
+            };
+            let path = format!("/v1/buckets/{bucket}/residency");
+            let r: Option<Residency> = c
+                .call(method, &path, body)
+                .await
+                .with_context(|| format!("bucket {bucket} placement"))?;
+            if a.json {
+                return print_json(&r);
+            }
+            match r {
+                Some(r) => println!("{bucket}: kept in {}", r.describe()),
+                None => println!("{bucket}: anywhere its storage classes place it"),
             }
         }
     }

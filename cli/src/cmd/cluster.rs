@@ -164,6 +164,16 @@ pub async fn run(cmd: ClusterCmd, a: AdminArgs) -> Result<()> {
                 t.upload_max_age_ms, t.gc_grace_ms
             );
         }
+        ClusterCmd::Netmap => {
+            let m: weft_common::netmap::NetMap = c
+                .call(reqwest::Method::GET, "/v1/cluster/netmap", None)
+                .await
+                .context("get the network map")?;
+            if a.json {
+                return print_json(&m);
+            }
+            print!("{}", netmap_table(&m));
+        }
         ClusterCmd::Usage => {
             let u: weft_gateway::admin_usage::Usage = c
                 .call(reqwest::Method::GET, "/v1/cluster/usage", None)
@@ -432,5 +442,72 @@ fn print_durability(st: &weft_common::repair::DurabilityStatus) {
             human_bytes(n.stored_bytes),
             human_bytes(n.capacity_bytes)
         );
+    }
+}
+
+/// The zone × zone matrix: a row per zone measured from, a column per zone
+/// reached; each cell `RTT / throughput (age)`.
+fn netmap_table(m: &weft_common::netmap::NetMap) -> String {
+    use std::fmt::Write;
+    if m.is_empty() {
+        return "no measurements yet: gateways with a zone report every 5 s\n".into();
+    }
+    let mut froms: Vec<&str> = m.paths.iter().map(|p| p.from.as_str()).collect();
+    let mut tos: Vec<&str> = m.paths.iter().map(|p| p.to.as_str()).collect();
+    froms.sort_unstable();
+    froms.dedup();
+    tos.sort_unstable();
+    tos.dedup();
+    let mut out = String::new();
+    let _ = write!(out, "{:<14}", "FROM \\ TO");
+    for t in &tos {
+        let _ = write!(out, " {t:<28}");
+    }
+    out.push('\n');
+    for f in &froms {
+        let _ = write!(out, "{f:<14}");
+        for t in &tos {
+            let cell = match m.path(f, t) {
+                None => "-".to_string(),
+                Some(p) => format!(
+                    "{:.1} ms / {} ({:.0} s)",
+                    p.rtt_us as f64 / 1000.0,
+                    match p.bytes_per_s {
+                        0 => "? MiB/s".to_string(),
+                        b => format!("{:.0} MiB/s", b as f64 / (1u64 << 20) as f64),
+                    },
+                    p.age_ms as f64 / 1000.0
+                ),
+            };
+            let _ = write!(out, " {cell:<28}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod netmap_tests {
+    use super::netmap_table;
+    use weft_common::netmap::{NetMap, NetPath};
+
+    #[test]
+    fn the_matrix_has_a_row_per_source_and_a_dash_where_unmeasured() {
+        let path = |from: &str, to: &str| NetPath {
+            from: from.into(),
+            to: to.into(),
+            rtt_us: 20_500,
+            bytes_per_s: 200 << 20,
+            age_ms: 3_000,
+            reporters: 1,
+        };
+        let t = netmap_table(&NetMap {
+            paths: vec![path("a", "a"), path("a", "b"), path("b", "a")],
+        });
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3, "{t}");
+        assert!(lines[1].starts_with("a "), "{t}");
+        assert!(lines[1].contains("20.5 ms / 200 MiB/s (3 s)"), "{t}");
+        assert!(lines[2].starts_with("b ") && lines[2].contains(" -"), "{t}");
     }
 }

@@ -69,16 +69,18 @@ pub async fn run(
         println!("{n:<16} {s:>8}");
     }
     println!(
-        "\n{:<16} {:<16} {:>12} {:>12}",
-        "READ FROM", "K8S ZONE", "LOCAL", "CROSS-ZONE"
+        "\n{:<16} {:<16} {:>12} {:>12} {:>10}",
+        "READ FROM", "K8S ZONE", "LOCAL", "CROSS-ZONE", "EST. SECS"
     );
     for r in &l.reads {
         println!(
-            "{:<16} {:<16} {:>12} {:>12}",
+            "{:<16} {:<16} {:>12} {:>12} {:>10}",
             r.zone,
             r.k8s_zone,
             human_bytes(r.local_bytes),
-            human_bytes(r.cross_zone_bytes)
+            human_bytes(r.cross_zone_bytes),
+            r.estimated_secs
+                .map_or("-".to_string(), |s| format!("{s:.2}"))
         );
     }
     if let Some(best) = &l.best_zone {

@@ -202,6 +202,16 @@ pub enum Command {
         /// What changes.
         change: crate::lifecycle::tiering::TieringChange,
     },
+    /// Set (or, with `None`, clear) a bucket's data residency. A change
+    /// starts a migration of every storage class, whose walk re-places the
+    /// bucket's segments that sit outside it; setting the same residency
+    /// again changes nothing.
+    SetBucketResidency {
+        /// Bucket name.
+        bucket: String,
+        /// Where its bytes may be.
+        residency: Option<crate::residency::Residency>,
+    },
     /// Reads gateways noted, batched (never one entry per GET): each
     /// version's last access becomes the later of what it was and the
     /// read's time, so applying it again changes nothing.

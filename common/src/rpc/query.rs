@@ -306,6 +306,10 @@ pub enum QueryResult {
         /// `x-amz-expiration` gateways answer.
         #[serde(default, skip_serializing_if = "is_zero")]
         lifecycle_day_ms: u64,
+        /// The measured zone × zone network costs (leader memory; empty
+        /// until gateways have reported).
+        #[serde(default, skip_serializing_if = "crate::netmap::NetMap::is_empty")]
+        netmap: crate::netmap::NetMap,
     },
     /// For `ShardsHeld`: one answer per pair asked about.
     ShardsHeld {

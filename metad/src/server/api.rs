@@ -363,6 +363,7 @@ pub(super) async fn query(
                 metad_space_low: s.space.low_reason(),
                 classes,
                 lifecycle_day_ms: day.unwrap_or(0),
+                netmap: s.netmap.map(),
             }
         }
         Query::Durability => {
@@ -531,6 +532,17 @@ pub(super) async fn repair_poll(
         .count();
     s.metrics.repair_finished.inc_by(poll.finished.len() as u64);
     Ok(Json(s.planner.poll(&poll, config, writers)))
+}
+
+/// `POST /v1/netmap`: a gateway's latest network measurements, kept in
+/// leader memory like heartbeats.
+pub(super) async fn netmap_report(
+    State(s): State<Arc<AppState>>,
+    Json(report): Json<weft_common::netmap::NetReport>,
+) -> Result<StatusCode, ApiError> {
+    ensure_serving_leader(&s)?;
+    s.netmap.record(report);
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub(super) async fn heartbeat(

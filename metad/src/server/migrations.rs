@@ -45,6 +45,7 @@ pub(crate) fn fits(
     id: SegmentId,
     rec: &SegmentRecord,
     class: &StorageClass,
+    residency: Option<&weft_common::residency::Residency>,
     known: &[KnownNode<'_>],
 ) -> bool {
     crate::transition::segment_fits(
@@ -53,6 +54,7 @@ pub(crate) fn fits(
         rec.len,
         rec.placement.as_ref(),
         class,
+        residency,
         known,
     )
 }
@@ -130,11 +132,23 @@ async fn tick(s: &Arc<AppState>, walk: &mut Walk, seen: &mut FirstSeen) -> Resul
             .map_err(|e| e.to_string())?;
     let known = crate::transition::known_nodes(&views);
     let mut offers = vec![];
+    // Each bucket's residency, read once per page.
+    let mut residencies: BTreeMap<String, Option<weft_common::residency::Residency>> =
+        BTreeMap::new();
     for (id, rec) in &page {
         let Some(class) = migrations.get(&rec.class) else {
             continue;
         };
-        if !fits(*id, rec, class, &known) {
+        if !residencies.contains_key(&rec.bucket) {
+            let (sm, b) = (s.sm.clone(), rec.bucket.clone());
+            let r = weft_common::effects::spawn_blocking(move || sm.bucket(&b))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?
+                .and_then(|b| b.residency);
+            residencies.insert(rec.bucket.clone(), r);
+        }
+        if !fits(*id, rec, class, residencies[&rec.bucket].as_ref(), &known) {
             offers.push((*id, rec.bucket.clone(), rec.key.clone(), rec.class.clone()));
         }
     }

@@ -48,6 +48,7 @@ pub fn bucket(name: &str, owner: &str) -> BucketInfo {
         versioning: None,
         lifecycle: None,
         tiering: None,
+        residency: None,
     }
 }
 

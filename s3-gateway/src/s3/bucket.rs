@@ -29,14 +29,34 @@ impl WeftS3 {
             .map(|c| c.as_str().to_string());
         // `EU` is S3's old name for eu-west-1, which clients still send.
         let names_region = |c: &str| c == self.region || (c == "EU" && self.region == "eu-west-1");
-        if let Some(c) = constraint.filter(|c| !c.is_empty() && !names_region(c)) {
-            return Err(s3_error!(
-                IllegalLocationConstraintException,
-                "this endpoint serves region {}; the bucket cannot be created in {c} here (leave out the LocationConstraint, or name {})",
-                self.region,
-                self.region
-            ));
-        }
+        // Another region is a zone group of this cluster: the data nodes
+        // labelled region=<constraint> (docs/locality.md, "Residency").
+        let residency = match constraint.filter(|c| !c.is_empty() && !names_region(c)) {
+            None => None,
+            Some(c) => {
+                let r = weft_common::residency::Residency::location(&c);
+                let regions: std::collections::BTreeSet<String> = self
+                    .writer
+                    .cluster
+                    .snapshot()
+                    .values()
+                    .filter_map(|n| n.info.labels.get(weft_common::residency::REGION_LABEL).cloned())
+                    .collect();
+                if !regions.contains(&c) {
+                    return Err(s3_error!(
+                        IllegalLocationConstraintException,
+                        "no data nodes are labelled region={c}, so a bucket cannot be kept there; name one of this cluster's regions ({}), or leave out the LocationConstraint for {}",
+                        if regions.is_empty() {
+                            "none are labelled".to_string()
+                        } else {
+                            regions.into_iter().collect::<Vec<_>>().join(", ")
+                        },
+                        self.region
+                    ));
+                }
+                Some(r)
+            }
+        };
         let Some(creds) = req.credentials.as_ref() else {
             return Err(s3_error!(
                 AccessDenied,
@@ -52,6 +72,7 @@ impl WeftS3 {
                 versioning: None,
                 lifecycle: None,
                 tiering: None,
+                residency,
             },
         };
         match self.metad.command(&cmd).await.map_err(metad_err)? {
@@ -104,11 +125,16 @@ impl WeftS3 {
         &self,
         req: S3Request<GetBucketLocationInput>,
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
-        self.bucket(req.credentials.as_ref(), &req.input.bucket)
+        let b = self
+            .bucket(req.credentials.as_ref(), &req.input.bucket)
             .await?;
-        // S3 names us-east-1 by leaving the constraint out.
-        let location_constraint = (self.region != "us-east-1")
-            .then(|| BucketLocationConstraint::from(self.region.clone()));
+        // A bucket created in a zone group names it; S3 names us-east-1 by
+        // leaving the constraint out.
+        let location_constraint = match b.residency.and_then(|r| r.location) {
+            Some(l) => Some(BucketLocationConstraint::from(l)),
+            None => (self.region != "us-east-1")
+                .then(|| BucketLocationConstraint::from(self.region.clone())),
+        };
         Ok(S3Response::new(GetBucketLocationOutput {
             location_constraint,
         }))

@@ -400,15 +400,23 @@ impl S3 for WeftS3 {
 impl WeftS3 {
     /// The storage class a request names (the default when it names
     /// none), as metad defines it now.
+    ///
+    /// Narrowed by `bucket`'s residency, so the rule each new segment is
+    /// written under keeps it inside the bucket's zones.
     pub(crate) fn storage_class(
         &self,
         name: Option<&str>,
+        bucket: &weft_common::manifest::BucketInfo,
     ) -> S3Result<weft_common::storage_class::StorageClass> {
         use crate::cluster_map::ClassLookup;
-        self.writer.cluster.class(name).map_err(|e| match e {
+        let class = self.writer.cluster.class(name).map_err(|e| match e {
             ClassLookup::Unknown(_) => s3s::s3_error!(InvalidStorageClass, "{e}"),
             ClassLookup::NotYetKnown => s3s::s3_error!(ServiceUnavailable, "{e}"),
-        })
+        })?;
+        Ok(weft_common::residency::narrow(
+            &class,
+            bucket.residency.as_ref(),
+        ))
     }
 }
 

@@ -35,11 +35,11 @@ impl WeftS3 {
                 "keys are at most {KEY_BYTES_MAX} bytes"
             ));
         }
-        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        let binfo = self.bucket(req.credentials.as_ref(), &input.bucket).await?;
         let user_metadata = user_metadata(input.metadata)?;
         let tags = parse_tagging_header(input.tagging.as_deref())?;
         let class_name = input.storage_class.as_ref().map(|c| c.as_str().to_string());
-        let class = self.storage_class(class_name.as_deref())?;
+        let class = self.storage_class(class_name.as_deref(), &binfo)?;
         let checksum_algorithm = match &input.checksum_algorithm {
             None => None,
             Some(a) => Some(checksums::Alg::parse(a.as_str()).ok_or_else(|| {
@@ -127,7 +127,7 @@ impl WeftS3 {
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let input = req.input;
-        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        let binfo = self.bucket(req.credentials.as_ref(), &input.bucket).await?;
         let upload = self
             .part_target(
                 &input.upload_id,
@@ -140,7 +140,7 @@ impl WeftS3 {
         if size > PUT_BYTES_MAX {
             return Err(s3_error!(EntityTooLarge, "a part is at most 5 GiB"));
         }
-        let class = self.storage_class(Some(&upload.storage_class))?;
+        let class = self.storage_class(Some(&upload.storage_class), &binfo)?;
         let size = size as u64;
         let spec = checksums::Spec::from_request(
             &claimed_checksums!(input),
@@ -188,7 +188,7 @@ impl WeftS3 {
         req: S3Request<UploadPartCopyInput>,
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let input = req.input;
-        self.bucket(req.credentials.as_ref(), &input.bucket).await?;
+        let binfo = self.bucket(req.credentials.as_ref(), &input.bucket).await?;
         let upload = self
             .part_target(
                 &input.upload_id,
@@ -233,7 +233,7 @@ impl WeftS3 {
                 }
             }
         };
-        let class = self.storage_class(Some(&upload.storage_class))?;
+        let class = self.storage_class(Some(&upload.storage_class), &binfo)?;
         let spec = checksums::Spec {
             algs: upload
                 .checksum_algorithm

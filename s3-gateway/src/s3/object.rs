@@ -57,7 +57,7 @@ impl WeftS3 {
         }
         let user_metadata = user_metadata(input.metadata)?;
         let class_name = input.storage_class.as_ref().map(|c| c.as_str().to_string());
-        let class = self.storage_class(class_name.as_deref())?;
+        let class = self.storage_class(class_name.as_deref(), &binfo)?;
         let size = size as u64;
         let spec = checksums::Spec::from_request(
             &claimed_checksums!(input),
@@ -449,8 +449,8 @@ impl WeftS3 {
             }
         }
         let class = match &input.storage_class {
-            Some(c) => self.storage_class(Some(c.as_str()))?,
-            None => self.storage_class(Some(&src.storage_class)).map_err(|_| {
+            Some(c) => self.storage_class(Some(c.as_str()), &binfo)?,
+            None => self.storage_class(Some(&src.storage_class), &binfo).map_err(|_| {
                 s3_error!(
                     InvalidStorageClass,
                     "the source object's storage class {} is no longer defined on this cluster; name one with x-amz-storage-class",

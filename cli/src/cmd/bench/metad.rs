@@ -164,6 +164,7 @@ pub async fn metad(voters: usize, secs: u64, writers: &[usize], failovers: usize
                 versioning: None,
                 lifecycle: None,
                 tiering: None,
+                residency: None,
             },
         })
         .await?;
@@ -273,6 +274,7 @@ pub async fn list(keys: u64, per_prefix: u64, samples: usize) -> Result<()> {
             versioning: None,
             lifecycle: None,
             tiering: None,
+            residency: None,
         },
     })])
     .await?;

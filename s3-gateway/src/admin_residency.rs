@@ -1,0 +1,132 @@
+//! Data residency on the admin API (`weft bucket placement`,
+//! docs/locality.md): where a bucket's bytes may be.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::put;
+use axum::{Json, Router};
+use weft_common::residency::Residency;
+use weft_common::rpc::{Command, CommandResult, Query, QueryResult, Refusal};
+use weft_common::storage_class::KnownNode;
+
+use crate::admin::{check, AdminError, AdminState};
+use crate::admin_cert::AdminRequest;
+
+pub(crate) fn routes() -> Router<AdminState> {
+    Router::new().route(
+        "/v1/buckets/{bucket}/residency",
+        put(set_residency).get(get_residency).delete(clear_residency),
+    )
+}
+
+/// The bucket's residency (`null`: none).
+async fn get_residency(
+    State(s): State<AdminState>,
+    Path(bucket): Path<String>,
+    req: AdminRequest,
+) -> Result<Json<Option<Residency>>, AdminError> {
+    check(&s, &req, b"").await?;
+    match s.metad.query(&Query::Bucket { name: bucket.clone() }).await? {
+        QueryResult::Bucket { bucket: Some(b) } => Ok(Json(b.residency)),
+        QueryResult::Bucket { bucket: None } => Err(AdminError(
+            StatusCode::NOT_FOUND,
+            format!("no bucket {bucket}"),
+        )),
+        other => Err(AdminError::unexpected(other)),
+    }
+}
+
+/// Sets the residency, after checking the cluster can keep every storage
+/// class inside it: a residency no class can be placed in would refuse
+/// every write.
+async fn set_residency(
+    State(s): State<AdminState>,
+    Path(bucket): Path<String>,
+    req: AdminRequest,
+    body: axum::body::Bytes,
+) -> Result<Json<Option<Residency>>, AdminError> {
+    check(&s, &req, &body).await?;
+    let r: Residency = crate::admin::json_body(&body)?;
+    let r = Residency {
+        location: None,
+        ..Residency::zones(r.zones)
+    }
+    .with_labels(r.labels);
+    r.validate()
+        .map_err(|e| AdminError(StatusCode::BAD_REQUEST, e))?;
+    let (nodes, classes) = match s.metad.query(&Query::Nodes).await? {
+        QueryResult::Nodes { nodes, classes, .. } => (nodes, classes),
+        other => return Err(AdminError::unexpected(other)),
+    };
+    let live: Vec<_> = nodes
+        .iter()
+        .filter(|n| n.admin != weft_common::topology::NodeAdmin::Removed)
+        .collect();
+    if let Some(z) = r
+        .zones
+        .iter()
+        .find(|z| !live.iter().any(|n| n.info.zone == **z))
+    {
+        return Err(AdminError(
+            StatusCode::BAD_REQUEST,
+            format!("no data nodes in zone {z:?}: name zones the cluster has (weft cluster status)"),
+        ));
+    }
+    let known: Vec<KnownNode<'_>> = live
+        .iter()
+        .map(|n| KnownNode {
+            zone: &n.info.zone,
+            labels: &n.info.labels,
+        })
+        .collect();
+    let default = classes
+        .iter()
+        .find(|c| c.name == weft_common::storage_class::DEFAULT_CLASS);
+    if let Some(c) = default {
+        let narrowed = weft_common::residency::narrow(c, Some(&r));
+        if let Err(e) = narrowed.resolve(weft_common::SegmentId(0), c.layout, &known) {
+            return Err(AdminError(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{} cannot be kept in {}: {e}",
+                    c.name,
+                    r.describe()
+                ),
+            ));
+        }
+    }
+    command(&s, &bucket, Some(r)).await
+}
+
+async fn clear_residency(
+    State(s): State<AdminState>,
+    Path(bucket): Path<String>,
+    req: AdminRequest,
+) -> Result<Json<Option<Residency>>, AdminError> {
+    check(&s, &req, b"").await?;
+    command(&s, &bucket, None).await
+}
+
+async fn command(
+    s: &AdminState,
+    bucket: &str,
+    residency: Option<Residency>,
+) -> Result<Json<Option<Residency>>, AdminError> {
+    let cmd = Command::SetBucketResidency {
+        bucket: bucket.to_string(),
+        residency: residency.clone(),
+    };
+    match s.metad.command(&cmd).await? {
+        CommandResult::Done => Ok(Json(residency)),
+        CommandResult::Refused {
+            refusal: Refusal::ClassRefused { message },
+        } => Err(AdminError(StatusCode::BAD_REQUEST, message)),
+        CommandResult::Refused {
+            refusal: Refusal::NoSuchBucket,
+        } => Err(AdminError(
+            StatusCode::NOT_FOUND,
+            format!("no bucket {bucket}"),
+        )),
+        other => Err(AdminError::unexpected(other)),
+    }
+}
