@@ -275,7 +275,10 @@ async fn reads_take_the_cheapest_shards_and_replace_dead_ones() {
     };
     for z in ["zone-b", "zone-c"] {
         let p = map.path("zone-a", z).unwrap();
-        assert!(p.rtt_us >= 20_000, "zone-a → {z} under the 20 ms WAN: {p:?}");
+        assert!(
+            p.rtt_us >= 20_000,
+            "zone-a → {z} under the 20 ms WAN: {p:?}"
+        );
     }
     let (ok, out, err) = support::weft_cli(
         tc.c(),
@@ -285,8 +288,13 @@ async fn reads_take_the_cheapest_shards_and_replace_dead_ones() {
     assert!(ok, "{err}");
     let l: weft_gateway::admin_locate::Located = serde_json::from_str(&out).unwrap();
     assert_eq!(l.reads.len(), 1);
-    let est = l.reads[0].estimated_secs.expect("an estimate from measured paths");
-    assert!(est > 0.0, "zone-a reads part of the set across zones: {est}");
+    let est = l.reads[0]
+        .estimated_secs
+        .expect("an estimate from measured paths");
+    assert!(
+        est > 0.0,
+        "zone-a reads part of the set across zones: {est}"
+    );
     tc.shutdown().await;
 }
 

@@ -370,7 +370,9 @@ impl DatadClient {
             .http
             .get(format!("http://{addr}/health"))
             .timeout(self.limits.request_timeout);
-        let response = self.send(OP, addr, request, self.limits.idle_read_timeout).await?;
+        let response = self
+            .send(OP, addr, request, self.limits.idle_read_timeout)
+            .await?;
         check(OP, addr, response).await?;
         Ok(started.elapsed())
     }

@@ -86,8 +86,7 @@ impl NetMap {
         // Reads pull bytes from `from` to `to`; a reader in `to` measured
         // the path it reads over, `to` → `from`.
         let p = self.path(to, from)?;
-        (p.bytes_per_s > 0)
-            .then(|| p.rtt_us as f64 / 1e6 + bytes as f64 / p.bytes_per_s as f64)
+        (p.bytes_per_s > 0).then(|| p.rtt_us as f64 / 1e6 + bytes as f64 / p.bytes_per_s as f64)
     }
 }
 
@@ -102,7 +101,9 @@ fn median(mut v: Vec<u64>) -> u64 {
 /// Folds reporters' latest reports (each with its age, ms) into the
 /// matrix; reports older than [`REPORT_MAX_AGE_MS`] are left out.
 pub fn fold<'a>(reports: impl IntoIterator<Item = (&'a NetReport, u64)>) -> NetMap {
-    let mut cells: BTreeMap<(String, String), (Vec<u64>, Vec<u64>, u64)> = BTreeMap::new();
+    // (from, to) → (round trips, throughputs, youngest age).
+    type Cell = (Vec<u64>, Vec<u64>, u64);
+    let mut cells: BTreeMap<(String, String), Cell> = BTreeMap::new();
     for (report, age) in reports {
         if age > REPORT_MAX_AGE_MS {
             continue;
@@ -181,6 +182,10 @@ mod tests {
         // 1000 bytes at 900 B/s.
         let secs = map.transfer_secs("b", "a", 1000).unwrap();
         assert!((secs - (0.022 + 1000.0 / 900.0)).abs() < 1e-9);
-        assert_eq!(map.transfer_secs("a", "a", 1), None, "no throughput measured");
+        assert_eq!(
+            map.transfer_secs("a", "a", 1),
+            None,
+            "no throughput measured"
+        );
     }
 }

@@ -74,7 +74,10 @@ impl Residency {
             return Err("a placement policy names zones, labels or both".into());
         }
         if self.zones.len() > ZONES_MAX {
-            return Err(format!("{} zones; name at most {ZONES_MAX}", self.zones.len()));
+            return Err(format!(
+                "{} zones; name at most {ZONES_MAX}",
+                self.zones.len()
+            ));
         }
         if let Some(z) = self.zones.iter().find(|z| z.is_empty() || z.len() > 63) {
             return Err(format!("zone name {z:?}: use 1 to 63 characters"));

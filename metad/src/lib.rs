@@ -39,16 +39,16 @@ pub mod health;
 pub mod lifecycle;
 pub mod limits;
 pub mod liveness;
-pub mod netmap;
-pub mod residency;
 #[cfg(test)]
 mod migration_tests;
+pub mod netmap;
 pub mod network;
 pub mod node;
 pub mod queries;
 pub mod raft_log;
 pub mod raft_runtime;
 mod requests;
+pub mod residency;
 pub mod seal;
 mod segment_index;
 pub mod server;

@@ -335,19 +335,17 @@ fn fits_migration(
             labels: &n.labels,
         })
         .collect();
-    Ok(segments
-        .iter()
-        .all(|(_, s)| {
-            segment_fits(
-                s.id,
-                s.layout,
-                s.len,
-                s.placement.as_ref(),
-                &def,
-                residency,
-                &known,
-            )
-        }))
+    Ok(segments.iter().all(|(_, s)| {
+        segment_fits(
+            s.id,
+            s.layout,
+            s.len,
+            s.placement.as_ref(),
+            &def,
+            residency,
+            &known,
+        )
+    }))
 }
 
 /// Whether every shard of `segments`' new segments is on a registered node

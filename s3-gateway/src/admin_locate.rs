@@ -64,7 +64,7 @@ pub struct ObjectPlacement {
 }
 
 /// What reading the whole set from one zone costs.
-#[derive(Deserialize, Serialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
 pub struct ZoneRead {
     /// The zone a job would run in.
     pub zone: String,

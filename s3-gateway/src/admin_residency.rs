@@ -15,7 +15,9 @@ use crate::admin_cert::AdminRequest;
 pub(crate) fn routes() -> Router<AdminState> {
     Router::new().route(
         "/v1/buckets/{bucket}/residency",
-        put(set_residency).get(get_residency).delete(clear_residency),
+        put(set_residency)
+            .get(get_residency)
+            .delete(clear_residency),
     )
 }
 
@@ -26,7 +28,13 @@ async fn get_residency(
     req: AdminRequest,
 ) -> Result<Json<Option<Residency>>, AdminError> {
     check(&s, &req, b"").await?;
-    match s.metad.query(&Query::Bucket { name: bucket.clone() }).await? {
+    match s
+        .metad
+        .query(&Query::Bucket {
+            name: bucket.clone(),
+        })
+        .await?
+    {
         QueryResult::Bucket { bucket: Some(b) } => Ok(Json(b.residency)),
         QueryResult::Bucket { bucket: None } => Err(AdminError(
             StatusCode::NOT_FOUND,
@@ -69,7 +77,9 @@ async fn set_residency(
     {
         return Err(AdminError(
             StatusCode::BAD_REQUEST,
-            format!("no data nodes in zone {z:?}: name zones the cluster has (weft cluster status)"),
+            format!(
+                "no data nodes in zone {z:?}: name zones the cluster has (weft cluster status)"
+            ),
         ));
     }
     let known: Vec<KnownNode<'_>> = live
@@ -87,11 +97,7 @@ async fn set_residency(
         if let Err(e) = narrowed.resolve(weft_common::SegmentId(0), c.layout, &known) {
             return Err(AdminError(
                 StatusCode::BAD_REQUEST,
-                format!(
-                    "{} cannot be kept in {}: {e}",
-                    c.name,
-                    r.describe()
-                ),
+                format!("{} cannot be kept in {}: {e}", c.name, r.describe()),
             ));
         }
     }

@@ -469,13 +469,15 @@ async fn start_on(
     });
     if let Some(zone) = &cfg.zone {
         netmap_report::spawn(
-            Duration::from_millis(cfg.netmap_period_ms),
-            zone.clone(),
-            s3_addr.to_string(),
-            cluster.clone(),
-            netmap_datad,
-            metad_for_netmap,
-            shard_costs,
+            netmap_report::Reporter {
+                round: Duration::from_millis(cfg.netmap_period_ms),
+                zone: zone.clone(),
+                reporter: s3_addr.to_string(),
+                cluster: cluster.clone(),
+                datad: netmap_datad,
+                metad: metad_for_netmap,
+                costs: shard_costs,
+            },
             background.clone(),
         );
     }

@@ -18,18 +18,35 @@ pub const PROBES_PER_ROUND: usize = 64;
 /// A probe that takes longer is abandoned (and not counted).
 pub const PROBE_DEADLINE: Duration = Duration::from_secs(2);
 
-/// Runs the probe-and-report loop until `cancel`, for a gateway in `zone`
-/// known to metad as `reporter`.
-pub fn spawn(
-    round: Duration,
-    zone: String,
-    reporter: String,
-    cluster: ClusterMap,
-    datad: DatadClient,
-    metad: MetadClient,
-    costs: ShardCosts,
-    cancel: CancellationToken,
-) {
+/// What the probe-and-report loop needs.
+pub struct Reporter {
+    /// How often it measures and reports.
+    pub round: Duration,
+    /// The gateway's zone (the paths' origin).
+    pub zone: String,
+    /// How metad knows this gateway (its S3 address).
+    pub reporter: String,
+    /// The data nodes to probe.
+    pub cluster: ClusterMap,
+    /// Probes through the reads' transport.
+    pub datad: DatadClient,
+    /// Takes the reports.
+    pub metad: MetadClient,
+    /// The figures, shared with the read path.
+    pub costs: ShardCosts,
+}
+
+/// Runs the probe-and-report loop until `cancel`.
+pub fn spawn(r: Reporter, cancel: CancellationToken) {
+    let Reporter {
+        round,
+        zone,
+        reporter,
+        cluster,
+        datad,
+        metad,
+        costs,
+    } = r;
     tokio::spawn(async move {
         let mut next = 0usize;
         loop {

@@ -214,7 +214,11 @@ mod tests {
         assert_eq!(s.len(), 1);
         assert_eq!((s[0].from.as_str(), s[0].to.as_str()), ("a", "b"));
         assert_eq!(s[0].rtt_us, 20_000);
-        assert_eq!(s[0].bytes_per_s, 1 << 20, "the small transfer did not count");
+        assert_eq!(
+            s[0].bytes_per_s,
+            1 << 20,
+            "the small transfer did not count"
+        );
     }
 
     #[test]

@@ -3,8 +3,8 @@
 use super::admin_client;
 use super::output::{ms_to_rfc3339, print_json};
 use crate::args::{AdminArgs, BucketCmd, PlacementCmd};
-use weft_common::residency::Residency;
 use anyhow::{Context, Result};
+use weft_common::residency::Residency;
 use weft_gateway::admin::BucketView;
 
 /// Runs a `weft bucket` subcommand against the admin API.
@@ -39,7 +39,11 @@ pub async fn run(cmd: BucketCmd, a: AdminArgs) -> Result<()> {
                     labels,
                 } => {
                     let r = Residency::zones(zones).with_labels(labels.into_iter().collect());
-                    (reqwest::Method::PUT, bucket, Some(serde_json::to_value(&r)?))
+                    (
+                        reqwest::Method::PUT,
+                        bucket,
+                        Some(serde_json::to_value(&r)?),
+                    )
                 }
             };
             let path = format!("/v1/buckets/{bucket}/residency");

@@ -40,7 +40,12 @@ impl WeftS3 {
                     .cluster
                     .snapshot()
                     .values()
-                    .filter_map(|n| n.info.labels.get(weft_common::residency::REGION_LABEL).cloned())
+                    .filter_map(|n| {
+                        n.info
+                            .labels
+                            .get(weft_common::residency::REGION_LABEL)
+                            .cloned()
+                    })
                     .collect();
                 if !regions.contains(&c) {
                     return Err(s3_error!(
