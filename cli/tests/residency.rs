@@ -280,7 +280,7 @@ async fn a_location_constraint_keeps_a_bucket_on_its_region_and_is_answered() {
         Some("IllegalLocationConstraintException")
     );
     assert!(
-        r.text().contains("eu"),
+        r.text().contains("regions (eu)"),
         "names the regions there are: {}",
         r.text()
     );

@@ -82,6 +82,11 @@ impl Residency {
         if let Some(z) = self.zones.iter().find(|z| z.is_empty() || z.len() > 63) {
             return Err(format!("zone name {z:?}: use 1 to 63 characters"));
         }
+        if self.labels.contains_key(ZONE_LABEL) {
+            return Err(format!(
+                "{ZONE_LABEL:?} names a node's zone, not a label; list zones with --zones"
+            ));
+        }
         crate::topology::check_labels(&self.labels)
     }
 
@@ -104,9 +109,11 @@ impl Residency {
     }
 
     /// Whether a node of `zone` with `labels` may hold the bucket's bytes.
+    ///
+    /// Judged by the same terms placement rules carry, so apply and the
+    /// planner can never disagree about a node.
     pub fn admits(&self, zone: &str, labels: &Labels) -> bool {
-        (self.zones.is_empty() || self.zones.iter().any(|z| z == zone))
-            && self.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+        crate::storage_class::Selector(self.terms()).matches(zone, labels)
     }
 
     /// `zones a,b; region=eu`.
@@ -175,5 +182,11 @@ mod tests {
         assert!(!r.admits("z", &Labels::new()));
         assert_eq!(r.describe(), "region=eu-west-1");
         assert!(Residency::default().validate().is_err());
+        let zone_label = Residency::default().with_labels(
+            [("zone".to_string(), "a".to_string())]
+                .into_iter()
+                .collect(),
+        );
+        assert!(zone_label.validate().unwrap_err().contains("--zones"));
     }
 }

@@ -738,6 +738,7 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
                 .into_iter()
                 .find(|c| c.name == "GLACIER_IR")
                 .expect("a default class"),
+            epoch: 0,
         })
         .expect("encodes"),
     ));

@@ -317,7 +317,7 @@ fn apply_keeping_references(tx: &WriteTransaction, cmd: &Command) -> Answer {
         }
         Command::SeedStorageClasses { classes } => crate::classes::seed(tx, classes),
         Command::PutStorageClass { class, migrate } => crate::classes::put(tx, class, *migrate),
-        Command::FinishClassMigration { class } => crate::classes::finish(tx, class),
+        Command::FinishClassMigration { class, epoch } => crate::classes::finish(tx, class, *epoch),
         Command::DeleteStorageClass { name } => crate::classes::delete(tx, name),
         Command::SetRepairConfig { config } => {
             tx.open_table(META)?.insert(

@@ -189,7 +189,7 @@ fn describe(cmd: &Command) -> Option<(EventKind, &'static str, String)> {
                 json(class)
             },
         ),
-        C::FinishClassMigration { class } => (
+        C::FinishClassMigration { class, .. } => (
             admin,
             "finish_class_migration",
             format!("{} now holds only data that fits it", class.name),

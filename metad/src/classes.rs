@@ -17,8 +17,8 @@ use weft_common::storage_class::{self, ClassUsage, StorageClass, DEFAULT_CLASS};
 use crate::envelope::{item, sealed, SealedRead};
 use crate::error::MetaError;
 use crate::tables::{
-    BUCKETS, CLASS_USAGE, KEY_CLASS_MIGRATIONS, KEY_STORAGE_CLASSES, META, SEGMENTS, T_BUCKETS,
-    T_CLASS_USAGE, T_META, T_SEGMENTS,
+    BUCKETS, CLASS_USAGE, KEY_CLASS_MIGRATIONS, KEY_RESIDENCY_EPOCH, KEY_STORAGE_CLASSES, META,
+    SEGMENTS, T_BUCKETS, T_CLASS_USAGE, T_META, T_SEGMENTS,
 };
 
 /// Classes whose data is being moved to their current definition
@@ -52,13 +52,28 @@ pub(crate) fn write_migrations(tx: &WriteTransaction, m: &Migrations) -> Result<
 pub(crate) fn finish(
     tx: &WriteTransaction,
     class: &StorageClass,
+    epoch: u64,
 ) -> Result<CommandResult, MetaError> {
     let mut m = migrations(&tx.open_table(META)?)?;
+    // A walk that ran across a residency change may have passed segments
+    // the change put outside: it ends nothing.
+    if epoch != residency_epoch(&tx.open_table(META)?)? {
+        return Ok(CommandResult::Done);
+    }
     if m.get(&class.name) == Some(class) {
         m.remove(&class.name);
         write_migrations(tx, &m)?;
     }
     Ok(CommandResult::Done)
+}
+
+/// How many residency changes were applied (0: none).
+pub(crate) fn residency_epoch<T: ReadableTable<&'static str, &'static [u8]>>(
+    meta: &T,
+) -> Result<u64, MetaError> {
+    Ok(meta
+        .get_sealed(T_META, KEY_RESIDENCY_EPOCH)?
+        .unwrap_or_default())
 }
 
 /// The class list, if seeded.

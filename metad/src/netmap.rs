@@ -17,8 +17,16 @@ impl NetMapStore {
     /// Keeps `report` in place of its reporter's last one. A report of too
     /// many paths is cut to [`SAMPLES_MAX`]; beyond [`REPORTERS_MAX`]
     /// reporters, the one heard from longest ago is forgotten.
+    ///
+    /// Names longer than a zone's (63) or a reporter's (255) are cut, so
+    /// a report costs the leader a bounded amount of memory.
     pub fn record(&self, mut report: NetReport) {
         report.samples.truncate(SAMPLES_MAX);
+        cut(&mut report.reporter, 255);
+        for s in &mut report.samples {
+            cut(&mut s.from, 63);
+            cut(&mut s.to, 63);
+        }
         let mut reports = self.reports.lock().expect("netmap lock");
         if !reports.contains_key(&report.reporter) && reports.len() >= REPORTERS_MAX {
             if let Some(oldest) = reports
@@ -44,10 +52,37 @@ impl NetMapStore {
     }
 }
 
+/// Cuts `s` to at most `max` bytes, on a character boundary.
+fn cut(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut at = max;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        s.truncate(at);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use weft_common::netmap::PathSample;
+
+    #[test]
+    fn long_names_are_cut_on_character_boundaries() {
+        let store = NetMapStore::default();
+        store.record(NetReport {
+            reporter: "é".repeat(300),
+            samples: vec![PathSample {
+                from: "ü".repeat(40),
+                to: "b".into(),
+                rtt_us: 1,
+                bytes_per_s: 0,
+            }],
+        });
+        let map = store.map();
+        assert!(map.paths[0].from.len() <= 63);
+    }
 
     #[test]
     fn a_later_report_replaces_its_reporters_last_one() {

@@ -401,6 +401,11 @@ impl StateMachine {
         crate::classes::migrations(&self.begin_read()?.open_table(META)?)
     }
 
+    /// How many residency changes were applied.
+    pub fn residency_epoch(&self) -> Result<u64, MetaError> {
+        crate::classes::residency_epoch(&self.begin_read()?.open_table(META)?)
+    }
+
     /// Where the leader's lifecycle pass stood when last saved.
     pub fn lifecycle_cursor(&self) -> Result<Option<weft_common::lifecycle::Cursor>, MetaError> {
         self.begin_read()?

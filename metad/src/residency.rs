@@ -21,6 +21,18 @@ pub(crate) fn set(
     bucket: &str,
     residency: Option<&Residency>,
 ) -> Result<CommandResult, MetaError> {
+    // Zones in order and once each, so the same set is the same residency
+    // however it was written.
+    let residency = residency.map(|r| Residency {
+        zones: {
+            let mut z = r.zones.clone();
+            z.sort();
+            z.dedup();
+            z
+        },
+        ..r.clone()
+    });
+    let residency = residency.as_ref();
     if let Some(Err(e)) = residency.map(Residency::validate) {
         return Ok(CommandResult::Refused {
             refusal: Refusal::ClassRefused { message: e },
@@ -46,5 +58,120 @@ pub(crate) fn set(
         m.entry(c.name.clone()).or_insert(c);
     }
     crate::classes::write_migrations(tx, &m)?;
+    // Walks under way may already have passed this bucket's segments:
+    // none of them may end a migration now.
+    let epoch = crate::classes::residency_epoch(&tx.open_table(META)?)? + 1;
+    tx.open_table(META)?.insert(
+        KEY_RESIDENCY_EPOCH,
+        sealed::<&str, _>(KEY_RESIDENCY_EPOCH, &epoch).as_slice(),
+    )?;
     Ok(CommandResult::Done)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::state_machine::StateMachine;
+    use weft_common::manifest::BucketInfo;
+    use weft_common::residency::Residency;
+    use weft_common::rpc::{Command, CommandResult, Refusal};
+
+    fn setup() -> (tempfile::TempDir, StateMachine) {
+        let dir = tempfile::tempdir().unwrap();
+        let sm = StateMachine::open(dir.path()).unwrap();
+        sm.apply_for_test(&Command::SeedStorageClasses {
+            classes: weft_common::storage_class::default_classes(),
+        })
+        .unwrap();
+        sm.apply_for_test(&Command::CreateBucket {
+            bucket: BucketInfo {
+                name: "b".into(),
+                owner: "AK".into(),
+                created_ms: 1,
+                tags: Default::default(),
+                versioning: None,
+                lifecycle: None,
+                tiering: None,
+                residency: None,
+            },
+        })
+        .unwrap();
+        (dir, sm)
+    }
+
+    fn set(sm: &StateMachine, zones: &[&str]) -> CommandResult {
+        sm.apply_for_test(&Command::SetBucketResidency {
+            bucket: "b".into(),
+            residency: Some(Residency {
+                zones: zones.iter().map(|z| z.to_string()).collect(),
+                ..Default::default()
+            }),
+        })
+        .unwrap()
+    }
+
+    /// A change starts every class's migration and bumps the epoch once;
+    /// the same residency again changes nothing; a walk's finish from
+    /// before the change ends nothing, one after it does.
+    #[test]
+    fn a_change_starts_migrations_once_and_stale_walks_end_nothing() {
+        let (_d, sm) = setup();
+        assert_eq!(set(&sm, &["a", "b"]), CommandResult::Done);
+        let classes = sm.class_migrations().unwrap();
+        assert_eq!(
+            classes.len(),
+            weft_common::storage_class::default_classes().len()
+        );
+        assert_eq!(sm.residency_epoch().unwrap(), 1);
+        assert_eq!(set(&sm, &["b", "a"]), CommandResult::Done);
+        assert_eq!(sm.residency_epoch().unwrap(), 1, "the same again");
+        assert_eq!(
+            sm.bucket("b").unwrap().unwrap().residency.unwrap().zones,
+            vec!["a", "b"]
+        );
+        let standard = classes["STANDARD"].clone();
+        sm.apply_for_test(&Command::FinishClassMigration {
+            class: standard.clone(),
+            epoch: 0,
+        })
+        .unwrap();
+        assert!(
+            sm.class_migrations().unwrap().contains_key("STANDARD"),
+            "a walk from before the change ends nothing"
+        );
+        sm.apply_for_test(&Command::FinishClassMigration {
+            class: standard,
+            epoch: 1,
+        })
+        .unwrap();
+        assert!(!sm.class_migrations().unwrap().contains_key("STANDARD"));
+    }
+
+    #[test]
+    fn a_missing_bucket_and_an_empty_residency_are_refused() {
+        let (_d, sm) = setup();
+        let r = sm
+            .apply_for_test(&Command::SetBucketResidency {
+                bucket: "nope".into(),
+                residency: Some(Residency::zones(["a".to_string()])),
+            })
+            .unwrap();
+        assert_eq!(
+            r,
+            CommandResult::Refused {
+                refusal: Refusal::NoSuchBucket
+            }
+        );
+        let r = sm
+            .apply_for_test(&Command::SetBucketResidency {
+                bucket: "b".into(),
+                residency: Some(Residency::default()),
+            })
+            .unwrap();
+        assert!(matches!(
+            r,
+            CommandResult::Refused {
+                refusal: Refusal::ClassRefused { .. }
+            }
+        ));
+    }
 }

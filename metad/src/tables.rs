@@ -70,6 +70,9 @@ pub(crate) const KEY_STORAGE_CLASSES: &str = "storage_classes";
 pub(crate) const KEY_LIFECYCLE_DAY: &str = "lifecycle_day_ms";
 /// Classes being migrated to their current definition, with it.
 pub(crate) const KEY_CLASS_MIGRATIONS: &str = "class_migrations";
+/// Bumped by every residency change: a class migration's walk counts only
+/// if no residency changed while it ran.
+pub(crate) const KEY_RESIDENCY_EPOCH: &str = "residency_epoch";
 /// Where the leader's lifecycle pass stands (`Command::SetLifecycleCursor`).
 pub(crate) const KEY_LIFECYCLE_CURSOR: &str = "lifecycle_cursor";
 /// Set once the class-usage table counts every indexed segment.

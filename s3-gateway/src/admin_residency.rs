@@ -44,9 +44,8 @@ async fn get_residency(
     }
 }
 
-/// Sets the residency, after checking the cluster can keep every storage
-/// class inside it: a residency no class can be placed in would refuse
-/// every write.
+/// Sets the residency, after checking that every storage class the
+/// cluster can place can still be placed inside it.
 async fn set_residency(
     State(s): State<AdminState>,
     Path(bucket): Path<String>,
@@ -89,15 +88,25 @@ async fn set_residency(
             labels: &n.info.labels,
         })
         .collect();
-    let default = classes
-        .iter()
-        .find(|c| c.name == weft_common::storage_class::DEFAULT_CLASS);
-    if let Some(c) = default {
+    // Every class the cluster can place must stay placeable inside: a
+    // class that could not be would refuse the bucket's writes, and its
+    // moves would be offered again on every migration walk.
+    for c in &classes {
+        let anywhere = c
+            .resolve(weft_common::SegmentId(0), c.layout, &known)
+            .is_ok();
         let narrowed = weft_common::residency::narrow(c, Some(&r));
-        if let Err(e) = narrowed.resolve(weft_common::SegmentId(0), c.layout, &known) {
+        if let (true, Err(e)) = (
+            anywhere,
+            narrowed.resolve(weft_common::SegmentId(0), c.layout, &known),
+        ) {
             return Err(AdminError(
                 StatusCode::BAD_REQUEST,
-                format!("{} cannot be kept in {}: {e}", c.name, r.describe()),
+                format!(
+                    "storage class {} cannot be kept in {}: {e}; include zones where it can be placed",
+                    c.name,
+                    r.describe()
+                ),
             ));
         }
     }

@@ -268,6 +268,11 @@ pub enum Command {
     FinishClassMigration {
         /// The definition the walk found every segment fitting.
         class: crate::storage_class::StorageClass,
+        /// The residency epoch the walk ran under (see
+        /// `SetBucketResidency`): a residency change since makes the walk
+        /// stale, so it ends nothing.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        epoch: u64,
     },
     /// Where the leader's lifecycle pass stands, saved after each tick
     /// that moved it, so a new leader resumes the pass.
@@ -573,4 +578,8 @@ pub enum Refusal {
         /// What is wrong and how to fix it.
         message: String,
     },
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }

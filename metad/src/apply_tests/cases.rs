@@ -506,11 +506,17 @@ fn a_migrate_commit_needs_its_migration() {
     // one ends it, and a migrate commit is refused again.
     let mut other = standard.clone();
     other.small_object_copies = 2;
-    sm.apply_for_test(&Command::FinishClassMigration { class: other })
-        .unwrap();
+    sm.apply_for_test(&Command::FinishClassMigration {
+        class: other,
+        epoch: 0,
+    })
+    .unwrap();
     assert_eq!(sm.class_migrations().unwrap().len(), 1);
-    sm.apply_for_test(&Command::FinishClassMigration { class: standard })
-        .unwrap();
+    sm.apply_for_test(&Command::FinishClassMigration {
+        class: standard,
+        epoch: 0,
+    })
+    .unwrap();
     assert!(sm.class_migrations().unwrap().is_empty());
     assert_eq!(apply_checked(&sm, &relabel(rule), &mut ever).result, stale);
 }

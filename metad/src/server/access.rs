@@ -12,7 +12,6 @@ use weft_common::rpc::{Command, Query};
 const METAD: &[Role] = &[Role::Metad];
 const DATAD: &[Role] = &[Role::Datad];
 const GATEWAY: &[Role] = &[Role::Gateway];
-const GATEWAY_OR_DATAD: &[Role] = &[Role::Gateway, Role::Datad];
 /// Administration: the admin CLI, and gateways, whose admin API acts for an
 /// authenticated administrator.
 const ADMIN: &[Role] = &[Role::Admin, Role::Gateway];
@@ -27,7 +26,7 @@ pub(crate) fn path_roles(path: &str) -> Option<&'static [Role]> {
     Some(match path {
         p if p.starts_with("/raft/") => METAD,
         "/v1/heartbeat" | "/v1/repair/poll" | "/v1/transition/poll" => DATAD,
-        "/v1/netmap" => GATEWAY_OR_DATAD,
+        "/v1/netmap" => GATEWAY,
         "/v1/init"
         | "/v1/members/add"
         | "/v1/members/remove"

@@ -72,6 +72,8 @@ struct Walk {
     unfit: BTreeSet<String>,
     /// When this walk began.
     began: Option<Instant>,
+    /// The residency epoch it began under.
+    epoch: u64,
 }
 
 /// When this leader first saw each migration (with its definition): a walk
@@ -102,12 +104,22 @@ pub(crate) async fn migration_loop(s: Arc<AppState>, cancel: tokio_util::sync::C
 
 async fn tick(s: &Arc<AppState>, walk: &mut Walk, seen: &mut FirstSeen) -> Result<(), String> {
     let sm = s.sm.clone();
-    let (migrations, timers) = weft_common::effects::spawn_blocking(move || {
-        Ok::<_, crate::error::MetaError>((sm.class_migrations()?, sm.upload_timers()?))
+    let (migrations, timers, epoch) = weft_common::effects::spawn_blocking(move || {
+        Ok::<_, crate::error::MetaError>((
+            sm.class_migrations()?,
+            sm.upload_timers()?,
+            sm.residency_epoch()?,
+        ))
     })
     .await
     .map_err(|e| e.to_string())?
     .map_err(|e| e.to_string())?;
+    // A residency change is a new definition for every class: the walk
+    // starts over, and writes get an upload age to settle under it.
+    if walk.began.is_some() && walk.epoch != epoch {
+        *walk = Walk::default();
+        seen.clear();
+    }
     seen.retain(|name, (def, _)| migrations.get(name) == Some(def));
     for (name, def) in &migrations {
         seen.entry(name.clone())
@@ -120,6 +132,7 @@ async fn tick(s: &Arc<AppState>, walk: &mut Walk, seen: &mut FirstSeen) -> Resul
     if walk.after.is_none() && walk.began.is_none() {
         walk.defs = migrations.clone();
         walk.began = Some(Instant::now());
+        walk.epoch = epoch;
     }
     let views = super::api::node_views(s)
         .await
@@ -187,7 +200,10 @@ async fn tick(s: &Arc<AppState>, walk: &mut Walk, seen: &mut FirstSeen) -> Resul
             {
                 continue;
             }
-            let cmd = Command::FinishClassMigration { class: def.clone() };
+            let cmd = Command::FinishClassMigration {
+                class: def.clone(),
+                epoch: walk.epoch,
+            };
             if let Err(e) = s.writes.write(super::audit::own_request(s, cmd)).await {
                 tracing::debug!(error = ?e, class = %name, "class migration not finished yet");
             } else {
