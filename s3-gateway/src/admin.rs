@@ -299,6 +299,29 @@ async fn authenticate(
     Ok(format!("root key {} ({})", key.name, key.access_key))
 }
 
+/// Commits a command that changes one bucket's settings: a refused
+/// setting is a 400 with metad's reason, a missing bucket a 404.
+pub(crate) async fn commit_bucket_setting(
+    s: &AdminState,
+    bucket: &str,
+    cmd: &weft_common::rpc::Command,
+) -> Result<(), AdminError> {
+    use weft_common::rpc::{CommandResult, Refusal};
+    match s.metad.command(cmd).await? {
+        CommandResult::Done => Ok(()),
+        CommandResult::Refused {
+            refusal: Refusal::ClassRefused { message },
+        } => Err(AdminError(StatusCode::BAD_REQUEST, message)),
+        CommandResult::Refused {
+            refusal: Refusal::NoSuchBucket,
+        } => Err(AdminError(
+            StatusCode::NOT_FOUND,
+            format!("no bucket {bucket}"),
+        )),
+        other => Err(AdminError::unexpected(other)),
+    }
+}
+
 /// Decodes a JSON request body; a malformed one is a 400 naming the problem.
 pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AdminError> {
     serde_json::from_slice(body)

@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use weft_common::lifecycle::tiering::{Tiering, TieringChange, UnreadRule, IT_CLASS};
 use weft_common::lifecycle::{LifecycleConfig, Passes, Step};
-use weft_common::rpc::{ClassUsageRow, Command, CommandResult, Query, QueryResult, Refusal};
+use weft_common::rpc::{ClassUsageRow, Command, Query, QueryResult};
 use weft_common::transition::TransitionStats;
 
 use crate::admin::{check, AdminError, AdminState};
@@ -63,19 +63,8 @@ async fn set_unread(
             rules: r.rules.clone(),
         },
     };
-    match s.metad.command(&cmd).await? {
-        CommandResult::Done => Ok(Json(r)),
-        CommandResult::Refused {
-            refusal: Refusal::ClassRefused { message },
-        } => Err(AdminError(StatusCode::BAD_REQUEST, message)),
-        CommandResult::Refused {
-            refusal: Refusal::NoSuchBucket,
-        } => Err(AdminError(
-            StatusCode::NOT_FOUND,
-            format!("no bucket {bucket}"),
-        )),
-        other => Err(AdminError::unexpected(other)),
-    }
+    crate::admin::commit_bucket_setting(&s, &bucket, &cmd).await?;
+    Ok(Json(r))
 }
 
 /// `?max_keys=N` of the preview.

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::routing::put;
 use axum::{Json, Router};
 use weft_common::residency::Residency;
-use weft_common::rpc::{Command, CommandResult, Query, QueryResult, Refusal};
+use weft_common::rpc::{Command, Query, QueryResult};
 use weft_common::storage_class::KnownNode;
 
 use crate::admin::{check, AdminError, AdminState};
@@ -131,17 +131,6 @@ async fn command(
         bucket: bucket.to_string(),
         residency: residency.clone(),
     };
-    match s.metad.command(&cmd).await? {
-        CommandResult::Done => Ok(Json(residency)),
-        CommandResult::Refused {
-            refusal: Refusal::ClassRefused { message },
-        } => Err(AdminError(StatusCode::BAD_REQUEST, message)),
-        CommandResult::Refused {
-            refusal: Refusal::NoSuchBucket,
-        } => Err(AdminError(
-            StatusCode::NOT_FOUND,
-            format!("no bucket {bucket}"),
-        )),
-        other => Err(AdminError::unexpected(other)),
-    }
+    crate::admin::commit_bucket_setting(s, bucket, &cmd).await?;
+    Ok(Json(residency))
 }
