@@ -54,6 +54,13 @@ async fn set_residency(
 ) -> Result<Json<Option<Residency>>, AdminError> {
     check(&s, &req, &body).await?;
     let r: Residency = crate::admin::json_body(&body)?;
+    if r.location.is_some() {
+        return Err(AdminError(
+            StatusCode::BAD_REQUEST,
+            "location is set only by CreateBucket's LocationConstraint; give zones or labels"
+                .into(),
+        ));
+    }
     let r = Residency {
         location: None,
         ..Residency::zones(r.zones)
