@@ -229,12 +229,12 @@ impl Cluster {
             nodes
                 .iter()
                 .map(|n| {
-                    let role = match n.role {
-                        Role::Metad => weft_client::pki::Role::Metad,
-                        Role::Datad => weft_client::pki::Role::Datad,
-                        Role::Gateway => weft_client::pki::Role::Gateway,
+                    let (role, node) = match n.role {
+                        Role::Metad => (weft_client::pki::Role::Metad, None),
+                        Role::Datad => (weft_client::pki::Role::Datad, Some(n.id)),
+                        Role::Gateway => (weft_client::pki::Role::Gateway, None),
                     };
-                    (n.name.clone(), role)
+                    (n.name.clone(), role, node)
                 })
                 .collect(),
         )

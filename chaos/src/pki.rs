@@ -26,8 +26,9 @@ const CLUSTER: &str = "weft-chaos";
 pub struct ChaosPki {
     dir: PathBuf,
     ca: Issued,
-    /// Container name and role of every certificate holder.
-    holders: Vec<(String, Role)>,
+    /// Container name, role and (data nodes) node id of every certificate
+    /// holder.
+    holders: Vec<(String, Role, Option<u64>)>,
     /// The harness's identity, reloaded at each step of a roll.
     admin: Option<Arc<InternalTls>>,
 }
@@ -51,7 +52,7 @@ fn replace(path: &Path, bytes: &[u8]) -> Result<()> {
 impl ChaosPki {
     /// A new CA in `dir` and a certificate for each holder (container
     /// name, role), plus `admin` for the harness and `weft cluster init`.
-    pub fn create(dir: &Path, holders: Vec<(String, Role)>) -> Result<ChaosPki> {
+    pub fn create(dir: &Path, holders: Vec<(String, Role, Option<u64>)>) -> Result<ChaosPki> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         let ca = pki::new_ca(CLUSTER)?;
         let p = ChaosPki {
@@ -68,14 +69,14 @@ impl ChaosPki {
     }
 
     fn issue_all(&self) -> Result<()> {
-        let admin = ("admin".to_string(), Role::Admin);
-        for (name, role) in self.holders.iter().chain(std::iter::once(&admin)) {
+        let admin = ("admin".to_string(), Role::Admin, None);
+        for (name, role, node) in self.holders.iter().chain(std::iter::once(&admin)) {
             let hosts: Vec<String> = if *role == Role::Admin {
                 vec![]
             } else {
                 vec![name.clone()]
             };
-            let leaf = pki::issue(CLUSTER, &self.ca.key_pem, *role, name, &hosts, 30)?;
+            let leaf = pki::issue_bound(CLUSTER, &self.ca.key_pem, *role, name, &hosts, *node, 30)?;
             // The key first: a reload between the two finds a pair that
             // does not match, refuses it and keeps the old one until the
             // next look.

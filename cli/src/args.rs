@@ -138,6 +138,11 @@ pub enum CertCmd {
         /// none for a client-only certificate.
         #[arg(long = "host")]
         hosts: Vec<String>,
+        /// The node id a data node runs as (its config's `id`): metad lets
+        /// the certificate register, heartbeat and take work only as that
+        /// node. Required with --role datad, refused with other roles.
+        #[arg(long = "node-id")]
+        node_id: Option<u64>,
         /// Days the certificate is valid.
         #[arg(long, default_value_t = 365)]
         days: i64,

@@ -57,6 +57,8 @@ pub struct IssueRequest<'a> {
     pub name: &'a str,
     /// Names its holder serves on.
     pub hosts: &'a [String],
+    /// The node id a data node certificate is bound to.
+    pub node: Option<u64>,
     /// Validity.
     pub days: i64,
     /// Replace an existing certificate of that name.
@@ -93,7 +95,18 @@ pub fn issue(dir: &Path, out: &Path, req: &IssueRequest<'_>) -> Result<(PathBuf,
             cert_path.display()
         );
     }
-    let issued = pki::issue(&info.cluster, &ca_key, req.role, name, req.hosts, req.days)?;
+    if req.role == Role::Datad && req.node.is_none() {
+        bail!("a data node certificate names the node id it runs as: pass --node-id N (the `id` in its config); metad refuses a data node that speaks for another node");
+    }
+    let issued = pki::issue_bound(
+        &info.cluster,
+        &ca_key,
+        req.role,
+        name,
+        req.hosts,
+        req.node,
+        req.days,
+    )?;
     // What every endpoint will check: the new certificate chains to the
     // CA certificate the cluster trusts (a ca.key, ca.pem and ca.json of
     // different CAs would otherwise issue certificates nobody accepts).
@@ -143,10 +156,11 @@ pub fn write_master_key(path: &Path) -> Result<()> {
 pub struct DevPki {
     /// The CA certificate.
     pub ca: PathBuf,
+    /// The directory holding the CA, for certificates issued later
+    /// ([`datad`](Self::datad)).
+    pub dir: PathBuf,
     /// metad voters'.
     pub metad: TlsFiles,
-    /// Data nodes'.
-    pub datad: TlsFiles,
     /// Gateways'.
     pub gateway: TlsFiles,
     /// The CLI's, and the dev cluster's own calls (init, waits).
@@ -172,42 +186,55 @@ impl DevPki {
             init(dir, "weft-dev")?;
         }
         let ca = dir.join("ca.pem");
-        let hosts: Vec<String> = DEV_HOSTS.iter().map(|h| h.to_string()).collect();
-        let files = |role: Role| -> Result<TlsFiles> {
-            let name = role.name();
-            let cert = dir.join(format!("{name}.pem"));
-            let key = dir.join(format!("{name}.key"));
-            if !(cert.is_file() && key.is_file()) {
-                let hosts: &[String] = if role == Role::Admin { &[] } else { &hosts };
-                issue(
-                    dir,
-                    dir,
-                    &IssueRequest {
-                        role,
-                        name,
-                        hosts,
-                        days: 365,
-                        force: true,
-                    },
-                )?;
-            }
-            Ok(TlsFiles {
-                cert,
-                key,
-                ca: ca.clone(),
-            })
-        };
         let master_key = dir.parent().unwrap_or(Path::new(".")).join("master.key");
         if !master_key.exists() {
             write_master_key(&master_key)?;
         }
         Ok(DevPki {
             master_key,
-            metad: files(Role::Metad)?,
-            datad: files(Role::Datad)?,
-            gateway: files(Role::Gateway)?,
-            admin: files(Role::Admin)?,
+            metad: dev_files(dir, Role::Metad, None)?,
+            gateway: dev_files(dir, Role::Gateway, None)?,
+            admin: dev_files(dir, Role::Admin, None)?,
+            dir: dir.to_path_buf(),
             ca,
         })
     }
+
+    /// Data node `node`'s certificate (`datad-N`), bound to its node id;
+    /// issued on first use.
+    pub fn datad(&self, node: u64) -> Result<TlsFiles> {
+        dev_files(&self.dir, Role::Datad, Some(node))
+    }
+}
+
+/// A dev certificate for `role` (and data node `node`) in `dir`, issued
+/// for the loopback names if it is not there yet.
+fn dev_files(dir: &Path, role: Role, node: Option<u64>) -> Result<TlsFiles> {
+    let name = match node {
+        Some(n) => format!("{}-{n}", role.name()),
+        None => role.name().to_string(),
+    };
+    let cert = dir.join(format!("{name}.pem"));
+    let key = dir.join(format!("{name}.key"));
+    if !(cert.is_file() && key.is_file()) {
+        let loopback: Vec<String> = DEV_HOSTS.iter().map(|h| h.to_string()).collect();
+        let hosts: &[String] = if role == Role::Admin { &[] } else { &loopback };
+        issue(
+            dir,
+            dir,
+            &IssueRequest {
+                role,
+                name: &name,
+                hosts,
+                node,
+                days: 365,
+                force: true,
+            },
+        )?;
+    }
+    Ok(TlsFiles {
+        cert,
+        key,
+        ca: dir.join("ca.pem"),
+    })
 }

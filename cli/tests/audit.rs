@@ -137,7 +137,7 @@ async fn actions_and_refusals_are_chained_and_verify_detects_tampering() {
     );
     let reader = support::S3Client::new(&c.s3_endpoint(), &reader_ak, &reader_sk, c.region());
     assert_eq!(reader.list("ledger", &[]).await.status, 403);
-    let datad_tls = InternalTls::load(c.pki().unwrap().datad.clone()).unwrap();
+    let datad_tls = InternalTls::load(c.pki().unwrap().datad(1).unwrap()).unwrap();
     let as_datad = reqwest::Client::builder()
         .use_preconfigured_tls(datad_tls.client_config())
         .build()

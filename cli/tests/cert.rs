@@ -50,6 +50,8 @@ fn init_then_issue_writes_a_ca_and_a_role_certificate_that_verifies() {
         "datad",
         "--name",
         "datad-1",
+        "--node-id",
+        "1",
         "--host",
         "127.0.0.1",
     ]);
@@ -58,6 +60,29 @@ fn init_then_issue_writes_a_ca_and_a_role_certificate_that_verifies() {
     let role = pki::verify_client(&der(&dir.join("datad-1.pem")), &[der(&dir.join("ca.pem"))])
         .expect("the issued certificate chains to the CA");
     assert_eq!(role, Role::Datad);
+    assert!(pki::names_node(&der(&dir.join("datad-1.pem")), 1));
+    assert!(!pki::names_node(&der(&dir.join("datad-1.pem")), 2));
+    // A data node certificate must name its node; other roles may not.
+    let o = weft(&[
+        "cert", "issue", "--dir", d, "--role", "datad", "--name", "datad-2",
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("--node-id"), "{}", text(&o));
+    assert!(!dir.join("datad-2.pem").exists());
+    let o = weft(&[
+        "cert",
+        "issue",
+        "--dir",
+        d,
+        "--role",
+        "gateway",
+        "--name",
+        "gw",
+        "--node-id",
+        "3",
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("only a data node"), "{}", text(&o));
 }
 
 #[test]

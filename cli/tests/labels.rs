@@ -76,7 +76,7 @@ async fn nodes_carry_their_zones_labels_which_metad_keeps_and_status_shows() {
 
     // A registration with a malformed label is refused, and the node's
     // recorded labels stay as they were.
-    let datad_files = tc.c().pki().expect("mutual TLS").datad.clone();
+    let datad_files = tc.c().pki().expect("mutual TLS").datad(cold_id.0).unwrap();
     let tls = weft_client::internal_tls::InternalTls::load(datad_files).unwrap();
     let as_datad = reqwest::Client::builder()
         .use_preconfigured_tls(tls.client_config())
@@ -110,6 +110,56 @@ async fn nodes_carry_their_zones_labels_which_metad_keeps_and_status_shows() {
             .info
             .labels,
         want("zone-c")
+    );
+
+    // A data node's certificate speaks only for its own node: the stopped
+    // node's certificate can neither re-register another node at its own
+    // address nor keep another node alive with heartbeats.
+    let other = again
+        .iter()
+        .find(|n| n.info.id != cold_id)
+        .unwrap()
+        .info
+        .clone();
+    let mut hijack = other.clone();
+    hijack.addr = stopped.info.addr.clone();
+    let cmd = weft_common::rpc::Command::Request {
+        format: weft_common::rpc::COMMAND_FORMAT,
+        id: weft_common::RequestId(0x1abe2),
+        at_ms: 0,
+        command: Box::new(weft_common::rpc::Command::RegisterNode { node: hijack }),
+        actor: None,
+    };
+    let resp = as_datad
+        .post(tc.c().internal_url(&metad, "/v1/command"))
+        .json(&cmd)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let body = resp.text().await.unwrap();
+    assert!(
+        body.contains(&format!("does not name node {}", other.id.0)),
+        "{body}"
+    );
+    let heartbeat = |node: weft_common::NodeId| {
+        as_datad
+            .post(tc.c().internal_url(&metad, "/v1/heartbeat"))
+            .json(&serde_json::json!({ "node": node, "used_bytes": 0 }))
+            .send()
+    };
+    assert_eq!(heartbeat(other.id).await.unwrap().status(), 403);
+    // Its own node it may speak for.
+    assert_eq!(heartbeat(cold_id).await.unwrap().status(), 204);
+    let last = nodes(&tc).await;
+    assert_eq!(
+        last.iter()
+            .find(|n| n.info.id == other.id)
+            .unwrap()
+            .info
+            .addr,
+        other.addr,
+        "the refused registration changed nothing"
     );
     tc.shutdown().await;
 }

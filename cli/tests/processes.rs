@@ -74,7 +74,7 @@ async fn separate_processes_on_loopback() {
     let mut procs = Procs(vec![]);
     let pki = d("pki");
     weft_ok(&["cert", "init", "--dir", &pki]);
-    for role in ["metad", "datad", "gateway"] {
+    for role in ["metad", "gateway"] {
         weft_ok(&[
             "cert",
             "issue",
@@ -84,6 +84,23 @@ async fn separate_processes_on_loopback() {
             role,
             "--name",
             role,
+            "--host",
+            "127.0.0.1",
+        ]);
+    }
+    // One per data node, bound to its node id.
+    for i in 1..=6 {
+        weft_ok(&[
+            "cert",
+            "issue",
+            "--dir",
+            &pki,
+            "--role",
+            "datad",
+            "--name",
+            &format!("datad-{i}"),
+            "--node-id",
+            &i.to_string(),
             "--host",
             "127.0.0.1",
         ]);
@@ -100,7 +117,6 @@ async fn separate_processes_on_loopback() {
     let master_key = std::fs::read_to_string(format!("{pki}/master.key")).unwrap();
     let mut metad_env = env_refs(&tls_env("metad"));
     metad_env.push(("WEFT_MASTER_KEY", master_key.trim().to_string()));
-    let datad_env = env_refs(&tls_env("datad"));
 
     let (metad, line) = spawn(
         &[
@@ -120,7 +136,7 @@ async fn separate_processes_on_loopback() {
     // Node 1 from a TOML file (its certificate too), the others from
     // flags and the environment.
     let toml = format!(
-        "node_id = 1\nzone = \"zone-a\"\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nmetad = [\"{}\"]\nheartbeat_interval_ms = 300\ntls = {{ cert = \"{pki}/datad.pem\", key = \"{pki}/datad.key\", ca = \"{pki}/ca.pem\" }}\n",
+        "node_id = 1\nzone = \"zone-a\"\nlisten = \"127.0.0.1:0\"\ndata_dir = \"{}\"\nmetad = [\"{}\"]\nheartbeat_interval_ms = 300\ntls = {{ cert = \"{pki}/datad-1.pem\", key = \"{pki}/datad-1.key\", ca = \"{pki}/ca.pem\" }}\n",
         d("datad-1"),
         metad_addr
     );
@@ -143,7 +159,7 @@ async fn separate_processes_on_loopback() {
                 "--metad",
                 &metad_addr,
             ],
-            &pairs(&datad_env),
+            &pairs(&env_refs(&tls_env(&format!("datad-{i}")))),
         );
         procs.0.push(p);
     }
@@ -176,8 +192,8 @@ async fn separate_processes_on_loopback() {
     // signature is what authenticates these calls.
     let not_admin =
         weft_client::internal_tls::InternalTls::load(weft_client::internal_tls::TlsFiles {
-            cert: format!("{pki}/datad.pem").into(),
-            key: format!("{pki}/datad.key").into(),
+            cert: format!("{pki}/datad-1.pem").into(),
+            key: format!("{pki}/datad-1.key").into(),
             ca: format!("{pki}/ca.pem").into(),
         })
         .unwrap();

@@ -108,3 +108,106 @@ async fn no_secret_is_kept_in_clear_and_only_a_gateway_reads_one() {
     // The check can fail: the files do hold the (public) access key ids.
     assert!(!files_containing(&data.join("metad"), keys[0].as_bytes()).is_empty());
 }
+
+/// `weft_metad_secrets{sealing=HOW}` on metad's `/metrics` (None while
+/// the leader has not counted yet).
+async fn secrets_metric(tc: &TestCluster, how: &str) -> Option<u64> {
+    let c = tc.c();
+    let addr = c.metad_addrs().into_iter().next().expect("a voter");
+    let text = c
+        .internal_http()
+        .get(c.internal_url(addr, "/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let prefix = format!("weft_metad_secrets{{sealing=\"{how}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Master key rotation end to end: after the new key becomes current with
+/// the old one as previous, the leader reseals every secret under the new
+/// key, so metad then starts with the new key alone and still opens every
+/// secret. Without the reseal the last lookups fail (the old key is gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_rotation_secrets_are_resealed_and_the_old_key_can_go() {
+    let mut tc = TestCluster::start().await;
+    let admin = tc.c().admin_client();
+    let mut made = Vec::new();
+    for name in ["dora", "eve"] {
+        let k: weft_gateway::admin::KeyView = admin
+            .call(
+                reqwest::Method::POST,
+                "/v1/keys",
+                Some(serde_json::json!({ "name": name })),
+            )
+            .await
+            .unwrap();
+        made.push((k.access_key.clone(), k.secret_key.clone().expect("secret")));
+    }
+    let data = tc.dir.path().to_path_buf();
+    let current = data.join("master.key");
+    let old = data.join("old-master.key");
+    // Rotation, step 2 of docs/security.md: the new key current, the old
+    // one previous (one voter here, so step 1 is the same restart).
+    {
+        let c = tc.cluster.as_mut().expect("running");
+        c.stop_metad(0).await.unwrap();
+        std::fs::copy(&current, &old).unwrap();
+        std::fs::write(&current, weft_metad::seal::new_master_key()).unwrap();
+        c.config_mut().metad.previous_master_key_files = vec![old.clone()];
+        c.start_metad(0).await.unwrap();
+        c.wait_metad_leader(std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
+    }
+    // The leader reseals: nothing left under the previous key or in clear.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let previous = secrets_metric(&tc, "previous").await;
+        let clear = secrets_metric(&tc, "clear").await;
+        let now = secrets_metric(&tc, "current").await;
+        if previous == Some(0) && clear == Some(0) && now.unwrap_or(0) >= 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "secrets not resealed within 60 s: previous {previous:?}, clear {clear:?}, current {now:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Retire the old key: metad restarts with the new key alone.
+    {
+        let c = tc.cluster.as_mut().expect("running");
+        c.stop_metad(0).await.unwrap();
+        c.config_mut().metad.previous_master_key_files.clear();
+        std::fs::remove_file(&old).unwrap();
+        c.start_metad(0).await.unwrap();
+        c.wait_metad_leader(std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
+    }
+    let c = tc.c();
+    let pki = c.pki().expect("mutual TLS");
+    let gateway_id = InternalTls::load(pki.gateway.clone()).unwrap();
+    let as_gateway = weft_client::MetadClient::with_tls(c.metad_addrs(), Some(&gateway_id));
+    for (access_key, secret) in &made {
+        let q = Query::AccessKey {
+            access_key: access_key.clone(),
+        };
+        match as_gateway.query(&q).await {
+            Ok(QueryResult::AccessKey { key: Some(k) }) => assert_eq!(&k.secret_key, secret),
+            other => panic!("{access_key} after the old key was retired: {other:?}"),
+        }
+    }
+    // Still nothing in clear on disk, the reseal commands included.
+    tc.cluster.take().expect("running").shutdown().await;
+    for (_, secret) in &made {
+        let found = files_containing(&data.join("metad"), secret.as_bytes());
+        assert!(found.is_empty(), "a secret in clear in {found:?}");
+    }
+}

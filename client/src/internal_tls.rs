@@ -7,7 +7,10 @@
 //! certificate and their trust are looked up through this value at every
 //! handshake instead of being copied in. A reload that fails (a half-written
 //! file, a key that does not match) keeps the last good identity and says
-//! so; connections already open keep the identity they were made with.
+//! so. Connections already open keep the identity this process presented
+//! when they were made, but their callers are judged again against the
+//! trust after each reload ([`InternalTls::still_trusts`], used by
+//! [`crate::listener`]).
 
 use crate::mtls::{self, Identity};
 use crate::pki::{self, PkiError, Role};
@@ -46,6 +49,9 @@ struct Loaded {
     server: Arc<rustls::ServerConfig>,
     certified: Arc<CertifiedKey>,
     verifier: Arc<dyn ServerCertVerifier>,
+    /// The CA certificates trusted, to judge connections already open
+    /// again after a reload ([`InternalTls::still_trusts`]).
+    trusted: Vec<CertificateDer<'static>>,
 }
 
 /// The identity a daemon's `tls` setting names, loaded and re-read every
@@ -72,6 +78,10 @@ pub fn from_config(files: Option<&TlsFiles>) -> Result<Option<Arc<InternalTls>>,
 pub struct InternalTls {
     files: TlsFiles,
     current: RwLock<Arc<Loaded>>,
+    /// Bumped at each reload that changed something: connections opened
+    /// before it check their caller again ([`Self::still_trusts`]), woken
+    /// by it while idle.
+    generation: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for InternalTls {
@@ -151,6 +161,7 @@ fn build(bytes: [Vec<u8>; 3]) -> Result<Loaded, PkiError> {
         server,
         certified: Arc::new(certified),
         verifier,
+        trusted: id.trusted.clone(),
     })
 }
 
@@ -161,6 +172,7 @@ impl InternalTls {
         Ok(Arc::new(InternalTls {
             files,
             current: RwLock::new(Arc::new(loaded)),
+            generation: tokio::sync::watch::Sender::new(0),
         }))
     }
 
@@ -214,7 +226,26 @@ impl InternalTls {
         }
         let loaded = build(bytes)?;
         *self.current.write().expect("tls lock") = Arc::new(loaded);
+        self.generation.send_modify(|g| *g += 1);
         Ok(true)
+    }
+
+    /// Counts the reloads that changed the identity or the trust.
+    pub fn generation(&self) -> u64 {
+        *self.generation.borrow()
+    }
+
+    /// Notified at each reload that changed something.
+    pub fn watch_generation(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// Whether a caller that presented `cert` would still pass the
+    /// handshake now: it chains to a CA trusted now and has not expired.
+    /// Connections already open are judged by it after a CA roll, so an
+    /// untrusted certificate loses its connections too, not only new ones.
+    pub fn still_trusts(&self, cert: &CertificateDer<'_>) -> Result<(), PkiError> {
+        pki::verify_client(cert, &self.current().trusted).map(|_| ())
     }
 
     /// Re-reads the files every `every` until the last handle to `self` is

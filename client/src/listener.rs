@@ -10,6 +10,11 @@
 //! queued: the accept loop never waits, so silent connections (which need
 //! no certificate to open) cannot stop the accepting of others, and
 //! connections already established (raft's, pooled clients') keep working.
+//! One address may hold at most [`HANDSHAKES_PER_ADDR_MAX`] of them.
+//!
+//! A connection's caller is judged again after every reload of the
+//! trusted CAs and every [`RECHECK_INTERVAL`] ([`TlsConn`]): a certificate
+//! rolled out of trust or expired loses its open connections too.
 
 use crate::internal_tls::InternalTls;
 use crate::peer::{Identified, Peer};
@@ -30,12 +35,141 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Handshakes in progress at once; beyond it new connections are closed.
 pub const HANDSHAKES_MAX: usize = 256;
 
+/// Handshakes in progress at once from one address: one host's flood of
+/// silent connections takes at most this share of [`HANDSHAKES_MAX`], so
+/// the cluster's other members still get through.
+pub const HANDSHAKES_PER_ADDR_MAX: usize = 32;
+
+/// Handshakes under way per caller address.
+#[derive(Default)]
+struct Pending(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One pending handshake of one address; counted down when dropped.
+struct PendingSlot {
+    pending: Arc<Pending>,
+    ip: std::net::IpAddr,
+}
+
+impl Pending {
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<PendingSlot> {
+        let mut m = self.0.lock().expect("pending lock");
+        let n = m.entry(ip).or_default();
+        if *n >= HANDSHAKES_PER_ADDR_MAX {
+            return None;
+        }
+        *n += 1;
+        Some(PendingSlot {
+            pending: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        let mut m = self.pending.0.lock().expect("pending lock");
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// How often a connection's caller is judged again even with no reload:
+/// a certificate that expires while its connection is open loses it.
+pub const RECHECK_INTERVAL: Duration = Duration::from_secs(60);
+
 /// A connection: plain TCP (`--insecure-internal`) or TLS.
 pub enum InternalIo {
     /// Plain.
     Plain(TcpStream),
     /// TLS (boxed: the session state is large).
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Tls(Box<TlsConn>),
+}
+
+/// A TLS connection and what its caller proved.
+pub struct TlsConn {
+    stream: tokio_rustls::server::TlsStream<TcpStream>,
+    check: Option<TrustCheck>,
+}
+
+/// Judges a connection's caller again after a reload of the trusted CAs
+/// (or every [`RECHECK_INTERVAL`]), before reading its next bytes: a CA
+/// roll or an expiry ends the connections of certificates no longer
+/// trusted, not only their new handshakes.
+struct TrustCheck {
+    tls: Arc<InternalTls>,
+    cert: Arc<rustls_pki_types::CertificateDer<'static>>,
+    generation: u64,
+    at: std::time::Instant,
+    addr: SocketAddr,
+    /// Ready at the next reload: an idle connection (a pooled client's,
+    /// waiting for its next request) is judged then, and closed while
+    /// idle, which a client's pool notices before it sends on it.
+    reloaded: tokio_util::sync::ReusableBoxFuture<'static, tokio::sync::watch::Receiver<u64>>,
+}
+
+/// The next reload after `rx`'s last seen one; never, once the identity
+/// is gone.
+async fn next_reload(
+    mut rx: tokio::sync::watch::Receiver<u64>,
+) -> tokio::sync::watch::Receiver<u64> {
+    if rx.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    rx
+}
+
+impl TrustCheck {
+    fn new(
+        tls: Arc<InternalTls>,
+        cert: Arc<rustls_pki_types::CertificateDer<'static>>,
+        generation: u64,
+        addr: SocketAddr,
+    ) -> TrustCheck {
+        let mut rx = tls.watch_generation();
+        rx.mark_unchanged();
+        TrustCheck {
+            tls,
+            cert,
+            generation,
+            at: std::time::Instant::now(),
+            addr,
+            reloaded: tokio_util::sync::ReusableBoxFuture::new(next_reload(rx)),
+        }
+    }
+
+    /// With the read pending: judges the caller again if a reload came.
+    fn poll_reloaded(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        while let Poll::Ready(rx) = self.reloaded.poll(cx) {
+            self.reloaded.set(next_reload(rx));
+            self.still_trusted()?;
+        }
+        Ok(())
+    }
+
+    fn still_trusted(&mut self) -> io::Result<()> {
+        let generation = self.tls.generation();
+        if generation == self.generation && self.at.elapsed() < RECHECK_INTERVAL {
+            return Ok(());
+        }
+        match self.tls.still_trusts(&self.cert) {
+            Ok(()) => {
+                self.generation = generation;
+                self.at = std::time::Instant::now();
+                Ok(())
+            }
+            Err(e) => {
+                tracing::info!(addr = %self.addr, error = %e, "closed an internal connection: its caller's certificate is no longer trusted");
+                Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!("the caller's certificate is no longer trusted: {e}"),
+                ))
+            }
+        }
+    }
 }
 
 impl AsyncRead for InternalIo {
@@ -46,7 +180,18 @@ impl AsyncRead for InternalIo {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             InternalIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            InternalIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            InternalIo::Tls(s) => {
+                if let Some(check) = &mut s.check {
+                    check.still_trusted()?;
+                }
+                let read = Pin::new(&mut s.stream).poll_read(cx, buf);
+                if read.is_pending() {
+                    if let Some(check) = &mut s.check {
+                        check.poll_reloaded(cx)?;
+                    }
+                }
+                read
+            }
         }
     }
 }
@@ -59,7 +204,7 @@ impl AsyncWrite for InternalIo {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             InternalIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            InternalIo::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            InternalIo::Tls(s) => Pin::new(&mut s.stream).poll_write(cx, buf),
         }
     }
 
@@ -70,28 +215,28 @@ impl AsyncWrite for InternalIo {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             InternalIo::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            InternalIo::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            InternalIo::Tls(s) => Pin::new(&mut s.stream).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
             InternalIo::Plain(s) => s.is_write_vectored(),
-            InternalIo::Tls(s) => s.is_write_vectored(),
+            InternalIo::Tls(s) => s.stream.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             InternalIo::Plain(s) => Pin::new(s).poll_flush(cx),
-            InternalIo::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            InternalIo::Tls(s) => Pin::new(&mut s.stream).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             InternalIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            InternalIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            InternalIo::Tls(s) => Pin::new(&mut s.stream).poll_shutdown(cx),
         }
     }
 }
@@ -143,6 +288,7 @@ async fn accept_loop(
     audit: Option<crate::audit_report::Reporter>,
 ) {
     let handshakes = Arc::new(Semaphore::new(HANDSHAKES_MAX));
+    let pending = Arc::new(Pending::default());
     let local = tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let mut refused = 0u64;
     let mut last_warned: Option<tokio::time::Instant> = None;
@@ -162,10 +308,21 @@ async fn accept_loop(
             let peer = Peer {
                 addr,
                 identified: Identified::Insecure,
+                cert: None,
             };
             if tx.send((InternalIo::Plain(stream), peer)).await.is_err() {
                 return;
             }
+            continue;
+        };
+        let Some(slot) = pending.take(addr.ip()) else {
+            refused += 1;
+            if last_warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                tracing::warn!(%addr, refused, max = HANDSHAKES_PER_ADDR_MAX, "too many TLS handshakes under way from one address; its new connections closed");
+                last_warned = Some(tokio::time::Instant::now());
+                refused = 0;
+            }
+            drop(stream);
             continue;
         };
         let permit = match handshakes.clone().try_acquire_owned() {
@@ -186,11 +343,16 @@ async fn accept_loop(
         if tx.is_closed() {
             return;
         }
+        // The generation before the config: a reload in between is then
+        // judged again at the first read.
+        let generation = tls.generation();
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config());
+        let server_tls = tls.clone();
         let tx = tx.clone();
         let (audit, local) = (audit.clone(), local.clone());
         tokio::spawn(async move {
             let _permit = permit;
+            let _slot = slot;
             let refused = |why: String| {
                 if let Some(a) = &audit {
                     a.report(
@@ -215,17 +377,30 @@ async fn accept_loop(
                     return;
                 }
             };
-            let identified = match tls.get_ref().1.peer_certificates() {
+            let leaf = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| Arc::new(c.clone().into_owned()));
+            let identified = match &leaf {
                 None => Identified::Anonymous,
-                Some(certs) => match certs.first().map(crate::pki::role_of) {
-                    Some(Ok(role)) => Identified::Role(role),
+                Some(cert) => match crate::pki::role_of(cert) {
+                    Ok(role) => Identified::Role(role),
                     // The verifier already refused these; never serve one.
-                    _ => return,
+                    Err(_) => return,
                 },
             };
-            let _ = tx
-                .send((InternalIo::Tls(Box::new(tls)), Peer { addr, identified }))
-                .await;
+            let check = leaf
+                .clone()
+                .map(|cert| TrustCheck::new(server_tls.clone(), cert, generation, addr));
+            let peer = Peer {
+                addr,
+                identified,
+                cert: leaf,
+            };
+            let conn = TlsConn { stream: tls, check };
+            let _ = tx.send((InternalIo::Tls(Box::new(conn)), peer)).await;
         });
     }
 }
@@ -246,6 +421,7 @@ impl axum::serve::Listener for InternalListener {
         Ok(Peer {
             addr: self.local,
             identified: Identified::InProcess,
+            cert: None,
         })
     }
 }
@@ -254,7 +430,7 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Inte
     for Peer
 {
     fn connect_info(stream: axum::serve::IncomingStream<'_, InternalListener>) -> Peer {
-        *stream.remote_addr()
+        stream.remote_addr().clone()
     }
 }
 

@@ -24,12 +24,15 @@ pub enum Identified {
 }
 
 /// The caller of an internal endpoint.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Peer {
     /// Its socket address (unspecified in process).
     pub addr: SocketAddr,
     /// What it proved.
     pub identified: Identified,
+    /// Its certificate, verified in the handshake (mutual TLS only): what
+    /// else it names, such as a data node's id.
+    pub cert: Option<std::sync::Arc<rustls_pki_types::CertificateDer<'static>>>,
 }
 
 impl Peer {
@@ -38,6 +41,23 @@ impl Peer {
         Peer {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             identified: Identified::InProcess,
+            cert: None,
+        }
+    }
+
+    /// Refuses a data node that speaks for another node than the one its
+    /// certificate names (registration, heartbeats, polls for work). Other
+    /// roles are judged by path and command, and plain or in-process
+    /// callers are not checked at all.
+    pub fn may_act_as_node(&self, node: u64) -> Result<(), String> {
+        if self.identified != Identified::Role(Role::Datad) {
+            return Ok(());
+        }
+        match &self.cert {
+            Some(cert) if crate::pki::names_node(cert, node) => Ok(()),
+            _ => Err(format!(
+                "this data node certificate does not name node {node}: a data node may speak only for the node its certificate names; issue it with `weft cert issue --role datad --node-id {node}`"
+            )),
         }
     }
 }
@@ -120,7 +140,7 @@ impl Denied {
 pub fn of(req: &axum::extract::Request) -> Option<Peer> {
     req.extensions()
         .get::<axum::extract::ConnectInfo<Peer>>()
-        .map(|c| c.0)
+        .map(|c| c.0.clone())
 }
 
 /// Refusal as an internal RPC error body.
@@ -221,6 +241,7 @@ mod tests {
         Peer {
             addr: SocketAddr::from(([127, 0, 0, 1], 1)),
             identified,
+            cert: None,
         }
     }
 

@@ -68,6 +68,22 @@ impl Role {
     }
 }
 
+/// The DNS name that binds a data node's certificate to its node id, like
+/// the role marker: metad lets a data node certificate register, heartbeat
+/// and poll for work only as the node id it names, so one stolen data node
+/// certificate cannot stand in for another node.
+pub fn node_marker(node: u64) -> String {
+    format!("{node}.node.weft.invalid")
+}
+
+/// Whether `cert` names data node `node` ([`node_marker`]).
+pub fn names_node(cert: &CertificateDer<'_>, node: u64) -> bool {
+    webpki::EndEntityCert::try_from(cert).is_ok_and(|ee| {
+        ServerName::try_from(node_marker(node))
+            .is_ok_and(|n| ee.verify_is_valid_for_subject_name(&n).is_ok())
+    })
+}
+
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -175,7 +191,7 @@ pub fn new_ca(cluster: &str) -> Result<Issued, PkiError> {
 /// `cluster` whose key is `ca_key_pem`, valid for `days`. `hosts` (DNS
 /// names or IP addresses) are where a server holding it is reached; a
 /// certificate with none (an operator's, or any `admin`) may only
-/// authenticate a client. No wildcard and no role marker is accepted as a
+/// authenticate a client. No wildcard and no marker is accepted as a
 /// host.
 pub fn issue(
     cluster: &str,
@@ -185,6 +201,26 @@ pub fn issue(
     hosts: &[String],
     days: i64,
 ) -> Result<Issued, PkiError> {
+    issue_bound(cluster, ca_key_pem, role, name, hosts, None, days)
+}
+
+/// [`issue`], and with `node` a data node certificate bound to that node
+/// id ([`node_marker`]); only a data node certificate names one.
+pub fn issue_bound(
+    cluster: &str,
+    ca_key_pem: &str,
+    role: Role,
+    name: &str,
+    hosts: &[String],
+    node: Option<u64>,
+    days: i64,
+) -> Result<Issued, PkiError> {
+    if node.is_some() && role != Role::Datad {
+        return Err(PkiError::BadHost {
+            host: format!("node {}", node.unwrap_or_default()),
+            why: "only a data node certificate names a node id",
+        });
+    }
     if !(1..=MAX_DAYS).contains(&days) {
         return Err(PkiError::BadDays(days));
     }
@@ -195,10 +231,10 @@ pub fn issue(
                 why: "a wildcard would let the holder stand in for every host it matches",
             });
         }
-        if host.ends_with(".role.weft.invalid") {
+        if host.ends_with(".weft.invalid") {
             return Err(PkiError::BadHost {
                 host: host.clone(),
-                why: "role names are given with --role, one per certificate",
+                why: "roles and node ids are given with --role and --node-id, one per certificate",
             });
         }
     }
@@ -219,6 +255,9 @@ pub fn issue(
     dn.push(DnType::CommonName, name);
     params.distinguished_name = dn;
     let mut sans = vec![SanType::DnsName(role.marker().try_into()?)];
+    if let Some(node) = node {
+        sans.push(SanType::DnsName(node_marker(node).try_into()?));
+    }
     for host in hosts {
         sans.push(match host.parse::<IpAddr>() {
             Ok(ip) => SanType::IpAddress(ip),
@@ -434,6 +473,32 @@ mod tests {
             assert!(matches!(err, PkiError::BadDays(_)), "{days}: {err}");
         }
         assert!(try_issue(Role::Metad, "", MAX_DAYS).is_ok());
+    }
+
+    #[test]
+    fn a_data_node_certificate_names_only_the_node_it_was_issued_for() {
+        let ca = new_ca("c").unwrap();
+        let hosts = vec!["d4.internal".to_string()];
+        let bound = der(
+            &issue_bound("c", &ca.key_pem, Role::Datad, "d4", &hosts, Some(4), 30)
+                .unwrap()
+                .cert_pem,
+        );
+        assert!(names_node(&bound, 4));
+        assert!(!names_node(&bound, 40));
+        assert!(!names_node(&bound, 5));
+        assert_eq!(role_of(&bound).unwrap(), Role::Datad);
+        // Unbound: names no node at all.
+        let unbound = der(&issue("c", &ca.key_pem, Role::Datad, "d", &hosts, 30)
+            .unwrap()
+            .cert_pem);
+        assert!(!names_node(&unbound, 4));
+        // Only data node certificates carry one, and nobody passes one as a host.
+        let err =
+            issue_bound("c", &ca.key_pem, Role::Gateway, "g", &hosts, Some(4), 30).unwrap_err();
+        assert!(matches!(err, PkiError::BadHost { .. }), "{err}");
+        let err = issue("c", &ca.key_pem, Role::Datad, "x", &[node_marker(4)], 30).unwrap_err();
+        assert!(matches!(err, PkiError::BadHost { .. }), "{err}");
     }
 
     #[test]

@@ -258,3 +258,139 @@ async fn a_client_of_metad_refuses_a_server_holding_another_roles_certificate() 
     let to_datad = Http::with_tls_to(reqwest::Client::builder(), Some(&gw), Role::Datad);
     assert!(who(&to_datad, addr).await.is_ok());
 }
+
+/// Keeps its connections: one handshake, then every request on it.
+fn pooled(tls: &Arc<InternalTls>) -> Http {
+    Http::with_tls(
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .pool_idle_timeout(std::time::Duration::from_secs(300)),
+        Some(tls),
+    )
+}
+
+#[tokio::test]
+async fn dropping_a_ca_cuts_the_open_connections_of_its_certificates_and_keeps_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = new_ca("c").unwrap();
+    let new = new_ca("c").unwrap();
+    let host = ["127.0.0.1".to_string()];
+    // Mid-roll: the server holds a new certificate and trusts both CAs.
+    let server_files = write(
+        dir.path(),
+        "server",
+        &issue("c", &new.key_pem, Role::Datad, "d", &host, 30).unwrap(),
+        &[&old, &new],
+    );
+    let server = InternalTls::load(server_files.clone()).unwrap();
+    let addr = serve(server.clone()).await;
+    let straggler = InternalTls::load(write(
+        dir.path(),
+        "straggler",
+        &issue("c", &old.key_pem, Role::Gateway, "s", &[], 30).unwrap(),
+        &[&old, &new],
+    ))
+    .unwrap();
+    let rolled = InternalTls::load(write(
+        dir.path(),
+        "rolled",
+        &issue("c", &new.key_pem, Role::Gateway, "g", &[], 30).unwrap(),
+        &[&old, &new],
+    ))
+    .unwrap();
+    let (stale, fresh) = (pooled(&straggler), pooled(&rolled));
+    // Both served, each over a connection its client keeps.
+    assert!(who(&stale, addr).await.is_ok());
+    assert!(who(&fresh, addr).await.is_ok());
+    // And one connection by hand, which then sits idle.
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(straggler.client_config()));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut idle = connector
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    idle.write_all(b"GET /who HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // The old CA is dropped. Without the re-check the straggler's open
+    // connections would go on serving it.
+    std::fs::write(&server_files.ca, &new.cert_pem).unwrap();
+    assert!(server.reload().unwrap());
+    // The idle one is closed by the server without another request (a
+    // pooled client sees that before it sends on it).
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(30), idle.read(&mut buf))
+        .await
+        .expect("the idle connection of an untrusted certificate is closed");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    let cut = who(&stale, addr).await;
+    assert!(
+        cut.is_err(),
+        "an old-CA certificate was still served: {cut:?}"
+    );
+    // A caller the new trust accepts keeps being served.
+    assert!(who(&fresh, addr).await.is_ok());
+    assert!(who(&fresh, addr).await.is_ok());
+}
+
+#[tokio::test]
+async fn one_address_holds_only_its_share_of_pending_handshakes() {
+    use weft_client::listener::HANDSHAKES_PER_ADDR_MAX;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = new_ca("c").unwrap();
+    let host = ["127.0.0.1".to_string()];
+    let server = InternalTls::load(write(
+        dir.path(),
+        "server",
+        &issue("c", &ca.key_pem, Role::Datad, "d", &host, 30).unwrap(),
+        &[&ca],
+    ))
+    .unwrap();
+    let addr = serve(server).await;
+    let silent_from = |ip: [u8; 4]| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(std::net::SocketAddr::from((ip, 0))).unwrap();
+        socket.connect(addr).await.unwrap()
+    };
+    // Connections that never start their handshake, all from one address.
+    let mut held = Vec::new();
+    for _ in 0..HANDSHAKES_PER_ADDR_MAX {
+        held.push(silent_from([127, 0, 0, 2]).await);
+    }
+    // One more from that address is closed as soon as it is accepted...
+    let mut extra = silent_from([127, 0, 0, 2]).await;
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(
+        weft_client::listener::HANDSHAKE_TIMEOUT * 4,
+        tokio::io::AsyncReadExt::read(&mut extra, &mut buf),
+    )
+    .await
+    .expect("the extra connection is closed")
+    .unwrap_or(0);
+    assert_eq!(n, 0);
+    // ...while the ones it holds are still waiting for their handshake
+    // (they are closed only by its deadline).
+    for s in &held {
+        match s.try_read(&mut buf) {
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock),
+            Ok(n) => panic!("a pending handshake was closed early ({n} bytes)"),
+        }
+    }
+    // Another address is served meanwhile.
+    let dir2 = tempfile::tempdir().unwrap();
+    let caller = InternalTls::load(write(
+        dir2.path(),
+        "caller",
+        &issue("c", &ca.key_pem, Role::Gateway, "g", &[], 30).unwrap(),
+        &[&ca],
+    ))
+    .unwrap();
+    assert!(who(&client(&caller), addr).await.is_ok());
+}

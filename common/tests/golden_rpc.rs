@@ -239,6 +239,15 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
         ),
         ("delete_key", Command::DeleteKey { name: "ops".into() }),
         (
+            "reseal_key",
+            Command::ResealKey {
+                access_key: "AKIDEXAMPLE".into(),
+                from_sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+                    .into(),
+                sealed: "weft-sealed:v1:0011223344556677:bm9uY2U".into(),
+            },
+        ),
+        (
             "move_shard",
             Command::MoveShard {
                 segment: segment().id,
@@ -899,6 +908,7 @@ fn every_command_variant_has_a_golden_case() {
             Command::RegisterNode { .. } => "register_node",
             Command::CreateKey { .. } => "create_key",
             Command::DeleteKey { .. } => "delete_key",
+            Command::ResealKey { .. } => "reseal_key",
             Command::MoveShard { .. } => "move_shard",
             Command::DropShard { .. } => "drop_shard",
             Command::SetNodeAdmin { .. } => "set_node_admin",
@@ -928,7 +938,7 @@ fn every_command_variant_has_a_golden_case() {
     }
     // Every line that decodes as a command is named for its variant, and
     // the command lines cover every variant once.
-    const VARIANTS: usize = 40;
+    const VARIANTS: usize = 41;
     let mut seen = std::collections::BTreeSet::new();
     for (name, value) in examples() {
         if let Ok(c) = serde_json::from_value::<Command>(value) {

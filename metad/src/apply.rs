@@ -399,6 +399,30 @@ fn apply_keeping_references(tx: &WriteTransaction, cmd: &Command) -> Answer {
             )?;
             Ok(CommandResult::Done)
         }
+        Command::ResealKey {
+            access_key,
+            from_sha256,
+            sealed: new,
+        } => {
+            let mut t = tx.open_table(KEYS)?;
+            let found: Option<AccessKey> = t.get_sealed(T_KEYS, access_key.as_str())?;
+            let Some(mut key) = found else {
+                return refused(Refusal::Stale);
+            };
+            if key.secret_key == *new {
+                return Ok(CommandResult::Done); // applied again
+            }
+            if crate::seal::digest_hex(&key.secret_key) != *from_sha256 {
+                // Deleted and re-created, or resealed by an earlier leader.
+                return refused(Refusal::Stale);
+            }
+            key.secret_key = new.clone();
+            t.insert(
+                key.access_key.as_str(),
+                sealed::<&str, _>(key.access_key.as_str(), &key).as_slice(),
+            )?;
+            Ok(CommandResult::Done)
+        }
         Command::DeleteKey { name } => {
             let mut t = tx.open_table(KEYS)?;
             let mut found: Option<AccessKey> = None;

@@ -118,6 +118,8 @@ fn describe(cmd: &Command) -> Option<(EventKind, &'static str, String)> {
             format!("key {} ({})", key.name, key.access_key),
         ),
         C::DeleteKey { name } => (admin, "delete_key", format!("key {name}")),
+        // The access key id only: the sealed value is not the chain's.
+        C::ResealKey { access_key, .. } => (admin, "reseal_key", format!("key {access_key}")),
         C::SetNodeAdmin { node, admin: state } => (
             admin,
             "set_node_admin",

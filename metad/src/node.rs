@@ -724,6 +724,7 @@ async fn start_on(
     ));
     tokio::spawn(crate::server::lifecycle_loop(state.clone(), cancel.clone()));
     tokio::spawn(crate::server::migration_loop(state.clone(), cancel.clone()));
+    tokio::spawn(crate::server::reseal_loop(state.clone(), cancel.clone()));
     tokio::spawn(crate::server::audit_reports(state.clone(), cancel.clone()));
     tokio::spawn(crate::space::run(space, cancel.clone()));
     tokio::spawn(crate::server::leadership_watch(

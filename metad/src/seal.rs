@@ -195,6 +195,12 @@ impl Sealer {
     }
 }
 
+/// Hex SHA-256 of a stored secret: what a reseal compares with, so the
+/// command that replaces a secret never carries it.
+pub fn digest_hex(stored: &str) -> String {
+    hex::encode(sha2::Sha256::digest(stored.as_bytes()))
+}
+
 /// Whether a stored secret is sealed (older clusters kept them in clear).
 pub fn is_sealed(secret: &str) -> bool {
     secret.starts_with(PREFIX)

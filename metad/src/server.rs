@@ -31,6 +31,7 @@ mod lifecycle_scan;
 mod members;
 mod metrics;
 mod migrations;
+mod reseal;
 mod transitions;
 
 pub(crate) use audit::{audit_checkpoints, audit_reports};
@@ -39,6 +40,7 @@ pub(crate) use lifecycle_scan::lifecycle_loop;
 pub use members::InitRequest;
 pub use metrics::Metrics;
 pub(crate) use migrations::migration_loop;
+pub(crate) use reseal::reseal_loop;
 pub use transitions::Transitions;
 
 /// What every handler shares.

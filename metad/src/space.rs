@@ -315,6 +315,7 @@ pub fn adds_data(cmd: &Command) -> bool {
         | Command::RegisterNode { .. }
         | Command::CreateKey { .. }
         | Command::DeleteKey { .. }
+        | Command::ResealKey { .. }
         | Command::MoveShard { .. }
         | Command::DropShard { .. }
         | Command::SetNodeAdmin { .. }

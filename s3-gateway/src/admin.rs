@@ -188,6 +188,7 @@ pub(crate) async fn check_for(
 ) -> Result<(), AdminError> {
     let host = req
         .peer
+        .as_ref()
         .map(|p| p.addr.ip().to_string())
         .unwrap_or_else(|| "an unknown address".into());
     match authenticate(s, req, body, owner).await {

@@ -28,8 +28,11 @@ impl<S: Send + Sync> FromRequestParts<S> for AdminRequest {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let peer = parts.extensions.get::<ConnectInfo<Peer>>().map(|c| c.0);
-        let role = peer.map(|p| p.identified);
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<Peer>>()
+            .map(|c| c.0.clone());
+        let role = peer.as_ref().map(|p| p.identified);
         Ok(AdminRequest {
             method: parts.method.clone(),
             uri: parts.uri.clone(),

@@ -321,6 +321,16 @@ impl DevCluster {
             });
         }
         let cancel = CancellationToken::new();
+        let tls =
+            match &self.pki {
+                Some(p) => Some(p.datad((i + 1) as u64).map_err(|reason| {
+                    DevClusterError::InternalPki {
+                        dir: p.dir.clone(),
+                        reason,
+                    }
+                })?),
+                None => None,
+            };
         let cfg = DatadConfig {
             node_id: (i + 1) as u64,
             zone: self.datad_zones[i].clone(),
@@ -334,7 +344,7 @@ impl DevCluster {
                 .copied()
                 .unwrap_or(self.cfg.datad_capacity_bytes),
             metad: self.metad_addrs(),
-            tls: self.pki.as_ref().map(|p| p.datad.clone()),
+            tls,
             insecure_internal: self.pki.is_none(),
             // The zone's labels over those every node gets.
             labels: {
@@ -653,6 +663,14 @@ impl DevCluster {
     /// The configuration (with the ports actually bound).
     pub fn config(&self) -> &DevClusterConfig {
         &self.cfg
+    }
+
+    /// The configuration, to change what a part restarted with
+    /// [`start_metad`](Self::start_metad) or
+    /// [`start_datad`](Self::start_datad) runs with (a rotated master key,
+    /// say).
+    pub fn config_mut(&mut self) -> &mut DevClusterConfig {
+        &mut self.cfg
     }
 
     /// Stops everything: gateways first (each stops accepting and lets

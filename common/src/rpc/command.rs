@@ -127,6 +127,20 @@ pub enum Command {
         /// The key.
         key: AccessKey,
     },
+    /// Seals a key's secret again under the current master key: after a
+    /// rotation (so the previous key can be retired) or for a secret kept
+    /// in clear from before sealing existed. A compare-and-set on the
+    /// SHA-256 of the stored value, so the command never carries the old
+    /// secret (which may be clear) and a stale one changes nothing.
+    /// Proposed by the metad leader only.
+    ResealKey {
+        /// The key record.
+        access_key: String,
+        /// Hex SHA-256 of the stored secret this replaces.
+        from_sha256: String,
+        /// The secret sealed under the current master key.
+        sealed: String,
+    },
     /// Remove an access key by name.
     DeleteKey {
         /// Key name.

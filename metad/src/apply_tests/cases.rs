@@ -520,3 +520,62 @@ fn a_migrate_commit_needs_its_migration() {
     assert!(sm.class_migrations().unwrap().is_empty());
     assert_eq!(apply_checked(&sm, &relabel(rule), &mut ever).result, stale);
 }
+
+/// A reseal replaces a secret only while the record still holds the value
+/// it was computed from, and applying it again changes nothing.
+#[test]
+fn a_reseal_is_a_compare_and_set_and_applies_once() {
+    let (_dir, sm) = setup();
+    let key = weft_common::manifest::AccessKey {
+        access_key: "AKRESEAL".into(),
+        secret_key: "clear-secret".into(),
+        name: "reseal".into(),
+        root: false,
+        created_ms: 1,
+    };
+    sm.apply_for_test(&Command::CreateKey { key: key.clone() })
+        .unwrap();
+    let reseal = |from: &str, sealed: &str| Command::ResealKey {
+        access_key: key.access_key.clone(),
+        from_sha256: crate::seal::digest_hex(from),
+        sealed: sealed.into(),
+    };
+    let stored = |sm: &crate::state_machine::StateMachine| {
+        sm.access_key("AKRESEAL").unwrap().unwrap().secret_key
+    };
+    // Computed from another value: refused, nothing changes.
+    assert_eq!(
+        sm.apply_for_test(&reseal("other", "weft-sealed:v1:a:b"))
+            .unwrap(),
+        CommandResult::Refused {
+            refusal: weft_common::rpc::Refusal::Stale
+        }
+    );
+    assert_eq!(stored(&sm), "clear-secret");
+    let cmd = reseal("clear-secret", "weft-sealed:v1:a:b");
+    assert_eq!(sm.apply_for_test(&cmd).unwrap(), CommandResult::Done);
+    assert_eq!(stored(&sm), "weft-sealed:v1:a:b");
+    assert_eq!(sm.apply_for_test(&cmd).unwrap(), CommandResult::Done);
+    assert_eq!(stored(&sm), "weft-sealed:v1:a:b");
+    // A later reseal computed from the first value is stale.
+    assert_eq!(
+        sm.apply_for_test(&reseal("clear-secret", "weft-sealed:v1:c:d"))
+            .unwrap(),
+        CommandResult::Refused {
+            refusal: weft_common::rpc::Refusal::Stale
+        }
+    );
+    // A deleted key is not brought back.
+    sm.apply_for_test(&Command::DeleteKey {
+        name: "reseal".into(),
+    })
+    .unwrap();
+    assert_eq!(
+        sm.apply_for_test(&reseal("weft-sealed:v1:a:b", "weft-sealed:v1:e:f"))
+            .unwrap(),
+        CommandResult::Refused {
+            refusal: weft_common::rpc::Refusal::Stale
+        }
+    );
+    assert!(sm.access_key("AKRESEAL").unwrap().is_none());
+}

@@ -74,6 +74,7 @@ pub(crate) fn command_roles(cmd: &Command) -> &'static [Role] {
         | Command::SeedLifecycleDay { .. }
         | Command::SetLifecycleCursor { .. }
         | Command::FinishClassMigration { .. }
+        | Command::ResealKey { .. }
         | Command::Lifecycle { .. } => &[],
         // A repair's or a scrub's results: only data nodes do that work.
         Command::RegisterNode { .. }
@@ -122,6 +123,7 @@ pub(crate) fn leader_only(cmd: &Command) -> bool {
         | Command::SeedLifecycleDay { .. }
         | Command::SetLifecycleCursor { .. }
         | Command::FinishClassMigration { .. }
+        | Command::ResealKey { .. }
         | Command::Lifecycle { .. } => true,
         Command::Request { command, .. } => leader_only(command),
         Command::Batch { commands } => commands.iter().any(leader_only),

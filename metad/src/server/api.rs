@@ -25,6 +25,7 @@ pub(super) async fn command(
     caller: Option<Extension<ConnectInfo<Peer>>>,
     Json(cmd): Json<Command>,
 ) -> Result<Json<CommandResult>, ApiError> {
+    let outer_caller = caller.clone();
     if let Some(role) = role_of(&caller) {
         if let Err(why) = super::access::command_allowed(&cmd, role) {
             s.audit.report(
@@ -67,13 +68,16 @@ pub(super) async fn command(
             actor,
             ..
         } if !matches!(*command, Command::Request { .. } | Command::Batch { .. }) => {
-            let caller = caller.as_ref().map(|c| c.0 .0);
+            let caller = caller.as_ref().map(|c| c.0 .0.clone());
             if let Err(why) = super::access::check_registration(&command) {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     RpcErrorCode::BadRequest,
                     why,
                 ));
+            }
+            if let Command::RegisterNode { node } = &*command {
+                check_node(&s, &outer_caller, node.id, "register node")?;
             }
             if let Err(why) =
                 super::clock::check(&command, crate::server::now_ms(), s.clock_skew_max_ms)
@@ -514,10 +518,35 @@ pub(super) async fn node_views(
     Ok(s.liveness.view(nodes, &admin))
 }
 
+/// Refuses, and reports to the audit chain, a data node speaking for
+/// another node than its certificate names (`what`: the request).
+pub(super) fn check_node(
+    s: &AppState,
+    caller: &Option<Extension<ConnectInfo<Peer>>>,
+    node: weft_common::ids::NodeId,
+    what: &str,
+) -> Result<(), ApiError> {
+    let Some(peer) = caller.as_ref().map(|c| &c.0 .0) else {
+        return Ok(());
+    };
+    peer.may_act_as_node(node.0).map_err(|why| {
+        s.audit.report(
+            weft_common::audit::EventKind::Denial,
+            &weft_client::peer::describe_host(Some(peer)),
+            what,
+            &format!("node {node}"),
+            &format!("denied: {why}"),
+        );
+        ApiError::forbidden(why)
+    })
+}
+
 pub(super) async fn repair_poll(
     State(s): State<Arc<AppState>>,
+    caller: Option<Extension<ConnectInfo<Peer>>>,
     Json(poll): Json<weft_common::repair::RepairPoll>,
 ) -> Result<Json<weft_common::repair::RepairAssignment>, ApiError> {
+    check_node(&s, &caller, poll.node, "POST /v1/repair/poll")?;
     // Tasks are planned by the leader; a follower redirects.
     ensure_serving_leader(&s)?;
     let sm = s.sm.clone();
@@ -547,8 +576,10 @@ pub(super) async fn netmap_report(
 
 pub(super) async fn heartbeat(
     State(s): State<Arc<AppState>>,
+    caller: Option<Extension<ConnectInfo<Peer>>>,
     Json(hb): Json<Heartbeat>,
 ) -> Result<StatusCode, ApiError> {
+    check_node(&s, &caller, hb.node, "POST /v1/heartbeat")?;
     // Liveness lives on the leader, which answers node queries and plans
     // repair: a voter that removed itself or is stepping down must send
     // heartbeats on, or the real leader would think the nodes silent.

@@ -85,7 +85,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Asker {
             caller: parts
                 .extensions
                 .get::<axum::extract::ConnectInfo<Peer>>()
-                .map(|c| c.0),
+                .map(|c| c.0.clone()),
             principal: parts
                 .headers
                 .get(weft_client::audit_report::PRINCIPAL_HEADER)

@@ -33,6 +33,9 @@ pub struct Metrics {
     pub(super) lifecycle_done: Counter,
     pub(super) lifecycle_skipped: Counter,
     pub(super) lifecycle_failed: Counter,
+    /// Access-key secrets by how they are kept: under the current master
+    /// key, under a previous one, in clear, or unreadable (leader only).
+    pub(super) secrets: Family<Vec<(String, String)>, Gauge>,
 }
 
 impl Default for Metrics {
@@ -104,8 +107,15 @@ impl Default for Metrics {
             "Lifecycle actions refused or not proposed",
             lifecycle_failed.clone(),
         );
+        let secrets = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register(
+            "secrets",
+            "Access-key secrets by sealing: current, previous (sealed under a previous master key, being resealed), clear, unreadable (leader only)",
+            secrets.clone(),
+        );
         Metrics {
             registry,
+            secrets,
             lifecycle_done,
             lifecycle_skipped,
             lifecycle_failed,

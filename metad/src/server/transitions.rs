@@ -237,8 +237,10 @@ impl Transitions {
 /// takes new ones.
 pub(crate) async fn transition_poll(
     State(s): State<Arc<AppState>>,
+    caller: Option<axum::Extension<axum::extract::ConnectInfo<weft_client::peer::Peer>>>,
     Json(poll): Json<TransitionPoll>,
 ) -> Result<Json<TransitionAssignment>, ApiError> {
+    super::api::check_node(&s, &caller, poll.node, "POST /v1/transition/poll")?;
     ensure_serving_leader(&s)?;
     s.transitions.finish(poll.node, &poll.finished);
     let sm = s.sm.clone();
