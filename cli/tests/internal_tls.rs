@@ -418,3 +418,72 @@ async fn the_admin_api_takes_an_admin_certificate_instead_of_a_signature() {
         .is_err());
     tc.shutdown().await;
 }
+
+/// With a metrics token configured, `/metrics` on every port (metad, a
+/// data node, the gateway's admin port) answers a caller without a
+/// certificate only if it sends the token; health stays open, and a
+/// cluster certificate is enough on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_metrics_token_metrics_need_it_and_health_stays_open() {
+    const TOKEN: &str = "scrape-me-0123456789";
+    let tc = TestCluster::start_with(|c| {
+        c.metad.metrics_token = Some(TOKEN.into());
+        c.datad.metrics_token = Some(TOKEN.into());
+        c.gateway.metrics_token = Some(TOKEN.into());
+    })
+    .await;
+    let c = tc.c();
+    let callers = callers(&tc);
+    let metad = c.metad_addrs()[0].clone();
+    let datad = c.datad_addr(0).expect("running").to_string();
+    let admin = c.admin_endpoint();
+    let ports = [
+        c.internal_url(&metad, ""),
+        c.internal_url(&datad, ""),
+        admin.trim_end_matches('/').to_string(),
+    ];
+    let get = |client: &reqwest::Client, u: String, token: Option<&str>| {
+        let mut req = client.get(u);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let gateway = &callers
+        .by_role
+        .iter()
+        .find(|(r, _)| *r == Role::Gateway)
+        .unwrap()
+        .1;
+    for base in &ports {
+        let metrics = format!("{base}/metrics");
+        assert_eq!(
+            get(&callers.anonymous, metrics.clone(), None).await,
+            401,
+            "{metrics}"
+        );
+        assert_eq!(
+            get(
+                &callers.anonymous,
+                metrics.clone(),
+                Some("wrong-token-000000000")
+            )
+            .await,
+            401,
+            "{metrics}"
+        );
+        assert_eq!(
+            get(&callers.anonymous, metrics.clone(), Some(TOKEN)).await,
+            200,
+            "{metrics}"
+        );
+        assert_eq!(get(gateway, metrics.clone(), None).await, 200, "{metrics}");
+        let health = format!("{base}/health");
+        assert_eq!(
+            get(&callers.anonymous, health.clone(), None).await,
+            200,
+            "{health}"
+        );
+    }
+    tc.shutdown().await;
+}

@@ -227,6 +227,61 @@ pub fn report(
 /// for first (an anonymous caller gets no further).
 pub const ANY_ROLE: &[Role] = &[Role::Metad, Role::Datad, Role::Gateway, Role::Admin];
 
+/// Wraps `router` so that, with `token` set, `/metrics` answers only a
+/// caller that sends it (`Authorization: Bearer TOKEN`, what Prometheus'
+/// `bearer_token` sends) or presents a cluster certificate; without a
+/// token it stays open like health, which always is.
+pub fn with_metrics_token<S: Clone + Send + Sync + 'static>(
+    router: axum::Router<S>,
+    token: Option<String>,
+) -> axum::Router<S> {
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return router;
+    };
+    let token: std::sync::Arc<str> = token.into();
+    router.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let token = token.clone();
+            async move {
+                if req.uri().path() != "/metrics" || metrics_caller_ok(&req, &token) {
+                    return next.run(req).await;
+                }
+                use axum::response::IntoResponse;
+                (
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                    "metrics need the metrics token (Authorization: Bearer TOKEN) or a cluster certificate\n",
+                )
+                    .into_response()
+            }
+        },
+    ))
+}
+
+/// Whether a `/metrics` caller holds a cluster certificate (or is in
+/// process) or sent the token.
+fn metrics_caller_ok(req: &axum::extract::Request, token: &str) -> bool {
+    if matches!(
+        of(req).map(|p| p.identified),
+        Some(Identified::Role(_) | Identified::InProcess)
+    ) {
+        return true;
+    }
+    let sent = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Same time whatever the first differing byte.
+    sent.is_some_and(|s| {
+        s.len() == token.len()
+            && s.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    })
+}
+
 /// Health and metrics: open to probes and scrapers that present no
 /// certificate.
 pub fn is_open_path(path: &str) -> bool {

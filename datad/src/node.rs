@@ -98,6 +98,10 @@ pub struct DatadConfig {
     pub tls: Option<weft_client::internal_tls::TlsFiles>,
     /// Plain HTTP on purpose (a test bench on one host).
     pub insecure_internal: bool,
+    /// A token `/metrics` then asks of callers without a cluster
+    /// certificate (`Authorization: Bearer TOKEN`, Prometheus'
+    /// `bearer_token`); `WEFT_METRICS_TOKEN` sets it too. Health stays open.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for DatadConfig {
@@ -123,6 +127,7 @@ impl Default for DatadConfig {
             release_hold_max_ms: 15 * 60 * 1000,
             release_deferred_max: 100_000,
             tls: None,
+            metrics_token: None,
             insecure_internal: false,
         }
     }
@@ -370,12 +375,15 @@ async fn start_on(
     let release_task = releaser.clone().spawn_worker(cancel.clone());
     // Refused callers, reported to metad's audit chain in batches.
     let audit = weft_client::audit_report::Reporter::new();
-    let router = server::router_with_metrics(
-        store.clone(),
-        space.clone(),
-        &work_metrics,
-        releaser.clone(),
-        audit.clone(),
+    let router = weft_client::peer::with_metrics_token(
+        server::router_with_metrics(
+            store.clone(),
+            space.clone(),
+            &work_metrics,
+            releaser.clone(),
+            audit.clone(),
+        ),
+        cfg.metrics_token.clone(),
     );
     let serve_cancel = cancel.clone();
     let accepted = work_metrics.connections_accepted.clone();

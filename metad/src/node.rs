@@ -117,6 +117,10 @@ pub struct MetadConfig {
     /// The master key itself (from `WEFT_MASTER_KEY`), before the file.
     #[serde(skip)]
     pub master_key: Option<String>,
+    /// A token `/metrics` then asks of callers without a cluster
+    /// certificate (`Authorization: Bearer TOKEN`, Prometheus'
+    /// `bearer_token`); `WEFT_METRICS_TOKEN` sets it too. Health stays open.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for MetadConfig {
@@ -150,6 +154,7 @@ impl Default for MetadConfig {
             lifecycle_day_ms: 0,
             clock_skew_max_secs: 900,
             tls: None,
+            metrics_token: None,
             insecure_internal: false,
             master_key_file: None,
             previous_master_key_files: Vec::new(),
@@ -731,7 +736,7 @@ async fn start_on(
         state.clone(),
         cancel.clone(),
     ));
-    let app = router(state);
+    let app = weft_client::peer::with_metrics_token(router(state), cfg.metrics_token.clone());
     let server = match listener {
         Some(listener) => {
             let app = app

@@ -24,6 +24,10 @@ pub struct GatewayConfig {
     pub root_secret_key: Option<String>,
     /// Optional bearer token accepted by the admin API.
     pub admin_token: Option<String>,
+    /// A token the admin port's `/metrics` then asks of callers without a cluster
+    /// certificate (`Authorization: Bearer TOKEN`, Prometheus'
+    /// `bearer_token`); `WEFT_METRICS_TOKEN` sets it too. Health stays open.
+    pub metrics_token: Option<String>,
     /// Storage classes and size rules.
     pub profiles: Profiles,
     /// Shards queued for release per data node; beyond it they are left to
@@ -133,6 +137,7 @@ impl Default for GatewayConfig {
             root_access_key: None,
             root_secret_key: None,
             admin_token: None,
+            metrics_token: None,
             profiles: Profiles::default(),
             release_queue_max: 65_536,
             release_batch_max: 512,

@@ -424,15 +424,18 @@ async fn start_on(
     );
     let audit_for_listener = audit.clone();
     let metad_for_netmap = metad.clone();
-    let admin_app = admin::router(admin::AdminState {
-        metad,
-        keys,
-        metrics: gw_metrics,
-        admin_token: cfg.admin_token.clone(),
-        last_durability: Default::default(),
-        audit,
-        zone_prices: cfg.zone_prices.clone(),
-    });
+    let admin_app = weft_client::peer::with_metrics_token(
+        admin::router(admin::AdminState {
+            metad,
+            keys,
+            metrics: gw_metrics,
+            admin_token: cfg.admin_token.clone(),
+            last_durability: Default::default(),
+            audit,
+            zone_prices: cfg.zone_prices.clone(),
+        }),
+        cfg.metrics_token.clone(),
+    );
     let admin_cancel = cancel.clone();
     // HTTPS with this gateway's cluster certificate when the internal hops
     // are mutual TLS: an admin certificate then authenticates a call by

@@ -70,6 +70,9 @@ pub async fn metad(a: DaemonArgs) -> Result<()> {
     if let Ok(key) = std::env::var("WEFT_MASTER_KEY") {
         cfg.master_key = Some(key);
     }
+    if let Ok(token) = std::env::var("WEFT_METRICS_TOKEN") {
+        cfg.metrics_token = Some(token);
+    }
     if cfg.master_key.is_none() && cfg.master_key_file.is_none() {
         if !insecure {
             anyhow::bail!(
@@ -139,6 +142,9 @@ pub async fn datad(a: DaemonArgs) -> Result<()> {
         cfg.advertise = a.advertise.clone();
     }
     cfg.tls = a.internal_tls("datad", cfg.tls.take(), cfg.insecure_internal)?;
+    if let Ok(token) = std::env::var("WEFT_METRICS_TOKEN") {
+        cfg.metrics_token = Some(token);
+    }
     // No certificate means the operator chose plain HTTP (checked above).
     cfg.insecure_internal = cfg.tls.is_none();
     weft_cli::faults::install_disk(&cfg.data_dir)?;
@@ -161,6 +167,9 @@ pub async fn gateway(a: DaemonArgs) -> Result<()> {
     weft_cli::limits::raise_open_file_limit_logged();
     let cancel = CancellationToken::new();
     let mut cfg: weft_gateway::GatewayConfig = config::load(a.config.as_deref())?;
+    if let Ok(token) = std::env::var("WEFT_METRICS_TOKEN") {
+        cfg.metrics_token = Some(token);
+    }
     if let Some(v) = a.listen {
         cfg.listen = v;
     }
