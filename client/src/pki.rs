@@ -76,11 +76,16 @@ pub fn node_marker(node: u64) -> String {
     format!("{node}.node.weft.invalid")
 }
 
-/// Whether `cert` names data node `node` ([`node_marker`]).
+/// Whether `cert` names data node `node` ([`node_marker`]). A wildcard
+/// (`*.node.weft.invalid`) would name every node, so a certificate that
+/// also matches a label no node id has is refused, as several roles are.
 pub fn names_node(cert: &CertificateDer<'_>, node: u64) -> bool {
     webpki::EndEntityCert::try_from(cert).is_ok_and(|ee| {
-        ServerName::try_from(node_marker(node))
-            .is_ok_and(|n| ee.verify_is_valid_for_subject_name(&n).is_ok())
+        let names = |name: String| {
+            ServerName::try_from(name)
+                .is_ok_and(|n| ee.verify_is_valid_for_subject_name(&n).is_ok())
+        };
+        names(node_marker(node)) && !names("any.node.weft.invalid".to_string())
     })
 }
 
@@ -499,6 +504,19 @@ mod tests {
         assert!(matches!(err, PkiError::BadHost { .. }), "{err}");
         let err = issue("c", &ca.key_pem, Role::Datad, "x", &[node_marker(4)], 30).unwrap_err();
         assert!(matches!(err, PkiError::BadHost { .. }), "{err}");
+        // A wildcard, signed by hand (issue refuses one), names no node.
+        let ca_key = KeyPair::from_pem(&ca.key_pem).unwrap();
+        let issuer = issuer_for_tests("c", &ca_key);
+        let mut params = CertificateParams::new(vec![
+            Role::Datad.marker(),
+            "*.node.weft.invalid".to_string(),
+        ])
+        .unwrap();
+        params.use_authority_key_identifier_extension = true;
+        let leaf = params
+            .signed_by(&KeyPair::generate().unwrap(), &issuer, &ca_key)
+            .unwrap();
+        assert!(!names_node(leaf.der(), 4));
     }
 
     #[test]

@@ -128,6 +128,22 @@ pub fn certificate_role(data: &[u8]) -> bool {
             .any(|w| w.eq_ignore_ascii_case(marker.as_bytes())),
         "role {role} read from a certificate that does not name {marker}"
     );
+    // The same for the node id a data node certificate names (the first
+    // few ids, and one taken from the input).
+    let from_input = data
+        .iter()
+        .take(8)
+        .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+    for node in [0, 1, 2, 7, 42, from_input] {
+        if weft_client::pki::names_node(&cert, node) {
+            let marker = weft_client::pki::node_marker(node);
+            assert!(
+                data.windows(marker.len())
+                    .any(|w| w.eq_ignore_ascii_case(marker.as_bytes())),
+                "node {node} read from a certificate that does not name {marker}"
+            );
+        }
+    }
     true
 }
 
