@@ -138,7 +138,7 @@ pub enum CertCmd {
         /// none for a client-only certificate.
         #[arg(long = "host")]
         hosts: Vec<String>,
-        /// The node id a data node runs as (its config's `id`): metad lets
+        /// The node id a data node runs as (its config's `node_id`): metad lets
         /// the certificate register, heartbeat and take work only as that
         /// node. Required with --role datad, refused with other roles.
         #[arg(long = "node-id")]
@@ -481,6 +481,32 @@ pub enum BenchCmd {
         /// Seconds per round.
         #[arg(long, default_value_t = 5)]
         secs: u64,
+    },
+    /// Reads across an emulated WAN: cross-zone bytes per GiB and GET
+    /// p50/p99 from zone-a's gateway on 3 zones against 1, and `locate`
+    /// latency on a prefix of many objects.
+    Locality {
+        /// Objects to read.
+        #[arg(long, default_value_t = 16)]
+        objects: u64,
+        /// Size of each, MiB.
+        #[arg(long, default_value_t = 8)]
+        size_mib: usize,
+        /// Times each object is read.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Emulated delay between zones, ms.
+        #[arg(long, default_value_t = 20)]
+        zone_latency_ms: u64,
+        /// Emulated bandwidth between zones, MiB/s (0: no limit).
+        #[arg(long, default_value_t = 200)]
+        zone_bandwidth_mib: u64,
+        /// Objects under the prefix `locate` is timed on.
+        #[arg(long, default_value_t = 10_000)]
+        locate_objects: u64,
+        /// Timed `locate` calls.
+        #[arg(long, default_value_t = 20)]
+        locate_samples: usize,
     },
     /// Lifecycle transitions to the cold zone: throughput, CPU per GiB
     /// moved, and GET latency while they run at the default rate.

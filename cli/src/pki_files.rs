@@ -96,7 +96,7 @@ pub fn issue(dir: &Path, out: &Path, req: &IssueRequest<'_>) -> Result<(PathBuf,
         );
     }
     if req.role == Role::Datad && req.node.is_none() {
-        bail!("a data node certificate names the node id it runs as: pass --node-id N (the `id` in its config); metad refuses a data node that speaks for another node");
+        bail!("a data node certificate names the node id it runs as: pass --node-id N (the `node_id` in its config); metad refuses a data node that speaks for another node");
     }
     let issued = pki::issue_bound(
         &info.cluster,

@@ -487,3 +487,38 @@ async fn with_a_metrics_token_metrics_need_it_and_health_stays_open() {
     }
     tc.shutdown().await;
 }
+
+/// A data node certificate issued without a node id (before node-bound
+/// certificates) is refused when it speaks for a node, unless metad is
+/// told to let such certificates through for an upgrade's window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unbound_data_node_certificate_is_refused_unless_allowed() {
+    for allow in [false, true] {
+        let tc = TestCluster::start_with(|c| c.metad.allow_unbound_datad_certs = allow).await;
+        let c = tc.c();
+        let pki_dir = tc.dir.path().join("pki");
+        let ca_key = std::fs::read_to_string(pki_dir.join("ca.key")).unwrap();
+        let leaf =
+            weft_client::pki::issue("weft-dev", &ca_key, Role::Datad, "old-datad", &[], 1).unwrap();
+        let out = tc.dir.path().join("old");
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join("d.pem"), &leaf.cert_pem).unwrap();
+        std::fs::write(out.join("d.key"), &leaf.key_pem).unwrap();
+        let as_old = client(TlsFiles {
+            cert: out.join("d.pem"),
+            key: out.join("d.key"),
+            ca: pki_dir.join("ca.pem"),
+        });
+        let metad = c.metad_addrs()[0].clone();
+        let status = as_old
+            .post(c.internal_url(&metad, "/v1/heartbeat"))
+            .json(&serde_json::json!({ "node": 1, "used_bytes": 0 }))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        assert_eq!(status, if allow { 204 } else { 403 }, "allowed: {allow}");
+        tc.shutdown().await;
+    }
+}

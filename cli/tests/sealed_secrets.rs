@@ -109,11 +109,16 @@ async fn no_secret_is_kept_in_clear_and_only_a_gateway_reads_one() {
     assert!(!files_containing(&data.join("metad"), keys[0].as_bytes()).is_empty());
 }
 
-/// `weft_metad_secrets{sealing=HOW}` on metad's `/metrics` (None while
-/// the leader has not counted yet).
+/// `weft_metad_secrets{sealing=HOW}` on the first voter's `/metrics` (None
+/// while it has not counted yet).
 async fn secrets_metric(tc: &TestCluster, how: &str) -> Option<u64> {
+    metric_of(tc, 0, &format!("weft_metad_secrets{{sealing=\"{how}\"}}")).await
+}
+
+/// A gauge on voter `i`'s `/metrics` (None when absent).
+async fn metric_of(tc: &TestCluster, i: usize, name: &str) -> Option<u64> {
     let c = tc.c();
-    let addr = c.metad_addrs().into_iter().next().expect("a voter");
+    let addr = c.metad_addrs().into_iter().nth(i).expect("a voter");
     let text = c
         .internal_http()
         .get(c.internal_url(addr, "/metrics"))
@@ -123,7 +128,7 @@ async fn secrets_metric(tc: &TestCluster, how: &str) -> Option<u64> {
         .text()
         .await
         .ok()?;
-    let prefix = format!("weft_metad_secrets{{sealing=\"{how}\"}} ");
+    let prefix = format!("{name} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))
         .and_then(|v| v.trim().parse().ok())
@@ -210,4 +215,102 @@ async fn after_a_rotation_secrets_are_resealed_and_the_old_key_can_go() {
         let found = files_containing(&data.join("metad"), secret.as_bytes());
         assert!(found.is_empty(), "a secret in clear in {found:?}");
     }
+}
+
+/// A rotation done out of order — one voter made the new key current while
+/// the others do not hold it — holds resealing back: the leader with the
+/// new key sees secrets to reseal, asks the voters, and waits, so no secret
+/// moves under a key another voter cannot open. Once every voter seals
+/// under the new key, the secrets are resealed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resealing_waits_until_every_voter_seals_under_the_leaders_key() {
+    let mut tc = TestCluster::start_with(|c| c.metad_voters = 3).await;
+    let admin = tc.c().admin_client();
+    let k: weft_gateway::admin::KeyView = admin
+        .call(
+            reqwest::Method::POST,
+            "/v1/keys",
+            Some(serde_json::json!({ "name": "fay" })),
+        )
+        .await
+        .unwrap();
+    let secret = k.secret_key.clone().expect("secret");
+    let data = tc.dir.path().to_path_buf();
+    let current = data.join("master.key");
+    let old = data.join("old-master.key");
+    let timeout = std::time::Duration::from_secs(30);
+    // Voter 1 alone moves to the new key; voters 2 and 3 keep running on
+    // the old one (read at their start) and do not hold the new key.
+    {
+        let c = tc.cluster.as_mut().expect("running");
+        c.stop_metad(0).await.unwrap();
+        std::fs::copy(&current, &old).unwrap();
+        std::fs::write(&current, weft_metad::seal::new_master_key()).unwrap();
+        c.config_mut().metad.previous_master_key_files = vec![old.clone()];
+        c.start_metad(0).await.unwrap();
+        c.wait_metad_leader(timeout).await.unwrap();
+    }
+    // Make voter 1 the leader: only it has secrets to reseal.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while tc.c().metad_leader() != Some(0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "voter 1 never became the leader"
+        );
+        let _ = admin
+            .call::<serde_json::Value>(reqwest::Method::POST, "/v1/metad/step-down", None)
+            .await;
+        let _ = tc.c().wait_metad_leader(timeout).await;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    // It waits, and has resealed nothing.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if tc.c().metad_leader() == Some(0)
+            && metric_of(&tc, 0, "weft_metad_reseal_waiting").await == Some(1)
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "voter 1 never reported waiting for the other voters"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let previous = secrets_metric(&tc, "previous").await.unwrap_or(0);
+    assert!(
+        previous >= 2,
+        "secrets were resealed under a key voters 2 and 3 lack ({previous} left under the old key)"
+    );
+    // The other voters finish the rotation; the secrets are then resealed.
+    {
+        let c = tc.cluster.as_mut().expect("running");
+        for i in 1..3 {
+            c.stop_metad(i).await.unwrap();
+            c.start_metad(i).await.unwrap();
+            c.wait_metad_leader(timeout).await.unwrap();
+        }
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let leader = tc.c().metad_leader();
+        if let Some(l) = leader {
+            let previous = metric_of(&tc, l, "weft_metad_secrets{sealing=\"previous\"}").await;
+            let clear = metric_of(&tc, l, "weft_metad_secrets{sealing=\"clear\"}").await;
+            let current = metric_of(&tc, l, "weft_metad_secrets{sealing=\"current\"}").await;
+            if previous == Some(0) && clear == Some(0) && current.unwrap_or(0) >= 2 {
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "secrets not resealed after every voter moved to the new key"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // The key still signs requests.
+    let c = tc.c();
+    let s3 = S3Client::new(&c.s3_endpoint(), &k.access_key, &secret, c.region());
+    assert_eq!(s3.mb("fay-bucket").await.status, 200);
+    tc.cluster.take().expect("running").shutdown().await;
 }

@@ -10,7 +10,8 @@
 //! queued: the accept loop never waits, so silent connections (which need
 //! no certificate to open) cannot stop the accepting of others, and
 //! connections already established (raft's, pooled clients') keep working.
-//! One address may hold at most [`HANDSHAKES_PER_ADDR_MAX`] of them.
+//! Once more than half are taken, one address may hold at most
+//! [`HANDSHAKES_PER_ADDR_MAX`] of them.
 //!
 //! A connection's caller is judged again after every reload of the
 //! trusted CAs and every [`RECHECK_INTERVAL`] ([`TlsConn`]): a certificate
@@ -35,10 +36,27 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Handshakes in progress at once; beyond it new connections are closed.
 pub const HANDSHAKES_MAX: usize = 256;
 
-/// Handshakes in progress at once from one address: one host's flood of
-/// silent connections takes at most this share of [`HANDSHAKES_MAX`], so
-/// the cluster's other members still get through.
+/// Handshakes in progress at once from one address (an IPv6 /64 counts as
+/// one) once more than half of [`HANDSHAKES_MAX`] are taken: one host's
+/// flood of silent connections then gets no more, so the cluster's other
+/// members still get through. Below that, a busy peer (a gateway starting
+/// cold, several behind one NAT) is not held back.
 pub const HANDSHAKES_PER_ADDR_MAX: usize = 32;
+
+/// The address a caller's handshakes are counted under: an IPv4 address,
+/// or an IPv6 /64 (one host can hold a whole /64).
+fn caller_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                std::net::IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
+}
 
 /// Handshakes under way per caller address.
 #[derive(Default)]
@@ -51,10 +69,13 @@ struct PendingSlot {
 }
 
 impl Pending {
-    fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<PendingSlot> {
+    /// A slot for a handshake from `ip`; `None` when `crowded` (most of the
+    /// handshake slots are taken) and `ip` already holds its share.
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr, crowded: bool) -> Option<PendingSlot> {
+        let ip = caller_key(ip);
         let mut m = self.0.lock().expect("pending lock");
         let n = m.entry(ip).or_default();
-        if *n >= HANDSHAKES_PER_ADDR_MAX {
+        if crowded && *n >= HANDSHAKES_PER_ADDR_MAX {
             return None;
         }
         *n += 1;
@@ -315,7 +336,8 @@ async fn accept_loop(
             }
             continue;
         };
-        let Some(slot) = pending.take(addr.ip()) else {
+        let crowded = handshakes.available_permits() < HANDSHAKES_MAX / 2;
+        let Some(slot) = pending.take(addr.ip(), crowded) else {
             refused += 1;
             if last_warned.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
                 tracing::warn!(%addr, refused, max = HANDSHAKES_PER_ADDR_MAX, "too many TLS handshakes under way from one address; its new connections closed");

@@ -46,15 +46,19 @@ impl Peer {
     }
 
     /// Refuses a data node that speaks for another node than the one its
-    /// certificate names (registration, heartbeats, polls for work). Other
-    /// roles are judged by path and command, and plain or in-process
-    /// callers are not checked at all.
-    pub fn may_act_as_node(&self, node: u64) -> Result<(), String> {
+    /// certificate names (registration, heartbeats, polls for work, its
+    /// own shards' records). Other roles are judged by path and command,
+    /// and plain or in-process callers are not checked at all.
+    /// `allow_unbound` lets a certificate that names no node at all through
+    /// (`Ok(true)`): an upgrade's window, until every data node's
+    /// certificate is re-issued with its node id.
+    pub fn may_act_as_node(&self, node: u64, allow_unbound: bool) -> Result<bool, String> {
         if self.identified != Identified::Role(Role::Datad) {
-            return Ok(());
+            return Ok(false);
         }
         match &self.cert {
-            Some(cert) if crate::pki::names_node(cert, node) => Ok(()),
+            Some(cert) if crate::pki::names_node(cert, node) => Ok(false),
+            Some(cert) if allow_unbound && crate::pki::node_markers(cert) == 0 => Ok(true),
             _ => Err(format!(
                 "this data node certificate does not name node {node}: a data node may speak only for the node its certificate names; issue it with `weft cert issue --role datad --node-id {node}`"
             )),

@@ -78,15 +78,28 @@ pub fn node_marker(node: u64) -> String {
 
 /// Whether `cert` names data node `node` ([`node_marker`]). A wildcard
 /// (`*.node.weft.invalid`) would name every node, so a certificate that
-/// also matches a label no node id has is refused, as several roles are.
+/// also matches a label no node id has is refused, as several roles are;
+/// so is one that names more than one node.
 pub fn names_node(cert: &CertificateDer<'_>, node: u64) -> bool {
-    webpki::EndEntityCert::try_from(cert).is_ok_and(|ee| {
-        let names = |name: String| {
-            ServerName::try_from(name)
-                .is_ok_and(|n| ee.verify_is_valid_for_subject_name(&n).is_ok())
-        };
-        names(node_marker(node)) && !names("any.node.weft.invalid".to_string())
-    })
+    node_markers(cert) == 1
+        && webpki::EndEntityCert::try_from(cert).is_ok_and(|ee| {
+            let names = |name: String| {
+                ServerName::try_from(name)
+                    .is_ok_and(|n| ee.verify_is_valid_for_subject_name(&n).is_ok())
+            };
+            names(node_marker(node)) && !names("any.node.weft.invalid".to_string())
+        })
+}
+
+/// How many node markers a certificate's bytes carry (a DNS name in a
+/// certificate is its ASCII bytes, so a count of them needs no parser):
+/// 0 for a certificate issued without `--node-id`.
+pub fn node_markers(cert: &CertificateDer<'_>) -> usize {
+    const MARKER: &[u8] = b".node.weft.invalid";
+    cert.as_ref()
+        .windows(MARKER.len())
+        .filter(|w| w.eq_ignore_ascii_case(MARKER))
+        .count()
 }
 
 impl fmt::Display for Role {
@@ -230,13 +243,14 @@ pub fn issue_bound(
         return Err(PkiError::BadDays(days));
     }
     for host in hosts {
-        if host.contains('*') {
+        let lower = host.to_ascii_lowercase();
+        if lower.contains('*') {
             return Err(PkiError::BadHost {
                 host: host.clone(),
                 why: "a wildcard would let the holder stand in for every host it matches",
             });
         }
-        if host.ends_with(".weft.invalid") {
+        if lower.ends_with(".weft.invalid") {
             return Err(PkiError::BadHost {
                 host: host.clone(),
                 why: "roles and node ids are given with --role and --node-id, one per certificate",
@@ -502,8 +516,12 @@ mod tests {
         let err =
             issue_bound("c", &ca.key_pem, Role::Gateway, "g", &hosts, Some(4), 30).unwrap_err();
         assert!(matches!(err, PkiError::BadHost { .. }), "{err}");
-        let err = issue("c", &ca.key_pem, Role::Datad, "x", &[node_marker(4)], 30).unwrap_err();
-        assert!(matches!(err, PkiError::BadHost { .. }), "{err}");
+        for host in [node_marker(4), "2.NODE.weft.INVALID".to_string()] {
+            let err = issue("c", &ca.key_pem, Role::Datad, "x", &[host], 30).unwrap_err();
+            assert!(matches!(err, PkiError::BadHost { .. }), "{err}");
+        }
+        assert_eq!(node_markers(&bound), 1);
+        assert_eq!(node_markers(&unbound), 0);
         // A wildcard, signed by hand (issue refuses one), names no node.
         let ca_key = KeyPair::from_pem(&ca.key_pem).unwrap();
         let issuer = issuer_for_tests("c", &ca_key);

@@ -242,8 +242,8 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
             "reseal_key",
             Command::ResealKey {
                 access_key: "AKIDEXAMPLE".into(),
-                from_sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-                    .into(),
+                created_ms: 1_764_460_800_000,
+                from: Some("weft-sealed:v1:8899aabbccddeeff:b2xk".into()),
                 sealed: "weft-sealed:v1:0011223344556677:bm9uY2U".into(),
             },
         ),

@@ -401,7 +401,8 @@ fn apply_keeping_references(tx: &WriteTransaction, cmd: &Command) -> Answer {
         }
         Command::ResealKey {
             access_key,
-            from_sha256,
+            created_ms,
+            from,
             sealed: new,
         } => {
             let mut t = tx.open_table(KEYS)?;
@@ -412,7 +413,12 @@ fn apply_keeping_references(tx: &WriteTransaction, cmd: &Command) -> Answer {
             if key.secret_key == *new {
                 return Ok(CommandResult::Done); // applied again
             }
-            if crate::seal::digest_hex(&key.secret_key) != *from_sha256 {
+            let same = key.created_ms == *created_ms
+                && match from {
+                    Some(sealed) => key.secret_key == *sealed,
+                    None => !crate::seal::is_sealed(&key.secret_key),
+                };
+            if !same {
                 // Deleted and re-created, or resealed by an earlier leader.
                 return refused(Refusal::Stale);
             }

@@ -117,6 +117,11 @@ pub struct MetadConfig {
     /// The master key itself (from `WEFT_MASTER_KEY`), before the file.
     #[serde(skip)]
     pub master_key: Option<String>,
+    /// Lets data node certificates issued without `--node-id` register,
+    /// heartbeat and poll (for any node id), with a warning: only while
+    /// an upgraded cluster's data node certificates are re-issued
+    /// (docs/security.md, "Upgrading to node-bound certificates").
+    pub allow_unbound_datad_certs: bool,
     /// A token `/metrics` then asks of callers without a cluster
     /// certificate (`Authorization: Bearer TOKEN`, Prometheus'
     /// `bearer_token`); `WEFT_METRICS_TOKEN` sets it too. Health stays open.
@@ -154,6 +159,7 @@ impl Default for MetadConfig {
             lifecycle_day_ms: 0,
             clock_skew_max_secs: 900,
             tls: None,
+            allow_unbound_datad_certs: false,
             metrics_token: None,
             insecure_internal: false,
             master_key_file: None,
@@ -714,6 +720,7 @@ async fn start_on(
         storage_classes: cfg.storage_classes.clone(),
         lifecycle_day_ms: cfg.lifecycle_day(),
         clock_skew_max_ms: cfg.clock_skew_max_secs.saturating_mul(1000),
+        allow_unbound_datad_certs: cfg.allow_unbound_datad_certs,
         lifecycle_passes: Default::default(),
         lifecycle_kick: Default::default(),
         transitions: Default::default(),

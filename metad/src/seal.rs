@@ -125,6 +125,11 @@ impl Sealer {
         &self.current.id
     }
 
+    /// The ids of the earlier keys it still opens.
+    pub fn previous_ids(&self) -> Vec<String> {
+        self.previous.iter().map(|k| k.id.clone()).collect()
+    }
+
     /// Signs audit checkpoints with the key derived from the current master
     /// key.
     pub fn checkpoint_signer(&self) -> &weft_common::audit::CheckpointSigner {
@@ -193,12 +198,6 @@ impl Sealer {
     pub fn is_stale(&self, sealed: &str) -> bool {
         is_sealed(sealed) && !sealed[PREFIX.len()..].starts_with(&format!("{}:", self.current.id))
     }
-}
-
-/// Hex SHA-256 of a stored secret: what a reseal compares with, so the
-/// command that replaces a secret never carries it.
-pub fn digest_hex(stored: &str) -> String {
-    hex::encode(sha2::Sha256::digest(stored.as_bytes()))
 }
 
 /// Whether a stored secret is sealed (older clusters kept them in clear).

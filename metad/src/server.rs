@@ -83,6 +83,9 @@ pub struct AppState {
     /// Largest accepted clock distance of a stamped time, ms
     /// (`clock_skew_max_secs`).
     pub clock_skew_max_ms: u64,
+    /// Data node certificates that name no node id are let through (with a
+    /// warning) for an upgrade's window (`allow_unbound_datad_certs`).
+    pub allow_unbound_datad_certs: bool,
     /// Where this voter's lifecycle passes stand (while it leads).
     pub lifecycle_passes: std::sync::Mutex<weft_common::lifecycle::Passes>,
     /// Wakes the lifecycle loop to start a pass now (`weft lifecycle run`).
@@ -195,6 +198,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(|| async { "ok" }))
         .route("/health/ready", get(crate::health::ready))
         .route("/metrics", get(metrics::metrics))
+        .route("/v1/master-keys", get(reseal::master_keys))
         .layer(axum::extract::DefaultBodyLimit::max(API_BODY_BYTES_MAX));
     raft.merge(api)
         .layer(axum::middleware::from_fn(check_format))

@@ -129,15 +129,19 @@ pub enum Command {
     },
     /// Seals a key's secret again under the current master key: after a
     /// rotation (so the previous key can be retired) or for a secret kept
-    /// in clear from before sealing existed. A compare-and-set on the
-    /// SHA-256 of the stored value, so the command never carries the old
-    /// secret (which may be clear) and a stale one changes nothing.
-    /// Proposed by the metad leader only.
+    /// in clear from before sealing existed. A compare-and-set: on the
+    /// sealed value it replaces, or, for a secret in clear (which must not
+    /// enter the log, nor anything derived from it), on the record being
+    /// the same key (its creation time) still in clear. A stale one
+    /// changes nothing. Proposed by the metad leader only.
     ResealKey {
         /// The key record.
         access_key: String,
-        /// Hex SHA-256 of the stored secret this replaces.
-        from_sha256: String,
+        /// The record's creation time: a key deleted and re-created under
+        /// the same id is another record.
+        created_ms: u64,
+        /// The sealed value it replaces; `None` for a secret in clear.
+        from: Option<String>,
         /// The secret sealed under the current master key.
         sealed: String,
     },

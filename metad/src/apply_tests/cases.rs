@@ -522,9 +522,11 @@ fn a_migrate_commit_needs_its_migration() {
 }
 
 /// A reseal replaces a secret only while the record still holds the value
-/// it was computed from, and applying it again changes nothing.
+/// it was computed from (or, in clear, is still the same key in clear),
+/// and applying it again changes nothing.
 #[test]
 fn a_reseal_is_a_compare_and_set_and_applies_once() {
+    use weft_common::rpc::Refusal;
     let (_dir, sm) = setup();
     let key = weft_common::manifest::AccessKey {
         access_key: "AKRESEAL".into(),
@@ -535,47 +537,56 @@ fn a_reseal_is_a_compare_and_set_and_applies_once() {
     };
     sm.apply_for_test(&Command::CreateKey { key: key.clone() })
         .unwrap();
-    let reseal = |from: &str, sealed: &str| Command::ResealKey {
+    let reseal = |created_ms: u64, from: Option<&str>, sealed: &str| Command::ResealKey {
         access_key: key.access_key.clone(),
-        from_sha256: crate::seal::digest_hex(from),
+        created_ms,
+        from: from.map(String::from),
         sealed: sealed.into(),
     };
     let stored = |sm: &crate::state_machine::StateMachine| {
         sm.access_key("AKRESEAL").unwrap().unwrap().secret_key
     };
-    // Computed from another value: refused, nothing changes.
+    let stale = CommandResult::Refused {
+        refusal: Refusal::Stale,
+    };
+    // Another record (created at another time), or a sealed value that is
+    // not there: refused, nothing changes.
+    let first = "weft-sealed:v1:a:b";
+    assert_eq!(sm.apply_for_test(&reseal(2, None, first)).unwrap(), stale);
     assert_eq!(
-        sm.apply_for_test(&reseal("other", "weft-sealed:v1:a:b"))
+        sm.apply_for_test(&reseal(1, Some("weft-sealed:v1:x:y"), first))
             .unwrap(),
-        CommandResult::Refused {
-            refusal: weft_common::rpc::Refusal::Stale
-        }
+        stale
     );
     assert_eq!(stored(&sm), "clear-secret");
-    let cmd = reseal("clear-secret", "weft-sealed:v1:a:b");
+    // In clear, the same record: sealed; again: nothing more.
+    let cmd = reseal(1, None, first);
     assert_eq!(sm.apply_for_test(&cmd).unwrap(), CommandResult::Done);
-    assert_eq!(stored(&sm), "weft-sealed:v1:a:b");
+    assert_eq!(stored(&sm), first);
     assert_eq!(sm.apply_for_test(&cmd).unwrap(), CommandResult::Done);
-    assert_eq!(stored(&sm), "weft-sealed:v1:a:b");
-    // A later reseal computed from the first value is stale.
+    assert_eq!(stored(&sm), first);
+    // A second "in clear" reseal now finds it sealed: stale.
     assert_eq!(
-        sm.apply_for_test(&reseal("clear-secret", "weft-sealed:v1:c:d"))
+        sm.apply_for_test(&reseal(1, None, "weft-sealed:v1:c:d"))
             .unwrap(),
-        CommandResult::Refused {
-            refusal: weft_common::rpc::Refusal::Stale
-        }
+        stale
     );
+    // From the sealed value: resealed.
+    let second = "weft-sealed:v1:e:f";
+    assert_eq!(
+        sm.apply_for_test(&reseal(1, Some(first), second)).unwrap(),
+        CommandResult::Done
+    );
+    assert_eq!(stored(&sm), second);
     // A deleted key is not brought back.
     sm.apply_for_test(&Command::DeleteKey {
         name: "reseal".into(),
     })
     .unwrap();
     assert_eq!(
-        sm.apply_for_test(&reseal("weft-sealed:v1:a:b", "weft-sealed:v1:e:f"))
+        sm.apply_for_test(&reseal(1, Some(second), "weft-sealed:v1:g:h"))
             .unwrap(),
-        CommandResult::Refused {
-            refusal: weft_common::rpc::Refusal::Stale
-        }
+        stale
     );
     assert!(sm.access_key("AKRESEAL").unwrap().is_none());
 }

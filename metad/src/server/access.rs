@@ -25,6 +25,7 @@ pub(crate) fn path_roles(path: &str) -> Option<&'static [Role]> {
     }
     Some(match path {
         p if p.starts_with("/raft/") => METAD,
+        "/v1/master-keys" => METAD,
         "/v1/heartbeat" | "/v1/repair/poll" | "/v1/transition/poll" => DATAD,
         "/v1/netmap" => GATEWAY,
         "/v1/init"

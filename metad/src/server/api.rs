@@ -76,8 +76,18 @@ pub(super) async fn command(
                     why,
                 ));
             }
-            if let Command::RegisterNode { node } = &*command {
-                check_node(&s, &outer_caller, node.id, "register node")?;
+            // What a data node says of a node it names: only of its own.
+            match &*command {
+                Command::RegisterNode { node } => {
+                    check_node(&s, &outer_caller, node.id, "register node")?
+                }
+                Command::DropShard { node, .. } => {
+                    check_node(&s, &outer_caller, *node, "drop shard record")?
+                }
+                Command::DamageRepaired { node, .. } => {
+                    check_node(&s, &outer_caller, *node, "damage repaired")?
+                }
+                _ => {}
             }
             if let Err(why) =
                 super::clock::check(&command, crate::server::now_ms(), s.clock_skew_max_ms)
@@ -529,7 +539,31 @@ pub(super) fn check_node(
     let Some(peer) = caller.as_ref().map(|c| &c.0 .0) else {
         return Ok(());
     };
-    peer.may_act_as_node(node.0).map_err(|why| {
+    match peer.may_act_as_node(node.0, s.allow_unbound_datad_certs) {
+        Ok(false) => Ok(()),
+        Ok(true) => {
+            // At most one line a minute: heartbeats come twice a second.
+            static LAST_WARNED_S: std::sync::atomic::AtomicU64 =
+                std::sync::atomic::AtomicU64::new(0);
+            let now_s = crate::server::now_ms() / 1000;
+            let last = LAST_WARNED_S.load(std::sync::atomic::Ordering::Relaxed);
+            if now_s >= last + 60
+                && LAST_WARNED_S
+                    .compare_exchange(
+                        last,
+                        now_s,
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                    )
+                    .is_ok()
+            {
+                tracing::warn!(%node, addr = %peer.addr, "a data node certificate that names no node id was let through (allow_unbound_datad_certs): re-issue it with `weft cert issue --role datad --node-id N`");
+            }
+            Ok(())
+        }
+        Err(why) => Err(why),
+    }
+    .map_err(|why| {
         s.audit.report(
             weft_common::audit::EventKind::Denial,
             &weft_client::peer::describe_host(Some(peer)),

@@ -36,6 +36,9 @@ pub struct Metrics {
     /// Access-key secrets by how they are kept: under the current master
     /// key, under a previous one, in clear, or unreadable (leader only).
     pub(super) secrets: Family<Vec<(String, String)>, Gauge>,
+    /// 1 while resealing waits for a voter whose current master key is
+    /// another (leader only).
+    pub(super) reseal_waiting: Gauge,
 }
 
 impl Default for Metrics {
@@ -113,9 +116,16 @@ impl Default for Metrics {
             "Access-key secrets by sealing: current, previous (sealed under a previous master key, being resealed), clear, unreadable (leader only)",
             secrets.clone(),
         );
+        let reseal_waiting = Gauge::default();
+        registry.register(
+            "reseal_waiting",
+            "1 while resealing secrets waits for a voter whose current master key differs from the leader's (leader only)",
+            reseal_waiting.clone(),
+        );
         Metrics {
             registry,
             secrets,
+            reseal_waiting,
             lifecycle_done,
             lifecycle_skipped,
             lifecycle_failed,

@@ -7,6 +7,7 @@ use anyhow::Result;
 
 mod internal_http;
 mod lifecycle;
+mod locality;
 mod metad;
 mod repair;
 mod soak;
@@ -45,6 +46,26 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             rounds,
             secs,
         } => tiering::tiering(objects, size_kib, clients, rounds, secs).await,
+        BenchCmd::Locality {
+            objects,
+            size_mib,
+            rounds,
+            zone_latency_ms,
+            zone_bandwidth_mib,
+            locate_objects,
+            locate_samples,
+        } => {
+            locality::locality(
+                objects,
+                size_mib,
+                rounds,
+                zone_latency_ms,
+                zone_bandwidth_mib << 20,
+                locate_objects,
+                locate_samples,
+            )
+            .await
+        }
         BenchCmd::Soak(a) => soak::soak(a).await,
         BenchCmd::InternalHttp(a) => internal_http::internal_http(a).await,
     }

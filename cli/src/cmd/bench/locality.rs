@@ -1,0 +1,250 @@
+//! `weft bench locality`: what reading from a zone costs on an emulated
+//! WAN. The same objects are written to two clusters of 6 data nodes —
+//! one spread over 3 zones with one gateway per zone and an emulated
+//! delay (and bandwidth) between zones, one with every node in one zone —
+//! and read from the first gateway (zone-a) of each. Reports cross-zone
+//! bytes per GiB read (from the data nodes' own served-bytes counters),
+//! GET p50/p99 of both, and `locate` latency on a prefix of many objects.
+//! The stripe cache is off so every GET reads shards. Asserts nothing.
+
+use anyhow::{bail, Context, Result};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use weft_cli::dev_cluster::{DevCluster, DevClusterConfig};
+
+use super::repair::{body, Signer};
+
+/// What one cluster's reads measured.
+struct Reads {
+    /// GET latencies, sorted.
+    latencies: Vec<Duration>,
+    /// Object bytes read.
+    bytes: u64,
+    /// Shard bytes served to zone-a readers by nodes in zone-a, and by
+    /// nodes elsewhere.
+    local: u64,
+    cross: u64,
+}
+
+/// Shard bytes served to `zone`'s readers, per data node (with its zone).
+async fn served(c: &DevCluster, zone: &str) -> Result<Vec<(String, u64)>> {
+    let line = format!("weft_datad_shard_served_bytes_total{{zone=\"{zone}\"}} ");
+    let mut out = vec![];
+    for i in 0..c.datad_count() {
+        let Some(addr) = c.datad_addr(i) else {
+            continue;
+        };
+        let text = c
+            .internal_http()
+            .get(c.internal_url(addr, "/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let v = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .map_or(Ok(0), |v| v.trim().parse::<u64>())?;
+        out.push((c.config().zones[i % c.config().zones.len()].clone(), v));
+    }
+    Ok(out)
+}
+
+fn signer_of(c: &DevCluster, gateway: usize) -> Result<Signer> {
+    let creds = c.credentials();
+    Ok(Signer {
+        http: reqwest::Client::new(),
+        signer: weft_client::s3::Signer::new(
+            &c.s3_endpoint_of(gateway).context("gateway running")?,
+            &creds.access_key,
+            &creds.secret_key,
+            c.region(),
+        ),
+    })
+}
+
+async fn put(s: &Signer, path: &str, data: Vec<u8>) -> Result<()> {
+    let signed = s
+        .signer
+        .sign(&s.http, "PUT", path, &[], &[], "UNSIGNED-PAYLOAD")
+        .expect("a known method");
+    let r = signed.builder.body(data).send().await?;
+    if !r.status().is_success() {
+        bail!("PUT {path}: {} {}", r.status(), r.text().await?);
+    }
+    Ok(())
+}
+
+/// PUTs `n` objects `prefix{i}` of `size` bytes, `concurrency` at a time.
+async fn fill(s: &Arc<Signer>, prefix: &str, n: u64, size: usize, concurrency: u64) -> Result<()> {
+    let mut tasks = vec![];
+    for w in 0..concurrency {
+        let (s, prefix) = (s.clone(), prefix.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut i = w;
+            while i < n {
+                put(&s, &format!("{prefix}{i}"), body(i, size)).await?;
+                i += concurrency;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+/// Writes `objects` objects through gateway 0 and reads them all `rounds`
+/// times through it, one GET at a time.
+async fn measure(c: &DevCluster, objects: u64, size: usize, rounds: usize) -> Result<Reads> {
+    let s = Arc::new(signer_of(c, 0)?);
+    put(&s, "/bench", vec![]).await?;
+    fill(&s, "/bench/o", objects, size, 4).await?;
+    let reader_zone = c.gateway_zone(0).unwrap_or_else(|| "zone-a".into());
+    let before = served(c, &reader_zone).await?;
+    let mut latencies = vec![];
+    let mut bytes = 0u64;
+    for _ in 0..rounds {
+        for i in 0..objects {
+            let t = Instant::now();
+            let r = s
+                .request(reqwest::Method::GET, &format!("/bench/o{i}"), None)
+                .send()
+                .await?;
+            if !r.status().is_success() {
+                bail!("GET o{i}: {}", r.status());
+            }
+            let got = r.bytes().await?;
+            latencies.push(t.elapsed());
+            if got.len() != size {
+                bail!("GET o{i}: {} bytes, wrote {size}", got.len());
+            }
+            bytes += got.len() as u64;
+        }
+    }
+    let after = served(c, &reader_zone).await?;
+    let (mut local, mut cross) = (0, 0);
+    for ((zone, a), (_, b)) in after.iter().zip(&before) {
+        if *zone == reader_zone {
+            local += a - b;
+        } else {
+            cross += a - b;
+        }
+    }
+    latencies.sort();
+    Ok(Reads {
+        latencies,
+        bytes,
+        local,
+        cross,
+    })
+}
+
+fn pct(v: &[Duration], p: f64) -> f64 {
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i].as_secs_f64() * 1e3
+}
+
+fn report(name: &str, r: &Reads) {
+    let gib = r.bytes as f64 / f64::from(1u32 << 30);
+    println!(
+        "{name}: {} GETs, p50 {:.1} ms, p99 {:.1} ms; shard bytes served to zone-a: {:.1} MiB from zone-a, {:.1} MiB across zones ({:.0} MiB per GiB read)",
+        r.latencies.len(),
+        pct(&r.latencies, 0.50),
+        pct(&r.latencies, 0.99),
+        r.local as f64 / f64::from(1u32 << 20),
+        r.cross as f64 / f64::from(1u32 << 20),
+        r.cross as f64 / f64::from(1u32 << 20) / gib
+    );
+}
+
+fn zoned(dir: &std::path::Path, latency_ms: u64, bandwidth: u64) -> DevClusterConfig {
+    let mut cfg = DevClusterConfig::ephemeral(dir);
+    cfg.gateway_per_zone = true;
+    cfg.gateway.read_hedging = true;
+    cfg.wan = weft_client::wan::WanSettings {
+        latency_ms,
+        bandwidth_bytes_per_s: bandwidth,
+    };
+    cfg
+}
+
+/// Runs the bench.
+pub async fn locality(
+    objects: u64,
+    size_mib: usize,
+    rounds: usize,
+    latency_ms: u64,
+    bandwidth: u64,
+    locate_objects: u64,
+    locate_samples: usize,
+) -> Result<()> {
+    let size = size_mib << 20;
+    println!(
+        "{objects} objects of {size_mib} MiB, read {rounds} times each from zone-a's gateway; WAN {latency_ms} ms, {} between zones; stripe cache off, hedging on",
+        if bandwidth == 0 {
+            "no bandwidth limit".to_string()
+        } else {
+            format!("{} MiB/s", bandwidth >> 20)
+        }
+    );
+    let dir = tempfile::tempdir()?;
+    let c = DevCluster::start(zoned(dir.path(), latency_ms, bandwidth))
+        .await
+        .context("start the 3-zone cluster")?;
+    let three = measure(&c, objects, size, rounds).await?;
+    report("3 zones", &three);
+
+    // Locate on a prefix of many small objects, in the same cluster.
+    let s = Arc::new(signer_of(&c, 0)?);
+    put(&s, "/many", vec![]).await?;
+    let t = Instant::now();
+    fill(&s, "/many/d/", locate_objects, 1024, 32).await?;
+    println!(
+        "wrote {locate_objects} objects of 1 KiB for locate in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let admin = c.admin_client();
+    let mut times = vec![];
+    let mut found = 0;
+    for _ in 0..locate_samples {
+        let t = Instant::now();
+        let located: weft_gateway::admin_locate::Located = admin
+            .call(
+                reqwest::Method::GET,
+                "/v1/locate?bucket=many&prefix=d/",
+                None,
+            )
+            .await?;
+        times.push(t.elapsed());
+        found = located.objects.len();
+        if located.truncated {
+            bail!("locate truncated its answer at {found} objects");
+        }
+    }
+    times.sort();
+    println!(
+        "locate of {found} objects through the admin API: p50 {:.1} ms, p99 {:.1} ms over {locate_samples} calls",
+        pct(&times, 0.50),
+        pct(&times, 0.99)
+    );
+    c.shutdown().await;
+
+    let dir = tempfile::tempdir()?;
+    let mut cfg = DevClusterConfig::ephemeral(dir.path());
+    cfg.zones = vec!["zone-a".into()];
+    cfg.gateway.read_hedging = true;
+    let c = DevCluster::start(cfg)
+        .await
+        .context("start the one-zone cluster")?;
+    let one = measure(&c, objects, size, rounds).await?;
+    report("1 zone ", &one);
+    c.shutdown().await;
+    println!(
+        "3 zones against 1: p50 {:.2}x, p99 {:.2}x",
+        pct(&three.latencies, 0.5) / pct(&one.latencies, 0.5),
+        pct(&three.latencies, 0.99) / pct(&one.latencies, 0.99)
+    );
+    Ok(())
+}
