@@ -101,7 +101,10 @@ async fn measure(c: &DevCluster, objects: u64, size: usize, rounds: usize) -> Re
     let s = Arc::new(signer_of(c, 0)?);
     put(&s, "/bench", vec![]).await?;
     fill(&s, "/bench/o", objects, size, 4).await?;
-    let reader_zone = c.gateway_zone(0).unwrap_or_else(|| "zone-a".into());
+    let reader_zone = c
+        .gateway_zone(0)
+        .or_else(|| c.config().gateway.zone.clone())
+        .unwrap_or_else(|| "zone-a".into());
     let before = served(c, &reader_zone).await?;
     let mut latencies = vec![];
     let mut bytes = 0u64;
@@ -234,6 +237,7 @@ pub async fn locality(
     let dir = tempfile::tempdir()?;
     let mut cfg = DevClusterConfig::ephemeral(dir.path());
     cfg.zones = vec!["zone-a".into()];
+    cfg.gateway.zone = Some("zone-a".into());
     cfg.gateway.read_hedging = true;
     let c = DevCluster::start(cfg)
         .await
