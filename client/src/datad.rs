@@ -234,14 +234,18 @@ impl DatadClient {
         limits: DatadClientLimits,
         tls: Option<&Arc<crate::internal_tls::InternalTls>>,
     ) -> SharedTransport {
-        let mut http = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .connect_timeout(limits.connect_timeout)
-            .pool_max_idle_per_host(limits.per_peer_max)
-            .pool_idle_timeout(limits.pool_idle_timeout);
-        if limits.http2 {
-            http = http.http2_prior_knowledge();
-        }
+        let http = move || {
+            let b = reqwest::Client::builder()
+                .tcp_nodelay(true)
+                .connect_timeout(limits.connect_timeout)
+                .pool_max_idle_per_host(limits.per_peer_max)
+                .pool_idle_timeout(limits.pool_idle_timeout);
+            if limits.http2 {
+                b.http2_prior_knowledge()
+            } else {
+                b
+            }
+        };
         Arc::new(Http::with_tls_to(http, tls, crate::pki::Role::Datad))
     }
 

@@ -151,9 +151,11 @@ impl MetadClient {
         addrs: Vec<String>,
         tls: Option<&Arc<crate::internal_tls::InternalTls>>,
     ) -> Self {
-        let builder = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .connect_timeout(CONNECT_TIMEOUT);
+        let builder = || {
+            reqwest::Client::builder()
+                .tcp_nodelay(true)
+                .connect_timeout(CONNECT_TIMEOUT)
+        };
         Self::with_transport(
             addrs,
             Arc::new(Http::with_tls_to(builder, tls, crate::pki::Role::Metad)),

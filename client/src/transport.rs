@@ -139,12 +139,36 @@ pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The real transport: reqwest over TCP, plain or with mutual TLS.
-#[derive(Clone, Debug)]
+///
+/// With mutual TLS it starts a new client (a new connection pool) when its
+/// identity or trust is reloaded: new requests then open connections that
+/// present the new certificate, while requests in flight finish on the old
+/// ones, which close with them. A CA roll's last step (the old CA no longer
+/// trusted, which closes connections made with old certificates) then finds
+/// no connection in use, so it costs no request.
+#[derive(Clone)]
 pub struct Http {
-    client: reqwest::Client,
+    current: Arc<std::sync::RwLock<(u64, reqwest::Client)>>,
+    /// Rebuilds the client, for the identity reloaded since.
+    renew: Option<Renew>,
     /// Requests go out as `https://` (callers build `http://` URLs; the
     /// transport alone decides how a request leaves the process).
     https: bool,
+}
+
+#[derive(Clone)]
+struct Renew {
+    tls: Arc<crate::internal_tls::InternalTls>,
+    make: Arc<dyn Fn() -> reqwest::Client + Send + Sync>,
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http")
+            .field("https", &self.https)
+            .field("renews", &self.renew.is_some())
+            .finish()
+    }
 }
 
 impl Http {
@@ -152,28 +176,30 @@ impl Http {
     /// headers).
     pub fn new(client: reqwest::Client) -> Http {
         Http {
-            client,
+            current: Arc::new(std::sync::RwLock::new((0, client))),
+            renew: None,
             https: false,
         }
     }
 
-    /// Sends through a client built from `builder` (its pool and timeouts)
-    /// over mutual TLS with `tls`'s identity when given, else plain HTTP.
+    /// Sends through a client built from `builder()` (its pool and
+    /// timeouts) over mutual TLS with `tls`'s identity when given, else
+    /// plain HTTP. `builder` is called again at each reload of `tls`.
     pub fn with_tls(
-        builder: reqwest::ClientBuilder,
+        builder: impl Fn() -> reqwest::ClientBuilder + Send + Sync + 'static,
         tls: Option<&Arc<crate::internal_tls::InternalTls>>,
     ) -> Http {
-        Http::with_tls_expecting(builder, tls, None)
+        Http::with_tls_expecting(builder, tls, None, false)
     }
 
     /// [`with_tls`](Self::with_tls) to servers of one role only (every
     /// client of metad, or of the data nodes).
     pub fn with_tls_to(
-        builder: reqwest::ClientBuilder,
+        builder: impl Fn() -> reqwest::ClientBuilder + Send + Sync + 'static,
         tls: Option<&Arc<crate::internal_tls::InternalTls>>,
         server: crate::pki::Role,
     ) -> Http {
-        Http::with_tls_expecting(builder, tls, Some(server))
+        Http::with_tls_expecting(builder, tls, Some(server), false)
     }
 
     /// Mutual TLS to servers of one role over HTTP/2 (raft between voters;
@@ -182,44 +208,69 @@ impl Http {
     ///
     /// [`InternalTls::client_config_multiplexed_for`]: crate::internal_tls::InternalTls::client_config_multiplexed_for
     pub fn multiplexed_to(
-        builder: reqwest::ClientBuilder,
+        builder: impl Fn() -> reqwest::ClientBuilder + Send + Sync + 'static,
         tls: Option<&Arc<crate::internal_tls::InternalTls>>,
         server: crate::pki::Role,
     ) -> Http {
-        match tls {
-            None => Http::with_tls_expecting(builder, None, Some(server)),
-            Some(tls) => Http {
-                client: builder
-                    .use_preconfigured_tls(tls.client_config_multiplexed_for(server))
-                    .build()
-                    .expect("reqwest client with a rustls config builds"),
-                https: true,
-            },
-        }
+        Http::with_tls_expecting(builder, tls, Some(server), true)
     }
 
     fn with_tls_expecting(
-        builder: reqwest::ClientBuilder,
+        builder: impl Fn() -> reqwest::ClientBuilder + Send + Sync + 'static,
         tls: Option<&Arc<crate::internal_tls::InternalTls>>,
         server: Option<crate::pki::Role>,
+        multiplexed: bool,
     ) -> Http {
-        match tls {
-            None => Http::new(
-                builder
+        let Some(tls) = tls else {
+            return Http::new(
+                builder()
                     .build()
                     .expect("reqwest client with static settings builds"),
-            ),
-            Some(tls) => Http {
-                client: builder
-                    .use_preconfigured_tls(match server {
-                        Some(role) => tls.client_config_for(role),
-                        None => tls.client_config(),
-                    })
-                    .build()
-                    .expect("reqwest client with a rustls config builds"),
-                https: true,
-            },
+            );
+        };
+        let for_tls = tls.clone();
+        let make: Arc<dyn Fn() -> reqwest::Client + Send + Sync> = Arc::new(move || {
+            let config = match (server, multiplexed) {
+                (Some(role), true) => for_tls.client_config_multiplexed_for(role),
+                (Some(role), false) => for_tls.client_config_for(role),
+                (None, _) => for_tls.client_config(),
+            };
+            builder()
+                .use_preconfigured_tls(config)
+                .build()
+                .expect("reqwest client with a rustls config builds")
+        });
+        let generation = tls.generation();
+        Http {
+            current: Arc::new(std::sync::RwLock::new((generation, make()))),
+            renew: Some(Renew {
+                tls: tls.clone(),
+                make,
+            }),
+            https: true,
         }
+    }
+
+    /// The client for the identity as it is now.
+    fn client(&self) -> reqwest::Client {
+        let current = self.current.read().expect("http client lock");
+        let Some(renew) = &self.renew else {
+            return current.1.clone();
+        };
+        let generation = renew.tls.generation();
+        if current.0 == generation {
+            return current.1.clone();
+        }
+        drop(current);
+        let mut current = self.current.write().expect("http client lock");
+        if current.0 != generation {
+            *current = (generation, (renew.make)());
+            tracing::debug!(
+                generation,
+                "internal TLS identity reloaded: new connections from here on"
+            );
+        }
+        current.1.clone()
     }
 }
 
@@ -229,7 +280,7 @@ impl Transport for Http {
             // Infallible for http → https (both are special schemes).
             let _ = request.url_mut().set_scheme("https");
         }
-        let fut = self.client.execute(request);
+        let fut = self.client().execute(request);
         Box::pin(async move { fut.await.map_err(TransportError::Http) })
     }
 }

@@ -36,6 +36,10 @@ async fn serve(tls: Arc<InternalTls>) -> std::net::SocketAddr {
             "/who",
             get(|ConnectInfo(p): ConnectInfo<Peer>| async move { format!("{:?}", p.identified) }),
         )
+        .route(
+            "/conn",
+            get(|ConnectInfo(p): ConnectInfo<Peer>| async move { p.addr.port().to_string() }),
+        )
         .route("/metrics", get(|| async { "up 1\n" }));
     tokio::spawn(async move {
         axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
@@ -61,7 +65,7 @@ async fn who(http: &Http, addr: std::net::SocketAddr) -> Result<String, String> 
 /// exercises the identity as it is at that moment.
 fn client(tls: &Arc<InternalTls>) -> Http {
     Http::with_tls(
-        reqwest::Client::builder().pool_max_idle_per_host(0),
+        || reqwest::Client::builder().pool_max_idle_per_host(0),
         Some(tls),
     )
 }
@@ -252,19 +256,21 @@ async fn a_client_of_metad_refuses_a_server_holding_another_roles_certificate() 
     let gw = issue("c", &ca.key_pem, Role::Gateway, "g", &[], 30).unwrap();
     let gw = InternalTls::load(write(dir.path(), "g", &gw, &[&ca])).unwrap();
     let addr = serve(server).await;
-    let to_metad = Http::with_tls_to(reqwest::Client::builder(), Some(&gw), Role::Metad);
+    let to_metad = Http::with_tls_to(reqwest::Client::builder, Some(&gw), Role::Metad);
     let e = who(&to_metad, addr).await.unwrap_err();
     assert!(e.contains("names role datad"), "{e}");
-    let to_datad = Http::with_tls_to(reqwest::Client::builder(), Some(&gw), Role::Datad);
+    let to_datad = Http::with_tls_to(reqwest::Client::builder, Some(&gw), Role::Datad);
     assert!(who(&to_datad, addr).await.is_ok());
 }
 
 /// Keeps its connections: one handshake, then every request on it.
 fn pooled(tls: &Arc<InternalTls>) -> Http {
     Http::with_tls(
-        reqwest::Client::builder()
-            .pool_max_idle_per_host(1)
-            .pool_idle_timeout(std::time::Duration::from_secs(300)),
+        || {
+            reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .pool_idle_timeout(std::time::Duration::from_secs(300))
+        },
         Some(tls),
     )
 }
@@ -404,4 +410,50 @@ async fn closed(s: &mut tokio::net::TcpStream) -> usize {
     .await
     .expect("the extra connection is closed")
     .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_client_opens_new_connections_once_its_own_certificate_is_reloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = new_ca("c").unwrap();
+    let new = new_ca("c").unwrap();
+    let host = ["127.0.0.1".to_string()];
+    let server = InternalTls::load(write(
+        dir.path(),
+        "server",
+        &issue("c", &old.key_pem, Role::Datad, "d", &host, 30).unwrap(),
+        &[&old, &new],
+    ))
+    .unwrap();
+    let addr = serve(server).await;
+    let caller_files = write(
+        dir.path(),
+        "caller",
+        &issue("c", &old.key_pem, Role::Gateway, "g", &[], 30).unwrap(),
+        &[&old, &new],
+    );
+    let caller = InternalTls::load(caller_files.clone()).unwrap();
+    let http = pooled(&caller);
+    let conn = |http: &Http| {
+        let req = reqwest::Client::new()
+            .get(format!("http://{addr}/conn"))
+            .build()
+            .unwrap();
+        let fut = http.execute(req);
+        async move { fut.await.unwrap().text().await.unwrap() }
+    };
+    let first = conn(&http).await;
+    assert_eq!(conn(&http).await, first, "the pooled connection is reused");
+    // The caller's certificate is re-issued (step 2 of a CA roll).
+    let leaf = issue("c", &new.key_pem, Role::Gateway, "g", &[], 30).unwrap();
+    std::fs::write(&caller_files.key, &leaf.key_pem).unwrap();
+    std::fs::write(&caller_files.cert, &leaf.cert_pem).unwrap();
+    assert!(caller.reload().unwrap());
+    // The next request goes over a new connection, with the new certificate.
+    let after = conn(&http).await;
+    assert_ne!(
+        after, first,
+        "a connection made with the old certificate was reused"
+    );
+    assert_eq!(conn(&http).await, after);
 }

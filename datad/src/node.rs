@@ -331,7 +331,7 @@ async fn start_on(
         // Only metad is reached through it (other data nodes through the
         // repair worker's own client).
         None => Arc::new(weft_client::Http::with_tls_to(
-            reqwest::Client::builder().tcp_nodelay(true),
+            || reqwest::Client::builder().tcp_nodelay(true),
             tls.as_ref(),
             weft_client::pki::Role::Metad,
         )),

@@ -574,13 +574,15 @@ async fn start_on(
             // the dead connection is dropped and the next RPC dials again.
             let transport: weft_client::SharedTransport =
                 Arc::new(weft_client::Http::multiplexed_to(
-                    reqwest::Client::builder()
-                        .tcp_nodelay(true)
-                        .connect_timeout(Duration::from_secs(1))
-                        .http2_keep_alive_interval(Duration::from_millis(300))
-                        .http2_keep_alive_timeout(Duration::from_millis(700))
-                        .http2_keep_alive_while_idle(true)
-                        .http2_adaptive_window(true),
+                    || {
+                        reqwest::Client::builder()
+                            .tcp_nodelay(true)
+                            .connect_timeout(Duration::from_secs(1))
+                            .http2_keep_alive_interval(Duration::from_millis(300))
+                            .http2_keep_alive_timeout(Duration::from_millis(700))
+                            .http2_keep_alive_while_idle(true)
+                            .http2_adaptive_window(true)
+                    },
                     tls.as_ref(),
                     weft_client::pki::Role::Metad,
                 ));
