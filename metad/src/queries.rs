@@ -134,8 +134,12 @@ impl StateMachine {
     }
 
     /// Every version and delete marker under `prefix`, key order then newest
-    /// first, after the markers; `(entries, truncated)`. Reads the whole
-    /// prefix: fine for the histories of thousands of keys.
+    /// first, after the markers, with each version's current shard
+    /// placement; at most `max` entries and where the next page starts.
+    /// Reads from the key marker on, and without a delimiter only the keys
+    /// one page can need, so a walk of a large prefix reads each key about
+    /// once instead of the whole prefix per page. With a delimiter it reads
+    /// the rest of the prefix (common prefixes fold any number of keys).
     pub fn versions(
         &self,
         bucket: &str,
@@ -149,25 +153,60 @@ impl StateMachine {
         let base = object_key(bucket, "");
         let lo = object_key(bucket, prefix);
         let hi = prefix_end(&lo);
+        // Keys before the marker are never returned.
+        let start = match key_marker {
+            Some(km) if km > prefix => object_key(bucket, km),
+            _ => lo.clone(),
+        };
+        if start.as_slice() >= hi.as_slice() {
+            return Ok(VersionPage::default());
+        }
+        // The marker's own key may yield nothing more; every other key at
+        // least one entry.
+        let limit = delimiter
+            .filter(|d| !d.is_empty())
+            .is_none()
+            .then_some(max as usize + 2);
         let mut by_key: BTreeMap<String, Vec<VersionRecord>> = Default::default();
+        // The first key each scan stopped before (exclusive), if it stopped.
+        let mut cutoff: Option<String> = None;
+        let mut seen = 0usize;
+        let mut last_key: Option<String> = None;
         for it in tx
             .open_table(VERSIONS)?
-            .range::<&[u8]>(lo.as_slice()..hi.as_slice())?
+            .range::<&[u8]>(start.as_slice()..hi.as_slice())?
         {
             let (k, v) = it?;
             let full = k.value();
             let key = String::from_utf8_lossy(&full[base.len()..full.len() - 9]).into_owned();
+            if last_key.as_deref() != Some(key.as_str()) {
+                if limit == Some(seen) {
+                    cutoff = Some(key);
+                    break;
+                }
+                seen += 1;
+                last_key = Some(key.clone());
+            }
             by_key
                 .entry(key)
                 .or_default()
                 .push(item(T_VERSIONS, &k, &v)?);
         }
+        let mut seen = 0usize;
         for it in tx
             .open_table(OBJECTS)?
-            .range::<&[u8]>(lo.as_slice()..hi.as_slice())?
+            .range::<&[u8]>(start.as_slice()..hi.as_slice())?
         {
             let (k, v) = it?;
             let key = String::from_utf8_lossy(&k.value()[base.len()..]).into_owned();
+            if cutoff.as_deref().is_some_and(|c| key.as_str() >= c) {
+                break;
+            }
+            if limit == Some(seen) {
+                cutoff = Some(key);
+                break;
+            }
+            seen += 1;
             let cur: ObjectVersion = item(T_OBJECTS, &k, &v)?;
             let hist = by_key.entry(key).or_default();
             if !hist
@@ -185,6 +224,11 @@ impl StateMachine {
                 );
             }
         }
+        // Keys at or past the cutoff were not read whole.
+        if let Some(c) = &cutoff {
+            by_key.retain(|k, _| k < c);
+        }
+        let segments = tx.open_table(SEGMENTS)?;
         let mut page = VersionPage::default();
         let mut count = 0u32;
         let mut last: Option<(String, Option<String>)> = None;
@@ -231,8 +275,17 @@ impl StateMachine {
                 }
                 count += 1;
                 last = Some((key.clone(), Some(r.version_id.clone())));
+                let mut r = r;
+                if let Some(v) = &mut r.version {
+                    segment_index::overlay(&segments, &mut v.segments)?;
+                }
                 page.entries.push((key.clone(), r, i == 0));
             }
+        }
+        if cutoff.is_some() {
+            // More keys follow what was read (not reached while the page
+            // had room, which `limit` rules out; kept for safety).
+            page.next = last;
         }
         Ok(page)
     }
