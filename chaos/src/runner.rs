@@ -286,12 +286,16 @@ async fn drive(
     }
     sr.counts(&history, &verdict);
     // A certificate roll is planned maintenance, not a fault: clients must
-    // not see it at all.
-    if combo == [Scenario::CertRoll] && !sr.errors.is_empty() {
-        sr.failures.push(format!(
-            "client requests failed during the certificate roll: {:?}",
-            sr.errors
-        ));
+    // not see it at all. A range GET that raced a write of a shorter
+    // object to its key gets 416 from any S3 store: that is the workload's
+    // race, not the roll's.
+    if combo == [Scenario::CertRoll] {
+        let failed = roll_failures(&history);
+        if !failed.is_empty() {
+            sr.failures.push(format!(
+                "client requests failed during the certificate roll: {failed:?}"
+            ));
+        }
     }
     if lifecycle {
         if let Err(e) = lifecycle_acted(cluster, &history).await {
@@ -483,5 +487,87 @@ async fn hidden_delete(cluster: &Cluster, wl: &WorkloadConfig, recorder: &Record
             ok = r.map(|r| r.is_success()).unwrap_or(false),
             "injected bug: deleted an acknowledged object behind the history's back"
         );
+    }
+}
+
+/// Failed requests by error, leaving out 416s of range GETs that overlap a
+/// write to the same key (the object may have become shorter than the
+/// range meanwhile).
+fn roll_failures(history: &[crate::history::Op]) -> std::collections::BTreeMap<String, u64> {
+    use crate::history::{OpKind, Outcome};
+    let mut out = std::collections::BTreeMap::new();
+    for op in history {
+        let Outcome::Error { kind, .. } = &op.outcome else {
+            continue;
+        };
+        let raced = op.kind == OpKind::GetRange
+            && kind.starts_with("http-416")
+            && history.iter().any(|w| {
+                matches!(w.kind, OpKind::Put | OpKind::MultipartPut)
+                    && w.key == op.key
+                    && w.start_us < op.end_us
+                    && op.start_us < w.end_us
+            });
+        if !raced {
+            *out.entry(kind.clone()).or_default() += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::roll_failures;
+    use crate::history::{Op, OpKind, Outcome};
+
+    fn op(kind: OpKind, key: &str, span: (i64, i64), error: Option<&str>) -> Op {
+        let mut o = Op::new(kind, key);
+        (o.start_us, o.end_us) = span;
+        if let Some(e) = error {
+            o.outcome = Outcome::Error {
+                kind: e.into(),
+                detail: String::new(),
+            };
+        }
+        o
+    }
+
+    #[test]
+    fn a_range_get_that_raced_a_write_of_its_key_is_not_a_roll_failure() {
+        let history = vec![
+            op(OpKind::Put, "a", (100, 200), None),
+            // Overlaps the write of "a": excused.
+            op(
+                OpKind::GetRange,
+                "a",
+                (150, 250),
+                Some("http-416 InvalidRange"),
+            ),
+            // No write of "b" overlaps it: counted.
+            op(
+                OpKind::GetRange,
+                "b",
+                (150, 250),
+                Some("http-416 InvalidRange"),
+            ),
+            // After the write of "a" ended: counted.
+            op(
+                OpKind::GetRange,
+                "a",
+                (300, 400),
+                Some("http-416 InvalidRange"),
+            ),
+            // Any other error is counted, write or not.
+            op(
+                OpKind::Get,
+                "a",
+                (150, 250),
+                Some("http-503 ServiceUnavailable"),
+            ),
+        ];
+        let failed = roll_failures(&history);
+        assert_eq!(failed.get("http-416 InvalidRange"), Some(&2));
+        assert_eq!(failed.get("http-503 ServiceUnavailable"), Some(&1));
+        assert_eq!(failed.len(), 2);
     }
 }
