@@ -192,10 +192,10 @@ impl StateMachine {
                 .or_default()
                 .push(item(T_VERSIONS, &k, &v)?);
         }
-        let mut seen = 0usize;
-        for it in tx
+        for (seen, it) in tx
             .open_table(OBJECTS)?
             .range::<&[u8]>(start.as_slice()..hi.as_slice())?
+            .enumerate()
         {
             let (k, v) = it?;
             let key = String::from_utf8_lossy(&k.value()[base.len()..]).into_owned();
@@ -206,7 +206,6 @@ impl StateMachine {
                 cutoff = Some(key);
                 break;
             }
-            seen += 1;
             let cur: ObjectVersion = item(T_OBJECTS, &k, &v)?;
             let hist = by_key.entry(key).or_default();
             if !hist
