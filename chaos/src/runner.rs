@@ -491,8 +491,8 @@ async fn hidden_delete(cluster: &Cluster, wl: &WorkloadConfig, recorder: &Record
 }
 
 /// Failed requests by error, leaving out 416s of range GETs that overlap a
-/// write to the same key (the object may have become shorter than the
-/// range meanwhile).
+/// successful write to the same key of an object no longer than the range's
+/// first byte (the object became shorter than the range meanwhile).
 fn roll_failures(history: &[crate::history::Op]) -> std::collections::BTreeMap<String, u64> {
     use crate::history::{OpKind, Outcome};
     let mut out = std::collections::BTreeMap::new();
@@ -502,11 +502,15 @@ fn roll_failures(history: &[crate::history::Op]) -> std::collections::BTreeMap<S
         };
         let raced = op.kind == OpKind::GetRange
             && kind.starts_with("http-416")
-            && history.iter().any(|w| {
-                matches!(w.kind, OpKind::Put | OpKind::MultipartPut)
-                    && w.key == op.key
-                    && w.start_us < op.end_us
-                    && op.start_us < w.end_us
+            && op.range_offset.is_some_and(|offset| {
+                history.iter().any(|w| {
+                    matches!(w.kind, OpKind::Put | OpKind::MultipartPut)
+                        && w.is_ok()
+                        && w.key == op.key
+                        && w.size.is_some_and(|size| size <= offset)
+                        && w.start_us < op.end_us
+                        && op.start_us < w.end_us
+                })
             });
         if !raced {
             *out.entry(kind.clone()).or_default() += 1;
@@ -523,6 +527,12 @@ mod tests {
     fn op(kind: OpKind, key: &str, span: (i64, i64), error: Option<&str>) -> Op {
         let mut o = Op::new(kind, key);
         (o.start_us, o.end_us) = span;
+        // Writes are 100 bytes long; ranges start at byte 500.
+        if kind == OpKind::Put {
+            o.size = Some(100);
+        } else if kind == OpKind::GetRange {
+            o.range_offset = Some(500);
+        }
         if let Some(e) = error {
             o.outcome = Outcome::Error {
                 kind: e.into(),
@@ -557,6 +567,18 @@ mod tests {
                 (300, 400),
                 Some("http-416 InvalidRange"),
             ),
+            // A write of "c" long enough for the range cannot explain it.
+            {
+                let mut w = op(OpKind::Put, "c", (100, 200), None);
+                w.size = Some(1_000);
+                w
+            },
+            op(
+                OpKind::GetRange,
+                "c",
+                (150, 250),
+                Some("http-416 InvalidRange"),
+            ),
             // Any other error is counted, write or not.
             op(
                 OpKind::Get,
@@ -566,7 +588,7 @@ mod tests {
             ),
         ];
         let failed = roll_failures(&history);
-        assert_eq!(failed.get("http-416 InvalidRange"), Some(&2));
+        assert_eq!(failed.get("http-416 InvalidRange"), Some(&3));
         assert_eq!(failed.get("http-503 ServiceUnavailable"), Some(&1));
         assert_eq!(failed.len(), 2);
     }

@@ -324,6 +324,14 @@ async fn get(
     key: &str,
     ranged: bool,
 ) -> Op {
+    let kind = if ranged {
+        OpKind::GetRange
+    } else {
+        OpKind::Get
+    };
+    // Begun before the size is read: a write that changes the size after
+    // that read overlaps this operation in the history.
+    let mut op = begin(shared, kind, key, w, gw);
     let range = if ranged {
         let size = shared
             .sizes
@@ -339,12 +347,9 @@ async fn get(
     } else {
         None
     };
-    let kind = if ranged {
-        OpKind::GetRange
-    } else {
-        OpKind::Get
-    };
-    let mut op = begin(shared, kind, key, w, gw);
+    // Kept whatever the outcome, so a 416 can be judged against the writes
+    // it raced.
+    op.range_offset = range.map(|(o, _)| o);
     let header = range.map(|(off, len)| format!("bytes={off}-{}", off + len - 1));
     let r = shared
         .client(gw)

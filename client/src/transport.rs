@@ -253,18 +253,24 @@ impl Http {
 
     /// The client for the identity as it is now.
     fn client(&self) -> reqwest::Client {
-        let current = self.current.read().expect("http client lock");
+        // The lock guards a plain swap: a panic elsewhere while it was held
+        // leaves a whole value behind.
+        let read = || self.current.read().unwrap_or_else(|e| e.into_inner());
         let Some(renew) = &self.renew else {
-            return current.1.clone();
+            return read().1.clone();
         };
         let generation = renew.tls.generation();
-        if current.0 == generation {
-            return current.1.clone();
+        {
+            let current = read();
+            if current.0 == generation {
+                return current.1.clone();
+            }
         }
-        drop(current);
-        let mut current = self.current.write().expect("http client lock");
+        // Built outside the lock: no request waits on it.
+        let fresh = (renew.make)();
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
         if current.0 != generation {
-            *current = (generation, (renew.make)());
+            *current = (generation, fresh);
             tracing::debug!(
                 generation,
                 "internal TLS identity reloaded: new connections from here on"

@@ -149,6 +149,46 @@ impl StateMachine {
         delimiter: Option<&str>,
         max: u32,
     ) -> Result<VersionPage, MetaError> {
+        match self.versions_read(
+            bucket,
+            prefix,
+            key_marker,
+            version_marker,
+            delimiter,
+            max,
+            true,
+        )? {
+            Some(page) => Ok(page),
+            // A key holding NUL: its history and the next key's interleave
+            // in the table, so only a read of the whole rest is sure.
+            None => Ok(self
+                .versions_read(
+                    bucket,
+                    prefix,
+                    key_marker,
+                    version_marker,
+                    delimiter,
+                    max,
+                    false,
+                )?
+                .expect("an unbounded read always answers")),
+        }
+    }
+
+    /// [`versions`](Self::versions), reading only the keys a page needs
+    /// when `bounded`; `None` when that cannot be done safely (a key holds
+    /// NUL).
+    #[allow(clippy::too_many_arguments)]
+    fn versions_read(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        key_marker: Option<&str>,
+        version_marker: Option<&str>,
+        delimiter: Option<&str>,
+        max: u32,
+        bounded: bool,
+    ) -> Result<Option<VersionPage>, MetaError> {
         let tx = self.begin_read()?;
         let base = object_key(bucket, "");
         let lo = object_key(bucket, prefix);
@@ -159,14 +199,12 @@ impl StateMachine {
             _ => lo.clone(),
         };
         if start.as_slice() >= hi.as_slice() {
-            return Ok(VersionPage::default());
+            return Ok(Some(VersionPage::default()));
         }
         // The marker's own key may yield nothing more; every other key at
         // least one entry.
-        let limit = delimiter
-            .filter(|d| !d.is_empty())
-            .is_none()
-            .then_some(max as usize + 2);
+        let limit =
+            (bounded && delimiter.filter(|d| !d.is_empty()).is_none()).then_some(max as usize + 2);
         let mut by_key: BTreeMap<String, Vec<VersionRecord>> = Default::default();
         // The first key each scan stopped before (exclusive), if it stopped.
         let mut cutoff: Option<String> = None;
@@ -179,6 +217,9 @@ impl StateMachine {
             let (k, v) = it?;
             let full = k.value();
             let key = String::from_utf8_lossy(&full[base.len()..full.len() - 9]).into_owned();
+            if limit.is_some() && key.contains('\0') {
+                return Ok(None);
+            }
             if last_key.as_deref() != Some(key.as_str()) {
                 if limit == Some(seen) {
                     cutoff = Some(key);
@@ -249,7 +290,7 @@ impl StateMachine {
                     if !seen {
                         if count == max {
                             page.next = last;
-                            return Ok(page);
+                            return Ok(Some(page));
                         }
                         count += 1;
                         page.common_prefixes.push(cp.clone());
@@ -270,7 +311,7 @@ impl StateMachine {
                 }
                 if count == max {
                     page.next = last;
-                    return Ok(page);
+                    return Ok(Some(page));
                 }
                 count += 1;
                 last = Some((key.clone(), Some(r.version_id.clone())));
@@ -286,7 +327,7 @@ impl StateMachine {
             // had room, which `limit` rules out; kept for safety).
             page.next = last;
         }
-        Ok(page)
+        Ok(Some(page))
     }
 
     /// Uploads in a bucket under a prefix, ordered by key then start time,

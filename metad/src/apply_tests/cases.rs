@@ -599,16 +599,25 @@ fn a_reseal_is_a_compare_and_set_and_applies_once() {
 fn version_pages_cover_the_prefix_exactly_once_whatever_their_size() {
     let (_dir, sm) = setup();
     let mut b = Builder::default();
-    for bucket in ["plain", "versioned"] {
+    // The placement a repair moved, which every listing must show.
+    let mut moved = None;
+    for bucket in ["plain", "versioned", "suspended"] {
+        let mut live = std::collections::BTreeSet::new();
         for i in 0..60u32 {
-            let key = if i % 3 == 0 {
-                format!("d{}/k{i:03}", i % 4)
-            } else {
-                format!("k{i:03}")
+            let key = match i {
+                // A key holding NUL, extending another key: listed like any
+                // other (the listing reads such prefixes whole).
+                7 => "k005\0x".to_string(),
+                i if i % 3 == 0 => format!("d{}/k{i:03}", i % 4),
+                i => format!("k{i:03}"),
             };
+            live.insert(key.clone());
             // Some keys get several versions, some a delete on top.
             for _ in 0..(1 + i % 3) {
                 let segs = b.segments(1);
+                if moved.is_none() && bucket == "versioned" {
+                    moved = Some(segs[0].id);
+                }
                 let version = b.version(10, segs);
                 sm.apply_for_test(&Command::PutObject {
                     bucket: bucket.into(),
@@ -625,8 +634,33 @@ fn version_pages_cover_the_prefix_exactly_once_whatever_their_size() {
                     marker: Some((VersionId(b.fresh()), 2_000)),
                 })
                 .unwrap();
+                if bucket == "plain" {
+                    live.remove(&key);
+                }
             }
         }
+        if bucket == "versioned" {
+            let segment = moved.expect("a segment written");
+            sm.apply_for_test(&Command::MoveShard {
+                segment,
+                index: 0,
+                from: Some(NodeId(1)),
+                to: NodeId(4),
+            })
+            .unwrap();
+        }
+        // Every key written (and, unversioned, not deleted) is listed.
+        let all = sm
+            .versions(bucket, "", None, None, None, 1_000_000)
+            .unwrap();
+        let listed: std::collections::BTreeSet<String> =
+            all.entries.iter().map(|(k, _, _)| k.clone()).collect();
+        if bucket != "suspended" {
+            assert_eq!(listed, live, "{bucket}");
+        }
+        // A marker past the prefix: nothing.
+        let past = sm.versions(bucket, "d1", Some("e"), None, None, 5).unwrap();
+        assert!(past.entries.is_empty() && past.next.is_none());
         for (prefix, delimiter) in [("", None), ("", Some("/")), ("d1", None), ("k0", Some("/"))] {
             let whole = sm
                 .versions(bucket, prefix, None, None, delimiter, 1_000_000)
@@ -665,6 +699,18 @@ fn version_pages_cover_the_prefix_exactly_once_whatever_their_size() {
                     }
                 }
                 assert_eq!(got, want, "{bucket} {prefix:?} {delimiter:?} max {max}");
+                if bucket == "versioned" && prefix.is_empty() && delimiter.is_none() && max == 3 {
+                    // The moved shard shows where it is now.
+                    let segment = moved.expect("a segment written");
+                    let shown = whole
+                        .entries
+                        .iter()
+                        .filter_map(|(_, r, _)| r.version.as_ref())
+                        .flat_map(|v| &v.segments)
+                        .find(|s| s.id == segment)
+                        .expect("the moved segment is listed");
+                    assert_eq!(shown.shards[0], Some(NodeId(4)));
+                }
                 assert_eq!(
                     prefixes, whole.common_prefixes,
                     "{bucket} {prefix:?} {delimiter:?} max {max}"
