@@ -32,6 +32,29 @@ fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
     found
 }
 
+/// A new access key named `name`, with its one-time secret.
+async fn create_key(
+    admin: &weft_cli::admin_client::AdminClient,
+    name: &str,
+) -> weft_gateway::admin::KeyView {
+    admin
+        .call(
+            reqwest::Method::POST,
+            "/v1/keys",
+            Some(serde_json::json!({ "name": name })),
+        )
+        .await
+        .unwrap()
+}
+
+/// A metad client presenting the dev cluster's gateway certificate, the
+/// one role shown secrets.
+fn metad_as_gateway(c: &weft_cli::dev_cluster::DevCluster) -> weft_client::MetadClient {
+    let pki = c.pki().expect("mutual TLS");
+    let gateway_id = InternalTls::load(pki.gateway.clone()).unwrap();
+    weft_client::MetadClient::with_tls(c.metad_addrs(), Some(&gateway_id))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_is_kept_in_clear_and_only_a_gateway_reads_one() {
     // Snapshots every few entries, so snapshot files hold the keys too.
@@ -45,14 +68,7 @@ async fn no_secret_is_kept_in_clear_and_only_a_gateway_reads_one() {
     let mut secrets = vec![c.credentials().secret_key.clone()];
     let mut keys = Vec::new();
     for name in ["alice", "bob", "carol"] {
-        let k: weft_gateway::admin::KeyView = admin
-            .call(
-                reqwest::Method::POST,
-                "/v1/keys",
-                Some(serde_json::json!({ "name": name })),
-            )
-            .await
-            .unwrap();
+        let k = create_key(&admin, name).await;
         let secret = k
             .secret_key
             .clone()
@@ -73,9 +89,7 @@ async fn no_secret_is_kept_in_clear_and_only_a_gateway_reads_one() {
     assert!(listed.iter().all(|k| k.secret_key.is_none()));
     // metad shows a key record's secret to a gateway, not to an admin.
     let as_admin = c.metad_client();
-    let pki = c.pki().expect("mutual TLS");
-    let gateway_id = InternalTls::load(pki.gateway.clone()).unwrap();
-    let as_gateway = weft_client::MetadClient::with_tls(c.metad_addrs(), Some(&gateway_id));
+    let as_gateway = metad_as_gateway(c);
     let q = Query::AccessKey {
         access_key: keys[0].clone(),
     };
@@ -144,14 +158,7 @@ async fn after_a_rotation_secrets_are_resealed_and_the_old_key_can_go() {
     let admin = tc.c().admin_client();
     let mut made = Vec::new();
     for name in ["dora", "eve"] {
-        let k: weft_gateway::admin::KeyView = admin
-            .call(
-                reqwest::Method::POST,
-                "/v1/keys",
-                Some(serde_json::json!({ "name": name })),
-            )
-            .await
-            .unwrap();
+        let k = create_key(&admin, name).await;
         made.push((k.access_key.clone(), k.secret_key.clone().expect("secret")));
     }
     let data = tc.dir.path().to_path_buf();
@@ -197,9 +204,7 @@ async fn after_a_rotation_secrets_are_resealed_and_the_old_key_can_go() {
             .unwrap();
     }
     let c = tc.c();
-    let pki = c.pki().expect("mutual TLS");
-    let gateway_id = InternalTls::load(pki.gateway.clone()).unwrap();
-    let as_gateway = weft_client::MetadClient::with_tls(c.metad_addrs(), Some(&gateway_id));
+    let as_gateway = metad_as_gateway(c);
     for (access_key, secret) in &made {
         let q = Query::AccessKey {
             access_key: access_key.clone(),
@@ -226,14 +231,7 @@ async fn after_a_rotation_secrets_are_resealed_and_the_old_key_can_go() {
 async fn resealing_waits_until_every_voter_seals_under_the_leaders_key() {
     let mut tc = TestCluster::start_with(|c| c.metad_voters = 3).await;
     let admin = tc.c().admin_client();
-    let k: weft_gateway::admin::KeyView = admin
-        .call(
-            reqwest::Method::POST,
-            "/v1/keys",
-            Some(serde_json::json!({ "name": "fay" })),
-        )
-        .await
-        .unwrap();
+    let k = create_key(&admin, "fay").await;
     let secret = k.secret_key.clone().expect("secret");
     let data = tc.dir.path().to_path_buf();
     let current = data.join("master.key");
