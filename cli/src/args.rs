@@ -70,6 +70,18 @@ pub enum Cmd {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Warm a dataset into a zone, so jobs there read it without crossing
+    /// zones: `weft warm s3://BUCKET/PREFIX --zone Z`; `weft warm status`,
+    /// `weft warm drop`.
+    #[command(args_conflicts_with_subcommands = true)]
+    Warm {
+        #[command(subcommand)]
+        command: Option<WarmCmd>,
+        #[command(flatten)]
+        warm: WarmArgs,
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Inspect the cluster.
     Cluster {
         #[command(subcommand)]
@@ -267,6 +279,59 @@ pub struct DevArgs {
     pub zone_bandwidth: Option<u64>,
 }
 
+/// What to warm, where, and how long.
+#[derive(clap::Args, Debug, Default)]
+pub struct WarmArgs {
+    /// `s3://BUCKET[/PREFIX]`.
+    pub target: Option<String>,
+    /// The zone whose jobs will read it.
+    #[arg(long)]
+    pub zone: Option<String>,
+    /// Keep it warm this long (`30m`, `12h`, `7d`); default: until dropped
+    /// or evicted.
+    #[arg(long, value_parser = parse_ttl)]
+    pub ttl: Option<u64>,
+    /// Never evict it to make room for other warms (administrators only).
+    #[arg(long)]
+    pub pin: bool,
+    /// Return once asked for; do not wait for the copies.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Give up waiting after this long (`10m`); the warm goes on.
+    #[arg(long, value_parser = parse_ttl, default_value = "1h")]
+    pub wait_max: u64,
+}
+
+/// `weft warm` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum WarmCmd {
+    /// How far a warm has got, or with no target every warm and each
+    /// zone's cache budget.
+    Status {
+        /// `s3://BUCKET[/PREFIX]`.
+        target: Option<String>,
+        /// The warm's zone.
+        #[arg(long)]
+        zone: Option<String>,
+    },
+    /// Stop keeping a dataset warm; its cache copies are dropped.
+    Drop {
+        /// `s3://BUCKET[/PREFIX]`.
+        target: String,
+        /// The warm's zone.
+        #[arg(long)]
+        zone: String,
+    },
+}
+
+/// `30m`, `12h`, `7d`: seconds, at least 1.
+fn parse_ttl(text: &str) -> Result<u64, String> {
+    match parse_secs(text)? {
+        0 => Err(format!("{text:?}: give at least 1s")),
+        n => Ok(n),
+    }
+}
+
 /// `20ms`, `0.5s`: milliseconds.
 fn parse_latency(text: &str) -> Result<u64, String> {
     let bad = || format!("{text:?}: write a latency like 20ms or 0.5s");
@@ -312,6 +377,14 @@ fn parse_bandwidth(text: &str) -> Result<u64, String> {
 
 /// `N` seconds, or `Ns`, `Nm`, `Nh`, `Nd`; at least one second.
 fn parse_day(text: &str) -> Result<u64, String> {
+    match parse_secs(text)? {
+        0 => Err("a lifecycle day lasts at least 1s".into()),
+        n => Ok(n),
+    }
+}
+
+/// A whole number of s, m, h or d (bare: seconds), in seconds.
+fn parse_secs(text: &str) -> Result<u64, String> {
     let (n, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => text.split_at(i),
         None => (text, "s"),
@@ -319,21 +392,19 @@ fn parse_day(text: &str) -> Result<u64, String> {
     let n: u64 = n
         .parse()
         .map_err(|_| format!("{text:?}: write a whole number with s, m, h or d, e.g. 1s"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let scale: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         other => {
             return Err(format!(
                 "{text:?}: unknown unit {other:?}; use s, m, h or d"
             ))
         }
     };
-    if secs == 0 {
-        return Err("a lifecycle day lasts at least 1s".into());
-    }
-    Ok(secs)
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{text:?}: too long"))
 }
 
 /// How the CLI reaches an internal endpoint (metad) itself: with an admin

@@ -43,6 +43,11 @@ async fn main() -> std::process::ExitCode {
             objects,
             admin,
         } => cmd::locate::run(&target, zone, &format, objects, admin).await,
+        Cmd::Warm {
+            command,
+            warm,
+            admin,
+        } => cmd::warm::run(command, warm, admin).await,
         Cmd::Cluster { command, admin } => cmd::cluster::run(command, admin).await,
         Cmd::Node { command, admin } => cmd::node::run(command, admin).await,
         Cmd::Cert { command } => cmd::cert::run(command).await,

@@ -38,5 +38,6 @@ pub mod stripe;
 pub mod topology;
 pub mod transition;
 pub mod upload_timers;
+pub mod warm;
 
 pub use ids::{NodeId, RequestId, SegmentId, ShardIndex, VersionId};

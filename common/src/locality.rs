@@ -153,18 +153,14 @@ pub fn plan_stripe(want: &StripeWant, k: usize, costs: &[Option<ShardCost>]) -> 
 /// the zone, from other zones)`. An erasure-coded stripe needs k units:
 /// as many as the zone holds distinct shards of come from it, the rest
 /// cross. A replicated segment crosses only when no copy is in the zone.
-/// `zone_of` places a node (`None`: unknown, counted as elsewhere).
+/// `zone_of` places a node (`None`: unknown, counted as elsewhere). Cache
+/// copies warmed into the zone count as its shards.
 pub fn read_cost<'a>(
     seg: &crate::manifest::Segment,
     zone_of: impl Fn(crate::NodeId) -> Option<&'a str>,
     zone: &str,
 ) -> (u64, u64) {
-    let local = seg
-        .shards
-        .iter()
-        .flatten()
-        .filter(|n| zone_of(**n) == Some(zone))
-        .count() as u64;
+    let local = crate::warm::indices_in_zone(&seg.shards, &seg.cache, zone_of, zone).len() as u64;
     match seg.layout {
         crate::profile::Layout::Replicated { .. } => match local {
             0 => (0, seg.len),
@@ -195,6 +191,11 @@ pub fn read_sources<'a>(
         *held
             .entry(zone_of(*n).unwrap_or("unknown").to_string())
             .or_default() += 1;
+    }
+    // The reader's own zone also serves what was warmed into it.
+    let own = crate::warm::indices_in_zone(&seg.shards, &seg.cache, &zone_of, zone).len() as u64;
+    if own > 0 {
+        held.insert(zone.to_string(), own);
     }
     let mut out = BTreeMap::new();
     let (need, unit) = match seg.layout {

@@ -29,6 +29,11 @@ pub struct Segment {
     /// spread over zones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<crate::storage_class::PlacementRule>,
+    /// Extra copies of shards warmed into zones (see [`crate::warm`]);
+    /// only in manifests read back with current placement overlaid, never
+    /// in a committed one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cache: Vec<crate::warm::CacheCopy>,
 }
 
 impl Segment {

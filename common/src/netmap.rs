@@ -34,7 +34,18 @@ pub struct NetReport {
     pub reporter: String,
     /// At most [`SAMPLES_MAX`] paths.
     pub samples: Vec<PathSample>,
+    /// The reporter's zone (empty: none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub zone: String,
+    /// Segments the reporter read from cache copies in its zone since its
+    /// last report (at most [`CACHE_READS_MAX`]): what tells the leader
+    /// which warms are in use (`weft warm`'s least-recently-used eviction).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cache_reads: Vec<crate::SegmentId>,
 }
+
+/// Most segments one report names as read from cache copies.
+pub const CACHE_READS_MAX: usize = 1024;
 
 /// Most paths one report carries (zones are few; this bounds what a
 /// misbehaving reporter can make the leader hold).
@@ -152,18 +163,26 @@ mod tests {
         let r1 = NetReport {
             reporter: "g1".into(),
             samples: vec![sample("a", "b", 20_000, 100), sample("a", "a", 300, 0)],
+            cache_reads: vec![],
+            zone: String::new(),
         };
         let r2 = NetReport {
             reporter: "g2".into(),
             samples: vec![sample("a", "b", 22_000, 0)],
+            cache_reads: vec![],
+            zone: String::new(),
         };
         let r3 = NetReport {
             reporter: "g3".into(),
             samples: vec![sample("a", "b", 90_000, 900)],
+            cache_reads: vec![],
+            zone: String::new(),
         };
         let stale = NetReport {
             reporter: "old".into(),
             samples: vec![sample("c", "a", 1, 1)],
+            cache_reads: vec![],
+            zone: String::new(),
         };
         let map = fold([
             (&r1, 4_000),

@@ -42,6 +42,10 @@ pub struct SegmentRecord {
     /// [`crate::damage`]); absent from the encoding when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub damage: Vec<ShardDamage>,
+    /// Cache copies warmed into zones (see [`crate::warm`]): read from,
+    /// kept by garbage collection, never counted toward redundancy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cache: Vec<crate::warm::CacheCopy>,
 }
 
 /// How repair competes with client traffic.
@@ -114,6 +118,9 @@ pub enum TaskReason {
     Drain,
     /// Moving it evens out disk usage.
     Rebalance,
+    /// A cache copy for a zone a dataset is warmed into: the target keeps
+    /// the shard as an extra copy and commits `AddCacheCopy`, not a move.
+    Warm,
 }
 
 /// How the target gets the shard's bytes.

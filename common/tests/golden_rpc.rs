@@ -47,6 +47,7 @@ fn segment() -> Segment {
         ],
         shard_len: (5 << 20) / 4,
         placement: None,
+        cache: vec![],
     }
 }
 
@@ -245,6 +246,43 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
                 created_ms: 1_764_460_800_000,
                 from: Some("weft-sealed:v1:8899aabbccddeeff:b2xk".into()),
                 sealed: "weft-sealed:v1:0011223344556677:bm9uY2U".into(),
+            },
+        ),
+        (
+            "warm",
+            Command::Warm {
+                warm: weft_common::warm::Warm {
+                    zone: "zone-a".into(),
+                    bucket: "photos".into(),
+                    prefix: "train/".into(),
+                    pinned: true,
+                    created_ms: 1_764_460_800_000,
+                    expires_ms: Some(1_764_547_200_000),
+                },
+            },
+        ),
+        (
+            "drop_warm",
+            Command::DropWarm {
+                zone: "zone-a".into(),
+                bucket: "photos".into(),
+                prefix: "train/".into(),
+                created_ms: Some(1_764_460_800_000),
+            },
+        ),
+        (
+            "add_cache_copy",
+            Command::AddCacheCopy {
+                segment: segment().id,
+                index: 1,
+                node: NodeId(4),
+            },
+        ),
+        (
+            "drop_cache_copies",
+            Command::DropCacheCopies {
+                segment: segment().id,
+                copies: vec![(1, NodeId(4))],
             },
         ),
         (
@@ -507,6 +545,10 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
     out.push((
         "query_audit_info",
         serde_json::to_value(Query::AuditInfo).expect("encodes"),
+    ));
+    out.push((
+        "query_warms",
+        serde_json::to_value(Query::Warms).expect("encodes"),
     ));
     out.push((
         "register_node",
@@ -934,11 +976,15 @@ fn every_command_variant_has_a_golden_case() {
             Command::SetBucketTiering { .. } => "set_bucket_tiering",
             Command::RecordAccess { .. } => "record_access",
             Command::SetBucketResidency { .. } => "set_bucket_residency",
+            Command::Warm { .. } => "warm",
+            Command::DropWarm { .. } => "drop_warm",
+            Command::AddCacheCopy { .. } => "add_cache_copy",
+            Command::DropCacheCopies { .. } => "drop_cache_copies",
         }
     }
     // Every line that decodes as a command is named for its variant, and
     // the command lines cover every variant once.
-    const VARIANTS: usize = 41;
+    const VARIANTS: usize = 45;
     let mut seen = std::collections::BTreeSet::new();
     for (name, value) in examples() {
         if let Ok(c) = serde_json::from_value::<Command>(value) {

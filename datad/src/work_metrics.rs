@@ -9,6 +9,8 @@ use prometheus_client::registry::Registry;
 pub struct WorkMetrics {
     /// Shard bytes written by repair, drain and rebalance.
     pub repair_bytes: Counter,
+    /// Shard bytes written as cache copies for warmed zones (`weft warm`).
+    pub warm_bytes: Counter,
     /// Tasks committed.
     pub repair_tasks_ok: Counter,
     /// Tasks that failed (they are planned again).
@@ -47,6 +49,11 @@ impl WorkMetrics {
             "repair_bytes",
             "Shard bytes written by repair, drain and rebalance",
             self.repair_bytes.clone(),
+        );
+        registry.register(
+            "warm_bytes",
+            "Shard bytes written as cache copies for zones a dataset is warmed into",
+            self.warm_bytes.clone(),
         );
         registry.register(
             "repair_tasks_ok",

@@ -203,6 +203,8 @@ fn apply_keeping_references(tx: &WriteTransaction, cmd: &Command) -> Answer {
                 return refused(Refusal::BucketNotEmpty);
             }
             t.remove(name.as_str())?;
+            drop(t);
+            crate::warm::drop_refused(tx, name, None, true)?;
             Ok(CommandResult::Done)
         }
         Command::SetBucketVersioning { bucket, status } => {
@@ -299,9 +301,35 @@ fn apply_keeping_references(tx: &WriteTransaction, cmd: &Command) -> Answer {
             segment,
             index,
             node,
-        } => shard_moves::drop_shard(tx, *segment, *index, *node),
+        } => match crate::warm::forget_bad_copy(tx, *segment, *index, *node)? {
+            Some(done) => Ok(done),
+            None => shard_moves::drop_shard(tx, *segment, *index, *node),
+        },
+        Command::ReportDamage {
+            segment,
+            index,
+            node,
+            ..
+        } if crate::warm::forget_bad_copy(tx, *segment, *index, *node)?.is_some() => {
+            Ok(CommandResult::Done)
+        }
         cmd @ (Command::ReportDamage { .. } | Command::DamageRepaired { .. }) => {
             crate::damage::apply_command(tx, cmd)
+        }
+        Command::Warm { warm } => crate::warm::put(tx, warm),
+        Command::DropWarm {
+            zone,
+            bucket,
+            prefix,
+            created_ms,
+        } => crate::warm::drop_warm(tx, zone, bucket, prefix, *created_ms),
+        Command::AddCacheCopy {
+            segment,
+            index,
+            node,
+        } => crate::warm::add_copy(tx, *segment, *index, *node),
+        Command::DropCacheCopies { segment, copies } => {
+            crate::warm::drop_copies(tx, *segment, copies)
         }
         Command::SetNodeAdmin { node, admin } => {
             if tx.open_table(NODES)?.get(node.0)?.is_none() {

@@ -204,6 +204,7 @@ impl Builder {
                     shards: vec![Some(NodeId(1)), Some(NodeId(2)), Some(NodeId(3))],
                     shard_len: 5,
                     placement: None,
+                    cache: vec![],
                 }
             })
             .collect()

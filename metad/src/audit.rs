@@ -274,7 +274,38 @@ fn describe(cmd: &Command) -> Option<(EventKind, &'static str, String)> {
             ),
         ),
         C::AbortUpload { upload_id } => (data, "abort_upload", format!("upload {upload_id}")),
+        C::Warm { warm } => (
+            admin,
+            "warm",
+            format!(
+                "{}{}{}",
+                warm.describe(),
+                if warm.pinned { " pinned" } else { "" },
+                warm.expires_ms
+                    .map(|e| format!(" until {e} ms"))
+                    .unwrap_or_default()
+            ),
+        ),
+        C::DropWarm {
+            zone,
+            bucket,
+            prefix,
+            created_ms,
+        } => (
+            admin,
+            "drop_warm",
+            format!(
+                "{zone}: s3://{bucket}/{prefix}{}",
+                if created_ms.is_some() {
+                    " (expired or evicted)"
+                } else {
+                    ""
+                }
+            ),
+        ),
         C::PutPart { .. }
+        | C::AddCacheCopy { .. }
+        | C::DropCacheCopies { .. }
         | C::MoveShard { .. }
         | C::DropShard { .. }
         | C::ReportDamage { .. }

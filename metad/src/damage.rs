@@ -236,6 +236,7 @@ mod tests {
                     blocks: BlockDamage::from_blocks(B, blocks.iter().copied()),
                 })
                 .collect(),
+            cache: vec![],
         }
     }
 

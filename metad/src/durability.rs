@@ -93,6 +93,9 @@ struct PlannerState {
     last_status: Option<(Instant, DurabilityStatus, Option<u64>)>,
     /// Raft index applied when the scan under way began.
     scanning_from: Option<u64>,
+    /// Cache copies for warmed zones, by segment, shard index and target:
+    /// handed out after repairs, never counted in the repair status.
+    warm: BTreeMap<(SegmentId, u8, NodeId), Assigned>,
 }
 
 /// The planner; one per metad, active only while it leads.
@@ -153,6 +156,7 @@ impl Planner {
         let now = Instant::now();
         let mut st = self.state.lock().expect("planner lock");
         st.tasks.retain(|_, a| a.deadline > now);
+        st.warm.retain(|_, a| a.deadline > now);
         let mut survey = Survey::new(&st.tasks);
         drop(st);
         segments(&mut |id, rec| survey.visit(&nodes.by_id, id, rec));
@@ -173,6 +177,62 @@ impl Planner {
         status
     }
 
+    /// Queues a cache copy of shard `index` of `segment` onto `target`
+    /// (`weft warm`), unless the same copy is queued, a repair of that shard
+    /// is, or `target` already has `per_node` copies waiting. Returns
+    /// whether it was queued.
+    pub fn offer_warm(
+        &self,
+        segment: SegmentId,
+        rec: &SegmentRecord,
+        index: u8,
+        target: NodeId,
+        views: &[NodeView],
+        per_node: usize,
+    ) -> bool {
+        let now = Instant::now();
+        let mut st = self.state.lock().expect("planner lock");
+        let key = (segment, index, target);
+        if st.warm.contains_key(&key) || st.tasks.contains_key(&(segment, index)) {
+            return false;
+        }
+        let waiting = st.warm.values().filter(|a| a.target == target).count();
+        if waiting >= per_node {
+            return false;
+        }
+        let nodes = Nodes::new(views);
+        let task = tasks::warm_task(segment, rec, usize::from(index), &nodes.by_id);
+        st.warm.insert(
+            key,
+            Assigned {
+                target,
+                task,
+                handed_out: false,
+                deadline: now + self.cfg.task_lease,
+            },
+        );
+        true
+    }
+
+    /// Cache copies queued or under way, by target node.
+    pub fn warm_queued(&self) -> BTreeMap<NodeId, usize> {
+        let st = self.state.lock().expect("planner lock");
+        let mut out = BTreeMap::new();
+        for a in st.warm.values() {
+            *out.entry(a.target).or_default() += 1;
+        }
+        out
+    }
+
+    /// Whether a cache copy of `(segment, index)` is queued onto any node.
+    pub fn warm_pending(&self, segment: SegmentId, index: u8) -> bool {
+        let st = self.state.lock().expect("planner lock");
+        st.warm
+            .range((segment, index, NodeId(0))..=(segment, index, NodeId(u64::MAX)))
+            .next()
+            .is_some()
+    }
+
     /// A datad's poll: records what it finished and hands it queued tasks.
     pub fn poll(
         &self,
@@ -188,6 +248,7 @@ impl Planner {
             if ours {
                 st.tasks.remove(&key);
             }
+            st.warm.remove(&(f.segment, f.index, poll.node));
             if f.ok {
                 st.finished.push_back((now, f.bytes));
             } else {
@@ -197,6 +258,17 @@ impl Planner {
         let mut tasks = vec![];
         let lease = self.cfg.task_lease;
         for a in st.tasks.values_mut() {
+            if tasks.len() >= poll.free_slots as usize {
+                break;
+            }
+            if a.target == poll.node && !a.handed_out {
+                a.handed_out = true;
+                a.deadline = now + lease;
+                tasks.push(a.task.clone());
+            }
+        }
+        // Cache copies only in slots repairs left free.
+        for a in st.warm.values_mut() {
             if tasks.len() >= poll.free_slots as usize {
                 break;
             }

@@ -60,6 +60,7 @@ mod tables;
 mod tiering;
 pub mod transition;
 pub(crate) mod versioning;
+pub mod warm;
 
 use std::io::Cursor;
 use weft_common::rpc::{Command, CommandResult};

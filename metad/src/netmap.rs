@@ -79,6 +79,8 @@ mod tests {
                 rtt_us: 1,
                 bytes_per_s: 0,
             }],
+            cache_reads: vec![],
+            zone: String::new(),
         });
         let map = store.map();
         assert!(map.paths[0].from.len() <= 63);
@@ -95,6 +97,8 @@ mod tests {
                 rtt_us,
                 bytes_per_s: 0,
             }],
+            cache_reads: vec![],
+            zone: String::new(),
         };
         store.record(report(10));
         store.record(report(30));

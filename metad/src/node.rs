@@ -126,6 +126,10 @@ pub struct MetadConfig {
     /// certificate (`Authorization: Bearer TOKEN`, Prometheus'
     /// `bearer_token`); `WEFT_METRICS_TOKEN` sets it too. Health stays open.
     pub metrics_token: Option<String>,
+    /// Most bytes of cache copies (`weft warm`) each zone keeps; 0: a
+    /// quarter of the zone's data node capacity. Past it, the least
+    /// recently used unpinned warm of the zone is evicted.
+    pub cache_budget_bytes: u64,
 }
 
 impl Default for MetadConfig {
@@ -161,6 +165,7 @@ impl Default for MetadConfig {
             tls: None,
             allow_unbound_datad_certs: false,
             metrics_token: None,
+            cache_budget_bytes: 0,
             insecure_internal: false,
             master_key_file: None,
             previous_master_key_files: Vec::new(),
@@ -730,6 +735,7 @@ async fn start_on(
         audit,
         peers: transport.clone(),
         audit_checkpoint_every: Duration::from_millis(cfg.audit_checkpoint_ms.max(10)),
+        warming: crate::server::Warming::new(cfg.cache_budget_bytes),
     });
     tokio::spawn(crate::server::planner_loop(state.clone(), cancel.clone()));
     tokio::spawn(crate::server::audit_checkpoints(
@@ -739,6 +745,7 @@ async fn start_on(
     tokio::spawn(crate::server::lifecycle_loop(state.clone(), cancel.clone()));
     tokio::spawn(crate::server::migration_loop(state.clone(), cancel.clone()));
     tokio::spawn(crate::server::reseal_loop(state.clone(), cancel.clone()));
+    tokio::spawn(crate::server::warming_loop(state.clone(), cancel.clone()));
     tokio::spawn(crate::server::audit_reports(state.clone(), cancel.clone()));
     tokio::spawn(crate::space::run(space, cancel.clone()));
     tokio::spawn(crate::server::leadership_watch(

@@ -377,8 +377,13 @@ impl StateMachine {
         for (seg, idx) in shards {
             let rec: Option<SegmentRecord> =
                 t.get_sealed(T_SEGMENTS, segment_key(*seg).as_slice())?;
+            // A cache copy is held as much as a placed shard: garbage
+            // collection keeps it until metad forgets it.
             let held = match rec {
-                Some(rec) => rec.shards.get(usize::from(*idx)).copied().flatten() == Some(node),
+                Some(rec) => {
+                    rec.shards.get(usize::from(*idx)).copied().flatten() == Some(node)
+                        || rec.cache.iter().any(|c| c.index == *idx && c.node == node)
+                }
                 None => false,
             };
             out.push(held);
@@ -664,6 +669,7 @@ impl StateMachine {
         fold!(AUDIT);
         fold!(AUDIT_CHECKPOINTS);
         fold!(CLASS_USAGE);
+        fold!(WARMS);
         for key in [
             KEY_REQUEST_CLOCK,
             KEY_REPAIR_CONFIG,

@@ -51,6 +51,9 @@ pub(crate) fn set(
     b.residency = residency.cloned();
     t.insert(bucket, sealed::<&str, _>(bucket, &b).as_slice())?;
     drop(t);
+    // Warms into zones the bucket may no longer use end now; the leader's
+    // next warming pass drops their copies.
+    crate::warm::drop_refused(tx, bucket, residency, false)?;
     let classes = crate::classes::read(&tx.open_table(META)?)?.unwrap_or_default();
     let mut m = crate::classes::migrations(&tx.open_table(META)?)?;
     for c in classes {

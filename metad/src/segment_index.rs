@@ -71,6 +71,7 @@ fn add(
             shards: s.shards.clone(),
             placement: s.placement.clone(),
             damage: vec![],
+            cache: vec![],
         };
         t.insert(k.as_slice(), encode(s.id, &rec).as_slice())?;
         return Ok(Some(rec));
@@ -88,6 +89,7 @@ pub(crate) fn overlay<T: ReadableTable<&'static [u8], &'static [u8]>>(
             t.get_sealed::<SegmentRecord>(T_SEGMENTS, segment_key(s.id).as_slice())?
         {
             s.shards = rec.shards;
+            s.cache = rec.cache;
         }
     }
     Ok(())

@@ -33,6 +33,7 @@ mod metrics;
 mod migrations;
 mod reseal;
 mod transitions;
+mod warming;
 
 pub(crate) use audit::{audit_checkpoints, audit_reports};
 pub(crate) use leader_loops::{leadership_watch, planner_loop};
@@ -42,6 +43,8 @@ pub use metrics::Metrics;
 pub(crate) use migrations::migration_loop;
 pub(crate) use reseal::reseal_loop;
 pub use transitions::Transitions;
+pub(crate) use warming::warming_loop;
+pub use warming::Warming;
 
 /// What every handler shares.
 pub struct AppState {
@@ -103,6 +106,9 @@ pub struct AppState {
     pub peers: weft_client::SharedTransport,
     /// How often the leader signs a checkpoint of the audit chain.
     pub audit_checkpoint_every: std::time::Duration,
+    /// The leader's view of warms: cache use per zone, evictions, and when
+    /// each warm's copies were last read (soft state from gateways).
+    pub warming: Warming,
 }
 
 /// An error response with an [`RpcErrorBody`].

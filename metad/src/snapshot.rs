@@ -83,6 +83,9 @@ pub(crate) struct SnapshotDoc {
     /// The audit chain; absent in snapshots from before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) audit: Option<crate::audit::ChainDoc>,
+    /// Datasets kept warm in zones; their cache copies travel in `segments`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) warms: Vec<weft_common::warm::Warm>,
 }
 
 /// The snapshot file: openraft's meta beside the document's bytes, so the
@@ -300,6 +303,10 @@ pub(crate) fn dump(
         .get_sealed(T_META, KEY_REQUEST_CLOCK)?
         .unwrap_or(0);
     doc.audit = Some(crate::audit::dump(&tx)?);
+    for it in tx.open_table(WARMS)?.iter()? {
+        let (k, v) = it?;
+        doc.warms.push(item(T_WARMS, &k, &v)?);
+    }
     Ok((doc, applied, membership))
 }
 
@@ -398,6 +405,14 @@ pub(crate) fn load(db: &Database, doc: &SnapshotDoc, meta: &Meta) -> Result<(), 
             }
         }
         crate::audit::load(&tx, doc.audit.as_ref())?;
+        {
+            let mut w = tx.open_table(WARMS)?;
+            w.retain(|_, _| false)?;
+            for x in &doc.warms {
+                let k = warm_key(&x.zone, &x.bucket, &x.prefix);
+                w.insert(k.as_slice(), sealed::<&[u8], _>(k.as_slice(), x).as_slice())?;
+            }
+        }
         let mut m = tx.open_table(META)?;
         let mut put =
             |key: &'static str, bytes: Vec<u8>| m.insert(key, bytes.as_slice()).map(|_| ());

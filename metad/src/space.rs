@@ -331,7 +331,12 @@ pub fn adds_data(cmd: &Command) -> bool {
         | Command::PutStorageClass { .. }
         | Command::DeleteStorageClass { .. }
         | Command::ReportDamage { .. }
+        | Command::DropWarm { .. }
+        | Command::DropCacheCopies { .. }
         | Command::DamageRepaired { .. } => false,
+        // A warm and its copies take data node space, not metad's, but
+        // each copy adds an index entry's worth.
+        Command::Warm { .. } | Command::AddCacheCopy { .. } => true,
         // Reports of refusals are refused while metad's disk is low (an
         // attacker could otherwise fill it; reporters keep 8 windows and
         // then count what they drop). Administrative commands are still

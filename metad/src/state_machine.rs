@@ -69,6 +69,7 @@ impl StateMachine {
             tx.open_table(REQUEST_AGES)?;
             tx.open_table(AUDIT)?;
             tx.open_table(AUDIT_CHECKPOINTS)?;
+            tx.open_table(WARMS)?;
             let sealed_already = tx.open_table(META)?.get(envelope::MIGRATED_KEY)?.is_some();
             if !sealed_already {
                 let n = seal_legacy_values(&tx)?;

@@ -36,6 +36,9 @@ pub(crate) const LEGACY_SEQ: TableDefinition<&str, u64> = TableDefinition::new("
 /// (see `segment_index`).
 pub(crate) const SEGMENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("segments");
 
+/// Warms by [`warm_key`] (see `warm`).
+pub(crate) const WARMS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("warms");
+
 /// Segments and bytes per storage class by `class \0 bucket`, derived from
 /// the segment index (see `classes`).
 pub(crate) const CLASS_USAGE: TableDefinition<&str, &[u8]> = TableDefinition::new("class_usage");
@@ -60,6 +63,7 @@ pub(crate) const T_SEGMENTS: &str = "segments";
 pub(crate) const T_AUDIT: &str = "audit";
 pub(crate) const T_CLASS_USAGE: &str = "class_usage";
 pub(crate) const T_AUDIT_CHECKPOINTS: &str = "audit_checkpoints";
+pub(crate) const T_WARMS: &str = "warms";
 
 pub(crate) const KEY_REPAIR_CONFIG: &str = "repair_config";
 /// The cluster's upload timers (`Command::SetUploadTimers`).
@@ -98,6 +102,17 @@ pub(crate) fn object_key(bucket: &str, key: &str) -> Vec<u8> {
     k.extend_from_slice(bucket.as_bytes());
     k.push(0);
     k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// The key of a warm: `zone \0 bucket \0 prefix`.
+pub(crate) fn warm_key(zone: &str, bucket: &str, prefix: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(zone.len() + bucket.len() + prefix.len() + 2);
+    k.extend_from_slice(zone.as_bytes());
+    k.push(0);
+    k.extend_from_slice(bucket.as_bytes());
+    k.push(0);
+    k.extend_from_slice(prefix.as_bytes());
     k
 }
 

@@ -187,6 +187,7 @@ mod tests {
                 shards: (1..=6).map(|n| Some(NodeId(n))).collect(),
                 shard_len: 1 << 18,
                 placement: None,
+                cache: vec![],
             }],
             tier: None,
             last_access_ms: None,

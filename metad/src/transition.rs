@@ -203,6 +203,7 @@ pub fn plan(
                 shards,
                 shard_len: shard_len(layout, s.len),
                 placement: Some(rule),
+                cache: vec![],
             },
             targets,
         });
@@ -671,6 +672,10 @@ fn relabel(
             let before = rec.clone();
             rec.class = moved.storage_class.clone();
             rec.placement = new.placement.clone();
+            // A transition ends the version's warm copies, relabelled or
+            // not: a dataset sent to a colder class is warmed again on
+            // request.
+            rec.cache.clear();
             t.insert(
                 k.as_slice(),
                 crate::segment_index::encode(*old, &rec).as_slice(),

@@ -149,6 +149,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(crate::admin_lifecycle::routes())
         .merge(crate::admin_locate::routes())
         .merge(crate::admin_residency::routes())
+        .merge(crate::admin_warm::routes())
         .route("/v1/cluster/usage", get(crate::admin_usage::usage))
         .route("/health", get(|| async { "ok" }))
         .route(

@@ -199,84 +199,55 @@ async fn locate(
             (*z, others)
         })
         .collect();
-    let mut after: Option<(String, Option<String>)> = None;
-    let mut scanned = 0usize;
-    'pages: loop {
-        let page = s
-            .metad
-            .query(&Query::Versions {
-                bucket: q.bucket.clone(),
-                prefix: q.prefix.clone(),
-                key_marker: after.as_ref().map(|a| a.0.clone()),
-                version_marker: after.as_ref().and_then(|a| a.1.clone()),
-                delimiter: None,
-                max: PAGE,
-            })
-            .await?;
-        let QueryResult::Versions { entries, next, .. } = page else {
-            return Err(AdminError::unexpected(page));
+    let mut objects = Vec::new();
+    out.truncated = for_each_current(&s, &q.bucket, &q.prefix, |key, version| {
+        objects.push((key, version));
+    })
+    .await?;
+    for (key, version) in objects {
+        let mut o = ObjectPlacement {
+            key,
+            size: version.size,
+            zone_bytes: BTreeMap::new(),
+            node_shards: BTreeMap::new(),
         };
-        for (key, record, latest) in entries {
-            scanned += 1;
-            if scanned > LOCATE_SCANNED_MAX {
-                out.truncated = true;
-                break 'pages;
+        for seg in &version.segments {
+            for node in seg.shards.iter().flatten() {
+                let zone = zone_of
+                    .get(node)
+                    .cloned()
+                    .unwrap_or_else(|| "unknown".into());
+                *o.zone_bytes.entry(zone).or_default() += seg.shard_len;
+                *o.node_shards.entry(node.to_string()).or_default() += 1;
             }
-            let Some(version) = record.version.filter(|_| latest) else {
-                continue;
-            };
-            if out.objects.len() == LOCATE_OBJECTS_MAX {
-                out.truncated = true;
-                break 'pages;
-            }
-            let mut o = ObjectPlacement {
-                key,
-                size: version.size,
-                zone_bytes: BTreeMap::new(),
-                node_shards: BTreeMap::new(),
-            };
-            for seg in &version.segments {
-                for node in seg.shards.iter().flatten() {
-                    let zone = zone_of
-                        .get(node)
-                        .cloned()
-                        .unwrap_or_else(|| "unknown".into());
-                    *o.zone_bytes.entry(zone).or_default() += seg.shard_len;
-                    *o.node_shards.entry(node.to_string()).or_default() += 1;
-                }
-                for (zone, acc) in reads.iter_mut() {
-                    let (local, cross) = weft_common::locality::read_cost(
-                        seg,
-                        |n| zone_of.get(&n).map(String::as_str),
-                        zone,
-                    );
-                    acc.0 += local;
-                    acc.1 += cross;
-                    let from = weft_common::locality::read_sources(
-                        seg,
-                        |n| zone_of.get(&n).map(String::as_str),
-                        zone,
-                        &zone_order[zone],
-                    );
-                    let into = sources.entry(zone).or_default();
-                    for (z, b) in from.into_iter().filter(|(z, _)| z != *zone) {
-                        *into.entry(z).or_default() += b;
-                    }
+            for (zone, acc) in reads.iter_mut() {
+                let (local, cross) = weft_common::locality::read_cost(
+                    seg,
+                    |n| zone_of.get(&n).map(String::as_str),
+                    zone,
+                );
+                acc.0 += local;
+                acc.1 += cross;
+                let from = weft_common::locality::read_sources(
+                    seg,
+                    |n| zone_of.get(&n).map(String::as_str),
+                    zone,
+                    &zone_order[zone],
+                );
+                let into = sources.entry(zone).or_default();
+                for (z, b) in from.into_iter().filter(|(z, _)| z != *zone) {
+                    *into.entry(z).or_default() += b;
                 }
             }
-            out.total_bytes += o.size;
-            for (z, b) in &o.zone_bytes {
-                *out.zone_bytes.entry(z.clone()).or_default() += b;
-            }
-            for (n, c) in &o.node_shards {
-                *out.node_shards.entry(n.clone()).or_default() += c;
-            }
-            out.objects.push(o);
         }
-        match next {
-            Some(n) => after = Some(n),
-            None => break,
+        out.total_bytes += o.size;
+        for (z, b) in &o.zone_bytes {
+            *out.zone_bytes.entry(z.clone()).or_default() += b;
         }
+        for (n, c) in &o.node_shards {
+            *out.node_shards.entry(n.clone()).or_default() += c;
+        }
+        out.objects.push(o);
     }
     out.reads = reads
         .into_iter()
@@ -312,9 +283,58 @@ async fn locate(
     Ok(Json(out))
 }
 
+/// Calls `f` with each current version under `bucket/prefix`, in key
+/// order, at most [`LOCATE_OBJECTS_MAX`] of them and walking at most
+/// [`LOCATE_SCANNED_MAX`] versions and markers; returns whether it
+/// stopped short. Manifests come with current placement and cache copies.
+pub(crate) async fn for_each_current(
+    s: &AdminState,
+    bucket: &str,
+    prefix: &str,
+    mut f: impl FnMut(String, weft_common::manifest::ObjectVersion),
+) -> Result<bool, AdminError> {
+    let mut after: Option<(String, Option<String>)> = None;
+    let mut scanned = 0usize;
+    let mut objects = 0usize;
+    loop {
+        let page = s
+            .metad
+            .query(&Query::Versions {
+                bucket: bucket.to_string(),
+                prefix: prefix.to_string(),
+                key_marker: after.as_ref().map(|a| a.0.clone()),
+                version_marker: after.as_ref().and_then(|a| a.1.clone()),
+                delimiter: None,
+                max: PAGE,
+            })
+            .await?;
+        let QueryResult::Versions { entries, next, .. } = page else {
+            return Err(AdminError::unexpected(page));
+        };
+        for (key, record, latest) in entries {
+            scanned += 1;
+            if scanned > LOCATE_SCANNED_MAX {
+                return Ok(true);
+            }
+            let Some(version) = record.version.filter(|_| latest) else {
+                continue;
+            };
+            if objects == LOCATE_OBJECTS_MAX {
+                return Ok(true);
+            }
+            objects += 1;
+            f(key, version);
+        }
+        match next {
+            Some(n) => after = Some(n),
+            None => return Ok(false),
+        }
+    }
+}
+
 /// Every zone with a node not removed, and the Kubernetes zone it
 /// corresponds to (its nodes' [`K8S_ZONE_LABEL`], else its own name).
-fn zones(nodes: &[NodeView]) -> BTreeMap<String, String> {
+pub(crate) fn zones(nodes: &[NodeView]) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for n in nodes
         .iter()

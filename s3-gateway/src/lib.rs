@@ -16,6 +16,7 @@ pub mod admin_lifecycle;
 pub mod admin_locate;
 pub mod admin_residency;
 pub mod admin_usage;
+pub mod admin_warm;
 pub mod admission;
 pub mod auth;
 pub mod checksums;
@@ -342,6 +343,7 @@ async fn start_on(
     };
     let locality = read_path::Locality::from_config(&cfg, &gw_metrics);
     let shard_costs = locality.costs.clone();
+    let cache_reads = locality.cache_reads.clone();
     let netmap_datad = datad.clone();
     let reader = ObjectReader::new(
         cluster.clone(),
@@ -480,6 +482,7 @@ async fn start_on(
                 datad: netmap_datad,
                 metad: metad_for_netmap,
                 costs: shard_costs,
+                cache_reads,
             },
             background.clone(),
         );

@@ -34,6 +34,8 @@ pub struct Reporter {
     pub metad: MetadClient,
     /// The figures, shared with the read path.
     pub costs: ShardCosts,
+    /// Segments the read path took from warm cache copies.
+    pub cache_reads: crate::read_path::CacheReads,
 }
 
 /// Runs the probe-and-report loop until `cancel`.
@@ -46,6 +48,7 @@ pub fn spawn(r: Reporter, cancel: CancellationToken) {
         datad,
         metad,
         costs,
+        cache_reads,
     } = r;
     tokio::spawn(async move {
         let mut next = 0usize;
@@ -70,8 +73,10 @@ pub fn spawn(r: Reporter, cancel: CancellationToken) {
             let report = NetReport {
                 reporter: reporter.clone(),
                 samples: costs.samples(&zone),
+                zone: zone.clone(),
+                cache_reads: cache_reads.take(),
             };
-            if !report.samples.is_empty() {
+            if !report.samples.is_empty() || !report.cache_reads.is_empty() {
                 if let Err(e) = metad.report_netmap(&report).await {
                     tracing::debug!(error = %e, "netmap report not taken; the next round retries");
                 }

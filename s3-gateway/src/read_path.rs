@@ -83,6 +83,30 @@ pub struct Locality {
     pub cache: Option<StripeCache>,
     /// Where read bytes came from, hedges and cache hits.
     pub metrics: LocalityMetrics,
+    /// Segments read from cache copies in this zone since the last
+    /// network report (which tells metad the warms are in use).
+    pub cache_reads: CacheReads,
+}
+
+/// Segments read from warm cache copies, waiting to be reported; bounded
+/// (a full set drops further ids: a warm then looks a little less recently
+/// used, nothing more).
+#[derive(Clone, Default)]
+pub struct CacheReads(Arc<std::sync::Mutex<std::collections::HashSet<weft_common::SegmentId>>>);
+
+impl CacheReads {
+    fn note(&self, id: weft_common::SegmentId) {
+        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if set.len() < weft_common::netmap::CACHE_READS_MAX {
+            set.insert(id);
+        }
+    }
+
+    /// Takes what was noted.
+    pub fn take(&self) -> Vec<weft_common::SegmentId> {
+        let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        set.drain().collect()
+    }
 }
 
 impl Locality {
@@ -96,6 +120,7 @@ impl Locality {
             hedge_min: Duration::ZERO,
             cache: None,
             metrics: metrics.locality.clone(),
+            cache_reads: CacheReads::default(),
         }
     }
 
@@ -116,6 +141,7 @@ impl Locality {
             hedge_min: Duration::from_millis(cfg.hedge_min_ms),
             cache,
             metrics: metrics.locality.clone(),
+            cache_reads: CacheReads::default(),
         }
     }
 }
@@ -202,7 +228,10 @@ impl ObjectReader {
             let start = range.start.max(seg_range.start);
             let end = range.end.min(seg_range.end);
             if start < end {
-                plan.push((seg.clone(), (start - seg.offset)..(end - seg.offset)));
+                plan.push((
+                    self.with_near_copies(seg),
+                    (start - seg.offset)..(end - seg.offset),
+                ));
             }
         }
         let (tx, rx) = mpsc::channel::<Piece>(2);
@@ -254,6 +283,39 @@ impl ObjectReader {
             }
         });
         Ok(rx)
+    }
+
+    /// `seg` with each shard whose placed holder is outside this gateway's
+    /// zone read from a cache copy inside it instead, where one is (`weft
+    /// warm`): a copy holds the same bytes under the same shard index, so
+    /// the rest of the read path needs no other change. A copy that fails
+    /// is reported like any shard, which makes metad forget it.
+    fn with_near_copies(&self, seg: &Segment) -> Segment {
+        let mut seg = seg.clone();
+        let Some(zone) = &self.locality.zone else {
+            return seg;
+        };
+        if seg.cache.is_empty() {
+            return seg;
+        }
+        let snap = self.cluster.snapshot();
+        let near = |n: NodeId| {
+            snap.get(&n)
+                .is_some_and(|v| v.readable() && v.info.zone == *zone)
+        };
+        let mut used = false;
+        for c in &seg.cache {
+            let i = usize::from(c.index);
+            if i >= seg.shards.len() || !near(c.node) || seg.shards[i].is_some_and(near) {
+                continue;
+            }
+            seg.shards[i] = Some(c.node);
+            used = true;
+        }
+        if used {
+            self.locality.cache_reads.note(seg.id);
+        }
+        seg
     }
 
     /// Reads `r` (segment-relative, within one stripe for EC segments).

@@ -474,6 +474,7 @@ mod tests {
             shards: vec![Some(NodeId(1))],
             shard_len: 1,
             placement: None,
+            cache: vec![],
         }
     }
 

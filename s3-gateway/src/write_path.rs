@@ -362,6 +362,7 @@ impl ObjectWriter {
             shards,
             shard_len,
             placement: Some(rule),
+            cache: vec![],
         };
         let written = segment.shards_present();
         if written < quorum {

@@ -231,6 +231,7 @@ fn fake_segment() -> Segment {
         shards: vec![Some(NodeId(999))],
         shard_len: 1,
         placement: None,
+        cache: vec![],
     }
 }
 

@@ -21,6 +21,7 @@ pub mod locate;
 pub mod node;
 mod output;
 pub mod sim;
+pub mod warm;
 
 /// Log target of the messages about a server stopping: the binary's root,
 /// where they were logged before the commands had modules of their own, so

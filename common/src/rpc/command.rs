@@ -422,6 +422,49 @@ pub enum Command {
         /// The blocks now good.
         damage: crate::damage::BlockDamage,
     },
+    /// Keep `warm`'s dataset readable in its zone without crossing zones
+    /// (`weft warm`): replaces a warm of the same zone, bucket and prefix.
+    /// Refused if the bucket is missing, the zone has no data node, or the
+    /// bucket's residency keeps its bytes out of the zone.
+    Warm {
+        /// The warm.
+        warm: crate::warm::Warm,
+    },
+    /// Stop keeping a dataset warm; its cache copies are dropped by the
+    /// leader's next pass. With `created_ms`, only the warm asked for then
+    /// (an expiry or eviction judged against an older request leaves a
+    /// newer one alone).
+    DropWarm {
+        /// Zone.
+        zone: String,
+        /// Bucket.
+        bucket: String,
+        /// Prefix.
+        prefix: String,
+        /// The request it was judged against, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        created_ms: Option<u64>,
+    },
+    /// Data node `node` wrote shard `index` of `segment` as a cache copy
+    /// for its zone: record it, unless the segment is gone (the file is
+    /// then garbage) or `node` already holds that index (placed or cached).
+    AddCacheCopy {
+        /// Segment.
+        segment: crate::SegmentId,
+        /// Shard index.
+        index: u8,
+        /// The node that holds the copy durably.
+        node: NodeId,
+    },
+    /// Forget cache copies of `segment` (no warm covers them any more, the
+    /// version is no longer current, the zone is out of the bucket's
+    /// residency or over its budget); their files become garbage.
+    DropCacheCopies {
+        /// Segment.
+        segment: crate::SegmentId,
+        /// `(index, node)` of each copy.
+        copies: Vec<(u8, NodeId)>,
+    },
 }
 
 /// How long metad remembers an applied request, in proposer time. A client
@@ -593,6 +636,11 @@ pub enum Refusal {
     /// A storage class change that cannot be made; `message` says why and
     /// what to do.
     ClassRefused {
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// A warm that cannot be kept; `message` says why.
+    WarmRefused {
         /// What is wrong and how to fix it.
         message: String,
     },

@@ -132,6 +132,8 @@ pub enum Query {
     /// The audit chain's head, its prune anchor, its settings, and the
     /// public keys checkpoints are signed with.
     AuditInfo,
+    /// Every warm, with each zone's cache budget and use.
+    Warms,
 }
 
 /// Where a listing resumes.
@@ -389,6 +391,13 @@ pub enum QueryResult {
     AuditInfo {
         /// The chain's state.
         info: crate::audit::AuditInfo,
+    },
+    /// For `Warms`.
+    Warms {
+        /// The warms, by zone, bucket and prefix.
+        warms: Vec<crate::warm::Warm>,
+        /// Cache budget and use per zone, as the leader last counted.
+        zones: Vec<crate::warm::ZoneCache>,
     },
 }
 

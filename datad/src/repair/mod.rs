@@ -12,6 +12,10 @@
 //! missing one is released with `DropShard` for a rebuild elsewhere (the
 //! `blocks` module).
 //!
+//! A warm task ([`TaskReason::Warm`]) writes the shard the same way but
+//! commits `AddCacheCopy`: the file is an extra copy for this node's zone
+//! (`weft warm`), and the placed holder keeps its own.
+//!
 //! The worker never deletes a shard it wrote when the commit is refused: the
 //! refusal may mean an earlier attempt already committed it. Unreferenced
 //! files are the garbage collector's job, which asks metad first.
@@ -122,7 +126,9 @@ async fn run_task(ctx: &RepairContext, task: RepairTask) -> TaskOutcome {
     let result = execute(ctx, &task).await;
     match &result {
         Ok(bytes) => {
-            ctx.metrics.repair_bytes.inc_by(*bytes);
+            if task.reason != TaskReason::Warm {
+                ctx.metrics.repair_bytes.inc_by(*bytes);
+            }
             ctx.metrics.repair_tasks_ok.inc();
             tracing::debug!(bytes, "shard rebuilt and committed");
         }
@@ -146,6 +152,23 @@ pub async fn execute(ctx: &RepairContext, task: &RepairTask) -> Result<u64, Repa
         return blocks::repair_blocks(ctx, task).await;
     }
     let bytes = write_whole(ctx, task).await?;
+    if task.reason == TaskReason::Warm {
+        // A cache copy: an extra file beside the placed shards. Refused
+        // (the segment went meanwhile) leaves it to garbage collection.
+        let cmd = Command::AddCacheCopy {
+            segment: task.segment,
+            index: task.index,
+            node: ctx.node,
+        };
+        return match ctx.metad.command(&cmd).await {
+            Ok(CommandResult::Done) => {
+                ctx.metrics.warm_bytes.inc_by(bytes);
+                Ok(bytes)
+            }
+            Ok(other) => Err(RepairError::PlacementRefused(Box::new(other))),
+            Err(e) => Err(RepairError::Commit(e)),
+        };
+    }
     let cmd = Command::MoveShard {
         segment: task.segment,
         index: task.index,

@@ -361,6 +361,21 @@ fn make_task(
     }
 }
 
+/// A cache copy of `slot` for a warmed zone: copied from its placed
+/// holder when that one is readable, else rebuilt from k others (a
+/// replicated segment's copy comes from any replica).
+pub(super) fn warm_task(
+    segment: SegmentId,
+    rec: &SegmentRecord,
+    slot: usize,
+    by_id: &BTreeMap<NodeId, &NodeView>,
+) -> RepairTask {
+    let mut task = make_task(segment, rec, slot, TaskReason::Warm, by_id);
+    // Not a move: the placed holder keeps its shard.
+    task.from = None;
+    task
+}
+
 /// A block repair for the holder of `slot`: the other shards (for replicas,
 /// the other copies) as sources, those on up nodes and without recorded
 /// damage first.

@@ -51,6 +51,7 @@ fn ec(shards: Vec<Option<u64>>) -> SegmentRecord {
         placement: None,
         shards: shards.into_iter().map(|s| s.map(NodeId)).collect(),
         damage: vec![],
+        cache: vec![],
     }
 }
 

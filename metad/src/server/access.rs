@@ -66,6 +66,8 @@ pub(crate) fn command_roles(cmd: &Command) -> &'static [Role] {
         | Command::SetAuditConfig { .. }
         | Command::PutStorageClass { .. }
         | Command::DeleteStorageClass { .. }
+        | Command::Warm { .. }
+        | Command::DropWarm { .. }
         | Command::AuditPrune { .. } => ADMIN,
         // Every process reports the failures and denials it saw.
         Command::Audit { .. } => ANY_ROLE,
@@ -76,11 +78,13 @@ pub(crate) fn command_roles(cmd: &Command) -> &'static [Role] {
         | Command::SetLifecycleCursor { .. }
         | Command::FinishClassMigration { .. }
         | Command::ResealKey { .. }
+        | Command::DropCacheCopies { .. }
         | Command::Lifecycle { .. } => &[],
         // A repair's or a scrub's results: only data nodes do that work.
         Command::RegisterNode { .. }
         | Command::MoveShard { .. }
         | Command::TransitionVersion { .. }
+        | Command::AddCacheCopy { .. }
         | Command::DamageRepaired { .. } => DATAD,
         // Dropping a shard record: a data node that lost it, or an
         // administrator removing a node.
@@ -125,6 +129,7 @@ pub(crate) fn leader_only(cmd: &Command) -> bool {
         | Command::SetLifecycleCursor { .. }
         | Command::FinishClassMigration { .. }
         | Command::ResealKey { .. }
+        | Command::DropCacheCopies { .. }
         | Command::Lifecycle { .. } => true,
         Command::Request { command, .. } => leader_only(command),
         Command::Batch { commands } => commands.iter().any(leader_only),
@@ -269,6 +274,7 @@ pub(crate) fn query_roles(q: &Query) -> &'static [Role] {
         }
         // The record of who did what: administration only.
         Query::Audit { .. } | Query::AuditCheckpoints { .. } | Query::AuditInfo => ADMIN,
+        Query::Warms => ADMIN,
     }
 }
 

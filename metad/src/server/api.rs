@@ -87,6 +87,9 @@ pub(super) async fn command(
                 Command::DamageRepaired { node, .. } => {
                     check_node(&s, &outer_caller, *node, "damage repaired")?
                 }
+                Command::AddCacheCopy { node, .. } => {
+                    check_node(&s, &outer_caller, *node, "add cache copy")?
+                }
                 _ => {}
             }
             if let Err(why) =
@@ -322,6 +325,7 @@ pub(super) async fn query(
         ensure_leader_read(&s).await?;
     }
     let sm = s.sm.clone();
+    let warming_zones = s.warming.zones();
     let public_keys = s
         .sealer
         .as_ref()
@@ -490,6 +494,10 @@ pub(super) async fn query(
                         usage: sm.class_usage()?,
                         migrating: sm.class_migrations()?.into_keys().collect(),
                     },
+                    Query::Warms => QueryResult::Warms {
+                        warms: sm.warms()?,
+                        zones: warming_zones.clone(),
+                    },
                     Query::AuditInfo => QueryResult::AuditInfo {
                         info: weft_common::audit::AuditInfo {
                             public_keys,
@@ -604,7 +612,9 @@ pub(super) async fn netmap_report(
     Json(report): Json<weft_common::netmap::NetReport>,
 ) -> Result<StatusCode, ApiError> {
     ensure_serving_leader(&s)?;
+    let reads = (report.zone.clone(), report.cache_reads.clone());
     s.netmap.record(report);
+    super::warming::note_cache_reads(&s, reads.0, reads.1).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -39,6 +39,10 @@ pub struct Metrics {
     /// 1 while resealing waits for a voter whose current master key is
     /// another (leader only).
     pub(super) reseal_waiting: Gauge,
+    /// Bytes of cache copies (`weft warm`) per zone (leader only).
+    pub(super) cache_bytes: Family<Vec<(String, String)>, Gauge>,
+    /// Warms evicted to keep a zone's cache within its budget.
+    pub(super) warm_evictions: Counter,
 }
 
 impl Default for Metrics {
@@ -122,8 +126,22 @@ impl Default for Metrics {
             "1 while resealing secrets waits for a voter whose current master key differs from the leader's (leader only)",
             reseal_waiting.clone(),
         );
+        let cache_bytes = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register(
+            "cache_bytes",
+            "Bytes of cache copies warmed into each zone (leader only)",
+            cache_bytes.clone(),
+        );
+        let warm_evictions = Counter::default();
+        registry.register(
+            "warm_evictions",
+            "Warms evicted to keep a zone's cache within its budget (leader only)",
+            warm_evictions.clone(),
+        );
         Metrics {
             registry,
+            cache_bytes,
+            warm_evictions,
             secrets,
             reseal_waiting,
             lifecycle_done,

@@ -32,6 +32,7 @@ pub fn version(n: u64) -> ObjectVersion {
             shards: vec![Some(NodeId(1))],
             shard_len: n,
             placement: None,
+            cache: vec![],
         }],
         tier: None,
         last_access_ms: None,

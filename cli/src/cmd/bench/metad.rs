@@ -44,6 +44,7 @@ fn version(n: u64) -> ObjectVersion {
             shards: (1..=6).map(|i| Some(NodeId(i))).collect(),
             shard_len: 256 << 10,
             placement: None,
+            cache: vec![],
         }],
         tier: None,
         last_access_ms: None,

@@ -1,0 +1,308 @@
+//! Warm and pin on the admin API (`weft warm`, docs/locality.md): keep a
+//! dataset readable in one zone without crossing zones.
+//!
+//! - `PUT /v1/warm` asks for a warm (or asks again: a new TTL or pin),
+//!   after checking that the zone exists, that the bucket's residency
+//!   admits it, and that what the zone lacks fits its cache budget;
+//! - `GET /v1/warm?bucket&prefix&zone` says how far it has got, computed
+//!   from the manifests metad holds: a segment is ready when the zone holds
+//!   k distinct shards of it, placed or cached;
+//! - `DELETE /v1/warm?…` stops it; `GET /v1/warms` lists every warm with
+//!   each zone's cache budget and use.
+//!
+//! Authorised like `weft locate`: the bucket's owner or an administrator;
+//! pinning (which no eviction undoes) needs an administrator.
+
+use axum::extract::{Query as UrlQuery, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use weft_common::rpc::{Command, CommandResult, Query, QueryResult, Refusal};
+use weft_common::warm::{indices_in_zone, needed_in_zone, Warm, ZoneCache};
+use weft_common::NodeId;
+
+use crate::admin::{check, check_for, AdminError, AdminState};
+use crate::admin_cert::AdminRequest;
+
+/// Longest time-to-live a warm may ask for: a year.
+pub const TTL_MAX_SECS: u64 = 365 * 86_400;
+
+/// Names a warm: `?bucket=B&prefix=P&zone=Z`.
+#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WarmTarget {
+    /// Bucket.
+    pub bucket: String,
+    /// Key prefix (empty: the whole bucket).
+    #[serde(default)]
+    pub prefix: String,
+    /// Zone.
+    pub zone: String,
+}
+
+/// Body of `PUT /v1/warm`.
+#[derive(Deserialize, Serialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WarmRequest {
+    /// What to warm, and where.
+    #[serde(flatten)]
+    pub target: WarmTarget,
+    /// Lapses after this many seconds (`--ttl`); none: until dropped or
+    /// evicted.
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+    /// Never evicted (`--pin`).
+    #[serde(default)]
+    pub pinned: bool,
+}
+
+/// How far a warm has got.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+pub struct WarmStatus {
+    /// The warm as metad holds it; `None`: not (or no longer) asked for:
+    /// dropped, expired or evicted.
+    pub warm: Option<Warm>,
+    /// Current objects under the prefix.
+    pub objects: u64,
+    /// Their segments.
+    pub segments: u64,
+    /// Segments the zone can read without crossing zones.
+    pub segments_ready: u64,
+    /// Shard bytes the zone must hold to read every segment from itself.
+    pub needed_bytes: u64,
+    /// Of those, bytes it holds (placed shards and cache copies).
+    pub held_bytes: u64,
+    /// The dataset is larger than one walk covers; counts are of its start.
+    pub truncated: bool,
+    /// Every segment is ready (and the walk covered them all).
+    pub ready: bool,
+    /// The zone's cache budget and use.
+    pub zone_cache: Option<ZoneCache>,
+}
+
+/// Answer of `GET /v1/warms`.
+#[derive(Deserialize, Serialize, Debug, Clone, PartialEq)]
+pub struct WarmList {
+    /// Every warm.
+    pub warms: Vec<Warm>,
+    /// Each zone's cache budget and use.
+    pub zones: Vec<ZoneCache>,
+}
+
+pub(crate) fn routes() -> Router<AdminState> {
+    Router::new()
+        .route("/v1/warm", get(status).put(put_warm).delete(drop_warm))
+        .route("/v1/warms", get(list))
+}
+
+fn bad(msg: impl Into<String>) -> AdminError {
+    AdminError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+/// Authorises a call on `bucket`'s warms: its owner or an administrator
+/// (`admin_only`: an administrator alone). A missing bucket is refused
+/// like one that is not the caller's, so non-owners learn nothing.
+async fn authorise(
+    s: &AdminState,
+    req: &AdminRequest,
+    body: &[u8],
+    bucket: &str,
+    admin_only: bool,
+) -> Result<(), AdminError> {
+    if admin_only {
+        check(s, req, body).await?;
+    }
+    let found = match s
+        .metad
+        .query(&Query::Bucket {
+            name: bucket.to_string(),
+        })
+        .await?
+    {
+        QueryResult::Bucket { bucket } => bucket,
+        other => return Err(AdminError::unexpected(other)),
+    };
+    let owner = found.as_ref().map_or(String::new(), |b| b.owner.clone());
+    check_for(s, req, body, Some(&owner)).await?;
+    if found.is_none() {
+        return Err(AdminError(
+            StatusCode::NOT_FOUND,
+            format!("no bucket {bucket:?}"),
+        ));
+    }
+    Ok(())
+}
+
+async fn warms(s: &AdminState) -> Result<(Vec<Warm>, Vec<ZoneCache>), AdminError> {
+    match s.metad.query(&Query::Warms).await? {
+        QueryResult::Warms { warms, zones } => Ok((warms, zones)),
+        other => Err(AdminError::unexpected(other)),
+    }
+}
+
+/// Walks the dataset and counts what the zone holds of it.
+async fn measure(s: &AdminState, t: &WarmTarget) -> Result<WarmStatus, AdminError> {
+    let nodes = match s.metad.query(&Query::Nodes).await? {
+        QueryResult::Nodes { nodes, .. } => nodes,
+        other => return Err(AdminError::unexpected(other)),
+    };
+    let zones = crate::admin_locate::zones(&nodes);
+    if !zones.contains_key(&t.zone) {
+        return Err(bad(format!(
+            "no zone {:?}: the cluster's zones are {}",
+            t.zone,
+            zones.keys().cloned().collect::<Vec<_>>().join(", ")
+        )));
+    }
+    let readable: BTreeMap<NodeId, String> = nodes
+        .iter()
+        .filter(|n| n.readable())
+        .map(|n| (n.info.id, n.info.zone.clone()))
+        .collect();
+    let (all, caches) = warms(s).await?;
+    let mut out = WarmStatus {
+        warm: all
+            .into_iter()
+            .find(|w| w.zone == t.zone && w.bucket == t.bucket && w.prefix == t.prefix),
+        objects: 0,
+        segments: 0,
+        segments_ready: 0,
+        needed_bytes: 0,
+        held_bytes: 0,
+        truncated: false,
+        ready: false,
+        zone_cache: caches.into_iter().find(|z| z.zone == t.zone),
+    };
+    out.truncated = crate::admin_locate::for_each_current(s, &t.bucket, &t.prefix, |_, v| {
+        out.objects += 1;
+        for seg in &v.segments {
+            let need = needed_in_zone(seg.layout) as u64;
+            let unit = match seg.layout {
+                weft_common::profile::Layout::Replicated { .. } => seg.len,
+                weft_common::profile::Layout::Erasure { .. } => seg.shard_len,
+            };
+            let held = indices_in_zone(
+                &seg.shards,
+                &seg.cache,
+                |n| readable.get(&n).map(String::as_str),
+                &t.zone,
+            )
+            .len() as u64;
+            out.segments += 1;
+            out.needed_bytes += need * unit;
+            out.held_bytes += held.min(need) * unit;
+            if held >= need {
+                out.segments_ready += 1;
+            }
+        }
+    })
+    .await?;
+    out.ready = !out.truncated && out.segments_ready == out.segments;
+    Ok(out)
+}
+
+/// `GET /v1/warm`: how far a warm has got.
+async fn status(
+    State(s): State<AdminState>,
+    req: AdminRequest,
+    UrlQuery(t): UrlQuery<WarmTarget>,
+) -> Result<Json<WarmStatus>, AdminError> {
+    authorise(&s, &req, b"", &t.bucket, false).await?;
+    Ok(Json(measure(&s, &t).await?))
+}
+
+/// `GET /v1/warms`: every warm, and each zone's cache.
+async fn list(
+    State(s): State<AdminState>,
+    req: AdminRequest,
+) -> Result<Json<WarmList>, AdminError> {
+    check(&s, &req, b"").await?;
+    let (warms, zones) = warms(&s).await?;
+    Ok(Json(WarmList { warms, zones }))
+}
+
+/// `PUT /v1/warm`: asks for a warm.
+async fn put_warm(
+    State(s): State<AdminState>,
+    req: AdminRequest,
+    body: axum::body::Bytes,
+) -> Result<Json<WarmStatus>, AdminError> {
+    let r: WarmRequest = crate::admin::json_body(&body)?;
+    authorise(&s, &req, &body, &r.target.bucket, r.pinned).await?;
+    if r.ttl_secs == Some(0) || r.ttl_secs.is_some_and(|t| t > TTL_MAX_SECS) {
+        return Err(bad(format!(
+            "--ttl must be between 1 second and {TTL_MAX_SECS} seconds (a year)"
+        )));
+    }
+    let now = weft_common::effects::now_ms();
+    let warm = Warm {
+        zone: r.target.zone.clone(),
+        bucket: r.target.bucket.clone(),
+        prefix: r.target.prefix.clone(),
+        pinned: r.pinned,
+        created_ms: now,
+        expires_ms: r.ttl_secs.map(|t| now + t * 1000),
+    };
+    warm.validate().map_err(bad)?;
+    let before = measure(&s, &r.target).await?;
+    // What the zone still lacks must fit its budget: beside the other
+    // pinned warms for a pin, on its own otherwise (older unpinned warms
+    // are evicted to make room).
+    if let Some(z) = &before.zone_cache {
+        let lacks = before.needed_bytes - before.held_bytes;
+        let others_pinned = if r.pinned { z.pinned_bytes } else { 0 };
+        if z.budget_bytes > 0 && lacks + others_pinned > z.budget_bytes {
+            return Err(AdminError(
+                StatusCode::CONFLICT,
+                format!(
+                    "cannot warm {}: zone {} lacks {lacks} bytes of it, but its cache budget is {} bytes{}; warm a smaller prefix, or raise cache_budget_bytes on the metad voters",
+                    warm.describe(),
+                    z.zone,
+                    z.budget_bytes,
+                    if r.pinned {
+                        format!(" of which pinned warms hold {}", z.pinned_bytes)
+                    } else {
+                        String::new()
+                    }
+                ),
+            ));
+        }
+    }
+    match s.metad.command(&Command::Warm { warm }).await? {
+        CommandResult::Done => {}
+        CommandResult::Refused {
+            refusal: Refusal::WarmRefused { message },
+        } => return Err(AdminError(StatusCode::CONFLICT, message)),
+        CommandResult::Refused {
+            refusal: Refusal::NoSuchBucket,
+        } => {
+            return Err(AdminError(
+                StatusCode::NOT_FOUND,
+                format!("no bucket {:?}", r.target.bucket),
+            ))
+        }
+        other => return Err(AdminError::unexpected(other)),
+    }
+    Ok(Json(measure(&s, &r.target).await?))
+}
+
+/// `DELETE /v1/warm`: stops a warm; the leader's next pass drops its copies.
+async fn drop_warm(
+    State(s): State<AdminState>,
+    req: AdminRequest,
+    UrlQuery(t): UrlQuery<WarmTarget>,
+) -> Result<StatusCode, AdminError> {
+    authorise(&s, &req, b"", &t.bucket, false).await?;
+    let cmd = Command::DropWarm {
+        zone: t.zone,
+        bucket: t.bucket,
+        prefix: t.prefix,
+        created_ms: None,
+    };
+    match s.metad.command(&cmd).await? {
+        CommandResult::Done => Ok(StatusCode::NO_CONTENT),
+        other => Err(AdminError::unexpected(other)),
+    }
+}
