@@ -719,3 +719,155 @@ fn version_pages_cover_the_prefix_exactly_once_whatever_their_size() {
         }
     }
 }
+
+/// Cache copies (`weft warm`): recorded once, answered as held to garbage
+/// collection, never part of the placement the durability survey reads,
+/// forgotten when their node reports them bad or their segment is
+/// released; warms are refused where they cannot be kept, and an expiry
+/// judged against an older request leaves a newer one alone.
+#[test]
+fn cache_copies_are_held_but_never_placed_and_go_with_their_segment() {
+    use weft_common::rpc::Refusal;
+    use weft_common::warm::{CacheCopy, Warm};
+    let (_dir, sm) = setup();
+    let mut b = Builder::default();
+    let mut ever = BTreeSet::new();
+    let put = b.build(&Op::Put { b: 0, k: 0 });
+    apply_checked(&sm, &put, &mut ever);
+    let Command::PutObject { version, .. } = &put else {
+        unreachable!()
+    };
+    let seg = version.segments[0].id;
+    let placed = version.segments[0].shards.clone();
+    assert!(!placed.contains(&Some(NodeId(4))));
+    let warm = Warm {
+        zone: "z".into(),
+        bucket: "plain".into(),
+        prefix: String::new(),
+        pinned: false,
+        created_ms: 5,
+        expires_ms: None,
+    };
+    let r = sm
+        .apply_for_test(&Command::Warm { warm: warm.clone() })
+        .unwrap();
+    assert_eq!(r, CommandResult::Done);
+    let add = |node: u64| Command::AddCacheCopy {
+        segment: seg,
+        index: 0,
+        node: NodeId(node),
+    };
+    for _ in 0..2 {
+        assert_eq!(
+            apply_checked(&sm, &add(4), &mut ever).result,
+            CommandResult::Done
+        );
+    }
+    // A node that holds the shard placed gets no copy of it.
+    assert_eq!(
+        apply_checked(&sm, &add(1), &mut ever).result,
+        CommandResult::Done
+    );
+    let copy = CacheCopy {
+        index: 0,
+        node: NodeId(4),
+        zone: "z".into(),
+    };
+    let current = sm.object("plain", "k1").unwrap().unwrap();
+    assert_eq!(current.segments[0].cache, vec![copy.clone()]);
+    assert_eq!(current.segments[0].shards, placed, "placement unchanged");
+    let mut records = vec![];
+    sm.scan_segments(|id, r| records.push((id, r))).unwrap();
+    let rec = &records.iter().find(|(id, _)| *id == seg).unwrap().1;
+    assert_eq!(rec.shards, placed, "the survey's placement has no copy");
+    assert_eq!(
+        sm.shards_held(NodeId(4), &[(seg, 0), (seg, 1)]).unwrap(),
+        vec![true, false],
+        "garbage collection keeps the copy, and only it"
+    );
+
+    // Reported missing: the copy is forgotten, the placed shard stays.
+    let r = apply_checked(
+        &sm,
+        &Command::DropShard {
+            segment: seg,
+            index: 0,
+            node: NodeId(4),
+        },
+        &mut ever,
+    );
+    assert_eq!(r.result, CommandResult::Done);
+    let current = sm.object("plain", "k1").unwrap().unwrap();
+    assert!(current.segments[0].cache.is_empty());
+    assert_eq!(current.segments[0].shards, placed);
+
+    // Released with its segment.
+    apply_checked(&sm, &add(4), &mut ever);
+    apply_checked(
+        &sm,
+        &Command::DeleteObject {
+            bucket: "plain".into(),
+            key: "k1".into(),
+            marker: None,
+        },
+        &mut ever,
+    );
+    assert_eq!(sm.shards_held(NodeId(4), &[(seg, 0)]).unwrap(), vec![false]);
+    let r = apply_checked(&sm, &add(4), &mut ever);
+    assert_eq!(
+        r.result,
+        CommandResult::Refused {
+            refusal: Refusal::Stale
+        },
+        "a copy of a released segment is garbage"
+    );
+
+    // Refusals, and expiry by compare-and-set.
+    let nowhere = sm
+        .apply_for_test(&Command::Warm {
+            warm: Warm {
+                zone: "nowhere".into(),
+                ..warm.clone()
+            },
+        })
+        .unwrap();
+    assert!(matches!(
+        nowhere,
+        CommandResult::Refused {
+            refusal: Refusal::WarmRefused { .. }
+        }
+    ));
+    let missing = sm
+        .apply_for_test(&Command::Warm {
+            warm: Warm {
+                bucket: "missing".into(),
+                ..warm.clone()
+            },
+        })
+        .unwrap();
+    assert_eq!(
+        missing,
+        CommandResult::Refused {
+            refusal: Refusal::NoSuchBucket
+        }
+    );
+    let drop = |created_ms| Command::DropWarm {
+        zone: "z".into(),
+        bucket: "plain".into(),
+        prefix: String::new(),
+        created_ms,
+    };
+    assert_eq!(
+        sm.apply_for_test(&drop(Some(4))).unwrap(),
+        CommandResult::Refused {
+            refusal: Refusal::Stale
+        }
+    );
+    assert_eq!(sm.warms().unwrap(), vec![warm]);
+    assert_eq!(
+        sm.apply_for_test(&drop(Some(5))).unwrap(),
+        CommandResult::Done
+    );
+    assert!(sm.warms().unwrap().is_empty());
+    assert_eq!(sm.apply_for_test(&drop(None)).unwrap(), CommandResult::Done);
+}

@@ -1,0 +1,426 @@
+//! Warm and pin (issue 15) on `weft dev`'s topology — 6 data nodes in 3
+//! zones, two each — with one gateway per zone and an emulated WAN of
+//! 20 ms between zones. Bytes are counted where they are served: each data
+//! node's `shard_served_bytes` by the reader's zone.
+//!
+//! - Before a warm, a full read of a dataset from zone-a crosses zones;
+//!   `weft warm --zone zone-a` waits until zone-a holds k shards of every
+//!   segment, after which a full read moves 0 bytes across zones and
+//!   `weft locate --zone zone-a` counts 0 cross-zone bytes.
+//! - An overwrite after the warm reads back the new bytes, and the warm
+//!   takes in the new version too.
+//! - A warm into a zone the bucket's residency excludes is refused, and
+//!   says why.
+//! - Budget: a second warm that does not fit evicts the least recently
+//!   used unpinned one (its copies are dropped); a pin that would not fit
+//!   beside the pinned ones is refused; a warm with a TTL lapses; `weft
+//!   warm drop` ends one and its copies go.
+//!
+//! Share of the normal run: about 40 s (two clusters).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+use support::{data, S3Client, TestCluster};
+use weft_gateway::admin_warm::{WarmList, WarmStatus};
+
+const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
+const MIB: usize = 1 << 20;
+/// One full 4+2 stripe of 1 MiB units: shard files of 1 MiB.
+const OBJECT: usize = 4 * MIB;
+/// How long any wait here may take before the test fails.
+const DEADLINE: Duration = Duration::from_secs(90);
+
+fn zone_of(n: u64) -> &'static str {
+    ZONES[(n as usize - 1) % ZONES.len()]
+}
+
+async fn start(budget: u64, data_nodes: usize) -> TestCluster {
+    TestCluster::start_with(|c| {
+        c.datad_count = data_nodes;
+        c.gateway_per_zone = true;
+        c.gateway.netmap_period_ms = 300;
+        c.datad.repair_poll_ms = 300;
+        c.metad.cache_budget_bytes = budget;
+        c.wan = weft_client::wan::WanSettings {
+            latency_ms: 20,
+            bandwidth_bytes_per_s: 0,
+        };
+    })
+    .await
+}
+
+fn client_of(tc: &TestCluster, gateway: usize) -> S3Client {
+    let c = tc.c();
+    S3Client::new(
+        &c.s3_endpoint_of(gateway).expect("gateway running"),
+        &c.credentials().access_key,
+        &c.credentials().secret_key,
+        c.region(),
+    )
+}
+
+async fn metrics_text(tc: &TestCluster, url: String) -> String {
+    tc.c()
+        .internal_http()
+        .get(url)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics body")
+}
+
+/// Shard bytes each data node served to readers in `zone`, by node id.
+async fn served_to(tc: &TestCluster, zone: &str) -> BTreeMap<u64, u64> {
+    let mut out = BTreeMap::new();
+    let line = format!("weft_datad_shard_served_bytes_total{{zone=\"{zone}\"}} ");
+    for i in 0..tc.c().datad_count() {
+        let Some(addr) = tc.c().datad_addr(i) else {
+            continue;
+        };
+        let text = metrics_text(tc, tc.c().internal_url(addr, "/metrics")).await;
+        let v = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .map_or(0, |v| v.trim().parse().expect("metric value"));
+        out.insert(i as u64 + 1, v);
+    }
+    out
+}
+
+/// Bytes served to `zone` since `before`: (from nodes in it, from others).
+async fn served_since(tc: &TestCluster, zone: &str, before: &BTreeMap<u64, u64>) -> (u64, u64) {
+    let mut local = 0;
+    let mut cross = 0;
+    for (n, v) in served_to(tc, zone).await {
+        let d = v - before.get(&n).copied().unwrap_or(0);
+        if zone_of(n) == zone {
+            local += d;
+        } else {
+            cross += d;
+        }
+    }
+    (local, cross)
+}
+
+fn status_path(bucket: &str, prefix: &str, zone: &str) -> String {
+    format!("/v1/warm?bucket={bucket}&prefix={prefix}&zone={zone}")
+}
+
+async fn status(tc: &TestCluster, bucket: &str, prefix: &str, zone: &str) -> WarmStatus {
+    tc.c()
+        .admin_client()
+        .call(
+            reqwest::Method::GET,
+            &status_path(bucket, prefix, zone),
+            None,
+        )
+        .await
+        .expect("warm status")
+}
+
+async fn list(tc: &TestCluster) -> WarmList {
+    tc.c()
+        .admin_client()
+        .call(reqwest::Method::GET, "/v1/warms", None)
+        .await
+        .expect("list warms")
+}
+
+/// Polls `cond` every 200 ms until it holds; fails the test at
+/// [`DEADLINE`] with `what`.
+async fn eventually<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "not within {DEADLINE:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warmed_zone_reads_its_dataset_without_crossing_and_overwrites_read_new_bytes() {
+    let tc = start(0, 6).await;
+    tc.c()
+        .wait_nodes_up(6, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let a = client_of(&tc, 0);
+    assert_eq!(tc.c().gateway_zone(0).as_deref(), Some("zone-a"));
+    assert_eq!(a.mb("data").await.status, 200);
+    let mut bodies = BTreeMap::new();
+    for i in 0..3u64 {
+        let body = data(i, OBJECT);
+        a.must_put("data", &format!("ds/{i}"), body.clone()).await;
+        bodies.insert(format!("ds/{i}"), body);
+    }
+    // A small object (replicated, one copy per zone at most) and one
+    // outside the prefix.
+    let small = data(9, 10 << 10);
+    a.must_put("data", "ds/small", small.clone()).await;
+    bodies.insert("ds/small".to_string(), small);
+    a.must_put("data", "other/x", data(10, OBJECT)).await;
+
+    // Cold: zone-a holds 2 of 4 needed shards of each stripe.
+    let before = served_to(&tc, "zone-a").await;
+    for (k, b) in &bodies {
+        a.must_get_equal("data", k, b).await;
+    }
+    let (_, cross) = served_since(&tc, "zone-a", &before).await;
+    assert!(
+        cross >= 3 * (OBJECT as u64) / 2,
+        "a cold read crosses for half of each stripe: {cross}"
+    );
+    let cold = status(&tc, "data", "ds/", "zone-a").await;
+    assert!(cold.warm.is_none() && !cold.ready);
+    assert_eq!(cold.objects, 4);
+
+    // Warm, through the CLI, which waits until zone-a holds it all.
+    let (ok, out, err) = support::weft_cli(
+        tc.c(),
+        &[
+            "warm",
+            "s3://data/ds/",
+            "--zone",
+            "zone-a",
+            "--wait-max",
+            "90s",
+        ],
+    )
+    .await;
+    assert!(ok, "weft warm failed: {err}");
+    assert!(out.contains("is warm in zone zone-a"), "{out}");
+    let warm = status(&tc, "data", "ds/", "zone-a").await;
+    assert!(warm.ready, "{warm:?}");
+    assert_eq!(warm.held_bytes, warm.needed_bytes);
+    assert!(warm.warm.is_some());
+
+    // Every shard a read from zone-a needs is now in zone-a.
+    let before = served_to(&tc, "zone-a").await;
+    let gw_cross = |text: String| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("weft_gateway_cross_zone_read_bytes_total "))
+            .map_or(0u64, |v| v.trim().parse().expect("metric"))
+    };
+    let url = format!(
+        "{}/metrics",
+        tc.c().admin_endpoint_of(0).expect("gateway 0")
+    );
+    let gw_before = gw_cross(metrics_text(&tc, url.clone()).await);
+    for (k, b) in &bodies {
+        a.must_get_equal("data", k, b).await;
+    }
+    let (local, cross) = served_since(&tc, "zone-a", &before).await;
+    assert_eq!(cross, 0, "a warmed read crosses no zone");
+    assert!(
+        local >= 3 * OBJECT as u64,
+        "the bytes came from zone-a: {local}"
+    );
+    assert_eq!(gw_cross(metrics_text(&tc, url).await), gw_before);
+    // Outside the prefix nothing was warmed.
+    let other = status(&tc, "data", "other/", "zone-a").await;
+    assert!(!other.ready);
+
+    // locate agrees: reading the set from zone-a crosses nothing.
+    let (ok, out, err) = support::weft_cli(
+        tc.c(),
+        &["locate", "s3://data/ds/", "--zone", "zone-a", "--json"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    let l: weft_gateway::admin_locate::Located = serde_json::from_str(&out).unwrap();
+    assert_eq!(l.reads[0].zone, "zone-a");
+    assert_eq!(l.reads[0].cross_zone_bytes, 0, "{out}");
+
+    // An overwrite reads back its own bytes at once (its segments are new,
+    // and no cache copy names them), and the warm then covers it too.
+    let new = data(99, OBJECT + MIB);
+    a.must_put("data", "ds/1", new.clone()).await;
+    a.must_get_equal("data", "ds/1", &new).await;
+    for g in 1..3 {
+        client_of(&tc, g).must_get_equal("data", "ds/1", &new).await;
+    }
+    eventually("the warm takes in the overwritten object", || async {
+        status(&tc, "data", "ds/", "zone-a").await.ready
+    })
+    .await;
+    bodies.insert("ds/1".to_string(), new);
+    let before = served_to(&tc, "zone-a").await;
+    for (k, b) in &bodies {
+        a.must_get_equal("data", k, b).await;
+    }
+    let (_, cross) = served_since(&tc, "zone-a", &before).await;
+    assert_eq!(cross, 0, "the overwritten object is warm too");
+
+    // `weft warm drop` ends it, and the copies go.
+    let (ok, _, err) = support::weft_cli(
+        tc.c(),
+        &["warm", "drop", "s3://data/ds/", "--zone", "zone-a"],
+    )
+    .await;
+    assert!(ok, "{err}");
+    eventually("a dropped warm's copies are forgotten", || async {
+        let s = status(&tc, "data", "ds/", "zone-a").await;
+        s.warm.is_none() && !s.ready
+    })
+    .await;
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warms_keep_to_residency_budget_pins_and_ttl() {
+    // Each 4 MiB object lacks 2 MiB in zone-a; each dataset holds 2.
+    const LACKS: u64 = 2 * 2 * MIB as u64;
+    // Three data nodes a zone, so a residency of two zones can still
+    // place 4+2.
+    let tc = start(LACKS + LACKS / 2, 9).await;
+    tc.c()
+        .wait_nodes_up(9, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let a = client_of(&tc, 0);
+    assert_eq!(a.mb("data").await.status, 200);
+    for set in ["a", "b", "c"] {
+        for i in 0..2u64 {
+            a.must_put("data", &format!("{set}/{i}"), data(i, OBJECT))
+                .await;
+        }
+    }
+    let root = tc.c().admin_client();
+    let put_in = |bucket: &'static str, zone: &'static str| {
+        let root = root.clone();
+        async move {
+            root.call::<WarmStatus>(
+                reqwest::Method::PUT,
+                "/v1/warm",
+                Some(serde_json::json!({"bucket": bucket, "prefix": "", "zone": zone})),
+            )
+            .await
+        }
+    };
+    let put = |prefix: &'static str, pinned: bool, ttl: Option<u64>| {
+        let root = root.clone();
+        async move {
+            root.call::<WarmStatus>(
+                reqwest::Method::PUT,
+                "/v1/warm",
+                Some(serde_json::json!({
+                    "bucket": "data", "prefix": prefix, "zone": "zone-a",
+                    "pinned": pinned, "ttl_secs": ttl,
+                })),
+            )
+            .await
+        }
+    };
+
+    // Residency: a bucket kept in zones a and b cannot be warmed into c,
+    // and a warm into c ends when the residency changes to exclude it.
+    assert_eq!(a.mb("resident").await.status, 200);
+    a.must_put("resident", "x", data(5, OBJECT)).await;
+    put_in("resident", "zone-c")
+        .await
+        .expect("warm into c before the residency");
+    let (ok, _, err) = support::weft_cli(
+        tc.c(),
+        &[
+            "bucket",
+            "placement",
+            "set",
+            "resident",
+            "--zones",
+            "zone-a,zone-b",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(
+        !list(&tc).await.warms.iter().any(|w| w.bucket == "resident"),
+        "the residency change ended the warm into zone-c"
+    );
+    let (ok, _, err) = support::weft_cli(
+        tc.c(),
+        &["warm", "s3://resident/", "--zone", "zone-c", "--no-wait"],
+    )
+    .await;
+    assert!(!ok, "a warm outside the residency is refused");
+    assert!(err.contains("residency") && err.contains("zone-c"), "{err}");
+    put_in("resident", "zone-b")
+        .await
+        .expect("zone-b is inside the residency");
+    let refused = root
+        .call::<WarmStatus>(
+            reqwest::Method::PUT,
+            "/v1/warm",
+            Some(serde_json::json!({"bucket": "data", "prefix": "", "zone": "mars"})),
+        )
+        .await
+        .expect_err("an unknown zone is refused");
+    assert!(refused.to_string().contains("no zone"), "{refused}");
+
+    // Budget 1.5 datasets: warming b evicts a, the least recently used.
+    put("a/", false, None).await.expect("warm a");
+    eventually("a is warm", || async {
+        status(&tc, "data", "a/", "zone-a").await.ready
+    })
+    .await;
+    put("b/", true, None).await.expect("pin b");
+    eventually("b is warm", || async {
+        status(&tc, "data", "b/", "zone-a").await.ready
+    })
+    .await;
+    let l = list(&tc).await;
+    assert!(
+        !l.warms.iter().any(|w| w.prefix == "a/"),
+        "a was evicted: {:?}",
+        l.warms
+    );
+    eventually(
+        "a's copies are dropped and b's counted as pinned",
+        || async {
+            let l = list(&tc).await;
+            let z = l.zones.iter().find(|z| z.zone == "zone-a").cloned();
+            let a = status(&tc, "data", "a/", "zone-a").await;
+            z.is_some_and(|z| z.pinned_bytes == LACKS && z.used_bytes == LACKS && z.evictions >= 1)
+                && !a.ready
+        },
+    )
+    .await;
+
+    // Pinning c beside b would pass the budget: refused, with the reason.
+    let (ok, _, err) = support::weft_cli(
+        tc.c(),
+        &[
+            "warm",
+            "s3://data/c/",
+            "--zone",
+            "zone-a",
+            "--pin",
+            "--no-wait",
+        ],
+    )
+    .await;
+    assert!(!ok, "a pin past the budget is refused");
+    assert!(err.contains("budget"), "{err}");
+
+    // A TTL lapses on its own. (c, unpinned, fits only partly beside b's
+    // pin and has nothing older to evict: what is checked is the lapse,
+    // and that b's pin outlives it.)
+    put("c/", false, Some(1)).await.expect("warm c for 1 s");
+    eventually("c's warm lapses", || async {
+        !list(&tc).await.warms.iter().any(|w| w.prefix == "c/")
+    })
+    .await;
+    // b, pinned, was never evicted for it.
+    assert!(list(&tc).await.warms.iter().any(|w| w.prefix == "b/"));
+    assert!(status(&tc, "data", "b/", "zone-a").await.ready);
+    tc.shutdown().await;
+}
