@@ -225,7 +225,13 @@ async fn a_warmed_zone_reads_its_dataset_without_crossing_and_overwrites_read_ne
         local >= 3 * OBJECT as u64,
         "the bytes came from zone-a: {local}"
     );
-    assert_eq!(gw_cross(metrics_text(&tc, url).await), gw_before);
+    let text = metrics_text(&tc, url).await;
+    assert_eq!(gw_cross(text.clone()), gw_before);
+    let copies = text
+        .lines()
+        .find_map(|l| l.strip_prefix("weft_gateway_warm_copy_reads_total "))
+        .map_or(0u64, |v| v.trim().parse().expect("metric"));
+    assert!(copies > 0, "the gateway counts the warm copies it read");
     // Outside the prefix nothing was warmed.
     let other = status(&tc, "data", "other/", "zone-a").await;
     assert!(!other.ready);

@@ -311,6 +311,7 @@ impl ObjectReader {
             }
             seg.shards[i] = Some(c.node);
             used = true;
+            self.locality.metrics.warm_copy_reads.inc();
         }
         if used {
             self.locality.cache_reads.note(seg.id);

@@ -143,6 +143,9 @@ pub struct LocalityMetrics {
     pub cache_hits: Counter,
     /// Stripes looked up in the cache and fetched.
     pub cache_misses: Counter,
+    /// Shards read from a warm cache copy in this zone in place of a placed
+    /// shard in another (`weft warm`).
+    pub warm_copy_reads: Counter,
 }
 
 impl LocalityMetrics {
@@ -167,6 +170,11 @@ impl LocalityMetrics {
             "read_hedge_wins",
             "Stripes completed by a hedged shard before the slow one answered",
             self.hedge_wins.clone(),
+        );
+        registry.register(
+            "warm_copy_reads",
+            "Shards of segments read from a warm cache copy in this gateway's zone instead of a placed shard in another",
+            self.warm_copy_reads.clone(),
         );
         registry.register(
             "stripe_cache_hits",

@@ -4,7 +4,8 @@
 //! delay (and bandwidth) between zones, one with every node in one zone —
 //! and read from the first gateway (zone-a) of each. Reports cross-zone
 //! bytes per GiB read (from the data nodes' own served-bytes counters),
-//! GET p50/p99 of both, and `locate` latency on a prefix of many objects.
+//! GET p50/p99 of both, the same reads after `weft warm` put the set in
+//! zone-a, and `locate` latency on a prefix of many objects.
 //! The stripe cache is off so every GET reads shards. Asserts nothing.
 
 use anyhow::{bail, Context, Result};
@@ -101,6 +102,13 @@ async fn measure(c: &DevCluster, objects: u64, size: usize, rounds: usize) -> Re
     let s = Arc::new(signer_of(c, 0)?);
     put(&s, "/bench", vec![]).await?;
     fill(&s, "/bench/o", objects, size, 4).await?;
+    read_all(c, objects, size, rounds).await
+}
+
+/// Reads the objects [`measure`] wrote `rounds` times through gateway 0,
+/// one GET at a time.
+async fn read_all(c: &DevCluster, objects: u64, size: usize, rounds: usize) -> Result<Reads> {
+    let s = Arc::new(signer_of(c, 0)?);
     let reader_zone = c
         .gateway_zone(0)
         .or_else(|| c.config().gateway.zone.clone())
@@ -199,6 +207,36 @@ pub async fn locality(
     let three = measure(&c, objects, size, rounds).await?;
     report("3 zones", &three);
 
+    // Warm the set into zone-a and read it again.
+    let admin = c.admin_client();
+    let t = Instant::now();
+    let _: weft_gateway::admin_warm::WarmStatus = admin
+        .call(
+            reqwest::Method::PUT,
+            "/v1/warm",
+            Some(serde_json::json!({"bucket": "bench", "prefix": "", "zone": "zone-a"})),
+        )
+        .await?;
+    loop {
+        let st: weft_gateway::admin_warm::WarmStatus = admin
+            .call(
+                reqwest::Method::GET,
+                "/v1/warm?bucket=bench&prefix=&zone=zone-a",
+                None,
+            )
+            .await?;
+        if st.ready {
+            break;
+        }
+        if t.elapsed() > Duration::from_secs(600) {
+            bail!("the warm was not ready in 10 minutes: {st:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("warmed into zone-a in {:.1} s", t.elapsed().as_secs_f64());
+    let warm = read_all(&c, objects, size, rounds).await?;
+    report("3 zones, warm in zone-a", &warm);
+
     // Locate on a prefix of many small objects, in the same cluster.
     let s = Arc::new(signer_of(&c, 0)?);
     put(&s, "/many", vec![]).await?;
@@ -208,7 +246,6 @@ pub async fn locality(
         "wrote {locate_objects} objects of 1 KiB for locate in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    let admin = c.admin_client();
     let mut times = vec![];
     let mut found = 0;
     for _ in 0..locate_samples {
@@ -245,10 +282,12 @@ pub async fn locality(
     let one = measure(&c, objects, size, rounds).await?;
     report("1 zone ", &one);
     c.shutdown().await;
-    println!(
-        "3 zones against 1: p50 {:.2}x, p99 {:.2}x",
-        pct(&three.latencies, 0.5) / pct(&one.latencies, 0.5),
-        pct(&three.latencies, 0.99) / pct(&one.latencies, 0.99)
-    );
+    for (name, r) in [("3 zones", &three), ("3 zones, warm", &warm)] {
+        println!(
+            "{name} against 1: p50 {:.2}x, p99 {:.2}x",
+            pct(&r.latencies, 0.5) / pct(&one.latencies, 0.5),
+            pct(&r.latencies, 0.99) / pct(&one.latencies, 0.99)
+        );
+    }
     Ok(())
 }
