@@ -149,6 +149,17 @@ pub fn plan_stripe(want: &StripeWant, k: usize, costs: &[Option<ShardCost>]) -> 
     StripePlan::Decode { columns, order }
 }
 
+/// One current object as `Query::Placements` answers it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PlacedObject {
+    /// Key.
+    pub key: String,
+    /// Object bytes.
+    pub size: u64,
+    /// Its segments, with current placement and cache copies.
+    pub segments: Vec<crate::manifest::Segment>,
+}
+
 /// What reading `seg` whole costs a reader in `zone`, in bytes: `(from
 /// the zone, from other zones)`. An erasure-coded stripe needs k units:
 /// as many as the zone holds distinct shards of come from it, the rest

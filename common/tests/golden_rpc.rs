@@ -551,6 +551,16 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
         serde_json::to_value(Query::Warms).expect("encodes"),
     ));
     out.push((
+        "query_placements",
+        serde_json::to_value(Query::Placements {
+            bucket: "photos".into(),
+            prefix: "train/".into(),
+            after: Some("train/0042".into()),
+            max: 5000,
+        })
+        .expect("encodes"),
+    ));
+    out.push((
         "register_node",
         serde_json::to_value(Command::RegisterNode {
             node: NodeInfo {

@@ -140,6 +140,55 @@ impl StateMachine {
     /// one page can need, so a walk of a large prefix reads each key about
     /// once instead of the whole prefix per page. With a delimiter it reads
     /// the rest of the prefix (common prefixes fold any number of keys).
+    /// Up to `max` current versions under `bucket/prefix` after `after`,
+    /// as key, size and segments with current placement overlaid, and the
+    /// key to resume after if more follow (see `Query::Placements`).
+    pub fn placements(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<&str>,
+        max: u32,
+    ) -> Result<(Vec<weft_common::locality::PlacedObject>, Option<String>), MetaError> {
+        let tx = self.begin_read()?;
+        let lo = object_key(bucket, prefix);
+        let hi = prefix_end(&lo);
+        let start = match after {
+            Some(a) if a >= prefix => {
+                let mut k = object_key(bucket, a);
+                // Just past `after`: the next key in byte order.
+                k.push(0);
+                k
+            }
+            _ => lo.clone(),
+        };
+        if start >= hi {
+            return Ok((vec![], None));
+        }
+        let objects = tx.open_table(OBJECTS)?;
+        let segs = tx.open_table(SEGMENTS)?;
+        let skip = object_key(bucket, "").len();
+        let mut out = vec![];
+        for it in objects.range::<&[u8]>(start.as_slice()..hi.as_slice())? {
+            let (k, v) = it?;
+            let key = String::from_utf8_lossy(&k.value()[skip..]).into_owned();
+            if out.len() as u32 >= max {
+                let last = out
+                    .last()
+                    .map(|o: &weft_common::locality::PlacedObject| o.key.clone());
+                return Ok((out, last));
+            }
+            let mut version: ObjectVersion = item(T_OBJECTS, &k, &v)?;
+            segment_index::overlay(&segs, &mut version.segments)?;
+            out.push(weft_common::locality::PlacedObject {
+                key,
+                size: version.size,
+                segments: version.segments,
+            });
+        }
+        Ok((out, None))
+    }
+
     pub fn versions(
         &self,
         bucket: &str,

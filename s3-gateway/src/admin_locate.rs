@@ -27,11 +27,8 @@ use crate::admin_cert::AdminRequest;
 /// Most objects one answer covers; a larger prefix is answered for its
 /// first this many keys and marked truncated.
 pub const LOCATE_OBJECTS_MAX: usize = 100_000;
-/// Versions asked of metad per page.
-const PAGE: u32 = 1_000;
-/// Most versions and delete markers one answer walks: noncurrent versions
-/// are skipped, but still read, so they are bounded too.
-pub const LOCATE_SCANNED_MAX: usize = 2 * LOCATE_OBJECTS_MAX;
+/// Objects asked of metad per page.
+const PAGE: u32 = 5_000;
 /// The node label naming the Kubernetes zone (`topology.kubernetes.io/zone`)
 /// a Weft zone corresponds to; without it the Weft zone's name is used.
 pub const K8S_ZONE_LABEL: &str = "k8s-zone";
@@ -90,8 +87,7 @@ pub struct Located {
     pub prefix: String,
     /// Objects covered (current versions; delete markers skipped).
     pub objects: Vec<ObjectPlacement>,
-    /// More objects match than [`LOCATE_OBJECTS_MAX`], or the prefix holds
-    /// more than [`LOCATE_SCANNED_MAX`] versions and markers.
+    /// More objects match than [`LOCATE_OBJECTS_MAX`].
     pub truncated: bool,
     /// Object bytes in all.
     pub total_bytes: u64,
@@ -200,18 +196,18 @@ async fn locate(
         })
         .collect();
     let mut objects = Vec::new();
-    out.truncated = for_each_current(&s, &q.bucket, &q.prefix, |key, version| {
-        objects.push((key, version));
+    out.truncated = for_each_current(&s, &q.bucket, &q.prefix, |key, size, segments| {
+        objects.push((key, size, segments));
     })
     .await?;
-    for (key, version) in objects {
+    for (key, size, segments) in objects {
         let mut o = ObjectPlacement {
             key,
-            size: version.size,
+            size,
             zone_bytes: BTreeMap::new(),
             node_shards: BTreeMap::new(),
         };
-        for seg in &version.segments {
+        for seg in &segments {
             for node in seg.shards.iter().flatten() {
                 let zone = zone_of
                     .get(node)
@@ -283,47 +279,40 @@ async fn locate(
     Ok(Json(out))
 }
 
-/// Calls `f` with each current version under `bucket/prefix`, in key
-/// order, at most [`LOCATE_OBJECTS_MAX`] of them and walking at most
-/// [`LOCATE_SCANNED_MAX`] versions and markers; returns whether it
-/// stopped short. Manifests come with current placement and cache copies.
+/// Calls `f` with each current object under `bucket/prefix` (key, size,
+/// segments with current placement and cache copies), in key order, at
+/// most [`LOCATE_OBJECTS_MAX`] of them; returns whether more matched.
 pub(crate) async fn for_each_current(
     s: &AdminState,
     bucket: &str,
     prefix: &str,
-    mut f: impl FnMut(String, weft_common::manifest::ObjectVersion),
+    mut f: impl FnMut(String, u64, Vec<weft_common::manifest::Segment>),
 ) -> Result<bool, AdminError> {
-    let mut after: Option<(String, Option<String>)> = None;
-    let mut scanned = 0usize;
+    let mut after: Option<String> = None;
     let mut objects = 0usize;
     loop {
         let page = s
             .metad
-            .query(&Query::Versions {
+            .query(&Query::Placements {
                 bucket: bucket.to_string(),
                 prefix: prefix.to_string(),
-                key_marker: after.as_ref().map(|a| a.0.clone()),
-                version_marker: after.as_ref().and_then(|a| a.1.clone()),
-                delimiter: None,
+                after: after.clone(),
                 max: PAGE,
             })
             .await?;
-        let QueryResult::Versions { entries, next, .. } = page else {
+        let QueryResult::Placements {
+            objects: found,
+            next,
+        } = page
+        else {
             return Err(AdminError::unexpected(page));
         };
-        for (key, record, latest) in entries {
-            scanned += 1;
-            if scanned > LOCATE_SCANNED_MAX {
-                return Ok(true);
-            }
-            let Some(version) = record.version.filter(|_| latest) else {
-                continue;
-            };
+        for o in found {
             if objects == LOCATE_OBJECTS_MAX {
                 return Ok(true);
             }
             objects += 1;
-            f(key, version);
+            f(o.key, o.size, o.segments);
         }
         match next {
             Some(n) => after = Some(n),

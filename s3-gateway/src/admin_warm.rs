@@ -175,30 +175,31 @@ async fn measure(s: &AdminState, t: &WarmTarget) -> Result<WarmStatus, AdminErro
         ready: false,
         zone_cache: caches.into_iter().find(|z| z.zone == t.zone),
     };
-    out.truncated = crate::admin_locate::for_each_current(s, &t.bucket, &t.prefix, |_, v| {
-        out.objects += 1;
-        for seg in &v.segments {
-            let need = needed_in_zone(seg.layout) as u64;
-            let unit = match seg.layout {
-                weft_common::profile::Layout::Replicated { .. } => seg.len,
-                weft_common::profile::Layout::Erasure { .. } => seg.shard_len,
-            };
-            let held = indices_in_zone(
-                &seg.shards,
-                &seg.cache,
-                |n| readable.get(&n).map(String::as_str),
-                &t.zone,
-            )
-            .len() as u64;
-            out.segments += 1;
-            out.needed_bytes += need * unit;
-            out.held_bytes += held.min(need) * unit;
-            if held >= need {
-                out.segments_ready += 1;
+    out.truncated =
+        crate::admin_locate::for_each_current(s, &t.bucket, &t.prefix, |_, _, segments| {
+            out.objects += 1;
+            for seg in &segments {
+                let need = needed_in_zone(seg.layout) as u64;
+                let unit = match seg.layout {
+                    weft_common::profile::Layout::Replicated { .. } => seg.len,
+                    weft_common::profile::Layout::Erasure { .. } => seg.shard_len,
+                };
+                let held = indices_in_zone(
+                    &seg.shards,
+                    &seg.cache,
+                    |n| readable.get(&n).map(String::as_str),
+                    &t.zone,
+                )
+                .len() as u64;
+                out.segments += 1;
+                out.needed_bytes += need * unit;
+                out.held_bytes += held.min(need) * unit;
+                if held >= need {
+                    out.segments_ready += 1;
+                }
             }
-        }
-    })
-    .await?;
+        })
+        .await?;
     out.ready = !out.truncated && out.segments_ready == out.segments;
     Ok(out)
 }

@@ -308,9 +308,16 @@ impl Releaser {
         {
             let mut nodes = self.inner.nodes.lock().expect("release queues lock");
             for seg in &segments {
-                for (i, node) in seg.shards.iter().enumerate() {
-                    let Some(node) = node else { continue };
-                    let q = nodes.entry(*node).or_default();
+                // Placed shards and warm cache copies alike (a copy is the
+                // same file name on another node).
+                let files = seg
+                    .shards
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, n)| n.map(|n| (i, n)))
+                    .chain(seg.cache.iter().map(|c| (usize::from(c.index), c.node)));
+                for (i, node) in files {
+                    let q = nodes.entry(node).or_default();
                     if q.items.len() >= self.inner.limits.queue_max {
                         dropped += 1;
                         continue;
@@ -326,7 +333,7 @@ impl Releaser {
                     queued += 1;
                     if !q.worker {
                         q.worker = true;
-                        start.push((*node, q.notify.clone()));
+                        start.push((node, q.notify.clone()));
                     }
                     q.notify.notify_one();
                 }

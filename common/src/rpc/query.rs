@@ -134,6 +134,21 @@ pub enum Query {
     AuditInfo,
     /// Every warm, with each zone's cache budget and use.
     Warms,
+    /// Where the current versions under a prefix are: key, size and
+    /// segments (current placement and cache copies) only, in key order
+    /// after `after`, at most `max`: what `weft locate` and `weft warm`
+    /// walk, without the rest of each manifest or the version history.
+    Placements {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix.
+        prefix: String,
+        /// Resume after this key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        /// Most objects.
+        max: u32,
+    },
 }
 
 /// Where a listing resumes.
@@ -391,6 +406,13 @@ pub enum QueryResult {
     AuditInfo {
         /// The chain's state.
         info: crate::audit::AuditInfo,
+    },
+    /// For `Placements`.
+    Placements {
+        /// The objects, in key order.
+        objects: Vec<crate::locality::PlacedObject>,
+        /// The key to resume after, if more follow.
+        next: Option<String>,
     },
     /// For `Warms`.
     Warms {

@@ -717,6 +717,45 @@ fn version_pages_cover_the_prefix_exactly_once_whatever_their_size() {
                 );
             }
         }
+        // Placements (locate's and warm's walk): the current versions, each
+        // once, whatever the page size, with current placement.
+        for prefix in ["", "d1", "k0"] {
+            let whole = sm
+                .versions(bucket, prefix, None, None, None, 1_000_000)
+                .unwrap();
+            let want: Vec<(String, Vec<Vec<Option<NodeId>>>)> = whole
+                .entries
+                .iter()
+                .filter(|(_, _, latest)| *latest)
+                .filter_map(|(k, r, _)| r.version.as_ref().map(|v| (k, v)))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.segments.iter().map(|s| s.shards.clone()).collect(),
+                    )
+                })
+                .collect();
+            for max in [1u32, 2, 7, 1000] {
+                let mut got = vec![];
+                let mut after: Option<String> = None;
+                for _ in 0..10_000 {
+                    let (page, next) = sm
+                        .placements(bucket, prefix, after.as_deref(), max)
+                        .unwrap();
+                    assert!(page.len() <= max as usize);
+                    got.extend(
+                        page.into_iter().map(|o| {
+                            (o.key, o.segments.iter().map(|s| s.shards.clone()).collect())
+                        }),
+                    );
+                    match next {
+                        Some(n) => after = Some(n),
+                        None => break,
+                    }
+                }
+                assert_eq!(got, want, "placements {bucket} {prefix:?} max {max}");
+            }
+        }
     }
 }
 

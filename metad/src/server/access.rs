@@ -262,6 +262,7 @@ pub(crate) fn query_roles(q: &Query) -> &'static [Role] {
         | Query::Uploads { .. }
         | Query::ObjectVersion { .. }
         | Query::Versions { .. }
+        | Query::Placements { .. }
         | Query::Upload { .. }
         | Query::StorageClasses
         | Query::LifecyclePreview { .. } => ADMIN,

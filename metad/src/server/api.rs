@@ -302,6 +302,8 @@ async fn ensure_leader_read(s: &AppState) -> Result<(), ApiError> {
 /// Most segments one `Segments` page carries (a page of records stays
 /// well under the RPC body limit).
 const SEGMENTS_PAGE_MAX: u32 = 1000;
+/// Most objects one `Query::Placements` page answers.
+const PLACEMENTS_PAGE_MAX: u32 = 5000;
 
 pub(super) async fn query(
     State(s): State<Arc<AppState>>,
@@ -494,6 +496,20 @@ pub(super) async fn query(
                         usage: sm.class_usage()?,
                         migrating: sm.class_migrations()?.into_keys().collect(),
                     },
+                    Query::Placements {
+                        bucket,
+                        prefix,
+                        after,
+                        max,
+                    } => {
+                        let (objects, next) = sm.placements(
+                            &bucket,
+                            &prefix,
+                            after.as_deref(),
+                            max.clamp(1, PLACEMENTS_PAGE_MAX),
+                        )?;
+                        QueryResult::Placements { objects, next }
+                    }
                     Query::Warms => QueryResult::Warms {
                         warms: sm.warms()?,
                         zones: warming_zones.clone(),
