@@ -282,59 +282,86 @@ async fn a_warmed_zone_reads_its_dataset_without_crossing_and_overwrites_read_ne
     tc.shutdown().await;
 }
 
+/// The zone cache of `zone` as the leader last counted it.
+async fn zone_cache(tc: &TestCluster, zone: &str) -> weft_common::warm::ZoneCache {
+    list(tc)
+        .await
+        .zones
+        .into_iter()
+        .find(|z| z.zone == zone)
+        .unwrap_or_default()
+}
+
+/// When the warm of `prefix` in zone-a was last used, by the leader.
+async fn last_used(tc: &TestCluster, prefix: &str) -> Option<u64> {
+    let l = list(tc).await;
+    l.warms
+        .iter()
+        .position(|w| w.prefix == prefix && w.zone == "zone-a")
+        .map(|i| l.last_used_ms[i])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn warms_keep_to_residency_budget_pins_and_ttl() {
-    // Each 4 MiB object lacks 2 MiB in zone-a; each dataset holds 2.
+async fn warms_keep_to_residency_and_budget_evicting_the_least_recently_used() {
+    // Each 4 MiB object lacks 2 MiB in zone-a; each dataset of 2, 4 MiB.
     const LACKS: u64 = 2 * 2 * MIB as u64;
     // Three data nodes a zone, so a residency of two zones can still
-    // place 4+2.
-    let tc = start(LACKS + LACKS / 2, 9).await;
+    // place 4+2; room for two and a half datasets' copies a zone.
+    let tc = start(2 * LACKS + LACKS / 2, 9).await;
     tc.c()
         .wait_nodes_up(9, Duration::from_secs(30))
         .await
         .unwrap();
     let a = client_of(&tc, 0);
     assert_eq!(a.mb("data").await.status, 200);
-    for set in ["a", "b", "c"] {
-        for i in 0..2u64 {
-            a.must_put("data", &format!("{set}/{i}"), data(i, OBJECT))
-                .await;
+    let mut bodies = BTreeMap::new();
+    for (set, n) in [("a", 2), ("b", 2), ("c", 2), ("d", 2), ("big", 4)] {
+        for i in 0..n {
+            let key = format!("{set}/{i}");
+            let body = data(i + 100 * set.len() as u64, OBJECT);
+            a.must_put("data", &key, body.clone()).await;
+            bodies.insert(key, body);
         }
     }
     let root = tc.c().admin_client();
-    let put_in = |bucket: &'static str, zone: &'static str| {
-        let root = root.clone();
-        async move {
-            root.call::<WarmStatus>(
-                reqwest::Method::PUT,
-                "/v1/warm",
-                Some(serde_json::json!({"bucket": bucket, "prefix": "", "zone": zone})),
-            )
-            .await
-        }
-    };
-    let put = |prefix: &'static str, pinned: bool, ttl: Option<u64>| {
+    let put_in = |bucket: &'static str,
+                  prefix: &'static str,
+                  zone: &'static str,
+                  pinned: bool,
+                  ttl: Option<u64>| {
         let root = root.clone();
         async move {
             root.call::<WarmStatus>(
                 reqwest::Method::PUT,
                 "/v1/warm",
                 Some(serde_json::json!({
-                    "bucket": "data", "prefix": prefix, "zone": "zone-a",
+                    "bucket": bucket, "prefix": prefix, "zone": zone,
                     "pinned": pinned, "ttl_secs": ttl,
                 })),
             )
             .await
         }
     };
+    let ready = |prefix: &'static str| {
+        let tc = &tc;
+        async move { status(tc, "data", prefix, "zone-a").await.ready }
+    };
 
-    // Residency: a bucket kept in zones a and b cannot be warmed into c,
-    // and a warm into c ends when the residency changes to exclude it.
+    // Residency: a warm into zone-c, then a residency of zones a and b:
+    // the warm ends and its copies go; a new warm into c is refused.
     assert_eq!(a.mb("resident").await.status, 200);
     a.must_put("resident", "x", data(5, OBJECT)).await;
-    put_in("resident", "zone-c")
+    put_in("resident", "", "zone-c", false, None)
         .await
         .expect("warm into c before the residency");
+    eventually("resident is warm in zone-c", || async {
+        status(&tc, "resident", "", "zone-c").await.ready
+    })
+    .await;
+    eventually("zone-c counts the copies", || async {
+        zone_cache(&tc, "zone-c").await.used_bytes > 0
+    })
+    .await;
     let (ok, _, err) = support::weft_cli(
         tc.c(),
         &[
@@ -352,6 +379,10 @@ async fn warms_keep_to_residency_budget_pins_and_ttl() {
         !list(&tc).await.warms.iter().any(|w| w.bucket == "resident"),
         "the residency change ended the warm into zone-c"
     );
+    eventually("the copies in zone-c are dropped", || async {
+        zone_cache(&tc, "zone-c").await.used_bytes == 0
+    })
+    .await;
     let (ok, _, err) = support::weft_cli(
         tc.c(),
         &["warm", "s3://resident/", "--zone", "zone-c", "--no-wait"],
@@ -359,54 +390,58 @@ async fn warms_keep_to_residency_budget_pins_and_ttl() {
     .await;
     assert!(!ok, "a warm outside the residency is refused");
     assert!(err.contains("residency") && err.contains("zone-c"), "{err}");
-    put_in("resident", "zone-b")
-        .await
-        .expect("zone-b is inside the residency");
-    let refused = root
-        .call::<WarmStatus>(
-            reqwest::Method::PUT,
-            "/v1/warm",
-            Some(serde_json::json!({"bucket": "data", "prefix": "", "zone": "mars"})),
-        )
+    let refused = put_in("data", "", "mars", false, None)
         .await
         .expect_err("an unknown zone is refused");
     assert!(refused.to_string().contains("no zone"), "{refused}");
 
-    // Budget 1.5 datasets: warming b evicts a, the least recently used.
-    put("a/", false, None).await.expect("warm a");
-    eventually("a is warm", || async {
-        status(&tc, "data", "a/", "zone-a").await.ready
+    // a and b fit together; a is then read (from zone-a's gateway, which
+    // reports reads of copies), so b is the least recently used.
+    put_in("data", "a/", "zone-a", false, None)
+        .await
+        .expect("warm a");
+    eventually("a is warm", || ready("a/")).await;
+    put_in("data", "b/", "zone-a", false, None)
+        .await
+        .expect("warm b");
+    eventually("b is warm", || ready("b/")).await;
+    for i in 0..2 {
+        let key = format!("a/{i}");
+        a.must_get_equal("data", &key, &bodies[&key]).await;
+    }
+    eventually("the read of a is reported", || async {
+        last_used(&tc, "a/").await > last_used(&tc, "b/").await
     })
     .await;
-    put("b/", true, None).await.expect("pin b");
-    eventually("b is warm", || async {
-        status(&tc, "data", "b/", "zone-a").await.ready
-    })
-    .await;
+
+    // A pin that needs room evicts b, not a (made earlier, read later).
+    put_in("data", "c/", "zone-a", true, None)
+        .await
+        .expect("pin c");
+    eventually("c is warm", || ready("c/")).await;
     let l = list(&tc).await;
+    let prefixes: Vec<&str> = l.warms.iter().map(|w| w.prefix.as_str()).collect();
     assert!(
-        !l.warms.iter().any(|w| w.prefix == "a/"),
-        "a was evicted: {:?}",
-        l.warms
+        prefixes.contains(&"a/") && !prefixes.contains(&"b/"),
+        "{prefixes:?}"
     );
     eventually(
-        "a's copies are dropped and b's counted as pinned",
+        "b's copies are dropped and c's counted as pinned",
         || async {
-            let l = list(&tc).await;
-            let z = l.zones.iter().find(|z| z.zone == "zone-a").cloned();
-            let a = status(&tc, "data", "a/", "zone-a").await;
-            z.is_some_and(|z| z.pinned_bytes == LACKS && z.used_bytes == LACKS && z.evictions >= 1)
-                && !a.ready
+            let z = zone_cache(&tc, "zone-a").await;
+            z.used_bytes == 2 * LACKS && z.pinned_bytes == LACKS && z.evictions >= 1
         },
     )
     .await;
+    assert!(!ready("b/").await);
+    assert!(ready("a/").await);
 
-    // Pinning c beside b would pass the budget: refused, with the reason.
+    // A pin that would not fit beside c's is refused, with the reason.
     let (ok, _, err) = support::weft_cli(
         tc.c(),
         &[
             "warm",
-            "s3://data/c/",
+            "s3://data/big/",
             "--zone",
             "zone-a",
             "--pin",
@@ -417,16 +452,17 @@ async fn warms_keep_to_residency_budget_pins_and_ttl() {
     assert!(!ok, "a pin past the budget is refused");
     assert!(err.contains("budget"), "{err}");
 
-    // A TTL lapses on its own. (c, unpinned, fits only partly beside b's
-    // pin and has nothing older to evict: what is checked is the lapse,
-    // and that b's pin outlives it.)
-    put("c/", false, Some(1)).await.expect("warm c for 1 s");
-    eventually("c's warm lapses", || async {
-        !list(&tc).await.warms.iter().any(|w| w.prefix == "c/")
+    // A warm with a TTL lapses and its copies go; the pin outlives it.
+    put_in("data", "d/", "zone-a", false, Some(2))
+        .await
+        .expect("warm d for 2 s");
+    eventually("d lapses and only c's copies stay", || async {
+        let gone = !list(&tc).await.warms.iter().any(|w| w.prefix == "d/");
+        let z = zone_cache(&tc, "zone-a").await;
+        gone && z.used_bytes <= 2 * LACKS && !status(&tc, "data", "d/", "zone-a").await.ready
     })
     .await;
-    // b, pinned, was never evicted for it.
-    assert!(list(&tc).await.warms.iter().any(|w| w.prefix == "b/"));
-    assert!(status(&tc, "data", "b/", "zone-a").await.ready);
+    assert!(list(&tc).await.warms.iter().any(|w| w.prefix == "c/"));
+    assert!(ready("c/").await);
     tc.shutdown().await;
 }

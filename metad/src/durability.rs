@@ -248,7 +248,16 @@ impl Planner {
             if ours {
                 st.tasks.remove(&key);
             }
-            st.warm.remove(&(f.segment, f.index, poll.node));
+            // A cache copy is not repair: it neither counts toward the
+            // repair rate seen nor warns when refused (its warm may have
+            // ended meanwhile); the warming pass plans it again if needed.
+            let warm = st.warm.remove(&(f.segment, f.index, poll.node)).is_some();
+            if warm && !ours {
+                if !f.ok {
+                    tracing::debug!(node = %poll.node, segment = %f.segment, index = f.index, error = f.error.as_deref().unwrap_or(""), "cache copy not made");
+                }
+                continue;
+            }
             if f.ok {
                 st.finished.push_back((now, f.bytes));
             } else {

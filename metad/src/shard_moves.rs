@@ -60,6 +60,11 @@ fn set_slot(
         Some(mut rec) if slot < rec.shards.len() && expected(&rec, slot) => {
             rec.shards[slot] = value;
             crate::damage::forget_slot(&mut rec, slot);
+            // A cache copy on the node the shard is now placed on is that
+            // same file: it is placed now, and must not be remembered as a
+            // copy once the shard moves on (its file goes with the move).
+            rec.cache
+                .retain(|c| !(usize::from(c.index) == slot && Some(c.node) == value));
             t.insert(
                 k.as_slice(),
                 segment_index::encode(segment, &rec).as_slice(),

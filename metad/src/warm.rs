@@ -7,7 +7,7 @@
 //! added once and removed by `(index, node)`, and a drop of something
 //! already gone is done.
 
-use redb::{ReadableTable, WriteTransaction};
+use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use weft_common::manifest::{BucketInfo, ObjectVersion};
 use weft_common::repair::SegmentRecord;
 use weft_common::residency::Residency;
@@ -58,11 +58,24 @@ fn nodes(tx: &WriteTransaction) -> Result<Vec<NodeInfo>, MetaError> {
     Ok(out)
 }
 
+/// Most warms the cluster keeps: each costs the leader a walk of its
+/// dataset every pass.
+pub const WARMS_MAX: usize = 1024;
+
 /// `Warm`: records (or replaces) the warm, if the zone may hold the
 /// bucket's bytes.
 pub(crate) fn put(tx: &WriteTransaction, warm: &Warm) -> Result<CommandResult, MetaError> {
     if let Err(e) = warm.validate() {
         return refused(e);
+    }
+    let k = warm_key(&warm.zone, &warm.bucket, &warm.prefix);
+    {
+        let t = tx.open_table(WARMS)?;
+        if t.get(k.as_slice())?.is_none() && t.len()? as usize >= WARMS_MAX {
+            return refused(format!(
+                "the cluster keeps at most {WARMS_MAX} warms; drop some (weft warm status, weft warm drop)"
+            ));
+        }
     }
     let Some(bucket) = tx
         .open_table(BUCKETS)?
@@ -75,7 +88,6 @@ pub(crate) fn put(tx: &WriteTransaction, warm: &Warm) -> Result<CommandResult, M
     if let Some(why) = residency_refuses(bucket.residency.as_ref(), &warm.zone, &nodes(tx)?) {
         return refused(format!("cannot warm {}: {why}", warm.describe()));
     }
-    let k = warm_key(&warm.zone, &warm.bucket, &warm.prefix);
     tx.open_table(WARMS)?.insert(
         k.as_slice(),
         sealed::<&[u8], _>(k.as_slice(), warm).as_slice(),
@@ -134,10 +146,30 @@ pub(crate) fn drop_refused(
     Ok(())
 }
 
+/// Whether a warm of `zone` covers `bucket/key`.
+fn covered(tx: &WriteTransaction, zone: &str, bucket: &str, key: &str) -> Result<bool, MetaError> {
+    let lo = warm_key(zone, bucket, "");
+    let hi = prefix_end(&lo);
+    for it in tx
+        .open_table(WARMS)?
+        .range::<&[u8]>(lo.as_slice()..hi.as_slice())?
+    {
+        let (k, v) = it?;
+        let w: Warm = item(T_WARMS, &k, &v)?;
+        if w.covers(bucket, key) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// `AddCacheCopy`: records that `node` holds a cache copy of shard `index`
-/// of `segment`, in the node's zone. A segment gone or a node unknown is
-/// refused as stale (the file is garbage); a node that already holds the
-/// index, placed or cached, is done (a repeat, or nothing to add).
+/// of `segment`, in the node's zone. Refused as stale (the file is then
+/// garbage) when the segment or node is gone, no warm of the node's zone
+/// covers the object any more, or the bucket's residency excludes the
+/// node; done without a record when the zone already holds that index,
+/// placed or cached (a repeat, or a second copy planned before the first
+/// committed).
 pub(crate) fn add_copy(
     tx: &WriteTransaction,
     segment: SegmentId,
@@ -161,8 +193,28 @@ pub(crate) fn add_copy(
     if usize::from(index) >= rec.shards.len() {
         return stale;
     }
-    if rec.shards[usize::from(index)] == Some(node)
-        || rec.cache.iter().any(|c| c.index == index && c.node == node)
+    let residency = tx
+        .open_table(BUCKETS)?
+        .get_sealed::<BucketInfo>(T_BUCKETS, rec.bucket.as_str())?
+        .and_then(|b| b.residency);
+    if residency.is_some_and(|r| !r.admits(&info.zone, &info.labels))
+        || !covered(tx, &info.zone, &rec.bucket, &rec.key)?
+    {
+        return stale;
+    }
+    let placed_in_zone = match rec.shards[usize::from(index)] {
+        Some(n) if n == node => true,
+        Some(n) => tx
+            .open_table(NODES)?
+            .get_sealed::<NodeInfo>(T_NODES, n.0)?
+            .is_some_and(|p| p.zone == info.zone),
+        None => false,
+    };
+    if placed_in_zone
+        || rec
+            .cache
+            .iter()
+            .any(|c| c.index == index && c.zone == info.zone)
     {
         return Ok(CommandResult::Done);
     }

@@ -89,6 +89,10 @@ pub struct WarmList {
     pub warms: Vec<Warm>,
     /// Each zone's cache budget and use.
     pub zones: Vec<ZoneCache>,
+    /// When each warm (in `warms`' order) was last used, ms: its last
+    /// reported read, or its request; eviction takes the smallest first.
+    #[serde(default)]
+    pub last_used_ms: Vec<u64>,
 }
 
 pub(crate) fn routes() -> Router<AdminState> {
@@ -135,11 +139,28 @@ async fn authorise(
     Ok(())
 }
 
-async fn warms(s: &AdminState) -> Result<(Vec<Warm>, Vec<ZoneCache>), AdminError> {
+async fn warms(s: &AdminState) -> Result<WarmList, AdminError> {
     match s.metad.query(&Query::Warms).await? {
-        QueryResult::Warms { warms, zones } => Ok((warms, zones)),
+        QueryResult::Warms {
+            warms,
+            zones,
+            last_used_ms,
+        } => Ok(WarmList {
+            warms,
+            zones,
+            last_used_ms,
+        }),
         other => Err(AdminError::unexpected(other)),
     }
+}
+
+/// The warm `t` names, if there is one.
+async fn existing(s: &AdminState, t: &WarmTarget) -> Result<Option<Warm>, AdminError> {
+    Ok(warms(s)
+        .await?
+        .warms
+        .into_iter()
+        .find(|w| w.zone == t.zone && w.bucket == t.bucket && w.prefix == t.prefix))
 }
 
 /// Walks the dataset and counts what the zone holds of it.
@@ -161,9 +182,10 @@ async fn measure(s: &AdminState, t: &WarmTarget) -> Result<WarmStatus, AdminErro
         .filter(|n| n.readable())
         .map(|n| (n.info.id, n.info.zone.clone()))
         .collect();
-    let (all, caches) = warms(s).await?;
+    let list = warms(s).await?;
     let mut out = WarmStatus {
-        warm: all
+        warm: list
+            .warms
             .into_iter()
             .find(|w| w.zone == t.zone && w.bucket == t.bucket && w.prefix == t.prefix),
         objects: 0,
@@ -173,7 +195,7 @@ async fn measure(s: &AdminState, t: &WarmTarget) -> Result<WarmStatus, AdminErro
         held_bytes: 0,
         truncated: false,
         ready: false,
-        zone_cache: caches.into_iter().find(|z| z.zone == t.zone),
+        zone_cache: list.zones.into_iter().find(|z| z.zone == t.zone),
     };
     out.truncated =
         crate::admin_locate::for_each_current(s, &t.bucket, &t.prefix, |_, _, segments| {
@@ -220,8 +242,7 @@ async fn list(
     req: AdminRequest,
 ) -> Result<Json<WarmList>, AdminError> {
     check(&s, &req, b"").await?;
-    let (warms, zones) = warms(&s).await?;
-    Ok(Json(WarmList { warms, zones }))
+    Ok(Json(warms(&s).await?))
 }
 
 /// `PUT /v1/warm`: asks for a warm.
@@ -232,6 +253,11 @@ async fn put_warm(
 ) -> Result<Json<WarmStatus>, AdminError> {
     let r: WarmRequest = crate::admin::json_body(&body)?;
     authorise(&s, &req, &body, &r.target.bucket, r.pinned).await?;
+    // Replacing a pin (unpinning it, or changing its TTL) is as much an
+    // administrator's call as making one.
+    if !r.pinned && existing(&s, &r.target).await?.is_some_and(|w| w.pinned) {
+        check(&s, &req, &body).await?;
+    }
     if r.ttl_secs == Some(0) || r.ttl_secs.is_some_and(|t| t > TTL_MAX_SECS) {
         return Err(bad(format!(
             "--ttl must be between 1 second and {TTL_MAX_SECS} seconds (a year)"
@@ -248,12 +274,13 @@ async fn put_warm(
     };
     warm.validate().map_err(bad)?;
     let before = measure(&s, &r.target).await?;
-    // What the zone still lacks must fit its budget: beside the other
-    // pinned warms for a pin, on its own otherwise (older unpinned warms
-    // are evicted to make room).
+    // What the zone still lacks must fit its budget beside the pinned
+    // warms, which are never evicted (older unpinned warms are evicted to
+    // make room). Asking again for a pinned warm counts its own copies
+    // once.
     if let Some(z) = &before.zone_cache {
         let lacks = before.needed_bytes - before.held_bytes;
-        let others_pinned = if r.pinned { z.pinned_bytes } else { 0 };
+        let others_pinned = z.pinned_bytes;
         if z.budget_bytes > 0 && lacks + others_pinned > z.budget_bytes {
             return Err(AdminError(
                 StatusCode::CONFLICT,
@@ -262,7 +289,7 @@ async fn put_warm(
                     warm.describe(),
                     z.zone,
                     z.budget_bytes,
-                    if r.pinned {
+                    if z.pinned_bytes > 0 {
                         format!(" of which pinned warms hold {}", z.pinned_bytes)
                     } else {
                         String::new()
@@ -296,6 +323,19 @@ async fn drop_warm(
     UrlQuery(t): UrlQuery<WarmTarget>,
 ) -> Result<StatusCode, AdminError> {
     authorise(&s, &req, b"", &t.bucket, false).await?;
+    match existing(&s, &t).await? {
+        None => {
+            return Err(AdminError(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no warm of s3://{}/{} in zone {} (weft warm status lists them)",
+                    t.bucket, t.prefix, t.zone
+                ),
+            ))
+        }
+        Some(w) if w.pinned => check(&s, &req, b"").await?,
+        Some(_) => {}
+    }
     let cmd = Command::DropWarm {
         zone: t.zone,
         bucket: t.bucket,

@@ -288,14 +288,18 @@ impl ObjectReader {
     /// `seg` with each shard whose placed holder is outside this gateway's
     /// zone read from a cache copy inside it instead, where one is (`weft
     /// warm`): a copy holds the same bytes under the same shard index, so
-    /// the rest of the read path needs no other change. A copy that fails
-    /// is reported like any shard, which makes metad forget it.
+    /// the rest of the read path needs no other change. The returned
+    /// segment's `cache` lists, instead of copies, the placed holder of
+    /// each index it substituted: [`Self::fetch`] falls back to it if the
+    /// copy fails (a copy evicted and collected, or its node down), so a
+    /// warm never leaves a read with fewer sources than it had.
     fn with_near_copies(&self, seg: &Segment) -> Segment {
         let mut seg = seg.clone();
+        let copies = std::mem::take(&mut seg.cache);
         let Some(zone) = &self.locality.zone else {
             return seg;
         };
-        if seg.cache.is_empty() {
+        if copies.is_empty() {
             return seg;
         }
         let snap = self.cluster.snapshot();
@@ -304,14 +308,20 @@ impl ObjectReader {
                 .is_some_and(|v| v.readable() && v.info.zone == *zone)
         };
         let mut used = false;
-        for c in &seg.cache {
+        for c in &copies {
             let i = usize::from(c.index);
             if i >= seg.shards.len() || !near(c.node) || seg.shards[i].is_some_and(near) {
                 continue;
             }
+            if let Some(placed) = seg.shards[i] {
+                seg.cache.push(weft_common::warm::CacheCopy {
+                    index: c.index,
+                    node: placed,
+                    zone: String::new(),
+                });
+            }
             seg.shards[i] = Some(c.node);
             used = true;
-            self.locality.metrics.warm_copy_reads.inc();
         }
         if used {
             self.locality.cache_reads.note(seg.id);
@@ -335,6 +345,8 @@ impl ObjectReader {
         }
     }
 
+    /// Fetches `shard_range` of shard `index`; for a shard read from a
+    /// warm copy, from its placed holder if the copy fails.
     async fn fetch(
         &self,
         seg: &Segment,
@@ -344,6 +356,32 @@ impl ObjectReader {
         let Some(Some(node)) = seg.shards.get(index).copied() else {
             return Err(ShardReadError::NeverWritten { index });
         };
+        let placed = seg
+            .cache
+            .iter()
+            .find(|c| usize::from(c.index) == index)
+            .map(|c| c.node);
+        match self.fetch_from(seg, index, node, shard_range.clone()).await {
+            Ok(b) => {
+                if placed.is_some() {
+                    self.locality.metrics.warm_copy_reads.inc();
+                }
+                Ok(b)
+            }
+            Err(e) => match placed {
+                Some(p) => self.fetch_from(seg, index, p, shard_range).await,
+                None => Err(e),
+            },
+        }
+    }
+
+    async fn fetch_from(
+        &self,
+        seg: &Segment,
+        index: usize,
+        node: NodeId,
+        shard_range: Range<u64>,
+    ) -> Result<Bytes, ShardReadError> {
         let Some((addr, up)) = self.cluster.locate(node) else {
             return Err(ShardReadError::UnknownNode { index, node });
         };

@@ -143,8 +143,8 @@ pub struct LocalityMetrics {
     pub cache_hits: Counter,
     /// Stripes looked up in the cache and fetched.
     pub cache_misses: Counter,
-    /// Shards read from a warm cache copy in this zone in place of a placed
-    /// shard in another (`weft warm`).
+    /// Shard fetches answered by a warm cache copy in this zone in place
+    /// of a placed shard in another (`weft warm`).
     pub warm_copy_reads: Counter,
 }
 
@@ -173,7 +173,7 @@ impl LocalityMetrics {
         );
         registry.register(
             "warm_copy_reads",
-            "Shards of segments read from a warm cache copy in this gateway's zone instead of a placed shard in another",
+            "Shard fetches answered by a warm cache copy in this gateway's zone instead of a placed shard in another",
             self.warm_copy_reads.clone(),
         );
         registry.register(

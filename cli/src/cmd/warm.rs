@@ -213,6 +213,17 @@ async fn wait(
         if !json {
             eprint!("\r{}", progress_line(&s, first_held, started));
         }
+        if s.warm.is_none() {
+            if !json {
+                eprintln!();
+            }
+            bail!(
+                "the warm of s3://{}/{} in zone {} ended before it was ready: dropped, expired, or evicted to keep the zone within its cache budget (weft warm status)",
+                t.bucket,
+                t.prefix,
+                t.zone
+            );
+        }
         if s.ready {
             if !json {
                 eprintln!();
@@ -227,17 +238,6 @@ async fn wait(
                     Ok(())
                 }
             };
-        }
-        if s.warm.is_none() {
-            if !json {
-                eprintln!();
-            }
-            bail!(
-                "the warm of s3://{}/{} in zone {} ended before it was ready: dropped, expired, or evicted to keep the zone within its cache budget (weft warm status)",
-                t.bucket,
-                t.prefix,
-                t.zone
-            );
         }
         if s.truncated {
             bail!("the dataset is larger than one status walk covers; follow it with weft warm status");

@@ -420,6 +420,11 @@ pub enum QueryResult {
         warms: Vec<crate::warm::Warm>,
         /// Cache budget and use per zone, as the leader last counted.
         zones: Vec<crate::warm::ZoneCache>,
+        /// When each warm (in `warms`' order) was last used, ms: its last
+        /// reported read from a cache copy, or its request (the leader's
+        /// soft state; eviction takes the smallest first).
+        #[serde(default)]
+        last_used_ms: Vec<u64>,
     },
 }
 

@@ -759,16 +759,30 @@ fn version_pages_cover_the_prefix_exactly_once_whatever_their_size() {
     }
 }
 
-/// Cache copies (`weft warm`): recorded once, answered as held to garbage
-/// collection, never part of the placement the durability survey reads,
-/// forgotten when their node reports them bad or their segment is
-/// released; warms are refused where they cannot be kept, and an expiry
-/// judged against an older request leaves a newer one alone.
+/// Cache copies (`weft warm`): recorded once, only while a warm of their
+/// zone covers the object and only where the zone lacks the index;
+/// answered as held to garbage collection but never part of the placement
+/// the durability survey reads; forgotten when their node reports them
+/// missing or damaged, when the shard is placed on their node, and when
+/// their segment is released. Warms are refused where they cannot be
+/// kept, and an expiry judged against an older request leaves a newer one
+/// alone.
 #[test]
 fn cache_copies_are_held_but_never_placed_and_go_with_their_segment() {
     use weft_common::rpc::Refusal;
     use weft_common::warm::{CacheCopy, Warm};
     let (_dir, sm) = setup();
+    // Node 5 in zone y; the placed shards are on nodes 1..3 in zone z.
+    sm.apply_for_test(&Command::RegisterNode {
+        node: NodeInfo {
+            labels: Default::default(),
+            id: NodeId(5),
+            zone: "y".into(),
+            addr: "127.0.0.1:5".into(),
+            capacity_bytes: 1 << 30,
+        },
+    })
+    .unwrap();
     let mut b = Builder::default();
     let mut ever = BTreeSet::new();
     let put = b.build(&Op::Put { b: 0, k: 0 });
@@ -778,9 +792,21 @@ fn cache_copies_are_held_but_never_placed_and_go_with_their_segment() {
     };
     let seg = version.segments[0].id;
     let placed = version.segments[0].shards.clone();
-    assert!(!placed.contains(&Some(NodeId(4))));
+    let stale = CommandResult::Refused {
+        refusal: Refusal::Stale,
+    };
+    let add = |node: u64| Command::AddCacheCopy {
+        segment: seg,
+        index: 0,
+        node: NodeId(node),
+    };
+    assert_eq!(
+        apply_checked(&sm, &add(5), &mut ever).result,
+        stale,
+        "no warm covers it: the file is garbage"
+    );
     let warm = Warm {
-        zone: "z".into(),
+        zone: "y".into(),
         bucket: "plain".into(),
         prefix: String::new(),
         pinned: false,
@@ -791,26 +817,33 @@ fn cache_copies_are_held_but_never_placed_and_go_with_their_segment() {
         .apply_for_test(&Command::Warm { warm: warm.clone() })
         .unwrap();
     assert_eq!(r, CommandResult::Done);
-    let add = |node: u64| Command::AddCacheCopy {
-        segment: seg,
-        index: 0,
-        node: NodeId(node),
-    };
+    sm.apply_for_test(&Command::Warm {
+        warm: Warm {
+            zone: "z".into(),
+            ..warm.clone()
+        },
+    })
+    .unwrap();
     for _ in 0..2 {
         assert_eq!(
-            apply_checked(&sm, &add(4), &mut ever).result,
+            apply_checked(&sm, &add(5), &mut ever).result,
             CommandResult::Done
         );
     }
-    // A node that holds the shard placed gets no copy of it.
     assert_eq!(
-        apply_checked(&sm, &add(1), &mut ever).result,
+        apply_checked(&sm, &add(9), &mut ever).result,
+        stale,
+        "unknown node"
+    );
+    // Zone z holds index 0 placed: a copy there adds nothing.
+    assert_eq!(
+        apply_checked(&sm, &add(4), &mut ever).result,
         CommandResult::Done
     );
     let copy = CacheCopy {
         index: 0,
-        node: NodeId(4),
-        zone: "z".into(),
+        node: NodeId(5),
+        zone: "y".into(),
     };
     let current = sm.object("plain", "k1").unwrap().unwrap();
     assert_eq!(current.segments[0].cache, vec![copy.clone()]);
@@ -820,28 +853,82 @@ fn cache_copies_are_held_but_never_placed_and_go_with_their_segment() {
     let rec = &records.iter().find(|(id, _)| *id == seg).unwrap().1;
     assert_eq!(rec.shards, placed, "the survey's placement has no copy");
     assert_eq!(
-        sm.shards_held(NodeId(4), &[(seg, 0), (seg, 1)]).unwrap(),
+        sm.shards_held(NodeId(5), &[(seg, 0), (seg, 1)]).unwrap(),
         vec![true, false],
         "garbage collection keeps the copy, and only it"
     );
 
-    // Reported missing: the copy is forgotten, the placed shard stays.
+    let cache_now = |sm: &StateMachine| {
+        sm.object("plain", "k1").unwrap().unwrap().segments[0]
+            .cache
+            .clone()
+    };
+    // Reported missing, or damaged: the copy is forgotten, the placed
+    // shard stays.
+    let missing = Command::DropShard {
+        segment: seg,
+        index: 0,
+        node: NodeId(5),
+    };
+    assert_eq!(
+        apply_checked(&sm, &missing, &mut ever).result,
+        CommandResult::Done
+    );
+    assert!(cache_now(&sm).is_empty());
+    apply_checked(&sm, &add(5), &mut ever);
+    let damaged = Command::ReportDamage {
+        segment: seg,
+        index: 0,
+        node: NodeId(5),
+        damage: weft_common::damage::BlockDamage::from_blocks(4096, [0]),
+    };
+    assert_eq!(
+        apply_checked(&sm, &damaged, &mut ever).result,
+        CommandResult::Done
+    );
+    assert!(cache_now(&sm).is_empty());
+    assert_eq!(
+        sm.object("plain", "k1").unwrap().unwrap().segments[0].shards,
+        placed
+    );
+
+    // The shard placed on the copy's node: the file is the placed one now,
+    // and no copy is remembered to outlive a later move.
+    apply_checked(&sm, &add(5), &mut ever);
     let r = apply_checked(
         &sm,
-        &Command::DropShard {
+        &Command::MoveShard {
             segment: seg,
             index: 0,
-            node: NodeId(4),
+            from: placed[0],
+            to: NodeId(5),
         },
         &mut ever,
     );
     assert_eq!(r.result, CommandResult::Done);
-    let current = sm.object("plain", "k1").unwrap().unwrap();
-    assert!(current.segments[0].cache.is_empty());
-    assert_eq!(current.segments[0].shards, placed);
+    assert!(cache_now(&sm).is_empty());
 
     // Released with its segment.
-    apply_checked(&sm, &add(4), &mut ever);
+    apply_checked(
+        &sm,
+        &Command::MoveShard {
+            segment: seg,
+            index: 1,
+            from: placed[1],
+            to: NodeId(4),
+        },
+        &mut ever,
+    );
+    let add1 = Command::AddCacheCopy {
+        segment: seg,
+        index: 1,
+        node: NodeId(5),
+    };
+    assert_eq!(
+        apply_checked(&sm, &add1, &mut ever).result,
+        CommandResult::Done
+    );
+    assert_eq!(cache_now(&sm).len(), 1);
     apply_checked(
         &sm,
         &Command::DeleteObject {
@@ -851,13 +938,10 @@ fn cache_copies_are_held_but_never_placed_and_go_with_their_segment() {
         },
         &mut ever,
     );
-    assert_eq!(sm.shards_held(NodeId(4), &[(seg, 0)]).unwrap(), vec![false]);
-    let r = apply_checked(&sm, &add(4), &mut ever);
+    assert_eq!(sm.shards_held(NodeId(5), &[(seg, 1)]).unwrap(), vec![false]);
     assert_eq!(
-        r.result,
-        CommandResult::Refused {
-            refusal: Refusal::Stale
-        },
+        apply_checked(&sm, &add1, &mut ever).result,
+        stale,
         "a copy of a released segment is garbage"
     );
 
@@ -891,22 +975,17 @@ fn cache_copies_are_held_but_never_placed_and_go_with_their_segment() {
         }
     );
     let drop = |created_ms| Command::DropWarm {
-        zone: "z".into(),
+        zone: "y".into(),
         bucket: "plain".into(),
         prefix: String::new(),
         created_ms,
     };
-    assert_eq!(
-        sm.apply_for_test(&drop(Some(4))).unwrap(),
-        CommandResult::Refused {
-            refusal: Refusal::Stale
-        }
-    );
-    assert_eq!(sm.warms().unwrap(), vec![warm]);
+    assert_eq!(sm.apply_for_test(&drop(Some(4))).unwrap(), stale);
+    assert!(sm.warms().unwrap().contains(&warm));
     assert_eq!(
         sm.apply_for_test(&drop(Some(5))).unwrap(),
         CommandResult::Done
     );
-    assert!(sm.warms().unwrap().is_empty());
+    assert!(!sm.warms().unwrap().contains(&warm));
     assert_eq!(sm.apply_for_test(&drop(None)).unwrap(), CommandResult::Done);
 }

@@ -328,6 +328,7 @@ pub(super) async fn query(
     }
     let sm = s.sm.clone();
     let warming_zones = s.warming.zones();
+    let warming = s.clone();
     let public_keys = s
         .sealer
         .as_ref()
@@ -510,10 +511,14 @@ pub(super) async fn query(
                         )?;
                         QueryResult::Placements { objects, next }
                     }
-                    Query::Warms => QueryResult::Warms {
-                        warms: sm.warms()?,
-                        zones: warming_zones.clone(),
-                    },
+                    Query::Warms => {
+                        let warms = sm.warms()?;
+                        QueryResult::Warms {
+                            last_used_ms: warming.warming.last_used_of(&warms),
+                            warms,
+                            zones: warming_zones.clone(),
+                        }
+                    }
                     Query::AuditInfo => QueryResult::AuditInfo {
                         info: weft_common::audit::AuditInfo {
                             public_keys,

@@ -16,6 +16,9 @@ fn stamps(cmd: &Command) -> Vec<u64> {
         }
         Command::PutPart { part, .. } => vec![part.last_modified_ms],
         Command::CreateUpload { upload } => vec![upload.initiated_ms],
+        // A warm's request time orders eviction: one stamped far ahead
+        // would never be the least recently used.
+        Command::Warm { warm } => vec![warm.created_ms],
         Command::SetBucketTiering {
             change: weft_common::lifecycle::tiering::TieringChange::Unread { rules },
             ..

@@ -20,6 +20,7 @@
 //! pass) changes nothing it should not.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,8 +39,8 @@ use super::{ensure_serving_leader, AppState};
 const EVERY: Duration = Duration::from_secs(2);
 /// Objects of one warm walked per pass; a larger dataset is walked on.
 const OBJECTS_PER_PASS: usize = 20_000;
-/// Versions asked of the state machine per page.
-const PAGE: u32 = 1_000;
+/// Objects asked of the state machine per page.
+const PAGE: u32 = 5_000;
 /// Cache copies queued per target node at once.
 const QUEUED_PER_NODE: usize = 4;
 /// `DropCacheCopies` commands per pass.
@@ -62,6 +63,8 @@ pub struct Warming {
     zones: Mutex<Vec<ZoneCache>>,
     /// Warms evicted per zone since this voter took over.
     evictions: Mutex<BTreeMap<String, u64>>,
+    /// Whether the last census found any copy (true until one ran).
+    copies_seen: AtomicBool,
 }
 
 fn id(w: &Warm) -> (String, String, String) {
@@ -77,7 +80,26 @@ impl Warming {
             resume: Mutex::default(),
             zones: Mutex::default(),
             evictions: Mutex::default(),
+            copies_seen: AtomicBool::new(true),
         }
+    }
+
+    /// When each of `warms` was last used, ms (soft state).
+    pub fn last_used_of(&self, warms: &[Warm]) -> Vec<u64> {
+        warms.iter().map(|w| self.last_used(w)).collect()
+    }
+
+    /// Forgets the soft state of warms no longer live.
+    fn forget_except(&self, live: &[Warm]) {
+        let ids: std::collections::HashSet<_> = live.iter().map(id).collect();
+        self.last_read
+            .lock()
+            .expect("warming lock")
+            .retain(|k, _| ids.contains(k));
+        self.resume
+            .lock()
+            .expect("warming lock")
+            .retain(|k, _| ids.contains(k));
     }
 
     /// Each zone's budget and use, as the last pass counted.
@@ -90,6 +112,7 @@ impl Warming {
         self.last_read.lock().expect("warming lock").clear();
         self.resume.lock().expect("warming lock").clear();
         self.zones.lock().expect("warming lock").clear();
+        self.copies_seen.store(true, Ordering::Relaxed);
     }
 
     /// The budget of `zone`.
@@ -97,9 +120,11 @@ impl Warming {
         if self.budget_bytes > 0 {
             return self.budget_bytes;
         }
+        // Registered capacity, down nodes included: a node's outage must
+        // not shrink the budget and evict warms.
         views
             .iter()
-            .filter(|v| v.info.zone == zone && v.readable())
+            .filter(|v| v.info.zone == zone && v.admin != weft_common::topology::NodeAdmin::Removed)
             .map(|v| v.info.capacity_bytes)
             .sum::<u64>()
             / DEFAULT_BUDGET_DIVISOR
@@ -217,37 +242,61 @@ struct Census {
     used: BTreeMap<String, u64>,
     /// Of those, bytes only pinned warms cover.
     pinned: BTreeMap<String, u64>,
+    /// Copies kept, in all.
+    kept: usize,
 }
 
-/// Judges every cache copy: kept only while its node is readable and
-/// still in its zone, it does not duplicate the placed shard, some live
-/// warm of its zone covers its object, and its segment is the object's
-/// current version's.
+/// A registered node as the census judges copies on it: zone, labels,
+/// and whether it was removed.
+type NodeFacts = BTreeMap<NodeId, (String, weft_common::topology::Labels, bool)>;
+
+/// Judges every cache copy. One is kept only while its node is still
+/// registered (a down node keeps its copies for when it returns), in the
+/// copy's zone and admitted by the bucket's residency; some live warm of
+/// its zone covers its object; its segment is the object's current
+/// version's; and no placed shard or earlier copy of the same index is in
+/// the same zone (a copy planned twice, or a repair that placed the index
+/// there since).
 fn census(
     sm: &crate::state_machine::StateMachine,
     warms: &[Warm],
-    views: &BTreeMap<NodeId, (String, bool)>,
+    nodes: &NodeFacts,
 ) -> Result<Census, crate::error::MetaError> {
     let mut out = Census::default();
     let mut records = vec![];
     sm.scan_cached_segments(|id, rec| records.push((id, rec)))?;
+    let mut residencies: BTreeMap<String, Option<weft_common::residency::Residency>> =
+        BTreeMap::new();
     for (id, rec) in records {
         let current = sm.is_current_segment(&rec.bucket, &rec.key, id)?;
+        if !residencies.contains_key(&rec.bucket) {
+            let r = sm.bucket(&rec.bucket)?.and_then(|b| b.residency);
+            residencies.insert(rec.bucket.clone(), r);
+        }
+        let residency = residencies[&rec.bucket].as_ref();
+        let zone_of = |n: NodeId| nodes.get(&n).map(|(z, _, _)| z.as_str());
+        let mut held: Vec<(u8, String)> = rec
+            .shards
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| Some((i as u8, zone_of((*n)?)?.to_string())))
+            .collect();
         let mut dropped = vec![];
         for c in &rec.cache {
-            let node_ok = views
-                .get(&c.node)
-                .is_some_and(|(zone, readable)| *zone == c.zone && *readable);
-            let placed_here =
-                rec.shards.get(usize::from(c.index)).copied().flatten() == Some(c.node);
+            let node_ok = nodes.get(&c.node).is_some_and(|(zone, labels, removed)| {
+                *zone == c.zone && !removed && residency.is_none_or(|r| r.admits(zone, labels))
+            });
+            let duplicate = held.iter().any(|(i, z)| *i == c.index && *z == c.zone);
             let covering: Vec<&Warm> = warms
                 .iter()
                 .filter(|w| w.zone == c.zone && w.covers(&rec.bucket, &rec.key))
                 .collect();
-            if !current || !node_ok || placed_here || covering.is_empty() {
+            if !current || !node_ok || duplicate || covering.is_empty() {
                 dropped.push((c.index, c.node));
                 continue;
             }
+            held.push((c.index, c.zone.clone()));
+            out.kept += 1;
             *out.used.entry(c.zone.clone()).or_default() += rec.shard_len;
             if covering.iter().all(|w| w.pinned) {
                 *out.pinned.entry(c.zone.clone()).or_default() += rec.shard_len;
@@ -289,13 +338,32 @@ async fn pass(s: &Arc<AppState>) -> Result<(), String> {
         }
     }
 
-    // 2. Census of the copies.
-    let by_node: BTreeMap<NodeId, (String, bool)> = views
+    // 2. Census of the copies: skipped while there is no warm and the
+    // last census found no copy (a new leader takes one census first).
+    if live.is_empty() && !s.warming.copies_seen.load(Ordering::Relaxed) {
+        s.warming.forget_except(&live);
+        return Ok(());
+    }
+    let facts: NodeFacts = views
         .iter()
-        .map(|v| (v.info.id, (v.info.zone.clone(), v.readable())))
+        .map(|v| {
+            (
+                v.info.id,
+                (
+                    v.info.zone.clone(),
+                    v.info.labels.clone(),
+                    v.admin == weft_common::topology::NodeAdmin::Removed,
+                ),
+            )
+        })
         .collect();
-    let (sm, w2, n2) = (s.sm.clone(), live.clone(), by_node.clone());
-    let census = blocking(move || census(&sm, &w2, &n2)).await?;
+    let (sm, w2) = (s.sm.clone(), live.clone());
+    let census = blocking(move || census(&sm, &w2, &facts)).await?;
+    s.warming.copies_seen.store(
+        census.kept > 0 || !census.drops.is_empty(),
+        Ordering::Relaxed,
+    );
+    s.warming.forget_except(&live);
     for (segment, copies) in census.drops.into_iter().take(DROPS_PER_PASS) {
         if let Err(e) = write(s, Command::DropCacheCopies { segment, copies }).await {
             tracing::debug!(%segment, error = %e, "cache copies not dropped; the next pass retries");
@@ -319,7 +387,7 @@ async fn pass(s: &Arc<AppState>) -> Result<(), String> {
     let mut planned: BTreeMap<String, u64> = BTreeMap::new();
     let mut evicted: Vec<(String, String, String)> = vec![];
     for zone in zones.values() {
-        if zone.used_bytes > zone.budget_bytes {
+        if zone.used_bytes > zone.budget_bytes.max(zone.pinned_bytes) {
             if let Some(victim) = lru_unpinned(s, &live, &zone.zone, u64::MAX, &evicted) {
                 evict(s, &victim, "the zone's cache is over its budget").await;
                 evicted.push(id(&victim));
@@ -338,7 +406,10 @@ async fn pass(s: &Arc<AppState>) -> Result<(), String> {
             .saturating_sub(zone.used_bytes + planned.get(&w.zone).copied().unwrap_or(0));
         let (queued, wants) = plan(s, w, &views, room).await?;
         *planned.entry(w.zone.clone()).or_default() += queued;
-        if wants > queued && room < wants {
+        // Evicting helps only a warm that fits beside the pins; one that
+        // cannot waits rather than empty the zone for nothing.
+        let fits = wants <= zone.budget_bytes.saturating_sub(zone.pinned_bytes);
+        if wants > queued && room < wants && fits {
             // Full: make room by the least recently used unpinned warm
             // used before this one, if any; otherwise this one waits.
             if let Some(victim) = lru_unpinned(s, &live, &w.zone, s.warming.last_used(w), &evicted)
@@ -426,22 +497,19 @@ async fn plan(
         .get(&id(w))
         .cloned();
     let (sm, bucket, prefix) = (s.sm.clone(), w.bucket.clone(), w.prefix.clone());
-    let (objects, next) = blocking(move || {
+    let (objects, next, residency) = blocking(move || {
+        let residency = sm.bucket(&bucket)?.and_then(|b| b.residency);
         let mut out = vec![];
         let mut marker = start;
         while out.len() < OBJECTS_PER_PASS {
-            let page = sm.versions(&bucket, &prefix, marker.as_deref(), None, None, PAGE)?;
-            for (key, record, latest) in page.entries {
-                if let (true, Some(v)) = (latest, record.version) {
-                    out.push((key, v));
-                }
-            }
-            match page.next {
-                Some((k, _)) => marker = Some(k),
-                None => return Ok((out, None)),
+            let (page, next) = sm.placements(&bucket, &prefix, marker.as_deref(), PAGE)?;
+            out.extend(page);
+            match next {
+                Some(k) => marker = Some(k),
+                None => return Ok((out, None, residency)),
             }
         }
-        Ok((out, marker))
+        Ok((out, marker, residency))
     })
     .await?;
     {
@@ -460,12 +528,17 @@ async fn plan(
     let targets: Vec<&NodeView> = views
         .iter()
         .filter(|v| v.info.zone == w.zone && v.accepts_writes())
+        .filter(|v| {
+            residency
+                .as_ref()
+                .is_none_or(|r| r.admits(&v.info.zone, &v.info.labels))
+        })
         .collect();
     let mut queued_bytes = 0u64;
     let mut wants = 0u64;
     let mut load = s.planner.warm_queued();
-    for (key, v) in objects {
-        for seg in &v.segments {
+    for o in objects {
+        for seg in &o.segments {
             let missing = lacking(seg.layout, &seg.shards, &seg.cache, zone_of, &w.zone);
             for index in missing {
                 if s.planner.warm_pending(seg.id, index) {
@@ -494,8 +567,9 @@ async fn plan(
                 let Some(target) = target else { continue };
                 let rec = SegmentRecord {
                     bucket: w.bucket.clone(),
-                    key: key.clone(),
-                    class: v.storage_class.clone(),
+                    key: o.key.clone(),
+                    // Not read by a warm task.
+                    class: String::new(),
                     layout: seg.layout,
                     len: seg.len,
                     shard_len: seg.shard_len,
