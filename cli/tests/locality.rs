@@ -26,18 +26,13 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
+use support::zones::{client_of, metrics_text, served_since, served_to, zone_of, ZONES};
 use support::{current_version, data, S3Client, TestCluster};
 use weft_common::manifest::ObjectVersion;
 
-const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
 const MIB: usize = 1 << 20;
 /// Two full 4+2 stripes of 1 MiB units.
 const OBJECT: usize = 8 * MIB;
-
-/// The zone of data node `n` (1-based), as the dev cluster deals them.
-fn zone_of(n: u64) -> &'static str {
-    ZONES[(n as usize - 1) % ZONES.len()]
-}
 
 /// The cluster; with `hedging` off, every read fetches exactly the shards
 /// it planned, so byte counts are exact.
@@ -56,47 +51,6 @@ async fn start(hedging: bool) -> TestCluster {
     .await
 }
 
-fn client_of(tc: &TestCluster, gateway: usize) -> S3Client {
-    let c = tc.c();
-    S3Client::new(
-        &c.s3_endpoint_of(gateway).expect("gateway running"),
-        &c.credentials().access_key,
-        &c.credentials().secret_key,
-        c.region(),
-    )
-}
-
-async fn metrics_text(tc: &TestCluster, url: String) -> String {
-    tc.c()
-        .internal_http()
-        .get(url)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body")
-}
-
-/// Shard bytes each running data node served to readers in `zone`, by
-/// node id.
-async fn served_to(tc: &TestCluster, zone: &str) -> BTreeMap<u64, u64> {
-    let mut out = BTreeMap::new();
-    let line = format!("weft_datad_shard_served_bytes_total{{zone=\"{zone}\"}} ");
-    for i in 0..tc.c().datad_count() {
-        let Some(addr) = tc.c().datad_addr(i) else {
-            continue;
-        };
-        let text = metrics_text(tc, tc.c().internal_url(addr, "/metrics")).await;
-        let v = text
-            .lines()
-            .find_map(|l| l.strip_prefix(&line))
-            .map_or(0, |v| v.trim().parse().expect("metric value"));
-        out.insert(i as u64 + 1, v);
-    }
-    out
-}
-
 /// A counter of gateway `i`'s `/metrics` (0 when absent).
 async fn gateway_counter(tc: &TestCluster, i: usize, name: &str) -> u64 {
     let url = format!("{}/metrics", tc.c().admin_endpoint_of(i).expect("gateway"));
@@ -105,22 +59,6 @@ async fn gateway_counter(tc: &TestCluster, i: usize, name: &str) -> u64 {
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .map_or(0, |v| v.trim().parse().expect("metric value"))
-}
-
-/// Bytes served to `zone` since `before`: (from nodes in it, from others).
-async fn served_since(tc: &TestCluster, zone: &str, before: &BTreeMap<u64, u64>) -> (u64, u64) {
-    let after = served_to(tc, zone).await;
-    let mut local = 0;
-    let mut cross = 0;
-    for (n, v) in after {
-        let d = v - before.get(&n).copied().unwrap_or(0);
-        if zone_of(n) == zone {
-            local += d;
-        } else {
-            cross += d;
-        }
-    }
-    (local, cross)
 }
 
 fn shard_nodes(v: &ObjectVersion) -> Vec<Vec<Option<u64>>> {

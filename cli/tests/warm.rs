@@ -22,19 +22,15 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
-use support::{data, S3Client, TestCluster};
+use support::zones::{client_of, metrics_text, served_since, served_to};
+use support::{data, TestCluster};
 use weft_gateway::admin_warm::{WarmList, WarmStatus};
 
-const ZONES: [&str; 3] = ["zone-a", "zone-b", "zone-c"];
 const MIB: usize = 1 << 20;
 /// One full 4+2 stripe of 1 MiB units: shard files of 1 MiB.
 const OBJECT: usize = 4 * MIB;
 /// How long any wait here may take before the test fails.
 const DEADLINE: Duration = Duration::from_secs(90);
-
-fn zone_of(n: u64) -> &'static str {
-    ZONES[(n as usize - 1) % ZONES.len()]
-}
 
 async fn start(budget: u64, data_nodes: usize) -> TestCluster {
     TestCluster::start_with(|c| {
@@ -49,61 +45,6 @@ async fn start(budget: u64, data_nodes: usize) -> TestCluster {
         };
     })
     .await
-}
-
-fn client_of(tc: &TestCluster, gateway: usize) -> S3Client {
-    let c = tc.c();
-    S3Client::new(
-        &c.s3_endpoint_of(gateway).expect("gateway running"),
-        &c.credentials().access_key,
-        &c.credentials().secret_key,
-        c.region(),
-    )
-}
-
-async fn metrics_text(tc: &TestCluster, url: String) -> String {
-    tc.c()
-        .internal_http()
-        .get(url)
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body")
-}
-
-/// Shard bytes each data node served to readers in `zone`, by node id.
-async fn served_to(tc: &TestCluster, zone: &str) -> BTreeMap<u64, u64> {
-    let mut out = BTreeMap::new();
-    let line = format!("weft_datad_shard_served_bytes_total{{zone=\"{zone}\"}} ");
-    for i in 0..tc.c().datad_count() {
-        let Some(addr) = tc.c().datad_addr(i) else {
-            continue;
-        };
-        let text = metrics_text(tc, tc.c().internal_url(addr, "/metrics")).await;
-        let v = text
-            .lines()
-            .find_map(|l| l.strip_prefix(&line))
-            .map_or(0, |v| v.trim().parse().expect("metric value"));
-        out.insert(i as u64 + 1, v);
-    }
-    out
-}
-
-/// Bytes served to `zone` since `before`: (from nodes in it, from others).
-async fn served_since(tc: &TestCluster, zone: &str, before: &BTreeMap<u64, u64>) -> (u64, u64) {
-    let mut local = 0;
-    let mut cross = 0;
-    for (n, v) in served_to(tc, zone).await {
-        let d = v - before.get(&n).copied().unwrap_or(0);
-        if zone_of(n) == zone {
-            local += d;
-        } else {
-            cross += d;
-        }
-    }
-    (local, cross)
 }
 
 fn status_path(bucket: &str, prefix: &str, zone: &str) -> String {

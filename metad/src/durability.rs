@@ -266,18 +266,9 @@ impl Planner {
         }
         let mut tasks = vec![];
         let lease = self.cfg.task_lease;
-        for a in st.tasks.values_mut() {
-            if tasks.len() >= poll.free_slots as usize {
-                break;
-            }
-            if a.target == poll.node && !a.handed_out {
-                a.handed_out = true;
-                a.deadline = now + lease;
-                tasks.push(a.task.clone());
-            }
-        }
-        // Cache copies only in slots repairs left free.
-        for a in st.warm.values_mut() {
+        let st = &mut *st;
+        // Repairs first; cache copies only in the slots they left free.
+        for a in st.tasks.values_mut().chain(st.warm.values_mut()) {
             if tasks.len() >= poll.free_slots as usize {
                 break;
             }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod stall_proxy;
+pub mod zones;
 
 use std::time::Duration;
 use weft_cli::dev_cluster::{DevCluster, DevClusterConfig};

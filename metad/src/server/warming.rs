@@ -321,13 +321,7 @@ async fn pass(s: &Arc<AppState>) -> Result<(), String> {
     let mut live = vec![];
     for w in warms {
         if w.expired(now) {
-            let cmd = Command::DropWarm {
-                zone: w.zone.clone(),
-                bucket: w.bucket.clone(),
-                prefix: w.prefix.clone(),
-                created_ms: Some(w.created_ms),
-            };
-            match write(s, cmd).await {
+            match write(s, end_of(&w)).await {
                 Ok(_) => tracing::info!(warm = %w.describe(), "warm expired"),
                 Err(e) => {
                     tracing::debug!(warm = %w.describe(), error = %e, "expiry not committed; the next pass retries")
@@ -455,14 +449,18 @@ fn lru_unpinned(
         .cloned()
 }
 
-async fn evict(s: &Arc<AppState>, w: &Warm, why: &str) {
-    let cmd = Command::DropWarm {
+/// Ends `w`, the request judged (expired or evicted), not a newer one.
+fn end_of(w: &Warm) -> Command {
+    Command::DropWarm {
         zone: w.zone.clone(),
         bucket: w.bucket.clone(),
         prefix: w.prefix.clone(),
         created_ms: Some(w.created_ms),
-    };
-    match write(s, cmd).await {
+    }
+}
+
+async fn evict(s: &Arc<AppState>, w: &Warm, why: &str) {
+    match write(s, end_of(w)).await {
         Ok(CommandResult::Done) => {
             tracing::info!(warm = %w.describe(), why, "warm evicted");
             s.metrics.warm_evictions.inc();
