@@ -191,6 +191,11 @@ pub struct TaskOutcome {
     /// Why it failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The task's reason, so a repair and a cache copy of the same shard
+    /// onto the same node are told apart (absent from older data nodes:
+    /// taken as a repair).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<TaskReason>,
 }
 
 /// Body of `POST /v1/repair/poll`: a datad asking for work and reporting

@@ -98,12 +98,19 @@ pub struct ZoneCache {
     pub pinned_bytes: u64,
     /// Warms evicted from it since the leader took over.
     pub evictions: u64,
+    /// Bytes pinned warms still lack there: promised room a new warm
+    /// cannot take.
+    #[serde(default)]
+    pub pinned_pending_bytes: u64,
 }
 
-/// Distinct shard indices of a segment that a reader in `zone` can fetch
-/// from its own zone: placed shards on the zone's readable nodes and cache
-/// copies there. `zone_of` answers a readable node's zone (`None`: unknown
-/// or unreadable).
+/// Distinct shard indices of a segment its zone holds: placed shards on
+/// the zone's nodes and cache copies there. `zone_of` answers a node's
+/// zone (`None`: unknown). Warm planning, `AddCacheCopy` and `weft warm
+/// status` all pass registered nodes, down ones included, so the three
+/// agree: a zone whose node is down still holds what the node holds (its
+/// reads cross for those shards until it returns), and nothing is copied
+/// again meanwhile.
 pub fn indices_in_zone<'a>(
     shards: &[Option<NodeId>],
     cache: &[CacheCopy],
@@ -226,7 +233,7 @@ mod tests {
             },
         ];
         assert!(lacking(ec(), &shards, &cache, zones, "a").is_empty());
-        // Node 4 unreadable: neither its placed shard 3 nor its copy of 1
+        // Node 4 removed: neither its placed shard 3 nor its copy of 1
         // counts, so zone a holds 0 and 2 and lacks two data shards again.
         let gone = |n: NodeId| if n.0 == 4 { None } else { zones(n) };
         assert_eq!(lacking(ec(), &shards, &cache, gone, "a"), vec![1, 3]);

@@ -214,12 +214,15 @@ impl Planner {
         true
     }
 
-    /// Cache copies queued or under way, by target node.
-    pub fn warm_queued(&self) -> BTreeMap<NodeId, usize> {
+    /// Cache copies queued or under way, by target node: how many, and
+    /// their bytes.
+    pub fn warm_queued(&self) -> BTreeMap<NodeId, (usize, u64)> {
         let st = self.state.lock().expect("planner lock");
-        let mut out = BTreeMap::new();
+        let mut out: BTreeMap<NodeId, (usize, u64)> = BTreeMap::new();
         for a in st.warm.values() {
-            *out.entry(a.target).or_default() += 1;
+            let e = out.entry(a.target).or_default();
+            e.0 += 1;
+            e.1 += a.task.shard_len;
         }
         out
     }
@@ -244,19 +247,19 @@ impl Planner {
         let mut st = self.state.lock().expect("planner lock");
         for f in &poll.finished {
             let key = (f.segment, f.index);
-            let ours = st.tasks.get(&key).is_some_and(|a| a.target == poll.node);
-            if ours {
-                st.tasks.remove(&key);
-            }
             // A cache copy is not repair: it neither counts toward the
             // repair rate seen nor warns when refused (its warm may have
             // ended meanwhile); the warming pass plans it again if needed.
-            let warm = st.warm.remove(&(f.segment, f.index, poll.node)).is_some();
-            if warm && !ours {
+            if f.reason == Some(TaskReason::Warm) {
+                st.warm.remove(&(f.segment, f.index, poll.node));
                 if !f.ok {
                     tracing::debug!(node = %poll.node, segment = %f.segment, index = f.index, error = f.error.as_deref().unwrap_or(""), "cache copy not made");
                 }
                 continue;
+            }
+            let ours = st.tasks.get(&key).is_some_and(|a| a.target == poll.node);
+            if ours {
+                st.tasks.remove(&key);
             }
             if f.ok {
                 st.finished.push_back((now, f.bytes));

@@ -166,10 +166,9 @@ fn covered(tx: &WriteTransaction, zone: &str, bucket: &str, key: &str) -> Result
 /// `AddCacheCopy`: records that `node` holds a cache copy of shard `index`
 /// of `segment`, in the node's zone. Refused as stale (the file is then
 /// garbage) when the segment or node is gone, no warm of the node's zone
-/// covers the object any more, or the bucket's residency excludes the
-/// node; done without a record when the zone already holds that index,
-/// placed or cached (a repeat, or a second copy planned before the first
-/// committed).
+/// covers the object any more, the bucket's residency excludes the node,
+/// or the zone already holds that index, placed or cached (a second copy
+/// planned before the first committed); done for a repeat.
 pub(crate) fn add_copy(
     tx: &WriteTransaction,
     segment: SegmentId,
@@ -210,13 +209,19 @@ pub(crate) fn add_copy(
             .is_some_and(|p| p.zone == info.zone),
         None => false,
     };
+    if rec.cache.iter().any(|c| c.index == index && c.node == node) {
+        // This very copy, recorded already: a repeat.
+        return Ok(CommandResult::Done);
+    }
     if placed_in_zone
         || rec
             .cache
             .iter()
             .any(|c| c.index == index && c.zone == info.zone)
     {
-        return Ok(CommandResult::Done);
+        // The zone holds the index already: nothing to record, and the
+        // file is garbage.
+        return stale;
     }
     rec.cache.push(CacheCopy {
         index,

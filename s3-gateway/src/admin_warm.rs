@@ -177,9 +177,13 @@ async fn measure(s: &AdminState, t: &WarmTarget) -> Result<WarmStatus, AdminErro
             zones.keys().cloned().collect::<Vec<_>>().join(", ")
         )));
     }
-    let readable: BTreeMap<NodeId, String> = nodes
+    // Registered nodes, down ones included: what the leader plans by and
+    // apply records by, so "ready" here is what they call done (a down
+    // node's shards are still its zone's; reads cross for them until it
+    // returns).
+    let registered: BTreeMap<NodeId, String> = nodes
         .iter()
-        .filter(|n| n.readable())
+        .filter(|n| n.admin != weft_common::topology::NodeAdmin::Removed)
         .map(|n| (n.info.id, n.info.zone.clone()))
         .collect();
     let list = warms(s).await?;
@@ -209,7 +213,7 @@ async fn measure(s: &AdminState, t: &WarmTarget) -> Result<WarmStatus, AdminErro
                 let held = indices_in_zone(
                     &seg.shards,
                     &seg.cache,
-                    |n| readable.get(&n).map(String::as_str),
+                    |n| registered.get(&n).map(String::as_str),
                     &t.zone,
                 )
                 .len() as u64;
@@ -253,9 +257,10 @@ async fn put_warm(
 ) -> Result<Json<WarmStatus>, AdminError> {
     let r: WarmRequest = crate::admin::json_body(&body)?;
     authorise(&s, &req, &body, &r.target.bucket, r.pinned).await?;
+    let old = existing(&s, &r.target).await?;
     // Replacing a pin (unpinning it, or changing its TTL) is as much an
     // administrator's call as making one.
-    if !r.pinned && existing(&s, &r.target).await?.is_some_and(|w| w.pinned) {
+    if !r.pinned && old.as_ref().is_some_and(|w| w.pinned) {
         check(&s, &req, &body).await?;
     }
     if r.ttl_secs == Some(0) || r.ttl_secs.is_some_and(|t| t > TTL_MAX_SECS) {
@@ -275,28 +280,49 @@ async fn put_warm(
     warm.validate().map_err(bad)?;
     let before = measure(&s, &r.target).await?;
     // What the zone still lacks must fit its budget beside the pinned
-    // warms, which are never evicted (older unpinned warms are evicted to
-    // make room). Asking again for a pinned warm counts its own copies
-    // once.
-    if let Some(z) = &before.zone_cache {
-        let lacks = before.needed_bytes - before.held_bytes;
-        let others_pinned = z.pinned_bytes;
-        if z.budget_bytes > 0 && lacks + others_pinned > z.budget_bytes {
-            return Err(AdminError(
-                StatusCode::CONFLICT,
-                format!(
-                    "cannot warm {}: zone {} lacks {lacks} bytes of it, but its cache budget is {} bytes{}; warm a smaller prefix, or raise cache_budget_bytes on the metad voters",
-                    warm.describe(),
-                    z.zone,
-                    z.budget_bytes,
-                    if z.pinned_bytes > 0 {
-                        format!(" of which pinned warms hold {}", z.pinned_bytes)
-                    } else {
-                        String::new()
-                    }
-                ),
-            ));
-        }
+    // warms, which are never evicted, and what they still lack (room
+    // already promised); older unpinned warms are evicted to make room.
+    // Asking again for a warm with the same pin is a refresh, not
+    // judged again.
+    let refresh = old.as_ref().is_some_and(|w| w.pinned == r.pinned);
+    let Some(z) = &before.zone_cache else {
+        return Err(AdminError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the metad leader has not counted zone {}'s cache yet (a leader counts every 2 s); retry",
+                r.target.zone
+            ),
+        ));
+    };
+    if r.pinned && before.truncated {
+        return Err(AdminError(
+            StatusCode::CONFLICT,
+            format!(
+                "cannot pin {}: it holds more objects than one walk counts, so its size against the budget is unknown; pin a smaller prefix",
+                warm.describe()
+            ),
+        ));
+    }
+    let lacks = before.needed_bytes - before.held_bytes;
+    let promised = z.pinned_bytes + z.pinned_pending_bytes;
+    if !refresh && z.budget_bytes > 0 && lacks + promised > z.budget_bytes {
+        return Err(AdminError(
+            StatusCode::CONFLICT,
+            format!(
+                "cannot warm {}: zone {} lacks {lacks} bytes of it, but its cache budget is {} bytes{}; warm a smaller prefix, or raise cache_budget_bytes on the metad voters",
+                warm.describe(),
+                z.zone,
+                z.budget_bytes,
+                if promised > 0 {
+                    format!(
+                        " of which pinned warms hold {} and still lack {}",
+                        z.pinned_bytes, z.pinned_pending_bytes
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+        ));
     }
     match s.metad.command(&Command::Warm { warm }).await? {
         CommandResult::Done => {}
@@ -323,7 +349,7 @@ async fn drop_warm(
     UrlQuery(t): UrlQuery<WarmTarget>,
 ) -> Result<StatusCode, AdminError> {
     authorise(&s, &req, b"", &t.bucket, false).await?;
-    match existing(&s, &t).await? {
+    let created_ms = match existing(&s, &t).await? {
         None => {
             return Err(AdminError(
                 StatusCode::NOT_FOUND,
@@ -333,17 +359,29 @@ async fn drop_warm(
                 ),
             ))
         }
-        Some(w) if w.pinned => check(&s, &req, b"").await?,
-        Some(_) => {}
-    }
+        Some(w) => {
+            if w.pinned {
+                check(&s, &req, b"").await?;
+            }
+            w.created_ms
+        }
+    };
+    // Only the warm judged here: one asked for again meanwhile (perhaps
+    // pinned by an administrator) is left alone.
     let cmd = Command::DropWarm {
         zone: t.zone,
         bucket: t.bucket,
         prefix: t.prefix,
-        created_ms: None,
+        created_ms: Some(created_ms),
     };
     match s.metad.command(&cmd).await? {
         CommandResult::Done => Ok(StatusCode::NO_CONTENT),
+        CommandResult::Refused {
+            refusal: Refusal::Stale,
+        } => Err(AdminError(
+            StatusCode::CONFLICT,
+            "the warm was asked for again while this drop was judged; look again (weft warm status) and retry".into(),
+        )),
         other => Err(AdminError::unexpected(other)),
     }
 }

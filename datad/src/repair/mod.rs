@@ -143,6 +143,7 @@ async fn run_task(ctx: &RepairContext, task: RepairTask) -> TaskOutcome {
         ok: result.is_ok(),
         bytes: *result.as_ref().unwrap_or(&0),
         error: result.err().map(|e| e.to_string()),
+        reason: Some(task.reason),
     }
 }
 

@@ -835,11 +835,9 @@ fn cache_copies_are_held_but_never_placed_and_go_with_their_segment() {
         stale,
         "unknown node"
     );
-    // Zone z holds index 0 placed: a copy there adds nothing.
-    assert_eq!(
-        apply_checked(&sm, &add(4), &mut ever).result,
-        CommandResult::Done
-    );
+    // Zone z holds index 0 placed: a copy there is refused (its file is
+    // garbage), and nothing is recorded.
+    assert_eq!(apply_checked(&sm, &add(4), &mut ever).result, stale);
     let copy = CacheCopy {
         index: 0,
         node: NodeId(5),

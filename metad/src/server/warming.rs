@@ -274,7 +274,12 @@ fn census(
             residencies.insert(rec.bucket.clone(), r);
         }
         let residency = residencies[&rec.bucket].as_ref();
-        let zone_of = |n: NodeId| nodes.get(&n).map(|(z, _, _)| z.as_str());
+        let zone_of = |n: NodeId| {
+            nodes
+                .get(&n)
+                .filter(|(_, _, removed)| !removed)
+                .map(|(z, _, _)| z.as_str())
+        };
         let mut held: Vec<(u8, String)> = rec
             .shards
             .iter()
@@ -298,7 +303,9 @@ fn census(
             held.push((c.index, c.zone.clone()));
             out.kept += 1;
             *out.used.entry(c.zone.clone()).or_default() += rec.shard_len;
-            if covering.iter().all(|w| w.pinned) {
+            // Counted as pinned if any pin covers it: evicting the
+            // unpinned warms beside it would free nothing.
+            if covering.iter().any(|w| w.pinned) {
                 *out.pinned.entry(c.zone.clone()).or_default() += rec.shard_len;
             }
         }
@@ -333,34 +340,49 @@ async fn pass(s: &Arc<AppState>) -> Result<(), String> {
     }
 
     // 2. Census of the copies: skipped while there is no warm and the
-    // last census found no copy (a new leader takes one census first).
-    if live.is_empty() && !s.warming.copies_seen.load(Ordering::Relaxed) {
-        s.warming.forget_except(&live);
-        return Ok(());
-    }
-    let facts: NodeFacts = views
-        .iter()
-        .map(|v| {
-            (
-                v.info.id,
+    // last census found no copy (a new leader takes one census first);
+    // the zones' budgets are counted either way.
+    let census = if live.is_empty() && !s.warming.copies_seen.load(Ordering::Relaxed) {
+        Census::default()
+    } else {
+        let facts: NodeFacts = views
+            .iter()
+            .map(|v| {
                 (
-                    v.info.zone.clone(),
-                    v.info.labels.clone(),
-                    v.admin == weft_common::topology::NodeAdmin::Removed,
-                ),
-            )
-        })
-        .collect();
-    let (sm, w2) = (s.sm.clone(), live.clone());
-    let census = blocking(move || census(&sm, &w2, &facts)).await?;
-    s.warming.copies_seen.store(
-        census.kept > 0 || !census.drops.is_empty(),
-        Ordering::Relaxed,
-    );
+                    v.info.id,
+                    (
+                        v.info.zone.clone(),
+                        v.info.labels.clone(),
+                        v.admin == weft_common::topology::NodeAdmin::Removed,
+                    ),
+                )
+            })
+            .collect();
+        let (sm, w2) = (s.sm.clone(), live.clone());
+        let census = blocking(move || census(&sm, &w2, &facts)).await?;
+        // While a warm lives a copy may commit at any time; only with
+        // neither warm nor copy may later passes skip the census.
+        s.warming.copies_seen.store(
+            census.kept > 0 || !census.drops.is_empty() || !live.is_empty(),
+            Ordering::Relaxed,
+        );
+        census
+    };
     s.warming.forget_except(&live);
     for (segment, copies) in census.drops.into_iter().take(DROPS_PER_PASS) {
         if let Err(e) = write(s, Command::DropCacheCopies { segment, copies }).await {
             tracing::debug!(%segment, error = %e, "cache copies not dropped; the next pass retries");
+        }
+    }
+    // Copies queued in earlier passes and not committed yet take room too.
+    let zone_of_node: BTreeMap<NodeId, &str> = views
+        .iter()
+        .map(|v| (v.info.id, v.info.zone.as_str()))
+        .collect();
+    let mut in_flight: BTreeMap<String, u64> = BTreeMap::new();
+    for (node, (_, bytes)) in s.planner.warm_queued() {
+        if let Some(z) = zone_of_node.get(&node) {
+            *in_flight.entry(z.to_string()).or_default() += bytes;
         }
     }
     let mut zones: BTreeMap<String, ZoneCache> = BTreeMap::new();
@@ -372,6 +394,7 @@ async fn pass(s: &Arc<AppState>) -> Result<(), String> {
             used_bytes: census.used.get(z).copied().unwrap_or(0),
             pinned_bytes: census.pinned.get(z).copied().unwrap_or(0),
             evictions: 0,
+            pinned_pending_bytes: 0,
         });
     }
 
@@ -379,6 +402,7 @@ async fn pass(s: &Arc<AppState>) -> Result<(), String> {
     // ones before all.
     live.sort_by_key(|w| (!w.pinned, std::cmp::Reverse(s.warming.last_used(w))));
     let mut planned: BTreeMap<String, u64> = BTreeMap::new();
+    let mut pinned_pending: BTreeMap<String, u64> = BTreeMap::new();
     let mut evicted: Vec<(String, String, String)> = vec![];
     for zone in zones.values() {
         if zone.used_bytes > zone.budget_bytes.max(zone.pinned_bytes) {
@@ -395,11 +419,16 @@ async fn pass(s: &Arc<AppState>) -> Result<(), String> {
         let Some(zone) = zones.get(&w.zone) else {
             continue;
         };
-        let room = zone
-            .budget_bytes
-            .saturating_sub(zone.used_bytes + planned.get(&w.zone).copied().unwrap_or(0));
+        let room = zone.budget_bytes.saturating_sub(
+            zone.used_bytes
+                + in_flight.get(&w.zone).copied().unwrap_or(0)
+                + planned.get(&w.zone).copied().unwrap_or(0),
+        );
         let (queued, wants) = plan(s, w, &views, room).await?;
         *planned.entry(w.zone.clone()).or_default() += queued;
+        if w.pinned {
+            *pinned_pending.entry(w.zone.clone()).or_default() += queued + wants;
+        }
         // Evicting helps only a warm that fits beside the pins; one that
         // cannot waits rather than empty the zone for nothing.
         let fits = wants <= zone.budget_bytes.saturating_sub(zone.pinned_bytes);
@@ -420,6 +449,7 @@ async fn pass(s: &Arc<AppState>) -> Result<(), String> {
         .into_values()
         .map(|mut z| {
             z.evictions = evictions.get(&z.zone).copied().unwrap_or(0);
+            z.pinned_pending_bytes = pinned_pending.get(&z.zone).copied().unwrap_or(0);
             z
         })
         .collect();
@@ -517,12 +547,14 @@ async fn plan(
             None => resume.remove(&id(w)),
         };
     }
-    let readable: BTreeMap<NodeId, &str> = views
+    // Registered nodes, down ones included: what apply and `weft warm
+    // status` judge by (a down node's shards are still the zone's).
+    let registered: BTreeMap<NodeId, &str> = views
         .iter()
-        .filter(|v| v.readable())
+        .filter(|v| v.admin != weft_common::topology::NodeAdmin::Removed)
         .map(|v| (v.info.id, v.info.zone.as_str()))
         .collect();
-    let zone_of = |n: NodeId| readable.get(&n).copied();
+    let zone_of = |n: NodeId| registered.get(&n).copied();
     let targets: Vec<&NodeView> = views
         .iter()
         .filter(|v| v.info.zone == w.zone && v.accepts_writes())
@@ -559,7 +591,7 @@ async fn plan(
                                 .iter()
                                 .any(|c| c.index == index && c.node == t.info.id)
                             && t.info.capacity_bytes.saturating_sub(t.used_bytes) >= seg.shard_len
-                            && load.get(&t.info.id).copied().unwrap_or(0) < QUEUED_PER_NODE
+                            && load.get(&t.info.id).map_or(0, |l| l.0) < QUEUED_PER_NODE
                     })
                     .min_by_key(|t| (holds(t.info.id), t.used_bytes, t.info.id));
                 let Some(target) = target else { continue };
@@ -579,7 +611,7 @@ async fn plan(
                 if s.planner
                     .offer_warm(seg.id, &rec, index, target.info.id, views, QUEUED_PER_NODE)
                 {
-                    *load.entry(target.info.id).or_default() += 1;
+                    load.entry(target.info.id).or_default().0 += 1;
                     queued_bytes += seg.shard_len;
                 }
             }
