@@ -417,7 +417,14 @@ async fn warms_keep_to_residency_and_budget_evicting_the_least_recently_used() {
     // A pin that would not fit beside c's is refused, with the reason.
     let (ok, _, err) = support::weft_cli(
         tc.c(),
-        &["warm", "s3://data/big/", "--zone", "zone-a", "--pin", "--no-wait"],
+        &[
+            "warm",
+            "s3://data/big/",
+            "--zone",
+            "zone-a",
+            "--pin",
+            "--no-wait",
+        ],
     )
     .await;
     assert!(!ok, "a pin past the budget is refused");
@@ -438,8 +445,15 @@ async fn warms_keep_to_residency_and_budget_evicting_the_least_recently_used() {
         a.must_put("data", &format!("c/{i}"), data(i + 300, OBJECT))
             .await;
     }
-    eventually("the grown pin is warm, and a was evicted for it", || async {
-        ready("c/").await && !list(&tc).await.warms.iter().any(|w| w.prefix == "a/")
+    eventually(
+        "the grown pin is warm, and a was evicted for it",
+        || async { ready("c/").await && !list(&tc).await.warms.iter().any(|w| w.prefix == "a/") },
+    )
+    .await;
+
+    eventually("the leader counts the grown pin's copies", || async {
+        let z = zone_cache(&tc, "zone-a").await;
+        z.pinned_bytes == 2 * LACKS && z.pinned_pending_bytes == 0
     })
     .await;
 

@@ -26,6 +26,10 @@ use weft_common::NodeId;
 use crate::admin::{check, check_for, AdminError, AdminState};
 use crate::admin_cert::AdminRequest;
 
+/// How long a warm request waits for the leader's first count of the
+/// zones' caches.
+const ZONE_COUNT_WAIT: std::time::Duration = std::time::Duration::from_secs(6);
+
 /// Longest time-to-live a warm may ask for: a year.
 pub const TTL_MAX_SECS: u64 = 365 * 86_400;
 
@@ -278,7 +282,14 @@ async fn put_warm(
         expires_ms: r.ttl_secs.map(|t| now + t * 1000),
     };
     warm.validate().map_err(bad)?;
-    let before = measure(&s, &r.target).await?;
+    let mut before = measure(&s, &r.target).await?;
+    // A new leader counts the zones' caches on its first pass (every 2 s):
+    // wait for it, a bounded while, rather than refuse a fresh cluster.
+    let counted_by = tokio::time::Instant::now() + ZONE_COUNT_WAIT;
+    while before.zone_cache.is_none() && tokio::time::Instant::now() < counted_by {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        before = measure(&s, &r.target).await?;
+    }
     // What the zone still lacks must fit its budget beside the pinned
     // warms, which are never evicted, and what they still lack (room
     // already promised); older unpinned warms are evicted to make room.

@@ -427,16 +427,24 @@ async fn pass(s: &Arc<AppState>) -> Result<(), String> {
         let (queued, wants) = plan(s, w, &views, room).await?;
         *planned.entry(w.zone.clone()).or_default() += queued;
         if w.pinned {
-            *pinned_pending.entry(w.zone.clone()).or_default() += queued + wants;
+            // `wants` counts every lacking copy not in flight, queued
+            // now or not.
+            *pinned_pending.entry(w.zone.clone()).or_default() += wants;
         }
         // Evicting helps only a warm that fits beside the pins; one that
         // cannot waits rather than empty the zone for nothing.
         let fits = wants <= zone.budget_bytes.saturating_sub(zone.pinned_bytes);
+        tracing::trace!(warm = %w.describe(), room, queued, wants, fits, "warming plan");
         if wants > queued && room < wants && fits {
             // Full: make room by the least recently used unpinned warm
-            // used before this one, if any; otherwise this one waits.
-            if let Some(victim) = lru_unpinned(s, &live, &w.zone, s.warming.last_used(w), &evicted)
-            {
+            // used before this one (any unpinned one, for a pin, which
+            // admission promised room); otherwise this one waits.
+            let before = if w.pinned {
+                u64::MAX
+            } else {
+                s.warming.last_used(w)
+            };
+            if let Some(victim) = lru_unpinned(s, &live, &w.zone, before, &evicted) {
                 if id(&victim) != id(w) {
                     evict(s, &victim, "a more recently used warm needs its room").await;
                     evicted.push(id(&victim));
