@@ -298,7 +298,7 @@ pub struct WarmArgs {
     #[arg(long)]
     pub no_wait: bool,
     /// Give up waiting after this long (`10m`); the warm goes on.
-    #[arg(long, value_parser = parse_ttl, default_value = "1h")]
+    #[arg(long, value_parser = parse_ttl, default_value = "1h", conflicts_with = "no_wait")]
     pub wait_max: u64,
 }
 
@@ -306,7 +306,7 @@ pub struct WarmArgs {
 #[derive(clap::Subcommand, Debug)]
 pub enum WarmCmd {
     /// How far a warm has got, or with no target every warm and each
-    /// zone's cache budget.
+    /// zone's cache budget (only `--zone`'s, when given).
     Status {
         /// `s3://BUCKET[/PREFIX]`.
         target: Option<String>,

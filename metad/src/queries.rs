@@ -133,13 +133,6 @@ impl StateMachine {
             }))
     }
 
-    /// Every version and delete marker under `prefix`, key order then newest
-    /// first, after the markers, with each version's current shard
-    /// placement; at most `max` entries and where the next page starts.
-    /// Reads from the key marker on, and without a delimiter only the keys
-    /// one page can need, so a walk of a large prefix reads each key about
-    /// once instead of the whole prefix per page. With a delimiter it reads
-    /// the rest of the prefix (common prefixes fold any number of keys).
     /// Up to `max` current versions under `bucket/prefix` after `after`,
     /// as key, size and segments with current placement overlaid, and the
     /// key to resume after if more follow (see `Query::Placements`).
@@ -189,6 +182,13 @@ impl StateMachine {
         Ok((out, None))
     }
 
+    /// Every version and delete marker under `prefix`, key order then newest
+    /// first, after the markers, with each version's current shard
+    /// placement; at most `max` entries and where the next page starts.
+    /// Reads from the key marker on, and without a delimiter only the keys
+    /// one page can need, so a walk of a large prefix reads each key about
+    /// once instead of the whole prefix per page. With a delimiter it reads
+    /// the rest of the prefix (common prefixes fold any number of keys).
     pub fn versions(
         &self,
         bucket: &str,

@@ -102,14 +102,26 @@ fn print_status(t: &WarmTarget, s: &WarmStatus) {
 pub async fn run(command: Option<WarmCmd>, w: WarmArgs, a: AdminArgs) -> Result<()> {
     let c = admin_client(&a)?;
     match command {
-        Some(WarmCmd::Status {
-            target: None,
-            zone: _,
-        }) => {
-            let l: WarmList = c
+        Some(WarmCmd::Status { target: None, zone }) => {
+            let mut l: WarmList = c
                 .call(reqwest::Method::GET, "/v1/warms", None)
                 .await
                 .context("list warms")?;
+            // `--zone` without a dataset narrows the list to that zone.
+            if let Some(z) = &zone {
+                let used = std::mem::take(&mut l.last_used_ms);
+                let kept: Vec<_> = std::mem::take(&mut l.warms)
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(_, w)| w.zone == *z)
+                    .collect();
+                l.last_used_ms = kept
+                    .iter()
+                    .filter_map(|(i, _)| used.get(*i).copied())
+                    .collect();
+                l.warms = kept.into_iter().map(|(_, w)| w).collect();
+                l.zones.retain(|c| c.zone == *z);
+            }
             if a.json {
                 return print_json(&l);
             }
