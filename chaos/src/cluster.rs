@@ -21,7 +21,7 @@
 
 use crate::docker::{docker, RUN_LABEL};
 use crate::s3_client::S3Client;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -104,6 +104,9 @@ pub struct ClusterConfig {
     pub cold_nodes: usize,
     /// metad's lifecycle day in seconds (`None`: a real day).
     pub lifecycle_day_secs: Option<u64>,
+    /// The locality scenario's settings: an emulated WAN between zones,
+    /// gateways without stripe cache or hedging ([`crate::locality`]).
+    pub locality: bool,
 }
 
 /// A running cluster. Dropping it does not tear it down: the run's guard
@@ -335,7 +338,12 @@ impl Cluster {
         } else {
             String::new()
         };
-        format!("{role}{tls}{master_key}")
+        let locality = if self.cfg.locality {
+            crate::locality::config_lines(n.role)
+        } else {
+            String::new()
+        };
+        format!("{role}{tls}{master_key}{locality}")
     }
 
     async fn create_and_start(&self, n: &Node) -> Result<()> {
@@ -574,33 +582,87 @@ impl Cluster {
         let mut last_err = None;
         let mut not_found = 0;
         for (ep, http) in &endpoints {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_secs();
-            let auth = weft_common::admin_auth::authorization(
-                &self.access_key,
-                &self.secret_key,
-                "GET",
-                path,
-                now,
-                b"",
-            );
-            match http
-                .get(format!("{ep}{path}"))
-                .header("authorization", auth)
-                .send()
-                .await
-            {
+            match self.admin_request(ep, http, "GET", path, Vec::new()).await {
                 Ok(r) if r.status().is_success() => return Ok(Some(r.json().await?)),
                 Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => not_found += 1,
                 Ok(r) => last_err = Some(anyhow::anyhow!("GET {ep}{path}: HTTP {}", r.status())),
-                Err(e) => last_err = Some(anyhow::anyhow!("GET {ep}{path}: {e}")),
+                Err(e) => last_err = Some(e),
             }
         }
         if not_found > 0 && last_err.is_none() {
             return Ok(None);
         }
         Err(last_err.unwrap_or_else(|| anyhow::anyhow!("no gateway endpoints")))
+    }
+
+    /// One signed admin request to `ep`.
+    async fn admin_request(
+        &self,
+        ep: &str,
+        http: &reqwest::Client,
+        method: &str,
+        path_and_query: &str,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let auth = weft_common::admin_auth::authorization(
+            &self.access_key,
+            &self.secret_key,
+            method,
+            path_and_query,
+            now,
+            &body,
+        );
+        http.request(
+            reqwest::Method::from_bytes(method.as_bytes())?,
+            format!("{ep}{path_and_query}"),
+        )
+        .header("authorization", auth)
+        .body(body)
+        .send()
+        .await
+        .with_context(|| format!("{method} {ep}{path_and_query}"))
+    }
+
+    /// A signed admin request to gateway 0 that must succeed; its JSON
+    /// answer (`Null` when it has no body).
+    pub async fn admin_send(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        body: Vec<u8>,
+    ) -> Result<Value> {
+        let (ep, http) = self.admin.read().expect("admin lock")[0].clone();
+        let path_and_query = if query.is_empty() {
+            path.to_string()
+        } else {
+            format!("{path}?{query}")
+        };
+        let r = self
+            .admin_request(&ep, &http, method, &path_and_query, body)
+            .await?;
+        let status = r.status();
+        let text = r.text().await?;
+        if !status.is_success() {
+            bail!("{method} {ep}{path_and_query}: HTTP {status}: {text}");
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// The text gateway `i`'s admin listener serves at `path` (its
+    /// `/metrics`).
+    pub async fn admin_text(&self, i: usize, path: &str) -> Result<String> {
+        let (ep, http) = self.admin.read().expect("admin lock")[i].clone();
+        let r = self
+            .admin_request(&ep, &http, "GET", path, Vec::new())
+            .await?;
+        let status = r.status();
+        let text = r.text().await?;
+        ensure!(status.is_success(), "GET {ep}{path}: HTTP {status}: {text}");
+        Ok(text)
     }
 
     /// `/v1/cluster/status` from any gateway.

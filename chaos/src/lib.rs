@@ -17,6 +17,7 @@ pub mod docker;
 pub mod faults;
 pub mod history;
 pub mod image;
+pub mod locality;
 pub mod pki;
 pub mod power_cut;
 pub mod report;

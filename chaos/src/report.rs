@@ -115,6 +115,9 @@ pub struct ScenarioReport {
     /// In power-cut runs: what the daemons' power-cut disks undid.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub power_cut: Option<crate::power_cut::PowerCutStats>,
+    /// In locality runs: what the job phase measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locality: Option<crate::locality::LocalityFigures>,
 }
 
 impl ScenarioReport {
@@ -171,6 +174,7 @@ impl ScenarioReport {
             acked_writes: 0,
             reads_checked: 0,
             power_cut: None,
+            locality: None,
             errors: BTreeMap::new(),
             unavailability: Vec::new(),
             unavailable_s: 0.0,
@@ -276,6 +280,18 @@ pub fn markdown(r: &RunReport) -> String {
             s.push_str(&format!(
                 "- power cuts: {} daemon starts on the power-cut disk undid {} unsynced writes and {} unsynced entries\n",
                 pc.starts, pc.writes_undone, pc.entries_undone
+            ));
+        }
+        if let Some(l) = &sc.locality {
+            s.push_str(&format!(
+                "- locality: the job in zone-a read {:.0} MiB; {} bytes crossed zones cold, {} after the warm ({:.1} s to warm); GET p99 {} ms cold, {} ms warm; {} backbone interfaces shaped\n",
+                l.dataset_bytes as f64 / (1u64 << 20) as f64,
+                l.cold_cross_zone_bytes,
+                l.warm_cross_zone_bytes,
+                l.warm_secs,
+                l.cold_job["get_ms_p99"],
+                l.warm_job["get_ms_p99"],
+                l.shaped_interfaces
             ));
         }
         let wins: Vec<String> = sc

@@ -172,6 +172,7 @@ async fn run_scenario(cfg: &RunConfig, index: usize, combo: &[Scenario]) -> Scen
             0
         },
         lifecycle_day_secs: lifecycle.then_some(1),
+        locality: combo.iter().any(|s| s.needs_locality()),
     };
     if let Err(e) = std::fs::create_dir_all(&dir) {
         sr.failures.push(format!("create {}: {e}", dir.display()));
@@ -242,6 +243,13 @@ async fn drive(
             "the lifecycle scenario needs at least 2 workers (worker 0's keys expire)"
         );
         put_lifecycle_rules(cluster, &wl.bucket).await?;
+    }
+    if combo.iter().any(|s| s.needs_locality()) {
+        sr.locality = Some(
+            crate::locality::job_phase(cluster, &wl.bucket)
+                .await
+                .context("the locality job phase")?,
+        );
     }
     let recorder = Arc::new(Recorder::new(Some(&dir.join("history.jsonl")))?);
     let shared = Arc::new(Shared::new(recorder.clone(), cluster.gateways.clone()));

@@ -60,6 +60,11 @@ pub enum Scenario {
     /// leader are killed. The checker lets the expiring keys vanish and
     /// nothing else.
     Lifecycle,
+    /// Zones 20 ms apart (the daemons' emulated WAN) with the backbone
+    /// shaped to 200 Mbit/s: a job container in zone-a reads a dataset
+    /// cold and after a warm (0 bytes across zones), then the workload
+    /// runs with the bucket warm in zone-a while data nodes are killed.
+    Locality,
 }
 
 /// Data nodes in the cold zone of a run that needs one.
@@ -69,7 +74,7 @@ pub const EXPIRING_PREFIX: &str = "w0/";
 
 impl Scenario {
     /// Every scenario, in the order `all` runs them.
-    pub const ALL: [Scenario; 13] = [
+    pub const ALL: [Scenario; 14] = [
         Scenario::KillDatad,
         Scenario::KillMDatad,
         Scenario::KillMetadLeader,
@@ -83,6 +88,7 @@ impl Scenario {
         Scenario::PowerCut,
         Scenario::CertRoll,
         Scenario::Lifecycle,
+        Scenario::Locality,
     ];
 
     /// The CI smoke set: one data-node, one metadata and one disk fault,
@@ -111,6 +117,7 @@ impl Scenario {
             Scenario::PowerCut => "power-cut",
             Scenario::CertRoll => "cert-roll",
             Scenario::Lifecycle => "lifecycle",
+            Scenario::Locality => "locality",
         }
     }
 
@@ -122,6 +129,11 @@ impl Scenario {
     /// Whether the run needs the cold zone and one-second lifecycle days.
     pub fn needs_lifecycle(self) -> bool {
         self == Scenario::Lifecycle
+    }
+
+    /// Whether the run needs zones that cost something to cross.
+    pub fn needs_locality(self) -> bool {
+        self == Scenario::Locality
     }
 
     /// Parses a stable name.
@@ -339,7 +351,7 @@ pub fn schedule(run: &[Scenario], seed: u64, duration: Duration, grace_ms: u64) 
         // repair react; not so long that a short run is all outage.
         let down_hold = (grace_ms + 2_000, grace_ms + 8_000);
         match s {
-            Scenario::KillDatad => cycles(
+            Scenario::KillDatad | Scenario::Locality => cycles(
                 &mut rng,
                 &w,
                 down_hold,

@@ -579,6 +579,28 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 20)]
         locate_samples: usize,
     },
+    /// A compute job's read of a dataset through one gateway: every object
+    /// under `s3://BUCKET/PREFIX`, whole, timed; prints one JSON document
+    /// (objects, bytes, seconds, GET p50/p99, each object's CRC32C).
+    Read {
+        /// The dataset, `s3://BUCKET[/PREFIX]`.
+        target: String,
+        /// The gateway's S3 endpoint.
+        #[arg(long, env = "WEFT_S3_ENDPOINT")]
+        endpoint: String,
+        /// S3 region.
+        #[arg(long, default_value = "us-east-1", env = "AWS_REGION")]
+        region: String,
+        /// Access key.
+        #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+        access_key: String,
+        /// Secret key.
+        #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+        secret_key: String,
+        /// Times the dataset is read.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+    },
     /// Lifecycle transitions to the cold zone: throughput, CPU per GiB
     /// moved, and GET latency while they run at the default rate.
     Lifecycle {

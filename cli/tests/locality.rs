@@ -19,8 +19,12 @@
 //! - `weft cluster netmap` shows zone-a's measured paths, at least 20 ms
 //!   to the other zones, and `weft locate --zone` estimates seconds from
 //!   them.
+//! - Data nodes measure too: with the only gateway in zone-a, the map
+//!   still gets zone-b's paths, from zone-b's data nodes' probes through
+//!   their own emulated WAN (at least 20 ms to zone-c) and from the
+//!   throughput of the shards they pulled across zones for a warm.
 //!
-//! Share of the normal run: about 15 s (three clusters).
+//! Share of the normal run: about 25 s (four clusters).
 
 mod support;
 
@@ -425,5 +429,78 @@ async fn locate_reports_the_real_placement_and_zone_read_costs() {
     let first = &prefs[0]["preference"]["matchExpressions"][0];
     assert_eq!(first["key"], "topology.kubernetes.io/zone");
     assert_eq!(first["values"][0], l.best_zone.clone().unwrap());
+    tc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_nodes_measure_their_paths_through_the_wan_and_report_them() {
+    let tc = TestCluster::start_with(|c| {
+        // One gateway, in zone-a: whatever the map says of zone-b comes
+        // from zone-b's data nodes.
+        c.gateway.netmap_period_ms = 300;
+        c.datad.netmap_period_ms = 300;
+        c.datad.repair_poll_ms = 300;
+        c.wan = weft_client::wan::WanSettings {
+            latency_ms: 20,
+            bandwidth_bytes_per_s: 0,
+        };
+    })
+    .await;
+    tc.c()
+        .wait_nodes_up(6, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(tc.c().gateway_count(), 1);
+    assert_eq!(tc.c().gateway_zone(0).as_deref(), Some("zone-a"));
+    let s3 = client_of(&tc, 0);
+    assert_eq!(s3.mb("data").await.status, 200);
+    let body = data(7, OBJECT);
+    s3.must_put("data", "ds/one", body.clone()).await;
+    // zone-b's nodes pull the shards zone-b lacks, some from other zones.
+    let (ok, out, err) = support::weft_cli(
+        tc.c(),
+        &[
+            "warm",
+            "s3://data/ds/",
+            "--zone",
+            "zone-b",
+            "--wait-max",
+            "90s",
+        ],
+    )
+    .await;
+    assert!(ok, "weft warm failed: {err}");
+    assert!(out.contains("is warm in zone zone-b"), "{out}");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let map = loop {
+        let (ok, out, err) = support::weft_cli(tc.c(), &["cluster", "netmap", "--json"]).await;
+        assert!(ok, "{err}");
+        let map: weft_common::netmap::NetMap = serde_json::from_str(&out).expect("netmap json");
+        let probed = ["zone-a", "zone-c"]
+            .iter()
+            .all(|z| map.path("zone-b", z).is_some());
+        let pulled = ["zone-a", "zone-c"]
+            .iter()
+            .any(|z| map.path("zone-b", z).is_some_and(|p| p.bytes_per_s > 0));
+        if probed && pulled {
+            break map;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "zone-b's paths not measured by its data nodes in 30 s: {map:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for z in ["zone-a", "zone-c"] {
+        let p = map.path("zone-b", z).unwrap();
+        assert!(
+            p.rtt_us >= 20_000,
+            "zone-b → {z} through the data nodes' 20 ms WAN: {p:?}"
+        );
+        assert!(p.reporters >= 1, "{p:?}");
+    }
+    // The warm copies are right: zone-a's gateway reads the object whole.
+    s3.must_get_equal("data", "ds/one", &body).await;
     tc.shutdown().await;
 }

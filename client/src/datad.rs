@@ -195,6 +195,9 @@ pub struct DatadClient {
     origin_zone: Option<String>,
     limits: DatadClientLimits,
     slots: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    /// Where shard reads' throughput is recorded, by the peer's zone (the
+    /// network cost map; a data node's repair and warm copies).
+    measure: Option<(crate::netmap::PathCosts, Arc<dyn crate::wan::ZoneOf>)>,
 }
 
 impl Default for DatadClient {
@@ -258,7 +261,19 @@ impl DatadClient {
             origin_zone: None,
             limits,
             slots: Arc::default(),
+            measure: None,
         }
+    }
+
+    /// The same client, recording each shard read's throughput in `paths`
+    /// under the zone `zones` places its peer in.
+    pub fn measuring(
+        mut self,
+        paths: crate::netmap::PathCosts,
+        zones: Arc<dyn crate::wan::ZoneOf>,
+    ) -> DatadClient {
+        self.measure = Some((paths, zones));
+        self
     }
 
     /// The same client, naming `zone` as the caller's on shard reads.
@@ -393,6 +408,7 @@ impl DatadClient {
     ) -> Result<Bytes, DatadClientError> {
         const OP: &str = "get shard";
         let _slot = self.slot(OP, addr).await?;
+        let started = tokio::time::Instant::now();
         let mut request = self
             .http
             .get(shard_url(addr, segment, index))
@@ -446,6 +462,11 @@ impl DatadClient {
                 expected: len,
                 got: out.len() as u64,
             });
+        }
+        if let Some((paths, zones)) = &self.measure {
+            if let Some(zone) = zones.zone_of(addr) {
+                paths.record_transfer(&zone, len, started.elapsed());
+            }
         }
         Ok(out.into())
     }

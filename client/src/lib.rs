@@ -13,6 +13,7 @@ pub mod limits;
 pub mod listener;
 pub mod metad;
 pub mod mtls;
+pub mod netmap;
 pub mod peer;
 pub mod pki;
 pub mod s3;

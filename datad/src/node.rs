@@ -98,6 +98,14 @@ pub struct DatadConfig {
     pub tls: Option<weft_client::internal_tls::TlsFiles>,
     /// Plain HTTP on purpose (a test bench on one host).
     pub insecure_internal: bool,
+    /// An emulated WAN on this node's requests to data nodes of other
+    /// zones (repair, transition and warm copies): `wan = { latency_ms =
+    /// 20, bandwidth_bytes_per_s = 209715200 }`. For one-machine clusters
+    /// (`weft dev --zone-latency`, the docker locality run); off by default.
+    pub wan: weft_client::wan::WanSettings,
+    /// How often the node probes its peers and reports the round trips and
+    /// throughput it measured to metad (the network cost map).
+    pub netmap_period_ms: u64,
     /// A token `/metrics` then asks of callers without a cluster
     /// certificate (`Authorization: Bearer TOKEN`, Prometheus'
     /// `bearer_token`); `WEFT_METRICS_TOKEN` sets it too. Health stays open.
@@ -129,6 +137,8 @@ impl Default for DatadConfig {
             tls: None,
             metrics_token: None,
             insecure_internal: false,
+            wan: Default::default(),
+            netmap_period_ms: 5_000,
         }
     }
 }
@@ -169,6 +179,7 @@ impl DatadConfig {
             "33554432",
         )?;
         config_check::positive("release_quiet_ms", self.release_quiet_ms, "30000")?;
+        config_check::positive("netmap_period_ms", self.netmap_period_ms, "5000")?;
         config_check::writable_dir("data_dir", &self.data_dir)
     }
 }
@@ -424,7 +435,7 @@ async fn start_on(
     };
     let metad_task = tokio::spawn(
         crate::metad_link::metad_loop(
-            node,
+            node.clone(),
             cfg.metad.clone(),
             transport.clone(),
             Duration::from_millis(cfg.heartbeat_interval_ms),
@@ -447,8 +458,26 @@ async fn start_on(
             Some(t) => Links::InProcess(t),
             None => Links::Network(tls.as_ref()),
         };
-        let (metad, datad) = links.clients(&cfg.metad);
+        let peers = weft_client::netmap::PeerZones::new(node.addr.clone());
+        let paths = weft_client::netmap::PathCosts::default();
+        let (metad, datad) = links.clients(&cfg.metad, cfg.wan, &cfg.zone, &peers);
+        let datad = datad.measuring(paths.clone(), Arc::new(peers.clone()));
         let metad = metad.with_deadline(Duration::from_secs(10));
+        // This node's share of the network cost map (docs/locality.md):
+        // probes of its peers, and the throughput of the shards it pulls.
+        tasks.push(weft_client::netmap::spawn(
+            weft_client::netmap::Reporter {
+                round: Duration::from_millis(cfg.netmap_period_ms),
+                zone: cfg.zone.clone(),
+                reporter: node.addr.clone(),
+                peers: Arc::new(peers),
+                datad: datad.clone(),
+                metad: metad.clone(),
+                paths,
+                cache_reads: None,
+            },
+            cancel.clone(),
+        ));
         tasks.push(tokio::spawn(
             audit
                 .run_to_metad(metad.clone(), cancel.clone())
@@ -485,24 +514,42 @@ enum Links<'a> {
 }
 
 impl Links<'_> {
-    /// The clients of metad (at `metad`) and of other data nodes.
-    fn clients(&self, metad: &[String]) -> (weft_client::MetadClient, weft_client::DatadClient) {
-        match self {
+    /// The clients of metad (at `metad`) and of other data nodes; requests
+    /// to data nodes of zones other than `zone` (as `peers` places them)
+    /// pay `wan`'s emulated cost when it is active.
+    fn clients(
+        &self,
+        metad: &[String],
+        wan: weft_client::wan::WanSettings,
+        zone: &str,
+        peers: &weft_client::netmap::PeerZones,
+    ) -> (weft_client::MetadClient, weft_client::DatadClient) {
+        let limits = weft_client::DatadClientLimits::default();
+        let (metad, to_datad) = match self {
             Links::InProcess(t) => (
                 weft_client::MetadClient::with_transport(metad.to_vec(), (*t).clone()),
-                weft_client::DatadClient::with_transport(
-                    weft_client::DatadClientLimits::default(),
-                    (*t).clone(),
-                ),
+                (*t).clone(),
             ),
             Links::Network(tls) => (
                 weft_client::MetadClient::with_tls(metad.to_vec(), *tls),
-                weft_client::DatadClient::with_limits_tls(
-                    weft_client::DatadClientLimits::default(),
-                    *tls,
-                ),
+                weft_client::DatadClient::http_transport(limits, *tls),
             ),
-        }
+        };
+        let to_datad = if wan.is_active() {
+            weft_client::wan::Wan::wrap(
+                to_datad,
+                zone,
+                Arc::new(peers.clone()),
+                wan,
+                weft_client::wan::WanHandle::default(),
+            )
+        } else {
+            to_datad
+        };
+        (
+            metad,
+            weft_client::DatadClient::with_transport(limits, to_datad),
+        )
     }
 }
 

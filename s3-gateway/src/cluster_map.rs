@@ -53,6 +53,17 @@ impl weft_client::wan::ZoneOf for ClusterMap {
     }
 }
 
+/// The netmap reporter probes the data nodes this gateway may read from.
+impl weft_client::netmap::Peers for ClusterMap {
+    fn peers(&self) -> Vec<(String, String)> {
+        self.snapshot()
+            .values()
+            .filter(|n| n.readable())
+            .map(|n| (n.info.addr.clone(), n.info.zone.clone()))
+            .collect()
+    }
+}
+
 /// Why a request's storage class cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ClassLookup {

@@ -28,7 +28,6 @@ pub mod integrity;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
-pub mod netmap_report;
 pub mod read_path;
 pub mod read_tracking;
 pub mod refusals;
@@ -473,16 +472,18 @@ async fn start_on(
         }
     });
     if let Some(zone) = &cfg.zone {
-        netmap_report::spawn(
-            netmap_report::Reporter {
+        // The gateway's share of the network cost map (docs/locality.md),
+        // with the warm cache copies its reads used.
+        weft_client::netmap::spawn(
+            weft_client::netmap::Reporter {
                 round: Duration::from_millis(cfg.netmap_period_ms),
                 zone: zone.clone(),
                 reporter: s3_addr.to_string(),
-                cluster: cluster.clone(),
+                peers: Arc::new(cluster.clone()),
                 datad: netmap_datad,
                 metad: metad_for_netmap,
-                costs: shard_costs,
-                cache_reads,
+                paths: shard_costs.paths().clone(),
+                cache_reads: Some(Arc::new(move || cache_reads.take())),
             },
             background.clone(),
         );

@@ -434,7 +434,7 @@ impl ObjectReader {
         if l.zone.as_ref().is_some_and(|z| *z != zone) {
             l.metrics.cross_zone_bytes.inc_by(bytes);
         }
-        l.costs.record_transfer(&zone, bytes, elapsed);
+        l.costs.paths().record_transfer(&zone, bytes, elapsed);
         l.metrics
             .fetched_bytes
             .get_or_create(&ZoneLabels { zone })

@@ -27,27 +27,14 @@ const EWMA_WEIGHT: f64 = 0.2;
 struct State {
     ewma_us: HashMap<NodeId, f64>,
     recent: VecDeque<u64>,
-    /// By zone reached: moving averages of probe round trips (µs) and of
-    /// transfer throughput (bytes/s, 0 until a big enough transfer).
-    zones: std::collections::BTreeMap<String, (f64, f64)>,
-}
-
-/// Transfers smaller than this say more about round trips than about
-/// throughput, so they do not count toward it.
-pub const THROUGHPUT_MIN_BYTES: u64 = 256 << 10;
-
-fn ewma(avg: &mut f64, sample: f64) {
-    if *avg == 0.0 {
-        *avg = sample;
-    } else {
-        *avg += EWMA_WEIGHT * (sample - *avg);
-    }
 }
 
 /// Measured fetch costs. Cheap to clone.
 #[derive(Clone, Debug, Default)]
 pub struct ShardCosts {
     state: Arc<Mutex<State>>,
+    /// By zone reached: what the network cost map is built from.
+    paths: weft_client::netmap::PathCosts,
 }
 
 impl ShardCosts {
@@ -63,38 +50,9 @@ impl ShardCosts {
         s.recent.push_back(us);
     }
 
-    /// Records a probe of a node in `zone` that took `rtt`.
-    pub fn record_probe(&self, zone: &str, rtt: Duration) {
-        let mut s = self.state.lock().expect("shard costs lock");
-        let entry = s.zones.entry(zone.to_string()).or_default();
-        ewma(&mut entry.0, rtt.as_micros() as f64);
-    }
-
-    /// Records a transfer of `bytes` from `zone` that took `elapsed`
-    /// (ignored below [`THROUGHPUT_MIN_BYTES`]).
-    pub fn record_transfer(&self, zone: &str, bytes: u64, elapsed: Duration) {
-        if bytes < THROUGHPUT_MIN_BYTES || elapsed.is_zero() {
-            return;
-        }
-        let mut s = self.state.lock().expect("shard costs lock");
-        let entry = s.zones.entry(zone.to_string()).or_default();
-        ewma(&mut entry.1, bytes as f64 / elapsed.as_secs_f64());
-    }
-
-    /// This gateway's figures for each zone it reached, as paths from
-    /// `from` (its own zone); zones never probed are left out.
-    pub fn samples(&self, from: &str) -> Vec<weft_common::netmap::PathSample> {
-        let s = self.state.lock().expect("shard costs lock");
-        s.zones
-            .iter()
-            .filter(|(_, (rtt, _))| *rtt > 0.0)
-            .map(|(to, (rtt, rate))| weft_common::netmap::PathSample {
-                from: from.to_string(),
-                to: to.clone(),
-                rtt_us: *rtt as u64,
-                bytes_per_s: *rate as u64,
-            })
-            .collect()
+    /// The per-zone figures the netmap reporter sends.
+    pub fn paths(&self) -> &weft_client::netmap::PathCosts {
+        &self.paths
     }
 
     /// The moving average of fetches from `node`, µs (0: none yet).
@@ -208,24 +166,6 @@ mod tests {
         assert_eq!(
             c.hedge_delay(Duration::from_millis(500)),
             Duration::from_millis(500)
-        );
-    }
-
-    #[test]
-    fn zone_figures_come_from_probes_and_big_transfers_only() {
-        let c = ShardCosts::default();
-        c.record_transfer("b", 1 << 20, Duration::from_secs(1));
-        assert!(c.samples("a").is_empty(), "no probe yet: no path");
-        c.record_probe("b", Duration::from_millis(20));
-        c.record_transfer("b", 1000, Duration::from_secs(1));
-        let s = c.samples("a");
-        assert_eq!(s.len(), 1);
-        assert_eq!((s[0].from.as_str(), s[0].to.as_str()), ("a", "b"));
-        assert_eq!(s[0].rtt_us, 20_000);
-        assert_eq!(
-            s[0].bytes_per_s,
-            1 << 20,
-            "the small transfer did not count"
         );
     }
 

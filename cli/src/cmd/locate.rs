@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use weft_gateway::admin_locate::{k8s_affinity, Located};
 
 /// `s3://bucket/prefix` → (bucket, prefix).
-pub(super) fn parse_target(target: &str) -> Result<(String, String)> {
+pub(crate) fn parse_target(target: &str) -> Result<(String, String)> {
     let Some(rest) = target.strip_prefix("s3://") else {
         bail!("{target:?}: name the dataset as s3://BUCKET[/PREFIX]");
     };

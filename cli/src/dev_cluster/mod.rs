@@ -354,6 +354,13 @@ impl DevCluster {
                 }
                 l
             },
+            // The emulated WAN costs data nodes' copies between zones too
+            // (repair, transitions, warm).
+            wan: if self.cfg.wan.is_active() {
+                self.cfg.wan
+            } else {
+                self.cfg.datad.wan
+            },
             ..self.cfg.datad.clone()
         };
         let handle = weft_datad::node::start(cfg, cancel.clone())

@@ -17,6 +17,8 @@ const GATEWAY: &[Role] = &[Role::Gateway];
 const ADMIN: &[Role] = &[Role::Admin, Role::Gateway];
 const ADMIN_OR_DATAD: &[Role] = &[Role::Admin, Role::Gateway, Role::Datad];
 const DATAD_OR_ADMIN: &[Role] = &[Role::Datad, Role::Admin];
+/// The processes that measure the network cost map.
+const GATEWAY_OR_DATAD: &[Role] = &[Role::Gateway, Role::Datad];
 
 /// The roles a path serves; `None` for health and metrics, which are open.
 pub(crate) fn path_roles(path: &str) -> Option<&'static [Role]> {
@@ -27,7 +29,7 @@ pub(crate) fn path_roles(path: &str) -> Option<&'static [Role]> {
         p if p.starts_with("/raft/") => METAD,
         "/v1/master-keys" => METAD,
         "/v1/heartbeat" | "/v1/repair/poll" | "/v1/transition/poll" => DATAD,
-        "/v1/netmap" => GATEWAY,
+        "/v1/netmap" => GATEWAY_OR_DATAD,
         "/v1/init"
         | "/v1/members/add"
         | "/v1/members/remove"

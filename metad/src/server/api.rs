@@ -626,13 +626,24 @@ pub(super) async fn repair_poll(
     Ok(Json(s.planner.poll(&poll, config, writers)))
 }
 
-/// `POST /v1/netmap`: a gateway's latest network measurements, kept in
-/// leader memory like heartbeats.
+/// `POST /v1/netmap`: a gateway's or data node's latest network
+/// measurements, kept in leader memory like heartbeats.
 pub(super) async fn netmap_report(
     State(s): State<Arc<AppState>>,
-    Json(report): Json<weft_common::netmap::NetReport>,
+    caller: Option<Extension<ConnectInfo<Peer>>>,
+    Json(mut report): Json<weft_common::netmap::NetReport>,
 ) -> Result<StatusCode, ApiError> {
     ensure_serving_leader(&s)?;
+    let role = caller.as_ref().and_then(|c| match &c.0 .0.identified {
+        weft_client::peer::Identified::Role(role) => Some(*role),
+        _ => None,
+    });
+    if role == Some(weft_client::pki::Role::Datad) {
+        // Only gateways read through warm copies; and a data node's report
+        // is keyed apart, so it can never replace a gateway's.
+        report.cache_reads.clear();
+        report.reporter = format!("datad {}", report.reporter);
+    }
     let reads = (report.zone.clone(), report.cache_reads.clone());
     s.netmap.record(report);
     super::warming::note_cache_reads(&s, reads.0, reads.1).await;

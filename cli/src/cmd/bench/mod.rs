@@ -9,6 +9,7 @@ mod internal_http;
 mod lifecycle;
 mod locality;
 mod metad;
+mod read;
 mod repair;
 mod soak;
 mod soak_load;
@@ -63,6 +64,23 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
                 zone_bandwidth_mib << 20,
                 locate_objects,
                 locate_samples,
+            )
+            .await
+        }
+        BenchCmd::Read {
+            target,
+            endpoint,
+            region,
+            access_key,
+            secret_key,
+            rounds,
+        } => {
+            read::read(
+                &target,
+                &endpoint,
+                &region,
+                (&access_key, &secret_key),
+                rounds,
             )
             .await
         }
