@@ -827,10 +827,17 @@ impl Cluster {
             ])
             .await;
         }
-        let mut args = vec!["rm", "-f", "-v"];
+        // The locality scenario's job container, should it have outlived
+        // its deadline.
+        let job = crate::locality::job_container(&self.cfg.prefix);
+        let _ = docker(&["kill", "--signal", "KILL", &job]).await;
+        for net in &self.zone_nets {
+            let _ = docker(&["network", "disconnect", "--force", net, &job]).await;
+        }
+        let mut args = vec!["rm", "-f", "-v", &job];
         args.extend(names);
         if let Err(e) = docker(&args).await {
-            tracing::warn!(error = %e, "remove containers");
+            tracing::debug!(error = %e, "remove containers (the job container is rarely there)");
         }
         let init = self.init_container();
         for net in std::iter::once(&self.backbone).chain(&self.zone_nets) {

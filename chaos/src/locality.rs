@@ -5,8 +5,9 @@
 //! - Latency between zones comes from the daemons' own emulated WAN
 //!   (`wan = { latency_ms }` on gateways and data nodes: this kernel has
 //!   no netem). Bandwidth between zones is shaped for real: a tbf qdisc on
-//!   each container's backbone interface (cross-zone traffic is the only
-//!   traffic on the backbone), installed from the host inside the
+//!   each container's backbone interface (all cross-zone traffic crosses
+//!   the backbone; traffic inside a zone may too, when a name resolves to
+//!   a backbone address), installed from the host inside the
 //!   container's network namespace with `nsenter`, so the FROM-scratch
 //!   image needs neither a `tc` binary nor NET_ADMIN. A container a fault
 //!   restarts comes back in a new namespace, unshaped; the job phase runs
@@ -45,9 +46,10 @@ pub const DATASET_PREFIX: &str = "job/";
 const DATASET_OBJECTS: u64 = 6;
 /// Two full 4+2 stripes of 1 MiB units each.
 const DATASET_BYTES: u64 = 8 << 20;
-/// The zone the job runs in (gateway 0's).
+/// The zone the job runs in.
 const JOB_ZONE: usize = 0;
 const WARM_DEADLINE: Duration = Duration::from_secs(180);
+const JOB_DEADLINE: Duration = Duration::from_secs(300);
 
 /// What the job phase measured, for the report.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -58,6 +60,9 @@ pub struct LocalityFigures {
     pub cold_cross_zone_bytes: u64,
     /// The same for the read after the warm (must be 0).
     pub warm_cross_zone_bytes: u64,
+    /// Shard fetches of that read answered by warm copies (must be some:
+    /// the layout leaves zone-a 2 of the 4 shards a stripe needs).
+    pub warm_copy_reads: u64,
     /// Dataset bytes the job read each time.
     pub dataset_bytes: u64,
     /// The job's own figures, cold (`weft bench read`'s JSON).
@@ -154,13 +159,42 @@ pub async fn shape(cluster: &Cluster) -> Result<usize> {
     Ok(shaped)
 }
 
-/// The gateway's count of bytes fetched from other zones.
-async fn cross_zone_bytes(cluster: &Cluster, gateway: usize) -> Result<u64> {
+/// The gateway's count of shard bytes fetched from other zones.
+const CROSS_ZONE: &str = "weft_gateway_cross_zone_read_bytes_total";
+/// The gateway's count of shard fetches answered by warm copies.
+const WARM_COPY_READS: &str = "weft_gateway_warm_copy_reads_total";
+
+/// Gateway `gateway`'s counters `names` (0 for one not yet counted).
+async fn counters<const N: usize>(
+    cluster: &Cluster,
+    gateway: usize,
+    names: [&str; N],
+) -> Result<[u64; N]> {
     let text = cluster.admin_text(gateway, "/metrics").await?;
-    Ok(text
-        .lines()
-        .find_map(|l| l.strip_prefix("weft_gateway_cross_zone_read_bytes_total "))
-        .map_or(0, |v| v.trim().parse().unwrap_or(0)))
+    let mut out = [0; N];
+    for (i, name) in names.iter().enumerate() {
+        let prefix = format!("{name} ");
+        if let Some(v) = text.lines().find_map(|l| l.strip_prefix(&prefix)) {
+            out[i] = v
+                .trim()
+                .parse()
+                .with_context(|| format!("{name} {v}: not a count"))?;
+        }
+    }
+    Ok(out)
+}
+
+/// Growth of a counter between two readings; a restart in between (the
+/// counter went back) is an error, not a negative.
+fn grown(before: u64, after: u64) -> Result<u64> {
+    after
+        .checked_sub(before)
+        .context("the gateway's counter went back: it restarted during the job")
+}
+
+/// The name of a scenario's job container.
+pub fn job_container(prefix: &str) -> String {
+    format!("{prefix}-job")
 }
 
 /// Runs `weft bench read` in a container on `zone`'s network against
@@ -172,13 +206,13 @@ async fn job(
     bucket: &str,
     want: &BTreeMap<String, u32>,
 ) -> Result<serde_json::Value> {
-    let name = format!("{}-job", cluster.cfg.prefix);
+    let name = job_container(&cluster.cfg.prefix);
     let label = format!("{}={}", crate::docker::RUN_LABEL, cluster.cfg.run_id);
     let access = format!("AWS_ACCESS_KEY_ID={}", cluster.access_key);
     let secret = format!("AWS_SECRET_ACCESS_KEY={}", cluster.secret_key);
     let endpoint = format!("http://{gateway}:9000");
     let target = format!("s3://{bucket}/{DATASET_PREFIX}");
-    let out = docker(&[
+    let args = [
         "run",
         "--rm",
         "--name",
@@ -201,9 +235,14 @@ async fn job(
         &endpoint,
         "--region",
         crate::cluster::REGION,
-    ])
-    .await
-    .context("the job container")?;
+    ];
+    let run = docker(&args);
+    // The run's tear-down removes the container by label if it outlives
+    // this.
+    let out = tokio::time::timeout(JOB_DEADLINE, run)
+        .await
+        .with_context(|| format!("the job container ran past {JOB_DEADLINE:?}"))?
+        .context("the job container")?;
     let report: serde_json::Value =
         serde_json::from_str(out.trim()).with_context(|| format!("the job's report: {out:?}"))?;
     let got: BTreeMap<String, u32> =
@@ -221,21 +260,32 @@ async fn job(
 async fn warm(cluster: &Cluster, bucket: &str, zone: &str) -> Result<()> {
     let began = Instant::now();
     let body = serde_json::json!({"bucket": bucket, "prefix": "", "zone": zone});
-    cluster
-        .admin_send("PUT", "/v1/warm", "", body.to_string().into_bytes())
-        .await
-        .with_context(|| format!("ask for a warm of {bucket} in {zone}"))?;
+    // A new leader may answer 503 until it has counted the zones' caches:
+    // both steps retry until the deadline.
+    let mut asked = false;
     let query = format!("bucket={bucket}&prefix=&zone={zone}");
     loop {
-        let st = cluster
-            .admin_send("GET", "/v1/warm", &query, vec![])
-            .await?;
-        if st["ready"] == true {
-            return Ok(());
-        }
+        let last = if asked {
+            match cluster.admin_send("GET", "/v1/warm", &query, vec![]).await {
+                Ok(st) if st["ready"] == true => return Ok(()),
+                Ok(st) => st.to_string(),
+                Err(e) => format!("{e:#}"),
+            }
+        } else {
+            match cluster
+                .admin_send("PUT", "/v1/warm", "", body.to_string().into_bytes())
+                .await
+            {
+                Ok(_) => {
+                    asked = true;
+                    continue;
+                }
+                Err(e) => format!("asking: {e:#}"),
+            }
+        };
         ensure!(
             began.elapsed() < WARM_DEADLINE,
-            "{zone} did not hold {bucket} within {WARM_DEADLINE:?}: {st}"
+            "{zone} did not hold {bucket} within {WARM_DEADLINE:?}: {last}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -250,7 +300,16 @@ pub async fn job_phase(cluster: &Cluster, workload_bucket: &str) -> Result<Local
         ..Default::default()
     };
     let bucket = DATASET_BUCKET;
-    let s3 = cluster.gateway(JOB_ZONE);
+    // The gateway serving the job's zone, and its index among gateways.
+    let (gw, gateway) = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.role == Role::Gateway)
+        .enumerate()
+        .find(|(_, n)| n.zone == JOB_ZONE)
+        .map(|(i, n)| (i, n.name.clone()))
+        .with_context(|| format!("no gateway in {}", zone_name(JOB_ZONE)))?;
+    let s3 = cluster.gateway(gw);
     let r = s3
         .create_bucket(bucket)
         .await
@@ -273,31 +332,30 @@ pub async fn job_phase(cluster: &Cluster, workload_bucket: &str) -> Result<Local
         ensure!(r.is_success(), "put {key}: {} {}", r.status, r.error_kind());
     }
     fig.dataset_bytes = DATASET_OBJECTS * DATASET_BYTES;
-    let gateway = cluster
-        .nodes
-        .iter()
-        .filter(|n| n.role == Role::Gateway)
-        .nth(JOB_ZONE)
-        .context("no gateway")?
-        .name
-        .clone();
 
-    let before = cross_zone_bytes(cluster, JOB_ZONE).await?;
+    let [before] = counters(cluster, gw, [CROSS_ZONE]).await?;
     fig.cold_job = job(cluster, JOB_ZONE, &gateway, bucket, &want).await?;
-    fig.cold_cross_zone_bytes = cross_zone_bytes(cluster, JOB_ZONE).await? - before;
+    let [after] = counters(cluster, gw, [CROSS_ZONE]).await?;
+    fig.cold_cross_zone_bytes = grown(before, after)?;
 
     let zone = zone_name(JOB_ZONE);
     let began = Instant::now();
     warm(cluster, bucket, zone).await?;
     fig.warm_secs = began.elapsed().as_secs_f64();
 
-    let before = cross_zone_bytes(cluster, JOB_ZONE).await?;
+    let [cross0, copies0] = counters(cluster, gw, [CROSS_ZONE, WARM_COPY_READS]).await?;
     fig.warm_job = job(cluster, JOB_ZONE, &gateway, bucket, &want).await?;
-    fig.warm_cross_zone_bytes = cross_zone_bytes(cluster, JOB_ZONE).await? - before;
+    let [cross1, copies1] = counters(cluster, gw, [CROSS_ZONE, WARM_COPY_READS]).await?;
+    fig.warm_cross_zone_bytes = grown(cross0, cross1)?;
+    fig.warm_copy_reads = grown(copies0, copies1)?;
     tracing::info!(?fig, "locality job phase");
     ensure!(
         fig.cold_cross_zone_bytes > 0,
         "the cold read crossed no zone: the layout should put 4 of 6 shards outside {zone}"
+    );
+    ensure!(
+        fig.warm_copy_reads > 0,
+        "the read after the warm used no warm copy"
     );
     ensure!(
         fig.warm_cross_zone_bytes == 0,

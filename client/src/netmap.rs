@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use weft_common::netmap::{NetReport, PathSample};
 use weft_common::rpc::{Query, QueryResult};
 use weft_common::SegmentId;
@@ -100,15 +101,32 @@ pub trait Peers: Send + Sync + 'static {
 struct PeerTable {
     /// address → (zone, readable).
     by_addr: BTreeMap<String, (String, bool)>,
+    /// When it was last read from metad.
+    read_at: Option<tokio::time::Instant>,
+    /// How long the last read is trusted.
+    trusted_for: Duration,
 }
 
+/// The longest a data node trusts its copy of the node table before
+/// reading it again (sooner when a request goes to an address it lacks):
+/// the table changes when nodes join, leave or go down, and every data
+/// node asking every round would load the metad leader for nothing. The
+/// trust starts at [`PEER_TABLE_MIN_AGE`] and doubles with each read, so
+/// a cluster still starting (nodes registering one after another) is seen
+/// whole within seconds.
+pub const PEER_TABLE_MAX_AGE: Duration = Duration::from_secs(60);
+/// The first reads' trust.
+pub const PEER_TABLE_MIN_AGE: Duration = Duration::from_secs(1);
+
 /// A data node's view of its peers: their zones by address, from metad's
-/// node table, re-read every netmap round. Serves the emulated WAN (which
-/// zone a request goes to) and the probes. Cheap to clone.
+/// node table. Serves the emulated WAN (which zone a request goes to) and
+/// the probes. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct PeerZones {
     own_addr: String,
     table: Arc<RwLock<PeerTable>>,
+    /// A lookup missed since the last read: read again at the next round.
+    missed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl PeerZones {
@@ -117,11 +135,26 @@ impl PeerZones {
         PeerZones {
             own_addr: own_addr.into(),
             table: Arc::default(),
+            missed: Arc::default(),
         }
     }
 
-    /// Reads metad's node table; on failure the last one stays.
+    /// Whether the table is due a re-read: never read, older than it is
+    /// trusted for, or missing an address asked for.
+    fn stale(&self) -> bool {
+        let table = self.table.read().expect("peer zones lock");
+        self.missed.load(std::sync::atomic::Ordering::Relaxed)
+            || table
+                .read_at
+                .is_none_or(|t| t.elapsed() >= table.trusted_for)
+    }
+
+    /// Reads metad's node table when it is [stale](Self::stale); on
+    /// failure the last one stays.
     pub async fn refresh_from(&self, metad: &MetadClient) {
+        if !self.stale() {
+            return;
+        }
         match metad.query(&Query::Nodes).await {
             Ok(QueryResult::Nodes { nodes, .. }) => {
                 let by_addr = nodes
@@ -131,7 +164,13 @@ impl PeerZones {
                         (n.info.addr, (n.info.zone, readable))
                     })
                     .collect();
-                self.table.write().expect("peer zones lock").by_addr = by_addr;
+                let mut table = self.table.write().expect("peer zones lock");
+                table.by_addr = by_addr;
+                table.read_at = Some(tokio::time::Instant::now());
+                table.trusted_for =
+                    (table.trusted_for * 2).clamp(PEER_TABLE_MIN_AGE, PEER_TABLE_MAX_AGE);
+                self.missed
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
             }
             Ok(other) => tracing::debug!(?other, "node table query answered something else"),
             Err(e) => tracing::debug!(error = %e, "node table not read; keeping the last one"),
@@ -141,12 +180,18 @@ impl PeerZones {
 
 impl ZoneOf for PeerZones {
     fn zone_of(&self, authority: &str) -> Option<String> {
-        self.table
+        let zone = self
+            .table
             .read()
             .expect("peer zones lock")
             .by_addr
             .get(authority)
-            .map(|(zone, _)| zone.clone())
+            .map(|(zone, _)| zone.clone());
+        if zone.is_none() {
+            self.missed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        zone
     }
 }
 
@@ -167,8 +212,9 @@ impl Peers for PeerZones {
     }
 }
 
-/// Segments a gateway read from warm cache copies since its last report.
-pub type CacheReads = Arc<dyn Fn() -> Vec<SegmentId> + Send + Sync>;
+/// Takes the segments a gateway read from warm cache copies since its
+/// last report.
+pub type TakeCacheReads = Arc<dyn Fn() -> Vec<SegmentId> + Send + Sync>;
 
 /// What the probe-and-report loop needs.
 pub struct Reporter {
@@ -187,11 +233,15 @@ pub struct Reporter {
     /// The figures, shared with whatever measures real transfers.
     pub paths: PathCosts,
     /// A gateway's warm-copy reads, sent along (none for a data node).
-    pub cache_reads: Option<CacheReads>,
+    pub cache_reads: Option<TakeCacheReads>,
 }
 
-/// Runs the probe-and-report loop until `cancel`.
-pub fn spawn(r: Reporter, cancel: CancellationToken) -> tokio::task::JoinHandle<()> {
+/// Runs the probe-and-report loop in `span` until `cancel`.
+pub fn spawn(
+    r: Reporter,
+    cancel: CancellationToken,
+    span: tracing::Span,
+) -> tokio::task::JoinHandle<()> {
     let Reporter {
         round,
         zone,
@@ -205,7 +255,11 @@ pub fn spawn(r: Reporter, cancel: CancellationToken) -> tokio::task::JoinHandle<
     tokio::spawn(async move {
         let mut next = 0usize;
         loop {
-            peers.refresh(&metad).await;
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return,
+                _ = peers.refresh(&metad) => {}
+            }
             let nodes = peers.peers();
             // A rotating window, so every node is probed in turn however
             // many there are.
@@ -229,8 +283,12 @@ pub fn spawn(r: Reporter, cancel: CancellationToken) -> tokio::task::JoinHandle<
                 cache_reads: cache_reads.as_ref().map(|f| f()).unwrap_or_default(),
             };
             if !report.samples.is_empty() || !report.cache_reads.is_empty() {
-                if let Err(e) = metad.report_netmap(&report).await {
-                    tracing::debug!(error = %e, "netmap report not taken; the next round retries");
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return,
+                    r = metad.report_netmap(&report) => if let Err(e) = r {
+                        tracing::debug!(error = %e, "netmap report not taken; the next round retries");
+                    }
                 }
             }
             tokio::select! {
@@ -239,7 +297,7 @@ pub fn spawn(r: Reporter, cancel: CancellationToken) -> tokio::task::JoinHandle<
                 _ = tokio::time::sleep(round) => {}
             }
         }
-    })
+    }.instrument(span))
 }
 
 #[cfg(test)]
@@ -276,6 +334,11 @@ mod tests {
         assert_eq!(p.peers(), vec![("up:1".to_string(), "b".to_string())]);
         assert_eq!(p.zone_of("down:1").as_deref(), Some("c"));
         assert_eq!(p.zone_of("me:1").as_deref(), Some("a"));
+        assert!(!p.missed.load(std::sync::atomic::Ordering::Relaxed));
         assert_eq!(p.zone_of("elsewhere:1"), None);
+        assert!(
+            p.stale(),
+            "an address it lacks makes the table due a re-read"
+        );
     }
 }

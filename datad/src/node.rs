@@ -477,6 +477,7 @@ async fn start_on(
                 cache_reads: None,
             },
             cancel.clone(),
+            span.clone(),
         ));
         tasks.push(tokio::spawn(
             audit

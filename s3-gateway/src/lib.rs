@@ -486,6 +486,7 @@ async fn start_on(
                 cache_reads: Some(Arc::new(move || cache_reads.take())),
             },
             background.clone(),
+            tracing::Span::current(),
         );
     }
     tracing::info!(%s3_addr, %admin_addr, "gateway listening");

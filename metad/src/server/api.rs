@@ -634,11 +634,7 @@ pub(super) async fn netmap_report(
     Json(mut report): Json<weft_common::netmap::NetReport>,
 ) -> Result<StatusCode, ApiError> {
     ensure_serving_leader(&s)?;
-    let role = caller.as_ref().and_then(|c| match &c.0 .0.identified {
-        weft_client::peer::Identified::Role(role) => Some(*role),
-        _ => None,
-    });
-    if role == Some(weft_client::pki::Role::Datad) {
+    if role_of(&caller) == Some(weft_client::pki::Role::Datad) {
         // Only gateways read through warm copies; and a data node's report
         // is keyed apart, so it can never replace a gateway's.
         report.cache_reads.clear();
