@@ -72,6 +72,29 @@ fn shard_nodes(v: &ObjectVersion) -> Vec<Vec<Option<u64>>> {
         .collect()
 }
 
+/// `weft cluster netmap --json`, asked until `done` holds of it (at most
+/// 60 s).
+async fn netmap_until(
+    tc: &TestCluster,
+    what: &str,
+    done: impl Fn(&weft_common::netmap::NetMap) -> bool,
+) -> weft_common::netmap::NetMap {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (ok, out, err) = support::weft_cli(tc.c(), &["cluster", "netmap", "--json"]).await;
+        assert!(ok, "{err}");
+        let map: weft_common::netmap::NetMap = serde_json::from_str(&out).expect("netmap json");
+        if done(&map) {
+            return map;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not {what} within 60 s: {map:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Writes objects until one is laid out with exactly 2 shards in zone-a,
 /// one of them parity (placement spreads 6 shards over 3 zones, so which
 /// shards land in a zone is the placer's choice): the layout where reading
@@ -197,24 +220,13 @@ async fn reads_take_the_cheapest_shards_and_replace_dead_ones() {
     // emulated WAN (so at least 20 ms to the others) and measured
     // throughput from the reads above; `weft locate` turns it into an
     // estimate for zone-a.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let map = loop {
-        let (ok, out, err) = support::weft_cli(tc.c(), &["cluster", "netmap", "--json"]).await;
-        assert!(ok, "{err}");
-        let map: weft_common::netmap::NetMap = serde_json::from_str(&out).expect("netmap json");
-        let measured = ZONES.iter().all(|z| {
+    let map = netmap_until(&tc, "zone-a's paths all measured", |map| {
+        ZONES.iter().all(|z| {
             map.path("zone-a", z)
                 .is_some_and(|p| *z == "zone-a" || p.bytes_per_s > 0)
-        });
-        if measured {
-            break map;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "zone-a's paths not all measured in 30 s: {map:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+        })
+    })
+    .await;
     for z in ["zone-b", "zone-c"] {
         let p = map.path("zone-a", z).unwrap();
         assert!(
@@ -472,26 +484,14 @@ async fn data_nodes_measure_their_paths_through_the_wan_and_report_them() {
     assert!(ok, "weft warm failed: {err}");
     assert!(out.contains("is warm in zone zone-b"), "{out}");
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let map = loop {
-        let (ok, out, err) = support::weft_cli(tc.c(), &["cluster", "netmap", "--json"]).await;
-        assert!(ok, "{err}");
-        let map: weft_common::netmap::NetMap = serde_json::from_str(&out).expect("netmap json");
-        let probed = ["zone-a", "zone-c"]
-            .iter()
-            .all(|z| map.path("zone-b", z).is_some());
-        let pulled = ["zone-a", "zone-c"]
-            .iter()
-            .any(|z| map.path("zone-b", z).is_some_and(|p| p.bytes_per_s > 0));
-        if probed && pulled {
-            break map;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "zone-b's paths not measured by its data nodes in 60 s: {map:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let map = netmap_until(&tc, "zone-b's paths measured by its data nodes", |map| {
+        let others = ["zone-a", "zone-c"];
+        others.iter().all(|z| map.path("zone-b", z).is_some())
+            && others
+                .iter()
+                .any(|z| map.path("zone-b", z).is_some_and(|p| p.bytes_per_s > 0))
+    })
+    .await;
     for z in ["zone-a", "zone-c"] {
         let p = map.path("zone-b", z).unwrap();
         assert!(
