@@ -195,7 +195,6 @@ async fn locate(
             (*z, others)
         })
         .collect();
-    let mut patterns: std::collections::HashMap<PatternKey, PatternCost> = Default::default();
     let mut objects = Vec::new();
     out.truncated = for_each_current(&s, &q.bucket, &q.prefix, |key, size, segments| {
         objects.push((key, size, segments));
@@ -210,26 +209,30 @@ async fn locate(
         };
         for seg in &segments {
             for node in seg.shards.iter().flatten() {
+                let zone = zone_of
+                    .get(node)
+                    .cloned()
+                    .unwrap_or_else(|| "unknown".into());
+                *o.zone_bytes.entry(zone).or_default() += seg.shard_len;
                 *o.node_shards.entry(node.to_string()).or_default() += 1;
             }
-            // Datasets repeat a few layouts many times over: each is
-            // costed once, per unit, and scaled by the segment's.
-            let cost = patterns
-                .entry(PatternKey::of(seg))
-                .or_insert_with(|| PatternCost::of(seg, &zone_of, &reads, &zone_order));
-            for (zone, n) in &cost.zone_shards {
-                *o.zone_bytes.entry(zone.clone()).or_default() += n * seg.shard_len;
-            }
-            let unit = match seg.layout {
-                weft_common::profile::Layout::Replicated { .. } => seg.len,
-                weft_common::profile::Layout::Erasure { .. } => seg.shard_len,
-            };
-            for ((zone, acc), (local, cross, from)) in reads.iter_mut().zip(&cost.reads) {
-                acc.0 += local * unit;
-                acc.1 += cross * unit;
+            for (zone, acc) in reads.iter_mut() {
+                let (local, cross) = weft_common::locality::read_cost(
+                    seg,
+                    |n| zone_of.get(&n).map(String::as_str),
+                    zone,
+                );
+                acc.0 += local;
+                acc.1 += cross;
+                let from = weft_common::locality::read_sources(
+                    seg,
+                    |n| zone_of.get(&n).map(String::as_str),
+                    zone,
+                    &zone_order[zone],
+                );
                 let into = sources.entry(zone).or_default();
-                for (z, units) in from {
-                    *into.entry(z.clone()).or_default() += units * unit;
+                for (z, b) in from.into_iter().filter(|(z, _)| z != *zone) {
+                    *into.entry(z).or_default() += b;
                 }
             }
         }
@@ -274,83 +277,6 @@ async fn locate(
     });
     out.best_zone = out.reads.first().map(|r| r.zone.clone());
     Ok(Json(out))
-}
-
-/// What makes two segments cost the same per unit: the layout's kind and
-/// k, where each shard is, and the cache copies.
-#[derive(PartialEq, Eq, Hash)]
-struct PatternKey {
-    k: Option<u8>,
-    shards: Vec<Option<NodeId>>,
-    cache: Vec<(u8, NodeId, String)>,
-}
-
-impl PatternKey {
-    fn of(seg: &weft_common::manifest::Segment) -> PatternKey {
-        PatternKey {
-            k: match seg.layout {
-                weft_common::profile::Layout::Replicated { .. } => None,
-                weft_common::profile::Layout::Erasure { k, .. } => Some(k),
-            },
-            shards: seg.shards.clone(),
-            cache: seg
-                .cache
-                .iter()
-                .map(|c| (c.index, c.node, c.zone.clone()))
-                .collect(),
-        }
-    }
-}
-
-/// A pattern's costs per unit (a replicated segment's length, an erasure
-/// coded one's shard length).
-struct PatternCost {
-    /// Placed shards per zone.
-    zone_shards: Vec<(String, u64)>,
-    /// For each zone asked about, in the order of `reads`: units read
-    /// inside it, units pulled across zones, and units from each other
-    /// zone.
-    reads: Vec<(u64, u64, Vec<(String, u64)>)>,
-}
-
-impl PatternCost {
-    fn of<V>(
-        seg: &weft_common::manifest::Segment,
-        zone_of: &BTreeMap<NodeId, String>,
-        reads: &BTreeMap<&String, V>,
-        zone_order: &BTreeMap<&String, Vec<String>>,
-    ) -> PatternCost {
-        let unit_seg = weft_common::manifest::Segment {
-            len: 1,
-            shard_len: 1,
-            ..seg.clone()
-        };
-        let zone_name = |n: NodeId| zone_of.get(&n).map(String::as_str);
-        let mut zone_shards: BTreeMap<String, u64> = BTreeMap::new();
-        for node in seg.shards.iter().flatten() {
-            *zone_shards
-                .entry(zone_name(*node).unwrap_or("unknown").to_string())
-                .or_default() += 1;
-        }
-        PatternCost {
-            zone_shards: zone_shards.into_iter().collect(),
-            reads: reads
-                .keys()
-                .map(|zone| {
-                    let (local, cross) =
-                        weft_common::locality::read_cost(&unit_seg, zone_name, zone);
-                    let from = weft_common::locality::read_sources(
-                        &unit_seg,
-                        zone_name,
-                        zone,
-                        &zone_order[zone],
-                    );
-                    let from = from.into_iter().filter(|(z, _)| z != *zone).collect();
-                    (local, cross, from)
-                })
-                .collect(),
-        }
-    }
 }
 
 /// Calls `f` with each current object under `bucket/prefix` (key, size,
