@@ -834,10 +834,13 @@ impl Cluster {
         for net in &self.zone_nets {
             let _ = docker(&["network", "disconnect", "--force", net, &job]).await;
         }
-        let mut args = vec!["rm", "-f", "-v", &job];
+        // Usually absent, or already being removed (`--rm`): not a
+        // problem either way.
+        let _ = docker(&["rm", "-f", "-v", &job]).await;
+        let mut args = vec!["rm", "-f", "-v"];
         args.extend(names);
         if let Err(e) = docker(&args).await {
-            tracing::debug!(error = %e, "remove containers (the job container is rarely there)");
+            tracing::warn!(error = %e, "remove containers");
         }
         let init = self.init_container();
         for net in std::iter::once(&self.backbone).chain(&self.zone_nets) {

@@ -284,11 +284,12 @@ pub fn markdown(r: &RunReport) -> String {
         }
         if let Some(l) = &sc.locality {
             s.push_str(&format!(
-                "- locality: the job in zone-a read {:.0} MiB; {} bytes crossed zones cold, {} after the warm ({:.1} s to warm); GET p99 {} ms cold, {} ms warm; {} backbone interfaces shaped\n",
+                "- locality: the job in zone-a read {:.0} MiB; {} bytes crossed zones cold, {} after the warm ({:.1} s to warm; {} shard fetches from warm copies); GET p99 {} ms cold, {} ms warm; {} backbone interfaces shaped\n",
                 l.dataset_bytes as f64 / (1u64 << 20) as f64,
                 l.cold_cross_zone_bytes,
                 l.warm_cross_zone_bytes,
                 l.warm_secs,
+                l.warm_copy_reads,
                 l.cold_job["get_ms_p99"],
                 l.warm_job["get_ms_p99"],
                 l.shaped_interfaces

@@ -95,6 +95,17 @@ pub trait Peers: Send + Sync + 'static {
     fn refresh<'a>(&'a self, _metad: &'a MetadClient) -> BoxFuture<'a, ()> {
         Box::pin(async {})
     }
+
+    /// A probe of `addr` failed: the list may be out of date.
+    fn unreachable(&self, _addr: &str) {}
+}
+
+/// The warm-copy reads a gateway sends with its reports.
+pub trait CacheReadLog: Send + Sync + 'static {
+    /// Takes the segments read from warm cache copies since the last take.
+    fn take(&self) -> Vec<SegmentId>;
+    /// Gives back what a report that failed carried, for the next one.
+    fn put_back(&self, segments: Vec<SegmentId>);
 }
 
 #[derive(Debug, Default)]
@@ -155,9 +166,20 @@ impl PeerZones {
         if !self.stale() {
             return;
         }
+        // Cleared before asking, so a miss while the query is out is kept
+        // for the next round.
+        let missed = self
+            .missed
+            .swap(false, std::sync::atomic::Ordering::Relaxed);
+        let restore = || {
+            if missed {
+                self.missed
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        };
         match metad.query(&Query::Nodes).await {
             Ok(QueryResult::Nodes { nodes, .. }) => {
-                let by_addr = nodes
+                let by_addr: BTreeMap<String, (String, bool)> = nodes
                     .into_iter()
                     .map(|n| {
                         let readable = n.readable();
@@ -165,15 +187,25 @@ impl PeerZones {
                     })
                     .collect();
                 let mut table = self.table.write().expect("peer zones lock");
+                // Trusted longer while it stays the same; a change (a
+                // node joined, left, went down or came back) means more
+                // may follow soon.
+                table.trusted_for = if table.by_addr == by_addr {
+                    (table.trusted_for * 2).clamp(PEER_TABLE_MIN_AGE, PEER_TABLE_MAX_AGE)
+                } else {
+                    PEER_TABLE_MIN_AGE
+                };
                 table.by_addr = by_addr;
                 table.read_at = Some(tokio::time::Instant::now());
-                table.trusted_for =
-                    (table.trusted_for * 2).clamp(PEER_TABLE_MIN_AGE, PEER_TABLE_MAX_AGE);
-                self.missed
-                    .store(false, std::sync::atomic::Ordering::Relaxed);
             }
-            Ok(other) => tracing::debug!(?other, "node table query answered something else"),
-            Err(e) => tracing::debug!(error = %e, "node table not read; keeping the last one"),
+            Ok(other) => {
+                restore();
+                tracing::debug!(?other, "node table query answered something else")
+            }
+            Err(e) => {
+                restore();
+                tracing::debug!(error = %e, "node table not read; keeping the last one")
+            }
         }
     }
 }
@@ -210,11 +242,12 @@ impl Peers for PeerZones {
     fn refresh<'a>(&'a self, metad: &'a MetadClient) -> BoxFuture<'a, ()> {
         Box::pin(self.refresh_from(metad))
     }
-}
 
-/// Takes the segments a gateway read from warm cache copies since its
-/// last report.
-pub type TakeCacheReads = Arc<dyn Fn() -> Vec<SegmentId> + Send + Sync>;
+    fn unreachable(&self, _addr: &str) {
+        self.missed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 /// What the probe-and-report loop needs.
 pub struct Reporter {
@@ -233,7 +266,7 @@ pub struct Reporter {
     /// The figures, shared with whatever measures real transfers.
     pub paths: PathCosts,
     /// A gateway's warm-copy reads, sent along (none for a data node).
-    pub cache_reads: Option<TakeCacheReads>,
+    pub cache_reads: Option<Arc<dyn CacheReadLog>>,
 }
 
 /// Runs the probe-and-report loop in `span` until `cancel`.
@@ -270,8 +303,14 @@ pub fn spawn(
                     _ = cancel.cancelled() => return,
                     probe = tokio::time::timeout(PROBE_DEADLINE, datad.probe(addr)) => match probe {
                         Ok(Ok(rtt)) => paths.record_probe(node_zone, rtt),
-                        Ok(Err(e)) => tracing::debug!(%addr, error = %e, "netmap probe failed"),
-                        Err(_) => tracing::debug!(%addr, "netmap probe timed out"),
+                        Ok(Err(e)) => {
+                            peers.unreachable(addr);
+                            tracing::debug!(%addr, error = %e, "netmap probe failed")
+                        }
+                        Err(_) => {
+                            peers.unreachable(addr);
+                            tracing::debug!(%addr, "netmap probe timed out")
+                        }
                     }
                 }
             }
@@ -280,13 +319,16 @@ pub fn spawn(
                 reporter: reporter.clone(),
                 samples: paths.samples(&zone),
                 zone: zone.clone(),
-                cache_reads: cache_reads.as_ref().map(|f| f()).unwrap_or_default(),
+                cache_reads: cache_reads.as_ref().map(|c| c.take()).unwrap_or_default(),
             };
             if !report.samples.is_empty() || !report.cache_reads.is_empty() {
                 tokio::select! {
                     biased;
                     _ = cancel.cancelled() => return,
                     r = metad.report_netmap(&report) => if let Err(e) = r {
+                        if let Some(c) = &cache_reads {
+                            c.put_back(report.cache_reads);
+                        }
                         tracing::debug!(error = %e, "netmap report not taken; the next round retries");
                     }
                 }

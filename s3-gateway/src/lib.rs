@@ -483,7 +483,7 @@ async fn start_on(
                 datad: netmap_datad,
                 metad: metad_for_netmap,
                 paths: shard_costs.paths().clone(),
-                cache_reads: Some(Arc::new(move || cache_reads.take())),
+                cache_reads: Some(Arc::new(cache_reads)),
             },
             background.clone(),
             tracing::Span::current(),

@@ -101,11 +101,18 @@ impl CacheReads {
             set.insert(id);
         }
     }
+}
 
-    /// Takes what was noted.
-    pub fn take(&self) -> Vec<weft_common::SegmentId> {
+impl weft_client::netmap::CacheReadLog for CacheReads {
+    fn take(&self) -> Vec<weft_common::SegmentId> {
         let mut set = self.0.lock().unwrap_or_else(|p| p.into_inner());
         set.drain().collect()
+    }
+
+    fn put_back(&self, segments: Vec<weft_common::SegmentId>) {
+        for id in segments {
+            self.note(id);
+        }
     }
 }
 
