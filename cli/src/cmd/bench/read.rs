@@ -35,6 +35,9 @@ pub async fn read(
     (access_key, secret_key): (&str, &str),
     rounds: usize,
 ) -> Result<()> {
+    if rounds == 0 {
+        bail!("--rounds 0 reads nothing; give at least 1");
+    }
     let (bucket, prefix) = crate::cmd::locate::parse_target(target)?;
     let s3 = S3Client::new(
         endpoint,
@@ -70,10 +73,10 @@ pub async fn read(
         bail!("s3://{bucket}/{prefix} holds no objects");
     }
     let started = Instant::now();
-    let mut times = Vec::with_capacity(keys.len() * rounds.max(1));
+    let mut times = Vec::with_capacity(keys.len() * rounds);
     let mut bytes = 0u64;
     let mut crc32c = BTreeMap::new();
-    for _ in 0..rounds.max(1) {
+    for _ in 0..rounds {
         for key in &keys {
             let t = Instant::now();
             let r = s3
@@ -101,7 +104,7 @@ pub async fn read(
     eprintln!(
         "read {} objects x {} rounds, {:.1} MiB in {:.2} s; GET p50 {:.1} ms, p99 {:.1} ms",
         report.objects,
-        rounds.max(1),
+        rounds,
         report.bytes as f64 / (1u64 << 20) as f64,
         report.secs,
         report.get_ms_p50,
