@@ -575,9 +575,13 @@ pub enum BenchCmd {
         /// Objects under the prefix `locate` is timed on.
         #[arg(long, default_value_t = 10_000)]
         locate_objects: u64,
-        /// Timed `locate` calls.
+        /// Timed `locate` calls of each kind (with each object, totals
+        /// only).
         #[arg(long, default_value_t = 20)]
         locate_samples: usize,
+        /// Time `locate` only: no reads, no warm, no one-zone cluster.
+        #[arg(long)]
+        locate_only: bool,
     },
     /// A compute job's read of a dataset through one gateway: every object
     /// under `s3://BUCKET/PREFIX`, whole, timed; prints one JSON document

@@ -385,6 +385,41 @@ async fn locate_reports_the_real_placement_and_zone_read_costs() {
     }
     let best = cross.values().min().unwrap();
     assert_eq!(cross[l.best_zone.as_deref().unwrap()], *best);
+    assert_eq!(l.object_count, N);
+    // Each object's own entry, for a few of them.
+    for i in [0, N / 2, N - 1] {
+        let key = format!("train/{i:04}");
+        let v = current_version(&tc, "dataset", &key).await;
+        let (mut zb, mut ns) = (BTreeMap::new(), BTreeMap::new());
+        for seg in &v.segments {
+            for n in seg.shards.iter().flatten() {
+                *zb.entry(zone_of(n.0).to_string()).or_default() += seg.shard_len;
+                *ns.entry(n.to_string()).or_default() += 1u64;
+            }
+        }
+        let o = l.objects.iter().find(|o| o.key == key).expect("listed");
+        assert_eq!(
+            (o.size, &o.zone_bytes, &o.node_shards),
+            (100 << 10, &zb, &ns)
+        );
+    }
+    // Totals only: the same sums and costs, no per-object entries.
+    let totals: Located = sched
+        .call(
+            reqwest::Method::GET,
+            "/v1/locate?bucket=dataset&prefix=train/&objects=false",
+            None,
+        )
+        .await
+        .expect("totals only");
+    assert!(totals.objects.is_empty());
+    assert_eq!(totals.object_count, N);
+    assert_eq!(
+        (&totals.zone_bytes, &totals.node_shards, totals.total_bytes),
+        (&l.zone_bytes, &l.node_shards, l.total_bytes)
+    );
+    assert_eq!(totals.reads, l.reads);
+    assert_eq!(totals.best_zone, l.best_zone);
 
     let other = AdminClient::new(&c.admin_endpoint(), &other_ak, &other_sk);
     let refused = other

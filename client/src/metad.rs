@@ -244,6 +244,45 @@ impl MetadClient {
         self.call_raw("/v1/query", q, false, Idempotent::Read).await
     }
 
+    /// One page of [`Query::PlacementTable`]: the table and the key to
+    /// resume after. Decoded straight into its fields: through
+    /// [`QueryResult`], whose variants are told apart by a tag inside the
+    /// object, serde would first copy the whole page (megabytes for a large
+    /// prefix) into an untyped tree, which measured as a large share of a
+    /// `weft locate` (docs/performance.md).
+    pub async fn placement_table(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        after: Option<String>,
+        max: u32,
+    ) -> Result<(weft_common::placement_table::PlacementTable, Option<String>), MetadClientError>
+    {
+        /// `QueryResult::PlacementTable` as it is on the wire.
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            a: String,
+            table: weft_common::placement_table::PlacementTable,
+            next: Option<String>,
+        }
+        let q = Query::PlacementTable {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+            after,
+            max,
+        };
+        let answer: Answer = self
+            .call_raw("/v1/query", &q, false, Idempotent::Read)
+            .await?;
+        if answer.a != "placement_table" {
+            return Err(MetadClientError::Protocol(format!(
+                "asked for a placement table, got a {:?} answer",
+                answer.a
+            )));
+        }
+        Ok((answer.table, answer.next))
+    }
+
     /// Reports liveness (the leader keeps it).
     pub async fn heartbeat(&self, hb: &Heartbeat) -> Result<(), MetadClientError> {
         let _: serde_json::Value = self

@@ -27,6 +27,7 @@ pub mod locality;
 pub mod manifest;
 pub mod netmap;
 pub mod placement;
+pub mod placement_table;
 pub mod profile;
 pub mod repair;
 pub mod residency;

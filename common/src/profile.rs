@@ -7,7 +7,7 @@ use thiserror::Error;
 pub const SHARDS_MAX: usize = 256;
 
 /// How one segment's bytes are spread over shards.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Layout {
     /// `copies` full copies of the segment.

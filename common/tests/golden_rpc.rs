@@ -561,6 +561,43 @@ fn examples() -> Vec<(&'static str, serde_json::Value)> {
         .expect("encodes"),
     ));
     out.push((
+        "query_placement_table",
+        serde_json::to_value(Query::PlacementTable {
+            bucket: "photos".into(),
+            prefix: "train/".into(),
+            after: Some("train/0042".into()),
+            max: 5000,
+        })
+        .expect("encodes"),
+    ));
+    out.push((
+        "result_placement_table",
+        serde_json::to_value(QueryResult::PlacementTable {
+            table: weft_common::placement_table::PlacementTable {
+                placements: vec![weft_common::placement_table::Placement {
+                    layout: segment().layout,
+                    shards: segment().shards,
+                    cache: vec![weft_common::warm::CacheCopy {
+                        index: 2,
+                        node: NodeId(3),
+                        zone: "west-1".into(),
+                    }],
+                }],
+                objects: vec![weft_common::placement_table::TabledObject {
+                    key: "train/0043".into(),
+                    size: 5 << 20,
+                    segments: vec![weft_common::placement_table::TabledSegment(
+                        0,
+                        5 << 20,
+                        (5 << 20) / 4,
+                    )],
+                }],
+            },
+            next: Some("train/0043".into()),
+        })
+        .expect("encodes"),
+    ));
+    out.push((
         "register_node",
         serde_json::to_value(Command::RegisterNode {
             node: NodeInfo {
@@ -889,7 +926,9 @@ fn roundtrip(name: &str, v: &serde_json::Value) -> serde_json::Value {
         serde_json::to_value(t).expect("encodes")
     }
     match name {
-        "result_audit" | "result_storage_classes" => again::<QueryResult>(v),
+        "result_audit" | "result_storage_classes" | "result_placement_table" => {
+            again::<QueryResult>(v)
+        }
         n if n.starts_with("result_") => again::<CommandResult>(v),
         n if n.starts_with("query_") => again::<Query>(v),
         "heartbeat" => again::<Heartbeat>(v),

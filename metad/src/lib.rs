@@ -44,6 +44,7 @@ mod migration_tests;
 pub mod netmap;
 pub mod network;
 pub mod node;
+mod placement_walk;
 pub mod queries;
 pub mod raft_log;
 pub mod raft_runtime;

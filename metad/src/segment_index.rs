@@ -12,7 +12,7 @@
 use redb::{ReadableTable, WriteTransaction};
 use weft_common::manifest::{ObjectVersion, Segment, Upload, VersionRecord};
 use weft_common::repair::SegmentRecord;
-use weft_common::SegmentId;
+use weft_common::{NodeId, SegmentId};
 
 use crate::effects::{Effects, Owner};
 use crate::envelope::{item, SealedRead};
@@ -77,6 +77,78 @@ fn add(
         return Ok(Some(rec));
     }
     Ok(None)
+}
+
+/// What a placement walk reads of a manifest: the rest of it (metadata,
+/// checksums, tags) is skipped by the decoder without being built.
+#[derive(serde::Deserialize)]
+pub(crate) struct SizedSegments {
+    pub size: u64,
+    pub segments: Vec<SegmentWhere>,
+}
+
+/// What a placement walk reads of a manifest's segment.
+#[derive(serde::Deserialize)]
+pub(crate) struct SegmentWhere {
+    pub id: SegmentId,
+    pub len: u64,
+    pub layout: LayoutWhere,
+    pub shards: Vec<Option<NodeId>>,
+    pub shard_len: u64,
+}
+
+/// [`Layout`](weft_common::profile::Layout) read as a plain struct: the
+/// enum's tag sits inside the object, which makes serde buffer each one
+/// into an untyped tree first — per segment, on a walk of thousands.
+/// The walk's equality with the full decode is tested
+/// (`version_pages_cover_the_prefix_exactly_once_whatever_their_size`).
+#[derive(serde::Deserialize)]
+pub(crate) struct LayoutWhere {
+    kind: LayoutKind,
+    #[serde(default)]
+    copies: u8,
+    #[serde(default)]
+    k: u8,
+    #[serde(default)]
+    m: u8,
+    #[serde(default)]
+    unit_bytes: u32,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum LayoutKind {
+    Replicated,
+    Erasure,
+}
+
+impl From<LayoutWhere> for weft_common::profile::Layout {
+    fn from(l: LayoutWhere) -> Self {
+        match l.kind {
+            LayoutKind::Replicated => Self::Replicated { copies: l.copies },
+            LayoutKind::Erasure => Self::Erasure {
+                k: l.k,
+                m: l.m,
+                unit_bytes: l.unit_bytes,
+            },
+        }
+    }
+}
+
+/// What a placement walk reads of a segment record.
+#[derive(serde::Deserialize)]
+pub(crate) struct RecordWhere {
+    pub shards: Vec<Option<NodeId>>,
+    #[serde(default)]
+    pub cache: Vec<weft_common::warm::CacheCopy>,
+}
+
+/// The current holders and cache copies of segment `id`, if indexed.
+pub(crate) fn placement_of<T: ReadableTable<&'static [u8], &'static [u8]>>(
+    t: &T,
+    id: SegmentId,
+) -> Result<Option<RecordWhere>, MetaError> {
+    t.get_sealed::<RecordWhere>(T_SEGMENTS, segment_key(id).as_slice())
 }
 
 /// Overlays current placement on a manifest read from the object tables.
@@ -146,4 +218,32 @@ pub(crate) fn rebuild(tx: &WriteTransaction) -> Result<u64, MetaError> {
     drop(t);
     crate::classes::recount(tx)?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_common::profile::Layout;
+
+    #[test]
+    fn a_layout_read_as_a_plain_struct_equals_the_enum() {
+        for layout in [
+            Layout::Replicated { copies: 3 },
+            Layout::Erasure {
+                k: 4,
+                m: 2,
+                unit_bytes: 1 << 20,
+            },
+            Layout::Erasure {
+                k: 10,
+                m: 4,
+                unit_bytes: 64 << 10,
+            },
+        ] {
+            let json = serde_json::to_vec(&layout).unwrap();
+            let read: LayoutWhere = serde_json::from_slice(&json).unwrap();
+            assert_eq!(Layout::from(read), layout);
+        }
+        assert!(serde_json::from_str::<LayoutWhere>(r#"{"kind":"mirror"}"#).is_err());
+    }
 }

@@ -205,22 +205,34 @@ async fn measure(s: &AdminState, t: &WarmTarget) -> Result<WarmStatus, AdminErro
         ready: false,
         zone_cache: list.zones.into_iter().find(|z| z.zone == t.zone),
     };
-    out.truncated =
-        crate::admin_locate::for_each_current(s, &t.bucket, &t.prefix, |_, _, segments| {
-            out.objects += 1;
-            for seg in &segments {
-                let need = needed_in_zone(seg.layout) as u64;
-                let unit = match seg.layout {
-                    weft_common::profile::Layout::Replicated { .. } => seg.len,
-                    weft_common::profile::Layout::Erasure { .. } => seg.shard_len,
-                };
+    out.truncated = crate::admin_locate::for_each_page(s, &t.bucket, &t.prefix, |page| {
+        // Per placement: shard indexes the zone must hold, how many of
+        // them it holds, and whether a unit is the whole segment.
+        let per: Vec<(u64, u64, bool)> = page
+            .placements
+            .iter()
+            .map(|p| {
                 let held = indices_in_zone(
-                    &seg.shards,
-                    &seg.cache,
+                    &p.shards,
+                    &p.cache,
                     |n| registered.get(&n).map(String::as_str),
                     &t.zone,
                 )
                 .len() as u64;
+                let replicated =
+                    matches!(p.layout, weft_common::profile::Layout::Replicated { .. });
+                (needed_in_zone(p.layout) as u64, held, replicated)
+            })
+            .collect();
+        for o in &page.objects {
+            out.objects += 1;
+            for seg in &o.segments {
+                let (need, held, replicated) = per[seg.placement()];
+                let unit = if replicated {
+                    seg.len()
+                } else {
+                    seg.shard_len()
+                };
                 out.segments += 1;
                 out.needed_bytes += need * unit;
                 out.held_bytes += held.min(need) * unit;
@@ -228,8 +240,9 @@ async fn measure(s: &AdminState, t: &WarmTarget) -> Result<WarmStatus, AdminErro
                     out.segments_ready += 1;
                 }
             }
-        })
-        .await?;
+        }
+    })
+    .await?;
     out.ready = !out.truncated && out.segments_ready == out.segments;
     Ok(out)
 }

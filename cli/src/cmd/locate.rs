@@ -38,6 +38,11 @@ pub async fn run(
     if let Some(z) = &zone {
         url.query_pairs_mut().append_pair("zone", z);
     }
+    // Per-object detail is most of the answer's cost; only what is
+    // printed is asked for.
+    if !(a.json || objects) {
+        url.query_pairs_mut().append_pair("objects", "false");
+    }
     let path = format!("{}?{}", url.path(), url.query().unwrap_or(""));
     let l: Located = c
         .call(reqwest::Method::GET, &path, None)
@@ -52,7 +57,7 @@ pub async fn run(
     }
     println!(
         "{} objects, {}{}",
-        l.objects.len(),
+        l.object_count,
         human_bytes(l.total_bytes),
         if l.truncated {
             " (truncated: more objects match)"

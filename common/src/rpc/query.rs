@@ -149,6 +149,22 @@ pub enum Query {
         /// Most objects.
         max: u32,
     },
+    /// [`Query::Placements`] as a [`crate::placement_table::PlacementTable`]:
+    /// each distinct placement once, each segment as an index into them
+    /// and its two lengths (no segment ids). What `weft locate` and `weft
+    /// warm status` walk; answered by metads from 2026-12 on (upgrade
+    /// metad before gateways).
+    PlacementTable {
+        /// Bucket name.
+        bucket: String,
+        /// Key prefix.
+        prefix: String,
+        /// Resume after this key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        /// Most objects.
+        max: u32,
+    },
 }
 
 /// Where a listing resumes.
@@ -411,6 +427,13 @@ pub enum QueryResult {
     Placements {
         /// The objects, in key order.
         objects: Vec<crate::locality::PlacedObject>,
+        /// The key to resume after, if more follow.
+        next: Option<String>,
+    },
+    /// For `PlacementTable`.
+    PlacementTable {
+        /// The page.
+        table: crate::placement_table::PlacementTable,
         /// The key to resume after, if more follow.
         next: Option<String>,
     },

@@ -754,6 +754,43 @@ fn version_pages_cover_the_prefix_exactly_once_whatever_their_size() {
                     }
                 }
                 assert_eq!(got, want, "placements {bucket} {prefix:?} max {max}");
+                // The table form answers the same pages: the same keys and
+                // resume points, each segment spelled out from its table
+                // entry equal to the full form's but for the id, offset
+                // and placement rule it leaves out.
+                let mut after: Option<String> = None;
+                for _ in 0..10_000 {
+                    let (full, next) = sm
+                        .placements(bucket, prefix, after.as_deref(), max)
+                        .unwrap();
+                    let (table, tnext) = sm
+                        .placement_table(bucket, prefix, after.as_deref(), max)
+                        .unwrap();
+                    assert_eq!(tnext, next, "table {bucket} {prefix:?} max {max}");
+                    // Decoded by several threads: the same page.
+                    let split = sm
+                        .placement_walk(bucket, prefix, after.as_deref(), max, 2)
+                        .unwrap();
+                    assert_eq!(split, (table.clone(), tnext.clone()), "split {max}");
+                    assert!(table.is_consistent());
+                    assert_eq!(table.objects.len(), full.len());
+                    for (t, f) in table.objects.iter().zip(&full) {
+                        assert_eq!((&t.key, t.size), (&f.key, f.size));
+                        assert_eq!(t.segments.len(), f.segments.len());
+                        for (ts, fs) in t.segments.iter().zip(&f.segments) {
+                            let spelled = table.segment(ts).unwrap();
+                            assert_eq!(
+                                (spelled.layout, &spelled.shards, &spelled.cache),
+                                (fs.layout, &fs.shards, &fs.cache)
+                            );
+                            assert_eq!((spelled.len, spelled.shard_len), (fs.len, fs.shard_len));
+                        }
+                    }
+                    match next {
+                        Some(n) => after = Some(n),
+                        None => break,
+                    }
+                }
             }
         }
     }
@@ -846,6 +883,19 @@ fn cache_copies_are_held_but_never_placed_and_go_with_their_segment() {
     let current = sm.object("plain", "k1").unwrap().unwrap();
     assert_eq!(current.segments[0].cache, vec![copy.clone()]);
     assert_eq!(current.segments[0].shards, placed, "placement unchanged");
+    // Locate's and warm status's walk sees the copy beside the placement.
+    let (table, _) = sm.placement_table("plain", "", None, 10).unwrap();
+    let tabled = &table
+        .objects
+        .iter()
+        .find(|o| o.key == "k1")
+        .unwrap()
+        .segments[0];
+    let spelled = table.segment(tabled).unwrap();
+    assert_eq!(
+        (spelled.shards, spelled.cache),
+        (placed.clone(), vec![copy.clone()])
+    );
     let mut records = vec![];
     sm.scan_segments(|id, r| records.push((id, r))).unwrap();
     let rec = &records.iter().find(|(id, _)| *id == seg).unwrap().1;

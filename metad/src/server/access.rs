@@ -265,6 +265,7 @@ pub(crate) fn query_roles(q: &Query) -> &'static [Role] {
         | Query::ObjectVersion { .. }
         | Query::Versions { .. }
         | Query::Placements { .. }
+        | Query::PlacementTable { .. }
         | Query::Upload { .. }
         | Query::StorageClasses
         | Query::LifecyclePreview { .. } => ADMIN,

@@ -304,6 +304,10 @@ async fn ensure_leader_read(s: &AppState) -> Result<(), ApiError> {
 const SEGMENTS_PAGE_MAX: u32 = 1000;
 /// Most objects one `Query::Placements` page answers.
 const PLACEMENTS_PAGE_MAX: u32 = 5000;
+/// Most objects one `Query::PlacementTable` page answers: a few dozen
+/// bytes each, so 10,000 is well under a megabyte, and a walk pays one
+/// leader read and one round trip per 10,000 objects.
+const PLACEMENT_TABLE_PAGE_MAX: u32 = 10_000;
 
 pub(super) async fn query(
     State(s): State<Arc<AppState>>,
@@ -510,6 +514,20 @@ pub(super) async fn query(
                             max.clamp(1, PLACEMENTS_PAGE_MAX),
                         )?;
                         QueryResult::Placements { objects, next }
+                    }
+                    Query::PlacementTable {
+                        bucket,
+                        prefix,
+                        after,
+                        max,
+                    } => {
+                        let (table, next) = sm.placement_table(
+                            &bucket,
+                            &prefix,
+                            after.as_deref(),
+                            max.clamp(1, PLACEMENT_TABLE_PAGE_MAX),
+                        )?;
+                        QueryResult::PlacementTable { table, next }
                     }
                     Query::Warms => {
                         let warms = sm.warms()?;

@@ -181,17 +181,48 @@ fn zoned(dir: &std::path::Path, latency_ms: u64, bandwidth: u64) -> DevClusterCo
     cfg
 }
 
+/// What to run.
+pub struct Settings {
+    /// Objects to read.
+    pub objects: u64,
+    /// Size of each, MiB.
+    pub size_mib: usize,
+    /// Times each object is read.
+    pub rounds: usize,
+    /// Emulated delay between zones, ms.
+    pub latency_ms: u64,
+    /// Emulated bandwidth between zones, bytes/s (0: no limit).
+    pub bandwidth: u64,
+    /// Objects under the prefix `locate` is timed on.
+    pub locate_objects: u64,
+    /// Timed `locate` calls of each kind.
+    pub locate_samples: usize,
+    /// Time `locate` only (no reads, no warm, no one-zone cluster).
+    pub locate_only: bool,
+}
+
 /// Runs the bench.
-pub async fn locality(
-    objects: u64,
-    size_mib: usize,
-    rounds: usize,
-    latency_ms: u64,
-    bandwidth: u64,
-    locate_objects: u64,
-    locate_samples: usize,
-) -> Result<()> {
+pub async fn locality(set: Settings) -> Result<()> {
+    let Settings {
+        objects,
+        size_mib,
+        rounds,
+        latency_ms,
+        bandwidth,
+        locate_objects,
+        locate_samples,
+        locate_only,
+    } = set;
     let size = size_mib << 20;
+    let dir = tempfile::tempdir()?;
+    let c = DevCluster::start(zoned(dir.path(), latency_ms, bandwidth))
+        .await
+        .context("start the 3-zone cluster")?;
+    if locate_only {
+        time_locate(&c, locate_objects, locate_samples).await?;
+        c.shutdown().await;
+        return Ok(());
+    }
     println!(
         "{objects} objects of {size_mib} MiB, read {rounds} times each from zone-a's gateway; WAN {latency_ms} ms, {} between zones; stripe cache off, hedging on",
         if bandwidth == 0 {
@@ -200,10 +231,6 @@ pub async fn locality(
             format!("{} MiB/s", bandwidth >> 20)
         }
     );
-    let dir = tempfile::tempdir()?;
-    let c = DevCluster::start(zoned(dir.path(), latency_ms, bandwidth))
-        .await
-        .context("start the 3-zone cluster")?;
     let three = measure(&c, objects, size, rounds).await?;
     report("3 zones", &three);
 
@@ -238,37 +265,7 @@ pub async fn locality(
     report("3 zones, warm in zone-a", &warm);
 
     // Locate on a prefix of many small objects, in the same cluster.
-    let s = Arc::new(signer_of(&c, 0)?);
-    put(&s, "/many", vec![]).await?;
-    let t = Instant::now();
-    fill(&s, "/many/d/", locate_objects, 1024, 32).await?;
-    println!(
-        "wrote {locate_objects} objects of 1 KiB for locate in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
-    let mut times = vec![];
-    let mut found = 0;
-    for _ in 0..locate_samples {
-        let t = Instant::now();
-        let located: weft_gateway::admin_locate::Located = admin
-            .call(
-                reqwest::Method::GET,
-                "/v1/locate?bucket=many&prefix=d/",
-                None,
-            )
-            .await?;
-        times.push(t.elapsed());
-        found = located.objects.len();
-        if located.truncated {
-            bail!("locate truncated its answer at {found} objects");
-        }
-    }
-    times.sort();
-    println!(
-        "locate of {found} objects through the admin API: p50 {:.1} ms, p99 {:.1} ms over {locate_samples} calls",
-        pct(&times, 0.50),
-        pct(&times, 0.99)
-    );
+    time_locate(&c, locate_objects, locate_samples).await?;
     c.shutdown().await;
 
     let dir = tempfile::tempdir()?;
@@ -287,6 +284,47 @@ pub async fn locality(
             "{name} against 1: p50 {:.2}x, p99 {:.2}x",
             pct(&r.latencies, 0.5) / pct(&one.latencies, 0.5),
             pct(&r.latencies, 0.99) / pct(&one.latencies, 0.99)
+        );
+    }
+    Ok(())
+}
+
+/// Writes `n` objects of 1 KiB under `many/d/` and times `locate` on
+/// them through the admin API, with each object's placement in the answer
+/// and with the totals only.
+async fn time_locate(c: &DevCluster, n: u64, samples: usize) -> Result<()> {
+    let admin = c.admin_client();
+    let s = Arc::new(signer_of(c, 0)?);
+    put(&s, "/many", vec![]).await?;
+    let t = Instant::now();
+    fill(&s, "/many/d/", n, 1024, 32).await?;
+    println!(
+        "wrote {n} objects of 1 KiB for locate in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    for (what, query) in [("with each object", ""), ("totals only", "&objects=false")] {
+        let mut times = vec![];
+        let mut found = 0;
+        for _ in 0..samples {
+            let t = Instant::now();
+            let located: weft_gateway::admin_locate::Located = admin
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/v1/locate?bucket=many&prefix=d/{query}"),
+                    None,
+                )
+                .await?;
+            times.push(t.elapsed());
+            found = located.object_count;
+            if located.truncated {
+                bail!("locate truncated its answer at {found} objects");
+            }
+        }
+        times.sort();
+        println!(
+            "locate of {found} objects through the admin API, {what}: p50 {:.1} ms, p99 {:.1} ms over {samples} calls",
+            pct(&times, 0.50),
+            pct(&times, 0.99)
         );
     }
     Ok(())

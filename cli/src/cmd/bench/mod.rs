@@ -55,16 +55,18 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             zone_bandwidth_mib,
             locate_objects,
             locate_samples,
+            locate_only,
         } => {
-            locality::locality(
+            locality::locality(locality::Settings {
                 objects,
                 size_mib,
                 rounds,
-                zone_latency_ms,
-                zone_bandwidth_mib << 20,
+                latency_ms: zone_latency_ms,
+                bandwidth: zone_bandwidth_mib << 20,
                 locate_objects,
                 locate_samples,
-            )
+                locate_only,
+            })
             .await
         }
         BenchCmd::Read {
