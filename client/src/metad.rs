@@ -580,6 +580,21 @@ impl MetadClient {
                     message: err.message,
                 }),
             },
+            // metad could not read the request (axum's JSON extractor
+            // answers these in plain text, before any handler runs, so
+            // nothing was done): most likely a request this metad's version
+            // does not know. Asking again, or another voter, gets the same.
+            Err(_) if matches!(status.as_u16(), 400 | 415 | 422) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let text: String = text.chars().take(300).collect();
+                Attempt::Fail(MetadClientError::Rejected {
+                    code: RpcErrorCode::BadRequest,
+                    message: format!(
+                        "{addr}{path}: HTTP {status}: {text} (a metad older than this process \
+                         refuses requests it does not know: upgrade metad first)"
+                    ),
+                })
+            }
             // Not metad's own answer (a proxy, a crashed handler): unknown.
             Err(_) => Attempt::Unknown {
                 reason: format!("{addr}: HTTP {status}"),
@@ -679,6 +694,61 @@ mod tests {
             seen[0]["id"], seen[1]["id"],
             "a retry must carry the first attempt's id"
         );
+    }
+
+    /// An older metad's JSON extractor refuses a query it does not know
+    /// with a plain-text 422: refused at once, not retried for 20 s.
+    #[tokio::test]
+    async fn a_request_metad_cannot_read_is_refused_at_once() {
+        let (addr, seen) = scripted(vec![(
+            422,
+            "Failed to deserialize the JSON body into the target type: unknown variant `placement_table`".into(),
+        )])
+        .await;
+        let c = MetadClient::new(vec![addr]);
+        let r = c.placement_table("b", "", None, 10).await;
+        match r {
+            Err(MetadClientError::Rejected { code, message }) => {
+                assert_eq!(code, RpcErrorCode::BadRequest);
+                assert!(message.contains("upgrade metad first"), "{message}");
+                assert!(message.contains("unknown variant"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(seen.lock().unwrap().len(), 1, "asked again");
+    }
+
+    /// The placement page helper decodes the golden encoding of the answer.
+    #[tokio::test]
+    async fn a_placement_page_is_decoded_into_its_fields() {
+        let answer = serde_json::to_string(&QueryResult::PlacementTable {
+            table: weft_common::placement_table::PlacementTable {
+                placements: vec![weft_common::placement_table::Placement {
+                    layout: weft_common::profile::Layout::Replicated { copies: 2 },
+                    shards: vec![Some(weft_common::NodeId(1)), None],
+                    cache: vec![],
+                }],
+                objects: vec![weft_common::placement_table::TabledObject {
+                    key: "k".into(),
+                    size: 3,
+                    segments: vec![weft_common::placement_table::TabledSegment(0, 3, 3)],
+                }],
+            },
+            next: Some("k".into()),
+        })
+        .unwrap();
+        let (addr, seen) = scripted(vec![(200, answer)]).await;
+        let c = MetadClient::new(vec![addr]);
+        let (table, next) = c
+            .placement_table("b", "p", Some("a".into()), 10)
+            .await
+            .unwrap();
+        assert_eq!(next.as_deref(), Some("k"));
+        assert_eq!(table.objects[0].segments[0].shard_len(), 3);
+        assert_eq!(table.placements[0].shards[1], None);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[0]["q"], "placement_table");
+        assert_eq!(seen[0]["after"], "a");
     }
 
     #[tokio::test]

@@ -10,10 +10,12 @@
 //! order first (cheap copies of stored bytes), the decoding split in
 //! chunks, and the table built in key order from the chunks' results.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use redb::ReadOnlyTable;
 use weft_common::placement_table::{Placement, PlacementTable, TableBuilder, TabledSegment};
 
-use crate::envelope::decode;
+use crate::envelope::{decode, CorruptValue};
 use crate::error::MetaError;
 use crate::segment_index;
 use crate::state_machine::StateMachine;
@@ -23,6 +25,28 @@ use crate::tables::{object_key, prefix_end, OBJECTS, SEGMENTS, T_OBJECTS};
 const PARALLEL_FROM: usize = 2_000;
 /// Most threads one page is decoded by.
 const THREADS_MAX: usize = 4;
+/// Pages being decoded by several threads now: one at a time, so that
+/// many callers walking at once (any bucket owner may locate) add at most
+/// `THREADS_MAX - 1` threads to metad, and the rest decode on their own.
+static PARALLEL_WALKS: AtomicUsize = AtomicUsize::new(0);
+
+/// Holds the one parallel walk's turn.
+struct Turn;
+
+impl Turn {
+    fn take() -> Option<Turn> {
+        PARALLEL_WALKS
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+            .then_some(Turn)
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        PARALLEL_WALKS.store(0, Ordering::Release);
+    }
+}
 
 /// One object's stored manifest: its table key and sealed value.
 type Stored = (Vec<u8>, Vec<u8>);
@@ -82,14 +106,13 @@ impl StateMachine {
             stored.push((k.value().to_vec(), v.value().to_vec()));
         }
         let skip = object_key(bucket, "").len();
-        let threads = if stored.len() < parallel_from.max(2) {
-            1
-        } else {
-            std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .clamp(2, THREADS_MAX)
-        };
-        let decoded: Vec<Placed> = if threads == 1 {
+        let turn = (stored.len() >= parallel_from.max(2))
+            .then(Turn::take)
+            .flatten();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(2, THREADS_MAX);
+        let decoded: Vec<Placed> = if turn.is_none() {
             place(&segs, skip, &stored)?
         } else {
             let chunk = stored.len().div_ceil(threads);
@@ -104,6 +127,7 @@ impl StateMachine {
                     .map(|h| h.join().expect("a placement decoder panicked"))
                     .collect()
             });
+            drop(turn);
             let mut all = Vec::with_capacity(stored.len());
             for p in parts {
                 all.extend(p?);
@@ -136,13 +160,20 @@ fn place(
         let version: segment_index::SizedSegments = decode(T_OBJECTS, k, v)?;
         let mut placed = Vec::with_capacity(version.segments.len());
         for s in version.segments {
+            let layout = s.layout.layout().ok_or_else(|| {
+                CorruptValue::new(
+                    T_OBJECTS,
+                    k,
+                    "a segment's layout lacks a field its kind needs",
+                )
+            })?;
             let (shards, cache) = match segment_index::placement_of(segs, s.id)? {
                 Some(rec) => (rec.shards, rec.cache),
                 None => (s.shards, vec![]),
             };
             placed.push((
                 Placement {
-                    layout: s.layout.into(),
+                    layout,
                     shards,
                     cache,
                 },

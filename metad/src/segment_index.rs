@@ -100,19 +100,18 @@ pub(crate) struct SegmentWhere {
 /// [`Layout`](weft_common::profile::Layout) read as a plain struct: the
 /// enum's tag sits inside the object, which makes serde buffer each one
 /// into an untyped tree first — per segment, on a walk of thousands.
-/// The walk's equality with the full decode is tested
-/// (`version_pages_cover_the_prefix_exactly_once_whatever_their_size`).
+/// Its equality with the enum's decoding is tested below for both kinds,
+/// and the walk's with the full decode in
+/// `version_pages_cover_the_prefix_exactly_once_whatever_their_size`
+/// (replicated segments) and end to end on erasure-coded objects in
+/// `cli/tests/locality.rs`.
 #[derive(serde::Deserialize)]
 pub(crate) struct LayoutWhere {
     kind: LayoutKind,
-    #[serde(default)]
-    copies: u8,
-    #[serde(default)]
-    k: u8,
-    #[serde(default)]
-    m: u8,
-    #[serde(default)]
-    unit_bytes: u32,
+    copies: Option<u8>,
+    k: Option<u8>,
+    m: Option<u8>,
+    unit_bytes: Option<u32>,
 }
 
 #[derive(serde::Deserialize)]
@@ -122,16 +121,21 @@ enum LayoutKind {
     Erasure,
 }
 
-impl From<LayoutWhere> for weft_common::profile::Layout {
-    fn from(l: LayoutWhere) -> Self {
-        match l.kind {
-            LayoutKind::Replicated => Self::Replicated { copies: l.copies },
-            LayoutKind::Erasure => Self::Erasure {
-                k: l.k,
-                m: l.m,
-                unit_bytes: l.unit_bytes,
+impl LayoutWhere {
+    /// The layout; `None` when a field its kind needs is missing (where
+    /// the full decode would have failed).
+    pub(crate) fn layout(&self) -> Option<weft_common::profile::Layout> {
+        use weft_common::profile::Layout;
+        Some(match self.kind {
+            LayoutKind::Replicated => Layout::Replicated {
+                copies: self.copies?,
             },
-        }
+            LayoutKind::Erasure => Layout::Erasure {
+                k: self.k?,
+                m: self.m?,
+                unit_bytes: self.unit_bytes?,
+            },
+        })
     }
 }
 
@@ -242,8 +246,22 @@ mod tests {
         ] {
             let json = serde_json::to_vec(&layout).unwrap();
             let read: LayoutWhere = serde_json::from_slice(&json).unwrap();
-            assert_eq!(Layout::from(read), layout);
+            assert_eq!(read.layout(), Some(layout));
         }
         assert!(serde_json::from_str::<LayoutWhere>(r#"{"kind":"mirror"}"#).is_err());
+        // A field its kind needs is missing: no layout, as the full
+        // decode refuses it.
+        for partial in [
+            r#"{"kind":"erasure","k":4,"m":2}"#,
+            r#"{"kind":"erasure"}"#,
+            r#"{"kind":"replicated"}"#,
+        ] {
+            let read: LayoutWhere = serde_json::from_str(partial).unwrap();
+            assert_eq!(read.layout(), None, "{partial}");
+            assert!(
+                serde_json::from_str::<Layout>(partial).is_err(),
+                "{partial}"
+            );
+        }
     }
 }

@@ -488,20 +488,51 @@ pub(crate) async fn for_each_page(
                 "metad answered a placement page whose segments index past its table; retry, and report it if it persists".into(),
             ));
         }
-        let room = LOCATE_OBJECTS_MAX - objects;
-        if table.objects.len() > room {
-            table.objects.truncate(room);
-            f(&table);
-            return Ok(true);
-        }
-        objects += table.objects.len();
+        let step = next_step(objects, table.objects.len(), next, LOCATE_OBJECTS_MAX);
+        let keep = match &step {
+            Step::Stop { keep, .. } => *keep,
+            Step::After(_) => table.objects.len(),
+        };
+        table.objects.truncate(keep);
+        objects += keep;
         f(&table);
-        match next {
-            // `next` means metad saw at least one more object.
-            Some(_) if objects == LOCATE_OBJECTS_MAX => return Ok(true),
-            Some(n) => after = Some(n),
-            None => return Ok(false),
+        match step {
+            Step::Stop { truncated, .. } => return Ok(truncated),
+            Step::After(n) => after = Some(n),
         }
+    }
+}
+
+/// What a walk does after a page.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// Keep the page's first `keep` objects and stop; `truncated` when
+    /// more matched.
+    Stop { keep: usize, truncated: bool },
+    /// Keep the whole page and resume after this key.
+    After(String),
+}
+
+/// After `so_far` objects, a page of `len` with `next` (metad's sign that
+/// at least one more object matched), under a limit of `max` objects.
+fn next_step(so_far: usize, len: usize, next: Option<String>, max: usize) -> Step {
+    let room = max.saturating_sub(so_far);
+    if len > room {
+        return Step::Stop {
+            keep: room,
+            truncated: true,
+        };
+    }
+    match next {
+        Some(_) if so_far + len == max => Step::Stop {
+            keep: len,
+            truncated: true,
+        },
+        Some(n) => Step::After(n),
+        None => Step::Stop {
+            keep: len,
+            truncated: false,
+        },
     }
 }
 
@@ -565,6 +596,17 @@ mod tests {
             },
             shards: nodes.iter().map(|n| Some(NodeId(*n))).collect(),
             cache: vec![],
+        }
+    }
+
+    trait WithShards {
+        fn with_shards(self, nodes: [Option<u64>; 6]) -> Placement;
+    }
+
+    impl WithShards for Placement {
+        fn with_shards(mut self, nodes: [Option<u64>; 6]) -> Placement {
+            self.shards = nodes.iter().map(|n| n.map(NodeId)).collect();
+            self
         }
     }
 
@@ -645,6 +687,178 @@ mod tests {
         let o2 = a.objects.iter().find(|o| o.key == "o2").unwrap();
         assert_eq!(o2.zone_bytes["a"], 400);
         assert_eq!(o2.node_shards["n3"], 1);
+    }
+
+    #[test]
+    fn a_walk_stops_at_the_limit_and_says_whether_more_matched() {
+        let more = || Some("k".to_string());
+        assert_eq!(next_step(0, 10, more(), 25), Step::After("k".into()));
+        assert_eq!(
+            next_step(20, 10, more(), 25),
+            Step::Stop {
+                keep: 5,
+                truncated: true
+            },
+            "a page past the limit is cut"
+        );
+        assert_eq!(
+            next_step(15, 10, more(), 25),
+            Step::Stop {
+                keep: 10,
+                truncated: true
+            },
+            "exactly at the limit with more to come"
+        );
+        assert_eq!(
+            next_step(15, 10, None, 25),
+            Step::Stop {
+                keep: 10,
+                truncated: false
+            },
+            "exactly at the limit and nothing more"
+        );
+        assert_eq!(
+            next_step(0, 3, None, 25),
+            Step::Stop {
+                keep: 3,
+                truncated: false
+            }
+        );
+    }
+
+    /// The per-placement sums against the per-segment rules applied to
+    /// every segment spelled out, as locate computed them before the
+    /// table: cache copies, a node metad knows but no zone does, a
+    /// missing shard, replicated and erasure-coded segments, and measured
+    /// paths behind the estimates.
+    #[test]
+    fn placement_sums_equal_the_per_segment_rules() {
+        use weft_common::netmap::{NetMap, NetPath};
+        use weft_common::warm::CacheCopy;
+        let ec = |nodes: [Option<u64>; 6], cache: Vec<CacheCopy>| {
+            Placement {
+                cache,
+                ..placement([0; 6])
+            }
+            .with_shards(nodes)
+        };
+        let copy = CacheCopy {
+            index: 0,
+            node: NodeId(3),
+            zone: "b".into(),
+        };
+        let page = PlacementTable {
+            placements: vec![
+                ec(
+                    [Some(1), Some(2), Some(3), Some(4), Some(5), Some(6)],
+                    vec![],
+                ),
+                ec(
+                    [Some(1), Some(2), Some(3), Some(4), Some(5), Some(6)],
+                    vec![copy],
+                ),
+                ec([Some(9), None, Some(3), Some(4), Some(5), Some(6)], vec![]),
+                Placement {
+                    layout: Layout::Replicated { copies: 2 },
+                    shards: vec![Some(5), Some(9)]
+                        .into_iter()
+                        .map(|n| n.map(NodeId))
+                        .collect(),
+                    cache: vec![],
+                },
+            ],
+            objects: vec![
+                object("o0", 0, 100),
+                object("o1", 1, 300),
+                TabledObject {
+                    key: "o2".into(),
+                    size: 1000,
+                    segments: vec![TabledSegment(2, 400, 100), TabledSegment(3, 600, 600)],
+                },
+            ],
+        };
+        let path = |from: &str, to: &str, rtt_us, bytes_per_s| NetPath {
+            from: from.into(),
+            to: to.into(),
+            rtt_us,
+            bytes_per_s,
+            age_ms: 0,
+            reporters: 1,
+        };
+        let netmap = NetMap {
+            paths: vec![
+                path("a", "b", 20_000, 1 << 20),
+                path("a", "c", 40_000, 2 << 20),
+                path("b", "a", 20_000, 1 << 20),
+                path("b", "c", 30_000, 1 << 20),
+                path("c", "a", 40_000, 4 << 20),
+                path("c", "b", 30_000, 1 << 20),
+            ],
+        };
+        let zone_of: HashMap<NodeId, String> = (1..=6)
+            .map(|n| (NodeId(n), ["a", "b", "c"][(n as usize - 1) / 2].to_string()))
+            .collect();
+        let wanted: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let order: Vec<Vec<String>> = wanted
+            .iter()
+            .map(|z| {
+                let mut o: Vec<String> = wanted.iter().filter(|o| *o != z).cloned().collect();
+                o.sort_by_key(|o| (netmap.path(z, o).map_or(u64::MAX, |p| p.rtt_us), o.clone()));
+                o
+            })
+            .collect();
+        let mut sum = Summer::new(&zone_of, &wanted, &order, true);
+        sum.page(&page);
+        let zones = wanted.iter().map(|z| (z.clone(), z.clone())).collect();
+        let got = sum.finish(&LocateQuery::default(), &zones, &netmap);
+
+        // The rules, segment by segment.
+        let zone = |n: NodeId| zone_of.get(&n).map(String::as_str);
+        let (mut zone_bytes, mut node_shards) = (BTreeMap::new(), BTreeMap::new());
+        for o in &page.objects {
+            for s in &o.segments {
+                let seg = page.segment(s).unwrap();
+                for n in seg.shards.iter().flatten() {
+                    *zone_bytes
+                        .entry(zone(*n).unwrap_or("unknown").to_string())
+                        .or_insert(0u64) += seg.shard_len;
+                    *node_shards.entry(n.to_string()).or_insert(0u64) += 1;
+                }
+            }
+        }
+        assert_eq!(got.zone_bytes, zone_bytes);
+        assert_eq!(got.node_shards, node_shards);
+        assert!(got.zone_bytes.contains_key("unknown"), "node 9 has no zone");
+        for (w, z) in wanted.iter().enumerate() {
+            let (mut local, mut cross) = (0, 0);
+            let mut from: BTreeMap<String, u64> = BTreeMap::new();
+            for o in &page.objects {
+                for s in &o.segments {
+                    let seg = page.segment(s).unwrap();
+                    let (l, c) = weft_common::locality::read_cost(&seg, zone, z);
+                    local += l;
+                    cross += c;
+                    for (src, b) in weft_common::locality::read_sources(&seg, zone, z, &order[w]) {
+                        if src != *z {
+                            *from.entry(src).or_default() += b;
+                        }
+                    }
+                }
+            }
+            let estimated = from
+                .iter()
+                .map(|(src, b)| netmap.transfer_secs(src, z, *b))
+                .try_fold(0.0f64, |worst, t| t.map(|t| worst.max(t)));
+            let r = got.reads.iter().find(|r| r.zone == *z).unwrap();
+            assert_eq!((r.local_bytes, r.cross_zone_bytes), (local, cross), "{z}");
+            assert_eq!(r.estimated_secs, estimated, "{z}");
+        }
+        // The fixture exercises the copy: o1's segment read from b takes 3
+        // units in b (2 placed, 1 copied) and 1 across.
+        let o1 = page.segment(&page.objects[1].segments[0]).unwrap();
+        assert_eq!(weft_common::locality::read_cost(&o1, zone, "b"), (900, 300));
+        // Every path is measured, so every estimate is a number.
+        assert!(got.reads.iter().all(|r| r.estimated_secs.is_some()));
     }
 
     #[test]
