@@ -19,7 +19,7 @@ use crate::envelope::{decode, CorruptValue};
 use crate::error::MetaError;
 use crate::segment_index;
 use crate::state_machine::StateMachine;
-use crate::tables::{object_key, prefix_end, OBJECTS, SEGMENTS, T_OBJECTS};
+use crate::tables::{current_range, object_key, OBJECTS, SEGMENTS, T_OBJECTS};
 
 /// Objects below which a page is decoded on the calling thread alone.
 const PARALLEL_FROM: usize = 2_000;
@@ -79,20 +79,9 @@ impl StateMachine {
         parallel_from: usize,
     ) -> Result<(PlacementTable, Option<String>), MetaError> {
         let tx = self.begin_read()?;
-        let lo = object_key(bucket, prefix);
-        let hi = prefix_end(&lo);
-        let start = match after {
-            Some(a) if a >= prefix => {
-                let mut k = object_key(bucket, a);
-                // Just past `after`: the next key in byte order.
-                k.push(0);
-                k
-            }
-            _ => lo.clone(),
-        };
-        if start >= hi {
+        let Some((start, hi)) = current_range(bucket, prefix, after) else {
             return Ok((PlacementTable::default(), None));
-        }
+        };
         let objects = tx.open_table(OBJECTS)?;
         let segs = tx.open_table(SEGMENTS)?;
         let mut stored: Vec<Stored> = vec![];

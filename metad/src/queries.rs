@@ -144,20 +144,9 @@ impl StateMachine {
         max: u32,
     ) -> Result<(Vec<weft_common::locality::PlacedObject>, Option<String>), MetaError> {
         let tx = self.begin_read()?;
-        let lo = object_key(bucket, prefix);
-        let hi = prefix_end(&lo);
-        let start = match after {
-            Some(a) if a >= prefix => {
-                let mut k = object_key(bucket, a);
-                // Just past `after`: the next key in byte order.
-                k.push(0);
-                k
-            }
-            _ => lo.clone(),
-        };
-        if start >= hi {
+        let Some((start, hi)) = current_range(bucket, prefix, after) else {
             return Ok((vec![], None));
-        }
+        };
         let objects = tx.open_table(OBJECTS)?;
         let segs = tx.open_table(SEGMENTS)?;
         let skip = object_key(bucket, "").len();

@@ -123,6 +123,27 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     k
 }
 
+/// The `OBJECTS` keys a walk of `bucket/prefix` resuming after the key
+/// `after` reads: `[start, end)`, or `None` when nothing is left.
+pub(crate) fn current_range(
+    bucket: &str,
+    prefix: &str,
+    after: Option<&str>,
+) -> Option<(Vec<u8>, Vec<u8>)> {
+    let lo = object_key(bucket, prefix);
+    let hi = prefix_end(&lo);
+    let start = match after {
+        Some(a) if a >= prefix => {
+            let mut k = object_key(bucket, a);
+            // Just past `after`: the next key in byte order.
+            k.push(0);
+            k
+        }
+        _ => lo,
+    };
+    (start < hi).then_some((start, hi))
+}
+
 /// `bucket \0 key \0`: every history entry of one key starts with this.
 pub(crate) fn history_prefix(bucket: &str, key: &str) -> Vec<u8> {
     let mut k = object_key(bucket, key);

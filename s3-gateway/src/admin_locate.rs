@@ -618,11 +618,16 @@ mod tests {
         }
     }
 
-    fn summed(pages: &[PlacementTable]) -> Located {
-        let zone_of: HashMap<NodeId, String> = (1..=6)
+    /// Nodes 1–6, two in each of zones a, b and c; the zones.
+    fn three_zones() -> (HashMap<NodeId, String>, Vec<String>) {
+        let zone_of = (1..=6)
             .map(|n| (NodeId(n), ["a", "b", "c"][(n as usize - 1) / 2].to_string()))
             .collect();
-        let wanted: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        (zone_of, ["a", "b", "c"].map(String::from).to_vec())
+    }
+
+    fn summed(pages: &[PlacementTable]) -> Located {
+        let (zone_of, wanted) = three_zones();
         let order: Vec<Vec<String>> = wanted
             .iter()
             .map(|z| wanted.iter().filter(|o| *o != z).cloned().collect())
@@ -795,10 +800,7 @@ mod tests {
                 path("c", "b", 30_000, 1 << 20),
             ],
         };
-        let zone_of: HashMap<NodeId, String> = (1..=6)
-            .map(|n| (NodeId(n), ["a", "b", "c"][(n as usize - 1) / 2].to_string()))
-            .collect();
-        let wanted: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        let (zone_of, wanted) = three_zones();
         let order: Vec<Vec<String>> = wanted
             .iter()
             .map(|z| {
