@@ -228,6 +228,58 @@ async fn digests_and_checksums_are_enforced() {
     tc.shutdown().await;
 }
 
+/// A refusal sent before the body was read says `Connection: close`, so the
+/// client does not pool a connection the gateway is closing: each next
+/// request on the same client is answered (CI once saw a HEAD after such a
+/// refusal fail as "connection closed before message completed").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_given_before_the_body_is_read_closes_the_connection() {
+    let tc = TestCluster::start().await;
+    let s3 = tc.root_client();
+    assert_eq!(s3.mb("early").await.status, 200);
+    s3.must_put("early", "kept", b"kept".to_vec()).await;
+    let body = data(2, 1 << 20);
+    for round in 0..40 {
+        let r = s3
+            .request(
+                "PUT",
+                "/early/refused",
+                &[],
+                &[("content-md5", "!!!")],
+                body.clone(),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.error_code().as_deref()),
+            (400, Some("InvalidDigest")),
+            "round {round}: {}",
+            r.text()
+        );
+        let connection = r
+            .headers
+            .get("connection")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert!(
+            connection.eq_ignore_ascii_case("close"),
+            "round {round}: the refusal must close the connection, said {connection:?}"
+        );
+        let r = s3.head("early", "kept").await;
+        assert_eq!(r.status, 200, "round {round}");
+    }
+    must_be_absent(&s3, "early", "refused").await;
+    // A request whose body was read keeps its connection.
+    let r = s3
+        .request("PUT", "/early/read", &[], &[], b"read".to_vec())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_ne!(
+        r.headers.get("connection").and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
+    tc.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_xml_and_oversized_input() {
     let tc = TestCluster::start().await;

@@ -230,14 +230,15 @@ fn should_wrap(method: &http::Method, headers: &HeaderMap) -> bool {
     claims_digest(headers) && !is_aws_chunked(headers) && !is_post_form(method, headers)
 }
 
+/// A request body as it reaches the integrity check.
+pub type RequestBody = crate::body_end::ReadToEnd<hyper::body::Incoming>;
+
 /// Prepares a request for s3s: a body that claims a digest (and is not
 /// aws-chunked or a form upload) is wrapped so it can be checked; the
 /// returned handle gives the final answer.
-pub fn wrap_request(
-    req: http::Request<hyper::body::Incoming>,
-) -> (s3s::HttpRequest, Option<Arc<BodyCheck>>) {
+pub fn wrap_request(req: http::Request<RequestBody>) -> (s3s::HttpRequest, Option<Arc<BodyCheck>>) {
     if !should_wrap(req.method(), req.headers()) {
-        return (req.map(s3s::Body::from), None);
+        return (req.map(s3s::Body::http_body), None);
     }
     let check = Arc::new(BodyCheck::new());
     let (mut parts, body) = req.into_parts();
@@ -454,7 +455,7 @@ impl Hashing {
 
 /// A request body that hashes itself and fails at its end on a mismatch.
 struct CheckedBody {
-    inner: hyper::body::Incoming,
+    inner: RequestBody,
     check: Arc<BodyCheck>,
     hashing: Option<Hashing>,
     done: bool,

@@ -19,6 +19,7 @@ pub mod admin_usage;
 pub mod admin_warm;
 pub mod admission;
 pub mod auth;
+pub mod body_end;
 pub mod checksums;
 pub mod cluster_map;
 pub mod codecs;

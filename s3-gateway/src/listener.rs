@@ -403,7 +403,10 @@ async fn handle(
         }
         Ok(mut ticket) => {
             let span = tracing::info_span!("s3", request_id = %id, method = %method, path = %req.uri().path());
-            let (req, body_check) = crate::integrity::wrap_request(req);
+            let (parts, body) = req.into_parts();
+            let (body, body_ended) = crate::body_end::ReadToEnd::new(body);
+            let (req, body_check) =
+                crate::integrity::wrap_request(http::Request::from_parts(parts, body));
             let claimed = claimed_access_key(req.headers(), req.uri().query());
             let path = req.uri().path().to_string();
             // The S3 access check names the verified key in this slot, so
@@ -427,6 +430,7 @@ async fn handle(
             if let Some(c) = body_check {
                 resp = c.answer(resp);
             }
+            crate::body_end::close_if_unread(&mut resp, &body_ended);
             ticket.release_bytes();
             let streamed = method != http::Method::HEAD && resp.body().bytes().is_none();
             let length = resp
