@@ -79,11 +79,16 @@ where
 /// to its end (see the module comment).
 pub fn close_if_unread<T>(resp: &mut http::Response<T>, ended: &Ended) {
     if !ended.get() {
-        resp.headers_mut().insert(
-            http::header::CONNECTION,
-            http::HeaderValue::from_static("close"),
-        );
+        close_connection(resp);
     }
+}
+
+/// Tells the client, and hyper, that the connection ends with this answer.
+pub fn close_connection<T>(resp: &mut http::Response<T>) {
+    resp.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
 }
 
 #[cfg(test)]

@@ -209,10 +209,7 @@ where
 {
     let svc = hyper::service::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
         let mut resp = slow_down(Reason::Connections);
-        resp.headers_mut().insert(
-            http::header::CONNECTION,
-            http::HeaderValue::from_static("close"),
-        );
+        crate::body_end::close_connection(&mut resp);
         if let Ok(v) = http::HeaderValue::from_str(&request_id()) {
             resp.headers_mut().insert("x-amz-request-id", v);
         }
@@ -387,26 +384,18 @@ async fn handle(
         .get(http::header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let empty_body = declared == 0;
+    // Any answer given before the body was read closes the connection
+    // (`close_if_unread` below), so its unread bytes cannot be taken for
+    // the next request: a refusal by admission never reads it.
+    let (parts, body) = req.into_parts();
+    let (body, body_ended) = crate::body_end::ReadToEnd::new(body);
+    let req = http::Request::from_parts(parts, body);
     let t0 = tokio::time::Instant::now();
     let (mut resp, ticket) = match shared.admission.request(declared) {
-        Err(reason) => {
-            // The body is never read: close the connection after the answer
-            // so its unread bytes cannot be taken for the next request.
-            let mut resp = slow_down(reason);
-            if !empty_body {
-                resp.headers_mut().insert(
-                    http::header::CONNECTION,
-                    http::HeaderValue::from_static("close"),
-                );
-            }
-            (resp, None)
-        }
+        Err(reason) => (slow_down(reason), None),
         Ok(mut ticket) => {
             let span = tracing::info_span!("s3", request_id = %id, method = %method, path = %req.uri().path());
-            let (parts, body) = req.into_parts();
-            let (body, body_ended) = crate::body_end::ReadToEnd::new(body);
-            let (req, body_check) =
-                crate::integrity::wrap_request(http::Request::from_parts(parts, body));
+            let (req, body_check) = crate::integrity::wrap_request(req);
             let claimed = claimed_access_key(req.headers(), req.uri().query());
             let path = req.uri().path().to_string();
             // The S3 access check names the verified key in this slot, so
@@ -430,7 +419,6 @@ async fn handle(
             if let Some(c) = body_check {
                 resp = c.answer(resp);
             }
-            crate::body_end::close_if_unread(&mut resp, &body_ended);
             ticket.release_bytes();
             let streamed = method != http::Method::HEAD && resp.body().bytes().is_none();
             let length = resp
@@ -462,11 +450,9 @@ async fn handle(
     if let Ok(v) = http::HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-amz-request-id", v);
     }
+    crate::body_end::close_if_unread(&mut resp, &body_ended);
     if expect_continue && (empty_body || !resp.status().is_success()) {
-        resp.headers_mut().insert(
-            http::header::CONNECTION,
-            http::HeaderValue::from_static("close"),
-        );
+        crate::body_end::close_connection(&mut resp);
     }
     Ok(resp.map(|b| AdmittedBody::new(b, ticket)))
 }
